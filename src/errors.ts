@@ -1,0 +1,92 @@
+// Every failure imgstream reports is one of these classes: a stable `code`, a one-line
+// message naming the problem, and a hint. EXIT_CODES is the one table that maps them to
+// process exit codes; the CLI prints it in --help and the man pages.
+
+export type ErrorCode =
+  | 'usage'
+  | 'not-found'
+  | 'invalid-input'
+  | 'not-a-volume'
+  | 'exists'
+  | 'busy'
+  | 'volume-full'
+  | 'corrupt'
+  | 'io';
+
+export const EXIT_CODES: Record<ErrorCode, { exit: number; meaning: string }> = {
+  usage: { exit: 2, meaning: 'bad command line: unknown flag, missing or conflicting argument' },
+  'not-found': { exit: 3, meaning: 'a volume, snapshot or input file does not exist' },
+  'invalid-input': { exit: 4, meaning: 'a value is malformed: size, block size, name, expression, image' },
+  'not-a-volume': { exit: 5, meaning: 'the file is not an imgstream volume, or of an unsupported version' },
+  exists: { exit: 6, meaning: 'the target already exists (volume file, snapshot name)' },
+  busy: { exit: 7, meaning: 'another imgstream process holds the volume' },
+  'volume-full': { exit: 8, meaning: 'the volume has no free block left for the change' },
+  corrupt: { exit: 9, meaning: 'a checksum or consistency check failed' },
+  io: { exit: 10, meaning: 'the operating system refused a read or write' },
+};
+
+/** Exit code of an unexpected internal error (a bug: please report it). */
+export const EXIT_INTERNAL = 1;
+
+export class ImgstreamError extends Error {
+  readonly code: ErrorCode;
+  readonly hint?: string;
+  constructor(code: ErrorCode, message: string, hint?: string) {
+    super(message);
+    this.code = code;
+    this.hint = hint;
+    this.name = new.target.name;
+  }
+  get exitCode(): number {
+    return EXIT_CODES[this.code].exit;
+  }
+}
+
+export class UsageError extends ImgstreamError {
+  constructor(message: string, hint?: string) { super('usage', message, hint); }
+}
+export class NotFoundError extends ImgstreamError {
+  constructor(message: string, hint?: string) { super('not-found', message, hint); }
+}
+export class InvalidInputError extends ImgstreamError {
+  constructor(message: string, hint?: string) { super('invalid-input', message, hint); }
+}
+export class NotAVolumeError extends ImgstreamError {
+  constructor(message: string, hint?: string) { super('not-a-volume', message, hint); }
+}
+export class ExistsError extends ImgstreamError {
+  constructor(message: string, hint?: string) { super('exists', message, hint); }
+}
+export class BusyError extends ImgstreamError {
+  constructor(message: string, hint?: string) { super('busy', message, hint); }
+}
+export class VolumeFullError extends ImgstreamError {
+  constructor(message: string, hint?: string) { super('volume-full', message, hint); }
+}
+export class CorruptError extends ImgstreamError {
+  constructor(message: string, hint?: string) { super('corrupt', message, hint); }
+}
+export class IoError extends ImgstreamError {
+  constructor(message: string, hint?: string) { super('io', message, hint); }
+}
+
+/** Turns an operating-system error on `path` into a named imgstream error. */
+export function fromSystemError(err: unknown, path: string, doing: string): ImgstreamError {
+  if (err instanceof ImgstreamError) return err;
+  const e = err as NodeJS.ErrnoException;
+  switch (e?.code) {
+    case 'ENOENT':
+      return new NotFoundError(`${path}: no such file or directory`);
+    case 'EEXIST':
+      return new ExistsError(`${path}: already exists`, 'choose another path or remove it first');
+    case 'EACCES':
+    case 'EPERM':
+      return new IoError(`${path}: permission denied while ${doing}`);
+    case 'EISDIR':
+      return new InvalidInputError(`${path}: is a directory`);
+    case 'ENOSPC':
+      return new IoError(`${path}: no space left on the device while ${doing}`);
+    default:
+      return new IoError(`${path}: ${e?.message ?? String(err)} while ${doing}`);
+  }
+}
