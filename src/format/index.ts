@@ -1,0 +1,5 @@
+// Pure byte codecs of everything imgstream writes: values in, bytes out and back, no I/O.
+// May import node:zlib (crc32) and ../errors.js only.
+export * from './volume-root.js';
+export * from './journal-index.js';
+export * from './snapshot-entry.js';

@@ -1,0 +1,111 @@
+// Plane and snapshot-table blocks, read through three layers: blocks changed since the
+// last CP (dirty, journaled at the next CP), the journal of the current root when it was
+// not applied in place yet (read-only opens after a crash), and a bounded cache of clean
+// blocks read from the file.
+import type { BlockFile } from './block-file.js';
+import type { VolumeLayout } from './layout.js';
+
+export interface MetaBlock {
+  buf: Buffer;
+  words: Uint32Array;
+}
+
+const CLEAN_CACHE_BYTES = 64 << 20;
+
+export class MetadataStore {
+  private readonly dirty = new Map<number, MetaBlock>();
+  private readonly clean = new Map<number, MetaBlock>();
+  private readonly overlay = new Map<number, Buffer>();
+  private readonly cleanLimit: number;
+
+  constructor(private readonly file: BlockFile, private readonly layout: VolumeLayout) {
+    this.cleanLimit = Math.max(64, Math.floor(CLEAN_CACHE_BYTES / layout.blockSize));
+  }
+
+  private wrap(buf: Buffer): MetaBlock {
+    return { buf, words: new Uint32Array(buf.buffer, buf.byteOffset, buf.length >>> 2) };
+  }
+
+  /** A block for reading. Do not modify it: use forWrite(). */
+  read(m: number): MetaBlock {
+    const d = this.dirty.get(m);
+    if (d) return d;
+    let c = this.clean.get(m);
+    if (c) return c;
+    const buf = Buffer.alloc(this.layout.blockSize);
+    const o = this.overlay.get(m);
+    if (o) o.copy(buf);
+    else this.file.read(buf, this.layout.metaOffset(m));
+    c = this.wrap(buf);
+    if (this.clean.size >= this.cleanLimit) this.evict();
+    this.clean.set(m, c);
+    return c;
+  }
+
+  /** The block, moved to the dirty set: its new contents go into the next CP. */
+  forWrite(m: number): MetaBlock {
+    const d = this.dirty.get(m);
+    if (d) return d;
+    const b = this.read(m);
+    this.clean.delete(m);
+    this.dirty.set(m, b);
+    return b;
+  }
+
+  /** Overwrites a block outright (its old contents are not needed). */
+  replace(m: number, buf: Buffer): void {
+    this.clean.delete(m);
+    this.dirty.set(m, this.wrap(buf));
+  }
+
+  isDirty(m: number): boolean {
+    return this.dirty.has(m);
+  }
+
+  dirtyBlocks(): Array<[number, MetaBlock]> {
+    return [...this.dirty.entries()].sort((a, b) => a[0] - b[0]);
+  }
+
+  dirtyCount(): number {
+    return this.dirty.size;
+  }
+
+  /** After a CP: dirty blocks are now what the file holds. */
+  markClean(): void {
+    for (const [m, b] of this.dirty) {
+      if (this.clean.size >= this.cleanLimit) this.evict();
+      this.clean.set(m, b);
+    }
+    this.dirty.clear();
+  }
+
+  /** Drops uncommitted changes (an aborted operation). */
+  discardDirty(): void {
+    this.dirty.clear();
+  }
+
+  /** Forgets cached copies of file blocks [start, start+count), e.g. a freed plane slot. */
+  forget(start: number, count: number): void {
+    for (const map of [this.dirty, this.clean]) {
+      for (const m of [...map.keys()]) if (m >= start && m < start + count) map.delete(m);
+    }
+  }
+
+  setOverlay(entries: Map<number, Buffer>): void {
+    this.overlay.clear();
+    for (const [m, b] of entries) this.overlay.set(m, b);
+    this.clean.clear();
+  }
+
+  clearOverlay(): void {
+    this.overlay.clear();
+  }
+
+  private evict(): void {
+    let n = this.clean.size >>> 1;
+    for (const k of this.clean.keys()) {
+      this.clean.delete(k);
+      if (--n <= 0) break;
+    }
+  }
+}

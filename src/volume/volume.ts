@@ -1,0 +1,694 @@
+// A volume: one file or block device holding a logical disk mapped write-anywhere, its
+// blockmap (active plane, two mark-on-allocate planes, one plane per snapshot), the
+// snapshot table and two root records. See layout.ts for where things are and
+// format/volume-root.ts for the root record.
+//
+// A consistency point (commit()):
+//   1. data blocks were already written to free VBNs; dirty map nodes are written now
+//   2. the changed plane and table blocks are written to free VBNs (the journal), with an
+//      index; fdatasync
+//   3. the root record naming the new map root and the journal; fdatasync
+//   4. the journal is applied in place; fdatasync
+//   5. a root record without journal (generation + 1); fdatasync: journal blocks are free
+// A crash before 3 leaves the previous root current, and nothing it references was
+// touched; after 3 the journal is replayed on open. Cost: what changed, not volume size.
+import fs from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { CorruptError, ExistsError, InvalidInputError, NotAVolumeError, NotFoundError, fromSystemError } from '../errors.js';
+import { decodeRootRecord, encodeRootRecord, ROOT_RECORD_BYTES, type RootRecord } from '../format/volume-root.js';
+import { contentCrc, decodeJournalIndex, encodeJournalIndex, entriesPerIndexBlock, type JournalEntry } from '../format/journal-index.js';
+import { decodeSnapshotEntry, encodeSnapshotEntry, SNAPSHOT_ENTRY_BYTES, type SnapshotEntry } from '../format/snapshot-entry.js';
+import { crc32 } from 'node:zlib';
+import { Allocator, type FreeSpaceView } from './allocator.js';
+import { BlockFile } from './block-file.js';
+import { DEFAULT_BLOCK_SIZE, DEFAULT_MAX_SNAPSHOTS, mapDepthFor, PLANE_ACTIVE, PLANE_MOA, validateBlockSize, VolumeLayout } from './layout.js';
+import { LogicalMap, type MapStorage } from './logical-map.js';
+import { MetadataStore } from './metadata-store.js';
+import { SparseBitmap, popcount32 } from './sparse-bitmap.js';
+import { validateSnapshotName } from './snapshot-name.js';
+import { VolumeLock } from './volume-lock.js';
+import type { PlaneRef, PlaneSource } from '../image/plane-source.js';
+
+export interface CreateOptions {
+  /** Logical disk size in bytes. */
+  size: number;
+  /** Total bytes of the volume file (data, snapshots, metadata). Default: twice `size` plus metadata. */
+  volumeSize?: number;
+  blockSize?: number;
+  maxSnapshots?: number;
+  /** Overwrite an existing volume on a block device. */
+  force?: boolean;
+}
+
+export interface OpenOptions {
+  write: boolean;
+}
+
+const FLAG_BLOCK_DEVICE = 1;
+
+export class Volume implements MapStorage {
+  readonly layout: VolumeLayout;
+  readonly meta: MetadataStore;
+  readonly map: LogicalMap;
+  private readonly allocator: Allocator;
+  private root: RootRecord;
+  private table: Array<SnapshotEntry | null> = [];
+  /** VBNs the last CP references that left the active plane since: not reusable until the next CP. */
+  private readonly releasedSinceCp: SparseBitmap;
+  /** VBNs allocated since the last CP: the last CP does not reference them, so they may change in place. */
+  private readonly freshSinceCp: SparseBitmap;
+  /** VBNs in no plane that must not be handed out (journal blocks being written). */
+  private readonly reserved: SparseBitmap;
+  private changed = false;
+  private closed = false;
+
+  private constructor(readonly path: string, readonly file: BlockFile, private readonly lock: VolumeLock | null, root: RootRecord, readonly writable: boolean) {
+    this.root = root;
+    this.layout = new VolumeLayout(root.blockSize, root.nblocks, root.maxSnapshots);
+    this.meta = new MetadataStore(file, this.layout);
+    const w = this.layout.wordsPerPlaneBlock;
+    this.releasedSinceCp = new SparseBitmap(w);
+    this.freshSinceCp = new SparseBitmap(w);
+    this.reserved = new SparseBitmap(w);
+    this.map = new LogicalMap(this, root.mapDepth, root.mapRoot, !writable);
+    this.allocator = new Allocator(this.freeSpaceView(), root.allocCursor);
+  }
+
+  // ---------------------------------------------------------------- create / open
+
+  static create(path: string, opts: CreateOptions): RootRecord {
+    const blockSize = validateBlockSize(opts.blockSize ?? DEFAULT_BLOCK_SIZE);
+    const maxSnapshots = opts.maxSnapshots ?? DEFAULT_MAX_SNAPSHOTS;
+    if (!Number.isInteger(maxSnapshots) || maxSnapshots < 1 || maxSnapshots > 65535) {
+      throw new InvalidInputError(`invalid snapshot limit ${maxSnapshots}`, 'use 1 to 65535');
+    }
+    if (!(opts.size > 0) || opts.size % blockSize !== 0) {
+      throw new InvalidInputError(`invalid size ${opts.size}: the logical disk must be a positive multiple of the block size (${blockSize})`);
+    }
+    const logicalBlocks = opts.size / blockSize;
+    let isDevice = false;
+    let deviceBytes = 0;
+    try {
+      const st = fs.statSync(path);
+      if (st.isBlockDevice()) {
+        isDevice = true;
+        const f = BlockFile.open(path, false);
+        deviceBytes = f.size();
+        const head = Buffer.alloc(ROOT_RECORD_BYTES);
+        f.read(head, 0);
+        f.close();
+        if (decodeRootRecord(head).ok && !opts.force) throw new ExistsError(`${path}: already holds an imgstream volume`, 'pass --force to overwrite it');
+      } else {
+        throw new ExistsError(`${path}: already exists`, 'choose another path or remove the file first');
+      }
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw fromSystemError(err, path, 'creating the volume');
+    }
+    let layout: VolumeLayout;
+    if (isDevice) layout = VolumeLayout.fitting(blockSize, opts.volumeSize ?? deviceBytes, maxSnapshots);
+    else if (opts.volumeSize !== undefined) layout = VolumeLayout.fitting(blockSize, opts.volumeSize, maxSnapshots);
+    else {
+      const probe = new VolumeLayout(blockSize, logicalBlocks * 2, maxSnapshots);
+      layout = probe;
+    }
+    if (isDevice && layout.fileBytes > deviceBytes) throw new InvalidInputError(`--volume-size is larger than the device ${path} (${deviceBytes} bytes)`);
+    const now = Date.now();
+    const root: RootRecord = {
+      blockSize,
+      nblocks: layout.nblocks,
+      logicalSize: opts.size,
+      maxSnapshots,
+      mapDepth: mapDepthFor(blockSize, logicalBlocks),
+      uuid: randomBytes(16).toString('hex'),
+      createdMs: now,
+      flags: isDevice ? FLAG_BLOCK_DEVICE : 0,
+      generation: 1,
+      cpTimeMs: now,
+      mapRoot: 0,
+      journalHead: 0,
+      journalCount: 0,
+      journalCrc: 0,
+      moaCurrent: 0,
+      nextSnapshotId: 1,
+      allocCursor: 1,
+      usedBlocks: 0,
+      mappedBlocks: 0,
+      moaSwaps: 0,
+    };
+    const rootBlock = Buffer.alloc(blockSize);
+    encodeRootRecord(root).copy(rootBlock);
+    if (isDevice) {
+      const f = BlockFile.open(path, true);
+      try {
+        const zero = Buffer.alloc(blockSize);
+        f.write(zero, 0);
+        f.sync();
+        // table and the active and mark-on-allocate planes must read as zeros; snapshot
+        // slots are written in full whenever a snapshot takes them
+        const end = layout.planeBlock(PLANE_MOA[1], 0) + layout.planeBlocks;
+        for (let m = 2; m < end; m++) f.write(zero, layout.metaOffset(m));
+        f.sync();
+        f.write(rootBlock, layout.metaOffset(1));
+        f.sync();
+      } finally {
+        f.close();
+      }
+      return root;
+    }
+    // a new file appears whole or not at all: build it under a temporary name, then link it
+    const tmp = `${path}.imgstream-new-${process.pid}`;
+    let f: BlockFile | null = null;
+    try {
+      fs.writeFileSync(tmp, '', { flag: 'wx' });
+      f = BlockFile.open(tmp, true);
+      f.truncate(layout.fileBytes);
+      f.write(rootBlock, layout.metaOffset(1));
+      f.sync();
+      f.close();
+      f = null;
+      fs.linkSync(tmp, path);
+    } catch (err) {
+      throw fromSystemError(err, path, 'creating the volume');
+    } finally {
+      f?.close();
+      try {
+        fs.unlinkSync(tmp);
+      } catch {
+        /* not created */
+      }
+    }
+    return root;
+  }
+
+  static open(path: string, opts: OpenOptions): Volume {
+    let st: fs.Stats;
+    try {
+      st = fs.statSync(path);
+    } catch (err) {
+      const e = fromSystemError(err, path, 'opening the volume');
+      if (e.code === 'not-found') throw new NotFoundError(`${path}: no such volume`, 'create one with: imgstream volume create');
+      throw e;
+    }
+    if (st.isDirectory()) throw new NotAVolumeError(`${path}: is a directory, not a volume`);
+    const lock = VolumeLock.acquire(path, st);
+    let file: BlockFile | null = null;
+    try {
+      file = BlockFile.open(path, opts.write);
+      const root = Volume.readRoot(file, path);
+      const vol = new Volume(path, file, lock, root, opts.write);
+      vol.loadJournal();
+      vol.loadTable();
+      return vol;
+    } catch (err) {
+      file?.close();
+      lock.release();
+      throw err;
+    }
+  }
+
+  private static readRoot(file: BlockFile, path: string): RootRecord {
+    const head = Buffer.alloc(ROOT_RECORD_BYTES);
+    file.read(head, 0);
+    const a = decodeRootRecord(head);
+    // slot 1 sits one block further; the block size is in either valid slot
+    let b: ReturnType<typeof decodeRootRecord> = { ok: false, reason: 'magic' };
+    const bs = a.ok ? a.record.blockSize : Volume.probeBlockSize(file);
+    if (bs > 0) {
+      const second = Buffer.alloc(ROOT_RECORD_BYTES);
+      file.read(second, bs);
+      b = decodeRootRecord(second);
+    }
+    const valid = [a, b].filter((r): r is { ok: true; record: RootRecord } => r.ok).map((r) => r.record);
+    if (valid.length === 0) {
+      const why = [a, b].some((r) => !r.ok && r.reason === 'version') ? 'of an unsupported format version' : 'not an imgstream volume';
+      throw new NotAVolumeError(`${path}: ${why}`, 'create a volume with: imgstream volume create');
+    }
+    valid.sort((x, y) => y.generation - x.generation);
+    const root = valid[0];
+    try {
+      validateBlockSize(root.blockSize);
+    } catch {
+      throw new CorruptError(`${path}: root record has an invalid block size ${root.blockSize}`);
+    }
+    const layout = new VolumeLayout(root.blockSize, root.nblocks, root.maxSnapshots);
+    const size = file.size();
+    if (size < layout.fileBytes) throw new CorruptError(`${path}: volume is truncated (${size} bytes, needs ${layout.fileBytes})`, 'the file was cut short: restore it from a copy');
+    return root;
+  }
+
+  /** Finds slot 1 when slot 0 is unreadable: it starts at one block size in. */
+  private static probeBlockSize(file: BlockFile): number {
+    const probe = Buffer.alloc(ROOT_RECORD_BYTES);
+    for (let bs = 4096; bs <= 1 << 20; bs *= 2) {
+      file.read(probe, bs);
+      const r = decodeRootRecord(probe);
+      if (r.ok && r.record.blockSize === bs) return bs;
+    }
+    return 0;
+  }
+
+  private loadJournal(): void {
+    if (this.root.journalHead === 0) return;
+    const bs = this.layout.blockSize;
+    const entries = new Map<number, Buffer>();
+    const indexCrcs: Buffer[] = [];
+    let next = this.root.journalHead;
+    let count = 0;
+    const journalVbns: number[] = [];
+    while (next !== 0) {
+      if (next >= this.layout.nblocks) throw new CorruptError(`${this.path}: journal points outside the volume`);
+      const idx = Buffer.alloc(bs);
+      this.file.read(idx, this.layout.vbnOffset(next));
+      journalVbns.push(next);
+      indexCrcs.push(idx);
+      const dec = decodeJournalIndex(idx);
+      if (!dec) throw new CorruptError(`${this.path}: journal index block at VBN ${next} is damaged`);
+      for (const e of dec.entries) {
+        const content = Buffer.alloc(bs);
+        this.file.read(content, this.layout.vbnOffset(e.vbn));
+        if (contentCrc(content) !== e.crc) throw new CorruptError(`${this.path}: journal block at VBN ${e.vbn} is damaged`);
+        if (e.target < 2 || e.target >= this.layout.dataStart) throw new CorruptError(`${this.path}: journal targets block ${e.target} outside the metadata area`);
+        entries.set(e.target, content);
+        journalVbns.push(e.vbn);
+        count++;
+      }
+      next = dec.next;
+    }
+    if (count !== this.root.journalCount || (crc32(Buffer.concat(indexCrcs)) >>> 0) !== this.root.journalCrc) {
+      throw new CorruptError(`${this.path}: journal does not match its root record`);
+    }
+    if (this.writable) {
+      for (const [m, b] of entries) this.file.write(b, this.layout.metaOffset(m));
+      this.file.sync();
+      this.writeRoot({ ...this.root, generation: this.root.generation + 1, journalHead: 0, journalCount: 0, journalCrc: 0 });
+    } else {
+      this.meta.setOverlay(entries);
+      for (const v of journalVbns) this.reserved.add(v);
+    }
+  }
+
+  private loadTable(): void {
+    const per = this.layout.blockSize / SNAPSHOT_ENTRY_BYTES;
+    this.table = [];
+    for (let s = 0; s < this.root.maxSnapshots; s++) {
+      const blk = this.meta.read(this.layout.tableStart + Math.floor(s / per));
+      const off = (s % per) * SNAPSHOT_ENTRY_BYTES;
+      try {
+        this.table.push(decodeSnapshotEntry(blk.buf.subarray(off, off + SNAPSHOT_ENTRY_BYTES), s));
+      } catch (err) {
+        throw new CorruptError(`${this.path}: ${(err as Error).message}`, 'run imgstream volume check');
+      }
+    }
+  }
+
+  private writeTableEntry(slot: number, e: SnapshotEntry | null): void {
+    const per = this.layout.blockSize / SNAPSHOT_ENTRY_BYTES;
+    const blk = this.meta.forWrite(this.layout.tableStart + Math.floor(slot / per));
+    encodeSnapshotEntry(e).copy(blk.buf, (slot % per) * SNAPSHOT_ENTRY_BYTES);
+    this.table[slot] = e;
+    this.changed = true;
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.file.close();
+    this.lock?.release();
+  }
+
+  // ---------------------------------------------------------------- state
+
+  get rootRecord(): Readonly<RootRecord> {
+    return { ...this.root, mapRoot: this.map.root };
+  }
+  get blockSize(): number {
+    return this.layout.blockSize;
+  }
+  get nblocks(): number {
+    return this.layout.nblocks;
+  }
+  get logicalBlocks(): number {
+    return this.root.logicalSize / this.layout.blockSize;
+  }
+  get hasUncommittedChanges(): boolean {
+    return this.changed;
+  }
+
+  snapshots(): SnapshotEntry[] {
+    return this.table.filter((e): e is SnapshotEntry => e !== null).sort((a, b) => a.id - b.id);
+  }
+
+  snapshot(name: string): SnapshotEntry {
+    const e = this.table.find((x) => x?.name === name);
+    if (!e) throw new NotFoundError(`${this.path}: no snapshot named "${name}"`, 'list them with: imgstream snapshot list');
+    return e;
+  }
+
+  // ---------------------------------------------------------------- planes
+
+  planeWords(plane: number, chunk: number): Uint32Array {
+    return this.meta.read(this.layout.planeBlock(plane, chunk)).words;
+  }
+
+  testBit(plane: number, vbn: number): boolean {
+    const bits = this.layout.bitsPerPlaneBlock;
+    const w = this.planeWords(plane, Math.floor(vbn / bits));
+    const b = vbn % bits;
+    return (w[b >>> 5] & (1 << (b & 31))) !== 0;
+  }
+
+  private setBit(plane: number, vbn: number, on: boolean): boolean {
+    const bits = this.layout.bitsPerPlaneBlock;
+    const m = this.layout.planeBlock(plane, Math.floor(vbn / bits));
+    const b = vbn % bits;
+    const mask = 1 << (b & 31);
+    const cur = this.meta.read(m).words;
+    if (((cur[b >>> 5] & mask) !== 0) === on) return false;
+    const w = this.meta.forWrite(m).words;
+    if (on) w[b >>> 5] |= mask;
+    else w[b >>> 5] &= ~mask;
+    this.changed = true;
+    return true;
+  }
+
+  private freeSpaceView(): FreeSpaceView {
+    return {
+      nblocks: this.layout.nblocks,
+      wordsPerChunk: this.layout.wordsPerPlaneBlock,
+      pinning: (c) => [this.planeWords(PLANE_ACTIVE, c), ...this.snapshots().filter((s) => !s.shadow).map((s) => this.planeWords(this.layout.snapshotPlane(s.slot), c))],
+      shadows: (c) => this.snapshots().filter((s) => s.shadow).map((s) => this.planeWords(this.layout.snapshotPlane(s.slot), c)),
+      releasedSinceCp: this.releasedSinceCp,
+      reserved: this.reserved,
+    };
+  }
+
+  // ---------------------------------------------------------------- MapStorage
+
+  readBlock(vbn: number, buf: Buffer): void {
+    this.file.read(buf, this.layout.vbnOffset(vbn));
+  }
+
+  writeBlock(vbn: number, buf: Buffer): void {
+    this.file.write(buf, this.layout.vbnOffset(vbn));
+  }
+
+  /** A new VBN in the active plane (and the recording mark-on-allocate plane). */
+  allocate(): number {
+    this.assertWritable();
+    const a = this.allocator.allocate();
+    if (a.fromShadow) {
+      for (const s of this.snapshots()) {
+        if (s.shadow && this.setBit(this.layout.snapshotPlane(s.slot), a.vbn, false)) {
+          this.writeTableEntry(s.slot, { ...s, reusedBlocks: s.reusedBlocks + 1 });
+        }
+      }
+    }
+    this.setBit(PLANE_ACTIVE, a.vbn, true);
+    this.setBit(PLANE_MOA[this.root.moaCurrent], a.vbn, true);
+    this.freshSinceCp.add(a.vbn);
+    this.root.usedBlocks++;
+    return a.vbn;
+  }
+
+  release(vbn: number): void {
+    if (!this.setBit(PLANE_ACTIVE, vbn, false)) return;
+    this.root.usedBlocks--;
+    if (this.freshSinceCp.has(vbn)) {
+      this.freshSinceCp.delete(vbn);
+      this.setBit(PLANE_MOA[this.root.moaCurrent], vbn, false);
+      this.allocator.returned(vbn);
+    } else this.releasedSinceCp.add(vbn);
+  }
+
+  /** Logical blocks that became mapped (import writes blocks itself and reports them here). */
+  noteMapped(delta: number): void {
+    this.root.mappedBlocks += delta;
+    this.changed = true;
+  }
+
+  isFresh(vbn: number): boolean {
+    return this.freshSinceCp.has(vbn);
+  }
+
+  private assertWritable(): void {
+    if (!this.writable) throw new Error('volume opened read-only');
+  }
+
+  // ---------------------------------------------------------------- logical disk
+
+  /** Writes one logical block (zeros unmap it). Returns true when the content changed. */
+  writeLogical(lbn: number, data: Buffer, known?: { vbn: number; zero: boolean }): void {
+    this.assertWritable();
+    const zero = known?.zero ?? isZero(data);
+    const old = known ? known.vbn : this.map.lookup(lbn);
+    if (zero) {
+      if (old === 0) return;
+      this.map.set(lbn, 0);
+      this.release(old);
+      this.root.mappedBlocks--;
+      this.changed = true;
+      return;
+    }
+    if (old !== 0 && this.freshSinceCp.has(old)) {
+      this.writeBlock(old, data);
+      return;
+    }
+    const vbn = this.allocate();
+    this.writeBlock(vbn, data);
+    this.map.set(lbn, vbn);
+    if (old !== 0) this.release(old);
+    else this.root.mappedBlocks++;
+    this.changed = true;
+  }
+
+  /** Commits everything changed since the last CP. A no-op when nothing changed. */
+  commit(): void {
+    this.assertWritable();
+    if (!this.changed) return;
+    this.map.writeDirty();
+    const dirty = this.meta.dirtyBlocks();
+    const bs = this.layout.blockSize;
+    // journal contents and index go to free VBNs that no plane records
+    const entries: JournalEntry[] = [];
+    const takeReserved = (): number => {
+      const a = this.allocator.allocate();
+      if (a.fromShadow) throw new Error('journal must not reuse shadow blocks');
+      this.reserved.add(a.vbn);
+      return a.vbn;
+    };
+    const journalVbns: number[] = [];
+    try {
+      for (const [m, blk] of dirty) {
+        const v = takeReserved();
+        journalVbns.push(v);
+        this.file.write(blk.buf, this.layout.vbnOffset(v));
+        entries.push({ target: m, vbn: v, crc: contentCrc(blk.buf) });
+      }
+      const per = entriesPerIndexBlock(bs);
+      const groups: JournalEntry[][] = [];
+      for (let i = 0; i < entries.length; i += per) groups.push(entries.slice(i, i + per));
+      const indexVbns = groups.map(() => takeReserved());
+      journalVbns.push(...indexVbns);
+      const indexBlocks = groups.map((g, i) => encodeJournalIndex(bs, g, indexVbns[i + 1] ?? 0));
+      indexBlocks.forEach((b, i) => this.file.write(b, this.layout.vbnOffset(indexVbns[i])));
+      this.file.sync();
+      const now = Date.now();
+      const committed: RootRecord = {
+        ...this.root,
+        generation: this.root.generation + 1,
+        cpTimeMs: now,
+        mapRoot: this.map.root,
+        journalHead: indexVbns[0] ?? 0,
+        journalCount: entries.length,
+        journalCrc: crc32(Buffer.concat(indexBlocks)) >>> 0,
+        allocCursor: this.allocator.cursor,
+      };
+      this.writeRoot(committed);
+      for (const [m, blk] of dirty) this.file.write(blk.buf, this.layout.metaOffset(m));
+      this.file.sync();
+      this.writeRoot({ ...committed, generation: committed.generation + 1, journalHead: 0, journalCount: 0, journalCrc: 0 });
+    } catch (err) {
+      for (const v of journalVbns) this.reserved.delete(v);
+      throw err;
+    }
+    for (const v of journalVbns) this.reserved.delete(v);
+    this.meta.markClean();
+    this.releasedSinceCp.clear();
+    this.freshSinceCp.clear();
+    this.allocator.reset();
+    this.changed = false;
+  }
+
+  private writeRoot(r: RootRecord): void {
+    const slot = r.generation % 2;
+    const b = Buffer.alloc(this.layout.blockSize);
+    encodeRootRecord(r).copy(b);
+    this.file.write(b, this.layout.metaOffset(slot));
+    this.file.sync();
+    this.root = { ...r };
+  }
+
+  /** Throws away every change since the last CP (the file keeps the last CP). */
+  abort(): void {
+    this.meta.discardDirty();
+    this.map.forget(this.root.mapRoot);
+    this.releasedSinceCp.clear();
+    this.freshSinceCp.clear();
+    this.allocator.reset();
+    this.changed = false;
+    const reread = Volume.readRoot(this.file, this.path);
+    this.root = reread;
+    this.loadTable();
+  }
+
+  // ---------------------------------------------------------------- snapshots
+
+  createSnapshot(name: string, opts: { shadow?: boolean; master?: boolean } = {}): SnapshotEntry {
+    this.assertWritable();
+    validateSnapshotName(name);
+    if (this.table.some((e) => e?.name === name)) throw new ExistsError(`${this.path}: snapshot "${name}" already exists`, 'choose another name, or delete the old one first');
+    const slot = this.table.findIndex((e) => e === null);
+    if (slot < 0) throw new InvalidInputError(`${this.path}: all ${this.root.maxSnapshots} snapshot slots are in use`, 'delete a snapshot first');
+    this.commit(); // the snapshot is the state of a CP
+    // the slot is referenced by no committed state, so it is written in place directly
+    const plane = this.layout.snapshotPlane(slot);
+    const scratch = Buffer.alloc(this.layout.blockSize);
+    for (let i = 0; i < this.layout.planeBlocks; i++) {
+      const src = this.meta.read(this.layout.planeBlock(PLANE_ACTIVE, i)).buf;
+      const m = this.layout.planeBlock(plane, i);
+      this.file.read(scratch, this.layout.metaOffset(m));
+      if (!scratch.equals(src)) this.file.write(src, this.layout.metaOffset(m));
+    }
+    this.meta.forget(this.layout.planeBlock(plane, 0), this.layout.planeBlocks);
+    const entry: SnapshotEntry = {
+      slot,
+      id: this.root.nextSnapshotId,
+      name,
+      shadow: !!opts.shadow,
+      master: !!opts.master,
+      createdMs: Date.now(),
+      mapRoot: this.map.root,
+      generation: this.root.generation,
+      blocks: this.root.usedBlocks,
+      mappedBlocks: this.root.mappedBlocks,
+      reusedBlocks: 0,
+    };
+    this.root.nextSnapshotId++;
+    this.writeTableEntry(slot, entry);
+    this.commit();
+    this.allocator.reset();
+    return entry;
+  }
+
+  deleteSnapshot(name: string): SnapshotEntry {
+    this.assertWritable();
+    const e = this.snapshot(name);
+    this.writeTableEntry(e.slot, null);
+    this.commit();
+    this.meta.forget(this.layout.planeBlock(this.layout.snapshotPlane(e.slot), 0), this.layout.planeBlocks);
+    this.allocator.reset();
+    return e;
+  }
+
+  renameSnapshot(from: string, to: string): SnapshotEntry {
+    this.assertWritable();
+    const e = this.snapshot(from);
+    validateSnapshotName(to);
+    if (from === to) return e;
+    if (this.table.some((x) => x?.name === to)) throw new ExistsError(`${this.path}: snapshot "${to}" already exists`, 'choose another name');
+    const renamed = { ...e, name: to };
+    this.writeTableEntry(e.slot, renamed);
+    this.commit();
+    return renamed;
+  }
+
+  /** Makes the other mark-on-allocate plane the recording one (mirroring swaps after each transfer). */
+  swapMarkOnAllocate(): { shipping: number; recording: number } {
+    this.assertWritable();
+    const shipping = PLANE_MOA[this.root.moaCurrent];
+    this.root.moaCurrent ^= 1;
+    this.root.moaSwaps++;
+    this.changed = true;
+    return { shipping, recording: PLANE_MOA[this.root.moaCurrent] };
+  }
+
+  /** Clears a mark-on-allocate plane (after its blocks were shipped). */
+  clearMarkOnAllocate(plane: number): void {
+    this.assertWritable();
+    if (plane !== PLANE_MOA[0] && plane !== PLANE_MOA[1]) throw new Error('not a mark-on-allocate plane');
+    for (let i = 0; i < this.layout.planeBlocks; i++) {
+      const m = this.layout.planeBlock(plane, i);
+      if (this.meta.read(m).words.some((x) => x !== 0)) this.meta.replace(m, Buffer.alloc(this.layout.blockSize));
+    }
+    this.changed = true;
+  }
+
+  // ---------------------------------------------------------------- reading
+
+  /** A read-only logical map of a snapshot (or of the active file system when name is undefined). */
+  mapOf(name?: string): LogicalMap {
+    if (name === undefined) return this.map;
+    const s = this.snapshot(name);
+    return new LogicalMap(this, this.root.mapDepth, s.mapRoot, true);
+  }
+
+  /** Counts the set bits of a plane: one pass over its blocks. */
+  countPlane(plane: number): number {
+    let n = 0;
+    for (let c = 0; c < this.layout.planeBlocks; c++) {
+      const w = this.planeWords(plane, c);
+      for (let i = 0; i < w.length; i++) if (w[i] !== 0) n += popcount32(w[i]);
+    }
+    return n;
+  }
+
+  /** Blocks no plane holds (the allocator may still hold back a few for the journal). One pass over all planes. */
+  countFree(): number {
+    const planes = [PLANE_ACTIVE, ...this.snapshots().map((s) => this.layout.snapshotPlane(s.slot))];
+    const words = this.layout.wordsPerPlaneBlock;
+    const acc = new Uint32Array(words);
+    let used = 0;
+    for (let c = 0; c < this.layout.planeBlocks; c++) {
+      acc.fill(0);
+      for (const p of planes) {
+        const w = this.planeWords(p, c);
+        for (let i = 0; i < words; i++) acc[i] |= w[i];
+      }
+      const r = this.releasedSinceCp.chunk(c);
+      if (r) for (let i = 0; i < words; i++) acc[i] |= r[i];
+      for (let i = 0; i < words; i++) if (acc[i] !== 0) used += popcount32(acc[i]);
+    }
+    return this.layout.nblocks - 1 - used + (this.testBitAny(planes, 0) ? 1 : 0);
+  }
+
+  private testBitAny(planes: number[], vbn: number): boolean {
+    return planes.some((p) => this.testBit(p, vbn));
+  }
+
+  /** The planes of this volume as a source for storage image expressions. */
+  planeSource(): PlaneSource {
+    const refs = new Map<string, PlaneRef>();
+    refs.set('active', { id: PLANE_ACTIVE, snapshot: false, name: 'active' });
+    refs.set('moa.0', { id: PLANE_MOA[0], snapshot: false, name: 'moa.0' });
+    refs.set('moa.1', { id: PLANE_MOA[1], snapshot: false, name: 'moa.1' });
+    for (const s of this.snapshots()) refs.set(s.name, { id: this.layout.snapshotPlane(s.slot), snapshot: true, name: s.name });
+    return {
+      nblocks: this.layout.nblocks,
+      blockSize: this.layout.blockSize,
+      wordsPerChunk: this.layout.wordsPerPlaneBlock,
+      chunks: this.layout.planeBlocks,
+      resolve: (name) => refs.get(name),
+      names: () => [...refs.keys()],
+      chunk: (id, c) => this.planeWords(id, c),
+    };
+  }
+}
+
+const ZERO = Buffer.alloc(1 << 20);
+export function isZero(b: Uint8Array): boolean {
+  for (let off = 0; off < b.length; off += ZERO.length) {
+    const n = Math.min(ZERO.length, b.length - off);
+    if (Buffer.compare(b.subarray(off, off + n), ZERO.subarray(0, n)) !== 0) return false;
+  }
+  return true;
+}
