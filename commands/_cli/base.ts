@@ -1,0 +1,60 @@
+// What every imgstream command shares: --json, --quiet, progress rendering, and errors
+// printed as one line with the exit code from the table in src/errors.ts.
+import { Command, Flags } from '@oclif/core';
+import chalk from 'chalk';
+import { EXIT_CODES, EXIT_INTERNAL, ImgstreamError } from '../../src/errors.js';
+import type { Progress } from '../../src/progress.js';
+import { progressFor } from './progress-bar.js';
+
+export abstract class ImgstreamCommand extends Command {
+  static override enableJsonFlag = true;
+  static override baseFlags = {
+    quiet: Flags.boolean({ char: 'q', description: 'Show no progress bar.', helpGroup: 'GLOBAL' }),
+  };
+
+  /** Progress shown on a terminal unless --json or --quiet. */
+  protected progress(): Progress {
+    const quiet = this.argv.includes('--quiet') || this.argv.includes('-q');
+    return progressFor(!this.jsonEnabled() && !quiet);
+  }
+
+  /** Prints a line of human output (not with --json). */
+  protected say(text = ''): void {
+    if (!this.jsonEnabled()) process.stdout.write(`${text}\n`);
+  }
+
+  protected override async catch(err: Error & { exitCode?: number; oclif?: { exit?: number } }): Promise<void> {
+    let code: string;
+    let exit: number;
+    let message: string;
+    let hint: string | undefined;
+    if (err instanceof ImgstreamError) {
+      code = err.code;
+      exit = err.exitCode;
+      message = err.message;
+      hint = err.hint;
+    } else if (err.oclif?.exit !== undefined || err.name === 'CLIError' || /Parse|Flag|Arg|Validation/.test(err.constructor?.name ?? '')) {
+      // oclif's own parse errors: unknown flags, missing arguments, bad option values
+      code = 'usage';
+      exit = EXIT_CODES.usage.exit;
+      message = err.message
+        .split('\n')
+        .map((l) => l.trim())
+        .filter((l) => l && !/^See more help with/.test(l))
+        .join(' ');
+      hint = `see: imgstream ${this.id?.replaceAll(':', ' ') ?? ''} --help`;
+      if (err.oclif?.exit === 0) exit = 0;
+    } else {
+      code = 'internal';
+      exit = EXIT_INTERNAL;
+      message = `internal error: ${err.message}`;
+      hint = 'this is a bug; run again with IMGSTREAM_DEBUG=1 for details and report it';
+      if (process.env.IMGSTREAM_DEBUG) process.stderr.write(`${err.stack}\n`);
+    }
+    process.exitCode = exit;
+    if (exit === 0) return;
+    if (this.jsonEnabled()) process.stdout.write(`${JSON.stringify({ error: { code, exit, message, hint } })}\n`);
+    const line = `imgstream: ${message}${hint ? ` (${hint})` : ''}`;
+    process.stderr.write(`${process.stderr.isTTY ? chalk.red(line) : line}\n`);
+  }
+}

@@ -1,0 +1,21 @@
+import { Args } from '@oclif/core';
+import { ImgstreamCommand } from '../_cli/base.js';
+import { withVolume } from '../../src/volume/index.js';
+import { snapshotJson } from './create.js';
+
+export default class SnapshotRename extends ImgstreamCommand {
+  static override summary = 'Rename a snapshot.';
+  static override examples = ['<%= config.bin %> snapshot rename vm.vol monday before-upgrade'];
+  static override args = {
+    volume: Args.string({ description: 'Volume file or block device.', required: true }),
+    old: Args.string({ description: 'Current name.', required: true }),
+    new: Args.string({ description: 'New name.', required: true }),
+  };
+
+  async run() {
+    const { args } = await this.parse(SnapshotRename);
+    const e = await withVolume(args.volume, true, (vol) => vol.renameSnapshot(args.old, args.new));
+    this.say(`snapshot ${args.old} renamed to ${e.name}`);
+    return snapshotJson(e);
+  }
+}

@@ -1,0 +1,48 @@
+import { Args, Flags } from '@oclif/core';
+import { ImgstreamCommand } from '../_cli/base.js';
+import { Volume, DEFAULT_MAX_SNAPSHOTS, VolumeLayout } from '../../src/volume/index.js';
+import { formatSize, parseSize } from '../../src/size.js';
+import { UsageError } from '../../src/errors.js';
+
+export default class VolumeCreate extends ImgstreamCommand {
+  static override summary = 'Create a volume in a file or on a block device.';
+  static override description = `The volume holds a logical disk of --size bytes, mapped write-anywhere onto blocks of --block-size bytes, plus its snapshots and all its metadata: copying the file copies the volume. A file volume is sparse: it takes disk space only for blocks in use.
+
+--volume-size is the size of the whole volume file (data, blocks kept by snapshots, metadata); it defaults to twice --size. On a block device it defaults to the whole device.`;
+  static override examples = [
+    '<%= config.bin %> volume create vm.vol --size 20G',
+    '<%= config.bin %> volume create big.vol --size 16T --volume-size 15T --block-size 64K',
+    '<%= config.bin %> volume create /dev/sdb --size 500G --force',
+  ];
+  static override args = {
+    volume: Args.string({ description: 'Path of the new volume file (or a block device).', required: true }),
+  };
+  static override flags = {
+    size: Flags.string({ char: 's', description: 'Logical disk size, e.g. 96M, 20G, 1T (a multiple of the block size).', required: true }),
+    'volume-size': Flags.string({ description: 'Total size of the volume file: data, snapshots and metadata [default: twice --size].' }),
+    'block-size': Flags.string({ char: 'b', description: 'Block size: a power of two from 4K to 1M.', default: '4K' }),
+    'max-snapshots': Flags.integer({ description: 'Snapshot slots to reserve.', default: DEFAULT_MAX_SNAPSHOTS }),
+    force: Flags.boolean({ description: 'Overwrite an existing volume on a block device.' }),
+  };
+
+  async run() {
+    const { args, flags } = await this.parse(VolumeCreate);
+    const blockSize = parseSize(flags['block-size'], 'block size');
+    const size = parseSize(flags.size, 'size');
+    const volumeSize = flags['volume-size'] === undefined ? undefined : parseSize(flags['volume-size'], 'volume size');
+    if (flags['max-snapshots'] < 1) throw new UsageError('--max-snapshots must be at least 1');
+    const root = Volume.create(args.volume, { size, blockSize, volumeSize, maxSnapshots: flags['max-snapshots'], force: flags.force });
+    const layout = new VolumeLayout(root.blockSize, root.nblocks, root.maxSnapshots);
+    const result = {
+      path: args.volume,
+      uuid: root.uuid,
+      blockSize: root.blockSize,
+      logicalSize: root.logicalSize,
+      nblocks: root.nblocks,
+      volumeBytes: layout.fileBytes,
+      maxSnapshots: root.maxSnapshots,
+    };
+    this.say(`created ${args.volume}: ${formatSize(size)} logical disk, ${root.nblocks} blocks of ${formatSize(blockSize)} (${formatSize(layout.fileBytes)} volume), uuid ${root.uuid}`);
+    return result;
+  }
+}

@@ -1,0 +1,144 @@
+// Where raw images come from and go to: files, block devices, stdin and stdout.
+// Exports to a regular file are written under a temporary name and renamed into place
+// when complete, so an interrupted export never leaves a partial file under the name
+// asked for; zero runs become holes (sparse output).
+import fs from 'node:fs';
+import path from 'node:path';
+import { once } from 'node:events';
+import { ExistsError, InvalidInputError, fromSystemError } from '../errors.js';
+import type { ImageSource } from './import.js';
+import type { ImageSink } from './export.js';
+
+const READ_BYTES = 8 << 20;
+
+export function fileSource(file: string): ImageSource {
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(file);
+  } catch (err) {
+    throw fromSystemError(err, file, 'opening the image');
+  }
+  if (st.isDirectory()) throw new InvalidInputError(`${file}: is a directory, not an image`);
+  let size: number | undefined = st.size;
+  if (st.isBlockDevice()) size = undefined;
+  const regular = st.isFile();
+  return {
+    name: file,
+    size,
+    rereadable: regular,
+    async *open() {
+      let fd: number;
+      try {
+        fd = fs.openSync(file, 'r');
+      } catch (err) {
+        throw fromSystemError(err, file, 'opening the image');
+      }
+      try {
+        let pos = 0;
+        for (;;) {
+          const buf = Buffer.allocUnsafe(READ_BYTES);
+          let n: number;
+          try {
+            n = fs.readSync(fd, buf, 0, READ_BYTES, regular ? pos : null);
+          } catch (err) {
+            throw fromSystemError(err, file, 'reading the image');
+          }
+          if (n === 0) return;
+          pos += n;
+          yield buf.subarray(0, n);
+        }
+      } finally {
+        fs.closeSync(fd);
+      }
+    },
+  };
+}
+
+export function stdinSource(): ImageSource {
+  if (process.stdin.isTTY) throw new InvalidInputError('refusing to read an image from a terminal', 'pipe an image in, or pass --from FILE');
+  return {
+    name: 'stdin',
+    rereadable: false,
+    open: () => process.stdin,
+  };
+}
+
+export interface FileSink extends ImageSink {
+  /** Makes the output visible under its name (regular files: rename into place). */
+  finish(): Promise<void>;
+  /** Removes what was written (on failure). */
+  discard(): void;
+}
+
+export function fileSink(file: string, opts: { force: boolean; size: number }): FileSink {
+  let st: fs.Stats | null = null;
+  try {
+    st = fs.statSync(file);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw fromSystemError(err, file, 'opening the output');
+  }
+  if (st?.isDirectory()) throw new InvalidInputError(`${file}: is a directory`, 'give a file name');
+  const device = !!st && (st.isBlockDevice() || st.isCharacterDevice());
+  if (st && !device && !opts.force) throw new ExistsError(`${file}: already exists`, 'pass --force to replace it');
+  const target = device ? file : path.join(path.dirname(file), `.${path.basename(file)}.imgstream-${process.pid}`);
+  let fd: number;
+  try {
+    fd = fs.openSync(target, device ? 'r+' : 'w');
+  } catch (err) {
+    throw fromSystemError(err, file, 'opening the output');
+  }
+  let pos = 0;
+  return {
+    write(data) {
+      let done = 0;
+      try {
+        while (done < data.length) done += fs.writeSync(fd, data, done, data.length - done, pos + done);
+      } catch (err) {
+        throw fromSystemError(err, file, 'writing the image');
+      }
+      pos += data.length;
+    },
+    skip: device
+      ? undefined
+      : (bytes) => {
+          pos += bytes;
+        },
+    async finish() {
+      try {
+        if (!device) fs.ftruncateSync(fd, opts.size);
+        fs.fsyncSync(fd);
+        fs.closeSync(fd);
+        if (!device) fs.renameSync(target, file);
+      } catch (err) {
+        throw fromSystemError(err, file, 'finishing the image');
+      }
+    },
+    discard() {
+      try {
+        fs.closeSync(fd);
+      } catch {
+        /* closed */
+      }
+      if (!device) fs.rmSync(target, { force: true });
+    },
+  };
+}
+
+export function stdoutSink(): FileSink {
+  const out = process.stdout;
+  return {
+    async write(data) {
+      if (!out.write(data)) await once(out, 'drain');
+    },
+    async finish() {},
+    discard() {},
+  };
+}
+
+/** Splits "VOL@SNAPSHOT": a path that exists as given is a volume whatever it contains. */
+export function parseVolumeRef(ref: string): { volume: string; snapshot?: string } {
+  if (fs.existsSync(ref)) return { volume: ref };
+  const at = ref.lastIndexOf('@');
+  if (at <= 0) return { volume: ref };
+  return { volume: ref.slice(0, at), snapshot: ref.slice(at + 1) };
+}

@@ -1,0 +1,49 @@
+// What `volume info` reports: geometry, usage and the last CP, from the root record and
+// one pass over the planes for the free count.
+import type { Volume } from './volume.js';
+
+export interface VolumeInfo {
+  path: string;
+  uuid: string;
+  blockSize: number;
+  logicalSize: number;
+  logicalBlocks: number;
+  nblocks: number;
+  volumeBytes: number;
+  metadataBytes: number;
+  usedBlocks: number;
+  mappedBlocks: number;
+  freeBlocks: number;
+  snapshots: number;
+  maxSnapshots: number;
+  generation: number;
+  lastCp: string;
+  created: string;
+  markOnAllocate: { recording: number; swaps: number; marked: [number, number] };
+  blockDevice: boolean;
+}
+
+export function volumeInfo(vol: Volume): VolumeInfo {
+  const r = vol.rootRecord;
+  const l = vol.layout;
+  return {
+    path: vol.path,
+    uuid: r.uuid,
+    blockSize: r.blockSize,
+    logicalSize: r.logicalSize,
+    logicalBlocks: vol.logicalBlocks,
+    nblocks: r.nblocks,
+    volumeBytes: l.fileBytes,
+    metadataBytes: l.dataStart * l.blockSize,
+    usedBlocks: r.usedBlocks,
+    mappedBlocks: r.mappedBlocks,
+    freeBlocks: vol.countFree(),
+    snapshots: vol.snapshots().length,
+    maxSnapshots: r.maxSnapshots,
+    generation: r.generation,
+    lastCp: new Date(r.cpTimeMs).toISOString(),
+    created: new Date(r.createdMs).toISOString(),
+    markOnAllocate: { recording: r.moaCurrent, swaps: r.moaSwaps, marked: [vol.countPlane(1), vol.countPlane(2)] },
+    blockDevice: (r.flags & 1) !== 0,
+  };
+}
