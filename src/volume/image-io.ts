@@ -26,6 +26,24 @@ export function fileSource(file: string): ImageSource {
     name: file,
     size,
     rereadable: regular,
+    readAt: regular
+      ? (position, buf) => {
+          const fd = fs.openSync(file, 'r');
+          try {
+            let done = 0;
+            while (done < buf.length) {
+              const n = fs.readSync(fd, buf, done, buf.length - done, position + done);
+              if (n === 0) break;
+              done += n;
+            }
+            return done;
+          } catch (err) {
+            throw fromSystemError(err, file, 'reading the image');
+          } finally {
+            fs.closeSync(fd);
+          }
+        }
+      : undefined,
     async *open() {
       let fd: number;
       try {
@@ -35,8 +53,10 @@ export function fileSource(file: string): ImageSource {
       }
       try {
         let pos = 0;
-        for (;;) {
-          const buf = Buffer.allocUnsafe(READ_BYTES);
+        // two buffers in turn: the consumer is done with one before the next read
+        const bufs = [Buffer.allocUnsafe(READ_BYTES), Buffer.allocUnsafe(READ_BYTES)];
+        for (let turn = 0; ; turn ^= 1) {
+          const buf = bufs[turn];
           let n: number;
           try {
             n = fs.readSync(fd, buf, 0, READ_BYTES, regular ? pos : null);

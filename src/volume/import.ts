@@ -12,6 +12,8 @@ export interface ImageSource {
   size?: number;
   /** True when open() may be called twice (a file): allows a dry pre-pass when space is tight. */
   rereadable: boolean;
+  /** Reads bytes at a position (files only): lets a tight import fetch just the changed blocks. */
+  readAt?(position: number, buf: Buffer): number;
   name: string;
 }
 
@@ -32,6 +34,12 @@ async function* rechunk(src: AsyncIterable<Uint8Array>, size: number): AsyncGene
   let fill = 0;
   for await (const piece of src) {
     let off = 0;
+    // whole chunks straight from the source's buffer: the consumer is done with each
+    // chunk before it asks for the next, so no copy is needed
+    while (fill === 0 && piece.length - off >= size) {
+      yield Buffer.from(piece.buffer, piece.byteOffset + off, size);
+      off += size;
+    }
     while (off < piece.length) {
       const n = Math.min(size - fill, piece.length - off);
       buf.set(piece.subarray(off, off + n), fill);
@@ -117,21 +125,69 @@ function journalFor(vol: Volume, blocks: number): number {
   return planeBlocks * 2;
 }
 
-async function countNeeded(vol: Volume, source: ImageSource): Promise<number> {
+interface ImportPlan {
+  changed: number[];
+  zeroed: Array<[number, number]>;
+  unchanged: number;
+  bytes: number;
+  blocks: number;
+  need: number;
+}
+
+/** Dry pass: which logical blocks the import would write or unmap, and how many blocks that takes. */
+async function planImport(vol: Volume, source: ImageSource, progress: Progress): Promise<ImportPlan> {
   const bs = vol.blockSize;
   const chunkBytes = Math.max(bs, Math.floor(CHUNK_BYTES / bs) * bs);
   const scratch = Buffer.alloc(chunkBytes);
-  let changed = 0;
+  const plan: ImportPlan = { changed: [], zeroed: [], unchanged: 0, bytes: 0, blocks: 0, need: 0 };
   const leaves = new Set<number>();
   const leafSpan = bs / 8;
-  for await (const { lbn, data } of paddedChunks(source.open(), chunkBytes, bs, vol.rootRecord.logicalSize, source.name)) {
+  for await (const { lbn, data, bytes } of paddedChunks(source.open(), chunkBytes, bs, vol.rootRecord.logicalSize, source.name)) {
     const n = data.length / bs;
-    const olds = Array.from({ length: n }, (_, k) => vol.map.lookup(lbn + k));
-    const plan = planChunk(vol, lbn, data, olds, scratch);
-    changed += plan.changed.length;
-    for (const k of [...plan.changed, ...plan.zeroed]) leaves.add(Math.floor((lbn + k) / leafSpan));
+    const olds = new Array<number>(n);
+    for (let k = 0; k < n; k++) olds[k] = vol.map.lookup(lbn + k);
+    const p = planChunk(vol, lbn, data, olds, scratch);
+    for (const k of p.changed) {
+      plan.changed.push(lbn + k);
+      leaves.add(Math.floor((lbn + k) / leafSpan));
+    }
+    for (const k of p.zeroed) {
+      plan.zeroed.push([lbn + k, olds[k]]);
+      leaves.add(Math.floor((lbn + k) / leafSpan));
+    }
+    plan.unchanged += p.unchanged;
+    plan.bytes += bytes;
+    plan.blocks += n;
+    progress.update(plan.bytes);
   }
-  return changed + mapNodesFor(vol, leaves.size) + journalFor(vol, changed);
+  plan.need = plan.changed.length + mapNodesFor(vol, leaves.size) + journalFor(vol, plan.changed.length);
+  return plan;
+}
+
+/** Writes a planned import: reads only the changed blocks back from the source. */
+function applyPlan(vol: Volume, source: ImageSource, plan: ImportPlan, result: ImportResult, progress: Progress): void {
+  const bs = vol.blockSize;
+  const zero = Buffer.alloc(bs);
+  for (const [lbn, vbn] of plan.zeroed) vol.writeLogical(lbn, zero, { vbn, zero: true });
+  const maxRun = Math.max(1, Math.floor(CHUNK_BYTES / bs));
+  const buf = Buffer.alloc(maxRun * bs);
+  let i = 0;
+  while (i < plan.changed.length) {
+    let j = i + 1;
+    while (j < plan.changed.length && j - i < maxRun && plan.changed[j] === plan.changed[j - 1] + 1) j++;
+    const first = plan.changed[i];
+    const data = buf.subarray(0, (j - i) * bs);
+    data.fill(0, source.readAt!(first * bs, data));
+    const olds = Array.from({ length: j - i }, (_, k) => vol.map.lookup(first + k));
+    writeChanged(vol, first, data, olds, olds.map((_, k) => k));
+    i = j;
+    progress.update(i * bs);
+  }
+  result.changedBlocks = plan.changed.length;
+  result.unchangedBlocks = plan.unchanged;
+  result.unmappedBlocks = plan.zeroed.length;
+  result.bytes = plan.bytes;
+  result.blocks = plan.blocks;
 }
 
 export async function importImage(vol: Volume, source: ImageSource, progress: Progress = noProgress): Promise<ImportResult> {
@@ -140,26 +196,33 @@ export async function importImage(vol: Volume, source: ImageSource, progress: Pr
   if (source.size !== undefined && source.size > logicalSize) {
     throw new InvalidInputError(`${source.name}: image is larger than the logical disk (${source.size} > ${logicalSize} bytes)`, 'create a volume with a larger --size');
   }
-  if (source.size !== undefined && source.rereadable) {
+  // When the worst case (every block changes) might not fit, plan first and write only
+  // if the planned change fits: a full volume then refuses before writing anything.
+  let plan: ImportPlan | null = null;
+  if (source.size !== undefined && source.rereadable && source.readAt) {
     const blocks = Math.ceil(source.size / bs);
     const upper = blocks + mapNodesFor(vol, Math.ceil(blocks / (bs / 8))) + journalFor(vol, blocks);
     const free = vol.countFree();
     if (upper > free) {
-      progress.start('checking space', source.size, 'bytes');
-      const need = await countNeeded(vol, source);
+      progress.start('comparing', source.size, 'bytes');
+      plan = await planImport(vol, source, progress);
       progress.stop();
-      if (need > free) {
-        throw new VolumeFullError(`${vol.path}: volume is full: the import needs about ${need} blocks, ${free} are free`, 'delete snapshots you no longer need, or create a larger volume');
+      if (plan.need > free) {
+        throw new VolumeFullError(`${vol.path}: volume is full: the import needs about ${plan.need} blocks, ${free} are free`, 'delete snapshots you no longer need, or create a larger volume');
       }
     }
   }
   const chunkBytes = Math.max(bs, Math.floor(CHUNK_BYTES / bs) * bs);
   const scratch = Buffer.alloc(chunkBytes);
   const result: ImportResult = { bytes: 0, blocks: 0, changedBlocks: 0, unchangedBlocks: 0, unmappedBlocks: 0, generation: 0 };
-  progress.start('importing', source.size ?? 0, 'bytes');
   let end = 0;
   try {
-    for await (const { lbn, data, bytes } of paddedChunks(source.open(), chunkBytes, bs, logicalSize, source.name)) {
+    if (plan) {
+      progress.start('writing', plan.changed.length * bs, 'bytes');
+      applyPlan(vol, source, plan, result, progress);
+      end = plan.blocks;
+    } else progress.start('importing', source.size ?? 0, 'bytes');
+    if (!plan) for await (const { lbn, data, bytes } of paddedChunks(source.open(), chunkBytes, bs, logicalSize, source.name)) {
       const n = data.length / bs;
       const olds = new Array<number>(n);
       for (let k = 0; k < n; k++) olds[k] = vol.map.lookup(lbn + k);

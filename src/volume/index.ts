@@ -22,3 +22,4 @@ export async function withVolume<T>(path: string, write: boolean, fn: (vol: Volu
     vol.close();
   }
 }
+export * from './storage-image-of.js';
