@@ -46,6 +46,15 @@ export interface OpenOptions {
 
 const FLAG_BLOCK_DEVICE = 1;
 
+/**
+ * Fault injection for crash tests: IMGSTREAM_CRASH_AT=<step> kills this process with
+ * SIGKILL at that step of a CP (journal, root, apply, clean-root) or of a snapshot
+ * (snapshot-plane), the same as a kill -9 landing exactly there.
+ */
+function crashPoint(step: string): void {
+  if (process.env.IMGSTREAM_CRASH_AT === step) process.kill(process.pid, 'SIGKILL');
+}
+
 export class Volume implements MapStorage {
   readonly layout: VolumeLayout;
   readonly meta: MetadataStore;
@@ -492,6 +501,7 @@ export class Volume implements MapStorage {
       const indexBlocks = groups.map((g, i) => encodeJournalIndex(bs, g, indexVbns[i + 1] ?? 0));
       indexBlocks.forEach((b, i) => this.file.write(b, this.layout.vbnOffset(indexVbns[i])));
       this.file.sync();
+      crashPoint('journal');
       const now = Date.now();
       const committed: RootRecord = {
         ...this.root,
@@ -504,13 +514,16 @@ export class Volume implements MapStorage {
         allocCursor: this.allocator.cursor,
       };
       this.writeRoot(committed);
+      crashPoint('root');
       for (const [m, blk] of dirty) this.file.write(blk.buf, this.layout.metaOffset(m));
       this.file.sync();
+      crashPoint('apply');
       this.writeRoot({ ...committed, generation: committed.generation + 1, journalHead: 0, journalCount: 0, journalCrc: 0 });
     } catch (err) {
       for (const v of journalVbns) this.reserved.delete(v);
       throw err;
     }
+    crashPoint('clean-root');
     for (const v of journalVbns) this.reserved.delete(v);
     this.meta.markClean();
     this.releasedSinceCp.clear();
@@ -560,6 +573,7 @@ export class Volume implements MapStorage {
       if (!scratch.equals(src)) this.file.write(src, this.layout.metaOffset(m));
     }
     this.meta.forget(this.layout.planeBlock(plane, 0), this.layout.planeBlocks);
+    crashPoint('snapshot-plane');
     const entry: SnapshotEntry = {
       slot,
       id: this.root.nextSnapshotId,
