@@ -68,6 +68,12 @@ export class Volume implements MapStorage {
   private readonly freshSinceCp: SparseBitmap;
   /** VBNs in no plane that must not be handed out (journal blocks being written). */
   private readonly reserved: SparseBitmap;
+  /**
+   * Free blocks held back for journals, so a full volume can still commit the CP that
+   * frees space (a snapshot delete needs two). In no plane: nothing to persist.
+   */
+  private readonly journalPool: number[] = [];
+  private readonly journalPoolSize: number;
   private changed = false;
   private closed = false;
 
@@ -81,6 +87,7 @@ export class Volume implements MapStorage {
     this.reserved = new SparseBitmap(w);
     this.map = new LogicalMap(this, root.mapDepth, root.mapRoot, !writable);
     this.allocator = new Allocator(this.freeSpaceView(), root.allocCursor);
+    this.journalPoolSize = Math.min(64, Math.max(4, Math.floor(root.nblocks / 64)));
   }
 
   // ---------------------------------------------------------------- create / open
@@ -404,6 +411,25 @@ export class Volume implements MapStorage {
   /** A new VBN in the active plane (and the recording mark-on-allocate plane). */
   allocate(): number {
     this.assertWritable();
+    try {
+      while (this.journalPool.length < this.journalPoolSize) {
+        const v = this.takeBlock();
+        this.reserved.add(v);
+        this.journalPool.push(v);
+      }
+    } catch {
+      /* the pool keeps what it got; the allocation below reports the full volume */
+    }
+    const vbn = this.takeBlock();
+    this.setBit(PLANE_ACTIVE, vbn, true);
+    this.setBit(PLANE_MOA[this.root.moaCurrent], vbn, true);
+    this.freshSinceCp.add(vbn);
+    this.root.usedBlocks++;
+    return vbn;
+  }
+
+  /** A free VBN from the allocator; one taken from shadow snapshots leaves their planes. */
+  private takeBlock(): number {
     const a = this.allocator.allocate();
     if (a.fromShadow) {
       for (const s of this.snapshots()) {
@@ -412,10 +438,6 @@ export class Volume implements MapStorage {
         }
       }
     }
-    this.setBit(PLANE_ACTIVE, a.vbn, true);
-    this.setBit(PLANE_MOA[this.root.moaCurrent], a.vbn, true);
-    this.freshSinceCp.add(a.vbn);
-    this.root.usedBlocks++;
     return a.vbn;
   }
 
@@ -475,29 +497,30 @@ export class Volume implements MapStorage {
     this.assertWritable();
     if (!this.changed) return;
     this.map.writeDirty();
-    const dirty = this.meta.dirtyBlocks();
     const bs = this.layout.blockSize;
     // journal contents and index go to free VBNs that no plane records
     const entries: JournalEntry[] = [];
-    const takeReserved = (): number => {
-      const a = this.allocator.allocate();
-      if (a.fromShadow) throw new Error('journal must not reuse shadow blocks');
-      this.reserved.add(a.vbn);
-      return a.vbn;
-    };
     const journalVbns: number[] = [];
     try {
-      for (const [m, blk] of dirty) {
-        const v = takeReserved();
-        journalVbns.push(v);
-        this.file.write(blk.buf, this.layout.vbnOffset(v));
-        entries.push({ target: m, vbn: v, crc: contentCrc(blk.buf) });
-      }
+      // Reserve the journal's blocks first. A block taken from a shadow snapshot clears
+      // its bit, which can dirty one more plane block: reserve until the count covers
+      // every dirty block plus the index.
       const per = entriesPerIndexBlock(bs);
+      const needed = () => this.meta.dirtyCount() + Math.ceil(this.meta.dirtyCount() / per);
+      while (journalVbns.length < needed()) {
+        const v = this.journalPool.pop() ?? this.takeBlock();
+        this.reserved.add(v);
+        journalVbns.push(v);
+      }
+      const dirty = this.meta.dirtyBlocks();
+      const contentVbns = journalVbns.slice(0, dirty.length);
+      const indexVbns = journalVbns.slice(dirty.length, dirty.length + Math.ceil(dirty.length / per));
+      dirty.forEach(([m, blk], i) => {
+        this.file.write(blk.buf, this.layout.vbnOffset(contentVbns[i]));
+        entries.push({ target: m, vbn: contentVbns[i], crc: contentCrc(blk.buf) });
+      });
       const groups: JournalEntry[][] = [];
       for (let i = 0; i < entries.length; i += per) groups.push(entries.slice(i, i + per));
-      const indexVbns = groups.map(() => takeReserved());
-      journalVbns.push(...indexVbns);
       const indexBlocks = groups.map((g, i) => encodeJournalIndex(bs, g, indexVbns[i + 1] ?? 0));
       indexBlocks.forEach((b, i) => this.file.write(b, this.layout.vbnOffset(indexVbns[i])));
       this.file.sync();
@@ -515,7 +538,7 @@ export class Volume implements MapStorage {
       };
       this.writeRoot(committed);
       crashPoint('root');
-      for (const [m, blk] of dirty) this.file.write(blk.buf, this.layout.metaOffset(m));
+      for (const [m, blk] of this.meta.dirtyBlocks()) this.file.write(blk.buf, this.layout.metaOffset(m));
       this.file.sync();
       crashPoint('apply');
       this.writeRoot({ ...committed, generation: committed.generation + 1, journalHead: 0, journalCount: 0, journalCrc: 0 });
