@@ -1,44 +1,121 @@
 // Word-level bit plane arithmetic: the tight loops storage images are made of. Bit b of
 // word w is VBN base + w*32 + b. Every loop takes Uint32Arrays only, so each stays
 // monomorphic; none allocates.
+//
+// The loops are unrolled by eight, which nearly halves V8's time per word (fewer bounds
+// checks and loop branches). The "Grouped" variants, used for an image's last operation,
+// also record per group of GROUP_WORDS words the OR of the words they wrote: counting
+// then skips all-zero groups with one test instead of eight, which is what keeps a sparse
+// incremental image cheap.
 
-// The loops are unrolled by four: a chunk is 1024 words at 4 KiB blocks, and unrolling
-// nearly halves the time V8 spends per word (fewer bounds checks and loop branches).
+export const GROUP_WORDS = 8;
+
+/** Length of the group summary for n words. */
+export function groupCount(n: number): number {
+  return Math.ceil(n / GROUP_WORDS);
+}
 
 /** d[i] |= s[i] for i < n. */
 export function orWords(d: Uint32Array, s: Uint32Array, n: number): void {
   let i = 0;
-  for (const end = n - 3; i < end; i += 4) {
+  for (const end = n - 7; i < end; i += 8) {
     d[i] |= s[i];
     d[i + 1] |= s[i + 1];
     d[i + 2] |= s[i + 2];
     d[i + 3] |= s[i + 3];
+    d[i + 4] |= s[i + 4];
+    d[i + 5] |= s[i + 5];
+    d[i + 6] |= s[i + 6];
+    d[i + 7] |= s[i + 7];
   }
   for (; i < n; i++) d[i] |= s[i];
+}
+
+/** d[i] |= s[i] for i < n; groups[g] = OR of d's words in group g. */
+export function orWordsGrouped(d: Uint32Array, s: Uint32Array, n: number, groups: Uint32Array): void {
+  let i = 0;
+  for (const end = n - 7; i < end; i += 8) {
+    groups[i >>> 3] =
+      (d[i] |= s[i]) | (d[i + 1] |= s[i + 1]) | (d[i + 2] |= s[i + 2]) | (d[i + 3] |= s[i + 3]) |
+      (d[i + 4] |= s[i + 4]) | (d[i + 5] |= s[i + 5]) | (d[i + 6] |= s[i + 6]) | (d[i + 7] |= s[i + 7]);
+  }
+  if (i < n) {
+    let any = 0;
+    for (; i < n; i++) any |= d[i] |= s[i];
+    groups[(n - 1) >>> 3] = any;
+  }
 }
 
 /** d[i] &= s[i] for i < n. */
 export function andWords(d: Uint32Array, s: Uint32Array, n: number): void {
   let i = 0;
-  for (const end = n - 3; i < end; i += 4) {
+  for (const end = n - 7; i < end; i += 8) {
     d[i] &= s[i];
     d[i + 1] &= s[i + 1];
     d[i + 2] &= s[i + 2];
     d[i + 3] &= s[i + 3];
+    d[i + 4] &= s[i + 4];
+    d[i + 5] &= s[i + 5];
+    d[i + 6] &= s[i + 6];
+    d[i + 7] &= s[i + 7];
   }
   for (; i < n; i++) d[i] &= s[i];
+}
+
+/** d[i] &= s[i] for i < n; groups[g] = OR of d's words in group g. */
+export function andWordsGrouped(d: Uint32Array, s: Uint32Array, n: number, groups: Uint32Array): void {
+  let i = 0;
+  for (const end = n - 7; i < end; i += 8) {
+    groups[i >>> 3] =
+      (d[i] &= s[i]) | (d[i + 1] &= s[i + 1]) | (d[i + 2] &= s[i + 2]) | (d[i + 3] &= s[i + 3]) |
+      (d[i + 4] &= s[i + 4]) | (d[i + 5] &= s[i + 5]) | (d[i + 6] &= s[i + 6]) | (d[i + 7] &= s[i + 7]);
+  }
+  if (i < n) {
+    let any = 0;
+    for (; i < n; i++) any |= d[i] &= s[i];
+    groups[(n - 1) >>> 3] = any;
+  }
 }
 
 /** d[i] &= ~s[i] for i < n. */
 export function andNotWords(d: Uint32Array, s: Uint32Array, n: number): void {
   let i = 0;
-  for (const end = n - 3; i < end; i += 4) {
+  for (const end = n - 7; i < end; i += 8) {
     d[i] &= ~s[i];
     d[i + 1] &= ~s[i + 1];
     d[i + 2] &= ~s[i + 2];
     d[i + 3] &= ~s[i + 3];
+    d[i + 4] &= ~s[i + 4];
+    d[i + 5] &= ~s[i + 5];
+    d[i + 6] &= ~s[i + 6];
+    d[i + 7] &= ~s[i + 7];
   }
   for (; i < n; i++) d[i] &= ~s[i];
+}
+
+/** d[i] &= ~s[i] for i < n; groups[g] = OR of d's words in group g. */
+export function andNotWordsGrouped(d: Uint32Array, s: Uint32Array, n: number, groups: Uint32Array): void {
+  let i = 0;
+  for (const end = n - 7; i < end; i += 8) {
+    groups[i >>> 3] =
+      (d[i] &= ~s[i]) | (d[i + 1] &= ~s[i + 1]) | (d[i + 2] &= ~s[i + 2]) | (d[i + 3] &= ~s[i + 3]) |
+      (d[i + 4] &= ~s[i + 4]) | (d[i + 5] &= ~s[i + 5]) | (d[i + 6] &= ~s[i + 6]) | (d[i + 7] &= ~s[i + 7]);
+  }
+  if (i < n) {
+    let any = 0;
+    for (; i < n; i++) any |= d[i] &= ~s[i];
+    groups[(n - 1) >>> 3] = any;
+  }
+}
+
+/** groups[g] = OR of the words of group g, for words written without an operation (a copy). */
+export function summarizeGroups(words: Uint32Array, n: number, groups: Uint32Array): void {
+  for (let i = 0; i < n; i += GROUP_WORDS) {
+    let any = 0;
+    const end = Math.min(i + GROUP_WORDS, n);
+    for (let j = i; j < end; j++) any |= words[j];
+    groups[i >>> 3] = any;
+  }
 }
 
 /** Number of set bits in a 32-bit word (SWAR: pairs, nibbles, then bytes summed by a multiply). */
@@ -109,27 +186,25 @@ export class BitTally {
   /** Bit 31 of the last word fed: 1 when a run may continue into the next word. */
   private carry = 0;
 
-  add(words: Uint32Array, n: number): void {
+  /** Adds words[0..n), whose group summary (see orWords) is groups. */
+  add(words: Uint32Array, groups: Uint32Array, n: number): void {
     let blocks = this.blocks;
     let extents = this.extents;
     let carry = this.carry;
-    for (let i = 0; i < n; i++) {
-      const w = words[i] | 0;
-      if (w === 0) {
+    for (let i = 0; i < n; i += GROUP_WORDS) {
+      if (groups[i >>> 3] === 0) {
         carry = 0;
         continue;
       }
-      if (w === -1) {
-        blocks += 32;
-        extents += 1 - carry;
-        carry = 1;
-        continue;
+      // Branch-free inside a group: mixed words would defeat the branch predictor.
+      const end = Math.min(i + GROUP_WORDS, n);
+      for (let j = i; j < end; j++) {
+        const w = words[j] | 0;
+        blocks += popcount32(w);
+        // A run starts at a set bit whose lower neighbour (or the carry) is clear.
+        extents += popcount32(w & ~((w << 1) | carry));
+        carry = w >>> 31;
       }
-      blocks += popcount32(w);
-      // A run starts at a set bit whose lower neighbour (or the carry) is clear.
-      const starts = w & ~((w << 1) | carry);
-      if (starts !== 0) extents += popcount32(starts);
-      carry = w >>> 31;
     }
     this.blocks = blocks;
     this.extents = extents;

@@ -1,7 +1,19 @@
 // Storage images: an expression checked against a volume's planes, then evaluated in ONE
 // pass over the chunks of the planes it names, with memory bounded by a few chunks.
 import { InvalidInputError, NotFoundError } from '../errors.js';
-import { BitTally, andNotWords, andWords, anyBitSet, forEachExtent, orWords } from './bit-words.js';
+import {
+  BitTally,
+  andNotWords,
+  andNotWordsGrouped,
+  andWords,
+  andWordsGrouped,
+  anyBitSet,
+  forEachExtent,
+  groupCount,
+  orWords,
+  orWordsGrouped,
+  summarizeGroups,
+} from './bit-words.js';
 import { type BinaryKind, type ImageExpression, formatExpression } from './expression.js';
 import type { PlaneRef, PlaneSource } from './plane-source.js';
 
@@ -103,7 +115,7 @@ export function evaluateImage(
   const total = source.chunks;
   for (let c = 0; c < total; c++) {
     const words = program.run(c);
-    tally.add(words, n);
+    tally.add(words, program.groups, n);
     if (addRun !== undefined) forEachExtent(words, c * chunkVbns, addRun, n);
     if (onProgress !== undefined && ((c + 1) % PROGRESS_EVERY === 0 || c + 1 === total)) onProgress(c + 1, total);
   }
@@ -131,7 +143,7 @@ export function* imageChunks(
   const total = source.chunks;
   for (let c = 0; c < total; c++) {
     const words = program.run(c);
-    if (anyBitSet(words, n)) yield { chunk: c, words };
+    if (anyBitSet(program.groups)) yield { chunk: c, words };
     if (opts.onProgress && ((c + 1) % PROGRESS_EVERY === 0 || c + 1 === total)) opts.onProgress(c + 1, total);
   }
 }
@@ -155,6 +167,8 @@ class ChunkProgram {
   private readonly dst: Int32Array;
   private readonly src: Int32Array;
   private readonly registers: Uint32Array[] = [];
+  /** OR of each group of 8 result words after run(): zero groups need no counting. */
+  readonly groups: Uint32Array;
   private readonly n: number;
   private readonly lastChunk: number;
   /** Words of the last chunk holding VBNs < nblocks, and the mask of its last one. */
@@ -193,44 +207,59 @@ class ChunkProgram {
     this.src = Int32Array.from(srcs);
     this.n = source.wordsPerChunk;
     for (let r = 0; r < registers; r++) this.registers.push(new Uint32Array(this.n));
+    this.groups = new Uint32Array(groupCount(this.n));
+    if (source.chunks !== Math.ceil(source.nblocks / (this.n * 32))) {
+      throw new Error(`plane source has ${source.chunks} chunks for ${source.nblocks} blocks of ${this.n * 32} VBNs per chunk`);
+    }
     this.lastChunk = source.chunks - 1;
     const lastBits = source.nblocks - this.lastChunk * this.n * 32;
     this.lastWords = Math.ceil(lastBits / 32);
     this.lastMask = lastBits % 32 === 0 ? -1 : (1 << lastBits % 32) - 1;
   }
 
-  /** Computes chunk c of the image into register 0 and returns it. */
+  /** Computes chunk c of the image into register 0, and its group summary; returns register 0. */
   run(c: number): Uint32Array {
-    const { op, dst, src, registers, n, source } = this;
-    for (let k = 0; k < op.length; k++) {
+    const { op, dst, src, registers, groups, n, source } = this;
+    const last = op.length - 1;
+    for (let k = 0; k <= last; k++) {
       const d = registers[dst[k]];
       switch (op[k]) {
         case OP_LOAD:
           d.set(planeChunk(source, src[k], c, n));
           break;
         case OP_OR:
-          orWords(d, planeChunk(source, src[k], c, n), n);
+          if (k === last) orWordsGrouped(d, planeChunk(source, src[k], c, n), n, groups);
+          else orWords(d, planeChunk(source, src[k], c, n), n);
           break;
         case OP_AND:
-          andWords(d, planeChunk(source, src[k], c, n), n);
+          if (k === last) andWordsGrouped(d, planeChunk(source, src[k], c, n), n, groups);
+          else andWords(d, planeChunk(source, src[k], c, n), n);
           break;
         case OP_ANDNOT:
-          andNotWords(d, planeChunk(source, src[k], c, n), n);
+          if (k === last) andNotWordsGrouped(d, planeChunk(source, src[k], c, n), n, groups);
+          else andNotWords(d, planeChunk(source, src[k], c, n), n);
           break;
         case OP_OR_REG:
-          orWords(d, registers[src[k]], n);
+          if (k === last) orWordsGrouped(d, registers[src[k]], n, groups);
+          else orWords(d, registers[src[k]], n);
           break;
         case OP_AND_REG:
-          andWords(d, registers[src[k]], n);
+          if (k === last) andWordsGrouped(d, registers[src[k]], n, groups);
+          else andWords(d, registers[src[k]], n);
           break;
       }
     }
+    // The last operation writes register 0 and leaves its group summary, unless the
+    // whole expression is one plane (a copy). Sources promise zero bits past
+    // nblocks; the last chunk is masked anyway so counts never include a VBN the volume
+    // does not have.
     const result = registers[0];
-    // Sources promise zero bits past nblocks; the last chunk is masked anyway so the
-    // counts can never include a VBN the volume does not have.
     if (c === this.lastChunk) {
       result.fill(0, this.lastWords);
       result[this.lastWords - 1] &= this.lastMask;
+      summarizeGroups(result, n, groups);
+    } else if (op.length === 1) {
+      summarizeGroups(result, n, groups);
     }
     return result;
   }
@@ -257,7 +286,10 @@ function unknownPlaneHint(name: string, source: PlaneSource): string {
     return `did you mean "${parts.join(' - ')}"? "-" may continue a name, so "${name}" is read as one name: put spaces around "-"`;
   }
   const known = source.names();
-  const close = known.filter((k) => editDistance(k.toLowerCase(), name.toLowerCase()) <= 2);
+  // A typo: a few edits, fewer for short names ("zz" is not "a" misspelt).
+  const close = known.filter(
+    (k) => editDistance(k.toLowerCase(), name.toLowerCase()) <= Math.max(1, Math.floor(Math.min(k.length, name.length) / 3)),
+  );
   const listed = known.length <= 12 ? known.join(', ') : `${known.slice(0, 12).join(', ')} and ${known.length - 12} more`;
   if (close.length > 0) return `did you mean ${close.map((k) => `"${k}"`).join(' or ')}? known planes: ${listed}`;
   return known.length > 0 ? `known planes: ${listed}` : 'the volume has no planes by that name';
