@@ -1,0 +1,31 @@
+// What the imgstream(1) overview says beyond the commands: the tool in a few
+// paragraphs, its environment variables, and the exit status table built from the one
+// table in src/errors.ts (the same rows `--help` prints under EXIT CODES).
+import { EXIT_CODES, EXIT_INTERNAL } from '../errors.js';
+import type { EnvironmentVariable, ExitStatusRow } from './roff.js';
+
+export const ABOUT: readonly string[] = [
+  `imgstream does block-level backup and mirroring of volumes that keep snapshots as bit planes. It computes storage images as logical sums and differences of snapshot bit planes (for example \`june5 + june4 - june3\`), orders the chosen blocks into an image stream in which every block is tagged with its volume block number (VBN), and writes that stream to a file, to tape files, to a pipe, or to a remote peer.`,
+  `A volume is an array of fixed-size blocks (4 KiB by default) in one file or on one block device that also holds all its metadata: copying the file copies the volume. It holds one logical disk, mapped write-anywhere onto its blocks, and the snapshots of that disk. Each snapshot is a bit plane, one bit per block, set for the blocks the snapshot holds; a block is free only when no plane holds it. Changes become visible all at once at a consistency point, so a crash at any moment leaves the volume as of the last one.`,
+  `Every command takes --json, which prints its result (or its error) as JSON on standard output, and --quiet, which hides the progress bar; the progress bar is shown only on a terminal. An error is printed as one line on standard error and the exit status tells its kind (see EXIT STATUS).`,
+];
+
+export const ENVIRONMENT: readonly EnvironmentVariable[] = [
+  {
+    name: 'IMGSTREAM_LOCK_DIR',
+    description: 'Directory for volume lock files (one process at a time works on a volume). Default: $TMPDIR/imgstream-locks, or /tmp/imgstream-locks when TMPDIR is not set.',
+  },
+  {
+    name: 'IMGSTREAM_DEBUG',
+    description: 'Set to 1 to print a stack trace on internal errors (exit status 1).',
+  },
+];
+
+/** 0, the internal-error status, then every error code with its meaning. */
+export function exitStatusRows(): ExitStatusRow[] {
+  return [
+    { status: 0, meaning: 'success' },
+    { status: EXIT_INTERNAL, meaning: 'internal error (a bug: please report it)' },
+    ...Object.entries(EXIT_CODES).map(([code, v]) => ({ status: v.exit, meaning: `${code}: ${v.meaning}` })),
+  ];
+}
