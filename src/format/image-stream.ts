@@ -1,0 +1,296 @@
+// THE IMAGE STREAM FORMAT, version 1. This file is its specification; the README section
+// "Stream format" and man/imgstream-stream.5 describe it for users.
+//
+// An image stream carries the blocks of a storage image, each tagged with its VBN, plus
+// what a receiver needs to make them a volume again (the snapshot table entries and the
+// planes of the snapshots it brings). It is self-describing: a catalog can be rebuilt
+// from the streams alone.
+//
+//   stream   := preamble record*            (HEADER first, TRAILER last, nothing after)
+//
+//   preamble (16 bytes)
+//      0  magic "IMGSTRM1"
+//      8  u16 format version (1)
+//     10  u16 preamble length (16): readers skip to this offset
+//     12  u32 required feature bits: a reader refuses a stream with a bit it does not know
+//
+//   record frame (16 bytes, then the stored payload)
+//      0  u8  record type (RecordType)
+//      1  u8  flags: bit 0 OPTIONAL (a reader that does not know the type skips it;
+//                    a record without it is required: unknown -> refuse)
+//                    bit 1 ZSTD (the stored payload is one zstd frame of the raw payload)
+//      2  u16 zero
+//      4  u32 stored payload length (bytes that follow the frame)
+//      8  u32 raw payload length (after decompression)
+//     12  u32 crc32 of the stored payload: every record, so every chunk, is checked alone
+//
+//   HEADER (type 1, first, never compressed): UTF-8 JSON, see StreamHeader below.
+//   PLANE  (type 2): part of one snapshot's plane. Planes are sent whole (all non-zero
+//          plane blocks) for every snapshot the stream brings.
+//            0  u32 index of the snapshot in header.snapshots
+//            4  u32 n: plane blocks in this record
+//            8  n x u32 plane block (chunk) numbers, then n x blockSize bytes of plane bits
+//   DATA   (type 3): a chunk of blocks.
+//            0  u32 n: blocks in this record
+//            4  u32 zero
+//            8  n x u64 VBN (little-endian), then n x blockSize bytes of block contents
+//   DEALLOC (type 4, OPTIONAL): VBNs that left the active file system (mirroring).
+//            0  u32 n ranges, then n x (u64 first VBN, u64 count)
+//   TRAILER (type 15, last, never compressed): fixed 96 bytes
+//            0  u64 records before the trailer (header included)
+//            8  u64 DATA blocks
+//           16  u64 raw DATA bytes (blocks x blockSize)
+//           24  u64 PLANE records
+//           32  u64 stream bytes before the trailer frame (preamble included)
+//           40  32 bytes SHA-256 of every stream byte before the trailer frame
+//           72  24 bytes zero
+//
+// A stream without its trailer is incomplete, whatever else it holds: readers report it
+// and restore never commits it. Multi-byte integers are little-endian.
+import { crc32 } from 'node:zlib';
+
+export const STREAM_MAGIC = 'IMGSTRM1';
+export const STREAM_VERSION = 1;
+export const PREAMBLE_BYTES = 16;
+export const FRAME_BYTES = 16;
+export const TRAILER_BYTES = 96;
+/** Largest stored or raw payload a reader accepts: guards against a corrupt length. */
+export const MAX_PAYLOAD = 256 << 20;
+
+export enum RecordType {
+  Header = 1,
+  Plane = 2,
+  Data = 3,
+  Dealloc = 4,
+  Trailer = 15,
+}
+
+export const FLAG_OPTIONAL = 1;
+export const FLAG_ZSTD = 2;
+
+/** Required feature bits. */
+export const FEATURE_ZSTD = 1;
+export const KNOWN_FEATURES = FEATURE_ZSTD;
+
+export class StreamFormatError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'StreamFormatError';
+  }
+}
+
+// ------------------------------------------------------------------ preamble
+
+export function encodePreamble(features: number): Buffer {
+  const b = Buffer.alloc(PREAMBLE_BYTES);
+  b.write(STREAM_MAGIC, 0, 'latin1');
+  b.writeUInt16LE(STREAM_VERSION, 8);
+  b.writeUInt16LE(PREAMBLE_BYTES, 10);
+  b.writeUInt32LE(features >>> 0, 12);
+  return b;
+}
+
+export function decodePreamble(b: Buffer): { version: number; length: number; features: number } {
+  if (b.length < PREAMBLE_BYTES || b.toString('latin1', 0, 8) !== STREAM_MAGIC) throw new StreamFormatError('not an imgstream image stream (bad magic)');
+  const version = b.readUInt16LE(8);
+  if (version !== STREAM_VERSION) throw new StreamFormatError(`unsupported stream format version ${version} (this imgstream reads version ${STREAM_VERSION})`);
+  const length = b.readUInt16LE(10);
+  if (length < PREAMBLE_BYTES) throw new StreamFormatError('damaged stream preamble');
+  const features = b.readUInt32LE(12);
+  const unknown = features & ~KNOWN_FEATURES;
+  if (unknown) throw new StreamFormatError(`stream needs features this imgstream does not have (0x${unknown.toString(16)})`);
+  return { version, length, features };
+}
+
+// ------------------------------------------------------------------ frames
+
+export interface FrameHeader {
+  type: number;
+  flags: number;
+  storedLength: number;
+  rawLength: number;
+  crc: number;
+}
+
+export function encodeFrame(type: RecordType, flags: number, stored: Uint8Array, rawLength: number): Buffer {
+  const b = Buffer.alloc(FRAME_BYTES);
+  b[0] = type;
+  b[1] = flags;
+  b.writeUInt32LE(stored.length, 4);
+  b.writeUInt32LE(rawLength, 8);
+  b.writeUInt32LE(crc32(stored) >>> 0, 12);
+  return b;
+}
+
+export function decodeFrame(b: Buffer): FrameHeader {
+  const f = { type: b[0], flags: b[1], storedLength: b.readUInt32LE(4), rawLength: b.readUInt32LE(8), crc: b.readUInt32LE(12) };
+  if (b.readUInt16LE(2) !== 0 || (f.flags & ~(FLAG_OPTIONAL | FLAG_ZSTD)) !== 0) throw new StreamFormatError('damaged record frame');
+  if (f.storedLength > MAX_PAYLOAD || f.rawLength > MAX_PAYLOAD) throw new StreamFormatError('damaged record frame (length out of range)');
+  if (!(f.flags & FLAG_ZSTD) && f.rawLength !== f.storedLength) throw new StreamFormatError('damaged record frame (lengths disagree)');
+  return f;
+}
+
+export function payloadCrc(stored: Uint8Array): number {
+  return crc32(stored) >>> 0;
+}
+
+// ------------------------------------------------------------------ header
+
+export interface StreamSnapshot {
+  id: number;
+  name: string;
+  shadow: boolean;
+  master: boolean;
+  createdMs: number;
+  mapRoot: number;
+  generation: number;
+  blocks: number;
+  mappedBlocks: number;
+}
+
+export interface StreamHeader {
+  format: 'imgstream-stream';
+  version: 1;
+  /** Identifies this stream (catalog records, tape files, spanning). */
+  streamId: string;
+  volume: { uuid: string; blockSize: number; nblocks: number; logicalSize: number; maxSnapshots: number; mapDepth: number };
+  level: number;
+  /** The storage image carried, e.g. "june5 + june4 - june3". */
+  expression: string;
+  /** The snapshot the receiver must already hold (null for a full stream). */
+  base: { id: number; name: string; generation: number } | null;
+  /** The newest snapshot carried: the receiver's active file system becomes it. */
+  top: { id: number; name: string; generation: number };
+  /** The snapshots this stream brings, oldest first (the last is top); each has PLANE records. */
+  snapshots: StreamSnapshot[];
+  created: string;
+  host: string;
+  /** Order of DATA blocks: "vbn", or "interleave:N" (round-robin over N stripes). */
+  order: string;
+  compression: { codec: 'zstd'; level: number } | { codec: 'none' };
+  /** Blocks and bytes of the storage image, as evaluated before writing. */
+  image: { blocks: number; bytes: number; extents: number };
+}
+
+export function encodeHeader(h: StreamHeader): Buffer {
+  return Buffer.from(JSON.stringify(h), 'utf8');
+}
+
+const isInt = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) >= 0;
+
+export function decodeHeader(b: Buffer): StreamHeader {
+  let h: StreamHeader;
+  try {
+    h = JSON.parse(b.toString('utf8'));
+  } catch {
+    throw new StreamFormatError('damaged stream header (not JSON)');
+  }
+  const v = h?.volume;
+  const ok =
+    h?.format === 'imgstream-stream' &&
+    h.version === 1 &&
+    typeof h.streamId === 'string' &&
+    v && typeof v.uuid === 'string' && isInt(v.blockSize) && isInt(v.nblocks) && isInt(v.logicalSize) && isInt(v.maxSnapshots) && isInt(v.mapDepth) &&
+    isInt(h.level) &&
+    typeof h.expression === 'string' &&
+    (h.base === null || (h.base && isInt(h.base.id) && typeof h.base.name === 'string')) &&
+    h.top && isInt(h.top.id) && typeof h.top.name === 'string' &&
+    Array.isArray(h.snapshots) && h.snapshots.length > 0 &&
+    h.snapshots.every((s) => isInt(s.id) && typeof s.name === 'string' && isInt(s.mapRoot) && isInt(s.generation) && isInt(s.blocks) && isInt(s.mappedBlocks)) &&
+    h.snapshots[h.snapshots.length - 1].id === h.top.id;
+  if (!ok) throw new StreamFormatError('damaged or incomplete stream header');
+  return h;
+}
+
+// ------------------------------------------------------------------ payloads
+
+export function encodeData(vbns: ArrayLike<number>, blocks: Uint8Array[] | Buffer, blockSize: number): Buffer {
+  const n = vbns.length;
+  const out = Buffer.allocUnsafe(8 + n * 8 + n * blockSize);
+  out.writeUInt32LE(n, 0);
+  out.writeUInt32LE(0, 4);
+  for (let i = 0; i < n; i++) {
+    out.writeUInt32LE(vbns[i] >>> 0, 8 + i * 8);
+    out.writeUInt32LE(Math.floor(vbns[i] / 4294967296), 12 + i * 8);
+  }
+  const base = 8 + n * 8;
+  if (Buffer.isBuffer(blocks)) blocks.copy(out, base, 0, n * blockSize);
+  else blocks.forEach((b, i) => out.set(b, base + i * blockSize));
+  return out;
+}
+
+/** VBNs and a view of the block contents (block i at i*blockSize). */
+export function decodeData(p: Buffer, blockSize: number): { vbns: number[]; data: Buffer } {
+  if (p.length < 8) throw new StreamFormatError('damaged DATA record');
+  const n = p.readUInt32LE(0);
+  if (p.length !== 8 + n * 8 + n * blockSize) throw new StreamFormatError('damaged DATA record (length does not match its block count)');
+  const vbns = new Array<number>(n);
+  for (let i = 0; i < n; i++) vbns[i] = p.readUInt32LE(8 + i * 8) + p.readUInt32LE(12 + i * 8) * 4294967296;
+  return { vbns, data: p.subarray(8 + n * 8) };
+}
+
+export function encodePlane(snapshotIndex: number, chunks: number[], words: Uint8Array[], blockSize: number): Buffer {
+  const n = chunks.length;
+  const out = Buffer.allocUnsafe(8 + n * 4 + n * blockSize);
+  out.writeUInt32LE(snapshotIndex, 0);
+  out.writeUInt32LE(n, 4);
+  chunks.forEach((c, i) => out.writeUInt32LE(c, 8 + i * 4));
+  words.forEach((w, i) => out.set(w, 8 + n * 4 + i * blockSize));
+  return out;
+}
+
+export function decodePlane(p: Buffer, blockSize: number): { snapshotIndex: number; chunks: number[]; data: Buffer } {
+  if (p.length < 8) throw new StreamFormatError('damaged PLANE record');
+  const n = p.readUInt32LE(4);
+  if (p.length !== 8 + n * 4 + n * blockSize) throw new StreamFormatError('damaged PLANE record (length does not match its block count)');
+  const chunks = Array.from({ length: n }, (_, i) => p.readUInt32LE(8 + i * 4));
+  return { snapshotIndex: p.readUInt32LE(0), chunks, data: p.subarray(8 + n * 4) };
+}
+
+export function encodeDealloc(ranges: Array<[number, number]>): Buffer {
+  const out = Buffer.alloc(4 + ranges.length * 16);
+  out.writeUInt32LE(ranges.length, 0);
+  ranges.forEach(([first, count], i) => {
+    out.writeBigUInt64LE(BigInt(first), 4 + i * 16);
+    out.writeBigUInt64LE(BigInt(count), 12 + i * 16);
+  });
+  return out;
+}
+
+export function decodeDealloc(p: Buffer): Array<[number, number]> {
+  const n = p.length >= 4 ? p.readUInt32LE(0) : -1;
+  if (n < 0 || p.length !== 4 + n * 16) throw new StreamFormatError('damaged DEALLOC record');
+  return Array.from({ length: n }, (_, i) => [Number(p.readBigUInt64LE(4 + i * 16)), Number(p.readBigUInt64LE(12 + i * 16))] as [number, number]);
+}
+
+export interface StreamTrailer {
+  records: number;
+  dataBlocks: number;
+  dataBytes: number;
+  planeRecords: number;
+  streamBytes: number;
+  sha256: string;
+}
+
+export function encodeTrailer(t: StreamTrailer): Buffer {
+  const b = Buffer.alloc(TRAILER_BYTES);
+  b.writeBigUInt64LE(BigInt(t.records), 0);
+  b.writeBigUInt64LE(BigInt(t.dataBlocks), 8);
+  b.writeBigUInt64LE(BigInt(t.dataBytes), 16);
+  b.writeBigUInt64LE(BigInt(t.planeRecords), 24);
+  b.writeBigUInt64LE(BigInt(t.streamBytes), 32);
+  Buffer.from(t.sha256, 'hex').copy(b, 40, 0, 32);
+  return b;
+}
+
+export function decodeTrailer(b: Buffer): StreamTrailer {
+  if (b.length !== TRAILER_BYTES) throw new StreamFormatError('damaged stream trailer');
+  return {
+    records: Number(b.readBigUInt64LE(0)),
+    dataBlocks: Number(b.readBigUInt64LE(8)),
+    dataBytes: Number(b.readBigUInt64LE(16)),
+    planeRecords: Number(b.readBigUInt64LE(24)),
+    streamBytes: Number(b.readBigUInt64LE(32)),
+    sha256: b.toString('hex', 40, 72),
+  };
+}

@@ -1,0 +1,47 @@
+// Where image streams go and come from. Every destination (a file, stdout, a tape made of
+// tape files, later a peer) implements StreamTarget for writing and StreamSource for
+// reading, has an in-memory twin for tests (memory/), and passes the one contract suite
+// in test/media/contract.test.ts.
+
+/** Where a stream landed, as recorded in the catalog. */
+export interface MediaPosition {
+  /** 'file' | 'stdout' | 'stdin' | 'tape' | 'memory' | 'peer' */
+  kind: string;
+  /** Path or address of the medium (for a tape: the first tape's directory or device). */
+  location: string;
+  /** Tape only: file number on the first tape (1-based), and every tape the stream spans. */
+  tapeFile?: number;
+  tapes?: string[];
+}
+
+export interface StreamTarget {
+  /** For messages: "file /backups/vm.l0", "tape /tapes/t1". */
+  readonly description: string;
+  /**
+   * Appends bytes of the stream. The promise settles when the medium accepted them (the
+   * caller may reuse the buffer afterwards). Rejects with an ImgstreamError naming the
+   * problem (a full tape with no next tape, a closed pipe, an I/O error).
+   */
+  write(data: Buffer): Promise<void>;
+  /**
+   * The stream is complete: make it durable and visible under its final name, and say
+   * where it is. Before finish() returns, no reader may take the stream for a complete one.
+   */
+  finish(): Promise<MediaPosition>;
+  /** The stream will not be completed: remove or invalidate what was written. Never throws. */
+  abort(): Promise<void>;
+}
+
+export interface SourceStream {
+  /** For messages: "file /backups/vm.l0", "tape /tapes/t1 file 2". */
+  readonly name: string;
+  readonly position: MediaPosition;
+  /** The stream's bytes, in order. May be consumed once. */
+  readonly bytes: AsyncIterable<Buffer>;
+}
+
+export interface StreamSource {
+  readonly description: string;
+  /** The streams on this medium in order (a file or a pipe holds one; a tape holds one per tape file). */
+  streams(): AsyncIterable<SourceStream>;
+}
