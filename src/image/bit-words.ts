@@ -186,7 +186,7 @@ export class BitTally {
   /** Bit 31 of the last word fed: 1 when a run may continue into the next word. */
   private carry = 0;
 
-  /** Adds words[0..n), whose group summary (see orWords) is groups. */
+  /** Adds words[0..n), whose group summary (see orWordsGrouped) is groups. */
   add(words: Uint32Array, groups: Uint32Array, n: number): void {
     let blocks = this.blocks;
     let extents = this.extents;
@@ -196,15 +196,28 @@ export class BitTally {
         carry = 0;
         continue;
       }
-      // Branch-free inside a group: mixed words would defeat the branch predictor.
+      // Branch-free inside a group (mixed words would defeat the branch predictor): the
+      // per-byte bit counts (popcount32's first three steps) of the words and of their run
+      // starts are summed over the group, then folded to numbers once per group.
+      let wordBytes = 0; // bytes <= 8 * 8
+      let startBytes = 0; // bytes <= 8 * 4: no two starts are adjacent
       const end = Math.min(i + GROUP_WORDS, n);
       for (let j = i; j < end; j++) {
         const w = words[j] | 0;
-        blocks += popcount32(w);
         // A run starts at a set bit whose lower neighbour (or the carry) is clear.
-        extents += popcount32(w & ~((w << 1) | carry));
+        const s = w & ~((w << 1) | carry);
         carry = w >>> 31;
+        let x = w - ((w >>> 1) & 0x55555555);
+        x = (x & 0x33333333) + ((x >>> 2) & 0x33333333);
+        wordBytes += (x + (x >>> 4)) & 0x0f0f0f0f;
+        let y = s - ((s >>> 1) & 0x55555555);
+        y = (y & 0x33333333) + ((y >>> 2) & 0x33333333);
+        startBytes += (y + (y >>> 4)) & 0x0f0f0f0f;
       }
+      // Up to 256 set bits: fold bytes to 16-bit halves before adding them up.
+      wordBytes = (wordBytes & 0x00ff00ff) + ((wordBytes >>> 8) & 0x00ff00ff);
+      blocks += (wordBytes & 0xffff) + (wordBytes >>> 16);
+      extents += Math.imul(startBytes, 0x01010101) >>> 24;
     }
     this.blocks = blocks;
     this.extents = extents;

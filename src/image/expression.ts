@@ -31,6 +31,8 @@ const PRECEDENCE: Readonly<Record<ImageExpression['kind'], number>> = { union: 1
 
 /** Parentheses nest at most this deep: bounds the parser's recursion on hostile input. */
 export const MAX_NESTING = 100;
+/** At most this many plane names: bounds the tree's depth (and a volume has fewer planes). */
+export const MAX_PLANES = 1000;
 
 const EXPRESSION_HINT =
   'join plane names with "+" (union), "-" (difference) and "&" (intersection), with spaces around operators, e.g. "june5 + june4 - june3"';
@@ -70,18 +72,20 @@ function lex(text: string): Token[] {
   // Positions count characters (code points), as a user would.
   const chars = Array.from(text);
   const tokens: Token[] = [];
+  let names = 0;
   let i = 0;
   while (i < chars.length) {
     const ch = chars[i];
     if (/\s/.test(ch)) {
       i++;
-    } else if (ch in KIND_OF_SYMBOL || ch === '(' || ch === ')') {
+    } else if (ch === '+' || ch === '-' || ch === '&' || ch === '(' || ch === ')') {
       tokens.push({ type: ch as TokenType, text: ch, pos: i + 1 });
       i++;
     } else if (NAME_START.test(ch)) {
       const start = i;
       i++;
       while (i < chars.length && NAME_CONTINUE.test(chars[i])) i++;
+      if (++names > MAX_PLANES) throw malformed(text, `more than ${MAX_PLANES} plane names, at position ${start + 1}`);
       tokens.push({ type: 'name', text: chars.slice(start, i).join(''), pos: start + 1 });
     } else {
       throw malformed(text, `unexpected character ${JSON.stringify(ch)} at position ${i + 1}`);

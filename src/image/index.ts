@@ -10,6 +10,7 @@ export {
   type ImageExpression,
   type PlaneNode,
   MAX_NESTING,
+  MAX_PLANES,
   OPERATOR_SYMBOL,
   formatExpression,
   parseExpression,
@@ -26,5 +27,5 @@ export {
   imageChunks,
   resolveExpression,
 } from './storage-image.js';
-export { BitTally, forEachExtent, popcount32 } from './bit-words.js';
+export { forEachExtent, popcount32 } from './bit-words.js';
 export { type MemoryPlane, type MemoryPlaneSourceSpec, MemoryPlaneSource } from './memory-plane-source.js';

@@ -136,12 +136,12 @@ export function evaluateImage(
 export function* imageChunks(
   resolved: ResolvedExpression,
   source: PlaneSource,
-  opts: { onProgress?: ImageProgress } = {},
+  opts: { onProgress?: ImageProgress; fromChunk?: number; toChunk?: number } = {},
 ): Generator<ImageChunk, void, undefined> {
   const program = new ChunkProgram(resolved, source);
   const n = source.wordsPerChunk;
-  const total = source.chunks;
-  for (let c = 0; c < total; c++) {
+  const total = Math.min(source.chunks, opts.toChunk ?? source.chunks);
+  for (let c = opts.fromChunk ?? 0; c < total; c++) {
     const words = program.run(c);
     if (anyBitSet(program.groups)) yield { chunk: c, words };
     if (opts.onProgress && ((c + 1) % PROGRESS_EVERY === 0 || c + 1 === total)) opts.onProgress(c + 1, total);
@@ -286,9 +286,10 @@ function unknownPlaneHint(name: string, source: PlaneSource): string {
     return `did you mean "${parts.join(' - ')}"? "-" may continue a name, so "${name}" is read as one name: put spaces around "-"`;
   }
   const known = source.names();
+  if (name.length > 256) return `known planes: ${known.slice(0, 12).join(', ')}`;
   // A typo: a few edits, fewer for short names ("zz" is not "a" misspelt).
   const close = known.filter(
-    (k) => editDistance(k.toLowerCase(), name.toLowerCase()) <= Math.max(1, Math.floor(Math.min(k.length, name.length) / 3)),
+    (k) => editDistance(k.toLowerCase(), name.toLowerCase()) <= Math.min(3, Math.max(1, Math.floor(Math.min(k.length, name.length) / 3))),
   );
   const listed = known.length <= 12 ? known.join(', ') : `${known.slice(0, 12).join(', ')} and ${known.length - 12} more`;
   if (close.length > 0) return `did you mean ${close.map((k) => `"${k}"`).join(' or ')}? known planes: ${listed}`;
@@ -319,7 +320,6 @@ function splitIntoKnownNames(name: string, source: PlaneSource): string[] | unde
 }
 
 function editDistance(a: string, b: string): number {
-  if (Math.abs(a.length - b.length) > 2) return 3;
   let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
   for (let i = 1; i <= a.length; i++) {
     const row = [i];

@@ -139,6 +139,17 @@ describe('BitTally', () => {
     );
   });
 
+  it('counts full groups of all-ones words (256 bits a group) and runs through them', () => {
+    const words = new Uint32Array(20).fill(0xffffffff);
+    words[17] = 0x7fffffff; // run 0..574 ends at bit 30 of word 17; word 18, 19 start a second
+    const groups = new Uint32Array(groupCount(20));
+    summarizeGroups(words, 20, groups);
+    const tally = new BitTally();
+    tally.add(words, groups, 20);
+    expect(tally.blocks).toBe(20 * 32 - 1);
+    expect(tally.extents).toBe(2);
+  });
+
   it('skips groups whose summary is zero', () => {
     const tally = new BitTally();
     tally.add(new Uint32Array(16).fill(1), new Uint32Array([0, 1]), 16);

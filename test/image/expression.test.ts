@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { InvalidInputError } from '../../src/errors.js';
-import { MAX_NESTING, type ImageExpression, formatExpression, parseExpression } from '../../src/image/index.js';
+import { MAX_NESTING, MAX_PLANES, type ImageExpression, formatExpression, parseExpression } from '../../src/image/index.js';
 import { SNAPSHOT_NAME_PATTERN } from '../../src/volume/snapshot-name.js';
 import { anyExpressionArb, difference, intersection, plane, union } from './model.js';
 
@@ -96,6 +96,17 @@ describe('parseExpression', () => {
     expect(parseExpression(nest(MAX_NESTING))).toEqual(plane('a'));
     expect(parseError(nest(MAX_NESTING + 1)).message).toMatch(
       new RegExp(`parentheses nested deeper than ${MAX_NESTING} levels at position ${MAX_NESTING + 1}$`),
+    );
+  });
+
+  it(`accepts ${MAX_PLANES} plane names and refuses more`, () => {
+    const sum = (k: number) => Array.from({ length: k }, () => 'a').join(' + ');
+    let e = parseExpression(sum(MAX_PLANES));
+    let depth = 0;
+    while (e.kind === 'union') [e, depth] = [e.left, depth + 1];
+    expect(depth).toBe(MAX_PLANES - 1);
+    expect(parseError(sum(MAX_PLANES + 1)).message).toMatch(
+      new RegExp(`: more than ${MAX_PLANES} plane names, at position ${MAX_PLANES * 4 + 1}$`),
     );
   });
 

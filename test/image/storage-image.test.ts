@@ -56,6 +56,15 @@ describe('resolveExpression', () => {
     expect(err.hint).toMatch(/^did you mean "active"\?/);
   });
 
+  it('suggests only names a few edits away', () => {
+    const source = volumeWith(['daily-2026-11-23', 'a', 'june4']);
+    const hint = (text: string) => thrown(() => resolveExpression(parseExpression(text), source)).hint;
+    expect(hint('daily-2026-11-2')).toMatch(/^did you mean "daily-2026-11-23"\?/);
+    expect(hint('Daily-2026-11-28')).toMatch(/^did you mean "daily-2026-11-23"\?/);
+    expect(hint('zz')).toBe('known planes: daily-2026-11-23, a, june4');
+    expect(hint('weekly-2026-11-23')).toBe('known planes: daily-2026-11-23, a, june4');
+  });
+
   it('hints at spaces around "-" when an unknown name splits into known ones', () => {
     const source = volumeWith(['june3', 'june4', 'june5']);
     const err = thrown(() => resolveExpression(parseExpression('june5 + june4-june3'), source));
