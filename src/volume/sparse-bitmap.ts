@@ -40,6 +40,18 @@ export class SparseBitmap {
     }
   }
 
+  /** Adds every bit set in `words` as chunk c. */
+  orChunk(c: number, words: Uint32Array): void {
+    for (let i = 0; i < words.length; i++) {
+      let x = words[i];
+      while (x !== 0) {
+        const bit = 31 - Math.clz32(x & -x);
+        x &= x - 1;
+        this.add(c * this.bitsPerChunk + i * 32 + bit);
+      }
+    }
+  }
+
   /** Words of chunk c, or undefined when no bit of it is set. */
   chunk(c: number): Uint32Array | undefined {
     return this.chunks.get(c);

@@ -38,7 +38,7 @@ export class VolumeLock {
     process.once('exit', this.onExit);
   }
 
-  static acquire(volumePath: string, st: fs.Stats): VolumeLock {
+  static acquire(volumePath: string, st: fs.Stats, what = 'volume'): VolumeLock {
     const dir = lockDir();
     fs.mkdirSync(dir, { recursive: true, mode: 0o1777 });
     const file = path.join(dir, `${st.dev}-${st.ino}.lock`);
@@ -58,7 +58,7 @@ export class VolumeLock {
       }
       const [pid, start] = holder.split(' ');
       if (Number(pid) > 0 && alive(Number(pid), start ?? '0') && Number(pid) !== process.pid) {
-        throw new BusyError(`${volumePath}: volume is in use by imgstream process ${pid}`, 'wait for it to finish, or stop it');
+        throw new BusyError(`${volumePath}: ${what} is in use by imgstream process ${pid}`, 'wait for it to finish, or stop it');
       }
       // stale (its process is gone): take it over
       try {
@@ -67,7 +67,7 @@ export class VolumeLock {
         /* someone else cleaned it */
       }
     }
-    throw new BusyError(`${volumePath}: could not lock the volume`, 'another imgstream process keeps taking it');
+    throw new BusyError(`${volumePath}: could not lock the ${what}`, 'another imgstream process keeps taking it');
   }
 
   release(): void {

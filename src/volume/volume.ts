@@ -38,6 +38,9 @@ export interface CreateOptions {
   maxSnapshots?: number;
   /** Overwrite an existing volume on a block device. */
   force?: boolean;
+  /** Restore: the identity and exact geometry of the volume a stream came from. */
+  uuid?: string;
+  nblocks?: number;
 }
 
 export interface OpenOptions {
@@ -121,7 +124,8 @@ export class Volume implements MapStorage {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw fromSystemError(err, path, 'creating the volume');
     }
     let layout: VolumeLayout;
-    if (isDevice) layout = VolumeLayout.fitting(blockSize, opts.volumeSize ?? deviceBytes, maxSnapshots);
+    if (opts.nblocks !== undefined) layout = new VolumeLayout(blockSize, opts.nblocks, maxSnapshots);
+    else if (isDevice) layout = VolumeLayout.fitting(blockSize, opts.volumeSize ?? deviceBytes, maxSnapshots);
     else if (opts.volumeSize !== undefined) layout = VolumeLayout.fitting(blockSize, opts.volumeSize, maxSnapshots);
     else {
       const probe = new VolumeLayout(blockSize, logicalBlocks * 2, maxSnapshots);
@@ -135,7 +139,7 @@ export class Volume implements MapStorage {
       logicalSize: opts.size,
       maxSnapshots,
       mapDepth: mapDepthFor(blockSize, logicalBlocks),
-      uuid: randomBytes(16).toString('hex'),
+      uuid: opts.uuid ?? randomBytes(16).toString('hex'),
       createdMs: now,
       flags: isDevice ? FLAG_BLOCK_DEVICE : 0,
       generation: 1,
@@ -657,6 +661,97 @@ export class Volume implements MapStorage {
       const m = this.layout.planeBlock(plane, i);
       if (this.meta.read(m).words.some((x) => x !== 0)) this.meta.replace(m, Buffer.alloc(this.layout.blockSize));
     }
+    this.changed = true;
+  }
+
+  // ---------------------------------------------------------------- restore support
+  // A restore writes blocks at the VBNs they had on the source. Only VBNs the committed
+  // state does not use are written; snapshot planes go to free slots directly; then one
+  // CP installs the snapshots and makes the active file system the newest of them.
+
+  /** VBNs of chunk c that the committed state (any plane) or this process holds. */
+  occupiedWords(c: number): Uint32Array {
+    const w = this.layout.wordsPerPlaneBlock;
+    const out = new Uint32Array(w);
+    const planes = [PLANE_ACTIVE, ...this.snapshots().map((s) => this.layout.snapshotPlane(s.slot))];
+    for (const p of planes) {
+      const x = this.planeWords(p, c);
+      for (let i = 0; i < w; i++) out[i] |= x[i];
+    }
+    for (const bm of [this.releasedSinceCp, this.reserved]) {
+      const x = bm.chunk(c);
+      if (x) for (let i = 0; i < w; i++) out[i] |= x[i];
+    }
+    if (c === 0) out[0] |= 1;
+    return out;
+  }
+
+  /** Holds a VBN back from the allocator until release (incoming blocks of a restore). */
+  reserve(vbn: number): void {
+    this.reserved.add(vbn);
+  }
+
+  unreserve(vbn: number): void {
+    this.reserved.delete(vbn);
+  }
+
+  freeSnapshotSlots(): number[] {
+    return this.table.flatMap((e, i) => (e === null ? [i] : []));
+  }
+
+  /** Writes plane block `chunk` of a free slot in place (no committed state references it). */
+  writeSlotPlane(slot: number, chunk: number, data: Uint8Array): void {
+    if (this.table[slot] !== null) throw new Error('slot in use');
+    const m = this.layout.planeBlock(this.layout.snapshotPlane(slot), chunk);
+    this.file.write(data, this.layout.metaOffset(m));
+  }
+
+  /** Zeroes the plane blocks of a free slot that were not written (left over from an older snapshot). */
+  clearSlotPlaneExcept(slot: number, written: Set<number>): void {
+    const plane = this.layout.snapshotPlane(slot);
+    const scratch = Buffer.alloc(this.layout.blockSize);
+    const zero = Buffer.alloc(this.layout.blockSize);
+    for (let c = 0; c < this.layout.planeBlocks; c++) {
+      if (written.has(c)) continue;
+      const off = this.layout.metaOffset(this.layout.planeBlock(plane, c));
+      this.file.read(scratch, off);
+      if (!scratch.equals(zero)) this.file.write(zero, off);
+    }
+    this.meta.forget(this.layout.planeBlock(plane, 0), this.layout.planeBlocks);
+  }
+
+  /** Adds snapshot entries whose planes are already in their slots (journaled with the next CP). */
+  installSnapshot(e: SnapshotEntry): void {
+    this.assertWritable();
+    if (this.table[e.slot] !== null) throw new Error('slot in use');
+    this.meta.forget(this.layout.planeBlock(this.layout.snapshotPlane(e.slot), 0), this.layout.planeBlocks);
+    this.writeTableEntry(e.slot, e);
+    this.root.nextSnapshotId = Math.max(this.root.nextSnapshotId, e.id + 1);
+    this.allocator.reset();
+  }
+
+  /** Makes the active file system the state of snapshot `name` (its plane, map root and counts). */
+  resetActiveTo(name: string): void {
+    this.assertWritable();
+    const s = this.snapshot(name);
+    const plane = this.layout.snapshotPlane(s.slot);
+    for (let c = 0; c < this.layout.planeBlocks; c++) {
+      const src = this.planeWords(plane, c);
+      const m = this.layout.planeBlock(PLANE_ACTIVE, c);
+      const cur = this.meta.read(m).words;
+      let same = true;
+      for (let i = 0; i < cur.length; i++) if (cur[i] !== src[i]) same = false;
+      if (same) continue;
+      // blocks leaving the active plane are still the last CP's until the next CP commits
+      const leaving = new Uint32Array(cur.length);
+      for (let i = 0; i < cur.length; i++) leaving[i] = cur[i] & ~src[i];
+      this.releasedSinceCp.orChunk(c, leaving);
+      this.meta.forWrite(m).words.set(src);
+    }
+    this.map.forget(s.mapRoot);
+    this.root.usedBlocks = s.blocks;
+    this.root.mappedBlocks = s.mappedBlocks;
+    this.allocator.reset();
     this.changed = true;
   }
 

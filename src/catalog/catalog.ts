@@ -1,0 +1,144 @@
+// The catalog: the record of every complete dump (volume, level, base and top snapshots,
+// date, where the stream is, counts, checksum), kept apart from the stream data. It is a
+// JSON file replaced atomically (written beside, fsynced, renamed) under a lock: a
+// handful of records per volume per day stays small, a crash leaves the old or the new
+// file and never a torn one, and people can read it. No embedded database is needed for
+// that, and every stream describes itself, so `catalog rebuild` can recreate it.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { CorruptError, NotFoundError, fromSystemError } from '../errors.js';
+import type { MediaPosition } from '../media/medium.js';
+import { VolumeLock } from '../volume/volume-lock.js';
+
+export interface DumpRecord {
+  /** The stream's id (header.streamId). */
+  id: string;
+  volume: { uuid: string; path: string | null };
+  level: number;
+  base: { id: number; name: string } | null;
+  top: { id: number; name: string };
+  snapshots: string[];
+  expression: string;
+  /** When the dump was taken (header.created) and when it completed. */
+  date: string;
+  finished: string;
+  media: MediaPosition;
+  blocks: number;
+  /** Raw bytes of the blocks carried, and bytes of the stream on the medium. */
+  dataBytes: number;
+  streamBytes: number;
+  sha256: string;
+  status: 'complete';
+}
+
+interface CatalogFile {
+  format: 'imgstream-catalog';
+  version: 1;
+  dumps: DumpRecord[];
+}
+
+export function defaultCatalogPath(): string {
+  if (process.env.IMGSTREAM_CATALOG) return process.env.IMGSTREAM_CATALOG;
+  const state = process.env.XDG_STATE_HOME || path.join(os.homedir(), '.local', 'state');
+  return path.join(state, 'imgstream', 'catalog.json');
+}
+
+export class Catalog {
+  constructor(readonly file: string) {}
+
+  read(): DumpRecord[] {
+    let text: string;
+    try {
+      text = fs.readFileSync(this.file, 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw fromSystemError(err, this.file, 'reading the catalog');
+    }
+    try {
+      const c = JSON.parse(text) as CatalogFile;
+      if (c.format !== 'imgstream-catalog' || !Array.isArray(c.dumps)) throw new Error('not a catalog');
+      return c.dumps;
+    } catch {
+      throw new CorruptError(`${this.file}: not a readable imgstream catalog`, 'rebuild it with: imgstream catalog rebuild --from SOURCE...');
+    }
+  }
+
+  /** Read-modify-write under the catalog lock, replacing the file atomically. */
+  update(change: (dumps: DumpRecord[]) => DumpRecord[]): DumpRecord[] {
+    const dir = path.dirname(this.file);
+    try {
+      fs.mkdirSync(dir, { recursive: true });
+    } catch (err) {
+      throw fromSystemError(err, dir, 'creating the catalog directory');
+    }
+    const lock = VolumeLock.acquire(this.file, fs.statSync(dir), 'catalog');
+    try {
+      const dumps = change(this.read());
+      const tmp = `${this.file}.new-${process.pid}`;
+      const body: CatalogFile = { format: 'imgstream-catalog', version: 1, dumps };
+      try {
+        const fd = fs.openSync(tmp, 'w');
+        fs.writeSync(fd, `${JSON.stringify(body, null, 1)}\n`);
+        fs.fsyncSync(fd);
+        fs.closeSync(fd);
+        fs.renameSync(tmp, this.file);
+        const dfd = fs.openSync(dir, 'r');
+        fs.fsyncSync(dfd);
+        fs.closeSync(dfd);
+      } catch (err) {
+        fs.rmSync(tmp, { force: true });
+        throw fromSystemError(err, this.file, 'writing the catalog');
+      }
+      return dumps;
+    } finally {
+      lock.release();
+    }
+  }
+
+  add(rec: DumpRecord): void {
+    this.update((dumps) => [...dumps.filter((d) => d.id !== rec.id), rec]);
+  }
+
+  get(id: string): DumpRecord {
+    const all = this.read();
+    const hit = all.filter((d) => d.id === id || d.id.startsWith(id));
+    if (hit.length !== 1) throw new NotFoundError(`${this.file}: ${hit.length ? 'more than one dump matches' : 'no dump'} "${id}"`, 'list them with: imgstream catalog list');
+    return hit[0];
+  }
+
+  /** Dumps of one volume, oldest first. */
+  forVolume(uuid: string): DumpRecord[] {
+    return this.read()
+      .filter((d) => d.volume.uuid === uuid)
+      .sort((a, b) => a.date.localeCompare(b.date) || a.top.id - b.top.id);
+  }
+}
+
+/**
+ * The chain of dumps that restores `volumeUuid` as of a snapshot name or a date: the dump
+ * whose top is that snapshot (or the newest finished by that date), then its base dump,
+ * and so on down to a level 0. Returned level 0 first.
+ */
+export function chainFor(dumps: DumpRecord[], asOf: string): DumpRecord[] {
+  const byTop = dumps.filter((d) => d.top.name === asOf);
+  let target: DumpRecord | undefined;
+  if (byTop.length) target = byTop.sort((a, b) => a.date.localeCompare(b.date)).at(-1);
+  else {
+    const when = Date.parse(asOf);
+    if (Number.isNaN(when)) throw new NotFoundError(`no dump in the catalog has top snapshot "${asOf}", and it is not a date`, 'give a snapshot name from: imgstream catalog list, or a date like 2026-11-23T12:00');
+    target = dumps.filter((d) => Date.parse(d.date) <= when).sort((a, b) => a.date.localeCompare(b.date)).at(-1);
+    if (!target) throw new NotFoundError(`no dump in the catalog was taken by ${asOf}`);
+  }
+  const chain: DumpRecord[] = [target!];
+  while (chain[0].base) {
+    const base = chain[0].base;
+    const prev = dumps
+      .filter((d) => d.volume.uuid === chain[0].volume.uuid && d.top.id === base.id && d.level < chain[0].level)
+      .sort((a, b) => a.date.localeCompare(b.date))
+      .at(-1);
+    if (!prev) throw new NotFoundError(`the catalog has no dump with top snapshot "${base.name}", the base of ${chain[0].top.name}`, 'rebuild the catalog from the media: imgstream catalog rebuild');
+    chain.unshift(prev);
+  }
+  return chain;
+}

@@ -1,0 +1,3 @@
+// The dump catalog: records of complete dumps, kept apart from the streams. May import
+// ../errors, ../media (positions), ../volume/volume-lock.
+export * from './catalog.js';

@@ -1,0 +1,281 @@
+// Dump: a storage image of a volume written as an image stream, with BSD dump levels.
+// The base of a level-N dump is the most recent complete dump of this volume at any
+// lower level (from the catalog); its image is the sum of the snapshots taken after that
+// base's top snapshot up to the chosen one, minus the base's top snapshot. Level 0 is the
+// sum of every snapshot up to the chosen one. Only the blocks sent are read.
+import os from 'node:os';
+import { randomUUID } from 'node:crypto';
+import { InvalidInputError, NotFoundError } from '../errors.js';
+import { encodeData, encodePlane, type StreamHeader, type StreamSnapshot } from '../format/image-stream.js';
+import type { SnapshotEntry } from '../format/snapshot-entry.js';
+import { evaluateImage, forEachExtent, imageChunks, parseExpression, resolveExpression, type StorageImageSummary } from '../image/index.js';
+import type { MediaPosition, StreamTarget } from '../media/medium.js';
+import { noProgress, type Progress } from '../progress.js';
+import type { Catalog, DumpRecord } from '../catalog/catalog.js';
+import type { Volume } from '../volume/volume.js';
+import { ImageStreamWriter } from './stream-writer.js';
+import { parseOrder, type StreamOrder } from './order.js';
+
+export interface DumpOptions {
+  level: number;
+  /** Top snapshot; when absent a new snapshot is taken (not for a dry run). */
+  snapshot?: string;
+  order: string;
+  compression: StreamHeader['compression'];
+  threads: number;
+  catalog: Catalog;
+  dryRun?: boolean;
+}
+
+export interface DumpPlan {
+  level: number;
+  base: SnapshotEntry | null;
+  baseDump: DumpRecord | null;
+  top: SnapshotEntry | null;
+  snapshots: SnapshotEntry[];
+  expression: string;
+}
+
+export interface DumpResult {
+  streamId: string | null;
+  dryRun: boolean;
+  level: number;
+  base: string | null;
+  top: string;
+  snapshots: string[];
+  expression: string;
+  blocks: number;
+  bytes: number;
+  extents: number;
+  streamBytes: number;
+  sha256: string | null;
+  media: MediaPosition | null;
+}
+
+const RECORD_BYTES = 1 << 20;
+
+/** Which snapshots and which base a level-N dump at `top` takes (top may be null for a dry run on the active file system). */
+export function planDump(vol: Volume, level: number, top: SnapshotEntry | null, catalog: Catalog): DumpPlan {
+  if (!Number.isInteger(level) || level < 0 || level > 9) throw new InvalidInputError(`invalid dump level ${level}`, 'use 0 to 9');
+  let base: SnapshotEntry | null = null;
+  let baseDump: DumpRecord | null = null;
+  if (level > 0) {
+    const lower = catalog.forVolume(vol.rootRecord.uuid).filter((d) => d.level < level && (top === null || d.top.id < top.id));
+    baseDump = lower[lower.length - 1] ?? null;
+    if (!baseDump) {
+      throw new NotFoundError(`${vol.path}: no dump of this volume below level ${level} in the catalog ${catalog.file}`, 'take a level 0 dump first (or give --catalog)');
+    }
+    const snap = vol.snapshots().find((s) => s.id === baseDump!.top.id);
+    if (!snap) {
+      throw new NotFoundError(
+        `${vol.path}: the base of this level ${level} dump, snapshot "${baseDump.top.name}" (level ${baseDump.level} dump of ${baseDump.date}), no longer exists`,
+        `take a lower level instead, e.g. --level ${baseDump.level}`,
+      );
+    }
+    base = snap;
+  }
+  const topId = top?.id ?? Number.MAX_SAFE_INTEGER;
+  const snapshots = vol
+    .snapshots()
+    .filter((s) => s.id <= topId && (base === null || s.id > base.id))
+    .filter((s) => !(s.shadow && s.reusedBlocks > 0) || s.id === top?.id);
+  if (top && top.shadow && top.reusedBlocks > 0) {
+    throw new InvalidInputError(`${vol.path}: shadow snapshot "${top.name}" had blocks reused and is no longer a consistent image`, 'dump a regular snapshot');
+  }
+  const terms = snapshots.map((s) => s.name).reverse();
+  if (!top) terms.unshift('active');
+  if (terms.length === 0) throw new InvalidInputError(`${vol.path}: nothing to dump: no snapshot after the base`, 'take a snapshot first');
+  const expression = terms.join(' + ') + (base ? ` - ${base.name}` : '');
+  return { level, base, baseDump, top, snapshots, expression };
+}
+
+function streamSnapshot(s: SnapshotEntry): StreamSnapshot {
+  return { id: s.id, name: s.name, shadow: s.shadow, master: s.master, createdMs: s.createdMs, mapRoot: s.mapRoot, generation: s.generation, blocks: s.blocks, mappedBlocks: s.mappedBlocks };
+}
+
+/** Runs a dump. The volume must be open for writing when no --snapshot is given (one is taken). */
+export async function dumpVolume(vol: Volume, target: () => StreamTarget, opts: DumpOptions, progress: Progress = noProgress): Promise<DumpResult> {
+  const order = parseOrder(opts.order);
+  let top: SnapshotEntry | null = opts.snapshot !== undefined ? vol.snapshot(opts.snapshot) : null;
+  if (opts.dryRun) {
+    const plan = planDump(vol, opts.level, top, opts.catalog);
+    const img = evaluate(vol, plan.expression);
+    return result(plan, img, null, null, 0, null, true);
+  }
+  // check the plan (base present) before taking a snapshot for it
+  planDump(vol, opts.level, top, opts.catalog);
+  if (!top) top = vol.createSnapshot(newSnapshotName(vol, opts.level));
+  const plan = planDump(vol, opts.level, top, opts.catalog);
+  const img = evaluate(vol, plan.expression);
+  const r = vol.rootRecord;
+  const streamId = randomUUID();
+  const header: StreamHeader = {
+    format: 'imgstream-stream',
+    version: 1,
+    streamId,
+    volume: { uuid: r.uuid, blockSize: r.blockSize, nblocks: r.nblocks, logicalSize: r.logicalSize, maxSnapshots: r.maxSnapshots, mapDepth: r.mapDepth },
+    level: plan.level,
+    expression: plan.expression,
+    base: plan.base ? { id: plan.base.id, name: plan.base.name, generation: plan.base.generation } : null,
+    top: { id: top.id, name: top.name, generation: top.generation },
+    snapshots: plan.snapshots.map(streamSnapshot),
+    created: new Date().toISOString(),
+    host: os.hostname(),
+    order: order.name,
+    compression: opts.compression,
+    image: { blocks: img.blocks, bytes: img.bytes, extents: img.extents },
+  };
+  const medium = target();
+  const writer = new ImageStreamWriter(medium, { compression: opts.compression, threads: opts.threads });
+  try {
+    await writer.start(header);
+    await writePlanes(vol, writer, plan.snapshots);
+    progress.start('dumping', img.bytes, 'bytes');
+    await writeBlocks(vol, writer, plan.expression, order, (done) => progress.update(done));
+    progress.stop();
+    const { trailer, position, streamBytes } = await writer.finish();
+    const rec: DumpRecord = {
+      id: streamId,
+      volume: { uuid: r.uuid, path: vol.path },
+      level: plan.level,
+      base: plan.base ? { id: plan.base.id, name: plan.base.name } : null,
+      top: { id: top.id, name: top.name },
+      snapshots: plan.snapshots.map((s) => s.name),
+      expression: plan.expression,
+      date: header.created,
+      finished: new Date().toISOString(),
+      media: position,
+      blocks: trailer.dataBlocks,
+      dataBytes: trailer.dataBytes,
+      streamBytes,
+      sha256: trailer.sha256,
+      status: 'complete',
+    };
+    // recorded only now, complete; a stream sent to stdout is recorded too (its far end
+    // holds it), so later levels find their base
+    opts.catalog.add(rec);
+    return result(plan, img, streamId, position, streamBytes, trailer.sha256, false);
+  } catch (err) {
+    progress.stop();
+    await writer.abort();
+    throw err;
+  }
+}
+
+function result(plan: DumpPlan, img: StorageImageSummary, streamId: string | null, media: MediaPosition | null, streamBytes: number, sha256: string | null, dryRun: boolean): DumpResult {
+  return {
+    streamId,
+    dryRun,
+    level: plan.level,
+    base: plan.base?.name ?? null,
+    top: plan.top?.name ?? 'active',
+    snapshots: plan.snapshots.map((s) => s.name),
+    expression: plan.expression,
+    blocks: img.blocks,
+    bytes: img.bytes,
+    extents: img.extents,
+    streamBytes,
+    sha256,
+    media,
+  };
+}
+
+function evaluate(vol: Volume, expression: string): StorageImageSummary {
+  const source = vol.planeSource();
+  return evaluateImage(resolveExpression(parseExpression(expression), source), source, {});
+}
+
+function newSnapshotName(vol: Volume, level: number): string {
+  const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+  const base = `dump-l${level}-${stamp}`;
+  const taken = new Set(vol.snapshots().map((s) => s.name));
+  let name = base;
+  for (let i = 2; taken.has(name); i++) name = `${base}-${i}`;
+  return name;
+}
+
+/** Every non-zero plane block of every snapshot carried, grouped into records of about 1 MiB. */
+async function writePlanes(vol: Volume, writer: ImageStreamWriter, snapshots: SnapshotEntry[]): Promise<void> {
+  const bs = vol.blockSize;
+  const per = Math.max(1, Math.floor(RECORD_BYTES / bs));
+  for (let i = 0; i < snapshots.length; i++) {
+    const plane = vol.layout.snapshotPlane(snapshots[i].slot);
+    let chunks: number[] = [];
+    let words: Uint8Array[] = [];
+    for (let c = 0; c < vol.layout.planeBlocks; c++) {
+      const w = vol.planeWords(plane, c);
+      if (!w.some((x) => x !== 0)) continue;
+      chunks.push(c);
+      words.push(Buffer.from(new Uint8Array(w.buffer, w.byteOffset, w.byteLength)));
+      if (chunks.length === per) {
+        await writer.plane(encodePlane(i, chunks, words, bs));
+        chunks = [];
+        words = [];
+      }
+    }
+    if (chunks.length) await writer.plane(encodePlane(i, chunks, words, bs));
+  }
+}
+
+/** The image's blocks in the chosen order, read in runs of consecutive VBNs, in DATA records of about 1 MiB. */
+async function writeBlocks(vol: Volume, writer: ImageStreamWriter, expression: string, order: StreamOrder, onBytes: (n: number) => void): Promise<void> {
+  const bs = vol.blockSize;
+  const per = Math.max(1, Math.floor(RECORD_BYTES / bs));
+  const source = vol.planeSource();
+  const resolved = resolveExpression(parseExpression(expression), source);
+  const bitsPerChunk = source.wordsPerChunk * 32;
+  let vbns: number[] = [];
+  let data = Buffer.allocUnsafe(per * bs);
+  let done = 0;
+  const flush = async () => {
+    if (!vbns.length) return;
+    const n = vbns.length;
+    await writer.data(encodeData(vbns, data.subarray(0, n * bs), bs), n, n * bs);
+    done += n * bs;
+    onBytes(done);
+    vbns = [];
+    data = Buffer.allocUnsafe(per * bs);
+  };
+  // each stripe walks its share of the VBN space; stripes take turns one record at a time
+  const stripes = order.stripes(source.chunks).map(([from, to]) => extentsOf(imageChunks(resolved, source, { fromChunk: from, toChunk: to }), bitsPerChunk));
+  let live = stripes.length;
+  while (live > 0) {
+    live = 0;
+    for (const s of stripes) {
+      let taken = 0;
+      while (taken < per) {
+        const ext = s.next(Math.min(per - taken, per - vbns.length));
+        if (!ext) break;
+        const [first, count] = ext;
+        vol.file.read(data.subarray(vbns.length * bs, (vbns.length + count) * bs), vol.layout.vbnOffset(first));
+        for (let k = 0; k < count; k++) vbns.push(first + k);
+        taken += count;
+        if (vbns.length === per) await flush();
+      }
+      if (taken > 0) live++;
+      if (stripes.length > 1) await flush();
+    }
+  }
+  await flush();
+}
+
+/** Extents of an image walk, handed out in pieces of at most `max` blocks. */
+function extentsOf(chunks: Generator<{ chunk: number; words: Uint32Array }>, bitsPerChunk: number) {
+  const queue: Array<[number, number]> = [];
+  let ended = false;
+  return {
+    next(max: number): [number, number] | null {
+      while (queue.length === 0 && !ended) {
+        const r = chunks.next();
+        if (r.done) ended = true;
+        else forEachExtent(r.value.words, r.value.chunk * bitsPerChunk, (first, count) => queue.push([first, count]));
+      }
+      const head = queue[0];
+      if (!head) return null;
+      if (head[1] <= max) return queue.shift()!;
+      const piece: [number, number] = [head[0], max];
+      queue[0] = [head[0] + max, head[1] - max];
+      return piece;
+    },
+  };
+}

@@ -1,0 +1,209 @@
+// Restore: apply image streams to a volume, block for block at the same VBNs. A level-0
+// stream creates the volume (same identity and geometry as its source); each further
+// stream must find its base snapshot on the volume. Blocks go only to VBNs the volume's
+// last CP does not use, snapshot planes only to free slots, so nothing committed is
+// touched until the stream's trailer has been checked; then one CP installs the
+// snapshots and makes the active file system the stream's top snapshot. A restore that
+// fails or is killed leaves the volume at its previous CP (a new volume does not appear).
+import fs from 'node:fs';
+import path from 'node:path';
+import { CorruptError, InvalidInputError, NotFoundError, ExistsError } from '../errors.js';
+import type { StreamHeader } from '../format/image-stream.js';
+import type { SnapshotEntry } from '../format/snapshot-entry.js';
+import type { SourceStream, StreamSource } from '../media/medium.js';
+import { noProgress, type Progress } from '../progress.js';
+import { Volume } from '../volume/volume.js';
+import { readImageStream } from './stream-reader.js';
+
+export interface RestoredStream {
+  stream: string;
+  streamId: string;
+  level: number;
+  base: string | null;
+  top: string;
+  snapshots: string[];
+  blocks: number;
+  bytes: number;
+  skippedBlocks: number;
+  generation: number;
+}
+
+export interface RestoreResult {
+  volume: string;
+  created: boolean;
+  streams: RestoredStream[];
+  blocks: number;
+  bytes: number;
+}
+
+/** Refuses a stream that cannot go onto this volume, before any block is written. */
+function checkFits(vol: Volume, h: StreamHeader, name: string): void {
+  const r = vol.rootRecord;
+  if (h.volume.uuid !== r.uuid) throw new InvalidInputError(`${name}: stream is of another volume (${h.volume.uuid}), not ${vol.path} (${r.uuid})`, 'restore it into a new volume, or pick the streams of this volume');
+  if (h.volume.blockSize !== r.blockSize || h.volume.nblocks !== r.nblocks || h.volume.logicalSize !== r.logicalSize) {
+    throw new InvalidInputError(`${name}: stream geometry (block size ${h.volume.blockSize}, ${h.volume.nblocks} blocks) differs from ${vol.path} (block size ${r.blockSize}, ${r.nblocks} blocks)`);
+  }
+  if (h.base === null) {
+    throw new InvalidInputError(`${name}: a level ${h.level} full stream restores only into a new volume, and ${vol.path} exists`, 'give --to a path that does not exist yet');
+  }
+  const base = vol.snapshots().find((s) => s.id === h.base!.id);
+  if (!base || base.name !== h.base.name || base.generation !== h.base.generation) {
+    throw new NotFoundError(`${name}: its base snapshot "${h.base.name}" is not on ${vol.path}`, 'restore the lower-level streams of the chain first, in order');
+  }
+}
+
+async function applyStream(vol: Volume, header: StreamHeader, records: AsyncGenerator<import('./stream-reader.js').StreamRecord>, name: string, progress: Progress): Promise<RestoredStream> {
+  const bs = vol.blockSize;
+  const existing = new Map(vol.snapshots().map((s) => [s.id, s] as const));
+  const incoming = header.snapshots.filter((s) => !existing.has(s.id));
+  for (const s of header.snapshots) {
+    const e = existing.get(s.id);
+    if (e && (e.name !== s.name || e.generation !== s.generation)) throw new InvalidInputError(`${name}: snapshot id ${s.id} is "${e.name}" on ${vol.path} but "${s.name}" in the stream`);
+    if (!e && vol.snapshots().some((x) => x.name === s.name)) throw new ExistsError(`${name}: ${vol.path} already has another snapshot named "${s.name}"`, 'rename or delete it first');
+  }
+  const free = vol.freeSnapshotSlots();
+  if (free.length < incoming.length) throw new InvalidInputError(`${name}: brings ${incoming.length} snapshots, ${vol.path} has ${free.length} free slots`, 'delete snapshots first');
+  const slotOf = new Map<number, number>(incoming.map((s, i) => [s.id, free[i]]));
+  const writtenChunks = new Map<number, Set<number>>(incoming.map((s) => [s.id, new Set<number>()]));
+  // snapshots already on the volume that the stream carries again: their blocks are checked, not written
+  const alsoHere = header.snapshots.filter((s) => existing.has(s.id)).map((s) => vol.layout.snapshotPlane(existing.get(s.id)!.slot));
+  const bitsPerChunk = vol.layout.bitsPerPlaneBlock;
+  let occChunk = -1;
+  let occ: Uint32Array = new Uint32Array(0);
+  const reserved: number[] = [];
+  const scratch = Buffer.alloc(bs);
+  const out: RestoredStream = { stream: name, streamId: header.streamId, level: header.level, base: header.base?.name ?? null, top: header.top.name, snapshots: header.snapshots.map((s) => s.name), blocks: 0, bytes: 0, skippedBlocks: 0, generation: 0 };
+  let complete = false;
+  progress.start(`restoring ${header.top.name}`, header.image.bytes, 'bytes');
+  try {
+    for await (const rec of records) {
+      if (rec.type === 'plane') {
+        const snap = header.snapshots[rec.snapshotIndex];
+        const slot = slotOf.get(snap.id);
+        if (slot === undefined) continue; // already on the volume
+        rec.chunks.forEach((c, i) => {
+          if (c >= vol.layout.planeBlocks) throw new CorruptError(`${name}: PLANE record for a block outside the volume's planes`);
+          vol.writeSlotPlane(slot, c, rec.data.subarray(i * bs, (i + 1) * bs));
+          writtenChunks.get(snap.id)!.add(c);
+        });
+      } else if (rec.type === 'data') {
+        const { vbns, data } = rec;
+        for (let i = 0; i < vbns.length; i++) {
+          const v = vbns[i];
+          if (!(v > 0 && v < vol.nblocks)) throw new CorruptError(`${name}: block for VBN ${v}, outside the volume`);
+          const c = Math.floor(v / bitsPerChunk);
+          if (c !== occChunk) {
+            occ = vol.occupiedWords(c);
+            occChunk = c;
+          }
+          const b = v % bitsPerChunk;
+          const block = data.subarray(i * bs, (i + 1) * bs);
+          if ((occ[b >>> 5] & (1 << (b & 31))) !== 0) {
+            // in use here: fine only if a snapshot the stream carries again holds it, with the same contents
+            if (!alsoHere.some((p) => vol.testBit(p, v))) {
+              throw new InvalidInputError(`${name}: block at VBN ${v} would overwrite data ${vol.path} still uses`, 'the volume changed since its base snapshot: restore into a new volume');
+            }
+            vol.readBlock(v, scratch);
+            if (!scratch.equals(block)) throw new CorruptError(`${name}: block at VBN ${v} differs from the copy already on ${vol.path}`);
+            out.skippedBlocks++;
+            continue;
+          }
+          vol.writeBlock(v, block);
+          vol.reserve(v);
+          reserved.push(v);
+          occ[b >>> 5] |= 1 << (b & 31);
+        }
+        out.blocks += vbns.length;
+        out.bytes += data.length;
+        progress.update(out.bytes);
+      } else if (rec.type === 'trailer') {
+        complete = true;
+      }
+    }
+    if (!complete) throw new CorruptError(`${name}: stream ended without its trailer`);
+    for (const s of incoming) vol.clearSlotPlaneExcept(slotOf.get(s.id)!, writtenChunks.get(s.id)!);
+    vol.file.sync();
+    for (const s of incoming) {
+      const e: SnapshotEntry = { slot: slotOf.get(s.id)!, id: s.id, name: s.name, shadow: s.shadow, master: s.master, createdMs: s.createdMs, mapRoot: s.mapRoot, generation: s.generation, blocks: s.blocks, mappedBlocks: s.mappedBlocks, reusedBlocks: 0 };
+      vol.installSnapshot(e);
+    }
+    for (const v of reserved) vol.unreserve(v); // now held by the snapshot planes
+    vol.resetActiveTo(header.top.name);
+    vol.commit();
+    out.generation = vol.rootRecord.generation;
+    return out;
+  } catch (err) {
+    for (const v of reserved) vol.unreserve(v);
+    vol.abort();
+    throw err;
+  } finally {
+    progress.stop();
+  }
+}
+
+async function firstHeader(s: SourceStream): Promise<{ header: StreamHeader; records: AsyncGenerator<import('./stream-reader.js').StreamRecord> }> {
+  const records = readImageStream(s.bytes, s.name);
+  const first = await records.next();
+  if (first.done || first.value.type !== 'header') throw new CorruptError(`${s.name}: no stream header`);
+  return { header: first.value.header, records };
+}
+
+export async function restoreStreams(sources: StreamSource[], volumePath: string, progress: Progress = noProgress): Promise<RestoreResult> {
+  const result: RestoreResult = { volume: volumePath, created: false, streams: [], blocks: 0, bytes: 0 };
+  let vol: Volume | null = null;
+  try {
+    for (const src of sources) {
+      for await (const s of src.streams()) {
+        const { header, records } = await firstHeader(s);
+        if (!vol) {
+          if (!fs.existsSync(volumePath)) {
+            vol = await createFromStream(volumePath, header, records, s.name, progress, result);
+            continue;
+          }
+          vol = Volume.open(volumePath, { write: true });
+        }
+        checkFits(vol, header, s.name);
+        const r = await applyStream(vol, header, records, s.name, progress);
+        result.streams.push(r);
+        result.blocks += r.blocks;
+        result.bytes += r.bytes;
+      }
+    }
+  } finally {
+    vol?.close();
+  }
+  if (result.streams.length === 0) throw new NotFoundError('no stream found in the sources given', 'check the --from paths (tape:DIR reads every tape file of DIR)');
+  return result;
+}
+
+/** A level-0 stream into a volume that does not exist: built under a temporary name, linked into place once committed. */
+async function createFromStream(volumePath: string, header: StreamHeader, records: AsyncGenerator<import('./stream-reader.js').StreamRecord>, name: string, progress: Progress, result: RestoreResult): Promise<Volume> {
+  if (header.base !== null) {
+    throw new NotFoundError(`${name}: ${volumePath} does not exist, and a level ${header.level} stream needs its base snapshot "${header.base.name}"`, 'start the chain with its level 0 stream');
+  }
+  const v = header.volume;
+  const tmp = path.join(path.dirname(volumePath), `.${path.basename(volumePath)}.restoring-${process.pid}`);
+  fs.rmSync(tmp, { force: true });
+  Volume.create(tmp, { size: v.logicalSize, blockSize: v.blockSize, nblocks: v.nblocks, maxSnapshots: v.maxSnapshots, uuid: v.uuid });
+  let vol: Volume | null = Volume.open(tmp, { write: true });
+  try {
+    if (vol.rootRecord.mapDepth !== v.mapDepth) throw new InvalidInputError(`${name}: unsupported volume geometry (map depth ${v.mapDepth})`);
+    const r = await applyStream(vol, header, records, name, progress);
+    vol.close();
+    vol = null;
+    try {
+      fs.linkSync(tmp, volumePath);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw new ExistsError(`${volumePath}: appeared while restoring`, 'restore again');
+      throw err;
+    }
+    result.created = true;
+    result.streams.push(r);
+    result.blocks += r.blocks;
+    result.bytes += r.bytes;
+    return Volume.open(volumePath, { write: true });
+  } finally {
+    vol?.close();
+    fs.rmSync(tmp, { force: true });
+  }
+}

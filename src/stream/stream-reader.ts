@@ -1,0 +1,204 @@
+// Reads an image stream record by record, checking everything as it goes: the preamble
+// and its required features, every record's crc32, every zstd frame (and its content
+// checksum), payload layouts, the record order (header first, trailer last, nothing
+// after), and at the end the trailer's counts and the SHA-256 of the whole stream. Any
+// failure is a CorruptError naming the stream and what is wrong; a stream that ends
+// early is reported as incomplete.
+import { createHash } from 'node:crypto';
+import { Decompressor } from 'zstd-napi';
+import { CorruptError } from '../errors.js';
+import {
+  decodeData,
+  decodeDealloc,
+  decodeFrame,
+  decodeHeader,
+  decodePlane,
+  decodePreamble,
+  decodeTrailer,
+  FLAG_OPTIONAL,
+  FLAG_ZSTD,
+  FRAME_BYTES,
+  payloadCrc,
+  PREAMBLE_BYTES,
+  RecordType,
+  StreamFormatError,
+  type StreamHeader,
+  type StreamTrailer,
+} from '../format/image-stream.js';
+
+export type StreamRecord =
+  | { type: 'header'; header: StreamHeader }
+  | { type: 'plane'; snapshotIndex: number; chunks: number[]; data: Buffer }
+  | { type: 'data'; vbns: number[]; data: Buffer }
+  | { type: 'dealloc'; ranges: Array<[number, number]> }
+  | { type: 'trailer'; trailer: StreamTrailer; streamBytes: number };
+
+/** Pulls exact byte counts out of an async iterable of chunks. */
+class ByteReader {
+  private readonly it: AsyncIterator<Buffer>;
+  private bufs: Buffer[] = [];
+  private have = 0;
+  private ended = false;
+  offset = 0;
+
+  constructor(src: AsyncIterable<Buffer>) {
+    this.it = src[Symbol.asyncIterator]();
+  }
+
+  /** Exactly n bytes, or null when the stream ended before (then `short` holds what was there). */
+  async read(n: number): Promise<Buffer | null> {
+    while (this.have < n && !this.ended) {
+      const r = await this.it.next();
+      if (r.done) this.ended = true;
+      else if (r.value.length) {
+        this.bufs.push(Buffer.isBuffer(r.value) ? r.value : Buffer.from(r.value));
+        this.have += r.value.length;
+      }
+    }
+    if (this.have < n) return null;
+    let out: Buffer;
+    if (this.bufs[0].length >= n) {
+      out = this.bufs[0].subarray(0, n);
+      this.bufs[0] = this.bufs[0].subarray(n);
+      if (this.bufs[0].length === 0) this.bufs.shift();
+    } else {
+      out = Buffer.allocUnsafe(n);
+      let o = 0;
+      while (o < n) {
+        const b = this.bufs[0];
+        const take = Math.min(b.length, n - o);
+        b.copy(out, o, 0, take);
+        o += take;
+        if (take === b.length) this.bufs.shift();
+        else this.bufs[0] = b.subarray(take);
+      }
+    }
+    this.have -= n;
+    this.offset += n;
+    return out;
+  }
+
+  async atEnd(): Promise<boolean> {
+    if (this.have > 0) return false;
+    const r = await this.it.next();
+    if (r.done) return true;
+    this.bufs.push(r.value);
+    this.have += r.value.length;
+    return r.value.length === 0 ? this.atEnd() : false;
+  }
+
+  async close(): Promise<void> {
+    await this.it.return?.();
+  }
+}
+
+export async function* readImageStream(src: AsyncIterable<Buffer>, name: string): AsyncGenerator<StreamRecord> {
+  const bytes = new ByteReader(src);
+  const hash = createHash('sha256');
+  const decompressor = new Decompressor();
+  const fail = (what: string, hint?: string): never => {
+    throw new CorruptError(`${name}: ${what}`, hint);
+  };
+  const incomplete = (where: string): never =>
+    fail(`stream is incomplete: it ends ${where}`, 'the dump did not finish or the stream was cut short; take it again or use an earlier one');
+  try {
+    const pre = await bytes.read(PREAMBLE_BYTES);
+    if (!pre) return incomplete(bytes.offset === 0 ? 'before it starts (empty)' : 'inside its preamble');
+    let preamble: ReturnType<typeof decodePreamble>;
+    try {
+      preamble = decodePreamble(pre);
+    } catch (err) {
+      return fail((err as Error).message);
+    }
+    hash.update(pre);
+    if (preamble.length > PREAMBLE_BYTES) {
+      const extra = await bytes.read(preamble.length - PREAMBLE_BYTES);
+      if (!extra) return incomplete('inside its preamble');
+      hash.update(extra);
+    }
+    let header: StreamHeader | null = null;
+    let records = 0;
+    let dataBlocks = 0;
+    let dataBytes = 0;
+    let planeRecords = 0;
+    for (;;) {
+      const at = bytes.offset;
+      const fb = await bytes.read(FRAME_BYTES);
+      if (!fb) return incomplete(bytes.offset === at && (await bytes.atEnd()) ? `after record ${records} without a trailer` : `inside the frame of record ${records + 1}`);
+      let frame: ReturnType<typeof decodeFrame>;
+      try {
+        frame = decodeFrame(fb);
+      } catch (err) {
+        return fail(`record ${records + 1} at byte ${at}: ${(err as Error).message}`);
+      }
+      const stored = await bytes.read(frame.storedLength);
+      if (!stored) return incomplete(`inside record ${records + 1} (byte ${at})`);
+      if (payloadCrc(stored) !== frame.crc) return fail(`record ${records + 1} at byte ${at} fails its checksum`);
+      if (frame.type === RecordType.Trailer) {
+        if (!header) return fail('trailer before the header');
+        let trailer: StreamTrailer;
+        try {
+          trailer = decodeTrailer(stored);
+        } catch (err) {
+          return fail((err as Error).message);
+        }
+        const digest = hash.digest('hex');
+        if (trailer.sha256 !== digest) return fail('stream checksum (SHA-256) does not match its trailer');
+        if (trailer.records !== records || trailer.dataBlocks !== dataBlocks || trailer.dataBytes !== dataBytes || trailer.planeRecords !== planeRecords || trailer.streamBytes !== at) {
+          return fail('record counts do not match the trailer');
+        }
+        if (!(await bytes.atEnd())) return fail('unexpected bytes after the trailer');
+        yield { type: 'trailer', trailer, streamBytes: bytes.offset };
+        return;
+      }
+      hash.update(fb);
+      hash.update(stored);
+      records++;
+      let raw = stored;
+      if (frame.flags & FLAG_ZSTD) {
+        try {
+          raw = decompressor.decompress(stored);
+        } catch (err) {
+          return fail(`record ${records} at byte ${at} does not decompress: ${(err as Error).message}`);
+        }
+        if (raw.length !== frame.rawLength) return fail(`record ${records} at byte ${at} decompresses to the wrong length`);
+      }
+      try {
+        if (records === 1) {
+          if (frame.type !== RecordType.Header) return fail('stream does not start with a header');
+          header = decodeHeader(raw);
+          yield { type: 'header', header };
+          continue;
+        }
+        switch (frame.type) {
+          case RecordType.Header:
+            return fail('a second header inside the stream');
+          case RecordType.Plane: {
+            const p = decodePlane(raw, header!.volume.blockSize);
+            if (p.snapshotIndex >= header!.snapshots.length) return fail(`PLANE record ${records} names an unknown snapshot`);
+            planeRecords++;
+            yield { type: 'plane', ...p };
+            break;
+          }
+          case RecordType.Data: {
+            const d = decodeData(raw, header!.volume.blockSize);
+            dataBlocks += d.vbns.length;
+            dataBytes += d.data.length;
+            yield { type: 'data', ...d };
+            break;
+          }
+          case RecordType.Dealloc:
+            yield { type: 'dealloc', ranges: decodeDealloc(raw) };
+            break;
+          default:
+            if (!(frame.flags & FLAG_OPTIONAL)) return fail(`record ${records} has an unknown required type ${frame.type}`, 'a newer imgstream wrote it');
+        }
+      } catch (err) {
+        if (err instanceof StreamFormatError) return fail(`record ${records} at byte ${at}: ${err.message}`);
+        throw err;
+      }
+    }
+  } finally {
+    await bytes.close();
+  }
+}
