@@ -48,7 +48,6 @@ export class CompressPool {
         for (const p of this.waiting.values()) p.reject(err);
         this.waiting.clear();
       });
-      w.unref();
       this.workers.push(w);
     }
   }

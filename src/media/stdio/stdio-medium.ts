@@ -2,7 +2,6 @@
 // `imgstream dump ... --to - | ssh host imgstream restore --from - --to VOL`. A pipe
 // cannot take bytes back: a dump that fails midway leaves the reader a stream without a
 // trailer, which every reader reports as incomplete.
-import { once } from 'node:events';
 import { InvalidInputError, IoError } from '../../errors.js';
 import type { MediaPosition, SourceStream, StreamSource, StreamTarget } from '../medium.js';
 
@@ -17,7 +16,17 @@ export function stdoutTarget(): StreamTarget {
     description: 'stdout',
     async write(data) {
       if (failed) throw new IoError(`stdout: ${failed.message}`, 'the reading end of the pipe went away');
-      if (!out.write(data)) await Promise.race([once(out, 'drain'), once(out, 'error')]);
+      if (!out.write(data)) {
+        await new Promise<void>((resolve) => {
+          const done = () => {
+            out.off('drain', done);
+            out.off('error', done);
+            resolve();
+          };
+          out.on('drain', done);
+          out.on('error', done);
+        });
+      }
       if (failed) throw new IoError(`stdout: ${(failed as Error).message}`, 'the reading end of the pipe went away');
     },
     async finish(): Promise<MediaPosition> {

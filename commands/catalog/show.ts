@@ -1,0 +1,33 @@
+import { Args } from '@oclif/core';
+import { ImgstreamCommand } from '../_cli/base.js';
+import { catalogFlag, openCatalog } from '../_cli/catalog-flag.js';
+
+export default class CatalogShow extends ImgstreamCommand {
+  static override summary = 'Show one dump record of the catalog.';
+  static override examples = ['<%= config.bin %> catalog show 3f2a9c1e'];
+  static override args = { id: Args.string({ description: 'Dump id (or a unique prefix of it).', required: true }) };
+  static override flags = { catalog: catalogFlag };
+
+  async run() {
+    const { args, flags } = await this.parse(CatalogShow);
+    const d = openCatalog(flags.catalog).get(args.id);
+    const rows: Array<[string, string]> = [
+      ['id', d.id],
+      ['volume', `${d.volume.uuid}${d.volume.path ? ` (${d.volume.path})` : ''}`],
+      ['level', String(d.level)],
+      ['base', d.base?.name ?? '-'],
+      ['top', d.top.name],
+      ['snapshots', d.snapshots.join(' ')],
+      ['image', d.expression],
+      ['date', d.date],
+      ['finished', d.finished],
+      ['media', `${d.media.kind} ${d.media.location}${d.media.tapeFile ? ` file ${d.media.tapeFile}` : ''}${d.media.tapes && d.media.tapes.length > 1 ? ` (tapes ${d.media.tapes.join(', ')})` : ''}`],
+      ['blocks', String(d.blocks)],
+      ['data bytes', String(d.dataBytes)],
+      ['stream bytes', String(d.streamBytes)],
+      ['sha256', d.sha256],
+    ];
+    for (const [k, v] of rows) this.say(`${k.padEnd(13)} ${v}`);
+    return d;
+  }
+}

@@ -1,0 +1,75 @@
+import { Args, Flags } from '@oclif/core';
+import { randomUUID } from 'node:crypto';
+import { ImgstreamCommand } from './_cli/base.js';
+import { catalogFlag, openCatalog } from './_cli/catalog-flag.js';
+import { nextTapePrompt } from './_cli/next-tape.js';
+import { withVolume } from '../src/volume/index.js';
+import { dumpVolume } from '../src/stream/dump.js';
+import { defaultThreads } from '../src/stream/compress-pool.js';
+import { targetFor } from '../src/media/resolve.js';
+import { formatSize, parseSize } from '../src/size.js';
+import { UsageError } from '../src/errors.js';
+
+export default class Dump extends ImgstreamCommand {
+  static override summary = 'Write a level 0/1/2… dump of a volume as an image stream.';
+  static override description = `BSD dump levels: the base of a level N dump is the most recent dump of this volume at any lower level, found in the catalog. Its storage image is the sum of the snapshots taken after that base's top snapshot up to --snapshot, minus the base's top snapshot: a level 1 at june5 over a level 0 at june3 is "june5 + june4 - june3". Level 0 is the sum of every snapshot up to --snapshot. Without --snapshot a new snapshot is taken for the dump. A dump whose base snapshot no longer exists is refused: take a lower level.
+
+The stream carries the blocks (each tagged with its VBN) in chunks of about 1 MiB, each compressed with zstd as an independent frame (on worker threads) and checksummed, plus the planes and snapshot table entries of the snapshots it brings, and ends with a trailer holding counts and a SHA-256 of the whole stream. Only a complete dump is recorded in the catalog.
+
+Targets: a file (written under a temporary name, renamed when complete), "-" for stdout, "tape:DIR" for a tape directory (the dump becomes its next tape file: a tar archive in fixed-size records, readable with "tar tvf"), "tape:DIR1,DIR2,…" with --tape-size to span several tapes, or a tape device (e.g. /dev/nst0) with "tape:/dev/nst0" (written at the current position, in fixed-size records).
+
+--order vbn (default) sends blocks in VBN order, one sequential pass for disk and tape; --order interleave:N sends about 1 MiB from each of N equal stripes of the volume in turn, spreading reads over striped devices. Restore writes each block at its VBN whatever the order.`;
+  static override examples = [
+    '<%= config.bin %> dump vm.vol --level 0 --snapshot june3 --to /backups/vm.june3.l0',
+    '<%= config.bin %> dump vm.vol --level 1 --to /backups/vm.l1 --dry-run',
+    '<%= config.bin %> dump vm.vol --level 1 --to - | ssh backup imgstream restore --from - --to vm.vol',
+    '<%= config.bin %> dump vm.vol --level 0 --to tape:/tapes/t1,/tapes/t2 --tape-size 100G',
+  ];
+  static override args = { volume: Args.string({ description: 'Volume to dump.', required: true }) };
+  static override flags = {
+    level: Flags.integer({ char: 'l', description: 'Dump level, 0 to 9.', required: true, min: 0, max: 9 }),
+    snapshot: Flags.string({ char: 's', description: 'Top snapshot of the dump [default: take a new one].' }),
+    to: Flags.string({ char: 't', description: 'Target: FILE, - (stdout), tape:DIR[,DIR…] or tape:DEVICE.' }),
+    catalog: catalogFlag,
+    'dry-run': Flags.boolean({ char: 'n', description: 'Show the storage image (blocks, bytes) and write nothing.' }),
+    order: Flags.string({ description: 'Block order: vbn or interleave:N.', default: 'vbn' }),
+    compress: Flags.string({ description: 'Compression: zstd or none.', options: ['zstd', 'none'], default: 'zstd' }),
+    'compress-level': Flags.integer({ description: 'zstd level (1 fastest, 19 smallest).', default: 1, min: -7, max: 19 }),
+    threads: Flags.integer({ description: 'Compression threads (0: compress on the main thread).', min: 0, max: 16 }),
+    'tape-size': Flags.string({ description: 'Capacity of each tape (e.g. 800G): continue on the next tape when full.' }),
+    'record-size': Flags.string({ description: 'Tape record size: every write to a tape is this size.', default: '10K' }),
+    force: Flags.boolean({ description: 'Replace an existing target file.' }),
+  };
+
+  async run() {
+    const { args, flags } = await this.parse(Dump);
+    if (!flags['dry-run'] && !flags.to) throw new UsageError('--to is required (or --dry-run)');
+    if (flags.to === '-' && this.jsonEnabled()) throw new UsageError('--json cannot be combined with --to -: the stream goes to stdout');
+    const catalog = openCatalog(flags.catalog);
+    const tapeSize = flags['tape-size'] ? parseSize(flags['tape-size'], 'tape size') : undefined;
+    const recordSize = parseSize(flags['record-size'], 'record size');
+    const streamId = randomUUID();
+    const write = !flags['dry-run'] && flags.snapshot === undefined;
+    const result = await withVolume(args.volume, write, (vol) =>
+      dumpVolume(
+        vol,
+        () => targetFor(flags.to!, { force: flags.force, tapeSize, recordSize, streamId, nextTape: nextTapePrompt() }),
+        {
+          level: flags.level,
+          snapshot: flags.snapshot,
+          order: flags.order,
+          compression: flags.compress === 'none' ? { codec: 'none' } : { codec: 'zstd', level: flags['compress-level'] },
+          threads: flags.threads ?? defaultThreads(),
+          catalog,
+          dryRun: flags['dry-run'],
+        },
+        this.progress(),
+      ),
+    );
+    const what = `level ${result.level} of ${args.volume}: ${result.expression}: ${result.blocks} blocks, ${formatSize(result.bytes)}, ${result.extents} extents`;
+    if (result.dryRun) this.say(`dry run: ${what}`);
+    else if (flags.to !== '-') this.say(`dumped ${what} -> ${flags.to} (${formatSize(result.streamBytes)} stream, sha256 ${result.sha256?.slice(0, 16)}…)`);
+    else process.stderr.write(`imgstream: dumped ${what} (${formatSize(result.streamBytes)} stream)\n`);
+    return result;
+  }
+}

@@ -1,0 +1,42 @@
+import { Flags } from '@oclif/core';
+import { ImgstreamCommand } from './_cli/base.js';
+import { catalogFlag, openCatalog } from './_cli/catalog-flag.js';
+import { restoreStreams } from '../src/stream/restore.js';
+import { sourcesForChain } from '../src/stream/chain-sources.js';
+import { sourceFor } from '../src/media/resolve.js';
+import { formatSize } from '../src/size.js';
+import { UsageError } from '../src/errors.js';
+
+export default class Restore extends ImgstreamCommand {
+  static override summary = 'Apply a level 0 stream and its incrementals onto a volume.';
+  static override description = `Applies image streams in order, block for block at the same VBNs. A full (level 0) stream creates VOL when it does not exist, with the identity and geometry of the source volume; every further stream must find its base snapshot on VOL, and is refused when its volume identity or block size differs. VOL then holds the streams' snapshots, byte-identical to the source's, and its active file system is the newest of them.
+
+Nothing is committed before a stream's trailer and checksums are verified, and blocks only go where VOL's last consistency point has none: a restore that fails or is killed leaves VOL at its previous CP (a new VOL does not appear).
+
+--from takes files, "-" for stdin, "tape:DIR" (every dump on the tape, in order), "tape:DIR1,DIR2" (a dump spanning tapes) or "tape:DIR#N" (the dump in tape file N). --as-of SNAPSHOT|DATE picks the chain from the catalog instead.`;
+  static override examples = [
+    '<%= config.bin %> restore --from vm.june3.l0 --from vm.june5.l1 --to restored.vol',
+    '<%= config.bin %> restore --from tape:/tapes/t1 --to restored.vol',
+    '<%= config.bin %> restore --to restored.vol --as-of june7',
+    '<%= config.bin %> restore --to restored.vol --as-of 2026-06-08T00:00',
+    'ssh src imgstream dump vm.vol --level 1 --to - | <%= config.bin %> restore --from - --to vm.vol',
+  ];
+  static override flags = {
+    from: Flags.string({ char: 'f', description: 'Stream source, repeatable: FILE, -, tape:DIR[,DIR…], tape:DIR#N.', multiple: true }),
+    to: Flags.string({ char: 't', description: 'Volume to restore into (created from a level 0 stream when it does not exist).', required: true }),
+    'as-of': Flags.string({ description: 'Restore the chain ending at this snapshot (or the newest dump by this date), from the catalog.' }),
+    catalog: catalogFlag,
+  };
+
+  async run() {
+    const { flags } = await this.parse(Restore);
+    if (!flags.from?.length && !flags['as-of']) throw new UsageError('give the streams with --from, or --as-of to take them from the catalog');
+    if (flags.from?.length && flags['as-of']) throw new UsageError('--from and --as-of cannot be combined');
+    if ((flags.from ?? []).filter((f) => f === '-').length > 1) throw new UsageError('stdin (-) can be given once');
+    const sources = flags['as-of'] ? sourcesForChain(openCatalog(flags.catalog), flags.to, flags['as-of']) : flags.from!.map(sourceFor);
+    const result = await restoreStreams(sources, flags.to, this.progress());
+    for (const s of result.streams) this.say(`restored level ${s.level} ${s.base ? `${s.base} -> ` : ''}${s.top} from ${s.stream}: ${s.blocks} blocks (${formatSize(s.bytes)})${s.skippedBlocks ? `, ${s.skippedBlocks} already present` : ''}`);
+    this.say(`${flags.to}: ${result.created ? 'created, ' : ''}${result.streams.length} stream(s) applied, now at ${result.streams.at(-1)!.top}`);
+    return result;
+  }
+}

@@ -1,0 +1,29 @@
+import { Args } from '@oclif/core';
+import { ImgstreamCommand } from './_cli/base.js';
+import { verifyStreams } from '../src/stream/verify.js';
+import { sourceFor } from '../src/media/resolve.js';
+import { formatSize } from '../src/size.js';
+import { UsageError } from '../src/errors.js';
+
+export default class Verify extends ImgstreamCommand {
+  static override summary = 'Check image streams end to end without restoring them.';
+  static override description = `Reads every stream through: the preamble and its features, every record's checksum, every zstd frame, the record layout, the trailer's counts and the SHA-256 of the whole stream. Given several streams (in chain order), also checks the chain: one volume, each stream's base among the snapshots of the streams before it. Writes nothing. Exits with the "corrupt" code on the first problem, naming it.`;
+  static override examples = [
+    '<%= config.bin %> verify /backups/vm.june3.l0 /backups/vm.june5.l1',
+    '<%= config.bin %> verify tape:/tapes/t1',
+    'cat vm.l0 | <%= config.bin %> verify -',
+  ];
+  static override strict = false;
+  static override args = { source: Args.string({ description: 'Stream sources: FILE, -, tape:DIR[,DIR…], tape:DIR#N.', required: true }) };
+
+  async run() {
+    const { argv } = await this.parse(Verify);
+    const specs = argv as string[];
+    if (specs.filter((s) => s === '-').length > 1) throw new UsageError('stdin (-) can be given once');
+    const result = await verifyStreams(specs.map(sourceFor), this.progress());
+    for (const s of result.streams) this.say(`${s.stream}: level ${s.level} ${s.base ? `${s.base} -> ` : ''}${s.top}, ${s.blocks} blocks (${formatSize(s.bytes)}), ${formatSize(s.streamBytes)} stream: ok`);
+    if (result.needs) this.say(`the chain needs snapshot ${result.needs} on the volume it is restored onto`);
+    this.say(`${result.streams.length} stream(s) verified`);
+    return result;
+  }
+}

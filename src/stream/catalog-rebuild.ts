@@ -1,0 +1,53 @@
+// Rebuilds catalog records from the media alone: every stream describes itself (header)
+// and proves it is complete (trailer), so reading the streams back gives the records.
+import type { DumpRecord } from '../catalog/catalog.js';
+import type { StreamSource } from '../media/medium.js';
+import { noProgress, type Progress } from '../progress.js';
+import { readImageStream } from './stream-reader.js';
+import type { StreamHeader } from '../format/image-stream.js';
+
+export interface RebuildResult {
+  records: DumpRecord[];
+  skipped: Array<{ stream: string; reason: string }>;
+}
+
+export async function recordsFromMedia(sources: StreamSource[], progress: Progress = noProgress): Promise<RebuildResult> {
+  const out: RebuildResult = { records: [], skipped: [] };
+  for (const src of sources) {
+    for await (const s of src.streams()) {
+      let header: StreamHeader | null = null;
+      try {
+        for await (const rec of readImageStream(s.bytes, s.name)) {
+          if (rec.type === 'header') {
+            header = rec.header;
+            progress.start(`reading ${s.name}`, header.image.bytes, 'bytes');
+          } else if (rec.type === 'data') progress.update(0);
+          else if (rec.type === 'trailer' && header) {
+            out.records.push({
+              id: header.streamId,
+              volume: { uuid: header.volume.uuid, path: null },
+              level: header.level,
+              base: header.base ? { id: header.base.id, name: header.base.name } : null,
+              top: { id: header.top.id, name: header.top.name },
+              snapshots: header.snapshots.map((x) => x.name),
+              expression: header.expression,
+              date: header.created,
+              finished: header.created,
+              media: s.position,
+              blocks: rec.trailer.dataBlocks,
+              dataBytes: rec.trailer.dataBytes,
+              streamBytes: rec.streamBytes,
+              sha256: rec.trailer.sha256,
+              status: 'complete',
+            });
+          }
+        }
+      } catch (err) {
+        out.skipped.push({ stream: s.name, reason: (err as Error).message });
+      } finally {
+        progress.stop();
+      }
+    }
+  }
+  return out;
+}
