@@ -42,7 +42,11 @@
 //           16  u64 raw DATA bytes (blocks x blockSize)
 //           24  u64 PLANE records
 //           32  u64 stream bytes before the trailer frame (preamble included)
-//           40  32 bytes SHA-256 of every stream byte before the trailer frame
+//           40  32 bytes SHA-256 chain: of the preamble, the header record (frame and
+//               payload), then every later record's 16-byte frame in order. Each frame
+//               holds its payload's crc32, so the chain covers every byte: a changed,
+//               lost, repeated or reordered record breaks it, and hashing frames instead
+//               of payloads keeps the stream checksum from costing a pass over the data.
 //           72  24 bytes zero
 //
 // A stream without its trailer is incomplete, whatever else it holds: readers report it
@@ -113,12 +117,17 @@ export interface FrameHeader {
 }
 
 export function encodeFrame(type: RecordType, flags: number, stored: Uint8Array, rawLength: number): Buffer {
+  return encodeFrameWithCrc(type, flags, stored.length, rawLength, crc32(stored) >>> 0);
+}
+
+/** A frame for a payload whose crc32 was computed elsewhere (on a worker thread). */
+export function encodeFrameWithCrc(type: RecordType, flags: number, storedLength: number, rawLength: number, crc: number): Buffer {
   const b = Buffer.alloc(FRAME_BYTES);
   b[0] = type;
   b[1] = flags;
-  b.writeUInt32LE(stored.length, 4);
+  b.writeUInt32LE(storedLength, 4);
   b.writeUInt32LE(rawLength, 8);
-  b.writeUInt32LE(crc32(stored) >>> 0, 12);
+  b.writeUInt32LE(crc >>> 0, 12);
   return b;
 }
 

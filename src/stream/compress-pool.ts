@@ -1,48 +1,58 @@
-// Compresses payloads on worker threads (or on this thread when threads = 0, or when the
-// worker script is not built, as under the test runner reading TypeScript sources).
+// Encodes record payloads on worker threads: zstd when it shrinks them (level given), and
+// the crc32 of what is stored. On this thread when threads = 0, or when the worker script
+// is not built (as under the test runner reading TypeScript sources).
 import fs from 'node:fs';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
+import { crc32 } from 'node:zlib';
 import { Compressor } from 'zstd-napi';
 
 function workerScript(): string | null {
   const here = fileURLToPath(new URL('./compress-worker.js', import.meta.url));
   if (fs.existsSync(here)) return here;
-  // running from TypeScript sources: use the built worker when there is one
   const built = here.replace(/\/src\/stream\/compress-worker\.js$/, '/dist/src/stream/compress-worker.js');
   return fs.existsSync(built) ? built : null;
-}
-
-/** A payload as stored: one zstd frame, or the raw bytes when compressing did not shrink them. */
-export interface Compressed {
-  stored: Buffer;
-  compressed: boolean;
 }
 
 export function defaultThreads(): number {
   return Math.max(1, Math.min(4, os.availableParallelism()));
 }
 
+/** A payload as stored: one zstd frame, or the raw bytes when compressing did not shrink them. */
+export interface Encoded {
+  stored: Buffer;
+  compressed: boolean;
+  crc: number;
+  /** The raw payload's buffer, free for reuse once the record is written (null: do not reuse). */
+  spare: Buffer | null;
+}
+
 export class CompressPool {
   private readonly workers: Worker[] = [];
-  private readonly waiting = new Map<number, { resolve: (r: Compressed) => void; reject: (e: Error) => void }>();
+  private readonly waiting = new Map<number, { resolve: (r: Encoded) => void; reject: (e: Error) => void }>();
   private next = 0;
   private local: Compressor | null = null;
+  private readonly localOnly: boolean;
 
-  constructor(readonly level: number, threads: number) {
+  /** level null: checksum only, no compression. */
+  constructor(readonly level: number | null, threads: number) {
     const script = threads > 0 ? workerScript() : null;
+    this.localOnly = !script;
     if (!script) {
-      this.local = new Compressor();
-      this.local.setParameters({ compressionLevel: level, checksumFlag: true });
+      if (level !== null) {
+        this.local = new Compressor();
+        this.local.setParameters({ compressionLevel: level, checksumFlag: true });
+      }
       return;
     }
     for (let i = 0; i < threads; i++) {
       const w = new Worker(script, { workerData: { level } });
-      w.on('message', (m: { id: number; out: ArrayBuffer; compressed: boolean }) => {
+      w.on('message', (m: { id: number; out: ArrayBuffer; length: number; compressed: boolean; crc: number; raw: ArrayBuffer | null }) => {
         const p = this.waiting.get(m.id);
         this.waiting.delete(m.id);
-        p?.resolve({ stored: Buffer.from(m.out), compressed: m.compressed });
+        const stored = Buffer.from(m.out, 0, m.length);
+        p?.resolve({ stored, compressed: m.compressed, crc: m.crc, spare: m.compressed ? (m.raw ? Buffer.from(m.raw) : null) : stored });
       });
       w.on('error', (err) => {
         for (const p of this.waiting.values()) p.reject(err);
@@ -52,19 +62,25 @@ export class CompressPool {
     }
   }
 
-  /** Compresses one payload into one zstd frame. The payload must not be used afterwards (it may be transferred). */
-  compress(raw: Buffer): Promise<Compressed> {
-    if (this.local) {
-      const out = this.local.compress(raw);
-      return Promise.resolve(out.length < raw.length ? { stored: out, compressed: true } : { stored: raw, compressed: false });
+  /**
+   * Encodes one payload. A payload that owns its whole ArrayBuffer is transferred to the
+   * worker (the caller must not touch it afterwards); `spare` hands a buffer back for reuse.
+   */
+  encode(raw: Buffer): Promise<Encoded> {
+    if (this.localOnly) {
+      if (this.local) {
+        const out = this.local.compress(raw);
+        if (out.length < raw.length) return Promise.resolve({ stored: out, compressed: true, crc: crc32(out) >>> 0, spare: raw });
+      }
+      return Promise.resolve({ stored: raw, compressed: false, crc: crc32(raw) >>> 0, spare: raw });
     }
     const id = this.next++;
     const w = this.workers[id % this.workers.length];
-    const whole = raw.byteOffset === 0 && raw.byteLength === raw.buffer.byteLength;
+    const whole = raw.byteOffset === 0;
     const buf = whole ? raw.buffer : raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength);
     return new Promise((resolve, reject) => {
       this.waiting.set(id, { resolve, reject });
-      w.postMessage({ id, buf, offset: 0, length: raw.byteLength }, [buf as ArrayBuffer]);
+      w.postMessage({ id, buf, length: raw.byteLength }, [buf as ArrayBuffer]);
     });
   }
 

@@ -6,7 +6,7 @@
 import os from 'node:os';
 import { randomUUID } from 'node:crypto';
 import { InvalidInputError, NotFoundError } from '../errors.js';
-import { encodeData, encodePlane, type StreamHeader, type StreamSnapshot } from '../format/image-stream.js';
+import { encodePlane, type StreamHeader, type StreamSnapshot } from '../format/image-stream.js';
 import type { SnapshotEntry } from '../format/snapshot-entry.js';
 import { evaluateImage, forEachExtent, imageChunks, parseExpression, resolveExpression, type StorageImageSummary } from '../image/index.js';
 import type { MediaPosition, StreamTarget } from '../media/medium.js';
@@ -217,24 +217,37 @@ async function writePlanes(vol: Volume, writer: ImageStreamWriter, snapshots: Sn
   }
 }
 
-/** The image's blocks in the chosen order, read in runs of consecutive VBNs, in DATA records of about 1 MiB. */
+/**
+ * The image's blocks in the chosen order, in DATA records of about 1 MiB: blocks are read
+ * in runs of consecutive VBNs straight into the record (laid out as the format says:
+ * count, VBNs, contents), which is only compacted when it ends up short.
+ */
 async function writeBlocks(vol: Volume, writer: ImageStreamWriter, expression: string, order: StreamOrder, onBytes: (n: number) => void): Promise<void> {
   const bs = vol.blockSize;
   const per = Math.max(1, Math.floor(RECORD_BYTES / bs));
+  const dataOff = 8 + per * 8;
+  const full = dataOff + per * bs;
   const source = vol.planeSource();
   const resolved = resolveExpression(parseExpression(expression), source);
   const bitsPerChunk = source.wordsPerChunk * 32;
-  let vbns: number[] = [];
-  let data = Buffer.allocUnsafe(per * bs);
+  let rec = writer.take(full);
+  let n = 0;
   let done = 0;
   const flush = async () => {
-    if (!vbns.length) return;
-    const n = vbns.length;
-    await writer.data(encodeData(vbns, data.subarray(0, n * bs), bs), n, n * bs);
+    if (n === 0) return;
+    let payload = rec;
+    if (n < per) {
+      payload = writer.take(8 + n * 8 + n * bs);
+      rec.copy(payload, 0, 0, 8 + n * 8);
+      rec.copy(payload, 8 + n * 8, dataOff, dataOff + n * bs);
+    }
+    payload.writeUInt32LE(n, 0);
+    payload.writeUInt32LE(0, 4);
+    await writer.data(payload, n, n * bs);
     done += n * bs;
     onBytes(done);
-    vbns = [];
-    data = Buffer.allocUnsafe(per * bs);
+    rec = n < per ? rec : writer.take(full);
+    n = 0;
   };
   // each stripe walks its share of the VBN space; stripes take turns one record at a time
   const stripes = order.stripes(source.chunks).map(([from, to]) => extentsOf(imageChunks(resolved, source, { fromChunk: from, toChunk: to }), bitsPerChunk));
@@ -244,13 +257,18 @@ async function writeBlocks(vol: Volume, writer: ImageStreamWriter, expression: s
     for (const s of stripes) {
       let taken = 0;
       while (taken < per) {
-        const ext = s.next(Math.min(per - taken, per - vbns.length));
+        const ext = s.next(Math.min(per - taken, per - n));
         if (!ext) break;
         const [first, count] = ext;
-        vol.file.read(data.subarray(vbns.length * bs, (vbns.length + count) * bs), vol.layout.vbnOffset(first));
-        for (let k = 0; k < count; k++) vbns.push(first + k);
+        vol.file.read(rec.subarray(dataOff + n * bs, dataOff + (n + count) * bs), vol.layout.vbnOffset(first));
+        for (let k = 0; k < count; k++) {
+          const v = first + k;
+          rec.writeUInt32LE(v >>> 0, 8 + (n + k) * 8);
+          rec.writeUInt32LE(Math.floor(v / 4294967296), 12 + (n + k) * 8);
+        }
+        n += count;
         taken += count;
-        if (vbns.length === per) await flush();
+        if (n === per) await flush();
       }
       if (taken > 0) live++;
       if (stripes.length > 1) await flush();

@@ -143,7 +143,7 @@ export async function* readImageStream(src: AsyncIterable<Buffer>, name: string)
           return fail((err as Error).message);
         }
         const digest = hash.digest('hex');
-        if (trailer.sha256 !== digest) return fail('stream checksum (SHA-256) does not match its trailer');
+        if (trailer.sha256 !== digest) return fail('stream checksum (SHA-256 chain) does not match its trailer');
         if (trailer.records !== records || trailer.dataBlocks !== dataBlocks || trailer.dataBytes !== dataBytes || trailer.planeRecords !== planeRecords || trailer.streamBytes !== at) {
           return fail('record counts do not match the trailer');
         }
@@ -152,7 +152,7 @@ export async function* readImageStream(src: AsyncIterable<Buffer>, name: string)
         return;
       }
       hash.update(fb);
-      hash.update(stored);
+      if (records === 0) hash.update(stored); // the header payload is in the chain; later payloads through their frame's crc32
       records++;
       let raw = stored;
       if (frame.flags & FLAG_ZSTD) {

@@ -1,10 +1,13 @@
 // Writes an image stream (format/image-stream.ts) to a medium: preamble, header, then
-// records in the order given, compressed on worker threads while the caller produces the
-// next ones (order is kept), then the trailer with counts and the SHA-256 of everything
-// before it. Only finish() makes the stream complete on its medium.
+// records in the order given, compressed and checksummed on worker threads while the
+// caller produces the next ones (order is kept), then the trailer with counts and the
+// stream's SHA-256 chain. Only finish() makes the stream complete on its medium.
+// Record buffers come from take() and return to it once written: allocating a fresh
+// megabyte per record costs more than copying it.
 import { createHash } from 'node:crypto';
 import {
   encodeFrame,
+  encodeFrameWithCrc,
   encodeHeader,
   encodePreamble,
   encodeTrailer,
@@ -16,13 +19,13 @@ import {
   type StreamTrailer,
 } from '../format/image-stream.js';
 import type { MediaPosition, StreamTarget } from '../media/medium.js';
-import { CompressPool, type Compressed } from './compress-pool.js';
+import { CompressPool, type Encoded } from './compress-pool.js';
 
 interface Pending {
   type: RecordType;
   flags: number;
   rawLength: number;
-  stored: Promise<Compressed>;
+  stored: Promise<Encoded>;
 }
 
 export interface WriterOptions {
@@ -32,7 +35,9 @@ export interface WriterOptions {
 
 export class ImageStreamWriter {
   private readonly hash = createHash('sha256');
-  private readonly pool: CompressPool | null;
+  private readonly pool: CompressPool;
+  private readonly features: number;
+  private readonly spares: Buffer[] = [];
   private readonly pending: Pending[] = [];
   private readonly maxPending: number;
   private bytes = 0;
@@ -42,8 +47,10 @@ export class ImageStreamWriter {
   private planeRecords = 0;
 
   constructor(private readonly target: StreamTarget, opts: WriterOptions) {
-    this.pool = opts.compression.codec === 'zstd' ? new CompressPool(opts.compression.level, opts.threads) : null;
-    this.maxPending = 2 * (this.pool?.parallel ?? 1) + 2;
+    const zstd = opts.compression.codec === 'zstd';
+    this.pool = new CompressPool(zstd ? (opts.compression as { level: number }).level : null, opts.threads);
+    this.features = zstd ? FEATURE_ZSTD : 0;
+    this.maxPending = 2 * this.pool.parallel + 2;
   }
 
   get bytesWritten(): number {
@@ -51,11 +58,23 @@ export class ImageStreamWriter {
   }
 
   async start(header: StreamHeader): Promise<void> {
-    await this.emit(encodePreamble(this.pool ? FEATURE_ZSTD : 0));
+    const pre = encodePreamble(this.features);
+    this.hash.update(pre);
+    await this.emit(pre);
     const h = encodeHeader(header);
-    await this.emit(encodeFrame(RecordType.Header, 0, h, h.length));
+    const frame = encodeFrame(RecordType.Header, 0, h, h.length);
+    this.hash.update(frame);
+    this.hash.update(h);
+    await this.emit(frame);
     await this.emit(h);
     this.records++;
+  }
+
+  /** A buffer of at least `size` bytes for a record payload (give the record to plane/data/dealloc). */
+  take(size: number): Buffer {
+    const b = this.spares.pop();
+    if (b && b.length >= size) return b.subarray(0, size);
+    return Buffer.allocUnsafeSlow(size);
   }
 
   plane(payload: Buffer): Promise<void> {
@@ -75,22 +94,24 @@ export class ImageStreamWriter {
 
   private async enqueue(type: RecordType, flags: number, raw: Buffer): Promise<void> {
     const rawLength = raw.length;
-    const stored = this.pool ? this.pool.compress(raw) : Promise.resolve({ stored: raw, compressed: false });
-    this.pending.push({ type, flags, rawLength, stored });
+    this.pending.push({ type, flags, rawLength, stored: this.pool.encode(raw) });
     this.records++;
     while (this.pending.length > this.maxPending) await this.drainOne();
   }
 
   private async drainOne(): Promise<void> {
     const p = this.pending.shift()!;
-    const { stored, compressed } = await p.stored;
+    const { stored, compressed, crc, spare } = await p.stored;
     const flags = compressed ? p.flags | FLAG_ZSTD : p.flags;
-    await this.emit(encodeFrame(p.type, flags, stored, p.rawLength));
+    const frame = encodeFrameWithCrc(p.type, flags, stored.length, p.rawLength, crc);
+    // the chain: every frame (which holds its payload's crc32) in order
+    this.hash.update(frame);
+    await this.emit(frame);
     await this.emit(stored);
+    if (spare && spare.buffer.byteLength >= (1 << 16) && this.spares.length < this.maxPending + 2) this.spares.push(Buffer.from(spare.buffer));
   }
 
   private async emit(buf: Buffer): Promise<void> {
-    this.hash.update(buf);
     this.bytes += buf.length;
     await this.target.write(buf);
   }
@@ -110,7 +131,7 @@ export class ImageStreamWriter {
     await this.target.write(encodeFrame(RecordType.Trailer, 0, t, t.length));
     await this.target.write(t);
     const streamBytes = this.bytes + 16 + t.length;
-    await this.pool?.close();
+    await this.pool.close();
     const position = await this.target.finish();
     return { trailer, position, streamBytes };
   }
@@ -118,7 +139,7 @@ export class ImageStreamWriter {
   async abort(): Promise<void> {
     await Promise.allSettled(this.pending.map((p) => p.stored));
     this.pending.length = 0;
-    await this.pool?.close();
+    await this.pool.close();
     await this.target.abort();
   }
 }

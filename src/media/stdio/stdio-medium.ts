@@ -16,17 +16,8 @@ export function stdoutTarget(): StreamTarget {
     description: 'stdout',
     async write(data) {
       if (failed) throw new IoError(`stdout: ${failed.message}`, 'the reading end of the pipe went away');
-      if (!out.write(data)) {
-        await new Promise<void>((resolve) => {
-          const done = () => {
-            out.off('drain', done);
-            out.off('error', done);
-            resolve();
-          };
-          out.on('drain', done);
-          out.on('error', done);
-        });
-      }
+      // settle only once the bytes left: the caller reuses the buffer after this
+      await new Promise<void>((resolve) => out.write(data, () => resolve()));
       if (failed) throw new IoError(`stdout: ${(failed as Error).message}`, 'the reading end of the pipe went away');
     },
     async finish(): Promise<MediaPosition> {
