@@ -88,6 +88,13 @@ async function applyStream(vol: Volume, header: StreamHeader, records: AsyncGene
         });
       } else if (rec.type === 'data') {
         const { vbns, data } = rec;
+        // runs of consecutive free VBNs go out as one write, straight from the record
+        let runStart = -1;
+        const flushRun = (end: number) => {
+          if (runStart < 0) return;
+          vol.file.write(data.subarray(runStart * bs, end * bs), vol.layout.vbnOffset(vbns[runStart]));
+          runStart = -1;
+        };
         for (let i = 0; i < vbns.length; i++) {
           const v = vbns[i];
           if (!(v > 0 && v < vol.nblocks)) throw new CorruptError(`${name}: block for VBN ${v}, outside the volume`);
@@ -97,22 +104,24 @@ async function applyStream(vol: Volume, header: StreamHeader, records: AsyncGene
             occChunk = c;
           }
           const b = v % bitsPerChunk;
-          const block = data.subarray(i * bs, (i + 1) * bs);
           if ((occ[b >>> 5] & (1 << (b & 31))) !== 0) {
+            flushRun(i);
             // in use here: fine only if a snapshot the stream carries again holds it, with the same contents
             if (!alsoHere.some((p) => vol.testBit(p, v))) {
               throw new InvalidInputError(`${name}: block at VBN ${v} would overwrite data ${vol.path} still uses`, 'the volume changed since its base snapshot: restore into a new volume');
             }
             vol.readBlock(v, scratch);
-            if (!scratch.equals(block)) throw new CorruptError(`${name}: block at VBN ${v} differs from the copy already on ${vol.path}`);
+            if (!scratch.equals(data.subarray(i * bs, (i + 1) * bs))) throw new CorruptError(`${name}: block at VBN ${v} differs from the copy already on ${vol.path}`);
             out.skippedBlocks++;
             continue;
           }
-          vol.writeBlock(v, block);
+          if (runStart >= 0 && v !== vbns[i - 1] + 1) flushRun(i);
+          if (runStart < 0) runStart = i;
           vol.reserve(v);
           reserved.push(v);
           occ[b >>> 5] |= 1 << (b & 31);
         }
+        flushRun(vbns.length);
         out.blocks += vbns.length;
         out.bytes += data.length;
         progress.update(out.bytes);
