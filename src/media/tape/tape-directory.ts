@@ -1,0 +1,154 @@
+// A tape as a directory (what tests and disk-based "virtual tapes" use): its tape files
+// are DIR/file0001.tar, DIR/file0002.tar, ... in order. A tape file is written as
+// DIR/.fileNNNN.tar.partial-<pid> and appears under its final name only when complete, so
+// readers never see half a tape file; partials left by killed processes are ignored and
+// removed by the next writer.
+import fs from 'node:fs';
+import path from 'node:path';
+import { InvalidInputError, NotFoundError, fromSystemError } from '../../errors.js';
+
+export type TapeKind = 'directory' | 'device';
+
+export interface TapeFileEntry {
+  /** 1-based position on the tape. */
+  number: number;
+  path: string;
+  size: number;
+}
+
+const TAPE_FILE = /^file([0-9]{4,})\.tar$/;
+const PARTIAL = /^\.file[0-9]{4,}\.tar\.partial-([0-9]+)$/;
+
+export function tapeFileName(n: number): string {
+  return `file${String(n).padStart(4, '0')}.tar`;
+}
+
+/**
+ * What `p` is as a tape: a directory or a character device (a tape drive). A missing
+ * path becomes a new directory when `create`, else it is an error.
+ */
+export function tapeKind(p: string, create: boolean): TapeKind {
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(p);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+      // a mistyped drive name must not become a directory under /dev
+      if (!create || path.resolve(p).startsWith('/dev/')) {
+        throw new NotFoundError(`tape ${p}: no such directory or device`, 'give an existing tape directory or a tape device such as /dev/nst0');
+      }
+      try {
+        fs.mkdirSync(p, { recursive: true });
+      } catch (e) {
+        throw fromSystemError(e, p, 'creating the tape directory');
+      }
+      return 'directory';
+    }
+    throw fromSystemError(err, p, 'opening the tape');
+  }
+  if (st.isDirectory()) return 'directory';
+  if (st.isCharacterDevice()) return 'device';
+  throw new InvalidInputError(`tape ${p}: not a directory or a tape device`, 'give a directory (tape:DIR) or a tape device such as /dev/nst0; for a single file use --to FILE');
+}
+
+/** The complete tape files of a tape directory, in number order. */
+export function listTapeFiles(dir: string): TapeFileEntry[] {
+  let names: string[];
+  try {
+    names = fs.readdirSync(dir);
+  } catch (err) {
+    throw fromSystemError(err, dir, 'listing the tape');
+  }
+  const files: TapeFileEntry[] = [];
+  for (const name of names) {
+    const m = TAPE_FILE.exec(name);
+    if (!m || Number(m[1]) < 1) continue;
+    const p = path.join(dir, name);
+    try {
+      files.push({ number: Number(m[1]), path: p, size: fs.statSync(p).size });
+    } catch {
+      /* removed meanwhile */
+    }
+  }
+  return files.sort((a, b) => a.number - b.number);
+}
+
+export function usedBytes(files: TapeFileEntry[]): number {
+  return files.reduce((n, f) => n + f.size, 0);
+}
+
+export function nextTapeFileNumber(files: TapeFileEntry[]): number {
+  return files.length === 0 ? 1 : files[files.length - 1].number + 1;
+}
+
+function processIsDead(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return false;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'ESRCH';
+  }
+}
+
+/** Removes partial tape files whose writer process is gone (killed dumps). Never throws. */
+export function removeStalePartials(dir: string): void {
+  let names: string[];
+  try {
+    names = fs.readdirSync(dir);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    const m = PARTIAL.exec(name);
+    if (m && Number(m[1]) !== process.pid && processIsDead(Number(m[1]))) fs.rmSync(path.join(dir, name), { force: true });
+  }
+}
+
+/** Creates a new partial tape file (numbered from `number` up to the first free name) and opens it. */
+export function createPartial(dir: string, number: number): { path: string; fd: number } {
+  for (let n = number; ; n++) {
+    const p = path.join(dir, `.${tapeFileName(n)}.partial-${process.pid}`);
+    try {
+      return { path: p, fd: fs.openSync(p, 'wx') };
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw fromSystemError(err, dir, 'creating a tape file');
+    }
+  }
+}
+
+export function fsyncDirectory(dir: string): void {
+  const fd = fs.openSync(dir, 'r');
+  try {
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/**
+ * Gives a complete (fsynced, closed) partial tape file its final name: the next free
+ * number, never replacing a tape file another writer published meanwhile (hard link,
+ * which fails on an existing name, then unlink). Returns the number it got.
+ */
+export function publishTapeFile(dir: string, partial: string): number {
+  try {
+    for (let n = nextTapeFileNumber(listTapeFiles(dir)); ; n++) {
+      const final = path.join(dir, tapeFileName(n));
+      try {
+        fs.linkSync(partial, final);
+        fs.unlinkSync(partial);
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code === 'EEXIST') continue;
+        if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP') throw err;
+        // a file system without hard links: rename, having checked the name is free
+        if (fs.existsSync(final)) continue;
+        fs.renameSync(partial, final);
+      }
+      fsyncDirectory(dir);
+      return n;
+    }
+  } catch (err) {
+    throw fromSystemError(err, dir, 'publishing the tape file');
+  }
+}

@@ -1,0 +1,140 @@
+// Reads one tape file with tar-stream's extract: its label, then its parts as they arrive
+// (never a whole part in memory), then its continued or end member. Damage of any kind
+// (a bad header checksum, a truncated archive, members out of order) is a CorruptError
+// naming the tape file; a failing read is the operating system's error.
+import fs from 'node:fs';
+import tar from 'tar-stream';
+import { CorruptError, ImgstreamError, fromSystemError } from '../../errors.js';
+import {
+  MAX_META_BYTES,
+  MAX_RECORD_SIZE,
+  type TapeClosing,
+  type TapeLabel,
+  decodeClosing,
+  decodeLabel,
+  parseMemberName,
+} from './tape-format.js';
+
+export interface TapeFileRef {
+  /** For messages: "tape /tapes/t1 file 3". */
+  name: string;
+  /** The tape file, or the tape device positioned at it. */
+  path: string;
+}
+
+/** Where the reading of a stream stands, carried from one tape file to the next. */
+export interface StreamProgress {
+  parts: number;
+  bytes: number;
+  /** The stream's id, once a label said it. */
+  streamId: string | null;
+}
+
+export type TapeFileEnding = TapeClosing & { kind: 'continued' | 'end' };
+
+/** A member as tar-stream's extract yields it: its header, then its data. */
+type TarEntry = AsyncIterable<unknown> & { header: tar.Header };
+
+const DAMAGE_HINT = '`tar tvf` on the tape file shows how far it can be read';
+
+function openArchive(ref: TapeFileRef, highWaterMark: number) {
+  // a tape device returns one record per read and fails a read shorter than a record:
+  // read in buffers as large as the largest record
+  const input = fs.createReadStream(ref.path, { highWaterMark });
+  const extract = tar.extract();
+  let ioError: Error | null = null;
+  input.on('error', (err) => {
+    ioError = err;
+    extract.destroy(err);
+  });
+  input.pipe(extract);
+  const close = () => {
+    input.destroy();
+    extract.destroy();
+  };
+  const asReadError = (err: unknown): ImgstreamError => {
+    if (err instanceof ImgstreamError) return err;
+    if (ioError) return fromSystemError(ioError, ref.path, `reading ${ref.name}`);
+    const message = (err as Error)?.message ?? String(err);
+    // tar-stream's words for the two ways an archive breaks
+    if (/unexpected end of data/i.test(message)) return new CorruptError(`${ref.name}: truncated: the tape file ends inside a tar member`, DAMAGE_HINT);
+    if (/invalid( tar)? header/i.test(message)) return new CorruptError(`${ref.name}: damaged tar header (bad checksum, or not a tar archive)`, DAMAGE_HINT);
+    return new CorruptError(`${ref.name}: damaged tape file (${message})`, DAMAGE_HINT);
+  };
+  return { extract, close, asReadError };
+}
+
+async function readMeta(entry: TarEntry, ref: TapeFileRef): Promise<Buffer> {
+  if (entry.header.size > MAX_META_BYTES) throw new CorruptError(`${ref.name}: member ${entry.header.name} is too large (${entry.header.size} bytes)`, DAMAGE_HINT);
+  const chunks: Buffer[] = [];
+  for await (const c of entry) chunks.push(c as Buffer);
+  return Buffer.concat(chunks);
+}
+
+/** The label of a tape file (its first member). */
+export async function readTapeLabel(ref: TapeFileRef): Promise<TapeLabel> {
+  const { extract, close, asReadError } = openArchive(ref, 64 << 10);
+  try {
+    for await (const entry of extract) {
+      const m = parseMemberName(entry.header.name);
+      if (!m || m.kind !== 'label') throw new CorruptError(`${ref.name}: not an imgstream tape file (its first member is ${entry.header.name})`, 'only tape files written by imgstream dump can be read');
+      const label = decodeLabel(await readMeta(entry, ref));
+      if (!label || label.streamId !== m.streamId) throw new CorruptError(`${ref.name}: damaged label`, DAMAGE_HINT);
+      return label;
+    }
+    throw new CorruptError(`${ref.name}: empty or damaged tape file (no tar member)`, DAMAGE_HINT);
+  } catch (err) {
+    throw asReadError(err);
+  } finally {
+    close();
+  }
+}
+
+/**
+ * Yields the part bytes of tape `sequence` of the stream from one tape file and returns
+ * its ending. `progress` counts parts and bytes across the stream's tape files and holds
+ * the stream's id (null before its first tape file is read: the label then says it).
+ */
+export async function* readTapeFileParts(ref: TapeFileRef, sequence: number, progress: StreamProgress): AsyncGenerator<Buffer, TapeFileEnding> {
+  const { extract, close, asReadError } = openArchive(ref, MAX_RECORD_SIZE);
+  const corrupt = (what: string) => new CorruptError(`${ref.name}: ${what}`, DAMAGE_HINT);
+  try {
+    let label: TapeLabel | null = null;
+    for await (const entry of extract) {
+      const m = parseMemberName(entry.header.name);
+      if (!label) {
+        if (!m || m.kind !== 'label') throw corrupt(`not an imgstream tape file (its first member is ${entry.header.name})`);
+        label = decodeLabel(await readMeta(entry, ref));
+        if (!label) throw corrupt('damaged label');
+        const streamId = progress.streamId ?? label.streamId;
+        if (label.streamId !== streamId || label.sequence !== sequence || label.firstPart !== progress.parts) {
+          throw corrupt(`expected tape ${sequence} of stream ${streamId} from part ${progress.parts}, found tape ${label.sequence} of stream ${label.streamId} from part ${label.firstPart}`);
+        }
+        progress.streamId = streamId;
+        continue;
+      }
+      if (!m || m.streamId !== label.streamId) throw corrupt(`unexpected member ${entry.header.name}`);
+      if (m.kind === 'part') {
+        if (m.index !== progress.parts) throw corrupt(`part ${m.index} where part ${progress.parts} belongs`);
+        for await (const chunk of entry as AsyncIterable<Buffer>) {
+          progress.bytes += chunk.length;
+          yield chunk;
+        }
+        progress.parts++;
+        continue;
+      }
+      if (m.kind === 'label') throw corrupt('a second label');
+      const ending = decodeClosing(await readMeta(entry, ref));
+      if (!ending || ending.streamId !== label.streamId || ending.sequence !== sequence) throw corrupt(`damaged ${m.kind} member`);
+      if (ending.parts !== progress.parts || ending.bytes !== progress.bytes) {
+        throw corrupt(`its ${m.kind} member counts ${ending.parts} parts and ${ending.bytes} bytes, but ${progress.parts} parts and ${progress.bytes} bytes were read`);
+      }
+      return { ...ending, kind: m.kind };
+    }
+    throw corrupt('truncated: the tape file ends without its end or continued member');
+  } catch (err) {
+    throw asReadError(err);
+  } finally {
+    close();
+  }
+}

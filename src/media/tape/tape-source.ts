@@ -1,0 +1,121 @@
+// Reads the dumps of a tape set back: each stream's bytes are its part members, read
+// lazily and followed from tape to tape.
+import path from 'node:path';
+import { InvalidInputError, NotFoundError } from '../../errors.js';
+import type { MediaPosition, SourceStream, StreamSource } from '../medium.js';
+import { type TapeKind, listTapeFiles, tapeKind } from './tape-directory.js';
+import { type StreamProgress, type TapeFileRef, readTapeFileParts, readTapeLabel } from './tape-file-reader.js';
+
+export interface TapeSourceOptions {
+  /** The tape set in order: directories or tape devices. */
+  tapes: string[];
+  /** Only the stream that starts in this tape file (1-based) of the first tape. */
+  file?: number;
+}
+
+/**
+ * The streams of a tape set, in order.
+ *
+ * Directory tapes: the complete tape files of each tape in number order (partial files of
+ * dumps in progress or killed are not tape files). A tape file that continues a stream
+ * from an earlier tape is read as part of that stream, never on its own: a stream ending
+ * in a continued member goes on in the first tape file of the next tape given, which must
+ * be the same stream's next tape.
+ *
+ * Tape devices: a device first in `tapes` yields the one stream that starts at the
+ * tape's current position (position it with `mt fsf` first; `file` is refused); a device
+ * later in the list only serves as the continuation of a stream, read from its current
+ * position. The stream's position then names the device and no tape file number.
+ *
+ * A damaged or truncated tape file ends the stream with a CorruptError naming it.
+ */
+export function tapeSource(opts: TapeSourceOptions): StreamSource {
+  if (opts.tapes.length === 0 || opts.tapes.some((t) => t === '')) throw new InvalidInputError('no tape given', 'give at least one tape: tape:DIR');
+  const only = opts.file;
+  if (only !== undefined && (!Number.isSafeInteger(only) || only < 1)) throw new InvalidInputError(`tape file number ${only} is not a positive integer`, 'tape files are numbered from 1: tape:DIR#N');
+  const tapes = opts.tapes;
+
+  function refOf(t: number, kinds: TapeKind[]): TapeFileRef | null {
+    if (kinds[t] === 'device') return { name: `tape ${tapes[t]}`, path: tapes[t] };
+    const first = listTapeFiles(tapes[t])[0];
+    return first ? { name: `tape ${tapes[t]} file ${first.number}`, path: first.path } : null;
+  }
+
+  /** The tapes a stream starting on tape t spans, as far as the next tapes' first labels tell. */
+  async function spannedTapes(t: number, streamId: string, kinds: TapeKind[]): Promise<string[]> {
+    const spanned = [path.resolve(tapes[t])];
+    for (let k = t + 1; k < tapes.length && kinds[k] === 'directory'; k++) {
+      const ref = refOf(k, kinds);
+      const label = ref ? await readTapeLabel(ref).catch(() => null) : null;
+      if (!label || label.streamId !== streamId || label.sequence !== k - t + 1) break;
+      spanned.push(path.resolve(tapes[k]));
+    }
+    return spanned;
+  }
+
+  /** The bytes of the stream starting in `first` on tape t (its id null when read from a device: the label says it). */
+  async function* streamBytes(t: number, first: TapeFileRef, streamId: string | null, kinds: TapeKind[]): AsyncGenerator<Buffer> {
+    const progress: StreamProgress = { parts: 0, bytes: 0, streamId };
+    let ref = first;
+    for (let sequence = 1; ; sequence++) {
+      const ending = yield* readTapeFileParts(ref, sequence, progress);
+      if (ending.kind === 'end') return;
+      const k = t + sequence;
+      if (k >= tapes.length) {
+        throw new NotFoundError(`${first.name}: the stream continues on a next tape (tape ${sequence + 1} of the dump), which was not given`, 'give every tape of the set in order: tape:DIR1,DIR2,...');
+      }
+      const next = refOf(k, kinds);
+      if (!next) throw new NotFoundError(`tape ${tapes[k]} is empty: expected tape ${sequence + 1} of stream ${progress.streamId} (continued from ${first.name})`, 'give the tapes of the set in order: tape:DIR1,DIR2,...');
+      ref = next;
+    }
+  }
+
+  async function startingStream(t: number, ref: TapeFileRef, tapeFile: number | undefined, kinds: TapeKind[]): Promise<SourceStream | null> {
+    let streamId: string | null = null; // a device cannot be read twice: its label is checked with the stream
+    let spanned = [path.resolve(tapes[t])];
+    if (kinds[t] === 'directory') {
+      const label = await readTapeLabel(ref);
+      if (label.sequence !== 1) {
+        if (only === undefined) return null; // read with the stream it continues
+        throw new InvalidInputError(
+          `${ref.name} continues stream ${label.streamId} from an earlier tape (it is tape ${label.sequence} of that dump)`,
+          'give the tapes from the first one of that dump: tape:DIR1#N,DIR2,...',
+        );
+      }
+      streamId = label.streamId;
+      spanned = await spannedTapes(t, streamId, kinds);
+    }
+    const position: MediaPosition = { kind: 'tape', location: path.resolve(tapes[t]), ...(tapeFile !== undefined ? { tapeFile } : {}), tapes: spanned };
+    return { name: ref.name, position, bytes: streamBytes(t, ref, streamId, kinds) };
+  }
+
+  return {
+    description: `tape ${tapes.join(',')}`,
+    async *streams(): AsyncGenerator<SourceStream> {
+      const kinds = tapes.map((t) => tapeKind(t, false));
+      if (kinds[0] === 'device') {
+        if (only !== undefined) throw new InvalidInputError(`tape ${tapes[0]} is a device: imgstream cannot pick tape file ${only} on it`, `position the tape first (mt -f ${tapes[0]} fsf N) and read tape:${tapes[0]}`);
+        const s = await startingStream(0, { name: `tape ${tapes[0]}`, path: tapes[0] }, undefined, kinds);
+        if (s) yield s;
+        return;
+      }
+      for (let t = 0; t < tapes.length; t++) {
+        if (kinds[t] !== 'directory') continue; // later devices only continue streams
+        const files = listTapeFiles(tapes[t]);
+        let chosen = files;
+        if (only !== undefined) {
+          chosen = files.filter((f) => f.number === only);
+          if (chosen.length === 0) {
+            const held = files.length ? `it holds tape files ${files[0].number} to ${files[files.length - 1].number}` : 'it holds no tape file';
+            throw new NotFoundError(`tape ${tapes[0]} has no tape file ${only}`, held);
+          }
+        }
+        for (const f of chosen) {
+          const s = await startingStream(t, { name: `tape ${tapes[t]} file ${f.number}`, path: f.path }, f.number, kinds);
+          if (s) yield s;
+        }
+        if (only !== undefined) return;
+      }
+    },
+  };
+}

@@ -1,0 +1,30 @@
+// The CLI's way of naming tapes: `tape:DIR`, `tape:DIR1,DIR2,...` (a tape set, in order)
+// and `tape:DIR#N` or `tape:DIR1#N,DIR2,...` (tape file N of the first tape).
+import { InvalidInputError } from '../../errors.js';
+
+export interface TapeSpec {
+  tapes: string[];
+  /** Tape file number on the first tape (1-based). */
+  file?: number;
+}
+
+const HINT = 'write tape:DIR, tape:DIR1,DIR2,... or tape:DIR#N (N = tape file number on the first tape)';
+
+export function parseTapeSpec(text: string): TapeSpec {
+  if (!text.startsWith('tape:')) throw new InvalidInputError(`"${text}" is not a tape: it does not start with tape:`, HINT);
+  const names = text.slice('tape:'.length).split(',');
+  let file: number | undefined;
+  const tapes = names.map((name, i) => {
+    const hash = name.lastIndexOf('#');
+    if (hash >= 0) {
+      if (i !== 0) throw new InvalidInputError(`"${text}": a tape file number (#N) belongs to the first tape only`, 'write tape:DIR1#N,DIR2,...');
+      const n = name.slice(hash + 1);
+      if (!/^[1-9][0-9]{0,8}$/.test(n)) throw new InvalidInputError(`"${text}": tape file number "${n}" is not a positive integer`, HINT);
+      file = Number(n);
+      name = name.slice(0, hash);
+    }
+    if (name === '') throw new InvalidInputError(`"${text}": tape ${i + 1} has an empty name`, HINT);
+    return name;
+  });
+  return file === undefined ? { tapes } : { tapes, file };
+}
