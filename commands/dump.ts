@@ -1,5 +1,4 @@
 import { Args, Flags } from '@oclif/core';
-import { randomUUID } from 'node:crypto';
 import { ImgstreamCommand } from './_cli/base.js';
 import { catalogFlag, openCatalog } from './_cli/catalog-flag.js';
 import { nextTapePrompt } from './_cli/next-tape.js';
@@ -48,12 +47,11 @@ Targets: a file (written under a temporary name, renamed when complete), "-" for
     const catalog = openCatalog(flags.catalog);
     const tapeSize = flags['tape-size'] ? parseSize(flags['tape-size'], 'tape size') : undefined;
     const recordSize = parseSize(flags['record-size'], 'record size');
-    const streamId = randomUUID();
     const write = !flags['dry-run'] && flags.snapshot === undefined;
     const result = await withVolume(args.volume, write, (vol) =>
       dumpVolume(
         vol,
-        () => targetFor(flags.to!, { force: flags.force, tapeSize, recordSize, streamId, nextTape: nextTapePrompt() }),
+        (streamId) => targetFor(flags.to!, { force: flags.force, tapeSize, recordSize, streamId, nextTape: nextTapePrompt() }),
         {
           level: flags.level,
           snapshot: flags.snapshot,

@@ -94,7 +94,7 @@ function streamSnapshot(s: SnapshotEntry): StreamSnapshot {
 }
 
 /** Runs a dump. The volume must be open for writing when no --snapshot is given (one is taken). */
-export async function dumpVolume(vol: Volume, target: () => StreamTarget, opts: DumpOptions, progress: Progress = noProgress): Promise<DumpResult> {
+export async function dumpVolume(vol: Volume, target: (streamId: string) => StreamTarget, opts: DumpOptions, progress: Progress = noProgress): Promise<DumpResult> {
   const order = parseOrder(opts.order);
   let top: SnapshotEntry | null = opts.snapshot !== undefined ? vol.snapshot(opts.snapshot) : null;
   if (opts.dryRun) {
@@ -125,7 +125,7 @@ export async function dumpVolume(vol: Volume, target: () => StreamTarget, opts: 
     compression: opts.compression,
     image: { blocks: img.blocks, bytes: img.bytes, extents: img.extents },
   };
-  const medium = target();
+  const medium = target(streamId);
   const writer = new ImageStreamWriter(medium, { compression: opts.compression, threads: opts.threads });
   try {
     await writer.start(header);
