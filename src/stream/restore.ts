@@ -13,6 +13,7 @@ import type { SnapshotEntry } from '../format/snapshot-entry.js';
 import type { SourceStream, StreamSource } from '../media/medium.js';
 import { noProgress, type Progress } from '../progress.js';
 import { Volume } from '../volume/volume.js';
+import { SparseBitmap } from '../volume/sparse-bitmap.js';
 import { readImageStream } from './stream-reader.js';
 
 export interface RestoredStream {
@@ -70,7 +71,8 @@ async function applyStream(vol: Volume, header: StreamHeader, records: AsyncGene
   const bitsPerChunk = vol.layout.bitsPerPlaneBlock;
   let occChunk = -1;
   let occ: Uint32Array = new Uint32Array(0);
-  const reserved: number[] = [];
+  // incoming VBNs, held back from the allocator until the CP (a bitmap: bounded like a plane)
+  const reserved = new SparseBitmap(vol.layout.wordsPerPlaneBlock);
   const scratch = Buffer.alloc(bs);
   const out: RestoredStream = { stream: name, streamId: header.streamId, level: header.level, base: header.base?.name ?? null, top: header.top.name, snapshots: header.snapshots.map((s) => s.name), blocks: 0, bytes: 0, skippedBlocks: 0, generation: 0 };
   let complete = false;
@@ -118,7 +120,7 @@ async function applyStream(vol: Volume, header: StreamHeader, records: AsyncGene
           if (runStart >= 0 && v !== vbns[i - 1] + 1) flushRun(i);
           if (runStart < 0) runStart = i;
           vol.reserve(v);
-          reserved.push(v);
+          reserved.add(v);
           occ[b >>> 5] |= 1 << (b & 31);
         }
         flushRun(vbns.length);
@@ -136,13 +138,13 @@ async function applyStream(vol: Volume, header: StreamHeader, records: AsyncGene
       const e: SnapshotEntry = { slot: slotOf.get(s.id)!, id: s.id, name: s.name, shadow: s.shadow, master: s.master, createdMs: s.createdMs, mapRoot: s.mapRoot, generation: s.generation, blocks: s.blocks, mappedBlocks: s.mappedBlocks, reusedBlocks: 0 };
       vol.installSnapshot(e);
     }
-    for (const v of reserved) vol.unreserve(v); // now held by the snapshot planes
+    for (const v of reserved.values()) vol.unreserve(v); // now held by the snapshot planes
     vol.resetActiveTo(header.top.name);
     vol.commit();
     out.generation = vol.rootRecord.generation;
     return out;
   } catch (err) {
-    for (const v of reserved) vol.unreserve(v);
+    for (const v of reserved.values()) vol.unreserve(v);
     vol.abort();
     throw err;
   } finally {
