@@ -11,9 +11,9 @@ export default class Demo extends ImgstreamCommand {
   static override description = `Creates a volume, imports a disk image, takes snapshot monday, changes 5% of the disk and takes tuesday, changes 2% more and takes wednesday, shows storage images (what level 0/1/2 dumps would carry), exports every snapshot and checks it is byte-identical to the image it was taken from, and checks the volume. Works in a new temporary directory removed afterwards, unless --dir is given (then kept).`;
   static override examples = ['<%= config.bin %> demo', '<%= config.bin %> demo --dir /tmp/imgstream-demo --size 256M'];
   static override flags = {
-    dir: Flags.string({ description: 'Directory to work in (kept afterwards).' }),
-    size: Flags.string({ description: 'Logical disk size of the demo volume.', default: '64M' }),
-    'block-size': Flags.string({ description: 'Block size of the demo volume.', default: '4K' }),
+    dir: Flags.string({ helpValue: 'DIR', description: 'Directory to work in (kept afterwards).' }),
+    size: Flags.string({ helpValue: 'SIZE', description: 'Logical disk size of the demo volume.', default: '64M' }),
+    'block-size': Flags.string({ helpValue: 'BYTES', description: 'Block size of the demo volume.', default: '4K' }),
   };
 
   async run() {

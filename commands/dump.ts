@@ -26,17 +26,17 @@ Targets: a file (written under a temporary name, renamed when complete), "-" for
   ];
   static override args = { volume: Args.string({ description: 'Volume to dump.', required: true }) };
   static override flags = {
-    level: Flags.integer({ char: 'l', description: 'Dump level, 0 to 9.', required: true, min: 0, max: 9 }),
-    snapshot: Flags.string({ char: 's', description: 'Top snapshot of the dump [default: take a new one].' }),
-    to: Flags.string({ char: 't', description: 'Target: FILE, - (stdout), tape:DIR[,DIR…] or tape:DEVICE.' }),
+    level: Flags.integer({ helpValue: 'N', char: 'l', description: 'Dump level, 0 to 9.', required: true, min: 0, max: 9 }),
+    snapshot: Flags.string({ helpValue: 'NAME', char: 's', description: 'Top snapshot of the dump [default: take a new one].' }),
+    to: Flags.string({ helpValue: 'TARGET', char: 't', description: 'Target: FILE, - (stdout), tape:DIR[,DIR…] or tape:DEVICE.' }),
     catalog: catalogFlag,
     'dry-run': Flags.boolean({ char: 'n', description: 'Show the storage image (blocks, bytes) and write nothing.' }),
-    order: Flags.string({ description: 'Block order: vbn or interleave:N.', default: 'vbn' }),
+    order: Flags.string({ helpValue: 'ORDER', description: 'Block order: vbn or interleave:N.', default: 'vbn' }),
     compress: Flags.string({ description: 'Compression: zstd or none.', options: ['zstd', 'none'], default: 'zstd' }),
-    'compress-level': Flags.integer({ description: 'zstd level (1 fastest, 19 smallest).', default: 1, min: -7, max: 19 }),
-    threads: Flags.integer({ description: 'Compression threads (0: compress on the main thread).', min: 0, max: 16 }),
-    'tape-size': Flags.string({ description: 'Capacity of each tape (e.g. 800G): continue on the next tape when full.' }),
-    'record-size': Flags.string({ description: 'Tape record size: every write to a tape is this size.', default: '10K' }),
+    'compress-level': Flags.integer({ helpValue: 'N', description: 'zstd level (1 fastest, 19 smallest).', default: 1, min: -7, max: 19 }),
+    threads: Flags.integer({ helpValue: 'N', description: 'Compression threads (0: compress on the main thread).', min: 0, max: 16 }),
+    'tape-size': Flags.string({ helpValue: 'SIZE', description: 'Capacity of each tape (e.g. 800G): continue on the next tape when full.' }),
+    'record-size': Flags.string({ helpValue: 'BYTES', description: 'Tape record size: every write to a tape is this size.', default: '10K' }),
     force: Flags.boolean({ description: 'Replace an existing target file.' }),
   };
 

@@ -3,6 +3,7 @@ import { Flags } from '@oclif/core';
 import { Catalog, defaultCatalogPath } from '../../src/catalog/index.js';
 
 export const catalogFlag = Flags.string({
+  helpValue: 'FILE',
   description: 'Catalog file [default: $IMGSTREAM_CATALOG, else $XDG_STATE_HOME/imgstream/catalog.json, else ~/.local/state/imgstream/catalog.json].',
 });
 

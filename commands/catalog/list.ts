@@ -8,7 +8,7 @@ export default class CatalogList extends ImgstreamCommand {
   static override examples = ['<%= config.bin %> catalog list', '<%= config.bin %> catalog list --volume 5f1c --json'];
   static override flags = {
     catalog: catalogFlag,
-    volume: Flags.string({ description: 'Only dumps of this volume (uuid prefix or volume path).' }),
+    volume: Flags.string({ helpValue: 'UUID|PATH', description: 'Only dumps of this volume (uuid prefix or volume path).' }),
   };
 
   async run() {

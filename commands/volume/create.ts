@@ -18,10 +18,10 @@ export default class VolumeCreate extends ImgstreamCommand {
     volume: Args.string({ description: 'Path of the new volume file (or a block device).', required: true }),
   };
   static override flags = {
-    size: Flags.string({ char: 's', description: 'Logical disk size, e.g. 96M, 20G, 1T (a multiple of the block size).', required: true }),
-    'volume-size': Flags.string({ description: 'Total size of the volume file: data, snapshots and metadata [default: twice --size].' }),
-    'block-size': Flags.string({ char: 'b', description: 'Block size: a power of two from 4K to 1M.', default: '4K' }),
-    'max-snapshots': Flags.integer({ description: 'Snapshot slots to reserve.', default: DEFAULT_MAX_SNAPSHOTS }),
+    size: Flags.string({ helpValue: 'SIZE', char: 's', description: 'Logical disk size, e.g. 96M, 20G, 1T (a multiple of the block size).', required: true }),
+    'volume-size': Flags.string({ helpValue: 'SIZE', description: 'Total size of the volume file: data, snapshots and metadata [default: twice --size].' }),
+    'block-size': Flags.string({ helpValue: 'BYTES', char: 'b', description: 'Block size: a power of two from 4K to 1M.', default: '4K' }),
+    'max-snapshots': Flags.integer({ helpValue: 'N', description: 'Snapshot slots to reserve.', default: DEFAULT_MAX_SNAPSHOTS }),
     force: Flags.boolean({ description: 'Overwrite an existing volume on a block device.' }),
   };
 

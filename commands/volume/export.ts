@@ -14,7 +14,7 @@ export default class VolumeExport extends ImgstreamCommand {
   ];
   static override args = { volume: Args.string({ description: 'VOL or VOL@SNAPSHOT.', required: true }) };
   static override flags = {
-    to: Flags.string({ char: 't', description: 'Output file or block device, or - for stdout.', required: true }),
+    to: Flags.string({ helpValue: 'FILE|-', char: 't', description: 'Output file or block device, or - for stdout.', required: true }),
     force: Flags.boolean({ description: 'Replace an existing output file.' }),
   };
 

@@ -12,7 +12,7 @@ export default class VolumeImport extends ImgstreamCommand {
   ];
   static override args = { volume: Args.string({ description: 'Volume file or block device.', required: true }) };
   static override flags = {
-    from: Flags.string({ char: 'f', description: 'Raw image file or block device to read, or - for stdin.', required: true }),
+    from: Flags.string({ helpValue: 'FILE|-', char: 'f', description: 'Raw image file or block device to read, or - for stdin.', required: true }),
   };
 
   async run() {
