@@ -202,7 +202,8 @@ export async function importImage(vol: Volume, source: ImageSource, progress: Pr
   if (source.size !== undefined && source.rereadable && source.readAt) {
     const blocks = Math.ceil(source.size / bs);
     const upper = blocks + mapNodesFor(vol, Math.ceil(blocks / (bs / 8))) + journalFor(vol, blocks);
-    const free = vol.countFree();
+    // the exact free count is a pass over every plane: only when a cheap bound leaves doubt
+    const free = upper <= vol.freeLowerBound() ? upper : vol.countFree();
     if (upper > free) {
       progress.start('comparing', source.size, 'bytes');
       plan = await planImport(vol, source, progress);

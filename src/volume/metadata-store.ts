@@ -58,6 +58,17 @@ export class MetadataStore {
     this.dirty.set(m, this.wrap(buf));
   }
 
+  /**
+   * The block when it differs from what the file holds (changed since the last CP, or in
+   * a journal not applied yet); undefined when the file's copy is current.
+   */
+  override(m: number): Uint32Array | undefined {
+    const d = this.dirty.get(m);
+    if (d) return d.words;
+    if (this.overlay.size === 0) return undefined;
+    return this.overlay.has(m) ? this.read(m).words : undefined;
+  }
+
   isDirty(m: number): boolean {
     return this.dirty.has(m);
   }

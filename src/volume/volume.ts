@@ -24,6 +24,7 @@ import { BlockFile } from './block-file.js';
 import { DEFAULT_BLOCK_SIZE, DEFAULT_MAX_SNAPSHOTS, mapDepthFor, PLANE_ACTIVE, PLANE_MOA, validateBlockSize, VolumeLayout } from './layout.js';
 import { LogicalMap, type MapStorage } from './logical-map.js';
 import { MetadataStore } from './metadata-store.js';
+import { PlaneScanner } from './plane-scanner.js';
 import { SparseBitmap, popcount32 } from './sparse-bitmap.js';
 import { validateSnapshotName } from './snapshot-name.js';
 import { VolumeLock } from './volume-lock.js';
@@ -592,12 +593,14 @@ export class Volume implements MapStorage {
     this.commit(); // the snapshot is the state of a CP
     // the slot is referenced by no committed state, so it is written in place directly
     const plane = this.layout.snapshotPlane(slot);
-    const scratch = Buffer.alloc(this.layout.blockSize);
+    const active = this.scanner(PLANE_ACTIVE);
+    const old = this.scanner(plane); // what the slot holds now: written only where it differs
     for (let i = 0; i < this.layout.planeBlocks; i++) {
-      const src = this.meta.read(this.layout.planeBlock(PLANE_ACTIVE, i)).buf;
-      const m = this.layout.planeBlock(plane, i);
-      this.file.read(scratch, this.layout.metaOffset(m));
-      if (!scratch.equals(src)) this.file.write(src, this.layout.metaOffset(m));
+      const src = active.words(i);
+      const dst = old.words(i);
+      let same = true;
+      for (let k = 0; k < src.length; k++) if (src[k] !== dst[k]) { same = false; break; }
+      if (!same) this.file.write(new Uint8Array(src.buffer, src.byteOffset, src.byteLength), this.layout.metaOffset(this.layout.planeBlock(plane, i)));
     }
     this.meta.forget(this.layout.planeBlock(plane, 0), this.layout.planeBlocks);
     crashPoint('snapshot-plane');
@@ -767,8 +770,9 @@ export class Volume implements MapStorage {
   /** Counts the set bits of a plane: one pass over its blocks. */
   countPlane(plane: number): number {
     let n = 0;
+    const scan = this.scanner(plane);
     for (let c = 0; c < this.layout.planeBlocks; c++) {
-      const w = this.planeWords(plane, c);
+      const w = scan.words(c);
       for (let i = 0; i < w.length; i++) if (w[i] !== 0) n += popcount32(w[i]);
     }
     return n;
@@ -779,22 +783,30 @@ export class Volume implements MapStorage {
     const planes = [PLANE_ACTIVE, ...this.snapshots().map((s) => this.layout.snapshotPlane(s.slot))];
     const words = this.layout.wordsPerPlaneBlock;
     const acc = new Uint32Array(words);
+    const scanners = planes.map((p) => this.scanner(p));
     let used = 0;
     for (let c = 0; c < this.layout.planeBlocks; c++) {
       acc.fill(0);
-      for (const p of planes) {
-        const w = this.planeWords(p, c);
+      for (const scan of scanners) {
+        const w = scan.words(c);
         for (let i = 0; i < words; i++) acc[i] |= w[i];
       }
       const r = this.releasedSinceCp.chunk(c);
       if (r) for (let i = 0; i < words; i++) acc[i] |= r[i];
       for (let i = 0; i < words; i++) if (acc[i] !== 0) used += popcount32(acc[i]);
     }
-    return this.layout.nblocks - 1 - used + (this.testBitAny(planes, 0) ? 1 : 0);
+    return this.layout.nblocks - 1 - used; // VBN 0 is never allocated
   }
 
-  private testBitAny(planes: number[], vbn: number): boolean {
-    return planes.some((p) => this.testBit(p, vbn));
+  /** Reads a plane front to back in large windows (see plane-scanner.ts). */
+  scanner(plane: number): PlaneScanner {
+    return new PlaneScanner(this.file, this.layout, this.meta, plane);
+  }
+
+  /** A lower bound of the free blocks without a pass over the planes: snapshots may share blocks with each other and with the active file system. */
+  freeLowerBound(): number {
+    const held = this.snapshots().reduce((a, s) => a + s.blocks, this.root.usedBlocks);
+    return Math.max(0, this.layout.nblocks - 1 - held - this.releasedSinceCp.size - this.reserved.size);
   }
 
   /** The planes of this volume as a source for storage image expressions. */
@@ -804,6 +816,7 @@ export class Volume implements MapStorage {
     refs.set('moa.0', { id: PLANE_MOA[0], snapshot: false, name: 'moa.0' });
     refs.set('moa.1', { id: PLANE_MOA[1], snapshot: false, name: 'moa.1' });
     for (const s of this.snapshots()) refs.set(s.name, { id: this.layout.snapshotPlane(s.slot), snapshot: true, name: s.name });
+    const scanners = new Map<number, PlaneScanner>();
     return {
       nblocks: this.layout.nblocks,
       blockSize: this.layout.blockSize,
@@ -811,7 +824,11 @@ export class Volume implements MapStorage {
       chunks: this.layout.planeBlocks,
       resolve: (name) => refs.get(name),
       names: () => [...refs.keys()],
-      chunk: (id, c) => this.planeWords(id, c),
+      chunk: (id, c) => {
+        let scan = scanners.get(id);
+        if (!scan) scanners.set(id, (scan = this.scanner(id)));
+        return scan.words(c);
+      },
     };
   }
 }
