@@ -52,6 +52,7 @@
 // A stream without its trailer is incomplete, whatever else it holds: readers report it
 // and restore never commits it. Multi-byte integers are little-endian.
 import { crc32 } from 'node:zlib';
+import type { SnapshotEntry } from './snapshot-entry.js';
 
 export const STREAM_MAGIC = 'IMGSTRM1';
 export const STREAM_VERSION = 1;
@@ -145,17 +146,8 @@ export function payloadCrc(stored: Uint8Array): number {
 
 // ------------------------------------------------------------------ header
 
-export interface StreamSnapshot {
-  id: number;
-  name: string;
-  shadow: boolean;
-  master: boolean;
-  createdMs: number;
-  mapRoot: number;
-  generation: number;
-  blocks: number;
-  mappedBlocks: number;
-}
+/** A snapshot table entry as a stream carries it: what a volume keeps, less its slot and reuse count. */
+export type StreamSnapshot = Omit<SnapshotEntry, 'slot' | 'reusedBlocks'>;
 
 export interface StreamHeader {
   format: 'imgstream-stream';

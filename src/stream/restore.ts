@@ -15,16 +15,9 @@ import { noProgress, type Progress } from '../progress.js';
 import { Volume } from '../volume/volume.js';
 import { SparseBitmap } from '../volume/sparse-bitmap.js';
 import { readImageStream } from './stream-reader.js';
+import type { StreamSummary } from './verify.js';
 
-export interface RestoredStream {
-  stream: string;
-  streamId: string;
-  level: number;
-  base: string | null;
-  top: string;
-  snapshots: string[];
-  blocks: number;
-  bytes: number;
+export interface RestoredStream extends StreamSummary {
   skippedBlocks: number;
   generation: number;
 }

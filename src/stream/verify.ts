@@ -6,16 +6,20 @@ import type { StreamSource } from '../media/medium.js';
 import { noProgress, type Progress } from '../progress.js';
 import { readImageStream } from './stream-reader.js';
 
-export interface VerifiedStream {
+/** What restore and verify report of each stream they read. */
+export interface StreamSummary {
   stream: string;
   streamId: string;
-  volume: string;
   level: number;
   base: string | null;
   top: string;
   snapshots: string[];
   blocks: number;
   bytes: number;
+}
+
+export interface VerifiedStream extends StreamSummary {
+  volume: string;
   streamBytes: number;
   sha256: string;
   created: string;
