@@ -31,6 +31,8 @@ export const EXIT_INTERNAL = 1;
 export class ImgstreamError extends Error {
   readonly code: ErrorCode;
   readonly hint?: string;
+  /** Structured facts behind the error (e.g. a check report), shown with --json. */
+  details?: unknown;
   constructor(code: ErrorCode, message: string, hint?: string) {
     super(message);
     this.code = code;
@@ -39,6 +41,11 @@ export class ImgstreamError extends Error {
   }
   get exitCode(): number {
     return EXIT_CODES[this.code].exit;
+  }
+
+  withDetails(details: unknown): this {
+    this.details = details;
+    return this;
   }
 }
 

@@ -28,11 +28,13 @@ export abstract class ImgstreamCommand extends Command {
     let exit: number;
     let message: string;
     let hint: string | undefined;
+    let details: unknown;
     if (err instanceof ImgstreamError) {
       code = err.code;
       exit = err.exitCode;
       message = err.message;
       hint = err.hint;
+      details = err.details;
     } else if (err.oclif?.exit !== undefined || err.name === 'CLIError' || /Parse|Flag|Arg|Validation/.test(err.constructor?.name ?? '')) {
       // oclif's own parse errors: unknown flags, missing arguments, bad option values
       code = 'usage';
@@ -53,7 +55,7 @@ export abstract class ImgstreamCommand extends Command {
     }
     process.exitCode = exit;
     if (exit === 0) return;
-    if (this.jsonEnabled()) process.stdout.write(`${JSON.stringify({ error: { code, exit, message, hint } })}\n`);
+    if (this.jsonEnabled()) process.stdout.write(`${JSON.stringify({ error: { code, exit, message, hint, ...(details === undefined ? {} : { details }) } })}\n`);
     const line = `imgstream: ${message}${hint ? ` (${hint})` : ''}`;
     process.stderr.write(`${process.stderr.isTTY ? chalk.red(line) : line}\n`);
   }

@@ -21,8 +21,8 @@ export default class VolumeCheck extends ImgstreamCommand {
     for (const p of report.problems) this.say(`problem: ${p}`);
     if (!report.ok) {
       const n = report.problems.length + report.trees.reduce((a, t) => a + t.problems.length, 0);
-      if (this.jsonEnabled()) process.stdout.write(`${JSON.stringify(report)}\n`);
-      throw new CorruptError(`${args.volume}: check found ${n} problem(s)`, 'see the lines above');
+      const hint = this.jsonEnabled() ? 'the report is in error.details' : 'see the lines above';
+      throw new CorruptError(`${args.volume}: check found ${n} problem(s)`, hint).withDetails(report);
     }
     this.say(`${args.volume}: clean`);
     return report;

@@ -14,7 +14,7 @@
 // touched; after 3 the journal is replayed on open. Cost: what changed, not volume size.
 import fs from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { CorruptError, ExistsError, InvalidInputError, NotAVolumeError, NotFoundError, fromSystemError } from '../errors.js';
+import { CorruptError, ExistsError, InvalidInputError, NotAVolumeError, NotFoundError, VolumeFullError, fromSystemError } from '../errors.js';
 import { decodeRootRecord, encodeRootRecord, ROOT_RECORD_BYTES, type RootRecord } from '../format/volume-root.js';
 import { contentCrc, decodeJournalIndex, encodeJournalIndex, entriesPerIndexBlock, type JournalEntry } from '../format/journal-index.js';
 import { decodeSnapshotEntry, encodeSnapshotEntry, SNAPSHOT_ENTRY_BYTES, type SnapshotEntry } from '../format/snapshot-entry.js';
@@ -435,7 +435,13 @@ export class Volume implements MapStorage {
 
   /** A free VBN from the allocator; one taken from shadow snapshots leaves their planes. */
   private takeBlock(): number {
-    const a = this.allocator.allocate();
+    let a;
+    try {
+      a = this.allocator.allocate();
+    } catch (err) {
+      if (err instanceof VolumeFullError) throw new VolumeFullError(`${this.path}: ${err.message}`, err.hint);
+      throw err;
+    }
     if (a.fromShadow) {
       for (const s of this.snapshots()) {
         if (s.shadow && this.setBit(this.layout.snapshotPlane(s.slot), a.vbn, false)) {
