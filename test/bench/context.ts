@@ -24,4 +24,9 @@ export class BenchContext {
     if (!p) this.fixtures.set(key, (p = make()));
     return p;
   }
+
+  /** Drops the fixture named key (its owner has removed its files); asking for it again builds it anew. */
+  forget(key: string): void {
+    this.fixtures.delete(key);
+  }
 }

@@ -14,13 +14,13 @@
 // volume), median vs the first imports. Target: <= 0.3 x the first import's time.
 import fs from 'node:fs';
 import path from 'node:path';
-import { withVolume } from '../../src/volume/index.js';
-import { settle, type Input } from './cache-state.js';
+import { settle } from './cache-state.js';
 import { cliCommand, cliJson, parseJsonOutput } from './cli.js';
 import type { BenchContext } from './context.js';
 import { median, run, seconds } from './measure.js';
 import { row, type BenchRow } from './result.js';
 import { BlockChanges, writeRandomImage } from './random-image.js';
+import { volumeData } from './volume-input.js';
 
 const IMAGE_BYTES = 4 * 2 ** 30;
 const ZERO_BLOCKS = 0.1;
@@ -103,10 +103,4 @@ export async function benchImport(ctx: BenchContext, record: (r: BenchRow) => vo
   record(row('reimport', `imgstream volume import of the same image with ${CHANGED_BLOCKS * 100}% of its blocks changed (${changes.count}), + sync, vs the first imports above; median of ${REIMPORTS}`, 's', { measured: again, baseline: first }, median(again), median(first), { on: 'ratio', op: '<=', value: 0.3 }));
   fs.rmSync(vol, { force: true });
   fs.rmSync(image.path, { force: true });
-}
-
-/** The part of a volume file a re-import reads: metadata and every VBN allocated so far (not the sparse rest). */
-async function volumeData(vol: string): Promise<Input> {
-  const bytes = await withVolume(vol, false, (v) => v.layout.vbnOffset(v.rootRecord.allocCursor));
-  return { path: vol, offset: 0, bytes };
 }

@@ -24,6 +24,13 @@ export function mean(xs: number[]): number {
   return xs.reduce((a, b) => a + b, 0) / xs.length;
 }
 
+/** Each side of a comparison `rounds` times, in the order A B C, C B A, A B C…: drift in a shared machine's disk and CPU weighs on every side alike. */
+export function interleave<T>(steps: readonly T[], rounds: number): T[] {
+  const out: T[] = [];
+  for (let k = 0; k < rounds; k++) out.push(...(k % 2 ? [...steps].reverse() : steps));
+  return out;
+}
+
 /** A command was stopped by Ctrl-C or kill: the run ends instead of going on to the next benchmark. */
 export class Interrupted extends Error {}
 

@@ -1,7 +1,10 @@
 // One line of the benchmark table: a figure measured against a baseline taken in the same
 // run, their ratio, and the target it is judged by. A MISS is reported, not fatal; a
-// CRASH (the benchmark threw, or the product gave a wrong answer) fails the run.
-export type Unit = 's' | 'ms' | 'MB/s';
+// CRASH (the benchmark threw, or the product gave a wrong answer) fails the run; a SKIP
+// says why a figure could not be measured here (the baseline's tool is missing).
+import { median } from './measure.js';
+
+export type Unit = 's' | 'ms' | 'MB/s' | 'MiB';
 
 export interface Target {
   /** What the target constrains: the ratio, or the measured figure itself (a limit). */
@@ -10,7 +13,7 @@ export interface Target {
   value: number;
 }
 
-export type Verdict = 'PASS' | 'MISS' | 'INFO' | 'CRASH';
+export type Verdict = 'PASS' | 'MISS' | 'INFO' | 'CRASH' | 'SKIP';
 
 export interface BenchRow {
   name: string;
@@ -26,6 +29,8 @@ export interface BenchRow {
   /** Every sample taken, in the unit above, in the order taken. */
   samples: { measured: number[]; baseline: number[] };
   error?: string;
+  /** Why a SKIP row has no baseline. */
+  skipped?: string;
 }
 
 export function judge(target: Target | null, measured: number, ratio: number): Verdict {
@@ -53,6 +58,12 @@ export function crashed(name: string, err: unknown): BenchRow {
   return { name, what: 'crashed', unit: 's', measured: null, baseline: null, ratio: null, target: null, verdict: 'CRASH', samples: { measured: [], baseline: [] }, error };
 }
 
+/** A row whose baseline could not be measured: the product's own figure (if any) is kept, without a verdict. */
+export function skipped(name: string, what: string, unit: Unit, why: string, measured: number[] = []): BenchRow {
+  const m = measured.length ? median(measured) : null;
+  return { name, what, unit, measured: m, baseline: null, ratio: null, target: null, verdict: 'SKIP', samples: { measured, baseline: [] }, skipped: why };
+}
+
 export function formatTarget(t: Target | null, unit: Unit): string {
   if (!t) return '-';
   return t.on === 'ratio' ? `ratio ${t.op} ${t.value}` : `${t.op} ${t.value} ${unit}`;
@@ -61,6 +72,7 @@ export function formatTarget(t: Target | null, unit: Unit): string {
 function figure(v: number | null, unit: Unit): string {
   if (v === null) return '-';
   if (unit === 'MB/s') return `${v.toFixed(0)} MB/s`;
+  if (unit === 'MiB') return `${v.toFixed(1)} MiB`;
   if (unit === 'ms') return `${v < 10 ? v.toFixed(2) : v.toFixed(1)} ms`;
   return v < 1 ? `${(v * 1000).toFixed(1)} ms` : `${v.toFixed(2)} s`;
 }
@@ -84,6 +96,7 @@ export function formatTable(rows: BenchRow[]): string {
       out.push(`  ${r.name}: CRASHED: ${r.error}`);
       continue;
     }
+    if (r.verdict === 'SKIP') out.push(`  ${r.name}: skipped: ${r.skipped}`);
     const list = (xs: number[]) => xs.map((x) => figure(x, r.unit)).join(', ');
     out.push(`  ${r.name}: ${r.what}`);
     out.push(`    samples: measured ${list(r.samples.measured)}; baseline ${list(r.samples.baseline)}`);

@@ -13,11 +13,14 @@ import { canDropCaches, type CacheMode } from './cache-state.js';
 import { assertCliBuilt } from './cli.js';
 import { BenchContext } from './context.js';
 import { benchCp1TiB } from './cp-1tib.js';
+import { benchDumpNone, benchDumpZstd } from './dump-l0.js';
+import { benchDumpL1 } from './dump-l1.js';
 import { benchImageEval } from './image-eval.js';
 import { benchImport } from './import.js';
 import { Interrupted } from './measure.js';
 import { crashed, formatTable, type BenchRow } from './result.js';
 import { describeLoad, machineLoad } from './machine-load.js';
+import { benchRestoreChain } from './restore-chain.js';
 import { makeWorkDir, removeWorkDir } from './work-dir.js';
 
 interface Suite {
@@ -30,6 +33,11 @@ const SUITES: Suite[] = [
   { names: ['image-eval', 'image-eval-cli'], run: benchImageEval },
   { names: ['cp-1tib'], run: benchCp1TiB },
   { names: ['import', 'import-vs-dd', 'reimport'], run: benchImport },
+  // these four share the volumes and streams of dump-fixtures.ts, built on first use
+  { names: ['dump-none', 'dump-none-vs-dd', 'dump-none-rss'], run: benchDumpNone },
+  { names: ['dump-zstd', 'dump-zstd-rss'], run: benchDumpZstd },
+  { names: ['dump-l1', 'dump-l1-bytes', 'dump-l1-8g', 'dump-l1-rss'], run: benchDumpL1 },
+  { names: ['restore-chain', 'restore-chain-rss'], run: benchRestoreChain },
 ];
 
 async function main(): Promise<number> {
@@ -69,7 +77,7 @@ async function main(): Promise<number> {
       try {
         await suite.run(ctx, (r) => {
           got.push(r);
-          ctx.log(`${r.name}: ${r.verdict} (ratio ${r.ratio?.toFixed(3)})`);
+          ctx.log(`${r.name}: ${r.verdict} ${r.verdict === 'SKIP' ? `(${r.skipped})` : `(ratio ${r.ratio?.toFixed(3)})`}`);
         });
       } catch (err) {
         if (err instanceof Interrupted) throw err;
