@@ -1,0 +1,183 @@
+// Wrong chains through the built CLI, each refused with a one-line error and the
+// destination unchanged (the volume file hashed before and after; no file where none
+// was): a level 1 without its level 0, a level 1 onto a volume that lacks its base,
+// another volume's streams (same snapshot names), streams out of order, another block
+// size; dumps whose base is missing from the catalog or from the volume; verify of a
+// chain out of order.
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cliJson, runCli, sha256File } from '../support/cli.js';
+import { mutate, randomImage, tempDir } from '../support/images.js';
+import { dirEntries, dump, exportShas, expectOneLineError, ok, snapshotNames } from '../support/stream-cli.js';
+
+const root = tempDir('imgstream-chains-cli-');
+const env = { IMGSTREAM_LOCK_DIR: path.join(root, 'locks'), IMGSTREAM_CATALOG: path.join(root, 'no-catalog-given.json') };
+const o = { env, timeoutMs: 60_000 };
+const p = (name: string) => path.join(root, name);
+
+afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
+
+/** A source volume with snapshots s1, s2, s3 (a few blocks changed between them) and its dumps at levels 0, 1, 2. */
+function source(name: string, bs: number, seed: number): { vol: string; l0: string; l1: string; l2: string; catalog: string; sha: Record<string, string> } {
+  const vol = p(`${name}.vol`);
+  const blocks = (2 << 20) / bs; // 2 MiB logical disk
+  ok(['volume', 'create', vol, '--size', '2M', '--block-size', String(bs), '--max-snapshots', '8'], o);
+  const img = randomImage(blocks, bs, seed);
+  const raw = p(`${name}.raw`);
+  for (const s of ['s1', 's2', 's3']) {
+    mutate(img, bs, 20, seed + s.charCodeAt(1));
+    fs.writeFileSync(raw, img);
+    ok(['volume', 'import', vol, '--from', raw, '-q'], o);
+    ok(['snapshot', 'create', vol, s, '-q'], o);
+  }
+  const catalog = p(`${name}.catalog.json`);
+  const out = { vol, l0: p(`${name}.l0`), l1: p(`${name}.l1`), l2: p(`${name}.l2`), catalog, sha: {} as Record<string, string> };
+  dump(vol, 0, 's1', out.l0, catalog, [], o);
+  dump(vol, 1, 's2', out.l1, catalog, [], o);
+  dump(vol, 2, 's3', out.l2, catalog, [], o);
+  return out;
+}
+
+let A: ReturnType<typeof source>;
+let B: ReturnType<typeof source>;
+let C: ReturnType<typeof source>;
+/** A volume restored from A's level 0: holds s1 only. */
+const R = p('restored-a.vol');
+const emptyDir = p('empty');
+
+beforeAll(async () => {
+  A = source('a', 4096, 100);
+  B = source('b', 4096, 200); // same snapshot names, another volume
+  C = source('c', 8192, 300); // another block size
+  A.sha = await exportShas(A.vol, ['s1', 's2', 's3'], o);
+  ok(['restore', '--from', A.l0, '--to', R, '-q'], o);
+  fs.mkdirSync(emptyDir);
+}, 120_000);
+
+/** Runs a restore that must be refused, and checks the destination did not change. */
+function expectRestoreRefused(from: string[], to: string, exit: number, pattern: RegExp): string {
+  const existed = fs.existsSync(to);
+  const before = existed ? sha256File(to) : null;
+  const dirBefore = dirEntries(path.dirname(to));
+  const r = runCli(['restore', ...from.flatMap((f) => ['--from', f]), '--to', to], o);
+  const line = expectOneLineError(r, `restore ${from.map((f) => path.basename(f)).join(' ')} -> ${path.basename(to)}`, exit, pattern);
+  if (existed) expect(sha256File(to), `${to} changed`).toBe(before);
+  else expect(fs.existsSync(to), `${to} was created`).toBe(false);
+  expect(dirEntries(path.dirname(to)), 'files left beside the destination').toEqual(dirBefore);
+  return line;
+}
+
+describe('wrong chains are refused, the destination unchanged', () => {
+  it('a level 1 without its level 0 into a new path (exit 3, no file)', () => {
+    const line = expectRestoreRefused([A.l1], path.join(emptyDir, 'new.vol'), 3, /level 1 stream needs its base snapshot "s1"/);
+    expect(line).toContain(A.l1);
+    expect(dirEntries(emptyDir)).toEqual([]);
+  });
+
+  it('a level 2 onto a volume that lacks its base (exit 3)', async () => {
+    expectRestoreRefused([A.l2], R, 3, /base snapshot "s2" is not on/);
+    expect(await snapshotNames(R, o)).toEqual(['s1']);
+  });
+
+  it("another volume's streams, with the same snapshot names (exit 4)", async () => {
+    expectRestoreRefused([B.l1], R, 4, /another volume/);
+    expectRestoreRefused([B.l0], R, 4, /another volume/);
+    expect(await snapshotNames(R, o)).toEqual(['s1']);
+  });
+
+  it('streams out of order: --from L1 --from L0 into a new path (exit 3, no file)', async () => {
+    expectRestoreRefused([A.l1, A.l0], path.join(emptyDir, 'new.vol'), 3, /needs its base snapshot "s1"/);
+    // and onto the volume: the level 2 before the level 1
+    expectRestoreRefused([A.l2, A.l1], R, 3, /base snapshot "s2" is not on/);
+    expect(await snapshotNames(R, o)).toEqual(['s1']);
+  });
+
+  it('a stream of a volume with another block size (8K onto 4K) is refused as another volume (exit 4)', async () => {
+    expectRestoreRefused([C.l1], R, 4, /another volume/);
+    expectRestoreRefused([C.l0], R, 4, /another volume/);
+    // while the 8K chain restores into a new volume of its own geometry
+    const c = p('restored-c.vol');
+    ok(['restore', '--from', C.l0, '--from', C.l1, '--from', C.l2, '--to', c, '-q'], o);
+    expect(cliJson<{ blockSize: number }>(['volume', 'info', c], o).blockSize).toBe(8192);
+    expect(await snapshotNames(c, o)).toEqual(['s1', 's2', 's3']);
+  });
+
+  it('a level 0 onto an existing volume, even its own (exit 4)', () => {
+    expectRestoreRefused([A.l0], R, 4, /restores only into a new volume/);
+  });
+
+  it('after all that, the right chain still applies to the volume', async () => {
+    ok(['restore', '--from', A.l1, '--from', A.l2, '--to', R, '-q'], o);
+    expect(await snapshotNames(R, o)).toEqual(['s1', 's2', 's3']);
+    expect(await exportShas(R, ['s1', 's2', 's3', null], o)).toEqual({ ...A.sha, active: A.sha.s3 });
+  });
+
+  // BUG: restore applies the streams of one command one after the other, each committed
+  // alone, and a new volume is linked into place as soon as its level 0 is in. When a
+  // later stream of the same command is refused, the command fails (non-zero, one line)
+  // yet leaves a new volume behind, although restore --help says "a restore that fails
+  // ... leaves VOL at its previous CP (a new VOL does not appear)"; running the same
+  // command again then fails differently ("restores only into a new volume").
+  it.fails('a chain whose second stream is refused leaves no new volume', () => {
+    expectRestoreRefused([A.l0, B.l1], path.join(emptyDir, 'partial.vol'), 4, /another volume/);
+  });
+});
+
+describe('dumps whose base is missing', () => {
+  it('dump --level 1 with no level 0 in the catalog (exit 3, the hint says level 0)', () => {
+    const target = p('nobase.l1');
+    const r = runCli(['dump', A.vol, '--level', '1', '--snapshot', 's2', '--to', target, '--catalog', p('empty-catalog.json')], o);
+    expectOneLineError(r, 'dump --level 1, empty catalog', 3, /level 0/);
+    expect(fs.existsSync(target)).toBe(false);
+    expect(dirEntries(root).filter((n) => n.includes('nobase'))).toEqual([]);
+  });
+
+  it('a level 1 whose base snapshot was deleted (exit 3, the hint names a lower level)', () => {
+    const vol = p('d.vol');
+    const catalog = p('d.catalog.json');
+    ok(['volume', 'create', vol, '--size', '1M', '--max-snapshots', '8'], o);
+    const img = randomImage(256, 4096, 400);
+    const raw = p('d.raw');
+    const snap = (name: string, seed: number) => {
+      mutate(img, 4096, 10, seed);
+      fs.writeFileSync(raw, img);
+      ok(['volume', 'import', vol, '--from', raw, '-q'], o);
+      ok(['snapshot', 'create', vol, name, '-q'], o);
+    };
+    snap('d1', 1);
+    dump(vol, 0, 'd1', p('d.l0'), catalog, [], o);
+    snap('d2', 2);
+    dump(vol, 1, 'd2', p('d.l1'), catalog, [], o);
+    snap('d3', 3);
+    ok(['snapshot', 'delete', vol, 'd2', '-q'], o);
+    const before = sha256File(vol);
+    // level 2 over the level 1 at d2, now deleted: take level 1 instead
+    const r = runCli(['dump', vol, '--level', '2', '--snapshot', 'd3', '--to', p('d.l2'), '--catalog', catalog], o);
+    const line = expectOneLineError(r, 'dump --level 2, base deleted', 3, /"d2".*no longer exists/);
+    expect(line).toMatch(/--level 1/);
+    expect(fs.existsSync(p('d.l2'))).toBe(false);
+    expect(sha256File(vol)).toBe(before);
+    // which works: its base is the level 0 at d1, still there
+    expect(dump(vol, 1, 'd3', p('d.l1b'), catalog, [], o).expression).toBe('d3 - d1');
+    // with the level 0's top deleted too, a level 2 still has its base (d3), a level 1 is refused, pointing at level 0
+    ok(['snapshot', 'delete', vol, 'd1', '-q'], o);
+    ok(['snapshot', 'create', vol, 'd4', '-q'], o);
+    expect(dump(vol, 2, 'd4', p('d.l2b'), catalog, [], o).expression).toBe('d4 - d3');
+    const r0 = runCli(['dump', vol, '--level', '1', '--snapshot', 'd4', '--to', p('d.l1c'), '--catalog', catalog], o);
+    expectOneLineError(r0, 'dump --level 1, base deleted', 3, /"d1".*no longer exists.*--level 0/);
+    expect(dump(vol, 0, 'd4', p('d.l0b'), catalog, [], o).expression).toBe('d4 + d3');
+  }, 60_000);
+});
+
+describe('verify checks the chain', () => {
+  it('streams out of order, a gap, another volume: exit 9 with a chain error', () => {
+    expectOneLineError(runCli(['verify', A.l1, A.l0], o), 'verify L1 L0', 9, /full \(level 0\) stream in the middle of a chain/);
+    expectOneLineError(runCli(['verify', A.l0, A.l2], o), 'verify L0 L2', 9, /base snapshot "s2" is not in the streams before it/);
+    expectOneLineError(runCli(['verify', A.l0, A.l2, A.l1], o), 'verify L0 L2 L1', 9, /base snapshot "s2" is not in the streams before it/);
+    expectOneLineError(runCli(['verify', A.l0, B.l1], o), 'verify A.L0 B.L1', 9, /another volume/);
+    // in order it passes, and says what the first stream needs
+    expect(cliJson<{ ok: boolean; needs: string | null }>(['verify', A.l0, A.l1, A.l2], o)).toMatchObject({ ok: true, needs: null });
+    expect(cliJson<{ ok: boolean; needs: string | null }>(['verify', A.l1, A.l2], o)).toMatchObject({ ok: true, needs: 's1' });
+  });
+});
