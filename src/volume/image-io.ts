@@ -8,6 +8,7 @@ import { once } from 'node:events';
 import { ExistsError, InvalidInputError, fromSystemError } from '../errors.js';
 import type { ImageSource } from './import.js';
 import type { ImageSink } from './export.js';
+import { fsyncUnlessUnsupported } from '../media/file/file-medium.js';
 
 const READ_BYTES = 8 << 20;
 
@@ -126,7 +127,7 @@ export function fileSink(file: string, opts: { force: boolean; size: number }): 
     async finish() {
       try {
         if (!device) fs.ftruncateSync(fd, opts.size);
-        fs.fsyncSync(fd);
+        fsyncUnlessUnsupported(fd);
         fs.closeSync(fd);
         if (!device) fs.renameSync(target, file);
       } catch (err) {

@@ -36,7 +36,7 @@ export function fileTarget(file: string, opts: { force?: boolean } = {}): Stream
     },
     async finish(): Promise<MediaPosition> {
       try {
-        fs.fsyncSync(fd);
+        fsyncUnlessUnsupported(fd);
         fs.closeSync(fd);
         closed = true;
         if (!device) {
@@ -63,6 +63,16 @@ export function fileTarget(file: string, opts: { force?: boolean } = {}): Stream
   };
 }
 
+/** fsync, except where the file cannot be synced (a character device such as /dev/null). */
+export function fsyncUnlessUnsupported(fd: number): void {
+  try {
+    fs.fsyncSync(fd);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'EINVAL' && code !== 'ENOTSUP' && code !== 'EROFS') throw err;
+  }
+}
+
 const READ_BYTES = 4 << 20;
 
 export async function* readFileBytes(file: string): AsyncGenerator<Buffer> {
@@ -74,6 +84,7 @@ export async function* readFileBytes(file: string): AsyncGenerator<Buffer> {
   }
   try {
     for (;;) {
+      // a fresh buffer per read: the stream reader hands out records as views into it
       const buf = Buffer.allocUnsafe(READ_BYTES);
       let n: number;
       try {
