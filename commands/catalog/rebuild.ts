@@ -6,7 +6,7 @@ import { sourceFor } from '../../src/media/resolve.js';
 
 export default class CatalogRebuild extends ImgstreamCommand {
   static override summary = 'Rebuild catalog records by reading the media.';
-  static override description = 'Every stream describes itself (its header) and proves it is complete (its trailer and checksums), so reading the media back recreates the catalog records of every complete dump on them. Records of the same dumps are replaced; other records are kept. Incomplete or damaged streams are reported and skipped.';
+  static override description = 'Every stream describes itself (its header) and proves it is complete (its trailer and checksums), so reading the media back recreates the catalog records of every complete dump on them. Records of the same dumps are replaced; other records are kept (a damaged catalog file is replaced whole). Incomplete or damaged streams are reported and skipped.';
   static override examples = ['<%= config.bin %> catalog rebuild --from tape:/tapes/t1 --from /backups/vm.l1'];
   static override flags = {
     catalog: catalogFlag,
@@ -18,7 +18,7 @@ export default class CatalogRebuild extends ImgstreamCommand {
     const catalog = openCatalog(flags.catalog);
     const { records, skipped } = await recordsFromMedia(flags.from.map(sourceFor), this.progress());
     const ids = new Set(records.map((r) => r.id));
-    catalog.update((dumps) => [...dumps.filter((d) => !ids.has(d.id)), ...records]);
+    catalog.update((dumps) => [...dumps.filter((d) => !ids.has(d.id)), ...records], { replaceUnreadable: true });
     for (const r of records) this.say(`recorded ${r.id.slice(0, 8)} level ${r.level} ${r.top.name} (${r.media.kind} ${r.media.location}${r.media.tapeFile ? ` file ${r.media.tapeFile}` : ''})`);
     for (const s of skipped) this.say(`skipped ${s.stream}: ${s.reason}`);
     this.say(`${records.length} dump(s) recorded in ${catalog.file}, ${skipped.length} skipped`);

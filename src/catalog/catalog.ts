@@ -64,8 +64,11 @@ export class Catalog {
     }
   }
 
-  /** Read-modify-write under the catalog lock, replacing the file atomically. */
-  update(change: (dumps: DumpRecord[]) => DumpRecord[]): DumpRecord[] {
+  /**
+   * Read-modify-write under the catalog lock, replacing the file atomically. With
+   * `replaceUnreadable` (catalog rebuild), a damaged catalog is started afresh.
+   */
+  update(change: (dumps: DumpRecord[]) => DumpRecord[], opts: { replaceUnreadable?: boolean } = {}): DumpRecord[] {
     const dir = path.dirname(this.file);
     try {
       fs.mkdirSync(dir, { recursive: true });
@@ -74,7 +77,14 @@ export class Catalog {
     }
     const lock = VolumeLock.acquire(this.file, fs.statSync(dir), 'catalog');
     try {
-      const dumps = change(this.read());
+      let current: DumpRecord[];
+      try {
+        current = this.read();
+      } catch (err) {
+        if (!opts.replaceUnreadable || !(err instanceof CorruptError)) throw err;
+        current = [];
+      }
+      const dumps = change(current);
       const tmp = `${this.file}.new-${process.pid}`;
       const body: CatalogFile = { format: 'imgstream-catalog', version: 1, dumps };
       try {

@@ -15,6 +15,7 @@ import { noProgress, type Progress } from '../progress.js';
 import { Volume } from '../volume/volume.js';
 import { SparseBitmap } from '../volume/sparse-bitmap.js';
 import { readImageStream } from './stream-reader.js';
+import { removeStaleTemp } from '../media/stale-temp.js';
 import type { StreamSummary } from './verify.js';
 
 export interface RestoredStream extends StreamSummary {
@@ -155,59 +156,68 @@ async function firstHeader(s: SourceStream): Promise<{ header: StreamHeader; rec
 export async function restoreStreams(sources: StreamSource[], volumePath: string, progress: Progress = noProgress): Promise<RestoreResult> {
   const result: RestoreResult = { volume: volumePath, created: false, streams: [], blocks: 0, bytes: 0 };
   let vol: Volume | null = null;
+  // a volume that does not exist yet is built under a temporary name and appears only
+  // when every stream is in: a failed or killed restore leaves nothing under VOL
+  let tmp: string | null = null;
   try {
     for (const src of sources) {
       for await (const s of src.streams()) {
         const { header, records } = await firstHeader(s);
         if (!vol) {
           if (!fs.existsSync(volumePath)) {
-            vol = await createFromStream(volumePath, header, records, s.name, progress, result);
-            continue;
+            tmp = createForStream(volumePath, header, s.name);
+            vol = Volume.open(tmp, { write: true });
+          } else {
+            vol = Volume.open(volumePath, { write: true });
+            checkFits(vol, header, s.name);
           }
-          vol = Volume.open(volumePath, { write: true });
-        }
-        checkFits(vol, header, s.name);
+        } else checkFits(vol, header, s.name);
         const r = await applyStream(vol, header, records, s.name, progress);
         result.streams.push(r);
         result.blocks += r.blocks;
         result.bytes += r.bytes;
       }
     }
+    if (result.streams.length === 0) throw new NotFoundError('no stream found in the sources given', 'check the --from paths (tape:DIR reads every tape file of DIR)');
+    if (tmp) {
+      vol!.file.sync();
+      vol!.close();
+      vol = null;
+      try {
+        fs.linkSync(tmp, volumePath);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw new ExistsError(`${volumePath}: appeared while restoring`, 'restore again');
+        throw err;
+      }
+      result.created = true;
+    }
   } finally {
     vol?.close();
+    if (tmp) fs.rmSync(tmp, { force: true });
   }
-  if (result.streams.length === 0) throw new NotFoundError('no stream found in the sources given', 'check the --from paths (tape:DIR reads every tape file of DIR)');
   return result;
 }
 
-/** A level-0 stream into a volume that does not exist: built under a temporary name, linked into place once committed. */
-async function createFromStream(volumePath: string, header: StreamHeader, records: AsyncGenerator<import('./stream-reader.js').StreamRecord>, name: string, progress: Progress, result: RestoreResult): Promise<Volume> {
+/** A new, empty volume with the identity and geometry a full stream comes from, under a temporary name. */
+function createForStream(volumePath: string, header: StreamHeader, name: string): string {
   if (header.base !== null) {
     throw new NotFoundError(`${name}: ${volumePath} does not exist, and a level ${header.level} stream needs its base snapshot "${header.base.name}"`, 'start the chain with its level 0 stream');
   }
   const v = header.volume;
-  const tmp = path.join(path.dirname(volumePath), `.${path.basename(volumePath)}.restoring-${process.pid}`);
+  const dir = path.dirname(volumePath);
+  const prefix = `.${path.basename(volumePath)}.restoring-`;
+  removeStaleTemp(dir, prefix);
+  const tmp = path.join(dir, `${prefix}${process.pid}`);
   fs.rmSync(tmp, { force: true });
   Volume.create(tmp, { size: v.logicalSize, blockSize: v.blockSize, nblocks: v.nblocks, maxSnapshots: v.maxSnapshots, uuid: v.uuid });
-  let vol: Volume | null = Volume.open(tmp, { write: true });
+  const probe = Volume.open(tmp, { write: false });
   try {
-    if (vol.rootRecord.mapDepth !== v.mapDepth) throw new InvalidInputError(`${name}: unsupported volume geometry (map depth ${v.mapDepth})`);
-    const r = await applyStream(vol, header, records, name, progress);
-    vol.close();
-    vol = null;
-    try {
-      fs.linkSync(tmp, volumePath);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw new ExistsError(`${volumePath}: appeared while restoring`, 'restore again');
-      throw err;
-    }
-    result.created = true;
-    result.streams.push(r);
-    result.blocks += r.blocks;
-    result.bytes += r.bytes;
-    return Volume.open(volumePath, { write: true });
-  } finally {
-    vol?.close();
+    if (probe.rootRecord.mapDepth !== v.mapDepth) throw new InvalidInputError(`${name}: unsupported volume geometry (map depth ${v.mapDepth})`);
+  } catch (err) {
+    probe.close();
     fs.rmSync(tmp, { force: true });
+    throw err;
   }
+  probe.close();
+  return tmp;
 }

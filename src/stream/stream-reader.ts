@@ -134,6 +134,9 @@ export async function* readImageStream(src: AsyncIterable<Buffer>, name: string)
       const stored = await bytes.read(frame.storedLength);
       if (!stored) return incomplete(`inside record ${records + 1} (byte ${at})`);
       if (payloadCrc(stored) !== frame.crc) return fail(`record ${records + 1} at byte ${at} fails its checksum`);
+      if ((frame.type === RecordType.Trailer || frame.type === RecordType.Header) && frame.flags !== 0) {
+        return fail(`record ${records + 1} at byte ${at}: a ${frame.type === RecordType.Trailer ? 'trailer' : 'header'} frame carries no flags`);
+      }
       if (frame.type === RecordType.Trailer) {
         if (!header) return fail('trailer before the header');
         let trailer: StreamTrailer;

@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { ExistsError, InvalidInputError, fromSystemError } from '../../errors.js';
 import type { MediaPosition, SourceStream, StreamSource, StreamTarget } from '../medium.js';
+import { removeStaleTemp } from '../stale-temp.js';
 
 export function fileTarget(file: string, opts: { force?: boolean } = {}): StreamTarget {
   let st: fs.Stats | null = null;
@@ -16,6 +17,7 @@ export function fileTarget(file: string, opts: { force?: boolean } = {}): Stream
   if (st?.isDirectory()) throw new InvalidInputError(`${file}: is a directory`, 'give a file name, or tape:DIR for a tape directory');
   const device = !!st && (st.isBlockDevice() || st.isCharacterDevice());
   if (st && !device && !opts.force) throw new ExistsError(`${file}: already exists`, 'pass --force to replace it');
+  if (!device) removeStaleTemp(path.dirname(file), `.${path.basename(file)}.partial-`);
   const partial = device ? file : path.join(path.dirname(file), `.${path.basename(file)}.partial-${process.pid}`);
   let fd: number;
   try {

@@ -1,0 +1,64 @@
+import { Args, Flags } from '@oclif/core';
+import { ImgstreamCommand } from '../_cli/base.js';
+import { parseListenAddress, serveNbd, type NbdListening } from '../../src/nbd/index.js';
+import { formatSize } from '../../src/size.js';
+import { UsageError } from '../../src/errors.js';
+
+export default class ServeNbd extends ImgstreamCommand {
+  static override summary = 'Serve a volume to NBD clients (qemu-img, qemu-io, nbdcopy, nbd-client).';
+  static override description = `Offers the volume's active file system, or one snapshot, as an NBD export (fixed newstyle negotiation) on a TCP address or a Unix socket, to any number of connections at once. Writes go to free blocks (write-anywhere) and become part of the volume at a consistency point: FLUSH and FUA writes are answered only after one, one is taken every --cp-interval seconds when something changed, and one on SIGINT or SIGTERM before the server exits. Trim and write-zeroes unmap whole blocks; unaligned reads and writes of any size are served (partial blocks are merged). A snapshot export, or --readonly, refuses writes with EPERM. When the server is ready it prints the URI clients connect to (with --json, one JSON line), and a summary when it stops. There is no TLS and no authentication: listen on localhost or a Unix socket unless the network is trusted.`;
+  static override examples = [
+    '<%= config.bin %> serve nbd vm.vol --socket /tmp/vm.sock',
+    'qemu-img convert -n -O raw disk.qcow2 "nbd+unix:///?socket=/tmp/vm.sock"',
+    '<%= config.bin %> serve nbd vm.vol --listen 0.0.0.0:10809 --export-name vm',
+    '<%= config.bin %> serve nbd vm.vol --snapshot monday --listen 127.0.0.1:10810',
+    'nbdcopy nbd://127.0.0.1:10810 monday.raw',
+  ];
+  static override args = { volume: Args.string({ description: 'Volume file or block device.', required: true }) };
+  static override flags = {
+    listen: Flags.string({ helpValue: 'HOST:PORT', char: 'l', description: 'TCP address to listen on (port 0: any free port). Default 127.0.0.1:10809.', exclusive: ['socket'] }),
+    socket: Flags.string({ helpValue: 'PATH', char: 's', description: 'Unix socket to listen on instead of TCP.', exclusive: ['listen'] }),
+    snapshot: Flags.string({ helpValue: 'NAME', description: 'Serve this snapshot, read-only.' }),
+    readonly: Flags.boolean({ char: 'r', description: 'Refuse writes (EPERM).' }),
+    'cp-interval': Flags.string({ helpValue: 'SECONDS', description: 'Seconds between consistency points while writes arrive; 0: only on flush and shutdown.', default: '5' }),
+    'export-name': Flags.string({ helpValue: 'NAME', description: 'Name of the export; clients asking for the empty name get it too.', default: '' }),
+  };
+
+  async run() {
+    const { args, flags } = await this.parse(ServeNbd);
+    const interval = Number(flags['cp-interval']);
+    if (!/^\d+(\.\d+)?$/.test(flags['cp-interval'].trim()) || !Number.isFinite(interval)) {
+      throw new UsageError(`invalid --cp-interval "${flags['cp-interval']}"`, 'use a number of seconds, e.g. 5 or 0.5');
+    }
+    const listen = flags.socket !== undefined ? { socket: flags.socket } : parseListenAddress(flags.listen ?? '127.0.0.1:10809');
+    const stop = new AbortController();
+    const onSignal = () => stop.abort();
+    process.once('SIGINT', onSignal);
+    process.once('SIGTERM', onSignal);
+    try {
+      const result = await serveNbd(
+        { volume: args.volume, listen, snapshot: flags.snapshot, readOnly: flags.readonly, cpIntervalMs: interval * 1000, exportName: flags['export-name'] },
+        {
+          signal: stop.signal,
+          listening: (info) => this.ready(info),
+          problem: (message) => process.stderr.write(`imgstream: ${message}\n`),
+        },
+      );
+      this.say(`stopped: ${result.connections} connections, ${formatSize(result.bytesRead)} read, ${formatSize(result.bytesWritten)} written, ${result.consistencyPoints} CPs (CP ${result.generation})`);
+      return result;
+    } finally {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+    }
+  }
+
+  /** The line scripts wait for: clients may connect once it is printed. */
+  private ready(info: NbdListening): void {
+    if (this.jsonEnabled()) {
+      process.stdout.write(`${JSON.stringify({ listening: info })}\n`);
+      return;
+    }
+    const what = info.snapshot !== null ? `snapshot ${info.snapshot} of ${info.volume}` : info.volume;
+    this.say(`serving ${what} (${formatSize(info.size)}, ${info.readOnly ? 'read-only' : 'read-write'}) at ${info.uri}`);
+  }
+}
