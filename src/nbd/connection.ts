@@ -1,0 +1,356 @@
+// One client connection: the fixed newstyle handshake, option haggling, then requests.
+// Whatever arrives is parsed as soon as a whole message is there and handed to the
+// export's queue (see nbd-export.ts). A request that has not fully arrived is never
+// submitted: a client that disconnects in the middle of one loses only its connection.
+//
+// Memory is bounded: requests are parsed only while the socket's unsent output stays
+// below OUTPUT_HIGH_WATER and the reads still being served ask for less than
+// PENDING_READ_LIMIT bytes; beyond either the connection stops reading (the socket
+// pushes back on the client) until replies go out. Input held is at most one request
+// and its payload.
+import type { Socket } from 'node:net';
+import {
+  CLIENT_FLAGS_BYTES,
+  CMD_DISC,
+  CMD_READ,
+  CMD_WRITE,
+  FLAG_C_NO_ZEROES,
+  FLAG_FIXED_NEWSTYLE,
+  FLAG_NO_ZEROES,
+  INFO_BLOCK_SIZE,
+  INFO_DESCRIPTION,
+  INFO_EXPORT,
+  INFO_NAME,
+  KNOWN_CLIENT_FLAGS,
+  MAX_STRING_BYTES,
+  NBD_OK,
+  OPTION_HEADER_BYTES,
+  OPT_ABORT,
+  OPT_EXPORT_NAME,
+  OPT_GO,
+  OPT_INFO,
+  OPT_LIST,
+  REP_ACK,
+  REP_ERR_INVALID,
+  REP_ERR_TOO_BIG,
+  REP_ERR_UNKNOWN,
+  REP_ERR_UNSUP,
+  REP_INFO,
+  REP_SERVER,
+  REQUEST_BYTES,
+  decodeClientFlags,
+  decodeInfoRequest,
+  decodeOptionHeader,
+  decodeRequest,
+  encodeExportNameReply,
+  encodeGreeting,
+  encodeInfo,
+  encodeOptionReply,
+  encodeServerEntry,
+  NbdProtocolError,
+  type NbdRequest,
+  type OptionHeader,
+} from '../format/nbd-protocol.js';
+import { ByteQueue } from './byte-queue.js';
+import type { NbdExport } from './nbd-export.js';
+
+/** Unsent reply bytes above which the connection stops reading requests... */
+const OUTPUT_HIGH_WATER = 8 << 20;
+/** ...and below which it reads again (without waiting for the output to drain completely). */
+const OUTPUT_LOW_WATER = 2 << 20;
+/** Bytes of submitted READs not answered yet above which the connection stops reading. */
+const PENDING_READ_LIMIT = 16 << 20;
+/** Option data longer than this is dropped unread and refused (names are at most 4 KiB). */
+const MAX_OPTION_BYTES = 64 << 10;
+
+type Phase = 'client-flags' | 'options' | 'transmission' | 'done';
+
+export class NbdConnection {
+  private phase: Phase = 'client-flags';
+  private readonly input = new ByteQueue();
+  private noZeroes = false;
+  /** An option whose data has not fully arrived. */
+  private option: OptionHeader | null = null;
+  /** A WRITE whose payload has not fully arrived (or is being dropped). */
+  private request: NbdRequest | null = null;
+  /** The error the pending WRITE gets once its payload is dropped. */
+  private requestError = NBD_OK;
+  /** Payload or option bytes still to drop. */
+  private dropping = 0;
+  private blocked = false;
+  /** Replies the export still owes, and the bytes the READs among them asked for. */
+  private pendingReplies = 0;
+  private pendingReadBytes = 0;
+  /** DISC arrived: close once every pending reply has gone out. */
+  private disconnecting = false;
+  private pumping = false;
+  private inputEnded = false;
+  private closed = false;
+
+  constructor(
+    readonly socket: Socket,
+    private readonly exp: NbdExport,
+    private readonly onClose: (c: NbdConnection) => void,
+  ) {
+    socket.on('data', (chunk: Buffer) => {
+      if (this.phase === 'done') return; // after DISC, ABORT or shutdown nothing more is read
+      this.input.push(chunk);
+      this.pump();
+    });
+    socket.on('end', () => {
+      this.inputEnded = true;
+      this.pump();
+    });
+    socket.on('drain', () => this.unblock());
+    socket.on('error', () => socket.destroy()); // ECONNRESET, EPIPE: the client is gone
+    socket.on('close', () => {
+      this.closed = true;
+      this.phase = 'done';
+      this.input.clear();
+      this.onClose(this);
+    });
+    this.send(encodeGreeting(FLAG_FIXED_NEWSTYLE | FLAG_NO_ZEROES));
+  }
+
+  /** Server shutdown: stop reading; close once the replies still owed have gone out. */
+  shutdown(): void {
+    if (this.closed) return;
+    this.phase = 'done';
+    this.input.clear();
+    this.socket.pause();
+    this.disconnecting = true;
+    if (this.pendingReplies === 0) this.socket.end();
+  }
+
+  private pump(): void {
+    if (this.closed || this.pumping) return;
+    this.pumping = true;
+    this.socket.cork();
+    try {
+      while (!this.blocked && !this.tooManyPending() && this.phase !== 'done' && this.step()) {
+        /* keep going while whole messages are queued */
+      }
+    } catch (err) {
+      // a message that breaks the protocol (wrong magic): the session cannot go on
+      if (!(err instanceof NbdProtocolError)) this.exp.reportProblem(`internal error on a connection: ${(err as Error)?.stack ?? String(err)}`);
+      this.hardClose();
+    } finally {
+      this.socket.uncork();
+      this.pumping = false;
+    }
+    // the client stopped sending: what is left is at most part of a message
+    if (this.inputEnded && !this.blocked && !this.tooManyPending() && !this.closed && this.phase !== 'done') {
+      this.phase = 'done';
+      this.disconnecting = true;
+    }
+    if (this.disconnecting && this.pendingReplies === 0 && !this.closed) this.socket.end();
+  }
+
+  private tooManyPending(): boolean {
+    return this.pendingReadBytes > PENDING_READ_LIMIT;
+  }
+
+  /** Handles one message if it has fully arrived; false when more input is needed. */
+  private step(): boolean {
+    switch (this.phase) {
+      case 'client-flags':
+        return this.clientFlags();
+      case 'options':
+        return this.options();
+      case 'transmission':
+        return this.transmission();
+      default:
+        return false;
+    }
+  }
+
+  private clientFlags(): boolean {
+    if (this.input.length < CLIENT_FLAGS_BYTES) return false;
+    const flags = decodeClientFlags(this.input.take(CLIENT_FLAGS_BYTES));
+    if (flags & ~KNOWN_CLIENT_FLAGS) {
+      this.hardClose(); // the protocol says: drop the connection on unknown client flags
+      return false;
+    }
+    this.noZeroes = (flags & FLAG_C_NO_ZEROES) !== 0;
+    this.phase = 'options';
+    return true;
+  }
+
+  // ---------------------------------------------------------------- option haggling
+
+  private options(): boolean {
+    if (this.option === null) {
+      if (this.input.length < OPTION_HEADER_BYTES) return false;
+      this.option = decodeOptionHeader(this.input.take(OPTION_HEADER_BYTES));
+      if (this.option.length > MAX_OPTION_BYTES) {
+        if (this.option.option === OPT_EXPORT_NAME) {
+          this.hardClose(); // no error can be returned to EXPORT_NAME
+          return false;
+        }
+        this.dropping = this.option.length;
+      }
+      return true;
+    }
+    const opt = this.option;
+    if (this.dropping > 0) {
+      this.dropping -= this.input.skip(this.dropping);
+      if (this.dropping > 0) return false;
+      this.option = null;
+      this.send(encodeOptionReply(opt.option, REP_ERR_TOO_BIG, Buffer.from('option data too long')));
+      return true;
+    }
+    if (this.input.length < opt.length) return false;
+    const data = this.input.take(opt.length);
+    this.option = null;
+    this.handleOption(opt.option, data);
+    return true;
+  }
+
+  private handleOption(option: number, data: Buffer): void {
+    const exp = this.exp;
+    switch (option) {
+      case OPT_EXPORT_NAME: {
+        const name = data.toString('utf8');
+        if (!exp.matches(name)) {
+          this.hardClose(); // the protocol's only answer to an unknown name here
+          return;
+        }
+        this.send(encodeExportNameReply({ size: exp.size, flags: exp.transmissionFlags }, this.noZeroes));
+        this.phase = 'transmission';
+        return;
+      }
+      case OPT_ABORT:
+        this.send(encodeOptionReply(option, REP_ACK));
+        this.phase = 'done';
+        this.socket.end();
+        return;
+      case OPT_LIST:
+        if (data.length > 0) return this.optionError(option, REP_ERR_INVALID, 'NBD_OPT_LIST takes no data');
+        this.send(encodeOptionReply(option, REP_SERVER, encodeServerEntry(exp.name)));
+        this.send(encodeOptionReply(option, REP_ACK));
+        return;
+      case OPT_INFO:
+      case OPT_GO: {
+        const req = decodeInfoRequest(data);
+        if (!req || Buffer.byteLength(req.name) > MAX_STRING_BYTES) return this.optionError(option, REP_ERR_INVALID, 'malformed export name or information list');
+        if (!exp.matches(req.name)) return this.optionError(option, REP_ERR_UNKNOWN, `no export named "${req.name}"`);
+        this.send(encodeOptionReply(option, REP_INFO, encodeInfo({ type: INFO_EXPORT, size: exp.size, flags: exp.transmissionFlags })));
+        // sent unasked too: clients ignore what they did not ask for, and these are the defaults anyway
+        this.send(encodeOptionReply(option, REP_INFO, encodeInfo({ type: INFO_BLOCK_SIZE, ...exp.blockSizes })));
+        if (req.requests.includes(INFO_NAME)) this.send(encodeOptionReply(option, REP_INFO, encodeInfo({ type: INFO_NAME, name: exp.name })));
+        if (req.requests.includes(INFO_DESCRIPTION)) this.send(encodeOptionReply(option, REP_INFO, encodeInfo({ type: INFO_DESCRIPTION, description: exp.description })));
+        this.send(encodeOptionReply(option, REP_ACK));
+        if (option === OPT_GO) this.phase = 'transmission';
+        return;
+      }
+      default:
+        // STARTTLS, STRUCTURED_REPLY, metadata contexts, extended headers, anything newer
+        return this.optionError(option, REP_ERR_UNSUP, `option ${option} is not supported`);
+    }
+  }
+
+  private optionError(option: number, type: number, message: string): void {
+    this.send(encodeOptionReply(option, type, Buffer.from(message, 'utf8')));
+  }
+
+  // ---------------------------------------------------------------- transmission
+
+  private transmission(): boolean {
+    const pending = this.request;
+    if (pending !== null) {
+      if (this.dropping > 0) {
+        this.dropping -= this.input.skip(this.dropping);
+        if (this.dropping > 0) return false;
+        this.request = null;
+        this.send(this.exp.refuse(pending, this.requestError));
+        return true;
+      }
+      if (this.input.length < pending.length) return false;
+      let pooled = false;
+      const payload = this.input.takeInto(pending.length, () => {
+        pooled = true;
+        return this.exp.payloadBuffer(pending.length);
+      });
+      this.request = null;
+      this.submit(pending, payload, pooled);
+      return true;
+    }
+    if (this.input.length < REQUEST_BYTES) return false;
+    const r = decodeRequest(this.input.take(REQUEST_BYTES));
+    if (r.type === CMD_DISC) {
+      // answer everything before it, then close; there is no reply to DISC itself
+      this.phase = 'done';
+      this.disconnecting = true;
+      return false;
+    }
+    const error = this.exp.validate(r);
+    if (r.type === CMD_WRITE && r.length > 0) {
+      this.request = r;
+      if (error !== NBD_OK) {
+        this.requestError = error;
+        this.dropping = r.length;
+      }
+      return true;
+    }
+    if (error !== NBD_OK) this.send(this.exp.refuse(r, error));
+    else this.submit(r, r.type === CMD_WRITE ? Buffer.alloc(0) : null, false);
+    return true;
+  }
+
+  private submit(r: NbdRequest, payload: Buffer | null, pooledPayload: boolean): void {
+    const readBytes = r.type === CMD_READ ? r.length : 0;
+    this.pendingReplies++;
+    this.pendingReadBytes += readBytes;
+    this.exp.submit(r, payload, pooledPayload, (reply, pooled) => {
+      this.pendingReplies--;
+      this.pendingReadBytes -= readBytes;
+      this.send(reply, pooled);
+      if (this.pumping) return; // answered at once, inside pump(): it goes on by itself
+      if (this.disconnecting && this.pendingReplies === 0 && !this.closed) this.socket.end();
+      else if (!this.tooManyPending()) {
+        this.flow();
+        this.pump();
+      }
+    });
+    if (this.tooManyPending()) this.flow();
+  }
+
+  // ---------------------------------------------------------------- output
+
+  /** Queues bytes for the client; a READ reply's buffer goes back to the pool once sent. */
+  private send(b: Buffer, pooled = false): void {
+    if (this.closed) {
+      if (pooled) this.exp.recycle(b);
+      return;
+    }
+    this.socket.write(b, () => {
+      if (pooled) this.exp.recycle(b);
+      if (this.blocked && this.socket.writableLength < OUTPUT_LOW_WATER) this.unblock();
+    });
+    if (this.socket.writableLength > OUTPUT_HIGH_WATER && !this.blocked) {
+      this.blocked = true;
+      this.flow();
+    }
+  }
+
+  private unblock(): void {
+    if (!this.blocked || this.closed) return;
+    this.blocked = false;
+    this.flow();
+    this.pump();
+  }
+
+  /** Reads from the socket only while requests may be parsed: otherwise the client waits. */
+  private flow(): void {
+    if (this.closed || this.phase === 'done') return;
+    const stop = this.blocked || this.tooManyPending();
+    if (stop && !this.socket.isPaused()) this.socket.pause();
+    else if (!stop && this.socket.isPaused()) this.socket.resume();
+  }
+
+  private hardClose(): void {
+    this.phase = 'done';
+    this.input.clear();
+    this.socket.destroy();
+  }
+}

@@ -1,0 +1,163 @@
+// serveNbd: opens a volume, offers it as one NBD export on a TCP address or a Unix
+// socket to any number of connections, and runs until its AbortSignal fires; then it
+// stops listening, lets the connections send what they have queued, takes the last
+// consistency point and closes the volume.
+import fs from 'node:fs';
+import net from 'node:net';
+import { BusyError, ExistsError, InvalidInputError, IoError } from '../errors.js';
+import { Volume } from '../volume/volume.js';
+import { NbdConnection } from './connection.js';
+import { NbdExport, type NbdExportStats } from './nbd-export.js';
+import { nbdUri, type ListenAddress } from './listen-address.js';
+
+export interface ServeNbdOptions {
+  volume: string;
+  /** Where to listen: a TCP host and port (port 0: any free port) or a Unix socket path. */
+  listen: ListenAddress;
+  /** Serve this snapshot, read-only. */
+  snapshot?: string;
+  readOnly?: boolean;
+  /** Milliseconds between timed consistency points; 0 turns them off (FLUSH, FUA and shutdown still commit). */
+  cpIntervalMs: number;
+  /** The export's name (default ""): clients asking for "" get it too. */
+  exportName?: string;
+}
+
+/** What a client needs to connect, reported once the server listens. */
+export interface NbdListening {
+  uri: string;
+  host?: string;
+  port?: number;
+  socket?: string;
+  exportName: string;
+  volume: string;
+  snapshot: string | null;
+  readOnly: boolean;
+  size: number;
+  blockSize: number;
+}
+
+export interface NbdServeResult extends NbdExportStats {
+  volume: string;
+  connections: number;
+  /** The volume's CP generation after the last consistency point. */
+  generation: number;
+}
+
+export interface NbdServeHooks {
+  /** Stops the server (SIGINT, SIGTERM in the CLI). */
+  signal: AbortSignal;
+  listening?(info: NbdListening): void;
+  /** Failures no client can be told about (a timed CP that failed, a bug). */
+  problem?(message: string): void;
+}
+
+/** How long connections get to send their last replies at shutdown before they are cut. */
+const SHUTDOWN_GRACE_MS = 2000;
+
+export async function serveNbd(opts: ServeNbdOptions, hooks: NbdServeHooks): Promise<NbdServeResult> {
+  if (!Number.isFinite(opts.cpIntervalMs) || opts.cpIntervalMs < 0) throw new InvalidInputError(`invalid CP interval ${opts.cpIntervalMs} ms`, 'use a number of seconds, 0 or more');
+  const readOnly = !!opts.readOnly || opts.snapshot !== undefined;
+  const vol = Volume.open(opts.volume, { write: !readOnly });
+  let exp: NbdExport;
+  const conns = new Set<NbdConnection>();
+  let server: net.Server | null = null;
+  let connections = 0;
+  try {
+    if (opts.snapshot !== undefined) {
+      const s = vol.snapshot(opts.snapshot);
+      if (s.shadow && s.reusedBlocks > 0) {
+        throw new InvalidInputError(`${vol.path}: shadow snapshot "${opts.snapshot}" had ${s.reusedBlocks} blocks reused and no longer holds a consistent image`, 'serve a regular snapshot instead');
+      }
+    }
+    exp = new NbdExport(vol, { name: opts.exportName ?? '', snapshot: opts.snapshot, readOnly }, hooks.problem);
+    if (opts.listen.socket !== undefined) await clearStaleSocket(opts.listen.socket);
+    server = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => {
+      connections++;
+      const c = new NbdConnection(socket, exp, (gone) => conns.delete(gone));
+      conns.add(c);
+    });
+    await listen(server, opts.listen);
+  } catch (err) {
+    server?.close();
+    vol.close();
+    throw err;
+  }
+  const info = listeningInfo(server, opts, exp, vol);
+  exp.startTimer(opts.cpIntervalMs);
+  hooks.listening?.(info);
+
+  await new Promise<void>((resolve) => {
+    if (hooks.signal.aborted) resolve();
+    else hooks.signal.addEventListener('abort', () => resolve(), { once: true });
+  });
+
+  // shutdown: no new connections, the open ones send what they have and close
+  server.close();
+  for (const c of conns) c.shutdown();
+  const deadline = Date.now() + SHUTDOWN_GRACE_MS;
+  while (conns.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  for (const c of conns) c.socket.destroy();
+  if (opts.listen.socket !== undefined) removeSocketFile(opts.listen.socket);
+  try {
+    await exp.close(); // the requests still queued run, then the last CP
+  } finally {
+    vol.close();
+  }
+  return { volume: vol.path, connections, generation: vol.rootRecord.generation, ...exp.stats };
+}
+
+function listen(server: net.Server, where: ListenAddress): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onError = (err: NodeJS.ErrnoException) => {
+      const at = where.socket ?? `${where.host}:${where.port}`;
+      if (err.code === 'EADDRINUSE') reject(new BusyError(`${at}: address already in use`, where.socket ? 'is another server running? choose another --socket' : 'choose another --listen port'));
+      else if (err.code === 'EACCES') reject(new IoError(`${at}: permission denied`, where.socket ? 'choose a --socket path you may write' : 'ports below 1024 need privileges'));
+      else if (err.code === 'EADDRNOTAVAIL' || err.code === 'ENOTFOUND') reject(new InvalidInputError(`${at}: no such local address`, 'use an address of this machine, e.g. 127.0.0.1 or 0.0.0.0'));
+      else reject(new IoError(`${at}: ${err.message}`));
+    };
+    server.once('error', onError);
+    const done = () => {
+      server.off('error', onError);
+      resolve();
+    };
+    if (where.socket !== undefined) server.listen(where.socket, done);
+    else server.listen(where.port, where.host, done);
+  });
+}
+
+function listeningInfo(server: net.Server, opts: ServeNbdOptions, exp: NbdExport, vol: Volume): NbdListening {
+  const base = { exportName: exp.name, volume: vol.path, snapshot: exp.snapshot, readOnly: exp.readOnly, size: exp.size, blockSize: vol.blockSize };
+  if (opts.listen.socket !== undefined) return { uri: nbdUri({ socket: opts.listen.socket }, exp.name), socket: opts.listen.socket, ...base };
+  const a = server.address() as net.AddressInfo;
+  return { uri: nbdUri({ host: a.address, port: a.port }, exp.name), host: a.address, port: a.port, ...base };
+}
+
+/** A socket file left by a server that died is removed; one that answers is in use. */
+async function clearStaleSocket(path: string): Promise<void> {
+  let st: fs.Stats;
+  try {
+    st = fs.lstatSync(path);
+  } catch {
+    return; // nothing there
+  }
+  if (!st.isSocket()) throw new ExistsError(`${path}: already exists and is not a socket`, 'choose another --socket path');
+  const answers = await new Promise<boolean>((resolve) => {
+    const probe = net.connect(path);
+    probe.once('connect', () => {
+      probe.destroy();
+      resolve(true);
+    });
+    probe.once('error', () => resolve(false));
+  });
+  if (answers) throw new BusyError(`${path}: another server is listening on this socket`, 'stop it, or choose another --socket path');
+  removeSocketFile(path);
+}
+
+function removeSocketFile(path: string): void {
+  try {
+    fs.unlinkSync(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new IoError(`${path}: cannot remove the socket: ${(err as Error).message}`);
+  }
+}
