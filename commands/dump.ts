@@ -10,12 +10,12 @@ import { formatSize, parseSize } from '../src/size.js';
 import { UsageError } from '../src/errors.js';
 
 export default class Dump extends ImgstreamCommand {
-  static override summary = 'Write a level 0/1/2… dump of a volume as an image stream.';
+  static override summary = 'Write a level 0/1/2... dump of a volume as an image stream.';
   static override description = `BSD dump levels: the base of a level N dump is the most recent dump of this volume at any lower level, found in the catalog. Its storage image is the sum of the snapshots taken after that base's top snapshot up to --snapshot, minus the base's top snapshot: a level 1 at june5 over a level 0 at june3 is "june5 + june4 - june3". Level 0 is the sum of every snapshot up to --snapshot. Without --snapshot a new snapshot is taken for the dump. A dump whose base snapshot no longer exists is refused: take a lower level.
 
 The stream carries the blocks (each tagged with its VBN) in chunks of about 1 MiB, each compressed with zstd as an independent frame (on worker threads) and checksummed, plus the planes and snapshot table entries of the snapshots it brings, and ends with a trailer holding counts and a SHA-256 of the whole stream. Only a complete dump is recorded in the catalog.
 
-Targets: a file (written under a temporary name, renamed when complete), "-" for stdout, "tape:DIR" for a tape directory (the dump becomes its next tape file: a tar archive in fixed-size records, readable with "tar tvf"), "tape:DIR1,DIR2,…" with --tape-size to span several tapes, or a tape device (e.g. /dev/nst0) with "tape:/dev/nst0" (written at the current position, in fixed-size records).
+Targets: a file (written under a temporary name, renamed when complete), "-" for stdout, "tape:DIR" for a tape directory (the dump becomes its next tape file: a tar archive in fixed-size records, readable with "tar tvf"), "tape:DIR1,DIR2,..." with --tape-size to span several tapes, or a tape device (e.g. /dev/nst0) with "tape:/dev/nst0" (written at the current position, in fixed-size records).
 
 --order vbn (default) sends blocks in VBN order, one sequential pass for disk and tape; --order interleave:N sends about 1 MiB from each of N equal stripes of the volume in turn, spreading reads over striped devices. Restore writes each block at its VBN whatever the order.`;
   static override examples = [
@@ -28,7 +28,7 @@ Targets: a file (written under a temporary name, renamed when complete), "-" for
   static override flags = {
     level: Flags.integer({ helpValue: 'N', char: 'l', description: 'Dump level, 0 to 9.', required: true, min: 0, max: 9 }),
     snapshot: Flags.string({ helpValue: 'NAME', char: 's', description: 'Top snapshot of the dump [default: take a new one].' }),
-    to: Flags.string({ helpValue: 'TARGET', char: 't', description: 'Target: FILE, - (stdout), tape:DIR[,DIR…] or tape:DEVICE.' }),
+    to: Flags.string({ helpValue: 'TARGET', char: 't', description: 'Target: FILE, - (stdout), tape:DIR[,DIR...] or tape:DEVICE.' }),
     catalog: catalogFlag,
     'dry-run': Flags.boolean({ char: 'n', description: 'Show the storage image (blocks, bytes) and write nothing.' }),
     order: Flags.string({ helpValue: 'ORDER', description: 'Block order: vbn or interleave:N.', default: 'vbn' }),
@@ -66,7 +66,7 @@ Targets: a file (written under a temporary name, renamed when complete), "-" for
     );
     const what = `level ${result.level} of ${args.volume}: ${result.expression}: ${result.blocks} blocks, ${formatSize(result.bytes)}, ${result.extents} extents`;
     if (result.dryRun) this.say(`dry run: ${what}`);
-    else if (flags.to !== '-') this.say(`dumped ${what} -> ${flags.to} (${formatSize(result.streamBytes)} stream, sha256 ${result.sha256?.slice(0, 16)}…)`);
+    else if (flags.to !== '-') this.say(`dumped ${what} -> ${flags.to} (${formatSize(result.streamBytes)} stream, sha256 ${result.sha256?.slice(0, 16)}...)`);
     else process.stderr.write(`imgstream: dumped ${what} (${formatSize(result.streamBytes)} stream)\n`);
     return result;
   }

@@ -22,7 +22,7 @@ Nothing is committed before a stream's trailer and checksums are verified, and b
     'ssh src imgstream dump vm.vol --level 1 --to - | <%= config.bin %> restore --from - --to vm.vol',
   ];
   static override flags = {
-    from: Flags.string({ helpValue: 'SOURCE', char: 'f', description: 'Stream source, repeatable: FILE, -, tape:DIR[,DIR…], tape:DIR#N.', multiple: true }),
+    from: Flags.string({ helpValue: 'SOURCE', char: 'f', description: 'Stream source, repeatable: FILE, -, tape:DIR[,DIR...], tape:DIR#N.', multiple: true }),
     to: Flags.string({ helpValue: 'VOL', char: 't', description: 'Volume to restore into (created from a level 0 stream when it does not exist).', required: true }),
     'as-of': Flags.string({ helpValue: 'SNAPSHOT|DATE', description: 'Restore the chain ending at this snapshot (or the newest dump by this date), from the catalog.' }),
     catalog: catalogFlag,

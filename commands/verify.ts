@@ -14,7 +14,7 @@ export default class Verify extends ImgstreamCommand {
     'cat vm.l0 | <%= config.bin %> verify -',
   ];
   static override strict = false;
-  static override args = { source: Args.string({ description: 'Stream sources: FILE, -, tape:DIR[,DIR…], tape:DIR#N.', required: true }) };
+  static override args = { source: Args.string({ description: 'Stream sources: FILE, -, tape:DIR[,DIR...], tape:DIR#N.', required: true }) };
 
   async run() {
     const { argv } = await this.parse(Verify);

@@ -10,7 +10,7 @@ export default class CatalogRebuild extends ImgstreamCommand {
   static override examples = ['<%= config.bin %> catalog rebuild --from tape:/tapes/t1 --from /backups/vm.l1'];
   static override flags = {
     catalog: catalogFlag,
-    from: Flags.string({ helpValue: 'SOURCE', char: 'f', description: 'Media to read, repeatable: FILE, tape:DIR[,DIR…].', multiple: true, required: true }),
+    from: Flags.string({ helpValue: 'SOURCE', char: 'f', description: 'Media to read, repeatable: FILE, tape:DIR[,DIR...].', multiple: true, required: true }),
   };
 
   async run() {
