@@ -26,17 +26,22 @@ export function fileTarget(file: string, opts: { force?: boolean } = {}): Stream
     throw fromSystemError(err, file, 'creating the target');
   }
   let closed = false;
+  // after a failed write the stream has a hole: every later write and finish() fail too
+  let failed: Error | null = null;
   return {
     description: `file ${file}`,
     async write(data) {
+      if (failed) throw failed;
       let done = 0;
       try {
         while (done < data.length) done += fs.writeSync(fd, data, done, data.length - done);
       } catch (err) {
-        throw fromSystemError(err, file, 'writing the stream');
+        failed = fromSystemError(err, file, 'writing the stream');
+        throw failed;
       }
     },
     async finish(): Promise<MediaPosition> {
+      if (failed) throw failed;
       try {
         fsyncUnlessUnsupported(fd);
         fs.closeSync(fd);
