@@ -46,30 +46,37 @@ export function fileSource(file: string): ImageSource {
         }
       : undefined,
     async *open() {
-      let fd: number;
+      let fh: fs.promises.FileHandle;
       try {
-        fd = fs.openSync(file, 'r');
+        fh = await fs.promises.open(file, 'r');
       } catch (err) {
         throw fromSystemError(err, file, 'opening the image');
       }
+      // two buffers in turn, the next read already running on the thread pool while the
+      // consumer works on the current one (it is done with a buffer before asking again)
+      const bufs = [Buffer.allocUnsafeSlow(READ_BYTES), Buffer.allocUnsafeSlow(READ_BYTES)];
+      let pos = 0;
+      const readInto = (buf: Buffer) =>
+        fh.read(buf, 0, READ_BYTES, regular ? pos : null).then(
+          (r) => r.bytesRead,
+          (err) => Promise.reject(fromSystemError(err, file, 'reading the image')),
+        );
+      let turn = 0;
+      let pending = readInto(bufs[turn]);
       try {
-        let pos = 0;
-        // two buffers in turn: the consumer is done with one before the next read
-        const bufs = [Buffer.allocUnsafe(READ_BYTES), Buffer.allocUnsafe(READ_BYTES)];
-        for (let turn = 0; ; turn ^= 1) {
-          const buf = bufs[turn];
-          let n: number;
-          try {
-            n = fs.readSync(fd, buf, 0, READ_BYTES, regular ? pos : null);
-          } catch (err) {
-            throw fromSystemError(err, file, 'reading the image');
-          }
+        for (;;) {
+          const n = await pending;
           if (n === 0) return;
           pos += n;
-          yield buf.subarray(0, n);
+          const current = bufs[turn];
+          turn ^= 1;
+          pending = readInto(bufs[turn]);
+          yield current.subarray(0, n);
         }
       } finally {
-        fs.closeSync(fd);
+        // a consumer that stops early leaves one read running: let it end before closing
+        await pending.catch(() => undefined);
+        await fh.close().catch(() => undefined);
       }
     },
   };

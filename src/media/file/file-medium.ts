@@ -83,27 +83,33 @@ export function fsyncUnlessUnsupported(fd: number): void {
 const READ_BYTES = 4 << 20;
 
 export async function* readFileBytes(file: string): AsyncGenerator<Buffer> {
-  let fd: number;
+  let fh: fs.promises.FileHandle;
   try {
-    fd = fs.openSync(file, 'r');
+    fh = await fs.promises.open(file, 'r');
   } catch (err) {
     throw fromSystemError(err, file, 'opening the stream');
   }
+  // a fresh buffer per read (the stream reader hands out records as views into it), the
+  // next read already running on the thread pool while this one is consumed
+  const readNext = () => {
+    const buf = Buffer.allocUnsafe(READ_BYTES);
+    return fh.read(buf, 0, READ_BYTES, null).then(
+      (r) => buf.subarray(0, r.bytesRead),
+      (err) => Promise.reject(fromSystemError(err, file, 'reading the stream')),
+    );
+  };
+  let pending = readNext();
   try {
     for (;;) {
-      // a fresh buffer per read: the stream reader hands out records as views into it
-      const buf = Buffer.allocUnsafe(READ_BYTES);
-      let n: number;
-      try {
-        n = fs.readSync(fd, buf, 0, READ_BYTES, null);
-      } catch (err) {
-        throw fromSystemError(err, file, 'reading the stream');
-      }
-      if (n === 0) return;
-      yield buf.subarray(0, n);
+      const buf = await pending;
+      if (buf.length === 0) return;
+      pending = readNext();
+      yield buf;
     }
   } finally {
-    fs.closeSync(fd);
+    // a consumer that stops early leaves one read running: let it end before closing
+    await pending.catch(() => undefined);
+    await fh.close().catch(() => undefined);
   }
 }
 
