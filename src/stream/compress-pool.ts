@@ -15,8 +15,9 @@ function workerScript(): string | null {
   return fs.existsSync(built) ? built : null;
 }
 
+/** One worker per core left after the main thread (which reads and writes), at least one. */
 export function defaultThreads(): number {
-  return Math.max(1, Math.min(4, os.availableParallelism()));
+  return Math.max(1, Math.min(4, os.availableParallelism() - 1));
 }
 
 /** A payload as stored: one zstd frame, or the raw bytes when compressing did not shrink them. */
