@@ -1,6 +1,7 @@
 // Sizes through the real CLI: a 16 TiB volume (sparse: tiny on disk), every block size
 // from 4K to 1M round-tripping two snapshots byte for byte, images shorter than the disk
 // (the rest reads as zeros), and all-zero blocks left unmapped (thin).
+import type { VolumeInfo } from '../../src/volume/info.js';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -14,18 +15,8 @@ const root = tempDir('imgstream-cli-sizes-');
 const env = { IMGSTREAM_LOCK_DIR: path.join(root, 'locks') };
 afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
 
-interface Info {
-  blockSize: number;
-  logicalSize: number;
-  logicalBlocks: number;
-  nblocks: number;
-  volumeBytes: number;
-  metadataBytes: number;
-  usedBlocks: number;
-  mappedBlocks: number;
-  freeBlocks: number;
-  snapshots: number;
-}
+/** What `volume info --json` prints. */
+type Info = VolumeInfo;
 
 // tmpfs takes sparse files beyond 16 TiB; ext4 stops at 16 TiB minus a block
 const shm = '/dev/shm';

@@ -2,6 +2,7 @@
 // first), a server started and stopped the way a user would (the ready line on stdout,
 // SIGTERM), the external clients (qemu-img, qemu-io, nbdcopy), and a raw-socket client
 // for what no well-behaved client sends.
+import { finished } from '../support/cli.js';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -44,23 +45,8 @@ export function run(cmd: string, args: string[], opts: { env?: Record<string, st
   return finished(child, opts.timeoutMs ?? 120_000);
 }
 
-export function finished(child: ChildProcess, timeoutMs = 120_000): Promise<RunResult> {
-  const out: Buffer[] = [];
-  const err: Buffer[] = [];
-  child.stdout?.on('data', (b: Buffer) => out.push(b));
-  child.stderr?.on('data', (b: Buffer) => err.push(b));
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`${child.spawnfile} did not end within ${timeoutMs} ms`));
-    }, timeoutMs);
-    child.once('error', reject);
-    child.once('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') });
-    });
-  });
-}
+/** Resolves when a spawned process has ended, with what it printed (shared with the CLI tests). */
+export { finished };
 
 /** Runs a program and fails the test unless it exits 0. */
 export async function ok(cmd: string, args: string[], opts: { env?: Record<string, string>; timeoutMs?: number } = {}): Promise<RunResult> {
