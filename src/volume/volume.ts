@@ -46,9 +46,15 @@ export interface CreateOptions {
 
 export interface OpenOptions {
   write: boolean;
+  /** The mirror engine writing a mirror destination (other writers are refused). */
+  mirror?: boolean;
 }
 
 const FLAG_BLOCK_DEVICE = 1;
+/** The volume is a mirror destination: only the mirror engine writes it (see ../mirror). */
+export const FLAG_MIRROR = 2;
+/** The mirror was broken off (`mirror break`): writable, until `mirror resync`. */
+export const FLAG_MIRROR_BROKEN = 4;
 
 /**
  * Fault injection for crash tests: IMGSTREAM_CRASH_AT=<step> kills this process with
@@ -78,6 +84,12 @@ export class Volume implements MapStorage {
    */
   private readonly journalPool: number[] = [];
   private readonly journalPoolSize: number;
+  /**
+   * Slots of snapshots deleted since the last CP. The last CP still references their
+   * blocks, so their planes keep pinning them until the CP that drops them commits
+   * (a journal block must never land on a block the previous state holds).
+   */
+  private readonly departedSlots = new Set<number>();
   private changed = false;
   private closed = false;
 
@@ -216,6 +228,9 @@ export class Volume implements MapStorage {
     try {
       file = BlockFile.open(path, opts.write);
       const root = Volume.readRoot(file, path);
+      if (opts.write && !opts.mirror && (root.flags & FLAG_MIRROR) !== 0 && (root.flags & FLAG_MIRROR_BROKEN) === 0) {
+        throw new InvalidInputError(`${path}: is a mirror destination, written only by its mirror`, 'read it, or make it writable with: imgstream mirror break');
+      }
       const vol = new Volume(path, file, lock, root, opts.write);
       vol.loadJournal();
       vol.loadTable();
@@ -288,7 +303,8 @@ export class Volume implements MapStorage {
         const content = Buffer.alloc(bs);
         this.file.read(content, this.layout.vbnOffset(e.vbn));
         if (contentCrc(content) !== e.crc) throw new CorruptError(`${this.path}: journal block at VBN ${e.vbn} is damaged`);
-        if (e.target < 2 || e.target >= this.layout.dataStart) throw new CorruptError(`${this.path}: journal targets block ${e.target} outside the metadata area`);
+        // metadata blocks, or (mirror transfers) data blocks replaced atomically with the CP
+        if (e.target < 2 || e.target >= this.layout.fileBlocks) throw new CorruptError(`${this.path}: journal targets block ${e.target} outside the volume`);
         entries.set(e.target, content);
         journalVbns.push(e.vbn);
         count++;
@@ -326,6 +342,10 @@ export class Volume implements MapStorage {
     const per = this.layout.blockSize / SNAPSHOT_ENTRY_BYTES;
     const blk = this.meta.forWrite(this.layout.tableStart + Math.floor(slot / per));
     encodeSnapshotEntry(e).copy(blk.buf, (slot % per) * SNAPSHOT_ENTRY_BYTES);
+    if (e === null && this.table[slot]) {
+      this.departedSlots.add(slot);
+      this.allocator.reset();
+    }
     this.table[slot] = e;
     this.changed = true;
   }
@@ -396,7 +416,13 @@ export class Volume implements MapStorage {
     return {
       nblocks: this.layout.nblocks,
       wordsPerChunk: this.layout.wordsPerPlaneBlock,
-      pinning: (c) => [this.planeWords(PLANE_ACTIVE, c), ...this.snapshots().filter((s) => !s.shadow).map((s) => this.planeWords(this.layout.snapshotPlane(s.slot), c))],
+      pinning: (c) => [
+        this.planeWords(PLANE_ACTIVE, c),
+        ...this.snapshots()
+          .filter((s) => !s.shadow)
+          .map((s) => this.planeWords(this.layout.snapshotPlane(s.slot), c)),
+        ...[...this.departedSlots].map((slot) => this.planeWords(this.layout.snapshotPlane(slot), c)),
+      ],
       shadows: (c) => this.snapshots().filter((s) => s.shadow).map((s) => this.planeWords(this.layout.snapshotPlane(s.slot), c)),
       releasedSinceCp: this.releasedSinceCp,
       reserved: this.reserved,
@@ -560,6 +586,7 @@ export class Volume implements MapStorage {
     crashPoint('clean-root');
     for (const v of journalVbns) this.reserved.delete(v);
     this.meta.markClean();
+    this.departedSlots.clear();
     this.releasedSinceCp.clear();
     this.freshSinceCp.clear();
     this.allocator.reset();
@@ -578,6 +605,7 @@ export class Volume implements MapStorage {
   /** Throws away every change since the last CP (the file keeps the last CP). */
   abort(): void {
     this.meta.discardDirty();
+    this.departedSlots.clear();
     this.map.forget(this.root.mapRoot);
     this.releasedSinceCp.clear();
     this.freshSinceCp.clear();
@@ -628,6 +656,14 @@ export class Volume implements MapStorage {
     this.commit();
     this.allocator.reset();
     return entry;
+  }
+
+  /** Removes a snapshot from the table at the next CP, without taking one (a mirror drops several in one CP). */
+  dropSnapshotEntry(name: string): SnapshotEntry {
+    this.assertWritable();
+    const e = this.snapshot(name);
+    this.writeTableEntry(e.slot, null);
+    return e;
   }
 
   deleteSnapshot(name: string): SnapshotEntry {
@@ -705,12 +741,12 @@ export class Volume implements MapStorage {
   }
 
   freeSnapshotSlots(): number[] {
-    return this.table.flatMap((e, i) => (e === null ? [i] : []));
+    return this.table.flatMap((e, i) => (e === null && !this.departedSlots.has(i) ? [i] : []));
   }
 
   /** Writes plane block `chunk` of a free slot in place (no committed state references it). */
   writeSlotPlane(slot: number, chunk: number, data: Uint8Array): void {
-    if (this.table[slot] !== null) throw new Error('slot in use');
+    if (this.table[slot] !== null || this.departedSlots.has(slot)) throw new Error('slot in use');
     const m = this.layout.planeBlock(this.layout.snapshotPlane(slot), chunk);
     this.file.write(data, this.layout.metaOffset(m));
   }
@@ -737,6 +773,70 @@ export class Volume implements MapStorage {
     this.writeTableEntry(e.slot, e);
     this.root.nextSnapshotId = Math.max(this.root.nextSnapshotId, e.id + 1);
     this.allocator.reset();
+  }
+
+  // ---------------------------------------------------------------- mirror support
+
+  /**
+   * Replaces the contents of a block the last CP still uses, atomically with the next CP:
+   * the new contents travel in that CP's journal (a mirror transfer whose block lands on
+   * a VBN the destination's old state holds, e.g. one a deleted snapshot freed and the
+   * source reused).
+   */
+  stageBlock(vbn: number, data: Buffer): void {
+    this.assertWritable();
+    if (!(vbn > 0 && vbn < this.layout.nblocks) || data.length !== this.layout.blockSize) throw new Error('bad staged block');
+    this.meta.replace(this.layout.dataStart + vbn, Buffer.from(data));
+    this.changed = true;
+  }
+
+  /** Sets the recording mark-on-allocate bits of blocks that arrived without allocate() (mirror, restore): a cascade ships them on. */
+  markRecorded(vbns: SparseBitmap): void {
+    this.assertWritable();
+    const plane = PLANE_MOA[this.root.moaCurrent];
+    const bits = this.layout.bitsPerPlaneBlock;
+    for (let c = 0; c * bits < this.layout.nblocks; c++) {
+      const x = vbns.chunk(c);
+      if (!x || !x.some((w) => w !== 0)) continue;
+      const m = this.layout.planeBlock(plane, c);
+      const cur = this.meta.read(m).words;
+      let differs = false;
+      for (let i = 0; i < x.length; i++) if ((cur[i] | x[i]) !== cur[i]) differs = true;
+      if (!differs) continue;
+      const w = this.meta.forWrite(m).words;
+      for (let i = 0; i < x.length; i++) w[i] |= x[i];
+      this.changed = true;
+    }
+  }
+
+  /** ORs mark-on-allocate plane `from` into plane `into` (a failed transfer's plane folded into the next one). */
+  mergeMarkOnAllocate(from: number, into: number): void {
+    this.assertWritable();
+    for (let c = 0; c < this.layout.planeBlocks; c++) {
+      const src = this.meta.read(this.layout.planeBlock(from, c)).words;
+      if (!src.some((w) => w !== 0)) continue;
+      const m = this.layout.planeBlock(into, c);
+      const cur = this.meta.read(m).words;
+      let differs = false;
+      for (let i = 0; i < src.length; i++) if ((cur[i] | src[i]) !== cur[i]) differs = true;
+      if (!differs) continue;
+      const w = this.meta.forWrite(m).words;
+      for (let i = 0; i < src.length; i++) w[i] |= src[i];
+      this.changed = true;
+    }
+  }
+
+  get mirrorFlags(): { mirror: boolean; broken: boolean } {
+    return { mirror: (this.root.flags & FLAG_MIRROR) !== 0, broken: (this.root.flags & FLAG_MIRROR_BROKEN) !== 0 };
+  }
+
+  /** Marks the volume a mirror destination (read-only to everything but the mirror), or broken off, or neither; at the next CP. */
+  setMirrorFlags(f: { mirror: boolean; broken: boolean }): void {
+    this.assertWritable();
+    const flags = (this.root.flags & ~(FLAG_MIRROR | FLAG_MIRROR_BROKEN)) | (f.mirror ? FLAG_MIRROR : 0) | (f.broken ? FLAG_MIRROR_BROKEN : 0);
+    if (flags === this.root.flags) return;
+    this.root.flags = flags;
+    this.changed = true;
   }
 
   /** Makes the active file system the state of snapshot `name` (its plane, map root and counts). */

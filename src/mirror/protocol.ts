@@ -1,0 +1,163 @@
+// The mirror transfer protocol: how a source volume brings a destination volume to one of
+// its states (a snapshot and every snapshot before it), block for block at the same VBNs.
+// It runs over any message channel: a peer connection (src/peer), or an in-process pair
+// for a destination on the same machine. Every message is a JSON object, some with a
+// binary payload.
+//
+//   source -> destination   hello  { op: 'mirror.update' | 'mirror.resync' | 'mirror.break', name, protocol, volume }
+//   destination -> source   { state: DestinationState }     (or { error: { code, message, hint } })
+//   source -> destination   { plan: TransferPlan }
+//   destination -> source   { ready: { resumeFrom } }       records before resumeFrom were acknowledged earlier
+//   source -> destination   { rec: i, kind: 'plane' | 'data', sha256, ghost? } + payload   for i = 0, 1, ...
+//   destination -> source   { ack: n }                       records 0..n-1 are durable at the destination
+//   source -> destination   { end: { records, chain } }
+//   destination -> source   { done: TransferDone }           after the destination's CP holds the new state
+//
+// Records: 'plane' carries plane blocks of a snapshot the destination lacks (the PLANE
+// payload of the image stream format, its snapshot index into plan.snapshots), 'data'
+// carries blocks with their VBNs (the DATA payload). Each record's SHA-256 is checked on
+// arrival; `chain` is SHA-256 over the concatenated record hashes, checked at the end, so
+// the destination switches state only to a transfer complete and verified.
+//
+// Resume: the destination keeps what it acknowledged (count, chain, where it put things)
+// beside the volume. When the same plan comes again it answers resumeFrom = n; the source
+// regenerates records 0..n-1, sends them as ghosts (payload without the block contents,
+// only the VBNs or plane chunks, and the hash of the full record) and the destination
+// checks their hashes against its chain, so nothing acknowledged travels twice and a
+// source that changed meanwhile is caught.
+import type { SnapshotEntry } from '../format/snapshot-entry.js';
+
+export const MIRROR_PROTOCOL = 1;
+
+/** A message channel (a peer connection satisfies it). */
+export interface MirrorChannel {
+  send(msg: Record<string, unknown>, payload?: Buffer): Promise<void>;
+  /** The next message; null when the other side ended the conversation. */
+  receive(): Promise<{ msg: Record<string, unknown>; payload: Buffer | null } | null>;
+  close(): void;
+  readonly bytesSent: number;
+}
+
+export interface VolumeGeometry {
+  uuid: string;
+  blockSize: number;
+  nblocks: number;
+  logicalSize: number;
+  maxSnapshots: number;
+  mapDepth: number;
+}
+
+/** What names one snapshot across volumes: the same id, name, CP and creation time. */
+export interface SnapshotIdent {
+  id: number;
+  name: string;
+  generation: number;
+  createdMs: number;
+  reusedBlocks: number;
+}
+
+export type PlannedSnapshot = Omit<SnapshotEntry, 'slot'>;
+
+export interface DestinationState {
+  exists: boolean;
+  uuid: string | null;
+  geometry: VolumeGeometry | null;
+  mirror: boolean;
+  broken: boolean;
+  snapshots: SnapshotIdent[];
+  /** The snapshot the destination's active file system equals (its last transfer), if any. */
+  top: SnapshotIdent | null;
+  /** A transfer that stopped part way, with how much of it is durable there. */
+  resume: { transferId: string; planHash: string; acked: number } | null;
+}
+
+export type TransferMode = 'full' | 'moa' | 'common';
+
+export interface TransferPlan {
+  transferId: string;
+  mode: TransferMode;
+  volume: VolumeGeometry;
+  /** The new state: every snapshot up to and including top, oldest first. */
+  snapshots: PlannedSnapshot[];
+  top: SnapshotIdent;
+  /** Ids of the destination's snapshots that stay as they are (the others go). */
+  keep: number[];
+  /** Ids of the snapshots whose planes travel (the destination lacks them). */
+  incoming: number[];
+  /** What the records will hold, for progress. */
+  blocks: number;
+  bytes: number;
+}
+
+export interface TransferDone {
+  generation: number;
+  blocks: number;
+  bytes: number;
+  /** Blocks the destination held before and no longer holds (deallocated since the last transfer). */
+  deallocated: number;
+  /** Records acknowledged by an earlier attempt (not sent again). */
+  resumed: number;
+  /** Blocks that landed on VBNs the old state held, replaced through the CP's journal. */
+  staged: number;
+}
+
+export function identOf(s: Pick<SnapshotEntry, 'id' | 'name' | 'generation' | 'createdMs' | 'reusedBlocks'>): SnapshotIdent {
+  return { id: s.id, name: s.name, generation: s.generation, createdMs: s.createdMs, reusedBlocks: s.reusedBlocks };
+}
+
+export function sameSnapshot(a: SnapshotIdent, b: SnapshotIdent): boolean {
+  return a.id === b.id && a.name === b.name && a.generation === b.generation && a.createdMs === b.createdMs && a.reusedBlocks === b.reusedBlocks;
+}
+
+export function geometryMatches(a: VolumeGeometry, b: VolumeGeometry): boolean {
+  return a.uuid === b.uuid && a.blockSize === b.blockSize && a.nblocks === b.nblocks && a.logicalSize === b.logicalSize && a.maxSnapshots === b.maxSnapshots && a.mapDepth === b.mapDepth;
+}
+
+/** An error the other side sent: { error: { code, message, hint } }. */
+export interface WireError {
+  code: string;
+  message: string;
+  hint?: string;
+}
+
+/** Two connected in-process channels (a destination on this machine, and tests). */
+export function channelPair(): [MirrorChannel, MirrorChannel] {
+  type Msg = { msg: Record<string, unknown>; payload: Buffer | null } | null;
+  const make = (inbox: Msg[], waiters: Array<(m: Msg) => void>) => ({ inbox, waiters });
+  const a = make([], []);
+  const b = make([], []);
+  let closed = false;
+  const deliver = (to: typeof a, m: Msg) => {
+    const w = to.waiters.shift();
+    if (w) w(m);
+    else to.inbox.push(m);
+  };
+  const side = (self: typeof a, other: typeof a): MirrorChannel => {
+    let sent = 0;
+    return {
+      async send(msg, payload) {
+        if (closed) throw new Error('channel closed');
+        const copy = payload ? Buffer.from(payload) : null;
+        sent += JSON.stringify(msg).length + (copy?.length ?? 0);
+        deliver(other, { msg: JSON.parse(JSON.stringify(msg)) as Record<string, unknown>, payload: copy });
+        // let the other side run, as a socket would
+        await new Promise<void>((r) => setImmediate(r));
+      },
+      receive() {
+        const m = self.inbox.shift();
+        if (m !== undefined) return Promise.resolve(m);
+        if (closed) return Promise.resolve(null);
+        return new Promise<Msg>((r) => self.waiters.push(r));
+      },
+      close() {
+        if (closed) return;
+        closed = true;
+        for (const s of [a, b]) while (s.waiters.length) s.waiters.shift()!(null);
+      },
+      get bytesSent() {
+        return sent;
+      },
+    };
+  };
+  return [side(a, b), side(b, a)];
+}

@@ -1,0 +1,385 @@
+// The destination side of a mirror transfer (protocol.ts). The destination volume is the
+// file at `path`; a first transfer builds it under `.NAME.mirror-new` and links it into
+// place after its CP, so NAME never names a half-made mirror.
+//
+// Nothing the destination's last CP holds is touched while records arrive: blocks go to
+// VBNs that state leaves free, plane blocks to free snapshot slots. A block whose VBN the
+// old state still holds (the source freed it, by deleting a snapshot, and reused it) is
+// kept in a stage file and goes into the final CP's journal, so it replaces the old
+// contents atomically with the switch. The switch is one CP: snapshots the new state
+// lacks go, the incoming ones are installed, the active file system becomes the top
+// snapshot. A crash before it leaves the previous state; after it, the new one.
+//
+// What was acknowledged survives a crash of the daemon: the volume and the stage file are
+// fsynced before the resume file (`.NAME.mirror-transfer`) says how far the transfer got.
+import fs from 'node:fs';
+import path from 'node:path';
+import { createHash } from 'node:crypto';
+import { CorruptError, ImgstreamError, InvalidInputError } from '../errors.js';
+import { StreamFormatError } from '../format/image-stream.js';
+import type { SnapshotEntry } from '../format/snapshot-entry.js';
+import { Volume } from '../volume/volume.js';
+import { SparseBitmap } from '../volume/sparse-bitmap.js';
+import { decodeRecordIndex, hashChain } from './records.js';
+import { geometryMatches, identOf, MIRROR_PROTOCOL, sameSnapshot, type DestinationState, type MirrorChannel, type TransferDone, type TransferPlan, type VolumeGeometry } from './protocol.js';
+
+const ACK_BYTES = 32 << 20;
+
+interface ResumeFile {
+  transferId: string;
+  planHash: string;
+  acked: number;
+  chain: string;
+  slots: Record<string, number>;
+  staged: Array<{ vbn: number; offset: number }>;
+  stageBytes: number;
+}
+
+export interface ReceiverOptions {
+  log?: (line: string) => void;
+  /** Acknowledge (fsync, resume file) after this many payload bytes, or a second. Default 32 MiB. */
+  ackBytes?: number;
+}
+
+function sidePaths(volPath: string) {
+  const dir = path.dirname(volPath);
+  const base = path.basename(volPath);
+  return {
+    fresh: path.join(dir, `.${base}.mirror-new`),
+    resume: path.join(dir, `.${base}.mirror-transfer`),
+    stage: path.join(dir, `.${base}.mirror-stage`),
+  };
+}
+
+function readResume(file: string): ResumeFile | null {
+  try {
+    const r = JSON.parse(fs.readFileSync(file, 'utf8')) as ResumeFile;
+    if (typeof r.transferId !== 'string' || !Number.isInteger(r.acked)) return null;
+    return r;
+  } catch {
+    return null;
+  }
+}
+
+function writeResume(file: string, r: ResumeFile): void {
+  const tmp = `${file}.tmp`;
+  const fd = fs.openSync(tmp, 'w', 0o600);
+  try {
+    fs.writeSync(fd, JSON.stringify(r));
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  fs.renameSync(tmp, file);
+  const d = fs.openSync(path.dirname(file), 'r');
+  fs.fsyncSync(d);
+  fs.closeSync(d);
+}
+
+export function geometryOf(vol: Volume): VolumeGeometry {
+  const r = vol.rootRecord;
+  return { uuid: r.uuid, blockSize: r.blockSize, nblocks: r.nblocks, logicalSize: r.logicalSize, maxSnapshots: r.maxSnapshots, mapDepth: r.mapDepth };
+}
+
+/** Finishes a first transfer interrupted between its CP and the link into place. */
+function settleFresh(volPath: string): void {
+  const { fresh, resume } = sidePaths(volPath);
+  if (fs.existsSync(volPath) || !fs.existsSync(fresh)) return;
+  let committed = false;
+  try {
+    const v = Volume.open(fresh, { write: false });
+    committed = v.rootRecord.generation > 1 && v.mirrorFlags.mirror;
+    v.close();
+  } catch {
+    committed = false;
+  }
+  if (!committed) return;
+  fs.linkSync(fresh, volPath);
+  fs.rmSync(fresh, { force: true });
+  fs.rmSync(resume, { force: true });
+}
+
+/** The destination's state as the source needs it. */
+export function describeDestination(volPath: string): DestinationState {
+  settleFresh(volPath);
+  const { resume } = sidePaths(volPath);
+  const r = readResume(resume);
+  const resumeInfo = r ? { transferId: r.transferId, planHash: r.planHash, acked: r.acked } : null;
+  if (!fs.existsSync(volPath)) return { exists: false, uuid: null, geometry: null, mirror: false, broken: false, snapshots: [], top: null, resume: resumeInfo };
+  const vol = Volume.open(volPath, { write: false });
+  try {
+    const snaps = vol.snapshots();
+    const flags = vol.mirrorFlags;
+    const newest = snaps[snaps.length - 1];
+    const top = flags.mirror && !flags.broken && newest && newest.mapRoot === vol.rootRecord.mapRoot ? identOf(newest) : null;
+    return { exists: true, uuid: vol.rootRecord.uuid, geometry: geometryOf(vol), mirror: flags.mirror, broken: flags.broken, snapshots: snaps.map(identOf), top, resume: resumeInfo };
+  } finally {
+    vol.close();
+  }
+}
+
+function wireError(err: unknown): { code: string; message: string; hint?: string } {
+  if (err instanceof ImgstreamError) return { code: err.code, message: err.message, hint: err.hint };
+  return { code: 'internal', message: (err as Error).message ?? String(err) };
+}
+
+/** Makes a mirror destination writable (`mirror break`). */
+export function breakMirror(volPath: string): { broken: boolean; generation: number } {
+  const vol = Volume.open(volPath, { write: true, mirror: true });
+  try {
+    if (!vol.mirrorFlags.mirror) throw new InvalidInputError(`${volPath}: is not a mirror destination`);
+    vol.setMirrorFlags({ mirror: true, broken: true });
+    vol.commit();
+    return { broken: true, generation: vol.rootRecord.generation };
+  } finally {
+    vol.close();
+  }
+}
+
+/**
+ * Serves one conversation with a source: `hello` is its first message. Errors are sent
+ * to the source as { error } and rethrown for the caller's log.
+ */
+export async function receiveMirror(volPath: string, ch: MirrorChannel, hello: Record<string, unknown>, opts: ReceiverOptions = {}): Promise<TransferDone | null> {
+  const log = opts.log ?? (() => {});
+  try {
+    if (hello.protocol !== MIRROR_PROTOCOL) throw new InvalidInputError(`mirror protocol ${String(hello.protocol)} is not supported (this side speaks ${MIRROR_PROTOCOL})`, 'run the same imgstream version on both sides');
+    if (hello.op === 'mirror.break') {
+      const r = breakMirror(volPath);
+      await ch.send({ done: { generation: r.generation, blocks: 0, bytes: 0, deallocated: 0, resumed: 0, staged: 0 } });
+      log(`mirror ${path.basename(volPath)} broken off: writable now`);
+      return null;
+    }
+    if (hello.op === 'mirror.state') {
+      await ch.send({ state: describeDestination(volPath) });
+      return null;
+    }
+    if (hello.op !== 'mirror.update' && hello.op !== 'mirror.resync') throw new InvalidInputError(`unknown mirror operation ${String(hello.op)}`);
+    const geometry = hello.volume as VolumeGeometry;
+    const state = describeDestination(volPath);
+    if (state.exists) {
+      if (!state.mirror) throw new InvalidInputError(`${path.basename(volPath)}: holds a volume that is not a mirror`, 'mirror to another name');
+      if (!geometryMatches(state.geometry!, geometry)) throw new InvalidInputError(`${path.basename(volPath)}: is the mirror of another volume (${state.uuid})`, 'mirror to another name, or delete the old mirror');
+      if (state.broken && hello.op === 'mirror.update') throw new InvalidInputError(`${path.basename(volPath)}: the mirror was broken off and may have changed`, 'bring it back with: imgstream mirror resync');
+    }
+    await ch.send({ state });
+    const m = await ch.receive();
+    if (!m) return null; // the source only wanted the state
+    if (m.msg.error) return null;
+    const plan = m.msg.plan as TransferPlan | undefined;
+    if (!plan || typeof plan.transferId !== 'string' || !Array.isArray(plan.snapshots)) throw new CorruptError('mirror: expected a transfer plan');
+    if (!geometryMatches(plan.volume, geometry)) throw new CorruptError('mirror: the plan is for another volume');
+    return await applyTransfer(volPath, ch, plan, state, log, opts.ackBytes ?? ACK_BYTES);
+  } catch (err) {
+    try {
+      await ch.send({ error: wireError(err) });
+    } catch {
+      /* the connection is gone */
+    }
+    throw err;
+  }
+}
+
+function planHashOf(plan: TransferPlan): string {
+  return createHash('sha256').update(JSON.stringify({ ...plan, blocks: 0, bytes: 0 })).digest('hex');
+}
+
+async function applyTransfer(volPath: string, ch: MirrorChannel, plan: TransferPlan, state: DestinationState, log: (l: string) => void, ackBytes: number): Promise<TransferDone> {
+  const sides = sidePaths(volPath);
+  const planHash = planHashOf(plan);
+  let resume = readResume(sides.resume);
+  if (resume && (resume.transferId !== plan.transferId || resume.planHash !== planHash)) resume = null;
+  const initial = !state.exists;
+  if (initial && !fs.existsSync(sides.fresh)) {
+    const g = plan.volume;
+    Volume.create(sides.fresh, { size: g.logicalSize, blockSize: g.blockSize, nblocks: g.nblocks, maxSnapshots: g.maxSnapshots, uuid: g.uuid });
+  }
+  const vol = Volume.open(initial ? sides.fresh : volPath, { write: true, mirror: true });
+  let stageFd: number | null = null;
+  let committed = false;
+  try {
+    if (vol.rootRecord.mapDepth !== plan.volume.mapDepth) throw new InvalidInputError('mirror: unsupported volume geometry');
+    const here = new Map(vol.snapshots().map((s) => [s.id, s] as const));
+    for (const id of plan.keep) {
+      const h = here.get(id);
+      const p = plan.snapshots.find((s) => s.id === id);
+      if (!h || !p || !sameSnapshot(identOf(h), identOf(p))) throw new InvalidInputError(`mirror: snapshot id ${id} is not the same on both sides`, 'run imgstream mirror resync');
+    }
+    const incoming = plan.snapshots.filter((s) => plan.incoming.includes(s.id));
+    const leaving = vol.snapshots().filter((s) => !plan.keep.includes(s.id));
+    // not enough free slots for the new snapshots while the old ones are still here: let
+    // the old ones go first, in a CP of their own (a consistent state, if not a source's)
+    if (vol.freeSnapshotSlots().length < incoming.length && !resume) {
+      for (const s of leaving) if (s.mapRoot !== vol.rootRecord.mapRoot) vol.dropSnapshotEntry(s.name);
+      vol.commit();
+      if (vol.freeSnapshotSlots().length < incoming.length) throw new InvalidInputError(`mirror: ${incoming.length} snapshots arrive and the destination has ${vol.freeSnapshotSlots().length} free slots`);
+    }
+    const free = vol.freeSnapshotSlots();
+    const slotOf = new Map<number, number>();
+    if (resume) for (const [id, slot] of Object.entries(resume.slots)) slotOf.set(Number(id), slot);
+    else incoming.forEach((s, i) => slotOf.set(s.id, free[i]));
+    for (const s of incoming) if (slotOf.get(s.id) === undefined || !free.includes(slotOf.get(s.id)!)) throw new CorruptError('mirror: the resume state does not fit the volume');
+    if (!resume) {
+      fs.rmSync(sides.stage, { force: true });
+      resume = { transferId: plan.transferId, planHash, acked: 0, chain: hashChain.start(), slots: Object.fromEntries(slotOf), staged: [], stageBytes: 0 };
+    }
+    stageFd = fs.openSync(sides.stage, 'a+', 0o600);
+    fs.ftruncateSync(stageFd, resume.stageBytes); // drop what was written after the last acknowledgement
+    const staged = new Map(resume.staged.map((s) => [s.vbn, s.offset] as const));
+    let stageBytes = resume.stageBytes;
+    const acked = resume.acked;
+    await ch.send({ ready: { resumeFrom: acked } });
+    if (acked > 0) log(`mirror ${path.basename(volPath)}: resuming transfer ${plan.transferId} after ${acked} records`);
+
+    const bs = vol.blockSize;
+    const bitsPerChunk = vol.layout.bitsPerPlaneBlock;
+    const written = new Map<number, Set<number>>(incoming.map((s) => [s.id, new Set<number>()]));
+    const arrived = new SparseBitmap(vol.layout.wordsPerPlaneBlock);
+    let occChunk = -1;
+    let occ: Uint32Array = new Uint32Array(0);
+    let chain = hashChain.start();
+    let next = 0;
+    let sinceAck = 0;
+    let lastAck = Date.now();
+    let blocks = 0;
+    let bytes = 0;
+    const ack = async () => {
+      vol.file.sync();
+      fs.fsyncSync(stageFd!);
+      writeResume(sides.resume, { ...resume!, acked: next, chain, staged: [...staged].map(([vbn, offset]) => ({ vbn, offset })), stageBytes });
+      await ch.send({ ack: next });
+      sinceAck = 0;
+      lastAck = Date.now();
+    };
+    for (;;) {
+      const m = await ch.receive();
+      if (!m) throw new CorruptError(`mirror: the source went away after ${next} records`, 'run the update again: it resumes');
+      if (m.msg.error) {
+        const e = m.msg.error as { message?: string };
+        throw new InvalidInputError(`mirror: the source gave up: ${e.message ?? 'unknown error'}`);
+      }
+      if (m.msg.end) {
+        const end = m.msg.end as { records: number; chain: string };
+        if (end.records !== next || end.chain !== chain) throw new CorruptError(`mirror: transfer ${plan.transferId} does not check out (${next} records received, ${end.records} sent)`);
+        break;
+      }
+      const i = m.msg.rec;
+      if (i !== next || typeof m.msg.sha256 !== 'string' || !m.payload) throw new CorruptError(`mirror: record ${String(i)} out of order (expected ${next})`);
+      const ghost = m.msg.ghost === true;
+      if (ghost !== i < acked) throw new CorruptError(`mirror: record ${i} ${ghost ? 'resent as a ghost but never acknowledged' : 'acknowledged before but resent'}`);
+      const sha = m.msg.sha256;
+      if (!ghost && createHash('sha256').update(m.payload).digest('hex') !== sha) throw new CorruptError(`mirror: record ${i} is damaged (checksum)`);
+      chain = hashChain.add(chain, sha);
+      if (ghost && i === acked - 1 && chain !== resume.chain) {
+        fs.rmSync(sides.resume, { force: true });
+        throw new CorruptError('mirror: the source no longer has what it sent before', 'the transfer starts over on the next update');
+      }
+      let idx;
+      try {
+        idx = decodeRecordIndex(m.msg.kind as string, m.payload, bs, ghost);
+      } catch (err) {
+        if (err instanceof StreamFormatError) throw new CorruptError(`mirror: record ${i}: ${err.message}`);
+        throw err;
+      }
+      if (idx.kind === 'plane') {
+        const snap = plan.snapshots[idx.snapshotIndex];
+        const slot = snap ? slotOf.get(snap.id) : undefined;
+        if (slot === undefined) throw new CorruptError(`mirror: record ${i} carries a plane of a snapshot that is not arriving`);
+        idx.chunks.forEach((c, k) => {
+          if (!(c >= 0 && c < vol.layout.planeBlocks)) throw new CorruptError(`mirror: record ${i}: plane block ${c} outside the volume`);
+          if (idx.data) vol.writeSlotPlane(slot, c, idx.data.subarray(k * bs, (k + 1) * bs));
+          written.get(snap.id)!.add(c);
+        });
+      } else {
+        const { vbns } = idx;
+        const data = idx.data;
+        let runStart = -1;
+        const flushRun = (end: number) => {
+          if (runStart < 0) return;
+          if (!ghost) vol.file.write(data!.subarray(runStart * bs, end * bs), vol.layout.vbnOffset(vbns[runStart]));
+          runStart = -1;
+        };
+        for (let k = 0; k < vbns.length; k++) {
+          const v = vbns[k];
+          if (!(v > 0 && v < vol.nblocks) || arrived.has(v)) throw new CorruptError(`mirror: record ${i}: block for VBN ${v} ${arrived.has(v) ? 'twice' : 'outside the volume'}`);
+          arrived.add(v);
+          const c = Math.floor(v / bitsPerChunk);
+          if (c !== occChunk) {
+            occ = vol.occupiedWords(c);
+            occChunk = c;
+          }
+          const b = v % bitsPerChunk;
+          if ((occ[b >>> 5] & (1 << (b & 31))) !== 0) {
+            // the old state holds this VBN: keep the block aside for the final CP's journal
+            flushRun(k);
+            if (!ghost) {
+              staged.set(v, stageBytes);
+              fs.writeSync(stageFd, data!, k * bs, bs, stageBytes);
+              stageBytes += bs;
+            } else if (!staged.has(v)) throw new CorruptError(`mirror: staged block for VBN ${v} is missing`);
+            continue;
+          }
+          if (runStart >= 0 && v !== vbns[k - 1] + 1) flushRun(k);
+          if (runStart < 0) runStart = k;
+        }
+        flushRun(vbns.length);
+        blocks += vbns.length;
+        bytes += vbns.length * bs;
+      }
+      next++;
+      if (!ghost) {
+        sinceAck += m.payload.length;
+        if (sinceAck >= ackBytes || Date.now() - lastAck > 1000) await ack();
+      }
+    }
+    // complete and verified: switch to the new state in one CP
+    if (next > acked) await ack();
+    const usedBefore = vol.nblocks - 1 - vol.countFree();
+    for (const s of incoming) vol.clearSlotPlaneExcept(slotOf.get(s.id)!, written.get(s.id)!);
+    vol.file.sync();
+    const scratch = Buffer.alloc(bs);
+    for (const [v, off] of staged) {
+      fs.readSync(stageFd, scratch, 0, bs, off);
+      vol.stageBlock(v, scratch);
+      arrived.add(v);
+    }
+    for (const s of leaving) vol.dropSnapshotEntry(s.name);
+    for (const s of incoming) {
+      const e: SnapshotEntry = { ...s, slot: slotOf.get(s.id)! };
+      vol.installSnapshot(e);
+    }
+    vol.resetActiveTo(plan.top.name);
+    vol.markRecorded(arrived);
+    vol.setMirrorFlags({ mirror: true, broken: false });
+    vol.commit();
+    committed = true;
+    const generation = vol.rootRecord.generation;
+    const usedAfter = vol.nblocks - 1 - vol.countFree();
+    const deallocated = Math.max(0, usedBefore + blocks - staged.size - usedAfter);
+    vol.close();
+    if (initial) {
+      fs.linkSync(sides.fresh, volPath);
+      fs.rmSync(sides.fresh, { force: true });
+    }
+    fs.closeSync(stageFd);
+    stageFd = null;
+    fs.rmSync(sides.stage, { force: true });
+    fs.rmSync(sides.resume, { force: true });
+    const done: TransferDone = { generation, blocks, bytes, deallocated, resumed: acked, staged: staged.size };
+    await ch.send({ done });
+    log(`mirror ${path.basename(volPath)}: transfer ${plan.transferId} (${plan.mode}) committed at CP ${generation}: ${blocks} blocks, top ${plan.top.name}`);
+    return done;
+  } catch (err) {
+    if (!committed) {
+      try {
+        vol.abort();
+      } catch {
+        /* closing below is enough */
+      }
+    }
+    throw err;
+  } finally {
+    vol.close();
+    if (stageFd !== null) fs.closeSync(stageFd);
+  }
+}

@@ -1,0 +1,51 @@
+// Record payloads of a mirror transfer (protocol.ts): the PLANE and DATA payloads of the
+// image stream format, and their ghosts (the same without block contents) for records
+// resent on resume; and the hash chain over record hashes.
+import { createHash } from 'node:crypto';
+import { decodeData, decodePlane, StreamFormatError } from '../format/image-stream.js';
+
+export type RecordIndex =
+  | { kind: 'plane'; snapshotIndex: number; chunks: number[]; data: Buffer | null }
+  | { kind: 'data'; vbns: number[]; data: Buffer | null };
+
+/** A record's ghost: its layout up to the block contents (the count and VBNs, or the snapshot index, count and chunks). */
+export function ghostOf(kind: 'plane' | 'data', payload: Buffer): Buffer {
+  if (kind === 'data') return payload.subarray(0, 8 + payload.readUInt32LE(0) * 8);
+  return payload.subarray(0, 8 + payload.readUInt32LE(4) * 4);
+}
+
+export function decodeRecordIndex(kind: string, payload: Buffer, blockSize: number, ghost: boolean): RecordIndex {
+  if (kind === 'data') {
+    if (!ghost) {
+      const d = decodeData(payload, blockSize);
+      return { kind, vbns: d.vbns, data: d.data };
+    }
+    const n = payload.length >= 8 ? payload.readUInt32LE(0) : -1;
+    if (n < 0 || payload.length !== 8 + n * 8) throw new StreamFormatError('damaged DATA ghost');
+    const vbns = Array.from({ length: n }, (_, i) => payload.readUInt32LE(8 + i * 8) + payload.readUInt32LE(12 + i * 8) * 4294967296);
+    return { kind, vbns, data: null };
+  }
+  if (kind === 'plane') {
+    if (!ghost) {
+      const p = decodePlane(payload, blockSize);
+      return { kind, snapshotIndex: p.snapshotIndex, chunks: p.chunks, data: p.data };
+    }
+    const n = payload.length >= 8 ? payload.readUInt32LE(4) : -1;
+    if (n < 0 || payload.length !== 8 + n * 4) throw new StreamFormatError('damaged PLANE ghost');
+    return { kind, snapshotIndex: payload.readUInt32LE(0), chunks: Array.from({ length: n }, (_, i) => payload.readUInt32LE(8 + i * 4)), data: null };
+  }
+  throw new StreamFormatError(`unknown record kind ${kind}`);
+}
+
+export const hashChain = {
+  start(): string {
+    return createHash('sha256').update('imgstream-mirror-chain').digest('hex');
+  },
+  add(chain: string, recordSha: string): string {
+    return createHash('sha256').update(chain).update(recordSha).digest('hex');
+  },
+};
+
+export function sha256(b: Buffer): string {
+  return createHash('sha256').update(b).digest('hex');
+}

@@ -1,0 +1,422 @@
+// The source side of a mirror transfer (protocol.ts).
+//
+// An update takes a snapshot, mirror.<tag>.<n>, and in the same CP swaps the
+// mark-on-allocate planes: the plane that recorded every allocation since the last
+// transfer stops recording and is shipped, the other (emptied) records from now on. The
+// new snapshot pins every block being shipped, so none can be reused until the transfer
+// is done; then the shipped plane is emptied and the relationship's older snapshot goes.
+// A transfer that fails keeps its plane (the next update folds it into the one it ships,
+// so nothing is lost) and its snapshot (the next update resumes it when the destination
+// still holds what it acknowledged).
+//
+// Which blocks travel (plan.mode):
+//   moa     the marked blocks the new state holds: no plane subtraction. Used when the
+//           planes have tracked this relationship since the destination's current state.
+//   common  the new state's blocks minus those of the snapshots both sides hold (resync,
+//           replicate pull, or a relationship the planes did not track).
+//   full    every block of the new state (a first transfer).
+// Planes travel for the snapshots the destination lacks; the snapshots it has and the new
+// state lacks are deleted there, which deallocates their blocks.
+import { randomUUID } from 'node:crypto';
+import path from 'node:path';
+import { CorruptError, ImgstreamError, InvalidInputError, NotFoundError, BusyError, IoError, VolumeFullError, ExistsError, NotAVolumeError, UsageError } from '../errors.js';
+import { encodeData, encodePlane } from '../format/image-stream.js';
+import type { SnapshotEntry } from '../format/snapshot-entry.js';
+import { forEachExtent, popcount32 } from '../image/index.js';
+import { noProgress, type Progress } from '../progress.js';
+import { PLANE_MOA } from '../volume/layout.js';
+import type { Volume } from '../volume/volume.js';
+import { ghostOf, hashChain, sha256 } from './records.js';
+import { geometryOf } from './receiver.js';
+import { identOf, MIRROR_PROTOCOL, sameSnapshot, type DestinationState, type MirrorChannel, type SnapshotIdent, type TransferDone, type TransferMode, type TransferPlan, type WireError } from './protocol.js';
+import { relationshipKey, relationshipTag, type MirrorState, type Relationship } from './state.js';
+
+const RECORD_BYTES = 1 << 20;
+
+export interface SendOptions {
+  /** Where the destination is, as the user named it: the relationship's identity. */
+  destination: string;
+  /** The destination's name (DIR/NAME on a peer). */
+  name: string;
+  op: 'mirror.update' | 'mirror.resync' | 'replicate';
+  state: MirrorState;
+  /** replicate: the snapshot to bring the destination to (no snapshot is taken). */
+  top?: string;
+  progress?: Progress;
+}
+
+export interface MirrorResult {
+  destination: string;
+  transferId: string;
+  mode: TransferMode;
+  top: string;
+  snapshots: number;
+  /** Blocks sent (new this run), and all the transfer carries. */
+  blocks: number;
+  planBlocks: number;
+  /** Bytes sent on the channel in this run (headers and payloads, before any transport compression). */
+  bytes: number;
+  dataBytes: number;
+  resumedRecords: number;
+  deallocated: number;
+  staged: number;
+  generation: number;
+  durationMs: number;
+  upToDate: boolean;
+}
+
+const ERROR_CLASSES: Record<string, new (m: string, h?: string) => ImgstreamError> = {
+  usage: UsageError,
+  'not-found': NotFoundError,
+  'invalid-input': InvalidInputError,
+  'not-a-volume': NotAVolumeError,
+  exists: ExistsError,
+  busy: BusyError,
+  'volume-full': VolumeFullError,
+  corrupt: CorruptError,
+  io: IoError,
+};
+
+/** An error the other side reported, as the same kind of error here. */
+export function remoteError(e: WireError, where: string): ImgstreamError {
+  const C = ERROR_CLASSES[e.code] ?? IoError;
+  return new C(`${where}: ${e.message}`, e.hint);
+}
+
+async function expect(ch: MirrorChannel, what: string, where: string): Promise<Record<string, unknown>> {
+  const m = await ch.receive();
+  if (!m) throw new IoError(`${where}: the connection closed before the ${what}`, 'run the update again: it resumes');
+  if (m.msg.error) throw remoteError(m.msg.error as WireError, where);
+  if (!(what in m.msg)) throw new CorruptError(`${where}: expected the ${what}, got ${Object.keys(m.msg).join(',')}`);
+  return m.msg;
+}
+
+/** Asks the destination for its state only. */
+export async function destinationState(ch: MirrorChannel, name: string, geometry: ReturnType<typeof geometryOf> | null, where: string): Promise<DestinationState> {
+  await ch.send({ op: 'mirror.state', name, protocol: MIRROR_PROTOCOL, volume: geometry });
+  const m = await expect(ch, 'state', where);
+  return m.state as DestinationState;
+}
+
+function mirrorSnapshotName(vol: Volume, tag: string): string {
+  const prefix = `mirror.${tag}.`;
+  let n = 0;
+  for (const s of vol.snapshots()) if (s.name.startsWith(prefix)) n = Math.max(n, Number(s.name.slice(prefix.length)) || 0);
+  return `${prefix}${n + 1}`;
+}
+
+export async function sendMirror(vol: Volume, ch: MirrorChannel, opts: SendOptions): Promise<MirrorResult> {
+  const started = Date.now();
+  const progress = opts.progress ?? noProgress;
+  const where = opts.destination;
+  const geometry = geometryOf(vol);
+  const uuid = geometry.uuid;
+  const key = relationshipKey(uuid, opts.destination);
+  // replicas share the uuid: the planes are this volume file's
+  const moaKey = `${uuid} ${path.resolve(vol.path)}`;
+  const tag = relationshipTag(opts.destination);
+  const cascade = vol.mirrorFlags.mirror && !vol.mirrorFlags.broken;
+  const init = (): Relationship => ({ key, volume: { uuid, path: vol.path }, destination: opts.destination, state: 'idle', lastSuccess: null, lastAttempt: null, pending: null, moa: null });
+  const rel = opts.state.get(key);
+  const track = opts.op !== 'replicate';
+
+  await ch.send({ op: opts.op === 'replicate' ? 'mirror.update' : opts.op, name: opts.name, protocol: MIRROR_PROTOCOL, volume: geometry });
+  const dest = (await expect(ch, 'state', where)).state as DestinationState;
+  if (dest.exists && dest.uuid !== uuid) throw new InvalidInputError(`${where}: holds another volume (${dest.uuid})`, 'mirror to another name');
+
+  // resume the transfer that stopped, when both sides still have what it was about
+  let transferId: string;
+  let top: SnapshotEntry;
+  let mode: TransferMode;
+  const pend = rel?.pending;
+  const pendTop = pend ? vol.snapshots().find((s) => sameSnapshot(identOf(s), pend.top)) : undefined;
+  const resumable = track && pend && pendTop && dest.resume?.transferId === pend.transferId && (dest.top === null || dest.top.id < pend.top.id) && opts.op === 'mirror.update';
+  if (resumable) {
+    transferId = pend!.transferId;
+    top = pendTop!;
+    mode = pend!.mode;
+  } else {
+    // a new transfer: its top snapshot, and the planes swapped in the same CP
+    if (opts.top !== undefined) top = vol.snapshot(opts.top);
+    else if (cascade) {
+      const snaps = vol.snapshots();
+      top = snaps[snaps.length - 1];
+      if (!top || top.mapRoot !== vol.rootRecord.mapRoot) throw new InvalidInputError(`${vol.path}: this mirror has no complete state to pass on yet`);
+    } else {
+      top = vol.createSnapshot(mirrorSnapshotName(vol, tag));
+    }
+    if (track && !cascade) {
+      // snapshots of transfers that never completed: the destination does not have them
+      const prefix = `mirror.${tag}.`;
+      for (const s of vol.snapshots()) {
+        if (s.name.startsWith(prefix) && s.id < top.id && !dest.snapshots.some((d) => sameSnapshot(identOf(s), d))) vol.dropSnapshotEntry(s.name);
+      }
+    }
+    if (track) {
+      const recording = PLANE_MOA[vol.rootRecord.moaCurrent];
+      const other = PLANE_MOA[vol.rootRecord.moaCurrent ^ 1];
+      // what the other plane still holds was never confirmed shipped: it goes too
+      vol.mergeMarkOnAllocate(other, recording);
+      vol.clearMarkOnAllocate(other);
+      vol.swapMarkOnAllocate(); // the plane that recorded is shipped, the emptied one records
+      vol.commit();
+    }
+    const common = dest.snapshots.some((d) => vol.snapshots().some((s) => s.id <= top.id && sameSnapshot(identOf(s), d)));
+    const owner = opts.state.moaOwner(moaKey);
+    // the planes hold every allocation since they were last emptied, which only a
+    // successful transfer of their owner does: valid while the destination is still at
+    // the state of that transfer
+    if (opts.op === 'mirror.update' && dest.exists && owner === key && rel?.moa && dest.top && sameSnapshot(dest.top, rel.moa.top)) {
+      mode = 'moa';
+    } else mode = dest.exists && common ? 'common' : 'full';
+    transferId = randomUUID();
+  }
+  const newState = vol.snapshots().filter((s) => s.id <= top.id);
+  const keep = newState.filter((s) => dest.snapshots.some((d) => sameSnapshot(identOf(s), d)));
+  const incoming = newState.filter((s) => !keep.includes(s));
+  if (dest.exists && dest.top && sameSnapshot(dest.top, identOf(top)) && incoming.length === 0 && dest.snapshots.length === keep.length) {
+    // nothing new: the destination already is this state
+    if (track && !resumable) finishSource(vol, opts, key, tag, top, cascade);
+    return { destination: where, transferId: '', mode, top: top.name, snapshots: newState.length, blocks: 0, planBlocks: 0, bytes: ch.bytesSent, dataBytes: 0, resumedRecords: 0, deallocated: 0, staged: 0, generation: 0, durationMs: Date.now() - started, upToDate: true };
+  }
+  if (track) {
+    opts.state.update(key, init, (r) => {
+      r.state = 'transferring';
+      r.pending = { transferId, top: identOf(top), mode, moaSwaps: vol.rootRecord.moaSwaps };
+      r.lastAttempt = { started: new Date(started).toISOString(), finished: null, error: null };
+    });
+  }
+
+  try {
+    const selection = new Selection(vol, newState, keep, mode);
+    const plan: TransferPlan = {
+      transferId,
+      mode,
+      volume: geometry,
+      snapshots: newState.map(({ slot: _slot, ...rest }) => rest),
+      top: identOf(top),
+      keep: keep.map((s) => s.id),
+      incoming: incoming.map((s) => s.id),
+      blocks: selection.count(),
+      bytes: 0,
+    };
+    plan.bytes = plan.blocks * vol.blockSize;
+    await ch.send({ plan });
+    const ready = (await expect(ch, 'ready', where)).ready as { resumeFrom: number };
+    const resumeFrom = ready.resumeFrom;
+
+    // acknowledgements and the final answer arrive while records go out
+    let done: TransferDone | null = null;
+    let failure: Error | null = null;
+    const reader = (async () => {
+      for (;;) {
+        const m = await ch.receive();
+        if (!m) {
+          if (!done) failure ??= new IoError(`${where}: the connection closed during the transfer`, 'run the update again: it resumes');
+          return;
+        }
+        if (m.msg.error) {
+          failure = remoteError(m.msg.error as WireError, where);
+          return;
+        }
+        if (m.msg.done) {
+          done = m.msg.done as TransferDone;
+          return;
+        }
+      }
+    })().catch((err: Error) => {
+      failure ??= err;
+    });
+
+    let chain = hashChain.start();
+    let i = 0;
+    let sentBlocks = 0;
+    let sentBytes = 0;
+    progress.start(`mirroring to ${where}`, plan.bytes, 'bytes');
+    const emit = async (kind: 'plane' | 'data', payload: Buffer, blocks: number) => {
+      if (failure) throw failure;
+      const sha = sha256(payload);
+      chain = hashChain.add(chain, sha);
+      if (i < resumeFrom) await ch.send({ rec: i, kind, sha256: sha, ghost: true }, ghostOf(kind, payload));
+      else {
+        await ch.send({ rec: i, kind, sha256: sha }, payload);
+        if (kind === 'data') {
+          sentBlocks += blocks;
+          sentBytes += blocks * vol.blockSize;
+        }
+      }
+      i++;
+    };
+    await sendPlanes(vol, newState, incoming, emit);
+    let doneBytes = 0;
+    await selection.records(async (payload, n) => {
+      await emit('data', payload, n);
+      doneBytes += n * vol.blockSize;
+      progress.update(doneBytes);
+    });
+    progress.stop();
+    if (failure) throw failure;
+    await ch.send({ end: { records: i, chain } });
+    await reader;
+    if (failure) throw failure;
+    if (!done) throw new IoError(`${where}: no answer to the end of the transfer`, 'run the update again');
+    const d = done as TransferDone;
+    const result: MirrorResult = {
+      destination: where,
+      transferId,
+      mode,
+      top: top.name,
+      snapshots: newState.length,
+      blocks: sentBlocks,
+      planBlocks: plan.blocks,
+      bytes: ch.bytesSent,
+      dataBytes: sentBytes,
+      resumedRecords: resumeFrom,
+      deallocated: d.deallocated,
+      staged: d.staged,
+      generation: d.generation,
+      durationMs: Date.now() - started,
+      upToDate: false,
+    };
+    if (track) {
+      finishSource(vol, opts, key, tag, top, cascade);
+      opts.state.update(key, init, (r) => {
+        r.state = 'idle';
+        r.pending = null;
+        r.moa = { top: identOf(top), swaps: vol.rootRecord.moaSwaps };
+        r.lastSuccess = { transferId, top: identOf(top), finished: new Date().toISOString(), blocks: plan.blocks, bytes: result.bytes, durationMs: result.durationMs, mode };
+        r.lastAttempt = { started: new Date(started).toISOString(), finished: new Date().toISOString(), error: null };
+      }, moaKey);
+    }
+    return result;
+  } catch (err) {
+    progress.stop();
+    if (track) {
+      opts.state.update(key, init, (r) => {
+        r.state = 'failed';
+        r.lastAttempt = { started: new Date(started).toISOString(), finished: new Date().toISOString(), error: (err as Error).message };
+      });
+    }
+    try {
+      await ch.send({ error: { code: err instanceof ImgstreamError ? err.code : 'internal', message: (err as Error).message } });
+    } catch {
+      /* gone */
+    }
+    throw err;
+  }
+}
+
+/** After a transfer the destination holds: empty the shipped plane, drop the relationship's older snapshots. */
+function finishSource(vol: Volume, opts: SendOptions, key: string, tag: string, top: SnapshotEntry, cascade: boolean): void {
+  vol.clearMarkOnAllocate(PLANE_MOA[vol.rootRecord.moaCurrent ^ 1]);
+  if (!cascade) {
+    const prefix = `mirror.${tag}.`;
+    for (const s of vol.snapshots()) if (s.name.startsWith(prefix) && s.id < top.id) vol.dropSnapshotEntry(s.name);
+  }
+  vol.commit();
+  void key;
+  void opts;
+}
+
+async function sendPlanes(vol: Volume, newState: SnapshotEntry[], incoming: SnapshotEntry[], emit: (kind: 'plane', payload: Buffer, blocks: number) => Promise<void>): Promise<void> {
+  const bs = vol.blockSize;
+  const per = Math.max(1, Math.floor(RECORD_BYTES / bs));
+  for (const s of incoming) {
+    const index = newState.indexOf(s);
+    const plane = vol.layout.snapshotPlane(s.slot);
+    const scan = vol.scanner(plane);
+    let chunks: number[] = [];
+    let words: Uint8Array[] = [];
+    for (let c = 0; c < vol.layout.planeBlocks; c++) {
+      const w = scan.words(c);
+      if (!w.some((x) => x !== 0)) continue;
+      chunks.push(c);
+      words.push(Buffer.from(new Uint8Array(w.buffer, w.byteOffset, w.byteLength)));
+      if (chunks.length === per) {
+        await emit('plane', encodePlane(index, chunks, words, bs), 0);
+        chunks = [];
+        words = [];
+      }
+    }
+    if (chunks.length) await emit('plane', encodePlane(index, chunks, words, bs), 0);
+  }
+}
+
+/** The blocks a transfer carries, chunk by chunk (one plane block's worth of VBNs at a time). */
+class Selection {
+  private readonly newPlanes: number[];
+  private readonly keepPlanes: number[];
+  private readonly shipping: number;
+  constructor(private readonly vol: Volume, newState: SnapshotEntry[], keep: SnapshotEntry[], private readonly mode: TransferMode) {
+    this.newPlanes = newState.map((s) => vol.layout.snapshotPlane(s.slot));
+    this.keepPlanes = keep.map((s) => vol.layout.snapshotPlane(s.slot));
+    this.shipping = PLANE_MOA[vol.rootRecord.moaCurrent ^ 1];
+  }
+
+  private chunk(c: number, out: Uint32Array): Uint32Array {
+    out.fill(0);
+    for (const p of this.newPlanes) {
+      const w = this.vol.planeWords(p, c);
+      for (let i = 0; i < out.length; i++) out[i] |= w[i];
+    }
+    if (this.mode === 'moa') {
+      const w = this.vol.planeWords(this.shipping, c);
+      for (let i = 0; i < out.length; i++) out[i] &= w[i];
+    } else if (this.mode === 'common') {
+      for (const p of this.keepPlanes) {
+        const w = this.vol.planeWords(p, c);
+        for (let i = 0; i < out.length; i++) out[i] &= ~w[i];
+      }
+    }
+    if (c === 0) out[0] &= ~1;
+    return out;
+  }
+
+  count(): number {
+    const out = new Uint32Array(this.vol.layout.wordsPerPlaneBlock);
+    let n = 0;
+    for (let c = 0; c < this.vol.layout.planeBlocks; c++) {
+      this.chunk(c, out);
+      for (let i = 0; i < out.length; i++) if (out[i] !== 0) n += popcount32(out[i]);
+    }
+    return n;
+  }
+
+  /** DATA payloads of about 1 MiB in VBN order, read in runs of consecutive VBNs. */
+  async records(emit: (payload: Buffer, blocks: number) => Promise<void>): Promise<void> {
+    const vol = this.vol;
+    const bs = vol.blockSize;
+    const per = Math.max(1, Math.floor(RECORD_BYTES / bs));
+    const bits = vol.layout.bitsPerPlaneBlock;
+    const out = new Uint32Array(vol.layout.wordsPerPlaneBlock);
+    let vbns: number[] = [];
+    let buf = Buffer.allocUnsafe(per * bs);
+    const flush = async () => {
+      if (vbns.length === 0) return;
+      const payload = encodeData(vbns, buf.subarray(0, vbns.length * bs), bs);
+      const n = vbns.length;
+      vbns = [];
+      await emit(payload, n);
+    };
+    for (let c = 0; c < vol.layout.planeBlocks; c++) {
+      this.chunk(c, out);
+      const extents: Array<[number, number]> = [];
+      forEachExtent(out, c * bits, (first, count) => extents.push([first, count]));
+      for (let [first, count] of extents) {
+        while (count > 0) {
+          const take = Math.min(count, per - vbns.length);
+          vol.file.read(buf.subarray(vbns.length * bs, (vbns.length + take) * bs), vol.layout.vbnOffset(first));
+          for (let k = 0; k < take; k++) vbns.push(first + k);
+          first += take;
+          count -= take;
+          if (vbns.length === per) await flush();
+        }
+      }
+    }
+    await flush();
+    void buf;
+    buf = Buffer.alloc(0);
+  }
+}
+
+export type { SnapshotIdent };
