@@ -158,9 +158,9 @@ export async function receiveMirror(volPath: string, ch: MirrorChannel, hello: R
     const geometry = hello.volume as VolumeGeometry;
     const state = describeDestination(volPath);
     if (state.exists) {
-      if (!state.mirror) throw new InvalidInputError(`${path.basename(volPath)}: holds a volume that is not a mirror`, 'mirror to another name');
-      if (!geometryMatches(state.geometry!, geometry)) throw new InvalidInputError(`${path.basename(volPath)}: is the mirror of another volume (${state.uuid})`, 'mirror to another name, or delete the old mirror');
-      if (state.broken && hello.op === 'mirror.update') throw new InvalidInputError(`${path.basename(volPath)}: the mirror was broken off and may have changed`, 'bring it back with: imgstream mirror resync');
+      if (!state.mirror) throw new InvalidInputError('holds a volume that is not a mirror', 'mirror to another name');
+      if (!geometryMatches(state.geometry!, geometry)) throw new InvalidInputError(`is the mirror of another volume (${state.uuid})`, 'mirror to another name, or delete the old mirror');
+      if (state.broken && hello.op === 'mirror.update') throw new InvalidInputError('the mirror was broken off and may have changed', 'bring it back with: imgstream mirror resync');
     }
     await ch.send({ state });
     const m = await ch.receive();

@@ -21,6 +21,8 @@ export interface VolumeInfo {
   created: string;
   markOnAllocate: { recording: number; swaps: number; marked: [number, number] };
   blockDevice: boolean;
+  /** "destination": a mirror destination (read-only); "broken": one broken off (writable); null: neither. */
+  mirror: 'destination' | 'broken' | null;
 }
 
 export function volumeInfo(vol: Volume): VolumeInfo {
@@ -45,5 +47,6 @@ export function volumeInfo(vol: Volume): VolumeInfo {
     created: new Date(r.createdMs).toISOString(),
     markOnAllocate: { recording: r.moaCurrent, swaps: r.moaSwaps, marked: [vol.countPlane(1), vol.countPlane(2)] },
     blockDevice: (r.flags & 1) !== 0,
+    mirror: vol.mirrorFlags.mirror ? (vol.mirrorFlags.broken ? 'broken' : 'destination') : null,
   };
 }

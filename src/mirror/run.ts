@@ -1,0 +1,253 @@
+// Running mirror operations from the command line: resolving a destination (a volume path
+// on this machine, or a peer), bandwidth limits, and the schedule of `mirror start`.
+import path from 'node:path';
+import { Cron } from 'croner';
+import { InvalidInputError, UsageError } from '../errors.js';
+import { noProgress, type Progress } from '../progress.js';
+import { Volume } from '../volume/volume.js';
+import { localDestination } from './index.js';
+import { MIRROR_PROTOCOL, type MirrorChannel } from './protocol.js';
+import { breakMirror, receiveMirror } from './receiver.js';
+import { destinationState, sendMirror, type MirrorResult } from './sender.js';
+import { MirrorState } from './state.js';
+
+/** Where a mirror goes: how to reach it, and its name as relationships record it. */
+export interface Destination {
+  /** Canonical form: an absolute path, or peer://HOST:PORT/NAME. */
+  readonly spec: string;
+  /** The volume's name at the destination (file name, or NAME on a peer). */
+  readonly name: string;
+  /** Opens a conversation; `settled` ends when the other side is done. */
+  open(): Promise<{ channel: MirrorChannel; settled: Promise<void> }>;
+}
+
+export type PeerOpener = (spec: string) => Destination;
+
+let peerOpener: PeerOpener | null = null;
+
+/** The peer layer registers how to reach peer:// destinations. */
+export function setPeerOpener(open: PeerOpener): void {
+  peerOpener = open;
+}
+
+export function destinationFor(spec: string): Destination {
+  if (spec.startsWith('peer://')) {
+    if (!peerOpener) throw new InvalidInputError(`${spec}: peer destinations are not available in this build`);
+    return peerOpener(spec);
+  }
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(spec)) throw new InvalidInputError(`${spec}: unknown destination`, 'give a volume path or peer://HOST:PORT/NAME');
+  const abs = path.resolve(spec);
+  return {
+    spec: abs,
+    name: path.basename(abs),
+    open: async () => localDestination(abs),
+  };
+}
+
+/** Wraps a channel so that sends average at most `bytesPerSecond` (a token bucket with a quarter second of burst). */
+export function rateLimited(ch: MirrorChannel, bytesPerSecond: number): MirrorChannel {
+  if (!(bytesPerSecond > 0)) return ch;
+  const burst = Math.max(64 << 10, bytesPerSecond / 4);
+  let tokens = burst;
+  let last = Date.now();
+  return {
+    async send(msg, payload) {
+      const cost = (payload?.length ?? 0) + 64;
+      for (;;) {
+        const now = Date.now();
+        tokens = Math.min(burst, tokens + ((now - last) / 1000) * bytesPerSecond);
+        last = now;
+        if (tokens >= cost || tokens >= burst) break;
+        await new Promise((r) => setTimeout(r, Math.min(1000, Math.ceil(((cost - tokens) / bytesPerSecond) * 1000))));
+      }
+      tokens -= cost;
+      return ch.send(msg, payload);
+    },
+    receive: () => ch.receive(),
+    close: () => ch.close(),
+    get bytesSent() {
+      return ch.bytesSent;
+    },
+  };
+}
+
+export interface UpdateOptions {
+  op: 'mirror.update' | 'mirror.resync';
+  state?: MirrorState;
+  limitRate?: number;
+  progress?: Progress;
+  /** Aborting cuts the transfer (it resumes next time). */
+  signal?: AbortSignal;
+}
+
+/** One update (or resync) of the relationship VOL -> destination. */
+export async function mirrorUpdate(volPath: string, dest: Destination, opts: UpdateOptions): Promise<MirrorResult> {
+  const vol = Volume.open(volPath, { write: true, mirror: true });
+  try {
+    const { channel, settled } = await dest.open();
+    const cut = () => channel.close();
+    opts.signal?.addEventListener('abort', cut, { once: true });
+    try {
+      return await sendMirror(vol, rateLimited(channel, opts.limitRate ?? 0), { destination: dest.spec, name: dest.name, op: opts.op, state: opts.state ?? new MirrorState(), progress: opts.progress ?? noProgress });
+    } finally {
+      opts.signal?.removeEventListener('abort', cut);
+      channel.close();
+      await settled;
+    }
+  } finally {
+    vol.close();
+  }
+}
+
+/** Makes a destination writable. */
+export async function mirrorBreak(dest: Destination): Promise<{ destination: string; broken: boolean }> {
+  if (!dest.spec.startsWith('peer://')) {
+    breakMirror(dest.spec);
+    return { destination: dest.spec, broken: true };
+  }
+  const { channel, settled } = await dest.open();
+  try {
+    await channel.send({ op: 'mirror.break', name: dest.name, protocol: MIRROR_PROTOCOL });
+    const m = await channel.receive();
+    if (!m) throw new InvalidInputError(`${dest.spec}: no answer`);
+    if (m.msg.error) {
+      const { remoteError } = await import('./sender.js');
+      throw remoteError(m.msg.error as { code: string; message: string }, dest.spec);
+    }
+    return { destination: dest.spec, broken: true };
+  } finally {
+    channel.close();
+    await settled;
+  }
+}
+
+/** The destination's state, as it reports it. */
+export async function mirrorDestinationState(dest: Destination): Promise<import('./protocol.js').DestinationState> {
+  const { channel, settled } = await dest.open();
+  try {
+    return await destinationState(channel, dest.name, null, dest.spec);
+  } finally {
+    channel.close();
+    await settled;
+  }
+}
+
+/** `replicate pull` from a volume on this machine: the local counterpart of the peer service. */
+export async function replicatePullLocal(sourcePath: string, destPath: string, opts: { state?: MirrorState; progress?: Progress } = {}): Promise<MirrorResult> {
+  const src = Volume.open(sourcePath, { write: true, mirror: true });
+  try {
+    const top = newestMaster(src);
+    const { channel, settled } = localDestination(path.resolve(destPath));
+    try {
+      const r = await sendMirror(src, channel, { destination: path.resolve(destPath), name: path.basename(destPath), op: 'replicate', top, state: opts.state ?? new MirrorState(), progress: opts.progress });
+      (opts.state ?? new MirrorState()).recordReplica(src.rootRecord.uuid, path.resolve(destPath), { ...identOfTop(src, top) });
+      return r;
+    } finally {
+      channel.close();
+      await settled;
+    }
+  } finally {
+    src.close();
+  }
+}
+
+function identOfTop(vol: Volume, name: string) {
+  const s = vol.snapshot(name);
+  return { id: s.id, name: s.name, generation: s.generation, createdMs: s.createdMs, reusedBlocks: s.reusedBlocks };
+}
+
+/** The newest master snapshot of a volume, the point replicas pull up to. */
+export function newestMaster(vol: Volume): string {
+  const masters = vol.snapshots().filter((s) => s.master);
+  const top = masters[masters.length - 1];
+  if (!top) throw new InvalidInputError(`${vol.path}: has no master snapshot to replicate`, 'take one with: imgstream snapshot create VOL NAME --master');
+  return top.name;
+}
+
+/**
+ * The receiving half of `replicate pull` over a channel whose other end runs sendMirror:
+ * the source speaks first.
+ */
+export async function receiveReplica(destPath: string, ch: MirrorChannel): Promise<void> {
+  const hello = await ch.receive();
+  if (!hello) throw new InvalidInputError('replicate: the source closed the connection');
+  if (hello.msg.error) {
+    const { remoteError } = await import('./sender.js');
+    throw remoteError(hello.msg.error as { code: string; message: string }, 'replicate');
+  }
+  await receiveMirror(destPath, ch, hello.msg);
+}
+
+// ------------------------------------------------------------------ schedule
+
+export interface Schedule {
+  describe: string;
+  /** Milliseconds from `now` to the next run. */
+  next(now: Date): number;
+}
+
+/** --every 30s|5m|2h|1d, or --cron "M H DoM Mon DoW" (five fields, as crontab(5); a sixth leading field is seconds). */
+export function parseSchedule(every: string | undefined, cron: string | undefined): Schedule {
+  if ((every === undefined) === (cron === undefined)) throw new UsageError('give one of --every or --cron');
+  if (every !== undefined) {
+    const m = /^(\d+(?:\.\d+)?)(s|m|h|d)$/.exec(every.trim());
+    const unit = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
+    const ms = m ? Number(m[1]) * unit[m[2] as keyof typeof unit] : NaN;
+    if (!(ms >= 1000)) throw new UsageError(`invalid --every "${every}"`, 'use a duration of at least 1s, e.g. 30s, 5m, 2h, 1d');
+    return { describe: `every ${every}`, next: () => ms };
+  }
+  let job: Cron;
+  try {
+    job = new Cron(cron!, { paused: true });
+  } catch (err) {
+    throw new UsageError(`invalid --cron "${cron}": ${(err as Error).message}`, 'use five fields: minute hour day-of-month month day-of-week, e.g. "*/5 * * * *"');
+  }
+  return {
+    describe: `cron "${cron}"`,
+    next: (now) => {
+      const at = job.nextRun(now);
+      if (!at) throw new UsageError(`--cron "${cron}" never runs again`);
+      return Math.max(0, at.getTime() - now.getTime());
+    },
+  };
+}
+
+export interface RunLoopEvents {
+  ran(result: MirrorResult): void;
+  failed(err: Error, attempt: number): void;
+  waiting(ms: number): void;
+}
+
+/**
+ * `mirror start`: an update now, then one at every tick of the schedule, until `signal`
+ * aborts (the current transfer is cut; the next start resumes it). A failed update is
+ * retried at the next tick; errors never end the loop. `maxRuns` ends it after that many
+ * runs (for tests and one-shot timers).
+ */
+export async function mirrorLoop(volPath: string, dest: Destination, schedule: Schedule, opts: { limitRate?: number; state?: MirrorState; signal: AbortSignal; maxRuns?: number }, on: RunLoopEvents): Promise<{ runs: number; failures: number }> {
+  let runs = 0;
+  let failures = 0;
+  let attempt = 0;
+  while (!opts.signal.aborted) {
+    runs++;
+    try {
+      on.ran(await mirrorUpdate(volPath, dest, { op: 'mirror.update', limitRate: opts.limitRate, state: opts.state, signal: opts.signal }));
+      attempt = 0;
+    } catch (err) {
+      failures++;
+      attempt++;
+      on.failed(err as Error, attempt);
+    }
+    if (opts.maxRuns !== undefined && runs >= opts.maxRuns) break;
+    const wait = schedule.next(new Date());
+    on.waiting(wait);
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(resolve, wait);
+      opts.signal.addEventListener('abort', () => {
+        clearTimeout(t);
+        resolve();
+      }, { once: true });
+    });
+  }
+  return { runs, failures };
+}
