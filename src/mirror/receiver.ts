@@ -20,7 +20,7 @@ import { StreamFormatError } from '../format/image-stream.js';
 import type { SnapshotEntry } from '../format/snapshot-entry.js';
 import { Volume } from '../volume/volume.js';
 import { SparseBitmap } from '../volume/sparse-bitmap.js';
-import { decodeRecordIndex, hashChain } from './records.js';
+import { applyMapDelta, decodeRecordIndex, hashChain } from './records.js';
 import { geometryMatches, identOf, MIRROR_PROTOCOL, sameSnapshot, type DestinationState, type MirrorChannel, type TransferDone, type TransferPlan, type VolumeGeometry } from './protocol.js';
 
 const ACK_BYTES = 32 << 20;
@@ -290,6 +290,32 @@ async function applyTransfer(volPath: string, ch: MirrorChannel, plan: TransferP
           if (idx.data) vol.writeSlotPlane(slot, c, idx.data.subarray(k * bs, (k + 1) * bs));
           written.get(snap.id)!.add(c);
         });
+      } else if (idx.kind === 'mapdelta') {
+        for (const d of idx.nodes) {
+          const v = d.vbn;
+          if (!(v > 0 && v < vol.nblocks) || arrived.has(v) || !(d.base > 0 && d.base < vol.nblocks)) throw new CorruptError(`mirror: record ${i}: map node for VBN ${v} ${arrived.has(v) ? 'twice' : 'outside the volume'}`);
+          arrived.add(v);
+          blocks++;
+          bytes += bs;
+          const c = Math.floor(v / bitsPerChunk);
+          const b = v % bitsPerChunk;
+          const held = (vol.occupiedWords(c)[b >>> 5] & (1 << (b & 31))) !== 0;
+          if (ghost) {
+            if (held && !staged.has(v)) throw new CorruptError(`mirror: staged block for VBN ${v} is missing`);
+            continue;
+          }
+          const bc = Math.floor(d.base / bitsPerChunk);
+          const bb = d.base % bitsPerChunk;
+          if ((vol.occupiedWords(bc)[bb >>> 5] & (1 << (bb & 31))) === 0) throw new CorruptError(`mirror: record ${i}: the base of map node ${v} (VBN ${d.base}) is not on the destination`, 'run imgstream mirror resync');
+          const nodeBuf = Buffer.alloc(bs);
+          vol.readBlock(d.base, nodeBuf);
+          applyMapDelta(nodeBuf, d);
+          if (held) {
+            staged.set(v, stageBytes);
+            fs.writeSync(stageFd, nodeBuf, 0, bs, stageBytes);
+            stageBytes += bs;
+          } else vol.file.write(nodeBuf, vol.layout.vbnOffset(v));
+        }
       } else {
         const { vbns } = idx;
         const data = idx.data;

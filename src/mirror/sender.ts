@@ -26,7 +26,8 @@ import { forEachExtent, popcount32 } from '../image/index.js';
 import { noProgress, type Progress } from '../progress.js';
 import { PLANE_MOA } from '../volume/layout.js';
 import type { Volume } from '../volume/volume.js';
-import { ghostOf, hashChain, sha256 } from './records.js';
+import { encodeMapDeltas, ghostOf, hashChain, sha256, type MapDelta } from './records.js';
+import { SparseBitmap } from '../volume/sparse-bitmap.js';
 import { geometryOf } from './receiver.js';
 import { identOf, MIRROR_PROTOCOL, sameSnapshot, type DestinationState, type MirrorChannel, type SnapshotIdent, type TransferDone, type TransferMode, type TransferPlan, type WireError } from './protocol.js';
 import { relationshipKey, relationshipTag, type MirrorState, type Relationship } from './state.js';
@@ -58,6 +59,8 @@ export interface MirrorResult {
   bytes: number;
   dataBytes: number;
   resumedRecords: number;
+  /** Map nodes sent as differences from the destination's nodes. */
+  mapDeltas: number;
   deallocated: number;
   staged: number;
   generation: number;
@@ -177,7 +180,7 @@ export async function sendMirror(vol: Volume, ch: MirrorChannel, opts: SendOptio
   if (dest.exists && dest.top && sameSnapshot(dest.top, identOf(top)) && incoming.length === 0 && dest.snapshots.length === keep.length) {
     // nothing new: the destination already is this state
     if (track && !resumable) finishSource(vol, opts, key, tag, top, cascade);
-    return { destination: where, transferId: '', mode, top: top.name, snapshots: newState.length, blocks: 0, planBlocks: 0, bytes: ch.bytesSent, dataBytes: 0, resumedRecords: 0, deallocated: 0, staged: 0, generation: 0, durationMs: Date.now() - started, upToDate: true };
+    return { destination: where, transferId: '', mode, top: top.name, snapshots: newState.length, blocks: 0, planBlocks: 0, bytes: ch.bytesSent, dataBytes: 0, resumedRecords: 0, mapDeltas: 0, deallocated: 0, staged: 0, generation: 0, durationMs: Date.now() - started, upToDate: true };
   }
   if (track) {
     opts.state.update(key, init, (r) => {
@@ -189,6 +192,10 @@ export async function sendMirror(vol: Volume, ch: MirrorChannel, opts: SendOptio
 
   try {
     const selection = new Selection(vol, newState, keep, mode);
+    // map nodes go as differences from the nodes of the tree the destination has
+    const baseSnap = dest.top ? keep.find((s) => sameSnapshot(identOf(s), dest.top!)) : undefined;
+    const deltas = baseSnap ? collectMapDeltas(vol, incoming, baseSnap.mapRoot, selection) : [];
+    for (const d of deltas) selection.exclude(d.vbn);
     const plan: TransferPlan = {
       transferId,
       mode,
@@ -197,7 +204,7 @@ export async function sendMirror(vol: Volume, ch: MirrorChannel, opts: SendOptio
       top: identOf(top),
       keep: keep.map((s) => s.id),
       incoming: incoming.map((s) => s.id),
-      blocks: selection.count(),
+      blocks: selection.count() + deltas.length,
       bytes: 0,
     };
     plan.bytes = plan.blocks * vol.blockSize;
@@ -233,21 +240,28 @@ export async function sendMirror(vol: Volume, ch: MirrorChannel, opts: SendOptio
     let sentBlocks = 0;
     let sentBytes = 0;
     progress.start(`mirroring to ${where}`, plan.bytes, 'bytes');
-    const emit = async (kind: 'plane' | 'data', payload: Buffer, blocks: number) => {
+    const emit = async (kind: 'plane' | 'data' | 'mapdelta', payload: Buffer, blocks: number) => {
       if (failure) throw failure;
       const sha = sha256(payload);
       chain = hashChain.add(chain, sha);
       if (i < resumeFrom) await ch.send({ rec: i, kind, sha256: sha, ghost: true }, ghostOf(kind, payload));
       else {
         await ch.send({ rec: i, kind, sha256: sha }, payload);
-        if (kind === 'data') {
-          sentBlocks += blocks;
-          sentBytes += blocks * vol.blockSize;
-        }
+        if (kind !== 'plane') sentBlocks += blocks;
+        if (kind === 'data') sentBytes += blocks * vol.blockSize;
       }
       i++;
     };
     await sendPlanes(vol, newState, incoming, emit);
+    for (let k = 0; k < deltas.length; ) {
+      const group: MapDelta[] = [];
+      let size = 8;
+      while (k < deltas.length && size < RECORD_BYTES) {
+        size += 20 + deltas[k].slots.length * 12;
+        group.push(deltas[k++]);
+      }
+      await emit('mapdelta', encodeMapDeltas(group), group.length);
+    }
     let doneBytes = 0;
     await selection.records(async (payload, n) => {
       await emit('data', payload, n);
@@ -272,6 +286,7 @@ export async function sendMirror(vol: Volume, ch: MirrorChannel, opts: SendOptio
       bytes: ch.bytesSent,
       dataBytes: sentBytes,
       resumedRecords: resumeFrom,
+      mapDeltas: deltas.length,
       deallocated: d.deallocated,
       staged: d.staged,
       generation: d.generation,
@@ -342,6 +357,50 @@ async function sendPlanes(vol: Volume, newState: SnapshotEntry[], incoming: Snap
   }
 }
 
+/**
+ * The map nodes the transfer carries, as differences from the node at the same place in
+ * the base tree (the destination's top snapshot's). A node the transfer does not carry is
+ * at the destination already, with its whole subtree (copy-on-write), so the walk only
+ * goes down through carried nodes: its cost is what changed. A node that differs from its
+ * base in more than half its entries stays a whole block in the DATA records.
+ */
+function collectMapDeltas(vol: Volume, incoming: SnapshotEntry[], baseRoot: number, selection: Selection): MapDelta[] {
+  const bs = vol.blockSize;
+  const entries = bs / 8;
+  const depth = vol.rootRecord.mapDepth;
+  const seen = new SparseBitmap(vol.layout.wordsPerPlaneBlock);
+  const out: MapDelta[] = [];
+  const node = Buffer.alloc(bs);
+  const base = Buffer.alloc(bs);
+  const read = (vbn: number, into: Buffer) => {
+    if (vbn === 0) into.fill(0);
+    else vol.readBlock(vbn, into);
+  };
+  const walk = (vbn: number, baseVbn: number, level: number) => {
+    if (vbn === 0 || vbn >= vol.nblocks || seen.has(vbn) || !selection.has(vbn)) return;
+    seen.add(vbn);
+    read(vbn, node);
+    read(baseVbn, base);
+    const children: Array<[number, number]> = [];
+    const slots: number[] = [];
+    const values: number[] = [];
+    for (let i = 0; i < entries; i++) {
+      const lo = node.readUInt32LE(i * 8);
+      const hi = node.readUInt32LE(i * 8 + 4);
+      const v = lo + hi * 4294967296;
+      if (level > 0 && v !== 0) children.push([v, base.readUInt32LE(i * 8) + base.readUInt32LE(i * 8 + 4) * 4294967296]);
+      if (lo !== base.readUInt32LE(i * 8) || hi !== base.readUInt32LE(i * 8 + 4)) {
+        slots.push(i);
+        values.push(v);
+      }
+    }
+    if (baseVbn !== 0 && slots.length <= entries / 2) out.push({ vbn, base: baseVbn, slots, values });
+    for (const [child, baseChild] of children) walk(child, baseChild, level - 1);
+  };
+  for (const s of incoming) walk(s.mapRoot, baseRoot, depth - 1);
+  return out;
+}
+
 /** The blocks a transfer carries, chunk by chunk (one plane block's worth of VBNs at a time). */
 class Selection {
   private readonly newPlanes: number[];
@@ -351,6 +410,30 @@ class Selection {
     this.newPlanes = newState.map((s) => vol.layout.snapshotPlane(s.slot));
     this.keepPlanes = keep.map((s) => vol.layout.snapshotPlane(s.slot));
     this.shipping = PLANE_MOA[vol.rootRecord.moaCurrent ^ 1];
+    this.excluded = new SparseBitmap(vol.layout.wordsPerPlaneBlock);
+    this.cached = new Uint32Array(vol.layout.wordsPerPlaneBlock);
+  }
+
+  private readonly excluded: SparseBitmap;
+  private cachedChunk = -1;
+  private readonly cached: Uint32Array;
+
+  /** Leaves a VBN out of the DATA records (a map node sent as a delta). */
+  exclude(vbn: number): void {
+    this.excluded.add(vbn);
+    this.cachedChunk = -1;
+  }
+
+  /** True when the transfer carries this VBN. */
+  has(vbn: number): boolean {
+    const bits = this.vol.layout.bitsPerPlaneBlock;
+    const c = Math.floor(vbn / bits);
+    if (c !== this.cachedChunk) {
+      this.chunk(c, this.cached);
+      this.cachedChunk = c;
+    }
+    const b = vbn % bits;
+    return (this.cached[b >>> 5] & (1 << (b & 31))) !== 0;
   }
 
   private chunk(c: number, out: Uint32Array): Uint32Array {
@@ -368,6 +451,8 @@ class Selection {
         for (let i = 0; i < out.length; i++) out[i] &= ~w[i];
       }
     }
+    const x = this.excluded.chunk(c);
+    if (x) for (let i = 0; i < out.length; i++) out[i] &= ~x[i];
     if (c === 0) out[0] &= ~1;
     return out;
   }

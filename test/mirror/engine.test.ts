@@ -94,6 +94,7 @@ describe('mirror engine', () => {
     expectReplica(await digests(src), await digests(dest), 'first');
     let userSnap = 0;
     let staged = 0;
+    let deltas = 0;
     for (let round = 0; round < 8; round++) {
       const changed = 20 + Math.floor(r() * 150);
       writeRandom(src, r, changed, blocks, bs);
@@ -108,6 +109,9 @@ describe('mirror engine', () => {
       writeRandom(src, r, 10, blocks, bs);
       const res = await update(src, dest, state);
       staged += res.staged;
+      deltas += res.mapDeltas;
+      // map nodes travel as differences: the bytes sent are the data and little more
+      expect(res.bytes, `round ${round}`).toBeLessThan(res.dataBytes + 12 * 4096 + 64 * 1024);
       expect(res.mode, `round ${round}`).toBe('moa');
       // only what changed travels: never the volume
       expect(res.blocks, `round ${round}`).toBeLessThan(changed * 2 + 40);
@@ -121,6 +125,7 @@ describe('mirror engine', () => {
     }
     // deleted snapshots gave blocks back that were reused: those went through the journal
     expect(staged).toBeGreaterThan(0);
+    expect(deltas).toBeGreaterThan(0);
   });
 });
 
