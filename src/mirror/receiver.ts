@@ -180,8 +180,21 @@ export async function receiveMirror(volPath: string, ch: MirrorChannel, hello: R
   }
 }
 
+/** JSON with object keys sorted: the same plan hashes the same however it was built. */
+function canonical(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(canonical).join(',')}]`;
+  if (v !== null && typeof v === 'object') {
+    const o = v as Record<string, unknown>;
+    return `{${Object.keys(o)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${canonical(o[k])}`)
+      .join(',')}}`;
+  }
+  return JSON.stringify(v);
+}
+
 function planHashOf(plan: TransferPlan): string {
-  return createHash('sha256').update(JSON.stringify({ ...plan, blocks: 0, bytes: 0 })).digest('hex');
+  return createHash('sha256').update(canonical({ ...plan, blocks: 0, bytes: 0 })).digest('hex');
 }
 
 async function applyTransfer(volPath: string, ch: MirrorChannel, plan: TransferPlan, state: DestinationState, log: (l: string) => void, ackBytes: number): Promise<TransferDone> {

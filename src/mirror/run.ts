@@ -80,8 +80,30 @@ export interface UpdateOptions {
   signal?: AbortSignal;
 }
 
-/** One update (or resync) of the relationship VOL -> destination. */
+/**
+ * One update (or resync) of the relationship VOL -> destination. When it finishes a
+ * transfer an earlier run left part way (an older state), a second transfer brings the
+ * destination to now; the result adds both up.
+ */
 export async function mirrorUpdate(volPath: string, dest: Destination, opts: UpdateOptions): Promise<MirrorResult> {
+  const first = await mirrorUpdateOnce(volPath, dest, opts);
+  if (!first.resumedTransfer || opts.signal?.aborted) return first;
+  const second = await mirrorUpdateOnce(volPath, dest, opts);
+  return {
+    ...second,
+    blocks: first.blocks + second.blocks,
+    bytes: first.bytes + second.bytes,
+    dataBytes: first.dataBytes + second.dataBytes,
+    resumedRecords: first.resumedRecords,
+    mapDeltas: first.mapDeltas + second.mapDeltas,
+    deallocated: first.deallocated + second.deallocated,
+    staged: first.staged + second.staged,
+    durationMs: first.durationMs + second.durationMs,
+    resumedTransfer: true,
+  };
+}
+
+async function mirrorUpdateOnce(volPath: string, dest: Destination, opts: UpdateOptions): Promise<MirrorResult> {
   const vol = Volume.open(volPath, { write: true, mirror: true });
   try {
     const { channel, settled } = await dest.open();

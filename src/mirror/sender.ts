@@ -66,6 +66,8 @@ export interface MirrorResult {
   generation: number;
   durationMs: number;
   upToDate: boolean;
+  /** This run finished a transfer an earlier run started (its top is older than now). */
+  resumedTransfer: boolean;
 }
 
 const ERROR_CLASSES: Record<string, new (m: string, h?: string) => ImgstreamError> = {
@@ -180,7 +182,7 @@ export async function sendMirror(vol: Volume, ch: MirrorChannel, opts: SendOptio
   if (dest.exists && dest.top && sameSnapshot(dest.top, identOf(top)) && incoming.length === 0 && dest.snapshots.length === keep.length) {
     // nothing new: the destination already is this state
     if (track && !resumable) finishSource(vol, opts, key, tag, top, cascade);
-    return { destination: where, transferId: '', mode, top: top.name, snapshots: newState.length, blocks: 0, planBlocks: 0, bytes: ch.bytesSent, dataBytes: 0, resumedRecords: 0, mapDeltas: 0, deallocated: 0, staged: 0, generation: 0, durationMs: Date.now() - started, upToDate: true };
+    return { destination: where, transferId: '', mode, top: top.name, snapshots: newState.length, blocks: 0, planBlocks: 0, bytes: ch.bytesSent, dataBytes: 0, resumedRecords: 0, mapDeltas: 0, deallocated: 0, staged: 0, generation: 0, durationMs: Date.now() - started, upToDate: true, resumedTransfer: false };
   }
   if (track) {
     opts.state.update(key, init, (r) => {
@@ -292,6 +294,7 @@ export async function sendMirror(vol: Volume, ch: MirrorChannel, opts: SendOptio
       generation: d.generation,
       durationMs: Date.now() - started,
       upToDate: false,
+      resumedTransfer: !!resumable,
     };
     if (track) {
       finishSource(vol, opts, key, tag, top, cascade);

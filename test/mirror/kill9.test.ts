@@ -1,0 +1,77 @@
+// kill -9 of real `imgstream mirror update` processes at random moments, to a destination
+// on this machine (the receiving side runs in the same process, so each kill also kills
+// the destination's writer mid-transfer). After every kill the destination is either
+// absent (a first transfer never completed) or checks clean and holds exactly a state
+// the source had at an update: its previous one or the new one, never a mix. After all
+// of them an update without a kill converges, and resumes instead of starting over.
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { cliJson, cliOk, finished, runCli, sha256, spawnCli, writeImage } from '../support/cli.js';
+import { mutate, rng, tempDir } from '../support/images.js';
+
+const BS = 4096;
+const BLOCKS = 4096; // 16 MiB
+const root = tempDir('imgstream-mirror-kill9-');
+const env = { IMGSTREAM_LOCK_DIR: path.join(root, 'locks'), IMGSTREAM_MIRROR_STATE: path.join(root, 'mirrors.json') };
+const src = path.join(root, 'src.vol');
+const dest = path.join(root, 'dest.vol');
+const random = rng(0x51ed);
+
+afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
+
+function destActive(): string | null {
+  if (!fs.existsSync(dest)) return null;
+  const r = runCli(['volume', 'export', dest, '--to', '-'], { env });
+  expect(r.code, r.stderr).toBe(0);
+  return sha256(r.stdoutBytes);
+}
+
+describe('kill -9 during mirror update', () => {
+  it('leaves the destination at a complete state, 24 times, then converges', async () => {
+    const imgFile = path.join(root, 'img');
+    const img = writeImage(imgFile, BLOCKS, BS, 31, 0.2);
+    cliOk(['volume', 'create', src, '--size', `${(BLOCKS * BS) >> 20}M`, '--max-snapshots', '16'], { env });
+    let killedMidway = 0;
+    let resumedAfterKill = 0;
+    let prev: string | null = null;
+    let since: string[] = [];
+    for (let round = 0; round < 24; round++) {
+      mutate(img, BS, round === 0 ? 0 : 1200 + Math.floor(random() * 1500), 1000 + round);
+      fs.writeFileSync(imgFile, img);
+      cliOk(['volume', 'import', src, '--from', imgFile], { env });
+      const now = sha256(img);
+      since.push(now);
+      // slow enough (4 MiB/s) that most kills land in the transfer itself
+      const child = spawnCli(['mirror', 'update', src, '--to', dest, '--limit-rate', '4M', '--json'], { env });
+      const done = finished(child, 120_000);
+      const delay = 200 + Math.floor(random() * (round === 0 ? 3000 : 1800));
+      const timer = setTimeout(() => child.kill('SIGKILL'), delay);
+      const r = await done;
+      clearTimeout(timer);
+      if (r.signal === 'SIGKILL') killedMidway++;
+      else expect(r.code, r.stderr).toBe(0);
+      const got = destActive();
+      if (got === null) expect(prev, `round ${round}: the destination vanished`).toBe(null);
+      else {
+        // a killed transfer may be finished by the next run: any state the source had
+        // since the destination's last one is complete
+        expect([prev, ...since], `round ${round}: destination is not a complete state`).toContain(got);
+        const check = cliJson<{ ok: boolean }>(['volume', 'check', dest, '--json'], { env });
+        expect(check.ok, `round ${round}`).toBe(true);
+      }
+      // every other round, finish the update (it resumes when the killed one got far)
+      if (round % 2 === 1 || got === null) {
+        const fin = cliJson<{ resumedRecords: number; upToDate: boolean }>(['mirror', 'update', src, '--to', dest, '--json'], { env });
+        if (fin.resumedRecords > 0) resumedAfterKill++;
+        expect(destActive(), `round ${round}: after a clean update`).toBe(now);
+      }
+      prev = destActive();
+      if (prev === now) since = [];
+    }
+    expect(killedMidway).toBeGreaterThanOrEqual(12);
+    expect(resumedAfterKill).toBeGreaterThan(0);
+    // nothing left over beside the destination
+    expect(fs.readdirSync(root).filter((f) => f.startsWith('.dest.vol'))).toEqual([]);
+  });
+});
