@@ -28,7 +28,7 @@ const BS = 4096;
 const root = tempDir('imgstream-cli-bad-');
 const dir = path.join(root, 'work'); // everything in here is hashed around every case
 const lockDir = path.join(root, 'locks');
-const env = { IMGSTREAM_LOCK_DIR: lockDir };
+const env = { IMGSTREAM_LOCK_DIR: lockDir, IMGSTREAM_MIRROR_STATE: path.join(root, 'mirrors.json') };
 const at = (name: string) => path.join(dir, name);
 const cli = (args: string[], input?: Buffer) => runCli(args, { env, input, timeoutMs: 30_000 });
 
@@ -69,6 +69,8 @@ beforeAll(() => {
   expect(damaged.subarray(planeAt, planeAt + BS).some((b) => b !== 0)).toBe(true);
   damaged.fill(0, planeAt, planeAt + BS);
   fs.writeFileSync(at('plane.vol'), damaged);
+  // m.vol: a mirror of v.vol (read-only to everything but its mirror)
+  cliOk(['mirror', 'update', at('v.vol'), '--to', at('m.vol')], { env });
 }, 60_000);
 
 interface Case {
@@ -143,6 +145,23 @@ const cases: Case[] = [
   { what: 'snapshot delete on trunc.vol', args: ['snapshot', 'delete', at('trunc.vol'), 's1'], code: ['corrupt', 'not-a-volume'] },
   // a volume that opens but whose planes disagree with its maps
   { what: 'check of a volume with a zeroed active plane', args: ['volume', 'check', at('plane.vol')], code: 'corrupt', mentions: /plane\.vol/, json: true, report: true },
+  // mirrors
+  { what: 'mirror update of a missing volume', args: ['mirror', 'update', at('nope.vol'), '--to', at('m2.vol')], code: 'not-found', mentions: /nope\.vol/, json: true },
+  { what: 'mirror update to an unknown scheme', args: ['mirror', 'update', v(), '--to', 'ftp://host/x'], code: 'invalid-input', mentions: /ftp:/ },
+  { what: 'mirror update onto a file that is not a volume', args: ['mirror', 'update', v(), '--to', at('a.img')], code: 'not-a-volume', mentions: /a\.img/ },
+  { what: 'mirror update onto a volume that is not a mirror', args: ['mirror', 'update', v(), '--to', at('full.vol')], code: 'invalid-input', mentions: /not a mirror/, json: true },
+  { what: 'mirror update of a mirror onto its own source', args: ['mirror', 'update', at('m.vol'), '--to', v()], code: 'invalid-input', mentions: /not a mirror/ },
+  { what: 'snapshot create on a mirror', args: ['snapshot', 'create', at('m.vol'), 'x'], code: 'invalid-input', mentions: /mirror/ },
+  { what: 'import into a mirror', args: ['volume', 'import', at('m.vol'), '--from', at('a.img')], code: 'invalid-input', mentions: /mirror/ },
+  { what: 'mirror break of a volume that is not a mirror', args: ['mirror', 'break', v()], code: 'invalid-input', mentions: /not a mirror/ },
+  { what: 'mirror break of a missing volume', args: ['mirror', 'break', at('nope.vol')], code: 'not-found', mentions: /nope\.vol/ },
+  { what: 'mirror start with --every and --cron', args: ['mirror', 'start', v(), '--to', at('m.vol'), '--every', '5m', '--cron', '* * * * *'], code: 'usage' },
+  { what: 'mirror start without a schedule', args: ['mirror', 'start', v(), '--to', at('m.vol')], code: 'usage', mentions: /--every|--cron/ },
+  { what: 'mirror start --every soon', args: ['mirror', 'start', v(), '--to', at('m.vol'), '--every', 'soon'], code: 'usage', mentions: /soon/, json: true },
+  { what: 'mirror start --cron with a bad field', args: ['mirror', 'start', v(), '--to', at('m.vol'), '--cron', '61 * * * *'], code: 'usage', mentions: /cron/ },
+  { what: 'mirror update --limit-rate abc', args: ['mirror', 'update', v(), '--to', at('m.vol'), '--limit-rate', 'abc'], code: 'invalid-input', mentions: /rate/ },
+  { what: 'mirror status of a missing volume', args: ['mirror', 'status', at('nope.vol')], code: 'not-found', mentions: /nope\.vol/ },
+  { what: 'replicate pull from a volume without master snapshots', args: ['replicate', 'pull', at('r.vol'), '--from', v()], code: 'invalid-input', mentions: /master/, json: true },
   // command line
   { what: 'unknown flag', args: ['volume', 'info', v(), '--nope'], code: 'usage', mentions: /--nope/, json: true },
   { what: 'unknown flag on import', args: ['volume', 'import', v(), '--from', at('a.img'), '--fast'], code: 'usage', mentions: /--fast/ },
@@ -199,7 +218,7 @@ describe('bad input via the CLI', () => {
   it('sets up volumes the cases can fail on', () => {
     // the fixtures are what the cases claim: v.vol has s1 and s2 holding a.img and b.img
     const list = cliJson<{ snapshots: Array<{ name: string }> }>(['snapshot', 'list', v()], { env });
-    expect(list.snapshots.map((s) => s.name)).toEqual(['s1', 's2']);
+    expect(list.snapshots.map((s) => s.name).filter((n) => !n.startsWith('mirror.'))).toEqual(['s1', 's2']); // and the mirror's snapshot
     expect(sha256(cliOk(['volume', 'export', `${v()}@s1`, '--to', '-'], { env }).stdoutBytes)).toBe(sha256File(at('a.img')));
     expect(sha256(cliOk(['volume', 'export', `${v()}@s2`, '--to', '-'], { env }).stdoutBytes)).toBe(sha256File(at('b.img')));
     const full = cliJson<{ freeBlocks: number; blockSize: number }>(['volume', 'info', at('full.vol')], { env });
