@@ -99,6 +99,9 @@ export interface TransferDone {
   resumed: number;
   /** Blocks that landed on VBNs the old state held, replaced through the CP's journal. */
   staged: number;
+  /** The transfer's mode and top snapshot (for the receiving side's report). */
+  mode?: TransferMode;
+  top?: string;
 }
 
 export function identOf(s: Pick<SnapshotEntry, 'id' | 'name' | 'generation' | 'createdMs' | 'reusedBlocks'>): SnapshotIdent {

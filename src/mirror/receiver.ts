@@ -404,7 +404,7 @@ async function applyTransfer(volPath: string, ch: MirrorChannel, plan: TransferP
     stageFd = null;
     fs.rmSync(sides.stage, { force: true });
     fs.rmSync(sides.resume, { force: true });
-    const done: TransferDone = { generation, blocks, bytes, deallocated, resumed: acked, staged: staged.size };
+    const done: TransferDone = { generation, blocks, bytes, deallocated, resumed: acked, staged: staged.size, mode: plan.mode, top: plan.top.name };
     await ch.send({ done });
     log(`mirror ${path.basename(volPath)}: transfer ${plan.transferId} (${plan.mode}) committed at CP ${generation}: ${blocks} blocks, top ${plan.top.name}`);
     return done;

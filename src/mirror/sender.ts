@@ -110,7 +110,77 @@ function mirrorSnapshotName(vol: Volume, tag: string): string {
   return `${prefix}${n + 1}`;
 }
 
-export async function sendMirror(vol: Volume, ch: MirrorChannel, opts: SendOptions): Promise<MirrorResult> {
+/**
+ * How the sender reaches the source volume. Locally it holds the volume (`localSource`);
+ * a volume that an NBD server holds is reached through the server, which runs the
+ * writing steps, while blocks are read through a view of pinned snapshots.
+ */
+export interface SourceAccess {
+  /** The volume to read (after prepare(), what it made). */
+  volume(): Volume;
+  /** Takes the transfer's top snapshot and swaps the planes (see prepareSource); the top's name. */
+  prepare(p: PrepareArgs): Promise<string>;
+  /** After the destination committed (see finishSource). */
+  finish(p: FinishArgs): Promise<void>;
+}
+
+export interface PrepareArgs {
+  tag: string;
+  cascade: boolean;
+  track: boolean;
+  /** The snapshot to send (replicate), or null to take one. */
+  top: string | null;
+  /** The destination's snapshots (mirror snapshots it lacks are dropped here). */
+  keepIds: SnapshotIdent[];
+  replicate: boolean;
+}
+
+export interface FinishArgs {
+  tag: string;
+  topId: number;
+  cascade: boolean;
+}
+
+/** The writing step before a new transfer: the top snapshot and the swap, in one CP. */
+export function prepareSource(vol: Volume, p: PrepareArgs): string {
+  let top: SnapshotEntry;
+  if (p.top !== null) top = vol.snapshot(p.top);
+  else if (p.cascade) {
+    const snaps = vol.snapshots();
+    top = snaps[snaps.length - 1];
+    if (!top || top.mapRoot !== vol.rootRecord.mapRoot) throw new InvalidInputError(`${vol.path}: this mirror has no complete state to pass on yet`);
+  } else top = vol.createSnapshot(mirrorSnapshotName(vol, p.tag));
+  if (p.track && !p.cascade) {
+    // snapshots of transfers that never completed: the destination does not have them
+    const prefix = `mirror.${p.tag}.`;
+    for (const s of vol.snapshots()) {
+      if (s.name.startsWith(prefix) && s.id < top.id && !p.keepIds.some((d) => sameSnapshot(identOf(s), d))) vol.dropSnapshotEntry(s.name);
+    }
+  }
+  if (p.track) {
+    const recording = PLANE_MOA[vol.rootRecord.moaCurrent];
+    const other = PLANE_MOA[vol.rootRecord.moaCurrent ^ 1];
+    // what the other plane still holds was never confirmed shipped: it goes too
+    vol.mergeMarkOnAllocate(other, recording);
+    vol.clearMarkOnAllocate(other);
+    vol.swapMarkOnAllocate(); // the plane that recorded is shipped, the emptied one records
+    vol.commit();
+  }
+  return top.name;
+}
+
+/** A source this process holds. */
+export function localSource(vol: Volume): SourceAccess {
+  return {
+    volume: () => vol,
+    prepare: async (p) => prepareSource(vol, p),
+    finish: async (p) => finishSource(vol, p),
+  };
+}
+
+export async function sendMirror(source: Volume | SourceAccess, ch: MirrorChannel, opts: SendOptions): Promise<MirrorResult> {
+  const access = 'prepare' in source ? source : localSource(source);
+  let vol = access.volume();
   const started = Date.now();
   const progress = opts.progress ?? noProgress;
   const where = opts.destination;
@@ -142,30 +212,9 @@ export async function sendMirror(vol: Volume, ch: MirrorChannel, opts: SendOptio
     mode = pend!.mode;
   } else {
     // a new transfer: its top snapshot, and the planes swapped in the same CP
-    if (opts.top !== undefined) top = vol.snapshot(opts.top);
-    else if (cascade) {
-      const snaps = vol.snapshots();
-      top = snaps[snaps.length - 1];
-      if (!top || top.mapRoot !== vol.rootRecord.mapRoot) throw new InvalidInputError(`${vol.path}: this mirror has no complete state to pass on yet`);
-    } else {
-      top = vol.createSnapshot(mirrorSnapshotName(vol, tag));
-    }
-    if (track && !cascade) {
-      // snapshots of transfers that never completed: the destination does not have them
-      const prefix = `mirror.${tag}.`;
-      for (const s of vol.snapshots()) {
-        if (s.name.startsWith(prefix) && s.id < top.id && !dest.snapshots.some((d) => sameSnapshot(identOf(s), d))) vol.dropSnapshotEntry(s.name);
-      }
-    }
-    if (track) {
-      const recording = PLANE_MOA[vol.rootRecord.moaCurrent];
-      const other = PLANE_MOA[vol.rootRecord.moaCurrent ^ 1];
-      // what the other plane still holds was never confirmed shipped: it goes too
-      vol.mergeMarkOnAllocate(other, recording);
-      vol.clearMarkOnAllocate(other);
-      vol.swapMarkOnAllocate(); // the plane that recorded is shipped, the emptied one records
-      vol.commit();
-    }
+    const topName = await access.prepare({ tag, cascade, track, top: opts.top ?? null, keepIds: dest.snapshots.map((d) => d), replicate: opts.op === 'replicate' });
+    vol = access.volume();
+    top = vol.snapshot(topName);
     const common = dest.snapshots.some((d) => vol.snapshots().some((s) => s.id <= top.id && sameSnapshot(identOf(s), d)));
     const owner = opts.state.moaOwner(moaKey);
     // the planes hold every allocation since they were last emptied, which only a
@@ -181,7 +230,7 @@ export async function sendMirror(vol: Volume, ch: MirrorChannel, opts: SendOptio
   const incoming = newState.filter((s) => !keep.includes(s));
   if (dest.exists && dest.top && sameSnapshot(dest.top, identOf(top)) && incoming.length === 0 && dest.snapshots.length === keep.length) {
     // nothing new: the destination already is this state
-    if (track && !resumable) finishSource(vol, opts, key, tag, top, cascade);
+    if (track && !resumable) await access.finish({ tag, topId: top.id, cascade });
     return { destination: where, transferId: '', mode, top: top.name, snapshots: newState.length, blocks: 0, planBlocks: 0, bytes: ch.bytesSent, dataBytes: 0, resumedRecords: 0, mapDeltas: 0, deallocated: 0, staged: 0, generation: 0, durationMs: Date.now() - started, upToDate: true, resumedTransfer: false };
   }
   if (track) {
@@ -297,7 +346,7 @@ export async function sendMirror(vol: Volume, ch: MirrorChannel, opts: SendOptio
       resumedTransfer: !!resumable,
     };
     if (track) {
-      finishSource(vol, opts, key, tag, top, cascade);
+      await access.finish({ tag, topId: top.id, cascade });
       opts.state.update(key, init, (r) => {
         r.state = 'idle';
         r.pending = null;
@@ -325,15 +374,13 @@ export async function sendMirror(vol: Volume, ch: MirrorChannel, opts: SendOptio
 }
 
 /** After a transfer the destination holds: empty the shipped plane, drop the relationship's older snapshots. */
-function finishSource(vol: Volume, opts: SendOptions, key: string, tag: string, top: SnapshotEntry, cascade: boolean): void {
+export function finishSource(vol: Volume, p: FinishArgs): void {
   vol.clearMarkOnAllocate(PLANE_MOA[vol.rootRecord.moaCurrent ^ 1]);
-  if (!cascade) {
-    const prefix = `mirror.${tag}.`;
-    for (const s of vol.snapshots()) if (s.name.startsWith(prefix) && s.id < top.id) vol.dropSnapshotEntry(s.name);
+  if (!p.cascade) {
+    const prefix = `mirror.${p.tag}.`;
+    for (const s of vol.snapshots()) if (s.name.startsWith(prefix) && s.id < p.topId) vol.dropSnapshotEntry(s.name);
   }
   vol.commit();
-  void key;
-  void opts;
 }
 
 async function sendPlanes(vol: Volume, newState: SnapshotEntry[], incoming: SnapshotEntry[], emit: (kind: 'plane', payload: Buffer, blocks: number) => Promise<void>): Promise<void> {

@@ -106,6 +106,15 @@ export class MirrorState {
     return this.load().replicas[uuid] ?? [];
   }
 
+  /**
+   * The known replicas that have not passed master snapshot `s` (their newest master is
+   * not newer): deleting it would leave them without a common base.
+   */
+  replicasHolding(uuid: string, s: { id: number; master: boolean }): ReplicaRecord[] {
+    if (!s.master) return [];
+    return this.replicas(uuid).filter((r) => r.top.id <= s.id);
+  }
+
   recordReplica(uuid: string, replica: string, top: SnapshotIdent): void {
     const s = this.load();
     const list = (s.replicas[uuid] ??= []);
