@@ -99,6 +99,15 @@ export function packedData(ctx: BenchContext): Promise<{ path: string; bytes: nu
   });
 }
 
+/** The non-zero blocks of any test volume's image as one file (not cached). */
+export async function packedDataOf(ctx: BenchContext, vol: TestVolume, name: string): Promise<{ path: string; bytes: number }> {
+  const file = path.join(ctx.work, name);
+  ctx.log(`writing the image's non-zero blocks of ${path.basename(vol.path)} to a file (the baseline's input)`);
+  const bytes = vol.image.writePacked(file);
+  if (bytes !== vol.dataBlocks * HALF_BLOCK) throw new Error(`packed image of ${bytes} bytes, expected ${vol.dataBlocks * HALF_BLOCK}`);
+  return { path: file, bytes };
+}
+
 export function releasePackedData(ctx: BenchContext): void {
   fs.rmSync(path.join(ctx.work, 'image-data.raw'), { force: true });
   ctx.forget('dump-packed');

@@ -21,6 +21,7 @@ import { Interrupted } from './measure.js';
 import { crashed, formatTable, type BenchRow } from './result.js';
 import { describeLoad, machineLoad } from './machine-load.js';
 import { benchRestoreChain } from './restore-chain.js';
+import { benchMirror } from './mirror.js';
 import { makeWorkDir, removeWorkDir } from './work-dir.js';
 
 interface Suite {
@@ -38,6 +39,7 @@ const SUITES: Suite[] = [
   { names: ['dump-zstd', 'dump-zstd-rss'], run: benchDumpZstd },
   { names: ['dump-l1', 'dump-l1-bytes', 'dump-l1-8g', 'dump-l1-rss'], run: benchDumpL1 },
   { names: ['restore-chain', 'restore-chain-rss'], run: benchRestoreChain },
+  { names: ['mirror-full', 'mirror-l1', 'mirror-l1-bytes'], run: benchMirror },
 ];
 
 async function main(): Promise<number> {
