@@ -2,8 +2,7 @@ import { Args, Flags } from '@oclif/core';
 import { ImgstreamCommand } from './_cli/base.js';
 import { catalogFlag, openCatalog } from './_cli/catalog-flag.js';
 import { nextTapePrompt } from './_cli/next-tape.js';
-import { withVolume } from '../src/volume/index.js';
-import { dumpVolume } from '../src/stream/dump.js';
+import { dumpVolumeAt } from '../src/stream/dump-at.js';
 import { defaultThreads } from '../src/stream/compress-pool.js';
 import { targetFor } from '../src/media/resolve.js';
 import { formatSize, parseSize } from '../src/size.js';
@@ -16,6 +15,8 @@ export default class Dump extends ImgstreamCommand {
 The stream carries the blocks (each tagged with its VBN) in chunks of about 1 MiB, each compressed with zstd as an independent frame (on worker threads) and checksummed, plus the planes and snapshot table entries of the snapshots it brings, and ends with a trailer holding counts and a SHA-256 of the whole stream. Only a complete dump is recorded in the catalog.
 
 Targets: a file (written under a temporary name, renamed when complete), "-" for stdout, "tape:DIR" for a tape directory (the dump becomes its next tape file: a tar archive in fixed-size records, readable with "tar tvf"), "tape:DIR1,DIR2,..." with --tape-size to span several tapes, or a tape device (e.g. /dev/nst0) with "tape:/dev/nst0" (written at the current position, in fixed-size records).
+
+While the volume is being served (imgstream serve nbd), the dump asks the server to take its snapshot, keeps the snapshots it reads from being deleted or renamed until it ends, and reads them without stopping the server.
 
 --order vbn (default) sends blocks in VBN order, one sequential pass for disk and tape; --order interleave:N sends about 1 MiB from each of N equal stripes of the volume in turn, spreading reads over striped devices. Restore writes each block at its VBN whatever the order.`;
   static override examples = [
@@ -47,22 +48,19 @@ Targets: a file (written under a temporary name, renamed when complete), "-" for
     const catalog = openCatalog(flags.catalog);
     const tapeSize = flags['tape-size'] ? parseSize(flags['tape-size'], 'tape size') : undefined;
     const recordSize = parseSize(flags['record-size'], 'record size');
-    const write = !flags['dry-run'] && flags.snapshot === undefined;
-    const result = await withVolume(args.volume, write, (vol) =>
-      dumpVolume(
-        vol,
-        (streamId) => targetFor(flags.to!, { force: flags.force, tapeSize, recordSize, streamId, nextTape: nextTapePrompt() }),
-        {
-          level: flags.level,
-          snapshot: flags.snapshot,
-          order: flags.order,
-          compression: flags.compress === 'none' ? { codec: 'none' } : { codec: 'zstd', level: flags['compress-level'] },
-          threads: flags.threads ?? defaultThreads(),
-          catalog,
-          dryRun: flags['dry-run'],
-        },
-        this.progress(),
-      ),
+    const result = await dumpVolumeAt(
+      args.volume,
+      (streamId) => targetFor(flags.to!, { force: flags.force, tapeSize, recordSize, streamId, nextTape: nextTapePrompt() }),
+      {
+        level: flags.level,
+        snapshot: flags.snapshot,
+        order: flags.order,
+        compression: flags.compress === 'none' ? { codec: 'none' } : { codec: 'zstd', level: flags['compress-level'] },
+        threads: flags.threads ?? defaultThreads(),
+        catalog,
+        dryRun: flags['dry-run'],
+      },
+      this.progress(),
     );
     const what = `level ${result.level} of ${args.volume}: ${result.expression}: ${result.blocks} blocks, ${formatSize(result.bytes)}, ${result.extents} extents`;
     if (result.dryRun) this.say(`dry run: ${what}`);

@@ -1,6 +1,6 @@
 import { Args, Flags } from '@oclif/core';
 import { ImgstreamCommand } from './_cli/base.js';
-import { storageImageOf, withVolume } from '../src/volume/index.js';
+import { withVolumeAccess } from '../src/control/index.js';
 import { formatSize } from '../src/size.js';
 
 export default class Image extends ImgstreamCommand {
@@ -25,7 +25,7 @@ Reports blocks, bytes and extents (runs of consecutive VBNs) without reading any
 
   async run() {
     const { args, flags } = await this.parse(Image);
-    const img = await withVolume(args.volume, false, (vol) => storageImageOf(vol, args.expression, { ranges: flags.ranges }, this.progress()));
+    const img = await withVolumeAccess(args.volume, { write: false }, (vol) => vol.image(args.expression, { ranges: flags.ranges }, this.progress()));
     this.say(`${img.expression}: ${img.blocks} blocks, ${formatSize(img.bytes)}, ${img.extents} extents`);
     if (img.ranges) for (const [first, count] of img.ranges) this.say(count === 1 ? `  ${first}` : `  ${first}-${first + count - 1} (${count})`);
     return img;

@@ -19,7 +19,7 @@ export const EXIT_CODES: Record<ErrorCode, { exit: number; meaning: string }> = 
   'invalid-input': { exit: 4, meaning: 'a value is malformed: size, block size, name, expression, image' },
   'not-a-volume': { exit: 5, meaning: 'the file is not an imgstream volume, or of an unsupported version' },
   exists: { exit: 6, meaning: 'the target already exists (volume file, snapshot name)' },
-  busy: { exit: 7, meaning: 'another imgstream process holds the volume' },
+  busy: { exit: 7, meaning: 'another imgstream process holds the volume, or a snapshot it is reading' },
   'volume-full': { exit: 8, meaning: 'the volume has no free block left for the change' },
   corrupt: { exit: 9, meaning: 'a checksum or consistency check failed' },
   io: { exit: 10, meaning: 'the operating system refused a read or write' },
@@ -75,6 +75,31 @@ export class CorruptError extends ImgstreamError {
 }
 export class IoError extends ImgstreamError {
   constructor(message: string, hint?: string) { super('io', message, hint); }
+}
+
+const ERROR_CLASSES: Record<ErrorCode, new (message: string, hint?: string) => ImgstreamError> = {
+  usage: UsageError,
+  'not-found': NotFoundError,
+  'invalid-input': InvalidInputError,
+  'not-a-volume': NotAVolumeError,
+  exists: ExistsError,
+  busy: BusyError,
+  'volume-full': VolumeFullError,
+  corrupt: CorruptError,
+  io: IoError,
+};
+
+/**
+ * The error of class `code` (an error that crossed a process boundary, e.g. from a
+ * server's control socket, is raised again as itself, with its exit code); a code this
+ * version does not know becomes a plain Error (an internal error).
+ */
+export function errorOfCode(code: string, message: string, hint?: string, details?: unknown): Error {
+  const cls = Object.hasOwn(ERROR_CLASSES, code) ? ERROR_CLASSES[code as ErrorCode] : undefined;
+  if (!cls) return new Error(message);
+  const err = new cls(message, hint);
+  if (details !== undefined) err.withDetails(details);
+  return err;
 }
 
 /** Turns an operating-system error on `path` into a named imgstream error. */

@@ -6,13 +6,16 @@ import { UsageError } from '../../src/errors.js';
 
 export default class ServeNbd extends ImgstreamCommand {
   static override summary = 'Serve a volume to NBD clients (qemu-img, qemu-io, nbdcopy, nbd-client).';
-  static override description = `Offers the volume's active file system, or one snapshot, as an NBD export (fixed newstyle negotiation) on a TCP address or a Unix socket, to any number of connections at once. Writes go to free blocks (write-anywhere) and become part of the volume at a consistency point: FLUSH and FUA writes are answered only after one, one is taken every --cp-interval seconds when something changed, and one on SIGINT or SIGTERM before the server exits. Trim and write-zeroes unmap whole blocks; unaligned reads and writes of any size are served (partial blocks are merged). A snapshot export, or --readonly, refuses writes with EPERM. When the server is ready it prints the URI clients connect to (with --json, one JSON line), and a summary when it stops. There is no TLS and no authentication: listen on localhost or a Unix socket unless the network is trusted.`;
+  static override description = `Offers the volume's active file system, or one snapshot, as an NBD export (fixed newstyle negotiation) on a TCP address or a Unix socket, to any number of connections at once. Writes go to free blocks (write-anywhere) and become part of the volume at a consistency point: FLUSH and FUA writes are answered only after one, one is taken every --cp-interval seconds when something changed, and one on SIGINT or SIGTERM before the server exits. Trim and write-zeroes unmap whole blocks; unaligned reads and writes of any size are served (partial blocks are merged). A snapshot export, or --readonly, refuses writes with EPERM. When the server is ready it prints the URI clients connect to (with --json, one JSON line), and a summary when it stops. There is no TLS and no authentication: listen on localhost or a Unix socket unless the network is trusted.
+
+While it serves, other imgstream commands on the same volume go through the server instead of failing with "busy": snapshot create, delete, rename and list, image, volume info, volume check, volume export and dump. They reach it on a control socket next to the volume's lock file (only the same user may connect), and the server runs each request between two client requests, so a snapshot is the state of a consistency point taken then: it holds every write received before it (a write the client has flushed is always in it). Dumps and exports read snapshots straight from the volume, and the snapshots they read cannot be deleted or renamed until they finish (or are killed). volume import and restore still refuse a served volume: write through the export, or stop the server first.`;
   static override examples = [
     '<%= config.bin %> serve nbd vm.vol --socket /tmp/vm.sock',
     'qemu-img convert -n -O raw disk.qcow2 "nbd+unix:///?socket=/tmp/vm.sock"',
     '<%= config.bin %> serve nbd vm.vol --listen 0.0.0.0:10809 --export-name vm',
     '<%= config.bin %> serve nbd vm.vol --snapshot monday --listen 127.0.0.1:10810',
     'nbdcopy nbd://127.0.0.1:10810 monday.raw',
+    '<%= config.bin %> snapshot create vm.vol before-upgrade',
   ];
   static override args = { volume: Args.string({ description: 'Volume file or block device.', required: true }) };
   static override flags = {

@@ -1,10 +1,12 @@
 import { Args, Flags } from '@oclif/core';
 import { ImgstreamCommand } from '../_cli/base.js';
-import { withVolume } from '../../src/volume/index.js';
+import { withVolumeAccess } from '../../src/control/index.js';
 
 export default class SnapshotCreate extends ImgstreamCommand {
   static override summary = 'Take a snapshot of the active file system.';
   static override description = `A snapshot is the state of a consistency point: a saved root plus a copy of the active plane, so it costs one pass over the plane, never a walk of the map. A regular snapshot pins its blocks until it is deleted. A --shadow snapshot lets the allocator reuse its blocks when nothing else is free (its bit is cleared on reuse, and it can no longer be exported once that happened); a --master snapshot is one replicas synchronise to.
+
+While the volume is being served (imgstream serve nbd), the server takes the snapshot between two client requests: it holds every write the server received before it.
 
 Names: 1-64 characters from A-Z a-z 0-9 _ . : - starting with a letter, digit or _; "active" and "moa" are reserved.`;
   static override examples = [
@@ -23,7 +25,7 @@ Names: 1-64 characters from A-Z a-z 0-9 _ . : - starting with a letter, digit or
 
   async run() {
     const { args, flags } = await this.parse(SnapshotCreate);
-    const e = await withVolume(args.volume, true, (vol) => vol.createSnapshot(args.name, { shadow: flags.shadow, master: flags.master }));
+    const e = await withVolumeAccess(args.volume, { write: true }, (vol) => vol.createSnapshot(args.name, { shadow: flags.shadow, master: flags.master }));
     this.say(`snapshot ${e.name} created (${e.blocks} blocks, CP ${e.generation})`);
     return snapshotJson(e);
   }

@@ -1,6 +1,6 @@
 import { Args } from '@oclif/core';
 import { ImgstreamCommand } from '../_cli/base.js';
-import { withVolume } from '../../src/volume/index.js';
+import { withVolumeAccess } from '../../src/control/index.js';
 import { snapshotJson } from './create.js';
 
 export default class SnapshotDelete extends ImgstreamCommand {
@@ -13,7 +13,7 @@ export default class SnapshotDelete extends ImgstreamCommand {
 
   async run() {
     const { args } = await this.parse(SnapshotDelete);
-    const e = await withVolume(args.volume, true, (vol) => vol.deleteSnapshot(args.name));
+    const e = await withVolumeAccess(args.volume, { write: true }, (vol) => vol.deleteSnapshot(args.name));
     this.say(`snapshot ${e.name} deleted`);
     return snapshotJson(e);
   }

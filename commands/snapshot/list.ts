@@ -1,6 +1,6 @@
 import { Args } from '@oclif/core';
 import { ImgstreamCommand } from '../_cli/base.js';
-import { withVolume } from '../../src/volume/index.js';
+import { withVolumeAccess } from '../../src/control/index.js';
 import { formatSize } from '../../src/size.js';
 import { snapshotJson } from './create.js';
 
@@ -11,7 +11,7 @@ export default class SnapshotList extends ImgstreamCommand {
 
   async run() {
     const { args } = await this.parse(SnapshotList);
-    const { list, bs } = await withVolume(args.volume, false, (vol) => ({ list: vol.snapshots(), bs: vol.blockSize }));
+    const { list, bs } = await withVolumeAccess(args.volume, { write: false }, async (vol) => ({ list: await vol.snapshots(), bs: vol.blockSize }));
     if (list.length === 0) this.say('no snapshots');
     else {
       this.say(`${'NAME'.padEnd(24)} ${'CREATED'.padEnd(24)} ${'BLOCKS'.padStart(10)} ${'SIZE'.padStart(10)}  FLAGS`);

@@ -1,6 +1,6 @@
 import { Args } from '@oclif/core';
 import { ImgstreamCommand } from '../_cli/base.js';
-import { withVolume } from '../../src/volume/index.js';
+import { withVolumeAccess } from '../../src/control/index.js';
 import { snapshotJson } from './create.js';
 
 export default class SnapshotRename extends ImgstreamCommand {
@@ -14,7 +14,7 @@ export default class SnapshotRename extends ImgstreamCommand {
 
   async run() {
     const { args } = await this.parse(SnapshotRename);
-    const e = await withVolume(args.volume, true, (vol) => vol.renameSnapshot(args.old, args.new));
+    const e = await withVolumeAccess(args.volume, { write: true }, (vol) => vol.renameSnapshot(args.old, args.new));
     this.say(`snapshot ${args.old} renamed to ${e.name}`);
     return snapshotJson(e);
   }

@@ -1,17 +1,17 @@
 import { Args } from '@oclif/core';
 import { ImgstreamCommand } from '../_cli/base.js';
-import { checkVolume, withVolume } from '../../src/volume/index.js';
+import { withVolumeAccess } from '../../src/control/index.js';
 import { CorruptError } from '../../src/errors.js';
 
 export default class VolumeCheck extends ImgstreamCommand {
   static override summary = 'Verify a volume\'s consistency.';
-  static override description = `Checks both root records, then walks the logical map of the active file system and of every snapshot: every block they reach must be inside the volume, set in its plane (so not free) and reached once; each plane must hold nothing its map does not reach; the counters in the root record must agree. Reads map blocks only, never data blocks. Exits with the "corrupt" code when a problem is found.`;
+  static override description = `Checks both root records, then walks the logical map of the active file system and of every snapshot: every block they reach must be inside the volume, set in its plane (so not free) and reached once; each plane must hold nothing its map does not reach; the counters in the root record must agree. Reads map blocks only, never data blocks. Exits with the "corrupt" code when a problem is found. While the volume is being served (imgstream serve nbd), the server checks it as of a consistency point it takes for the check (its clients wait meanwhile).`;
   static override examples = ['<%= config.bin %> volume check vm.vol', '<%= config.bin %> volume check vm.vol --json'];
   static override args = { volume: Args.string({ description: 'Volume file or block device.', required: true }) };
 
   async run() {
     const { args } = await this.parse(VolumeCheck);
-    const report = await withVolume(args.volume, false, (vol) => checkVolume(vol, this.progress()));
+    const report = await withVolumeAccess(args.volume, { write: false }, (vol) => vol.check(this.progress()));
     for (const s of report.rootSlots) this.say(`root slot ${s.slot}: ${s.valid ? `valid, generation ${s.generation}` : `invalid (${s.reason})`}`);
     for (const t of report.trees) {
       const status = t.skipped ? `skipped: ${t.skipped}` : t.problems.length ? `${t.problems.length} problem(s)` : 'ok';

@@ -1,12 +1,15 @@
 import { Args, Flags } from '@oclif/core';
 import { ImgstreamCommand } from '../_cli/base.js';
-import { exportImage, fileSink, parseVolumeRef, stdoutSink, withVolume } from '../../src/volume/index.js';
+import { fileSink, parseVolumeRef, stdoutSink } from '../../src/volume/index.js';
+import { exportVolumeAt } from '../../src/control/index.js';
 import { formatSize } from '../../src/size.js';
 import { UsageError } from '../../src/errors.js';
 
 export default class VolumeExport extends ImgstreamCommand {
   static override summary = 'Write the active file system or a snapshot as a raw image.';
-  static override description = `Writes the logical disk as of the active file system, or as of a snapshot with VOL@SNAPSHOT, as a raw image of the disk's size. Only mapped blocks are read. A file output is sparse, is written under a temporary name and appears under its own name only when complete; an existing file is replaced only with --force. "-" writes to stdout.`;
+  static override description = `Writes the logical disk as of the active file system, or as of a snapshot with VOL@SNAPSHOT, as a raw image of the disk's size. Only mapped blocks are read. A file output is sparse, is written under a temporary name and appears under its own name only when complete; an existing file is replaced only with --force. "-" writes to stdout.
+
+While the volume is being served (imgstream serve nbd), a snapshot is exported as it is (the server keeps it from being deleted until the export ends), and the active file system as a temporary snapshot the server takes for the export (named imgstream-export-PID-TIME, deleted when the export ends; it needs a free snapshot slot).`;
   static override examples = [
     '<%= config.bin %> volume export vm.vol --to current.raw',
     '<%= config.bin %> volume export vm.vol@monday --to monday.raw',
@@ -22,18 +25,7 @@ export default class VolumeExport extends ImgstreamCommand {
     const { args, flags } = await this.parse(VolumeExport);
     if (flags.to === '-' && this.jsonEnabled()) throw new UsageError('--json cannot be combined with --to -: the image goes to stdout');
     const ref = parseVolumeRef(args.volume);
-    const result = await withVolume(ref.volume, false, async (vol) => {
-      if (ref.snapshot !== undefined) vol.snapshot(ref.snapshot); // fail before creating any output
-      const sink = flags.to === '-' ? stdoutSink() : fileSink(flags.to, { force: flags.force, size: vol.rootRecord.logicalSize });
-      try {
-        const r = await exportImage(vol, ref.snapshot, sink, this.progress());
-        await sink.finish();
-        return r;
-      } catch (err) {
-        sink.discard();
-        throw err;
-      }
-    });
+    const result = await exportVolumeAt(ref.volume, ref.snapshot, (size) => (flags.to === '-' ? stdoutSink() : fileSink(flags.to, { force: flags.force, size })), this.progress());
     if (flags.to !== '-') this.say(`exported ${ref.snapshot ? `snapshot ${ref.snapshot}` : 'active file system'} to ${flags.to}: ${formatSize(result.bytes)}, ${result.mappedBlocks} blocks mapped`);
     return { ...result, to: flags.to };
   }

@@ -1,6 +1,6 @@
 import { Args } from '@oclif/core';
 import { ImgstreamCommand } from '../_cli/base.js';
-import { volumeInfo, withVolume } from '../../src/volume/index.js';
+import { withVolumeAccess } from '../../src/control/index.js';
 import { formatSize } from '../../src/size.js';
 
 export default class VolumeInfo extends ImgstreamCommand {
@@ -11,7 +11,7 @@ export default class VolumeInfo extends ImgstreamCommand {
 
   async run() {
     const { args } = await this.parse(VolumeInfo);
-    const info = await withVolume(args.volume, false, (vol) => volumeInfo(vol));
+    const info = await withVolumeAccess(args.volume, { write: false }, (vol) => vol.info());
     const bs = info.blockSize;
     const rows: Array<[string, string]> = [
       ['volume', info.path],

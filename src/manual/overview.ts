@@ -13,7 +13,7 @@ export const ABOUT: readonly string[] = [
 export const ENVIRONMENT: readonly EnvironmentVariable[] = [
   {
     name: 'IMGSTREAM_LOCK_DIR',
-    description: 'Directory for volume lock files (one process at a time works on a volume). Default: $TMPDIR/imgstream-locks, or /tmp/imgstream-locks when TMPDIR is not set.',
+    description: 'Directory for volume lock files (one process at a time works on a volume) and the control sockets of servers (through which other commands reach a volume while it is served). Default: $TMPDIR/imgstream-locks, or /tmp/imgstream-locks when TMPDIR is not set.',
   },
   {
     name: 'IMGSTREAM_DEBUG',

@@ -16,6 +16,10 @@
 // the volume at the next consistency point. FLUSH and FUA are answered only after a CP;
 // a timer takes one every few seconds (through the queue, like a request), and close()
 // takes the last.
+//
+// Tasks (runExclusive) go through the same queue: the control socket's requests (a
+// snapshot, an image, a check) run between two NBD requests, after the reads before them
+// and before anything queued after, so no request is ever half applied when they look.
 import fs from 'node:fs';
 import { ImgstreamError, VolumeFullError, fromSystemError } from '../errors.js';
 import {
@@ -91,7 +95,9 @@ export type ProblemReporter = (message: string) => void;
 export type ReplySink = (reply: Buffer, pooled: boolean) => void;
 
 interface Job {
-  request: NbdRequest | null; // null: a timed consistency point
+  request: NbdRequest | null; // null: a timed consistency point, or `task`
+  /** A task from runExclusive(): runs alone, like a change. */
+  task?: () => void;
   payload: Buffer | null;
   /** The payload came from payloadBuffer(): recycle it once the write is done. */
   pooledPayload: boolean;
@@ -115,6 +121,8 @@ export class NbdExport {
   private idleWaiters: Array<() => void> = [];
   private timer: NodeJS.Timeout | null = null;
   private cpQueued = false;
+  /** A task that returned a promise is running: nothing else starts until it settles. */
+  private taskRunning = false;
 
   constructor(private readonly vol: Volume, opts: NbdExportOptions, private readonly report: ProblemReporter = () => {}) {
     this.name = opts.name;
@@ -212,11 +220,47 @@ export class NbdExport {
     this.timer.unref();
   }
 
+  /**
+   * Runs fn in the queue's order, alone: after every request queued before it (reads
+   * included) and before any queued after. While a promise fn returned is pending, no
+   * other request starts.
+   */
+  runExclusive<T>(fn: () => T | Promise<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const task = () => {
+        let out: T | Promise<T>;
+        try {
+          out = fn();
+        } catch (err) {
+          reject(err);
+          return;
+        }
+        if (!(out instanceof Promise)) {
+          resolve(out);
+          return;
+        }
+        this.taskRunning = true;
+        out.then(resolve, reject).finally(() => {
+          this.taskRunning = false;
+          this.run();
+        });
+      };
+      this.queue.push({ request: null, task, payload: null, pooledPayload: false, reply: () => {} });
+      this.run();
+    });
+  }
+
+  /** Takes a consistency point now if anything changed (from a task: see runExclusive). Returns the generation. */
+  commitNow(): number {
+    this.commit();
+    return this.vol.rootRecord.generation;
+  }
+
   /** Stops the timer, lets every queued request finish, and takes the last CP. */
   async close(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
-    while (this.queue.length > 0 || this.readsInFlight > 0) await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+    while (this.queue.length > 0 || this.readsInFlight > 0 || this.taskRunning) await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
     this.commit();
   }
 
@@ -226,12 +270,13 @@ export class NbdExport {
     if (this.running) return; // a reply handed out below queued more: the loop picks it up
     this.running = true;
     try {
-      while (this.queue.length > 0) {
+      while (this.queue.length > 0 && !this.taskRunning) {
         const job = this.queue[0];
         const isRead = job.request?.type === CMD_READ;
         if (!isRead && this.readsInFlight > 0) break; // a change waits for the reads before it
         this.queue.shift();
-        if (job.request === null) this.timedCommit();
+        if (job.task) job.task();
+        else if (job.request === null) this.timedCommit();
         else if (isRead) this.read(job.request, job.reply);
         else {
           const error = this.apply(job.request, job.payload);
@@ -243,7 +288,7 @@ export class NbdExport {
     } finally {
       this.running = false;
     }
-    if (this.queue.length === 0 && this.readsInFlight === 0) {
+    if (this.queue.length === 0 && this.readsInFlight === 0 && !this.taskRunning) {
       const waiters = this.idleWaiters;
       this.idleWaiters = [];
       for (const w of waiters) w();

@@ -1,11 +1,14 @@
 // serveNbd: opens a volume, offers it as one NBD export on a TCP address or a Unix
 // socket to any number of connections, and runs until its AbortSignal fires; then it
 // stops listening, lets the connections send what they have queued, takes the last
-// consistency point and closes the volume.
+// consistency point and closes the volume. While it serves, it answers other imgstream
+// commands on a control socket (../control): snapshots, images, checks, and pins for
+// dumps and exports, all run through the export's queue.
 import fs from 'node:fs';
 import net from 'node:net';
 import { BusyError, ExistsError, InvalidInputError, IoError } from '../errors.js';
 import { Volume } from '../volume/volume.js';
+import { ControlServer } from '../control/control-server.js';
 import { NbdConnection } from './connection.js';
 import { NbdExport, type NbdExportStats } from './nbd-export.js';
 import { nbdUri, type ListenAddress } from './listen-address.js';
@@ -62,6 +65,7 @@ export async function serveNbd(opts: ServeNbdOptions, hooks: NbdServeHooks): Pro
   let exp: NbdExport;
   const conns = new Set<NbdConnection>();
   let server: net.Server | null = null;
+  let control: ControlServer | null = null;
   let connections = 0;
   try {
     if (opts.snapshot !== undefined) {
@@ -78,6 +82,7 @@ export async function serveNbd(opts: ServeNbdOptions, hooks: NbdServeHooks): Pro
       conns.add(c);
     });
     await listen(server, opts.listen);
+    control = await ControlServer.start(vol, exp, (message) => hooks.problem?.(message));
   } catch (err) {
     server?.close();
     vol.close();
@@ -92,7 +97,10 @@ export async function serveNbd(opts: ServeNbdOptions, hooks: NbdServeHooks): Pro
     else hooks.signal.addEventListener('abort', () => resolve(), { once: true });
   });
 
-  // shutdown: no new connections, the open ones send what they have and close
+  // shutdown: no more control requests (what they left behind, like a temporary
+  // snapshot, is queued and runs before the last CP); no new connections, the open ones
+  // send what they have and close
+  control?.close();
   server.close();
   for (const c of conns) c.shutdown();
   const deadline = Date.now() + SHUTDOWN_GRACE_MS;

@@ -54,6 +54,22 @@ export interface DumpResult {
 
 const RECORD_BYTES = 1 << 20;
 
+/**
+ * How a dump reaches a volume that a server holds (see dump-at.ts): `vol` is then a
+ * lockless view (Volume.openView) that may read only snapshots the server keeps
+ * unchanged, so the server takes the snapshot, evaluates a dry run (which may name the
+ * active file system), and pins what the dump reads.
+ */
+export interface DumpServedAccess {
+  /** Takes the dump's snapshot in the server; returns a view whose table holds it. */
+  takeSnapshot(name: string): Promise<Volume>;
+  evaluate(expression: string): Promise<StorageImageSummary>;
+  /** Called with the snapshots the dump reads, before it reads any of their planes or blocks: they must not change until the dump ends. */
+  hold(snapshots: SnapshotEntry[]): Promise<void>;
+  /** Called before the trailer: throws when a held snapshot changed after all (a shadow snapshot whose blocks were reused). */
+  verify(): Promise<void>;
+}
+
 /** Which snapshots and which base a level-N dump at `top` takes (top may be null for a dry run on the active file system). */
 export function planDump(vol: Volume, level: number, top: SnapshotEntry | null, catalog: Catalog): DumpPlan {
   if (!Number.isInteger(level) || level < 0 || level > 9) throw new InvalidInputError(`invalid dump level ${level}`, 'use 0 to 9');
@@ -93,19 +109,29 @@ function streamSnapshot(s: SnapshotEntry): StreamSnapshot {
   return { id: s.id, name: s.name, shadow: s.shadow, master: s.master, createdMs: s.createdMs, mapRoot: s.mapRoot, generation: s.generation, blocks: s.blocks, mappedBlocks: s.mappedBlocks };
 }
 
-/** Runs a dump. The volume must be open for writing when no --snapshot is given (one is taken). */
-export async function dumpVolume(vol: Volume, target: (streamId: string) => StreamTarget, opts: DumpOptions, progress: Progress = noProgress): Promise<DumpResult> {
+/**
+ * Runs a dump. The volume must be open for writing when no --snapshot is given (one is
+ * taken), unless `served` says how a server takes it.
+ */
+export async function dumpVolume(vol: Volume, target: (streamId: string) => StreamTarget, opts: DumpOptions, progress: Progress = noProgress, served?: DumpServedAccess): Promise<DumpResult> {
   const order = parseOrder(opts.order);
   let top: SnapshotEntry | null = opts.snapshot !== undefined ? vol.snapshot(opts.snapshot) : null;
   if (opts.dryRun) {
     const plan = planDump(vol, opts.level, top, opts.catalog);
-    const img = evaluate(vol, plan.expression);
+    const img = served ? await served.evaluate(plan.expression) : evaluate(vol, plan.expression);
     return result(plan, img, null, null, 0, null, true);
   }
   // check the plan (base present) before taking a snapshot for it
   planDump(vol, opts.level, top, opts.catalog);
-  if (!top) top = vol.createSnapshot(newSnapshotName(vol, opts.level));
+  if (!top) {
+    const name = newSnapshotName(vol, opts.level);
+    if (served) {
+      vol = await served.takeSnapshot(name);
+      top = vol.snapshot(name);
+    } else top = vol.createSnapshot(name);
+  }
   const plan = planDump(vol, opts.level, top, opts.catalog);
+  await served?.hold(plan.base ? [...plan.snapshots, plan.base] : plan.snapshots);
   const img = evaluate(vol, plan.expression);
   const r = vol.rootRecord;
   const streamId = randomUUID();
@@ -133,6 +159,7 @@ export async function dumpVolume(vol: Volume, target: (streamId: string) => Stre
     progress.start('dumping', img.bytes, 'bytes');
     await writeBlocks(vol, writer, plan.expression, order, (done) => progress.update(done));
     progress.stop();
+    await served?.verify();
     const { trailer, position, streamBytes } = await writer.finish();
     const rec: DumpRecord = {
       id: streamId,

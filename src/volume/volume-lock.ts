@@ -2,6 +2,13 @@
 // device and inode in a runtime directory, holding the owner's pid and process start
 // time, so a lock left by a killed process (kill -9) is recognised as stale and taken
 // over at once: no stale lock ever blocks the next command.
+//
+// Lock file format: the first line is "PID STARTTIME"; a holder that answers requests
+// (a server, see src/control) adds a space after it and then lines of KEY=VALUE:
+//   control=PATH    its control socket (next to the lock file, <dev>-<ino>.ctl)
+//   served=rw|ro    it serves the volume read-write or read-only
+// Older versions split the file at spaces and compare the second field with the start
+// time: the space keeps that field exact, so they never take a server's lock for stale.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -20,9 +27,20 @@ function startTime(pid: number): string | null {
   }
 }
 
+/** A zombie (killed, not yet reaped by its parent) holds nothing any more: its files are closed. */
+function zombie(pid: number): boolean {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const state = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0];
+    return state === 'Z' || state === 'X';
+  } catch {
+    return false;
+  }
+}
+
 function alive(pid: number, start: string): boolean {
   const now = startTime(pid);
-  if (now !== null) return now === start;
+  if (now !== null) return now === start && !zombie(pid);
   try {
     process.kill(pid, 0);
     return !fs.existsSync('/proc/self/stat'); // no /proc: trust kill(0)
@@ -31,17 +49,80 @@ function alive(pid: number, start: string): boolean {
   }
 }
 
+/** Who holds a volume's lock: a live process, and where it answers requests if it does. */
+export interface LockHolder {
+  pid: number;
+  /** Its control socket (a server): other commands send it their requests. */
+  control?: string;
+  /** How it serves the volume. */
+  served?: 'rw' | 'ro';
+}
+
+interface LockContents {
+  pid: number;
+  start: string;
+  fields: Map<string, string>;
+}
+
+function parseLock(text: string): LockContents {
+  const [first = '', ...rest] = text.split('\n');
+  const [pid = '', start = '0'] = first.trim().split(' ');
+  const fields = new Map<string, string>();
+  for (const line of rest) {
+    const eq = line.indexOf('=');
+    if (eq > 0) fields.set(line.slice(0, eq), line.slice(eq + 1));
+  }
+  return { pid: Number(pid), start, fields };
+}
+
+function lockFileOf(st: fs.Stats): string {
+  return path.join(lockDir(), `${st.dev}-${st.ino}.lock`);
+}
+
 export class VolumeLock {
   private released = false;
   private readonly onExit = () => this.release();
-  private constructor(readonly file: string, private readonly token: string) {
+  private constructor(readonly file: string, private token: string) {
     process.once('exit', this.onExit);
+  }
+
+  /** The live process holding the lock of the volume at `volumePath`, or null (none, or a stale lock). */
+  static holder(volumePath: string): LockHolder | null {
+    let text: string;
+    try {
+      text = fs.readFileSync(lockFileOf(fs.statSync(volumePath)), 'utf8');
+    } catch {
+      return null;
+    }
+    const c = parseLock(text);
+    if (!(c.pid > 0) || !alive(c.pid, c.start)) return null;
+    const served = c.fields.get('served');
+    return { pid: c.pid, control: c.fields.get('control') || undefined, served: served === 'rw' || served === 'ro' ? served : undefined };
+  }
+
+  /** Where the holder of this lock listens for control requests: next to the lock file. */
+  get controlPath(): string {
+    return this.file.replace(/\.lock$/, '.ctl');
+  }
+
+  /**
+   * Records in the lock file that this process answers control requests on `socket` (null:
+   * no longer). The file is replaced whole (rename), so a reader sees the old or the new.
+   */
+  advertise(socket: string | null, served: 'rw' | 'ro' = 'rw'): void {
+    const first = this.token.split('\n')[0].trim();
+    const next = socket === null ? first : `${first} \ncontrol=${socket}\nserved=${served}\n`;
+    if (fs.readFileSync(this.file, 'utf8') !== this.token) throw new BusyError(`${this.file}: lost the lock`, 'another process removed it');
+    const tmp = `${this.file}.${process.pid}.tmp`;
+    fs.writeFileSync(tmp, next, { mode: 0o666 });
+    fs.renameSync(tmp, this.file);
+    this.token = next;
   }
 
   static acquire(volumePath: string, st: fs.Stats, what = 'volume'): VolumeLock {
     const dir = lockDir();
     fs.mkdirSync(dir, { recursive: true, mode: 0o1777 });
-    const file = path.join(dir, `${st.dev}-${st.ino}.lock`);
+    const file = lockFileOf(st);
     const token = `${process.pid} ${startTime(process.pid) ?? '0'}`;
     for (let attempt = 0; attempt < 5; attempt++) {
       try {
@@ -56,8 +137,12 @@ export class VolumeLock {
       } catch {
         continue; // released meanwhile
       }
-      const [pid, start] = holder.split(' ');
-      if (Number(pid) > 0 && alive(Number(pid), start ?? '0') && Number(pid) !== process.pid) {
+      const { pid, start, fields } = parseLock(holder);
+      if (pid > 0 && alive(pid, start) && pid !== process.pid) {
+        if (fields.has('control')) {
+          const hint = fields.get('served') === 'ro' ? 'it serves the volume read-only: stop the server first' : 'write through its NBD export, or stop the server first';
+          throw new BusyError(`${volumePath}: ${what} is being served by imgstream process ${pid}`, hint);
+        }
         throw new BusyError(`${volumePath}: ${what} is in use by imgstream process ${pid}`, 'wait for it to finish, or stop it');
       }
       // stale (its process is gone): take it over

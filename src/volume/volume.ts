@@ -28,6 +28,7 @@ import { PlaneScanner } from './plane-scanner.js';
 import { SparseBitmap, popcount32 } from './sparse-bitmap.js';
 import { validateSnapshotName } from './snapshot-name.js';
 import { VolumeLock } from './volume-lock.js';
+import { BusyError } from '../errors.js';
 import type { PlaneRef, PlaneSource } from '../image/plane-source.js';
 
 export interface CreateOptions {
@@ -240,6 +241,59 @@ export class Volume implements MapStorage {
       lock.release();
       throw err;
     }
+  }
+
+  /**
+   * A read-only view of a volume that another process holds and changes (a server),
+   * opened without the lock: the root record and the snapshot table of one CP, read as a
+   * seqlock on the generation (read the root, the journal it names if not yet applied,
+   * the table; read the root again; retry when the generation moved or the journal did
+   * not verify because it was being replaced).
+   *
+   * Only pinned snapshots may be read through a view (src/control pins them in the
+   * server; the active file system and mark-on-allocate planes change under a view,
+   * unless the holder opened the volume read-only). A regular snapshot is immutable on
+   * disk while it exists: its plane slot is written only while the slot is free
+   * (createSnapshot takes a free slot, writeSlotPlane refuses a taken one, restore's
+   * clearSlotPlaneExcept clears the free slots it fills), and the blocks its plane holds
+   * (its data and logical-map blocks) are never handed out by the allocator, whose
+   * pinning planes include every regular snapshot. A pinned snapshot cannot be deleted
+   * or renamed, so its slot stays taken and its name means it. A shadow snapshot is the
+   * exception: the allocator may reuse its blocks at any time (clearing its bits and
+   * counting reusedBlocks), so a reader of one must ask the server afterwards whether
+   * reusedBlocks grew while it read.
+   */
+  static openView(path: string): Volume {
+    const file = BlockFile.open(path, false);
+    const sleeper = new Int32Array(new SharedArrayBuffer(4));
+    let lastError: unknown = null;
+    try {
+      for (let attempt = 0; attempt < 200; attempt++) {
+        if (attempt > 0) Atomics.wait(sleeper, 0, 0, Math.min(50, 2 * attempt)); // the holder is mid-CP: let it finish
+        const before = Volume.readRoot(file, path);
+        const view = new Volume(path, file, null, before, false);
+        try {
+          view.loadJournal();
+          view.loadTable();
+        } catch (err) {
+          lastError = err; // a journal or table read while the holder rewrote it
+          continue;
+        }
+        if (Volume.readRoot(file, path).generation === before.generation) return view;
+        lastError = null;
+      }
+    } catch (err) {
+      file.close();
+      throw err;
+    }
+    file.close();
+    if (lastError) throw lastError;
+    throw new BusyError(`${path}: the volume changed on every attempt to read it`, 'its server takes consistency points without pause; try again');
+  }
+
+  /** The lock this process holds on the volume (null for a view). */
+  get volumeLock(): VolumeLock | null {
+    return this.lock;
   }
 
   private static readRoot(file: BlockFile, path: string): RootRecord {

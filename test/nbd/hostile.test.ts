@@ -363,7 +363,7 @@ describe('hostile NBD clients', () => {
   it('a second server on the same volume is refused while the first runs', async () => {
     const second = await startServer(vol, ['--socket', at('second.sock'), '--snapshot', 'snap'], locks).catch((e: Error) => e);
     expect(second).toBeInstanceOf(Error);
-    expect((second as Error).message).toMatch(/in use by imgstream process/);
+    expect((second as Error).message).toMatch(/volume is being served by imgstream process \d+/);
     await stillServes();
   });
 

@@ -1,0 +1,54 @@
+// dump of a volume whoever holds it. Opened here: as always (dumpVolume). Served: the
+// dump plans from a lockless view of the volume (its snapshot table and the catalog),
+// asks the server to take its snapshot when none is given, pins every snapshot it reads,
+// reads their planes and blocks through the view, and checks before the trailer that no
+// shadow snapshot among them had blocks reused meanwhile. The catalog is written here, as
+// always. A dump killed at any point leaves no pin: pins end with its control connection.
+import { BusyError } from '../errors.js';
+import type { SnapshotEntry } from '../format/snapshot-entry.js';
+import type { StreamTarget } from '../media/medium.js';
+import { noProgress, type Progress } from '../progress.js';
+import { openVolumeAccess } from '../control/access.js';
+import type { Volume } from '../volume/volume.js';
+import { dumpVolume, type DumpOptions, type DumpResult } from './dump.js';
+
+export async function dumpVolumeAt(path: string, target: (streamId: string) => StreamTarget, opts: DumpOptions, progress: Progress = noProgress): Promise<DumpResult> {
+  const write = !opts.dryRun && opts.snapshot === undefined;
+  const access = await openVolumeAccess(path, { write });
+  if (access.kind === 'local') {
+    try {
+      return await dumpVolume(access.volume, target, opts, progress);
+    } finally {
+      access.close();
+    }
+  }
+  const served = access;
+  let view: Volume | null = null;
+  let held: SnapshotEntry[] = [];
+  try {
+    view = served.openView();
+    return await dumpVolume(view, target, opts, progress, {
+      takeSnapshot: async (name) => {
+        await served.createSnapshot(name, { pin: true });
+        view?.close();
+        view = null;
+        view = served.openView();
+        return view;
+      },
+      evaluate: (expression) => served.image(expression),
+      hold: async (snapshots) => {
+        const pinned = await served.pin(snapshots.map((s) => s.name));
+        held = snapshots;
+        for (const s of snapshots) {
+          // the view was read before the pin: the same snapshot must still have that name
+          if (!pinned.some((p) => p.id === s.id)) throw new BusyError(`${path}: snapshot "${s.name}" was replaced while the dump was planned`, 'run the dump again');
+        }
+      },
+      verify: () => served.verifyUnchanged(held),
+    });
+  } finally {
+    view?.close();
+    if (held.length) await served.unpin(held.map((s) => s.name)).catch(() => {});
+    served.close();
+  }
+}
