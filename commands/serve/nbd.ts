@@ -1,5 +1,6 @@
 import { Args, Flags } from '@oclif/core';
 import { ImgstreamCommand } from '../_cli/base.js';
+import '../../src/mirror/served.js'; // mirror updates of the served volume (control ops)
 import { parseListenAddress, serveNbd, type NbdListening } from '../../src/nbd/index.js';
 import { formatSize } from '../../src/size.js';
 import { UsageError } from '../../src/errors.js';

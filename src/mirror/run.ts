@@ -10,6 +10,10 @@ import { MIRROR_PROTOCOL, type MirrorChannel } from './protocol.js';
 import { breakMirror, receiveMirror } from './receiver.js';
 import { destinationState, sendMirror, type MirrorResult } from './sender.js';
 import { MirrorState } from './state.js';
+import { VolumeLock } from '../volume/volume-lock.js';
+import { ServedVolume } from '../control/served-volume.js';
+import { servedSource } from './served.js';
+import type { SourceAccess } from './sender.js';
 
 /** Where a mirror goes: how to reach it, and its name as relationships record it. */
 export interface Destination {
@@ -103,8 +107,28 @@ export async function mirrorUpdate(volPath: string, dest: Destination, opts: Upd
   };
 }
 
-async function mirrorUpdateOnce(volPath: string, dest: Destination, opts: UpdateOptions): Promise<MirrorResult> {
+/** The source: through its NBD server when one serves it, else held by this process. */
+async function openSource(volPath: string): Promise<{ source: Volume | SourceAccess; close(): void }> {
+  const holder = VolumeLock.holder(volPath);
+  if (holder?.control && holder.pid !== process.pid) {
+    let served: ServedVolume | null = null;
+    try {
+      served = await ServedVolume.connect(volPath, holder);
+    } catch {
+      served = null; // nothing answers: opening it here says "busy"
+    }
+    if (served) {
+      const s = served;
+      const access = servedSource(s);
+      return { source: access, close: () => (access.close(), s.close()) };
+    }
+  }
   const vol = Volume.open(volPath, { write: true, mirror: true });
+  return { source: vol, close: () => vol.close() };
+}
+
+async function mirrorUpdateOnce(volPath: string, dest: Destination, opts: UpdateOptions): Promise<MirrorResult> {
+  const { source: vol, close } = await openSource(volPath);
   try {
     const { channel, settled } = await dest.open();
     const cut = () => channel.close();
@@ -117,7 +141,7 @@ async function mirrorUpdateOnce(volPath: string, dest: Destination, opts: Update
       await settled;
     }
   } finally {
-    vol.close();
+    close();
   }
 }
 

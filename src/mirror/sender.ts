@@ -120,6 +120,8 @@ export interface SourceAccess {
   volume(): Volume;
   /** Takes the transfer's top snapshot and swaps the planes (see prepareSource); the top's name. */
   prepare(p: PrepareArgs): Promise<string>;
+  /** Keeps these snapshots (the transfer's new state) from going while they are read; the volume to read them through. */
+  hold(names: string[]): Promise<Volume>;
   /** After the destination committed (see finishSource). */
   finish(p: FinishArgs): Promise<void>;
 }
@@ -174,6 +176,7 @@ export function localSource(vol: Volume): SourceAccess {
   return {
     volume: () => vol,
     prepare: async (p) => prepareSource(vol, p),
+    hold: async () => vol, // this process holds the volume: nothing else changes it
     finish: async (p) => finishSource(vol, p),
   };
 }
@@ -225,6 +228,8 @@ export async function sendMirror(source: Volume | SourceAccess, ch: MirrorChanne
     } else mode = dest.exists && common ? 'common' : 'full';
     transferId = randomUUID();
   }
+  vol = await access.hold(vol.snapshots().filter((s) => s.id <= top.id).map((s) => s.name));
+  top = vol.snapshot(top.name);
   const newState = vol.snapshots().filter((s) => s.id <= top.id);
   const keep = newState.filter((s) => dest.snapshots.some((d) => sameSnapshot(identOf(s), d)));
   const incoming = newState.filter((s) => !keep.includes(s));

@@ -1,0 +1,60 @@
+// Mirror updates of a volume an NBD server holds (src/control): the server runs the two
+// writing steps of a transfer (prepareSource: the top snapshot and the plane swap, in one
+// CP; finishSource: emptying the shipped plane, dropping older mirror snapshots) through
+// its queue, as control ops; the sender pins the snapshots of the new state and reads
+// them through a lockless view. A pinned snapshot's plane and blocks never change (see
+// Volume.openView), and the shipped mark-on-allocate plane is written only by
+// finishSource: the server records into the other one.
+import { assertServedWritable, registerControlOp, type ControlArgs } from '../control/ops.js';
+import type { ServedVolume } from '../control/served-volume.js';
+import type { Volume } from '../volume/volume.js';
+import { finishSource, prepareSource, type FinishArgs, type PrepareArgs, type SourceAccess } from './sender.js';
+
+registerControlOp('mirror.prepare', (vol: Volume, args: ControlArgs, session) => {
+  assertServedWritable(vol);
+  const p = args as unknown as PrepareArgs;
+  // snapshots this relationship drops must not be pinned by a reader
+  const top = prepareSource(vol, { ...p, keepIds: p.keepIds ?? [] });
+  session.commit();
+  return { top };
+});
+
+registerControlOp('mirror.finish', (vol: Volume, args: ControlArgs, session) => {
+  assertServedWritable(vol);
+  const p = args as unknown as FinishArgs;
+  const prefix = `mirror.${p.tag}.`;
+  for (const s of vol.snapshots()) if (!p.cascade && s.name.startsWith(prefix) && s.id < p.topId) session.pins.assertUnpinned(vol.path, s, 'deleted');
+  finishSource(vol, p);
+  session.commit();
+  return { done: true };
+});
+
+/** A source an NBD server holds, reached through its control socket. */
+export function servedSource(served: ServedVolume): SourceAccess & { close(): void } {
+  let view: Volume = served.openView();
+  let held: string[] = [];
+  const reopen = () => {
+    view.close();
+    view = served.openView();
+    return view;
+  };
+  return {
+    volume: () => view,
+    prepare: async (p) => {
+      const r = await served.request<{ top: string }>('mirror.prepare', p as unknown as Record<string, unknown>);
+      reopen();
+      return r.top;
+    },
+    hold: async (names) => {
+      await served.pin(names);
+      held = names;
+      return reopen();
+    },
+    finish: async (p) => {
+      if (held.length) await served.unpin(held);
+      held = [];
+      await served.request('mirror.finish', p as unknown as Record<string, unknown>);
+    },
+    close: () => view.close(),
+  };
+}

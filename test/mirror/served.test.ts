@@ -1,0 +1,66 @@
+// Mirror updates of a volume while `imgstream serve nbd` serves it and qemu-io writes to
+// it: the server takes the transfer's snapshot and swaps the planes in one CP (a control
+// op), the sender reads the pinned snapshots through a view, and every update leaves the
+// mirror an exact replica of the source's snapshots, the newest mirror snapshot included.
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { randomImage, rng, tempDir } from '../support/images.js';
+import { cli, missingBinaries, qemuIo, startServer } from '../nbd/support.js';
+import { sha256 } from '../support/cli.js';
+
+const missing = missingBinaries(['qemu-io']);
+const BS = 4096;
+const SIZE = 16 << 20;
+const root = tempDir('imgstream-mirror-served-');
+const locks = path.join(root, 'locks');
+const at = (f: string) => path.join(root, f);
+const env = { IMGSTREAM_LOCK_DIR: locks, IMGSTREAM_MIRROR_STATE: at('mirrors.json') };
+afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
+
+async function imgstream(args: string[]) {
+  const { run, CLI_BIN } = await import('../nbd/support.js');
+  const r = await run(process.execPath, [CLI_BIN, ...args], { env });
+  if (r.code !== 0) throw new Error(`imgstream ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
+  return r;
+}
+
+async function exportHash(ref: string, file: string): Promise<string> {
+  fs.rmSync(at(file), { force: true });
+  await imgstream(['volume', 'export', ref, '--to', at(file)]);
+  return sha256(fs.readFileSync(at(file)));
+}
+
+describe.skipIf(missing.length > 0)('mirror update while the volume is served', () => {
+  it('keeps the mirror an exact replica while a client writes', async () => {
+    const vol = at('v.vol');
+    const dest = at('m.vol');
+    fs.writeFileSync(at('image.raw'), randomImage(SIZE / BS, BS, 9, 0.3));
+    await cli(['volume', 'create', vol, '--size', String(SIZE), '--volume-size', '256M'], locks);
+    await cli(['volume', 'import', vol, '--from', at('image.raw')], locks);
+    const server = await startServer(vol, ['--socket', at('v.sock'), '--cp-interval', '0.2'], locks);
+    const random = rng(3);
+    try {
+      const modes: string[] = [];
+      for (let round = 0; round < 4; round++) {
+        const cmds: string[] = [];
+        for (let i = 0; i < 20; i++) cmds.push(`write -P 0x${(1 + Math.floor(random() * 254)).toString(16)} ${Math.floor(random() * (SIZE - 70000))} 65536`);
+        // writes land while the update runs, too
+        const writing = qemuIo(server.info.uri, cmds, ['-t', 'writeback']);
+        const r = JSON.parse((await imgstream(['mirror', 'update', vol, '--to', dest, '--json'])).stdout);
+        await writing;
+        modes.push(r.mode);
+        // every snapshot of the source (through the server) is the same on the mirror
+        const list = JSON.parse((await imgstream(['snapshot', 'list', vol, '--json'])).stdout).snapshots as Array<{ name: string }>;
+        expect(list.map((s) => s.name)).toContain(r.top);
+        for (const s of list) expect(await exportHash(`${dest}@${s.name}`, 'm.raw'), `round ${round}: ${s.name}`).toBe(await exportHash(`${vol}@${s.name}`, 's.raw'));
+        if (round === 1) await imgstream(['snapshot', 'create', vol, 'user1']);
+      }
+      expect(modes).toEqual(['full', 'moa', 'moa', 'moa']);
+    } finally {
+      await server.stop();
+    }
+    const check = JSON.parse((await imgstream(['volume', 'check', vol, '--json'])).stdout);
+    expect(check.ok).toBe(true);
+  });
+});
