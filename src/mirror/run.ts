@@ -214,14 +214,14 @@ export function newestMaster(vol: Volume): string {
  * The receiving half of `replicate pull` over a channel whose other end runs sendMirror:
  * the source speaks first.
  */
-export async function receiveReplica(destPath: string, ch: MirrorChannel): Promise<void> {
+export async function receiveReplica(destPath: string, ch: MirrorChannel): Promise<import('./protocol.js').TransferDone | null> {
   const hello = await ch.receive();
   if (!hello) throw new InvalidInputError('replicate: the source closed the connection');
   if (hello.msg.error) {
     const { remoteError } = await import('./sender.js');
     throw remoteError(hello.msg.error as { code: string; message: string }, 'replicate');
   }
-  await receiveMirror(destPath, ch, hello.msg);
+  return receiveMirror(destPath, ch, hello.msg);
 }
 
 // ------------------------------------------------------------------ schedule
