@@ -1,7 +1,8 @@
 import { Args } from '@oclif/core';
 import { ImgstreamCommand } from './_cli/base.js';
 import { verifyStreams } from '../src/stream/verify.js';
-import { sourceFor } from '../src/media/resolve.js';
+import { isPeerSpec, sourceFor } from '../src/media/resolve.js';
+import { peerClientOptions, peerFlags } from './_cli/peer-flags.js';
 import { formatSize } from '../src/size.js';
 import { UsageError } from '../src/errors.js';
 
@@ -12,15 +13,18 @@ export default class Verify extends ImgstreamCommand {
     '<%= config.bin %> verify /backups/vm.june3.l0 /backups/vm.june5.l1',
     '<%= config.bin %> verify tape:/tapes/t1',
     'cat vm.l0 | <%= config.bin %> verify -',
+    '<%= config.bin %> verify peer://backup1:7420/vm1.l0 --token-file /etc/imgstream/peer.token --tls-ca /etc/imgstream/backup1.crt',
   ];
   static override strict = false;
-  static override args = { source: Args.string({ description: 'Stream sources: FILE, -, tape:DIR[,DIR...], tape:DIR#N.', required: true }) };
+  static override args = { source: Args.string({ description: 'Stream sources: FILE, -, tape:DIR[,DIR...], tape:DIR#N, peer://HOST:PORT/NAME.', required: true }) };
+  static override flags = { ...peerFlags };
 
   async run() {
-    const { argv } = await this.parse(Verify);
+    const { argv, flags } = await this.parse(Verify);
     const specs = argv as string[];
     if (specs.filter((s) => s === '-').length > 1) throw new UsageError('stdin (-) can be given once');
-    const result = await verifyStreams(specs.map(sourceFor), this.progress());
+    const peer = peerClientOptions(flags, specs.filter(isPeerSpec));
+    const result = await verifyStreams(specs.map((s) => sourceFor(s, { peer })), this.progress());
     for (const s of result.streams) this.say(`${s.stream}: level ${s.level} ${s.base ? `${s.base} -> ` : ''}${s.top}, ${s.blocks} blocks (${formatSize(s.bytes)}), ${formatSize(s.streamBytes)} stream: ok`);
     if (result.needs) this.say(`the chain needs snapshot ${result.needs} on the volume it is restored onto`);
     this.say(`${result.streams.length} stream(s) verified`);

@@ -11,7 +11,9 @@ export type ErrorCode =
   | 'busy'
   | 'volume-full'
   | 'corrupt'
-  | 'io';
+  | 'io'
+  | 'auth'
+  | 'network';
 
 export const EXIT_CODES: Record<ErrorCode, { exit: number; meaning: string }> = {
   usage: { exit: 2, meaning: 'bad command line: unknown flag, missing or conflicting argument' },
@@ -23,6 +25,8 @@ export const EXIT_CODES: Record<ErrorCode, { exit: number; meaning: string }> = 
   'volume-full': { exit: 8, meaning: 'the volume has no free block left for the change' },
   corrupt: { exit: 9, meaning: 'a checksum or consistency check failed' },
   io: { exit: 10, meaning: 'the operating system refused a read or write' },
+  auth: { exit: 11, meaning: 'a peer refused the token, or its TLS certificate did not match' },
+  network: { exit: 12, meaning: 'a peer could not be reached, or the connection was lost or timed out' },
 };
 
 /** Exit code of an unexpected internal error (a bug: please report it). */
@@ -77,6 +81,13 @@ export class IoError extends ImgstreamError {
   constructor(message: string, hint?: string) { super('io', message, hint); }
 }
 
+export class AuthError extends ImgstreamError {
+  constructor(message: string, hint?: string) { super('auth', message, hint); }
+}
+export class NetworkError extends ImgstreamError {
+  constructor(message: string, hint?: string) { super('network', message, hint); }
+}
+
 const ERROR_CLASSES: Record<ErrorCode, new (message: string, hint?: string) => ImgstreamError> = {
   usage: UsageError,
   'not-found': NotFoundError,
@@ -87,6 +98,8 @@ const ERROR_CLASSES: Record<ErrorCode, new (message: string, hint?: string) => I
   'volume-full': VolumeFullError,
   corrupt: CorruptError,
   io: IoError,
+  auth: AuthError,
+  network: NetworkError,
 };
 
 /**

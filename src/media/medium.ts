@@ -30,6 +30,12 @@ export interface StreamTarget {
   finish(): Promise<MediaPosition>;
   /** The stream will not be completed: remove or invalidate what was written. Never throws. */
   abort(): Promise<void>;
+  /**
+   * Optional: checks the medium will take the stream (a peer connects, authenticates
+   * and accepts the name) before the caller does anything for it, such as taking a
+   * snapshot. The first write() does it otherwise. Rejects like write().
+   */
+  open?(): Promise<void>;
 }
 
 export interface SourceStream {

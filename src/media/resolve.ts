@@ -1,10 +1,13 @@
 // From what a user types to a medium: "-" is stdout/stdin, "tape:..." a tape (see
-// tape/), anything else a file.
-import type { StreamSource, StreamTarget } from './medium.js';
-import { InvalidInputError, NotFoundError } from '../errors.js';
+// tape/), "peer://HOST:PORT/NAME" a stream on a peer daemon (see peer/; needs the
+// client options: token file, TLS), anything else a file.
+import type { MediaPosition, StreamSource, StreamTarget } from './medium.js';
+import { InvalidInputError, NotFoundError, UsageError } from '../errors.js';
 import { fileSource, fileTarget } from './file/file-medium.js';
 import { stdinSource, stdoutTarget } from './stdio/stdio-medium.js';
 import { parseTapeSpec, tapeSource, tapeTarget } from './tape/index.js';
+import { peerSource, peerTarget } from './peer/peer-medium.js';
+import type { PeerClientOptions } from '../peer/index.js';
 
 export interface TargetOptions {
   force?: boolean;
@@ -12,6 +15,24 @@ export interface TargetOptions {
   recordSize?: number;
   streamId: string;
   nextTape?: (n: number) => Promise<string | null>;
+  /** How to reach peer:// targets (token file, TLS checks, rate limit). */
+  peer?: PeerClientOptions;
+}
+
+export interface SourceOptions {
+  /** How to reach peer:// sources. */
+  peer?: PeerClientOptions;
+}
+
+export const PEER_SCHEME = 'peer://';
+
+export function isPeerSpec(spec: string): boolean {
+  return spec.startsWith(PEER_SCHEME);
+}
+
+function peerOptions(spec: string, opts: { peer?: PeerClientOptions }): PeerClientOptions {
+  if (!opts.peer) throw new UsageError(`${spec} needs --token-file FILE`, 'the same token file the daemon was started with');
+  return opts.peer;
 }
 
 export function targetFor(spec: string, opts: TargetOptions): StreamTarget {
@@ -21,18 +42,21 @@ export function targetFor(spec: string, opts: TargetOptions): StreamTarget {
     if (t.file !== undefined) throw new InvalidInputError(`${spec}: a dump goes to the next tape file; #N is for reading`, 'give tape:DIR');
     return tapeTarget({ tapes: t.tapes, tapeSize: opts.tapeSize, recordSize: opts.recordSize, streamId: opts.streamId, nextTape: opts.nextTape });
   }
+  if (isPeerSpec(spec)) return peerTarget(spec, { ...peerOptions(spec, opts), force: opts.force });
   return fileTarget(spec, { force: opts.force });
 }
 
-export function sourceFor(spec: string): StreamSource {
+export function sourceFor(spec: string, opts: SourceOptions = {}): StreamSource {
   if (spec === '-') return stdinSource();
   if (spec.startsWith('tape:')) return tapeSource(parseTapeSpec(spec));
+  if (isPeerSpec(spec)) return peerSource(spec, peerOptions(spec, opts));
   return fileSource(spec);
 }
 
 /** Reopens a stream where the catalog says it is. */
-export function sourceForPosition(p: import('./medium.js').MediaPosition): StreamSource {
+export function sourceForPosition(p: MediaPosition, opts: SourceOptions = {}): StreamSource {
   if (p.kind === 'file') return fileSource(p.location);
   if (p.kind === 'tape' && p.tapeFile !== undefined) return tapeSource({ tapes: p.tapes?.length ? p.tapes : [p.location], file: p.tapeFile });
+  if (p.kind === 'peer') return peerSource(p.location, peerOptions(p.location, opts));
   throw new NotFoundError(`a stream on ${p.kind} ${p.location} cannot be read back from there`, 'give it with --from');
 }

@@ -121,20 +121,30 @@ export async function dumpVolume(vol: Volume, target: (streamId: string) => Stre
     const img = served ? await served.evaluate(plan.expression) : evaluate(vol, plan.expression);
     return result(plan, img, null, null, 0, null, true);
   }
-  // check the plan (base present) before taking a snapshot for it
+  // check the plan (base present) and the target (it exists, a peer refuses) before
+  // taking a snapshot for them
   planDump(vol, opts.level, top, opts.catalog);
-  if (!top) {
-    const name = newSnapshotName(vol, opts.level);
-    if (served) {
-      vol = await served.takeSnapshot(name);
-      top = vol.snapshot(name);
-    } else top = vol.createSnapshot(name);
-  }
-  const plan = planDump(vol, opts.level, top, opts.catalog);
-  await served?.hold(plan.base ? [...plan.snapshots, plan.base] : plan.snapshots);
-  const img = evaluate(vol, plan.expression);
-  const r = vol.rootRecord;
   const streamId = randomUUID();
+  const medium = target(streamId);
+  let plan: DumpPlan;
+  let img: StorageImageSummary;
+  try {
+    await medium.open?.();
+    if (!top) {
+      const name = newSnapshotName(vol, opts.level);
+      if (served) {
+        vol = await served.takeSnapshot(name);
+        top = vol.snapshot(name);
+      } else top = vol.createSnapshot(name);
+    }
+    plan = planDump(vol, opts.level, top, opts.catalog);
+    await served?.hold(plan.base ? [...plan.snapshots, plan.base] : plan.snapshots);
+    img = evaluate(vol, plan.expression);
+  } catch (err) {
+    await medium.abort();
+    throw err;
+  }
+  const r = vol.rootRecord;
   const header: StreamHeader = {
     format: 'imgstream-stream',
     version: 1,
@@ -151,7 +161,6 @@ export async function dumpVolume(vol: Volume, target: (streamId: string) => Stre
     compression: opts.compression,
     image: { blocks: img.blocks, bytes: img.bytes, extents: img.extents },
   };
-  const medium = target(streamId);
   const writer = new ImageStreamWriter(medium, { compression: opts.compression, threads: opts.threads });
   try {
     await writer.start(header);

@@ -22,6 +22,8 @@ const DOCUMENTED: Record<ErrorCode, number> = {
   'volume-full': 8,
   corrupt: 9,
   io: 10,
+  auth: 11,
+  network: 12,
 };
 
 const BS = 4096;

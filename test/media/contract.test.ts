@@ -1,6 +1,9 @@
 // The one contract every medium passes (STYLE rule 4), run against each medium that can
-// be tested without hardware: memory (the twin), a file, a tape directory, and a set of
-// tape directories small enough that a stream spans three of them. What is written comes
+// be tested without hardware: memory (the twin), a file, a tape directory, a set of tape
+// directories small enough that a stream spans three of them, and a peer daemon (run in
+// this process, over TLS when openssl can make a certificate). The daemon's stream.put
+// normally parses what arrives as an image stream; this suite writes arbitrary bytes, so
+// its daemon stores them unchecked (test/peer checks validation). What is written comes
 // back byte for byte at the position finish() named; streams come back in order; an
 // aborted stream is never read as a stream; a target that failed stays failed.
 import fs from 'node:fs';
@@ -8,7 +11,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ImgstreamError } from '../../src/errors.js';
-import { MemoryMedium, fileSource, fileTarget, tapeSource, tapeTarget, type MediaPosition, type StreamSource, type StreamTarget } from '../../src/media/index.js';
+import { IoError } from '../../src/errors.js';
+import { MemoryMedium, fileSource, fileTarget, peerSource, peerTarget, tapeSource, tapeTarget, type MediaPosition, type StreamSource, type StreamTarget } from '../../src/media/index.js';
+import { streamGetService, streamPutService, type PeerClientOptions, type PeerService } from '../../src/peer/index.js';
+import { hasOpenssl, makeCert, makeToken, startInProcess } from '../peer/support.js';
 import { readAll, streamBytes, writeInPieces } from './stream-data.js';
 
 interface MediumUnderTest {
@@ -32,6 +38,31 @@ function freshDir(name: string): string {
 }
 
 const MiB = 1 << 20;
+
+// the peer daemons: one storing whatever arrives, one whose disk is full. A daemon that
+// fails in the middle of a stream is heard of a few MiB later (what the client sent
+// meanwhile sits in socket buffers), at the latest by finish(): test/peer covers that;
+// here the full daemon refuses the stream at once, so the first write fails
+const peerRoot = path.join(root, 'peer');
+fs.mkdirSync(peerRoot);
+const drain = async (bytes: AsyncIterable<Buffer>) => {
+  for await (const b of bytes) void b;
+};
+const storeAnything: Map<string, PeerService> = new Map([
+  ['stream.put', streamPutService({ validate: drain })],
+  ['stream.get', streamGetService],
+]);
+const diskFull: Map<string, PeerService> = new Map([['stream.put', async () => Promise.reject(new IoError('no space left on the device (test)'))]]);
+const peerCert = hasOpenssl ? makeCert(root, 'peer') : null;
+const peerToken = makeToken(root, 'peer-token', hasOpenssl ? {} : { contents: 'contract-test-token-0123456789\n' });
+const peerDaemon = await startInProcess({ root: peerRoot, tokenFile: peerToken, ...(peerCert ? { tls: { cert: peerCert.cert, key: peerCert.key } } : { plain: true }), services: storeAnything });
+const fullDaemon = await startInProcess({ root: peerRoot, tokenFile: peerToken, plain: true, services: diskFull });
+afterAll(async () => {
+  await peerDaemon.stop();
+  await fullDaemon.stop();
+});
+const peerClient: PeerClientOptions = { tokenFile: peerToken, ...(peerCert ? { tls: { fingerprint: peerCert.fingerprint } } : { plain: true }) };
+
 /** Write sizes: single bytes, odd sizes around tar's 512 and a record, and a multi-MiB write. */
 const WRITE_SIZES = [1, 1, 7, 511, 512, 513, 10240, 65536, 3 * MiB + 123, 1, 100_000, 777_777];
 const BIG = WRITE_SIZES.reduce((a, b) => a + b, 0); // about 3.9 MiB
@@ -90,6 +121,24 @@ const media: Array<{ name: string; canFail: boolean; open: () => MediumUnderTest
         sources: () => [tapeSource({ tapes })],
         failing: () => tapeTarget({ tapes: [freshDir('small-a'), freshDir('small-b')], tapeSize: 300_000, streamId: 'too-big' }),
         tapesPerBigStream: 3,
+      };
+    },
+  },
+  {
+    name: 'peer daemon',
+    canFail: true,
+    open: () => {
+      const dir = freshDir('peer/medium');
+      const name = (i: number) => `${path.relative(peerRoot, dir)}/stream-${String(i).padStart(3, '0')}`;
+      return {
+        target: (i) => peerTarget(`peer://127.0.0.1:${peerDaemon.info.port}/${name(i)}`, peerClient),
+        sources: () =>
+          fs
+            .readdirSync(dir)
+            .filter((n) => /^stream-[0-9]{3}$/.test(n))
+            .sort()
+            .map((n) => peerSource(`peer://127.0.0.1:${peerDaemon.info.port}/${path.relative(peerRoot, dir)}/${n}`, peerClient)),
+        failing: () => peerTarget(`peer://127.0.0.1:${fullDaemon.info.port}/${name(999)}`, { tokenFile: peerToken, plain: true }),
       };
     },
   },

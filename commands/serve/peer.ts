@@ -1,0 +1,72 @@
+import { Flags } from '@oclif/core';
+import { ImgstreamCommand } from '../_cli/base.js';
+import { DEFAULT_MAX_CONNECTIONS, DEFAULT_SERVER_IDLE_MS, parsePeerListen, servePeer, type PeerListening } from '../../src/peer/index.js';
+import { formatSize } from '../../src/size.js';
+import { UsageError } from '../../src/errors.js';
+
+export default class ServePeer extends ImgstreamCommand {
+  static override summary = 'Run the peer daemon: receive streams from imgstream clients and send them back.';
+  static override description = `Listens for imgstream clients (dump --to peer://HOST:PORT/NAME, restore --from peer://..., verify peer://...) and keeps their streams as files under --root: the stream NAME is the file DIR/NAME. A stream arrives under a temporary name (.NAME.partial-PID), is parsed and checked as it arrives (every record, the trailer, the SHA-256 of the whole stream), and is fsynced and renamed to NAME only when complete and valid; only then is the client told it is stored. An interrupted, damaged or refused transfer leaves nothing under NAME. An existing NAME is replaced only when the client passes --force.
+
+Security model. Every client and the daemon share a secret token (--token-file, the same contents on both sides, mode 600: a file others may read is refused). The token is never sent: each side proves it holds it with an HMAC-SHA256 over fresh random numbers from both sides (and, in TLS, over keys of the TLS session), so a recorded exchange is useless and a client also knows it talks to a daemon holding the token. The connection is TLS (--tls-cert and --tls-key) unless --plain: clients check the certificate against a CA (--tls-ca) or a pinned SHA-256 fingerprint (--tls-fingerprint, printed when the daemon starts). --plain sends streams in the clear: only on a network you trust, and clients must ask for it too. Names are relative paths inside --root: absolute paths, "..", names starting with "." or "-", control characters and symbolic links that lead out of the directory are refused. A client that misbehaves loses only its connection: handshakes time out after 10 s, silent connections after --idle-timeout, and at most --max-connections are served at once (more are told "busy").
+
+Every connection is logged on stderr, one line per event with time, connection number and client address: connect, authentication, request and name, bytes, result, disconnect. When the daemon is ready it prints the URL clients use and the certificate fingerprint (with --json, one JSON line {"listening": {...}}); it stops on SIGINT or SIGTERM, cancelling transfers in progress (they leave nothing under their names).`;
+  static override examples = [
+    '(umask 077; openssl rand -hex 32 > /etc/imgstream/peer.token)',
+    'openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 3650 -subj /CN=backup1 -addext subjectAltName=DNS:backup1 -keyout /etc/imgstream/peer.key -out /etc/imgstream/peer.crt',
+    '<%= config.bin %> serve peer --root /srv/imgstream --listen 0.0.0.0:7420 --token-file /etc/imgstream/peer.token --tls-cert /etc/imgstream/peer.crt --tls-key /etc/imgstream/peer.key',
+    '<%= config.bin %> dump vm.vol --level 0 --to peer://backup1:7420/vm1.l0 --token-file peer.token --tls-ca peer.crt',
+    '<%= config.bin %> serve peer --root /srv/imgstream --listen 127.0.0.1:7420 --token-file peer.token --plain',
+  ];
+  static override flags = {
+    root: Flags.string({ helpValue: 'DIR', description: 'Directory the streams are kept in: peer://HOST:PORT/NAME is DIR/NAME.', required: true }),
+    listen: Flags.string({ helpValue: 'HOST:PORT', char: 'l', description: 'Address to listen on, e.g. 0.0.0.0:7420, [::]:7420 (port 0: any free port).', required: true }),
+    'token-file': Flags.string({ helpValue: 'FILE', description: 'The shared token (mode 600), the same contents on every client.', required: true }),
+    'tls-cert': Flags.string({ helpValue: 'FILE', description: 'TLS certificate (PEM), with its chain if any.', dependsOn: ['tls-key'], exclusive: ['plain'] }),
+    'tls-key': Flags.string({ helpValue: 'FILE', description: 'Private key of --tls-cert (PEM, unencrypted; keep it mode 600).', dependsOn: ['tls-cert'], exclusive: ['plain'] }),
+    plain: Flags.boolean({ description: 'Plain TCP without TLS: streams travel in the clear (a trusted network only); clients must pass --plain too.', exclusive: ['tls-cert', 'tls-key'] }),
+    'max-connections': Flags.integer({ helpValue: 'N', description: 'Connections served at once; more are told "busy".', default: DEFAULT_MAX_CONNECTIONS, min: 1, max: 10000 }),
+    'idle-timeout': Flags.integer({ helpValue: 'SECONDS', description: 'Close a connection after this long without a byte either way.', default: DEFAULT_SERVER_IDLE_MS / 1000, min: 1 }),
+  };
+
+  async run() {
+    const { flags } = await this.parse(ServePeer);
+    const hasTls = flags['tls-cert'] !== undefined && flags['tls-key'] !== undefined;
+    if (!hasTls && !flags.plain) {
+      throw new UsageError('give --tls-cert FILE and --tls-key FILE, or --plain', 'TLS protects streams in transit and lets clients check the daemon (make a certificate with openssl req -x509, see --help); --plain only on a network you trust, clients must pass --plain too');
+    }
+    const listen = parsePeerListen(flags.listen);
+    const stop = new AbortController();
+    const onSignal = () => stop.abort();
+    process.once('SIGINT', onSignal);
+    process.once('SIGTERM', onSignal);
+    try {
+      const result = await servePeer({
+        root: flags.root,
+        listen,
+        tokenFile: flags['token-file'],
+        tls: hasTls ? { cert: flags['tls-cert']!, key: flags['tls-key']! } : undefined,
+        plain: flags.plain,
+        maxConnections: flags['max-connections'],
+        idleTimeoutMs: flags['idle-timeout'] * 1000,
+        signal: stop.signal,
+        log: (line) => process.stderr.write(`${line}\n`),
+        listening: (info) => this.ready(info),
+      });
+      this.say(`stopped: ${result.connections} connections (${result.refused} refused), ${formatSize(result.bytesReceived)} received, ${formatSize(result.bytesSent)} sent`);
+      return result;
+    } finally {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+    }
+  }
+
+  /** The line scripts wait for: clients may connect once it is printed. */
+  private ready(info: PeerListening): void {
+    if (this.jsonEnabled()) {
+      process.stdout.write(`${JSON.stringify({ listening: info })}\n`);
+      return;
+    }
+    this.say(`serving ${info.root} at ${info.url}NAME (${info.tls ? `TLS, certificate ${info.fingerprint}` : 'plain TCP, no TLS'})`);
+  }
+}

@@ -1,0 +1,365 @@
+// A peer connection as a sequence of messages (../format/peer-protocol.ts frames) over a
+// TCP or TLS socket, the same on both sides. Sending respects the socket's backpressure
+// and the rate limit and resolves once the frame is written (the caller may then reuse
+// its payload); receiving holds at most a few MiB of complete messages before it stops
+// reading, so a fast sender waits for a slow consumer instead of filling memory. A
+// malformed frame, an oversize one or a lost connection ends the channel with a named
+// error; a clean end between frames is a null message.
+import type { Duplex } from 'node:stream';
+import net from 'node:net';
+import tls from 'node:tls';
+import { CorruptError, ImgstreamError, InvalidInputError, IoError, NetworkError } from '../errors.js';
+import {
+  CHANNEL_BINDING_BYTES,
+  CHANNEL_BINDING_LABEL,
+  FULL_LIMITS,
+  PEER_PREAMBLE_BYTES,
+  PEER_PREFIX_BYTES,
+  PeerFormatError,
+  decodePeerMessage,
+  decodePeerPrefix,
+  encodePeerFrame,
+  type FrameLimits,
+  type FramePrefix,
+} from '../format/peer-protocol.js';
+import { RateLimiter } from './rate-limit.js';
+
+export interface PeerMessage {
+  msg: Record<string, unknown>;
+  payload: Buffer | null;
+}
+
+/** One connection to a peer, as either side sees it. */
+export interface PeerChannel {
+  /** The other side's address, for messages and logs ("192.0.2.7:50412", "[2001:db8::1]:7420"). */
+  readonly peer: string;
+  /** Protocol bytes written and read (preambles, frame prefixes, headers, payloads), before TLS. */
+  readonly bytesSent: number;
+  readonly bytesReceived: number;
+  /**
+   * Sends one message: a JSON object and an optional payload (at most 1 MiB of JSON and
+   * 64 MiB of payload). Resolves once the frame is handed to the socket, after waiting
+   * for backpressure and the rate limit; frames go out in the order send() was called.
+   * Rejects with an ImgstreamError when the connection is gone.
+   */
+  send(msg: Record<string, unknown>, payload?: Buffer): Promise<void>;
+  /**
+   * The next message; null when the other side closed cleanly between messages. Rejects
+   * with an ImgstreamError on a malformed or oversize frame, a lost connection or a
+   * timeout. Messages that arrived before a failure are still delivered first.
+   */
+  receive(): Promise<PeerMessage | null>;
+  /** Sends what is queued, closes our side, and waits briefly for the other to close. Never throws. */
+  close(): Promise<void>;
+  /** Cuts the connection now; pending and later calls reject with `err` (or "closed"). */
+  destroy(err?: Error): void;
+}
+
+/** Complete messages held before the socket is paused. */
+const HIGH_WATER_BYTES = 8 << 20;
+const LOW_WATER_BYTES = 2 << 20;
+/** ... or this many messages (a flood of tiny frames costs memory too). */
+const HIGH_WATER_MESSAGES = 256;
+/** How long close() waits for the other side to close after ours. */
+const CLOSE_GRACE_MS = 2000;
+/** How long close() waits for queued messages to be written. */
+const FLUSH_GRACE_MS = 30_000;
+
+export interface ChannelOptions {
+  /** The remote address, for messages. */
+  peer: string;
+  /** The first bytes to arrive are a preamble, read with receivePreamble(). */
+  expectPreamble: boolean;
+  /** Limits on frames received (small until the other side is authenticated). */
+  limits: FrameLimits;
+  /** Bytes per second the sends may use (0: unlimited). */
+  limitRate?: number;
+}
+
+export class FramedChannel implements PeerChannel {
+  readonly peer: string;
+  bytesSent = 0;
+  bytesReceived = 0;
+  private limits: FrameLimits;
+  private readonly limiter: RateLimiter;
+  private inbox: Buffer[] = [];
+  private inboxBytes = 0;
+  private prefix: FramePrefix | null = null;
+  private preambleWanted: boolean;
+  private preamble: Buffer | null = null;
+  private readonly queue: PeerMessage[] = [];
+  private queueBytes = 0;
+  private paused = false;
+  private remoteEnded = false;
+  private closing = false;
+  private failure: ImgstreamError | null = null;
+  private waiters: Array<() => void> = [];
+  private sendChain: Promise<void> = Promise.resolve();
+  private readonly failed: Promise<never>;
+  private rejectFailed!: (err: ImgstreamError) => void;
+  private idleMs = 0;
+
+  constructor(readonly socket: Duplex & { setTimeout?: (ms: number) => unknown }, opts: ChannelOptions) {
+    this.peer = opts.peer;
+    this.limits = opts.limits;
+    this.preambleWanted = opts.expectPreamble;
+    this.limiter = new RateLimiter(opts.limitRate ?? 0);
+    this.failed = new Promise<never>((_, reject) => (this.rejectFailed = reject));
+    this.failed.catch(() => {}); // only raced against
+    socket.on('data', (b: Buffer) => this.onData(b));
+    socket.on('end', () => this.onEnd());
+    socket.on('error', (err: Error) => this.fail(socketError(err, this.peer)));
+    socket.on('close', () => {
+      if (!this.remoteEnded) this.fail(new NetworkError(`peer ${this.peer}: connection lost`, 'the other side went away or the network failed'));
+      this.wake();
+    });
+    socket.on('timeout', () => this.fail(new NetworkError(`peer ${this.peer}: nothing heard for ${this.idleMs / 1000} s`, 'the other side or the network stalled; try again')));
+  }
+
+  /** Fails the channel when nothing is sent or received for `ms` (0: never). */
+  setIdleTimeout(ms: number): void {
+    this.idleMs = ms;
+    this.socket.setTimeout?.(ms);
+  }
+
+  /** Raises the limits on frames received (once the other side is authenticated). */
+  setLimits(limits: FrameLimits): void {
+    this.limits = limits;
+  }
+
+  /** TLS keying material bound into authentication, or null in plain mode. */
+  tlsBinding(): Buffer | null {
+    return this.socket instanceof tls.TLSSocket ? this.socket.exportKeyingMaterial(CHANNEL_BINDING_BYTES, CHANNEL_BINDING_LABEL, Buffer.alloc(0)) : null;
+  }
+
+  /** The other side's preamble: exactly its bytes. */
+  async receivePreamble(): Promise<Buffer> {
+    for (;;) {
+      if (this.preamble) return this.preamble;
+      if (this.failure) throw this.failure;
+      if (this.remoteEnded) throw new NetworkError(`peer ${this.peer}: closed the connection before the handshake`);
+      await new Promise<void>((resolve) => this.waiters.push(resolve));
+    }
+  }
+
+  /** The first bytes received while no preamble is complete (to tell what the other side speaks). */
+  firstBytes(): Buffer {
+    return Buffer.concat(this.inbox).subarray(0, 16);
+  }
+
+  /** Writes raw bytes (the preamble). */
+  sendRaw(b: Buffer): Promise<void> {
+    const p = this.sendChain.then(() => this.write(b, null));
+    this.sendChain = p.catch(() => {});
+    return p;
+  }
+
+  send(msg: Record<string, unknown>, payload?: Buffer): Promise<void> {
+    if (this.failure) return Promise.reject(this.failure);
+    if (this.closing) return Promise.reject(new NetworkError(`peer ${this.peer}: the connection is closing`));
+    const p = this.sendChain.then(() => this.writeFrame(msg, payload ?? null));
+    this.sendChain = p.catch(() => {});
+    return p;
+  }
+
+  async receive(): Promise<PeerMessage | null> {
+    for (;;) {
+      const m = this.queue.shift();
+      if (m) {
+        this.queueBytes -= (m.payload?.length ?? 0) + 64;
+        if (this.paused && this.queueBytes < LOW_WATER_BYTES && this.queue.length < HIGH_WATER_MESSAGES / 2 && !this.failure) {
+          this.paused = false;
+          this.socket.resume();
+        }
+        return m;
+      }
+      if (this.failure) throw this.failure;
+      if (this.remoteEnded) return null;
+      await new Promise<void>((resolve) => this.waiters.push(resolve));
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closing) return;
+    this.closing = true;
+    // the last messages go out first (unless the other side stopped reading altogether)
+    let flushTimer: NodeJS.Timeout | undefined;
+    await Promise.race([this.sendChain, new Promise<void>((resolve) => (flushTimer = setTimeout(resolve, FLUSH_GRACE_MS)))]);
+    clearTimeout(flushTimer);
+    if (this.failure) return;
+    // what the other side still sends is not read any more
+    this.inbox = [];
+    this.inboxBytes = 0;
+    if (this.paused) this.socket.resume();
+    const closed = new Promise<void>((resolve) => {
+      if (this.socket.destroyed) resolve();
+      else this.socket.once('close', () => resolve());
+    });
+    this.socket.end();
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([closed, new Promise<void>((resolve) => (timer = setTimeout(resolve, CLOSE_GRACE_MS)))]);
+    clearTimeout(timer);
+    this.destroy();
+  }
+
+  destroy(err?: Error): void {
+    this.closing = true;
+    const e = err instanceof ImgstreamError ? err : new NetworkError(`peer ${this.peer}: ${err ? err.message : 'connection closed'}`);
+    this.fail(e);
+  }
+
+  // ---------------------------------------------------------------- receiving
+
+  private onData(b: Buffer): void {
+    this.bytesReceived += b.length;
+    if (this.failure || this.closing) return;
+    this.inbox.push(b);
+    this.inboxBytes += b.length;
+    try {
+      this.parse();
+    } catch (err) {
+      // a bug here must cost this connection only, never the process
+      if (!(err instanceof PeerFormatError)) this.fail(new IoError(`peer ${this.peer}: internal error reading a frame: ${(err as Error).message}`));
+      else this.fail(new CorruptError(`peer ${this.peer}: ${err.message}`, 'the other side is not an imgstream peer of a compatible version, or the connection damages data'));
+    }
+  }
+
+  private parse(): void {
+    for (;;) {
+      if (this.failure) return;
+      if (this.preambleWanted) {
+        if (this.inboxBytes < PEER_PREAMBLE_BYTES) break;
+        this.preamble = this.take(PEER_PREAMBLE_BYTES);
+        this.preambleWanted = false;
+        this.wake();
+        continue;
+      }
+      if (this.prefix === null) {
+        if (this.inboxBytes < PEER_PREFIX_BYTES) break;
+        this.prefix = decodePeerPrefix(this.take(PEER_PREFIX_BYTES), this.limits);
+      }
+      const p = this.prefix;
+      if (this.inboxBytes < p.headerLength + p.payloadLength) break;
+      const header = this.take(p.headerLength);
+      const payload = p.hasPayload ? this.take(p.payloadLength) : null;
+      const msg = decodePeerMessage(p, header, payload);
+      this.prefix = null;
+      this.queue.push({ msg, payload });
+      this.queueBytes += (payload?.length ?? 0) + 64;
+      this.wake();
+    }
+    if (!this.paused && (this.queueBytes >= HIGH_WATER_BYTES || this.queue.length >= HIGH_WATER_MESSAGES)) {
+      this.paused = true;
+      this.socket.pause();
+    }
+  }
+
+  /** Exactly n bytes from the inbox (a view when they lie in one chunk). */
+  private take(n: number): Buffer {
+    if (n === 0) return Buffer.alloc(0);
+    this.inboxBytes -= n;
+    const first = this.inbox[0];
+    if (first.length >= n) {
+      if (first.length === n) this.inbox.shift();
+      else this.inbox[0] = first.subarray(n);
+      return first.subarray(0, n);
+    }
+    const out = Buffer.allocUnsafe(n);
+    let o = 0;
+    while (o < n) {
+      const b = this.inbox[0];
+      const k = Math.min(b.length, n - o);
+      b.copy(out, o, 0, k);
+      o += k;
+      if (k === b.length) this.inbox.shift();
+      else this.inbox[0] = b.subarray(k);
+    }
+    return out;
+  }
+
+  private onEnd(): void {
+    this.remoteEnded = true;
+    if (!this.closing && (this.prefix !== null || this.inboxBytes > 0)) {
+      this.fail(new NetworkError(`peer ${this.peer}: the connection ended in the middle of a ${this.preambleWanted ? 'preamble' : 'message'}`, 'the other side went away'));
+    }
+    this.wake();
+  }
+
+  private wake(): void {
+    const w = this.waiters;
+    this.waiters = [];
+    for (const f of w) f();
+  }
+
+  private fail(err: ImgstreamError): void {
+    if (this.failure) return;
+    this.failure = err;
+    this.rejectFailed(err);
+    this.socket.destroy();
+    this.wake();
+  }
+
+  // ---------------------------------------------------------------- sending
+
+  private async writeFrame(msg: Record<string, unknown>, payload: Buffer | null): Promise<void> {
+    let frame: ReturnType<typeof encodePeerFrame>;
+    try {
+      frame = encodePeerFrame(msg, payload, FULL_LIMITS);
+    } catch (err) {
+      if (err instanceof PeerFormatError) throw new InvalidInputError(`peer ${this.peer}: cannot send: ${err.message}`);
+      throw err;
+    }
+    await this.write(frame.head, frame.payload);
+  }
+
+  private async write(head: Buffer, payload: Buffer | null): Promise<void> {
+    if (this.failure) throw this.failure;
+    const n = head.length + (payload?.length ?? 0);
+    await this.limiter.take(n);
+    if (this.failure) throw this.failure;
+    const written = new Promise<void>((resolve, reject) => {
+      const done = (err?: Error | null) => (err ? reject(this.failure ?? socketError(err, this.peer)) : resolve());
+      const s = this.socket as Duplex & { cork(): void; uncork(): void };
+      s.cork();
+      if (payload && payload.length > 0) {
+        s.write(head);
+        s.write(payload, done);
+      } else s.write(head, done);
+      s.uncork();
+    });
+    this.bytesSent += n;
+    await Promise.race([written, this.failed]);
+  }
+}
+
+/** A socket error as a one-line NetworkError naming the peer. */
+export function socketError(err: Error, peer: string): ImgstreamError {
+  if (err instanceof ImgstreamError) return err;
+  const code = (err as NodeJS.ErrnoException).code;
+  switch (code) {
+    case 'ECONNREFUSED':
+      return new NetworkError(`peer ${peer}: connection refused`, 'is `imgstream serve peer` running there, on this port?');
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+      return new NetworkError(`peer ${peer}: unknown host`, 'check the host name');
+    case 'ECONNRESET':
+      return new NetworkError(`peer ${peer}: connection reset`, 'the other side went away or refused the connection; see its log');
+    case 'EPIPE':
+    case 'ERR_STREAM_DESTROYED':
+    case 'ERR_STREAM_WRITE_AFTER_END':
+      return new NetworkError(`peer ${peer}: the connection is closed`, 'the other side went away; see its log');
+    case 'ETIMEDOUT':
+      return new NetworkError(`peer ${peer}: connection timed out`, 'check the address and the network');
+    case 'EHOSTUNREACH':
+    case 'ENETUNREACH':
+      return new NetworkError(`peer ${peer}: no route to the host`, 'check the address and the network');
+    default:
+      return new NetworkError(`peer ${peer}: ${err.message.split('\n')[0]}`);
+  }
+}
+
+/** "ADDRESS:PORT" of a socket's other end. */
+export function remoteAddress(s: net.Socket): string {
+  const a = s.remoteAddress ?? '?';
+  return a.includes(':') ? `[${a}]:${s.remotePort}` : `${a}:${s.remotePort}`;
+}
