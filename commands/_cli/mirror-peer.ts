@@ -1,28 +1,23 @@
 // How mirror and replicate commands reach a destination or source: a path on this
-// machine, or a peer daemon (peer://HOST:PORT/NAME) with the peer flags.
-import { Flags } from '@oclif/core';
-import { destinationFor, type Destination } from '../../src/mirror/run.js';
+// machine, or a peer daemon (peer://HOST:PORT/NAME) with the peer flags (peer-flags.ts).
+import { destinationFor, setPeerOpener, type Destination } from '../../src/mirror/run.js';
+import { peerDestination as peerDest, replicatePullPeer } from '../../src/mirror/peer.js';
 import type { MirrorResult } from '../../src/mirror/sender.js';
-import { InvalidInputError } from '../../src/errors.js';
+import { isPeerSpec } from '../../src/media/resolve.js';
+import { peerClientOptions, peerFlags as sharedPeerFlags, type PeerFlagValues } from './peer-flags.js';
 
-export const peerFlags = {
-  'token-file': Flags.string({ helpValue: 'FILE', description: 'For peer:// URLs: the shared token file.', helpGroup: 'PEER' }),
-  'tls-ca': Flags.string({ helpValue: 'FILE', description: "For peer:// URLs: CA for the daemon's certificate.", helpGroup: 'PEER' }),
-  'tls-fingerprint': Flags.string({ helpValue: 'sha256:HEX', description: "For peer:// URLs: the daemon certificate's fingerprint.", helpGroup: 'PEER' }),
-  plain: Flags.boolean({ description: 'For peer:// URLs: plain TCP.', helpGroup: 'PEER' }),
-};
+/** The peer flags without --limit-rate: mirror commands have their own (it limits local destinations too). */
+const { 'limit-rate': _limit, ...peerOnly } = sharedPeerFlags;
+export const peerFlags = peerOnly;
 
-export interface PeerFlagValues {
-  'token-file'?: string;
-  'tls-ca'?: string;
-  'tls-fingerprint'?: string;
-  plain?: boolean;
-}
-
-export function peerDestination(spec: string, _flags: PeerFlagValues): Destination {
+/** A destination from what the user typed: peer:// needs the peer flags, anything else is a path. */
+export function peerDestination(spec: string, flags: PeerFlagValues): Destination {
+  const opts = peerClientOptions({ ...flags, 'limit-rate': undefined }, isPeerSpec(spec) ? [spec] : []);
+  if (opts) setPeerOpener((s) => peerDest(s, opts));
   return destinationFor(spec);
 }
 
-export async function peerReplicatePull(_volume: string, from: string, _flags: PeerFlagValues): Promise<MirrorResult> {
-  throw new InvalidInputError(`${from}: peer sources are not available in this build`);
+export async function peerReplicatePull(volume: string, from: string, flags: PeerFlagValues): Promise<MirrorResult> {
+  const opts = peerClientOptions({ ...flags, 'limit-rate': undefined }, [from])!;
+  return replicatePullPeer(volume, from, opts);
 }

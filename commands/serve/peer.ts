@@ -3,6 +3,7 @@ import { ImgstreamCommand } from '../_cli/base.js';
 import { DEFAULT_MAX_CONNECTIONS, DEFAULT_SERVER_IDLE_MS, parsePeerListen, servePeer, type PeerListening } from '../../src/peer/index.js';
 import { formatSize } from '../../src/size.js';
 import { UsageError } from '../../src/errors.js';
+import { registerMirrorServices } from '../../src/mirror/peer.js';
 
 export default class ServePeer extends ImgstreamCommand {
   static override summary = 'Run the peer daemon: receive streams from imgstream clients and send them back.';
@@ -41,6 +42,7 @@ Every connection is logged on stderr, one line per event with time, connection n
     process.once('SIGINT', onSignal);
     process.once('SIGTERM', onSignal);
     try {
+      registerMirrorServices(); // mirror.update|resync|state|break and replicate.pull on DIR/NAME
       const result = await servePeer({
         root: flags.root,
         listen,

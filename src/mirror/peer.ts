@@ -1,0 +1,97 @@
+// Mirroring over a peer connection (src/peer): the daemon's services for the receiving
+// side (mirror.update, mirror.resync, mirror.state, mirror.break on the volume DIR/NAME)
+// and the sending side of replicate.pull (the daemon's DIR/NAME is the source), and how
+// clients reach a peer destination.
+import path from 'node:path';
+import { InvalidInputError } from '../errors.js';
+import { connectPeer, formatPeerUrl, parsePeerUrl, registerPeerService, peerServices, type PeerChannel, type PeerClientOptions } from '../peer/index.js';
+import { Volume } from '../volume/volume.js';
+import { MIRROR_PROTOCOL, identOf, type MirrorChannel } from './protocol.js';
+import { receiveMirror } from './receiver.js';
+import { sendMirror, type MirrorResult } from './sender.js';
+import { MirrorState } from './state.js';
+import { newestMaster, receiveReplica, type Destination } from './run.js';
+
+/** A peer channel as the mirror code speaks to it. */
+export function mirrorChannel(ch: PeerChannel): MirrorChannel {
+  return {
+    send: (msg, payload) => ch.send(msg, payload),
+    receive: () => ch.receive(),
+    close: () => void ch.close(),
+    get bytesSent() {
+      return ch.bytesSent;
+    },
+  };
+}
+
+/** Registers the mirror services on every peer daemon started afterwards (once). */
+export function registerMirrorServices(): void {
+  if (peerServices().has('mirror.update')) return;
+  for (const op of ['mirror.update', 'mirror.resync', 'mirror.state', 'mirror.break']) {
+    registerPeerService(op, async (ch, hello, ctx) => {
+      const done = await receiveMirror(ctx.path, mirrorChannel(ch), hello, { log: (l) => ctx.log(l) });
+      if (done) ctx.log(`${op} ${hello.name}: ${done.mode} to ${done.top}, ${done.blocks} blocks, CP ${done.generation}${done.resumed ? `, resumed after ${done.resumed} records` : ''}`);
+    });
+  }
+  registerPeerService('replicate.pull', async (ch, hello, ctx) => {
+    const replica = typeof hello.replica === 'string' && hello.replica.length < 512 ? hello.replica : ctx.peer;
+    const vol = Volume.open(ctx.path, { write: true, mirror: true });
+    try {
+      let top: string;
+      try {
+        top = newestMaster(vol);
+      } catch {
+        throw new InvalidInputError(`${String(hello.name)}: has no master snapshot to replicate`, 'take one on the source with: imgstream snapshot create VOL NAME --master');
+      }
+      const state = new MirrorState();
+      const r = await sendMirror(vol, mirrorChannel(ch), { destination: `replica ${replica}`, name: String(hello.name), op: 'replicate', top, state });
+      state.recordReplica(vol.rootRecord.uuid, replica, identOf(vol.snapshot(top)));
+      ctx.log(`replicate.pull ${hello.name} by ${replica}: ${r.upToDate ? 'up to date' : `${r.mode} to ${r.top}, ${r.blocks} blocks`}`);
+    } finally {
+      vol.close();
+    }
+  });
+}
+
+/** peer://HOST:PORT/NAME as a mirror destination. */
+export function peerDestination(spec: string, opts: PeerClientOptions): Destination {
+  const u = parsePeerUrl(spec, { requireName: true });
+  return {
+    spec: formatPeerUrl(u),
+    name: u.name!,
+    open: async () => ({ channel: mirrorChannel(await connectPeer(u, opts)), settled: Promise.resolve() }),
+  };
+}
+
+/** `replicate pull VOL --from peer://...`: the daemon sends, this process receives. */
+export async function replicatePullPeer(volPath: string, spec: string, opts: PeerClientOptions): Promise<MirrorResult> {
+  const u = parsePeerUrl(spec, { requireName: true });
+  const started = Date.now();
+  const ch = await connectPeer(u, opts);
+  try {
+    await ch.send({ op: 'replicate.pull', name: u.name!, protocol: MIRROR_PROTOCOL, replica: path.resolve(volPath) });
+    const done = await receiveReplica(path.resolve(volPath), mirrorChannel(ch));
+    return {
+      destination: path.resolve(volPath),
+      transferId: '',
+      mode: done?.mode ?? 'full',
+      top: done?.top ?? '',
+      snapshots: 0,
+      blocks: done?.blocks ?? 0,
+      planBlocks: done?.blocks ?? 0,
+      bytes: ch.bytesReceived,
+      dataBytes: done?.bytes ?? 0,
+      resumedRecords: done?.resumed ?? 0,
+      mapDeltas: 0,
+      deallocated: done?.deallocated ?? 0,
+      staged: done?.staged ?? 0,
+      generation: done?.generation ?? 0,
+      durationMs: Date.now() - started,
+      upToDate: done === null,
+      resumedTransfer: false,
+    };
+  } finally {
+    await ch.close();
+  }
+}
+
