@@ -21,7 +21,7 @@ import { cliCommand, cliJson } from './cli.js';
 import type { BenchContext } from './context.js';
 import { interleave, median, run, seconds } from './measure.js';
 import { row, skipped, type BenchRow } from './result.js';
-import { buildVolume, changeVolume, packedDataOf, settleFor, VOLUME_BYTES, CHANGED_BLOCKS, type TestVolume } from './dump-fixtures.js';
+import { buildVolume, importPiped, packedDataOf, settleFor, VOLUME_BYTES, CHANGED_BLOCKS, type TestVolume } from './dump-fixtures.js';
 import { RsyncDaemon, rsyncInstalled } from './rsync-daemon.js';
 
 const ROUNDS = 3;
@@ -109,6 +109,7 @@ export async function benchMirror(ctx: BenchContext, record: (r: BenchRow) => vo
     const rsync = rsyncInstalled() ? await RsyncDaemon.start(ctx.work) : null;
     const u = { rsync: [] as number[], mirror: [] as number[] };
     const sent: number[] = [];
+    const changed: number[] = [];
     let deltas = 0;
     try {
       for (let round = 0; round < ROUNDS; round++) {
@@ -117,14 +118,17 @@ export async function benchMirror(ctx: BenchContext, record: (r: BenchRow) => vo
           fs.rmSync(before, { force: true });
           run('cp', ['--sparse=always', vol.path, before]);
         }
-        vol.image = await changeVolume(ctx, vol, count, 7272 + round);
+        // another 1% of the original image's blocks changed: the import also puts back the
+        // previous round's, so what changed is what the import reports writing
+        const imported = await importPiped(vol.path, vol.image.withChanges(count, 7272 + round));
+        changed.push(imported.changedBlocks);
         for (const step of round % 2 === 0 ? (['rsync', 'mirror'] as const) : (['mirror', 'rsync'] as const)) {
           await settleFor(ctx, [vol.path], []);
           if (step === 'mirror') {
             let r: MirrorJson | null = null;
             u.mirror.push(seconds(() => (r = cliJson<MirrorJson>(mirrorArgs(vol, daemon.url, daemon.token, state)))));
             const m = r! as MirrorJson;
-            if (m.mode !== 'moa' || m.blocks < count) throw new Error(`mirror update after ${count} changed blocks sent ${m.blocks} blocks (${m.mode})`);
+            if (m.mode !== 'moa' || m.blocks < changed[round]) throw new Error(`mirror update after ${changed[round]} changed blocks sent ${m.blocks} blocks (${m.mode})`);
             sent.push(m.bytes);
             deltas = m.mapDeltas;
           } else if (rsync) {
@@ -136,19 +140,21 @@ export async function benchMirror(ctx: BenchContext, record: (r: BenchRow) => vo
     } finally {
       rsync?.stop();
     }
-    const what = `imgstream mirror update to the peer daemon after ${count} blocks (1%) of the 4 GiB volume changed vs rsync ${RSYNC.join(' ')} of the volume file to a local rsync daemon holding the unchanged file, + sync; wall time, median of ${ROUNDS} each`;
+    const what = `imgstream mirror update to the peer daemon after ${count} blocks (1%) of the 4 GiB volume changed (the import writes ${changed.join(', ')} blocks per round: it also puts back the previous round's) vs rsync ${RSYNC.join(' ')} of the volume file to a local rsync daemon holding the unchanged file, + sync; wall time, median of ${ROUNDS} each`;
     if (rsync) record(row('mirror-l1', what, 's', { measured: u.mirror, baseline: u.rsync }, median(u.mirror), median(u.rsync), { on: 'ratio', op: '<=', value: 0.1 }));
     else record(skipped('mirror-l1', what, 's', 'rsync not installed (apt-get install rsync)', u.mirror));
-    const changedBytes = count * 4096;
-    const limit = Math.round(((1.1 * changedBytes + MIB) / MIB) * 10) / 10;
+    // bytes sent per changed byte, each round against its own change
+    const perRound = sent.map((b, i) => ({ sent: b / MIB, changed: (changed[i] * 4096) / MIB }));
+    const worst = perRound.reduce((w, r) => (r.sent - (1.1 * r.changed + 1) > w.sent - (1.1 * w.changed + 1) ? r : w), perRound[0]);
+    const limit = Math.round((1.1 * worst.changed + 1) * 10) / 10;
     record(
       row(
         'mirror-l1-bytes',
-        `bytes the same updates sent on the connection (headers, planes, ${deltas} map nodes as deltas, data; no compression) vs the changed data (${count} x 4 KiB); target <= 1.1 x changed data + 1 MiB`,
+        `bytes the same updates sent on the connection (headers, planes, ${deltas} map nodes as deltas, data; no compression) vs the changed data (${changed.join(', ')} blocks x 4 KiB per round); the round furthest from its target shown; target <= 1.1 x changed data + 1 MiB`,
         'MiB',
-        { measured: sent.map((b) => b / MIB), baseline: [changedBytes / MIB] },
-        median(sent) / MIB,
-        changedBytes / MIB,
+        { measured: perRound.map((r) => r.sent), baseline: perRound.map((r) => r.changed) },
+        worst.sent,
+        worst.changed,
         { on: 'measured', op: '<=', value: limit },
       ),
     );
