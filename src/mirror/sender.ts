@@ -19,7 +19,7 @@
 // state lacks are deleted there, which deallocates their blocks.
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
-import { CorruptError, ImgstreamError, InvalidInputError, NotFoundError, BusyError, IoError, VolumeFullError, ExistsError, NotAVolumeError, UsageError } from '../errors.js';
+import { CorruptError, ImgstreamError, InvalidInputError, IoError, errorOfCode } from '../errors.js';
 import { encodeData, encodePlane } from '../format/image-stream.js';
 import type { SnapshotEntry } from '../format/snapshot-entry.js';
 import { forEachExtent, popcount32 } from '../image/index.js';
@@ -70,22 +70,10 @@ export interface MirrorResult {
   resumedTransfer: boolean;
 }
 
-const ERROR_CLASSES: Record<string, new (m: string, h?: string) => ImgstreamError> = {
-  usage: UsageError,
-  'not-found': NotFoundError,
-  'invalid-input': InvalidInputError,
-  'not-a-volume': NotAVolumeError,
-  exists: ExistsError,
-  busy: BusyError,
-  'volume-full': VolumeFullError,
-  corrupt: CorruptError,
-  io: IoError,
-};
-
 /** An error the other side reported, as the same kind of error here. */
 export function remoteError(e: WireError, where: string): ImgstreamError {
-  const C = ERROR_CLASSES[e.code] ?? IoError;
-  return new C(`${where}: ${e.message}`, e.hint);
+  const err = errorOfCode(e.code, `${where}: ${e.message}`, e.hint);
+  return err instanceof ImgstreamError ? err : new IoError(`${where}: ${e.message}`, e.hint);
 }
 
 async function expect(ch: MirrorChannel, what: string, where: string): Promise<Record<string, unknown>> {
