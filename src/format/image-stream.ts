@@ -36,6 +36,15 @@
 //            8  n x u64 VBN (little-endian), then n x blockSize bytes of block contents
 //   DEALLOC (type 4, OPTIONAL): VBNs that left the active file system (mirroring).
 //            0  u32 n ranges, then n x (u64 first VBN, u64 count)
+//   MAPDELTA (type 5, required; feature bit MAPDELTA): map blocks of the image sent as
+//          their differences from the map block at the same place in the base
+//          snapshot's tree, which the receiver holds (incremental streams only). After a
+//          1% random change nearly every map leaf changes by a few entries: whole leaves
+//          would cost as much as the data. The receiver reads the base block, sets the
+//          listed entries and writes the result at the VBN, as if a DATA record had
+//          carried it.
+//            0  u32 n nodes, u32 zero, then per node: u64 VBN, u64 base VBN,
+//               u32 k, then k x (u32 entry index, u64 entry value)
 //   TRAILER (type 15, last, never compressed): fixed 96 bytes
 //            0  u64 records before the trailer (header included)
 //            8  u64 DATA blocks
@@ -47,7 +56,8 @@
 //               holds its payload's crc32, so the chain covers every byte: a changed,
 //               lost, repeated or reordered record breaks it, and hashing frames instead
 //               of payloads keeps the stream checksum from costing a pass over the data.
-//           72  24 bytes zero
+//           72  u64 map blocks in MAPDELTA records (zero in a stream without them)
+//           80  16 bytes zero
 //
 // A stream without its trailer is incomplete, whatever else it holds: readers report it
 // and restore never commits it. Multi-byte integers are little-endian.
@@ -67,6 +77,7 @@ export enum RecordType {
   Plane = 2,
   Data = 3,
   Dealloc = 4,
+  MapDelta = 5,
   Trailer = 15,
 }
 
@@ -75,7 +86,9 @@ export const FLAG_ZSTD = 2;
 
 /** Required feature bits. */
 export const FEATURE_ZSTD = 1;
-export const KNOWN_FEATURES = FEATURE_ZSTD;
+/** The stream holds MAPDELTA records (a reader without them would restore a broken map). */
+export const FEATURE_MAPDELTA = 2;
+export const KNOWN_FEATURES = FEATURE_ZSTD | FEATURE_MAPDELTA;
 
 export class StreamFormatError extends Error {
   constructor(message: string) {
@@ -271,6 +284,8 @@ export interface StreamTrailer {
   planeRecords: number;
   streamBytes: number;
   sha256: string;
+  /** Map blocks carried as MAPDELTA nodes. */
+  mapDeltaNodes: number;
 }
 
 export function encodeTrailer(t: StreamTrailer): Buffer {
@@ -281,6 +296,7 @@ export function encodeTrailer(t: StreamTrailer): Buffer {
   b.writeBigUInt64LE(BigInt(t.planeRecords), 24);
   b.writeBigUInt64LE(BigInt(t.streamBytes), 32);
   Buffer.from(t.sha256, 'hex').copy(b, 40, 0, 32);
+  b.writeBigUInt64LE(BigInt(t.mapDeltaNodes), 72);
   return b;
 }
 
@@ -293,5 +309,70 @@ export function decodeTrailer(b: Buffer): StreamTrailer {
     planeRecords: Number(b.readBigUInt64LE(24)),
     streamBytes: Number(b.readBigUInt64LE(32)),
     sha256: b.toString('hex', 40, 72),
+    mapDeltaNodes: Number(b.readBigUInt64LE(72)),
   };
+}
+
+// ------------------------------------------------------------------ map deltas
+
+/** One map block as its differences from the base block: entry `slots[i]` becomes `values[i]`. */
+export interface MapDelta {
+  vbn: number;
+  base: number;
+  slots: number[];
+  values: number[];
+}
+
+export function encodeMapDeltas(nodes: MapDelta[]): Buffer {
+  let len = 8;
+  for (const n of nodes) len += 20 + n.slots.length * 12;
+  const out = Buffer.alloc(len);
+  out.writeUInt32LE(nodes.length, 0);
+  let o = 8;
+  for (const n of nodes) {
+    out.writeBigUInt64LE(BigInt(n.vbn), o);
+    out.writeBigUInt64LE(BigInt(n.base), o + 8);
+    out.writeUInt32LE(n.slots.length, o + 16);
+    o += 20;
+    for (let i = 0; i < n.slots.length; i++) {
+      out.writeUInt32LE(n.slots[i], o);
+      out.writeBigUInt64LE(BigInt(n.values[i]), o + 4);
+      o += 12;
+    }
+  }
+  return out;
+}
+
+export function decodeMapDeltas(p: Buffer, blockSize: number): MapDelta[] {
+  const bad = () => new StreamFormatError('damaged MAPDELTA record');
+  if (p.length < 8 || p.readUInt32LE(4) !== 0) throw bad();
+  const count = p.readUInt32LE(0);
+  const entries = blockSize / 8;
+  const out: MapDelta[] = [];
+  let o = 8;
+  for (let j = 0; j < count; j++) {
+    if (o + 20 > p.length) throw bad();
+    const vbn = Number(p.readBigUInt64LE(o));
+    const base = Number(p.readBigUInt64LE(o + 8));
+    const k = p.readUInt32LE(o + 16);
+    o += 20;
+    if (k > entries || o + k * 12 > p.length) throw bad();
+    const slots: number[] = [];
+    const values: number[] = [];
+    for (let i = 0; i < k; i++) {
+      const slot = p.readUInt32LE(o);
+      if (slot >= entries) throw bad();
+      slots.push(slot);
+      values.push(Number(p.readBigUInt64LE(o + 4)));
+      o += 12;
+    }
+    out.push({ vbn, base, slots, values });
+  }
+  if (o !== p.length) throw bad();
+  return out;
+}
+
+/** Applies a delta to the base block's contents, in place. */
+export function applyMapDelta(node: Buffer, d: MapDelta): void {
+  for (let i = 0; i < d.slots.length; i++) node.writeBigUInt64LE(BigInt(d.values[i]), d.slots[i] * 8);
 }

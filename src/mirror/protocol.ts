@@ -8,14 +8,15 @@
 //   destination -> source   { state: DestinationState }     (or { error: { code, message, hint } })
 //   source -> destination   { plan: TransferPlan }
 //   destination -> source   { ready: { resumeFrom } }       records before resumeFrom were acknowledged earlier
-//   source -> destination   { rec: i, kind: 'plane' | 'data', sha256, ghost? } + payload   for i = 0, 1, ...
+//   source -> destination   { rec: i, kind: 'plane' | 'data' | 'mapdelta', sha256, ghost? } + payload   for i = 0, 1, ...
 //   destination -> source   { ack: n }                       records 0..n-1 are durable at the destination
 //   source -> destination   { end: { records, chain } }
 //   destination -> source   { done: TransferDone }           after the destination's CP holds the new state
 //
 // Records: 'plane' carries plane blocks of a snapshot the destination lacks (the PLANE
 // payload of the image stream format, its snapshot index into plan.snapshots), 'data'
-// carries blocks with their VBNs (the DATA payload). Each record's SHA-256 is checked on
+// carries blocks with their VBNs (the DATA payload), 'mapdelta' map blocks as their
+// differences from the destination's (the MAPDELTA payload). Each record's SHA-256 is checked on
 // arrival; `chain` is SHA-256 over the concatenated record hashes, checked at the end, so
 // the destination switches state only to a transfer complete and verified.
 //

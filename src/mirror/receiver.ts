@@ -16,11 +16,11 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { createHash } from 'node:crypto';
 import { CorruptError, ImgstreamError, InvalidInputError } from '../errors.js';
-import { StreamFormatError } from '../format/image-stream.js';
+import { applyMapDelta, StreamFormatError } from '../format/image-stream.js';
 import type { SnapshotEntry } from '../format/snapshot-entry.js';
 import { Volume } from '../volume/volume.js';
 import { SparseBitmap } from '../volume/sparse-bitmap.js';
-import { applyMapDelta, decodeRecordIndex, hashChain } from './records.js';
+import { decodeRecordIndex, hashChain } from './records.js';
 import { geometryMatches, identOf, MIRROR_PROTOCOL, sameSnapshot, type DestinationState, type MirrorChannel, type TransferDone, type TransferPlan, type VolumeGeometry } from './protocol.js';
 
 const ACK_BYTES = 32 << 20;

@@ -20,13 +20,14 @@
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import { CorruptError, ImgstreamError, InvalidInputError, IoError, errorOfCode } from '../errors.js';
-import { encodeData, encodePlane } from '../format/image-stream.js';
+import { encodeData, encodeMapDeltas, encodePlane, type MapDelta } from '../format/image-stream.js';
 import type { SnapshotEntry } from '../format/snapshot-entry.js';
 import { forEachExtent, popcount32 } from '../image/index.js';
 import { noProgress, type Progress } from '../progress.js';
 import { PLANE_MOA } from '../volume/layout.js';
 import type { Volume } from '../volume/volume.js';
-import { encodeMapDeltas, ghostOf, hashChain, sha256, type MapDelta } from './records.js';
+import { ghostOf, hashChain, sha256 } from './records.js';
+import { collectMapDeltas } from '../volume/map-deltas.js';
 import { SparseBitmap } from '../volume/sparse-bitmap.js';
 import { geometryOf } from './receiver.js';
 import { identOf, MIRROR_PROTOCOL, sameSnapshot, type DestinationState, type MirrorChannel, type SnapshotIdent, type TransferDone, type TransferMode, type TransferPlan, type WireError } from './protocol.js';
@@ -238,7 +239,7 @@ export async function sendMirror(source: Volume | SourceAccess, ch: MirrorChanne
     const selection = new Selection(vol, newState, keep, mode);
     // map nodes go as differences from the nodes of the tree the destination has
     const baseSnap = dest.top ? keep.find((s) => sameSnapshot(identOf(s), dest.top!)) : undefined;
-    const deltas = baseSnap ? collectMapDeltas(vol, incoming, baseSnap.mapRoot, selection) : [];
+    const deltas = baseSnap ? collectMapDeltas(vol, incoming.map((s) => s.mapRoot), baseSnap.mapRoot, selection) : [];
     for (const d of deltas) selection.exclude(d.vbn);
     const plan: TransferPlan = {
       transferId,
@@ -398,50 +399,6 @@ async function sendPlanes(vol: Volume, newState: SnapshotEntry[], incoming: Snap
     }
     if (chunks.length) await emit('plane', encodePlane(index, chunks, words, bs), 0);
   }
-}
-
-/**
- * The map nodes the transfer carries, as differences from the node at the same place in
- * the base tree (the destination's top snapshot's). A node the transfer does not carry is
- * at the destination already, with its whole subtree (copy-on-write), so the walk only
- * goes down through carried nodes: its cost is what changed. A node that differs from its
- * base in more than half its entries stays a whole block in the DATA records.
- */
-function collectMapDeltas(vol: Volume, incoming: SnapshotEntry[], baseRoot: number, selection: Selection): MapDelta[] {
-  const bs = vol.blockSize;
-  const entries = bs / 8;
-  const depth = vol.rootRecord.mapDepth;
-  const seen = new SparseBitmap(vol.layout.wordsPerPlaneBlock);
-  const out: MapDelta[] = [];
-  const node = Buffer.alloc(bs);
-  const base = Buffer.alloc(bs);
-  const read = (vbn: number, into: Buffer) => {
-    if (vbn === 0) into.fill(0);
-    else vol.readBlock(vbn, into);
-  };
-  const walk = (vbn: number, baseVbn: number, level: number) => {
-    if (vbn === 0 || vbn >= vol.nblocks || seen.has(vbn) || !selection.has(vbn)) return;
-    seen.add(vbn);
-    read(vbn, node);
-    read(baseVbn, base);
-    const children: Array<[number, number]> = [];
-    const slots: number[] = [];
-    const values: number[] = [];
-    for (let i = 0; i < entries; i++) {
-      const lo = node.readUInt32LE(i * 8);
-      const hi = node.readUInt32LE(i * 8 + 4);
-      const v = lo + hi * 4294967296;
-      if (level > 0 && v !== 0) children.push([v, base.readUInt32LE(i * 8) + base.readUInt32LE(i * 8 + 4) * 4294967296]);
-      if (lo !== base.readUInt32LE(i * 8) || hi !== base.readUInt32LE(i * 8 + 4)) {
-        slots.push(i);
-        values.push(v);
-      }
-    }
-    if (baseVbn !== 0 && slots.length <= entries / 2) out.push({ vbn, base: baseVbn, slots, values });
-    for (const [child, baseChild] of children) walk(child, baseChild, level - 1);
-  };
-  for (const s of incoming) walk(s.mapRoot, baseRoot, depth - 1);
-  return out;
 }
 
 /** The blocks a transfer carries, chunk by chunk (one plane block's worth of VBNs at a time). */

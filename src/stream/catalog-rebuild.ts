@@ -34,7 +34,7 @@ export async function recordsFromMedia(sources: StreamSource[], progress: Progre
               date: header.created,
               finished: header.created,
               media: s.position,
-              blocks: rec.trailer.dataBlocks,
+              blocks: rec.trailer.dataBlocks + rec.trailer.mapDeltaNodes,
               dataBytes: rec.trailer.dataBytes,
               streamBytes: rec.streamBytes,
               sha256: rec.trailer.sha256,

@@ -6,13 +6,15 @@
 import os from 'node:os';
 import { randomUUID } from 'node:crypto';
 import { InvalidInputError, NotFoundError } from '../errors.js';
-import { encodePlane, type StreamHeader, type StreamSnapshot } from '../format/image-stream.js';
+import { encodeMapDeltas, encodePlane, type MapDelta, type StreamHeader, type StreamSnapshot } from '../format/image-stream.js';
 import type { SnapshotEntry } from '../format/snapshot-entry.js';
-import { evaluateImage, forEachExtent, imageChunks, parseExpression, resolveExpression, type StorageImageSummary } from '../image/index.js';
+import { evaluateImage, forEachExtent, imageChunks, parseExpression, resolveExpression, type PlaneSource, type ResolvedExpression, type StorageImageSummary } from '../image/index.js';
 import type { MediaPosition, StreamTarget } from '../media/medium.js';
 import { noProgress, type Progress } from '../progress.js';
 import type { Catalog, DumpRecord } from '../catalog/catalog.js';
 import type { Volume } from '../volume/volume.js';
+import { collectMapDeltas, type CarriedBlocks } from '../volume/map-deltas.js';
+import { SparseBitmap } from '../volume/sparse-bitmap.js';
 import { ImageStreamWriter } from './stream-writer.js';
 import { parseOrder, type StreamOrder } from './order.js';
 
@@ -47,6 +49,8 @@ export interface DumpResult {
   blocks: number;
   bytes: number;
   extents: number;
+  /** Map blocks of the image sent as differences from the base (MAPDELTA records). */
+  mapDeltaBlocks: number;
   streamBytes: number;
   sha256: string | null;
   media: MediaPosition | null;
@@ -119,7 +123,7 @@ export async function dumpVolume(vol: Volume, target: (streamId: string) => Stre
   if (opts.dryRun) {
     const plan = planDump(vol, opts.level, top, opts.catalog);
     const img = served ? await served.evaluate(plan.expression) : evaluate(vol, plan.expression);
-    return result(plan, img, null, null, 0, null, true);
+    return result(plan, img, null, null, 0, null, true, 0);
   }
   // check the plan (base present) and the target (it exists, a peer refuses) before
   // taking a snapshot for them
@@ -161,12 +165,24 @@ export async function dumpVolume(vol: Volume, target: (streamId: string) => Stre
     compression: opts.compression,
     image: { blocks: img.blocks, bytes: img.bytes, extents: img.extents },
   };
-  const writer = new ImageStreamWriter(medium, { compression: opts.compression, threads: opts.threads });
+  let deltas: MapDelta[];
+  try {
+    // an incremental sends the map blocks it carries as differences from the base's tree
+    deltas = plan.base ? collectMapDeltas(vol, plan.snapshots.map((s) => s.mapRoot), plan.base.mapRoot, imageMembers(vol, plan.expression)) : [];
+  } catch (err) {
+    await medium.abort();
+    throw err;
+  }
+  const writer = new ImageStreamWriter(medium, { compression: opts.compression, threads: opts.threads, mapDeltas: deltas.length > 0 });
   try {
     await writer.start(header);
     await writePlanes(vol, writer, plan.snapshots);
     progress.start('dumping', img.bytes, 'bytes');
-    await writeBlocks(vol, writer, plan.expression, order, (done) => progress.update(done));
+    const sent = await writeMapDeltas(vol, writer, deltas);
+    progress.update(sent);
+    const excluded = new SparseBitmap(vol.layout.wordsPerPlaneBlock);
+    for (const d of deltas) excluded.add(d.vbn);
+    await writeBlocks(vol, writer, plan.expression, order, excluded, (done) => progress.update(sent + done));
     progress.stop();
     await served?.verify();
     const { trailer, position, streamBytes } = await writer.finish();
@@ -181,7 +197,7 @@ export async function dumpVolume(vol: Volume, target: (streamId: string) => Stre
       date: header.created,
       finished: new Date().toISOString(),
       media: position,
-      blocks: trailer.dataBlocks,
+      blocks: trailer.dataBlocks + trailer.mapDeltaNodes,
       dataBytes: trailer.dataBytes,
       streamBytes,
       sha256: trailer.sha256,
@@ -190,7 +206,7 @@ export async function dumpVolume(vol: Volume, target: (streamId: string) => Stre
     // recorded only now, complete; a stream sent to stdout is recorded too (its far end
     // holds it), so later levels find their base
     opts.catalog.add(rec);
-    return result(plan, img, streamId, position, streamBytes, trailer.sha256, false);
+    return result(plan, img, streamId, position, streamBytes, trailer.sha256, false, trailer.mapDeltaNodes);
   } catch (err) {
     progress.stop();
     await writer.abort();
@@ -198,7 +214,7 @@ export async function dumpVolume(vol: Volume, target: (streamId: string) => Stre
   }
 }
 
-function result(plan: DumpPlan, img: StorageImageSummary, streamId: string | null, media: MediaPosition | null, streamBytes: number, sha256: string | null, dryRun: boolean): DumpResult {
+function result(plan: DumpPlan, img: StorageImageSummary, streamId: string | null, media: MediaPosition | null, streamBytes: number, sha256: string | null, dryRun: boolean, mapDeltaBlocks: number): DumpResult {
   return {
     streamId,
     dryRun,
@@ -210,6 +226,7 @@ function result(plan: DumpPlan, img: StorageImageSummary, streamId: string | nul
     blocks: img.blocks,
     bytes: img.bytes,
     extents: img.extents,
+    mapDeltaBlocks,
     streamBytes,
     sha256,
     media,
@@ -253,12 +270,49 @@ async function writePlanes(vol: Volume, writer: ImageStreamWriter, snapshots: Sn
   }
 }
 
+/** Membership in a storage image, evaluated a chunk at a time as VBNs are asked about. */
+function imageMembers(vol: Volume, expression: string): CarriedBlocks {
+  const source: PlaneSource = vol.planeSource();
+  const resolved: ResolvedExpression = resolveExpression(parseExpression(expression), source);
+  const bits = source.wordsPerChunk * 32;
+  const cache = new Map<number, Uint32Array | null>();
+  return {
+    has(vbn: number): boolean {
+      const c = Math.floor(vbn / bits);
+      let words = cache.get(c);
+      if (words === undefined) {
+        if (cache.size >= 256) cache.clear(); // bounded: a map walk touches few chunks at a time
+        words = null;
+        for (const r of imageChunks(resolved, source, { fromChunk: c, toChunk: c + 1 })) words = r.words.slice();
+        cache.set(c, words);
+      }
+      const b = vbn % bits;
+      return words !== null && (words[b >>> 5] & (1 << (b & 31))) !== 0;
+    },
+  };
+}
+
+/** MAPDELTA records of about 1 MiB; returns the bytes of the blocks they stand for. */
+async function writeMapDeltas(vol: Volume, writer: ImageStreamWriter, deltas: MapDelta[]): Promise<number> {
+  let k = 0;
+  while (k < deltas.length) {
+    const group: MapDelta[] = [];
+    let bytes = 8;
+    while (k < deltas.length && (group.length === 0 || bytes + 20 + deltas[k].slots.length * 12 <= RECORD_BYTES)) {
+      bytes += 20 + deltas[k].slots.length * 12;
+      group.push(deltas[k++]);
+    }
+    await writer.mapDeltas(encodeMapDeltas(group), group.length);
+  }
+  return deltas.length * vol.blockSize;
+}
+
 /**
  * The image's blocks in the chosen order, in DATA records of about 1 MiB: blocks are read
  * in runs of consecutive VBNs straight into the record (laid out as the format says:
  * count, VBNs, contents), which is only compacted when it ends up short.
  */
-async function writeBlocks(vol: Volume, writer: ImageStreamWriter, expression: string, order: StreamOrder, onBytes: (n: number) => void): Promise<void> {
+async function writeBlocks(vol: Volume, writer: ImageStreamWriter, expression: string, order: StreamOrder, excluded: SparseBitmap, onBytes: (n: number) => void): Promise<void> {
   const bs = vol.blockSize;
   const per = Math.max(1, Math.floor(RECORD_BYTES / bs));
   const dataOff = 8 + per * 8;
@@ -286,7 +340,7 @@ async function writeBlocks(vol: Volume, writer: ImageStreamWriter, expression: s
     n = 0;
   };
   // each stripe walks its share of the VBN space; stripes take turns one record at a time
-  const stripes = order.stripes(source.chunks).map(([from, to]) => extentsOf(imageChunks(resolved, source, { fromChunk: from, toChunk: to }), bitsPerChunk));
+  const stripes = order.stripes(source.chunks).map(([from, to]) => extentsOf(imageChunks(resolved, source, { fromChunk: from, toChunk: to }), bitsPerChunk, excluded));
   let live = stripes.length;
   while (live > 0) {
     live = 0;
@@ -313,8 +367,8 @@ async function writeBlocks(vol: Volume, writer: ImageStreamWriter, expression: s
   await flush();
 }
 
-/** Extents of an image walk, handed out in pieces of at most `max` blocks. */
-function extentsOf(chunks: Generator<{ chunk: number; words: Uint32Array }>, bitsPerChunk: number) {
+/** Extents of an image walk less the excluded VBNs, handed out in pieces of at most `max` blocks. */
+function extentsOf(chunks: Generator<{ chunk: number; words: Uint32Array }>, bitsPerChunk: number, excluded: SparseBitmap) {
   const queue: Array<[number, number]> = [];
   let ended = false;
   return {
@@ -322,7 +376,15 @@ function extentsOf(chunks: Generator<{ chunk: number; words: Uint32Array }>, bit
       while (queue.length === 0 && !ended) {
         const r = chunks.next();
         if (r.done) ended = true;
-        else forEachExtent(r.value.words, r.value.chunk * bitsPerChunk, (first, count) => queue.push([first, count]));
+        else {
+          let words = r.value.words;
+          const out = excluded.chunk(r.value.chunk);
+          if (out) {
+            words = words.slice();
+            for (let w = 0; w < words.length; w++) words[w] &= ~out[w];
+          }
+          forEachExtent(words, r.value.chunk * bitsPerChunk, (first, count) => queue.push([first, count]));
+        }
       }
       const head = queue[0];
       if (!head) return null;

@@ -8,7 +8,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { CorruptError, InvalidInputError, NotFoundError, ExistsError } from '../errors.js';
-import type { StreamHeader } from '../format/image-stream.js';
+import { applyMapDelta, type StreamHeader } from '../format/image-stream.js';
 import type { SnapshotEntry } from '../format/snapshot-entry.js';
 import type { SourceStream, StreamSource } from '../media/medium.js';
 import { noProgress, type Progress } from '../progress.js';
@@ -69,6 +69,36 @@ async function applyStream(vol: Volume, header: StreamHeader, records: AsyncGene
   const reserved = new SparseBitmap(vol.layout.wordsPerPlaneBlock);
   const scratch = Buffer.alloc(bs);
   const out: RestoredStream = { stream: name, streamId: header.streamId, level: header.level, base: header.base?.name ?? null, top: header.top.name, snapshots: header.snapshots.map((s) => s.name), blocks: 0, bytes: 0, skippedBlocks: 0, generation: 0 };
+  const baseSnap = header.base ? existing.get(header.base.id) : undefined;
+  const basePlane = baseSnap ? vol.layout.snapshotPlane(baseSnap.slot) : -1;
+  const node = Buffer.alloc(bs);
+  /**
+   * Takes VBN v for a block of the stream: true when the caller is to write it there;
+   * false when it is on the volume already (a snapshot the stream carries again holds it
+   * with these contents). Anything else is refused.
+   */
+  const claim = (v: number, block: Buffer): boolean => {
+    if (!(v > 0 && v < vol.nblocks)) throw new CorruptError(`${name}: block for VBN ${v}, outside the volume`);
+    const c = Math.floor(v / bitsPerChunk);
+    if (c !== occChunk) {
+      occ = vol.occupiedWords(c);
+      occChunk = c;
+    }
+    const b = v % bitsPerChunk;
+    if ((occ[b >>> 5] & (1 << (b & 31))) !== 0) {
+      if (!alsoHere.some((p) => vol.testBit(p, v))) {
+        throw new InvalidInputError(`${name}: block at VBN ${v} would overwrite data ${vol.path} still uses`, 'the volume changed since its base snapshot: restore into a new volume');
+      }
+      vol.readBlock(v, scratch);
+      if (!scratch.equals(block)) throw new CorruptError(`${name}: block at VBN ${v} differs from the copy already on ${vol.path}`);
+      out.skippedBlocks++;
+      return false;
+    }
+    vol.reserve(v);
+    reserved.add(v);
+    occ[b >>> 5] |= 1 << (b & 31);
+    return true;
+  };
   let complete = false;
   progress.start(`restoring ${header.top.name}`, header.image.bytes, 'bytes');
   try {
@@ -93,33 +123,29 @@ async function applyStream(vol: Volume, header: StreamHeader, records: AsyncGene
         };
         for (let i = 0; i < vbns.length; i++) {
           const v = vbns[i];
-          if (!(v > 0 && v < vol.nblocks)) throw new CorruptError(`${name}: block for VBN ${v}, outside the volume`);
-          const c = Math.floor(v / bitsPerChunk);
-          if (c !== occChunk) {
-            occ = vol.occupiedWords(c);
-            occChunk = c;
-          }
-          const b = v % bitsPerChunk;
-          if ((occ[b >>> 5] & (1 << (b & 31))) !== 0) {
+          if (!claim(v, data.subarray(i * bs, (i + 1) * bs))) {
             flushRun(i);
-            // in use here: fine only if a snapshot the stream carries again holds it, with the same contents
-            if (!alsoHere.some((p) => vol.testBit(p, v))) {
-              throw new InvalidInputError(`${name}: block at VBN ${v} would overwrite data ${vol.path} still uses`, 'the volume changed since its base snapshot: restore into a new volume');
-            }
-            vol.readBlock(v, scratch);
-            if (!scratch.equals(data.subarray(i * bs, (i + 1) * bs))) throw new CorruptError(`${name}: block at VBN ${v} differs from the copy already on ${vol.path}`);
-            out.skippedBlocks++;
             continue;
           }
           if (runStart >= 0 && v !== vbns[i - 1] + 1) flushRun(i);
           if (runStart < 0) runStart = i;
-          vol.reserve(v);
-          reserved.add(v);
-          occ[b >>> 5] |= 1 << (b & 31);
         }
         flushRun(vbns.length);
         out.blocks += vbns.length;
         out.bytes += data.length;
+        progress.update(out.bytes);
+      } else if (rec.type === 'mapdelta') {
+        // a map block as its differences from the block at the same place in the base's tree
+        for (const d of rec.nodes) {
+          if (!(basePlane >= 0 && d.base > 0 && d.base < vol.nblocks && vol.testBit(basePlane, d.base))) {
+            throw new CorruptError(`${name}: map block for VBN ${d.vbn} is based on VBN ${d.base}, which the base snapshot "${header.base?.name}" does not hold`);
+          }
+          vol.readBlock(d.base, node);
+          applyMapDelta(node, d);
+          if (claim(d.vbn, node)) vol.file.write(node, vol.layout.vbnOffset(d.vbn));
+        }
+        out.blocks += rec.nodes.length;
+        out.bytes += rec.nodes.length * bs;
         progress.update(out.bytes);
       } else if (rec.type === 'trailer') {
         complete = true;

@@ -12,9 +12,11 @@ import {
   decodeDealloc,
   decodeFrame,
   decodeHeader,
+  decodeMapDeltas,
   decodePlane,
   decodePreamble,
   decodeTrailer,
+  FEATURE_MAPDELTA,
   FLAG_OPTIONAL,
   FLAG_ZSTD,
   FRAME_BYTES,
@@ -22,6 +24,7 @@ import {
   PREAMBLE_BYTES,
   RecordType,
   StreamFormatError,
+  type MapDelta,
   type StreamHeader,
   type StreamTrailer,
 } from '../format/image-stream.js';
@@ -31,6 +34,7 @@ export type StreamRecord =
   | { type: 'plane'; snapshotIndex: number; chunks: number[]; data: Buffer }
   | { type: 'data'; vbns: number[]; data: Buffer }
   | { type: 'dealloc'; ranges: Array<[number, number]> }
+  | { type: 'mapdelta'; nodes: MapDelta[] }
   | { type: 'trailer'; trailer: StreamTrailer; streamBytes: number };
 
 /** Pulls exact byte counts out of an async iterable of chunks. */
@@ -121,6 +125,7 @@ export async function* readImageStream(src: AsyncIterable<Buffer>, name: string)
     let dataBlocks = 0;
     let dataBytes = 0;
     let planeRecords = 0;
+    let mapDeltaNodes = 0;
     for (;;) {
       const at = bytes.offset;
       const fb = await bytes.read(FRAME_BYTES);
@@ -147,7 +152,7 @@ export async function* readImageStream(src: AsyncIterable<Buffer>, name: string)
         }
         const digest = hash.digest('hex');
         if (trailer.sha256 !== digest) return fail('stream checksum (SHA-256 chain) does not match its trailer');
-        if (trailer.records !== records || trailer.dataBlocks !== dataBlocks || trailer.dataBytes !== dataBytes || trailer.planeRecords !== planeRecords || trailer.streamBytes !== at) {
+        if (trailer.records !== records || trailer.dataBlocks !== dataBlocks || trailer.dataBytes !== dataBytes || trailer.planeRecords !== planeRecords || trailer.mapDeltaNodes !== mapDeltaNodes || trailer.streamBytes !== at) {
           return fail('record counts do not match the trailer');
         }
         if (!(await bytes.atEnd())) return fail('unexpected bytes after the trailer');
@@ -193,6 +198,14 @@ export async function* readImageStream(src: AsyncIterable<Buffer>, name: string)
           case RecordType.Dealloc:
             yield { type: 'dealloc', ranges: decodeDealloc(raw) };
             break;
+          case RecordType.MapDelta: {
+            if (!(preamble.features & FEATURE_MAPDELTA)) return fail(`MAPDELTA record ${records} in a stream that does not announce them`);
+            if (header!.base === null) return fail(`MAPDELTA record ${records} in a full stream (it has no base to apply it to)`);
+            const nodes = decodeMapDeltas(raw, header!.volume.blockSize);
+            mapDeltaNodes += nodes.length;
+            yield { type: 'mapdelta', nodes };
+            break;
+          }
           default:
             if (!(frame.flags & FLAG_OPTIONAL)) return fail(`record ${records} has an unknown required type ${frame.type}`, 'a newer imgstream wrote it');
         }

@@ -11,6 +11,7 @@ import {
   encodeHeader,
   encodePreamble,
   encodeTrailer,
+  FEATURE_MAPDELTA,
   FEATURE_ZSTD,
   FLAG_OPTIONAL,
   FLAG_ZSTD,
@@ -31,6 +32,8 @@ interface Pending {
 export interface WriterOptions {
   compression: StreamHeader['compression'];
   threads: number;
+  /** The stream will hold MAPDELTA records (sets their feature bit). */
+  mapDeltas?: boolean;
 }
 
 export class ImageStreamWriter {
@@ -45,11 +48,12 @@ export class ImageStreamWriter {
   private dataBlocks = 0;
   private dataBytes = 0;
   private planeRecords = 0;
+  private mapDeltaNodes = 0;
 
   constructor(private readonly target: StreamTarget, opts: WriterOptions) {
     const zstd = opts.compression.codec === 'zstd';
     this.pool = new CompressPool(zstd ? (opts.compression as { level: number }).level : null, opts.threads);
-    this.features = zstd ? FEATURE_ZSTD : 0;
+    this.features = (zstd ? FEATURE_ZSTD : 0) | (opts.mapDeltas ? FEATURE_MAPDELTA : 0);
     this.maxPending = 2 * this.pool.parallel + 2;
   }
 
@@ -86,6 +90,13 @@ export class ImageStreamWriter {
     this.dataBlocks += blocks;
     this.dataBytes += blockBytes;
     return this.enqueue(RecordType.Data, 0, payload);
+  }
+
+  /** A MAPDELTA record of `nodes` map blocks (the writer must have been made with mapDeltas). */
+  mapDeltas(payload: Buffer, nodes: number): Promise<void> {
+    if (!(this.features & FEATURE_MAPDELTA)) throw new Error('MAPDELTA record in a stream without its feature bit');
+    this.mapDeltaNodes += nodes;
+    return this.enqueue(RecordType.MapDelta, 0, payload);
   }
 
   dealloc(payload: Buffer): Promise<void> {
@@ -126,6 +137,7 @@ export class ImageStreamWriter {
       planeRecords: this.planeRecords,
       streamBytes: this.bytes,
       sha256: this.hash.digest('hex'),
+      mapDeltaNodes: this.mapDeltaNodes,
     };
     const t = encodeTrailer(trailer);
     await this.target.write(encodeFrame(RecordType.Trailer, 0, t, t.length));

@@ -41,6 +41,7 @@ export async function verifyStreams(sources: StreamSource[], progress: Progress 
   for (const src of sources) {
     for await (const s of src.streams()) {
       let v: VerifiedStream | null = null;
+      let blockSize = 0;
       for await (const rec of readImageStream(s.bytes, s.name)) {
         if (rec.type === 'header') {
           const h = rec.header;
@@ -52,6 +53,7 @@ export async function verifyStreams(sources: StreamSource[], progress: Progress 
             if (!k || k.generation !== h.base.generation) throw new CorruptError(`${s.name}: its base snapshot "${h.base.name}" is not in the streams before it`, 'give the streams in chain order: level 0 first');
           }
           uuid = h.volume.uuid;
+          blockSize = h.volume.blockSize;
           v = { stream: s.name, streamId: h.streamId, volume: h.volume.uuid, level: h.level, base: h.base?.name ?? null, top: h.top.name, snapshots: h.snapshots.map((x) => x.name), blocks: 0, bytes: 0, streamBytes: 0, sha256: '', created: h.created };
           for (const x of h.snapshots) known.set(x.id, { name: x.name, generation: x.generation });
           if (h.base) known.set(h.base.id, known.get(h.base.id) ?? { name: h.base.name, generation: h.base.generation });
@@ -59,6 +61,11 @@ export async function verifyStreams(sources: StreamSource[], progress: Progress 
         } else if (rec.type === 'data') {
           v!.blocks += rec.vbns.length;
           v!.bytes += rec.data.length;
+          progress.update(v!.bytes);
+        } else if (rec.type === 'mapdelta') {
+          // map blocks sent as differences: each is a block the restore writes
+          v!.blocks += rec.nodes.length;
+          v!.bytes += rec.nodes.length * blockSize;
           progress.update(v!.bytes);
         } else if (rec.type === 'trailer') {
           v!.streamBytes = rec.streamBytes;

@@ -106,10 +106,37 @@ describe('image stream records', () => {
         expect(p.chunks).toEqual(vbns.map((v) => v % 1000));
         expect(p.data.equals(blocks)).toBe(true);
         expect(S.decodeDealloc(S.encodeDealloc(ranges as Array<[number, number]>))).toEqual(ranges);
-        const t = { records: vbns.length, dataBlocks: 5, dataBytes: 80, planeRecords: 2, streamBytes: 1234, sha256: 'ab'.repeat(32) };
+        const t = { records: vbns.length, dataBlocks: 5, dataBytes: 80, planeRecords: 2, streamBytes: 1234, sha256: 'ab'.repeat(32), mapDeltaNodes: vbns.length };
         expect(S.decodeTrailer(S.encodeTrailer(t))).toEqual(t);
       }),
     );
+  });
+
+  it('MAPDELTA payloads round-trip and apply; damaged ones are refused', () => {
+    const bs = 64; // 8 entries per map block
+    const delta = fc.record({ vbn: u53, base: u53, entries: fc.uniqueArray(fc.nat(7), { maxLength: 8 }) });
+    fc.assert(
+      fc.property(fc.array(delta, { maxLength: 6 }), fc.array(u53, { minLength: 8, maxLength: 8 }), (ds, values) => {
+        const nodes = ds.map((d) => ({ vbn: d.vbn, base: d.base, slots: d.entries, values: d.entries.map((e) => values[e]) }));
+        const enc = S.encodeMapDeltas(nodes);
+        expect(S.decodeMapDeltas(enc, bs)).toEqual(nodes);
+        for (const n of nodes) {
+          const block = Buffer.alloc(bs, 0xee);
+          S.applyMapDelta(block, n);
+          for (let e = 0; e < 8; e++) {
+            const want = n.slots.includes(e) ? BigInt(values[e]) : 0xeeeeeeeeeeeeeeeen;
+            expect(block.readBigUInt64LE(e * 8)).toBe(want);
+          }
+        }
+        // cut anywhere inside, or one byte too many: refused
+        if (enc.length > 8) expect(() => S.decodeMapDeltas(enc.subarray(0, enc.length - 1), bs)).toThrow(/MAPDELTA/);
+        expect(() => S.decodeMapDeltas(Buffer.concat([enc, Buffer.alloc(1)]), bs)).toThrow(/MAPDELTA/);
+      }),
+    );
+    // an entry index beyond the block
+    const bad = S.encodeMapDeltas([{ vbn: 5, base: 4, slots: [8], values: [1] }]);
+    expect(() => S.decodeMapDeltas(bad, bs)).toThrow(/MAPDELTA/);
+    expect(S.decodePreamble(S.encodePreamble(S.FEATURE_MAPDELTA | S.FEATURE_ZSTD)).features).toBe(3);
   });
 
   it('refuses unknown required features, other versions, bad magic and bad frames', () => {

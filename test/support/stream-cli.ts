@@ -123,6 +123,7 @@ export interface DumpJson {
   top: string;
   expression: string;
   blocks: number;
+  mapDeltaBlocks: number;
   streamBytes: number;
   sha256: string;
 }
