@@ -1,27 +1,33 @@
 // Worker thread: turns record payloads into what is stored: one independent zstd frame
 // (with zstd's content checksum) when that is smaller, else the raw bytes, and the crc32
 // of the stored bytes. So records compress and checksum in parallel and verify one by one.
+// Frames are compressed into output buffers the main thread hands back once written
+// (ZSTD_compress2 into a given buffer), so a dump allocates no memory per record.
 import { parentPort, workerData } from 'node:worker_threads';
 import { crc32 } from 'node:zlib';
-import { Compressor } from 'zstd-napi';
+import zstd from 'zstd-napi/binding.js';
 
 const level = (workerData as { level: number | null }).level;
-let compressor: Compressor | null = null;
+let cctx: zstd.CCtx | null = null;
 if (level !== null) {
-  compressor = new Compressor();
-  compressor.setParameters({ compressionLevel: level, checksumFlag: true });
+  cctx = new zstd.CCtx();
+  cctx.setParameter(zstd.CParameter.compressionLevel, level);
+  cctx.setParameter(zstd.CParameter.checksumFlag, 1);
 }
 
-parentPort!.on('message', (msg: { id: number; buf: ArrayBuffer; length: number }) => {
+parentPort!.on('message', (msg: { id: number; buf: ArrayBuffer; length: number; out: ArrayBuffer | null }) => {
   const raw = new Uint8Array(msg.buf, 0, msg.length);
-  if (compressor) {
-    const out = compressor.compress(raw);
-    if (out.length < msg.length) {
-      const copy = out.byteOffset === 0 && out.byteLength === out.buffer.byteLength ? out.buffer : out.buffer.slice(out.byteOffset, out.byteOffset + out.byteLength);
+  if (cctx) {
+    const bound = zstd.compressBound(msg.length);
+    const out = msg.out && msg.out.byteLength >= bound ? msg.out : new ArrayBuffer(bound);
+    const n = cctx.compress2(new Uint8Array(out), raw);
+    if (n < msg.length) {
       // the raw buffer goes back too, to be reused for the next record
-      parentPort!.postMessage({ id: msg.id, out: copy, length: out.length, compressed: true, crc: crc32(out) >>> 0, raw: msg.buf }, [copy as ArrayBuffer, msg.buf]);
+      parentPort!.postMessage({ id: msg.id, out, length: n, compressed: true, crc: crc32(new Uint8Array(out, 0, n)) >>> 0, raw: msg.buf }, [out, msg.buf]);
       return;
     }
+    msg.out = out;
   }
-  parentPort!.postMessage({ id: msg.id, out: msg.buf, length: msg.length, compressed: false, crc: crc32(raw) >>> 0, raw: null }, [msg.buf]);
+  const transfer = msg.out ? [msg.buf, msg.out] : [msg.buf];
+  parentPort!.postMessage({ id: msg.id, out: msg.buf, length: msg.length, compressed: false, crc: crc32(raw) >>> 0, raw: null, spareOut: msg.out }, transfer);
 });

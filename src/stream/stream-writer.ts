@@ -112,13 +112,15 @@ export class ImageStreamWriter {
 
   private async drainOne(): Promise<void> {
     const p = this.pending.shift()!;
-    const { stored, compressed, crc, spare } = await p.stored;
+    const encoded = await p.stored;
+    const { stored, compressed, crc, spare } = encoded;
     const flags = compressed ? p.flags | FLAG_ZSTD : p.flags;
     const frame = encodeFrameWithCrc(p.type, flags, stored.length, p.rawLength, crc);
     // the chain: every frame (which holds its payload's crc32) in order
     this.hash.update(frame);
     await this.emit(frame);
     await this.emit(stored);
+    this.pool.recycle(encoded);
     if (spare && spare.buffer.byteLength >= (1 << 16) && this.spares.length < this.maxPending + 2) this.spares.push(Buffer.from(spare.buffer));
   }
 
