@@ -15,7 +15,7 @@ import { newestMaster, receiveReplica, type Destination } from './run.js';
 /** A peer channel as the mirror code speaks to it. */
 export function mirrorChannel(ch: PeerChannel): MirrorChannel {
   return {
-    send: (msg, payload) => ch.send(msg, payload),
+    send: (msg, payload, payloadCrc) => ch.send(msg, payload, payloadCrc),
     receive: () => ch.receive(),
     close: () => void ch.close(),
     get bytesSent() {

@@ -8,7 +8,7 @@
 //   destination -> source   { state: DestinationState }     (or { error: { code, message, hint } })
 //   source -> destination   { plan: TransferPlan }
 //   destination -> source   { ready: { resumeFrom } }       records before resumeFrom were acknowledged earlier
-//   source -> destination   { rec: i, kind: 'plane' | 'data' | 'mapdelta', sha256, ghost? } + payload   for i = 0, 1, ...
+//   source -> destination   { rec: i, kind: 'plane' | 'data' | 'mapdelta', crc, ghost? } + payload   for i = 0, 1, ...
 //   destination -> source   { ack: n }                       records 0..n-1 are durable at the destination
 //   source -> destination   { end: { records, chain } }
 //   destination -> source   { done: TransferDone }           after the destination's CP holds the new state
@@ -16,25 +16,30 @@
 // Records: 'plane' carries plane blocks of a snapshot the destination lacks (the PLANE
 // payload of the image stream format, its snapshot index into plan.snapshots), 'data'
 // carries blocks with their VBNs (the DATA payload), 'mapdelta' map blocks as their
-// differences from the destination's (the MAPDELTA payload). Each record's SHA-256 is checked on
-// arrival; `chain` is SHA-256 over the concatenated record hashes, checked at the end, so
-// the destination switches state only to a transfer complete and verified.
+// differences from the destination's (the MAPDELTA payload). Each record's crc32 (`crc`,
+// of its full payload) is checked on arrival; `chain` is a SHA-256 chain over every
+// record's index, kind, payload length and crc32, checked at the end, so the destination
+// switches state only to a transfer complete and verified: a changed, lost, repeated or
+// reordered record breaks it. As in the image stream format, chaining the records' crc32
+// instead of hashing their payloads keeps the check from costing a second pass over the
+// data (a SHA-256 of every record on both sides took half the CPU of a full transfer).
 //
 // Resume: the destination keeps what it acknowledged (count, chain, where it put things)
 // beside the volume. When the same plan comes again it answers resumeFrom = n; the source
 // regenerates records 0..n-1, sends them as ghosts (payload without the block contents,
-// only the VBNs or plane chunks, and the hash of the full record) and the destination
-// checks their hashes against its chain, so nothing acknowledged travels twice and a
+// only the VBNs or plane chunks, and the crc32 of the full record) and the destination
+// checks them against its chain, so nothing acknowledged travels twice and a
 // source that changed meanwhile is caught.
 import type { SnapshotEntry } from '../format/snapshot-entry.js';
 
-export const MIRROR_PROTOCOL = 1;
+export const MIRROR_PROTOCOL = 2;
 
 /** A message channel (a peer connection satisfies it). */
 export interface MirrorChannel {
-  send(msg: Record<string, unknown>, payload?: Buffer): Promise<void>;
-  /** The next message; null when the other side ended the conversation. */
-  receive(): Promise<{ msg: Record<string, unknown>; payload: Buffer | null } | null>;
+  /** `payloadCrc`: the payload's crc32, when the caller has it (the channel need not compute it again). */
+  send(msg: Record<string, unknown>, payload?: Buffer, payloadCrc?: number): Promise<void>;
+  /** The next message; null when the other side ended the conversation. `payloadCrc`, when given, is the payload's crc32, checked on arrival. */
+  receive(): Promise<{ msg: Record<string, unknown>; payload: Buffer | null; payloadCrc?: number | null } | null>;
   close(): void;
   readonly bytesSent: number;
 }

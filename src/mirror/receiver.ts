@@ -15,12 +15,12 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { createHash } from 'node:crypto';
-import { CorruptError, ImgstreamError, InvalidInputError } from '../errors.js';
+import { CorruptError, fromSystemError, ImgstreamError, InvalidInputError } from '../errors.js';
 import { applyMapDelta, StreamFormatError } from '../format/image-stream.js';
 import type { SnapshotEntry } from '../format/snapshot-entry.js';
 import { Volume } from '../volume/volume.js';
 import { SparseBitmap } from '../volume/sparse-bitmap.js';
-import { decodeRecordIndex, hashChain } from './records.js';
+import { decodeRecordIndex, hashChain, recordCrc } from './records.js';
 import { geometryMatches, identOf, MIRROR_PROTOCOL, sameSnapshot, type DestinationState, type MirrorChannel, type TransferDone, type TransferPlan, type VolumeGeometry } from './protocol.js';
 
 const ACK_BYTES = 32 << 20;
@@ -197,6 +197,11 @@ function planHashOf(plan: TransferPlan): string {
   return createHash('sha256').update(canonical({ ...plan, blocks: 0, bytes: 0 })).digest('hex');
 }
 
+/** fdatasync on libuv's threads. */
+function datasync(fd: number, file: string): Promise<void> {
+  return new Promise((resolve, reject) => fs.fdatasync(fd, (err) => (err ? reject(fromSystemError(err, file, 'flushing')) : resolve())));
+}
+
 async function applyTransfer(volPath: string, ch: MirrorChannel, plan: TransferPlan, state: DestinationState, log: (l: string) => void, ackBytes: number): Promise<TransferDone> {
   const sides = sidePaths(volPath);
   const planHash = planHashOf(plan);
@@ -210,6 +215,7 @@ async function applyTransfer(volPath: string, ch: MirrorChannel, plan: TransferP
   const vol = Volume.open(initial ? sides.fresh : volPath, { write: true, mirror: true });
   let stageFd: number | null = null;
   let committed = false;
+  let inFlight: Promise<void> | null = null;
   try {
     if (vol.rootRecord.mapDepth !== plan.volume.mapDepth) throw new InvalidInputError('mirror: unsupported volume geometry');
     const here = new Map(vol.snapshots().map((s) => [s.id, s] as const));
@@ -256,13 +262,29 @@ async function applyTransfer(volPath: string, ch: MirrorChannel, plan: TransferP
     let lastAck = Date.now();
     let blocks = 0;
     let bytes = 0;
-    const ack = async () => {
-      vol.file.sync();
-      fs.fsyncSync(stageFd!);
-      writeResume(sides.resume, { ...resume!, acked: next, chain, staged: [...staged].map(([vbn, offset]) => ({ vbn, offset })), stageBytes });
-      await ch.send({ ack: next });
+    // An acknowledgement syncs the volume and the stage file, then records how far the
+    // transfer got and tells the source. The syncs run on libuv's threads while records
+    // keep arriving (one acknowledgement in flight at a time): what is written after a
+    // sync started is simply not counted by it.
+    let ackedUpTo = acked;
+    let ackFailure: unknown = null;
+    const ack = () => {
+      const point = { acked: next, chain, staged: [...staged].map(([vbn, offset]) => ({ vbn, offset })), stageBytes };
       sinceAck = 0;
       lastAck = Date.now();
+      inFlight = (async () => {
+        await datasync(vol.file.fd, vol.file.path);
+        await datasync(stageFd!, sides.stage);
+        writeResume(sides.resume, { ...resume!, ...point });
+        await ch.send({ ack: point.acked });
+        ackedUpTo = point.acked;
+      })()
+        .catch((err: unknown) => {
+          ackFailure ??= err;
+        })
+        .finally(() => {
+          inFlight = null;
+        });
     };
     for (;;) {
       const m = await ch.receive();
@@ -277,19 +299,19 @@ async function applyTransfer(volPath: string, ch: MirrorChannel, plan: TransferP
         break;
       }
       const i = m.msg.rec;
-      if (i !== next || typeof m.msg.sha256 !== 'string' || !m.payload) throw new CorruptError(`mirror: record ${String(i)} out of order (expected ${next})`);
+      const { crc, length, kind } = m.msg;
+      if (i !== next || !m.payload || typeof kind !== 'string' || !Number.isInteger(crc) || !Number.isInteger(length)) throw new CorruptError(`mirror: record ${String(i)} out of order (expected ${next})`);
       const ghost = m.msg.ghost === true;
       if (ghost !== i < acked) throw new CorruptError(`mirror: record ${i} ${ghost ? 'resent as a ghost but never acknowledged' : 'acknowledged before but resent'}`);
-      const sha = m.msg.sha256;
-      if (!ghost && createHash('sha256').update(m.payload).digest('hex') !== sha) throw new CorruptError(`mirror: record ${i} is damaged (checksum)`);
-      chain = hashChain.add(chain, sha);
+      if (!ghost && (length !== m.payload.length || (m.payloadCrc ?? recordCrc(m.payload)) !== crc)) throw new CorruptError(`mirror: record ${i} is damaged (checksum)`);
+      chain = hashChain.add(chain, i, kind, length as number, crc as number);
       if (ghost && i === acked - 1 && chain !== resume.chain) {
         fs.rmSync(sides.resume, { force: true });
         throw new CorruptError('mirror: the source no longer has what it sent before', 'the transfer starts over on the next update');
       }
       let idx;
       try {
-        idx = decodeRecordIndex(m.msg.kind as string, m.payload, bs, ghost);
+        idx = decodeRecordIndex(kind, m.payload, bs, ghost);
       } catch (err) {
         if (err instanceof StreamFormatError) throw new CorruptError(`mirror: record ${i}: ${err.message}`);
         throw err;
@@ -366,13 +388,20 @@ async function applyTransfer(volPath: string, ch: MirrorChannel, plan: TransferP
         bytes += vbns.length * bs;
       }
       next++;
+      if (ackFailure) throw ackFailure;
       if (!ghost) {
         sinceAck += m.payload.length;
-        if (sinceAck >= ackBytes || Date.now() - lastAck > 1000) await ack();
+        if (!inFlight && (sinceAck >= ackBytes || Date.now() - lastAck > 1000)) ack();
       }
     }
     // complete and verified: switch to the new state in one CP
-    if (next > acked) await ack();
+    while (inFlight) await inFlight;
+    if (ackFailure) throw ackFailure;
+    if (next > ackedUpTo) {
+      ack();
+      while (inFlight) await inFlight;
+      if (ackFailure) throw ackFailure;
+    }
     const usedBefore = vol.nblocks - 1 - vol.countFree();
     for (const s of incoming) vol.clearSlotPlaneExcept(slotOf.get(s.id)!, written.get(s.id)!);
     vol.file.sync();
@@ -409,6 +438,7 @@ async function applyTransfer(volPath: string, ch: MirrorChannel, plan: TransferP
     log(`mirror ${path.basename(volPath)}: transfer ${plan.transferId} (${plan.mode}) committed at CP ${generation}: ${blocks} blocks, top ${plan.top.name}`);
     return done;
   } catch (err) {
+    while (inFlight) await inFlight; // its syncs use the files closed below
     if (!committed) {
       try {
         vol.abort();

@@ -1,7 +1,8 @@
 // Record payloads of a mirror transfer (protocol.ts): the PLANE and DATA payloads of the
 // image stream format, and their ghosts (the same without block contents) for records
-// resent on resume; and the hash chain over record hashes.
+// resent on resume; and the chain over the records' crc32s.
 import { createHash } from 'node:crypto';
+import { crc32 } from 'node:zlib';
 import { decodeData, decodeMapDeltas, decodePlane, StreamFormatError, type MapDelta } from '../format/image-stream.js';
 
 export type RecordIndex =
@@ -40,15 +41,17 @@ export function decodeRecordIndex(kind: string, payload: Buffer, blockSize: numb
   throw new StreamFormatError(`unknown record kind ${kind}`);
 }
 
+/** The chain over a transfer's records: SHA-256 of the previous link and the record's index, kind, length and crc32. */
 export const hashChain = {
   start(): string {
-    return createHash('sha256').update('imgstream-mirror-chain').digest('hex');
+    return createHash('sha256').update('imgstream-mirror-chain-2').digest('hex');
   },
-  add(chain: string, recordSha: string): string {
-    return createHash('sha256').update(chain).update(recordSha).digest('hex');
+  add(chain: string, rec: number, kind: string, length: number, crc: number): string {
+    return createHash('sha256').update(chain).update(`${rec} ${kind} ${length} ${crc >>> 0}`).digest('hex');
   },
 };
 
-export function sha256(b: Buffer): string {
-  return createHash('sha256').update(b).digest('hex');
+/** A record's crc32, of its full payload (what a ghost stands for). */
+export function recordCrc(payload: Uint8Array): number {
+  return crc32(payload) >>> 0;
 }

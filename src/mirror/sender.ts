@@ -20,13 +20,13 @@
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import { CorruptError, ImgstreamError, InvalidInputError, IoError, errorOfCode } from '../errors.js';
-import { encodeData, encodeMapDeltas, encodePlane, type MapDelta } from '../format/image-stream.js';
+import { encodeMapDeltas, encodePlane, type MapDelta } from '../format/image-stream.js';
 import type { SnapshotEntry } from '../format/snapshot-entry.js';
 import { forEachExtent, popcount32 } from '../image/index.js';
 import { noProgress, type Progress } from '../progress.js';
 import { PLANE_MOA } from '../volume/layout.js';
 import type { Volume } from '../volume/volume.js';
-import { ghostOf, hashChain, sha256 } from './records.js';
+import { ghostOf, hashChain, recordCrc } from './records.js';
 import { collectMapDeltas } from '../volume/map-deltas.js';
 import { SparseBitmap } from '../volume/sparse-bitmap.js';
 import { geometryOf } from './receiver.js';
@@ -287,11 +287,11 @@ export async function sendMirror(source: Volume | SourceAccess, ch: MirrorChanne
     progress.start(`mirroring to ${where}`, plan.bytes, 'bytes');
     const emit = async (kind: 'plane' | 'data' | 'mapdelta', payload: Buffer, blocks: number) => {
       if (failure) throw failure;
-      const sha = sha256(payload);
-      chain = hashChain.add(chain, sha);
-      if (i < resumeFrom) await ch.send({ rec: i, kind, sha256: sha, ghost: true }, ghostOf(kind, payload));
+      const crc = recordCrc(payload);
+      chain = hashChain.add(chain, i, kind, payload.length, crc);
+      if (i < resumeFrom) await ch.send({ rec: i, kind, crc, length: payload.length, ghost: true }, ghostOf(kind, payload));
       else {
-        await ch.send({ rec: i, kind, sha256: sha }, payload);
+        await ch.send({ rec: i, kind, crc, length: payload.length }, payload, crc);
         if (kind !== 'plane') sentBlocks += blocks;
         if (kind === 'data') sentBytes += blocks * vol.blockSize;
       }
@@ -467,21 +467,34 @@ class Selection {
     return n;
   }
 
-  /** DATA payloads of about 1 MiB in VBN order, read in runs of consecutive VBNs. */
+  /**
+   * DATA payloads of about 1 MiB in VBN order, read in runs of consecutive VBNs straight
+   * into the payload (laid out as the format says: count, VBNs, contents), which is only
+   * compacted when it ends up short. Each payload is a fresh buffer: the channel may hold
+   * it until the socket took it.
+   */
   async records(emit: (payload: Buffer, blocks: number) => Promise<void>): Promise<void> {
     const vol = this.vol;
     const bs = vol.blockSize;
     const per = Math.max(1, Math.floor(RECORD_BYTES / bs));
+    const dataOff = 8 + per * 8;
     const bits = vol.layout.bitsPerPlaneBlock;
     const out = new Uint32Array(vol.layout.wordsPerPlaneBlock);
-    let vbns: number[] = [];
-    let buf = Buffer.allocUnsafe(per * bs);
+    let rec = Buffer.allocUnsafe(dataOff + per * bs);
+    let n = 0;
     const flush = async () => {
-      if (vbns.length === 0) return;
-      const payload = encodeData(vbns, buf.subarray(0, vbns.length * bs), bs);
-      const n = vbns.length;
-      vbns = [];
-      await emit(payload, n);
+      if (n === 0) return;
+      let payload = rec;
+      if (n < per) {
+        payload = Buffer.allocUnsafe(8 + n * 8 + n * bs);
+        rec.copy(payload, 0, 0, 8 + n * 8);
+        rec.copy(payload, 8 + n * 8, dataOff, dataOff + n * bs);
+      } else rec = Buffer.allocUnsafe(dataOff + per * bs);
+      payload.writeUInt32LE(n, 0);
+      payload.writeUInt32LE(0, 4);
+      const blocks = n;
+      n = 0;
+      await emit(payload, blocks);
     };
     for (let c = 0; c < vol.layout.planeBlocks; c++) {
       this.chunk(c, out);
@@ -489,18 +502,21 @@ class Selection {
       forEachExtent(out, c * bits, (first, count) => extents.push([first, count]));
       for (let [first, count] of extents) {
         while (count > 0) {
-          const take = Math.min(count, per - vbns.length);
-          vol.file.read(buf.subarray(vbns.length * bs, (vbns.length + take) * bs), vol.layout.vbnOffset(first));
-          for (let k = 0; k < take; k++) vbns.push(first + k);
+          const take = Math.min(count, per - n);
+          vol.file.read(rec.subarray(dataOff + n * bs, dataOff + (n + take) * bs), vol.layout.vbnOffset(first));
+          for (let k = 0; k < take; k++) {
+            const v = first + k;
+            rec.writeUInt32LE(v >>> 0, 8 + (n + k) * 8);
+            rec.writeUInt32LE(Math.floor(v / 4294967296), 12 + (n + k) * 8);
+          }
+          n += take;
           first += take;
           count -= take;
-          if (vbns.length === per) await flush();
+          if (n === per) await flush();
         }
       }
     }
     await flush();
-    void buf;
-    buf = Buffer.alloc(0);
   }
 }
 

@@ -27,6 +27,8 @@ import { RateLimiter } from './rate-limit.js';
 export interface PeerMessage {
   msg: Record<string, unknown>;
   payload: Buffer | null;
+  /** crc32 of the payload (checked with the frame), null without one. */
+  payloadCrc: number | null;
 }
 
 /** One connection to a peer, as either side sees it. */
@@ -40,9 +42,10 @@ export interface PeerChannel {
    * Sends one message: a JSON object and an optional payload (at most 1 MiB of JSON and
    * 64 MiB of payload). Resolves once the frame is handed to the socket, after waiting
    * for backpressure and the rate limit; frames go out in the order send() was called.
-   * Rejects with an ImgstreamError when the connection is gone.
+   * Rejects with an ImgstreamError when the connection is gone. `payloadCrc`, the
+   * payload's crc32 when the caller computed it anyway, saves the frame a pass over it.
    */
-  send(msg: Record<string, unknown>, payload?: Buffer): Promise<void>;
+  send(msg: Record<string, unknown>, payload?: Buffer, payloadCrc?: number): Promise<void>;
   /**
    * The next message; null when the other side closed cleanly between messages. Rejects
    * with an ImgstreamError on a malformed or oversize frame, a lost connection or a
@@ -154,10 +157,10 @@ export class FramedChannel implements PeerChannel {
     return p;
   }
 
-  send(msg: Record<string, unknown>, payload?: Buffer): Promise<void> {
+  send(msg: Record<string, unknown>, payload?: Buffer, payloadCrc?: number): Promise<void> {
     if (this.failure) return Promise.reject(this.failure);
     if (this.closing) return Promise.reject(new NetworkError(`peer ${this.peer}: the connection is closing`));
-    const p = this.sendChain.then(() => this.writeFrame(msg, payload ?? null));
+    const p = this.sendChain.then(() => this.writeFrame(msg, payload ?? null, payloadCrc));
     this.sendChain = p.catch(() => {});
     return p;
   }
@@ -242,9 +245,9 @@ export class FramedChannel implements PeerChannel {
       if (this.inboxBytes < p.headerLength + p.payloadLength) break;
       const header = this.take(p.headerLength);
       const payload = p.hasPayload ? this.take(p.payloadLength) : null;
-      const msg = decodePeerMessage(p, header, payload);
+      const { msg, payloadCrc } = decodePeerMessage(p, header, payload);
       this.prefix = null;
-      this.queue.push({ msg, payload });
+      this.queue.push({ msg, payload, payloadCrc });
       this.queueBytes += (payload?.length ?? 0) + 64;
       this.wake();
     }
@@ -301,10 +304,10 @@ export class FramedChannel implements PeerChannel {
 
   // ---------------------------------------------------------------- sending
 
-  private async writeFrame(msg: Record<string, unknown>, payload: Buffer | null): Promise<void> {
+  private async writeFrame(msg: Record<string, unknown>, payload: Buffer | null, payloadCrc?: number): Promise<void> {
     let frame: ReturnType<typeof encodePeerFrame>;
     try {
-      frame = encodePeerFrame(msg, payload, FULL_LIMITS);
+      frame = encodePeerFrame(msg, payload, FULL_LIMITS, payloadCrc);
     } catch (err) {
       if (err instanceof PeerFormatError) throw new InvalidInputError(`peer ${this.peer}: cannot send: ${err.message}`);
       throw err;

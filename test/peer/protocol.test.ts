@@ -35,7 +35,14 @@ function decodeFrame(bytes: Buffer, limits = FULL_LIMITS): { msg: Record<string,
   if (bytes.length !== PEER_PREFIX_BYTES + prefix.headerLength + prefix.payloadLength) throw new PeerFormatError('length');
   const header = bytes.subarray(PEER_PREFIX_BYTES, PEER_PREFIX_BYTES + prefix.headerLength);
   const payload = prefix.hasPayload ? bytes.subarray(PEER_PREFIX_BYTES + prefix.headerLength) : null;
-  return { msg: decodePeerMessage(prefix, header, payload), payload };
+  const { msg, payloadCrc } = decodePeerMessage(prefix, header, payload);
+  // the payload's own crc32 comes along, and a frame encoded with it given is the same frame
+  expect(payloadCrc).toBe(payload ? crc32(payload) : null);
+  if (payload) {
+    const again = encodePeerFrame(msg, payload, limits, payloadCrc!);
+    expect(Buffer.concat([again.head, again.payload!]).equals(bytes)).toBe(true);
+  }
+  return { msg, payload };
 }
 
 function frameBytes(msg: Record<string, unknown>, payload: Buffer | null): Buffer {
