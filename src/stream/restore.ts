@@ -14,6 +14,7 @@ import type { SourceStream, StreamSource } from '../media/medium.js';
 import { noProgress, type Progress } from '../progress.js';
 import { Volume } from '../volume/volume.js';
 import { SparseBitmap } from '../volume/sparse-bitmap.js';
+import { WriteBehind } from '../volume/write-behind.js';
 import { readImageStream } from './stream-reader.js';
 import { removeStaleTemp } from '../media/stale-temp.js';
 import type { StreamSummary } from './verify.js';
@@ -99,6 +100,7 @@ async function applyStream(vol: Volume, header: StreamHeader, records: AsyncGene
     occ[b >>> 5] |= 1 << (b & 31);
     return true;
   };
+  const writes = new WriteBehind(vol.file);
   let complete = false;
   progress.start(`restoring ${header.top.name}`, header.image.bytes, 'bytes');
   try {
@@ -114,23 +116,25 @@ async function applyStream(vol: Volume, header: StreamHeader, records: AsyncGene
         });
       } else if (rec.type === 'data') {
         const { vbns, data } = rec;
-        // runs of consecutive free VBNs go out as one write, straight from the record
+        // runs of consecutive free VBNs go out as one write, straight from the record,
+        // written behind while the next records are read and checked
+        const runs: Array<[number, number]> = [];
         let runStart = -1;
-        const flushRun = (end: number) => {
-          if (runStart < 0) return;
-          vol.file.write(data.subarray(runStart * bs, end * bs), vol.layout.vbnOffset(vbns[runStart]));
+        const endRun = (end: number) => {
+          if (runStart >= 0) runs.push([runStart, end]);
           runStart = -1;
         };
         for (let i = 0; i < vbns.length; i++) {
           const v = vbns[i];
           if (!claim(v, data.subarray(i * bs, (i + 1) * bs))) {
-            flushRun(i);
+            endRun(i);
             continue;
           }
-          if (runStart >= 0 && v !== vbns[i - 1] + 1) flushRun(i);
+          if (runStart >= 0 && v !== vbns[i - 1] + 1) endRun(i);
           if (runStart < 0) runStart = i;
         }
-        flushRun(vbns.length);
+        endRun(vbns.length);
+        for (const [a, b] of runs) await writes.write(data.subarray(a * bs, b * bs), vol.layout.vbnOffset(vbns[a]));
         out.blocks += vbns.length;
         out.bytes += data.length;
         progress.update(out.bytes);
@@ -152,6 +156,7 @@ async function applyStream(vol: Volume, header: StreamHeader, records: AsyncGene
       }
     }
     if (!complete) throw new CorruptError(`${name}: stream ended without its trailer`);
+    await writes.drain();
     for (const s of incoming) vol.clearSlotPlaneExcept(slotOf.get(s.id)!, writtenChunks.get(s.id)!);
     vol.file.sync();
     for (const s of incoming) {
@@ -164,6 +169,7 @@ async function applyStream(vol: Volume, header: StreamHeader, records: AsyncGene
     out.generation = vol.rootRecord.generation;
     return out;
   } catch (err) {
+    await writes.settle(); // before the volume gives up: nothing of ours is still being written
     for (const v of reserved.values()) vol.unreserve(v);
     vol.abort();
     throw err;
