@@ -36,8 +36,12 @@ export const MIRROR_PROTOCOL = 2;
 
 /** A message channel (a peer connection satisfies it). */
 export interface MirrorChannel {
-  /** `payloadCrc`: the payload's crc32, when the caller has it (the channel need not compute it again). */
-  send(msg: Record<string, unknown>, payload?: Buffer, payloadCrc?: number): Promise<void>;
+  /**
+   * `payloadCrc`: the payload's crc32, when the caller has it (the channel need not
+   * compute it again). `owned`: the caller never touches the payload again, so the
+   * channel may resolve before the payload is on the wire (and the caller go on).
+   */
+  send(msg: Record<string, unknown>, payload?: Buffer, payloadCrc?: number, owned?: boolean): Promise<void>;
   /** The next message; null when the other side ended the conversation. `payloadCrc`, when given, is the payload's crc32, checked on arrival. */
   receive(): Promise<{ msg: Record<string, unknown>; payload: Buffer | null; payloadCrc?: number | null } | null>;
   close(): void;

@@ -289,9 +289,9 @@ export async function sendMirror(source: Volume | SourceAccess, ch: MirrorChanne
       if (failure) throw failure;
       const crc = recordCrc(payload);
       chain = hashChain.add(chain, i, kind, payload.length, crc);
-      if (i < resumeFrom) await ch.send({ rec: i, kind, crc, length: payload.length, ghost: true }, ghostOf(kind, payload));
+      if (i < resumeFrom) await ch.send({ rec: i, kind, crc, length: payload.length, ghost: true }, ghostOf(kind, payload), undefined, true);
       else {
-        await ch.send({ rec: i, kind, crc, length: payload.length }, payload, crc);
+        await ch.send({ rec: i, kind, crc, length: payload.length }, payload, crc, true);
         if (kind !== 'plane') sentBlocks += blocks;
         if (kind === 'data') sentBytes += blocks * vol.blockSize;
       }

@@ -47,6 +47,13 @@ export interface PeerChannel {
    */
   send(msg: Record<string, unknown>, payload?: Buffer, payloadCrc?: number): Promise<void>;
   /**
+   * Like send(), for a payload the caller hands over for good (it never changes it again):
+   * resolves as soon as the frame is queued on the socket with less than a window of
+   * bytes (8 MiB) ahead of it, so the caller prepares the next frame while this one
+   * travels. A write error fails the channel (later calls reject).
+   */
+  sendOwned(msg: Record<string, unknown>, payload: Buffer, payloadCrc?: number): Promise<void>;
+  /**
    * The next message; null when the other side closed cleanly between messages. Rejects
    * with an ImgstreamError on a malformed or oversize frame, a lost connection or a
    * timeout. Messages that arrived before a failure are still delivered first.
@@ -63,6 +70,8 @@ const HIGH_WATER_BYTES = 8 << 20;
 const LOW_WATER_BYTES = 2 << 20;
 /** ... or this many messages (a flood of tiny frames costs memory too). */
 const HIGH_WATER_MESSAGES = 256;
+/** Bytes sendOwned() lets wait on the socket before it waits for them to drain. */
+const SEND_WINDOW_BYTES = 8 << 20;
 /** How long close() waits for the other side to close after ours. */
 const CLOSE_GRACE_MS = 2000;
 /** How long close() waits for queued messages to be written. */
@@ -158,9 +167,17 @@ export class FramedChannel implements PeerChannel {
   }
 
   send(msg: Record<string, unknown>, payload?: Buffer, payloadCrc?: number): Promise<void> {
+    return this.sendFrame(msg, payload ?? null, payloadCrc, false);
+  }
+
+  sendOwned(msg: Record<string, unknown>, payload: Buffer, payloadCrc?: number): Promise<void> {
+    return this.sendFrame(msg, payload, payloadCrc, true);
+  }
+
+  private sendFrame(msg: Record<string, unknown>, payload: Buffer | null, payloadCrc: number | undefined, owned: boolean): Promise<void> {
     if (this.failure) return Promise.reject(this.failure);
     if (this.closing) return Promise.reject(new NetworkError(`peer ${this.peer}: the connection is closing`));
-    const p = this.sendChain.then(() => this.writeFrame(msg, payload ?? null, payloadCrc));
+    const p = this.sendChain.then(() => this.writeFrame(msg, payload, payloadCrc, owned));
     this.sendChain = p.catch(() => {});
     return p;
   }
@@ -304,7 +321,7 @@ export class FramedChannel implements PeerChannel {
 
   // ---------------------------------------------------------------- sending
 
-  private async writeFrame(msg: Record<string, unknown>, payload: Buffer | null, payloadCrc?: number): Promise<void> {
+  private async writeFrame(msg: Record<string, unknown>, payload: Buffer | null, payloadCrc?: number, owned = false): Promise<void> {
     let frame: ReturnType<typeof encodePeerFrame>;
     try {
       frame = encodePeerFrame(msg, payload, FULL_LIMITS, payloadCrc);
@@ -312,10 +329,10 @@ export class FramedChannel implements PeerChannel {
       if (err instanceof PeerFormatError) throw new InvalidInputError(`peer ${this.peer}: cannot send: ${err.message}`);
       throw err;
     }
-    await this.write(frame.head, frame.payload);
+    await this.write(frame.head, frame.payload, owned);
   }
 
-  private async write(head: Buffer, payload: Buffer | null): Promise<void> {
+  private async write(head: Buffer, payload: Buffer | null, owned = false): Promise<void> {
     if (this.failure) throw this.failure;
     const n = head.length + (payload?.length ?? 0);
     await this.limiter.take(n);
@@ -331,7 +348,13 @@ export class FramedChannel implements PeerChannel {
       s.uncork();
     });
     this.bytesSent += n;
-    await Promise.race([written, this.failed]);
+    if (!owned) {
+      await Promise.race([written, this.failed]);
+      return;
+    }
+    written.catch((err: Error) => this.fail(err instanceof ImgstreamError ? err : socketError(err, this.peer)));
+    const s = this.socket as Duplex;
+    if (s.writableLength > SEND_WINDOW_BYTES) await Promise.race([new Promise<void>((r) => s.once('drain', () => r())), written, this.failed]);
   }
 }
 
