@@ -1,8 +1,7 @@
 // Import: make the logical disk equal to a raw image (followed by zeros up to the disk
 // size), writing only the blocks whose content changed, in one CP at the end: a kill at
 // any moment leaves the previous CP, never a mix. Zero blocks are unmapped (thin).
-import fs from 'node:fs';
-import { fromSystemError, InvalidInputError, VolumeFullError } from '../errors.js';
+import { InvalidInputError, VolumeFullError } from '../errors.js';
 import { noProgress, type Progress } from '../progress.js';
 import { isZero, type Volume } from './volume.js';
 
@@ -67,15 +66,11 @@ const SEGMENT_BYTES = 64 << 10;
 
 /**
  * Reads what the disk holds for a chunk's blocks into `scratch`, each at its block's
- * place (zeros where the disk has none), in runs of consecutive VBNs. With `async`, the
- * reads run on libuv's threads (the next chunk's, while this one is compared).
+ * place (zeros where the disk has none), in runs of consecutive VBNs.
  */
-function readOlds(vol: Volume, olds: number[], scratch: Buffer, async: true): Promise<void>;
-function readOlds(vol: Volume, olds: number[], scratch: Buffer, async: false): void;
-function readOlds(vol: Volume, olds: number[], scratch: Buffer, async: boolean): Promise<void> | void {
+function readOlds(vol: Volume, olds: number[], scratch: Buffer): void {
   const bs = vol.blockSize;
   const n = olds.length;
-  const reads: Array<Promise<void>> = [];
   let i = 0;
   while (i < n) {
     let j = i + 1;
@@ -84,27 +79,10 @@ function readOlds(vol: Volume, olds: number[], scratch: Buffer, async: boolean):
       scratch.fill(0, i * bs, j * bs);
     } else {
       while (j < n && olds[j] === olds[j - 1] + 1) j++;
-      const into = scratch.subarray(i * bs, j * bs);
-      const at = vol.layout.vbnOffset(olds[i]);
-      if (async) reads.push(readAll(vol, into, at));
-      else vol.file.read(into, at);
+      vol.file.read(scratch.subarray(i * bs, j * bs), vol.layout.vbnOffset(olds[i]));
     }
     i = j;
   }
-  if (async) return Promise.all(reads).then(() => undefined);
-}
-
-function readAll(vol: Volume, into: Buffer, position: number): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const step = (done: number) =>
-      fs.read(vol.file.fd, into, done, into.length - done, position + done, (err, n) => {
-        if (err) return reject(fromSystemError(err, vol.path, 'reading'));
-        if (n === 0) into.fill(0, done); // past the end of a sparse file: zeros
-        if (n === 0 || done + n === into.length) return resolve();
-        step(done + n);
-      });
-    step(0);
-  });
 }
 
 /**
@@ -192,7 +170,7 @@ async function planImport(vol: Volume, source: ImageSource, progress: Progress):
     const n = data.length / bs;
     const olds = new Array<number>(n);
     for (let k = 0; k < n; k++) olds[k] = vol.map.lookup(lbn + k);
-    readOlds(vol, olds, scratch, false);
+    readOlds(vol, olds, scratch);
     const p = planChunk(vol, data, olds, scratch);
     for (const k of p.changed) {
       plan.changed.push(lbn + k);
@@ -261,23 +239,7 @@ export async function importImage(vol: Volume, source: ImageSource, progress: Pr
     }
   }
   const chunkBytes = Math.max(bs, Math.floor(CHUNK_BYTES / bs) * bs);
-  const perChunk = chunkBytes / bs;
-  // what the disk holds for the next chunk is read while this one is compared (into the
-  // other scratch buffer): the blocks of later chunks are not touched by this one's writes
-  const scratches = [Buffer.alloc(chunkBytes), Buffer.alloc(chunkBytes)];
-  const lookup = (lbn: number) => {
-    const n = Math.max(0, Math.min(perChunk, vol.logicalBlocks - lbn));
-    const olds = new Array<number>(n);
-    for (let k = 0; k < n; k++) olds[k] = vol.map.lookup(lbn + k);
-    return olds;
-  };
-  let ahead: { lbn: number; olds: number[]; read: Promise<void> } | null = null;
-  const prefetch = (lbn: number, turn: number) => {
-    const olds = lookup(lbn);
-    const read = readOlds(vol, olds, scratches[turn % 2], true);
-    read.catch(() => undefined); // awaited (and thrown) when its chunk comes
-    ahead = { lbn, olds, read };
-  };
+  const scratch = Buffer.alloc(chunkBytes);
   const result: ImportResult = { bytes: 0, blocks: 0, changedBlocks: 0, unchangedBlocks: 0, unmappedBlocks: 0, generation: 0 };
   let end = 0;
   try {
@@ -286,18 +248,12 @@ export async function importImage(vol: Volume, source: ImageSource, progress: Pr
       applyPlan(vol, source, plan, result, progress);
       end = plan.blocks;
     } else progress.start('importing', source.size ?? 0, 'bytes');
-    let turn = 0;
-    if (!plan) prefetch(0, turn);
+
     if (!plan) for await (const { lbn, data, bytes } of paddedChunks(source.open(), chunkBytes, bs, logicalSize, source.name)) {
       const n = data.length / bs;
-      const got = ahead as { lbn: number; olds: number[]; read: Promise<void> } | null;
-      if (!got || got.lbn !== lbn || got.olds.length < n) throw new Error(`import: chunk at ${lbn} was not prefetched`);
-      await got.read;
-      const olds = got.olds.slice(0, n);
-      const scratch = scratches[turn % 2];
-      turn++;
-      if (lbn + n < vol.logicalBlocks) prefetch(lbn + n, turn);
-      else ahead = null;
+      const olds = new Array<number>(n);
+      for (let k = 0; k < n; k++) olds[k] = vol.map.lookup(lbn + k);
+      readOlds(vol, olds, scratch);
       const plan = planChunk(vol, data, olds, scratch);
       for (const k of plan.zeroed) vol.writeLogical(lbn + k, data.subarray(k * bs, (k + 1) * bs), { vbn: olds[k], zero: true });
       writeChanged(vol, lbn, data, olds, plan.changed);
@@ -309,7 +265,6 @@ export async function importImage(vol: Volume, source: ImageSource, progress: Pr
       end = lbn + n;
       progress.update(result.bytes);
     }
-    await (ahead as { read: Promise<void> } | null)?.read.catch(() => undefined); // past the image's end: not needed
     // the disk beyond the image reads as zeros
     const tail: Array<[number, number]> = [];
     vol.map.walkRange(end, vol.logicalBlocks, (l, v) => tail.push([l, v]));
@@ -319,7 +274,6 @@ export async function importImage(vol: Volume, source: ImageSource, progress: Pr
     result.unchangedBlocks += vol.logicalBlocks - end - tail.length;
     vol.commit();
   } catch (err) {
-    await (ahead as { read: Promise<void> } | null)?.read.catch(() => undefined); // not into a closed file
     vol.abort();
     throw err;
   } finally {
