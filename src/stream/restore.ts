@@ -164,6 +164,8 @@ async function applyStream(vol: Volume, header: StreamHeader, records: AsyncGene
       vol.installSnapshot(e);
     }
     for (const v of reserved.values()) vol.unreserve(v); // now held by the snapshot planes
+    // they arrived without allocate(): mark them, so a mirror of this volume ships them
+    vol.markRecorded(reserved);
     vol.resetActiveTo(header.top.name);
     vol.commit();
     out.generation = vol.rootRecord.generation;
