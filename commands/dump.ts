@@ -13,7 +13,7 @@ export default class Dump extends ImgstreamCommand {
   static override summary = 'Write a level 0/1/2... dump of a volume as an image stream.';
   static override description = `BSD dump levels: the base of a level N dump is the most recent dump of this volume at any lower level, found in the catalog. Its storage image is the sum of the snapshots taken after that base's top snapshot up to --snapshot, minus the base's top snapshot: a level 1 at june5 over a level 0 at june3 is "june5 + june4 - june3". Level 0 is the sum of every snapshot up to --snapshot. Without --snapshot a new snapshot is taken for the dump. A dump whose base snapshot no longer exists is refused: take a lower level.
 
-The stream carries the blocks (each tagged with its VBN) in chunks of about 1 MiB, each compressed with zstd as an independent frame (on worker threads) and checksummed, plus the planes and snapshot table entries of the snapshots it brings, and ends with a trailer holding counts and a SHA-256 of the whole stream. Only a complete dump is recorded in the catalog.
+The stream carries the blocks (each tagged with its VBN) in chunks of about 1 MiB, each compressed with zstd as an independent frame (on worker threads) and checksummed, plus the planes and snapshot table entries of the snapshots it brings (an incremental sends the map blocks it carries as their differences from its base's), and ends with a trailer holding counts and a SHA-256 of the whole stream. Only a complete dump is recorded in the catalog.
 
 Targets: a file (written under a temporary name, renamed when complete), "-" for stdout, "tape:DIR" for a tape directory (the dump becomes its next tape file: a tar archive in fixed-size records, readable with "tar tvf"), "tape:DIR1,DIR2,..." with --tape-size to span several tapes, a tape device (e.g. /dev/nst0) with "tape:/dev/nst0" (written at the current position, in fixed-size records), or "peer://HOST:PORT/NAME" for the file NAME in the directory of an imgstream peer daemon (see serve peer): give --token-file and --tls-ca or --tls-fingerprint (or --plain). The daemon checks the stream as it arrives and stores it under NAME only once it is complete, fsynced and valid; the dump succeeds only then. The target is checked (it exists, a peer refuses) before a snapshot is taken for the dump.
 
@@ -37,7 +37,7 @@ While the volume is being served (imgstream serve nbd), the dump asks the server
     order: Flags.string({ helpValue: 'ORDER', description: 'Block order: vbn or interleave:N.', default: 'vbn' }),
     compress: Flags.string({ description: 'Compression: zstd or none.', options: ['zstd', 'none'], default: 'zstd' }),
     'compress-level': Flags.integer({ helpValue: 'N', description: 'zstd level (1 fastest, 19 smallest).', default: 1, min: -7, max: 19 }),
-    threads: Flags.integer({ helpValue: 'N', description: 'Compression threads (0: compress on the main thread).', min: 0, max: 16 }),
+    threads: Flags.integer({ helpValue: 'N', description: 'Compression threads (default: one per core, up to 4; 0: compress on the main thread).', min: 0, max: 16 }),
     'tape-size': Flags.string({ helpValue: 'SIZE', description: 'Capacity of each tape (e.g. 800G): continue on the next tape when full.' }),
     'record-size': Flags.string({ helpValue: 'BYTES', description: 'Tape record size: every write to a tape is this size.', default: '10K' }),
     force: Flags.boolean({ description: 'Replace an existing target file (on a peer too).' }),
