@@ -20,6 +20,7 @@ import { applyMapDelta, StreamFormatError } from '../format/image-stream.js';
 import type { SnapshotEntry } from '../format/snapshot-entry.js';
 import { Volume } from '../volume/volume.js';
 import { SparseBitmap } from '../volume/sparse-bitmap.js';
+import { OccupancyCursor } from '../volume/occupancy.js';
 import { decodeRecordIndex, hashChain, recordCrc } from './records.js';
 import { geometryMatches, identOf, MIRROR_PROTOCOL, sameSnapshot, type DestinationState, type MirrorChannel, type TransferDone, type TransferPlan, type VolumeGeometry } from './protocol.js';
 
@@ -251,11 +252,9 @@ async function applyTransfer(volPath: string, ch: MirrorChannel, plan: TransferP
     if (acked > 0) log(`mirror ${path.basename(volPath)}: resuming transfer ${plan.transferId} after ${acked} records`);
 
     const bs = vol.blockSize;
-    const bitsPerChunk = vol.layout.bitsPerPlaneBlock;
     const written = new Map<number, Set<number>>(incoming.map((s) => [s.id, new Set<number>()]));
     const arrived = new SparseBitmap(vol.layout.wordsPerPlaneBlock);
-    let occChunk = -1;
-    let occ: Uint32Array = new Uint32Array(0);
+    const occupied = new OccupancyCursor(vol);
     let chain = hashChain.start();
     let next = 0;
     let sinceAck = 0;
@@ -268,14 +267,29 @@ async function applyTransfer(volPath: string, ch: MirrorChannel, plan: TransferP
     // sync started is simply not counted by it.
     let ackedUpTo = acked;
     let ackFailure: unknown = null;
+    let savedUpTo = acked;
+    const progressPoint = () => ({ acked: next, chain, staged: [...staged].map(([vbn, offset]) => ({ vbn, offset })), stageBytes });
+    /** Makes what arrived up to `point` durable and records it in the resume file. */
+    const persist = async (point: ReturnType<typeof progressPoint>) => {
+      await datasync(vol.file.fd, vol.file.path);
+      await datasync(stageFd!, sides.stage);
+      writeResume(sides.resume, { ...resume!, ...point });
+      savedUpTo = Math.max(savedUpTo, point.acked);
+    };
+    /**
+     * The source went away: keep what arrived (every record before `next` is written
+     * whole), so the next update resumes after it, acknowledged or not.
+     */
+    const keepProgress = async () => {
+      while (inFlight) await inFlight;
+      if (next > savedUpTo) await persist(progressPoint()).catch(() => undefined); // a failed ack send does not stop it
+    };
     const ack = () => {
-      const point = { acked: next, chain, staged: [...staged].map(([vbn, offset]) => ({ vbn, offset })), stageBytes };
+      const point = progressPoint();
       sinceAck = 0;
       lastAck = Date.now();
       inFlight = (async () => {
-        await datasync(vol.file.fd, vol.file.path);
-        await datasync(stageFd!, sides.stage);
-        writeResume(sides.resume, { ...resume!, ...point });
+        await persist(point);
         await ch.send({ ack: point.acked });
         ackedUpTo = point.acked;
       })()
@@ -287,10 +301,20 @@ async function applyTransfer(volPath: string, ch: MirrorChannel, plan: TransferP
         });
     };
     for (;;) {
-      const m = await ch.receive();
-      if (!m) throw new CorruptError(`mirror: the source went away after ${next} records`, 'run the update again: it resumes');
+      let m: Awaited<ReturnType<MirrorChannel['receive']>>;
+      try {
+        m = await ch.receive();
+      } catch (err) {
+        await keepProgress();
+        throw err;
+      }
+      if (!m) {
+        await keepProgress();
+        throw new CorruptError(`mirror: the source went away after ${next} records`, 'run the update again: it resumes');
+      }
       if (m.msg.error) {
         const e = m.msg.error as { message?: string };
+        await keepProgress();
         throw new InvalidInputError(`mirror: the source gave up: ${e.message ?? 'unknown error'}`);
       }
       if (m.msg.end) {
@@ -332,16 +356,12 @@ async function applyTransfer(volPath: string, ch: MirrorChannel, plan: TransferP
           arrived.add(v);
           blocks++;
           bytes += bs;
-          const c = Math.floor(v / bitsPerChunk);
-          const b = v % bitsPerChunk;
-          const held = (vol.occupiedWords(c)[b >>> 5] & (1 << (b & 31))) !== 0;
+          const held = occupied.has(v);
           if (ghost) {
             if (held && !staged.has(v)) throw new CorruptError(`mirror: staged block for VBN ${v} is missing`);
             continue;
           }
-          const bc = Math.floor(d.base / bitsPerChunk);
-          const bb = d.base % bitsPerChunk;
-          if ((vol.occupiedWords(bc)[bb >>> 5] & (1 << (bb & 31))) === 0) throw new CorruptError(`mirror: record ${i}: the base of map node ${v} (VBN ${d.base}) is not on the destination`, 'run imgstream mirror resync');
+          if (!occupied.has(d.base)) throw new CorruptError(`mirror: record ${i}: the base of map node ${v} (VBN ${d.base}) is not on the destination`, 'run imgstream mirror resync');
           const nodeBuf = Buffer.alloc(bs);
           vol.readBlock(d.base, nodeBuf);
           applyMapDelta(nodeBuf, d);
@@ -364,13 +384,7 @@ async function applyTransfer(volPath: string, ch: MirrorChannel, plan: TransferP
           const v = vbns[k];
           if (!(v > 0 && v < vol.nblocks) || arrived.has(v)) throw new CorruptError(`mirror: record ${i}: block for VBN ${v} ${arrived.has(v) ? 'twice' : 'outside the volume'}`);
           arrived.add(v);
-          const c = Math.floor(v / bitsPerChunk);
-          if (c !== occChunk) {
-            occ = vol.occupiedWords(c);
-            occChunk = c;
-          }
-          const b = v % bitsPerChunk;
-          if ((occ[b >>> 5] & (1 << (b & 31))) !== 0) {
+          if (occupied.has(v)) {
             // the old state holds this VBN: keep the block aside for the final CP's journal
             flushRun(k);
             if (!ghost) {

@@ -28,6 +28,7 @@ import { PLANE_MOA } from '../volume/layout.js';
 import type { Volume } from '../volume/volume.js';
 import { ghostOf, hashChain, recordCrc } from './records.js';
 import { collectMapDeltas } from '../volume/map-deltas.js';
+import { DataRecordBuilder } from '../stream/data-record.js';
 import { SparseBitmap } from '../volume/sparse-bitmap.js';
 import { geometryOf } from './receiver.js';
 import { identOf, MIRROR_PROTOCOL, sameSnapshot, type DestinationState, type MirrorChannel, type SnapshotIdent, type TransferDone, type TransferMode, type TransferPlan, type WireError } from './protocol.js';
@@ -475,26 +476,12 @@ class Selection {
    */
   async records(emit: (payload: Buffer, blocks: number) => Promise<void>): Promise<void> {
     const vol = this.vol;
-    const bs = vol.blockSize;
-    const per = Math.max(1, Math.floor(RECORD_BYTES / bs));
-    const dataOff = 8 + per * 8;
     const bits = vol.layout.bitsPerPlaneBlock;
     const out = new Uint32Array(vol.layout.wordsPerPlaneBlock);
-    let rec = Buffer.allocUnsafe(dataOff + per * bs);
-    let n = 0;
+    const rec = new DataRecordBuilder(vol, RECORD_BYTES, (size) => Buffer.allocUnsafe(size));
     const flush = async () => {
-      if (n === 0) return;
-      let payload = rec;
-      if (n < per) {
-        payload = Buffer.allocUnsafe(8 + n * 8 + n * bs);
-        rec.copy(payload, 0, 0, 8 + n * 8);
-        rec.copy(payload, 8 + n * 8, dataOff, dataOff + n * bs);
-      } else rec = Buffer.allocUnsafe(dataOff + per * bs);
-      payload.writeUInt32LE(n, 0);
-      payload.writeUInt32LE(0, 4);
-      const blocks = n;
-      n = 0;
-      await emit(payload, blocks);
+      const r = rec.finish();
+      if (r) await emit(r.payload, r.blocks);
     };
     for (let c = 0; c < vol.layout.planeBlocks; c++) {
       this.chunk(c, out);
@@ -502,17 +489,11 @@ class Selection {
       forEachExtent(out, c * bits, (first, count) => extents.push([first, count]));
       for (let [first, count] of extents) {
         while (count > 0) {
-          const take = Math.min(count, per - n);
-          vol.file.read(rec.subarray(dataOff + n * bs, dataOff + (n + take) * bs), vol.layout.vbnOffset(first));
-          for (let k = 0; k < take; k++) {
-            const v = first + k;
-            rec.writeUInt32LE(v >>> 0, 8 + (n + k) * 8);
-            rec.writeUInt32LE(Math.floor(v / 4294967296), 12 + (n + k) * 8);
-          }
-          n += take;
+          const take = Math.min(count, rec.room);
+          rec.add(first, take);
           first += take;
           count -= take;
-          if (n === per) await flush();
+          if (rec.room === 0) await flush();
         }
       }
     }

@@ -16,6 +16,7 @@ import type { Volume } from '../volume/volume.js';
 import { collectMapDeltas, type CarriedBlocks } from '../volume/map-deltas.js';
 import { SparseBitmap } from '../volume/sparse-bitmap.js';
 import { ImageStreamWriter } from './stream-writer.js';
+import { DataRecordBuilder } from './data-record.js';
 import { parseOrder, type StreamOrder } from './order.js';
 
 export interface DumpOptions {
@@ -313,31 +314,18 @@ async function writeMapDeltas(vol: Volume, writer: ImageStreamWriter, deltas: Ma
  * count, VBNs, contents), which is only compacted when it ends up short.
  */
 async function writeBlocks(vol: Volume, writer: ImageStreamWriter, expression: string, order: StreamOrder, excluded: SparseBitmap, onBytes: (n: number) => void): Promise<void> {
-  const bs = vol.blockSize;
-  const per = Math.max(1, Math.floor(RECORD_BYTES / bs));
-  const dataOff = 8 + per * 8;
-  const full = dataOff + per * bs;
   const source = vol.planeSource();
   const resolved = resolveExpression(parseExpression(expression), source);
   const bitsPerChunk = source.wordsPerChunk * 32;
-  let rec = writer.take(full);
-  let n = 0;
+  const rec = new DataRecordBuilder(vol, RECORD_BYTES, (size) => writer.take(size));
+  const per = rec.per;
   let done = 0;
   const flush = async () => {
-    if (n === 0) return;
-    let payload = rec;
-    if (n < per) {
-      payload = writer.take(8 + n * 8 + n * bs);
-      rec.copy(payload, 0, 0, 8 + n * 8);
-      rec.copy(payload, 8 + n * 8, dataOff, dataOff + n * bs);
-    }
-    payload.writeUInt32LE(n, 0);
-    payload.writeUInt32LE(0, 4);
-    await writer.data(payload, n, n * bs);
-    done += n * bs;
+    const r = rec.finish();
+    if (!r) return;
+    await writer.data(r.payload, r.blocks, r.blocks * vol.blockSize);
+    done += r.blocks * vol.blockSize;
     onBytes(done);
-    rec = n < per ? rec : writer.take(full);
-    n = 0;
   };
   // each stripe walks its share of the VBN space; stripes take turns one record at a time
   const stripes = order.stripes(source.chunks).map(([from, to]) => extentsOf(imageChunks(resolved, source, { fromChunk: from, toChunk: to }), bitsPerChunk, excluded));
@@ -347,18 +335,12 @@ async function writeBlocks(vol: Volume, writer: ImageStreamWriter, expression: s
     for (const s of stripes) {
       let taken = 0;
       while (taken < per) {
-        const ext = s.next(Math.min(per - taken, per - n));
+        const ext = s.next(Math.min(per - taken, rec.room));
         if (!ext) break;
         const [first, count] = ext;
-        vol.file.read(rec.subarray(dataOff + n * bs, dataOff + (n + count) * bs), vol.layout.vbnOffset(first));
-        for (let k = 0; k < count; k++) {
-          const v = first + k;
-          rec.writeUInt32LE(v >>> 0, 8 + (n + k) * 8);
-          rec.writeUInt32LE(Math.floor(v / 4294967296), 12 + (n + k) * 8);
-        }
-        n += count;
+        rec.add(first, count);
         taken += count;
-        if (n === per) await flush();
+        if (rec.room === 0) await flush();
       }
       if (taken > 0) live++;
       if (stripes.length > 1) await flush();

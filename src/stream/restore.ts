@@ -15,6 +15,7 @@ import { noProgress, type Progress } from '../progress.js';
 import { Volume } from '../volume/volume.js';
 import { SparseBitmap } from '../volume/sparse-bitmap.js';
 import { WriteBehind } from '../volume/write-behind.js';
+import { OccupancyCursor } from '../volume/occupancy.js';
 import { readImageStream } from './stream-reader.js';
 import { removeStaleTemp } from '../media/stale-temp.js';
 import type { StreamSummary } from './verify.js';
@@ -63,9 +64,7 @@ async function applyStream(vol: Volume, header: StreamHeader, records: AsyncGene
   const writtenChunks = new Map<number, Set<number>>(incoming.map((s) => [s.id, new Set<number>()]));
   // snapshots already on the volume that the stream carries again: their blocks are checked, not written
   const alsoHere = header.snapshots.filter((s) => existing.has(s.id)).map((s) => vol.layout.snapshotPlane(existing.get(s.id)!.slot));
-  const bitsPerChunk = vol.layout.bitsPerPlaneBlock;
-  let occChunk = -1;
-  let occ: Uint32Array = new Uint32Array(0);
+  const occupied = new OccupancyCursor(vol);
   // incoming VBNs, held back from the allocator until the CP (a bitmap: bounded like a plane)
   const reserved = new SparseBitmap(vol.layout.wordsPerPlaneBlock);
   const scratch = Buffer.alloc(bs);
@@ -80,13 +79,7 @@ async function applyStream(vol: Volume, header: StreamHeader, records: AsyncGene
    */
   const claim = (v: number, block: Buffer): boolean => {
     if (!(v > 0 && v < vol.nblocks)) throw new CorruptError(`${name}: block for VBN ${v}, outside the volume`);
-    const c = Math.floor(v / bitsPerChunk);
-    if (c !== occChunk) {
-      occ = vol.occupiedWords(c);
-      occChunk = c;
-    }
-    const b = v % bitsPerChunk;
-    if ((occ[b >>> 5] & (1 << (b & 31))) !== 0) {
+    if (occupied.has(v)) {
       if (!alsoHere.some((p) => vol.testBit(p, v))) {
         throw new InvalidInputError(`${name}: block at VBN ${v} would overwrite data ${vol.path} still uses`, 'the volume changed since its base snapshot: restore into a new volume');
       }
@@ -97,7 +90,7 @@ async function applyStream(vol: Volume, header: StreamHeader, records: AsyncGene
     }
     vol.reserve(v);
     reserved.add(v);
-    occ[b >>> 5] |= 1 << (b & 31);
+    occupied.mark(v);
     return true;
   };
   const writes = new WriteBehind(vol.file);

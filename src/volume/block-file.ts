@@ -29,6 +29,21 @@ export class BlockFile {
     return blockDeviceBytes(st.rdev, this.path);
   }
 
+  /** Block contents that reads return instead of the file's (see setOverlay), by file block. */
+  private overlay: Map<number, Uint8Array> | null = null;
+  private overlayBlockSize = 0;
+
+  /**
+   * Makes reads return `blocks` (file block number -> contents of `blockSize` bytes)
+   * instead of what the file holds there: a reader that may not write sees a committed
+   * CP whose journal is not yet applied in place (metadata, and data blocks a mirror
+   * transfer replaced) as it will be. Empty: reads the file alone again.
+   */
+  setOverlay(blockSize: number, blocks: Map<number, Uint8Array>): void {
+    this.overlay = blocks.size > 0 ? new Map(blocks) : null;
+    this.overlayBlockSize = blockSize;
+  }
+
   read(buf: Uint8Array, position: number): void {
     let done = 0;
     try {
@@ -36,12 +51,23 @@ export class BlockFile {
         const n = fs.readSync(this.fd, buf, done, buf.length - done, position + done);
         if (n === 0) {
           buf.fill(0, done);
-          return; // past the end of a sparse file that was never extended: zeros
+          break; // past the end of a sparse file that was never extended: zeros
         }
         done += n;
       }
     } catch (err) {
       throw fromSystemError(err, this.path, 'reading');
+    }
+    if (this.overlay) this.applyOverlay(buf, position);
+  }
+
+  private applyOverlay(buf: Uint8Array, position: number): void {
+    const bs = this.overlayBlockSize;
+    const end = position + buf.length;
+    for (const [block, content] of this.overlay!) {
+      const from = Math.max(position, block * bs);
+      const to = Math.min(end, (block + 1) * bs);
+      if (from < to) buf.set(content.subarray(from - block * bs, to - block * bs), from - position);
     }
   }
 

@@ -13,6 +13,7 @@
 // A crash before 3 leaves the previous root current, and nothing it references was
 // touched; after 3 the journal is replayed on open. Cost: what changed, not volume size.
 import fs from 'node:fs';
+import { basename } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { CorruptError, ExistsError, InvalidInputError, NotAVolumeError, NotFoundError, VolumeFullError, fromSystemError } from '../errors.js';
 import { decodeRootRecord, encodeRootRecord, ROOT_RECORD_BYTES, type RootRecord } from '../format/volume-root.js';
@@ -58,12 +59,17 @@ export const FLAG_MIRROR = 2;
 export const FLAG_MIRROR_BROKEN = 4;
 
 /**
- * Fault injection for crash tests: IMGSTREAM_CRASH_AT=<step> kills this process with
- * SIGKILL at that step of a CP (journal, root, apply, clean-root) or of a snapshot
- * (snapshot-plane), the same as a kill -9 landing exactly there.
+ * Fault injection for crash tests: IMGSTREAM_CRASH_AT=<step>[:<file name>] kills this
+ * process with SIGKILL at that step of a CP (journal, root, apply, clean-root) or of a
+ * snapshot (snapshot-plane), of any volume or only of the volume file with that name (a
+ * process that writes two, such as a mirror update to a local path), the same as a kill
+ * -9 landing exactly there.
  */
-function crashPoint(step: string): void {
-  if (process.env.IMGSTREAM_CRASH_AT === step) process.kill(process.pid, 'SIGKILL');
+function crashPoint(step: string, file: string): void {
+  const at = process.env.IMGSTREAM_CRASH_AT;
+  if (at === undefined) return;
+  const [want, name] = at.split(':');
+  if (want === step && (name === undefined || basename(file) === name)) process.kill(process.pid, 'SIGKILL');
 }
 
 export class Volume implements MapStorage {
@@ -338,6 +344,7 @@ export class Volume implements MapStorage {
   }
 
   private loadJournal(): void {
+    if (!this.writable) this.file.setOverlay(this.layout.blockSize, new Map()); // a view's earlier attempt may have set one
     if (this.root.journalHead === 0) return;
     const bs = this.layout.blockSize;
     const entries = new Map<number, Buffer>();
@@ -373,7 +380,10 @@ export class Volume implements MapStorage {
       this.file.sync();
       this.writeRoot({ ...this.root, generation: this.root.generation + 1, journalHead: 0, journalCount: 0, journalCrc: 0 });
     } else {
+      // not applied in place yet: reads see it as it will be, the metadata through the
+      // store and every block (data blocks a mirror transfer replaced too) through the file
       this.meta.setOverlay(entries);
+      this.file.setOverlay(bs, entries);
       for (const v of journalVbns) this.reserved.add(v);
     }
   }
@@ -615,7 +625,7 @@ export class Volume implements MapStorage {
       const indexBlocks = groups.map((g, i) => encodeJournalIndex(bs, g, indexVbns[i + 1] ?? 0));
       indexBlocks.forEach((b, i) => this.file.write(b, this.layout.vbnOffset(indexVbns[i])));
       this.file.sync();
-      crashPoint('journal');
+      crashPoint('journal', this.path);
       const now = Date.now();
       const committed: RootRecord = {
         ...this.root,
@@ -628,16 +638,16 @@ export class Volume implements MapStorage {
         allocCursor: this.allocator.cursor,
       };
       this.writeRoot(committed);
-      crashPoint('root');
+      crashPoint('root', this.path);
       for (const [m, blk] of this.meta.dirtyBlocks()) this.file.write(blk.buf, this.layout.metaOffset(m));
       this.file.sync();
-      crashPoint('apply');
+      crashPoint('apply', this.path);
       this.writeRoot({ ...committed, generation: committed.generation + 1, journalHead: 0, journalCount: 0, journalCrc: 0 });
     } catch (err) {
       for (const v of journalVbns) this.reserved.delete(v);
       throw err;
     }
-    crashPoint('clean-root');
+    crashPoint('clean-root', this.path);
     for (const v of journalVbns) this.reserved.delete(v);
     this.meta.markClean();
     this.departedSlots.clear();
@@ -691,7 +701,7 @@ export class Volume implements MapStorage {
       if (!same) this.file.write(new Uint8Array(src.buffer, src.byteOffset, src.byteLength), this.layout.metaOffset(this.layout.planeBlock(plane, i)));
     }
     this.meta.forget(this.layout.planeBlock(plane, 0), this.layout.planeBlocks);
-    crashPoint('snapshot-plane');
+    crashPoint('snapshot-plane', this.path);
     const entry: SnapshotEntry = {
       slot,
       id: this.root.nextSnapshotId,

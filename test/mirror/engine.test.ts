@@ -189,6 +189,9 @@ describe('mirror faults and relationships', () => {
     const before = await digests(dest);
     await expect(updateWith(src, dest, state, { cut: 1 })).rejects.toThrow();
     expect(await digests(dest)).toEqual(before);
+    // what arrived before the cut was kept, acknowledged or not: the transfer could resume
+    const resumeFile = path.join(dir, '.r-dest.vol.mirror-transfer');
+    expect((JSON.parse(fs.readFileSync(resumeFile, 'utf8')) as { acked: number }).acked).toBeGreaterThanOrEqual(1);
     // more changes meanwhile, and a snapshot taken by the user: the next update takes a
     // new snapshot, so the plane of the failed transfer is folded into this one
     writeRandom(src, r, 200, blocks, bs);
@@ -196,6 +199,7 @@ describe('mirror faults and relationships', () => {
     vol.createSnapshot('between');
     vol.close();
     // drop the failed transfer's resume state so a new transfer (not a resume) runs
+    fs.rmSync(resumeFile);
     const s2 = new MirrorState(path.join(dir, 'r-state.json'));
     const res = await updateWith(src, dest, s2);
     expect(res.mode).toBe('moa');

@@ -1,0 +1,47 @@
+// A mirror update killed in the destination's switching CP right after its root record
+// (IMGSTREAM_CRASH_AT=root:NAME), before the journal is applied in place. That journal
+// also holds data blocks: the ones the transfer staged because the old state still held
+// their VBNs (the source freed and reused them). The destination is then at the new
+// state: a read-only open (export, check) must see it so, data blocks included, before
+// any writer replays the journal; and the next update goes on from there.
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { mutate, randomImage, tempDir } from '../support/images.js';
+import { exportSha, expectClean, ok } from '../support/stream-cli.js';
+import { runCli } from '../support/cli.js';
+
+const BS = 4096;
+const BLOCKS = 1024; // 4 MiB: a small volume, so freed VBNs are soon reused
+const root = tempDir('imgstream-mirror-crash-cp-');
+const env = { IMGSTREAM_LOCK_DIR: path.join(root, 'locks'), IMGSTREAM_MIRROR_STATE: path.join(root, 'mirrors.json') };
+const o = { env, timeoutMs: 60_000 };
+const p = (n: string) => path.join(root, n);
+
+afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
+
+describe('mirror update killed in the destination CP after its root record', () => {
+  it('a read-only open sees the new state, staged data blocks included; the next update goes on', async () => {
+    const src = p('src.vol');
+    const dest = p('dest.vol');
+    // a volume barely larger than its disk: VBNs freed by one round are reused by the next
+    ok(['volume', 'create', src, '--size', `${(BLOCKS * BS) >> 10}K`, '--volume-size', `${((BLOCKS * BS) >> 10) * 2}K`, '--max-snapshots', '8'], o);
+    const img = randomImage(BLOCKS, BS, 77, 0.05);
+    fs.writeFileSync(p('img.raw'), img);
+    ok(['volume', 'import', src, '--from', p('img.raw'), '-q'], o);
+    ok(['mirror', 'update', src, '--to', dest, '-q'], o);
+    for (let round = 0; round < 4; round++) {
+      mutate(img, BS, 300, 78 + round);
+      fs.writeFileSync(p('img.raw'), img);
+      ok(['volume', 'import', src, '--from', p('img.raw'), '-q'], o);
+      const r = runCli(['mirror', 'update', src, '--to', dest, '-q'], { ...o, env: { ...env, IMGSTREAM_CRASH_AT: 'root:dest.vol' } });
+      expect(r.signal, `round ${round}: ${r.stderr}`).toBe('SIGKILL');
+      // read-only first: the journal is not applied in place yet
+      expect(await exportSha(dest, o), `round ${round}: the destination read-only`).toBe(await exportSha(src, o));
+      await expectClean(dest, o);
+      ok(['mirror', 'update', src, '--to', dest, '-q'], o);
+      expect(await exportSha(dest, o)).toBe(await exportSha(src, o));
+    }
+    await expectClean(dest, o);
+  }, 180_000);
+});
