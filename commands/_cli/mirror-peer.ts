@@ -1,5 +1,7 @@
 // How mirror and replicate commands reach a destination or source: a path on this
 // machine, or a peer daemon (peer://HOST:PORT/NAME) with the peer flags (peer-flags.ts).
+import { Flags } from '@oclif/core';
+import { limitRateFlag, stateFlag } from './mirror-flags.js';
 import { destinationFor, setPeerOpener, type Destination } from '../../src/mirror/run.js';
 import { peerDestination as peerDest, replicatePullPeer } from '../../src/mirror/peer.js';
 import type { MirrorResult } from '../../src/mirror/sender.js';
@@ -9,6 +11,14 @@ import { peerClientOptions, peerFlags as sharedPeerFlags, type PeerFlagValues } 
 /** The peer flags without --limit-rate: mirror commands have their own (it limits local destinations too). */
 const { 'limit-rate': _limit, ...peerOnly } = sharedPeerFlags;
 export const peerFlags = peerOnly;
+
+/** The flags of a command that runs mirror transfers (update, resync, start): where to, how to reach it, how fast, which state file. */
+export const transferFlags = {
+  to: Flags.string({ helpValue: 'DEST', char: 't', description: 'Destination: peer://HOST:PORT/NAME, or a volume path on this machine.', required: true }),
+  ...peerFlags,
+  'limit-rate': limitRateFlag,
+  state: stateFlag,
+};
 
 /** A destination from what the user typed: peer:// needs the peer flags, anything else is a path. */
 export function peerDestination(spec: string, flags: PeerFlagValues): Destination {

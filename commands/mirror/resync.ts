@@ -1,7 +1,7 @@
-import { Args, Flags } from '@oclif/core';
+import { Args } from '@oclif/core';
 import { ImgstreamCommand } from '../_cli/base.js';
-import { limitRateFlag, openState, parseRate, stateFlag } from '../_cli/mirror-flags.js';
-import { peerFlags, peerDestination } from '../_cli/mirror-peer.js';
+import { openState, parseRate } from '../_cli/mirror-flags.js';
+import { peerDestination, transferFlags } from '../_cli/mirror-peer.js';
 import { mirrorUpdate } from '../../src/mirror/run.js';
 import { formatSize } from '../../src/size.js';
 
@@ -10,12 +10,7 @@ export default class MirrorResync extends ImgstreamCommand {
   static override description = `Finds the newest snapshots the source and the destination both hold (same id, name and consistency point), and makes the destination equal the source again: the destination's own changes since then (writes after "mirror break", snapshots it took) are dropped, and the source's changes since then are transferred: the blocks of the new snapshots minus those of the common ones, so only the differences move. The destination switches in one consistency point when the transfer is complete and verified, becomes read-only again, and later "mirror update" runs go on with the mark-on-allocate planes. With no common snapshot, everything is transferred.`;
   static override examples = ['<%= config.bin %> mirror resync vm.vol --to peer://backup.example:7411/vm --token-file token --tls-ca ca.pem', '<%= config.bin %> mirror resync vm.vol --to /mnt/second-disk/vm.mirror'];
   static override args = { volume: Args.string({ description: 'Source volume.', required: true }) };
-  static override flags = {
-    to: Flags.string({ helpValue: 'DEST', char: 't', description: 'Destination: peer://HOST:PORT/NAME, or a volume path on this machine.', required: true }),
-    ...peerFlags,
-    'limit-rate': limitRateFlag,
-    state: stateFlag,
-  };
+  static override flags = transferFlags;
 
   async run() {
     const { args, flags } = await this.parse(MirrorResync);

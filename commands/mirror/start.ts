@@ -1,7 +1,7 @@
 import { Args, Flags } from '@oclif/core';
 import { ImgstreamCommand } from '../_cli/base.js';
-import { limitRateFlag, openState, parseRate, stateFlag } from '../_cli/mirror-flags.js';
-import { peerFlags, peerDestination } from '../_cli/mirror-peer.js';
+import { openState, parseRate } from '../_cli/mirror-flags.js';
+import { peerDestination, transferFlags } from '../_cli/mirror-peer.js';
 import { mirrorLoop, parseSchedule } from '../../src/mirror/run.js';
 import { formatSize } from '../../src/size.js';
 
@@ -14,13 +14,10 @@ export default class MirrorStart extends ImgstreamCommand {
   ];
   static override args = { volume: Args.string({ description: 'Source volume.', required: true }) };
   static override flags = {
-    to: Flags.string({ helpValue: 'DEST', char: 't', description: 'Destination: peer://HOST:PORT/NAME, or a volume path on this machine.', required: true }),
-    ...peerFlags,
+    ...transferFlags,
     every: Flags.string({ helpValue: 'DURATION', description: 'Time between the end of one update and the next: 30s, 5m, 2h, 1d.', exclusive: ['cron'] }),
     cron: Flags.string({ helpValue: 'EXPR', description: 'Crontab schedule (five fields), e.g. "*/5 * * * *".', exclusive: ['every'] }),
-    'limit-rate': limitRateFlag,
     'max-runs': Flags.integer({ helpValue: 'N', description: 'Stop after N updates (default: run until stopped).', min: 1 }),
-    state: stateFlag,
   };
 
   async run() {

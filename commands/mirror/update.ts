@@ -1,7 +1,7 @@
-import { Args, Flags } from '@oclif/core';
+import { Args } from '@oclif/core';
 import { ImgstreamCommand } from '../_cli/base.js';
-import { limitRateFlag, openState, parseRate, stateFlag } from '../_cli/mirror-flags.js';
-import { peerFlags, peerDestination } from '../_cli/mirror-peer.js';
+import { openState, parseRate } from '../_cli/mirror-flags.js';
+import { peerDestination, transferFlags } from '../_cli/mirror-peer.js';
 import { mirrorUpdate } from '../../src/mirror/run.js';
 import { formatSize } from '../../src/size.js';
 
@@ -9,7 +9,7 @@ export default class MirrorUpdate extends ImgstreamCommand {
   static override summary = 'Bring a mirror up to date: one incremental transfer.';
   static override description = `A mirror is an exact replica of a volume (same VBNs, same snapshots) on a peer (peer://HOST:PORT/NAME, served by "imgstream serve peer": the volume DIR/NAME there) or at a path on this machine. The first update transfers every block of every snapshot; later updates take a snapshot (mirror.TAG.N), swap the mark-on-allocate planes in the same consistency point, and transfer only the blocks the shipped plane marked (allocations since the last transfer), the planes of the new snapshots, and the snapshot table's changes (snapshots deleted on the source are deleted on the mirror, deallocating their blocks). The snapshot pins the blocks being shipped until the transfer completes; then the shipped plane is emptied and the previous mirror snapshot deleted (the mirror keeps it until the next transfer).
 
-The destination switches to the new state only when the transfer is complete and verified (SHA-256 of every record and of the whole transfer), in one consistency point of its own: it is always at a complete earlier state. A transfer that fails keeps its plane, and an interrupted one resumes where it stopped: run the update again, and records the destination acknowledged are not sent again.
+The destination switches to the new state only when the transfer is complete and verified (the crc32 of every record, and a SHA-256 chain over the whole transfer), in one consistency point of its own: it is always at a complete earlier state. A transfer that fails keeps its plane, and an interrupted one resumes where it stopped: run the update again, and records the destination acknowledged are not sent again.
 
 --json reports blocks (sent in this run), bytes (on the channel), the transfer mode (full, moa: marked blocks, common: difference from the snapshots both sides hold) and more.`;
   static override examples = [
@@ -18,12 +18,7 @@ The destination switches to the new state only when the transfer is complete and
     '<%= config.bin %> mirror update vm.vol --to peer://10.0.0.2:7411/vm --token-file token --plain --limit-rate 50M --json',
   ];
   static override args = { volume: Args.string({ description: 'Source volume.', required: true }) };
-  static override flags = {
-    to: Flags.string({ helpValue: 'DEST', char: 't', description: 'Destination: peer://HOST:PORT/NAME, or a volume path on this machine.', required: true }),
-    ...peerFlags,
-    'limit-rate': limitRateFlag,
-    state: stateFlag,
-  };
+  static override flags = transferFlags;
 
   async run() {
     const { args, flags } = await this.parse(MirrorUpdate);

@@ -1,43 +1,14 @@
 // Errors crossing a peer connection: the daemon sends its ImgstreamError as an error
 // message (code, message, hint) and the client raises the same kind of error, so a
 // refusal on the far side exits with the same code as it would locally.
-import {
-  AuthError,
-  BusyError,
-  CorruptError,
-  EXIT_CODES,
-  ExistsError,
-  ImgstreamError,
-  InvalidInputError,
-  IoError,
-  NetworkError,
-  NotAVolumeError,
-  NotFoundError,
-  UsageError,
-  VolumeFullError,
-  type ErrorCode,
-} from '../errors.js';
+import { EXIT_CODES, errorOfCode, ImgstreamError, type ErrorCode } from '../errors.js';
 import type { PeerErrorBody } from '../format/peer-protocol.js';
 import { printable } from './peer-url.js';
-
-const CLASSES: Record<ErrorCode, new (message: string, hint?: string) => ImgstreamError> = {
-  usage: UsageError,
-  'not-found': NotFoundError,
-  'invalid-input': InvalidInputError,
-  'not-a-volume': NotAVolumeError,
-  exists: ExistsError,
-  busy: BusyError,
-  'volume-full': VolumeFullError,
-  corrupt: CorruptError,
-  io: IoError,
-  auth: AuthError,
-  network: NetworkError,
-};
 
 /** The error a peer sent, raised here: "peer HOST:PORT: its message" (an unknown code is "io"). */
 export function errorFromWire(e: PeerErrorBody, peer: string): ImgstreamError {
   const code = (Object.hasOwn(EXIT_CODES, e.code) ? e.code : 'io') as ErrorCode;
-  return new CLASSES[code](`peer ${peer}: ${printable(e.message, 400)}`, e.hint === undefined ? undefined : printable(e.hint, 200));
+  return errorOfCode(code, `peer ${peer}: ${printable(e.message, 400)}`, e.hint === undefined ? undefined : printable(e.hint, 200)) as ImgstreamError;
 }
 
 /** What the other side is told about a failure: an ImgstreamError as it is, anything else as an internal error. */
