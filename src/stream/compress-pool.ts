@@ -1,19 +1,12 @@
 // Encodes record payloads on worker threads: zstd when it shrinks them (level given), and
 // the crc32 of what is stored. On this thread when threads = 0, or when the worker script
 // is not built (as under the test runner reading TypeScript sources).
-import fs from 'node:fs';
 import os from 'node:os';
-import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { crc32 } from 'node:zlib';
 import { Compressor } from 'zstd-napi';
+import { workerScript } from '../worker-script.js';
 
-function workerScript(): string | null {
-  const here = fileURLToPath(new URL('./compress-worker.js', import.meta.url));
-  if (fs.existsSync(here)) return here;
-  const built = here.replace(/\/src\/stream\/compress-worker\.js$/, '/dist/src/stream/compress-worker.js');
-  return fs.existsSync(built) ? built : null;
-}
 
 /**
  * One worker per core, up to 4: the main thread mostly waits on reads and writes, and
@@ -43,7 +36,7 @@ export class CompressPool {
 
   /** level null: checksum only, no compression. */
   constructor(readonly level: number | null, threads: number) {
-    const script = threads > 0 ? workerScript() : null;
+    const script = threads > 0 ? workerScript(new URL('./compress-worker.js', import.meta.url)) : null;
     this.localOnly = !script;
     if (!script) {
       if (level !== null) {

@@ -44,6 +44,11 @@ export class BlockFile {
     this.overlayBlockSize = blockSize;
   }
 
+  /** True while reads see an overlay (so only read() tells what the volume holds). */
+  get overlaid(): boolean {
+    return this.overlay !== null;
+  }
+
   read(buf: Uint8Array, position: number): void {
     let done = 0;
     try {

@@ -6,7 +6,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { once } from 'node:events';
 import { ExistsError, InvalidInputError, fromSystemError } from '../errors.js';
-import type { ImageSource } from './import.js';
+import type { ImageReader, ImageSource } from './import.js';
+import { preadFully } from './image-compare.js';
 import type { ImageSink } from './export.js';
 import { fsyncUnlessUnsupported } from '../media/file/file-medium.js';
 
@@ -27,24 +28,7 @@ export function fileSource(file: string): ImageSource {
     name: file,
     size,
     rereadable: regular,
-    readAt: regular
-      ? (position, buf) => {
-          const fd = fs.openSync(file, 'r');
-          try {
-            let done = 0;
-            while (done < buf.length) {
-              const n = fs.readSync(fd, buf, done, buf.length - done, position + done);
-              if (n === 0) break;
-              done += n;
-            }
-            return done;
-          } catch (err) {
-            throw fromSystemError(err, file, 'reading the image');
-          } finally {
-            fs.closeSync(fd);
-          }
-        }
-      : undefined,
+    openReader: regular ? () => fileReader(file) : undefined,
     async *open() {
       let fh: fs.promises.FileHandle;
       try {
@@ -79,6 +63,27 @@ export function fileSource(file: string): ImageSource {
         await fh.close().catch(() => undefined);
       }
     },
+  };
+}
+
+/** Positional reads of an image file, through one descriptor. */
+function fileReader(file: string): ImageReader {
+  let fd: number;
+  try {
+    fd = fs.openSync(file, 'r');
+  } catch (err) {
+    throw fromSystemError(err, file, 'opening the image');
+  }
+  return {
+    fd,
+    read(position, buf) {
+      try {
+        return preadFully(fd, buf, position);
+      } catch (err) {
+        throw fromSystemError(err, file, 'reading the image');
+      }
+    },
+    close: () => fs.closeSync(fd),
   };
 }
 

@@ -1,9 +1,11 @@
 // Import: make the logical disk equal to a raw image (followed by zeros up to the disk
 // size), writing only the blocks whose content changed, in one CP at the end: a kill at
 // any moment leaves the previous CP, never a mix. Zero blocks are unmapped (thin).
-import { InvalidInputError, VolumeFullError } from '../errors.js';
+import os from 'node:os';
+import { InvalidInputError, VolumeFullError, fromSystemError } from '../errors.js';
 import { noProgress, type Progress } from '../progress.js';
-import { isZero, type Volume } from './volume.js';
+import { CompareThread, fileFetch, planChunk, SEGMENT_BYTES, type ChunkPlan, type CompareReply, type DiskReader, type Frame } from './image-compare.js';
+import type { Volume } from './volume.js';
 
 export interface ImageSource {
   /** A fresh stream of the image's bytes. */
@@ -12,9 +14,20 @@ export interface ImageSource {
   size?: number;
   /** True when open() may be called twice (a file): allows a dry pre-pass when space is tight. */
   rereadable: boolean;
-  /** Reads bytes at a position (files only): lets a tight import fetch just the changed blocks. */
-  readAt?(position: number, buf: Buffer): number;
+  /**
+   * Reads at positions (regular files): an import reads the image a segment at a time as
+   * it compares, and a tight one fetches just the changed blocks after its dry pass.
+   */
+  openReader?(): ImageReader;
   name: string;
+}
+
+export interface ImageReader {
+  /** The open file's descriptor (a compare thread reads it too). */
+  fd: number;
+  /** Reads into `buf` at `position`: buf.length bytes, fewer only at the end of the image. */
+  read(position: number, buf: Buffer): number;
+  close(): void;
 }
 
 export interface ImportResult {
@@ -55,65 +68,123 @@ async function* rechunk(src: AsyncIterable<Uint8Array>, size: number): AsyncGene
   if (fill > 0) yield buf.subarray(0, fill);
 }
 
-interface ChunkPlan {
-  changed: number[];
-  unchanged: number;
-  zeroed: number[];
+function lookUp(vol: Volume, f: Frame, lbn: number, n: number): void {
+  for (let k = 0; k < n; k++) f.olds[k] = vol.map.lookup(lbn + k);
 }
 
-/** Bytes compared at once before looking at single blocks: most of a re-import is unchanged. */
-const SEGMENT_BYTES = 64 << 10;
+/** A chunk of the image compared with the disk. */
+interface Compared {
+  lbn: number;
+  /** Blocks in the chunk. */
+  n: number;
+  /** Image bytes in the chunk (the last one may end inside a block). */
+  bytes: number;
+  frame: Frame;
+  plan: ChunkPlan;
+}
+
+function tooLarge(name: string, logicalSize: number): InvalidInputError {
+  return new InvalidInputError(`${name}: image is larger than the logical disk (${logicalSize} bytes)`, 'create a volume with a larger --size');
+}
+
+/** Chunks below which compare threads do not pay for their start. */
+const THREAD_CHUNKS = 8;
+/** Compare threads besides this one: one per other core (a third thread on 2 cores measured no gain). */
+/** Chunks given to a compare thread at once. */
+const JOBS_PER_THREAD = 2;
+const COMPARE_THREADS = Math.max(1, Math.min(3, os.availableParallelism() - 1));
 
 /**
- * Reads what the disk holds for a chunk's blocks into `scratch`, each at its block's
- * place (zeros where the disk has none), in runs of consecutive VBNs.
+ * The image chunk by chunk, each compared with what the disk holds. The consumer is done
+ * with a chunk (its frame) when it asks for the next. A stream (a pipe, a device) is
+ * compared a chunk at a time as it comes. A file is read a segment at a time as the
+ * comparison goes, and a large one by two threads: a worker compares a chunk while this
+ * thread compares others, whichever is free taking the next. Chunks come out of order;
+ * the worker's is looked up here before others are written, which is safe: an import
+ * never writes over a block the last CP holds.
  */
-function readOlds(vol: Volume, olds: number[], scratch: Buffer): void {
+async function* comparedChunks(vol: Volume, source: ImageSource, chunkBytes: number, threads = COMPARE_THREADS): AsyncGenerator<Compared> {
   const bs = vol.blockSize;
-  const n = olds.length;
-  let i = 0;
-  while (i < n) {
-    let j = i + 1;
-    if (olds[i] === 0) {
-      while (j < n && olds[j] === 0) j++;
-      scratch.fill(0, i * bs, j * bs);
-    } else {
-      while (j < n && olds[j] === olds[j - 1] + 1) j++;
-      vol.file.read(scratch.subarray(i * bs, j * bs), vol.layout.vbnOffset(olds[i]));
+  const chunkBlocks = chunkBytes / bs;
+  const scratch = Buffer.allocUnsafeSlow(Math.max(bs, SEGMENT_BYTES));
+  const frame: Frame = { data: Buffer.alloc(0), olds: new Array<number>(chunkBlocks).fill(0) };
+  const disk: DiskReader = { blockSize: bs, read: (buf, vbn) => vol.file.read(buf, vol.layout.vbnOffset(vbn)) };
+  const size = source.size;
+  if (!source.openReader || size === undefined) {
+    for await (const { lbn, data, bytes } of paddedChunks(source.open(), chunkBytes, bs, vol.rootRecord.logicalSize, source.name)) {
+      const n = data.length / bs;
+      frame.data = data;
+      lookUp(vol, frame, lbn, n);
+      yield { lbn, n, bytes, frame, plan: planChunk(disk, frame, n, scratch, (first, last) => data.subarray(first * bs, last * bs)) };
     }
-    i = j;
+    return;
+  }
+  const reader = source.openReader();
+  const seg = Buffer.allocUnsafeSlow(Math.max(bs, SEGMENT_BYTES));
+  const chunks = Math.ceil(size / chunkBytes);
+  const chunk = (c: number) => {
+    const pos = c * chunkBytes;
+    const bytes = Math.min(chunkBytes, size - pos);
+    return { pos, bytes, lbn: c * chunkBlocks, n: Math.ceil(bytes / bs) };
+  };
+  // compare threads, each with the chunks given to it (two, so it never waits for this
+  // thread to hand out the next): whichever is free takes the next chunk
+  type Job = { c: number; olds: number[]; done: boolean; reply: Promise<CompareReply> };
+  type Lane = { thread: CompareThread; data: Buffer; jobs: Job[] };
+  const lanes: Lane[] = [];
+  if (chunks >= THREAD_CHUNKS && !vol.file.overlaid) {
+    for (let t = 0; t < threads; t++) {
+      const thread = CompareThread.start({ imageFd: reader.fd, volumeFd: vol.file.fd, blockSize: bs, dataStart: vol.layout.dataStart, chunkBytes });
+      if (thread) lanes.push({ thread, data: Buffer.allocUnsafeSlow(chunkBytes), jobs: [] });
+    }
+  }
+  let next = 0;
+  const give = (lane: Lane) => {
+    while (next < chunks && lane.jobs.length < JOBS_PER_THREAD) {
+      const c = next++;
+      const { pos, bytes, lbn, n } = chunk(c);
+      const olds = new Array<number>(n);
+      for (let k = 0; k < n; k++) olds[k] = vol.map.lookup(lbn + k);
+      const job: Job = { c, olds, done: false, reply: lane.thread.compare(pos, bytes, n, olds) };
+      job.reply.then(() => (job.done = true), () => (job.done = true));
+      lane.jobs.push(job);
+    }
+  };
+  const busy = () => lanes.some((l) => l.jobs.length > 0);
+  try {
+    frame.data = Buffer.allocUnsafeSlow(chunkBytes);
+    for (const lane of lanes) give(lane);
+    while (next < chunks || busy()) {
+      if (busy()) await new Promise(setImmediate); // lets the threads' answers in
+      // a thread's chunk done (or, with nothing left for this thread, the first one given)
+      const lane = lanes.find((l) => l.jobs[0]?.done) ?? (next >= chunks ? lanes.find((l) => l.jobs.length > 0) : undefined);
+      if (lane) {
+        const job = lane.jobs.shift()!;
+        const reply = await job.reply;
+        if ('error' in reply) throw compareError(reply.error, reply.error.side === 'image' ? source.name : vol.path);
+        const blocks = Buffer.from(reply.blocks);
+        reply.plan.changed.forEach((k, i) => blocks.copy(lane.data, k * bs, i * bs, (i + 1) * bs));
+        const { bytes, lbn, n } = chunk(job.c);
+        yield { lbn, n, bytes, frame: { data: lane.data, olds: job.olds }, plan: reply.plan };
+        give(lane);
+        continue;
+      }
+      const { pos, bytes, lbn, n } = chunk(next++);
+      lookUp(vol, frame, lbn, n);
+      yield { lbn, n, bytes, frame, plan: planChunk(disk, frame, n, scratch, fileFetch((p, b) => reader.read(p, b), seg, bs, pos, bytes)) };
+    }
+  } finally {
+    for (const lane of lanes) {
+      for (const job of lane.jobs) await job.reply.catch(() => undefined);
+      await lane.thread.stop();
+    }
+    reader.close();
   }
 }
 
-/**
- * Compares one chunk of the image with what the disk holds (`scratch`, from readOlds):
- * which blocks differ. Whole segments compare at once; only a segment that differs is
- * looked at block by block.
- */
-function planChunk(vol: Volume, data: Buffer, olds: number[], scratch: Buffer): ChunkPlan {
-  const bs = vol.blockSize;
-  const n = olds.length;
-  const plan: ChunkPlan = { changed: [], unchanged: 0, zeroed: [] };
-  const per = Math.max(1, Math.floor(SEGMENT_BYTES / bs));
-  for (let first = 0; first < n; first += per) {
-    const last = Math.min(n, first + per);
-    // equal: every block holds what the disk has (or is zero where the disk has none)
-    if (data.subarray(first * bs, last * bs).equals(scratch.subarray(first * bs, last * bs))) {
-      plan.unchanged += last - first;
-      continue;
-    }
-    for (let k = first; k < last; k++) {
-      const block = data.subarray(k * bs, (k + 1) * bs);
-      const zero = isZero(block);
-      if (olds[k] === 0) {
-        if (zero) plan.unchanged++;
-        else plan.changed.push(k);
-      } else if (zero) plan.zeroed.push(k);
-      else if (block.equals(scratch.subarray(k * bs, (k + 1) * bs))) plan.unchanged++;
-      else plan.changed.push(k);
-    }
-  }
-  return plan;
+/** A worker's failed read, as this thread would have reported it. */
+function compareError(e: { message: string; code?: string }, file: string): Error {
+  return fromSystemError(Object.assign(new Error(e.message), { code: e.code }), file, 'reading');
 }
 
 async function* paddedChunks(source: AsyncIterable<Uint8Array>, chunkBytes: number, bs: number, logicalSize: number, name: string): AsyncGenerator<{ lbn: number; data: Buffer; bytes: number }> {
@@ -121,7 +192,7 @@ async function* paddedChunks(source: AsyncIterable<Uint8Array>, chunkBytes: numb
   let total = 0;
   for await (const piece of rechunk(source, chunkBytes)) {
     total += piece.length;
-    if (total > logicalSize) throw new InvalidInputError(`${name}: image is larger than the logical disk (${logicalSize} bytes)`, 'create a volume with a larger --size');
+    if (total > logicalSize) throw tooLarge(name, logicalSize);
     let data = piece;
     if (piece.length % bs !== 0) {
       data = Buffer.alloc(Math.ceil(piece.length / bs) * bs);
@@ -159,25 +230,19 @@ interface ImportPlan {
 }
 
 /** Dry pass: which logical blocks the import would write or unmap, and how many blocks that takes. */
-async function planImport(vol: Volume, source: ImageSource, progress: Progress): Promise<ImportPlan> {
+async function planImport(vol: Volume, source: ImageSource, progress: Progress, tuning: ImportTuning): Promise<ImportPlan> {
   const bs = vol.blockSize;
-  const chunkBytes = Math.max(bs, Math.floor(CHUNK_BYTES / bs) * bs);
-  const scratch = Buffer.alloc(chunkBytes);
+  const chunkBytes = chunkBytesOf(bs, tuning);
   const plan: ImportPlan = { changed: [], zeroed: [], unchanged: 0, bytes: 0, blocks: 0, need: 0 };
   const leaves = new Set<number>();
   const leafSpan = bs / 8;
-  for await (const { lbn, data, bytes } of paddedChunks(source.open(), chunkBytes, bs, vol.rootRecord.logicalSize, source.name)) {
-    const n = data.length / bs;
-    const olds = new Array<number>(n);
-    for (let k = 0; k < n; k++) olds[k] = vol.map.lookup(lbn + k);
-    readOlds(vol, olds, scratch);
-    const p = planChunk(vol, data, olds, scratch);
+  for await (const { lbn, n, bytes, frame, plan: p } of comparedChunks(vol, source, chunkBytes, tuning.threads)) {
     for (const k of p.changed) {
       plan.changed.push(lbn + k);
       leaves.add(Math.floor((lbn + k) / leafSpan));
     }
     for (const k of p.zeroed) {
-      plan.zeroed.push([lbn + k, olds[k]]);
+      plan.zeroed.push([lbn + k, frame.olds[k]]);
       leaves.add(Math.floor((lbn + k) / leafSpan));
     }
     plan.unchanged += p.unchanged;
@@ -196,17 +261,22 @@ function applyPlan(vol: Volume, source: ImageSource, plan: ImportPlan, result: I
   for (const [lbn, vbn] of plan.zeroed) vol.writeLogical(lbn, zero, { vbn, zero: true });
   const maxRun = Math.max(1, Math.floor(CHUNK_BYTES / bs));
   const buf = Buffer.alloc(maxRun * bs);
-  let i = 0;
-  while (i < plan.changed.length) {
-    let j = i + 1;
-    while (j < plan.changed.length && j - i < maxRun && plan.changed[j] === plan.changed[j - 1] + 1) j++;
-    const first = plan.changed[i];
-    const data = buf.subarray(0, (j - i) * bs);
-    data.fill(0, source.readAt!(first * bs, data));
-    const olds = Array.from({ length: j - i }, (_, k) => vol.map.lookup(first + k));
-    writeChanged(vol, first, data, olds, olds.map((_, k) => k));
-    i = j;
-    progress.update(i * bs);
+  const reader = source.openReader!();
+  try {
+    let i = 0;
+    while (i < plan.changed.length) {
+      let j = i + 1;
+      while (j < plan.changed.length && j - i < maxRun && plan.changed[j] === plan.changed[j - 1] + 1) j++;
+      const first = plan.changed[i];
+      const data = buf.subarray(0, (j - i) * bs);
+      data.fill(0, reader.read(first * bs, data));
+      const olds = Array.from({ length: j - i }, (_, k) => vol.map.lookup(first + k));
+      writeChanged(vol, first, data, olds, olds.map((_, k) => k));
+      i = j;
+      progress.update(i * bs);
+    }
+  } finally {
+    reader.close();
   }
   result.changedBlocks = plan.changed.length;
   result.unchangedBlocks = plan.unchanged;
@@ -215,7 +285,19 @@ function applyPlan(vol: Volume, source: ImageSource, plan: ImportPlan, result: I
   result.blocks = plan.blocks;
 }
 
-export async function importImage(vol: Volume, source: ImageSource, progress: Progress = noProgress): Promise<ImportResult> {
+function chunkBytesOf(bs: number, tuning: ImportTuning): number {
+  return Math.max(bs, Math.floor((tuning.chunkBytes ?? CHUNK_BYTES) / bs) * bs);
+}
+
+/** How an import cuts its work: the defaults suit real images; tests make chunks small. */
+export interface ImportTuning {
+  /** Bytes of the image compared and written at once (whole blocks). */
+  chunkBytes?: number;
+  /** Compare threads besides this one, for a file source of at least 8 chunks (0: none). */
+  threads?: number;
+}
+
+export async function importImage(vol: Volume, source: ImageSource, progress: Progress = noProgress, tuning: ImportTuning = {}): Promise<ImportResult> {
   const bs = vol.blockSize;
   const logicalSize = vol.rootRecord.logicalSize;
   if (source.size !== undefined && source.size > logicalSize) {
@@ -224,22 +306,21 @@ export async function importImage(vol: Volume, source: ImageSource, progress: Pr
   // When the worst case (every block changes) might not fit, plan first and write only
   // if the planned change fits: a full volume then refuses before writing anything.
   let plan: ImportPlan | null = null;
-  if (source.size !== undefined && source.rereadable && source.readAt) {
+  if (source.size !== undefined && source.rereadable && source.openReader) {
     const blocks = Math.ceil(source.size / bs);
     const upper = blocks + mapNodesFor(vol, Math.ceil(blocks / (bs / 8))) + journalFor(vol, blocks);
     // the exact free count is a pass over every plane: only when a cheap bound leaves doubt
     const free = upper <= vol.freeLowerBound() ? upper : vol.countFree();
     if (upper > free) {
       progress.start('comparing', source.size, 'bytes');
-      plan = await planImport(vol, source, progress);
+      plan = await planImport(vol, source, progress, tuning);
       progress.stop();
       if (plan.need > free) {
         throw new VolumeFullError(`${vol.path}: volume is full: the import needs about ${plan.need} blocks, ${free} are free`, 'delete snapshots you no longer need, or create a larger volume');
       }
     }
   }
-  const chunkBytes = Math.max(bs, Math.floor(CHUNK_BYTES / bs) * bs);
-  const scratch = Buffer.alloc(chunkBytes);
+  const chunkBytes = chunkBytesOf(bs, tuning);
   const result: ImportResult = { bytes: 0, blocks: 0, changedBlocks: 0, unchangedBlocks: 0, unmappedBlocks: 0, generation: 0 };
   let end = 0;
   try {
@@ -249,12 +330,8 @@ export async function importImage(vol: Volume, source: ImageSource, progress: Pr
       end = plan.blocks;
     } else progress.start('importing', source.size ?? 0, 'bytes');
 
-    if (!plan) for await (const { lbn, data, bytes } of paddedChunks(source.open(), chunkBytes, bs, logicalSize, source.name)) {
-      const n = data.length / bs;
-      const olds = new Array<number>(n);
-      for (let k = 0; k < n; k++) olds[k] = vol.map.lookup(lbn + k);
-      readOlds(vol, olds, scratch);
-      const plan = planChunk(vol, data, olds, scratch);
+    if (!plan) for await (const { lbn, n, bytes, frame, plan } of comparedChunks(vol, source, chunkBytes, tuning.threads)) {
+      const { data, olds } = frame;
       for (const k of plan.zeroed) vol.writeLogical(lbn + k, data.subarray(k * bs, (k + 1) * bs), { vbn: olds[k], zero: true });
       writeChanged(vol, lbn, data, olds, plan.changed);
       result.changedBlocks += plan.changed.length;
@@ -262,7 +339,7 @@ export async function importImage(vol: Volume, source: ImageSource, progress: Pr
       result.unmappedBlocks += plan.zeroed.length;
       result.bytes += bytes;
       result.blocks += n;
-      end = lbn + n;
+      end = Math.max(end, lbn + n); // chunks may come out of order
       progress.update(result.bytes);
     }
     // the disk beyond the image reads as zeros
@@ -284,7 +361,7 @@ export async function importImage(vol: Volume, source: ImageSource, progress: Pr
 }
 
 /** Writes the changed blocks of a chunk to new VBNs, gathering consecutive VBNs into one write. */
-function writeChanged(vol: Volume, lbn: number, data: Buffer, olds: number[], changed: number[]): void {
+function writeChanged(vol: Volume, lbn: number, data: Buffer, olds: ArrayLike<number>, changed: number[]): void {
   const bs = vol.blockSize;
   let runStart = -1;
   let runVbn = 0;

@@ -31,6 +31,7 @@ import { validateSnapshotName } from './snapshot-name.js';
 import { VolumeLock } from './volume-lock.js';
 import { BusyError } from '../errors.js';
 import type { PlaneRef, PlaneSource } from '../image/plane-source.js';
+import { isZero } from './zero.js';
 
 export interface CreateOptions {
   /** Logical disk size in bytes. */
@@ -1003,11 +1004,4 @@ export class Volume implements MapStorage {
   }
 }
 
-const ZERO = Buffer.alloc(1 << 20);
-export function isZero(b: Uint8Array): boolean {
-  for (let off = 0; off < b.length; off += ZERO.length) {
-    const n = Math.min(ZERO.length, b.length - off);
-    if (Buffer.compare(b.subarray(off, off + n), ZERO.subarray(0, n)) !== 0) return false;
-  }
-  return true;
-}
+export { isZero };

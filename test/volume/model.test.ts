@@ -1,5 +1,5 @@
 // Model-based test of the volume engine: random sequences of imports (random change
-// patterns), snapshot creates (regular and shadow), deletes and renames, at two block
+// patterns; from a stream, or from a file compared by two threads), snapshot creates (regular and shadow), deletes and renames, at two block
 // sizes, checked after every step against a plain model (snapshot name -> image bytes):
 // every live snapshot and the active disk export byte-identical, and check is clean.
 import fs from 'node:fs';
@@ -8,6 +8,7 @@ import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Volume } from '../../src/volume/volume.js';
 import { importImage } from '../../src/volume/import.js';
+import { fileSource } from '../../src/volume/image-io.js';
 import { exportImage } from '../../src/volume/export.js';
 import { checkVolume } from '../../src/volume/check.js';
 import { storageImageOf } from '../../src/volume/storage-image-of.js';
@@ -18,13 +19,13 @@ const dir = tempDir('imgstream-model-');
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
 type Op =
-  | { kind: 'import'; changes: number; seed: number; zeroTail: boolean }
+  | { kind: 'import'; changes: number; seed: number; zeroTail: boolean; viaFile: boolean }
   | { kind: 'snapshot'; shadow: boolean }
   | { kind: 'delete'; pick: number }
   | { kind: 'rename'; pick: number };
 
 const opArb: fc.Arbitrary<Op> = fc.oneof(
-  { weight: 4, arbitrary: fc.record({ kind: fc.constant('import' as const), changes: fc.integer({ min: 0, max: 200 }), seed: fc.integer({ min: 1, max: 1e9 }), zeroTail: fc.boolean() }) },
+  { weight: 4, arbitrary: fc.record({ kind: fc.constant('import' as const), changes: fc.integer({ min: 0, max: 200 }), seed: fc.integer({ min: 1, max: 1e9 }), zeroTail: fc.boolean(), viaFile: fc.boolean() }) },
   { weight: 3, arbitrary: fc.record({ kind: fc.constant('snapshot' as const), shadow: fc.boolean() }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('delete' as const), pick: fc.nat() }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('rename' as const), pick: fc.nat() }) },
@@ -47,7 +48,14 @@ async function runSequence(bs: number, blocks: number, ops: Op[]): Promise<void>
         // sometimes import a shorter image: the rest of the disk must read as zeros
         const cut = op.zeroTail ? Math.floor(blocks / 2) * bs + 100 : img.length;
         const src = img.subarray(0, cut);
-        await importImage(vol, memorySource(src, 7000));
+        if (op.viaFile) {
+          // a file is read at positions, and with chunks this small a compare thread
+          // takes part (8 or more chunks): both must give what the stream gives
+          const imageFile = path.join(dir, `i${counter++}.raw`);
+          fs.writeFileSync(imageFile, src);
+          await importImage(vol, fileSource(imageFile), undefined, { chunkBytes: 5 * bs, threads: 1 });
+          fs.rmSync(imageFile);
+        } else await importImage(vol, memorySource(src, 7000));
         active = Buffer.alloc(blocks * bs);
         src.copy(active);
         img = Buffer.from(active);

@@ -1,0 +1,10 @@
+// Whether a buffer holds only zeros: zero blocks are never stored (thin volumes).
+const ZERO = Buffer.alloc(1 << 20);
+
+export function isZero(b: Uint8Array): boolean {
+  for (let off = 0; off < b.length; off += ZERO.length) {
+    const n = Math.min(ZERO.length, b.length - off);
+    if (Buffer.compare(b.subarray(off, off + n), ZERO.subarray(0, n)) !== 0) return false;
+  }
+  return true;
+}
