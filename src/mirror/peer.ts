@@ -15,7 +15,7 @@ import { newestMaster, receiveReplica, type Destination } from './run.js';
 /** A peer channel as the mirror code speaks to it. */
 export function mirrorChannel(ch: PeerChannel): MirrorChannel {
   return {
-    send: (msg, payload, payloadCrc, owned) => (owned && payload ? ch.sendOwned(msg, payload, payloadCrc) : ch.send(msg, payload, payloadCrc)),
+    send: (msg, payload, payloadCrc, owned) => (owned && payload ? ch.sendOwned(msg, payload, payloadCrc, typeof owned === 'function' ? owned : undefined) : ch.send(msg, payload, payloadCrc)),
     receive: () => ch.receive(),
     close: () => void ch.close(),
     get bytesSent() {

@@ -39,9 +39,11 @@ export interface MirrorChannel {
   /**
    * `payloadCrc`: the payload's crc32, when the caller has it (the channel need not
    * compute it again). `owned`: the caller never touches the payload again, so the
-   * channel may resolve before the payload is on the wire (and the caller go on).
+   * channel may resolve before the payload is on the wire (and the caller go on). When
+   * `owned` is a function, the channel may call it once it is done with the payload: the
+   * caller may then reuse the buffer (a channel that hands the buffer on never calls it).
    */
-  send(msg: Record<string, unknown>, payload?: Buffer, payloadCrc?: number, owned?: boolean): Promise<void>;
+  send(msg: Record<string, unknown>, payload?: Buffer, payloadCrc?: number, owned?: boolean | (() => void)): Promise<void>;
   /** The next message; null when the other side ended the conversation. `payloadCrc`, when given, is the payload's crc32, checked on arrival. */
   receive(): Promise<{ msg: Record<string, unknown>; payload: Buffer | null; payloadCrc?: number | null } | null>;
   close(): void;
@@ -148,9 +150,10 @@ export function channelPair(): [MirrorChannel, MirrorChannel] {
   const side = (self: typeof a, other: typeof a): MirrorChannel => {
     let sent = 0;
     return {
-      async send(msg, payload) {
+      async send(msg, payload, _crc, owned) {
         if (closed) throw new Error('channel closed');
         const copy = payload ? Buffer.from(payload) : null;
+        if (typeof owned === 'function') owned(); // the other side has its own copy
         sent += JSON.stringify(msg).length + (copy?.length ?? 0);
         deliver(other, { msg: JSON.parse(JSON.stringify(msg)) as Record<string, unknown>, payload: copy });
         // let the other side run, as a socket would

@@ -18,6 +18,7 @@ import { createHash } from 'node:crypto';
 import { CorruptError, fromSystemError, ImgstreamError, InvalidInputError } from '../errors.js';
 import { applyMapDelta, StreamFormatError } from '../format/image-stream.js';
 import type { SnapshotEntry } from '../format/snapshot-entry.js';
+import { WriteBehind } from '../volume/write-behind.js';
 import { Volume } from '../volume/volume.js';
 import { SparseBitmap } from '../volume/sparse-bitmap.js';
 import { OccupancyCursor } from '../volume/occupancy.js';
@@ -214,6 +215,7 @@ async function applyTransfer(volPath: string, ch: MirrorChannel, plan: TransferP
     Volume.create(sides.fresh, { size: g.logicalSize, blockSize: g.blockSize, nblocks: g.nblocks, maxSnapshots: g.maxSnapshots, uuid: g.uuid });
   }
   const vol = Volume.open(initial ? sides.fresh : volPath, { write: true, mirror: true });
+  const writes = new WriteBehind(vol.file);
   let stageFd: number | null = null;
   let committed = false;
   let inFlight: Promise<void> | null = null;
@@ -271,6 +273,7 @@ async function applyTransfer(volPath: string, ch: MirrorChannel, plan: TransferP
     const progressPoint = () => ({ acked: next, chain, staged: [...staged].map(([vbn, offset]) => ({ vbn, offset })), stageBytes });
     /** Makes what arrived up to `point` durable and records it in the resume file. */
     const persist = async (point: ReturnType<typeof progressPoint>) => {
+      await writes.written(); // the data of the records up to the point
       await datasync(vol.file.fd, vol.file.path);
       await datasync(stageFd!, sides.stage);
       writeResume(sides.resume, { ...resume!, ...point });
@@ -375,9 +378,10 @@ async function applyTransfer(volPath: string, ch: MirrorChannel, plan: TransferP
         const { vbns } = idx;
         const data = idx.data;
         let runStart = -1;
+        const runs: Array<[number, number]> = [];
         const flushRun = (end: number) => {
           if (runStart < 0) return;
-          if (!ghost) vol.file.write(data!.subarray(runStart * bs, end * bs), vol.layout.vbnOffset(vbns[runStart]));
+          if (!ghost) runs.push([runStart, end]);
           runStart = -1;
         };
         for (let k = 0; k < vbns.length; k++) {
@@ -398,6 +402,8 @@ async function applyTransfer(volPath: string, ch: MirrorChannel, plan: TransferP
           if (runStart < 0) runStart = k;
         }
         flushRun(vbns.length);
+        // written behind: the VBNs are free in the old state, so nothing reads them before the CP
+        for (const [from, to] of runs) await writes.write(data!.subarray(from * bs, to * bs), vol.layout.vbnOffset(vbns[from]));
         blocks += vbns.length;
         bytes += vbns.length * bs;
       }
@@ -418,6 +424,7 @@ async function applyTransfer(volPath: string, ch: MirrorChannel, plan: TransferP
     }
     const usedBefore = vol.nblocks - 1 - vol.countFree();
     for (const s of incoming) vol.clearSlotPlaneExcept(slotOf.get(s.id)!, written.get(s.id)!);
+    await writes.drain();
     vol.file.sync();
     const scratch = Buffer.alloc(bs);
     for (const [v, off] of staged) {
@@ -453,6 +460,7 @@ async function applyTransfer(volPath: string, ch: MirrorChannel, plan: TransferP
     return done;
   } catch (err) {
     while (inFlight) await inFlight; // its syncs use the files closed below
+    await writes.settle();
     if (!committed) {
       try {
         vol.abort();

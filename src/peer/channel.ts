@@ -47,12 +47,13 @@ export interface PeerChannel {
    */
   send(msg: Record<string, unknown>, payload?: Buffer, payloadCrc?: number): Promise<void>;
   /**
-   * Like send(), for a payload the caller hands over for good (it never changes it again):
-   * resolves as soon as the frame is queued on the socket with less than a window of
-   * bytes (8 MiB) ahead of it, so the caller prepares the next frame while this one
-   * travels. A write error fails the channel (later calls reject).
+   * Like send(), for a payload the caller hands over (it does not change it again until
+   * `released` is called, once the socket took it): resolves as soon as the frame is
+   * queued on the socket with less than a window of bytes (8 MiB) ahead of it, so the
+   * caller prepares the next frame while this one travels. A write error fails the
+   * channel (later calls reject).
    */
-  sendOwned(msg: Record<string, unknown>, payload: Buffer, payloadCrc?: number): Promise<void>;
+  sendOwned(msg: Record<string, unknown>, payload: Buffer, payloadCrc?: number, released?: () => void): Promise<void>;
   /**
    * The next message; null when the other side closed cleanly between messages. Rejects
    * with an ImgstreamError on a malformed or oversize frame, a lost connection or a
@@ -170,11 +171,11 @@ export class FramedChannel implements PeerChannel {
     return this.sendFrame(msg, payload ?? null, payloadCrc, false);
   }
 
-  sendOwned(msg: Record<string, unknown>, payload: Buffer, payloadCrc?: number): Promise<void> {
-    return this.sendFrame(msg, payload, payloadCrc, true);
+  sendOwned(msg: Record<string, unknown>, payload: Buffer, payloadCrc?: number, released?: () => void): Promise<void> {
+    return this.sendFrame(msg, payload, payloadCrc, released ?? true);
   }
 
-  private sendFrame(msg: Record<string, unknown>, payload: Buffer | null, payloadCrc: number | undefined, owned: boolean): Promise<void> {
+  private sendFrame(msg: Record<string, unknown>, payload: Buffer | null, payloadCrc: number | undefined, owned: boolean | (() => void)): Promise<void> {
     if (this.failure) return Promise.reject(this.failure);
     if (this.closing) return Promise.reject(new NetworkError(`peer ${this.peer}: the connection is closing`));
     const p = this.sendChain.then(() => this.writeFrame(msg, payload, payloadCrc, owned));
@@ -321,7 +322,7 @@ export class FramedChannel implements PeerChannel {
 
   // ---------------------------------------------------------------- sending
 
-  private async writeFrame(msg: Record<string, unknown>, payload: Buffer | null, payloadCrc?: number, owned = false): Promise<void> {
+  private async writeFrame(msg: Record<string, unknown>, payload: Buffer | null, payloadCrc?: number, owned: boolean | (() => void) = false): Promise<void> {
     let frame: ReturnType<typeof encodePeerFrame>;
     try {
       frame = encodePeerFrame(msg, payload, FULL_LIMITS, payloadCrc);
@@ -332,7 +333,7 @@ export class FramedChannel implements PeerChannel {
     await this.write(frame.head, frame.payload, owned);
   }
 
-  private async write(head: Buffer, payload: Buffer | null, owned = false): Promise<void> {
+  private async write(head: Buffer, payload: Buffer | null, owned: boolean | (() => void) = false): Promise<void> {
     if (this.failure) throw this.failure;
     const n = head.length + (payload?.length ?? 0);
     await this.limiter.take(n);
@@ -352,7 +353,7 @@ export class FramedChannel implements PeerChannel {
       await Promise.race([written, this.failed]);
       return;
     }
-    written.catch((err: Error) => this.fail(err instanceof ImgstreamError ? err : socketError(err, this.peer)));
+    written.then(typeof owned === 'function' ? owned : undefined, (err: Error) => this.fail(err instanceof ImgstreamError ? err : socketError(err, this.peer)));
     const s = this.socket as Duplex;
     if (s.writableLength > SEND_WINDOW_BYTES) await Promise.race([new Promise<void>((r) => s.once('drain', () => r())), written, this.failed]);
   }

@@ -18,6 +18,11 @@ export class DataRecordBuilder {
     this.rec = alloc(this.dataOff + this.per * vol.blockSize);
   }
 
+  /** Bytes of a full record's payload (the size `alloc` is asked for, but for a short last record). */
+  get bytes(): number {
+    return this.dataOff + this.per * this.vol.blockSize;
+  }
+
   /** Blocks in the record so far. */
   get count(): number {
     return this.n;

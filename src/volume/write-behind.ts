@@ -1,6 +1,7 @@
 // Writes of block data that need not be done before the caller goes on: they run on
 // libuv's threads while the caller parses and checks what comes next, with a bound on the
-// bytes in flight. For data that lands only on VBNs the volume's last CP does not use
+// bytes in flight; written() tells when those started so far are done (before a sync
+// that acknowledges them). For data that lands only on VBNs the volume's last CP does not use
 // (restore, mirror transfers): nothing reads them back before the CP, whose sync comes
 // after drain(). The buffers given must not change until drain() returns.
 import fs from 'node:fs';
@@ -13,6 +14,10 @@ export class WriteBehind {
   private inFlight = 0;
   private failure: Error | null = null;
   private readonly waiters: Array<() => void> = [];
+  /** Writes started and not done, by number; and who waits for the ones before a number. */
+  private started = 0;
+  private readonly running = new Set<number>();
+  private barriers: Array<{ before: number; resolve: () => void }> = [];
 
   constructor(private readonly file: BlockFile, private readonly maxBytes = MAX_IN_FLIGHT) {}
 
@@ -22,14 +27,43 @@ export class WriteBehind {
     while (this.inFlight > 0 && this.inFlight + buf.length > this.maxBytes) await new Promise<void>((r) => this.waiters.push(r));
     if (this.failure) throw this.failure;
     this.inFlight += buf.length;
-    this.writeAll(buf, 0, position);
+    const seq = this.started++;
+    this.running.add(seq);
+    this.writeAll(buf, 0, position, seq);
   }
 
-  private writeAll(buf: Uint8Array, done: number, position: number): void {
+  /**
+   * Resolves once every write started before this call is done (later ones may still
+   * run): what a sync started afterwards makes durable. Throws a write's error.
+   */
+  async written(): Promise<void> {
+    const before = this.started;
+    if (this.oldestRunning() >= before) {
+      if (this.failure) throw this.failure;
+      return;
+    }
+    await new Promise<void>((resolve) => this.barriers.push({ before, resolve }));
+    if (this.failure) throw this.failure;
+  }
+
+  private oldestRunning(): number {
+    let oldest = Infinity;
+    for (const s of this.running) if (s < oldest) oldest = s;
+    return oldest;
+  }
+
+  private writeAll(buf: Uint8Array, done: number, position: number, seq: number): void {
     fs.write(this.file.fd, buf, done, buf.length - done, position + done, (err, n) => {
-      if (!err && done + n < buf.length) return this.writeAll(buf, done + n, position);
+      if (!err && done + n < buf.length) return this.writeAll(buf, done + n, position, seq);
       if (err) this.failure ??= fromSystemError(err, this.file.path, 'writing');
       this.inFlight -= buf.length;
+      this.running.delete(seq);
+      if (this.barriers.length > 0) {
+        const oldest = this.oldestRunning();
+        const ready = this.barriers.filter((b) => b.before <= oldest);
+        this.barriers = this.barriers.filter((b) => b.before > oldest);
+        for (const b of ready) b.resolve();
+      }
       for (const w of this.waiters.splice(0)) w();
     });
   }
