@@ -89,19 +89,19 @@ function tooLarge(name: string, logicalSize: number): InvalidInputError {
 
 /** Chunks below which compare threads do not pay for their start. */
 const THREAD_CHUNKS = 8;
-/** Compare threads besides this one: one per other core (a third thread on 2 cores measured no gain). */
 /** Chunks given to a compare thread at once. */
 const JOBS_PER_THREAD = 2;
+/** Compare threads besides this one: one per other core (a third thread on 2 cores measured no gain). */
 const COMPARE_THREADS = Math.max(1, Math.min(3, os.availableParallelism() - 1));
 
 /**
  * The image chunk by chunk, each compared with what the disk holds. The consumer is done
  * with a chunk (its frame) when it asks for the next. A stream (a pipe, a device) is
  * compared a chunk at a time as it comes. A file is read a segment at a time as the
- * comparison goes, and a large one by two threads: a worker compares a chunk while this
- * thread compares others, whichever is free taking the next. Chunks come out of order;
- * the worker's is looked up here before others are written, which is safe: an import
- * never writes over a block the last CP holds.
+ * comparison goes, and a large one by this thread and compare workers together: a worker
+ * compares the chunks given to it while this thread compares others, whichever is free
+ * taking the next. Chunks come out of order; a worker's are looked up here before later
+ * ones are written, which is safe: an import never writes over a block the last CP holds.
  */
 async function* comparedChunks(vol: Volume, source: ImageSource, chunkBytes: number, threads = COMPARE_THREADS): AsyncGenerator<Compared> {
   const bs = vol.blockSize;
