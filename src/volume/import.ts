@@ -68,7 +68,7 @@ async function* rechunk(src: AsyncIterable<Uint8Array>, size: number): AsyncGene
   if (fill > 0) yield buf.subarray(0, fill);
 }
 
-function lookUp(vol: Volume, f: Frame, lbn: number, n: number): void {
+function lookUp(vol: Volume, f: { olds: Frame['olds'] }, lbn: number, n: number): void {
   for (let k = 0; k < n; k++) f.olds[k] = vol.map.lookup(lbn + k);
 }
 
@@ -81,10 +81,6 @@ interface Compared {
   bytes: number;
   frame: Frame;
   plan: ChunkPlan;
-}
-
-function tooLarge(name: string, logicalSize: number): InvalidInputError {
-  return new InvalidInputError(`${name}: image is larger than the logical disk (${logicalSize} bytes)`, 'create a volume with a larger --size');
 }
 
 /** Chunks below which compare threads do not pay for their start. */
@@ -144,7 +140,7 @@ async function* comparedChunks(vol: Volume, source: ImageSource, chunkBytes: num
       const c = next++;
       const { pos, bytes, lbn, n } = chunk(c);
       const olds = new Array<number>(n);
-      for (let k = 0; k < n; k++) olds[k] = vol.map.lookup(lbn + k);
+      lookUp(vol, { olds }, lbn, n);
       const job: Job = { c, olds, done: false, reply: lane.thread.compare(pos, bytes, n, olds) };
       job.reply.then(() => (job.done = true), () => (job.done = true));
       lane.jobs.push(job);
@@ -192,7 +188,7 @@ async function* paddedChunks(source: AsyncIterable<Uint8Array>, chunkBytes: numb
   let total = 0;
   for await (const piece of rechunk(source, chunkBytes)) {
     total += piece.length;
-    if (total > logicalSize) throw tooLarge(name, logicalSize);
+    if (total > logicalSize) throw new InvalidInputError(`${name}: image is larger than the logical disk (${logicalSize} bytes)`, 'create a volume with a larger --size');
     let data = piece;
     if (piece.length % bs !== 0) {
       data = Buffer.alloc(Math.ceil(piece.length / bs) * bs);
