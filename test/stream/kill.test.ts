@@ -295,10 +295,16 @@ describe('kill -9 during restore', () => {
     const fresh = path.join(root, 'fresh.vol');
     const locks = path.join(root, 'locks-fresh');
     let killed = 0;
-    // the level 0 is written into a temporary file: kill when it has grown
+    // the level 0 is written into a temporary file: kill when it has grown (it may be renamed
+    // into place between the listing and the stat once the restore ends)
     const tmpSize = () => {
       const t = fs.readdirSync(root).find((x) => x.startsWith('.fresh.vol.restoring-'));
-      return t ? fs.statSync(path.join(root, t)).blocks * 512 : 0;
+      if (!t) return 0;
+      try {
+        return fs.statSync(path.join(root, t)).blocks * 512;
+      } catch {
+        return 0;
+      }
     };
     for (const bytes of [1 << 20, 8 << 20, 14 << 20]) {
       fs.rmSync(fresh, { force: true });
