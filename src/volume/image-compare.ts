@@ -20,13 +20,8 @@ export interface ChunkPlan {
  */
 export const SEGMENT_BYTES = 64 << 10;
 
-/** One chunk of the image, and where its blocks are on the disk now. */
-export interface Frame {
-  /** The image's bytes, padded with zeros to whole blocks (after planChunk: the blocks that differ, at their place). */
-  data: Buffer;
-  /** The VBN each block maps to now (0: none). */
-  olds: number[] | Float64Array;
-}
+/** The VBN each block of a chunk maps to now (0: none). */
+export type Olds = number[] | Float64Array;
 
 /** The image's blocks first..last-1 of the chunk, at the start of the buffer returned. */
 export type Fetch = (first: number, last: number) => Buffer;
@@ -38,25 +33,25 @@ export interface DiskReader {
 }
 
 /**
- * Compares one chunk of the image with what the disk holds, a segment at a time: which
- * blocks differ. The segment's mapped blocks are read from the disk packed into
- * `scratch` (one read per run of consecutive VBNs), and runs of mapped blocks compare at
- * once; only a run that differs is looked at block by block. Blocks that differ end up
- * in the frame's data, at their place.
+ * Compares one chunk of the image (n blocks, now at `olds`) with what the disk holds, a
+ * segment at a time: which blocks differ. The segment's mapped blocks are read from the
+ * disk packed into `scratch` (one read per run of consecutive VBNs), and runs of mapped
+ * blocks compare at once; only a run that differs is looked at block by block. The
+ * changed blocks' contents go to `out`, packed in the order of plan.changed (so they
+ * can be written from there, a run of new VBNs at a time).
  */
-export function planChunk(disk: DiskReader, f: Frame, n: number, scratch: Buffer, fetch: Fetch): ChunkPlan {
+export function planChunk(disk: DiskReader, olds: Olds, n: number, scratch: Buffer, fetch: Fetch, out: Buffer): ChunkPlan {
   const bs = disk.blockSize;
-  const { data, olds } = f;
   const plan: ChunkPlan = { changed: [], unchanged: 0, zeroed: [] };
   const per = Math.max(1, Math.floor(SEGMENT_BYTES / bs));
   for (let first = 0; first < n; first += per) {
     const last = Math.min(n, first + per);
     const seg = fetch(first, last);
-    const keep = (i: number, into: number[]) => {
-      into.push(i);
-      if (seg !== data) seg.copy(data, i * bs, (i - first) * bs, (i - first + 1) * bs);
-    };
     const at = (i: number, j: number) => seg.subarray((i - first) * bs, (j - first) * bs);
+    const keep = (i: number) => {
+      seg.copy(out, plan.changed.length * bs, (i - first) * bs, (i - first + 1) * bs);
+      plan.changed.push(i);
+    };
     readSegment(disk, olds, first, last, scratch);
     let slot = 0; // where the next mapped block is in scratch
     let k = first;
@@ -68,7 +63,7 @@ export function planChunk(disk: DiskReader, f: Frame, n: number, scratch: Buffer
         if (isZero(at(k, j))) plan.unchanged += j - k;
         else for (let i = k; i < j; i++) {
           if (isZero(at(i, i + 1))) plan.unchanged++;
-          else keep(i, plan.changed);
+          else keep(i);
         }
       } else {
         while (j < last && olds[j] !== 0) j++;
@@ -77,7 +72,8 @@ export function planChunk(disk: DiskReader, f: Frame, n: number, scratch: Buffer
           const block = at(i, i + 1);
           const s = slot + i - k;
           if (block.equals(scratch.subarray(s * bs, (s + 1) * bs))) plan.unchanged++;
-          else keep(i, isZero(block) ? plan.zeroed : plan.changed);
+          else if (isZero(block)) plan.zeroed.push(i);
+          else keep(i);
         }
         slot += j - k;
       }
@@ -88,7 +84,7 @@ export function planChunk(disk: DiskReader, f: Frame, n: number, scratch: Buffer
 }
 
 /** Reads the mapped blocks among first..last-1 into `scratch`, packed, a read per run of consecutive VBNs. */
-function readSegment(disk: DiskReader, olds: Frame["olds"], first: number, last: number, scratch: Buffer): void {
+function readSegment(disk: DiskReader, olds: Olds, first: number, last: number, scratch: Buffer): void {
   const bs = disk.blockSize;
   let slot = 0;
   let runVbn = 0;
@@ -140,26 +136,59 @@ export interface CompareSetup {
   blockSize: number;
   /** File block of VBN 0. */
   dataStart: number;
-  chunkBytes: number;
 }
 
-/** One chunk to compare: `bytes` of the image at `pos`, `n` blocks, mapped to `olds`. */
+/**
+ * A chunk's working memory, shared with the compare threads (so a job moves no data and
+ * makes no garbage): where its blocks are on the disk now (0: nowhere), and the changed
+ * blocks' contents, packed in plan.changed's order.
+ */
+export interface ChunkSlot {
+  id: number;
+  olds: Float64Array;
+  out: Buffer;
+}
+
+/** Chunk slots, reused: a compare fills one, its writes go out from it, then it comes back. */
+export class ChunkSlots {
+  private readonly free: ChunkSlot[] = [];
+  private made = 0;
+
+  constructor(private readonly chunkBlocks: number, private readonly blockSize: number) {}
+
+  take(): ChunkSlot {
+    return (
+      this.free.pop() ?? {
+        id: this.made++,
+        olds: new Float64Array(new SharedArrayBuffer(this.chunkBlocks * 8)),
+        out: Buffer.from(new SharedArrayBuffer(this.chunkBlocks * this.blockSize)),
+      }
+    );
+  }
+
+  give(slot: ChunkSlot): void {
+    this.free.push(slot);
+  }
+}
+
+/** One chunk to compare: `bytes` of the image at `pos`, `n` blocks, in slot `slot` (its memory comes along the first time). */
 export interface CompareJob {
   id: number;
   pos: number;
   bytes: number;
   n: number;
-  olds: Float64Array;
+  slot: number;
+  memory?: { olds: SharedArrayBuffer; out: SharedArrayBuffer };
 }
 
-export type CompareReply =
-  | { id: number; plan: ChunkPlan; /** The changed blocks' contents, in plan.changed's order. */ blocks: ArrayBuffer }
-  | { id: number; error: { message: string; code?: string; side: 'image' | 'volume' } };
+export type CompareReply = { id: number; plan: ChunkPlan } | { id: number; error: { message: string; code?: string; side: 'image' | 'volume' } };
 
 /** A worker thread comparing chunks of an image file with the disk, in the order given. */
 export class CompareThread {
   private next = 0;
   private readonly waiting = new Map<number, { resolve: (r: CompareReply) => void; reject: (e: Error) => void }>();
+  /** Slots whose memory the worker has. */
+  private readonly known = new Set<number>();
 
   private constructor(private readonly worker: Worker) {
     worker.on('message', (r: CompareReply) => {
@@ -179,11 +208,16 @@ export class CompareThread {
     return script ? new CompareThread(new Worker(script, { workerData: setup })) : null;
   }
 
-  compare(pos: number, bytes: number, n: number, olds: ArrayLike<number>): Promise<CompareReply> {
-    const job: CompareJob = { id: this.next++, pos, bytes, n, olds: Float64Array.from({ length: n }, (_, k) => olds[k]) };
+  /** Compares a chunk whose olds are in `slot`; the slot is the worker's until the reply. */
+  compare(pos: number, bytes: number, n: number, slot: ChunkSlot): Promise<CompareReply> {
+    const job: CompareJob = { id: this.next++, pos, bytes, n, slot: slot.id };
+    if (!this.known.has(slot.id)) {
+      job.memory = { olds: slot.olds.buffer as SharedArrayBuffer, out: slot.out.buffer as SharedArrayBuffer };
+      this.known.add(slot.id);
+    }
     return new Promise((resolve, reject) => {
       this.waiting.set(job.id, { resolve, reject });
-      this.worker.postMessage(job, [job.olds.buffer as ArrayBuffer]);
+      this.worker.postMessage(job);
     });
   }
 

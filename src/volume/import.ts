@@ -4,8 +4,9 @@
 import os from 'node:os';
 import { InvalidInputError, VolumeFullError, fromSystemError } from '../errors.js';
 import { noProgress, type Progress } from '../progress.js';
-import { CompareThread, fileFetch, planChunk, SEGMENT_BYTES, type ChunkPlan, type CompareReply, type DiskReader, type Frame } from './image-compare.js';
+import { ChunkSlots, CompareThread, fileFetch, planChunk, SEGMENT_BYTES, type ChunkPlan, type ChunkSlot, type CompareReply, type DiskReader, type Olds } from './image-compare.js';
 import type { Volume } from './volume.js';
+import { WriteBehind } from './write-behind.js';
 
 export interface ImageSource {
   /** A fresh stream of the image's bytes. */
@@ -68,8 +69,8 @@ async function* rechunk(src: AsyncIterable<Uint8Array>, size: number): AsyncGene
   if (fill > 0) yield buf.subarray(0, fill);
 }
 
-function lookUp(vol: Volume, f: { olds: Frame['olds'] }, lbn: number, n: number): void {
-  for (let k = 0; k < n; k++) f.olds[k] = vol.map.lookup(lbn + k);
+function lookUp(vol: Volume, olds: Olds, lbn: number, n: number): void {
+  for (let k = 0; k < n; k++) olds[k] = vol.map.lookup(lbn + k);
 }
 
 /** A chunk of the image compared with the disk. */
@@ -79,8 +80,9 @@ interface Compared {
   n: number;
   /** Image bytes in the chunk (the last one may end inside a block). */
   bytes: number;
-  frame: Frame;
   plan: ChunkPlan;
+  /** Where the chunk's blocks are now, and the changed blocks' contents: the consumer's, to give back to the slots. */
+  slot: ChunkSlot;
 }
 
 /** Chunks below which compare threads do not pay for their start. */
@@ -91,27 +93,26 @@ const JOBS_PER_THREAD = 2;
 const COMPARE_THREADS = Math.max(1, Math.min(3, os.availableParallelism() - 1));
 
 /**
- * The image chunk by chunk, each compared with what the disk holds. The consumer is done
- * with a chunk (its frame) when it asks for the next. A stream (a pipe, a device) is
- * compared a chunk at a time as it comes. A file is read a segment at a time as the
- * comparison goes, and a large one by this thread and compare workers together: a worker
- * compares the chunks given to it while this thread compares others, whichever is free
- * taking the next. Chunks come out of order; a worker's are looked up here before later
- * ones are written, which is safe: an import never writes over a block the last CP holds.
+ * The image chunk by chunk, each compared with what the disk holds. A stream (a pipe, a
+ * device) is compared a chunk at a time as it comes. A file is read a segment at a time
+ * as the comparison goes, and a large one by this thread and compare workers together: a
+ * worker compares the chunks given to it while this thread compares others, whichever is
+ * free taking the next. Chunks come out of order; a worker's are looked up here before
+ * later ones are written, which is safe: an import never writes over a block the last CP
+ * holds.
  */
-async function* comparedChunks(vol: Volume, source: ImageSource, chunkBytes: number, threads = COMPARE_THREADS): AsyncGenerator<Compared> {
+async function* comparedChunks(vol: Volume, source: ImageSource, chunkBytes: number, slots: ChunkSlots, threads = COMPARE_THREADS): AsyncGenerator<Compared> {
   const bs = vol.blockSize;
   const chunkBlocks = chunkBytes / bs;
   const scratch = Buffer.allocUnsafeSlow(Math.max(bs, SEGMENT_BYTES));
-  const frame: Frame = { data: Buffer.alloc(0), olds: new Array<number>(chunkBlocks).fill(0) };
   const disk: DiskReader = { blockSize: bs, read: (buf, vbn) => vol.file.read(buf, vol.layout.vbnOffset(vbn)) };
   const size = source.size;
   if (!source.openReader || size === undefined) {
     for await (const { lbn, data, bytes } of paddedChunks(source.open(), chunkBytes, bs, vol.rootRecord.logicalSize, source.name)) {
       const n = data.length / bs;
-      frame.data = data;
-      lookUp(vol, frame, lbn, n);
-      yield { lbn, n, bytes, frame, plan: planChunk(disk, frame, n, scratch, (first, last) => data.subarray(first * bs, last * bs)) };
+      const slot = slots.take();
+      lookUp(vol, slot.olds, lbn, n);
+      yield { lbn, n, bytes, slot, plan: planChunk(disk, slot.olds, n, scratch, (first, last) => data.subarray(first * bs, last * bs), slot.out) };
     }
     return;
   }
@@ -125,13 +126,13 @@ async function* comparedChunks(vol: Volume, source: ImageSource, chunkBytes: num
   };
   // compare threads, each with the chunks given to it (two, so it never waits for this
   // thread to hand out the next): whichever is free takes the next chunk
-  type Job = { c: number; olds: number[]; done: boolean; reply: Promise<CompareReply> };
-  type Lane = { thread: CompareThread; data: Buffer; jobs: Job[] };
+  type Job = { c: number; slot: ChunkSlot; done: boolean; reply: Promise<CompareReply> };
+  type Lane = { thread: CompareThread; jobs: Job[] };
   const lanes: Lane[] = [];
   if (chunks >= THREAD_CHUNKS && !vol.file.overlaid) {
     for (let t = 0; t < threads; t++) {
-      const thread = CompareThread.start({ imageFd: reader.fd, volumeFd: vol.file.fd, blockSize: bs, dataStart: vol.layout.dataStart, chunkBytes });
-      if (thread) lanes.push({ thread, data: Buffer.allocUnsafeSlow(chunkBytes), jobs: [] });
+      const thread = CompareThread.start({ imageFd: reader.fd, volumeFd: vol.file.fd, blockSize: bs, dataStart: vol.layout.dataStart });
+      if (thread) lanes.push({ thread, jobs: [] });
     }
   }
   let next = 0;
@@ -139,16 +140,15 @@ async function* comparedChunks(vol: Volume, source: ImageSource, chunkBytes: num
     while (next < chunks && lane.jobs.length < JOBS_PER_THREAD) {
       const c = next++;
       const { pos, bytes, lbn, n } = chunk(c);
-      const olds = new Array<number>(n);
-      lookUp(vol, { olds }, lbn, n);
-      const job: Job = { c, olds, done: false, reply: lane.thread.compare(pos, bytes, n, olds) };
+      const slot = slots.take();
+      lookUp(vol, slot.olds, lbn, n);
+      const job: Job = { c, slot, done: false, reply: lane.thread.compare(pos, bytes, n, slot) };
       job.reply.then(() => (job.done = true), () => (job.done = true));
       lane.jobs.push(job);
     }
   };
   const busy = () => lanes.some((l) => l.jobs.length > 0);
   try {
-    frame.data = Buffer.allocUnsafeSlow(chunkBytes);
     for (const lane of lanes) give(lane);
     while (next < chunks || busy()) {
       if (busy()) await new Promise(setImmediate); // lets the threads' answers in
@@ -158,16 +158,15 @@ async function* comparedChunks(vol: Volume, source: ImageSource, chunkBytes: num
         const job = lane.jobs.shift()!;
         const reply = await job.reply;
         if ('error' in reply) throw compareError(reply.error, reply.error.side === 'image' ? source.name : vol.path);
-        const blocks = Buffer.from(reply.blocks);
-        reply.plan.changed.forEach((k, i) => blocks.copy(lane.data, k * bs, i * bs, (i + 1) * bs));
         const { bytes, lbn, n } = chunk(job.c);
-        yield { lbn, n, bytes, frame: { data: lane.data, olds: job.olds }, plan: reply.plan };
+        yield { lbn, n, bytes, slot: job.slot, plan: reply.plan };
         give(lane);
         continue;
       }
       const { pos, bytes, lbn, n } = chunk(next++);
-      lookUp(vol, frame, lbn, n);
-      yield { lbn, n, bytes, frame, plan: planChunk(disk, frame, n, scratch, fileFetch((p, b) => reader.read(p, b), seg, bs, pos, bytes)) };
+      const slot = slots.take();
+      lookUp(vol, slot.olds, lbn, n);
+      yield { lbn, n, bytes, slot, plan: planChunk(disk, slot.olds, n, scratch, fileFetch((p, b) => reader.read(p, b), seg, bs, pos, bytes), slot.out) };
     }
   } finally {
     for (const lane of lanes) {
@@ -232,15 +231,18 @@ async function planImport(vol: Volume, source: ImageSource, progress: Progress, 
   const plan: ImportPlan = { changed: [], zeroed: [], unchanged: 0, bytes: 0, blocks: 0, need: 0 };
   const leaves = new Set<number>();
   const leafSpan = bs / 8;
-  for await (const { lbn, n, bytes, frame, plan: p } of comparedChunks(vol, source, chunkBytes, tuning.threads)) {
+  const slots = new ChunkSlots(chunkBytes / bs, bs);
+  for await (const { lbn, n, bytes, plan: p, slot } of comparedChunks(vol, source, chunkBytes, slots, tuning.threads)) {
+    const olds = slot.olds;
     for (const k of p.changed) {
       plan.changed.push(lbn + k);
       leaves.add(Math.floor((lbn + k) / leafSpan));
     }
     for (const k of p.zeroed) {
-      plan.zeroed.push([lbn + k, frame.olds[k]]);
+      plan.zeroed.push([lbn + k, olds[k]]);
       leaves.add(Math.floor((lbn + k) / leafSpan));
     }
+    slots.give(slot); // only the plan is kept
     plan.unchanged += p.unchanged;
     plan.bytes += bytes;
     plan.blocks += n;
@@ -251,12 +253,13 @@ async function planImport(vol: Volume, source: ImageSource, progress: Progress, 
 }
 
 /** Writes a planned import: reads only the changed blocks back from the source. */
-function applyPlan(vol: Volume, source: ImageSource, plan: ImportPlan, result: ImportResult, progress: Progress): void {
+async function applyPlan(vol: Volume, source: ImageSource, plan: ImportPlan, writes: WriteBehind, result: ImportResult, progress: Progress): Promise<void> {
   const bs = vol.blockSize;
   const zero = Buffer.alloc(bs);
   for (const [lbn, vbn] of plan.zeroed) vol.writeLogical(lbn, zero, { vbn, zero: true });
   const maxRun = Math.max(1, Math.floor(CHUNK_BYTES / bs));
   const buf = Buffer.alloc(maxRun * bs);
+  const whole = Array.from({ length: maxRun }, (_, k) => k);
   const reader = source.openReader!();
   try {
     let i = 0;
@@ -265,9 +268,10 @@ function applyPlan(vol: Volume, source: ImageSource, plan: ImportPlan, result: I
       while (j < plan.changed.length && j - i < maxRun && plan.changed[j] === plan.changed[j - 1] + 1) j++;
       const first = plan.changed[i];
       const data = buf.subarray(0, (j - i) * bs);
+      await writes.written(); // the last run's writes are out of buf
       data.fill(0, reader.read(first * bs, data));
       const olds = Array.from({ length: j - i }, (_, k) => vol.map.lookup(first + k));
-      writeChanged(vol, first, data, olds, olds.map((_, k) => k));
+      await writeChanged(vol, writes, first, data, olds, whole.slice(0, j - i));
       i = j;
       progress.update(i * bs);
     }
@@ -318,18 +322,23 @@ export async function importImage(vol: Volume, source: ImageSource, progress: Pr
   }
   const chunkBytes = chunkBytesOf(bs, tuning);
   const result: ImportResult = { bytes: 0, blocks: 0, changedBlocks: 0, unchangedBlocks: 0, unmappedBlocks: 0, generation: 0 };
+  // block data is written behind, on new VBNs only, while the next chunks are compared;
+  // the CP's sync comes after every write is done
+  const writes = new WriteBehind(vol.file);
+  const slots = new ChunkSlots(chunkBytes / bs, bs);
   let end = 0;
   try {
     if (plan) {
       progress.start('writing', plan.changed.length * bs, 'bytes');
-      applyPlan(vol, source, plan, result, progress);
+      await applyPlan(vol, source, plan, writes, result, progress);
       end = plan.blocks;
     } else progress.start('importing', source.size ?? 0, 'bytes');
 
-    if (!plan) for await (const { lbn, n, bytes, frame, plan } of comparedChunks(vol, source, chunkBytes, tuning.threads)) {
-      const { data, olds } = frame;
-      for (const k of plan.zeroed) vol.writeLogical(lbn + k, data.subarray(k * bs, (k + 1) * bs), { vbn: olds[k], zero: true });
-      writeChanged(vol, lbn, data, olds, plan.changed);
+    const zero = Buffer.alloc(bs);
+    if (!plan) for await (const { lbn, n, bytes, plan, slot } of comparedChunks(vol, source, chunkBytes, slots, tuning.threads)) {
+      for (const k of plan.zeroed) vol.writeLogical(lbn + k, zero, { vbn: slot.olds[k], zero: true });
+      await writeChanged(vol, writes, lbn, slot.out, slot.olds, plan.changed);
+      writes.written().then(() => slots.give(slot), () => undefined); // reused once its writes are done
       result.changedBlocks += plan.changed.length;
       result.unchangedBlocks += plan.unchanged;
       result.unmappedBlocks += plan.zeroed.length;
@@ -341,12 +350,13 @@ export async function importImage(vol: Volume, source: ImageSource, progress: Pr
     // the disk beyond the image reads as zeros
     const tail: Array<[number, number]> = [];
     vol.map.walkRange(end, vol.logicalBlocks, (l, v) => tail.push([l, v]));
-    const zero = Buffer.alloc(bs);
     for (const [l, v] of tail) vol.writeLogical(l, zero, { vbn: v, zero: true });
     result.unmappedBlocks += tail.length;
     result.unchangedBlocks += vol.logicalBlocks - end - tail.length;
+    await writes.drain();
     vol.commit();
   } catch (err) {
+    await writes.settle(); // nothing of ours is still being written when the volume gives up
     vol.abort();
     throw err;
   } finally {
@@ -356,36 +366,39 @@ export async function importImage(vol: Volume, source: ImageSource, progress: Pr
   return result;
 }
 
-/** Writes the changed blocks of a chunk to new VBNs, gathering consecutive VBNs into one write. */
-function writeChanged(vol: Volume, lbn: number, data: Buffer, olds: ArrayLike<number>, changed: number[]): void {
+/**
+ * Writes the changed blocks of a chunk (`blocks` holds them packed, in `changed`'s order)
+ * to new VBNs, behind: a run of consecutive new VBNs is one write.
+ */
+async function writeChanged(vol: Volume, writes: WriteBehind, lbn: number, blocks: Buffer, olds: ArrayLike<number>, changed: number[]): Promise<void> {
   const bs = vol.blockSize;
-  let runStart = -1;
-  let runVbn = 0;
-  let bufs: Buffer[] = [];
-  const flush = () => {
-    if (bufs.length) vol.file.writev(bufs, vol.layout.vbnOffset(runStart));
-    bufs = [];
+  let from = 0; // the run: blocks from.. go to VBNs vbn..
+  let vbn = 0;
+  let count = 0;
+  const flush = async () => {
+    if (count > 0) await writes.write(blocks.subarray(from * bs, (from + count) * bs), vol.layout.vbnOffset(vbn));
+    count = 0;
   };
-  for (const k of changed) {
-    const block = data.subarray(k * bs, (k + 1) * bs);
+  for (let i = 0; i < changed.length; i++) {
+    const k = changed[i];
     const old = olds[k];
     if (old !== 0 && vol.isFresh(old)) {
-      vol.writeBlock(old, block);
+      // written since the last CP: in place, after whatever is still being written there
+      await flush();
+      await writes.written();
+      vol.writeBlock(old, blocks.subarray(i * bs, (i + 1) * bs));
       continue;
     }
-    const vbn = vol.allocate();
-    if (bufs.length && vbn === runVbn + 1 && bufs.length < 1024) {
-      bufs.push(block);
-      runVbn = vbn;
-    } else {
-      flush();
-      runStart = vbn;
-      runVbn = vbn;
-      bufs.push(block);
+    const v = vol.allocate();
+    if (count === 0 || v !== vbn + count) {
+      await flush();
+      from = i;
+      vbn = v;
     }
-    vol.map.set(lbn + k, vbn);
+    count++;
+    vol.map.set(lbn + k, v);
     if (old !== 0) vol.release(old);
     else vol.noteMapped(1);
   }
-  flush();
+  await flush();
 }

@@ -1,9 +1,10 @@
 // Writes of block data that need not be done before the caller goes on: they run on
-// libuv's threads while the caller parses and checks what comes next, with a bound on the
+// libuv's threads while the caller reads and compares what comes next, with a bound on the
 // bytes in flight; written() tells when those started so far are done (before a sync
-// that acknowledges them). For data that lands only on VBNs the volume's last CP does not use
-// (restore, mirror transfers): nothing reads them back before the CP, whose sync comes
-// after drain(). The buffers given must not change until drain() returns.
+// that acknowledges them, or before their buffer is reused). For data that lands only on
+// VBNs the volume's last CP does not use (import, restore, mirror transfers): nothing
+// reads them back before the CP, whose sync comes after drain(). A buffer given must not
+// change until written() says its write is done.
 import fs from 'node:fs';
 import { fromSystemError } from '../errors.js';
 import type { BlockFile } from './block-file.js';
