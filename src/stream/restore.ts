@@ -49,7 +49,7 @@ function checkFits(vol: Volume, h: StreamHeader, name: string): void {
   }
 }
 
-async function applyStream(vol: Volume, header: StreamHeader, records: AsyncGenerator<import('./stream-reader.js').StreamRecord>, name: string, progress: Progress): Promise<RestoredStream> {
+async function applyStream(vol: Volume, header: StreamHeader, records: AsyncGenerator<import('./stream-reader.js').StreamRecord>, writes: WriteBehind, name: string, progress: Progress): Promise<RestoredStream> {
   const bs = vol.blockSize;
   const existing = new Map(vol.snapshots().map((s) => [s.id, s] as const));
   const incoming = header.snapshots.filter((s) => !existing.has(s.id));
@@ -93,7 +93,6 @@ async function applyStream(vol: Volume, header: StreamHeader, records: AsyncGene
     occupied.mark(v);
     return true;
   };
-  const writes = new WriteBehind(vol.file);
   let complete = false;
   progress.start(`restoring ${header.top.name}`, header.image.bytes, 'bytes');
   try {
@@ -173,8 +172,8 @@ async function applyStream(vol: Volume, header: StreamHeader, records: AsyncGene
   }
 }
 
-async function firstHeader(s: SourceStream): Promise<{ header: StreamHeader; records: AsyncGenerator<import('./stream-reader.js').StreamRecord> }> {
-  const records = readImageStream(s.bytes, s.name);
+async function firstHeader(s: SourceStream, release: (buf: Buffer) => void): Promise<{ header: StreamHeader; records: AsyncGenerator<import('./stream-reader.js').StreamRecord> }> {
+  const records = readImageStream(s.bytes, s.name, release);
   const first = await records.next();
   if (first.done || first.value.type !== 'header') throw new CorruptError(`${s.name}: no stream header`);
   return { header: first.value.header, records };
@@ -189,7 +188,10 @@ export async function restoreStreams(sources: StreamSource[], volumePath: string
   try {
     for (const src of sources) {
       for await (const s of src.streams()) {
-        const { header, records } = await firstHeader(s);
+        // block data is written behind, straight from the stream's read buffers: the source
+        // reads into one again once the writes from it are done
+        let writes: WriteBehind | null = null;
+        const { header, records } = await firstHeader(s, (buf) => s.recycle?.(buf, writes?.written() ?? Promise.resolve()));
         if (!vol) {
           if (!fs.existsSync(volumePath)) {
             tmp = createForStream(volumePath, header, s.name);
@@ -199,7 +201,8 @@ export async function restoreStreams(sources: StreamSource[], volumePath: string
             checkFits(vol, header, s.name);
           }
         } else checkFits(vol, header, s.name);
-        const r = await applyStream(vol, header, records, s.name, progress);
+        writes = new WriteBehind(vol.file);
+        const r = await applyStream(vol, header, records, writes, s.name, progress);
         result.streams.push(r);
         result.blocks += r.blocks;
         result.bytes += r.bytes;

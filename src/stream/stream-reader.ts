@@ -37,16 +37,29 @@ export type StreamRecord =
   | { type: 'mapdelta'; nodes: MapDelta[] }
   | { type: 'trailer'; trailer: StreamTrailer; streamBytes: number };
 
-/** Pulls exact byte counts out of an async iterable of chunks. */
+/**
+ * Pulls exact byte counts out of an async iterable of chunks. The chunks read to their
+ * end go to `release` when the caller says every view of them it took is done with.
+ */
 class ByteReader {
   private readonly it: AsyncIterator<Buffer>;
   private bufs: Buffer[] = [];
+  private consumed: Buffer[] = [];
   private have = 0;
   private ended = false;
   offset = 0;
 
-  constructor(src: AsyncIterable<Buffer>) {
+  constructor(src: AsyncIterable<Buffer>, private readonly release?: (buf: Buffer) => void) {
     this.it = src[Symbol.asyncIterator]();
+  }
+
+  private done(buf: Buffer): void {
+    if (this.release) this.consumed.push(buf);
+  }
+
+  /** The caller is done with every view it has taken so far: the chunks read to their end go to `release`. */
+  viewsDone(): void {
+    for (const buf of this.consumed.splice(0)) this.release!(buf);
   }
 
   /** Exactly n bytes, or null when the stream ended before (then `short` holds what was there). */
@@ -64,7 +77,7 @@ class ByteReader {
     if (this.bufs[0].length >= n) {
       out = this.bufs[0].subarray(0, n);
       this.bufs[0] = this.bufs[0].subarray(n);
-      if (this.bufs[0].length === 0) this.bufs.shift();
+      if (this.bufs[0].length === 0) this.done(this.bufs.shift()!);
     } else {
       out = Buffer.allocUnsafe(n);
       let o = 0;
@@ -73,7 +86,7 @@ class ByteReader {
         const take = Math.min(b.length, n - o);
         b.copy(out, o, 0, take);
         o += take;
-        if (take === b.length) this.bufs.shift();
+        if (take === b.length) this.done(this.bufs.shift()!);
         else this.bufs[0] = b.subarray(take);
       }
     }
@@ -96,8 +109,13 @@ class ByteReader {
   }
 }
 
-export async function* readImageStream(src: AsyncIterable<Buffer>, name: string): AsyncGenerator<StreamRecord> {
-  const bytes = new ByteReader(src);
+/**
+ * The records of a stream, checked. Records are views into the chunks `src` gives;
+ * `release` gets each chunk once the records from it have been handed out and the
+ * consumer has asked for the next one (so it is done with them, or has passed them on).
+ */
+export async function* readImageStream(src: AsyncIterable<Buffer>, name: string, release?: (buf: Buffer) => void): AsyncGenerator<StreamRecord> {
+  const bytes = new ByteReader(src, release);
   const hash = createHash('sha256');
   const decompressor = new Decompressor();
   const fail = (what: string, hint?: string): never => {
@@ -127,6 +145,7 @@ export async function* readImageStream(src: AsyncIterable<Buffer>, name: string)
     let planeRecords = 0;
     let mapDeltaNodes = 0;
     for (;;) {
+      bytes.viewsDone(); // the last record's consumer asked for this one
       const at = bytes.offset;
       const fb = await bytes.read(FRAME_BYTES);
       if (!fb) return incomplete(bytes.offset === at && (await bytes.atEnd()) ? `after record ${records} without a trailer` : `inside the frame of record ${records + 1}`);

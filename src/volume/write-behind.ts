@@ -11,6 +11,12 @@ import type { BlockFile } from './block-file.js';
 
 const MAX_IN_FLIGHT = 32 << 20;
 
+/**
+ * Fault injection for tests: IMGSTREAM_SLOW_WRITES=<ms> starts every write that late, so
+ * a buffer changed before its write is done shows in what lands on the disk.
+ */
+const SLOW_WRITES_MS = Number(process.env.IMGSTREAM_SLOW_WRITES ?? 0) || 0;
+
 export class WriteBehind {
   private inFlight = 0;
   private failure: Error | null = null;
@@ -30,7 +36,8 @@ export class WriteBehind {
     this.inFlight += buf.length;
     const seq = this.started++;
     this.running.add(seq);
-    this.writeAll(buf, 0, position, seq);
+    if (SLOW_WRITES_MS > 0) setTimeout(() => this.writeAll(buf, 0, position, seq), SLOW_WRITES_MS);
+    else this.writeAll(buf, 0, position, seq);
   }
 
   /**

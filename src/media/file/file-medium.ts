@@ -82,18 +82,36 @@ export function fsyncUnlessUnsupported(fd: number): void {
 
 const READ_BYTES = 4 << 20;
 
-export async function* readFileBytes(file: string): AsyncGenerator<Buffer> {
+/** A file's bytes, read ahead into buffers the consumer may give back (see SourceStream.recycle). */
+export function fileBytes(file: string): Pick<SourceStream, 'bytes' | 'recycle'> {
+  const ours = new WeakSet<ArrayBufferLike>();
+  const free: Buffer[] = [];
+  const take = () => {
+    const buf = free.pop() ?? Buffer.allocUnsafeSlow(READ_BYTES);
+    ours.add(buf.buffer);
+    return buf;
+  };
+  return {
+    bytes: readFileBytes(file, take),
+    recycle(buf, after) {
+      const whole = buf.buffer;
+      if (ours.delete(whole)) after.then(() => free.push(Buffer.from(whole, 0, READ_BYTES)), () => undefined);
+    },
+  };
+}
+
+export async function* readFileBytes(file: string, take: () => Buffer = () => Buffer.allocUnsafe(READ_BYTES)): AsyncGenerator<Buffer> {
   let fh: fs.promises.FileHandle;
   try {
     fh = await fs.promises.open(file, 'r');
   } catch (err) {
     throw fromSystemError(err, file, 'opening the stream');
   }
-  // a fresh buffer per read (the stream reader hands out records as views into it), the
-  // next read already running on the thread pool while this one is consumed
+  // a buffer per read that nobody else uses (the stream reader hands out records as views
+  // into it), the next read already running on the thread pool while this one is consumed
   const readNext = () => {
-    const buf = Buffer.allocUnsafe(READ_BYTES);
-    return fh.read(buf, 0, READ_BYTES, null).then(
+    const buf = take();
+    return fh.read(buf, 0, buf.length, null).then(
       (r) => buf.subarray(0, r.bytesRead),
       (err) => Promise.reject(fromSystemError(err, file, 'reading the stream')),
     );
@@ -122,7 +140,7 @@ export function fileSource(file: string): StreamSource {
   return {
     description: `file ${file}`,
     async *streams(): AsyncGenerator<SourceStream> {
-      yield { name: `file ${file}`, position: { kind: 'file', location: path.resolve(file) }, bytes: readFileBytes(file) };
+      yield { name: `file ${file}`, position: { kind: 'file', location: path.resolve(file) }, ...fileBytes(file) };
     },
   };
 }
