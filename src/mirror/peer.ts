@@ -17,6 +17,7 @@ export function mirrorChannel(ch: PeerChannel): MirrorChannel {
   return {
     send: (msg, payload, payloadCrc, owned) => (owned && payload ? ch.sendOwned(msg, payload, payloadCrc, typeof owned === 'function' ? owned : undefined) : ch.send(msg, payload, payloadCrc)),
     receive: () => ch.receive(),
+    recycle: (payload, after) => ch.recycle(payload, after),
     close: () => void ch.close(),
     get bytesSent() {
       return ch.bytesSent;

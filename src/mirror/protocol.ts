@@ -46,6 +46,8 @@ export interface MirrorChannel {
   send(msg: Record<string, unknown>, payload?: Buffer, payloadCrc?: number, owned?: boolean | (() => void)): Promise<void>;
   /** The next message; null when the other side ended the conversation. `payloadCrc`, when given, is the payload's crc32, checked on arrival. */
   receive(): Promise<{ msg: Record<string, unknown>; payload: Buffer | null; payloadCrc?: number | null } | null>;
+  /** The caller is done with a payload receive() gave once `after` resolves (see PeerChannel.recycle); channels that allocate each payload leave it out. */
+  recycle?(payload: Buffer, after: Promise<void>): void;
   close(): void;
   readonly bytesSent: number;
 }

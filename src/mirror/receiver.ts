@@ -408,6 +408,7 @@ async function applyTransfer(volPath: string, ch: MirrorChannel, plan: TransferP
         bytes += vbns.length * bs;
       }
       next++;
+      ch.recycle?.(m.payload, writes.written()); // its block data may still be being written from it
       if (ackFailure) throw ackFailure;
       if (!ghost) {
         sinceAck += m.payload.length;

@@ -68,6 +68,7 @@ export function rateLimited(ch: MirrorChannel, bytesPerSecond: number): MirrorCh
       return ch.send(msg, payload);
     },
     receive: () => ch.receive(),
+    recycle: ch.recycle?.bind(ch),
     close: () => ch.close(),
     get bytesSent() {
       return ch.bytesSent;

@@ -60,11 +60,24 @@ export interface PeerChannel {
    * timeout. Messages that arrived before a failure are still delivered first.
    */
   receive(): Promise<PeerMessage | null>;
+  /**
+   * The caller is done with a payload receive() gave once `after` resolves: the channel
+   * may read a later payload into its memory then, instead of allocating (a 1 MiB payload
+   * gathered from socket chunks into a fresh buffer each time costs a full mirror
+   * seconds of garbage collection).
+   */
+  recycle(payload: Buffer, after: Promise<void>): void;
   /** Sends what is queued, closes our side, and waits briefly for the other to close. Never throws. */
   close(): Promise<void>;
   /** Cuts the connection now; pending and later calls reject with `err` (or "closed"). */
   destroy(err?: Error): void;
 }
+
+/** Payloads at least this large that span socket chunks are gathered into reusable buffers... */
+const SPARE_MIN_BYTES = 64 << 10;
+/** ... of this granularity, at most this many kept. */
+const SPARE_GRAIN = 64 << 10;
+const MAX_SPARES = 64;
 
 /** Complete messages held before the socket is paused. */
 const HIGH_WATER_BYTES = 8 << 20;
@@ -97,6 +110,9 @@ export class FramedChannel implements PeerChannel {
   private readonly limiter: RateLimiter;
   private inbox: Buffer[] = [];
   private inboxBytes = 0;
+  /** Buffers given back for payloads (recycle), and those lent out in payloads. */
+  private readonly spares: Buffer[] = [];
+  private readonly lent = new WeakSet<ArrayBufferLike>();
   private prefix: FramePrefix | null = null;
   private preambleWanted: boolean;
   private preamble: Buffer | null = null;
@@ -285,7 +301,7 @@ export class FramedChannel implements PeerChannel {
       else this.inbox[0] = first.subarray(n);
       return first.subarray(0, n);
     }
-    const out = Buffer.allocUnsafe(n);
+    const out = n >= SPARE_MIN_BYTES ? this.spare(n) : Buffer.allocUnsafe(n);
     let o = 0;
     while (o < n) {
       const b = this.inbox[0];
@@ -296,6 +312,26 @@ export class FramedChannel implements PeerChannel {
       else this.inbox[0] = b.subarray(k);
     }
     return out;
+  }
+
+  /** n bytes of a buffer given back by recycle(), or of a new one it may take later. */
+  private spare(n: number): Buffer {
+    const size = Math.ceil(n / SPARE_GRAIN) * SPARE_GRAIN;
+    const i = this.spares.findIndex((b) => b.length === size);
+    const buf = i >= 0 ? this.spares.splice(i, 1)[0] : Buffer.allocUnsafeSlow(size);
+    this.lent.add(buf.buffer);
+    return buf.subarray(0, n);
+  }
+
+  recycle(payload: Buffer, after: Promise<void>): void {
+    const whole = payload.buffer;
+    if (payload.byteOffset !== 0 || !this.lent.delete(whole)) return; // a view of a socket chunk, or given back already
+    after.then(
+      () => {
+        if (this.spares.length < MAX_SPARES) this.spares.push(Buffer.from(whole));
+      },
+      () => undefined,
+    );
   }
 
   private onEnd(): void {

@@ -30,11 +30,11 @@ interface Daemon {
 }
 
 /** `imgstream serve peer` as a user runs it, with this test's state and lock directories. */
-async function daemon(name: string, extra: string[] = []): Promise<Daemon> {
+async function daemon(name: string, extra: string[] = [], extraEnv: Record<string, string> = {}): Promise<Daemon> {
   const dir = at(name);
   fs.mkdirSync(dir, { recursive: true });
   const child = spawn(process.execPath, [CLI_BIN, 'serve', 'peer', '--root', dir, '--listen', '127.0.0.1:0', '--token-file', token(), ...(extra.length ? extra : ['--plain']), '--json'], {
-    env: { ...process.env, ...env, NODE_ENV: '' },
+    env: { ...process.env, ...env, ...extraEnv, NODE_ENV: '' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const done = finished(child, 900_000);
@@ -101,7 +101,8 @@ beforeAll(() => {
 
 describe('mirroring through peer daemons', () => {
   it('rounds of writes, snapshots and deletions, each followed by an update and a comparison of every snapshot', async () => {
-    const d = await daemon('peer-rounds');
+    // its writes start late, so a payload buffer read into again before they are done shows
+    const d = await daemon('peer-rounds', [], { IMGSTREAM_SLOW_WRITES: '20' });
     try {
       const src = at('rounds.vol');
       cli(['volume', 'create', src, '--size', `${(BLOCKS * BS) >> 20}M`, '--volume-size', '64M', '--max-snapshots', '16']);

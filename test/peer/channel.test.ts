@@ -264,6 +264,35 @@ describe.skipIf(!hasOpenssl)('peer channel', () => {
     await ch.close();
   });
 
+  it('reads payloads into memory given back only once the caller is done with it (recycle)', async () => {
+    const count = 48;
+    const ch = await open(tlsUrl(), withCa(), { op: 'test.flood', count, size: 1 << 20 });
+    const held: Buffer[] = [];
+    const backings = new Set<ArrayBufferLike>();
+    for (let i = 0; i < count; i++) {
+      const m = await ch.receive();
+      const p = m!.payload!;
+      expect(p.readUInt32LE(0)).toBe(i);
+      expect(p[100]).toBe(i & 0xff);
+      if (i < count / 2) {
+        held.push(p); // never given back: must never change
+        ch.recycle(p, new Promise<void>(() => {}));
+      } else {
+        backings.add(p.buffer);
+        ch.recycle(p, Promise.resolve());
+        await new Promise((r) => setImmediate(r));
+      }
+    }
+    expect((await ch.receive())?.msg).toEqual({ end: true });
+    held.forEach((p, i) => {
+      expect(p.readUInt32LE(0), `held payload ${i}`).toBe(i);
+      expect(p.subarray(4).every((b) => b === (i & 0xff)), `held payload ${i}`).toBe(true);
+    });
+    // payloads given back were read into again: a few buffers served the second half
+    expect(backings.size).toBeLessThan(count / 4);
+    await ch.close();
+  });
+
   it('limits the rate of what a client sends', async () => {
     const ch = await open(tlsUrl(), { ...withCa(), limitRate: 1 << 20 }, { op: 'test.echo' });
     const started = performance.now();
