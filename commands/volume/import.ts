@@ -5,7 +5,7 @@ import { formatSize } from '../../src/size.js';
 
 export default class VolumeImport extends ImgstreamCommand {
   static override summary = 'Make the logical disk equal to a raw image, writing only changed blocks.';
-  static override description = `Reads a raw image (a file, a block device, or stdin with "-") and compares it block by block with the logical disk: only blocks whose content differs are written (to free blocks: write-anywhere), all-zero blocks are unmapped (thin), and the disk past the end of the image reads as zeros. The import ends in one consistency point, so an interrupted import leaves the volume exactly as it was. An image file is compared by this thread and a worker thread per other core.`;
+  static override description = `Reads a raw image (a file, a block device, or stdin with "-") and compares it block by block with the logical disk: only blocks whose content differs are written (to free blocks: write-anywhere), all-zero blocks are unmapped (thin), and the disk past the end of the image reads as zeros. The import ends in one consistency point, so an interrupted import leaves the volume exactly as it was. An image file is compared by this thread and a worker thread per other core; changed blocks are written behind on I/O threads while the next chunks are compared.`;
   static override examples = [
     '<%= config.bin %> volume import vm.vol --from disk.raw',
     'qemu-img convert -O raw disk.qcow2 /dev/stdout | <%= config.bin %> volume import vm.vol --from -',

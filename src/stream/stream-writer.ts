@@ -41,7 +41,13 @@ export class ImageStreamWriter {
   private readonly pool: CompressPool;
   private readonly features: number;
   private readonly spares: Buffer[] = [];
-  private readonly pending: Pending[] = [];
+  /**
+   * Records being encoded and written, oldest first: each is written by a chain behind the
+   * caller, who goes on reading the next while the medium takes the last; each settles
+   * once written (or with the first failure, after which nothing more is written).
+   */
+  private readonly inflight: Array<Promise<void>> = [];
+  private chain: Promise<void> = Promise.resolve();
   private readonly maxPending: number;
   private bytes = 0;
   private records = 0;
@@ -104,14 +110,17 @@ export class ImageStreamWriter {
   }
 
   private async enqueue(type: RecordType, flags: number, raw: Buffer): Promise<void> {
-    const rawLength = raw.length;
-    this.pending.push({ type, flags, rawLength, stored: this.pool.encode(raw) });
+    const p: Pending = { type, flags, rawLength: raw.length, stored: this.pool.encode(raw) };
+    p.stored.catch(() => undefined); // awaited by the chain, unless a write failed before
     this.records++;
-    while (this.pending.length > this.maxPending) await this.drainOne();
+    const written = this.chain.then(() => this.writeRecord(p));
+    written.catch(() => undefined); // awaited below, by finish() or by abort()
+    this.chain = written;
+    this.inflight.push(written);
+    while (this.inflight.length > this.maxPending) await this.inflight.shift();
   }
 
-  private async drainOne(): Promise<void> {
-    const p = this.pending.shift()!;
+  private async writeRecord(p: Pending): Promise<void> {
     const encoded = await p.stored;
     const { stored, compressed, crc, spare } = encoded;
     const flags = compressed ? p.flags | FLAG_ZSTD : p.flags;
@@ -131,7 +140,7 @@ export class ImageStreamWriter {
 
   /** Writes the trailer and completes the stream on its medium. */
   async finish(): Promise<{ trailer: StreamTrailer; position: MediaPosition; streamBytes: number }> {
-    while (this.pending.length) await this.drainOne();
+    while (this.inflight.length) await this.inflight.shift();
     const trailer: StreamTrailer = {
       records: this.records,
       dataBlocks: this.dataBlocks,
@@ -151,8 +160,7 @@ export class ImageStreamWriter {
   }
 
   async abort(): Promise<void> {
-    await Promise.allSettled(this.pending.map((p) => p.stored));
-    this.pending.length = 0;
+    await Promise.allSettled(this.inflight.splice(0)); // nothing of ours is still being written
     await this.pool.close();
     await this.target.abort();
   }

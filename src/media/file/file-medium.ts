@@ -26,19 +26,22 @@ export function fileTarget(file: string, opts: { force?: boolean } = {}): Stream
     throw fromSystemError(err, file, 'creating the target');
   }
   let closed = false;
+  let offset = 0;
   // after a failed write the stream has a hole: every later write and finish() fail too
   let failed: Error | null = null;
   return {
     description: `file ${file}`,
     async write(data) {
       if (failed) throw failed;
+      // on libuv's threads: the dump reads and compresses the next records meanwhile
       let done = 0;
       try {
-        while (done < data.length) done += fs.writeSync(fd, data, done, data.length - done);
+        while (done < data.length) done += await writeAt(fd, data, done, offset + done);
       } catch (err) {
         failed = fromSystemError(err, file, 'writing the stream');
         throw failed;
       }
+      offset += done;
     },
     async finish(): Promise<MediaPosition> {
       if (failed) throw failed;
@@ -68,6 +71,11 @@ export function fileTarget(file: string, opts: { force?: boolean } = {}): Stream
       if (!device) fs.rmSync(partial, { force: true });
     },
   };
+}
+
+/** One write of data[from..] at `position`, on libuv's threads: the bytes written. */
+function writeAt(fd: number, data: Buffer, from: number, position: number): Promise<number> {
+  return new Promise((resolve, reject) => fs.write(fd, data, from, data.length - from, position, (err, n) => (err ? reject(err) : resolve(n))));
 }
 
 /** fsync, except where the file cannot be synced (a character device such as /dev/null). */
