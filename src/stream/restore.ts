@@ -201,7 +201,7 @@ export async function restoreStreams(sources: StreamSource[], volumePath: string
             checkFits(vol, header, s.name);
           }
         } else checkFits(vol, header, s.name);
-        writes = new WriteBehind(vol.file);
+        writes = new WriteBehind(vol.file, { writeback: true }); // ends in a CP
         const r = await applyStream(vol, header, records, writes, s.name, progress);
         result.streams.push(r);
         result.blocks += r.blocks;

@@ -324,7 +324,7 @@ export async function importImage(vol: Volume, source: ImageSource, progress: Pr
   const result: ImportResult = { bytes: 0, blocks: 0, changedBlocks: 0, unchangedBlocks: 0, unmappedBlocks: 0, generation: 0 };
   // block data is written behind, on new VBNs only, while the next chunks are compared;
   // the CP's sync comes after every write is done
-  const writes = new WriteBehind(vol.file);
+  const writes = new WriteBehind(vol.file, { writeback: true }); // ends in a CP
   const slots = new ChunkSlots(chunkBytes / bs, bs);
   let end = 0;
   try {

@@ -7,6 +7,7 @@
 // change until written() says its write is done.
 import fs from 'node:fs';
 import { fromSystemError } from '../errors.js';
+import { EarlyWriteback } from '../writeback.js';
 import type { BlockFile } from './block-file.js';
 
 const MAX_IN_FLIGHT = 32 << 20;
@@ -26,7 +27,15 @@ export class WriteBehind {
   private readonly running = new Set<number>();
   private barriers: Array<{ before: number; resolve: () => void }> = [];
 
-  constructor(private readonly file: BlockFile, private readonly maxBytes = MAX_IN_FLIGHT) {}
+  private readonly writeback: EarlyWriteback | null;
+
+  /** `opts.writeback`: start syncs as the writes go (see EarlyWriteback), for a caller that ends in a sync. */
+  constructor(private readonly file: BlockFile, opts: { maxBytes?: number; writeback?: boolean } = {}) {
+    this.maxBytes = opts.maxBytes ?? MAX_IN_FLIGHT;
+    this.writeback = opts.writeback ? new EarlyWriteback(file.fd) : null;
+  }
+
+  private readonly maxBytes: number;
 
   /** Starts writing `buf` at `position`; waits first while too much is in flight. Throws an earlier write's error. */
   async write(buf: Uint8Array, position: number): Promise<void> {
@@ -66,6 +75,7 @@ export class WriteBehind {
       if (err) this.failure ??= fromSystemError(err, this.file.path, 'writing');
       this.inFlight -= buf.length;
       this.running.delete(seq);
+      if (!err) this.writeback?.wrote(buf.length);
       if (this.barriers.length > 0) {
         const oldest = this.oldestRunning();
         const ready = this.barriers.filter((b) => b.before <= oldest);
@@ -80,10 +90,16 @@ export class WriteBehind {
   async drain(): Promise<void> {
     while (this.inFlight > 0) await new Promise<void>((r) => this.waiters.push(r));
     if (this.failure) throw this.failure;
+    try {
+      await this.writeback?.done();
+    } catch (err) {
+      throw (this.failure = fromSystemError(err, this.file.path, 'flushing'));
+    }
   }
 
   /** Waits for every write, ignoring errors (before giving up on the volume). */
   async settle(): Promise<void> {
     while (this.inFlight > 0) await new Promise<void>((r) => this.waiters.push(r));
+    await this.writeback?.done().catch(() => undefined);
   }
 }

@@ -3,10 +3,11 @@
 // after it, so what it acknowledges must be in the file by then).
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
 import { BlockFile } from '../../src/volume/block-file.js';
 import { WriteBehind } from '../../src/volume/write-behind.js';
 import { tempDir } from '../support/images.js';
+import { EarlyWriteback } from '../../src/writeback.js';
 
 const dir = tempDir('imgstream-wb-');
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
@@ -21,7 +22,7 @@ describe('write-behind', () => {
     fs.writeFileSync(file, Buffer.alloc(0));
     const bf = BlockFile.open(file, true);
     try {
-      const wb = new WriteBehind(bf, 4 << 20);
+      const wb = new WriteBehind(bf, { maxBytes: 4 << 20 });
       const piece = 1 << 20;
       for (let round = 0; round < 5; round++) {
         // several writes in flight at once, the bound forcing some to wait
@@ -63,6 +64,74 @@ describe('write-behind', () => {
       await wb.write(filled(4096, 1), 0);
       await expect(wb.written()).rejects.toMatchObject({ code: 'io' });
       await expect(wb.write(filled(4096, 1), 4096)).rejects.toMatchObject({ code: 'io' });
+    } finally {
+      bf.close();
+    }
+  });
+});
+
+describe('early writeback', () => {
+  afterEach(() => vi.restoreAllMocks());
+
+  /** fdatasync made to answer with `code` (or succeed) after a tick; the calls counted, and how many overlapped. */
+  function fakeSync(code?: string) {
+    const seen = { calls: 0, running: 0, most: 0 };
+    vi.spyOn(fs, 'fdatasync').mockImplementation(((_fd: number, cb: (err: NodeJS.ErrnoException | null) => void) => {
+      seen.calls++;
+      seen.most = Math.max(seen.most, ++seen.running);
+      setTimeout(() => {
+        seen.running--;
+        cb(code ? Object.assign(new Error(code), { code }) : null);
+      }, 5);
+    }) as typeof fs.fdatasync);
+    return seen;
+  }
+
+  it('syncs every so many bytes written, one sync at a time, and done() waits for the last', async () => {
+    const seen = fakeSync();
+    const wb = new EarlyWriteback(99, 1 << 20);
+    wb.wrote(600 << 10);
+    expect(seen.calls).toBe(0); // not enough yet
+    wb.wrote(600 << 10);
+    expect(seen.calls).toBe(1);
+    wb.wrote(4 << 20); // while that one runs: none more
+    expect(seen.calls).toBe(1);
+    await wb.done();
+    expect(seen.running).toBe(0);
+    wb.wrote(1 << 20);
+    await wb.done();
+    expect(seen.calls).toBe(2);
+    expect(seen.most).toBe(1);
+  });
+
+  it('reports a failed sync, and ignores a file that cannot be synced', async () => {
+    fakeSync('EIO');
+    const failing = new EarlyWriteback(99, 1);
+    failing.wrote(1);
+    await expect(failing.done()).rejects.toMatchObject({ code: 'EIO' });
+    vi.restoreAllMocks();
+    fakeSync('EINVAL');
+    const device = new EarlyWriteback(99, 1);
+    device.wrote(1);
+    await expect(device.done()).resolves.toBeUndefined();
+  });
+
+  it('a write-behind that syncs early leaves every byte in the file', async () => {
+    const file = path.join(dir, 'early.bin');
+    fs.writeFileSync(file, Buffer.alloc(0));
+    const bf = BlockFile.open(file, true);
+    try {
+      const syncs = vi.spyOn(fs, 'fdatasync'); // the real one, counted
+      const wb = new WriteBehind(bf, { writeback: true });
+      const piece = 4 << 20;
+      for (let k = 0; k < 40; k++) await wb.write(filled(piece, k + 1), k * piece); // 160 MiB: past one early sync
+      await wb.drain();
+      expect(syncs).toHaveBeenCalled();
+      const back = Buffer.alloc(piece);
+      for (let k = 0; k < 40; k++) {
+        bf.read(back, k * piece);
+        expect(back.every((b) => b === k + 1), `piece ${k}`).toBe(true);
+      }
     } finally {
       bf.close();
     }

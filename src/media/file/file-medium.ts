@@ -6,6 +6,7 @@ import path from 'node:path';
 import { ExistsError, InvalidInputError, fromSystemError } from '../../errors.js';
 import type { MediaPosition, SourceStream, StreamSource, StreamTarget } from '../medium.js';
 import { removeStaleTemp } from '../stale-temp.js';
+import { EarlyWriteback } from '../../writeback.js';
 
 export function fileTarget(file: string, opts: { force?: boolean } = {}): StreamTarget {
   let st: fs.Stats | null = null;
@@ -27,6 +28,7 @@ export function fileTarget(file: string, opts: { force?: boolean } = {}): Stream
   }
   let closed = false;
   let offset = 0;
+  const writeback = new EarlyWriteback(fd); // the disk writes while the dump goes on: finish()'s fsync finds little left
   // after a failed write the stream has a hole: every later write and finish() fail too
   let failed: Error | null = null;
   return {
@@ -42,10 +44,12 @@ export function fileTarget(file: string, opts: { force?: boolean } = {}): Stream
         throw failed;
       }
       offset += done;
+      writeback.wrote(done);
     },
     async finish(): Promise<MediaPosition> {
       if (failed) throw failed;
       try {
+        await writeback.done();
         fsyncUnlessUnsupported(fd);
         fs.closeSync(fd);
         closed = true;
@@ -61,6 +65,7 @@ export function fileTarget(file: string, opts: { force?: boolean } = {}): Stream
       return { kind: 'file', location: path.resolve(file) };
     },
     async abort() {
+      await writeback.done().catch(() => undefined);
       if (!closed) {
         try {
           fs.closeSync(fd);
