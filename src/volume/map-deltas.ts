@@ -25,6 +25,10 @@ export function collectMapDeltas(vol: Volume, roots: number[], baseRoot: number,
   const out: MapDelta[] = [];
   const node = Buffer.alloc(bs);
   const base = Buffer.alloc(bs);
+  // 32-bit views of the two blocks (Buffer.alloc of a block is never pooled, so aligned):
+  // an entry is words 2i (low) and 2i+1 (high)
+  const nodeWords = new Uint32Array(node.buffer, node.byteOffset, bs / 4);
+  const baseWords = new Uint32Array(base.buffer, base.byteOffset, bs / 4);
   const read = (vbn: number, into: Buffer) => {
     if (vbn === 0) into.fill(0);
     else vol.readBlock(vbn, into);
@@ -34,23 +38,23 @@ export function collectMapDeltas(vol: Volume, roots: number[], baseRoot: number,
     seen.add(vbn);
     read(vbn, node);
     read(baseVbn, base);
-    const children: Array<[number, number]> = [];
     const slots: number[] = [];
     const values: number[] = [];
-    for (let i = 0; i < entries; i++) {
-      const lo = node.readUInt32LE(i * 8);
-      const hi = node.readUInt32LE(i * 8 + 4);
-      const blo = base.readUInt32LE(i * 8);
-      const bhi = base.readUInt32LE(i * 8 + 4);
-      const v = lo + hi * 4294967296;
-      if (level > 0 && v !== 0) children.push([v, blo + bhi * 4294967296]);
-      if (lo !== blo || hi !== bhi) {
+    for (let i = 0, w = 0; i < entries; i++, w += 2) {
+      if (nodeWords[w] !== baseWords[w] || nodeWords[w + 1] !== baseWords[w + 1]) {
         slots.push(i);
-        values.push(v);
+        values.push(nodeWords[w] + nodeWords[w + 1] * 4294967296);
       }
     }
     if (baseVbn !== 0 && slots.length <= entries / 2) out.push({ vbn, base: baseVbn, slots, values });
-    for (const [child, baseChild] of children) walk(child, baseChild, level - 1);
+    if (level === 0) return;
+    // the children, read before the recursion reuses the two buffers
+    const children: number[] = [];
+    for (let w = 0; w < 2 * entries; w += 2) {
+      const v = nodeWords[w] + nodeWords[w + 1] * 4294967296;
+      if (v !== 0) children.push(v, baseWords[w] + baseWords[w + 1] * 4294967296);
+    }
+    for (let k = 0; k < children.length; k += 2) walk(children[k], children[k + 1], level - 1);
   };
   for (const root of roots) walk(root, baseRoot, vol.rootRecord.mapDepth - 1);
   return out;
