@@ -61,7 +61,7 @@
 //
 // A stream without its trailer is incomplete, whatever else it holds: readers report it
 // and restore never commits it. Multi-byte integers are little-endian.
-import { crc32 } from 'node:zlib';
+import { crc32 } from './crc32.js';
 import type { SnapshotEntry } from './snapshot-entry.js';
 
 export const STREAM_MAGIC = 'IMGSTRM1';

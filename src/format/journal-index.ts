@@ -14,7 +14,7 @@
 //         u64 VBN holding the new contents
 //         u32 crc32 of the contents
 //         u32 zero
-import { crc32 } from 'node:zlib';
+import { crc32 } from './crc32.js';
 
 export const JOURNAL_MAGIC = 'IMGJ';
 const HEADER = 16;

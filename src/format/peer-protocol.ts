@@ -60,7 +60,7 @@
 //     D  {type: "end", bytes}
 //
 // Multi-byte integers are little-endian.
-import { crc32 } from 'node:zlib';
+import { crc32 } from './crc32.js';
 import { crc32Combine } from './crc32-combine.js';
 
 export const PEER_MAGIC = 'IMGSPEER';

@@ -14,7 +14,7 @@
 //   48  u64 mapped logical blocks when taken
 //   56  u64 blocks reused since (shadow snapshots only; > 0 means no longer consistent)
 //   64  u8  name length, 65..128 name (UTF-8, at most 64 bytes)
-import { crc32 } from 'node:zlib';
+import { crc32 } from './crc32.js';
 
 export const SNAPSHOT_ENTRY_BYTES = 256;
 export const FLAG_SHADOW = 1;

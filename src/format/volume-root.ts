@@ -26,7 +26,7 @@
 //  144  u64 mark-on-allocate swaps so far
 //  152  u32 flags (bit 0: block device)
 //  508  u32 crc32 of bytes 0..507
-import { crc32 } from 'node:zlib';
+import { crc32 } from './crc32.js';
 
 export const ROOT_MAGIC = 'IMGSVOL1';
 export const ROOT_VERSION = 1;

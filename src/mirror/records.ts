@@ -2,7 +2,7 @@
 // image stream format, and their ghosts (the same without block contents) for records
 // resent on resume; and the chain over the records' crc32s.
 import { createHash } from 'node:crypto';
-import { crc32 } from 'node:zlib';
+import { crc32 } from '../format/crc32.js';
 import { decodeData, decodeMapDeltas, decodePlane, StreamFormatError, type MapDelta } from '../format/image-stream.js';
 
 export type RecordIndex =

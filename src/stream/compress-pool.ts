@@ -3,7 +3,7 @@
 // is not built (as under the test runner reading TypeScript sources).
 import os from 'node:os';
 import { Worker } from 'node:worker_threads';
-import { crc32 } from 'node:zlib';
+import { crc32 } from '../format/crc32.js';
 import { Compressor } from 'zstd-napi';
 import { workerScript } from '../worker-script.js';
 

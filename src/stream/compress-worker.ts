@@ -4,7 +4,7 @@
 // Frames are compressed into output buffers the main thread hands back once written
 // (ZSTD_compress2 into a given buffer), so a dump allocates no memory per record.
 import { parentPort, workerData } from 'node:worker_threads';
-import { crc32 } from 'node:zlib';
+import { crc32 } from '../format/crc32.js';
 import zstd from 'zstd-napi/binding.js';
 
 const level = (workerData as { level: number | null }).level;

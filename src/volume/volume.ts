@@ -19,7 +19,7 @@ import { CorruptError, ExistsError, InvalidInputError, NotAVolumeError, NotFound
 import { decodeRootRecord, encodeRootRecord, ROOT_RECORD_BYTES, type RootRecord } from '../format/volume-root.js';
 import { contentCrc, decodeJournalIndex, encodeJournalIndex, entriesPerIndexBlock, type JournalEntry } from '../format/journal-index.js';
 import { decodeSnapshotEntry, encodeSnapshotEntry, SNAPSHOT_ENTRY_BYTES, type SnapshotEntry } from '../format/snapshot-entry.js';
-import { crc32 } from 'node:zlib';
+import { crc32 } from '../format/crc32.js';
 import { Allocator, type FreeSpaceView } from './allocator.js';
 import { BlockFile } from './block-file.js';
 import { DEFAULT_BLOCK_SIZE, DEFAULT_MAX_SNAPSHOTS, mapDepthFor, PLANE_ACTIVE, PLANE_MOA, validateBlockSize, VolumeLayout } from './layout.js';
