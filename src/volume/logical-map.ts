@@ -19,6 +19,11 @@ export interface MapStorage {
   isFresh(vbn: number): boolean;
 }
 
+/** Entry `slot` of a map node seen as 32-bit words: a u64 VBN, little-endian (words 2 slot and 2 slot + 1). */
+export function mapEntry(words: Uint32Array, slot: number): number {
+  return words[slot * 2] + words[slot * 2 + 1] * 4294967296;
+}
+
 interface MapNode {
   vbn: number;
   buf: Buffer;
@@ -76,7 +81,7 @@ export class LogicalMap {
   }
 
   private static entry(n: MapNode, slot: number): number {
-    return n.words[slot * 2] + n.words[slot * 2 + 1] * 4294967296;
+    return mapEntry(n.words, slot);
   }
 
   private static setEntry(n: MapNode, slot: number, v: number): void {

@@ -3,6 +3,7 @@
 // leaf differs from its older copy by a few entries, so sending the entries that changed
 // costs a fraction of sending the leaves.
 import type { MapDelta } from '../format/image-stream.js';
+import { mapEntry } from './logical-map.js';
 import { SparseBitmap } from './sparse-bitmap.js';
 import type { Volume } from './volume.js';
 
@@ -25,8 +26,7 @@ export function collectMapDeltas(vol: Volume, roots: number[], baseRoot: number,
   const out: MapDelta[] = [];
   const node = Buffer.alloc(bs);
   const base = Buffer.alloc(bs);
-  // 32-bit views of the two blocks (Buffer.alloc of a block is never pooled, so aligned):
-  // an entry is words 2i (low) and 2i+1 (high)
+  // 32-bit views of the two blocks (Buffer.alloc of a block is never pooled, so aligned)
   const nodeWords = new Uint32Array(node.buffer, node.byteOffset, bs / 4);
   const baseWords = new Uint32Array(base.buffer, base.byteOffset, bs / 4);
   const read = (vbn: number, into: Buffer) => {
@@ -40,19 +40,19 @@ export function collectMapDeltas(vol: Volume, roots: number[], baseRoot: number,
     read(baseVbn, base);
     const slots: number[] = [];
     const values: number[] = [];
-    for (let i = 0, w = 0; i < entries; i++, w += 2) {
-      if (nodeWords[w] !== baseWords[w] || nodeWords[w + 1] !== baseWords[w + 1]) {
+    for (let i = 0; i < entries; i++) {
+      if (nodeWords[2 * i] !== baseWords[2 * i] || nodeWords[2 * i + 1] !== baseWords[2 * i + 1]) {
         slots.push(i);
-        values.push(nodeWords[w] + nodeWords[w + 1] * 4294967296);
+        values.push(mapEntry(nodeWords, i));
       }
     }
     if (baseVbn !== 0 && slots.length <= entries / 2) out.push({ vbn, base: baseVbn, slots, values });
     if (level === 0) return;
     // the children, read before the recursion reuses the two buffers
     const children: number[] = [];
-    for (let w = 0; w < 2 * entries; w += 2) {
-      const v = nodeWords[w] + nodeWords[w + 1] * 4294967296;
-      if (v !== 0) children.push(v, baseWords[w] + baseWords[w + 1] * 4294967296);
+    for (let i = 0; i < entries; i++) {
+      const v = mapEntry(nodeWords, i);
+      if (v !== 0) children.push(v, mapEntry(baseWords, i));
     }
     for (let k = 0; k < children.length; k += 2) walk(children[k], children[k + 1], level - 1);
   };
