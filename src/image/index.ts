@@ -24,6 +24,7 @@ export {
   type StorageImageSummary,
   PROGRESS_EVERY,
   evaluateImage,
+  imageChunkReader,
   imageChunks,
   resolveExpression,
 } from './storage-image.js';

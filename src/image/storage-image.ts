@@ -1,19 +1,8 @@
 // Storage images: an expression checked against a volume's planes, then evaluated in ONE
 // pass over the chunks of the planes it names, with memory bounded by a few chunks.
 import { InvalidInputError, NotFoundError } from '../errors.js';
-import {
-  BitTally,
-  andNotWords,
-  andNotWordsGrouped,
-  andWords,
-  andWordsGrouped,
-  anyBitSet,
-  forEachExtent,
-  groupCount,
-  orWords,
-  orWordsGrouped,
-  summarizeGroups,
-} from './bit-words.js';
+import { BitKernel, KERNEL_UNIT_BYTES } from './bit-kernel.js';
+import { forEachExtent } from './bit-words.js';
 import { type BinaryKind, type ImageExpression, formatExpression } from './expression.js';
 import type { PlaneRef, PlaneSource } from './plane-source.js';
 
@@ -99,7 +88,6 @@ export function evaluateImage(
   const program = new ChunkProgram(resolved, source);
   const n = source.wordsPerChunk;
   const chunkVbns = n * 32;
-  const tally = new BitTally();
   let ranges: Array<[number, number]> | undefined;
   let addRun: ((first: number, count: number) => void) | undefined;
   if (opts.ranges) {
@@ -115,15 +103,15 @@ export function evaluateImage(
   const total = source.chunks;
   for (let c = 0; c < total; c++) {
     const words = program.run(c);
-    tally.add(words, program.groups, n);
+    program.tally();
     if (addRun !== undefined) forEachExtent(words, c * chunkVbns, addRun, n);
     if (onProgress !== undefined && ((c + 1) % PROGRESS_EVERY === 0 || c + 1 === total)) onProgress(c + 1, total);
   }
   const summary: StorageImageSummary = {
     expression: formatExpression(resolved),
-    blocks: tally.blocks,
-    bytes: tally.blocks * source.blockSize,
-    extents: tally.extents,
+    blocks: program.blocks,
+    bytes: program.blocks * source.blockSize,
+    extents: program.extents,
   };
   if (ranges) summary.ranges = ranges;
   return summary;
@@ -143,9 +131,23 @@ export function* imageChunks(
   const total = Math.min(source.chunks, opts.toChunk ?? source.chunks);
   for (let c = opts.fromChunk ?? 0; c < total; c++) {
     const words = program.run(c);
-    if (anyBitSet(program.groups)) yield { chunk: c, words };
+    if (program.any()) yield { chunk: c, words };
     if (opts.onProgress && ((c + 1) % PROGRESS_EVERY === 0 || c + 1 === total)) opts.onProgress(c + 1, total);
   }
+}
+
+/**
+ * Random access to an image's chunks, for a caller that asks about VBNs in no particular
+ * order: returns chunk c's words when it holds any block of the image (a reused buffer,
+ * valid until the next call), else undefined.
+ */
+export function imageChunkReader(resolved: ResolvedExpression, source: PlaneSource): (c: number) => Uint32Array | undefined {
+  const program = new ChunkProgram(resolved, source);
+  return (c) => {
+    if (!Number.isSafeInteger(c) || c < 0 || c >= source.chunks) throw new RangeError(`chunk ${c} is not in 0..${source.chunks - 1}`);
+    const words = program.run(c);
+    return program.any() ? words : undefined;
+  };
 }
 
 const OP_LOAD = 0; // reg = plane
@@ -156,19 +158,24 @@ const OP_OR_REG = 4; // reg |= reg2
 const OP_AND_REG = 5; // reg &= reg2
 
 /**
- * The expression compiled to a flat list of word-array operations over scratch registers
- * allocated once. Each plane chunk is consumed by one operation before the next chunk()
- * call, as the PlaneSource contract requires. Union and intersection commute, so a plane
- * on either side is applied straight from its chunk; a register is added only where both
- * sides are compound, e.g. (a - s) + (b - t).
+ * The expression compiled to a flat list of operations over registers, slots of a
+ * BitKernel allocated once. Each plane chunk is copied into the kernel (into its register
+ * for a load, else into the input slot) before the next chunk() call, as the PlaneSource
+ * contract requires. Union and intersection commute, so a plane on either side is
+ * applied straight from its chunk; a register is added only where both sides are
+ * compound, e.g. (a - s) + (b - t).
  */
 class ChunkProgram {
   private readonly op: Int32Array;
   private readonly dst: Int32Array;
   private readonly src: Int32Array;
-  private readonly registers: Uint32Array[] = [];
-  /** OR of each group of 8 result words after run(): zero groups need no counting. */
-  readonly groups: Uint32Array;
+  private readonly kernel: BitKernel;
+  /** The kernel slot plane chunks are copied into; registers are slots 0..input-1. */
+  private readonly input: number;
+  /** Register 0's first n words: the result. */
+  private readonly result: Uint32Array;
+  /** The last word tallied, bit 31 set: a run may continue into the next chunk. */
+  private carry = false;
   private readonly n: number;
   private readonly lastChunk: number;
   /** Words of the last chunk holding VBNs < nblocks, and the mask of its last one. */
@@ -206,8 +213,11 @@ class ChunkProgram {
     this.dst = Int32Array.from(dsts);
     this.src = Int32Array.from(srcs);
     this.n = source.wordsPerChunk;
-    for (let r = 0; r < registers; r++) this.registers.push(new Uint32Array(this.n));
-    this.groups = new Uint32Array(groupCount(this.n));
+    this.input = registers;
+    // Volumes' chunks are blocks of 4 KiB or more; smaller ones (tests, in-memory
+    // sources) are padded with zero words, which stay zero through every operation.
+    this.kernel = new BitKernel(registers + 1, Math.ceil((this.n * 4) / KERNEL_UNIT_BYTES) * KERNEL_UNIT_BYTES);
+    this.result = this.kernel.view(0).subarray(0, this.n);
     if (source.chunks !== Math.ceil(source.nblocks / (this.n * 32))) {
       throw new Error(`plane source has ${source.chunks} chunks for ${source.nblocks} blocks of ${this.n * 32} VBNs per chunk`);
     }
@@ -217,51 +227,62 @@ class ChunkProgram {
     this.lastMask = lastBits % 32 === 0 ? -1 : (1 << lastBits % 32) - 1;
   }
 
-  /** Computes chunk c of the image into register 0, and its group summary; returns register 0. */
+  /** Computes chunk c of the image into register 0 and returns its words (a view valid until the next run). */
   run(c: number): Uint32Array {
-    const { op, dst, src, registers, groups, n, source } = this;
-    const last = op.length - 1;
-    for (let k = 0; k <= last; k++) {
-      const d = registers[dst[k]];
+    const { op, dst, src, kernel, input, n, source } = this;
+    for (let k = 0; k < op.length; k++) {
+      const d = dst[k];
       switch (op[k]) {
         case OP_LOAD:
-          d.set(planeChunk(source, src[k], c, n));
+          kernel.load(d, planeChunk(source, src[k], c, n));
           break;
         case OP_OR:
-          if (k === last) orWordsGrouped(d, planeChunk(source, src[k], c, n), n, groups);
-          else orWords(d, planeChunk(source, src[k], c, n), n);
+          kernel.load(input, planeChunk(source, src[k], c, n));
+          kernel.or(d, input);
           break;
         case OP_AND:
-          if (k === last) andWordsGrouped(d, planeChunk(source, src[k], c, n), n, groups);
-          else andWords(d, planeChunk(source, src[k], c, n), n);
+          kernel.load(input, planeChunk(source, src[k], c, n));
+          kernel.and(d, input);
           break;
         case OP_ANDNOT:
-          if (k === last) andNotWordsGrouped(d, planeChunk(source, src[k], c, n), n, groups);
-          else andNotWords(d, planeChunk(source, src[k], c, n), n);
+          kernel.load(input, planeChunk(source, src[k], c, n));
+          kernel.andNot(d, input);
           break;
         case OP_OR_REG:
-          if (k === last) orWordsGrouped(d, registers[src[k]], n, groups);
-          else orWords(d, registers[src[k]], n);
+          kernel.or(d, src[k]);
           break;
         case OP_AND_REG:
-          if (k === last) andWordsGrouped(d, registers[src[k]], n, groups);
-          else andWords(d, registers[src[k]], n);
+          kernel.and(d, src[k]);
           break;
       }
     }
-    // The last operation writes register 0 and leaves its group summary, unless the
-    // whole expression is one plane (a copy). Sources promise zero bits past
-    // nblocks; the last chunk is masked anyway so counts never include a VBN the volume
-    // does not have.
-    const result = registers[0];
+    // Sources promise zero bits past nblocks; the last chunk is masked anyway so counts
+    // never include a VBN the volume does not have.
+    const result = this.result;
     if (c === this.lastChunk) {
       result.fill(0, this.lastWords);
       result[this.lastWords - 1] &= this.lastMask;
-      summarizeGroups(result, n, groups);
-    } else if (op.length === 1) {
-      summarizeGroups(result, n, groups);
     }
     return result;
+  }
+
+  /** True when the chunk last run has any block of the image. */
+  any(): boolean {
+    return this.kernel.any(0);
+  }
+
+  /** Adds the chunk last run to blocks and extents: chunks must be tallied in VBN order. */
+  tally(): void {
+    this.kernel.tally(0, this.carry);
+    this.carry = this.result[this.n - 1] >>> 31 === 1;
+  }
+
+  get blocks(): number {
+    return this.kernel.blocks;
+  }
+
+  get extents(): number {
+    return this.kernel.extents;
   }
 }
 

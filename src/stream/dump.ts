@@ -8,7 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { InvalidInputError, NotFoundError } from '../errors.js';
 import { encodeMapDeltas, encodePlane, type MapDelta, type StreamHeader, type StreamSnapshot } from '../format/image-stream.js';
 import type { SnapshotEntry } from '../format/snapshot-entry.js';
-import { evaluateImage, forEachExtent, imageChunks, parseExpression, resolveExpression, type PlaneSource, type ResolvedExpression, type StorageImageSummary } from '../image/index.js';
+import { evaluateImage, forEachExtent, imageChunkReader, imageChunks, parseExpression, resolveExpression, type PlaneSource, type ResolvedExpression, type StorageImageSummary } from '../image/index.js';
 import type { MediaPosition, StreamTarget } from '../media/medium.js';
 import { noProgress, type Progress } from '../progress.js';
 import type { Catalog, DumpRecord } from '../catalog/catalog.js';
@@ -276,6 +276,7 @@ function imageMembers(vol: Volume, expression: string): CarriedBlocks {
   const source: PlaneSource = vol.planeSource();
   const resolved: ResolvedExpression = resolveExpression(parseExpression(expression), source);
   const bits = source.wordsPerChunk * 32;
+  const read = imageChunkReader(resolved, source);
   const cache = new Map<number, Uint32Array | null>();
   return {
     has(vbn: number): boolean {
@@ -283,8 +284,7 @@ function imageMembers(vol: Volume, expression: string): CarriedBlocks {
       let words = cache.get(c);
       if (words === undefined) {
         if (cache.size >= 256) cache.clear(); // bounded: a map walk touches few chunks at a time
-        words = null;
-        for (const r of imageChunks(resolved, source, { fromChunk: c, toChunk: c + 1 })) words = r.words.slice();
+        words = read(c)?.slice() ?? null;
         cache.set(c, words);
       }
       const b = vbn % bits;
