@@ -4,14 +4,8 @@
 // population count. In JavaScript the same loops cost about three times as much, most
 // of it in counting (a dozen shifts and masks per 32-bit word), and they only reach that
 // speed after V8 has optimized them, which a one-shot command never waits for.
+import { WASM_PAGE_BYTES, wasm } from '../webassembly.js';
 import { BIT_KERNEL_WASM } from './bit-kernel-wasm.js';
-
-/** The part of the WebAssembly JS API used here (@types/node does not declare it). */
-interface WasmApi {
-  Module: new (bytes: Uint8Array) => object;
-  Instance: new (module: object, imports: object) => { exports: unknown };
-  Memory: new (descriptor: { initial: number; maximum: number }) => { buffer: ArrayBuffer };
-}
 
 interface KernelExports {
   or(d: number, s: number, n: number): void;
@@ -23,7 +17,6 @@ interface KernelExports {
   extents(): number;
 }
 
-const PAGE_BYTES = 65536;
 /** Lengths the loops handle: multiples of one 4 KiB page of tally()'s 16-bit counters. */
 export const KERNEL_UNIT_BYTES = 4096;
 
@@ -37,9 +30,8 @@ export class BitKernel {
 
   constructor(readonly slots: number, readonly slotBytes: number) {
     if (slotBytes <= 0 || slotBytes % KERNEL_UNIT_BYTES !== 0) throw new Error(`kernel slots of ${slotBytes} bytes: not a multiple of ${KERNEL_UNIT_BYTES}`);
-    const wasm = (globalThis as unknown as { WebAssembly: WasmApi }).WebAssembly;
     compiled ??= new wasm.Module(Buffer.from(BIT_KERNEL_WASM, 'base64'));
-    const pages = Math.ceil((slots * slotBytes) / PAGE_BYTES);
+    const pages = Math.ceil((slots * slotBytes) / WASM_PAGE_BYTES);
     // a fixed size: the memory never grows, so views of it stay valid
     const memory = new wasm.Memory({ initial: pages, maximum: pages });
     this.k = new wasm.Instance(compiled, { env: { memory } }).exports as KernelExports;

@@ -1,7 +1,8 @@
 // Storage images: the expression language over bit planes (`june5 + june4 - june3`), its
 // checks against a volume's planes, and the single-pass evaluation that counts an image
 // or walks it chunk by chunk in VBN order. Pure computation over a PlaneSource: this
-// folder may import only ../errors.js, ../volume/snapshot-name.js and node built-ins.
+// folder may import only ../errors.js, ../volume/snapshot-name.js, ../webassembly.js and
+// node built-ins.
 
 export type { PlaneRef, PlaneSource } from './plane-source.js';
 export {

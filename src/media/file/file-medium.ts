@@ -1,11 +1,13 @@
 // A stream in a regular file (or written to a block device). The file is written under a
 // temporary name beside it and renamed into place by finish(), after fsync: a killed dump
-// never leaves a file that looks like a stream under the name asked for.
+// never leaves a file that looks like a stream under the name asked for. A regular file
+// is written with direct I/O where the file system allows it (see direct-appender.ts).
 import fs from 'node:fs';
 import path from 'node:path';
 import { ExistsError, InvalidInputError, fromSystemError } from '../../errors.js';
 import type { MediaPosition, SourceStream, StreamSource, StreamTarget } from '../medium.js';
 import { removeStaleTemp } from '../stale-temp.js';
+import { DirectAppender } from '../../direct-appender.js';
 import { EarlyWriteback } from '../../writeback.js';
 
 export function fileTarget(file: string, opts: { force?: boolean } = {}): StreamTarget {
@@ -28,7 +30,9 @@ export function fileTarget(file: string, opts: { force?: boolean } = {}): Stream
   }
   let closed = false;
   let offset = 0;
-  const writeback = new EarlyWriteback(fd); // the disk writes while the dump goes on: finish()'s fsync finds little left
+  const appender = device ? null : new DirectAppender(fd, partial);
+  // through the page cache: the disk writes while the dump goes on, so finish()'s fsync finds little left
+  const writeback = new EarlyWriteback(fd);
   // after a failed write the stream has a hole: every later write and finish() fail too
   let failed: Error | null = null;
   return {
@@ -38,17 +42,22 @@ export function fileTarget(file: string, opts: { force?: boolean } = {}): Stream
       // on libuv's threads: the dump reads and compresses the next records meanwhile
       let done = 0;
       try {
-        while (done < data.length) done += await writeAt(fd, data, done, offset + done);
+        if (appender) done = (await appender.append(data), data.length);
+        else while (done < data.length) done += await writeAt(fd, data, done, offset + done);
       } catch (err) {
         failed = fromSystemError(err, file, 'writing the stream');
         throw failed;
       }
       offset += done;
-      writeback.wrote(done);
+      if (!appender?.direct) writeback.wrote(done);
     },
     async finish(): Promise<MediaPosition> {
       if (failed) throw failed;
       try {
+        if (appender) {
+          await appender.finish();
+          await appender.close();
+        }
         await writeback.done();
         fsyncUnlessUnsupported(fd);
         fs.closeSync(fd);
@@ -65,6 +74,7 @@ export function fileTarget(file: string, opts: { force?: boolean } = {}): Stream
       return { kind: 'file', location: path.resolve(file) };
     },
     async abort() {
+      await appender?.close().catch(() => undefined);
       await writeback.done().catch(() => undefined);
       if (!closed) {
         try {

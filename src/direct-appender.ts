@@ -1,0 +1,163 @@
+// Appends to a new regular file with direct I/O (O_DIRECT): bytes go from page-aligned
+// staging buffers to the disk without being copied into the page cache first. Writing a
+// multi-gigabyte stream through the page cache costs a kernel copy per byte into pages
+// that must first be allocated (and, on a virtual machine, often backed by the host),
+// then the writeback: measured on this project's 2-core VMs, `dd oflag=direct` copies
+// 3.9 GB in 2.6-3.5 s where `dd` + sync takes 11 s and `cat` + sync 3.6-5.7 s.
+//
+// Appended bytes are copied into one of STAGES buffers of STAGE_BYTES; a full buffer is
+// written on libuv's threads while the next fills, at most STAGES - 1 at a time. finish()
+// writes the last whole 4 KiB blocks directly and the tail (what a direct write cannot
+// take) through the page cache, on a second descriptor. Where direct I/O is refused (a
+// file system without it, such as tmpfs before Linux 6.6, or memory found unaligned:
+// EINVAL), every write goes through the page cache instead, the same bytes at the same
+// offsets.
+import fs from 'node:fs';
+import { alignedBuffers } from './aligned-memory.js';
+
+export const STAGE_BYTES = 4 << 20;
+const STAGES = 4;
+const DIRECT_UNIT = 4096;
+
+export class DirectAppender {
+  private readonly stages: Buffer[];
+  private readonly busy: Array<Promise<void> | null>;
+  private cur = 0;
+  private fill = 0;
+  /** File offset of the current stage's first byte. */
+  private offset = 0;
+  private directFd: number | null;
+  private failure: NodeJS.ErrnoException | null = null;
+
+  /**
+   * `fd` is open for writing on `file`, a new empty regular file. `stages` replaces the
+   * aligned staging buffers (tests give unaligned ones, which direct writes refuse).
+   */
+  constructor(private readonly fd: number, file: string, stages?: Buffer[]) {
+    this.directFd = openDirect(file);
+    this.stages = this.directFd === null ? [] : (stages ?? alignedBuffers(STAGES, STAGE_BYTES));
+    this.busy = this.stages.map(() => null);
+  }
+
+  /** True while writes bypass the page cache (false from the start, or after a refusal). */
+  get direct(): boolean {
+    return this.directFd !== null;
+  }
+
+  /** Bytes appended so far. */
+  get length(): number {
+    return this.offset + this.fill;
+  }
+
+  /** Copies data in (it may be reused when this resolves); writes whole stages behind. */
+  async append(data: Buffer): Promise<void> {
+    this.throwIfFailed();
+    if (this.stages.length === 0) {
+      await writeFully(this.fd, data, data.length, this.offset);
+      this.offset += data.length;
+      return;
+    }
+    for (let from = 0; from < data.length; ) {
+      const pending = this.busy[this.cur];
+      if (pending) {
+        await pending;
+        this.busy[this.cur] = null;
+        this.throwIfFailed();
+      }
+      const n = data.copy(this.stages[this.cur], this.fill, from, Math.min(data.length, from + STAGE_BYTES - this.fill));
+      this.fill += n;
+      from += n;
+      if (this.fill === STAGE_BYTES) {
+        this.busy[this.cur] = this.writeStage(this.stages[this.cur], STAGE_BYTES, this.offset);
+        this.offset += STAGE_BYTES;
+        this.fill = 0;
+        this.cur = (this.cur + 1) % this.stages.length;
+      }
+    }
+  }
+
+  /** Writes what is staged and waits for every write: then the file holds all bytes appended (not yet synced). */
+  async finish(): Promise<void> {
+    this.throwIfFailed();
+    if (this.fill > 0) {
+      const stage = this.stages[this.cur];
+      const whole = this.fill - (this.fill % DIRECT_UNIT);
+      const writes = [this.writeStage(stage, whole, this.offset)];
+      if (whole < this.fill) writes.push(this.writeBuffered(stage.subarray(whole, this.fill), this.offset + whole));
+      await Promise.all(writes);
+      this.offset += this.fill;
+      this.fill = 0;
+    }
+    await this.settle();
+    this.throwIfFailed();
+  }
+
+  /** Waits for writes under way (ignoring their outcome) and closes the direct descriptor; `fd` stays the caller's. */
+  async close(): Promise<void> {
+    await this.settle();
+    if (this.directFd !== null) {
+      fs.closeSync(this.directFd);
+      this.directFd = null;
+    }
+  }
+
+  private async settle(): Promise<void> {
+    await Promise.all(this.busy);
+    this.busy.fill(null);
+  }
+
+  private throwIfFailed(): void {
+    if (this.failure) throw this.failure;
+  }
+
+  /** Writes stage[0..length) at `at`, directly if it may; records a failure instead of rejecting. */
+  private async writeStage(stage: Buffer, length: number, at: number): Promise<void> {
+    if (length === 0) return;
+    const direct = this.directFd;
+    if (direct !== null) {
+      try {
+        await writeFully(direct, stage, length, at);
+        return;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EINVAL') {
+          this.failure ??= err as NodeJS.ErrnoException;
+          return;
+        }
+        // refused: from now on through the page cache (other stages in flight retry too)
+        if (this.directFd === direct) {
+          this.directFd = null;
+          fs.close(direct, () => undefined);
+        }
+      }
+    }
+    await this.writeBuffered(stage.subarray(0, length), at);
+  }
+
+  private async writeBuffered(data: Buffer, at: number): Promise<void> {
+    try {
+      await writeFully(this.fd, data, data.length, at);
+    } catch (err) {
+      this.failure ??= err as NodeJS.ErrnoException;
+    }
+  }
+}
+
+/** A second descriptor on `file` with O_DIRECT, or null where the platform or file system has none. */
+function openDirect(file: string): number | null {
+  const flag = fs.constants.O_DIRECT;
+  if (!flag) return null;
+  try {
+    return fs.openSync(file, fs.constants.O_WRONLY | flag);
+  } catch {
+    return null;
+  }
+}
+
+/** Writes data[0..length) at `at` on libuv's threads, looping over short writes. */
+async function writeFully(fd: number, data: Buffer, length: number, at: number): Promise<void> {
+  for (let done = 0; done < length; ) {
+    done += await new Promise<number>((resolve, reject) =>
+      fs.write(fd, data, done, length - done, at + done, (err, n) => (err ? reject(err) : resolve(n))),
+    );
+  }
+}
