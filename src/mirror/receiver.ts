@@ -215,7 +215,7 @@ async function applyTransfer(volPath: string, ch: MirrorChannel, plan: TransferP
     Volume.create(sides.fresh, { size: g.logicalSize, blockSize: g.blockSize, nblocks: g.nblocks, maxSnapshots: g.maxSnapshots, uuid: g.uuid });
   }
   const vol = Volume.open(initial ? sides.fresh : volPath, { write: true, mirror: true });
-  const writes = new WriteBehind(vol.file);
+  const writes = new WriteBehind(vol.file, { direct: true });
   let stageFd: number | null = null;
   let committed = false;
   let inFlight: Promise<void> | null = null;
@@ -471,6 +471,7 @@ async function applyTransfer(volPath: string, ch: MirrorChannel, plan: TransferP
     }
     throw err;
   } finally {
+    await writes.close();
     vol.close();
     if (stageFd !== null) fs.closeSync(stageFd);
   }

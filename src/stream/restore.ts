@@ -201,8 +201,13 @@ export async function restoreStreams(sources: StreamSource[], volumePath: string
             checkFits(vol, header, s.name);
           }
         } else checkFits(vol, header, s.name);
-        writes = new WriteBehind(vol.file, { writeback: true }); // ends in a CP
-        const r = await applyStream(vol, header, records, writes, s.name, progress);
+        writes = new WriteBehind(vol.file, { writeback: true, direct: true }); // ends in a CP
+        let r: RestoredStream;
+        try {
+          r = await applyStream(vol, header, records, writes, s.name, progress);
+        } finally {
+          await writes.close();
+        }
         result.streams.push(r);
         result.blocks += r.blocks;
         result.bytes += r.bytes;

@@ -5,12 +5,21 @@
 // VBNs the volume's last CP does not use (import, restore, mirror transfers): nothing
 // reads them back before the CP, whose sync comes after drain(). A buffer given must not
 // change until written() says its write is done.
+//
+// With `direct`, whole aligned blocks are copied into page-aligned slots and written from
+// there with O_DIRECT, past the page cache (see direct-appender.ts for why: on these
+// machines the page cache costs more than the copy). Anything else, or where direct I/O
+// is refused (EINVAL), goes through the page cache.
 import fs from 'node:fs';
+import { alignedBuffers } from '../aligned-memory.js';
 import { fromSystemError } from '../errors.js';
 import { EarlyWriteback } from '../writeback.js';
 import type { BlockFile } from './block-file.js';
 
 const MAX_IN_FLIGHT = 32 << 20;
+const DIRECT_SLOT_BYTES = 1 << 20;
+const DIRECT_SLOTS = 16;
+const DIRECT_UNIT = 4096;
 
 /**
  * Fault injection for tests: IMGSTREAM_SLOW_WRITES=<ms> starts every write that late, so
@@ -28,25 +37,62 @@ export class WriteBehind {
   private barriers: Array<{ before: number; resolve: () => void }> = [];
 
   private readonly writeback: EarlyWriteback | null;
+  private directFd: number | null = null;
+  private readonly freeSlots: Buffer[] = [];
 
-  /** `opts.writeback`: start syncs as the writes go (see EarlyWriteback), for a caller that ends in a sync. */
-  constructor(private readonly file: BlockFile, opts: { maxBytes?: number; writeback?: boolean } = {}) {
+  /**
+   * `opts.writeback`: start syncs as the writes go (see EarlyWriteback), for a caller that
+   * ends in a sync. `opts.direct`: write whole blocks with direct I/O where possible;
+   * close() must then be called. `opts.slots` replaces the aligned slots of 1 MiB (tests
+   * give unaligned ones, which direct writes refuse).
+   */
+  constructor(private readonly file: BlockFile, opts: { maxBytes?: number; writeback?: boolean; direct?: boolean; slots?: Buffer[] } = {}) {
     this.maxBytes = opts.maxBytes ?? MAX_IN_FLIGHT;
     this.writeback = opts.writeback ? new EarlyWriteback(file.fd) : null;
+    if (opts.direct && fs.constants.O_DIRECT) {
+      try {
+        this.directFd = fs.openSync(file.path, fs.constants.O_WRONLY | fs.constants.O_DIRECT);
+        this.freeSlots.push(...(opts.slots ?? alignedBuffers(DIRECT_SLOTS, DIRECT_SLOT_BYTES)));
+      } catch {
+        this.directFd = null; // no direct I/O here: the page cache it is
+      }
+    }
   }
 
   private readonly maxBytes: number;
 
+  /** True while whole blocks bypass the page cache. */
+  get direct(): boolean {
+    return this.directFd !== null;
+  }
+
   /** Starts writing `buf` at `position`; waits first while too much is in flight. Throws an earlier write's error. */
   async write(buf: Uint8Array, position: number): Promise<void> {
     if (this.failure) throw this.failure;
+    if (this.directFd !== null && position % DIRECT_UNIT === 0 && buf.length % DIRECT_UNIT === 0) {
+      for (let from = 0; from < buf.length; from += DIRECT_SLOT_BYTES) {
+        const piece = buf.subarray(from, Math.min(buf.length, from + DIRECT_SLOT_BYTES));
+        while (this.freeSlots.length === 0) await new Promise<void>((r) => this.waiters.push(r));
+        if (this.failure) throw this.failure;
+        const slot = this.freeSlots.pop()!;
+        slot.set(piece);
+        this.start(slot.subarray(0, piece.length), position + from, slot);
+      }
+      return;
+    }
+    if (this.failure) throw this.failure;
     while (this.inFlight > 0 && this.inFlight + buf.length > this.maxBytes) await new Promise<void>((r) => this.waiters.push(r));
     if (this.failure) throw this.failure;
+    this.start(buf, position, null);
+  }
+
+  /** Starts one write; `slot` is the aligned copy it is made from, returned when done. */
+  private start(buf: Uint8Array, position: number, slot: Buffer | null): void {
     this.inFlight += buf.length;
     const seq = this.started++;
     this.running.add(seq);
-    if (SLOW_WRITES_MS > 0) setTimeout(() => this.writeAll(buf, 0, position, seq), SLOW_WRITES_MS);
-    else this.writeAll(buf, 0, position, seq);
+    if (SLOW_WRITES_MS > 0) setTimeout(() => this.writeAll(buf, 0, position, seq, slot), SLOW_WRITES_MS);
+    else this.writeAll(buf, 0, position, seq, slot);
   }
 
   /**
@@ -69,13 +115,23 @@ export class WriteBehind {
     return oldest;
   }
 
-  private writeAll(buf: Uint8Array, done: number, position: number, seq: number): void {
-    fs.write(this.file.fd, buf, done, buf.length - done, position + done, (err, n) => {
-      if (!err && done + n < buf.length) return this.writeAll(buf, done + n, position, seq);
+  private writeAll(buf: Uint8Array, done: number, position: number, seq: number, slot: Buffer | null): void {
+    const direct = slot !== null ? this.directFd : null;
+    fs.write(direct ?? this.file.fd, buf, done, buf.length - done, position + done, (err, n) => {
+      if (err && direct !== null && err.code === 'EINVAL') {
+        // refused (alignment the device will not take): this and every later write through the page cache
+        if (this.directFd === direct) {
+          this.directFd = null;
+          fs.close(direct, () => undefined);
+        }
+        return this.writeAll(buf, done, position, seq, slot);
+      }
+      if (!err && done + n < buf.length) return this.writeAll(buf, done + n, position, seq, slot);
       if (err) this.failure ??= fromSystemError(err, this.file.path, 'writing');
       this.inFlight -= buf.length;
       this.running.delete(seq);
-      if (!err) this.writeback?.wrote(buf.length);
+      if (slot) this.freeSlots.push(slot);
+      if (!err && direct === null) this.writeback?.wrote(buf.length);
       if (this.barriers.length > 0) {
         const oldest = this.oldestRunning();
         const ready = this.barriers.filter((b) => b.before <= oldest);
@@ -101,5 +157,14 @@ export class WriteBehind {
   async settle(): Promise<void> {
     while (this.inFlight > 0) await new Promise<void>((r) => this.waiters.push(r));
     await this.writeback?.done().catch(() => undefined);
+  }
+
+  /** Waits for every write (ignoring errors) and closes the direct descriptor. */
+  async close(): Promise<void> {
+    await this.settle();
+    if (this.directFd !== null) {
+      fs.closeSync(this.directFd);
+      this.directFd = null;
+    }
   }
 }

@@ -2,6 +2,7 @@
 // barrier for the writes started before it (the mirror receiver syncs and acknowledges
 // after it, so what it acknowledges must be in the file by then).
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
 import { BlockFile } from '../../src/volume/block-file.js';
@@ -64,6 +65,81 @@ describe('write-behind', () => {
       await wb.write(filled(4096, 1), 0);
       await expect(wb.written()).rejects.toMatchObject({ code: 'io' });
       await expect(wb.write(filled(4096, 1), 4096)).rejects.toMatchObject({ code: 'io' });
+    } finally {
+      bf.close();
+    }
+  });
+});
+
+describe('write-behind with direct I/O', () => {
+  it('writes whole blocks past the page cache, everything else through it, and every byte lands', async () => {
+    const file = path.join(dir, 'direct.bin');
+    fs.writeFileSync(file, Buffer.alloc(64 << 20, 0xaa));
+    const bf = BlockFile.open(file, true);
+    try {
+      const before = Buffer.alloc(1 << 20);
+      bf.read(before, 8 << 20); // this range is now in the page cache: a direct write must not leave it stale
+      const wb = new WriteBehind(bf, { direct: true, writeback: true });
+      if (os.platform() === 'linux' && fs.statfsSync(dir).type === 0xef53) expect(wb.direct).toBe(true);
+      const expected = fs.readFileSync(file);
+      const writes: Array<[Buffer, number, boolean]> = [
+        [filled(3 << 20, 1), 0, true], // several slots
+        [filled(4096, 2), 8 << 20, true],
+        [filled(1 << 20, 3), (8 << 20) + 4096, true],
+        [filled(100, 4), (20 << 20) + 7, false], // not whole blocks: through the page cache
+        [filled(8192, 5), (30 << 20) + 512, false], // not on a 4 KiB boundary
+      ];
+      for (let k = 0; k < 40; k++) writes.push([filled(1 << 20, 10 + k), (32 << 20) + ((k * 7) % 32) * (1 << 20), true]);
+      for (const [buf, at, aligned] of writes) {
+        buf.copy(expected, at);
+        await wb.write(buf, at);
+        if (aligned && wb.direct) buf.fill(0xee); // copied into an aligned slot: the caller's buffer is free at once
+      }
+      await wb.written();
+      await wb.drain();
+      await wb.close();
+      expect(wb.direct).toBe(false); // closed
+      expect(fs.readFileSync(file).equals(expected)).toBe(true);
+      const after = Buffer.alloc(1 << 20);
+      bf.read(after, 8 << 20);
+      expect(after.equals(expected.subarray(8 << 20, 9 << 20))).toBe(true);
+    } finally {
+      bf.close();
+    }
+  });
+
+  it('goes on through the page cache when a direct write is refused (unaligned memory: EINVAL)', async () => {
+    const file = path.join(dir, 'refused.bin');
+    fs.writeFileSync(file, Buffer.alloc(16 << 20));
+    const bf = BlockFile.open(file, true);
+    try {
+      const slots = [0, 1, 2].map(() => Buffer.alloc((1 << 20) + 1).subarray(1));
+      const wb = new WriteBehind(bf, { direct: true, slots });
+      for (let k = 0; k < 12; k++) await wb.write(filled(1 << 20, k + 1), k << 20);
+      await wb.drain();
+      if (fs.constants.O_DIRECT) expect(wb.direct).toBe(false); // refused, then given up
+      await wb.close();
+      const back = fs.readFileSync(file);
+      for (let k = 0; k < 12; k++) expect(back.subarray(k << 20, (k + 1) << 20).every((b) => b === k + 1), `MiB ${k}`).toBe(true);
+    } finally {
+      bf.close();
+    }
+  });
+
+  it('falls back to the page cache where the file cannot be opened for direct I/O', async () => {
+    const file = path.join(dir, 'gone.bin');
+    fs.writeFileSync(file, Buffer.alloc(8192));
+    const bf = BlockFile.open(file, true);
+    fs.rmSync(file); // the path no longer opens: no direct descriptor
+    try {
+      const wb = new WriteBehind(bf, { direct: true });
+      expect(wb.direct).toBe(false);
+      await wb.write(filled(4096, 9), 4096);
+      await wb.drain();
+      await wb.close();
+      const back = Buffer.alloc(4096);
+      bf.read(back, 4096);
+      expect(back.every((b) => b === 9)).toBe(true);
     } finally {
       bf.close();
     }
