@@ -324,6 +324,10 @@ export async function importImage(vol: Volume, source: ImageSource, progress: Pr
   const result: ImportResult = { bytes: 0, blocks: 0, changedBlocks: 0, unchangedBlocks: 0, unmappedBlocks: 0, generation: 0 };
   // block data is written behind, on new VBNs only, while the next chunks are compared;
   // the CP's sync comes after every write is done
+  // through the page cache, unlike restore and mirror: a re-import compares against the
+  // blocks written here, and reads them from memory instead of the disk (measured on 4 GiB:
+  // with direct I/O the import took 3.8 s instead of 4-9.5 s, the re-import after it
+  // 4.5-4.9 s instead of 1.6-2.3 s)
   const writes = new WriteBehind(vol.file, { writeback: true }); // ends in a CP
   const slots = new ChunkSlots(chunkBytes / bs, bs);
   let end = 0;
