@@ -16,7 +16,7 @@ import { Volume } from '../volume/volume.js';
 import { SparseBitmap } from '../volume/sparse-bitmap.js';
 import { WriteBehind } from '../volume/write-behind.js';
 import { OccupancyCursor } from '../volume/occupancy.js';
-import { readImageStream } from './stream-reader.js';
+import { readImageStream, type ReleaseBuffer } from './stream-reader.js';
 import { removeStaleTemp } from '../media/stale-temp.js';
 import type { StreamSummary } from './verify.js';
 
@@ -172,7 +172,7 @@ async function applyStream(vol: Volume, header: StreamHeader, records: AsyncGene
   }
 }
 
-async function firstHeader(s: SourceStream, release: (buf: Buffer) => void): Promise<{ header: StreamHeader; records: AsyncGenerator<import('./stream-reader.js').StreamRecord> }> {
+async function firstHeader(s: SourceStream, release: ReleaseBuffer): Promise<{ header: StreamHeader; records: AsyncGenerator<import('./stream-reader.js').StreamRecord> }> {
   const records = readImageStream(s.bytes, s.name, release);
   const first = await records.next();
   if (first.done || first.value.type !== 'header') throw new CorruptError(`${s.name}: no stream header`);
@@ -191,7 +191,11 @@ export async function restoreStreams(sources: StreamSource[], volumePath: string
         // block data is written behind, straight from the stream's read buffers: the source
         // reads into one again once the writes from it are done
         let writes: WriteBehind | null = null;
-        const { header, records } = await firstHeader(s, (buf) => s.recycle?.(buf, writes?.written() ?? Promise.resolve()));
+        const { header, records } = await firstHeader(s, (buf) => {
+          const after = writes?.written() ?? Promise.resolve();
+          s.recycle?.(buf, after);
+          return after;
+        });
         if (!vol) {
           if (!fs.existsSync(volumePath)) {
             tmp = createForStream(volumePath, header, s.name);

@@ -38,18 +38,34 @@ export type StreamRecord =
   | { type: 'trailer'; trailer: StreamTrailer; streamBytes: number };
 
 /**
+ * Called with each buffer the records of a stream were views of, once the consumer is done
+ * with them; returns when the buffer may be overwritten (its data may still be being
+ * written somewhere), or nothing for "at once".
+ */
+export type ReleaseBuffer = (buf: Buffer) => Promise<void> | void;
+
+/** Bytes a buffer for a record that spans two chunks is rounded up to. */
+const SPAN_GRAIN = 1 << 20;
+const MAX_SPAN_SPARES = 4;
+
+/**
  * Pulls exact byte counts out of an async iterable of chunks. The chunks read to their
- * end go to `release` when the caller says every view of them it took is done with.
+ * end go to `release` when the caller says every view of them it took is done with. A
+ * read that spans chunks is copied into a buffer of its own, which goes to `release`
+ * too and is then reused: a fresh megabyte per spanning record costs more in garbage
+ * collection than the copy.
  */
 class ByteReader {
   private readonly it: AsyncIterator<Buffer>;
   private bufs: Buffer[] = [];
   private consumed: Buffer[] = [];
+  private readonly spans = new WeakSet<ArrayBufferLike>();
+  private readonly spares: Buffer[] = [];
   private have = 0;
   private ended = false;
   offset = 0;
 
-  constructor(src: AsyncIterable<Buffer>, private readonly release?: (buf: Buffer) => void) {
+  constructor(src: AsyncIterable<Buffer>, private readonly release?: ReleaseBuffer) {
     this.it = src[Symbol.asyncIterator]();
   }
 
@@ -59,7 +75,28 @@ class ByteReader {
 
   /** The caller is done with every view it has taken so far: the chunks read to their end go to `release`. */
   viewsDone(): void {
-    for (const buf of this.consumed.splice(0)) this.release!(buf);
+    for (const buf of this.consumed.splice(0)) {
+      const after = this.release!(buf);
+      if (!this.spans.has(buf.buffer)) continue;
+      const whole = Buffer.from(buf.buffer, 0, buf.buffer.byteLength);
+      Promise.resolve(after).then(
+        () => {
+          if (this.spares.length < MAX_SPAN_SPARES) this.spares.push(whole);
+        },
+        () => undefined,
+      );
+    }
+  }
+
+  /** A buffer of n bytes for a spanning read: a spare one where the caller releases what it read. */
+  private spanBuffer(n: number): Buffer {
+    if (!this.release) return Buffer.allocUnsafe(n);
+    const i = this.spares.findIndex((b) => b.length >= n);
+    const whole = i >= 0 ? this.spares.splice(i, 1)[0] : Buffer.allocUnsafeSlow(Math.ceil(n / SPAN_GRAIN) * SPAN_GRAIN);
+    this.spans.add(whole.buffer);
+    const out = whole.subarray(0, n);
+    this.consumed.push(out);
+    return out;
   }
 
   /** Exactly n bytes, or null when the stream ended before (then `short` holds what was there). */
@@ -79,7 +116,7 @@ class ByteReader {
       this.bufs[0] = this.bufs[0].subarray(n);
       if (this.bufs[0].length === 0) this.done(this.bufs.shift()!);
     } else {
-      out = Buffer.allocUnsafe(n);
+      out = this.spanBuffer(n);
       let o = 0;
       while (o < n) {
         const b = this.bufs[0];
@@ -114,7 +151,7 @@ class ByteReader {
  * `release` gets each chunk once the records from it have been handed out and the
  * consumer has asked for the next one (so it is done with them, or has passed them on).
  */
-export async function* readImageStream(src: AsyncIterable<Buffer>, name: string, release?: (buf: Buffer) => void): AsyncGenerator<StreamRecord> {
+export async function* readImageStream(src: AsyncIterable<Buffer>, name: string, release?: ReleaseBuffer): AsyncGenerator<StreamRecord> {
   const bytes = new ByteReader(src, release);
   const hash = createHash('sha256');
   const decompressor = new Decompressor();

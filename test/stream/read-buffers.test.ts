@@ -1,6 +1,7 @@
 // A stream file is read into buffers used again once the consumer gives them back
 // (SourceStream.recycle): records are views into them, so a buffer must not be read into
-// while a view of it is still in use. A level 0 of 24 MiB (six 4 MiB reads and more).
+// while a view of it is still in use; nor may the reader's own buffers for records that
+// span two reads. A level 0 of 24 MiB (six 4 MiB reads and more).
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -33,7 +34,12 @@ beforeAll(() => {
 async function readData(after: (buf: Buffer) => Promise<void>): Promise<Array<{ vbns: number[]; data: Buffer; copy: Buffer }>> {
   const src = fileBytes(l0);
   const out: Array<{ vbns: number[]; data: Buffer; copy: Buffer }> = [];
-  for await (const rec of readImageStream(src.bytes, l0, (buf) => src.recycle!(buf, after(buf)))) {
+  const release = (buf: Buffer) => {
+    const done = after(buf);
+    src.recycle!(buf, done); // the read buffers; the reader reuses its own (records across two reads) after `done` too
+    return done;
+  };
+  for await (const rec of readImageStream(src.bytes, l0, release)) {
     if (rec.type === 'data') out.push({ vbns: rec.vbns, data: rec.data, copy: Buffer.from(rec.data) });
   }
   return out;
