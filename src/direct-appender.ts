@@ -13,11 +13,10 @@
 // EINVAL), every write goes through the page cache instead, the same bytes at the same
 // offsets.
 import fs from 'node:fs';
-import { alignedBuffers } from './aligned-memory.js';
+import { DIRECT_UNIT, alignedBuffers, openDirect, writeFully } from './direct-io.js';
 
 export const STAGE_BYTES = 4 << 20;
 const STAGES = 4;
-const DIRECT_UNIT = 4096;
 
 export class DirectAppender {
   private readonly stages: Buffer[];
@@ -139,25 +138,5 @@ export class DirectAppender {
     } catch (err) {
       this.failure ??= err as NodeJS.ErrnoException;
     }
-  }
-}
-
-/** A second descriptor on `file` with O_DIRECT, or null where the platform or file system has none. */
-function openDirect(file: string): number | null {
-  const flag = fs.constants.O_DIRECT;
-  if (!flag) return null;
-  try {
-    return fs.openSync(file, fs.constants.O_WRONLY | flag);
-  } catch {
-    return null;
-  }
-}
-
-/** Writes data[0..length) at `at` on libuv's threads, looping over short writes. */
-async function writeFully(fd: number, data: Buffer, length: number, at: number): Promise<void> {
-  for (let done = 0; done < length; ) {
-    done += await new Promise<number>((resolve, reject) =>
-      fs.write(fd, data, done, length - done, at + done, (err, n) => (err ? reject(err) : resolve(n))),
-    );
   }
 }

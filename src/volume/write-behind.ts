@@ -11,7 +11,7 @@
 // machines the page cache costs more than the copy). Anything else, or where direct I/O
 // is refused (EINVAL), goes through the page cache.
 import fs from 'node:fs';
-import { alignedBuffers } from '../aligned-memory.js';
+import { DIRECT_UNIT, alignedBuffers, openDirect } from '../direct-io.js';
 import { fromSystemError } from '../errors.js';
 import { EarlyWriteback } from '../writeback.js';
 import type { BlockFile } from './block-file.js';
@@ -19,7 +19,6 @@ import type { BlockFile } from './block-file.js';
 const MAX_IN_FLIGHT = 32 << 20;
 const DIRECT_SLOT_BYTES = 1 << 20;
 const DIRECT_SLOTS = 16;
-const DIRECT_UNIT = 4096;
 
 /**
  * Fault injection for tests: IMGSTREAM_SLOW_WRITES=<ms> starts every write that late, so
@@ -49,13 +48,9 @@ export class WriteBehind {
   constructor(private readonly file: BlockFile, opts: { maxBytes?: number; writeback?: boolean; direct?: boolean; slots?: Buffer[] } = {}) {
     this.maxBytes = opts.maxBytes ?? MAX_IN_FLIGHT;
     this.writeback = opts.writeback ? new EarlyWriteback(file.fd) : null;
-    if (opts.direct && fs.constants.O_DIRECT) {
-      try {
-        this.directFd = fs.openSync(file.path, fs.constants.O_WRONLY | fs.constants.O_DIRECT);
-        this.freeSlots.push(...(opts.slots ?? alignedBuffers(DIRECT_SLOTS, DIRECT_SLOT_BYTES)));
-      } catch {
-        this.directFd = null; // no direct I/O here: the page cache it is
-      }
+    if (opts.direct) {
+      this.directFd = openDirect(file.path); // null: no direct I/O here, the page cache it is
+      if (this.directFd !== null) this.freeSlots.push(...(opts.slots ?? alignedBuffers(DIRECT_SLOTS, DIRECT_SLOT_BYTES)));
     }
   }
 

@@ -8,6 +8,7 @@ import { ExistsError, InvalidInputError, fromSystemError } from '../../errors.js
 import type { MediaPosition, SourceStream, StreamSource, StreamTarget } from '../medium.js';
 import { removeStaleTemp } from '../stale-temp.js';
 import { DirectAppender } from '../../direct-appender.js';
+import { writeFully } from '../../direct-io.js';
 import { EarlyWriteback } from '../../writeback.js';
 
 export function fileTarget(file: string, opts: { force?: boolean } = {}): StreamTarget {
@@ -40,16 +41,15 @@ export function fileTarget(file: string, opts: { force?: boolean } = {}): Stream
     async write(data) {
       if (failed) throw failed;
       // on libuv's threads: the dump reads and compresses the next records meanwhile
-      let done = 0;
       try {
-        if (appender) done = (await appender.append(data), data.length);
-        else while (done < data.length) done += await writeAt(fd, data, done, offset + done);
+        if (appender) await appender.append(data);
+        else await writeFully(fd, data, data.length, offset);
       } catch (err) {
         failed = fromSystemError(err, file, 'writing the stream');
         throw failed;
       }
-      offset += done;
-      if (!appender?.direct) writeback.wrote(done);
+      offset += data.length;
+      if (!appender?.direct) writeback.wrote(data.length);
     },
     async finish(): Promise<MediaPosition> {
       if (failed) throw failed;
@@ -86,11 +86,6 @@ export function fileTarget(file: string, opts: { force?: boolean } = {}): Stream
       if (!device) fs.rmSync(partial, { force: true });
     },
   };
-}
-
-/** One write of data[from..] at `position`, on libuv's threads: the bytes written. */
-function writeAt(fd: number, data: Buffer, from: number, position: number): Promise<number> {
-  return new Promise((resolve, reject) => fs.write(fd, data, from, data.length - from, position, (err, n) => (err ? reject(err) : resolve(n))));
 }
 
 /** fsync, except where the file cannot be synced (a character device such as /dev/null). */
