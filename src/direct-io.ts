@@ -32,10 +32,23 @@ export async function writeFully(fd: number, data: Uint8Array, length: number, a
   }
 }
 
+/** The memories alignedBuffers() made: a view into one at a multiple of DIRECT_UNIT is aligned. */
+const alignedMemories = new WeakSet<ArrayBufferLike>();
+
 /** `count` buffers of `bytes` each (a multiple of 4096), page-aligned, in one fixed memory. */
 export function alignedBuffers(count: number, bytes: number): Buffer[] {
   if (!Number.isSafeInteger(bytes) || bytes <= 0 || bytes % 4096 !== 0) throw new Error(`aligned buffers of ${bytes} bytes: not a multiple of 4096`);
   const pages = Math.ceil((count * bytes) / WASM_PAGE_BYTES);
   const memory = new wasm.Memory({ initial: pages, maximum: pages });
+  alignedMemories.add(memory.buffer);
   return Array.from({ length: count }, (_, i) => Buffer.from(memory.buffer, i * bytes, bytes));
+}
+
+/**
+ * True when `buf` starts at a multiple of DIRECT_UNIT in memory that alignedBuffers()
+ * made, so a direct write may be made from it as it is. JavaScript cannot see an
+ * address: this knows only the buffers it handed out, and says false for any other.
+ */
+export function isDirectAligned(buf: Uint8Array): boolean {
+  return buf.byteOffset % DIRECT_UNIT === 0 && alignedMemories.has(buf.buffer);
 }

@@ -6,6 +6,7 @@
 // early is reported as incomplete.
 import { createHash } from 'node:crypto';
 import { Decompressor } from 'zstd-napi';
+import { DIRECT_UNIT, alignedBuffers } from '../direct-io.js';
 import { CorruptError } from '../errors.js';
 import {
   decodeData,
@@ -88,13 +89,18 @@ class ByteReader {
     }
   }
 
-  /** A buffer of n bytes for a spanning read: a spare one where the caller releases what it read. */
+  /**
+   * A buffer of n bytes for a spanning read: a spare one where the caller releases what it
+   * read. Spares are page-aligned and the read goes at the same offset modulo DIRECT_UNIT
+   * as in the stream, so blocks aligned in the stream (see PAD) stay aligned in memory.
+   */
   private spanBuffer(n: number): Buffer {
     if (!this.release) return Buffer.allocUnsafe(n);
-    const i = this.spares.findIndex((b) => b.length >= n);
-    const whole = i >= 0 ? this.spares.splice(i, 1)[0] : Buffer.allocUnsafeSlow(Math.ceil(n / SPAN_GRAIN) * SPAN_GRAIN);
+    const phase = this.offset % DIRECT_UNIT;
+    const i = this.spares.findIndex((b) => b.length >= phase + n);
+    const whole = i >= 0 ? this.spares.splice(i, 1)[0] : alignedBuffers(1, Math.ceil((phase + n) / SPAN_GRAIN) * SPAN_GRAIN)[0];
     this.spans.add(whole.buffer);
-    const out = whole.subarray(0, n);
+    const out = whole.subarray(phase, phase + n);
     this.consumed.push(out);
     return out;
   }
@@ -262,6 +268,8 @@ export async function* readImageStream(src: AsyncIterable<Buffer>, name: string,
             yield { type: 'mapdelta', nodes };
             break;
           }
+          case RecordType.Pad:
+            break; // alignment for the next DATA record's blocks
           default:
             if (!(frame.flags & FLAG_OPTIONAL)) return fail(`record ${records} has an unknown required type ${frame.type}`, 'a newer imgstream wrote it');
         }

@@ -6,6 +6,7 @@
 // megabyte per record costs more than copying it.
 import { createHash } from 'node:crypto';
 import {
+  DATA_ALIGN,
   encodeFrame,
   encodeFrameWithCrc,
   encodeHeader,
@@ -15,12 +16,16 @@ import {
   FEATURE_ZSTD,
   FLAG_OPTIONAL,
   FLAG_ZSTD,
+  padLength,
+  payloadCrc,
   RecordType,
   type StreamHeader,
   type StreamTrailer,
 } from '../format/image-stream.js';
 import type { MediaPosition, StreamTarget } from '../media/medium.js';
 import { CompressPool, type Encoded } from './compress-pool.js';
+
+const PAD_ZEROS = Buffer.alloc(DATA_ALIGN);
 
 interface Pending {
   type: RecordType;
@@ -124,6 +129,7 @@ export class ImageStreamWriter {
     const encoded = await p.stored;
     const { stored, compressed, crc, spare } = encoded;
     const flags = compressed ? p.flags | FLAG_ZSTD : p.flags;
+    if (p.type === RecordType.Data && !compressed) await this.pad(8 + 8 * stored.readUInt32LE(0));
     const frame = encodeFrameWithCrc(p.type, flags, stored.length, p.rawLength, crc);
     // the chain: every frame (which holds its payload's crc32) in order
     this.hash.update(frame);
@@ -131,6 +137,22 @@ export class ImageStreamWriter {
     await this.emit(stored);
     this.pool.recycle(encoded);
     if (spare && spare.buffer.byteLength >= (1 << 16) && this.spares.length < this.maxPending + 2) this.spares.push(Buffer.from(spare.buffer));
+  }
+
+  /**
+   * A PAD record, when needed, so the blocks of the DATA record that follows (at
+   * `dataOffset` in its payload) start at a multiple of DATA_ALIGN in the stream: a
+   * restore from a file then writes them with direct I/O straight from its read buffers.
+   */
+  private async pad(dataOffset: number): Promise<void> {
+    const length = padLength(this.bytes, dataOffset);
+    if (length === null) return;
+    const payload = PAD_ZEROS.subarray(0, length);
+    const frame = encodeFrameWithCrc(RecordType.Pad, FLAG_OPTIONAL, length, length, payloadCrc(payload));
+    this.hash.update(frame);
+    this.records++;
+    await this.emit(frame);
+    if (length > 0) await this.emit(payload);
   }
 
   private async emit(buf: Buffer): Promise<void> {

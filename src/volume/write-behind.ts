@@ -6,12 +6,13 @@
 // reads them back before the CP, whose sync comes after drain(). A buffer given must not
 // change until written() says its write is done.
 //
-// With `direct`, whole aligned blocks are copied into page-aligned slots and written from
-// there with O_DIRECT, past the page cache (see direct-appender.ts for why: on these
+// With `direct`, whole aligned blocks are written with O_DIRECT, past the page cache: as
+// they are when they lie in page-aligned memory (isDirectAligned), else copied into
+// page-aligned slots first (see direct-appender.ts for why: on these
 // machines the page cache costs more than the copy). Anything else, or where direct I/O
 // is refused (EINVAL), goes through the page cache.
 import fs from 'node:fs';
-import { DIRECT_UNIT, alignedBuffers, openDirect } from '../direct-io.js';
+import { DIRECT_UNIT, alignedBuffers, isDirectAligned, openDirect } from '../direct-io.js';
 import { fromSystemError } from '../errors.js';
 import { EarlyWriteback } from '../writeback.js';
 import type { BlockFile } from './block-file.js';
@@ -64,30 +65,38 @@ export class WriteBehind {
   /** Starts writing `buf` at `position`; waits first while too much is in flight. Throws an earlier write's error. */
   async write(buf: Uint8Array, position: number): Promise<void> {
     if (this.failure) throw this.failure;
-    if (this.directFd !== null && position % DIRECT_UNIT === 0 && buf.length % DIRECT_UNIT === 0) {
+    const whole = position % DIRECT_UNIT === 0 && buf.length % DIRECT_UNIT === 0;
+    if (this.directFd !== null && whole && isDirectAligned(buf)) {
+      // aligned memory already (a stream's blocks in its read buffers): written as it is
+      while (this.inFlight > 0 && this.inFlight + buf.length > this.maxBytes) await new Promise<void>((r) => this.waiters.push(r));
+      if (this.failure) throw this.failure;
+      this.start(buf, position, null, true);
+      return;
+    }
+    if (this.directFd !== null && whole) {
       for (let from = 0; from < buf.length; from += DIRECT_SLOT_BYTES) {
         const piece = buf.subarray(from, Math.min(buf.length, from + DIRECT_SLOT_BYTES));
         while (this.freeSlots.length === 0) await new Promise<void>((r) => this.waiters.push(r));
         if (this.failure) throw this.failure;
         const slot = this.freeSlots.pop()!;
         slot.set(piece);
-        this.start(slot.subarray(0, piece.length), position + from, slot);
+        this.start(slot.subarray(0, piece.length), position + from, slot, true);
       }
       return;
     }
     if (this.failure) throw this.failure;
     while (this.inFlight > 0 && this.inFlight + buf.length > this.maxBytes) await new Promise<void>((r) => this.waiters.push(r));
     if (this.failure) throw this.failure;
-    this.start(buf, position, null);
+    this.start(buf, position, null, false);
   }
 
-  /** Starts one write; `slot` is the aligned copy it is made from, returned when done. */
-  private start(buf: Uint8Array, position: number, slot: Buffer | null): void {
+  /** Starts one write, `direct` or through the page cache; `slot` is the aligned copy it is made from, returned when done. */
+  private start(buf: Uint8Array, position: number, slot: Buffer | null, direct: boolean): void {
     this.inFlight += buf.length;
     const seq = this.started++;
     this.running.add(seq);
-    if (SLOW_WRITES_MS > 0) setTimeout(() => this.writeAll(buf, 0, position, seq, slot), SLOW_WRITES_MS);
-    else this.writeAll(buf, 0, position, seq, slot);
+    if (SLOW_WRITES_MS > 0) setTimeout(() => this.writeAll(buf, 0, position, seq, slot, direct), SLOW_WRITES_MS);
+    else this.writeAll(buf, 0, position, seq, slot, direct);
   }
 
   /**
@@ -110,8 +119,8 @@ export class WriteBehind {
     return oldest;
   }
 
-  private writeAll(buf: Uint8Array, done: number, position: number, seq: number, slot: Buffer | null): void {
-    const direct = slot !== null ? this.directFd : null;
+  private writeAll(buf: Uint8Array, done: number, position: number, seq: number, slot: Buffer | null, wantDirect: boolean): void {
+    const direct = wantDirect ? this.directFd : null;
     fs.write(direct ?? this.file.fd, buf, done, buf.length - done, position + done, (err, n) => {
       if (err && direct !== null && err.code === 'EINVAL') {
         // refused (alignment the device will not take): this and every later write through the page cache
@@ -119,9 +128,9 @@ export class WriteBehind {
           this.directFd = null;
           fs.close(direct, () => undefined);
         }
-        return this.writeAll(buf, done, position, seq, slot);
+        return this.writeAll(buf, done, position, seq, slot, false);
       }
-      if (!err && done + n < buf.length) return this.writeAll(buf, done + n, position, seq, slot);
+      if (!err && done + n < buf.length) return this.writeAll(buf, done + n, position, seq, slot, direct !== null);
       if (err) this.failure ??= fromSystemError(err, this.file.path, 'writing');
       this.inFlight -= buf.length;
       this.running.delete(seq);

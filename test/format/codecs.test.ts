@@ -233,6 +233,47 @@ describe('stream writer and reader', () => {
     });
   }
 
+  it('puts the blocks of every uncompressed DATA record at a multiple of 4096 in the stream, with optional PAD records of zeros', async () => {
+    for (const compress of [false, true]) {
+      const b = await makeStream(compress, true);
+      const frames: Array<{ type: number; flags: number; at: number; length: number }> = [];
+      for (let o = S.PREAMBLE_BYTES; o < b.length; ) {
+        const f = S.decodeFrame(b.subarray(o, o + S.FRAME_BYTES));
+        frames.push({ type: f.type, flags: f.flags, at: o, length: f.storedLength });
+        o += S.FRAME_BYTES + f.storedLength;
+      }
+      const data = frames.filter((f) => f.type === S.RecordType.Data);
+      const pads = frames.filter((f) => f.type === S.RecordType.Pad);
+      expect(data.length).toBe(2);
+      for (const f of data) {
+        if (f.flags & S.FLAG_ZSTD) continue; // compressed: nothing to align
+        const n = b.readUInt32LE(f.at + S.FRAME_BYTES);
+        expect((f.at + S.FRAME_BYTES + 8 + 8 * n) % S.DATA_ALIGN, `DATA at ${f.at}`).toBe(0);
+      }
+      if (compress) expect(pads).toEqual([]); // these blocks compress: no record is stored raw
+      else expect(pads.length).toBe(2); // after the plane and after the dealloc
+      for (const p of pads) {
+        expect(p.flags).toBe(S.FLAG_OPTIONAL); // a reader that does not know PAD skips it
+        expect(b.subarray(p.at + S.FRAME_BYTES, p.at + S.FRAME_BYTES + p.length).every((x) => x === 0)).toBe(true);
+      }
+      // the trailer counts them as records, and readers pass over them
+      const t = S.decodeTrailer(b.subarray(b.length - S.TRAILER_BYTES));
+      expect(t.records).toBe(frames.length - 1);
+      expect((await readAll(b)).map((r) => r.type)).toEqual(['header', 'plane', 'data', 'dealloc', 'data', 'trailer']);
+    }
+  });
+
+  it('padLength aligns the next DATA record\'s blocks from any offset (property)', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: 2 ** 40 }), fc.integer({ min: 1, max: 4096 }), (at, n) => {
+        const dataOffset = 8 + 8 * n;
+        const pad = S.padLength(at, dataOffset);
+        if (pad === null) return (at + S.FRAME_BYTES + dataOffset) % S.DATA_ALIGN === 0;
+        return pad >= 0 && pad < S.DATA_ALIGN && (at + 2 * S.FRAME_BYTES + pad + dataOffset) % S.DATA_ALIGN === 0;
+      }),
+    );
+  });
+
   it('skips an unknown optional record and refuses an unknown required one', async () => {
     const b = await makeStream(false);
     // splice a record of type 9 after the header: optional is skipped, required refused

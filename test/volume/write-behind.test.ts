@@ -7,6 +7,7 @@ import path from 'node:path';
 import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
 import { BlockFile } from '../../src/volume/block-file.js';
 import { WriteBehind } from '../../src/volume/write-behind.js';
+import { alignedBuffers } from '../../src/direct-io.js';
 import { tempDir } from '../support/images.js';
 import { EarlyWriteback } from '../../src/writeback.js';
 
@@ -104,6 +105,31 @@ describe('write-behind with direct I/O', () => {
       bf.read(after, 8 << 20);
       expect(after.equals(expected.subarray(8 << 20, 9 << 20))).toBe(true);
     } finally {
+      bf.close();
+    }
+  });
+
+  it('writes blocks that lie in page-aligned memory as they are, without a slot copy, and keeps them until written()', async () => {
+    const file = path.join(dir, 'aligned.bin');
+    fs.writeFileSync(file, Buffer.alloc(16 << 20));
+    const bf = BlockFile.open(file, true);
+    const writes = vi.spyOn(fs, 'write');
+    try {
+      const [mem] = alignedBuffers(1, 8 << 20);
+      for (let k = 0; k < 8; k++) mem.fill(k + 1, k << 20, (k + 1) << 20);
+      const wb = new WriteBehind(bf, { direct: true });
+      if (!wb.direct) return; // no direct I/O on this file system: nothing to tell apart
+      for (let k = 0; k < 8; k++) await wb.write(mem.subarray(k << 20, (k + 1) << 20), (8 - k) << 20);
+      await wb.written();
+      // every write was made from the caller's memory (no copy), on the direct descriptor
+      const made = writes.mock.calls.filter(([fd]) => fd !== bf.fd);
+      expect(made.length).toBe(8);
+      for (const [, buf] of made) expect((buf as Uint8Array).buffer).toBe(mem.buffer);
+      await wb.close();
+      const back = fs.readFileSync(file);
+      for (let k = 0; k < 8; k++) expect(back.subarray((8 - k) << 20, (9 - k) << 20).every((b) => b === k + 1), `MiB ${k}`).toBe(true);
+    } finally {
+      writes.mockRestore();
       bf.close();
     }
   });

@@ -8,7 +8,7 @@ import { ExistsError, InvalidInputError, fromSystemError } from '../../errors.js
 import type { MediaPosition, SourceStream, StreamSource, StreamTarget } from '../medium.js';
 import { removeStaleTemp } from '../stale-temp.js';
 import { DirectAppender } from '../../direct-appender.js';
-import { writeFully } from '../../direct-io.js';
+import { alignedBuffers, writeFully } from '../../direct-io.js';
 import { EarlyWriteback } from '../../writeback.js';
 
 export function fileTarget(file: string, opts: { force?: boolean } = {}): StreamTarget {
@@ -105,7 +105,9 @@ export function fileBytes(file: string): Pick<SourceStream, 'bytes' | 'recycle'>
   const ours = new WeakSet<ArrayBufferLike>();
   const free: Buffer[] = [];
   const take = () => {
-    const buf = free.pop() ?? Buffer.allocUnsafeSlow(READ_BYTES);
+    // page-aligned, like the file offsets read into them: the blocks of an uncompressed
+    // stream (aligned in it by PAD records) can be written with direct I/O from here
+    const buf = free.pop() ?? alignedBuffers(1, READ_BYTES)[0];
     ours.add(buf.buffer);
     return buf;
   };
