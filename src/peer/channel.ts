@@ -23,6 +23,7 @@ import {
   type FramePrefix,
 } from '../format/peer-protocol.js';
 import { RateLimiter } from './rate-limit.js';
+import { DIRECT_UNIT, alignedBuffers } from '../direct-io.js';
 
 export interface PeerMessage {
   msg: Record<string, unknown>;
@@ -314,18 +315,24 @@ export class FramedChannel implements PeerChannel {
     return out;
   }
 
-  /** n bytes of a buffer given back by recycle(), or of a new one it may take later. */
+  /**
+   * n bytes of a buffer given back by recycle(), or of a new one it may take later. The
+   * buffers are page-aligned and the payload ends on a page boundary: a payload that ends
+   * in whole blocks (a DATA record) has them aligned, and the receiver writes them with
+   * direct I/O from here instead of copying them first.
+   */
   private spare(n: number): Buffer {
-    const size = Math.ceil(n / SPARE_GRAIN) * SPARE_GRAIN;
+    const end = Math.ceil(n / DIRECT_UNIT) * DIRECT_UNIT;
+    const size = Math.ceil(end / SPARE_GRAIN) * SPARE_GRAIN;
     const i = this.spares.findIndex((b) => b.length === size);
-    const buf = i >= 0 ? this.spares.splice(i, 1)[0] : Buffer.allocUnsafeSlow(size);
+    const buf = i >= 0 ? this.spares.splice(i, 1)[0] : alignedBuffers(1, size)[0];
     this.lent.add(buf.buffer);
-    return buf.subarray(0, n);
+    return buf.subarray(end - n, end);
   }
 
   recycle(payload: Buffer, after: Promise<void>): void {
     const whole = payload.buffer;
-    if (payload.byteOffset !== 0 || !this.lent.delete(whole)) return; // a view of a socket chunk, or given back already
+    if (!this.lent.delete(whole)) return; // a view of a socket chunk, or given back already
     after.then(
       () => {
         if (this.spares.length < MAX_SPARES) this.spares.push(Buffer.from(whole));

@@ -15,6 +15,7 @@ import { AuthError, BusyError, ImgstreamError, InvalidInputError, NetworkError }
 import { MAX_PAYLOAD_BYTES } from '../../src/format/peer-protocol.js';
 import { connectPeer, type PeerChannel, type PeerClientOptions, type PeerService } from '../../src/peer/index.js';
 import { hasOpenssl, makeCert, makeToken, startInProcess, waitFor, type InProcessDaemon, type TestCert } from './support.js';
+import { isDirectAligned } from '../../src/direct-io.js';
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'imgstream-peer-channel-'));
 const crc = (b: Buffer) => crc32(b) >>> 0;
@@ -289,6 +290,26 @@ describe.skipIf(!hasOpenssl)('peer channel', () => {
       expect(p.subarray(4).every((b) => b === (i & 0xff)), `held payload ${i}`).toBe(true);
     });
     // payloads given back were read into again: a few buffers served the second half
+    expect(backings.size).toBeLessThan(count / 4);
+    await ch.close();
+  });
+
+  it('puts a payload that spans socket chunks at the end of page-aligned memory, so the whole blocks it ends in are aligned (DATA records)', async () => {
+    const count = 24;
+    const head = 8 + 8 * 256; // a DATA record: count, VBNs, then 256 blocks
+    const ch = await open(tlsUrl(), withCa(), { op: 'test.flood', count, size: head + (1 << 20) });
+    const backings = new Set<ArrayBufferLike>();
+    for (let i = 0; i < count; i++) {
+      const p = (await ch.receive())!.payload!;
+      expect(p.length).toBe(head + (1 << 20));
+      expect(p.readUInt32LE(0)).toBe(i);
+      expect(p.subarray(4).every((b) => b === (i & 0xff)), `payload ${i}`).toBe(true);
+      expect(isDirectAligned(p.subarray(head)), `payload ${i} at byte offset ${p.byteOffset}`).toBe(true);
+      backings.add(p.buffer);
+      ch.recycle(p, Promise.resolve()); // given back although it does not start its buffer
+      await new Promise((r) => setImmediate(r));
+    }
+    expect((await ch.receive())?.msg).toEqual({ end: true });
     expect(backings.size).toBeLessThan(count / 4);
     await ch.close();
   });
