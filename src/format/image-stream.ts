@@ -141,7 +141,7 @@ export interface FrameHeader {
 }
 
 export function encodeFrame(type: RecordType, flags: number, stored: Uint8Array, rawLength: number): Buffer {
-  return encodeFrameWithCrc(type, flags, stored.length, rawLength, crc32(stored) >>> 0);
+  return encodeFrameWithCrc(type, flags, stored.length, rawLength, crc32(stored));
 }
 
 /** A frame for a payload whose crc32 was computed elsewhere (on a worker thread). */
@@ -164,7 +164,7 @@ export function decodeFrame(b: Buffer): FrameHeader {
 }
 
 export function payloadCrc(stored: Uint8Array): number {
-  return crc32(stored) >>> 0;
+  return crc32(stored);
 }
 
 // ------------------------------------------------------------------ header

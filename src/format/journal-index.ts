@@ -59,5 +59,5 @@ export function decodeJournalIndex(b: Buffer): { entries: JournalEntry[]; next: 
 }
 
 export function contentCrc(b: Uint8Array): number {
-  return crc32(b) >>> 0;
+  return crc32(b);
 }

@@ -163,14 +163,14 @@ export function encodePeerFrame(msg: PeerMessageHeader, payload: Buffer | null, 
   let crc = crc32(json);
   if (payload) crc = crc32Combine(crc, payloadCrc ?? crc32(payload), payload.length);
   head.writeUInt32LE(crc >>> 0, 12);
-  head.writeUInt32LE(crc32(head.subarray(0, 16)) >>> 0, 16);
+  head.writeUInt32LE(crc32(head.subarray(0, 16)), 16);
   json.copy(head, PEER_PREFIX_BYTES);
   return { head, payload };
 }
 
 export function decodePeerPrefix(b: Buffer, limits: FrameLimits = FULL_LIMITS): FramePrefix {
   if (b.length < PEER_PREFIX_BYTES) throw new PeerFormatError('short frame prefix');
-  if ((crc32(b.subarray(0, 16)) >>> 0) !== b.readUInt32LE(16)) throw new PeerFormatError('damaged frame prefix (checksum)');
+  if (crc32(b.subarray(0, 16)) !== b.readUInt32LE(16)) throw new PeerFormatError('damaged frame prefix (checksum)');
   const headerLength = b.readUInt32LE(0);
   const payloadLength = b.readUInt32LE(4);
   const flags = b.readUInt16LE(8);
@@ -189,7 +189,7 @@ export function decodePeerPrefix(b: Buffer, limits: FrameLimits = FULL_LIMITS): 
  * crc32 too (computed on the way), for a message that carries a checksum of its payload.
  */
 export function decodePeerMessage(prefix: FramePrefix, header: Buffer, payload: Buffer | null): { msg: PeerMessageHeader; payloadCrc: number | null } {
-  const payloadCrc = payload ? crc32(payload) >>> 0 : null;
+  const payloadCrc = payload ? crc32(payload) : null;
   let crc = crc32(header);
   if (payload) crc = crc32Combine(crc, payloadCrc!, payload.length);
   if ((crc >>> 0) !== prefix.crc) throw new PeerFormatError('damaged frame (checksum)');

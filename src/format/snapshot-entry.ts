@@ -49,14 +49,14 @@ export function encodeSnapshotEntry(e: SnapshotEntry | null): Buffer {
   const name = Buffer.from(e.name, 'utf8');
   b[64] = name.length;
   name.copy(b, 65, 0, 64);
-  b.writeUInt32LE(crc32(b.subarray(8)) >>> 0, 4);
+  b.writeUInt32LE(crc32(b.subarray(8)), 4);
   return b;
 }
 
 /** null for a free entry; throws RangeError for a damaged one. */
 export function decodeSnapshotEntry(b: Buffer, slot: number): SnapshotEntry | null {
   if (b[0] === 0) return null;
-  if (b[0] !== 1 || (crc32(b.subarray(8, SNAPSHOT_ENTRY_BYTES)) >>> 0) !== b.readUInt32LE(4)) {
+  if (b[0] !== 1 || crc32(b.subarray(8, SNAPSHOT_ENTRY_BYTES)) !== b.readUInt32LE(4)) {
     throw new RangeError(`snapshot table entry ${slot} is damaged`);
   }
   return {

@@ -91,7 +91,7 @@ export function encodeRootRecord(r: RootRecord): Buffer {
   putU64(b, 136, r.mappedBlocks);
   putU64(b, 144, r.moaSwaps);
   b.writeUInt32LE(r.flags >>> 0, 152);
-  b.writeUInt32LE(crc32(b.subarray(0, 508)) >>> 0, 508);
+  b.writeUInt32LE(crc32(b.subarray(0, 508)), 508);
   return b;
 }
 
@@ -103,7 +103,7 @@ export type RootDecode =
 export function decodeRootRecord(b: Buffer): RootDecode {
   if (b.length < ROOT_RECORD_BYTES || b.toString('latin1', 0, 8) !== ROOT_MAGIC) return { ok: false, reason: 'magic' };
   if (b.readUInt32LE(8) !== ROOT_VERSION) return { ok: false, reason: 'version' };
-  if ((crc32(b.subarray(0, 508)) >>> 0) !== b.readUInt32LE(508)) return { ok: false, reason: 'checksum' };
+  if (crc32(b.subarray(0, 508)) !== b.readUInt32LE(508)) return { ok: false, reason: 'checksum' };
   try {
     return {
       ok: true,

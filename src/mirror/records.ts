@@ -53,5 +53,5 @@ export const hashChain = {
 
 /** A record's crc32, of its full payload (what a ghost stands for). */
 export function recordCrc(payload: Uint8Array): number {
-  return crc32(payload) >>> 0;
+  return crc32(payload);
 }

@@ -70,9 +70,9 @@ export class CompressPool {
     if (this.localOnly) {
       if (this.local) {
         const out = this.local.compress(raw);
-        if (out.length < raw.length) return Promise.resolve({ stored: out, compressed: true, crc: crc32(out) >>> 0, spare: raw });
+        if (out.length < raw.length) return Promise.resolve({ stored: out, compressed: true, crc: crc32(out), spare: raw });
       }
-      return Promise.resolve({ stored: raw, compressed: false, crc: crc32(raw) >>> 0, spare: raw });
+      return Promise.resolve({ stored: raw, compressed: false, crc: crc32(raw), spare: raw });
     }
     const id = this.next++;
     const w = this.workers[id % this.workers.length];

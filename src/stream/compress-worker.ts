@@ -23,11 +23,11 @@ parentPort!.on('message', (msg: { id: number; buf: ArrayBuffer; length: number; 
     const n = cctx.compress2(new Uint8Array(out), raw);
     if (n < msg.length) {
       // the raw buffer goes back too, to be reused for the next record
-      parentPort!.postMessage({ id: msg.id, out, length: n, compressed: true, crc: crc32(new Uint8Array(out, 0, n)) >>> 0, raw: msg.buf }, [out, msg.buf]);
+      parentPort!.postMessage({ id: msg.id, out, length: n, compressed: true, crc: crc32(new Uint8Array(out, 0, n)), raw: msg.buf }, [out, msg.buf]);
       return;
     }
     msg.out = out;
   }
   const transfer = msg.out ? [msg.buf, msg.out] : [msg.buf];
-  parentPort!.postMessage({ id: msg.id, out: msg.buf, length: msg.length, compressed: false, crc: crc32(raw) >>> 0, raw: null, spareOut: msg.out }, transfer);
+  parentPort!.postMessage({ id: msg.id, out: msg.buf, length: msg.length, compressed: false, crc: crc32(raw), raw: null, spareOut: msg.out }, transfer);
 });

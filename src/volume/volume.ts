@@ -26,7 +26,8 @@ import { DEFAULT_BLOCK_SIZE, DEFAULT_MAX_SNAPSHOTS, mapDepthFor, PLANE_ACTIVE, P
 import { LogicalMap, type MapStorage } from './logical-map.js';
 import { MetadataStore } from './metadata-store.js';
 import { PlaneScanner } from './plane-scanner.js';
-import { SparseBitmap, popcount32 } from './sparse-bitmap.js';
+import { SparseBitmap } from './sparse-bitmap.js';
+import { popcount32 } from '../image/bit-words.js';
 import { validateSnapshotName } from './snapshot-name.js';
 import { VolumeLock } from './volume-lock.js';
 import { BusyError } from '../errors.js';
@@ -373,7 +374,7 @@ export class Volume implements MapStorage {
       }
       next = dec.next;
     }
-    if (count !== this.root.journalCount || (crc32(Buffer.concat(indexCrcs)) >>> 0) !== this.root.journalCrc) {
+    if (count !== this.root.journalCount || crc32(Buffer.concat(indexCrcs)) !== this.root.journalCrc) {
       throw new CorruptError(`${this.path}: journal does not match its root record`);
     }
     if (this.writable) {
@@ -635,7 +636,7 @@ export class Volume implements MapStorage {
         mapRoot: this.map.root,
         journalHead: indexVbns[0] ?? 0,
         journalCount: entries.length,
-        journalCrc: crc32(Buffer.concat(indexBlocks)) >>> 0,
+        journalCrc: crc32(Buffer.concat(indexBlocks)),
         allocCursor: this.allocator.cursor,
       };
       this.writeRoot(committed);
