@@ -5,7 +5,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { sha256 } from '../support/cli.js';
+import { runCli, sha256 } from '../support/cli.js';
 import { randomImage, tempDir } from '../support/images.js';
 import { dump, exportShas, ok } from '../support/stream-cli.js';
 import { fileBytes } from '../../src/media/file/file-medium.js';
@@ -72,6 +72,16 @@ describe('read buffers of a stream file', () => {
     const spans = records.filter((r) => r.data.buffer.byteLength !== 4 << 20);
     expect(spans.length).toBeGreaterThan(0); // some records span two reads and were copied
     for (const [i, r] of records.entries()) expect(isDirectAligned(r.data), `record ${i + 1} at byte offset ${r.data.byteOffset}`).toBe(true);
+  });
+
+  it('serve a restore from stdin redirected from the stream file too, and from a pipe', async () => {
+    for (const [name, how] of [['redirect', { stdinFile: l0 }], ['pipe', { input: fs.readFileSync(l0) }]] as const) {
+      const dst = path.join(root, `stdin-${name}.vol`);
+      const r = runCli(['restore', '--from', '-', '--to', dst, '--json'], { ...how, env: o.env });
+      expect(r.code, r.stderr).toBe(0);
+      expect(JSON.parse(r.stdout).streams[0].stream).toBe('stdin');
+      expect((await exportShas(dst, ['s1'], o)).s1, name).toBe(sha256(image));
+    }
   });
 
   it('a restore that writes behind from them restores every block, with writes slower than reads', async () => {

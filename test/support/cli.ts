@@ -2,7 +2,7 @@
 // `npm run build` first), plus what CLI tests compare: sha256 of files and of whole
 // directory trees, raw image files, allocated disk space. Image contents come from
 // images.ts so every test speaks of the same deterministic images.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess, type SpawnSyncReturns } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -36,6 +36,8 @@ export interface CliResult {
 export interface CliOptions {
   /** Bytes fed to stdin (default: an empty stdin, never a terminal). */
   input?: Buffer | string;
+  /** A file to give as stdin instead (a redirect: `imgstream ... < FILE`). */
+  stdinFile?: string;
   cwd?: string;
   /** Added to the environment. */
   env?: Record<string, string>;
@@ -57,14 +59,20 @@ function assertBuilt(): void {
 /** Runs `imgstream ...args` to completion. */
 export function runCli(args: string[], opts: CliOptions = {}): CliResult {
   assertBuilt();
-  const r = spawnSync(process.execPath, [CLI_BIN, ...args], {
-    cwd: opts.cwd,
-    env: cliEnv(opts.env),
-    input: opts.input ?? '',
-    timeout: opts.timeoutMs ?? 60_000,
-    killSignal: 'SIGKILL',
-    maxBuffer: 1 << 30,
-  });
+  const stdinFd = opts.stdinFile === undefined ? null : fs.openSync(opts.stdinFile, 'r');
+  let r: SpawnSyncReturns<Buffer>;
+  try {
+    r = spawnSync(process.execPath, [CLI_BIN, ...args], {
+      cwd: opts.cwd,
+      env: cliEnv(opts.env),
+      ...(stdinFd === null ? { input: opts.input ?? '' } : { stdio: [stdinFd, 'pipe', 'pipe'] }),
+      timeout: opts.timeoutMs ?? 60_000,
+      killSignal: 'SIGKILL',
+      maxBuffer: 1 << 30,
+    });
+  } finally {
+    if (stdinFd !== null) fs.closeSync(stdinFd);
+  }
   if (r.error && (r.error as NodeJS.ErrnoException).code !== 'ETIMEDOUT') throw r.error;
   if (r.error) throw new Error(`imgstream ${args.join(' ')}: timed out after ${opts.timeoutMs ?? 60_000} ms`);
   const stdoutBytes = r.stdout ?? Buffer.alloc(0);

@@ -8,7 +8,8 @@ import { ExistsError, InvalidInputError, fromSystemError } from '../../errors.js
 import type { MediaPosition, SourceStream, StreamSource, StreamTarget } from '../medium.js';
 import { removeStaleTemp } from '../stale-temp.js';
 import { DirectAppender } from '../../direct-appender.js';
-import { alignedBuffers, writeFully } from '../../direct-io.js';
+import { writeFully } from '../../direct-io.js';
+import { readAheadBytes, type ReadInto } from '../read-ahead.js';
 import { EarlyWriteback } from '../../writeback.js';
 
 export function fileTarget(file: string, opts: { force?: boolean } = {}): StreamTarget {
@@ -98,57 +99,29 @@ export function fsyncUnlessUnsupported(fd: number): void {
   }
 }
 
-const READ_BYTES = 4 << 20;
-
-/** A file's bytes, read ahead into buffers the consumer may give back (see SourceStream.recycle). */
+/** A file's bytes, read ahead into page-aligned buffers the consumer may give back (see read-ahead.ts). */
 export function fileBytes(file: string): Pick<SourceStream, 'bytes' | 'recycle'> {
-  const ours = new WeakSet<ArrayBufferLike>();
-  const free: Buffer[] = [];
-  const take = () => {
-    // page-aligned, like the file offsets read into them: the blocks of an uncompressed
-    // stream (aligned in it by PAD records) can be written with direct I/O from here
-    const buf = free.pop() ?? alignedBuffers(1, READ_BYTES)[0];
-    ours.add(buf.buffer);
-    return buf;
+  let fh: fs.promises.FileHandle | null = null;
+  const read: ReadInto = async (buf, at, length) => {
+    try {
+      fh ??= await fs.promises.open(file, 'r');
+    } catch (err) {
+      throw fromSystemError(err, file, 'opening the stream');
+    }
+    try {
+      return (await fh.read(buf, at, length, null)).bytesRead;
+    } catch (err) {
+      throw fromSystemError(err, file, 'reading the stream');
+    }
   };
-  return {
-    bytes: readFileBytes(file, take),
-    recycle(buf, after) {
-      const whole = buf.buffer;
-      if (ours.delete(whole)) after.then(() => free.push(Buffer.from(whole, 0, READ_BYTES)), () => undefined);
-    },
-  };
+  return readAheadBytes(read, async () => {
+    await fh?.close();
+  });
 }
 
-export async function* readFileBytes(file: string, take: () => Buffer = () => Buffer.allocUnsafe(READ_BYTES)): AsyncGenerator<Buffer> {
-  let fh: fs.promises.FileHandle;
-  try {
-    fh = await fs.promises.open(file, 'r');
-  } catch (err) {
-    throw fromSystemError(err, file, 'opening the stream');
-  }
-  // a buffer per read that nobody else uses (the stream reader hands out records as views
-  // into it), the next read already running on the thread pool while this one is consumed
-  const readNext = () => {
-    const buf = take();
-    return fh.read(buf, 0, buf.length, null).then(
-      (r) => buf.subarray(0, r.bytesRead),
-      (err) => Promise.reject(fromSystemError(err, file, 'reading the stream')),
-    );
-  };
-  let pending = readNext();
-  try {
-    for (;;) {
-      const buf = await pending;
-      if (buf.length === 0) return;
-      pending = readNext();
-      yield buf;
-    }
-  } finally {
-    // a consumer that stops early leaves one read running: let it end before closing
-    await pending.catch(() => undefined);
-    await fh.close().catch(() => undefined);
-  }
+/** A file's bytes, in buffers of its own (for a consumer that gives none back). */
+export function readFileBytes(file: string): AsyncIterable<Buffer> {
+  return fileBytes(file).bytes;
 }
 
 export function fileSource(file: string): StreamSource {
