@@ -26,6 +26,8 @@ export class DirectAppender {
   /** File offset of the current stage's first byte. */
   private offset = 0;
   private directFd: number | null;
+  /** The direct descriptor after a refusal: closed only by close(), as writes queued on it may still run. */
+  private refusedFd: number | null = null;
   private failure: NodeJS.ErrnoException | null = null;
 
   /**
@@ -94,10 +96,9 @@ export class DirectAppender {
   /** Waits for writes under way (ignoring their outcome) and closes the direct descriptor; `fd` stays the caller's. */
   async close(): Promise<void> {
     await this.settle();
-    if (this.directFd !== null) {
-      fs.closeSync(this.directFd);
-      this.directFd = null;
-    }
+    for (const fd of [this.directFd, this.refusedFd]) if (fd !== null) fs.closeSync(fd);
+    this.directFd = null;
+    this.refusedFd = null;
   }
 
   private async settle(): Promise<void> {
@@ -122,10 +123,12 @@ export class DirectAppender {
           this.failure ??= err as NodeJS.ErrnoException;
           return;
         }
-        // refused: from now on through the page cache (other stages in flight retry too)
+        // refused: from now on through the page cache (other stages in flight retry too).
+        // Not closed here: a write queued on it would then fail with EBADF, or worse land
+        // in whatever file reused the descriptor's number.
         if (this.directFd === direct) {
           this.directFd = null;
-          fs.close(direct, () => undefined);
+          this.refusedFd = direct;
         }
       }
     }

@@ -38,6 +38,8 @@ export class WriteBehind {
 
   private readonly writeback: EarlyWriteback | null;
   private directFd: number | null = null;
+  /** The direct descriptor after a refusal, closed by close(). */
+  private refusedFd: number | null = null;
   private readonly freeSlots: Buffer[] = [];
 
   /**
@@ -123,10 +125,12 @@ export class WriteBehind {
     const direct = wantDirect ? this.directFd : null;
     fs.write(direct ?? this.file.fd, buf, done, buf.length - done, position + done, (err, n) => {
       if (err && direct !== null && err.code === 'EINVAL') {
-        // refused (alignment the device will not take): this and every later write through the page cache
+        // refused (alignment the device will not take): this and every later write through
+        // the page cache. The descriptor stays open until close(): writes queued on it still
+        // run, and must get EINVAL too, not EBADF or another file that reused its number.
         if (this.directFd === direct) {
           this.directFd = null;
-          fs.close(direct, () => undefined);
+          this.refusedFd = direct;
         }
         return this.writeAll(buf, done, position, seq, slot, false);
       }
@@ -166,9 +170,8 @@ export class WriteBehind {
   /** Waits for every write (ignoring errors) and closes the direct descriptor. */
   async close(): Promise<void> {
     await this.settle();
-    if (this.directFd !== null) {
-      fs.closeSync(this.directFd);
-      this.directFd = null;
-    }
+    for (const fd of [this.directFd, this.refusedFd]) if (fd !== null) fs.closeSync(fd);
+    this.directFd = null;
+    this.refusedFd = null;
   }
 }

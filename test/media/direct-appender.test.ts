@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import fc from 'fast-check';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 import { DirectAppender, STAGE_BYTES } from '../../src/direct-appender.js';
 
 const dirs: string[] = [];
@@ -74,6 +74,24 @@ describe('DirectAppender', () => {
     const { expected, direct } = await appendAll(file, [100, STAGE_BYTES, 5000, STAGE_BYTES * 3, 1], unaligned);
     if (fs.constants.O_DIRECT) expect(direct).toBe(false); // it was refused, then given up
     expect(fs.readFileSync(file).equals(expected)).toBe(true);
+  });
+
+  it('keeps a refused direct descriptor open for the stages still queued on it (they fall back too, never EBADF)', async () => {
+    const file = path.join(tempDir(), 'stream');
+    // every write starts 25 ms after the one before: the first refusal is handled before the others run
+    const real = fs.write.bind(fs) as (...a: unknown[]) => void;
+    let calls = 0;
+    const writes = vi.spyOn(fs, 'write').mockImplementation(((...args: unknown[]) => {
+      setTimeout(() => real(...args), 25 * calls++);
+    }) as unknown as typeof fs.write);
+    try {
+      const unaligned = [0, 1, 2, 3].map(() => Buffer.alloc(STAGE_BYTES + 1).subarray(1));
+      const { expected } = await appendAll(file, [STAGE_BYTES * 3, 10], unaligned);
+      writes.mockRestore();
+      expect(fs.readFileSync(file).equals(expected)).toBe(true);
+    } finally {
+      writes.mockRestore();
+    }
   });
 
   it.skipIf(!shm)('writes the same bytes on tmpfs (direct I/O there only since Linux 6.6)', async () => {

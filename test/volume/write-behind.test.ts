@@ -152,6 +152,32 @@ describe('write-behind with direct I/O', () => {
     }
   });
 
+  it('keeps a refused direct descriptor open for the writes still queued on it (they fall back too, never EBADF)', async () => {
+    const file = path.join(dir, 'refused-queued.bin');
+    fs.writeFileSync(file, Buffer.alloc(8 << 20));
+    const bf = BlockFile.open(file, true);
+    // every write starts 25 ms after the one before: the first is refused and handled
+    // before the others reach the descriptor
+    const real = fs.write.bind(fs) as (...a: unknown[]) => void;
+    let calls = 0;
+    const writes = vi.spyOn(fs, 'write').mockImplementation(((...args: unknown[]) => {
+      setTimeout(() => real(...args), 25 * calls++);
+    }) as unknown as typeof fs.write);
+    try {
+      const slots = [0, 1, 2, 3].map(() => Buffer.alloc((1 << 20) + 1).subarray(1));
+      const wb = new WriteBehind(bf, { direct: true, slots });
+      for (let k = 0; k < 4; k++) await wb.write(filled(1 << 20, k + 1), k << 20);
+      await wb.drain();
+      await wb.close();
+      writes.mockRestore();
+      const back = fs.readFileSync(file);
+      for (let k = 0; k < 4; k++) expect(back.subarray(k << 20, (k + 1) << 20).every((b) => b === k + 1), `MiB ${k}`).toBe(true);
+    } finally {
+      writes.mockRestore();
+      bf.close();
+    }
+  });
+
   it('falls back to the page cache where the file cannot be opened for direct I/O', async () => {
     const file = path.join(dir, 'gone.bin');
     fs.writeFileSync(file, Buffer.alloc(8192));
