@@ -5,8 +5,9 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import fc from 'fast-check';
-import { afterAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { DirectAppender, STAGE_BYTES } from '../../src/direct-appender.js';
+import { delayEachWrite } from '../support/delayed-writes.js';
 
 const dirs: string[] = [];
 function tempDir(parent = os.tmpdir()): string {
@@ -78,12 +79,7 @@ describe('DirectAppender', () => {
 
   it('keeps a refused direct descriptor open for the stages still queued on it (they fall back too, never EBADF)', async () => {
     const file = path.join(tempDir(), 'stream');
-    // every write starts 25 ms after the one before: the first refusal is handled before the others run
-    const real = fs.write.bind(fs) as (...a: unknown[]) => void;
-    let calls = 0;
-    const writes = vi.spyOn(fs, 'write').mockImplementation(((...args: unknown[]) => {
-      setTimeout(() => real(...args), 25 * calls++);
-    }) as unknown as typeof fs.write);
+    const writes = delayEachWrite(25); // the first refusal is handled before the queued writes run
     try {
       const unaligned = [0, 1, 2, 3].map(() => Buffer.alloc(STAGE_BYTES + 1).subarray(1));
       const { expected } = await appendAll(file, [STAGE_BYTES * 3, 10], unaligned);

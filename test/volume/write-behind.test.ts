@@ -10,6 +10,7 @@ import { WriteBehind } from '../../src/volume/write-behind.js';
 import { alignedBuffers } from '../../src/direct-io.js';
 import { tempDir } from '../support/images.js';
 import { EarlyWriteback } from '../../src/writeback.js';
+import { delayEachWrite } from '../support/delayed-writes.js';
 
 const dir = tempDir('imgstream-wb-');
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
@@ -156,13 +157,7 @@ describe('write-behind with direct I/O', () => {
     const file = path.join(dir, 'refused-queued.bin');
     fs.writeFileSync(file, Buffer.alloc(8 << 20));
     const bf = BlockFile.open(file, true);
-    // every write starts 25 ms after the one before: the first is refused and handled
-    // before the others reach the descriptor
-    const real = fs.write.bind(fs) as (...a: unknown[]) => void;
-    let calls = 0;
-    const writes = vi.spyOn(fs, 'write').mockImplementation(((...args: unknown[]) => {
-      setTimeout(() => real(...args), 25 * calls++);
-    }) as unknown as typeof fs.write);
+    const writes = delayEachWrite(25); // the first refusal is handled before the queued writes run
     try {
       const slots = [0, 1, 2, 3].map(() => Buffer.alloc((1 << 20) + 1).subarray(1));
       const wb = new WriteBehind(bf, { direct: true, slots });
