@@ -6,10 +6,12 @@
 // format/image-stream.ts) is aligned in memory too and can be written with direct I/O
 // straight from them. The next buffer is being filled on the thread pool while the
 // consumer works on this one.
-import { alignedBuffers } from '../direct-io.js';
+import { AlignedAllocator } from '../direct-io.js';
 import type { SourceStream } from './medium.js';
 
 export const READ_BYTES = 4 << 20;
+/** Aligned read buffers made per stream (64 MiB): a restore's in flight at once stay under it. */
+const ALIGNED_READS = 16;
 
 /** Reads the next bytes into buf[at, at + length): how many, 0 at the end of the stream. */
 export type ReadInto = (buf: Buffer, at: number, length: number) => Promise<number>;
@@ -18,8 +20,9 @@ export type ReadInto = (buf: Buffer, at: number, length: number) => Promise<numb
 export function readAheadBytes(read: ReadInto, close: () => Promise<void>): Pick<SourceStream, 'bytes' | 'recycle'> {
   const ours = new WeakSet<ArrayBufferLike>();
   const free: Buffer[] = [];
+  const aligned = new AlignedAllocator(ALIGNED_READS);
   const take = () => {
-    const buf = free.pop() ?? alignedBuffers(1, READ_BYTES)[0];
+    const buf = free.pop() ?? aligned.take(READ_BYTES);
     ours.add(buf.buffer);
     return buf;
   };

@@ -23,7 +23,7 @@ import {
   type FramePrefix,
 } from '../format/peer-protocol.js';
 import { RateLimiter } from './rate-limit.js';
-import { DIRECT_UNIT, alignedBuffers } from '../direct-io.js';
+import { AlignedAllocator, DIRECT_UNIT } from '../direct-io.js';
 
 export interface PeerMessage {
   msg: Record<string, unknown>;
@@ -114,6 +114,7 @@ export class FramedChannel implements PeerChannel {
   /** Buffers given back for payloads (recycle), and those lent out in payloads. */
   private readonly spares: Buffer[] = [];
   private readonly lent = new WeakSet<ArrayBufferLike>();
+  private readonly aligned = new AlignedAllocator(MAX_SPARES);
   private prefix: FramePrefix | null = null;
   private preambleWanted: boolean;
   private preamble: Buffer | null = null;
@@ -325,7 +326,7 @@ export class FramedChannel implements PeerChannel {
     const end = Math.ceil(n / DIRECT_UNIT) * DIRECT_UNIT;
     const size = Math.ceil(end / SPARE_GRAIN) * SPARE_GRAIN;
     const i = this.spares.findIndex((b) => b.length === size);
-    const buf = i >= 0 ? this.spares.splice(i, 1)[0] : alignedBuffers(1, size)[0];
+    const buf = i >= 0 ? this.spares.splice(i, 1)[0] : this.aligned.take(size);
     this.lent.add(buf.buffer);
     return buf.subarray(end - n, end);
   }

@@ -6,7 +6,7 @@
 // early is reported as incomplete.
 import { createHash } from 'node:crypto';
 import { Decompressor } from 'zstd-napi';
-import { DIRECT_UNIT, alignedBuffers } from '../direct-io.js';
+import { AlignedAllocator, DIRECT_UNIT } from '../direct-io.js';
 import { CorruptError } from '../errors.js';
 import {
   decodeData,
@@ -62,6 +62,7 @@ class ByteReader {
   private consumed: Buffer[] = [];
   private readonly spans = new WeakSet<ArrayBufferLike>();
   private readonly spares: Buffer[] = [];
+  private readonly aligned = new AlignedAllocator(2 * MAX_SPAN_SPARES);
   private have = 0;
   private ended = false;
   offset = 0;
@@ -98,7 +99,7 @@ class ByteReader {
     if (!this.release) return Buffer.allocUnsafe(n);
     const phase = this.offset % DIRECT_UNIT;
     const i = this.spares.findIndex((b) => b.length >= phase + n);
-    const whole = i >= 0 ? this.spares.splice(i, 1)[0] : alignedBuffers(1, Math.ceil((phase + n) / SPAN_GRAIN) * SPAN_GRAIN)[0];
+    const whole = i >= 0 ? this.spares.splice(i, 1)[0] : this.aligned.take(Math.ceil((phase + n) / SPAN_GRAIN) * SPAN_GRAIN);
     this.spans.add(whole.buffer);
     const out = whole.subarray(phase, phase + n);
     this.consumed.push(out);
