@@ -17,6 +17,7 @@ export const transferFlags = {
   to: Flags.string({ helpValue: 'DEST', char: 't', description: 'Destination: peer://HOST:PORT/NAME, or a volume path on this machine.', required: true }),
   ...peerFlags,
   'limit-rate': limitRateFlag,
+  compress: Flags.string({ description: 'How blocks travel: zstd (compressed on worker threads, when the destination can take it; an older one gets them raw) or none.', options: ['zstd', 'none'], default: 'zstd' }),
   state: stateFlag,
 };
 

@@ -15,7 +15,7 @@ export default class MirrorResync extends ImgstreamCommand {
   async run() {
     const { args, flags } = await this.parse(MirrorResync);
     const dest = peerDestination(flags.to, flags);
-    const r = await mirrorUpdate(args.volume, dest, { op: 'mirror.resync', state: openState(flags.state), limitRate: parseRate(flags['limit-rate']), progress: this.progress() });
+    const r = await mirrorUpdate(args.volume, dest, { op: 'mirror.resync', state: openState(flags.state), limitRate: parseRate(flags['limit-rate']), progress: this.progress(), compress: flags.compress as 'zstd' | 'none' });
     this.say(`${args.volume} -> ${dest.spec}: resynchronised (${r.mode}) to ${r.top}: ${r.blocks} blocks, ${formatSize(r.bytes)} sent, CP ${r.generation}`);
     return r;
   }

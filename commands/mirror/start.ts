@@ -1,9 +1,10 @@
 import { Args, Flags } from '@oclif/core';
 import { ImgstreamCommand } from '../_cli/base.js';
+import { ImgstreamError } from '../../src/errors.js';
 import { openState, parseRate } from '../_cli/mirror-flags.js';
 import { peerDestination, transferFlags } from '../_cli/mirror-peer.js';
 import { mirrorLoop, parseSchedule } from '../../src/mirror/run.js';
-import { formatSize } from '../../src/size.js';
+import { runLines } from '../_cli/mirror-report.js';
 
 export default class MirrorStart extends ImgstreamCommand {
   static override summary = 'Run mirror updates on a schedule, in the foreground.';
@@ -25,18 +26,22 @@ export default class MirrorStart extends ImgstreamCommand {
     const schedule = parseSchedule(flags.every, flags.cron);
     const dest = peerDestination(flags.to, flags);
     const stop = new AbortController();
-    const onSignal = () => stop.abort();
+    const onSignal = (sig: NodeJS.Signals) => stop.abort(sig);
     process.once('SIGINT', onSignal);
     process.once('SIGTERM', onSignal);
     const json = this.jsonEnabled();
     const line = (o: Record<string, unknown>, text: string) => process.stdout.write(json ? `${JSON.stringify({ time: new Date().toISOString(), ...o })}\n` : `${new Date().toISOString()} ${text}\n`);
     try {
       process.stderr.write(`imgstream: mirroring ${args.volume} to ${dest.spec} ${schedule.describe}\n`);
-      const r = await mirrorLoop(args.volume, dest, schedule, { limitRate: parseRate(flags['limit-rate']), state: openState(flags.state), signal: stop.signal, maxRuns: flags['max-runs'] }, {
-        ran: (x) => line({ event: 'update', ...x }, x.upToDate ? `up to date (${x.top})` : `${x.mode} transfer to ${x.top}: ${x.blocks} blocks, ${formatSize(x.bytes)} sent in ${(x.durationMs / 1000).toFixed(1)}s`),
+      const r = await mirrorLoop(args.volume, dest, schedule, { limitRate: parseRate(flags['limit-rate']), state: openState(flags.state), signal: stop.signal, maxRuns: flags['max-runs'], compress: flags.compress as 'zstd' | 'none' }, {
+        ran: (x) => line({ event: 'update', ...x }, runLines(args.volume, x).join(`\n${new Date().toISOString()} `)),
         failed: (err, attempt) => {
           process.stderr.write(`${new Date().toISOString()} imgstream: update failed (attempt ${attempt}): ${err.message}\n`);
           if (json) line({ event: 'failed', attempt, error: err.message }, '');
+        },
+        stopped: (err) => {
+          process.stderr.write(`${new Date().toISOString()} imgstream: ${err ? `${err.message}: ${err instanceof ImgstreamError && err.hint ? err.hint : 'it resumes on the next update'}` : `stopped by ${String(stop.signal.reason)}`}\n`);
+          if (json) line({ event: 'stopped', signal: String(stop.signal.reason), error: err?.message ?? null }, '');
         },
         waiting: () => {},
       });

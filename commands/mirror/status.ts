@@ -15,7 +15,7 @@ function age(ms: number): string {
 
 export default class MirrorStatus extends ImgstreamCommand {
   static override summary = "Show a volume's mirror relationships: lag, last transfer, bytes, state.";
-  static override description = `One line per destination this volume was mirrored to: its state (idle, transferring, failed, broken), the lag (how old the state the destination holds is: the time since its snapshot was taken), the last successful transfer (when, its mode, blocks and bytes sent, how long it took), and the last error. With --json, the relationships as recorded, plus lagSeconds.`;
+  static override description = `One line per destination this volume file was mirrored to: its state (idle, transferring, failed, broken), the lag (how old the state the destination holds is: the time since its snapshot was taken), the last successful transfer (when, its mode, blocks and bytes sent, how long it took), and the last error. Below it, the latest transfers one per line (a run that finished a transfer an earlier run left part way, then brought the destination to now, made two): blocks, wire bytes (of that run, and of every attempt for a resumed one), compression. When a stopped transfer keeps data at the destination to resume from (after a full disk, say), how much and the command that drops it. Relationships belong to the volume file (its path): a mirror, and each hop of a cascade, shows its own destinations, not its source's. With --json, the relationships as recorded (recent, partial), plus lagSeconds.`;
   static override examples = ['<%= config.bin %> mirror status vm.vol', '<%= config.bin %> mirror status vm.vol --json'];
   static override args = { volume: Args.string({ description: 'Source volume.', required: true }) };
   static override flags = { state: stateFlag };
@@ -25,7 +25,7 @@ export default class MirrorStatus extends ImgstreamCommand {
     const uuid = await withVolume(args.volume, false, (vol) => vol.rootRecord.uuid);
     const now = Date.now();
     const rels = openState(flags.state)
-      .relationships(uuid)
+      .relationshipsOf(uuid, args.volume)
       .map((r) => ({ ...r, lagSeconds: r.lastSuccess ? Math.round((now - r.lastSuccess.top.createdMs) / 1000) : null }));
     if (rels.length === 0) this.say(`${args.volume}: no mirror relationships (start one with: imgstream mirror update ${args.volume} --to DEST)`);
     for (const r of rels) {
@@ -34,6 +34,11 @@ export default class MirrorStatus extends ImgstreamCommand {
         ? `last ${r.lastSuccess.finished} (${r.lastSuccess.mode}, ${r.lastSuccess.blocks} blocks, ${formatSize(r.lastSuccess.bytes)}, ${(r.lastSuccess.durationMs / 1000).toFixed(1)}s), lag ${age(r.lagSeconds! * 1000)}`
         : 'never transferred';
       this.say(`${r.destination}  ${state}  ${last}${r.lastAttempt?.error ? `  error: ${r.lastAttempt.error}` : ''}`);
+      for (const t of (r.recent ?? []).slice(-3)) {
+        const resumed = t.resumedRecords ? `, resumed after ${t.resumedRecords} records, ${formatSize(t.totalBytes)} by every attempt` : '';
+        this.say(`  ${t.finished}  ${t.mode} to ${t.top.name}: ${t.blocks} blocks (${t.sentBlocks} sent by its last run), ${formatSize(t.bytes)} sent${t.compression === 'zstd' ? ' (zstd)' : ''}${resumed}, ${(t.durationMs / 1000).toFixed(1)}s`);
+      }
+      if (r.partial && r.partial.bytes > 0) this.say(`  partial transfer kept at the destination to resume: ${formatSize(r.partial.bytes)} (since ${r.partial.since}); drop it with: imgstream mirror abandon ${args.volume} --to ${r.destination}`);
     }
     return { volume: args.volume, uuid, relationships: rels };
   }

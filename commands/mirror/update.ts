@@ -3,7 +3,7 @@ import { ImgstreamCommand } from '../_cli/base.js';
 import { openState, parseRate } from '../_cli/mirror-flags.js';
 import { peerDestination, transferFlags } from '../_cli/mirror-peer.js';
 import { mirrorUpdate } from '../../src/mirror/run.js';
-import { formatSize } from '../../src/size.js';
+import { runLines } from '../_cli/mirror-report.js';
 
 export default class MirrorUpdate extends ImgstreamCommand {
   static override summary = 'Bring a mirror up to date: one incremental transfer.';
@@ -23,9 +23,8 @@ The destination switches to the new state only when the transfer is complete and
   async run() {
     const { args, flags } = await this.parse(MirrorUpdate);
     const dest = peerDestination(flags.to, flags);
-    const r = await mirrorUpdate(args.volume, dest, { op: 'mirror.update', state: openState(flags.state), limitRate: parseRate(flags['limit-rate']), progress: this.progress() });
-    if (r.upToDate) this.say(`${dest.spec} is up to date (${r.top})`);
-    else this.say(`${args.volume} -> ${dest.spec}: ${r.mode} transfer to ${r.top}: ${r.blocks} blocks, ${formatSize(r.bytes)} sent${r.resumedRecords ? `, resumed after ${r.resumedRecords} records` : ''}, ${r.deallocated} blocks deallocated, CP ${r.generation} (${(r.durationMs / 1000).toFixed(1)}s)`);
+    const r = await mirrorUpdate(args.volume, dest, { op: 'mirror.update', state: openState(flags.state), limitRate: parseRate(flags['limit-rate']), progress: this.progress(), compress: flags.compress as 'zstd' | 'none' });
+    for (const line of runLines(args.volume, r)) this.say(line);
     return r;
   }
 }

@@ -90,6 +90,8 @@ export async function replicatePullPeer(volPath: string, spec: string, opts: Pee
       durationMs: Date.now() - started,
       upToDate: done === null,
       resumedTransfer: false,
+      totalBytes: ch.bytesReceived,
+      compression: done?.compression ?? 'none',
     };
   } finally {
     await ch.close();

@@ -116,6 +116,8 @@ export interface TransferDone {
   /** The transfer's mode and top snapshot (for the receiving side's report). */
   mode?: TransferMode;
   top?: string;
+  /** How the records came (zstd or none). */
+  compression?: 'zstd' | 'none';
 }
 
 export function identOf(s: Pick<SnapshotEntry, 'id' | 'name' | 'generation' | 'createdMs' | 'reusedBlocks'>): SnapshotIdent {

@@ -23,6 +23,7 @@ import { Volume } from '../volume/volume.js';
 import { SparseBitmap } from '../volume/sparse-bitmap.js';
 import { OccupancyCursor } from '../volume/occupancy.js';
 import { decodeRecordIndex, hashChain, recordCrc } from './records.js';
+import { RecordInflater } from './record-inflater.js';
 import { geometryMatches, identOf, MIRROR_PROTOCOL, sameSnapshot, type DestinationState, type MirrorChannel, type TransferDone, type TransferPlan, type VolumeGeometry } from './protocol.js';
 
 const ACK_BYTES = 32 << 20;
@@ -41,6 +42,8 @@ export interface ReceiverOptions {
   log?: (line: string) => void;
   /** Acknowledge (fsync, resume file) after this many payload bytes, or a second. Default 32 MiB. */
   ackBytes?: number;
+  /** Accept zstd-compressed records when the source offers them (default true; false answers as a receiver that predates them). */
+  compress?: boolean;
 }
 
 function sidePaths(volPath: string) {
@@ -164,14 +167,15 @@ export async function receiveMirror(volPath: string, ch: MirrorChannel, hello: R
       if (!geometryMatches(state.geometry!, geometry)) throw new InvalidInputError(`is the mirror of another volume (${state.uuid})`, 'mirror to another name, or delete the old mirror');
       if (state.broken && hello.op === 'mirror.update') throw new InvalidInputError('the mirror was broken off and may have changed', 'bring it back with: imgstream mirror resync');
     }
-    await ch.send({ state });
+    const zstd = opts.compress !== false && Array.isArray(hello.compress) && hello.compress.includes('zstd');
+    await ch.send({ state, ...(zstd ? { compress: 'zstd' } : {}) });
     const m = await ch.receive();
     if (!m) return null; // the source only wanted the state
     if (m.msg.error) return null;
     const plan = m.msg.plan as TransferPlan | undefined;
     if (!plan || typeof plan.transferId !== 'string' || !Array.isArray(plan.snapshots)) throw new CorruptError('mirror: expected a transfer plan');
     if (!geometryMatches(plan.volume, geometry)) throw new CorruptError('mirror: the plan is for another volume');
-    return await applyTransfer(volPath, ch, plan, state, log, opts.ackBytes ?? ACK_BYTES);
+    return await applyTransfer(volPath, ch, plan, state, log, opts.ackBytes ?? ACK_BYTES, zstd);
   } catch (err) {
     try {
       await ch.send({ error: wireError(err) });
@@ -204,7 +208,7 @@ function datasync(fd: number, file: string): Promise<void> {
   return new Promise((resolve, reject) => fs.fdatasync(fd, (err) => (err ? reject(fromSystemError(err, file, 'flushing')) : resolve())));
 }
 
-async function applyTransfer(volPath: string, ch: MirrorChannel, plan: TransferPlan, state: DestinationState, log: (l: string) => void, ackBytes: number): Promise<TransferDone> {
+async function applyTransfer(volPath: string, ch: MirrorChannel, plan: TransferPlan, state: DestinationState, log: (l: string) => void, ackBytes: number, zstd: boolean): Promise<TransferDone> {
   const sides = sidePaths(volPath);
   const planHash = planHashOf(plan);
   let resume = readResume(sides.resume);
@@ -254,6 +258,7 @@ async function applyTransfer(volPath: string, ch: MirrorChannel, plan: TransferP
     if (acked > 0) log(`mirror ${path.basename(volPath)}: resuming transfer ${plan.transferId} after ${acked} records`);
 
     const bs = vol.blockSize;
+    const inflate = new RecordInflater();
     const written = new Map<number, Set<number>>(incoming.map((s) => [s.id, new Set<number>()]));
     const arrived = new SparseBitmap(vol.layout.wordsPerPlaneBlock);
     const occupied = new OccupancyCursor(vol);
@@ -330,7 +335,16 @@ async function applyTransfer(volPath: string, ch: MirrorChannel, plan: TransferP
       if (i !== next || !m.payload || typeof kind !== 'string' || !Number.isInteger(crc) || !Number.isInteger(length)) throw new CorruptError(`mirror: record ${String(i)} out of order (expected ${next})`);
       const ghost = m.msg.ghost === true;
       if (ghost !== i < acked) throw new CorruptError(`mirror: record ${i} ${ghost ? 'resent as a ghost but never acknowledged' : 'acknowledged before but resent'}`);
-      if (!ghost && (length !== m.payload.length || (m.payloadCrc ?? recordCrc(m.payload)) !== crc)) throw new CorruptError(`mirror: record ${i} is damaged (checksum)`);
+      const wire = m.payload;
+      let payload = wire;
+      let payloadCrc = m.payloadCrc;
+      if (m.msg.enc !== undefined) {
+        if (m.msg.enc !== 'zstd' || !zstd || ghost) throw new CorruptError(`mirror: record ${i} is encoded as ${String(m.msg.enc)}, which was not agreed`);
+        payload = inflate.decompress(wire, length as number, i);
+        payloadCrc = undefined;
+        ch.recycle?.(wire, Promise.resolve());
+      }
+      if (!ghost && (length !== payload.length || (payloadCrc ?? recordCrc(payload)) !== crc)) throw new CorruptError(`mirror: record ${i} is damaged (checksum)`);
       chain = hashChain.add(chain, i, kind, length as number, crc as number);
       if (ghost && i === acked - 1 && chain !== resume.chain) {
         fs.rmSync(sides.resume, { force: true });
@@ -338,7 +352,7 @@ async function applyTransfer(volPath: string, ch: MirrorChannel, plan: TransferP
       }
       let idx;
       try {
-        idx = decodeRecordIndex(kind, m.payload, bs, ghost);
+        idx = decodeRecordIndex(kind, payload, bs, ghost);
       } catch (err) {
         if (err instanceof StreamFormatError) throw new CorruptError(`mirror: record ${i}: ${err.message}`);
         throw err;
@@ -408,10 +422,12 @@ async function applyTransfer(volPath: string, ch: MirrorChannel, plan: TransferP
         bytes += vbns.length * bs;
       }
       next++;
-      ch.recycle?.(m.payload, writes.written()); // its block data may still be being written from it
+      // its block data may still be being written from it
+      if (payload === wire) ch.recycle?.(wire, writes.written());
+      else inflate.recycle(payload, writes.written());
       if (ackFailure) throw ackFailure;
       if (!ghost) {
-        sinceAck += m.payload.length;
+        sinceAck += payload.length;
         if (!inFlight && (sinceAck >= ackBytes || Date.now() - lastAck > 1000)) ack();
       }
     }
@@ -455,7 +471,7 @@ async function applyTransfer(volPath: string, ch: MirrorChannel, plan: TransferP
     stageFd = null;
     fs.rmSync(sides.stage, { force: true });
     fs.rmSync(sides.resume, { force: true });
-    const done: TransferDone = { generation, blocks, bytes, deallocated, resumed: acked, staged: staged.size, mode: plan.mode, top: plan.top.name };
+    const done: TransferDone = { generation, blocks, bytes, deallocated, resumed: acked, staged: staged.size, mode: plan.mode, top: plan.top.name, compression: zstd ? 'zstd' : 'none' };
     await ch.send({ done });
     log(`mirror ${path.basename(volPath)}: transfer ${plan.transferId} (${plan.mode}) committed at CP ${generation}: ${blocks} blocks, top ${plan.top.name}`);
     return done;

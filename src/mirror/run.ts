@@ -8,12 +8,12 @@ import { Volume } from '../volume/volume.js';
 import { localDestination } from './index.js';
 import { MIRROR_PROTOCOL, type MirrorChannel } from './protocol.js';
 import { breakMirror, receiveMirror } from './receiver.js';
-import { destinationState, sendMirror, type MirrorResult } from './sender.js';
+import { destinationState, sendMirror, stoppedError, type MirrorResult } from './sender.js';
 import { MirrorState } from './state.js';
 import { VolumeLock } from '../volume/volume-lock.js';
 import { ServedVolume } from '../control/served-volume.js';
 import { servedSource } from './served.js';
-import type { SourceAccess } from './sender.js';
+import type { MirrorCompression, SourceAccess } from './sender.js';
 
 /** Where a mirror goes: how to reach it, and its name as relationships record it. */
 export interface Destination {
@@ -83,29 +83,23 @@ export interface UpdateOptions {
   progress?: Progress;
   /** Aborting cuts the transfer (it resumes next time). */
   signal?: AbortSignal;
+  /** How DATA and PLANE records travel (default zstd, when the destination can take it). */
+  compress?: MirrorCompression;
 }
+
+/** One update run: the transfers it made, oldest first; the fields of the last one (the state the destination holds now) beside them. */
+export type MirrorRun = MirrorResult & { transfers: MirrorResult[] };
 
 /**
  * One update (or resync) of the relationship VOL -> destination. When it finishes a
  * transfer an earlier run left part way (an older state), a second transfer brings the
- * destination to now; the result adds both up.
+ * destination to now: each is reported on its own.
  */
-export async function mirrorUpdate(volPath: string, dest: Destination, opts: UpdateOptions): Promise<MirrorResult> {
+export async function mirrorUpdate(volPath: string, dest: Destination, opts: UpdateOptions): Promise<MirrorRun> {
   const first = await mirrorUpdateOnce(volPath, dest, opts);
-  if (!first.resumedTransfer || opts.signal?.aborted) return first;
+  if (!first.resumedTransfer || opts.signal?.aborted) return { ...first, transfers: [first] };
   const second = await mirrorUpdateOnce(volPath, dest, opts);
-  return {
-    ...second,
-    blocks: first.blocks + second.blocks,
-    bytes: first.bytes + second.bytes,
-    dataBytes: first.dataBytes + second.dataBytes,
-    resumedRecords: first.resumedRecords,
-    mapDeltas: first.mapDeltas + second.mapDeltas,
-    deallocated: first.deallocated + second.deallocated,
-    staged: first.staged + second.staged,
-    durationMs: first.durationMs + second.durationMs,
-    resumedTransfer: true,
-  };
+  return { ...second, transfers: [first, second] };
 }
 
 /** The source: through its NBD server when one serves it, else held by this process. */
@@ -129,13 +123,15 @@ async function openSource(volPath: string): Promise<{ source: Volume | SourceAcc
 }
 
 async function mirrorUpdateOnce(volPath: string, dest: Destination, opts: UpdateOptions): Promise<MirrorResult> {
+  if (opts.signal?.aborted) throw stoppedError(opts.signal);
   const { source: vol, close } = await openSource(volPath);
   try {
     const { channel, settled } = await dest.open();
     const cut = () => channel.close();
     opts.signal?.addEventListener('abort', cut, { once: true });
     try {
-      return await sendMirror(vol, rateLimited(channel, opts.limitRate ?? 0), { destination: dest.spec, name: dest.name, op: opts.op, state: opts.state ?? new MirrorState(), progress: opts.progress ?? noProgress });
+      if (opts.signal?.aborted) throw stoppedError(opts.signal);
+      return await sendMirror(vol, rateLimited(channel, opts.limitRate ?? 0), { destination: dest.spec, name: dest.name, op: opts.op, state: opts.state ?? new MirrorState(), progress: opts.progress ?? noProgress, signal: opts.signal, compress: opts.compress });
     } finally {
       opts.signal?.removeEventListener('abort', cut);
       channel.close();
@@ -260,8 +256,10 @@ export function parseSchedule(every: string | undefined, cron: string | undefine
 }
 
 export interface RunLoopEvents {
-  ran(result: MirrorResult): void;
+  ran(result: MirrorRun): void;
   failed(err: Error, attempt: number): void;
+  /** `signal` stopped the loop (a running transfer was cut: `err`, which the next run resumes). */
+  stopped(err: Error | null): void;
   waiting(ms: number): void;
 }
 
@@ -271,21 +269,26 @@ export interface RunLoopEvents {
  * retried at the next tick; errors never end the loop. `maxRuns` ends it after that many
  * runs (for tests and one-shot timers).
  */
-export async function mirrorLoop(volPath: string, dest: Destination, schedule: Schedule, opts: { limitRate?: number; state?: MirrorState; signal: AbortSignal; maxRuns?: number }, on: RunLoopEvents): Promise<{ runs: number; failures: number }> {
+export async function mirrorLoop(volPath: string, dest: Destination, schedule: Schedule, opts: { limitRate?: number; state?: MirrorState; signal: AbortSignal; maxRuns?: number; compress?: MirrorCompression }, on: RunLoopEvents): Promise<{ runs: number; failures: number }> {
   let runs = 0;
   let failures = 0;
   let attempt = 0;
   while (!opts.signal.aborted) {
     runs++;
     try {
-      on.ran(await mirrorUpdate(volPath, dest, { op: 'mirror.update', limitRate: opts.limitRate, state: opts.state, signal: opts.signal }));
+      on.ran(await mirrorUpdate(volPath, dest, { op: 'mirror.update', limitRate: opts.limitRate, state: opts.state, signal: opts.signal, compress: opts.compress }));
       attempt = 0;
     } catch (err) {
+      if (opts.signal.aborted) {
+        on.stopped(err as Error);
+        return { runs, failures };
+      }
       failures++;
       attempt++;
       on.failed(err as Error, attempt);
     }
     if (opts.maxRuns !== undefined && runs >= opts.maxRuns) break;
+    if (opts.signal.aborted) break; // the wait below would never see the abort
     const wait = schedule.next(new Date());
     on.waiting(wait);
     await new Promise<void>((resolve) => {
@@ -296,5 +299,6 @@ export async function mirrorLoop(volPath: string, dest: Destination, schedule: S
       }, { once: true });
     });
   }
+  if (opts.signal.aborted) on.stopped(null);
   return { runs, failures };
 }

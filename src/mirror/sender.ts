@@ -27,12 +27,13 @@ import { noProgress, type Progress } from '../progress.js';
 import { PLANE_MOA } from '../volume/layout.js';
 import type { Volume } from '../volume/volume.js';
 import { ghostOf, hashChain, recordCrc } from './records.js';
+import { RecordQueue } from './record-queue.js';
 import { collectMapDeltas } from '../volume/map-deltas.js';
 import { DataRecordBuilder } from '../stream/data-record.js';
 import { SparseBitmap } from '../volume/sparse-bitmap.js';
 import { geometryOf } from './receiver.js';
 import { identOf, MIRROR_PROTOCOL, sameSnapshot, type DestinationState, type MirrorChannel, type SnapshotIdent, type TransferDone, type TransferMode, type TransferPlan, type WireError } from './protocol.js';
-import { relationshipKey, relationshipTag, type MirrorState, type Relationship } from './state.js';
+import { canonicalPath, RECENT_TRANSFERS, relationshipKey, relationshipTag, type MirrorState, type Relationship, type TransferRecord } from './state.js';
 
 const RECORD_BYTES = 1 << 20;
 
@@ -46,6 +47,18 @@ export interface SendOptions {
   /** replicate: the snapshot to bring the destination to (no snapshot is taken). */
   top?: string;
   progress?: Progress;
+  /** Aborted when the user stops the run: the transfer is cut (the channel's owner closes it) and reported as stopped. */
+  signal?: AbortSignal;
+  /** How DATA and PLANE records travel (default zstd, when the destination can take it). */
+  compress?: MirrorCompression;
+}
+
+export type MirrorCompression = 'none' | 'zstd';
+
+/** The error of an update that `signal` stopped: the transfer resumes on the next one. */
+export function stoppedError(signal: AbortSignal): IoError {
+  const why = typeof signal.reason === 'string' ? ` by ${signal.reason}` : '';
+  return new IoError(`stopped${why} before the transfer completed`, 'the next update resumes it');
 }
 
 export interface MirrorResult {
@@ -70,6 +83,10 @@ export interface MirrorResult {
   upToDate: boolean;
   /** This run finished a transfer an earlier run started (its top is older than now). */
   resumedTransfer: boolean;
+  /** Wire bytes of every attempt at this transfer (earlier, stopped runs too). */
+  totalBytes: number;
+  /** How the records travelled: zstd, or none (not asked for, or the destination cannot take it). */
+  compression: MirrorCompression;
 }
 
 /** An error the other side reported, as the same kind of error here. */
@@ -184,12 +201,18 @@ export async function sendMirror(source: Volume | SourceAccess, ch: MirrorChanne
   const moaKey = `${uuid} ${path.resolve(vol.path)}`;
   const tag = relationshipTag(opts.destination);
   const cascade = vol.mirrorFlags.mirror && !vol.mirrorFlags.broken;
-  const init = (): Relationship => ({ key, volume: { uuid, path: vol.path }, destination: opts.destination, state: 'idle', lastSuccess: null, lastAttempt: null, pending: null, moa: null });
+  const volume = { uuid, path: canonicalPath(vol.path) };
+  const init = (): Relationship => ({ key, volume, destination: opts.destination, state: 'idle', lastSuccess: null, lastAttempt: null, pending: null, moa: null });
   const rel = opts.state.get(key);
   const track = opts.op !== 'replicate';
 
-  await ch.send({ op: opts.op === 'replicate' ? 'mirror.update' : opts.op, name: opts.name, protocol: MIRROR_PROTOCOL, volume: geometry });
-  const dest = (await expect(ch, 'state', where)).state as DestinationState;
+  // offer compressed records; a destination that can take them says so beside its state
+  // (one that predates them ignores the offer and gets them raw)
+  const offer = (opts.compress ?? 'zstd') === 'zstd' ? { compress: ['zstd'] } : {};
+  await ch.send({ op: opts.op === 'replicate' ? 'mirror.update' : opts.op, name: opts.name, protocol: MIRROR_PROTOCOL, volume: geometry, ...offer });
+  const stateMsg = await expect(ch, 'state', where);
+  const dest = stateMsg.state as DestinationState;
+  const compression: MirrorCompression = offer.compress && stateMsg.compress === 'zstd' ? 'zstd' : 'none';
   if (dest.exists && dest.uuid !== uuid) throw new InvalidInputError(`${where}: holds another volume (${dest.uuid})`, 'mirror to another name');
 
   // resume the transfer that stopped, when both sides still have what it was about
@@ -226,16 +249,18 @@ export async function sendMirror(source: Volume | SourceAccess, ch: MirrorChanne
   if (dest.exists && dest.top && sameSnapshot(dest.top, identOf(top)) && incoming.length === 0 && dest.snapshots.length === keep.length) {
     // nothing new: the destination already is this state
     if (track && !resumable) await access.finish({ tag, topId: top.id, cascade });
-    return { destination: where, transferId: '', mode, top: top.name, snapshots: newState.length, blocks: 0, planBlocks: 0, bytes: ch.bytesSent, dataBytes: 0, resumedRecords: 0, mapDeltas: 0, deallocated: 0, staged: 0, generation: 0, durationMs: Date.now() - started, upToDate: true, resumedTransfer: false };
+    return { destination: where, transferId: '', mode, top: top.name, snapshots: newState.length, blocks: 0, planBlocks: 0, bytes: ch.bytesSent, dataBytes: 0, resumedRecords: 0, mapDeltas: 0, deallocated: 0, staged: 0, generation: 0, durationMs: Date.now() - started, upToDate: true, resumedTransfer: false, totalBytes: ch.bytesSent, compression: 'none' };
   }
   if (track) {
     opts.state.update(key, init, (r) => {
+      r.volume = volume;
       r.state = 'transferring';
       r.pending = { transferId, top: identOf(top), mode, moaSwaps: vol.rootRecord.moaSwaps };
       r.lastAttempt = { started: new Date(started).toISOString(), finished: null, error: null };
     });
   }
 
+  let queue: RecordQueue | null = null;
   try {
     const selection = new Selection(vol, newState, keep, mode);
     // map nodes go as differences from the nodes of the tree the destination has
@@ -286,13 +311,15 @@ export async function sendMirror(source: Volume | SourceAccess, ch: MirrorChanne
     let sentBlocks = 0;
     let sentBytes = 0;
     progress.start(`mirroring to ${where}`, plan.bytes, 'bytes');
-    const emit = async (kind: 'plane' | 'data' | 'mapdelta', payload: Buffer, blocks: number, release?: () => void) => {
+    const out = new RecordQueue(ch, compression === 'zstd');
+    queue = out;
+    const emit = async (kind: 'plane' | 'data' | 'mapdelta', payload: Buffer, blocks: number, release?: (buf: Buffer) => void) => {
       if (failure) throw failure;
       const crc = recordCrc(payload);
       chain = hashChain.add(chain, i, kind, payload.length, crc);
-      if (i < resumeFrom) await ch.send({ rec: i, kind, crc, length: payload.length, ghost: true }, ghostOf(kind, payload), undefined, true);
+      if (i < resumeFrom) await out.push({ msg: { rec: i, kind, crc, length: payload.length, ghost: true }, payload: ghostOf(kind, payload), crc: recordCrc(ghostOf(kind, payload)) }, false);
       else {
-        await ch.send({ rec: i, kind, crc, length: payload.length }, payload, crc, release ?? true);
+        await out.push({ msg: { rec: i, kind, crc, length: payload.length }, payload, crc, release }, kind !== 'mapdelta');
         if (kind !== 'plane') sentBlocks += blocks;
         if (kind === 'data') sentBytes += blocks * vol.blockSize;
       }
@@ -314,6 +341,7 @@ export async function sendMirror(source: Volume | SourceAccess, ch: MirrorChanne
       doneBytes += n * vol.blockSize;
       progress.update(doneBytes);
     });
+    await out.flush();
     progress.stop();
     if (failure) throw failure;
     await ch.send({ end: { records: i, chain } });
@@ -337,24 +365,33 @@ export async function sendMirror(source: Volume | SourceAccess, ch: MirrorChanne
       staged: d.staged,
       generation: d.generation,
       durationMs: Date.now() - started,
-      upToDate: false,
+      // no block moved and only this relationship's own snapshot changed: nothing was out of date
+      upToDate: dest.exists && plan.blocks === 0 && d.deallocated === 0 && incoming.every((s) => s.name.startsWith(`mirror.${tag}.`)) && dest.snapshots.every((s) => keep.some((k) => k.id === s.id) || s.name.startsWith(`mirror.${tag}.`)),
       resumedTransfer: !!resumable,
+      totalBytes: ch.bytesSent + (resumable ? (pend!.bytesSent ?? 0) : 0),
+      compression,
     };
     if (track) {
       await access.finish({ tag, topId: top.id, cascade });
       opts.state.update(key, init, (r) => {
+        const finished = new Date().toISOString();
         r.state = 'idle';
         r.pending = null;
+        r.partial = null;
         r.moa = { top: identOf(top), swaps: vol.rootRecord.moaSwaps };
-        r.lastSuccess = { transferId, top: identOf(top), finished: new Date().toISOString(), blocks: plan.blocks, bytes: result.bytes, durationMs: result.durationMs, mode };
-        r.lastAttempt = { started: new Date(started).toISOString(), finished: new Date().toISOString(), error: null };
+        r.lastSuccess = { transferId, top: identOf(top), finished, blocks: plan.blocks, bytes: result.bytes, durationMs: result.durationMs, mode };
+        r.lastAttempt = { started: new Date(started).toISOString(), finished, error: null };
+        const record: TransferRecord = { transferId, mode, top: identOf(top), finished, blocks: plan.blocks, sentBlocks, bytes: result.bytes, totalBytes: result.totalBytes, resumedRecords: resumeFrom, durationMs: result.durationMs, compression };
+        r.recent = [...(r.recent ?? []), record].slice(-RECENT_TRANSFERS);
       }, moaKey);
     }
     return result;
-  } catch (err) {
+  } catch (caught) {
     progress.stop();
+    const err = opts.signal?.aborted ? stoppedError(opts.signal) : caught;
     if (track) {
       opts.state.update(key, init, (r) => {
+        if (r.pending?.transferId === transferId) r.pending.bytesSent = (r.pending.bytesSent ?? 0) + ch.bytesSent;
         r.state = 'failed';
         r.lastAttempt = { started: new Date(started).toISOString(), finished: new Date().toISOString(), error: (err as Error).message };
       });
@@ -365,6 +402,8 @@ export async function sendMirror(source: Volume | SourceAccess, ch: MirrorChanne
       /* gone */
     }
     throw err;
+  } finally {
+    await queue?.close();
   }
 }
 
@@ -476,7 +515,7 @@ class Selection {
    * into memory already mapped and in cache instead of allocating 1 MiB per record (that
    * cost more than the reads themselves).
    */
-  async records(emit: (payload: Buffer, blocks: number, release: () => void) => Promise<void>): Promise<void> {
+  async records(emit: (payload: Buffer, blocks: number, release: (buf: Buffer) => void) => Promise<void>): Promise<void> {
     const vol = this.vol;
     const bits = vol.layout.bitsPerPlaneBlock;
     const out = new Uint32Array(vol.layout.wordsPerPlaneBlock);
@@ -486,7 +525,7 @@ class Selection {
     full = rec.bytes;
     const flush = async () => {
       const r = rec.finish();
-      if (r) await emit(r.payload, r.blocks, () => void (r.payload.length === full && spares.length < MAX_SPARES && spares.push(r.payload)));
+      if (r) await emit(r.payload, r.blocks, (buf) => void (buf.length === full && spares.length < MAX_SPARES && spares.push(buf)));
     };
     for (let c = 0; c < vol.layout.planeBlocks; c++) {
       this.chunk(c, out);

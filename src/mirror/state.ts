@@ -22,10 +22,35 @@ export interface Relationship {
   state: RelationshipState;
   lastSuccess: { transferId: string; top: SnapshotIdent; finished: string; blocks: number; bytes: number; durationMs: number; mode: TransferMode } | null;
   lastAttempt: { started: string; finished: string | null; error: string | null } | null;
-  pending: { transferId: string; top: SnapshotIdent; mode: TransferMode; moaSwaps: number } | null;
+  /** The transfer under way or stopped part way; `bytesSent`: what its stopped attempts sent (wire bytes). */
+  pending: { transferId: string; top: SnapshotIdent; mode: TransferMode; moaSwaps: number; bytesSent?: number } | null;
+  /** The latest completed transfers, oldest first (at most RECENT_TRANSFERS): one each, a resumed one and the one after it apart. */
+  recent?: TransferRecord[];
+  /** What a stopped transfer keeps at the destination to resume from, as it last said. */
+  partial?: { transferId: string; bytes: number; since: string } | null;
   /** The mark-on-allocate planes have tracked this relationship since it sent `top` (with the volume's swap count then). */
   moa: { top: SnapshotIdent; swaps: number } | null;
 }
+
+/** One completed transfer, as `mirror status` reports it. */
+export interface TransferRecord {
+  transferId: string;
+  mode: TransferMode;
+  top: SnapshotIdent;
+  finished: string;
+  /** Blocks the transfer carried (all its records), and those sent by the run that completed it. */
+  blocks: number;
+  sentBlocks: number;
+  /** Wire bytes of the run that completed it, and of every attempt together (a resumed transfer's earlier runs too). */
+  bytes: number;
+  totalBytes: number;
+  /** Records an earlier, stopped run had delivered (sent again as ghosts, without block contents). */
+  resumedRecords: number;
+  durationMs: number;
+  compression: string;
+}
+
+export const RECENT_TRANSFERS = 8;
 
 export interface ReplicaRecord {
   replica: string;
@@ -45,6 +70,16 @@ export function defaultStatePath(): string {
   if (process.env.IMGSTREAM_MIRROR_STATE) return process.env.IMGSTREAM_MIRROR_STATE;
   const state = process.env.XDG_STATE_HOME || path.join(os.homedir(), '.local', 'state');
   return path.join(state, 'imgstream', 'mirrors.json');
+}
+
+/** A volume file's path as relationships record it: absolute, symbolic links resolved when it exists. */
+export function canonicalPath(p: string): string {
+  const abs = path.resolve(p);
+  try {
+    return fs.realpathSync(abs);
+  } catch {
+    return abs;
+  }
 }
 
 export function relationshipKey(uuid: string, destination: string): string {
@@ -80,6 +115,16 @@ export class MirrorState {
 
   relationships(uuid?: string): Relationship[] {
     return this.load().relationships.filter((r) => uuid === undefined || r.volume.uuid === uuid);
+  }
+
+  /**
+   * The relationships whose source is this volume file. A mirror has its source's uuid (and
+   * so have its cascade hops and replicas): the uuid alone would give each of them the
+   * source's destinations.
+   */
+  relationshipsOf(uuid: string, volPath: string): Relationship[] {
+    const file = canonicalPath(volPath);
+    return this.relationships(uuid).filter((r) => canonicalPath(r.volume.path) === file);
   }
 
   get(key: string): Relationship | null {

@@ -1,0 +1,83 @@
+// `mirror start` stopped by SIGTERM (systemd's stop) or SIGINT (Ctrl-C) in the middle of a
+// transfer: the real process, the real signal. It must cut the transfer, exit 0 at once
+// (not wait for the next tick, not need a second signal), leave the destination at its
+// previous state, and the next update must resume what was acknowledged.
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { cliJson, cliOk, finished, runCli, sha256, spawnCli, writeImage } from '../support/cli.js';
+import { mutate, tempDir } from '../support/images.js';
+
+const BS = 4096;
+const BLOCKS = 4096; // 16 MiB
+const root = tempDir('imgstream-mirror-signals-');
+const env = { IMGSTREAM_LOCK_DIR: path.join(root, 'locks'), IMGSTREAM_MIRROR_STATE: path.join(root, 'mirrors.json') };
+const src = path.join(root, 'src.vol');
+const dest = path.join(root, 'dest.vol');
+
+afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
+
+function active(vol: string): string | null {
+  if (!fs.existsSync(vol)) return null;
+  const r = runCli(['volume', 'export', vol, '--to', '-'], { env });
+  expect(r.code, r.stderr).toBe(0);
+  return sha256(r.stdoutBytes);
+}
+
+async function until(what: string, cond: () => boolean, ms = 20_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** Starts `mirror start`, signals it once the transfer has written something, and returns how it ended. */
+async function stopMidTransfer(signal: 'SIGTERM' | 'SIGINT', sideFile: string) {
+  const child = spawnCli(['mirror', 'start', src, '--to', dest, '--every', '1h', '--limit-rate', '3M', '--json'], { env });
+  const done = finished(child, 60_000);
+  await until(sideFile, () => fs.existsSync(path.join(root, sideFile)));
+  await new Promise((r) => setTimeout(r, 1500)); // past the first acknowledgement
+  const sent = Date.now();
+  child.kill(signal);
+  const r = await done;
+  return { ...r, stopMs: Date.now() - sent };
+}
+
+describe('mirror start and signals', () => {
+  it('SIGTERM mid-transfer cuts it, exits 0, and the next update resumes; SIGINT likewise', async () => {
+    const imgFile = path.join(root, 'img');
+    const img = writeImage(imgFile, BLOCKS, BS, 77, 0.1);
+    cliOk(['volume', 'create', src, '--size', `${(BLOCKS * BS) >> 20}M`], { env });
+    cliOk(['volume', 'import', src, '--from', imgFile], { env });
+
+    // a first (full) transfer, stopped by SIGTERM
+    const term = await stopMidTransfer('SIGTERM', '.dest.vol.mirror-new');
+    expect(term.signal, term.stderr).toBe(null);
+    expect(term.code, term.stderr).toBe(0);
+    expect(term.stopMs).toBeLessThan(5000);
+    expect(term.stderr).not.toMatch(/update failed/);
+    expect(term.stderr).toMatch(/stopped/);
+    expect(fs.existsSync(dest)).toBe(false); // its previous state: none
+    const first = cliJson<{ transfers: Array<{ resumedRecords: number; mode: string }> }>(['mirror', 'update', src, '--to', dest, '--json'], { env });
+    expect(first.transfers[0].mode).toBe('full');
+    expect(first.transfers[0].resumedRecords).toBeGreaterThan(0);
+    expect(active(dest)).toBe(sha256(img));
+
+    // an incremental, stopped by SIGINT
+    mutate(img, BS, 3000, 5);
+    fs.writeFileSync(imgFile, img);
+    cliOk(['volume', 'import', src, '--from', imgFile], { env });
+    const before = active(dest);
+    const int = await stopMidTransfer('SIGINT', '.dest.vol.mirror-stage');
+    expect(int.code, int.stderr).toBe(0);
+    expect(int.stopMs).toBeLessThan(5000);
+    expect(active(dest)).toBe(before);
+    const status = cliJson<{ relationships: Array<{ state: string; lastAttempt: { error: string | null } }> }>(['mirror', 'status', src, '--json'], { env });
+    expect(status.relationships[0].lastAttempt.error).toMatch(/stopped/);
+    const second = cliJson<{ transfers: Array<{ resumedRecords: number; mode: string }> }>(['mirror', 'update', src, '--to', dest, '--json'], { env });
+    expect(second.transfers[0].resumedRecords).toBeGreaterThan(0);
+    expect(active(dest)).toBe(sha256(img));
+    expect(fs.readdirSync(root).filter((f) => f.startsWith('.dest.vol'))).toEqual([]);
+  }, 90_000);
+});
