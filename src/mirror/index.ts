@@ -15,13 +15,13 @@ export * from './state.js';
  * A channel to a destination volume on this machine: the receiver runs in this process.
  * `settled` ends when the receiver is done (its errors are the sender's to report).
  */
-export function localDestination(destPath: string, log?: (line: string) => void, opts: { ackBytes?: number } = {}): { channel: MirrorChannel; settled: Promise<void> } {
+export function localDestination(destPath: string, log?: (line: string) => void, opts: { ackBytes?: number; compress?: boolean } = {}): { channel: MirrorChannel; settled: Promise<void> } {
   const [source, dest] = channelPair();
   const settled = (async () => {
     const hello = await dest.receive();
     if (!hello) return;
     try {
-      await receiveMirror(destPath, dest, hello.msg, { log, ackBytes: opts.ackBytes });
+      await receiveMirror(destPath, dest, hello.msg, { log, ackBytes: opts.ackBytes, compress: opts.compress });
     } catch {
       /* sent to the source as { error } */
     } finally {

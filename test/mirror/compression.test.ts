@@ -1,0 +1,136 @@
+// Compressed mirror records: through a real peer daemon the wire bytes fall for
+// compressible blocks and the replica is exact; a destination that predates compression
+// (it does not accept the offer) and a source that does not offer it still mirror, raw;
+// a damaged compressed record is refused and the destination left as it was.
+import fs from 'node:fs';
+import path from 'node:path';
+import { spawn } from 'node:child_process';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CLI_BIN, cliJson, cliOk, finished, runCli, sha256 } from '../support/cli.js';
+import { mutate, rng, tempDir } from '../support/images.js';
+import { makeToken } from '../peer/support.js';
+import { Volume } from '../../src/volume/volume.js';
+import { localDestination, MirrorState, sendMirror, type MirrorChannel, type MirrorResult } from '../../src/mirror/index.js';
+
+const BS = 4096;
+const BLOCKS = 2048; // 8 MiB
+const root = tempDir('imgstream-mirror-zstd-');
+const env = { IMGSTREAM_LOCK_DIR: path.join(root, 'locks'), IMGSTREAM_MIRROR_STATE: path.join(root, 'mirrors.json') };
+const at = (f: string) => path.join(root, f);
+let token = '';
+
+beforeAll(() => {
+  token = makeToken(root);
+});
+afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
+
+/** Blocks like a file system's: a third random, the rest text and zeros. */
+function compressibleImage(blocks: number, seed: number): Buffer {
+  const r = rng(seed);
+  const img = Buffer.alloc(blocks * BS);
+  for (let b = 0; b < blocks; b++) {
+    const x = r();
+    const blk = img.subarray(b * BS, (b + 1) * BS);
+    if (x < 0.33) for (let k = 0; k < BS; k += 4) blk.writeUInt32LE(Math.floor(r() * 4294967296), k);
+    else if (x < 0.9) blk.write(`block ${b} of a file: ${'the quick brown fox jumps over the lazy dog '.repeat(100)}`.slice(0, BS));
+  }
+  return img;
+}
+
+function active(ref: string): string {
+  const r = runCli(['volume', 'export', ref, '--to', '-'], { env });
+  expect(r.code, r.stderr).toBe(0);
+  return sha256(r.stdoutBytes);
+}
+
+async function daemon(dir: string) {
+  fs.mkdirSync(dir, { recursive: true });
+  const child = spawn(process.execPath, [CLI_BIN, 'serve', 'peer', '--root', dir, '--listen', '127.0.0.1:0', '--token-file', token, '--plain', '--json'], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const done = finished(child, 120_000);
+  const port = await new Promise<number>((resolve, reject) => {
+    let out = '';
+    child.stdout!.on('data', (b: Buffer) => {
+      out += b.toString();
+      const nl = out.indexOf('\n');
+      if (nl >= 0) resolve((JSON.parse(out.slice(0, nl)) as { listening: { port: number } }).listening.port);
+    });
+    done.then((r) => reject(new Error(`serve peer exited ${r.code}: ${r.stderr}`)), reject);
+  });
+  return { port, stop: async () => (child.kill('SIGTERM'), await done) };
+}
+
+async function inProcess(src: string, dest: string, opts: { compress: 'zstd' | 'none'; destCompress?: boolean; tamper?: (msg: Record<string, unknown>, payload?: Buffer) => void }): Promise<MirrorResult> {
+  const vol = Volume.open(src, { write: true, mirror: true });
+  const d = localDestination(dest, undefined, { compress: opts.destCompress });
+  const tamper = opts.tamper;
+  const ch: MirrorChannel = tamper
+    ? { ...d.channel, send: (msg, payload, crc, owned) => (tamper(msg, payload), d.channel.send(msg, payload, crc, owned)), receive: () => d.channel.receive(), close: () => d.channel.close(), bytesSent: 0 }
+    : d.channel;
+  try {
+    return await sendMirror(vol, ch, { destination: dest, name: path.basename(dest), op: 'mirror.update', state: new MirrorState(at('engine-state.json')), compress: opts.compress });
+  } finally {
+    d.channel.close();
+    await d.settled;
+    vol.close();
+  }
+}
+
+describe('compressed mirror records', () => {
+  it('through a peer daemon: fewer wire bytes for compressible blocks, an exact replica', async () => {
+    const img = compressibleImage(BLOCKS, 3);
+    fs.writeFileSync(at('img'), img);
+    cliOk(['volume', 'create', at('src.vol'), '--size', `${(BLOCKS * BS) >> 20}M`], { env });
+    cliOk(['volume', 'import', at('src.vol'), '--from', at('img')], { env });
+    const d = await daemon(at('peer'));
+    try {
+      const peer = (name: string) => [`--to`, `peer://127.0.0.1:${d.port}/${name}`, '--token-file', token, '--plain', '--json'];
+      type R = { bytes: number; dataBytes: number; compression: string; blocks: number };
+      const raw = cliJson<R>(['mirror', 'update', at('src.vol'), ...peer('raw'), '--compress', 'none'], { env });
+      const z = cliJson<R>(['mirror', 'update', at('src.vol'), ...peer('z')], { env });
+      expect(raw.compression).toBe('none');
+      expect(z.compression).toBe('zstd');
+      expect(z.blocks).toBe(raw.blocks);
+      expect(raw.bytes).toBeGreaterThan(raw.dataBytes);
+      expect(z.bytes).toBeLessThan(raw.bytes * 0.6);
+      const want = active(at('src.vol'));
+      expect(active(path.join(at('peer'), 'z'))).toBe(want);
+      expect(active(path.join(at('peer'), 'raw'))).toBe(want);
+      // an incremental, compressed too
+      mutate(img, BS, 200, 4);
+      for (let b = 0; b < BLOCKS; b += 7) img.write(`changed ${b} `.repeat(300).slice(0, BS), b * BS);
+      fs.writeFileSync(at('img'), img);
+      cliOk(['volume', 'import', at('src.vol'), '--from', at('img')], { env });
+      const raw2 = cliJson<R>(['mirror', 'update', at('src.vol'), ...peer('raw'), '--compress', 'none'], { env });
+      const z2 = cliJson<R>(['mirror', 'update', at('src.vol'), ...peer('z')], { env });
+      expect(z2.blocks).toBe(raw2.blocks);
+      expect(z2.bytes).toBeLessThan(raw2.bytes * 0.6);
+      expect(active(path.join(at('peer'), 'z'))).toBe(active(at('src.vol')));
+      const status = cliJson<{ relationships: Array<{ destination: string; recent: Array<{ compression: string }> }> }>(['mirror', 'status', at('src.vol'), '--json'], { env });
+      expect(status.relationships.find((r) => r.destination.endsWith('/z'))!.recent.map((t) => t.compression)).toEqual(['zstd', 'zstd']);
+    } finally {
+      await d.stop();
+    }
+  }, 60_000);
+
+  it('mirrors raw to a destination that predates compression, and from a source that does not offer it', async () => {
+    const old = await inProcess(at('src.vol'), at('old-dest.vol'), { compress: 'zstd', destCompress: false });
+    expect(old.compression).toBe('none');
+    const none = await inProcess(at('src.vol'), at('none-dest.vol'), { compress: 'none' });
+    expect(none.compression).toBe('none');
+    const z = await inProcess(at('src.vol'), at('z-dest.vol'), { compress: 'zstd' });
+    expect(z.compression).toBe('zstd');
+    expect(z.bytes).toBeLessThan(old.bytes * 0.6);
+    const want = active(at('src.vol'));
+    for (const v of ['old-dest.vol', 'none-dest.vol', 'z-dest.vol']) expect(active(at(v)), v).toBe(want);
+  });
+
+  it('refuses a damaged compressed record and leaves the destination as it was', async () => {
+    let hit = 0;
+    const tamper = (msg: Record<string, unknown>, payload?: Buffer) => {
+      if (msg.enc === 'zstd' && payload && hit++ === 1) payload[Math.floor(payload.length / 2)] ^= 0x40;
+    };
+    await expect(inProcess(at('src.vol'), at('bad-dest.vol'), { compress: 'zstd', tamper })).rejects.toMatchObject({ code: 'corrupt' });
+    expect(hit).toBeGreaterThan(1);
+    expect(fs.existsSync(at('bad-dest.vol'))).toBe(false);
+  });
+});
