@@ -17,9 +17,18 @@ export const transferFlags = {
   to: Flags.string({ helpValue: 'DEST', char: 't', description: 'Destination: peer://HOST:PORT/NAME, or a volume path on this machine.', required: true }),
   ...peerFlags,
   'limit-rate': limitRateFlag,
-  compress: Flags.string({ description: 'How blocks travel: zstd (compressed on worker threads, when the destination can take it; an older one gets them raw) or none.', options: ['zstd', 'none'], default: 'zstd' }),
+  compress: Flags.string({
+    description: 'How blocks travel: zstd (compressed on worker threads when the destination can take it; an older one gets them raw) or none. Default: zstd to a peer, none to a path on this machine (no wire to save: it would only cost CPU).',
+    options: ['zstd', 'none'],
+  }),
   state: stateFlag,
 };
+
+/** --compress as given, else zstd to a peer and none to a path on this machine. */
+export function compressionFor(flag: string | undefined, dest: Destination): 'zstd' | 'none' {
+  if (flag === 'zstd' || flag === 'none') return flag;
+  return dest.spec.startsWith('peer://') ? 'zstd' : 'none';
+}
 
 /** A destination from what the user typed: peer:// needs the peer flags, anything else is a path. */
 export function peerDestination(spec: string, flags: PeerFlagValues): Destination {

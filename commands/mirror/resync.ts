@@ -1,7 +1,7 @@
 import { Args } from '@oclif/core';
 import { ImgstreamCommand } from '../_cli/base.js';
 import { openState, parseRate } from '../_cli/mirror-flags.js';
-import { peerDestination, transferFlags } from '../_cli/mirror-peer.js';
+import { compressionFor, peerDestination, transferFlags } from '../_cli/mirror-peer.js';
 import { mirrorUpdate } from '../../src/mirror/run.js';
 import { formatSize } from '../../src/size.js';
 
@@ -15,7 +15,7 @@ export default class MirrorResync extends ImgstreamCommand {
   async run() {
     const { args, flags } = await this.parse(MirrorResync);
     const dest = peerDestination(flags.to, flags);
-    const r = await mirrorUpdate(args.volume, dest, { op: 'mirror.resync', state: openState(flags.state), limitRate: parseRate(flags['limit-rate']), progress: this.progress(), compress: flags.compress as 'zstd' | 'none' });
+    const r = await mirrorUpdate(args.volume, dest, { op: 'mirror.resync', state: openState(flags.state), limitRate: parseRate(flags['limit-rate']), progress: this.progress(), compress: compressionFor(flags.compress, dest) });
     this.say(`${args.volume} -> ${dest.spec}: resynchronised (${r.mode}) to ${r.top}: ${r.blocks} blocks, ${formatSize(r.bytes)} sent, CP ${r.generation}`);
     return r;
   }

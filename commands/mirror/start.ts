@@ -2,7 +2,7 @@ import { Args, Flags } from '@oclif/core';
 import { ImgstreamCommand } from '../_cli/base.js';
 import { ImgstreamError } from '../../src/errors.js';
 import { openState, parseRate } from '../_cli/mirror-flags.js';
-import { peerDestination, transferFlags } from '../_cli/mirror-peer.js';
+import { compressionFor, peerDestination, transferFlags } from '../_cli/mirror-peer.js';
 import { mirrorLoop, parseSchedule } from '../../src/mirror/run.js';
 import { runLines } from '../_cli/mirror-report.js';
 
@@ -33,7 +33,7 @@ export default class MirrorStart extends ImgstreamCommand {
     const line = (o: Record<string, unknown>, text: string) => process.stdout.write(json ? `${JSON.stringify({ time: new Date().toISOString(), ...o })}\n` : `${new Date().toISOString()} ${text}\n`);
     try {
       process.stderr.write(`imgstream: mirroring ${args.volume} to ${dest.spec} ${schedule.describe}\n`);
-      const r = await mirrorLoop(args.volume, dest, schedule, { limitRate: parseRate(flags['limit-rate']), state: openState(flags.state), signal: stop.signal, maxRuns: flags['max-runs'], compress: flags.compress as 'zstd' | 'none' }, {
+      const r = await mirrorLoop(args.volume, dest, schedule, { limitRate: parseRate(flags['limit-rate']), state: openState(flags.state), signal: stop.signal, maxRuns: flags['max-runs'], compress: compressionFor(flags.compress, dest) }, {
         ran: (x) => line({ event: 'update', ...x }, runLines(args.volume, x).join(`\n${new Date().toISOString()} `)),
         failed: (err, attempt) => {
           process.stderr.write(`${new Date().toISOString()} imgstream: update failed (attempt ${attempt}): ${err.message}\n`);

@@ -1,7 +1,7 @@
 import { Args } from '@oclif/core';
 import { ImgstreamCommand } from '../_cli/base.js';
 import { openState, parseRate } from '../_cli/mirror-flags.js';
-import { peerDestination, transferFlags } from '../_cli/mirror-peer.js';
+import { compressionFor, peerDestination, transferFlags } from '../_cli/mirror-peer.js';
 import { mirrorUpdate } from '../../src/mirror/run.js';
 import { runLines } from '../_cli/mirror-report.js';
 
@@ -23,7 +23,7 @@ The destination switches to the new state only when the transfer is complete and
   async run() {
     const { args, flags } = await this.parse(MirrorUpdate);
     const dest = peerDestination(flags.to, flags);
-    const r = await mirrorUpdate(args.volume, dest, { op: 'mirror.update', state: openState(flags.state), limitRate: parseRate(flags['limit-rate']), progress: this.progress(), compress: flags.compress as 'zstd' | 'none' });
+    const r = await mirrorUpdate(args.volume, dest, { op: 'mirror.update', state: openState(flags.state), limitRate: parseRate(flags['limit-rate']), progress: this.progress(), compress: compressionFor(flags.compress, dest) });
     for (const line of runLines(args.volume, r)) this.say(line);
     return r;
   }
