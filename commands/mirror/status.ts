@@ -33,7 +33,7 @@ export default class MirrorStatus extends ImgstreamCommand {
       const last = r.lastSuccess
         ? `last ${r.lastSuccess.finished} (${r.lastSuccess.mode}, ${r.lastSuccess.blocks} blocks, ${formatSize(r.lastSuccess.bytes)}, ${(r.lastSuccess.durationMs / 1000).toFixed(1)}s), lag ${age(r.lagSeconds! * 1000)}`
         : 'never transferred';
-      this.say(`${r.destination}  ${state}  ${last}${r.lastAttempt?.error ? `  error: ${r.lastAttempt.error}` : ''}`);
+      this.say(`${r.destination}  ${state}  ${last}${r.lastAttempt?.error && r.state !== 'idle' ? `  error: ${r.lastAttempt.error}` : ''}`);
       for (const t of (r.recent ?? []).slice(-3)) {
         const resumed = t.resumedRecords ? `, resumed after ${t.resumedRecords} records, ${formatSize(t.totalBytes)} by every attempt` : '';
         this.say(`  ${t.finished}  ${t.mode} to ${t.top.name}: ${t.blocks} blocks (${t.sentBlocks} sent by its last run), ${formatSize(t.bytes)} sent${t.compression === 'zstd' ? ' (zstd)' : ''}${resumed}, ${(t.durationMs / 1000).toFixed(1)}s`);

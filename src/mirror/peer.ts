@@ -1,5 +1,5 @@
 // Mirroring over a peer connection (src/peer): the daemon's services for the receiving
-// side (mirror.update, mirror.resync, mirror.state, mirror.break on the volume DIR/NAME)
+// side (mirror.update, mirror.resync, mirror.state, mirror.break, mirror.abandon on the volume DIR/NAME)
 // and the sending side of replicate.pull (the daemon's DIR/NAME is the source), and how
 // clients reach a peer destination.
 import path from 'node:path';
@@ -28,7 +28,7 @@ export function mirrorChannel(ch: PeerChannel): MirrorChannel {
 /** Registers the mirror services on every peer daemon started afterwards (once). */
 export function registerMirrorServices(): void {
   if (peerServices().has('mirror.update')) return;
-  for (const op of ['mirror.update', 'mirror.resync', 'mirror.state', 'mirror.break']) {
+  for (const op of ['mirror.update', 'mirror.resync', 'mirror.state', 'mirror.break', 'mirror.abandon']) {
     registerPeerService(op, async (ch, hello, ctx) => {
       const done = await receiveMirror(ctx.path, mirrorChannel(ch), hello, { log: (l) => ctx.log(l) });
       if (done) ctx.log(`${op} ${hello.name}: ${done.mode} to ${done.top}, ${done.blocks} blocks, CP ${done.generation}${done.resumed ? `, resumed after ${done.resumed} records` : ''}`);

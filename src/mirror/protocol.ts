@@ -4,11 +4,11 @@
 // for a destination on the same machine. Every message is a JSON object, some with a
 // binary payload.
 //
-//   source -> destination   hello  { op: 'mirror.update' | 'mirror.resync' | 'mirror.break', name, protocol, volume }
-//   destination -> source   { state: DestinationState }     (or { error: { code, message, hint } })
+//   source -> destination   hello  { op: 'mirror.update' | 'mirror.resync' | 'mirror.break' | 'mirror.abandon', name, protocol, volume, compress?: ['zstd'] }
+//   destination -> source   { state: DestinationState, compress?: 'zstd' }     (or { error: { code, message, hint, kept? } })
 //   source -> destination   { plan: TransferPlan }
 //   destination -> source   { ready: { resumeFrom } }       records before resumeFrom were acknowledged earlier
-//   source -> destination   { rec: i, kind: 'plane' | 'data' | 'mapdelta', crc, ghost? } + payload   for i = 0, 1, ...
+//   source -> destination   { rec: i, kind: 'plane' | 'data' | 'mapdelta', crc, length, ghost?, enc? } + payload   for i = 0, 1, ...
 //   destination -> source   { ack: n }                       records 0..n-1 are durable at the destination
 //   source -> destination   { end: { records, chain } }
 //   destination -> source   { done: TransferDone }           after the destination's CP holds the new state
@@ -23,6 +23,16 @@
 // reordered record breaks it. As in the image stream format, chaining the records' crc32
 // instead of hashing their payloads keeps the check from costing a second pass over the
 // data (a SHA-256 of every record on both sides took half the CPU of a full transfer).
+//
+// Compression: the source offers zstd in its hello; a destination that takes it says so
+// beside its state (one that predates it ignores the offer and answers without). Then
+// DATA and PLANE payloads may travel as one zstd frame each, marked enc: 'zstd', their
+// crc and length still the raw payload's (record-queue.ts); ghosts always travel raw.
+//
+// mirror.abandon drops what a stopped transfer kept beside the destination (the partial
+// volume of a first transfer, the stage and resume files) and answers { done } with
+// freedBytes; a later update starts over. An error after a transfer began carries kept:
+// what remains there to resume from.
 //
 // Resume: the destination keeps what it acknowledged (count, chain, where it put things)
 // beside the volume. When the same plan comes again it answers resumeFrom = n; the source
@@ -82,7 +92,7 @@ export interface DestinationState {
   /** The snapshot the destination's active file system equals (its last transfer), if any. */
   top: SnapshotIdent | null;
   /** A transfer that stopped part way, with how much of it is durable there. */
-  resume: { transferId: string; planHash: string; acked: number } | null;
+  resume: { transferId: string; planHash: string; acked: number; keptBytes?: number } | null;
 }
 
 export type TransferMode = 'full' | 'moa' | 'common';
@@ -118,6 +128,9 @@ export interface TransferDone {
   top?: string;
   /** How the records came (zstd or none). */
   compression?: 'zstd' | 'none';
+  /** mirror.abandon: what it dropped. */
+  freedBytes?: number;
+  files?: string[];
 }
 
 export function identOf(s: Pick<SnapshotEntry, 'id' | 'name' | 'generation' | 'createdMs' | 'reusedBlocks'>): SnapshotIdent {
@@ -137,6 +150,8 @@ export interface WireError {
   code: string;
   message: string;
   hint?: string;
+  /** The destination keeps this much of the stopped transfer to resume from (names beside it). */
+  kept?: { bytes: number; files: string[] };
 }
 
 /** Two connected in-process channels (a destination on this machine, and tests). */

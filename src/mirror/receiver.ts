@@ -109,7 +109,8 @@ export function describeDestination(volPath: string): DestinationState {
   settleFresh(volPath);
   const { resume } = sidePaths(volPath);
   const r = readResume(resume);
-  const resumeInfo = r ? { transferId: r.transferId, planHash: r.planHash, acked: r.acked } : null;
+  const kept = partialFiles(volPath);
+  const resumeInfo = r ? { transferId: r.transferId, planHash: r.planHash, acked: r.acked, keptBytes: kept.bytes } : null;
   if (!fs.existsSync(volPath)) return { exists: false, uuid: null, geometry: null, mirror: false, broken: false, snapshots: [], top: null, resume: resumeInfo };
   const vol = Volume.open(volPath, { write: false });
   try {
@@ -123,9 +124,53 @@ export function describeDestination(volPath: string): DestinationState {
   }
 }
 
-function wireError(err: unknown): { code: string; message: string; hint?: string } {
-  if (err instanceof ImgstreamError) return { code: err.code, message: err.message, hint: err.hint };
-  return { code: 'internal', message: (err as Error).message ?? String(err) };
+/**
+ * What a stopped transfer keeps beside the destination to resume from: the volume being
+ * built by a first transfer (`.NAME.mirror-new`), the blocks staged for the final CP
+ * (`.NAME.mirror-stage`) and how far it got (`.NAME.mirror-transfer`); bytes as allocated
+ * on disk. Blocks a later transfer already wrote into an existing mirror's free space are
+ * in the volume file and not counted.
+ */
+export function partialFiles(volPath: string): { files: string[]; bytes: number } {
+  const sides = sidePaths(volPath);
+  const files: string[] = [];
+  let bytes = 0;
+  for (const f of [fs.existsSync(volPath) ? null : sides.fresh, sides.stage, sides.resume]) {
+    if (!f) continue;
+    try {
+      const st = fs.statSync(f);
+      files.push(path.basename(f));
+      bytes += st.blocks * 512;
+    } catch {
+      /* absent */
+    }
+  }
+  return { files, bytes };
+}
+
+/**
+ * Drops what a stopped transfer kept (`mirror abandon`): the next update starts a new
+ * transfer. A first transfer that committed but was not linked into place yet is finished
+ * instead (it is the mirror). The bytes freed.
+ */
+export function abandonPartial(volPath: string): { freedBytes: number; files: string[] } {
+  settleFresh(volPath);
+  const kept = partialFiles(volPath);
+  const sides = sidePaths(volPath);
+  fs.rmSync(sides.resume, { force: true }); // first: a half-removed partial is never resumed
+  fs.rmSync(sides.stage, { force: true });
+  if (!fs.existsSync(volPath)) fs.rmSync(sides.fresh, { force: true });
+  return { freedBytes: kept.bytes, files: kept.files };
+}
+
+/** An error as the source sees it: no path of this side's (only names beside the destination), and what a stopped transfer kept. */
+function wireError(err: unknown, volPath: string): { code: string; message: string; hint?: string; kept?: { bytes: number; files: string[] } } {
+  const dir = `${path.dirname(path.resolve(volPath))}${path.sep}`;
+  const local = (t: string | undefined) => t?.split(dir).join('');
+  const kept = partialFiles(volPath);
+  const extra = kept.files.length > 0 ? { kept } : {};
+  if (err instanceof ImgstreamError) return { code: err.code, message: local(err.message)!, hint: local(err.hint), ...extra };
+  return { code: 'internal', message: local((err as Error).message ?? String(err))!, ...extra };
 }
 
 /** Makes a mirror destination writable (`mirror break`). */
@@ -155,6 +200,12 @@ export async function receiveMirror(volPath: string, ch: MirrorChannel, hello: R
       log(`mirror ${path.basename(volPath)} broken off: writable now`);
       return null;
     }
+    if (hello.op === 'mirror.abandon') {
+      const r = abandonPartial(volPath);
+      await ch.send({ done: { generation: 0, blocks: 0, bytes: 0, deallocated: 0, resumed: 0, staged: 0, freedBytes: r.freedBytes, files: r.files } });
+      if (r.files.length) log(`mirror ${path.basename(volPath)}: dropped the partial transfer (${r.files.join(', ')}, ${r.freedBytes} bytes)`);
+      return null;
+    }
     if (hello.op === 'mirror.state') {
       await ch.send({ state: describeDestination(volPath) });
       return null;
@@ -178,7 +229,7 @@ export async function receiveMirror(volPath: string, ch: MirrorChannel, hello: R
     return await applyTransfer(volPath, ch, plan, state, log, opts.ackBytes ?? ACK_BYTES, zstd);
   } catch (err) {
     try {
-      await ch.send({ error: wireError(err) });
+      await ch.send({ error: wireError(err, volPath) });
     } catch {
       /* the connection is gone */
     }

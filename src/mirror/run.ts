@@ -7,9 +7,9 @@ import { noProgress, type Progress } from '../progress.js';
 import { Volume } from '../volume/volume.js';
 import { localDestination } from './index.js';
 import { MIRROR_PROTOCOL, type MirrorChannel } from './protocol.js';
-import { breakMirror, receiveMirror } from './receiver.js';
-import { destinationState, sendMirror, stoppedError, type MirrorResult } from './sender.js';
-import { MirrorState } from './state.js';
+import { abandonPartial, breakMirror, receiveMirror } from './receiver.js';
+import { destinationState, remoteError, sendMirror, stoppedError, type MirrorResult } from './sender.js';
+import { MirrorState, relationshipKey } from './state.js';
 import { VolumeLock } from '../volume/volume-lock.js';
 import { ServedVolume } from '../control/served-volume.js';
 import { servedSource } from './served.js';
@@ -162,6 +162,47 @@ export async function mirrorBreak(dest: Destination): Promise<{ destination: str
     channel.close();
     await settled;
   }
+}
+
+/**
+ * `mirror abandon`: drops what a stopped transfer of VOL -> destination kept at the
+ * destination (see partialFiles), and the relationship's record of it; the next update
+ * starts a new transfer.
+ */
+export async function mirrorAbandon(volPath: string, dest: Destination, state: MirrorState): Promise<{ destination: string; freedBytes: number; files: string[] }> {
+  const uuid = (() => {
+    const vol = Volume.open(volPath, { write: false });
+    try {
+      return vol.rootRecord.uuid;
+    } finally {
+      vol.close();
+    }
+  })();
+  let r: { freedBytes: number; files: string[] };
+  if (!dest.spec.startsWith('peer://')) r = abandonPartial(dest.spec);
+  else {
+    const { channel, settled } = await dest.open();
+    try {
+      await channel.send({ op: 'mirror.abandon', name: dest.name, protocol: MIRROR_PROTOCOL });
+      const m = await channel.receive();
+      if (!m) throw new InvalidInputError(`${dest.spec}: no answer`);
+      if (m.msg.error) throw remoteError(m.msg.error as { code: string; message: string }, dest.spec);
+      const done = m.msg.done as { freedBytes?: number; files?: string[] };
+      r = { freedBytes: Number(done.freedBytes ?? 0), files: Array.isArray(done.files) ? done.files.map(String) : [] };
+    } finally {
+      channel.close();
+      await settled;
+    }
+  }
+  const key = relationshipKey(uuid, dest.spec);
+  if (state.get(key)) {
+    state.update(key, () => state.get(key)!, (rel) => {
+      rel.pending = null;
+      rel.partial = null;
+      if (rel.state === 'failed' || rel.state === 'transferring') rel.state = 'idle';
+    });
+  }
+  return { destination: dest.spec, ...r };
 }
 
 /** The destination's state, as it reports it. */

@@ -24,6 +24,7 @@ import { encodeMapDeltas, encodePlane, type MapDelta } from '../format/image-str
 import type { SnapshotEntry } from '../format/snapshot-entry.js';
 import { forEachExtent, popcount32 } from '../image/index.js';
 import { noProgress, type Progress } from '../progress.js';
+import { formatSize } from '../size.js';
 import { PLANE_MOA } from '../volume/layout.js';
 import type { Volume } from '../volume/volume.js';
 import { ghostOf, hashChain, recordCrc } from './records.js';
@@ -47,6 +48,8 @@ export interface SendOptions {
   /** replicate: the snapshot to bring the destination to (no snapshot is taken). */
   top?: string;
   progress?: Progress;
+  /** The source volume as the user named it (for hints); default its path. */
+  volumeLabel?: string;
   /** Aborted when the user stops the run: the transfer is cut (the channel's owner closes it) and reported as stopped. */
   signal?: AbortSignal;
   /** How DATA and PLANE records travel (default zstd, when the destination can take it). */
@@ -91,8 +94,24 @@ export interface MirrorResult {
 
 /** An error the other side reported, as the same kind of error here. */
 export function remoteError(e: WireError, where: string): ImgstreamError {
-  const err = errorOfCode(e.code, `${where}: ${e.message}`, e.hint);
-  return err instanceof ImgstreamError ? err : new IoError(`${where}: ${e.message}`, e.hint);
+  const kept = e.kept && Number.isFinite(e.kept.bytes) && Array.isArray(e.kept.files) ? { kept: { bytes: e.kept.bytes, files: e.kept.files.map(String) } } : undefined;
+  const err = errorOfCode(e.code, `${where}: ${e.message}`, e.hint, kept);
+  return err instanceof ImgstreamError ? err : new IoError(`${where}: ${e.message}`, e.hint).withDetails(kept);
+}
+
+/** What the destination kept of a stopped transfer, when its error said. */
+export function keptOf(err: unknown): { bytes: number; files: string[] } | null {
+  const d = err instanceof ImgstreamError ? (err.details as { kept?: { bytes: number; files: string[] } } | undefined) : undefined;
+  return d?.kept ?? null;
+}
+
+/**
+ * The destination's error with what to do about the partial transfer it kept: the next
+ * update resumes it, `mirror abandon` drops it.
+ */
+export function withKeptHint(err: ImgstreamError, kept: { bytes: number; files: string[] }, volume: string, destination: string): ImgstreamError {
+  const hint = `the destination keeps ${formatSize(kept.bytes)} of this transfer (${kept.files.join(', ')}) to resume from: free space there and run the update again, or drop it with: imgstream mirror abandon ${volume} --to ${destination}`;
+  return errorOfCode(err.code, err.message, hint, err.details) as ImgstreamError;
 }
 
 async function expect(ch: MirrorChannel, what: string, where: string): Promise<Record<string, unknown>> {
@@ -254,6 +273,7 @@ export async function sendMirror(source: Volume | SourceAccess, ch: MirrorChanne
   if (track) {
     opts.state.update(key, init, (r) => {
       r.volume = volume;
+      r.partial = dest.resume && dest.resume.keptBytes ? { transferId: dest.resume.transferId, bytes: dest.resume.keptBytes, since: r.partial?.since ?? new Date().toISOString() } : null;
       r.state = 'transferring';
       r.pending = { transferId, top: identOf(top), mode, moaSwaps: vol.rootRecord.moaSwaps };
       r.lastAttempt = { started: new Date(started).toISOString(), finished: null, error: null };
@@ -388,9 +408,12 @@ export async function sendMirror(source: Volume | SourceAccess, ch: MirrorChanne
     return result;
   } catch (caught) {
     progress.stop();
-    const err = opts.signal?.aborted ? stoppedError(opts.signal) : caught;
+    const kept = keptOf(caught);
+    let err = opts.signal?.aborted ? stoppedError(opts.signal) : caught;
+    if (kept && kept.bytes > 0 && err instanceof ImgstreamError) err = withKeptHint(err, kept, opts.volumeLabel ?? vol.path, opts.destination);
     if (track) {
       opts.state.update(key, init, (r) => {
+        if (kept) r.partial = { transferId, bytes: kept.bytes, since: r.partial?.transferId === transferId ? r.partial.since : new Date().toISOString() };
         if (r.pending?.transferId === transferId) r.pending.bytesSent = (r.pending.bytesSent ?? 0) + ch.bytesSent;
         r.state = 'failed';
         r.lastAttempt = { started: new Date(started).toISOString(), finished: new Date().toISOString(), error: (err as Error).message };

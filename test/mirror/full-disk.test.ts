@@ -1,0 +1,107 @@
+// A first mirror transfer into a file system that fills up (a small tmpfs: needs root, as
+// CI's containers and this project's machines run tests): the update fails with exit 10
+// and says what it kept at the destination, how much space that holds and how to drop it;
+// mirror status says so too; no path of the daemon's reaches a peer client; with space
+// freed the next update resumes, and `mirror abandon` drops the partial transfer.
+import fs from 'node:fs';
+import path from 'node:path';
+import { spawn, spawnSync } from 'node:child_process';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CLI_BIN, cliJson, cliOk, finished, runCli, sha256, writeImage } from '../support/cli.js';
+import { tempDir } from '../support/images.js';
+import { makeToken } from '../peer/support.js';
+
+const BS = 4096;
+const BLOCKS = 4096; // 16 MiB
+const root = tempDir('imgstream-mirror-full-');
+const small = path.join(root, 'small');
+const env = { IMGSTREAM_LOCK_DIR: path.join(root, 'locks'), IMGSTREAM_MIRROR_STATE: path.join(root, 'mirrors.json') };
+const at = (f: string) => path.join(root, f);
+const src = at('src.vol');
+
+function mountSmall(size: string, remount = false): boolean {
+  fs.mkdirSync(small, { recursive: true });
+  return spawnSync('mount', ['-t', 'tmpfs', '-o', `${remount ? 'remount,' : ''}size=${size}`, 'tmpfs', small]).status === 0;
+}
+const canMount = process.getuid?.() === 0 && mountSmall('10M');
+
+afterAll(() => {
+  if (canMount) spawnSync('umount', [small]);
+  fs.rmSync(root, { recursive: true, force: true });
+});
+
+beforeAll(() => {
+  writeImage(at('img'), BLOCKS, BS, 12, 0.05);
+  cliOk(['volume', 'create', src, '--size', `${(BLOCKS * BS) >> 20}M`], { env });
+  cliOk(['volume', 'import', src, '--from', at('img')], { env });
+});
+
+function active(vol: string): string {
+  const r = runCli(['volume', 'export', vol, '--to', '-'], { env });
+  expect(r.code, r.stderr).toBe(0);
+  return sha256(r.stdoutBytes);
+}
+
+interface Status {
+  relationships: Array<{ destination: string; state: string; partial: { bytes: number } | null; pending: unknown }>;
+}
+
+describe.runIf(canMount)('mirror into a file system that fills up', () => {
+  it('says what it kept and how to drop it, in the error and in status; resumes once there is space', () => {
+    const dest = path.join(small, 'm.vol');
+    // slow enough that the destination acknowledges (every second) before the disk is full
+    const r = runCli(['mirror', 'update', src, '--to', dest, '--limit-rate', '6M'], { env });
+    expect(r.code, r.stderr).toBe(10);
+    expect(r.stderr).toMatch(/no space left/);
+    expect(r.stderr).toMatch(/keeps \d+(\.\d+)? MiB of this transfer \(\.m\.vol\.mirror-new[^)]*\)/);
+    expect(r.stderr).toContain(`imgstream mirror abandon ${src} --to ${dest}`);
+    const st = cliJson<Status>(['mirror', 'status', src, '--json'], { env });
+    expect(st.relationships[0].partial!.bytes).toBeGreaterThan(4 << 20);
+    expect(cliOk(['mirror', 'status', src], { env }).stdout).toMatch(/partial transfer kept at the destination to resume: \d+(\.\d+)? MiB.*mirror abandon/);
+
+    // room again: the next update resumes what arrived
+    expect(mountSmall('64M', true)).toBe(true);
+    const done = cliJson<{ transfers: Array<{ resumedRecords: number }> }>(['mirror', 'update', src, '--to', dest, '--json'], { env });
+    expect(done.transfers[0].resumedRecords).toBeGreaterThan(0);
+    expect(active(dest)).toBe(active(src));
+    expect(cliJson<Status>(['mirror', 'status', src, '--json'], { env }).relationships[0].partial).toBe(null);
+  }, 60_000);
+
+  it('through a peer daemon: no daemon path in the error, abandon through the daemon frees the space', async () => {
+    const token = makeToken(root);
+    const child = spawn(process.execPath, [CLI_BIN, 'serve', 'peer', '--root', small, '--listen', '127.0.0.1:0', '--token-file', token, '--plain', '--json'], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const ended = finished(child, 120_000);
+    try {
+      const port = await new Promise<number>((resolve, reject) => {
+        let out = '';
+        child.stdout!.on('data', (b: Buffer) => {
+          out += b.toString();
+          const nl = out.indexOf('\n');
+          if (nl >= 0) resolve((JSON.parse(out.slice(0, nl)) as { listening: { port: number } }).listening.port);
+        });
+        ended.then((x) => reject(new Error(`serve peer exited ${x.code}: ${x.stderr}`)), reject);
+      });
+      const url = `peer://127.0.0.1:${port}/p.vol`;
+      const peer = ['--token-file', token, '--plain'];
+      fs.rmSync(path.join(small, 'm.vol'), { force: true });
+      expect(mountSmall('10M', true)).toBe(true);
+      const r = runCli(['mirror', 'update', src, '--to', url, ...peer], { env });
+      expect(r.code, r.stderr).toBe(10);
+      expect(r.stderr).not.toContain(small);
+      expect(r.stderr).toMatch(/keeps \d+(\.\d+)? MiB of this transfer \(\.p\.vol\.mirror-new/);
+      expect(r.stderr).toContain(`imgstream mirror abandon ${src} --to ${url}`);
+      expect(fs.readdirSync(small).length).toBeGreaterThan(0);
+      const ab = cliJson<{ freedBytes: number; files: string[] }>(['mirror', 'abandon', src, '--to', url, ...peer, '--json'], { env });
+      expect(ab.freedBytes).toBeGreaterThan(4 << 20);
+      expect(ab.files).toContain('.p.vol.mirror-new');
+      expect(fs.readdirSync(small)).toEqual([]);
+      const rel = cliJson<Status>(['mirror', 'status', src, '--json'], { env }).relationships.find((x) => x.destination === url)!;
+      expect(rel.partial).toBe(null);
+      expect(rel.pending).toBe(null);
+      expect(rel.state).toBe('idle');
+    } finally {
+      child.kill('SIGTERM');
+      await ended;
+    }
+  }, 60_000);
+});
