@@ -11,11 +11,14 @@ export default class MirrorUpdate extends ImgstreamCommand {
 
 The destination switches to the new state only when the transfer is complete and verified (the crc32 of every record, and a SHA-256 chain over the whole transfer), in one consistency point of its own: it is always at a complete earlier state. A transfer that fails keeps its plane, and an interrupted one resumes where it stopped: run the update again, and records the destination acknowledged are not sent again.
 
---json reports blocks (sent in this run), bytes (on the channel), the transfer mode (full, moa: marked blocks, common: difference from the snapshots both sides hold) and more.`;
+Blocks and planes travel as zstd frames compressed on worker threads (--compress, default zstd to a peer, none to a path on this machine), when the destination can take them (an older one gets them raw). When the destination's file system fills up, the error says how much of the transfer it keeps to resume from and how to drop it ("mirror abandon").
+
+A run that finishes a transfer an earlier run left part way, then brings the destination to now, makes two transfers and prints one line for each. --json reports the last transfer at the top level (the state the destination holds now) and every transfer of the run in "transfers": blocks (sent in this run), planBlocks (all the transfer carries), bytes (on the wire, this run), totalBytes (every attempt), the transfer mode (full, moa: marked blocks, common: difference from the snapshots both sides hold), compression, resumedRecords, and upToDate (true when no block had to move).`;
   static override examples = [
     '<%= config.bin %> mirror update vm.vol --to peer://backup.example:7411/vm --token-file /etc/imgstream/token --tls-ca /etc/imgstream/ca.pem',
     '<%= config.bin %> mirror update vm.vol --to /mnt/second-disk/vm.mirror',
     '<%= config.bin %> mirror update vm.vol --to peer://10.0.0.2:7411/vm --token-file token --plain --limit-rate 50M --json',
+    '<%= config.bin %> mirror update vm.vol --to peer://10.0.0.2:7411/vm --token-file token --plain --compress none',
   ];
   static override args = { volume: Args.string({ description: 'Source volume.', required: true }) };
   static override flags = transferFlags;
