@@ -160,6 +160,8 @@ const cases: Case[] = [
   { what: 'mirror start with --every and --cron', args: ['mirror', 'start', v(), '--to', at('m.vol'), '--every', '5m', '--cron', '* * * * *'], code: 'usage' },
   { what: 'mirror start without a schedule', args: ['mirror', 'start', v(), '--to', at('m.vol')], code: 'usage', mentions: /--every|--cron/ },
   { what: 'mirror start --every soon', args: ['mirror', 'start', v(), '--to', at('m.vol'), '--every', 'soon'], code: 'usage', mentions: /soon/, json: true },
+  { what: 'mirror update --compress gzip', args: ['mirror', 'update', v(), '--to', at('m.vol'), '--compress', 'gzip'], code: 'usage', mentions: /compress/ },
+  { what: 'mirror abandon of a missing volume', args: ['mirror', 'abandon', at('nope.vol'), '--to', at('m.vol')], code: 'not-found', mentions: /nope\.vol/ },
   { what: 'mirror start --cron with a bad field', args: ['mirror', 'start', v(), '--to', at('m.vol'), '--cron', '61 * * * *'], code: 'usage', mentions: /cron/ },
   { what: 'mirror update --limit-rate abc', args: ['mirror', 'update', v(), '--to', at('m.vol'), '--limit-rate', 'abc'], code: 'invalid-input', mentions: /rate/ },
   { what: 'mirror status of a missing volume', args: ['mirror', 'status', at('nope.vol')], code: 'not-found', mentions: /nope\.vol/ },
