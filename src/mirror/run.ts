@@ -223,7 +223,7 @@ export async function replicatePullLocal(sourcePath: string, destPath: string, o
     const top = newestMaster(src);
     const { channel, settled } = localDestination(path.resolve(destPath));
     try {
-      const r = await sendMirror(src, channel, { destination: path.resolve(destPath), name: path.basename(destPath), op: 'replicate', top, state: opts.state ?? new MirrorState(), progress: opts.progress });
+      const r = await sendMirror(src, channel, { destination: path.resolve(destPath), name: path.basename(destPath), op: 'replicate', top, state: opts.state ?? new MirrorState(), progress: opts.progress, compress: 'none' }); // in-process: no wire to save
       (opts.state ?? new MirrorState()).recordReplica(src.rootRecord.uuid, path.resolve(destPath), { ...identOfTop(src, top) });
       return r;
     } finally {
