@@ -24,6 +24,9 @@ import { SparseBitmap } from '../volume/sparse-bitmap.js';
 import { OccupancyCursor } from '../volume/occupancy.js';
 import { decodeRecordIndex, hashChain, recordCrc } from './records.js';
 import { RecordInflater } from './record-inflater.js';
+import { abandonPartial, partialFiles, settleFresh, sidePaths } from './side-files.js';
+
+export { abandonPartial, partialFiles } from './side-files.js';
 import { geometryMatches, identOf, MIRROR_PROTOCOL, sameSnapshot, type DestinationState, type MirrorChannel, type TransferDone, type TransferPlan, type VolumeGeometry } from './protocol.js';
 
 const ACK_BYTES = 32 << 20;
@@ -44,16 +47,6 @@ export interface ReceiverOptions {
   ackBytes?: number;
   /** Accept zstd-compressed records when the source offers them (default true; false answers as a receiver that predates them). */
   compress?: boolean;
-}
-
-function sidePaths(volPath: string) {
-  const dir = path.dirname(volPath);
-  const base = path.basename(volPath);
-  return {
-    fresh: path.join(dir, `.${base}.mirror-new`),
-    resume: path.join(dir, `.${base}.mirror-transfer`),
-    stage: path.join(dir, `.${base}.mirror-stage`),
-  };
 }
 
 function readResume(file: string): ResumeFile | null {
@@ -86,24 +79,6 @@ export function geometryOf(vol: Volume): VolumeGeometry {
   return { uuid: r.uuid, blockSize: r.blockSize, nblocks: r.nblocks, logicalSize: r.logicalSize, maxSnapshots: r.maxSnapshots, mapDepth: r.mapDepth };
 }
 
-/** Finishes a first transfer interrupted between its CP and the link into place. */
-function settleFresh(volPath: string): void {
-  const { fresh, resume } = sidePaths(volPath);
-  if (fs.existsSync(volPath) || !fs.existsSync(fresh)) return;
-  let committed = false;
-  try {
-    const v = Volume.open(fresh, { write: false });
-    committed = v.rootRecord.generation > 1 && v.mirrorFlags.mirror;
-    v.close();
-  } catch {
-    committed = false;
-  }
-  if (!committed) return;
-  fs.linkSync(fresh, volPath);
-  fs.rmSync(fresh, { force: true });
-  fs.rmSync(resume, { force: true });
-}
-
 /** The destination's state as the source needs it. */
 export function describeDestination(volPath: string): DestinationState {
   settleFresh(volPath);
@@ -122,45 +97,6 @@ export function describeDestination(volPath: string): DestinationState {
   } finally {
     vol.close();
   }
-}
-
-/**
- * What a stopped transfer keeps beside the destination to resume from: the volume being
- * built by a first transfer (`.NAME.mirror-new`), the blocks staged for the final CP
- * (`.NAME.mirror-stage`) and how far it got (`.NAME.mirror-transfer`); bytes as allocated
- * on disk. Blocks a later transfer already wrote into an existing mirror's free space are
- * in the volume file and not counted.
- */
-export function partialFiles(volPath: string): { files: string[]; bytes: number } {
-  const sides = sidePaths(volPath);
-  const files: string[] = [];
-  let bytes = 0;
-  for (const f of [fs.existsSync(volPath) ? null : sides.fresh, sides.stage, sides.resume]) {
-    if (!f) continue;
-    try {
-      const st = fs.statSync(f);
-      files.push(path.basename(f));
-      bytes += st.blocks * 512;
-    } catch {
-      /* absent */
-    }
-  }
-  return { files, bytes };
-}
-
-/**
- * Drops what a stopped transfer kept (`mirror abandon`): the next update starts a new
- * transfer. A first transfer that committed but was not linked into place yet is finished
- * instead (it is the mirror). The bytes freed.
- */
-export function abandonPartial(volPath: string): { freedBytes: number; files: string[] } {
-  settleFresh(volPath);
-  const kept = partialFiles(volPath);
-  const sides = sidePaths(volPath);
-  fs.rmSync(sides.resume, { force: true }); // first: a half-removed partial is never resumed
-  fs.rmSync(sides.stage, { force: true });
-  if (!fs.existsSync(volPath)) fs.rmSync(sides.fresh, { force: true });
-  return { freedBytes: kept.bytes, files: kept.files };
 }
 
 /** An error as the source sees it: no path of this side's (only names beside the destination), and what a stopped transfer kept. */

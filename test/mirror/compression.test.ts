@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CLI_BIN, cliJson, cliOk, finished, runCli, sha256 } from '../support/cli.js';
+import { CLI_BIN, cliJson, cliOk, finished, runCli, sha256, spawnCli } from '../support/cli.js';
 import { mutate, rng, tempDir } from '../support/images.js';
 import { makeToken } from '../peer/support.js';
 import { Volume } from '../../src/volume/volume.js';
@@ -107,6 +107,19 @@ describe('compressed mirror records', () => {
       expect(active(path.join(at('peer'), 'z'))).toBe(active(at('src.vol')));
       const status = cliJson<{ relationships: Array<{ destination: string; recent: Array<{ compression: string }> }> }>(['mirror', 'status', at('src.vol'), '--json'], { env });
       expect(status.relationships.find((r) => r.destination.endsWith('/z'))!.recent.map((t) => t.compression)).toEqual(['zstd', 'zstd']);
+      // the sender killed -9 mid-transfer: the mirror is not there yet, and the next update resumes
+      const child = spawnCli(['mirror', 'update', at('src.vol'), ...peer('killed'), '--limit-rate', '1M'], { env });
+      const ended = finished(child, 60_000);
+      const resumeFile = path.join(at('peer'), '.killed.mirror-transfer');
+      const until = Date.now() + 20_000;
+      while (!fs.existsSync(resumeFile) && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+      child.kill('SIGKILL');
+      expect((await ended).signal).toBe('SIGKILL');
+      expect(fs.existsSync(path.join(at('peer'), 'killed'))).toBe(false);
+      const resumed = cliJson<{ transfers: Array<{ resumedRecords: number; compression: string }> }>(['mirror', 'update', at('src.vol'), ...peer('killed')], { env });
+      expect(resumed.transfers[0].resumedRecords).toBeGreaterThan(0);
+      expect(resumed.transfers[0].compression).toBe('zstd');
+      expect(active(path.join(at('peer'), 'killed'))).toBe(active(at('src.vol')));
     } finally {
       await d.stop();
     }

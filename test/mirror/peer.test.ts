@@ -152,11 +152,14 @@ describe('mirroring through peer daemons', () => {
       for (let k = 0; k < 24; k++) {
         writeRandom(src, img, 150 + Math.floor(random() * 300), 100 + k);
         states.add(sha256(img));
-        // at a random byte of the transfer: the source sends ~0.6-1.8 MB, the mirror answers a few KB
+        // at a random byte of the transfer: the source sends ~0.6-1.8 MB raw (these test
+        // images compress to ~10-30 KB: every other round is zstd, cut within that), the
+        // mirror answers a few KB
         proxy.direction = (['up', 'down', 'both'] as const)[k % 3];
-        proxy.cutAfter = Math.floor(random() * (proxy.direction === 'down' ? 2500 : 700_000));
+        const zstd = k % 2 === 1;
+        proxy.cutAfter = Math.floor(random() * (proxy.direction === 'down' ? 2500 : zstd ? 12_000 : 700_000));
         // async: the proxy runs in this process
-        const r = await runCliAsync(['mirror', 'update', src, '--to', `peer://127.0.0.1:${proxy.port}/m`, ...peerArgs(), '--json'], { env, timeoutMs: 120_000 });
+        const r = await runCliAsync(['mirror', 'update', src, '--to', `peer://127.0.0.1:${proxy.port}/m`, ...peerArgs(), '--json', '--compress', zstd ? 'zstd' : 'none'], { env, timeoutMs: 120_000 });
         if (r.code !== 0) {
           cuts++;
           expect(r.stderr.trim().split('\n'), `cut ${k}: one line`).toHaveLength(1);
@@ -169,7 +172,8 @@ describe('mirroring through peer daemons', () => {
       for (let k = 0; k < 3; k++) {
         writeRandom(src, img, 800, 200 + k);
         states.add(sha256(img));
-        const sender = runCliAsync(['mirror', 'update', src, '--to', `peer://127.0.0.1:${d.port}/m`, ...peerArgs(), '--limit-rate', '2M'], { env, timeoutMs: 120_000 });
+        // raw: compressed, these images' transfers end before the kill
+        const sender = runCliAsync(['mirror', 'update', src, '--to', `peer://127.0.0.1:${d.port}/m`, ...peerArgs(), '--limit-rate', '2M', '--compress', 'none'], { env, timeoutMs: 120_000 });
         await new Promise((r) => setTimeout(r, 300 + Math.floor(random() * 1200)));
         await d.kill9();
         const r = await sender;
@@ -181,7 +185,7 @@ describe('mirroring through peer daemons', () => {
       for (let k = 0; k < 3; k++) {
         writeRandom(src, img, 800, 300 + k);
         states.add(sha256(img));
-        const child = spawnCli(['mirror', 'update', src, '--to', `peer://127.0.0.1:${d.port}/m`, ...peerArgs(), '--limit-rate', '2M'], { env });
+        const child = spawnCli(['mirror', 'update', src, '--to', `peer://127.0.0.1:${d.port}/m`, ...peerArgs(), '--limit-rate', '2M', '--compress', 'none'], { env });
         const ended = finished(child, 120_000);
         setTimeout(() => child.kill('SIGKILL'), 300 + Math.floor(random() * 1200));
         await ended;
