@@ -131,7 +131,7 @@ async function mirrorUpdateOnce(volPath: string, dest: Destination, opts: Update
     opts.signal?.addEventListener('abort', cut, { once: true });
     try {
       if (opts.signal?.aborted) throw stoppedError(opts.signal);
-      return await sendMirror(vol, rateLimited(channel, opts.limitRate ?? 0), { destination: dest.spec, name: dest.name, op: opts.op, state: opts.state ?? new MirrorState(), progress: opts.progress ?? noProgress, signal: opts.signal, compress: opts.compress });
+      return await sendMirror(vol, rateLimited(channel, opts.limitRate ?? 0), { destination: dest.spec, name: dest.name, op: opts.op, state: opts.state ?? new MirrorState(), progress: opts.progress ?? noProgress, signal: opts.signal, compress: opts.compress, volumeLabel: volPath });
     } finally {
       opts.signal?.removeEventListener('abort', cut);
       channel.close();
