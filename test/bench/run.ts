@@ -39,7 +39,7 @@ const SUITES: Suite[] = [
   { names: ['dump-zstd', 'dump-zstd-rss'], run: benchDumpZstd },
   { names: ['dump-l1', 'dump-l1-bytes', 'dump-l1-8g', 'dump-l1-rss'], run: benchDumpL1 },
   { names: ['restore-chain', 'restore-chain-rss'], run: benchRestoreChain },
-  { names: ['mirror-full', 'mirror-l1', 'mirror-l1-bytes'], run: benchMirror },
+  { names: ['mirror-full-bytes', 'mirror-full', 'mirror-l1', 'mirror-l1-bytes'], run: benchMirror },
 ];
 
 async function main(): Promise<number> {
