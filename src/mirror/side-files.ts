@@ -5,7 +5,9 @@
 // transfer stopped, and dropping them (`mirror abandon`).
 import fs from 'node:fs';
 import path from 'node:path';
+import { BusyError } from '../errors.js';
 import { Volume } from '../volume/volume.js';
+import { VolumeLock } from '../volume/volume-lock.js';
 
 export function sidePaths(volPath: string) {
   const dir = path.dirname(volPath);
@@ -66,6 +68,10 @@ export function partialFiles(volPath: string): { files: string[]; bytes: number 
  */
 export function abandonPartial(volPath: string): { freedBytes: number; files: string[] } {
   settleFresh(volPath);
+  const sidesNow = sidePaths(volPath);
+  const target = fs.existsSync(volPath) ? volPath : sidesNow.fresh;
+  // a transfer under way holds the volume it writes: its files are not ours to drop
+  if (fs.existsSync(target) && VolumeLock.holder(target)) throw new BusyError(`${path.basename(volPath)}: a transfer (or another process) is using the destination now`, 'stop it first (mirror start exits on SIGTERM), then abandon');
   const kept = partialFiles(volPath);
   const sides = sidePaths(volPath);
   fs.rmSync(sides.resume, { force: true }); // first: a half-removed partial is never resumed
