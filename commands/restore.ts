@@ -12,7 +12,7 @@ export default class Restore extends ImgstreamCommand {
   static override summary = 'Apply a level 0 stream and its incrementals onto a volume.';
   static override description = `Applies image streams in order, block for block at the same VBNs. A full (level 0) stream creates VOL when it does not exist, with the identity and geometry of the source volume; every further stream must find its base snapshot on VOL, and is refused when its volume identity or block size differs. VOL then holds the streams' snapshots, byte-identical to the source's, and its active file system is the newest of them.
 
-Nothing is committed before a stream's trailer and checksums are verified, and blocks only go where VOL's last consistency point has none: a restore that fails or is killed leaves VOL at its previous CP (a new VOL does not appear).
+Nothing is committed before a stream's trailer and checksums are verified, and blocks only go where VOL's last consistency point has none: a restore that fails or is killed leaves VOL at its previous CP (a new VOL does not appear). A stream whose base snapshot is not on VOL (a broken chain) exits with the "not-found" code (3), as verify does; a damaged stream with "corrupt" (9).
 
 --from takes files, "-" for stdin, "tape:DIR" (every dump on the tape, in order), "tape:DIR1,DIR2" (a dump spanning tapes), "tape:DIR#N" (the dump in tape file N) or "peer://HOST:PORT/NAME" (a stream stored on an imgstream peer daemon: give --token-file and --tls-ca or --tls-fingerprint, or --plain). --as-of SNAPSHOT|DATE picks the chain from the catalog instead (with the peer flags when it holds dumps sent to a peer).`;
   static override examples = [
