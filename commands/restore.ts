@@ -28,7 +28,7 @@ Nothing is committed before a stream's trailer and checksums are verified, and b
     from: Flags.string({ helpValue: 'SOURCE', char: 'f', description: 'Stream source, repeatable: FILE, -, tape:DIR[,DIR...], tape:DIR#N, peer://HOST:PORT/NAME.', multiple: true }),
     to: Flags.string({ helpValue: 'VOL', char: 't', description: 'Volume to restore into (created from a level 0 stream when it does not exist).', required: true }),
     'as-of': Flags.string({ helpValue: 'SNAPSHOT|DATE', description: 'Restore the chain ending at this snapshot (or the newest dump taken by this date: YYYY-MM-DD means the end of that day), from the catalog.' }),
-    volume: Flags.string({ helpValue: 'PATH|UUID', description: 'With --as-of into a new path: whose dumps to take, when the catalog holds several volumes (the source volume\'s path as dumped, or its uuid or a prefix of it).', dependsOn: ['as-of'] }),
+    volume: Flags.string({ helpValue: 'PATH|UUID', description: 'With --as-of into a new path: whose dumps to take, when the catalog holds several volumes (the source volume\'s path as dumped, or its uuid or a prefix of it).' }),
     catalog: catalogFlag,
     ...peerFlags,
   };
@@ -37,6 +37,7 @@ Nothing is committed before a stream's trailer and checksums are verified, and b
     const { flags } = await this.parse(Restore);
     if (!flags.from?.length && !flags['as-of']) throw new UsageError('give the streams with --from, or --as-of to take them from the catalog');
     if (flags.from?.length && flags['as-of']) throw new UsageError('--from and --as-of cannot be combined');
+    if (flags.volume !== undefined && !flags['as-of']) throw new UsageError('--volume chooses among the catalog\'s volumes: give it with --as-of');
     if ((flags.from ?? []).filter((f) => f === '-').length > 1) throw new UsageError('stdin (-) can be given once');
     const peer = peerClientOptions(flags, (flags.from ?? []).filter(isPeerSpec), flags['as-of'] !== undefined);
     const sources = flags['as-of'] ? sourcesForChain(openCatalog(flags.catalog), flags.to, flags['as-of'], { peer, volume: flags.volume }) : flags.from!.map((f) => sourceFor(f, { peer }));
