@@ -9,13 +9,14 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cliOk, runCli, sha256, sha256File } from '../support/cli.js';
 import { randomImage, tempDir } from '../support/images.js';
+import { hasTool } from '../support/external-tools.js';
 import { cliWords, expectOneLineError, sh, shellQuote } from '../support/stream-cli.js';
 
 const root = tempDir('imgstream-image-format-');
 const o = { env: { IMGSTREAM_LOCK_DIR: path.join(root, 'locks') }, timeoutMs: 60_000 };
 const p = (name: string) => path.join(root, name);
 const vol = p('v.vol');
-const has = (tool: string) => spawnSync(tool, ['--version'], { stdio: 'ignore' }).status === 0;
+const has = (tool: string) => hasTool(tool);
 const haveQemuImg = has('qemu-img');
 
 afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
