@@ -57,7 +57,7 @@ describe.skipIf(!haveQemuImg)('volume import of disk images made by qemu-img', (
     // images that hold the content, as a user's would
     for (const [fmt, opts] of made) run('qemu-img', ['convert', '-q', '-f', 'raw', '-O', fmt, ...opts, p('content.raw'), p(`img.${fmt}${opts.length ? '-fixed' : ''}`)]);
     run('qemu-img', ['create', '-q', '-f', 'luks', '--object', 'secret,id=s0,data=pw', '-o', 'key-secret=s0,iter-time=10', p('img.luks'), '1M']);
-  }, 60_000);
+  }, 180_000); // a few seconds alone; much longer on a machine shared by parallel suites
 
   it('refuses each from a file, naming the format and qemu-img convert, and leaves the volume as it was', async () => {
     for (const [fmt, opts, re] of made) await expectRefused(p(`img.${fmt}${opts.length ? '-fixed' : ''}`), re, /qemu-img convert -O raw/);

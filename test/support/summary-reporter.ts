@@ -56,16 +56,19 @@ export default class SummaryReporter implements Reporter {
     let skipped = 0;
     const skippedByFile = new Map<string, number>();
     for (const m of modules) {
-      if (m.state() === 'failed' && [...m.children.allTests()].length === 0) failed++; // a file that failed to load
+      let failedHere = 0;
       for (const t of m.children.allTests()) {
         const s = t.result().state;
         if (s === 'passed') passed++;
-        else if (s === 'failed') failed++;
+        else if (s === 'failed') failedHere++;
         else {
           skipped++;
           skippedByFile.set(path.resolve(m.moduleId), (skippedByFile.get(path.resolve(m.moduleId)) ?? 0) + 1);
         }
       }
+      // a file that failed to load, or whose hook failed (its tests then show as skipped),
+      // counts as one failure: the closing line never says 0 failed when vitest failed
+      failed += failedHere || (m.state() === 'failed' ? 1 : 0);
     }
     const explain = missingToolLines(this.records(), (f) => skippedByFile.get(f) ?? 0);
     process.stdout.write(`\n${explain.length ? `${explain.join('\n')}\n` : ''}tests: ${passed} passed, ${failed} failed, ${skipped} skipped\n`);
