@@ -89,6 +89,14 @@ function checkFile(file: string, size: number | undefined): void {
   }
 }
 
+function isBlockDevice(file: string): boolean {
+  try {
+    return fs.statSync(file).isBlockDevice();
+  } catch {
+    return false;
+  }
+}
+
 /** Passes a pipe's bytes on once its first FORMAT_HEAD_BYTES are seen not to be a known format. */
 async function* checkedStream(name: string, bytes: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
   const held: Uint8Array[] = [];
@@ -125,8 +133,8 @@ export function refuseKnownFormats(source: ImageSource): ImageSource {
     checkFile(source.name, source.size);
     return source;
   }
-  if (source.name !== 'stdin' && fs.existsSync(source.name)) {
-    // a block device: its start can be read here without consuming anything
+  if (source.name !== 'stdin' && isBlockDevice(source.name)) {
+    // its start can be read here without consuming anything (not so a FIFO: checked as a pipe)
     checkFile(source.name, undefined);
     return source;
   }

@@ -34,9 +34,13 @@ beforeAll(() => {
 });
 
 /** Import of `file` (through a real pipe from cat with `pipe`) refused with exit 4 naming `format`; the volume file unchanged. */
-async function expectRefused(file: string, format: RegExp, hint: RegExp, pipe = false): Promise<void> {
+async function expectRefused(file: string, format: RegExp, hint: RegExp, pipe = false, feedFifo?: string): Promise<void> {
   const before = sha256File(vol);
-  const r = pipe ? await sh(`cat ${shellQuote(file)} | ${cliWords(['volume', 'import', vol, '--from', '-'])}`, o) : runCli(['volume', 'import', vol, '--from', file], o);
+  const r = pipe
+    ? await sh(`cat ${shellQuote(file)} | ${cliWords(['volume', 'import', vol, '--from', '-'])}`, o)
+    : feedFifo
+      ? await sh(`cat ${shellQuote(feedFifo)} > ${shellQuote(file)} 2>/dev/null & ${cliWords(['volume', 'import', vol, '--from', file])}; s=$?; wait; exit $s`, o)
+      : runCli(['volume', 'import', vol, '--from', file], o);
   const line = expectOneLineError(r, `import ${path.basename(file)}${pipe ? ' from stdin' : ''}`, 4, format);
   expect(line).toMatch(hint);
   expect(line).toMatch(/--raw/);
@@ -68,6 +72,18 @@ describe.skipIf(!haveQemuImg)('volume import of disk images made by qemu-img', (
     await expectRefused(p('img.qcow2'), /stdin: is a qcow2 image/, /qemu-img convert -O raw/, true);
     await expectRefused(p('img.vhdx'), /stdin: is a vhdx image/, /qemu-img convert -O raw/, true);
     await expectRefused(p('img.vdi'), /stdin: is a vdi image/, /qemu-img convert -O raw/, true);
+  });
+
+  it('a named pipe (FIFO) is checked on its first bytes without losing them', async () => {
+    const fifo = p('fifo');
+    spawnSync('mkfifo', [fifo]);
+    await expectRefused(fifo, /fifo: is a qcow2 image/, /qemu-img convert/, false, p('img.qcow2'));
+    const r = await sh(`cat ${shellQuote(p('content.raw'))} > ${shellQuote(fifo)} & ${cliWords(['volume', 'import', vol, '--from', fifo, '-q'])}; wait`, o);
+    expect(r.code, r.stderr).toBe(0);
+    const out = p('fifo-out.raw');
+    cliOk(['volume', 'export', vol, '--to', out, '-q'], o);
+    expect(sha256(fs.readFileSync(out).subarray(0, content.length))).toBe(sha256(content));
+    fs.rmSync(out);
   });
 
   it('--raw imports the bytes as they are; the converted raw image imports without it', () => {
