@@ -28,6 +28,10 @@ describe('usage lines', () => {
       for (const flag of ['--token-file', '--tls-ca', '--tls-fingerprint', '--plain']) expect(u.split(flag).length - 1, `${c}: ${flag} in ${u}`).toBe(1);
       expect(u, c).toContain('[--tls-fingerprint sha256:HEX]');
     }
+    // serve peer: TLS (certificate and key together) or --plain
+    const peer = usageOf((await runCliAsync(['serve', 'peer', '--help'])).stdout);
+    expect(peer).toContain('[--plain | [--tls-cert FILE --tls-key FILE]]');
+    expect(peer).not.toMatch(/\|\s*\]|\[\s*\||\|\s*\|/);
     // restore: --as-of stands alone; --volume only narrows it
     const restore = usages.find(([c]) => c === 'restore')![1];
     expect(restore).toContain('[--as-of SNAPSHOT|DATE]');
