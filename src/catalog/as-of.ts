@@ -39,7 +39,7 @@ export function parseAsOfDate(text: string): number | null {
 }
 
 /** One catalog volume, as --volume and the ambiguity errors name it. */
-function describe(d: DumpRecord): string {
+function volumeLabel(d: DumpRecord): string {
   return `${d.volume.uuid.slice(0, 8)}${d.volume.path ? ` (${d.volume.path})` : ''}`;
 }
 
@@ -52,7 +52,7 @@ export function targetAsOf(dumps: DumpRecord[], asOf: string): DumpRecord {
   const newest = (ds: DumpRecord[]) => [...ds].sort((a, b) => a.date.localeCompare(b.date)).at(-1);
   const ambiguous = (ds: DumpRecord[], what: string): void => {
     const vols = new Map(ds.map((d) => [d.volume.uuid, d]));
-    if (vols.size > 1) throw new UsageError(`${what} matches dumps of ${vols.size} volumes: ${[...vols.values()].map(describe).join(', ')}`, 'name one with --volume PATH|UUID, or restore onto an existing volume of the one you mean');
+    if (vols.size > 1) throw new UsageError(`${what} matches dumps of ${vols.size} volumes: ${[...vols.values()].map(volumeLabel).join(', ')}`, 'name one with --volume PATH|UUID, or restore onto an existing volume of the one you mean');
   };
   const byTop = dumps.filter((d) => d.top.name === asOf);
   if (byTop.length) {
