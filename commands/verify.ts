@@ -8,7 +8,7 @@ import { UsageError } from '../src/errors.js';
 
 export default class Verify extends ImgstreamCommand {
   static override summary = 'Check image streams end to end without restoring them.';
-  static override description = `Reads every stream through: the preamble and its features, every record's checksum, every zstd frame, the record layout, the trailer's counts and the SHA-256 of the whole stream. Given several streams (in chain order), also checks the chain: one volume, each stream's base among the snapshots of the streams before it. Writes nothing. Exits with the "corrupt" code on the first problem, naming it.`;
+  static override description = `Reads every stream through: the preamble and its features, every record's checksum, every zstd frame, the record layout, the trailer's counts and the SHA-256 of the whole stream. Given several streams (in chain order), also checks the chain: one volume, each stream's base among the snapshots of the streams before it. Writes nothing. Stops at the first problem, naming it: damage (a checksum, a frame, the layout, the trailer) exits with the "corrupt" code (9); a broken chain (a stream whose base snapshot is in none of the streams before it) with the "not-found" code (3), as restore does; streams that do not belong together (another volume's, a full stream after the first) with "invalid-input" (4).`;
   static override examples = [
     '<%= config.bin %> verify /backups/vm.june3.l0 /backups/vm.june5.l1',
     '<%= config.bin %> verify tape:/tapes/t1',

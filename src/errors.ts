@@ -17,13 +17,13 @@ export type ErrorCode =
 
 export const EXIT_CODES: Record<ErrorCode, { exit: number; meaning: string }> = {
   usage: { exit: 2, meaning: 'bad command line: unknown flag, missing or conflicting argument' },
-  'not-found': { exit: 3, meaning: 'a volume, snapshot or input file does not exist' },
-  'invalid-input': { exit: 4, meaning: 'a value is malformed: size, block size, name, expression, image' },
+  'not-found': { exit: 3, meaning: 'a volume, snapshot or input file does not exist; a broken chain (a stream whose base snapshot is missing), in restore and verify alike' },
+  'invalid-input': { exit: 4, meaning: 'a value is malformed (size, block size, name, expression, image), or streams that do not belong together (another volume, out of order)' },
   'not-a-volume': { exit: 5, meaning: 'the file is not an imgstream volume, or of an unsupported version' },
   exists: { exit: 6, meaning: 'the target already exists (volume file, snapshot name)' },
   busy: { exit: 7, meaning: 'another imgstream process holds the volume, or a snapshot it is reading' },
   'volume-full': { exit: 8, meaning: 'the volume has no free block left for the change' },
-  corrupt: { exit: 9, meaning: 'a checksum or consistency check failed' },
+  corrupt: { exit: 9, meaning: 'damaged data: a checksum or consistency check failed' },
   io: { exit: 10, meaning: 'the operating system refused a read or write' },
   auth: { exit: 11, meaning: 'a peer refused the token, or its TLS certificate did not match' },
   network: { exit: 12, meaning: 'a peer could not be reached, or the connection was lost or timed out' },

@@ -17,20 +17,17 @@ export const peerFlags = {
   }),
   'tls-ca': Flags.string({
     helpValue: 'FILE',
-    description: 'For peer:// URLs: check the daemon\'s TLS certificate against this CA (PEM), host name included. A self-signed daemon certificate can be its own CA.',
+    description: 'For peer:// URLs: check the daemon\'s TLS certificate against this CA (PEM), host name included. A self-signed daemon certificate can be its own CA. Not with --plain.',
     helpGroup,
-    exclusive: ['plain'],
   }),
   'tls-fingerprint': Flags.string({
     helpValue: 'sha256:HEX',
-    description: 'For peer:// URLs: accept only the daemon certificate with this SHA-256 fingerprint (serve peer prints it).',
+    description: 'For peer:// URLs: accept only the daemon certificate with this SHA-256 fingerprint (serve peer prints it). With --tls-ca, both must hold. Not with --plain.',
     helpGroup,
-    exclusive: ['plain'],
   }),
   plain: Flags.boolean({
-    description: 'For peer:// URLs: plain TCP without TLS, to a daemon started with --plain (a trusted network only: streams travel in the clear).',
+    description: 'For peer:// URLs: plain TCP without TLS, to a daemon started with --plain (a trusted network only: streams travel in the clear). Not with --tls-ca or --tls-fingerprint.',
     helpGroup,
-    exclusive: ['tls-ca', 'tls-fingerprint'],
   }),
   'limit-rate': Flags.string({
     helpValue: 'RATE',
@@ -57,6 +54,9 @@ const PEER_FLAG_NAMES = ['token-file', 'tls-ca', 'tls-fingerprint', 'plain', 'li
  */
 export function peerClientOptions(flags: PeerFlagValues, peerSpecs: string[], mayNeed = false): PeerClientOptions | undefined {
   const given = PEER_FLAG_NAMES.filter((n) => flags[n] !== undefined && flags[n] !== false);
+  // checked here rather than with oclif's `exclusive`, whose usage line for three flags
+  // printed an empty alternative ("[--tls-fingerprint sha256:HEX | ]")
+  if (flags.plain && (flags['tls-ca'] !== undefined || flags['tls-fingerprint'] !== undefined)) throw new UsageError('--plain cannot be combined with --tls-ca or --tls-fingerprint', 'plain TCP has no certificate to check: give one or the other');
   if (given.length === 0 && peerSpecs.length === 0) return undefined;
   if (peerSpecs.length === 0 && !mayNeed) throw new UsageError(`--${given[0]} is for peer://HOST:PORT/NAME sources and targets, and none is given`);
   const opts: PeerClientOptions = {

@@ -2,6 +2,7 @@ import { Flags } from '@oclif/core';
 import { ImgstreamCommand } from '../_cli/base.js';
 import { catalogFlag, openCatalog } from '../_cli/catalog-flag.js';
 import { formatSize } from '../../src/size.js';
+import { tableLines } from '../_cli/table.js';
 
 export default class CatalogList extends ImgstreamCommand {
   static override summary = 'List the dumps recorded in the catalog.';
@@ -18,11 +19,17 @@ export default class CatalogList extends ImgstreamCommand {
     if (flags.volume) dumps = dumps.filter((d) => d.volume.uuid.startsWith(flags.volume!) || d.volume.path === flags.volume);
     if (dumps.length === 0) this.say(`no dumps in ${catalog.file}`);
     else {
-      this.say(`${'ID'.padEnd(10)} ${'DATE'.padEnd(20)} ${'VOLUME'.padEnd(10)} LVL ${'TOP'.padEnd(16)} ${'BASE'.padEnd(16)} ${'SIZE'.padStart(10)}  WHERE`);
-      for (const d of dumps) {
-        const where = d.media.kind === 'tape' ? `tape ${d.media.location} file ${d.media.tapeFile}` : `${d.media.kind} ${d.media.location}`;
-        this.say(`${d.id.slice(0, 8).padEnd(10)} ${d.date.slice(0, 19).padEnd(20)} ${d.volume.uuid.slice(0, 8).padEnd(10)} ${String(d.level).padStart(3)} ${d.top.name.padEnd(16)} ${(d.base?.name ?? '-').padEnd(16)} ${formatSize(d.streamBytes).padStart(10)}  ${where}`);
-      }
+      const rows = dumps.map((d) => [
+        d.id.slice(0, 8),
+        d.date.slice(0, 19),
+        d.volume.uuid.slice(0, 8),
+        String(d.level),
+        d.top.name,
+        d.base?.name ?? '-',
+        formatSize(d.streamBytes),
+        d.media.kind === 'tape' ? `tape ${d.media.location} file ${d.media.tapeFile}` : `${d.media.kind} ${d.media.location}`,
+      ]);
+      for (const l of tableLines(['ID', 'DATE', 'VOLUME', 'LVL', 'TOP', 'BASE', 'SIZE', 'WHERE'], rows, new Set([3, 6]))) this.say(l);
     }
     return { catalog: catalog.file, dumps };
   }

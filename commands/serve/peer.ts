@@ -23,9 +23,9 @@ Every connection is logged on stderr, one line per event with time, connection n
     root: Flags.string({ helpValue: 'DIR', description: 'Directory the streams are kept in: peer://HOST:PORT/NAME is DIR/NAME.', required: true }),
     listen: Flags.string({ helpValue: 'HOST:PORT', char: 'l', description: 'Address to listen on, e.g. 0.0.0.0:7420, [::]:7420 (port 0: any free port).', required: true }),
     'token-file': Flags.string({ helpValue: 'FILE', description: 'The shared token (mode 600), the same contents on every client.', required: true }),
-    'tls-cert': Flags.string({ helpValue: 'FILE', description: 'TLS certificate (PEM), with its chain if any.', dependsOn: ['tls-key'], exclusive: ['plain'] }),
-    'tls-key': Flags.string({ helpValue: 'FILE', description: 'Private key of --tls-cert (PEM, unencrypted; keep it mode 600).', dependsOn: ['tls-cert'], exclusive: ['plain'] }),
-    plain: Flags.boolean({ description: 'Plain TCP without TLS: streams travel in the clear (a trusted network only); clients must pass --plain too.', exclusive: ['tls-cert', 'tls-key'] }),
+    'tls-cert': Flags.string({ helpValue: 'FILE', description: 'TLS certificate (PEM), with its chain if any.', dependsOn: ['tls-key'] }),
+    'tls-key': Flags.string({ helpValue: 'FILE', description: 'Private key of --tls-cert (PEM, unencrypted; keep it mode 600).', dependsOn: ['tls-cert'] }),
+    plain: Flags.boolean({ description: 'Plain TCP without TLS: streams travel in the clear (a trusted network only); clients must pass --plain too.', exclusive: ['tls-cert'] }), // with --tls-key, which needs --tls-cert: one name keeps oclif's usage line clean
     'max-connections': Flags.integer({ helpValue: 'N', description: 'Connections served at once; more are told "busy".', default: DEFAULT_MAX_CONNECTIONS, min: 1, max: 10000 }),
     'idle-timeout': Flags.integer({ helpValue: 'SECONDS', description: 'Close a connection after this long without a byte either way.', default: DEFAULT_SERVER_IDLE_MS / 1000, min: 1 }),
   };

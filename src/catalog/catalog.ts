@@ -124,31 +124,3 @@ export class Catalog {
       .sort((a, b) => a.date.localeCompare(b.date) || a.top.id - b.top.id);
   }
 }
-
-/**
- * The chain of dumps that restores `volumeUuid` as of a snapshot name or a date: the dump
- * whose top is that snapshot (or the newest finished by that date), then its base dump,
- * and so on down to a level 0. Returned level 0 first.
- */
-export function chainFor(dumps: DumpRecord[], asOf: string): DumpRecord[] {
-  const byTop = dumps.filter((d) => d.top.name === asOf);
-  let target: DumpRecord | undefined;
-  if (byTop.length) target = byTop.sort((a, b) => a.date.localeCompare(b.date)).at(-1);
-  else {
-    const when = Date.parse(asOf);
-    if (Number.isNaN(when)) throw new NotFoundError(`no dump in the catalog has top snapshot "${asOf}", and it is not a date`, 'give a snapshot name from: imgstream catalog list, or a date like 2026-11-23T12:00');
-    target = dumps.filter((d) => Date.parse(d.date) <= when).sort((a, b) => a.date.localeCompare(b.date)).at(-1);
-    if (!target) throw new NotFoundError(`no dump in the catalog was taken by ${asOf}`);
-  }
-  const chain: DumpRecord[] = [target!];
-  while (chain[0].base) {
-    const base = chain[0].base;
-    const prev = dumps
-      .filter((d) => d.volume.uuid === chain[0].volume.uuid && d.top.id === base.id && d.level < chain[0].level)
-      .sort((a, b) => a.date.localeCompare(b.date))
-      .at(-1);
-    if (!prev) throw new NotFoundError(`the catalog has no dump with top snapshot "${base.name}", the base of ${chain[0].top.name}`, 'rebuild the catalog from the media: imgstream catalog rebuild');
-    chain.unshift(prev);
-  }
-  return chain;
-}

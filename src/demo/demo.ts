@@ -1,12 +1,18 @@
-// The built-in demo: the main job end to end on a volume it makes itself. Create a
+// The built-in demo: the main jobs end to end on a volume it makes itself. Create a
 // volume, import a disk image, snapshot, change it, snapshot again (twice), show storage
-// images, export every snapshot and verify it byte for byte, check the volume.
+// images, export every snapshot and verify it byte for byte, check the volume; then dump
+// levels 0, 1 and 2, verify the chain, restore it into a new volume and compare every
+// snapshot byte for byte, mirror the volume to a second one, change it, update the mirror
+// and compare again (jobs.ts). Anything that differs fails the demo.
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { CorruptError } from '../errors.js';
 import { noProgress, type Progress } from '../progress.js';
 import { checkVolume, exportImage, fileSink, fileSource, importImage, storageImageOf, Volume, withVolume } from '../volume/index.js';
+import { formatSize } from '../size.js';
+import * as jobs from './jobs.js';
+import type { DemoDump } from './jobs.js';
 
 export interface DemoStep {
   step: string;
@@ -19,6 +25,10 @@ export interface DemoResult {
   steps: DemoStep[];
   images: Array<{ expression: string; blocks: number; bytes: number; extents: number }>;
   verified: Array<{ snapshot: string; sha256: string; identical: boolean }>;
+  dumps: DemoDump[];
+  /** The restored volume's snapshots (and the mirror's active file system, "mirror"), compared with the images. */
+  restored: Array<{ snapshot: string; identical: boolean }>;
+  mirror: Array<{ mode: string; top: string; blocks: number; bytes: number; identical: boolean }>;
   ok: boolean;
 }
 
@@ -55,6 +65,26 @@ function change(img: Buffer, bs: number, fraction: number, seed: number): number
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
+/** SHA-256 of a snapshot (or the active file system) of `volume`, exported to `out`. */
+async function exportSha(volume: string, snapshot: string | undefined, out: string, progress: Progress): Promise<string> {
+  await withVolume(volume, false, async (vol) => {
+    const sink = fileSink(out, { force: true, size: vol.rootRecord.logicalSize });
+    await exportImage(vol, snapshot, sink, progress);
+    await sink.finish();
+  });
+  const digest = sha(fs.readFileSync(out));
+  fs.rmSync(out);
+  return digest;
+}
+
+async function importInto(volume: string, file: string, snapshot: string | null, progress: Progress) {
+  return withVolume(volume, true, async (vol) => {
+    const res = await importImage(vol, fileSource(file), progress);
+    if (snapshot) vol.createSnapshot(snapshot);
+    return res;
+  });
+}
+
 export async function runDemo(dir: string, opts: { size: number; blockSize: number }, progress: Progress = noProgress): Promise<DemoResult> {
   fs.mkdirSync(dir, { recursive: true });
   const volume = path.join(dir, 'demo.vol');
@@ -73,11 +103,8 @@ export async function runDemo(dir: string, opts: { size: number; blockSize: numb
     if (d > 0) note('change', `${change(img, bs, d === 1 ? 0.05 : 0.02, d)} blocks of the disk rewritten`);
     const file = path.join(dir, `${days[d]}.raw`);
     fs.writeFileSync(file, img);
-    const r = await withVolume(volume, true, async (vol) => {
-      const res = await importImage(vol, fileSource(file), progress);
-      vol.createSnapshot(days[d]);
-      return res;
-    });
+    const r = await importInto(volume, file, days[d], progress);
+    fs.rmSync(file);
     saved.set(days[d], sha(img));
     note('import', `${file}: ${r.changedBlocks} blocks written, ${r.unchangedBlocks} unchanged; snapshot ${days[d]} taken`);
   }
@@ -92,20 +119,52 @@ export async function runDemo(dir: string, opts: { size: number; blockSize: numb
 
   const verified: DemoResult['verified'] = [];
   for (const day of days) {
-    const out = path.join(dir, `${day}.exported.raw`);
-    await withVolume(volume, false, async (vol) => {
-      const sink = fileSink(out, { force: true, size: vol.rootRecord.logicalSize });
-      await exportImage(vol, day, sink, progress);
-      await sink.finish();
-    });
-    const digest = sha(fs.readFileSync(out));
+    const digest = await exportSha(volume, day, path.join(dir, `${day}.exported.raw`), progress);
     verified.push({ snapshot: day, sha256: digest, identical: digest === saved.get(day) });
   }
-  note('verify', verified.map((v) => `${v.snapshot} ${v.identical ? 'identical' : 'DIFFERS'}`).join(', '));
+  note('export', verified.map((v) => `${v.snapshot} ${v.identical ? 'identical' : 'DIFFERS'}`).join(', '));
+  const fail = (what: string): never => {
+    throw new CorruptError(`demo failed: ${what}`, `inspect ${dir}`);
+  };
+  if (!verified.every((v) => v.identical)) fail(steps.at(-1)!.detail);
 
   const report = await withVolume(volume, false, (vol) => checkVolume(vol));
   note('check', report.ok ? 'volume is consistent' : 'volume check found problems');
-  const ok = report.ok && verified.every((v) => v.identical);
-  if (!ok) throw new CorruptError(`demo failed: ${steps[steps.length - 1].detail}`, `inspect ${dir}`);
-  return { dir, volume, steps, images, verified, ok };
+  if (!report.ok) fail(`volume check of ${volume} found problems`);
+
+  // backups: levels 0, 1, 2, verified as a chain, restored into a new volume
+  const dumps = await jobs.demoDumps(dir, volume, days, progress);
+  for (const d of dumps) note('dump', `level ${d.level} (${d.expression}): ${d.blocks} blocks, ${formatSize(d.streamBytes)} stream -> ${d.file}`);
+  const v = await jobs.demoVerify(dumps.map((d) => d.file), progress);
+  note('verify', `${v.streams.length} streams: every checksum, the SHA-256 of each, the chain`);
+  const restoredVol = path.join(dir, 'restored.vol');
+  const r = await jobs.demoRestore(dumps.map((d) => d.file), restoredVol, progress);
+  const restored: DemoResult['restored'] = [];
+  for (const day of days) restored.push({ snapshot: day, identical: (await exportSha(restoredVol, day, path.join(dir, `${day}.restored.raw`), progress)) === saved.get(day) });
+  note('restore', `${r.streams.length} streams -> ${restoredVol}: ${restored.map((x) => `${x.snapshot} ${x.identical ? 'identical' : 'DIFFERS'}`).join(', ')}`);
+  if (!restored.every((x) => x.identical)) fail(steps.at(-1)!.detail);
+
+  // a mirror on a second volume: the full transfer, a change, an incremental update
+  const mirrorVol = path.join(dir, 'mirror.vol');
+  const mirror: DemoResult['mirror'] = [];
+  for (let round = 0; round < 2; round++) {
+    if (round === 1) {
+      const n = change(img, bs, 0.01, 7);
+      const file = path.join(dir, 'thursday.raw');
+      fs.writeFileSync(file, img);
+      await importInto(volume, file, null, progress);
+      fs.rmSync(file);
+      note('change', `${n} blocks of the disk rewritten`);
+    }
+    const m = await jobs.demoMirror(dir, volume, mirrorVol, progress);
+    const identical = (await exportSha(mirrorVol, undefined, path.join(dir, 'mirror.exported.raw'), progress)) === sha(img);
+    mirror.push({ mode: m.mode, top: m.top, blocks: m.blocks, bytes: m.bytes, identical });
+    note('mirror', `${m.mode} transfer -> ${mirrorVol} at ${m.top}: ${m.blocks} blocks, ${formatSize(m.bytes)} sent; its disk ${identical ? 'identical' : 'DIFFERS'}`);
+    if (!identical) fail(steps.at(-1)!.detail);
+  }
+  const mirrorReport = await withVolume(mirrorVol, false, (vol) => checkVolume(vol));
+  if (!mirrorReport.ok) fail(`volume check of ${mirrorVol} found problems`);
+  note('check', `${mirrorVol} is consistent`);
+
+  return { dir, volume, steps, images, verified, dumps, restored, mirror, ok: true };
 }

@@ -1,3 +1,5 @@
-// The built-in demo run by `imgstream demo`: exercises the volume library end to end.
-// May import ../volume, ../errors, ../progress.
+// The built-in demo run by `imgstream demo`: the main jobs end to end (volumes, storage
+// images, dumps, verify, restore, a local mirror), each result checked byte for byte.
+// May import ../volume, ../stream, ../media, ../mirror, ../catalog, ../errors, ../progress.
 export * from './demo.js';
+export * from './jobs.js';

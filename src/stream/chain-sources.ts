@@ -1,25 +1,39 @@
 // restore --as-of: the chain of dumps from the catalog, opened on their media.
-import { chainFor, type Catalog } from '../catalog/catalog.js';
-import { NotFoundError } from '../errors.js';
+import { chainFor, dumpsOfVolume, type Catalog } from '../catalog/index.js';
+import { NotFoundError, UsageError } from '../errors.js';
 import type { StreamSource } from '../media/medium.js';
 import { sourceForPosition, type SourceOptions } from '../media/resolve.js';
 import { Volume } from '../volume/volume.js';
 import fs from 'node:fs';
 
-export function sourcesForChain(catalog: Catalog, volumePath: string, asOf: string, opts: SourceOptions = {}): StreamSource[] {
+function uuidOf(volumePath: string): string {
+  const vol = Volume.open(volumePath, { write: false });
+  try {
+    return vol.rootRecord.uuid;
+  } finally {
+    vol.close();
+  }
+}
+
+/**
+ * The sources of the chain that restores `volumePath` as of `asOf`. The catalog's dumps are
+ * narrowed to one volume: the one at `volumePath` when it exists, else the one `volume`
+ * names (a uuid or prefix, or a volume path); an answer that depends on an unnamed volume
+ * is refused.
+ */
+export function sourcesForChain(catalog: Catalog, volumePath: string, asOf: string, opts: SourceOptions & { volume?: string } = {}): StreamSource[] {
   let dumps = catalog.read();
+  if (dumps.length === 0) throw new NotFoundError(`the catalog ${catalog.file} has no dumps`);
+  if (opts.volume !== undefined) {
+    const named = opts.volume;
+    dumps = dumpsOfVolume(dumps, named, fs.existsSync(named) && fs.statSync(named).isFile() ? uuidOf(named) : undefined);
+  }
   // restoring onto an existing volume: only its own dumps
   if (fs.existsSync(volumePath)) {
-    const vol = Volume.open(volumePath, { write: false });
-    try {
-      dumps = dumps.filter((d) => d.volume.uuid === vol.rootRecord.uuid);
-    } finally {
-      vol.close();
-    }
+    const uuid = uuidOf(volumePath);
+    if (opts.volume !== undefined && dumps[0].volume.uuid !== uuid) throw new UsageError(`--volume ${opts.volume} is not the volume at ${volumePath} (${uuid.slice(0, 8)})`, 'a chain restores only onto its own volume: leave out --volume, or restore into a new path');
+    dumps = dumps.filter((d) => d.volume.uuid === uuid);
+    if (dumps.length === 0) throw new NotFoundError(`the catalog ${catalog.file} has no dumps of ${volumePath}`);
   }
-  if (dumps.length === 0) throw new NotFoundError(`the catalog ${catalog.file} has no dumps${fs.existsSync(volumePath) ? ` of ${volumePath}` : ''}`);
-  const named = dumps.filter((d) => d.top.name === asOf);
-  const uuids = new Set((named.length ? named : dumps).map((d) => d.volume.uuid));
-  if (uuids.size > 1 && named.length) throw new NotFoundError(`snapshot "${asOf}" is the top of dumps of ${uuids.size} volumes`, 'restore onto an existing volume of the one you mean, or use --from');
   return chainFor(dumps, asOf).map((d) => sourceForPosition(d.media, opts));
 }

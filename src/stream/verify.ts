@@ -1,7 +1,7 @@
 // Verify: read streams end to end, check every checksum (reader), and the chain: one
 // volume, each stream's base among the snapshots of the streams before it (or, for the
 // first stream, simply named: the volume it goes onto must hold it). Writes nothing.
-import { CorruptError } from '../errors.js';
+import { CorruptError, InvalidInputError, NotFoundError } from '../errors.js';
 import type { StreamSource } from '../media/medium.js';
 import { noProgress, type Progress } from '../progress.js';
 import { readImageStream } from './stream-reader.js';
@@ -45,12 +45,12 @@ export async function verifyStreams(sources: StreamSource[], progress: Progress 
       for await (const rec of readImageStream(s.bytes, s.name)) {
         if (rec.type === 'header') {
           const h = rec.header;
-          if (uuid !== null && h.volume.uuid !== uuid) throw new CorruptError(`${s.name}: stream of another volume (${h.volume.uuid}) in the chain of ${uuid}`, 'verify each volume\'s streams separately');
+          if (uuid !== null && h.volume.uuid !== uuid) throw new InvalidInputError(`${s.name}: stream of another volume (${h.volume.uuid}) in the chain of ${uuid}`, 'verify each volume\'s streams separately');
           if (result.streams.length === 0) result.needs = h.base ? h.base.name : null;
-          else if (h.base === null) throw new CorruptError(`${s.name}: a full (level ${h.level}) stream in the middle of a chain`, 'a chain is one full stream followed by incrementals');
+          else if (h.base === null) throw new InvalidInputError(`${s.name}: a full (level ${h.level}) stream in the middle of a chain`, 'a chain is one full stream followed by incrementals');
           else {
             const k = known.get(h.base.id);
-            if (!k || k.generation !== h.base.generation) throw new CorruptError(`${s.name}: its base snapshot "${h.base.name}" is not in the streams before it`, 'give the streams in chain order: level 0 first');
+            if (!k || k.generation !== h.base.generation) throw new NotFoundError(`${s.name}: its base snapshot "${h.base.name}" is not in the streams before it`, 'give the streams in chain order: level 0 first');
           }
           uuid = h.volume.uuid;
           blockSize = h.volume.blockSize;
@@ -79,6 +79,6 @@ export async function verifyStreams(sources: StreamSource[], progress: Progress 
       result.bytes += v.bytes;
     }
   }
-  if (result.streams.length === 0) throw new CorruptError('no stream found in the sources given');
+  if (result.streams.length === 0) throw new NotFoundError('no stream found in the sources given');
   return result;
 }

@@ -12,11 +12,12 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { loadManual, packageRoot, renderAll } from '../../src/manual/generate.js';
 import { commandPageName, renderCommandPage, renderManual, type ManCommand, type Manual } from '../../src/manual/roff.js';
 import { exitCodeLines } from '../../commands/_cli/exit-codes.js';
+import { hasTool } from '../support/external-tools.js';
 
 const ROOT = packageRoot();
 const MAN_DIR = path.join(ROOT, 'man');
 const REGENERATE = 'run `npm run man` and commit man/';
-const hasGroff = spawnSync('groff', ['--version']).status === 0;
+const hasGroff = hasTool('groff');
 
 /** What groff prints for a page: plain text, no overstriking. */
 function groffText(page: string): { text: string; warnings: string } {

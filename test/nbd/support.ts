@@ -3,7 +3,8 @@
 // SIGTERM), the external clients (qemu-img, qemu-io, nbdcopy), and a raw-socket client
 // for what no well-behaved client sends.
 import { finished } from '../support/cli.js';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { missingTools } from '../support/external-tools.js';
+import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
@@ -23,7 +24,7 @@ export const CLI_BIN = path.join(repoRoot(), 'dist', 'commands', '_cli', 'bin.js
 
 /** Client binaries the tests need that are not installed (tests skip, naming them). */
 export function missingBinaries(names: string[]): string[] {
-  return names.filter((n) => spawnSync('sh', ['-c', `command -v ${n}`]).status !== 0);
+  return missingTools(names); // recorded for the summary reporter
 }
 
 export interface RunResult {

@@ -2,15 +2,16 @@
 // test time, a daemon run in this process (servePeer) or as a real `imgstream serve
 // peer` process started and stopped the way a user would (the ready line on stdout,
 // SIGTERM), and waiting for a condition.
-import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { CLI_BIN, finished, runCliAsync, sha256, type CliResult } from '../support/cli.js';
 import { mutate, randomImage } from '../support/images.js';
+import { hasTool } from '../support/external-tools.js';
 import { servePeer, type PeerListening, type PeerServeResult, type ServePeerOptions } from '../../src/peer/index.js';
 
-export const hasOpenssl = spawnSync('openssl', ['version']).status === 0;
+export const hasOpenssl = hasTool('openssl'); // recorded for the summary reporter when missing
 
 /** A token file: 32 random bytes as hex, mode 600 unless asked otherwise. */
 export function makeToken(dir: string, name = 'token', opts: { mode?: number; contents?: string } = {}): string {

@@ -171,11 +171,13 @@ describe('dumps whose base is missing', () => {
 });
 
 describe('verify checks the chain', () => {
-  it('streams out of order, a gap, another volume: exit 9 with a chain error', () => {
-    expectOneLineError(runCli(['verify', A.l1, A.l0], o), 'verify L1 L0', 9, /full \(level 0\) stream in the middle of a chain/);
-    expectOneLineError(runCli(['verify', A.l0, A.l2], o), 'verify L0 L2', 9, /base snapshot "s2" is not in the streams before it/);
-    expectOneLineError(runCli(['verify', A.l0, A.l2, A.l1], o), 'verify L0 L2 L1', 9, /base snapshot "s2" is not in the streams before it/);
-    expectOneLineError(runCli(['verify', A.l0, B.l1], o), 'verify A.L0 B.L1', 9, /another volume/);
+  it('a broken chain (a base snapshot missing) exits 3 in verify as in restore; misordered or mixed streams 4; damage alone is 9', () => {
+    expectOneLineError(runCli(['verify', A.l1, A.l0], o), 'verify L1 L0', 4, /full \(level 0\) stream in the middle of a chain/);
+    expectOneLineError(runCli(['verify', A.l0, A.l2], o), 'verify L0 L2', 3, /base snapshot "s2" is not in the streams before it/);
+    expectOneLineError(runCli(['verify', A.l0, A.l2, A.l1], o), 'verify L0 L2 L1', 3, /base snapshot "s2" is not in the streams before it/);
+    expectOneLineError(runCli(['verify', A.l0, B.l1], o), 'verify A.L0 B.L1', 4, /another volume/);
+    // the same broken chain given to restore: the same exit code
+    expectRestoreRefused([A.l0, A.l2], path.join(emptyDir, 'gap.vol'), 3, /base snapshot "s2" is not on/);
     // in order it passes, and says what the first stream needs
     expect(cliJson<{ ok: boolean; needs: string | null }>(['verify', A.l0, A.l1, A.l2], o)).toMatchObject({ ok: true, needs: null });
     expect(cliJson<{ ok: boolean; needs: string | null }>(['verify', A.l1, A.l2], o)).toMatchObject({ ok: true, needs: 's1' });

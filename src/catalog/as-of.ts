@@ -1,0 +1,98 @@
+// restore --as-of: which dump a snapshot name or a date means, and which volume's dumps to
+// look at. Dates are read strictly (Date.parse takes "june7" for 2001-06-07): a day alone
+// means the end of that day, a time without a zone is local time.
+import { NotFoundError, UsageError } from '../errors.js';
+import type { DumpRecord } from './catalog.js';
+
+/** The accepted --as-of date forms, for help texts and errors. */
+export const AS_OF_DATE_FORMS = 'YYYY-MM-DD (the end of that day, local time), YYYY-MM-DDTHH:MM[:SS] (local time), either followed by Z or +HH:MM for another zone';
+
+const DATE_RE = /^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?)?(Z|[+-]\d{2}:?\d{2})?$/;
+
+/**
+ * The moment an --as-of date names, in ms since the epoch, or null when the text is not
+ * one of AS_OF_DATE_FORMS. A day alone is its last millisecond: "2026-12-04" includes the
+ * dumps taken that day.
+ */
+export function parseAsOfDate(text: string): number | null {
+  const m = DATE_RE.exec(text.trim());
+  if (!m) return null;
+  const [, y, mo, d, h, mi, s, frac, zone] = m;
+  const dayOnly = h === undefined;
+  const fields = [Number(y), Number(mo) - 1, Number(d), dayOnly ? 23 : Number(h), dayOnly ? 59 : Number(mi), dayOnly ? 59 : Number(s ?? 0), dayOnly ? 999 : Number((frac ?? '0').padEnd(3, '0').slice(0, 3))] as const;
+  if (fields[1] > 11 || fields[2] < 1 || fields[2] > 31 || fields[3] > 23 || fields[4] > 59 || fields[5] > 59) return null;
+  let when: number;
+  if (zone === undefined) {
+    const local = new Date(...fields);
+    if (local.getDate() !== fields[2]) return null; // 2026-02-30
+    when = local.getTime();
+  } else {
+    when = Date.UTC(...fields);
+    if (new Date(when).getUTCDate() !== fields[2]) return null;
+    if (zone !== 'Z') {
+      const sign = zone[0] === '-' ? -1 : 1;
+      const digits = zone.slice(1).replace(':', '');
+      when -= sign * (Number(digits.slice(0, 2)) * 60 + Number(digits.slice(2))) * 60_000;
+    }
+  }
+  return when;
+}
+
+/** One catalog volume, as --volume and the ambiguity errors name it. */
+function volumeLabel(d: DumpRecord): string {
+  return `${d.volume.uuid.slice(0, 8)}${d.volume.path ? ` (${d.volume.path})` : ''}`;
+}
+
+/**
+ * The dump that `asOf` names among `dumps` (already narrowed to one volume when the caller
+ * knows it): the newest dump whose top is that snapshot, else the newest taken by that
+ * date. Refused when the answer depends on a volume the user has not named.
+ */
+export function targetAsOf(dumps: DumpRecord[], asOf: string): DumpRecord {
+  const newest = (ds: DumpRecord[]) => [...ds].sort((a, b) => a.date.localeCompare(b.date)).at(-1);
+  const ambiguous = (ds: DumpRecord[], what: string): void => {
+    const vols = new Map(ds.map((d) => [d.volume.uuid, d]));
+    if (vols.size > 1) throw new UsageError(`${what} matches dumps of ${vols.size} volumes: ${[...vols.values()].map(volumeLabel).join(', ')}`, 'name one with --volume PATH|UUID, or restore onto an existing volume of the one you mean');
+  };
+  const byTop = dumps.filter((d) => d.top.name === asOf);
+  if (byTop.length) {
+    ambiguous(byTop, `snapshot "${asOf}"`);
+    return newest(byTop)!;
+  }
+  const when = parseAsOfDate(asOf);
+  if (when === null) throw new NotFoundError(`no dump in the catalog has top snapshot "${asOf}", and it is not a date`, `give a snapshot name from: imgstream catalog list, or a date: ${AS_OF_DATE_FORMS}`);
+  const by = dumps.filter((d) => Date.parse(d.date) <= when);
+  if (by.length === 0) throw new NotFoundError(`no dump in the catalog was taken by ${asOf} (${new Date(when).toISOString()})`);
+  ambiguous(by, `date ${asOf}`);
+  return newest(by)!;
+}
+
+/** Dumps of the volume `selector` names: a uuid (or a prefix of at least 4 characters), or the path recorded at dump time. */
+export function dumpsOfVolume(dumps: DumpRecord[], selector: string, uuidAtPath?: string): DumpRecord[] {
+  const mine = dumps.filter((d) => (uuidAtPath !== undefined && d.volume.uuid === uuidAtPath) || d.volume.path === selector || (selector.length >= 4 && d.volume.uuid.startsWith(selector)));
+  const uuids = new Set(mine.map((d) => d.volume.uuid));
+  if (uuids.size === 0) throw new NotFoundError(`the catalog has no dumps of volume "${selector}"`, 'list them with: imgstream catalog list');
+  if (uuids.size > 1) throw new UsageError(`--volume ${selector} matches ${uuids.size} volumes`, 'give more of the uuid');
+  return mine;
+}
+
+/**
+ * The chain of dumps that restores a volume as of a snapshot name or a date: the dump
+ * whose top is that snapshot (or the newest taken by that date: see as-of.ts; refused
+ * when `dumps` hold several volumes that match), then its base dump,
+ * and so on down to a level 0. Returned level 0 first.
+ */
+export function chainFor(dumps: DumpRecord[], asOf: string): DumpRecord[] {
+  const target = targetAsOf(dumps, asOf);
+  const chain: DumpRecord[] = [target];
+  while (chain[0].base) {
+    const base = chain[0].base;
+    const prev = dumps
+      .filter((d) => d.volume.uuid === chain[0].volume.uuid && d.top.id === base.id && d.level < chain[0].level)
+      .sort((a, b) => a.date.localeCompare(b.date))
+      .at(-1);
+    if (!prev) throw new NotFoundError(`the catalog has no dump with top snapshot "${base.name}", the base of ${chain[0].top.name}`, 'rebuild the catalog from the media: imgstream catalog rebuild');
+    chain.unshift(prev);
+  }
+  return chain;
+}

@@ -1,0 +1,71 @@
+// imgstream demo, the front door: as a user runs it (a real process), it shows the main
+// jobs end to end and checks them; and it fails when a result differs (in process, a
+// mirror update that does nothing leaves the mirror behind the changed disk).
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterAll, describe, expect, it, vi } from 'vitest';
+import { cliJson, runCli } from '../support/cli.js';
+import { tempDir } from '../support/images.js';
+import { CorruptError } from '../../src/errors.js';
+
+const root = tempDir('imgstream-demo-test-');
+const env = { IMGSTREAM_LOCK_DIR: path.join(root, 'locks'), IMGSTREAM_CATALOG: path.join(root, 'user-catalog.json'), XDG_STATE_HOME: path.join(root, 'state') };
+afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
+
+// the second mirror update does nothing: the demo must notice
+let sabotage = false;
+vi.mock('../../src/demo/jobs.js', async (importOriginal) => {
+  const real = await importOriginal<typeof import('../../src/demo/jobs.js')>();
+  let first: Awaited<ReturnType<typeof real.demoMirror>> | undefined;
+  return {
+    ...real,
+    demoMirror: async (...args: Parameters<typeof real.demoMirror>) => {
+      if (sabotage && first) return first;
+      return (first = await real.demoMirror(...args));
+    },
+  };
+});
+
+describe('imgstream demo', () => {
+  it('dumps levels 0, 1, 2, verifies, restores and mirrors, all byte-identical, leaving the user\'s catalog and state alone', () => {
+    const dir = path.join(root, 'run');
+    const r = cliJson<{
+      ok: boolean;
+      steps: Array<{ step: string; detail: string }>;
+      dumps: Array<{ level: number; expression: string; blocks: number }>;
+      restored: Array<{ snapshot: string; identical: boolean }>;
+      mirror: Array<{ mode: string; blocks: number; identical: boolean }>;
+      verified: Array<{ identical: boolean }>;
+    }>(['demo', '--dir', dir, '--size', '16M'], { env, timeoutMs: 60_000 });
+    expect(r.ok).toBe(true);
+    expect(r.verified.every((v) => v.identical)).toBe(true);
+    expect(r.dumps.map((d) => [d.level, d.expression])).toEqual([[0, 'monday'], [1, 'tuesday - monday'], [2, 'wednesday - tuesday']]);
+    expect(r.dumps[2].blocks).toBeLessThan(r.dumps[1].blocks);
+    expect(r.restored).toEqual(['monday', 'tuesday', 'wednesday'].map((snapshot) => ({ snapshot, identical: true })));
+    expect(r.mirror.map((m) => [m.mode, m.identical])).toEqual([['full', true], ['moa', true]]);
+    expect(r.mirror[1].blocks).toBeLessThan(r.mirror[0].blocks / 10);
+    expect(r.steps.map((s) => s.step)).toEqual(expect.arrayContaining(['dump', 'verify', 'restore', 'mirror']));
+    // its own catalog and mirror state, in its directory
+    expect(fs.existsSync(path.join(dir, 'catalog.json'))).toBe(true);
+    expect(fs.existsSync(env.IMGSTREAM_CATALOG)).toBe(false);
+    expect(fs.existsSync(env.XDG_STATE_HOME)).toBe(false);
+  }, 60_000);
+
+  it('is quiet on a pipe and removes its temporary directory', () => {
+    fs.mkdirSync(path.join(root, 'tmp'));
+    const r = runCli(['demo', '--size', '8M'], { env: { ...env, TMPDIR: path.join(root, 'tmp') }, timeoutMs: 60_000 });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toBe('');
+    expect(r.stdout.trimEnd().split('\n').at(-1)).toMatch(/^demo passed: .*restored.*mirror/);
+    expect(fs.readdirSync(path.join(root, 'tmp'))).toEqual([]);
+  }, 60_000);
+
+  it('fails with the corrupt error when a result differs (a mirror update that did nothing)', async () => {
+    sabotage = true;
+    const { runDemo } = await import('../../src/demo/demo.js');
+    const err = await runDemo(path.join(root, 'sabotaged'), { size: 4 << 20, blockSize: 4096 }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(CorruptError);
+    expect((err as CorruptError).message).toMatch(/demo failed: moa transfer .* its disk DIFFERS|demo failed: .*mirror.* DIFFERS/);
+    expect((err as CorruptError).exitCode).toBe(9);
+  }, 60_000);
+});

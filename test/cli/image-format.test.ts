@@ -1,0 +1,123 @@
+// volume import refuses what is not a raw disk image: real images made by qemu-img
+// (qcow2, vmdk, vhdx, vpc dynamic and fixed, vdi, qed, parallels, luks) and compressed
+// streams made by gzip, zstd, xz, bzip2, from a file and from stdin: exit 4, one line
+// naming the format and the conversion, the volume file byte for byte as it was. With
+// --raw the bytes are imported as they are; a raw image converted by qemu-img imports.
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cliOk, runCli, sha256, sha256File } from '../support/cli.js';
+import { randomImage, tempDir } from '../support/images.js';
+import { hasTool } from '../support/external-tools.js';
+import { cliWords, expectOneLineError, sh, shellQuote } from '../support/stream-cli.js';
+
+const root = tempDir('imgstream-image-format-');
+const o = { env: { IMGSTREAM_LOCK_DIR: path.join(root, 'locks') }, timeoutMs: 60_000 };
+const p = (name: string) => path.join(root, name);
+const vol = p('v.vol');
+const has = (tool: string) => hasTool(tool);
+const haveQemuImg = has('qemu-img');
+
+afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
+
+function run(cmd: string, args: string[]): void {
+  const r = spawnSync(cmd, args, { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')}: ${r.stderr}`);
+}
+
+const content = randomImage(256, 4096, 7); // 1 MiB
+beforeAll(() => {
+  fs.writeFileSync(p('content.raw'), content);
+  cliOk(['volume', 'create', vol, '--size', '2M', '-q'], o);
+  cliOk(['volume', 'import', vol, '--from', p('content.raw'), '-q'], o);
+});
+
+/** Import of `file` (through a real pipe from cat with `pipe`) refused with exit 4 naming `format`; the volume file unchanged. */
+async function expectRefused(file: string, format: RegExp, hint: RegExp, pipe = false, feedFifo?: string): Promise<void> {
+  const before = sha256File(vol);
+  const r = pipe
+    ? await sh(`cat ${shellQuote(file)} | ${cliWords(['volume', 'import', vol, '--from', '-'])}`, o)
+    : feedFifo
+      ? await sh(`cat ${shellQuote(feedFifo)} > ${shellQuote(file)} 2>/dev/null & ${cliWords(['volume', 'import', vol, '--from', file])}; s=$?; wait; exit $s`, o)
+      : runCli(['volume', 'import', vol, '--from', file], o);
+  const line = expectOneLineError(r, `import ${path.basename(file)}${pipe ? ' from stdin' : ''}`, 4, format);
+  expect(line).toMatch(hint);
+  expect(line).toMatch(/--raw/);
+  expect(sha256File(vol), 'the volume file changed').toBe(before);
+}
+
+describe.skipIf(!haveQemuImg)('volume import of disk images made by qemu-img', () => {
+  const made: Array<[string, string[], RegExp]> = [
+    ['qcow2', [], /is a qcow2 image/],
+    ['vmdk', [], /is a vmdk image/],
+    ['vhdx', [], /is a vhdx image/],
+    ['vpc', [], /is a vpc \(VHD\) image/],
+    ['vpc', ['-o', 'subformat=fixed'], /is a vpc \(VHD, fixed\) image/],
+    ['vdi', [], /is a vdi image/],
+    ['qed', [], /is a qed image/],
+  ];
+  beforeAll(() => {
+    // images that hold the content, as a user's would
+    for (const [fmt, opts] of made) run('qemu-img', ['convert', '-q', '-f', 'raw', '-O', fmt, ...opts, p('content.raw'), p(`img.${fmt}${opts.length ? '-fixed' : ''}`)]);
+    run('qemu-img', ['create', '-q', '-f', 'luks', '--object', 'secret,id=s0,data=pw', '-o', 'key-secret=s0,iter-time=10', p('img.luks'), '1M']);
+  }, 180_000); // a few seconds alone; much longer on a machine shared by parallel suites
+
+  it('refuses each from a file, naming the format and qemu-img convert, and leaves the volume as it was', async () => {
+    for (const [fmt, opts, re] of made) await expectRefused(p(`img.${fmt}${opts.length ? '-fixed' : ''}`), re, /qemu-img convert -O raw/);
+    await expectRefused(p('img.luks'), /is a luks image/, /cryptsetup/);
+  });
+
+  it('refuses a qcow2, a vhdx and a vdi from stdin before writing anything', async () => {
+    await expectRefused(p('img.qcow2'), /stdin: is a qcow2 image/, /qemu-img convert -O raw/, true);
+    await expectRefused(p('img.vhdx'), /stdin: is a vhdx image/, /qemu-img convert -O raw/, true);
+    await expectRefused(p('img.vdi'), /stdin: is a vdi image/, /qemu-img convert -O raw/, true);
+  });
+
+  it('a named pipe (FIFO) is checked on its first bytes without losing them', async () => {
+    const fifo = p('fifo');
+    spawnSync('mkfifo', [fifo]);
+    await expectRefused(fifo, /fifo: is a qcow2 image/, /qemu-img convert/, false, p('img.qcow2'));
+    const r = await sh(`cat ${shellQuote(p('content.raw'))} > ${shellQuote(fifo)} & ${cliWords(['volume', 'import', vol, '--from', fifo, '-q'])}; wait`, o);
+    expect(r.code, r.stderr).toBe(0);
+    const out = p('fifo-out.raw');
+    cliOk(['volume', 'export', vol, '--to', out, '-q'], o);
+    expect(sha256(fs.readFileSync(out).subarray(0, content.length))).toBe(sha256(content));
+    fs.rmSync(out);
+  });
+
+  it('--raw imports the bytes as they are; the converted raw image imports without it', () => {
+    const qcow = fs.readFileSync(p('img.qcow2'));
+    cliOk(['volume', 'import', vol, '--from', p('img.qcow2'), '--raw', '-q'], o);
+    const out = p('out.raw');
+    cliOk(['volume', 'export', vol, '--to', out, '-q'], o);
+    expect(sha256(fs.readFileSync(out).subarray(0, qcow.length))).toBe(sha256(qcow));
+    run('qemu-img', ['convert', '-q', '-f', 'qcow2', '-O', 'raw', p('img.qcow2'), p('back.raw')]);
+    cliOk(['volume', 'import', vol, '--from', p('back.raw'), '-q'], o);
+    fs.rmSync(out);
+    cliOk(['volume', 'export', vol, '--to', out, '-q'], o);
+    expect(sha256(fs.readFileSync(out).subarray(0, content.length))).toBe(sha256(content));
+  });
+});
+
+describe('volume import of compressed streams', () => {
+  const tools: Array<[string, string[], string]> = [
+    ['gzip', ['-c'], 'gzip'],
+    ['zstd', ['-q', '-c'], 'zstd'],
+    ['xz', ['-c', '-0'], 'xz'],
+    ['bzip2', ['-c'], 'bzip2'],
+  ];
+  it('refuses gzip, zstd, xz and bzip2 from a file and from stdin, suggesting to decompress into the import', async () => {
+    let tried = 0;
+    for (const [tool, args, name] of tools) {
+      if (!has(tool)) continue;
+      const r = spawnSync(tool, [...args, p('content.raw')], { maxBuffer: 64 << 20 });
+      const file = p(`content.raw.${name}`);
+      fs.writeFileSync(file, r.stdout);
+      await expectRefused(file, new RegExp(`is a ${name} compressed stream`), new RegExp(`${name} -dc FILE \\| imgstream volume import`));
+      await expectRefused(file, new RegExp(`stdin: is a ${name} compressed stream`), /-dc FILE/, true);
+      tried++;
+    }
+    expect(tried).toBeGreaterThan(0);
+  });
+});

@@ -1,0 +1,47 @@
+// The USAGE line of --help is docopt the user can read: no empty alternative
+// ("[--tls-fingerprint sha256:HEX | ]", printed while --tls-ca, --tls-fingerprint and
+// --plain were declared oclif-exclusive), no flag shown as needing another it does not
+// need. The conflict those declarations enforced is still refused, exit 2, in one line.
+import { describe, expect, it } from 'vitest';
+import { runCliAsync } from '../support/cli.js';
+import { expectOneLineError, pool } from '../support/stream-cli.js';
+
+const commands = ['restore', 'dump', 'verify', 'catalog rebuild', 'mirror update', 'mirror start', 'mirror break', 'mirror resync', 'replicate pull'];
+
+function usageOf(help: string): string {
+  const lines = help.split('\n');
+  const start = lines.findIndex((l) => l.trim() === 'USAGE');
+  const end = lines.findIndex((l, i) => i > start && l.trim() === '');
+  return lines.slice(start + 1, end).join(' ').replace(/\s+/g, ' ').trim();
+}
+
+describe('usage lines', () => {
+  it('of the commands with peer flags show each flag once, with no empty alternative', async () => {
+    const usages = await pool(2, commands, async (c) => {
+      const r = await runCliAsync([...c.split(' '), '--help']);
+      expect(r.code, `${c} --help`).toBe(0);
+      return [c, usageOf(r.stdout)] as const;
+    });
+    for (const [c, u] of usages) {
+      expect(u, c).toMatch(new RegExp(`^\\$ imgstream ${c} `));
+      expect(u, c).not.toMatch(/\|\s*\]|\[\s*\||\|\s*\|/);
+      for (const flag of ['--token-file', '--tls-ca', '--tls-fingerprint', '--plain']) expect(u.split(flag).length - 1, `${c}: ${flag} in ${u}`).toBe(1);
+      expect(u, c).toContain('[--tls-fingerprint sha256:HEX]');
+    }
+    // serve peer: TLS (certificate and key together) or --plain
+    const peer = usageOf((await runCliAsync(['serve', 'peer', '--help'])).stdout);
+    expect(peer).toContain('[--plain | [--tls-cert FILE --tls-key FILE]]');
+    expect(peer).not.toMatch(/\|\s*\]|\[\s*\||\|\s*\|/);
+    // restore: --as-of stands alone; --volume only narrows it
+    const restore = usages.find(([c]) => c === 'restore')![1];
+    expect(restore).toContain('[--as-of SNAPSHOT|DATE]');
+    expect(restore).toContain('[--volume PATH|UUID]');
+  });
+
+  it('still refuse --plain with --tls-ca or --tls-fingerprint, and --volume without --as-of (exit 2)', async () => {
+    const url = 'peer://127.0.0.1:9/x.l0';
+    expectOneLineError(await runCliAsync(['verify', url, '--token-file', '/nonexistent', '--plain', '--tls-fingerprint', `sha256:${'0'.repeat(64)}`]), 'plain + fingerprint', 2, /--plain cannot be combined with --tls-ca or --tls-fingerprint/);
+    expectOneLineError(await runCliAsync(['verify', url, '--token-file', '/nonexistent', '--plain', '--tls-ca', '/nonexistent']), 'plain + ca', 2, /--plain cannot be combined/);
+    expectOneLineError(await runCliAsync(['restore', '--from', '/nonexistent', '--to', '/nonexistent.vol', '--volume', 'abcd']), 'volume without as-of', 2, /give it with --as-of/);
+  });
+});

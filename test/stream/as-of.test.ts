@@ -1,0 +1,82 @@
+// restore --as-of with a catalog holding dumps of two volumes: a date or a snapshot name
+// both volumes match is refused (exit 2, both volumes listed) unless --volume names one
+// (by path or uuid prefix); a day alone means the end of that day; a word that is neither
+// a snapshot nor a date (V8's Date.parse reads "june7" as 2001-06-07) is refused as such.
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cliJson, runCli } from '../support/cli.js';
+import { mutate, randomImage, tempDir } from '../support/images.js';
+import { dump, exportShas, expectOneLineError, ok } from '../support/stream-cli.js';
+
+const root = tempDir('imgstream-as-of-');
+const catalog = path.join(root, 'catalog.json');
+// dates in UTC so "today" is the same for the test and the CLI
+const env = { IMGSTREAM_LOCK_DIR: path.join(root, 'locks'), IMGSTREAM_CATALOG: catalog, TZ: 'UTC' };
+const o = { env, timeoutMs: 60_000 };
+const p = (name: string) => path.join(root, name);
+
+afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
+
+/** A volume with snapshots s1, s2 and a level 0 at s1, a level 1 at s2 in the shared catalog. */
+function source(name: string, seed: number): { vol: string; uuid: string; sha: Record<string, string> } {
+  const vol = p(`${name}.vol`);
+  ok(['volume', 'create', vol, '--size', '1M', '--max-snapshots', '4'], o);
+  const img = randomImage(256, 4096, seed);
+  for (const s of ['s1', 's2']) {
+    mutate(img, 4096, 10, seed + s.length);
+    fs.writeFileSync(p(`${name}.raw`), img);
+    ok(['volume', 'import', vol, '--from', p(`${name}.raw`), '-q'], o);
+    ok(['snapshot', 'create', vol, s, '-q'], o);
+  }
+  dump(vol, 0, 's1', p(`${name}.l0`), catalog, [], o);
+  dump(vol, 1, 's2', p(`${name}.l1`), catalog, [], o);
+  return { vol, uuid: cliJson<{ uuid: string }>(['volume', 'info', vol], o).uuid, sha: {} };
+}
+
+let A: ReturnType<typeof source>;
+let B: ReturnType<typeof source>;
+beforeAll(async () => {
+  A = source('a', 1);
+  B = source('b', 2); // dumped last: the newest dump of any volume
+  A.sha = await exportShas(A.vol, ['s2'], o);
+  B.sha = await exportShas(B.vol, ['s2'], o);
+}, 120_000);
+
+const restore = (to: string, ...args: string[]) => runCli(['restore', '--to', p(to), ...args], o);
+
+describe('restore --as-of with two volumes in the catalog', () => {
+  it('a date both volumes match is refused naming both, and nothing is created', () => {
+    const now = new Date(Date.now() + 60_000).toISOString();
+    const line = expectOneLineError(restore('x.vol', '--as-of', now), 'as-of now', 2, /matches dumps of 2 volumes/);
+    expect(line).toContain(A.uuid.slice(0, 8));
+    expect(line).toContain(B.uuid.slice(0, 8));
+    expect(line).toMatch(/--volume/);
+    expect(fs.existsSync(p('x.vol'))).toBe(false);
+    // a snapshot name both volumes have: the same
+    expectOneLineError(restore('x.vol', '--as-of', 's2'), 'as-of s2', 2, /snapshot "s2" matches dumps of 2 volumes/);
+  });
+
+  it('--volume PATH or UUID prefix picks the volume, and the chain restores byte for byte', async () => {
+    const now = new Date(Date.now() + 60_000).toISOString();
+    const ra = cliJson<{ streams: Array<{ top: string }> }>(['restore', '--to', p('a.r.vol'), '--as-of', now, '--volume', A.vol], o);
+    expect(ra.streams.map((s) => s.top)).toEqual(['s1', 's2']);
+    expect(await exportShas(p('a.r.vol'), ['s2'], o)).toEqual(A.sha);
+    const rb = cliJson<{ streams: Array<{ top: string }> }>(['restore', '--to', p('b.r.vol'), '--as-of', 's2', '--volume', B.uuid.slice(0, 8)], o);
+    expect(rb.streams.map((s) => s.top)).toEqual(['s1', 's2']);
+    expect(await exportShas(p('b.r.vol'), ['s2'], o)).toEqual(B.sha);
+    // onto an existing volume, --volume must be that volume
+    expectOneLineError(restore('a.r.vol', '--as-of', 's2', '--volume', B.vol), 'as-of onto another volume', 2, /is not the volume at/);
+    expectOneLineError(restore('y.vol', '--as-of', 's2', '--volume', 'ffffffff'), 'unknown volume', 3, /no dumps of volume "ffffffff"/);
+  });
+
+  it('a day alone means the end of that day; dates and names are read strictly', () => {
+    const today = new Date().toISOString().slice(0, 10);
+    const r = cliJson<{ streams: Array<{ top: string }> }>(['restore', '--to', p('today.vol'), '--as-of', today, '--volume', A.vol], o);
+    expect(r.streams.map((s) => s.top)).toEqual(['s1', 's2']);
+    expectOneLineError(restore('z.vol', '--as-of', '2020-01-01', '--volume', A.vol), 'before any dump', 3, /no dump in the catalog was taken by 2020-01-01/);
+    expectOneLineError(restore('z.vol', '--as-of', 'june7', '--volume', A.vol), 'not a date', 3, /no dump .* top snapshot "june7", and it is not a date/);
+    expectOneLineError(restore('z.vol', '--as-of', '2026-02-30', '--volume', A.vol), 'no such day', 3, /not a date/);
+    expect(fs.existsSync(p('z.vol'))).toBe(false);
+  });
+});
