@@ -39,7 +39,7 @@ Nothing is committed before a stream's trailer and checksums are verified, and b
     const peer = peerClientOptions(flags, (flags.from ?? []).filter(isPeerSpec), flags['as-of'] !== undefined);
     const sources = flags['as-of'] ? sourcesForChain(openCatalog(flags.catalog), flags.to, flags['as-of'], { peer }) : flags.from!.map((f) => sourceFor(f, { peer }));
     const result = await restoreStreams(sources, flags.to, this.progress());
-    for (const s of result.streams) this.say(`restored level ${s.level} ${s.base ? `${s.base} -> ` : ''}${s.top} from ${s.stream}: ${s.blocks} blocks (${formatSize(s.bytes)})${s.skippedBlocks ? `, ${s.skippedBlocks} already present` : ''}`);
+    for (const s of result.streams) this.say(`restored level ${s.level} ${s.base ? `${s.base} -> ` : ''}${s.top} from ${s.stream}: ${s.blocks} blocks (${formatSize(s.bytes)})${s.skippedBlocks ? `, ${s.skippedBlocks} already present` : ''}${s.dropped.length ? `; dropped ${s.dropped.join(', ')} (deleted on the source)` : ''}`);
     this.say(`${flags.to}: ${result.created ? 'created, ' : ''}${result.streams.length} stream(s) applied, now at ${result.streams.at(-1)!.top}`);
     return result;
   }

@@ -856,6 +856,19 @@ export class Volume implements MapStorage {
     this.changed = true;
   }
 
+  /**
+   * A block the next CP replaces (stageBlock) leaves the shadow snapshots that held it, as
+   * when the allocator reuses one: their bits clear and their reuse counts grow.
+   */
+  reuseShadowBlock(vbn: number): void {
+    this.assertWritable();
+    for (const s of this.snapshots()) {
+      if (s.shadow && this.setBit(this.layout.snapshotPlane(s.slot), vbn, false)) {
+        this.writeTableEntry(s.slot, { ...s, reusedBlocks: s.reusedBlocks + 1 });
+      }
+    }
+  }
+
   /** Sets the recording mark-on-allocate bits of blocks that arrived without allocate() (mirror, restore): a cascade ships them on. */
   markRecorded(vbns: SparseBitmap): void {
     this.assertWritable();
