@@ -27,6 +27,8 @@ export interface RestoredStream extends StreamSummary {
   stagedBlocks: number;
   /** Snapshots of the volume that the stream's source had deleted: dropped by the same CP. */
   dropped: string[];
+  /** The volume had no room to journal the staged blocks: a CP of its own dropped the deleted snapshots first. */
+  separateDropCp: boolean;
   generation: number;
 }
 
@@ -99,6 +101,13 @@ async function applyStream(vol: Volume, header: StreamHeader, records: AsyncGene
   const incoming = header.snapshots.filter((s) => !existing.has(s.id));
   const dropping = deletedAtSource(vol, header);
   const dropIds = new Set(dropping.map((s) => s.id));
+  // a snapshot taken here after the base: the volume went its own way since (zfs recv
+  // refuses the same); its id may even be one the source gave a snapshot of the stream
+  const carried = new Map(header.snapshots.map((s) => [s.id, s] as const));
+  const own = header.base ? vol.snapshots().filter((x) => x.id > header.base!.id && !(carried.get(x.id)?.name === x.name && carried.get(x.id)?.generation === x.generation)) : [];
+  if (own.length > 0) {
+    throw new InvalidInputError(`${name}: ${display} has snapshot${own.length > 1 ? 's' : ''} ${own.map((x) => `"${x.name}"`).join(', ')} taken after its base snapshot "${header.base!.name}", which the source never had`, 'delete them (export them first to keep their data), or restore into a new volume');
+  }
   for (const s of header.snapshots) {
     const e = existing.get(s.id);
     if (e && (e.name !== s.name || e.generation !== s.generation)) throw new InvalidInputError(`${name}: snapshot id ${s.id} is "${e.name}" on ${display} but "${s.name}" in the stream`);
@@ -123,7 +132,8 @@ async function applyStream(vol: Volume, header: StreamHeader, records: AsyncGene
   const stagedBits = new SparseBitmap(vol.layout.wordsPerPlaneBlock);
   const stage = new StageFile(path.dirname(vol.path), `.${path.basename(display)}.restore-stage-`);
   const scratch = Buffer.alloc(bs);
-  const out: RestoredStream = { stream: name, streamId: header.streamId, level: header.level, base: header.base?.name ?? null, top: header.top.name, snapshots: header.snapshots.map((s) => s.name), blocks: 0, bytes: 0, skippedBlocks: 0, stagedBlocks: 0, dropped: dropping.map((s) => s.name), generation: 0 };
+  let claimed = 0; // free VBNs taken for the stream's blocks
+  const out: RestoredStream = { stream: name, streamId: header.streamId, level: header.level, base: header.base?.name ?? null, top: header.top.name, snapshots: header.snapshots.map((s) => s.name), blocks: 0, bytes: 0, skippedBlocks: 0, stagedBlocks: 0, separateDropCp: false, dropped: dropping.map((s) => s.name), generation: 0 };
   const baseSnap = header.base ? existing.get(header.base.id) : undefined;
   const basePlane = baseSnap ? vol.layout.snapshotPlane(baseSnap.slot) : -1;
   const node = Buffer.alloc(bs);
@@ -158,6 +168,7 @@ async function applyStream(vol: Volume, header: StreamHeader, records: AsyncGene
     vol.reserve(v);
     reserved.add(v);
     occupied.mark(v);
+    claimed++;
     return 'write';
   };
   let complete = false;
@@ -218,12 +229,29 @@ async function applyStream(vol: Volume, header: StreamHeader, records: AsyncGene
     await writes.drain();
     for (const s of incoming) vol.clearSlotPlaneExcept(slotOf.get(s.id)!, writtenChunks.get(s.id)!);
     vol.file.sync();
+    const freeNow = vol.countFree(); // before the drops: their planes hold their blocks until the CP
     // the source's state at the top: what it deleted goes, in the CP that installs the rest
     for (const s of dropping) vol.dropSnapshotEntry(s.name);
-    for (const [v, off] of stage.offsets) {
-      stage.read(off, scratch);
-      vol.stageBlock(v, scratch);
-      vol.reuseShadowBlock(v);
+    for (const v of stage.offsets.keys()) vol.reuseShadowBlock(v);
+    // Staged blocks travel in the CP's journal, which takes a free block each. Without
+    // that much room, a CP of its own drops the deleted snapshots first (a consistent
+    // state: the previous one less what the source deleted), freeing their VBNs, and the
+    // staged blocks are written in place before the CP that installs the stream.
+    // (the rest of the CP's journal: dirty metadata now, the active and mark-on-allocate planes to come)
+    const journalRoom = freeNow - claimed - 2 * vol.meta.dirtyCount() - 4 * vol.layout.planeBlocks - 8;
+    if (stage.offsets.size > 0 && journalRoom < stage.offsets.size) {
+      vol.commit();
+      out.separateDropCp = true;
+      for (const [v, off] of stage.offsets) {
+        stage.read(off, scratch);
+        vol.file.write(scratch, vol.layout.vbnOffset(v));
+      }
+      vol.file.sync();
+    } else {
+      for (const [v, off] of stage.offsets) {
+        stage.read(off, scratch);
+        vol.stageBlock(v, scratch);
+      }
     }
     for (const s of incoming) {
       const e: SnapshotEntry = { slot: slotOf.get(s.id)!, id: s.id, name: s.name, shadow: s.shadow, master: s.master, createdMs: s.createdMs, mapRoot: s.mapRoot, generation: s.generation, blocks: s.blocks, mappedBlocks: s.mappedBlocks, reusedBlocks: 0 };
