@@ -12,7 +12,9 @@ export default class Restore extends ImgstreamCommand {
   static override summary = 'Apply a level 0 stream and its incrementals onto a volume.';
   static override description = `Applies image streams in order, block for block at the same VBNs. A full (level 0) stream creates VOL when it does not exist, with the identity and geometry of the source volume; every further stream must find its base snapshot on VOL, and is refused when its volume identity or block size differs. VOL then holds the streams' snapshots, byte-identical to the source's, and its active file system is the newest of them.
 
-Nothing is committed before a stream's trailer and checksums are verified, and blocks only go where VOL's last consistency point has none: a restore that fails or is killed leaves VOL at its previous CP (a new VOL does not appear).
+Each stream brings VOL to its source's state at the stream's top snapshot: VOL's older snapshots that the source had deleted by then are dropped by the same CP (the source may have reused their blocks), and the restore says so. A snapshot taken on VOL after its base snapshot is refused, naming it: delete it (export it first to keep it) or restore into a new volume.
+
+Nothing is committed before a stream's trailer and checksums are verified. Blocks go where VOL's last consistency point has none, or, when the source reused blocks of snapshots it deleted, into a stage file switched in by the CP: a restore that fails or is killed leaves VOL at its previous CP (a new VOL does not appear; when VOL has no room to journal the staged blocks, a CP of its own drops the deleted snapshots first). Only free blocks of VOL may hold data from a failed restore.
 
 --from takes files, "-" for stdin, "tape:DIR" (every dump on the tape, in order), "tape:DIR1,DIR2" (a dump spanning tapes), "tape:DIR#N" (the dump in tape file N) or "peer://HOST:PORT/NAME" (a stream stored on an imgstream peer daemon: give --token-file and --tls-ca or --tls-fingerprint, or --plain). --as-of SNAPSHOT|DATE picks the chain from the catalog instead (with the peer flags when it holds dumps sent to a peer).`;
   static override examples = [
