@@ -189,7 +189,7 @@ describe('restore chains across snapshot retention, against a model', () => {
       }),
       { numRuns: 12, endOnFailure: true },
     );
-    expect(chains).toBeGreaterThan(10); // the sequences did dump
+    expect(chains).toBeGreaterThan(5); // the sequences did dump
   }, 150_000);
 
   it('every chain of a random retention schedule (daily snapshots, oldest expired, dumps at random levels) restores exactly', async () => {
