@@ -39,6 +39,8 @@ export function snapshotJson(e: import('../../src/format/snapshot-entry.js').Sna
     shadow: e.shadow,
     master: e.master,
     blocks: e.blocks,
+    /** What the snapshot's plane holds now (a shadow snapshot loses the blocks the allocator reuses). */
+    heldBlocks: e.blocks - e.reusedBlocks,
     mappedBlocks: e.mappedBlocks,
     generation: e.generation,
     reusedBlocks: e.reusedBlocks,

@@ -6,6 +6,7 @@ import { snapshotJson } from './create.js';
 
 export default class SnapshotList extends ImgstreamCommand {
   static override summary = 'List a volume\'s snapshots, oldest first.';
+  static override description = 'BLOCKS is what each snapshot holds now: a shadow snapshot whose blocks the allocator reused holds that many fewer (FLAGS shows reused:N).';
   static override examples = ['<%= config.bin %> snapshot list vm.vol', '<%= config.bin %> snapshot list vm.vol --json'];
   static override args = { volume: Args.string({ description: 'Volume file or block device.', required: true }) };
 
@@ -17,7 +18,9 @@ export default class SnapshotList extends ImgstreamCommand {
       this.say(`${'NAME'.padEnd(24)} ${'CREATED'.padEnd(24)} ${'BLOCKS'.padStart(10)} ${'SIZE'.padStart(10)}  FLAGS`);
       for (const e of list) {
         const flags = [e.shadow ? 'shadow' : '', e.master ? 'master' : '', e.reusedBlocks ? `reused:${e.reusedBlocks}` : ''].filter(Boolean).join(',');
-        this.say(`${e.name.padEnd(24)} ${new Date(e.createdMs).toISOString().padEnd(24)} ${String(e.blocks).padStart(10)} ${formatSize(e.blocks * bs).padStart(10)}  ${flags || '-'}`);
+        // what the snapshot's plane holds now: a shadow snapshot loses the blocks the allocator reuses
+        const held = e.blocks - e.reusedBlocks;
+        this.say(`${e.name.padEnd(24)} ${new Date(e.createdMs).toISOString().padEnd(24)} ${String(held).padStart(10)} ${formatSize(held * bs).padStart(10)}  ${flags || '-'}`);
       }
     }
     return { snapshots: list.map(snapshotJson) };

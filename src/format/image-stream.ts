@@ -187,6 +187,14 @@ export interface StreamHeader {
   top: { id: number; name: string; generation: number };
   /** The snapshots this stream brings, oldest first (the last is top); each has PLANE records. */
   snapshots: StreamSnapshot[];
+  /**
+   * Every snapshot the source still held when it was dumped, up to the top (ids, names,
+   * generations), the brought ones included. A receiver drops the older snapshots it has
+   * that are not listed: the source deleted them, and its allocator may have reused their
+   * blocks for this stream's. Optional: streams written before it was added lack it, and
+   * then nothing is dropped.
+   */
+  retained?: Array<{ id: number; name: string; generation: number }>;
   created: string;
   host: string;
   /** Order of DATA blocks: "vbn", or "interleave:N" (round-robin over N stripes). */
@@ -221,7 +229,8 @@ export function decodeHeader(b: Buffer): StreamHeader {
     h.top && isInt(h.top.id) && typeof h.top.name === 'string' &&
     Array.isArray(h.snapshots) && h.snapshots.length > 0 &&
     h.snapshots.every((s) => isInt(s.id) && typeof s.name === 'string' && isInt(s.mapRoot) && isInt(s.generation) && isInt(s.blocks) && isInt(s.mappedBlocks)) &&
-    h.snapshots[h.snapshots.length - 1].id === h.top.id;
+    h.snapshots[h.snapshots.length - 1].id === h.top.id &&
+    (h.retained === undefined || (Array.isArray(h.retained) && h.retained.every((s) => s && isInt(s.id) && typeof s.name === 'string' && isInt(s.generation))));
   if (!ok) throw new StreamFormatError('damaged or incomplete stream header');
   return h;
 }

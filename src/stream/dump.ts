@@ -160,6 +160,7 @@ export async function dumpVolume(vol: Volume, target: (streamId: string) => Stre
     base: plan.base ? { id: plan.base.id, name: plan.base.name, generation: plan.base.generation } : null,
     top: { id: top.id, name: top.name, generation: top.generation },
     snapshots: plan.snapshots.map(streamSnapshot),
+    retained: vol.snapshots().filter((s) => s.id <= top.id).map((s) => ({ id: s.id, name: s.name, generation: s.generation })),
     created: new Date().toISOString(),
     host: os.hostname(),
     order: order.name,

@@ -16,12 +16,19 @@ import { Volume } from '../volume/volume.js';
 import { SparseBitmap } from '../volume/sparse-bitmap.js';
 import { WriteBehind } from '../volume/write-behind.js';
 import { OccupancyCursor } from '../volume/occupancy.js';
+import { PLANE_ACTIVE } from '../volume/layout.js';
 import { readImageStream, type ReleaseBuffer } from './stream-reader.js';
 import { removeStaleTemp } from '../media/stale-temp.js';
 import type { StreamSummary } from './verify.js';
 
 export interface RestoredStream extends StreamSummary {
   skippedBlocks: number;
+  /** Blocks that replaced ones the volume's last CP held (snapshots the source deleted, shadow snapshots). */
+  stagedBlocks: number;
+  /** Snapshots of the volume that the stream's source had deleted: dropped by the same CP. */
+  dropped: string[];
+  /** The volume had no room to journal the staged blocks: a CP of its own dropped the deleted snapshots first. */
+  separateDropCp: boolean;
   generation: number;
 }
 
@@ -34,64 +41,135 @@ export interface RestoreResult {
 }
 
 /** Refuses a stream that cannot go onto this volume, before any block is written. */
-function checkFits(vol: Volume, h: StreamHeader, name: string): void {
+function checkFits(vol: Volume, h: StreamHeader, name: string, display: string): void {
   const r = vol.rootRecord;
-  if (h.volume.uuid !== r.uuid) throw new InvalidInputError(`${name}: stream is of another volume (${h.volume.uuid}), not ${vol.path} (${r.uuid})`, 'restore it into a new volume, or pick the streams of this volume');
+  if (h.volume.uuid !== r.uuid) throw new InvalidInputError(`${name}: stream is of another volume (${h.volume.uuid}), not ${display} (${r.uuid})`, 'restore it into a new volume, or pick the streams of this volume');
   if (h.volume.blockSize !== r.blockSize || h.volume.nblocks !== r.nblocks || h.volume.logicalSize !== r.logicalSize) {
-    throw new InvalidInputError(`${name}: stream geometry (block size ${h.volume.blockSize}, ${h.volume.nblocks} blocks) differs from ${vol.path} (block size ${r.blockSize}, ${r.nblocks} blocks)`);
+    throw new InvalidInputError(`${name}: stream geometry (block size ${h.volume.blockSize}, ${h.volume.nblocks} blocks) differs from ${display} (block size ${r.blockSize}, ${r.nblocks} blocks)`);
   }
   if (h.base === null) {
-    throw new InvalidInputError(`${name}: a level ${h.level} full stream restores only into a new volume, and ${vol.path} exists`, 'give --to a path that does not exist yet');
+    throw new InvalidInputError(`${name}: a level ${h.level} full stream restores only into a new volume, and ${display} exists`, 'give --to a path that does not exist yet');
   }
   const base = vol.snapshots().find((s) => s.id === h.base!.id);
   if (!base || base.name !== h.base.name || base.generation !== h.base.generation) {
-    throw new NotFoundError(`${name}: its base snapshot "${h.base.name}" is not on ${vol.path}`, 'restore the lower-level streams of the chain first, in order');
+    throw new NotFoundError(`${name}: its base snapshot "${h.base.name}" is not on ${display}`, 'restore the lower-level streams of the chain first, in order');
   }
 }
 
-async function applyStream(vol: Volume, header: StreamHeader, records: AsyncGenerator<import('./stream-reader.js').StreamRecord>, writes: WriteBehind, name: string, progress: Progress): Promise<RestoredStream> {
+/** Where a restore keeps blocks that replace ones the volume's last CP still holds, until the CP that switches them in. */
+class StageFile {
+  private fd: number | null = null;
+  private bytes = 0;
+  private readonly file: string;
+  readonly offsets = new Map<number, number>();
+  constructor(private readonly dir: string, private readonly prefix: string) {
+    this.file = path.join(dir, `${prefix}${process.pid}`);
+  }
+
+  put(vbn: number, block: Buffer): void {
+    if (this.fd === null) {
+      removeStaleTemp(this.dir, this.prefix); // left by a killed restore
+      this.fd = fs.openSync(this.file, 'w+', 0o600);
+    }
+    fs.writeSync(this.fd, block, 0, block.length, this.bytes);
+    this.offsets.set(vbn, this.bytes);
+    this.bytes += block.length;
+  }
+
+  read(offset: number, buf: Buffer): void {
+    fs.readSync(this.fd!, buf, 0, buf.length, offset);
+  }
+
+  close(): void {
+    if (this.fd !== null) fs.closeSync(this.fd);
+    this.fd = null;
+    fs.rmSync(this.file, { force: true });
+  }
+}
+
+/** The volume's snapshots that the stream's source had deleted by the time of the dump (see StreamHeader.retained). */
+function deletedAtSource(vol: Volume, h: StreamHeader): SnapshotEntry[] {
+  if (!h.retained || h.base === null) return [];
+  const keep = new Set([...h.retained.map((s) => s.id), ...h.snapshots.map((s) => s.id), h.base.id]);
+  // only snapshots that came before the base: later ones were taken on this volume, not the source's
+  return vol.snapshots().filter((s) => s.id <= h.base!.id && !keep.has(s.id));
+}
+
+async function applyStream(vol: Volume, header: StreamHeader, records: AsyncGenerator<import('./stream-reader.js').StreamRecord>, writes: WriteBehind, name: string, display: string, progress: Progress): Promise<RestoredStream> {
   const bs = vol.blockSize;
   const existing = new Map(vol.snapshots().map((s) => [s.id, s] as const));
   const incoming = header.snapshots.filter((s) => !existing.has(s.id));
+  const dropping = deletedAtSource(vol, header);
+  const dropIds = new Set(dropping.map((s) => s.id));
+  // a snapshot taken here after the base: the volume went its own way since (zfs recv
+  // refuses the same); its id may even be one the source gave a snapshot of the stream
+  const carried = new Map(header.snapshots.map((s) => [s.id, s] as const));
+  const own = header.base ? vol.snapshots().filter((x) => x.id > header.base!.id && !(carried.get(x.id)?.name === x.name && carried.get(x.id)?.generation === x.generation)) : [];
+  if (own.length > 0) {
+    throw new InvalidInputError(`${name}: ${display} has snapshot${own.length > 1 ? 's' : ''} ${own.map((x) => `"${x.name}"`).join(', ')} taken after its base snapshot "${header.base!.name}", which the source never had`, 'delete them (export them first to keep their data), or restore into a new volume');
+  }
   for (const s of header.snapshots) {
     const e = existing.get(s.id);
-    if (e && (e.name !== s.name || e.generation !== s.generation)) throw new InvalidInputError(`${name}: snapshot id ${s.id} is "${e.name}" on ${vol.path} but "${s.name}" in the stream`);
-    if (!e && vol.snapshots().some((x) => x.name === s.name)) throw new ExistsError(`${name}: ${vol.path} already has another snapshot named "${s.name}"`, 'rename or delete it first');
+    if (e && (e.name !== s.name || e.generation !== s.generation)) throw new InvalidInputError(`${name}: snapshot id ${s.id} is "${e.name}" on ${display} but "${s.name}" in the stream`);
+    if (!e && vol.snapshots().some((x) => x.name === s.name && !dropIds.has(x.id))) throw new ExistsError(`${name}: ${display} already has another snapshot named "${s.name}"`, 'rename or delete it first');
   }
   const free = vol.freeSnapshotSlots();
-  if (free.length < incoming.length) throw new InvalidInputError(`${name}: brings ${incoming.length} snapshots, ${vol.path} has ${free.length} free slots`, 'delete snapshots first');
+  if (free.length < incoming.length) throw new InvalidInputError(`${name}: brings ${incoming.length} snapshots, ${display} has ${free.length} free slots`, 'delete snapshots first');
   const slotOf = new Map<number, number>(incoming.map((s, i) => [s.id, free[i]]));
   const writtenChunks = new Map<number, Set<number>>(incoming.map((s) => [s.id, new Set<number>()]));
   // snapshots already on the volume that the stream carries again: their blocks are checked, not written
   const alsoHere = header.snapshots.filter((s) => existing.has(s.id)).map((s) => vol.layout.snapshotPlane(existing.get(s.id)!.slot));
+  // what must not change: the active file system and the regular snapshots that stay
+  const pinned = [
+    ...vol.snapshots().filter((s) => !s.shadow && !dropIds.has(s.id)).map((s) => ({ plane: vol.layout.snapshotPlane(s.slot), what: `snapshot "${s.name}"` })),
+    { plane: PLANE_ACTIVE, what: `data written to it after its base snapshot "${header.base?.name}"` },
+  ];
   const occupied = new OccupancyCursor(vol);
   // incoming VBNs, held back from the allocator until the CP (a bitmap: bounded like a plane)
   const reserved = new SparseBitmap(vol.layout.wordsPerPlaneBlock);
+  // incoming blocks whose VBNs the last CP still holds (a snapshot the source deleted, or a
+  // shadow snapshot): kept in a stage file and switched in by the CP
+  const stagedBits = new SparseBitmap(vol.layout.wordsPerPlaneBlock);
+  const stage = new StageFile(path.dirname(vol.path), `.${path.basename(display)}.restore-stage-`);
   const scratch = Buffer.alloc(bs);
-  const out: RestoredStream = { stream: name, streamId: header.streamId, level: header.level, base: header.base?.name ?? null, top: header.top.name, snapshots: header.snapshots.map((s) => s.name), blocks: 0, bytes: 0, skippedBlocks: 0, generation: 0 };
+  let claimed = 0; // free VBNs taken for the stream's blocks
+  const out: RestoredStream = { stream: name, streamId: header.streamId, level: header.level, base: header.base?.name ?? null, top: header.top.name, snapshots: header.snapshots.map((s) => s.name), blocks: 0, bytes: 0, skippedBlocks: 0, stagedBlocks: 0, separateDropCp: false, dropped: dropping.map((s) => s.name), generation: 0 };
   const baseSnap = header.base ? existing.get(header.base.id) : undefined;
   const basePlane = baseSnap ? vol.layout.snapshotPlane(baseSnap.slot) : -1;
   const node = Buffer.alloc(bs);
   /**
-   * Takes VBN v for a block of the stream: true when the caller is to write it there;
-   * false when it is on the volume already (a snapshot the stream carries again holds it
-   * with these contents). Anything else is refused.
+   * Takes VBN v for a block of the stream: 'write' when the caller is to write it there
+   * (the VBN is free); 'skip' when it is on the volume already (a snapshot the stream
+   * carries again holds it with these contents); 'stage' when the last CP holds the VBN
+   * only through snapshots that this restore drops or shadow snapshots, so the block was
+   * staged here and the CP replaces it. Anything else is refused.
    */
-  const claim = (v: number, block: Buffer): boolean => {
+  const claim = (v: number, block: Buffer): 'write' | 'skip' | 'stage' => {
     if (!(v > 0 && v < vol.nblocks)) throw new CorruptError(`${name}: block for VBN ${v}, outside the volume`);
+    if (reserved.has(v) || stage.offsets.has(v)) throw new CorruptError(`${name}: the stream carries the block for VBN ${v} twice`, 'the stream is damaged: run imgstream verify on it');
     if (occupied.has(v)) {
-      if (!alsoHere.some((p) => vol.testBit(p, v))) {
-        throw new InvalidInputError(`${name}: block at VBN ${v} would overwrite data ${vol.path} still uses`, 'the volume changed since its base snapshot: restore into a new volume');
+      if (alsoHere.some((p) => vol.testBit(p, v))) {
+        vol.readBlock(v, scratch);
+        if (!scratch.equals(block)) throw new CorruptError(`${name}: block at VBN ${v} differs from the copy already on ${display}`);
+        out.skippedBlocks++;
+        return 'skip';
       }
-      vol.readBlock(v, scratch);
-      if (!scratch.equals(block)) throw new CorruptError(`${name}: block at VBN ${v} differs from the copy already on ${vol.path}`);
-      out.skippedBlocks++;
-      return false;
+      const holder = pinned.find((p) => vol.testBit(p.plane, v));
+      if (holder) {
+        throw new InvalidInputError(`${name}: block at VBN ${v} would overwrite ${holder.what} of ${display}`, 'the volume changed since its base snapshot: restore into a new volume');
+      }
+      stage.put(v, block);
+      vol.reserve(v);
+      stagedBits.add(v);
+      occupied.mark(v);
+      out.stagedBlocks++;
+      return 'stage';
     }
     vol.reserve(v);
     reserved.add(v);
     occupied.mark(v);
-    return true;
+    claimed++;
+    return 'write';
   };
   let complete = false;
   progress.start(`restoring ${header.top.name}`, header.image.bytes, 'bytes');
@@ -118,7 +196,7 @@ async function applyStream(vol: Volume, header: StreamHeader, records: AsyncGene
         };
         for (let i = 0; i < vbns.length; i++) {
           const v = vbns[i];
-          if (!claim(v, data.subarray(i * bs, (i + 1) * bs))) {
+          if (claim(v, data.subarray(i * bs, (i + 1) * bs)) !== 'write') {
             endRun(i);
             continue;
           }
@@ -138,7 +216,7 @@ async function applyStream(vol: Volume, header: StreamHeader, records: AsyncGene
           }
           vol.readBlock(d.base, node);
           applyMapDelta(node, d);
-          if (claim(d.vbn, node)) vol.file.write(node, vol.layout.vbnOffset(d.vbn));
+          if (claim(d.vbn, node) === 'write') vol.file.write(node, vol.layout.vbnOffset(d.vbn));
         }
         out.blocks += rec.nodes.length;
         out.bytes += rec.nodes.length * bs;
@@ -151,13 +229,39 @@ async function applyStream(vol: Volume, header: StreamHeader, records: AsyncGene
     await writes.drain();
     for (const s of incoming) vol.clearSlotPlaneExcept(slotOf.get(s.id)!, writtenChunks.get(s.id)!);
     vol.file.sync();
+    const freeNow = vol.countFree(); // before the drops: their planes hold their blocks until the CP
+    // the source's state at the top: what it deleted goes, in the CP that installs the rest
+    for (const s of dropping) vol.dropSnapshotEntry(s.name);
+    for (const v of stage.offsets.keys()) vol.reuseShadowBlock(v);
+    // Staged blocks travel in the CP's journal, which takes a free block each. Without
+    // that much room, a CP of its own drops the deleted snapshots first (a consistent
+    // state: the previous one less what the source deleted), freeing their VBNs, and the
+    // staged blocks are written in place before the CP that installs the stream.
+    // (the rest of the CP's journal: dirty metadata now, the active and mark-on-allocate planes to come)
+    const journalRoom = freeNow - claimed - 2 * vol.meta.dirtyCount() - 4 * vol.layout.planeBlocks - 8;
+    if (stage.offsets.size > 0 && journalRoom < stage.offsets.size) {
+      vol.commit();
+      out.separateDropCp = true;
+      for (const [v, off] of stage.offsets) {
+        stage.read(off, scratch);
+        vol.file.write(scratch, vol.layout.vbnOffset(v));
+      }
+      vol.file.sync();
+    } else {
+      for (const [v, off] of stage.offsets) {
+        stage.read(off, scratch);
+        vol.stageBlock(v, scratch);
+      }
+    }
     for (const s of incoming) {
       const e: SnapshotEntry = { slot: slotOf.get(s.id)!, id: s.id, name: s.name, shadow: s.shadow, master: s.master, createdMs: s.createdMs, mapRoot: s.mapRoot, generation: s.generation, blocks: s.blocks, mappedBlocks: s.mappedBlocks, reusedBlocks: 0 };
       vol.installSnapshot(e);
     }
     for (const v of reserved.values()) vol.unreserve(v); // now held by the snapshot planes
+    for (const v of stagedBits.values()) vol.unreserve(v);
     // they arrived without allocate(): mark them, so a mirror of this volume ships them
     vol.markRecorded(reserved);
+    vol.markRecorded(stagedBits);
     vol.resetActiveTo(header.top.name);
     vol.commit();
     out.generation = vol.rootRecord.generation;
@@ -165,9 +269,11 @@ async function applyStream(vol: Volume, header: StreamHeader, records: AsyncGene
   } catch (err) {
     await writes.settle(); // before the volume gives up: nothing of ours is still being written
     for (const v of reserved.values()) vol.unreserve(v);
+    for (const v of stagedBits.values()) vol.unreserve(v);
     vol.abort();
     throw err;
   } finally {
+    stage.close();
     progress.stop();
   }
 }
@@ -202,13 +308,13 @@ export async function restoreStreams(sources: StreamSource[], volumePath: string
             vol = Volume.open(tmp, { write: true });
           } else {
             vol = Volume.open(volumePath, { write: true });
-            checkFits(vol, header, s.name);
+            checkFits(vol, header, s.name, volumePath);
           }
-        } else checkFits(vol, header, s.name);
+        } else checkFits(vol, header, s.name, volumePath);
         writes = new WriteBehind(vol.file, { writeback: true, direct: true }); // ends in a CP
         let r: RestoredStream;
         try {
-          r = await applyStream(vol, header, records, writes, s.name, progress);
+          r = await applyStream(vol, header, records, writes, s.name, volumePath, progress);
         } finally {
           await writes.close();
         }
@@ -230,6 +336,10 @@ export async function restoreStreams(sources: StreamSource[], volumePath: string
       }
       result.created = true;
     }
+  } catch (err) {
+    // the volume being built is the user's VOL to them: never name the hidden file
+    if (tmp && err instanceof Error) err.message = err.message.split(tmp).join(volumePath);
+    throw err;
   } finally {
     vol?.close();
     if (tmp) fs.rmSync(tmp, { force: true });

@@ -310,13 +310,16 @@ export async function importImage(vol: Volume, source: ImageSource, progress: Pr
     const blocks = Math.ceil(source.size / bs);
     const upper = blocks + mapNodesFor(vol, Math.ceil(blocks / (bs / 8))) + journalFor(vol, blocks);
     // the exact free count is a pass over every plane: only when a cheap bound leaves doubt
+    // (blocks only shadow snapshots hold count too: the allocator takes them once no free one is left)
     const free = upper <= vol.freeLowerBound() ? upper : vol.countFree();
-    if (upper > free) {
+    const reusable = upper <= free ? 0 : vol.countReusable();
+    if (upper > free + reusable) {
       progress.start('comparing', source.size, 'bytes');
       plan = await planImport(vol, source, progress, tuning);
       progress.stop();
-      if (plan.need > free) {
-        throw new VolumeFullError(`${vol.path}: volume is full: the import needs about ${plan.need} blocks, ${free} are free`, 'delete snapshots you no longer need, or create a larger volume');
+      if (plan.need > free + reusable) {
+        const more = reusable > 0 ? ` (and ${reusable} held only by shadow snapshots)` : '';
+        throw new VolumeFullError(`${vol.path}: volume is full: the import needs about ${plan.need} blocks, ${free} are free${more}`, 'delete snapshots you no longer need, or create a larger volume');
       }
     }
   }

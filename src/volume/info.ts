@@ -14,6 +14,8 @@ export interface VolumeInfo {
   usedBlocks: number;
   mappedBlocks: number;
   freeBlocks: number;
+  /** Blocks only shadow snapshots hold: the allocator reuses them when no free block is left. */
+  reusableBlocks: number;
   snapshots: number;
   maxSnapshots: number;
   generation: number;
@@ -40,6 +42,7 @@ export function volumeInfo(vol: Volume): VolumeInfo {
     usedBlocks: r.usedBlocks,
     mappedBlocks: r.mappedBlocks,
     freeBlocks: vol.countFree(),
+    reusableBlocks: vol.countReusable(),
     snapshots: vol.snapshots().length,
     maxSnapshots: r.maxSnapshots,
     generation: r.generation,

@@ -856,6 +856,19 @@ export class Volume implements MapStorage {
     this.changed = true;
   }
 
+  /**
+   * A block the next CP replaces (stageBlock) leaves the shadow snapshots that held it, as
+   * when the allocator reuses one: their bits clear and their reuse counts grow.
+   */
+  reuseShadowBlock(vbn: number): void {
+    this.assertWritable();
+    for (const s of this.snapshots()) {
+      if (s.shadow && this.setBit(this.layout.snapshotPlane(s.slot), vbn, false)) {
+        this.writeTableEntry(s.slot, { ...s, reusedBlocks: s.reusedBlocks + 1 });
+      }
+    }
+  }
+
   /** Sets the recording mark-on-allocate bits of blocks that arrived without allocate() (mirror, restore): a cascade ships them on. */
   markRecorded(vbns: SparseBitmap): void {
     this.assertWritable();
@@ -951,6 +964,41 @@ export class Volume implements MapStorage {
   }
 
   /** Blocks no plane holds (the allocator may still hold back a few for the journal). One pass over all planes. */
+  /**
+   * Blocks that only shadow snapshots hold: the allocator takes them when no free block is
+   * left (clearing their bits), so a change may use them as well as the free ones.
+   */
+  countReusable(): number {
+    const regular = [PLANE_ACTIVE, ...this.snapshots().filter((s) => !s.shadow).map((s) => this.layout.snapshotPlane(s.slot)), ...[...this.departedSlots].map((slot) => this.layout.snapshotPlane(slot))];
+    const shadows = this.snapshots().filter((s) => s.shadow).map((s) => this.layout.snapshotPlane(s.slot));
+    if (shadows.length === 0) return 0;
+    const words = this.layout.wordsPerPlaneBlock;
+    const pinned = new Uint32Array(words);
+    const shade = new Uint32Array(words);
+    const pin = regular.map((p) => this.scanner(p));
+    const sh = shadows.map((p) => this.scanner(p));
+    let n = 0;
+    for (let c = 0; c < this.layout.planeBlocks; c++) {
+      pinned.fill(0);
+      shade.fill(0);
+      for (const scan of pin) {
+        const w = scan.words(c);
+        for (let i = 0; i < words; i++) pinned[i] |= w[i];
+      }
+      const r = this.releasedSinceCp.chunk(c);
+      if (r) for (let i = 0; i < words; i++) pinned[i] |= r[i];
+      for (const scan of sh) {
+        const w = scan.words(c);
+        for (let i = 0; i < words; i++) shade[i] |= w[i];
+      }
+      for (let i = 0; i < words; i++) {
+        const only = shade[i] & ~pinned[i];
+        if (only !== 0) n += popcount32(only);
+      }
+    }
+    return n;
+  }
+
   countFree(): number {
     const planes = [PLANE_ACTIVE, ...this.snapshots().map((s) => this.layout.snapshotPlane(s.slot))];
     const words = this.layout.wordsPerPlaneBlock;

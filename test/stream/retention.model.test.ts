@@ -1,0 +1,228 @@
+// Model-based test of dump and restore under what users do between dumps: random
+// sequences of imports, snapshot creates (regular and shadow) and deletes (older
+// snapshots of the base included, so the allocator reuses their blocks), and dumps at
+// random levels 0-2; then every chain is restored, into a new volume in one go and onto
+// a volume holding the chain's prefix, and checked against the model of the source at
+// the time of each dump: every snapshot the source held is there with its exact image,
+// none it had deleted is, the active disk is the top, and `volume check` is clean.
+import fs from 'node:fs';
+import path from 'node:path';
+import fc from 'fast-check';
+import { afterAll, describe, expect, it } from 'vitest';
+import { Volume } from '../../src/volume/volume.js';
+import { importImage } from '../../src/volume/import.js';
+import { exportImage } from '../../src/volume/export.js';
+import { checkVolume } from '../../src/volume/check.js';
+import { Catalog } from '../../src/catalog/catalog.js';
+import { dumpVolume, planDump } from '../../src/stream/dump.js';
+import { restoreStreams } from '../../src/stream/restore.js';
+import { fileSource, fileTarget } from '../../src/media/file/file-medium.js';
+import { ImgstreamError } from '../../src/errors.js';
+import { exportToBuffer, memorySource, mutate, randomImage, tempDir } from '../support/images.js';
+
+const dir = tempDir('imgstream-retention-model-');
+afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+type Op =
+  | { kind: 'import'; changes: number; seed: number }
+  | { kind: 'snapshot'; shadow: boolean }
+  | { kind: 'delete'; pick: number } // mostly the oldest snapshots, as retention does
+  | { kind: 'dump'; level: number };
+
+const opArb: fc.Arbitrary<Op> = fc.oneof(
+  { weight: 4, arbitrary: fc.record({ kind: fc.constant('import' as const), changes: fc.integer({ min: 10, max: 90 }), seed: fc.integer({ min: 1, max: 1e9 }) }) },
+  { weight: 3, arbitrary: fc.record({ kind: fc.constant('snapshot' as const), shadow: fc.boolean() }) },
+  { weight: 2, arbitrary: fc.record({ kind: fc.constant('delete' as const), pick: fc.nat({ max: 3 }) }) },
+  { weight: 3, arbitrary: fc.record({ kind: fc.constant('dump' as const), level: fc.integer({ min: 0, max: 2 }) }) },
+);
+
+interface Dumped {
+  file: string;
+  streamId: string;
+  level: number;
+  chain: string[]; // stream files, level 0 first
+  top: string;
+  /** The regular snapshots the source held at the dump, up to the top, with their images. */
+  held: Map<string, Buffer>;
+  /** Snapshots the source had deleted by then. */
+  deleted: Set<string>;
+}
+
+/**
+ * A day of a retention schedule: the disk changes, a snapshot is taken (sometimes a
+ * shadow one), the oldest snapshots may go, and a dump may run. Sequences of days hit the
+ * restore cases this test is about far more often than free-form operation lists.
+ */
+const dayArb: fc.Arbitrary<Op[]> = fc
+  .record({ changes: fc.integer({ min: 10, max: 90 }), seed: fc.integer({ min: 1, max: 1e9 }), shadow: fc.boolean(), expire: fc.integer({ min: 0, max: 2 }), dump: fc.option(fc.integer({ min: 0, max: 2 }), { nil: null }) })
+  .map((d) => [
+    { kind: 'import', changes: d.changes, seed: d.seed },
+    { kind: 'snapshot', shadow: d.shadow && d.seed % 3 === 0 },
+    ...Array.from({ length: d.expire }, () => ({ kind: 'delete', pick: 0 }) as Op),
+    ...(d.dump === null ? [] : [{ kind: 'dump', level: d.dump } as Op]),
+  ] as Op[]);
+
+let counter = 0;
+/** Restored streams that dropped snapshots or staged blocks: the cases this test is about. */
+let retentionCases = 0;
+/** Of those, restores whose staged blocks went in the CP's journal (the volume had room). */
+let sameCpStaging = 0;
+/** And those that dropped the deleted snapshots in a CP of their own first (no room to journal the staged blocks). */
+let fallbacks = 0;
+
+async function exportOf(vol: Volume, name?: string): Promise<Buffer> {
+  return exportToBuffer((s) => exportImage(vol, name, s));
+}
+
+async function expectRestored(file: string, d: Dumped): Promise<void> {
+  const vol = Volume.open(file, { write: false });
+  try {
+    const names = vol.snapshots().map((s) => s.name);
+    for (const n of names) expect(d.deleted.has(n), `snapshot ${n} was deleted on the source before the dump`).toBe(false);
+    expect(names).toContain(d.top);
+    for (const [n, image] of d.held) {
+      if (!names.includes(n)) continue; // not carried (a level 0 at a later snapshot, or a reused shadow)
+      const e = vol.snapshot(n);
+      if (e.shadow && e.reusedBlocks > 0) continue;
+      expect((await exportOf(vol, n)).equals(image), `snapshot ${n} after restoring ${d.chain.length} stream(s)`).toBe(true);
+    }
+    expect((await exportOf(vol)).equals(d.held.get(d.top)!), 'active disk is the top').toBe(true);
+    const rep = checkVolume(vol);
+    expect([...rep.problems, ...rep.trees.flatMap((t) => t.problems)]).toEqual([]);
+  } finally {
+    vol.close();
+  }
+}
+
+async function runSequence(ops: Op[], dayVolume = false): Promise<number> {
+  const bs = 4096;
+  const blocks = 96;
+  const run = path.join(dir, `run${counter++}`);
+  fs.mkdirSync(run);
+  const file = path.join(run, 'src.vol');
+  // room for about three versions of the disk: deletes and shadows make the allocator reuse
+  Volume.create(file, { size: blocks * bs, blockSize: bs, maxSnapshots: 8, volumeSize: (dayVolume ? blocks * 4 : Math.floor(blocks * 2.2)) * bs });
+  const catalog = new Catalog(path.join(run, 'catalog.json'));
+  const model = new Map<string, { image: Buffer; shadow: boolean }>();
+  const deleted = new Set<string>();
+  const dumps: Dumped[] = [];
+  const img = randomImage(blocks, bs, 7);
+  let active = Buffer.alloc(blocks * bs);
+  let n = 0;
+  const vol = Volume.open(file, { write: true });
+  try {
+    for (const op of ops) {
+      if (op.kind === 'import') {
+        mutate(img, bs, op.changes, op.seed);
+        try {
+          await importImage(vol, memorySource(img));
+          active = Buffer.from(img);
+        } catch (err) {
+          if (!(err instanceof ImgstreamError && err.code === 'volume-full')) throw err;
+          img.set(active); // refused whole: the disk is as before
+        }
+      } else if (op.kind === 'snapshot') {
+        if (model.size >= 6) continue;
+        const name = `s${n++}`;
+        vol.createSnapshot(name, { shadow: op.shadow });
+        model.set(name, { image: Buffer.from(active), shadow: op.shadow });
+      } else if (op.kind === 'delete') {
+        // as a retention policy does, keep the snapshots later incrementals build on (the
+        // tops of the newest dump at each level); older ones go, their blocks reused
+        const bases = new Set([0, 1, 2].map((l) => dumps.filter((d) => d.level === l).at(-1)?.top));
+        const names = [...model.keys()].filter((n) => !bases.has(n) || op.pick === 3);
+        if (names.length === 0) continue;
+        const name = names[op.pick % names.length];
+        vol.deleteSnapshot(name);
+        model.delete(name);
+        deleted.add(name);
+      } else {
+        const regular = vol.snapshots().filter((s) => !s.shadow);
+        const top = regular[regular.length - 1];
+        if (!top) continue;
+        // a level with no lower dump yet is a level 0, as a user's first dump is
+        const level = dumps.length === 0 ? 0 : op.level;
+        let plan;
+        try {
+          plan = planDump(vol, level, top, catalog);
+        } catch (err) {
+          if (err instanceof ImgstreamError) continue; // refused (base deleted, nothing new): as a user sees it
+          throw err;
+        }
+        const out = path.join(run, `d${dumps.length}.l${level}`);
+        const r = await dumpVolume(vol, () => fileTarget(out), { level, snapshot: top.name, order: 'vbn', compression: { codec: 'none' }, threads: 1, catalog });
+        const base = plan.baseDump ? dumps.find((d) => d.streamId === plan.baseDump!.id) : undefined;
+        const held = new Map<string, Buffer>();
+        for (const s of vol.snapshots()) if (s.id <= top.id && !s.shadow) held.set(s.name, model.get(s.name)!.image);
+        dumps.push({ file: out, streamId: r.streamId!, level, chain: [...(base?.chain ?? []), out], top: top.name, held, deleted: new Set(deleted) });
+      }
+    }
+  } finally {
+    vol.close();
+  }
+  for (const [i, d] of dumps.entries()) {
+    // the whole chain into a new volume
+    const whole = path.join(run, `r${i}.vol`);
+    const res = await restoreStreams(d.chain.map(fileSource), whole);
+    retentionCases += res.streams.filter((s) => s.dropped.length > 0 || s.stagedBlocks > 0).length;
+    sameCpStaging += res.streams.filter((s) => s.stagedBlocks > 0 && !s.separateDropCp).length;
+    fallbacks += res.streams.filter((s) => s.separateDropCp).length;
+    await expectRestored(whole, d);
+    // the last stream onto a volume that holds the rest of the chain
+    if (d.chain.length > 1) {
+      const step = path.join(run, `s${i}.vol`);
+      await restoreStreams(d.chain.slice(0, -1).map(fileSource), step);
+      await restoreStreams([fileSource(d.chain[d.chain.length - 1])], step);
+      await expectRestored(step, d);
+    }
+  }
+  fs.rmSync(run, { recursive: true, force: true });
+  return dumps.length;
+}
+
+describe('restore chains across snapshot retention, against a model', () => {
+  it('every chain of random dumps between creates, deletes, shadows and imports restores exactly', async () => {
+    let chains = 0;
+    await fc.assert(
+      fc.asyncProperty(fc.array(opArb, { minLength: 12, maxLength: 36 }), async (ops) => {
+        chains += await runSequence(ops);
+      }),
+      { numRuns: 12, endOnFailure: true },
+    );
+    expect(chains).toBeGreaterThan(5); // the sequences did dump
+  }, 150_000);
+
+  it('every chain of a random retention schedule (daily snapshots, oldest expired, dumps at random levels) restores exactly', async () => {
+    const before = { retentionCases, sameCpStaging };
+    await fc.assert(
+      fc.asyncProperty(fc.array(dayArb, { minLength: 6, maxLength: 14 }), async (days) => {
+        await runSequence(days.flat(), true);
+      }),
+      { numRuns: 12, endOnFailure: true },
+    );
+    // restores did drop snapshots the source had deleted, and staged blocks in the CP's journal
+    expect(retentionCases).toBeGreaterThan(before.retentionCases);
+    expect(sameCpStaging).toBeGreaterThan(before.sameCpStaging);
+  }, 150_000);
+
+  it('the ordinary retention case: level 0 at s3, s1 and s2 deleted, imports, level 1 at s6', async () => {
+    const staged = sameCpStaging + fallbacks;
+    const ops: Op[] = [
+      { kind: 'import', changes: 60, seed: 1 }, { kind: 'snapshot', shadow: false },
+      { kind: 'import', changes: 60, seed: 2 }, { kind: 'snapshot', shadow: false },
+      { kind: 'import', changes: 60, seed: 3 }, { kind: 'snapshot', shadow: false },
+      { kind: 'dump', level: 0 },
+      { kind: 'delete', pick: 0 }, { kind: 'delete', pick: 0 },
+      { kind: 'import', changes: 60, seed: 4 }, { kind: 'import', changes: 60, seed: 5 }, { kind: 'import', changes: 60, seed: 6 },
+      { kind: 'snapshot', shadow: false },
+      { kind: 'dump', level: 1 },
+      { kind: 'import', changes: 30, seed: 7 }, { kind: 'snapshot', shadow: true },
+      { kind: 'import', changes: 60, seed: 8 }, { kind: 'snapshot', shadow: false },
+      { kind: 'dump', level: 2 },
+    ];
+    const before = retentionCases;
+    expect(await runSequence(ops)).toBe(3);
+    expect(retentionCases).toBeGreaterThan(before);
+    expect(sameCpStaging + fallbacks).toBeGreaterThan(staged); // blocks landed on s1's and s2's VBNs
+  }, 60_000);
+});

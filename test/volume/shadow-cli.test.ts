@@ -1,0 +1,59 @@
+// Shadow snapshots as the CLI shows them (issue 18): an import from a file plans against
+// the free blocks and the ones only shadow snapshots hold, as an import from stdin
+// reuses them; `volume info` counts shadow-only blocks as reusable; `snapshot list`
+// shows what a shadow snapshot holds after reuse.
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { cliJson, runCli } from '../support/cli.js';
+import { randomImage, tempDir } from '../support/images.js';
+import { ok } from '../support/stream-cli.js';
+
+const BS = 4096;
+const BLOCKS = 64;
+const root = tempDir('imgstream-shadow-cli-');
+const env = { IMGSTREAM_LOCK_DIR: path.join(root, 'locks') };
+const o = { env, timeoutMs: 60_000 };
+const p = (n: string) => path.join(root, n);
+afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
+
+/** A volume with room for a bit more than two versions of its disk: version a in a shadow snapshot, version b active. */
+function twoVersions(name: string): { vol: string; images: Buffer[] } {
+  const vol = p(`${name}.vol`);
+  const volumeBytes = (BLOCKS * 2 + 24) * BS + 3 * BS * 10;
+  ok(['volume', 'create', vol, '--size', String(BLOCKS * BS), '--volume-size', String(volumeBytes), '--max-snapshots', '4', '-q'], o);
+  const images = [11, 12, 13].map((seed) => randomImage(BLOCKS, BS, seed, 0));
+  images.forEach((img, i) => fs.writeFileSync(p(`${name}.${i}.raw`), img));
+  ok(['volume', 'import', vol, '--from', p(`${name}.0.raw`), '-q'], o);
+  ok(['snapshot', 'create', vol, 'shade', '--shadow', '-q'], o);
+  ok(['volume', 'import', vol, '--from', p(`${name}.1.raw`), '-q'], o);
+  return { vol, images };
+}
+
+describe('shadow snapshots from the CLI', () => {
+  it('volume info counts the blocks only shadow snapshots hold as reusable', () => {
+    const { vol } = twoVersions('info');
+    const info = cliJson(['volume', 'info', vol], o);
+    expect(info.reusableBlocks).toBeGreaterThanOrEqual(BLOCKS); // version a (and its map block): no longer active, held by the shadow only
+    expect(info.freeBlocks).toBeLessThan(BLOCKS);
+    expect(runCli(['volume', 'info', vol], o).stdout).toMatch(/held only by shadow snapshots, reusable/);
+  }, 60_000);
+
+  it('an import from a file reuses shadow blocks as one from stdin does', () => {
+    for (const via of ['file', 'stdin'] as const) {
+      const { vol } = twoVersions(via);
+      const third = p(`${via}.2.raw`);
+      const r = via === 'file'
+        ? runCli(['volume', 'import', vol, '--from', third, '-q'], o)
+        : runCli(['volume', 'import', vol, '--from', '-', '-q'], { ...o, input: fs.readFileSync(third) });
+      expect(r.code, `${via}: ${r.stderr}`).toBe(0);
+      expect(runCli(['volume', 'export', vol, '--to', '-', '-q'], o).stdoutBytes.equals(fs.readFileSync(third))).toBe(true);
+      // the shadow snapshot gave its blocks, and the listing says what it holds now
+      const [shade] = cliJson(['snapshot', 'list', vol], o).snapshots;
+      expect(shade.reusedBlocks).toBeGreaterThan(0);
+      expect(shade.heldBlocks).toBe(shade.blocks - shade.reusedBlocks);
+      const line = runCli(['snapshot', 'list', vol], o).stdout.split('\n').find((l) => l.startsWith('shade'))!;
+      expect(line.trim().split(/\s+/)[2]).toBe(String(shade.heldBlocks));
+    }
+  }, 60_000);
+});
