@@ -39,6 +39,7 @@ While the volume is being served (imgstream serve nbd), the dump asks the server
     'compress-level': Flags.integer({ helpValue: 'N', description: 'zstd level (1 fastest, 19 smallest).', default: 1, min: -7, max: 19 }),
     threads: Flags.integer({ helpValue: 'N', description: 'Compression threads (default: one per core, up to 4; 0: compress on the main thread).', min: 0, max: 16 }),
     'tape-size': Flags.string({ helpValue: 'SIZE', description: 'Capacity of each tape (e.g. 800G): continue on the next tape when full.' }),
+    'new-tape': Flags.boolean({ description: 'With tape:DIR, create tape directories that do not exist yet (a new, empty tape); without it a missing tape is an error.' }),
     'record-size': Flags.string({ helpValue: 'BYTES', description: 'Tape record size: every write to a tape is this size.', default: '10K' }),
     force: Flags.boolean({ description: 'Replace an existing target file (on a peer too).' }),
     ...peerFlags,
@@ -55,7 +56,7 @@ While the volume is being served (imgstream serve nbd), the dump asks the server
     const peer = peerClientOptions(flags, flags.to !== undefined && isPeerSpec(flags.to) && !flags['dry-run'] ? [flags.to] : [], flags['dry-run']);
     const result = await dumpVolumeAt(
       args.volume,
-      (streamId) => targetFor(flags.to!, { force: flags.force, tapeSize, recordSize, streamId, nextTape: nextTapePrompt(), peer }),
+      (streamId) => targetFor(flags.to!, { force: flags.force, tapeSize, recordSize, streamId, nextTape: nextTapePrompt(), peer, newTape: flags['new-tape'] }),
       {
         level: flags.level,
         snapshot: flags.snapshot,

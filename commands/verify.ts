@@ -8,7 +8,7 @@ import { UsageError } from '../src/errors.js';
 
 export default class Verify extends ImgstreamCommand {
   static override summary = 'Check image streams end to end without restoring them.';
-  static override description = `Reads every stream through: the preamble and its features, every record's checksum, every zstd frame, the record layout, the trailer's counts and the SHA-256 of the whole stream. Given several streams (in chain order), also checks the chain: one volume, each stream's base among the snapshots of the streams before it. Writes nothing. Stops at the first problem, naming it: damage (a checksum, a frame, the layout, the trailer) exits with the "corrupt" code (9); a broken chain (a stream whose base snapshot is in none of the streams before it) with the "not-found" code (3), as restore does; streams that do not belong together (another volume's, a full stream after the first) with "invalid-input" (4).`;
+  static override description = `Reads every stream through: the preamble and its features, every record's checksum, every zstd frame, the record layout, the trailer's counts and the SHA-256 of the whole stream. Given several streams (in chain order), also checks the chain of each volume: each stream's base among the snapshots of that volume's streams before it. Streams of several volumes (a tape holding the dumps of several) are checked as one chain per volume, and a full stream after a chain that began with one starts a new chain (a weekly level 0). Writes nothing. Stops at the first problem, naming it: damage (a checksum, a frame, the layout, the trailer) exits with the "corrupt" code (9); a broken chain (a stream whose base snapshot is in none of the streams before it) with the "not-found" code (3), as restore does; streams that do not belong together (another volume's, a full stream after the first) with "invalid-input" (4).`;
   static override examples = [
     '<%= config.bin %> verify /backups/vm.june3.l0 /backups/vm.june5.l1',
     '<%= config.bin %> verify tape:/tapes/t1',
@@ -26,7 +26,9 @@ export default class Verify extends ImgstreamCommand {
     const peer = peerClientOptions(flags, specs.filter(isPeerSpec));
     const result = await verifyStreams(specs.map((s) => sourceFor(s, { peer })), this.progress());
     for (const s of result.streams) this.say(`${s.stream}: level ${s.level} ${s.base ? `${s.base} -> ` : ''}${s.top}, ${s.blocks} blocks (${formatSize(s.bytes)}), ${formatSize(s.streamBytes)} stream: ok`);
-    if (result.needs) this.say(`the chain needs snapshot ${result.needs} on the volume it is restored onto`);
+    if (result.chains.length > 1) {
+      for (const c of result.chains) this.say(`volume ${c.volume}: ${c.streams} stream(s)${c.needs ? `, the chain needs snapshot ${c.needs} on the volume it is restored onto` : ''}`);
+    } else if (result.needs) this.say(`the chain needs snapshot ${result.needs} on the volume it is restored onto`);
     this.say(`${result.streams.length} stream(s) verified`);
     return result;
   }

@@ -12,6 +12,8 @@ import type { PeerClientOptions } from '../peer/index.js';
 export interface TargetOptions {
   force?: boolean;
   tapeSize?: number;
+  /** Tapes: create missing tape directories. */
+  newTape?: boolean;
   recordSize?: number;
   streamId: string;
   nextTape?: (n: number) => Promise<string | null>;
@@ -40,7 +42,7 @@ export function targetFor(spec: string, opts: TargetOptions): StreamTarget {
   if (spec.startsWith('tape:')) {
     const t = parseTapeSpec(spec);
     if (t.file !== undefined) throw new InvalidInputError(`${spec}: a dump goes to the next tape file; #N is for reading`, 'give tape:DIR');
-    return tapeTarget({ tapes: t.tapes, tapeSize: opts.tapeSize, recordSize: opts.recordSize, streamId: opts.streamId, nextTape: opts.nextTape });
+    return tapeTarget({ tapes: t.tapes, tapeSize: opts.tapeSize, recordSize: opts.recordSize, streamId: opts.streamId, nextTape: opts.nextTape, newTape: opts.newTape });
   }
   if (isPeerSpec(spec)) return peerTarget(spec, { ...peerOptions(spec, opts), force: opts.force });
   return fileTarget(spec, { force: opts.force });

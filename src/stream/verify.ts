@@ -1,6 +1,6 @@
-// Verify: read streams end to end, check every checksum (reader), and the chain: one
-// volume, each stream's base among the snapshots of the streams before it (or, for the
-// first stream, simply named: the volume it goes onto must hold it). Writes nothing.
+// Verify: read streams end to end, check every checksum (reader), and the chain of each
+// volume: each stream's base among the snapshots of that volume's streams before it (or,
+// for its first stream, simply named: the volume it goes onto must hold it). Writes nothing.
 import { CorruptError, InvalidInputError, NotFoundError } from '../errors.js';
 import type { StreamSource } from '../media/medium.js';
 import { noProgress, type Progress } from '../progress.js';
@@ -32,12 +32,23 @@ export interface VerifyResult {
   bytes: number;
   /** Snapshot the first stream needs on the volume it is restored onto (null: a full chain). */
   needs: string | null;
+  /** Each volume's chain (one unless the sources hold streams of several volumes). */
+  chains: VerifiedChain[];
+}
+
+/** One volume's chain among the streams verified: what its first stream needs. */
+export interface VerifiedChain {
+  volume: string;
+  streams: number;
+  /** Snapshot its first stream needs on the volume it is restored onto (null: it starts with a full stream). */
+  needs: string | null;
 }
 
 export async function verifyStreams(sources: StreamSource[], progress: Progress = noProgress): Promise<VerifyResult> {
-  const result: VerifyResult = { ok: true, streams: [], blocks: 0, bytes: 0, needs: null };
-  const known = new Map<number, { name: string; generation: number }>();
-  let uuid: string | null = null;
+  const result: VerifyResult = { ok: true, streams: [], blocks: 0, bytes: 0, needs: null, chains: [] };
+  // streams of several volumes (a tape holding the dumps of several) are as many chains,
+  // each checked on its own; a full stream after a chain that began with one starts another
+  const chains = new Map<string, { chain: VerifiedChain; known: Map<number, { name: string; generation: number }> }>();
   for (const src of sources) {
     for await (const s of src.streams()) {
       let v: VerifiedStream | null = null;
@@ -45,14 +56,21 @@ export async function verifyStreams(sources: StreamSource[], progress: Progress 
       for await (const rec of readImageStream(s.bytes, s.name)) {
         if (rec.type === 'header') {
           const h = rec.header;
-          if (uuid !== null && h.volume.uuid !== uuid) throw new InvalidInputError(`${s.name}: stream of another volume (${h.volume.uuid}) in the chain of ${uuid}`, 'verify each volume\'s streams separately');
-          if (result.streams.length === 0) result.needs = h.base ? h.base.name : null;
-          else if (h.base === null) throw new InvalidInputError(`${s.name}: a full (level ${h.level}) stream in the middle of a chain`, 'a chain is one full stream followed by incrementals');
-          else {
-            const k = known.get(h.base.id);
+          let c = chains.get(h.volume.uuid);
+          if (!c) {
+            c = { chain: { volume: h.volume.uuid, streams: 0, needs: h.base ? h.base.name : null }, known: new Map() };
+            chains.set(h.volume.uuid, c);
+            result.chains.push(c.chain);
+            if (result.chains.length === 1) result.needs = c.chain.needs;
+          } else if (h.base === null) {
+            if (c.chain.needs !== null) throw new InvalidInputError(`${s.name}: a full (level ${h.level}) stream in the middle of a chain`, 'a chain is one full stream followed by incrementals');
+            c.known.clear(); // a new full dump of the volume: a new chain
+          } else {
+            const k = c.known.get(h.base.id);
             if (!k || k.generation !== h.base.generation) throw new NotFoundError(`${s.name}: its base snapshot "${h.base.name}" is not in the streams before it`, 'give the streams in chain order: level 0 first');
           }
-          uuid = h.volume.uuid;
+          c.chain.streams++;
+          const known = c.known;
           blockSize = h.volume.blockSize;
           v = { stream: s.name, streamId: h.streamId, volume: h.volume.uuid, level: h.level, base: h.base?.name ?? null, top: h.top.name, snapshots: h.snapshots.map((x) => x.name), blocks: 0, bytes: 0, streamBytes: 0, sha256: '', created: h.created };
           for (const x of h.snapshots) known.set(x.id, { name: x.name, generation: x.generation });

@@ -171,11 +171,13 @@ describe('dumps whose base is missing', () => {
 });
 
 describe('verify checks the chain', () => {
-  it('a broken chain (a base snapshot missing) exits 3 in verify as in restore; misordered or mixed streams 4; damage alone is 9', () => {
+  it('a broken chain (a base snapshot missing) exits 3 in verify as in restore; misordered streams 4; streams of two volumes two chains; damage alone is 9', () => {
     expectOneLineError(runCli(['verify', A.l1, A.l0], o), 'verify L1 L0', 4, /full \(level 0\) stream in the middle of a chain/);
     expectOneLineError(runCli(['verify', A.l0, A.l2], o), 'verify L0 L2', 3, /base snapshot "s2" is not in the streams before it/);
     expectOneLineError(runCli(['verify', A.l0, A.l2, A.l1], o), 'verify L0 L2 L1', 3, /base snapshot "s2" is not in the streams before it/);
-    expectOneLineError(runCli(['verify', A.l0, B.l1], o), 'verify A.L0 B.L1', 4, /another volume/);
+    // streams of two volumes are two chains, each checked on its own (a tape holding the dumps of several)
+    expect(cliJson<{ chains: Array<{ needs: string | null }> }>(['verify', A.l0, B.l1], o).chains.map((c) => c.needs)).toEqual([null, 's1']);
+    expect(cliJson<{ chains: Array<{ streams: number; needs: string | null }> }>(['verify', A.l0, B.l1, A.l1], o).chains.map((c) => [c.streams, c.needs])).toEqual([[2, null], [1, 's1']]);
     // the same broken chain given to restore: the same exit code
     expectRestoreRefused([A.l0, A.l2], path.join(emptyDir, 'gap.vol'), 3, /base snapshot "s2" is not on/);
     // in order it passes, and says what the first stream needs

@@ -62,7 +62,7 @@ async function expectSameAsSource(dst: string, top: string): Promise<void> {
 
 describe('June dumps on one tape', () => {
   it('each dump is the next tape file: a tar archive of label, parts, end, in whole records', () => {
-    for (const top of TOPS) dumps[top] = dump(src, LEVELS[top], top, `tape:${tape}`, catalog, [], o) as (typeof dumps)[string];
+    for (const top of TOPS) dumps[top] = dump(src, LEVELS[top], top, `tape:${tape}`, catalog, top === 'june3' ? ['--new-tape'] : [], o) as (typeof dumps)[string];
     expect(dirEntries(tape)).toEqual(['file0001.tar', 'file0002.tar', 'file0003.tar', 'file0004.tar']);
     TOPS.forEach((top, i) => {
       const d = dumps[top];
@@ -134,7 +134,7 @@ describe('a dump spanning tapes', () => {
   it('goes on over three tapes and restores from them exactly', async () => {
     const tapes = ['span1', 'span2', 'span3'].map((t) => path.join(root, t));
     const cat = path.join(root, 'span-catalog.json');
-    const d = dump(src, 0, 'june3', `tape:${tapes.join(',')}`, cat, ['--compress', 'none', '--tape-size', String(tapeSize)], o) as (typeof dumps)[string];
+    const d = dump(src, 0, 'june3', `tape:${tapes.join(',')}`, cat, ['--compress', 'none', '--tape-size', String(tapeSize), '--new-tape'], o) as (typeof dumps)[string];
     expect(d.media).toMatchObject({ kind: 'tape', location: tapes[0], tapeFile: 1, tapes });
     const files = tapes.map((t) => path.join(t, 'file0001.tar'));
     for (const t of tapes) expect(dirEntries(t)).toEqual(['file0001.tar']);
@@ -164,14 +164,53 @@ describe('a dump spanning tapes', () => {
     // the tapes alone, out of order or one missing, do not pass for the stream
     const missing = runCli(['verify', `tape:${tapes[0]},${tapes[1]}`], o);
     expectOneLineError(missing, 'two of three tapes', 3, /continues on a next tape/);
+    // given out of order, or without their first tape: named by path and label, nothing read
+    const [a, b, c] = tapes;
+    const label = (t: string, n: number) => new RegExp(`tape ${t} \\(tape ${n} of dump ${id}`);
+    expectOneLineError(runCli(['restore', '--from', `tape:${b},${a},${c}`, '--to', path.join(root, 'never.vol')], o), 'restore of tapes b,a,c', 4, label(b, 2));
+    expect(fs.existsSync(path.join(root, 'never.vol'))).toBe(false);
+    expectOneLineError(runCli(['verify', `tape:${c},${b},${a}`], o), 'verify of tapes c,b,a', 4, label(c, 3));
+    expectOneLineError(runCli(['verify', `tape:${b},${c}`], o), 'verify of tapes b,c', 3, /continues dump .* \(it is its tape 2\), whose tape 1 was not given/);
+    expectOneLineError(runCli(['verify', `tape:${a},${c}`], o), 'verify of tapes a,c', 3, new RegExp(`tape 2 of dump ${id} was not given: tape ${c} \\(tape 3`));
   }, 120_000);
 
   it('running out of tapes fails with one line and leaves no tape file', () => {
     const tapes = ['short1', 'short2'].map((t) => path.join(root, t));
     const cat = path.join(root, 'short-catalog.json');
-    const r = runCli(['dump', src, '--level', '0', '--snapshot', 'june3', '--to', `tape:${tapes.join(',')}`, '--compress', 'none', '--tape-size', String(tapeSize), '--catalog', cat], o);
+    const r = runCli(['dump', src, '--level', '0', '--snapshot', 'june3', '--to', `tape:${tapes.join(',')}`, '--compress', 'none', '--tape-size', String(tapeSize), '--catalog', cat, '--new-tape'], o);
     expectOneLineError(r, 'dump onto too few tapes', undefined, /full|no next tape|out of tape/i);
     for (const t of tapes) expect(fs.existsSync(t) ? dirEntries(t) : [], `${t} holds something`).toEqual([]);
     expect(fs.existsSync(cat) ? cliJson<{ dumps: unknown[] }>(['catalog', 'list', '--catalog', cat], o).dumps : []).toEqual([]);
   }, 60_000);
+});
+
+describe('tapes as a user gives them', () => {
+  it('a tape directory that does not exist is an error unless --new-tape makes it', () => {
+    const missing = path.join(root, 'no-such-tape');
+    const cat = path.join(root, 'new-tape-catalog.json');
+    const r = runCli(['dump', src, '--level', '0', '--snapshot', 'june3', '--to', `tape:${missing}`, '--catalog', cat], o);
+    expectOneLineError(r, 'dump to a missing tape', 3, /no such directory or device.*--new-tape/);
+    expect(fs.existsSync(missing)).toBe(false);
+    dump(src, 0, 'june3', `tape:${missing}`, cat, ['--new-tape'], o);
+    expect(dirEntries(missing)).toEqual(['file0001.tar']);
+  }, 60_000);
+
+  it('a tape holding the dumps of two volumes verifies as one chain per volume', () => {
+    const two = path.join(root, 'two-volumes');
+    const other = path.join(root, 'other.vol');
+    const cat = path.join(root, 'two-catalog.json');
+    ok(['volume', 'create', other, '--size', '1M', '-q'], o);
+    fs.writeFileSync(path.join(root, 'other.raw'), randomImage(256, BS, 77));
+    ok(['volume', 'import', other, '--from', path.join(root, 'other.raw'), '-q'], o);
+    ok(['snapshot', 'create', other, 'o1', '-q'], o);
+    dump(src, 0, 'june3', `tape:${two}`, cat, ['--new-tape'], o);
+    dump(other, 0, 'o1', `tape:${two}`, cat, [], o);
+    dump(src, 1, 'june5', `tape:${two}`, cat, [], o);
+    dump(src, 0, 'june7', `tape:${two}`, cat, [], o); // a new level 0: a new chain of the same volume
+    dump(src, 1, 'june9', `tape:${two}`, cat, [], o);
+    const v = cliJson<{ ok: boolean; streams: unknown[]; chains: Array<{ streams: number; needs: string | null }> }>(['verify', `tape:${two}`], o);
+    expect(v.streams).toHaveLength(5);
+    expect(v.chains.map((c) => [c.streams, c.needs])).toEqual([[4, null], [1, null]]);
+    expect(runCli(['verify', `tape:${two}`], o).stdout).toMatch(/volume [0-9a-f]+: 4 stream\(s\)/);
+  }, 120_000);
 });

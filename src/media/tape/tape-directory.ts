@@ -35,7 +35,7 @@ export function tapeKind(p: string, create: boolean): TapeKind {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
       // a mistyped drive name must not become a directory under /dev
       if (!create || path.resolve(p).startsWith('/dev/')) {
-        throw new NotFoundError(`tape ${p}: no such directory or device`, 'give an existing tape directory or a tape device such as /dev/nst0');
+        throw new NotFoundError(`tape ${p}: no such directory or device`, create ? 'give a tape device such as /dev/nst0' : 'give an existing tape directory or device, or --new-tape to make a new tape directory');
       }
       try {
         fs.mkdirSync(p, { recursive: true });

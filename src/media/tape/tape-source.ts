@@ -5,6 +5,7 @@ import { InvalidInputError, NotFoundError } from '../../errors.js';
 import type { MediaPosition, SourceStream, StreamSource } from '../medium.js';
 import { type TapeKind, listTapeFiles, tapeKind } from './tape-directory.js';
 import { type StreamProgress, type TapeFileRef, readTapeFileParts, readTapeLabel } from './tape-file-reader.js';
+import { checkTapeOrder } from './tape-order.js';
 
 export interface TapeSourceOptions {
   /** The tape set in order: directories or tape devices. */
@@ -99,6 +100,9 @@ export function tapeSource(opts: TapeSourceOptions): StreamSource {
         if (s) yield s;
         return;
       }
+      await checkTapeOrder(tapes, kinds);
+      const skipped: string[] = [];
+      let yielded = 0;
       for (let t = 0; t < tapes.length; t++) {
         if (kinds[t] !== 'directory') continue; // later devices only continue streams
         const files = listTapeFiles(tapes[t]);
@@ -112,9 +116,17 @@ export function tapeSource(opts: TapeSourceOptions): StreamSource {
         }
         for (const f of chosen) {
           const s = await startingStream(t, { name: `tape ${tapes[t]} file ${f.number}`, path: f.path }, f.number, kinds);
-          if (s) yield s;
+          if (s) {
+            yielded++;
+            yield s;
+          } else if (t === 0) skipped.push(`tape ${tapes[t]} file ${f.number}`);
         }
         if (only !== undefined) return;
+      }
+      // nothing but the continuation of a dump whose first tape was not given: say so
+      if (yielded === 0 && skipped.length > 0) {
+        const label = await readTapeLabel({ name: skipped[0], path: listTapeFiles(tapes[0])[0].path });
+        throw new NotFoundError(`${skipped[0]} continues dump ${label.streamId} (it is its tape ${label.sequence}), whose tape 1 was not given`, 'give the tapes of the dump from its first one, in order: tape:DIR1,DIR2,...');
       }
     },
   };

@@ -53,6 +53,8 @@ export interface TapeTargetOptions {
   streamId: string;
   /** Free text recorded in every tape file's label. */
   label?: string;
+  /** Create tape directories that do not exist yet (default); false: a missing tape is an error (the CLI without --new-tape). */
+  newTape?: boolean;
 }
 
 interface OpenTapeFile {
@@ -120,7 +122,7 @@ export function tapeTarget(opts: TapeTargetOptions): StreamTarget {
   }
   if (!isValidStreamId(id)) throw new InvalidInputError(`stream id "${id}" cannot name tape members`, 'stream ids are 1 to 64 letters, digits, ".", "_" or "-"');
   if (opts.label !== undefined && opts.label.length > MAX_LABEL_CHARS) throw new InvalidInputError(`tape label is longer than ${MAX_LABEL_CHARS} characters`);
-  tapeKind(opts.tapes[0], true); // fail early on a regular file or an unusable path
+  tapeKind(opts.tapes[0], opts.newTape ?? true); // fail early on a missing tape, a regular file or an unusable path
 
   const created = new Date();
   const host = os.hostname();
@@ -151,7 +153,7 @@ export function tapeTarget(opts: TapeTargetOptions): StreamTarget {
     for (;;) {
       const tape = await nextTapePath();
       tapeIndex++;
-      const kind = tapeKind(tape, true);
+      const kind = tapeKind(tape, opts.newTape ?? true);
       let files: ReturnType<typeof listTapeFiles> = [];
       if (kind === 'directory') {
         const dir = path.resolve(tape);
