@@ -56,7 +56,7 @@ While the volume is being served (imgstream serve nbd), the dump asks the server
     const peer = peerClientOptions(flags, flags.to !== undefined && isPeerSpec(flags.to) && !flags['dry-run'] ? [flags.to] : [], flags['dry-run']);
     const result = await dumpVolumeAt(
       args.volume,
-      (streamId) => targetFor(flags.to!, { force: flags.force, tapeSize, recordSize, streamId, nextTape: nextTapePrompt(), peer, newTape: flags['new-tape'] }),
+      (streamId) => targetFor(flags.to!, { force: flags.force, tapeSize, recordSize, streamId, nextTape: nextTapePrompt(), peer, newTape: flags['new-tape'] === true }),
       {
         level: flags.level,
         snapshot: flags.snapshot,

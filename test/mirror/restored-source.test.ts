@@ -65,7 +65,7 @@ describe('restores mark what they bring in the mark-on-allocate plane', () => {
     expect(unmarked(b, brought)).toEqual([]);
     expect(unmarked(b, await streamVbns(p('a.s1')))).toEqual([]);
 
-    // a mirror of B takes a snapshot of B's own: the chain's next stream then collides with it, and is refused
+    // a mirror of B takes a snapshot of B's own, after the chain's base: the next stream is refused, naming it
     ok(['mirror', 'update', b, '--to', p('m.vol'), '-q'], o);
     mutate(img, BS, 20, 510);
     fs.writeFileSync(p('img.raw'), img);
@@ -73,7 +73,7 @@ describe('restores mark what they bring in the mark-on-allocate plane', () => {
     ok(['snapshot', 'create', a, 's3', '-q'], o);
     dump(a, 2, 's3', p('a.s3'), p('catalog.json'), [], o);
     const before = fs.readFileSync(b);
-    expectOneLineError(runCli(['restore', '--from', p('a.s3'), '--to', b], o), 'restore after a mirror snapshot', 4, /snapshot id \d+ is "mirror\./);
+    expectOneLineError(runCli(['restore', '--from', p('a.s3'), '--to', b], o), 'restore after a mirror snapshot', 4, /snapshot "mirror\.[^"]+" taken after its base snapshot "s2"/);
     expect(fs.readFileSync(b).equals(before)).toBe(true);
   }, 120_000);
 });

@@ -120,7 +120,7 @@ describe('MAPDELTA records in incremental streams', () => {
       // the base node's own VBN: held by s1, so writing there would damage it
       await rewrite(l1Recs, p('bad-target'), { mapDeltas: true, edit: (ns) => ns.map((n, i) => (i === 0 ? { ...n, vbn: n.base } : n)) });
       const r = runCli(['restore', '--from', p('bad-target'), '--to', base], o);
-      expectOneLineError(r, 'restore bad-target', 4, /would overwrite data/);
+      expectOneLineError(r, 'restore bad-target', 4, /would overwrite /);
       unchanged();
     });
 
