@@ -13,40 +13,33 @@
 // A crash before 3 leaves the previous root current, and nothing it references was
 // touched; after 3 the journal is replayed on open. Cost: what changed, not volume size.
 import fs from 'node:fs';
-import { basename } from 'node:path';
-import { randomBytes } from 'node:crypto';
 import { CorruptError, ExistsError, InvalidInputError, NotAVolumeError, NotFoundError, VolumeFullError, fromSystemError } from '../errors.js';
-import { decodeRootRecord, encodeRootRecord, ROOT_RECORD_BYTES, type RootRecord } from '../format/volume-root.js';
+import { encodeRootRecord, type RootRecord } from '../format/volume-root.js';
 import { contentCrc, decodeJournalIndex, encodeJournalIndex, entriesPerIndexBlock, type JournalEntry } from '../format/journal-index.js';
 import { decodeSnapshotEntry, encodeSnapshotEntry, SNAPSHOT_ENTRY_BYTES, type SnapshotEntry } from '../format/snapshot-entry.js';
 import { crc32 } from '../format/crc32.js';
 import { Allocator, type FreeSpaceView } from './allocator.js';
 import { BlockFile } from './block-file.js';
-import { DEFAULT_BLOCK_SIZE, DEFAULT_MAX_SNAPSHOTS, mapDepthFor, PLANE_ACTIVE, PLANE_MOA, validateBlockSize, VolumeLayout } from './layout.js';
+import { PLANE_ACTIVE, PLANE_MOA, VolumeLayout } from './layout.js';
 import { LogicalMap, type MapStorage } from './logical-map.js';
 import { MetadataStore } from './metadata-store.js';
 import { PlaneScanner } from './plane-scanner.js';
 import { SparseBitmap } from './sparse-bitmap.js';
-import { popcount32 } from '../image/bit-words.js';
 import { validateSnapshotName } from './snapshot-name.js';
 import { VolumeLock } from './volume-lock.js';
 import { BusyError } from '../errors.js';
 import type { PlaneRef, PlaneSource } from '../image/plane-source.js';
 import { isZero } from './zero.js';
+import { createVolume, type CreateOptions } from './volume-create.js';
+import { readRootRecord } from './root-reader.js';
+import { crashPoint } from './crash-point.js';
+import { countOnlyIn, countUnion } from './plane-census.js';
+import { FLAG_MIRROR, FLAG_MIRROR_BROKEN } from './volume-flags.js';
 
-export interface CreateOptions {
-  /** Logical disk size in bytes. */
-  size: number;
-  /** Total bytes of the volume file (data, snapshots, metadata). Default: twice `size` plus metadata. */
-  volumeSize?: number;
-  blockSize?: number;
-  maxSnapshots?: number;
-  /** Overwrite an existing volume on a block device. */
-  force?: boolean;
-  /** Restore: the identity and exact geometry of the volume a stream came from. */
-  uuid?: string;
-  nblocks?: number;
-}
+export { FLAG_MIRROR, FLAG_MIRROR_BROKEN };
+
+export type { CreateOptions };
+
 
 export interface OpenOptions {
   write: boolean;
@@ -54,25 +47,6 @@ export interface OpenOptions {
   mirror?: boolean;
 }
 
-const FLAG_BLOCK_DEVICE = 1;
-/** The volume is a mirror destination: only the mirror engine writes it (see ../mirror). */
-export const FLAG_MIRROR = 2;
-/** The mirror was broken off (`mirror break`): writable, until `mirror resync`. */
-export const FLAG_MIRROR_BROKEN = 4;
-
-/**
- * Fault injection for crash tests: IMGSTREAM_CRASH_AT=<step>[:<file name>] kills this
- * process with SIGKILL at that step of a CP (journal, root, apply, clean-root) or of a
- * snapshot (snapshot-plane), of any volume or only of the volume file with that name (a
- * process that writes two, such as a mirror update to a local path), the same as a kill
- * -9 landing exactly there.
- */
-function crashPoint(step: string, file: string): void {
-  const at = process.env.IMGSTREAM_CRASH_AT;
-  if (at === undefined) return;
-  const [want, name] = at.split(':');
-  if (want === step && (name === undefined || basename(file) === name)) process.kill(process.pid, 'SIGKILL');
-}
 
 export class Volume implements MapStorage {
   readonly layout: VolumeLayout;
@@ -118,108 +92,7 @@ export class Volume implements MapStorage {
   // ---------------------------------------------------------------- create / open
 
   static create(path: string, opts: CreateOptions): RootRecord {
-    const blockSize = validateBlockSize(opts.blockSize ?? DEFAULT_BLOCK_SIZE);
-    const maxSnapshots = opts.maxSnapshots ?? DEFAULT_MAX_SNAPSHOTS;
-    if (!Number.isInteger(maxSnapshots) || maxSnapshots < 1 || maxSnapshots > 65535) {
-      throw new InvalidInputError(`invalid snapshot limit ${maxSnapshots}`, 'use 1 to 65535');
-    }
-    if (!(opts.size > 0) || opts.size % blockSize !== 0) {
-      throw new InvalidInputError(`invalid size ${opts.size}: the logical disk must be a positive multiple of the block size (${blockSize})`);
-    }
-    const logicalBlocks = opts.size / blockSize;
-    let isDevice = false;
-    let deviceBytes = 0;
-    try {
-      const st = fs.statSync(path);
-      if (st.isBlockDevice()) {
-        isDevice = true;
-        const f = BlockFile.open(path, false);
-        deviceBytes = f.size();
-        const head = Buffer.alloc(ROOT_RECORD_BYTES);
-        f.read(head, 0);
-        f.close();
-        if (decodeRootRecord(head).ok && !opts.force) throw new ExistsError(`${path}: already holds an imgstream volume`, 'pass --force to overwrite it');
-      } else {
-        throw new ExistsError(`${path}: already exists`, 'choose another path or remove the file first');
-      }
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw fromSystemError(err, path, 'creating the volume');
-    }
-    let layout: VolumeLayout;
-    if (opts.nblocks !== undefined) layout = new VolumeLayout(blockSize, opts.nblocks, maxSnapshots);
-    else if (isDevice) layout = VolumeLayout.fitting(blockSize, opts.volumeSize ?? deviceBytes, maxSnapshots);
-    else if (opts.volumeSize !== undefined) layout = VolumeLayout.fitting(blockSize, opts.volumeSize, maxSnapshots);
-    else {
-      const probe = new VolumeLayout(blockSize, logicalBlocks * 2, maxSnapshots);
-      layout = probe;
-    }
-    if (isDevice && layout.fileBytes > deviceBytes) throw new InvalidInputError(`--volume-size is larger than the device ${path} (${deviceBytes} bytes)`);
-    const now = Date.now();
-    const root: RootRecord = {
-      blockSize,
-      nblocks: layout.nblocks,
-      logicalSize: opts.size,
-      maxSnapshots,
-      mapDepth: mapDepthFor(blockSize, logicalBlocks),
-      uuid: opts.uuid ?? randomBytes(16).toString('hex'),
-      createdMs: now,
-      flags: isDevice ? FLAG_BLOCK_DEVICE : 0,
-      generation: 1,
-      cpTimeMs: now,
-      mapRoot: 0,
-      journalHead: 0,
-      journalCount: 0,
-      journalCrc: 0,
-      moaCurrent: 0,
-      nextSnapshotId: 1,
-      allocCursor: 1,
-      usedBlocks: 0,
-      mappedBlocks: 0,
-      moaSwaps: 0,
-    };
-    const rootBlock = Buffer.alloc(blockSize);
-    encodeRootRecord(root).copy(rootBlock);
-    if (isDevice) {
-      const f = BlockFile.open(path, true);
-      try {
-        const zero = Buffer.alloc(blockSize);
-        f.write(zero, 0);
-        f.sync();
-        // table and the active and mark-on-allocate planes must read as zeros; snapshot
-        // slots are written in full whenever a snapshot takes them
-        const end = layout.planeBlock(PLANE_MOA[1], 0) + layout.planeBlocks;
-        for (let m = 2; m < end; m++) f.write(zero, layout.metaOffset(m));
-        f.sync();
-        f.write(rootBlock, layout.metaOffset(1));
-        f.sync();
-      } finally {
-        f.close();
-      }
-      return root;
-    }
-    // a new file appears whole or not at all: build it under a temporary name, then link it
-    const tmp = `${path}.imgstream-new-${process.pid}`;
-    let f: BlockFile | null = null;
-    try {
-      fs.writeFileSync(tmp, '', { flag: 'wx' });
-      f = BlockFile.open(tmp, true);
-      f.truncate(layout.fileBytes);
-      f.write(rootBlock, layout.metaOffset(1));
-      f.sync();
-      f.close();
-      f = null;
-      fs.linkSync(tmp, path);
-    } catch (err) {
-      throw fromSystemError(err, path, 'creating the volume');
-    } finally {
-      f?.close();
-      try {
-        fs.unlinkSync(tmp);
-      } catch {
-        /* not created */
-      }
-    }
-    return root;
+    return createVolume(path, opts);
   }
 
   static open(path: string, opts: OpenOptions): Volume {
@@ -236,7 +109,7 @@ export class Volume implements MapStorage {
     let file: BlockFile | null = null;
     try {
       file = BlockFile.open(path, opts.write);
-      const root = Volume.readRoot(file, path);
+      const root = readRootRecord(file, path);
       if (opts.write && !opts.mirror && (root.flags & FLAG_MIRROR) !== 0 && (root.flags & FLAG_MIRROR_BROKEN) === 0) {
         throw new InvalidInputError(`${path}: is a mirror destination, written only by its mirror`, 'read it, or make it writable with: imgstream mirror break');
       }
@@ -278,7 +151,7 @@ export class Volume implements MapStorage {
     try {
       for (let attempt = 0; attempt < 200; attempt++) {
         if (attempt > 0) Atomics.wait(sleeper, 0, 0, Math.min(50, 2 * attempt)); // the holder is mid-CP: let it finish
-        const before = Volume.readRoot(file, path);
+        const before = readRootRecord(file, path);
         const view = new Volume(path, file, null, before, false);
         try {
           view.loadJournal();
@@ -287,7 +160,7 @@ export class Volume implements MapStorage {
           lastError = err; // a journal or table read while the holder rewrote it
           continue;
         }
-        if (Volume.readRoot(file, path).generation === before.generation) return view;
+        if (readRootRecord(file, path).generation === before.generation) return view;
         lastError = null;
       }
     } catch (err) {
@@ -302,47 +175,6 @@ export class Volume implements MapStorage {
   /** The lock this process holds on the volume (null for a view). */
   get volumeLock(): VolumeLock | null {
     return this.lock;
-  }
-
-  private static readRoot(file: BlockFile, path: string): RootRecord {
-    const head = Buffer.alloc(ROOT_RECORD_BYTES);
-    file.read(head, 0);
-    const a = decodeRootRecord(head);
-    // slot 1 sits one block further; the block size is in either valid slot
-    let b: ReturnType<typeof decodeRootRecord> = { ok: false, reason: 'magic' };
-    const bs = a.ok ? a.record.blockSize : Volume.probeBlockSize(file);
-    if (bs > 0) {
-      const second = Buffer.alloc(ROOT_RECORD_BYTES);
-      file.read(second, bs);
-      b = decodeRootRecord(second);
-    }
-    const valid = [a, b].filter((r): r is { ok: true; record: RootRecord } => r.ok).map((r) => r.record);
-    if (valid.length === 0) {
-      const why = [a, b].some((r) => !r.ok && r.reason === 'version') ? 'of an unsupported format version' : 'not an imgstream volume';
-      throw new NotAVolumeError(`${path}: ${why}`, 'create a volume with: imgstream volume create');
-    }
-    valid.sort((x, y) => y.generation - x.generation);
-    const root = valid[0];
-    try {
-      validateBlockSize(root.blockSize);
-    } catch {
-      throw new CorruptError(`${path}: root record has an invalid block size ${root.blockSize}`);
-    }
-    const layout = new VolumeLayout(root.blockSize, root.nblocks, root.maxSnapshots);
-    const size = file.size();
-    if (size < layout.fileBytes) throw new CorruptError(`${path}: volume is truncated (${size} bytes, needs ${layout.fileBytes})`, 'the file was cut short: restore it from a copy');
-    return root;
-  }
-
-  /** Finds slot 1 when slot 0 is unreadable: it starts at one block size in. */
-  private static probeBlockSize(file: BlockFile): number {
-    const probe = Buffer.alloc(ROOT_RECORD_BYTES);
-    for (let bs = 4096; bs <= 1 << 20; bs *= 2) {
-      file.read(probe, bs);
-      const r = decodeRootRecord(probe);
-      if (r.ok && r.record.blockSize === bs) return bs;
-    }
-    return 0;
   }
 
   private loadJournal(): void {
@@ -677,7 +509,7 @@ export class Volume implements MapStorage {
     this.freshSinceCp.clear();
     this.allocator.reset();
     this.changed = false;
-    const reread = Volume.readRoot(this.file, this.path);
+    const reread = readRootRecord(this.file, this.path);
     this.root = reread;
     this.loadTable();
   }
@@ -954,68 +786,24 @@ export class Volume implements MapStorage {
 
   /** Counts the set bits of a plane: one pass over its blocks. */
   countPlane(plane: number): number {
-    let n = 0;
-    const scan = this.scanner(plane);
-    for (let c = 0; c < this.layout.planeBlocks; c++) {
-      const w = scan.words(c);
-      for (let i = 0; i < w.length; i++) if (w[i] !== 0) n += popcount32(w[i]);
-    }
-    return n;
+    return countUnion(this.layout, [this.scanner(plane)]);
   }
 
-  /** Blocks no plane holds (the allocator may still hold back a few for the journal). One pass over all planes. */
   /**
    * Blocks that only shadow snapshots hold: the allocator takes them when no free block is
    * left (clearing their bits), so a change may use them as well as the free ones.
    */
   countReusable(): number {
-    const regular = [PLANE_ACTIVE, ...this.snapshots().filter((s) => !s.shadow).map((s) => this.layout.snapshotPlane(s.slot)), ...[...this.departedSlots].map((slot) => this.layout.snapshotPlane(slot))];
-    const shadows = this.snapshots().filter((s) => s.shadow).map((s) => this.layout.snapshotPlane(s.slot));
+    const shadows = this.snapshots().filter((s) => s.shadow).map((s) => this.scanner(this.layout.snapshotPlane(s.slot)));
     if (shadows.length === 0) return 0;
-    const words = this.layout.wordsPerPlaneBlock;
-    const pinned = new Uint32Array(words);
-    const shade = new Uint32Array(words);
-    const pin = regular.map((p) => this.scanner(p));
-    const sh = shadows.map((p) => this.scanner(p));
-    let n = 0;
-    for (let c = 0; c < this.layout.planeBlocks; c++) {
-      pinned.fill(0);
-      shade.fill(0);
-      for (const scan of pin) {
-        const w = scan.words(c);
-        for (let i = 0; i < words; i++) pinned[i] |= w[i];
-      }
-      const r = this.releasedSinceCp.chunk(c);
-      if (r) for (let i = 0; i < words; i++) pinned[i] |= r[i];
-      for (const scan of sh) {
-        const w = scan.words(c);
-        for (let i = 0; i < words; i++) shade[i] |= w[i];
-      }
-      for (let i = 0; i < words; i++) {
-        const only = shade[i] & ~pinned[i];
-        if (only !== 0) n += popcount32(only);
-      }
-    }
-    return n;
+    const pinned = [PLANE_ACTIVE, ...this.snapshots().filter((s) => !s.shadow).map((s) => this.layout.snapshotPlane(s.slot)), ...[...this.departedSlots].map((slot) => this.layout.snapshotPlane(slot))];
+    return countOnlyIn(this.layout, shadows, pinned.map((p) => this.scanner(p)), this.releasedSinceCp);
   }
 
+  /** Blocks no plane holds (the allocator may still hold back a few for the journal). One pass over all planes. */
   countFree(): number {
     const planes = [PLANE_ACTIVE, ...this.snapshots().map((s) => this.layout.snapshotPlane(s.slot))];
-    const words = this.layout.wordsPerPlaneBlock;
-    const acc = new Uint32Array(words);
-    const scanners = planes.map((p) => this.scanner(p));
-    let used = 0;
-    for (let c = 0; c < this.layout.planeBlocks; c++) {
-      acc.fill(0);
-      for (const scan of scanners) {
-        const w = scan.words(c);
-        for (let i = 0; i < words; i++) acc[i] |= w[i];
-      }
-      const r = this.releasedSinceCp.chunk(c);
-      if (r) for (let i = 0; i < words; i++) acc[i] |= r[i];
-      for (let i = 0; i < words; i++) if (acc[i] !== 0) used += popcount32(acc[i]);
-    }
-    return this.layout.nblocks - 1 - used; // VBN 0 is never allocated
+    return this.layout.nblocks - 1 - countUnion(this.layout, planes.map((p) => this.scanner(p)), this.releasedSinceCp); // VBN 0 is never allocated
   }
 
   /** Reads a plane front to back in large windows (see plane-scanner.ts). */

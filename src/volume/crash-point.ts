@@ -1,0 +1,16 @@
+import { basename } from 'node:path';
+
+/**
+ * Fault injection for crash tests: IMGSTREAM_CRASH_AT=<step>[:<file name>] kills this
+ * process with SIGKILL at that step of a CP (journal, root, apply, clean-root) or of a
+ * snapshot (snapshot-plane), of any volume or only of the volume file with that name (a
+ * process that writes two, such as a mirror update to a local path), the same as a kill
+ * -9 landing exactly there.
+ */
+export function crashPoint(step: string, file: string): void {
+  const at = process.env.IMGSTREAM_CRASH_AT;
+  if (at === undefined) return;
+  const [want, name] = at.split(':');
+  if (want === step && (name === undefined || basename(file) === name)) process.kill(process.pid, 'SIGKILL');
+}
+

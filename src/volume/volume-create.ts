@@ -1,0 +1,128 @@
+// Creating a volume: its layout, first root record and zeroed metadata, in a file that
+// appears whole or not at all, or on a block device.
+import fs from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { ExistsError, InvalidInputError, fromSystemError } from '../errors.js';
+import { decodeRootRecord, encodeRootRecord, ROOT_RECORD_BYTES, type RootRecord } from '../format/volume-root.js';
+import { BlockFile } from './block-file.js';
+import { DEFAULT_BLOCK_SIZE, DEFAULT_MAX_SNAPSHOTS, mapDepthFor, PLANE_MOA, validateBlockSize, VolumeLayout } from './layout.js';
+import { FLAG_BLOCK_DEVICE } from './volume-flags.js';
+
+export interface CreateOptions {
+  /** Logical disk size in bytes. */
+  size: number;
+  /** Total bytes of the volume file (data, snapshots, metadata). Default: twice `size` plus metadata. */
+  volumeSize?: number;
+  blockSize?: number;
+  maxSnapshots?: number;
+  /** Overwrite an existing volume on a block device. */
+  force?: boolean;
+  /** Restore: the identity and exact geometry of the volume a stream came from. */
+  uuid?: string;
+  nblocks?: number;
+}
+
+export function createVolume(path: string, opts: CreateOptions): RootRecord {
+  const blockSize = validateBlockSize(opts.blockSize ?? DEFAULT_BLOCK_SIZE);
+  const maxSnapshots = opts.maxSnapshots ?? DEFAULT_MAX_SNAPSHOTS;
+  if (!Number.isInteger(maxSnapshots) || maxSnapshots < 1 || maxSnapshots > 65535) {
+    throw new InvalidInputError(`invalid snapshot limit ${maxSnapshots}`, 'use 1 to 65535');
+  }
+  if (!(opts.size > 0) || opts.size % blockSize !== 0) {
+    throw new InvalidInputError(`invalid size ${opts.size}: the logical disk must be a positive multiple of the block size (${blockSize})`);
+  }
+  const logicalBlocks = opts.size / blockSize;
+  let isDevice = false;
+  let deviceBytes = 0;
+  try {
+    const st = fs.statSync(path);
+    if (st.isBlockDevice()) {
+      isDevice = true;
+      const f = BlockFile.open(path, false);
+      deviceBytes = f.size();
+      const head = Buffer.alloc(ROOT_RECORD_BYTES);
+      f.read(head, 0);
+      f.close();
+      if (decodeRootRecord(head).ok && !opts.force) throw new ExistsError(`${path}: already holds an imgstream volume`, 'pass --force to overwrite it');
+    } else {
+      throw new ExistsError(`${path}: already exists`, 'choose another path or remove the file first');
+    }
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw fromSystemError(err, path, 'creating the volume');
+  }
+  let layout: VolumeLayout;
+  if (opts.nblocks !== undefined) layout = new VolumeLayout(blockSize, opts.nblocks, maxSnapshots);
+  else if (isDevice) layout = VolumeLayout.fitting(blockSize, opts.volumeSize ?? deviceBytes, maxSnapshots);
+  else if (opts.volumeSize !== undefined) layout = VolumeLayout.fitting(blockSize, opts.volumeSize, maxSnapshots);
+  else {
+    const probe = new VolumeLayout(blockSize, logicalBlocks * 2, maxSnapshots);
+    layout = probe;
+  }
+  if (isDevice && layout.fileBytes > deviceBytes) throw new InvalidInputError(`--volume-size is larger than the device ${path} (${deviceBytes} bytes)`);
+  const now = Date.now();
+  const root: RootRecord = {
+    blockSize,
+    nblocks: layout.nblocks,
+    logicalSize: opts.size,
+    maxSnapshots,
+    mapDepth: mapDepthFor(blockSize, logicalBlocks),
+    uuid: opts.uuid ?? randomBytes(16).toString('hex'),
+    createdMs: now,
+    flags: isDevice ? FLAG_BLOCK_DEVICE : 0,
+    generation: 1,
+    cpTimeMs: now,
+    mapRoot: 0,
+    journalHead: 0,
+    journalCount: 0,
+    journalCrc: 0,
+    moaCurrent: 0,
+    nextSnapshotId: 1,
+    allocCursor: 1,
+    usedBlocks: 0,
+    mappedBlocks: 0,
+    moaSwaps: 0,
+  };
+  const rootBlock = Buffer.alloc(blockSize);
+  encodeRootRecord(root).copy(rootBlock);
+  if (isDevice) {
+    const f = BlockFile.open(path, true);
+    try {
+      const zero = Buffer.alloc(blockSize);
+      f.write(zero, 0);
+      f.sync();
+      // table and the active and mark-on-allocate planes must read as zeros; snapshot
+      // slots are written in full whenever a snapshot takes them
+      const end = layout.planeBlock(PLANE_MOA[1], 0) + layout.planeBlocks;
+      for (let m = 2; m < end; m++) f.write(zero, layout.metaOffset(m));
+      f.sync();
+      f.write(rootBlock, layout.metaOffset(1));
+      f.sync();
+    } finally {
+      f.close();
+    }
+    return root;
+  }
+  // a new file appears whole or not at all: build it under a temporary name, then link it
+  const tmp = `${path}.imgstream-new-${process.pid}`;
+  let f: BlockFile | null = null;
+  try {
+    fs.writeFileSync(tmp, '', { flag: 'wx' });
+    f = BlockFile.open(tmp, true);
+    f.truncate(layout.fileBytes);
+    f.write(rootBlock, layout.metaOffset(1));
+    f.sync();
+    f.close();
+    f = null;
+    fs.linkSync(tmp, path);
+  } catch (err) {
+    throw fromSystemError(err, path, 'creating the volume');
+  } finally {
+    f?.close();
+    try {
+      fs.unlinkSync(tmp);
+    } catch {
+      /* not created */
+    }
+  }
+  return root;
+}

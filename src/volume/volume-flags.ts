@@ -1,0 +1,7 @@
+// Bits of the root record's flags.
+/** The volume is on a block device (its size is the device's). */
+export const FLAG_BLOCK_DEVICE = 1;
+/** The volume is a mirror destination: only the mirror engine writes it (see ../mirror). */
+export const FLAG_MIRROR = 2;
+/** The mirror was broken off (`mirror break`): writable, until `mirror resync`. */
+export const FLAG_MIRROR_BROKEN = 4;
