@@ -24,6 +24,8 @@ export interface ServeNbdOptions {
   cpIntervalMs: number;
   /** The export's name (default ""): clients asking for "" get it too. */
   exportName?: string;
+  /** Milliseconds a client gets to complete the handshake (default 10 s; 0: no limit). */
+  handshakeMs?: number;
 }
 
 /** What a client needs to connect, reported once the server listens. */
@@ -78,7 +80,7 @@ export async function serveNbd(opts: ServeNbdOptions, hooks: NbdServeHooks): Pro
     if (opts.listen.socket !== undefined) await clearStaleSocket(opts.listen.socket);
     server = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => {
       connections++;
-      const c = new NbdConnection(socket, exp, (gone) => conns.delete(gone));
+      const c = new NbdConnection(socket, exp, (gone) => conns.delete(gone), opts.handshakeMs);
       conns.add(c);
     });
     await listen(server, opts.listen);
