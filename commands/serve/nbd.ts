@@ -25,7 +25,8 @@ While it serves, other imgstream commands on the same volume go through the serv
     snapshot: Flags.string({ helpValue: 'NAME', description: 'Serve this snapshot, read-only.' }),
     readonly: Flags.boolean({ char: 'r', description: 'Refuse writes (EPERM).' }),
     'cp-interval': Flags.string({ helpValue: 'SECONDS', description: 'Seconds between consistency points while writes arrive; 0: only on flush and shutdown.', default: '5' }),
-    'export-name': Flags.string({ helpValue: 'NAME', description: 'Name of the export; clients asking for the empty name get it too.', default: '' }),
+    'export-name': Flags.string({ helpValue: 'NAME', description: 'Name of the export; clients asking for the empty name get it too. A snapshot served beside a served volume is named after the snapshot by default.' }),
+    'handshake-timeout': Flags.string({ helpValue: 'SECONDS', description: 'Seconds a client gets to complete the NBD handshake before it is dropped; 0: no limit.', default: '10' }),
   };
 
   async run() {
@@ -34,6 +35,10 @@ While it serves, other imgstream commands on the same volume go through the serv
     if (!/^\d+(\.\d+)?$/.test(flags['cp-interval'].trim()) || !Number.isFinite(interval)) {
       throw new UsageError(`invalid --cp-interval "${flags['cp-interval']}"`, 'use a number of seconds, e.g. 5 or 0.5');
     }
+    const handshake = Number(flags['handshake-timeout']);
+    if (!/^\d+(\.\d+)?$/.test(flags['handshake-timeout'].trim()) || !Number.isFinite(handshake)) {
+      throw new UsageError(`invalid --handshake-timeout "${flags['handshake-timeout']}"`, 'use a number of seconds, e.g. 10, or 0 for no limit');
+    }
     const listen = flags.socket !== undefined ? { socket: flags.socket } : parseListenAddress(flags.listen ?? '127.0.0.1:10809');
     const stop = new AbortController();
     const onSignal = () => stop.abort();
@@ -41,14 +46,15 @@ While it serves, other imgstream commands on the same volume go through the serv
     process.once('SIGTERM', onSignal);
     try {
       const result = await serveNbd(
-        { volume: args.volume, listen, snapshot: flags.snapshot, readOnly: flags.readonly, cpIntervalMs: interval * 1000, exportName: flags['export-name'] },
+        { volume: args.volume, listen, snapshot: flags.snapshot, readOnly: flags.readonly, cpIntervalMs: interval * 1000, exportName: flags['export-name'], handshakeMs: handshake * 1000 },
         {
           signal: stop.signal,
           listening: (info) => this.ready(info),
           problem: (message) => process.stderr.write(`imgstream: ${message}\n`),
         },
       );
-      this.say(`stopped: ${result.connections} connections, ${formatSize(result.bytesRead)} read, ${formatSize(result.bytesWritten)} written, ${result.consistencyPoints} CPs (CP ${result.generation})`);
+      if (result.servedBy !== undefined) this.say(`stopped: the export is gone from imgstream process ${result.servedBy}`);
+      else this.say(`stopped: ${result.connections} connections, ${formatSize(result.bytesRead)} read, ${formatSize(result.bytesWritten)} written, ${result.consistencyPoints} CPs (CP ${result.generation})`);
       return result;
     } finally {
       process.off('SIGINT', onSignal);
@@ -63,6 +69,7 @@ While it serves, other imgstream commands on the same volume go through the serv
       return;
     }
     const what = info.snapshot !== null ? `snapshot ${info.snapshot} of ${info.volume}` : info.volume;
-    this.say(`serving ${what} (${formatSize(info.size)}, ${info.readOnly ? 'read-only' : 'read-write'}) at ${info.uri}`);
+    const by = info.servedBy !== undefined ? `, beside the volume, by imgstream process ${info.servedBy}` : '';
+    this.say(`serving ${what} (${formatSize(info.size)}, ${info.readOnly ? 'read-only' : 'read-write'}${by}) at ${info.uri}`);
   }
 }
