@@ -2,11 +2,16 @@
 // order a client may try (and the orders it must not), old clients that never ask for
 // structured replies, and the bounds on negotiation: its deadline and option lengths.
 // Byte layouts are written out here, not taken from src/format.
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tempDir } from '../support/images.js';
-import { cli, RawClient, startServer, type RunningServer } from './support.js';
+import { cli, missingBinaries, ok, RawClient, startServer, type RunningServer } from './support.js';
+
+// nbdsh runs the first python3 on PATH: the system's, which has libnbd's module, goes first
+const NBDSH_PATH = `/usr/bin:${process.env.PATH ?? ''}`;
+const noNbdsh = missingBinaries(['nbdsh']).length > 0 || spawnSync('nbdsh', ['-c', 'pass'], { env: { ...process.env, PATH: NBDSH_PATH } }).status !== 0;
 
 const BS = 4096;
 const SIZE = 1 << 22; // 4 MiB: data in the first 64 KiB and at 1 MiB, holes elsewhere
@@ -258,6 +263,68 @@ describe('structured replies and metadata contexts, negotiated by hand', () => {
     const hole = await structuredReply(e);
     expect(hole.map((ch) => ch.type)).toEqual([CHUNK.HOLE]);
     e.close();
+  });
+
+  it.skipIf(noNbdsh)('libnbd (nbdsh) with structured replies refused and accepted: simple packets, DF, block status, listed contexts', async () => {
+    const script = `
+import nbd
+uri = ${JSON.stringify(server.info.uri)}
+# an old client: no structured replies
+h = nbd.NBD()
+h.set_request_structured_replies(False)
+h.add_meta_context("base:allocation")
+h.connect_uri(uri)
+assert not h.get_structured_replies_negotiated()
+assert not h.can_df()
+assert not h.can_meta_context("base:allocation")
+buf = h.pread(8192, 61440)
+print("simple", buf.hex()[:16], len(buf))
+try:
+    h.block_status(4096, 0, lambda *a: 0)
+    print("block status: answered")
+except nbd.Error as e:
+    print("block status: refused")
+h.shutdown()
+# a modern one: structured replies, DF, two contexts
+h = nbd.NBD()
+h.add_meta_context("base:allocation")
+h.add_meta_context("imgstream:image:active - snap")
+h.connect_uri(uri)
+assert h.get_structured_replies_negotiated()
+assert h.can_df()
+assert h.can_meta_context("base:allocation") and h.can_meta_context("imgstream:image:active - snap")
+kinds = {nbd.READ_DATA: "data", nbd.READ_HOLE: "hole"}
+for flags in (0, nbd.CMD_FLAG_DF):
+    got = []
+    h.pread_structured(65536, 61440, lambda buf, off, status, err: got.append(kinds[status]) or 0, flags)
+    print("chunks", "df" if flags else "plain", got)
+seen = {}
+def cb(ctx, offset, entries, err):
+    seen[ctx] = list(entries)
+    return 0
+h.block_status(${SIZE}, 0, cb)
+for k in sorted(seen): print("map", k, seen[k])
+h.shutdown()
+# option mode: list the contexts, then go
+h = nbd.NBD()
+h.set_opt_mode(True)
+h.connect_uri(uri)
+names = []
+h.opt_list_meta_context(lambda name: names.append(name) or 0)
+print("listed", sorted(names))
+h.opt_go()
+print("size", h.get_size())
+h.shutdown()
+`;
+    const out = (await ok('nbdsh', ['-c', script], { env: { PATH: NBDSH_PATH } })).stdout;
+    expect(out).toContain(`simple ${model.subarray(61440, 61448).toString('hex')} 8192`);
+    expect(out).toContain('block status: refused');
+    expect(out).toContain("chunks plain ['data', 'hole']");
+    expect(out).toContain("chunks df ['data']");
+    expect(out).toContain(`map base:allocation [65536, 0, ${(1 << 20) - 65536}, 3, 8192, 0, ${SIZE - (1 << 20) - 8192}, 3]`);
+    expect(out).toContain(`map imgstream:image:active - snap [65536, 0, ${(1 << 20) - 65536}, 2, 8192, 0, ${SIZE - (1 << 20) - 8192}, 2]`);
+    expect(out).toMatch(/listed \[.*'base:allocation'.*'imgstream:image:active - snap'.*\]/);
+    expect(out).toContain(`size ${SIZE}`);
   });
 
   it('negotiation is bounded: a 4 GiB option closes at once, a client that never finishes is dropped at the deadline', async () => {
