@@ -24,7 +24,6 @@
 import fs from 'node:fs';
 import { ExistsError, ImgstreamError, VolumeFullError, fromSystemError } from '../errors.js';
 import {
-  CHUNK_HEADER_BYTES,
   CMD_BLOCK_STATUS,
   CMD_DISC,
   CMD_FLAG_DF,
@@ -44,9 +43,6 @@ import {
   NBD_ESHUTDOWN,
   NBD_OK,
   REPLY_FLAG_DONE,
-  REPLY_TYPE_OFFSET_DATA,
-  REPLY_TYPE_OFFSET_HOLE,
-  SIMPLE_REPLY_BYTES,
   TFLAG_SEND_DF,
   TFLAG_CAN_MULTI_CONN,
   TFLAG_HAS_FLAGS,
@@ -58,7 +54,6 @@ import {
   TFLAG_SEND_WRITE_ZEROES,
   commandName,
   encodeBlockStatusChunk,
-  encodeChunkHeader,
   encodeDoneChunk,
   encodeErrorChunk,
   encodeSimpleReply,
@@ -70,6 +65,7 @@ import { planLogicalExtents, writeLogicalBytes, zeroLogicalBytes, type LogicalRe
 import type { Volume } from '../volume/volume.js';
 import { BufferPool } from './buffer-pool.js';
 import { blockStatus, type MetaContext } from './meta-context.js';
+import { layoutReadReply } from './read-reply.js';
 
 /**
  * Largest READ or WRITE payload: 32 MiB, the protocol's default maximum, so clients that
@@ -391,41 +387,10 @@ export class NbdExport {
   private read(s: NbdSession, r: NbdRequest, reply: ReplySink): void {
     if (s.structured && r.length === 0) return reply(encodeDoneChunk(r.cookie), false);
     let buf: Buffer;
-    const runs: LogicalReadRun[] = [];
+    let runs: LogicalReadRun[];
     try {
       const extents = planLogicalExtents(this.vol, s.view.map, r.offset, r.length);
-      const whole = !s.structured || r.flags & CMD_FLAG_DF || extents.every((e) => e.position >= 0);
-      if (whole) {
-        const head = s.structured ? CHUNK_HEADER_BYTES + 8 : SIMPLE_REPLY_BYTES;
-        buf = this.buffers.take(head + r.length);
-        if (s.structured) {
-          encodeChunkHeader(REPLY_FLAG_DONE, REPLY_TYPE_OFFSET_DATA, r.cookie, 8 + r.length, buf);
-          buf.writeBigUInt64BE(BigInt(r.offset), CHUNK_HEADER_BYTES);
-        } else encodeSimpleReply(NBD_OK, r.cookie, buf);
-        for (const e of extents) {
-          const into = buf.subarray(head + e.offset - r.offset, head + e.offset - r.offset + e.length);
-          if (e.position < 0) into.fill(0);
-          else runs.push({ into, position: e.position });
-        }
-      } else {
-        const size = extents.reduce((a, e) => a + CHUNK_HEADER_BYTES + 8 + (e.position < 0 ? 4 : e.length), 0);
-        buf = this.buffers.take(size);
-        let at = 0;
-        extents.forEach((e, i) => {
-          const flags = i === extents.length - 1 ? REPLY_FLAG_DONE : 0;
-          const hole = e.position < 0;
-          encodeChunkHeader(flags, hole ? REPLY_TYPE_OFFSET_HOLE : REPLY_TYPE_OFFSET_DATA, r.cookie, 8 + (hole ? 4 : e.length), buf, at);
-          buf.writeBigUInt64BE(BigInt(e.offset), at + CHUNK_HEADER_BYTES);
-          at += CHUNK_HEADER_BYTES + 8;
-          if (hole) {
-            buf.writeUInt32BE(e.length, at);
-            at += 4;
-          } else {
-            runs.push({ into: buf.subarray(at, at + e.length), position: e.position });
-            at += e.length;
-          }
-        });
-      }
+      ({ buf, runs } = layoutReadReply(r, extents, s.structured && !(r.flags & CMD_FLAG_DF), s.structured, (n) => this.buffers.take(n)));
     } catch (err) {
       this.stats.errors++;
       return reply(errorReply(s, r, this.errorOf(err, 'READ')), false);
