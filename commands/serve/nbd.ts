@@ -11,7 +11,7 @@ export default class ServeNbd extends ImgstreamCommand {
 
 Clients that negotiate structured replies get unmapped ranges as holes (no data sent; DF is honoured) and may ask for block status, answered from the volume's metadata without reading data: base:allocation (holes and data, as nbdinfo --map and qemu-img map show), and imgstream:image:EXPR, a storage image in logical addresses: 1 for a block whose data is in the image, 0 for one mapped outside it, 2 for an unmapped block (reads as zeros). EXPR is evaluated once per connection, when the client selects the context; a bad one is refused at negotiation with the reason (LIBNBD_DEBUG=1 shows it). Incremental backup with stock clients: keep a raw copy of snapshot S (volume export VOL@S), then for each extent of nbdinfo --json --map='imgstream:image:active - S' copy the 1s into it (qemu-img convert -n with driver=raw,offset=,size= on both sides) and zero the 2s (qemu-io -c "write -z OFF LEN"); the README has the script. A write whose data equals what the block holds keeps the block where it is (no allocation, no mark-on-allocate bit), so copying a mostly identical image over the disk leaves the next incremental at what differs. A client must complete the handshake within --handshake-timeout seconds; an option longer than 64 KiB drops it.
 
-With --snapshot on a volume another imgstream process serves, that server adds a read-only export of the snapshot beside its own (named after the snapshot, or --export-name) and this command prints its URI; the snapshot stays pinned and served until this command stops.
+With --snapshot (and no --listen or --socket) on a volume another imgstream process serves, that server adds a read-only export of the snapshot beside its own (named after the snapshot, or --export-name) and this command prints its URI; the snapshot stays pinned and served until this command stops.
 
 While it serves, other imgstream commands on the same volume go through the server instead of failing with "busy": snapshot create, delete, rename and list, image, volume info, volume check, volume export and dump. They reach it on a control socket next to the volume's lock file (only the same user may connect), and the server runs each request between two client requests, so a snapshot is the state of a consistency point taken then: it holds every write received before it (a write the client has flushed is always in it). Dumps and exports read snapshots straight from the volume, and the snapshots they read cannot be deleted or renamed until they finish (or are killed). volume import and restore still refuse a served volume: write through the export, or stop the server first.`;
   static override examples = [
@@ -53,7 +53,7 @@ While it serves, other imgstream commands on the same volume go through the serv
     process.once('SIGTERM', onSignal);
     try {
       const result = await serveNbd(
-        { volume: args.volume, listen, snapshot: flags.snapshot, readOnly: flags.readonly, cpIntervalMs: interval * 1000, exportName: flags['export-name'], handshakeMs: handshake * 1000 },
+        { volume: args.volume, listen, snapshot: flags.snapshot, readOnly: flags.readonly, cpIntervalMs: interval * 1000, exportName: flags['export-name'], handshakeMs: handshake * 1000, listenChosen: flags.socket !== undefined || flags.listen !== undefined },
         {
           signal: stop.signal,
           listening: (info) => this.ready(info),

@@ -29,6 +29,8 @@ export interface ServeNbdOptions {
   exportName?: string;
   /** Milliseconds a client gets to complete the handshake (default 10 s; 0: no limit). */
   handshakeMs?: number;
+  /** The caller chose `listen` (not a default): a snapshot cannot be served beside a served volume there. */
+  listenChosen?: boolean;
 }
 
 /** What a client needs to connect, reported once the server listens. */
@@ -178,6 +180,12 @@ async function serveSnapshotBeside(opts: ServeNbdOptions, hooks: NbdServeHooks):
     return null; // nothing answers: opening the volume here tells what holds it
   }
   try {
+    if (opts.listenChosen) {
+      throw new BusyError(
+        `${opts.volume}: volume is being served by imgstream process ${served.servedBy}, which serves snapshots beside it on its own address`,
+        'leave out --socket and --listen to serve the snapshot there, or stop that server first',
+      );
+    }
     const added = await served.request<{ name: string; uri: string; snapshot: string; size: number; blockSize: number }>('export.snapshot', { snapshot: opts.snapshot, name: opts.exportName ?? '' });
     hooks.listening?.({ uri: added.uri, exportName: added.name, volume: opts.volume, snapshot: added.snapshot, readOnly: true, size: added.size, blockSize: added.blockSize, servedBy: served.servedBy });
     const closed = new Promise<void>((resolve) => served.onClose(resolve));

@@ -366,6 +366,9 @@ describe('hostile NBD clients', () => {
     const second = await startServer(vol, ['--socket', at('second.sock'), '--snapshot', 'snap'], locks).catch((e: Error) => e);
     expect(second).toBeInstanceOf(Error);
     expect((second as Error).message).toMatch(/volume is being served by imgstream process \d+/);
+    const writable = await startServer(vol, ['--socket', at('second.sock')], locks).catch((e: Error) => e);
+    expect(writable).toBeInstanceOf(Error);
+    expect((writable as Error).message).toMatch(/volume is being served by imgstream process \d+/);
     await stillServes();
   });
 
