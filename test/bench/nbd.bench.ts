@@ -232,16 +232,16 @@ async function main(): Promise<number> {
       try {
         const w = timed('qemu-img', ['convert', '-n', '-O', 'raw', image, server.uri]);
         const r = timed('nbdcopy', [server.uri, 'null:']);
-        // the same image again: every block equals what it holds
-        cliJson(env, ['snapshot', 'create', vol, 'before']);
-        const rw = timed('qemu-img', ['convert', '-n', '-O', 'raw', image, server.uri]);
-        const moved = (cliJson(env, ['image', vol, 'active - before']) as { blocks: number }).blocks;
-        ours.push({ writeSeconds: w, readSeconds: r, rewriteSeconds: rw, rewriteBlocks: moved });
         if (!verified) {
           const got = await sha256Export(server.uri);
           if (got !== imageHash) throw new Error(`the export does not hold the image (sha256 ${got}, expected ${imageHash})`);
           verified = true;
         }
+        // the same image again: every block equals what it holds
+        cliJson(env, ['snapshot', 'create', vol, 'before']);
+        const rw = timed('qemu-img', ['convert', '-n', '-O', 'raw', image, server.uri]);
+        const moved = (cliJson(env, ['image', vol, 'active - before']) as { blocks: number }).blocks;
+        ours.push({ writeSeconds: w, readSeconds: r, rewriteSeconds: rw, rewriteBlocks: moved });
         peakRss = Math.max(peakRss, peakRssBytes(server.child.pid!));
       } finally {
         server.child.kill('SIGTERM');
