@@ -133,7 +133,7 @@ describe('structured replies and metadata contexts, negotiated by hand', () => {
     await cli(['volume', 'create', vol, '--size', String(SIZE)], locks);
     await cli(['volume', 'import', vol, '--from', at('image.raw')], locks);
     await cli(['snapshot', 'create', vol, 'snap'], locks);
-    server = await startServer(vol, ['--socket', at('s.sock'), '--export-name', 'disk', '--handshake-timeout', '1'], locks);
+    server = await startServer(vol, ['--socket', at('s.sock'), '--export-name', 'disk'], locks);
   });
   afterAll(async () => {
     await server?.stop();
@@ -328,6 +328,8 @@ h.shutdown()
   });
 
   it('negotiation is bounded: a 4 GiB option closes at once, a client that never finishes is dropped at the deadline', async () => {
+    await server.stop(); // the volume is served again with a short deadline (the tests above keep the default)
+    server = await startServer(vol, ['--socket', at('s.sock'), '--export-name', 'disk', '--handshake-timeout', '1'], locks);
     const c = await client(server);
     c.write(Buffer.concat([IHAVEOPT, u32(OPT.GO), u32(0xffffffff)]));
     const t0 = Date.now();
