@@ -9,6 +9,10 @@ export default class ServeNbd extends ImgstreamCommand {
   static override summary = 'Serve a volume to NBD clients (qemu-img, qemu-io, nbdcopy, nbd-client).';
   static override description = `Offers the volume's active file system, or one snapshot, as an NBD export (fixed newstyle negotiation) on a TCP address or a Unix socket, to any number of connections at once. Writes go to free blocks (write-anywhere) and become part of the volume at a consistency point: FLUSH and FUA writes are answered only after one, one is taken every --cp-interval seconds when something changed, and one on SIGINT or SIGTERM before the server exits. Trim and write-zeroes unmap whole blocks; unaligned reads and writes of any size are served (partial blocks are merged). A snapshot export, or --readonly, refuses writes with EPERM. When the server is ready it prints the URI clients connect to (with --json, one JSON line), and a summary when it stops. There is no TLS and no authentication: listen on localhost or a Unix socket unless the network is trusted.
 
+Clients that negotiate structured replies get unmapped ranges as holes (no data sent; DF is honoured) and may ask for block status, answered from the volume's metadata without reading data: base:allocation (holes and data, as nbdinfo --map and qemu-img map show), and imgstream:image:EXPR, a storage image in logical addresses: 1 for a block whose data is in the image, 0 for one mapped outside it, 2 for an unmapped block (reads as zeros). EXPR is evaluated once per connection, when the client selects the context; a bad one is refused at negotiation with the reason (LIBNBD_DEBUG=1 shows it). Incremental backup with stock clients: keep a raw copy of snapshot S (volume export VOL@S), then for each extent of nbdinfo --json --map='imgstream:image:active - S' copy the 1s into it (qemu-img convert -n with driver=raw,offset=,size= on both sides) and zero the 2s (qemu-io -c "write -z OFF LEN"); the README has the script. A write whose data equals what the block holds keeps the block where it is (no allocation, no mark-on-allocate bit), so copying a mostly identical image over the disk leaves the next incremental at what differs. A client must complete the handshake within --handshake-timeout seconds; an option longer than 64 KiB drops it.
+
+With --snapshot (and no --listen or --socket) on a volume another imgstream process serves, that server adds a read-only export of the snapshot beside its own (named after the snapshot, or --export-name) and this command prints its URI; the snapshot stays pinned and served until this command stops.
+
 While it serves, other imgstream commands on the same volume go through the server instead of failing with "busy": snapshot create, delete, rename and list, image, volume info, volume check, volume export and dump. They reach it on a control socket next to the volume's lock file (only the same user may connect), and the server runs each request between two client requests, so a snapshot is the state of a consistency point taken then: it holds every write received before it (a write the client has flushed is always in it). Dumps and exports read snapshots straight from the volume, and the snapshots they read cannot be deleted or renamed until they finish (or are killed). volume import and restore still refuse a served volume: write through the export, or stop the server first.`;
   static override examples = [
     '<%= config.bin %> serve nbd vm.vol --socket /tmp/vm.sock',
@@ -16,6 +20,9 @@ While it serves, other imgstream commands on the same volume go through the serv
     '<%= config.bin %> serve nbd vm.vol --listen 0.0.0.0:10809 --export-name vm',
     '<%= config.bin %> serve nbd vm.vol --snapshot monday --listen 127.0.0.1:10810',
     'nbdcopy nbd://127.0.0.1:10810 monday.raw',
+    'nbdinfo --map=\'imgstream:image:active - monday\' "nbd+unix:///?socket=/tmp/vm.sock"',
+    'qemu-img map --output=json "nbd+unix:///?socket=/tmp/vm.sock"',
+    '<%= config.bin %> serve nbd vm.vol --snapshot monday     # beside the served vm.vol: nbd+unix:///monday?socket=/tmp/vm.sock',
     '<%= config.bin %> snapshot create vm.vol before-upgrade',
   ];
   static override args = { volume: Args.string({ description: 'Volume file or block device.', required: true }) };
@@ -25,7 +32,8 @@ While it serves, other imgstream commands on the same volume go through the serv
     snapshot: Flags.string({ helpValue: 'NAME', description: 'Serve this snapshot, read-only.' }),
     readonly: Flags.boolean({ char: 'r', description: 'Refuse writes (EPERM).' }),
     'cp-interval': Flags.string({ helpValue: 'SECONDS', description: 'Seconds between consistency points while writes arrive; 0: only on flush and shutdown.', default: '5' }),
-    'export-name': Flags.string({ helpValue: 'NAME', description: 'Name of the export; clients asking for the empty name get it too.', default: '' }),
+    'export-name': Flags.string({ helpValue: 'NAME', description: 'Name of the export; clients asking for the empty name get it too. A snapshot served beside a served volume is named after the snapshot by default.' }),
+    'handshake-timeout': Flags.string({ helpValue: 'SECONDS', description: 'Seconds a client gets to complete the NBD handshake before it is dropped; 0: no limit.', default: '10' }),
   };
 
   async run() {
@@ -34,6 +42,10 @@ While it serves, other imgstream commands on the same volume go through the serv
     if (!/^\d+(\.\d+)?$/.test(flags['cp-interval'].trim()) || !Number.isFinite(interval)) {
       throw new UsageError(`invalid --cp-interval "${flags['cp-interval']}"`, 'use a number of seconds, e.g. 5 or 0.5');
     }
+    const handshake = Number(flags['handshake-timeout']);
+    if (!/^\d+(\.\d+)?$/.test(flags['handshake-timeout'].trim()) || !Number.isFinite(handshake)) {
+      throw new UsageError(`invalid --handshake-timeout "${flags['handshake-timeout']}"`, 'use a number of seconds, e.g. 10, or 0 for no limit');
+    }
     const listen = flags.socket !== undefined ? { socket: flags.socket } : parseListenAddress(flags.listen ?? '127.0.0.1:10809');
     const stop = new AbortController();
     const onSignal = () => stop.abort();
@@ -41,14 +53,15 @@ While it serves, other imgstream commands on the same volume go through the serv
     process.once('SIGTERM', onSignal);
     try {
       const result = await serveNbd(
-        { volume: args.volume, listen, snapshot: flags.snapshot, readOnly: flags.readonly, cpIntervalMs: interval * 1000, exportName: flags['export-name'] },
+        { volume: args.volume, listen, snapshot: flags.snapshot, readOnly: flags.readonly, cpIntervalMs: interval * 1000, exportName: flags['export-name'], handshakeMs: handshake * 1000, listenChosen: flags.socket !== undefined || flags.listen !== undefined },
         {
           signal: stop.signal,
           listening: (info) => this.ready(info),
           problem: (message) => process.stderr.write(`imgstream: ${message}\n`),
         },
       );
-      this.say(`stopped: ${result.connections} connections, ${formatSize(result.bytesRead)} read, ${formatSize(result.bytesWritten)} written, ${result.consistencyPoints} CPs (CP ${result.generation})`);
+      if (result.servedBy !== undefined) this.say(`stopped: the export is gone from imgstream process ${result.servedBy}`);
+      else this.say(`stopped: ${result.connections} connections, ${formatSize(result.bytesRead)} read, ${formatSize(result.bytesWritten)} written, ${result.consistencyPoints} CPs (CP ${result.generation})`);
       return result;
     } finally {
       process.off('SIGINT', onSignal);
@@ -63,6 +76,7 @@ While it serves, other imgstream commands on the same volume go through the serv
       return;
     }
     const what = info.snapshot !== null ? `snapshot ${info.snapshot} of ${info.volume}` : info.volume;
-    this.say(`serving ${what} (${formatSize(info.size)}, ${info.readOnly ? 'read-only' : 'read-write'}) at ${info.uri}`);
+    const by = info.servedBy !== undefined ? `, beside the volume, by imgstream process ${info.servedBy}` : '';
+    this.say(`serving ${what} (${formatSize(info.size)}, ${info.readOnly ? 'read-only' : 'read-write'}${by}) at ${info.uri}`);
   }
 }

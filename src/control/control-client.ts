@@ -86,6 +86,12 @@ export class ControlClient {
     });
   }
 
+  /** Calls fn once the connection is closed (by either side). */
+  onClose(fn: () => void): void {
+    if (this.socket.destroyed) fn();
+    else this.socket.once('close', fn);
+  }
+
   close(): void {
     this.closedWith ??= new IoError('control connection closed');
     this.socket.destroy();

@@ -18,7 +18,8 @@ import {
   type ControlResponse,
 } from '../format/control-protocol.js';
 import type { Volume } from '../volume/volume.js';
-import { controlOp, controlOpNames, dropTemporaries, type ControlSession } from './ops.js';
+import { controlOp, controlOpNames, dropTemporaries, type ControlSession, type ExportHost } from './ops.js';
+import './snapshot-export.js'; // the export.snapshot op
 import { PinTable } from './pins.js';
 
 /** Where ops run: the export's queue (nbd-export.ts). */
@@ -53,6 +54,10 @@ class Session implements ControlSession {
     return this.server.pins;
   }
 
+  get exports(): ExportHost | null {
+    return this.server.exports;
+  }
+
   commit(): number {
     return this.server.queue.commitNow();
   }
@@ -77,6 +82,7 @@ export class ControlServer {
     private readonly vol: Volume,
     readonly queue: ControlQueue,
     private readonly report: (message: string) => void,
+    readonly exports: ExportHost | null,
   ) {}
 
   /**
@@ -84,7 +90,7 @@ export class ControlServer {
    * (after reporting why) when it cannot: the volume is then served without control, and
    * other commands get "busy" as before.
    */
-  static async start(vol: Volume, queue: ControlQueue, report: (message: string) => void): Promise<ControlServer | null> {
+  static async start(vol: Volume, queue: ControlQueue, report: (message: string) => void, exports: ExportHost | null = null): Promise<ControlServer | null> {
     const lock = vol.volumeLock;
     if (!lock) return null;
     const socketPath = lock.controlPath;
@@ -106,7 +112,7 @@ export class ControlServer {
       }
       await listening;
       fs.chmodSync(socketPath, 0o600);
-      const control = new ControlServer(socketPath, srv, vol, queue, report);
+      const control = new ControlServer(socketPath, srv, vol, queue, report, exports);
       srv.on('connection', (socket) => control.accept(socket));
       srv.on('error', (err) => report(`control socket: ${err.message}`));
       lock.advertise(socketPath, vol.writable ? 'rw' : 'ro');

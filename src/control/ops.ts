@@ -27,6 +27,15 @@ export interface ControlSession {
   commit(): number;
   /** Runs fn, through the queue, when this connection ends (closed, or its client killed): release what it holds. */
   onClose(fn: (vol: Volume) => void | Promise<void>): void;
+  /** The server's NBD exports, when it can add some (serve nbd): see snapshot-export.ts. */
+  readonly exports: ExportHost | null;
+}
+
+/** A server that can offer more NBD exports while it serves (called from within an op). */
+export interface ExportHost {
+  /** Adds a read-only export of `snapshot` named `name`; answers how clients reach it. */
+  addSnapshotExport(name: string, snapshot: string): { name: string; uri: string };
+  removeExport(name: string): void;
 }
 
 export type ControlArgs = Record<string, unknown>;

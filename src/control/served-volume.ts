@@ -150,6 +150,11 @@ export class ServedVolume implements VolumeAccess {
     }
   }
 
+  /** Calls fn once the control connection is closed (the server stopped or was killed, or close()). */
+  onClose(fn: () => void): void {
+    this.client.onClose(fn);
+  }
+
   close(): void {
     this.client.close();
   }

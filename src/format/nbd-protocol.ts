@@ -5,11 +5,13 @@
 // big-endian ("network byte order").
 //
 // Supported: the fixed newstyle handshake; options EXPORT_NAME, ABORT, LIST, INFO, GO
-// (with INFO_EXPORT, INFO_NAME, INFO_DESCRIPTION, INFO_BLOCK_SIZE); simple replies;
-// commands READ, WRITE, DISC, FLUSH, TRIM, WRITE_ZEROES with FUA, NO_HOLE, FAST_ZERO.
-// Not supported (answered NBD_REP_ERR_UNSUP): TLS, structured replies and everything
-// that needs them (metadata contexts, block status, DF), extended headers. Oldstyle
-// negotiation is never offered.
+// (with INFO_EXPORT, INFO_NAME, INFO_DESCRIPTION, INFO_BLOCK_SIZE), STRUCTURED_REPLY,
+// LIST_META_CONTEXT and SET_META_CONTEXT; simple and structured replies (OFFSET_DATA,
+// OFFSET_HOLE, BLOCK_STATUS, ERROR); commands READ (with DF), WRITE, DISC, FLUSH, TRIM,
+// WRITE_ZEROES with FUA, NO_HOLE, FAST_ZERO, and BLOCK_STATUS (with REQ_ONE).
+// Not supported (answered NBD_REP_ERR_UNSUP): TLS, and extended headers (still an
+// experimental extension of proto.md; 32-bit lengths are enough for 32 MiB payloads and
+// block status replies that may stop short). Oldstyle negotiation is never offered.
 //
 // Handshake (server first):
 //   S: u64 NBDMAGIC, u64 IHAVEOPT, u16 handshake flags            (GREETING_BYTES)
@@ -26,6 +28,16 @@
 //      (REQUEST_BYTES); `length` bytes of data follow a WRITE
 //   S: u32 SIMPLE_REPLY_MAGIC, u32 error, 8-byte cookie (SIMPLE_REPLY_BYTES); `length`
 //      bytes of data follow the reply to a successful READ
+//   or, once STRUCTURED_REPLY was negotiated, one or more chunks, the last with FLAG_DONE:
+//   S: u32 STRUCTURED_REPLY_MAGIC, u16 flags, u16 type, 8-byte cookie, u32 length
+//      (CHUNK_HEADER_BYTES); `length` bytes of payload follow:
+//      OFFSET_DATA   u64 offset, data
+//      OFFSET_HOLE   u64 offset, u32 hole length
+//      BLOCK_STATUS  u32 context id, then per extent u32 length, u32 status flags
+//      ERROR         u32 error, u16 message length, message
+// Metadata contexts (LIST_META_CONTEXT, SET_META_CONTEXT) carry:
+//   C: u32 export name length, name, u32 query count, per query u32 length and string
+//   S: NBD_REP_META_CONTEXT replies of u32 context id and name, then NBD_REP_ACK
 import { InvalidInputError } from '../errors.js';
 
 // ---------------------------------------------------------------- magic numbers
@@ -37,7 +49,6 @@ export const IHAVEOPT = 0x49484156454f5054n;
 export const OPTION_REPLY_MAGIC = 0x3e889045565a9n;
 export const REQUEST_MAGIC = 0x25609513;
 export const SIMPLE_REPLY_MAGIC = 0x67446698;
-/** Structured replies are never negotiated; the value is here to recognise it. */
 export const STRUCTURED_REPLY_MAGIC = 0x668e33ef;
 
 // ---------------------------------------------------------------- sizes of fixed parts
@@ -48,6 +59,7 @@ export const OPTION_HEADER_BYTES = 16;
 export const OPTION_REPLY_HEADER_BYTES = 20;
 export const REQUEST_BYTES = 28;
 export const SIMPLE_REPLY_BYTES = 16;
+export const CHUNK_HEADER_BYTES = 20;
 /** The reply to EXPORT_NAME: size, flags and (unless NO_ZEROES) 124 reserved zero bytes. */
 export const EXPORT_NAME_REPLY_BYTES = 8 + 2 + 124;
 /** Strings (export names, descriptions) are at most this long (proto.md, "Conventions"). */
@@ -112,6 +124,19 @@ export const REP_ERR_UNKNOWN = REP_ERR + 6;
 export const REP_ERR_SHUTDOWN = REP_ERR + 7;
 export const REP_ERR_BLOCK_SIZE_REQD = REP_ERR + 8;
 export const REP_ERR_TOO_BIG = REP_ERR + 9;
+
+/** Structured reply chunk flags and types. */
+export const REPLY_FLAG_DONE = 1 << 0;
+export const REPLY_TYPE_NONE = 0;
+export const REPLY_TYPE_OFFSET_DATA = 1;
+export const REPLY_TYPE_OFFSET_HOLE = 2;
+export const REPLY_TYPE_BLOCK_STATUS = 5;
+export const REPLY_TYPE_ERROR = 2 ** 15 + 1;
+export const REPLY_TYPE_ERROR_OFFSET = 2 ** 15 + 2;
+
+/** base:allocation status flags. */
+export const STATE_HOLE = 1 << 0;
+export const STATE_ZERO = 1 << 1;
 
 export function isErrorReply(type: number): boolean {
   return type >= REP_ERR;
@@ -415,6 +440,145 @@ export function decodeSimpleReply(b: Uint8Array): SimpleReply {
   const magic = v.readUInt32BE(0);
   if (magic !== SIMPLE_REPLY_MAGIC) throw new NbdProtocolError(`reply with a wrong magic 0x${magic.toString(16)}`);
   return { error: v.readUInt32BE(4), cookie: Buffer.from(v.subarray(8, 16)) };
+}
+
+// ---------------------------------------------------------------- structured replies
+
+/** A chunk header written into `into` at `at`; its payload of `length` bytes follows it. */
+export function encodeChunkHeader(flags: number, type: number, cookie: Uint8Array, length: number, into: Buffer = Buffer.alloc(CHUNK_HEADER_BYTES), at = 0): Buffer {
+  into.writeUInt32BE(STRUCTURED_REPLY_MAGIC, at);
+  into.writeUInt16BE(flags, at + 4);
+  into.writeUInt16BE(type, at + 6);
+  into.set(cookie.subarray(0, 8), at + 8);
+  into.writeUInt32BE(length >>> 0, at + 16);
+  return into;
+}
+
+export interface ChunkHeader {
+  flags: number;
+  type: number;
+  cookie: Buffer;
+  length: number;
+}
+
+export function decodeChunkHeader(b: Uint8Array): ChunkHeader {
+  const v = view(b, CHUNK_HEADER_BYTES);
+  const magic = v.readUInt32BE(0);
+  if (magic !== STRUCTURED_REPLY_MAGIC) throw new NbdProtocolError(`structured reply with a wrong magic 0x${magic.toString(16)}`);
+  return { flags: v.readUInt16BE(4), type: v.readUInt16BE(6), cookie: Buffer.from(v.subarray(8, 16)), length: v.readUInt32BE(16) };
+}
+
+/** An OFFSET_HOLE chunk: `length` bytes at `offset` read as zeros. */
+export function encodeHoleChunk(flags: number, cookie: Uint8Array, offset: number, length: number): Buffer {
+  const b = encodeChunkHeader(flags, REPLY_TYPE_OFFSET_HOLE, cookie, 12, Buffer.alloc(CHUNK_HEADER_BYTES + 12));
+  b.writeBigUInt64BE(BigInt(offset), CHUNK_HEADER_BYTES);
+  b.writeUInt32BE(length >>> 0, CHUNK_HEADER_BYTES + 8);
+  return b;
+}
+
+/** An ERROR chunk (always the last: FLAG_DONE) carrying a message for a human. */
+export function encodeErrorChunk(error: number, cookie: Uint8Array, message = ''): Buffer {
+  const m = Buffer.from(message, 'utf8').subarray(0, MAX_STRING_BYTES);
+  const b = encodeChunkHeader(REPLY_FLAG_DONE, REPLY_TYPE_ERROR, cookie, 6 + m.length, Buffer.alloc(CHUNK_HEADER_BYTES + 6 + m.length));
+  b.writeUInt32BE(error >>> 0, CHUNK_HEADER_BYTES);
+  b.writeUInt16BE(m.length, CHUNK_HEADER_BYTES + 4);
+  m.copy(b, CHUNK_HEADER_BYTES + 6);
+  return b;
+}
+
+/** A successful reply without payload (FLAG_DONE, type NONE). */
+export function encodeDoneChunk(cookie: Uint8Array): Buffer {
+  return encodeChunkHeader(REPLY_FLAG_DONE, REPLY_TYPE_NONE, cookie, 0);
+}
+
+/** One extent of a block status reply. */
+export interface BlockStatusExtent {
+  length: number;
+  flags: number;
+}
+
+/** A BLOCK_STATUS chunk for one context. */
+export function encodeBlockStatusChunk(flags: number, cookie: Uint8Array, contextId: number, extents: BlockStatusExtent[]): Buffer {
+  const n = 4 + 8 * extents.length;
+  const b = encodeChunkHeader(flags, REPLY_TYPE_BLOCK_STATUS, cookie, n, Buffer.alloc(CHUNK_HEADER_BYTES + n));
+  b.writeUInt32BE(contextId >>> 0, CHUNK_HEADER_BYTES);
+  extents.forEach((e, i) => {
+    b.writeUInt32BE(e.length >>> 0, CHUNK_HEADER_BYTES + 4 + 8 * i);
+    b.writeUInt32BE(e.flags >>> 0, CHUNK_HEADER_BYTES + 8 + 8 * i);
+  });
+  return b;
+}
+
+export function decodeBlockStatusPayload(data: Uint8Array): { contextId: number; extents: BlockStatusExtent[] } {
+  const v = Buffer.from(data.buffer, data.byteOffset, data.length);
+  if (v.length < 12 || (v.length - 4) % 8 !== 0) throw new NbdProtocolError(`block status payload of ${v.length} bytes`);
+  const extents: BlockStatusExtent[] = [];
+  for (let at = 4; at < v.length; at += 8) extents.push({ length: v.readUInt32BE(at), flags: v.readUInt32BE(at + 4) });
+  return { contextId: v.readUInt32BE(0), extents };
+}
+
+// ---------------------------------------------------------------- metadata contexts
+
+/** The data of LIST_META_CONTEXT and SET_META_CONTEXT. */
+export interface MetaContextRequest {
+  name: string;
+  queries: string[];
+}
+
+export function encodeMetaContextRequest(r: MetaContextRequest): Buffer {
+  const parts: Buffer[] = [];
+  const u32 = (n: number) => {
+    const b = Buffer.alloc(4);
+    b.writeUInt32BE(n, 0);
+    parts.push(b);
+  };
+  const name = Buffer.from(r.name, 'utf8');
+  u32(name.length);
+  parts.push(name);
+  u32(r.queries.length);
+  for (const q of r.queries) {
+    const qb = Buffer.from(q, 'utf8');
+    u32(qb.length);
+    parts.push(qb);
+  }
+  return Buffer.concat(parts);
+}
+
+/** Metadata context option data, or null when its lengths do not add up (NBD_REP_ERR_INVALID). */
+export function decodeMetaContextRequest(data: Uint8Array): MetaContextRequest | null {
+  const v = Buffer.from(data.buffer, data.byteOffset, data.length);
+  if (v.length < 8) return null;
+  const nameLength = v.readUInt32BE(0);
+  if (nameLength > v.length - 8) return null;
+  const name = v.toString('utf8', 4, 4 + nameLength);
+  let at = 4 + nameLength;
+  const count = v.readUInt32BE(at);
+  at += 4;
+  const queries: string[] = [];
+  for (let i = 0; i < count; i++) {
+    if (v.length - at < 4) return null;
+    const n = v.readUInt32BE(at);
+    at += 4;
+    if (n > v.length - at) return null;
+    queries.push(v.toString('utf8', at, at + n));
+    at += n;
+  }
+  return at === v.length ? { name, queries } : null;
+}
+
+/** NBD_REP_META_CONTEXT data: a context id and its name. */
+export function encodeMetaContextReply(id: number, name: string): Buffer {
+  const n = Buffer.from(name, 'utf8');
+  const b = Buffer.alloc(4 + n.length);
+  b.writeUInt32BE(id >>> 0, 0);
+  n.copy(b, 4);
+  return b;
+}
+
+export function decodeMetaContextReply(data: Uint8Array): { id: number; name: string } {
+  const v = Buffer.from(data.buffer, data.byteOffset, data.length);
+  if (v.length < 4) throw new NbdProtocolError('malformed NBD_REP_META_CONTEXT reply');
+  return { id: v.readUInt32BE(0), name: v.toString('utf8', 4) };
 }
 
 // ---------------------------------------------------------------- names for messages

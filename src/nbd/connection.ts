@@ -8,6 +8,11 @@
 // PENDING_READ_LIMIT bytes; beyond either the connection stops reading (the socket
 // pushes back on the client) until replies go out. Input held is at most one request
 // and its payload.
+//
+// Negotiation is bounded: the handshake must complete within `handshakeMs` (a client
+// that trickles options, or declares a 4 GiB option and never sends it, is dropped when
+// the time is up), an option longer than MAX_OPTION_BYTES drops the connection at once,
+// and so do more than MAX_OPTIONS options.
 import type { Socket } from 'node:net';
 import {
   CLIENT_FLAGS_BYTES,
@@ -30,9 +35,12 @@ import {
   OPT_GO,
   OPT_INFO,
   OPT_LIST,
+  OPT_LIST_META_CONTEXT,
+  OPT_SET_META_CONTEXT,
+  OPT_STRUCTURED_REPLY,
   REP_ACK,
+  REP_META_CONTEXT,
   REP_ERR_INVALID,
-  REP_ERR_TOO_BIG,
   REP_ERR_UNKNOWN,
   REP_ERR_UNSUP,
   REP_INFO,
@@ -40,6 +48,8 @@ import {
   REQUEST_BYTES,
   decodeClientFlags,
   decodeInfoRequest,
+  decodeMetaContextRequest,
+  encodeMetaContextReply,
   decodeOptionHeader,
   decodeRequest,
   encodeExportNameReply,
@@ -52,7 +62,8 @@ import {
   type OptionHeader,
 } from '../format/nbd-protocol.js';
 import { ByteQueue } from './byte-queue.js';
-import type { NbdExport } from './nbd-export.js';
+import { MetaContextError, listContexts, selectContexts, type MetaContext } from './meta-context.js';
+import { contextId, type ExportView, type NbdExport, type NbdSession } from './nbd-export.js';
 
 /** Unsent reply bytes above which the connection stops reading requests... */
 const OUTPUT_HIGH_WATER = 8 << 20;
@@ -60,8 +71,12 @@ const OUTPUT_HIGH_WATER = 8 << 20;
 const OUTPUT_LOW_WATER = 2 << 20;
 /** Bytes of submitted READs not answered yet above which the connection stops reading. */
 const PENDING_READ_LIMIT = 16 << 20;
-/** Option data longer than this is dropped unread and refused (names are at most 4 KiB). */
-const MAX_OPTION_BYTES = 64 << 10;
+/** Option data longer than this drops the connection (names and queries are at most 4 KiB each). */
+export const MAX_OPTION_BYTES = 64 << 10;
+/** Options one negotiation may send before it must have chosen an export. */
+export const MAX_OPTIONS = 1024;
+/** Default time a client gets to complete the handshake (qemu-nbd's default too). */
+export const HANDSHAKE_MS = 10_000;
 
 type Phase = 'client-flags' | 'options' | 'transmission' | 'done';
 
@@ -71,6 +86,16 @@ export class NbdConnection {
   private noZeroes = false;
   /** An option whose data has not fully arrived. */
   private option: OptionHeader | null = null;
+  private optionsSeen = 0;
+  /** An option is being answered asynchronously (metadata contexts): nothing else is parsed meanwhile. */
+  private waiting = false;
+  private handshakeTimer: NodeJS.Timeout | null = null;
+  private structured = false;
+  /** Contexts selected by the last SET_META_CONTEXT, and the export name it named. */
+  private contexts: MetaContext[] = [];
+  private contextsFor: string | null = null;
+  /** Set when the transmission phase starts. */
+  private session: NbdSession | null = null;
   /** A WRITE whose payload has not fully arrived (or is being dropped). */
   private request: NbdRequest | null = null;
   /** The error the pending WRITE gets once its payload is dropped. */
@@ -91,7 +116,14 @@ export class NbdConnection {
     readonly socket: Socket,
     private readonly exp: NbdExport,
     private readonly onClose: (c: NbdConnection) => void,
+    handshakeMs = HANDSHAKE_MS,
   ) {
+    if (handshakeMs > 0) {
+      this.handshakeTimer = setTimeout(() => {
+        if (this.phase === 'client-flags' || this.phase === 'options') this.hardClose();
+      }, handshakeMs);
+      this.handshakeTimer.unref();
+    }
     socket.on('data', (chunk: Buffer) => {
       if (this.phase === 'done') return; // after DISC, ABORT or shutdown nothing more is read
       this.input.push(chunk);
@@ -105,6 +137,7 @@ export class NbdConnection {
     socket.on('error', () => socket.destroy()); // ECONNRESET, EPIPE: the client is gone
     socket.on('close', () => {
       this.closed = true;
+      this.stopHandshakeTimer();
       this.phase = 'done';
       this.input.clear();
       this.onClose(this);
@@ -127,7 +160,7 @@ export class NbdConnection {
     this.pumping = true;
     this.socket.cork();
     try {
-      while (!this.blocked && !this.tooManyPending() && this.phase !== 'done' && this.step()) {
+      while (!this.blocked && !this.waiting && !this.tooManyPending() && this.phase !== 'done' && this.step()) {
         /* keep going while whole messages are queued */
       }
     } catch (err) {
@@ -139,7 +172,7 @@ export class NbdConnection {
       this.pumping = false;
     }
     // the client stopped sending: what is left is at most part of a message
-    if (this.inputEnded && !this.blocked && !this.tooManyPending() && !this.closed && this.phase !== 'done') {
+    if (this.inputEnded && !this.blocked && !this.waiting && !this.tooManyPending() && !this.closed && this.phase !== 'done') {
       this.phase = 'done';
       this.disconnecting = true;
     }
@@ -182,23 +215,15 @@ export class NbdConnection {
     if (this.option === null) {
       if (this.input.length < OPTION_HEADER_BYTES) return false;
       this.option = decodeOptionHeader(this.input.take(OPTION_HEADER_BYTES));
-      if (this.option.length > MAX_OPTION_BYTES) {
-        if (this.option.option === OPT_EXPORT_NAME) {
-          this.hardClose(); // no error can be returned to EXPORT_NAME
-          return false;
-        }
-        this.dropping = this.option.length;
+      // reading (even dropping) gigabytes a client declares would keep the connection
+      // busy as long as it likes: a length no valid option has ends it, as nbdkit does
+      if (this.option.length > MAX_OPTION_BYTES || ++this.optionsSeen > MAX_OPTIONS) {
+        this.hardClose();
+        return false;
       }
       return true;
     }
     const opt = this.option;
-    if (this.dropping > 0) {
-      this.dropping -= this.input.skip(this.dropping);
-      if (this.dropping > 0) return false;
-      this.option = null;
-      this.send(encodeOptionReply(opt.option, REP_ERR_TOO_BIG, Buffer.from('option data too long')));
-      return true;
-    }
     if (this.input.length < opt.length) return false;
     const data = this.input.take(opt.length);
     this.option = null;
@@ -211,12 +236,13 @@ export class NbdConnection {
     switch (option) {
       case OPT_EXPORT_NAME: {
         const name = data.toString('utf8');
-        if (!exp.matches(name)) {
+        const view = exp.find(name);
+        if (!view) {
           this.hardClose(); // the protocol's only answer to an unknown name here
           return;
         }
-        this.send(encodeExportNameReply({ size: exp.size, flags: exp.transmissionFlags }, this.noZeroes));
-        this.phase = 'transmission';
+        this.send(encodeExportNameReply({ size: view.size, flags: exp.transmissionFlags(view, this.structured) }, this.noZeroes));
+        this.transmit(view);
         return;
       }
       case OPT_ABORT:
@@ -226,27 +252,93 @@ export class NbdConnection {
         return;
       case OPT_LIST:
         if (data.length > 0) return this.optionError(option, REP_ERR_INVALID, 'NBD_OPT_LIST takes no data');
-        this.send(encodeOptionReply(option, REP_SERVER, encodeServerEntry(exp.name)));
+        for (const name of exp.names()) this.send(encodeOptionReply(option, REP_SERVER, encodeServerEntry(name)));
         this.send(encodeOptionReply(option, REP_ACK));
         return;
       case OPT_INFO:
       case OPT_GO: {
         const req = decodeInfoRequest(data);
         if (!req || Buffer.byteLength(req.name) > MAX_STRING_BYTES) return this.optionError(option, REP_ERR_INVALID, 'malformed export name or information list');
-        if (!exp.matches(req.name)) return this.optionError(option, REP_ERR_UNKNOWN, `no export named "${req.name}"`);
-        this.send(encodeOptionReply(option, REP_INFO, encodeInfo({ type: INFO_EXPORT, size: exp.size, flags: exp.transmissionFlags })));
+        const view = exp.find(req.name);
+        if (!view) return this.optionError(option, REP_ERR_UNKNOWN, `no export named "${req.name}"`);
+        this.send(encodeOptionReply(option, REP_INFO, encodeInfo({ type: INFO_EXPORT, size: view.size, flags: exp.transmissionFlags(view, this.structured) })));
         // sent unasked too: clients ignore what they did not ask for, and these are the defaults anyway
         this.send(encodeOptionReply(option, REP_INFO, encodeInfo({ type: INFO_BLOCK_SIZE, ...exp.blockSizes })));
-        if (req.requests.includes(INFO_NAME)) this.send(encodeOptionReply(option, REP_INFO, encodeInfo({ type: INFO_NAME, name: exp.name })));
-        if (req.requests.includes(INFO_DESCRIPTION)) this.send(encodeOptionReply(option, REP_INFO, encodeInfo({ type: INFO_DESCRIPTION, description: exp.description })));
+        if (req.requests.includes(INFO_NAME)) this.send(encodeOptionReply(option, REP_INFO, encodeInfo({ type: INFO_NAME, name: view.name })));
+        if (req.requests.includes(INFO_DESCRIPTION)) this.send(encodeOptionReply(option, REP_INFO, encodeInfo({ type: INFO_DESCRIPTION, description: view.description })));
         this.send(encodeOptionReply(option, REP_ACK));
-        if (option === OPT_GO) this.phase = 'transmission';
+        if (option === OPT_GO) this.transmit(view);
         return;
       }
+      case OPT_STRUCTURED_REPLY:
+        if (data.length > 0) return this.optionError(option, REP_ERR_INVALID, 'NBD_OPT_STRUCTURED_REPLY takes no data');
+        this.structured = true;
+        this.send(encodeOptionReply(option, REP_ACK));
+        return;
+      case OPT_LIST_META_CONTEXT:
+      case OPT_SET_META_CONTEXT:
+        return this.metaContext(option, data);
       default:
-        // STARTTLS, STRUCTURED_REPLY, metadata contexts, extended headers, anything newer
+        // STARTTLS, extended headers, anything newer
         return this.optionError(option, REP_ERR_UNSUP, `option ${option} is not supported`);
     }
+  }
+
+  /**
+   * LIST_META_CONTEXT and SET_META_CONTEXT. SET evaluates storage images over the planes,
+   * so it runs through the export's queue (between two requests, like a control op);
+   * nothing else is parsed on this connection until it is answered.
+   */
+  private metaContext(option: number, data: Buffer): void {
+    const set = option === OPT_SET_META_CONTEXT;
+    if (set) {
+      this.contexts = []; // replaced even when this fails
+      this.contextsFor = null;
+    }
+    if (set && !this.structured) return this.optionError(option, REP_ERR_INVALID, 'NBD_OPT_SET_META_CONTEXT needs structured replies: send NBD_OPT_STRUCTURED_REPLY first');
+    const req = decodeMetaContextRequest(data);
+    if (!req || Buffer.byteLength(req.name) > MAX_STRING_BYTES || req.queries.some((q) => Buffer.byteLength(q) > MAX_STRING_BYTES)) {
+      return this.optionError(option, REP_ERR_INVALID, 'malformed export name or query list');
+    }
+    const view = this.exp.find(req.name);
+    if (!view) return this.optionError(option, REP_ERR_UNKNOWN, `no export named "${req.name}"`);
+    this.waiting = true;
+    this.exp
+      .runExclusive(() => (set ? selectContexts(this.exp.volume, req.queries) : listContexts(this.exp.volume, view.snapshot, req.queries)))
+      .then(
+        (found) => {
+          if (set) {
+            this.contexts = found as MetaContext[];
+            this.contextsFor = req.name;
+            this.contexts.forEach((c, i) => this.send(encodeOptionReply(option, REP_META_CONTEXT, encodeMetaContextReply(contextId(i), c.name))));
+          } else for (const name of found as string[]) this.send(encodeOptionReply(option, REP_META_CONTEXT, encodeMetaContextReply(0, name)));
+          this.send(encodeOptionReply(option, REP_ACK));
+        },
+        (err) => {
+          if (!(err instanceof MetaContextError)) this.exp.reportProblem(`metadata context: ${(err as Error)?.stack ?? String(err)}`);
+          this.optionError(option, REP_ERR_INVALID, err instanceof Error ? err.message : String(err));
+        },
+      )
+      .finally(() => {
+        this.waiting = false;
+        this.flow();
+        this.pump();
+      });
+    this.flow();
+  }
+
+  /** The handshake is done: requests to `view` follow. */
+  private transmit(view: ExportView): void {
+    this.stopHandshakeTimer();
+    // contexts count only when the last SET_META_CONTEXT named the export chosen
+    const contexts = this.contextsFor !== null && this.exp.find(this.contextsFor) === view ? this.contexts : [];
+    this.session = { view, structured: this.structured, contexts };
+    this.phase = 'transmission';
+  }
+
+  private stopHandshakeTimer(): void {
+    if (this.handshakeTimer) clearTimeout(this.handshakeTimer);
+    this.handshakeTimer = null;
   }
 
   private optionError(option: number, type: number, message: string): void {
@@ -262,7 +354,7 @@ export class NbdConnection {
         this.dropping -= this.input.skip(this.dropping);
         if (this.dropping > 0) return false;
         this.request = null;
-        this.send(this.exp.refuse(pending, this.requestError));
+        this.send(this.exp.refuse(this.session!, pending, this.requestError));
         return true;
       }
       if (this.input.length < pending.length) return false;
@@ -283,7 +375,7 @@ export class NbdConnection {
       this.disconnecting = true;
       return false;
     }
-    const error = this.exp.validate(r);
+    const error = this.exp.validate(this.session!, r);
     if (r.type === CMD_WRITE && r.length > 0) {
       this.request = r;
       if (error !== NBD_OK) {
@@ -292,7 +384,7 @@ export class NbdConnection {
       }
       return true;
     }
-    if (error !== NBD_OK) this.send(this.exp.refuse(r, error));
+    if (error !== NBD_OK) this.send(this.exp.refuse(this.session!, r, error));
     else this.submit(r, r.type === CMD_WRITE ? Buffer.alloc(0) : null, false);
     return true;
   }
@@ -301,7 +393,7 @@ export class NbdConnection {
     const readBytes = r.type === CMD_READ ? r.length : 0;
     this.pendingReplies++;
     this.pendingReadBytes += readBytes;
-    this.exp.submit(r, payload, pooledPayload, (reply, pooled) => {
+    this.exp.submit(this.session!, r, payload, pooledPayload, (reply, pooled) => {
       this.pendingReplies--;
       this.pendingReadBytes -= readBytes;
       this.send(reply, pooled);
@@ -343,12 +435,13 @@ export class NbdConnection {
   /** Reads from the socket only while requests may be parsed: otherwise the client waits. */
   private flow(): void {
     if (this.closed || this.phase === 'done') return;
-    const stop = this.blocked || this.tooManyPending();
+    const stop = this.blocked || this.waiting || this.tooManyPending();
     if (stop && !this.socket.isPaused()) this.socket.pause();
     else if (!stop && this.socket.isPaused()) this.socket.resume();
   }
 
   private hardClose(): void {
+    this.stopHandshakeTimer();
     this.phase = 'done';
     this.input.clear();
     this.socket.destroy();

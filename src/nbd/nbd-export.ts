@@ -1,6 +1,7 @@
-// The one export a server offers: a volume's active file system (read-write, or
-// read-only) or one of its snapshots (always read-only), and the single place where
-// requests touch the volume.
+// What a server offers: a volume's active file system (read-write, or read-only) or one
+// of its snapshots (always read-only) as its main export, plus read-only snapshot exports
+// added while it serves (through the control socket: addSnapshotView), and the single
+// place where requests touch the volume.
 //
 // One queue: every connection submits its requests here, and they run in the order they
 // arrived, as if one after the other. Writes, trims, zeroes and flushes run whole and
@@ -21,9 +22,12 @@
 // snapshot, an image, a check) run between two NBD requests, after the reads before them
 // and before anything queued after, so no request is ever half applied when they look.
 import fs from 'node:fs';
-import { ImgstreamError, VolumeFullError, fromSystemError } from '../errors.js';
+import { ExistsError, ImgstreamError, VolumeFullError, fromSystemError } from '../errors.js';
 import {
+  CMD_BLOCK_STATUS,
   CMD_DISC,
+  CMD_FLAG_DF,
+  CMD_FLAG_REQ_ONE,
   CMD_FLAG_FAST_ZERO,
   CMD_FLAG_FUA,
   CMD_FLAG_NO_HOLE,
@@ -36,8 +40,10 @@ import {
   NBD_EIO,
   NBD_ENOSPC,
   NBD_EPERM,
+  NBD_ESHUTDOWN,
   NBD_OK,
-  SIMPLE_REPLY_BYTES,
+  REPLY_FLAG_DONE,
+  TFLAG_SEND_DF,
   TFLAG_CAN_MULTI_CONN,
   TFLAG_HAS_FLAGS,
   TFLAG_READ_ONLY,
@@ -46,14 +52,20 @@ import {
   TFLAG_SEND_FUA,
   TFLAG_SEND_TRIM,
   TFLAG_SEND_WRITE_ZEROES,
+  commandName,
+  encodeBlockStatusChunk,
+  encodeDoneChunk,
+  encodeErrorChunk,
   encodeSimpleReply,
   type BlockSizeInfo,
   type NbdRequest,
 } from '../format/nbd-protocol.js';
 import type { LogicalMap } from '../volume/logical-map.js';
-import { planLogicalRead, writeLogicalBytes, zeroLogicalBytes, type LogicalReadRun } from '../volume/logical-io.js';
+import { planLogicalExtents, writeLogicalBytes, zeroLogicalBytes, type LogicalReadRun } from '../volume/logical-io.js';
 import type { Volume } from '../volume/volume.js';
 import { BufferPool } from './buffer-pool.js';
+import { blockStatus, type MetaContext } from './meta-context.js';
+import { layoutReadReply } from './read-reply.js';
 
 /**
  * Largest READ or WRITE payload: 32 MiB, the protocol's default maximum, so clients that
@@ -74,12 +86,33 @@ export interface NbdExportOptions {
   readOnly: boolean;
 }
 
+/** One export clients can select by name: the main one, or a snapshot added while serving. */
+export interface ExportView {
+  readonly name: string;
+  readonly snapshot: string | null;
+  readonly readOnly: boolean;
+  readonly size: number;
+  readonly map: LogicalMap;
+  readonly description: string;
+  /** Set once the view is removed: its connections get ESHUTDOWN from then on. */
+  closed: boolean;
+}
+
+/** What one connection negotiated: the export it selected, structured replies, metadata contexts. */
+export interface NbdSession {
+  view: ExportView;
+  structured: boolean;
+  contexts: MetaContext[];
+}
+
 export interface NbdExportStats {
   reads: number;
   writes: number;
   flushes: number;
   trims: number;
   writeZeroes: number;
+  /** BLOCK_STATUS requests answered. */
+  blockStatus: number;
   bytesRead: number;
   bytesWritten: number;
   /** Requests answered with an error. */
@@ -96,6 +129,7 @@ export type ReplySink = (reply: Buffer, pooled: boolean) => void;
 
 interface Job {
   request: NbdRequest | null; // null: a timed consistency point, or `task`
+  session?: NbdSession;
   /** A task from runExclusive(): runs alone, like a change. */
   task?: () => void;
   payload: Buffer | null;
@@ -109,10 +143,13 @@ export class NbdExport {
   readonly snapshot: string | null;
   readonly readOnly: boolean;
   readonly size: number;
-  readonly transmissionFlags: number;
   readonly blockSizes: BlockSizeInfo;
   readonly description: string;
-  readonly stats: NbdExportStats = { reads: 0, writes: 0, flushes: 0, trims: 0, writeZeroes: 0, bytesRead: 0, bytesWritten: 0, errors: 0, consistencyPoints: 0 };
+  /** The export the server was started with. */
+  readonly main: ExportView;
+  /** Snapshot exports added while serving, by name. */
+  private readonly extra = new Map<string, ExportView>();
+  readonly stats: NbdExportStats = { reads: 0, writes: 0, flushes: 0, trims: 0, writeZeroes: 0, blockStatus: 0, bytesRead: 0, bytesWritten: 0, errors: 0, consistencyPoints: 0 };
   private readonly map: LogicalMap;
   private readonly buffers = new BufferPool();
   private readonly queue: Job[] = [];
@@ -130,34 +167,77 @@ export class NbdExport {
     this.readOnly = opts.readOnly || opts.snapshot !== undefined || !vol.writable;
     this.map = vol.mapOf(opts.snapshot);
     this.size = vol.rootRecord.logicalSize;
-    let flags = TFLAG_HAS_FLAGS | TFLAG_SEND_FLUSH | TFLAG_SEND_FUA | TFLAG_CAN_MULTI_CONN;
-    if (this.readOnly) flags |= TFLAG_READ_ONLY;
-    else flags |= TFLAG_SEND_TRIM | TFLAG_SEND_WRITE_ZEROES | TFLAG_SEND_FAST_ZERO;
-    this.transmissionFlags = flags;
     // any byte offset and length works (partial blocks are merged); whole aligned blocks are fastest
     this.blockSizes = { minimum: 1, preferred: vol.blockSize, maximum: MAX_PAYLOAD_BYTES };
-    this.description = `imgstream volume ${vol.path}${this.snapshot !== null ? ` (snapshot ${this.snapshot})` : ''}${this.readOnly ? ', read-only' : ''}`;
+    this.description = describe(vol, this.snapshot, this.readOnly);
+    this.main = { name: this.name, snapshot: this.snapshot, readOnly: this.readOnly, size: this.size, map: this.map, description: this.description, closed: false };
   }
 
-  /** True when a client asking for `name` gets this export. */
-  matches(name: string): boolean {
-    return name === '' || name === this.name;
+  /** The volume served (for metadata contexts, evaluated against its planes). */
+  get volume(): Volume {
+    return this.vol;
+  }
+
+  /** The export a client asking for `name` gets: the empty name is the main one. */
+  find(name: string): ExportView | undefined {
+    if (name === '' || name === this.name) return this.main;
+    return this.extra.get(name);
+  }
+
+  /** Every export's name, the main one first. */
+  names(): string[] {
+    return [this.name, ...this.extra.keys()];
+  }
+
+  /**
+   * Adds a read-only export of `snapshot` named `name` (from a task: see runExclusive).
+   * The caller keeps the snapshot pinned for as long as the export exists.
+   */
+  addSnapshotView(name: string, snapshot: string): ExportView {
+    if (name === '' || this.find(name)) throw new ExistsError(`${this.vol.path}: an export named "${name}" is already served`, 'choose another --name');
+    const map = this.vol.mapOf(snapshot);
+    const view: ExportView = { name, snapshot, readOnly: true, size: this.size, map, description: describe(this.vol, snapshot, true), closed: false };
+    this.extra.set(name, view);
+    return view;
+  }
+
+  /** Removes an export added by addSnapshotView; its open connections get ESHUTDOWN from now on. */
+  removeView(name: string): void {
+    const view = this.extra.get(name);
+    if (!view) return;
+    view.closed = true;
+    this.extra.delete(name);
+  }
+
+  /** The transmission flags a connection to `view` gets (DF only with structured replies). */
+  transmissionFlags(view: ExportView, structured: boolean): number {
+    let flags = TFLAG_HAS_FLAGS | TFLAG_SEND_FLUSH | TFLAG_SEND_FUA | TFLAG_CAN_MULTI_CONN;
+    if (view.readOnly) flags |= TFLAG_READ_ONLY;
+    else flags |= TFLAG_SEND_TRIM | TFLAG_SEND_WRITE_ZEROES | TFLAG_SEND_FAST_ZERO;
+    if (structured) flags |= TFLAG_SEND_DF;
+    return flags;
   }
 
   /**
    * The error a request gets before it runs (NBD_OK when it may run). A WRITE that gets
    * an error still has its payload on the wire: the connection reads and drops it.
    */
-  validate(r: NbdRequest): number {
+  validate(s: NbdSession, r: NbdRequest): number {
     const end = r.offset + r.length;
+    const view = s.view;
+    if (view.closed && r.type !== CMD_DISC) return NBD_ESHUTDOWN;
     switch (r.type) {
       case CMD_READ:
-        if (r.flags & ~CMD_FLAG_FUA) return NBD_EINVAL;
+        if (r.flags & ~(CMD_FLAG_FUA | (s.structured ? CMD_FLAG_DF : 0))) return NBD_EINVAL;
         if (r.length > MAX_PAYLOAD_BYTES) return NBD_EINVAL;
         return end > this.size ? NBD_EINVAL : NBD_OK;
+      case CMD_BLOCK_STATUS:
+        if (s.contexts.length === 0) return NBD_EINVAL; // no context was selected
+        if (r.flags & ~CMD_FLAG_REQ_ONE) return NBD_EINVAL;
+        return end > this.size || r.length === 0 ? NBD_EINVAL : NBD_OK;
       case CMD_WRITE:
         if (r.flags & ~CMD_FLAG_FUA) return NBD_EINVAL;
-        if (this.readOnly) return NBD_EPERM;
+        if (view.readOnly) return NBD_EPERM;
         if (r.length > MAX_PAYLOAD_BYTES) return NBD_EINVAL;
         return end > this.size ? NBD_ENOSPC : NBD_OK;
       case CMD_FLUSH:
@@ -165,16 +245,16 @@ export class NbdExport {
         return r.offset !== 0 || r.length !== 0 ? NBD_EINVAL : NBD_OK;
       case CMD_TRIM:
         if (r.flags & ~CMD_FLAG_FUA) return NBD_EINVAL;
-        if (this.readOnly) return NBD_EPERM;
+        if (view.readOnly) return NBD_EPERM;
         return end > this.size ? NBD_EINVAL : NBD_OK;
       case CMD_WRITE_ZEROES:
         if (r.flags & ~(CMD_FLAG_FUA | CMD_FLAG_NO_HOLE | CMD_FLAG_FAST_ZERO)) return NBD_EINVAL;
-        if (this.readOnly) return NBD_EPERM;
+        if (view.readOnly) return NBD_EPERM;
         return end > this.size ? NBD_ENOSPC : NBD_OK;
       case CMD_DISC:
         return NBD_OK;
       default:
-        return NBD_EINVAL; // CACHE, BLOCK_STATUS and unknown commands were never offered
+        return NBD_EINVAL; // CACHE and unknown commands were never offered
     }
   }
 
@@ -182,15 +262,15 @@ export class NbdExport {
    * Queues a request that passed validate(); `reply` gets its reply when it has run
    * (at once for everything but large reads). `payload` is a WRITE's data.
    */
-  submit(r: NbdRequest, payload: Buffer | null, pooledPayload: boolean, reply: ReplySink): void {
-    this.queue.push({ request: r, payload, pooledPayload, reply });
+  submit(s: NbdSession, r: NbdRequest, payload: Buffer | null, pooledPayload: boolean, reply: ReplySink): void {
+    this.queue.push({ request: r, session: s, payload, pooledPayload, reply });
     this.run();
   }
 
   /** The reply to a request refused by validate(). */
-  refuse(r: NbdRequest, error: number): Buffer {
+  refuse(s: NbdSession, r: NbdRequest, error: number): Buffer {
     this.stats.errors++;
-    return encodeSimpleReply(error, r.cookie);
+    return errorReply(s, r, error);
   }
 
   /** A buffer for a WRITE payload that arrived in pieces; submit() it with pooledPayload set. */
@@ -272,12 +352,15 @@ export class NbdExport {
     try {
       while (this.queue.length > 0 && !this.taskRunning) {
         const job = this.queue[0];
-        const isRead = job.request?.type === CMD_READ;
-        if (!isRead && this.readsInFlight > 0) break; // a change waits for the reads before it
+        const type = job.request?.type;
+        const isRead = type === CMD_READ;
+        // a change waits for the reads before it (block status changes nothing)
+        if (!isRead && type !== CMD_BLOCK_STATUS && this.readsInFlight > 0) break;
         this.queue.shift();
         if (job.task) job.task();
         else if (job.request === null) this.timedCommit();
-        else if (isRead) this.read(job.request, job.reply);
+        else if (isRead) this.read(job.session!, job.request, job.reply);
+        else if (type === CMD_BLOCK_STATUS) job.reply(this.blockStatus(job.session!, job.request), false);
         else {
           const error = this.apply(job.request, job.payload);
           if (job.pooledPayload) this.buffers.give(job.payload!); // writes are done with it
@@ -295,17 +378,30 @@ export class NbdExport {
     }
   }
 
-  private read(r: NbdRequest, reply: ReplySink): void {
-    const buf = this.buffers.take(SIMPLE_REPLY_BYTES + r.length);
+  /**
+   * A READ: simple replies put the data after a 16-byte header; structured ones send one
+   * OFFSET_DATA chunk when the range is all data or the client set DF, else one chunk per
+   * piece, OFFSET_HOLE for unmapped runs (no data on the wire) and OFFSET_DATA for the
+   * rest, all in one pooled buffer.
+   */
+  private read(s: NbdSession, r: NbdRequest, reply: ReplySink): void {
+    if (s.structured && r.length === 0) return reply(encodeDoneChunk(r.cookie), false);
+    let buf: Buffer;
     let runs: LogicalReadRun[];
     try {
-      runs = planLogicalRead(this.vol, this.map, r.offset, buf.subarray(SIMPLE_REPLY_BYTES));
+      const extents = planLogicalExtents(this.vol, s.view.map, r.offset, r.length);
+      ({ buf, runs } = layoutReadReply(r, extents, s.structured && !(r.flags & CMD_FLAG_DF), s.structured, (n) => this.buffers.take(n)));
+    } catch (err) {
+      this.stats.errors++;
+      return reply(errorReply(s, r, this.errorOf(err, 'READ')), false);
+    }
+    try {
       if (r.length < ASYNC_READ_MIN_BYTES || runs.length === 0) {
         for (const run of runs) this.vol.file.read(run.into, run.position);
-        return this.readDone(r, buf, NBD_OK, reply);
+        return this.readDone(s, r, buf, NBD_OK, reply);
       }
     } catch (err) {
-      return this.readDone(r, buf, this.errorOf(err, 'READ'), reply);
+      return this.readDone(s, r, buf, this.errorOf(err, 'READ'), reply);
     }
     this.readsInFlight++;
     let pending = runs.length;
@@ -315,21 +411,37 @@ export class NbdExport {
         if (err && error === NBD_OK) error = this.errorOf(fromSystemError(err, this.vol.path, 'reading'), 'READ');
         if (--pending > 0) return;
         this.readsInFlight--;
-        this.readDone(r, buf, error, reply);
+        this.readDone(s, r, buf, error, reply);
         this.run(); // changes waiting for this read may go now
       });
     }
   }
 
-  private readDone(r: NbdRequest, buf: Buffer, error: number, reply: ReplySink): void {
+  private readDone(s: NbdSession, r: NbdRequest, buf: Buffer, error: number, reply: ReplySink): void {
     if (error !== NBD_OK) {
       this.buffers.give(buf);
       this.stats.errors++;
-      return reply(encodeSimpleReply(error, r.cookie), false);
+      return reply(errorReply(s, r, error), false);
     }
     this.stats.reads++;
     this.stats.bytesRead += r.length;
-    reply(encodeSimpleReply(NBD_OK, r.cookie, buf), true);
+    reply(buf, true);
+  }
+
+  /** BLOCK_STATUS: one chunk per selected context, from the map (and the context's image), never from data. */
+  private blockStatus(s: NbdSession, r: NbdRequest): Buffer {
+    try {
+      const chunks = s.contexts.map((ctx, i) => {
+        let extents = blockStatus(s.view.map, this.vol.blockSize, ctx, r.offset, r.length);
+        if (r.flags & CMD_FLAG_REQ_ONE) extents = extents.slice(0, 1);
+        return encodeBlockStatusChunk(i === s.contexts.length - 1 ? REPLY_FLAG_DONE : 0, r.cookie, contextId(i), extents);
+      });
+      this.stats.blockStatus++;
+      return Buffer.concat(chunks);
+    } catch (err) {
+      this.stats.errors++;
+      return errorReply(s, r, this.errorOf(err, 'BLOCK_STATUS'));
+    }
   }
 
   private apply(r: NbdRequest, payload: Buffer | null): number {
@@ -383,6 +495,21 @@ export class NbdExport {
     else this.report(`${doing} failed: ${err.message}`);
     return NBD_EIO;
   }
+}
+
+/** The id the i-th selected metadata context gets (ids are per connection; 0 is avoided). */
+export function contextId(i: number): number {
+  return i + 1;
+}
+
+function describe(vol: Volume, snapshot: string | null, readOnly: boolean): string {
+  return `imgstream volume ${vol.path}${snapshot !== null ? ` (snapshot ${snapshot})` : ''}${readOnly ? ', read-only' : ''}`;
+}
+
+/** An error reply: a structured ERROR chunk (with a message) once negotiated, else a simple reply. */
+function errorReply(s: NbdSession, r: NbdRequest, error: number): Buffer {
+  if (!s.structured) return encodeSimpleReply(error, r.cookie);
+  return encodeErrorChunk(error, r.cookie, `${commandName(r.type)} failed with errno ${error}`);
 }
 
 /** Reads buf.length bytes at `position` on the thread pool; past the end of the file reads zeros. */

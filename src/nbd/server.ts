@@ -8,7 +8,10 @@ import fs from 'node:fs';
 import net from 'node:net';
 import { BusyError, ExistsError, InvalidInputError, IoError } from '../errors.js';
 import { Volume } from '../volume/volume.js';
+import { VolumeLock } from '../volume/volume-lock.js';
 import { ControlServer } from '../control/control-server.js';
+import { ServedVolume } from '../control/served-volume.js';
+import type { ExportHost } from '../control/ops.js';
 import { NbdConnection } from './connection.js';
 import { NbdExport, type NbdExportStats } from './nbd-export.js';
 import { nbdUri, type ListenAddress } from './listen-address.js';
@@ -24,6 +27,10 @@ export interface ServeNbdOptions {
   cpIntervalMs: number;
   /** The export's name (default ""): clients asking for "" get it too. */
   exportName?: string;
+  /** Milliseconds a client gets to complete the handshake (default 10 s; 0: no limit). */
+  handshakeMs?: number;
+  /** The caller chose `listen` (not a default): a snapshot cannot be served beside a served volume there. */
+  listenChosen?: boolean;
 }
 
 /** What a client needs to connect, reported once the server listens. */
@@ -38,10 +45,14 @@ export interface NbdListening {
   readOnly: boolean;
   size: number;
   blockSize: number;
+  /** The process that serves the export, when it is another (a snapshot served beside its volume). */
+  servedBy?: number;
 }
 
 export interface NbdServeResult extends NbdExportStats {
   volume: string;
+  /** Set when another process served the export (see NbdListening.servedBy). */
+  servedBy?: number;
   connections: number;
   /** The volume's CP generation after the last consistency point. */
   generation: number;
@@ -60,6 +71,10 @@ const SHUTDOWN_GRACE_MS = 2000;
 
 export async function serveNbd(opts: ServeNbdOptions, hooks: NbdServeHooks): Promise<NbdServeResult> {
   if (!Number.isFinite(opts.cpIntervalMs) || opts.cpIntervalMs < 0) throw new InvalidInputError(`invalid CP interval ${opts.cpIntervalMs} ms`, 'use a number of seconds, 0 or more');
+  if (opts.snapshot !== undefined) {
+    const beside = await serveSnapshotBeside(opts, hooks);
+    if (beside) return beside;
+  }
   const readOnly = !!opts.readOnly || opts.snapshot !== undefined;
   const vol = Volume.open(opts.volume, { write: !readOnly });
   let exp: NbdExport;
@@ -78,11 +93,19 @@ export async function serveNbd(opts: ServeNbdOptions, hooks: NbdServeHooks): Pro
     if (opts.listen.socket !== undefined) await clearStaleSocket(opts.listen.socket);
     server = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => {
       connections++;
-      const c = new NbdConnection(socket, exp, (gone) => conns.delete(gone));
+      const c = new NbdConnection(socket, exp, (gone) => conns.delete(gone), opts.handshakeMs);
       conns.add(c);
     });
     await listen(server, opts.listen);
-    control = await ControlServer.start(vol, exp, (message) => hooks.problem?.(message));
+    const srv = server;
+    const exports: ExportHost = {
+      addSnapshotExport(name, snapshot) {
+        exp.addSnapshotView(name, snapshot);
+        return { name, uri: listeningInfo(srv, opts, exp, vol, name).uri };
+      },
+      removeExport: (name) => exp.removeView(name),
+    };
+    control = await ControlServer.start(vol, exp, (message) => hooks.problem?.(message), exports);
   } catch (err) {
     server?.close();
     vol.close();
@@ -134,11 +157,48 @@ function listen(server: net.Server, where: ListenAddress): Promise<void> {
   });
 }
 
-function listeningInfo(server: net.Server, opts: ServeNbdOptions, exp: NbdExport, vol: Volume): NbdListening {
-  const base = { exportName: exp.name, volume: vol.path, snapshot: exp.snapshot, readOnly: exp.readOnly, size: exp.size, blockSize: vol.blockSize };
-  if (opts.listen.socket !== undefined) return { uri: nbdUri({ socket: opts.listen.socket }, exp.name), socket: opts.listen.socket, ...base };
+function listeningInfo(server: net.Server, opts: ServeNbdOptions, exp: NbdExport, vol: Volume, name = exp.name): NbdListening {
+  const base = { exportName: name, volume: vol.path, snapshot: exp.snapshot, readOnly: exp.readOnly, size: exp.size, blockSize: vol.blockSize };
+  if (opts.listen.socket !== undefined) return { uri: nbdUri({ socket: opts.listen.socket }, name), socket: opts.listen.socket, ...base };
   const a = server.address() as net.AddressInfo;
-  return { uri: nbdUri({ host: a.address, port: a.port }, exp.name), host: a.address, port: a.port, ...base };
+  return { uri: nbdUri({ host: a.address, port: a.port }, name), host: a.address, port: a.port, ...base };
+}
+
+/**
+ * `--snapshot S` of a volume another imgstream process serves: that server adds a
+ * read-only export of S beside its own (on its address, named --export-name or S) for as
+ * long as this call runs. Returns null when no server answers for the volume (then the
+ * caller opens it itself, and says "busy" if someone else holds it).
+ */
+async function serveSnapshotBeside(opts: ServeNbdOptions, hooks: NbdServeHooks): Promise<NbdServeResult | null> {
+  const holder = VolumeLock.holder(opts.volume);
+  if (!holder?.control || holder.pid === process.pid) return null;
+  let served: ServedVolume;
+  try {
+    served = await ServedVolume.connect(opts.volume, holder);
+  } catch {
+    return null; // nothing answers: opening the volume here tells what holds it
+  }
+  try {
+    if (opts.listenChosen) {
+      throw new BusyError(
+        `${opts.volume}: volume is being served by imgstream process ${served.servedBy}, which serves snapshots beside it on its own address`,
+        'leave out --socket and --listen to serve the snapshot there, or stop that server first',
+      );
+    }
+    const added = await served.request<{ name: string; uri: string; snapshot: string; size: number; blockSize: number }>('export.snapshot', { snapshot: opts.snapshot, name: opts.exportName ?? '' });
+    hooks.listening?.({ uri: added.uri, exportName: added.name, volume: opts.volume, snapshot: added.snapshot, readOnly: true, size: added.size, blockSize: added.blockSize, servedBy: served.servedBy });
+    const closed = new Promise<void>((resolve) => served.onClose(resolve));
+    const alive = setInterval(() => {}, 1 << 30); // the idle control connection does not keep the process up
+    try {
+      await Promise.race([closed, new Promise<void>((resolve) => (hooks.signal.aborted ? resolve() : hooks.signal.addEventListener('abort', () => resolve(), { once: true })))]);
+    } finally {
+      clearInterval(alive);
+    }
+    return { volume: opts.volume, connections: 0, generation: 0, reads: 0, writes: 0, flushes: 0, trims: 0, writeZeroes: 0, blockStatus: 0, bytesRead: 0, bytesWritten: 0, errors: 0, consistencyPoints: 0, servedBy: served.servedBy };
+  } finally {
+    served.close();
+  }
 }
 
 /** A socket file left by a server that died is removed; one that answers is in use. */

@@ -25,18 +25,24 @@ export interface LogicalReadRun {
   position: number;
 }
 
+/** A piece of the logical disk: bytes [offset, offset + length) at file byte `position`, or a hole (position -1) that reads as zeros. */
+export interface LogicalExtent {
+  offset: number;
+  length: number;
+  position: number;
+}
+
 /**
- * Plans a read of `out.length` bytes of the logical disk at byte `offset` through `map`
- * (the active file system's, or a snapshot's from vol.mapOf): unmapped blocks are
- * zero-filled in `out` now, and each run of consecutive VBNs becomes one piece to read
- * from the volume file. For callers that read asynchronously; readLogicalBytes reads at once.
+ * The pieces of `length` bytes of the logical disk at byte `offset` through `map`: each
+ * run of consecutive VBNs is one piece, each run of unmapped blocks one hole. Reads map
+ * nodes only.
  */
-export function planLogicalRead(vol: Volume, map: LogicalMap, offset: number, out: Buffer): LogicalReadRun[] {
-  const runs: LogicalReadRun[] = [];
-  if (out.length === 0) return runs;
-  checkRange(vol, offset, out.length);
+export function planLogicalExtents(vol: Volume, map: LogicalMap, offset: number, length: number): LogicalExtent[] {
+  const out: LogicalExtent[] = [];
+  if (length === 0) return out;
+  checkRange(vol, offset, length);
   const bs = vol.blockSize;
-  const end = offset + out.length;
+  const end = offset + length;
   const last = Math.ceil(end / bs);
   // a run: `count` blocks from `runLbn`, all holes (runVbn 0) or at consecutive VBNs
   let runLbn = Math.floor(offset / bs);
@@ -45,9 +51,7 @@ export function planLogicalRead(vol: Volume, map: LogicalMap, offset: number, ou
   const flush = () => {
     const lo = Math.max(offset, runLbn * bs);
     const hi = Math.min(end, (runLbn + count) * bs);
-    const into = out.subarray(lo - offset, hi - offset);
-    if (runVbn === 0) into.fill(0);
-    else runs.push({ into, position: vol.layout.vbnOffset(runVbn) + (lo - runLbn * bs) });
+    out.push({ offset: lo, length: hi - lo, position: runVbn === 0 ? -1 : vol.layout.vbnOffset(runVbn) + (lo - runLbn * bs) });
   };
   for (let lbn = runLbn + 1; lbn < last; lbn++) {
     const vbn = map.lookup(lbn);
@@ -61,6 +65,22 @@ export function planLogicalRead(vol: Volume, map: LogicalMap, offset: number, ou
     count = 1;
   }
   flush();
+  return out;
+}
+
+/**
+ * Plans a read of `out.length` bytes of the logical disk at byte `offset` through `map`
+ * (the active file system's, or a snapshot's from vol.mapOf): unmapped blocks are
+ * zero-filled in `out` now, and each run of consecutive VBNs becomes one piece to read
+ * from the volume file. For callers that read asynchronously; readLogicalBytes reads at once.
+ */
+export function planLogicalRead(vol: Volume, map: LogicalMap, offset: number, out: Buffer): LogicalReadRun[] {
+  const runs: LogicalReadRun[] = [];
+  for (const e of planLogicalExtents(vol, map, offset, out.length)) {
+    const into = out.subarray(e.offset - offset, e.offset - offset + e.length);
+    if (e.position < 0) into.fill(0);
+    else runs.push({ into, position: e.position });
+  }
   return runs;
 }
 
@@ -75,7 +95,9 @@ export function readLogicalBytes(vol: Volume, map: LogicalMap, offset: number, o
 /**
  * Writes `data` at byte `offset` of the active file system. Whole blocks go to newly
  * allocated VBNs (write-anywhere), except blocks already written since the last CP, which
- * are rewritten where they are; all-zero blocks are unmapped. When the volume has no room
+ * are rewritten where they are, and blocks whose data equals what they hold, which stay
+ * where they are untouched (a no-op rewrite: no allocation, no mark-on-allocate bit, so
+ * the next incremental does not carry them); all-zero blocks are unmapped. When the volume has no room
  * for the new blocks it throws VolumeFullError before changing anything.
  */
 export function writeLogicalBytes(vol: Volume, offset: number, data: Buffer): void {
@@ -147,6 +169,46 @@ const SKIP = 0;
 const UNMAP = 1;
 const IN_PLACE = 2;
 const NEW = 3;
+/** Mapped to a block of an earlier CP: NEW, unless its data is already there. */
+const MAYBE_SAME = 4;
+
+/** Bytes of old blocks read at once to compare rewrites against. */
+const COMPARE_READ_BYTES = 1 << 20;
+let compareScratch: Buffer | null = null;
+
+/**
+ * Turns MAYBE_SAME blocks into SKIP when the block they are mapped to holds the same
+ * bytes, else into NEW. Old blocks at consecutive VBNs are read with one read (from the
+ * page cache, mostly: a client rewriting a disk has just read it, or wrote it before).
+ * Returns how many became NEW.
+ */
+function settleRewrites(vol: Volume, blocks: Buffer[], olds: number[], kind: Uint8Array): number {
+  const bs = vol.blockSize;
+  const most = Math.max(1, Math.floor(COMPARE_READ_BYTES / bs));
+  if (!compareScratch || compareScratch.length < most * bs) compareScratch = Buffer.allocUnsafe(most * bs);
+  const scratch = compareScratch;
+  let changed = 0;
+  const n = blocks.length;
+  for (let k = 0; k < n; ) {
+    if (kind[k] !== MAYBE_SAME) {
+      k++;
+      continue;
+    }
+    let end = k + 1;
+    while (end < n && end - k < most && kind[end] === MAYBE_SAME && olds[end] === olds[end - 1] + 1) end++;
+    const run = scratch.subarray(0, (end - k) * bs);
+    vol.file.read(run, vol.layout.vbnOffset(olds[k]));
+    for (let j = k; j < end; j++) {
+      if (blocks[j].equals(run.subarray((j - k) * bs, (j - k + 1) * bs))) kind[j] = SKIP;
+      else {
+        kind[j] = NEW;
+        changed++;
+      }
+    }
+    k = end;
+  }
+  return changed;
+}
 
 /**
  * Writes whole blocks at consecutive LBNs from `first` (each buffer one block). New VBNs
@@ -163,11 +225,13 @@ export function writeLogicalBlocks(vol: Volume, first: number, blocks: Buffer[])
     olds[k] = old;
     if (isZero(blocks[k])) kind[k] = old === 0 ? SKIP : UNMAP;
     else if (old !== 0 && vol.isFresh(old)) kind[k] = IN_PLACE;
+    else if (old !== 0) kind[k] = MAYBE_SAME;
     else {
       kind[k] = NEW;
       needed++;
     }
   }
+  needed += settleRewrites(vol, blocks, olds, kind);
   const fresh: number[] = [];
   try {
     while (fresh.length < needed) fresh.push(vol.allocate());

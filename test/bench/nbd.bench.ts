@@ -9,6 +9,12 @@
 // of each and the ratio imgstream / nbdkit (targets: >= 0.5 for writing and for reading),
 // medians over --reps runs; the imgstream export is verified against the image (sha256)
 // once. The results are printed as a table and as JSON on the last line of stdout.
+//
+// Two more rows: nbd-rewrite writes the same image into the imgstream export a second
+// time (nothing changes: no-op rewrites) and compares with its first write (target
+// >= 0.8, and 0 blocks in `active - before`); nbd-holes copies a volume that is half
+// holes to a local file with nbdcopy and compares with the same copy from `nbdkit file`
+// serving its raw image, zeros written out (target >= 1.5: holes are not transferred).
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash, randomFillSync } from 'node:crypto';
 import fs from 'node:fs';
@@ -24,6 +30,33 @@ const CLI = path.resolve(here, '..', '..', 'commands', '_cli', 'bin.js');
 interface Sample {
   writeSeconds: number;
   readSeconds: number;
+  rewriteSeconds?: number;
+  rewriteBlocks?: number;
+  holesSeconds?: number;
+}
+
+function cliJson(env: NodeJS.ProcessEnv, args: string[]): unknown {
+  const r = spawnSync(process.execPath, [CLI, ...args, '--json'], { env, encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`imgstream ${args.join(' ')}: ${r.stderr}`);
+  return JSON.parse(r.stdout);
+}
+
+/** A raw image, half of it zeros (written out), in 64 MiB runs of data and zeros. */
+function makeHalfHoles(file: string, size: number): void {
+  const run = Math.min(64 << 20, size / 2);
+  const data = Buffer.alloc(run);
+  randomFillSync(data);
+  const zero = Buffer.alloc(run);
+  const fd = fs.openSync(file, 'w');
+  try {
+    for (let off = 0, i = 0; off < size; off += run, i++) {
+      const b = i % 2 ? zero : data;
+      if (b === data) for (let k = 0; k < run; k += 4096) data.writeUInt32LE(i, k);
+      fs.writeSync(fd, b, 0, Math.min(run, size - off));
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
 }
 
 function parseSize(text: string): number {
@@ -199,18 +232,55 @@ async function main(): Promise<number> {
       try {
         const w = timed('qemu-img', ['convert', '-n', '-O', 'raw', image, server.uri]);
         const r = timed('nbdcopy', [server.uri, 'null:']);
-        ours.push({ writeSeconds: w, readSeconds: r });
         if (!verified) {
           const got = await sha256Export(server.uri);
           if (got !== imageHash) throw new Error(`the export does not hold the image (sha256 ${got}, expected ${imageHash})`);
           verified = true;
         }
+        // the same image again: every block equals what it holds
+        cliJson(env, ['snapshot', 'create', vol, 'before']);
+        const rw = timed('qemu-img', ['convert', '-n', '-O', 'raw', image, server.uri]);
+        const moved = (cliJson(env, ['image', vol, 'active - before']) as { blocks: number }).blocks;
+        ours.push({ writeSeconds: w, readSeconds: r, rewriteSeconds: rw, rewriteBlocks: moved });
         peakRss = Math.max(peakRss, peakRssBytes(server.child.pid!));
       } finally {
         server.child.kill('SIGTERM');
         const code = await exited(server.child);
         if (code !== 0) throw new Error(`imgstream serve nbd exited ${code} on SIGTERM`);
       }
+      // half holes: nbdcopy to a local file, from imgstream and from nbdkit file of the raw image
+      const half = at('half.raw');
+      makeHalfHoles(half, size);
+      const hvol = at('half.vol');
+      fs.rmSync(hvol, { force: true });
+      cliJson(env, ['volume', 'create', hvol, '--size', String(size)]);
+      cliJson(env, ['volume', 'import', hvol, '--from', half]);
+      const out = at('copy.raw');
+      const hserver = await startImgstream(hvol, at('half.sock'), env);
+      try {
+        fs.rmSync(out, { force: true });
+        sync();
+        ours[rep].holesSeconds = timed('nbdcopy', [hserver.uri, out]);
+      } finally {
+        hserver.child.kill('SIGTERM');
+        await exited(hserver.child);
+      }
+      const hksock = at('nbdkit-half.sock');
+      fs.rmSync(hksock, { force: true });
+      const hkit = spawn('nbdkit', ['--foreground', '--readonly', '--unix', hksock, 'file', half], { stdio: 'inherit' });
+      try {
+        waitForFile(hksock);
+        fs.rmSync(out, { force: true });
+        sync();
+        theirs[rep].holesSeconds = timed('nbdcopy', [`nbd+unix:///?socket=${hksock}`, out]);
+      } finally {
+        hkit.kill('SIGTERM');
+        await exited(hkit);
+      }
+      fs.rmSync(out, { force: true });
+      fs.rmSync(half, { force: true });
+      fs.rmSync(hvol, { force: true });
+      process.stderr.write(`nbd.bench: run ${rep + 1}/${reps}: rewrite ${ours[rep].rewriteSeconds!.toFixed(2)} s (${ours[rep].rewriteBlocks} blocks moved), half-holes copy ${ours[rep].holesSeconds!.toFixed(2)} s vs ${theirs[rep].holesSeconds!.toFixed(2)} s\n`);
       process.stderr.write(`nbd.bench: run ${rep + 1}/${reps}: write ${ours[rep].writeSeconds.toFixed(2)} s vs ${theirs[rep].writeSeconds.toFixed(2)} s, read ${ours[rep].readSeconds.toFixed(2)} s vs ${theirs[rep].readSeconds.toFixed(2)} s\n`);
     }
 
@@ -218,12 +288,26 @@ async function main(): Promise<number> {
     const rows = [
       { name: 'nbd-write', what: 'qemu-img convert -n into the export', imgstream: mbps(median(ours.map((s) => s.writeSeconds))), nbdkit: mbps(median(theirs.map((s) => s.writeSeconds))) },
       { name: 'nbd-read', what: 'nbdcopy export to null:', imgstream: mbps(median(ours.map((s) => s.readSeconds))), nbdkit: mbps(median(theirs.map((s) => s.readSeconds))) },
-    ].map((r) => ({ ...r, ratio: r.imgstream / r.nbdkit, target: TARGET_RATIO, ok: r.imgstream / r.nbdkit >= TARGET_RATIO }));
+    ]
+      .map((r) => ({ ...r, baseline: 'nbdkit', ratio: r.imgstream / r.nbdkit, target: TARGET_RATIO, ok: r.imgstream / r.nbdkit >= TARGET_RATIO }))
+      .concat([
+        (() => {
+          const first = mbps(median(ours.map((s) => s.writeSeconds)));
+          const again = mbps(median(ours.map((s) => s.rewriteSeconds!)));
+          const moved = Math.max(...ours.map((s) => s.rewriteBlocks!));
+          return { name: 'nbd-rewrite', what: `same image again (${moved} blocks moved) vs first write`, imgstream: again, nbdkit: first, baseline: 'first write', ratio: again / first, target: 0.8, ok: again / first >= 0.8 && moved === 0 };
+        })(),
+        (() => {
+          const ourHoles = mbps(median(ours.map((s) => s.holesSeconds!)));
+          const kitHoles = mbps(median(theirs.map((s) => s.holesSeconds!)));
+          return { name: 'nbd-holes', what: 'nbdcopy of a half-holes disk to a file', imgstream: ourHoles, nbdkit: kitHoles, baseline: 'nbdkit', ratio: ourHoles / kitHoles, target: 1.5, ok: ourHoles / kitHoles >= 1.5 };
+        })(),
+      ]);
 
     process.stdout.write(`NBD server vs nbdkit file, ${values.size} image, median of ${reps} runs (cpus: ${os.cpus().length})\n`);
-    process.stdout.write(`${'benchmark'.padEnd(10)} ${'what'.padEnd(38)} ${'imgstream'.padStart(12)} ${'nbdkit'.padStart(12)} ${'ratio'.padStart(6)}  target\n`);
+    process.stdout.write(`${'benchmark'.padEnd(11)} ${'what'.padEnd(52)} ${'imgstream'.padStart(12)} ${'baseline'.padStart(12)} ${'ratio'.padStart(6)}  target\n`);
     for (const r of rows) {
-      process.stdout.write(`${r.name.padEnd(10)} ${r.what.padEnd(38)} ${`${r.imgstream.toFixed(0)} MB/s`.padStart(12)} ${`${r.nbdkit.toFixed(0)} MB/s`.padStart(12)} ${r.ratio.toFixed(2).padStart(6)}  >= ${r.target} ${r.ok ? 'ok' : 'MISS'}\n`);
+      process.stdout.write(`${r.name.padEnd(11)} ${r.what.padEnd(52)} ${`${r.imgstream.toFixed(0)} MB/s`.padStart(12)} ${`${r.nbdkit.toFixed(0)} MB/s`.padStart(12)} ${r.ratio.toFixed(2).padStart(6)}  >= ${r.target} ${r.ok ? 'ok' : 'MISS'}\n`);
     }
     process.stdout.write(`imgstream server peak memory: ${(peakRss / 2 ** 20).toFixed(0)} MiB; export verified by sha256: ${verified}\n`);
     const result = { size, reps, rows, samples: { imgstream: ours, nbdkit: theirs }, peakRssBytes: peakRss, verified };

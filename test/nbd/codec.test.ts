@@ -102,3 +102,32 @@ describe('NBD codec', () => {
     expect(into.toString('hex')).toBe('67446698' + '00000000' + '0909090909090909' + '070707');
   });
 });
+
+describe('structured replies and metadata contexts (codec)', () => {
+  const cookie = Buffer.from('cookie!!');
+  it('chunk headers, holes, errors and block status round-trip', () => {
+    const h = nbd.decodeChunkHeader(nbd.encodeChunkHeader(nbd.REPLY_FLAG_DONE, nbd.REPLY_TYPE_OFFSET_DATA, cookie, 4104));
+    expect(h).toEqual({ flags: 1, type: 1, cookie, length: 4104 });
+    const hole = nbd.encodeHoleChunk(0, cookie, 2 ** 40, 65536);
+    expect(nbd.decodeChunkHeader(hole)).toMatchObject({ type: nbd.REPLY_TYPE_OFFSET_HOLE, length: 12 });
+    expect(Number(hole.readBigUInt64BE(20))).toBe(2 ** 40);
+    expect(hole.readUInt32BE(28)).toBe(65536);
+    const err = nbd.encodeErrorChunk(nbd.NBD_EINVAL, cookie, 'bad');
+    expect(nbd.decodeChunkHeader(err)).toMatchObject({ flags: 1, type: nbd.REPLY_TYPE_ERROR, length: 9 });
+    expect(err.subarray(26).toString()).toBe('bad');
+    const extents = [{ length: 8192, flags: 0 }, { length: 4096, flags: 3 }];
+    const bs = nbd.encodeBlockStatusChunk(1, cookie, 7, extents);
+    expect(nbd.decodeBlockStatusPayload(bs.subarray(20))).toEqual({ contextId: 7, extents });
+    expect(() => nbd.decodeBlockStatusPayload(Buffer.alloc(10))).toThrow(nbd.NbdProtocolError);
+    expect(() => nbd.decodeChunkHeader(Buffer.alloc(20))).toThrow(nbd.NbdProtocolError);
+  });
+  it('metadata context requests round-trip, and lengths that do not add up are null', () => {
+    const r = { name: 'disk', queries: ['base:allocation', 'imgstream:image:active - monday'] };
+    expect(nbd.decodeMetaContextRequest(nbd.encodeMetaContextRequest(r))).toEqual(r);
+    expect(nbd.decodeMetaContextRequest(nbd.encodeMetaContextRequest({ name: '', queries: [] }))).toEqual({ name: '', queries: [] });
+    const whole = nbd.encodeMetaContextRequest(r);
+    for (const cut of [0, 7, 12, whole.length - 1]) expect(nbd.decodeMetaContextRequest(whole.subarray(0, cut))).toBeNull();
+    expect(nbd.decodeMetaContextRequest(Buffer.concat([whole, Buffer.from([0])]))).toBeNull();
+    expect(nbd.decodeMetaContextReply(nbd.encodeMetaContextReply(3, 'base:allocation'))).toEqual({ id: 3, name: 'base:allocation' });
+  });
+});

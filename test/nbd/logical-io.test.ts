@@ -136,3 +136,40 @@ describe('logical I/O at byte offsets', () => {
     }
   });
 });
+
+describe('no-op rewrites', () => {
+  it('a write of the bytes a block holds keeps the block where it is; a changed block moves; zeroes over holes allocate nothing', () => {
+    const bs = 4096;
+    const file = path.join(dir, 'nop.vol');
+    Volume.create(file, { size: 64 * bs, blockSize: bs, maxSnapshots: 4 });
+    const vol = Volume.open(file, { write: true });
+    try {
+      const data = randomImage(32, bs, 3, 0);
+      writeLogicalBytes(vol, 0, data);
+      vol.commit();
+      vol.createSnapshot('s');
+      const before = Array.from({ length: 32 }, (_, l) => vol.map.lookup(l));
+      // the same bytes, whole blocks and a partial block, at unaligned offsets too
+      writeLogicalBytes(vol, 0, data);
+      writeLogicalBytes(vol, 5 * bs + 100, data.subarray(5 * bs + 100, 5 * bs + 300));
+      writeLogicalBytes(vol, 33, data.subarray(33, 3 * bs + 7));
+      zeroLogicalBytes(vol, 40 * bs, 10 * bs + 5);
+      expect(vol.hasUncommittedChanges).toBe(false);
+      expect(Array.from({ length: 32 }, (_, l) => vol.map.lookup(l))).toEqual(before);
+      // one changed block among unchanged ones: only it moves
+      const changed = Buffer.from(data.subarray(0, 4 * bs));
+      changed[2 * bs + 9] ^= 0xff;
+      writeLogicalBytes(vol, 0, changed);
+      const after = Array.from({ length: 32 }, (_, l) => vol.map.lookup(l));
+      expect(after.filter((v, l) => v !== before[l]).length).toBe(1);
+      expect(after[2]).not.toBe(before[2]);
+      vol.commit();
+      const out = Buffer.alloc(4 * bs);
+      readLogicalBytes(vol, vol.map, 0, out);
+      expect(out.equals(changed)).toBe(true);
+      clean(vol);
+    } finally {
+      vol.close();
+    }
+  });
+});

@@ -136,7 +136,7 @@ describe('the export queue runs tasks between requests', () => {
       const order: string[] = [];
       const request = (type: number, offset: number, length: number) => ({ type, flags: 0, cookie: Buffer.alloc(8), offset, length });
       const write = (offset: number, fill: number, tag: string) =>
-        exp.submit(request(CMD_WRITE, offset, 4096), Buffer.alloc(4096, fill), false, (reply) => {
+        exp.submit({ view: exp.main, structured: false, contexts: [] }, request(CMD_WRITE, offset, 4096), Buffer.alloc(4096, fill), false, (reply) => {
           expect(reply.readUInt32BE(4)).toBe(NBD_OK);
           order.push(tag);
         });
@@ -151,7 +151,7 @@ describe('the export queue runs tasks between requests', () => {
         return b[0];
       });
       write(0, 2, 'w2');
-      exp.submit(request(CMD_READ, 0, 4096), null, false, (reply) => {
+      exp.submit({ view: exp.main, structured: false, contexts: [] }, request(CMD_READ, 0, 4096), null, false, (reply) => {
         order.push(`read ${reply[16]}`);
       });
       await new Promise((r) => setTimeout(r, 50));

@@ -1,0 +1,161 @@
+// Metadata contexts a client may select for NBD_CMD_BLOCK_STATUS, answered from the
+// volume's metadata only (the logical map and the planes), never by reading data:
+//
+//   base:allocation         the protocol's own: an unmapped block is a hole that reads
+//                           as zeros (STATE_HOLE | STATE_ZERO), a mapped one is data (0).
+//   imgstream:image:EXPR    a storage image (DESIGN.md) seen by a client that addresses
+//                           logical blocks: a logical block is in the image when the VBN
+//                           it is mapped to (in the export's map) is; status 1. A block
+//                           mapped outside the image is 0. An unmapped block is 2 (it
+//                           holds no VBN and reads as zeros; after `active - S` it may be
+//                           one S held, so an incremental copy zeroes it).
+//
+// The image is evaluated once, when the context is selected (SET_META_CONTEXT), in one
+// pass over the planes, and kept as the chunks of its bitmap that hold any block: the
+// connection then answers from that picture whatever is written afterwards.
+import { InvalidInputError, NotFoundError } from '../errors.js';
+import { STATE_HOLE, STATE_ZERO, type BlockStatusExtent } from '../format/nbd-protocol.js';
+import { imageChunks, parseExpression, resolveExpression } from '../image/index.js';
+import type { LogicalMap } from '../volume/logical-map.js';
+import type { Volume } from '../volume/volume.js';
+
+export const BASE_ALLOCATION = 'base:allocation';
+export const IMAGE_PREFIX = 'imgstream:image:';
+/** Status of a logical block in an imgstream:image context. */
+export const IMAGE_IN = 1;
+export const IMAGE_UNMAPPED = 2;
+/** Descriptors in one BLOCK_STATUS chunk at most (proto.md: SHOULD NOT send more than 2^20). */
+export const MAX_EXTENTS = 1 << 16;
+/** Snapshots offered as ready-made `active - S` contexts by LIST_META_CONTEXT. */
+const LISTED_SNAPSHOTS = 32;
+
+/** A selected context: its name, and the status of each mapped block (unmapped blocks are holes). */
+export interface MetaContext {
+  readonly name: string;
+  /** The status of a block mapped to `vbn`. */
+  mapped(vbn: number): number;
+  /** The status of an unmapped block. */
+  readonly unmapped: number;
+}
+
+const baseAllocation: MetaContext = { name: BASE_ALLOCATION, mapped: () => 0, unmapped: STATE_HOLE | STATE_ZERO };
+
+/** A query that fails to name a context it could be: the message tells the client why. */
+export class MetaContextError extends InvalidInputError {}
+
+/**
+ * The contexts LIST_META_CONTEXT answers for `queries` (none: all of them). Names that
+ * match nothing are left out; an imgstream:image expression that does not evaluate
+ * throws MetaContextError.
+ */
+export function listContexts(vol: Volume, exportSnapshot: string | null, queries: string[]): string[] {
+  const all = [BASE_ALLOCATION, ...suggestedImages(vol, exportSnapshot)];
+  if (queries.length === 0) return all;
+  const out = new Set<string>();
+  for (const q of queries) {
+    if (q === 'base:' || q === BASE_ALLOCATION) out.add(BASE_ALLOCATION);
+    else if (q === 'imgstream:' || q === IMAGE_PREFIX) for (const n of all.slice(1)) out.add(n);
+    else if (q.startsWith(IMAGE_PREFIX)) {
+      checkExpression(vol, q.slice(IMAGE_PREFIX.length));
+      out.add(q);
+    }
+  }
+  return [...out];
+}
+
+/**
+ * The contexts SET_META_CONTEXT selects for `queries`, each evaluated now. Queries in
+ * other namespaces are ignored, as the protocol asks; a bad image expression throws
+ * MetaContextError.
+ */
+export function selectContexts(vol: Volume, queries: string[]): MetaContext[] {
+  const out: MetaContext[] = [];
+  const seen = new Set<string>();
+  for (const q of queries) {
+    if (seen.has(q)) continue;
+    seen.add(q);
+    if (q === BASE_ALLOCATION) out.push(baseAllocation);
+    else if (q.startsWith(IMAGE_PREFIX)) out.push(imageContext(vol, q));
+  }
+  return out;
+}
+
+function checkExpression(vol: Volume, expression: string): void {
+  try {
+    resolveExpression(parseExpression(expression), vol.planeSource());
+  } catch (err) {
+    if (err instanceof InvalidInputError || err instanceof NotFoundError) throw new MetaContextError(`${IMAGE_PREFIX}${expression}: ${err.message}`, err.hint);
+    throw err;
+  }
+}
+
+function imageContext(vol: Volume, name: string): MetaContext {
+  const expression = name.slice(IMAGE_PREFIX.length);
+  checkExpression(vol, expression);
+  const source = vol.planeSource();
+  const resolved = resolveExpression(parseExpression(expression), source);
+  const chunks = new Map<number, Uint32Array>();
+  for (const { chunk, words } of imageChunks(resolved, source)) chunks.set(chunk, words.slice());
+  const vbnsPerChunk = source.wordsPerChunk * 32;
+  return {
+    name,
+    unmapped: IMAGE_UNMAPPED,
+    mapped(vbn) {
+      const words = chunks.get(Math.floor(vbn / vbnsPerChunk));
+      if (!words) return 0;
+      const bit = vbn % vbnsPerChunk;
+      return (words[bit >>> 5] >>> (bit & 31)) & 1 ? IMAGE_IN : 0;
+    },
+  };
+}
+
+/** Ready-made images to list: what changed since each of the newest snapshots. */
+function suggestedImages(vol: Volume, exportSnapshot: string | null): string[] {
+  const top = exportSnapshot ?? 'active';
+  const snaps = vol.snapshots().filter((s) => !s.shadow);
+  const upTo = exportSnapshot === null ? snaps : snaps.slice(0, Math.max(0, snaps.findIndex((s) => s.name === exportSnapshot)));
+  return [`${IMAGE_PREFIX}${top}`, ...upTo.slice(-LISTED_SNAPSHOTS).map((s) => `${IMAGE_PREFIX}${top} - ${s.name}`)];
+}
+
+/**
+ * The extents of the logical bytes [offset, offset + length) in one context, in order,
+ * merging neighbours of the same status, at most `maxExtents` of them (they may then
+ * cover less than asked: the protocol allows it). Reads map nodes only; unmapped
+ * subtrees cost nothing.
+ */
+export function blockStatus(map: LogicalMap, blockSize: number, ctx: MetaContext, offset: number, length: number, maxExtents = MAX_EXTENTS): BlockStatusExtent[] {
+  const out: BlockStatusExtent[] = [];
+  const end = offset + length;
+  let at = offset; // bytes before `at` are described
+  const add = (upTo: number, flags: number): boolean => {
+    const to = Math.min(upTo, end);
+    if (to <= at) return true;
+    const last = out[out.length - 1];
+    // lengths fit in u32: together they never exceed the request's u32 length
+    if (last && last.flags === flags) last.length += to - at;
+    else {
+      if (out.length >= maxExtents) return false;
+      out.push({ length: to - at, flags });
+    }
+    at = to;
+    return true;
+  };
+  const first = Math.floor(offset / blockSize);
+  const last = Math.ceil(end / blockSize);
+  let full = false;
+  try {
+    map.walkRange(first, last, (lbn, vbn) => {
+      if (full) return;
+      if (!add(lbn * blockSize, ctx.unmapped) || !add((lbn + 1) * blockSize, ctx.mapped(vbn))) {
+        full = true;
+        throw STOP;
+      }
+    });
+  } catch (err) {
+    if (err !== STOP) throw err;
+  }
+  if (!full) add(end, ctx.unmapped);
+  return out;
+}
+
+const STOP = Symbol('enough extents');

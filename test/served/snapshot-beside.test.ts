@@ -1,0 +1,73 @@
+// `serve nbd VOL --snapshot S` while VOL is served: the serving process adds a read-only
+// export of S beside its own, S stays pinned while it is served, and the export goes
+// away when the command stops, even killed with -9.
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { randomImage, tempDir } from '../support/images.js';
+import { cli, CLI_BIN, missingBinaries, ok, qemuIo, run, startServer } from '../nbd/support.js';
+
+const BS = 4096;
+const SIZE = 4 << 20;
+const missing = missingBinaries(['nbdcopy', 'nbdinfo', 'qemu-io']);
+const root = tempDir('imgstream-served-beside-');
+const locks = path.join(root, 'locks');
+const at = (f: string) => path.join(root, f);
+afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
+
+describe.skipIf(missing.length > 0)('a snapshot served beside the served volume', () => {
+  it('is read-only, holds the snapshot, pins it, and goes away with the command (SIGTERM or kill -9)', async () => {
+    const vol = at('v.vol');
+    const image = randomImage(SIZE / BS, BS, 5, 0.3);
+    fs.writeFileSync(at('image.raw'), image);
+    await cli(['volume', 'create', vol, '--size', String(SIZE)], locks);
+    await cli(['volume', 'import', vol, '--from', at('image.raw')], locks);
+    const main = await startServer(vol, ['--socket', at('v.sock')], locks);
+    try {
+      await cli(['snapshot', 'create', vol, 'mon'], locks);
+      await qemuIo(main.info.uri, ['write -P 0x33 0 1M', 'flush']); // the active file system moves on
+      const beside = await startServer(vol, ['--snapshot', 'mon'], locks);
+      expect(beside.info.uri).toBe(`nbd+unix:///mon?socket=${at('v.sock')}`);
+      expect(beside.info.readOnly).toBe(true);
+      // the export holds the snapshot, not the active file system
+      await ok('nbdcopy', [beside.info.uri, at('mon.raw')]);
+      expect(fs.readFileSync(at('mon.raw')).equals(image)).toBe(true);
+      const write = await run('qemu-io', ['-f', 'raw', beside.info.uri, '-c', 'write -P 1 0 4096']);
+      expect(write.code === 0 && !/failed|can't open/i.test(write.stdout + write.stderr), 'the write is refused').toBe(false);
+      // listed beside the main export; the snapshot cannot be deleted while served
+      expect((await ok('nbdinfo', ['--list', main.info.uri])).stdout).toMatch(/export="mon"/);
+      const del = await run(process.execPath, [CLI_BIN, 'snapshot', 'delete', vol, 'mon'], { env: { IMGSTREAM_LOCK_DIR: locks } });
+      expect(del.code).not.toBe(0);
+      expect(del.stderr).toMatch(/pinned/);
+      // a second export of the same name is refused with one line
+      const twice = await run(process.execPath, [CLI_BIN, 'serve', 'nbd', vol, '--snapshot', 'mon'], { env: { IMGSTREAM_LOCK_DIR: locks } });
+      expect(twice.code).not.toBe(0);
+      expect(twice.stderr.trim().split('\n')).toHaveLength(1);
+      expect(twice.stderr).toMatch(/already served/);
+      const stopped = await beside.stop();
+      expect(stopped.stdout).toMatch(/"servedBy":\s*\d+/);
+      await waitFor(async () => (await run('nbdinfo', [beside.info.uri])).code !== 0);
+
+      // killed -9: the export and the pin go with its control connection
+      const again = await startServer(vol, ['--snapshot', 'mon', '--export-name', 'monday'], locks);
+      expect((await ok('nbdinfo', ['--size', again.info.uri])).stdout.trim()).toBe(String(SIZE));
+      await again.kill9();
+      await waitFor(async () => (await run('nbdinfo', [again.info.uri])).code !== 0);
+      await cli(['snapshot', 'delete', vol, 'mon'], locks);
+      // a missing snapshot: one line, the same code as on an idle volume
+      const none = await run(process.execPath, [CLI_BIN, 'serve', 'nbd', vol, '--snapshot', 'nosuch'], { env: { IMGSTREAM_LOCK_DIR: locks } });
+      expect(none.code).not.toBe(0);
+      expect(none.stderr).toMatch(/no snapshot named "nosuch"/);
+    } finally {
+      await main.stop();
+    }
+  });
+});
+
+async function waitFor(cond: () => Promise<boolean>, ms = 5000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await cond())) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
