@@ -85,7 +85,7 @@ describe.skipIf(!hasOpenssl)('the peer daemon against hostile clients', () => {
         // not "busy" (7), not a TLS handshake cut short (12): the daemon answers the request itself
         expect(r.stderr).toMatch(/nosuch: no such stream on the peer/);
         expect(r.code).toBe(3);
-        expect(Date.now() - started).toBeLessThan(4000);
+        expect(Date.now() - started).toBeLessThan(20_000); // a CLI start on a loaded machine; the old code answered at once, but "busy"
       }
       expect(d.stderr()).toMatch(/dropped for a newer connection \(more than 16 waiting to authenticate\)/);
     } finally {
@@ -132,7 +132,7 @@ describe.skipIf(!hasOpenssl)('the peer daemon against hostile clients', () => {
       }
       const took = Date.now() - started;
       expect(took).toBeGreaterThan(900);
-      expect(took).toBeLessThan(4000);
+      expect(took).toBeLessThan(8000);
       expect(i).toBeLessThan(frame.head.length);
       await waitFor(() => /a message took longer than 1 s to arrive/.test(slow.stderr()), 'the daemon to log the frame timeout', 5000);
       // a client that sends whole messages is not affected
