@@ -1,6 +1,6 @@
 import { Flags } from '@oclif/core';
 import { ImgstreamCommand } from '../_cli/base.js';
-import { DEFAULT_MAX_CONNECTIONS, DEFAULT_SERVER_IDLE_MS, parsePeerListen, servePeer, type PeerListening } from '../../src/peer/index.js';
+import { DEFAULT_FRAME_TIMEOUT_MS, DEFAULT_HANDSHAKE_TIMEOUT_MS, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HANDSHAKES, DEFAULT_SERVER_IDLE_MS, parsePeerListen, servePeer, type PeerListening } from '../../src/peer/index.js';
 import { formatSize } from '../../src/size.js';
 import { UsageError } from '../../src/errors.js';
 import { registerMirrorServices } from '../../src/mirror/peer.js';
@@ -9,7 +9,7 @@ export default class ServePeer extends ImgstreamCommand {
   static override summary = 'Run the peer daemon: receive streams from imgstream clients and send them back.';
   static override description = `Listens for imgstream clients (dump --to peer://HOST:PORT/NAME, restore --from peer://..., verify peer://...) and keeps their streams as files under --root: the stream NAME is the file DIR/NAME. A stream arrives under a temporary name (.NAME.partial-PID), is parsed and checked as it arrives (every record, the trailer, the SHA-256 of the whole stream), and is fsynced and renamed to NAME only when complete and valid; only then is the client told it is stored. An interrupted, damaged or refused transfer leaves nothing under NAME. An existing NAME is replaced only when the client passes --force.
 
-Security model. Every client and the daemon share a secret token (--token-file, the same contents on both sides, mode 600: a file others may read is refused). The token is never sent: each side proves it holds it with an HMAC-SHA256 over fresh random numbers from both sides (and, in TLS, over keys of the TLS session), so a recorded exchange is useless and a client also knows it talks to a daemon holding the token. The connection is TLS (--tls-cert and --tls-key) unless --plain: clients check the certificate against a CA (--tls-ca) or a pinned SHA-256 fingerprint (--tls-fingerprint, printed when the daemon starts). --plain sends streams in the clear: only on a network you trust, and clients must ask for it too. Names are relative paths inside --root: absolute paths, "..", names starting with "." or "-", control characters and symbolic links that lead out of the directory are refused. A client that misbehaves loses only its connection: handshakes time out after 10 s, silent connections after --idle-timeout, and at most --max-connections are served at once (more are told "busy").
+Security model. Every client and the daemon share a secret token (--token-file, the same contents on both sides, mode 600: a file others may read is refused). The token is never sent: each side proves it holds it with an HMAC-SHA256 over fresh random numbers from both sides (and, in TLS, over keys of the TLS session), so a recorded exchange is useless and a client also knows it talks to a daemon holding the token. The connection is TLS (--tls-cert and --tls-key) unless --plain: clients check the certificate against a CA (--tls-ca) or a pinned SHA-256 fingerprint (--tls-fingerprint, printed when the daemon starts). --plain sends streams in the clear: only on a network you trust, and clients must ask for it too. Names are relative paths inside --root: absolute paths, "..", names starting with "." or "-", control characters and symbolic links that lead out of the directory are refused. A client that misbehaves loses only its connection. Connections that have not authenticated yet have their own budget (--max-handshakes) and deadline (--handshake-timeout): when the budget is full, a new connection drops the one that has waited longest, so silent or slow connections from anyone can never keep a client holding the token out. Only authenticated clients take one of the --max-connections places; beyond them a client is told "busy" (exit 7). An authenticated connection is closed after --idle-timeout without a byte either way, and when a message has not fully arrived --frame-timeout after its first byte (a client trickling a byte now and then). Errors sent to clients never show the daemon's paths: files inside --root are named as clients name them (NAME), other paths as "(a path on the daemon)"; the daemon's log has the full paths.
 
 Every connection is logged on stderr, one line per event with time, connection number and client address: connect, authentication, request and name, bytes, result, disconnect. When the daemon is ready it prints the URL clients use and the certificate fingerprint (with --json, one JSON line {"listening": {...}}); it stops on SIGINT or SIGTERM, cancelling transfers in progress (they leave nothing under their names).`;
   static override examples = [
@@ -26,8 +26,11 @@ Every connection is logged on stderr, one line per event with time, connection n
     'tls-cert': Flags.string({ helpValue: 'FILE', description: 'TLS certificate (PEM), with its chain if any.', dependsOn: ['tls-key'] }),
     'tls-key': Flags.string({ helpValue: 'FILE', description: 'Private key of --tls-cert (PEM, unencrypted; keep it mode 600).', dependsOn: ['tls-cert'] }),
     plain: Flags.boolean({ description: 'Plain TCP without TLS: streams travel in the clear (a trusted network only); clients must pass --plain too.', exclusive: ['tls-cert'] }), // with --tls-key, which needs --tls-cert: one name keeps oclif's usage line clean
-    'max-connections': Flags.integer({ helpValue: 'N', description: 'Connections served at once; more are told "busy".', default: DEFAULT_MAX_CONNECTIONS, min: 1, max: 10000 }),
+    'max-connections': Flags.integer({ helpValue: 'N', description: 'Authenticated connections served at once; more are told "busy" (exit 7 on the client).', default: DEFAULT_MAX_CONNECTIONS, min: 1, max: 10000 }),
+    'max-handshakes': Flags.integer({ helpValue: 'N', description: 'Connections still authenticating, apart from --max-connections; one more drops the oldest of them.', default: DEFAULT_MAX_HANDSHAKES, min: 1, max: 10000 }),
+    'handshake-timeout': Flags.integer({ helpValue: 'SECONDS', description: 'Time a new connection has for TLS and authentication.', default: DEFAULT_HANDSHAKE_TIMEOUT_MS / 1000, min: 1, max: 600 }),
     'idle-timeout': Flags.integer({ helpValue: 'SECONDS', description: 'Close a connection after this long without a byte either way.', default: DEFAULT_SERVER_IDLE_MS / 1000, min: 1 }),
+    'frame-timeout': Flags.integer({ helpValue: 'SECONDS', description: 'Close a connection when a message has not fully arrived this long after its first byte (0: no limit); the default lets a 1 MiB message take a link of 9 KB/s.', default: DEFAULT_FRAME_TIMEOUT_MS / 1000, min: 0 }),
   };
 
   async run() {
@@ -50,7 +53,10 @@ Every connection is logged on stderr, one line per event with time, connection n
         tls: hasTls ? { cert: flags['tls-cert']!, key: flags['tls-key']! } : undefined,
         plain: flags.plain,
         maxConnections: flags['max-connections'],
+        maxHandshakes: flags['max-handshakes'],
+        handshakeTimeoutMs: flags['handshake-timeout'] * 1000,
         idleTimeoutMs: flags['idle-timeout'] * 1000,
+        frameTimeoutMs: flags['frame-timeout'] * 1000,
         signal: stop.signal,
         log: (line) => process.stderr.write(`${line}\n`),
         listening: (info) => this.ready(info),

@@ -19,7 +19,9 @@ import {
   decodePeerMessage,
   decodePeerPrefix,
   encodePeerFrame,
+  errorOf,
   type FrameLimits,
+  type PeerErrorBody,
   type FramePrefix,
 } from '../format/peer-protocol.js';
 import { RateLimiter } from './rate-limit.js';
@@ -101,6 +103,8 @@ export interface ChannelOptions {
   limits: FrameLimits;
   /** Bytes per second the sends may use (0: unlimited). */
   limitRate?: number;
+  /** Rewrites every error message sent (the daemon hides its paths from clients). */
+  outgoingError?: (e: PeerErrorBody) => PeerErrorBody;
 }
 
 export class FramedChannel implements PeerChannel {
@@ -129,12 +133,18 @@ export class FramedChannel implements PeerChannel {
   private readonly failed: Promise<never>;
   private rejectFailed!: (err: ImgstreamError) => void;
   private idleMs = 0;
+  private frameMs = 0;
+  private frameTimer: NodeJS.Timeout | null = null;
+  private readonly outgoingError: ((e: PeerErrorBody) => PeerErrorBody) | null;
+  /** An error message was sent: the conversation is over, a second one would only repeat it. */
+  errorSent = false;
 
   constructor(readonly socket: Duplex & { setTimeout?: (ms: number) => unknown }, opts: ChannelOptions) {
     this.peer = opts.peer;
     this.limits = opts.limits;
     this.preambleWanted = opts.expectPreamble;
     this.limiter = new RateLimiter(opts.limitRate ?? 0);
+    this.outgoingError = opts.outgoingError ?? null;
     this.failed = new Promise<never>((_, reject) => (this.rejectFailed = reject));
     this.failed.catch(() => {}); // only raced against
     socket.on('data', (b: Buffer) => this.onData(b));
@@ -151,6 +161,31 @@ export class FramedChannel implements PeerChannel {
   setIdleTimeout(ms: number): void {
     this.idleMs = ms;
     this.socket.setTimeout?.(ms);
+  }
+
+  /**
+   * Fails the channel when a message has not arrived `ms` after its first byte did (0:
+   * never): the idle timeout alone lets a peer trickling a byte now and then hold the
+   * connection forever. Time the channel itself stops reading (a slow consumer) is not counted.
+   */
+  setFrameTimeout(ms: number): void {
+    this.frameMs = ms;
+    this.armFrameTimer();
+  }
+
+  private armFrameTimer(): void {
+    const partial = !this.preambleWanted && (this.prefix !== null || this.inboxBytes > 0);
+    if (this.frameMs > 0 && partial && !this.paused && !this.failure && !this.closing) {
+      if (this.frameTimer === null) {
+        this.frameTimer = setTimeout(() => {
+          this.frameTimer = null;
+          this.fail(new NetworkError(`peer ${this.peer}: a message took longer than ${this.frameMs / 1000} s to arrive`, 'the other side or the network is far too slow, or stalled'));
+        }, this.frameMs);
+      }
+    } else if (this.frameTimer !== null) {
+      clearTimeout(this.frameTimer);
+      this.frameTimer = null;
+    }
   }
 
   /** Raises the limits on frames received (once the other side is authenticated). */
@@ -196,6 +231,11 @@ export class FramedChannel implements PeerChannel {
   private sendFrame(msg: Record<string, unknown>, payload: Buffer | null, payloadCrc: number | undefined, owned: boolean | (() => void)): Promise<void> {
     if (this.failure) return Promise.reject(this.failure);
     if (this.closing) return Promise.reject(new NetworkError(`peer ${this.peer}: the connection is closing`));
+    const e = errorOf(msg);
+    if (e) {
+      this.errorSent = true;
+      if (this.outgoingError) msg = { ...msg, error: this.outgoingError(e) };
+    }
     const p = this.sendChain.then(() => this.writeFrame(msg, payload, payloadCrc, owned));
     this.sendChain = p.catch(() => {});
     return p;
@@ -209,6 +249,7 @@ export class FramedChannel implements PeerChannel {
         if (this.paused && this.queueBytes < LOW_WATER_BYTES && this.queue.length < HIGH_WATER_MESSAGES / 2 && !this.failure) {
           this.paused = false;
           this.socket.resume();
+          this.armFrameTimer();
         }
         return m;
       }
@@ -221,6 +262,7 @@ export class FramedChannel implements PeerChannel {
   async close(): Promise<void> {
     if (this.closing) return;
     this.closing = true;
+    this.armFrameTimer(); // what still arrives is not read
     // the last messages go out first (unless the other side stopped reading altogether)
     let flushTimer: NodeJS.Timeout | undefined;
     await Promise.race([this.sendChain, new Promise<void>((resolve) => (flushTimer = setTimeout(resolve, FLUSH_GRACE_MS)))]);
@@ -283,6 +325,11 @@ export class FramedChannel implements PeerChannel {
       const payload = p.hasPayload ? this.take(p.payloadLength) : null;
       const { msg, payloadCrc } = decodePeerMessage(p, header, payload);
       this.prefix = null;
+      if (this.frameTimer !== null) {
+        // the next message's deadline runs from now
+        clearTimeout(this.frameTimer);
+        this.frameTimer = null;
+      }
       this.queue.push({ msg, payload, payloadCrc });
       this.queueBytes += (payload?.length ?? 0) + 64;
       this.wake();
@@ -291,6 +338,7 @@ export class FramedChannel implements PeerChannel {
       this.paused = true;
       this.socket.pause();
     }
+    this.armFrameTimer();
   }
 
   /** Exactly n bytes from the inbox (a view when they lie in one chunk). */
@@ -359,6 +407,8 @@ export class FramedChannel implements PeerChannel {
   private fail(err: ImgstreamError): void {
     if (this.failure) return;
     this.failure = err;
+    if (this.frameTimer !== null) clearTimeout(this.frameTimer);
+    this.frameTimer = null;
     this.rejectFailed(err);
     this.socket.destroy();
     this.wake();

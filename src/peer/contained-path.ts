@@ -55,9 +55,11 @@ export function resolveContained(realRoot: string, name: string): string {
 
 /**
  * Creates the missing directories between `realRoot` and `file`'s directory (one at a
- * time, none through a link), then checks again that the directory is inside.
+ * time, none through a link), then checks again that the directory is inside. Returns
+ * the directories it created, outermost first (removeMadeParents undoes it).
  */
-export function makeParents(realRoot: string, file: string, name: string): void {
+export function makeParents(realRoot: string, file: string, name: string): string[] {
+  const made: string[] = [];
   const dir = path.dirname(file);
   const rel = path.relative(realRoot, dir);
   if (rel.startsWith('..') || path.isAbsolute(rel)) throw escapes(name);
@@ -66,10 +68,26 @@ export function makeParents(realRoot: string, file: string, name: string): void 
     cur = path.join(cur, part);
     try {
       fs.mkdirSync(cur);
+      made.push(cur);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw fromSystemError(err, name, 'creating its directory');
       if (!fs.lstatSync(cur).isDirectory()) throw escapes(name); // replaced by something else meanwhile
     }
   }
   if (!isInside(realRoot, fs.realpathSync(dir))) throw escapes(name);
+  return made;
+}
+
+/**
+ * Removes directories makeParents created, innermost first, as long as they are empty
+ * (another transfer may have put something there meanwhile: then it and its parents stay).
+ */
+export async function removeMadeParents(made: readonly string[]): Promise<void> {
+  for (const dir of [...made].reverse()) {
+    try {
+      await fs.promises.rmdir(dir);
+    } catch {
+      return;
+    }
+  }
 }

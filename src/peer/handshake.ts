@@ -94,9 +94,10 @@ export class HandshakeRefused extends Error {
 
 /**
  * The daemon's side, after it sent `mine` (its preamble). Resolves once the client
- * proved it holds the token; throws HandshakeRefused otherwise.
+ * proved it holds the token; throws HandshakeRefused otherwise. `admit` runs once the
+ * client's proof checked out, before the daemon's own is sent: it may refuse (busy).
  */
-export async function serverHandshake(ch: FramedChannel, token: Buffer, mine: Buffer): Promise<number> {
+export async function serverHandshake(ch: FramedChannel, token: Buffer, mine: Buffer, admit: () => void = () => {}): Promise<number> {
   let theirs: Buffer;
   try {
     theirs = await ch.receivePreamble();
@@ -123,6 +124,7 @@ export async function serverHandshake(ch: FramedChannel, token: Buffer, mine: Bu
   if (auth.msg.type !== 'auth') throw new HandshakeRefused('auth failed: no authentication before its request', { code: 'auth', message: 'authenticate first', hint: 'this is not how an imgstream client talks' });
   const binding = ch.tlsBinding();
   if (!macMatches(auth.msg.mac, mac(token, 'client', theirs, mine, binding))) throw failed(typeof auth.msg.mac === 'string' && auth.msg.mac.length === MAC_HEX_LENGTH ? 'wrong token' : 'malformed proof');
+  admit(); // may refuse (busy) now that the client is known
   await ch.send({ type: 'auth', mac: mac(token, 'server', theirs, mine, binding).toString('hex') });
   ch.setLimits(FULL_LIMITS);
   return version;

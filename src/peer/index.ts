@@ -7,7 +7,7 @@
 // never imports the CLI.
 export type { PeerChannel, PeerMessage } from './channel.js';
 export { connectPeer, checkPeerClientOptions, DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_CLIENT_IDLE_MS, type PeerClientOptions } from './client.js';
-export { servePeer, DEFAULT_MAX_CONNECTIONS, DEFAULT_HANDSHAKE_TIMEOUT_MS, DEFAULT_SERVER_IDLE_MS, type ServePeerOptions, type PeerListening, type PeerServeResult } from './server.js';
+export { servePeer, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HANDSHAKES, DEFAULT_HANDSHAKE_TIMEOUT_MS, DEFAULT_SERVER_IDLE_MS, DEFAULT_FRAME_TIMEOUT_MS, type ServePeerOptions, type PeerListening, type PeerServeResult } from './server.js';
 export { registerPeerService, peerServices, isPeerOp, type PeerService, type PeerHello, type PeerContext } from './services.js';
 export { streamPutService, streamGetService, validateImageStream, type StreamValidator } from './stream-service.js';
 export { parsePeerUrl, formatPeerUrl, parsePeerListen, checkPeerName, parseFingerprint, formatFingerprint, hostPort, type PeerUrl } from './peer-url.js';
@@ -15,3 +15,4 @@ export { resolveContained, isInside } from './contained-path.js';
 export { readTokenFile, MIN_TOKEN_BYTES } from './token-file.js';
 export { RateLimiter, type Clock } from './rate-limit.js';
 export { errorFromWire, errorToWire } from './wire-error.js';
+export { hideDaemonPaths } from './daemon-paths.js';

@@ -13,6 +13,7 @@ import { BusyError, ImgstreamError, InvalidInputError, IoError, NotFoundError, U
 import { PRE_AUTH_LIMITS, errorOf } from '../format/peer-protocol.js';
 import { FramedChannel, remoteAddress } from './channel.js';
 import { resolveContained } from './contained-path.js';
+import { clientErrorBody } from './daemon-paths.js';
 import { HandshakeRefused, serverHandshake, serverPreamble } from './handshake.js';
 import { formatFingerprint, hostPort, printable } from './peer-url.js';
 import { isPeerOp, peerServices, type PeerContext, type PeerHello, type PeerService } from './services.js';
@@ -38,12 +39,20 @@ export interface ServePeerOptions {
   listening: (info: PeerListening) => void;
   /** The services offered (default: every registered one, see registerPeerService). */
   services?: ReadonlyMap<string, PeerService>;
-  /** Connections served at once; more are told "busy" (default 32). */
+  /** Authenticated connections served at once; more are told "busy" (default 32). */
   maxConnections?: number;
-  /** Time for TLS and authentication (default 10 s). */
+  /**
+   * Connections still in TLS or authentication, counted apart from maxConnections
+   * (default 16): one more drops the oldest of them, so silent connections never keep an
+   * authenticated client out.
+   */
+  maxHandshakes?: number;
+  /** Time for TLS and authentication (default 5 s). */
   handshakeTimeoutMs?: number;
   /** Longest silence of an authenticated connection (default 5 min). */
   idleTimeoutMs?: number;
+  /** Longest time a message may take to arrive once its first byte did (default 2 min; 0: no limit). */
+  frameTimeoutMs?: number;
 }
 
 export interface PeerListening {
@@ -67,8 +76,11 @@ export interface PeerServeResult {
 }
 
 export const DEFAULT_MAX_CONNECTIONS = 32;
-export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000;
+export const DEFAULT_MAX_HANDSHAKES = 16;
+export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 5_000;
 export const DEFAULT_SERVER_IDLE_MS = 5 * 60_000;
+/** A 1 MiB message (a mirror's DATA record) must arrive at 9 KB/s at least. */
+export const DEFAULT_FRAME_TIMEOUT_MS = 2 * 60_000;
 /** How long running services get to end at shutdown before their connections are cut. */
 const SHUTDOWN_GRACE_MS = 3000;
 
@@ -76,13 +88,18 @@ export async function servePeer(opts: ServePeerOptions): Promise<PeerServeResult
   if (opts.plain && opts.tls) throw new UsageError('--plain cannot be combined with --tls-cert and --tls-key');
   if (!opts.plain && !opts.tls) throw new UsageError('a peer daemon needs --tls-cert FILE and --tls-key FILE, or --plain', 'TLS protects the streams and proves the daemon to clients; --plain only on a network you trust');
   const root = realDirectory(opts.root);
+  /** The directory as given and as its real path: both are hidden from clients' errors. */
+  const roots = [opts.root, root];
   const token = readTokenFile(opts.tokenFile);
   const tlsSetup = opts.tls ? secureContext(opts.tls) : null;
   const services = opts.services ?? peerServices();
   const maxConnections = opts.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
   if (!Number.isSafeInteger(maxConnections) || maxConnections < 1) throw new UsageError(`invalid connection limit ${maxConnections}`);
+  const maxHandshakes = opts.maxHandshakes ?? DEFAULT_MAX_HANDSHAKES;
+  if (!Number.isSafeInteger(maxHandshakes) || maxHandshakes < 1) throw new UsageError(`invalid handshake limit ${maxHandshakes}`);
   const handshakeMs = opts.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS;
   const idleMs = opts.idleTimeoutMs ?? DEFAULT_SERVER_IDLE_MS;
+  const frameMs = opts.frameTimeoutMs ?? DEFAULT_FRAME_TIMEOUT_MS;
 
   const stats: PeerServeResult = { connections: 0, refused: 0, bytesReceived: 0, bytesSent: 0 };
   const sockets = new Set<net.Socket>();
@@ -90,6 +107,10 @@ export async function servePeer(opts: ServePeerOptions): Promise<PeerServeResult
   const tops = new Map<net.Socket, net.Socket>();
   const running = new Set<Promise<void>>();
   const shutdown = new AbortController();
+  /** Connections in TLS or authentication, oldest first: each one's way to drop it. */
+  const handshaking = new Map<number, () => void>();
+  /** Authenticated connections holding one of the maxConnections places. */
+  let admitted = 0;
   let seq = 0;
 
   // half-open: a client that ends its side after its last message still gets the answer
@@ -102,6 +123,13 @@ export async function servePeer(opts: ServePeerOptions): Promise<PeerServeResult
       tops.delete(raw);
     });
     raw.on('error', () => {}); // reported through the channel, or the connection is simply gone
+    // a newcomer makes room by dropping the connection that has waited longest without
+    // authenticating: a real client authenticates in milliseconds, a silent one is cycled out
+    if (handshaking.size >= maxHandshakes) {
+      const [oldest, drop] = handshaking.entries().next().value as [number, () => void];
+      handshaking.delete(oldest);
+      drop();
+    }
     const p = serveConnection(raw, id).catch((err) => {
       // a bug in this file: log it, keep serving the others
       opts.log(`${stamp()} [${id}] internal error: ${oneLine(err)}`);
@@ -110,7 +138,6 @@ export async function servePeer(opts: ServePeerOptions): Promise<PeerServeResult
     running.add(p);
     void p.finally(() => running.delete(p));
   });
-  server.maxConnections = maxConnections * 4; // beyond this even the "busy" answer is not given
   await listen(server, opts.listen);
   const a = server.address() as net.AddressInfo;
   const info: PeerListening = {
@@ -151,12 +178,21 @@ export async function servePeer(opts: ServePeerOptions): Promise<PeerServeResult
     let phase = 'handshake';
     let socket: net.Socket = raw;
     let timedOut = false;
-    const timer = setTimeout(() => {
+    const cut = (why: string) => {
       timedOut = true;
-      log(`${phase} timed out after ${handshakeMs / 1000} s`);
+      log(why);
       socket.destroy();
       raw.destroy();
+    };
+    const timer = setTimeout(() => {
+      handshaking.delete(id);
+      cut(`${phase} timed out after ${handshakeMs / 1000} s`);
     }, handshakeMs);
+    handshaking.set(id, () => {
+      clearTimeout(timer);
+      cut(`${phase} not finished: dropped for a newer connection (more than ${maxHandshakes} waiting to authenticate)`);
+    });
+    let holdsPlace = false;
     let ch: FramedChannel | null = null;
     let authenticated = false;
     let op: string | null = null;
@@ -176,17 +212,23 @@ export async function servePeer(opts: ServePeerOptions): Promise<PeerServeResult
         });
       }
       phase = 'handshake';
-      ch = new FramedChannel(socket, { peer, expectPreamble: true, limits: PRE_AUTH_LIMITS });
+      ch = new FramedChannel(socket, { peer, expectPreamble: true, limits: PRE_AUTH_LIMITS, outgoingError: (e) => clientErrorBody(e, roots) });
       const mine = serverPreamble();
       await ch.sendRaw(mine);
-      if (sockets.size > maxConnections || shutdown.signal.aborted) {
-        const why = shutdown.signal.aborted ? 'the daemon is shutting down' : `too many connections (${maxConnections})`;
-        throw new HandshakeRefused(`refused: ${why}`, { code: 'busy', message: `the daemon is busy: ${why}`, hint: 'try again later' });
-      }
-      await serverHandshake(ch, token, mine);
+      if (shutdown.signal.aborted) throw busy('the daemon is shutting down');
+      // the place among maxConnections is taken only by a client that proved itself: the
+      // busy answer then goes where the daemon's proof would, as an error the client raises
+      await serverHandshake(ch, token, mine, () => {
+        if (shutdown.signal.aborted) throw busy('the daemon is shutting down');
+        if (admitted >= maxConnections) throw busy(`too many connections (${maxConnections})`);
+        admitted++;
+        holdsPlace = true;
+      });
       authenticated = true;
       clearTimeout(timer);
+      handshaking.delete(id);
       ch.setIdleTimeout(idleMs);
+      ch.setFrameTimeout(frameMs);
       log('auth ok');
 
       const first = await ch.receive();
@@ -214,13 +256,16 @@ export async function servePeer(opts: ServePeerOptions): Promise<PeerServeResult
       } else if (err instanceof ImgstreamError) {
         if (!op) stats.refused++;
         log(`${op ? `${op} failed` : authenticated ? 'refused' : 'failed'}: ${err.code}: ${oneLine(err)}`);
-        if (ch) await ch.send({ error: errorToWire(err) }).catch(() => {});
+        // a service may have told the client already (the mirror services do)
+        if (ch && !ch.errorSent) await ch.send({ error: errorToWire(err) }).catch(() => {});
       } else {
         log(`${op ? `${op} failed` : 'failed'}: internal error: ${oneLine(err)}`);
-        if (ch) await ch.send({ error: errorToWire(err) }).catch(() => {});
+        if (ch && !ch.errorSent) await ch.send({ error: errorToWire(err) }).catch(() => {});
       }
     } finally {
       clearTimeout(timer);
+      handshaking.delete(id);
+      if (holdsPlace) admitted--;
       if (ch) {
         await ch.close();
         stats.bytesReceived += ch.bytesReceived;
@@ -229,6 +274,10 @@ export async function servePeer(opts: ServePeerOptions): Promise<PeerServeResult
       log(`disconnect: ${ch?.bytesReceived ?? 0} bytes in, ${ch?.bytesSent ?? 0} bytes out, ${((Date.now() - started) / 1000).toFixed(1)} s`);
     }
   }
+}
+
+function busy(why: string): HandshakeRefused {
+  return new HandshakeRefused(`refused: ${why}`, { code: 'busy', message: `the daemon is busy: ${why}`, hint: 'try again later' });
 }
 
 /** The HELLO, checked: an operation name, an optional string name, no payload. */

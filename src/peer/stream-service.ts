@@ -14,7 +14,7 @@ import { BusyError, CorruptError, ExistsError, InvalidInputError, NetworkError, 
 import { readImageStream } from '../stream/stream-reader.js';
 import { removeStaleTemp } from '../media/stale-temp.js';
 import type { PeerChannel, PeerMessage } from './channel.js';
-import { makeParents } from './contained-path.js';
+import { makeParents, removeMadeParents } from './contained-path.js';
 import { printable } from './peer-url.js';
 import type { PeerContext, PeerHello, PeerService } from './services.js';
 
@@ -69,15 +69,23 @@ async function putStream(ch: PeerChannel, hello: PeerHello, ctx: PeerContext, na
   if (st?.isDirectory()) throw new InvalidInputError(`${shown}: is a directory on the peer`, 'give the name of a file');
   if (st && !st.isFile() && !st.isSymbolicLink()) throw new InvalidInputError(`${shown}: not a regular file on the peer`);
   if (st && hello.force !== true) throw new ExistsError(`${shown}: already exists on the peer`, 'pass --force to replace it');
-  makeParents(ctx.root, file, name);
+  let made = makeParents(ctx.root, file, name);
   const dir = path.dirname(file);
   const base = path.basename(file);
   removeStaleTemp(dir, `.${base}.partial-`);
   const partial = path.join(dir, `.${base}.partial-${process.pid}`);
   let fh: fs.promises.FileHandle;
   try {
-    fh = await fs.promises.open(partial, 'w');
+    try {
+      fh = await fs.promises.open(partial, 'w');
+    } catch (err) {
+      // an aborted transfer to a name beside this one may have removed the directory it made
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      made = made.concat(makeParents(ctx.root, file, name));
+      fh = await fs.promises.open(partial, 'w');
+    }
   } catch (err) {
+    await removeMadeParents(made);
     throw fromSystemError(err, shown, 'creating the stream file');
   }
   let open = true;
@@ -143,7 +151,10 @@ async function putStream(ch: PeerChannel, hello: PeerHello, ctx: PeerContext, na
     await ch.send({ type: 'done', bytes: received });
   } finally {
     if (open) await fh.close().catch(() => {});
-    if (!stored) await fs.promises.rm(partial, { force: true }).catch(() => {});
+    if (!stored) {
+      await fs.promises.rm(partial, { force: true }).catch(() => {});
+      await removeMadeParents(made); // an aborted upload to a/b/NAME leaves no empty a/b
+    }
   }
 }
 
