@@ -65,6 +65,32 @@ export function validEncryption(e: unknown): e is StreamEncryption {
   return !!x && x.cipher === 'aes-256-gcm' && hex(x.salt, SALT_BYTES) && hex(x.check, 16) && (x.scrypt === undefined || (hex(x.scrypt.salt, SALT_BYTES) && typeof x.scrypt.N === 'number'));
 }
 
+/**
+ * What sealing one record takes, handed to a compression worker with its payload (the
+ * flags byte of the associated data, offset 41, is completed by whoever seals: ZSTD is
+ * known only once compressed).
+ */
+export interface SealJob {
+  key: Uint8Array;
+  nonce: Uint8Array;
+  aad: Uint8Array;
+  flags: number;
+}
+
+/** Seals `plain` for `job` with the record's final `flags`: ciphertext then tag, in a buffer of its own (transferable). */
+export function sealPayload(job: SealJob, flags: number, plain: Uint8Array): Buffer {
+  const c = createCipheriv('aes-256-gcm', job.key, job.nonce, { authTagLength: TAG_BYTES });
+  const aad = Buffer.from(job.aad);
+  aad[41] = flags;
+  c.setAAD(aad);
+  const out = Buffer.allocUnsafeSlow(plain.length + TAG_BYTES);
+  const body = c.update(plain);
+  body.copy(out, 0);
+  c.final().copy(out, body.length);
+  c.getAuthTag().copy(out, plain.length);
+  return out;
+}
+
 export class RecordCipher {
   private last = -1;
 
@@ -102,19 +128,19 @@ export class RecordCipher {
     return a;
   }
 
-  /** Ciphertext then 16-byte tag. Sequence numbers must rise: a nonce is never used twice. */
-  seal(seq: number, type: number, flags: number, plain: Buffer, extraAad?: Buffer): Buffer {
+  /**
+   * The job that seals record `seq` (sealPayload, here or on a worker thread). Sequence
+   * numbers must rise: a nonce is never used twice.
+   */
+  job(seq: number, type: number, flags: number, extraAad?: Buffer): SealJob {
     if (!(seq > this.last)) throw new Error(`record sequence number ${seq} after ${this.last}: a nonce would repeat`);
     this.last = seq;
-    const c = createCipheriv('aes-256-gcm', this.keys.recordKey, this.nonce(seq), { authTagLength: TAG_BYTES });
-    c.setAAD(this.aad(seq, type, flags, extraAad));
-    const out = Buffer.allocUnsafe(plain.length + TAG_BYTES);
-    const body = c.update(plain);
-    body.copy(out, 0);
-    const fin = c.final();
-    fin.copy(out, body.length);
-    c.getAuthTag().copy(out, plain.length);
-    return out;
+    return { key: this.keys.recordKey, nonce: this.nonce(seq), aad: this.aad(seq, type, flags, extraAad), flags };
+  }
+
+  /** Ciphertext then 16-byte tag (sealPayload of job()). */
+  seal(seq: number, type: number, flags: number, plain: Buffer, extraAad?: Buffer): Buffer {
+    return sealPayload(this.job(seq, type, flags, extraAad), flags, plain);
   }
 
   /** The plaintext of a sealed payload, or null when it fails authentication. */

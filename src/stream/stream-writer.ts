@@ -140,7 +140,9 @@ export class ImageStreamWriter {
   }
 
   private async enqueue(type: RecordType, flags: number, raw: Buffer): Promise<void> {
-    const p: Pending = { type, flags, rawLength: raw.length, seq: ++this.records, stored: this.pool.encode(raw) };
+    const seq = ++this.records;
+    const seal = this.cipher ? this.cipher.job(seq, type, flags | FLAG_SEALED) : null;
+    const p: Pending = { type, flags, rawLength: raw.length, seq, stored: this.pool.encode(raw, seal) };
     p.stored.catch(() => undefined); // awaited by the chain, unless a write failed before
     const written = this.chain.then(() => this.writeRecord(p));
     written.catch(() => undefined); // awaited below, by finish() or by abort()
@@ -151,22 +153,16 @@ export class ImageStreamWriter {
 
   private async writeRecord(p: Pending): Promise<void> {
     const encoded = await p.stored;
-    const { compressed, spare } = encoded;
-    let { stored, crc } = encoded;
-    let flags = compressed ? p.flags | FLAG_ZSTD : p.flags;
-    if (this.cipher) {
-      // compressed, then sealed; no PAD: the plaintext is a new buffer, not the read one
-      flags |= FLAG_SEALED;
-      stored = this.cipher.seal(p.seq, p.type, flags, stored);
-      crc = payloadCrc(stored);
-      this.pool.recycle(encoded);
-    } else if (p.type === RecordType.Data && !compressed) await this.pad(8 + 8 * stored.readUInt32LE(0));
+    const { stored, compressed, crc, spare, sealed } = encoded;
+    // compressed, then sealed (by the pool); no PAD when sealed: restore decrypts into new buffers
+    const flags = (compressed ? p.flags | FLAG_ZSTD : p.flags) | (sealed ? FLAG_SEALED : 0);
+    if (p.type === RecordType.Data && !compressed && !sealed) await this.pad(8 + 8 * stored.readUInt32LE(0));
     const frame = encodeFrameWithCrc(p.type, flags, stored.length, p.rawLength, crc);
     // the chain: every frame (which holds its payload's crc32) in order
     this.hash.update(frame);
     await this.emit(frame);
     await this.emit(stored);
-    if (!this.cipher) this.pool.recycle(encoded);
+    this.pool.recycle(encoded);
     if (spare && spare.buffer.byteLength >= (1 << 16) && this.spares.length < this.maxPending + 2) this.spares.push(Buffer.from(spare.buffer));
   }
 

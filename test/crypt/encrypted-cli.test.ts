@@ -62,7 +62,7 @@ function spans(b: Buffer): Array<[number, number]> {
 }
 const piece = (b: Buffer, s: [number, number]) => b.subarray(s[0], s[0] + s[1]);
 
-describe('encrypted streams through the CLI', () => {
+describe('encrypted streams through the CLI', { timeout: 90_000 }, () => {
   it('restores a chain with the key, verifies it, and records it in the catalog without the key', async () => {
     const raw = fs.readFileSync(l0);
     expect(raw.readUInt32LE(12) & S.FEATURE_ENCRYPTED).toBe(S.FEATURE_ENCRYPTED);

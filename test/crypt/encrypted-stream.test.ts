@@ -102,7 +102,7 @@ function swap(b: Buffer, i: number, j: number): Buffer {
 
 afterEach(() => vi.restoreAllMocks());
 
-describe('encrypted stream codec', () => {
+describe('encrypted stream codec', { timeout: 60_000 }, () => {
   it('round-trips records of random sizes, compressed or not, and refuses any flipped byte', async () => {
     await fc.assert(
       fc.asyncProperty(
