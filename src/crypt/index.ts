@@ -3,4 +3,4 @@
 // The record layout and the header fields are specified in format/image-stream.ts; the
 // stream writer and reader call this module, nothing else in src/ touches ciphers.
 export { readKeySource, type KeySource } from './key-source.js';
-export { RecordCipher, newStreamEncryption, validEncryption, sealPayload, TAG_BYTES, type SealJob, type StreamEncryption } from './record-cipher.js';
+export { RecordCipher, newStreamEncryption, validEncryption, sealPayload, sealParts, TAG_BYTES, type SealJob, type StreamEncryption } from './record-cipher.js';

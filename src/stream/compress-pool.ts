@@ -6,7 +6,7 @@ import { Worker } from 'node:worker_threads';
 import { crc32 } from '../format/crc32.js';
 import { Compressor } from 'zstd-napi';
 import { workerScript } from '../worker-script.js';
-import { sealPayload, type SealJob } from '../crypt/index.js';
+import { sealParts, type SealJob } from '../crypt/index.js';
 import { FLAG_SEALED, FLAG_ZSTD } from '../format/image-stream.js';
 
 
@@ -25,8 +25,9 @@ export interface Encoded {
   crc: number;
   /** The raw payload's buffer, free for reuse once the record is written (null: do not reuse). */
   spare: Buffer | null;
-  /** Sealed (encrypted streams): stored is ciphertext then tag. */
+  /** Sealed (encrypted streams): stored is the ciphertext, and `tag` follows it in the stream. */
   sealed?: boolean;
+  tag?: Buffer;
 }
 
 export class CompressPool {
@@ -51,12 +52,12 @@ export class CompressPool {
     }
     for (let i = 0; i < threads; i++) {
       const w = new Worker(script, { workerData: { level } });
-      w.on('message', (m: { id: number; out: ArrayBuffer; length: number; compressed: boolean; crc: number; raw: ArrayBuffer | null; spareOut?: ArrayBuffer | null; sealed?: boolean }) => {
+      w.on('message', (m: { id: number; out: ArrayBuffer; length: number; compressed: boolean; crc: number; raw: ArrayBuffer | null; spareOut?: ArrayBuffer | null; sealed?: boolean; tag?: Uint8Array }) => {
         const p = this.waiting.get(m.id);
         this.waiting.delete(m.id);
         if (m.spareOut) this.outSpares.push(m.spareOut);
         const stored = Buffer.from(m.out, 0, m.length);
-        if (m.sealed) p?.resolve({ stored, compressed: m.compressed, crc: m.crc, spare: m.raw ? Buffer.from(m.raw) : null, sealed: true });
+        if (m.sealed) p?.resolve({ stored, compressed: m.compressed, crc: m.crc, spare: m.raw ? Buffer.from(m.raw) : null, sealed: true, tag: Buffer.from(m.tag!) });
         else p?.resolve({ stored, compressed: m.compressed, crc: m.crc, spare: m.compressed ? (m.raw ? Buffer.from(m.raw) : null) : stored });
       });
       w.on('error', (err) => {
@@ -80,8 +81,8 @@ export class CompressPool {
         if (out.length < raw.length) [stored, compressed] = [out, true];
       }
       if (seal) {
-        const sealed = sealPayload(seal, seal.flags | FLAG_SEALED | (compressed ? FLAG_ZSTD : 0), stored);
-        return Promise.resolve({ stored: sealed, compressed, crc: crc32(sealed), spare: raw, sealed: true });
+        const { body, tag } = sealParts(seal, seal.flags | FLAG_SEALED | (compressed ? FLAG_ZSTD : 0), stored);
+        return Promise.resolve({ stored: body, compressed, crc: crc32(tag, crc32(body)), spare: raw, sealed: true, tag });
       }
       return Promise.resolve({ stored, compressed, crc: crc32(stored), spare: raw });
     }

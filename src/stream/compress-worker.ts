@@ -6,7 +6,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { crc32 } from '../format/crc32.js';
 import zstd from 'zstd-napi/binding.js';
-import { sealPayload, type SealJob } from '../crypt/record-cipher.js';
+import { sealParts, type SealJob } from '../crypt/record-cipher.js';
 
 const FLAG_ZSTD = 2;
 const FLAG_SEALED = 4;
@@ -27,8 +27,8 @@ parentPort!.on('message', (msg: { id: number; buf: ArrayBuffer; length: number; 
     const n = cctx.compress2(new Uint8Array(out), raw);
     if (n < msg.length && msg.seal) {
       // compressed, then sealed into a buffer of its own; both others go back for reuse
-      const sealed = sealPayload(msg.seal, msg.seal.flags | FLAG_ZSTD | FLAG_SEALED, new Uint8Array(out, 0, n));
-      parentPort!.postMessage({ id: msg.id, out: sealed.buffer, length: sealed.length, compressed: true, crc: crc32(sealed), raw: msg.buf, spareOut: out, sealed: true }, [sealed.buffer as ArrayBuffer, out, msg.buf]);
+      const { body, tag } = sealParts(msg.seal, msg.seal.flags | FLAG_ZSTD | FLAG_SEALED, new Uint8Array(out, 0, n));
+      parentPort!.postMessage({ id: msg.id, out: body.buffer, length: body.length, tag, compressed: true, crc: crc32(tag, crc32(body)), raw: msg.buf, spareOut: out, sealed: true }, [body.buffer as ArrayBuffer, out, msg.buf]);
       return;
     }
     if (n < msg.length) {
@@ -39,9 +39,9 @@ parentPort!.on('message', (msg: { id: number; buf: ArrayBuffer; length: number; 
     msg.out = out;
   }
   if (msg.seal) {
-    const sealed = sealPayload(msg.seal, msg.seal.flags | FLAG_SEALED, raw);
-    const transfer = msg.out ? [sealed.buffer as ArrayBuffer, msg.buf, msg.out] : [sealed.buffer as ArrayBuffer, msg.buf];
-    parentPort!.postMessage({ id: msg.id, out: sealed.buffer, length: sealed.length, compressed: false, crc: crc32(sealed), raw: msg.buf, spareOut: msg.out, sealed: true }, transfer);
+    const { body, tag } = sealParts(msg.seal, msg.seal.flags | FLAG_SEALED, raw);
+    const transfer = msg.out ? [body.buffer as ArrayBuffer, msg.buf, msg.out] : [body.buffer as ArrayBuffer, msg.buf];
+    parentPort!.postMessage({ id: msg.id, out: body.buffer, length: body.length, tag, compressed: false, crc: crc32(tag, crc32(body)), raw: msg.buf, spareOut: msg.out, sealed: true }, transfer);
     return;
   }
   const transfer = msg.out ? [msg.buf, msg.out] : [msg.buf];

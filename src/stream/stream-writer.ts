@@ -153,15 +153,16 @@ export class ImageStreamWriter {
 
   private async writeRecord(p: Pending): Promise<void> {
     const encoded = await p.stored;
-    const { stored, compressed, crc, spare, sealed } = encoded;
+    const { stored, compressed, crc, spare, sealed, tag } = encoded;
     // compressed, then sealed (by the pool); no PAD when sealed: restore decrypts into new buffers
     const flags = (compressed ? p.flags | FLAG_ZSTD : p.flags) | (sealed ? FLAG_SEALED : 0);
     if (p.type === RecordType.Data && !compressed && !sealed) await this.pad(8 + 8 * stored.readUInt32LE(0));
-    const frame = encodeFrameWithCrc(p.type, flags, stored.length, p.rawLength, crc);
+    const frame = encodeFrameWithCrc(p.type, flags, stored.length + (tag?.length ?? 0), p.rawLength, crc);
     // the chain: every frame (which holds its payload's crc32) in order
     this.hash.update(frame);
     await this.emit(frame);
     await this.emit(stored);
+    if (tag) await this.emit(tag);
     this.pool.recycle(encoded);
     if (spare && spare.buffer.byteLength >= (1 << 16) && this.spares.length < this.maxPending + 2) this.spares.push(Buffer.from(spare.buffer));
   }

@@ -80,6 +80,13 @@ describe('encrypted streams through the CLI', { timeout: 90_000 }, () => {
     ok(['catalog', 'rebuild', '--from', l0, '--from', l1, '--catalog', rebuilt], o);
     const r = JSON.parse(fs.readFileSync(rebuilt, 'utf8')).dumps;
     expect(r.map((d: { top: { name: string }; encrypted?: boolean }) => [d.top.name, d.encrypted])).toEqual([['s1', true], ['s2', true]]);
+    // a passphrase instead of a key
+    const pass = path.join(root, 'pass');
+    fs.writeFileSync(pass, 'correct horse battery staple\n', { mode: 0o600 });
+    const p0 = path.join(root, 'pass.l0');
+    dump(src, 0, 's2', p0, path.join(root, 'catalog.pass.json'), ['--encrypt', '--passphrase-file', pass], o);
+    ok(['verify', p0, '--passphrase-file', pass], o);
+    expectOneLineError(await runCliAsync(['verify', p0, '--key-file', key], o), 'verify a passphrase stream with a key file', 11, /pass\.l0: the stream was encrypted with a passphrase/);
   });
 
   it('round-trips through a pipe and a tape directory', async () => {
