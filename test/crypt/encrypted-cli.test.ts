@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runCliAsync } from '../support/cli.js';
+import { finished, runCliAsync, sleep, spawnCli } from '../support/cli.js';
 import { mutate, randomImage, tempDir } from '../support/images.js';
 import { dirEntries, dump, exportShas, expectOneLineError, ok, pipeline, pool, snapshotNames } from '../support/stream-cli.js';
 import * as S from '../../src/format/image-stream.js';
@@ -75,6 +75,7 @@ describe('encrypted streams through the CLI', { timeout: 90_000 }, () => {
     const catalog = fs.readFileSync(cat, 'utf8');
     expect(JSON.parse(catalog).dumps.map((d: { encrypted?: boolean }) => d.encrypted)).toEqual([true, true]);
     expect(catalog).not.toContain(keyHex);
+    expect(ok(['catalog', 'show', JSON.parse(catalog).dumps[0].id, '--catalog', cat], o).stdout).toMatch(/^encrypted +yes/m);
     // rebuilt from the streams alone, without the key
     const rebuilt = path.join(root, 'rebuilt.json');
     ok(['catalog', 'rebuild', '--from', l0, '--from', l1, '--catalog', rebuilt], o);
@@ -136,6 +137,26 @@ describe('encrypted streams through the CLI', { timeout: 90_000 }, () => {
     });
     expect(dirEntries(out)).toEqual(before);
     for (const n of Object.keys(files)) expectOneLineError(await runCliAsync(['verify', path.join(root, `bad.${n}`), '--key-file', key], o), `verify ${n}`, 9, /fails authentication/);
+  });
+
+  it('an encrypted dump killed with SIGKILL leaves no target, or a complete stream that verifies', async () => {
+    const outcomes: string[] = [];
+    for (const [i, delay] of [40, 120, 250, 400].entries()) {
+      const to = path.join(root, `killed.${i}.l0`);
+      const child = spawnCli(['dump', src, '-l', '0', '-s', 's2', '--to', to, '--catalog', path.join(root, `catalog.kill.${i}.json`), '--encrypt', '--key-file', key, '-q'], { env });
+      const done = finished(child, 60_000);
+      await sleep(delay);
+      child.kill('SIGKILL');
+      const r = await done;
+      if (!fs.existsSync(to)) {
+        outcomes.push('none');
+        continue;
+      }
+      // it finished before the kill: complete and authentic
+      outcomes.push(r.signal === 'SIGKILL' ? 'complete-then-killed' : 'complete');
+      ok(['verify', to, '--key-file', key], o);
+    }
+    expect(outcomes).toContain('none');
   });
 
   it('dump with a missing key file or without a key takes no snapshot and writes nothing', async () => {
