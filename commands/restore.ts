@@ -7,6 +7,7 @@ import { isPeerSpec, sourceFor } from '../src/media/resolve.js';
 import { peerClientOptions, peerFlags } from './_cli/peer-flags.js';
 import { formatSize } from '../src/size.js';
 import { UsageError } from '../src/errors.js';
+import { keyFlags, keyFromFlags } from './_cli/key-flags.js';
 
 export default class Restore extends ImgstreamCommand {
   static override summary = 'Apply a level 0 stream and its incrementals onto a volume.';
@@ -16,6 +17,8 @@ Each stream brings VOL to its source's state at the stream's top snapshot: VOL's
 
 Nothing is committed before a stream's trailer and checksums are verified. Blocks go where VOL's last consistency point has none, or, when the source reused blocks of snapshots it deleted, into a stage file switched in by the CP: a restore that fails or is killed leaves VOL at its previous CP (a new VOL does not appear; when VOL has no room to journal the staged blocks, a CP of its own drops the deleted snapshots first). Only free blocks of VOL may hold data from a failed restore. A stream whose base snapshot is not on VOL (a broken chain) exits with the "not-found" code (3), as verify does; a damaged stream with "corrupt" (9).
 
+Encrypted streams need their key: --key-file or --passphrase-file, as given to dump. Without it, or with another, restore stops with the "auth" code (11) before writing anything; a stream that fails authentication (changed, records reordered, dropped or taken from another stream) is "corrupt" (9).
+
 --from takes files, "-" for stdin, "tape:DIR" (every dump on the tape, in order), "tape:DIR1,DIR2" (a dump spanning tapes), "tape:DIR#N" (the dump in tape file N) or "peer://HOST:PORT/NAME" (a stream stored on an imgstream peer daemon: give --token-file and --tls-ca or --tls-fingerprint, or --plain). --as-of SNAPSHOT|DATE picks the chain from the catalog instead (with the peer flags when it holds dumps sent to a peer): the newest dump whose top is that snapshot, or the newest dump taken by that date, then its base dumps down to a level 0. A date is YYYY-MM-DD (the end of that day, local time, so the day's dumps count), YYYY-MM-DDTHH:MM[:SS] (local time), either followed by Z or +HH:MM for another zone; anything else is a snapshot name. Only the dumps of one volume are considered: VOL's own when it exists, else the volume named with --volume; when the catalog holds dumps of several volumes that match and none is named, restore refuses and lists them.`;
   static override examples = [
     '<%= config.bin %> restore --from vm.june3.l0 --from vm.june5.l1 --to restored.vol',
@@ -23,6 +26,7 @@ Nothing is committed before a stream's trailer and checksums are verified. Block
     '<%= config.bin %> restore --to restored.vol --as-of june7',
     '<%= config.bin %> restore --to restored.vol --as-of 2026-06-08T00:00 --volume vm.vol',
     '<%= config.bin %> restore --to restored.vol --as-of 2026-06-07 --volume 5f1c2a9e',
+    '<%= config.bin %> restore --from /backups/vm.l0 --from /backups/vm.l1 --to vm.vol --key-file /etc/imgstream/backup.key',
     'ssh src imgstream dump vm.vol --level 1 --to - | <%= config.bin %> restore --from - --to vm.vol',
     '<%= config.bin %> restore --from peer://backup1:7420/vm1.l0 --to vm.vol --token-file /etc/imgstream/peer.token --tls-fingerprint sha256:HEX',
   ];
@@ -32,6 +36,7 @@ Nothing is committed before a stream's trailer and checksums are verified. Block
     'as-of': Flags.string({ helpValue: 'SNAPSHOT|DATE', description: 'Restore the chain ending at this snapshot (or the newest dump taken by this date: YYYY-MM-DD means the end of that day), from the catalog.' }),
     volume: Flags.string({ helpValue: 'PATH|UUID', description: 'With --as-of into a new path: whose dumps to take, when the catalog holds several volumes (the source volume\'s path as dumped, or its uuid or a prefix of it).' }),
     catalog: catalogFlag,
+    ...keyFlags,
     ...peerFlags,
   };
 
@@ -41,9 +46,10 @@ Nothing is committed before a stream's trailer and checksums are verified. Block
     if (flags.from?.length && flags['as-of']) throw new UsageError('--from and --as-of cannot be combined');
     if (flags.volume !== undefined && !flags['as-of']) throw new UsageError('--volume chooses among the catalog\'s volumes: give it with --as-of');
     if ((flags.from ?? []).filter((f) => f === '-').length > 1) throw new UsageError('stdin (-) can be given once');
+    const key = keyFromFlags(flags);
     const peer = peerClientOptions(flags, (flags.from ?? []).filter(isPeerSpec), flags['as-of'] !== undefined);
     const sources = flags['as-of'] ? sourcesForChain(openCatalog(flags.catalog), flags.to, flags['as-of'], { peer, volume: flags.volume }) : flags.from!.map((f) => sourceFor(f, { peer }));
-    const result = await restoreStreams(sources, flags.to, this.progress());
+    const result = await restoreStreams(sources, flags.to, this.progress(), key);
     for (const s of result.streams) this.say(`restored level ${s.level} ${s.base ? `${s.base} -> ` : ''}${s.top} from ${s.stream}: ${s.blocks} blocks (${formatSize(s.bytes)})${s.skippedBlocks ? `, ${s.skippedBlocks} already present` : ''}${s.dropped.length ? `; dropped ${s.dropped.join(', ')} (deleted on the source)` : ''}`);
     this.say(`${flags.to}: ${result.created ? 'created, ' : ''}${result.streams.length} stream(s) applied, now at ${result.streams.at(-1)!.top}`);
     return result;

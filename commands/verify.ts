@@ -5,26 +5,29 @@ import { isPeerSpec, sourceFor } from '../src/media/resolve.js';
 import { peerClientOptions, peerFlags } from './_cli/peer-flags.js';
 import { formatSize } from '../src/size.js';
 import { UsageError } from '../src/errors.js';
+import { keyFlags, keyFromFlags } from './_cli/key-flags.js';
 
 export default class Verify extends ImgstreamCommand {
   static override summary = 'Check image streams end to end without restoring them.';
-  static override description = `Reads every stream through: the preamble and its features, every record's checksum, every zstd frame, the record layout, the trailer's counts and the SHA-256 of the whole stream. Given several streams (in chain order), also checks the chain of each volume: each stream's base among the snapshots of that volume's streams before it. Streams of several volumes (a tape holding the dumps of several) are checked as one chain per volume, and a full stream after a chain that began with one starts a new chain (a weekly level 0). Writes nothing. Stops at the first problem, naming it: damage (a checksum, a frame, the layout, the trailer) exits with the "corrupt" code (9); a broken chain (a stream whose base snapshot is in none of the streams before it) with the "not-found" code (3), as restore does; streams that do not belong together (another volume's, a full stream after the first) with "invalid-input" (4).`;
+  static override description = `Reads every stream through: the preamble and its features, every record's checksum, every zstd frame, the record layout, the trailer's counts and the SHA-256 of the whole stream. Given several streams (in chain order), also checks the chain of each volume: each stream's base among the snapshots of that volume's streams before it. Streams of several volumes (a tape holding the dumps of several) are checked as one chain per volume, and a full stream after a chain that began with one starts a new chain (a weekly level 0). Writes nothing. Stops at the first problem, naming it: damage (a checksum, a frame, the layout, the trailer) exits with the "corrupt" code (9); a broken chain (a stream whose base snapshot is in none of the streams before it) with the "not-found" code (3), as restore does; streams that do not belong together (another volume's, a full stream after the first) with "invalid-input" (4). An encrypted stream is verified with its key (--key-file or --passphrase-file): every record and the header are authenticated; without the key verify says the stream is encrypted and exits with the "auth" code (11), as it does for a wrong key.`;
   static override examples = [
     '<%= config.bin %> verify /backups/vm.june3.l0 /backups/vm.june5.l1',
     '<%= config.bin %> verify tape:/tapes/t1',
     'cat vm.l0 | <%= config.bin %> verify -',
+    '<%= config.bin %> verify /backups/vm.l0 --key-file /etc/imgstream/backup.key',
     '<%= config.bin %> verify peer://backup1:7420/vm1.l0 --token-file /etc/imgstream/peer.token --tls-ca /etc/imgstream/backup1.crt',
   ];
   static override strict = false;
   static override args = { source: Args.string({ description: 'Stream sources: FILE, -, tape:DIR[,DIR...], tape:DIR#N, peer://HOST:PORT/NAME.', required: true }) };
-  static override flags = { ...peerFlags };
+  static override flags = { ...keyFlags, ...peerFlags };
 
   async run() {
     const { argv, flags } = await this.parse(Verify);
     const specs = argv as string[];
     if (specs.filter((s) => s === '-').length > 1) throw new UsageError('stdin (-) can be given once');
+    const key = keyFromFlags(flags);
     const peer = peerClientOptions(flags, specs.filter(isPeerSpec));
-    const result = await verifyStreams(specs.map((s) => sourceFor(s, { peer })), this.progress());
+    const result = await verifyStreams(specs.map((s) => sourceFor(s, { peer })), this.progress(), key);
     for (const s of result.streams) this.say(`${s.stream}: level ${s.level} ${s.base ? `${s.base} -> ` : ''}${s.top}, ${s.blocks} blocks (${formatSize(s.bytes)}), ${formatSize(s.streamBytes)} stream: ok`);
     if (result.chains.length > 1) {
       for (const c of result.chains) this.say(`volume ${c.volume}: ${c.streams} stream(s)${c.needs ? `, the chain needs snapshot ${c.needs} on the volume it is restored onto` : ''}`);

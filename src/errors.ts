@@ -25,7 +25,7 @@ export const EXIT_CODES: Record<ErrorCode, { exit: number; meaning: string }> = 
   'volume-full': { exit: 8, meaning: 'the volume has no free block left for the change' },
   corrupt: { exit: 9, meaning: 'damaged data: a checksum or consistency check failed' },
   io: { exit: 10, meaning: 'the operating system refused a read or write' },
-  auth: { exit: 11, meaning: 'a peer refused the token, or its TLS certificate did not match' },
+  auth: { exit: 11, meaning: 'a peer refused the token, or its TLS certificate did not match; an encrypted stream read without its key, or with another key' },
   network: { exit: 12, meaning: 'a peer could not be reached, or the connection was lost or timed out' },
 };
 

@@ -26,6 +26,7 @@ export default class CatalogShow extends ImgstreamCommand {
       ['data bytes', String(d.dataBytes)],
       ['stream bytes', String(d.streamBytes)],
       ['sha256', d.sha256],
+      ['encrypted', d.encrypted ? 'yes (restore and verify need its key)' : 'no'],
     ];
     for (const [k, v] of rows) this.say(`${k.padEnd(13)} ${v}`);
     return d;

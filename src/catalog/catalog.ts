@@ -30,6 +30,8 @@ export interface DumpRecord {
   streamBytes: number;
   sha256: string;
   status: 'complete';
+  /** The stream is encrypted (never any key material: that stays with the user). */
+  encrypted?: true;
 }
 
 interface CatalogFile {

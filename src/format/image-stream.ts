@@ -19,6 +19,8 @@
 //      1  u8  flags: bit 0 OPTIONAL (a reader that does not know the type skips it;
 //                    a record without it is required: unknown -> refuse)
 //                    bit 1 ZSTD (the stored payload is one zstd frame of the raw payload)
+//                    bit 2 SEALED (encrypted stream: the stored payload is AES-256-GCM
+//                          ciphertext then its 16-byte tag; see ENCRYPTION below)
 //      2  u16 zero
 //      4  u32 stored payload length (bytes that follow the frame)
 //      8  u32 raw payload length (after decompression)
@@ -51,6 +53,8 @@
 //          buffers are aligned like the file can write the blocks with direct I/O
 //          straight from them. At most 4 KiB + 16 per DATA record of about 1 MiB
 //          (0.2%); a stream without PAD records is just as valid.
+//   AUTH   (type 7, required; encrypted streams only, right after the header): SEALED,
+//          an empty plaintext: its 16-byte tag authenticates the header (see ENCRYPTION).
 //   TRAILER (type 15, last, never compressed): fixed 96 bytes
 //            0  u64 records before the trailer (header included)
 //            8  u64 DATA blocks
@@ -65,10 +69,30 @@
 //           72  u64 map blocks in MAPDELTA records (zero in a stream without them)
 //           80  16 bytes zero
 //
+// ENCRYPTION (required feature bit ENCRYPTED). The header gains "encryption": { cipher
+// "aes-256-gcm", salt: 32 random bytes (hex), scrypt?: { salt, N, r, p } when the key is
+// a passphrase, check: 16 bytes (hex) }. The header stays in clear (catalog rebuild
+// reads it without the key) and holds no key material. From the user's 32-byte key K
+// (or scrypt(passphrase, scrypt.salt, N, r, p) -> 32 bytes), HKDF-SHA256 with salt
+// `salt` derives the record key (info "imgstream v1 record key", 32 bytes), the nonce
+// prefix ("imgstream v1 nonce prefix", 4 bytes) and the key check value ("imgstream v1
+// key check", 16 bytes, must equal `check`: else the key is wrong). Record n (the header
+// is record 1, PAD records are not written) is sealed with nonce = prefix || u64 n and
+// associated data = SHA-256(preamble || header frame || header payload) || u64 n || u8
+// type || u8 flags: a record moved, dropped, repeated, changed or taken from another
+// stream (whose header, stream id and salt differ) fails its tag. Payloads are
+// compressed first, then sealed (ZSTD and SEALED together: the plaintext is the zstd
+// frame). Record 2 is AUTH, checked before the header is handed on. The TRAILER of an
+// encrypted stream is SEALED too, but in clear: its stored payload is the 96 trailer
+// bytes then the tag of an empty plaintext whose associated data ends with those 96
+// bytes; its counts prove no record was dropped at the end. In a SEALED frame without
+// ZSTD the raw length is the stored length less 16.
+//
 // A stream without its trailer is incomplete, whatever else it holds: readers report it
 // and restore never commits it. Multi-byte integers are little-endian.
 import { crc32 } from './crc32.js';
 import type { SnapshotEntry } from './snapshot-entry.js';
+import { validEncryption, type StreamEncryption } from '../crypt/record-cipher.js';
 
 export const STREAM_MAGIC = 'IMGSTRM1';
 export const STREAM_VERSION = 1;
@@ -85,6 +109,7 @@ export enum RecordType {
   Dealloc = 4,
   MapDelta = 5,
   Pad = 6,
+  Auth = 7,
   Trailer = 15,
 }
 
@@ -93,12 +118,18 @@ export const DATA_ALIGN = 4096;
 
 export const FLAG_OPTIONAL = 1;
 export const FLAG_ZSTD = 2;
+/** The stored payload is sealed (AES-256-GCM ciphertext then tag): encrypted streams. */
+export const FLAG_SEALED = 4;
+/** AES-256-GCM tag bytes after a sealed payload. */
+export const SEAL_TAG_BYTES = 16;
 
 /** Required feature bits. */
 export const FEATURE_ZSTD = 1;
 /** The stream holds MAPDELTA records (a reader without them would restore a broken map). */
 export const FEATURE_MAPDELTA = 2;
-export const KNOWN_FEATURES = FEATURE_ZSTD | FEATURE_MAPDELTA;
+/** Every record after the header is sealed (see ENCRYPTION): a reader without it would read ciphertext. */
+export const FEATURE_ENCRYPTED = 4;
+export const KNOWN_FEATURES = FEATURE_ZSTD | FEATURE_MAPDELTA | FEATURE_ENCRYPTED;
 
 export class StreamFormatError extends Error {
   constructor(message: string) {
@@ -157,9 +188,11 @@ export function encodeFrameWithCrc(type: RecordType, flags: number, storedLength
 
 export function decodeFrame(b: Buffer): FrameHeader {
   const f = { type: b[0], flags: b[1], storedLength: b.readUInt32LE(4), rawLength: b.readUInt32LE(8), crc: b.readUInt32LE(12) };
-  if (b.readUInt16LE(2) !== 0 || (f.flags & ~(FLAG_OPTIONAL | FLAG_ZSTD)) !== 0) throw new StreamFormatError('damaged record frame');
+  if (b.readUInt16LE(2) !== 0 || (f.flags & ~(FLAG_OPTIONAL | FLAG_ZSTD | FLAG_SEALED)) !== 0) throw new StreamFormatError('damaged record frame');
   if (f.storedLength > MAX_PAYLOAD || f.rawLength > MAX_PAYLOAD) throw new StreamFormatError('damaged record frame (length out of range)');
-  if (!(f.flags & FLAG_ZSTD) && f.rawLength !== f.storedLength) throw new StreamFormatError('damaged record frame (lengths disagree)');
+  const tag = f.flags & FLAG_SEALED ? SEAL_TAG_BYTES : 0;
+  if (f.storedLength < tag) throw new StreamFormatError('damaged record frame (sealed payload shorter than its tag)');
+  if (!(f.flags & FLAG_ZSTD) && f.rawLength !== f.storedLength - tag) throw new StreamFormatError('damaged record frame (lengths disagree)');
   return f;
 }
 
@@ -202,6 +235,8 @@ export interface StreamHeader {
   compression: { codec: 'zstd'; level: number } | { codec: 'none' };
   /** Blocks and bytes of the storage image, as evaluated before writing. */
   image: { blocks: number; bytes: number; extents: number };
+  /** Encrypted streams only (feature bit ENCRYPTED): salts and key check value, never a key. */
+  encryption?: StreamEncryption;
 }
 
 export function encodeHeader(h: StreamHeader): Buffer {
@@ -230,6 +265,7 @@ export function decodeHeader(b: Buffer): StreamHeader {
     Array.isArray(h.snapshots) && h.snapshots.length > 0 &&
     h.snapshots.every((s) => isInt(s.id) && typeof s.name === 'string' && isInt(s.mapRoot) && isInt(s.generation) && isInt(s.blocks) && isInt(s.mappedBlocks)) &&
     h.snapshots[h.snapshots.length - 1].id === h.top.id &&
+    (h.encryption === undefined || validEncryption(h.encryption)) &&
     (h.retained === undefined || (Array.isArray(h.retained) && h.retained.every((s) => s && isInt(s.id) && typeof s.name === 'string' && isInt(s.generation))));
   if (!ok) throw new StreamFormatError('damaged or incomplete stream header');
   return h;

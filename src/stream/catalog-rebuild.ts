@@ -17,7 +17,7 @@ export async function recordsFromMedia(sources: StreamSource[], progress: Progre
     for await (const s of src.streams()) {
       let header: StreamHeader | null = null;
       try {
-        for await (const rec of readImageStream(s.bytes, s.name)) {
+        for await (const rec of readImageStream(s.bytes, s.name, undefined, { withoutKey: 'headers' })) {
           if (rec.type === 'header') {
             header = rec.header;
             progress.start(`reading ${s.name}`, header.image.bytes, 'bytes');
@@ -39,6 +39,7 @@ export async function recordsFromMedia(sources: StreamSource[], progress: Progre
               streamBytes: rec.streamBytes,
               sha256: rec.trailer.sha256,
               status: 'complete',
+              ...(header.encryption ? { encrypted: true as const } : {}),
             });
           }
         }

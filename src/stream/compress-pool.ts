@@ -6,6 +6,8 @@ import { Worker } from 'node:worker_threads';
 import { crc32 } from '../format/crc32.js';
 import { Compressor } from 'zstd-napi';
 import { workerScript } from '../worker-script.js';
+import { sealParts, type SealJob } from '../crypt/index.js';
+import { FLAG_SEALED, FLAG_ZSTD } from '../format/image-stream.js';
 
 
 /**
@@ -23,6 +25,9 @@ export interface Encoded {
   crc: number;
   /** The raw payload's buffer, free for reuse once the record is written (null: do not reuse). */
   spare: Buffer | null;
+  /** Sealed (encrypted streams): stored is the ciphertext, and `tag` follows it in the stream. */
+  sealed?: boolean;
+  tag?: Buffer;
 }
 
 export class CompressPool {
@@ -47,12 +52,13 @@ export class CompressPool {
     }
     for (let i = 0; i < threads; i++) {
       const w = new Worker(script, { workerData: { level } });
-      w.on('message', (m: { id: number; out: ArrayBuffer; length: number; compressed: boolean; crc: number; raw: ArrayBuffer | null; spareOut?: ArrayBuffer | null }) => {
+      w.on('message', (m: { id: number; out: ArrayBuffer; length: number; compressed: boolean; crc: number; raw: ArrayBuffer | null; spareOut?: ArrayBuffer | null; sealed?: boolean; tag?: Uint8Array }) => {
         const p = this.waiting.get(m.id);
         this.waiting.delete(m.id);
         if (m.spareOut) this.outSpares.push(m.spareOut);
         const stored = Buffer.from(m.out, 0, m.length);
-        p?.resolve({ stored, compressed: m.compressed, crc: m.crc, spare: m.compressed ? (m.raw ? Buffer.from(m.raw) : null) : stored });
+        if (m.sealed) p?.resolve({ stored, compressed: m.compressed, crc: m.crc, spare: m.raw ? Buffer.from(m.raw) : null, sealed: true, tag: Buffer.from(m.tag!) });
+        else p?.resolve({ stored, compressed: m.compressed, crc: m.crc, spare: m.compressed ? (m.raw ? Buffer.from(m.raw) : null) : stored });
       });
       w.on('error', (err) => {
         for (const p of this.waiting.values()) p.reject(err);
@@ -66,13 +72,19 @@ export class CompressPool {
    * Encodes one payload. A payload that owns its whole ArrayBuffer is transferred to the
    * worker (the caller must not touch it afterwards); `spare` hands a buffer back for reuse.
    */
-  encode(raw: Buffer): Promise<Encoded> {
+  encode(raw: Buffer, seal: SealJob | null = null): Promise<Encoded> {
     if (this.localOnly) {
+      let stored = raw;
+      let compressed = false;
       if (this.local) {
         const out = this.local.compress(raw);
-        if (out.length < raw.length) return Promise.resolve({ stored: out, compressed: true, crc: crc32(out), spare: raw });
+        if (out.length < raw.length) [stored, compressed] = [out, true];
       }
-      return Promise.resolve({ stored: raw, compressed: false, crc: crc32(raw), spare: raw });
+      if (seal) {
+        const { body, tag } = sealParts(seal, seal.flags | FLAG_SEALED | (compressed ? FLAG_ZSTD : 0), stored);
+        return Promise.resolve({ stored: body, compressed, crc: crc32(tag, crc32(body)), spare: raw, sealed: true, tag });
+      }
+      return Promise.resolve({ stored, compressed, crc: crc32(stored), spare: raw });
     }
     const id = this.next++;
     const w = this.workers[id % this.workers.length];
@@ -81,13 +93,13 @@ export class CompressPool {
     const out = this.level !== null ? (this.outSpares.pop() ?? null) : null;
     return new Promise((resolve, reject) => {
       this.waiting.set(id, { resolve, reject });
-      w.postMessage({ id, buf, length: raw.byteLength, out }, out ? [buf as ArrayBuffer, out] : [buf as ArrayBuffer]);
+      w.postMessage({ id, buf, length: raw.byteLength, out, seal }, out ? [buf as ArrayBuffer, out] : [buf as ArrayBuffer]);
     });
   }
 
   /** Gives back the buffer of a compressed payload once it is written, for the next frame. */
   recycle(e: Encoded): void {
-    if (e.compressed && !this.localOnly && this.outSpares.length < 2 * this.workers.length + 4) this.outSpares.push(e.stored.buffer as ArrayBuffer);
+    if (e.compressed && !e.sealed && !this.localOnly && this.outSpares.length < 2 * this.workers.length + 4) this.outSpares.push(e.stored.buffer as ArrayBuffer);
   }
 
   get parallel(): number {

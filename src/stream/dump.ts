@@ -16,6 +16,7 @@ import type { Volume } from '../volume/volume.js';
 import { collectMapDeltas, type CarriedBlocks } from '../volume/map-deltas.js';
 import { SparseBitmap } from '../volume/sparse-bitmap.js';
 import { ImageStreamWriter } from './stream-writer.js';
+import type { KeySource } from '../crypt/index.js';
 import { DataRecordBuilder } from './data-record.js';
 import { parseOrder, type StreamOrder } from './order.js';
 
@@ -28,6 +29,8 @@ export interface DumpOptions {
   threads: number;
   catalog: Catalog;
   dryRun?: boolean;
+  /** Encrypt the stream with this key (crypt/). */
+  key?: KeySource | null;
 }
 
 export interface DumpPlan {
@@ -175,7 +178,7 @@ export async function dumpVolume(vol: Volume, target: (streamId: string) => Stre
     await medium.abort();
     throw err;
   }
-  const writer = new ImageStreamWriter(medium, { compression: opts.compression, threads: opts.threads, mapDeltas: deltas.length > 0 });
+  const writer = new ImageStreamWriter(medium, { compression: opts.compression, threads: opts.threads, mapDeltas: deltas.length > 0, key: opts.key });
   try {
     await writer.start(header);
     await writePlanes(vol, writer, plan.snapshots);
@@ -204,6 +207,7 @@ export async function dumpVolume(vol: Volume, target: (streamId: string) => Stre
       streamBytes,
       sha256: trailer.sha256,
       status: 'complete',
+      ...(opts.key ? { encrypted: true as const } : {}),
     };
     // recorded only now, complete; a stream sent to stdout is recorded too (its far end
     // holds it), so later levels find their base

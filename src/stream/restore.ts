@@ -18,6 +18,7 @@ import { WriteBehind } from '../volume/write-behind.js';
 import { OccupancyCursor } from '../volume/occupancy.js';
 import { PLANE_ACTIVE } from '../volume/layout.js';
 import { readImageStream, type ReleaseBuffer } from './stream-reader.js';
+import type { KeySource } from '../crypt/index.js';
 import { removeStaleTemp } from '../media/stale-temp.js';
 import type { StreamSummary } from './verify.js';
 
@@ -278,14 +279,15 @@ async function applyStream(vol: Volume, header: StreamHeader, records: AsyncGene
   }
 }
 
-async function firstHeader(s: SourceStream, release: ReleaseBuffer): Promise<{ header: StreamHeader; records: AsyncGenerator<import('./stream-reader.js').StreamRecord> }> {
-  const records = readImageStream(s.bytes, s.name, release);
+async function firstHeader(s: SourceStream, release: ReleaseBuffer, key: KeySource | null): Promise<{ header: StreamHeader; records: AsyncGenerator<import('./stream-reader.js').StreamRecord> }> {
+  const records = readImageStream(s.bytes, s.name, release, { key });
   const first = await records.next();
   if (first.done || first.value.type !== 'header') throw new CorruptError(`${s.name}: no stream header`);
   return { header: first.value.header, records };
 }
 
-export async function restoreStreams(sources: StreamSource[], volumePath: string, progress: Progress = noProgress): Promise<RestoreResult> {
+/** `key`: of encrypted streams (without it they are refused, AuthError, before anything is written). */
+export async function restoreStreams(sources: StreamSource[], volumePath: string, progress: Progress = noProgress, key: KeySource | null = null): Promise<RestoreResult> {
   const result: RestoreResult = { volume: volumePath, created: false, streams: [], blocks: 0, bytes: 0 };
   let vol: Volume | null = null;
   // a volume that does not exist yet is built under a temporary name and appears only
@@ -301,7 +303,7 @@ export async function restoreStreams(sources: StreamSource[], volumePath: string
           const after = writes?.written() ?? Promise.resolve();
           s.recycle?.(buf, after);
           return after;
-        });
+        }, key);
         if (!vol) {
           if (!fs.existsSync(volumePath)) {
             tmp = createForStream(volumePath, header, s.name);

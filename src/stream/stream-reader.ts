@@ -3,11 +3,15 @@
 // checksum), payload layouts, the record order (header first, trailer last, nothing
 // after), and at the end the trailer's counts and the SHA-256 of the whole stream. Any
 // failure is a CorruptError naming the stream and what is wrong; a stream that ends
-// early is reported as incomplete.
+// early is reported as incomplete. An encrypted stream is read with its key (crypt/):
+// the key check and the AUTH record come before the header is handed on, and every
+// record is authenticated before it is; without the key it is refused (AuthError), or,
+// for catalog rebuild, read for its header and trailer only.
 import { createHash } from 'node:crypto';
 import { Decompressor } from 'zstd-napi';
 import { AlignedAllocator, DIRECT_UNIT } from '../direct-io.js';
-import { CorruptError } from '../errors.js';
+import { AuthError, CorruptError } from '../errors.js';
+import { RecordCipher, type KeySource } from '../crypt/index.js';
 import {
   decodeData,
   decodeDealloc,
@@ -17,10 +21,13 @@ import {
   decodePlane,
   decodePreamble,
   decodeTrailer,
+  FEATURE_ENCRYPTED,
   FEATURE_MAPDELTA,
   FLAG_OPTIONAL,
+  FLAG_SEALED,
   FLAG_ZSTD,
   FRAME_BYTES,
+  SEAL_TAG_BYTES,
   payloadCrc,
   PREAMBLE_BYTES,
   RecordType,
@@ -158,7 +165,18 @@ class ByteReader {
  * `release` gets each chunk once the records from it have been handed out and the
  * consumer has asked for the next one (so it is done with them, or has passed them on).
  */
-export async function* readImageStream(src: AsyncIterable<Buffer>, name: string, release?: ReleaseBuffer): AsyncGenerator<StreamRecord> {
+export interface ReadOptions {
+  /** The key of encrypted streams (ignored for others). */
+  key?: KeySource | null;
+  /**
+   * An encrypted stream without a key: 'refuse' (AuthError, the default), or 'headers':
+   * hand on the header and the trailer only, checked by crc32 and the SHA-256 chain but
+   * not authenticated (catalog rebuild).
+   */
+  withoutKey?: 'refuse' | 'headers';
+}
+
+export async function* readImageStream(src: AsyncIterable<Buffer>, name: string, release?: ReleaseBuffer, opts: ReadOptions = {}): AsyncGenerator<StreamRecord> {
   const bytes = new ByteReader(src, release);
   const hash = createHash('sha256');
   const decompressor = new Decompressor();
@@ -188,6 +206,12 @@ export async function* readImageStream(src: AsyncIterable<Buffer>, name: string,
     let dataBytes = 0;
     let planeRecords = 0;
     let mapDeltaNodes = 0;
+    const encrypted = (preamble.features & FEATURE_ENCRYPTED) !== 0;
+    let cipher: RecordCipher | null = null;
+    /** Encrypted, read without the key: records after the header are passed over. */
+    let blind = false;
+    /** An encrypted stream's header, handed on once its AUTH record is checked. */
+    let pendingHeader: StreamHeader | null = null;
     for (;;) {
       bytes.viewsDone(); // the last record's consumer asked for this one
       const at = bytes.offset;
@@ -202,20 +226,29 @@ export async function* readImageStream(src: AsyncIterable<Buffer>, name: string,
       const stored = await bytes.read(frame.storedLength);
       if (!stored) return incomplete(`inside record ${records + 1} (byte ${at})`);
       if (payloadCrc(stored) !== frame.crc) return fail(`record ${records + 1} at byte ${at} fails its checksum`);
-      if ((frame.type === RecordType.Trailer || frame.type === RecordType.Header) && frame.flags !== 0) {
-        return fail(`record ${records + 1} at byte ${at}: a ${frame.type === RecordType.Trailer ? 'trailer' : 'header'} frame carries no flags`);
+      if (frame.type === RecordType.Header && frame.flags !== 0) return fail(`record ${records + 1} at byte ${at}: a header frame carries no flags`);
+      if (frame.type === RecordType.Trailer && frame.flags !== (encrypted ? FLAG_SEALED : 0)) return fail(`record ${records + 1} at byte ${at}: a trailer frame carries no flags${encrypted ? ' but SEALED' : ''}`);
+      if (frame.type !== RecordType.Header && ((frame.flags & FLAG_SEALED) !== 0) !== encrypted) {
+        return fail(`record ${records + 1} at byte ${at} is ${encrypted ? 'not sealed in an encrypted' : 'sealed in an unencrypted'} stream`);
       }
       if (frame.type === RecordType.Trailer) {
         if (!header) return fail('trailer before the header');
+        if (pendingHeader) return fail('the header is not followed by its AUTH record');
         let trailer: StreamTrailer;
         try {
-          trailer = decodeTrailer(stored);
+          const t = encrypted ? stored.subarray(0, stored.length - SEAL_TAG_BYTES) : stored;
+          trailer = decodeTrailer(t);
+          if (cipher && !cipher.open(records + 1, RecordType.Trailer, frame.flags, stored.subarray(t.length), t)) {
+            return fail('the trailer fails authentication (changed, or records were dropped or added)');
+          }
         } catch (err) {
           return fail((err as Error).message);
         }
         const digest = hash.digest('hex');
         if (trailer.sha256 !== digest) return fail('stream checksum (SHA-256 chain) does not match its trailer');
-        if (trailer.records !== records || trailer.dataBlocks !== dataBlocks || trailer.dataBytes !== dataBytes || trailer.planeRecords !== planeRecords || trailer.mapDeltaNodes !== mapDeltaNodes || trailer.streamBytes !== at) {
+        if (blind) {
+          if (trailer.records !== records || trailer.streamBytes !== at) return fail('record counts do not match the trailer');
+        } else if (trailer.records !== records || trailer.dataBlocks !== dataBlocks || trailer.dataBytes !== dataBytes || trailer.planeRecords !== planeRecords || trailer.mapDeltaNodes !== mapDeltaNodes || trailer.streamBytes !== at) {
           return fail('record counts do not match the trailer');
         }
         if (!(await bytes.atEnd())) return fail('unexpected bytes after the trailer');
@@ -225,10 +258,26 @@ export async function* readImageStream(src: AsyncIterable<Buffer>, name: string,
       hash.update(fb);
       if (records === 0) hash.update(stored); // the header payload is in the chain; later payloads through their frame's crc32
       records++;
+      if (records === 2 && pendingHeader) {
+        // the AUTH record: its tag covers the header (its digest is in the associated data)
+        if (frame.type !== RecordType.Auth || frame.storedLength !== SEAL_TAG_BYTES || !cipher!.open(records, frame.type, frame.flags, stored)) {
+          return fail('the stream header fails authentication (it was changed, or its AUTH record is missing)');
+        }
+        header = pendingHeader;
+        pendingHeader = null;
+        yield { type: 'header', header };
+        continue;
+      }
+      if (blind) continue;
       let raw = stored;
+      if (cipher && records > 1) {
+        const plain = cipher.open(records, frame.type, frame.flags, stored);
+        if (!plain) return fail(`record ${records} at byte ${at} fails authentication (changed, moved, or from another stream)`);
+        raw = plain;
+      }
       if (frame.flags & FLAG_ZSTD) {
         try {
-          raw = decompressor.decompress(stored);
+          raw = decompressor.decompress(raw);
         } catch (err) {
           return fail(`record ${records} at byte ${at} does not decompress: ${(err as Error).message}`);
         }
@@ -238,6 +287,16 @@ export async function* readImageStream(src: AsyncIterable<Buffer>, name: string,
         if (records === 1) {
           if (frame.type !== RecordType.Header) return fail('stream does not start with a header');
           header = decodeHeader(raw);
+          if (encrypted) {
+            if (!header.encryption) return fail('an encrypted stream whose header has no encryption fields');
+            if (opts.key) {
+              cipher = RecordCipher.open(opts.key, header.encryption, hash.copy().digest(), name);
+              pendingHeader = header;
+              continue;
+            }
+            if (opts.withoutKey !== 'headers') throw new AuthError(`${name}: the stream is encrypted`, 'give --key-file FILE or --passphrase-file FILE, as given to dump');
+            blind = true;
+          } else if (header.encryption) return fail('a header with encryption fields in a stream without the ENCRYPTED feature bit');
           yield { type: 'header', header };
           continue;
         }
@@ -269,6 +328,8 @@ export async function* readImageStream(src: AsyncIterable<Buffer>, name: string,
             yield { type: 'mapdelta', nodes };
             break;
           }
+          case RecordType.Auth:
+            return fail(`AUTH record ${records} not right after the header`);
           case RecordType.Pad:
             break; // alignment for the next DATA record's blocks
           default:

@@ -2,6 +2,8 @@
 // records in the order given, compressed and checksummed on worker threads while the
 // caller produces the next ones (order is kept), then the trailer with counts and the
 // stream's SHA-256 chain. Only finish() makes the stream complete on its medium.
+// With a key, every record after the header is compressed, then sealed (crypt/) in
+// stream order, and an AUTH record right after the header authenticates it.
 // Record buffers come from take() and return to it once written: allocating a fresh
 // megabyte per record costs more than copying it.
 import { createHash } from 'node:crypto';
@@ -12,9 +14,11 @@ import {
   encodeHeader,
   encodePreamble,
   encodeTrailer,
+  FEATURE_ENCRYPTED,
   FEATURE_MAPDELTA,
   FEATURE_ZSTD,
   FLAG_OPTIONAL,
+  FLAG_SEALED,
   FLAG_ZSTD,
   padLength,
   payloadCrc,
@@ -24,6 +28,7 @@ import {
 } from '../format/image-stream.js';
 import type { MediaPosition, StreamTarget } from '../media/medium.js';
 import { CompressPool, type Encoded } from './compress-pool.js';
+import { newStreamEncryption, RecordCipher, type KeySource } from '../crypt/index.js';
 
 const PAD_ZEROS = Buffer.alloc(DATA_ALIGN);
 
@@ -31,6 +36,8 @@ interface Pending {
   type: RecordType;
   flags: number;
   rawLength: number;
+  /** Sequence number of the record (the header is 1): its nonce in an encrypted stream. */
+  seq: number;
   stored: Promise<Encoded>;
 }
 
@@ -39,6 +46,8 @@ export interface WriterOptions {
   threads: number;
   /** The stream will hold MAPDELTA records (sets their feature bit). */
   mapDeltas?: boolean;
+  /** Encrypt the stream with this key (sets the ENCRYPTED feature bit and header.encryption). */
+  key?: KeySource | null;
 }
 
 export class ImageStreamWriter {
@@ -60,11 +69,14 @@ export class ImageStreamWriter {
   private dataBytes = 0;
   private planeRecords = 0;
   private mapDeltaNodes = 0;
+  private readonly key: KeySource | null;
+  private cipher: RecordCipher | null = null;
 
   constructor(private readonly target: StreamTarget, opts: WriterOptions) {
     const zstd = opts.compression.codec === 'zstd';
     this.pool = new CompressPool(zstd ? (opts.compression as { level: number }).level : null, opts.threads);
-    this.features = (zstd ? FEATURE_ZSTD : 0) | (opts.mapDeltas ? FEATURE_MAPDELTA : 0);
+    this.key = opts.key ?? null;
+    this.features = (zstd ? FEATURE_ZSTD : 0) | (opts.mapDeltas ? FEATURE_MAPDELTA : 0) | (this.key ? FEATURE_ENCRYPTED : 0);
     this.maxPending = 2 * this.pool.parallel + 2;
   }
 
@@ -72,7 +84,9 @@ export class ImageStreamWriter {
     return this.bytes;
   }
 
-  async start(header: StreamHeader): Promise<void> {
+  /** Writes the preamble and the header (with its encryption fields added when encrypting: the header returned). */
+  async start(header: StreamHeader): Promise<StreamHeader> {
+    if (this.key) header = { ...header, encryption: newStreamEncryption(this.key) };
     const pre = encodePreamble(this.features);
     this.hash.update(pre);
     await this.emit(pre);
@@ -83,6 +97,17 @@ export class ImageStreamWriter {
     await this.emit(frame);
     await this.emit(h);
     this.records++;
+    if (this.key) {
+      const digest = createHash('sha256').update(pre).update(frame).update(h).digest();
+      this.cipher = RecordCipher.open(this.key, header.encryption!, digest, 'new stream');
+      const seq = ++this.records;
+      const tag = this.cipher.seal(seq, RecordType.Auth, FLAG_SEALED, Buffer.alloc(0));
+      const authFrame = encodeFrame(RecordType.Auth, FLAG_SEALED, tag, 0);
+      this.hash.update(authFrame);
+      await this.emit(authFrame);
+      await this.emit(tag);
+    }
+    return header;
   }
 
   /** A buffer of at least `size` bytes for a record payload (give the record to plane/data/dealloc). */
@@ -115,9 +140,10 @@ export class ImageStreamWriter {
   }
 
   private async enqueue(type: RecordType, flags: number, raw: Buffer): Promise<void> {
-    const p: Pending = { type, flags, rawLength: raw.length, stored: this.pool.encode(raw) };
+    const seq = ++this.records;
+    const seal = this.cipher ? this.cipher.job(seq, type, flags | FLAG_SEALED) : null;
+    const p: Pending = { type, flags, rawLength: raw.length, seq, stored: this.pool.encode(raw, seal) };
     p.stored.catch(() => undefined); // awaited by the chain, unless a write failed before
-    this.records++;
     const written = this.chain.then(() => this.writeRecord(p));
     written.catch(() => undefined); // awaited below, by finish() or by abort()
     this.chain = written;
@@ -127,14 +153,16 @@ export class ImageStreamWriter {
 
   private async writeRecord(p: Pending): Promise<void> {
     const encoded = await p.stored;
-    const { stored, compressed, crc, spare } = encoded;
-    const flags = compressed ? p.flags | FLAG_ZSTD : p.flags;
-    if (p.type === RecordType.Data && !compressed) await this.pad(8 + 8 * stored.readUInt32LE(0));
-    const frame = encodeFrameWithCrc(p.type, flags, stored.length, p.rawLength, crc);
+    const { stored, compressed, crc, spare, sealed, tag } = encoded;
+    // compressed, then sealed (by the pool); no PAD when sealed: restore decrypts into new buffers
+    const flags = (compressed ? p.flags | FLAG_ZSTD : p.flags) | (sealed ? FLAG_SEALED : 0);
+    if (p.type === RecordType.Data && !compressed && !sealed) await this.pad(8 + 8 * stored.readUInt32LE(0));
+    const frame = encodeFrameWithCrc(p.type, flags, stored.length + (tag?.length ?? 0), p.rawLength, crc);
     // the chain: every frame (which holds its payload's crc32) in order
     this.hash.update(frame);
     await this.emit(frame);
     await this.emit(stored);
+    if (tag) await this.emit(tag);
     this.pool.recycle(encoded);
     if (spare && spare.buffer.byteLength >= (1 << 16) && this.spares.length < this.maxPending + 2) this.spares.push(Buffer.from(spare.buffer));
   }
@@ -172,8 +200,14 @@ export class ImageStreamWriter {
       sha256: this.hash.digest('hex'),
       mapDeltaNodes: this.mapDeltaNodes,
     };
-    const t = encodeTrailer(trailer);
-    await this.target.write(encodeFrame(RecordType.Trailer, 0, t, t.length));
+    let t = encodeTrailer(trailer);
+    let flags = 0;
+    if (this.cipher) {
+      // in clear, authenticated: the tag of an empty plaintext with the trailer in its associated data
+      flags = FLAG_SEALED;
+      t = Buffer.concat([t, this.cipher.seal(this.records + 1, RecordType.Trailer, flags, Buffer.alloc(0), t)]);
+    }
+    await this.target.write(encodeFrame(RecordType.Trailer, flags, t, t.length - (this.cipher ? 16 : 0)));
     await this.target.write(t);
     const streamBytes = this.bytes + 16 + t.length;
     await this.pool.close();

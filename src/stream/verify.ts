@@ -5,6 +5,7 @@ import { CorruptError, InvalidInputError, NotFoundError } from '../errors.js';
 import type { StreamSource } from '../media/medium.js';
 import { noProgress, type Progress } from '../progress.js';
 import { readImageStream } from './stream-reader.js';
+import type { KeySource } from '../crypt/index.js';
 
 /** What restore and verify report of each stream they read. */
 export interface StreamSummary {
@@ -44,7 +45,8 @@ export interface VerifiedChain {
   needs: string | null;
 }
 
-export async function verifyStreams(sources: StreamSource[], progress: Progress = noProgress): Promise<VerifyResult> {
+/** `key`: of encrypted streams (without it they are refused, AuthError). */
+export async function verifyStreams(sources: StreamSource[], progress: Progress = noProgress, key: KeySource | null = null): Promise<VerifyResult> {
   const result: VerifyResult = { ok: true, streams: [], blocks: 0, bytes: 0, needs: null, chains: [] };
   // streams of several volumes (a tape holding the dumps of several) are as many chains,
   // each checked on its own; a full stream after a chain that began with one starts another
@@ -53,7 +55,7 @@ export async function verifyStreams(sources: StreamSource[], progress: Progress 
     for await (const s of src.streams()) {
       let v: VerifiedStream | null = null;
       let blockSize = 0;
-      for await (const rec of readImageStream(s.bytes, s.name)) {
+      for await (const rec of readImageStream(s.bytes, s.name, undefined, { key })) {
         if (rec.type === 'header') {
           const h = rec.header;
           let c = chains.get(h.volume.uuid);

@@ -15,6 +15,7 @@ import { BenchContext } from './context.js';
 import { benchCp1TiB } from './cp-1tib.js';
 import { benchDumpNone, benchDumpZstd } from './dump-l0.js';
 import { benchDumpL1 } from './dump-l1.js';
+import { benchDumpEncrypt } from './dump-encrypt.js';
 import { benchImageEval } from './image-eval.js';
 import { benchImport } from './import.js';
 import { Interrupted } from './measure.js';
@@ -38,6 +39,7 @@ const SUITES: Suite[] = [
   { names: ['dump-none', 'dump-none-vs-dd', 'dump-none-rss'], run: benchDumpNone },
   { names: ['dump-zstd', 'dump-zstd-rss'], run: benchDumpZstd },
   { names: ['dump-l1', 'dump-l1-bytes', 'dump-l1-8g', 'dump-l1-rss'], run: benchDumpL1 },
+  { names: ['dump-encrypt', 'dump-encrypt-none'], run: benchDumpEncrypt },
   { names: ['restore-chain', 'restore-chain-rss'], run: benchRestoreChain },
   { names: ['mirror-full-bytes', 'mirror-full', 'mirror-l1', 'mirror-l1-bytes'], run: benchMirror },
 ];

@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { FEATURE_MAPDELTA, FEATURE_ZSTD, KNOWN_FEATURES, encodeData } from '../../src/format/image-stream.js';
+import { FEATURE_ENCRYPTED, FEATURE_MAPDELTA, FEATURE_ZSTD, KNOWN_FEATURES, encodeData } from '../../src/format/image-stream.js';
 import { REPO_ROOT } from '../support/cli.js';
 
 const readme = fs.readFileSync(path.join(REPO_ROOT, 'README.md'), 'utf8');
@@ -26,8 +26,8 @@ describe('stream format prose agrees with src/format/image-stream.ts', () => {
   });
 
   it('feature bits: each named with its bit number and value, the same in both', () => {
-    expect(KNOWN_FEATURES).toBe(FEATURE_ZSTD | FEATURE_MAPDELTA);
-    for (const [value, what] of [[FEATURE_ZSTD, /zstd/], [FEATURE_MAPDELTA, /MAPDELTA/]] as const) {
+    expect(KNOWN_FEATURES).toBe(FEATURE_ZSTD | FEATURE_MAPDELTA | FEATURE_ENCRYPTED);
+    for (const [value, what] of [[FEATURE_ZSTD, /zstd/], [FEATURE_MAPDELTA, /MAPDELTA/], [FEATURE_ENCRYPTED, /encrypted/]] as const) {
       const bit = Math.log2(value);
       const said = new RegExp(`bit ${bit} \\(${value}\\)`, 'i');
       expect(section, `README: bit ${bit} (${value})`).toMatch(new RegExp(`${said.source}[^,\\n]*${what.source}`, 'i'));
