@@ -20,6 +20,9 @@ export interface S3Options {
 }
 
 export function s3Client(opts: S3Options): S3Client {
+  // the SDK warns on stderr that its releases after January 2027 need Node 22: this
+  // package pins a release that supports the Node it declares (package.json engines)
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
   const pathStyle = opts.pathStyle ?? process.env.IMGSTREAM_S3_PATH_STYLE === '1';
   return new S3Client({
     ...(opts.endpoint ? { endpoint: opts.endpoint } : {}),
