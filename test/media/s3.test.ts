@@ -137,11 +137,11 @@ describe.skipIf(!hasCeph)('s3:// on a Ceph object gateway', () => {
     expect(fs.existsSync(p('wk.vol'))).toBe(false);
   });
 
-  describe('mid-upload faults (a 96 MiB stream: 12 parts)', () => {
+  describe('mid-upload faults (a 48 MiB stream: 6 parts)', () => {
     const big = p('big.vol');
     beforeAll(() => {
-      ok(['volume', 'create', big, '--size', '96M', '--max-snapshots', '4'], o);
-      fs.writeFileSync(p('big.raw'), randomImage((96 << 20) / 4096, 4096, 5, 0));
+      ok(['volume', 'create', big, '--size', '48M', '--max-snapshots', '4'], o);
+      fs.writeFileSync(p('big.raw'), randomImage((48 << 20) / 4096, 4096, 5, 0));
       ok(['volume', 'import', big, '--from', p('big.raw'), '-q'], o);
       ok(['snapshot', 'create', big, 'b1', '-q'], o);
       fs.rmSync(p('big.raw'));
