@@ -9,7 +9,9 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 
-const SCRIPT = path.join(path.dirname(fileURLToPath(import.meta.url)), 'ceph-rgw.sh');
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+// beside this file, or (compiled to dist/test/support, for the benchmark) in the sources
+const SCRIPT = [path.join(HERE, 'ceph-rgw.sh'), path.resolve(HERE, '../../../test/support/ceph-rgw.sh')].find((f) => fs.existsSync(f))!;
 const BINARIES = ['ceph-mon', 'ceph-osd', 'radosgw', 'radosgw-admin', 'ceph', 'ceph-authtool', 'monmaptool'];
 
 function onPath(bin: string): boolean {
