@@ -11,7 +11,7 @@ import { formatS3Url, parseS3Url } from './s3-url.js';
 
 const MiB = 1 << 20;
 export const DEFAULT_READ_CHUNK = 8 * MiB;
-export const DEFAULT_READ_AHEAD = 4;
+export const DEFAULT_READ_AHEAD = 3;
 
 async function objectBytesFrom(client: S3Client, bucket: string, key: string, opts: S3Options): Promise<AsyncIterable<Buffer>> {
   const what = formatS3Url(bucket, key);

@@ -58,8 +58,8 @@ export function s3Target(spec: string, opts: S3TargetOptions = {}): S3Target {
   const { bucket, key } = url;
   const location = formatS3Url(bucket, key);
   const what = location;
-  const base = Math.max(5 * MiB, opts.partSize ?? DEFAULT_PART_SIZE);
-  const uploads = Math.max(1, opts.uploads ?? DEFAULT_UPLOADS);
+  const base = Math.max(5 * MiB, opts.partSize ?? (Number(process.env.IMGSTREAM_S3_PART_MIB) * MiB || DEFAULT_PART_SIZE));
+  const uploads = Math.max(1, opts.uploads ?? (Number(process.env.IMGSTREAM_S3_UPLOADS) || DEFAULT_UPLOADS));
   const client = s3Client(opts);
 
   let opening: Promise<void> | null = null;
