@@ -6,6 +6,7 @@ import { dumpVolumeAt } from '../src/stream/dump-at.js';
 import { defaultThreads } from '../src/stream/compress-pool.js';
 import { isPeerSpec, targetFor } from '../src/media/resolve.js';
 import { peerClientOptions, peerFlags } from './_cli/peer-flags.js';
+import { s3Flags, s3Options } from './_cli/s3-flags.js';
 import { formatSize, parseSize } from '../src/size.js';
 import { UsageError } from '../src/errors.js';
 import { dumpKeyFromFlags, encryptFlag, keyFlags } from './_cli/key-flags.js';
@@ -16,7 +17,7 @@ export default class Dump extends ImgstreamCommand {
 
 The stream carries the blocks (each tagged with its VBN) in chunks of about 1 MiB, each compressed with zstd as an independent frame (on worker threads) and checksummed, plus the planes and snapshot table entries of the snapshots it brings (an incremental sends the map blocks it carries as their differences from its base's), and ends with a trailer holding counts and a SHA-256 of the whole stream. Only a complete dump is recorded in the catalog.
 
-Targets: a file (written under a temporary name, renamed when complete), "-" for stdout, "tape:DIR" for a tape directory (the dump becomes its next tape file: a tar archive in fixed-size records, readable with "tar tvf"), "tape:DIR1,DIR2,..." with --tape-size to span several tapes, a tape device (e.g. /dev/nst0) with "tape:/dev/nst0" (written at the current position, in fixed-size records), or "peer://HOST:PORT/NAME" for the file NAME in the directory of an imgstream peer daemon (see serve peer): give --token-file and --tls-ca or --tls-fingerprint (or --plain). The daemon checks the stream as it arrives and stores it under NAME only once it is complete, fsynced and valid; the dump succeeds only then. The target is checked (it exists, a peer refuses) before a snapshot is taken for the dump.
+Targets: a file (written under a temporary name, renamed when complete), "-" for stdout, "tape:DIR" for a tape directory (the dump becomes its next tape file: a tar archive in fixed-size records, readable with "tar tvf"), "tape:DIR1,DIR2,..." with --tape-size to span several tapes, a tape device (e.g. /dev/nst0) with "tape:/dev/nst0" (written at the current position, in fixed-size records), "s3://BUCKET/PREFIX/NAME" for an object on AWS S3 or an S3-compatible store (a multipart upload completed only after the last byte: no object appears under NAME before the dump is complete; a killed dump's unfinished upload is aborted by the next dump to the same NAME; credentials and region from the AWS environment variables or AWS_PROFILE, the endpoint from --s3-endpoint or AWS_ENDPOINT_URL), or "peer://HOST:PORT/NAME" for the file NAME in the directory of an imgstream peer daemon (see serve peer): give --token-file and --tls-ca or --tls-fingerprint (or --plain). The daemon checks the stream as it arrives and stores it under NAME only once it is complete, fsynced and valid; the dump succeeds only then. The target is checked (it exists, a peer refuses) before a snapshot is taken for the dump.
 
 While the volume is being served (imgstream serve nbd), the dump asks the server to take its snapshot, keeps the snapshots it reads from being deleted or renamed until it ends, and reads them without stopping the server.
 
@@ -29,13 +30,15 @@ While the volume is being served (imgstream serve nbd), the dump asks the server
     '<%= config.bin %> dump vm.vol --level 1 --to - | ssh backup imgstream restore --from - --to vm.vol',
     '<%= config.bin %> dump vm.vol --level 0 --to tape:/tapes/t1,/tapes/t2 --tape-size 100G',
     '<%= config.bin %> dump vm.vol --level 0 --to /backups/vm.l0 --encrypt --key-file /etc/imgstream/backup.key',
+    'AWS_PROFILE=backup <%= config.bin %> dump vm.vol --level 0 --to s3://backups/vm1/june3.l0',
+    '<%= config.bin %> dump vm.vol --level 1 --to s3://backups/vm1/june5.l1 --s3-endpoint http://ceph1:7480 --s3-path-style',
     '<%= config.bin %> dump vm.vol --level 1 --to peer://backup1:7420/vm1.l1 --token-file /etc/imgstream/peer.token --tls-ca /etc/imgstream/backup1.crt',
   ];
   static override args = { volume: Args.string({ description: 'Volume to dump.', required: true }) };
   static override flags = {
     level: Flags.integer({ helpValue: 'N', char: 'l', description: 'Dump level, 0 to 9.', required: true, min: 0, max: 9 }),
     snapshot: Flags.string({ helpValue: 'NAME', char: 's', description: 'Top snapshot of the dump [default: take a new one].' }),
-    to: Flags.string({ helpValue: 'TARGET', char: 't', description: 'Target: FILE, - (stdout), tape:DIR[,DIR...], tape:DEVICE or peer://HOST:PORT/NAME.' }),
+    to: Flags.string({ helpValue: 'TARGET', char: 't', description: 'Target: FILE, - (stdout), tape:DIR[,DIR...], tape:DEVICE, s3://BUCKET/PREFIX/NAME or peer://HOST:PORT/NAME.' }),
     catalog: catalogFlag,
     'dry-run': Flags.boolean({ char: 'n', description: 'Show the storage image (blocks, bytes) and write nothing.' }),
     order: Flags.string({ helpValue: 'ORDER', description: 'Block order: vbn or interleave:N.', default: 'vbn' }),
@@ -49,6 +52,7 @@ While the volume is being served (imgstream serve nbd), the dump asks the server
     ...encryptFlag,
     ...keyFlags,
     ...peerFlags,
+    ...s3Flags,
   };
 
   async run() {
@@ -63,7 +67,7 @@ While the volume is being served (imgstream serve nbd), the dump asks the server
     const peer = peerClientOptions(flags, flags.to !== undefined && isPeerSpec(flags.to) && !flags['dry-run'] ? [flags.to] : [], flags['dry-run']);
     const result = await dumpVolumeAt(
       args.volume,
-      (streamId) => targetFor(flags.to!, { force: flags.force, tapeSize, recordSize, streamId, nextTape: nextTapePrompt(), peer, newTape: flags['new-tape'] === true }),
+      (streamId) => targetFor(flags.to!, { force: flags.force, tapeSize, recordSize, streamId, nextTape: nextTapePrompt(), peer, newTape: flags['new-tape'] === true, s3: s3Options(flags) }),
       {
         level: flags.level,
         snapshot: flags.snapshot,

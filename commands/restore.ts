@@ -5,6 +5,7 @@ import { restoreStreams } from '../src/stream/restore.js';
 import { sourcesForChain } from '../src/stream/chain-sources.js';
 import { isPeerSpec, sourceFor } from '../src/media/resolve.js';
 import { peerClientOptions, peerFlags } from './_cli/peer-flags.js';
+import { s3Flags, s3Options } from './_cli/s3-flags.js';
 import { formatSize } from '../src/size.js';
 import { UsageError } from '../src/errors.js';
 import { keyFlags, keyFromFlags } from './_cli/key-flags.js';
@@ -19,7 +20,8 @@ Nothing is committed before a stream's trailer and checksums are verified. Block
 
 Encrypted streams need their key: --key-file or --passphrase-file, as given to dump. Without it, or with another, restore stops with the "auth" code (11) before writing anything; a stream that fails authentication (changed, records reordered, dropped or taken from another stream) is "corrupt" (9).
 
---from takes files, "-" for stdin, "tape:DIR" (every dump on the tape, in order), "tape:DIR1,DIR2" (a dump spanning tapes), "tape:DIR#N" (the dump in tape file N) or "peer://HOST:PORT/NAME" (a stream stored on an imgstream peer daemon: give --token-file and --tls-ca or --tls-fingerprint, or --plain). --as-of SNAPSHOT|DATE picks the chain from the catalog instead (with the peer flags when it holds dumps sent to a peer): the newest dump whose top is that snapshot, or the newest dump taken by that date, then its base dumps down to a level 0. A date is YYYY-MM-DD (the end of that day, local time, so the day's dumps count), YYYY-MM-DDTHH:MM[:SS] (local time), either followed by Z or +HH:MM for another zone; anything else is a snapshot name. Only the dumps of one volume are considered: VOL's own when it exists, else the volume named with --volume; when the catalog holds dumps of several volumes that match and none is named, restore refuses and lists them.`;
+--from takes files, "-" for stdin, "tape:DIR" (every dump on the tape, in order), "tape:DIR1,DIR2" (a dump spanning tapes), "tape:DIR#N" (the dump in tape file N) "s3://BUCKET/PREFIX/NAME" (an object on AWS S3 or an S3-compatible store, read with several ranged GETs in flight; credentials from the AWS environment or AWS_PROFILE, the endpoint from --s3-endpoint or AWS_ENDPOINT_URL) or "peer://HOST:PORT/NAME" (a stream stored on an imgstream peer daemon: give --token-file and --tls-ca or --tls-fingerprint, or --plain). --as-of SNAPSHOT|DATE picks the chain from the catalog instead (with the peer flags when it holds dumps sent to a peer): the newest dump whose top is that snapshot, or the newest dump taken by that date, then its base dumps down to a level 0. A date is YYYY-MM-DD (the end of that day, local time, so the day's dumps count), YYYY-MM-DDTHH:MM[:SS] (local time), either followed by Z or +HH:MM for another zone; anything else is a snapshot name. Only the dumps of one volume are considered: VOL's own when it exists, else the volume named with --volume; when the catalog holds dumps of several volumes that match and none is named, restore refuses and lists them.`;
+
   static override examples = [
     '<%= config.bin %> restore --from vm.june3.l0 --from vm.june5.l1 --to restored.vol',
     '<%= config.bin %> restore --from tape:/tapes/t1 --to restored.vol',
@@ -28,16 +30,18 @@ Encrypted streams need their key: --key-file or --passphrase-file, as given to d
     '<%= config.bin %> restore --to restored.vol --as-of 2026-06-07 --volume 5f1c2a9e',
     '<%= config.bin %> restore --from /backups/vm.l0 --from /backups/vm.l1 --to vm.vol --key-file /etc/imgstream/backup.key',
     'ssh src imgstream dump vm.vol --level 1 --to - | <%= config.bin %> restore --from - --to vm.vol',
+    '<%= config.bin %> restore --from s3://backups/vm1/june3.l0 --from s3://backups/vm1/june5.l1 --to vm.vol --s3-endpoint http://ceph1:7480 --s3-path-style',
     '<%= config.bin %> restore --from peer://backup1:7420/vm1.l0 --to vm.vol --token-file /etc/imgstream/peer.token --tls-fingerprint sha256:HEX',
   ];
   static override flags = {
-    from: Flags.string({ helpValue: 'SOURCE', char: 'f', description: 'Stream source, repeatable: FILE, -, tape:DIR[,DIR...], tape:DIR#N, peer://HOST:PORT/NAME.', multiple: true }),
+    from: Flags.string({ helpValue: 'SOURCE', char: 'f', description: 'Stream source, repeatable: FILE, -, tape:DIR[,DIR...], tape:DIR#N, s3://BUCKET/KEY, peer://HOST:PORT/NAME.', multiple: true }),
     to: Flags.string({ helpValue: 'VOL', char: 't', description: 'Volume to restore into (created from a level 0 stream when it does not exist).', required: true }),
     'as-of': Flags.string({ helpValue: 'SNAPSHOT|DATE', description: 'Restore the chain ending at this snapshot (or the newest dump taken by this date: YYYY-MM-DD means the end of that day), from the catalog.' }),
     volume: Flags.string({ helpValue: 'PATH|UUID', description: 'With --as-of into a new path: whose dumps to take, when the catalog holds several volumes (the source volume\'s path as dumped, or its uuid or a prefix of it).' }),
     catalog: catalogFlag,
     ...keyFlags,
     ...peerFlags,
+    ...s3Flags,
   };
 
   async run() {
@@ -48,7 +52,7 @@ Encrypted streams need their key: --key-file or --passphrase-file, as given to d
     if ((flags.from ?? []).filter((f) => f === '-').length > 1) throw new UsageError('stdin (-) can be given once');
     const key = keyFromFlags(flags);
     const peer = peerClientOptions(flags, (flags.from ?? []).filter(isPeerSpec), flags['as-of'] !== undefined);
-    const sources = flags['as-of'] ? sourcesForChain(openCatalog(flags.catalog), flags.to, flags['as-of'], { peer, volume: flags.volume }) : flags.from!.map((f) => sourceFor(f, { peer }));
+    const sources = flags['as-of'] ? sourcesForChain(openCatalog(flags.catalog), flags.to, flags['as-of'], { peer, volume: flags.volume, s3: s3Options(flags) }) : flags.from!.map((f) => sourceFor(f, { peer, s3: s3Options(flags) }));
     const result = await restoreStreams(sources, flags.to, this.progress(), key);
     for (const s of result.streams) this.say(`restored level ${s.level} ${s.base ? `${s.base} -> ` : ''}${s.top} from ${s.stream}: ${s.blocks} blocks (${formatSize(s.bytes)})${s.skippedBlocks ? `, ${s.skippedBlocks} already present` : ''}${s.dropped.length ? `; dropped ${s.dropped.join(', ')} (deleted on the source)` : ''}`);
     this.say(`${flags.to}: ${result.created ? 'created, ' : ''}${result.streams.length} stream(s) applied, now at ${result.streams.at(-1)!.top}`);

@@ -3,6 +3,7 @@ import { ImgstreamCommand } from './_cli/base.js';
 import { verifyStreams } from '../src/stream/verify.js';
 import { isPeerSpec, sourceFor } from '../src/media/resolve.js';
 import { peerClientOptions, peerFlags } from './_cli/peer-flags.js';
+import { s3Flags, s3Options } from './_cli/s3-flags.js';
 import { formatSize } from '../src/size.js';
 import { UsageError } from '../src/errors.js';
 import { keyFlags, keyFromFlags } from './_cli/key-flags.js';
@@ -13,13 +14,14 @@ export default class Verify extends ImgstreamCommand {
   static override examples = [
     '<%= config.bin %> verify /backups/vm.june3.l0 /backups/vm.june5.l1',
     '<%= config.bin %> verify tape:/tapes/t1',
+    '<%= config.bin %> verify s3://backups/vm1/ --s3-endpoint http://ceph1:7480 --s3-path-style',
     'cat vm.l0 | <%= config.bin %> verify -',
     '<%= config.bin %> verify /backups/vm.l0 --key-file /etc/imgstream/backup.key',
     '<%= config.bin %> verify peer://backup1:7420/vm1.l0 --token-file /etc/imgstream/peer.token --tls-ca /etc/imgstream/backup1.crt',
   ];
   static override strict = false;
-  static override args = { source: Args.string({ description: 'Stream sources: FILE, -, tape:DIR[,DIR...], tape:DIR#N, peer://HOST:PORT/NAME.', required: true }) };
-  static override flags = { ...keyFlags, ...peerFlags };
+  static override args = { source: Args.string({ description: 'Stream sources: FILE, -, tape:DIR[,DIR...], tape:DIR#N, s3://BUCKET/KEY, s3://BUCKET/PREFIX/ (every object under it), peer://HOST:PORT/NAME.', required: true }) };
+  static override flags = { ...keyFlags, ...peerFlags, ...s3Flags };
 
   async run() {
     const { argv, flags } = await this.parse(Verify);
@@ -27,7 +29,7 @@ export default class Verify extends ImgstreamCommand {
     if (specs.filter((s) => s === '-').length > 1) throw new UsageError('stdin (-) can be given once');
     const key = keyFromFlags(flags);
     const peer = peerClientOptions(flags, specs.filter(isPeerSpec));
-    const result = await verifyStreams(specs.map((s) => sourceFor(s, { peer })), this.progress(), key);
+    const result = await verifyStreams(specs.map((s) => sourceFor(s, { peer, s3: s3Options(flags) })), this.progress(), key);
     for (const s of result.streams) this.say(`${s.stream}: level ${s.level} ${s.base ? `${s.base} -> ` : ''}${s.top}, ${s.blocks} blocks (${formatSize(s.bytes)}), ${formatSize(s.streamBytes)} stream: ok`);
     if (result.chains.length > 1) {
       for (const c of result.chains) this.say(`volume ${c.volume}: ${c.streams} stream(s)${c.needs ? `, the chain needs snapshot ${c.needs} on the volume it is restored onto` : ''}`);

@@ -4,25 +4,28 @@ import { catalogFlag, openCatalog } from '../_cli/catalog-flag.js';
 import { recordsFromMedia } from '../../src/stream/catalog-rebuild.js';
 import { isPeerSpec, sourceFor } from '../../src/media/resolve.js';
 import { peerClientOptions, peerFlags } from '../_cli/peer-flags.js';
+import { s3Flags, s3Options } from '../_cli/s3-flags.js';
 
 export default class CatalogRebuild extends ImgstreamCommand {
   static override summary = 'Rebuild catalog records by reading the media.';
   static override description = 'Every stream describes itself (its header) and proves it is complete (its trailer and checksums), so reading the media back recreates the catalog records of every complete dump on them. Records of the same dumps are replaced; other records are kept (a damaged catalog file is replaced whole). Incomplete or damaged streams are reported and skipped.';
   static override examples = [
     '<%= config.bin %> catalog rebuild --from tape:/tapes/t1 --from /backups/vm.l1',
+    '<%= config.bin %> catalog rebuild --from s3://backups/vm1/ --s3-endpoint http://ceph1:7480 --s3-path-style',
     '<%= config.bin %> catalog rebuild --from peer://backup1:7420/vm1.l0 --token-file /etc/imgstream/peer.token --tls-ca /etc/imgstream/backup1.crt',
   ];
   static override flags = {
     catalog: catalogFlag,
-    from: Flags.string({ helpValue: 'SOURCE', char: 'f', description: 'Media to read, repeatable: FILE, tape:DIR[,DIR...], peer://HOST:PORT/NAME.', multiple: true, required: true }),
+    from: Flags.string({ helpValue: 'SOURCE', char: 'f', description: 'Media to read, repeatable: FILE, tape:DIR[,DIR...], s3://BUCKET/PREFIX/ (every object under the prefix), s3://BUCKET/KEY, peer://HOST:PORT/NAME.', multiple: true, required: true }),
     ...peerFlags,
+    ...s3Flags,
   };
 
   async run() {
     const { flags } = await this.parse(CatalogRebuild);
     const catalog = openCatalog(flags.catalog);
     const peer = peerClientOptions(flags, flags.from.filter(isPeerSpec));
-    const { records, skipped } = await recordsFromMedia(flags.from.map((f) => sourceFor(f, { peer })), this.progress());
+    const { records, skipped } = await recordsFromMedia(flags.from.map((f) => sourceFor(f, { peer, s3: s3Options(flags) })), this.progress());
     const ids = new Set(records.map((r) => r.id));
     catalog.update((dumps) => [...dumps.filter((d) => !ids.has(d.id)), ...records], { replaceUnreadable: true });
     for (const r of records) this.say(`recorded ${r.id.slice(0, 8)} level ${r.level} ${r.top.name} (${r.media.kind} ${r.media.location}${r.media.tapeFile ? ` file ${r.media.tapeFile}` : ''})`);

@@ -9,3 +9,4 @@ export * from './stdio/stdio-medium.js';
 export * from './memory/memory-medium.js';
 export * from './tape/index.js';
 export * from './peer/peer-medium.js';
+export * from './s3/index.js';

@@ -5,7 +5,7 @@
 
 /** Where a stream landed, as recorded in the catalog. */
 export interface MediaPosition {
-  /** 'file' | 'stdout' | 'stdin' | 'tape' | 'memory' | 'peer' */
+  /** 'file' | 'stdout' | 'stdin' | 'tape' | 'memory' | 'peer' | 's3' */
   kind: string;
   /** Path or address of the medium (for a tape: the first tape's directory or device). */
   location: string;

@@ -1,6 +1,7 @@
 // From what a user types to a medium: "-" is stdout/stdin, "tape:..." a tape (see
 // tape/), "peer://HOST:PORT/NAME" a stream on a peer daemon (see peer/; needs the
-// client options: token file, TLS), anything else a file.
+// client options: token file, TLS), "s3://BUCKET/KEY" an object (see s3/; endpoint and
+// addressing from the s3 options), anything else a file.
 import type { MediaPosition, StreamSource, StreamTarget } from './medium.js';
 import { InvalidInputError, NotFoundError, UsageError } from '../errors.js';
 import { fileSource, fileTarget } from './file/file-medium.js';
@@ -8,6 +9,7 @@ import { stdinSource, stdoutTarget } from './stdio/stdio-medium.js';
 import { parseTapeSpec, tapeSource, tapeTarget } from './tape/index.js';
 import { peerSource, peerTarget } from './peer/peer-medium.js';
 import type { PeerClientOptions } from '../peer/index.js';
+import { isS3Spec, s3Source, s3Target, type S3Options } from './s3/index.js';
 
 export interface TargetOptions {
   force?: boolean;
@@ -19,11 +21,15 @@ export interface TargetOptions {
   nextTape?: (n: number) => Promise<string | null>;
   /** How to reach peer:// targets (token file, TLS checks, rate limit). */
   peer?: PeerClientOptions;
+  /** How to reach s3:// targets (endpoint, path-style). */
+  s3?: S3Options;
 }
 
 export interface SourceOptions {
   /** How to reach peer:// sources. */
   peer?: PeerClientOptions;
+  /** How to reach s3:// sources. */
+  s3?: S3Options;
 }
 
 export const PEER_SCHEME = 'peer://';
@@ -45,6 +51,7 @@ export function targetFor(spec: string, opts: TargetOptions): StreamTarget {
     return tapeTarget({ tapes: t.tapes, tapeSize: opts.tapeSize, recordSize: opts.recordSize, streamId: opts.streamId, nextTape: opts.nextTape, newTape: opts.newTape });
   }
   if (isPeerSpec(spec)) return peerTarget(spec, { ...peerOptions(spec, opts), force: opts.force });
+  if (isS3Spec(spec)) return s3Target(spec, { ...opts.s3, force: opts.force });
   return fileTarget(spec, { force: opts.force });
 }
 
@@ -52,6 +59,7 @@ export function sourceFor(spec: string, opts: SourceOptions = {}): StreamSource 
   if (spec === '-') return stdinSource();
   if (spec.startsWith('tape:')) return tapeSource(parseTapeSpec(spec));
   if (isPeerSpec(spec)) return peerSource(spec, peerOptions(spec, opts));
+  if (isS3Spec(spec)) return s3Source(spec, opts.s3);
   return fileSource(spec);
 }
 
@@ -60,5 +68,6 @@ export function sourceForPosition(p: MediaPosition, opts: SourceOptions = {}): S
   if (p.kind === 'file') return fileSource(p.location);
   if (p.kind === 'tape' && p.tapeFile !== undefined) return tapeSource({ tapes: p.tapes?.length ? p.tapes : [p.location], file: p.tapeFile });
   if (p.kind === 'peer') return peerSource(p.location, peerOptions(p.location, opts));
+  if (p.kind === 's3') return s3Source(p.location, opts.s3);
   throw new NotFoundError(`a stream on ${p.kind} ${p.location} cannot be read back from there`, 'give it with --from');
 }

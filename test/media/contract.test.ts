@@ -1,7 +1,8 @@
 // The one contract every medium passes (STYLE rule 4), run against each medium that can
 // be tested without hardware: memory (the twin), a file, a tape directory, a set of tape
-// directories small enough that a stream spans three of them, and a peer daemon (run in
-// this process, over TLS when openssl can make a certificate). The daemon's stream.put
+// directories small enough that a stream spans three of them, a peer daemon (run in
+// this process, over TLS when openssl can make a certificate), and objects on a Ceph
+// object gateway (s3://, when the Ceph packages are installed: test/support/ceph-gateway.ts). The daemon's stream.put
 // normally parses what arrives as an image stream; this suite writes arbitrary bytes, so
 // its daemon stores them unchecked (test/peer checks validation). What is written comes
 // back byte for byte at the position finish() named; streams come back in order; an
@@ -16,6 +17,8 @@ import { MemoryMedium, fileSource, fileTarget, peerSource, peerTarget, tapeSourc
 import { streamGetService, streamPutService, type PeerClientOptions, type PeerService } from '../../src/peer/index.js';
 import { hasOpenssl, makeCert, makeToken, startInProcess } from '../peer/support.js';
 import { readAll, streamBytes, writeInPieces } from './stream-data.js';
+import { s3Source, s3Target } from '../../src/media/s3/index.js';
+import { hasCeph, startGateway } from '../support/ceph-gateway.js';
 
 interface MediumUnderTest {
   /** Writes the i-th stream (0-based) appended to this medium. */
@@ -61,6 +64,13 @@ afterAll(async () => {
   await peerDaemon.stop();
   await fullDaemon.stop();
 });
+// the object store: a Ceph gateway with one bucket; each medium under test is a prefix
+const gateway = hasCeph ? await startGateway(['contract']) : null;
+afterAll(() => gateway?.stop());
+if (gateway) for (const [k, v] of Object.entries(gateway.env)) process.env[k] = v;
+const s3Opts = { endpoint: gateway?.endpoint, pathStyle: true, readChunk: 1 << 20 }; // several ranged GETs per stream
+let prefixes = 0;
+
 const peerClient: PeerClientOptions = { tokenFile: peerToken, ...(peerCert ? { tls: { fingerprint: peerCert.fingerprint } } : { plain: true }) };
 
 /** Write sizes: single bytes, odd sizes around tar's 512 and a record, and a multi-MiB write. */
@@ -142,6 +152,22 @@ const media: Array<{ name: string; canFail: boolean; open: () => MediumUnderTest
       };
     },
   },
+  ...(gateway
+    ? [
+        {
+          name: 's3 (Ceph object gateway)',
+          canFail: true,
+          open: (): MediumUnderTest => {
+            const prefix = `s3://contract/m${prefixes++}/`;
+            return {
+              target: (i) => s3Target(`${prefix}stream-${String(i).padStart(3, '0')}`, s3Opts),
+              sources: () => [s3Source(prefix, s3Opts)],
+              failing: () => s3Target(`s3://no-such-bucket/m${prefixes++}/x`, s3Opts), // the bucket does not exist
+            };
+          },
+        },
+      ]
+    : []),
 ];
 
 describe.each(media)('medium contract: $name', ({ open, canFail }) => {

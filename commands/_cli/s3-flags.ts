@@ -1,0 +1,27 @@
+// The flags of every command that reads or writes s3:// objects (dump, restore, verify,
+// catalog rebuild). Credentials and region are never flags: they come the AWS SDK's
+// standard ways (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE and ~/.aws/config,
+// AWS_REGION).
+import { Flags } from '@oclif/core';
+import type { S3Options } from '../../src/media/s3/index.js';
+
+const helpGroup = 'S3';
+
+export const s3Flags = {
+  's3-endpoint': Flags.string({
+    helpValue: 'URL',
+    description: 'For s3:// URLs: an S3-compatible store (Ceph radosgw, MinIO), e.g. http://127.0.0.1:7480 [default: AWS_ENDPOINT_URL, then AWS].',
+    helpGroup,
+  }),
+  's3-path-style': Flags.boolean({
+    description: 'For s3:// URLs: path-style addressing (http://HOST/BUCKET/KEY), which most S3-compatible stores need [default: IMGSTREAM_S3_PATH_STYLE=1].',
+    helpGroup,
+  }),
+};
+
+export function s3Options(flags: { 's3-endpoint'?: string; 's3-path-style'?: boolean }): S3Options {
+  return {
+    endpoint: flags['s3-endpoint'],
+    ...(flags['s3-path-style'] ? { pathStyle: true } : {}),
+  };
+}

@@ -1,0 +1,73 @@
+// One S3 client per medium, configured the standard ways: credentials and region from
+// the environment, AWS_PROFILE and the shared config files (the SDK's default chain);
+// the endpoint from --s3-endpoint or AWS_ENDPOINT_URL (S3-compatible stores such as
+// Ceph's radosgw or MinIO); path-style addressing (http://HOST/BUCKET/KEY) when asked.
+// SDK failures become the project's errors, one line each.
+import { S3Client } from '@aws-sdk/client-s3';
+import { AuthError, ImgstreamError, IoError, NetworkError, NotFoundError } from '../../errors.js';
+
+export interface S3Options {
+  /** http(s)://HOST[:PORT] of an S3-compatible store; default: AWS_ENDPOINT_URL, then AWS. */
+  endpoint?: string;
+  /** Address buckets as http://HOST/BUCKET instead of http://BUCKET.HOST. */
+  pathStyle?: boolean;
+  /** Bytes per ranged GET (restore, verify) and requests in flight. */
+  readChunk?: number;
+  readAhead?: number;
+  /** Smallest multipart part, and parts uploaded at once. */
+  partSize?: number;
+  uploads?: number;
+}
+
+export function s3Client(opts: S3Options): S3Client {
+  // the SDK warns on stderr that its releases after January 2027 need Node 22: this
+  // package pins a release that supports the Node it declares (package.json engines)
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+  const pathStyle = opts.pathStyle ?? process.env.IMGSTREAM_S3_PATH_STYLE === '1';
+  return new S3Client({
+    ...(opts.endpoint ? { endpoint: opts.endpoint } : {}),
+    forcePathStyle: pathStyle,
+    // region: the SDK's chain (AWS_REGION, the profile); an S3-compatible store rarely cares
+    region: process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? (opts.endpoint || process.env.AWS_ENDPOINT_URL ? 'us-east-1' : undefined),
+    maxAttempts: 3,
+  });
+}
+
+interface SdkError {
+  name?: string;
+  code?: string;
+  message?: string;
+  $metadata?: { httpStatusCode?: number };
+}
+
+/** An SDK failure as a one-line project error naming what was being done to which object. */
+export function s3Error(err: unknown, what: string, doing: string): ImgstreamError {
+  if (err instanceof ImgstreamError) return err;
+  const e = (err ?? {}) as SdkError;
+  const name = e.name ?? e.code ?? 'Error';
+  const status = e.$metadata?.httpStatusCode;
+  switch (name) {
+    case 'InvalidAccessKeyId':
+    case 'SignatureDoesNotMatch':
+    case 'AccessDenied':
+    case 'CredentialsProviderError':
+    case 'ExpiredToken':
+    case 'InvalidToken':
+      return new AuthError(`${what}: ${doing}: ${name} (the store refused the credentials)`, 'check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE');
+    case 'NoSuchBucket':
+      return new NotFoundError(`${what}: the bucket does not exist`, 'create it first, or check the name and --s3-endpoint');
+    case 'NoSuchKey':
+    case 'NotFound':
+      return new NotFoundError(`${what}: no such object`, 'check the name (catalog rebuild --from s3://BUCKET/PREFIX/ lists what is there)');
+    case 'NoSuchUpload':
+      return new IoError(`${what}: ${doing}: the upload was aborted on the server`, 'run the dump again');
+  }
+  const code = (e as { code?: string }).code ?? (err as { cause?: { code?: string } })?.cause?.code;
+  if (code && /^(ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|ENOTFOUND|EAI_AGAIN|EHOSTUNREACH)$/.test(code)) {
+    return new NetworkError(`${what}: ${doing}: ${code} (the object store cannot be reached)`, 'check --s3-endpoint or AWS_ENDPOINT_URL, and that the store is up');
+  }
+  if (status === 403) return new AuthError(`${what}: ${doing}: access denied (HTTP 403)`, 'check the credentials and the bucket policy');
+  if (status === 404) return new NotFoundError(`${what}: ${doing}: not found (HTTP 404)`);
+  const msg = (e.message ?? String(err)).split('\n')[0];
+  return new IoError(`${what}: ${doing}: ${name}${status ? ` (HTTP ${status})` : ''}: ${msg}`);
+}

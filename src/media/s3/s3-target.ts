@@ -1,0 +1,192 @@
+// A dump into an object: a multipart upload, created when the target opens, fed parts as
+// the stream is written (several uploaded at once), completed by finish() after the last
+// byte (the trailer): until then no object exists under the name, and abort() aborts the
+// upload, so an aborted dump leaves nothing. A dump killed part way leaves an unfinished
+// upload (invisible to readers, but billed): the next dump to the same name aborts every
+// unfinished upload of that name before it starts (see staleUploads).
+//
+// Parts start at partSize (8 MiB) and double every 1000 parts, so the 10,000 parts S3
+// allows hold any volume (8 MiB parts carry 8 GB, the next 1000 16 GB, ...), while memory
+// stays at (uploads + 1) parts. A stream smaller than one part goes up in one PutObject.
+import { AbortMultipartUploadCommand, CompleteMultipartUploadCommand, CreateMultipartUploadCommand, HeadBucketCommand, HeadObjectCommand, ListMultipartUploadsCommand, PutObjectCommand, UploadPartCommand, type CompletedPart, type S3Client } from '@aws-sdk/client-s3';
+import { ExistsError, InvalidInputError, NotFoundError } from '../../errors.js';
+import type { MediaPosition, StreamTarget } from '../medium.js';
+import { s3Client, s3Error, type S3Options } from './s3-client.js';
+import { formatS3Url, parseS3Url } from './s3-url.js';
+
+const MiB = 1 << 20;
+export const DEFAULT_PART_SIZE = 8 * MiB;
+export const DEFAULT_UPLOADS = 4;
+const MAX_PART = 5 * 1024 * MiB;
+const PARTS_PER_SIZE = 1000;
+
+export interface S3TargetOptions extends S3Options {
+  /** Replace an object already under the name. */
+  force?: boolean;
+}
+
+/** Size of part `n` (1-based): doubles every PARTS_PER_SIZE parts. */
+export function partSizeFor(n: number, base: number): number {
+  return Math.min(MAX_PART, base * 2 ** Math.floor((n - 1) / PARTS_PER_SIZE));
+}
+
+/** Aborts every unfinished multipart upload of `key` (left by a killed dump). Returns how many. */
+export async function abortStaleUploads(client: S3Client, bucket: string, key: string): Promise<number> {
+  let n = 0;
+  let keyMarker: string | undefined;
+  let uploadIdMarker: string | undefined;
+  for (;;) {
+    const r = await client.send(new ListMultipartUploadsCommand({ Bucket: bucket, Prefix: key, KeyMarker: keyMarker, UploadIdMarker: uploadIdMarker }));
+    for (const u of r.Uploads ?? []) {
+      if (u.Key !== key || !u.UploadId) continue;
+      await client.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: u.UploadId }));
+      n++;
+    }
+    if (!r.IsTruncated) return n;
+    keyMarker = r.NextKeyMarker;
+    uploadIdMarker = r.NextUploadIdMarker;
+  }
+}
+
+export interface S3Target extends StreamTarget {
+  open(): Promise<void>;
+}
+
+export function s3Target(spec: string, opts: S3TargetOptions = {}): S3Target {
+  const url = parseS3Url(spec);
+  if (url.prefix) throw new InvalidInputError(`${spec}: names a prefix, not an object`, 'give s3://BUCKET/PREFIX/NAME');
+  const { bucket, key } = url;
+  const location = formatS3Url(bucket, key);
+  const what = location;
+  const base = Math.max(5 * MiB, opts.partSize ?? (Number(process.env.IMGSTREAM_S3_PART_MIB) * MiB || DEFAULT_PART_SIZE));
+  const uploads = Math.max(1, opts.uploads ?? (Number(process.env.IMGSTREAM_S3_UPLOADS) || DEFAULT_UPLOADS));
+  const client = s3Client(opts);
+
+  let opening: Promise<void> | null = null;
+  let uploadId: string | null = null;
+  let failed: Error | null = null;
+  let finished = false;
+  let partNo = 1;
+  let part: Buffer | null = null;
+  let filled = 0;
+  const done: CompletedPart[] = [];
+  const inFlight = new Set<Promise<void>>();
+
+  const fail = (err: unknown, doing: string): Error => {
+    failed ??= s3Error(err, what, doing);
+    return failed;
+  };
+
+  const doOpen = async () => {
+    try {
+      await client.send(new HeadBucketCommand({ Bucket: bucket }));
+    } catch (err) {
+      const e = err as { name?: string; $metadata?: { httpStatusCode?: number } };
+      if (e.name === 'NotFound' || e.name === 'NoSuchBucket' || e.$metadata?.httpStatusCode === 404) {
+        throw new NotFoundError(`${what}: the bucket ${bucket} does not exist`, 'create it first, or check the name and --s3-endpoint');
+      }
+      throw s3Error(err, what, 'checking the bucket');
+    }
+    if (!opts.force) {
+      let exists = true;
+      try {
+        await client.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
+      } catch (err) {
+        const e = err as { name?: string; $metadata?: { httpStatusCode?: number } };
+        if (e.name === 'NotFound' || e.$metadata?.httpStatusCode === 404) exists = false;
+        else throw s3Error(err, what, 'checking the name');
+      }
+      if (exists) throw new ExistsError(`${what}: already exists`, 'pass --force to replace it');
+    }
+    try {
+      await abortStaleUploads(client, bucket, key);
+      const r = await client.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: key, ContentType: 'application/octet-stream' }));
+      uploadId = r.UploadId ?? null;
+    } catch (err) {
+      throw s3Error(err, what, 'starting the upload');
+    }
+    if (!uploadId) throw s3Error(new Error('no upload id in the answer'), what, 'starting the upload');
+  };
+
+  const open = async () => {
+    opening ??= doOpen().catch((err) => {
+      throw fail(err, 'opening');
+    });
+    return opening;
+  };
+
+  const send = async (body: Buffer, n: number) => {
+    const p = client
+      .send(new UploadPartCommand({ Bucket: bucket, Key: key, UploadId: uploadId!, PartNumber: n, Body: body, ContentLength: body.length }))
+      .then(
+        (r) => {
+          done.push({ PartNumber: n, ETag: r.ETag });
+        },
+        (err) => {
+          fail(err, `uploading part ${n}`);
+        },
+      )
+      .finally(() => inFlight.delete(p));
+    inFlight.add(p);
+    while (inFlight.size >= uploads && !failed) await Promise.race(inFlight);
+    if (failed) throw failed;
+  };
+
+  return {
+    description: `object ${location}`,
+    open,
+    async write(data) {
+      if (failed) throw failed;
+      if (finished) throw new InvalidInputError(`${what}: written after finish`);
+      await open();
+      let at = 0;
+      while (at < data.length) {
+        part ??= Buffer.allocUnsafe(partSizeFor(partNo, base));
+        const n = Math.min(part.length - filled, data.length - at);
+        data.copy(part, filled, at, at + n);
+        filled += n;
+        at += n;
+        if (filled === part.length) {
+          const full = part;
+          part = null;
+          filled = 0;
+          await send(full, partNo++);
+        }
+      }
+    },
+    async finish(): Promise<MediaPosition> {
+      if (failed) throw failed;
+      await open();
+      finished = true;
+      try {
+        if (partNo === 1) {
+          // smaller than one part: one PutObject, and no multipart upload left behind
+          const body = part ? part.subarray(0, filled) : Buffer.alloc(0);
+          await client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: body, ContentLength: body.length }));
+          await client.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: uploadId! })).catch(() => undefined);
+        } else {
+          if (filled > 0) await send(part!.subarray(0, filled), partNo++);
+          part = null;
+          await Promise.all(inFlight);
+          if (failed) throw failed;
+          done.sort((a, b) => a.PartNumber! - b.PartNumber!);
+          await client.send(new CompleteMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: uploadId!, MultipartUpload: { Parts: done } }));
+        }
+      } catch (err) {
+        throw fail(err, 'completing the upload');
+      }
+      return { kind: 's3', location };
+    },
+    async abort() {
+      failed ??= new InvalidInputError(`${what}: the dump was aborted`);
+      part = null;
+      await opening?.catch(() => undefined);
+      await Promise.allSettled(inFlight);
+      if (uploadId) {
+        const id = uploadId;
+        uploadId = null;
+        await client.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: id })).catch(() => undefined);
+      }
+    },
+  };
+}
