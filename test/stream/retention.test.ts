@@ -1,7 +1,7 @@
 // Restore after snapshot retention, through the built CLI, as issue 18 found it: a
 // volume with s1, s2, s3; a level 0 at s3; s1 and s2 deleted; imports that make the
 // allocator reuse their blocks; s6; a level 1 at s6. The chain restores into a new volume
-// and onto the level 0's volume, dropping s1 and s2 (in the CP that installs s6, or in
+// and onto the level 0's volume, from a tape and picked by --as-of, dropping s1 and s2 (in the CP that installs s6, or in
 // one just before it when the volume is too full to journal the staged blocks); kill -9
 // of that restore, at random moments and at each CP step, leaves the volume at one of
 // those CPs, never between; a snapshot taken on the destination after its base is
@@ -43,12 +43,14 @@ beforeAll(async () => {
     ok(['snapshot', 'create', src, s, '-q'], o);
   }
   dump(src, 0, 's3', p('l0'), env.IMGSTREAM_CATALOG, ['--compress', 'none'], o);
+  dump(src, 0, 's3', `tape:${p('tape')}`, p('tape-catalog.json'), ['--new-tape'], o);
   ok(['snapshot', 'delete', src, 's1', '-q'], o);
   ok(['snapshot', 'delete', src, 's2', '-q'], o);
   version();
   version();
   ok(['snapshot', 'create', src, 's6', '-q'], o);
   dump(src, 1, 's6', p('l1'), env.IMGSTREAM_CATALOG, ['--compress', 'none'], o);
+  dump(src, 1, 's6', `tape:${p('tape')}`, p('tape-catalog.json'), [], o);
   sha = await exportShas(src, ['s3', 's6']);
   ok(['restore', '--from', p('l0'), '--to', p('base.vol'), '-q'], o);
 }, 180_000);
@@ -75,6 +77,14 @@ describe('restore after the source deleted snapshots', () => {
     expect(json.streams[0].dropped).toEqual(['s1', 's2']);
     expect(json.streams[0].stagedBlocks).toBeGreaterThan(0); // blocks did land on s1's and s2's VBNs
     await expectAtS6(p('onto.vol'));
+  });
+
+  it('the same chain from a tape and picked from the catalog by --as-of', async () => {
+    const tape = p('tape');
+    expect(ok(['restore', '--from', `tape:${tape}`, '--to', p('from-tape.vol')], o).stdout).toMatch(/dropped s1, s2/);
+    await expectAtS6(p('from-tape.vol'));
+    expect(ok(['restore', '--as-of', 's6', '--to', p('as-of.vol'), '--catalog', env.IMGSTREAM_CATALOG], o).stdout).toMatch(/dropped s1, s2/);
+    await expectAtS6(p('as-of.vol'));
   });
 
   it('a snapshot taken on the destination after its base is refused, naming it, and nothing changes', async () => {
