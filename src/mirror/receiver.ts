@@ -99,14 +99,16 @@ export function describeDestination(volPath: string): DestinationState {
   }
 }
 
-/** An error as the source sees it: no path of this side's (only names beside the destination), and what a stopped transfer kept. */
+/**
+ * An error as the source sees it, and what a stopped transfer kept. Paths stay as they
+ * are: through a peer daemon its channel rewrites them into the names clients use
+ * (src/peer/daemon-paths.ts); a local mirror's source is on this machine.
+ */
 function wireError(err: unknown, volPath: string): { code: string; message: string; hint?: string; kept?: { bytes: number; files: string[] } } {
-  const dir = `${path.dirname(path.resolve(volPath))}${path.sep}`;
-  const local = (t: string | undefined) => t?.split(dir).join('');
   const kept = partialFiles(volPath);
   const extra = kept.files.length > 0 ? { kept } : {};
-  if (err instanceof ImgstreamError) return { code: err.code, message: local(err.message)!, hint: local(err.hint), ...extra };
-  return { code: 'internal', message: local((err as Error).message ?? String(err))!, ...extra };
+  if (err instanceof ImgstreamError) return { code: err.code, message: err.message, ...(err.hint ? { hint: err.hint } : {}), ...extra };
+  return { code: 'internal', message: (err as Error).message ?? String(err), ...extra };
 }
 
 /** Makes a mirror destination writable (`mirror break`). */

@@ -234,7 +234,8 @@ export class FramedChannel implements PeerChannel {
     const e = errorOf(msg);
     if (e) {
       this.errorSent = true;
-      if (this.outgoingError) msg = { ...msg, error: this.outgoingError(e) };
+      // the rest of the body (a mirror's `kept`) goes as it is; message and hint are rewritten
+      if (this.outgoingError) msg = { ...msg, error: { ...(msg.error as Record<string, unknown>), ...this.outgoingError(e) } };
     }
     const p = this.sendChain.then(() => this.writeFrame(msg, payload, payloadCrc, owned));
     this.sendChain = p.catch(() => {});

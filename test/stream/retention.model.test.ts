@@ -198,7 +198,8 @@ describe('restore chains across snapshot retention, against a model', () => {
       fc.asyncProperty(fc.array(dayArb, { minLength: 6, maxLength: 14 }), async (days) => {
         await runSequence(days.flat(), true);
       }),
-      { numRuns: 12, endOnFailure: true },
+      // a fixed seed: the assertions below count cases that a random seed reaches only most of the time
+      { numRuns: 12, endOnFailure: true, seed: Number(process.env.IMGSTREAM_MODEL_SEED ?? 20261204) },
     );
     // restores did drop snapshots the source had deleted, and staged blocks in the CP's journal
     expect(retentionCases).toBeGreaterThan(before.retentionCases);
