@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CLI_BIN, cliJson, cliOk, finished, runCli, sha256, spawnCli } from '../support/cli.js';
+import { CLI_BIN, cliJson, cliOk, finished, runCli, sha256, spawnCli, listeningPort } from '../support/cli.js';
 import { mutate, rng, tempDir } from '../support/images.js';
 import { makeToken } from '../peer/support.js';
 import { Volume } from '../../src/volume/volume.js';
@@ -47,15 +47,7 @@ async function daemon(dir: string) {
   fs.mkdirSync(dir, { recursive: true });
   const child = spawn(process.execPath, [CLI_BIN, 'serve', 'peer', '--root', dir, '--listen', '127.0.0.1:0', '--token-file', token, '--plain', '--json'], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   const done = finished(child, 120_000);
-  const port = await new Promise<number>((resolve, reject) => {
-    let out = '';
-    child.stdout!.on('data', (b: Buffer) => {
-      out += b.toString();
-      const nl = out.indexOf('\n');
-      if (nl >= 0) resolve((JSON.parse(out.slice(0, nl)) as { listening: { port: number } }).listening.port);
-    });
-    done.then((r) => reject(new Error(`serve peer exited ${r.code}: ${r.stderr}`)), reject);
-  });
+  const port = await listeningPort(child, done);
   return { port, stop: async () => (child.kill('SIGTERM'), await done) };
 }
 

@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { spawn, spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CLI_BIN, cliJson, cliOk, finished, runCli, sha256, writeImage } from '../support/cli.js';
+import { CLI_BIN, cliJson, cliOk, finished, runCli, sha256, writeImage, listeningPort } from '../support/cli.js';
 import { tempDir } from '../support/images.js';
 import { makeToken } from '../peer/support.js';
 
@@ -72,15 +72,7 @@ describe.runIf(canMount)('mirror into a file system that fills up', () => {
     const child = spawn(process.execPath, [CLI_BIN, 'serve', 'peer', '--root', small, '--listen', '127.0.0.1:0', '--token-file', token, '--plain', '--json'], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     const ended = finished(child, 120_000);
     try {
-      const port = await new Promise<number>((resolve, reject) => {
-        let out = '';
-        child.stdout!.on('data', (b: Buffer) => {
-          out += b.toString();
-          const nl = out.indexOf('\n');
-          if (nl >= 0) resolve((JSON.parse(out.slice(0, nl)) as { listening: { port: number } }).listening.port);
-        });
-        ended.then((x) => reject(new Error(`serve peer exited ${x.code}: ${x.stderr}`)), reject);
-      });
+      const port = await listeningPort(child, ended);
       const url = `peer://127.0.0.1:${port}/p.vol`;
       const peer = ['--token-file', token, '--plain'];
       fs.rmSync(path.join(small, 'm.vol'), { force: true });

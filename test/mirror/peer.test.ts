@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CLI_BIN, finished, runCli, runCliAsync, sha256, spawnCli, writeImage } from '../support/cli.js';
+import { CLI_BIN, finished, runCli, runCliAsync, sha256, spawnCli, writeImage, listeningPort } from '../support/cli.js';
 import { mutate, rng, tempDir } from '../support/images.js';
 import { startCutProxy } from '../support/cut-proxy.js';
 import { hasOpenssl, makeCert, makeToken } from '../peer/support.js';
@@ -38,15 +38,7 @@ async function daemon(name: string, extra: string[] = [], extraEnv: Record<strin
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const done = finished(child, 900_000);
-  const port = await new Promise<number>((resolve, reject) => {
-    let out = '';
-    child.stdout!.on('data', (b: Buffer) => {
-      out += b.toString();
-      const nl = out.indexOf('\n');
-      if (nl >= 0) resolve((JSON.parse(out.slice(0, nl)) as { listening: { port: number } }).listening.port);
-    });
-    done.then((r) => reject(new Error(`serve peer exited ${r.code}: ${r.stderr}`)), reject);
-  });
+  const port = await listeningPort(child, done);
   return {
     port,
     dir,

@@ -210,3 +210,16 @@ export function stderrLines(r: CliResult): string[] {
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
+
+/** The port a `serve peer --json` child listens on: the first JSON line of its stdout ({ listening: { port } }). */
+export function listeningPort(child: ChildProcess, done: Promise<CliResult>): Promise<number> {
+  return new Promise<number>((resolve, reject) => {
+    let out = '';
+    child.stdout!.on('data', (b: Buffer) => {
+      out += b.toString();
+      const nl = out.indexOf('\n');
+      if (nl >= 0) resolve((JSON.parse(out.slice(0, nl)) as { listening: { port: number } }).listening.port);
+    });
+    done.then((r) => reject(new Error(`serve peer exited ${r.code}: ${r.stderr}`)), reject);
+  });
+}
