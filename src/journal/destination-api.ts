@@ -1,0 +1,82 @@
+// What a shipper hands a protection destination, and what a destination answers: the
+// contract between `imgstream protect` (journal side) and the stores that keep recovery
+// points (a local directory, or one on a peer daemon).
+
+/** One block of an interval or a seed, addressed by logical block number (LBN): its data, or null when it reads as zeros (trim, write-zeroes). */
+export interface IntervalBlock {
+  lbn: number;
+  data: Buffer | null;
+}
+
+/** The volume a destination protects: fixed at the first transfer, checked at every later one. */
+export interface ProtectedSource {
+  /** The source volume's uuid. */
+  uuid: string;
+  /** Its path as the shipper names it (for messages and `protect status`). */
+  path: string;
+  blockSize: number;
+  /** Bytes of the logical disk. */
+  logicalSize: number;
+}
+
+/**
+ * The writes acknowledged to clients in [start, end): the last version of each block
+ * written in that time (one entry per LBN, in ascending LBN order). Restoring as of any
+ * time t in [end, next interval's end) gives the disk as it was at `end`.
+ */
+export interface ShippedInterval {
+  /** 1, 2, 3… at one destination, without gaps (the seed is interval 0). */
+  seq: number;
+  /** Milliseconds since the epoch. */
+  start: number;
+  end: number;
+  /** The journal records it covers: after `journalFrom`, up to and including `journalTo` (journal record sequence numbers). */
+  journalFrom: number;
+  journalTo: number;
+  /** 'journal': built from journal records; 'resync': the changed blocks of a source snapshot, after the journal overflowed (every LBN that changed since the previous interval). */
+  kind: 'journal' | 'resync';
+  /** Snapshots taken on the source at `end` (after every write of the interval), oldest first. */
+  snapshots: string[];
+  /** Number of entries `blocks` yields. */
+  blockCount: number;
+  blocks: AsyncIterable<IntervalBlock>;
+}
+
+/** The whole logical disk at one journal position: the first transfer to an empty destination. */
+export interface SeedImage {
+  /** Every journal record up to and including this one is in the image. */
+  journalTo: number;
+  /** When the image was taken (ms since the epoch): the first recovery point. */
+  time: number;
+  /** Mapped blocks only (ascending LBN); every other block reads as zeros. */
+  blockCount: number;
+  blocks: AsyncIterable<IntervalBlock>;
+}
+
+/** What a destination holds, as a shipper needs it to resume. */
+export interface DestinationState {
+  /** False until a seed completed: the shipper must send one. */
+  seeded: boolean;
+  /** Seq of the last interval stored (0: only the seed). */
+  intervalSeq: number;
+  /** The last journal record the destination holds (every one up to it). */
+  journalTo: number;
+  /** The recovery window: the oldest and newest times a restore may ask for (ms), null before the seed. */
+  window: { start: number; end: number } | null;
+}
+
+export interface ProtectDestination {
+  /** How messages name it (a path, or peer://host:port/name). */
+  readonly description: string;
+  /**
+   * Opens (creating on first use) the destination for `source`, keeping `keepMs` of
+   * history. Refuses a destination that protects another volume or has another geometry,
+   * a path that is a plain volume or mirror, and a destination another shipper holds.
+   */
+  open(source: ProtectedSource, keepMs: number): Promise<DestinationState>;
+  /** Stores the seed (replacing an incomplete one); durable when it resolves. */
+  seed(image: SeedImage): Promise<DestinationState>;
+  /** Stores one interval; durable when it resolves (a crash before leaves the destination as it was). Folds history older than the window into the base. */
+  append(interval: ShippedInterval): Promise<DestinationState>;
+  close(): Promise<void>;
+}
