@@ -1,8 +1,9 @@
 import { Args, Flags } from '@oclif/core';
 import { ImgstreamCommand } from '../_cli/base.js';
 import '../../src/mirror/served.js'; // mirror updates of the served volume (control ops)
+import '../../src/journal/journal-ops.js'; // seed and resync snapshots for imgstream protect (control ops)
 import { parseListenAddress, serveNbd, type NbdListening } from '../../src/nbd/index.js';
-import { formatSize } from '../../src/size.js';
+import { formatSize, parseSize } from '../../src/size.js';
 import { UsageError } from '../../src/errors.js';
 
 export default class ServeNbd extends ImgstreamCommand {
@@ -33,6 +34,8 @@ While it serves, other imgstream commands on the same volume go through the serv
     readonly: Flags.boolean({ char: 'r', description: 'Refuse writes (EPERM).' }),
     'cp-interval': Flags.string({ helpValue: 'SECONDS', description: 'Seconds between consistency points while writes arrive; 0: only on flush and shutdown.', default: '5' }),
     'export-name': Flags.string({ helpValue: 'NAME', description: 'Name of the export; clients asking for the empty name get it too. A snapshot served beside a served volume is named after the snapshot by default.' }),
+    journal: Flags.boolean({ description: 'Keep the volume\'s write journal (VOL.journal/): every write, trim and write-zeroes, time-stamped, for imgstream protect to ship. Fsynced before every CP (so before FLUSH and FUA replies); replayed onto the volume after a crash.' }),
+    'journal-size': Flags.string({ helpValue: 'SIZE', description: 'With --journal: bytes of records not yet shipped kept before the journal overflows into a list of changed blocks (the next protect transfer is then a resync of those blocks).', default: '1G' }),
     'handshake-timeout': Flags.string({ helpValue: 'SECONDS', description: 'Seconds a client gets to complete the NBD handshake before it is dropped; 0: no limit.', default: '10' }),
   };
 
@@ -46,6 +49,8 @@ While it serves, other imgstream commands on the same volume go through the serv
     if (!/^\d+(\.\d+)?$/.test(flags['handshake-timeout'].trim()) || !Number.isFinite(handshake)) {
       throw new UsageError(`invalid --handshake-timeout "${flags['handshake-timeout']}"`, 'use a number of seconds, e.g. 10, or 0 for no limit');
     }
+    if (flags['journal-size'] !== '1G' && flags.journal !== true) throw new UsageError('--journal-size needs --journal');
+    const journalLimit = parseSize(flags['journal-size']);
     const listen = flags.socket !== undefined ? { socket: flags.socket } : parseListenAddress(flags.listen ?? '127.0.0.1:10809');
     const stop = new AbortController();
     const onSignal = () => stop.abort();
@@ -53,7 +58,7 @@ While it serves, other imgstream commands on the same volume go through the serv
     process.once('SIGTERM', onSignal);
     try {
       const result = await serveNbd(
-        { volume: args.volume, listen, snapshot: flags.snapshot, readOnly: flags.readonly, cpIntervalMs: interval * 1000, exportName: flags['export-name'], handshakeMs: handshake * 1000, listenChosen: flags.socket !== undefined || flags.listen !== undefined },
+        { volume: args.volume, listen, snapshot: flags.snapshot, readOnly: flags.readonly, cpIntervalMs: interval * 1000, exportName: flags['export-name'], handshakeMs: handshake * 1000, listenChosen: flags.socket !== undefined || flags.listen !== undefined, journal: flags.journal === true ? { limitBytes: journalLimit } : undefined },
         {
           signal: stop.signal,
           listening: (info) => this.ready(info),
@@ -78,5 +83,10 @@ While it serves, other imgstream commands on the same volume go through the serv
     const what = info.snapshot !== null ? `snapshot ${info.snapshot} of ${info.volume}` : info.volume;
     const by = info.servedBy !== undefined ? `, beside the volume, by imgstream process ${info.servedBy}` : '';
     this.say(`serving ${what} (${formatSize(info.size)}, ${info.readOnly ? 'read-only' : 'read-write'}${by}) at ${info.uri}`);
+    const j = info.journal;
+    if (j) {
+      const recovered = j.replayed > 0 || j.tornBytes > 0 ? `; after a crash: ${j.replayed} records replayed onto the volume${j.tornBytes > 0 ? `, a torn last record of ${j.tornBytes} bytes cut off` : ''}` : '';
+      this.say(`journaling to ${j.dir} (record ${j.lastSeq}${j.overflowed ? ', overflowed: changed blocks tracked until protect resyncs' : ''})${recovered}`);
+    }
   }
 }

@@ -78,9 +78,14 @@ export function writeHeader(out: Buffer, at: number, h: Omit<RecordHeader, 'payl
 
 /** Computes the CRC of the record at `at` (header then `payloadBytes` bytes) into its header. */
 export function sealRecord(out: Buffer, at: number, payloadBytes: number): void {
-  let c = crc32(out.subarray(at, at + 40));
-  c = crc32(out.subarray(at + RECORD_HEADER_BYTES, at + RECORD_HEADER_BYTES + payloadBytes), c);
-  out.writeUInt32LE(c, at + 40);
+  sealHeader(out.subarray(at, at + RECORD_HEADER_BYTES), out.subarray(at + RECORD_HEADER_BYTES, at + RECORD_HEADER_BYTES + payloadBytes));
+}
+
+/** Computes the CRC of a header and its payload, kept in separate buffers, into the header. */
+export function sealHeader(head: Buffer, payload: Buffer | null): void {
+  let c = crc32(head.subarray(0, 40));
+  if (payload !== null && payload.length > 0) c = crc32(payload, c);
+  head.writeUInt32LE(c, 40);
 }
 
 /** The header at `at`, or null when the bytes there are not one (wrong magic, kind or length). */

@@ -60,6 +60,7 @@ import {
   type BlockSizeInfo,
   type NbdRequest,
 } from '../format/nbd-protocol.js';
+import type { JournalWriter } from '../journal/journal-writer.js';
 import type { LogicalMap } from '../volume/logical-map.js';
 import { planLogicalExtents, writeLogicalBytes, zeroLogicalBytes, type LogicalReadRun } from '../volume/logical-io.js';
 import type { Volume } from '../volume/volume.js';
@@ -84,6 +85,8 @@ export interface NbdExportOptions {
   snapshot?: string;
   /** Refuse writes even on the active file system. */
   readOnly: boolean;
+  /** Record every change in this write journal (continuous protection: ../journal). */
+  journal?: JournalWriter;
 }
 
 /** One export clients can select by name: the main one, or a snapshot added while serving. */
@@ -160,8 +163,10 @@ export class NbdExport {
   private cpQueued = false;
   /** A task that returned a promise is running: nothing else starts until it settles. */
   private taskRunning = false;
+  private readonly journal: JournalWriter | null;
 
   constructor(private readonly vol: Volume, opts: NbdExportOptions, private readonly report: ProblemReporter = () => {}) {
+    this.journal = opts.journal ?? null;
     this.name = opts.name;
     this.snapshot = opts.snapshot ?? null;
     this.readOnly = opts.readOnly || opts.snapshot !== undefined || !vol.writable;
@@ -449,16 +454,19 @@ export class NbdExport {
       switch (r.type) {
         case CMD_WRITE:
           writeLogicalBytes(this.vol, r.offset, payload!);
+          this.journal?.wrote(r.offset, payload!);
           this.stats.writes++;
           this.stats.bytesWritten += r.length;
           break;
         case CMD_TRIM:
           zeroLogicalBytes(this.vol, r.offset, r.length);
+          this.journal?.zeroed(r.offset, r.length);
           this.stats.trims++;
           break;
         case CMD_WRITE_ZEROES:
           // NO_HOLE is accepted and still unmaps: this volume is thin, zeros are never stored
           zeroLogicalBytes(this.vol, r.offset, r.length);
+          this.journal?.zeroed(r.offset, r.length);
           this.stats.writeZeroes++;
           break;
         case CMD_FLUSH:
@@ -473,9 +481,10 @@ export class NbdExport {
     }
   }
 
-  /** Takes a consistency point if anything changed (a no-op on read-only exports). */
+  /** Takes a consistency point if anything changed (a no-op on read-only exports); the journal is on disk after it. */
   private commit(): void {
-    if (this.readOnly || !this.vol.hasUncommittedChanges) return;
+    if (this.readOnly) return;
+    if (!this.vol.hasUncommittedChanges) return this.journal?.sync();
     this.vol.commit();
     this.stats.consistencyPoints++;
   }

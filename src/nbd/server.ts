@@ -7,6 +7,7 @@
 import fs from 'node:fs';
 import net from 'node:net';
 import { BusyError, ExistsError, InvalidInputError, IoError } from '../errors.js';
+import { JournalWriter, type JournalRecovery } from '../journal/journal-writer.js';
 import { Volume } from '../volume/volume.js';
 import { VolumeLock } from '../volume/volume-lock.js';
 import { ControlServer } from '../control/control-server.js';
@@ -31,6 +32,8 @@ export interface ServeNbdOptions {
   handshakeMs?: number;
   /** The caller chose `listen` (not a default): a snapshot cannot be served beside a served volume there. */
   listenChosen?: boolean;
+  /** Keep the volume's write journal (continuous protection): every change time-stamped, for `imgstream protect`. */
+  journal?: { limitBytes: number };
 }
 
 /** What a client needs to connect, reported once the server listens. */
@@ -47,6 +50,8 @@ export interface NbdListening {
   blockSize: number;
   /** The process that serves the export, when it is another (a snapshot served beside its volume). */
   servedBy?: number;
+  /** With --journal: where it is and what its recovery did at start. */
+  journal?: { dir: string; lastSeq: number; overflowed: boolean } & JournalRecovery;
 }
 
 export interface NbdServeResult extends NbdExportStats {
@@ -56,6 +61,8 @@ export interface NbdServeResult extends NbdExportStats {
   connections: number;
   /** The volume's CP generation after the last consistency point. */
   generation: number;
+  /** With a journal: its last record, and what its recovery found at start. */
+  journal?: { lastSeq: number; overflowed: boolean } & JournalRecovery;
 }
 
 export interface NbdServeHooks {
@@ -76,7 +83,9 @@ export async function serveNbd(opts: ServeNbdOptions, hooks: NbdServeHooks): Pro
     if (beside) return beside;
   }
   const readOnly = !!opts.readOnly || opts.snapshot !== undefined;
+  if (opts.journal && readOnly) throw new InvalidInputError(`${opts.volume}: a read-only export changes nothing to journal`, 'drop --journal, or serve the active file system read-write');
   const vol = Volume.open(opts.volume, { write: !readOnly });
+  let journal: JournalWriter | null = null;
   let exp: NbdExport;
   const conns = new Set<NbdConnection>();
   let server: net.Server | null = null;
@@ -89,7 +98,8 @@ export async function serveNbd(opts: ServeNbdOptions, hooks: NbdServeHooks): Pro
         throw new InvalidInputError(`${vol.path}: shadow snapshot "${opts.snapshot}" had ${s.reusedBlocks} blocks reused and no longer holds a consistent image`, 'serve a regular snapshot instead');
       }
     }
-    exp = new NbdExport(vol, { name: opts.exportName ?? '', snapshot: opts.snapshot, readOnly }, hooks.problem);
+    if (opts.journal) journal = JournalWriter.open(vol, { limitBytes: opts.journal.limitBytes, report: (m) => hooks.problem?.(m) });
+    exp = new NbdExport(vol, { name: opts.exportName ?? '', snapshot: opts.snapshot, readOnly, journal: journal ?? undefined }, hooks.problem);
     if (opts.listen.socket !== undefined) await clearStaleSocket(opts.listen.socket);
     server = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => {
       connections++;
@@ -108,10 +118,12 @@ export async function serveNbd(opts: ServeNbdOptions, hooks: NbdServeHooks): Pro
     control = await ControlServer.start(vol, exp, (message) => hooks.problem?.(message), exports);
   } catch (err) {
     server?.close();
+    journal?.close();
     vol.close();
     throw err;
   }
   const info = listeningInfo(server, opts, exp, vol);
+  if (journal) info.journal = { dir: journal.dir, lastSeq: journal.lastSeq, overflowed: journal.overflowed, ...journal.recovery };
   exp.startTimer(opts.cpIntervalMs);
   hooks.listening?.(info);
 
@@ -133,9 +145,14 @@ export async function serveNbd(opts: ServeNbdOptions, hooks: NbdServeHooks): Pro
   try {
     await exp.close(); // the requests still queued run, then the last CP
   } finally {
-    vol.close();
+    try {
+      journal?.close();
+    } finally {
+      vol.close();
+    }
   }
-  return { volume: vol.path, connections, generation: vol.rootRecord.generation, ...exp.stats };
+  const journalInfo = journal ? { journal: { lastSeq: journal.lastSeq, overflowed: journal.overflowed, ...journal.recovery } } : {};
+  return { volume: vol.path, connections, generation: vol.rootRecord.generation, ...exp.stats, ...journalInfo };
 }
 
 function listen(server: net.Server, where: ListenAddress): Promise<void> {

@@ -48,6 +48,15 @@ export interface OpenOptions {
 }
 
 
+/** Who must know of a volume's CPs and snapshots as they happen (the write journal). */
+export interface VolumeObserver {
+  /** A CP is about to write: what must be durable before it, must be now. */
+  beforeCp(): void;
+  /** A CP committed `generation`. */
+  afterCp(generation: number): void;
+  snapshotTaken(entry: SnapshotEntry): void;
+}
+
 export class Volume implements MapStorage {
   readonly layout: VolumeLayout;
   readonly meta: MetadataStore;
@@ -75,6 +84,8 @@ export class Volume implements MapStorage {
   private readonly departedSlots = new Set<number>();
   private changed = false;
   private closed = false;
+  /** Told of every CP and snapshot (a write journal: see ../journal). */
+  observer: VolumeObserver | null = null;
 
   private constructor(readonly path: string, readonly file: BlockFile, private readonly lock: VolumeLock | null, root: RootRecord, readonly writable: boolean) {
     this.root = root;
@@ -431,6 +442,7 @@ export class Volume implements MapStorage {
   commit(): void {
     this.assertWritable();
     if (!this.changed) return;
+    this.observer?.beforeCp();
     this.map.writeDirty();
     const bs = this.layout.blockSize;
     // journal contents and index go to free VBNs that no plane records
@@ -489,6 +501,7 @@ export class Volume implements MapStorage {
     this.freshSinceCp.clear();
     this.allocator.reset();
     this.changed = false;
+    this.observer?.afterCp(this.root.generation);
   }
 
   private writeRoot(r: RootRecord): void {
@@ -553,6 +566,7 @@ export class Volume implements MapStorage {
     this.writeTableEntry(slot, entry);
     this.commit();
     this.allocator.reset();
+    this.observer?.snapshotTaken(entry);
     return entry;
   }
 

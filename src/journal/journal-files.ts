@@ -1,0 +1,121 @@
+// Where a volume's write journal lives and what its directory holds: `VOL.journal/`
+// beside the volume, with segment files named after the sequence number of their first
+// record (`0000000000000001.seg`, in order), `shipped.json` (how far a protect shipper's
+// destination has acknowledged: the writer may delete the segments before it) and, after
+// an overflow, `dirty.json` (the blocks changed since the last acknowledged record).
+import fs from 'node:fs';
+import path from 'node:path';
+import { CorruptError, fromSystemError } from '../errors.js';
+
+const SEGMENT = /^(\d{16})\.seg$/;
+
+/** The journal directory of the volume at `volumePath`. */
+export function journalDirOf(volumePath: string): string {
+  return `${volumePath}.journal`;
+}
+
+export function segmentName(firstSeq: number): string {
+  return `${String(firstSeq).padStart(16, '0')}.seg`;
+}
+
+export interface SegmentFile {
+  /** Sequence number of its first record. */
+  firstSeq: number;
+  path: string;
+}
+
+/** The journal's segments, oldest first; [] when the directory is missing. */
+export function listSegments(dir: string): SegmentFile[] {
+  let names: string[];
+  try {
+    names = fs.readdirSync(dir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw fromSystemError(err, dir, 'reading the journal');
+  }
+  const out: SegmentFile[] = [];
+  for (const n of names) {
+    const m = SEGMENT.exec(n);
+    if (m) out.push({ firstSeq: Number(m[1]), path: path.join(dir, n) });
+  }
+  return out.sort((a, b) => a.firstSeq - b.firstSeq);
+}
+
+/** What shipped.json says: every record up to `journalTo` is held by `destination`. */
+export interface ShippedMark {
+  journalTo: number;
+  intervalSeq: number;
+  /** End of the last interval shipped (ms). */
+  end: number;
+  destination: string;
+}
+
+export function readShipped(dir: string): ShippedMark | null {
+  return readJson<ShippedMark>(path.join(dir, 'shipped.json'));
+}
+
+export function writeShipped(dir: string, mark: ShippedMark): void {
+  writeJsonAtomic(path.join(dir, 'shipped.json'), mark);
+}
+
+/** After an overflow: every LBN changed since record `after` (the last one a destination acknowledged), as of record `upTo`. */
+export interface DirtySet {
+  after: number;
+  upTo: number;
+  lbns: number[];
+}
+
+export function readDirty(dir: string): DirtySet | null {
+  return readJson<DirtySet>(path.join(dir, 'dirty.json'));
+}
+
+export function writeDirty(dir: string, d: DirtySet): void {
+  writeJsonAtomic(path.join(dir, 'dirty.json'), d);
+}
+
+export function removeDirty(dir: string): void {
+  fs.rmSync(path.join(dir, 'dirty.json'), { force: true });
+}
+
+function readJson<T>(file: string): T | null {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw fromSystemError(err, file, 'reading');
+  }
+  try {
+    return JSON.parse(text) as T;
+  } catch {
+    throw new CorruptError(`${file}: is not valid JSON`, 'the journal directory is damaged; remove the file to start over from a resync');
+  }
+}
+
+/** Replaces `file` with `value` as JSON in one step (temporary file, fsync, rename, directory fsync). */
+export function writeJsonAtomic(file: string, value: unknown): void {
+  const tmp = `${file}.tmp-${process.pid}`;
+  try {
+    const fd = fs.openSync(tmp, 'w');
+    try {
+      fs.writeSync(fd, JSON.stringify(value));
+      fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+    fs.renameSync(tmp, file);
+    syncDirectory(path.dirname(file));
+  } catch (err) {
+    fs.rmSync(tmp, { force: true });
+    throw fromSystemError(err, file, 'writing');
+  }
+}
+
+export function syncDirectory(dir: string): void {
+  const fd = fs.openSync(dir, 'r');
+  try {
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+}

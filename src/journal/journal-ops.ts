@@ -1,0 +1,49 @@
+// The served volume's control ops a protect shipper needs (registered with
+// registerControlOp; `serve nbd` imports this module):
+//   journal.seed   takes a snapshot for the first transfer: it holds every record up to `journalTo`
+//   journal.resync after an overflow (or records lost): takes a snapshot and fixes the
+//                  changed blocks in dirty.json; journaling resumes after `journalTo`
+// Both snapshots are temporary: pinned for the asking connection, deleted when it ends.
+import { InvalidInputError } from '../errors.js';
+import { registerControlOp, type ControlSession } from '../control/ops.js';
+import type { Volume } from '../volume/volume.js';
+import { journalOf, type JournalWriter } from './journal-writer.js';
+
+export interface JournalSnapshotAnswer {
+  snapshot: string;
+  journalTo: number;
+  time: number;
+}
+
+function writerOf(vol: Volume): JournalWriter {
+  const w = journalOf(vol);
+  if (!w) throw new InvalidInputError(`${vol.path}: is served without a write journal`, 'serve it with: imgstream serve nbd VOL --journal');
+  return w;
+}
+
+function takeSnapshot(vol: Volume, w: JournalWriter, session: ControlSession, what: string): string {
+  session.commit();
+  const name = `protect-${what}-${Date.now()}-${session.id}`;
+  w.quiet = true;
+  try {
+    const e = vol.createSnapshot(name, {});
+    session.pins.pin(e, { session: session.id, pid: session.pid }, { temporary: true });
+  } finally {
+    w.quiet = false;
+  }
+  return name;
+}
+
+registerControlOp('journal.seed', (vol, _args, session): JournalSnapshotAnswer => {
+  const w = writerOf(vol);
+  const snapshot = takeSnapshot(vol, w, session, 'seed');
+  w.sync();
+  return { snapshot, journalTo: w.lastSeq, time: Date.now() };
+});
+
+registerControlOp('journal.resync', (vol, _args, session): JournalSnapshotAnswer => {
+  const w = writerOf(vol);
+  const snapshot = takeSnapshot(vol, w, session, 'resync');
+  const { seq } = w.resyncPoint(snapshot);
+  return { snapshot, journalTo: seq, time: Date.now() };
+});

@@ -1,0 +1,408 @@
+// Appends every change an NBD client makes to a served volume to the volume's write
+// journal, time-stamped at acknowledgement (see index.ts).
+//
+// Durability follows the volume's: a record is written (to the page cache) before the
+// request's reply, and fsynced before every consistency point, so the journal always
+// holds at least what the volume's last CP holds; FLUSH and FUA are answered after a CP,
+// so after them the journal is on disk too. After a crash, open() cuts a torn tail off,
+// and replays onto the volume the records after the last CP marker: writes acknowledged
+// but never committed are then in the volume as they are in the journal (and, perhaps,
+// already at a destination), so source and destination never diverge.
+//
+// Size: the records a destination has not acknowledged (shipped.json) are kept up to
+// `limitBytes`. Past it the journal overflows: those records are dropped, the blocks
+// they and later writes change are tracked instead (dirty.json, written at each CP), and
+// the shipper's next transfer is a resync of exactly those blocks.
+import fs from 'node:fs';
+import { CorruptError, fromSystemError } from '../errors.js';
+import { readLogicalBytes, writeLogicalBytes, zeroLogicalBytes } from '../volume/logical-io.js';
+import type { SnapshotEntry } from '../format/snapshot-entry.js';
+import type { Volume, VolumeObserver } from '../volume/volume.js';
+import { journalDirOf, listSegments, readDirty, readShipped, removeDirty, segmentName, syncDirectory, writeDirty, type DirtySet } from './journal-files.js';
+import { JournalReader } from './journal-reader.js';
+import { decodeHeader, markerPayload, parseMarker, RECORD_HEADER_BYTES, RecordKind, sealHeader, writeHeader, type JournalRecord } from './record.js';
+
+export interface JournalWriterOptions {
+  /** Bytes of unshipped records kept before the journal overflows (default 1 GiB). */
+  limitBytes?: number;
+  /** A new segment is begun past this size (default 64 MiB). */
+  segmentBytes?: number;
+  /** Problems no client can be told about. */
+  report?: (message: string) => void;
+}
+
+/** What open() found and did. */
+export interface JournalRecovery {
+  /** Records after the last CP marker applied to the volume again. */
+  replayed: number;
+  /** Bytes of a torn last record cut off. */
+  tornBytes: number;
+  /** The volume's generation after the replay. */
+  generation: number;
+}
+
+const DEFAULT_LIMIT = 1 << 30;
+const DEFAULT_SEGMENT = 64 << 20;
+
+/** The journal each open volume writes to, for the server's control ops (journal-ops.ts). */
+const writers = new WeakMap<Volume, JournalWriter>();
+
+export function journalOf(vol: Volume): JournalWriter | undefined {
+  return writers.get(vol);
+}
+
+export class JournalWriter implements VolumeObserver {
+  readonly dir: string;
+  private fd = -1;
+  private segFirst = 0;
+  private segBytes = 0;
+  /** Sequence number of the last record written. */
+  private seq = 0;
+  private unsynced = false;
+  /** Bytes of the segments that may still be unshipped (recomputed at each CP). */
+  private held = 0;
+  private readonly limit: number;
+  private readonly segmentLimit: number;
+  private readonly report: (m: string) => void;
+  /** Set while overflowed: the LBNs changed since dirty.after, in place of records. */
+  private dirty: { after: number; lbns: Set<number> } | null = null;
+  private dirtyChanged = false;
+  readonly recovery: JournalRecovery;
+
+  private constructor(private readonly vol: Volume, opts: JournalWriterOptions) {
+    this.dir = journalDirOf(vol.path);
+    this.limit = opts.limitBytes ?? DEFAULT_LIMIT;
+    this.segmentLimit = opts.segmentBytes ?? DEFAULT_SEGMENT;
+    this.report = opts.report ?? (() => {});
+    this.recovery = { replayed: 0, tornBytes: 0, generation: vol.rootRecord.generation };
+  }
+
+  /** Opens (creating) the journal of a volume opened for writing, recovering it after a crash. */
+  static open(vol: Volume, opts: JournalWriterOptions = {}): JournalWriter {
+    const w = new JournalWriter(vol, opts);
+    try {
+      fs.mkdirSync(w.dir, { recursive: true });
+    } catch (err) {
+      throw fromSystemError(err, w.dir, 'creating the journal');
+    }
+    w.recover();
+    vol.observer = w;
+    writers.set(vol, w);
+    return w;
+  }
+
+  /** Sequence number of the last record written (0: none ever). */
+  get lastSeq(): number {
+    return this.seq;
+  }
+
+  /** True while the journal is overflowed (changes tracked as dirty blocks until a resync). */
+  get overflowed(): boolean {
+    return this.dirty !== null;
+  }
+
+  // ---------------------------------------------------------------- records of changes
+
+  /** Records a WRITE of `length` bytes at byte `offset`, already applied (`data` is what the client sent). */
+  wrote(offset: number, data: Buffer): void {
+    const bs = this.vol.blockSize;
+    if (offset % bs === 0 && data.length % bs === 0) {
+      if (data.length > 0) this.appendData(offset / bs, data.length / bs, data);
+      return;
+    }
+    this.appendReadBack(offset, data.length);
+  }
+
+  /** Records a TRIM or WRITE_ZEROES of `length` bytes at `offset`, already applied: whole blocks as zeros, partial ones as they read now. */
+  zeroed(offset: number, length: number): void {
+    if (length === 0) return;
+    const bs = this.vol.blockSize;
+    const end = offset + length;
+    const firstWhole = Math.ceil(offset / bs);
+    const endWhole = Math.floor(end / bs);
+    if (endWhole <= firstWhole) return this.appendReadBack(offset, length);
+    if (offset < firstWhole * bs) this.appendReadBack(offset, firstWhole * bs - offset);
+    this.append(RecordKind.Zero, firstWhole, endWhole - firstWhole, null);
+    if (end > endWhole * bs) this.appendReadBack(endWhole * bs, end - endWhole * bs);
+  }
+
+  /** Snapshots taken while this is set are the shipper's own (seed, resync): no marker. */
+  quiet = false;
+
+  /** Records that a snapshot was taken now (it arrives at destinations as a snapshot). */
+  snapshotTaken(entry: SnapshotEntry): void {
+    if (this.quiet) return;
+    this.append(RecordKind.Snapshot, 0, 0, markerPayload({ name: entry.name }));
+  }
+
+  // ---------------------------------------------------------------- CPs
+
+  /** Before a CP: everything recorded is on disk (so the journal holds at least what the CP will). */
+  beforeCp(): void {
+    this.sync();
+  }
+
+  /** After a CP committed `generation`: marks it, trims shipped segments, checks the size limit. */
+  afterCp(generation: number): void {
+    this.append(RecordKind.Cp, 0, 0, markerPayload({ generation }));
+    if (this.segBytes >= this.segmentLimit) this.roll();
+    this.trimShipped();
+    if (this.dirty === null && this.held > this.limit) this.overflow();
+    if (this.dirty !== null && this.dirtyChanged) {
+      writeDirty(this.dir, { after: this.dirty.after, upTo: this.seq, lbns: [...this.dirty.lbns].sort((a, b) => a - b) });
+      this.dirtyChanged = false;
+    }
+  }
+
+  /** Writes and fsyncs what is pending (FLUSH/FUA without a CP, and close). */
+  sync(): void {
+    if (!this.unsynced) return;
+    try {
+      fs.fdatasyncSync(this.fd);
+    } catch (err) {
+      throw fromSystemError(err, this.dir, 'syncing the journal');
+    }
+    this.unsynced = false;
+  }
+
+  /**
+   * A resync point, from the server's queue (journal-ops.ts): the caller has committed
+   * and taken `snapshot`; the changed blocks since the last acknowledged record are
+   * fixed in dirty.json and journaling of data resumes after this marker.
+   */
+  resyncPoint(snapshot: string): { seq: number; dirty: DirtySet } {
+    const shipped = readShipped(this.dir)?.journalTo ?? 0;
+    const prev = readDirty(this.dir);
+    const lbns = new Set<number>(prev?.lbns ?? []);
+    if (this.dirty) for (const l of this.dirty.lbns) lbns.add(l);
+    // a resync asked again before the last was acknowledged: the records since then changed blocks too
+    for (const l of this.changedSince(prev ? prev.upTo : shipped)) lbns.add(l);
+    this.dirty = null;
+    const dirty: DirtySet = { after: prev?.after ?? shipped, upTo: this.seq + 1, lbns: [...lbns].sort((a, b) => a - b) };
+    writeDirty(this.dir, dirty);
+    this.append(RecordKind.Resync, 0, 0, markerPayload({ snapshot, after: dirty.after }));
+    this.sync();
+    return { seq: this.seq, dirty };
+  }
+
+  close(): void {
+    if (this.fd < 0) return;
+    if (this.vol.observer === this) this.vol.observer = null;
+    writers.delete(this.vol);
+    try {
+      this.sync();
+    } finally {
+      fs.closeSync(this.fd);
+      this.fd = -1;
+    }
+  }
+
+  // ---------------------------------------------------------------- internals
+
+  private appendReadBack(offset: number, length: number): void {
+    const bs = this.vol.blockSize;
+    const first = Math.floor(offset / bs);
+    const end = Math.ceil((offset + length) / bs);
+    const buf = Buffer.allocUnsafe((end - first) * bs);
+    readLogicalBytes(this.vol, this.vol.map, first * bs, buf);
+    this.appendData(first, end - first, buf);
+  }
+
+  private appendData(lbn: number, count: number, data: Buffer): void {
+    this.append(RecordKind.Data, lbn, count, data);
+  }
+
+  private append(kind: RecordKind, lbn: number, count: number, payload: Buffer | null): void {
+    if (this.dirty !== null && (kind === RecordKind.Data || kind === RecordKind.Zero)) {
+      for (let i = 0; i < count; i++) this.dirty.lbns.add(lbn + i);
+      this.dirtyChanged = true;
+      return;
+    }
+    const n = payload?.length ?? 0;
+    const head = Buffer.allocUnsafe(RECORD_HEADER_BYTES);
+    this.seq++;
+    writeHeader(head, 0, { kind, seq: this.seq, time: now(), lbn, count }, n);
+    const both = n > 0 ? [head, payload!] : [head];
+    sealHeader(head, payload);
+    try {
+      let written = fs.writevSync(this.fd, both);
+      const total = RECORD_HEADER_BYTES + n;
+      while (written < total) {
+        // a short write (rare): write the rest from where it stopped
+        const rest = Buffer.concat(both).subarray(written);
+        written += fs.writeSync(this.fd, rest);
+      }
+    } catch (err) {
+      this.seq--;
+      throw fromSystemError(err, this.dir, 'writing the journal');
+    }
+    this.segBytes += RECORD_HEADER_BYTES + n;
+    this.held += RECORD_HEADER_BYTES + n;
+    this.unsynced = true;
+  }
+
+  /** Ends the current segment and begins one at the next record. */
+  private roll(): void {
+    this.sync();
+    fs.closeSync(this.fd);
+    this.fd = -1;
+    this.openSegment(this.seq + 1, true);
+  }
+
+  private openSegment(firstSeq: number, create: boolean): void {
+    const p = `${this.dir}/${segmentName(firstSeq)}`;
+    try {
+      this.fd = fs.openSync(p, create ? 'wx' : 'a');
+      if (create) syncDirectory(this.dir);
+    } catch (err) {
+      throw fromSystemError(err, p, 'opening a journal segment');
+    }
+    this.segFirst = firstSeq;
+    this.segBytes = create ? 0 : fs.fstatSync(this.fd).size;
+  }
+
+  /** Deletes the segments a destination holds entirely; recounts the bytes kept. */
+  private trimShipped(): void {
+    const shipped = readShipped(this.dir)?.journalTo ?? 0;
+    const segs = listSegments(this.dir);
+    this.held = 0;
+    for (let i = 0; i < segs.length; i++) {
+      const s = segs[i];
+      const nextFirst = i + 1 < segs.length ? segs[i + 1].firstSeq : Infinity;
+      if (s.firstSeq !== this.segFirst && nextFirst - 1 <= shipped) {
+        fs.rmSync(s.path, { force: true });
+        continue;
+      }
+      if (s.firstSeq === this.segFirst) this.held += this.segBytes;
+      else this.held += fs.statSync(s.path).size;
+    }
+    if (this.dirty === null && readDirty(this.dir) !== null && shipped >= (readDirty(this.dir)!.upTo)) removeDirty(this.dir);
+  }
+
+  /** Past the limit: drop every unshipped record, track the blocks they change instead. */
+  private overflow(): void {
+    const shipped = readShipped(this.dir)?.journalTo ?? 0;
+    const prev = readDirty(this.dir);
+    const lbns = new Set<number>(prev?.lbns ?? []);
+    for (const l of this.changedSince(prev ? Math.min(prev.upTo, shipped) : shipped)) lbns.add(l);
+    const after = prev?.after ?? shipped;
+    this.dirty = { after, lbns };
+    this.report(`journal ${this.dir} outgrew its limit (${this.held} bytes not yet shipped): records after ${after} dropped, ${lbns.size} changed blocks tracked for a resync`);
+    this.append(RecordKind.Overflow, 0, 0, markerPayload({ after }));
+    writeDirty(this.dir, { after, upTo: this.seq, lbns: [...lbns].sort((a, b) => a - b) });
+    this.dirtyChanged = false;
+    this.roll();
+    for (const s of listSegments(this.dir)) if (s.firstSeq !== this.segFirst) fs.rmSync(s.path, { force: true });
+    this.held = 0;
+  }
+
+  /** LBNs the records after `after` change (headers only). */
+  private changedSince(after: number): number[] {
+    const out: number[] = [];
+    const oldest = listSegments(this.dir)[0]?.firstSeq;
+    if (oldest === undefined) return out;
+    const r = new JournalReader(this.dir, Math.max(after + 1, oldest));
+    try {
+      for (let rec = r.next(); rec !== null; rec = r.next()) {
+        if (rec.kind === RecordKind.Data || rec.kind === RecordKind.Zero) for (let i = 0; i < rec.count; i++) out.push(rec.lbn + i);
+      }
+    } finally {
+      r.close();
+    }
+    return out;
+  }
+
+  /** Finds the end, cuts a torn tail, replays the records after the last CP marker. */
+  private recover(): void {
+    const segs = listSegments(this.dir);
+    const dirty = readDirty(this.dir);
+    if (segs.length === 0) {
+      this.seq = dirty ? dirty.upTo : readShipped(this.dir)?.journalTo ?? 0;
+      this.openSegment(this.seq + 1, true);
+    } else {
+      const tail: JournalRecord[] = [];
+      let overflowedAt = -1;
+      const r = new JournalReader(this.dir, segs[0].firstSeq);
+      let lastEnd = 0;
+      let lastSeg = segs[0].path;
+      try {
+        for (let rec = r.next(); rec !== null; rec = r.next()) {
+          this.seq = rec.seq;
+          lastSeg = rec.segment;
+          lastEnd = rec.payloadAt + rec.payloadBytes;
+          if (rec.kind === RecordKind.Cp) tail.length = 0;
+          else if (rec.kind === RecordKind.Data || rec.kind === RecordKind.Zero) tail.push(rec);
+          else if (rec.kind === RecordKind.Overflow) overflowedAt = rec.seq;
+          else if (rec.kind === RecordKind.Resync) overflowedAt = -1;
+        }
+      } finally {
+        r.close();
+      }
+      if (this.seq === 0) this.seq = segs[0].firstSeq - 1;
+      const last = segs[segs.length - 1];
+      if (lastSeg !== last.path && fs.statSync(last.path).size > 0) {
+        throw new CorruptError(`${last.path}: the journal's last segment holds no intact record`, 'the journal is damaged: move it aside (the next protect transfer resyncs the changed blocks)');
+      }
+      if (lastSeg !== last.path) lastEnd = 0;
+      const size = fs.statSync(last.path).size;
+      if (size > lastEnd) {
+        if (!tornTail(last.path, lastEnd, size)) {
+          throw new CorruptError(`${last.path}: a damaged record at byte ${lastEnd}, with ${size - lastEnd} bytes after it`, 'the journal is damaged: move it aside (the next protect transfer resyncs the changed blocks), or serve without --journal');
+        }
+        this.recovery.tornBytes = size - lastEnd;
+        fs.truncateSync(last.path, lastEnd);
+      }
+      this.openSegment(last.firstSeq, false);
+      if (overflowedAt >= 0 || (dirty !== null && dirty.upTo > this.seq)) {
+        this.dirty = { after: dirty?.after ?? 0, lbns: new Set(dirty?.lbns ?? []) };
+      }
+      this.replay(tail);
+    }
+    this.trimShipped();
+    this.append(RecordKind.Open, 0, 0, markerPayload({ uuid: this.vol.rootRecord.uuid, blockSize: this.vol.blockSize, logicalSize: this.vol.rootRecord.logicalSize, generation: this.vol.rootRecord.generation }));
+    this.sync();
+  }
+
+  private replay(tail: JournalRecord[]): void {
+    if (tail.length === 0) return;
+    const bs = this.vol.blockSize;
+    for (const rec of tail) {
+      if (rec.kind === RecordKind.Data) writeLogicalBytes(this.vol, rec.lbn * bs, rec.payload);
+      else zeroLogicalBytes(this.vol, rec.lbn * bs, rec.count * bs);
+    }
+    this.recovery.replayed = tail.length;
+    if (this.vol.hasUncommittedChanges) this.vol.commit();
+    this.recovery.generation = this.vol.rootRecord.generation;
+    this.append(RecordKind.Cp, 0, 0, markerPayload({ generation: this.recovery.generation }));
+  }
+}
+
+/**
+ * True when the bytes from `at` to the end of the segment are what a write cut short by a
+ * crash leaves: less than a header, or one record whose extent reaches the end. Anything
+ * else (a bad record followed by more) is damage, never cut off in silence.
+ */
+function tornTail(file: string, at: number, size: number): boolean {
+  if (size - at < RECORD_HEADER_BYTES) return true;
+  const head = Buffer.alloc(RECORD_HEADER_BYTES);
+  const fd = fs.openSync(file, 'r');
+  try {
+    fs.readSync(fd, head, 0, RECORD_HEADER_BYTES, at);
+  } finally {
+    fs.closeSync(fd);
+  }
+  const h = decodeHeader(head, 0);
+  return h !== null && at + RECORD_HEADER_BYTES + h.payloadBytes >= size;
+}
+
+/** Milliseconds since the epoch with sub-millisecond resolution, never going back within a process. */
+let lastNow = 0;
+const origin = Date.now() - performance.now();
+function now(): number {
+  const t = origin + performance.now();
+  lastNow = t > lastNow ? t : lastNow;
+  return lastNow;
+}
+
+export type { DirtySet };
+export { parseMarker };

@@ -1,0 +1,207 @@
+// `imgstream protect`: ships a volume's write journal to a protection destination as it
+// grows. Records are cut into intervals on boundaries that are multiples of the interval
+// (and at every snapshot taken on the source); an interval is shipped once a record past
+// its boundary appears, or once the boundary is `GRACE_MS` old with nothing newer. After
+// the destination acknowledges an interval, shipped.json says how far it holds the
+// journal, and the server deletes segments before that point.
+//
+// The first transfer is a seed (the whole mapped disk at a journal position); after an
+// overflow (the journal dropped records a destination never had) the next transfer is a
+// resync: the blocks changed since the last acknowledged record, read from a snapshot.
+import { InvalidInputError, NotFoundError } from '../errors.js';
+import { openVolumeAccess } from '../control/access.js';
+import fs from 'node:fs';
+import type { DestinationState, ProtectDestination, ProtectedSource, ShippedInterval } from './destination-api.js';
+import { IntervalBuilder } from './interval-builder.js';
+import { journalDirOf, listSegments, readDirty, writeShipped } from './journal-files.js';
+import { JournalReader } from './journal-reader.js';
+import { RecordKind, parseMarker } from './record.js';
+import { localImage, servedImage, type SourceImage } from './source-image.js';
+
+/** How long after a boundary an interval waits for records stamped before it (written by then: the server writes a record before its reply). */
+const GRACE_MS = 250;
+const IDLE_POLL_MS = 50;
+
+export interface ProtectOptions {
+  volume: string;
+  destination: ProtectDestination;
+  intervalMs: number;
+  keepMs: number;
+  signal: AbortSignal;
+  /** Stop once the journal is shipped up to its end (tests, and `--once`). */
+  once?: boolean;
+}
+
+/** One event for the log (`--json` prints each as a line). */
+export type ProtectEvent =
+  | { event: 'seed'; blocks: number; bytes: number; journalTo: number; time: string }
+  | { event: 'interval'; seq: number; kind: 'journal' | 'resync'; start: string; end: string; blocks: number; bytes: number; records: number; recordBytes: number; snapshots: string[]; journalTo: number; lagMs: number; bytesPerSecond: number }
+  | { event: 'waiting'; reason: string }
+  | { event: 'overflow'; after: number; blocks: number };
+
+export interface ProtectSummary {
+  intervals: number;
+  seeded: boolean;
+  resyncs: number;
+  bytes: number;
+  journalTo: number;
+  window: DestinationState['window'];
+}
+
+export async function protect(opts: ProtectOptions, report: (e: ProtectEvent) => void): Promise<ProtectSummary> {
+  const dir = journalDirOf(opts.volume);
+  if (!fs.existsSync(dir)) throw new NotFoundError(`${opts.volume}: has no write journal (${dir})`, 'serve it with: imgstream serve nbd VOL --journal');
+  const source = await sourceOf(opts.volume);
+  const dest = opts.destination;
+  let state = await dest.open(source, opts.keepMs);
+  const sum: ProtectSummary = { intervals: 0, seeded: false, resyncs: 0, bytes: 0, journalTo: state.journalTo, window: state.window };
+  try {
+    if (!state.seeded) {
+      state = await seed(opts, dir, dest, report);
+      sum.seeded = true;
+    }
+    let reader = new JournalReader(dir, state.journalTo + 1);
+    let lastEnd = state.window?.end ?? Date.now();
+    let builder = new IntervalBuilder(source.blockSize, state.journalTo);
+    const ship = async (iv: ShippedInterval, records: number, recordBytes: number, firstTime: number | null): Promise<void> => {
+      const t0 = Date.now();
+      let bytes = 0;
+      const counted = countBytes(iv.blocks, (n) => (bytes += n));
+      state = await dest.append({ ...iv, blocks: counted });
+      const secs = Math.max((Date.now() - t0) / 1000, 0.001);
+      writeShipped(dir, { journalTo: state.journalTo, intervalSeq: state.intervalSeq, end: iv.end, destination: dest.description });
+      sum.intervals++;
+      sum.bytes += bytes;
+      lastEnd = iv.end;
+      report({ event: 'interval', seq: iv.seq, kind: iv.kind, start: iso(iv.start), end: iso(iv.end), blocks: iv.blockCount, bytes, records, recordBytes, snapshots: iv.snapshots, journalTo: iv.journalTo, lagMs: firstTime === null ? 0 : Math.max(0, Date.now() - firstTime), bytesPerSecond: Math.round(bytes / secs) });
+    };
+    const close = async (end: number, snapshots: string[]): Promise<void> => {
+      const b = builder;
+      builder = new IntervalBuilder(source.blockSize, b.journalTo);
+      await ship(b.build(state.intervalSeq + 1, lastEnd, end, snapshots), b.records, b.recordBytes, b.firstTime);
+    };
+    const boundaryAfter = (t: number): number => (Math.floor(t / opts.intervalMs) + 1) * opts.intervalMs;
+    let waitingSaid = false;
+    while (!opts.signal.aborted) {
+      if (needsResync(reader, dir, state)) {
+        const img = await servedImage(opts.volume, 'journal.resync');
+        if (img === null) {
+          if (!waitingSaid) report({ event: 'waiting', reason: 'the journal dropped records the destination lacks: a resync needs the volume served with --journal' });
+          waitingSaid = true;
+          if (opts.once) break;
+          await sleep(500, opts.signal);
+          continue;
+        }
+        waitingSaid = false;
+        try {
+          const dirty = readDirty(dir);
+          const lbns = dirty?.lbns ?? [];
+          report({ event: 'overflow', after: state.journalTo, blocks: lbns.length });
+          await ship({ seq: state.intervalSeq + 1, start: lastEnd, end: Math.max(img.time, lastEnd), journalFrom: state.journalTo, journalTo: img.journalTo, kind: 'resync', snapshots: [], blockCount: lbns.length, blocks: img.blocksOf(lbns) }, 0, 0, null);
+          sum.resyncs++;
+        } finally {
+          img.close();
+        }
+        reader.close();
+        reader = new JournalReader(dir, state.journalTo + 1);
+        builder = new IntervalBuilder(source.blockSize, state.journalTo);
+        continue;
+      }
+      const rec = reader.next();
+      if (rec === null) {
+        // nothing new: close the open interval once its boundary has passed with time to spare
+        if (builder.firstTime !== null && Date.now() >= boundaryAfter(builder.firstTime) + GRACE_MS) await close(boundaryAfter(builder.firstTime), []);
+        else if (opts.once && builder.firstTime === null) break;
+        else await sleep(IDLE_POLL_MS, opts.signal);
+        continue;
+      }
+      if (builder.firstTime !== null && rec.time >= boundaryAfter(builder.firstTime)) await close(boundaryAfter(builder.firstTime), []);
+      if (rec.kind === RecordKind.Snapshot) {
+        builder.add(rec);
+        await close(Math.max(rec.time, lastEnd), [parseMarker<{ name: string }>(rec).name]);
+        continue;
+      }
+      builder.add(rec);
+    }
+    // SIGTERM: what is collected but not shipped stays in the journal for the next run
+    reader.close();
+    sum.journalTo = state.journalTo;
+    sum.window = state.window;
+    return sum;
+  } finally {
+    await dest.close();
+  }
+}
+
+async function sourceOf(volume: string): Promise<ProtectedSource> {
+  const access = await openVolumeAccess(volume, { write: false });
+  try {
+    const info = await access.info();
+    return { uuid: info.uuid, path: volume, blockSize: info.blockSize, logicalSize: info.logicalSize };
+  } finally {
+    access.close();
+  }
+}
+
+/** The first transfer: the whole mapped disk at a journal position. */
+async function seed(opts: ProtectOptions, dir: string, dest: ProtectDestination, report: (e: ProtectEvent) => void): Promise<DestinationState> {
+  let img: SourceImage | null = await servedImage(opts.volume, 'journal.seed');
+  img ??= localImage(opts.volume, lastCpMarker(dir));
+  try {
+    const { count, blocks } = img.mappedBlocks();
+    let bytes = 0;
+    const state = await dest.seed({ journalTo: img.journalTo, time: img.time, blockCount: count, blocks: countBytes(blocks, (n) => (bytes += n)) });
+    writeShipped(dir, { journalTo: state.journalTo, intervalSeq: 0, end: img.time, destination: dest.description });
+    report({ event: 'seed', blocks: count, bytes, journalTo: img.journalTo, time: iso(img.time) });
+    return state;
+  } finally {
+    img.close();
+  }
+}
+
+/** The last CP marker in the journal (0: none): a volume not served holds every record up to it. */
+function lastCpMarker(dir: string): number {
+  const segs = listSegments(dir);
+  if (segs.length === 0) return readDirty(dir)?.upTo ?? 0;
+  const r = new JournalReader(dir, segs[0].firstSeq);
+  let last = segs[0].firstSeq - 1;
+  try {
+    for (let rec = r.next(); rec !== null; rec = r.next()) if (rec.kind === RecordKind.Cp || rec.kind === RecordKind.Open) last = rec.seq;
+  } finally {
+    r.close();
+  }
+  if (readDirty(dir) !== null) throw new InvalidInputError(`${dir}: overflowed while no destination was seeded`, 'serve the volume with --journal so protect can take a seed snapshot');
+  return last;
+}
+
+/** The destination lacks records the journal no longer has (dropped at an overflow, or a journal moved aside). */
+function needsResync(reader: JournalReader, dir: string, state: DestinationState): boolean {
+  if (reader.gap()) return true;
+  const segs = listSegments(dir);
+  if (segs.length === 0) return readDirty(dir) !== null && readDirty(dir)!.after <= state.journalTo;
+  return false;
+}
+
+async function* countBytes<T extends { data: Buffer | null }>(src: AsyncIterable<T>, add: (n: number) => void): AsyncGenerator<T> {
+  for await (const b of src) {
+    if (b.data) add(b.data.length);
+    yield b;
+  }
+}
+
+function iso(ms: number): string {
+  return new Date(ms).toISOString();
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const t = setTimeout(done, ms);
+    function done() {
+      clearTimeout(t);
+      signal.removeEventListener('abort', done);
+      resolve();
+    }
+    signal.addEventListener('abort', done, { once: true });
+  });
+}
