@@ -9,6 +9,7 @@ import { s3Flags, s3Options } from './_cli/s3-flags.js';
 import { formatSize } from '../src/size.js';
 import { UsageError } from '../src/errors.js';
 import { keyFlags, keyFromFlags } from './_cli/key-flags.js';
+import { isProtectDestination, restoreProtectedAsOf } from '../src/journal/restore-as-of.js';
 
 export default class Restore extends ImgstreamCommand {
   static override summary = 'Apply a level 0 stream and its incrementals onto a volume.';
@@ -20,7 +21,9 @@ Nothing is committed before a stream's trailer and checksums are verified. Block
 
 Encrypted streams need their key: --key-file or --passphrase-file, as given to dump. Without it, or with another, restore stops with the "auth" code (11) before writing anything; a stream that fails authentication (changed, records reordered, dropped or taken from another stream) is "corrupt" (9).
 
---from takes files, "-" for stdin, "tape:DIR" (every dump on the tape, in order), "tape:DIR1,DIR2" (a dump spanning tapes), "tape:DIR#N" (the dump in tape file N) "s3://BUCKET/PREFIX/NAME" (an object on AWS S3 or an S3-compatible store, read with several ranged GETs in flight; credentials from the AWS environment or AWS_PROFILE, the endpoint from --s3-endpoint or AWS_ENDPOINT_URL) or "peer://HOST:PORT/NAME" (a stream stored on an imgstream peer daemon: give --token-file and --tls-ca or --tls-fingerprint, or --plain). --as-of SNAPSHOT|DATE picks the chain from the catalog instead (with the peer flags when it holds dumps sent to a peer): the newest dump whose top is that snapshot, or the newest dump taken by that date, then its base dumps down to a level 0. A date is YYYY-MM-DD (the end of that day, local time, so the day's dumps count), YYYY-MM-DDTHH:MM[:SS] (local time), either followed by Z or +HH:MM for another zone; anything else is a snapshot name. Only the dumps of one volume are considered: VOL's own when it exists, else the volume named with --volume; when the catalog holds dumps of several volumes that match and none is named, restore refuses and lists them.`;
+--from takes files, "-" for stdin, "tape:DIR" (every dump on the tape, in order), "tape:DIR1,DIR2" (a dump spanning tapes), "tape:DIR#N" (the dump in tape file N) "s3://BUCKET/PREFIX/NAME" (an object on AWS S3 or an S3-compatible store, read with several ranged GETs in flight; credentials from the AWS environment or AWS_PROFILE, the endpoint from --s3-endpoint or AWS_ENDPOINT_URL) or "peer://HOST:PORT/NAME" (a stream stored on an imgstream peer daemon: give --token-file and --tls-ca or --tls-fingerprint, or --plain). --as-of SNAPSHOT|DATE picks the chain from the catalog instead (with the peer flags when it holds dumps sent to a peer): the newest dump whose top is that snapshot, or the newest dump taken by that date, then its base dumps down to a level 0. A date is YYYY-MM-DD (the end of that day, local time, so the day's dumps count), YYYY-MM-DDTHH:MM[:SS] (local time), either followed by Z or +HH:MM for another zone; anything else is a snapshot name. Only the dumps of one volume are considered: VOL's own when it exists, else the volume named with --volume; when the catalog holds dumps of several volumes that match and none is named, restore refuses and lists them.
+
+--as-of TIME --from DEST, where DEST is a protection destination (the directory imgstream protect --to wrote), rebuilds the disk as it was at the last recovery point at or before TIME (every write acknowledged by then, none after) into the new volume VOL: a copy of DEST's base volume, with its snapshots, and the newest version of each block changed since, read once. TIME may also carry milliseconds (2026-12-03T10:15:02.250Z), or be the name of a snapshot the source took; a time outside DEST's window is refused, naming the window (see: imgstream protect status DEST).`;
 
   static override examples = [
     '<%= config.bin %> restore --from vm.june3.l0 --from vm.june5.l1 --to restored.vol',
@@ -32,6 +35,7 @@ Encrypted streams need their key: --key-file or --passphrase-file, as given to d
     'ssh src imgstream dump vm.vol --level 1 --to - | <%= config.bin %> restore --from - --to vm.vol',
     '<%= config.bin %> restore --from s3://backups/vm1/june3.l0 --from s3://backups/vm1/june5.l1 --to vm.vol --s3-endpoint http://ceph1:7480 --s3-path-style',
     '<%= config.bin %> restore --from peer://backup1:7420/vm1.l0 --to vm.vol --token-file /etc/imgstream/peer.token --tls-fingerprint sha256:HEX',
+    '<%= config.bin %> restore --to vm-at-1015.vol --as-of 2026-12-03T10:15:02.250Z --from /backup/vm1.cdp',
   ];
   static override flags = {
     from: Flags.string({ helpValue: 'SOURCE', char: 'f', description: 'Stream source, repeatable: FILE, -, tape:DIR[,DIR...], tape:DIR#N, s3://BUCKET/KEY, peer://HOST:PORT/NAME.', multiple: true }),
@@ -47,7 +51,12 @@ Encrypted streams need their key: --key-file or --passphrase-file, as given to d
   async run() {
     const { flags } = await this.parse(Restore);
     if (!flags.from?.length && !flags['as-of']) throw new UsageError('give the streams with --from, or --as-of to take them from the catalog');
-    if (flags.from?.length && flags['as-of']) throw new UsageError('--from and --as-of cannot be combined');
+    if (flags.from?.length === 1 && flags['as-of'] && isProtectDestination(flags.from[0])) {
+      const r = await restoreProtectedAsOf(flags.from[0], flags['as-of'], flags.to, this.progress());
+      this.say(`${flags.to}: created as of ${r.point.time} (interval ${r.point.seq} of ${r.destination}${r.point.snapshots.length ? `, snapshots ${r.point.snapshots.join(', ')}` : ''}): ${r.overlayBlocks} blocks from ${r.intervals} interval(s) over the base`);
+      return r;
+    }
+    if (flags.from?.length && flags['as-of']) throw new UsageError('--from and --as-of cannot be combined', 'except --from DEST, a protection destination: restore --to NEW --as-of TIME --from DEST');
     if (flags.volume !== undefined && !flags['as-of']) throw new UsageError('--volume chooses among the catalog\'s volumes: give it with --as-of');
     if ((flags.from ?? []).filter((f) => f === '-').length > 1) throw new UsageError('stdin (-) can be given once');
     const key = keyFromFlags(flags);

@@ -4,28 +4,39 @@ import { fileSink, parseVolumeRef, stdoutSink } from '../../src/volume/index.js'
 import { exportVolumeAt } from '../../src/control/index.js';
 import { formatSize } from '../../src/size.js';
 import { UsageError } from '../../src/errors.js';
+import { exportProtectedAsOf } from '../../src/journal/restore-as-of.js';
 
 export default class VolumeExport extends ImgstreamCommand {
   static override summary = 'Write the active file system or a snapshot as a raw image.';
   static override description = `Writes the logical disk as of the active file system, or as of a snapshot with VOL@SNAPSHOT, as a raw image of the disk's size. Only mapped blocks are read. A file output is sparse, is written under a temporary name and appears under its own name only when complete; an existing file is replaced only with --force. "-" writes to stdout.
 
-While the volume is being served (imgstream serve nbd), a snapshot is exported as it is (the server keeps it from being deleted until the export ends), and the active file system as a temporary snapshot the server takes for the export (named imgstream-export-PID-TIME, deleted when the export ends; it needs a free snapshot slot).`;
+While the volume is being served (imgstream serve nbd), a snapshot is exported as it is (the server keeps it from being deleted until the export ends), and the active file system as a temporary snapshot the server takes for the export (named imgstream-export-PID-TIME, deleted when the export ends; it needs a free snapshot slot).
+
+DEST --as-of TIME exports from a protection destination (the directory imgstream protect --to wrote) the disk as it was at the last recovery point at or before TIME, as restore --as-of --from DEST rebuilds it (TIME: a date as restore --as-of takes it, with milliseconds if need be, e.g. 2026-12-03T10:15:02.250Z, or a snapshot name of a recovery point).`;
   static override examples = [
     '<%= config.bin %> volume export vm.vol --to current.raw',
     '<%= config.bin %> volume export vm.vol@monday --to monday.raw',
     '<%= config.bin %> volume export vm.vol@monday --to - | sha256sum',
+    '<%= config.bin %> volume export /backup/vm1.cdp --as-of 2026-12-03T10:15:02.250Z --to vm-at-1015.raw',
   ];
-  static override args = { volume: Args.string({ description: 'VOL or VOL@SNAPSHOT.', required: true }) };
+  static override args = { volume: Args.string({ description: 'VOL or VOL@SNAPSHOT, or a protection destination DEST with --as-of.', required: true }) };
   static override flags = {
     to: Flags.string({ helpValue: 'FILE|-', char: 't', description: 'Output file or block device, or - for stdout.', required: true }),
     force: Flags.boolean({ description: 'Replace an existing output file.' }),
+    'as-of': Flags.string({ helpValue: 'TIME|SNAPSHOT', description: 'With a protection destination: the disk as of this time (or recovery point snapshot).' }),
   };
 
   async run() {
     const { args, flags } = await this.parse(VolumeExport);
     if (flags.to === '-' && this.jsonEnabled()) throw new UsageError('--json cannot be combined with --to -: the image goes to stdout');
+    const sinkFor = (size: number) => (flags.to === '-' ? stdoutSink() : fileSink(flags.to, { force: flags.force, size }));
+    if (flags['as-of'] !== undefined) {
+      const r = await exportProtectedAsOf(args.volume, flags['as-of'], sinkFor, this.progress());
+      if (flags.to !== '-') this.say(`exported ${args.volume} as of ${r.point.time} (interval ${r.point.seq}) to ${flags.to}: ${formatSize(r.bytes)}, ${r.overlayBlocks} blocks from ${r.intervals} interval(s) over the base`);
+      return { ...r, to: flags.to };
+    }
     const ref = parseVolumeRef(args.volume);
-    const result = await exportVolumeAt(ref.volume, ref.snapshot, (size) => (flags.to === '-' ? stdoutSink() : fileSink(flags.to, { force: flags.force, size })), this.progress());
+    const result = await exportVolumeAt(ref.volume, ref.snapshot, sinkFor, this.progress());
     if (flags.to !== '-') this.say(`exported ${ref.snapshot ? `snapshot ${ref.snapshot}` : 'active file system'} to ${flags.to}: ${formatSize(result.bytes)}, ${result.mappedBlocks} blocks mapped`);
     return { ...result, to: flags.to };
   }

@@ -1,0 +1,33 @@
+import { Args, Flags } from '@oclif/core';
+import { ImgstreamCommand } from '../_cli/base.js';
+import { protectStatus } from '../../src/journal/protect-status.js';
+import { formatSize } from '../../src/size.js';
+
+function duration(ms: number): string {
+  const s = Math.round(ms / 1000);
+  if (s < 120) return `${s}s`;
+  if (s < 7200) return `${Math.round(s / 60)}m`;
+  return `${(s / 3600).toFixed(1)}h`;
+}
+
+export default class ProtectStatus extends ImgstreamCommand {
+  static override summary = 'Show what a protection destination holds: the window, the recovery points, storage.';
+  static override description = `Reads a protection destination (the directory imgstream protect --to DIR writes) without disturbing the shipper that may be appending to it: the volume it protects, the recovery window (the oldest and newest times restore --as-of accepts), the number of recovery points (the base's, then one per interval held), the storage of the base volume and of the intervals, the snapshots that arrived from the source, and the shipper's pid when one holds the destination. With --points, every recovery point's time, blocks and snapshots; with --json, all of it, the list of recovery points included.`;
+  static override examples = ['<%= config.bin %> protect status /backup/vm1.cdp', '<%= config.bin %> protect status /backup/vm1.cdp --points', '<%= config.bin %> protect status /backup/vm1.cdp --json'];
+  static override args = { destination: Args.string({ description: 'Protection destination directory.', required: true }) };
+  static override flags = { points: Flags.boolean({ description: 'List every recovery point.' }) };
+
+  async run() {
+    const { args, flags } = await this.parse(ProtectStatus);
+    const st = protectStatus(args.destination);
+    this.say(`${st.destination}: protects ${st.source.path} (${st.source.uuid.slice(0, 8)}, ${formatSize(st.source.logicalSize)}, ${st.source.blockSize}-byte blocks), keeps ${duration(st.keepMs)}`);
+    if (!st.window) this.say('  not seeded yet: no recovery point');
+    else this.say(`  window ${st.window.start} to ${st.window.end}: ${st.recoveryPoints} recovery points`);
+    this.say(`  base: ${formatSize(st.base.bytes)} (up to interval ${st.base.seq}${st.foldingTo !== null ? `, folding up to ${st.foldingTo}` : ''}); intervals: ${st.intervals.count}, ${formatSize(st.intervals.bytes)}; journal record ${st.journalTo}`);
+    const snaps = [...st.base.snapshots, ...st.points.flatMap((p) => p.snapshots)];
+    if (snaps.length) this.say(`  snapshots: ${snaps.join(', ')}`);
+    this.say(`  shipper: ${st.shipper === null ? 'none' : `pid ${st.shipper}`}`);
+    if (flags.points) for (const p of st.points) this.say(`  ${p.time}  ${p.kind === 'base' ? 'base' : `#${p.seq} ${p.kind}, ${p.blocks} blocks`}${p.snapshots.length ? `  snapshots: ${p.snapshots.join(', ')}` : ''}`);
+    return st;
+  }
+}

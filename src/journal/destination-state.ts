@@ -1,0 +1,82 @@
+// DEST/protect.json: what a protection destination holds, rewritten whole (durable-file.ts)
+// at every step, so a crash leaves the previous or the next version. It is the truth:
+// interval files with a seq above intervalSeq are leftovers of an append that did not
+// complete, and are removed when the destination is next opened.
+import fs from 'node:fs';
+import path from 'node:path';
+import { CorruptError, InvalidInputError, NotFoundError, NotAVolumeError } from '../errors.js';
+import type { ProtectedSource } from './destination-api.js';
+import { writeFileDurably } from './durable-file.js';
+
+export const STATE_FILE = 'protect.json';
+export const BASE_FILE = 'base.vol';
+export const INTERVALS_DIR = 'intervals';
+const FORMAT = 'imgstream-protect-destination';
+
+export interface ProtectState {
+  format: typeof FORMAT;
+  version: 1;
+  source: ProtectedSource;
+  keepMs: number;
+  /** False until a seed completed. */
+  seeded: boolean;
+  /** The base volume holds the seed and every interval up to this seq (0: the seed only). */
+  baseSeq: number;
+  /** The time of the base's state: the seed's time, or the end of interval baseSeq. */
+  baseTime: number;
+  /** The last interval stored (0: only the seed). */
+  intervalSeq: number;
+  /** Its end time (ms): the newest recovery point. */
+  intervalEnd: number;
+  /** The last journal record held. */
+  journalTo: number;
+  /** A fold under way: intervals baseSeq+1..to are being applied to the base; `end` is interval to's end, the window's new start. */
+  fold: { to: number; end: number } | null;
+}
+
+export function statePath(dir: string): string {
+  return path.join(dir, STATE_FILE);
+}
+
+/** The oldest and newest times a restore may ask for, or null before the seed. */
+export function windowOf(s: ProtectState): { start: number; end: number } | null {
+  if (!s.seeded) return null;
+  return { start: s.fold ? s.fold.end : s.baseTime, end: s.intervalEnd };
+}
+
+/**
+ * Reads DIR/protect.json. A path that is not a protection destination gets an error
+ * naming what it is instead (a volume file, a directory without protect.json).
+ */
+export function readState(dir: string): ProtectState {
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(dir);
+  } catch {
+    throw new NotFoundError(`${dir}: no such protection destination`);
+  }
+  if (!st.isDirectory()) throw new NotAVolumeError(`${dir}: is a file, not a protection destination (a directory holding protect.json)`, 'give the directory imgstream protect --to wrote');
+  let text: string;
+  try {
+    text = fs.readFileSync(statePath(dir), 'utf8');
+  } catch {
+    throw new NotFoundError(`${dir}: not a protection destination (no ${STATE_FILE})`, 'give the directory imgstream protect --to wrote');
+  }
+  let s: ProtectState;
+  try {
+    s = JSON.parse(text) as ProtectState;
+  } catch {
+    throw new CorruptError(`${statePath(dir)}: unreadable (not JSON)`);
+  }
+  if (s.format !== FORMAT) throw new CorruptError(`${statePath(dir)}: not a protection destination's state file`);
+  if (s.version !== 1) throw new InvalidInputError(`${statePath(dir)}: version ${String(s.version)} is not supported`, 'use a newer imgstream');
+  return s;
+}
+
+export function writeState(dir: string, s: ProtectState): void {
+  writeFileDurably(statePath(dir), `${JSON.stringify(s, null, 1)}\n`);
+}
+
+export function initialState(source: ProtectedSource, keepMs: number): ProtectState {
+  return { format: FORMAT, version: 1, source: { ...source }, keepMs, seeded: false, baseSeq: 0, baseTime: 0, intervalSeq: 0, intervalEnd: 0, journalTo: 0, fold: null };
+}

@@ -1,0 +1,18 @@
+// Protection destinations: where `imgstream protect` ships a volume's intervals. A local
+// directory (local-destination.ts) or one on a peer daemon (peer://HOST:PORT/NAME).
+import { isPeerSpec } from '../media/resolve.js';
+import { UsageError } from '../errors.js';
+import type { PeerClientOptions } from '../peer/client.js';
+import type { ProtectDestination } from './destination-api.js';
+import { LocalProtectDestination } from './local-destination.js';
+
+export { LocalProtectDestination, refuseVolumePath } from './local-destination.js';
+
+/** The destination a `--to` string names: a directory, or peer://HOST:PORT/NAME (with the peer flags' options). */
+export function openProtectDestination(spec: string, peerOptions?: PeerClientOptions): ProtectDestination {
+  if (isPeerSpec(spec)) {
+    if (!peerOptions) throw new UsageError(`${spec} needs --token-file FILE`, 'the same token file the daemon was started with');
+    throw new UsageError(`${spec}: protection to a peer is not available yet`, 'protect to a local directory');
+  }
+  return new LocalProtectDestination(spec);
+}

@@ -1,0 +1,28 @@
+// Files of a protection destination that must appear whole or not at all: written under
+// a temporary name, fsynced, renamed into place, and the directory fsynced so the rename
+// itself survives a power cut.
+import fs from 'node:fs';
+import path from 'node:path';
+
+export function fsyncDirectory(dir: string): void {
+  const fd = fs.openSync(dir, 'r');
+  try {
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** Replaces `file` with `data` atomically and durably. */
+export function writeFileDurably(file: string, data: string | Buffer): void {
+  const tmp = `${file}.${process.pid}.tmp`;
+  const fd = fs.openSync(tmp, 'w', 0o644);
+  try {
+    fs.writeFileSync(fd, data);
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  fs.renameSync(tmp, file);
+  fsyncDirectory(path.dirname(file));
+}

@@ -1,0 +1,86 @@
+// Retention at a protection destination: intervals that ended more than keepMs before the
+// newest are folded into the base volume and deleted, so storage stays bounded by the
+// retained window's blocks. Crash-safe in three durable steps: protect.json first records
+// the fold (the window's start moves: no restore may ask for a time it drops), then the
+// intervals are applied to the base in order (one CP each; the snapshots an interval
+// carries are taken after its blocks), then protect.json records the new base and the
+// interval files go. A restart redoes a pending fold from its first interval: each
+// interval holds final block versions, so applying them again in order ends in the same
+// state, and snapshots already taken are skipped.
+import fs from 'node:fs';
+import path from 'node:path';
+import { BusyError } from '../errors.js';
+import { Volume } from '../volume/volume.js';
+import { BASE_FILE, INTERVALS_DIR, writeState, type ProtectState } from './destination-state.js';
+import { fsyncDirectory } from './durable-file.js';
+import { intervalFileName, readIntervalIndex } from './interval-file.js';
+import { applyOverlay, Overlay } from './overlay.js';
+
+/** An interval the destination holds: its seq and end time. */
+export interface HeldInterval {
+  seq: number;
+  end: number;
+  snapshots: string[];
+  bytes: number;
+}
+
+/** The last seq older than the window (end < newest end − keep), or null when nothing is to fold. */
+export function foldTarget(state: ProtectState, held: HeldInterval[]): HeldInterval | null {
+  const cutoff = state.intervalEnd - state.keepMs;
+  let target: HeldInterval | null = null;
+  for (const h of held) if (h.seq > state.baseSeq && h.end < cutoff) target = h;
+  return target;
+}
+
+/** Takes a source snapshot on the base, making room when every slot is taken (the oldest goes). */
+function takeSnapshot(base: Volume, name: string): void {
+  if (base.snapshots().some((s) => s.name === name)) return; // taken before a crash
+  if (base.freeSnapshotSlots().length === 0) {
+    const oldest = [...base.snapshots()].sort((a, b) => a.id - b.id)[0];
+    if (oldest) base.deleteSnapshot(oldest.name);
+  }
+  base.createSnapshot(name);
+}
+
+/**
+ * Finishes a pending fold, then folds what retention asks for. Returns false when the
+ * base is busy (a restore reads it): the fold waits for the next append.
+ * `held` (ascending seq) is updated in place.
+ */
+export function foldExpired(dir: string, state: ProtectState, held: HeldInterval[]): boolean {
+  if (!state.fold && !foldTarget(state, held)) return true;
+  let base: Volume;
+  try {
+    base = Volume.open(path.join(dir, BASE_FILE), { write: true });
+  } catch (err) {
+    if (err instanceof BusyError) return false;
+    throw err;
+  }
+  try {
+    if (!state.fold) {
+      const t = foldTarget(state, held)!;
+      state.fold = { to: t.seq, end: t.end };
+      writeState(dir, state);
+    }
+    const { to, end } = state.fold;
+    const ivDir = path.join(dir, INTERVALS_DIR);
+    for (let seq = state.baseSeq + 1; seq <= to; seq++) {
+      const ix = readIntervalIndex(path.join(ivDir, intervalFileName(seq)));
+      applyOverlay(base, new Overlay([ix]));
+      for (const name of ix.header.snapshots) takeSnapshot(base, name);
+    }
+    base.file.sync();
+    const from = state.baseSeq;
+    state.baseSeq = to;
+    state.baseTime = end;
+    state.fold = null;
+    writeState(dir, state);
+    for (let seq = from + 1; seq <= to; seq++) fs.rmSync(path.join(ivDir, intervalFileName(seq)), { force: true });
+    fsyncDirectory(ivDir);
+    const keepFrom = held.findIndex((h) => h.seq > to);
+    held.splice(0, keepFrom < 0 ? held.length : keepFrom);
+  } finally {
+    base.close();
+  }
+  return true;
+}

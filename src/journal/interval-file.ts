@@ -1,0 +1,234 @@
+// One shipped interval at a protection destination: DEST/intervals/NNNNNNNNNN.ivl, written
+// under a temporary name, fsynced and renamed, so it exists whole or not at all. Blocks
+// are read back one by one (restore as of a time reads only the versions it chooses), so
+// every block has its own checksum in the index, and the header and index one together.
+//
+//   0  u32  magic "IPI1"
+//   4  u32  H: bytes of the header's JSON (IntervalHeader)
+//   8       the header's JSON
+//   8+H     block data, blockSize bytes each, in index order (zero blocks have none)
+//   X       the index: blockCount entries of 24 bytes, ascending LBN:
+//             f64 lbn, f64 byte offset of the data (-1: the block reads as zeros),
+//             u32 CRC-32 of the data (0 for zeros), u32 reserved (0)
+//   end-32  trailer: u32 magic "IPT1", u32 blockCount, f64 X (index offset),
+//             u32 CRC-32 of bytes 0..8+H and of the index, u32 reserved, f64 seq
+import fs from 'node:fs';
+import path from 'node:path';
+import { CorruptError, InvalidInputError, fromSystemError } from '../errors.js';
+import { crc32 } from '../format/crc32.js';
+import { isZero } from '../volume/zero.js';
+import type { ShippedInterval } from './destination-api.js';
+import { fsyncDirectory } from './durable-file.js';
+
+const HEAD_MAGIC = 0x3149_5049; // "IPI1"
+const TRAILER_MAGIC = 0x3154_5049; // "IPT1"
+const ENTRY_BYTES = 24;
+const TRAILER_BYTES = 32;
+/** Bytes gathered before one write: bounds memory whatever the interval's size. */
+const WRITE_BUFFER_BYTES = 1 << 20;
+
+/** What an interval file says of itself. */
+export interface IntervalHeader {
+  seq: number;
+  start: number;
+  end: number;
+  journalFrom: number;
+  journalTo: number;
+  kind: 'journal' | 'resync';
+  snapshots: string[];
+  blockSize: number;
+  blockCount: number;
+  /** The source volume's uuid. */
+  source: string;
+}
+
+/** An interval file's index: entry i is block lbns[i], at byte offsets[i] (-1: zeros), with checksum crcs[i]. */
+export interface IntervalIndex {
+  file: string;
+  header: IntervalHeader;
+  lbns: Float64Array;
+  offsets: Float64Array;
+  crcs: Uint32Array;
+  bytes: number;
+}
+
+export function intervalFileName(seq: number): string {
+  return `${String(seq).padStart(10, '0')}.ivl`;
+}
+
+/** The seq a file name of intervalFileName() holds, or null for any other name. */
+export function intervalSeqOf(name: string): number | null {
+  const m = /^(\d{10})\.ivl$/.exec(name);
+  return m ? Number(m[1]) : null;
+}
+
+/**
+ * Writes `interval` as DIR/NNNNNNNNNN.ivl, durably (file and directory fsynced). Streams:
+ * at most about 1 MiB of data in memory besides the index. Refuses blocks out of order,
+ * out of the disk, of the wrong size, or a count that differs from blockCount, leaving
+ * nothing behind. Returns the file's bytes.
+ */
+export async function writeIntervalFile(dir: string, interval: ShippedInterval, geometry: { blockSize: number; logicalBlocks: number; source: string }): Promise<number> {
+  const { blockSize, logicalBlocks } = geometry;
+  const header: IntervalHeader = {
+    seq: interval.seq,
+    start: interval.start,
+    end: interval.end,
+    journalFrom: interval.journalFrom,
+    journalTo: interval.journalTo,
+    kind: interval.kind,
+    snapshots: [...interval.snapshots],
+    blockSize,
+    blockCount: interval.blockCount,
+    source: geometry.source,
+  };
+  const json = Buffer.from(JSON.stringify(header), 'utf8');
+  const head = Buffer.alloc(8 + json.length);
+  head.writeUInt32LE(HEAD_MAGIC, 0);
+  head.writeUInt32LE(json.length, 4);
+  json.copy(head, 8);
+
+  const final = path.join(dir, intervalFileName(interval.seq));
+  const tmp = path.join(dir, `.${intervalFileName(interval.seq)}.${process.pid}.tmp`);
+  let fd: number;
+  try {
+    fd = fs.openSync(tmp, 'w', 0o644);
+  } catch (err) {
+    throw fromSystemError(err, tmp, 'creating an interval file');
+  }
+  let done = false;
+  try {
+    let pos = 0;
+    let pending: Buffer[] = [];
+    let pendingBytes = 0;
+    const flush = () => {
+      if (!pendingBytes) return;
+      const buf = pending.length === 1 ? pending[0] : Buffer.concat(pending, pendingBytes);
+      let off = 0;
+      while (off < buf.length) off += fs.writeSync(fd, buf, off, buf.length - off, pos + off);
+      pos += buf.length;
+      pending = [];
+      pendingBytes = 0;
+    };
+    const put = (b: Buffer) => {
+      pending.push(b);
+      pendingBytes += b.length;
+      if (pendingBytes >= WRITE_BUFFER_BYTES) flush();
+    };
+    put(head);
+    const n = interval.blockCount;
+    const index = Buffer.alloc(n * ENTRY_BYTES);
+    let count = 0;
+    let dataAt = head.length;
+    let last = -1;
+    for await (const b of interval.blocks) {
+      if (count >= n) throw new InvalidInputError(`interval ${interval.seq}: more blocks than its count (${n})`);
+      if (!Number.isSafeInteger(b.lbn) || b.lbn <= last || b.lbn >= logicalBlocks) {
+        throw new InvalidInputError(`interval ${interval.seq}: block ${b.lbn} is out of order or outside the disk (${logicalBlocks} blocks)`);
+      }
+      if (b.data !== null && b.data.length !== blockSize) throw new InvalidInputError(`interval ${interval.seq}: block ${b.lbn} has ${b.data.length} bytes, not ${blockSize}`);
+      last = b.lbn;
+      const e = count * ENTRY_BYTES;
+      index.writeDoubleLE(b.lbn, e);
+      if (b.data === null || isZero(b.data)) {
+        index.writeDoubleLE(-1, e + 8);
+        index.writeUInt32LE(0, e + 16);
+      } else {
+        index.writeDoubleLE(dataAt, e + 8);
+        index.writeUInt32LE(crc32(b.data), e + 16);
+        put(Buffer.from(b.data)); // the producer may reuse its buffer
+        dataAt += blockSize;
+      }
+      count++;
+    }
+    if (count !== n) throw new InvalidInputError(`interval ${interval.seq}: ${count} blocks, but its count says ${n}`);
+    put(index);
+    const trailer = Buffer.alloc(TRAILER_BYTES);
+    trailer.writeUInt32LE(TRAILER_MAGIC, 0);
+    trailer.writeUInt32LE(n, 4);
+    trailer.writeDoubleLE(dataAt, 8);
+    trailer.writeUInt32LE(crc32(index, crc32(head)), 16);
+    trailer.writeDoubleLE(interval.seq, 24);
+    put(trailer);
+    flush();
+    fs.fsyncSync(fd);
+    fs.closeSync(fd);
+    done = true;
+    fs.renameSync(tmp, final);
+    fsyncDirectory(dir);
+    return pos;
+  } catch (err) {
+    if (!done) {
+      try {
+        fs.closeSync(fd);
+      } catch {
+        /* closed */
+      }
+    }
+    fs.rmSync(tmp, { force: true });
+    throw fromSystemError(err, final, 'writing an interval file');
+  }
+}
+
+function damaged(file: string, what: string): CorruptError {
+  return new CorruptError(`${file}: damaged interval file (${what})`, 'the recovery points from this interval on cannot be rebuilt; restore as of an earlier time');
+}
+
+/** Reads an interval file's header and index (not its data), checking their checksum. */
+export function readIntervalIndex(file: string): IntervalIndex {
+  let fd: number;
+  try {
+    fd = fs.openSync(file, 'r');
+  } catch (err) {
+    throw fromSystemError(err, file, 'opening an interval file');
+  }
+  try {
+    const size = fs.fstatSync(fd).size;
+    if (size < 8 + TRAILER_BYTES) throw damaged(file, `truncated: ${size} bytes`);
+    const trailer = Buffer.alloc(TRAILER_BYTES);
+    fs.readSync(fd, trailer, 0, TRAILER_BYTES, size - TRAILER_BYTES);
+    if (trailer.readUInt32LE(0) !== TRAILER_MAGIC) throw damaged(file, 'no trailer: truncated or overwritten');
+    const n = trailer.readUInt32LE(4);
+    const indexAt = trailer.readDoubleLE(8);
+    if (!Number.isSafeInteger(indexAt) || indexAt + n * ENTRY_BYTES + TRAILER_BYTES !== size) throw damaged(file, 'its length does not match its trailer');
+    const start = Buffer.alloc(8);
+    fs.readSync(fd, start, 0, 8, 0);
+    const h = start.readUInt32LE(4);
+    if (start.readUInt32LE(0) !== HEAD_MAGIC || 8 + h > indexAt) throw damaged(file, 'bad header');
+    const head = Buffer.alloc(8 + h);
+    fs.readSync(fd, head, 0, head.length, 0);
+    const index = Buffer.alloc(n * ENTRY_BYTES);
+    if (n) fs.readSync(fd, index, 0, index.length, indexAt);
+    if (crc32(index, crc32(head)) !== trailer.readUInt32LE(16)) throw damaged(file, 'header or index checksum mismatch');
+    let header: IntervalHeader;
+    try {
+      header = JSON.parse(head.subarray(8).toString('utf8')) as IntervalHeader;
+    } catch {
+      throw damaged(file, 'unreadable header');
+    }
+    if (header.blockCount !== n || header.seq !== trailer.readDoubleLE(24)) throw damaged(file, 'header and trailer disagree');
+    const lbns = new Float64Array(n);
+    const offsets = new Float64Array(n);
+    const crcs = new Uint32Array(n);
+    for (let i = 0; i < n; i++) {
+      lbns[i] = index.readDoubleLE(i * ENTRY_BYTES);
+      offsets[i] = index.readDoubleLE(i * ENTRY_BYTES + 8);
+      crcs[i] = index.readUInt32LE(i * ENTRY_BYTES + 16);
+    }
+    return { file, header, lbns, offsets, crcs, bytes: size };
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** Reads the header only (status, snapshot names): same checks as readIntervalIndex. */
+export function readIntervalHeader(file: string): IntervalHeader & { bytes: number } {
+  const ix = readIntervalIndex(file);
+  return { ...ix.header, bytes: ix.bytes };
+}
+
+/** Reads one block of an interval file at byte `offset` into `out`, checking its checksum. */
+export function readIntervalBlock(fd: number, file: string, lbn: number, offset: number, crc: number, out: Buffer): void {
+  const got = fs.readSync(fd, out, 0, out.length, offset);
+  if (got !== out.length || crc32(out) !== crc) throw damaged(file, `block ${lbn} checksum mismatch`);
+}

@@ -1,0 +1,226 @@
+// A protection destination in a local directory:
+//   DEST/protect.json         what it holds (destination-state.ts)
+//   DEST/base.vol             an imgstream volume: the seed plus every folded interval
+//   DEST/intervals/N.ivl      the intervals of the retained window (interval-file.ts)
+// One shipper at a time: open() takes a lock on the directory (volume-lock.ts), released
+// by close() or the process's death.
+import fs from 'node:fs';
+import path from 'node:path';
+import { ExistsError, InvalidInputError, NotAVolumeError, fromSystemError } from '../errors.js';
+import { VolumeLock } from '../volume/volume-lock.js';
+import { Volume } from '../volume/volume.js';
+import { FLAG_MIRROR } from '../volume/volume-flags.js';
+import { writeLogicalBlocks, unmapLogicalBlocks } from '../volume/logical-io.js';
+import { removeStaleTemp } from '../media/stale-temp.js';
+import type { DestinationState, IntervalBlock, ProtectDestination, ProtectedSource, SeedImage, ShippedInterval } from './destination-api.js';
+import { BASE_FILE, INTERVALS_DIR, STATE_FILE, initialState, readState, windowOf, writeState, type ProtectState } from './destination-state.js';
+import { fsyncDirectory } from './durable-file.js';
+import { foldExpired, type HeldInterval } from './fold.js';
+import { intervalSeqOf, readIntervalHeader, writeIntervalFile, intervalFileName } from './interval-file.js';
+import { OVERLAY_CP_BLOCKS } from './overlay.js';
+
+/** Base volume size in blocks per logical block: room for the snapshots it keeps. */
+const BASE_BLOCKS_PER_LOGICAL = 4;
+const RUN_BLOCKS = 256;
+
+/** Refuses a path that is a volume file (plain or mirror), naming what it is. */
+export function refuseVolumePath(p: string): void {
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(p);
+  } catch {
+    return;
+  }
+  if (st.isDirectory()) return;
+  let what = 'a file';
+  try {
+    const v = Volume.openView(p);
+    what = (v.rootRecord.flags & FLAG_MIRROR) !== 0 ? 'a mirror destination volume' : 'an imgstream volume';
+    v.close();
+  } catch {
+    /* not a volume */
+  }
+  throw new NotAVolumeError(`${p}: is ${what}, not a protection destination (a directory)`, 'give a directory: imgstream protect creates it');
+}
+
+export class LocalProtectDestination implements ProtectDestination {
+  readonly description: string;
+  private lock: VolumeLock | null = null;
+  private state: ProtectState | null = null;
+  private held: HeldInterval[] = [];
+
+  constructor(readonly dir: string) {
+    this.description = dir;
+  }
+
+  private get ivDir(): string {
+    return path.join(this.dir, INTERVALS_DIR);
+  }
+
+  private answer(): DestinationState {
+    const s = this.state!;
+    return { seeded: s.seeded, intervalSeq: s.intervalSeq, journalTo: s.journalTo, window: windowOf(s) };
+  }
+
+  private opened(): ProtectState {
+    if (!this.state) throw new Error('protection destination used before open()');
+    return this.state;
+  }
+
+  async open(source: ProtectedSource, keepMs: number): Promise<DestinationState> {
+    if (this.state) return this.answer();
+    if (!(keepMs >= 0)) throw new InvalidInputError(`invalid retention ${keepMs} ms`);
+    refuseVolumePath(this.dir);
+    const fresh = !fs.existsSync(path.join(this.dir, STATE_FILE));
+    if (fresh) {
+      try {
+        fs.mkdirSync(this.dir);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw fromSystemError(err, this.dir, 'creating the protection destination');
+        if (fs.readdirSync(this.dir).some((n) => n !== INTERVALS_DIR && n !== BASE_FILE && !n.startsWith('.'))) {
+          throw new ExistsError(`${this.dir}: a directory that is not a protection destination (it holds other files)`, 'give an empty or new directory');
+        }
+      }
+    }
+    this.lock = VolumeLock.acquire(this.dir, fs.statSync(this.dir), 'protection destination');
+    try {
+      let s: ProtectState;
+      if (fresh) {
+        s = initialState(source, keepMs);
+        fs.mkdirSync(this.ivDir, { recursive: true });
+        writeState(this.dir, s);
+      } else {
+        s = readState(this.dir);
+        if (s.source.uuid !== source.uuid) {
+          throw new InvalidInputError(`${this.dir}: protects volume ${s.source.uuid} (${s.source.path}), not ${source.uuid} (${source.path})`, 'give another destination');
+        }
+        if (s.source.blockSize !== source.blockSize || s.source.logicalSize !== source.logicalSize) {
+          throw new InvalidInputError(`${this.dir}: protects a disk of ${s.source.logicalSize} bytes in ${s.source.blockSize}-byte blocks; ${source.path} has ${source.logicalSize} bytes in ${source.blockSize}-byte blocks`);
+        }
+        fs.mkdirSync(this.ivDir, { recursive: true });
+        if (s.keepMs !== keepMs || s.source.path !== source.path) {
+          s.keepMs = keepMs;
+          s.source.path = source.path;
+          writeState(this.dir, s);
+        }
+      }
+      this.state = s;
+      this.held = this.loadHeld(s);
+      foldExpired(this.dir, s, this.held);
+      return this.answer();
+    } catch (err) {
+      this.state = null;
+      this.lock.release();
+      this.lock = null;
+      throw err;
+    }
+  }
+
+  /** Removes what an interrupted append or fold left, and reads the held intervals' headers. */
+  private loadHeld(s: ProtectState): HeldInterval[] {
+    let removed = false;
+    for (const n of fs.readdirSync(this.ivDir)) {
+      const seq = intervalSeqOf(n);
+      if (seq === null ? n.endsWith('.tmp') : seq > s.intervalSeq || seq <= s.baseSeq) {
+        fs.rmSync(path.join(this.ivDir, n), { force: true });
+        removed = true;
+      }
+    }
+    if (removed) fsyncDirectory(this.ivDir);
+    const held: HeldInterval[] = [];
+    for (let seq = s.baseSeq + 1; seq <= s.intervalSeq; seq++) {
+      const h = readIntervalHeader(path.join(this.ivDir, intervalFileName(seq)));
+      held.push({ seq, end: h.end, snapshots: h.snapshots, bytes: h.bytes });
+    }
+    return held;
+  }
+
+  async seed(image: SeedImage): Promise<DestinationState> {
+    const s = this.opened();
+    if (s.seeded) throw new InvalidInputError(`${this.dir}: already seeded (recovery points up to interval ${s.intervalSeq})`, 'append intervals, or protect to a new destination');
+    const { blockSize, logicalSize, uuid } = s.source;
+    const logicalBlocks = logicalSize / blockSize;
+    const prefix = `.${BASE_FILE}.seeding-`;
+    removeStaleTemp(this.dir, prefix);
+    const tmp = path.join(this.dir, `${prefix}${process.pid}`);
+    fs.rmSync(tmp, { force: true });
+    try {
+      Volume.create(tmp, { size: logicalSize, blockSize, nblocks: logicalBlocks * BASE_BLOCKS_PER_LOGICAL, uuid });
+      const vol = Volume.open(tmp, { write: true });
+      try {
+        await writeSeedBlocks(vol, image.blocks, image.blockCount, logicalBlocks);
+        vol.commit();
+        vol.file.sync();
+      } finally {
+        vol.close();
+      }
+      fs.renameSync(tmp, path.join(this.dir, BASE_FILE));
+      fsyncDirectory(this.dir);
+    } catch (err) {
+      fs.rmSync(tmp, { force: true });
+      throw err;
+    }
+    Object.assign(s, { seeded: true, baseSeq: 0, baseTime: image.time, intervalSeq: 0, intervalEnd: image.time, journalTo: image.journalTo, fold: null });
+    writeState(this.dir, s);
+    this.held = [];
+    return this.answer();
+  }
+
+  async append(interval: ShippedInterval): Promise<DestinationState> {
+    const s = this.opened();
+    if (!s.seeded) throw new InvalidInputError(`${this.dir}: not seeded yet`, 'the first transfer is a seed');
+    if (interval.seq !== s.intervalSeq + 1) throw new InvalidInputError(`${this.dir}: interval ${interval.seq} does not follow interval ${s.intervalSeq}`, 'resume from the destination\'s state');
+    if (!(interval.end >= interval.start) || interval.end < s.intervalEnd) {
+      throw new InvalidInputError(`${this.dir}: interval ${interval.seq} ends at ${new Date(interval.end).toISOString()}, before the newest recovery point ${new Date(s.intervalEnd).toISOString()}`);
+    }
+    if (interval.journalTo < s.journalTo) throw new InvalidInputError(`${this.dir}: interval ${interval.seq} ends at journal record ${interval.journalTo}, before ${s.journalTo}`);
+    const bytes = await writeIntervalFile(this.ivDir, interval, { blockSize: s.source.blockSize, logicalBlocks: s.source.logicalSize / s.source.blockSize, source: s.source.uuid });
+    s.intervalSeq = interval.seq;
+    s.intervalEnd = interval.end;
+    s.journalTo = interval.journalTo;
+    writeState(this.dir, s);
+    this.held.push({ seq: interval.seq, end: interval.end, snapshots: [...interval.snapshots], bytes });
+    foldExpired(this.dir, s, this.held);
+    return this.answer();
+  }
+
+  async close(): Promise<void> {
+    this.state = null;
+    this.lock?.release();
+    this.lock = null;
+  }
+}
+
+/** Writes a seed's blocks (ascending LBN) onto an empty volume, committing as it goes. */
+async function writeSeedBlocks(vol: Volume, blocks: AsyncIterable<IntervalBlock>, blockCount: number, logicalBlocks: number): Promise<void> {
+  let run: Buffer[] = [];
+  let runFirst = 0;
+  let count = 0;
+  let last = -1;
+  let sinceCp = 0;
+  const flush = () => {
+    if (run.length) writeLogicalBlocks(vol, runFirst, run);
+    sinceCp += run.length;
+    run = [];
+    if (sinceCp >= OVERLAY_CP_BLOCKS) {
+      vol.commit();
+      sinceCp = 0;
+    }
+  };
+  for await (const b of blocks) {
+    if (!Number.isSafeInteger(b.lbn) || b.lbn <= last || b.lbn >= logicalBlocks) throw new InvalidInputError(`seed: block ${b.lbn} is out of order or outside the disk (${logicalBlocks} blocks)`);
+    if (b.data !== null && b.data.length !== vol.blockSize) throw new InvalidInputError(`seed: block ${b.lbn} has ${b.data.length} bytes, not ${vol.blockSize}`);
+    last = b.lbn;
+    count++;
+    if (b.data === null) {
+      flush();
+      unmapLogicalBlocks(vol, b.lbn, b.lbn + 1);
+      continue;
+    }
+    if (run.length && (b.lbn !== runFirst + run.length || run.length >= RUN_BLOCKS)) flush();
+    if (!run.length) runFirst = b.lbn;
+    run.push(Buffer.from(b.data));
+  }
+  flush();
+  if (count !== blockCount) throw new InvalidInputError(`seed: ${count} blocks, but its count says ${blockCount}`);
+}

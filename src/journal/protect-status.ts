@@ -1,0 +1,80 @@
+// protect status: what a protection destination holds, read without its lock (a shipper
+// may be appending): the source, the window, the recovery points, storage and snapshots.
+import fs from 'node:fs';
+import path from 'node:path';
+import { Volume } from '../volume/volume.js';
+import { BASE_FILE, readState, windowOf } from './destination-state.js';
+import { listPoints, type PointInfo } from './recovery-point.js';
+import { VolumeLock } from '../volume/volume-lock.js';
+
+export interface ProtectStatus {
+  destination: string;
+  source: { uuid: string; path: string; blockSize: number; logicalSize: number };
+  keepMs: number;
+  seeded: boolean;
+  window: { start: string; end: string } | null;
+  /** Recovery points: the base's, then one per interval held. */
+  recoveryPoints: number;
+  points: Array<{ seq: number; time: string; kind: 'base' | 'journal' | 'resync'; blocks: number; bytes: number; snapshots: string[] }>;
+  base: { seq: number; time: string | null; bytes: number; snapshots: string[] };
+  intervals: { count: number; bytes: number };
+  journalTo: number;
+  /** A fold in progress or interrupted: intervals up to this seq go into the base. */
+  foldingTo: number | null;
+  /** pid of the shipper holding the destination, or null. */
+  shipper: number | null;
+}
+
+const iso = (ms: number) => new Date(ms).toISOString();
+
+function allocatedBytes(file: string): number {
+  try {
+    return fs.statSync(file).blocks * 512;
+  } catch {
+    return 0;
+  }
+}
+
+export function protectStatus(dir: string): ProtectStatus {
+  // a fold may delete interval files while they are listed: read again then
+  for (let attempt = 0; ; attempt++) {
+    const s = readState(dir);
+    let held: PointInfo[];
+    try {
+      held = listPoints(dir, s);
+    } catch (err) {
+      if (attempt < 3 && readState(dir).baseSeq !== s.baseSeq) continue;
+      throw err;
+    }
+    const w = windowOf(s);
+    const first = s.fold ? s.fold.to : s.baseSeq;
+    const visible = held.filter((p) => p.seq > first);
+    const baseFile = path.join(dir, BASE_FILE);
+    let baseSnapshots: string[] = [];
+    if (s.seeded) {
+      try {
+        const v = Volume.openView(baseFile);
+        baseSnapshots = v.snapshots().sort((a, b) => a.id - b.id).map((x) => x.name);
+        v.close();
+      } catch {
+        /* being replaced: listed next time */
+      }
+    }
+    const basePoint = { seq: first, time: w ? iso(w.start) : '', kind: 'base' as const, blocks: 0, bytes: 0, snapshots: [] as string[] };
+    const points = s.seeded ? [basePoint, ...visible.map((p) => ({ seq: p.seq, time: iso(p.end), kind: p.kind, blocks: p.blocks, bytes: p.bytes, snapshots: p.snapshots }))] : [];
+    return {
+      destination: dir,
+      source: s.source,
+      keepMs: s.keepMs,
+      seeded: s.seeded,
+      window: w ? { start: iso(w.start), end: iso(w.end) } : null,
+      recoveryPoints: points.length,
+      points,
+      base: { seq: s.baseSeq, time: s.seeded ? iso(s.baseTime) : null, bytes: allocatedBytes(baseFile), snapshots: baseSnapshots },
+      intervals: { count: held.length, bytes: held.reduce((a, p) => a + p.bytes, 0) },
+      journalTo: s.journalTo,
+      foldingTo: s.fold ? s.fold.to : null,
+      shipper: VolumeLock.holder(dir)?.pid ?? null,
+    };
+  }
+}

@@ -1,0 +1,71 @@
+// Which recovery point a restore --as-of means at a protection destination: a time (the
+// last interval end at or before it, or the base's point) or the name of a snapshot an
+// interval carries. A time outside the retained window is refused, naming the window.
+import fs from 'node:fs';
+import path from 'node:path';
+import { AS_OF_DATE_FORMS, parseAsOfDate } from '../catalog/as-of.js';
+import { InvalidInputError, NotFoundError } from '../errors.js';
+import { INTERVALS_DIR, windowOf, type ProtectState } from './destination-state.js';
+import { intervalFileName, readIntervalHeader } from './interval-file.js';
+
+export interface RecoveryPoint {
+  /** Apply the intervals after the base up to this seq (baseSeq: the base alone). */
+  seq: number;
+  /** The moment the disk is rebuilt as of (ms). */
+  time: number;
+  /** Snapshots the source took at that moment. */
+  snapshots: string[];
+}
+
+/** One stored interval as status and restore see it. */
+export interface PointInfo {
+  seq: number;
+  start: number;
+  end: number;
+  kind: 'journal' | 'resync';
+  snapshots: string[];
+  blocks: number;
+  bytes: number;
+}
+
+const iso = (ms: number) => new Date(ms).toISOString();
+
+/** The intervals held after the base, oldest first (headers only are trusted; indexes are checked). */
+export function listPoints(dir: string, s: ProtectState): PointInfo[] {
+  const out: PointInfo[] = [];
+  for (let seq = s.baseSeq + 1; seq <= s.intervalSeq; seq++) {
+    const file = path.join(dir, INTERVALS_DIR, intervalFileName(seq));
+    if (!fs.existsSync(file)) throw new NotFoundError(`${file}: missing interval file (interval ${seq} of ${s.intervalSeq})`, 'the recovery points from this interval on cannot be rebuilt');
+    const h = readIntervalHeader(file);
+    out.push({ seq, start: h.start, end: h.end, kind: h.kind, snapshots: h.snapshots, blocks: h.blockCount, bytes: h.bytes });
+  }
+  return out;
+}
+
+export function describeWindow(dir: string, s: ProtectState): string {
+  const w = windowOf(s);
+  return w ? `${iso(w.start)} to ${iso(w.end)}` : 'none (not seeded yet)';
+}
+
+/** The recovery point `asOf` (a time or a snapshot name) names at the destination. */
+export function recoveryPointFor(dir: string, s: ProtectState, points: PointInfo[], asOf: string): RecoveryPoint {
+  const w = windowOf(s);
+  if (!w) throw new NotFoundError(`${dir}: holds no recovery point yet (the first transfer has not completed)`);
+  const first = s.fold ? s.fold.to : s.baseSeq;
+  const usable = points.filter((p) => p.seq > first);
+  const named = usable.filter((p) => p.snapshots.includes(asOf));
+  if (named.length) {
+    const p = named.at(-1)!;
+    return { seq: p.seq, time: p.end, snapshots: p.snapshots };
+  }
+  const t = parseAsOfDate(asOf);
+  if (t === null) {
+    throw new InvalidInputError(`"${asOf}" is neither a time nor a snapshot of a recovery point of ${dir}`, `give a time (${AS_OF_DATE_FORMS}, or 2026-12-03T10:15:02.250Z) in the window ${describeWindow(dir, s)}`);
+  }
+  if (t < w.start || t > w.end) {
+    throw new InvalidInputError(`${asOf === iso(t) ? asOf : `${asOf} (${iso(t)})`} is outside the recovery window of ${dir}: ${iso(w.start)} to ${iso(w.end)}`, 'list the recovery points with: imgstream protect status DEST --points');
+  }
+  let point: RecoveryPoint = { seq: first, time: w.start, snapshots: [] };
+  for (const p of usable) if (p.end <= t) point = { seq: p.seq, time: p.end, snapshots: p.snapshots };
+  return point;
+}

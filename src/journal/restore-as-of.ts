@@ -1,0 +1,155 @@
+// Rebuilding the disk as of a recovery point at a protection destination: base.vol's
+// active state, overlaid with the newest version of each block among the intervals after
+// the base up to that point. The overlay's map (LBN → interval file, offset) is built from
+// the interval indexes without reading data, then each chosen block is read once: cost
+// ∝ the distinct blocks changed since the base, not the number of writes.
+//
+// The base is opened (its volume lock taken) for the whole rebuild: a fold, which needs
+// that lock, waits, so neither the base nor the interval files change underneath.
+import fs from 'node:fs';
+import path from 'node:path';
+import { BusyError, ExistsError, fromSystemError } from '../errors.js';
+import { noProgress, type Progress } from '../progress.js';
+import { removeStaleTemp } from '../media/stale-temp.js';
+import { readLogicalBytes } from '../volume/logical-io.js';
+import { isZero } from '../volume/zero.js';
+import { Volume } from '../volume/volume.js';
+import type { FileSink } from '../volume/image-io.js';
+import { BASE_FILE, INTERVALS_DIR, readState, type ProtectState } from './destination-state.js';
+import { intervalFileName, readIntervalIndex } from './interval-file.js';
+import { applyOverlay, Overlay } from './overlay.js';
+import { listPoints, recoveryPointFor, type RecoveryPoint } from './recovery-point.js';
+
+export interface AsOfResult {
+  destination: string;
+  /** The recovery point rebuilt: its time (ISO), interval seq and snapshots. */
+  point: { seq: number; time: string; snapshots: string[] };
+  /** Blocks taken from intervals (distinct LBNs changed since the base). */
+  overlayBlocks: number;
+  /** Interval files whose indexes were read. */
+  intervals: number;
+}
+
+/** How long a restore waits for a fold in progress to finish with the base. */
+const BASE_WAIT_MS = 60_000;
+
+async function openBase(dir: string): Promise<Volume> {
+  const file = path.join(dir, BASE_FILE);
+  const deadline = Date.now() + BASE_WAIT_MS;
+  for (;;) {
+    try {
+      return Volume.open(file, { write: false });
+    } catch (err) {
+      if (!(err instanceof BusyError) || Date.now() > deadline) throw err;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+}
+
+/** Runs fn with the base open and the state, recovery point and overlay that go with it. */
+async function withRecoveryPoint<T>(dir: string, asOf: string, fn: (base: Volume, s: ProtectState, point: RecoveryPoint, overlay: Overlay) => Promise<T>): Promise<T> {
+  readState(dir); // a clear error for a path that is no destination, before the base
+  const base = await openBase(dir);
+  try {
+    const s = readState(dir); // read under the base's lock: no fold runs now
+    const point = recoveryPointFor(dir, s, listPoints(dir, s), asOf);
+    const indexes = [];
+    for (let seq = s.baseSeq + 1; seq <= point.seq; seq++) indexes.push(readIntervalIndex(path.join(dir, INTERVALS_DIR, intervalFileName(seq))));
+    return await fn(base, s, point, new Overlay(indexes));
+  } finally {
+    base.close();
+  }
+}
+
+function resultOf(dir: string, point: RecoveryPoint, overlay: Overlay): AsOfResult {
+  return { destination: dir, point: { seq: point.seq, time: new Date(point.time).toISOString(), snapshots: point.snapshots }, overlayBlocks: overlay.blockCount, intervals: overlay.indexes.length };
+}
+
+/**
+ * Creates the volume `to` holding the disk as of `asOf`: a copy of base.vol (its
+ * snapshots included) with the overlay written and committed, built under a temporary
+ * name and linked into place only when complete.
+ */
+export async function restoreProtectedAsOf(dir: string, asOf: string, to: string, progress: Progress = noProgress): Promise<AsOfResult> {
+  if (fs.existsSync(to)) throw new ExistsError(`${to}: already exists`, 'restore as of a time into a new volume');
+  return withRecoveryPoint(dir, asOf, async (base, _s, point, overlay) => {
+    const parent = path.dirname(to);
+    const prefix = `.${path.basename(to)}.restoring-`;
+    removeStaleTemp(parent, prefix);
+    const tmp = path.join(parent, `${prefix}${process.pid}`);
+    try {
+      fs.rmSync(tmp, { force: true });
+      fs.copyFileSync(base.path, tmp, fs.constants.COPYFILE_FICLONE);
+      const vol = Volume.open(tmp, { write: true });
+      try {
+        progress.start('restoring', overlay.blockCount, 'blocks');
+        let done = 0;
+        applyOverlay(vol, overlay, (n) => progress.update((done += n)));
+        vol.file.sync();
+      } finally {
+        progress.stop();
+        vol.close();
+      }
+      try {
+        fs.linkSync(tmp, to);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw new ExistsError(`${to}: appeared while restoring`, 'restore again');
+        throw fromSystemError(err, to, 'creating the volume');
+      }
+    } catch (err) {
+      if (err instanceof Error) err.message = err.message.split(tmp).join(to);
+      throw err;
+    } finally {
+      fs.rmSync(tmp, { force: true });
+    }
+    return resultOf(dir, point, overlay);
+  });
+}
+
+const CHUNK_BLOCKS = 2048;
+
+/** Writes the disk as of `asOf` as a raw image to the sink `sinkFor` makes (a file appears whole or not at all). */
+export async function exportProtectedAsOf(dir: string, asOf: string, sinkFor: (size: number) => FileSink, progress: Progress = noProgress): Promise<AsOfResult & { bytes: number }> {
+  return withRecoveryPoint(dir, asOf, async (base, _s, point, overlay) => {
+    const bs = base.blockSize;
+    const total = base.logicalBlocks;
+    const lbns = overlay.sortedLbns();
+    const sink = sinkFor(total * bs);
+    const fds = overlay.openFiles();
+    let bytes = 0;
+    try {
+      progress.start('exporting', total * bs, 'bytes');
+      let k = 0;
+      for (let lbn = 0; lbn < total; lbn += CHUNK_BLOCKS) {
+        const n = Math.min(CHUNK_BLOCKS, total - lbn);
+        const buf = Buffer.alloc(n * bs);
+        readLogicalBytes(base, base.map, lbn * bs, buf);
+        while (k < lbns.length && lbns[k] < lbn + n) {
+          overlay.read(lbns[k], buf.subarray((lbns[k] - lbn) * bs, (lbns[k] - lbn + 1) * bs), fds);
+          k++;
+        }
+        if (sink.skip && isZero(buf)) sink.skip(buf.length);
+        else await sink.write(buf);
+        bytes += buf.length;
+        progress.update(bytes);
+      }
+      await sink.finish();
+    } catch (err) {
+      sink.discard();
+      throw err;
+    } finally {
+      progress.stop();
+      for (const fd of fds) fs.closeSync(fd);
+    }
+    return { ...resultOf(dir, point, overlay), bytes };
+  });
+}
+
+/** True when `spec` names a local protection destination: a directory holding protect.json. */
+export function isProtectDestination(spec: string): boolean {
+  try {
+    return fs.statSync(spec).isDirectory() && fs.existsSync(path.join(spec, 'protect.json'));
+  } catch {
+    return false;
+  }
+}
