@@ -1,0 +1,88 @@
+import { Args, Flags } from '@oclif/core';
+import { ImgstreamCommand } from '../_cli/base.js';
+import { peerClientOptions, type PeerFlagValues } from '../_cli/peer-flags.js';
+import { peerFlags } from '../_cli/mirror-peer.js';
+import { UsageError } from '../../src/errors.js';
+import { openProtectDestination } from '../../src/journal/destination.js';
+import { protect, type ProtectEvent } from '../../src/journal/shipper.js';
+import { isPeerSpec } from '../../src/media/resolve.js';
+import { formatSize } from '../../src/size.js';
+
+export default class Protect extends ImgstreamCommand {
+  static override summary = 'Ship a volume\'s write journal to a protection destination continuously (restore as of any moment).';
+  static override description = `Continuous protection. The volume must be served with "serve nbd VOL --journal": the server time-stamps and journals every write, trim and write-zeroes it acknowledges. This command ships that journal to DEST (a directory on this machine, or peer://HOST:PORT/NAME on an imgstream peer daemon) as it grows, in intervals of --interval: within one interval only the last version of each block travels, so a block rewritten a thousand times in a second costs one block. The destination keeps --keep of history; "restore --to NEW --as-of TIME --from DEST" then rebuilds the disk as it was at the end of the last interval at or before TIME (every write acknowledged before that moment, none after), and "protect status DEST" lists the window and recovery points. Snapshots taken on the source end an interval and arrive as snapshots.
+
+The first run sends a seed (the whole mapped disk, from a snapshot the server takes for it). When the destination is unreachable the journal accumulates in VOL.journal/ up to the server's --journal-size; past it the journal overflows into a list of changed blocks and the next transfer is a resync of just those blocks (reported, never silent). A run that is stopped or killed resumes where the destination acknowledged.
+
+One line per interval shipped (with --json one JSON object: seq, start, end, blocks, bytes, records, lagMs, bytesPerSecond), and the lag, the age of the oldest write not yet shipped. SIGINT or SIGTERM lets the interval in flight finish (or be abandoned: the destination keeps its previous state) and exits 0.`;
+  static override examples = [
+    '<%= config.bin %> serve nbd vm.vol --socket /run/vm.sock --journal &',
+    '<%= config.bin %> protect vm.vol --to /backup/vm.cdp --interval 1s --keep 24h',
+    '<%= config.bin %> protect vm.vol --to peer://dr.example:7411/vm.cdp --token-file token --tls-ca ca.pem --json',
+    '<%= config.bin %> protect status /backup/vm.cdp',
+    '<%= config.bin %> restore --to vm-1015.vol --as-of 2026-12-03T10:15:02.250Z --from /backup/vm.cdp',
+  ];
+  static override args = { volume: Args.string({ description: 'Volume served with --journal (or with a journal from an earlier serve).', required: true }) };
+  static override flags = {
+    to: Flags.string({ helpValue: 'DEST', char: 't', description: 'Protection destination: a directory (created on first use), or peer://HOST:PORT/NAME.', required: true }),
+    interval: Flags.string({ helpValue: 'DURATION', description: 'Length of an interval: the granularity of recovery points (100ms, 1s, 30s, 5m).', default: '1s' }),
+    keep: Flags.string({ helpValue: 'DURATION', description: 'History the destination keeps; older intervals are folded into its base (30m, 24h, 7d).', default: '24h' }),
+    once: Flags.boolean({ description: 'Ship what the journal holds now, then exit.' }),
+    ...peerFlags,
+  };
+
+  async run() {
+    const { args, flags } = await this.parse(Protect);
+    const intervalMs = parseDuration(flags.interval, '--interval', 100);
+    const keepMs = parseDuration(flags.keep, '--keep', 1000);
+    if (keepMs < intervalMs) throw new UsageError(`--keep ${flags.keep} is shorter than --interval ${flags.interval}`);
+    const peer = peerClientOptions({ ...(flags as PeerFlagValues), 'limit-rate': undefined }, isPeerSpec(flags.to) ? [flags.to] : []);
+    const destination = openProtectDestination(flags.to, peer);
+    const stop = new AbortController();
+    const onSignal = () => stop.abort();
+    process.once('SIGINT', onSignal);
+    process.once('SIGTERM', onSignal);
+    const json = this.jsonEnabled();
+    try {
+      const sum = await protect({ volume: args.volume, destination, intervalMs, keepMs, signal: stop.signal, once: flags.once === true }, (e) => this.event(e, json));
+      if (json) process.stdout.write(`${JSON.stringify({ time: new Date().toISOString(), event: 'stopped', ...sum })}\n`);
+      else this.log(`${new Date().toISOString()} stopped: ${sum.intervals} intervals${sum.resyncs ? ` (${sum.resyncs} resyncs)` : ''}, ${formatSize(sum.bytes)} shipped; ${destination.description} holds the journal up to record ${sum.journalTo}`);
+    } finally {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+    }
+  }
+
+  private event(e: ProtectEvent, json: boolean): void {
+    const time = new Date().toISOString();
+    if (json) {
+      process.stdout.write(`${JSON.stringify({ time, ...e })}\n`);
+      return;
+    }
+    let text: string;
+    switch (e.event) {
+      case 'seed':
+        text = `seed: ${e.blocks} blocks (${formatSize(e.bytes)}) as of ${e.time}`;
+        break;
+      case 'interval':
+        text = `${e.kind === 'resync' ? 'resync' : 'interval'} ${e.seq} ${e.start} .. ${e.end}: ${e.blocks} blocks (${formatSize(e.bytes)}) from ${e.records} writes${e.snapshots.length ? `, snapshot ${e.snapshots.join(', ')}` : ''}; lag ${(e.lagMs / 1000).toFixed(2)} s, ${formatSize(e.bytesPerSecond)}/s`;
+        break;
+      case 'overflow':
+        text = `the journal overflowed: resyncing ${e.blocks} changed blocks (the destination holds records up to ${e.after})`;
+        break;
+      case 'waiting':
+        text = `waiting: ${e.reason}`;
+        break;
+    }
+    process.stdout.write(`${time} ${text}\n`);
+  }
+}
+
+/** "250ms", "1s", "5m", "24h", "7d" in milliseconds (at least `min`). */
+export function parseDuration(text: string, flag: string, min: number): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)$/.exec(text.trim());
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
+  const ms = m ? Number(m[1]) * unit[m[2] as keyof typeof unit] : NaN;
+  if (!(ms >= min)) throw new UsageError(`invalid ${flag} "${text}"`, `use a duration of at least ${min} ms, e.g. 1s, 5m, 24h, 7d`);
+  return ms;
+}
