@@ -110,7 +110,7 @@ registerControlOp('snapshot.create', (vol, args, session) => {
   assertServedWritable(vol);
   const name = stringArg(args, 'name');
   const temporary = booleanArg(args, 'temporary');
-  const e = vol.createSnapshot(name, { shadow: booleanArg(args, 'shadow'), master: booleanArg(args, 'master') });
+  const e = vol.createSnapshot(name, { shadow: booleanArg(args, 'shadow'), master: booleanArg(args, 'master'), internal: temporary });
   if (temporary || booleanArg(args, 'pin')) session.pins.pin(e, { session: session.id, pid: session.pid }, { temporary });
   return e;
 });

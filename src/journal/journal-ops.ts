@@ -21,29 +21,24 @@ function writerOf(vol: Volume): JournalWriter {
   return w;
 }
 
-function takeSnapshot(vol: Volume, w: JournalWriter, session: ControlSession, what: string): string {
+function takeSnapshot(vol: Volume, session: ControlSession, what: string): string {
   session.commit();
   const name = `protect-${what}-${Date.now()}-${session.id}`;
-  w.quiet = true;
-  try {
-    const e = vol.createSnapshot(name, {});
-    session.pins.pin(e, { session: session.id, pid: session.pid }, { temporary: true });
-  } finally {
-    w.quiet = false;
-  }
+  const e = vol.createSnapshot(name, { internal: true });
+  session.pins.pin(e, { session: session.id, pid: session.pid }, { temporary: true });
   return name;
 }
 
 registerControlOp('journal.seed', (vol, _args, session): JournalSnapshotAnswer => {
   const w = writerOf(vol);
-  const snapshot = takeSnapshot(vol, w, session, 'seed');
+  const snapshot = takeSnapshot(vol, session, 'seed');
   w.sync();
   return { snapshot, journalTo: w.lastSeq, time: Date.now() };
 });
 
 registerControlOp('journal.resync', (vol, _args, session): JournalSnapshotAnswer => {
   const w = writerOf(vol);
-  const snapshot = takeSnapshot(vol, w, session, 'resync');
+  const snapshot = takeSnapshot(vol, session, 'resync');
   const { seq } = w.resyncPoint(snapshot);
   return { snapshot, journalTo: seq, time: Date.now() };
 });

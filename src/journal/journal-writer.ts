@@ -126,12 +126,8 @@ export class JournalWriter implements VolumeObserver {
     if (end > endWhole * bs) this.appendReadBack(endWhole * bs, end - endWhole * bs);
   }
 
-  /** Snapshots taken while this is set are the shipper's own (seed, resync): no marker. */
-  quiet = false;
-
   /** Records that a snapshot was taken now (it arrives at destinations as a snapshot). */
   snapshotTaken(entry: SnapshotEntry): void {
-    if (this.quiet) return;
     this.append(RecordKind.Snapshot, 0, 0, markerPayload({ name: entry.name }));
   }
 
@@ -395,11 +391,14 @@ function tornTail(file: string, at: number, size: number): boolean {
   return h !== null && at + RECORD_HEADER_BYTES + h.payloadBytes >= size;
 }
 
-/** Milliseconds since the epoch with sub-millisecond resolution, never going back within a process. */
+/**
+ * Milliseconds since the epoch, on the wall clock clients and restore requests use
+ * (whole milliseconds: a record is stamped no later than its reply leaves), never going
+ * back within a process.
+ */
 let lastNow = 0;
-const origin = Date.now() - performance.now();
 function now(): number {
-  const t = origin + performance.now();
+  const t = Date.now();
   lastNow = t > lastNow ? t : lastNow;
   return lastNow;
 }

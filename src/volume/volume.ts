@@ -529,7 +529,8 @@ export class Volume implements MapStorage {
 
   // ---------------------------------------------------------------- snapshots
 
-  createSnapshot(name: string, opts: { shadow?: boolean; master?: boolean } = {}): SnapshotEntry {
+  /** `internal`: a snapshot a command takes for itself (a temporary one): no observer hears of it. */
+  createSnapshot(name: string, opts: { shadow?: boolean; master?: boolean; internal?: boolean } = {}): SnapshotEntry {
     this.assertWritable();
     validateSnapshotName(name);
     if (this.table.some((e) => e?.name === name)) throw new ExistsError(`${this.path}: snapshot "${name}" already exists`, 'choose another name, or delete the old one first');
@@ -566,7 +567,7 @@ export class Volume implements MapStorage {
     this.writeTableEntry(slot, entry);
     this.commit();
     this.allocator.reset();
-    this.observer?.snapshotTaken(entry);
+    if (!opts.internal) this.observer?.snapshotTaken(entry);
     return entry;
   }
 

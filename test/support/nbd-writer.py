@@ -15,6 +15,7 @@ p.add_argument('--flush-every', type=int, default=50)
 p.add_argument('--pause-ms', type=float, default=0)
 p.add_argument('--aligned', action='store_true', help='whole 4 KiB blocks only')
 p.add_argument('--count', type=int, default=0, help='stop after this many requests')
+p.add_argument('--announce', action='store_true', help='print each request (with "pending": true) before sending it')
 a = p.parse_args()
 
 BS = 4096
@@ -53,16 +54,19 @@ while time.time() < end and (a.count == 0 or i < a.count):
         seed = rnd.randrange(1 << 30)
         buf = data_of(seed, ln)
         t0 = time.time() * 1000
+        if a.announce: out({'op': 'w', 'off': off, 'len': ln, 'seed': seed, 't0': t0, 'pending': True})
         h.pwrite(buf, off)
         t1 = time.time() * 1000
         out({'op': 'w', 'off': off, 'len': ln, 'seed': seed, 't0': t0, 't1': t1})
     elif k < 0.9:
         t0 = time.time() * 1000
+        if a.announce: out({'op': 'z', 'off': off, 'len': ln, 't0': t0, 'pending': True})
         h.zero(ln, off)
         t1 = time.time() * 1000
         out({'op': 'z', 'off': off, 'len': ln, 't0': t0, 't1': t1})
     else:
         t0 = time.time() * 1000
+        if a.announce: out({'op': 't', 'off': off, 'len': ln, 't0': t0, 'pending': True})
         h.trim(ln, off)
         t1 = time.time() * 1000
         out({'op': 't', 'off': off, 'len': ln, 't0': t0, 't1': t1})

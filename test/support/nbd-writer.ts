@@ -29,11 +29,29 @@ export function dataOf(seed: number, n: number): Buffer {
   return b.subarray(0, n);
 }
 
+/** The acknowledged requests of a writer's output, and the one in flight when it was cut off (--announce). */
+export function parseRun(text: string): { log: LoggedOp[]; inFlight: LoggedOp | null } {
+  const log: LoggedOp[] = [];
+  let inFlight: LoggedOp | null = null;
+  for (const line of text.split('\n')) {
+    if (line.trim() === '') continue;
+    let o: LoggedOp & { pending?: boolean };
+    try {
+      o = JSON.parse(line) as LoggedOp & { pending?: boolean };
+    } catch {
+      continue; // a line cut by a kill
+    }
+    if (o.pending) inFlight = o;
+    else {
+      log.push(o);
+      inFlight = null;
+    }
+  }
+  return { log, inFlight };
+}
+
 export function parseLog(text: string): LoggedOp[] {
-  return text
-    .split('\n')
-    .filter((l) => l.trim() !== '')
-    .map((l) => JSON.parse(l) as LoggedOp);
+  return parseRun(text).log;
 }
 
 /** Applies one logged request to a model disk. */
@@ -54,7 +72,7 @@ export function modelAt(base: Buffer, log: LoggedOp[], boundary: number): Buffer
 }
 
 /** Runs the writer; resolves with its log once it exits. */
-export function runWriter(uri: string, args: string[]): Promise<{ code: number | null; log: LoggedOp[]; stderr: string }> {
+export function runWriter(uri: string, args: string[]): Promise<{ code: number | null; log: LoggedOp[]; inFlight: LoggedOp | null; stderr: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(PYTHON, [WRITER, uri, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
@@ -62,6 +80,6 @@ export function runWriter(uri: string, args: string[]): Promise<{ code: number |
     child.stdout.on('data', (b: Buffer) => (out += b.toString()));
     child.stderr.on('data', (b: Buffer) => (err += b.toString()));
     child.on('error', reject);
-    child.on('close', (code) => resolve({ code, log: parseLog(out), stderr: err }));
+    child.on('close', (code) => resolve({ code, ...parseRun(out), stderr: err }));
   });
 }
