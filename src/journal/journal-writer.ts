@@ -67,12 +67,15 @@ export class JournalWriter implements VolumeObserver {
   /** Set while overflowed: the LBNs changed since dirty.after, in place of records. */
   private dirty: { after: number; lbns: Set<number> } | null = null;
   private dirtyChanged = false;
+  /** In the current segment: [record seq, segment bytes up to and including it] at each CP marker. */
+  private cpOffsets: Array<[number, number]> = [];
   readonly recovery: JournalRecovery;
 
   private constructor(private readonly vol: Volume, opts: JournalWriterOptions) {
     this.dir = journalDirOf(vol.path);
     this.limit = opts.limitBytes ?? DEFAULT_LIMIT;
-    this.segmentLimit = opts.segmentBytes ?? DEFAULT_SEGMENT;
+    // segments small enough that deleting shipped ones frees space well within the limit
+    this.segmentLimit = opts.segmentBytes ?? Math.max(1 << 20, Math.min(DEFAULT_SEGMENT, Math.floor(this.limit / 4)));
     this.report = opts.report ?? (() => {});
     this.recovery = { replayed: 0, tornBytes: 0, generation: vol.rootRecord.generation };
   }
@@ -141,8 +144,14 @@ export class JournalWriter implements VolumeObserver {
   /** After a CP committed `generation`: marks it, trims shipped segments, checks the size limit. */
   afterCp(generation: number): void {
     this.append(RecordKind.Cp, 0, 0, markerPayload({ generation }));
+    this.cpOffsets.push([this.seq, this.segBytes]);
     if (this.segBytes >= this.segmentLimit) this.roll();
     this.trimShipped();
+    // all shipped: begin a new segment so the old one can go
+    if (this.segBytes >= this.segmentLimit / 4 && (readShipped(this.dir)?.journalTo ?? 0) >= this.seq) {
+      this.roll();
+      this.trimShipped();
+    }
     if (this.dirty === null && this.held > this.limit) this.overflow();
     if (this.dirty !== null && this.dirtyChanged) {
       writeDirty(this.dir, { after: this.dirty.after, upTo: this.seq, lbns: [...this.dirty.lbns].sort((a, b) => a - b) });
@@ -255,6 +264,7 @@ export class JournalWriter implements VolumeObserver {
     }
     this.segFirst = firstSeq;
     this.segBytes = create ? 0 : fs.fstatSync(this.fd).size;
+    this.cpOffsets = [];
   }
 
   /** Deletes the segments a destination holds entirely; recounts the bytes kept. */
@@ -269,8 +279,12 @@ export class JournalWriter implements VolumeObserver {
         fs.rmSync(s.path, { force: true });
         continue;
       }
-      if (s.firstSeq === this.segFirst) this.held += this.segBytes;
-      else this.held += fs.statSync(s.path).size;
+      if (s.firstSeq === this.segFirst) {
+        // the current segment: only what follows the last CP marker the destination holds
+        let from = 0;
+        for (const [seq, end] of this.cpOffsets) if (seq <= shipped) from = end;
+        this.held += this.segBytes - from;
+      } else this.held += fs.statSync(s.path).size;
     }
     if (this.dirty === null && readDirty(this.dir) !== null && shipped >= (readDirty(this.dir)!.upTo)) removeDirty(this.dir);
   }

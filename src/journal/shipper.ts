@@ -8,7 +8,7 @@
 // The first transfer is a seed (the whole mapped disk at a journal position); after an
 // overflow (the journal dropped records a destination never had) the next transfer is a
 // resync: the blocks changed since the last acknowledged record, read from a snapshot.
-import { InvalidInputError, NotFoundError } from '../errors.js';
+import { ImgstreamError, InvalidInputError, NotFoundError } from '../errors.js';
 import { openVolumeAccess } from '../control/access.js';
 import fs from 'node:fs';
 import type { DestinationState, ProtectDestination, ProtectedSource, ShippedInterval } from './destination-api.js';
@@ -48,13 +48,37 @@ export interface ProtectSummary {
   window: DestinationState['window'];
 }
 
+/** Longest wait between two attempts to reach a destination that is down. */
+const MAX_RETRY_MS = 10_000;
+
 export async function protect(opts: ProtectOptions, report: (e: ProtectEvent) => void): Promise<ProtectSummary> {
   const dir = journalDirOf(opts.volume);
   if (!fs.existsSync(dir)) throw new NotFoundError(`${opts.volume}: has no write journal (${dir})`, 'serve it with: imgstream serve nbd VOL --journal');
   const source = await sourceOf(opts.volume);
+  const sum: ProtectSummary = { intervals: 0, seeded: false, resyncs: 0, bytes: 0, journalTo: 0, window: null };
+  // the link going down (or the peer restarting) is waited out: the journal keeps what is not shipped
+  let wait = 500;
+  for (;;) {
+    try {
+      await session(opts, dir, source, sum, report, () => (wait = 500));
+      return sum;
+    } catch (err) {
+      if (!(err instanceof ImgstreamError) || err.code !== 'network' || opts.signal.aborted || opts.once) throw err;
+      report({ event: 'waiting', reason: `${opts.destination.description} is unreachable (${err.message}); retrying in ${Math.round(wait / 1000)} s` });
+      await sleep(wait, opts.signal);
+      wait = Math.min(wait * 2, MAX_RETRY_MS);
+      if (opts.signal.aborted) return sum;
+    }
+  }
+}
+
+/** One connection's worth of shipping: until stopped, or the destination fails. */
+async function session(opts: ProtectOptions, dir: string, source: ProtectedSource, sum: ProtectSummary, report: (e: ProtectEvent) => void, reached: () => void): Promise<void> {
   const dest = opts.destination;
   let state = await dest.open(source, opts.keepMs);
-  const sum: ProtectSummary = { intervals: 0, seeded: false, resyncs: 0, bytes: 0, journalTo: state.journalTo, window: state.window };
+  reached();
+  sum.journalTo = state.journalTo;
+  sum.window = state.window;
   try {
     if (!state.seeded) {
       state = await seed(opts, dir, dest, report);
@@ -73,6 +97,8 @@ export async function protect(opts: ProtectOptions, report: (e: ProtectEvent) =>
       sum.intervals++;
       sum.bytes += bytes;
       lastEnd = iv.end;
+      sum.journalTo = state.journalTo;
+      sum.window = state.window;
       report({ event: 'interval', seq: iv.seq, kind: iv.kind, start: iso(iv.start), end: iso(iv.end), blocks: iv.blockCount, bytes, records, recordBytes, snapshots: iv.snapshots, journalTo: iv.journalTo, lagMs: firstTime === null ? 0 : Math.max(0, Date.now() - firstTime), bytesPerSecond: Math.round(bytes / secs) });
     };
     const close = async (end: number, snapshots: string[]): Promise<void> => {
@@ -127,9 +153,8 @@ export async function protect(opts: ProtectOptions, report: (e: ProtectEvent) =>
     reader.close();
     sum.journalTo = state.journalTo;
     sum.window = state.window;
-    return sum;
   } finally {
-    await dest.close();
+    await dest.close().catch(() => {});
   }
 }
 

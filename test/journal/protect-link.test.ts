@@ -1,0 +1,116 @@
+// The link to the destination down for a while under writes (here: the shipper stopped,
+// as when its destination is unreachable), then back: within --journal-size the shipper
+// catches up from where the destination acknowledged; past it the journal overflows into
+// a list of changed blocks, the next transfer is a resync of just those (reported), and
+// the result is exact.
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { randomImage, tempDir } from '../support/images.js';
+import { modelAt, PYTHON, runWriter, type LoggedOp } from '../support/nbd-writer.js';
+import { startProtect } from '../support/protect-cli.js';
+import { cli, missingBinaries, run, startServer } from '../nbd/support.js';
+
+const BS = 4096;
+const SIZE = 8 << 20;
+const hasLibnbd = fs.existsSync(PYTHON) && (await run(PYTHON, ['-c', 'import nbd'])).code === 0;
+const missing = [...missingBinaries(['qemu-img']), ...(hasLibnbd ? [] : ['python3-libnbd'])];
+const root = tempDir('imgstream-protect-link-');
+const locks = path.join(root, 'locks');
+const at = (f: string) => path.join(root, f);
+const env = { IMGSTREAM_LOCK_DIR: locks };
+afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
+
+async function exportAsOf(dest: string, t: number | string): Promise<Buffer> {
+  await cli(['volume', 'export', dest, '--as-of', typeof t === 'string' ? t : new Date(t).toISOString(), '--to', at('x.raw'), '--force'], locks);
+  return fs.readFileSync(at('x.raw'));
+}
+
+async function windowOf(dest: string): Promise<{ start: string; end: string; points: number[] }> {
+  const st = JSON.parse((await cli(['protect', 'status', dest, '--json', '--points'], locks)).stdout) as { window: { start: string; end: string }; points: Array<{ time: string }> };
+  return { ...st.window, points: st.points.map((p) => Date.parse(p.time)) };
+}
+
+function blocksOf(ops: LoggedOp[]): Set<number> {
+  const s = new Set<number>();
+  for (const o of ops) if (o.op !== 'f') for (let b = Math.floor(o.off / BS); b < Math.ceil((o.off + o.len) / BS); b++) s.add(b);
+  return s;
+}
+
+async function setup(name: string, journalSize: string) {
+  const vol = at(`${name}.vol`);
+  const base = randomImage(SIZE / BS, BS, 3, 0.5);
+  fs.writeFileSync(at(`${name}.raw`), base);
+  await cli(['volume', 'create', vol, '--size', String(SIZE)], locks);
+  await cli(['volume', 'import', vol, '--from', at(`${name}.raw`)], locks);
+  const server = await startServer(vol, ['--socket', at(`${name}.sock`), '--journal', '--journal-size', journalSize, '--cp-interval', '0.2'], locks);
+  return { vol, base, server, dest: at(`${name}.cdp`) };
+}
+
+describe.skipIf(missing.length > 0)(`protection across a link outage${missing.length ? ` (skipped: ${missing.join(', ')} not installed)` : ''}`, () => {
+  it('catches up from the last acknowledged record when the journal held everything', async () => {
+    const { vol, base, server, dest } = await setup('c', '256M');
+    let shipper = startProtect(vol, dest, ['--interval', '250ms'], env);
+    await shipper.waitFor((e) => e.event === 'seed');
+    const before = await runWriter(server.info.uri, ['--seconds', '1', '--seed', '31', '--pause-ms', '2']);
+    await shipper.waitFor((e) => e.event === 'interval' && Date.parse(String(e.end)) > before.log.at(-1)!.t1);
+    expect((await shipper.stop()).code).toBe(0);
+    const down = await runWriter(server.info.uri, ['--seconds', '1.5', '--seed', '32', '--pause-ms', '2']);
+    const log = [...before.log, ...down.log];
+    shipper = startProtect(vol, dest, ['--interval', '250ms'], env);
+    await shipper.waitFor((e) => e.event === 'interval' && Date.parse(String(e.end)) > down.log.at(-1)!.t1);
+    expect((await shipper.stop()).code).toBe(0);
+    await server.stop();
+    expect(shipper.events.filter((e) => e.event === 'seed' || e.kind === 'resync'), 'no seed, no resync: the journal had it all').toEqual([]);
+    const caughtUp = shipper.events.filter((e) => e.event === 'interval');
+    expect(caughtUp.length, 'the outage arrives as its own intervals').toBeGreaterThan(3);
+    const w = await windowOf(dest);
+    expect((await exportAsOf(dest, w.end)).equals(modelAt(base, log, Infinity)!)).toBe(true);
+    // points inside the outage are exact too: they were shipped late, not lost
+    const outage = w.points.filter((p) => p > down.log[0].t0 && p < down.log.at(-1)!.t1);
+    expect(outage.length).toBeGreaterThan(3);
+    let checked = 0;
+    for (const p of outage) {
+      const want = modelAt(base, log, p);
+      if (want === null) continue;
+      expect((await exportAsOf(dest, p)).equals(want), new Date(p).toISOString()).toBe(true);
+      if (++checked === 4) break;
+    }
+    expect(checked).toBeGreaterThan(0);
+  }, 120_000);
+
+  it('past --journal-size folds the journal into changed blocks and resyncs just those, exactly', async () => {
+    const { vol, base, server, dest } = await setup('o', '1M');
+    let shipper = startProtect(vol, dest, ['--interval', '250ms'], env);
+    await shipper.waitFor((e) => e.event === 'seed');
+    const before = await runWriter(server.info.uri, ['--seconds', '0.5', '--seed', '41', '--pause-ms', '2', '--aligned']);
+    await shipper.waitFor((e) => e.event === 'interval' && Date.parse(String(e.end)) > before.log.at(-1)!.t1);
+    expect((await shipper.stop()).code).toBe(0);
+    // the link is down: 90% of the writes to a 1% hot set, far more bytes than the journal may keep
+    const down = await runWriter(server.info.uri, ['--seconds', '2', '--seed', '42', '--pause-ms', '1', '--hot', '0.9', '--aligned']);
+    const downBytes = down.log.reduce((a, o) => a + (o.op === 'w' ? o.len : 0), 0);
+    expect(downBytes).toBeGreaterThan(2 << 20);
+    await new Promise((r) => setTimeout(r, 500)); // a CP finds the journal over its limit
+    expect(server.stderr()).toMatch(/outgrew its limit/);
+    shipper = startProtect(vol, dest, ['--interval', '250ms'], env);
+    const resync = await shipper.waitFor((e) => e.event === 'interval' && e.kind === 'resync');
+    expect(shipper.events.some((e) => e.event === 'overflow'), 'reported, never silent').toBe(true);
+    const changed = blocksOf(down.log);
+    expect(resync.blocks!, 'every block changed during the outage travels').toBeGreaterThanOrEqual(changed.size);
+    expect(resync.blocks!, 'and little more: an incremental, not a full copy').toBeLessThan(changed.size + blocksOf(before.log).size + 8);
+    expect(resync.blocks!).toBeLessThan(SIZE / BS / 4);
+    // writes after the resync are journaled and shipped as before
+    const after = await runWriter(server.info.uri, ['--seconds', '0.7', '--seed', '43', '--pause-ms', '2']);
+    await shipper.waitFor((e) => e.event === 'interval' && e.kind === 'journal' && Date.parse(String(e.end)) > after.log.at(-1)!.t1);
+    expect((await shipper.stop()).code).toBe(0);
+    await server.stop();
+    const log = [...before.log, ...down.log, ...after.log];
+    const w = await windowOf(dest);
+    expect((await exportAsOf(dest, w.end)).equals(modelAt(base, log, Infinity)!)).toBe(true);
+    const resyncPoint = Date.parse(String(resync.end));
+    const want = modelAt(base, [...before.log, ...down.log], Infinity)!;
+    expect((await exportAsOf(dest, resyncPoint)).equals(want), 'the resync point is the disk after the outage').toBe(true);
+    await cli(['volume', 'export', vol, '--to', at('src.raw'), '--force'], locks);
+    expect(fs.readFileSync(at('src.raw')).equals(modelAt(base, log, Infinity)!)).toBe(true);
+  }, 120_000);
+});
