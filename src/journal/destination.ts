@@ -6,7 +6,8 @@ import type { PeerClientOptions } from '../peer/client.js';
 import type { ProtectDestination } from './destination-api.js';
 import { LocalProtectDestination } from './local-destination.js';
 
-export { LocalProtectDestination, refuseVolumePath } from './local-destination.js';
+export { LocalProtectDestination } from './local-destination.js';
+export { refuseVolumePath } from './destination-state.js';
 
 /** The destination a `--to` string names: a directory, or peer://HOST:PORT/NAME (with the peer flags' options). */
 export function openProtectDestination(spec: string, peerOptions?: PeerClientOptions): ProtectDestination {
