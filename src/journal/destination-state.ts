@@ -34,6 +34,8 @@ export interface ProtectState {
   journalTo: number;
   /** A fold under way: intervals baseSeq+1..to are being applied to the base; `end` is interval to's end, the window's new start. */
   fold: { to: number; end: number } | null;
+  /** The source's time (ms) of each snapshot folded into the base: the end of the interval that carried it. */
+  baseSnapshotTimes?: Record<string, number>;
 }
 
 export function statePath(dir: string): string {

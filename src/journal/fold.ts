@@ -89,10 +89,14 @@ export function foldExpired(dir: string, state: ProtectState, held: HeldInterval
     }
     const { to, end } = state.fold;
     const ivDir = path.join(dir, INTERVALS_DIR);
+    const times: Record<string, number> = { ...state.baseSnapshotTimes };
     for (let seq = state.baseSeq + 1; seq <= to; seq++) {
       const ix = readIntervalIndex(path.join(ivDir, intervalFileName(seq)));
       applyMakingRoom(base, new Overlay([ix]));
-      for (const name of ix.header.snapshots) takeSnapshot(base, name);
+      for (const name of ix.header.snapshots) {
+        takeSnapshot(base, name);
+        times[name] = ix.header.end;
+      }
     }
     base.file.sync();
     crashPoint('protect-fold-applied', dir);
@@ -100,6 +104,8 @@ export function foldExpired(dir: string, state: ProtectState, held: HeldInterval
     state.baseSeq = to;
     state.baseTime = end;
     state.fold = null;
+    const kept = new Set(base.snapshots().map((x) => x.name));
+    state.baseSnapshotTimes = Object.fromEntries(Object.entries(times).filter(([name]) => kept.has(name)));
     writeState(dir, state);
     crashPoint('protect-fold-recorded', dir);
     for (let seq = from + 1; seq <= to; seq++) fs.rmSync(path.join(ivDir, intervalFileName(seq)), { force: true });

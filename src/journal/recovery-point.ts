@@ -15,6 +15,8 @@ export interface RecoveryPoint {
   time: number;
   /** Snapshots the source took at that moment. */
   snapshots: string[];
+  /** A source snapshot folded into the base (older than the window): the disk is that snapshot of the base. */
+  baseSnapshot?: string;
 }
 
 /** One stored interval as status and restore see it. */

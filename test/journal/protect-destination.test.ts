@@ -22,6 +22,8 @@ const at = (name: string) => path.join(root, name);
 const cli = (args: string[]) => runCli(args, { env, timeoutMs: 30_000 });
 const iso = (ms: number) => new Date(ms).toISOString();
 
+// this process takes destination locks too (a second shipper's refusal)
+process.env.IMGSTREAM_LOCK_DIR = env.IMGSTREAM_LOCK_DIR;
 afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
 
 function drive(dest: string, seed: number, count: number, keepMs: number, snapshotEvery = 0, extraEnv: Record<string, string> = {}) {
@@ -140,6 +142,9 @@ describe('protection destination', () => {
       expect(fs.readFileSync(raw).equals(model[Number(snap.slice(4))]), snap).toBe(true);
     }
 
+    // a folded snapshot is still a recovery point by its name, as the source took it
+    expect(exportAsOf(dest, 'snap7').equals(model[7])).toBe(true);
+
     // storage: without snapshots pinning old blocks, 3x the writes cost no more storage
     const bounded = at('bounded.cdp');
     driveOk(bounded, 13, 30, 5000);
@@ -178,7 +183,7 @@ describe('protection destination', () => {
     }
     // random moments
     const r = rng(9);
-    for (let round = 0; round < 14; round++) {
+    for (let round = 0; round < 13; round++) {
       const child = spawn(process.execPath, [DRIVER, dest, String(seed), String(count), String(keep), '5'], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
       const done = finished(child, 30_000);
       await sleep(120 + Math.floor(r() * 300));
@@ -224,6 +229,17 @@ describe('protection destination', () => {
       expectError(['protect', 'status', file], 5, `${file}: ${what}, not a protection destination`);
       await expect(new LocalProtectDestination(file).open(modelSource(seed), 1000)).rejects.toThrow(`${file}: ${what}, not a protection destination`);
     }
+    // a protection destination is no volume to restore, import or snapshot into
+    cliOk(['dump', at('plain.vol'), '--level', '0', '--to', at('plain.l0')], { env });
+    expectError(['restore', '--from', at('plain.l0'), '--to', dest], 5, `${dest}: is a protection destination, not a volume`);
+    expectError(['snapshot', 'create', dest, 'x'], 5, `${dest}: is a protection destination, not a volume`);
+    // one shipper at a time: the second is refused as busy
+    const holder = new LocalProtectDestination(dest);
+    await holder.open(modelSource(seed), 3_600_000);
+    const second = drive(dest, seed, 12, 3_600_000);
+    await holder.close();
+    expect(second.status).toBe(7);
+    expect(second.stderr).toContain('protection destination is in use by imgstream process');
     // another volume's destination is refused by a shipper
     await expect(new LocalProtectDestination(dest).open(modelSource(99), 1000)).rejects.toThrow(/protects volume 0000000f/);
     // a directory without protect.json

@@ -2,6 +2,7 @@
 // real process the tests can kill -9: seeds it when needed, then appends from the
 // destination's next interval up to COUNT, printing "appended N" after each.
 //   node dist/test/support/protect-driver.js DEST SEED COUNT KEEP_MS [SNAPSHOT_EVERY]
+import { ImgstreamError } from '../../src/errors.js';
 import { LocalProtectDestination } from '../../src/journal/destination.js';
 import { modelSource, seedImage, shippedInterval } from './protect-model.js';
 
@@ -9,10 +10,16 @@ const [dest, seedText, countText, keepText, everyText] = process.argv.slice(2);
 const seed = Number(seedText);
 const count = Number(countText);
 const d = new LocalProtectDestination(dest);
-let state = await d.open(modelSource(seed), Number(keepText));
-if (!state.seeded) state = await d.seed(seedImage(seed));
-while (state.intervalSeq < count) {
-  state = await d.append(shippedInterval(seed, state.intervalSeq + 1, { snapshotEvery: Number(everyText ?? 0) }));
-  process.stdout.write(`appended ${state.intervalSeq}\n`);
+try {
+  let state = await d.open(modelSource(seed), Number(keepText));
+  if (!state.seeded) state = await d.seed(seedImage(seed));
+  while (state.intervalSeq < count) {
+    state = await d.append(shippedInterval(seed, state.intervalSeq + 1, { snapshotEvery: Number(everyText ?? 0) }));
+    process.stdout.write(`appended ${state.intervalSeq}\n`);
+  }
+  await d.close();
+} catch (err) {
+  if (!(err instanceof ImgstreamError)) throw err;
+  process.stderr.write(`protect-driver: ${err.message}\n`);
+  process.exitCode = err.exitCode;
 }
-await d.close();
