@@ -11,7 +11,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { LocalProtectDestination } from '../../src/journal/destination.js';
 import { exportProtectedAsOf } from '../../src/journal/restore-as-of.js';
 import { fileSink } from '../../src/volume/image-io.js';
-import { cliJson, cliOk, finished, REPO_ROOT, runCli, sleep, stderrLines, writeImage } from '../support/cli.js';
+import { CLI_BIN, cliJson, cliOk, finished, listeningPort, REPO_ROOT, runCli, sleep, stderrLines, writeImage } from '../support/cli.js';
+import { makeToken } from '../peer/support.js';
 import { tempDir } from '../support/images.js';
 import { endOf, MODEL_BLOCKS, MODEL_BLOCK_SIZE, modelImages, modelSource, pointAt } from '../support/protect-model.js';
 
@@ -28,6 +29,13 @@ afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
 
 function drive(dest: string, seed: number, count: number, keepMs: number, snapshotEvery = 0, extraEnv: Record<string, string> = {}) {
   return spawnSync(process.execPath, [DRIVER, dest, String(seed), String(count), String(keepMs), String(snapshotEvery)], { env: { ...process.env, ...env, ...extraEnv }, encoding: 'utf8', timeout: 30_000 });
+}
+
+/** A peer daemon serving DIR (plain TCP, the test's token). */
+async function startDaemon(dir: string, token: string, port = 0) {
+  const child = spawn(process.execPath, [CLI_BIN, 'serve', 'peer', '--root', dir, '--listen', `127.0.0.1:${port}`, '--token-file', token, '--plain', '--json'], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const done = finished(child, 120_000);
+  return { port: await listeningPort(child, done), child, done };
 }
 
 function driveOk(dest: string, seed: number, count: number, keepMs: number, snapshotEvery = 0): void {
@@ -271,5 +279,57 @@ describe('protection destination', () => {
     expect(st.recoveryPoints).toBe(11);
     expect(fs.existsSync(at('x.raw')) || fs.existsSync(at('x.vol'))).toBe(false);
     expect(fs.readdirSync(root).filter((n) => n.includes('restoring') || n.includes('imgstream-'))).toEqual([]);
+  }, 60_000);
+
+  it('ships to a peer daemon: status and restore exact, kill -9 of the daemon and of the shipper resume', async () => {
+    const token = makeToken(root);
+    const peerRoot = at('peer-root');
+    fs.mkdirSync(peerRoot);
+    const seed = 16;
+    const count = 60;
+    const model = modelImages(seed, count);
+    let daemon = await startDaemon(peerRoot, token);
+    const url = () => `peer://127.0.0.1:${daemon.port}/vm.cdp`;
+    const ship = (n: number) => spawn(process.execPath, [DRIVER, url(), String(seed), String(n), '6000', '5'], { env: { ...process.env, ...env, PROTECT_DRIVER_TOKEN: token }, stdio: ['ignore', 'pipe', 'pipe'] });
+    try {
+      expect((await finished(ship(20), 30_000)).code).toBe(0);
+      const st = cliJson(['protect', 'status', url(), '--token-file', token, '--plain'], { env });
+      expect(st.destination).toBe(url());
+      expect(st.window.end).toBe(iso(endOf(seed, 20)));
+      expect(st.points.at(-1).seq).toBe(20);
+      const r = rng(3);
+      for (let round = 0; round < 3; round++) {
+        // the receiving side killed while intervals arrive, then restarted on the same directory
+        const shipper = ship(count);
+        const shipped = finished(shipper, 30_000);
+        await sleep(150 + Math.floor(r() * 200));
+        daemon.child.kill('SIGKILL');
+        await daemon.done;
+        const res = await shipped;
+        expect(res.code, res.stderr).not.toBe(0);
+        expect(stderrLines(res)).toEqual([expect.stringMatching(/^protect-driver: peer 127\.0\.0\.1:\d+: /)]);
+        daemon = await startDaemon(peerRoot, token);
+        // the shipper killed while the daemon receives: the daemon lets the destination go
+        const again = ship(count);
+        const againDone = finished(again, 30_000);
+        await sleep(100 + Math.floor(r() * 100));
+        again.kill('SIGKILL');
+        await againDone;
+      }
+      // the daemon may not have seen the killed shipper's connection end yet: busy (7) until it does
+      let last = await finished(ship(count), 30_000);
+      for (let i = 0; i < 20 && last.code === 7; i++) {
+        await sleep(100);
+        last = await finished(ship(count), 30_000);
+      }
+      expect(last.code, last.stderr).toBe(0);
+      const dest = path.join(peerRoot, 'vm.cdp');
+      const fin = cliJson(['protect', 'status', url(), '--token-file', token, '--plain', '--points'], { env });
+      expect(fin.window.end).toBe(iso(endOf(seed, count)));
+      for (const p of fin.points as Array<{ seq: number; time: string }>) expect((await exportInProcess(dest, p.time)).equals(model[p.seq]), `point ${p.seq}`).toBe(true);
+    } finally {
+      daemon.child.kill('SIGTERM');
+      await daemon.done;
+    }
   }, 60_000);
 });
