@@ -53,7 +53,7 @@ Encrypted streams need their key: --key-file or --passphrase-file, as given to d
     if (!flags.from?.length && !flags['as-of']) throw new UsageError('give the streams with --from, or --as-of to take them from the catalog');
     if (flags.from?.length === 1 && flags['as-of'] && isProtectDestination(flags.from[0])) {
       const r = await restoreProtectedAsOf(flags.from[0], flags['as-of'], flags.to, this.progress());
-      this.say(`${flags.to}: created as of ${r.point.time} (interval ${r.point.seq} of ${r.destination}${r.point.snapshots.length ? `, snapshots ${r.point.snapshots.join(', ')}` : ''}): ${r.overlayBlocks} blocks from ${r.intervals} interval(s) over the base`);
+      this.say(`${flags.to}: created as of ${r.point.time} (${r.point.baseSnapshot ? `snapshot ${r.point.baseSnapshot} of the base` : `interval ${r.point.seq}`} of ${r.destination}${r.point.snapshots.length && !r.point.baseSnapshot ? `, snapshots ${r.point.snapshots.join(', ')}` : ''}): ${r.overlayBlocks} blocks from ${r.intervals} interval(s) over the base`);
       return r;
     }
     if (flags.from?.length && flags['as-of']) throw new UsageError('--from and --as-of cannot be combined', 'except --from DEST, a protection destination: restore --to NEW --as-of TIME --from DEST');

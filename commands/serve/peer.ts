@@ -4,6 +4,7 @@ import { DEFAULT_FRAME_TIMEOUT_MS, DEFAULT_HANDSHAKE_TIMEOUT_MS, DEFAULT_MAX_CON
 import { formatSize } from '../../src/size.js';
 import { UsageError } from '../../src/errors.js';
 import { registerMirrorServices } from '../../src/mirror/peer.js';
+import { registerProtectServices } from '../../src/journal/protect-service.js';
 
 export default class ServePeer extends ImgstreamCommand {
   static override summary = 'Run the peer daemon: receive streams from imgstream clients and send them back.';
@@ -46,6 +47,7 @@ Every connection is logged on stderr, one line per event with time, connection n
     process.once('SIGTERM', onSignal);
     try {
       registerMirrorServices(); // mirror.update|resync|state|break and replicate.pull on DIR/NAME
+      registerProtectServices(); // protect.ship and protect.status: protection destinations DIR/NAME
       const result = await servePeer({
         root: flags.root,
         listen,

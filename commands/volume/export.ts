@@ -32,7 +32,7 @@ DEST --as-of TIME exports from a protection destination (the directory imgstream
     const sinkFor = (size: number) => (flags.to === '-' ? stdoutSink() : fileSink(flags.to, { force: flags.force, size }));
     if (flags['as-of'] !== undefined) {
       const r = await exportProtectedAsOf(args.volume, flags['as-of'], sinkFor, this.progress());
-      if (flags.to !== '-') this.say(`exported ${args.volume} as of ${r.point.time} (interval ${r.point.seq}) to ${flags.to}: ${formatSize(r.bytes)}, ${r.overlayBlocks} blocks from ${r.intervals} interval(s) over the base`);
+      if (flags.to !== '-') this.say(`exported ${args.volume} as of ${r.point.time} (${r.point.baseSnapshot ? `snapshot ${r.point.baseSnapshot} of the base` : `interval ${r.point.seq}`}) to ${flags.to}: ${formatSize(r.bytes)}, ${r.overlayBlocks} blocks from ${r.intervals} interval(s) over the base`);
       return { ...r, to: flags.to };
     }
     const ref = parseVolumeRef(args.volume);

@@ -7,6 +7,8 @@ import path from 'node:path';
 import { CorruptError, InvalidInputError, NotFoundError, NotAVolumeError } from '../errors.js';
 import type { ProtectedSource } from './destination-api.js';
 import { writeFileDurably } from './durable-file.js';
+import { Volume } from '../volume/volume.js';
+import { FLAG_MIRROR } from '../volume/volume-flags.js';
 
 export const STATE_FILE = 'protect.json';
 export const BASE_FILE = 'base.vol';
@@ -32,6 +34,8 @@ export interface ProtectState {
   journalTo: number;
   /** A fold under way: intervals baseSeq+1..to are being applied to the base; `end` is interval to's end, the window's new start. */
   fold: { to: number; end: number } | null;
+  /** The source's time (ms) of each snapshot folded into the base: the end of the interval that carried it. */
+  baseSnapshotTimes?: Record<string, number>;
 }
 
 export function statePath(dir: string): string {
@@ -49,6 +53,7 @@ export function windowOf(s: ProtectState): { start: number; end: number } | null
  * naming what it is instead (a volume file, a directory without protect.json).
  */
 export function readState(dir: string): ProtectState {
+  refuseVolumePath(dir);
   let st: fs.Stats;
   try {
     st = fs.statSync(dir);
@@ -80,3 +85,24 @@ export function writeState(dir: string, s: ProtectState): void {
 export function initialState(source: ProtectedSource, keepMs: number): ProtectState {
   return { format: FORMAT, version: 1, source: { ...source }, keepMs, seeded: false, baseSeq: 0, baseTime: 0, intervalSeq: 0, intervalEnd: 0, journalTo: 0, fold: null };
 }
+
+/** Refuses a path that is a volume file (plain or mirror), naming what it is. */
+export function refuseVolumePath(p: string): void {
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(p);
+  } catch {
+    return;
+  }
+  if (st.isDirectory()) return;
+  let what = 'a file';
+  try {
+    const v = Volume.openView(p);
+    what = (v.rootRecord.flags & FLAG_MIRROR) !== 0 ? 'a mirror destination volume' : 'an imgstream volume';
+    v.close();
+  } catch {
+    /* not a volume */
+  }
+  throw new NotAVolumeError(`${p}: is ${what}, not a protection destination (a directory)`, 'give a directory: imgstream protect creates it');
+}
+

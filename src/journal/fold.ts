@@ -9,8 +9,9 @@
 // state, and snapshots already taken are skipped.
 import fs from 'node:fs';
 import path from 'node:path';
-import { BusyError } from '../errors.js';
+import { BusyError, VolumeFullError } from '../errors.js';
 import { Volume } from '../volume/volume.js';
+import { crashPoint } from '../volume/crash-point.js';
 import { BASE_FILE, INTERVALS_DIR, writeState, type ProtectState } from './destination-state.js';
 import { fsyncDirectory } from './durable-file.js';
 import { intervalFileName, readIntervalIndex } from './interval-file.js';
@@ -36,10 +37,33 @@ export function foldTarget(state: ProtectState, held: HeldInterval[]): HeldInter
 function takeSnapshot(base: Volume, name: string): void {
   if (base.snapshots().some((s) => s.name === name)) return; // taken before a crash
   if (base.freeSnapshotSlots().length === 0) {
-    const oldest = [...base.snapshots()].sort((a, b) => a.id - b.id)[0];
-    if (oldest) base.deleteSnapshot(oldest.name);
+    const oldest = oldestSnapshot(base);
+    if (oldest !== null) base.deleteSnapshot(oldest);
   }
   base.createSnapshot(name);
+}
+
+/** The oldest snapshot of the base, which goes first when room is needed. */
+function oldestSnapshot(base: Volume): string | null {
+  return [...base.snapshots()].sort((a, b) => a.id - b.id)[0]?.name ?? null;
+}
+
+/**
+ * Applies an interval to the base; when the base is full (the snapshots it keeps pin old
+ * blocks), its oldest snapshots are deleted one at a time until the interval fits.
+ */
+function applyMakingRoom(base: Volume, overlay: Overlay): void {
+  for (;;) {
+    try {
+      applyOverlay(base, overlay);
+      return;
+    } catch (err) {
+      const oldest = oldestSnapshot(base);
+      if (!(err instanceof VolumeFullError) || oldest === null) throw err;
+      base.abort();
+      base.deleteSnapshot(oldest);
+    }
+  }
 }
 
 /**
@@ -61,20 +85,29 @@ export function foldExpired(dir: string, state: ProtectState, held: HeldInterval
       const t = foldTarget(state, held)!;
       state.fold = { to: t.seq, end: t.end };
       writeState(dir, state);
+      crashPoint('protect-fold-started', dir);
     }
     const { to, end } = state.fold;
     const ivDir = path.join(dir, INTERVALS_DIR);
+    const times: Record<string, number> = { ...state.baseSnapshotTimes };
     for (let seq = state.baseSeq + 1; seq <= to; seq++) {
       const ix = readIntervalIndex(path.join(ivDir, intervalFileName(seq)));
-      applyOverlay(base, new Overlay([ix]));
-      for (const name of ix.header.snapshots) takeSnapshot(base, name);
+      applyMakingRoom(base, new Overlay([ix]));
+      for (const name of ix.header.snapshots) {
+        takeSnapshot(base, name);
+        times[name] = ix.header.end;
+      }
     }
     base.file.sync();
+    crashPoint('protect-fold-applied', dir);
     const from = state.baseSeq;
     state.baseSeq = to;
     state.baseTime = end;
     state.fold = null;
+    const kept = new Set(base.snapshots().map((x) => x.name));
+    state.baseSnapshotTimes = Object.fromEntries(Object.entries(times).filter(([name]) => kept.has(name)));
     writeState(dir, state);
+    crashPoint('protect-fold-recorded', dir);
     for (let seq = from + 1; seq <= to; seq++) fs.rmSync(path.join(ivDir, intervalFileName(seq)), { force: true });
     fsyncDirectory(ivDir);
     const keepFrom = held.findIndex((h) => h.seq > to);

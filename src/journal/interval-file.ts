@@ -227,6 +227,28 @@ export function readIntervalHeader(file: string): IntervalHeader & { bytes: numb
   return { ...ix.header, bytes: ix.bytes };
 }
 
+/**
+ * The header of a file whose index cannot be trusted (truncated, damaged): read from its
+ * first bytes alone, or null when those are damaged too. For listing a damaged interval.
+ */
+export function readDamagedHeader(file: string): IntervalHeader | null {
+  try {
+    const fd = fs.openSync(file, 'r');
+    try {
+      const start = Buffer.alloc(8);
+      if (fs.readSync(fd, start, 0, 8, 0) !== 8 || start.readUInt32LE(0) !== HEAD_MAGIC) return null;
+      const json = Buffer.alloc(start.readUInt32LE(4));
+      if (json.length > 1 << 20 || fs.readSync(fd, json, 0, json.length, 8) !== json.length) return null;
+      const h = JSON.parse(json.toString('utf8')) as IntervalHeader;
+      return Number.isFinite(h.end) && Number.isFinite(h.start) ? h : null;
+    } finally {
+      fs.closeSync(fd);
+    }
+  } catch {
+    return null;
+  }
+}
+
 /** Reads one block of an interval file at byte `offset` into `out`, checking its checksum. */
 export function readIntervalBlock(fd: number, file: string, lbn: number, offset: number, crc: number, out: Buffer): void {
   const got = fs.readSync(fd, out, 0, out.length, offset);

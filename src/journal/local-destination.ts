@@ -6,14 +6,14 @@
 // by close() or the process's death.
 import fs from 'node:fs';
 import path from 'node:path';
-import { ExistsError, InvalidInputError, NotAVolumeError, fromSystemError } from '../errors.js';
+import { ExistsError, InvalidInputError, fromSystemError } from '../errors.js';
 import { VolumeLock } from '../volume/volume-lock.js';
 import { Volume } from '../volume/volume.js';
-import { FLAG_MIRROR } from '../volume/volume-flags.js';
 import { writeLogicalBlocks, unmapLogicalBlocks } from '../volume/logical-io.js';
 import { removeStaleTemp } from '../media/stale-temp.js';
+import { crashPoint } from '../volume/crash-point.js';
 import type { DestinationState, IntervalBlock, ProtectDestination, ProtectedSource, SeedImage, ShippedInterval } from './destination-api.js';
-import { BASE_FILE, INTERVALS_DIR, STATE_FILE, initialState, readState, windowOf, writeState, type ProtectState } from './destination-state.js';
+import { BASE_FILE, INTERVALS_DIR, STATE_FILE, initialState, readState, refuseVolumePath, windowOf, writeState, type ProtectState } from './destination-state.js';
 import { fsyncDirectory } from './durable-file.js';
 import { foldExpired, type HeldInterval } from './fold.js';
 import { intervalSeqOf, readIntervalHeader, writeIntervalFile, intervalFileName } from './interval-file.js';
@@ -21,27 +21,9 @@ import { OVERLAY_CP_BLOCKS } from './overlay.js';
 
 /** Base volume size in blocks per logical block: room for the snapshots it keeps. */
 const BASE_BLOCKS_PER_LOGICAL = 4;
+/** Plus room for metadata and CP journals on a small disk. */
+const BASE_SPARE_BLOCKS = 4096;
 const RUN_BLOCKS = 256;
-
-/** Refuses a path that is a volume file (plain or mirror), naming what it is. */
-export function refuseVolumePath(p: string): void {
-  let st: fs.Stats;
-  try {
-    st = fs.statSync(p);
-  } catch {
-    return;
-  }
-  if (st.isDirectory()) return;
-  let what = 'a file';
-  try {
-    const v = Volume.openView(p);
-    what = (v.rootRecord.flags & FLAG_MIRROR) !== 0 ? 'a mirror destination volume' : 'an imgstream volume';
-    v.close();
-  } catch {
-    /* not a volume */
-  }
-  throw new NotAVolumeError(`${p}: is ${what}, not a protection destination (a directory)`, 'give a directory: imgstream protect creates it');
-}
 
 export class LocalProtectDestination implements ProtectDestination {
   readonly description: string;
@@ -104,6 +86,8 @@ export class LocalProtectDestination implements ProtectDestination {
           writeState(this.dir, s);
         }
       }
+      // only the lock's holder writes here: temporary files are a killed writer's
+      for (const n of fs.readdirSync(this.dir)) if (/^protect\.json\.\d+\.tmp$/.test(n)) fs.rmSync(path.join(this.dir, n), { force: true });
       this.state = s;
       this.held = this.loadHeld(s);
       foldExpired(this.dir, s, this.held);
@@ -145,7 +129,7 @@ export class LocalProtectDestination implements ProtectDestination {
     const tmp = path.join(this.dir, `${prefix}${process.pid}`);
     fs.rmSync(tmp, { force: true });
     try {
-      Volume.create(tmp, { size: logicalSize, blockSize, nblocks: logicalBlocks * BASE_BLOCKS_PER_LOGICAL, uuid });
+      Volume.create(tmp, { size: logicalSize, blockSize, nblocks: logicalBlocks * BASE_BLOCKS_PER_LOGICAL + BASE_SPARE_BLOCKS, uuid });
       const vol = Volume.open(tmp, { write: true });
       try {
         await writeSeedBlocks(vol, image.blocks, image.blockCount, logicalBlocks);
@@ -175,6 +159,7 @@ export class LocalProtectDestination implements ProtectDestination {
     }
     if (interval.journalTo < s.journalTo) throw new InvalidInputError(`${this.dir}: interval ${interval.seq} ends at journal record ${interval.journalTo}, before ${s.journalTo}`);
     const bytes = await writeIntervalFile(this.ivDir, interval, { blockSize: s.source.blockSize, logicalBlocks: s.source.logicalSize / s.source.blockSize, source: s.source.uuid });
+    crashPoint('protect-interval-written', this.dir);
     s.intervalSeq = interval.seq;
     s.intervalEnd = interval.end;
     s.journalTo = interval.journalTo;

@@ -15,7 +15,9 @@ export interface ProtectStatus {
   window: { start: string; end: string } | null;
   /** Recovery points: the base's, then one per interval held. */
   recoveryPoints: number;
-  points: Array<{ seq: number; time: string; kind: 'base' | 'journal' | 'resync'; blocks: number; bytes: number; snapshots: string[] }>;
+  points: Array<{ seq: number; time: string; kind: 'base' | 'journal' | 'resync'; blocks: number; bytes: number; snapshots: string[]; damaged?: string }>;
+  /** Damaged or missing interval files: the recovery points from the first one on cannot be rebuilt. */
+  damaged: string[];
   base: { seq: number; time: string | null; bytes: number; snapshots: string[] };
   intervals: { count: number; bytes: number };
   journalTo: number;
@@ -39,13 +41,9 @@ export function protectStatus(dir: string): ProtectStatus {
   // a fold may delete interval files while they are listed: read again then
   for (let attempt = 0; ; attempt++) {
     const s = readState(dir);
-    let held: PointInfo[];
-    try {
-      held = listPoints(dir, s);
-    } catch (err) {
-      if (attempt < 3 && readState(dir).baseSeq !== s.baseSeq) continue;
-      throw err;
-    }
+    const list = listPoints(dir, s);
+    if (list.unreadable && attempt < 3 && readState(dir).baseSeq !== s.baseSeq) continue;
+    const held: PointInfo[] = list.points;
     const w = windowOf(s);
     const first = s.fold ? s.fold.to : s.baseSeq;
     const visible = held.filter((p) => p.seq > first);
@@ -61,7 +59,7 @@ export function protectStatus(dir: string): ProtectStatus {
       }
     }
     const basePoint = { seq: first, time: w ? iso(w.start) : '', kind: 'base' as const, blocks: 0, bytes: 0, snapshots: [] as string[] };
-    const points = s.seeded ? [basePoint, ...visible.map((p) => ({ seq: p.seq, time: iso(p.end), kind: p.kind, blocks: p.blocks, bytes: p.bytes, snapshots: p.snapshots }))] : [];
+    const points = s.seeded ? [basePoint, ...visible.map((p) => ({ seq: p.seq, time: iso(p.end), kind: p.kind, blocks: p.blocks, bytes: p.bytes, snapshots: p.snapshots, ...(p.damaged ? { damaged: p.damaged } : {}) }))] : [];
     return {
       destination: dir,
       source: s.source,
@@ -72,6 +70,7 @@ export function protectStatus(dir: string): ProtectStatus {
       points,
       base: { seq: s.baseSeq, time: s.seeded ? iso(s.baseTime) : null, bytes: allocatedBytes(baseFile), snapshots: baseSnapshots },
       intervals: { count: held.length, bytes: held.reduce((a, p) => a + p.bytes, 0) },
+      damaged: [...held.flatMap((p) => (p.damaged ? [p.damaged] : [])), ...(list.unreadable ? [list.unreadable.message] : [])],
       journalTo: s.journalTo,
       foldingTo: s.fold ? s.fold.to : null,
       shipper: VolumeLock.holder(dir)?.pid ?? null,

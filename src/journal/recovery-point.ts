@@ -4,9 +4,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { AS_OF_DATE_FORMS, parseAsOfDate } from '../catalog/as-of.js';
-import { InvalidInputError, NotFoundError } from '../errors.js';
+import { CorruptError, InvalidInputError, NotFoundError } from '../errors.js';
 import { INTERVALS_DIR, windowOf, type ProtectState } from './destination-state.js';
-import { intervalFileName, readIntervalHeader } from './interval-file.js';
+import { intervalFileName, readDamagedHeader, readIntervalHeader } from './interval-file.js';
 
 export interface RecoveryPoint {
   /** Apply the intervals after the base up to this seq (baseSeq: the base alone). */
@@ -15,6 +15,8 @@ export interface RecoveryPoint {
   time: number;
   /** Snapshots the source took at that moment. */
   snapshots: string[];
+  /** A source snapshot folded into the base (older than the window): the disk is that snapshot of the base. */
+  baseSnapshot?: string;
 }
 
 /** One stored interval as status and restore see it. */
@@ -26,20 +28,39 @@ export interface PointInfo {
   snapshots: string[];
   blocks: number;
   bytes: number;
+  /** Why this interval cannot be read (its index is damaged): the recovery points from it on cannot be rebuilt. */
+  damaged?: string;
+}
+
+/** The intervals held, and the error of the first one so damaged that even its time is unknown (the list stops before it). */
+export interface HeldPoints {
+  points: PointInfo[];
+  unreadable: CorruptError | NotFoundError | null;
 }
 
 const iso = (ms: number) => new Date(ms).toISOString();
 
-/** The intervals held after the base, oldest first (headers only are trusted; indexes are checked). */
-export function listPoints(dir: string, s: ProtectState): PointInfo[] {
-  const out: PointInfo[] = [];
+/**
+ * The intervals held after the base, oldest first, their indexes checked. A damaged one
+ * is listed with `damaged` when its header still gives its time; when even that is
+ * unreadable (or the file is missing) the list stops there, with the error in `unreadable`.
+ */
+export function listPoints(dir: string, s: ProtectState): HeldPoints {
+  const points: PointInfo[] = [];
   for (let seq = s.baseSeq + 1; seq <= s.intervalSeq; seq++) {
     const file = path.join(dir, INTERVALS_DIR, intervalFileName(seq));
-    if (!fs.existsSync(file)) throw new NotFoundError(`${file}: missing interval file (interval ${seq} of ${s.intervalSeq})`, 'the recovery points from this interval on cannot be rebuilt');
-    const h = readIntervalHeader(file);
-    out.push({ seq, start: h.start, end: h.end, kind: h.kind, snapshots: h.snapshots, blocks: h.blockCount, bytes: h.bytes });
+    if (!fs.existsSync(file)) return { points, unreadable: new NotFoundError(`${file}: missing interval file (interval ${seq} of ${s.intervalSeq})`, 'the recovery points from this interval on cannot be rebuilt') };
+    try {
+      const h = readIntervalHeader(file);
+      points.push({ seq, start: h.start, end: h.end, kind: h.kind, snapshots: h.snapshots, blocks: h.blockCount, bytes: h.bytes });
+    } catch (err) {
+      if (!(err instanceof CorruptError)) throw err;
+      const h = readDamagedHeader(file);
+      if (!h) return { points, unreadable: err };
+      points.push({ seq, start: h.start, end: h.end, kind: h.kind, snapshots: h.snapshots, blocks: h.blockCount, bytes: fs.statSync(file).size, damaged: err.message });
+    }
   }
-  return out;
+  return { points, unreadable: null };
 }
 
 export function describeWindow(dir: string, s: ProtectState): string {
@@ -48,7 +69,8 @@ export function describeWindow(dir: string, s: ProtectState): string {
 }
 
 /** The recovery point `asOf` (a time or a snapshot name) names at the destination. */
-export function recoveryPointFor(dir: string, s: ProtectState, points: PointInfo[], asOf: string): RecoveryPoint {
+export function recoveryPointFor(dir: string, s: ProtectState, held: HeldPoints, asOf: string): RecoveryPoint {
+  const points = held.points;
   const w = windowOf(s);
   if (!w) throw new NotFoundError(`${dir}: holds no recovery point yet (the first transfer has not completed)`);
   const first = s.fold ? s.fold.to : s.baseSeq;
@@ -65,6 +87,8 @@ export function recoveryPointFor(dir: string, s: ProtectState, points: PointInfo
   if (t < w.start || t > w.end) {
     throw new InvalidInputError(`${asOf === iso(t) ? asOf : `${asOf} (${iso(t)})`} is outside the recovery window of ${dir}: ${iso(w.start)} to ${iso(w.end)}`, 'list the recovery points with: imgstream protect status DEST --points');
   }
+  // past the last interval whose time is known, the point cannot be told
+  if (held.unreadable && t > (points.at(-1)?.end ?? w.start)) throw held.unreadable;
   let point: RecoveryPoint = { seq: first, time: w.start, snapshots: [] };
   for (const p of usable) if (p.end <= t) point = { seq: p.seq, time: p.end, snapshots: p.snapshots };
   return point;

@@ -23,7 +23,7 @@ import { listPoints, recoveryPointFor, type RecoveryPoint } from './recovery-poi
 export interface AsOfResult {
   destination: string;
   /** The recovery point rebuilt: its time (ISO), interval seq and snapshots. */
-  point: { seq: number; time: string; snapshots: string[] };
+  point: { seq: number; time: string; snapshots: string[]; baseSnapshot?: string };
   /** Blocks taken from intervals (distinct LBNs changed since the base). */
   overlayBlocks: number;
   /** Interval files whose indexes were read. */
@@ -52,7 +52,14 @@ async function withRecoveryPoint<T>(dir: string, asOf: string, fn: (base: Volume
   const base = await openBase(dir);
   try {
     const s = readState(dir); // read under the base's lock: no fold runs now
-    const point = recoveryPointFor(dir, s, listPoints(dir, s), asOf);
+    const held = listPoints(dir, s);
+    const inWindow = held.points.some((p) => p.seq > (s.fold?.to ?? s.baseSeq) && p.snapshots.includes(asOf));
+    const baseSnap = inWindow ? undefined : base.snapshots().find((x) => x.name === asOf);
+    if (baseSnap) {
+      // a source snapshot folded into the base: that snapshot of the base, nothing over it
+      return await fn(base, s, { seq: s.baseSeq, time: s.baseSnapshotTimes?.[asOf] ?? baseSnap.createdMs, snapshots: [asOf], baseSnapshot: asOf }, new Overlay([]));
+    }
+    const point = recoveryPointFor(dir, s, held, asOf);
     const indexes = [];
     for (let seq = s.baseSeq + 1; seq <= point.seq; seq++) indexes.push(readIntervalIndex(path.join(dir, INTERVALS_DIR, intervalFileName(seq))));
     return await fn(base, s, point, new Overlay(indexes));
@@ -62,7 +69,7 @@ async function withRecoveryPoint<T>(dir: string, asOf: string, fn: (base: Volume
 }
 
 function resultOf(dir: string, point: RecoveryPoint, overlay: Overlay): AsOfResult {
-  return { destination: dir, point: { seq: point.seq, time: new Date(point.time).toISOString(), snapshots: point.snapshots }, overlayBlocks: overlay.blockCount, intervals: overlay.indexes.length };
+  return { destination: dir, point: { seq: point.seq, time: new Date(point.time).toISOString(), snapshots: point.snapshots, ...(point.baseSnapshot ? { baseSnapshot: point.baseSnapshot } : {}) }, overlayBlocks: overlay.blockCount, intervals: overlay.indexes.length };
 }
 
 /**
@@ -82,6 +89,7 @@ export async function restoreProtectedAsOf(dir: string, asOf: string, to: string
       fs.copyFileSync(base.path, tmp, fs.constants.COPYFILE_FICLONE);
       const vol = Volume.open(tmp, { write: true });
       try {
+        if (point.baseSnapshot) vol.resetActiveTo(point.baseSnapshot);
         progress.start('restoring', overlay.blockCount, 'blocks');
         let done = 0;
         applyOverlay(vol, overlay, (n) => progress.update((done += n)));
@@ -114,6 +122,7 @@ export async function exportProtectedAsOf(dir: string, asOf: string, sinkFor: (s
     const bs = base.blockSize;
     const total = base.logicalBlocks;
     const lbns = overlay.sortedLbns();
+    const map = base.mapOf(point.baseSnapshot);
     const sink = sinkFor(total * bs);
     const fds = overlay.openFiles();
     let bytes = 0;
@@ -123,7 +132,7 @@ export async function exportProtectedAsOf(dir: string, asOf: string, sinkFor: (s
       for (let lbn = 0; lbn < total; lbn += CHUNK_BLOCKS) {
         const n = Math.min(CHUNK_BLOCKS, total - lbn);
         const buf = Buffer.alloc(n * bs);
-        readLogicalBytes(base, base.map, lbn * bs, buf);
+        readLogicalBytes(base, map, lbn * bs, buf);
         while (k < lbns.length && lbns[k] < lbn + n) {
           overlay.read(lbns[k], buf.subarray((lbns[k] - lbn) * bs, (lbns[k] - lbn + 1) * bs), fds);
           k++;

@@ -115,7 +115,11 @@ export class Volume implements MapStorage {
       if (e.code === 'not-found') throw new NotFoundError(`${path}: no such volume`, 'create one with: imgstream volume create');
       throw e;
     }
-    if (st.isDirectory()) throw new NotAVolumeError(`${path}: is a directory, not a volume`);
+    if (st.isDirectory()) {
+      // a protection destination (src/journal) is a directory holding protect.json
+      if (fs.existsSync(`${path}/protect.json`)) throw new NotAVolumeError(`${path}: is a protection destination, not a volume`, 'rebuild a volume from it with: imgstream restore --to NEW --as-of TIME --from DIR');
+      throw new NotAVolumeError(`${path}: is a directory, not a volume`);
+    }
     const lock = VolumeLock.acquire(path, st);
     let file: BlockFile | null = null;
     try {

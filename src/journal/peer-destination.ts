@@ -1,0 +1,117 @@
+// A protection destination on a peer daemon: peer://HOST:PORT/NAME is the directory NAME
+// under the daemon's root, served by protect.ship (protect-service.ts). Blocks stream in
+// batches of about 1 MiB; a transfer is durable when the daemon answers its 'end'.
+import { CorruptError, NetworkError, type ImgstreamError } from '../errors.js';
+import { errorOf } from '../format/peer-protocol.js';
+import { checkPeerClientOptions, connectPeer, errorFromWire, formatPeerUrl, parsePeerUrl, type PeerChannel, type PeerClientOptions, type PeerMessage, type PeerUrl } from '../peer/index.js';
+import type { DestinationState, IntervalBlock, ProtectDestination, ProtectedSource, SeedImage, ShippedInterval } from './destination-api.js';
+import type { ProtectStatus } from './protect-status.js';
+import { BATCH_BYTES, encodeBatch, MAX_BATCH_BLOCKS, PROTECT_PROTOCOL } from './protect-protocol.js';
+
+/** The daemon's answer: its message, or its error raised here. */
+function answer(m: PeerMessage | null, peer: string, type: string, when: string): Record<string, unknown> {
+  if (m === null) throw new NetworkError(`peer ${peer}: the daemon closed the connection ${when}`, 'see its log');
+  const e = errorOf(m.msg);
+  if (e) throw errorFromWire(e, peer);
+  if (m.msg.type !== type) throw new CorruptError(`peer ${peer}: unexpected answer ${JSON.stringify(m.msg).slice(0, 80)} ${when}`, 'the daemon does not speak this protocol version');
+  return m.msg;
+}
+
+export class PeerProtectDestination implements ProtectDestination {
+  readonly description: string;
+  private readonly url: PeerUrl;
+  private ch: PeerChannel | null = null;
+
+  constructor(spec: string, private readonly opts: PeerClientOptions) {
+    this.url = parsePeerUrl(spec, { requireName: true });
+    this.description = formatPeerUrl(this.url);
+    checkPeerClientOptions(opts, this.description);
+  }
+
+  private channel(): PeerChannel {
+    if (!this.ch) throw new Error('protection destination used before open()');
+    return this.ch;
+  }
+
+  async open(source: ProtectedSource, keepMs: number): Promise<DestinationState> {
+    const ch = await connectPeer(this.url, this.opts);
+    try {
+      await ch.send({ op: 'protect.ship', name: this.url.name, protocol: PROTECT_PROTOCOL, source: { ...source }, keepMs });
+      const m = answer(await ch.receive(), ch.peer, 'state', 'instead of opening the destination');
+      this.ch = ch;
+      return m.state as DestinationState;
+    } catch (err) {
+      await ch.close();
+      throw err;
+    }
+  }
+
+  /** Sends a transfer's header, its blocks in batches, its end; resolves with the daemon's state once it is durable there. */
+  private async transfer(header: Record<string, unknown>, blocks: AsyncIterable<IntervalBlock>): Promise<DestinationState> {
+    const ch = this.channel();
+    // the daemon may refuse at any moment: its answer is the error to raise
+    const reply = (async () => {
+      try {
+        return { m: await ch.receive() };
+      } catch (err) {
+        return { err: err as ImgstreamError };
+      }
+    })();
+    try {
+      await ch.send(header);
+      let batch: IntervalBlock[] = [];
+      let bytes = 0;
+      const flush = async () => {
+        if (!batch.length) return;
+        const { msg, payload } = encodeBatch(batch);
+        batch = [];
+        bytes = 0;
+        await ch.send(msg as unknown as Record<string, unknown>, payload.length ? payload : undefined);
+      };
+      for await (const b of blocks) {
+        batch.push({ lbn: b.lbn, data: b.data ? Buffer.from(b.data) : null });
+        bytes += b.data?.length ?? 0;
+        if (bytes >= BATCH_BYTES || batch.length >= MAX_BATCH_BLOCKS) await flush();
+      }
+      await flush();
+      await ch.send({ type: 'end' });
+    } catch (err) {
+      const r = await Promise.race([reply, new Promise<null>((resolve) => setTimeout(() => resolve(null), 2000))]);
+      if (r && 'm' in r && r.m && errorOf(r.m.msg)) throw errorFromWire(errorOf(r.m.msg)!, ch.peer);
+      throw err;
+    }
+    const r = await reply;
+    if ('err' in r) throw r.err;
+    return answer(r.m, ch.peer, 'state', 'before acknowledging the transfer').state as DestinationState;
+  }
+
+  seed(image: SeedImage): Promise<DestinationState> {
+    return this.transfer({ type: 'seed', journalTo: image.journalTo, time: image.time, blockCount: image.blockCount }, image.blocks);
+  }
+
+  append(i: ShippedInterval): Promise<DestinationState> {
+    return this.transfer({ type: 'interval', seq: i.seq, start: i.start, end: i.end, journalFrom: i.journalFrom, journalTo: i.journalTo, kind: i.kind, snapshots: i.snapshots, blockCount: i.blockCount }, i.blocks);
+  }
+
+  async close(): Promise<void> {
+    const ch = this.ch;
+    this.ch = null;
+    if (!ch) return;
+    await ch.send({ type: 'close' }).catch(() => {});
+    await ch.close();
+  }
+}
+
+/** protect status of peer://HOST:PORT/NAME. */
+export async function peerProtectStatus(spec: string, opts: PeerClientOptions): Promise<ProtectStatus> {
+  const u = parsePeerUrl(spec, { requireName: true });
+  checkPeerClientOptions(opts, formatPeerUrl(u));
+  const ch = await connectPeer(u, opts);
+  try {
+    await ch.send({ op: 'protect.status', name: u.name });
+    const m = answer(await ch.receive(), ch.peer, 'status', 'instead of the status');
+    return { ...(m.status as ProtectStatus), destination: formatPeerUrl(u) };
+  } finally {
+    await ch.close();
+  }
+}

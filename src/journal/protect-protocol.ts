@@ -1,0 +1,49 @@
+// protect.* over a peer connection (src/peer): how a shipper talks to a protection
+// destination on a daemon. After the HELLO { op: 'protect.ship', name, protocol, source,
+// keepMs } the daemon opens the destination DIR/NAME and answers { type: 'state' }; then
+// each transfer is one header message ({ type: 'seed' | 'interval', ...fields but the
+// blocks }), its blocks in 'blocks' messages, and { type: 'end' }; the daemon answers
+// { type: 'state' } once the transfer is durable, or an error. { type: 'close' } ends
+// the session. protect.status answers { type: 'status', status } and closes.
+//
+// A 'blocks' message: { type: 'blocks', lbns: number[], data: (0|1)[] } and a payload
+// holding the data of the entries with data 1, block after block (entries with 0 read as
+// zeros). About BATCH_BYTES of data per message: memory stays bounded on both sides.
+import { CorruptError, InvalidInputError } from '../errors.js';
+import type { IntervalBlock } from './destination-api.js';
+
+export const PROTECT_PROTOCOL = 1;
+export const BATCH_BYTES = 1 << 20;
+export const MAX_BATCH_BLOCKS = 4096;
+
+export interface BlocksMessage {
+  type: 'blocks';
+  lbns: number[];
+  data: Array<0 | 1>;
+}
+
+/** A batch of blocks as one message and its payload. */
+export function encodeBatch(blocks: IntervalBlock[]): { msg: BlocksMessage; payload: Buffer } {
+  const datas = blocks.flatMap((b) => (b.data ? [b.data] : []));
+  return { msg: { type: 'blocks', lbns: blocks.map((b) => b.lbn), data: blocks.map((b) => (b.data ? 1 : 0)) }, payload: Buffer.concat(datas) };
+}
+
+/** The blocks of one 'blocks' message, checked against the block size. */
+export function decodeBatch(msg: Record<string, unknown>, payload: Buffer | null, blockSize: number): IntervalBlock[] {
+  const lbns = msg.lbns;
+  const data = msg.data;
+  if (!Array.isArray(lbns) || !Array.isArray(data) || lbns.length !== data.length || lbns.length > MAX_BATCH_BLOCKS) throw new CorruptError('malformed blocks message');
+  const withData = data.filter((d) => d === 1).length;
+  if ((payload?.length ?? 0) !== withData * blockSize) throw new CorruptError(`blocks message: ${payload?.length ?? 0} bytes of data for ${withData} blocks of ${blockSize}`);
+  const out: IntervalBlock[] = [];
+  let at = 0;
+  for (let i = 0; i < lbns.length; i++) {
+    const lbn = lbns[i];
+    if (typeof lbn !== 'number' || !Number.isSafeInteger(lbn) || lbn < 0) throw new InvalidInputError(`blocks message: invalid block number ${String(lbn)}`);
+    if (data[i] === 1) {
+      out.push({ lbn, data: payload!.subarray(at, at + blockSize) });
+      at += blockSize;
+    } else out.push({ lbn, data: null });
+  }
+  return out;
+}

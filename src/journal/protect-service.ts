@@ -1,0 +1,83 @@
+// The daemon's side of protect.* (see protect-protocol.ts): a LocalProtectDestination at
+// DIR/NAME, fed from the connection. One session per destination in this daemon (the
+// destination's lock is per process, so the daemon keeps its own set), and the blocks
+// of a transfer come off the channel as the destination writes them: bounded memory.
+import { BusyError, CorruptError, InvalidInputError, NetworkError } from '../errors.js';
+import { errorOf } from '../format/peer-protocol.js';
+import { peerServices, registerPeerService, type PeerChannel, type PeerHello } from '../peer/index.js';
+import type { DestinationState, IntervalBlock, ProtectedSource } from './destination-api.js';
+import { LocalProtectDestination } from './local-destination.js';
+import { protectStatus } from './protect-status.js';
+import { decodeBatch, PROTECT_PROTOCOL } from './protect-protocol.js';
+
+const shipping = new Set<string>();
+
+function sourceOf(hello: PeerHello): ProtectedSource {
+  const s = hello.source as Record<string, unknown> | undefined;
+  if (!s || typeof s.uuid !== 'string' || typeof s.path !== 'string' || typeof s.blockSize !== 'number' || typeof s.logicalSize !== 'number') {
+    throw new InvalidInputError('protect.ship: the request names no source volume');
+  }
+  return { uuid: s.uuid, path: s.path, blockSize: s.blockSize, logicalSize: s.logicalSize };
+}
+
+/** The blocks of one transfer, read off the channel until its 'end'. */
+async function* blocksFrom(ch: PeerChannel, blockSize: number, counted: { n: number }): AsyncGenerator<IntervalBlock> {
+  for (;;) {
+    const m = await ch.receive();
+    if (m === null) throw new NetworkError(`peer ${ch.peer}: the shipper went away in the middle of a transfer`);
+    if (errorOf(m.msg)) throw new NetworkError(`peer ${ch.peer}: the shipper gave up the transfer`);
+    if (m.msg.type === 'end') return;
+    if (m.msg.type !== 'blocks') throw new CorruptError(`unexpected ${String(m.msg.type)} message in a transfer`);
+    for (const b of decodeBatch(m.msg, m.payload, blockSize)) {
+      counted.n++;
+      yield b;
+    }
+  }
+}
+
+function num(msg: Record<string, unknown>, field: string): number {
+  const v = msg[field];
+  if (typeof v !== 'number' || !Number.isFinite(v)) throw new InvalidInputError(`protect.ship: ${field} is missing or not a number`);
+  return v;
+}
+
+async function ship(ch: PeerChannel, hello: PeerHello, dir: string, log: (l: string) => void): Promise<void> {
+  if (hello.protocol !== PROTECT_PROTOCOL) throw new InvalidInputError(`protect.ship: protocol ${String(hello.protocol)} is not spoken here (${PROTECT_PROTOCOL})`, 'run the same imgstream version on both sides');
+  if (shipping.has(dir)) throw new BusyError(`${String(hello.name)}: another shipper holds this protection destination`, 'stop it first');
+  const source = sourceOf(hello);
+  const dest = new LocalProtectDestination(dir);
+  shipping.add(dir);
+  try {
+    let state: DestinationState = await dest.open(source, num(hello, 'keepMs'));
+    await ch.send({ type: 'state', state });
+    for (;;) {
+      const m = await ch.receive();
+      if (m === null || m.msg.type === 'close') return;
+      const msg = m.msg;
+      const counted = { n: 0 };
+      const blocks = blocksFrom(ch, source.blockSize, counted);
+      if (msg.type === 'seed') {
+        state = await dest.seed({ journalTo: num(msg, 'journalTo'), time: num(msg, 'time'), blockCount: num(msg, 'blockCount'), blocks });
+        log(`protect.ship ${String(hello.name)}: seed, ${counted.n} blocks`);
+      } else if (msg.type === 'interval') {
+        const kind = msg.kind === 'resync' ? 'resync' : 'journal';
+        const snapshots = Array.isArray(msg.snapshots) ? msg.snapshots.filter((x): x is string => typeof x === 'string') : [];
+        state = await dest.append({ seq: num(msg, 'seq'), start: num(msg, 'start'), end: num(msg, 'end'), journalFrom: num(msg, 'journalFrom'), journalTo: num(msg, 'journalTo'), kind, snapshots, blockCount: num(msg, 'blockCount'), blocks });
+      } else throw new CorruptError(`protect.ship: unexpected ${String(msg.type)} message`);
+      await ch.send({ type: 'state', state });
+    }
+  } finally {
+    shipping.delete(dir);
+    await dest.close();
+  }
+}
+
+/** Registers protect.ship and protect.status on every peer daemon started afterwards (once). */
+export function registerProtectServices(): void {
+  if (peerServices().has('protect.ship')) return;
+  registerPeerService('protect.ship', (ch, hello, ctx) => ship(ch, hello, ctx.path, ctx.log));
+  registerPeerService('protect.status', async (ch, _hello, ctx) => {
+    const status = protectStatus(ctx.path);
+    await ch.send({ type: 'status', status });
+  });
+}

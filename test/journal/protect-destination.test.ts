@@ -1,0 +1,335 @@
+// The protection destination (issue 14) through the real CLI: intervals shipped by a
+// driver process (test/support/protect-driver.ts, the model's intervals through
+// LocalProtectDestination), then restore --as-of / volume export --as-of compared byte for
+// byte with the model's image at the recovery point the time names; retention folding
+// exact and bounded; kill -9 of the shipping process at random moments and at each step
+// of an append and a fold; bad input.
+import { spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { LocalProtectDestination } from '../../src/journal/destination.js';
+import { exportProtectedAsOf } from '../../src/journal/restore-as-of.js';
+import { fileSink } from '../../src/volume/image-io.js';
+import { CLI_BIN, cliJson, cliOk, finished, listeningPort, REPO_ROOT, runCli, sleep, stderrLines, writeImage } from '../support/cli.js';
+import { makeToken } from '../peer/support.js';
+import { tempDir } from '../support/images.js';
+import { endOf, MODEL_BLOCKS, MODEL_BLOCK_SIZE, modelImages, modelSource, pointAt } from '../support/protect-model.js';
+
+const DRIVER = path.join(REPO_ROOT, 'dist', 'test', 'support', 'protect-driver.js');
+const root = tempDir('imgstream-protect-dest-');
+const env = { IMGSTREAM_LOCK_DIR: path.join(root, 'locks'), IMGSTREAM_MIRROR_STATE: path.join(root, 'mirrors.json') };
+const at = (name: string) => path.join(root, name);
+const cli = (args: string[]) => runCli(args, { env, timeoutMs: 30_000 });
+const iso = (ms: number) => new Date(ms).toISOString();
+
+// this process takes destination locks too (a second shipper's refusal)
+process.env.IMGSTREAM_LOCK_DIR = env.IMGSTREAM_LOCK_DIR;
+afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
+
+function drive(dest: string, seed: number, count: number, keepMs: number, snapshotEvery = 0, extraEnv: Record<string, string> = {}) {
+  return spawnSync(process.execPath, [DRIVER, dest, String(seed), String(count), String(keepMs), String(snapshotEvery)], { env: { ...process.env, ...env, ...extraEnv }, encoding: 'utf8', timeout: 30_000 });
+}
+
+/** A peer daemon serving DIR (plain TCP, the test's token). */
+async function startDaemon(dir: string, token: string, port = 0) {
+  const child = spawn(process.execPath, [CLI_BIN, 'serve', 'peer', '--root', dir, '--listen', `127.0.0.1:${port}`, '--token-file', token, '--plain', '--json'], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const done = finished(child, 120_000);
+  return { port: await listeningPort(child, done), child, done };
+}
+
+function driveOk(dest: string, seed: number, count: number, keepMs: number, snapshotEvery = 0): void {
+  const r = drive(dest, seed, count, keepMs, snapshotEvery);
+  if (r.status !== 0) throw new Error(`driver exited ${r.status ?? r.signal}: ${r.stderr}`);
+}
+
+/** A seeded generator for the times the tests pick. */
+function rng(seed: number): () => number {
+  let a = seed;
+  return () => {
+    a = (a * 1_103_515_245 + 12_345) % 2 ** 31;
+    return a / 2 ** 31;
+  };
+}
+
+/** The raw image `volume export DEST --as-of asOf` writes. */
+function exportAsOf(dest: string, asOf: string): Buffer {
+  const out = at(`as-of-${process.hrtime.bigint()}.raw`);
+  cliOk(['volume', 'export', dest, '--as-of', asOf, '--to', out], { env });
+  const img = fs.readFileSync(out);
+  fs.rmSync(out);
+  return img;
+}
+
+/** Same, in this process (many points per kill round). */
+async function exportInProcess(dest: string, asOf: string): Promise<Buffer> {
+  const out = at(`in-${process.hrtime.bigint()}.raw`);
+  await exportProtectedAsOf(dest, asOf, (size) => fileSink(out, { force: false, size }));
+  const img = fs.readFileSync(out);
+  fs.rmSync(out);
+  return img;
+}
+
+function storageBytes(dest: string): number {
+  const st = cliJson(['protect', 'status', dest], { env });
+  return st.base.bytes + st.intervals.bytes;
+}
+
+describe('protection destination', () => {
+  it('rebuilds the disk exactly as of 30+ random times in the window, as a raw image and as a volume', () => {
+    const dest = at('model.cdp');
+    const seed = 11;
+    const count = 40;
+    driveOk(dest, seed, count, 3_600_000, 7);
+    const model = modelImages(seed, count);
+    const st = cliJson(['protect', 'status', dest, '--points'], { env });
+    expect(st.window).toEqual({ start: iso(endOf(seed, 0)), end: iso(endOf(seed, count)) });
+    expect(st.recoveryPoints).toBe(count + 1);
+    expect(st.points.map((p: { time: string }) => p.time)).toEqual(Array.from({ length: count + 1 }, (_, i) => iso(endOf(seed, i))));
+    expect(st.points.flatMap((p: { snapshots: string[] }) => p.snapshots)).toEqual(['snap7', 'snap14', 'snap21', 'snap28', 'snap35']);
+
+    const r = rng(5);
+    const lo = endOf(seed, 0);
+    const hi = endOf(seed, count);
+    const times = Array.from({ length: 32 }, () => lo + Math.floor(r() * (hi - lo + 1)));
+    // the boundaries: exactly an interval's end is that point, one ms before is the previous
+    times.push(endOf(seed, 17), endOf(seed, 17) - 1, lo, hi);
+    const points = new Set<number>();
+    for (const t of times) {
+      const p = pointAt(seed, count, t);
+      points.add(p);
+      expect(exportAsOf(dest, iso(t)).equals(model[p]), `as of ${iso(t)} (point ${p})`).toBe(true);
+    }
+    expect(points.size).toBeGreaterThan(15);
+    expect(pointAt(seed, count, endOf(seed, 17) - 1)).toBe(16);
+    // a snapshot name names its recovery point
+    expect(exportAsOf(dest, 'snap14').equals(model[14])).toBe(true);
+
+    for (const [k, t] of [times[0], times[1], endOf(seed, 33)].entries()) {
+      const vol = at(`restored-${k}.vol`);
+      const out = cliOk(['restore', '--to', vol, '--as-of', iso(t), '--from', dest], { env });
+      expect(out.stdout).toContain(`created as of ${iso(endOf(seed, pointAt(seed, count, t)))}`);
+      const raw = at(`restored-${k}.raw`);
+      cliOk(['volume', 'export', vol, '--to', raw], { env });
+      expect(fs.readFileSync(raw).equals(model[pointAt(seed, count, t)])).toBe(true);
+    }
+    // nothing left behind by the restores (temporary volumes)
+    expect(fs.readdirSync(root).filter((n) => n.includes('restoring'))).toEqual([]);
+  }, 60_000);
+
+  it('folds history older than --keep into the base: exact results, source snapshots on the base, storage bounded by the window', () => {
+    const dest = at('fold.cdp');
+    const seed = 12;
+    const count = 45;
+    driveOk(dest, seed, count, 8000, 7);
+    const model = modelImages(seed, count);
+    const st = cliJson(['protect', 'status', dest], { env });
+    // intervals ending more than 8 s before the newest are in the base
+    const cutoff = endOf(seed, count) - 8000;
+    let folded = 0;
+    for (let seq = 1; seq <= count; seq++) if (endOf(seed, seq) < cutoff) folded = seq;
+    expect(st.base.seq).toBe(folded);
+    expect(st.window.start).toBe(iso(endOf(seed, folded)));
+    expect(st.intervals.count).toBe(count - folded);
+    expect(fs.readdirSync(path.join(dest, 'intervals')).length).toBe(count - folded);
+    expect(st.base.snapshots).toEqual(['snap7', 'snap14', 'snap21', 'snap28', 'snap35'].filter((s) => Number(s.slice(4)) <= folded));
+    for (const seq of [folded, folded + 1, Math.floor((folded + count) / 2), count]) {
+      expect(exportAsOf(dest, iso(Math.min(endOf(seed, seq) + 1, endOf(seed, count)))).equals(model[seq]), `point ${seq}`).toBe(true);
+    }
+    // before the window: refused, naming it
+    const r = cli(['volume', 'export', dest, '--as-of', iso(endOf(seed, folded) - 1), '--to', at('never.raw')]);
+    expect(r.code).toBe(4);
+    expect(stderrLines(r)).toEqual([expect.stringContaining(`outside the recovery window of ${dest}: ${iso(endOf(seed, folded))} to ${iso(endOf(seed, count))}`)]);
+    expect(fs.existsSync(at('never.raw'))).toBe(false);
+    // the folded snapshots are real snapshots of the base, and of a volume restored from it
+    const vol = at('fold-restored.vol');
+    cliOk(['restore', '--to', vol, '--as-of', iso(endOf(seed, count)), '--from', dest], { env });
+    for (const snap of st.base.snapshots as string[]) {
+      const raw = at(`${snap}.raw`);
+      cliOk(['volume', 'export', `${vol}@${snap}`, '--to', raw], { env });
+      expect(fs.readFileSync(raw).equals(model[Number(snap.slice(4))]), snap).toBe(true);
+    }
+
+    // a folded snapshot is still a recovery point by its name, as the source took it
+    expect(exportAsOf(dest, 'snap7').equals(model[7])).toBe(true);
+
+    // storage: without snapshots pinning old blocks, 3x the writes cost no more storage
+    const bounded = at('bounded.cdp');
+    driveOk(bounded, 13, 30, 5000);
+    const after30 = storageBytes(bounded);
+    driveOk(bounded, 13, 120, 5000);
+    const after120 = storageBytes(bounded);
+    expect(after120).toBeLessThanOrEqual(after30 * 1.2);
+    expect(exportAsOf(bounded, iso(endOf(13, 120))).equals(modelImages(13, 120)[120])).toBe(true);
+  }, 60_000);
+
+  it('survives kill -9 of the shipping process at random moments and at every step of an append and a fold', async () => {
+    const dest = at('kill.cdp');
+    const seed = 14;
+    const count = 400;
+    const keep = 6000;
+    const model = modelImages(seed, count);
+    const checkAll = async (label: string) => {
+      const st = cliJson(['protect', 'status', dest, '--points'], { env });
+      if (!st.seeded) return 0;
+      expect(st.shipper, label).toBeNull();
+      for (const p of st.points as Array<{ seq: number; time: string }>) {
+        expect((await exportInProcess(dest, p.time)).equals(model[p.seq]), `${label}: point ${p.seq}`).toBe(true);
+      }
+      // no temporary file survives the next open (checked after the driver's next run)
+      return st.points.at(-1).seq as number;
+    };
+    // deterministic kills at each step
+    const steps = ['protect-interval-written', 'protect-fold-started', 'protect-fold-applied', 'protect-fold-recorded', 'apply:base.vol', 'journal:base.vol', 'snapshot-plane:base.vol'];
+    let last = 0;
+    for (const step of steps) {
+      const r = drive(dest, seed, count, keep, 5, { IMGSTREAM_CRASH_AT: step });
+      expect(r.signal, step).toBe('SIGKILL');
+      const now = await checkAll(step);
+      expect(now).toBeGreaterThanOrEqual(last);
+      last = now;
+    }
+    // random moments
+    const r = rng(9);
+    for (let round = 0; round < 13; round++) {
+      const child = spawn(process.execPath, [DRIVER, dest, String(seed), String(count), String(keep), '5'], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+      const done = finished(child, 30_000);
+      await sleep(120 + Math.floor(r() * 300));
+      child.kill('SIGKILL');
+      const res = await done;
+      expect(res.stderr, `round ${round}`).toBe('');
+      const now = await checkAll(`round ${round}`);
+      expect(now).toBeGreaterThanOrEqual(last);
+      last = now;
+    }
+    expect(last).toBeGreaterThan(0);
+    // resumes where it stopped, to the end, every point exact, nothing temporary left
+    driveOk(dest, seed, count, keep, 5);
+    expect(await checkAll('final')).toBe(count);
+    const names = [...fs.readdirSync(dest), ...fs.readdirSync(path.join(dest, 'intervals'))];
+    expect(names.filter((n) => n.endsWith('.tmp') || n.includes('seeding'))).toEqual([]);
+  }, 120_000);
+
+  it('refuses bad input with one line and its exit code, changing nothing', async () => {
+    const dest = at('bad.cdp');
+    const seed = 15;
+    driveOk(dest, seed, 10, 3_600_000);
+    const window = `${iso(endOf(seed, 0))} to ${iso(endOf(seed, 10))}`;
+    const expectError = (args: string[], code: number, text: string) => {
+      const r = cli(args);
+      expect(r.code, args.join(' ')).toBe(code);
+      expect(stderrLines(r), args.join(' ')).toEqual([expect.stringContaining(text)]);
+      expect(r.stderr).not.toMatch(/\n\s+at /);
+    };
+    // a time outside the window, and something that is neither a time nor a snapshot
+    expectError(['volume', 'export', dest, '--as-of', '2026-12-03T09:59:59.999Z', '--to', at('x.raw')], 4, `is outside the recovery window of ${dest}: ${window}`);
+    expectError(['restore', '--to', at('x.vol'), '--as-of', '2026-12-04', '--from', dest], 4, `outside the recovery window of ${dest}: ${window}`);
+    expectError(['restore', '--to', at('x.vol'), '--as-of', 'june7', '--from', dest], 4, 'neither a time nor a snapshot');
+    expect(fs.existsSync(at('x.raw')) || fs.existsSync(at('x.vol'))).toBe(false);
+    // restore onto an existing path
+    writeImage(at('plain.raw'), MODEL_BLOCKS, MODEL_BLOCK_SIZE, 3);
+    cliOk(['volume', 'create', at('plain.vol'), '--size', String(MODEL_BLOCKS * MODEL_BLOCK_SIZE)], { env });
+    expectError(['restore', '--to', at('plain.vol'), '--as-of', iso(endOf(seed, 5)), '--from', dest], 6, 'already exists');
+    // a plain volume and a mirror are no protection destinations, for restore, export, status and a shipper
+    cliOk(['mirror', 'update', at('plain.vol'), '--to', at('copy.mirror')], { env });
+    for (const [file, what] of [[at('plain.vol'), 'is an imgstream volume'], [at('copy.mirror'), 'is a mirror destination volume']]) {
+      expectError(['volume', 'export', file, '--as-of', iso(endOf(seed, 5)), '--to', at('x.raw')], 5, `${file}: ${what}, not a protection destination`);
+      expectError(['protect', 'status', file], 5, `${file}: ${what}, not a protection destination`);
+      await expect(new LocalProtectDestination(file).open(modelSource(seed), 1000)).rejects.toThrow(`${file}: ${what}, not a protection destination`);
+    }
+    // a protection destination is no volume to restore, import or snapshot into
+    cliOk(['dump', at('plain.vol'), '--level', '0', '--to', at('plain.l0')], { env });
+    expectError(['restore', '--from', at('plain.l0'), '--to', dest], 5, `${dest}: is a protection destination, not a volume`);
+    expectError(['snapshot', 'create', dest, 'x'], 5, `${dest}: is a protection destination, not a volume`);
+    // one shipper at a time: the second is refused as busy
+    const holder = new LocalProtectDestination(dest);
+    await holder.open(modelSource(seed), 3_600_000);
+    const second = drive(dest, seed, 12, 3_600_000);
+    await holder.close();
+    expect(second.status).toBe(7);
+    expect(second.stderr).toContain('protection destination is in use by imgstream process');
+    // another volume's destination is refused by a shipper
+    await expect(new LocalProtectDestination(dest).open(modelSource(99), 1000)).rejects.toThrow(/protects volume 0000000f/);
+    // a directory without protect.json
+    fs.mkdirSync(at('empty.cdp'));
+    expectError(['protect', 'status', at('empty.cdp')], 3, 'not a protection destination (no protect.json)');
+    const noState = at('nostate.cdp');
+    fs.cpSync(dest, noState, { recursive: true });
+    fs.rmSync(path.join(noState, 'protect.json'));
+    expectError(['volume', 'export', noState, '--as-of', iso(endOf(seed, 5)), '--to', at('x.raw')], 3, 'no protect.json');
+    // a corrupt interval file (one data byte) and a truncated one: named, exit 9; earlier points still restore
+    const ivl = (d: string, seq: number) => path.join(d, 'intervals', `${String(seq).padStart(10, '0')}.ivl`);
+    const bad = at('corrupt.cdp');
+    fs.cpSync(dest, bad, { recursive: true });
+    const fd = fs.openSync(ivl(bad, 6), 'r+');
+    const b = Buffer.alloc(1);
+    fs.readSync(fd, b, 0, 1, 700);
+    b[0] ^= 0xff;
+    fs.writeSync(fd, b, 0, 1, 700);
+    fs.closeSync(fd);
+    const size = fs.statSync(ivl(bad, 8)).size;
+    fs.truncateSync(ivl(bad, 8), size - 10);
+    const model = modelImages(seed, 10);
+    expect(exportAsOf(bad, iso(endOf(seed, 5))).equals(model[5])).toBe(true);
+    // interval 6's damaged block is only read when no later interval holds that LBN: ask at 6
+    expectError(['volume', 'export', bad, '--as-of', iso(endOf(seed, 6)), '--to', at('x.raw')], 9, `${ivl(bad, 6)}: damaged interval file (block`);
+    expectError(['restore', '--to', at('x.vol'), '--as-of', iso(endOf(seed, 9)), '--from', bad], 9, `${ivl(bad, 8)}: damaged interval file (no trailer`);
+    const st = cliJson(['protect', 'status', bad], { env });
+    expect(st.damaged).toEqual([expect.stringContaining(`${ivl(bad, 8)}: damaged interval file (no trailer`)]);
+    expect(st.recoveryPoints).toBe(11);
+    expect(fs.existsSync(at('x.raw')) || fs.existsSync(at('x.vol'))).toBe(false);
+    expect(fs.readdirSync(root).filter((n) => n.includes('restoring') || n.includes('imgstream-'))).toEqual([]);
+  }, 60_000);
+
+  it('ships to a peer daemon: status and restore exact, kill -9 of the daemon and of the shipper resume', async () => {
+    const token = makeToken(root);
+    const peerRoot = at('peer-root');
+    fs.mkdirSync(peerRoot);
+    const seed = 16;
+    const count = 60;
+    const model = modelImages(seed, count);
+    let daemon = await startDaemon(peerRoot, token);
+    const url = () => `peer://127.0.0.1:${daemon.port}/vm.cdp`;
+    const ship = (n: number) => spawn(process.execPath, [DRIVER, url(), String(seed), String(n), '6000', '5'], { env: { ...process.env, ...env, PROTECT_DRIVER_TOKEN: token }, stdio: ['ignore', 'pipe', 'pipe'] });
+    try {
+      expect((await finished(ship(20), 30_000)).code).toBe(0);
+      const st = cliJson(['protect', 'status', url(), '--token-file', token, '--plain'], { env });
+      expect(st.destination).toBe(url());
+      expect(st.window.end).toBe(iso(endOf(seed, 20)));
+      expect(st.points.at(-1).seq).toBe(20);
+      const r = rng(3);
+      for (let round = 0; round < 3; round++) {
+        // the receiving side killed while intervals arrive, then restarted on the same directory
+        const shipper = ship(count);
+        const shipped = finished(shipper, 30_000);
+        await sleep(150 + Math.floor(r() * 200));
+        daemon.child.kill('SIGKILL');
+        await daemon.done;
+        const res = await shipped;
+        expect(res.code, res.stderr).not.toBe(0);
+        expect(stderrLines(res)).toEqual([expect.stringMatching(/^protect-driver: peer 127\.0\.0\.1:\d+: /)]);
+        daemon = await startDaemon(peerRoot, token);
+        // the shipper killed while the daemon receives: the daemon lets the destination go
+        const again = ship(count);
+        const againDone = finished(again, 30_000);
+        await sleep(100 + Math.floor(r() * 100));
+        again.kill('SIGKILL');
+        await againDone;
+      }
+      // the daemon may not have seen the killed shipper's connection end yet: busy (7) until it does
+      let last = await finished(ship(count), 30_000);
+      for (let i = 0; i < 20 && last.code === 7; i++) {
+        await sleep(100);
+        last = await finished(ship(count), 30_000);
+      }
+      expect(last.code, last.stderr).toBe(0);
+      const dest = path.join(peerRoot, 'vm.cdp');
+      const fin = cliJson(['protect', 'status', url(), '--token-file', token, '--plain', '--points'], { env });
+      expect(fin.window.end).toBe(iso(endOf(seed, count)));
+      for (const p of fin.points as Array<{ seq: number; time: string }>) expect((await exportInProcess(dest, p.time)).equals(model[p.seq]), `point ${p.seq}`).toBe(true);
+    } finally {
+      daemon.child.kill('SIGTERM');
+      await daemon.done;
+    }
+  }, 60_000);
+});
