@@ -90,7 +90,8 @@ describe.skipIf(missing.length > 0)(`protection across a link outage${missing.le
     const down = await runWriter(server.info.uri, ['--seconds', '2', '--seed', '42', '--pause-ms', '1', '--hot', '0.9', '--aligned']);
     const downBytes = down.log.reduce((a, o) => a + (o.op === 'w' ? o.len : 0), 0);
     expect(downBytes).toBeGreaterThan(2 << 20);
-    await new Promise((r) => setTimeout(r, 500)); // a CP finds the journal over its limit
+    // a CP finds the journal over its limit
+    for (let i = 0; i < 100 && !/outgrew its limit/.test(server.stderr()); i++) await new Promise((r) => setTimeout(r, 100));
     expect(server.stderr()).toMatch(/outgrew its limit/);
     shipper = startProtect(vol, dest, ['--interval', '250ms'], env);
     const resync = await shipper.waitFor((e) => e.event === 'interval' && e.kind === 'resync');
