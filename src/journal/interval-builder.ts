@@ -1,8 +1,8 @@
 // Collects journal records into one interval: for each LBN only where its last version
 // lies in the journal (or that it reads as zeros now), so a block rewritten a thousand
-// times in an interval is read and shipped once. Holds references, not data: memory is
-// one map entry per distinct block written, and the data is read from the segment files
-// when the interval is shipped.
+// times in an interval is read and shipped once. Memory is
+// one map entry per distinct block written, with its data up to HELD_BYTES per interval;
+// past that, the data is read from the segment files when the interval is shipped.
 import fs from 'node:fs';
 import { fromSystemError } from '../errors.js';
 import type { IntervalBlock, ShippedInterval } from './destination-api.js';
@@ -14,8 +14,16 @@ interface BlockRef {
   at: number;
 }
 
+/** Block data kept in memory per interval (beyond it, blocks are read again from the journal when shipped). */
+const HELD_BYTES = 128 << 20;
+const SLAB_BYTES = 1 << 20;
+
 export class IntervalBuilder {
-  private readonly blocks = new Map<number, BlockRef | null>();
+  private readonly blocks = new Map<number, BlockRef | Buffer | null>();
+  /** Bytes of slabs taken: block copies go into 1 MiB slabs (one allocation per 256 blocks, not per block). */
+  private held = 0;
+  private slab: Buffer | null = null;
+  private slabUsed = 0;
   /** Acknowledgement time of the first change collected (for lag), null when none. */
   firstTime: number | null = null;
   /** The last record seen (changes or markers). */
@@ -39,9 +47,31 @@ export class IntervalBuilder {
     this.firstTime ??= rec.time;
     this.records++;
     this.recordBytes += rec.payloadBytes;
+    const bs = this.blockSize;
     for (let i = 0; i < rec.count; i++) {
-      this.blocks.set(rec.lbn + i, rec.kind === RecordKind.Zero ? null : { segment: rec.segment, at: rec.payloadAt + i * this.blockSize });
+      if (rec.kind === RecordKind.Zero) {
+        this.blocks.set(rec.lbn + i, null);
+        continue;
+      }
+      const copy = this.copyOf(rec.payload.subarray(i * bs, (i + 1) * bs)); // the reader's buffer is reused
+      this.blocks.set(rec.lbn + i, copy ?? { segment: rec.segment, at: rec.payloadAt + i * bs });
     }
+  }
+
+  /** A copy of `block` in a slab, or null once HELD_BYTES of slabs are taken. */
+  private copyOf(block: Buffer): Buffer | null {
+    const n = block.length;
+    if (this.slab === null || this.slabUsed + n > this.slab.length) {
+      const size = Math.max(n, SLAB_BYTES);
+      if (this.held + size > HELD_BYTES) return null;
+      this.slab = Buffer.allocUnsafe(size);
+      this.slabUsed = 0;
+      this.held += size;
+    }
+    const out = this.slab.subarray(this.slabUsed, this.slabUsed + n);
+    block.copy(out);
+    this.slabUsed += n;
+    return out;
   }
 
   /** The interval, its blocks in ascending LBN order, read from the journal as they are consumed. */
@@ -54,8 +84,8 @@ export class IntervalBuilder {
       try {
         for (const lbn of lbns) {
           const ref = refs.get(lbn)!;
-          if (ref === null) {
-            yield { lbn, data: null };
+          if (ref === null || Buffer.isBuffer(ref)) {
+            yield { lbn, data: ref };
             continue;
           }
           let fd = fds.get(ref.segment);

@@ -14,11 +14,17 @@ export interface LocatedRecord extends JournalRecord {
   payloadAt: number;
 }
 
+/** Bytes read from a segment at once: records are parsed from this buffer. */
+const CHUNK = 8 << 20;
+
 export class JournalReader {
   private seg: SegmentFile | null = null;
   private fd: number | null = null;
   private offset = 0;
-  private header = Buffer.alloc(RECORD_HEADER_BYTES);
+  private buf = Buffer.allocUnsafe(CHUNK);
+  /** File offset of buf[0], and how many bytes of buf hold file data. */
+  private bufStart = 0;
+  private bufLen = 0;
 
   /** Reads from the record with sequence number `nextSeq` on. */
   constructor(readonly dir: string, public nextSeq: number) {}
@@ -29,12 +35,16 @@ export class JournalReader {
     return segs.length > 0 ? segs[0].firstSeq : null;
   }
 
-  /** The next record, or null when it is not complete yet. Throws CorruptError on damage, and when record nextSeq is no longer in the journal (see gap()). */
+  /**
+   * The next record, or null when it is not complete yet (or the records that follow were
+   * dropped: see gap()). Its payload is a view valid until the next call: copy what you
+   * keep. Throws CorruptError on damage.
+   */
   next(): LocatedRecord | null {
     if (this.fd === null && !this.openAt(this.nextSeq)) return null;
     for (;;) {
-      const got = this.readAt(this.header, this.offset);
-      const h = got === RECORD_HEADER_BYTES ? decodeHeader(this.header, 0) : null;
+      const got = this.fill(this.offset, RECORD_HEADER_BYTES);
+      const h = got >= RECORD_HEADER_BYTES ? decodeHeader(this.buf, this.offset - this.bufStart) : null;
       if (h === null) {
         if (got === 0 && this.advanceSegment()) continue;
         if (got > 0 && this.isClosedSegment()) throw this.damage('a damaged record header');
@@ -48,14 +58,15 @@ export class JournalReader {
         }
         throw this.damage(`record ${h.seq} where ${this.nextSeq} was expected`);
       }
-      const whole = Buffer.allocUnsafe(RECORD_HEADER_BYTES + h.payloadBytes);
-      const n = this.readAt(whole, this.offset);
-      if (n < whole.length || !recordIntact(whole, 0, h)) {
-        if (this.isClosedSegment()) throw this.damage(n < whole.length ? 'a record cut short' : 'a record that fails its checksum');
+      const total = RECORD_HEADER_BYTES + h.payloadBytes;
+      const n = this.fill(this.offset, total);
+      const at = this.offset - this.bufStart;
+      if (n < total || !recordIntact(this.buf.subarray(0, at + total), at, h)) {
+        if (this.isClosedSegment()) throw this.damage(n < total ? 'a record cut short' : 'a record that fails its checksum');
         return null;
       }
-      const rec: LocatedRecord = { ...h, payload: whole.subarray(RECORD_HEADER_BYTES), segment: this.seg!.path, payloadAt: this.offset + RECORD_HEADER_BYTES };
-      this.offset += whole.length;
+      const rec: LocatedRecord = { ...h, payload: this.buf.subarray(at + RECORD_HEADER_BYTES, at + total), segment: this.seg!.path, payloadAt: this.offset + RECORD_HEADER_BYTES };
+      this.offset += total;
       this.nextSeq++;
       return rec;
     }
@@ -71,6 +82,7 @@ export class JournalReader {
     if (this.fd !== null) fs.closeSync(this.fd);
     this.fd = null;
     this.seg = null;
+    this.bufLen = 0;
   }
 
   /** Opens the segment that holds record `seq`; false when there is none yet. */
@@ -94,10 +106,11 @@ export class JournalReader {
     this.offset = 0;
   }
 
-  /** Moves to the segment that starts at nextSeq, when the writer has begun it. */
+  /** Moves to the segment that starts at nextSeq, when the writer has begun it (one that starts later is a gap: gap() says so). */
   private advanceSegment(): boolean {
     const after = listSegments(this.dir).find((s) => s.firstSeq > this.seg!.firstSeq);
     if (!after) return false;
+    if (after.firstSeq > this.nextSeq) return false;
     if (after.firstSeq !== this.nextSeq) throw this.damage(`the journal goes on at record ${after.firstSeq}, not ${this.nextSeq}`);
     this.open(after);
     return true;
@@ -107,14 +120,20 @@ export class JournalReader {
     return listSegments(this.dir).some((s) => s.firstSeq > this.seg!.firstSeq);
   }
 
-  private readAt(buf: Buffer, position: number): number {
+  /** Makes the bytes [position, position + n) available in buf if the file has them; returns how many it has from position (up to n). */
+  private fill(position: number, n: number): number {
+    const inBuf = this.bufStart + this.bufLen - position;
+    if (position >= this.bufStart && inBuf >= n) return n;
+    if (this.buf.length < n) this.buf = Buffer.allocUnsafe(n);
     let got = 0;
-    while (got < buf.length) {
-      const n = fs.readSync(this.fd!, buf, got, buf.length - got, position + got);
-      if (n === 0) break;
-      got += n;
+    while (got < this.buf.length) {
+      const r = fs.readSync(this.fd!, this.buf, got, this.buf.length - got, position + got);
+      if (r === 0) break;
+      got += r;
     }
-    return got;
+    this.bufStart = position;
+    this.bufLen = got;
+    return Math.min(got, n);
   }
 
   private damage(what: string): CorruptError {

@@ -341,7 +341,7 @@ export class JournalWriter implements VolumeObserver {
           lastSeg = rec.segment;
           lastEnd = rec.payloadAt + rec.payloadBytes;
           if (rec.kind === RecordKind.Cp) tail.length = 0;
-          else if (rec.kind === RecordKind.Data || rec.kind === RecordKind.Zero) tail.push(rec);
+          else if (rec.kind === RecordKind.Data || rec.kind === RecordKind.Zero) tail.push({ ...rec, payload: Buffer.from(rec.payload) });
           else if (rec.kind === RecordKind.Overflow) overflowedAt = rec.seq;
           else if (rec.kind === RecordKind.Resync) overflowedAt = -1;
         }

@@ -108,8 +108,9 @@ async function session(opts: ProtectOptions, dir: string, source: ProtectedSourc
     };
     const boundaryAfter = (t: number): number => (Math.floor(t / opts.intervalMs) + 1) * opts.intervalMs;
     let waitingSaid = false;
+    let idle = true; // check for dropped records at the start and whenever the journal has nothing new
     while (!opts.signal.aborted) {
-      if (needsResync(reader, dir, state)) {
+      if (idle && needsResync(reader, dir, state)) {
         const img = await servedImage(opts.volume, 'journal.resync');
         if (img === null) {
           if (!waitingSaid) report({ event: 'waiting', reason: 'the journal dropped records the destination lacks: a resync needs the volume served with --journal' });
@@ -134,6 +135,7 @@ async function session(opts: ProtectOptions, dir: string, source: ProtectedSourc
         continue;
       }
       const rec = reader.next();
+      idle = rec === null;
       if (rec === null) {
         // nothing new: close the open interval once its boundary has passed with time to spare
         if (builder.firstTime !== null && Date.now() >= boundaryAfter(builder.firstTime) + GRACE_MS) await close(boundaryAfter(builder.firstTime), []);

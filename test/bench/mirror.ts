@@ -41,7 +41,7 @@ interface MirrorJson {
 }
 
 /** `imgstream serve peer` on 127.0.0.1, plain TCP, with a token file; resolves when it listens. */
-async function startDaemon(ctx: BenchContext): Promise<{ url: string; token: string; root: string; stop(): void }> {
+export async function startDaemon(ctx: BenchContext): Promise<{ url: string; token: string; root: string; stop(): void }> {
   const root = path.join(ctx.work, 'peer-root');
   fs.mkdirSync(root, { recursive: true });
   const token = path.join(ctx.work, 'peer-token');

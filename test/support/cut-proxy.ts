@@ -10,18 +10,28 @@ export interface CutProxy {
   direction: 'up' | 'down' | 'both';
   /** Connections cut so far. */
   readonly cuts: number;
+  /** Bytes forwarded so far, client to server (up) and back (down). */
+  readonly bytesUp: number;
+  readonly bytesDown: number;
   close(): Promise<void>;
 }
 
 export async function startCutProxy(targetPort: number, targetHost = '127.0.0.1'): Promise<CutProxy> {
   const sockets = new Set<net.Socket>();
   let cuts = 0;
+  const bytes = { up: 0, down: 0 };
   const state: CutProxy = {
     port: 0,
     cutAfter: null,
     direction: 'both',
     get cuts() {
       return cuts;
+    },
+    get bytesUp() {
+      return bytes.up;
+    },
+    get bytesDown() {
+      return bytes.down;
     },
     close: () =>
       new Promise<void>((resolve) => {
@@ -58,6 +68,7 @@ export async function startCutProxy(targetPort: number, targetHost = '127.0.0.1'
           }
           counted += chunk.length;
         }
+        bytes[dir] += chunk.length;
         if (!to.write(chunk)) {
           from.pause();
           to.once('drain', () => from.resume());

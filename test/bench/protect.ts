@@ -1,0 +1,220 @@
+// protect-*: continuous protection (issue 14), through the CLI as a user runs it: a
+// volume served with `serve nbd --journal`, `imgstream protect` shipping to a peer daemon
+// on 127.0.0.1 (plain TCP) with --interval 1s, and libnbd clients writing.
+//
+// protect-write: random 4 KiB writes through NBD at the fastest rate the machine takes
+// (test/support/nbd-load.py: libnbd, 16 requests in flight, 256 MiB disk) with the
+// journal and the shipper on, vs the same load on the same server without them; ops/s
+// as MB/s of writes, median of the rounds, target >= 0.7.
+// protect-lag-p99: the 99th percentile of the shipper's lag (age of the oldest write not
+// yet shipped when an interval is acknowledged) during the protect-write rounds; target
+// <= 2000 ms (a limit on the figure; the baseline column is the interval).
+// protect-hot-bytes: an overwrite-heavy load (90% of the writes to a 1% hot set) for 6 s:
+// bytes on the wire to the daemon (counted by a proxy) vs 1.1 x the unique blocks written
+// per interval (from the client's log, grouped by the interval its reply fell in) +
+// 1 MiB; target ratio <= 1. The naive log of every write is in the description.
+// protect-asof: the disk as of the newest point rebuilt from a destination holding 600
+// intervals that rewrote the same 2048 blocks again and again, vs one holding 60 such
+// intervals (same blocks changed since the base, a tenth of the writes); wall time of
+// `volume export DEST --as-of`, target <= 1.5 (cost follows what changed, not how often).
+import fs from 'node:fs';
+import path from 'node:path';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { cliCommand } from './cli.js';
+import type { BenchContext } from './context.js';
+import { median, seconds } from './measure.js';
+import { row, skipped, type BenchRow } from './result.js';
+import { startDaemon } from './mirror.js';
+import { startCutProxy } from '../support/cut-proxy.js';
+import { REPO_ROOT } from '../support/cli.js';
+import { LocalProtectDestination } from '../../src/journal/local-destination.js';
+import type { IntervalBlock } from '../../src/journal/destination-api.js';
+
+const PYTHON = '/usr/bin/python3';
+const LOAD = path.join(REPO_ROOT, 'test', 'support', 'nbd-load.py');
+const WRITER = path.join(REPO_ROOT, 'test', 'support', 'nbd-writer.py');
+const ROUNDS = 3;
+const LOAD_SECONDS = 6;
+const DISK = 256 << 20;
+const BS = 4096;
+const MIB = 2 ** 20;
+
+function cli(args: string[]): string {
+  const [node, a] = cliCommand(args);
+  const r = spawnSync(node, a, { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`imgstream ${args.join(' ')}: ${r.stderr.trim()}`);
+  return r.stdout;
+}
+
+/** Starts a child and resolves with it once a stdout line satisfies `ready`. */
+function startChild(args: string[], ready: (line: string) => boolean): Promise<{ child: ChildProcess; lines: string[]; stop(): Promise<void> }> {
+  const [node, a] = cliCommand(args);
+  const child = spawn(node, a, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const lines: string[] = [];
+  let buf = '';
+  let err = '';
+  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  return new Promise((resolve, reject) => {
+    child.stdout!.on('data', (d: Buffer) => {
+      buf += d.toString();
+      let nl: number;
+      while ((nl = buf.indexOf('\n')) >= 0) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        lines.push(line);
+        if (ready(line)) resolve({ child, lines, stop: async () => { child.kill('SIGTERM'); await exited; } });
+      }
+    });
+    child.once('exit', (code) => reject(new Error(`imgstream ${args[0]} ${args[1]} exited ${code}: ${err.trim()}`)));
+  });
+}
+
+function python(script: string, args: string[]): string {
+  const r = spawnSync(PYTHON, [script, ...args], { encoding: 'utf8', maxBuffer: 1 << 30 });
+  if (r.status !== 0) throw new Error(`${path.basename(script)}: ${r.stderr.trim()}`);
+  return r.stdout;
+}
+
+function percentile(xs: number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor(s.length * p))];
+}
+
+export async function benchProtect(ctx: BenchContext, record: (r: BenchRow) => void): Promise<void> {
+  if (!fs.existsSync(PYTHON) || spawnSync(PYTHON, ['-c', 'import nbd']).status !== 0) {
+    for (const n of ['protect-write', 'protect-lag-p99', 'protect-hot-bytes']) record(skipped(n, 'protect with a libnbd load', n === 'protect-write' ? 'MB/s' : n === 'protect-lag-p99' ? 'ms' : 'MiB', 'python3-libnbd is not installed (the load generator is a libnbd client)'));
+  } else {
+    const daemon = await startDaemon(ctx);
+    try {
+      await benchWrites(ctx, daemon, record);
+      await benchHotBytes(ctx, daemon, record);
+    } finally {
+      daemon.stop();
+    }
+  }
+  await benchAsOf(ctx, record);
+}
+
+type Daemon = Awaited<ReturnType<typeof startDaemon>>;
+
+async function benchWrites(ctx: BenchContext, daemon: Daemon, record: (r: BenchRow) => void): Promise<void> {
+  const vol = path.join(ctx.work, 'protect.vol');
+  const sock = path.join(ctx.work, 'protect.sock');
+  const rates = { plain: [] as number[], protected: [] as number[] };
+  const lags: number[] = [];
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const mode of ['plain', 'protected'] as const) {
+      fs.rmSync(vol, { force: true });
+      fs.rmSync(`${vol}.journal`, { recursive: true, force: true });
+      fs.rmSync(path.join(daemon.root, 'protect.cdp'), { recursive: true, force: true });
+      cli(['volume', 'create', vol, '--size', String(DISK)]);
+      const server = await startChild(['serve', 'nbd', vol, '--socket', sock, '--json', ...(mode === 'protected' ? ['--journal'] : [])], (l) => l.includes('listening'));
+      let shipper: Awaited<ReturnType<typeof startChild>> | null = null;
+      try {
+        if (mode === 'protected') shipper = await startChild(['protect', vol, '--to', `${daemon.url}/protect.cdp`, '--token-file', daemon.token, '--plain', '--interval', '1s', '--json'], (l) => l.includes('"seed"'));
+        const out = JSON.parse(python(LOAD, [`nbd+unix:///?socket=${sock}`, '--seconds', String(LOAD_SECONDS), '--seed', String(round + 1)])) as { ops: number; bytes: number; seconds: number };
+        rates[mode].push(out.bytes / 1e6 / out.seconds);
+        if (shipper) {
+          await new Promise((r) => setTimeout(r, 2500)); // the last intervals ship
+          for (const l of shipper.lines) {
+            const e = JSON.parse(l) as { event: string; lagMs?: number };
+            if (e.event === 'interval') lags.push(e.lagMs!);
+          }
+        }
+      } finally {
+        await shipper?.stop();
+        await server.stop();
+      }
+      ctx.log(`protect-write ${round + 1}/${ROUNDS}: ${mode} ${rates[mode].at(-1)!.toFixed(1)} MB/s`);
+    }
+  }
+  record(row('protect-write', `random 4 KiB NBD writes (libnbd, 16 in flight, ${LOAD_SECONDS} s) into a served 256 MiB volume with --journal and imgstream protect to a peer daemon on 127.0.0.1 (--interval 1s) vs the same load without them; MB/s, median of ${ROUNDS}`, 'MB/s', { measured: rates.protected, baseline: rates.plain }, median(rates.protected), median(rates.plain), { on: 'ratio', op: '>=', value: 0.7 }));
+  const p99 = percentile(lags, 0.99);
+  record(row('protect-lag-p99', `99th percentile of the shipper's lag over ${lags.length} intervals of the protect-write rounds (age of the oldest unshipped write when its interval was acknowledged) vs the 1 s interval`, 'ms', { measured: lags, baseline: [1000] }, p99, 1000, { on: 'measured', op: '<=', value: 2000 }));
+  fs.rmSync(vol, { force: true });
+  fs.rmSync(`${vol}.journal`, { recursive: true, force: true });
+}
+
+async function benchHotBytes(ctx: BenchContext, daemon: Daemon, record: (r: BenchRow) => void): Promise<void> {
+  const vol = path.join(ctx.work, 'hot.vol');
+  const sock = path.join(ctx.work, 'hot.sock');
+  fs.rmSync(path.join(daemon.root, 'hot.cdp'), { recursive: true, force: true });
+  cli(['volume', 'create', vol, '--size', String(DISK)]);
+  const port = Number(new URL(daemon.url.replace('peer://', 'http://')).port);
+  const proxy = await startCutProxy(port);
+  const server = await startChild(['serve', 'nbd', vol, '--socket', sock, '--json', '--journal'], (l) => l.includes('listening'));
+  let shipper: Awaited<ReturnType<typeof startChild>> | null = null;
+  let log: Array<{ op: string; off: number; len: number; t1: number }> = [];
+  let seedBytes = 0;
+  try {
+    shipper = await startChild(['protect', vol, '--to', `peer://127.0.0.1:${proxy.port}/hot.cdp`, '--token-file', daemon.token, '--plain', '--interval', '1s', '--json'], (l) => l.includes('"seed"'));
+    seedBytes = proxy.bytesUp;
+    const out = python(WRITER, [`nbd+unix:///?socket=${sock}`, '--seconds', '6', '--seed', '7', '--hot', '0.9', '--aligned', '--flush-every', '0']);
+    log = out.split('\n').filter((l) => l.trim()).map((l) => JSON.parse(l));
+    await new Promise((r) => setTimeout(r, 2500));
+  } finally {
+    await shipper?.stop();
+    await server.stop();
+    await proxy.close();
+  }
+  const wire = proxy.bytesUp - seedBytes;
+  const perInterval = new Map<number, Set<number>>();
+  let naive = 0;
+  for (const o of log) {
+    if (o.op === 'f') continue;
+    naive += o.len;
+    const k = Math.floor(o.t1 / 1000);
+    if (!perInterval.has(k)) perInterval.set(k, new Set());
+    for (let b = Math.floor(o.off / BS); b < Math.ceil((o.off + o.len) / BS); b++) perInterval.get(k)!.add(b);
+  }
+  const unique = [...perInterval.values()].reduce((a, s) => a + s.size, 0) * BS;
+  const bound = 1.1 * unique + MIB;
+  record(row('protect-hot-bytes', `bytes imgstream protect sent to the peer (after the seed) for 6 s of writes, 90% of them to a 1% hot set, vs 1.1 x the unique blocks written per 1 s interval (${(unique / MIB).toFixed(1)} MiB) + 1 MiB; the naive log of every write would be ${(naive / MIB).toFixed(1)} MiB (${(wire / naive).toFixed(3)} of it sent)`, 'MiB', { measured: [wire / MIB], baseline: [bound / MIB] }, wire / MIB, bound / MIB, { on: 'ratio', op: '<=', value: 1 }));
+  fs.rmSync(vol, { force: true });
+  fs.rmSync(`${vol}.journal`, { recursive: true, force: true });
+}
+
+/** A destination whose intervals all rewrite the same `blocks` blocks. */
+async function destinationWith(dir: string, intervals: number, blocks: number): Promise<void> {
+  fs.rmSync(dir, { recursive: true, force: true });
+  const source = { uuid: 'f'.repeat(32), path: 'bench.vol', blockSize: BS, logicalSize: 64 * MIB };
+  const d = new LocalProtectDestination(dir);
+  await d.open(source, 24 * 3600_000);
+  const t0 = Date.UTC(2026, 11, 3, 9, 0, 0);
+  const data = Buffer.alloc(BS, 0x5a);
+  async function* none(): AsyncGenerator<IntervalBlock> {}
+  await d.seed({ journalTo: 0, time: t0, blockCount: 0, blocks: none() });
+  for (let seq = 1; seq <= intervals; seq++) {
+    async function* gen(): AsyncGenerator<IntervalBlock> {
+      for (let lbn = 0; lbn < blocks; lbn++) {
+        data.writeUInt32LE(seq, 0);
+        yield { lbn: lbn * 7, data: Buffer.from(data) };
+      }
+    }
+    // one interval a second, as --interval 1s under steady writes: 600 of them span 10 minutes
+    await d.append({ seq, start: t0 + (seq - 1) * 1000, end: t0 + seq * 1000, journalFrom: seq - 1, journalTo: seq, kind: 'journal', snapshots: [], blockCount: blocks, blocks: gen() });
+  }
+  await d.close();
+}
+
+async function benchAsOf(ctx: BenchContext, record: (r: BenchRow) => void): Promise<void> {
+  const many = path.join(ctx.work, 'asof-many.cdp');
+  const few = path.join(ctx.work, 'asof-few.cdp');
+  await destinationWith(many, 600, 2048);
+  await destinationWith(few, 60, 2048);
+  const t = { many: [] as number[], few: [] as number[] };
+  const out = path.join(ctx.work, 'asof.raw');
+  const newest = (dir: string) => (JSON.parse(cli(['protect', 'status', dir, '--json'])) as { window: { end: string } }).window.end;
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const [k, dir] of [['few', few], ['many', many]] as const) {
+      const end = newest(dir);
+      t[k].push(seconds(() => cli(['volume', 'export', dir, '--as-of', end, '--to', out, '--force'])));
+      ctx.log(`protect-asof ${round + 1}/${ROUNDS}: ${k} ${t[k].at(-1)!.toFixed(2)} s`);
+    }
+  }
+  record(row('protect-asof', 'volume export DEST --as-of the newest point: a destination of 600 one-second intervals each rewriting the same 2048 blocks (1.2 M block writes) vs one of 60 such intervals (a tenth of the writes, the same blocks changed since the base); wall time, median of 3', 's', { measured: t.many, baseline: t.few }, median(t.many), median(t.few), { on: 'ratio', op: '<=', value: 1.5 }));
+  fs.rmSync(many, { recursive: true, force: true });
+  fs.rmSync(few, { recursive: true, force: true });
+  fs.rmSync(out, { force: true });
+}
