@@ -37,7 +37,7 @@ Encrypted streams need their key: --key-file or --passphrase-file, as given to d
     from: Flags.string({ helpValue: 'SOURCE', char: 'f', description: 'Stream source, repeatable: FILE, -, tape:DIR[,DIR...], tape:DIR#N, s3://BUCKET/KEY, peer://HOST:PORT/NAME.', multiple: true }),
     to: Flags.string({ helpValue: 'VOL', char: 't', description: 'Volume to restore into (created from a level 0 stream when it does not exist).', required: true }),
     'as-of': Flags.string({ helpValue: 'SNAPSHOT|DATE', description: 'Restore the chain ending at this snapshot (or the newest dump taken by this date: YYYY-MM-DD means the end of that day), from the catalog.' }),
-    volume: Flags.string({ helpValue: 'PATH|UUID', description: 'With --as-of into a new path: whose dumps to take, when the catalog holds several volumes (the source volume\'s path as dumped, or its uuid or a prefix of it).' }),
+    volume: Flags.string({ helpValue: 'PATH|UUID', description: 'Whose dumps to take (the source volume\'s path as dumped, or its uuid or a prefix of it): with --as-of into a new path when the catalog holds several volumes; with --from, the volume to restore from a multiplexed tape file.' }),
     catalog: catalogFlag,
     ...keyFlags,
     ...peerFlags,
@@ -48,11 +48,10 @@ Encrypted streams need their key: --key-file or --passphrase-file, as given to d
     const { flags } = await this.parse(Restore);
     if (!flags.from?.length && !flags['as-of']) throw new UsageError('give the streams with --from, or --as-of to take them from the catalog');
     if (flags.from?.length && flags['as-of']) throw new UsageError('--from and --as-of cannot be combined');
-    if (flags.volume !== undefined && !flags['as-of']) throw new UsageError('--volume chooses among the catalog\'s volumes: give it with --as-of');
     if ((flags.from ?? []).filter((f) => f === '-').length > 1) throw new UsageError('stdin (-) can be given once');
     const key = keyFromFlags(flags);
     const peer = peerClientOptions(flags, (flags.from ?? []).filter(isPeerSpec), flags['as-of'] !== undefined);
-    const sources = flags['as-of'] ? sourcesForChain(openCatalog(flags.catalog), flags.to, flags['as-of'], { peer, volume: flags.volume, s3: s3Options(flags) }) : flags.from!.map((f) => sourceFor(f, { peer, s3: s3Options(flags) }));
+    const sources = flags['as-of'] ? sourcesForChain(openCatalog(flags.catalog), flags.to, flags['as-of'], { peer, volume: flags.volume, s3: s3Options(flags) }) : flags.from!.map((f) => sourceFor(f, { peer, s3: s3Options(flags), volume: flags.volume, oneVolume: true }));
     const result = await restoreStreams(sources, flags.to, this.progress(), key);
     for (const s of result.streams) this.say(`restored level ${s.level} ${s.base ? `${s.base} -> ` : ''}${s.top} from ${s.stream}: ${s.blocks} blocks (${formatSize(s.bytes)})${s.skippedBlocks ? `, ${s.skippedBlocks} already present` : ''}${s.dropped.length ? `; dropped ${s.dropped.join(', ')} (deleted on the source)` : ''}`);
     this.say(`${flags.to}: ${result.created ? 'created, ' : ''}${result.streams.length} stream(s) applied, now at ${result.streams.at(-1)!.top}`);
