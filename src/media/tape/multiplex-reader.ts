@@ -191,6 +191,21 @@ async function metaOf(fh: fs.promises.FileHandle, ref: TapeFileRef, m: Multiplex
 
 export type MultiplexEnding = TapeFileEnding;
 
+/** Does the stream begin in this tape file (a tape after the first: its label here is at part 0), rather than continue into it? */
+export async function streamStartsHere(ref: TapeFileRef, index: MultiplexIndex, streamId: string, counter: ReadCounter): Promise<boolean> {
+  const first = index.members.find((m) => m.streamId === streamId);
+  if (!first || first.kind !== 'label') return false;
+  const fh = await fs.promises.open(ref.path, 'r');
+  try {
+    const label = decodeLabel(await metaOf(fh, ref, first, counter));
+    return label !== null && label.firstPart === 0;
+  } catch {
+    return false;
+  } finally {
+    await fh.close();
+  }
+}
+
 /**
  * Yields the part bytes of stream `streamId` in one multiplexed tape file and returns its
  * ending there (end, or continued on the next tape). `progress` carries parts and bytes

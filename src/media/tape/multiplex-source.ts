@@ -6,7 +6,7 @@ import { CorruptError, NotFoundError, UsageError } from '../../errors.js';
 import type { MediaPosition, SourceStream } from '../medium.js';
 import { type TapeKind, listTapeFiles } from './tape-directory.js';
 import type { StreamProgress, TapeFileRef } from './tape-file-reader.js';
-import { type MultiplexIndex, type MultiplexStreamInfo, type ReadCounter, indexMultiplexFile, readMultiplexedParts } from './multiplex-reader.js';
+import { type MultiplexIndex, type MultiplexStreamInfo, type ReadCounter, indexMultiplexFile, readMultiplexedParts, streamStartsHere } from './multiplex-reader.js';
 
 export interface MultiplexedStreamsOptions {
   tapes: string[];
@@ -35,6 +35,12 @@ export async function multiplexedStreams(o: MultiplexedStreamsOptions): Promise<
   const counter: ReadCounter = { bytes: 0 };
   const index = indexMultiplexFile(o.ref, counter);
   let streams = index.streams;
+  if (index.label.sequence > 1) {
+    // a tape after the first: the streams that begin here (the others are read from their first tape)
+    const starting: MultiplexStreamInfo[] = [];
+    for (const s of streams) if (await streamStartsHere(o.ref, index, s.streamId, counter)) starting.push(s);
+    streams = starting;
+  }
   if (o.stream !== undefined) {
     streams = streams.filter((s) => s.streamId === o.stream);
     if (streams.length === 0) throw new NotFoundError(`${o.ref.name}: no stream ${o.stream} in this multiplexed tape file`, index.damage ? `the tape file is damaged: ${index.damage}` : 'the catalog may be out of date: imgstream catalog rebuild');
@@ -58,19 +64,20 @@ async function* streamBytes(o: MultiplexedStreamsOptions, first: MultiplexIndex,
   const progress: StreamProgress = { parts: 0, bytes: 0, streamId };
   let ref = o.ref;
   let index = first;
-  for (let sequence = 1; ; sequence++) {
+  for (let rel = 1; ; rel++) {
     const ending = yield* readMultiplexedParts(ref, index, streamId, progress, counter);
     if (ending.kind === 'end') return;
-    const k = o.t + sequence;
+    const sequence = first.label.sequence + rel; // of the multiplexed dump's tapes
+    const k = o.t + rel;
     if (k >= o.tapes.length || o.kinds[k] !== 'directory') {
-      throw new NotFoundError(`${o.ref.name}: stream ${streamId} continues on a next tape (tape ${sequence + 1} of the multiplexed dump), which was not given`, 'give every tape of the set in order: tape:DIR1,DIR2,...');
+      throw new NotFoundError(`${o.ref.name}: stream ${streamId} continues on a next tape (tape ${sequence} of the multiplexed dump), which was not given`, 'give every tape of the set in order: tape:DIR1,DIR2,...');
     }
     const next = listTapeFiles(o.tapes[k])[0];
-    if (!next) throw new NotFoundError(`tape ${o.tapes[k]} is empty: expected tape ${sequence + 1} of multiplexed dump ${first.label.id}`, 'give the tapes of the set in order: tape:DIR1,DIR2,...');
+    if (!next) throw new NotFoundError(`tape ${o.tapes[k]} is empty: expected tape ${sequence} of multiplexed dump ${first.label.id}`, 'give the tapes of the set in order: tape:DIR1,DIR2,...');
     ref = { name: `tape ${o.tapes[k]} file ${next.number}`, path: next.path };
     index = indexMultiplexFile(ref, counter);
-    if (index.label.id !== first.label.id || index.label.sequence !== sequence + 1) {
-      throw new CorruptError(`${ref.name}: expected tape ${sequence + 1} of multiplexed dump ${first.label.id}, found tape ${index.label.sequence} of ${index.label.id}`, 'give the tapes of the set in order: tape:DIR1,DIR2,...');
+    if (index.label.id !== first.label.id || index.label.sequence !== sequence) {
+      throw new CorruptError(`${ref.name}: expected tape ${sequence} of multiplexed dump ${first.label.id}, found tape ${index.label.sequence} of ${index.label.id}`, 'give the tapes of the set in order: tape:DIR1,DIR2,...');
     }
     position.tapes!.push(path.resolve(o.tapes[k]));
   }

@@ -84,11 +84,13 @@ export function tapeSource(opts: TapeSourceOptions): StreamSource {
     if (kinds[t] === 'directory') {
       const label = await readTapeLabel(ref);
       if (label.multiplex) {
-        if (label.sequence !== 1) {
+        const found = await multiplexedStreams({ tapes, t, ref, tapeFile, kinds, stream: opts.stream, volume: opts.volume, oneVolume: opts.oneVolume });
+        if (label.sequence !== 1 && found.length === 0) {
+          // a later tape of a multiplexed dump on which no stream begins: read with the streams it continues
           if (only === undefined) return null;
           throw new InvalidInputError(`${ref.name} continues multiplexed dump ${label.streamId} from an earlier tape (it is its tape ${label.sequence})`, 'give the tapes from the first one of that dump: tape:DIR1#N,DIR2,...');
         }
-        return multiplexedStreams({ tapes, t, ref, tapeFile, kinds, stream: opts.stream, volume: opts.volume, oneVolume: opts.oneVolume });
+        return found;
       }
       if (label.sequence !== 1) {
         if (only === undefined) return null; // read with the stream it continues
