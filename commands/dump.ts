@@ -25,12 +25,15 @@ While the volume is being served (imgstream serve nbd), the dump asks the server
 
 --encrypt encrypts every record after the header with AES-256-GCM (compressed first), with a key from --key-file (32 bytes: raw, 64 hex digits or base64) or a passphrase from --passphrase-file (stretched by scrypt). Each stream has its own key, derived from yours and a random salt in its header; records cannot be changed, reordered, dropped or moved to another stream unnoticed. The header stays readable (catalog rebuild works without the key) but is authenticated; the catalog records that the stream is encrypted, never the key. Keep the key file safe: without it the stream cannot be read.
 
+--multiplex dumps every volume given (dump VOL1 VOL2 ... --multiplex --to tape:DIR) at once onto one tape file per tape: each dump is planned on its own (its level's base from the catalog; --level and --snapshot apply to each), every source is read and compressed concurrently, and the writer takes whichever source has a part ready, so the tape waits only when none has data. The tape file is a tar archive whose members each belong to one stream (imgstream/<streamId>/part-NNNNNN: "tar xf" and "cat" of one stream's parts give that stream back), ending with the backup log of every member written (source, index, time, size, position), also kept with the catalog; "imgstream tape log tape:DIR#N" prints it. The tape file appears once every source has finished; a source that fails fails alone (the others complete and are recorded) and the command then exits with its error code, naming it.
+
 --order vbn (default) sends blocks in VBN order, one sequential pass for disk and tape; --order interleave:N sends about 1 MiB from each of N equal stripes of the volume in turn, spreading reads over striped devices. Restore writes each block at its VBN whatever the order.`;
   static override examples = [
     '<%= config.bin %> dump vm.vol --level 0 --snapshot june3 --to /backups/vm.june3.l0',
     '<%= config.bin %> dump vm.vol --level 1 --to /backups/vm.l1 --dry-run',
     '<%= config.bin %> dump vm.vol --level 1 --to - | ssh backup imgstream restore --from - --to vm.vol',
     '<%= config.bin %> dump vm.vol --level 0 --to tape:/tapes/t1,/tapes/t2 --tape-size 100G',
+    '<%= config.bin %> dump vm1.vol vm2.vol db.vol --level 1 --to tape:/tapes/t1 --multiplex',
     '<%= config.bin %> dump vm.vol --level 0 --to /backups/vm.l0 --encrypt --key-file /etc/imgstream/backup.key',
     'AWS_PROFILE=backup <%= config.bin %> dump vm.vol --level 0 --to s3://backups/vm1/june3.l0',
     '<%= config.bin %> dump vm.vol --level 1 --to s3://backups/vm1/june5.l1 --s3-endpoint http://ceph1:7480 --s3-path-style',
