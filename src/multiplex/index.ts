@@ -4,3 +4,4 @@
 // May import ../stream (the dumps), ../media, ../catalog, ../errors.
 export * from './multiplex-dump.js';
 export * from './log-report.js';
+export * from './rebuild-logs.js';

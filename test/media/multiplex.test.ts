@@ -198,6 +198,11 @@ describe('restore from multiplexed tape files', () => {
     expect(rb.skipped).toEqual([]);
     expect(rb.records.map((r) => r.id).sort()).toEqual(['s1', 's2'].flatMap((s) => VOLS.map((v) => streams[s][v].streamId)).sort());
     for (const r of rb.records) expect(r.media.stream).toBe(r.id);
+    // the backup logs are kept with the rebuilt catalog again
+    for (const n of [1, 2]) {
+      const log = cliJson<LogJson>(['tape', 'log', `tape:${tape}#${n}`], o).log;
+      expect(JSON.parse(fs.readFileSync(path.join(`${rebuilt}.logs`, `${log.header.id}.json`), 'utf8')).files[0].log).toEqual(log);
+    }
     for (const cat of [catalog, rebuilt]) {
       for (const [i, vol] of VOLS.entries()) {
         const dst = path.join(root, `cat-${path.basename(cat)}-${i}.vol`);
@@ -241,6 +246,13 @@ describe('damaged multiplexed tape files', () => {
       const broken = VOLS.filter((x) => !whole.includes(x) && labelled(x));
       expect(v.code, `cut at ${cut}: ${v.stderr}`).toBe(broken.length > 0 ? 9 : 0);
       for (const b of broken) expect(v.stderr, `cut at ${cut}: ${b} named`).toMatch(new RegExp(`${path.basename(b).replace('.', '\\.')}[^;]*incomplete`));
+      if (k === cuts.length - 1) {
+        // the log itself is cut off: tape log prints the catalog's copy
+        const tl = cliJson<LogJson & { from: string }>(['tape', 'log', `tape:${dir}#1`, '--catalog', catalog], o);
+        expect(tl.from).toBe('catalog');
+        expect(tl.log).toEqual(log);
+        expectOneLineError(runCli(['tape', 'log', `tape:${dir}#1`, '--catalog', path.join(root, 'empty-catalog.json')], o), 'tape log without a log', 9, /backup log is missing or damaged/);
+      }
       const rebuilt = path.join(root, `cut-${k}.json`);
       const rb = cliJson<{ records: Array<{ id: string }> }>(['catalog', 'rebuild', '--from', `tape:${dir}`, '--catalog', rebuilt], o);
       expect(rb.records.map((x) => x.id).sort(), `cut at ${cut}`).toEqual(whole.map((x) => streams.s1[x].streamId).sort());
