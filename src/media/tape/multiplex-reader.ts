@@ -161,31 +161,77 @@ export function indexMultiplexFile(ref: TapeFileRef, counter: ReadCounter): Mult
   }
 }
 
+/**
+ * Reads the planned ranges of one stream's members in order, a few ahead of the consumer,
+ * so the file is read while the restore works on what came before (as a read stream does
+ * for a tape file of one dump).
+ */
+class ReadAhead {
+  private readonly queue: Array<Promise<Buffer>> = [];
+  private i = 0;
+  constructor(
+    private readonly fh: fs.promises.FileHandle,
+    private readonly ranges: Array<{ pos: number; len: number }>,
+    private readonly counter: ReadCounter,
+    private readonly depth = 3,
+  ) {}
+
+  next(): Promise<Buffer> {
+    while (this.queue.length < this.depth && this.i < this.ranges.length) {
+      const { pos, len } = this.ranges[this.i++];
+      const p = (async () => {
+        const buf = Buffer.allocUnsafe(len);
+        let done = 0;
+        while (done < len) {
+          const r = await this.fh.read(buf, done, len - done, pos + done);
+          if (r.bytesRead === 0) break;
+          done += r.bytesRead;
+        }
+        this.counter.bytes += done;
+        return done < len ? buf.subarray(0, done) : buf;
+      })();
+      p.catch(() => {});
+      this.queue.push(p);
+    }
+    const p = this.queue.shift();
+    if (!p) throw new Error('read past the planned ranges');
+    return p;
+  }
+
+  /** Waits for reads still in flight (before the file is closed). */
+  async drain(): Promise<void> {
+    await Promise.allSettled(this.queue.splice(0));
+  }
+}
+
+/** The ranges memberData reads for `m`: its header, then its data in chunks. */
+function rangesOf(m: MultiplexMember, chunk = CHUNK): Array<{ pos: number; len: number }> {
+  const out = [{ pos: m.offset, len: TAR_BLOCK }];
+  for (let done = 0; done < m.size; done += chunk) out.push({ pos: m.offset + TAR_BLOCK + done, len: Math.min(chunk, m.size - done) });
+  return out;
+}
+
 /** One member's data, checked against its own tar header. */
-async function* memberData(fh: fs.promises.FileHandle, ref: TapeFileRef, m: MultiplexMember, counter: ReadCounter, chunk = CHUNK): AsyncGenerator<Buffer> {
-  const head = Buffer.alloc(TAR_BLOCK);
-  const { bytesRead } = await fh.read(head, 0, TAR_BLOCK, m.offset);
-  counter.bytes += bytesRead;
-  const h = bytesRead === TAR_BLOCK ? decodeTarHeader(head) : null;
+async function* memberData(ra: ReadAhead, ref: TapeFileRef, m: MultiplexMember, chunk = CHUNK): AsyncGenerator<Buffer> {
+  const head = await ra.next();
+  const h = head.length === TAR_BLOCK ? decodeTarHeader(head) : null;
   const p = h && parseMemberName(h.name);
   if (!h || !p || p.streamId !== m.streamId || p.kind !== m.kind || h.size !== m.size || (p.kind === 'part' && p.index !== m.index)) {
     throw new CorruptError(`${ref.name}: no ${m.kind} member of stream ${m.streamId} at byte ${m.offset} (damaged tape file or backup log)`, DAMAGE_HINT);
   }
   for (let done = 0; done < m.size; ) {
     const n = Math.min(chunk, m.size - done);
-    const buf = Buffer.allocUnsafe(n);
-    const r = await fh.read(buf, 0, n, m.offset + TAR_BLOCK + done);
-    counter.bytes += r.bytesRead;
-    if (r.bytesRead < n) throw new CorruptError(`${ref.name}: truncated: the tape file ends inside a member of stream ${m.streamId}`, DAMAGE_HINT);
+    const buf = await ra.next();
+    if (buf.length < n) throw new CorruptError(`${ref.name}: truncated: the tape file ends inside a member of stream ${m.streamId}`, DAMAGE_HINT);
     done += n;
     yield buf;
   }
 }
 
-async function metaOf(fh: fs.promises.FileHandle, ref: TapeFileRef, m: MultiplexMember, counter: ReadCounter): Promise<Buffer> {
+async function metaOf(ra: ReadAhead, ref: TapeFileRef, m: MultiplexMember): Promise<Buffer> {
   if (m.size > MAX_META_BYTES) throw new CorruptError(`${ref.name}: member ${m.kind} of stream ${m.streamId} is too large (${m.size} bytes)`, DAMAGE_HINT);
   const chunks: Buffer[] = [];
-  for await (const c of memberData(fh, ref, m, counter)) chunks.push(c);
+  for await (const c of memberData(ra, ref, m)) chunks.push(c);
   return Buffer.concat(chunks);
 }
 
@@ -196,12 +242,14 @@ export async function streamStartsHere(ref: TapeFileRef, index: MultiplexIndex, 
   const first = index.members.find((m) => m.streamId === streamId);
   if (!first || first.kind !== 'label') return false;
   const fh = await fs.promises.open(ref.path, 'r');
+  const ra = new ReadAhead(fh, rangesOf(first), counter);
   try {
-    const label = decodeLabel(await metaOf(fh, ref, first, counter));
+    const label = decodeLabel(await metaOf(ra, ref, first));
     return label !== null && label.firstPart === 0;
   } catch {
     return false;
   } finally {
+    await ra.drain();
     await fh.close();
   }
 }
@@ -223,12 +271,13 @@ export async function* readMultiplexedParts(ref: TapeFileRef, index: MultiplexIn
   } catch (err) {
     throw fromSystemError(err, ref.path, `opening ${ref.name}`);
   }
+  const ra = new ReadAhead(fh, mine.flatMap((m) => rangesOf(m)), counter);
   try {
     let label: TapeLabel | null = null;
     for (const m of mine) {
       if (!label) {
         if (m.kind !== 'label') throw corrupt(`${who} has no label before its ${m.kind} member`);
-        label = decodeLabel(await metaOf(fh, ref, m, counter));
+        label = decodeLabel(await metaOf(ra, ref, m));
         if (!label || label.streamId !== streamId) throw corrupt(`damaged label of ${who}`);
         if (label.sequence !== index.label.sequence || label.firstPart !== progress.parts) {
           throw corrupt(`expected ${who} from part ${progress.parts} in tape ${index.label.sequence}, found its tape ${label.sequence} from part ${label.firstPart}`);
@@ -238,7 +287,7 @@ export async function* readMultiplexedParts(ref: TapeFileRef, index: MultiplexIn
       }
       if (m.kind === 'part') {
         if (m.index !== progress.parts) throw corrupt(`part ${m.index} of ${who} where part ${progress.parts} belongs`);
-        for await (const chunk of memberData(fh, ref, m, counter)) {
+        for await (const chunk of memberData(ra, ref, m)) {
           progress.bytes += chunk.length;
           yield chunk;
         }
@@ -246,7 +295,7 @@ export async function* readMultiplexedParts(ref: TapeFileRef, index: MultiplexIn
         continue;
       }
       if (m.kind !== 'end' && m.kind !== 'continued' && m.kind !== 'aborted') throw corrupt(`unexpected ${m.kind} member of ${who}`);
-      const body = await metaOf(fh, ref, m, counter);
+      const body = await metaOf(ra, ref, m);
       const ending = decodeClosing(body) as (TapeClosing & { error?: string }) | null;
       if (!ending || ending.streamId !== streamId || ending.sequence !== index.label.sequence) throw corrupt(`damaged ${m.kind} member of ${who}`);
       if (m.kind === 'aborted') {
@@ -260,6 +309,7 @@ export async function* readMultiplexedParts(ref: TapeFileRef, index: MultiplexIn
     if (!label) throw corrupt(`${who} is not in this tape file`);
     throw corrupt(`${who} is incomplete: the tape file ends before its end member (${index.damage ?? 'no end member'})`);
   } finally {
+    await ra.drain();
     await fh.close();
   }
 }
