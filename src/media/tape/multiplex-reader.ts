@@ -299,7 +299,9 @@ export async function* readMultiplexedParts(ref: TapeFileRef, index: MultiplexIn
       const ending = decodeClosing(body) as (TapeClosing & { error?: string }) | null;
       if (!ending || ending.streamId !== streamId || ending.sequence !== index.label.sequence) throw corrupt(`damaged ${m.kind} member of ${who}`);
       if (m.kind === 'aborted') {
-        throw corrupt(`${who} is incomplete: its dump failed${ending.error ? ` (${ending.error})` : ''} and gave it up after ${ending.parts} parts`);
+        // the source's error is in the log (its dump gives up before the error reaches the writer)
+        const error = ending.error ?? index.log?.header.sources.find((x) => x.streamId === streamId)?.error;
+        throw corrupt(`${who} is incomplete: its dump failed${error ? ` (${error})` : ''} and gave it up after ${ending.parts} parts`);
       }
       if (ending.parts !== progress.parts || ending.bytes !== progress.bytes) {
         throw corrupt(`the ${m.kind} member of ${who} counts ${ending.parts} parts and ${ending.bytes} bytes, but ${progress.parts} parts and ${progress.bytes} bytes were read`);
