@@ -66,7 +66,9 @@ export async function multiplexDump(volumes: string[], tape: MultiplexTape, opts
     progress.stop();
     // nothing was published: say why each source failed when that is the cause
     const failures = settled.map((s, i) => (s.status === 'rejected' ? `${volumes[i]}: ${(s.reason as Error).message}` : null)).filter((x) => x !== null);
-    if (err instanceof ImgstreamError && failures.length === volumes.length) {
+    // the tape failed (full, an I/O error): every source failed of it, say it once
+    const ofTape = settled.every((s) => s.status === 'rejected' && (s.reason as Error).message === (err as Error).message);
+    if (err instanceof ImgstreamError && failures.length === volumes.length && !ofTape) {
       const first = settled.find((s) => s.status === 'rejected') as PromiseRejectedResult;
       const code = first.reason instanceof ImgstreamError ? first.reason.code : err.code;
       throw errorOfCode(code, `multiplexed dump: every source failed: ${failures.join('; ')}`, 'nothing was written to the tape');

@@ -372,5 +372,12 @@ describe('spanning tapes', () => {
       ok(['restore', '--from', set, '--volume', vol, '--to', dst2, '-q'], o);
       expect(await exportsOf(dst2, ['s2'])).toEqual({ s2: sourceSha[vol].s2 });
     }
+    // tapes run out: one error naming the tape (not once per source), no tape file, nothing recorded
+    const short = path.join(root, 'span-short');
+    const shortCat = path.join(root, 'span-short.json');
+    const r2 = runCli(['dump', ...VOLS, '--level', '0', '--snapshot', 's2', '--to', `tape:${short}`, '--tape-size', '8M', '--new-tape', '--multiplex', '--catalog', shortCat], o);
+    expectOneLineError(r2, 'tapes run out', 4, new RegExp(`^imgstream: tape ${short} is full and no next tape was given`));
+    expect(fs.readdirSync(short)).toEqual([]);
+    expect(fs.existsSync(shortCat)).toBe(false);
   }, 180_000);
 });
