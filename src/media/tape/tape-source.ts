@@ -1,5 +1,6 @@
 // Reads the dumps of a tape set back: each stream's bytes are its part members, read
-// lazily and followed from tape to tape.
+// lazily and followed from tape to tape. A multiplexed tape file yields each of its
+// streams (multiplex-source.ts), read by seeking to its own members.
 import path from 'node:path';
 import { InvalidInputError, NotFoundError } from '../../errors.js';
 import type { MediaPosition, SourceStream, StreamSource } from '../medium.js';
