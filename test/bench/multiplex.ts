@@ -62,6 +62,13 @@ export async function benchMultiplex(ctx: BenchContext, record: (r: BenchRow) =>
     await settleFor(ctx, paths, []);
     const t = seconds(() => cli(['dump', ...paths, '--level', '0', '--snapshot', BASE, '--to', `tape:${freshTape(ctx, 'mux-rate')}`, '--new-tape', '--multiplex', '--compress', 'none', '--catalog', catalog]));
     const writerRate = (vols.reduce((n, v) => n + v.dataBlocks, 0) * 4096) / t;
+    // tape files are removed once measured: gigabytes of them left in the page cache made
+    // the later, faster runs reclaim memory as they wrote (the 1 GiB multiplexed runs took
+    // twice as long as the calibration)
+    const dropTapes = () => {
+      for (const n of ['mux-rate', 'mux-mux', 'mux-seq-0', 'mux-seq-1', 'mux-seq-2']) fs.rmSync(path.join(ctx.work, n), { recursive: true, force: true });
+    };
+    dropTapes();
     const rate = Math.floor(writerRate / 3);
     ctx.log(`tape writer: ${(writerRate / 1e6).toFixed(0)} MB/s; sources throttled to ${(rate / 1e6).toFixed(0)} MB/s`);
     const slow = { IMGSTREAM_TEST_SOURCE_RATE: String(rate) };
@@ -78,6 +85,7 @@ export async function benchMultiplex(ctx: BenchContext, record: (r: BenchRow) =>
         idle.idle.push(r!.idleMs / 1000);
         idle.elapsed.push(r!.elapsedMs / 1000);
       }
+      dropTapes();
       ctx.log(`mux-throttled ${i + 1}/${2 * ROUNDS}: ${step} ${th[step].at(-1)!.toFixed(2)} s`);
     }
     record(row('mux-throttled', `dump of three ${size} volumes whose reads are throttled to a third of the tape writer's ${(writerRate / 1e6).toFixed(0)} MB/s (IMGSTREAM_TEST_SOURCE_RATE=${(rate / 1e6).toFixed(0)}MB/s, --compress none): multiplexed onto one tape file vs the three dumps one after another; wall time, median of ${ROUNDS}`, 's', { measured: th.mux, baseline: th.seq }, median(th.mux), median(th.seq), { on: 'ratio', op: '<=', value: 0.45 }));
@@ -85,6 +93,7 @@ export async function benchMultiplex(ctx: BenchContext, record: (r: BenchRow) =>
 
     const un = { mux: [] as number[], seq: [] as number[] };
     for (const [i, step] of interleave(['seq', 'mux'] as const, ROUNDS).entries()) {
+      if (i < 2 * ROUNDS - 2) dropTapes(); // the last of each stay, for mux-restore
       await settleFor(ctx, paths, []);
       if (step === 'seq') un.seq.push(paths.reduce((s, p, k) => s + dumpTo(p, freshTape(ctx, `mux-seq-${k}`), []), 0));
       else un.mux.push(seconds(() => cli(['dump', ...paths, '--level', '0', '--snapshot', BASE, '--to', `tape:${freshTape(ctx, 'mux-mux')}`, '--new-tape', '--multiplex', '--catalog', catalog])));
