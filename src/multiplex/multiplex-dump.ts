@@ -51,9 +51,9 @@ export async function multiplexDump(volumes: string[], tape: MultiplexTape, opts
   const writer = new MultiplexTapeWriter({ ...tape, id, sources: volumes });
   // the sources share the compression threads
   const threads = opts.threads === 0 ? 0 : Math.max(1, Math.floor(opts.threads / volumes.length));
-  progress.start(`dumping ${volumes.length} volumes`, 0, 'bytes');
+  const shared = sharedProgress(progress, `dumping ${volumes.length} volumes`, volumes.length);
   const runs = volumes.map((vol, i) =>
-    dumpVolumeAt(vol, (streamId, v) => writer.channel(i, streamId, v), { ...opts, threads }, noProgress).catch((err: unknown) => {
+    dumpVolumeAt(vol, (streamId, v) => writer.channel(i, streamId, v), { ...opts, threads }, shared[i]).catch((err: unknown) => {
       writer.sourceFailed(i, (err as Error).message);
       throw err;
     }),
@@ -89,4 +89,30 @@ export async function multiplexDump(volumes: string[], tape: MultiplexTape, opts
     elapsedMs += Date.parse(f.log.header.finished) - Date.parse(f.log.header.started);
   }
   return { id, sources, files: outcome.files.map(({ tape: t, number, sequence }) => ({ tape: t, ...(number !== undefined ? { number } : {}), sequence })), logFile, idleMs, elapsedMs };
+}
+
+/** One progress per source, shown as one bar: the bytes of every source's image, and how many of them are done. */
+function sharedProgress(progress: Progress, label: string, n: number): Progress[] {
+  const totals = new Array<number>(n).fill(0);
+  const done = new Array<number>(n).fill(0);
+  let shown = false;
+  const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
+  return totals.map((_, i) => ({
+    start(_label: string, total: number) {
+      totals[i] = total;
+      done[i] = 0;
+      if (shown) progress.stop(); // a source more: the bar starts again with the larger total
+      progress.start(label, sum(totals), 'bytes');
+      shown = true;
+      progress.update(sum(done));
+    },
+    update(d: number) {
+      done[i] = d;
+      if (shown) progress.update(sum(done));
+    },
+    stop() {
+      done[i] = totals[i];
+      if (shown) progress.update(sum(done));
+    },
+  }));
 }
