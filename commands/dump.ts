@@ -8,7 +8,9 @@ import { isPeerSpec, targetFor } from '../src/media/resolve.js';
 import { peerClientOptions, peerFlags } from './_cli/peer-flags.js';
 import { s3Flags, s3Options } from './_cli/s3-flags.js';
 import { formatSize, parseSize } from '../src/size.js';
-import { UsageError } from '../src/errors.js';
+import { UsageError, errorOfCode } from '../src/errors.js';
+import { multiplexDump, type MultiplexDumpResult } from '../src/multiplex/index.js';
+import { parseTapeSpec } from '../src/media/tape/index.js';
 import { dumpKeyFromFlags, encryptFlag, keyFlags } from './_cli/key-flags.js';
 
 export default class Dump extends ImgstreamCommand {
@@ -23,18 +25,22 @@ While the volume is being served (imgstream serve nbd), the dump asks the server
 
 --encrypt encrypts every record after the header with AES-256-GCM (compressed first), with a key from --key-file (32 bytes: raw, 64 hex digits or base64) or a passphrase from --passphrase-file (stretched by scrypt). Each stream has its own key, derived from yours and a random salt in its header; records cannot be changed, reordered, dropped or moved to another stream unnoticed. The header stays readable (catalog rebuild works without the key) but is authenticated; the catalog records that the stream is encrypted, never the key. Keep the key file safe: without it the stream cannot be read.
 
+--multiplex dumps every volume given (dump VOL1 VOL2 ... --multiplex --to tape:DIR) at once onto one tape file per tape: each dump is planned on its own (its level's base from the catalog; --level and --snapshot apply to each), every source is read and compressed concurrently, and the writer takes whichever source has a part ready, so the tape waits only when none has data. The tape file is a tar archive whose members each belong to one stream (imgstream/<streamId>/part-NNNNNN: "tar xf" and "cat" of one stream's parts give that stream back), ending with the backup log of every member written (source, index, time, size, position), also kept with the catalog; "imgstream tape log tape:DIR#N" prints it. The tape file appears once every source has finished; a source that fails fails alone (the others complete and are recorded) and the command then exits with its error code, naming it.
+
 --order vbn (default) sends blocks in VBN order, one sequential pass for disk and tape; --order interleave:N sends about 1 MiB from each of N equal stripes of the volume in turn, spreading reads over striped devices. Restore writes each block at its VBN whatever the order.`;
   static override examples = [
     '<%= config.bin %> dump vm.vol --level 0 --snapshot june3 --to /backups/vm.june3.l0',
     '<%= config.bin %> dump vm.vol --level 1 --to /backups/vm.l1 --dry-run',
     '<%= config.bin %> dump vm.vol --level 1 --to - | ssh backup imgstream restore --from - --to vm.vol',
     '<%= config.bin %> dump vm.vol --level 0 --to tape:/tapes/t1,/tapes/t2 --tape-size 100G',
+    '<%= config.bin %> dump vm1.vol vm2.vol db.vol --level 1 --to tape:/tapes/t1 --multiplex',
     '<%= config.bin %> dump vm.vol --level 0 --to /backups/vm.l0 --encrypt --key-file /etc/imgstream/backup.key',
     'AWS_PROFILE=backup <%= config.bin %> dump vm.vol --level 0 --to s3://backups/vm1/june3.l0',
     '<%= config.bin %> dump vm.vol --level 1 --to s3://backups/vm1/june5.l1 --s3-endpoint http://ceph1:7480 --s3-path-style',
     '<%= config.bin %> dump vm.vol --level 1 --to peer://backup1:7420/vm1.l1 --token-file /etc/imgstream/peer.token --tls-ca /etc/imgstream/backup1.crt',
   ];
-  static override args = { volume: Args.string({ description: 'Volume to dump.', required: true }) };
+  static override strict = false;
+  static override args = { volume: Args.string({ description: 'Volume to dump (several with --multiplex).', required: true }) };
   static override flags = {
     level: Flags.integer({ helpValue: 'N', char: 'l', description: 'Dump level, 0 to 9.', required: true, min: 0, max: 9 }),
     snapshot: Flags.string({ helpValue: 'NAME', char: 's', description: 'Top snapshot of the dump [default: take a new one].' }),
@@ -49,6 +55,7 @@ While the volume is being served (imgstream serve nbd), the dump asks the server
     'new-tape': Flags.boolean({ description: 'With tape:DIR, create tape directories that do not exist yet (a new, empty tape); without it a missing tape is an error.' }),
     'record-size': Flags.string({ helpValue: 'BYTES', description: 'Tape record size: every write to a tape is this size.', default: '10K' }),
     force: Flags.boolean({ description: 'Replace an existing target file (on a peer too).' }),
+    multiplex: Flags.boolean({ description: 'Dump every volume given at once onto one tape file per tape (tape:DIR only), their streams interleaved, with a backup log.' }),
     ...encryptFlag,
     ...keyFlags,
     ...peerFlags,
@@ -56,7 +63,11 @@ While the volume is being served (imgstream serve nbd), the dump asks the server
   };
 
   async run() {
-    const { args, flags } = await this.parse(Dump);
+    const { args, argv, flags } = await this.parse(Dump);
+    const volumes = argv as string[];
+    if (volumes.length > 1 && !flags.multiplex) throw new UsageError(`${volumes.length} volumes given: one dump takes one volume`, 'dump several volumes together onto a tape with --multiplex');
+    if (flags['dry-run'] && volumes.length > 1) throw new UsageError('--dry-run shows the storage image of one volume', 'run it once for each volume');
+    if (flags.multiplex && !flags['dry-run']) return this.runMultiplexed(volumes, flags);
     if (!flags['dry-run'] && !flags.to) throw new UsageError('--to is required (or --dry-run)');
     if (flags.to === '-' && this.jsonEnabled()) throw new UsageError('--json cannot be combined with --to -: the stream goes to stdout');
     const key = flags['dry-run'] ? null : dumpKeyFromFlags(flags);
@@ -84,6 +95,46 @@ While the volume is being served (imgstream serve nbd), the dump asks the server
     if (result.dryRun) this.say(`dry run: ${what}`);
     else if (flags.to !== '-') this.say(`dumped ${what} -> ${flags.to} (${formatSize(result.streamBytes)} stream, sha256 ${result.sha256?.slice(0, 16)}...)`);
     else process.stderr.write(`imgstream: dumped ${what} (${formatSize(result.streamBytes)} stream)\n`);
+    return result;
+  }
+
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  private async runMultiplexed(volumes: string[], flags: Record<string, any>): Promise<MultiplexDumpResult> {
+    if (!flags.to?.startsWith('tape:')) throw new UsageError('--multiplex writes to a tape: give --to tape:DIR[,DIR...]', 'several dumps share a tape file only on tape');
+    const spec = parseTapeSpec(flags.to);
+    if (spec.file !== undefined) throw new UsageError(`${flags.to}: a dump goes to the next tape file; #N is for reading`, 'give tape:DIR');
+    const key = dumpKeyFromFlags(flags);
+    const result = await multiplexDump(
+      volumes,
+      { tapes: spec.tapes, tapeSize: flags['tape-size'] ? parseSize(flags['tape-size'], 'tape size') : undefined, recordSize: parseSize(flags['record-size'], 'record size'), nextTape: nextTapePrompt(), newTape: flags['new-tape'] === true },
+      {
+        level: flags.level,
+        snapshot: flags.snapshot,
+        order: flags.order,
+        compression: flags.compress === 'none' ? { codec: 'none' } : { codec: 'zstd', level: flags['compress-level'] },
+        threads: flags.threads ?? defaultThreads(),
+        catalog: openCatalog(flags.catalog),
+        key,
+      },
+      this.progress(),
+    );
+    const where = result.files.map((f) => `${f.tape}${f.number !== undefined ? ` file ${f.number}` : ''}`).join(', ');
+    for (const s of result.sources) {
+      if (s.dump) this.say(`dumped level ${s.dump.level} of ${s.volume}: ${s.dump.expression}: ${s.dump.blocks} blocks, ${formatSize(s.dump.bytes)} -> ${formatSize(s.dump.streamBytes)} stream`);
+      else this.say(`FAILED ${s.volume}: ${s.error?.message}`);
+    }
+    const idle = result.elapsedMs > 0 ? ((100 * result.idleMs) / result.elapsedMs).toFixed(1) : '0.0';
+    this.say(`multiplexed onto tape ${where} in ${(result.elapsedMs / 1000).toFixed(1)} s, the tape idle ${idle}% of it (imgstream tape log shows the backup log)`);
+    const failed = result.sources.filter((s) => !s.ok);
+    if (failed.length > 0) {
+      const done = result.sources.length - failed.length;
+      throw errorOfCode(
+        failed[0].error!.code,
+        `multiplexed dump: ${failed.map((f) => `${f.volume} failed: ${f.error!.message}`).join('; ')} (the other ${done} dump(s) are complete and recorded)`,
+        failed[0].error!.hint,
+        result,
+      );
+    }
     return result;
   }
 }

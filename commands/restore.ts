@@ -21,13 +21,14 @@ Nothing is committed before a stream's trailer and checksums are verified. Block
 
 Encrypted streams need their key: --key-file or --passphrase-file, as given to dump. Without it, or with another, restore stops with the "auth" code (11) before writing anything; a stream that fails authentication (changed, records reordered, dropped or taken from another stream) is "corrupt" (9).
 
---from takes files, "-" for stdin, "tape:DIR" (every dump on the tape, in order), "tape:DIR1,DIR2" (a dump spanning tapes), "tape:DIR#N" (the dump in tape file N) "s3://BUCKET/PREFIX/NAME" (an object on AWS S3 or an S3-compatible store, read with several ranged GETs in flight; credentials from the AWS environment or AWS_PROFILE, the endpoint from --s3-endpoint or AWS_ENDPOINT_URL) or "peer://HOST:PORT/NAME" (a stream stored on an imgstream peer daemon: give --token-file and --tls-ca or --tls-fingerprint, or --plain). --as-of SNAPSHOT|DATE picks the chain from the catalog instead (with the peer flags when it holds dumps sent to a peer): the newest dump whose top is that snapshot, or the newest dump taken by that date, then its base dumps down to a level 0. A date is YYYY-MM-DD (the end of that day, local time, so the day's dumps count), YYYY-MM-DDTHH:MM[:SS] (local time), either followed by Z or +HH:MM for another zone; anything else is a snapshot name. Only the dumps of one volume are considered: VOL's own when it exists, else the volume named with --volume; when the catalog holds dumps of several volumes that match and none is named, restore refuses and lists them.
+--from takes files, "-" for stdin, "tape:DIR" (every dump on the tape, in order), "tape:DIR1,DIR2" (a dump spanning tapes), "tape:DIR#N" (the dump in tape file N) "s3://BUCKET/PREFIX/NAME" (an object on AWS S3 or an S3-compatible store, read with several ranged GETs in flight; credentials from the AWS environment or AWS_PROFILE, the endpoint from --s3-endpoint or AWS_ENDPOINT_URL) or "peer://HOST:PORT/NAME" (a stream stored on an imgstream peer daemon: give --token-file and --tls-ca or --tls-fingerprint, or --plain). A multiplexed tape file (dump --multiplex) holding several volumes' dumps needs --volume PATH|UUID to pick one; only that volume's members are read (the backup log says where), and --json reports mediaBytesRead. --as-of SNAPSHOT|DATE picks the chain from the catalog instead (with the peer flags when it holds dumps sent to a peer): the newest dump whose top is that snapshot, or the newest dump taken by that date, then its base dumps down to a level 0. A date is YYYY-MM-DD (the end of that day, local time, so the day's dumps count), YYYY-MM-DDTHH:MM[:SS] (local time), either followed by Z or +HH:MM for another zone; anything else is a snapshot name. Only the dumps of one volume are considered: VOL's own when it exists, else the volume named with --volume; when the catalog holds dumps of several volumes that match and none is named, restore refuses and lists them.
 
 --as-of TIME --from DEST, where DEST is a protection destination (the directory imgstream protect --to wrote), rebuilds the disk as it was at the last recovery point at or before TIME (every write acknowledged by then, none after) into the new volume VOL: a copy of DEST's base volume, with its snapshots, and the newest version of each block changed since, read once. TIME may also carry milliseconds (2026-12-03T10:15:02.250Z), or be the name of a snapshot the source took; a time outside DEST's window is refused, naming the window (see: imgstream protect status DEST).`;
 
   static override examples = [
     '<%= config.bin %> restore --from vm.june3.l0 --from vm.june5.l1 --to restored.vol',
     '<%= config.bin %> restore --from tape:/tapes/t1 --to restored.vol',
+    '<%= config.bin %> restore --from tape:/tapes/t1#7 --volume vm2.vol --to vm2.restored',
     '<%= config.bin %> restore --to restored.vol --as-of june7',
     '<%= config.bin %> restore --to restored.vol --as-of 2026-06-08T00:00 --volume vm.vol',
     '<%= config.bin %> restore --to restored.vol --as-of 2026-06-07 --volume 5f1c2a9e',
@@ -41,7 +42,7 @@ Encrypted streams need their key: --key-file or --passphrase-file, as given to d
     from: Flags.string({ helpValue: 'SOURCE', char: 'f', description: 'Stream source, repeatable: FILE, -, tape:DIR[,DIR...], tape:DIR#N, s3://BUCKET/KEY, peer://HOST:PORT/NAME.', multiple: true }),
     to: Flags.string({ helpValue: 'VOL', char: 't', description: 'Volume to restore into (created from a level 0 stream when it does not exist).', required: true }),
     'as-of': Flags.string({ helpValue: 'SNAPSHOT|DATE', description: 'Restore the chain ending at this snapshot (or the newest dump taken by this date: YYYY-MM-DD means the end of that day), from the catalog.' }),
-    volume: Flags.string({ helpValue: 'PATH|UUID', description: 'With --as-of into a new path: whose dumps to take, when the catalog holds several volumes (the source volume\'s path as dumped, or its uuid or a prefix of it).' }),
+    volume: Flags.string({ helpValue: 'PATH|UUID', description: 'Whose dumps to take (the source volume\'s path as dumped, or its uuid or a prefix of it): with --as-of into a new path when the catalog holds several volumes; with --from, the volume to restore from a multiplexed tape file.' }),
     catalog: catalogFlag,
     ...keyFlags,
     ...peerFlags,
@@ -57,11 +58,11 @@ Encrypted streams need their key: --key-file or --passphrase-file, as given to d
       return r;
     }
     if (flags.from?.length && flags['as-of']) throw new UsageError('--from and --as-of cannot be combined', 'except --from DEST, a protection destination: restore --to NEW --as-of TIME --from DEST');
-    if (flags.volume !== undefined && !flags['as-of']) throw new UsageError('--volume chooses among the catalog\'s volumes: give it with --as-of');
+    if (flags.volume !== undefined && !flags['as-of'] && !flags.from?.some((f) => f.startsWith('tape:'))) throw new UsageError('--volume chooses among the catalog\'s volumes or a multiplexed tape file\'s: give it with --as-of, or with --from tape:...');
     if ((flags.from ?? []).filter((f) => f === '-').length > 1) throw new UsageError('stdin (-) can be given once');
     const key = keyFromFlags(flags);
     const peer = peerClientOptions(flags, (flags.from ?? []).filter(isPeerSpec), flags['as-of'] !== undefined);
-    const sources = flags['as-of'] ? sourcesForChain(openCatalog(flags.catalog), flags.to, flags['as-of'], { peer, volume: flags.volume, s3: s3Options(flags) }) : flags.from!.map((f) => sourceFor(f, { peer, s3: s3Options(flags) }));
+    const sources = flags['as-of'] ? sourcesForChain(openCatalog(flags.catalog), flags.to, flags['as-of'], { peer, volume: flags.volume, s3: s3Options(flags) }) : flags.from!.map((f) => sourceFor(f, { peer, s3: s3Options(flags), volume: flags.volume, oneVolume: true }));
     const result = await restoreStreams(sources, flags.to, this.progress(), key);
     for (const s of result.streams) this.say(`restored level ${s.level} ${s.base ? `${s.base} -> ` : ''}${s.top} from ${s.stream}: ${s.blocks} blocks (${formatSize(s.bytes)})${s.skippedBlocks ? `, ${s.skippedBlocks} already present` : ''}${s.dropped.length ? `; dropped ${s.dropped.join(', ')} (deleted on the source)` : ''}`);
     this.say(`${flags.to}: ${result.created ? 'created, ' : ''}${result.streams.length} stream(s) applied, now at ${result.streams.at(-1)!.top}`);

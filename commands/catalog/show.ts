@@ -21,7 +21,7 @@ export default class CatalogShow extends ImgstreamCommand {
       ['image', d.expression],
       ['date', d.date],
       ['finished', d.finished],
-      ['media', `${d.media.kind} ${d.media.location}${d.media.tapeFile ? ` file ${d.media.tapeFile}` : ''}${d.media.tapes && d.media.tapes.length > 1 ? ` (tapes ${d.media.tapes.join(', ')})` : ''}`],
+      ['media', `${d.media.kind} ${d.media.location}${d.media.tapeFile ? ` file ${d.media.tapeFile}` : ''}${d.media.tapes && d.media.tapes.length > 1 ? ` (tapes ${d.media.tapes.join(', ')})` : ''}${d.media.stream ? ', multiplexed with other dumps' : ''}`],
       ['blocks', String(d.blocks)],
       ['data bytes', String(d.dataBytes)],
       ['stream bytes', String(d.streamBytes)],

@@ -2,3 +2,4 @@
 // ../errors, ../media (positions), ../volume/volume-lock.
 export * from './catalog.js';
 export * from './as-of.js';
+export * from './backup-logs.js';

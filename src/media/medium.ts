@@ -12,6 +12,8 @@ export interface MediaPosition {
   /** Tape only: file number on the first tape (1-based), and every tape the stream spans. */
   tapeFile?: number;
   tapes?: string[];
+  /** Multiplexed tape files only: the stream (its id) among the several in that tape file. */
+  stream?: string;
 }
 
 export interface StreamTarget {
@@ -50,6 +52,8 @@ export interface SourceStream {
    * restore more than a second of garbage collection). Sources without it allocate.
    */
   recycle?(buf: Buffer, after: Promise<void>): void;
+  /** Optional: bytes read from the medium so far for this stream (a multiplexed tape file's reader counts them: it reads only the stream's members). */
+  bytesRead?(): number;
 }
 
 export interface StreamSource {

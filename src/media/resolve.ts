@@ -26,6 +26,10 @@ export interface TargetOptions {
 }
 
 export interface SourceOptions {
+  /** Multiplexed tape files: only the streams of this volume (path as dumped, uuid or prefix). */
+  volume?: string;
+  /** Multiplexed tape files: refuse one holding several volumes unless `volume` picks one. */
+  oneVolume?: boolean;
   /** How to reach peer:// sources. */
   peer?: PeerClientOptions;
   /** How to reach s3:// sources. */
@@ -57,7 +61,7 @@ export function targetFor(spec: string, opts: TargetOptions): StreamTarget {
 
 export function sourceFor(spec: string, opts: SourceOptions = {}): StreamSource {
   if (spec === '-') return stdinSource();
-  if (spec.startsWith('tape:')) return tapeSource(parseTapeSpec(spec));
+  if (spec.startsWith('tape:')) return tapeSource({ ...parseTapeSpec(spec), volume: opts.volume, oneVolume: opts.oneVolume });
   if (isPeerSpec(spec)) return peerSource(spec, peerOptions(spec, opts));
   if (isS3Spec(spec)) return s3Source(spec, opts.s3);
   return fileSource(spec);
@@ -66,7 +70,7 @@ export function sourceFor(spec: string, opts: SourceOptions = {}): StreamSource 
 /** Reopens a stream where the catalog says it is. */
 export function sourceForPosition(p: MediaPosition, opts: SourceOptions = {}): StreamSource {
   if (p.kind === 'file') return fileSource(p.location);
-  if (p.kind === 'tape' && p.tapeFile !== undefined) return tapeSource({ tapes: p.tapes?.length ? p.tapes : [p.location], file: p.tapeFile });
+  if (p.kind === 'tape' && p.tapeFile !== undefined) return tapeSource({ tapes: p.tapes?.length ? p.tapes : [p.location], file: p.tapeFile, stream: p.stream });
   if (p.kind === 'peer') return peerSource(p.location, peerOptions(p.location, opts));
   if (p.kind === 's3') return s3Source(p.location, opts.s3);
   throw new NotFoundError(`a stream on ${p.kind} ${p.location} cannot be read back from there`, 'give it with --from');

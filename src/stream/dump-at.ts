@@ -6,13 +6,12 @@
 // always. A dump killed at any point leaves no pin: pins end with its control connection.
 import { BusyError } from '../errors.js';
 import type { SnapshotEntry } from '../format/snapshot-entry.js';
-import type { StreamTarget } from '../media/medium.js';
 import { noProgress, type Progress } from '../progress.js';
 import { openVolumeAccess } from '../control/access.js';
 import type { Volume } from '../volume/volume.js';
-import { dumpVolume, type DumpOptions, type DumpResult } from './dump.js';
+import { dumpVolume, type DumpOptions, type DumpResult, type DumpTargetFactory } from './dump.js';
 
-export async function dumpVolumeAt(path: string, target: (streamId: string) => StreamTarget, opts: DumpOptions, progress: Progress = noProgress): Promise<DumpResult> {
+export async function dumpVolumeAt(path: string, target: DumpTargetFactory, opts: DumpOptions, progress: Progress = noProgress): Promise<DumpResult> {
   const write = !opts.dryRun && opts.snapshot === undefined;
   const access = await openVolumeAccess(path, { write });
   if (access.kind === 'local') {

@@ -19,6 +19,7 @@ import { ImageStreamWriter } from './stream-writer.js';
 import type { KeySource } from '../crypt/index.js';
 import { DataRecordBuilder } from './data-record.js';
 import { parseOrder, type StreamOrder } from './order.js';
+import { sourcePacer } from './source-rate.js';
 
 export interface DumpOptions {
   level: number;
@@ -61,6 +62,9 @@ export interface DumpResult {
 }
 
 const RECORD_BYTES = 1 << 20;
+
+/** Makes the dump's target once its stream id is known; `volume` says whose dump it is (a multiplexed tape logs it). */
+export type DumpTargetFactory = (streamId: string, volume: { uuid: string; path: string }) => StreamTarget;
 
 /**
  * How a dump reaches a volume that a server holds (see dump-at.ts): `vol` is then a
@@ -121,7 +125,7 @@ function streamSnapshot(s: SnapshotEntry): StreamSnapshot {
  * Runs a dump. The volume must be open for writing when no --snapshot is given (one is
  * taken), unless `served` says how a server takes it.
  */
-export async function dumpVolume(vol: Volume, target: (streamId: string) => StreamTarget, opts: DumpOptions, progress: Progress = noProgress, served?: DumpServedAccess): Promise<DumpResult> {
+export async function dumpVolume(vol: Volume, target: DumpTargetFactory, opts: DumpOptions, progress: Progress = noProgress, served?: DumpServedAccess): Promise<DumpResult> {
   const order = parseOrder(opts.order);
   let top: SnapshotEntry | null = opts.snapshot !== undefined ? vol.snapshot(opts.snapshot) : null;
   if (opts.dryRun) {
@@ -133,7 +137,7 @@ export async function dumpVolume(vol: Volume, target: (streamId: string) => Stre
   // taking a snapshot for them
   planDump(vol, opts.level, top, opts.catalog);
   const streamId = randomUUID();
-  const medium = target(streamId);
+  const medium = target(streamId, { uuid: vol.rootRecord.uuid, path: vol.path });
   let plan: DumpPlan;
   let img: StorageImageSummary;
   try {
@@ -325,12 +329,14 @@ async function writeBlocks(vol: Volume, writer: ImageStreamWriter, expression: s
   const rec = new DataRecordBuilder(vol, RECORD_BYTES, (size) => writer.take(size));
   const per = rec.per;
   let done = 0;
+  const pace = sourcePacer();
   const flush = async () => {
     const r = rec.finish();
     if (!r) return;
     await writer.data(r.payload, r.blocks, r.blocks * vol.blockSize);
     done += r.blocks * vol.blockSize;
     onBytes(done);
+    await pace?.(done);
   };
   // each stripe walks its share of the VBN space; stripes take turns one record at a time
   const stripes = order.stripes(source.chunks).map(([from, to]) => extentsOf(imageChunks(resolved, source, { fromChunk: from, toChunk: to }), bitsPerChunk, excluded));

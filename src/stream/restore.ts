@@ -31,6 +31,8 @@ export interface RestoredStream extends StreamSummary {
   /** The volume had no room to journal the staged blocks: a CP of its own dropped the deleted snapshots first. */
   separateDropCp: boolean;
   generation: number;
+  /** Bytes read from the medium for this stream, when the source counts them (multiplexed tape files). */
+  mediaBytesRead?: number;
 }
 
 export interface RestoreResult {
@@ -320,6 +322,7 @@ export async function restoreStreams(sources: StreamSource[], volumePath: string
         } finally {
           await writes.close();
         }
+        if (s.bytesRead) r.mediaBytesRead = s.bytesRead();
         result.streams.push(r);
         result.blocks += r.blocks;
         result.bytes += r.bytes;

@@ -1,8 +1,8 @@
 // Verify: read streams end to end, check every checksum (reader), and the chain of each
 // volume: each stream's base among the snapshots of that volume's streams before it (or,
 // for its first stream, simply named: the volume it goes onto must hold it). Writes nothing.
-import { CorruptError, InvalidInputError, NotFoundError } from '../errors.js';
-import type { StreamSource } from '../media/medium.js';
+import { CorruptError, ImgstreamError, InvalidInputError, NotFoundError, errorOfCode } from '../errors.js';
+import type { SourceStream, StreamSource } from '../media/medium.js';
 import { noProgress, type Progress } from '../progress.js';
 import { readImageStream } from './stream-reader.js';
 import type { KeySource } from '../crypt/index.js';
@@ -51,8 +51,32 @@ export async function verifyStreams(sources: StreamSource[], progress: Progress 
   // streams of several volumes (a tape holding the dumps of several) are as many chains,
   // each checked on its own; a full stream after a chain that began with one starts another
   const chains = new Map<string, { chain: VerifiedChain; known: Map<number, { name: string; generation: number }> }>();
+  // the streams of a multiplexed tape file are checked one and all: each one that fails is
+  // named, and the first failure is raised after the others were read
+  const failed: Array<{ stream: string; error: Error }> = [];
   for (const src of sources) {
     for await (const s of src.streams()) {
+      if (s.position.stream !== undefined) {
+        try {
+          await verifyOne(s);
+        } catch (err) {
+          if (!(err instanceof ImgstreamError)) throw err;
+          failed.push({ stream: s.name, error: err });
+          progress.stop();
+        }
+      } else await verifyOne(s);
+    }
+  }
+  if (failed.length > 0) {
+    const first = failed[0].error as ImgstreamError;
+    const what = failed.map((f) => f.error.message).join('; ');
+    throw errorOfCode(first.code, failed.length === 1 ? what : `${failed.length} streams failed: ${what}`, first.hint, { ...result, failed: failed.map((f) => ({ stream: f.stream, error: f.error.message })) });
+  }
+  if (result.streams.length === 0) throw new NotFoundError('no stream found in the sources given');
+  return result;
+
+  async function verifyOne(s: SourceStream): Promise<void> {
+    {
       let v: VerifiedStream | null = null;
       let blockSize = 0;
       for await (const rec of readImageStream(s.bytes, s.name, undefined, { key })) {
@@ -99,6 +123,4 @@ export async function verifyStreams(sources: StreamSource[], progress: Progress 
       result.bytes += v.bytes;
     }
   }
-  if (result.streams.length === 0) throw new NotFoundError('no stream found in the sources given');
-  return result;
 }

@@ -5,7 +5,7 @@
 // answer).
 //
 //   node dist/test/bench/run.js [--json FILE] [--only NAME,...] [--cache warm|cold]
-//                               [--work DIR] [--keep]
+//                               [--work DIR] [--keep] [--mux-size SIZE]
 import fs from 'node:fs';
 import os from 'node:os';
 import { parseArgs } from 'node:util';
@@ -24,6 +24,8 @@ import { describeLoad, machineLoad } from './machine-load.js';
 import { benchRestoreChain } from './restore-chain.js';
 import { benchMirror } from './mirror.js';
 import { benchProtect } from './protect.js';
+import { benchMultiplex, setMultiplexVolumeBytes } from './multiplex.js';
+import { parseSize } from '../../src/size.js';
 import { makeWorkDir, removeWorkDir } from './work-dir.js';
 
 interface Suite {
@@ -44,6 +46,7 @@ const SUITES: Suite[] = [
   { names: ['restore-chain', 'restore-chain-rss'], run: benchRestoreChain },
   { names: ['mirror-full-bytes', 'mirror-full', 'mirror-l1', 'mirror-l1-bytes'], run: benchMirror },
   { names: ['protect-write', 'protect-lag-p99', 'protect-hot-bytes', 'protect-asof'], run: benchProtect },
+  { names: ['mux-throttled', 'mux-idle', 'mux-unthrottled', 'mux-restore'], run: benchMultiplex },
 ];
 
 async function main(): Promise<number> {
@@ -54,8 +57,10 @@ async function main(): Promise<number> {
       cache: { type: 'string', default: 'warm' },
       work: { type: 'string' },
       keep: { type: 'boolean', default: false },
+      'mux-size': { type: 'string' },
     },
   });
+  if (values['mux-size']) setMultiplexVolumeBytes(parseSize(values['mux-size'], '--mux-size'));
   const cache = values.cache as CacheMode;
   if (cache !== 'warm' && cache !== 'cold') throw new Error(`--cache must be warm or cold, not "${values.cache}"`);
   if (cache === 'cold' && !canDropCaches()) throw new Error('--cache cold needs to write /proc/sys/vm/drop_caches (root)');

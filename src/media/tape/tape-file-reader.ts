@@ -4,7 +4,7 @@
 // naming the tape file; a failing read is the operating system's error.
 import fs from 'node:fs';
 import tar from 'tar-stream';
-import { CorruptError, ImgstreamError, fromSystemError } from '../../errors.js';
+import { CorruptError, ImgstreamError, InvalidInputError, fromSystemError } from '../../errors.js';
 import {
   MAX_META_BYTES,
   MAX_RECORD_SIZE,
@@ -14,6 +14,7 @@ import {
   decodeLabel,
   parseMemberName,
 } from './tape-format.js';
+import { decodeMultiplexLabel } from './multiplex-format.js';
 
 export interface TapeFileRef {
   /** For messages: "tape /tapes/t1 file 3". */
@@ -71,12 +72,21 @@ async function readMeta(entry: TarEntry, ref: TapeFileRef): Promise<Buffer> {
   return Buffer.concat(chunks);
 }
 
+/** A tape file's label; a multiplexed tape file's says `multiplex` and its streamId is the multiplexed dump's id. */
+export type TapeFileLabel = TapeLabel & { multiplex?: true };
+
 /** The label of a tape file (its first member). */
-export async function readTapeLabel(ref: TapeFileRef): Promise<TapeLabel> {
+export async function readTapeLabel(ref: TapeFileRef): Promise<TapeFileLabel> {
   const { extract, close, asReadError } = openArchive(ref, 64 << 10);
   try {
     for await (const entry of extract) {
       const m = parseMemberName(entry.header.name);
+      if (m?.kind === 'multiplex') {
+        const mux = decodeMultiplexLabel(await readMeta(entry, ref));
+        if (!mux || mux.id !== m.streamId) throw new CorruptError(`${ref.name}: damaged multiplex label`, DAMAGE_HINT);
+        const { id, multiplex, ...rest } = mux;
+        return { ...rest, streamId: id, firstPart: 0, multiplex };
+      }
       if (!m || m.kind !== 'label') throw new CorruptError(`${ref.name}: not an imgstream tape file (its first member is ${entry.header.name})`, 'only tape files written by imgstream dump can be read');
       const label = decodeLabel(await readMeta(entry, ref));
       if (!label || label.streamId !== m.streamId) throw new CorruptError(`${ref.name}: damaged label`, DAMAGE_HINT);
@@ -103,6 +113,10 @@ export async function* readTapeFileParts(ref: TapeFileRef, sequence: number, pro
     for await (const entry of extract) {
       const m = parseMemberName(entry.header.name);
       if (!label) {
+        if (m?.kind === 'multiplex') {
+          // read by seeking (multiplex-reader.ts), which a drive does only by records
+          throw new InvalidInputError(`${ref.name} is a multiplexed tape file, which imgstream reads from files only`, 'copy the tape file to a tape directory first (e.g. dd if=/dev/nst0 of=DIR/file0001.tar bs=10k) and read tape:DIR');
+        }
         if (!m || m.kind !== 'label') throw corrupt(`not an imgstream tape file (its first member is ${entry.header.name})`);
         label = decodeLabel(await readMeta(entry, ref));
         if (!label) throw corrupt('damaged label');
@@ -124,6 +138,7 @@ export async function* readTapeFileParts(ref: TapeFileRef, sequence: number, pro
         continue;
       }
       if (m.kind === 'label') throw corrupt('a second label');
+      if (m.kind !== 'end' && m.kind !== 'continued') throw corrupt(`unexpected member ${entry.header.name}`);
       const ending = decodeClosing(await readMeta(entry, ref));
       if (!ending || ending.streamId !== label.streamId || ending.sequence !== sequence) throw corrupt(`damaged ${m.kind} member`);
       if (ending.parts !== progress.parts || ending.bytes !== progress.bytes) {

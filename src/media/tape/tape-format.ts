@@ -55,6 +55,8 @@ export interface TapeLabel {
   recordSize: number;
   created: string;
   host: string;
+  /** Multiplexed tape files only: the volume the stream is a dump of. */
+  volume?: { uuid: string; path: string };
 }
 
 /** Content of the continued and end members: where the stream stands at that point. */
@@ -68,7 +70,7 @@ export interface TapeClosing {
 }
 
 export type TapeMember =
-  | { kind: 'label' | 'continued' | 'end'; streamId: string }
+  | { kind: 'label' | 'continued' | 'end' | 'aborted' | 'multiplex' | 'log'; streamId: string }
   | { kind: 'part'; streamId: string; index: number };
 
 export const memberName = {
@@ -76,15 +78,19 @@ export const memberName = {
   part: (id: string, index: number) => `imgstream/${id}/part-${String(index).padStart(6, '0')}`,
   continued: (id: string) => `imgstream/${id}/continued`,
   end: (id: string) => `imgstream/${id}/end`,
+  aborted: (id: string) => `imgstream/${id}/aborted`,
+  multiplex: (id: string) => `imgstream/${id}/multiplex`,
+  log: (id: string) => `imgstream/${id}/log`,
 };
 
-const MEMBER = /^imgstream\/([^/]+)\/(label|continued|end|part-(\d{6,}))$/;
+// aborted, multiplex and log belong to multiplexed tape files (multiplex-format.ts)
+const MEMBER = /^imgstream\/([^/]+)\/(label|continued|end|aborted|multiplex|log|part-(\d{6,}))$/;
 
 export function parseMemberName(name: string): TapeMember | null {
   const m = MEMBER.exec(name);
   if (!m) return null;
   if (m[3] !== undefined) return { kind: 'part', streamId: m[1], index: Number(m[3]) };
-  return { kind: m[2] as 'label' | 'continued' | 'end', streamId: m[1] };
+  return { kind: m[2] as 'label' | 'continued' | 'end' | 'aborted' | 'multiplex' | 'log', streamId: m[1] };
 }
 
 /** Bytes one member takes in the archive: its header and its data padded to 512. */
@@ -96,7 +102,7 @@ export function roundUp(n: number, multiple: number): number {
   return Math.ceil(n / multiple) * multiple;
 }
 
-export function encodeJson(value: TapeLabel | TapeClosing): Buffer {
+export function encodeJson(value: object): Buffer {
   return Buffer.from(JSON.stringify(value), 'utf8');
 }
 

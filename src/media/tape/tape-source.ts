@@ -1,17 +1,25 @@
 // Reads the dumps of a tape set back: each stream's bytes are its part members, read
-// lazily and followed from tape to tape.
+// lazily and followed from tape to tape. A multiplexed tape file yields each of its
+// streams (multiplex-source.ts), read by seeking to its own members.
 import path from 'node:path';
 import { InvalidInputError, NotFoundError } from '../../errors.js';
 import type { MediaPosition, SourceStream, StreamSource } from '../medium.js';
 import { type TapeKind, listTapeFiles, tapeKind } from './tape-directory.js';
 import { type StreamProgress, type TapeFileRef, readTapeFileParts, readTapeLabel } from './tape-file-reader.js';
 import { checkTapeOrder } from './tape-order.js';
+import { multiplexedStreams } from './multiplex-source.js';
 
 export interface TapeSourceOptions {
   /** The tape set in order: directories or tape devices. */
   tapes: string[];
   /** Only the stream that starts in this tape file (1-based) of the first tape. */
   file?: number;
+  /** Multiplexed tape files: only this stream (an id, as the catalog records it). */
+  stream?: string;
+  /** Multiplexed tape files: only the streams of this volume (its path as dumped, or its uuid or a prefix of it). */
+  volume?: string;
+  /** Multiplexed tape files holding several volumes' streams are refused unless `volume` picks one (restore). */
+  oneVolume?: boolean;
 }
 
 /**
@@ -71,11 +79,20 @@ export function tapeSource(opts: TapeSourceOptions): StreamSource {
     }
   }
 
-  async function startingStream(t: number, ref: TapeFileRef, tapeFile: number | undefined, kinds: TapeKind[]): Promise<SourceStream | null> {
+  async function startingStreams(t: number, ref: TapeFileRef, tapeFile: number | undefined, kinds: TapeKind[]): Promise<SourceStream[] | null> {
     let streamId: string | null = null; // a device cannot be read twice: its label is checked with the stream
     let spanned = [path.resolve(tapes[t])];
     if (kinds[t] === 'directory') {
       const label = await readTapeLabel(ref);
+      if (label.multiplex) {
+        const found = await multiplexedStreams({ tapes, t, ref, tapeFile, kinds, stream: opts.stream, volume: opts.volume, oneVolume: opts.oneVolume });
+        if (label.sequence !== 1 && found.length === 0) {
+          // a later tape of a multiplexed dump on which no stream begins: read with the streams it continues
+          if (only === undefined) return null;
+          throw new InvalidInputError(`${ref.name} continues multiplexed dump ${label.streamId} from an earlier tape (it is its tape ${label.sequence})`, 'give the tapes from the first one of that dump: tape:DIR1#N,DIR2,...');
+        }
+        return found;
+      }
       if (label.sequence !== 1) {
         if (only === undefined) return null; // read with the stream it continues
         throw new InvalidInputError(
@@ -87,7 +104,7 @@ export function tapeSource(opts: TapeSourceOptions): StreamSource {
       spanned = await spannedTapes(t, streamId, kinds);
     }
     const position: MediaPosition = { kind: 'tape', location: path.resolve(tapes[t]), ...(tapeFile !== undefined ? { tapeFile } : {}), tapes: spanned };
-    return { name: ref.name, position, bytes: streamBytes(t, ref, streamId, kinds) };
+    return [{ name: ref.name, position, bytes: streamBytes(t, ref, streamId, kinds) }];
   }
 
   return {
@@ -96,8 +113,7 @@ export function tapeSource(opts: TapeSourceOptions): StreamSource {
       const kinds = tapes.map((t) => tapeKind(t, false));
       if (kinds[0] === 'device') {
         if (only !== undefined) throw new InvalidInputError(`tape ${tapes[0]} is a device: imgstream cannot pick tape file ${only} on it`, `position the tape first (mt -f ${tapes[0]} fsf N) and read tape:${tapes[0]}`);
-        const s = await startingStream(0, { name: `tape ${tapes[0]}`, path: tapes[0] }, undefined, kinds);
-        if (s) yield s;
+        yield* (await startingStreams(0, { name: `tape ${tapes[0]}`, path: tapes[0] }, undefined, kinds)) ?? [];
         return;
       }
       await checkTapeOrder(tapes, kinds);
@@ -115,13 +131,17 @@ export function tapeSource(opts: TapeSourceOptions): StreamSource {
           }
         }
         for (const f of chosen) {
-          const s = await startingStream(t, { name: `tape ${tapes[t]} file ${f.number}`, path: f.path }, f.number, kinds);
-          if (s) {
+          const found = await startingStreams(t, { name: `tape ${tapes[t]} file ${f.number}`, path: f.path }, f.number, kinds);
+          for (const s of found ?? []) {
             yielded++;
             yield s;
-          } else if (t === 0) skipped.push(`tape ${tapes[t]} file ${f.number}`);
+          }
+          if (found === null && t === 0) skipped.push(`tape ${tapes[t]} file ${f.number}`);
         }
-        if (only !== undefined) return;
+        if (only !== undefined) break;
+      }
+      if (yielded === 0 && opts.volume !== undefined && skipped.length === 0) {
+        throw new NotFoundError(`no dump of volume ${opts.volume} in tape ${tapes.join(',')}${only !== undefined ? ` file ${only}` : ''}`, 'give the volume\'s path as dumped, or its uuid (a prefix of 4 or more digits): imgstream tape log tape:DIR#N lists them');
       }
       // nothing but the continuation of a dump whose first tape was not given: say so
       if (yielded === 0 && skipped.length > 0) {

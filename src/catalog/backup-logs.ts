@@ -1,0 +1,58 @@
+// The backup logs of multiplexed dumps, kept with the catalog: one JSON file per
+// multiplexed dump in CATALOG.logs/ beside the catalog file (a log has a line per tape
+// member, too many to rewrite with every catalog update). Each is written beside and
+// renamed into place, so a crash leaves the old file or the new one. The same log is the
+// last member of each tape file; `catalog rebuild` writes it here again from there.
+import fs from 'node:fs';
+import path from 'node:path';
+import { CorruptError, fromSystemError } from '../errors.js';
+import type { BackupLog } from '../media/tape/multiplex-format.js';
+import type { Catalog } from './catalog.js';
+
+export interface StoredBackupLog {
+  /** The multiplexed dump's id (its tape files' multiplex member). */
+  id: string;
+  /** Its tape files, in order: where each is and its log. */
+  files: Array<{ tape: string; number?: number; sequence: number; log: BackupLog }>;
+}
+
+export function backupLogDir(catalog: Catalog): string {
+  return `${catalog.file}.logs`;
+}
+
+export function saveBackupLog(catalog: Catalog, stored: StoredBackupLog): string {
+  const dir = backupLogDir(catalog);
+  const file = path.join(dir, `${stored.id}.json`);
+  const tmp = `${file}.new-${process.pid}`;
+  try {
+    fs.mkdirSync(dir, { recursive: true });
+    const fd = fs.openSync(tmp, 'w');
+    fs.writeSync(fd, `${JSON.stringify(stored)}\n`);
+    fs.fsyncSync(fd);
+    fs.closeSync(fd);
+    fs.renameSync(tmp, file);
+  } catch (err) {
+    fs.rmSync(tmp, { force: true });
+    throw fromSystemError(err, file, 'writing the backup log');
+  }
+  return file;
+}
+
+/** The stored log of multiplexed dump `id`, or null when the catalog has none. */
+export function readBackupLog(catalog: Catalog, id: string): StoredBackupLog | null {
+  const file = path.join(backupLogDir(catalog), `${id}.json`);
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw fromSystemError(err, file, 'reading the backup log');
+  }
+  try {
+    const v = JSON.parse(text) as StoredBackupLog;
+    if (v.id !== id || !Array.isArray(v.files)) throw new Error('not a backup log');
+    return v;
+  } catch {
+    throw new CorruptError(`${file}: not a readable backup log`, 'rebuild it from the tape: imgstream catalog rebuild --from tape:DIR');
+  }
+}

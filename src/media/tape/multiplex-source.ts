@@ -1,0 +1,84 @@
+// The streams of a multiplexed tape file, as a tape source yields them: one SourceStream
+// per stream (or only the one asked for: a catalog position's stream, a volume), each
+// read by seeking to its own members (multiplex-reader.ts), followed from tape to tape.
+import path from 'node:path';
+import { CorruptError, NotFoundError, UsageError } from '../../errors.js';
+import type { MediaPosition, SourceStream } from '../medium.js';
+import { type TapeKind, listTapeFiles } from './tape-directory.js';
+import type { StreamProgress, TapeFileRef } from './tape-file-reader.js';
+import { type MultiplexIndex, type MultiplexStreamInfo, type ReadCounter, indexMultiplexFile, readMultiplexedParts, streamStartsHere } from './multiplex-reader.js';
+
+export interface MultiplexedStreamsOptions {
+  tapes: string[];
+  /** The tape holding the multiplexed file, and the file. */
+  t: number;
+  ref: TapeFileRef;
+  tapeFile: number | undefined;
+  kinds: TapeKind[];
+  stream?: string;
+  volume?: string;
+  oneVolume?: boolean;
+}
+
+/** Does `selector` (a volume's path as dumped, or its uuid or a prefix of 4+ characters) name this stream's volume? */
+export function volumeMatches(info: MultiplexStreamInfo, selector: string): boolean {
+  const v = info.volume;
+  if (!v) return false;
+  return v.path === selector || path.resolve(v.path) === path.resolve(selector) || (selector.length >= 4 && v.uuid !== null && v.uuid.startsWith(selector));
+}
+
+function describeVolume(info: MultiplexStreamInfo): string {
+  return info.volume ? `${info.volume.path}${info.volume.uuid ? ` (${info.volume.uuid.slice(0, 8)})` : ''}` : `stream ${info.streamId}`;
+}
+
+export async function multiplexedStreams(o: MultiplexedStreamsOptions): Promise<SourceStream[]> {
+  const counter: ReadCounter = { bytes: 0 };
+  const index = indexMultiplexFile(o.ref, counter);
+  let streams = index.streams;
+  if (index.label.sequence > 1) {
+    // a tape after the first: the streams that begin here (the others are read from their first tape)
+    const starting: MultiplexStreamInfo[] = [];
+    for (const s of streams) if (await streamStartsHere(o.ref, index, s.streamId, counter)) starting.push(s);
+    streams = starting;
+  }
+  if (o.stream !== undefined) {
+    streams = streams.filter((s) => s.streamId === o.stream);
+    if (streams.length === 0) throw new NotFoundError(`${o.ref.name}: no stream ${o.stream} in this multiplexed tape file`, index.damage ? `the tape file is damaged: ${index.damage}` : 'the catalog may be out of date: imgstream catalog rebuild');
+  }
+  if (o.volume !== undefined) streams = streams.filter((s) => volumeMatches(s, o.volume!));
+  else if (o.oneVolume && o.stream === undefined) {
+    const volumes = [...new Set(streams.map(describeVolume))];
+    if (volumes.length > 1) {
+      throw new UsageError(`${o.ref.name} is a multiplexed tape file holding the dumps of ${volumes.length} volumes (${volumes.join(', ')}): which one to restore is ambiguous`, 'pick one with --volume PATH|UUID');
+    }
+  }
+  const location = path.resolve(o.tapes[o.t]);
+  return streams.map((s) => {
+    const position: MediaPosition = { kind: 'tape', location, ...(o.tapeFile !== undefined ? { tapeFile: o.tapeFile } : {}), tapes: [location], stream: s.streamId };
+    return { name: `${o.ref.name} (${describeVolume(s)})`, position, bytes: streamBytes(o, index, s.streamId, position, counter), bytesRead: () => counter.bytes };
+  });
+}
+
+/** A stream's bytes from its multiplexed tape files: this one, then the first tape file of each next tape while it continues. */
+async function* streamBytes(o: MultiplexedStreamsOptions, first: MultiplexIndex, streamId: string, position: MediaPosition, counter: ReadCounter): AsyncGenerator<Buffer> {
+  const progress: StreamProgress = { parts: 0, bytes: 0, streamId };
+  let ref = o.ref;
+  let index = first;
+  for (let rel = 1; ; rel++) {
+    const ending = yield* readMultiplexedParts(ref, index, streamId, progress, counter);
+    if (ending.kind === 'end') return;
+    const sequence = first.label.sequence + rel; // of the multiplexed dump's tapes
+    const k = o.t + rel;
+    if (k >= o.tapes.length || o.kinds[k] !== 'directory') {
+      throw new NotFoundError(`${o.ref.name}: stream ${streamId} continues on a next tape (tape ${sequence} of the multiplexed dump), which was not given`, 'give every tape of the set in order: tape:DIR1,DIR2,...');
+    }
+    const next = listTapeFiles(o.tapes[k])[0];
+    if (!next) throw new NotFoundError(`tape ${o.tapes[k]} is empty: expected tape ${sequence} of multiplexed dump ${first.label.id}`, 'give the tapes of the set in order: tape:DIR1,DIR2,...');
+    ref = { name: `tape ${o.tapes[k]} file ${next.number}`, path: next.path };
+    index = indexMultiplexFile(ref, counter);
+    if (index.label.id !== first.label.id || index.label.sequence !== sequence) {
+      throw new CorruptError(`${ref.name}: expected tape ${sequence} of multiplexed dump ${first.label.id}, found tape ${index.label.sequence} of ${index.label.id}`, 'give the tapes of the set in order: tape:DIR1,DIR2,...');
+    }
+    position.tapes!.push(path.resolve(o.tapes[k]));
+  }
+}

@@ -1,0 +1,92 @@
+// `tape log`: the backup log of a multiplexed tape file, read from the tape file's last
+// member (or, when that is damaged or cut off, from the catalog's copy), and the summary
+// made from it: per source totals, and how long the tape waited for data.
+import { CorruptError, InvalidInputError, NotFoundError } from '../errors.js';
+import { readBackupLog } from '../catalog/backup-logs.js';
+import type { Catalog } from '../catalog/catalog.js';
+import { listTapeFiles, parseTapeSpec } from '../media/tape/index.js';
+import { indexMultiplexFile, readMultiplexLabelAt, type ReadCounter } from '../media/tape/index.js';
+import type { BackupLog, SourceStatus } from '../media/tape/index.js';
+import fs from 'node:fs';
+
+export interface TapeLogResult {
+  tapeFile: string;
+  /** Where the log was read: the tape file's log member, or the catalog's copy. */
+  from: 'tape' | 'catalog';
+  log: BackupLog;
+}
+
+export interface SourceSummary {
+  source: number;
+  volume: { path: string; uuid: string | null };
+  streamId: string | null;
+  status: SourceStatus;
+  error?: string;
+  members: number;
+  parts: number;
+  /** Data bytes of its parts in this tape file. */
+  bytes: number;
+  first: string | null;
+  last: string | null;
+}
+
+export interface LogSummary {
+  id: string;
+  sequence: number;
+  members: number;
+  bytes: number;
+  started: string;
+  finished: string;
+  elapsedMs: number;
+  idleMs: number;
+  /** idleMs / elapsedMs: the share of the time the tape waited for data. */
+  idleFraction: number;
+  sources: SourceSummary[];
+}
+
+/** The log of tape file `spec` (tape:DIR#N). */
+export function readTapeLog(spec: string, catalog: Catalog | null): TapeLogResult {
+  const t = parseTapeSpec(spec);
+  if (t.file === undefined) throw new InvalidInputError(`${spec}: give the tape file: tape:DIR#N`, 'imgstream tape log tape:DIR#N (N = tape file number)');
+  const dir = t.tapes[0];
+  if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) throw new NotFoundError(`tape ${dir}: no such tape directory`, 'a multiplexed tape file is read from a tape directory (copy it from a drive with dd first)');
+  const file = listTapeFiles(dir).find((f) => f.number === t.file);
+  if (!file) throw new NotFoundError(`tape ${dir} has no tape file ${t.file}`);
+  const ref = { name: `tape ${dir} file ${t.file}`, path: file.path };
+  const counter: ReadCounter = { bytes: 0 };
+  const fd = fs.openSync(ref.path, 'r');
+  let muxId: string;
+  try {
+    const label = readMultiplexLabelAt(fd, ref, counter);
+    if (!label) throw new InvalidInputError(`${ref.name} is not a multiplexed tape file: it has no backup log`, 'only dumps written with --multiplex have one; imgstream verify lists what a tape file holds');
+    muxId = label.id;
+  } finally {
+    fs.closeSync(fd);
+  }
+  const index = indexMultiplexFile(ref, counter);
+  if (index.log) return { tapeFile: ref.name, from: 'tape', log: index.log };
+  const stored = catalog ? readBackupLog(catalog, muxId) : null;
+  const copy = stored?.files.find((f) => f.sequence === index.label.sequence);
+  if (copy) return { tapeFile: ref.name, from: 'catalog', log: copy.log };
+  throw new CorruptError(`${ref.name}: its backup log is missing or damaged (${index.damage}), and the catalog has no copy`, 'imgstream verify still finds every stream that completed');
+}
+
+export function summarizeLog(log: BackupLog): LogSummary {
+  const h = log.header;
+  const sources: SourceSummary[] = h.sources.map((s) => ({ source: s.source, volume: s.volume, streamId: s.streamId, status: s.status, ...(s.error ? { error: s.error } : {}), members: 0, parts: 0, bytes: 0, first: null, last: null }));
+  let bytes = 0;
+  for (const e of log.entries) {
+    bytes += e.size;
+    const s = sources[e.source];
+    if (!s) continue;
+    s.members++;
+    if (e.kind === 'part') {
+      s.parts++;
+      s.bytes += e.size;
+    }
+    s.first ??= e.time;
+    s.last = e.time;
+  }
+  const elapsedMs = Math.max(0, Date.parse(h.finished) - Date.parse(h.started));
+  return { id: h.id, sequence: h.sequence, members: log.entries.length, bytes, started: h.started, finished: h.finished, elapsedMs, idleMs: h.idleMs, idleFraction: elapsedMs > 0 ? h.idleMs / elapsedMs : 0, sources };
+}

@@ -1,0 +1,118 @@
+// dump VOL1 VOL2 ... --multiplex: one dump per volume, all at once, each planned from the
+// catalog as a dump on its own would be (its level's base, its snapshot), each writing
+// its stream through a channel of one MultiplexTapeWriter. A source that fails fails its
+// stream only: the others complete, are published and recorded.
+import path from 'node:path';
+import { randomUUID } from 'node:crypto';
+import { ImgstreamError, UsageError, errorOfCode } from '../errors.js';
+import { saveBackupLog } from '../catalog/backup-logs.js';
+import { MultiplexTapeWriter, type MultiplexTapeOptions, type MultiplexOutcome } from '../media/tape/index.js';
+import { noProgress, type Progress } from '../progress.js';
+import { dumpVolumeAt } from '../stream/dump-at.js';
+import type { DumpOptions, DumpResult } from '../stream/dump.js';
+
+export type MultiplexTape = Omit<MultiplexTapeOptions, 'id' | 'sources'>;
+
+export interface MultiplexSourceResult {
+  volume: string;
+  ok: boolean;
+  dump?: DumpResult;
+  error?: { code: string; message: string; hint?: string };
+}
+
+export interface MultiplexDumpResult {
+  /** The multiplexed dump's id (its tape files' multiplex and log members). */
+  id: string;
+  sources: MultiplexSourceResult[];
+  /** Its tape files (none when every source failed). */
+  files: Array<{ tape: string; number?: number; sequence: number }>;
+  /** Where the catalog keeps its backup log. */
+  logFile: string | null;
+  /** Time the tape waited for data, and the time it was written, over all its tape files. */
+  idleMs: number;
+  elapsedMs: number;
+}
+
+/**
+ * Dumps `volumes` concurrently onto one multiplexed tape file per tape. Resolves when the
+ * tape files are published and every complete stream is recorded, whether or not some
+ * sources failed (see each source's result); rejects when the tape fails or no source
+ * completed.
+ */
+export async function multiplexDump(volumes: string[], tape: MultiplexTape, opts: Omit<DumpOptions, 'dryRun'>, progress: Progress = noProgress): Promise<MultiplexDumpResult> {
+  if (volumes.length < 2) throw new UsageError('--multiplex needs at least two volumes', 'give the volumes to dump together: dump VOL1 VOL2 ... --multiplex');
+  const seen = new Map<string, string>();
+  for (const v of volumes) {
+    const key = path.resolve(v);
+    if (seen.has(key)) throw new UsageError(`volume ${v} is given twice`, 'give each volume once');
+    seen.set(key, v);
+  }
+  const id = randomUUID();
+  const writer = new MultiplexTapeWriter({ ...tape, id, sources: volumes });
+  // the sources share the compression threads
+  const threads = opts.threads === 0 ? 0 : Math.max(1, Math.floor(opts.threads / volumes.length));
+  const shared = sharedProgress(progress, `dumping ${volumes.length} volumes`, volumes.length);
+  const runs = volumes.map((vol, i) =>
+    dumpVolumeAt(vol, (streamId, v) => writer.channel(i, streamId, v), { ...opts, threads }, shared[i]).catch((err: unknown) => {
+      writer.sourceFailed(i, (err as Error).message);
+      throw err;
+    }),
+  );
+  const settled = await Promise.allSettled(runs);
+  let outcome: MultiplexOutcome;
+  try {
+    outcome = await writer.done();
+  } catch (err) {
+    progress.stop();
+    // nothing was published: say why each source failed when that is the cause
+    const failures = settled.map((s, i) => (s.status === 'rejected' ? `${volumes[i]}: ${(s.reason as Error).message}` : null)).filter((x) => x !== null);
+    // the tape failed (full, an I/O error): every source failed of it, say it once
+    const ofTape = settled.every((s) => s.status === 'rejected' && (s.reason as Error).message === (err as Error).message);
+    if (err instanceof ImgstreamError && failures.length === volumes.length && !ofTape) {
+      const first = settled.find((s) => s.status === 'rejected') as PromiseRejectedResult;
+      const code = first.reason instanceof ImgstreamError ? first.reason.code : err.code;
+      throw errorOfCode(code, `multiplexed dump: every source failed: ${failures.join('; ')}`, 'nothing was written to the tape');
+    }
+    throw err;
+  }
+  progress.stop();
+  const logFile = saveBackupLog(opts.catalog, { id, files: outcome.files });
+  const sources: MultiplexSourceResult[] = settled.map((s, i) => {
+    if (s.status === 'fulfilled') return { volume: volumes[i], ok: true, dump: s.value };
+    const e = s.reason as Error;
+    return { volume: volumes[i], ok: false, error: e instanceof ImgstreamError ? { code: e.code, message: e.message, ...(e.hint ? { hint: e.hint } : {}) } : { code: 'internal', message: e.message } };
+  });
+  let idleMs = 0;
+  let elapsedMs = 0;
+  for (const f of outcome.files) {
+    idleMs += f.log.header.idleMs;
+    elapsedMs += Date.parse(f.log.header.finished) - Date.parse(f.log.header.started);
+  }
+  return { id, sources, files: outcome.files.map(({ tape: t, number, sequence }) => ({ tape: t, ...(number !== undefined ? { number } : {}), sequence })), logFile, idleMs, elapsedMs };
+}
+
+/** One progress per source, shown as one bar: the bytes of every source's image, and how many of them are done. */
+function sharedProgress(progress: Progress, label: string, n: number): Progress[] {
+  const totals = new Array<number>(n).fill(0);
+  const done = new Array<number>(n).fill(0);
+  let shown = false;
+  const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
+  return totals.map((_, i) => ({
+    start(_label: string, total: number) {
+      totals[i] = total;
+      done[i] = 0;
+      if (shown) progress.stop(); // a source more: the bar starts again with the larger total
+      progress.start(label, sum(totals), 'bytes');
+      shown = true;
+      progress.update(sum(done));
+    },
+    update(d: number) {
+      done[i] = d;
+      if (shown) progress.update(sum(done));
+    },
+    stop() {
+      done[i] = totals[i];
+      if (shown) progress.update(sum(done));
+    },
+  }));
+}
