@@ -4,7 +4,7 @@
 // with only the chosen stream's members read. Damaged copies (cut short, bytes flipped)
 // still give every stream that is whole and refuse the others; a source that fails fails
 // alone; a dump killed with SIGKILL leaves nothing recorded and every stream incomplete.
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -398,3 +398,35 @@ describe('spanning tapes', () => {
     expect(fs.existsSync(shortCat)).toBe(false);
   }, 180_000);
 });
+
+describe('read front to back, as from a tape drive', () => {
+  /** Runs the CLI while `file` is fed through a named pipe given as the tape (a pipe, like a drive, cannot seek). */
+  async function throughPipe(file: string, args: (tape: string) => string[]) {
+    const fifo = path.join(root, `pipe-${Date.now()}`);
+    spawnSync('mkfifo', [fifo]);
+    const feeder = spawnCliFeed(file, fifo);
+    const r = runCli(args(`tape:${fifo}`), o);
+    feeder.kill('SIGKILL'); // a refusal may stop reading before the end
+    fs.rmSync(fifo, { force: true });
+    return r;
+  }
+
+  it('restores one volume through a pipe, reading past the other streams, and refuses an ambiguous choice', async () => {
+    for (const vol of VOLS) {
+      const to = path.join(root, `${path.basename(vol)}.piped`);
+      fs.rmSync(to, { force: true });
+      for (const n of [1, 2]) {
+        const r = await throughPipe(tapeFile(n), (t) => ['restore', '--from', t, '--volume', vol, '--to', to]);
+        expect(r.code, `restore of ${vol} from tape file ${n} through a pipe: ${r.stderr}`).toBe(0);
+      }
+      expect(await exportsOf(to, ['s1', 's2'])).toEqual(sourceSha[vol]);
+    }
+    const amb = await throughPipe(tapeFile(1), (t) => ['restore', '--from', t, '--to', path.join(root, 'amb.vol')]);
+    expectOneLineError(amb, 'restore of several volumes through a pipe', 2, /ambiguous/);
+    expect(fs.existsSync(path.join(root, 'amb.vol'))).toBe(false);
+  }, 120_000);
+});
+
+function spawnCliFeed(file: string, fifo: string) {
+  return spawn('sh', ['-c', 'exec cat "$1" > "$2"', 'sh', file, fifo], { stdio: 'ignore' });
+}

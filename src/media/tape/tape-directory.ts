@@ -47,7 +47,8 @@ export function tapeKind(p: string, create: boolean): TapeKind {
     throw fromSystemError(err, p, 'opening the tape');
   }
   if (st.isDirectory()) return 'directory';
-  if (st.isCharacterDevice()) return 'device';
+  // a pipe reads like a drive: front to back, no seeking (dd if=/dev/nst0 bs=10k | ..., or a named pipe)
+  if (st.isCharacterDevice() || st.isFIFO()) return 'device';
   throw new InvalidInputError(`tape ${p}: not a directory or a tape device`, 'give a directory (tape:DIR) or a tape device such as /dev/nst0; for a single file use --to FILE');
 }
 

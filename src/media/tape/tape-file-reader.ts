@@ -15,6 +15,7 @@ import {
   parseMemberName,
 } from './tape-format.js';
 import { decodeMultiplexLabel } from './multiplex-format.js';
+import { followStream, type MultiplexSelection, type SequentialMember } from './multiplex-sequential.js';
 
 export interface TapeFileRef {
   /** For messages: "tape /tapes/t1 file 3". */
@@ -65,6 +66,31 @@ function openArchive(ref: TapeFileRef, highWaterMark: number) {
   return { extract, close, asReadError };
 }
 
+/** The members after the first, as followStream reads them. */
+async function* sequentialMembers(extract: AsyncIterable<TarEntry>, ref: TapeFileRef): AsyncGenerator<SequentialMember> {
+  for await (const entry of extract) {
+    const name = parseMemberName(entry.header.name);
+    if (!name) throw new CorruptError(`${ref.name}: unexpected member ${entry.header.name}`, DAMAGE_HINT);
+    let consumed = false;
+    yield {
+      name,
+      meta: () => {
+        consumed = true;
+        return readMeta(entry, ref);
+      },
+      async *chunks() {
+        consumed = true;
+        for await (const c of entry) yield c as Buffer;
+      },
+      skip: async () => {
+        consumed = true;
+        for await (const c of entry) void c;
+      },
+    };
+    if (!consumed) for await (const c of entry) void c;
+  }
+}
+
 async function readMeta(entry: TarEntry, ref: TapeFileRef): Promise<Buffer> {
   if (entry.header.size > MAX_META_BYTES) throw new CorruptError(`${ref.name}: member ${entry.header.name} is too large (${entry.header.size} bytes)`, DAMAGE_HINT);
   const chunks: Buffer[] = [];
@@ -105,17 +131,22 @@ export async function readTapeLabel(ref: TapeFileRef): Promise<TapeFileLabel> {
  * its ending. `progress` counts parts and bytes across the stream's tape files and holds
  * the stream's id (null before its first tape file is read: the label then says it).
  */
-export async function* readTapeFileParts(ref: TapeFileRef, sequence: number, progress: StreamProgress): AsyncGenerator<Buffer, TapeFileEnding> {
+export async function* readTapeFileParts(ref: TapeFileRef, sequence: number, progress: StreamProgress, select?: MultiplexSelection): AsyncGenerator<Buffer, TapeFileEnding> {
   const { extract, close, asReadError } = openArchive(ref, MAX_RECORD_SIZE);
   const corrupt = (what: string) => new CorruptError(`${ref.name}: ${what}`, DAMAGE_HINT);
+  // one iterator, so a multiplexed file's members can be handed on from inside the loop
+  const iter = (extract as AsyncIterable<TarEntry>)[Symbol.asyncIterator]();
+  const entries: AsyncIterable<TarEntry> = { [Symbol.asyncIterator]: () => iter };
   try {
     let label: TapeLabel | null = null;
-    for await (const entry of extract) {
+    for await (const entry of entries) {
       const m = parseMemberName(entry.header.name);
       if (!label) {
         if (m?.kind === 'multiplex') {
-          // read by seeking (multiplex-reader.ts), which a drive does only by records
-          throw new InvalidInputError(`${ref.name} is a multiplexed tape file, which imgstream reads from files only`, 'copy the tape file to a tape directory first (e.g. dd if=/dev/nst0 of=DIR/file0001.tar bs=10k) and read tape:DIR');
+          // a file is read by seeking (multiplex-reader.ts); a drive or a pipe front to back, past the other streams
+          if (!select) throw new InvalidInputError(`${ref.name} is a multiplexed tape file: read it from a tape directory or a tape device`, 'give tape:DIR or tape:/dev/nstN');
+          for await (const c of entry) void c;
+          return yield* followStream(sequentialMembers(entries, ref), ref.name, select, progress);
         }
         if (!m || m.kind !== 'label') throw corrupt(`not an imgstream tape file (its first member is ${entry.header.name})`);
         label = decodeLabel(await readMeta(entry, ref));

@@ -67,7 +67,9 @@ export function tapeSource(opts: TapeSourceOptions): StreamSource {
     const progress: StreamProgress = { parts: 0, bytes: 0, streamId };
     let ref = first;
     for (let sequence = 1; ; sequence++) {
-      const ending = yield* readTapeFileParts(ref, sequence, progress);
+      // a device may hold a multiplexed tape file: read past the other streams to the one asked for
+      const select = kinds[t + sequence - 1] === 'device' ? { stream: opts.stream, volume: opts.volume } : undefined;
+      const ending = yield* readTapeFileParts(ref, sequence, progress, select);
       if (ending.kind === 'end') return;
       const k = t + sequence;
       if (k >= tapes.length) {

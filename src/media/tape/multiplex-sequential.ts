@@ -1,0 +1,86 @@
+// A multiplexed tape file read front to back, where seeking is impossible (a tape drive,
+// a pipe): the members of the chosen stream are followed and every other member is read
+// past. The choice: the stream asked for (an id), else the first whose label names the
+// volume asked for, else the first stream when only one volume's streams are there (a
+// second volume's label makes the choice ambiguous: refused, as on a seekable file).
+import { CorruptError, NotFoundError, UsageError } from '../../errors.js';
+import { decodeClosing, decodeLabel, type TapeLabel } from './tape-format.js';
+import type { StreamProgress, TapeFileEnding } from './tape-file-reader.js';
+
+/** Which stream of a multiplexed tape file to follow. */
+export interface MultiplexSelection {
+  stream?: string;
+  volume?: string;
+}
+
+/** A tar member as the reader hands it over. */
+export interface SequentialMember {
+  name: { kind: string; streamId: string; index?: number };
+  /** The member's data, whole (labels, closings: small). */
+  meta(): Promise<Buffer>;
+  /** The member's data as it is read (parts). */
+  chunks(): AsyncIterable<Buffer>;
+  /** Reads past the member's data. */
+  skip(): Promise<void>;
+}
+
+function matchesVolume(label: TapeLabel, selector: string): boolean {
+  const v = label.volume;
+  if (!v) return false;
+  return v.path === selector || (selector.length >= 4 && v.uuid.startsWith(selector));
+}
+
+/**
+ * Yields the part bytes of the chosen stream from the members after the multiplex label;
+ * returns its ending (end, or continued on the next tape).
+ */
+export async function* followStream(members: AsyncIterable<SequentialMember>, where: string, select: MultiplexSelection, progress: StreamProgress): AsyncGenerator<Buffer, TapeFileEnding> {
+  const corrupt = (what: string) => new CorruptError(`${where}: ${what}`, '`tar tvf` on the tape file shows how far it can be read');
+  let chosen: string | null = select.stream ?? progress.streamId;
+  let chosenVolume: string | null = null;
+  for await (const m of members) {
+    const id = m.name.streamId;
+    if (m.name.kind === 'label') {
+      const label = decodeLabel(await m.meta());
+      if (!label || label.streamId !== id) throw corrupt('damaged label');
+      if (chosen === null) {
+        const take = select.volume !== undefined ? matchesVolume(label, select.volume) : true;
+        if (take) {
+          chosen = id;
+          chosenVolume = label.volume?.path ?? null;
+        }
+      } else if (id !== chosen && select.volume === undefined && select.stream === undefined && progress.streamId === null && label.volume && chosenVolume !== null && label.volume.path !== chosenVolume) {
+        throw new UsageError(`${where} is a multiplexed tape file holding the dumps of several volumes (${chosenVolume}, ${label.volume.path}, …): which one to restore is ambiguous`, 'pick one with --volume PATH|UUID');
+      }
+      if (id === chosen && label.firstPart !== progress.parts) throw corrupt(`stream ${id} goes on from part ${label.firstPart} here, where part ${progress.parts} belongs`);
+      continue;
+    }
+    if (id !== chosen) {
+      await m.skip();
+      continue;
+    }
+    if (m.name.kind === 'part') {
+      if (m.name.index !== progress.parts) throw corrupt(`part ${m.name.index} of stream ${id} where part ${progress.parts} belongs`);
+      for await (const chunk of m.chunks()) {
+        progress.bytes += chunk.length;
+        yield chunk;
+      }
+      progress.parts++;
+      continue;
+    }
+    if (m.name.kind === 'aborted') throw corrupt(`stream ${id} was given up by its dump (aborted member)`);
+    if (m.name.kind !== 'end' && m.name.kind !== 'continued') {
+      await m.skip();
+      continue;
+    }
+    const ending = decodeClosing(await m.meta());
+    if (!ending || ending.streamId !== id) throw corrupt(`damaged ${m.name.kind} member`);
+    if (ending.parts !== progress.parts || ending.bytes !== progress.bytes) {
+      throw corrupt(`its ${m.name.kind} member counts ${ending.parts} parts and ${ending.bytes} bytes, but ${progress.parts} parts and ${progress.bytes} bytes were read`);
+    }
+    progress.streamId = id;
+    return { ...ending, kind: m.name.kind };
+  }
+  if (chosen === null) throw new NotFoundError(`${where}: no stream of ${select.volume ?? 'the volume asked for'} in this multiplexed tape file`, 'list its streams with: imgstream tape log (on a copy in a tape directory)');
+  throw corrupt(`truncated: stream ${chosen} has no end or continued member`);
+}
