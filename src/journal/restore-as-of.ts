@@ -114,23 +114,25 @@ export async function restoreProtectedAsOf(dir: string, asOf: string, to: string
   });
 }
 
-const CHUNK_BLOCKS = 2048;
+/** Bytes of the image assembled at once (whole blocks, at least one). */
+const CHUNK_BYTES = 8 << 20;
 
 /** Writes the disk as of `asOf` as a raw image to the sink `sinkFor` makes (a file appears whole or not at all). */
-export async function exportProtectedAsOf(dir: string, asOf: string, sinkFor: (size: number) => FileSink, progress: Progress = noProgress): Promise<AsOfResult & { bytes: number }> {
-  return withRecoveryPoint(dir, asOf, async (base, _s, point, overlay) => {
+export async function exportProtectedAsOf(dir: string, asOf: string, sinkFor: (size: number, source: ProtectState['source']) => FileSink, progress: Progress = noProgress): Promise<AsOfResult & { bytes: number }> {
+  return withRecoveryPoint(dir, asOf, async (base, s, point, overlay) => {
     const bs = base.blockSize;
     const total = base.logicalBlocks;
     const lbns = overlay.sortedLbns();
     const map = base.mapOf(point.baseSnapshot);
-    const sink = sinkFor(total * bs);
+    const sink = sinkFor(total * bs, s.source);
     const fds = overlay.openFiles();
     let bytes = 0;
     try {
       progress.start('exporting', total * bs, 'bytes');
       let k = 0;
-      for (let lbn = 0; lbn < total; lbn += CHUNK_BLOCKS) {
-        const n = Math.min(CHUNK_BLOCKS, total - lbn);
+      const per = Math.max(1, Math.floor(CHUNK_BYTES / bs));
+      for (let lbn = 0; lbn < total; lbn += per) {
+        const n = Math.min(per, total - lbn);
         const buf = Buffer.alloc(n * bs);
         readLogicalBytes(base, map, lbn * bs, buf);
         while (k < lbns.length && lbns[k] < lbn + n) {

@@ -327,6 +327,18 @@ describe('protection destination', () => {
       const fin = cliJson(['protect', 'status', url(), '--token-file', token, '--plain', '--points'], { env });
       expect(fin.window.end).toBe(iso(endOf(seed, count)));
       for (const p of fin.points as Array<{ seq: number; time: string }>) expect((await exportInProcess(dest, p.time)).equals(model[p.seq]), `point ${p.seq}`).toBe(true);
+      // restore and export as of a time through the daemon
+      const peerFlags = ['--token-file', token, '--plain'];
+      const mid = fin.points[Math.floor(fin.points.length / 2)] as { seq: number; time: string };
+      cliOk(['volume', 'export', url(), '--as-of', mid.time, '--to', at('peer.raw'), ...peerFlags], { env });
+      expect(fs.readFileSync(at('peer.raw')).equals(model[mid.seq])).toBe(true);
+      cliOk(['restore', '--to', at('peer.vol'), '--as-of', iso(endOf(seed, count)), '--from', url(), ...peerFlags], { env });
+      cliOk(['volume', 'export', at('peer.vol'), '--to', at('peer-vol.raw')], { env });
+      expect(fs.readFileSync(at('peer-vol.raw')).equals(model[count])).toBe(true);
+      const outside = cli(['restore', '--to', at('peer2.vol'), '--as-of', iso(endOf(seed, 0)), '--from', url(), ...peerFlags]);
+      expect(outside.code).toBe(4);
+      expect(stderrLines(outside)).toEqual([expect.stringContaining(`is outside the recovery window of vm.cdp: ${fin.window.start} to ${fin.window.end}`)]);
+      expect(fs.existsSync(at('peer2.vol'))).toBe(false);
     } finally {
       daemon.child.kill('SIGTERM');
       await daemon.done;
