@@ -6,7 +6,7 @@ import { errorOf } from '../format/peer-protocol.js';
 import { checkPeerClientOptions, connectPeer, errorFromWire, formatPeerUrl, parsePeerUrl, type PeerChannel, type PeerClientOptions, type PeerMessage, type PeerUrl } from '../peer/index.js';
 import type { DestinationState, IntervalBlock, ProtectDestination, ProtectedSource, SeedImage, ShippedInterval } from './destination-api.js';
 import type { ProtectStatus } from './protect-status.js';
-import { BATCH_BYTES, encodeBatch, MAX_BATCH_BLOCKS, PROTECT_PROTOCOL } from './protect-protocol.js';
+import { BATCH_BYTES, encodeBatch, MAX_BATCH_BLOCKS, PING_MS, PROTECT_PROTOCOL } from './protect-protocol.js';
 
 /** The daemon's answer: its message, or its error raised here. */
 function answer(m: PeerMessage | null, peer: string, type: string, when: string): Record<string, unknown> {
@@ -21,6 +21,8 @@ export class PeerProtectDestination implements ProtectDestination {
   readonly description: string;
   private readonly url: PeerUrl;
   private ch: PeerChannel | null = null;
+  private pinger: NodeJS.Timeout | null = null;
+  private transferring = false;
 
   constructor(spec: string, private readonly opts: PeerClientOptions) {
     this.url = parsePeerUrl(spec, { requireName: true });
@@ -39,6 +41,10 @@ export class PeerProtectDestination implements ProtectDestination {
       await ch.send({ op: 'protect.ship', name: this.url.name, protocol: PROTECT_PROTOCOL, source: { ...source }, keepMs });
       const m = answer(await ch.receive(), ch.peer, 'state', 'instead of opening the destination');
       this.ch = ch;
+      this.pinger = setInterval(() => {
+        if (!this.transferring) void ch.send({ type: 'ping' }).catch(() => {});
+      }, Number(process.env.IMGSTREAM_PROTECT_PING_MS) || PING_MS);
+      this.pinger.unref();
       return m.state as DestinationState;
     } catch (err) {
       await ch.close();
@@ -48,6 +54,15 @@ export class PeerProtectDestination implements ProtectDestination {
 
   /** Sends a transfer's header, its blocks in batches, its end; resolves with the daemon's state once it is durable there. */
   private async transfer(header: Record<string, unknown>, blocks: AsyncIterable<IntervalBlock>): Promise<DestinationState> {
+    this.transferring = true;
+    try {
+      return await this.send(header, blocks);
+    } finally {
+      this.transferring = false;
+    }
+  }
+
+  private async send(header: Record<string, unknown>, blocks: AsyncIterable<IntervalBlock>): Promise<DestinationState> {
     const ch = this.channel();
     // the daemon may refuse at any moment: its answer is the error to raise
     const reply = (async () => {
@@ -96,6 +111,8 @@ export class PeerProtectDestination implements ProtectDestination {
   async close(): Promise<void> {
     const ch = this.ch;
     this.ch = null;
+    if (this.pinger) clearInterval(this.pinger);
+    this.pinger = null;
     if (!ch) return;
     await ch.send({ type: 'close' }).catch(() => {});
     await ch.close();

@@ -55,6 +55,7 @@ async function ship(ch: PeerChannel, hello: PeerHello, dir: string, log: (l: str
       const m = await ch.receive();
       if (m === null || m.msg.type === 'close') return;
       const msg = m.msg;
+      if (msg.type === 'ping') continue; // a shipper with nothing to ship keeps the session
       const counted = { n: 0 };
       const blocks = blocksFrom(ch, source.blockSize, counted);
       if (msg.type === 'seed') {

@@ -8,13 +8,13 @@ import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { LocalProtectDestination } from '../../src/journal/destination.js';
+import { LocalProtectDestination, PeerProtectDestination } from '../../src/journal/destination.js';
 import { exportProtectedAsOf } from '../../src/journal/restore-as-of.js';
 import { fileSink } from '../../src/volume/image-io.js';
 import { CLI_BIN, cliJson, cliOk, finished, listeningPort, REPO_ROOT, runCli, sleep, stderrLines, writeImage } from '../support/cli.js';
 import { makeToken } from '../peer/support.js';
 import { tempDir } from '../support/images.js';
-import { endOf, MODEL_BLOCKS, MODEL_BLOCK_SIZE, modelImages, modelSource, pointAt } from '../support/protect-model.js';
+import { endOf, MODEL_BLOCKS, MODEL_BLOCK_SIZE, modelImages, modelSource, pointAt, seedImage, shippedInterval } from '../support/protect-model.js';
 
 const DRIVER = path.join(REPO_ROOT, 'dist', 'test', 'support', 'protect-driver.js');
 const root = tempDir('imgstream-protect-dest-');
@@ -32,8 +32,8 @@ function drive(dest: string, seed: number, count: number, keepMs: number, snapsh
 }
 
 /** A peer daemon serving DIR (plain TCP, the test's token). */
-async function startDaemon(dir: string, token: string, port = 0) {
-  const child = spawn(process.execPath, [CLI_BIN, 'serve', 'peer', '--root', dir, '--listen', `127.0.0.1:${port}`, '--token-file', token, '--plain', '--json'], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+async function startDaemon(dir: string, token: string, extra: string[] = []) {
+  const child = spawn(process.execPath, [CLI_BIN, 'serve', 'peer', '--root', dir, '--listen', '127.0.0.1:0', '--token-file', token, '--plain', '--json', ...extra], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   const done = finished(child, 120_000);
   return { port: await listeningPort(child, done), child, done };
 }
@@ -344,4 +344,26 @@ describe('protection destination', () => {
       await daemon.done;
     }
   }, 60_000);
+
+  it('keeps a quiet peer session alive past the daemon\'s idle timeout', async () => {
+    const token = makeToken(root, 'token2');
+    const peerRoot = at('peer-idle');
+    fs.mkdirSync(peerRoot);
+    const daemon = await startDaemon(peerRoot, token, ['--idle-timeout', '1']);
+    process.env.IMGSTREAM_PROTECT_PING_MS = '300';
+    const d = new PeerProtectDestination(`peer://127.0.0.1:${daemon.port}/quiet.cdp`, { tokenFile: token, plain: true });
+    try {
+      await d.open(modelSource(17), 3_600_000);
+      await d.seed(seedImage(17));
+      await sleep(2500); // no interval for 2.5 idle timeouts
+      const st = await d.append(shippedInterval(17, 1));
+      expect(st.intervalSeq).toBe(1);
+      await d.close();
+      expect((await exportInProcess(path.join(peerRoot, 'quiet.cdp'), iso(endOf(17, 1)))).equals(modelImages(17, 1)[1])).toBe(true);
+    } finally {
+      delete process.env.IMGSTREAM_PROTECT_PING_MS;
+      daemon.child.kill('SIGTERM');
+      await daemon.done;
+    }
+  }, 30_000);
 });
