@@ -113,7 +113,7 @@ export class LocalProtectDestination implements ProtectDestination {
     if (removed) fsyncDirectory(this.ivDir);
     const held: HeldInterval[] = [];
     for (let seq = s.baseSeq + 1; seq <= s.intervalSeq; seq++) {
-      const h = readIntervalHeader(path.join(this.ivDir, intervalFileName(seq)));
+      const h = readIntervalHeader(path.join(this.ivDir, intervalFileName(seq)), { verify: false });
       held.push({ seq, end: h.end, snapshots: h.snapshots, bytes: h.bytes });
     }
     return held;

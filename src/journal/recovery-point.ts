@@ -41,17 +41,18 @@ export interface HeldPoints {
 const iso = (ms: number) => new Date(ms).toISOString();
 
 /**
- * The intervals held after the base, oldest first, their indexes checked. A damaged one
+ * The intervals held after the base, oldest first, their indexes checked unless `verify`
+ * is false (a restore checks the indexes it reads). A damaged one
  * is listed with `damaged` when its header still gives its time; when even that is
  * unreadable (or the file is missing) the list stops there, with the error in `unreadable`.
  */
-export function listPoints(dir: string, s: ProtectState): HeldPoints {
+export function listPoints(dir: string, s: ProtectState, opts: { verify?: boolean } = {}): HeldPoints {
   const points: PointInfo[] = [];
   for (let seq = s.baseSeq + 1; seq <= s.intervalSeq; seq++) {
     const file = path.join(dir, INTERVALS_DIR, intervalFileName(seq));
     if (!fs.existsSync(file)) return { points, unreadable: new NotFoundError(`${file}: missing interval file (interval ${seq} of ${s.intervalSeq})`, 'the recovery points from this interval on cannot be rebuilt') };
     try {
-      const h = readIntervalHeader(file);
+      const h = readIntervalHeader(file, opts);
       points.push({ seq, start: h.start, end: h.end, kind: h.kind, snapshots: h.snapshots, blocks: h.blockCount, bytes: h.bytes });
     } catch (err) {
       if (!(err instanceof CorruptError)) throw err;

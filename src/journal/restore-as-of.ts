@@ -52,7 +52,7 @@ async function withRecoveryPoint<T>(dir: string, asOf: string, fn: (base: Volume
   const base = await openBase(dir);
   try {
     const s = readState(dir); // read under the base's lock: no fold runs now
-    const held = listPoints(dir, s);
+    const held = listPoints(dir, s, { verify: false });
     const inWindow = held.points.some((p) => p.seq > (s.fold?.to ?? s.baseSeq) && p.snapshots.includes(asOf));
     const baseSnap = inWindow ? undefined : base.snapshots().find((x) => x.name === asOf);
     if (baseSnap) {
