@@ -11,7 +11,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { LocalProtectDestination, PeerProtectDestination } from '../../src/journal/destination.js';
 import { exportProtectedAsOf } from '../../src/journal/restore-as-of.js';
 import { fileSink } from '../../src/volume/image-io.js';
-import { CLI_BIN, cliJson, cliOk, finished, listeningPort, REPO_ROOT, runCli, sleep, stderrLines, writeImage } from '../support/cli.js';
+import { allocatedBytes, CLI_BIN, cliJson, cliOk, finished, listeningPort, REPO_ROOT, runCli, sleep, stderrLines, writeImage } from '../support/cli.js';
 import { makeToken } from '../peer/support.js';
 import { tempDir } from '../support/images.js';
 import { endOf, MODEL_BLOCKS, MODEL_BLOCK_SIZE, modelImages, modelSource, pointAt, seedImage, shippedInterval } from '../support/protect-model.js';
@@ -112,6 +112,8 @@ describe('protection destination', () => {
       const raw = at(`restored-${k}.raw`);
       cliOk(['volume', 'export', vol, '--to', raw], { env });
       expect(fs.readFileSync(raw).equals(model[pointAt(seed, count, t)])).toBe(true);
+      // a copy of the base that stays sparse: the base's allocation plus the blocks written over it
+      expect(allocatedBytes(vol)).toBeLessThanOrEqual(allocatedBytes(path.join(dest, 'base.vol')) + (1 << 20));
     }
     // nothing left behind by the restores (temporary volumes)
     expect(fs.readdirSync(root).filter((n) => n.includes('restoring'))).toEqual([]);
