@@ -10,6 +10,7 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { LocalProtectDestination, PeerProtectDestination } from '../../src/journal/destination.js';
 import { exportProtectedAsOf } from '../../src/journal/restore-as-of.js';
+import { protectStatus } from '../../src/journal/protect-status.js';
 import { fileSink } from '../../src/volume/image-io.js';
 import { allocatedBytes, CLI_BIN, cliJson, cliOk, finished, listeningPort, REPO_ROOT, runCli, sleep, stderrLines, writeImage } from '../support/cli.js';
 import { makeToken } from '../peer/support.js';
@@ -211,6 +212,42 @@ describe('protection destination', () => {
     const names = [...fs.readdirSync(dest), ...fs.readdirSync(path.join(dest, 'intervals'))];
     expect(names.filter((n) => n.endsWith('.tmp') || n.includes('seeding'))).toEqual([]);
   }, 120_000);
+
+  it('restores exactly while a shipper appends and folds (a fold waits for the restore holding the base)', async () => {
+    const dest = at('busy.cdp');
+    const seed = 18;
+    const count = 250;
+    const model = modelImages(seed, count);
+    driveOk(dest, seed, 5, 60_000, 4);
+    const child = spawn(process.execPath, [DRIVER, dest, String(seed), String(count), '60000', '4'], { env: { ...process.env, ...env, PROTECT_DRIVER_DELAY_MS: '8' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const done = finished(child, 60_000);
+    let checked = 0;
+    let running = true;
+    void done.then(() => (running = false));
+    try {
+      while (running && checked < 2000) {
+        const t = Date.parse(protectStatus(dest).window!.end);
+        const out = at(`busy-${checked}.raw`);
+        const r = await exportProtectedAsOf(dest, iso(t), (size) => fileSink(out, { force: false, size }));
+        expect(r.point.time).toBe(iso(t));
+        expect(fs.readFileSync(out).equals(model[r.point.seq]), `as of ${iso(t)}`).toBe(true);
+        fs.rmSync(out);
+        checked++;
+      }
+    } catch (err) {
+      child.kill('SIGKILL');
+      throw err;
+    }
+    const res = await done;
+    expect(res.code, res.stderr).toBe(0);
+    expect(checked).toBeGreaterThan(2);
+    // the driver waited for none of them: folds that found the base busy ran at a later append
+    expect(res.stdout.trim().split('\n').length).toBe(count - 5);
+    const st = cliJson(['protect', 'status', dest], { env });
+    expect(st.window.end).toBe(iso(endOf(seed, count)));
+    expect(st.base.seq).toBeGreaterThan(150);
+    expect((await exportInProcess(dest, st.window.start)).equals(model[st.base.seq])).toBe(true);
+  }, 60_000);
 
   it('refuses bad input with one line and its exit code, changing nothing', async () => {
     const dest = at('bad.cdp');
