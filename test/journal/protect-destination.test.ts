@@ -15,7 +15,7 @@ import { fileSink } from '../../src/volume/image-io.js';
 import { allocatedBytes, CLI_BIN, cliJson, cliOk, finished, listeningPort, REPO_ROOT, runCli, sleep, stderrLines, writeImage } from '../support/cli.js';
 import { makeToken } from '../peer/support.js';
 import { tempDir } from '../support/images.js';
-import { endOf, MODEL_BLOCKS, MODEL_BLOCK_SIZE, modelImages, modelSource, pointAt, seedImage, shippedInterval } from '../support/protect-model.js';
+import { endOf, MODEL_BLOCKS, MODEL_BLOCK_SIZE, modelImages, modelSource, pointAt, seedImage, shippedInterval, snapshotOf } from '../support/protect-model.js';
 
 const DRIVER = path.join(REPO_ROOT, 'dist', 'test', 'support', 'protect-driver.js');
 const root = tempDir('imgstream-protect-dest-');
@@ -156,6 +156,20 @@ describe('protection destination', () => {
     // a folded snapshot is still a recovery point by its name, as the source took it
     expect(exportAsOf(dest, 'snap7').equals(model[7])).toBe(true);
 
+    // snapshot names the source takes again (rot0, rot1, rot0…): the base keeps the newest of each
+    const rot = at('rotate.cdp');
+    const r2 = drive(rot, seed, count, 8000, 7, { PROTECT_DRIVER_ROTATE: '2' });
+    expect(r2.status, r2.stderr).toBe(0);
+    const rotSt = cliJson(['protect', 'status', rot], { env });
+    expect(rotSt.base.seq).toBe(folded);
+    for (const name of ['rot0', 'rot1']) {
+      let newest = 0;
+      for (let seq = 1; seq <= folded; seq++) if (snapshotOf(seq, { snapshotEvery: 7, rotate: 2 }) === name) newest = seq;
+      const raw = at(`${name}.raw`);
+      cliOk(['volume', 'export', `${path.join(rot, 'base.vol')}@${name}`, '--to', raw], { env });
+      expect(fs.readFileSync(raw).equals(model[newest]), `${name} = point ${newest}`).toBe(true);
+    }
+
     // storage: without snapshots pinning old blocks, 3x the writes cost no more storage
     const bounded = at('bounded.cdp');
     driveOk(bounded, 13, 30, 5000);
@@ -183,7 +197,7 @@ describe('protection destination', () => {
       return st.points.at(-1).seq as number;
     };
     // deterministic kills at each step
-    const steps = ['protect-interval-written', 'protect-fold-started', 'protect-fold-applied', 'protect-fold-recorded', 'apply:base.vol', 'journal:base.vol', 'snapshot-plane:base.vol'];
+    const steps = ['protect-interval-written', 'protect-fold-started', 'protect-fold-step', 'protect-fold-applied', 'protect-fold-recorded', 'apply:base.vol', 'journal:base.vol', 'snapshot-plane:base.vol'];
     let last = 0;
     for (const step of steps) {
       const r = drive(dest, seed, count, keep, 5, { IMGSTREAM_CRASH_AT: step });
@@ -209,6 +223,14 @@ describe('protection destination', () => {
     // resumes where it stopped, to the end, every point exact, nothing temporary left
     driveOk(dest, seed, count, keep, 5);
     expect(await checkAll('final')).toBe(count);
+    // the source's snapshots folded into the base, through every crash, hold their points
+    const baseSnaps = cliJson(['protect', 'status', dest], { env }).base.snapshots as string[];
+    expect(baseSnaps.length).toBeGreaterThan(10);
+    for (const name of baseSnaps.filter((_, i) => i % 8 === 0)) {
+      const raw = at(`kill-${name}.raw`);
+      cliOk(['volume', 'export', `${path.join(dest, 'base.vol')}@${name}`, '--to', raw], { env });
+      expect(fs.readFileSync(raw).equals(model[Number(name.slice(4))]), name).toBe(true);
+    }
     const names = [...fs.readdirSync(dest), ...fs.readdirSync(path.join(dest, 'intervals'))];
     expect(names.filter((n) => n.endsWith('.tmp') || n.includes('seeding'))).toEqual([]);
   }, 120_000);
