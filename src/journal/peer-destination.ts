@@ -1,6 +1,8 @@
 // A protection destination on a peer daemon: peer://HOST:PORT/NAME is the directory NAME
 // under the daemon's root, served by protect.ship (protect-service.ts). Blocks stream in
-// batches of about 1 MiB; a transfer is durable when the daemon answers its 'end'.
+// batches of about 1 MiB; a transfer is durable when the daemon answers its 'end'. A
+// failed transfer ends the session (the daemon's destination stays at its last interval):
+// the shipper calls open() again and resumes from the state it answers.
 import { CorruptError, NetworkError, type ImgstreamError } from '../errors.js';
 import { errorOf } from '../format/peer-protocol.js';
 import { checkPeerClientOptions, connectPeer, errorFromWire, formatPeerUrl, parsePeerUrl, type PeerChannel, type PeerClientOptions, type PeerMessage, type PeerUrl } from '../peer/index.js';
@@ -31,7 +33,7 @@ export class PeerProtectDestination implements ProtectDestination {
   }
 
   private channel(): PeerChannel {
-    if (!this.ch) throw new Error('protection destination used before open()');
+    if (!this.ch) throw new NetworkError(`${this.description}: no session with the daemon (a transfer failed, or open() was not called)`, 'open the destination again');
     return this.ch;
   }
 
@@ -91,13 +93,33 @@ export class PeerProtectDestination implements ProtectDestination {
       await flush();
       await ch.send({ type: 'end' });
     } catch (err) {
-      const r = await Promise.race([reply, new Promise<null>((resolve) => setTimeout(() => resolve(null), 2000))]);
+      // a send failed because the daemon refused (its answer says why), or the blocks'
+      // source failed here: the daemon is told, and the session ends either way
+      let timer: NodeJS.Timeout | undefined;
+      const r = await Promise.race([reply, new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), 500)))]);
+      clearTimeout(timer);
+      if (r === null) await ch.send({ error: { code: 'io', message: 'the shipper gave up the transfer' } }).catch(() => {});
+      await this.drop();
       if (r && 'm' in r && r.m && errorOf(r.m.msg)) throw errorFromWire(errorOf(r.m.msg)!, ch.peer);
       throw err;
     }
     const r = await reply;
-    if ('err' in r) throw r.err;
-    return answer(r.m, ch.peer, 'state', 'before acknowledging the transfer').state as DestinationState;
+    try {
+      if ('err' in r) throw r.err;
+      return answer(r.m, ch.peer, 'state', 'before acknowledging the transfer').state as DestinationState;
+    } catch (err) {
+      await this.drop(); // the daemon ended the session
+      throw err;
+    }
+  }
+
+  /** Ends the session after a failed transfer: the shipper opens the destination again. */
+  private async drop(): Promise<void> {
+    const ch = this.ch;
+    this.ch = null;
+    if (this.pinger) clearInterval(this.pinger);
+    this.pinger = null;
+    await ch?.close();
   }
 
   seed(image: SeedImage): Promise<DestinationState> {

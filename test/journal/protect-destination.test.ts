@@ -407,7 +407,7 @@ describe('protection destination', () => {
     }
   }, 60_000);
 
-  it('keeps a quiet peer session alive past the daemon\'s idle timeout', async () => {
+  it('peer sessions: a quiet one outlives the daemon\'s idle timeout, a failed transfer ends it and stores nothing', async () => {
     const token = makeToken(root, 'token2');
     const peerRoot = at('peer-idle');
     fs.mkdirSync(peerRoot);
@@ -420,8 +420,21 @@ describe('protection destination', () => {
       await sleep(2500); // no interval for 2.5 idle timeouts
       const st = await d.append(shippedInterval(17, 1));
       expect(st.intervalSeq).toBe(1);
+      // a transfer whose blocks' source fails mid-way: refused here, nothing stored there, the session ends
+      const broken = shippedInterval(17, 2);
+      broken.blocks = (async function* () {
+        yield { lbn: 0, data: Buffer.alloc(MODEL_BLOCK_SIZE, 1) };
+        throw new Error('journal read failed');
+      })();
+      await expect(d.append(broken)).rejects.toThrow('journal read failed');
+      await expect(d.append(shippedInterval(17, 2))).rejects.toThrow(/no session with the daemon/);
+      // the daemon refuses an interval out of sequence, with its reason and code
+      expect((await d.open(modelSource(17), 3_600_000)).intervalSeq).toBe(1);
+      await expect(d.append(shippedInterval(17, 3))).rejects.toMatchObject({ code: 'invalid-input', message: expect.stringContaining('interval 3 does not follow interval 1') });
+      expect((await d.open(modelSource(17), 3_600_000)).intervalSeq).toBe(1);
+      expect((await d.append(shippedInterval(17, 2))).intervalSeq).toBe(2);
       await d.close();
-      expect((await exportInProcess(path.join(peerRoot, 'quiet.cdp'), iso(endOf(17, 1)))).equals(modelImages(17, 1)[1])).toBe(true);
+      expect((await exportInProcess(path.join(peerRoot, 'quiet.cdp'), iso(endOf(17, 2)))).equals(modelImages(17, 2)[2])).toBe(true);
     } finally {
       delete process.env.IMGSTREAM_PROTECT_PING_MS;
       daemon.child.kill('SIGTERM');
