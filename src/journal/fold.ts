@@ -16,6 +16,7 @@ import { Volume } from '../volume/volume.js';
 import { crashPoint } from '../volume/crash-point.js';
 import { BASE_FILE, INTERVALS_DIR, writeState, type ProtectState } from './destination-state.js';
 import { fsyncDirectory } from './durable-file.js';
+import { claimBase } from './base-claim.js';
 import { intervalFileName, readIntervalIndex } from './interval-file.js';
 import { applyOverlay, Overlay } from './overlay.js';
 
@@ -82,9 +83,17 @@ function applyMakingRoom(base: Volume, overlay: Overlay): void {
 export function foldExpired(dir: string, state: ProtectState, held: HeldInterval[]): boolean {
   if (!state.fold && !foldTarget(state, held)) return true;
   let base: Volume;
+  let release: () => void;
+  try {
+    release = claimBase(path.join(dir, BASE_FILE));
+  } catch (err) {
+    if (err instanceof BusyError) return false;
+    throw err;
+  }
   try {
     base = Volume.open(path.join(dir, BASE_FILE), { write: true });
   } catch (err) {
+    release();
     if (err instanceof BusyError) return false;
     throw err;
   }
@@ -128,6 +137,7 @@ export function foldExpired(dir: string, state: ProtectState, held: HeldInterval
     held.splice(0, keepFrom < 0 ? held.length : keepFrom);
   } finally {
     base.close();
+    release();
   }
   return true;
 }

@@ -4,8 +4,9 @@
 // the interval indexes without reading data, then each chosen block is read once: cost
 // ∝ the distinct blocks changed since the base, not the number of writes.
 //
-// The base is opened (its volume lock taken) for the whole rebuild: a fold, which needs
-// that lock, waits, so neither the base nor the interval files change underneath.
+// The base is opened (its volume lock taken, and claimed in this process: base-claim.ts)
+// for the whole rebuild: a fold, which needs both, waits, so neither the base nor the
+// interval files change underneath.
 import fs from 'node:fs';
 import path from 'node:path';
 import { BusyError, ExistsError, fromSystemError } from '../errors.js';
@@ -19,6 +20,7 @@ import { BASE_FILE, INTERVALS_DIR, readState, type ProtectState } from './destin
 import { intervalFileName, readIntervalIndex } from './interval-file.js';
 import { applyOverlay, Overlay } from './overlay.js';
 import { copySparse } from './sparse-copy.js';
+import { claimBase } from './base-claim.js';
 import { listPoints, recoveryPointFor, type RecoveryPoint } from './recovery-point.js';
 
 export interface AsOfResult {
@@ -34,13 +36,17 @@ export interface AsOfResult {
 /** How long a restore waits for a fold in progress to finish with the base. */
 const BASE_WAIT_MS = 60_000;
 
-async function openBase(dir: string): Promise<Volume> {
+/** The base, opened (its lock taken) and claimed in this process; close it with closeBase(). */
+async function openBase(dir: string): Promise<{ base: Volume; release: () => void }> {
   const file = path.join(dir, BASE_FILE);
   const deadline = Date.now() + BASE_WAIT_MS;
   for (;;) {
+    let release: (() => void) | null = null;
     try {
-      return Volume.open(file, { write: false });
+      release = claimBase(file);
+      return { base: Volume.open(file, { write: false }), release };
     } catch (err) {
+      release?.();
       if (!(err instanceof BusyError) || Date.now() > deadline) throw err;
       await new Promise((r) => setTimeout(r, 100));
     }
@@ -50,7 +56,7 @@ async function openBase(dir: string): Promise<Volume> {
 /** Runs fn with the base open and the state, recovery point and overlay that go with it. */
 async function withRecoveryPoint<T>(dir: string, asOf: string, fn: (base: Volume, s: ProtectState, point: RecoveryPoint, overlay: Overlay) => Promise<T>): Promise<T> {
   readState(dir); // a clear error for a path that is no destination, before the base
-  const base = await openBase(dir);
+  const { base, release } = await openBase(dir);
   try {
     const s = readState(dir); // read under the base's lock: no fold runs now
     const held = listPoints(dir, s, { verify: false });
@@ -66,6 +72,7 @@ async function withRecoveryPoint<T>(dir: string, asOf: string, fn: (base: Volume
     return await fn(base, s, point, new Overlay(indexes));
   } finally {
     base.close();
+    release();
   }
 }
 

@@ -11,6 +11,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { LocalProtectDestination, PeerProtectDestination } from '../../src/journal/destination.js';
 import { exportProtectedAsOf } from '../../src/journal/restore-as-of.js';
 import { protectStatus } from '../../src/journal/protect-status.js';
+import { peerExportAsOf } from '../../src/journal/peer-as-of.js';
 import { fileSink } from '../../src/volume/image-io.js';
 import { allocatedBytes, CLI_BIN, cliJson, cliOk, finished, listeningPort, REPO_ROOT, runCli, runCliAsync, sleep, stderrLines, writeImage } from '../support/cli.js';
 import { makeToken } from '../peer/support.js';
@@ -398,6 +399,37 @@ describe('protection destination', () => {
       const fin = cliJson(['protect', 'status', url(), '--token-file', token, '--plain', '--points'], { env });
       expect(fin.window.end).toBe(iso(endOf(seed, count)));
       for (const p of fin.points as Array<{ seq: number; time: string }>) expect((await exportInProcess(dest, p.time)).equals(model[p.seq]), `point ${p.seq}`).toBe(true);
+      // exports through the daemon while it folds another shipper's intervals into the same base
+      {
+        const busy = `peer://127.0.0.1:${daemon.port}/busy.cdp`;
+        const shipper = spawn(process.execPath, [DRIVER, busy, '19', '150', '40000', '4'], { env: { ...process.env, ...env, PROTECT_DRIVER_TOKEN: token, PROTECT_DRIVER_DELAY_MS: '8' }, stdio: ['ignore', 'pipe', 'pipe'] });
+        const shipped = finished(shipper, 60_000);
+        let running = true;
+        void shipped.then(() => (running = false));
+        const busyModel = modelImages(19, 150);
+        let exported = 0;
+        try {
+          while (running) {
+            if (!fs.existsSync(path.join(peerRoot, 'busy.cdp', 'protect.json')) || !protectStatus(path.join(peerRoot, 'busy.cdp')).window) {
+              await sleep(20);
+              continue;
+            }
+            const t = protectStatus(path.join(peerRoot, 'busy.cdp')).window!.end;
+            const out = at(`busy-peer-${exported}.raw`);
+            const r = await peerExportAsOf(busy, t, { tokenFile: token, plain: true }, (size) => fileSink(out, { force: false, size }));
+            expect(r.point.time).toBe(t);
+            expect(fs.readFileSync(out).equals(busyModel[r.point.seq]), `busy.cdp as of ${t}`).toBe(true);
+            fs.rmSync(out);
+            exported++;
+          }
+        } catch (err) {
+          shipper.kill('SIGKILL');
+          throw err;
+        }
+        expect((await shipped).code).toBe(0);
+        expect(exported).toBeGreaterThan(2);
+        expect(protectStatus(path.join(peerRoot, 'busy.cdp')).base.seq).toBeGreaterThan(90);
+      }
       // restore and export as of a time through the daemon
       const peerFlags = ['--token-file', token, '--plain'];
       const mid = fin.points[Math.floor(fin.points.length / 2)] as { seq: number; time: string };
