@@ -6,7 +6,7 @@
 // by close() or the process's death.
 import fs from 'node:fs';
 import path from 'node:path';
-import { ExistsError, InvalidInputError, fromSystemError } from '../errors.js';
+import { CorruptError, ExistsError, InvalidInputError, fromSystemError } from '../errors.js';
 import { VolumeLock } from '../volume/volume-lock.js';
 import { Volume } from '../volume/volume.js';
 import { writeLogicalBlocks, unmapLogicalBlocks } from '../volume/logical-io.js';
@@ -59,7 +59,13 @@ export class LocalProtectDestination implements ProtectDestination {
         fs.mkdirSync(this.dir);
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw fromSystemError(err, this.dir, 'creating the protection destination');
-        if (fs.readdirSync(this.dir).some((n) => n !== INTERVALS_DIR && n !== BASE_FILE && !n.startsWith('.'))) {
+        const names = fs.readdirSync(this.dir);
+        const intervals = names.includes(INTERVALS_DIR) ? fs.readdirSync(this.ivDir) : [];
+        if (names.includes(BASE_FILE) || intervals.some((n) => intervalSeqOf(n) !== null)) {
+          // the state file is gone, the data is not: never start over on top of it
+          throw new CorruptError(`${this.dir}: ${STATE_FILE} is missing, but the directory holds a protection destination's ${names.includes(BASE_FILE) ? BASE_FILE : 'intervals'}`, `nothing was changed; read what it holds (imgstream volume export ${path.join(this.dir, BASE_FILE)}) or move it away, then protect to a new directory`);
+        }
+        if (names.some((n) => n !== INTERVALS_DIR && !n.startsWith('.'))) {
           throw new ExistsError(`${this.dir}: a directory that is not a protection destination (it holds other files)`, 'give an empty or new directory');
         }
       }

@@ -64,7 +64,8 @@ export function listPoints(dir: string, s: ProtectState, opts: { verify?: boolea
   return { points, unreadable: null };
 }
 
-export function describeWindow(dir: string, s: ProtectState): string {
+/** The window as messages name it: "START to END" (ISO times). */
+function describeWindow(s: ProtectState): string {
   const w = windowOf(s);
   return w ? `${iso(w.start)} to ${iso(w.end)}` : 'none (not seeded yet)';
 }
@@ -83,10 +84,10 @@ export function recoveryPointFor(dir: string, s: ProtectState, held: HeldPoints,
   }
   const t = parseAsOfDate(asOf);
   if (t === null) {
-    throw new InvalidInputError(`"${asOf}" is neither a time nor a snapshot of a recovery point of ${dir}`, `give a time (${AS_OF_DATE_FORMS}, or 2026-12-03T10:15:02.250Z) in the window ${describeWindow(dir, s)}`);
+    throw new InvalidInputError(`"${asOf}" is neither a time nor a snapshot of a recovery point of ${dir}`, `give a time (${AS_OF_DATE_FORMS}, or 2026-12-03T10:15:02.250Z) in the window ${describeWindow(s)}`);
   }
   if (t < w.start || t > w.end) {
-    throw new InvalidInputError(`${asOf === iso(t) ? asOf : `${asOf} (${iso(t)})`} is outside the recovery window of ${dir}: ${iso(w.start)} to ${iso(w.end)}`, 'list the recovery points with: imgstream protect status DEST --points');
+    throw new InvalidInputError(`${asOf === iso(t) ? asOf : `${asOf} (${iso(t)})`} is outside the recovery window of ${dir}: ${describeWindow(s)}`, 'list the recovery points with: imgstream protect status DEST --points');
   }
   // past the last interval whose time is known, the point cannot be told
   if (held.unreadable && t > (points.at(-1)?.end ?? w.start)) throw held.unreadable;

@@ -328,6 +328,13 @@ describe('protection destination', () => {
     fs.cpSync(dest, noState, { recursive: true });
     fs.rmSync(path.join(noState, 'protect.json'));
     expectError(['volume', 'export', noState, '--as-of', iso(endOf(seed, 5)), '--to', at('x.raw')], 3, 'no protect.json');
+    // a shipper does not start over on top of it: refused, nothing changed
+    const before = fs.readdirSync(path.join(noState, 'intervals')).length;
+    const restart = drive(noState, seed, 12, 3_600_000);
+    expect(restart.status).toBe(9);
+    expect(restart.stderr).toContain(`${noState}: protect.json is missing, but the directory holds a protection destination's base.vol`);
+    expect(fs.readdirSync(path.join(noState, 'intervals')).length).toBe(before);
+    expect(fs.existsSync(path.join(noState, 'protect.json'))).toBe(false);
     // a corrupt interval file (one data byte) and a truncated one: named, exit 9; earlier points still restore
     const ivl = (d: string, seq: number) => path.join(d, 'intervals', `${String(seq).padStart(10, '0')}.ivl`);
     const bad = at('corrupt.cdp');
