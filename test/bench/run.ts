@@ -23,6 +23,7 @@ import { crashed, formatTable, type BenchRow } from './result.js';
 import { describeLoad, machineLoad } from './machine-load.js';
 import { benchRestoreChain } from './restore-chain.js';
 import { benchMirror } from './mirror.js';
+import { benchProtectRestore } from './protect-restore.js';
 import { makeWorkDir, removeWorkDir } from './work-dir.js';
 
 interface Suite {
@@ -42,6 +43,7 @@ const SUITES: Suite[] = [
   { names: ['dump-encrypt', 'dump-encrypt-none'], run: benchDumpEncrypt },
   { names: ['restore-chain', 'restore-chain-rss'], run: benchRestoreChain },
   { names: ['mirror-full-bytes', 'mirror-full', 'mirror-l1', 'mirror-l1-bytes'], run: benchMirror },
+  { names: ['protect-restore'], run: benchProtectRestore },
 ];
 
 async function main(): Promise<number> {
