@@ -19,7 +19,7 @@ import type { FileSink } from '../volume/image-io.js';
 import { BASE_FILE, INTERVALS_DIR, readState, type ProtectState } from './destination-state.js';
 import { intervalFileName, readIntervalIndex } from './interval-file.js';
 import { applyOverlay, Overlay } from './overlay.js';
-import { copySparse } from './sparse-copy.js';
+import { copyVolumeSparse } from './sparse-copy.js';
 import { claimBase } from './base-claim.js';
 import { listPoints, recoveryPointFor, type RecoveryPoint } from './recovery-point.js';
 
@@ -94,7 +94,7 @@ export async function restoreProtectedAsOf(dir: string, asOf: string, to: string
     const tmp = path.join(parent, `${prefix}${process.pid}`);
     try {
       fs.rmSync(tmp, { force: true });
-      copySparse(base.path, tmp);
+      copyVolumeSparse(base, tmp);
       const vol = Volume.open(tmp, { write: true });
       try {
         if (point.baseSnapshot) vol.resetActiveTo(point.baseSnapshot);

@@ -123,6 +123,8 @@ describe('protection destination', () => {
       const raw = at(`restored-${k}.raw`);
       cliOk(['volume', 'export', vol, '--to', raw], { env });
       expect(fs.readFileSync(raw).equals(model[pointAt(seed, count, t)])).toBe(true);
+      // a consistent volume (the copy of the base holds every block its planes name)
+      expect(cliOk(['volume', 'check', vol], { env }).stdout).toContain(`${vol}: clean`);
       // a copy of the base that stays sparse: the base's allocation plus the blocks written over it
       expect(allocatedBytes(vol)).toBeLessThanOrEqual(allocatedBytes(path.join(dest, 'base.vol')) + (1 << 20));
     }
@@ -157,6 +159,7 @@ describe('protection destination', () => {
     // the folded snapshots are real snapshots of the base, and of a volume restored from it
     const vol = at('fold-restored.vol');
     cliOk(['restore', '--to', vol, '--as-of', iso(endOf(seed, count)), '--from', dest], { env });
+    expect(cliOk(['volume', 'check', vol], { env }).stdout).toContain(`${vol}: clean`);
     for (const snap of st.base.snapshots as string[]) {
       const raw = at(`${snap}.raw`);
       cliOk(['volume', 'export', `${vol}@${snap}`, '--to', raw], { env });
