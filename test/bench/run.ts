@@ -43,7 +43,7 @@ const SUITES: Suite[] = [
   { names: ['dump-encrypt', 'dump-encrypt-none'], run: benchDumpEncrypt },
   { names: ['restore-chain', 'restore-chain-rss'], run: benchRestoreChain },
   { names: ['mirror-full-bytes', 'mirror-full', 'mirror-l1', 'mirror-l1-bytes'], run: benchMirror },
-  { names: ['protect-restore'], run: benchProtectRestore },
+  { names: ['protect-restore', 'protect-restore-distinct'], run: benchProtectRestore },
 ];
 
 async function main(): Promise<number> {
