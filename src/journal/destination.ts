@@ -8,6 +8,7 @@ import { PeerProtectDestination } from './peer-destination.js';
 
 export { LocalProtectDestination } from './local-destination.js';
 export { PeerProtectDestination, peerProtectStatus } from './peer-destination.js';
+export { MemoryProtectDestination } from './memory-destination.js';
 export { refuseVolumePath } from './destination-state.js';
 
 /** The destination a `--to` string names: a directory, or peer://HOST:PORT/NAME (with the peer flags' options). */

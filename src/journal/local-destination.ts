@@ -6,7 +6,7 @@
 // by close() or the process's death.
 import fs from 'node:fs';
 import path from 'node:path';
-import { CorruptError, ExistsError, InvalidInputError, fromSystemError } from '../errors.js';
+import { BusyError, CorruptError, ExistsError, InvalidInputError, fromSystemError } from '../errors.js';
 import { VolumeLock } from '../volume/volume-lock.js';
 import { Volume } from '../volume/volume.js';
 import { writeLogicalBlocks, unmapLogicalBlocks } from '../volume/logical-io.js';
@@ -25,11 +25,15 @@ const BASE_BLOCKS_PER_LOGICAL = 4;
 const BASE_SPARE_BLOCKS = 4096;
 const RUN_BLOCKS = 256;
 
+/** Destinations (real paths) a LocalProtectDestination of this process holds open. */
+const openHere = new Set<string>();
+
 export class LocalProtectDestination implements ProtectDestination {
   readonly description: string;
   private lock: VolumeLock | null = null;
   private state: ProtectState | null = null;
   private held: HeldInterval[] = [];
+  private key: string | null = null;
 
   constructor(readonly dir: string) {
     this.description = dir;
@@ -70,7 +74,12 @@ export class LocalProtectDestination implements ProtectDestination {
         }
       }
     }
+    // the lock is per process: a second shipper in this process (a daemon's session) is refused here
+    const key = fs.realpathSync(this.dir);
+    if (openHere.has(key)) throw new BusyError(`${this.dir}: protection destination is in use by another shipper of this process`, 'wait for it to finish, or stop it');
     this.lock = VolumeLock.acquire(this.dir, fs.statSync(this.dir), 'protection destination');
+    openHere.add(key);
+    this.key = key;
     try {
       let s: ProtectState;
       if (fresh) {
@@ -102,6 +111,8 @@ export class LocalProtectDestination implements ProtectDestination {
       this.state = null;
       this.lock.release();
       this.lock = null;
+      openHere.delete(key);
+      this.key = null;
       throw err;
     }
   }
@@ -179,6 +190,8 @@ export class LocalProtectDestination implements ProtectDestination {
     this.state = null;
     this.lock?.release();
     this.lock = null;
+    if (this.key) openHere.delete(this.key);
+    this.key = null;
   }
 }
 

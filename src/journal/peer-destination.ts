@@ -3,7 +3,7 @@
 // batches of about 1 MiB; a transfer is durable when the daemon answers its 'end'. A
 // failed transfer ends the session (the daemon's destination stays at its last interval):
 // the shipper calls open() again and resumes from the state it answers.
-import { CorruptError, NetworkError, type ImgstreamError } from '../errors.js';
+import { CorruptError, InvalidInputError, NetworkError, type ImgstreamError } from '../errors.js';
 import { errorOf } from '../format/peer-protocol.js';
 import { checkPeerClientOptions, connectPeer, errorFromWire, formatPeerUrl, parsePeerUrl, type PeerChannel, type PeerClientOptions, type PeerMessage, type PeerUrl } from '../peer/index.js';
 import type { DestinationState, IntervalBlock, ProtectDestination, ProtectedSource, SeedImage, ShippedInterval } from './destination-api.js';
@@ -25,6 +25,7 @@ export class PeerProtectDestination implements ProtectDestination {
   private ch: PeerChannel | null = null;
   private pinger: NodeJS.Timeout | null = null;
   private transferring = false;
+  private blockSize = 0;
 
   constructor(spec: string, private readonly opts: PeerClientOptions) {
     this.url = parsePeerUrl(spec, { requireName: true });
@@ -43,6 +44,7 @@ export class PeerProtectDestination implements ProtectDestination {
       await ch.send({ op: 'protect.ship', name: this.url.name, protocol: PROTECT_PROTOCOL, source: { ...source }, keepMs });
       const m = answer(await ch.receive(), ch.peer, 'state', 'instead of opening the destination');
       this.ch = ch;
+      this.blockSize = source.blockSize;
       this.pinger = setInterval(() => {
         if (!this.transferring) void ch.send({ type: 'ping' }).catch(() => {});
       }, Number(process.env.IMGSTREAM_PROTECT_PING_MS) || PING_MS);
@@ -85,7 +87,10 @@ export class PeerProtectDestination implements ProtectDestination {
         bytes = 0;
         await ch.send(msg as unknown as Record<string, unknown>, payload.length ? payload : undefined);
       };
+      const what = header.type === 'seed' ? 'seed' : `interval ${String(header.seq)}`;
       for await (const b of blocks) {
+        // a block of another size would not even frame: refused here as the destination would
+        if (b.data && b.data.length !== this.blockSize) throw new InvalidInputError(`${what}: block ${b.lbn} has ${b.data.length} bytes, not ${this.blockSize}`);
         batch.push({ lbn: b.lbn, data: b.data ? Buffer.from(b.data) : null });
         bytes += b.data?.length ?? 0;
         if (bytes >= BATCH_BYTES || batch.length >= MAX_BATCH_BLOCKS) await flush();
