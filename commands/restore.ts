@@ -10,6 +10,7 @@ import { formatSize } from '../src/size.js';
 import { UsageError } from '../src/errors.js';
 import { keyFlags, keyFromFlags } from './_cli/key-flags.js';
 import { isProtectDestination, restoreProtectedAsOf } from '../src/journal/restore-as-of.js';
+import { peerRestoreAsOf } from '../src/journal/peer-as-of.js';
 
 export default class Restore extends ImgstreamCommand {
   static override summary = 'Apply a level 0 stream and its incrementals onto a volume.';
@@ -23,7 +24,7 @@ Encrypted streams need their key: --key-file or --passphrase-file, as given to d
 
 --from takes files, "-" for stdin, "tape:DIR" (every dump on the tape, in order), "tape:DIR1,DIR2" (a dump spanning tapes), "tape:DIR#N" (the dump in tape file N) "s3://BUCKET/PREFIX/NAME" (an object on AWS S3 or an S3-compatible store, read with several ranged GETs in flight; credentials from the AWS environment or AWS_PROFILE, the endpoint from --s3-endpoint or AWS_ENDPOINT_URL) or "peer://HOST:PORT/NAME" (a stream stored on an imgstream peer daemon: give --token-file and --tls-ca or --tls-fingerprint, or --plain). A multiplexed tape file (dump --multiplex) holding several volumes' dumps needs --volume PATH|UUID to pick one; only that volume's members are read (the backup log says where), and --json reports mediaBytesRead. --as-of SNAPSHOT|DATE picks the chain from the catalog instead (with the peer flags when it holds dumps sent to a peer): the newest dump whose top is that snapshot, or the newest dump taken by that date, then its base dumps down to a level 0. A date is YYYY-MM-DD (the end of that day, local time, so the day's dumps count), YYYY-MM-DDTHH:MM[:SS] (local time), either followed by Z or +HH:MM for another zone; anything else is a snapshot name. Only the dumps of one volume are considered: VOL's own when it exists, else the volume named with --volume; when the catalog holds dumps of several volumes that match and none is named, restore refuses and lists them.
 
---as-of TIME --from DEST, where DEST is a protection destination (the directory imgstream protect --to wrote), rebuilds the disk as it was at the last recovery point at or before TIME (every write acknowledged by then, none after) into the new volume VOL: a copy of DEST's base volume, with its snapshots, and the newest version of each block changed since, read once. TIME may also carry milliseconds (2026-12-03T10:15:02.250Z), or be the name of a snapshot the source took; a time outside DEST's window is refused, naming the window (see: imgstream protect status DEST).`;
+--as-of TIME --from DEST, where DEST is a protection destination (the directory imgstream protect --to wrote), rebuilds the disk as it was at the last recovery point at or before TIME (every write acknowledged by then, none after) into the new volume VOL: a copy of DEST's base volume, with its snapshots, and the newest version of each block changed since, read once. DEST may be peer://HOST:PORT/NAME, a protection destination on a peer daemon (with the peer flags): the daemon rebuilds the disk and sends it, and VOL holds the disk without the base's snapshots. TIME may also carry milliseconds (2026-12-03T10:15:02.250Z), or be the name of a snapshot the source took; a time outside DEST's window is refused, naming the window (see: imgstream protect status DEST).`;
 
   static override examples = [
     '<%= config.bin %> restore --from vm.june3.l0 --from vm.june5.l1 --to restored.vol',
@@ -52,8 +53,9 @@ Encrypted streams need their key: --key-file or --passphrase-file, as given to d
   async run() {
     const { flags } = await this.parse(Restore);
     if (!flags.from?.length && !flags['as-of']) throw new UsageError('give the streams with --from, or --as-of to take them from the catalog');
-    if (flags.from?.length === 1 && flags['as-of'] && isProtectDestination(flags.from[0])) {
-      const r = await restoreProtectedAsOf(flags.from[0], flags['as-of'], flags.to, this.progress());
+    if (flags.from?.length === 1 && flags['as-of'] && (isProtectDestination(flags.from[0]) || isPeerSpec(flags.from[0]))) {
+      const from = flags.from[0];
+      const r = isPeerSpec(from) ? await peerRestoreAsOf(from, flags['as-of'], flags.to, peerClientOptions(flags, [from])!, this.progress()) : await restoreProtectedAsOf(from, flags['as-of'], flags.to, this.progress());
       this.say(`${flags.to}: created as of ${r.point.time} (${r.point.baseSnapshot ? `snapshot ${r.point.baseSnapshot} of the base` : `interval ${r.point.seq}`} of ${r.destination}${r.point.snapshots.length && !r.point.baseSnapshot ? `, snapshots ${r.point.snapshots.join(', ')}` : ''}): ${r.overlayBlocks} blocks from ${r.intervals} interval(s) over the base`);
       return r;
     }

@@ -26,7 +26,7 @@ export default class ProtectStatus extends ImgstreamCommand {
     const st = isPeerSpec(args.destination) ? await peerProtectStatus(args.destination, peer!) : protectStatus(args.destination);
     this.say(`${st.destination}: protects ${st.source.path} (${st.source.uuid.slice(0, 8)}, ${formatSize(st.source.logicalSize)}, ${st.source.blockSize}-byte blocks), keeps ${duration(st.keepMs)}`);
     if (!st.window) this.say('  not seeded yet: no recovery point');
-    else this.say(`  window ${st.window.start} to ${st.window.end}: ${st.recoveryPoints} recovery points`);
+    else this.say(`  window ${st.window.start} to ${st.window.end}: ${st.recoveryPoints} recovery points, the newest ${duration(Date.now() - Date.parse(st.window.end))} old`);
     this.say(`  base: ${formatSize(st.base.bytes)} (up to interval ${st.base.seq}${st.foldingTo !== null ? `, folding up to ${st.foldingTo}` : ''}); intervals: ${st.intervals.count}, ${formatSize(st.intervals.bytes)}; journal record ${st.journalTo}`);
     const snaps = [...st.base.snapshots, ...st.points.flatMap((p) => p.snapshots)];
     if (snaps.length) this.say(`  snapshots: ${snaps.join(', ')}`);

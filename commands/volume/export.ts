@@ -5,6 +5,9 @@ import { exportVolumeAt } from '../../src/control/index.js';
 import { formatSize } from '../../src/size.js';
 import { UsageError } from '../../src/errors.js';
 import { exportProtectedAsOf } from '../../src/journal/restore-as-of.js';
+import { peerExportAsOf } from '../../src/journal/peer-as-of.js';
+import { isPeerSpec } from '../../src/media/resolve.js';
+import { peerClientOptions, peerFlags } from '../_cli/peer-flags.js';
 
 export default class VolumeExport extends ImgstreamCommand {
   static override summary = 'Write the active file system or a snapshot as a raw image.';
@@ -12,18 +15,20 @@ export default class VolumeExport extends ImgstreamCommand {
 
 While the volume is being served (imgstream serve nbd), a snapshot is exported as it is (the server keeps it from being deleted until the export ends), and the active file system as a temporary snapshot the server takes for the export (named imgstream-export-PID-TIME, deleted when the export ends; it needs a free snapshot slot).
 
-DEST --as-of TIME exports from a protection destination (the directory imgstream protect --to wrote) the disk as it was at the last recovery point at or before TIME, as restore --as-of --from DEST rebuilds it (TIME: a date as restore --as-of takes it, with milliseconds if need be, e.g. 2026-12-03T10:15:02.250Z, or a snapshot name of a recovery point).`;
+DEST --as-of TIME exports from a protection destination (the directory imgstream protect --to wrote) the disk as it was at the last recovery point at or before TIME, as restore --as-of --from DEST rebuilds it (TIME: a date as restore --as-of takes it, with milliseconds if need be, e.g. 2026-12-03T10:15:02.250Z, or a snapshot name of a recovery point). DEST may be peer://HOST:PORT/NAME, a protection destination on a peer daemon, with the peer flags.`;
   static override examples = [
     '<%= config.bin %> volume export vm.vol --to current.raw',
     '<%= config.bin %> volume export vm.vol@monday --to monday.raw',
     '<%= config.bin %> volume export vm.vol@monday --to - | sha256sum',
     '<%= config.bin %> volume export /backup/vm1.cdp --as-of 2026-12-03T10:15:02.250Z --to vm-at-1015.raw',
+    '<%= config.bin %> volume export peer://backup1:7420/vm1.cdp --as-of 2026-12-03T10:15 --to vm-at-1015.raw --token-file /etc/imgstream/peer.token --tls-ca ca.pem',
   ];
   static override args = { volume: Args.string({ description: 'VOL or VOL@SNAPSHOT, or a protection destination DEST with --as-of.', required: true }) };
   static override flags = {
     to: Flags.string({ helpValue: 'FILE|-', char: 't', description: 'Output file or block device, or - for stdout.', required: true }),
     force: Flags.boolean({ description: 'Replace an existing output file.' }),
     'as-of': Flags.string({ helpValue: 'TIME|SNAPSHOT', description: 'With a protection destination: the disk as of this time (or recovery point snapshot).' }),
+    ...peerFlags,
   };
 
   async run() {
@@ -31,7 +36,8 @@ DEST --as-of TIME exports from a protection destination (the directory imgstream
     if (flags.to === '-' && this.jsonEnabled()) throw new UsageError('--json cannot be combined with --to -: the image goes to stdout');
     const sinkFor = (size: number) => (flags.to === '-' ? stdoutSink() : fileSink(flags.to, { force: flags.force, size }));
     if (flags['as-of'] !== undefined) {
-      const r = await exportProtectedAsOf(args.volume, flags['as-of'], sinkFor, this.progress());
+      const peer = peerClientOptions(flags, isPeerSpec(args.volume) ? [args.volume] : []);
+      const r = isPeerSpec(args.volume) ? await peerExportAsOf(args.volume, flags['as-of'], peer!, sinkFor, this.progress()) : await exportProtectedAsOf(args.volume, flags['as-of'], sinkFor, this.progress());
       if (flags.to !== '-') this.say(`exported ${args.volume} as of ${r.point.time} (${r.point.baseSnapshot ? `snapshot ${r.point.baseSnapshot} of the base` : `interval ${r.point.seq}`}) to ${flags.to}: ${formatSize(r.bytes)}, ${r.overlayBlocks} blocks from ${r.intervals} interval(s) over the base`);
       return { ...r, to: flags.to };
     }

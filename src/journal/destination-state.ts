@@ -32,8 +32,8 @@ export interface ProtectState {
   intervalEnd: number;
   /** The last journal record held. */
   journalTo: number;
-  /** A fold under way: intervals baseSeq+1..to are being applied to the base; `end` is interval to's end, the window's new start. */
-  fold: { to: number; end: number } | null;
+  /** A fold under way: intervals baseSeq+1..to are being applied to the base, those up to `applied` are in it; `end` is interval to's end, the window's new start. */
+  fold: { to: number; end: number; applied?: number } | null;
   /** The source's time (ms) of each snapshot folded into the base: the end of the interval that carried it. */
   baseSnapshotTimes?: Record<string, number>;
 }

@@ -4,9 +4,11 @@
 // the fold (the window's start moves: no restore may ask for a time it drops), then the
 // intervals are applied to the base in order (one CP each; the snapshots an interval
 // carries are taken after its blocks), then protect.json records the new base and the
-// interval files go. A restart redoes a pending fold from its first interval: each
-// interval holds final block versions, so applying them again in order ends in the same
-// state, and snapshots already taken are skipped.
+// interval files go. Progress is recorded after each interval (its blocks and snapshots),
+// so a restart redoes only the interval in progress: it holds final block versions, so
+// applying it again ends in the same state, and its snapshots are taken again (replacing
+// any taken before the crash) on a base exact at that point. A name the source took
+// again later replaces the older snapshot of that name.
 import fs from 'node:fs';
 import path from 'node:path';
 import { BusyError, VolumeFullError } from '../errors.js';
@@ -14,6 +16,7 @@ import { Volume } from '../volume/volume.js';
 import { crashPoint } from '../volume/crash-point.js';
 import { BASE_FILE, INTERVALS_DIR, writeState, type ProtectState } from './destination-state.js';
 import { fsyncDirectory } from './durable-file.js';
+import { claimBase } from './base-claim.js';
 import { intervalFileName, readIntervalIndex } from './interval-file.js';
 import { applyOverlay, Overlay } from './overlay.js';
 
@@ -33,9 +36,15 @@ export function foldTarget(state: ProtectState, held: HeldInterval[]): HeldInter
   return target;
 }
 
-/** Takes a source snapshot on the base, making room when every slot is taken (the oldest goes). */
+/**
+ * Takes a source snapshot on the base, right after its interval's blocks: a snapshot of
+ * that name already there (an older one the source deleted and took again, or this one,
+ * taken before a crash) is replaced: the base's state is exact at this step, so the new
+ * one holds the right data either way. Makes room when every slot is taken (the oldest
+ * snapshot goes).
+ */
 function takeSnapshot(base: Volume, name: string): void {
-  if (base.snapshots().some((s) => s.name === name)) return; // taken before a crash
+  if (base.snapshots().some((s) => s.name === name)) base.deleteSnapshot(name);
   if (base.freeSnapshotSlots().length === 0) {
     const oldest = oldestSnapshot(base);
     if (oldest !== null) base.deleteSnapshot(oldest);
@@ -74,9 +83,17 @@ function applyMakingRoom(base: Volume, overlay: Overlay): void {
 export function foldExpired(dir: string, state: ProtectState, held: HeldInterval[]): boolean {
   if (!state.fold && !foldTarget(state, held)) return true;
   let base: Volume;
+  let release: () => void;
+  try {
+    release = claimBase(path.join(dir, BASE_FILE));
+  } catch (err) {
+    if (err instanceof BusyError) return false;
+    throw err;
+  }
   try {
     base = Volume.open(path.join(dir, BASE_FILE), { write: true });
   } catch (err) {
+    release();
     if (err instanceof BusyError) return false;
     throw err;
   }
@@ -87,25 +104,31 @@ export function foldExpired(dir: string, state: ProtectState, held: HeldInterval
       writeState(dir, state);
       crashPoint('protect-fold-started', dir);
     }
-    const { to, end } = state.fold;
+    const fold = state.fold;
+    const { to, end } = fold;
     const ivDir = path.join(dir, INTERVALS_DIR);
-    const times: Record<string, number> = { ...state.baseSnapshotTimes };
-    for (let seq = state.baseSeq + 1; seq <= to; seq++) {
+    // one interval at a time, its progress recorded after its blocks and snapshots: a
+    // restart redoes at most the interval in progress, on a base exact up to the one before
+    for (let seq = (fold.applied ?? state.baseSeq) + 1; seq <= to; seq++) {
       const ix = readIntervalIndex(path.join(ivDir, intervalFileName(seq)));
       applyMakingRoom(base, new Overlay([ix]));
+      const times: Record<string, number> = { ...state.baseSnapshotTimes };
       for (const name of ix.header.snapshots) {
         takeSnapshot(base, name);
         times[name] = ix.header.end;
       }
+      base.file.sync();
+      const kept = new Set(base.snapshots().map((x) => x.name));
+      state.baseSnapshotTimes = Object.fromEntries(Object.entries(times).filter(([name]) => kept.has(name)));
+      fold.applied = seq;
+      writeState(dir, state);
+      crashPoint('protect-fold-step', dir);
     }
-    base.file.sync();
     crashPoint('protect-fold-applied', dir);
     const from = state.baseSeq;
     state.baseSeq = to;
     state.baseTime = end;
     state.fold = null;
-    const kept = new Set(base.snapshots().map((x) => x.name));
-    state.baseSnapshotTimes = Object.fromEntries(Object.entries(times).filter(([name]) => kept.has(name)));
     writeState(dir, state);
     crashPoint('protect-fold-recorded', dir);
     for (let seq = from + 1; seq <= to; seq++) fs.rmSync(path.join(ivDir, intervalFileName(seq)), { force: true });
@@ -114,6 +137,7 @@ export function foldExpired(dir: string, state: ProtectState, held: HeldInterval
     held.splice(0, keepFrom < 0 ? held.length : keepFrom);
   } finally {
     base.close();
+    release();
   }
   return true;
 }

@@ -9,3 +9,7 @@
 // folded into a set of changed blocks and the next transfer sends only those.
 export * from './record.js';
 export * from './destination-api.js';
+export { JournalWriter, journalOf, type JournalRecovery } from './journal-writer.js';
+export { JournalReader } from './journal-reader.js';
+export { protect, type ProtectEvent, type ProtectSummary } from './shipper.js';
+export { openProtectDestination } from './destination.js';

@@ -174,8 +174,13 @@ function damaged(file: string, what: string): CorruptError {
   return new CorruptError(`${file}: damaged interval file (${what})`, 'the recovery points from this interval on cannot be rebuilt; restore as of an earlier time');
 }
 
-/** Reads an interval file's header and index (not its data), checking their checksum. */
-export function readIntervalIndex(file: string): IntervalIndex {
+/**
+ * Reads an interval file's header and index (not its data), checking their checksum.
+ * `headerOnly`: the header alone, checked against the trailer and the file's length but
+ * not by checksum (listing a long window reads a few hundred bytes per interval; the
+ * index is checked when a restore reads it).
+ */
+export function readIntervalIndex(file: string, opts: { headerOnly?: boolean } = {}): IntervalIndex {
   let fd: number;
   try {
     fd = fs.openSync(file, 'r');
@@ -197,9 +202,9 @@ export function readIntervalIndex(file: string): IntervalIndex {
     if (start.readUInt32LE(0) !== HEAD_MAGIC || 8 + h > indexAt) throw damaged(file, 'bad header');
     const head = Buffer.alloc(8 + h);
     fs.readSync(fd, head, 0, head.length, 0);
-    const index = Buffer.alloc(n * ENTRY_BYTES);
-    if (n) fs.readSync(fd, index, 0, index.length, indexAt);
-    if (crc32(index, crc32(head)) !== trailer.readUInt32LE(16)) throw damaged(file, 'header or index checksum mismatch');
+    const index = Buffer.alloc(opts.headerOnly ? 0 : n * ENTRY_BYTES);
+    if (n && !opts.headerOnly) fs.readSync(fd, index, 0, index.length, indexAt);
+    if (!opts.headerOnly && crc32(index, crc32(head)) !== trailer.readUInt32LE(16)) throw damaged(file, 'header or index checksum mismatch');
     let header: IntervalHeader;
     try {
       header = JSON.parse(head.subarray(8).toString('utf8')) as IntervalHeader;
@@ -207,10 +212,11 @@ export function readIntervalIndex(file: string): IntervalIndex {
       throw damaged(file, 'unreadable header');
     }
     if (header.blockCount !== n || header.seq !== trailer.readDoubleLE(24)) throw damaged(file, 'header and trailer disagree');
-    const lbns = new Float64Array(n);
-    const offsets = new Float64Array(n);
-    const crcs = new Uint32Array(n);
-    for (let i = 0; i < n; i++) {
+    const m = opts.headerOnly ? 0 : n;
+    const lbns = new Float64Array(m);
+    const offsets = new Float64Array(m);
+    const crcs = new Uint32Array(m);
+    for (let i = 0; i < m; i++) {
       lbns[i] = index.readDoubleLE(i * ENTRY_BYTES);
       offsets[i] = index.readDoubleLE(i * ENTRY_BYTES + 8);
       crcs[i] = index.readUInt32LE(i * ENTRY_BYTES + 16);
@@ -221,9 +227,9 @@ export function readIntervalIndex(file: string): IntervalIndex {
   }
 }
 
-/** Reads the header only (status, snapshot names): same checks as readIntervalIndex. */
-export function readIntervalHeader(file: string): IntervalHeader & { bytes: number } {
-  const ix = readIntervalIndex(file);
+/** Reads the header (status, snapshot names); `verify: false` skips the index checksum. */
+export function readIntervalHeader(file: string, opts: { verify?: boolean } = {}): IntervalHeader & { bytes: number } {
+  const ix = readIntervalIndex(file, { headerOnly: opts.verify === false });
   return { ...ix.header, bytes: ix.bytes };
 }
 

@@ -6,7 +6,7 @@
 // by close() or the process's death.
 import fs from 'node:fs';
 import path from 'node:path';
-import { ExistsError, InvalidInputError, fromSystemError } from '../errors.js';
+import { BusyError, CorruptError, ExistsError, InvalidInputError, fromSystemError } from '../errors.js';
 import { VolumeLock } from '../volume/volume-lock.js';
 import { Volume } from '../volume/volume.js';
 import { writeLogicalBlocks, unmapLogicalBlocks } from '../volume/logical-io.js';
@@ -25,11 +25,15 @@ const BASE_BLOCKS_PER_LOGICAL = 4;
 const BASE_SPARE_BLOCKS = 4096;
 const RUN_BLOCKS = 256;
 
+/** Destinations (real paths) a LocalProtectDestination of this process holds open. */
+const openHere = new Set<string>();
+
 export class LocalProtectDestination implements ProtectDestination {
   readonly description: string;
   private lock: VolumeLock | null = null;
   private state: ProtectState | null = null;
   private held: HeldInterval[] = [];
+  private key: string | null = null;
 
   constructor(readonly dir: string) {
     this.description = dir;
@@ -59,12 +63,23 @@ export class LocalProtectDestination implements ProtectDestination {
         fs.mkdirSync(this.dir);
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw fromSystemError(err, this.dir, 'creating the protection destination');
-        if (fs.readdirSync(this.dir).some((n) => n !== INTERVALS_DIR && n !== BASE_FILE && !n.startsWith('.'))) {
+        const names = fs.readdirSync(this.dir);
+        const intervals = names.includes(INTERVALS_DIR) ? fs.readdirSync(this.ivDir) : [];
+        if (names.includes(BASE_FILE) || intervals.some((n) => intervalSeqOf(n) !== null)) {
+          // the state file is gone, the data is not: never start over on top of it
+          throw new CorruptError(`${this.dir}: ${STATE_FILE} is missing, but the directory holds a protection destination's ${names.includes(BASE_FILE) ? BASE_FILE : 'intervals'}`, `nothing was changed; read what it holds (imgstream volume export ${path.join(this.dir, BASE_FILE)}) or move it away, then protect to a new directory`);
+        }
+        if (names.some((n) => n !== INTERVALS_DIR && !n.startsWith('.'))) {
           throw new ExistsError(`${this.dir}: a directory that is not a protection destination (it holds other files)`, 'give an empty or new directory');
         }
       }
     }
+    // the lock is per process: a second shipper in this process (a daemon's session) is refused here
+    const key = fs.realpathSync(this.dir);
+    if (openHere.has(key)) throw new BusyError(`${this.dir}: protection destination is in use by another shipper of this process`, 'wait for it to finish, or stop it');
     this.lock = VolumeLock.acquire(this.dir, fs.statSync(this.dir), 'protection destination');
+    openHere.add(key);
+    this.key = key;
     try {
       let s: ProtectState;
       if (fresh) {
@@ -96,6 +111,8 @@ export class LocalProtectDestination implements ProtectDestination {
       this.state = null;
       this.lock.release();
       this.lock = null;
+      openHere.delete(key);
+      this.key = null;
       throw err;
     }
   }
@@ -113,7 +130,7 @@ export class LocalProtectDestination implements ProtectDestination {
     if (removed) fsyncDirectory(this.ivDir);
     const held: HeldInterval[] = [];
     for (let seq = s.baseSeq + 1; seq <= s.intervalSeq; seq++) {
-      const h = readIntervalHeader(path.join(this.ivDir, intervalFileName(seq)));
+      const h = readIntervalHeader(path.join(this.ivDir, intervalFileName(seq)), { verify: false });
       held.push({ seq, end: h.end, snapshots: h.snapshots, bytes: h.bytes });
     }
     return held;
@@ -173,6 +190,8 @@ export class LocalProtectDestination implements ProtectDestination {
     this.state = null;
     this.lock?.release();
     this.lock = null;
+    if (this.key) openHere.delete(this.key);
+    this.key = null;
   }
 }
 

@@ -1,12 +1,14 @@
 // A protection destination on a peer daemon: peer://HOST:PORT/NAME is the directory NAME
 // under the daemon's root, served by protect.ship (protect-service.ts). Blocks stream in
-// batches of about 1 MiB; a transfer is durable when the daemon answers its 'end'.
-import { CorruptError, NetworkError, type ImgstreamError } from '../errors.js';
+// batches of about 1 MiB; a transfer is durable when the daemon answers its 'end'. A
+// failed transfer ends the session (the daemon's destination stays at its last interval):
+// the shipper calls open() again and resumes from the state it answers.
+import { CorruptError, InvalidInputError, NetworkError, type ImgstreamError } from '../errors.js';
 import { errorOf } from '../format/peer-protocol.js';
 import { checkPeerClientOptions, connectPeer, errorFromWire, formatPeerUrl, parsePeerUrl, type PeerChannel, type PeerClientOptions, type PeerMessage, type PeerUrl } from '../peer/index.js';
 import type { DestinationState, IntervalBlock, ProtectDestination, ProtectedSource, SeedImage, ShippedInterval } from './destination-api.js';
 import type { ProtectStatus } from './protect-status.js';
-import { BATCH_BYTES, encodeBatch, MAX_BATCH_BLOCKS, PROTECT_PROTOCOL } from './protect-protocol.js';
+import { BATCH_BYTES, encodeBatch, MAX_BATCH_BLOCKS, PING_MS, PROTECT_PROTOCOL } from './protect-protocol.js';
 
 /** The daemon's answer: its message, or its error raised here. */
 function answer(m: PeerMessage | null, peer: string, type: string, when: string): Record<string, unknown> {
@@ -21,6 +23,9 @@ export class PeerProtectDestination implements ProtectDestination {
   readonly description: string;
   private readonly url: PeerUrl;
   private ch: PeerChannel | null = null;
+  private pinger: NodeJS.Timeout | null = null;
+  private transferring = false;
+  private blockSize = 0;
 
   constructor(spec: string, private readonly opts: PeerClientOptions) {
     this.url = parsePeerUrl(spec, { requireName: true });
@@ -29,7 +34,7 @@ export class PeerProtectDestination implements ProtectDestination {
   }
 
   private channel(): PeerChannel {
-    if (!this.ch) throw new Error('protection destination used before open()');
+    if (!this.ch) throw new NetworkError(`${this.description}: no session with the daemon (a transfer failed, or open() was not called)`, 'open the destination again');
     return this.ch;
   }
 
@@ -39,6 +44,11 @@ export class PeerProtectDestination implements ProtectDestination {
       await ch.send({ op: 'protect.ship', name: this.url.name, protocol: PROTECT_PROTOCOL, source: { ...source }, keepMs });
       const m = answer(await ch.receive(), ch.peer, 'state', 'instead of opening the destination');
       this.ch = ch;
+      this.blockSize = source.blockSize;
+      this.pinger = setInterval(() => {
+        if (!this.transferring) void ch.send({ type: 'ping' }).catch(() => {});
+      }, Number(process.env.IMGSTREAM_PROTECT_PING_MS) || PING_MS);
+      this.pinger.unref();
       return m.state as DestinationState;
     } catch (err) {
       await ch.close();
@@ -48,6 +58,15 @@ export class PeerProtectDestination implements ProtectDestination {
 
   /** Sends a transfer's header, its blocks in batches, its end; resolves with the daemon's state once it is durable there. */
   private async transfer(header: Record<string, unknown>, blocks: AsyncIterable<IntervalBlock>): Promise<DestinationState> {
+    this.transferring = true;
+    try {
+      return await this.send(header, blocks);
+    } finally {
+      this.transferring = false;
+    }
+  }
+
+  private async send(header: Record<string, unknown>, blocks: AsyncIterable<IntervalBlock>): Promise<DestinationState> {
     const ch = this.channel();
     // the daemon may refuse at any moment: its answer is the error to raise
     const reply = (async () => {
@@ -68,7 +87,10 @@ export class PeerProtectDestination implements ProtectDestination {
         bytes = 0;
         await ch.send(msg as unknown as Record<string, unknown>, payload.length ? payload : undefined);
       };
+      const what = header.type === 'seed' ? 'seed' : `interval ${String(header.seq)}`;
       for await (const b of blocks) {
+        // a block of another size would not even frame: refused here as the destination would
+        if (b.data && b.data.length !== this.blockSize) throw new InvalidInputError(`${what}: block ${b.lbn} has ${b.data.length} bytes, not ${this.blockSize}`);
         batch.push({ lbn: b.lbn, data: b.data ? Buffer.from(b.data) : null });
         bytes += b.data?.length ?? 0;
         if (bytes >= BATCH_BYTES || batch.length >= MAX_BATCH_BLOCKS) await flush();
@@ -76,13 +98,33 @@ export class PeerProtectDestination implements ProtectDestination {
       await flush();
       await ch.send({ type: 'end' });
     } catch (err) {
-      const r = await Promise.race([reply, new Promise<null>((resolve) => setTimeout(() => resolve(null), 2000))]);
+      // a send failed because the daemon refused (its answer says why), or the blocks'
+      // source failed here: the daemon is told, and the session ends either way
+      let timer: NodeJS.Timeout | undefined;
+      const r = await Promise.race([reply, new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), 500)))]);
+      clearTimeout(timer);
+      if (r === null) await ch.send({ error: { code: 'io', message: 'the shipper gave up the transfer' } }).catch(() => {});
+      await this.drop();
       if (r && 'm' in r && r.m && errorOf(r.m.msg)) throw errorFromWire(errorOf(r.m.msg)!, ch.peer);
       throw err;
     }
     const r = await reply;
-    if ('err' in r) throw r.err;
-    return answer(r.m, ch.peer, 'state', 'before acknowledging the transfer').state as DestinationState;
+    try {
+      if ('err' in r) throw r.err;
+      return answer(r.m, ch.peer, 'state', 'before acknowledging the transfer').state as DestinationState;
+    } catch (err) {
+      await this.drop(); // the daemon ended the session
+      throw err;
+    }
+  }
+
+  /** Ends the session after a failed transfer: the shipper opens the destination again. */
+  private async drop(): Promise<void> {
+    const ch = this.ch;
+    this.ch = null;
+    if (this.pinger) clearInterval(this.pinger);
+    this.pinger = null;
+    await ch?.close();
   }
 
   seed(image: SeedImage): Promise<DestinationState> {
@@ -96,6 +138,8 @@ export class PeerProtectDestination implements ProtectDestination {
   async close(): Promise<void> {
     const ch = this.ch;
     this.ch = null;
+    if (this.pinger) clearInterval(this.pinger);
+    this.pinger = null;
     if (!ch) return;
     await ch.send({ type: 'close' }).catch(() => {});
     await ch.close();

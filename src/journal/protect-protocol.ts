@@ -4,7 +4,8 @@
 // each transfer is one header message ({ type: 'seed' | 'interval', ...fields but the
 // blocks }), its blocks in 'blocks' messages, and { type: 'end' }; the daemon answers
 // { type: 'state' } once the transfer is durable, or an error. { type: 'close' } ends
-// the session. protect.status answers { type: 'status', status } and closes.
+// the session; between transfers the shipper sends { type: 'ping' } now and then, so a
+// quiet source does not reach the daemon's --idle-timeout. protect.status answers { type: 'status', status } and closes.
 //
 // A 'blocks' message: { type: 'blocks', lbns: number[], data: (0|1)[] } and a payload
 // holding the data of the entries with data 1, block after block (entries with 0 read as
@@ -15,6 +16,8 @@ import type { IntervalBlock } from './destination-api.js';
 export const PROTECT_PROTOCOL = 1;
 export const BATCH_BYTES = 1 << 20;
 export const MAX_BATCH_BLOCKS = 4096;
+/** How often an idle shipper pings (well under the daemon's default 10-minute idle timeout). */
+export const PING_MS = 60_000;
 
 export interface BlocksMessage {
   type: 'blocks';

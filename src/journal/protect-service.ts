@@ -8,6 +8,7 @@ import { peerServices, registerPeerService, type PeerChannel, type PeerHello } f
 import type { DestinationState, IntervalBlock, ProtectedSource } from './destination-api.js';
 import { LocalProtectDestination } from './local-destination.js';
 import { protectStatus } from './protect-status.js';
+import { exportProtectedAsOf } from './restore-as-of.js';
 import { decodeBatch, PROTECT_PROTOCOL } from './protect-protocol.js';
 
 const shipping = new Set<string>();
@@ -54,6 +55,7 @@ async function ship(ch: PeerChannel, hello: PeerHello, dir: string, log: (l: str
       const m = await ch.receive();
       if (m === null || m.msg.type === 'close') return;
       const msg = m.msg;
+      if (msg.type === 'ping') continue; // a shipper with nothing to ship keeps the session
       const counted = { n: 0 };
       const blocks = blocksFrom(ch, source.blockSize, counted);
       if (msg.type === 'seed') {
@@ -79,5 +81,27 @@ export function registerProtectServices(): void {
   registerPeerService('protect.status', async (ch, _hello, ctx) => {
     const status = protectStatus(ctx.path);
     await ch.send({ type: 'status', status });
+  });
+  // the disk as of a time, as a raw image: { type: 'image', size, source }, then
+  // { type: 'data', offset } messages with the non-zero pieces, then { type: 'done', result }
+  registerPeerService('protect.export', async (ch, hello, ctx) => {
+    if (typeof hello.asOf !== 'string' || hello.asOf.length > 200) throw new InvalidInputError('protect.export: the request names no time');
+    let offset = 0;
+    const result = await exportProtectedAsOf(ctx.path, hello.asOf, (size, source) => {
+      void ch.send({ type: 'image', size, source }).catch(() => {});
+      return {
+        write: async (data: Buffer) => {
+          await ch.send({ type: 'data', offset }, data);
+          offset += data.length;
+        },
+        skip: (bytes: number) => {
+          offset += bytes;
+        },
+        finish: async () => {},
+        discard: () => {},
+      };
+    });
+    await ch.send({ type: 'done', result: { ...result, destination: String(hello.name) } });
+    ctx.log(`protect.export ${String(hello.name)} as of ${result.point.time}: ${result.overlayBlocks} blocks over the base`);
   });
 }

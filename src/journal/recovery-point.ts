@@ -41,17 +41,18 @@ export interface HeldPoints {
 const iso = (ms: number) => new Date(ms).toISOString();
 
 /**
- * The intervals held after the base, oldest first, their indexes checked. A damaged one
+ * The intervals held after the base, oldest first, their indexes checked unless `verify`
+ * is false (a restore checks the indexes it reads). A damaged one
  * is listed with `damaged` when its header still gives its time; when even that is
  * unreadable (or the file is missing) the list stops there, with the error in `unreadable`.
  */
-export function listPoints(dir: string, s: ProtectState): HeldPoints {
+export function listPoints(dir: string, s: ProtectState, opts: { verify?: boolean } = {}): HeldPoints {
   const points: PointInfo[] = [];
   for (let seq = s.baseSeq + 1; seq <= s.intervalSeq; seq++) {
     const file = path.join(dir, INTERVALS_DIR, intervalFileName(seq));
     if (!fs.existsSync(file)) return { points, unreadable: new NotFoundError(`${file}: missing interval file (interval ${seq} of ${s.intervalSeq})`, 'the recovery points from this interval on cannot be rebuilt') };
     try {
-      const h = readIntervalHeader(file);
+      const h = readIntervalHeader(file, opts);
       points.push({ seq, start: h.start, end: h.end, kind: h.kind, snapshots: h.snapshots, blocks: h.blockCount, bytes: h.bytes });
     } catch (err) {
       if (!(err instanceof CorruptError)) throw err;
@@ -63,7 +64,8 @@ export function listPoints(dir: string, s: ProtectState): HeldPoints {
   return { points, unreadable: null };
 }
 
-export function describeWindow(dir: string, s: ProtectState): string {
+/** The window as messages name it: "START to END" (ISO times). */
+function describeWindow(s: ProtectState): string {
   const w = windowOf(s);
   return w ? `${iso(w.start)} to ${iso(w.end)}` : 'none (not seeded yet)';
 }
@@ -82,10 +84,10 @@ export function recoveryPointFor(dir: string, s: ProtectState, held: HeldPoints,
   }
   const t = parseAsOfDate(asOf);
   if (t === null) {
-    throw new InvalidInputError(`"${asOf}" is neither a time nor a snapshot of a recovery point of ${dir}`, `give a time (${AS_OF_DATE_FORMS}, or 2026-12-03T10:15:02.250Z) in the window ${describeWindow(dir, s)}`);
+    throw new InvalidInputError(`"${asOf}" is neither a time nor a snapshot of a recovery point of ${dir}`, `give a time (${AS_OF_DATE_FORMS}, or 2026-12-03T10:15:02.250Z) in the window ${describeWindow(s)}`);
   }
   if (t < w.start || t > w.end) {
-    throw new InvalidInputError(`${asOf === iso(t) ? asOf : `${asOf} (${iso(t)})`} is outside the recovery window of ${dir}: ${iso(w.start)} to ${iso(w.end)}`, 'list the recovery points with: imgstream protect status DEST --points');
+    throw new InvalidInputError(`${asOf === iso(t) ? asOf : `${asOf} (${iso(t)})`} is outside the recovery window of ${dir}: ${describeWindow(s)}`, 'list the recovery points with: imgstream protect status DEST --points');
   }
   // past the last interval whose time is known, the point cannot be told
   if (held.unreadable && t > (points.at(-1)?.end ?? w.start)) throw held.unreadable;

@@ -4,8 +4,9 @@
 // the interval indexes without reading data, then each chosen block is read once: cost
 // ∝ the distinct blocks changed since the base, not the number of writes.
 //
-// The base is opened (its volume lock taken) for the whole rebuild: a fold, which needs
-// that lock, waits, so neither the base nor the interval files change underneath.
+// The base is opened (its volume lock taken, and claimed in this process: base-claim.ts)
+// for the whole rebuild: a fold, which needs both, waits, so neither the base nor the
+// interval files change underneath.
 import fs from 'node:fs';
 import path from 'node:path';
 import { BusyError, ExistsError, fromSystemError } from '../errors.js';
@@ -18,6 +19,8 @@ import type { FileSink } from '../volume/image-io.js';
 import { BASE_FILE, INTERVALS_DIR, readState, type ProtectState } from './destination-state.js';
 import { intervalFileName, readIntervalIndex } from './interval-file.js';
 import { applyOverlay, Overlay } from './overlay.js';
+import { copyVolumeSparse } from './sparse-copy.js';
+import { claimBase } from './base-claim.js';
 import { listPoints, recoveryPointFor, type RecoveryPoint } from './recovery-point.js';
 
 export interface AsOfResult {
@@ -33,13 +36,17 @@ export interface AsOfResult {
 /** How long a restore waits for a fold in progress to finish with the base. */
 const BASE_WAIT_MS = 60_000;
 
-async function openBase(dir: string): Promise<Volume> {
+/** The base, opened (its lock taken) and claimed in this process; close it with closeBase(). */
+async function openBase(dir: string): Promise<{ base: Volume; release: () => void }> {
   const file = path.join(dir, BASE_FILE);
   const deadline = Date.now() + BASE_WAIT_MS;
   for (;;) {
+    let release: (() => void) | null = null;
     try {
-      return Volume.open(file, { write: false });
+      release = claimBase(file);
+      return { base: Volume.open(file, { write: false }), release };
     } catch (err) {
+      release?.();
       if (!(err instanceof BusyError) || Date.now() > deadline) throw err;
       await new Promise((r) => setTimeout(r, 100));
     }
@@ -49,10 +56,10 @@ async function openBase(dir: string): Promise<Volume> {
 /** Runs fn with the base open and the state, recovery point and overlay that go with it. */
 async function withRecoveryPoint<T>(dir: string, asOf: string, fn: (base: Volume, s: ProtectState, point: RecoveryPoint, overlay: Overlay) => Promise<T>): Promise<T> {
   readState(dir); // a clear error for a path that is no destination, before the base
-  const base = await openBase(dir);
+  const { base, release } = await openBase(dir);
   try {
     const s = readState(dir); // read under the base's lock: no fold runs now
-    const held = listPoints(dir, s);
+    const held = listPoints(dir, s, { verify: false });
     const inWindow = held.points.some((p) => p.seq > (s.fold?.to ?? s.baseSeq) && p.snapshots.includes(asOf));
     const baseSnap = inWindow ? undefined : base.snapshots().find((x) => x.name === asOf);
     if (baseSnap) {
@@ -65,6 +72,7 @@ async function withRecoveryPoint<T>(dir: string, asOf: string, fn: (base: Volume
     return await fn(base, s, point, new Overlay(indexes));
   } finally {
     base.close();
+    release();
   }
 }
 
@@ -86,7 +94,7 @@ export async function restoreProtectedAsOf(dir: string, asOf: string, to: string
     const tmp = path.join(parent, `${prefix}${process.pid}`);
     try {
       fs.rmSync(tmp, { force: true });
-      fs.copyFileSync(base.path, tmp, fs.constants.COPYFILE_FICLONE);
+      copyVolumeSparse(base, tmp);
       const vol = Volume.open(tmp, { write: true });
       try {
         if (point.baseSnapshot) vol.resetActiveTo(point.baseSnapshot);
@@ -114,23 +122,25 @@ export async function restoreProtectedAsOf(dir: string, asOf: string, to: string
   });
 }
 
-const CHUNK_BLOCKS = 2048;
+/** Bytes of the image assembled at once (whole blocks, at least one). */
+const CHUNK_BYTES = 8 << 20;
 
 /** Writes the disk as of `asOf` as a raw image to the sink `sinkFor` makes (a file appears whole or not at all). */
-export async function exportProtectedAsOf(dir: string, asOf: string, sinkFor: (size: number) => FileSink, progress: Progress = noProgress): Promise<AsOfResult & { bytes: number }> {
-  return withRecoveryPoint(dir, asOf, async (base, _s, point, overlay) => {
+export async function exportProtectedAsOf(dir: string, asOf: string, sinkFor: (size: number, source: ProtectState['source']) => FileSink, progress: Progress = noProgress): Promise<AsOfResult & { bytes: number }> {
+  return withRecoveryPoint(dir, asOf, async (base, s, point, overlay) => {
     const bs = base.blockSize;
     const total = base.logicalBlocks;
     const lbns = overlay.sortedLbns();
     const map = base.mapOf(point.baseSnapshot);
-    const sink = sinkFor(total * bs);
+    const sink = sinkFor(total * bs, s.source);
     const fds = overlay.openFiles();
     let bytes = 0;
     try {
       progress.start('exporting', total * bs, 'bytes');
       let k = 0;
-      for (let lbn = 0; lbn < total; lbn += CHUNK_BLOCKS) {
-        const n = Math.min(CHUNK_BLOCKS, total - lbn);
+      const per = Math.max(1, Math.floor(CHUNK_BYTES / bs));
+      for (let lbn = 0; lbn < total; lbn += per) {
+        const n = Math.min(per, total - lbn);
         const buf = Buffer.alloc(n * bs);
         readLogicalBytes(base, map, lbn * bs, buf);
         while (k < lbns.length && lbns[k] < lbn + n) {

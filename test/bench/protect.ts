@@ -13,22 +13,17 @@
 // bytes on the wire to the daemon (counted by a proxy) vs 1.1 x the unique blocks written
 // per interval (from the client's log, grouped by the interval its reply fell in) +
 // 1 MiB; target ratio <= 1. The naive log of every write is in the description.
-// protect-asof: the disk as of the newest point rebuilt from a destination holding 600
-// intervals that rewrote the same 2048 blocks again and again, vs one holding 60 such
-// intervals (same blocks changed since the base, a tenth of the writes); wall time of
-// `volume export DEST --as-of`, target <= 1.5 (cost follows what changed, not how often).
+// (restore as of a time: protect-restore.ts)
 import fs from 'node:fs';
 import path from 'node:path';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { cliCommand } from './cli.js';
 import type { BenchContext } from './context.js';
-import { median, seconds } from './measure.js';
+import { median } from './measure.js';
 import { row, skipped, type BenchRow } from './result.js';
 import { startDaemon } from './mirror.js';
 import { startCutProxy } from '../support/cut-proxy.js';
 import { REPO_ROOT } from '../support/cli.js';
-import { LocalProtectDestination } from '../../src/journal/local-destination.js';
-import type { IntervalBlock } from '../../src/journal/destination-api.js';
 
 const PYTHON = '/usr/bin/python3';
 const LOAD = path.join(REPO_ROOT, 'test', 'support', 'nbd-load.py');
@@ -93,7 +88,6 @@ export async function benchProtect(ctx: BenchContext, record: (r: BenchRow) => v
       daemon.stop();
     }
   }
-  await benchAsOf(ctx, record);
 }
 
 type Daemon = Awaited<ReturnType<typeof startDaemon>>;
@@ -173,48 +167,4 @@ async function benchHotBytes(ctx: BenchContext, daemon: Daemon, record: (r: Benc
   record(row('protect-hot-bytes', `bytes imgstream protect sent to the peer (after the seed) for 6 s of writes, 90% of them to a 1% hot set, vs 1.1 x the unique blocks written per 1 s interval (${(unique / MIB).toFixed(1)} MiB) + 1 MiB; the naive log of every write would be ${(naive / MIB).toFixed(1)} MiB (${(wire / naive).toFixed(3)} of it sent)`, 'MiB', { measured: [wire / MIB], baseline: [bound / MIB] }, wire / MIB, bound / MIB, { on: 'ratio', op: '<=', value: 1 }));
   fs.rmSync(vol, { force: true });
   fs.rmSync(`${vol}.journal`, { recursive: true, force: true });
-}
-
-/** A destination whose intervals all rewrite the same `blocks` blocks. */
-async function destinationWith(dir: string, intervals: number, blocks: number): Promise<void> {
-  fs.rmSync(dir, { recursive: true, force: true });
-  const source = { uuid: 'f'.repeat(32), path: 'bench.vol', blockSize: BS, logicalSize: 64 * MIB };
-  const d = new LocalProtectDestination(dir);
-  await d.open(source, 24 * 3600_000);
-  const t0 = Date.UTC(2026, 11, 3, 9, 0, 0);
-  const data = Buffer.alloc(BS, 0x5a);
-  async function* none(): AsyncGenerator<IntervalBlock> {}
-  await d.seed({ journalTo: 0, time: t0, blockCount: 0, blocks: none() });
-  for (let seq = 1; seq <= intervals; seq++) {
-    async function* gen(): AsyncGenerator<IntervalBlock> {
-      for (let lbn = 0; lbn < blocks; lbn++) {
-        data.writeUInt32LE(seq, 0);
-        yield { lbn: lbn * 7, data: Buffer.from(data) };
-      }
-    }
-    // one interval a second, as --interval 1s under steady writes: 600 of them span 10 minutes
-    await d.append({ seq, start: t0 + (seq - 1) * 1000, end: t0 + seq * 1000, journalFrom: seq - 1, journalTo: seq, kind: 'journal', snapshots: [], blockCount: blocks, blocks: gen() });
-  }
-  await d.close();
-}
-
-async function benchAsOf(ctx: BenchContext, record: (r: BenchRow) => void): Promise<void> {
-  const many = path.join(ctx.work, 'asof-many.cdp');
-  const few = path.join(ctx.work, 'asof-few.cdp');
-  await destinationWith(many, 600, 2048);
-  await destinationWith(few, 60, 2048);
-  const t = { many: [] as number[], few: [] as number[] };
-  const out = path.join(ctx.work, 'asof.raw');
-  const newest = (dir: string) => (JSON.parse(cli(['protect', 'status', dir, '--json'])) as { window: { end: string } }).window.end;
-  for (let round = 0; round < ROUNDS; round++) {
-    for (const [k, dir] of [['few', few], ['many', many]] as const) {
-      const end = newest(dir);
-      t[k].push(seconds(() => cli(['volume', 'export', dir, '--as-of', end, '--to', out, '--force'])));
-      ctx.log(`protect-asof ${round + 1}/${ROUNDS}: ${k} ${t[k].at(-1)!.toFixed(2)} s`);
-    }
-  }
-  record(row('protect-asof', 'volume export DEST --as-of the newest point: a destination of 600 one-second intervals each rewriting the same 2048 blocks (1.2 M block writes) vs one of 60 such intervals (a tenth of the writes, the same blocks changed since the base); wall time, median of 3', 's', { measured: t.many, baseline: t.few }, median(t.many), median(t.few), { on: 'ratio', op: '<=', value: 1.5 }));
-  fs.rmSync(many, { recursive: true, force: true });
-  fs.rmSync(few, { recursive: true, force: true });
-  fs.rmSync(out, { force: true });
 }

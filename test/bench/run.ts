@@ -26,6 +26,7 @@ import { benchMirror } from './mirror.js';
 import { benchProtect } from './protect.js';
 import { benchMultiplex, setMultiplexVolumeBytes } from './multiplex.js';
 import { parseSize } from '../../src/size.js';
+import { benchProtectRestore } from './protect-restore.js';
 import { makeWorkDir, removeWorkDir } from './work-dir.js';
 
 interface Suite {
@@ -45,8 +46,9 @@ const SUITES: Suite[] = [
   { names: ['dump-encrypt', 'dump-encrypt-none'], run: benchDumpEncrypt },
   { names: ['restore-chain', 'restore-chain-rss'], run: benchRestoreChain },
   { names: ['mirror-full-bytes', 'mirror-full', 'mirror-l1', 'mirror-l1-bytes'], run: benchMirror },
-  { names: ['protect-write', 'protect-lag-p99', 'protect-hot-bytes', 'protect-asof'], run: benchProtect },
+  { names: ['protect-write', 'protect-lag-p99', 'protect-hot-bytes'], run: benchProtect },
   { names: ['mux-throttled', 'mux-idle', 'mux-unthrottled', 'mux-restore'], run: benchMultiplex },
+  { names: ['protect-restore', 'protect-restore-distinct'], run: benchProtectRestore },
 ];
 
 async function main(): Promise<number> {

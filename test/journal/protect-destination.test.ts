@@ -8,13 +8,15 @@ import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { LocalProtectDestination } from '../../src/journal/destination.js';
+import { LocalProtectDestination, PeerProtectDestination } from '../../src/journal/destination.js';
 import { exportProtectedAsOf } from '../../src/journal/restore-as-of.js';
+import { protectStatus } from '../../src/journal/protect-status.js';
+import { peerExportAsOf } from '../../src/journal/peer-as-of.js';
 import { fileSink } from '../../src/volume/image-io.js';
-import { CLI_BIN, cliJson, cliOk, finished, listeningPort, REPO_ROOT, runCli, sleep, stderrLines, writeImage } from '../support/cli.js';
+import { allocatedBytes, CLI_BIN, cliJson, cliOk, finished, listeningPort, REPO_ROOT, runCli, runCliAsync, sleep, stderrLines, writeImage } from '../support/cli.js';
 import { makeToken } from '../peer/support.js';
 import { tempDir } from '../support/images.js';
-import { endOf, MODEL_BLOCKS, MODEL_BLOCK_SIZE, modelImages, modelSource, pointAt } from '../support/protect-model.js';
+import { endOf, MODEL_BLOCKS, MODEL_BLOCK_SIZE, modelImages, modelSource, pointAt, seedImage, shippedInterval, snapshotOf } from '../support/protect-model.js';
 
 const DRIVER = path.join(REPO_ROOT, 'dist', 'test', 'support', 'protect-driver.js');
 const root = tempDir('imgstream-protect-dest-');
@@ -32,8 +34,8 @@ function drive(dest: string, seed: number, count: number, keepMs: number, snapsh
 }
 
 /** A peer daemon serving DIR (plain TCP, the test's token). */
-async function startDaemon(dir: string, token: string, port = 0) {
-  const child = spawn(process.execPath, [CLI_BIN, 'serve', 'peer', '--root', dir, '--listen', `127.0.0.1:${port}`, '--token-file', token, '--plain', '--json'], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+async function startDaemon(dir: string, token: string, extra: string[] = []) {
+  const child = spawn(process.execPath, [CLI_BIN, 'serve', 'peer', '--root', dir, '--listen', '127.0.0.1:0', '--token-file', token, '--plain', '--json', ...extra], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   const done = finished(child, 120_000);
   return { port: await listeningPort(child, done), child, done };
 }
@@ -76,7 +78,7 @@ function storageBytes(dest: string): number {
 }
 
 describe('protection destination', () => {
-  it('rebuilds the disk exactly as of 30+ random times in the window, as a raw image and as a volume', () => {
+  it('rebuilds the disk exactly as of 30+ random times in the window, as a raw image and as a volume', async () => {
     const dest = at('model.cdp');
     const seed = 11;
     const count = 40;
@@ -91,14 +93,23 @@ describe('protection destination', () => {
     const r = rng(5);
     const lo = endOf(seed, 0);
     const hi = endOf(seed, count);
-    const times = Array.from({ length: 32 }, () => lo + Math.floor(r() * (hi - lo + 1)));
+    const times = Array.from({ length: 30 }, () => lo + Math.floor(r() * (hi - lo + 1)));
     // the boundaries: exactly an interval's end is that point, one ms before is the previous
     times.push(endOf(seed, 17), endOf(seed, 17) - 1, lo, hi);
     const points = new Set<number>();
-    for (const t of times) {
-      const p = pointAt(seed, count, t);
-      points.add(p);
-      expect(exportAsOf(dest, iso(t)).equals(model[p]), `as of ${iso(t)} (point ${p})`).toBe(true);
+    // three exports at a time (each a real process)
+    for (let i = 0; i < times.length; i += 3) {
+      await Promise.all(
+        times.slice(i, i + 3).map(async (t, k) => {
+          const p = pointAt(seed, count, t);
+          points.add(p);
+          const out = at(`model-${i + k}.raw`);
+          const r = await runCliAsync(['volume', 'export', dest, '--as-of', iso(t), '--to', out], { env });
+          expect(r.code, r.stderr).toBe(0);
+          expect(fs.readFileSync(out).equals(model[p]), `as of ${iso(t)} (point ${p})`).toBe(true);
+          fs.rmSync(out);
+        }),
+      );
     }
     expect(points.size).toBeGreaterThan(15);
     expect(pointAt(seed, count, endOf(seed, 17) - 1)).toBe(16);
@@ -112,6 +123,10 @@ describe('protection destination', () => {
       const raw = at(`restored-${k}.raw`);
       cliOk(['volume', 'export', vol, '--to', raw], { env });
       expect(fs.readFileSync(raw).equals(model[pointAt(seed, count, t)])).toBe(true);
+      // a consistent volume (the copy of the base holds every block its planes name)
+      expect(cliOk(['volume', 'check', vol], { env }).stdout).toContain(`${vol}: clean`);
+      // a copy of the base that stays sparse: the base's allocation plus the blocks written over it
+      expect(allocatedBytes(vol)).toBeLessThanOrEqual(allocatedBytes(path.join(dest, 'base.vol')) + (1 << 20));
     }
     // nothing left behind by the restores (temporary volumes)
     expect(fs.readdirSync(root).filter((n) => n.includes('restoring'))).toEqual([]);
@@ -144,6 +159,7 @@ describe('protection destination', () => {
     // the folded snapshots are real snapshots of the base, and of a volume restored from it
     const vol = at('fold-restored.vol');
     cliOk(['restore', '--to', vol, '--as-of', iso(endOf(seed, count)), '--from', dest], { env });
+    expect(cliOk(['volume', 'check', vol], { env }).stdout).toContain(`${vol}: clean`);
     for (const snap of st.base.snapshots as string[]) {
       const raw = at(`${snap}.raw`);
       cliOk(['volume', 'export', `${vol}@${snap}`, '--to', raw], { env });
@@ -152,6 +168,20 @@ describe('protection destination', () => {
 
     // a folded snapshot is still a recovery point by its name, as the source took it
     expect(exportAsOf(dest, 'snap7').equals(model[7])).toBe(true);
+
+    // snapshot names the source takes again (rot0, rot1, rot0…): the base keeps the newest of each
+    const rot = at('rotate.cdp');
+    const r2 = drive(rot, seed, count, 8000, 7, { PROTECT_DRIVER_ROTATE: '2' });
+    expect(r2.status, r2.stderr).toBe(0);
+    const rotSt = cliJson(['protect', 'status', rot], { env });
+    expect(rotSt.base.seq).toBe(folded);
+    for (const name of ['rot0', 'rot1']) {
+      let newest = 0;
+      for (let seq = 1; seq <= folded; seq++) if (snapshotOf(seq, { snapshotEvery: 7, rotate: 2 }) === name) newest = seq;
+      const raw = at(`${name}.raw`);
+      cliOk(['volume', 'export', `${path.join(rot, 'base.vol')}@${name}`, '--to', raw], { env });
+      expect(fs.readFileSync(raw).equals(model[newest]), `${name} = point ${newest}`).toBe(true);
+    }
 
     // storage: without snapshots pinning old blocks, 3x the writes cost no more storage
     const bounded = at('bounded.cdp');
@@ -180,7 +210,7 @@ describe('protection destination', () => {
       return st.points.at(-1).seq as number;
     };
     // deterministic kills at each step
-    const steps = ['protect-interval-written', 'protect-fold-started', 'protect-fold-applied', 'protect-fold-recorded', 'apply:base.vol', 'journal:base.vol', 'snapshot-plane:base.vol'];
+    const steps = ['protect-interval-written', 'protect-fold-started', 'protect-fold-step', 'protect-fold-applied', 'protect-fold-recorded', 'apply:base.vol', 'journal:base.vol', 'snapshot-plane:base.vol'];
     let last = 0;
     for (const step of steps) {
       const r = drive(dest, seed, count, keep, 5, { IMGSTREAM_CRASH_AT: step });
@@ -191,7 +221,7 @@ describe('protection destination', () => {
     }
     // random moments
     const r = rng(9);
-    for (let round = 0; round < 13; round++) {
+    for (let round = 0; round < 10; round++) {
       const child = spawn(process.execPath, [DRIVER, dest, String(seed), String(count), String(keep), '5'], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
       const done = finished(child, 30_000);
       await sleep(120 + Math.floor(r() * 300));
@@ -206,9 +236,53 @@ describe('protection destination', () => {
     // resumes where it stopped, to the end, every point exact, nothing temporary left
     driveOk(dest, seed, count, keep, 5);
     expect(await checkAll('final')).toBe(count);
+    // the source's snapshots folded into the base, through every crash, hold their points
+    const baseSnaps = cliJson(['protect', 'status', dest], { env }).base.snapshots as string[];
+    expect(baseSnaps.length).toBeGreaterThan(10);
+    for (const name of baseSnaps.filter((_, i) => i % 8 === 0)) {
+      const raw = at(`kill-${name}.raw`);
+      cliOk(['volume', 'export', `${path.join(dest, 'base.vol')}@${name}`, '--to', raw], { env });
+      expect(fs.readFileSync(raw).equals(model[Number(name.slice(4))]), name).toBe(true);
+    }
     const names = [...fs.readdirSync(dest), ...fs.readdirSync(path.join(dest, 'intervals'))];
     expect(names.filter((n) => n.endsWith('.tmp') || n.includes('seeding'))).toEqual([]);
   }, 120_000);
+
+  it('restores exactly while a shipper appends and folds (a fold waits for the restore holding the base)', async () => {
+    const dest = at('busy.cdp');
+    const seed = 18;
+    const count = 150;
+    const model = modelImages(seed, count);
+    driveOk(dest, seed, 5, 40_000, 4);
+    const child = spawn(process.execPath, [DRIVER, dest, String(seed), String(count), '40000', '4'], { env: { ...process.env, ...env, PROTECT_DRIVER_DELAY_MS: '8' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const done = finished(child, 60_000);
+    let checked = 0;
+    let running = true;
+    void done.then(() => (running = false));
+    try {
+      while (running && checked < 2000) {
+        const t = Date.parse(protectStatus(dest).window!.end);
+        const out = at(`busy-${checked}.raw`);
+        const r = await exportProtectedAsOf(dest, iso(t), (size) => fileSink(out, { force: false, size }));
+        expect(r.point.time).toBe(iso(t));
+        expect(fs.readFileSync(out).equals(model[r.point.seq]), `as of ${iso(t)}`).toBe(true);
+        fs.rmSync(out);
+        checked++;
+      }
+    } catch (err) {
+      child.kill('SIGKILL');
+      throw err;
+    }
+    const res = await done;
+    expect(res.code, res.stderr).toBe(0);
+    expect(checked).toBeGreaterThan(2);
+    // the driver waited for none of them: folds that found the base busy ran at a later append
+    expect(res.stdout.trim().split('\n').length).toBe(count - 5);
+    const st = cliJson(['protect', 'status', dest], { env });
+    expect(st.window.end).toBe(iso(endOf(seed, count)));
+    expect(st.base.seq).toBeGreaterThan(90);
+    expect((await exportInProcess(dest, st.window.start)).equals(model[st.base.seq])).toBe(true);
+  }, 60_000);
 
   it('refuses bad input with one line and its exit code, changing nothing', async () => {
     const dest = at('bad.cdp');
@@ -257,6 +331,13 @@ describe('protection destination', () => {
     fs.cpSync(dest, noState, { recursive: true });
     fs.rmSync(path.join(noState, 'protect.json'));
     expectError(['volume', 'export', noState, '--as-of', iso(endOf(seed, 5)), '--to', at('x.raw')], 3, 'no protect.json');
+    // a shipper does not start over on top of it: refused, nothing changed
+    const before = fs.readdirSync(path.join(noState, 'intervals')).length;
+    const restart = drive(noState, seed, 12, 3_600_000);
+    expect(restart.status).toBe(9);
+    expect(restart.stderr).toContain(`${noState}: protect.json is missing, but the directory holds a protection destination's base.vol`);
+    expect(fs.readdirSync(path.join(noState, 'intervals')).length).toBe(before);
+    expect(fs.existsSync(path.join(noState, 'protect.json'))).toBe(false);
     // a corrupt interval file (one data byte) and a truncated one: named, exit 9; earlier points still restore
     const ivl = (d: string, seq: number) => path.join(d, 'intervals', `${String(seq).padStart(10, '0')}.ivl`);
     const bad = at('corrupt.cdp');
@@ -286,11 +367,12 @@ describe('protection destination', () => {
     const peerRoot = at('peer-root');
     fs.mkdirSync(peerRoot);
     const seed = 16;
-    const count = 60;
+    const count = 150;
     const model = modelImages(seed, count);
     let daemon = await startDaemon(peerRoot, token);
     const url = () => `peer://127.0.0.1:${daemon.port}/vm.cdp`;
-    const ship = (n: number) => spawn(process.execPath, [DRIVER, url(), String(seed), String(n), '6000', '5'], { env: { ...process.env, ...env, PROTECT_DRIVER_TOKEN: token }, stdio: ['ignore', 'pipe', 'pipe'] });
+    // a pause after each append in the rounds that kill: the kill lands mid-shipping
+    const ship = (n: number, delay = 0) => spawn(process.execPath, [DRIVER, url(), String(seed), String(n), '6000', '5'], { env: { ...process.env, ...env, PROTECT_DRIVER_TOKEN: token, PROTECT_DRIVER_DELAY_MS: String(delay) }, stdio: ['ignore', 'pipe', 'pipe'] });
     try {
       expect((await finished(ship(20), 30_000)).code).toBe(0);
       const st = cliJson(['protect', 'status', url(), '--token-file', token, '--plain'], { env });
@@ -300,7 +382,7 @@ describe('protection destination', () => {
       const r = rng(3);
       for (let round = 0; round < 3; round++) {
         // the receiving side killed while intervals arrive, then restarted on the same directory
-        const shipper = ship(count);
+        const shipper = ship(count, 15);
         const shipped = finished(shipper, 30_000);
         await sleep(150 + Math.floor(r() * 200));
         daemon.child.kill('SIGKILL');
@@ -310,7 +392,7 @@ describe('protection destination', () => {
         expect(stderrLines(res)).toEqual([expect.stringMatching(/^protect-driver: peer 127\.0\.0\.1:\d+: /)]);
         daemon = await startDaemon(peerRoot, token);
         // the shipper killed while the daemon receives: the daemon lets the destination go
-        const again = ship(count);
+        const again = ship(count, 15);
         const againDone = finished(again, 30_000);
         await sleep(100 + Math.floor(r() * 100));
         again.kill('SIGKILL');
@@ -327,9 +409,87 @@ describe('protection destination', () => {
       const fin = cliJson(['protect', 'status', url(), '--token-file', token, '--plain', '--points'], { env });
       expect(fin.window.end).toBe(iso(endOf(seed, count)));
       for (const p of fin.points as Array<{ seq: number; time: string }>) expect((await exportInProcess(dest, p.time)).equals(model[p.seq]), `point ${p.seq}`).toBe(true);
+      // exports through the daemon while it folds another shipper's intervals into the same base
+      {
+        const busy = `peer://127.0.0.1:${daemon.port}/busy.cdp`;
+        const shipper = spawn(process.execPath, [DRIVER, busy, '19', '150', '40000', '4'], { env: { ...process.env, ...env, PROTECT_DRIVER_TOKEN: token, PROTECT_DRIVER_DELAY_MS: '8' }, stdio: ['ignore', 'pipe', 'pipe'] });
+        const shipped = finished(shipper, 60_000);
+        let running = true;
+        void shipped.then(() => (running = false));
+        const busyModel = modelImages(19, 150);
+        let exported = 0;
+        try {
+          while (running) {
+            if (!fs.existsSync(path.join(peerRoot, 'busy.cdp', 'protect.json')) || !protectStatus(path.join(peerRoot, 'busy.cdp')).window) {
+              await sleep(20);
+              continue;
+            }
+            const t = protectStatus(path.join(peerRoot, 'busy.cdp')).window!.end;
+            const out = at(`busy-peer-${exported}.raw`);
+            const r = await peerExportAsOf(busy, t, { tokenFile: token, plain: true }, (size) => fileSink(out, { force: false, size }));
+            expect(r.point.time).toBe(t);
+            expect(fs.readFileSync(out).equals(busyModel[r.point.seq]), `busy.cdp as of ${t}`).toBe(true);
+            fs.rmSync(out);
+            exported++;
+          }
+        } catch (err) {
+          shipper.kill('SIGKILL');
+          throw err;
+        }
+        expect((await shipped).code).toBe(0);
+        expect(exported).toBeGreaterThan(2);
+        expect(protectStatus(path.join(peerRoot, 'busy.cdp')).base.seq).toBeGreaterThan(90);
+      }
+      // restore and export as of a time through the daemon
+      const peerFlags = ['--token-file', token, '--plain'];
+      const mid = fin.points[Math.floor(fin.points.length / 2)] as { seq: number; time: string };
+      cliOk(['volume', 'export', url(), '--as-of', mid.time, '--to', at('peer.raw'), ...peerFlags], { env });
+      expect(fs.readFileSync(at('peer.raw')).equals(model[mid.seq])).toBe(true);
+      cliOk(['restore', '--to', at('peer.vol'), '--as-of', iso(endOf(seed, count)), '--from', url(), ...peerFlags], { env });
+      cliOk(['volume', 'export', at('peer.vol'), '--to', at('peer-vol.raw')], { env });
+      expect(fs.readFileSync(at('peer-vol.raw')).equals(model[count])).toBe(true);
+      const outside = cli(['restore', '--to', at('peer2.vol'), '--as-of', iso(endOf(seed, 0)), '--from', url(), ...peerFlags]);
+      expect(outside.code).toBe(4);
+      expect(stderrLines(outside)).toEqual([expect.stringContaining(`is outside the recovery window of vm.cdp: ${fin.window.start} to ${fin.window.end}`)]);
+      expect(fs.existsSync(at('peer2.vol'))).toBe(false);
     } finally {
       daemon.child.kill('SIGTERM');
       await daemon.done;
     }
   }, 60_000);
+
+  it('peer sessions: a quiet one outlives the daemon\'s idle timeout, a failed transfer ends it and stores nothing', async () => {
+    const token = makeToken(root, 'token2');
+    const peerRoot = at('peer-idle');
+    fs.mkdirSync(peerRoot);
+    const daemon = await startDaemon(peerRoot, token, ['--idle-timeout', '1']);
+    process.env.IMGSTREAM_PROTECT_PING_MS = '300';
+    const d = new PeerProtectDestination(`peer://127.0.0.1:${daemon.port}/quiet.cdp`, { tokenFile: token, plain: true });
+    try {
+      await d.open(modelSource(17), 3_600_000);
+      await d.seed(seedImage(17));
+      await sleep(2500); // no interval for 2.5 idle timeouts
+      const st = await d.append(shippedInterval(17, 1));
+      expect(st.intervalSeq).toBe(1);
+      // a transfer whose blocks' source fails mid-way: refused here, nothing stored there, the session ends
+      const broken = shippedInterval(17, 2);
+      broken.blocks = (async function* () {
+        yield { lbn: 0, data: Buffer.alloc(MODEL_BLOCK_SIZE, 1) };
+        throw new Error('journal read failed');
+      })();
+      await expect(d.append(broken)).rejects.toThrow('journal read failed');
+      await expect(d.append(shippedInterval(17, 2))).rejects.toThrow(/no session with the daemon/);
+      // the daemon refuses an interval out of sequence, with its reason and code
+      expect((await d.open(modelSource(17), 3_600_000)).intervalSeq).toBe(1);
+      await expect(d.append(shippedInterval(17, 3))).rejects.toMatchObject({ code: 'invalid-input', message: expect.stringContaining('interval 3 does not follow interval 1') });
+      expect((await d.open(modelSource(17), 3_600_000)).intervalSeq).toBe(1);
+      expect((await d.append(shippedInterval(17, 2))).intervalSeq).toBe(2);
+      await d.close();
+      expect((await exportInProcess(path.join(peerRoot, 'quiet.cdp'), iso(endOf(17, 2)))).equals(modelImages(17, 2)[2])).toBe(true);
+    } finally {
+      delete process.env.IMGSTREAM_PROTECT_PING_MS;
+      daemon.child.kill('SIGTERM');
+      await daemon.done;
+    }
+  }, 30_000);
 });

@@ -43,6 +43,15 @@ export function seedBlocks(seed: number): IntervalBlock[] {
 export interface ModelOptions {
   /** Every how many intervals one carries a snapshot (0: none). */
   snapshotEvery?: number;
+  /** Names rotate among this many (rot0, rot1, …), as a source that keeps the last few hourly snapshots: a name is taken again. */
+  rotate?: number;
+}
+
+/** The snapshot interval `seq` carries, or null. */
+export function snapshotOf(seq: number, opts: ModelOptions = {}): string | null {
+  const every = opts.snapshotEvery ?? 0;
+  if (!every || seq % every !== 0) return null;
+  return opts.rotate ? `rot${(seq / every) % opts.rotate}` : `snap${seq}`;
 }
 
 export function intervalBlocks(seed: number, seq: number): IntervalBlock[] {
@@ -65,7 +74,7 @@ export function seedImage(seed: number): SeedImage {
 
 export function shippedInterval(seed: number, seq: number, opts: ModelOptions = {}): ShippedInterval {
   const blocks = intervalBlocks(seed, seq);
-  const every = opts.snapshotEvery ?? 0;
+  const snap = snapshotOf(seq, opts);
   return {
     seq,
     start: endOf(seed, seq - 1),
@@ -73,7 +82,7 @@ export function shippedInterval(seed: number, seq: number, opts: ModelOptions = 
     journalFrom: (seq - 1) * 10,
     journalTo: seq * 10,
     kind: 'journal',
-    snapshots: every && seq % every === 0 ? [`snap${seq}`] : [],
+    snapshots: snap ? [snap] : [],
     blockCount: blocks.length,
     blocks: iterate(blocks),
   };
