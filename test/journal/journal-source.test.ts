@@ -73,7 +73,8 @@ describe.skipIf(missing.length > 0)(`the write journal of serve nbd --journal${m
     const random = rng(1404);
     let disk = Buffer.alloc(SIZE);
     let beyondFlush = 0;
-    for (let round = 0; round < 6; round++) {
+    // 4 rounds here; test/journal/protect-kill.test.ts kills the server 10 more times under protection
+    for (let round = 0; round < 4; round++) {
       const server = await startServer(vol, ['--socket', at('k.sock'), '--journal', '--cp-interval', round % 2 ? '0' : '0.1'], locks);
       const writer = runWriter(server.info.uri, ['--seconds', '30', '--seed', String(100 + round), '--flush-every', '30']);
       await new Promise((r) => setTimeout(r, 300 + Math.floor(random() * 700)));

@@ -10,6 +10,9 @@ import { randomImage, tempDir } from '../support/images.js';
 import { modelAt, PYTHON, runWriter, type LoggedOp } from '../support/nbd-writer.js';
 import { startProtect } from '../support/protect-cli.js';
 import { cli, missingBinaries, run, startServer } from '../nbd/support.js';
+import { makeToken } from '../peer/support.js';
+import { spawn } from 'node:child_process';
+import { CLI_BIN, finished, listeningPort } from '../support/cli.js';
 
 const BS = 4096;
 const SIZE = 8 << 20;
@@ -113,5 +116,51 @@ describe.skipIf(missing.length > 0)(`protection across a link outage${missing.le
     expect((await exportAsOf(dest, resyncPoint)).equals(want), 'the resync point is the disk after the outage').toBe(true);
     await cli(['volume', 'export', vol, '--to', at('src.raw'), '--force'], locks);
     expect(fs.readFileSync(at('src.raw')).equals(modelAt(base, log, Infinity)!)).toBe(true);
+  }, 120_000);
+
+  it('waits out a peer daemon that is down under writes, then catches up exactly', async () => {
+    const { vol, base, server } = await setup('d', '256M');
+    const token = makeToken(root, 'd-token');
+    const peerRoot = at('d-peer');
+    fs.mkdirSync(peerRoot);
+    const daemon = async (port: number) => {
+      const child = spawn(process.execPath, [CLI_BIN, 'serve', 'peer', '--root', peerRoot, '--listen', `127.0.0.1:${port}`, '--token-file', token, '--plain', '--json'], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+      const done = finished(child, 600_000);
+      return { child, done, port: await listeningPort(child, done) };
+    };
+    let d = await daemon(0);
+    const port = d.port;
+    const url = `peer://127.0.0.1:${port}/d.cdp`;
+    const shipper = startProtect(vol, url, ['--interval', '250ms', '--token-file', token, '--plain'], env);
+    await shipper.waitFor((e) => e.event === 'seed');
+    const before = await runWriter(server.info.uri, ['--seconds', '0.7', '--seed', '51', '--pause-ms', '2']);
+    await shipper.waitFor((e) => e.event === 'interval' && Date.parse(String(e.end)) > before.log.at(-1)!.t1);
+    // the link goes down: the daemon stops while the client keeps writing
+    d.child.kill('SIGTERM');
+    await d.done;
+    const down = await runWriter(server.info.uri, ['--seconds', '1.5', '--seed', '52', '--pause-ms', '2']);
+    await shipper.waitFor((e) => e.event === 'waiting');
+    d = await daemon(port);
+    const after = await runWriter(server.info.uri, ['--seconds', '0.5', '--seed', '53', '--pause-ms', '2']);
+    const log = [...before.log, ...down.log, ...after.log];
+    await shipper.waitFor((e) => e.event === 'interval' && Date.parse(String(e.end)) > after.log.at(-1)!.t1, 60_000);
+    expect((await shipper.stop()).code).toBe(0);
+    await server.stop();
+    expect(shipper.events.filter((e) => e.event === 'seed').length, 'one seed: the link coming back resumed').toBe(1);
+    expect(shipper.events.some((e) => e.kind === 'resync'), 'the journal held the outage: no resync').toBe(false);
+    const st = JSON.parse((await cli(['protect', 'status', url, '--token-file', token, '--plain', '--json', '--points'], locks)).stdout) as { window: { end: string }; points: Array<{ time: string }> };
+    await cli(['volume', 'export', url, '--as-of', st.window.end, '--token-file', token, '--plain', '--to', at('d-out.raw')], locks);
+    expect(fs.readFileSync(at('d-out.raw')).equals(modelAt(base, log, Infinity)!)).toBe(true);
+    // a point from the outage, shipped late but exact
+    const inside = st.points.map((p) => Date.parse(p.time)).filter((p) => p > down.log[0].t1 && p < down.log.at(-1)!.t0);
+    expect(inside.length).toBeGreaterThan(0);
+    const p = inside[Math.floor(inside.length / 2)];
+    const want = modelAt(base, log, p);
+    if (want) {
+      await cli(['volume', 'export', url, '--as-of', new Date(p).toISOString(), '--token-file', token, '--plain', '--to', at('d-out.raw'), '--force'], locks);
+      expect(fs.readFileSync(at('d-out.raw')).equals(want)).toBe(true);
+    }
+    d.child.kill('SIGTERM');
+    await d.done;
   }, 120_000);
 });
