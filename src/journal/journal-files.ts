@@ -6,6 +6,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { CorruptError, fromSystemError } from '../errors.js';
+import { fsyncDirectory, writeFileDurably } from './durable-file.js';
 
 const SEGMENT = /^(\d{16})\.seg$/;
 
@@ -92,30 +93,13 @@ function readJson<T>(file: string): T | null {
   }
 }
 
-/** Replaces `file` with `value` as JSON in one step (temporary file, fsync, rename, directory fsync). */
+/** Replaces `file` with `value` as JSON in one step (durable-file.ts). */
 export function writeJsonAtomic(file: string, value: unknown): void {
-  const tmp = `${file}.tmp-${process.pid}`;
   try {
-    const fd = fs.openSync(tmp, 'w');
-    try {
-      fs.writeSync(fd, JSON.stringify(value));
-      fs.fsyncSync(fd);
-    } finally {
-      fs.closeSync(fd);
-    }
-    fs.renameSync(tmp, file);
-    syncDirectory(path.dirname(file));
+    writeFileDurably(file, JSON.stringify(value));
   } catch (err) {
-    fs.rmSync(tmp, { force: true });
     throw fromSystemError(err, file, 'writing');
   }
 }
 
-export function syncDirectory(dir: string): void {
-  const fd = fs.openSync(dir, 'r');
-  try {
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
-}
+export { fsyncDirectory as syncDirectory };

@@ -109,8 +109,9 @@ async function session(opts: ProtectOptions, dir: string, source: ProtectedSourc
     const boundaryAfter = (t: number): number => (Math.floor(t / opts.intervalMs) + 1) * opts.intervalMs;
     let waitingSaid = false;
     let idle = true; // check for dropped records at the start and whenever the journal has nothing new
+    let overflowSeen = false; // an OVERFLOW record read: what follows lacks the data of writes, a resync must come first
     while (!opts.signal.aborted) {
-      if (idle && needsResync(reader, dir, state)) {
+      if (overflowSeen || (idle && needsResync(reader, dir, state))) {
         const img = await servedImage(opts.volume, 'journal.resync');
         if (img === null) {
           if (!waitingSaid) report({ event: 'waiting', reason: 'the journal dropped records the destination lacks: a resync needs the volume served with --journal' });
@@ -132,6 +133,7 @@ async function session(opts: ProtectOptions, dir: string, source: ProtectedSourc
         reader.close();
         reader = new JournalReader(dir, state.journalTo + 1);
         builder = new IntervalBuilder(source.blockSize, state.journalTo);
+        overflowSeen = false;
         continue;
       }
       const rec = reader.next();
@@ -144,6 +146,12 @@ async function session(opts: ProtectOptions, dir: string, source: ProtectedSourc
         continue;
       }
       if (builder.firstTime !== null && rec.time >= boundaryAfter(builder.firstTime)) await close(boundaryAfter(builder.firstTime), []);
+      if (rec.kind === RecordKind.Overflow) {
+        // the server dropped records from here back to the last one shipped: the resync sends their blocks (and later ones)
+        builder = new IntervalBuilder(source.blockSize, state.journalTo);
+        overflowSeen = true;
+        continue;
+      }
       if (rec.kind === RecordKind.Snapshot) {
         builder.add(rec);
         await close(Math.max(rec.time, lastEnd), [parseMarker<{ name: string }>(rec).name]);

@@ -5,21 +5,17 @@
 // equal to the source.
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
-import { randomImage, tempDir } from '../support/images.js';
-import { modelAt, PYTHON, runWriter } from '../support/nbd-writer.js';
+import { describe, expect, it } from 'vitest';
+import { journalTestDir, journalTestMissing } from '../support/journal-tests.js';
+import { randomImage } from '../support/images.js';
+import { modelAt, runWriter } from '../support/nbd-writer.js';
 import { startProtect } from '../support/protect-cli.js';
-import { cli, missingBinaries, run, startServer } from '../nbd/support.js';
+import { cli, run, startServer } from '../nbd/support.js';
 
 const BS = 4096;
 const SIZE = 8 << 20;
-const hasLibnbd = fs.existsSync(PYTHON) && (await run(PYTHON, ['-c', 'import nbd'])).code === 0;
-const missing = [...missingBinaries(['qemu-img']), ...(hasLibnbd ? [] : ['python3-libnbd'])];
-const root = tempDir('imgstream-protect-along-');
-const locks = path.join(root, 'locks');
-const at = (f: string) => path.join(root, f);
-const env = { IMGSTREAM_LOCK_DIR: locks };
-afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
+const missing = journalTestMissing();
+const { locks, at, env } = journalTestDir('imgstream-protect-along-');
 
 describe.skipIf(missing.length > 0)(`a protected volume alongside other commands${missing.length ? ` (skipped: ${missing.join(', ')} not installed)` : ''}`, () => {
   it('takes snapshots, dumps, mirror updates and exports while served and protected', async () => {

@@ -6,23 +6,19 @@
 // every recovery point sampled is exact against the client's log.
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
-import { randomImage, rng, tempDir } from '../support/images.js';
-import { applyOp, modelAt, PYTHON, runWriter, type LoggedOp } from '../support/nbd-writer.js';
+import { describe, expect, it } from 'vitest';
+import { journalTestDir, journalTestMissing } from '../support/journal-tests.js';
+import { randomImage, rng } from '../support/images.js';
+import { applyOp, modelAt, runWriter, type LoggedOp } from '../support/nbd-writer.js';
 import { startProtect, type RunningProtect } from '../support/protect-cli.js';
-import { cli, missingBinaries, run, startServer, type RunningServer } from '../nbd/support.js';
+import { cli, run, startServer, type RunningServer } from '../nbd/support.js';
 
 const BS = 4096;
 const SIZE = 4 << 20;
 const INTERVAL_MS = 200;
 const KILLS = 22;
-const hasLibnbd = fs.existsSync(PYTHON) && (await run(PYTHON, ['-c', 'import nbd'])).code === 0;
-const missing = [...missingBinaries(['qemu-img']), ...(hasLibnbd ? [] : ['python3-libnbd'])];
-const root = tempDir('imgstream-protect-kill-');
-const locks = path.join(root, 'locks');
-const at = (f: string) => path.join(root, f);
-const env = { IMGSTREAM_LOCK_DIR: locks };
-afterAll(() => process.env.KEEP ? undefined : fs.rmSync(root, { recursive: true, force: true }));
+const missing = journalTestMissing();
+const { locks, at, env } = journalTestDir('imgstream-protect-kill-');
 
 async function exportRaw(what: string, out: string, asOf?: string): Promise<Buffer> {
   await cli(['volume', 'export', what, ...(asOf ? ['--as-of', asOf] : []), '--to', out, '--force'], locks);

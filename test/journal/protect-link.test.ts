@@ -5,24 +5,20 @@
 // the result is exact.
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
-import { randomImage, tempDir } from '../support/images.js';
-import { modelAt, PYTHON, runWriter, type LoggedOp } from '../support/nbd-writer.js';
+import { describe, expect, it } from 'vitest';
+import { journalTestDir, journalTestMissing } from '../support/journal-tests.js';
+import { randomImage } from '../support/images.js';
+import { modelAt, runWriter, type LoggedOp } from '../support/nbd-writer.js';
 import { startProtect } from '../support/protect-cli.js';
-import { cli, missingBinaries, run, startServer } from '../nbd/support.js';
+import { cli, run, startServer } from '../nbd/support.js';
 import { makeToken } from '../peer/support.js';
 import { spawn } from 'node:child_process';
 import { CLI_BIN, finished, listeningPort } from '../support/cli.js';
 
 const BS = 4096;
 const SIZE = 8 << 20;
-const hasLibnbd = fs.existsSync(PYTHON) && (await run(PYTHON, ['-c', 'import nbd'])).code === 0;
-const missing = [...missingBinaries(['qemu-img']), ...(hasLibnbd ? [] : ['python3-libnbd'])];
-const root = tempDir('imgstream-protect-link-');
-const locks = path.join(root, 'locks');
-const at = (f: string) => path.join(root, f);
-const env = { IMGSTREAM_LOCK_DIR: locks };
-afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
+const missing = journalTestMissing();
+const { root, locks, at, env } = journalTestDir('imgstream-protect-link-');
 
 async function exportAsOf(dest: string, t: number | string): Promise<Buffer> {
   await cli(['volume', 'export', dest, '--as-of', typeof t === 'string' ? t : new Date(t).toISOString(), '--to', at('x.raw'), '--force'], locks);
@@ -162,5 +158,22 @@ describe.skipIf(missing.length > 0)(`protection across a link outage${missing.le
     }
     d.child.kill('SIGTERM');
     await d.done;
+  }, 120_000);
+
+  it('resyncs when the journal overflows under a running shipper that already read the dropped records', async () => {
+    const { vol, base, server, dest } = await setup('r', '1M');
+    // long intervals: the shipper holds what it read for 3 s, so the records it has not shipped outgrow 1 MiB while it runs
+    const shipper = startProtect(vol, dest, ['--interval', '3s'], env);
+    await shipper.waitFor((e) => e.event === 'seed');
+    const w = await runWriter(server.info.uri, ['--seconds', '2', '--seed', '71', '--pause-ms', '1', '--aligned']);
+    for (let i = 0; i < 100 && !/outgrew its limit/.test(server.stderr()); i++) await new Promise((r) => setTimeout(r, 100));
+    expect(server.stderr()).toMatch(/outgrew its limit/);
+    await shipper.waitFor((e) => e.event === 'interval' && e.kind === 'resync', 60_000);
+    const more = await runWriter(server.info.uri, ['--seconds', '0.5', '--seed', '72', '--pause-ms', '2']);
+    await shipper.waitFor((e) => e.event === 'interval' && Date.parse(String(e.end)) > more.log.at(-1)!.t1, 60_000);
+    expect((await shipper.stop()).code).toBe(0);
+    await server.stop();
+    const st = JSON.parse((await cli(['protect', 'status', dest, '--json'], locks)).stdout) as { window: { end: string } };
+    expect((await exportAsOf(dest, st.window.end)).equals(modelAt(base, [...w.log, ...more.log], Infinity)!), 'no write lost to the overflow').toBe(true);
   }, 120_000);
 });

@@ -6,22 +6,18 @@
 // model's disk at the last interval boundary before that moment, byte for byte.
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
-import { rng, tempDir, randomImage } from '../support/images.js';
-import { modelAt, PYTHON, runWriter, type LoggedOp } from '../support/nbd-writer.js';
+import { describe, expect, it } from 'vitest';
+import { journalTestDir, journalTestMissing } from '../support/journal-tests.js';
+import { rng, randomImage } from '../support/images.js';
+import { modelAt, runWriter, type LoggedOp } from '../support/nbd-writer.js';
 import { startProtect } from '../support/protect-cli.js';
-import { cli, missingBinaries, run, startServer } from '../nbd/support.js';
+import { cli, run, startServer } from '../nbd/support.js';
 
 const BS = 4096;
 const SIZE = 8 << 20;
 const INTERVAL_MS = 250;
-const hasLibnbd = fs.existsSync(PYTHON) && (await run(PYTHON, ['-c', 'import nbd'])).code === 0;
-const missing = [...missingBinaries(['qemu-img']), ...(hasLibnbd ? [] : ['python3-libnbd'])];
-const root = tempDir('imgstream-protect-');
-const locks = path.join(root, 'locks');
-const at = (f: string) => path.join(root, f);
-const env = { IMGSTREAM_LOCK_DIR: locks };
-afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
+const missing = journalTestMissing();
+const { locks, at, env } = journalTestDir('imgstream-protect-');
 
 interface Status {
   window: { start: string; end: string };
