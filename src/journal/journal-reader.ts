@@ -137,6 +137,6 @@ export class JournalReader {
   }
 
   private damage(what: string): CorruptError {
-    return new CorruptError(`${this.seg!.path}: ${what} at byte ${this.offset}`, 'the journal is damaged: move it aside (the next protect transfer resyncs the changed blocks)');
+    return new CorruptError(`${this.seg!.path}: ${what} at byte ${this.offset}`, 'serve without --journal; to protect again, move the journal directory aside and protect to a new destination');
   }
 }

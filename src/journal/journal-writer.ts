@@ -14,7 +14,7 @@
 // they and later writes change are tracked instead (dirty.json, written at each CP), and
 // the shipper's next transfer is a resync of exactly those blocks.
 import fs from 'node:fs';
-import { CorruptError, fromSystemError } from '../errors.js';
+import { CorruptError, InvalidInputError, fromSystemError } from '../errors.js';
 import { readLogicalBytes, writeLogicalBytes, zeroLogicalBytes } from '../volume/logical-io.js';
 import type { SnapshotEntry } from '../format/snapshot-entry.js';
 import type { Volume, VolumeObserver } from '../volume/volume.js';
@@ -42,6 +42,7 @@ export interface JournalRecovery {
 }
 
 const DEFAULT_LIMIT = 1 << 30;
+const DAMAGED_HINT = 'serve without --journal; to protect again, move the journal directory aside and protect to a new destination';
 const DEFAULT_SEGMENT = 64 << 20;
 
 /** The journal each open volume writes to, for the server's control ops (journal-ops.ts). */
@@ -136,14 +137,21 @@ export class JournalWriter implements VolumeObserver {
 
   // ---------------------------------------------------------------- CPs
 
-  /** Before a CP: everything recorded is on disk (so the journal holds at least what the CP will). */
+  /** Before a CP: everything recorded is on disk (so the journal, or the list of changed blocks after an overflow, holds at least what the CP will). */
   beforeCp(): void {
     this.sync();
+    this.saveDirty();
+  }
+
+  private saveDirty(): void {
+    if (this.dirty === null || !this.dirtyChanged) return;
+    writeDirty(this.dir, { after: this.dirty.after, upTo: this.seq, lbns: [...this.dirty.lbns].sort((a, b) => a - b) });
+    this.dirtyChanged = false;
   }
 
   /** After a CP committed `generation`: marks it, trims shipped segments, checks the size limit. */
   afterCp(generation: number): void {
-    this.append(RecordKind.Cp, 0, 0, markerPayload({ generation }));
+    this.append(RecordKind.Cp, 0, 0, markerPayload({ generation, mapRoot: this.vol.rootRecord.mapRoot }));
     this.cpOffsets.push([this.seq, this.segBytes]);
     if (this.segBytes >= this.segmentLimit) this.roll();
     this.trimShipped();
@@ -153,10 +161,7 @@ export class JournalWriter implements VolumeObserver {
       this.trimShipped();
     }
     if (this.dirty === null && this.held > this.limit) this.overflow();
-    if (this.dirty !== null && this.dirtyChanged) {
-      writeDirty(this.dir, { after: this.dirty.after, upTo: this.seq, lbns: [...this.dirty.lbns].sort((a, b) => a - b) });
-      this.dirtyChanged = false;
-    }
+    this.saveDirty();
   }
 
   /** Writes and fsyncs what is pending (FLUSH/FUA without a CP, and close). */
@@ -332,6 +337,7 @@ export class JournalWriter implements VolumeObserver {
     } else {
       const tail: JournalRecord[] = [];
       let overflowedAt = -1;
+      let known: { generation?: number; mapRoot?: number } | null = null; // what the last CP or OPEN marker recorded of the volume
       const r = new JournalReader(this.dir, segs[0].firstSeq);
       let lastEnd = 0;
       let lastSeg = segs[0].path;
@@ -340,6 +346,7 @@ export class JournalWriter implements VolumeObserver {
           this.seq = rec.seq;
           lastSeg = rec.segment;
           lastEnd = rec.payloadAt + rec.payloadBytes;
+          if (rec.kind === RecordKind.Cp || rec.kind === RecordKind.Open) known = parseMarker<{ generation?: number; mapRoot?: number }>(rec);
           if (rec.kind === RecordKind.Cp) tail.length = 0;
           else if (rec.kind === RecordKind.Data || rec.kind === RecordKind.Zero) tail.push({ ...rec, payload: Buffer.from(rec.payload) });
           else if (rec.kind === RecordKind.Overflow) overflowedAt = rec.seq;
@@ -351,16 +358,24 @@ export class JournalWriter implements VolumeObserver {
       if (this.seq === 0) this.seq = segs[0].firstSeq - 1;
       const last = segs[segs.length - 1];
       if (lastSeg !== last.path && fs.statSync(last.path).size > 0) {
-        throw new CorruptError(`${last.path}: the journal's last segment holds no intact record`, 'the journal is damaged: move it aside (the next protect transfer resyncs the changed blocks)');
+        throw new CorruptError(`${last.path}: the journal's last segment holds no intact record`, DAMAGED_HINT);
       }
       if (lastSeg !== last.path) lastEnd = 0;
       const size = fs.statSync(last.path).size;
       if (size > lastEnd) {
         if (!tornTail(last.path, lastEnd, size)) {
-          throw new CorruptError(`${last.path}: a damaged record at byte ${lastEnd}, with ${size - lastEnd} bytes after it`, 'the journal is damaged: move it aside (the next protect transfer resyncs the changed blocks), or serve without --journal');
+          throw new CorruptError(`${last.path}: a damaged record at byte ${lastEnd}, with ${size - lastEnd} bytes after it`, DAMAGED_HINT);
         }
         this.recovery.tornBytes = size - lastEnd;
         fs.truncateSync(last.path, lastEnd);
+      }
+      // the disk changed since without the journal (served without --journal, imported into): a destination would
+      // never see it. Its map root tells (snapshots alone leave it as it was); after a crash the tail replays instead
+      if (tail.length === 0 && overflowedAt < 0 && known?.mapRoot !== undefined && this.vol.rootRecord.mapRoot !== known.mapRoot) {
+        throw new InvalidInputError(
+          `${this.vol.path}: its disk changed without its journal since the journal's last record (at generation ${known.generation}, now ${this.vol.rootRecord.generation}): its protection destination would miss that change`,
+          `start protection over: move ${this.dir} aside, serve with --journal and protect to a new destination`,
+        );
       }
       this.openSegment(last.firstSeq, false);
       if (overflowedAt >= 0 || (dirty !== null && dirty.upTo > this.seq)) {
@@ -369,7 +384,7 @@ export class JournalWriter implements VolumeObserver {
       this.replay(tail);
     }
     this.trimShipped();
-    this.append(RecordKind.Open, 0, 0, markerPayload({ uuid: this.vol.rootRecord.uuid, blockSize: this.vol.blockSize, logicalSize: this.vol.rootRecord.logicalSize, generation: this.vol.rootRecord.generation }));
+    this.append(RecordKind.Open, 0, 0, markerPayload({ uuid: this.vol.rootRecord.uuid, blockSize: this.vol.blockSize, logicalSize: this.vol.rootRecord.logicalSize, generation: this.vol.rootRecord.generation, mapRoot: this.vol.rootRecord.mapRoot }));
     this.sync();
   }
 
@@ -383,7 +398,7 @@ export class JournalWriter implements VolumeObserver {
     this.recovery.replayed = tail.length;
     if (this.vol.hasUncommittedChanges) this.vol.commit();
     this.recovery.generation = this.vol.rootRecord.generation;
-    this.append(RecordKind.Cp, 0, 0, markerPayload({ generation: this.recovery.generation }));
+    this.append(RecordKind.Cp, 0, 0, markerPayload({ generation: this.recovery.generation, mapRoot: this.vol.rootRecord.mapRoot }));
   }
 }
 

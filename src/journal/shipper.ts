@@ -52,9 +52,9 @@ export interface ProtectSummary {
 const MAX_RETRY_MS = 10_000;
 
 export async function protect(opts: ProtectOptions, report: (e: ProtectEvent) => void): Promise<ProtectSummary> {
+  const source = await sourceOf(opts.volume); // a missing volume is named as such first
   const dir = journalDirOf(opts.volume);
   if (!fs.existsSync(dir)) throw new NotFoundError(`${opts.volume}: has no write journal (${dir})`, 'serve it with: imgstream serve nbd VOL --journal');
-  const source = await sourceOf(opts.volume);
   const sum: ProtectSummary = { intervals: 0, seeded: false, resyncs: 0, bytes: 0, journalTo: 0, window: null };
   // the link going down (or the peer restarting) is waited out: the journal keeps what is not shipped
   let wait = 500;
@@ -77,6 +77,13 @@ async function session(opts: ProtectOptions, dir: string, source: ProtectedSourc
   const dest = opts.destination;
   let state = await dest.open(source, opts.keepMs);
   reached();
+  const last = lastRecordOf(dir);
+  if (state.seeded && last < state.journalTo) {
+    throw new InvalidInputError(
+      `${dir} ends at record ${last}, but ${dest.description} holds records up to ${state.journalTo}: this journal is not the one the destination was fed from (moved aside, or started over)`,
+      'protect to a new destination',
+    );
+  }
   sum.journalTo = state.journalTo;
   sum.window = state.window;
   try {
@@ -192,6 +199,21 @@ async function seed(opts: ProtectOptions, dir: string, dest: ProtectDestination,
   } finally {
     img.close();
   }
+}
+
+/** The sequence number of the journal's last intact record (that of the last one dropped, when none is left). */
+function lastRecordOf(dir: string): number {
+  const segs = listSegments(dir);
+  if (segs.length === 0) return readDirty(dir)?.upTo ?? 0;
+  const lastSeg = segs[segs.length - 1];
+  const r = new JournalReader(dir, lastSeg.firstSeq);
+  let last = lastSeg.firstSeq - 1;
+  try {
+    for (let rec = r.next(); rec !== null; rec = r.next()) last = rec.seq;
+  } finally {
+    r.close();
+  }
+  return last;
 }
 
 /** The last CP marker in the journal (0: none): a volume not served holds every record up to it. */

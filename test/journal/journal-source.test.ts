@@ -148,4 +148,38 @@ describe.skipIf(missing.length > 0)(`the write journal of serve nbd --journal${m
     fs.writeFileSync(seg, buf); // unchanged by the refusal
     expect((await exportRaw(vol, at('t.raw'))).equals(before), 'the volume still opens at its last CP').toBe(true);
   });
+
+  it('refuses a volume whose disk changed without its journal, and a shipper fed from another journal', { timeout: 120_000 }, async () => {
+    const vol = at('c.vol');
+    await cli(['volume', 'create', vol, '--size', String(SIZE)], locks);
+    let server = await startServer(vol, ['--socket', at('c.sock'), '--journal'], locks);
+    expect((await runWriter(server.info.uri, ['--count', '50', '--seed', '9', '--aligned'])).code).toBe(0);
+    await server.stop();
+    await cli(['protect', vol, '--to', at('c.cdp'), '--once'], locks);
+    // a snapshot alone changes no block: the journal still holds everything
+    await cli(['snapshot', 'create', vol, 'quiet'], locks);
+    server = await startServer(vol, ['--socket', at('c.sock'), '--journal'], locks);
+    await server.stop();
+    // an import writes blocks the journal never saw
+    fs.writeFileSync(at('c.raw'), Buffer.alloc(SIZE, 3));
+    await cli(['volume', 'import', vol, '--from', at('c.raw')], locks);
+    const bin = path.join(process.cwd(), 'dist/commands/_cli/bin.js');
+    const refused = await run(process.execPath, [bin, 'serve', 'nbd', vol, '--socket', at('c.sock'), '--journal'], { env: { IMGSTREAM_LOCK_DIR: locks } });
+    expect(refused.code).toBe(4);
+    expect(refused.stderr.trim().split('\n')).toHaveLength(1);
+    expect(refused.stderr).toMatch(/changed without its journal/);
+    // started over: the journal moved aside; the old destination refuses the new journal, a new one takes it
+    fs.renameSync(`${vol}.journal`, at('old.journal'));
+    server = await startServer(vol, ['--socket', at('c.sock'), '--journal'], locks);
+    expect((await runWriter(server.info.uri, ['--count', '5', '--seed', '10', '--aligned'])).code).toBe(0);
+    await server.stop();
+    const other = await run(process.execPath, [bin, 'protect', vol, '--to', at('c.cdp'), '--once'], { env: { IMGSTREAM_LOCK_DIR: locks } });
+    expect(other.code).toBe(4);
+    expect(other.stderr).toMatch(/not the one the destination was fed from/);
+    await cli(['protect', vol, '--to', at('c2.cdp'), '--once'], locks);
+    const st = JSON.parse((await cli(['protect', 'status', at('c2.cdp'), '--json'], locks)).stdout) as { window: { end: string } };
+    await cli(['volume', 'export', at('c2.cdp'), '--as-of', st.window.end, '--to', at('c2.raw')], locks);
+    await cli(['volume', 'export', vol, '--to', at('c-src.raw')], locks);
+    expect(fs.readFileSync(at('c2.raw')).equals(fs.readFileSync(at('c-src.raw')))).toBe(true);
+  });
 });
