@@ -25,6 +25,7 @@ import { benchRestoreChain } from './restore-chain.js';
 import { benchMirror } from './mirror.js';
 import { benchProtect } from './protect.js';
 import { benchMultiplex, setMultiplexVolumeBytes } from './multiplex.js';
+import { benchS3, S3_ROWS } from './s3.js';
 import { parseSize } from '../../src/size.js';
 import { makeWorkDir, removeWorkDir } from './work-dir.js';
 
@@ -47,6 +48,8 @@ const SUITES: Suite[] = [
   { names: ['mirror-full-bytes', 'mirror-full', 'mirror-l1', 'mirror-l1-bytes'], run: benchMirror },
   { names: ['protect-write', 'protect-lag-p99', 'protect-hot-bytes', 'protect-asof'], run: benchProtect },
   { names: ['mux-throttled', 'mux-idle', 'mux-unthrottled', 'mux-restore'], run: benchMultiplex },
+  // a Ceph gateway of its own (started and stopped here); SKIP rows without Ceph
+  { names: S3_ROWS, run: benchS3 },
 ];
 
 async function main(): Promise<number> {
