@@ -23,7 +23,7 @@ Targets: a file (written under a temporary name, renamed when complete), "-" for
 
 While the volume is being served (imgstream serve nbd), the dump asks the server to take its snapshot, keeps the snapshots it reads from being deleted or renamed until it ends, and reads them without stopping the server.
 
---encrypt encrypts every record after the header with AES-256-GCM (compressed first), with a key from --key-file (32 bytes: raw, 64 hex digits or base64) or a passphrase from --passphrase-file (stretched by scrypt). Each stream has its own key, derived from yours and a random salt in its header; records cannot be changed, reordered, dropped or moved to another stream unnoticed. The header stays readable (catalog rebuild works without the key) but is authenticated; the catalog records that the stream is encrypted, never the key. Keep the key file safe: without it the stream cannot be read.
+--encrypt encrypts every record after the header with AES-256-GCM (compressed first), with a key from --key-file (32 bytes: raw, 64 hex digits or base64) or a passphrase from --passphrase-file (stretched by scrypt). Without either, on a terminal, the passphrase is typed at a prompt, twice, without echo (they must match; at least 8 characters); elsewhere (a script, cron) --encrypt without a key flag is a usage error (2). Each stream has its own key, derived from yours and a random salt in its header; records cannot be changed, reordered, dropped or moved to another stream unnoticed. The header stays readable (catalog rebuild works without the key) but is authenticated; the catalog records that the stream is encrypted, never the key. Keep the key file safe: without it the stream cannot be read.
 
 --multiplex dumps every volume given (dump VOL1 VOL2 ... --multiplex --to tape:DIR) at once onto one tape file per tape: each dump is planned on its own (its level's base from the catalog; --level and --snapshot apply to each), every source is read and compressed concurrently, and the writer takes whichever source has a part ready, so the tape waits only when none has data. The tape file is a tar archive whose members each belong to one stream (imgstream/<streamId>/part-NNNNNN: "tar xf" and "cat" of one stream's parts give that stream back), ending with the backup log of every member written (source, index, time, size, position), also kept with the catalog; "imgstream tape log tape:DIR#N" prints it. The tape file appears once every source has finished; a source that fails fails alone (the others complete and are recorded) and the command then exits with its error code, naming it.
 
@@ -35,6 +35,7 @@ While the volume is being served (imgstream serve nbd), the dump asks the server
     '<%= config.bin %> dump vm.vol --level 0 --to tape:/tapes/t1,/tapes/t2 --tape-size 100G',
     '<%= config.bin %> dump vm1.vol vm2.vol db.vol --level 1 --to tape:/tapes/t1 --multiplex',
     '<%= config.bin %> dump vm.vol --level 0 --to /backups/vm.l0 --encrypt --key-file /etc/imgstream/backup.key',
+    '<%= config.bin %> dump vm.vol --level 0 --to /backups/vm.l0 --encrypt    # asks for a passphrase on the terminal',
     'AWS_PROFILE=backup <%= config.bin %> dump vm.vol --level 0 --to s3://backups/vm1/june3.l0',
     '<%= config.bin %> dump vm.vol --level 1 --to s3://backups/vm1/june5.l1 --s3-endpoint http://ceph1:7480 --s3-path-style',
     '<%= config.bin %> dump vm.vol --level 1 --to peer://backup1:7420/vm1.l1 --token-file /etc/imgstream/peer.token --tls-ca /etc/imgstream/backup1.crt',
@@ -70,7 +71,7 @@ While the volume is being served (imgstream serve nbd), the dump asks the server
     if (flags.multiplex && !flags['dry-run']) return this.runMultiplexed(volumes, flags);
     if (!flags['dry-run'] && !flags.to) throw new UsageError('--to is required (or --dry-run)');
     if (flags.to === '-' && this.jsonEnabled()) throw new UsageError('--json cannot be combined with --to -: the stream goes to stdout');
-    const key = flags['dry-run'] ? null : dumpKeyFromFlags(flags);
+    const key = flags['dry-run'] ? null : await dumpKeyFromFlags(flags);
     const catalog = openCatalog(flags.catalog);
     const tapeSize = flags['tape-size'] ? parseSize(flags['tape-size'], 'tape size') : undefined;
     const recordSize = parseSize(flags['record-size'], 'record size');
@@ -103,7 +104,7 @@ While the volume is being served (imgstream serve nbd), the dump asks the server
     if (!flags.to?.startsWith('tape:')) throw new UsageError('--multiplex writes to a tape: give --to tape:DIR[,DIR...]', 'several dumps share a tape file only on tape');
     const spec = parseTapeSpec(flags.to);
     if (spec.file !== undefined) throw new UsageError(`${flags.to}: a dump goes to the next tape file; #N is for reading`, 'give tape:DIR');
-    const key = dumpKeyFromFlags(flags);
+    const key = await dumpKeyFromFlags(flags);
     const result = await multiplexDump(
       volumes,
       { tapes: spec.tapes, tapeSize: flags['tape-size'] ? parseSize(flags['tape-size'], 'tape size') : undefined, recordSize: parseSize(flags['record-size'], 'record size'), nextTape: nextTapePrompt(), newTape: flags['new-tape'] === true },

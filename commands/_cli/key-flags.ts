@@ -1,26 +1,41 @@
 // The key flags of encrypted streams (dump --encrypt, restore, verify), read into a
 // KeySource before anything else happens (a missing or malformed key file fails first).
+// Without a key flag, on a terminal, the passphrase is typed at a prompt without echo:
+// twice for a dump (both must match), once for a read, and only when a stream turns out
+// to be encrypted with a passphrase. Elsewhere (a script, a pipe) nothing is asked.
 import { Flags } from '@oclif/core';
-import { readKeySource, type KeySource } from '../../src/crypt/index.js';
-import { UsageError } from '../../src/errors.js';
+import { keyPrompt, readKeySource, typedPassphrase, type KeyOption, type KeySource } from '../../src/crypt/index.js';
+import { InvalidInputError, UsageError } from '../../src/errors.js';
+import { canPrompt, readHidden } from './passphrase-prompt.js';
 
 export const keyFlags = {
   'key-file': Flags.string({ helpValue: 'FILE', description: 'Key of encrypted streams: a file of 32 bytes, raw, as 64 hex digits or in base64 (e.g. from "openssl rand -hex 32").' }),
-  'passphrase-file': Flags.string({ helpValue: 'FILE', description: 'Passphrase of encrypted streams: the first line of FILE (at least 8 characters), stretched by scrypt.' }),
+  'passphrase-file': Flags.string({
+    helpValue: 'FILE',
+    description: 'Passphrase of encrypted streams: the first line of FILE (at least 8 characters), stretched by scrypt. Without this flag or --key-file, on a terminal, the passphrase is asked for (without echo).',
+  }),
 };
 
 export const encryptFlag = {
-  encrypt: Flags.boolean({ description: 'Encrypt the stream (AES-256-GCM) with --key-file or --passphrase-file.' }),
+  encrypt: Flags.boolean({ description: 'Encrypt the stream (AES-256-GCM) with --key-file, --passphrase-file, or a passphrase typed twice at a prompt (on a terminal).' }),
 };
 
-export function keyFromFlags(flags: { 'key-file'?: string; 'passphrase-file'?: string }): KeySource | null {
-  return readKeySource({ keyFile: flags['key-file'], passphraseFile: flags['passphrase-file'] });
+/** restore, verify: the key the flags name; without one, a prompt on a terminal, else none. */
+export function keyFromFlags(flags: { 'key-file'?: string; 'passphrase-file'?: string }): KeyOption {
+  const key = readKeySource({ keyFile: flags['key-file'], passphraseFile: flags['passphrase-file'] });
+  if (key || !canPrompt()) return key;
+  return keyPrompt((stream) => readHidden(`passphrase of ${stream}: `));
 }
 
-/** dump: --encrypt needs a key, and a key needs --encrypt (a key alone would be a mistake: an unencrypted dump). */
-export function dumpKeyFromFlags(flags: { encrypt?: boolean; 'key-file'?: string; 'passphrase-file'?: string }): KeySource | null {
+/** dump: --encrypt needs a key (typed twice on a terminal), and a key needs --encrypt (a key alone would be a mistake: an unencrypted dump). */
+export async function dumpKeyFromFlags(flags: { encrypt?: boolean; 'key-file'?: string; 'passphrase-file'?: string }): Promise<KeySource | null> {
   const given = flags['key-file'] !== undefined || flags['passphrase-file'] !== undefined;
-  if (flags.encrypt && !given) throw new UsageError('--encrypt needs --key-file FILE or --passphrase-file FILE');
   if (!flags.encrypt && given) throw new UsageError('--key-file and --passphrase-file encrypt a dump only with --encrypt');
-  return flags.encrypt ? keyFromFlags(flags) : null;
+  if (!flags.encrypt) return null;
+  if (given) return readKeySource({ keyFile: flags['key-file'], passphraseFile: flags['passphrase-file'] });
+  if (!canPrompt()) throw new UsageError('--encrypt needs --key-file FILE or --passphrase-file FILE', 'or run it on a terminal to type a passphrase');
+  const first = await readHidden('passphrase to encrypt with: ');
+  const key = typedPassphrase(first);
+  if ((await readHidden('the same passphrase again: ')) !== first) throw new InvalidInputError('the two passphrases typed differ', 'nothing was dumped; run it again');
+  return key;
 }

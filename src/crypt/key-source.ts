@@ -1,12 +1,29 @@
 // Where the user's key comes from: a key file (32 bytes: raw, 64 hex digits or base64)
 // or a passphrase file (its first line, stretched by scrypt with parameters and salt kept
-// in each stream's header). Errors name the file and never show its contents.
+// in each stream's header), or a passphrase asked for only once a stream turns out to be
+// encrypted with one (the CLI types it at a prompt on a terminal). Errors name the file
+// and never show its contents.
 import fs from 'node:fs';
-import { fromSystemError, InvalidInputError } from '../errors.js';
+import { AuthError, fromSystemError, InvalidInputError } from '../errors.js';
 
 export type KeySource = { kind: 'key'; key: Buffer; path: string } | { kind: 'passphrase'; passphrase: Buffer; path: string };
 
+/**
+ * A passphrase asked for when a stream read needs one: `ask` runs at most once (the
+ * answer is kept for the other streams of a chain), and only for a stream encrypted with
+ * a passphrase (one encrypted with a key file is refused without asking).
+ */
+export interface KeyPrompt {
+  kind: 'prompt';
+  /** `stream`: the name of the stream that needs it (for the question). */
+  ask: (stream: string) => Promise<Buffer>;
+}
+
+/** What a reader is given: a key source, a prompt, or nothing (encrypted streams refused). */
+export type KeyOption = KeySource | KeyPrompt | null;
+
 export const KEY_BYTES = 32;
+export const MIN_PASSPHRASE = 8;
 
 function readSecret(path: string, what: string): Buffer {
   try {
@@ -34,8 +51,30 @@ export function readKeySource(opts: { keyFile?: string; passphraseFile?: string 
   if (opts.passphraseFile !== undefined) {
     const raw = readSecret(opts.passphraseFile, 'passphrase file').toString('utf8');
     const line = raw.split(/\r?\n/)[0];
-    if (line.length < 8) throw new InvalidInputError(`${opts.passphraseFile}: the passphrase (its first line) is shorter than 8 characters`);
+    if (line.length < MIN_PASSPHRASE) throw new InvalidInputError(`${opts.passphraseFile}: the passphrase (its first line) is shorter than ${MIN_PASSPHRASE} characters`);
     return { kind: 'passphrase', passphrase: Buffer.from(line, 'utf8'), path: opts.passphraseFile };
   }
   return null;
+}
+
+/** A passphrase typed at a prompt, to encrypt with (as long as a passphrase file's must be). */
+export function typedPassphrase(text: string): KeySource {
+  if (text.length < MIN_PASSPHRASE) throw new InvalidInputError(`the passphrase typed is shorter than ${MIN_PASSPHRASE} characters`);
+  return { kind: 'passphrase', passphrase: Buffer.from(text, 'utf8'), path: 'the passphrase typed' };
+}
+
+/** A prompt that asks once: later streams of the same read get the same answer. */
+export function keyPrompt(ask: (stream: string) => Promise<string>): KeyPrompt {
+  let answer: Promise<Buffer> | null = null;
+  return { kind: 'prompt', ask: (stream) => (answer ??= ask(stream).then((t) => Buffer.from(t, 'utf8'))) };
+}
+
+/**
+ * The key source to open `stream` with: `key` itself, or the passphrase its prompt gives
+ * (asked only when the stream was encrypted with a passphrase: `withPassphrase`).
+ */
+export async function resolveKey(key: KeySource | KeyPrompt, withPassphrase: boolean, stream: string): Promise<KeySource> {
+  if (key.kind !== 'prompt') return key;
+  if (!withPassphrase) throw new AuthError(`${stream}: the stream was encrypted with a key file`, 'give --key-file FILE, as given to dump');
+  return { kind: 'passphrase', passphrase: await key.ask(stream), path: 'the passphrase typed' };
 }

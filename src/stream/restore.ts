@@ -18,7 +18,7 @@ import { WriteBehind } from '../volume/write-behind.js';
 import { OccupancyCursor } from '../volume/occupancy.js';
 import { PLANE_ACTIVE } from '../volume/layout.js';
 import { readImageStream, type ReleaseBuffer } from './stream-reader.js';
-import type { KeySource } from '../crypt/index.js';
+import type { KeyOption } from '../crypt/index.js';
 import { removeStaleTemp } from '../media/stale-temp.js';
 import type { StreamSummary } from './verify.js';
 
@@ -281,7 +281,7 @@ async function applyStream(vol: Volume, header: StreamHeader, records: AsyncGene
   }
 }
 
-async function firstHeader(s: SourceStream, release: ReleaseBuffer, key: KeySource | null): Promise<{ header: StreamHeader; records: AsyncGenerator<import('./stream-reader.js').StreamRecord> }> {
+async function firstHeader(s: SourceStream, release: ReleaseBuffer, key: KeyOption): Promise<{ header: StreamHeader; records: AsyncGenerator<import('./stream-reader.js').StreamRecord> }> {
   const records = readImageStream(s.bytes, s.name, release, { key });
   const first = await records.next();
   if (first.done || first.value.type !== 'header') throw new CorruptError(`${s.name}: no stream header`);
@@ -289,7 +289,7 @@ async function firstHeader(s: SourceStream, release: ReleaseBuffer, key: KeySour
 }
 
 /** `key`: of encrypted streams (without it they are refused, AuthError, before anything is written). */
-export async function restoreStreams(sources: StreamSource[], volumePath: string, progress: Progress = noProgress, key: KeySource | null = null): Promise<RestoreResult> {
+export async function restoreStreams(sources: StreamSource[], volumePath: string, progress: Progress = noProgress, key: KeyOption = null): Promise<RestoreResult> {
   const result: RestoreResult = { volume: volumePath, created: false, streams: [], blocks: 0, bytes: 0 };
   let vol: Volume | null = null;
   // a volume that does not exist yet is built under a temporary name and appears only

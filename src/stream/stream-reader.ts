@@ -11,7 +11,7 @@ import { createHash } from 'node:crypto';
 import { Decompressor } from 'zstd-napi';
 import { AlignedAllocator, DIRECT_UNIT } from '../direct-io.js';
 import { AuthError, CorruptError } from '../errors.js';
-import { RecordCipher, type KeySource } from '../crypt/index.js';
+import { RecordCipher, resolveKey, type KeyOption } from '../crypt/index.js';
 import {
   decodeData,
   decodeDealloc,
@@ -166,8 +166,8 @@ class ByteReader {
  * consumer has asked for the next one (so it is done with them, or has passed them on).
  */
 export interface ReadOptions {
-  /** The key of encrypted streams (ignored for others). */
-  key?: KeySource | null;
+  /** The key of encrypted streams, or a prompt asked once one is met (ignored for others). */
+  key?: KeyOption;
   /**
    * An encrypted stream without a key: 'refuse' (AuthError, the default), or 'headers':
    * hand on the header and the trailer only, checked by crc32 and the SHA-256 chain but
@@ -290,7 +290,8 @@ export async function* readImageStream(src: AsyncIterable<Buffer>, name: string,
           if (encrypted) {
             if (!header.encryption) return fail('an encrypted stream whose header has no encryption fields');
             if (opts.key) {
-              cipher = RecordCipher.open(opts.key, header.encryption, hash.copy().digest(), name);
+              const key = await resolveKey(opts.key, header.encryption.scrypt !== undefined, name);
+              cipher = RecordCipher.open(key, header.encryption, hash.copy().digest(), name);
               pendingHeader = header;
               continue;
             }

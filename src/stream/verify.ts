@@ -5,7 +5,7 @@ import { CorruptError, ImgstreamError, InvalidInputError, NotFoundError, errorOf
 import type { SourceStream, StreamSource } from '../media/medium.js';
 import { noProgress, type Progress } from '../progress.js';
 import { readImageStream } from './stream-reader.js';
-import type { KeySource } from '../crypt/index.js';
+import type { KeyOption } from '../crypt/index.js';
 
 /** What restore and verify report of each stream they read. */
 export interface StreamSummary {
@@ -46,7 +46,7 @@ export interface VerifiedChain {
 }
 
 /** `key`: of encrypted streams (without it they are refused, AuthError). */
-export async function verifyStreams(sources: StreamSource[], progress: Progress = noProgress, key: KeySource | null = null): Promise<VerifyResult> {
+export async function verifyStreams(sources: StreamSource[], progress: Progress = noProgress, key: KeyOption = null): Promise<VerifyResult> {
   const result: VerifyResult = { ok: true, streams: [], blocks: 0, bytes: 0, needs: null, chains: [] };
   // streams of several volumes (a tape holding the dumps of several) are as many chains,
   // each checked on its own; a full stream after a chain that began with one starts another

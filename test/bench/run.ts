@@ -25,6 +25,7 @@ import { benchRestoreChain } from './restore-chain.js';
 import { benchMirror } from './mirror.js';
 import { benchProtect } from './protect.js';
 import { benchMultiplex, setMultiplexVolumeBytes } from './multiplex.js';
+import { benchS3, S3_ROWS } from './s3.js';
 import { parseSize } from '../../src/size.js';
 import { benchProtectRestore } from './protect-restore.js';
 import { makeWorkDir, removeWorkDir } from './work-dir.js';
@@ -49,6 +50,8 @@ const SUITES: Suite[] = [
   { names: ['protect-write', 'protect-lag-p99', 'protect-hot-bytes'], run: benchProtect },
   { names: ['mux-throttled', 'mux-idle', 'mux-unthrottled', 'mux-restore'], run: benchMultiplex },
   { names: ['protect-restore', 'protect-restore-distinct'], run: benchProtectRestore },
+  // a Ceph gateway of its own (started and stopped here); SKIP rows without Ceph
+  { names: S3_ROWS, run: benchS3 },
 ];
 
 async function main(): Promise<number> {

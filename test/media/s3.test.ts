@@ -13,6 +13,8 @@ import { cliJson, finished, runCli, spawnCli, sleep } from '../support/cli.js';
 import { mutate, randomImage, tempDir } from '../support/images.js';
 import { exportShas, expectOneLineError, ok } from '../support/stream-cli.js';
 import { hasCeph, startGateway, type Gateway } from '../support/ceph-gateway.js';
+import { s3Source } from '../../src/media/s3/index.js';
+import { isDirectAligned } from '../../src/direct-io.js';
 
 const BUCKET = 'dumps';
 const root = tempDir('imgstream-s3-');
@@ -88,6 +90,37 @@ describe.skipIf(!hasCeph)('s3:// on a Ceph object gateway', () => {
       expect(await exportShas(to, names, o)).toEqual(Object.fromEntries(names.map((n) => [n, sha[n]])));
     }
     expect(await uploads('vm/')).toEqual([]); // every dump's upload was completed
+  });
+
+  it('reads an object into page-aligned buffers it fills again once given back (recycle), not a new one per GET', async () => {
+    const want = randomImage(512, 4096, 23); // 2 MiB: 32 GETs of 64 KiB
+    await gw.client.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'blob/2m', Body: want }));
+    const saved = { ...process.env };
+    Object.assign(process.env, gw.env);
+    try {
+      const chunk = 64 << 10;
+      const source = s3Source(s3('blob/2m'), { endpoint: gw.endpoint, pathStyle: true, readChunk: chunk, readAhead: 2 });
+      const got: Buffer[] = [];
+      const memories = new Set<ArrayBufferLike>();
+      for await (const stream of source.streams()) {
+        expect(stream.recycle, 'the source recycles read buffers').toBeTypeOf('function');
+        for await (const buf of stream.bytes) {
+          expect(isDirectAligned(buf), 'read buffers are page-aligned').toBe(true);
+          memories.add(buf.buffer);
+          got.push(Buffer.from(buf)); // a copy: the buffer is read into again
+          stream.recycle!(buf, Promise.resolve());
+        }
+      }
+      expect(Buffer.concat(got).equals(want)).toBe(true);
+      expect(got.length).toBe(Math.ceil(want.length / chunk));
+      expect(got.length).toBeGreaterThan(20);
+      // 2 GETs in flight and the one handed out: a handful of buffers, filled again and again
+      expect(memories.size).toBeLessThanOrEqual(4);
+    } finally {
+      for (const k of Object.keys(gw.env)) if (saved[k] === undefined) delete process.env[k];
+      Object.assign(process.env, saved);
+      await gw.client.send(new DeleteObjectCommand({ Bucket: BUCKET, Key: 'blob/2m' }));
+    }
   });
 
   it('restore --as-of picks the chain from the catalog and reads it from the bucket', async () => {

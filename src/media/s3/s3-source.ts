@@ -3,17 +3,26 @@
 // read with ranged GETs of readChunk bytes, readAhead of them in flight, delivered in
 // order; each GET names the ETag the object had when reading began, so an object replaced
 // meanwhile is refused instead of read half old, half new. A short answer is refused.
+// Bodies are copied into recycled page-aligned buffers as they arrive (readBuffers).
 import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
+import { AlignedAllocator } from '../../direct-io.js';
 import { CorruptError, NotFoundError } from '../../errors.js';
 import type { SourceStream, StreamSource } from '../medium.js';
 import { s3Client, s3Error, type S3Options } from './s3-client.js';
 import { formatS3Url, parseS3Url } from './s3-url.js';
 
 const MiB = 1 << 20;
-export const DEFAULT_READ_CHUNK = 8 * MiB;
-export const DEFAULT_READ_AHEAD = 3;
+export const DEFAULT_READ_CHUNK = 4 * MiB;
+export const DEFAULT_READ_AHEAD = 4;
 
-async function objectBytesFrom(client: S3Client, bucket: string, key: string, opts: S3Options): Promise<AsyncIterable<Buffer>> {
+/**
+ * The bytes of one object: ranged GETs of `chunk` bytes, `ahead` in flight, each body
+ * copied as it arrives into a page-aligned buffer of the source's own (no second copy of
+ * a whole part, as transformToByteArray makes), handed on in order. The consumer gives
+ * buffers back (recycle) once written, and the next GETs fill them: a restore allocates
+ * ahead + a few chunks in all instead of a fresh one per GET.
+ */
+async function objectBytesFrom(client: S3Client, bucket: string, key: string, opts: S3Options, take: () => Buffer): Promise<AsyncIterable<Buffer>> {
   const what = formatS3Url(bucket, key);
   let size: number;
   let etag: string | undefined;
@@ -26,21 +35,31 @@ async function objectBytesFrom(client: S3Client, bucket: string, key: string, op
     if (e.name === 'NotFound' || e.$metadata?.httpStatusCode === 404) throw new NotFoundError(`${what}: no such object (or no such bucket)`, 'check the name; s3://BUCKET/PREFIX/ reads every object under a prefix');
     throw s3Error(err, what, 'opening the stream');
   }
-  const chunk = Math.max(64 << 10, opts.readChunk ?? DEFAULT_READ_CHUNK);
-  const ahead = Math.max(1, opts.readAhead ?? DEFAULT_READ_AHEAD);
+  const chunk = readChunk(opts);
+  const ahead = readAhead(opts);
   const get = async (from: number): Promise<Buffer> => {
     const to = Math.min(size, from + chunk) - 1;
-    let got: Uint8Array;
+    const want = to - from + 1;
+    const buf = take();
+    let got = 0;
     try {
       const r = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key, Range: `bytes=${from}-${to}`, IfMatch: etag }));
-      got = await r.Body!.transformToByteArray();
+      for await (const piece of r.Body as AsyncIterable<Uint8Array>) {
+        if (got + piece.length > want) {
+          (r.Body as { destroy?: () => void }).destroy?.();
+          throw new CorruptError(`${what}: bytes ${from}-${to}: the store answered more than ${want} bytes`, 'the object is changing');
+        }
+        buf.set(piece, got);
+        got += piece.length;
+      }
     } catch (err) {
+      if (err instanceof CorruptError) throw err;
       const e = err as { name?: string; $metadata?: { httpStatusCode?: number } };
       if (e.name === 'PreconditionFailed' || e.$metadata?.httpStatusCode === 412) throw new CorruptError(`${what}: the object changed while it was being read`, 'read it again');
       throw s3Error(err, what, `reading bytes ${from}-${to}`);
     }
-    if (got.length !== to - from + 1) throw new CorruptError(`${what}: bytes ${from}-${to}: the store answered ${got.length} bytes`, 'the object is truncated or changing');
-    return Buffer.from(got.buffer, got.byteOffset, got.length);
+    if (got !== want) throw new CorruptError(`${what}: bytes ${from}-${to}: the store answered ${got} bytes`, 'the object is truncated or changing');
+    return got === buf.length ? buf : buf.subarray(0, got);
   };
   return {
     async *[Symbol.asyncIterator]() {
@@ -64,6 +83,32 @@ async function objectBytesFrom(client: S3Client, bucket: string, key: string, op
   };
 }
 
+const readChunk = (opts: S3Options) => Math.ceil(Math.max(64 << 10, opts.readChunk ?? (Number(process.env.IMGSTREAM_S3_READ_KIB) * 1024 || DEFAULT_READ_CHUNK)) / 4096) * 4096;
+const readAhead = (opts: S3Options) => Math.max(1, opts.readAhead ?? (Number(process.env.IMGSTREAM_S3_READ_AHEAD) || DEFAULT_READ_AHEAD));
+
+/**
+ * The read buffers of one source: page-aligned (an uncompressed stream's blocks can be
+ * written with direct I/O straight from them), given back by the consumer (recycle) once
+ * what it wrote from them is written, and filled again.
+ */
+function readBuffers(opts: S3Options): { take: () => Buffer; recycle: (buf: Buffer, after: Promise<void>) => void } {
+  const chunk = readChunk(opts);
+  const ours = new WeakSet<ArrayBufferLike>();
+  const free: Buffer[] = [];
+  const aligned = new AlignedAllocator(readAhead(opts) + 4);
+  return {
+    take() {
+      const buf = free.pop() ?? aligned.take(chunk);
+      ours.add(buf.buffer);
+      return buf;
+    },
+    recycle(buf, after) {
+      const whole = buf.buffer;
+      if (ours.delete(whole)) after.then(() => free.push(Buffer.from(whole, 0, chunk)), () => undefined);
+    },
+  };
+}
+
 function lazy(make: () => Promise<AsyncIterable<Buffer>>): AsyncIterable<Buffer> {
   return {
     async *[Symbol.asyncIterator]() {
@@ -78,7 +123,8 @@ export function s3Source(spec: string, opts: S3Options = {}): StreamSource {
   const client = s3Client(opts);
   const one = (key: string): SourceStream => {
     const location = formatS3Url(bucket, key);
-    return { name: `object ${location}`, position: { kind: 's3', location }, bytes: lazy(() => objectBytesFrom(client, bucket, key, opts)) };
+    const buffers = readBuffers(opts);
+    return { name: `object ${location}`, position: { kind: 's3', location }, bytes: lazy(() => objectBytesFrom(client, bucket, key, opts, buffers.take)), recycle: buffers.recycle };
   };
   return {
     description: url.prefix ? `objects under ${spec}` : `object ${spec}`,
