@@ -71,6 +71,15 @@ export function s3Target(spec: string, opts: S3TargetOptions = {}): S3Target {
   let filled = 0;
   const done: CompletedPart[] = [];
   const inFlight = new Set<Promise<void>>();
+  // full parts come back once uploaded and are filled again: memory stays at (uploads + 1) parts, never garbage waiting for a GC
+  const spare: Buffer[] = [];
+  const takePart = (size: number): Buffer => {
+    while (spare.length > 0) {
+      const b = spare.pop()!;
+      if (b.length === size) return b;
+    }
+    return Buffer.allocUnsafe(size);
+  };
 
   const fail = (err: unknown, doing: string): Error => {
     failed ??= s3Error(err, what, doing);
@@ -126,7 +135,10 @@ export function s3Target(spec: string, opts: S3TargetOptions = {}): S3Target {
           fail(err, `uploading part ${n}`);
         },
       )
-      .finally(() => inFlight.delete(p));
+      .finally(() => {
+        inFlight.delete(p);
+        if (body.byteOffset === 0 && body.length === body.buffer.byteLength && spare.length <= uploads) spare.push(body);
+      });
     inFlight.add(p);
     while (inFlight.size >= uploads && !failed) await Promise.race(inFlight);
     if (failed) throw failed;
@@ -141,7 +153,7 @@ export function s3Target(spec: string, opts: S3TargetOptions = {}): S3Target {
       await open();
       let at = 0;
       while (at < data.length) {
-        part ??= Buffer.allocUnsafe(partSizeFor(partNo, base));
+        part ??= takePart(partSizeFor(partNo, base));
         const n = Math.min(part.length - filled, data.length - at);
         data.copy(part, filled, at, at + n);
         filled += n;
