@@ -14,10 +14,8 @@
 // touched; after 3 the journal is replayed on open. Cost: what changed, not volume size.
 import fs from 'node:fs';
 import { CorruptError, ExistsError, InvalidInputError, NotAVolumeError, NotFoundError, VolumeFullError, fromSystemError } from '../errors.js';
-import { encodeRootRecord, type RootRecord } from '../format/volume-root.js';
-import { contentCrc, decodeJournalIndex, encodeJournalIndex, entriesPerIndexBlock, type JournalEntry } from '../format/journal-index.js';
+import type { RootRecord } from '../format/volume-root.js';
 import { decodeSnapshotEntry, encodeSnapshotEntry, SNAPSHOT_ENTRY_BYTES, type SnapshotEntry } from '../format/snapshot-entry.js';
-import { crc32 } from '../format/crc32.js';
 import { Allocator, type FreeSpaceView } from './allocator.js';
 import { BlockFile } from './block-file.js';
 import { PLANE_ACTIVE, PLANE_MOA, VolumeLayout } from './layout.js';
@@ -33,6 +31,7 @@ import { isZero } from './zero.js';
 import { createVolume, type CreateOptions } from './volume-create.js';
 import { readRootRecord } from './root-reader.js';
 import { crashPoint } from './crash-point.js';
+import { applyJournal, readJournal, writeJournal, writeRootRecord } from './cp-journal.js';
 import { countOnlyIn, countUnion } from './plane-census.js';
 import { FLAG_MIRROR, FLAG_MIRROR_BROKEN } from './volume-flags.js';
 
@@ -194,46 +193,17 @@ export class Volume implements MapStorage {
 
   private loadJournal(): void {
     if (!this.writable) this.file.setOverlay(this.layout.blockSize, new Map()); // a view's earlier attempt may have set one
-    if (this.root.journalHead === 0) return;
-    const bs = this.layout.blockSize;
-    const entries = new Map<number, Buffer>();
-    const indexCrcs: Buffer[] = [];
-    let next = this.root.journalHead;
-    let count = 0;
-    const journalVbns: number[] = [];
-    while (next !== 0) {
-      if (next >= this.layout.nblocks) throw new CorruptError(`${this.path}: journal points outside the volume`);
-      const idx = Buffer.alloc(bs);
-      this.file.read(idx, this.layout.vbnOffset(next));
-      journalVbns.push(next);
-      indexCrcs.push(idx);
-      const dec = decodeJournalIndex(idx);
-      if (!dec) throw new CorruptError(`${this.path}: journal index block at VBN ${next} is damaged`);
-      for (const e of dec.entries) {
-        const content = Buffer.alloc(bs);
-        this.file.read(content, this.layout.vbnOffset(e.vbn));
-        if (contentCrc(content) !== e.crc) throw new CorruptError(`${this.path}: journal block at VBN ${e.vbn} is damaged`);
-        // metadata blocks, or (mirror transfers) data blocks replaced atomically with the CP
-        if (e.target < 2 || e.target >= this.layout.fileBlocks) throw new CorruptError(`${this.path}: journal targets block ${e.target} outside the volume`);
-        entries.set(e.target, content);
-        journalVbns.push(e.vbn);
-        count++;
-      }
-      next = dec.next;
-    }
-    if (count !== this.root.journalCount || crc32(Buffer.concat(indexCrcs)) !== this.root.journalCrc) {
-      throw new CorruptError(`${this.path}: journal does not match its root record`);
-    }
+    const journal = readJournal(this.file, this.layout, this.path, this.root);
+    if (!journal) return;
     if (this.writable) {
-      for (const [m, b] of entries) this.file.write(b, this.layout.metaOffset(m));
-      this.file.sync();
+      applyJournal(this.file, this.layout, journal.blocks);
       this.writeRoot({ ...this.root, generation: this.root.generation + 1, journalHead: 0, journalCount: 0, journalCrc: 0 });
     } else {
       // not applied in place yet: reads see it as it will be, the metadata through the
       // store and every block (data blocks a mirror transfer replaced too) through the file
-      this.meta.setOverlay(entries);
-      this.file.setOverlay(bs, entries);
-      for (const v of journalVbns) this.reserved.add(v);
+      this.meta.setOverlay(journal.blocks);
+      this.file.setOverlay(this.layout.blockSize, journal.blocks);
+      for (const v of journal.vbns) this.reserved.add(v);
     }
   }
 
@@ -448,49 +418,30 @@ export class Volume implements MapStorage {
     if (!this.changed) return;
     this.observer?.beforeCp();
     this.map.writeDirty();
-    const bs = this.layout.blockSize;
-    // journal contents and index go to free VBNs that no plane records
-    const entries: JournalEntry[] = [];
+    // journal blocks go to free VBNs that no plane records: reserved until the CP is clean
     const journalVbns: number[] = [];
+    const take = (): number => {
+      const v = this.journalPool.pop() ?? this.takeBlock();
+      this.reserved.add(v);
+      journalVbns.push(v);
+      return v;
+    };
     try {
-      // Reserve the journal's blocks first. A block taken from a shadow snapshot clears
-      // its bit, which can dirty one more plane block: reserve until the count covers
-      // every dirty block plus the index.
-      const per = entriesPerIndexBlock(bs);
-      const needed = () => this.meta.dirtyCount() + Math.ceil(this.meta.dirtyCount() / per);
-      while (journalVbns.length < needed()) {
-        const v = this.journalPool.pop() ?? this.takeBlock();
-        this.reserved.add(v);
-        journalVbns.push(v);
-      }
-      const dirty = this.meta.dirtyBlocks();
-      const contentVbns = journalVbns.slice(0, dirty.length);
-      const indexVbns = journalVbns.slice(dirty.length, dirty.length + Math.ceil(dirty.length / per));
-      dirty.forEach(([m, blk], i) => {
-        this.file.write(blk.buf, this.layout.vbnOffset(contentVbns[i]));
-        entries.push({ target: m, vbn: contentVbns[i], crc: contentCrc(blk.buf) });
-      });
-      const groups: JournalEntry[][] = [];
-      for (let i = 0; i < entries.length; i += per) groups.push(entries.slice(i, i + per));
-      const indexBlocks = groups.map((g, i) => encodeJournalIndex(bs, g, indexVbns[i + 1] ?? 0));
-      indexBlocks.forEach((b, i) => this.file.write(b, this.layout.vbnOffset(indexVbns[i])));
-      this.file.sync();
+      const journal = writeJournal(this.file, this.layout, this.meta, take);
       crashPoint('journal', this.path);
-      const now = Date.now();
       const committed: RootRecord = {
         ...this.root,
         generation: this.root.generation + 1,
-        cpTimeMs: now,
+        cpTimeMs: Date.now(),
         mapRoot: this.map.root,
-        journalHead: indexVbns[0] ?? 0,
-        journalCount: entries.length,
-        journalCrc: crc32(Buffer.concat(indexBlocks)),
+        journalHead: journal.head,
+        journalCount: journal.count,
+        journalCrc: journal.crc,
         allocCursor: this.allocator.cursor,
       };
       this.writeRoot(committed);
       crashPoint('root', this.path);
-      for (const [m, blk] of this.meta.dirtyBlocks()) this.file.write(blk.buf, this.layout.metaOffset(m));
-      this.file.sync();
+      applyJournal(this.file, this.layout, this.meta.dirtyBlocks().map(([m, blk]) => [m, blk.buf]));
       crashPoint('apply', this.path);
       this.writeRoot({ ...committed, generation: committed.generation + 1, journalHead: 0, journalCount: 0, journalCrc: 0 });
     } catch (err) {
@@ -509,11 +460,7 @@ export class Volume implements MapStorage {
   }
 
   private writeRoot(r: RootRecord): void {
-    const slot = r.generation % 2;
-    const b = Buffer.alloc(this.layout.blockSize);
-    encodeRootRecord(r).copy(b);
-    this.file.write(b, this.layout.metaOffset(slot));
-    this.file.sync();
+    writeRootRecord(this.file, this.layout, r);
     this.root = { ...r };
   }
 
