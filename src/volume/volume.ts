@@ -15,7 +15,7 @@
 import fs from 'node:fs';
 import { CorruptError, ExistsError, InvalidInputError, NotAVolumeError, NotFoundError, VolumeFullError, fromSystemError } from '../errors.js';
 import type { RootRecord } from '../format/volume-root.js';
-import { decodeSnapshotEntry, encodeSnapshotEntry, SNAPSHOT_ENTRY_BYTES, type SnapshotEntry } from '../format/snapshot-entry.js';
+import type { SnapshotEntry } from '../format/snapshot-entry.js';
 import { Allocator, type FreeSpaceView } from './allocator.js';
 import { BlockFile } from './block-file.js';
 import { PLANE_ACTIVE, PLANE_MOA, VolumeLayout } from './layout.js';
@@ -24,6 +24,7 @@ import { MetadataStore } from './metadata-store.js';
 import { PlaneScanner } from './plane-scanner.js';
 import { SparseBitmap } from './sparse-bitmap.js';
 import { validateSnapshotName } from './snapshot-name.js';
+import { SnapshotTable } from './snapshot-table.js';
 import { VolumeLock } from './volume-lock.js';
 import { BusyError } from '../errors.js';
 import type { PlaneRef, PlaneSource } from '../image/plane-source.js';
@@ -62,7 +63,7 @@ export class Volume implements MapStorage {
   readonly map: LogicalMap;
   private readonly allocator: Allocator;
   private root: RootRecord;
-  private table: Array<SnapshotEntry | null> = [];
+  private readonly table: SnapshotTable;
   /** VBNs the last CP references that left the active plane since: not reusable until the next CP. */
   private readonly releasedSinceCp: SparseBitmap;
   /** VBNs allocated since the last CP: the last CP does not reference them, so they may change in place. */
@@ -75,12 +76,6 @@ export class Volume implements MapStorage {
    */
   private readonly journalPool: number[] = [];
   private readonly journalPoolSize: number;
-  /**
-   * Slots of snapshots deleted since the last CP. The last CP still references their
-   * blocks, so their planes keep pinning them until the CP that drops them commits
-   * (a journal block must never land on a block the previous state holds).
-   */
-  private readonly departedSlots = new Set<number>();
   private changed = false;
   private closed = false;
   /** Told of every CP and snapshot (a write journal: see ../journal). */
@@ -90,6 +85,7 @@ export class Volume implements MapStorage {
     this.root = root;
     this.layout = new VolumeLayout(root.blockSize, root.nblocks, root.maxSnapshots);
     this.meta = new MetadataStore(file, this.layout);
+    this.table = new SnapshotTable(this.meta, this.layout, path);
     const w = this.layout.wordsPerPlaneBlock;
     this.releasedSinceCp = new SparseBitmap(w);
     this.freshSinceCp = new SparseBitmap(w);
@@ -208,28 +204,11 @@ export class Volume implements MapStorage {
   }
 
   private loadTable(): void {
-    const per = this.layout.blockSize / SNAPSHOT_ENTRY_BYTES;
-    this.table = [];
-    for (let s = 0; s < this.root.maxSnapshots; s++) {
-      const blk = this.meta.read(this.layout.tableStart + Math.floor(s / per));
-      const off = (s % per) * SNAPSHOT_ENTRY_BYTES;
-      try {
-        this.table.push(decodeSnapshotEntry(blk.buf.subarray(off, off + SNAPSHOT_ENTRY_BYTES), s));
-      } catch (err) {
-        throw new CorruptError(`${this.path}: ${(err as Error).message}`, 'run imgstream volume check');
-      }
-    }
+    this.table.load(this.root.maxSnapshots);
   }
 
   private writeTableEntry(slot: number, e: SnapshotEntry | null): void {
-    const per = this.layout.blockSize / SNAPSHOT_ENTRY_BYTES;
-    const blk = this.meta.forWrite(this.layout.tableStart + Math.floor(slot / per));
-    encodeSnapshotEntry(e).copy(blk.buf, (slot % per) * SNAPSHOT_ENTRY_BYTES);
-    if (e === null && this.table[slot]) {
-      this.departedSlots.add(slot);
-      this.allocator.reset();
-    }
-    this.table[slot] = e;
+    if (this.table.write(slot, e)) this.allocator.reset();
     this.changed = true;
   }
 
@@ -259,13 +238,11 @@ export class Volume implements MapStorage {
   }
 
   snapshots(): SnapshotEntry[] {
-    return this.table.filter((e): e is SnapshotEntry => e !== null).sort((a, b) => a.id - b.id);
+    return this.table.list();
   }
 
   snapshot(name: string): SnapshotEntry {
-    const e = this.table.find((x) => x?.name === name);
-    if (!e) throw new NotFoundError(`${this.path}: no snapshot named "${name}"`, 'list them with: imgstream snapshot list');
-    return e;
+    return this.table.byName(name);
   }
 
   // ---------------------------------------------------------------- planes
@@ -304,7 +281,7 @@ export class Volume implements MapStorage {
         ...this.snapshots()
           .filter((s) => !s.shadow)
           .map((s) => this.planeWords(this.layout.snapshotPlane(s.slot), c)),
-        ...[...this.departedSlots].map((slot) => this.planeWords(this.layout.snapshotPlane(slot), c)),
+        ...[...this.table.departed].map((slot) => this.planeWords(this.layout.snapshotPlane(slot), c)),
       ],
       shadows: (c) => this.snapshots().filter((s) => s.shadow).map((s) => this.planeWords(this.layout.snapshotPlane(s.slot), c)),
       releasedSinceCp: this.releasedSinceCp,
@@ -451,7 +428,7 @@ export class Volume implements MapStorage {
     crashPoint('clean-root', this.path);
     for (const v of journalVbns) this.reserved.delete(v);
     this.meta.markClean();
-    this.departedSlots.clear();
+    this.table.departed.clear();
     this.releasedSinceCp.clear();
     this.freshSinceCp.clear();
     this.allocator.reset();
@@ -467,7 +444,7 @@ export class Volume implements MapStorage {
   /** Throws away every change since the last CP (the file keeps the last CP). */
   abort(): void {
     this.meta.discardDirty();
-    this.departedSlots.clear();
+    this.table.departed.clear();
     this.map.forget(this.root.mapRoot);
     this.releasedSinceCp.clear();
     this.freshSinceCp.clear();
@@ -484,8 +461,8 @@ export class Volume implements MapStorage {
   createSnapshot(name: string, opts: { shadow?: boolean; master?: boolean; internal?: boolean } = {}): SnapshotEntry {
     this.assertWritable();
     validateSnapshotName(name);
-    if (this.table.some((e) => e?.name === name)) throw new ExistsError(`${this.path}: snapshot "${name}" already exists`, 'choose another name, or delete the old one first');
-    const slot = this.table.findIndex((e) => e === null);
+    this.table.assertNameFree(name, 'choose another name, or delete the old one first');
+    const slot = this.table.firstEmptySlot();
     if (slot < 0) throw new InvalidInputError(`${this.path}: all ${this.root.maxSnapshots} snapshot slots are in use`, 'delete a snapshot first');
     this.commit(); // the snapshot is the state of a CP
     // the slot is referenced by no committed state, so it is written in place directly
@@ -545,7 +522,7 @@ export class Volume implements MapStorage {
     const e = this.snapshot(from);
     validateSnapshotName(to);
     if (from === to) return e;
-    if (this.table.some((x) => x?.name === to)) throw new ExistsError(`${this.path}: snapshot "${to}" already exists`, 'choose another name');
+    this.table.assertNameFree(to, 'choose another name');
     const renamed = { ...e, name: to };
     this.writeTableEntry(e.slot, renamed);
     this.commit();
@@ -605,12 +582,12 @@ export class Volume implements MapStorage {
   }
 
   freeSnapshotSlots(): number[] {
-    return this.table.flatMap((e, i) => (e === null && !this.departedSlots.has(i) ? [i] : []));
+    return this.table.freeSlots();
   }
 
   /** Writes plane block `chunk` of a free slot in place (no committed state references it). */
   writeSlotPlane(slot: number, chunk: number, data: Uint8Array): void {
-    if (this.table[slot] !== null || this.departedSlots.has(slot)) throw new Error('slot in use');
+    if (this.table.at(slot) !== null || this.table.departed.has(slot)) throw new Error('slot in use');
     const m = this.layout.planeBlock(this.layout.snapshotPlane(slot), chunk);
     this.file.write(data, this.layout.metaOffset(m));
   }
@@ -632,7 +609,7 @@ export class Volume implements MapStorage {
   /** Adds snapshot entries whose planes are already in their slots (journaled with the next CP). */
   installSnapshot(e: SnapshotEntry): void {
     this.assertWritable();
-    if (this.table[e.slot] !== null) throw new Error('slot in use');
+    if (this.table.at(e.slot) !== null) throw new Error('slot in use');
     this.meta.forget(this.layout.planeBlock(this.layout.snapshotPlane(e.slot), 0), this.layout.planeBlocks);
     this.writeTableEntry(e.slot, e);
     this.root.nextSnapshotId = Math.max(this.root.nextSnapshotId, e.id + 1);
@@ -762,7 +739,7 @@ export class Volume implements MapStorage {
   countReusable(): number {
     const shadows = this.snapshots().filter((s) => s.shadow).map((s) => this.scanner(this.layout.snapshotPlane(s.slot)));
     if (shadows.length === 0) return 0;
-    const pinned = [PLANE_ACTIVE, ...this.snapshots().filter((s) => !s.shadow).map((s) => this.layout.snapshotPlane(s.slot)), ...[...this.departedSlots].map((slot) => this.layout.snapshotPlane(slot))];
+    const pinned = [PLANE_ACTIVE, ...this.snapshots().filter((s) => !s.shadow).map((s) => this.layout.snapshotPlane(s.slot)), ...[...this.table.departed].map((slot) => this.layout.snapshotPlane(slot))];
     return countOnlyIn(this.layout, shadows, pinned.map((p) => this.scanner(p)), this.releasedSinceCp);
   }
 
