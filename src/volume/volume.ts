@@ -16,7 +16,7 @@ import fs from 'node:fs';
 import { CorruptError, ExistsError, InvalidInputError, NotAVolumeError, NotFoundError, VolumeFullError, fromSystemError } from '../errors.js';
 import type { RootRecord } from '../format/volume-root.js';
 import type { SnapshotEntry } from '../format/snapshot-entry.js';
-import { Allocator, type FreeSpaceView } from './allocator.js';
+import { Allocator } from './allocator.js';
 import { BlockFile } from './block-file.js';
 import { PLANE_ACTIVE, PLANE_MOA, VolumeLayout } from './layout.js';
 import { LogicalMap, type MapStorage } from './logical-map.js';
@@ -33,7 +33,8 @@ import { createVolume, type CreateOptions } from './volume-create.js';
 import { readRootRecord } from './root-reader.js';
 import { crashPoint } from './crash-point.js';
 import { applyJournal, readJournal, writeJournal, writeRootRecord } from './cp-journal.js';
-import { countOnlyIn, countUnion } from './plane-census.js';
+import { countUnion } from './plane-census.js';
+import { FreeSpace } from './free-space.js';
 import { FLAG_MIRROR, FLAG_MIRROR_BROKEN } from './volume-flags.js';
 
 export { FLAG_MIRROR, FLAG_MIRROR_BROKEN };
@@ -64,12 +65,10 @@ export class Volume implements MapStorage {
   private readonly allocator: Allocator;
   private root: RootRecord;
   private readonly table: SnapshotTable;
-  /** VBNs the last CP references that left the active plane since: not reusable until the next CP. */
-  private readonly releasedSinceCp: SparseBitmap;
+  /** Which VBNs are held and by what (the allocator's view); holds the VBNs released or reserved since the last CP. */
+  private readonly space: FreeSpace;
   /** VBNs allocated since the last CP: the last CP does not reference them, so they may change in place. */
   private readonly freshSinceCp: SparseBitmap;
-  /** VBNs in no plane that must not be handed out (journal blocks being written). */
-  private readonly reserved: SparseBitmap;
   /**
    * Free blocks held back for journals, so a full volume can still commit the CP that
    * frees space (a snapshot delete needs two). In no plane: nothing to persist.
@@ -86,12 +85,16 @@ export class Volume implements MapStorage {
     this.layout = new VolumeLayout(root.blockSize, root.nblocks, root.maxSnapshots);
     this.meta = new MetadataStore(file, this.layout);
     this.table = new SnapshotTable(this.meta, this.layout, path);
-    const w = this.layout.wordsPerPlaneBlock;
-    this.releasedSinceCp = new SparseBitmap(w);
-    this.freshSinceCp = new SparseBitmap(w);
-    this.reserved = new SparseBitmap(w);
+    this.freshSinceCp = new SparseBitmap(this.layout.wordsPerPlaneBlock);
+    this.space = new FreeSpace(this.layout, {
+      snapshots: () => this.snapshots(),
+      departedSlots: this.table.departed,
+      planeWords: (p, c) => this.planeWords(p, c),
+      scanner: (p) => this.scanner(p),
+      usedBlocks: () => this.root.usedBlocks,
+    });
     this.map = new LogicalMap(this, root.mapDepth, root.mapRoot, !writable);
-    this.allocator = new Allocator(this.freeSpaceView(), root.allocCursor);
+    this.allocator = new Allocator(this.space, root.allocCursor);
     this.journalPoolSize = Math.min(64, Math.max(4, Math.floor(root.nblocks / 64)));
   }
 
@@ -199,7 +202,7 @@ export class Volume implements MapStorage {
       // store and every block (data blocks a mirror transfer replaced too) through the file
       this.meta.setOverlay(journal.blocks);
       this.file.setOverlay(this.layout.blockSize, journal.blocks);
-      for (const v of journal.vbns) this.reserved.add(v);
+      for (const v of journal.vbns) this.space.reserved.add(v);
     }
   }
 
@@ -272,23 +275,6 @@ export class Volume implements MapStorage {
     return true;
   }
 
-  private freeSpaceView(): FreeSpaceView {
-    return {
-      nblocks: this.layout.nblocks,
-      wordsPerChunk: this.layout.wordsPerPlaneBlock,
-      pinning: (c) => [
-        this.planeWords(PLANE_ACTIVE, c),
-        ...this.snapshots()
-          .filter((s) => !s.shadow)
-          .map((s) => this.planeWords(this.layout.snapshotPlane(s.slot), c)),
-        ...[...this.table.departed].map((slot) => this.planeWords(this.layout.snapshotPlane(slot), c)),
-      ],
-      shadows: (c) => this.snapshots().filter((s) => s.shadow).map((s) => this.planeWords(this.layout.snapshotPlane(s.slot), c)),
-      releasedSinceCp: this.releasedSinceCp,
-      reserved: this.reserved,
-    };
-  }
-
   // ---------------------------------------------------------------- MapStorage
 
   readBlock(vbn: number, buf: Buffer): void {
@@ -305,7 +291,7 @@ export class Volume implements MapStorage {
     try {
       while (this.journalPool.length < this.journalPoolSize) {
         const v = this.takeBlock();
-        this.reserved.add(v);
+        this.space.reserved.add(v);
         this.journalPool.push(v);
       }
     } catch {
@@ -345,7 +331,7 @@ export class Volume implements MapStorage {
       this.freshSinceCp.delete(vbn);
       this.setBit(PLANE_MOA[this.root.moaCurrent], vbn, false);
       this.allocator.returned(vbn);
-    } else this.releasedSinceCp.add(vbn);
+    } else this.space.releasedSinceCp.add(vbn);
   }
 
   /** Logical blocks that became mapped (import writes blocks itself and reports them here). */
@@ -399,7 +385,7 @@ export class Volume implements MapStorage {
     const journalVbns: number[] = [];
     const take = (): number => {
       const v = this.journalPool.pop() ?? this.takeBlock();
-      this.reserved.add(v);
+      this.space.reserved.add(v);
       journalVbns.push(v);
       return v;
     };
@@ -422,14 +408,14 @@ export class Volume implements MapStorage {
       crashPoint('apply', this.path);
       this.writeRoot({ ...committed, generation: committed.generation + 1, journalHead: 0, journalCount: 0, journalCrc: 0 });
     } catch (err) {
-      for (const v of journalVbns) this.reserved.delete(v);
+      for (const v of journalVbns) this.space.reserved.delete(v);
       throw err;
     }
     crashPoint('clean-root', this.path);
-    for (const v of journalVbns) this.reserved.delete(v);
+    for (const v of journalVbns) this.space.reserved.delete(v);
     this.meta.markClean();
     this.table.departed.clear();
-    this.releasedSinceCp.clear();
+    this.space.releasedSinceCp.clear();
     this.freshSinceCp.clear();
     this.allocator.reset();
     this.changed = false;
@@ -446,7 +432,7 @@ export class Volume implements MapStorage {
     this.meta.discardDirty();
     this.table.departed.clear();
     this.map.forget(this.root.mapRoot);
-    this.releasedSinceCp.clear();
+    this.space.releasedSinceCp.clear();
     this.freshSinceCp.clear();
     this.allocator.reset();
     this.changed = false;
@@ -557,28 +543,16 @@ export class Volume implements MapStorage {
 
   /** VBNs of chunk c that the committed state (any plane) or this process holds. */
   occupiedWords(c: number): Uint32Array {
-    const w = this.layout.wordsPerPlaneBlock;
-    const out = new Uint32Array(w);
-    const planes = [PLANE_ACTIVE, ...this.snapshots().map((s) => this.layout.snapshotPlane(s.slot))];
-    for (const p of planes) {
-      const x = this.planeWords(p, c);
-      for (let i = 0; i < w; i++) out[i] |= x[i];
-    }
-    for (const bm of [this.releasedSinceCp, this.reserved]) {
-      const x = bm.chunk(c);
-      if (x) for (let i = 0; i < w; i++) out[i] |= x[i];
-    }
-    if (c === 0) out[0] |= 1;
-    return out;
+    return this.space.occupiedWords(c);
   }
 
   /** Holds a VBN back from the allocator until release (incoming blocks of a restore). */
   reserve(vbn: number): void {
-    this.reserved.add(vbn);
+    this.space.reserved.add(vbn);
   }
 
   unreserve(vbn: number): void {
-    this.reserved.delete(vbn);
+    this.space.reserved.delete(vbn);
   }
 
   freeSnapshotSlots(): number[] {
@@ -708,7 +682,7 @@ export class Volume implements MapStorage {
       // blocks leaving the active plane are still the last CP's until the next CP commits
       const leaving = new Uint32Array(cur.length);
       for (let i = 0; i < cur.length; i++) leaving[i] = cur[i] & ~src[i];
-      this.releasedSinceCp.orChunk(c, leaving);
+      this.space.releasedSinceCp.orChunk(c, leaving);
       this.meta.forWrite(m).words.set(src);
     }
     this.map.forget(s.mapRoot);
@@ -737,16 +711,12 @@ export class Volume implements MapStorage {
    * left (clearing their bits), so a change may use them as well as the free ones.
    */
   countReusable(): number {
-    const shadows = this.snapshots().filter((s) => s.shadow).map((s) => this.scanner(this.layout.snapshotPlane(s.slot)));
-    if (shadows.length === 0) return 0;
-    const pinned = [PLANE_ACTIVE, ...this.snapshots().filter((s) => !s.shadow).map((s) => this.layout.snapshotPlane(s.slot)), ...[...this.table.departed].map((slot) => this.layout.snapshotPlane(slot))];
-    return countOnlyIn(this.layout, shadows, pinned.map((p) => this.scanner(p)), this.releasedSinceCp);
+    return this.space.countReusable();
   }
 
   /** Blocks no plane holds (the allocator may still hold back a few for the journal). One pass over all planes. */
   countFree(): number {
-    const planes = [PLANE_ACTIVE, ...this.snapshots().map((s) => this.layout.snapshotPlane(s.slot))];
-    return this.layout.nblocks - 1 - countUnion(this.layout, planes.map((p) => this.scanner(p)), this.releasedSinceCp); // VBN 0 is never allocated
+    return this.space.countFree();
   }
 
   /** Reads a plane front to back in large windows (see plane-scanner.ts). */
@@ -756,8 +726,7 @@ export class Volume implements MapStorage {
 
   /** A lower bound of the free blocks without a pass over the planes: snapshots may share blocks with each other and with the active file system. */
   freeLowerBound(): number {
-    const held = this.snapshots().reduce((a, s) => a + s.blocks, this.root.usedBlocks);
-    return Math.max(0, this.layout.nblocks - 1 - held - this.releasedSinceCp.size - this.reserved.size);
+    return this.space.lowerBound();
   }
 
   /** The planes of this volume as a source for storage image expressions. */
