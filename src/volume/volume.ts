@@ -12,12 +12,11 @@
 //   5. a root record without journal (generation + 1); fdatasync: journal blocks are free
 // A crash before 3 leaves the previous root current, and nothing it references was
 // touched; after 3 the journal is replayed on open. Cost: what changed, not volume size.
-import fs from 'node:fs';
-import { CorruptError, ExistsError, InvalidInputError, NotAVolumeError, NotFoundError, VolumeFullError, fromSystemError } from '../errors.js';
+import { InvalidInputError, VolumeFullError } from '../errors.js';
 import type { RootRecord } from '../format/volume-root.js';
 import type { SnapshotEntry } from '../format/snapshot-entry.js';
 import { Allocator } from './allocator.js';
-import { BlockFile } from './block-file.js';
+import type { BlockFile } from './block-file.js';
 import { PLANE_ACTIVE, PLANE_MOA, VolumeLayout } from './layout.js';
 import { LogicalMap, type MapStorage } from './logical-map.js';
 import { MetadataStore } from './metadata-store.js';
@@ -25,8 +24,8 @@ import { PlaneScanner } from './plane-scanner.js';
 import { SparseBitmap } from './sparse-bitmap.js';
 import { validateSnapshotName } from './snapshot-name.js';
 import { SnapshotTable } from './snapshot-table.js';
-import { VolumeLock } from './volume-lock.js';
-import { BusyError } from '../errors.js';
+import type { VolumeLock } from './volume-lock.js';
+import { openLocked, openView, type OpenOptions } from './volume-open.js';
 import type { PlaneRef, PlaneSource } from '../image/plane-source.js';
 import { isZero } from './zero.js';
 import { createVolume, type CreateOptions } from './volume-create.js';
@@ -42,11 +41,7 @@ export { FLAG_MIRROR, FLAG_MIRROR_BROKEN };
 export type { CreateOptions };
 
 
-export interface OpenOptions {
-  write: boolean;
-  /** The mirror engine writing a mirror destination (other writers are refused). */
-  mirror?: boolean;
-}
+export type { OpenOptions };
 
 
 /** Who must know of a volume's CPs and snapshots as they happen (the write journal). */
@@ -105,84 +100,24 @@ export class Volume implements MapStorage {
   }
 
   static open(path: string, opts: OpenOptions): Volume {
-    let st: fs.Stats;
-    try {
-      st = fs.statSync(path);
-    } catch (err) {
-      const e = fromSystemError(err, path, 'opening the volume');
-      if (e.code === 'not-found') throw new NotFoundError(`${path}: no such volume`, 'create one with: imgstream volume create');
-      throw e;
-    }
-    if (st.isDirectory()) {
-      // a protection destination (src/journal) is a directory holding protect.json
-      if (fs.existsSync(`${path}/protect.json`)) throw new NotAVolumeError(`${path}: is a protection destination, not a volume`, 'rebuild a volume from it with: imgstream restore --to NEW --as-of TIME --from DIR');
-      throw new NotAVolumeError(`${path}: is a directory, not a volume`);
-    }
-    const lock = VolumeLock.acquire(path, st);
-    let file: BlockFile | null = null;
-    try {
-      file = BlockFile.open(path, opts.write);
-      const root = readRootRecord(file, path);
-      if (opts.write && !opts.mirror && (root.flags & FLAG_MIRROR) !== 0 && (root.flags & FLAG_MIRROR_BROKEN) === 0) {
-        throw new InvalidInputError(`${path}: is a mirror destination, written only by its mirror`, 'read it, or make it writable with: imgstream mirror break');
-      }
-      const vol = new Volume(path, file, lock, root, opts.write);
-      vol.loadJournal();
-      vol.loadTable();
-      return vol;
-    } catch (err) {
-      file?.close();
-      lock.release();
-      throw err;
-    }
+    return openLocked(path, opts, (file, lock, root) => Volume.load(path, file, lock, root, opts.write));
   }
 
   /**
    * A read-only view of a volume that another process holds and changes (a server),
-   * opened without the lock: the root record and the snapshot table of one CP, read as a
-   * seqlock on the generation (read the root, the journal it names if not yet applied,
-   * the table; read the root again; retry when the generation moved or the journal did
-   * not verify because it was being replaced).
-   *
-   * Only pinned snapshots may be read through a view (src/control pins them in the
-   * server; the active file system and mark-on-allocate planes change under a view,
-   * unless the holder opened the volume read-only). A regular snapshot is immutable on
-   * disk while it exists: its plane slot is written only while the slot is free
-   * (createSnapshot takes a free slot, writeSlotPlane refuses a taken one, restore's
-   * clearSlotPlaneExcept clears the free slots it fills), and the blocks its plane holds
-   * (its data and logical-map blocks) are never handed out by the allocator, whose
-   * pinning planes include every regular snapshot. A pinned snapshot cannot be deleted
-   * or renamed, so its slot stays taken and its name means it. A shadow snapshot is the
-   * exception: the allocator may reuse its blocks at any time (clearing its bits and
-   * counting reusedBlocks), so a reader of one must ask the server afterwards whether
-   * reusedBlocks grew while it read.
+   * opened without the lock; only pinned snapshots may be read through one (see
+   * volume-open.ts for why, and for shadow snapshots).
    */
   static openView(path: string): Volume {
-    const file = BlockFile.open(path, false);
-    const sleeper = new Int32Array(new SharedArrayBuffer(4));
-    let lastError: unknown = null;
-    try {
-      for (let attempt = 0; attempt < 200; attempt++) {
-        if (attempt > 0) Atomics.wait(sleeper, 0, 0, Math.min(50, 2 * attempt)); // the holder is mid-CP: let it finish
-        const before = readRootRecord(file, path);
-        const view = new Volume(path, file, null, before, false);
-        try {
-          view.loadJournal();
-          view.loadTable();
-        } catch (err) {
-          lastError = err; // a journal or table read while the holder rewrote it
-          continue;
-        }
-        if (readRootRecord(file, path).generation === before.generation) return view;
-        lastError = null;
-      }
-    } catch (err) {
-      file.close();
-      throw err;
-    }
-    file.close();
-    if (lastError) throw lastError;
-    throw new BusyError(`${path}: the volume changed on every attempt to read it`, 'its server takes consistency points without pause; try again');
+    return openView(path, (file, root) => Volume.load(path, file, null, root, false));
+  }
+
+  /** The volume of a CP: its root record, the journal it names (applied, or overlaid by a reader) and its snapshot table. */
+  private static load(path: string, file: BlockFile, lock: VolumeLock | null, root: RootRecord, writable: boolean): Volume {
+    const vol = new Volume(path, file, lock, root, writable);
+    vol.loadJournal();
+    vol.loadTable();
+    return vol;
   }
 
   /** The lock this process holds on the volume (null for a view). */
