@@ -34,6 +34,7 @@ import { crashPoint } from './crash-point.js';
 import { applyJournal, readJournal, writeJournal, writeRootRecord } from './cp-journal.js';
 import { countUnion } from './plane-census.js';
 import { FreeSpace } from './free-space.js';
+import { clearPlane, orIntoPlaneBlock, replacePlane, setPlaneBit } from './plane-edit.js';
 import { FLAG_MIRROR, FLAG_MIRROR_BROKEN } from './volume-flags.js';
 
 export { FLAG_MIRROR, FLAG_MIRROR_BROKEN };
@@ -197,18 +198,11 @@ export class Volume implements MapStorage {
   }
 
   private setBit(plane: number, vbn: number, on: boolean): boolean {
-    const bits = this.layout.bitsPerPlaneBlock;
-    const m = this.layout.planeBlock(plane, Math.floor(vbn / bits));
-    const b = vbn % bits;
-    const mask = 1 << (b & 31);
-    const cur = this.meta.read(m).words;
-    if (((cur[b >>> 5] & mask) !== 0) === on) return false;
-    const w = this.meta.forWrite(m).words;
-    if (on) w[b >>> 5] |= mask;
-    else w[b >>> 5] &= ~mask;
+    if (!setPlaneBit(this.meta, this.layout, plane, vbn, on)) return false;
     this.changed = true;
     return true;
   }
+
 
   // ---------------------------------------------------------------- MapStorage
 
@@ -464,12 +458,10 @@ export class Volume implements MapStorage {
   clearMarkOnAllocate(plane: number): void {
     this.assertWritable();
     if (plane !== PLANE_MOA[0] && plane !== PLANE_MOA[1]) throw new Error('not a mark-on-allocate plane');
-    for (let i = 0; i < this.layout.planeBlocks; i++) {
-      const m = this.layout.planeBlock(plane, i);
-      if (this.meta.read(m).words.some((x) => x !== 0)) this.meta.replace(m, Buffer.alloc(this.layout.blockSize));
-    }
+    clearPlane(this.meta, this.layout, plane);
     this.changed = true;
   }
+
 
   // ---------------------------------------------------------------- restore support
   // A restore writes blocks at the VBNs they had on the source. Only VBNs the committed
@@ -557,37 +549,22 @@ export class Volume implements MapStorage {
   markRecorded(vbns: SparseBitmap): void {
     this.assertWritable();
     const plane = PLANE_MOA[this.root.moaCurrent];
-    const bits = this.layout.bitsPerPlaneBlock;
-    for (let c = 0; c * bits < this.layout.nblocks; c++) {
+    for (let c = 0; c * this.layout.bitsPerPlaneBlock < this.layout.nblocks; c++) {
       const x = vbns.chunk(c);
-      if (!x || !x.some((w) => w !== 0)) continue;
-      const m = this.layout.planeBlock(plane, c);
-      const cur = this.meta.read(m).words;
-      let differs = false;
-      for (let i = 0; i < x.length; i++) if ((cur[i] | x[i]) !== cur[i]) differs = true;
-      if (!differs) continue;
-      const w = this.meta.forWrite(m).words;
-      for (let i = 0; i < x.length; i++) w[i] |= x[i];
-      this.changed = true;
+      if (x && x.some((w) => w !== 0) && orIntoPlaneBlock(this.meta, this.layout.planeBlock(plane, c), x)) this.changed = true;
     }
   }
+
 
   /** ORs mark-on-allocate plane `from` into plane `into` (a failed transfer's plane folded into the next one). */
   mergeMarkOnAllocate(from: number, into: number): void {
     this.assertWritable();
     for (let c = 0; c < this.layout.planeBlocks; c++) {
-      const src = this.meta.read(this.layout.planeBlock(from, c)).words;
-      if (!src.some((w) => w !== 0)) continue;
-      const m = this.layout.planeBlock(into, c);
-      const cur = this.meta.read(m).words;
-      let differs = false;
-      for (let i = 0; i < src.length; i++) if ((cur[i] | src[i]) !== cur[i]) differs = true;
-      if (!differs) continue;
-      const w = this.meta.forWrite(m).words;
-      for (let i = 0; i < src.length; i++) w[i] |= src[i];
-      this.changed = true;
+      const src = this.planeWords(from, c);
+      if (src.some((w) => w !== 0) && orIntoPlaneBlock(this.meta, this.layout.planeBlock(into, c), src)) this.changed = true;
     }
   }
+
 
   get mirrorFlags(): { mirror: boolean; broken: boolean } {
     return { mirror: (this.root.flags & FLAG_MIRROR) !== 0, broken: (this.root.flags & FLAG_MIRROR_BROKEN) !== 0 };
@@ -607,25 +584,15 @@ export class Volume implements MapStorage {
     this.assertWritable();
     const s = this.snapshot(name);
     const plane = this.layout.snapshotPlane(s.slot);
-    for (let c = 0; c < this.layout.planeBlocks; c++) {
-      const src = this.planeWords(plane, c);
-      const m = this.layout.planeBlock(PLANE_ACTIVE, c);
-      const cur = this.meta.read(m).words;
-      let same = true;
-      for (let i = 0; i < cur.length; i++) if (cur[i] !== src[i]) same = false;
-      if (same) continue;
-      // blocks leaving the active plane are still the last CP's until the next CP commits
-      const leaving = new Uint32Array(cur.length);
-      for (let i = 0; i < cur.length; i++) leaving[i] = cur[i] & ~src[i];
-      this.space.releasedSinceCp.orChunk(c, leaving);
-      this.meta.forWrite(m).words.set(src);
-    }
+    // blocks leaving the active plane are still the last CP's until the next CP commits
+    replacePlane(this.meta, this.layout, PLANE_ACTIVE, (c) => this.planeWords(plane, c), (c, leaving) => this.space.releasedSinceCp.orChunk(c, leaving));
     this.map.forget(s.mapRoot);
     this.root.usedBlocks = s.blocks;
     this.root.mappedBlocks = s.mappedBlocks;
     this.allocator.reset();
     this.changed = true;
   }
+
 
   // ---------------------------------------------------------------- reading
 
