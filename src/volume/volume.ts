@@ -24,6 +24,7 @@ import { PlaneScanner } from './plane-scanner.js';
 import { SparseBitmap } from './sparse-bitmap.js';
 import { validateSnapshotName } from './snapshot-name.js';
 import { SnapshotTable } from './snapshot-table.js';
+import { SlotPlanes } from './slot-planes.js';
 import type { VolumeLock } from './volume-lock.js';
 import { openLocked, openView, type OpenOptions } from './volume-open.js';
 import type { PlaneRef, PlaneSource } from '../image/plane-source.js';
@@ -61,6 +62,7 @@ export class Volume implements MapStorage {
   private readonly allocator: Allocator;
   private root: RootRecord;
   private readonly table: SnapshotTable;
+  private readonly slots: SlotPlanes;
   /** Which VBNs are held and by what (the allocator's view); holds the VBNs released or reserved since the last CP. */
   private readonly space: FreeSpace;
   /** VBNs allocated since the last CP: the last CP does not reference them, so they may change in place. */
@@ -81,6 +83,7 @@ export class Volume implements MapStorage {
     this.layout = new VolumeLayout(root.blockSize, root.nblocks, root.maxSnapshots);
     this.meta = new MetadataStore(file, this.layout);
     this.table = new SnapshotTable(this.meta, this.layout, path);
+    this.slots = new SlotPlanes(file, this.layout, this.meta);
     this.freshSinceCp = new SparseBitmap(this.layout.wordsPerPlaneBlock);
     this.space = new FreeSpace(this.layout, {
       snapshots: () => this.snapshots(),
@@ -243,13 +246,7 @@ export class Volume implements MapStorage {
       if (err instanceof VolumeFullError) throw new VolumeFullError(`${this.path}: ${err.message}`, err.hint);
       throw err;
     }
-    if (a.fromShadow) {
-      for (const s of this.snapshots()) {
-        if (s.shadow && this.setBit(this.layout.snapshotPlane(s.slot), a.vbn, false)) {
-          this.writeTableEntry(s.slot, { ...s, reusedBlocks: s.reusedBlocks + 1 });
-        }
-      }
-    }
+    if (a.fromShadow) this.leaveShadows(a.vbn);
     return a.vbn;
   }
 
@@ -380,18 +377,7 @@ export class Volume implements MapStorage {
     const slot = this.table.firstEmptySlot();
     if (slot < 0) throw new InvalidInputError(`${this.path}: all ${this.root.maxSnapshots} snapshot slots are in use`, 'delete a snapshot first');
     this.commit(); // the snapshot is the state of a CP
-    // the slot is referenced by no committed state, so it is written in place directly
-    const plane = this.layout.snapshotPlane(slot);
-    const active = this.scanner(PLANE_ACTIVE);
-    const old = this.scanner(plane); // what the slot holds now: written only where it differs
-    for (let i = 0; i < this.layout.planeBlocks; i++) {
-      const src = active.words(i);
-      const dst = old.words(i);
-      let same = true;
-      for (let k = 0; k < src.length; k++) if (src[k] !== dst[k]) { same = false; break; }
-      if (!same) this.file.write(new Uint8Array(src.buffer, src.byteOffset, src.byteLength), this.layout.metaOffset(this.layout.planeBlock(plane, i)));
-    }
-    this.meta.forget(this.layout.planeBlock(plane, 0), this.layout.planeBlocks);
+    this.slots.copyActiveTo(slot); // the slot is referenced by no committed state: written in place
     crashPoint('snapshot-plane', this.path);
     const entry: SnapshotEntry = {
       slot,
@@ -427,7 +413,7 @@ export class Volume implements MapStorage {
     const e = this.snapshot(name);
     this.writeTableEntry(e.slot, null);
     this.commit();
-    this.meta.forget(this.layout.planeBlock(this.layout.snapshotPlane(e.slot), 0), this.layout.planeBlocks);
+    this.slots.forget(e.slot);
     this.allocator.reset();
     return e;
   }
@@ -489,29 +475,20 @@ export class Volume implements MapStorage {
   /** Writes plane block `chunk` of a free slot in place (no committed state references it). */
   writeSlotPlane(slot: number, chunk: number, data: Uint8Array): void {
     if (this.table.at(slot) !== null || this.table.departed.has(slot)) throw new Error('slot in use');
-    const m = this.layout.planeBlock(this.layout.snapshotPlane(slot), chunk);
-    this.file.write(data, this.layout.metaOffset(m));
+    this.slots.write(slot, chunk, data);
   }
 
   /** Zeroes the plane blocks of a free slot that were not written (left over from an older snapshot). */
   clearSlotPlaneExcept(slot: number, written: Set<number>): void {
-    const plane = this.layout.snapshotPlane(slot);
-    const scratch = Buffer.alloc(this.layout.blockSize);
-    const zero = Buffer.alloc(this.layout.blockSize);
-    for (let c = 0; c < this.layout.planeBlocks; c++) {
-      if (written.has(c)) continue;
-      const off = this.layout.metaOffset(this.layout.planeBlock(plane, c));
-      this.file.read(scratch, off);
-      if (!scratch.equals(zero)) this.file.write(zero, off);
-    }
-    this.meta.forget(this.layout.planeBlock(plane, 0), this.layout.planeBlocks);
+    this.slots.clearExcept(slot, written);
   }
+
 
   /** Adds snapshot entries whose planes are already in their slots (journaled with the next CP). */
   installSnapshot(e: SnapshotEntry): void {
     this.assertWritable();
     if (this.table.at(e.slot) !== null) throw new Error('slot in use');
-    this.meta.forget(this.layout.planeBlock(this.layout.snapshotPlane(e.slot), 0), this.layout.planeBlocks);
+    this.slots.forget(e.slot);
     this.writeTableEntry(e.slot, e);
     this.root.nextSnapshotId = Math.max(this.root.nextSnapshotId, e.id + 1);
     this.allocator.reset();
@@ -538,12 +515,18 @@ export class Volume implements MapStorage {
    */
   reuseShadowBlock(vbn: number): void {
     this.assertWritable();
+    this.leaveShadows(vbn);
+  }
+
+  /** Clears `vbn` from the shadow snapshots holding it and counts it in their reusedBlocks. */
+  private leaveShadows(vbn: number): void {
     for (const s of this.snapshots()) {
       if (s.shadow && this.setBit(this.layout.snapshotPlane(s.slot), vbn, false)) {
         this.writeTableEntry(s.slot, { ...s, reusedBlocks: s.reusedBlocks + 1 });
       }
     }
   }
+
 
   /** Sets the recording mark-on-allocate bits of blocks that arrived without allocate() (mirror, restore): a cascade ships them on. */
   markRecorded(vbns: SparseBitmap): void {
