@@ -27,7 +27,8 @@ import { SnapshotTable } from './snapshot-table.js';
 import { SlotPlanes } from './slot-planes.js';
 import type { VolumeLock } from './volume-lock.js';
 import { openLocked, openView, type OpenOptions } from './volume-open.js';
-import type { PlaneRef, PlaneSource } from '../image/plane-source.js';
+import type { PlaneSource } from '../image/plane-source.js';
+import { volumePlaneSource } from './volume-plane-source.js';
 import { isZero } from './zero.js';
 import { createVolume, type CreateOptions } from './volume-create.js';
 import { readRootRecord } from './root-reader.js';
@@ -616,26 +617,9 @@ export class Volume implements MapStorage {
 
   /** The planes of this volume as a source for storage image expressions. */
   planeSource(): PlaneSource {
-    const refs = new Map<string, PlaneRef>();
-    refs.set('active', { id: PLANE_ACTIVE, snapshot: false, name: 'active' });
-    refs.set('moa.0', { id: PLANE_MOA[0], snapshot: false, name: 'moa.0' });
-    refs.set('moa.1', { id: PLANE_MOA[1], snapshot: false, name: 'moa.1' });
-    for (const s of this.snapshots()) refs.set(s.name, { id: this.layout.snapshotPlane(s.slot), snapshot: true, name: s.name });
-    const scanners = new Map<number, PlaneScanner>();
-    return {
-      nblocks: this.layout.nblocks,
-      blockSize: this.layout.blockSize,
-      wordsPerChunk: this.layout.wordsPerPlaneBlock,
-      chunks: this.layout.planeBlocks,
-      resolve: (name) => refs.get(name),
-      names: () => [...refs.keys()],
-      chunk: (id, c) => {
-        let scan = scanners.get(id);
-        if (!scan) scanners.set(id, (scan = this.scanner(id)));
-        return scan.words(c);
-      },
-    };
+    return volumePlaneSource(this.layout, this.snapshots(), (p) => this.scanner(p));
   }
+
 }
 
 export { isZero };
