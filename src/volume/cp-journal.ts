@@ -1,9 +1,14 @@
-// The journal of a consistency point (steps 2-5 of a CP, see volume.ts): the metadata
-// blocks a CP changed (and, for a mirror transfer, data blocks it replaces atomically)
-// written to free VBNs with an index chain (format/journal-index.ts) before the root
-// record names them, then applied in place; on open, a journal the root still names is
-// read back and applied again (or overlaid, by a reader). The root record's two slots
-// alternate by generation, so a torn root write leaves the previous one.
+// A consistency point (Volume.commit()):
+//   1. data blocks were already written to free VBNs; dirty map nodes are written now
+//   2. the changed plane and table blocks are written to free VBNs (the journal), with an
+//      index (format/journal-index.ts); fdatasync
+//   3. the root record naming the new map root and the journal; fdatasync
+//   4. the journal is applied in place; fdatasync
+//   5. a root record without journal (generation + 1); fdatasync: journal blocks are free
+// A crash before 3 leaves the previous root current, and nothing it references was
+// touched; after 3 the journal is replayed on open (a mirror transfer's journal also
+// carries data blocks it replaces atomically). Cost: what changed, not volume size. The
+// root record's two slots alternate by generation, so a torn root write leaves the other.
 import { CorruptError } from '../errors.js';
 import { encodeRootRecord, type RootRecord } from '../format/volume-root.js';
 import { contentCrc, decodeJournalIndex, encodeJournalIndex, entriesPerIndexBlock, type JournalEntry } from '../format/journal-index.js';
@@ -11,6 +16,27 @@ import { crc32 } from '../format/crc32.js';
 import type { BlockFile } from './block-file.js';
 import type { VolumeLayout } from './layout.js';
 import type { MetadataStore } from './metadata-store.js';
+import { crashPoint } from './crash-point.js';
+
+/**
+ * Steps 2-5 of a CP: `take` reserves journal blocks, `state` is the current root record
+ * with the new map root and allocation cursor (asked after the journal took its blocks),
+ * `writeRoot` writes a root record and makes it current. Returns the committed one.
+ */
+export function writeConsistencyPoint(file: BlockFile, layout: VolumeLayout, meta: MetadataStore, state: () => RootRecord, take: () => number, writeRoot: (r: RootRecord) => void): RootRecord {
+  const journal = writeJournal(file, layout, meta, take);
+  crashPoint('journal', file.path);
+  const next = state();
+  const committed: RootRecord = { ...next, generation: next.generation + 1, cpTimeMs: Date.now(), journalHead: journal.head, journalCount: journal.count, journalCrc: journal.crc };
+  writeRoot(committed);
+  crashPoint('root', file.path);
+  applyJournal(file, layout, meta.dirtyBlocks().map(([m, blk]) => [m, blk.buf]));
+  crashPoint('apply', file.path);
+  const clean = { ...committed, generation: committed.generation + 1, journalHead: 0, journalCount: 0, journalCrc: 0 };
+  writeRoot(clean);
+  crashPoint('clean-root', file.path);
+  return clean;
+}
 
 /** Where a written journal is, as the root record names it. */
 export interface JournalRef {

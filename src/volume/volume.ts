@@ -1,17 +1,7 @@
 // A volume: one file or block device holding a logical disk mapped write-anywhere, its
 // blockmap (active plane, two mark-on-allocate planes, one plane per snapshot), the
-// snapshot table and two root records. See layout.ts for where things are and
-// format/volume-root.ts for the root record.
-//
-// A consistency point (commit()):
-//   1. data blocks were already written to free VBNs; dirty map nodes are written now
-//   2. the changed plane and table blocks are written to free VBNs (the journal), with an
-//      index; fdatasync
-//   3. the root record naming the new map root and the journal; fdatasync
-//   4. the journal is applied in place; fdatasync
-//   5. a root record without journal (generation + 1); fdatasync: journal blocks are free
-// A crash before 3 leaves the previous root current, and nothing it references was
-// touched; after 3 the journal is replayed on open. Cost: what changed, not volume size.
+// snapshot table and two root records. See layout.ts for where things are,
+// format/volume-root.ts for the root record and cp-journal.ts for a consistency point.
 import { InvalidInputError, VolumeFullError } from '../errors.js';
 import type { RootRecord } from '../format/volume-root.js';
 import type { SnapshotEntry } from '../format/snapshot-entry.js';
@@ -25,6 +15,7 @@ import { SparseBitmap } from './sparse-bitmap.js';
 import { validateSnapshotName } from './snapshot-name.js';
 import { SnapshotTable } from './snapshot-table.js';
 import { SlotPlanes } from './slot-planes.js';
+import { crashPoint } from './crash-point.js';
 import type { VolumeLock } from './volume-lock.js';
 import { openLocked, openView, type OpenOptions } from './volume-open.js';
 import type { PlaneSource } from '../image/plane-source.js';
@@ -32,8 +23,7 @@ import { volumePlaneSource } from './volume-plane-source.js';
 import { isZero } from './zero.js';
 import { createVolume, type CreateOptions } from './volume-create.js';
 import { readRootRecord } from './root-reader.js';
-import { crashPoint } from './crash-point.js';
-import { applyJournal, readJournal, writeJournal, writeRootRecord } from './cp-journal.js';
+import { applyJournal, readJournal, writeConsistencyPoint, writeRootRecord } from './cp-journal.js';
 import { countUnion } from './plane-census.js';
 import { FreeSpace } from './free-space.js';
 import { clearPlane, orIntoPlaneBlock, replacePlane, setPlaneBit } from './plane-edit.js';
@@ -41,11 +31,7 @@ import { FLAG_MIRROR, FLAG_MIRROR_BROKEN } from './volume-flags.js';
 
 export { FLAG_MIRROR, FLAG_MIRROR_BROKEN };
 
-export type { CreateOptions };
-
-
-export type { OpenOptions };
-
+export type { CreateOptions, OpenOptions };
 
 /** Who must know of a volume's CPs and snapshots as they happen (the write journal). */
 export interface VolumeObserver {
@@ -317,35 +303,12 @@ export class Volume implements MapStorage {
       return v;
     };
     try {
-      const journal = writeJournal(this.file, this.layout, this.meta, take);
-      crashPoint('journal', this.path);
-      const committed: RootRecord = {
-        ...this.root,
-        generation: this.root.generation + 1,
-        cpTimeMs: Date.now(),
-        mapRoot: this.map.root,
-        journalHead: journal.head,
-        journalCount: journal.count,
-        journalCrc: journal.crc,
-        allocCursor: this.allocator.cursor,
-      };
-      this.writeRoot(committed);
-      crashPoint('root', this.path);
-      applyJournal(this.file, this.layout, this.meta.dirtyBlocks().map(([m, blk]) => [m, blk.buf]));
-      crashPoint('apply', this.path);
-      this.writeRoot({ ...committed, generation: committed.generation + 1, journalHead: 0, journalCount: 0, journalCrc: 0 });
-    } catch (err) {
+      writeConsistencyPoint(this.file, this.layout, this.meta, () => ({ ...this.root, mapRoot: this.map.root, allocCursor: this.allocator.cursor }), take, (r) => this.writeRoot(r));
+    } finally {
       for (const v of journalVbns) this.space.reserved.delete(v);
-      throw err;
     }
-    crashPoint('clean-root', this.path);
-    for (const v of journalVbns) this.space.reserved.delete(v);
     this.meta.markClean();
-    this.table.departed.clear();
-    this.space.releasedSinceCp.clear();
-    this.freshSinceCp.clear();
-    this.allocator.reset();
-    this.changed = false;
+    this.endChangeSet();
     this.observer?.afterCp(this.root.generation);
   }
 
@@ -357,15 +320,19 @@ export class Volume implements MapStorage {
   /** Throws away every change since the last CP (the file keeps the last CP). */
   abort(): void {
     this.meta.discardDirty();
-    this.table.departed.clear();
     this.map.forget(this.root.mapRoot);
+    this.endChangeSet();
+    this.root = readRootRecord(this.file, this.path);
+    this.loadTable();
+  }
+
+  /** The state since the last CP is now the committed one (or thrown away). */
+  private endChangeSet(): void {
+    this.table.departed.clear();
     this.space.releasedSinceCp.clear();
     this.freshSinceCp.clear();
     this.allocator.reset();
     this.changed = false;
-    const reread = readRootRecord(this.file, this.path);
-    this.root = reread;
-    this.loadTable();
   }
 
   // ---------------------------------------------------------------- snapshots
