@@ -2,7 +2,7 @@
 // blockmap (active plane, two mark-on-allocate planes, one plane per snapshot), the
 // snapshot table and two root records. See layout.ts for where things are,
 // format/volume-root.ts for the root record and cp-journal.ts for a consistency point.
-import { InvalidInputError, VolumeFullError } from '../errors.js';
+import { VolumeFullError } from '../errors.js';
 import type { RootRecord } from '../format/volume-root.js';
 import type { SnapshotEntry } from '../format/snapshot-entry.js';
 import { Allocator } from './allocator.js';
@@ -12,10 +12,9 @@ import { LogicalMap, type MapStorage } from './logical-map.js';
 import { MetadataStore } from './metadata-store.js';
 import { PlaneScanner } from './plane-scanner.js';
 import { SparseBitmap } from './sparse-bitmap.js';
-import { validateSnapshotName } from './snapshot-name.js';
 import { SnapshotTable } from './snapshot-table.js';
 import { SlotPlanes } from './slot-planes.js';
-import { crashPoint } from './crash-point.js';
+import { SnapshotOps } from './snapshot-ops.js';
 import type { VolumeLock } from './volume-lock.js';
 import { openLocked, openView, type OpenOptions } from './volume-open.js';
 import type { PlaneSource } from '../image/plane-source.js';
@@ -50,6 +49,7 @@ export class Volume implements MapStorage {
   private root: RootRecord;
   private readonly table: SnapshotTable;
   private readonly slots: SlotPlanes;
+  private readonly snapshotOps: SnapshotOps;
   /** Which VBNs are held and by what (the allocator's view); holds the VBNs released or reserved since the last CP. */
   private readonly space: FreeSpace;
   /** VBNs allocated since the last CP: the last CP does not reference them, so they may change in place. */
@@ -80,6 +80,18 @@ export class Volume implements MapStorage {
       usedBlocks: () => this.root.usedBlocks,
     });
     this.map = new LogicalMap(this, root.mapDepth, root.mapRoot, !writable);
+    this.snapshotOps = new SnapshotOps({
+      path,
+      layout: this.layout,
+      table: this.table,
+      slots: this.slots,
+      root: () => this.root,
+      mapRoot: () => this.map.root,
+      commit: () => this.commit(),
+      writeTableEntry: (slot, e) => this.writeTableEntry(slot, e),
+      clearBit: (plane, vbn) => this.setBit(plane, vbn, false),
+      resetAllocator: () => this.allocator.reset(),
+    });
     this.allocator = new Allocator(this.space, root.allocCursor);
     this.journalPoolSize = Math.min(64, Math.max(4, Math.floor(root.nblocks / 64)));
   }
@@ -193,7 +205,6 @@ export class Volume implements MapStorage {
     return true;
   }
 
-
   // ---------------------------------------------------------------- MapStorage
 
   readBlock(vbn: number, buf: Buffer): void {
@@ -233,7 +244,7 @@ export class Volume implements MapStorage {
       if (err instanceof VolumeFullError) throw new VolumeFullError(`${this.path}: ${err.message}`, err.hint);
       throw err;
     }
-    if (a.fromShadow) this.leaveShadows(a.vbn);
+    if (a.fromShadow) this.snapshotOps.leaveShadows(a.vbn);
     return a.vbn;
   }
 
@@ -340,30 +351,7 @@ export class Volume implements MapStorage {
   /** `internal`: a snapshot a command takes for itself (a temporary one): no observer hears of it. */
   createSnapshot(name: string, opts: { shadow?: boolean; master?: boolean; internal?: boolean } = {}): SnapshotEntry {
     this.assertWritable();
-    validateSnapshotName(name);
-    this.table.assertNameFree(name, 'choose another name, or delete the old one first');
-    const slot = this.table.firstEmptySlot();
-    if (slot < 0) throw new InvalidInputError(`${this.path}: all ${this.root.maxSnapshots} snapshot slots are in use`, 'delete a snapshot first');
-    this.commit(); // the snapshot is the state of a CP
-    this.slots.copyActiveTo(slot); // the slot is referenced by no committed state: written in place
-    crashPoint('snapshot-plane', this.path);
-    const entry: SnapshotEntry = {
-      slot,
-      id: this.root.nextSnapshotId,
-      name,
-      shadow: !!opts.shadow,
-      master: !!opts.master,
-      createdMs: Date.now(),
-      mapRoot: this.map.root,
-      generation: this.root.generation,
-      blocks: this.root.usedBlocks,
-      mappedBlocks: this.root.mappedBlocks,
-      reusedBlocks: 0,
-    };
-    this.root.nextSnapshotId++;
-    this.writeTableEntry(slot, entry);
-    this.commit();
-    this.allocator.reset();
+    const entry = this.snapshotOps.take(name, opts);
     if (!opts.internal) this.observer?.snapshotTaken(entry);
     return entry;
   }
@@ -371,31 +359,17 @@ export class Volume implements MapStorage {
   /** Removes a snapshot from the table at the next CP, without taking one (a mirror drops several in one CP). */
   dropSnapshotEntry(name: string): SnapshotEntry {
     this.assertWritable();
-    const e = this.snapshot(name);
-    this.writeTableEntry(e.slot, null);
-    return e;
+    return this.snapshotOps.drop(name);
   }
 
   deleteSnapshot(name: string): SnapshotEntry {
     this.assertWritable();
-    const e = this.snapshot(name);
-    this.writeTableEntry(e.slot, null);
-    this.commit();
-    this.slots.forget(e.slot);
-    this.allocator.reset();
-    return e;
+    return this.snapshotOps.delete(name);
   }
 
   renameSnapshot(from: string, to: string): SnapshotEntry {
     this.assertWritable();
-    const e = this.snapshot(from);
-    validateSnapshotName(to);
-    if (from === to) return e;
-    this.table.assertNameFree(to, 'choose another name');
-    const renamed = { ...e, name: to };
-    this.writeTableEntry(e.slot, renamed);
-    this.commit();
-    return renamed;
+    return this.snapshotOps.rename(from, to);
   }
 
   /** Makes the other mark-on-allocate plane the recording one (mirroring swaps after each transfer). */
@@ -415,7 +389,6 @@ export class Volume implements MapStorage {
     clearPlane(this.meta, this.layout, plane);
     this.changed = true;
   }
-
 
   // ---------------------------------------------------------------- restore support
   // A restore writes blocks at the VBNs they had on the source. Only VBNs the committed
@@ -451,15 +424,10 @@ export class Volume implements MapStorage {
     this.slots.clearExcept(slot, written);
   }
 
-
   /** Adds snapshot entries whose planes are already in their slots (journaled with the next CP). */
   installSnapshot(e: SnapshotEntry): void {
     this.assertWritable();
-    if (this.table.at(e.slot) !== null) throw new Error('slot in use');
-    this.slots.forget(e.slot);
-    this.writeTableEntry(e.slot, e);
-    this.root.nextSnapshotId = Math.max(this.root.nextSnapshotId, e.id + 1);
-    this.allocator.reset();
+    this.snapshotOps.install(e);
   }
 
   // ---------------------------------------------------------------- mirror support
@@ -483,18 +451,8 @@ export class Volume implements MapStorage {
    */
   reuseShadowBlock(vbn: number): void {
     this.assertWritable();
-    this.leaveShadows(vbn);
+    this.snapshotOps.leaveShadows(vbn);
   }
-
-  /** Clears `vbn` from the shadow snapshots holding it and counts it in their reusedBlocks. */
-  private leaveShadows(vbn: number): void {
-    for (const s of this.snapshots()) {
-      if (s.shadow && this.setBit(this.layout.snapshotPlane(s.slot), vbn, false)) {
-        this.writeTableEntry(s.slot, { ...s, reusedBlocks: s.reusedBlocks + 1 });
-      }
-    }
-  }
-
 
   /** Sets the recording mark-on-allocate bits of blocks that arrived without allocate() (mirror, restore): a cascade ships them on. */
   markRecorded(vbns: SparseBitmap): void {
@@ -506,7 +464,6 @@ export class Volume implements MapStorage {
     }
   }
 
-
   /** ORs mark-on-allocate plane `from` into plane `into` (a failed transfer's plane folded into the next one). */
   mergeMarkOnAllocate(from: number, into: number): void {
     this.assertWritable();
@@ -515,7 +472,6 @@ export class Volume implements MapStorage {
       if (src.some((w) => w !== 0) && orIntoPlaneBlock(this.meta, this.layout.planeBlock(into, c), src)) this.changed = true;
     }
   }
-
 
   get mirrorFlags(): { mirror: boolean; broken: boolean } {
     return { mirror: (this.root.flags & FLAG_MIRROR) !== 0, broken: (this.root.flags & FLAG_MIRROR_BROKEN) !== 0 };
@@ -543,7 +499,6 @@ export class Volume implements MapStorage {
     this.allocator.reset();
     this.changed = true;
   }
-
 
   // ---------------------------------------------------------------- reading
 
