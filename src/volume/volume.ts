@@ -2,10 +2,9 @@
 // blockmap (active plane, two mark-on-allocate planes, one plane per snapshot), the
 // snapshot table and two root records. See layout.ts for where things are,
 // format/volume-root.ts for the root record and cp-journal.ts for a consistency point.
-import { VolumeFullError } from '../errors.js';
 import type { RootRecord } from '../format/volume-root.js';
 import type { SnapshotEntry } from '../format/snapshot-entry.js';
-import { Allocator } from './allocator.js';
+import { BlockAllocation } from './block-allocation.js';
 import type { BlockFile } from './block-file.js';
 import { PLANE_ACTIVE, PLANE_MOA, VolumeLayout } from './layout.js';
 import { LogicalMap, type MapStorage } from './logical-map.js';
@@ -45,21 +44,14 @@ export class Volume implements MapStorage {
   readonly layout: VolumeLayout;
   readonly meta: MetadataStore;
   readonly map: LogicalMap;
-  private readonly allocator: Allocator;
+  /** Blocks entering and leaving the active plane (the allocator, fresh blocks, the journal's reserve). */
+  private readonly blocks: BlockAllocation;
   private root: RootRecord;
   private readonly table: SnapshotTable;
   private readonly slots: SlotPlanes;
   private readonly snapshotOps: SnapshotOps;
   /** Which VBNs are held and by what (the allocator's view); holds the VBNs released or reserved since the last CP. */
   private readonly space: FreeSpace;
-  /** VBNs allocated since the last CP: the last CP does not reference them, so they may change in place. */
-  private readonly freshSinceCp: SparseBitmap;
-  /**
-   * Free blocks held back for journals, so a full volume can still commit the CP that
-   * frees space (a snapshot delete needs two). In no plane: nothing to persist.
-   */
-  private readonly journalPool: number[] = [];
-  private readonly journalPoolSize: number;
   private changed = false;
   private closed = false;
   /** Told of every CP and snapshot (a write journal: see ../journal). */
@@ -71,7 +63,6 @@ export class Volume implements MapStorage {
     this.meta = new MetadataStore(file, this.layout);
     this.table = new SnapshotTable(this.meta, this.layout, path);
     this.slots = new SlotPlanes(file, this.layout, this.meta);
-    this.freshSinceCp = new SparseBitmap(this.layout.wordsPerPlaneBlock);
     this.space = new FreeSpace(this.layout, {
       snapshots: () => this.snapshots(),
       departedSlots: this.table.departed,
@@ -90,10 +81,15 @@ export class Volume implements MapStorage {
       commit: () => this.commit(),
       writeTableEntry: (slot, e) => this.writeTableEntry(slot, e),
       clearBit: (plane, vbn) => this.setBit(plane, vbn, false),
-      resetAllocator: () => this.allocator.reset(),
+      resetAllocator: () => this.blocks.reset(),
     });
-    this.allocator = new Allocator(this.space, root.allocCursor);
-    this.journalPoolSize = Math.min(64, Math.max(4, Math.floor(root.nblocks / 64)));
+    this.blocks = new BlockAllocation(this.space, root.allocCursor, {
+      path,
+      setBit: (plane, vbn, on) => this.setBit(plane, vbn, on),
+      recordingPlane: () => PLANE_MOA[this.root.moaCurrent],
+      leaveShadows: (vbn) => this.snapshotOps.leaveShadows(vbn),
+      countUsed: (delta) => (this.root.usedBlocks += delta),
+    });
   }
 
   // ---------------------------------------------------------------- create / open
@@ -149,7 +145,7 @@ export class Volume implements MapStorage {
   }
 
   private writeTableEntry(slot: number, e: SnapshotEntry | null): void {
-    if (this.table.write(slot, e)) this.allocator.reset();
+    if (this.table.write(slot, e)) this.blocks.reset();
     this.changed = true;
   }
 
@@ -218,44 +214,11 @@ export class Volume implements MapStorage {
   /** A new VBN in the active plane (and the recording mark-on-allocate plane). */
   allocate(): number {
     this.assertWritable();
-    try {
-      while (this.journalPool.length < this.journalPoolSize) {
-        const v = this.takeBlock();
-        this.space.reserved.add(v);
-        this.journalPool.push(v);
-      }
-    } catch {
-      /* the pool keeps what it got; the allocation below reports the full volume */
-    }
-    const vbn = this.takeBlock();
-    this.setBit(PLANE_ACTIVE, vbn, true);
-    this.setBit(PLANE_MOA[this.root.moaCurrent], vbn, true);
-    this.freshSinceCp.add(vbn);
-    this.root.usedBlocks++;
-    return vbn;
-  }
-
-  /** A free VBN from the allocator; one taken from shadow snapshots leaves their planes. */
-  private takeBlock(): number {
-    let a;
-    try {
-      a = this.allocator.allocate();
-    } catch (err) {
-      if (err instanceof VolumeFullError) throw new VolumeFullError(`${this.path}: ${err.message}`, err.hint);
-      throw err;
-    }
-    if (a.fromShadow) this.snapshotOps.leaveShadows(a.vbn);
-    return a.vbn;
+    return this.blocks.allocate();
   }
 
   release(vbn: number): void {
-    if (!this.setBit(PLANE_ACTIVE, vbn, false)) return;
-    this.root.usedBlocks--;
-    if (this.freshSinceCp.has(vbn)) {
-      this.freshSinceCp.delete(vbn);
-      this.setBit(PLANE_MOA[this.root.moaCurrent], vbn, false);
-      this.allocator.returned(vbn);
-    } else this.space.releasedSinceCp.add(vbn);
+    this.blocks.release(vbn);
   }
 
   /** Logical blocks that became mapped (import writes blocks itself and reports them here). */
@@ -265,7 +228,7 @@ export class Volume implements MapStorage {
   }
 
   isFresh(vbn: number): boolean {
-    return this.freshSinceCp.has(vbn);
+    return this.blocks.isFresh(vbn);
   }
 
   private assertWritable(): void {
@@ -287,7 +250,7 @@ export class Volume implements MapStorage {
       this.changed = true;
       return;
     }
-    if (old !== 0 && this.freshSinceCp.has(old)) {
+    if (old !== 0 && this.blocks.isFresh(old)) {
       this.writeBlock(old, data);
       return;
     }
@@ -308,13 +271,13 @@ export class Volume implements MapStorage {
     // journal blocks go to free VBNs that no plane records: reserved until the CP is clean
     const journalVbns: number[] = [];
     const take = (): number => {
-      const v = this.journalPool.pop() ?? this.takeBlock();
+      const v = this.blocks.takeForJournal();
       this.space.reserved.add(v);
       journalVbns.push(v);
       return v;
     };
     try {
-      writeConsistencyPoint(this.file, this.layout, this.meta, () => ({ ...this.root, mapRoot: this.map.root, allocCursor: this.allocator.cursor }), take, (r) => this.writeRoot(r));
+      writeConsistencyPoint(this.file, this.layout, this.meta, () => ({ ...this.root, mapRoot: this.map.root, allocCursor: this.blocks.cursor }), take, (r) => this.writeRoot(r));
     } finally {
       for (const v of journalVbns) this.space.reserved.delete(v);
     }
@@ -341,8 +304,7 @@ export class Volume implements MapStorage {
   private endChangeSet(): void {
     this.table.departed.clear();
     this.space.releasedSinceCp.clear();
-    this.freshSinceCp.clear();
-    this.allocator.reset();
+    this.blocks.endChangeSet();
     this.changed = false;
   }
 
@@ -496,7 +458,7 @@ export class Volume implements MapStorage {
     this.map.forget(s.mapRoot);
     this.root.usedBlocks = s.blocks;
     this.root.mappedBlocks = s.mappedBlocks;
-    this.allocator.reset();
+    this.blocks.reset();
     this.changed = true;
   }
 
