@@ -6,7 +6,7 @@ import type { RootRecord } from '../format/volume-root.js';
 import type { SnapshotEntry } from '../format/snapshot-entry.js';
 import { BlockAllocation } from './block-allocation.js';
 import type { BlockFile } from './block-file.js';
-import { PLANE_ACTIVE, PLANE_MOA, VolumeLayout } from './layout.js';
+import { PLANE_ACTIVE, VolumeLayout } from './layout.js';
 import { LogicalMap, type MapStorage } from './logical-map.js';
 import { MetadataStore } from './metadata-store.js';
 import { PlaneScanner } from './plane-scanner.js';
@@ -14,6 +14,7 @@ import { SparseBitmap } from './sparse-bitmap.js';
 import { SnapshotTable } from './snapshot-table.js';
 import { SlotPlanes } from './slot-planes.js';
 import { SnapshotOps } from './snapshot-ops.js';
+import { MarkOnAllocate } from './mark-on-allocate.js';
 import type { VolumeLock } from './volume-lock.js';
 import { openLocked, openView, type OpenOptions } from './volume-open.js';
 import type { PlaneSource } from '../image/plane-source.js';
@@ -24,7 +25,7 @@ import { readRootRecord } from './root-reader.js';
 import { applyJournal, readJournal, writeConsistencyPoint, writeRootRecord } from './cp-journal.js';
 import { countUnion } from './plane-census.js';
 import { FreeSpace } from './free-space.js';
-import { clearPlane, orIntoPlaneBlock, replacePlane, setPlaneBit } from './plane-edit.js';
+import { replacePlane, setPlaneBit } from './plane-edit.js';
 import { FLAG_MIRROR, FLAG_MIRROR_BROKEN } from './volume-flags.js';
 
 export { FLAG_MIRROR, FLAG_MIRROR_BROKEN };
@@ -50,6 +51,7 @@ export class Volume implements MapStorage {
   private readonly table: SnapshotTable;
   private readonly slots: SlotPlanes;
   private readonly snapshotOps: SnapshotOps;
+  private readonly moa: MarkOnAllocate;
   /** Which VBNs are held and by what (the allocator's view); holds the VBNs released or reserved since the last CP. */
   private readonly space: FreeSpace;
   private changed = false;
@@ -71,6 +73,7 @@ export class Volume implements MapStorage {
       usedBlocks: () => this.root.usedBlocks,
     });
     this.map = new LogicalMap(this, root.mapDepth, root.mapRoot, !writable);
+    this.moa = new MarkOnAllocate({ meta: this.meta, layout: this.layout, root: () => this.root, changed: () => (this.changed = true) });
     this.snapshotOps = new SnapshotOps({
       path,
       layout: this.layout,
@@ -86,7 +89,7 @@ export class Volume implements MapStorage {
     this.blocks = new BlockAllocation(this.space, root.allocCursor, {
       path,
       setBit: (plane, vbn, on) => this.setBit(plane, vbn, on),
-      recordingPlane: () => PLANE_MOA[this.root.moaCurrent],
+      recordingPlane: () => this.moa.recording(),
       leaveShadows: (vbn) => this.snapshotOps.leaveShadows(vbn),
       countUsed: (delta) => (this.root.usedBlocks += delta),
     });
@@ -115,7 +118,7 @@ export class Volume implements MapStorage {
   private static load(path: string, file: BlockFile, lock: VolumeLock | null, root: RootRecord, writable: boolean): Volume {
     const vol = new Volume(path, file, lock, root, writable);
     vol.loadJournal();
-    vol.loadTable();
+    vol.table.load(vol.root.maxSnapshots);
     return vol;
   }
 
@@ -138,10 +141,6 @@ export class Volume implements MapStorage {
       this.file.setOverlay(this.layout.blockSize, journal.blocks);
       for (const v of journal.vbns) this.space.reserved.add(v);
     }
-  }
-
-  private loadTable(): void {
-    this.table.load(this.root.maxSnapshots);
   }
 
   private writeTableEntry(slot: number, e: SnapshotEntry | null): void {
@@ -297,7 +296,7 @@ export class Volume implements MapStorage {
     this.map.forget(this.root.mapRoot);
     this.endChangeSet();
     this.root = readRootRecord(this.file, this.path);
-    this.loadTable();
+    this.table.load(this.root.maxSnapshots);
   }
 
   /** The state since the last CP is now the committed one (or thrown away). */
@@ -337,19 +336,13 @@ export class Volume implements MapStorage {
   /** Makes the other mark-on-allocate plane the recording one (mirroring swaps after each transfer). */
   swapMarkOnAllocate(): { shipping: number; recording: number } {
     this.assertWritable();
-    const shipping = PLANE_MOA[this.root.moaCurrent];
-    this.root.moaCurrent ^= 1;
-    this.root.moaSwaps++;
-    this.changed = true;
-    return { shipping, recording: PLANE_MOA[this.root.moaCurrent] };
+    return this.moa.swap();
   }
 
   /** Clears a mark-on-allocate plane (after its blocks were shipped). */
   clearMarkOnAllocate(plane: number): void {
     this.assertWritable();
-    if (plane !== PLANE_MOA[0] && plane !== PLANE_MOA[1]) throw new Error('not a mark-on-allocate plane');
-    clearPlane(this.meta, this.layout, plane);
-    this.changed = true;
+    this.moa.clear(plane);
   }
 
   // ---------------------------------------------------------------- restore support
@@ -419,20 +412,13 @@ export class Volume implements MapStorage {
   /** Sets the recording mark-on-allocate bits of blocks that arrived without allocate() (mirror, restore): a cascade ships them on. */
   markRecorded(vbns: SparseBitmap): void {
     this.assertWritable();
-    const plane = PLANE_MOA[this.root.moaCurrent];
-    for (let c = 0; c * this.layout.bitsPerPlaneBlock < this.layout.nblocks; c++) {
-      const x = vbns.chunk(c);
-      if (x && x.some((w) => w !== 0) && orIntoPlaneBlock(this.meta, this.layout.planeBlock(plane, c), x)) this.changed = true;
-    }
+    this.moa.record(vbns);
   }
 
   /** ORs mark-on-allocate plane `from` into plane `into` (a failed transfer's plane folded into the next one). */
   mergeMarkOnAllocate(from: number, into: number): void {
     this.assertWritable();
-    for (let c = 0; c < this.layout.planeBlocks; c++) {
-      const src = this.planeWords(from, c);
-      if (src.some((w) => w !== 0) && orIntoPlaneBlock(this.meta, this.layout.planeBlock(into, c), src)) this.changed = true;
-    }
+    this.moa.merge(from, into);
   }
 
   get mirrorFlags(): { mirror: boolean; broken: boolean } {
