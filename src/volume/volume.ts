@@ -2,6 +2,8 @@
 // blockmap (active plane, two mark-on-allocate planes, one plane per snapshot), the
 // snapshot table and two root records. See layout.ts for where things are,
 // format/volume-root.ts for the root record and cp-journal.ts for a consistency point.
+// The class holds the state and delegates to its parts: free-space.ts, block-allocation.ts,
+// snapshot-table.ts, snapshot-ops.ts, slot-planes.ts, mark-on-allocate.ts, volume-open.ts.
 import type { RootRecord } from '../format/volume-root.js';
 import type { SnapshotEntry } from '../format/snapshot-entry.js';
 import { BlockAllocation } from './block-allocation.js';
