@@ -1,52 +1,38 @@
 // A volume: one file or block device holding a logical disk mapped write-anywhere, its
 // blockmap (active plane, two mark-on-allocate planes, one plane per snapshot), the
-// snapshot table and two root records. See layout.ts for where things are and
-// format/volume-root.ts for the root record.
-//
-// A consistency point (commit()):
-//   1. data blocks were already written to free VBNs; dirty map nodes are written now
-//   2. the changed plane and table blocks are written to free VBNs (the journal), with an
-//      index; fdatasync
-//   3. the root record naming the new map root and the journal; fdatasync
-//   4. the journal is applied in place; fdatasync
-//   5. a root record without journal (generation + 1); fdatasync: journal blocks are free
-// A crash before 3 leaves the previous root current, and nothing it references was
-// touched; after 3 the journal is replayed on open. Cost: what changed, not volume size.
-import fs from 'node:fs';
-import { CorruptError, ExistsError, InvalidInputError, NotAVolumeError, NotFoundError, VolumeFullError, fromSystemError } from '../errors.js';
-import { encodeRootRecord, type RootRecord } from '../format/volume-root.js';
-import { contentCrc, decodeJournalIndex, encodeJournalIndex, entriesPerIndexBlock, type JournalEntry } from '../format/journal-index.js';
-import { decodeSnapshotEntry, encodeSnapshotEntry, SNAPSHOT_ENTRY_BYTES, type SnapshotEntry } from '../format/snapshot-entry.js';
-import { crc32 } from '../format/crc32.js';
-import { Allocator, type FreeSpaceView } from './allocator.js';
-import { BlockFile } from './block-file.js';
-import { PLANE_ACTIVE, PLANE_MOA, VolumeLayout } from './layout.js';
+// snapshot table and two root records. See layout.ts for where things are,
+// format/volume-root.ts for the root record and cp-journal.ts for a consistency point.
+// The class holds the state and delegates to its parts: free-space.ts, block-allocation.ts,
+// snapshot-table.ts, snapshot-ops.ts, slot-planes.ts, mark-on-allocate.ts, volume-open.ts.
+import type { RootRecord } from '../format/volume-root.js';
+import type { SnapshotEntry } from '../format/snapshot-entry.js';
+import { BlockAllocation } from './block-allocation.js';
+import type { BlockFile } from './block-file.js';
+import { PLANE_ACTIVE, VolumeLayout } from './layout.js';
 import { LogicalMap, type MapStorage } from './logical-map.js';
 import { MetadataStore } from './metadata-store.js';
 import { PlaneScanner } from './plane-scanner.js';
 import { SparseBitmap } from './sparse-bitmap.js';
-import { validateSnapshotName } from './snapshot-name.js';
-import { VolumeLock } from './volume-lock.js';
-import { BusyError } from '../errors.js';
-import type { PlaneRef, PlaneSource } from '../image/plane-source.js';
+import { SnapshotTable } from './snapshot-table.js';
+import { SlotPlanes } from './slot-planes.js';
+import { SnapshotOps } from './snapshot-ops.js';
+import { MarkOnAllocate } from './mark-on-allocate.js';
+import type { VolumeLock } from './volume-lock.js';
+import { openLocked, openView, type OpenOptions } from './volume-open.js';
+import type { PlaneSource } from '../image/plane-source.js';
+import { volumePlaneSource } from './volume-plane-source.js';
 import { isZero } from './zero.js';
 import { createVolume, type CreateOptions } from './volume-create.js';
 import { readRootRecord } from './root-reader.js';
-import { crashPoint } from './crash-point.js';
-import { countOnlyIn, countUnion } from './plane-census.js';
+import { applyJournal, readJournal, writeConsistencyPoint, writeRootRecord } from './cp-journal.js';
+import { countUnion } from './plane-census.js';
+import { FreeSpace } from './free-space.js';
+import { replacePlane, setPlaneBit } from './plane-edit.js';
 import { FLAG_MIRROR, FLAG_MIRROR_BROKEN } from './volume-flags.js';
 
 export { FLAG_MIRROR, FLAG_MIRROR_BROKEN };
 
-export type { CreateOptions };
-
-
-export interface OpenOptions {
-  write: boolean;
-  /** The mirror engine writing a mirror destination (other writers are refused). */
-  mirror?: boolean;
-}
-
+export type { CreateOptions, OpenOptions };
 
 /** Who must know of a volume's CPs and snapshots as they happen (the write journal). */
 export interface VolumeObserver {
@@ -61,27 +47,15 @@ export class Volume implements MapStorage {
   readonly layout: VolumeLayout;
   readonly meta: MetadataStore;
   readonly map: LogicalMap;
-  private readonly allocator: Allocator;
+  /** Blocks entering and leaving the active plane (the allocator, fresh blocks, the journal's reserve). */
+  private readonly blocks: BlockAllocation;
   private root: RootRecord;
-  private table: Array<SnapshotEntry | null> = [];
-  /** VBNs the last CP references that left the active plane since: not reusable until the next CP. */
-  private readonly releasedSinceCp: SparseBitmap;
-  /** VBNs allocated since the last CP: the last CP does not reference them, so they may change in place. */
-  private readonly freshSinceCp: SparseBitmap;
-  /** VBNs in no plane that must not be handed out (journal blocks being written). */
-  private readonly reserved: SparseBitmap;
-  /**
-   * Free blocks held back for journals, so a full volume can still commit the CP that
-   * frees space (a snapshot delete needs two). In no plane: nothing to persist.
-   */
-  private readonly journalPool: number[] = [];
-  private readonly journalPoolSize: number;
-  /**
-   * Slots of snapshots deleted since the last CP. The last CP still references their
-   * blocks, so their planes keep pinning them until the CP that drops them commits
-   * (a journal block must never land on a block the previous state holds).
-   */
-  private readonly departedSlots = new Set<number>();
+  private readonly table: SnapshotTable;
+  private readonly slots: SlotPlanes;
+  private readonly snapshotOps: SnapshotOps;
+  private readonly moa: MarkOnAllocate;
+  /** Which VBNs are held and by what (the allocator's view); holds the VBNs released or reserved since the last CP. */
+  private readonly space: FreeSpace;
   private changed = false;
   private closed = false;
   /** Told of every CP and snapshot (a write journal: see ../journal). */
@@ -91,13 +65,36 @@ export class Volume implements MapStorage {
     this.root = root;
     this.layout = new VolumeLayout(root.blockSize, root.nblocks, root.maxSnapshots);
     this.meta = new MetadataStore(file, this.layout);
-    const w = this.layout.wordsPerPlaneBlock;
-    this.releasedSinceCp = new SparseBitmap(w);
-    this.freshSinceCp = new SparseBitmap(w);
-    this.reserved = new SparseBitmap(w);
+    this.table = new SnapshotTable(this.meta, this.layout, path);
+    this.slots = new SlotPlanes(file, this.layout, this.meta);
+    this.space = new FreeSpace(this.layout, {
+      snapshots: () => this.snapshots(),
+      departedSlots: this.table.departed,
+      planeWords: (p, c) => this.planeWords(p, c),
+      scanner: (p) => this.scanner(p),
+      usedBlocks: () => this.root.usedBlocks,
+    });
     this.map = new LogicalMap(this, root.mapDepth, root.mapRoot, !writable);
-    this.allocator = new Allocator(this.freeSpaceView(), root.allocCursor);
-    this.journalPoolSize = Math.min(64, Math.max(4, Math.floor(root.nblocks / 64)));
+    this.moa = new MarkOnAllocate({ meta: this.meta, layout: this.layout, root: () => this.root, changed: () => (this.changed = true) });
+    this.snapshotOps = new SnapshotOps({
+      path,
+      layout: this.layout,
+      table: this.table,
+      slots: this.slots,
+      root: () => this.root,
+      mapRoot: () => this.map.root,
+      commit: () => this.commit(),
+      writeTableEntry: (slot, e) => this.writeTableEntry(slot, e),
+      clearBit: (plane, vbn) => this.setBit(plane, vbn, false),
+      resetAllocator: () => this.blocks.reset(),
+    });
+    this.blocks = new BlockAllocation(this.space, root.allocCursor, {
+      path,
+      setBit: (plane, vbn, on) => this.setBit(plane, vbn, on),
+      recordingPlane: () => this.moa.recording(),
+      leaveShadows: (vbn) => this.snapshotOps.leaveShadows(vbn),
+      countUsed: (delta) => (this.root.usedBlocks += delta),
+    });
   }
 
   // ---------------------------------------------------------------- create / open
@@ -107,84 +104,24 @@ export class Volume implements MapStorage {
   }
 
   static open(path: string, opts: OpenOptions): Volume {
-    let st: fs.Stats;
-    try {
-      st = fs.statSync(path);
-    } catch (err) {
-      const e = fromSystemError(err, path, 'opening the volume');
-      if (e.code === 'not-found') throw new NotFoundError(`${path}: no such volume`, 'create one with: imgstream volume create');
-      throw e;
-    }
-    if (st.isDirectory()) {
-      // a protection destination (src/journal) is a directory holding protect.json
-      if (fs.existsSync(`${path}/protect.json`)) throw new NotAVolumeError(`${path}: is a protection destination, not a volume`, 'rebuild a volume from it with: imgstream restore --to NEW --as-of TIME --from DIR');
-      throw new NotAVolumeError(`${path}: is a directory, not a volume`);
-    }
-    const lock = VolumeLock.acquire(path, st);
-    let file: BlockFile | null = null;
-    try {
-      file = BlockFile.open(path, opts.write);
-      const root = readRootRecord(file, path);
-      if (opts.write && !opts.mirror && (root.flags & FLAG_MIRROR) !== 0 && (root.flags & FLAG_MIRROR_BROKEN) === 0) {
-        throw new InvalidInputError(`${path}: is a mirror destination, written only by its mirror`, 'read it, or make it writable with: imgstream mirror break');
-      }
-      const vol = new Volume(path, file, lock, root, opts.write);
-      vol.loadJournal();
-      vol.loadTable();
-      return vol;
-    } catch (err) {
-      file?.close();
-      lock.release();
-      throw err;
-    }
+    return openLocked(path, opts, (file, lock, root) => Volume.load(path, file, lock, root, opts.write));
   }
 
   /**
    * A read-only view of a volume that another process holds and changes (a server),
-   * opened without the lock: the root record and the snapshot table of one CP, read as a
-   * seqlock on the generation (read the root, the journal it names if not yet applied,
-   * the table; read the root again; retry when the generation moved or the journal did
-   * not verify because it was being replaced).
-   *
-   * Only pinned snapshots may be read through a view (src/control pins them in the
-   * server; the active file system and mark-on-allocate planes change under a view,
-   * unless the holder opened the volume read-only). A regular snapshot is immutable on
-   * disk while it exists: its plane slot is written only while the slot is free
-   * (createSnapshot takes a free slot, writeSlotPlane refuses a taken one, restore's
-   * clearSlotPlaneExcept clears the free slots it fills), and the blocks its plane holds
-   * (its data and logical-map blocks) are never handed out by the allocator, whose
-   * pinning planes include every regular snapshot. A pinned snapshot cannot be deleted
-   * or renamed, so its slot stays taken and its name means it. A shadow snapshot is the
-   * exception: the allocator may reuse its blocks at any time (clearing its bits and
-   * counting reusedBlocks), so a reader of one must ask the server afterwards whether
-   * reusedBlocks grew while it read.
+   * opened without the lock; only pinned snapshots may be read through one (see
+   * volume-open.ts for why, and for shadow snapshots).
    */
   static openView(path: string): Volume {
-    const file = BlockFile.open(path, false);
-    const sleeper = new Int32Array(new SharedArrayBuffer(4));
-    let lastError: unknown = null;
-    try {
-      for (let attempt = 0; attempt < 200; attempt++) {
-        if (attempt > 0) Atomics.wait(sleeper, 0, 0, Math.min(50, 2 * attempt)); // the holder is mid-CP: let it finish
-        const before = readRootRecord(file, path);
-        const view = new Volume(path, file, null, before, false);
-        try {
-          view.loadJournal();
-          view.loadTable();
-        } catch (err) {
-          lastError = err; // a journal or table read while the holder rewrote it
-          continue;
-        }
-        if (readRootRecord(file, path).generation === before.generation) return view;
-        lastError = null;
-      }
-    } catch (err) {
-      file.close();
-      throw err;
-    }
-    file.close();
-    if (lastError) throw lastError;
-    throw new BusyError(`${path}: the volume changed on every attempt to read it`, 'its server takes consistency points without pause; try again');
+    return openView(path, (file, root) => Volume.load(path, file, null, root, false));
+  }
+
+  /** The volume of a CP: its root record, the journal it names (applied, or overlaid by a reader) and its snapshot table. */
+  private static load(path: string, file: BlockFile, lock: VolumeLock | null, root: RootRecord, writable: boolean): Volume {
+    const vol = new Volume(path, file, lock, root, writable);
+    vol.loadJournal();
+    vol.table.load(vol.root.maxSnapshots);
+    return vol;
   }
 
   /** The lock this process holds on the volume (null for a view). */
@@ -194,72 +131,22 @@ export class Volume implements MapStorage {
 
   private loadJournal(): void {
     if (!this.writable) this.file.setOverlay(this.layout.blockSize, new Map()); // a view's earlier attempt may have set one
-    if (this.root.journalHead === 0) return;
-    const bs = this.layout.blockSize;
-    const entries = new Map<number, Buffer>();
-    const indexCrcs: Buffer[] = [];
-    let next = this.root.journalHead;
-    let count = 0;
-    const journalVbns: number[] = [];
-    while (next !== 0) {
-      if (next >= this.layout.nblocks) throw new CorruptError(`${this.path}: journal points outside the volume`);
-      const idx = Buffer.alloc(bs);
-      this.file.read(idx, this.layout.vbnOffset(next));
-      journalVbns.push(next);
-      indexCrcs.push(idx);
-      const dec = decodeJournalIndex(idx);
-      if (!dec) throw new CorruptError(`${this.path}: journal index block at VBN ${next} is damaged`);
-      for (const e of dec.entries) {
-        const content = Buffer.alloc(bs);
-        this.file.read(content, this.layout.vbnOffset(e.vbn));
-        if (contentCrc(content) !== e.crc) throw new CorruptError(`${this.path}: journal block at VBN ${e.vbn} is damaged`);
-        // metadata blocks, or (mirror transfers) data blocks replaced atomically with the CP
-        if (e.target < 2 || e.target >= this.layout.fileBlocks) throw new CorruptError(`${this.path}: journal targets block ${e.target} outside the volume`);
-        entries.set(e.target, content);
-        journalVbns.push(e.vbn);
-        count++;
-      }
-      next = dec.next;
-    }
-    if (count !== this.root.journalCount || crc32(Buffer.concat(indexCrcs)) !== this.root.journalCrc) {
-      throw new CorruptError(`${this.path}: journal does not match its root record`);
-    }
+    const journal = readJournal(this.file, this.layout, this.path, this.root);
+    if (!journal) return;
     if (this.writable) {
-      for (const [m, b] of entries) this.file.write(b, this.layout.metaOffset(m));
-      this.file.sync();
+      applyJournal(this.file, this.layout, journal.blocks);
       this.writeRoot({ ...this.root, generation: this.root.generation + 1, journalHead: 0, journalCount: 0, journalCrc: 0 });
     } else {
       // not applied in place yet: reads see it as it will be, the metadata through the
       // store and every block (data blocks a mirror transfer replaced too) through the file
-      this.meta.setOverlay(entries);
-      this.file.setOverlay(bs, entries);
-      for (const v of journalVbns) this.reserved.add(v);
-    }
-  }
-
-  private loadTable(): void {
-    const per = this.layout.blockSize / SNAPSHOT_ENTRY_BYTES;
-    this.table = [];
-    for (let s = 0; s < this.root.maxSnapshots; s++) {
-      const blk = this.meta.read(this.layout.tableStart + Math.floor(s / per));
-      const off = (s % per) * SNAPSHOT_ENTRY_BYTES;
-      try {
-        this.table.push(decodeSnapshotEntry(blk.buf.subarray(off, off + SNAPSHOT_ENTRY_BYTES), s));
-      } catch (err) {
-        throw new CorruptError(`${this.path}: ${(err as Error).message}`, 'run imgstream volume check');
-      }
+      this.meta.setOverlay(journal.blocks);
+      this.file.setOverlay(this.layout.blockSize, journal.blocks);
+      for (const v of journal.vbns) this.space.reserved.add(v);
     }
   }
 
   private writeTableEntry(slot: number, e: SnapshotEntry | null): void {
-    const per = this.layout.blockSize / SNAPSHOT_ENTRY_BYTES;
-    const blk = this.meta.forWrite(this.layout.tableStart + Math.floor(slot / per));
-    encodeSnapshotEntry(e).copy(blk.buf, (slot % per) * SNAPSHOT_ENTRY_BYTES);
-    if (e === null && this.table[slot]) {
-      this.departedSlots.add(slot);
-      this.allocator.reset();
-    }
-    this.table[slot] = e;
+    if (this.table.write(slot, e)) this.blocks.reset();
     this.changed = true;
   }
 
@@ -289,13 +176,11 @@ export class Volume implements MapStorage {
   }
 
   snapshots(): SnapshotEntry[] {
-    return this.table.filter((e): e is SnapshotEntry => e !== null).sort((a, b) => a.id - b.id);
+    return this.table.list();
   }
 
   snapshot(name: string): SnapshotEntry {
-    const e = this.table.find((x) => x?.name === name);
-    if (!e) throw new NotFoundError(`${this.path}: no snapshot named "${name}"`, 'list them with: imgstream snapshot list');
-    return e;
+    return this.table.byName(name);
   }
 
   // ---------------------------------------------------------------- planes
@@ -312,34 +197,9 @@ export class Volume implements MapStorage {
   }
 
   private setBit(plane: number, vbn: number, on: boolean): boolean {
-    const bits = this.layout.bitsPerPlaneBlock;
-    const m = this.layout.planeBlock(plane, Math.floor(vbn / bits));
-    const b = vbn % bits;
-    const mask = 1 << (b & 31);
-    const cur = this.meta.read(m).words;
-    if (((cur[b >>> 5] & mask) !== 0) === on) return false;
-    const w = this.meta.forWrite(m).words;
-    if (on) w[b >>> 5] |= mask;
-    else w[b >>> 5] &= ~mask;
+    if (!setPlaneBit(this.meta, this.layout, plane, vbn, on)) return false;
     this.changed = true;
     return true;
-  }
-
-  private freeSpaceView(): FreeSpaceView {
-    return {
-      nblocks: this.layout.nblocks,
-      wordsPerChunk: this.layout.wordsPerPlaneBlock,
-      pinning: (c) => [
-        this.planeWords(PLANE_ACTIVE, c),
-        ...this.snapshots()
-          .filter((s) => !s.shadow)
-          .map((s) => this.planeWords(this.layout.snapshotPlane(s.slot), c)),
-        ...[...this.departedSlots].map((slot) => this.planeWords(this.layout.snapshotPlane(slot), c)),
-      ],
-      shadows: (c) => this.snapshots().filter((s) => s.shadow).map((s) => this.planeWords(this.layout.snapshotPlane(s.slot), c)),
-      releasedSinceCp: this.releasedSinceCp,
-      reserved: this.reserved,
-    };
   }
 
   // ---------------------------------------------------------------- MapStorage
@@ -355,50 +215,11 @@ export class Volume implements MapStorage {
   /** A new VBN in the active plane (and the recording mark-on-allocate plane). */
   allocate(): number {
     this.assertWritable();
-    try {
-      while (this.journalPool.length < this.journalPoolSize) {
-        const v = this.takeBlock();
-        this.reserved.add(v);
-        this.journalPool.push(v);
-      }
-    } catch {
-      /* the pool keeps what it got; the allocation below reports the full volume */
-    }
-    const vbn = this.takeBlock();
-    this.setBit(PLANE_ACTIVE, vbn, true);
-    this.setBit(PLANE_MOA[this.root.moaCurrent], vbn, true);
-    this.freshSinceCp.add(vbn);
-    this.root.usedBlocks++;
-    return vbn;
-  }
-
-  /** A free VBN from the allocator; one taken from shadow snapshots leaves their planes. */
-  private takeBlock(): number {
-    let a;
-    try {
-      a = this.allocator.allocate();
-    } catch (err) {
-      if (err instanceof VolumeFullError) throw new VolumeFullError(`${this.path}: ${err.message}`, err.hint);
-      throw err;
-    }
-    if (a.fromShadow) {
-      for (const s of this.snapshots()) {
-        if (s.shadow && this.setBit(this.layout.snapshotPlane(s.slot), a.vbn, false)) {
-          this.writeTableEntry(s.slot, { ...s, reusedBlocks: s.reusedBlocks + 1 });
-        }
-      }
-    }
-    return a.vbn;
+    return this.blocks.allocate();
   }
 
   release(vbn: number): void {
-    if (!this.setBit(PLANE_ACTIVE, vbn, false)) return;
-    this.root.usedBlocks--;
-    if (this.freshSinceCp.has(vbn)) {
-      this.freshSinceCp.delete(vbn);
-      this.setBit(PLANE_MOA[this.root.moaCurrent], vbn, false);
-      this.allocator.returned(vbn);
-    } else this.releasedSinceCp.add(vbn);
+    this.blocks.release(vbn);
   }
 
   /** Logical blocks that became mapped (import writes blocks itself and reports them here). */
@@ -408,7 +229,7 @@ export class Volume implements MapStorage {
   }
 
   isFresh(vbn: number): boolean {
-    return this.freshSinceCp.has(vbn);
+    return this.blocks.isFresh(vbn);
   }
 
   private assertWritable(): void {
@@ -430,7 +251,7 @@ export class Volume implements MapStorage {
       this.changed = true;
       return;
     }
-    if (old !== 0 && this.freshSinceCp.has(old)) {
+    if (old !== 0 && this.blocks.isFresh(old)) {
       this.writeBlock(old, data);
       return;
     }
@@ -448,87 +269,44 @@ export class Volume implements MapStorage {
     if (!this.changed) return;
     this.observer?.beforeCp();
     this.map.writeDirty();
-    const bs = this.layout.blockSize;
-    // journal contents and index go to free VBNs that no plane records
-    const entries: JournalEntry[] = [];
+    // journal blocks go to free VBNs that no plane records: reserved until the CP is clean
     const journalVbns: number[] = [];
+    const take = (): number => {
+      const v = this.blocks.takeForJournal();
+      this.space.reserved.add(v);
+      journalVbns.push(v);
+      return v;
+    };
     try {
-      // Reserve the journal's blocks first. A block taken from a shadow snapshot clears
-      // its bit, which can dirty one more plane block: reserve until the count covers
-      // every dirty block plus the index.
-      const per = entriesPerIndexBlock(bs);
-      const needed = () => this.meta.dirtyCount() + Math.ceil(this.meta.dirtyCount() / per);
-      while (journalVbns.length < needed()) {
-        const v = this.journalPool.pop() ?? this.takeBlock();
-        this.reserved.add(v);
-        journalVbns.push(v);
-      }
-      const dirty = this.meta.dirtyBlocks();
-      const contentVbns = journalVbns.slice(0, dirty.length);
-      const indexVbns = journalVbns.slice(dirty.length, dirty.length + Math.ceil(dirty.length / per));
-      dirty.forEach(([m, blk], i) => {
-        this.file.write(blk.buf, this.layout.vbnOffset(contentVbns[i]));
-        entries.push({ target: m, vbn: contentVbns[i], crc: contentCrc(blk.buf) });
-      });
-      const groups: JournalEntry[][] = [];
-      for (let i = 0; i < entries.length; i += per) groups.push(entries.slice(i, i + per));
-      const indexBlocks = groups.map((g, i) => encodeJournalIndex(bs, g, indexVbns[i + 1] ?? 0));
-      indexBlocks.forEach((b, i) => this.file.write(b, this.layout.vbnOffset(indexVbns[i])));
-      this.file.sync();
-      crashPoint('journal', this.path);
-      const now = Date.now();
-      const committed: RootRecord = {
-        ...this.root,
-        generation: this.root.generation + 1,
-        cpTimeMs: now,
-        mapRoot: this.map.root,
-        journalHead: indexVbns[0] ?? 0,
-        journalCount: entries.length,
-        journalCrc: crc32(Buffer.concat(indexBlocks)),
-        allocCursor: this.allocator.cursor,
-      };
-      this.writeRoot(committed);
-      crashPoint('root', this.path);
-      for (const [m, blk] of this.meta.dirtyBlocks()) this.file.write(blk.buf, this.layout.metaOffset(m));
-      this.file.sync();
-      crashPoint('apply', this.path);
-      this.writeRoot({ ...committed, generation: committed.generation + 1, journalHead: 0, journalCount: 0, journalCrc: 0 });
-    } catch (err) {
-      for (const v of journalVbns) this.reserved.delete(v);
-      throw err;
+      writeConsistencyPoint(this.file, this.layout, this.meta, () => ({ ...this.root, mapRoot: this.map.root, allocCursor: this.blocks.cursor }), take, (r) => this.writeRoot(r));
+    } finally {
+      for (const v of journalVbns) this.space.reserved.delete(v);
     }
-    crashPoint('clean-root', this.path);
-    for (const v of journalVbns) this.reserved.delete(v);
     this.meta.markClean();
-    this.departedSlots.clear();
-    this.releasedSinceCp.clear();
-    this.freshSinceCp.clear();
-    this.allocator.reset();
-    this.changed = false;
+    this.endChangeSet();
     this.observer?.afterCp(this.root.generation);
   }
 
   private writeRoot(r: RootRecord): void {
-    const slot = r.generation % 2;
-    const b = Buffer.alloc(this.layout.blockSize);
-    encodeRootRecord(r).copy(b);
-    this.file.write(b, this.layout.metaOffset(slot));
-    this.file.sync();
+    writeRootRecord(this.file, this.layout, r);
     this.root = { ...r };
   }
 
   /** Throws away every change since the last CP (the file keeps the last CP). */
   abort(): void {
     this.meta.discardDirty();
-    this.departedSlots.clear();
     this.map.forget(this.root.mapRoot);
-    this.releasedSinceCp.clear();
-    this.freshSinceCp.clear();
-    this.allocator.reset();
+    this.endChangeSet();
+    this.root = readRootRecord(this.file, this.path);
+    this.table.load(this.root.maxSnapshots);
+  }
+
+  /** The state since the last CP is now the committed one (or thrown away). */
+  private endChangeSet(): void {
+    this.table.departed.clear();
+    this.space.releasedSinceCp.clear();
+    this.blocks.endChangeSet();
     this.changed = false;
-    const reread = readRootRecord(this.file, this.path);
-    this.root = reread;
-    this.loadTable();
   }
 
   // ---------------------------------------------------------------- snapshots
@@ -536,41 +314,7 @@ export class Volume implements MapStorage {
   /** `internal`: a snapshot a command takes for itself (a temporary one): no observer hears of it. */
   createSnapshot(name: string, opts: { shadow?: boolean; master?: boolean; internal?: boolean } = {}): SnapshotEntry {
     this.assertWritable();
-    validateSnapshotName(name);
-    if (this.table.some((e) => e?.name === name)) throw new ExistsError(`${this.path}: snapshot "${name}" already exists`, 'choose another name, or delete the old one first');
-    const slot = this.table.findIndex((e) => e === null);
-    if (slot < 0) throw new InvalidInputError(`${this.path}: all ${this.root.maxSnapshots} snapshot slots are in use`, 'delete a snapshot first');
-    this.commit(); // the snapshot is the state of a CP
-    // the slot is referenced by no committed state, so it is written in place directly
-    const plane = this.layout.snapshotPlane(slot);
-    const active = this.scanner(PLANE_ACTIVE);
-    const old = this.scanner(plane); // what the slot holds now: written only where it differs
-    for (let i = 0; i < this.layout.planeBlocks; i++) {
-      const src = active.words(i);
-      const dst = old.words(i);
-      let same = true;
-      for (let k = 0; k < src.length; k++) if (src[k] !== dst[k]) { same = false; break; }
-      if (!same) this.file.write(new Uint8Array(src.buffer, src.byteOffset, src.byteLength), this.layout.metaOffset(this.layout.planeBlock(plane, i)));
-    }
-    this.meta.forget(this.layout.planeBlock(plane, 0), this.layout.planeBlocks);
-    crashPoint('snapshot-plane', this.path);
-    const entry: SnapshotEntry = {
-      slot,
-      id: this.root.nextSnapshotId,
-      name,
-      shadow: !!opts.shadow,
-      master: !!opts.master,
-      createdMs: Date.now(),
-      mapRoot: this.map.root,
-      generation: this.root.generation,
-      blocks: this.root.usedBlocks,
-      mappedBlocks: this.root.mappedBlocks,
-      reusedBlocks: 0,
-    };
-    this.root.nextSnapshotId++;
-    this.writeTableEntry(slot, entry);
-    this.commit();
-    this.allocator.reset();
+    const entry = this.snapshotOps.take(name, opts);
     if (!opts.internal) this.observer?.snapshotTaken(entry);
     return entry;
   }
@@ -578,52 +322,29 @@ export class Volume implements MapStorage {
   /** Removes a snapshot from the table at the next CP, without taking one (a mirror drops several in one CP). */
   dropSnapshotEntry(name: string): SnapshotEntry {
     this.assertWritable();
-    const e = this.snapshot(name);
-    this.writeTableEntry(e.slot, null);
-    return e;
+    return this.snapshotOps.drop(name);
   }
 
   deleteSnapshot(name: string): SnapshotEntry {
     this.assertWritable();
-    const e = this.snapshot(name);
-    this.writeTableEntry(e.slot, null);
-    this.commit();
-    this.meta.forget(this.layout.planeBlock(this.layout.snapshotPlane(e.slot), 0), this.layout.planeBlocks);
-    this.allocator.reset();
-    return e;
+    return this.snapshotOps.delete(name);
   }
 
   renameSnapshot(from: string, to: string): SnapshotEntry {
     this.assertWritable();
-    const e = this.snapshot(from);
-    validateSnapshotName(to);
-    if (from === to) return e;
-    if (this.table.some((x) => x?.name === to)) throw new ExistsError(`${this.path}: snapshot "${to}" already exists`, 'choose another name');
-    const renamed = { ...e, name: to };
-    this.writeTableEntry(e.slot, renamed);
-    this.commit();
-    return renamed;
+    return this.snapshotOps.rename(from, to);
   }
 
   /** Makes the other mark-on-allocate plane the recording one (mirroring swaps after each transfer). */
   swapMarkOnAllocate(): { shipping: number; recording: number } {
     this.assertWritable();
-    const shipping = PLANE_MOA[this.root.moaCurrent];
-    this.root.moaCurrent ^= 1;
-    this.root.moaSwaps++;
-    this.changed = true;
-    return { shipping, recording: PLANE_MOA[this.root.moaCurrent] };
+    return this.moa.swap();
   }
 
   /** Clears a mark-on-allocate plane (after its blocks were shipped). */
   clearMarkOnAllocate(plane: number): void {
     this.assertWritable();
-    if (plane !== PLANE_MOA[0] && plane !== PLANE_MOA[1]) throw new Error('not a mark-on-allocate plane');
-    for (let i = 0; i < this.layout.planeBlocks; i++) {
-      const m = this.layout.planeBlock(plane, i);
-      if (this.meta.read(m).words.some((x) => x !== 0)) this.meta.replace(m, Buffer.alloc(this.layout.blockSize));
-    }
-    this.changed = true;
+    this.moa.clear(plane);
   }
 
   // ---------------------------------------------------------------- restore support
@@ -633,63 +354,37 @@ export class Volume implements MapStorage {
 
   /** VBNs of chunk c that the committed state (any plane) or this process holds. */
   occupiedWords(c: number): Uint32Array {
-    const w = this.layout.wordsPerPlaneBlock;
-    const out = new Uint32Array(w);
-    const planes = [PLANE_ACTIVE, ...this.snapshots().map((s) => this.layout.snapshotPlane(s.slot))];
-    for (const p of planes) {
-      const x = this.planeWords(p, c);
-      for (let i = 0; i < w; i++) out[i] |= x[i];
-    }
-    for (const bm of [this.releasedSinceCp, this.reserved]) {
-      const x = bm.chunk(c);
-      if (x) for (let i = 0; i < w; i++) out[i] |= x[i];
-    }
-    if (c === 0) out[0] |= 1;
-    return out;
+    return this.space.occupiedWords(c);
   }
 
   /** Holds a VBN back from the allocator until release (incoming blocks of a restore). */
   reserve(vbn: number): void {
-    this.reserved.add(vbn);
+    this.space.reserved.add(vbn);
   }
 
   unreserve(vbn: number): void {
-    this.reserved.delete(vbn);
+    this.space.reserved.delete(vbn);
   }
 
   freeSnapshotSlots(): number[] {
-    return this.table.flatMap((e, i) => (e === null && !this.departedSlots.has(i) ? [i] : []));
+    return this.table.freeSlots();
   }
 
   /** Writes plane block `chunk` of a free slot in place (no committed state references it). */
   writeSlotPlane(slot: number, chunk: number, data: Uint8Array): void {
-    if (this.table[slot] !== null || this.departedSlots.has(slot)) throw new Error('slot in use');
-    const m = this.layout.planeBlock(this.layout.snapshotPlane(slot), chunk);
-    this.file.write(data, this.layout.metaOffset(m));
+    if (this.table.at(slot) !== null || this.table.departed.has(slot)) throw new Error('slot in use');
+    this.slots.write(slot, chunk, data);
   }
 
   /** Zeroes the plane blocks of a free slot that were not written (left over from an older snapshot). */
   clearSlotPlaneExcept(slot: number, written: Set<number>): void {
-    const plane = this.layout.snapshotPlane(slot);
-    const scratch = Buffer.alloc(this.layout.blockSize);
-    const zero = Buffer.alloc(this.layout.blockSize);
-    for (let c = 0; c < this.layout.planeBlocks; c++) {
-      if (written.has(c)) continue;
-      const off = this.layout.metaOffset(this.layout.planeBlock(plane, c));
-      this.file.read(scratch, off);
-      if (!scratch.equals(zero)) this.file.write(zero, off);
-    }
-    this.meta.forget(this.layout.planeBlock(plane, 0), this.layout.planeBlocks);
+    this.slots.clearExcept(slot, written);
   }
 
   /** Adds snapshot entries whose planes are already in their slots (journaled with the next CP). */
   installSnapshot(e: SnapshotEntry): void {
     this.assertWritable();
-    if (this.table[e.slot] !== null) throw new Error('slot in use');
-    this.meta.forget(this.layout.planeBlock(this.layout.snapshotPlane(e.slot), 0), this.layout.planeBlocks);
-    this.writeTableEntry(e.slot, e);
-    this.root.nextSnapshotId = Math.max(this.root.nextSnapshotId, e.id + 1);
-    this.allocator.reset();
+    this.snapshotOps.install(e);
   }
 
   // ---------------------------------------------------------------- mirror support
@@ -713,47 +408,19 @@ export class Volume implements MapStorage {
    */
   reuseShadowBlock(vbn: number): void {
     this.assertWritable();
-    for (const s of this.snapshots()) {
-      if (s.shadow && this.setBit(this.layout.snapshotPlane(s.slot), vbn, false)) {
-        this.writeTableEntry(s.slot, { ...s, reusedBlocks: s.reusedBlocks + 1 });
-      }
-    }
+    this.snapshotOps.leaveShadows(vbn);
   }
 
   /** Sets the recording mark-on-allocate bits of blocks that arrived without allocate() (mirror, restore): a cascade ships them on. */
   markRecorded(vbns: SparseBitmap): void {
     this.assertWritable();
-    const plane = PLANE_MOA[this.root.moaCurrent];
-    const bits = this.layout.bitsPerPlaneBlock;
-    for (let c = 0; c * bits < this.layout.nblocks; c++) {
-      const x = vbns.chunk(c);
-      if (!x || !x.some((w) => w !== 0)) continue;
-      const m = this.layout.planeBlock(plane, c);
-      const cur = this.meta.read(m).words;
-      let differs = false;
-      for (let i = 0; i < x.length; i++) if ((cur[i] | x[i]) !== cur[i]) differs = true;
-      if (!differs) continue;
-      const w = this.meta.forWrite(m).words;
-      for (let i = 0; i < x.length; i++) w[i] |= x[i];
-      this.changed = true;
-    }
+    this.moa.record(vbns);
   }
 
   /** ORs mark-on-allocate plane `from` into plane `into` (a failed transfer's plane folded into the next one). */
   mergeMarkOnAllocate(from: number, into: number): void {
     this.assertWritable();
-    for (let c = 0; c < this.layout.planeBlocks; c++) {
-      const src = this.meta.read(this.layout.planeBlock(from, c)).words;
-      if (!src.some((w) => w !== 0)) continue;
-      const m = this.layout.planeBlock(into, c);
-      const cur = this.meta.read(m).words;
-      let differs = false;
-      for (let i = 0; i < src.length; i++) if ((cur[i] | src[i]) !== cur[i]) differs = true;
-      if (!differs) continue;
-      const w = this.meta.forWrite(m).words;
-      for (let i = 0; i < src.length; i++) w[i] |= src[i];
-      this.changed = true;
-    }
+    this.moa.merge(from, into);
   }
 
   get mirrorFlags(): { mirror: boolean; broken: boolean } {
@@ -774,23 +441,12 @@ export class Volume implements MapStorage {
     this.assertWritable();
     const s = this.snapshot(name);
     const plane = this.layout.snapshotPlane(s.slot);
-    for (let c = 0; c < this.layout.planeBlocks; c++) {
-      const src = this.planeWords(plane, c);
-      const m = this.layout.planeBlock(PLANE_ACTIVE, c);
-      const cur = this.meta.read(m).words;
-      let same = true;
-      for (let i = 0; i < cur.length; i++) if (cur[i] !== src[i]) same = false;
-      if (same) continue;
-      // blocks leaving the active plane are still the last CP's until the next CP commits
-      const leaving = new Uint32Array(cur.length);
-      for (let i = 0; i < cur.length; i++) leaving[i] = cur[i] & ~src[i];
-      this.releasedSinceCp.orChunk(c, leaving);
-      this.meta.forWrite(m).words.set(src);
-    }
+    // blocks leaving the active plane are still the last CP's until the next CP commits
+    replacePlane(this.meta, this.layout, PLANE_ACTIVE, (c) => this.planeWords(plane, c), (c, leaving) => this.space.releasedSinceCp.orChunk(c, leaving));
     this.map.forget(s.mapRoot);
     this.root.usedBlocks = s.blocks;
     this.root.mappedBlocks = s.mappedBlocks;
-    this.allocator.reset();
+    this.blocks.reset();
     this.changed = true;
   }
 
@@ -813,16 +469,12 @@ export class Volume implements MapStorage {
    * left (clearing their bits), so a change may use them as well as the free ones.
    */
   countReusable(): number {
-    const shadows = this.snapshots().filter((s) => s.shadow).map((s) => this.scanner(this.layout.snapshotPlane(s.slot)));
-    if (shadows.length === 0) return 0;
-    const pinned = [PLANE_ACTIVE, ...this.snapshots().filter((s) => !s.shadow).map((s) => this.layout.snapshotPlane(s.slot)), ...[...this.departedSlots].map((slot) => this.layout.snapshotPlane(slot))];
-    return countOnlyIn(this.layout, shadows, pinned.map((p) => this.scanner(p)), this.releasedSinceCp);
+    return this.space.countReusable();
   }
 
   /** Blocks no plane holds (the allocator may still hold back a few for the journal). One pass over all planes. */
   countFree(): number {
-    const planes = [PLANE_ACTIVE, ...this.snapshots().map((s) => this.layout.snapshotPlane(s.slot))];
-    return this.layout.nblocks - 1 - countUnion(this.layout, planes.map((p) => this.scanner(p)), this.releasedSinceCp); // VBN 0 is never allocated
+    return this.space.countFree();
   }
 
   /** Reads a plane front to back in large windows (see plane-scanner.ts). */
@@ -832,32 +484,14 @@ export class Volume implements MapStorage {
 
   /** A lower bound of the free blocks without a pass over the planes: snapshots may share blocks with each other and with the active file system. */
   freeLowerBound(): number {
-    const held = this.snapshots().reduce((a, s) => a + s.blocks, this.root.usedBlocks);
-    return Math.max(0, this.layout.nblocks - 1 - held - this.releasedSinceCp.size - this.reserved.size);
+    return this.space.lowerBound();
   }
 
   /** The planes of this volume as a source for storage image expressions. */
   planeSource(): PlaneSource {
-    const refs = new Map<string, PlaneRef>();
-    refs.set('active', { id: PLANE_ACTIVE, snapshot: false, name: 'active' });
-    refs.set('moa.0', { id: PLANE_MOA[0], snapshot: false, name: 'moa.0' });
-    refs.set('moa.1', { id: PLANE_MOA[1], snapshot: false, name: 'moa.1' });
-    for (const s of this.snapshots()) refs.set(s.name, { id: this.layout.snapshotPlane(s.slot), snapshot: true, name: s.name });
-    const scanners = new Map<number, PlaneScanner>();
-    return {
-      nblocks: this.layout.nblocks,
-      blockSize: this.layout.blockSize,
-      wordsPerChunk: this.layout.wordsPerPlaneBlock,
-      chunks: this.layout.planeBlocks,
-      resolve: (name) => refs.get(name),
-      names: () => [...refs.keys()],
-      chunk: (id, c) => {
-        let scan = scanners.get(id);
-        if (!scan) scanners.set(id, (scan = this.scanner(id)));
-        return scan.words(c);
-      },
-    };
+    return volumePlaneSource(this.layout, this.snapshots(), (p) => this.scanner(p));
   }
+
 }
 
 export { isZero };

@@ -1,0 +1,109 @@
+// The snapshot operations of a writable volume: take, delete, rename, drop and install
+// table entries, and shadow snapshots giving up a block. A snapshot is the state of a
+// CP: taking one commits, copies the active plane into a free slot in place, then
+// commits the table entry naming it. Telling an observer is the volume's business.
+import { InvalidInputError } from '../errors.js';
+import type { SnapshotEntry } from '../format/snapshot-entry.js';
+import type { RootRecord } from '../format/volume-root.js';
+import { crashPoint } from './crash-point.js';
+import type { VolumeLayout } from './layout.js';
+import type { SlotPlanes } from './slot-planes.js';
+import { validateSnapshotName } from './snapshot-name.js';
+import type { SnapshotTable } from './snapshot-table.js';
+
+/** What the operations need of the volume. */
+export interface SnapshotHost {
+  readonly path: string;
+  readonly layout: VolumeLayout;
+  readonly table: SnapshotTable;
+  readonly slots: SlotPlanes;
+  /** The current root record (a CP replaces it): the next snapshot id is counted in it. */
+  root(): RootRecord;
+  mapRoot(): number;
+  commit(): void;
+  /** Sets a table entry for the next CP. */
+  writeTableEntry(slot: number, e: SnapshotEntry | null): void;
+  /** Clears a plane bit for the next CP; true when it was set. */
+  clearBit(plane: number, vbn: number): boolean;
+  /** The allocator's view of free space changed. */
+  resetAllocator(): void;
+}
+
+export class SnapshotOps {
+  constructor(private readonly h: SnapshotHost) {}
+
+  take(name: string, opts: { shadow?: boolean; master?: boolean }): SnapshotEntry {
+    const h = this.h;
+    validateSnapshotName(name);
+    h.table.assertNameFree(name, 'choose another name, or delete the old one first');
+    const slot = h.table.firstEmptySlot();
+    if (slot < 0) throw new InvalidInputError(`${h.path}: all ${h.root().maxSnapshots} snapshot slots are in use`, 'delete a snapshot first');
+    h.commit(); // the snapshot is the state of a CP
+    h.slots.copyActiveTo(slot); // the slot is referenced by no committed state: written in place
+    crashPoint('snapshot-plane', h.path);
+    const root = h.root();
+    const entry: SnapshotEntry = {
+      slot,
+      id: root.nextSnapshotId,
+      name,
+      shadow: !!opts.shadow,
+      master: !!opts.master,
+      createdMs: Date.now(),
+      mapRoot: h.mapRoot(),
+      generation: root.generation,
+      blocks: root.usedBlocks,
+      mappedBlocks: root.mappedBlocks,
+      reusedBlocks: 0,
+    };
+    root.nextSnapshotId++;
+    h.writeTableEntry(slot, entry);
+    h.commit();
+    h.resetAllocator();
+    return entry;
+  }
+
+  /** Removes a snapshot from the table at the next CP. */
+  drop(name: string): SnapshotEntry {
+    const e = this.h.table.byName(name);
+    this.h.writeTableEntry(e.slot, null);
+    return e;
+  }
+
+  delete(name: string): SnapshotEntry {
+    const e = this.drop(name);
+    this.h.commit();
+    this.h.slots.forget(e.slot);
+    this.h.resetAllocator();
+    return e;
+  }
+
+  rename(from: string, to: string): SnapshotEntry {
+    const e = this.h.table.byName(from);
+    validateSnapshotName(to);
+    if (from === to) return e;
+    this.h.table.assertNameFree(to, 'choose another name');
+    const renamed = { ...e, name: to };
+    this.h.writeTableEntry(e.slot, renamed);
+    this.h.commit();
+    return renamed;
+  }
+
+  /** Adds an entry whose plane is already in its slot (journaled with the next CP). */
+  install(e: SnapshotEntry): void {
+    const h = this.h;
+    if (h.table.at(e.slot) !== null) throw new Error('slot in use');
+    h.slots.forget(e.slot);
+    h.writeTableEntry(e.slot, e);
+    h.root().nextSnapshotId = Math.max(h.root().nextSnapshotId, e.id + 1);
+    h.resetAllocator();
+  }
+
+  /** Clears `vbn` from the shadow snapshots holding it and counts it in their reusedBlocks. */
+  leaveShadows(vbn: number): void {
+    for (const s of this.h.table.list()) {
+      if (s.shadow && this.h.clearBit(this.h.layout.snapshotPlane(s.slot), vbn)) {
+        this.h.writeTableEntry(s.slot, { ...s, reusedBlocks: s.reusedBlocks + 1 });
+      }
+    }
+  }
+}

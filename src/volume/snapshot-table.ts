@@ -1,0 +1,71 @@
+// The snapshot table of an open volume: one entry per plane slot (format/snapshot-entry.ts),
+// read from the metadata area and changed through the metadata store, so a change is
+// journaled with the next CP. It also remembers the slots emptied since the last CP: that
+// CP still references their blocks, so their planes keep pinning them until the next one.
+import { CorruptError, ExistsError, NotFoundError } from '../errors.js';
+import { decodeSnapshotEntry, encodeSnapshotEntry, SNAPSHOT_ENTRY_BYTES, type SnapshotEntry } from '../format/snapshot-entry.js';
+import type { VolumeLayout } from './layout.js';
+import type { MetadataStore } from './metadata-store.js';
+
+export class SnapshotTable {
+  private entries: Array<SnapshotEntry | null> = [];
+  /** Slots of snapshots deleted since the last CP (a journal block must never land on a block the previous state holds). */
+  readonly departed = new Set<number>();
+
+  constructor(private readonly meta: MetadataStore, private readonly layout: VolumeLayout, private readonly path: string) {}
+
+  /** Reads every entry through the metadata store (the committed table, or the journal's overlay). */
+  load(maxSnapshots: number): void {
+    const per = this.layout.blockSize / SNAPSHOT_ENTRY_BYTES;
+    this.entries = [];
+    for (let s = 0; s < maxSnapshots; s++) {
+      const blk = this.meta.read(this.layout.tableStart + Math.floor(s / per));
+      const off = (s % per) * SNAPSHOT_ENTRY_BYTES;
+      try {
+        this.entries.push(decodeSnapshotEntry(blk.buf.subarray(off, off + SNAPSHOT_ENTRY_BYTES), s));
+      } catch (err) {
+        throw new CorruptError(`${this.path}: ${(err as Error).message}`, 'run imgstream volume check');
+      }
+    }
+  }
+
+  /** Sets slot `slot` (null empties it) for the next CP. True when a snapshot departed: the free space changed. */
+  write(slot: number, e: SnapshotEntry | null): boolean {
+    const per = this.layout.blockSize / SNAPSHOT_ENTRY_BYTES;
+    const blk = this.meta.forWrite(this.layout.tableStart + Math.floor(slot / per));
+    encodeSnapshotEntry(e).copy(blk.buf, (slot % per) * SNAPSHOT_ENTRY_BYTES);
+    const departed = e === null && !!this.entries[slot];
+    if (departed) this.departed.add(slot);
+    this.entries[slot] = e;
+    return departed;
+  }
+
+  at(slot: number): SnapshotEntry | null {
+    return this.entries[slot];
+  }
+
+  /** The snapshots in the order they were taken. */
+  list(): SnapshotEntry[] {
+    return this.entries.filter((e): e is SnapshotEntry => e !== null).sort((a, b) => a.id - b.id);
+  }
+
+  byName(name: string): SnapshotEntry {
+    const e = this.entries.find((x) => x?.name === name);
+    if (!e) throw new NotFoundError(`${this.path}: no snapshot named "${name}"`, 'list them with: imgstream snapshot list');
+    return e;
+  }
+
+  assertNameFree(name: string, hint: string): void {
+    if (this.entries.some((e) => e?.name === name)) throw new ExistsError(`${this.path}: snapshot "${name}" already exists`, hint);
+  }
+
+  /** The first empty slot, or -1 (a slot emptied since the last CP counts: a snapshot commits first). */
+  firstEmptySlot(): number {
+    return this.entries.findIndex((e) => e === null);
+  }
+
+  /** Empty slots whose planes no committed state references (written in place by a restore). */
+  freeSlots(): number[] {
+    return this.entries.flatMap((e, i) => (e === null && !this.departed.has(i) ? [i] : []));
+  }
+}

@@ -1,0 +1,97 @@
+// Opening a volume file: the checks and the lock of an ordinary open, and the seqlock
+// retry of a lockless view of a volume that another process holds and changes. The
+// caller (Volume) builds the open volume from the file and the root record read here.
+import fs from 'node:fs';
+import { BusyError, InvalidInputError, NotAVolumeError, NotFoundError, fromSystemError } from '../errors.js';
+import type { RootRecord } from '../format/volume-root.js';
+import { BlockFile } from './block-file.js';
+import { readRootRecord } from './root-reader.js';
+import { FLAG_MIRROR, FLAG_MIRROR_BROKEN } from './volume-flags.js';
+import { VolumeLock } from './volume-lock.js';
+
+export interface OpenOptions {
+  write: boolean;
+  /** The mirror engine writing a mirror destination (other writers are refused). */
+  mirror?: boolean;
+}
+
+/**
+ * Checks that `path` is a volume, locks it, opens it and reads its root record, then
+ * calls `load`; closes the file and releases the lock when anything throws.
+ */
+export function openLocked<T>(path: string, opts: OpenOptions, load: (file: BlockFile, lock: VolumeLock, root: RootRecord) => T): T {
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(path);
+  } catch (err) {
+    const e = fromSystemError(err, path, 'opening the volume');
+    if (e.code === 'not-found') throw new NotFoundError(`${path}: no such volume`, 'create one with: imgstream volume create');
+    throw e;
+  }
+  if (st.isDirectory()) {
+    // a protection destination (src/journal) is a directory holding protect.json
+    if (fs.existsSync(`${path}/protect.json`)) throw new NotAVolumeError(`${path}: is a protection destination, not a volume`, 'rebuild a volume from it with: imgstream restore --to NEW --as-of TIME --from DIR');
+    throw new NotAVolumeError(`${path}: is a directory, not a volume`);
+  }
+  const lock = VolumeLock.acquire(path, st);
+  let file: BlockFile | null = null;
+  try {
+    file = BlockFile.open(path, opts.write);
+    const root = readRootRecord(file, path);
+    if (opts.write && !opts.mirror && (root.flags & FLAG_MIRROR) !== 0 && (root.flags & FLAG_MIRROR_BROKEN) === 0) {
+      throw new InvalidInputError(`${path}: is a mirror destination, written only by its mirror`, 'read it, or make it writable with: imgstream mirror break');
+    }
+    return load(file, lock, root);
+  } catch (err) {
+    file?.close();
+    lock.release();
+    throw err;
+  }
+}
+
+/**
+ * A read-only view of a volume that another process holds and changes (a server),
+ * opened without the lock: the root record and the snapshot table of one CP, read as a
+ * seqlock on the generation (read the root, then `load` reads the journal it names if
+ * not yet applied and the table; read the root again; retry when the generation moved
+ * or the journal did not verify because it was being replaced).
+ *
+ * Only pinned snapshots may be read through a view (src/control pins them in the
+ * server; the active file system and mark-on-allocate planes change under a view,
+ * unless the holder opened the volume read-only). A regular snapshot is immutable on
+ * disk while it exists: its plane slot is written only while the slot is free
+ * (createSnapshot takes a free slot, writeSlotPlane refuses a taken one, restore's
+ * clearSlotPlaneExcept clears the free slots it fills), and the blocks its plane holds
+ * (its data and logical-map blocks) are never handed out by the allocator, whose
+ * pinning planes include every regular snapshot. A pinned snapshot cannot be deleted
+ * or renamed, so its slot stays taken and its name means it. A shadow snapshot is the
+ * exception: the allocator may reuse its blocks at any time (clearing its bits and
+ * counting reusedBlocks), so a reader of one must ask the server afterwards whether
+ * reusedBlocks grew while it read.
+ */
+export function openView<T>(path: string, load: (file: BlockFile, root: RootRecord) => T): T {
+  const file = BlockFile.open(path, false);
+  const sleeper = new Int32Array(new SharedArrayBuffer(4));
+  let lastError: unknown = null;
+  try {
+    for (let attempt = 0; attempt < 200; attempt++) {
+      if (attempt > 0) Atomics.wait(sleeper, 0, 0, Math.min(50, 2 * attempt)); // the holder is mid-CP: let it finish
+      const before = readRootRecord(file, path);
+      let view: T;
+      try {
+        view = load(file, before);
+      } catch (err) {
+        lastError = err; // a journal or table read while the holder rewrote it
+        continue;
+      }
+      if (readRootRecord(file, path).generation === before.generation) return view;
+      lastError = null;
+    }
+  } catch (err) {
+    file.close();
+    throw err;
+  }
+  file.close();
+  if (lastError) throw lastError;
+  throw new BusyError(`${path}: the volume changed on every attempt to read it`, 'its server takes consistency points without pause; try again');
+}
