@@ -15,6 +15,11 @@
 // >= 0.8, and 0 blocks in `active - before`); nbd-holes copies a volume that is half
 // holes to a local file with nbdcopy and compares with the same copy from `nbdkit file`
 // serving its raw image, zeros written out (target >= 1.5: holes are not transferred).
+//
+// The machine is often shared, and wall times then swing by half from one copy to the
+// next: each row also gives the CPU seconds each server spent (utime + stime from
+// /proc/PID/stat, threads included) on the same copy, which the other processes disturb
+// much less (cpu columns and cpuRatio: imgstream's CPU per run over nbdkit's; < 1 is cheaper).
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash, randomFillSync } from 'node:crypto';
 import fs from 'node:fs';
@@ -30,6 +35,10 @@ const CLI = path.resolve(here, '..', '..', 'commands', '_cli', 'bin.js');
 interface Sample {
   writeSeconds: number;
   readSeconds: number;
+  /** CPU seconds the server spent on the write and on the read. */
+  writeCpu?: number;
+  readCpu?: number;
+  holesCpu?: number;
   rewriteSeconds?: number;
   rewriteBlocks?: number;
   holesSeconds?: number;
@@ -72,6 +81,20 @@ function timed(cmd: string, args: string[]): number {
   if (r.error) throw new Error(`${cmd}: ${r.error.message}`);
   if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} exited ${r.status ?? r.signal}: ${String(r.stderr).trim()}`);
   return s;
+}
+
+/** CPU seconds (user + system, every thread) process `pid` has used so far. */
+function cpuSeconds(pid: number): number {
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(f[11]) + Number(f[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
+}
+
+/** Runs fn, returning its result and the CPU seconds `pid` spent meanwhile. */
+function withCpu<T>(pid: number, fn: () => T): [T, number] {
+  const c0 = cpuSeconds(pid);
+  const out = fn();
+  return [out, cpuSeconds(pid) - c0];
 }
 
 function sync(): void {
@@ -213,9 +236,9 @@ async function main(): Promise<number> {
       try {
         waitForFile(ksock);
         const kuri = `nbd+unix:///?socket=${ksock}`;
-        const w = timed('qemu-img', ['convert', '-n', '-O', 'raw', image, kuri]);
-        const r = timed('nbdcopy', [kuri, 'null:']);
-        theirs.push({ writeSeconds: w, readSeconds: r });
+        const [w, wc] = withCpu(kit.pid!, () => timed('qemu-img', ['convert', '-n', '-O', 'raw', image, kuri]));
+        const [r, rc] = withCpu(kit.pid!, () => timed('nbdcopy', [kuri, 'null:']));
+        theirs.push({ writeSeconds: w, readSeconds: r, writeCpu: wc, readCpu: rc });
       } finally {
         kit.kill('SIGTERM');
         await exited(kit);
@@ -230,8 +253,8 @@ async function main(): Promise<number> {
       sync();
       const server = await startImgstream(vol, at('imgstream.sock'), env);
       try {
-        const w = timed('qemu-img', ['convert', '-n', '-O', 'raw', image, server.uri]);
-        const r = timed('nbdcopy', [server.uri, 'null:']);
+        const [w, wc] = withCpu(server.child.pid!, () => timed('qemu-img', ['convert', '-n', '-O', 'raw', image, server.uri]));
+        const [r, rc] = withCpu(server.child.pid!, () => timed('nbdcopy', [server.uri, 'null:']));
         if (!verified) {
           const got = await sha256Export(server.uri);
           if (got !== imageHash) throw new Error(`the export does not hold the image (sha256 ${got}, expected ${imageHash})`);
@@ -241,7 +264,7 @@ async function main(): Promise<number> {
         cliJson(env, ['snapshot', 'create', vol, 'before']);
         const rw = timed('qemu-img', ['convert', '-n', '-O', 'raw', image, server.uri]);
         const moved = (cliJson(env, ['image', vol, 'active - before']) as { blocks: number }).blocks;
-        ours.push({ writeSeconds: w, readSeconds: r, rewriteSeconds: rw, rewriteBlocks: moved });
+        ours.push({ writeSeconds: w, readSeconds: r, writeCpu: wc, readCpu: rc, rewriteSeconds: rw, rewriteBlocks: moved });
         peakRss = Math.max(peakRss, peakRssBytes(server.child.pid!));
       } finally {
         server.child.kill('SIGTERM');
@@ -260,7 +283,7 @@ async function main(): Promise<number> {
       try {
         fs.rmSync(out, { force: true });
         sync();
-        ours[rep].holesSeconds = timed('nbdcopy', [hserver.uri, out]);
+        [ours[rep].holesSeconds, ours[rep].holesCpu] = withCpu(hserver.child.pid!, () => timed('nbdcopy', [hserver.uri, out]));
       } finally {
         hserver.child.kill('SIGTERM');
         await exited(hserver.child);
@@ -272,7 +295,7 @@ async function main(): Promise<number> {
         waitForFile(hksock);
         fs.rmSync(out, { force: true });
         sync();
-        theirs[rep].holesSeconds = timed('nbdcopy', [`nbd+unix:///?socket=${hksock}`, out]);
+        [theirs[rep].holesSeconds, theirs[rep].holesCpu] = withCpu(hkit.pid!, () => timed('nbdcopy', [`nbd+unix:///?socket=${hksock}`, out]));
       } finally {
         hkit.kill('SIGTERM');
         await exited(hkit);
@@ -282,6 +305,7 @@ async function main(): Promise<number> {
       fs.rmSync(hvol, { force: true });
       process.stderr.write(`nbd.bench: run ${rep + 1}/${reps}: rewrite ${ours[rep].rewriteSeconds!.toFixed(2)} s (${ours[rep].rewriteBlocks} blocks moved), half-holes copy ${ours[rep].holesSeconds!.toFixed(2)} s vs ${theirs[rep].holesSeconds!.toFixed(2)} s\n`);
       process.stderr.write(`nbd.bench: run ${rep + 1}/${reps}: write ${ours[rep].writeSeconds.toFixed(2)} s vs ${theirs[rep].writeSeconds.toFixed(2)} s, read ${ours[rep].readSeconds.toFixed(2)} s vs ${theirs[rep].readSeconds.toFixed(2)} s\n`);
+      process.stderr.write(`nbd.bench: run ${rep + 1}/${reps}: server CPU: write ${ours[rep].writeCpu!.toFixed(2)} s vs ${theirs[rep].writeCpu!.toFixed(2)} s, read ${ours[rep].readCpu!.toFixed(2)} s vs ${theirs[rep].readCpu!.toFixed(2)} s, half-holes copy ${ours[rep].holesCpu!.toFixed(2)} s vs ${theirs[rep].holesCpu!.toFixed(2)} s; load ${os.loadavg()[0].toFixed(2)}\n`);
     }
 
     const mbps = (s: number) => size / s / 1e6;
@@ -309,8 +333,15 @@ async function main(): Promise<number> {
     for (const r of rows) {
       process.stdout.write(`${r.name.padEnd(11)} ${r.what.padEnd(52)} ${`${r.imgstream.toFixed(0)} MB/s`.padStart(12)} ${`${r.nbdkit.toFixed(0)} MB/s`.padStart(12)} ${r.ratio.toFixed(2).padStart(6)}  >= ${r.target} ${r.ok ? 'ok' : 'MISS'}\n`);
     }
+    const cpu = (['write', 'read', 'holes'] as const).map((what) => {
+      const key = `${what}Cpu` as 'writeCpu' | 'readCpu' | 'holesCpu';
+      const imgstream = median(ours.map((s) => s[key]!));
+      const nbdkit = median(theirs.map((s) => s[key]!));
+      return { what, imgstream, nbdkit, cpuRatio: imgstream / nbdkit };
+    });
+    process.stdout.write(`server CPU seconds per run (median): ${cpu.map((c) => `${c.what} ${c.imgstream.toFixed(2)} vs ${c.nbdkit.toFixed(2)} (${c.cpuRatio.toFixed(2)})`).join(', ')}; load ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}\n`);
     process.stdout.write(`imgstream server peak memory: ${(peakRss / 2 ** 20).toFixed(0)} MiB; export verified by sha256: ${verified}\n`);
-    const result = { size, reps, rows, samples: { imgstream: ours, nbdkit: theirs }, peakRssBytes: peakRss, verified };
+    const result = { size, reps, rows, cpu, samples: { imgstream: ours, nbdkit: theirs }, peakRssBytes: peakRss, verified };
     if (values.json) fs.writeFileSync(values.json, `${JSON.stringify(result, null, 2)}\n`);
     process.stdout.write(`${JSON.stringify(result)}\n`);
     return 0;
