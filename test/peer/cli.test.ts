@@ -60,7 +60,7 @@ const tlsUrl = (name: string) => `peer://localhost:${tlsd.info.port}/${name}`;
 describe.skipIf(!hasOpenssl)('dump to a peer, restore from it', () => {
   it('prints a ready line with the URL and the certificate fingerprint clients pin', () => {
     expect(tlsd.info).toMatchObject({ url: `peer://127.0.0.1:${tlsd.info.port}/`, host: '127.0.0.1', tls: true, fingerprint: cert.fingerprint, root: fs.realpathSync(store) });
-    expect(tlsd.info.services).toEqual(['mirror.abandon', 'mirror.break', 'mirror.resync', 'mirror.state', 'mirror.update', 'replicate.pull', 'stream.get', 'stream.put']);
+    expect(tlsd.info.services).toEqual(['mirror.abandon', 'mirror.break', 'mirror.resync', 'mirror.state', 'mirror.update', 'protect.export', 'protect.ship', 'protect.status', 'replicate.pull', 'stream.get', 'stream.put']);
     expect(plaind.info).toMatchObject({ tls: false, fingerprint: null });
   });
 
