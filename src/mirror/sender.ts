@@ -92,8 +92,10 @@ export interface MirrorResult {
 /** An error the other side reported, as the same kind of error here. */
 export function remoteError(e: WireError, where: string): ImgstreamError {
   const kept = e.kept && Number.isFinite(e.kept.bytes) && Array.isArray(e.kept.files) ? { kept: { bytes: e.kept.bytes, files: e.kept.files.map(String) } } : undefined;
-  const err = errorOfCode(e.code, `${where}: ${e.message}`, e.hint, kept);
-  return err instanceof ImgstreamError ? err : new IoError(`${where}: ${e.message}`, e.hint).withDetails(kept);
+  // a message that already names the place (a local destination's own error) is not prefixed again
+  const message = e.message.startsWith(`${where}: `) ? e.message : `${where}: ${e.message}`;
+  const err = errorOfCode(e.code, message, e.hint, kept);
+  return err instanceof ImgstreamError ? err : new IoError(message, e.hint).withDetails(kept);
 }
 
 /** What the destination kept of a stopped transfer, when its error said. */

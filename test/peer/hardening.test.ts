@@ -169,6 +169,10 @@ describe.skipIf(!hasOpenssl)('the peer daemon against hostile clients', () => {
     expect(r.stderr).toMatch(/dir: is a directory, not a volume/);
     expect(r.stderr).not.toContain(root);
     expect(r.stderr).not.toContain(fs.realpathSync(store));
+    // and to a directory on this machine: the path named once
+    const local = await cli(['mirror', 'update', vol, '--to', path.join(store, 'dir')]);
+    expect(local.code).toBe(5);
+    expect(local.stderr.split(path.join(store, 'dir')).length - 1, local.stderr).toBe(1);
   });
 
   it('removes the directories an aborted upload to a nested name created, and keeps those that were there', async () => {
