@@ -182,7 +182,8 @@ describe.skipIf(!hasCeph)('s3:// on a Ceph object gateway', () => {
     const dumpBig = (key: string) => ['dump', big, '--level', '0', '--snapshot', 'b1', '--to', s3(key), '--compress', 'none', '--catalog', p('big-catalog.json'), ...gw.flags];
 
     it('a dump killed mid-upload leaves no object; the next dump to the name aborts its upload and succeeds', async () => {
-      const child = spawnCli(dumpBig('big/killed'), { env });
+      // one 5 MiB part at a time, so the 48 MiB dump is far from done when its first part is in (a fast, idle machine finished it before the kill)
+      const child = spawnCli(dumpBig('big/killed'), { env: { ...env, IMGSTREAM_S3_UPLOADS: '1', IMGSTREAM_S3_PART_MIB: '5' } });
       await partUploaded('big/killed', child);
       child.kill('SIGKILL');
       await finished(child);
