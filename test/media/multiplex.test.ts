@@ -361,9 +361,28 @@ describe('faults while dumping', () => {
         expect(rk.code).toBe(0);
         break;
       }
-      expect(fs.readdirSync(t).filter((x) => x.endsWith('.tar'))).toEqual([]);
-      expect(fs.existsSync(cat) ? JSON.parse(fs.readFileSync(cat, 'utf8')).dumps : []).toEqual([]);
+      const tars = fs.readdirSync(t).filter((x) => x.endsWith('.tar'));
+      const recorded = fs.existsSync(cat) ? (JSON.parse(fs.readFileSync(cat, 'utf8')).dumps as unknown[]) : [];
+      if (tars.length > 0) {
+        // killed after it published the tape file (recording, exiting): the file is whole,
+        // and `catalog rebuild` records what the catalog did not
+        expect(tars).toEqual(['file0001.tar']);
+        expect(cliJson<{ streams: unknown[] }>(['verify', `tape:${t}`], o).streams).toHaveLength(3);
+        break;
+      }
+      // a record only ever names a published tape file
+      expect(recorded).toEqual([]);
     }
+    // killed just after it published the tape file, before it recorded anything: the file
+    // is whole, nothing names it yet, and catalog rebuild records its three streams
+    const tp = path.join(root, 'tape-published');
+    const catP = path.join(root, 'published-catalog.json');
+    const kp = runCli(['dump', ...VOLS, '--level', '0', '--snapshot', 's2', '--to', `tape:${tp}`, '--new-tape', '--multiplex', '--catalog', catP, '-q'], { ...o, env: { ...env, IMGSTREAM_CRASH_AT: 'multiplex-published' } });
+    expect(kp.signal).toBe('SIGKILL');
+    expect(fs.readdirSync(tp)).toEqual(['file0001.tar']);
+    expect(fs.existsSync(catP) ? JSON.parse(fs.readFileSync(catP, 'utf8')).dumps : []).toEqual([]);
+    expect(cliJson<{ streams: unknown[] }>(['verify', `tape:${tp}`], o).streams).toHaveLength(3);
+    expect(cliJson<{ records: unknown[] }>(['catalog', 'rebuild', '--from', `tape:${tp}`, '--catalog', catP], o).records).toHaveLength(3);
     // the next dump to the tape removes the partial files of the killed ones
     ok(['dump', VOLS[0], VOLS[1], '--level', '0', '--snapshot', 's2', '--to', `tape:${t}`, '--multiplex', '--catalog', cat, '-q'], o);
     expect(fs.readdirSync(t).filter((x) => !x.endsWith('.tar'))).toEqual([]);

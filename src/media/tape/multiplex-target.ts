@@ -25,6 +25,7 @@ import {
 } from './tape-format.js';
 import { MAX_ENTRY_BYTES, encodeBackupLog, encodeLogLine, type BackupLog, type LogEntry, type LogSource, type LoggedKind, type MultiplexLabel } from './multiplex-format.js';
 import { TapeFileWriter } from './tape-file-writer.js';
+import { crashPoint } from '../../volume/crash-point.js';
 import { type TapeKind, createPartial, listTapeFiles, nextTapeFileNumber, publishTapeFile, removeStalePartials, tapeFileName, tapeKind, usedBytes } from './tape-directory.js';
 
 export interface MultiplexTapeOptions {
@@ -288,6 +289,7 @@ export class MultiplexTapeWriter {
         c.published = path.join(c.tape, tapeFileName(c.number));
         c.partial = null;
       }
+      crashPoint('multiplex-published', this.closed[0]?.tape ?? '');
       return { files: this.closed.map((c) => ({ tape: path.resolve(c.tape), ...(c.number !== undefined ? { number: c.number } : {}), sequence: c.sequence, log: c.log })) };
     } catch (err) {
       this.failure = fromSystemError(err, this.description, 'writing the multiplexed tape file');
