@@ -2,7 +2,11 @@
 // contract between `imgstream protect` (journal side) and the stores that keep recovery
 // points (a local directory, or one on a peer daemon).
 
-/** One block of an interval or a seed, addressed by logical block number (LBN): its data, or null when it reads as zeros (trim, write-zeroes). */
+/**
+ * One block of an interval or a seed, addressed by logical block number (LBN): its data,
+ * or null when it reads as zeros (trim, write-zeroes). The data is valid until the next
+ * block is asked for (producers reuse their buffers): a consumer copies what it keeps.
+ */
 export interface IntervalBlock {
   lbn: number;
   data: Buffer | null;

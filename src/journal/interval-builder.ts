@@ -18,12 +18,30 @@ interface BlockRef {
 const HELD_BYTES = 128 << 20;
 const SLAB_BYTES = 1 << 20;
 
+/**
+ * Slabs handed from one interval to the next: fresh memory costs a page fault per block
+ * written into it, reused memory does not. Keeps up to `keep` slabs.
+ */
+export class SlabPool {
+  private readonly free: Buffer[] = [];
+
+  constructor(private readonly keep = HELD_BYTES / SLAB_BYTES) {}
+
+  take(): Buffer {
+    return this.free.pop() ?? Buffer.allocUnsafe(SLAB_BYTES);
+  }
+
+  give(slab: Buffer): void {
+    if (this.free.length < this.keep) this.free.push(slab);
+  }
+}
+
 export class IntervalBuilder {
-  private readonly blocks = new Map<number, BlockRef | Buffer | null>();
-  /** Bytes of slabs taken: block copies go into 1 MiB slabs (one allocation per 256 blocks, not per block). */
-  private held = 0;
-  private slab: Buffer | null = null;
-  private slabUsed = 0;
+  /** Per LBN: where its data is kept (a byte position in the slabs), null (zeros), or where it lies in the journal. */
+  private readonly blocks = new Map<number, number | BlockRef | null>();
+  /** Block copies go into 1 MiB slabs (one allocation per 256 blocks, not per block): slab i holds positions [i * SLAB_BYTES, (i + 1) * SLAB_BYTES). */
+  private readonly slabs: Buffer[] = [];
+  private slabUsed = SLAB_BYTES;
   /** Acknowledgement time of the first change collected (for lag), null when none. */
   firstTime: number | null = null;
   /** The last record seen (changes or markers). */
@@ -33,12 +51,19 @@ export class IntervalBuilder {
   /** Bytes those records carried. */
   recordBytes = 0;
 
-  constructor(readonly blockSize: number, readonly journalFrom: number) {
-    this.journalTo = journalFrom;
+  constructor(readonly blockSize: number, readonly journalFrom: number, private readonly pool: SlabPool = new SlabPool()) {
+    this.journalTo = journalFrom; // block sizes are powers of two up to 1 MiB: a slab holds whole blocks
   }
 
   get size(): number {
     return this.blocks.size;
+  }
+
+  /** Bytes of block data the interval ships (blocks that read as zeros carry none). */
+  get dataBytes(): number {
+    let n = 0;
+    for (const v of this.blocks.values()) if (v !== null) n++;
+    return n * this.blockSize;
   }
 
   add(rec: LocatedRecord): void {
@@ -53,39 +78,59 @@ export class IntervalBuilder {
         this.blocks.set(rec.lbn + i, null);
         continue;
       }
-      const copy = this.copyOf(rec.payload.subarray(i * bs, (i + 1) * bs)); // the reader's buffer is reused
-      this.blocks.set(rec.lbn + i, copy ?? { segment: rec.segment, at: rec.payloadAt + i * bs });
+      // the reader's buffer is reused: the block is copied (over its last version, when
+      // that is in a slab), unless the slabs are full
+      const lbn = rec.lbn + i;
+      const prev = this.blocks.get(lbn);
+      const at = typeof prev === 'number' ? this.keepAt(prev, rec.payload, i * bs) : this.keep(rec.payload, i * bs);
+      this.blocks.set(lbn, at >= 0 ? at : { segment: rec.segment, at: rec.payloadAt + i * bs });
     }
   }
 
-  /** A copy of `block` in a slab, or null once HELD_BYTES of slabs are taken. */
-  private copyOf(block: Buffer): Buffer | null {
-    const n = block.length;
-    if (this.slab === null || this.slabUsed + n > this.slab.length) {
-      const size = Math.max(n, SLAB_BYTES);
-      if (this.held + size > HELD_BYTES) return null;
-      this.slab = Buffer.allocUnsafe(size);
+  /** Copies the block at `from` in `payload` into a slab; its position there, or -1 once HELD_BYTES of slabs are taken. */
+  private keep(payload: Buffer, from: number): number {
+    if (this.slabUsed + this.blockSize > SLAB_BYTES) {
+      if ((this.slabs.length + 1) * SLAB_BYTES > HELD_BYTES) return -1;
+      this.slabs.push(this.pool.take());
       this.slabUsed = 0;
-      this.held += size;
     }
-    const out = this.slab.subarray(this.slabUsed, this.slabUsed + n);
-    block.copy(out);
-    this.slabUsed += n;
-    return out;
+    const at = (this.slabs.length - 1) * SLAB_BYTES + this.slabUsed;
+    this.slabUsed += this.blockSize;
+    return this.keepAt(at, payload, from);
+  }
+
+  /** Copies the block at `from` in `payload` to slab position `at`; returns `at`. */
+  private keepAt(at: number, payload: Buffer, from: number): number {
+    const bs = this.blockSize;
+    const off = at % SLAB_BYTES;
+    this.slabs[(at - off) / SLAB_BYTES].set(from === 0 && payload.length === bs ? payload : payload.subarray(from, from + bs), off);
+    return at;
+  }
+
+  /** The interval was shipped (or given up): its slabs go back to the pool for the next one. */
+  release(): void {
+    for (const s of this.slabs.splice(0)) this.pool.give(s);
+    this.blocks.clear();
   }
 
   /** The interval, its blocks in ascending LBN order, read from the journal as they are consumed. */
   build(seq: number, start: number, end: number, snapshots: string[]): ShippedInterval {
     const lbns = [...this.blocks.keys()].sort((a, b) => a - b);
     const refs = this.blocks;
+    const slabs = this.slabs;
     const bs = this.blockSize;
     async function* blocks(): AsyncGenerator<IntervalBlock> {
       const fds = new Map<string, number>();
       try {
         for (const lbn of lbns) {
           const ref = refs.get(lbn)!;
-          if (ref === null || Buffer.isBuffer(ref)) {
-            yield { lbn, data: ref };
+          if (ref === null) {
+            yield { lbn, data: null };
+            continue;
+          }
+          if (typeof ref === 'number') {
+            const off = ref % SLAB_BYTES;
+            yield { lbn, data: slabs[(ref - off) / SLAB_BYTES].subarray(off, off + bs) };
             continue;
           }
           let fd = fds.get(ref.segment);

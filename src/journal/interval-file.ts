@@ -26,6 +26,8 @@ const ENTRY_BYTES = 24;
 const TRAILER_BYTES = 32;
 /** Bytes gathered before one write: bounds memory whatever the interval's size. */
 const WRITE_BUFFER_BYTES = 1 << 20;
+/** Bytes written after which the file's pages are sent to disk in the background. */
+const BACKGROUND_SYNC_BYTES = 16 << 20;
 
 /** What an interval file says of itself. */
 export interface IntervalHeader {
@@ -99,21 +101,31 @@ export async function writeIntervalFile(dir: string, interval: ShippedInterval, 
   let done = false;
   try {
     let pos = 0;
-    let pending: Buffer[] = [];
-    let pendingBytes = 0;
-    const flush = () => {
-      if (!pendingBytes) return;
-      const buf = pending.length === 1 ? pending[0] : Buffer.concat(pending, pendingBytes);
+    // writes gather in one reused buffer (the blocks' buffers may be reused by their producer once the next is asked for)
+    const gather = Buffer.allocUnsafe(WRITE_BUFFER_BYTES);
+    let gathered = 0;
+    let syncedTo = 0;
+    let syncing = false;
+    const writeAll = (buf: Buffer) => {
       let off = 0;
       while (off < buf.length) off += fs.writeSync(fd, buf, off, buf.length - off, pos + off);
       pos += buf.length;
-      pending = [];
-      pendingBytes = 0;
+      // a large interval goes to disk as it is written, not all at the fsync below (which blocks)
+      if (pos - syncedTo >= BACKGROUND_SYNC_BYTES && !syncing) {
+        syncing = true;
+        syncedTo = pos;
+        fs.fdatasync(fd, () => (syncing = false)); // a failure shows at the fsync that counts
+      }
+    };
+    const flush = () => {
+      if (gathered) writeAll(gather.subarray(0, gathered));
+      gathered = 0;
     };
     const put = (b: Buffer) => {
-      pending.push(b);
-      pendingBytes += b.length;
-      if (pendingBytes >= WRITE_BUFFER_BYTES) flush();
+      if (gathered + b.length > gather.length) flush();
+      if (b.length > gather.length) return writeAll(b);
+      gather.set(b, gathered);
+      gathered += b.length;
     };
     put(head);
     const n = interval.blockCount;
@@ -136,7 +148,7 @@ export async function writeIntervalFile(dir: string, interval: ShippedInterval, 
       } else {
         index.writeDoubleLE(dataAt, e + 8);
         index.writeUInt32LE(crc32(b.data), e + 16);
-        put(Buffer.from(b.data)); // the producer may reuse its buffer
+        put(b.data);
         dataAt += blockSize;
       }
       count++;

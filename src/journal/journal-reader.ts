@@ -61,11 +61,21 @@ export class JournalReader {
       const total = RECORD_HEADER_BYTES + h.payloadBytes;
       const n = this.fill(this.offset, total);
       const at = this.offset - this.bufStart;
-      if (n < total || !recordIntact(this.buf.subarray(0, at + total), at, h)) {
+      if (n < total || !recordIntact(this.buf, at, h)) {
         if (this.isClosedSegment()) throw this.damage(n < total ? 'a record cut short' : 'a record that fails its checksum');
         return null;
       }
-      const rec: LocatedRecord = { ...h, payload: this.buf.subarray(at + RECORD_HEADER_BYTES, at + total), segment: this.seg!.path, payloadAt: this.offset + RECORD_HEADER_BYTES };
+      const rec: LocatedRecord = {
+        kind: h.kind,
+        seq: h.seq,
+        time: h.time,
+        lbn: h.lbn,
+        count: h.count,
+        payloadBytes: h.payloadBytes,
+        payload: this.buf.subarray(at + RECORD_HEADER_BYTES, at + total),
+        segment: this.seg!.path,
+        payloadAt: this.offset + RECORD_HEADER_BYTES,
+      };
       this.offset += total;
       this.nextSeq++;
       return rec;

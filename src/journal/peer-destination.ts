@@ -8,7 +8,7 @@ import { errorOf } from '../format/peer-protocol.js';
 import { checkPeerClientOptions, connectPeer, errorFromWire, formatPeerUrl, parsePeerUrl, type PeerChannel, type PeerClientOptions, type PeerMessage, type PeerUrl } from '../peer/index.js';
 import type { DestinationState, IntervalBlock, ProtectDestination, ProtectedSource, SeedImage, ShippedInterval } from './destination-api.js';
 import type { ProtectStatus } from './protect-status.js';
-import { BATCH_BYTES, encodeBatch, MAX_BATCH_BLOCKS, PING_MS, PROTECT_PROTOCOL } from './protect-protocol.js';
+import { BATCH_BYTES, MAX_BATCH_BLOCKS, PING_MS, PROTECT_PROTOCOL, type BlocksMessage } from './protect-protocol.js';
 
 /** The daemon's answer: its message, or its error raised here. */
 function answer(m: PeerMessage | null, peer: string, type: string, when: string): Record<string, unknown> {
@@ -36,6 +36,13 @@ export class PeerProtectDestination implements ProtectDestination {
   private channel(): PeerChannel {
     if (!this.ch) throw new NetworkError(`${this.description}: no session with the daemon (a transfer failed, or open() was not called)`, 'open the destination again');
     return this.ch;
+  }
+
+  /** Batch payload buffers the socket is done with (reused memory costs no page faults). */
+  private readonly payloads: Buffer[] = [];
+
+  private payloadBuffer(): Buffer {
+    return this.payloads.pop() ?? Buffer.allocUnsafe(BATCH_BYTES + this.blockSize);
   }
 
   async open(source: ProtectedSource, keepMs: number): Promise<DestinationState> {
@@ -78,22 +85,36 @@ export class PeerProtectDestination implements ProtectDestination {
     })();
     try {
       await ch.send(header);
-      let batch: IntervalBlock[] = [];
+      // a batch: its entries, and the data of those with data copied into one payload (the
+      // blocks' buffers may be reused by their source once the next one is asked for)
+      let lbns: number[] = [];
+      let flags: Array<0 | 1> = [];
+      let payload = this.payloadBuffer();
       let bytes = 0;
       const flush = async () => {
-        if (!batch.length) return;
-        const { msg, payload } = encodeBatch(batch);
-        batch = [];
+        if (!lbns.length) return;
+        const msg = { type: 'blocks', lbns, data: flags } satisfies BlocksMessage;
+        lbns = [];
+        flags = [];
+        if (bytes === 0) return ch.send(msg);
+        // the socket takes the payload as it is; its buffer serves a later batch once sent
+        const full = payload;
+        const data = payload.subarray(0, bytes);
+        payload = this.payloadBuffer();
         bytes = 0;
-        await ch.send(msg as unknown as Record<string, unknown>, payload.length ? payload : undefined);
+        await ch.sendOwned(msg, data, undefined, () => this.payloads.push(full));
       };
       const what = header.type === 'seed' ? 'seed' : `interval ${String(header.seq)}`;
       for await (const b of blocks) {
         // a block of another size would not even frame: refused here as the destination would
         if (b.data && b.data.length !== this.blockSize) throw new InvalidInputError(`${what}: block ${b.lbn} has ${b.data.length} bytes, not ${this.blockSize}`);
-        batch.push({ lbn: b.lbn, data: b.data ? Buffer.from(b.data) : null });
-        bytes += b.data?.length ?? 0;
-        if (bytes >= BATCH_BYTES || batch.length >= MAX_BATCH_BLOCKS) await flush();
+        lbns.push(b.lbn);
+        flags.push(b.data ? 1 : 0);
+        if (b.data) {
+          payload.set(b.data, bytes);
+          bytes += b.data.length;
+        }
+        if (bytes >= BATCH_BYTES || lbns.length >= MAX_BATCH_BLOCKS) await flush();
       }
       await flush();
       await ch.send({ type: 'end' });

@@ -25,12 +25,6 @@ export interface BlocksMessage {
   data: Array<0 | 1>;
 }
 
-/** A batch of blocks as one message and its payload. */
-export function encodeBatch(blocks: IntervalBlock[]): { msg: BlocksMessage; payload: Buffer } {
-  const datas = blocks.flatMap((b) => (b.data ? [b.data] : []));
-  return { msg: { type: 'blocks', lbns: blocks.map((b) => b.lbn), data: blocks.map((b) => (b.data ? 1 : 0)) }, payload: Buffer.concat(datas) };
-}
-
 /** The blocks of one 'blocks' message, checked against the block size. */
 export function decodeBatch(msg: Record<string, unknown>, payload: Buffer | null, blockSize: number): IntervalBlock[] {
   const lbns = msg.lbns;

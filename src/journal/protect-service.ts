@@ -23,7 +23,11 @@ function sourceOf(hello: PeerHello): ProtectedSource {
 
 /** The blocks of one transfer, read off the channel until its 'end'. */
 async function* blocksFrom(ch: PeerChannel, blockSize: number, counted: { n: number }): AsyncGenerator<IntervalBlock> {
+  let used: Buffer | null = null;
   for (;;) {
+    // the blocks before were used (consumers copy what they keep): their payload's memory takes a later one
+    if (used) ch.recycle(used, Promise.resolve());
+    used = null;
     const m = await ch.receive();
     if (m === null) throw new NetworkError(`peer ${ch.peer}: the shipper went away in the middle of a transfer`);
     if (errorOf(m.msg)) throw new NetworkError(`peer ${ch.peer}: the shipper gave up the transfer`);
@@ -33,6 +37,7 @@ async function* blocksFrom(ch: PeerChannel, blockSize: number, counted: { n: num
       counted.n++;
       yield b;
     }
+    used = m.payload;
   }
 }
 

@@ -12,7 +12,7 @@ import { ImgstreamError, InvalidInputError, NotFoundError } from '../errors.js';
 import { openVolumeAccess } from '../control/access.js';
 import fs from 'node:fs';
 import type { DestinationState, ProtectDestination, ProtectedSource, ShippedInterval } from './destination-api.js';
-import { IntervalBuilder } from './interval-builder.js';
+import { IntervalBuilder, SlabPool } from './interval-builder.js';
 import { journalDirOf, listSegments, readDirty, writeShipped } from './journal-files.js';
 import { JournalReader } from './journal-reader.js';
 import { RecordKind, parseMarker } from './record.js';
@@ -93,12 +93,12 @@ async function session(opts: ProtectOptions, dir: string, source: ProtectedSourc
     }
     let reader = new JournalReader(dir, state.journalTo + 1);
     let lastEnd = state.window?.end ?? Date.now();
-    let builder = new IntervalBuilder(source.blockSize, state.journalTo);
-    const ship = async (iv: ShippedInterval, records: number, recordBytes: number, firstTime: number | null): Promise<void> => {
+    const slabs = new SlabPool();
+    let builder = new IntervalBuilder(source.blockSize, state.journalTo, slabs);
+    const ship = async (iv: ShippedInterval, records: number, recordBytes: number, firstTime: number | null, dataBytes?: number): Promise<void> => {
       const t0 = Date.now();
-      let bytes = 0;
-      const counted = countBytes(iv.blocks, (n) => (bytes += n));
-      state = await dest.append({ ...iv, blocks: counted });
+      let bytes = dataBytes ?? 0;
+      state = await dest.append(dataBytes === undefined ? { ...iv, blocks: countBytes(iv.blocks, (n) => (bytes += n)) } : iv);
       const secs = Math.max((Date.now() - t0) / 1000, 0.001);
       writeShipped(dir, { journalTo: state.journalTo, intervalSeq: state.intervalSeq, end: iv.end, destination: dest.description });
       sum.intervals++;
@@ -110,8 +110,12 @@ async function session(opts: ProtectOptions, dir: string, source: ProtectedSourc
     };
     const close = async (end: number, snapshots: string[]): Promise<void> => {
       const b = builder;
-      builder = new IntervalBuilder(source.blockSize, b.journalTo);
-      await ship(b.build(state.intervalSeq + 1, lastEnd, end, snapshots), b.records, b.recordBytes, b.firstTime);
+      builder = new IntervalBuilder(source.blockSize, b.journalTo, slabs);
+      try {
+        await ship(b.build(state.intervalSeq + 1, lastEnd, end, snapshots), b.records, b.recordBytes, b.firstTime, b.dataBytes);
+      } finally {
+        b.release();
+      }
     };
     const boundaryAfter = (t: number): number => (Math.floor(t / opts.intervalMs) + 1) * opts.intervalMs;
     let waitingSaid = false;
@@ -139,7 +143,8 @@ async function session(opts: ProtectOptions, dir: string, source: ProtectedSourc
         }
         reader.close();
         reader = new JournalReader(dir, state.journalTo + 1);
-        builder = new IntervalBuilder(source.blockSize, state.journalTo);
+        builder.release();
+        builder = new IntervalBuilder(source.blockSize, state.journalTo, slabs);
         overflowSeen = false;
         continue;
       }
@@ -155,7 +160,8 @@ async function session(opts: ProtectOptions, dir: string, source: ProtectedSourc
       if (builder.firstTime !== null && rec.time >= boundaryAfter(builder.firstTime)) await close(boundaryAfter(builder.firstTime), []);
       if (rec.kind === RecordKind.Overflow) {
         // the server dropped records from here back to the last one shipped: the resync sends their blocks (and later ones)
-        builder = new IntervalBuilder(source.blockSize, state.journalTo);
+        builder.release();
+        builder = new IntervalBuilder(source.blockSize, state.journalTo, slabs);
         overflowSeen = true;
         continue;
       }

@@ -159,15 +159,20 @@ export class NbdConnection {
     if (this.closed || this.pumping) return;
     this.pumping = true;
     this.socket.cork();
+    this.exp.beginBatch();
     try {
-      while (!this.blocked && !this.waiting && !this.tooManyPending() && this.phase !== 'done' && this.step()) {
-        /* keep going while whole messages are queued */
-      }
+      do {
+        while (!this.blocked && !this.waiting && !this.tooManyPending() && this.phase !== 'done' && this.step()) {
+          /* keep going while whole messages are queued */
+        }
+        // the changes' replies go out after one write of their journal records: room for more requests
+      } while (this.exp.releaseHeld());
     } catch (err) {
       // a message that breaks the protocol (wrong magic): the session cannot go on
       if (!(err instanceof NbdProtocolError)) this.exp.reportProblem(`internal error on a connection: ${(err as Error)?.stack ?? String(err)}`);
       this.hardClose();
     } finally {
+      this.exp.endBatch();
       this.socket.uncork();
       this.pumping = false;
     }

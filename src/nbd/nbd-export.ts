@@ -164,6 +164,10 @@ export class NbdExport {
   /** A task that returned a promise is running: nothing else starts until it settles. */
   private taskRunning = false;
   private readonly journal: JournalWriter | null;
+  /** Journaled changes applied, their replies waiting for their records to be written. */
+  private held: Job[] = [];
+  /** Connections inside beginBatch()/endBatch(). */
+  private batches = 0;
 
   constructor(private readonly vol: Volume, opts: NbdExportOptions, private readonly report: ProblemReporter = () => {}) {
     this.journal = opts.journal ?? null;
@@ -288,6 +292,39 @@ export class NbdExport {
     this.buffers.give(b);
   }
 
+  /**
+   * A connection is handling the requests it has read (its replies corked): changes are
+   * answered together at endBatch() or releaseHeld(), after one write of their journal
+   * records, instead of one write per request.
+   */
+  beginBatch(): void {
+    this.batches++;
+  }
+
+  endBatch(): void {
+    this.batches--;
+    this.releaseHeld();
+  }
+
+  /**
+   * Answers the journaled changes held so far, once their records are written (a journal
+   * that cannot be written fails them: EIO). True when it answered any.
+   */
+  releaseHeld(): boolean {
+    if (this.held.length === 0) return false;
+    const jobs = this.held;
+    this.held = [];
+    let error = NBD_OK;
+    try {
+      this.journal?.flush();
+    } catch (err) {
+      error = this.errorOf(err, 'WRITE');
+      this.stats.errors += jobs.length;
+    }
+    for (const job of jobs) job.reply(encodeSimpleReply(error, job.request!.cookie), false);
+    return true;
+  }
+
   /** Reports a failure no client can be told about. */
   reportProblem(message: string): void {
     this.report(message);
@@ -370,12 +407,15 @@ export class NbdExport {
           const error = this.apply(job.request, job.payload);
           if (job.pooledPayload) this.buffers.give(job.payload!); // writes are done with it
           if (error !== NBD_OK) this.stats.errors++;
-          job.reply(encodeSimpleReply(error, job.request.cookie), false);
+          // a journaled change is answered once its record is written (releaseHeld)
+          if (this.journal !== null && error === NBD_OK) this.held.push(job);
+          else job.reply(encodeSimpleReply(error, job.request.cookie), false);
         }
       }
     } finally {
       this.running = false;
     }
+    if (this.batches === 0) this.releaseHeld();
     if (this.queue.length === 0 && this.readsInFlight === 0 && !this.taskRunning) {
       const waiters = this.idleWaiters;
       this.idleWaiters = [];
