@@ -46,6 +46,8 @@ const DAMAGED_HINT = 'serve without --journal; to protect again, move the journa
 const DEFAULT_SEGMENT = 64 << 20;
 /** Bytes written after which the journal's pages are sent to disk in the background. */
 const BACKGROUND_SYNC_BYTES = 16 << 20;
+/** Fault injection for tests: the journal's disk is full once a segment would pass this many bytes. */
+const TEST_FULL_AT = process.env.IMGSTREAM_TEST_JOURNAL_FULL_AT ? Number(process.env.IMGSTREAM_TEST_JOURNAL_FULL_AT) : null;
 /** Bytes between two points of the current segment where the records a destination holds end (see points). */
 const POINT_BYTES = 256 << 10;
 /** Records are gathered up to this many bytes and written together (see flush()). */
@@ -295,6 +297,7 @@ export class JournalWriter implements VolumeObserver {
     if (this.staged === 0) return;
     const n = this.staged;
     try {
+      if (TEST_FULL_AT !== null && this.segBytes > TEST_FULL_AT) throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
       this.writeOut([this.stage.subarray(0, n)], n);
     } catch (err) {
       this.seq -= this.stagedRecords;
