@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { CorruptError, InvalidInputError, NotFoundError, NotAVolumeError } from '../errors.js';
 import type { ProtectedSource } from './destination-api.js';
-import { writeFileDurably } from './durable-file.js';
+import { writeFileDurably } from '../fs/durable-file.js';
 import { Volume } from '../volume/volume.js';
 import { FLAG_MIRROR } from '../volume/volume-flags.js';
 

@@ -15,7 +15,7 @@ import { BusyError, VolumeFullError } from '../errors.js';
 import { Volume } from '../volume/volume.js';
 import { crashPoint } from '../volume/crash-point.js';
 import { BASE_FILE, INTERVALS_DIR, writeState, type ProtectState } from './destination-state.js';
-import { fsyncDirectory } from './durable-file.js';
+import { fsyncDirectory } from '../fs/durable-file.js';
 import { claimBase } from './base-claim.js';
 import { intervalFileName, readIntervalIndex } from './interval-file.js';
 import { applyOverlay, Overlay } from './overlay.js';

@@ -18,7 +18,8 @@ import { CorruptError, InvalidInputError, fromSystemError } from '../errors.js';
 import { crc32 } from '../format/crc32.js';
 import { isZero } from '../volume/zero.js';
 import type { ShippedInterval } from './destination-api.js';
-import { fsyncDirectory } from './durable-file.js';
+import { fsyncDirectory } from '../fs/durable-file.js';
+import { EarlyWriteback } from '../fs/writeback.js';
 
 const HEAD_MAGIC = 0x3149_5049; // "IPI1"
 const TRAILER_MAGIC = 0x3154_5049; // "IPT1"
@@ -26,8 +27,8 @@ const ENTRY_BYTES = 24;
 const TRAILER_BYTES = 32;
 /** Bytes gathered before one write: bounds memory whatever the interval's size. */
 const WRITE_BUFFER_BYTES = 1 << 20;
-/** Bytes written after which the file's pages are sent to disk in the background. */
-const BACKGROUND_SYNC_BYTES = 16 << 20;
+/** Bytes written between two early syncs (see EarlyWriteback). */
+const EARLY_WRITEBACK_BYTES = 16 << 20;
 
 /** What an interval file says of itself. */
 export interface IntervalHeader {
@@ -104,18 +105,13 @@ export async function writeIntervalFile(dir: string, interval: ShippedInterval, 
     // writes gather in one reused buffer (the blocks' buffers may be reused by their producer once the next is asked for)
     const gather = Buffer.allocUnsafe(WRITE_BUFFER_BYTES);
     let gathered = 0;
-    let syncedTo = 0;
-    let syncing = false;
+    // a large interval goes to disk as it is written, not all at the fsync at the end (which blocks)
+    const early = new EarlyWriteback(fd, EARLY_WRITEBACK_BYTES);
     const writeAll = (buf: Buffer) => {
       let off = 0;
       while (off < buf.length) off += fs.writeSync(fd, buf, off, buf.length - off, pos + off);
       pos += buf.length;
-      // a large interval goes to disk as it is written, not all at the fsync below (which blocks)
-      if (pos - syncedTo >= BACKGROUND_SYNC_BYTES && !syncing) {
-        syncing = true;
-        syncedTo = pos;
-        fs.fdatasync(fd, () => (syncing = false)); // a failure shows at the fsync that counts
-      }
+      early.wrote(buf.length);
     };
     const flush = () => {
       if (gathered) writeAll(gather.subarray(0, gathered));
@@ -163,6 +159,7 @@ export async function writeIntervalFile(dir: string, interval: ShippedInterval, 
     trailer.writeDoubleLE(interval.seq, 24);
     put(trailer);
     flush();
+    await early.done();
     fs.fsyncSync(fd);
     fs.closeSync(fd);
     done = true;

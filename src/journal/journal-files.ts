@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { CorruptError, fromSystemError } from '../errors.js';
-import { fsyncDirectory, writeFileDurably } from './durable-file.js';
+import { fsyncDirectory, writeFileDurably } from '../fs/durable-file.js';
 
 const SEGMENT = /^(\d{16})\.seg$/;
 

@@ -16,6 +16,7 @@
 import fs from 'node:fs';
 import { CorruptError, InvalidInputError, fromSystemError, type ImgstreamError } from '../errors.js';
 import { readLogicalBytes, writeLogicalBytes, zeroLogicalBytes } from '../volume/logical-io.js';
+import { EarlyWriteback } from '../fs/writeback.js';
 import type { SnapshotEntry } from '../format/snapshot-entry.js';
 import type { Volume, VolumeObserver } from '../volume/volume.js';
 import { journalDirOf, listSegments, readDirty, readShipped, removeDirty, segmentName, syncDirectory, writeDirty, type DirtySet } from './journal-files.js';
@@ -44,8 +45,8 @@ export interface JournalRecovery {
 const DEFAULT_LIMIT = 1 << 30;
 const DAMAGED_HINT = 'serve without --journal; to protect again, move the journal directory aside and protect to a new destination';
 const DEFAULT_SEGMENT = 64 << 20;
-/** Bytes written after which the journal's pages are sent to disk in the background. */
-const BACKGROUND_SYNC_BYTES = 16 << 20;
+/** Bytes written between two early syncs of a segment (see EarlyWriteback). */
+const EARLY_WRITEBACK_BYTES = 16 << 20;
 /** Fault injection for tests: the journal's disk is full once a segment would pass this many bytes. */
 const TEST_FULL_AT = process.env.IMGSTREAM_TEST_JOURNAL_FULL_AT ? Number(process.env.IMGSTREAM_TEST_JOURNAL_FULL_AT) : null;
 /** Bytes between two points of the current segment where the records a destination holds end (see points). */
@@ -73,9 +74,8 @@ export class JournalWriter implements VolumeObserver {
   private staged = 0;
   private stagedRecords = 0;
   private flushScheduled = false;
-  /** Bytes written since the last sync (or background sync) began, and whether one runs. */
-  private writtenSinceSync = 0;
-  private backgroundSync = false;
+  /** Early syncs of the current segment. */
+  private early: EarlyWriteback | null = null;
   /** Set when a write to the journal failed: changes and CPs are refused from then on. */
   private failure: ImgstreamError | null = null;
   /** Bytes of the segments that may still be unshipped (recomputed at each CP). */
@@ -186,7 +186,6 @@ export class JournalWriter implements VolumeObserver {
   sync(): void {
     this.flush();
     if (!this.unsynced) return;
-    this.writtenSinceSync = 0;
     try {
       fs.fdatasyncSync(this.fd);
     } catch (err) {
@@ -313,22 +312,10 @@ export class JournalWriter implements VolumeObserver {
     this.stagedRecords = 0;
     const last = this.points.at(-1);
     if (this.segBytes - (last?.[1] ?? 0) >= POINT_BYTES) this.points.push([this.seq, this.segBytes]);
-    this.writtenSinceSync += n;
-    if (this.writtenSinceSync >= BACKGROUND_SYNC_BYTES && !this.backgroundSync) this.syncInBackground();
-  }
-
-  /**
-   * Starts writing the journal's dirty pages to disk in the thread pool while requests go
-   * on: the sync before a CP (on the event loop, which it blocks) then finds little left,
-   * instead of every byte written since the last CP (hundreds of MiB under a heavy load).
-   */
-  private syncInBackground(): void {
-    this.backgroundSync = true;
-    this.writtenSinceSync = 0;
-    fs.fdatasync(this.fd, () => {
-      // a failure shows at the next sync(), which is the one that counts
-      this.backgroundSync = false;
-    });
+    // the journal's pages go to disk as they are written: the sync before a CP (on the
+    // event loop, which it blocks) then finds little left, instead of every byte written
+    // since the last CP (hundreds of MiB under a heavy load); its failures show at sync()
+    this.early?.wrote(n);
   }
 
   private writeOut(bufs: Buffer[], total: number): void {
@@ -356,6 +343,7 @@ export class JournalWriter implements VolumeObserver {
     } catch (err) {
       throw fromSystemError(err, p, 'opening a journal segment');
     }
+    this.early = new EarlyWriteback(this.fd, EARLY_WRITEBACK_BYTES);
     this.segFirst = firstSeq;
     this.segBytes = create ? 0 : fs.fstatSync(this.fd).size;
     this.points = [];

@@ -14,7 +14,7 @@ import { removeStaleTemp } from '../media/stale-temp.js';
 import { crashPoint } from '../volume/crash-point.js';
 import type { DestinationState, IntervalBlock, ProtectDestination, ProtectedSource, SeedImage, ShippedInterval } from './destination-api.js';
 import { BASE_FILE, INTERVALS_DIR, STATE_FILE, initialState, readState, refuseVolumePath, windowOf, writeState, type ProtectState } from './destination-state.js';
-import { fsyncDirectory } from './durable-file.js';
+import { fsyncDirectory } from '../fs/durable-file.js';
 import { foldExpired, type HeldInterval } from './fold.js';
 import { intervalSeqOf, readIntervalHeader, writeIntervalFile, intervalFileName } from './interval-file.js';
 import { OVERLAY_CP_BLOCKS } from './overlay.js';

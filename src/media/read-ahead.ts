@@ -6,7 +6,7 @@
 // format/image-stream.ts) is aligned in memory too and can be written with direct I/O
 // straight from them. The next buffer is being filled on the thread pool while the
 // consumer works on this one.
-import { AlignedAllocator } from '../direct-io.js';
+import { AlignedAllocator } from '../fs/direct-io.js';
 import type { SourceStream } from './medium.js';
 
 export const READ_BYTES = 4 << 20;

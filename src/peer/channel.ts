@@ -25,7 +25,7 @@ import {
   type FramePrefix,
 } from '../format/peer-protocol.js';
 import { RateLimiter } from './rate-limit.js';
-import { AlignedAllocator, DIRECT_UNIT } from '../direct-io.js';
+import { AlignedAllocator, DIRECT_UNIT } from '../fs/direct-io.js';
 
 export interface PeerMessage {
   msg: Record<string, unknown>;

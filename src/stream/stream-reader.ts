@@ -9,7 +9,7 @@
 // for catalog rebuild, read for its header and trailer only.
 import { createHash } from 'node:crypto';
 import { Decompressor } from 'zstd-napi';
-import { AlignedAllocator, DIRECT_UNIT } from '../direct-io.js';
+import { AlignedAllocator, DIRECT_UNIT } from '../fs/direct-io.js';
 import { AuthError, CorruptError } from '../errors.js';
 import { RecordCipher, resolveKey, type KeyOption } from '../crypt/index.js';
 import {

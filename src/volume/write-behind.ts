@@ -12,9 +12,9 @@
 // machines the page cache costs more than the copy). Anything else, or where direct I/O
 // is refused (EINVAL), goes through the page cache.
 import fs from 'node:fs';
-import { DIRECT_UNIT, alignedBuffers, isDirectAligned, openDirect } from '../direct-io.js';
+import { DIRECT_UNIT, alignedBuffers, isDirectAligned, openDirect } from '../fs/direct-io.js';
 import { fromSystemError } from '../errors.js';
-import { EarlyWriteback } from '../writeback.js';
+import { EarlyWriteback } from '../fs/writeback.js';
 import type { BlockFile } from './block-file.js';
 
 const MAX_IN_FLIGHT = 32 << 20;

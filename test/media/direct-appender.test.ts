@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
-import { DirectAppender, STAGE_BYTES } from '../../src/direct-appender.js';
+import { DirectAppender, STAGE_BYTES } from '../../src/fs/direct-appender.js';
 import { delayEachWrite } from '../support/delayed-writes.js';
 
 const dirs: string[] = [];

@@ -1,7 +1,7 @@
 // direct-io's allocator of aligned buffers: aligned up to its limit, plain after, so a
 // consumer that never gives buffers back does not map a fresh memory for every read.
 import { describe, expect, it } from 'vitest';
-import { AlignedAllocator, isDirectAligned } from '../../src/direct-io.js';
+import { AlignedAllocator, isDirectAligned } from '../../src/fs/direct-io.js';
 
 describe('AlignedAllocator', () => {
   it('gives page-aligned buffers up to its limit, then plain ones of the same size', () => {

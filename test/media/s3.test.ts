@@ -14,7 +14,7 @@ import { mutate, randomImage, tempDir } from '../support/images.js';
 import { exportShas, expectOneLineError, ok } from '../support/stream-cli.js';
 import { hasCeph, startGateway, type Gateway } from '../support/ceph-gateway.js';
 import { s3Source } from '../../src/media/s3/index.js';
-import { isDirectAligned } from '../../src/direct-io.js';
+import { isDirectAligned } from '../../src/fs/direct-io.js';
 
 const BUCKET = 'dumps';
 const root = tempDir('imgstream-s3-');

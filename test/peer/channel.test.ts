@@ -15,7 +15,7 @@ import { AuthError, BusyError, ImgstreamError, InvalidInputError, NetworkError }
 import { MAX_PAYLOAD_BYTES } from '../../src/format/peer-protocol.js';
 import { connectPeer, type PeerChannel, type PeerClientOptions, type PeerService } from '../../src/peer/index.js';
 import { hasOpenssl, makeCert, makeToken, startInProcess, waitFor, type InProcessDaemon, type TestCert } from './support.js';
-import { isDirectAligned } from '../../src/direct-io.js';
+import { isDirectAligned } from '../../src/fs/direct-io.js';
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'imgstream-peer-channel-'));
 const crc = (b: Buffer) => crc32(b) >>> 0;

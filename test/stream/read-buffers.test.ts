@@ -10,7 +10,7 @@ import { randomImage, tempDir } from '../support/images.js';
 import { dump, exportShas, ok } from '../support/stream-cli.js';
 import { fileBytes } from '../../src/media/file/file-medium.js';
 import { readImageStream } from '../../src/stream/stream-reader.js';
-import { isDirectAligned } from '../../src/direct-io.js';
+import { isDirectAligned } from '../../src/fs/direct-io.js';
 
 const BS = 4096;
 const BLOCKS = 6144; // 24 MiB

@@ -7,9 +7,9 @@ import path from 'node:path';
 import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
 import { BlockFile } from '../../src/volume/block-file.js';
 import { WriteBehind } from '../../src/volume/write-behind.js';
-import { alignedBuffers } from '../../src/direct-io.js';
+import { alignedBuffers } from '../../src/fs/direct-io.js';
 import { tempDir } from '../support/images.js';
-import { EarlyWriteback } from '../../src/writeback.js';
+import { EarlyWriteback } from '../../src/fs/writeback.js';
 import { delayEachWrite } from '../support/delayed-writes.js';
 
 const dir = tempDir('imgstream-wb-');

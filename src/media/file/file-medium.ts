@@ -7,10 +7,10 @@ import path from 'node:path';
 import { ExistsError, InvalidInputError, fromSystemError } from '../../errors.js';
 import type { MediaPosition, SourceStream, StreamSource, StreamTarget } from '../medium.js';
 import { removeStaleTemp } from '../stale-temp.js';
-import { DirectAppender } from '../../direct-appender.js';
-import { writeFully } from '../../direct-io.js';
+import { DirectAppender } from '../../fs/direct-appender.js';
+import { writeFully } from '../../fs/direct-io.js';
 import { readAheadBytes, type ReadInto } from '../read-ahead.js';
-import { EarlyWriteback } from '../../writeback.js';
+import { EarlyWriteback } from '../../fs/writeback.js';
 
 export function fileTarget(file: string, opts: { force?: boolean } = {}): StreamTarget {
   let st: fs.Stats | null = null;

@@ -5,7 +5,7 @@
 // meanwhile is refused instead of read half old, half new. A short answer is refused.
 // Bodies are copied into recycled page-aligned buffers as they arrive (readBuffers).
 import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
-import { AlignedAllocator } from '../../direct-io.js';
+import { AlignedAllocator } from '../../fs/direct-io.js';
 import { CorruptError, NotFoundError } from '../../errors.js';
 import type { SourceStream, StreamSource } from '../medium.js';
 import { s3Client, s3Error, type S3Options } from './s3-client.js';

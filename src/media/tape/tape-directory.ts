@@ -3,6 +3,7 @@
 // DIR/.fileNNNN.tar.partial-<pid> and appears under its final name only when complete, so
 // readers never see half a tape file; partials left by killed processes are ignored and
 // removed by the next writer.
+import { fsyncDirectory } from '../../fs/durable-file.js';
 import fs from 'node:fs';
 import path from 'node:path';
 import { InvalidInputError, NotFoundError, fromSystemError } from '../../errors.js';
@@ -114,15 +115,6 @@ export function createPartial(dir: string, number: number): { path: string; fd: 
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw fromSystemError(err, dir, 'creating a tape file');
     }
-  }
-}
-
-export function fsyncDirectory(dir: string): void {
-  const fd = fs.openSync(dir, 'r');
-  try {
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
   }
 }
 

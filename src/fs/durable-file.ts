@@ -1,9 +1,10 @@
-// Files of a protection destination that must appear whole or not at all: written under
-// a temporary name, fsynced, renamed into place, and the directory fsynced so the rename
-// itself survives a power cut.
+// Files that must appear whole or not at all (a protection destination's state, a
+// published tape file): written under a temporary name, fsynced, renamed into place, and
+// the directory fsynced so the rename itself survives a power cut.
 import fs from 'node:fs';
 import path from 'node:path';
 
+/** Makes the entries of `dir` (a rename, a new or removed file) durable. */
 export function fsyncDirectory(dir: string): void {
   const fd = fs.openSync(dir, 'r');
   try {
