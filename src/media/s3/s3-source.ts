@@ -101,8 +101,10 @@ export function s3Source(spec: string, opts: S3Options = {}): StreamSource {
   const one = (key: string): SourceStream => {
     const location = formatS3Url(bucket, key);
     // page-aligned (an uncompressed stream's blocks are written with direct I/O straight
-    // from them): the GETs in flight and a few the consumer holds while it writes
-    const pool = new ReadPool(readChunk(opts), readAhead(opts) + 4);
+    // from them): the GETs in flight, the one being read and the one before it (a record
+    // spanning both); the writes from the others hold back the next GETs. (+4 instead of +2
+    // measured about 8 MiB more peak RSS for no faster restore.)
+    const pool = new ReadPool(readChunk(opts), readAhead(opts) + 2);
     return { name: `object ${location}`, position: { kind: 's3', location }, bytes: lazy(() => objectBytesFrom(client, bucket, key, opts, () => pool.take())), recycle: (buf, after) => pool.recycle(buf, after) };
   };
   return {
