@@ -3,11 +3,11 @@
 // read with ranged GETs of readChunk bytes, readAhead of them in flight, delivered in
 // order; each GET names the ETag the object had when reading began, so an object replaced
 // meanwhile is refused instead of read half old, half new. A short answer is refused.
-// Bodies are copied into recycled page-aligned buffers as they arrive (readBuffers).
+// Bodies are copied into recycled page-aligned buffers as they arrive (ReadPool).
 import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
-import { AlignedAllocator } from '../../fs/direct-io.js';
 import { CorruptError, NotFoundError } from '../../errors.js';
 import type { SourceStream, StreamSource } from '../medium.js';
+import { ReadPool } from '../read-pool.js';
 import { s3Client, s3Error, type S3Options } from './s3-client.js';
 import { formatS3Url, parseS3Url } from './s3-url.js';
 
@@ -22,7 +22,7 @@ export const DEFAULT_READ_AHEAD = 4;
  * buffers back (recycle) once written, and the next GETs fill them: a restore allocates
  * ahead + a few chunks in all instead of a fresh one per GET.
  */
-async function objectBytesFrom(client: S3Client, bucket: string, key: string, opts: S3Options, take: () => Buffer): Promise<AsyncIterable<Buffer>> {
+async function objectBytesFrom(client: S3Client, bucket: string, key: string, opts: S3Options, take: () => Promise<Buffer>): Promise<AsyncIterable<Buffer>> {
   const what = formatS3Url(bucket, key);
   let size: number;
   let etag: string | undefined;
@@ -40,7 +40,7 @@ async function objectBytesFrom(client: S3Client, bucket: string, key: string, op
   const get = async (from: number): Promise<Buffer> => {
     const to = Math.min(size, from + chunk) - 1;
     const want = to - from + 1;
-    const buf = take();
+    const buf = await take(); // waits while the consumer holds them all
     let got = 0;
     try {
       const r = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key, Range: `bytes=${from}-${to}`, IfMatch: etag }));
@@ -86,29 +86,6 @@ async function objectBytesFrom(client: S3Client, bucket: string, key: string, op
 const readChunk = (opts: S3Options) => Math.ceil(Math.max(64 << 10, opts.readChunk ?? (Number(process.env.IMGSTREAM_S3_READ_KIB) * 1024 || DEFAULT_READ_CHUNK)) / 4096) * 4096;
 const readAhead = (opts: S3Options) => Math.max(1, opts.readAhead ?? (Number(process.env.IMGSTREAM_S3_READ_AHEAD) || DEFAULT_READ_AHEAD));
 
-/**
- * The read buffers of one source: page-aligned (an uncompressed stream's blocks can be
- * written with direct I/O straight from them), given back by the consumer (recycle) once
- * what it wrote from them is written, and filled again.
- */
-function readBuffers(opts: S3Options): { take: () => Buffer; recycle: (buf: Buffer, after: Promise<void>) => void } {
-  const chunk = readChunk(opts);
-  const ours = new WeakSet<ArrayBufferLike>();
-  const free: Buffer[] = [];
-  const aligned = new AlignedAllocator(readAhead(opts) + 4);
-  return {
-    take() {
-      const buf = free.pop() ?? aligned.take(chunk);
-      ours.add(buf.buffer);
-      return buf;
-    },
-    recycle(buf, after) {
-      const whole = buf.buffer;
-      if (ours.delete(whole)) after.then(() => free.push(Buffer.from(whole, 0, chunk)), () => undefined);
-    },
-  };
-}
-
 function lazy(make: () => Promise<AsyncIterable<Buffer>>): AsyncIterable<Buffer> {
   return {
     async *[Symbol.asyncIterator]() {
@@ -123,8 +100,12 @@ export function s3Source(spec: string, opts: S3Options = {}): StreamSource {
   const client = s3Client(opts);
   const one = (key: string): SourceStream => {
     const location = formatS3Url(bucket, key);
-    const buffers = readBuffers(opts);
-    return { name: `object ${location}`, position: { kind: 's3', location }, bytes: lazy(() => objectBytesFrom(client, bucket, key, opts, buffers.take)), recycle: buffers.recycle };
+    // page-aligned (an uncompressed stream's blocks are written with direct I/O straight
+    // from them): the GETs in flight, the one being read and the one before it (a record
+    // spanning both); the writes from the others hold back the next GETs. (+4 instead of +2
+    // measured about 8 MiB more peak RSS for no faster restore.)
+    const pool = new ReadPool(readChunk(opts), readAhead(opts) + 2);
+    return { name: `object ${location}`, position: { kind: 's3', location }, bytes: lazy(() => objectBytesFrom(client, bucket, key, opts, () => pool.take())), recycle: (buf, after) => pool.recycle(buf, after) };
   };
   return {
     description: url.prefix ? `objects under ${spec}` : `object ${spec}`,
