@@ -165,6 +165,12 @@ describe('kill -9 during dump', () => {
             for (const f of fs.readdirSync(root).filter((n) => n.startsWith(`.${path.basename(target)}.partial-`))) fs.rmSync(path.join(root, f));
           } else {
             const v = await runCliAsync(['verify', target], o);
+            // on a loaded machine the kill may land after the last byte went out (while the
+            // catalog is written, or the process exits): that stream is whole, and unrecorded
+            if (v.code === 0 && sizeOf(target) === streamBytes) {
+              fs.rmSync(target);
+              continue;
+            }
             expectOneLineError(v, `${ctx}: verify of the cut stream`, 9, /incomplete/);
             fs.rmSync(target);
           }
