@@ -52,14 +52,16 @@ import {
   TFLAG_SEND_FUA,
   TFLAG_SEND_TRIM,
   TFLAG_SEND_WRITE_ZEROES,
+  type BlockSizeInfo,
+} from '../format/nbd-protocol.js';
+import {
   commandName,
   encodeBlockStatusChunk,
   encodeDoneChunk,
   encodeErrorChunk,
   encodeSimpleReply,
-  type BlockSizeInfo,
   type NbdRequest,
-} from '../format/nbd-protocol.js';
+} from '../format/nbd-transmission.js';
 import type { JournalWriter } from '../journal/journal-writer.js';
 import type { LogicalMap } from '../volume/logical-map.js';
 import { planLogicalExtents, writeLogicalBytes, zeroLogicalBytes, type LogicalReadRun } from '../volume/logical-io.js';
