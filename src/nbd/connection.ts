@@ -51,16 +51,18 @@ import {
   decodeMetaContextRequest,
   encodeMetaContextReply,
   decodeOptionHeader,
-  decodeRequest,
   encodeExportNameReply,
   encodeGreeting,
   encodeInfo,
   encodeOptionReply,
   encodeServerEntry,
   NbdProtocolError,
-  type NbdRequest,
   type OptionHeader,
 } from '../format/nbd-protocol.js';
+import {
+  decodeRequest,
+  type NbdRequest,
+} from '../format/nbd-transmission.js';
 import { ByteQueue } from './byte-queue.js';
 import { MetaContextError, listContexts, selectContexts, type MetaContext } from './meta-context.js';
 import { contextId, type ExportView, type NbdExport, type NbdSession } from './nbd-export.js';

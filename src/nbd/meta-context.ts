@@ -14,7 +14,13 @@
 // pass over the planes, and kept as the chunks of its bitmap that hold any block: the
 // connection then answers from that picture whatever is written afterwards.
 import { InvalidInputError, NotFoundError } from '../errors.js';
-import { STATE_HOLE, STATE_ZERO, type BlockStatusExtent } from '../format/nbd-protocol.js';
+import {
+  STATE_HOLE,
+  STATE_ZERO,
+} from '../format/nbd-protocol.js';
+import {
+  type BlockStatusExtent,
+} from '../format/nbd-transmission.js';
 import { imageChunks, parseExpression, resolveExpression } from '../image/index.js';
 import type { LogicalMap } from '../volume/logical-map.js';
 import type { Volume } from '../volume/volume.js';

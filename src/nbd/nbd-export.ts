@@ -6,11 +6,11 @@
 // One queue: every connection submits its requests here, and they run in the order they
 // arrived, as if one after the other. Writes, trims, zeroes and flushes run whole and
 // synchronously when their turn comes (the Volume API is synchronous). Reads are the
-// exception that makes reading fast: their data is read on libuv's thread pool, so
-// consecutive reads (from any connection) overlap each other. A request that changes
-// anything waits until the reads queued before it have finished, so no read ever sees a
-// block freed or rewritten by a later request, and every read sees every change queued
-// before it. Replies may therefore leave in a different order than requests arrived,
+// exception that makes reading fast: their data may be read on libuv's thread pool
+// (volume-reader.ts says when), so consecutive reads (from any connection) overlap each
+// other. A request that changes anything waits until the reads queued before it have
+// finished, so no read ever sees a block freed or rewritten by a later request, and
+// every read sees every change queued before it. Replies may therefore leave in a different order than requests arrived,
 // which the protocol allows (clients match them by cookie).
 //
 // Durability: writes land in free blocks at once (write-anywhere) and become part of
@@ -21,7 +21,6 @@
 // Tasks (runExclusive) go through the same queue: the control socket's requests (a
 // snapshot, an image, a check) run between two NBD requests, after the reads before them
 // and before anything queued after, so no request is ever half applied when they look.
-import fs from 'node:fs';
 import { ExistsError, ImgstreamError, VolumeFullError, fromSystemError } from '../errors.js';
 import {
   CMD_BLOCK_STATUS,
@@ -52,14 +51,16 @@ import {
   TFLAG_SEND_FUA,
   TFLAG_SEND_TRIM,
   TFLAG_SEND_WRITE_ZEROES,
+  type BlockSizeInfo,
+} from '../format/nbd-protocol.js';
+import {
   commandName,
   encodeBlockStatusChunk,
   encodeDoneChunk,
   encodeErrorChunk,
   encodeSimpleReply,
-  type BlockSizeInfo,
   type NbdRequest,
-} from '../format/nbd-protocol.js';
+} from '../format/nbd-transmission.js';
 import type { JournalWriter } from '../journal/journal-writer.js';
 import type { LogicalMap } from '../volume/logical-map.js';
 import { planLogicalExtents, writeLogicalBytes, zeroLogicalBytes, type LogicalReadRun } from '../volume/logical-io.js';
@@ -67,6 +68,10 @@ import type { Volume } from '../volume/volume.js';
 import { BufferPool } from './buffer-pool.js';
 import { blockStatus, type MetaContext } from './meta-context.js';
 import { layoutReadReply } from './read-reply.js';
+import { VolumeReader } from './volume-reader.js';
+import type { ExportView, NbdExportStats, NbdSession } from './export-view.js';
+
+export type { ExportView, NbdExportStats, NbdSession } from './export-view.js';
 
 /**
  * Largest READ or WRITE payload: 32 MiB, the protocol's default maximum, so clients that
@@ -74,9 +79,6 @@ import { layoutReadReply } from './read-reply.js';
  * may be longer.
  */
 export const MAX_PAYLOAD_BYTES = 32 << 20;
-
-/** Reads smaller than this are done at once: the thread pool's round trip would cost more. */
-const ASYNC_READ_MIN_BYTES = 64 << 10;
 
 export interface NbdExportOptions {
   /** The name clients ask for; the empty name (the default export) always finds it too. */
@@ -87,41 +89,6 @@ export interface NbdExportOptions {
   readOnly: boolean;
   /** Record every change in this write journal (continuous protection: ../journal). */
   journal?: JournalWriter;
-}
-
-/** One export clients can select by name: the main one, or a snapshot added while serving. */
-export interface ExportView {
-  readonly name: string;
-  readonly snapshot: string | null;
-  readonly readOnly: boolean;
-  readonly size: number;
-  readonly map: LogicalMap;
-  readonly description: string;
-  /** Set once the view is removed: its connections get ESHUTDOWN from then on. */
-  closed: boolean;
-}
-
-/** What one connection negotiated: the export it selected, structured replies, metadata contexts. */
-export interface NbdSession {
-  view: ExportView;
-  structured: boolean;
-  contexts: MetaContext[];
-}
-
-export interface NbdExportStats {
-  reads: number;
-  writes: number;
-  flushes: number;
-  trims: number;
-  writeZeroes: number;
-  /** BLOCK_STATUS requests answered. */
-  blockStatus: number;
-  bytesRead: number;
-  bytesWritten: number;
-  /** Requests answered with an error. */
-  errors: number;
-  /** Consistency points that committed changes. */
-  consistencyPoints: number;
 }
 
 /** Failures the server cannot pin on a request (a timer CP, a bug): reported, never thrown. */
@@ -155,6 +122,7 @@ export class NbdExport {
   readonly stats: NbdExportStats = { reads: 0, writes: 0, flushes: 0, trims: 0, writeZeroes: 0, blockStatus: 0, bytesRead: 0, bytesWritten: 0, errors: 0, consistencyPoints: 0 };
   private readonly map: LogicalMap;
   private readonly buffers = new BufferPool();
+  private readonly reader: VolumeReader;
   private readonly queue: Job[] = [];
   private readsInFlight = 0;
   private running = false;
@@ -171,6 +139,7 @@ export class NbdExport {
 
   constructor(private readonly vol: Volume, opts: NbdExportOptions, private readonly report: ProblemReporter = () => {}) {
     this.journal = opts.journal ?? null;
+    this.reader = new VolumeReader(vol.file);
     this.name = opts.name;
     this.snapshot = opts.snapshot ?? null;
     this.readOnly = opts.readOnly || opts.snapshot !== undefined || !vol.writable;
@@ -441,25 +410,16 @@ export class NbdExport {
       return reply(errorReply(s, r, this.errorOf(err, 'READ')), false);
     }
     try {
-      if (r.length < ASYNC_READ_MIN_BYTES || runs.length === 0) {
-        for (const run of runs) this.vol.file.read(run.into, run.position);
-        return this.readDone(s, r, buf, NBD_OK, reply);
-      }
+      if (this.reader.readNow(runs, r.length)) return this.readDone(s, r, buf, NBD_OK, reply);
     } catch (err) {
       return this.readDone(s, r, buf, this.errorOf(err, 'READ'), reply);
     }
     this.readsInFlight++;
-    let pending = runs.length;
-    let error = NBD_OK;
-    for (const run of runs) {
-      readFully(this.vol.file.fd, run.into, run.position, (err) => {
-        if (err && error === NBD_OK) error = this.errorOf(fromSystemError(err, this.vol.path, 'reading'), 'READ');
-        if (--pending > 0) return;
-        this.readsInFlight--;
-        this.readDone(s, r, buf, error, reply);
-        this.run(); // changes waiting for this read may go now
-      });
-    }
+    this.reader.readLater(runs, (err) => {
+      this.readsInFlight--;
+      this.readDone(s, r, buf, err ? this.errorOf(fromSystemError(err, this.vol.path, 'reading'), 'READ') : NBD_OK, reply);
+      this.run(); // changes waiting for this read may go now
+    });
   }
 
   private readDone(s: NbdSession, r: NbdRequest, buf: Buffer, error: number, reply: ReplySink): void {
@@ -559,22 +519,4 @@ function describe(vol: Volume, snapshot: string | null, readOnly: boolean): stri
 function errorReply(s: NbdSession, r: NbdRequest, error: number): Buffer {
   if (!s.structured) return encodeSimpleReply(error, r.cookie);
   return encodeErrorChunk(error, r.cookie, `${commandName(r.type)} failed with errno ${error}`);
-}
-
-/** Reads buf.length bytes at `position` on the thread pool; past the end of the file reads zeros. */
-function readFully(fd: number, buf: Buffer, position: number, done: (err: Error | null) => void): void {
-  let got = 0;
-  const next = (): void => {
-    fs.read(fd, buf, got, buf.length - got, position + got, (err, n) => {
-      if (err) return done(err);
-      if (n === 0) {
-        buf.fill(0, got);
-        return done(null);
-      }
-      got += n;
-      if (got < buf.length) next();
-      else done(null);
-    });
-  };
-  next();
 }

@@ -10,10 +10,12 @@ import {
   REPLY_TYPE_OFFSET_DATA,
   REPLY_TYPE_OFFSET_HOLE,
   SIMPLE_REPLY_BYTES,
+} from '../format/nbd-protocol.js';
+import {
   encodeChunkHeader,
   encodeSimpleReply,
   type NbdRequest,
-} from '../format/nbd-protocol.js';
+} from '../format/nbd-transmission.js';
 import type { LogicalExtent, LogicalReadRun } from '../volume/logical-io.js';
 
 export interface ReadReplyLayout {

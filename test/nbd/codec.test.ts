@@ -3,7 +3,10 @@
 // an error reply rather than a lost session).
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import * as nbd from '../../src/format/nbd-protocol.js';
+import * as nbdProtocol from '../../src/format/nbd-protocol.js';
+import * as nbdTransmission from '../../src/format/nbd-transmission.js';
+
+const nbd = { ...nbdProtocol, ...nbdTransmission };
 
 describe('NBD codec', () => {
   it('greeting: NBDMAGIC, IHAVEOPT, handshake flags', () => {

@@ -14,7 +14,11 @@ import {
   encodeControlMessage,
 } from '../../src/format/control-protocol.js';
 import { BusyError, EXIT_CODES, NotFoundError, errorOfCode, type ErrorCode } from '../../src/errors.js';
-import { CMD_READ, CMD_WRITE, NBD_OK } from '../../src/format/nbd-protocol.js';
+import {
+  CMD_READ,
+  CMD_WRITE,
+  NBD_OK,
+} from '../../src/format/nbd-protocol.js';
 import { NbdExport } from '../../src/nbd/nbd-export.js';
 import { readLogicalBytes } from '../../src/volume/logical-io.js';
 import { Volume } from '../../src/volume/volume.js';
