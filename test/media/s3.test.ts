@@ -92,14 +92,24 @@ describe.skipIf(!hasCeph)('s3:// on a Ceph object gateway', () => {
     expect(await uploads('vm/')).toEqual([]); // every dump's upload was completed
   });
 
-  it('reads an object into page-aligned buffers it fills again once given back (recycle), not a new one per GET', async () => {
-    const want = randomImage(512, 4096, 23); // 2 MiB: 32 GETs of 64 KiB
-    await gw.client.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'blob/2m', Body: want }));
+  /** Puts `body` at `key`, runs `read` on an S3 source of it (readChunk `chunk`, 2 GETs in flight) with the gateway's credentials in the environment, then deletes it. */
+  async function withObject(key: string, body: Buffer, chunk: number, read: (source: ReturnType<typeof s3Source>) => Promise<void>): Promise<void> {
+    await gw.client.send(new PutObjectCommand({ Bucket: BUCKET, Key: key, Body: body }));
     const saved = { ...process.env };
     Object.assign(process.env, gw.env);
     try {
-      const chunk = 64 << 10;
-      const source = s3Source(s3('blob/2m'), { endpoint: gw.endpoint, pathStyle: true, readChunk: chunk, readAhead: 2 });
+      await read(s3Source(s3(key), { endpoint: gw.endpoint, pathStyle: true, readChunk: chunk, readAhead: 2 }));
+    } finally {
+      for (const k of Object.keys(gw.env)) if (saved[k] === undefined) delete process.env[k];
+      Object.assign(process.env, saved);
+      await gw.client.send(new DeleteObjectCommand({ Bucket: BUCKET, Key: key }));
+    }
+  }
+
+  it('reads an object into page-aligned buffers it fills again once given back (recycle), not a new one per GET', async () => {
+    const want = randomImage(512, 4096, 23); // 2 MiB: 32 GETs of 64 KiB
+    const chunk = 64 << 10;
+    await withObject('blob/2m', want, chunk, async (source) => {
       const got: Buffer[] = [];
       const memories = new Set<ArrayBufferLike>();
       for await (const stream of source.streams()) {
@@ -116,21 +126,12 @@ describe.skipIf(!hasCeph)('s3:// on a Ceph object gateway', () => {
       expect(got.length).toBeGreaterThan(20);
       // 2 GETs in flight and the one handed out: a handful of buffers, filled again and again
       expect(memories.size).toBeLessThanOrEqual(4);
-    } finally {
-      for (const k of Object.keys(gw.env)) if (saved[k] === undefined) delete process.env[k];
-      Object.assign(process.env, saved);
-      await gw.client.send(new DeleteObjectCommand({ Bucket: BUCKET, Key: 'blob/2m' }));
-    }
+    });
   });
 
   it('a consumer whose writes fall behind makes the next GETs wait for buffers, not new ones (memory stays bounded over a long stream)', async () => {
     const want = randomImage(512, 4096, 29); // 2 MiB: 32 GETs of 64 KiB
-    await gw.client.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'blob/slow', Body: want }));
-    const saved = { ...process.env };
-    Object.assign(process.env, gw.env);
-    try {
-      const chunk = 64 << 10;
-      const source = s3Source(s3('blob/slow'), { endpoint: gw.endpoint, pathStyle: true, readChunk: chunk, readAhead: 2 });
+    await withObject('blob/slow', want, 64 << 10, async (source) => {
       const got: Buffer[] = [];
       const memories = new Set<ArrayBufferLike>();
       const writes: Array<Promise<void>> = [];
@@ -158,11 +159,7 @@ describe.skipIf(!hasCeph)('s3:// on a Ceph object gateway', () => {
       // buffers given back (before: a new one each time none was free, kept for good:
       // about one per slow write, 22 here)
       expect(memories.size).toBeLessThanOrEqual(5);
-    } finally {
-      for (const k of Object.keys(gw.env)) if (saved[k] === undefined) delete process.env[k];
-      Object.assign(process.env, saved);
-      await gw.client.send(new DeleteObjectCommand({ Bucket: BUCKET, Key: 'blob/slow' }));
-    }
+    });
   });
 
   it('restore --as-of picks the chain from the catalog and reads it from the bucket', async () => {
