@@ -9,14 +9,13 @@
 // overflow (the journal dropped records a destination never had) the next transfer is a
 // resync: the blocks changed since the last acknowledged record, read from a snapshot.
 import { ImgstreamError, InvalidInputError, NotFoundError } from '../errors.js';
-import { openVolumeAccess } from '../control/access.js';
 import fs from 'node:fs';
 import type { DestinationState, ProtectDestination, ProtectedSource, ShippedInterval } from './destination-api.js';
 import { IntervalBuilder, SlabPool } from './interval-builder.js';
 import { journalDirOf, listSegments, readDirty, writeShipped } from './journal-files.js';
 import { JournalReader } from './journal-reader.js';
 import { RecordKind, parseMarker } from './record.js';
-import { localImage, servedImage, type SourceImage } from './source-image.js';
+import { localImage, servedImage, volumeIdentity, type SourceImage } from './source-image.js';
 
 /** How long after a boundary an interval waits for records stamped before it (written by then: the server writes a record before its reply). */
 const GRACE_MS = 250;
@@ -182,13 +181,7 @@ async function session(opts: ProtectOptions, dir: string, source: ProtectedSourc
 }
 
 async function sourceOf(volume: string): Promise<ProtectedSource> {
-  const access = await openVolumeAccess(volume, { write: false });
-  try {
-    const info = await access.info();
-    return { uuid: info.uuid, path: volume, blockSize: info.blockSize, logicalSize: info.logicalSize };
-  } finally {
-    access.close();
-  }
+  return { ...(await volumeIdentity(volume)), path: volume };
 }
 
 /** The first transfer: the whole mapped disk at a journal position. */

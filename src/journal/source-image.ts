@@ -2,8 +2,14 @@
 // seed, the changed blocks for a resync. Both come from a snapshot the server took for the
 // shipper (journal-ops.ts), read through a lockless view while it is pinned; or, when no
 // server holds the volume, from its last CP, opened here.
-import { openVolumeAccess } from '../control/access.js';
+//
+// A shipper never takes the volume's lock just to look: it may start (or poll for a
+// resync) while the server restarts, and a lock held for that moment would make the
+// server's start fail with "busy".
 import { ServedVolume } from '../control/served-volume.js';
+import { BlockFile } from '../volume/block-file.js';
+import { readRootRecord } from '../volume/root-reader.js';
+import { VolumeLock } from '../volume/volume-lock.js';
 import type { LogicalMap } from '../volume/logical-map.js';
 import { planLogicalExtents } from '../volume/logical-io.js';
 import { Volume } from '../volume/volume.js';
@@ -22,13 +28,41 @@ export interface SourceImage {
   close(): void;
 }
 
-/** Through the volume's server: a snapshot it takes now (op journal.seed or journal.resync), or null when no server holds the volume. */
-export async function servedImage(volumePath: string, op: 'journal.seed' | 'journal.resync'): Promise<SourceImage | null> {
-  const access = await openVolumeAccess(volumePath, { write: false });
-  if (!(access instanceof ServedVolume)) {
-    access.close();
-    return null;
+/** The volume's server when one serves it now and answers on its control socket, else null (without taking the lock). */
+export async function volumeServer(volumePath: string): Promise<ServedVolume | null> {
+  const holder = VolumeLock.holder(volumePath);
+  if (!holder?.control || holder.pid === process.pid) return null;
+  try {
+    return await ServedVolume.connect(volumePath, holder);
+  } catch {
+    return null; // it is stopping or starting
   }
+}
+
+/** What a volume is (uuid, block and logical size: fixed at creation), from its server or its root record, never locking it. */
+export async function volumeIdentity(volumePath: string): Promise<{ uuid: string; blockSize: number; logicalSize: number }> {
+  const server = await volumeServer(volumePath);
+  if (server) {
+    try {
+      const info = await server.info();
+      return { uuid: info.uuid, blockSize: info.blockSize, logicalSize: info.logicalSize };
+    } finally {
+      server.close();
+    }
+  }
+  const file = BlockFile.open(volumePath, false);
+  try {
+    const r = readRootRecord(file, volumePath);
+    return { uuid: r.uuid, blockSize: r.blockSize, logicalSize: r.logicalSize };
+  } finally {
+    file.close();
+  }
+}
+
+/** Through the volume's server: a snapshot it takes now (op journal.seed or journal.resync), or null when no server serves the volume. */
+export async function servedImage(volumePath: string, op: 'journal.seed' | 'journal.resync'): Promise<SourceImage | null> {
+  const access = await volumeServer(volumePath);
+  if (access === null) return null;
   try {
     const answer = await access.request<JournalSnapshotAnswer>(op);
     const view = access.openView();

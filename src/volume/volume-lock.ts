@@ -38,6 +38,20 @@ function zombie(pid: number): boolean {
   }
 }
 
+/** Commands that take a second word ("serve nbd"); "protect" alone is a command too. */
+const TOPICS = new Set(['catalog', 'mirror', 'replicate', 'serve', 'snapshot', 'tape', 'volume']);
+
+/** The imgstream command a process runs, " (protect)" or " (serve nbd)", from its arguments; '' when unknown. */
+function commandOf(pid: number): string {
+  try {
+    const [cmd = '', sub = ''] = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').slice(2);
+    if (!/^[a-z]+$/.test(cmd)) return '';
+    return (TOPICS.has(cmd) && /^[a-z]+$/.test(sub)) || (cmd === 'protect' && sub === 'status') ? ` (${cmd} ${sub})` : ` (${cmd})`;
+  } catch {
+    return '';
+  }
+}
+
 function alive(pid: number, start: string): boolean {
   const now = startTime(pid);
   if (now !== null) return now === start && !zombie(pid);
@@ -143,7 +157,7 @@ export class VolumeLock {
           const hint = fields.get('served') === 'ro' ? 'it serves the volume read-only: stop the server first' : 'write through its NBD export, or stop the server first';
           throw new BusyError(`${volumePath}: ${what} is being served by imgstream process ${pid}`, hint);
         }
-        throw new BusyError(`${volumePath}: ${what} is in use by imgstream process ${pid}`, 'wait for it to finish, or stop it');
+        throw new BusyError(`${volumePath}: ${what} is in use by imgstream process ${pid}${commandOf(pid)}`, 'wait for it to finish, or stop it');
       }
       // stale (its process is gone): take it over
       try {

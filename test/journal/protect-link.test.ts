@@ -179,4 +179,38 @@ describe.skipIf(missing.length > 0)(`protection across a link outage${missing.le
     const st = JSON.parse((await cli(['protect', 'status', dest, '--json'], locks)).stdout) as { window: { end: string } };
     expect((await exportAsOf(dest, st.window.end)).equals(modelAt(base, [...w.log, ...more.log], Infinity)!), 'no write lost to the overflow').toBe(true);
   }, 120_000);
+
+  it('catches up from the journal while another process holds the volume, never taking its lock (a server restarting must find it free)', async () => {
+    const { vol, base, server, dest } = await setup('h', '256M');
+    let shipper = startProtect(vol, dest, ['--interval', '250ms'], env);
+    await shipper.waitFor((e) => e.event === 'seed');
+    expect((await shipper.stop()).code).toBe(0);
+    const w = await runWriter(server.info.uri, ['--seconds', '0.8', '--seed', '81', '--pause-ms', '2']);
+    await server.stop();
+    // a dump to a pipe nobody reads holds the volume's lock for as long as the test wants
+    const dump = spawn(process.execPath, [CLI_BIN, 'dump', vol, '--level', '0', '--to', '-', '--catalog', at('h-catalog.json'), '--compress', 'none'], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    dump.stdout!.pause();
+    const lockFile = (() => {
+      const st = fs.statSync(vol);
+      return path.join(locks, `${st.dev}-${st.ino}.lock`);
+    })();
+    for (let i = 0; i < 200 && !(fs.existsSync(lockFile) && fs.readFileSync(lockFile, 'utf8').startsWith(`${dump.pid} `)); i++) await new Promise((r) => setTimeout(r, 50));
+    const held = fs.readFileSync(lockFile, 'utf8');
+    expect(held.startsWith(`${dump.pid} `), 'the dump holds the lock').toBe(true);
+    try {
+      // the server is told who holds the volume, by command
+      const refused = await run(process.execPath, [CLI_BIN, 'serve', 'nbd', vol, '--socket', at('h2.sock')], { env });
+      expect(refused.code).toBe(7);
+      expect(refused.stderr).toContain(`in use by imgstream process ${dump.pid} (dump)`);
+      shipper = startProtect(vol, dest, ['--interval', '250ms'], env);
+      await shipper.waitFor((e) => e.event === 'interval' && Date.parse(String(e.end)) > w.log.at(-1)!.t1, 60_000);
+      expect((await shipper.stop()).code).toBe(0);
+      expect(shipper.events.filter((e) => e.event === 'seed' || e.event === 'error'), 'resumed from the journal alone').toEqual([]);
+      expect(fs.readFileSync(lockFile, 'utf8'), 'the lock is untouched').toBe(held);
+    } finally {
+      dump.kill('SIGKILL');
+    }
+    const st = JSON.parse((await cli(['protect', 'status', dest, '--json'], locks)).stdout) as { window: { end: string } };
+    expect((await exportAsOf(dest, st.window.end)).equals(modelAt(base, w.log, Infinity)!)).toBe(true);
+  }, 120_000);
 });

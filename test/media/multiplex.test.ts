@@ -442,6 +442,8 @@ describe('read front to back, as from a tape drive', () => {
     }
     const amb = await throughPipe(tapeFile(1), (t) => ['restore', '--from', t, '--to', path.join(root, 'amb.vol')]);
     expectOneLineError(amb, 'restore of several volumes through a pipe', 2, /ambiguous/);
+    // the tape file's first member lists the volumes: refused before any stream is read, whatever the members' order
+    expect(amb.stderr).toContain(`holding the dumps of ${VOLS.length} volumes (${VOLS.join(', ')})`);
     expect(fs.existsSync(path.join(root, 'amb.vol'))).toBe(false);
   }, 120_000);
 });

@@ -40,6 +40,8 @@ export interface MultiplexLabel {
   recordSize: number;
   created: string;
   host: string;
+  /** The volumes the dump was given, in order (absent in tape files of older versions): a reader front to back knows from the first member whether a choice is needed. */
+  volumes?: string[];
 }
 
 export type SourceStatus = 'complete' | 'continued' | 'aborted' | 'failed';
@@ -129,7 +131,8 @@ export function decodeMultiplexLabel(b: Buffer): MultiplexLabel | null {
     (v.sequence as number) >= 1 &&
     isCount(v.recordSize) &&
     typeof v.created === 'string' &&
-    typeof v.host === 'string';
+    typeof v.host === 'string' &&
+    (v.volumes === undefined || (Array.isArray(v.volumes) && v.volumes.every((x) => typeof x === 'string')));
   return ok ? (v as unknown as MultiplexLabel) : null;
 }
 

@@ -332,7 +332,7 @@ export class MultiplexTapeWriter {
         throw new InvalidInputError(`tape ${tape} already holds ${files.length} tape file(s): the multiplexed dump continued from tape ${this.closed[this.closed.length - 1].tape} needs an empty tape`, 'give an empty tape (a new directory) as the next tape');
       }
       const sequence = this.closed.length + 1;
-      const mux: MultiplexLabel = { format: TAPE_FORMAT, version: TAPE_FORMAT_VERSION, multiplex: true, id: this.opts.id, label: this.opts.label ?? null, sequence, recordSize: rs, created: this.created.toISOString(), host: this.host };
+      const mux: MultiplexLabel = { format: TAPE_FORMAT, version: TAPE_FORMAT_VERSION, multiplex: true, id: this.opts.id, label: this.opts.label ?? null, sequence, recordSize: rs, created: this.created.toISOString(), host: this.host, volumes: this.opts.sources };
       const label = encodeJson(mux);
       const used = usedBytes(files);
       const limit = this.opts.tapeSize === undefined ? Infinity : Math.max(0, Math.floor((this.opts.tapeSize - used) / rs) * rs);

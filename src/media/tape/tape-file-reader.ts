@@ -4,7 +4,7 @@
 // naming the tape file; a failing read is the operating system's error.
 import fs from 'node:fs';
 import tar from 'tar-stream';
-import { CorruptError, ImgstreamError, InvalidInputError, fromSystemError } from '../../errors.js';
+import { CorruptError, ImgstreamError, InvalidInputError, UsageError, fromSystemError } from '../../errors.js';
 import {
   MAX_META_BYTES,
   MAX_RECORD_SIZE,
@@ -14,7 +14,7 @@ import {
   decodeLabel,
   parseMemberName,
 } from './tape-format.js';
-import { decodeMultiplexLabel } from './multiplex-format.js';
+import { decodeMultiplexLabel, type MultiplexLabel } from './multiplex-format.js';
 import { followStream, type MultiplexSelection, type SequentialMember } from './multiplex-sequential.js';
 
 export interface TapeFileRef {
@@ -101,6 +101,20 @@ async function readMeta(entry: TarEntry, ref: TapeFileRef): Promise<Buffer> {
 /** A tape file's label; a multiplexed tape file's says `multiplex` and its streamId is the multiplexed dump's id. */
 export type TapeFileLabel = TapeLabel & { multiplex?: true };
 
+/**
+ * A multiplexed tape file read front to back without --volume (or a stream id) must hold
+ * one volume's dumps: its label lists the volumes, so more than one is refused before
+ * anything is restored (tape files of older versions lack the list: followStream then
+ * refuses at the second volume's label, if it comes before the first stream's end).
+ */
+function refuseAmbiguousChoice(mux: MultiplexLabel, where: string, select: MultiplexSelection, progress: StreamProgress): void {
+  if (select.volume !== undefined || select.stream !== undefined || progress.streamId !== null) return;
+  const volumes = [...new Set(mux.volumes ?? [])];
+  if (volumes.length > 1) {
+    throw new UsageError(`${where} is a multiplexed tape file holding the dumps of ${volumes.length} volumes (${volumes.join(', ')}): which one to restore is ambiguous`, 'pick one with --volume PATH|UUID');
+  }
+}
+
 /** The label of a tape file (its first member). */
 export async function readTapeLabel(ref: TapeFileRef): Promise<TapeFileLabel> {
   const { extract, close, asReadError } = openArchive(ref, 64 << 10);
@@ -145,7 +159,9 @@ export async function* readTapeFileParts(ref: TapeFileRef, sequence: number, pro
         if (m?.kind === 'multiplex') {
           // a file is read by seeking (multiplex-reader.ts); a drive or a pipe front to back, past the other streams
           if (!select) throw new InvalidInputError(`${ref.name} is a multiplexed tape file: read it from a tape directory or a tape device`, 'give tape:DIR or tape:/dev/nstN');
-          for await (const c of entry) void c;
+          const mux = decodeMultiplexLabel(await readMeta(entry, ref));
+          if (!mux || mux.id !== m.streamId) throw corrupt('damaged multiplex label');
+          refuseAmbiguousChoice(mux, ref.name, select, progress);
           return yield* followStream(sequentialMembers(entries, ref), ref.name, select, progress);
         }
         if (!m || m.kind !== 'label') throw corrupt(`not an imgstream tape file (its first member is ${entry.header.name})`);
