@@ -3,7 +3,8 @@
 // the endpoint from --s3-endpoint or AWS_ENDPOINT_URL (S3-compatible stores such as
 // Ceph's radosgw or MinIO); path-style addressing (http://HOST/BUCKET/KEY) when asked.
 // SDK failures become the project's errors, one line each.
-import { S3Client } from '@aws-sdk/client-s3';
+import type { S3Client } from '@aws-sdk/client-s3';
+import { s3Sdk } from './sdk.js';
 import { AuthError, ImgstreamError, IoError, NetworkError, NotFoundError } from '../../errors.js';
 
 export interface S3Options {
@@ -24,7 +25,7 @@ export function s3Client(opts: S3Options): S3Client {
   // package pins a release that supports the Node it declares (package.json engines)
   process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
   const pathStyle = opts.pathStyle ?? process.env.IMGSTREAM_S3_PATH_STYLE === '1';
-  return new S3Client({
+  return new (s3Sdk().S3Client)({
     ...(opts.endpoint ? { endpoint: opts.endpoint } : {}),
     forcePathStyle: pathStyle,
     // region: the SDK's chain (AWS_REGION, the profile); an S3-compatible store rarely cares

@@ -4,7 +4,8 @@
 // order; each GET names the ETag the object had when reading began, so an object replaced
 // meanwhile is refused instead of read half old, half new. A short answer is refused.
 // Bodies are copied into recycled page-aligned buffers as they arrive (ReadPool).
-import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
+import type { S3Client } from '@aws-sdk/client-s3';
+import { s3Sdk } from './sdk.js';
 import { CorruptError, NotFoundError } from '../../errors.js';
 import type { SourceStream, StreamSource } from '../medium.js';
 import { ReadPool } from '../read-pool.js';
@@ -27,7 +28,7 @@ async function objectBytesFrom(client: S3Client, bucket: string, key: string, op
   let size: number;
   let etag: string | undefined;
   try {
-    const h = await client.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
+    const h = await client.send(new (s3Sdk().HeadObjectCommand)({ Bucket: bucket, Key: key }));
     size = h.ContentLength ?? 0;
     etag = h.ETag;
   } catch (err) {
@@ -43,7 +44,7 @@ async function objectBytesFrom(client: S3Client, bucket: string, key: string, op
     const buf = await take(); // waits while the consumer holds them all
     let got = 0;
     try {
-      const r = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key, Range: `bytes=${from}-${to}`, IfMatch: etag }));
+      const r = await client.send(new (s3Sdk().GetObjectCommand)({ Bucket: bucket, Key: key, Range: `bytes=${from}-${to}`, IfMatch: etag }));
       for await (const piece of r.Body as AsyncIterable<Uint8Array>) {
         if (got + piece.length > want) {
           (r.Body as { destroy?: () => void }).destroy?.();
@@ -119,7 +120,7 @@ export function s3Source(spec: string, opts: S3Options = {}): StreamSource {
       do {
         let r;
         try {
-          r = await client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: url.key, ContinuationToken: token }));
+          r = await client.send(new (s3Sdk().ListObjectsV2Command)({ Bucket: bucket, Prefix: url.key, ContinuationToken: token }));
         } catch (err) {
           throw s3Error(err, spec, 'listing the prefix');
         }

@@ -8,7 +8,8 @@
 // Parts start at partSize (8 MiB) and double every 1000 parts, so the 10,000 parts S3
 // allows hold any volume (8 MiB parts carry 8 GB, the next 1000 16 GB, ...), while memory
 // stays at (uploads + 1) parts. A stream smaller than one part goes up in one PutObject.
-import { AbortMultipartUploadCommand, CompleteMultipartUploadCommand, CreateMultipartUploadCommand, HeadBucketCommand, HeadObjectCommand, ListMultipartUploadsCommand, PutObjectCommand, UploadPartCommand, type CompletedPart, type S3Client } from '@aws-sdk/client-s3';
+import type { CompletedPart, S3Client } from '@aws-sdk/client-s3';
+import { s3Sdk } from './sdk.js';
 import { ExistsError, InvalidInputError, NotFoundError } from '../../errors.js';
 import type { MediaPosition, StreamTarget } from '../medium.js';
 import { s3Client, s3Error, type S3Options } from './s3-client.js';
@@ -36,10 +37,10 @@ export async function abortStaleUploads(client: S3Client, bucket: string, key: s
   let keyMarker: string | undefined;
   let uploadIdMarker: string | undefined;
   for (;;) {
-    const r = await client.send(new ListMultipartUploadsCommand({ Bucket: bucket, Prefix: key, KeyMarker: keyMarker, UploadIdMarker: uploadIdMarker }));
+    const r = await client.send(new (s3Sdk().ListMultipartUploadsCommand)({ Bucket: bucket, Prefix: key, KeyMarker: keyMarker, UploadIdMarker: uploadIdMarker }));
     for (const u of r.Uploads ?? []) {
       if (u.Key !== key || !u.UploadId) continue;
-      await client.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: u.UploadId }));
+      await client.send(new (s3Sdk().AbortMultipartUploadCommand)({ Bucket: bucket, Key: key, UploadId: u.UploadId }));
       n++;
     }
     if (!r.IsTruncated) return n;
@@ -88,7 +89,7 @@ export function s3Target(spec: string, opts: S3TargetOptions = {}): S3Target {
 
   const doOpen = async () => {
     try {
-      await client.send(new HeadBucketCommand({ Bucket: bucket }));
+      await client.send(new (s3Sdk().HeadBucketCommand)({ Bucket: bucket }));
     } catch (err) {
       const e = err as { name?: string; $metadata?: { httpStatusCode?: number } };
       if (e.name === 'NotFound' || e.name === 'NoSuchBucket' || e.$metadata?.httpStatusCode === 404) {
@@ -99,7 +100,7 @@ export function s3Target(spec: string, opts: S3TargetOptions = {}): S3Target {
     if (!opts.force) {
       let exists = true;
       try {
-        await client.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
+        await client.send(new (s3Sdk().HeadObjectCommand)({ Bucket: bucket, Key: key }));
       } catch (err) {
         const e = err as { name?: string; $metadata?: { httpStatusCode?: number } };
         if (e.name === 'NotFound' || e.$metadata?.httpStatusCode === 404) exists = false;
@@ -109,7 +110,7 @@ export function s3Target(spec: string, opts: S3TargetOptions = {}): S3Target {
     }
     try {
       await abortStaleUploads(client, bucket, key);
-      const r = await client.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: key, ContentType: 'application/octet-stream' }));
+      const r = await client.send(new (s3Sdk().CreateMultipartUploadCommand)({ Bucket: bucket, Key: key, ContentType: 'application/octet-stream' }));
       uploadId = r.UploadId ?? null;
     } catch (err) {
       throw s3Error(err, what, 'starting the upload');
@@ -126,7 +127,7 @@ export function s3Target(spec: string, opts: S3TargetOptions = {}): S3Target {
 
   const send = async (body: Buffer, n: number) => {
     const p = client
-      .send(new UploadPartCommand({ Bucket: bucket, Key: key, UploadId: uploadId!, PartNumber: n, Body: body, ContentLength: body.length }))
+      .send(new (s3Sdk().UploadPartCommand)({ Bucket: bucket, Key: key, UploadId: uploadId!, PartNumber: n, Body: body, ContentLength: body.length }))
       .then(
         (r) => {
           done.push({ PartNumber: n, ETag: r.ETag });
@@ -174,15 +175,15 @@ export function s3Target(spec: string, opts: S3TargetOptions = {}): S3Target {
         if (partNo === 1) {
           // smaller than one part: one PutObject, and no multipart upload left behind
           const body = part ? part.subarray(0, filled) : Buffer.alloc(0);
-          await client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: body, ContentLength: body.length }));
-          await client.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: uploadId! })).catch(() => undefined);
+          await client.send(new (s3Sdk().PutObjectCommand)({ Bucket: bucket, Key: key, Body: body, ContentLength: body.length }));
+          await client.send(new (s3Sdk().AbortMultipartUploadCommand)({ Bucket: bucket, Key: key, UploadId: uploadId! })).catch(() => undefined);
         } else {
           if (filled > 0) await send(part!.subarray(0, filled), partNo++);
           part = null;
           await Promise.all(inFlight);
           if (failed) throw failed;
           done.sort((a, b) => a.PartNumber! - b.PartNumber!);
-          await client.send(new CompleteMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: uploadId!, MultipartUpload: { Parts: done } }));
+          await client.send(new (s3Sdk().CompleteMultipartUploadCommand)({ Bucket: bucket, Key: key, UploadId: uploadId!, MultipartUpload: { Parts: done } }));
         }
       } catch (err) {
         throw fail(err, 'completing the upload');
@@ -197,7 +198,7 @@ export function s3Target(spec: string, opts: S3TargetOptions = {}): S3Target {
       if (uploadId) {
         const id = uploadId;
         uploadId = null;
-        await client.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: id })).catch(() => undefined);
+        await client.send(new (s3Sdk().AbortMultipartUploadCommand)({ Bucket: bucket, Key: key, UploadId: id })).catch(() => undefined);
       }
     },
   };
