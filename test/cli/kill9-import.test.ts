@@ -170,7 +170,7 @@ describe('kill -9 of real imgstream processes', () => {
     ]);
     expect(exportHash(vol)).toBe(hash.A);
 
-    const n = 20;
+    const n = 14;
     const tally = { old: 0, new: 0, killed: 0, killedNew: 0, staleLocks: 0, toA: 0, toB: 0 };
     for (let i = 0; i < n; i++) {
       const next = other(current);

@@ -1,4 +1,4 @@
-// kill -9 under continuous protection, at random moments, 22 times: of the NBD server
+// kill -9 under continuous protection, at random moments, 20 times: of the NBD server
 // (while a libnbd client writes) and of the shipper (which also writes the destination
 // directory: the receiving side). After each kill: the source holds every acknowledged
 // write (the journal's replay brings back what its last CP missed; only the request in
@@ -16,7 +16,7 @@ import { cli, run, startServer, type RunningServer } from '../nbd/support.js';
 const BS = 4096;
 const SIZE = 4 << 20;
 const INTERVAL_MS = 200;
-const KILLS = 22;
+const KILLS = 20; // the minimum
 const missing = journalTestMissing();
 const { locks, at, env } = journalTestDir('imgstream-protect-kill-');
 

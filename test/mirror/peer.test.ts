@@ -141,8 +141,8 @@ describe('mirroring through peer daemons', () => {
     };
     try {
       let cuts = 0;
-      // 16 cuts: CI time is shared with the journal's kill tests (the mirror's own kill -9 rounds follow)
-      for (let k = 0; k < 16; k++) {
+      // 12 cuts, each direction 4 times: CI time is shared with the journal's kill tests (the mirror's own kill -9 rounds follow)
+      for (let k = 0; k < 12; k++) {
         writeRandom(src, img, 150 + Math.floor(random() * 300), 100 + k);
         states.add(sha256(img));
         // at a random byte of the transfer: the source sends ~0.6-1.8 MB raw (these test
@@ -159,7 +159,7 @@ describe('mirroring through peer daemons', () => {
         }
         check(`cut ${k} at ${proxy.cutAfter} bytes (${proxy.direction})`);
       }
-      expect(cuts).toBeGreaterThanOrEqual(8);
+      expect(cuts).toBeGreaterThanOrEqual(6);
       proxy.cutAfter = null;
       // the daemon killed -9 during a transfer, three times (restarted on the same directory)
       for (let k = 0; k < 3; k++) {
