@@ -9,6 +9,7 @@
 import { ServedVolume } from '../control/served-volume.js';
 import { BlockFile } from '../volume/block-file.js';
 import { readRootRecord } from '../volume/root-reader.js';
+import { statVolume } from '../volume/volume-open.js';
 import { VolumeLock } from '../volume/volume-lock.js';
 import type { LogicalMap } from '../volume/logical-map.js';
 import { planLogicalExtents } from '../volume/logical-io.js';
@@ -50,6 +51,7 @@ export async function volumeIdentity(volumePath: string): Promise<{ uuid: string
       server.close();
     }
   }
+  statVolume(volumePath); // the messages every command gives for a missing volume or a directory
   const file = BlockFile.open(volumePath, false);
   try {
     const r = readRootRecord(file, volumePath);

@@ -20,19 +20,7 @@ export interface OpenOptions {
  * calls `load`; closes the file and releases the lock when anything throws.
  */
 export function openLocked<T>(path: string, opts: OpenOptions, load: (file: BlockFile, lock: VolumeLock, root: RootRecord) => T): T {
-  let st: fs.Stats;
-  try {
-    st = fs.statSync(path);
-  } catch (err) {
-    const e = fromSystemError(err, path, 'opening the volume');
-    if (e.code === 'not-found') throw new NotFoundError(`${path}: no such volume`, 'create one with: imgstream volume create');
-    throw e;
-  }
-  if (st.isDirectory()) {
-    // a protection destination (src/journal) is a directory holding protect.json
-    if (fs.existsSync(`${path}/protect.json`)) throw new NotAVolumeError(`${path}: is a protection destination, not a volume`, 'rebuild a volume from it with: imgstream restore --to NEW --as-of TIME --from DIR');
-    throw new NotAVolumeError(`${path}: is a directory, not a volume`);
-  }
+  const st = statVolume(path);
   const lock = VolumeLock.acquire(path, st);
   let file: BlockFile | null = null;
   try {
@@ -47,6 +35,24 @@ export function openLocked<T>(path: string, opts: OpenOptions, load: (file: Bloc
     lock.release();
     throw err;
   }
+}
+
+/** The volume file at `path`, or the error every command gives: none there, a directory, a protection destination. */
+export function statVolume(path: string): fs.Stats {
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(path);
+  } catch (err) {
+    const e = fromSystemError(err, path, 'opening the volume');
+    if (e.code === 'not-found') throw new NotFoundError(`${path}: no such volume`, 'create one with: imgstream volume create');
+    throw e;
+  }
+  if (st.isDirectory()) {
+    // a protection destination (src/journal) is a directory holding protect.json
+    if (fs.existsSync(`${path}/protect.json`)) throw new NotAVolumeError(`${path}: is a protection destination, not a volume`, 'rebuild a volume from it with: imgstream restore --to NEW --as-of TIME --from DIR');
+    throw new NotAVolumeError(`${path}: is a directory, not a volume`);
+  }
+  return st;
 }
 
 /**

@@ -315,6 +315,13 @@ describe('protection destination', () => {
     cliOk(['dump', at('plain.vol'), '--level', '0', '--to', at('plain.l0')], { env });
     expectError(['restore', '--from', at('plain.l0'), '--to', dest], 5, `${dest}: is a protection destination, not a volume`);
     expectError(['snapshot', 'create', dest, 'x'], 5, `${dest}: is a protection destination, not a volume`);
+    // protect names its source as every command does: missing, a directory, a destination, not a volume
+    expectError(['protect', at('missing.vol'), '--to', at('never.cdp')], 3, `${at('missing.vol')}: no such volume`);
+    fs.mkdirSync(at('empty-dir'));
+    expectError(['protect', at('empty-dir'), '--to', at('never.cdp')], 5, `${at('empty-dir')}: is a directory, not a volume`);
+    expectError(['protect', dest, '--to', at('never.cdp')], 5, `${dest}: is a protection destination, not a volume`);
+    expectError(['protect', at('plain.l0'), '--to', at('never.cdp')], 5, `${at('plain.l0')}: not an imgstream volume`);
+    expect(fs.existsSync(at('never.cdp'))).toBe(false);
     // one shipper at a time: the second is refused as busy
     const holder = new LocalProtectDestination(dest);
     await holder.open(modelSource(seed), 3_600_000);
