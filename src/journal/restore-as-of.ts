@@ -132,8 +132,14 @@ export async function exportProtectedAsOf(dir: string, asOf: string, sinkFor: (s
     const total = base.logicalBlocks;
     const lbns = overlay.sortedLbns();
     const map = base.mapOf(point.baseSnapshot);
-    const sink = sinkFor(total * bs, s.source);
-    const fds = overlay.openFiles();
+    const fds = overlay.openFiles(); // before the sink: a file that fails to open leaves no temporary output behind
+    let sink: FileSink;
+    try {
+      sink = sinkFor(total * bs, s.source);
+    } catch (err) {
+      for (const fd of fds) fs.closeSync(fd);
+      throw err;
+    }
     let bytes = 0;
     try {
       progress.start('exporting', total * bs, 'bytes');

@@ -89,6 +89,60 @@ function parseLock(text: string): LockContents {
   return { pid: Number(pid), start, fields };
 }
 
+/** How long a lock file without a pid counts as being written rather than stale. */
+const EMPTY_LOCK_GRACE_MS = 5_000;
+
+/**
+ * Creates `file` holding `text`, whole, unless it exists (false). The text is written to
+ * a file of this process first and linked into place, so no other process ever reads the
+ * lock file empty: created, then written, a reader between the two would take it for a
+ * stale lock, remove it and take the lock too (two holders: a fold of a protection
+ * destination's base ran under a restore that held it).
+ */
+function createWhole(file: string, text: string): boolean {
+  const tmp = `${file}.${process.pid}.new`;
+  fs.writeFileSync(tmp, text, { mode: 0o666 });
+  try {
+    fs.linkSync(tmp, file);
+    return true;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST') return false;
+    if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP') throw err;
+  } finally {
+    fs.rmSync(tmp, { force: true });
+  }
+  // a lock directory on a file system without hard links: created, then written
+  try {
+    fs.writeFileSync(file, text, { flag: 'wx', mode: 0o666 });
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw err;
+  }
+}
+
+/** Removes what processes killed inside createWhole left of this lock file (FILE.PID.new of dead PIDs). */
+function removeLeftovers(file: string): void {
+  const dir = path.dirname(file);
+  const prefix = `${path.basename(file)}.`;
+  let names: string[];
+  try {
+    names = fs.readdirSync(dir);
+  } catch {
+    return;
+  }
+  for (const n of names) {
+    const m = n.startsWith(prefix) ? /^(\d+)\.new$/.exec(n.slice(prefix.length)) : null;
+    if (!m || Number(m[1]) === process.pid) continue;
+    try {
+      process.kill(Number(m[1]), 0);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ESRCH') fs.rmSync(path.join(dir, n), { force: true });
+    }
+  }
+}
+
 function lockFileOf(st: fs.Stats): string {
   return path.join(lockDir(), `${st.dev}-${st.ino}.lock`);
 }
@@ -139,19 +193,22 @@ export class VolumeLock {
     const file = lockFileOf(st);
     const token = `${process.pid} ${startTime(process.pid) ?? '0'}`;
     for (let attempt = 0; attempt < 5; attempt++) {
-      try {
-        fs.writeFileSync(file, token, { flag: 'wx', mode: 0o666 });
+      if (createWhole(file, token)) {
+        removeLeftovers(file);
         return new VolumeLock(file, token);
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
       }
       let holder = '';
+      let age = Infinity;
       try {
         holder = fs.readFileSync(file, 'utf8');
+        age = Date.now() - fs.statSync(file).mtimeMs;
       } catch {
         continue; // released meanwhile
       }
       const { pid, start, fields } = parseLock(holder);
+      // a lock file without a pid is one an older version is still writing (it created the
+      // file, then wrote it): young, it is taken; it is stale only once it stays empty
+      if (!(pid > 0) && age < EMPTY_LOCK_GRACE_MS) throw new BusyError(`${volumePath}: ${what} is being locked by another imgstream process`, 'try again');
       if (pid > 0 && alive(pid, start) && pid !== process.pid) {
         if (fields.has('control')) {
           const hint = fields.get('served') === 'ro' ? 'it serves the volume read-only: stop the server first' : 'write through its NBD export, or stop the server first';

@@ -40,7 +40,8 @@ beforeAll(() => {
   cliOk(['snapshot', 'create', vol, 'base'], { env });
 }, 60_000);
 
-const lockHeld = () => fs.existsSync(lockDir) && fs.readdirSync(lockDir).length > 0;
+// lock files only: a run killed while creating one may leave its FILE.PID.new beside (the next lock removes it)
+const lockHeld = () => fs.existsSync(lockDir) && fs.readdirSync(lockDir).some((n) => n.endsWith('.lock'));
 
 interface KillPlan {
   after: 'spawn' | 'lock';
@@ -81,7 +82,7 @@ async function runKilled(args: string[], plan: KillPlan | null): Promise<KillOut
     else timer = setTimeout(kill, ms);
   };
   const watcher = fs.watch(lockDir, (_event, name) => {
-    if (lockedAt >= 0 || !name || !fs.existsSync(path.join(lockDir, name))) return;
+    if (lockedAt >= 0 || !name?.endsWith('.lock') || !fs.existsSync(path.join(lockDir, name))) return;
     lockedAt = performance.now();
     if (plan?.after === 'lock') later(plan.delayMs);
   });

@@ -1,0 +1,73 @@
+// The volume lock under contention. A lock file is created whole (written aside, then
+// linked into place): created empty and then written, a contender reading it in between
+// took it for stale, removed it and held the lock too. Here: a lock file another process
+// is still writing (empty, young) is respected, an empty one left long ago is taken over,
+// what a process killed while creating it left is removed, and real processes taking and releasing one lock in a tight loop never hold it at once.
+import { spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { BusyError } from '../../src/errors.js';
+import { VolumeLock } from '../../src/volume/volume-lock.js';
+import { finished, REPO_ROOT } from '../support/cli.js';
+import { tempDir } from '../support/images.js';
+
+const root = tempDir('imgstream-volume-lock-');
+const locks = path.join(root, 'locks');
+process.env.IMGSTREAM_LOCK_DIR = locks;
+afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
+
+function lockFileFor(file: string): string {
+  const st = fs.statSync(file);
+  return path.join(locks, `${st.dev}-${st.ino}.lock`);
+}
+
+describe('the volume lock', () => {
+  it('leaves a lock file that is still being written to its writer, and takes over one left empty long ago', () => {
+    const vol = path.join(root, 'a.vol');
+    fs.writeFileSync(vol, '');
+    fs.mkdirSync(locks, { recursive: true });
+    const lockFile = lockFileFor(vol);
+    fs.writeFileSync(lockFile, ''); // another process created it and has not written its pid yet
+    expect(() => VolumeLock.acquire(vol, fs.statSync(vol))).toThrow(BusyError);
+    expect(fs.readFileSync(lockFile, 'utf8')).toBe('');
+    const old = new Date(Date.now() - 60_000);
+    fs.utimesSync(lockFile, old, old); // its writer died before writing: stale
+    const dead = spawnSync('true').pid!; // a process killed while creating the lock left its file beside
+    fs.writeFileSync(`${lockFile}.${dead}.new`, `${dead} 1`);
+    const lock = VolumeLock.acquire(vol, fs.statSync(vol));
+    expect(fs.readFileSync(lockFile, 'utf8')).toMatch(new RegExp(`^${process.pid} `));
+    lock.release();
+    expect(fs.existsSync(lockFile)).toBe(false);
+    expect(fs.readdirSync(locks)).toEqual([]); // nothing of its own left beside
+  });
+
+  it('is held by one process at a time while four take and release it in a tight loop', async () => {
+    const vol = path.join(root, 'b.vol');
+    fs.writeFileSync(vol, '');
+    const log = path.join(root, 'holders.log');
+    const script = `
+      import fs from 'node:fs';
+      const { VolumeLock } = await import(${JSON.stringify(path.join(REPO_ROOT, 'dist', 'src', 'volume', 'volume-lock.js'))});
+      const vol = ${JSON.stringify(vol)};
+      let held = 0;
+      while (held < 150) {
+        let lock;
+        try { lock = VolumeLock.acquire(vol, fs.statSync(vol)); } catch (err) { if (err.code === 'busy') continue; throw err; }
+        fs.appendFileSync(${JSON.stringify(log)}, process.pid + ' in\\n');
+        fs.appendFileSync(${JSON.stringify(log)}, process.pid + ' out\\n');
+        lock.release();
+        held++;
+      }`;
+    const children = Array.from({ length: 4 }, () => spawn(process.execPath, ['--input-type=module', '-e', script], { env: { ...process.env, IMGSTREAM_LOCK_DIR: locks }, stdio: ['ignore', 'pipe', 'pipe'] }));
+    const results = await Promise.all(children.map((c) => finished(c, 120_000)));
+    for (const r of results) expect(r.code, r.stderr).toBe(0);
+    const lines = fs.readFileSync(log, 'utf8').trim().split('\n');
+    expect(lines).toHaveLength(4 * 150 * 2);
+    for (let i = 0; i < lines.length; i += 2) {
+      const [pid, what] = lines[i].split(' ');
+      expect(what, `line ${i + 1}: a second holder came in`).toBe('in');
+      expect(lines[i + 1], `line ${i + 2}: another process entered while ${pid} held the lock`).toBe(`${pid} out`);
+    }
+  });
+});
