@@ -1,7 +1,9 @@
 // Writing files durably and fast, shared by every writer in imgstream: early writeback
 // (syncs started as a writer goes, so its last one finds little left), direct I/O
 // (page-aligned buffers, O_DIRECT appends), and files or directory entries that must
-// survive a power cut whole (temporary name, fsync, rename, directory fsync).
+// survive a power cut whole (temporary name, fsync, rename, directory fsync), and the
+// removal of temporary files their killed writers left (named after the writer's pid).
 export { EarlyWriteback, WRITEBACK_BYTES } from './writeback.js';
 export { DirectAppender } from './direct-appender.js';
 export { fsyncDirectory, writeFileDurably } from './durable-file.js';
+export { removeStaleTemp } from './stale-temp.js';

@@ -10,7 +10,7 @@ import { BusyError, CorruptError, ExistsError, InvalidInputError, fromSystemErro
 import { VolumeLock } from '../volume/volume-lock.js';
 import { Volume } from '../volume/volume.js';
 import { writeLogicalBlocks, unmapLogicalBlocks } from '../volume/logical-io.js';
-import { removeStaleTemp } from '../media/stale-temp.js';
+import { removeStaleTemp } from '../fs/stale-temp.js';
 import { crashPoint } from '../volume/crash-point.js';
 import type { DestinationState, IntervalBlock, ProtectDestination, ProtectedSource, SeedImage, ShippedInterval } from './destination-api.js';
 import { BASE_FILE, INTERVALS_DIR, STATE_FILE, initialState, readState, refuseVolumePath, windowOf, writeState, type ProtectState } from './destination-state.js';

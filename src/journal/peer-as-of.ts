@@ -8,7 +8,7 @@ import { CorruptError, ExistsError, NetworkError, fromSystemError } from '../err
 import { errorOf } from '../format/peer-protocol.js';
 import { checkPeerClientOptions, connectPeer, errorFromWire, formatPeerUrl, parsePeerUrl, type PeerClientOptions } from '../peer/index.js';
 import { noProgress, type Progress } from '../progress.js';
-import { removeStaleTemp } from '../media/stale-temp.js';
+import { removeStaleTemp } from '../fs/stale-temp.js';
 import { writeLogicalBytes } from '../volume/logical-io.js';
 import { Volume } from '../volume/volume.js';
 import type { FileSink } from '../volume/image-io.js';

@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { BusyError, ExistsError, fromSystemError } from '../errors.js';
 import { noProgress, type Progress } from '../progress.js';
-import { removeStaleTemp } from '../media/stale-temp.js';
+import { removeStaleTemp } from '../fs/stale-temp.js';
 import { readLogicalBytes } from '../volume/logical-io.js';
 import { isZero } from '../volume/zero.js';
 import { Volume } from '../volume/volume.js';

@@ -3,7 +3,7 @@
 // serve peer` with its registry of services, and the built-in stream services. Clients
 // (src/media/peer, src/mirror) use connectPeer; services register with
 // registerPeerService. May import ../format, ../errors, ../stream/stream-reader.js,
-// ../media/stale-temp.js and node built-ins (net, tls, crypto, fs); never prints,
+// ../fs/stale-temp.js and node built-ins (net, tls, crypto, fs); never prints,
 // never imports the CLI.
 export type { PeerChannel, PeerMessage } from './channel.js';
 export { connectPeer, checkPeerClientOptions, DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_CLIENT_IDLE_MS, type PeerClientOptions } from './client.js';

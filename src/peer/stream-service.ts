@@ -12,7 +12,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { BusyError, CorruptError, ExistsError, InvalidInputError, NetworkError, NotFoundError, fromSystemError } from '../errors.js';
 import { readImageStream } from '../stream/stream-reader.js';
-import { removeStaleTemp } from '../media/stale-temp.js';
+import { removeStaleTemp } from '../fs/stale-temp.js';
 import type { PeerChannel, PeerMessage } from './channel.js';
 import { makeParents, removeMadeParents } from './contained-path.js';
 import { printable } from './peer-url.js';

@@ -19,7 +19,7 @@ import { OccupancyCursor } from '../volume/occupancy.js';
 import { PLANE_ACTIVE } from '../volume/layout.js';
 import { readImageStream, type ReleaseBuffer } from './stream-reader.js';
 import type { KeyOption } from '../crypt/index.js';
-import { removeStaleTemp } from '../media/stale-temp.js';
+import { removeStaleTemp } from '../fs/stale-temp.js';
 import type { StreamSummary } from './verify.js';
 
 export interface RestoredStream extends StreamSummary {

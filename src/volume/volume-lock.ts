@@ -13,6 +13,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { BusyError } from '../errors.js';
+import { removeStaleTemp } from '../fs/stale-temp.js';
 
 function lockDir(): string {
   return process.env.IMGSTREAM_LOCK_DIR ?? path.join(os.tmpdir(), 'imgstream-locks');
@@ -89,6 +90,9 @@ function parseLock(text: string): LockContents {
   return { pid: Number(pid), start, fields };
 }
 
+/** A lock file being created is FILE.new-PID first. */
+const NEW_INFIX = '.new-';
+
 /** How long a lock file without a pid counts as being written rather than stale. */
 const EMPTY_LOCK_GRACE_MS = 5_000;
 
@@ -100,7 +104,7 @@ const EMPTY_LOCK_GRACE_MS = 5_000;
  * destination's base ran under a restore that held it).
  */
 function createWhole(file: string, text: string): boolean {
-  const tmp = `${file}.${process.pid}.new`;
+  const tmp = `${file}${NEW_INFIX}${process.pid}`;
   fs.writeFileSync(tmp, text, { mode: 0o666 });
   try {
     fs.linkSync(tmp, file);
@@ -119,27 +123,6 @@ function createWhole(file: string, text: string): boolean {
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
     throw err;
-  }
-}
-
-/** Removes what processes killed inside createWhole left of this lock file (FILE.PID.new of dead PIDs). */
-function removeLeftovers(file: string): void {
-  const dir = path.dirname(file);
-  const prefix = `${path.basename(file)}.`;
-  let names: string[];
-  try {
-    names = fs.readdirSync(dir);
-  } catch {
-    return;
-  }
-  for (const n of names) {
-    const m = n.startsWith(prefix) ? /^(\d+)\.new$/.exec(n.slice(prefix.length)) : null;
-    if (!m || Number(m[1]) === process.pid) continue;
-    try {
-      process.kill(Number(m[1]), 0);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ESRCH') fs.rmSync(path.join(dir, n), { force: true });
-    }
   }
 }
 
@@ -194,7 +177,7 @@ export class VolumeLock {
     const token = `${process.pid} ${startTime(process.pid) ?? '0'}`;
     for (let attempt = 0; attempt < 5; attempt++) {
       if (createWhole(file, token)) {
-        removeLeftovers(file);
+        removeStaleTemp(path.dirname(file), `${path.basename(file)}${NEW_INFIX}`); // of processes killed while locking
         return new VolumeLock(file, token);
       }
       let holder = '';

@@ -40,7 +40,7 @@ beforeAll(() => {
   cliOk(['snapshot', 'create', vol, 'base'], { env });
 }, 60_000);
 
-// lock files only: a run killed while creating one may leave its FILE.PID.new beside (the next lock removes it)
+// lock files only: a run killed while creating one may leave its FILE.new-PID beside (the next lock removes it)
 const lockHeld = () => fs.existsSync(lockDir) && fs.readdirSync(lockDir).some((n) => n.endsWith('.lock'));
 
 interface KillPlan {

@@ -34,7 +34,7 @@ describe('the volume lock', () => {
     const old = new Date(Date.now() - 60_000);
     fs.utimesSync(lockFile, old, old); // its writer died before writing: stale
     const dead = spawnSync('true').pid!; // a process killed while creating the lock left its file beside
-    fs.writeFileSync(`${lockFile}.${dead}.new`, `${dead} 1`);
+    fs.writeFileSync(`${lockFile}.new-${dead}`, `${dead} 1`);
     const lock = VolumeLock.acquire(vol, fs.statSync(vol));
     expect(fs.readFileSync(lockFile, 'utf8')).toMatch(new RegExp(`^${process.pid} `));
     lock.release();

@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { ExistsError, InvalidInputError, fromSystemError } from '../../errors.js';
 import type { MediaPosition, SourceStream, StreamSource, StreamTarget } from '../medium.js';
-import { removeStaleTemp } from '../stale-temp.js';
+import { removeStaleTemp } from '../../fs/stale-temp.js';
 import { DirectAppender } from '../../fs/direct-appender.js';
 import { writeFully } from '../../fs/direct-io.js';
 import { readAheadBytes, type ReadInto } from '../read-ahead.js';

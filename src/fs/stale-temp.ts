@@ -1,5 +1,6 @@
-// Temporary files named after their writer's pid (".NAME.partial-PID", ".VOL.restoring-PID")
-// are what a killed dump or restore leaves. The next writer of the same name removes the
+// Temporary files named after their writer's pid (".NAME.partial-PID", ".VOL.restoring-PID",
+// a lock file being created: FILE.new-PID)
+// are what a killed writer leaves. The next writer of the same name removes the
 // ones whose process is gone.
 import fs from 'node:fs';
 import path from 'node:path';
