@@ -24,6 +24,12 @@ export interface SequentialMember {
   skip(): Promise<void>;
 }
 
+/** The refusal of a multiplexed tape file read without --volume when it holds several volumes' dumps. */
+export function ambiguousVolumes(where: string, volumes: string[], more = false): UsageError {
+  const count = more ? '' : `${volumes.length} `;
+  return new UsageError(`${where} is a multiplexed tape file holding the dumps of ${count}${more ? 'several ' : ''}volumes (${volumes.join(', ')}${more ? ', …' : ''}): which one to restore is ambiguous`, 'pick one with --volume PATH|UUID');
+}
+
 function matchesVolume(label: TapeLabel, selector: string): boolean {
   const v = label.volume;
   if (!v) return false;
@@ -50,7 +56,7 @@ export async function* followStream(members: AsyncIterable<SequentialMember>, wh
           chosenVolume = label.volume?.path ?? null;
         }
       } else if (id !== chosen && select.volume === undefined && select.stream === undefined && progress.streamId === null && label.volume && chosenVolume !== null && label.volume.path !== chosenVolume) {
-        throw new UsageError(`${where} is a multiplexed tape file holding the dumps of several volumes (${chosenVolume}, ${label.volume.path}, …): which one to restore is ambiguous`, 'pick one with --volume PATH|UUID');
+        throw ambiguousVolumes(where, [chosenVolume, label.volume.path], true);
       }
       if (id === chosen && label.firstPart !== progress.parts) throw corrupt(`stream ${id} goes on from part ${label.firstPart} here, where part ${progress.parts} belongs`);
       continue;

@@ -2,10 +2,11 @@
 // per stream (or only the one asked for: a catalog position's stream, a volume), each
 // read by seeking to its own members (multiplex-reader.ts), followed from tape to tape.
 import path from 'node:path';
-import { CorruptError, NotFoundError, UsageError } from '../../errors.js';
+import { CorruptError, NotFoundError } from '../../errors.js';
 import type { MediaPosition, SourceStream } from '../medium.js';
 import { type TapeKind, listTapeFiles } from './tape-directory.js';
 import type { StreamProgress, TapeFileRef } from './tape-file-reader.js';
+import { ambiguousVolumes } from './multiplex-sequential.js';
 import { type MultiplexIndex, type MultiplexStreamInfo, type ReadCounter, indexMultiplexFile, readMultiplexedParts, streamStartsHere } from './multiplex-reader.js';
 
 export interface MultiplexedStreamsOptions {
@@ -49,7 +50,7 @@ export async function multiplexedStreams(o: MultiplexedStreamsOptions): Promise<
   else if (o.oneVolume && o.stream === undefined) {
     const volumes = [...new Set(streams.map(describeVolume))];
     if (volumes.length > 1) {
-      throw new UsageError(`${o.ref.name} is a multiplexed tape file holding the dumps of ${volumes.length} volumes (${volumes.join(', ')}): which one to restore is ambiguous`, 'pick one with --volume PATH|UUID');
+      throw ambiguousVolumes(o.ref.name, volumes);
     }
   }
   const location = path.resolve(o.tapes[o.t]);

@@ -4,7 +4,7 @@
 // naming the tape file; a failing read is the operating system's error.
 import fs from 'node:fs';
 import tar from 'tar-stream';
-import { CorruptError, ImgstreamError, InvalidInputError, UsageError, fromSystemError } from '../../errors.js';
+import { CorruptError, ImgstreamError, InvalidInputError, fromSystemError } from '../../errors.js';
 import {
   MAX_META_BYTES,
   MAX_RECORD_SIZE,
@@ -15,7 +15,7 @@ import {
   parseMemberName,
 } from './tape-format.js';
 import { decodeMultiplexLabel, type MultiplexLabel } from './multiplex-format.js';
-import { followStream, type MultiplexSelection, type SequentialMember } from './multiplex-sequential.js';
+import { ambiguousVolumes, followStream, type MultiplexSelection, type SequentialMember } from './multiplex-sequential.js';
 
 export interface TapeFileRef {
   /** For messages: "tape /tapes/t1 file 3". */
@@ -111,7 +111,7 @@ function refuseAmbiguousChoice(mux: MultiplexLabel, where: string, select: Multi
   if (select.volume !== undefined || select.stream !== undefined || progress.streamId !== null) return;
   const volumes = [...new Set(mux.volumes ?? [])];
   if (volumes.length > 1) {
-    throw new UsageError(`${where} is a multiplexed tape file holding the dumps of ${volumes.length} volumes (${volumes.join(', ')}): which one to restore is ambiguous`, 'pick one with --volume PATH|UUID');
+    throw ambiguousVolumes(where, volumes);
   }
 }
 
