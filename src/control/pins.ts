@@ -6,16 +6,8 @@
 // A temporary snapshot (taken for one export of the active file system) is deleted by
 // the server once nobody pins it any more.
 import { BusyError } from '../errors.js';
+import { processExists } from '../fs/stale-temp.js';
 import type { SnapshotEntry } from '../format/snapshot-entry.js';
-
-function processExists(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 export interface PinHolder {
   /** The control connection. */

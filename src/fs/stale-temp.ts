@@ -5,7 +5,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 
-function alive(pid: number): boolean {
+/** True when a process with this pid exists (one of another user's counts: EPERM). */
+export function processExists(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
@@ -14,8 +15,11 @@ function alive(pid: number): boolean {
   }
 }
 
-/** Removes DIR/<prefix><pid> files whose pid is not a running process. */
-export function removeStaleTemp(dir: string, prefix: string): void {
+/**
+ * Removes the files of DIR named `<prefix><pid>` (a string prefix) or matching a pattern
+ * whose first group is the pid, when that pid is not a running process.
+ */
+export function removeStaleTemp(dir: string, name: string | RegExp): void {
   let names: string[];
   try {
     names = fs.readdirSync(dir);
@@ -23,8 +27,7 @@ export function removeStaleTemp(dir: string, prefix: string): void {
     return;
   }
   for (const n of names) {
-    if (!n.startsWith(prefix)) continue;
-    const pid = Number(n.slice(prefix.length));
-    if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && !alive(pid)) fs.rmSync(path.join(dir, n), { force: true });
+    const pid = typeof name === 'string' ? (n.startsWith(name) ? Number(n.slice(name.length)) : NaN) : Number(name.exec(n)?.[1]);
+    if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && !processExists(pid)) fs.rmSync(path.join(dir, n), { force: true });
   }
 }

@@ -4,6 +4,7 @@
 // readers never see half a tape file; partials left by killed processes are ignored and
 // removed by the next writer.
 import { fsyncDirectory } from '../../fs/durable-file.js';
+import { removeStaleTemp } from '../../fs/stale-temp.js';
 import fs from 'node:fs';
 import path from 'node:path';
 import { InvalidInputError, NotFoundError, fromSystemError } from '../../errors.js';
@@ -83,27 +84,9 @@ export function nextTapeFileNumber(files: TapeFileEntry[]): number {
   return files.length === 0 ? 1 : files[files.length - 1].number + 1;
 }
 
-function processIsDead(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return false;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'ESRCH';
-  }
-}
-
 /** Removes partial tape files whose writer process is gone (killed dumps). Never throws. */
 export function removeStalePartials(dir: string): void {
-  let names: string[];
-  try {
-    names = fs.readdirSync(dir);
-  } catch {
-    return;
-  }
-  for (const name of names) {
-    const m = PARTIAL.exec(name);
-    if (m && Number(m[1]) !== process.pid && processIsDead(Number(m[1]))) fs.rmSync(path.join(dir, name), { force: true });
-  }
+  removeStaleTemp(dir, PARTIAL);
 }
 
 /** Creates a new partial tape file (numbered from `number` up to the first free name) and opens it. */
