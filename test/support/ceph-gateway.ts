@@ -64,6 +64,8 @@ export async function startGateway(buckets: string[] = []): Promise<Gateway> {
   process.on('exit', stop);
   const endpoint = vars.S3_ENDPOINT;
   const env = { AWS_ACCESS_KEY_ID: vars.AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY: vars.AWS_SECRET_ACCESS_KEY, AWS_REGION: 'us-east-1' };
+  // the SDK's notice that its later releases need Node 22, as imgstream's own client turns it off (src/media/s3/s3-client.ts)
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
   const client = new S3Client({ endpoint, forcePathStyle: true, region: 'us-east-1', credentials: { accessKeyId: env.AWS_ACCESS_KEY_ID, secretAccessKey: env.AWS_SECRET_ACCESS_KEY } });
   for (const b of buckets) await client.send(new CreateBucketCommand({ Bucket: b }));
   return {
