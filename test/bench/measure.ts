@@ -1,5 +1,6 @@
 // Timing: wall-clock seconds of a function or of external commands, and the statistics
 // the table reports (medians of repeated short measurements).
+import fs from 'node:fs';
 import { spawnSync, type SpawnSyncOptions } from 'node:child_process';
 
 export function seconds(fn: () => void): number {
@@ -44,4 +45,11 @@ export function run(cmd: string, args: string[], opts: SpawnSyncOptions = {}): s
     throw new Error(`${cmd} ${args.join(' ')} exited with ${r.status ?? r.signal}: ${err}`);
   }
   return String(r.stdout ?? '');
+}
+
+/** CPU seconds (user + system, every thread) process `pid` has used so far, from /proc/PID/stat. */
+export function cpuSeconds(pid: number): number {
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(f[11]) + Number(f[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
 }

@@ -41,7 +41,7 @@ interface MirrorJson {
 }
 
 /** `imgstream serve peer` on 127.0.0.1, plain TCP, with a token file; resolves when it listens. */
-export async function startDaemon(ctx: BenchContext): Promise<{ url: string; token: string; root: string; stop(): void }> {
+export async function startDaemon(ctx: BenchContext): Promise<{ url: string; token: string; root: string; pid: number; stop(): void }> {
   const root = path.join(ctx.work, 'peer-root');
   fs.mkdirSync(root, { recursive: true });
   const token = path.join(ctx.work, 'peer-token');
@@ -63,7 +63,7 @@ export async function startDaemon(ctx: BenchContext): Promise<{ url: string; tok
     });
     child.once('exit', (code) => reject(new Error(`serve peer exited with ${code}: ${err.trim()}`)));
   });
-  return { url: `peer://127.0.0.1:${port}`, token, root, stop };
+  return { url: `peer://127.0.0.1:${port}`, token, root, pid: child.pid!, stop };
 }
 
 function mirrorArgs(vol: TestVolume, url: string, token: string, state: string): string[] {

@@ -27,6 +27,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { cpuSeconds } from './measure.js';
 
 const TARGET_RATIO = 0.5;
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -81,13 +82,6 @@ function timed(cmd: string, args: string[]): number {
   if (r.error) throw new Error(`${cmd}: ${r.error.message}`);
   if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} exited ${r.status ?? r.signal}: ${String(r.stderr).trim()}`);
   return s;
-}
-
-/** CPU seconds (user + system, every thread) process `pid` has used so far. */
-function cpuSeconds(pid: number): number {
-  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(f[11]) + Number(f[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
 }
 
 /** Runs fn, returning its result and the CPU seconds `pid` spent meanwhile. */

@@ -6,6 +6,9 @@
 // (test/support/nbd-load.py: libnbd, 16 requests in flight, 256 MiB disk) with the
 // journal and the shipper on, vs the same load on the same server without them; ops/s
 // as MB/s of writes, median of the rounds, target >= 0.7.
+// protect-write-journal: the same load on a server with --journal and no shipper (INFO):
+// what journaling alone costs, beside what shipping and receiving add. Every round also
+// reads each process's CPU (/proc/PID/stat) per write: server, shipper, daemon.
 // protect-lag-p99: the 99th percentile of the shipper's lag (age of the oldest write not
 // yet shipped when an interval is acknowledged) during the protect-write rounds; target
 // <= 2000 ms (a limit on the figure; the baseline column is the interval).
@@ -19,7 +22,7 @@ import path from 'node:path';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { cliCommand } from './cli.js';
 import type { BenchContext } from './context.js';
-import { median } from './measure.js';
+import { cpuSeconds, median } from './measure.js';
 import { row, skipped, type BenchRow } from './result.js';
 import { startDaemon } from './mirror.js';
 import { startCutProxy } from '../support/cut-proxy.js';
@@ -78,7 +81,7 @@ function percentile(xs: number[], p: number): number {
 
 export async function benchProtect(ctx: BenchContext, record: (r: BenchRow) => void): Promise<void> {
   if (!fs.existsSync(PYTHON) || spawnSync(PYTHON, ['-c', 'import nbd']).status !== 0) {
-    for (const n of ['protect-write', 'protect-lag-p99', 'protect-hot-bytes']) record(skipped(n, 'protect with a libnbd load', n === 'protect-write' ? 'MB/s' : n === 'protect-lag-p99' ? 'ms' : 'MiB', 'python3-libnbd is not installed (the load generator is a libnbd client)'));
+    for (const n of ['protect-write', 'protect-write-journal', 'protect-lag-p99', 'protect-hot-bytes']) record(skipped(n, 'protect with a libnbd load', n.startsWith('protect-write') ? 'MB/s' : n === 'protect-lag-p99' ? 'ms' : 'MiB', 'python3-libnbd is not installed (the load generator is a libnbd client)'));
   } else {
     const daemon = await startDaemon(ctx);
     try {
@@ -92,25 +95,38 @@ export async function benchProtect(ctx: BenchContext, record: (r: BenchRow) => v
 
 type Daemon = Awaited<ReturnType<typeof startDaemon>>;
 
+/** Microseconds of CPU per write of each process, median over the rounds. */
+type CpuPerWrite = Record<'server' | 'shipper' | 'daemon', number[]>;
+
 async function benchWrites(ctx: BenchContext, daemon: Daemon, record: (r: BenchRow) => void): Promise<void> {
   const vol = path.join(ctx.work, 'protect.vol');
   const sock = path.join(ctx.work, 'protect.sock');
-  const rates = { plain: [] as number[], protected: [] as number[] };
+  const modes = ['plain', 'journal', 'protected'] as const;
+  const rates = { plain: [] as number[], journal: [] as number[], protected: [] as number[] };
+  const cpu: Record<(typeof modes)[number], CpuPerWrite> = {
+    plain: { server: [], shipper: [], daemon: [] },
+    journal: { server: [], shipper: [], daemon: [] },
+    protected: { server: [], shipper: [], daemon: [] },
+  };
   const lags: number[] = [];
   for (let round = 0; round < ROUNDS; round++) {
-    for (const mode of ['plain', 'protected'] as const) {
+    for (const mode of modes) {
       fs.rmSync(vol, { force: true });
       fs.rmSync(`${vol}.journal`, { recursive: true, force: true });
       fs.rmSync(path.join(daemon.root, 'protect.cdp'), { recursive: true, force: true });
       cli(['volume', 'create', vol, '--size', String(DISK)]);
-      const server = await startChild(['serve', 'nbd', vol, '--socket', sock, '--json', ...(mode === 'protected' ? ['--journal'] : [])], (l) => l.includes('listening'));
+      const server = await startChild(['serve', 'nbd', vol, '--socket', sock, '--json', ...(mode === 'plain' ? [] : ['--journal'])], (l) => l.includes('listening'));
       let shipper: Awaited<ReturnType<typeof startChild>> | null = null;
       try {
         if (mode === 'protected') shipper = await startChild(['protect', vol, '--to', `${daemon.url}/protect.cdp`, '--token-file', daemon.token, '--plain', '--interval', '1s', '--json'], (l) => l.includes('"seed"'));
+        const pids = { server: server.child.pid!, shipper: shipper?.child.pid, daemon: mode === 'protected' ? daemon.pid : undefined };
+        const before = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, pid ? cpuSeconds(pid) : 0]));
         const out = JSON.parse(python(LOAD, [`nbd+unix:///?socket=${sock}`, '--seconds', String(LOAD_SECONDS), '--seed', String(round + 1)])) as { ops: number; bytes: number; seconds: number };
         rates[mode].push(out.bytes / 1e6 / out.seconds);
+        // the work of the writes includes shipping them: the last intervals ship before the CPU is read again
+        if (shipper) await new Promise((r) => setTimeout(r, 2500));
+        for (const [k, pid] of Object.entries(pids) as Array<[keyof CpuPerWrite, number | undefined]>) if (pid) cpu[mode][k].push(((cpuSeconds(pid) - before[k]) / out.ops) * 1e6);
         if (shipper) {
-          await new Promise((r) => setTimeout(r, 2500)); // the last intervals ship
           for (const l of shipper.lines) {
             const e = JSON.parse(l) as { event: string; lagMs?: number };
             if (e.event === 'interval') lags.push(e.lagMs!);
@@ -123,7 +139,10 @@ async function benchWrites(ctx: BenchContext, daemon: Daemon, record: (r: BenchR
       ctx.log(`protect-write ${round + 1}/${ROUNDS}: ${mode} ${rates[mode].at(-1)!.toFixed(1)} MB/s`);
     }
   }
-  record(row('protect-write', `random 4 KiB NBD writes (libnbd, 16 in flight, ${LOAD_SECONDS} s) into a served 256 MiB volume with --journal and imgstream protect to a peer daemon on 127.0.0.1 (--interval 1s) vs the same load without them; MB/s, median of ${ROUNDS}`, 'MB/s', { measured: rates.protected, baseline: rates.plain }, median(rates.protected), median(rates.plain), { on: 'ratio', op: '>=', value: 0.7 }));
+  const us = (xs: number[]) => median(xs).toFixed(1);
+  const perWrite = `CPU per write: server ${us(cpu.plain.server)} µs plain, ${us(cpu.journal.server)} µs journaling, ${us(cpu.protected.server)} µs protected (+ shipper ${us(cpu.protected.shipper)} µs, daemon ${us(cpu.protected.daemon)} µs)`;
+  record(row('protect-write', `random 4 KiB NBD writes (libnbd, 16 in flight, ${LOAD_SECONDS} s) into a served 256 MiB volume with --journal and imgstream protect to a peer daemon on 127.0.0.1 (--interval 1s) vs the same load without them; MB/s, median of ${ROUNDS}; ${perWrite}`, 'MB/s', { measured: rates.protected, baseline: rates.plain }, median(rates.protected), median(rates.plain), { on: 'ratio', op: '>=', value: 0.7 }));
+  record(row('protect-write-journal', `the same load with --journal and no shipper vs none: what journaling alone costs the server (MB/s, median of ${ROUNDS})`, 'MB/s', { measured: rates.journal, baseline: rates.plain }, median(rates.journal), median(rates.plain), null));
   const p99 = percentile(lags, 0.99);
   record(row('protect-lag-p99', `99th percentile of the shipper's lag over ${lags.length} intervals of the protect-write rounds (age of the oldest unshipped write when its interval was acknowledged) vs the 1 s interval`, 'ms', { measured: lags, baseline: [1000] }, p99, 1000, { on: 'measured', op: '<=', value: 2000 }));
   fs.rmSync(vol, { force: true });

@@ -47,7 +47,7 @@ const SUITES: Suite[] = [
   { names: ['dump-encrypt', 'dump-encrypt-none'], run: benchDumpEncrypt },
   { names: ['restore-chain', 'restore-chain-rss'], run: benchRestoreChain },
   { names: ['mirror-full-bytes', 'mirror-full', 'mirror-l1', 'mirror-l1-bytes'], run: benchMirror },
-  { names: ['protect-write', 'protect-lag-p99', 'protect-hot-bytes'], run: benchProtect },
+  { names: ['protect-write', 'protect-write-journal', 'protect-lag-p99', 'protect-hot-bytes'], run: benchProtect },
   { names: ['mux-throttled', 'mux-idle', 'mux-unthrottled', 'mux-restore'], run: benchMultiplex },
   { names: ['protect-restore', 'protect-restore-distinct'], run: benchProtectRestore },
   // a Ceph gateway of its own (started and stopped here); SKIP rows without Ceph
