@@ -1,7 +1,7 @@
 // Temporary files named after their writer's pid (".NAME.partial-PID", ".VOL.restoring-PID",
-// a lock file being created: FILE.new-PID)
-// are what a killed writer leaves. The next writer of the same name removes the
-// ones whose process is gone.
+// a lock file being created: FILE.new-PID, a tape file being written: .fileNNNN.tar.partial-PID)
+// are what a killed writer leaves. The next writer of the same name removes the ones whose
+// process is gone; processExists() is that test, also used for the pins of a server's clients.
 import fs from 'node:fs';
 import path from 'node:path';
 
