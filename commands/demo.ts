@@ -4,7 +4,7 @@ import path from 'node:path';
 import { Flags } from '@oclif/core';
 import { ImgstreamCommand } from './_cli/base.js';
 import { runDemo } from '../src/demo/index.js';
-import { formatSize, parseSize } from '../src/size.js';
+import { formatSize, parseSize } from '../src/core/size.js';
 
 export default class Demo extends ImgstreamCommand {
   static override summary = 'Run the main jobs on a built-in demo volume and check every result.';

@@ -1,7 +1,7 @@
 import { Args, Flags } from '@oclif/core';
 import { ImgstreamCommand } from './_cli/base.js';
 import { withVolumeAccess } from '../src/control/index.js';
-import { formatSize } from '../src/size.js';
+import { formatSize } from '../src/core/size.js';
 
 export default class Image extends ImgstreamCommand {
   static override summary = 'Evaluate a storage image: which blocks an expression over planes selects.';

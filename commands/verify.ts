@@ -4,8 +4,8 @@ import { verifyStreams } from '../src/stream/verify.js';
 import { isPeerSpec, sourceFor } from '../src/media/resolve.js';
 import { peerClientOptions, peerFlags } from './_cli/peer-flags.js';
 import { s3Flags, s3Options } from './_cli/s3-flags.js';
-import { formatSize } from '../src/size.js';
-import { UsageError } from '../src/errors.js';
+import { formatSize } from '../src/core/size.js';
+import { UsageError } from '../src/core/errors.js';
 import { keyFlags, keyFromFlags } from './_cli/key-flags.js';
 
 export default class Verify extends ImgstreamCommand {

@@ -1,9 +1,9 @@
 // What every imgstream command shares: --json, --quiet, progress rendering, and errors
-// printed as one line with the exit code from the table in src/errors.ts.
+// printed as one line with the exit code from the table in src/core/errors.ts.
 import { Command, Flags } from '@oclif/core';
 import chalk from 'chalk';
-import { EXIT_CODES, EXIT_INTERNAL, ImgstreamError } from '../../src/errors.js';
-import type { Progress } from '../../src/progress.js';
+import { EXIT_CODES, EXIT_INTERNAL, ImgstreamError } from '../../src/core/errors.js';
+import type { Progress } from '../../src/core/progress.js';
 import { progressFor } from './progress-bar.js';
 
 export abstract class ImgstreamCommand extends Command {

@@ -2,7 +2,7 @@
 // The imgstream executable. Errors raised before a command runs (unknown command,
 // unknown topic) are printed as one line too.
 import { flush, run } from '@oclif/core';
-import { EXIT_CODES } from '../../src/errors.js';
+import { EXIT_CODES } from '../../src/core/errors.js';
 
 process.env.OCLIF_SKIP_NEW_VERSION_CHECK ??= 'true';
 try {

@@ -1,5 +1,5 @@
-// The exit code table as help text (one source: src/errors.ts).
-import { EXIT_CODES, EXIT_INTERNAL } from '../../src/errors.js';
+// The exit code table as help text (one source: src/core/errors.ts).
+import { EXIT_CODES, EXIT_INTERNAL } from '../../src/core/errors.js';
 
 export function exitCodeLines(): string[] {
   const rows = [

@@ -5,7 +5,7 @@
 // to be encrypted with a passphrase. Elsewhere (a script, a pipe) nothing is asked.
 import { Flags } from '@oclif/core';
 import { keyPrompt, readKeySource, typedPassphrase, type KeyOption, type KeySource } from '../../src/crypt/index.js';
-import { InvalidInputError, UsageError } from '../../src/errors.js';
+import { InvalidInputError, UsageError } from '../../src/core/errors.js';
 import { canPrompt, readHidden } from './passphrase-prompt.js';
 
 export const keyFlags = {

@@ -1,6 +1,6 @@
 // Flags shared by the mirror and replicate commands.
 import { Flags } from '@oclif/core';
-import { parseSize } from '../../src/size.js';
+import { parseSize } from '../../src/core/size.js';
 import { MirrorState } from '../../src/mirror/state.js';
 
 export const stateFlag = Flags.string({

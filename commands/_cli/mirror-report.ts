@@ -2,7 +2,7 @@
 // a transfer an earlier run left part way, then brought the destination to now, says so.
 import type { MirrorRun } from '../../src/mirror/run.js';
 import type { MirrorResult } from '../../src/mirror/sender.js';
-import { formatSize } from '../../src/size.js';
+import { formatSize } from '../../src/core/size.js';
 
 export function transferLine(volume: string, r: MirrorResult): string {
   if (r.upToDate && r.transferId === '') return `${r.destination} is up to date (${r.top})`;

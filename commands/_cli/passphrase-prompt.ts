@@ -2,7 +2,7 @@
 // question on stderr. Backspace erases a character, Ctrl-U the line; Enter ends it;
 // Ctrl-C interrupts the command as it would anywhere else; Ctrl-D on an empty line means
 // no passphrase. Only for a terminal: the caller checks canPrompt() first.
-import { InvalidInputError } from '../../src/errors.js';
+import { InvalidInputError } from '../../src/core/errors.js';
 
 export function canPrompt(): boolean {
   return process.stdin.isTTY === true && typeof process.stdin.setRawMode === 'function';

@@ -4,8 +4,8 @@
 import { Flags } from '@oclif/core';
 import type { PeerClientOptions } from '../../src/peer/index.js';
 import { checkPeerClientOptions } from '../../src/peer/index.js';
-import { parseSize } from '../../src/size.js';
-import { UsageError } from '../../src/errors.js';
+import { parseSize } from '../../src/core/size.js';
+import { UsageError } from '../../src/core/errors.js';
 
 const helpGroup = 'PEER';
 

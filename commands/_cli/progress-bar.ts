@@ -1,8 +1,8 @@
 // Renders library progress: a bar on stderr when it is a terminal, nothing otherwise
 // (piped, --json or --quiet).
 import cliProgress from 'cli-progress';
-import { formatSize } from '../../src/size.js';
-import { noProgress, type Progress } from '../../src/progress.js';
+import { formatSize } from '../../src/core/size.js';
+import { noProgress, type Progress } from '../../src/core/progress.js';
 
 export function progressFor(enabled: boolean): Progress {
   if (!enabled || !process.stderr.isTTY) return noProgress;

@@ -1,7 +1,7 @@
 import { Flags } from '@oclif/core';
 import { ImgstreamCommand } from '../_cli/base.js';
 import { catalogFlag, openCatalog } from '../_cli/catalog-flag.js';
-import { formatSize } from '../../src/size.js';
+import { formatSize } from '../../src/core/size.js';
 import { tableLines } from '../_cli/table.js';
 
 export default class CatalogList extends ImgstreamCommand {

@@ -3,7 +3,7 @@ import { ImgstreamCommand } from '../_cli/base.js';
 import { openState } from '../_cli/mirror-flags.js';
 import { peerDestination, transferFlags } from '../_cli/mirror-peer.js';
 import { mirrorAbandon } from '../../src/mirror/run.js';
-import { formatSize } from '../../src/size.js';
+import { formatSize } from '../../src/core/size.js';
 
 const { 'limit-rate': _rate, compress: _compress, ...flags } = transferFlags;
 

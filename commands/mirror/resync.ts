@@ -3,7 +3,7 @@ import { ImgstreamCommand } from '../_cli/base.js';
 import { openState, parseRate } from '../_cli/mirror-flags.js';
 import { compressionFor, peerDestination, transferFlags } from '../_cli/mirror-peer.js';
 import { mirrorUpdate } from '../../src/mirror/run.js';
-import { formatSize } from '../../src/size.js';
+import { formatSize } from '../../src/core/size.js';
 
 export default class MirrorResync extends ImgstreamCommand {
   static override summary = 'Re-establish a mirror after a break or a long outage.';

@@ -1,6 +1,6 @@
 import { Args, Flags } from '@oclif/core';
 import { ImgstreamCommand } from '../_cli/base.js';
-import { ImgstreamError } from '../../src/errors.js';
+import { ImgstreamError } from '../../src/core/errors.js';
 import { openState, parseRate } from '../_cli/mirror-flags.js';
 import { compressionFor, peerDestination, transferFlags } from '../_cli/mirror-peer.js';
 import { mirrorLoop, parseSchedule } from '../../src/mirror/run.js';

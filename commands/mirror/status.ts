@@ -3,7 +3,7 @@ import chalk from 'chalk';
 import { ImgstreamCommand } from '../_cli/base.js';
 import { openState, stateFlag } from '../_cli/mirror-flags.js';
 import { withVolume } from '../../src/volume/index.js';
-import { formatSize } from '../../src/size.js';
+import { formatSize } from '../../src/core/size.js';
 
 function age(ms: number): string {
   const s = Math.max(0, Math.round(ms / 1000));

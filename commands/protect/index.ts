@@ -2,11 +2,11 @@ import { Args, Flags } from '@oclif/core';
 import { ImgstreamCommand } from '../_cli/base.js';
 import { peerClientOptions, type PeerFlagValues } from '../_cli/peer-flags.js';
 import { peerFlags } from '../_cli/mirror-peer.js';
-import { UsageError } from '../../src/errors.js';
+import { UsageError } from '../../src/core/errors.js';
 import { openProtectDestination } from '../../src/journal/destination.js';
 import { protect, type ProtectEvent } from '../../src/journal/shipper.js';
 import { isPeerSpec } from '../../src/media/resolve.js';
-import { formatSize } from '../../src/size.js';
+import { formatSize } from '../../src/core/size.js';
 
 export default class Protect extends ImgstreamCommand {
   static override summary = 'Ship a volume\'s write journal to a protection destination continuously (restore as of any moment).';

@@ -4,7 +4,7 @@ import { protectStatus } from '../../src/journal/protect-status.js';
 import { peerProtectStatus } from '../../src/journal/peer-destination.js';
 import { isPeerSpec } from '../../src/media/resolve.js';
 import { peerClientOptions, peerFlags } from '../_cli/peer-flags.js';
-import { formatSize } from '../../src/size.js';
+import { formatSize } from '../../src/core/size.js';
 
 function duration(ms: number): string {
   const s = Math.round(ms / 1000);

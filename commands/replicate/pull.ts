@@ -3,7 +3,7 @@ import { ImgstreamCommand } from '../_cli/base.js';
 import { openState, stateFlag } from '../_cli/mirror-flags.js';
 import { peerFlags, peerReplicatePull } from '../_cli/mirror-peer.js';
 import { replicatePullLocal } from '../../src/mirror/run.js';
-import { formatSize } from '../../src/size.js';
+import { formatSize } from '../../src/core/size.js';
 
 export default class ReplicatePull extends ImgstreamCommand {
   static override summary = "Update a replica to its source's newest master snapshot.";

@@ -3,8 +3,8 @@ import { ImgstreamCommand } from '../_cli/base.js';
 import '../../src/mirror/served.js'; // mirror updates of the served volume (control ops)
 import '../../src/journal/journal-ops.js'; // seed and resync snapshots for imgstream protect (control ops)
 import { parseListenAddress, serveNbd, type NbdListening } from '../../src/nbd/index.js';
-import { formatSize, parseSize } from '../../src/size.js';
-import { UsageError } from '../../src/errors.js';
+import { formatSize, parseSize } from '../../src/core/size.js';
+import { UsageError } from '../../src/core/errors.js';
 
 export default class ServeNbd extends ImgstreamCommand {
   static override summary = 'Serve a volume to NBD clients (qemu-img, qemu-io, nbdcopy, nbd-client).';

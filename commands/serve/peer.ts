@@ -1,8 +1,8 @@
 import { Flags } from '@oclif/core';
 import { ImgstreamCommand } from '../_cli/base.js';
 import { DEFAULT_FRAME_TIMEOUT_MS, DEFAULT_HANDSHAKE_TIMEOUT_MS, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HANDSHAKES, DEFAULT_SERVER_IDLE_MS, parsePeerListen, servePeer, type PeerListening } from '../../src/peer/index.js';
-import { formatSize } from '../../src/size.js';
-import { UsageError } from '../../src/errors.js';
+import { formatSize } from '../../src/core/size.js';
+import { UsageError } from '../../src/core/errors.js';
 import { registerMirrorServices } from '../../src/mirror/peer.js';
 import { registerProtectServices } from '../../src/journal/protect-service.js';
 

@@ -2,7 +2,7 @@ import { Args, Flags } from '@oclif/core';
 import { ImgstreamCommand } from '../_cli/base.js';
 import { openState, stateFlag } from '../_cli/mirror-flags.js';
 import { withVolumeAccess } from '../../src/control/index.js';
-import { BusyError } from '../../src/errors.js';
+import { BusyError } from '../../src/core/errors.js';
 import { snapshotJson } from './create.js';
 
 export default class SnapshotDelete extends ImgstreamCommand {

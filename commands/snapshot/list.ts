@@ -1,7 +1,7 @@
 import { Args } from '@oclif/core';
 import { ImgstreamCommand } from '../_cli/base.js';
 import { withVolumeAccess } from '../../src/control/index.js';
-import { formatSize } from '../../src/size.js';
+import { formatSize } from '../../src/core/size.js';
 import { snapshotJson } from './create.js';
 
 export default class SnapshotList extends ImgstreamCommand {

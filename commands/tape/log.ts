@@ -2,7 +2,7 @@ import { Args, Flags } from '@oclif/core';
 import { ImgstreamCommand } from '../_cli/base.js';
 import { catalogFlag, openCatalog } from '../_cli/catalog-flag.js';
 import { readTapeLog, summarizeLog } from '../../src/multiplex/index.js';
-import { formatSize } from '../../src/size.js';
+import { formatSize } from '../../src/core/size.js';
 
 export default class TapeLog extends ImgstreamCommand {
   static override summary = 'Print the backup log of a multiplexed tape file.';

@@ -1,7 +1,7 @@
 import { Args } from '@oclif/core';
 import { ImgstreamCommand } from '../_cli/base.js';
 import { withVolumeAccess } from '../../src/control/index.js';
-import { CorruptError } from '../../src/errors.js';
+import { CorruptError } from '../../src/core/errors.js';
 
 export default class VolumeCheck extends ImgstreamCommand {
   static override summary = 'Verify a volume\'s consistency.';

@@ -1,8 +1,8 @@
 import { Args, Flags } from '@oclif/core';
 import { ImgstreamCommand } from '../_cli/base.js';
 import { Volume, DEFAULT_MAX_SNAPSHOTS, VolumeLayout } from '../../src/volume/index.js';
-import { formatSize, parseSize } from '../../src/size.js';
-import { UsageError } from '../../src/errors.js';
+import { formatSize, parseSize } from '../../src/core/size.js';
+import { UsageError } from '../../src/core/errors.js';
 
 export default class VolumeCreate extends ImgstreamCommand {
   static override summary = 'Create a volume in a file or on a block device.';

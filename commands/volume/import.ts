@@ -2,7 +2,7 @@ import { Args, Flags } from '@oclif/core';
 import { ImgstreamCommand } from '../_cli/base.js';
 import { fileSource, importImage, stdinSource, withVolume } from '../../src/volume/index.js';
 import { refuseKnownFormats } from '../../src/volume/image-format.js';
-import { formatSize } from '../../src/size.js';
+import { formatSize } from '../../src/core/size.js';
 
 export default class VolumeImport extends ImgstreamCommand {
   static override summary = 'Make the logical disk equal to a raw image, writing only changed blocks.';

@@ -1,7 +1,7 @@
 // restore --as-of: which dump a snapshot name or a date means, and which volume's dumps to
 // look at. Dates are read strictly (Date.parse takes "june7" for 2001-06-07): a day alone
 // means the end of that day, a time without a zone is local time.
-import { NotFoundError, UsageError } from '../errors.js';
+import { NotFoundError, UsageError } from '../core/errors.js';
 import type { DumpRecord } from './catalog.js';
 
 /** The accepted --as-of date forms, for help texts and errors. */

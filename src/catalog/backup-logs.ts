@@ -5,7 +5,7 @@
 // last member of each tape file; `catalog rebuild` writes it here again from there.
 import fs from 'node:fs';
 import path from 'node:path';
-import { CorruptError, fromSystemError } from '../errors.js';
+import { CorruptError, fromSystemError } from '../core/errors.js';
 import type { BackupLog } from '../media/tape/multiplex-format.js';
 import type { Catalog } from './catalog.js';
 

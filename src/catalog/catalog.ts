@@ -7,7 +7,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { CorruptError, NotFoundError, fromSystemError } from '../errors.js';
+import { CorruptError, NotFoundError, fromSystemError } from '../core/errors.js';
 import type { MediaPosition } from '../media/medium.js';
 import { VolumeLock } from '../volume/volume-lock.js';
 

@@ -5,7 +5,7 @@
 // ignored: its lock is stale and the volume is opened here.
 import type { SnapshotEntry } from '../format/snapshot-entry.js';
 import type { StorageImageSummary } from '../image/index.js';
-import { noProgress, type Progress } from '../progress.js';
+import { noProgress, type Progress } from '../core/progress.js';
 import { checkVolume, type CheckReport } from '../volume/check.js';
 import { volumeInfo, type VolumeInfo } from '../volume/info.js';
 import { storageImageOf } from '../volume/storage-image-of.js';

@@ -2,7 +2,7 @@
 // id (format/control-protocol.ts). An error answer is raised as the error class it was
 // in the server, so a command fails with the same message and exit code either way.
 import net from 'node:net';
-import { IoError, errorOfCode } from '../errors.js';
+import { IoError, errorOfCode } from '../core/errors.js';
 import {
   ControlLineSplitter,
   decodeControlResponse,

@@ -6,7 +6,7 @@
 // ends (a command that finished, or one killed with -9).
 import fs from 'node:fs';
 import net from 'node:net';
-import { ImgstreamError, IoError } from '../errors.js';
+import { ImgstreamError, IoError } from '../core/errors.js';
 import {
   CONTROL_PROTOCOL_VERSION,
   ControlLineSplitter,

@@ -7,7 +7,7 @@
 import type { ExportResult } from '../volume/export.js';
 import { exportImage } from '../volume/export.js';
 import type { FileSink } from '../volume/image-io.js';
-import { noProgress, type Progress } from '../progress.js';
+import { noProgress, type Progress } from '../core/progress.js';
 import type { SnapshotEntry } from '../format/snapshot-entry.js';
 import type { Volume } from '../volume/volume.js';
 import { openVolumeAccess } from './access.js';

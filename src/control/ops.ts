@@ -7,7 +7,7 @@
 // Ops provided here: snapshot.create, snapshot.delete, snapshot.rename, snapshot.list,
 // info, image, check, cp, pin and unpin. Other modules add theirs with
 // registerControlOp (e.g. mirror.*); the answer must be plain JSON.
-import { BusyError, InvalidInputError } from '../errors.js';
+import { BusyError, InvalidInputError } from '../core/errors.js';
 import type { SnapshotEntry } from '../format/snapshot-entry.js';
 import { checkVolume } from '../volume/check.js';
 import { volumeInfo } from '../volume/info.js';

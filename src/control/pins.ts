@@ -5,7 +5,7 @@
 //
 // A temporary snapshot (taken for one export of the active file system) is deleted by
 // the server once nobody pins it any more.
-import { BusyError } from '../errors.js';
+import { BusyError } from '../core/errors.js';
 import { processExists } from '../fs/stale-temp.js';
 import type { SnapshotEntry } from '../format/snapshot-entry.js';
 

@@ -4,7 +4,7 @@
 // block: pin the snapshot in the server, then read it through a lockless view
 // (Volume.openView), which is safe while the pin holds (see there).
 import fs from 'node:fs';
-import { InvalidInputError, NotFoundError, errorOfCode } from '../errors.js';
+import { InvalidInputError, NotFoundError, errorOfCode } from '../core/errors.js';
 import { CONTROL_PROTOCOL_VERSION, type ControlErrorBody, type ControlHello } from '../format/control-protocol.js';
 import type { SnapshotEntry } from '../format/snapshot-entry.js';
 import type { StorageImageSummary } from '../image/index.js';
@@ -12,7 +12,7 @@ import type { CheckReport } from '../volume/check.js';
 import type { VolumeInfo } from '../volume/info.js';
 import { Volume } from '../volume/volume.js';
 import type { LockHolder } from '../volume/volume-lock.js';
-import { IoError } from '../errors.js';
+import { IoError } from '../core/errors.js';
 import { ControlClient } from './control-client.js';
 import type { VolumeAccess } from './access.js';
 

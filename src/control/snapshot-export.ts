@@ -2,7 +2,7 @@
 // server already offers (`serve nbd VOL --snapshot S` while VOL is served). The snapshot
 // is pinned for the asking connection, so it cannot be deleted or renamed while served,
 // and the export goes away with the connection (the command stopped, or was killed).
-import { BusyError, InvalidInputError } from '../errors.js';
+import { BusyError, InvalidInputError } from '../core/errors.js';
 import { registerControlOp, stringArg } from './ops.js';
 
 registerControlOp('export.snapshot', (vol, args, session) => {

@@ -4,7 +4,7 @@
 // encrypted with one (the CLI types it at a prompt on a terminal). Errors name the file
 // and never show its contents.
 import fs from 'node:fs';
-import { AuthError, fromSystemError, InvalidInputError } from '../errors.js';
+import { AuthError, fromSystemError, InvalidInputError } from '../core/errors.js';
 
 export type KeySource = { kind: 'key'; key: Buffer; path: string } | { kind: 'passphrase'; passphrase: Buffer; path: string };
 

@@ -6,7 +6,7 @@
 // record key. The associated data binds each record to the header (its SHA-256, which
 // holds the stream id) and to its place: sequence number, type and flags.
 import { createCipheriv, createDecipheriv, hkdfSync, randomBytes, scryptSync, timingSafeEqual } from 'node:crypto';
-import { AuthError, CorruptError, InvalidInputError } from '../errors.js';
+import { AuthError, CorruptError, InvalidInputError } from '../core/errors.js';
 import type { KeySource } from './key-source.js';
 
 export const TAG_BYTES = 16;

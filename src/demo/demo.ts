@@ -7,10 +7,10 @@
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { CorruptError } from '../errors.js';
-import { noProgress, type Progress } from '../progress.js';
+import { CorruptError } from '../core/errors.js';
+import { noProgress, type Progress } from '../core/progress.js';
 import { checkVolume, exportImage, fileSink, fileSource, importImage, storageImageOf, Volume, withVolume } from '../volume/index.js';
-import { formatSize } from '../size.js';
+import { formatSize } from '../core/size.js';
 import * as jobs from './jobs.js';
 import type { DemoDump } from './jobs.js';
 

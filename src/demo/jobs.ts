@@ -7,7 +7,7 @@ import { Catalog } from '../catalog/index.js';
 import { fileSource as streamFileSource, fileTarget } from '../media/file/file-medium.js';
 import { MirrorState } from '../mirror/index.js';
 import { destinationFor, mirrorUpdate } from '../mirror/run.js';
-import { noProgress, type Progress } from '../progress.js';
+import { noProgress, type Progress } from '../core/progress.js';
 import { dumpVolumeAt } from '../stream/dump-at.js';
 import { restoreStreams } from '../stream/restore.js';
 import { verifyStreams } from '../stream/verify.js';

@@ -8,14 +8,14 @@
 //   S: {"id": N, "ok": true, "result": ...}
 //   S: {"id": N, "ok": false, "error": {"code": "busy", "message": "...", "hint": "..."}}
 // `id` is the client's (a non-negative integer), echoed in the answer; answers may come
-// in any order. `code` is an ErrorCode of ../errors.ts (the client raises the same error
+// in any order. `code` is an ErrorCode of ../core/errors.ts (the client raises the same error
 // class, so it exits with the same code) or "internal". The first request of a
 // connection is "hello" {pid, protocol}; its answer describes the server (ControlHello).
 // A line longer than MAX_CONTROL_LINE_BYTES, or one that is not such an object, ends the
 // connection.
 //
 // Pure: no I/O. The socket side is src/control.
-import { InvalidInputError } from '../errors.js';
+import { InvalidInputError } from '../core/errors.js';
 
 export const CONTROL_PROTOCOL_VERSION = 1;
 

@@ -39,7 +39,7 @@
 // Metadata contexts (LIST_META_CONTEXT, SET_META_CONTEXT) carry:
 //   C: u32 export name length, name, u32 query count, per query u32 length and string
 //   S: NBD_REP_META_CONTEXT replies of u32 context id and name, then NBD_REP_ACK
-import { InvalidInputError } from '../errors.js';
+import { InvalidInputError } from '../core/errors.js';
 
 // ---------------------------------------------------------------- magic numbers
 

@@ -31,7 +31,7 @@
 //   of range, a checksum that does not match, or a header that is not a JSON object.
 //
 //   Messages every connection uses
-//     error  {error: {code, message, hint?}}  code is an ErrorCode of src/errors.ts (an
+//     error  {error: {code, message, hint?}}  code is an ErrorCode of src/core/errors.ts (an
 //            unknown one is taken as "io"). The sender closes the connection after it.
 //     AUTH   {type: "auth", mac: 64 hex digits}: HMAC-SHA256 keyed with the shared token
 //            over authInput() below. The client sends its AUTH first; the daemon checks

@@ -7,7 +7,7 @@
 // from memory that is not aligned fails with EINVAL, which DirectAppender takes as "no
 // direct I/O here" and writes through the page cache instead.
 import fs from 'node:fs';
-import { WASM_PAGE_BYTES, wasm } from '../webassembly.js';
+import { WASM_PAGE_BYTES, wasm } from '../core/webassembly.js';
 
 /** Offsets and lengths of direct writes are multiples of this (a page: any device block size up to 4 KiB). */
 export const DIRECT_UNIT = 4096;

@@ -4,7 +4,7 @@
 // population count. In JavaScript the same loops cost about three times as much, most
 // of it in counting (a dozen shifts and masks per 32-bit word), and they only reach that
 // speed after V8 has optimized them, which a one-shot command never waits for.
-import { WASM_PAGE_BYTES, wasm } from '../webassembly.js';
+import { WASM_PAGE_BYTES, wasm } from '../core/webassembly.js';
 import { BIT_KERNEL_WASM } from './bit-kernel-wasm.js';
 
 interface KernelExports {

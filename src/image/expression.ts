@@ -7,7 +7,7 @@
 //
 // NAME is lexed greedily with the snapshot-name pattern, and '-' may continue a name, so
 // `a-b` is ONE name: operators need spaces around them wherever a name could swallow them.
-import { InvalidInputError } from '../errors.js';
+import { InvalidInputError } from '../core/errors.js';
 import { NAME_CONTINUE, NAME_START } from '../volume/snapshot-name.js';
 
 export type BinaryKind = 'union' | 'difference' | 'intersection';

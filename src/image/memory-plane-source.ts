@@ -1,7 +1,7 @@
 // The in-memory twin of a volume's planes, for tests and benchmarks. Block sizes may be
 // tiny (4 or 8 bytes: one or two words per chunk) so that chunk and word boundaries are
 // crossed everywhere.
-import { InvalidInputError } from '../errors.js';
+import { InvalidInputError } from '../core/errors.js';
 import type { PlaneRef, PlaneSource } from './plane-source.js';
 
 export interface MemoryPlane {

@@ -1,6 +1,6 @@
 // Storage images: an expression checked against a volume's planes, then evaluated in ONE
 // pass over the chunks of the planes it names, with memory bounded by a few chunks.
-import { InvalidInputError, NotFoundError } from '../errors.js';
+import { InvalidInputError, NotFoundError } from '../core/errors.js';
 import { BitKernel, KERNEL_UNIT_BYTES } from './bit-kernel.js';
 import { forEachExtent } from './bit-words.js';
 import { type BinaryKind, type ImageExpression, formatExpression } from './expression.js';

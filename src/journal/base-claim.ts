@@ -4,7 +4,7 @@
 // not overlap there either. A fold finding the base claimed waits for the next append; a
 // restore waits for the fold.
 import path from 'node:path';
-import { BusyError } from '../errors.js';
+import { BusyError } from '../core/errors.js';
 
 const claimed = new Set<string>();
 

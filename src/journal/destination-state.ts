@@ -4,7 +4,7 @@
 // complete, and are removed when the destination is next opened.
 import fs from 'node:fs';
 import path from 'node:path';
-import { CorruptError, InvalidInputError, NotFoundError, NotAVolumeError } from '../errors.js';
+import { CorruptError, InvalidInputError, NotFoundError, NotAVolumeError } from '../core/errors.js';
 import type { ProtectedSource } from './destination-api.js';
 import { writeFileDurably } from '../fs/durable-file.js';
 import { Volume } from '../volume/volume.js';

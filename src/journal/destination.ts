@@ -1,6 +1,6 @@
 // Protection destinations: where `imgstream protect` ships a volume's intervals. A local
 // directory (local-destination.ts) or one on a peer daemon (peer://HOST:PORT/NAME).
-import { UsageError } from '../errors.js';
+import { UsageError } from '../core/errors.js';
 import type { PeerClientOptions } from '../peer/client.js';
 import type { ProtectDestination } from './destination-api.js';
 import { LocalProtectDestination } from './local-destination.js';

@@ -11,7 +11,7 @@
 // again later replaces the older snapshot of that name.
 import fs from 'node:fs';
 import path from 'node:path';
-import { BusyError, VolumeFullError } from '../errors.js';
+import { BusyError, VolumeFullError } from '../core/errors.js';
 import { Volume } from '../volume/volume.js';
 import { crashPoint } from '../volume/crash-point.js';
 import { BASE_FILE, INTERVALS_DIR, writeState, type ProtectState } from './destination-state.js';

@@ -4,7 +4,7 @@
 // one map entry per distinct block written, with its data up to HELD_BYTES per interval;
 // past that, the data is read from the segment files when the interval is shipped.
 import fs from 'node:fs';
-import { fromSystemError } from '../errors.js';
+import { fromSystemError } from '../core/errors.js';
 import type { IntervalBlock, ShippedInterval } from './destination-api.js';
 import type { LocatedRecord } from './journal-reader.js';
 import { RecordKind } from './record.js';

@@ -14,7 +14,7 @@
 //             u32 CRC-32 of bytes 0..8+H and of the index, u32 reserved, f64 seq
 import fs from 'node:fs';
 import path from 'node:path';
-import { CorruptError, InvalidInputError, fromSystemError } from '../errors.js';
+import { CorruptError, InvalidInputError, fromSystemError } from '../core/errors.js';
 import { crc32 } from '../format/crc32.js';
 import { isZero } from '../volume/zero.js';
 import type { ShippedInterval } from './destination-api.js';

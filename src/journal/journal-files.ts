@@ -5,7 +5,7 @@
 // an overflow, `dirty.json` (the blocks changed since the last acknowledged record).
 import fs from 'node:fs';
 import path from 'node:path';
-import { CorruptError, fromSystemError } from '../errors.js';
+import { CorruptError, fromSystemError } from '../core/errors.js';
 import { fsyncDirectory, writeFileDurably } from '../fs/durable-file.js';
 
 const SEGMENT = /^(\d{16})\.seg$/;

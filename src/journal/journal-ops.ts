@@ -4,7 +4,7 @@
 //   journal.resync after an overflow (or records lost): takes a snapshot and fixes the
 //                  changed blocks in dirty.json; journaling resumes after `journalTo`
 // Both snapshots are temporary: pinned for the asking connection, deleted when it ends.
-import { InvalidInputError } from '../errors.js';
+import { InvalidInputError } from '../core/errors.js';
 import { registerControlOp, type ControlSession } from '../control/ops.js';
 import type { Volume } from '../volume/volume.js';
 import { journalOf, type JournalWriter } from './journal-writer.js';

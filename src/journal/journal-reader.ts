@@ -4,7 +4,7 @@
 // progress (or, after a crash, a torn tail the writer cuts off when it reopens); anywhere
 // else it is damage, reported as corrupt.
 import fs from 'node:fs';
-import { CorruptError, fromSystemError } from '../errors.js';
+import { CorruptError, fromSystemError } from '../core/errors.js';
 import { listSegments, type SegmentFile } from './journal-files.js';
 import { decodeHeader, RECORD_HEADER_BYTES, recordIntact, type JournalRecord } from './record.js';
 

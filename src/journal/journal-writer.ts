@@ -14,7 +14,7 @@
 // they and later writes change are tracked instead (dirty.json, written at each CP), and
 // the shipper's next transfer is a resync of exactly those blocks.
 import fs from 'node:fs';
-import { CorruptError, InvalidInputError, fromSystemError, type ImgstreamError } from '../errors.js';
+import { CorruptError, InvalidInputError, fromSystemError, type ImgstreamError } from '../core/errors.js';
 import { readLogicalBytes, writeLogicalBytes, zeroLogicalBytes } from '../volume/logical-io.js';
 import { EarlyWriteback } from '../fs/writeback.js';
 import type { SnapshotEntry } from '../format/snapshot-entry.js';

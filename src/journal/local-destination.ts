@@ -6,7 +6,7 @@
 // by close() or the process's death.
 import fs from 'node:fs';
 import path from 'node:path';
-import { BusyError, CorruptError, ExistsError, InvalidInputError, fromSystemError } from '../errors.js';
+import { BusyError, CorruptError, ExistsError, InvalidInputError, fromSystemError } from '../core/errors.js';
 import { VolumeLock } from '../volume/volume-lock.js';
 import { Volume } from '../volume/volume.js';
 import { writeLogicalBlocks, unmapLogicalBlocks } from '../volume/logical-io.js';

@@ -3,7 +3,7 @@
 // same states; test/journal/destination-contract.test.ts runs one suite against both,
 // and against a peer), without retention or files. imageAt() rebuilds the disk at any
 // interval from what was received.
-import { BusyError, InvalidInputError } from '../errors.js';
+import { BusyError, InvalidInputError } from '../core/errors.js';
 import type { DestinationState, IntervalBlock, ProtectDestination, ProtectedSource, SeedImage, ShippedInterval } from './destination-api.js';
 
 interface Received {

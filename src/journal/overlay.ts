@@ -3,7 +3,7 @@
 // Reads each chosen block once, checks its checksum, and writes runs of consecutive LBNs
 // with one call; zero blocks are unmapped. The caller commits.
 import fs from 'node:fs';
-import { fromSystemError } from '../errors.js';
+import { fromSystemError } from '../core/errors.js';
 import { unmapLogicalBlocks, writeLogicalBlocks } from '../volume/logical-io.js';
 import type { Volume } from '../volume/volume.js';
 import { readIntervalBlock, type IntervalIndex } from './interval-file.js';

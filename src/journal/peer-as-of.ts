@@ -4,10 +4,10 @@
 // rebuilt this way holds the disk only (not the base's snapshots, which stay on the peer).
 import fs from 'node:fs';
 import path from 'node:path';
-import { CorruptError, ExistsError, NetworkError, fromSystemError } from '../errors.js';
+import { CorruptError, ExistsError, NetworkError, fromSystemError } from '../core/errors.js';
 import { errorOf } from '../format/peer-protocol.js';
 import { checkPeerClientOptions, connectPeer, errorFromWire, formatPeerUrl, parsePeerUrl, type PeerClientOptions } from '../peer/index.js';
-import { noProgress, type Progress } from '../progress.js';
+import { noProgress, type Progress } from '../core/progress.js';
 import { removeStaleTemp } from '../fs/stale-temp.js';
 import { writeLogicalBytes } from '../volume/logical-io.js';
 import { Volume } from '../volume/volume.js';

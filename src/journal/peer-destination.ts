@@ -3,7 +3,7 @@
 // batches of about 1 MiB; a transfer is durable when the daemon answers its 'end'. A
 // failed transfer ends the session (the daemon's destination stays at its last interval):
 // the shipper calls open() again and resumes from the state it answers.
-import { CorruptError, InvalidInputError, NetworkError, type ImgstreamError } from '../errors.js';
+import { CorruptError, InvalidInputError, NetworkError, type ImgstreamError } from '../core/errors.js';
 import { errorOf } from '../format/peer-protocol.js';
 import { checkPeerClientOptions, connectPeer, errorFromWire, formatPeerUrl, parsePeerUrl, type PeerChannel, type PeerClientOptions, type PeerMessage, type PeerUrl } from '../peer/index.js';
 import type { DestinationState, IntervalBlock, ProtectDestination, ProtectedSource, SeedImage, ShippedInterval } from './destination-api.js';

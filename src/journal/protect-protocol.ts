@@ -10,7 +10,7 @@
 // A 'blocks' message: { type: 'blocks', lbns: number[], data: (0|1)[] } and a payload
 // holding the data of the entries with data 1, block after block (entries with 0 read as
 // zeros). About BATCH_BYTES of data per message: memory stays bounded on both sides.
-import { CorruptError, InvalidInputError } from '../errors.js';
+import { CorruptError, InvalidInputError } from '../core/errors.js';
 import type { IntervalBlock } from './destination-api.js';
 
 export const PROTECT_PROTOCOL = 1;

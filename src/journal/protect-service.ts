@@ -2,7 +2,7 @@
 // DIR/NAME, fed from the connection. One session per destination in this daemon (the
 // destination's lock is per process, so the daemon keeps its own set), and the blocks
 // of a transfer come off the channel as the destination writes them: bounded memory.
-import { BusyError, CorruptError, InvalidInputError, NetworkError } from '../errors.js';
+import { BusyError, CorruptError, InvalidInputError, NetworkError } from '../core/errors.js';
 import { errorOf } from '../format/peer-protocol.js';
 import { peerServices, registerPeerService, type PeerChannel, type PeerHello } from '../peer/index.js';
 import type { DestinationState, IntervalBlock, ProtectedSource } from './destination-api.js';

@@ -4,7 +4,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { AS_OF_DATE_FORMS, parseAsOfDate } from '../catalog/as-of.js';
-import { CorruptError, InvalidInputError, NotFoundError } from '../errors.js';
+import { CorruptError, InvalidInputError, NotFoundError } from '../core/errors.js';
 import { INTERVALS_DIR, windowOf, type ProtectState } from './destination-state.js';
 import { intervalFileName, readDamagedHeader, readIntervalHeader } from './interval-file.js';
 

@@ -9,8 +9,8 @@
 // interval files change underneath.
 import fs from 'node:fs';
 import path from 'node:path';
-import { BusyError, ExistsError, fromSystemError } from '../errors.js';
-import { noProgress, type Progress } from '../progress.js';
+import { BusyError, ExistsError, fromSystemError } from '../core/errors.js';
+import { noProgress, type Progress } from '../core/progress.js';
 import { removeStaleTemp } from '../fs/stale-temp.js';
 import { readLogicalBytes } from '../volume/logical-io.js';
 import { isZero } from '../volume/zero.js';

@@ -8,7 +8,7 @@
 // The first transfer is a seed (the whole mapped disk at a journal position); after an
 // overflow (the journal dropped records a destination never had) the next transfer is a
 // resync: the blocks changed since the last acknowledged record, read from a snapshot.
-import { ImgstreamError, InvalidInputError, NotFoundError } from '../errors.js';
+import { ImgstreamError, InvalidInputError, NotFoundError } from '../core/errors.js';
 import fs from 'node:fs';
 import type { DestinationState, ProtectDestination, ProtectedSource, ShippedInterval } from './destination-api.js';
 import { IntervalBuilder, SlabPool } from './interval-builder.js';

@@ -1,7 +1,7 @@
 // What the imgstream(1) overview says beyond the commands: the tool in a few
 // paragraphs, its environment variables, and the exit status table built from the one
-// table in src/errors.ts (the same rows `--help` prints under EXIT CODES).
-import { EXIT_CODES, EXIT_INTERNAL } from '../errors.js';
+// table in src/core/errors.ts (the same rows `--help` prints under EXIT CODES).
+import { EXIT_CODES, EXIT_INTERNAL } from '../core/errors.js';
 import type { EnvironmentVariable, ExitStatusRow } from './roff.js';
 
 export const ABOUT: readonly string[] = [

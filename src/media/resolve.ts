@@ -3,7 +3,7 @@
 // client options: token file, TLS), "s3://BUCKET/KEY" an object (see s3/; endpoint and
 // addressing from the s3 options), anything else a file.
 import type { MediaPosition, StreamSource, StreamTarget } from './medium.js';
-import { InvalidInputError, NotFoundError, UsageError } from '../errors.js';
+import { InvalidInputError, NotFoundError, UsageError } from '../core/errors.js';
 import { fileSource, fileTarget } from './file/file-medium.js';
 import { stdinSource, stdoutTarget } from './stdio/stdio-medium.js';
 import { parseTapeSpec, tapeSource, tapeTarget } from './tape/index.js';

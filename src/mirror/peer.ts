@@ -3,7 +3,7 @@
 // and the sending side of replicate.pull (the daemon's DIR/NAME is the source), and how
 // clients reach a peer destination.
 import path from 'node:path';
-import { InvalidInputError } from '../errors.js';
+import { InvalidInputError } from '../core/errors.js';
 import { connectPeer, formatPeerUrl, parsePeerUrl, registerPeerService, peerServices, type PeerChannel, type PeerClientOptions } from '../peer/index.js';
 import { Volume } from '../volume/volume.js';
 import { MIRROR_PROTOCOL, identOf, type MirrorChannel } from './protocol.js';

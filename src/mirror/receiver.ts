@@ -15,7 +15,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { createHash } from 'node:crypto';
-import { CorruptError, fromSystemError, ImgstreamError, InvalidInputError } from '../errors.js';
+import { CorruptError, fromSystemError, ImgstreamError, InvalidInputError } from '../core/errors.js';
 import { applyMapDelta, StreamFormatError } from '../format/image-stream.js';
 import type { SnapshotEntry } from '../format/snapshot-entry.js';
 import { WriteBehind } from '../volume/write-behind.js';

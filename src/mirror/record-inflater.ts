@@ -2,7 +2,7 @@
 // of the raw length the record header gives, from a few reused buffers (allocating 1 MiB
 // per record costs more than decompressing it).
 import zstd from 'zstd-napi/binding.js';
-import { CorruptError } from '../errors.js';
+import { CorruptError } from '../core/errors.js';
 import { MAX_PAYLOAD_BYTES } from '../format/peer-protocol.js';
 
 const MAX_SPARES = 8;

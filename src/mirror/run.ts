@@ -2,8 +2,8 @@
 // on this machine, or a peer), bandwidth limits, and the schedule of `mirror start`.
 import path from 'node:path';
 import { Cron } from 'croner';
-import { InvalidInputError, UsageError } from '../errors.js';
-import { noProgress, type Progress } from '../progress.js';
+import { InvalidInputError, UsageError } from '../core/errors.js';
+import { noProgress, type Progress } from '../core/progress.js';
 import { Volume } from '../volume/volume.js';
 import { localDestination } from './index.js';
 import { MIRROR_PROTOCOL, type MirrorChannel } from './protocol.js';

@@ -19,11 +19,11 @@
 // state lacks are deleted there, which deallocates their blocks.
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
-import { CorruptError, ImgstreamError, InvalidInputError, IoError, errorOfCode } from '../errors.js';
+import { CorruptError, ImgstreamError, InvalidInputError, IoError, errorOfCode } from '../core/errors.js';
 import { encodeMapDeltas, encodePlane, type MapDelta } from '../format/image-stream.js';
 import type { SnapshotEntry } from '../format/snapshot-entry.js';
-import { noProgress, type Progress } from '../progress.js';
-import { formatSize } from '../size.js';
+import { noProgress, type Progress } from '../core/progress.js';
+import { formatSize } from '../core/size.js';
 import { PLANE_MOA } from '../volume/layout.js';
 import type { Volume } from '../volume/volume.js';
 import { ghostOf, hashChain, recordCrc } from './records.js';

@@ -5,7 +5,7 @@
 // transfer stopped, and dropping them (`mirror abandon`).
 import fs from 'node:fs';
 import path from 'node:path';
-import { BusyError } from '../errors.js';
+import { BusyError } from '../core/errors.js';
 import { Volume } from '../volume/volume.js';
 import { VolumeLock } from '../volume/volume-lock.js';
 

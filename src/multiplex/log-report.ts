@@ -1,7 +1,7 @@
 // `tape log`: the backup log of a multiplexed tape file, read from the tape file's last
 // member (or, when that is damaged or cut off, from the catalog's copy), and the summary
 // made from it: per source totals, and how long the tape waited for data.
-import { CorruptError, InvalidInputError, NotFoundError } from '../errors.js';
+import { CorruptError, InvalidInputError, NotFoundError } from '../core/errors.js';
 import { readBackupLog } from '../catalog/backup-logs.js';
 import type { Catalog } from '../catalog/catalog.js';
 import { listTapeFiles, parseTapeSpec } from '../media/tape/index.js';

@@ -4,10 +4,10 @@
 // stream only: the others complete, are published and recorded.
 import path from 'node:path';
 import { randomUUID } from 'node:crypto';
-import { ImgstreamError, UsageError, errorOfCode } from '../errors.js';
+import { ImgstreamError, UsageError, errorOfCode } from '../core/errors.js';
 import { saveBackupLog } from '../catalog/backup-logs.js';
 import { MultiplexTapeWriter, type MultiplexTapeOptions, type MultiplexOutcome } from '../media/tape/index.js';
-import { noProgress, type Progress } from '../progress.js';
+import { noProgress, type Progress } from '../core/progress.js';
 import { dumpVolumeAt } from '../stream/dump-at.js';
 import type { DumpOptions, DumpResult } from '../stream/dump.js';
 

@@ -2,7 +2,7 @@
 // Unix socket path), and the NBD URI a client connects to (the syntax of
 // https://github.com/NetworkBlockDevice/nbd/blob/master/doc/uri.md, which qemu and
 // libnbd read).
-import { InvalidInputError } from '../errors.js';
+import { InvalidInputError } from '../core/errors.js';
 
 /** The IANA port of NBD. */
 export const NBD_PORT = 10809;

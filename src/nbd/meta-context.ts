@@ -13,7 +13,7 @@
 // The image is evaluated once, when the context is selected (SET_META_CONTEXT), in one
 // pass over the planes, and kept as the chunks of its bitmap that hold any block: the
 // connection then answers from that picture whatever is written afterwards.
-import { InvalidInputError, NotFoundError } from '../errors.js';
+import { InvalidInputError, NotFoundError } from '../core/errors.js';
 import {
   STATE_HOLE,
   STATE_ZERO,

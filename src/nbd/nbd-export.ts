@@ -21,7 +21,7 @@
 // Tasks (runExclusive) go through the same queue: the control socket's requests (a
 // snapshot, an image, a check) run between two NBD requests, after the reads before them
 // and before anything queued after, so no request is ever half applied when they look.
-import { ExistsError, ImgstreamError, VolumeFullError, fromSystemError } from '../errors.js';
+import { ExistsError, ImgstreamError, VolumeFullError, fromSystemError } from '../core/errors.js';
 import {
   CMD_BLOCK_STATUS,
   CMD_FLAG_DF,

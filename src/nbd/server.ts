@@ -6,7 +6,7 @@
 // dumps and exports, all run through the export's queue.
 import fs from 'node:fs';
 import net from 'node:net';
-import { BusyError, ExistsError, InvalidInputError, IoError } from '../errors.js';
+import { BusyError, ExistsError, InvalidInputError, IoError } from '../core/errors.js';
 import { JournalWriter, type JournalRecovery } from '../journal/journal-writer.js';
 import { Volume } from '../volume/volume.js';
 import { VolumeLock } from '../volume/volume-lock.js';

@@ -8,7 +8,7 @@
 import type { Duplex } from 'node:stream';
 import net from 'node:net';
 import tls from 'node:tls';
-import { CorruptError, ImgstreamError, InvalidInputError, IoError, NetworkError } from '../errors.js';
+import { CorruptError, ImgstreamError, InvalidInputError, IoError, NetworkError } from '../core/errors.js';
 import {
   CHANNEL_BINDING_BYTES,
   CHANNEL_BINDING_LABEL,

@@ -5,7 +5,7 @@
 import fs from 'node:fs';
 import net from 'node:net';
 import tls from 'node:tls';
-import { AuthError, ImgstreamError, NetworkError, NotFoundError, UsageError, fromSystemError } from '../errors.js';
+import { AuthError, ImgstreamError, NetworkError, NotFoundError, UsageError, fromSystemError } from '../core/errors.js';
 import { PRE_AUTH_LIMITS } from '../format/peer-protocol.js';
 import { FramedChannel, socketError, type PeerChannel } from './channel.js';
 import { clientHandshake } from './handshake.js';

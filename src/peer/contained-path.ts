@@ -4,7 +4,7 @@
 // an administrator's link to elsewhere is refused, not followed.
 import fs from 'node:fs';
 import path from 'node:path';
-import { InvalidInputError, fromSystemError } from '../errors.js';
+import { InvalidInputError, fromSystemError } from '../core/errors.js';
 import { checkPeerName, printable } from './peer-url.js';
 
 /** True when `p` is `root` or below it (both real paths). */

@@ -3,7 +3,7 @@
 // nonces (and the TLS channel binding). The client proves itself first; the daemon
 // answers with its own proof only then. MACs are compared in constant time.
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
-import { AuthError, CorruptError, InvalidInputError, NetworkError } from '../errors.js';
+import { AuthError, CorruptError, InvalidInputError, NetworkError } from '../core/errors.js';
 import {
   FULL_LIMITS,
   MAC_HEX_LENGTH,

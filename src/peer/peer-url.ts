@@ -2,7 +2,7 @@
 // on a peer, HOST:PORT for where a daemon listens, sha256:HEX for a pinned certificate,
 // and the rules a NAME obeys (checked on both sides: the client fails fast, the daemon
 // trusts nothing it is sent).
-import { InvalidInputError } from '../errors.js';
+import { InvalidInputError } from '../core/errors.js';
 
 export interface PeerUrl {
   host: string;

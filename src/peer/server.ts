@@ -9,7 +9,7 @@ import { X509Certificate } from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
 import tls from 'node:tls';
-import { BusyError, ImgstreamError, InvalidInputError, IoError, NotFoundError, UsageError, fromSystemError } from '../errors.js';
+import { BusyError, ImgstreamError, InvalidInputError, IoError, NotFoundError, UsageError, fromSystemError } from '../core/errors.js';
 import { PRE_AUTH_LIMITS, errorOf } from '../format/peer-protocol.js';
 import { FramedChannel, remoteAddress } from './channel.js';
 import { resolveContained } from './contained-path.js';

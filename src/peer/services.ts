@@ -2,7 +2,7 @@
 // operation ("stream.put") and usually a NAME; the daemon checks the name (contained in
 // its directory), then hands the connection to the service. Built in: stream.put and
 // stream.get (./stream-service.ts); src/mirror registers mirror.* the same way.
-import { InvalidInputError } from '../errors.js';
+import { InvalidInputError } from '../core/errors.js';
 import type { PeerChannel } from './channel.js';
 import { streamGetService, streamPutService } from './stream-service.js';
 

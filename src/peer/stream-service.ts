@@ -10,7 +10,7 @@
 // File I/O is asynchronous: one transfer's writes and fsync never stall the others.
 import fs from 'node:fs';
 import path from 'node:path';
-import { BusyError, CorruptError, ExistsError, InvalidInputError, NetworkError, NotFoundError, fromSystemError } from '../errors.js';
+import { BusyError, CorruptError, ExistsError, InvalidInputError, NetworkError, NotFoundError, fromSystemError } from '../core/errors.js';
 import { readImageStream } from '../stream/stream-reader.js';
 import { removeStaleTemp } from '../fs/stale-temp.js';
 import type { PeerChannel, PeerMessage } from './channel.js';

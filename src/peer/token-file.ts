@@ -2,7 +2,7 @@
 // HMACs that authenticate each side, never sent. Like an ssh key it must be readable by
 // its owner only; a file others may read is refused rather than trusted.
 import fs from 'node:fs';
-import { InvalidInputError, NotFoundError, fromSystemError } from '../errors.js';
+import { InvalidInputError, NotFoundError, fromSystemError } from '../core/errors.js';
 
 /** Fewer bytes than this are too easy to guess. */
 export const MIN_TOKEN_BYTES = 16;

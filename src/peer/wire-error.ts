@@ -1,7 +1,7 @@
 // Errors crossing a peer connection: the daemon sends its ImgstreamError as an error
 // message (code, message, hint) and the client raises the same kind of error, so a
 // refusal on the far side exits with the same code as it would locally.
-import { EXIT_CODES, errorOfCode, ImgstreamError, type ErrorCode } from '../errors.js';
+import { EXIT_CODES, errorOfCode, ImgstreamError, type ErrorCode } from '../core/errors.js';
 import type { PeerErrorBody } from '../format/peer-protocol.js';
 import { printable } from './peer-url.js';
 

@@ -2,7 +2,7 @@
 // and proves it is complete (trailer), so reading the streams back gives the records.
 import type { DumpRecord } from '../catalog/catalog.js';
 import type { StreamSource } from '../media/medium.js';
-import { noProgress, type Progress } from '../progress.js';
+import { noProgress, type Progress } from '../core/progress.js';
 import { readImageStream } from './stream-reader.js';
 import type { StreamHeader } from '../format/image-stream.js';
 

@@ -1,6 +1,6 @@
 // restore --as-of: the chain of dumps from the catalog, opened on their media.
 import { chainFor, dumpsOfVolume, type Catalog } from '../catalog/index.js';
-import { NotFoundError, UsageError } from '../errors.js';
+import { NotFoundError, UsageError } from '../core/errors.js';
 import type { StreamSource } from '../media/medium.js';
 import { sourceForPosition, type SourceOptions } from '../media/resolve.js';
 import { Volume } from '../volume/volume.js';

@@ -5,7 +5,7 @@ import os from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { crc32 } from '../format/crc32.js';
 import { Compressor } from 'zstd-napi';
-import { workerScript } from '../worker-script.js';
+import { workerScript } from '../core/worker-script.js';
 import { sealParts, type SealJob } from '../crypt/index.js';
 import { FLAG_SEALED, FLAG_ZSTD } from '../format/image-stream.js';
 

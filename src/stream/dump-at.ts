@@ -4,9 +4,9 @@
 // reads their planes and blocks through the view, and checks before the trailer that no
 // shadow snapshot among them had blocks reused meanwhile. The catalog is written here, as
 // always. A dump killed at any point leaves no pin: pins end with its control connection.
-import { BusyError } from '../errors.js';
+import { BusyError } from '../core/errors.js';
 import type { SnapshotEntry } from '../format/snapshot-entry.js';
-import { noProgress, type Progress } from '../progress.js';
+import { noProgress, type Progress } from '../core/progress.js';
 import { openVolumeAccess } from '../control/access.js';
 import type { Volume } from '../volume/volume.js';
 import { dumpVolume, type DumpOptions, type DumpResult, type DumpTargetFactory } from './dump.js';

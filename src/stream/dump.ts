@@ -5,12 +5,12 @@
 // sum of every snapshot up to the chosen one. Only the blocks sent are read.
 import os from 'node:os';
 import { randomUUID } from 'node:crypto';
-import { InvalidInputError, NotFoundError } from '../errors.js';
+import { InvalidInputError, NotFoundError } from '../core/errors.js';
 import { encodeMapDeltas, encodePlane, type MapDelta, type StreamHeader, type StreamSnapshot } from '../format/image-stream.js';
 import type { SnapshotEntry } from '../format/snapshot-entry.js';
 import { evaluateImage, forEachExtent, imageChunkReader, imageChunks, parseExpression, resolveExpression, type PlaneSource, type ResolvedExpression, type StorageImageSummary } from '../image/index.js';
 import type { MediaPosition, StreamTarget } from '../media/medium.js';
-import { noProgress, type Progress } from '../progress.js';
+import { noProgress, type Progress } from '../core/progress.js';
 import type { Catalog, DumpRecord } from '../catalog/catalog.js';
 import type { Volume } from '../volume/volume.js';
 import { collectMapDeltas, type CarriedBlocks } from '../volume/map-deltas.js';

@@ -3,7 +3,7 @@
 // stripes and sends one record (about 1 MiB) from each in turn, so the reads spread over
 // the devices a volume is striped across; it costs N passes over the planes. Restore
 // writes every block at its VBN whatever the order.
-import { InvalidInputError } from '../errors.js';
+import { InvalidInputError } from '../core/errors.js';
 
 export interface StreamOrder {
   name: string;

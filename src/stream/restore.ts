@@ -7,11 +7,11 @@
 // fails or is killed leaves the volume at its previous CP (a new volume does not appear).
 import fs from 'node:fs';
 import path from 'node:path';
-import { CorruptError, InvalidInputError, NotFoundError, ExistsError } from '../errors.js';
+import { CorruptError, InvalidInputError, NotFoundError, ExistsError } from '../core/errors.js';
 import { applyMapDelta, type StreamHeader } from '../format/image-stream.js';
 import type { SnapshotEntry } from '../format/snapshot-entry.js';
 import type { SourceStream, StreamSource } from '../media/medium.js';
-import { noProgress, type Progress } from '../progress.js';
+import { noProgress, type Progress } from '../core/progress.js';
 import { Volume } from '../volume/volume.js';
 import { SparseBitmap } from '../volume/sparse-bitmap.js';
 import { WriteBehind } from '../volume/write-behind.js';

@@ -10,7 +10,7 @@
 import { createHash } from 'node:crypto';
 import { Decompressor } from 'zstd-napi';
 import { AlignedAllocator, DIRECT_UNIT } from '../fs/direct-io.js';
-import { AuthError, CorruptError } from '../errors.js';
+import { AuthError, CorruptError } from '../core/errors.js';
 import { RecordCipher, resolveKey, type KeyOption } from '../crypt/index.js';
 import {
   decodeData,

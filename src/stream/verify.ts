@@ -1,9 +1,9 @@
 // Verify: read streams end to end, check every checksum (reader), and the chain of each
 // volume: each stream's base among the snapshots of that volume's streams before it (or,
 // for its first stream, simply named: the volume it goes onto must hold it). Writes nothing.
-import { CorruptError, ImgstreamError, InvalidInputError, NotFoundError, errorOfCode } from '../errors.js';
+import { CorruptError, ImgstreamError, InvalidInputError, NotFoundError, errorOfCode } from '../core/errors.js';
 import type { SourceStream, StreamSource } from '../media/medium.js';
-import { noProgress, type Progress } from '../progress.js';
+import { noProgress, type Progress } from '../core/progress.js';
 import { readImageStream } from './stream-reader.js';
 import type { KeyOption } from '../crypt/index.js';
 

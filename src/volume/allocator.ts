@@ -5,7 +5,7 @@
 //
 // The allocator walks one chunk (one plane block's worth of VBNs) at a time from a
 // cursor, so allocating k blocks costs about k/chunkBits plane-block reads.
-import { VolumeFullError } from '../errors.js';
+import { VolumeFullError } from '../core/errors.js';
 import { SparseBitmap } from './sparse-bitmap.js';
 
 export interface FreeSpaceView {

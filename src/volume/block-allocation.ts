@@ -4,7 +4,7 @@
 // released it is free again at once); a released block the last CP references is held
 // until the next CP (FreeSpace.releasedSinceCp). A few free blocks are held back for the
 // journal, so a full volume can still commit the CP that frees space.
-import { VolumeFullError } from '../errors.js';
+import { VolumeFullError } from '../core/errors.js';
 import { Allocator } from './allocator.js';
 import type { FreeSpace } from './free-space.js';
 import { PLANE_ACTIVE } from './layout.js';

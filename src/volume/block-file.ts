@@ -2,7 +2,7 @@
 // a consistency point is a strict sequence of writes and flushes, and the engine never
 // has more than one of them in flight.
 import fs from 'node:fs';
-import { fromSystemError, IoError } from '../errors.js';
+import { fromSystemError, IoError } from '../core/errors.js';
 
 export class BlockFile {
   private constructor(readonly path: string, readonly fd: number, readonly writable: boolean, readonly isBlockDevice: boolean) {}

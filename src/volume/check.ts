@@ -3,7 +3,7 @@
 // tree, each plane holds nothing its tree does not reach, the counters in the root
 // record agree, and both root slots are examined. Reads map nodes, never data blocks.
 import { decodeRootRecord, ROOT_RECORD_BYTES } from '../format/volume-root.js';
-import { noProgress, type Progress } from '../progress.js';
+import { noProgress, type Progress } from '../core/progress.js';
 import { PLANE_ACTIVE } from './layout.js';
 import { SparseBitmap } from './sparse-bitmap.js';
 import type { Volume } from './volume.js';

@@ -9,7 +9,7 @@
 // touched; after 3 the journal is replayed on open (a mirror transfer's journal also
 // carries data blocks it replaces atomically). Cost: what changed, not volume size. The
 // root record's two slots alternate by generation, so a torn root write leaves the other.
-import { CorruptError } from '../errors.js';
+import { CorruptError } from '../core/errors.js';
 import { encodeRootRecord, type RootRecord } from '../format/volume-root.js';
 import { contentCrc, decodeJournalIndex, encodeJournalIndex, entriesPerIndexBlock, type JournalEntry } from '../format/journal-index.js';
 import { crc32 } from '../format/crc32.js';

@@ -1,8 +1,8 @@
 // Export: the active file system or a snapshot as a raw image of the logical disk size.
 // Reads only mapped blocks (in runs of consecutive VBNs); unmapped blocks are zeros, and a
 // sink that can seek (a regular file) skips them, leaving the output sparse.
-import { InvalidInputError } from '../errors.js';
-import { noProgress, type Progress } from '../progress.js';
+import { InvalidInputError } from '../core/errors.js';
+import { noProgress, type Progress } from '../core/progress.js';
 import type { Volume } from './volume.js';
 
 export interface ImageSink {

@@ -4,7 +4,7 @@
 // re-import's cost is reading the image and the disk, and two threads read twice as fast.
 import fs from 'node:fs';
 import { Worker } from 'node:worker_threads';
-import { workerScript } from '../worker-script.js';
+import { workerScript } from '../core/worker-script.js';
 import { isZero } from './zero.js';
 
 export interface ChunkPlan {

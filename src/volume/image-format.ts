@@ -5,7 +5,7 @@
 // drivers and the formats' specifications give; a raw disk starts with a boot sector,
 // a partition table, a file system or zeros, none of which begins with one of them.
 import fs from 'node:fs';
-import { InvalidInputError, fromSystemError } from '../errors.js';
+import { InvalidInputError, fromSystemError } from '../core/errors.js';
 import type { ImageSource } from './import.js';
 
 export interface KnownFormat {

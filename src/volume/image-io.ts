@@ -5,7 +5,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { once } from 'node:events';
-import { ExistsError, InvalidInputError, fromSystemError } from '../errors.js';
+import { ExistsError, InvalidInputError, fromSystemError } from '../core/errors.js';
 import type { ImageReader, ImageSource } from './import.js';
 import { preadFully } from './image-compare.js';
 import type { ImageSink } from './export.js';

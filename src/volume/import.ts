@@ -2,8 +2,8 @@
 // size), writing only the blocks whose content changed, in one CP at the end: a kill at
 // any moment leaves the previous CP, never a mix. Zero blocks are unmapped (thin).
 import os from 'node:os';
-import { InvalidInputError, VolumeFullError, fromSystemError } from '../errors.js';
-import { noProgress, type Progress } from '../progress.js';
+import { InvalidInputError, VolumeFullError, fromSystemError } from '../core/errors.js';
+import { noProgress, type Progress } from '../core/progress.js';
 import { ChunkSlots, CompareThread, fileFetch, planChunk, SEGMENT_BYTES, type ChunkPlan, type ChunkSlot, type CompareReply, type DiskReader, type Olds } from './image-compare.js';
 import type { Volume } from './volume.js';
 import { WriteBehind } from './write-behind.js';

@@ -8,7 +8,7 @@
 //
 // Plane and table blocks are updated in place through the CP journal; everything in the
 // VBN space is written anywhere (never in place while a plane or the last CP holds it).
-import { InvalidInputError } from '../errors.js';
+import { InvalidInputError } from '../core/errors.js';
 import { SNAPSHOT_ENTRY_BYTES } from '../format/snapshot-entry.js';
 
 export const PLANE_ACTIVE = 0;

@@ -3,7 +3,7 @@
 // of consecutive VBNs, one vectored write per run of consecutive new VBNs, no per-block
 // syscalls; a partial block at either end of a write is read, merged and written whole.
 // Changes become durable at the next CP (vol.commit()), like every other write.
-import { InvalidInputError } from '../errors.js';
+import { InvalidInputError } from '../core/errors.js';
 import type { LogicalMap } from './logical-map.js';
 import { isZero, type Volume } from './volume.js';
 

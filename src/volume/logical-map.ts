@@ -4,7 +4,7 @@
 // moves it to a freshly allocated VBN (its parent is changed the same way, up to the
 // root), so the last CP's tree is never touched. A node already fresh in this CP is
 // changed where it is. Dirty nodes may be written early to bound memory; they stay fresh.
-import { CorruptError } from '../errors.js';
+import { CorruptError } from '../core/errors.js';
 
 export interface MapStorage {
   readonly blockSize: number;

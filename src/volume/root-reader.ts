@@ -1,6 +1,6 @@
 // The root record a volume opens with: the valid one of the two alternating copies with
 // the higher generation (a torn write of one leaves the other), checked against the file.
-import { CorruptError, NotAVolumeError } from '../errors.js';
+import { CorruptError, NotAVolumeError } from '../core/errors.js';
 import { decodeRootRecord, ROOT_RECORD_BYTES, type RootRecord } from '../format/volume-root.js';
 import type { BlockFile } from './block-file.js';
 import { validateBlockSize, VolumeLayout } from './layout.js';

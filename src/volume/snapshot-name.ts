@@ -2,7 +2,7 @@
 // lexer and `VOL@SNAPSHOT` parsing agree on. '-' is allowed inside a name (dates like
 // daily-2026-11-23 are common), so in expressions operators need spaces around them when
 // a name could swallow them ("a-b" is one name).
-import { InvalidInputError } from '../errors.js';
+import { InvalidInputError } from '../core/errors.js';
 
 export const SNAPSHOT_NAME_MAX = 64;
 /** A name starts with a letter, digit or '_' and continues with those or '.', ':', '-'. */

@@ -2,7 +2,7 @@
 // table entries, and shadow snapshots giving up a block. A snapshot is the state of a
 // CP: taking one commits, copies the active plane into a free slot in place, then
 // commits the table entry naming it. Telling an observer is the volume's business.
-import { InvalidInputError } from '../errors.js';
+import { InvalidInputError } from '../core/errors.js';
 import type { SnapshotEntry } from '../format/snapshot-entry.js';
 import type { RootRecord } from '../format/volume-root.js';
 import { crashPoint } from './crash-point.js';

@@ -2,7 +2,7 @@
 // read from the metadata area and changed through the metadata store, so a change is
 // journaled with the next CP. It also remembers the slots emptied since the last CP: that
 // CP still references their blocks, so their planes keep pinning them until the next one.
-import { CorruptError, ExistsError, NotFoundError } from '../errors.js';
+import { CorruptError, ExistsError, NotFoundError } from '../core/errors.js';
 import { decodeSnapshotEntry, encodeSnapshotEntry, SNAPSHOT_ENTRY_BYTES, type SnapshotEntry } from '../format/snapshot-entry.js';
 import type { VolumeLayout } from './layout.js';
 import type { MetadataStore } from './metadata-store.js';

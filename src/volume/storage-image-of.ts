@@ -1,7 +1,7 @@
 // A storage image of one volume: parse the expression, check it against the volume's
 // planes, evaluate it in one pass over the planes it names. No data block is read.
 import { evaluateImage, parseExpression, resolveExpression, type StorageImageSummary } from '../image/index.js';
-import { noProgress, type Progress } from '../progress.js';
+import { noProgress, type Progress } from '../core/progress.js';
 import type { Volume } from './volume.js';
 
 export function storageImageOf(vol: Volume, expression: string, opts: { ranges?: boolean } = {}, progress: Progress = noProgress): StorageImageSummary {

@@ -2,7 +2,7 @@
 // appears whole or not at all, or on a block device.
 import fs from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { ExistsError, InvalidInputError, fromSystemError } from '../errors.js';
+import { ExistsError, InvalidInputError, fromSystemError } from '../core/errors.js';
 import { decodeRootRecord, encodeRootRecord, ROOT_RECORD_BYTES, type RootRecord } from '../format/volume-root.js';
 import { BlockFile } from './block-file.js';
 import { DEFAULT_BLOCK_SIZE, DEFAULT_MAX_SNAPSHOTS, mapDepthFor, PLANE_MOA, validateBlockSize, VolumeLayout } from './layout.js';

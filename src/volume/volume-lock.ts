@@ -12,7 +12,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { BusyError } from '../errors.js';
+import { BusyError } from '../core/errors.js';
 import { removeStaleTemp } from '../fs/stale-temp.js';
 
 function lockDir(): string {

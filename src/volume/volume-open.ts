@@ -2,7 +2,7 @@
 // retry of a lockless view of a volume that another process holds and changes. The
 // caller (Volume) builds the open volume from the file and the root record read here.
 import fs from 'node:fs';
-import { BusyError, InvalidInputError, NotAVolumeError, NotFoundError, fromSystemError } from '../errors.js';
+import { BusyError, InvalidInputError, NotAVolumeError, NotFoundError, fromSystemError } from '../core/errors.js';
 import type { RootRecord } from '../format/volume-root.js';
 import { BlockFile } from './block-file.js';
 import { readRootRecord } from './root-reader.js';

@@ -13,7 +13,7 @@
 // is refused (EINVAL), goes through the page cache.
 import fs from 'node:fs';
 import { DIRECT_UNIT, alignedBuffers, isDirectAligned, openDirect } from '../fs/direct-io.js';
-import { fromSystemError } from '../errors.js';
+import { fromSystemError } from '../core/errors.js';
 import { EarlyWriteback } from '../fs/writeback.js';
 import type { BlockFile } from './block-file.js';
 

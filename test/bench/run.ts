@@ -26,7 +26,7 @@ import { benchMirror } from './mirror.js';
 import { benchProtect } from './protect.js';
 import { benchMultiplex, setMultiplexVolumeBytes } from './multiplex.js';
 import { benchS3, S3_ROWS } from './s3.js';
-import { parseSize } from '../../src/size.js';
+import { parseSize } from '../../src/core/size.js';
 import { benchProtectRestore } from './protect-restore.js';
 import { makeWorkDir, removeWorkDir } from './work-dir.js';
 

@@ -6,12 +6,12 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { EXIT_CODES, type ErrorCode } from '../../src/errors.js';
+import { EXIT_CODES, type ErrorCode } from '../../src/core/errors.js';
 import { PLANE_ACTIVE, VolumeLayout } from '../../src/volume/index.js';
 import { cliJson, cliOk, hashTree, runCli, sha256, sha256File, stderrLines, writeImage, type CliResult } from '../support/cli.js';
 import { mutate, randomImage, tempDir } from '../support/images.js';
 
-// The exit codes as documented (README / --help); checked against src/errors.ts below.
+// The exit codes as documented (README / --help); checked against src/core/errors.ts below.
 const DOCUMENTED: Record<ErrorCode, number> = {
   usage: 2,
   'not-found': 3,
@@ -214,7 +214,7 @@ function withJson(args: string[]): string[] {
 }
 
 describe('bad input via the CLI', () => {
-  it('documents the exit codes of src/errors.ts', () => {
+  it('documents the exit codes of src/core/errors.ts', () => {
     const table = Object.fromEntries(Object.entries(EXIT_CODES).map(([k, e]) => [k, e.exit]));
     expect(table).toEqual(DOCUMENTED);
   });

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { afterAll, describe, expect, it, vi } from 'vitest';
 import { cliJson, runCli } from '../support/cli.js';
 import { tempDir } from '../support/images.js';
-import { CorruptError } from '../../src/errors.js';
+import { CorruptError } from '../../src/core/errors.js';
 
 const root = tempDir('imgstream-demo-test-');
 const env = { IMGSTREAM_LOCK_DIR: path.join(root, 'locks'), IMGSTREAM_CATALOG: path.join(root, 'user-catalog.json'), XDG_STATE_HOME: path.join(root, 'state') };

@@ -13,7 +13,7 @@ import { ImageStreamWriter } from '../../src/stream/stream-writer.js';
 import { readImageStream, type ReadOptions, type StreamRecord } from '../../src/stream/stream-reader.js';
 import { RecordCipher, type KeySource } from '../../src/crypt/index.js';
 import { parseKeyFile } from '../../src/crypt/key-source.js';
-import { ImgstreamError } from '../../src/errors.js';
+import { ImgstreamError } from '../../src/core/errors.js';
 
 const keyOf = (k: Buffer, path = 'k'): KeySource => ({ kind: 'key', key: k, path });
 const KEY = keyOf(Buffer.alloc(32, 7));

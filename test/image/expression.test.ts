@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { InvalidInputError } from '../../src/errors.js';
+import { InvalidInputError } from '../../src/core/errors.js';
 import { MAX_NESTING, MAX_PLANES, type ImageExpression, formatExpression, parseExpression } from '../../src/image/index.js';
 import { SNAPSHOT_NAME_PATTERN } from '../../src/volume/snapshot-name.js';
 import { anyExpressionArb, difference, intersection, plane, union } from './model.js';

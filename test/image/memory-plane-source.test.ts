@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { InvalidInputError } from '../../src/errors.js';
+import { InvalidInputError } from '../../src/core/errors.js';
 import { MemoryPlaneSource } from '../../src/image/index.js';
 
 describe('MemoryPlaneSource', () => {

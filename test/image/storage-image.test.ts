@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { InvalidInputError, NotFoundError } from '../../src/errors.js';
+import { InvalidInputError, NotFoundError } from '../../src/core/errors.js';
 import {
   MemoryPlaneSource,
   PROGRESS_EVERY,

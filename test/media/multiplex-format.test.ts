@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import tar from 'tar-stream';
 import { afterAll, describe, expect, it } from 'vitest';
-import { CorruptError } from '../../src/errors.js';
+import { CorruptError } from '../../src/core/errors.js';
 import { MultiplexTapeWriter, indexMultiplexFile, tapeSource } from '../../src/media/index.js';
 import { readMultiplexedParts } from '../../src/media/tape/multiplex-reader.js';
 import { decodeBackupLog, encodeBackupLog, type BackupLog } from '../../src/media/tape/multiplex-format.js';

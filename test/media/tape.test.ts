@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { CorruptError, InvalidInputError, NotFoundError } from '../../src/errors.js';
+import { CorruptError, InvalidInputError, NotFoundError } from '../../src/core/errors.js';
 import { parseTapeSpec, tapeSource, tapeTarget, type MediaPosition, type TapeTargetOptions } from '../../src/media/index.js';
 import { collect, readAll, streamBytes, within, writeInPieces } from './stream-data.js';
 import { buildTapeModule, kill9, startSlowWriter } from './tape-child.js';

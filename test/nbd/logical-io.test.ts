@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { VolumeFullError } from '../../src/errors.js';
+import { VolumeFullError } from '../../src/core/errors.js';
 import { checkVolume } from '../../src/volume/check.js';
 import { exportImage } from '../../src/volume/export.js';
 import { readLogicalBytes, writeLogicalBytes, zeroLogicalBytes } from '../../src/volume/logical-io.js';

@@ -11,7 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { crc32 } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AuthError, BusyError, ImgstreamError, InvalidInputError, NetworkError } from '../../src/errors.js';
+import { AuthError, BusyError, ImgstreamError, InvalidInputError, NetworkError } from '../../src/core/errors.js';
 import { MAX_PAYLOAD_BYTES } from '../../src/format/peer-protocol.js';
 import { connectPeer, type PeerChannel, type PeerClientOptions, type PeerService } from '../../src/peer/index.js';
 import { hasOpenssl, makeCert, makeToken, startInProcess, waitFor, type InProcessDaemon, type TestCert } from './support.js';

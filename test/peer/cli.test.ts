@@ -8,7 +8,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CorruptError, ExistsError, BusyError } from '../../src/errors.js';
+import { CorruptError, ExistsError, BusyError } from '../../src/core/errors.js';
 import { peerTarget } from '../../src/media/index.js';
 import { runCliAsync, sha256File, type CliResult } from '../support/cli.js';
 import { tempDir } from '../support/images.js';

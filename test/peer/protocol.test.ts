@@ -7,7 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { crc32 as zcrc32 } from 'node:zlib';
 import { afterAll, describe, expect, it } from 'vitest';
-import { InvalidInputError, NotFoundError } from '../../src/errors.js';
+import { InvalidInputError, NotFoundError } from '../../src/core/errors.js';
 import {
   FULL_LIMITS,
   MAX_HEADER_BYTES,

@@ -13,7 +13,7 @@ import {
   decodeControlResponse,
   encodeControlMessage,
 } from '../../src/format/control-protocol.js';
-import { BusyError, EXIT_CODES, NotFoundError, errorOfCode, type ErrorCode } from '../../src/errors.js';
+import { BusyError, EXIT_CODES, NotFoundError, errorOfCode, type ErrorCode } from '../../src/core/errors.js';
 import {
   CMD_READ,
   CMD_WRITE,

@@ -17,7 +17,7 @@ import { Catalog } from '../../src/catalog/catalog.js';
 import { dumpVolume, planDump } from '../../src/stream/dump.js';
 import { restoreStreams } from '../../src/stream/restore.js';
 import { fileSource, fileTarget } from '../../src/media/file/file-medium.js';
-import { ImgstreamError } from '../../src/errors.js';
+import { ImgstreamError } from '../../src/core/errors.js';
 import { exportToBuffer, memorySource, mutate, randomImage, tempDir } from '../support/images.js';
 
 const dir = tempDir('imgstream-retention-model-');

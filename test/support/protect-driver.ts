@@ -5,7 +5,7 @@
 // DEST may be peer://HOST:PORT/NAME: a daemon started with --plain and the token file
 // named by PROTECT_DRIVER_TOKEN. PROTECT_DRIVER_DELAY_MS pauses after each append;
 // PROTECT_DRIVER_ROTATE=N names snapshots rot0..rotN-1 in turn.
-import { ImgstreamError } from '../../src/errors.js';
+import { ImgstreamError } from '../../src/core/errors.js';
 import { openProtectDestination } from '../../src/journal/destination.js';
 import { modelSource, seedImage, shippedInterval } from './protect-model.js';
 

@@ -7,7 +7,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { BusyError } from '../../src/errors.js';
+import { BusyError } from '../../src/core/errors.js';
 import { VolumeLock } from '../../src/volume/volume-lock.js';
 import { finished, REPO_ROOT } from '../support/cli.js';
 import { tempDir } from '../support/images.js';

@@ -4,7 +4,7 @@
 // is written with direct I/O where the file system allows it (see direct-appender.ts).
 import fs from 'node:fs';
 import path from 'node:path';
-import { ExistsError, InvalidInputError, fromSystemError } from '../../errors.js';
+import { ExistsError, InvalidInputError, fromSystemError } from '../../core/errors.js';
 import type { MediaPosition, SourceStream, StreamSource, StreamTarget } from '../medium.js';
 import { removeStaleTemp } from '../../fs/stale-temp.js';
 import { DirectAppender } from '../../fs/direct-appender.js';

@@ -4,7 +4,7 @@
 // so finish() returns only once the peer holds the complete stream, and an aborted or
 // broken transfer leaves nothing under NAME. The source reads it back with stream.get.
 // Small writes are gathered into messages of about 1 MiB.
-import { CorruptError, ImgstreamError, NetworkError } from '../../errors.js';
+import { CorruptError, ImgstreamError, NetworkError } from '../../core/errors.js';
 import { errorOf } from '../../format/peer-protocol.js';
 import { checkPeerClientOptions, connectPeer, errorFromWire, formatPeerUrl, parsePeerUrl, type PeerChannel, type PeerClientOptions, type PeerMessage } from '../../peer/index.js';
 import type { MediaPosition, SourceStream, StreamSource, StreamTarget } from '../medium.js';

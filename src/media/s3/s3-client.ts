@@ -5,7 +5,7 @@
 // SDK failures become the project's errors, one line each.
 import type { S3Client } from '@aws-sdk/client-s3';
 import { s3Sdk } from './sdk.js';
-import { AuthError, ImgstreamError, IoError, NetworkError, NotFoundError } from '../../errors.js';
+import { AuthError, ImgstreamError, IoError, NetworkError, NotFoundError } from '../../core/errors.js';
 
 export interface S3Options {
   /** http(s)://HOST[:PORT] of an S3-compatible store; default: AWS_ENDPOINT_URL, then AWS. */

@@ -6,7 +6,7 @@
 // Bodies are copied into recycled page-aligned buffers as they arrive (ReadPool).
 import type { S3Client } from '@aws-sdk/client-s3';
 import { s3Sdk } from './sdk.js';
-import { CorruptError, NotFoundError } from '../../errors.js';
+import { CorruptError, NotFoundError } from '../../core/errors.js';
 import type { SourceStream, StreamSource } from '../medium.js';
 import { ReadPool } from '../read-pool.js';
 import { s3Client, s3Error, type S3Options } from './s3-client.js';

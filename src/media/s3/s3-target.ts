@@ -10,7 +10,7 @@
 // stays at (uploads + 1) parts. A stream smaller than one part goes up in one PutObject.
 import type { CompletedPart, S3Client } from '@aws-sdk/client-s3';
 import { s3Sdk } from './sdk.js';
-import { ExistsError, InvalidInputError, NotFoundError } from '../../errors.js';
+import { ExistsError, InvalidInputError, NotFoundError } from '../../core/errors.js';
 import type { MediaPosition, StreamTarget } from '../medium.js';
 import { s3Client, s3Error, type S3Options } from './s3-client.js';
 import { formatS3Url, parseS3Url } from './s3-url.js';

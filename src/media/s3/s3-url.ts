@@ -1,6 +1,6 @@
 // s3://BUCKET/KEY names an object; s3://BUCKET/PREFIX/ (ending in "/") or s3://BUCKET
 // names every object under a prefix (for reading: catalog rebuild, verify).
-import { InvalidInputError } from '../../errors.js';
+import { InvalidInputError } from '../../core/errors.js';
 
 export const S3_SCHEME = 's3://';
 

@@ -5,7 +5,7 @@
 // every stream that ended before the damage is still whole. Every member read is checked
 // against its own tar header, so a wrong log cannot hand out another stream's bytes.
 import fs from 'node:fs';
-import { CorruptError, fromSystemError } from '../../errors.js';
+import { CorruptError, fromSystemError } from '../../core/errors.js';
 import { MAX_META_BYTES, TAR_BLOCK, decodeClosing, decodeLabel, memberName, parseMemberName, roundUp, type TapeClosing, type TapeLabel } from './tape-format.js';
 import { decodeBackupLog, decodeMultiplexLabel, type BackupLog, type LoggedKind, type MultiplexLabel } from './multiplex-format.js';
 import { decodeTarHeader, isZeroBlock } from './tar-header.js';

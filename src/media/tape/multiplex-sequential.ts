@@ -3,7 +3,7 @@
 // past. The choice: the stream asked for (an id), else the first whose label names the
 // volume asked for, else the first stream when only one volume's streams are there (a
 // second volume's label makes the choice ambiguous: refused, as on a seekable file).
-import { CorruptError, NotFoundError, UsageError } from '../../errors.js';
+import { CorruptError, NotFoundError, UsageError } from '../../core/errors.js';
 import { decodeClosing, decodeLabel, type TapeLabel } from './tape-format.js';
 import type { StreamProgress, TapeFileEnding } from './tape-file-reader.js';
 

@@ -2,7 +2,7 @@
 // per stream (or only the one asked for: a catalog position's stream, a volume), each
 // read by seeking to its own members (multiplex-reader.ts), followed from tape to tape.
 import path from 'node:path';
-import { CorruptError, NotFoundError } from '../../errors.js';
+import { CorruptError, NotFoundError } from '../../core/errors.js';
 import type { MediaPosition, SourceStream } from '../medium.js';
 import { type TapeKind, listTapeFiles } from './tape-directory.js';
 import type { StreamProgress, TapeFileRef } from './tape-file-reader.js';

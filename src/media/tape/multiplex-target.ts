@@ -5,7 +5,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { ImgstreamError, InvalidInputError, IoError, fromSystemError } from '../../errors.js';
+import { ImgstreamError, InvalidInputError, IoError, fromSystemError } from '../../core/errors.js';
 import type { MediaPosition, StreamTarget } from '../medium.js';
 import {
   DEFAULT_PART_BYTES,

@@ -2,7 +2,7 @@
 // exactly recordSize bytes, as a tape drive in fixed-block mode wants and as `tar -b`
 // reads; the last record is zero-padded.
 import fs from 'node:fs';
-import { IoError, fromSystemError } from '../../errors.js';
+import { IoError, fromSystemError } from '../../core/errors.js';
 
 export class RecordWriter {
   /** Bytes written to the tape file so far (whole records). */

@@ -7,7 +7,7 @@ import { fsyncDirectory } from '../../fs/durable-file.js';
 import { removeStaleTemp } from '../../fs/stale-temp.js';
 import fs from 'node:fs';
 import path from 'node:path';
-import { InvalidInputError, NotFoundError, fromSystemError } from '../../errors.js';
+import { InvalidInputError, NotFoundError, fromSystemError } from '../../core/errors.js';
 
 export type TapeKind = 'directory' | 'device';
 

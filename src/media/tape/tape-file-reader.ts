@@ -4,7 +4,7 @@
 // naming the tape file; a failing read is the operating system's error.
 import fs from 'node:fs';
 import tar from 'tar-stream';
-import { CorruptError, ImgstreamError, InvalidInputError, fromSystemError } from '../../errors.js';
+import { CorruptError, ImgstreamError, InvalidInputError, fromSystemError } from '../../core/errors.js';
 import {
   MAX_META_BYTES,
   MAX_RECORD_SIZE,

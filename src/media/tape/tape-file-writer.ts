@@ -2,7 +2,7 @@
 // into fixed records on the open file or device. The writer keeps count of the bytes the
 // archive will take (memberBytes of each member) so the target can plan what still fits.
 import tar from 'tar-stream';
-import { IoError } from '../../errors.js';
+import { IoError } from '../../core/errors.js';
 import { END_OF_ARCHIVE_BYTES, memberBytes, roundUp } from './tape-format.js';
 import { RecordWriter } from './record-writer.js';
 

@@ -3,7 +3,7 @@
 // tape file of the next tape), and every tape file's label says which tape of which dump
 // it is. Without this check, a continuation given first was skipped silently and the
 // reader then complained about a tape number the user never gave.
-import { InvalidInputError, NotFoundError } from '../../errors.js';
+import { InvalidInputError, NotFoundError } from '../../core/errors.js';
 import { listTapeFiles, type TapeKind } from './tape-directory.js';
 import { readTapeLabel } from './tape-file-reader.js';
 import type { TapeLabel } from './tape-format.js';

@@ -2,7 +2,7 @@
 // lazily and followed from tape to tape. A multiplexed tape file yields each of its
 // streams (multiplex-source.ts), read by seeking to its own members.
 import path from 'node:path';
-import { InvalidInputError, NotFoundError } from '../../errors.js';
+import { InvalidInputError, NotFoundError } from '../../core/errors.js';
 import type { MediaPosition, SourceStream, StreamSource } from '../medium.js';
 import { type TapeKind, listTapeFiles, tapeKind } from './tape-directory.js';
 import { type StreamProgress, type TapeFileRef, readTapeFileParts, readTapeLabel } from './tape-file-reader.js';

@@ -1,6 +1,6 @@
 // The CLI's way of naming tapes: `tape:DIR`, `tape:DIR1,DIR2,...` (a tape set, in order)
 // and `tape:DIR#N` or `tape:DIR1#N,DIR2,...` (tape file N of the first tape).
-import { InvalidInputError } from '../../errors.js';
+import { InvalidInputError } from '../../core/errors.js';
 
 export interface TapeSpec {
   tapes: string[];
