@@ -12,7 +12,7 @@ export default class Protect extends ImgstreamCommand {
   static override summary = 'Ship a volume\'s write journal to a protection destination continuously (restore as of any moment).';
   static override description = `Continuous protection. The volume must be served with "serve nbd VOL --journal": the server time-stamps and journals every write, trim and write-zeroes it acknowledges. This command ships that journal to DEST (a directory on this machine, or peer://HOST:PORT/NAME on an imgstream peer daemon) as it grows, in intervals of --interval: within one interval only the last version of each block travels, so a block rewritten a thousand times in a second costs one block. The destination keeps --keep of history; "restore --to NEW --as-of TIME --from DEST" then rebuilds the disk as it was at the end of the last interval at or before TIME (every write acknowledged before that moment, none after), and "protect status DEST" lists the window and recovery points. Snapshots taken on the source end an interval and arrive as snapshots.
 
-The first run sends a seed (the whole mapped disk, from a snapshot the server takes for it). When the destination is unreachable the journal accumulates in VOL.journal/ up to the server's --journal-size; past it the journal overflows into a list of changed blocks and the next transfer is a resync of just those blocks (reported, never silent). A run that is stopped or killed resumes where the destination acknowledged.
+The first run sends a seed (the whole mapped disk, from a snapshot the server takes for it). When the destination is unreachable the journal accumulates in VOL.journal/ up to the server's --journal-size; past it the journal overflows into a list of changed blocks and the next transfer is a resync of just those blocks (reported, never silent). A run that is stopped or killed resumes where the destination acknowledged. One protect at a time ships a volume's journal (a second one exits 7); protecting to another destination later works, but the first one, if resumed after the journal was trimmed past it, gets a resync of every block.
 
 One line per interval shipped (with --json one JSON object: seq, start, end, blocks, bytes, records, lagMs, bytesPerSecond), and the lag, the age of the oldest write not yet shipped. SIGINT or SIGTERM lets the interval in flight finish (or be abandoned: the destination keeps its previous state) and exits 0.`;
   static override examples = [
@@ -68,7 +68,9 @@ One line per interval shipped (with --json one JSON object: seq, start, end, blo
         text = `${e.kind === 'resync' ? 'resync' : 'interval'} ${e.seq} ${e.start} .. ${e.end}: ${e.blocks} blocks (${formatSize(e.bytes)}) from ${e.records} writes${e.snapshots.length ? `, snapshot ${e.snapshots.join(', ')}` : ''}; lag ${(e.lagMs / 1000).toFixed(2)} s, ${formatSize(e.bytesPerSecond)}/s`;
         break;
       case 'overflow':
-        text = `the journal overflowed: resyncing ${e.blocks} changed blocks (the destination holds records up to ${e.after})`;
+        text = e.full
+          ? `the journal no longer holds the records after ${e.after}, where the destination ends (trimmed for another destination, or moved aside): resyncing every block (${e.blocks})`
+          : `the journal overflowed: resyncing ${e.blocks} changed blocks (the destination holds records up to ${e.after})`;
         break;
       case 'waiting':
         text = `waiting: ${e.reason}`;

@@ -7,7 +7,9 @@
 //
 // The first transfer is a seed (the whole mapped disk at a journal position); after an
 // overflow (the journal dropped records a destination never had) the next transfer is a
-// resync: the blocks changed since the last acknowledged record, read from a snapshot.
+// resync: the blocks changed since the last acknowledged record, read from a snapshot (all
+// of them when the journal no longer tells: trimmed for another destination, moved aside).
+// One protect at a time ships a journal (it holds the journal directory's lock).
 import { ImgstreamError, InvalidInputError, NotFoundError } from '../core/errors.js';
 import fs from 'node:fs';
 import type { DestinationState, ProtectDestination, ProtectedSource, ShippedInterval } from './destination-api.js';
@@ -15,6 +17,7 @@ import { IntervalBuilder, SlabPool } from './interval-builder.js';
 import { journalDirOf, listSegments, readDirty, writeShipped } from './journal-files.js';
 import { JournalReader } from './journal-reader.js';
 import { RecordKind, parseMarker } from './record.js';
+import { VolumeLock } from '../volume/volume-lock.js';
 import { localImage, servedImage, volumeIdentity, type SourceImage } from './source-image.js';
 
 /** How long after a boundary an interval waits for records stamped before it (written by then: the server writes a record before its reply). */
@@ -36,7 +39,7 @@ export type ProtectEvent =
   | { event: 'seed'; blocks: number; bytes: number; journalTo: number; time: string }
   | { event: 'interval'; seq: number; kind: 'journal' | 'resync'; start: string; end: string; blocks: number; bytes: number; records: number; recordBytes: number; snapshots: string[]; journalTo: number; lagMs: number; bytesPerSecond: number }
   | { event: 'waiting'; reason: string }
-  | { event: 'overflow'; after: number; blocks: number };
+  | { event: 'overflow'; after: number; blocks: number; full: boolean };
 
 export interface ProtectSummary {
   intervals: number;
@@ -54,6 +57,16 @@ export async function protect(opts: ProtectOptions, report: (e: ProtectEvent) =>
   const source = await sourceOf(opts.volume); // a missing volume is named as such first
   const dir = journalDirOf(opts.volume);
   if (!fs.existsSync(dir)) throw new NotFoundError(`${opts.volume}: has no write journal (${dir})`, 'serve it with: imgstream serve nbd VOL --journal');
+  // one shipper per journal: two would trim it for each other (a destination left behind then needs a full resync)
+  const lock = VolumeLock.acquire(dir, fs.statSync(dir), 'write journal');
+  try {
+    return await shipAll(opts, dir, source, report);
+  } finally {
+    lock.release();
+  }
+}
+
+async function shipAll(opts: ProtectOptions, dir: string, source: ProtectedSource, report: (e: ProtectEvent) => void): Promise<ProtectSummary> {
   const sum: ProtectSummary = { intervals: 0, seeded: false, resyncs: 0, bytes: 0, journalTo: 0, window: null };
   // the link going down (or the peer restarting) is waited out: the journal keeps what is not shipped
   let wait = 500;
@@ -132,10 +145,14 @@ async function session(opts: ProtectOptions, dir: string, source: ProtectedSourc
         }
         waitingSaid = false;
         try {
+          // the changed blocks are known from the destination's last record on, or not at all:
+          // the journal was trimmed past it for another destination, or moved aside. Then every
+          // block goes (unmapped ones as zeros), never a list that misses changes
           const dirty = readDirty(dir);
-          const lbns = dirty?.lbns ?? [];
-          report({ event: 'overflow', after: state.journalTo, blocks: lbns.length });
-          await ship({ seq: state.intervalSeq + 1, start: lastEnd, end: Math.max(img.time, lastEnd), journalFrom: state.journalTo, journalTo: img.journalTo, kind: 'resync', snapshots: [], blockCount: lbns.length, blocks: img.blocksOf(lbns) }, 0, 0, null);
+          const known = dirty !== null && dirty.after <= state.journalTo;
+          const { count, blocks } = known ? { count: dirty.lbns.length, blocks: img.blocksOf(dirty.lbns) } : img.allBlocks();
+          report({ event: 'overflow', after: state.journalTo, blocks: count, full: !known });
+          await ship({ seq: state.intervalSeq + 1, start: lastEnd, end: Math.max(img.time, lastEnd), journalFrom: state.journalTo, journalTo: img.journalTo, kind: 'resync', snapshots: [], blockCount: count, blocks }, 0, 0, null);
           sum.resyncs++;
         } finally {
           img.close();

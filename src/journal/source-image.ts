@@ -1,5 +1,5 @@
 // The source blocks a shipper sends outside the journal: the whole mapped disk for a
-// seed, the changed blocks for a resync. Both come from a snapshot the server took for the
+// seed, the changed blocks for a resync (every block, when what changed is not known). Both come from a snapshot the server took for the
 // shipper (journal-ops.ts), read through a lockless view while it is pinned; or, when no
 // server holds the volume, from its last CP, opened here.
 //
@@ -26,6 +26,8 @@ export interface SourceImage {
   mappedBlocks(): { count: number; blocks: AsyncIterable<IntervalBlock> };
   /** The given LBNs, as they read in the image (null data for unmapped ones). */
   blocksOf(lbns: number[]): AsyncIterable<IntervalBlock>;
+  /** Every LBN of the disk, ascending, as it reads (null data for unmapped ones): a resync that cannot know what changed. */
+  allBlocks(): { count: number; blocks: AsyncIterable<IntervalBlock> };
   close(): void;
 }
 
@@ -114,6 +116,15 @@ function imageOf(vol: Volume, map: LogicalMap, journalTo: number, time: number, 
         const vbn = map.lookup(lbn);
         yield { lbn, data: vbn === 0 ? null : readBlock(vbn) };
       }
+    },
+    allBlocks() {
+      async function* gen(): AsyncGenerator<IntervalBlock> {
+        for (let lbn = 0; lbn < logicalBlocks; lbn++) {
+          const vbn = map.lookup(lbn);
+          yield { lbn, data: vbn === 0 ? null : readBlock(vbn) };
+        }
+      }
+      return { count: logicalBlocks, blocks: gen() };
     },
     close,
   };

@@ -117,6 +117,46 @@ describe.skipIf(missing.length > 0)(`protection across a link outage${missing.le
     expect(fs.readFileSync(at('src.raw')).equals(modelAt(base, log, Infinity)!)).toBe(true);
   }, 120_000);
 
+  it('ships one journal with one protect at a time, and a destination left behind while another was fed gets every block, exactly', async () => {
+    // a 4M journal: 1 MiB segments, trimmed as B acknowledges them, past where A ends
+    const { vol, base, server, dest: destA } = await setup('two', '4M');
+    const destB = at('two-b.cdp');
+    let a = startProtect(vol, destA, ['--interval', '250ms'], env);
+    await a.waitFor((e) => e.event === 'seed');
+    const first = await runWriter(server.info.uri, ['--seconds', '0.3', '--seed', '61', '--pause-ms', '2', '--aligned']);
+    await a.waitFor((e) => e.event === 'interval' && Date.parse(String(e.end)) > first.log.at(-1)!.t1);
+    // a second protect of the same journal, to another destination, is refused while A runs
+    const second = await run(process.execPath, [CLI_BIN, 'protect', vol, '--to', destB, '--json'], { env });
+    expect(second.code, second.stderr).toBe(7);
+    expect(second.stderr.trim().split('\n')).toHaveLength(1);
+    expect(second.stderr).toMatch(/write journal is in use by imgstream process \d+/);
+    expect(fs.existsSync(destB), 'nothing created').toBe(false);
+    expect((await a.stop()).code).toBe(0);
+    // A stopped; B fed for a while (the journal trimmed behind B)
+    const b = startProtect(vol, destB, ['--interval', '250ms'], env);
+    await b.waitFor((e) => e.event === 'seed');
+    const during = await runWriter(server.info.uri, ['--seconds', '1.5', '--seed', '62', '--pause-ms', '1', '--aligned']);
+    expect(during.log.reduce((n, o) => n + (o.op === 'w' ? o.len : 0), 0)).toBeGreaterThan(3 << 20);
+    await b.waitFor((e) => e.event === 'interval' && Date.parse(String(e.end)) > during.log.at(-1)!.t1);
+    for (let i = 0; i < 30 && fs.readdirSync(`${vol}.journal`).filter((f) => f.endsWith('.seg')).length > 2; i++) await new Promise((r) => setTimeout(r, 100));
+    expect((await b.stop()).code).toBe(0);
+    // A again: its records are gone from the journal, so it cannot know what changed since
+    a = startProtect(vol, destA, ['--interval', '250ms'], env);
+    const full = await a.waitFor((e) => e.event === 'overflow');
+    expect(full.full, 'every block, not a list that misses changes').toBe(true);
+    expect(full.blocks).toBe(SIZE / BS);
+    await a.waitFor((e) => e.event === 'interval' && e.kind === 'resync');
+    const tail = await runWriter(server.info.uri, ['--count', '5', '--seed', '63', '--pause-ms', '20']);
+    await a.waitFor((e) => e.event === 'interval' && e.kind === 'journal' && Date.parse(String(e.end)) > tail.log.at(-1)!.t1);
+    expect((await a.stop()).code).toBe(0);
+    await server.stop();
+    const log = [...first.log, ...during.log, ...tail.log];
+    const wa = await windowOf(destA);
+    expect((await exportAsOf(destA, wa.end)).equals(modelAt(base, log, Infinity)!), 'A is exact').toBe(true);
+    const wb = await windowOf(destB);
+    expect((await exportAsOf(destB, wb.end)).equals(modelAt(base, [...first.log, ...during.log], Infinity)!), 'B is exact').toBe(true);
+  }, 120_000);
+
   it('waits out a peer daemon that is down under writes, then catches up exactly', async () => {
     const { vol, base, server } = await setup('d', '256M');
     const token = makeToken(root, 'd-token');
