@@ -11,6 +11,7 @@ import { UsageError } from '../src/core/errors.js';
 import { keyFlags, keyFromFlags } from './_cli/key-flags.js';
 import { isProtectDestination, restoreProtectedAsOf } from '../src/journal/restore-as-of.js';
 import { peerRestoreAsOf } from '../src/journal/peer-as-of.js';
+import { refuseVolumePath } from '../src/journal/destination-state.js';
 
 export default class Restore extends ImgstreamCommand {
   static override summary = 'Apply a level 0 stream and its incrementals onto a volume.';
@@ -59,6 +60,8 @@ Encrypted streams need their key: --key-file or --passphrase-file, as given to d
       this.say(`${flags.to}: created as of ${r.point.time} (${r.point.baseSnapshot ? `snapshot ${r.point.baseSnapshot} of the base` : `interval ${r.point.seq}`} of ${r.destination}${r.point.snapshots.length && !r.point.baseSnapshot ? `, snapshots ${r.point.snapshots.join(', ')}` : ''}): ${r.overlayBlocks} blocks from ${r.intervals} interval(s) over the base`);
       return r;
     }
+    // a volume given where a protection destination belongs is named for what it is (as export and status do)
+    if (flags.from?.length === 1 && flags['as-of']) refuseVolumePath(flags.from[0], true);
     if (flags.from?.length && flags['as-of']) throw new UsageError('--from and --as-of cannot be combined', 'except --from DEST, a protection destination: restore --to NEW --as-of TIME --from DEST');
     if (flags.volume !== undefined && !flags['as-of'] && !flags.from?.some((f) => f.startsWith('tape:'))) throw new UsageError('--volume chooses among the catalog\'s volumes or a multiplexed tape file\'s: give it with --as-of, or with --from tape:...');
     if ((flags.from ?? []).filter((f) => f === '-').length > 1) throw new UsageError('stdin (-) can be given once');

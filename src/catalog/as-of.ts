@@ -32,7 +32,9 @@ export function parseAsOfDate(text: string): number | null {
     if (zone !== 'Z') {
       const sign = zone[0] === '-' ? -1 : 1;
       const digits = zone.slice(1).replace(':', '');
-      when -= sign * (Number(digits.slice(0, 2)) * 60 + Number(digits.slice(2))) * 60_000;
+      const [zh, zm] = [Number(digits.slice(0, 2)), Number(digits.slice(2))];
+      if (zh > 14 || zm > 59) return null; // offsets run from -12:00 to +14:00
+      when -= sign * (zh * 60 + zm) * 60_000;
     }
   }
   return when;

@@ -86,8 +86,8 @@ export function initialState(source: ProtectedSource, keepMs: number): ProtectSt
   return { format: FORMAT, version: 1, source: { ...source }, keepMs, seeded: false, baseSeq: 0, baseTime: 0, intervalSeq: 0, intervalEnd: 0, journalTo: 0, fold: null };
 }
 
-/** Refuses a path that is a volume file (plain or mirror), naming what it is. */
-export function refuseVolumePath(p: string): void {
+/** Refuses a path that is a volume file (plain or mirror), naming what it is; any other file too unless `volumesOnly`. */
+export function refuseVolumePath(p: string, volumesOnly = false): void {
   let st: fs.Stats;
   try {
     st = fs.statSync(p);
@@ -103,6 +103,7 @@ export function refuseVolumePath(p: string): void {
   } catch {
     /* not a volume */
   }
+  if (volumesOnly && what === 'a file') return;
   throw new NotAVolumeError(`${p}: is ${what}, not a protection destination (a directory)`, 'give a directory: imgstream protect creates it');
 }
 

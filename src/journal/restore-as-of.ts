@@ -114,7 +114,8 @@ export async function restoreProtectedAsOf(dir: string, asOf: string, to: string
       }
     } catch (err) {
       if (err instanceof Error) err.message = err.message.split(tmp).join(to);
-      throw err;
+      // a system error (no such directory, no space) is named as such, with the path asked for
+      throw typeof (err as NodeJS.ErrnoException).code === 'string' ? fromSystemError(err, to, 'creating the volume') : err;
     } finally {
       fs.rmSync(tmp, { force: true });
     }

@@ -299,7 +299,9 @@ describe('protection destination', () => {
     expectError(['volume', 'export', dest, '--as-of', '2026-12-03T09:59:59.999Z', '--to', at('x.raw')], 4, `is outside the recovery window of ${dest}: ${window}`);
     expectError(['restore', '--to', at('x.vol'), '--as-of', '2026-12-04', '--from', dest], 4, `outside the recovery window of ${dest}: ${window}`);
     expectError(['restore', '--to', at('x.vol'), '--as-of', 'june7', '--from', dest], 4, 'neither a time nor a snapshot');
-    expect(fs.existsSync(at('x.raw')) || fs.existsSync(at('x.vol'))).toBe(false);
+    // into a directory that does not exist: named, like every other restore
+    expectError(['restore', '--to', at('nodir/x.vol'), '--as-of', iso(endOf(seed, 5)), '--from', dest], 3, `${at('nodir/x.vol')}: no such file or directory`);
+    expect(fs.existsSync(at('x.raw')) || fs.existsSync(at('x.vol')) || fs.existsSync(at('nodir'))).toBe(false);
     // restore onto an existing path
     writeImage(at('plain.raw'), MODEL_BLOCKS, MODEL_BLOCK_SIZE, 3);
     cliOk(['volume', 'create', at('plain.vol'), '--size', String(MODEL_BLOCKS * MODEL_BLOCK_SIZE)], { env });
@@ -309,6 +311,7 @@ describe('protection destination', () => {
     for (const [file, what] of [[at('plain.vol'), 'is an imgstream volume'], [at('copy.mirror'), 'is a mirror destination volume']]) {
       expectError(['volume', 'export', file, '--as-of', iso(endOf(seed, 5)), '--to', at('x.raw')], 5, `${file}: ${what}, not a protection destination`);
       expectError(['protect', 'status', file], 5, `${file}: ${what}, not a protection destination`);
+      expectError(['restore', '--to', at('x.vol'), '--as-of', iso(endOf(seed, 5)), '--from', file], 5, `${file}: ${what}, not a protection destination`);
       await expect(new LocalProtectDestination(file).open(modelSource(seed), 1000)).rejects.toThrow(`${file}: ${what}, not a protection destination`);
     }
     // a protection destination is no volume to restore, import or snapshot into

@@ -77,6 +77,8 @@ describe('restore --as-of with two volumes in the catalog', () => {
     expectOneLineError(restore('z.vol', '--as-of', '2020-01-01', '--volume', A.vol), 'before any dump', 3, /no dump in the catalog was taken by 2020-01-01/);
     expectOneLineError(restore('z.vol', '--as-of', 'june7', '--volume', A.vol), 'not a date', 3, /no dump .* top snapshot "june7", and it is not a date/);
     expectOneLineError(restore('z.vol', '--as-of', '2026-02-30', '--volume', A.vol), 'no such day', 3, /not a date/);
+    expectOneLineError(restore('z.vol', '--as-of', '2026-12-04T16:17:00-25:00', '--volume', A.vol), 'no such zone offset', 3, /not a date/);
+    expectOneLineError(restore('z.vol', '--as-of', '2026-12-04T16:17:00+05:60', '--volume', A.vol), 'no such zone offset', 3, /not a date/);
     expect(fs.existsSync(p('z.vol'))).toBe(false);
   });
 });
