@@ -82,5 +82,11 @@ export interface ProtectDestination {
   seed(image: SeedImage): Promise<DestinationState>;
   /** Stores one interval; durable when it resolves (a crash before leaves the destination as it was). Folds history older than the window into the base. */
   append(interval: ShippedInterval): Promise<DestinationState>;
+  /**
+   * No write was acknowledged after the newest recovery point until `until` (ms): the
+   * window reaches `until`, and a time up to it restores the newest recovery point. Sent
+   * by an idle shipper, so "as of now" works on a quiet volume. Durable when it resolves.
+   */
+  quiet(until: number): Promise<DestinationState>;
   close(): Promise<void>;
 }

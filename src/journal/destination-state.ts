@@ -30,6 +30,8 @@ export interface ProtectState {
   intervalSeq: number;
   /** Its end time (ms): the newest recovery point. */
   intervalEnd: number;
+  /** When later than intervalEnd: no write was acknowledged from intervalEnd until this time (a quiet source), so the window reaches it. */
+  quietTo?: number;
   /** The last journal record held. */
   journalTo: number;
   /** A fold under way: intervals baseSeq+1..to are being applied to the base, those up to `applied` are in it; `end` is interval to's end, the window's new start. */
@@ -45,7 +47,7 @@ export function statePath(dir: string): string {
 /** The oldest and newest times a restore may ask for, or null before the seed. */
 export function windowOf(s: ProtectState): { start: number; end: number } | null {
   if (!s.seeded) return null;
-  return { start: s.fold ? s.fold.end : s.baseTime, end: s.intervalEnd };
+  return { start: s.fold ? s.fold.end : s.baseTime, end: Math.max(s.intervalEnd, s.quietTo ?? 0) };
 }
 
 /**

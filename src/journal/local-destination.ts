@@ -162,6 +162,7 @@ export class LocalProtectDestination implements ProtectDestination {
       throw err;
     }
     Object.assign(s, { seeded: true, baseSeq: 0, baseTime: image.time, intervalSeq: 0, intervalEnd: image.time, journalTo: image.journalTo, fold: null });
+    delete s.quietTo;
     writeState(this.dir, s);
     this.held = [];
     return this.answer();
@@ -171,8 +172,9 @@ export class LocalProtectDestination implements ProtectDestination {
     const s = this.opened();
     if (!s.seeded) throw new InvalidInputError(`${this.dir}: not seeded yet`, 'the first transfer is a seed');
     if (interval.seq !== s.intervalSeq + 1) throw new InvalidInputError(`${this.dir}: interval ${interval.seq} does not follow interval ${s.intervalSeq}`, 'resume from the destination\'s state');
-    if (!(interval.end >= interval.start) || interval.end < s.intervalEnd) {
-      throw new InvalidInputError(`${this.dir}: interval ${interval.seq} ends at ${new Date(interval.end).toISOString()}, before the newest recovery point ${new Date(s.intervalEnd).toISOString()}`);
+    const newest = windowOf(s)!.end;
+    if (!(interval.end >= interval.start) || interval.end < newest) {
+      throw new InvalidInputError(`${this.dir}: interval ${interval.seq} ends at ${new Date(interval.end).toISOString()}, before the newest recovery point ${new Date(newest).toISOString()}`);
     }
     if (interval.journalTo < s.journalTo) throw new InvalidInputError(`${this.dir}: interval ${interval.seq} ends at journal record ${interval.journalTo}, before ${s.journalTo}`);
     const bytes = await writeIntervalFile(this.ivDir, interval, { blockSize: s.source.blockSize, logicalBlocks: s.source.logicalSize / s.source.blockSize, source: s.source.uuid });
@@ -183,6 +185,16 @@ export class LocalProtectDestination implements ProtectDestination {
     writeState(this.dir, s);
     this.held.push({ seq: interval.seq, end: interval.end, snapshots: [...interval.snapshots], bytes });
     foldExpired(this.dir, s, this.held);
+    return this.answer();
+  }
+
+  async quiet(until: number): Promise<DestinationState> {
+    const s = this.opened();
+    if (!s.seeded) throw new InvalidInputError(`${this.dir}: not seeded yet`, 'the first transfer is a seed');
+    if (until > windowOf(s)!.end) {
+      s.quietTo = until;
+      writeState(this.dir, s);
+    }
     return this.answer();
   }
 

@@ -34,10 +34,12 @@ export class MemoryProtectDestination implements ProtectDestination {
   seedBlocks: Map<number, Buffer | null> | null = null;
   readonly intervals: Received[] = [];
   journalTo = 0;
+  /** quiet(): no write from the newest interval's end until this time. */
+  quietTo = 0;
   private holder = false;
 
   private answer(): DestinationState {
-    const end = this.intervals.at(-1)?.end ?? this.seedTime;
+    const end = Math.max(this.intervals.at(-1)?.end ?? this.seedTime, this.quietTo);
     return { seeded: this.seedBlocks !== null, intervalSeq: this.intervals.length, journalTo: this.journalTo, window: this.seedBlocks ? { start: this.seedTime, end } : null };
   }
 
@@ -75,6 +77,13 @@ export class MemoryProtectDestination implements ProtectDestination {
     const blocks = await collect(i.blocks, i.blockCount, s.logicalSize / s.blockSize, s.blockSize, `interval ${i.seq}`);
     this.intervals.push({ seq: i.seq, end: i.end, snapshots: [...i.snapshots], blocks });
     this.journalTo = i.journalTo;
+    return this.answer();
+  }
+
+  async quiet(until: number): Promise<DestinationState> {
+    this.opened();
+    if (!this.seedBlocks) throw new InvalidInputError('memory: not seeded yet');
+    this.quietTo = Math.max(this.quietTo, until);
     return this.answer();
   }
 

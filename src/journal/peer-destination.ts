@@ -156,6 +156,20 @@ export class PeerProtectDestination implements ProtectDestination {
     return this.transfer({ type: 'interval', seq: i.seq, start: i.start, end: i.end, journalFrom: i.journalFrom, journalTo: i.journalTo, kind: i.kind, snapshots: i.snapshots, blockCount: i.blockCount }, i.blocks);
   }
 
+  async quiet(until: number): Promise<DestinationState> {
+    const ch = this.channel();
+    this.transferring = true;
+    try {
+      await ch.send({ type: 'quiet', until });
+      return answer(await ch.receive(), ch.peer, 'state', 'instead of acknowledging a quiet time').state as DestinationState;
+    } catch (err) {
+      await this.drop();
+      throw err;
+    } finally {
+      this.transferring = false;
+    }
+  }
+
   async close(): Promise<void> {
     const ch = this.ch;
     this.ch = null;

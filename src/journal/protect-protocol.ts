@@ -5,7 +5,8 @@
 // blocks }), its blocks in 'blocks' messages, and { type: 'end' }; the daemon answers
 // { type: 'state' } once the transfer is durable, or an error. { type: 'close' } ends
 // the session; between transfers the shipper sends { type: 'ping' } now and then, so a
-// quiet source does not reach the daemon's --idle-timeout. protect.status answers { type: 'status', status } and closes.
+// quiet source does not reach the daemon's --idle-timeout, and { type: 'quiet', until }
+// when nothing was written since the last interval (answered with { type: 'state' }). protect.status answers { type: 'status', status } and closes.
 //
 // A 'blocks' message: { type: 'blocks', lbns: number[], data: (0|1)[] } and a payload
 // holding the data of the entries with data 1, block after block (entries with 0 read as

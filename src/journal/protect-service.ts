@@ -61,6 +61,11 @@ async function ship(ch: PeerChannel, hello: PeerHello, dir: string, log: (l: str
       if (m === null || m.msg.type === 'close') return;
       const msg = m.msg;
       if (msg.type === 'ping') continue; // a shipper with nothing to ship keeps the session
+      if (msg.type === 'quiet') {
+        state = await dest.quiet(num(msg, 'until'));
+        await ch.send({ type: 'state', state });
+        continue;
+      }
       const counted = { n: 0 };
       const blocks = blocksFrom(ch, source.blockSize, counted);
       if (msg.type === 'seed') {

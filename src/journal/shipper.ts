@@ -23,6 +23,8 @@ import { localImage, servedImage, volumeIdentity, type SourceImage } from './sou
 /** How long after a boundary an interval waits for records stamped before it (written by then: the server writes a record before its reply). */
 const GRACE_MS = 250;
 const IDLE_POLL_MS = 50;
+/** An idle shipper moves the destination's window forward at most this often (see ProtectDestination.quiet). */
+const MIN_QUIET_MS = 1000;
 
 export interface ProtectOptions {
   volume: string;
@@ -170,7 +172,16 @@ async function session(opts: ProtectOptions, dir: string, source: ProtectedSourc
         // nothing new: close the open interval once its boundary has passed with time to spare
         if (builder.firstTime !== null && Date.now() >= boundaryAfter(builder.firstTime) + GRACE_MS) await close(boundaryAfter(builder.firstTime), []);
         else if (opts.once && builder.firstTime === null) break;
-        else await sleep(IDLE_POLL_MS, opts.signal);
+        else {
+          // nothing written since the last interval: the destination answers for up to the last boundary passed
+          // (a record stamped before it is read by now, as when an interval closes), once per interval
+          const quietTo = Math.floor((Date.now() - GRACE_MS) / opts.intervalMs) * opts.intervalMs;
+          if (builder.firstTime === null && quietTo >= lastEnd + Math.max(opts.intervalMs, MIN_QUIET_MS) && !needsResync(reader, dir, state)) {
+            state = await dest.quiet(quietTo);
+            lastEnd = quietTo;
+            sum.window = state.window;
+          } else await sleep(IDLE_POLL_MS, opts.signal);
+        }
         continue;
       }
       if (builder.firstTime !== null && rec.time >= boundaryAfter(builder.firstTime)) await close(boundaryAfter(builder.firstTime), []);

@@ -58,6 +58,12 @@ describe.skipIf(missing.length > 0)(`protection across a link outage${missing.le
     const log = [...before.log, ...down.log];
     shipper = startProtect(vol, dest, ['--interval', '250ms'], env);
     await shipper.waitFor((e) => e.event === 'interval' && Date.parse(String(e.end)) > down.log.at(-1)!.t1);
+    // then nothing is written: "as of now" (a second ago) is accepted, and is the disk after the last write
+    const quietFrom = Date.now();
+    await new Promise((r) => setTimeout(r, 2500));
+    const quietEnd = (await windowOf(dest)).end;
+    expect(Date.parse(quietEnd), 'the window moved on while nothing was written').toBeGreaterThan(quietFrom);
+    expect((await exportAsOf(dest, Date.now() - 1500)).equals(modelAt(base, log, Infinity)!)).toBe(true);
     expect((await shipper.stop()).code).toBe(0);
     await server.stop();
     expect(shipper.events.filter((e) => e.event === 'seed' || e.kind === 'resync'), 'no seed, no resync: the journal had it all').toEqual([]);
@@ -183,6 +189,13 @@ describe.skipIf(missing.length > 0)(`protection across a link outage${missing.le
     const after = await runWriter(server.info.uri, ['--seconds', '0.5', '--seed', '53', '--pause-ms', '2']);
     const log = [...before.log, ...down.log, ...after.log];
     await shipper.waitFor((e) => e.event === 'interval' && Date.parse(String(e.end)) > after.log.at(-1)!.t1, 60_000);
+    // nothing written for a while: the window still reaches almost now, and as of then is the disk after the last write
+    const quietFrom = Date.now();
+    await new Promise((r) => setTimeout(r, 2500));
+    const quiet = JSON.parse((await cli(['protect', 'status', url, '--token-file', token, '--plain', '--json'], locks)).stdout) as { window: { end: string } };
+    expect(Date.parse(quiet.window.end), 'the window moved on while nothing was written').toBeGreaterThan(quietFrom);
+    await cli(['volume', 'export', url, '--as-of', quiet.window.end, '--token-file', token, '--plain', '--to', at('d-quiet.raw')], locks);
+    expect(fs.readFileSync(at('d-quiet.raw')).equals(modelAt(base, [...before.log, ...down.log, ...after.log], Infinity)!)).toBe(true);
     expect((await shipper.stop()).code).toBe(0);
     await server.stop();
     expect(shipper.events.filter((e) => e.event === 'seed').length, 'one seed: the link coming back resumed').toBe(1);
