@@ -100,6 +100,14 @@ export function planDump(vol: Volume, level: number, top: SnapshotEntry | null, 
         `take a lower level instead, e.g. --level ${baseDump.level}`,
       );
     }
+    // a shadow base whose blocks were reused no longer reads as it was dumped: the
+    // difference from it would be wrong (and its map may hold anything)
+    if (snap.shadow && snap.reusedBlocks > 0) {
+      throw new InvalidInputError(
+        `${vol.path}: the base of this level ${level} dump, shadow snapshot "${snap.name}", had blocks reused (${snap.reusedBlocks}) and no longer holds what its dump holds`,
+        baseDump.level > 0 ? `take a lower level instead, e.g. --level ${baseDump.level}` : 'take a level 0 dump',
+      );
+    }
     base = snap;
   }
   const topId = top?.id ?? Number.MAX_SAFE_INTEGER;

@@ -137,8 +137,9 @@ async function runSequence(ops: Op[], dayVolume = false): Promise<number> {
         model.delete(name);
         deleted.add(name);
       } else {
-        const regular = vol.snapshots().filter((s) => !s.shadow);
-        const top = regular[regular.length - 1];
+        // the newest snapshot a dump may take as its top: a shadow one too, while it is intact
+        const dumpable = vol.snapshots().filter((s) => !s.shadow || s.reusedBlocks === 0);
+        const top = dumpable[dumpable.length - 1];
         if (!top) continue;
         // a level with no lower dump yet is a level 0, as a user's first dump is
         const level = dumps.length === 0 ? 0 : op.level;
@@ -153,7 +154,7 @@ async function runSequence(ops: Op[], dayVolume = false): Promise<number> {
         const r = await dumpVolume(vol, () => fileTarget(out), { level, snapshot: top.name, order: 'vbn', compression: { codec: 'none' }, threads: 1, catalog });
         const base = plan.baseDump ? dumps.find((d) => d.streamId === plan.baseDump!.id) : undefined;
         const held = new Map<string, Buffer>();
-        for (const s of vol.snapshots()) if (s.id <= top.id && !s.shadow) held.set(s.name, model.get(s.name)!.image);
+        for (const s of vol.snapshots()) if (s.id <= top.id && (!s.shadow || s.id === top.id)) held.set(s.name, model.get(s.name)!.image);
         dumps.push({ file: out, streamId: r.streamId!, level, chain: [...(base?.chain ?? []), out], top: top.name, held, deleted: new Set(deleted) });
       }
     }
@@ -205,6 +206,31 @@ describe('restore chains across snapshot retention, against a model', () => {
     expect(retentionCases).toBeGreaterThan(before.retentionCases);
     expect(sameCpStaging).toBeGreaterThan(before.sameCpStaging);
   }, 150_000);
+
+  it('a level 1 whose base is a shadow snapshot that had blocks reused is refused before anything is taken', async () => {
+    const bs = 4096;
+    const blocks = 256;
+    const file = path.join(dir, 'shadow-base.vol');
+    Volume.create(file, { size: blocks * bs, blockSize: bs, maxSnapshots: 8, volumeSize: Math.floor(blocks * 1.9) * bs });
+    const catalog = new Catalog(path.join(dir, 'shadow-base.json'));
+    const vol = Volume.open(file, { write: true });
+    try {
+      await importImage(vol, memorySource(randomImage(blocks, bs, 11)));
+      vol.createSnapshot('sh1', { shadow: true });
+      await dumpVolume(vol, () => fileTarget(path.join(dir, 'shadow-base.l0')), { level: 0, snapshot: 'sh1', order: 'vbn', compression: { codec: 'none' }, threads: 1, catalog });
+      // two whole new disks: the second finds no free block but the shadow's
+      for (const seed of [12, 13]) await importImage(vol, memorySource(randomImage(blocks, bs, seed)));
+      expect(vol.snapshot('sh1').reusedBlocks).toBeGreaterThan(0);
+      const before = vol.snapshots().map((s) => s.name);
+      await expect(dumpVolume(vol, () => fileTarget(path.join(dir, 'shadow-base.l1')), { level: 1, order: 'vbn', compression: { codec: 'none' }, threads: 1, catalog })).rejects.toThrow(
+        /the base of this level 1 dump, shadow snapshot "sh1", had blocks reused \(\d+\) and no longer holds what its dump holds/,
+      );
+      expect(vol.snapshots().map((s) => s.name), 'no snapshot taken for it').toEqual(before);
+      expect(fs.existsSync(path.join(dir, 'shadow-base.l1'))).toBe(false);
+    } finally {
+      vol.close();
+    }
+  });
 
   it('the ordinary retention case: level 0 at s3, s1 and s2 deleted, imports, level 1 at s6', async () => {
     const staged = sameCpStaging + fallbacks;
