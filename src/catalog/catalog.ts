@@ -7,7 +7,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { CorruptError, NotFoundError, fromSystemError } from '../core/errors.js';
+import { CorruptError, InvalidInputError, NotFoundError, fromSystemError } from '../core/errors.js';
 import type { MediaPosition } from '../media/medium.js';
 import { VolumeLock } from '../volume/volume-lock.js';
 
@@ -46,6 +46,14 @@ export function defaultCatalogPath(): string {
   return path.join(state, 'imgstream', 'catalog.json');
 }
 
+function wellFormed(d: DumpRecord): boolean {
+  const r = d as unknown as Record<string, unknown> | null;
+  if (typeof r !== 'object' || r === null) return false;
+  const vol = r.volume as Record<string, unknown> | null;
+  const top = r.top as Record<string, unknown> | null;
+  return typeof r.id === 'string' && typeof r.date === 'string' && Number.isInteger(r.level) && typeof vol === 'object' && vol !== null && typeof vol.uuid === 'string' && typeof top === 'object' && top !== null && typeof top.name === 'string' && typeof top.id === 'number';
+}
+
 export class Catalog {
   constructor(readonly file: string) {}
 
@@ -57,13 +65,33 @@ export class Catalog {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
       throw fromSystemError(err, this.file, 'reading the catalog');
     }
+    let c: CatalogFile;
     try {
-      const c = JSON.parse(text) as CatalogFile;
+      c = JSON.parse(text) as CatalogFile;
       if (c.format !== 'imgstream-catalog' || !Array.isArray(c.dumps)) throw new Error('not a catalog');
-      return c.dumps;
     } catch {
       throw new CorruptError(`${this.file}: not a readable imgstream catalog`, 'rebuild it with: imgstream catalog rebuild --from SOURCE...');
     }
+    // a newer version's catalog is not rewritten (downgraded) by this one
+    if (c.version !== 1) throw new InvalidInputError(`${this.file}: a catalog of version ${String(c.version)}, which this imgstream does not read (it reads version 1)`, 'use the imgstream version that wrote it');
+    const bad = c.dumps.findIndex((d) => !wellFormed(d));
+    if (bad >= 0) throw new CorruptError(`${this.file}: dump record ${bad + 1} of ${c.dumps.length} is malformed`, 'rebuild it with: imgstream catalog rebuild --from SOURCE...');
+    return c.dumps;
+  }
+
+  /** Before a dump writes anything: the catalog reads, and its directory takes a new file (a dump recorded nowhere would be hours lost). */
+  checkWritable(): void {
+    if (this.file.trim() === '') throw new InvalidInputError('the catalog path is empty', 'give --catalog FILE, or leave it out for the default');
+    this.read();
+    let dir = path.dirname(path.resolve(this.file));
+    while (!fs.existsSync(dir) && path.dirname(dir) !== dir) dir = path.dirname(dir); // created on the first record
+    try {
+      fs.accessSync(dir, fs.constants.W_OK);
+      if (fs.existsSync(this.file)) fs.accessSync(this.file, fs.constants.R_OK | fs.constants.W_OK);
+    } catch (err) {
+      throw fromSystemError(err, this.file, 'opening the catalog for writing');
+    }
+    if (!fs.statSync(dir).isDirectory()) throw new InvalidInputError(`${this.file}: ${dir} is not a directory`, 'give --catalog a path in a directory');
   }
 
   /**

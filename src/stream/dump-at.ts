@@ -44,6 +44,12 @@ export async function dumpVolumeAt(path: string, target: DumpTargetFactory, opts
         }
       },
       verify: () => served.verifyUnchanged(held),
+      dropSnapshot: async (name) => {
+        // pinned by this connection (taken with pin, and held): unpinned first
+        held = held.filter((s) => s.name !== name);
+        await served.unpin([name]);
+        await served.deleteSnapshot(name);
+      },
     });
   } finally {
     view?.close();

@@ -80,6 +80,8 @@ export interface DumpServedAccess {
   hold(snapshots: SnapshotEntry[]): Promise<void>;
   /** Called before the trailer: throws when a held snapshot changed after all (a shadow snapshot whose blocks were reused). */
   verify(): Promise<void>;
+  /** Deletes the snapshot takeSnapshot took, when the dump failed. */
+  dropSnapshot(name: string): Promise<void>;
 }
 
 /** Which snapshots and which base a level-N dump at `top` takes (top may be null for a dry run on the active file system). */
@@ -141,13 +143,26 @@ export async function dumpVolume(vol: Volume, target: DumpTargetFactory, opts: D
     const img = served ? await served.evaluate(plan.expression) : evaluate(vol, plan.expression);
     return result(plan, img, null, null, 0, null, true, 0);
   }
-  // check the plan (base present) and the target (it exists, a peer refuses) before
-  // taking a snapshot for them
+  // check the catalog (it reads, and takes the record), the plan (base present) and the
+  // target (it exists, a peer refuses) before taking a snapshot for them
+  opts.catalog.checkWritable();
   planDump(vol, opts.level, top, opts.catalog);
   const streamId = randomUUID();
   const medium = target(streamId, { uuid: vol.rootRecord.uuid, path: vol.path });
   let plan: DumpPlan;
   let img: StorageImageSummary;
+  // the snapshot this dump took: a failed dump deletes it (no later level could use it, and
+  // a nightly job failing every night would otherwise pile them up); a killed one leaves it
+  let taken: string | null = null;
+  const dropTaken = async (): Promise<void> => {
+    if (taken === null) return;
+    try {
+      if (served) await served.dropSnapshot(taken);
+      else vol.deleteSnapshot(taken);
+    } catch {
+      // the error reported is the dump's; `snapshot list` shows what is left
+    }
+  };
   try {
     await medium.open?.();
     if (!top) {
@@ -156,12 +171,14 @@ export async function dumpVolume(vol: Volume, target: DumpTargetFactory, opts: D
         vol = await served.takeSnapshot(name);
         top = vol.snapshot(name);
       } else top = vol.createSnapshot(name);
+      taken = name;
     }
     plan = planDump(vol, opts.level, top, opts.catalog);
     await served?.hold(plan.base ? [...plan.snapshots, plan.base] : plan.snapshots);
     img = evaluate(vol, plan.expression);
   } catch (err) {
     await medium.abort();
+    await dropTaken();
     throw err;
   }
   const r = vol.rootRecord;
@@ -188,6 +205,7 @@ export async function dumpVolume(vol: Volume, target: DumpTargetFactory, opts: D
     deltas = plan.base ? collectMapDeltas(vol, plan.snapshots.map((s) => s.mapRoot), plan.base.mapRoot, imageMembers(vol, plan.expression)) : [];
   } catch (err) {
     await medium.abort();
+    await dropTaken();
     throw err;
   }
   const writer = new ImageStreamWriter(medium, { compression: opts.compression, threads: opts.threads, mapDeltas: deltas.length > 0, key: opts.key });
@@ -228,6 +246,7 @@ export async function dumpVolume(vol: Volume, target: DumpTargetFactory, opts: D
   } catch (err) {
     progress.stop();
     await writer.abort();
+    await dropTaken();
     throw err;
   }
 }

@@ -73,6 +73,10 @@ beforeAll(() => {
   fs.writeFileSync(at('plane.vol'), damaged);
   // m.vol: a mirror of v.vol (read-only to everything but its mirror)
   cliOk(['mirror', 'update', at('v.vol'), '--to', at('m.vol')], { env });
+  // catalogs a dump must refuse before it takes a snapshot or writes a byte
+  fs.writeFileSync(at('bad.catalog'), '{bad');
+  fs.writeFileSync(at('v99.catalog'), JSON.stringify({ format: 'imgstream-catalog', version: 99, dumps: [] }));
+  fs.writeFileSync(at('malformed.catalog'), JSON.stringify({ format: 'imgstream-catalog', version: 1, dumps: [{ id: 5 }] }));
 }, 60_000);
 
 interface Case {
@@ -166,6 +170,11 @@ const cases: Case[] = [
   { what: 'mirror update --limit-rate abc', args: ['mirror', 'update', v(), '--to', at('m.vol'), '--limit-rate', 'abc'], code: 'invalid-input', mentions: /rate/ },
   { what: 'mirror status of a missing volume', args: ['mirror', 'status', at('nope.vol')], code: 'not-found', mentions: /nope\.vol/ },
   { what: 'replicate pull from a volume without master snapshots', args: ['replicate', 'pull', at('r.vol'), '--from', v()], code: 'invalid-input', mentions: /master/, json: true },
+  // catalogs: checked before the dump takes its snapshot and writes its stream
+  { what: 'dump with an unreadable catalog', args: ['dump', v(), '--level', '0', '--to', at('never.l0'), '--catalog', at('bad.catalog')], code: 'corrupt', mentions: /bad\.catalog: not a readable imgstream catalog/ },
+  { what: 'dump with an empty --catalog', args: ['dump', v(), '--level', '0', '--to', at('never.l0'), '--catalog', ''], code: 'invalid-input', mentions: /catalog path is empty/ },
+  { what: 'dump with a catalog of a newer version', args: ['dump', v(), '--level', '0', '--to', at('never.l0'), '--catalog', at('v99.catalog')], code: 'invalid-input', mentions: /version 99/ },
+  { what: 'catalog list of a catalog with a malformed record', args: ['catalog', 'list', '--catalog', at('malformed.catalog')], code: 'corrupt', mentions: /dump record 1 of 1 is malformed/ },
   // command line
   { what: 'unknown flag', args: ['volume', 'info', v(), '--nope'], code: 'usage', mentions: /--nope/, json: true },
   { what: 'unknown flag on import', args: ['volume', 'import', v(), '--from', at('a.img'), '--fast'], code: 'usage', mentions: /--fast/ },
