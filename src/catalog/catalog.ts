@@ -46,6 +46,11 @@ export function defaultCatalogPath(): string {
   return path.join(state, 'imgstream', 'catalog.json');
 }
 
+/** Two positions name one file or object, which holds one stream (tapes and stdout hold many, or none). */
+function samePlace(a: MediaPosition, b: MediaPosition): boolean {
+  return ['file', 's3', 'peer'].includes(a.kind) && a.kind === b.kind && a.location === b.location && a.stream === undefined && b.stream === undefined;
+}
+
 function wellFormed(d: DumpRecord): boolean {
   const r = d as unknown as Record<string, unknown> | null;
   if (typeof r !== 'object' || r === null) return false;
@@ -136,8 +141,9 @@ export class Catalog {
     }
   }
 
+  /** Records a dump; a record of another dump at the same file or object is dropped (the place holds only the newest: dump --force replaced it). */
   add(rec: DumpRecord): void {
-    this.update((dumps) => [...dumps.filter((d) => d.id !== rec.id), rec]);
+    this.update((dumps) => [...dumps.filter((d) => d.id !== rec.id && !samePlace(d.media, rec.media)), rec]);
   }
 
   get(id: string): DumpRecord {

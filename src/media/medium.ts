@@ -58,6 +58,8 @@ export interface SourceStream {
 
 export interface StreamSource {
   readonly description: string;
+  /** Set when the catalog says which dump this source holds (restore --as-of): a stream of another id is refused. */
+  expected?: { streamId: string; top: string };
   /** The streams on this medium in order (a file or a pipe holds one; a tape holds one per tape file). */
   streams(): AsyncIterable<SourceStream>;
 }

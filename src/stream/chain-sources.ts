@@ -35,5 +35,6 @@ export function sourcesForChain(catalog: Catalog, volumePath: string, asOf: stri
     dumps = dumps.filter((d) => d.volume.uuid === uuid);
     if (dumps.length === 0) throw new NotFoundError(`the catalog ${catalog.file} has no dumps of ${volumePath}`);
   }
-  return chainFor(dumps, asOf).map((d) => sourceForPosition(d.media, opts));
+  // each source must still hold the dump the catalog records there (a file may have been overwritten since)
+  return chainFor(dumps, asOf).map((d) => Object.assign(sourceForPosition(d.media, opts), { expected: { streamId: d.id, top: d.top.name } }));
 }

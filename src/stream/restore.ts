@@ -306,6 +306,12 @@ export async function restoreStreams(sources: StreamSource[], volumePath: string
           s.recycle?.(buf, after);
           return after;
         }, key);
+        if (src.expected && header.streamId !== src.expected.streamId) {
+          throw new NotFoundError(
+            `${s.name}: holds dump ${header.streamId.slice(0, 8)} (top snapshot "${header.top.name}"), not dump ${src.expected.streamId.slice(0, 8)} (top snapshot "${src.expected.top}") that the catalog records there: it was overwritten or replaced since`,
+            'find the dump on other media, or rebuild the catalog from what the media hold: imgstream catalog rebuild --from SOURCE...',
+          );
+        }
         if (!vol) {
           if (!fs.existsSync(volumePath)) {
             tmp = createForStream(volumePath, header, s.name);

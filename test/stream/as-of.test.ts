@@ -70,6 +70,35 @@ describe('restore --as-of with two volumes in the catalog', () => {
     expectOneLineError(restore('y.vol', '--as-of', 's2', '--volume', 'ffffffff'), 'unknown volume', 3, /no dumps of volume "ffffffff"/);
   });
 
+  it('a file the catalog points to that now holds another dump is refused, never restored in its place', () => {
+    // its own volume and catalog: the dumps above stay as they are
+    const cat = p('replaced.json');
+    const oc = { env: { ...env, IMGSTREAM_CATALOG: cat }, timeoutMs: 60_000 };
+    const vol = p('r.vol');
+    ok(['volume', 'create', vol, '--size', '1M', '--max-snapshots', '6'], oc);
+    const img = randomImage(256, 4096, 9);
+    for (const s of ['s0', 's1', 's3']) {
+      mutate(img, 4096, 10, s.length + 40);
+      fs.writeFileSync(p('r.raw'), img);
+      ok(['volume', 'import', vol, '--from', p('r.raw'), '-q'], oc);
+      ok(['snapshot', 'create', vol, s, '-q'], oc);
+    }
+    dump(vol, 0, 's0', p('r.l0'), cat, [], oc);
+    dump(vol, 1, 's1', p('r.l1'), cat, [], oc);
+    // the s1 file copied aside, then the same path overwritten with a level 1 at s3: the
+    // catalog forgets the s1 dump there (no later restore takes s3 for s1)
+    fs.copyFileSync(p('r.l1'), p('r-s1.copy'));
+    dump(vol, 1, 's3', p('r.l1'), cat, ['--force'], oc);
+    const records = (JSON.parse(fs.readFileSync(cat, 'utf8')) as { dumps: Array<{ top: { name: string } }> }).dumps.map((d) => d.top.name);
+    expect(records).toEqual(['s0', 's3']);
+    expectOneLineError(runCli(['restore', '--to', p('rs1.vol'), '--as-of', 's1'], oc), 'as-of a dump replaced on its medium', 3, /no dump in the catalog has top snapshot "s1"/);
+    // the file replaced behind the catalog's back: it holds the s1 dump, the catalog says s3
+    fs.copyFileSync(p('r-s1.copy'), p('r.l1'));
+    const line = expectOneLineError(runCli(['restore', '--to', p('rs3.vol'), '--as-of', 's3'], oc), 'as-of a file replaced behind the catalog', 3, /holds dump \w+ \(top snapshot "s1"\), not dump \w+ \(top snapshot "s3"\) that the catalog records there/);
+    expect(line).toContain(p('r.l1'));
+    expect(fs.existsSync(p('rs1.vol')) || fs.existsSync(p('rs3.vol'))).toBe(false);
+  });
+
   it('a day alone means the end of that day; dates and names are read strictly', () => {
     const today = new Date().toISOString().slice(0, 10);
     const r = cliJson<{ streams: Array<{ top: string }> }>(['restore', '--to', p('today.vol'), '--as-of', today, '--volume', A.vol], o);
