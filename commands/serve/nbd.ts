@@ -5,6 +5,7 @@ import '../../src/journal/journal-ops.js'; // seed and resync snapshots for imgs
 import { parseListenAddress, serveNbd, type NbdListening } from '../../src/nbd/index.js';
 import { formatSize, parseSize } from '../../src/core/size.js';
 import { UsageError } from '../../src/core/errors.js';
+import { MAX_STRING_BYTES } from '../../src/format/nbd-protocol.js';
 
 export default class ServeNbd extends ImgstreamCommand {
   static override summary = 'Serve a volume to NBD clients (qemu-img, qemu-io, nbdcopy, nbd-client).';
@@ -32,15 +33,17 @@ While it serves, other imgstream commands on the same volume go through the serv
   static override args = { volume: Args.string({ description: 'Volume file or block device.', required: true }) };
   static override flags = {
     listen: Flags.string({ helpValue: 'HOST:PORT', char: 'l', description: 'TCP address to listen on (port 0: any free port). Default 127.0.0.1:10809.', exclusive: ['socket'] }),
-    socket: Flags.string({ helpValue: 'PATH', char: 's', description: 'Unix socket to listen on instead of TCP.', exclusive: ['listen'] }),
+    socket: Flags.string({ helpValue: 'PATH', char: 's', description: 'Unix socket to listen on instead of TCP (a path of at most 107 bytes, in an existing directory).', exclusive: ['listen'] }),
     snapshot: Flags.string({ helpValue: 'NAME', description: 'Serve this snapshot, read-only.' }),
     readonly: Flags.boolean({ char: 'r', description: 'Refuse writes (EPERM).' }),
-    'cp-interval': Flags.string({ helpValue: 'SECONDS', description: 'Seconds between consistency points while writes arrive; 0: only on flush and shutdown.', default: '5' }),
+    'cp-interval': Flags.string({ helpValue: 'SECONDS', description: 'Seconds between consistency points while writes arrive (at most 86400); 0: only on flush and shutdown.', default: '5' }),
     'export-name': Flags.string({ helpValue: 'NAME', description: 'Name of the export; clients asking for the empty name get it too. A snapshot served beside a served volume is named after the snapshot by default.' }),
     journal: Flags.boolean({ description: 'Keep the volume\'s write journal (VOL.journal/): every write, trim and write-zeroes, time-stamped, for imgstream protect to ship. Fsynced before every CP (so before FLUSH and FUA replies); replayed onto the volume after a crash.' }),
     'journal-size': Flags.string({ helpValue: 'SIZE', description: 'With --journal: bytes of records not yet shipped kept before the journal overflows into a list of changed blocks (the next protect transfer is then a resync of those blocks).', default: '1G' }),
-    'handshake-timeout': Flags.string({ helpValue: 'SECONDS', description: 'Seconds a client gets to complete the NBD handshake before it is dropped; 0: no limit.', default: '10' }),
+    'handshake-timeout': Flags.string({ helpValue: 'SECONDS', description: 'Seconds a client gets to complete the NBD handshake before it is dropped (at most 86400); 0: no limit.', default: '10' }),
   };
+
+  static readonly MAX_SECONDS = 86_400;
 
   async run() {
     const { args, flags } = await this.parse(ServeNbd);
@@ -52,6 +55,12 @@ While it serves, other imgstream commands on the same volume go through the serv
     if (!/^\d+(\.\d+)?$/.test(flags['handshake-timeout'].trim()) || !Number.isFinite(handshake)) {
       throw new UsageError(`invalid --handshake-timeout "${flags['handshake-timeout']}"`, 'use a number of seconds, e.g. 10, or 0 for no limit');
     }
+    // timers past 2^31 ms (24.8 days) fire at once in Node: a day is far beyond any use of either
+    for (const [flag, v] of [['--cp-interval', interval], ['--handshake-timeout', handshake]] as const) {
+      if (v > ServeNbd.MAX_SECONDS) throw new UsageError(`${flag} ${v} is more than a day (at most ${ServeNbd.MAX_SECONDS} seconds)`, flag === '--cp-interval' ? 'use 0 for CPs only on flush and shutdown' : 'use 0 for no limit');
+    }
+    const name = flags['export-name'];
+    if (name !== undefined && Buffer.byteLength(name) > MAX_STRING_BYTES) throw new UsageError(`--export-name is ${Buffer.byteLength(name)} bytes; NBD clients send at most ${MAX_STRING_BYTES}`, 'choose a shorter name');
     if (flags['journal-size'] !== '1G' && flags.journal !== true) throw new UsageError('--journal-size needs --journal');
     const journalLimit = parseSize(flags['journal-size']);
     const listen = flags.socket !== undefined ? { socket: flags.socket } : parseListenAddress(flags.listen ?? '127.0.0.1:10809');

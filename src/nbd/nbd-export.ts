@@ -153,7 +153,7 @@ export class NbdExport {
    * The caller keeps the snapshot pinned for as long as the export exists.
    */
   addSnapshotView(name: string, snapshot: string): ExportView {
-    if (name === '' || this.find(name)) throw new ExistsError(`${this.vol.path}: an export named "${name}" is already served`, 'choose another --name');
+    if (name === '' || this.find(name)) throw new ExistsError(`${this.vol.path}: an export named "${name}" is already served`, 'choose another --export-name');
     const map = this.vol.mapOf(snapshot);
     const view: ExportView = { name, snapshot, readOnly: true, size: this.size, map, description: describe(this.vol, snapshot, true), closed: false };
     this.extra.set(name, view);

@@ -6,7 +6,8 @@
 // dumps and exports, all run through the export's queue.
 import fs from 'node:fs';
 import net from 'node:net';
-import { BusyError, ExistsError, InvalidInputError, IoError } from '../core/errors.js';
+import path from 'node:path';
+import { BusyError, ExistsError, InvalidInputError, IoError, NetworkError, fromSystemError } from '../core/errors.js';
 import { JournalWriter, type JournalRecovery } from '../journal/journal-writer.js';
 import { Volume } from '../volume/volume.js';
 import { VolumeLock } from '../volume/volume-lock.js';
@@ -78,6 +79,7 @@ const SHUTDOWN_GRACE_MS = 2000;
 
 export async function serveNbd(opts: ServeNbdOptions, hooks: NbdServeHooks): Promise<NbdServeResult> {
   if (!Number.isFinite(opts.cpIntervalMs) || opts.cpIntervalMs < 0) throw new InvalidInputError(`invalid CP interval ${opts.cpIntervalMs} ms`, 'use a number of seconds, 0 or more');
+  if (opts.listen.socket !== undefined) checkSocketPath(opts.listen.socket);
   if (opts.snapshot !== undefined) {
     const beside = await serveSnapshotBeside(opts, hooks);
     if (beside) return beside;
@@ -155,6 +157,24 @@ export async function serveNbd(opts: ServeNbdOptions, hooks: NbdServeHooks): Pro
   return { volume: vol.path, connections, generation: vol.rootRecord.generation, ...exp.stats, ...journalInfo };
 }
 
+/** Unix socket paths longer than this (sun_path less its NUL) are cut short by the kernel. */
+const SOCKET_PATH_MAX = 107;
+
+/** A socket path that can be listened on as given: not empty, short enough, in an existing directory. */
+function checkSocketPath(p: string): void {
+  if (p === '') throw new InvalidInputError('the --socket path is empty', 'give a path, e.g. /run/vm.sock');
+  const bytes = Buffer.byteLength(p);
+  if (bytes > SOCKET_PATH_MAX) throw new InvalidInputError(`${p}: a Unix socket path is at most ${SOCKET_PATH_MAX} bytes (this one has ${bytes}): the kernel would cut it short`, 'choose a shorter path, e.g. in /run or /tmp');
+  const dir = path.dirname(p);
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(dir);
+  } catch (err) {
+    throw fromSystemError(err, dir, 'finding the socket\'s directory');
+  }
+  if (!st.isDirectory()) throw new InvalidInputError(`${p}: ${dir} is not a directory`, 'choose a --socket path in a directory');
+}
+
 function listen(server: net.Server, where: ListenAddress): Promise<void> {
   return new Promise((resolve, reject) => {
     const onError = (err: NodeJS.ErrnoException) => {
@@ -205,12 +225,17 @@ async function serveSnapshotBeside(opts: ServeNbdOptions, hooks: NbdServeHooks):
     }
     const added = await served.request<{ name: string; uri: string; snapshot: string; size: number; blockSize: number }>('export.snapshot', { snapshot: opts.snapshot, name: opts.exportName ?? '' });
     hooks.listening?.({ uri: added.uri, exportName: added.name, volume: opts.volume, snapshot: added.snapshot, readOnly: true, size: added.size, blockSize: added.blockSize, servedBy: served.servedBy });
-    const closed = new Promise<void>((resolve) => served.onClose(resolve));
+    const closed = new Promise<'closed'>((resolve) => served.onClose(() => resolve('closed')));
     const alive = setInterval(() => {}, 1 << 30); // the idle control connection does not keep the process up
+    let ended: 'closed' | 'stopped';
     try {
-      await Promise.race([closed, new Promise<void>((resolve) => (hooks.signal.aborted ? resolve() : hooks.signal.addEventListener('abort', () => resolve(), { once: true })))]);
+      ended = await Promise.race([closed, new Promise<'stopped'>((resolve) => (hooks.signal.aborted ? resolve('stopped') : hooks.signal.addEventListener('abort', () => resolve('stopped'), { once: true })))]);
     } finally {
       clearInterval(alive);
+    }
+    // the export ended without being asked to: a supervisor must see it (exit 12), not a clean stop
+    if (ended === 'closed' && !hooks.signal.aborted) {
+      throw new NetworkError(`${opts.volume}: imgstream process ${served.servedBy}, which served the snapshot export beside the volume, went away: the export is gone`, 'start the server again, then this export');
     }
     return { volume: opts.volume, connections: 0, generation: 0, reads: 0, writes: 0, flushes: 0, trims: 0, writeZeroes: 0, blockStatus: 0, bytesRead: 0, bytesWritten: 0, errors: 0, consistencyPoints: 0, servedBy: served.servedBy };
   } finally {

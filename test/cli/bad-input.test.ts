@@ -170,6 +170,13 @@ const cases: Case[] = [
   { what: 'mirror update --limit-rate abc', args: ['mirror', 'update', v(), '--to', at('m.vol'), '--limit-rate', 'abc'], code: 'invalid-input', mentions: /rate/ },
   { what: 'mirror status of a missing volume', args: ['mirror', 'status', at('nope.vol')], code: 'not-found', mentions: /nope\.vol/ },
   { what: 'replicate pull from a volume without master snapshots', args: ['replicate', 'pull', at('r.vol'), '--from', v()], code: 'invalid-input', mentions: /master/, json: true },
+  // serve nbd: values that would be cut short or overflow a timer, refused before anything is opened
+  { what: 'serve nbd --socket with an empty path', args: ['serve', 'nbd', v(), '--socket', ''], code: 'invalid-input', mentions: /--socket path is empty/ },
+  { what: 'serve nbd --socket longer than a Unix socket path', args: ['serve', 'nbd', v(), '--socket', at(`${'s'.repeat(120)}.sock`)], code: 'invalid-input', mentions: /at most 107 bytes/ },
+  { what: 'serve nbd --socket in a missing directory', args: ['serve', 'nbd', v(), '--socket', at('nodir/v.sock')], code: 'not-found', mentions: /nodir: no such file or directory/ },
+  { what: 'serve nbd --cp-interval of a month', args: ['serve', 'nbd', v(), '--socket', at('v.sock'), '--cp-interval', '2592000'], code: 'usage', mentions: /--cp-interval 2592000 is more than a day/ },
+  { what: 'serve nbd --handshake-timeout of a month', args: ['serve', 'nbd', v(), '--socket', at('v.sock'), '--handshake-timeout', '2592000'], code: 'usage', mentions: /--handshake-timeout 2592000 is more than a day/ },
+  { what: 'serve nbd --export-name longer than NBD allows', args: ['serve', 'nbd', v(), '--socket', at('v.sock'), '--export-name', 'e'.repeat(5000)], code: 'usage', mentions: /--export-name is 5000 bytes/ },
   // catalogs: checked before the dump takes its snapshot and writes its stream
   { what: 'dump with an unreadable catalog', args: ['dump', v(), '--level', '0', '--to', at('never.l0'), '--catalog', at('bad.catalog')], code: 'corrupt', mentions: /bad\.catalog: not a readable imgstream catalog/ },
   { what: 'dump with an empty --catalog', args: ['dump', v(), '--level', '0', '--to', at('never.l0'), '--catalog', ''], code: 'invalid-input', mentions: /catalog path is empty/ },

@@ -43,7 +43,7 @@ describe.skipIf(missing.length > 0)('a snapshot served beside the served volume'
       const twice = await run(process.execPath, [CLI_BIN, 'serve', 'nbd', vol, '--snapshot', 'mon'], { env: { IMGSTREAM_LOCK_DIR: locks } });
       expect(twice.code).not.toBe(0);
       expect(twice.stderr.trim().split('\n')).toHaveLength(1);
-      expect(twice.stderr).toMatch(/already served/);
+      expect(twice.stderr).toMatch(/already served \(choose another --export-name\)/);
       const stopped = await beside.stop();
       expect(stopped.stdout).toMatch(/"servedBy":\s*\d+/);
       await waitFor(async () => (await run('nbdinfo', [beside.info.uri])).code !== 0);
@@ -61,6 +61,22 @@ describe.skipIf(missing.length > 0)('a snapshot served beside the served volume'
     } finally {
       await main.stop();
     }
+  });
+});
+
+describe.skipIf(missing.length > 0)('a snapshot served beside a server that goes away', () => {
+  it('exits 12 with one line when the serving process is killed (a supervisor sees the export is gone)', async () => {
+    const vol = at('w.vol');
+    await cli(['volume', 'create', vol, '--size', String(SIZE)], locks);
+    await cli(['snapshot', 'create', vol, 'tue'], locks);
+    const main = await startServer(vol, ['--socket', at('w.sock')], locks);
+    const beside = await startServer(vol, ['--snapshot', 'tue'], locks);
+    const exited = new Promise<number | null>((resolve) => beside.child.once('exit', (code) => resolve(code)));
+    await main.kill9();
+    expect(await exited).toBe(12);
+    const lines = beside.stderr().trim().split('\n');
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(/^imgstream: .*w\.vol: imgstream process \d+, which served the snapshot export beside the volume, went away/);
   });
 });
 
