@@ -30,7 +30,7 @@ Every connection is logged on stderr, one line per event with time, connection n
     'max-connections': Flags.integer({ helpValue: 'N', description: 'Authenticated connections served at once; more are told "busy" (exit 7 on the client).', default: DEFAULT_MAX_CONNECTIONS, min: 1, max: 10000 }),
     'max-handshakes': Flags.integer({ helpValue: 'N', description: 'Connections still authenticating, apart from --max-connections; one more drops the oldest of them.', default: DEFAULT_MAX_HANDSHAKES, min: 1, max: 10000 }),
     'handshake-timeout': Flags.integer({ helpValue: 'SECONDS', description: 'Time a new connection has for TLS and authentication.', default: DEFAULT_HANDSHAKE_TIMEOUT_MS / 1000, min: 1, max: 600 }),
-    'idle-timeout': Flags.integer({ helpValue: 'SECONDS', description: 'Close a connection after this long without a byte either way.', default: DEFAULT_SERVER_IDLE_MS / 1000, min: 1 }),
+    'idle-timeout': Flags.integer({ helpValue: 'SECONDS', description: 'Close a connection after this long without a byte either way.', default: DEFAULT_SERVER_IDLE_MS / 1000, min: 1, max: 86_400 }),
     'frame-timeout': Flags.integer({ helpValue: 'SECONDS', description: 'Close a connection when a message has not fully arrived this long after its first byte (0: no limit); the default lets a 1 MiB message take a link of 9 KB/s.', default: DEFAULT_FRAME_TIMEOUT_MS / 1000, min: 0 }),
   };
 
