@@ -10,6 +10,7 @@ import type { ImageReader, ImageSource } from './import.js';
 import { preadFully } from './image-compare.js';
 import type { ImageSink } from './export.js';
 import { fsyncUnlessUnsupported } from '../media/file/file-medium.js';
+import { holdsVolume } from './root-reader.js';
 
 const READ_BYTES = 8 << 20;
 
@@ -112,6 +113,7 @@ export function fileSink(file: string, opts: { force: boolean; size: number }): 
   }
   if (st?.isDirectory()) throw new InvalidInputError(`${file}: is a directory`, 'give a file name');
   const device = !!st && (st.isBlockDevice() || st.isCharacterDevice());
+  if (st && (st.isFile() || st.isBlockDevice()) && holdsVolume(file)) throw new InvalidInputError(`${file}: is an imgstream volume; an export never writes over a volume`, 'give the image another name');
   if (st && !device && !opts.force) throw new ExistsError(`${file}: already exists`, 'pass --force to replace it');
   const target = device ? file : path.join(path.dirname(file), `.${path.basename(file)}.imgstream-${process.pid}`);
   let fd: number;

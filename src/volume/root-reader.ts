@@ -1,7 +1,8 @@
 // The root record a volume opens with: the valid one of the two alternating copies with
 // the higher generation (a torn write of one leaves the other), checked against the file.
 import { CorruptError, NotAVolumeError } from '../core/errors.js';
-import { decodeRootRecord, ROOT_RECORD_BYTES, type RootRecord } from '../format/volume-root.js';
+import fs from 'node:fs';
+import { decodeRootRecord, ROOT_MAGIC, ROOT_RECORD_BYTES, type RootRecord } from '../format/volume-root.js';
 import type { BlockFile } from './block-file.js';
 import { validateBlockSize, VolumeLayout } from './layout.js';
 
@@ -44,4 +45,18 @@ function probeBlockSize(file: BlockFile): number {
     if (r.ok && r.record.blockSize === bs) return bs;
   }
   return 0;
+}
+
+/** True when the file starts with a volume's root record magic: outputs given --force never replace one. */
+export function holdsVolume(file: string): boolean {
+  const head = Buffer.alloc(ROOT_MAGIC.length);
+  let fd = -1;
+  try {
+    fd = fs.openSync(file, 'r');
+    return fs.readSync(fd, head, 0, head.length, 0) === head.length && head.toString('latin1') === ROOT_MAGIC;
+  } catch {
+    return false; // unreadable: opening it for writing tells why
+  } finally {
+    if (fd >= 0) fs.closeSync(fd);
+  }
 }

@@ -177,6 +177,10 @@ const cases: Case[] = [
   { what: 'serve nbd --cp-interval of a month', args: ['serve', 'nbd', v(), '--socket', at('v.sock'), '--cp-interval', '2592000'], code: 'usage', mentions: /--cp-interval 2592000 is more than a day/ },
   { what: 'serve nbd --handshake-timeout of a month', args: ['serve', 'nbd', v(), '--socket', at('v.sock'), '--handshake-timeout', '2592000'], code: 'usage', mentions: /--handshake-timeout 2592000 is more than a day/ },
   { what: 'serve nbd --export-name longer than NBD allows', args: ['serve', 'nbd', v(), '--socket', at('v.sock'), '--export-name', 'e'.repeat(5000)], code: 'usage', mentions: /--export-name is 5000 bytes/ },
+  // a volume is never an output, --force or not (a typo in a cron job must not destroy one)
+  { what: 'dump --force onto its own source volume', args: ['dump', v(), '--level', '0', '--snapshot', 's1', '--to', v(), '--force'], code: 'invalid-input', mentions: /v\.vol: is an imgstream volume; a dump never writes over a volume/ },
+  { what: 'dump --force onto another volume', args: ['dump', v(), '--level', '0', '--snapshot', 's1', '--to', at('full.vol'), '--force'], code: 'invalid-input', mentions: /full\.vol: is an imgstream volume/ },
+  { what: 'volume export --force onto a volume', args: ['volume', 'export', v(), '--to', at('full.vol'), '--force'], code: 'invalid-input', mentions: /full\.vol: is an imgstream volume; an export never writes over a volume/ },
   // catalogs: checked before the dump takes its snapshot and writes its stream
   { what: 'dump with an unreadable catalog', args: ['dump', v(), '--level', '0', '--to', at('never.l0'), '--catalog', at('bad.catalog')], code: 'corrupt', mentions: /bad\.catalog: not a readable imgstream catalog/ },
   { what: 'dump with an empty --catalog', args: ['dump', v(), '--level', '0', '--to', at('never.l0'), '--catalog', ''], code: 'invalid-input', mentions: /catalog path is empty/ },

@@ -11,6 +11,7 @@ import { DirectAppender } from '../../fs/direct-appender.js';
 import { writeFully } from '../../fs/direct-io.js';
 import { readAheadBytes, type ReadInto } from '../read-ahead.js';
 import { EarlyWriteback } from '../../fs/writeback.js';
+import { holdsVolume } from '../../volume/root-reader.js';
 
 export function fileTarget(file: string, opts: { force?: boolean } = {}): StreamTarget {
   let st: fs.Stats | null = null;
@@ -21,6 +22,10 @@ export function fileTarget(file: string, opts: { force?: boolean } = {}): Stream
   }
   if (st?.isDirectory()) throw new InvalidInputError(`${file}: is a directory`, 'give a file name, or tape:DIR for a tape directory');
   const device = !!st && (st.isBlockDevice() || st.isCharacterDevice());
+  // a volume (the dump's own source, or any other) is never written over, --force or not
+  if (st && (st.isFile() || st.isBlockDevice()) && holdsVolume(file)) {
+    throw new InvalidInputError(`${file}: is an imgstream volume; a dump never writes over a volume`, 'give the stream another name');
+  }
   if (st && !device && !opts.force) throw new ExistsError(`${file}: already exists`, 'pass --force to replace it');
   if (!device) removeStaleTemp(path.dirname(file), `.${path.basename(file)}.partial-`);
   const partial = device ? file : path.join(path.dirname(file), `.${path.basename(file)}.partial-${process.pid}`);
