@@ -131,6 +131,10 @@ export function fromSystemError(err: unknown, path: string, doing: string): Imgs
       return new InvalidInputError(`${path}: is a directory`);
     case 'ENOSPC':
       return new IoError(`${path}: no space left on the device while ${doing}`);
+    case 'ENAMETOOLONG':
+      return new InvalidInputError(`${path}: file name too long (at most 255 bytes per name)`, 'choose a shorter name');
+    case 'ENOTDIR':
+      return new InvalidInputError(`${path}: a part of the path is not a directory`);
     default:
       return new IoError(`${path}: ${e?.message ?? String(err)} while ${doing}`);
   }

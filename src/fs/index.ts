@@ -6,4 +6,4 @@
 export { EarlyWriteback, WRITEBACK_BYTES } from './writeback.js';
 export { DirectAppender } from './direct-appender.js';
 export { fsyncDirectory, writeFileDurably } from './durable-file.js';
-export { processExists, removeStaleTemp } from './stale-temp.js';
+export { processExists, removeStaleTemp, tempBeside } from './stale-temp.js';

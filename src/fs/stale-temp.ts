@@ -2,8 +2,13 @@
 // a lock file being created: FILE.new-PID, a tape file being written: .fileNNNN.tar.partial-PID)
 // are what a killed writer leaves. The next writer of the same name removes the ones whose
 // process is gone; processExists() is that test, also used for the pins of a server's clients.
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import { InvalidInputError, NotFoundError } from '../core/errors.js';
+
+/** The longest file name (one path component) Linux file systems take. */
+const NAME_MAX = 255;
 
 /** True when a process with this pid exists (one of another user's counts: EPERM). */
 export function processExists(pid: number): boolean {
@@ -30,4 +35,28 @@ export function removeStaleTemp(dir: string, name: string | RegExp): void {
     const pid = typeof name === 'string' ? (n.startsWith(name) ? Number(n.slice(name.length)) : NaN) : Number(name.exec(n)?.[1]);
     if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && !processExists(pid)) fs.rmSync(path.join(dir, n), { force: true });
   }
+}
+
+/**
+ * Where the writer of `file` puts its temporary file, pid aside: `{ dir, prefix }` with
+ * prefix `.BASE.TAG-`, or `.imgstream-TAG-HASH-` (HASH of BASE, the same every run)
+ * when the pid-named file would pass the 255-byte name limit. Refuses, naming `file`, an
+ * empty path, a name already too long, and a directory that does not exist: the
+ * temporary's name must never be what an error shows.
+ */
+export function tempBeside(file: string, tag: string): { dir: string; prefix: string } {
+  if (file === '') throw new InvalidInputError('the output path is empty', 'give a file name');
+  const dir = path.dirname(file);
+  const base = path.basename(file);
+  if (Buffer.byteLength(base) > NAME_MAX) throw new InvalidInputError(`${file}: file name too long (at most ${NAME_MAX} bytes per name)`, 'choose a shorter name');
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(dir);
+  } catch {
+    throw new NotFoundError(`${file}: no such directory ${dir}`, 'create the directory first');
+  }
+  if (!st.isDirectory()) throw new InvalidInputError(`${file}: ${dir} is not a directory`);
+  const long = `.${base}.${tag}-`;
+  const prefix = Buffer.byteLength(long) + 10 <= NAME_MAX ? long : `.imgstream-${tag}-${createHash('sha256').update(base).digest('hex').slice(0, 16)}-`;
+  return { dir, prefix };
 }

@@ -8,7 +8,7 @@ import { CorruptError, ExistsError, NetworkError, fromSystemError } from '../cor
 import { errorOf } from '../format/peer-protocol.js';
 import { checkPeerClientOptions, connectPeer, errorFromWire, formatPeerUrl, parsePeerUrl, type PeerClientOptions } from '../peer/index.js';
 import { noProgress, type Progress } from '../core/progress.js';
-import { removeStaleTemp } from '../fs/stale-temp.js';
+import { removeStaleTemp, tempBeside } from '../fs/stale-temp.js';
 import { writeLogicalBytes } from '../volume/logical-io.js';
 import { Volume } from '../volume/volume.js';
 import type { FileSink } from '../volume/image-io.js';
@@ -92,8 +92,7 @@ export function peerExportAsOf(spec: string, asOf: string, opts: PeerClientOptio
 /** restore --to NEW --as-of TIME --from peer://…/NAME: a new volume with the source's identity and geometry holding the disk. */
 export async function peerRestoreAsOf(spec: string, asOf: string, to: string, opts: PeerClientOptions, progress: Progress = noProgress): Promise<AsOfResult> {
   if (fs.existsSync(to)) throw new ExistsError(`${to}: already exists`, 'restore as of a time into a new volume');
-  const parent = path.dirname(to);
-  const prefix = `.${path.basename(to)}.restoring-`;
+  const { dir: parent, prefix } = tempBeside(to, 'restoring');
   removeStaleTemp(parent, prefix);
   const tmp = path.join(parent, `${prefix}${process.pid}`);
   let vol: Volume | null = null;

@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { BusyError, ExistsError, fromSystemError } from '../core/errors.js';
 import { noProgress, type Progress } from '../core/progress.js';
-import { removeStaleTemp } from '../fs/stale-temp.js';
+import { removeStaleTemp, tempBeside } from '../fs/stale-temp.js';
 import { readLogicalBytes } from '../volume/logical-io.js';
 import { isZero } from '../volume/zero.js';
 import { Volume } from '../volume/volume.js';
@@ -88,8 +88,7 @@ function resultOf(dir: string, point: RecoveryPoint, overlay: Overlay): AsOfResu
 export async function restoreProtectedAsOf(dir: string, asOf: string, to: string, progress: Progress = noProgress): Promise<AsOfResult> {
   if (fs.existsSync(to)) throw new ExistsError(`${to}: already exists`, 'restore as of a time into a new volume');
   return withRecoveryPoint(dir, asOf, async (base, _s, point, overlay) => {
-    const parent = path.dirname(to);
-    const prefix = `.${path.basename(to)}.restoring-`;
+    const { dir: parent, prefix } = tempBeside(to, 'restoring');
     removeStaleTemp(parent, prefix);
     const tmp = path.join(parent, `${prefix}${process.pid}`);
     try {

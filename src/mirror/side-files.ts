@@ -5,17 +5,20 @@
 // transfer stopped, and dropping them (`mirror abandon`).
 import fs from 'node:fs';
 import path from 'node:path';
+import { createHash } from 'node:crypto';
 import { BusyError } from '../core/errors.js';
 import { Volume } from '../volume/volume.js';
 import { VolumeLock } from '../volume/volume-lock.js';
 
 export function sidePaths(volPath: string) {
   const dir = path.dirname(volPath);
-  const base = path.basename(volPath);
+  // `.NAME.` unless that would pass the 255-byte name limit: then a hash of NAME, the same every run
+  const long = `.${path.basename(volPath)}.`;
+  const base = Buffer.byteLength(long) + 16 <= 255 ? long : `.imgstream-${createHash('sha256').update(path.basename(volPath)).digest('hex').slice(0, 16)}.`;
   return {
-    fresh: path.join(dir, `.${base}.mirror-new`),
-    resume: path.join(dir, `.${base}.mirror-transfer`),
-    stage: path.join(dir, `.${base}.mirror-stage`),
+    fresh: path.join(dir, `${base}mirror-new`),
+    resume: path.join(dir, `${base}mirror-transfer`),
+    stage: path.join(dir, `${base}mirror-stage`),
   };
 }
 

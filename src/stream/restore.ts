@@ -19,7 +19,7 @@ import { OccupancyCursor } from '../volume/occupancy.js';
 import { PLANE_ACTIVE } from '../volume/layout.js';
 import { readImageStream, type ReleaseBuffer } from './stream-reader.js';
 import type { KeyOption } from '../crypt/index.js';
-import { removeStaleTemp } from '../fs/stale-temp.js';
+import { removeStaleTemp, tempBeside } from '../fs/stale-temp.js';
 import type { StreamSummary } from './verify.js';
 
 export interface RestoredStream extends StreamSummary {
@@ -133,7 +133,7 @@ async function applyStream(vol: Volume, header: StreamHeader, records: AsyncGene
   // incoming blocks whose VBNs the last CP still holds (a snapshot the source deleted, or a
   // shadow snapshot): kept in a stage file and switched in by the CP
   const stagedBits = new SparseBitmap(vol.layout.wordsPerPlaneBlock);
-  const stage = new StageFile(path.dirname(vol.path), `.${path.basename(display)}.restore-stage-`);
+  const stage = new StageFile(path.dirname(vol.path), tempBeside(display, 'restore-stage').prefix);
   const scratch = Buffer.alloc(bs);
   let claimed = 0; // free VBNs taken for the stream's blocks
   const out: RestoredStream = { stream: name, streamId: header.streamId, level: header.level, base: header.base?.name ?? null, top: header.top.name, snapshots: header.snapshots.map((s) => s.name), blocks: 0, bytes: 0, skippedBlocks: 0, stagedBlocks: 0, separateDropCp: false, dropped: dropping.map((s) => s.name), generation: 0 };
@@ -364,8 +364,7 @@ function createForStream(volumePath: string, header: StreamHeader, name: string)
     throw new NotFoundError(`${name}: ${volumePath} does not exist, and a level ${header.level} stream needs its base snapshot "${header.base.name}"`, 'start the chain with its level 0 stream');
   }
   const v = header.volume;
-  const dir = path.dirname(volumePath);
-  const prefix = `.${path.basename(volumePath)}.restoring-`;
+  const { dir, prefix } = tempBeside(volumePath, 'restoring');
   removeStaleTemp(dir, prefix);
   const tmp = path.join(dir, `${prefix}${process.pid}`);
   fs.rmSync(tmp, { force: true });

@@ -3,6 +3,7 @@
 // when complete, so an interrupted export never leaves a partial file under the name
 // asked for; zero runs become holes (sparse output).
 import fs from 'node:fs';
+import { tempBeside } from '../fs/stale-temp.js';
 import path from 'node:path';
 import { once } from 'node:events';
 import { ExistsError, InvalidInputError, fromSystemError } from '../core/errors.js';
@@ -115,7 +116,8 @@ export function fileSink(file: string, opts: { force: boolean; size: number }): 
   const device = !!st && (st.isBlockDevice() || st.isCharacterDevice());
   if (st && (st.isFile() || st.isBlockDevice()) && holdsVolume(file)) throw new InvalidInputError(`${file}: is an imgstream volume; an export never writes over a volume`, 'give the image another name');
   if (st && !device && !opts.force) throw new ExistsError(`${file}: already exists`, 'pass --force to replace it');
-  const target = device ? file : path.join(path.dirname(file), `.${path.basename(file)}.imgstream-${process.pid}`);
+  const temp = device ? null : tempBeside(file, 'imgstream');
+  const target = temp ? path.join(temp.dir, `${temp.prefix}${process.pid}`) : file;
   let fd: number;
   try {
     fd = fs.openSync(target, device ? 'r+' : 'w');

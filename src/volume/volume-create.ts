@@ -1,6 +1,7 @@
 // Creating a volume: its layout, first root record and zeroed metadata, in a file that
 // appears whole or not at all, or on a block device.
 import fs from 'node:fs';
+import { tempBeside } from '../fs/stale-temp.js';
 import { randomBytes } from 'node:crypto';
 import { ExistsError, InvalidInputError, fromSystemError } from '../core/errors.js';
 import { decodeRootRecord, encodeRootRecord, ROOT_RECORD_BYTES, type RootRecord } from '../format/volume-root.js';
@@ -103,7 +104,8 @@ export function createVolume(path: string, opts: CreateOptions): RootRecord {
     return root;
   }
   // a new file appears whole or not at all: build it under a temporary name, then link it
-  const tmp = `${path}.imgstream-new-${process.pid}`;
+  const temp = tempBeside(path, 'imgstream-new');
+  const tmp = `${temp.dir}/${temp.prefix}${process.pid}`;
   let f: BlockFile | null = null;
   try {
     fs.writeFileSync(tmp, '', { flag: 'wx' });

@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { ExistsError, InvalidInputError, fromSystemError } from '../../core/errors.js';
 import type { MediaPosition, SourceStream, StreamSource, StreamTarget } from '../medium.js';
-import { removeStaleTemp } from '../../fs/stale-temp.js';
+import { removeStaleTemp, tempBeside } from '../../fs/stale-temp.js';
 import { DirectAppender } from '../../fs/direct-appender.js';
 import { writeFully } from '../../fs/direct-io.js';
 import { readAheadBytes, type ReadInto } from '../read-ahead.js';
@@ -27,8 +27,9 @@ export function fileTarget(file: string, opts: { force?: boolean } = {}): Stream
     throw new InvalidInputError(`${file}: is an imgstream volume; a dump never writes over a volume`, 'give the stream another name');
   }
   if (st && !device && !opts.force) throw new ExistsError(`${file}: already exists`, 'pass --force to replace it');
-  if (!device) removeStaleTemp(path.dirname(file), `.${path.basename(file)}.partial-`);
-  const partial = device ? file : path.join(path.dirname(file), `.${path.basename(file)}.partial-${process.pid}`);
+  const temp = device ? null : tempBeside(file, 'partial');
+  if (temp) removeStaleTemp(temp.dir, temp.prefix);
+  const partial = temp ? path.join(temp.dir, `${temp.prefix}${process.pid}`) : file;
   let fd: number;
   try {
     fd = fs.openSync(partial, device ? 'w' : 'wx');
