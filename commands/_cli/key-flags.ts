@@ -4,7 +4,7 @@
 // twice for a dump (both must match), once for a read, and only when a stream turns out
 // to be encrypted with a passphrase. Elsewhere (a script, a pipe) nothing is asked.
 import { Flags } from '@oclif/core';
-import { keyPrompt, readKeySource, typedPassphrase, type KeyOption, type KeySource } from '../../src/crypt/index.js';
+import { keyPrompt, readKeyPair, readKeySource, typedPassphrase, type KeyOption, type KeySource } from '../../src/crypt/index.js';
 import { InvalidInputError, UsageError } from '../../src/core/errors.js';
 import { canPrompt, readHidden } from './passphrase-prompt.js';
 
@@ -12,7 +12,7 @@ export const keyFlags = {
   'key-file': Flags.string({ helpValue: 'FILE', description: 'Key of encrypted streams: a file of 32 bytes, raw, as 64 hex digits or in base64 (e.g. from "openssl rand -hex 32").' }),
   'passphrase-file': Flags.string({
     helpValue: 'FILE',
-    description: 'Passphrase of encrypted streams: the first line of FILE (at least 8 characters), stretched by scrypt. Without this flag or --key-file, on a terminal, the passphrase is asked for (without echo).',
+    description: 'Passphrase of encrypted streams: the first line of FILE (at least 8 characters), stretched by scrypt. Without this flag or --key-file, on a terminal, the passphrase is asked for (without echo). Reading (restore, verify) takes both flags for a chain whose dumps used one or the other; each stream takes the one it was encrypted with.',
   }),
 };
 
@@ -22,6 +22,8 @@ export const encryptFlag = {
 
 /** restore, verify: the key the flags name; without one, a prompt on a terminal, else none. */
 export function keyFromFlags(flags: { 'key-file'?: string; 'passphrase-file'?: string }): KeyOption {
+  // both: a chain whose dumps were encrypted some with the key file, some with the passphrase
+  if (flags['key-file'] !== undefined && flags['passphrase-file'] !== undefined) return readKeyPair({ keyFile: flags['key-file'], passphraseFile: flags['passphrase-file'] });
   const key = readKeySource({ keyFile: flags['key-file'], passphraseFile: flags['passphrase-file'] });
   if (key || !canPrompt()) return key;
   return keyPrompt((stream) => readHidden(`passphrase of ${stream}: `));

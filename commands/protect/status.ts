@@ -31,7 +31,7 @@ export default class ProtectStatus extends ImgstreamCommand {
     const snaps = [...st.base.snapshots, ...st.points.flatMap((p) => p.snapshots)];
     if (snaps.length) this.say(`  snapshots: ${snaps.join(', ')}`);
     for (const d of st.damaged) this.say(`  DAMAGED: ${d}`);
-    this.say(`  shipper: ${st.shipper === null ? 'none' : `pid ${st.shipper}`}`);
+    this.say(`  shipper: ${st.shipperSession ? 'connected through the peer daemon' : st.shipper === null ? 'none' : `pid ${st.shipper}`}`);
     if (flags.points) for (const p of st.points) this.say(`  ${p.time}  ${p.kind === 'base' ? 'base' : `#${p.seq} ${p.kind}, ${p.blocks} blocks`}${p.snapshots.length ? `  snapshots: ${p.snapshots.join(', ')}` : ''}${p.damaged ? '  DAMAGED' : ''}`);
     return st;
   }

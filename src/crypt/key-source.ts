@@ -4,7 +4,7 @@
 // encrypted with one (the CLI types it at a prompt on a terminal). Errors name the file
 // and never show its contents.
 import fs from 'node:fs';
-import { AuthError, fromSystemError, InvalidInputError } from '../core/errors.js';
+import { AuthError, fromSystemError, InvalidInputError, UsageError } from '../core/errors.js';
 
 export type KeySource = { kind: 'key'; key: Buffer; path: string } | { kind: 'passphrase'; passphrase: Buffer; path: string };
 
@@ -19,8 +19,15 @@ export interface KeyPrompt {
   ask: (stream: string) => Promise<Buffer>;
 }
 
-/** What a reader is given: a key source, a prompt, or nothing (encrypted streams refused). */
-export type KeyOption = KeySource | KeyPrompt | null;
+/** Both a key file and a passphrase file, for reading a chain whose dumps used one or the other: each stream takes the one it was encrypted with. */
+export interface KeyPair {
+  kind: 'pair';
+  key: KeySource & { kind: 'key' };
+  passphrase: KeySource & { kind: 'passphrase' };
+}
+
+/** What a reader is given: a key source (or both kinds), a prompt, or nothing (encrypted streams refused). */
+export type KeyOption = KeySource | KeyPair | KeyPrompt | null;
 
 export const KEY_BYTES = 32;
 export const MIN_PASSPHRASE = 8;
@@ -45,8 +52,13 @@ export function parseKeyFile(bytes: Buffer, path: string): Buffer {
   throw new InvalidInputError(`${path}: not a key file (it must hold 32 bytes: raw, as 64 hex digits, or in base64)`, 'make one with: head -c 32 /dev/urandom > FILE, or openssl rand -hex 32 > FILE');
 }
 
+/** Both files given, for a read: a pair (each stream of a chain takes the one it was encrypted with). */
+export function readKeyPair(opts: { keyFile: string; passphraseFile: string }): KeyPair {
+  return { kind: 'pair', key: readKeySource({ keyFile: opts.keyFile }) as KeyPair['key'], passphrase: readKeySource({ passphraseFile: opts.passphraseFile }) as KeyPair['passphrase'] };
+}
+
 export function readKeySource(opts: { keyFile?: string; passphraseFile?: string }): KeySource | null {
-  if (opts.keyFile !== undefined && opts.passphraseFile !== undefined) throw new InvalidInputError('give either a key file or a passphrase file, not both');
+  if (opts.keyFile !== undefined && opts.passphraseFile !== undefined) throw new UsageError('give either a key file or a passphrase file to encrypt with, not both');
   if (opts.keyFile !== undefined) return { kind: 'key', key: parseKeyFile(readSecret(opts.keyFile, 'key file'), opts.keyFile), path: opts.keyFile };
   if (opts.passphraseFile !== undefined) {
     const raw = readSecret(opts.passphraseFile, 'passphrase file').toString('utf8');
@@ -73,7 +85,8 @@ export function keyPrompt(ask: (stream: string) => Promise<string>): KeyPrompt {
  * The key source to open `stream` with: `key` itself, or the passphrase its prompt gives
  * (asked only when the stream was encrypted with a passphrase: `withPassphrase`).
  */
-export async function resolveKey(key: KeySource | KeyPrompt, withPassphrase: boolean, stream: string): Promise<KeySource> {
+export async function resolveKey(key: KeySource | KeyPair | KeyPrompt, withPassphrase: boolean, stream: string): Promise<KeySource> {
+  if (key.kind === 'pair') return withPassphrase ? key.passphrase : key.key;
   if (key.kind !== 'prompt') return key;
   if (!withPassphrase) throw new AuthError(`${stream}: the stream was encrypted with a key file`, 'give --key-file FILE, as given to dump');
   return { kind: 'passphrase', passphrase: await key.ask(stream), path: 'the passphrase typed' };

@@ -60,6 +60,7 @@ export class LocalProtectDestination implements ProtectDestination {
     const fresh = !fs.existsSync(path.join(this.dir, STATE_FILE));
     if (fresh) {
       try {
+        fs.mkdirSync(path.dirname(path.resolve(this.dir)), { recursive: true }); // created on the first transfer, with its parents
         fs.mkdirSync(this.dir);
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw fromSystemError(err, this.dir, 'creating the protection destination');

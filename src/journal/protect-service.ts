@@ -90,7 +90,9 @@ export function registerProtectServices(): void {
   registerPeerService('protect.ship', (ch, hello, ctx) => ship(ch, hello, ctx.path, ctx.log));
   registerPeerService('protect.status', async (ch, _hello, ctx) => {
     const status = protectStatus(ctx.path);
-    await ch.send({ type: 'status', status });
+    // the daemon itself holds a destination for the shipper of one of its sessions: its pid is no shipper's
+    const viaSession = status.shipper === process.pid;
+    await ch.send({ type: 'status', status: viaSession ? { ...status, shipper: null, shipperSession: true } : status });
   });
   // the disk as of a time, as a raw image: { type: 'image', size, source }, then
   // { type: 'data', offset } messages with the non-zero pieces, then { type: 'done', result }

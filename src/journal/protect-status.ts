@@ -25,6 +25,8 @@ export interface ProtectStatus {
   foldingTo: number | null;
   /** pid of the shipper holding the destination, or null. */
   shipper: number | null;
+  /** Set (for a destination on a peer daemon) when a shipper holds it through one of the daemon's sessions: its pid is on another machine. */
+  shipperSession?: boolean;
 }
 
 const iso = (ms: number) => new Date(ms).toISOString();

@@ -109,7 +109,13 @@ export function keptOf(err: unknown): { bytes: number; files: string[] } | null 
  * update resumes it, `mirror abandon` drops it.
  */
 export function withKeptHint(err: ImgstreamError, kept: { bytes: number; files: string[] }, volume: string, destination: string): ImgstreamError {
-  const hint = `the destination keeps ${formatSize(kept.bytes)} of this transfer (${kept.files.join(', ')}) to resume from: free space there and run the update again, or drop it with: imgstream mirror abandon ${volume} --to ${destination}`;
+  const abandon = `imgstream mirror abandon ${volume} --to ${destination}`;
+  // the mirror volume itself is full: it holds its old blocks until the update's CP, so an update that replaces
+  // most of the disk (its base snapshot deleted on the source) cannot fit; a new mirror can
+  const hint =
+    err.code === 'volume-full'
+      ? `the mirror must hold its current blocks and the ${formatSize(kept.bytes)} this update replaces them with until its CP, and has no room for both: drop this transfer (${abandon}), move the mirror aside, and update again into a new mirror (a full copy)`
+      : `the destination keeps ${formatSize(kept.bytes)} of this transfer (${kept.files.join(', ')}) to resume from: free space there and run the update again, or drop it with: ${abandon}`;
   return errorOfCode(err.code, err.message, hint, err.details) as ImgstreamError;
 }
 

@@ -177,6 +177,10 @@ const cases: Case[] = [
   { what: 'serve nbd --cp-interval of a month', args: ['serve', 'nbd', v(), '--socket', at('v.sock'), '--cp-interval', '2592000'], code: 'usage', mentions: /--cp-interval 2592000 is more than a day/ },
   { what: 'serve nbd --handshake-timeout of a month', args: ['serve', 'nbd', v(), '--socket', at('v.sock'), '--handshake-timeout', '2592000'], code: 'usage', mentions: /--handshake-timeout 2592000 is more than a day/ },
   { what: 'serve nbd --export-name longer than NBD allows', args: ['serve', 'nbd', v(), '--socket', at('v.sock'), '--export-name', 'e'.repeat(5000)], code: 'usage', mentions: /--export-name is 5000 bytes/ },
+  // a new tape too small for one tape file: refused, and the tape directory is not made
+  { what: 'dump to a --new-tape too small for a tape file', args: ['dump', v(), '--level', '0', '--snapshot', 's1', '--to', `tape:${at('newtape')}`, '--new-tape', '--tape-size', '1K'], code: 'invalid-input', mentions: /newtape is too small/ },
+  // a blank medium: zeros where a tape file begins (tar would read on to the end of the medium: for ever here)
+  { what: 'verify of a blank tape device', args: ['verify', 'tape:/dev/zero'], code: 'corrupt', mentions: /tape \/dev\/zero: blank: zeros where a tape file begins/ },
   // a volume is never an output, --force or not (a typo in a cron job must not destroy one)
   { what: 'dump --force onto its own source volume', args: ['dump', v(), '--level', '0', '--snapshot', 's1', '--to', v(), '--force'], code: 'invalid-input', mentions: /v\.vol: is an imgstream volume; a dump never writes over a volume/ },
   { what: 'dump --force onto another volume', args: ['dump', v(), '--level', '0', '--snapshot', 's1', '--to', at('full.vol'), '--force'], code: 'invalid-input', mentions: /full\.vol: is an imgstream volume/ },

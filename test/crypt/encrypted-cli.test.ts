@@ -88,6 +88,21 @@ describe('encrypted streams through the CLI', { timeout: 90_000 }, () => {
     dump(src, 0, 's2', p0, path.join(root, 'catalog.pass.json'), ['--encrypt', '--passphrase-file', pass], o);
     ok(['verify', p0, '--passphrase-file', pass], o);
     expectOneLineError(await runCliAsync(['verify', p0, '--key-file', key], o), 'verify a passphrase stream with a key file', 11, /pass\.l0: the stream was encrypted with a passphrase/);
+    // a chain whose level 0 used the key file and level 1 the passphrase: both flags read it in one go
+    const mixedCat = path.join(root, 'catalog.mixed.json');
+    const m0 = path.join(root, 'mixed.l0');
+    const m1 = path.join(root, 'mixed.l1');
+    dump(src, 0, 's1', m0, mixedCat, ['--encrypt', '--key-file', key], o);
+    dump(src, 1, 's2', m1, mixedCat, ['--encrypt', '--passphrase-file', pass], o);
+    ok(['verify', m0, m1, '--key-file', key, '--passphrase-file', pass], o);
+    const mixed = path.join(root, 'mixed.vol');
+    ok(['restore', '--from', m0, '--from', m1, '--to', mixed, '--key-file', key, '--passphrase-file', pass], o);
+    expect(await exportShas(mixed, ['s1', 's2'], o)).toEqual(srcShas);
+    ok(['restore', '--to', path.join(root, 'mixed-as-of.vol'), '--as-of', 's2', '--catalog', mixedCat, '--key-file', key, '--passphrase-file', pass], o);
+    expect(await exportShas(path.join(root, 'mixed-as-of.vol'), ['s1', 's2'], o)).toEqual(srcShas);
+    // encrypting takes one of them: both is a usage error, before anything is dumped
+    expectOneLineError(await runCliAsync(['dump', src, '-l', '0', '-s', 's1', '--to', path.join(root, 'both.l0'), '--catalog', mixedCat, '--encrypt', '--key-file', key, '--passphrase-file', pass], o), 'dump with both', 2, /either a key file or a passphrase file to encrypt with, not both/);
+    expect(fs.existsSync(path.join(root, 'both.l0'))).toBe(false);
   });
 
   it('round-trips through a pipe and a tape directory', async () => {

@@ -126,7 +126,7 @@ describe.skipIf(missing.length > 0)(`protection across a link outage${missing.le
   it('ships one journal with one protect at a time, and a destination left behind while another was fed gets every block, exactly', async () => {
     // a 4M journal: 1 MiB segments, trimmed as B acknowledges them, past where A ends
     const { vol, base, server, dest: destA } = await setup('two', '4M');
-    const destB = at('two-b.cdp');
+    const destB = at('nested/deeper/two-b.cdp'); // created with its parents on the first transfer
     let a = startProtect(vol, destA, ['--interval', '250ms'], env);
     await a.waitFor((e) => e.event === 'seed');
     const first = await runWriter(server.info.uri, ['--seconds', '0.3', '--seed', '61', '--pause-ms', '2', '--aligned']);
@@ -136,7 +136,7 @@ describe.skipIf(missing.length > 0)(`protection across a link outage${missing.le
     expect(second.code, second.stderr).toBe(7);
     expect(second.stderr.trim().split('\n')).toHaveLength(1);
     expect(second.stderr).toMatch(/write journal is in use by imgstream process \d+/);
-    expect(fs.existsSync(destB), 'nothing created').toBe(false);
+    expect(fs.existsSync(at('nested')), 'nothing created').toBe(false);
     expect((await a.stop()).code).toBe(0);
     // A stopped; B fed for a while (the journal trimmed behind B)
     const b = startProtect(vol, destB, ['--interval', '250ms'], env);
@@ -192,8 +192,9 @@ describe.skipIf(missing.length > 0)(`protection across a link outage${missing.le
     // nothing written for a while: the window still reaches almost now, and as of then is the disk after the last write
     const quietFrom = Date.now();
     await new Promise((r) => setTimeout(r, 2500));
-    const quiet = JSON.parse((await cli(['protect', 'status', url, '--token-file', token, '--plain', '--json'], locks)).stdout) as { window: { end: string } };
+    const quiet = JSON.parse((await cli(['protect', 'status', url, '--token-file', token, '--plain', '--json'], locks)).stdout) as { window: { end: string }; shipper: number | null; shipperSession?: boolean };
     expect(Date.parse(quiet.window.end), 'the window moved on while nothing was written').toBeGreaterThan(quietFrom);
+    expect([quiet.shipper, quiet.shipperSession], 'the shipper is behind a daemon session, not the daemon\'s pid').toEqual([null, true]);
     await cli(['volume', 'export', url, '--as-of', quiet.window.end, '--token-file', token, '--plain', '--to', at('d-quiet.raw')], locks);
     expect(fs.readFileSync(at('d-quiet.raw')).equals(modelAt(base, [...before.log, ...down.log, ...after.log], Infinity)!)).toBe(true);
     expect((await shipper.stop()).code).toBe(0);

@@ -163,6 +163,11 @@ describe('spanning tapes', () => {
     const swapped = tapeSource({ tapes: [tapes[0], tapes[2], tapes[1]], file: 2 });
     await expect(readAll([swapped])).rejects.toThrow(InvalidInputError);
     await expect(readAll([tapeSource({ tapes: [tapes[0], tapes[2], tapes[1]], file: 2 })])).rejects.toThrow(/\(tape 3 of dump b\) is given as tape 2 of the set, but must come right after tape .* \(tape 2 of that dump\)/);
+
+    // a tape of another set after a complete one: refused before anything is read, never skipped in silence
+    const lone = freshDir('lone');
+    await dump({ tapes: [lone], streamId: 'lone' }, streamBytes(3000, 9));
+    await expect(readAll([tapeSource({ tapes: [lone, tapes[1]] })])).rejects.toThrow(/\(tape 2 of dump b\) is given after tape .*lone-\d+, but continues a dump none of whose earlier tapes was given: it is not part of this set/);
   });
 
   it('starts a dump on the next tape when the first is too full for a tape file', async () => {

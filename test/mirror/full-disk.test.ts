@@ -97,3 +97,36 @@ describe.runIf(canMount)('mirror into a file system that fills up', () => {
     }
   }, 60_000);
 });
+
+describe('the mirror volume itself full', () => {
+  it('an update replacing most of the disk after the source deleted the base says to start a new mirror, and that works', () => {
+    const vol = at('tight.vol');
+    const mirror = at('tight.mirror');
+    const raw = at('tight.raw');
+    const image = writeImage(raw, 1536, BS, 21, 0); // 6 MiB of data in an 8 MiB disk of a 10 MiB volume
+    cliOk(['volume', 'create', vol, '--size', '8M', '--volume-size', '10M'], { env });
+    cliOk(['volume', 'import', vol, '--from', raw], { env });
+    cliOk(['snapshot', 'create', vol, 's1'], { env });
+    cliOk(['mirror', 'update', vol, '--to', mirror], { env });
+    // the source deletes every snapshot, the mirror's base too, then rewrites the disk a MiB at a time
+    for (const s of cliJson<{ snapshots: Array<{ name: string }> }>(['snapshot', 'list', vol], { env }).snapshots) cliOk(['snapshot', 'delete', vol, s.name], { env });
+    const next = writeImage(at('tight2.raw'), 1536, BS, 22, 0);
+    for (let mib = 1; mib <= 6; mib++) {
+      image.set(next.subarray((mib - 1) << 20, mib << 20), (mib - 1) << 20);
+      fs.writeFileSync(raw, image);
+      cliOk(['volume', 'import', vol, '--from', raw], { env });
+    }
+    cliOk(['snapshot', 'create', vol, 's2'], { env });
+    const full = runCli(['mirror', 'update', vol, '--to', mirror], { env });
+    expect(full.code, full.stderr).toBe(8);
+    const lines = full.stderr.trim().split('\n');
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(/volume is full/);
+    expect(lines[0]).toMatch(/has no room for both: drop this transfer \(imgstream mirror abandon .* --to .*tight\.mirror\), move the mirror aside, and update again into a new mirror/);
+    // as the hint says
+    cliOk(['mirror', 'abandon', vol, '--to', mirror], { env });
+    fs.renameSync(mirror, at('tight.mirror.old'));
+    cliOk(['mirror', 'update', vol, '--to', mirror], { env });
+    expect(active(mirror)).toBe(sha256(Buffer.concat([image, Buffer.alloc(2 << 20)])));
+  });
+});

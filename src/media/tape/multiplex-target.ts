@@ -325,8 +325,10 @@ export class MultiplexTapeWriter {
       if (kind === 'directory') {
         const dir = path.resolve(tape);
         if (this.closed.some((c) => c.kind === 'directory' && path.resolve(c.tape) === dir)) throw new InvalidInputError(`tape ${tape} is given twice for one dump`, 'give each tape directory once: tape:DIR1,DIR2,...');
-        removeStalePartials(tape);
-        files = listTapeFiles(tape);
+        if (fs.existsSync(tape)) {
+          removeStalePartials(tape);
+          files = listTapeFiles(tape);
+        }
       }
       if (continuation && files.length > 0) {
         throw new InvalidInputError(`tape ${tape} already holds ${files.length} tape file(s): the multiplexed dump continued from tape ${this.closed[this.closed.length - 1].tape} needs an empty tape`, 'give an empty tape (a new directory) as the next tape');

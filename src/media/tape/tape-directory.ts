@@ -27,7 +27,8 @@ export function tapeFileName(n: number): string {
 
 /**
  * What `p` is as a tape: a directory or a character device (a tape drive). A missing
- * path becomes a new directory when `create`, else it is an error.
+ * path is a new directory when `create` (made by createPartial, when the first tape file
+ * is written: a dump refused before that leaves nothing), else it is an error.
  */
 export function tapeKind(p: string, create: boolean): TapeKind {
   let st: fs.Stats;
@@ -38,11 +39,6 @@ export function tapeKind(p: string, create: boolean): TapeKind {
       // a mistyped drive name must not become a directory under /dev
       if (!create || path.resolve(p).startsWith('/dev/')) {
         throw new NotFoundError(`tape ${p}: no such directory or device`, create ? 'give a tape device such as /dev/nst0' : 'give an existing tape directory or device, or --new-tape to make a new tape directory');
-      }
-      try {
-        fs.mkdirSync(p, { recursive: true });
-      } catch (e) {
-        throw fromSystemError(e, p, 'creating the tape directory');
       }
       return 'directory';
     }
@@ -91,6 +87,11 @@ export function removeStalePartials(dir: string): void {
 
 /** Creates a new partial tape file (numbered from `number` up to the first free name) and opens it. */
 export function createPartial(dir: string, number: number): { path: string; fd: number } {
+  try {
+    fs.mkdirSync(dir, { recursive: true }); // a new tape (--new-tape)
+  } catch (err) {
+    throw fromSystemError(err, dir, 'creating the tape directory');
+  }
   for (let n = number; ; n++) {
     const p = path.join(dir, `.${tapeFileName(n)}.partial-${process.pid}`);
     try {

@@ -3,11 +3,13 @@
 // (a bad header checksum, a truncated archive, members out of order) is a CorruptError
 // naming the tape file; a failing read is the operating system's error.
 import fs from 'node:fs';
+import { Transform } from 'node:stream';
 import tar from 'tar-stream';
 import { CorruptError, ImgstreamError, InvalidInputError, fromSystemError } from '../../core/errors.js';
 import {
   MAX_META_BYTES,
   MAX_RECORD_SIZE,
+  TAR_BLOCK,
   type TapeClosing,
   type TapeLabel,
   decodeClosing,
@@ -15,6 +17,7 @@ import {
   parseMemberName,
 } from './tape-format.js';
 import { decodeMultiplexLabel, type MultiplexLabel } from './multiplex-format.js';
+import { isZeroBlock } from './tar-header.js';
 import { ambiguousVolumes, followStream, type MultiplexSelection, type SequentialMember } from './multiplex-sequential.js';
 
 export interface TapeFileRef {
@@ -49,9 +52,14 @@ function openArchive(ref: TapeFileRef, highWaterMark: number) {
     ioError = err;
     extract.destroy(err);
   });
-  input.pipe(extract);
+  // a tape file begins with a tar header; zeros there are a blank (or erased) medium, where
+  // tar-stream would read on for the next header to the end of the medium (for ever on /dev/zero)
+  const guard = blankGuard(ref);
+  guard.on('error', (err) => extract.destroy(err));
+  input.pipe(guard).pipe(extract);
   const close = () => {
     input.destroy();
+    guard.destroy();
     extract.destroy();
   };
   const asReadError = (err: unknown): ImgstreamError => {
@@ -64,6 +72,32 @@ function openArchive(ref: TapeFileRef, highWaterMark: number) {
     return new CorruptError(`${ref.name}: damaged tape file (${message})`, DAMAGE_HINT);
   };
   return { extract, close, asReadError };
+}
+
+/** Passes the tape file through, failing it when its first block is all zeros. */
+function blankGuard(ref: TapeFileRef): Transform {
+  let head: Buffer | null = Buffer.alloc(0);
+  const check = (t: Transform, more: Buffer | null, done: (err?: Error | null) => void) => {
+    if (more) head = Buffer.concat([head!, more]);
+    if (head!.length < TAR_BLOCK && more) return done();
+    const first = head!;
+    head = null;
+    if (first.length >= TAR_BLOCK && isZeroBlock(first.subarray(0, TAR_BLOCK))) {
+      return done(new CorruptError(`${ref.name}: blank: zeros where a tape file begins (a blank or erased tape, or not a tape written by imgstream)`, 'check the tape and its position (mt status)'));
+    }
+    t.push(first);
+    done();
+  };
+  return new Transform({
+    transform(chunk: Buffer, _enc, done) {
+      if (head === null) return done(null, chunk);
+      check(this, chunk, done);
+    },
+    flush(done) {
+      if (head === null) return done();
+      check(this, null, done);
+    },
+  });
 }
 
 /** The members after the first, as followStream reads them. */

@@ -23,7 +23,8 @@ function describe(t: TapeEnds, label: TapeLabel): string {
  * Refuses a set whose tapes are out of order or miss one in the middle of a dump: every
  * tape whose first tape file continues a dump must come right after the tape that holds
  * the dump's previous tape. A continuation whose earlier tapes were not given at all is
- * left to the reader (it skips it: the tape's later dumps can still be read).
+ * refused after another tape (it is not part of the set), and left to the reader when it
+ * is the first tape given (it skips it: the tape's later dumps can still be read).
  */
 export async function checkTapeOrder(tapes: string[], kinds: TapeKind[]): Promise<void> {
   if (tapes.length < 2) return;
@@ -64,6 +65,13 @@ export async function checkTapeOrder(tapes: string[], kinds: TapeKind[]): Promis
       throw new NotFoundError(
         `tape ${f.sequence - 1} of dump ${f.streamId} was not given: ${describe(ends[i], f)} continues it`,
         `give every tape of the dump in order${order.length ? `, starting tape:${order.join(',')}` : ''}`,
+      );
+    }
+    // after another tape it belongs to no dump given (first, it may be read for the dumps that start on it)
+    if (i > 0) {
+      throw new InvalidInputError(
+        `${describe(ends[i], f)} is given after tape ${ends[i - 1].dir}, but continues a dump none of whose earlier tapes was given: it is not part of this set`,
+        `give the tapes of one set in order from its first; a dump that starts on ${ends[i].dir} reads alone: tape:${ends[i].dir}#N`,
       );
     }
   }

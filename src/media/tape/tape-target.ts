@@ -160,8 +160,10 @@ export function tapeTarget(opts: TapeTargetOptions): StreamTarget {
         if (closed.some((c) => c.kind === 'directory' && path.resolve(c.tape) === dir)) {
           throw new InvalidInputError(`tape ${tape} is given twice for one dump`, 'give each tape directory once: tape:DIR1,DIR2,...');
         }
-        removeStalePartials(tape);
-        files = listTapeFiles(tape);
+        if (fs.existsSync(tape)) {
+          removeStalePartials(tape);
+          files = listTapeFiles(tape);
+        }
       }
       if (continuation && files.length > 0) {
         throw new InvalidInputError(
