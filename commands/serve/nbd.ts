@@ -9,7 +9,7 @@ import { MAX_STRING_BYTES } from '../../src/format/nbd-protocol.js';
 
 export default class ServeNbd extends ImgstreamCommand {
   static override summary = 'Serve a volume to NBD clients (qemu-img, qemu-io, nbdcopy, nbd-client).';
-  static override description = `Offers the volume's active file system, or one snapshot, as an NBD export (fixed newstyle negotiation) on a TCP address or a Unix socket, to any number of connections at once. Writes go to free blocks (write-anywhere) and become part of the volume at a consistency point: FLUSH and FUA writes are answered only after one, one is taken every --cp-interval seconds when something changed, and one on SIGINT or SIGTERM before the server exits. Trim and write-zeroes unmap whole blocks; unaligned reads and writes of any size are served (partial blocks are merged). A snapshot export, or --readonly, refuses writes with EPERM. When the server is ready it prints the URI clients connect to (with --json, one JSON line), and a summary when it stops. There is no TLS and no authentication: listen on localhost or a Unix socket unless the network is trusted.
+  static override description = `Offers the volume's active file system, or one snapshot, as an NBD export (fixed newstyle negotiation) on a TCP address or a Unix socket, to any number of connections at once. Writes go to free blocks (write-anywhere) and become part of the volume at a consistency point: FLUSH and FUA writes are answered only after one, one is taken every --cp-interval seconds when something changed, and one on SIGINT or SIGTERM before the server exits. Trim and write-zeroes unmap whole blocks; unaligned reads and writes of any size are served (partial blocks are merged). A snapshot export, or --readonly, refuses writes with EPERM. When the server is ready it prints the URI clients connect to, and a summary when it stops (with --json, one JSON line each). There is no TLS and no authentication: listen on localhost or a Unix socket unless the network is trusted.
 
 Clients that negotiate structured replies get unmapped ranges as holes (no data sent; DF is honoured) and may ask for block status, answered from the volume's metadata without reading data: base:allocation (holes and data, as nbdinfo --map and qemu-img map show), and imgstream:image:EXPR, a storage image in logical addresses: 1 for a block whose data is in the image, 0 for one mapped outside it, 2 for an unmapped block (reads as zeros). EXPR is evaluated once per connection, when the client selects the context; a bad one is refused at negotiation with the reason (LIBNBD_DEBUG=1 shows it). Incremental backup with stock clients: keep a raw copy of snapshot S (volume export VOL@S), then for each extent of nbdinfo --json --map='imgstream:image:active - S' copy the 1s into it (qemu-img convert -n with driver=raw,offset=,size= on both sides) and zero the 2s (qemu-io -c "write -z OFF LEN"); the README has the script. A write whose data equals what the block holds keeps the block where it is (no allocation, no mark-on-allocate bit), so copying a mostly identical image over the disk leaves the next incremental at what differs. A client must complete the handshake within --handshake-timeout seconds; an option longer than 64 KiB drops it.
 
@@ -32,7 +32,7 @@ While it serves, other imgstream commands on the same volume go through the serv
   ];
   static override args = { volume: Args.string({ description: 'Volume file or block device.', required: true }) };
   static override flags = {
-    listen: Flags.string({ helpValue: 'HOST:PORT', char: 'l', description: 'TCP address to listen on (port 0: any free port). Default 127.0.0.1:10809.', exclusive: ['socket'] }),
+    listen: Flags.string({ helpValue: 'HOST:PORT', char: 'l', description: 'TCP address to listen on (port 0: any free port; HOST alone: the NBD port 10809; :PORT alone: 127.0.0.1). Default 127.0.0.1:10809.', exclusive: ['socket'] }),
     socket: Flags.string({ helpValue: 'PATH', char: 's', description: 'Unix socket to listen on instead of TCP (a path of at most 107 bytes, in an existing directory).', exclusive: ['listen'] }),
     snapshot: Flags.string({ helpValue: 'NAME', description: 'Serve this snapshot, read-only.' }),
     readonly: Flags.boolean({ char: 'r', description: 'Refuse writes (EPERM).' }),
@@ -84,6 +84,11 @@ While it serves, other imgstream commands on the same volume go through the serv
       process.off('SIGINT', onSignal);
       process.off('SIGTERM', onSignal);
     }
+  }
+
+  /** With --json the summary at stop is one line too, like the "listening" line: the output is JSON lines. */
+  override logJson(json: unknown): void {
+    process.stdout.write(`${JSON.stringify(json)}\n`);
   }
 
   /** The line scripts wait for: clients may connect once it is printed. */

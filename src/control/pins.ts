@@ -73,8 +73,8 @@ export class PinTable {
     if (h.length === 0) return;
     const pids = [...new Set(h.map((x) => (x.pid === null ? 'unknown' : String(x.pid))))];
     throw new BusyError(
-      `${volume}: snapshot "${e.name}" is pinned by imgstream process${pids.length > 1 ? 'es' : ''} ${pids.join(', ')} (reading it) and cannot be ${doing}`,
-      'wait for the dump or export to finish, or stop it',
+      `${volume}: snapshot "${e.name}" is pinned by imgstream process${pids.length > 1 ? 'es' : ''} ${pids.join(', ')} (reading or serving it) and cannot be ${doing}`,
+      'wait for the dump, export or transfer to finish, or stop that process (a snapshot served beside the volume: stop its serve nbd --snapshot)',
     );
   }
 

@@ -65,7 +65,8 @@ export async function multiplexDump(volumes: string[], tape: MultiplexTape, opts
   } catch (err) {
     progress.stop();
     // nothing was published: say why each source failed when that is the cause
-    const failures = settled.map((s, i) => (s.status === 'rejected' ? `${volumes[i]}: ${(s.reason as Error).message}` : null)).filter((x) => x !== null);
+    // a message that names its volume already is not prefixed again
+    const failures = settled.map((s, i) => (s.status === 'rejected' ? named(volumes[i], (s.reason as Error).message) : null)).filter((x) => x !== null);
     // the tape failed (full, an I/O error): every source failed of it, say it once
     const ofTape = settled.every((s) => s.status === 'rejected' && (s.reason as Error).message === (err as Error).message);
     if (err instanceof ImgstreamError && failures.length === volumes.length && !ofTape) {
@@ -115,4 +116,8 @@ function sharedProgress(progress: Progress, label: string, n: number): Progress[
       if (shown) progress.update(sum(done));
     },
   }));
+}
+
+function named(volume: string, message: string): string {
+  return message.startsWith(`${volume}: `) ? message : `${volume}: ${message}`;
 }

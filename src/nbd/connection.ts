@@ -323,7 +323,9 @@ export class NbdConnection {
         },
         (err) => {
           if (!(err instanceof MetaContextError)) this.exp.reportProblem(`metadata context: ${(err as Error)?.stack ?? String(err)}`);
-          this.optionError(option, REP_ERR_INVALID, err instanceof Error ? err.message : String(err));
+          // the reason with its hint, as the CLI would print them (`image` says the same)
+          const hint = err instanceof MetaContextError && err.hint ? ` (${err.hint})` : '';
+          this.optionError(option, REP_ERR_INVALID, `${err instanceof Error ? err.message : String(err)}${hint}`);
         },
       )
       .finally(() => {

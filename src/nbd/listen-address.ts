@@ -12,6 +12,7 @@ export type ListenAddress = { host: string; port: number; socket?: undefined } |
 /** "HOST:PORT", "[IPv6]:PORT", ":PORT" (localhost) or "HOST" (port 10809). Port 0 picks a free port. */
 export function parseListenAddress(text: string): ListenAddress {
   const bad = () => new InvalidInputError(`invalid listen address "${text}"`, 'use HOST:PORT, e.g. 127.0.0.1:10809, [::1]:10809 or 0.0.0.0:10809');
+  if (text.trim() === '') throw bad();
   let host: string;
   let portText: string | undefined;
   const v6 = /^\[([^\]]+)\](?::(\d+))?$/.exec(text);

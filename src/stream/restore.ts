@@ -44,14 +44,16 @@ export interface RestoreResult {
 }
 
 /** Refuses a stream that cannot go onto this volume, before any block is written. */
-function checkFits(vol: Volume, h: StreamHeader, name: string, display: string): void {
+function checkFits(vol: Volume, h: StreamHeader, name: string, display: string, createdHere = false): void {
   const r = vol.rootRecord;
   if (h.volume.uuid !== r.uuid) throw new InvalidInputError(`${name}: stream is of another volume (${h.volume.uuid}), not ${display} (${r.uuid})`, 'restore it into a new volume, or pick the streams of this volume');
   if (h.volume.blockSize !== r.blockSize || h.volume.nblocks !== r.nblocks || h.volume.logicalSize !== r.logicalSize) {
     throw new InvalidInputError(`${name}: stream geometry (block size ${h.volume.blockSize}, ${h.volume.nblocks} blocks) differs from ${display} (block size ${r.blockSize}, ${r.nblocks} blocks)`);
   }
   if (h.base === null) {
-    throw new InvalidInputError(`${name}: a level ${h.level} full stream restores only into a new volume, and ${display} exists`, 'give --to a path that does not exist yet');
+    // a second full stream in the chain given (the first one made the volume), or a volume there already
+    if (createdHere) throw new InvalidInputError(`${name}: a second level ${h.level} full stream in the chain: a chain has one, first`, 'give one chain: its level 0, then the incrementals in order');
+    throw new ExistsError(`${name}: a level ${h.level} full stream restores only into a new volume, and ${display} exists`, 'give --to a path that does not exist yet');
   }
   const base = vol.snapshots().find((s) => s.id === h.base!.id);
   if (!base || base.name !== h.base.name || base.generation !== h.base.generation) {
@@ -109,7 +111,10 @@ async function applyStream(vol: Volume, header: StreamHeader, records: AsyncGene
   const carried = new Map(header.snapshots.map((s) => [s.id, s] as const));
   const own = header.base ? vol.snapshots().filter((x) => x.id > header.base!.id && !(carried.get(x.id)?.name === x.name && carried.get(x.id)?.generation === x.generation)) : [];
   if (own.length > 0) {
-    throw new InvalidInputError(`${name}: ${display} has snapshot${own.length > 1 ? 's' : ''} ${own.map((x) => `"${x.name}"`).join(', ')} taken after its base snapshot "${header.base!.name}", which the source never had`, 'delete them (export them first to keep their data), or restore into a new volume');
+    throw new InvalidInputError(
+      `${name}: ${display} has snapshot${own.length > 1 ? 's' : ''} ${own.map((x) => `"${x.name}"`).join(', ')} taken after this stream's base snapshot "${header.base!.name}" that the stream does not bring (a later stream of the chain was restored already, or they were taken on ${display})`,
+      'restore the streams in order, each once; snapshots taken on the volume: delete them (export them first to keep their data), or restore into a new volume',
+    );
   }
   for (const s of header.snapshots) {
     const e = existing.get(s.id);
@@ -320,7 +325,7 @@ export async function restoreStreams(sources: StreamSource[], volumePath: string
             vol = Volume.open(volumePath, { write: true });
             checkFits(vol, header, s.name, volumePath);
           }
-        } else checkFits(vol, header, s.name, volumePath);
+        } else checkFits(vol, header, s.name, volumePath, tmp !== null);
         writes = new WriteBehind(vol.file, { writeback: true, direct: true }); // ends in a CP
         let r: RestoredStream;
         try {

@@ -31,6 +31,7 @@ import {
   payloadCrc,
   PREAMBLE_BYTES,
   RecordType,
+  STREAM_MAGIC,
   StreamFormatError,
   type MapDelta,
   type StreamHeader,
@@ -76,6 +77,11 @@ class ByteReader {
 
   constructor(src: AsyncIterable<Buffer>, private readonly release?: ReleaseBuffer) {
     this.it = src[Symbol.asyncIterator]();
+  }
+
+  /** The bytes read ahead but not taken (after a read() that found too few: what there was). */
+  leftover(): Buffer {
+    return Buffer.concat(this.bufs);
   }
 
   private done(buf: Buffer): void {
@@ -187,7 +193,13 @@ export async function* readImageStream(src: AsyncIterable<Buffer>, name: string,
     fail(`stream is incomplete: it ends ${where}`, 'the dump did not finish or the stream was cut short; take it again or use an earlier one');
   try {
     const pre = await bytes.read(PREAMBLE_BYTES);
-    if (!pre) return incomplete(bytes.offset === 0 ? 'before it starts (empty)' : 'inside its preamble');
+    if (!pre) {
+      // a few bytes that are not the start of a stream are no stream at all, not a cut one
+      const got = bytes.leftover();
+      const magic = Buffer.from(STREAM_MAGIC, 'latin1');
+      if (got.length > 0 && !magic.subarray(0, Math.min(got.length, magic.length)).equals(got.subarray(0, magic.length))) return fail('not an imgstream image stream (bad magic)');
+      return incomplete(got.length === 0 && bytes.offset === 0 ? 'before it starts (empty)' : 'inside its preamble');
+    }
     let preamble: ReturnType<typeof decodePreamble>;
     try {
       preamble = decodePreamble(pre);
@@ -242,6 +254,7 @@ export async function* readImageStream(src: AsyncIterable<Buffer>, name: string,
             return fail('the trailer fails authentication (changed, or records were dropped or added)');
           }
         } catch (err) {
+          if (err instanceof CorruptError) throw err; // named already
           return fail((err as Error).message);
         }
         const digest = hash.digest('hex');

@@ -75,6 +75,7 @@ beforeAll(() => {
   cliOk(['mirror', 'update', at('v.vol'), '--to', at('m.vol')], { env });
   // catalogs a dump must refuse before it takes a snapshot or writes a byte
   fs.writeFileSync(at('bad.catalog'), '{bad');
+  fs.writeFileSync(at('hello.txt'), 'hello\n'); // shorter than a stream's preamble
   fs.writeFileSync(at('v99.catalog'), JSON.stringify({ format: 'imgstream-catalog', version: 99, dumps: [] }));
   fs.writeFileSync(at('malformed.catalog'), JSON.stringify({ format: 'imgstream-catalog', version: 1, dumps: [{ id: 5 }] }));
 }, 60_000);
@@ -171,6 +172,7 @@ const cases: Case[] = [
   { what: 'mirror status of a missing volume', args: ['mirror', 'status', at('nope.vol')], code: 'not-found', mentions: /nope\.vol/ },
   { what: 'replicate pull from a volume without master snapshots', args: ['replicate', 'pull', at('r.vol'), '--from', v()], code: 'invalid-input', mentions: /master/, json: true },
   // serve nbd: values that would be cut short or overflow a timer, refused before anything is opened
+  { what: 'serve nbd --listen with an empty address', args: ['serve', 'nbd', v(), '--listen', ''], code: 'invalid-input', mentions: /invalid listen address ""/ },
   { what: 'serve nbd --socket with an empty path', args: ['serve', 'nbd', v(), '--socket', ''], code: 'invalid-input', mentions: /--socket path is empty/ },
   { what: 'serve nbd --socket longer than a Unix socket path', args: ['serve', 'nbd', v(), '--socket', at(`${'s'.repeat(120)}.sock`)], code: 'invalid-input', mentions: /at most 107 bytes/ },
   { what: 'serve nbd --socket in a missing directory', args: ['serve', 'nbd', v(), '--socket', at('nodir/v.sock')], code: 'not-found', mentions: /nodir: no such file or directory/ },
@@ -179,6 +181,7 @@ const cases: Case[] = [
   { what: 'serve nbd --export-name longer than NBD allows', args: ['serve', 'nbd', v(), '--socket', at('v.sock'), '--export-name', 'e'.repeat(5000)], code: 'usage', mentions: /--export-name is 5000 bytes/ },
   // a new tape too small for one tape file: refused, and the tape directory is not made
   { what: 'dump to a --new-tape too small for a tape file', args: ['dump', v(), '--level', '0', '--snapshot', 's1', '--to', `tape:${at('newtape')}`, '--new-tape', '--tape-size', '1K'], code: 'invalid-input', mentions: /newtape is too small/ },
+  { what: 'verify of a few bytes that are no stream', args: ['verify', at('hello.txt')], code: 'corrupt', mentions: /hello\.txt: not an imgstream image stream \(bad magic\)/ },
   // a blank medium: zeros where a tape file begins (tar would read on to the end of the medium: for ever here)
   { what: 'verify of a blank tape device', args: ['verify', 'tape:/dev/zero'], code: 'corrupt', mentions: /tape \/dev\/zero: blank: zeros where a tape file begins/ },
   // a volume is never an output, --force or not (a typo in a cron job must not destroy one)

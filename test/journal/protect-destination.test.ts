@@ -300,7 +300,7 @@ describe('protection destination', () => {
     expectError(['restore', '--to', at('x.vol'), '--as-of', '2026-12-04', '--from', dest], 4, `outside the recovery window of ${dest}: ${window}`);
     expectError(['restore', '--to', at('x.vol'), '--as-of', 'june7', '--from', dest], 4, 'neither a time nor a snapshot');
     // into a directory that does not exist: named, like every other restore
-    expectError(['restore', '--to', at('nodir/x.vol'), '--as-of', iso(endOf(seed, 5)), '--from', dest], 3, `${at('nodir/x.vol')}: no such file or directory`);
+    expectError(['restore', '--to', at('nodir/x.vol'), '--as-of', iso(endOf(seed, 5)), '--from', dest], 3, `${at('nodir/x.vol')}: no such directory ${at('nodir')}`);
     expect(fs.existsSync(at('x.raw')) || fs.existsSync(at('x.vol')) || fs.existsSync(at('nodir'))).toBe(false);
     // restore onto an existing path
     writeImage(at('plain.raw'), MODEL_BLOCKS, MODEL_BLOCK_SIZE, 3);

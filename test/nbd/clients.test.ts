@@ -59,6 +59,10 @@ describe.skipIf(missing.length > 0)(`real NBD clients${missing.length ? ` (skipp
     expect(back.equals(image), 'nbdcopy reads back the image').toBe(true);
     const r = await server.stop();
     expect(r.stdout).toMatch(/"consistencyPoints"/);
+    // JSON lines: the listening line, then the summary on one line
+    const lines = r.stdout.trim().split('\n');
+    expect(lines).toHaveLength(2);
+    expect(Object.keys(JSON.parse(lines[1]))).toContain('consistencyPoints');
     expect(fs.existsSync(sock), 'the socket file is removed').toBe(false);
     expect((await exportVolume(vol, at('convert-export.raw'))).equals(image), 'volume export equals the image').toBe(true);
     await checkClean(vol);

@@ -209,6 +209,11 @@ describe('structured replies and metadata contexts, negotiated by hand', () => {
     const bad = await optionReply(c);
     expect(bad.type).toBe(REP.ERR_INVALID);
     expect(bad.data.toString()).toMatch(/unknown plane "nosuch"/);
+    // with the hint `image` gives: a name glued to "-" is read as one name
+    c.write(option(OPT.SET_META_CONTEXT, metaData('disk', ['imgstream:image:active-snap'])));
+    const glued = await optionReply(c);
+    expect(glued.type).toBe(REP.ERR_INVALID);
+    expect(glued.data.toString()).toMatch(/unknown plane "active-snap".*did you mean "active - snap"\? .*put spaces around "-"/);
     c.write(option(OPT.SET_META_CONTEXT, metaData('nosuch', ['base:allocation'])));
     expect((await optionReply(c)).type).toBe(REP.ERR_UNKNOWN);
     c.write(option(OPT.SET_META_CONTEXT, Buffer.from([0, 0, 0, 0, 0, 0, 0, 9])));

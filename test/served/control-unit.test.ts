@@ -100,7 +100,7 @@ describe('pins', () => {
     pins.pin(a, { session: 1, pid: p1 });
     pins.pin(a, { session: 2, pid: p2 });
     pins.pin(a, { session: 2, pid: p2 }); // once per connection
-    expect(() => pins.assertUnpinned('v.vol', a, 'deleted')).toThrow(`v.vol: snapshot "a" is pinned by imgstream processes ${p1}, ${p2} (reading it) and cannot be deleted`);
+    expect(() => pins.assertUnpinned('v.vol', a, 'deleted')).toThrow(`v.vol: snapshot "a" is pinned by imgstream processes ${p1}, ${p2} (reading or serving it) and cannot be deleted`);
     expect(pins.unpin(1, 2)).toEqual([]);
     expect(() => pins.assertUnpinned('v.vol', a, 'deleted')).toThrow(BusyError);
     expect(pins.releaseSession(1)).toEqual([]);
@@ -115,7 +115,7 @@ describe('pins', () => {
     expect(pins.isPinned(1)).toBe(true);
     expect(() => pins.assertUnpinned('v.vol', a, 'renamed')).not.toThrow();
     pins.pin(a, { session: 2, pid: process.pid });
-    expect(() => pins.assertUnpinned('v.vol', a, 'renamed')).toThrow(`pinned by imgstream process ${process.pid} (reading it) and cannot be renamed`);
+    expect(() => pins.assertUnpinned('v.vol', a, 'renamed')).toThrow(`pinned by imgstream process ${process.pid} (reading or serving it) and cannot be renamed`);
   });
 
   it('hand back a temporary snapshot once nobody pins it', () => {

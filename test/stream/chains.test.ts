@@ -103,8 +103,9 @@ describe('wrong chains are refused, the destination unchanged', () => {
     expect(await snapshotNames(c, o)).toEqual(['s1', 's2', 's3']);
   });
 
-  it('a level 0 onto an existing volume, even its own (exit 4)', () => {
-    expectRestoreRefused([A.l0], R, 4, /restores only into a new volume/);
+  it('a level 0 onto an existing volume, even its own (exit 6: it exists); two level 0s in one chain (exit 4)', () => {
+    expectRestoreRefused([A.l0], R, 6, /restores only into a new volume/);
+    expectRestoreRefused([A.l0, A.l0], path.join(emptyDir, 'twice.vol'), 4, /a second level 0 full stream in the chain: a chain has one, first/);
   });
 
   it('after all that, the right chain still applies to the volume', async () => {

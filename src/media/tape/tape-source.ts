@@ -73,7 +73,7 @@ export function tapeSource(opts: TapeSourceOptions): StreamSource {
       if (ending.kind === 'end') return;
       const k = t + sequence;
       if (k >= tapes.length) {
-        throw new NotFoundError(`${first.name}: the stream continues on a next tape (tape ${sequence + 1} of the dump), which was not given`, 'give every tape of the set in order: tape:DIR1,DIR2,...');
+        throw new NotFoundError(`${ref.name}: the stream continues on a next tape (tape ${sequence + 1} of the dump${sequence > 1 ? `, which began on ${first.name}` : ''}), which was not given`, 'give every tape of the set in order: tape:DIR1,DIR2,...');
       }
       const next = refOf(k, kinds);
       if (!next) throw new NotFoundError(`tape ${tapes[k]} is empty: expected tape ${sequence + 1} of stream ${progress.streamId} (continued from ${first.name})`, 'give the tapes of the set in order: tape:DIR1,DIR2,...');
