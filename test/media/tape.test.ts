@@ -164,6 +164,8 @@ describe('spanning tapes', () => {
     await expect(readAll([swapped])).rejects.toThrow(InvalidInputError);
     await expect(readAll([tapeSource({ tapes: [tapes[0], tapes[2], tapes[1]], file: 2 })])).rejects.toThrow(/\(tape 3 of dump b\) is given as tape 2 of the set, but must come right after tape .* \(tape 2 of that dump\)/);
 
+    // the same tape twice: refused, not read twice
+    await expect(readAll([tapeSource({ tapes: [tapes[0], tapes[0]] })])).rejects.toThrow(/is given twice \(as tapes 1 and 2 of the set\)/);
     // a tape of another set after a complete one: refused before anything is read, never skipped in silence
     const lone = freshDir('lone');
     await dump({ tapes: [lone], streamId: 'lone' }, streamBytes(3000, 9));

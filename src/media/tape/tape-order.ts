@@ -3,6 +3,7 @@
 // tape file of the next tape), and every tape file's label says which tape of which dump
 // it is. Without this check, a continuation given first was skipped silently and the
 // reader then complained about a tape number the user never gave.
+import path from 'node:path';
 import { InvalidInputError, NotFoundError } from '../../core/errors.js';
 import { listTapeFiles, type TapeKind } from './tape-directory.js';
 import { readTapeLabel } from './tape-file-reader.js';
@@ -28,6 +29,13 @@ function describe(t: TapeEnds, label: TapeLabel): string {
  */
 export async function checkTapeOrder(tapes: string[], kinds: TapeKind[]): Promise<void> {
   if (tapes.length < 2) return;
+  const seen = new Map<string, number>();
+  for (let i = 0; i < tapes.length; i++) {
+    const key = path.resolve(tapes[i]);
+    const before = seen.get(key);
+    if (before !== undefined) throw new InvalidInputError(`tape ${tapes[i]} is given twice (as tapes ${before + 1} and ${i + 1} of the set)`, 'give each tape once: tape:DIR1,DIR2,...');
+    seen.set(key, i);
+  }
   const ends: TapeEnds[] = [];
   for (let i = 0; i < tapes.length; i++) {
     if (kinds[i] !== 'directory') {
