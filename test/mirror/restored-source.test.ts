@@ -73,7 +73,7 @@ describe('restores mark what they bring in the mark-on-allocate plane', () => {
     ok(['snapshot', 'create', a, 's3', '-q'], o);
     dump(a, 2, 's3', p('a.s3'), p('catalog.json'), [], o);
     const before = fs.readFileSync(b);
-    expectOneLineError(runCli(['restore', '--from', p('a.s3'), '--to', b], o), 'restore after a mirror snapshot', 4, /snapshot "mirror\.[^"]+" taken after its base snapshot "s2"/);
+    expectOneLineError(runCli(['restore', '--from', p('a.s3'), '--to', b], o), 'restore after a mirror snapshot', 4, /snapshot "mirror\.[^"]+" taken after this stream's base snapshot "s2"/);
     expect(fs.readFileSync(b).equals(before)).toBe(true);
   }, 120_000);
 });

@@ -92,7 +92,7 @@ describe('restore after the source deleted snapshots', () => {
     ok(['snapshot', 'create', p('mine.vol'), 'mine', '-q'], o);
     const before = fs.readFileSync(p('mine.vol'));
     const r = runCli(['restore', '--from', p('l1'), '--to', p('mine.vol')], o);
-    expectOneLineError(r, 'restore onto a volume with its own newer snapshot', 4, /"mine" taken after its base snapshot "s3"/);
+    expectOneLineError(r, 'restore onto a volume with its own newer snapshot', 4, /"mine" taken after this stream's base snapshot "s3"/);
     expect(fs.readFileSync(p('mine.vol')).equals(before)).toBe(true);
     // deleting it is what the hint says; then the level 1 goes on
     ok(['snapshot', 'delete', p('mine.vol'), 'mine', '-q'], o);
