@@ -15,7 +15,7 @@ function duration(ms: number): string {
 
 export default class ProtectStatus extends ImgstreamCommand {
   static override summary = 'Show what a protection destination holds: the window, the recovery points, storage.';
-  static override description = `Reads a protection destination (the directory imgstream protect --to DIR writes) without disturbing the shipper that may be appending to it: the volume it protects, the recovery window (the oldest and newest times restore --as-of accepts), the number of recovery points (the base's, then one per interval held), the storage of the base volume and of the intervals, the snapshots that arrived from the source, and the shipper's pid when one holds the destination. With --points, every recovery point's time, blocks and snapshots; with --json, all of it, the list of recovery points included.`;
+  static override description = `Reads a protection destination (the directory imgstream protect --to DIR writes) without disturbing the shipper that may be appending to it: the volume it protects, the recovery window (the oldest and newest times restore --as-of accepts), the number of recovery points (the base's, then one per interval held), the storage of the base volume and of the intervals, the snapshots that arrived from the source, the gaps (spans before a resync, after an outage or a journal overflow, with no recovery point inside: restore --as-of refuses times in them), and the shipper's pid when one holds the destination. With --points, every recovery point's time, blocks and snapshots; with --json, all of it, the list of recovery points included.`;
   static override examples = ['<%= config.bin %> protect status /backup/vm1.cdp', '<%= config.bin %> protect status /backup/vm1.cdp --points', '<%= config.bin %> protect status /backup/vm1.cdp --json', '<%= config.bin %> protect status peer://backup1:7420/vm1.cdp --token-file /etc/imgstream/peer.token --tls-fingerprint sha256:HEX'];
   static override args = { destination: Args.string({ description: 'Protection destination: a directory, or peer://HOST:PORT/NAME.', required: true }) };
   static override flags = { points: Flags.boolean({ description: 'List every recovery point.' }), ...peerFlags };
@@ -27,12 +27,14 @@ export default class ProtectStatus extends ImgstreamCommand {
     this.say(`${st.destination}: protects ${st.source.path} (${st.source.uuid.slice(0, 8)}, ${formatSize(st.source.logicalSize)}, ${st.source.blockSize}-byte blocks), keeps ${duration(st.keepMs)}`);
     if (!st.window) this.say('  not seeded yet: no recovery point');
     else this.say(`  window ${st.window.start} to ${st.window.end}: ${st.recoveryPoints} recovery points, the newest ${duration(Date.now() - Date.parse(st.window.end))} old`);
+    const gaps = st.gaps ?? [];
+    if (gaps.length) this.say(`  ${gaps.length} gap${gaps.length > 1 ? 's' : ''} with no recovery point inside (resyncs): ${gaps.map((g) => `${g.from} to ${g.to}`).join(', ')}`);
     this.say(`  base: ${formatSize(st.base.bytes)} (up to interval ${st.base.seq}${st.foldingTo !== null ? `, folding up to ${st.foldingTo}` : ''}); intervals: ${st.intervals.count}, ${formatSize(st.intervals.bytes)}; journal record ${st.journalTo}`);
     const snaps = [...st.base.snapshots, ...st.points.flatMap((p) => p.snapshots)];
     if (snaps.length) this.say(`  snapshots: ${snaps.join(', ')}`);
     for (const d of st.damaged) this.say(`  DAMAGED: ${d}`);
     this.say(`  shipper: ${st.shipperSession ? 'connected through the peer daemon' : st.shipper === null ? 'none' : `pid ${st.shipper}`}`);
-    if (flags.points) for (const p of st.points) this.say(`  ${p.time}  ${p.kind === 'base' ? 'base' : `#${p.seq} ${p.kind}, ${p.blocks} blocks`}${p.snapshots.length ? `  snapshots: ${p.snapshots.join(', ')}` : ''}${p.damaged ? '  DAMAGED' : ''}`);
+    if (flags.points) for (const p of st.points) this.say(`  ${p.time}  ${p.kind === 'base' ? 'base' : `#${p.seq} ${p.kind}, ${p.blocks} blocks`}${p.snapshots.length ? `  snapshots: ${p.snapshots.join(', ')}` : ''}${p.gapFrom ? `  (no point since ${p.gapFrom})` : ''}${p.damaged ? '  DAMAGED' : ''}`);
     return st;
   }
 }

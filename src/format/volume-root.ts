@@ -24,13 +24,19 @@
 //  128  u64 blocks in the active plane
 //  136  u64 mapped logical blocks
 //  144  u64 mark-on-allocate swaps so far
-//  152  u32 flags (bit 0: block device)
+//  152  u32 flags (bit 0: block device; bit 1: every shadow snapshot is tainted)
+//  156  u32 tainted shadow snapshots listed below (0..43)
+//  160  u64 ids of shadow snapshots whose blocks this or the next CP reuses (see taint below)
 //  508  u32 crc32 of bytes 0..507
 import { crc32 } from './crc32.js';
 
 export const ROOT_MAGIC = 'IMGSVOL1';
 export const ROOT_VERSION = 1;
 export const ROOT_RECORD_BYTES = 512;
+/** Flag bit: every shadow snapshot counts as tainted (more were than the list holds). */
+export const ROOT_FLAG_ALL_SHADOWS_TAINTED = 2;
+/** Shadow snapshot ids the root record lists by id. */
+export const ROOT_TAINT_SLOTS = 43;
 
 export interface VolumeGeometry {
   blockSize: number;
@@ -56,6 +62,15 @@ export interface RootRecord extends VolumeGeometry {
   usedBlocks: number;
   mappedBlocks: number;
   moaSwaps: number;
+  /**
+   * Shadow snapshots whose blocks were taken for writing since the CP this root records:
+   * written (durably) before the first block is overwritten in place, so a change set
+   * that is aborted or killed leaves them marked as having had blocks reused, never as
+   * intact when they are not. The next CP records the reuse counts and clears the list.
+   */
+  taintedShadows: number[];
+  /** Every shadow snapshot is tainted (more were than the record lists). */
+  allShadowsTainted: boolean;
 }
 
 function putU64(b: Buffer, off: number, v: number): void {
@@ -90,7 +105,12 @@ export function encodeRootRecord(r: RootRecord): Buffer {
   putU64(b, 128, r.usedBlocks);
   putU64(b, 136, r.mappedBlocks);
   putU64(b, 144, r.moaSwaps);
-  b.writeUInt32LE(r.flags >>> 0, 152);
+  const tainted = r.taintedShadows ?? [];
+  const all = r.allShadowsTainted || tainted.length > ROOT_TAINT_SLOTS;
+  const listed = all ? [] : tainted;
+  b.writeUInt32LE(((r.flags & ~ROOT_FLAG_ALL_SHADOWS_TAINTED) | (all ? ROOT_FLAG_ALL_SHADOWS_TAINTED : 0)) >>> 0, 152);
+  b.writeUInt32LE(listed.length, 156);
+  listed.forEach((id, i) => putU64(b, 160 + 8 * i, id));
   b.writeUInt32LE(crc32(b.subarray(0, 508)), 508);
   return b;
 }
@@ -105,6 +125,9 @@ export function decodeRootRecord(b: Buffer): RootDecode {
   if (b.readUInt32LE(8) !== ROOT_VERSION) return { ok: false, reason: 'version' };
   if (crc32(b.subarray(0, 508)) !== b.readUInt32LE(508)) return { ok: false, reason: 'checksum' };
   try {
+    const listed = b.readUInt32LE(156);
+    if (listed > ROOT_TAINT_SLOTS) return { ok: false, reason: 'range' };
+    const taintedShadows = Array.from({ length: listed }, (_, i) => getU64(b, 160 + 8 * i));
     return {
       ok: true,
       record: {
@@ -127,7 +150,9 @@ export function decodeRootRecord(b: Buffer): RootDecode {
         usedBlocks: getU64(b, 128),
         mappedBlocks: getU64(b, 136),
         moaSwaps: getU64(b, 144),
-        flags: b.readUInt32LE(152),
+        flags: b.readUInt32LE(152) & ~ROOT_FLAG_ALL_SHADOWS_TAINTED,
+        taintedShadows,
+        allShadowsTainted: (b.readUInt32LE(152) & ROOT_FLAG_ALL_SHADOWS_TAINTED) !== 0,
       },
     };
   } catch {

@@ -15,7 +15,9 @@ export interface ProtectStatus {
   window: { start: string; end: string } | null;
   /** Recovery points: the base's, then one per interval held. */
   recoveryPoints: number;
-  points: Array<{ seq: number; time: string; kind: 'base' | 'journal' | 'resync'; blocks: number; bytes: number; snapshots: string[]; damaged?: string }>;
+  points: Array<{ seq: number; time: string; kind: 'base' | 'journal' | 'resync'; blocks: number; bytes: number; snapshots: string[]; damaged?: string; gapFrom?: string }>;
+  /** Spans with no recovery point inside (before each resync: the writes then were not kept); restore refuses times inside them. */
+  gaps: Array<{ from: string; to: string }>;
   /** Damaged or missing interval files: the recovery points from the first one on cannot be rebuilt. */
   damaged: string[];
   base: { seq: number; time: string | null; bytes: number; snapshots: string[] };
@@ -39,6 +41,9 @@ function allocatedBytes(file: string): number {
   }
 }
 
+/** A resync after time passed: no recovery point between its start and its end. */
+const isGap = (p: PointInfo) => p.kind === 'resync' && p.end > p.start;
+
 export function protectStatus(dir: string): ProtectStatus {
   // a fold may delete interval files while they are listed: read again then
   for (let attempt = 0; ; attempt++) {
@@ -61,7 +66,7 @@ export function protectStatus(dir: string): ProtectStatus {
       }
     }
     const basePoint = { seq: first, time: w ? iso(w.start) : '', kind: 'base' as const, blocks: 0, bytes: 0, snapshots: [] as string[] };
-    const points = s.seeded ? [basePoint, ...visible.map((p) => ({ seq: p.seq, time: iso(p.end), kind: p.kind, blocks: p.blocks, bytes: p.bytes, snapshots: p.snapshots, ...(p.damaged ? { damaged: p.damaged } : {}) }))] : [];
+    const points = s.seeded ? [basePoint, ...visible.map((p) => ({ seq: p.seq, time: iso(p.end), kind: p.kind, blocks: p.blocks, bytes: p.bytes, snapshots: p.snapshots, ...(p.damaged ? { damaged: p.damaged } : {}), ...(isGap(p) ? { gapFrom: iso(p.start) } : {}) }))] : [];
     return {
       destination: dir,
       source: s.source,
@@ -70,6 +75,7 @@ export function protectStatus(dir: string): ProtectStatus {
       window: w ? { start: iso(w.start), end: iso(w.end) } : null,
       recoveryPoints: points.length,
       points,
+      gaps: s.seeded ? visible.filter(isGap).map((p) => ({ from: iso(p.start), to: iso(p.end) })) : [],
       base: { seq: s.baseSeq, time: s.seeded ? iso(s.baseTime) : null, bytes: allocatedBytes(baseFile), snapshots: baseSnapshots },
       intervals: { count: held.length, bytes: held.reduce((a, p) => a + p.bytes, 0) },
       damaged: [...held.flatMap((p) => (p.damaged ? [p.damaged] : [])), ...(list.unreadable ? [list.unreadable.message] : [])],

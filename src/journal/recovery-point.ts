@@ -93,5 +93,14 @@ export function recoveryPointFor(dir: string, s: ProtectState, held: HeldPoints,
   if (held.unreadable && t > (points.at(-1)?.end ?? w.start)) throw held.unreadable;
   let point: RecoveryPoint = { seq: first, time: w.start, snapshots: [] };
   for (const p of usable) if (p.end <= t) point = { seq: p.seq, time: p.end, snapshots: p.snapshots };
+  // a resync carries one state at its end: the writes from its start up to then were not
+  // kept (an outage, a journal that overflowed, protection shipped elsewhere meanwhile)
+  const gap = usable.find((p) => p.kind === 'resync' && p.start < t && t < p.end);
+  if (gap) {
+    throw new InvalidInputError(
+      `${asOf === iso(t) ? asOf : `${asOf} (${iso(t)})`} falls in a gap in the recovery points of ${dir}: the disk was not recorded from ${iso(gap.start)} to ${iso(gap.end)} (protection resynced there)`,
+      `restore as of ${iso(gap.start)}, before it, or ${iso(gap.end)}, after it; every gap: imgstream protect status DEST --points`,
+    );
+  }
   return point;
 }

@@ -14,15 +14,20 @@ export class SnapshotTable {
 
   constructor(private readonly meta: MetadataStore, private readonly layout: VolumeLayout, private readonly path: string) {}
 
-  /** Reads every entry through the metadata store (the committed table, or the journal's overlay). */
-  load(maxSnapshots: number): void {
+  /**
+   * Reads every entry through the metadata store (the committed table, or the journal's
+   * overlay). A shadow snapshot the root record lists as tainted (blocks taken from it by
+   * a change set that never reached its CP) counts as having had blocks reused.
+   */
+  load(maxSnapshots: number, tainted: (id: number) => boolean = () => false): void {
     const per = this.layout.blockSize / SNAPSHOT_ENTRY_BYTES;
     this.entries = [];
     for (let s = 0; s < maxSnapshots; s++) {
       const blk = this.meta.read(this.layout.tableStart + Math.floor(s / per));
       const off = (s % per) * SNAPSHOT_ENTRY_BYTES;
       try {
-        this.entries.push(decodeSnapshotEntry(blk.buf.subarray(off, off + SNAPSHOT_ENTRY_BYTES), s));
+        const e = decodeSnapshotEntry(blk.buf.subarray(off, off + SNAPSHOT_ENTRY_BYTES), s);
+        this.entries.push(e && e.shadow && e.reusedBlocks === 0 && tainted(e.id) ? { ...e, reusedBlocks: 1 } : e);
       } catch (err) {
         throw new CorruptError(`${this.path}: ${(err as Error).message}`, 'run imgstream volume check');
       }

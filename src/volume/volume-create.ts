@@ -82,6 +82,8 @@ export function createVolume(path: string, opts: CreateOptions): RootRecord {
     usedBlocks: 0,
     mappedBlocks: 0,
     moaSwaps: 0,
+    taintedShadows: [],
+    allShadowsTainted: false,
   };
   const rootBlock = Buffer.alloc(blockSize);
   encodeRootRecord(root).copy(rootBlock);

@@ -151,7 +151,7 @@ describe.skipIf(missing.length > 0)(`protection across a link outage${missing.le
     const full = await a.waitFor((e) => e.event === 'overflow');
     expect(full.full, 'every block, not a list that misses changes').toBe(true);
     expect(full.blocks).toBe(SIZE / BS);
-    await a.waitFor((e) => e.event === 'interval' && e.kind === 'resync');
+    const gapEvent = await a.waitFor((e) => e.event === 'interval' && e.kind === 'resync');
     const tail = await runWriter(server.info.uri, ['--count', '5', '--seed', '63', '--pause-ms', '20']);
     await a.waitFor((e) => e.event === 'interval' && e.kind === 'journal' && Date.parse(String(e.end)) > tail.log.at(-1)!.t1);
     expect((await a.stop()).code).toBe(0);
@@ -159,6 +159,19 @@ describe.skipIf(missing.length > 0)(`protection across a link outage${missing.le
     const log = [...first.log, ...during.log, ...tail.log];
     const wa = await windowOf(destA);
     expect((await exportAsOf(destA, wa.end)).equals(modelAt(base, log, Infinity)!), 'A is exact').toBe(true);
+    // A recorded nothing while B was fed: a time in that span is refused naming the gap, not
+    // answered with the older state; status shows the gap
+    const gap = { from: Date.parse(String(gapEvent.start)), to: Date.parse(String(gapEvent.end)) };
+    expect(gap.to - gap.from).toBeGreaterThan(1000);
+    const status = JSON.parse((await cli(['protect', 'status', destA, '--json'], locks)).stdout) as { gaps: Array<{ from: string; to: string }> };
+    expect(status.gaps).toEqual([{ from: new Date(gap.from).toISOString(), to: new Date(gap.to).toISOString() }]);
+    const inGap = new Date((gap.from + gap.to) / 2).toISOString();
+    const refused = await run(process.execPath, [CLI_BIN, 'volume', 'export', destA, '--as-of', inGap, '--to', at('gap.raw')], { env });
+    expect(refused.code, refused.stderr).toBe(4);
+    expect(refused.stderr.trim().split('\n')).toHaveLength(1);
+    expect(refused.stderr).toContain(`${inGap} falls in a gap in the recovery points of ${destA}: the disk was not recorded from ${new Date(gap.from).toISOString()} to ${new Date(gap.to).toISOString()}`);
+    expect(fs.existsSync(at('gap.raw'))).toBe(false);
+    expect((await exportAsOf(destA, gap.to)).equals(modelAt(base, [...first.log, ...during.log], Infinity)!), 'the gap\'s end is the disk after it').toBe(true);
     const wb = await windowOf(destB);
     expect((await exportAsOf(destB, wb.end)).equals(modelAt(base, [...first.log, ...during.log], Infinity)!), 'B is exact').toBe(true);
   }, 120_000);
