@@ -24,13 +24,14 @@ const dir = tempDir('imgstream-retention-model-');
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
 type Op =
-  | { kind: 'import'; changes: number; seed: number }
+  | { kind: 'import'; changes: number; seed: number; breakAt?: number } // breakAt: the source fails after that fraction
   | { kind: 'snapshot'; shadow: boolean }
   | { kind: 'delete'; pick: number } // mostly the oldest snapshots, as retention does
   | { kind: 'dump'; level: number };
 
 const opArb: fc.Arbitrary<Op> = fc.oneof(
   { weight: 4, arbitrary: fc.record({ kind: fc.constant('import' as const), changes: fc.integer({ min: 10, max: 90 }), seed: fc.integer({ min: 1, max: 1e9 }) }) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant('import' as const), changes: fc.integer({ min: 30, max: 96 }), seed: fc.integer({ min: 1, max: 1e9 }), breakAt: fc.double({ min: 0.1, max: 0.95, noNaN: true }) }) },
   { weight: 3, arbitrary: fc.record({ kind: fc.constant('snapshot' as const), shadow: fc.boolean() }) },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant('delete' as const), pick: fc.nat({ max: 3 }) }) },
   { weight: 3, arbitrary: fc.record({ kind: fc.constant('dump' as const), level: fc.integer({ min: 0, max: 2 }) }) },
@@ -61,6 +62,15 @@ const dayArb: fc.Arbitrary<Op[]> = fc
     ...Array.from({ length: d.expire }, () => ({ kind: 'delete', pick: 0 }) as Op),
     ...(d.dump === null ? [] : [{ kind: 'dump', level: d.dump } as Op]),
   ] as Op[]);
+
+/** A pipe that breaks after `at` of the image: the import fails half way, after writing some of it. */
+function brokenSource(img: Buffer, at: number) {
+  const stop = Math.floor(img.length * at);
+  return { name: 'pipe', rereadable: false, async *open() {
+    for (let o = 0; o < stop; o += 8 * 4096) yield img.subarray(o, Math.min(stop, o + 8 * 4096));
+    throw new Error('source broke');
+  } };
+}
 
 let counter = 0;
 /** Restored streams that dropped snapshots or staged blocks: the cases this test is about. */
@@ -115,11 +125,15 @@ async function runSequence(ops: Op[], dayVolume = false): Promise<number> {
       if (op.kind === 'import') {
         mutate(img, bs, op.changes, op.seed);
         try {
-          await importImage(vol, memorySource(img));
+          await importImage(vol, op.breakAt === undefined ? memorySource(img) : brokenSource(img, op.breakAt), undefined, { chunkBytes: 8 * bs });
           active = Buffer.from(img);
         } catch (err) {
-          if (!(err instanceof ImgstreamError && err.code === 'volume-full')) throw err;
-          img.set(active); // refused whole: the disk is as before
+          if (!(err instanceof ImgstreamError && err.code === 'volume-full') && !(op.breakAt !== undefined && /source broke/.test(String(err)))) throw err;
+          img.set(active); // refused or failed whole: the disk is as before
+        }
+        // a shadow snapshot counted intact reads as it was taken (blocks a failed import took from it too)
+        for (const s of vol.snapshots()) {
+          if (s.shadow && s.reusedBlocks === 0) expect((await exportOf(vol, s.name)).equals(model.get(s.name)!.image), `intact shadow snapshot ${s.name}`).toBe(true);
         }
       } else if (op.kind === 'snapshot') {
         if (model.size >= 6) continue;
