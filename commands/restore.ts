@@ -11,7 +11,8 @@ import { UsageError } from '../src/core/errors.js';
 import { keyFlags, keyFromFlags } from './_cli/key-flags.js';
 import { isProtectDestination, restoreProtectedAsOf } from '../src/journal/restore-as-of.js';
 import { peerRestoreAsOf } from '../src/journal/peer-as-of.js';
-import { refuseVolumePath } from '../src/journal/destination-state.js';
+import fs from 'node:fs';
+import { readState, refuseVolumePath } from '../src/journal/destination-state.js';
 
 export default class Restore extends ImgstreamCommand {
   static override summary = 'Apply a level 0 stream and its incrementals onto a volume.';
@@ -53,6 +54,7 @@ Encrypted streams need their key: --key-file or --passphrase-file, as given to d
 
   async run() {
     const { flags } = await this.parse(Restore);
+    if (flags['as-of'] !== undefined && flags['as-of'].trim() === '') throw new UsageError('--as-of is empty', 'give a snapshot name or a date: YYYY-MM-DD or YYYY-MM-DDTHH:MM[:SS]');
     if (!flags.from?.length && !flags['as-of']) throw new UsageError('give the streams with --from, or --as-of to take them from the catalog');
     if (flags.from?.length === 1 && flags['as-of'] && (isProtectDestination(flags.from[0]) || isPeerSpec(flags.from[0]))) {
       const from = flags.from[0];
@@ -61,7 +63,13 @@ Encrypted streams need their key: --key-file or --passphrase-file, as given to d
       return r;
     }
     // a volume given where a protection destination belongs is named for what it is (as export and status do)
-    if (flags.from?.length === 1 && flags['as-of']) refuseVolumePath(flags.from[0], true);
+    if (flags.from?.length === 1 && flags['as-of']) {
+      refuseVolumePath(flags.from[0], true);
+      // a path that is missing, or a directory: it was meant as a protection destination (readState names what is wrong)
+      const plainPath = flags.from[0] !== '-' && !/^(tape:|s3:\/\/)/.test(flags.from[0]);
+      const st = plainPath ? fs.statSync(flags.from[0], { throwIfNoEntry: false }) : undefined;
+      if (plainPath && (!st || st.isDirectory())) readState(flags.from[0]);
+    }
     if (flags.from?.length && flags['as-of']) throw new UsageError('--from and --as-of cannot be combined', 'except --from DEST, a protection destination: restore --to NEW --as-of TIME --from DEST');
     if (flags.volume !== undefined && !flags['as-of'] && !flags.from?.some((f) => f.startsWith('tape:'))) throw new UsageError('--volume chooses among the catalog\'s volumes or a multiplexed tape file\'s: give it with --as-of, or with --from tape:...');
     if ((flags.from ?? []).filter((f) => f === '-').length > 1) throw new UsageError('stdin (-) can be given once');

@@ -119,6 +119,7 @@ export function errorOfCode(code: string, message: string, hint?: string, detail
 export function fromSystemError(err: unknown, path: string, doing: string): ImgstreamError {
   if (err instanceof ImgstreamError) return err;
   const e = err as NodeJS.ErrnoException;
+  if (path === '' && e?.code === 'ENOENT') return new InvalidInputError(`empty path given while ${doing}`, 'give a file name');
   switch (e?.code) {
     case 'ENOENT':
       return new NotFoundError(`${path}: no such file or directory`);

@@ -55,6 +55,7 @@ export function windowOf(s: ProtectState): { start: number; end: number } | null
  * naming what it is instead (a volume file, a directory without protect.json).
  */
 export function readState(dir: string): ProtectState {
+  if (dir === '') throw new InvalidInputError('the protection destination path is empty', 'give the directory imgstream protect --to wrote');
   refuseVolumePath(dir);
   let st: fs.Stats;
   try {

@@ -39,6 +39,7 @@ export function openLocked<T>(path: string, opts: OpenOptions, load: (file: Bloc
 
 /** The volume file at `path`, or the error every command gives: none there, a directory, a protection destination. */
 export function statVolume(path: string): fs.Stats {
+  if (path === '') throw new InvalidInputError('the volume path is empty', 'give a volume file');
   let st: fs.Stats;
   try {
     st = fs.statSync(path);

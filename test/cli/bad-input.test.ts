@@ -188,6 +188,14 @@ const cases: Case[] = [
   { what: 'dump --force onto its own source volume', args: ['dump', v(), '--level', '0', '--snapshot', 's1', '--to', v(), '--force'], code: 'invalid-input', mentions: /v\.vol: is an imgstream volume; a dump never writes over a volume/ },
   { what: 'dump --force onto another volume', args: ['dump', v(), '--level', '0', '--snapshot', 's1', '--to', at('full.vol'), '--force'], code: 'invalid-input', mentions: /full\.vol: is an imgstream volume/ },
   { what: 'volume export --force onto a volume', args: ['volume', 'export', v(), '--to', at('full.vol'), '--force'], code: 'invalid-input', mentions: /full\.vol: is an imgstream volume; an export never writes over a volume/ },
+  // empty paths are named as such (they printed "imgstream: : no such file or directory")
+  { what: 'volume info of an empty path', args: ['volume', 'info', ''], code: 'invalid-input', mentions: /^imgstream: the volume path is empty/ },
+  { what: 'verify of an empty path', args: ['verify', ''], code: 'invalid-input', mentions: /^imgstream: empty path given while opening the stream/ },
+  { what: 'protect status of an empty path', args: ['protect', 'status', ''], code: 'invalid-input', mentions: /^imgstream: the protection destination path is empty/ },
+  // restore --as-of with --from: a path meant as a protection destination is named for what is wrong with it
+  { what: 'restore --as-of from a missing destination', args: ['restore', '--to', at('never.vol'), '--as-of', '2026-12-01', '--from', at('nosuch.cdp')], code: 'not-found', mentions: /nosuch\.cdp: no such protection destination/ },
+  { what: 'restore --as-of from a directory without protect.json', args: ['restore', '--to', at('never.vol'), '--as-of', '2026-12-01', '--from', at('adir')], code: 'not-found', mentions: /adir: not a protection destination \(no protect\.json\)/ },
+  { what: 'restore --as-of an empty string', args: ['restore', '--to', at('never.vol'), '--as-of', ''], code: 'usage', mentions: /--as-of is empty/ },
   // catalogs: checked before the dump takes its snapshot and writes its stream
   { what: 'dump with an unreadable catalog', args: ['dump', v(), '--level', '0', '--to', at('never.l0'), '--catalog', at('bad.catalog')], code: 'corrupt', mentions: /bad\.catalog: not a readable imgstream catalog/ },
   { what: 'dump with an empty --catalog', args: ['dump', v(), '--level', '0', '--to', at('never.l0'), '--catalog', ''], code: 'invalid-input', mentions: /catalog path is empty/ },
