@@ -8,7 +8,7 @@ import { printable } from './peer-url.js';
 /** The error a peer sent, raised here: "peer HOST:PORT: its message" (an unknown code is "io"). */
 export function errorFromWire(e: PeerErrorBody, peer: string): ImgstreamError {
   const code = (Object.hasOwn(EXIT_CODES, e.code) ? e.code : 'io') as ErrorCode;
-  return errorOfCode(code, `peer ${peer}: ${printable(e.message, 400)}`, e.hint === undefined ? undefined : printable(e.hint, 200)) as ImgstreamError;
+  return errorOfCode(code, `peer ${peer}: ${printable(e.message, 4000)}`, e.hint === undefined ? undefined : printable(e.hint, 1000)) as ImgstreamError;
 }
 
 /** What the other side is told about a failure: an ImgstreamError as it is, anything else as an internal error. */

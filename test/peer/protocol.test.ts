@@ -340,3 +340,15 @@ describe('name containment', () => {
     expect(fs.existsSync(path.join(outside, 'x'))).toBe(false);
   });
 });
+
+describe('errors from the daemon', () => {
+  it('keep a long message whole (a window with two paths and times ran past 400 characters), printable and bounded', async () => {
+    const { errorFromWire } = await import('../../src/peer/wire-error.js');
+    const long = `2026-12-03T10:15:02.250Z is outside the recovery window of ${'/backup/'.repeat(40)}vm1.cdp: 2026-12-03T09:00:00.000Z to 2026-12-03T10:00:00.000Z`;
+    expect(long.length).toBeGreaterThan(400);
+    const e = errorFromWire({ code: 'invalid-input', message: long, hint: 'list the recovery points' }, 'host:7420');
+    expect(e.message).toBe(`peer host:7420: ${long}`);
+    expect(e.exitCode).toBe(4);
+    expect(errorFromWire({ code: 'invalid-input', message: 'x\u001b[31m'.repeat(5000) }, 'h:1').message.length).toBeLessThan(4100);
+  });
+});
