@@ -7,7 +7,7 @@
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { BusyError, ExistsError, InvalidInputError, IoError, NetworkError, fromSystemError } from '../core/errors.js';
+import { BusyError, ExistsError, InvalidInputError, IoError, NetworkError, UsageError, fromSystemError } from '../core/errors.js';
 import { JournalWriter, type JournalRecovery } from '../journal/journal-writer.js';
 import { Volume } from '../volume/volume.js';
 import { VolumeLock } from '../volume/volume-lock.js';
@@ -221,6 +221,12 @@ async function serveSnapshotBeside(opts: ServeNbdOptions, hooks: NbdServeHooks):
       throw new BusyError(
         `${opts.volume}: volume is being served by imgstream process ${served.servedBy}, which serves snapshots beside it on its own address`,
         'leave out --socket and --listen to serve the snapshot there, or stop that server first',
+      );
+    }
+    if (opts.exportName === '') {
+      throw new UsageError(
+        `--export-name "" names the default export, which is the volume that imgstream process ${served.servedBy} serves; a snapshot export beside it needs a name of its own`,
+        'leave out --export-name to name it after the snapshot, or give another name',
       );
     }
     const added = await served.request<{ name: string; uri: string; snapshot: string; size: number; blockSize: number }>('export.snapshot', { snapshot: opts.snapshot, name: opts.exportName ?? '' });

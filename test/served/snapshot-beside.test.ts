@@ -44,6 +44,11 @@ describe.skipIf(missing.length > 0)('a snapshot served beside the served volume'
       expect(twice.code).not.toBe(0);
       expect(twice.stderr.trim().split('\n')).toHaveLength(1);
       expect(twice.stderr).toMatch(/already served \(choose another --export-name\)/);
+      // the empty name is the served volume's default export: not silently the snapshot's name
+      const empty = await run(process.execPath, [CLI_BIN, 'serve', 'nbd', vol, '--snapshot', 'mon', '--export-name', ''], { env: { IMGSTREAM_LOCK_DIR: locks } });
+      expect(empty.code).toBe(2);
+      expect(empty.stderr.trim().split('\n')).toHaveLength(1);
+      expect(empty.stderr).toMatch(/--export-name "" names the default export, which is the volume that imgstream process \d+ serves/);
       const stopped = await beside.stop();
       expect(stopped.stdout).toMatch(/"servedBy":\s*\d+/);
       await waitFor(async () => (await run('nbdinfo', [beside.info.uri])).code !== 0);
