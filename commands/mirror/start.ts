@@ -25,6 +25,7 @@ export default class MirrorStart extends ImgstreamCommand {
     const { args, flags } = await this.parse(MirrorStart);
     const schedule = parseSchedule(flags.every, flags.cron);
     const dest = peerDestination(flags.to, flags);
+    dest.check?.(); // refused in one line, before the loop is announced
     const stop = new AbortController();
     const onSignal = (sig: NodeJS.Signals) => stop.abort(sig);
     process.once('SIGINT', onSignal);

@@ -24,22 +24,12 @@ import { SparseBitmap } from '../volume/sparse-bitmap.js';
 import { OccupancyCursor } from '../volume/occupancy.js';
 import { decodeRecordIndex, hashChain, recordCrc } from './records.js';
 import { RecordInflater } from './record-inflater.js';
-import { abandonPartial, partialFiles, settleFresh, sidePaths } from './side-files.js';
+import { abandonPartial, checkDestinationPath, dropUnresumable, partialFiles, readResume, settleFresh, sidePaths, writeResume } from './side-files.js';
 import { geometryMatches, identOf, MIRROR_PROTOCOL, sameSnapshot, type DestinationState, type MirrorChannel, type TransferDone, type TransferPlan, type VolumeGeometry } from './protocol.js';
 
 export { abandonPartial, partialFiles } from './side-files.js';
 
 const ACK_BYTES = 32 << 20;
-
-interface ResumeFile {
-  transferId: string;
-  planHash: string;
-  acked: number;
-  chain: string;
-  slots: Record<string, number>;
-  staged: Array<{ vbn: number; offset: number }>;
-  stageBytes: number;
-}
 
 export interface ReceiverOptions {
   log?: (line: string) => void;
@@ -47,31 +37,6 @@ export interface ReceiverOptions {
   ackBytes?: number;
   /** Accept zstd-compressed records when the source offers them (default true; false answers as a receiver that predates them). */
   compress?: boolean;
-}
-
-function readResume(file: string): ResumeFile | null {
-  try {
-    const r = JSON.parse(fs.readFileSync(file, 'utf8')) as ResumeFile;
-    if (typeof r.transferId !== 'string' || !Number.isInteger(r.acked)) return null;
-    return r;
-  } catch {
-    return null;
-  }
-}
-
-function writeResume(file: string, r: ResumeFile): void {
-  const tmp = `${file}.tmp`;
-  const fd = fs.openSync(tmp, 'w', 0o600);
-  try {
-    fs.writeSync(fd, JSON.stringify(r));
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
-  fs.renameSync(tmp, file);
-  const d = fs.openSync(path.dirname(file), 'r');
-  fs.fsyncSync(d);
-  fs.closeSync(d);
 }
 
 export function geometryOf(vol: Volume): VolumeGeometry {
@@ -149,6 +114,7 @@ export async function receiveMirror(volPath: string, ch: MirrorChannel, hello: R
       return null;
     }
     if (hello.op !== 'mirror.update' && hello.op !== 'mirror.resync') throw new InvalidInputError(`unknown mirror operation ${String(hello.op)}`);
+    checkDestinationPath(volPath); // before the source takes its snapshot: never found out at the final link
     const geometry = hello.volume as VolumeGeometry;
     const state = describeDestination(volPath);
     if (state.exists) {
@@ -211,6 +177,8 @@ async function applyTransfer(volPath: string, ch: MirrorChannel, plan: TransferP
   const writes = new WriteBehind(vol.file, { direct: true });
   let stageFd: number | null = null;
   let committed = false;
+  // the resume file records progress of this transfer: a failure keeps it to resume from
+  let resumable = !!resume && resume.acked > 0;
   let inFlight: Promise<void> | null = null;
   try {
     if (vol.rootRecord.mapDepth !== plan.volume.mapDepth) throw new InvalidInputError('mirror: unsupported volume geometry');
@@ -270,7 +238,8 @@ async function applyTransfer(volPath: string, ch: MirrorChannel, plan: TransferP
       await writes.written(); // the data of the records up to the point
       await datasync(vol.file.fd, vol.file.path);
       await datasync(stageFd!, sides.stage);
-      writeResume(sides.resume, { ...resume!, ...point });
+      writeResume(volPath, { ...resume!, ...point });
+      resumable ||= point.acked > 0;
       savedUpTo = Math.max(savedUpTo, point.acked);
     };
     /**
@@ -479,5 +448,7 @@ async function applyTransfer(volPath: string, ch: MirrorChannel, plan: TransferP
     await writes.close();
     vol.close();
     if (stageFd !== null) fs.closeSync(stageFd);
+    // failed with nothing recorded to resume from: nothing stays behind (the source drops its snapshot)
+    if (!committed && !resumable) dropUnresumable(volPath, initial);
   }
 }

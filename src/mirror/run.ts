@@ -8,6 +8,7 @@ import { Volume } from '../volume/volume.js';
 import { localDestination } from './index.js';
 import { MIRROR_PROTOCOL, type MirrorChannel } from './protocol.js';
 import { abandonPartial, breakMirror, receiveMirror } from './receiver.js';
+import { checkDestinationPath } from './side-files.js';
 import { destinationState, remoteError, sendMirror, stoppedError, type MirrorResult } from './sender.js';
 import { MirrorState, relationshipKey } from './state.js';
 import { VolumeLock } from '../volume/volume-lock.js';
@@ -23,6 +24,8 @@ export interface Destination {
   readonly name: string;
   /** Opens a conversation; `settled` ends when the other side is done. */
   open(): Promise<{ channel: MirrorChannel; settled: Promise<void> }>;
+  /** Refuses a destination no transfer could finish at, before the source is touched (a peer checks its own when asked). */
+  check?(): void;
 }
 
 export type PeerOpener = (spec: string) => Destination;
@@ -40,11 +43,13 @@ export function destinationFor(spec: string): Destination {
     return peerOpener(spec);
   }
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(spec)) throw new InvalidInputError(`${spec}: unknown destination`, 'give a volume path or peer://HOST:PORT/NAME');
+  if (spec === '') throw new InvalidInputError('the destination path is empty', 'give a volume path or peer://HOST:PORT/NAME');
   const abs = path.resolve(spec);
   return {
     spec: abs,
     name: path.basename(abs),
     open: async () => localDestination(abs),
+    check: () => checkDestinationPath(abs),
   };
 }
 
@@ -96,6 +101,7 @@ export type MirrorRun = MirrorResult & { transfers: MirrorResult[] };
  * destination to now: each is reported on its own.
  */
 export async function mirrorUpdate(volPath: string, dest: Destination, opts: UpdateOptions): Promise<MirrorRun> {
+  dest.check?.();
   const first = await mirrorUpdateOnce(volPath, dest, opts);
   if (!first.resumedTransfer || opts.signal?.aborted) return { ...first, transfers: [first] };
   const second = await mirrorUpdateOnce(volPath, dest, opts);
@@ -314,6 +320,7 @@ export async function mirrorLoop(volPath: string, dest: Destination, schedule: S
   let runs = 0;
   let failures = 0;
   let attempt = 0;
+  dest.check?.(); // a destination no run could finish at ends the loop before it starts
   while (!opts.signal.aborted) {
     runs++;
     try {

@@ -7,7 +7,8 @@
 // is done; then the shipped plane is emptied and the relationship's older snapshot goes.
 // A transfer that fails keeps its plane (the next update folds it into the one it ships,
 // so nothing is lost) and its snapshot (the next update resumes it when the destination
-// still holds what it acknowledged).
+// still holds what it acknowledged). When the destination never got the plan, or failed
+// and kept nothing, nothing can resume: the snapshot this run took is deleted again.
 //
 // Which blocks travel (plan.mode):
 //   moa     the marked blocks the new state holds: no plane subtraction. Used when the
@@ -24,7 +25,6 @@ import { encodeMapDeltas, encodePlane, type MapDelta } from '../format/image-str
 import type { SnapshotEntry } from '../format/snapshot-entry.js';
 import { noProgress, type Progress } from '../core/progress.js';
 import { formatSize } from '../core/size.js';
-import { PLANE_MOA } from '../volume/layout.js';
 import type { Volume } from '../volume/volume.js';
 import { ghostOf, hashChain, recordCrc } from './records.js';
 import { RecordQueue } from './record-queue.js';
@@ -33,7 +33,9 @@ import { collectMapDeltas } from '../volume/map-deltas.js';
 import { geometryOf } from './receiver.js';
 import { identOf, MIRROR_PROTOCOL, sameSnapshot, type DestinationState, type MirrorChannel, type SnapshotIdent, type TransferDone, type TransferMode, type TransferPlan, type WireError } from './protocol.js';
 import { canonicalPath, RECENT_TRANSFERS, relationshipKey, relationshipTag, type MirrorState, type Relationship, type TransferRecord } from './state.js';
+import { localSource, type SourceAccess } from './source-access.js';
 
+export { finishSource, localSource, prepareSource, type FinishArgs, type PrepareArgs, type SourceAccess } from './source-access.js';
 
 export interface SendOptions {
   /** Where the destination is, as the user named it: the relationship's identity. */
@@ -89,13 +91,18 @@ export interface MirrorResult {
   compression: MirrorCompression;
 }
 
+/** Errors the destination reported (remoteError made them): it says what it kept. */
+const fromDestination = new WeakSet<Error>();
+
 /** An error the other side reported, as the same kind of error here. */
 export function remoteError(e: WireError, where: string): ImgstreamError {
   const kept = e.kept && Number.isFinite(e.kept.bytes) && Array.isArray(e.kept.files) ? { kept: { bytes: e.kept.bytes, files: e.kept.files.map(String) } } : undefined;
   // a message that already names the place (a local destination's own error) is not prefixed again
   const message = e.message.startsWith(`${where}: `) ? e.message : `${where}: ${e.message}`;
-  const err = errorOfCode(e.code, message, e.hint, kept);
-  return err instanceof ImgstreamError ? err : new IoError(message, e.hint).withDetails(kept);
+  const made = errorOfCode(e.code, message, e.hint, kept);
+  const err = made instanceof ImgstreamError ? made : new IoError(message, e.hint).withDetails(kept);
+  fromDestination.add(err);
+  return err;
 }
 
 /** What the destination kept of a stopped transfer, when its error said. */
@@ -134,84 +141,6 @@ export async function destinationState(ch: MirrorChannel, name: string, geometry
   return m.state as DestinationState;
 }
 
-function mirrorSnapshotName(vol: Volume, tag: string): string {
-  const prefix = `mirror.${tag}.`;
-  let n = 0;
-  for (const s of vol.snapshots()) if (s.name.startsWith(prefix)) n = Math.max(n, Number(s.name.slice(prefix.length)) || 0);
-  return `${prefix}${n + 1}`;
-}
-
-/**
- * How the sender reaches the source volume. Locally it holds the volume (`localSource`);
- * a volume that an NBD server holds is reached through the server, which runs the
- * writing steps, while blocks are read through a view of pinned snapshots.
- */
-export interface SourceAccess {
-  /** The volume to read (after prepare(), what it made). */
-  volume(): Volume;
-  /** Takes the transfer's top snapshot and swaps the planes (see prepareSource); the top's name. */
-  prepare(p: PrepareArgs): Promise<string>;
-  /** Keeps these snapshots (the transfer's new state) from going while they are read; the volume to read them through. */
-  hold(names: string[]): Promise<Volume>;
-  /** After the destination committed (see finishSource). */
-  finish(p: FinishArgs): Promise<void>;
-}
-
-export interface PrepareArgs {
-  tag: string;
-  cascade: boolean;
-  track: boolean;
-  /** The snapshot to send (replicate), or null to take one. */
-  top: string | null;
-  /** The destination's snapshots (mirror snapshots it lacks are dropped here). */
-  keepIds: SnapshotIdent[];
-  replicate: boolean;
-}
-
-export interface FinishArgs {
-  tag: string;
-  topId: number;
-  cascade: boolean;
-}
-
-/** The writing step before a new transfer: the top snapshot and the swap, in one CP. */
-export function prepareSource(vol: Volume, p: PrepareArgs): string {
-  let top: SnapshotEntry;
-  if (p.top !== null) top = vol.snapshot(p.top);
-  else if (p.cascade) {
-    const snaps = vol.snapshots();
-    top = snaps[snaps.length - 1];
-    if (!top || top.mapRoot !== vol.rootRecord.mapRoot) throw new InvalidInputError(`${vol.path}: this mirror has no complete state to pass on yet`);
-  } else top = vol.createSnapshot(mirrorSnapshotName(vol, p.tag));
-  if (p.track && !p.cascade) {
-    // snapshots of transfers that never completed: the destination does not have them
-    const prefix = `mirror.${p.tag}.`;
-    for (const s of vol.snapshots()) {
-      if (s.name.startsWith(prefix) && s.id < top.id && !p.keepIds.some((d) => sameSnapshot(identOf(s), d))) vol.dropSnapshotEntry(s.name);
-    }
-  }
-  if (p.track) {
-    const recording = PLANE_MOA[vol.rootRecord.moaCurrent];
-    const other = PLANE_MOA[vol.rootRecord.moaCurrent ^ 1];
-    // what the other plane still holds was never confirmed shipped: it goes too
-    vol.mergeMarkOnAllocate(other, recording);
-    vol.clearMarkOnAllocate(other);
-    vol.swapMarkOnAllocate(); // the plane that recorded is shipped, the emptied one records
-    vol.commit();
-  }
-  return top.name;
-}
-
-/** A source this process holds. */
-export function localSource(vol: Volume): SourceAccess {
-  return {
-    volume: () => vol,
-    prepare: async (p) => prepareSource(vol, p),
-    hold: async () => vol, // this process holds the volume: nothing else changes it
-    finish: async (p) => finishSource(vol, p),
-  };
-}
-
 export async function sendMirror(source: Volume | SourceAccess, ch: MirrorChannel, opts: SendOptions): Promise<MirrorResult> {
   const access = 'prepare' in source ? source : localSource(source);
   let vol = access.volume();
@@ -243,6 +172,10 @@ export async function sendMirror(source: Volume | SourceAccess, ch: MirrorChanne
   let transferId: string;
   let top: SnapshotEntry;
   let mode: TransferMode;
+  // the snapshot this run took, and whether the destination got the plan: a transfer that
+  // fails with nothing kept to resume from drops its snapshot again
+  let took: string | null = null;
+  let planSent = false;
   const pend = rel?.pending;
   const pendTop = pend ? vol.snapshots().find((s) => sameSnapshot(identOf(s), pend.top)) : undefined;
   const resumable = track && pend && pendTop && dest.resume?.transferId === pend.transferId && (dest.top === null || dest.top.id < pend.top.id) && opts.op === 'mirror.update';
@@ -253,6 +186,7 @@ export async function sendMirror(source: Volume | SourceAccess, ch: MirrorChanne
   } else {
     // a new transfer: its top snapshot, and the planes swapped in the same CP
     const topName = await access.prepare({ tag, cascade, track, top: opts.top ?? null, keepIds: dest.snapshots.map((d) => d), replicate: opts.op === 'replicate' });
+    if (opts.top === undefined && !cascade) took = topName;
     vol = access.volume();
     top = vol.snapshot(topName);
     const common = dest.snapshots.some((d) => vol.snapshots().some((s) => s.id <= top.id && sameSnapshot(identOf(s), d)));
@@ -265,28 +199,30 @@ export async function sendMirror(source: Volume | SourceAccess, ch: MirrorChanne
     } else mode = dest.exists && common ? 'common' : 'full';
     transferId = randomUUID();
   }
-  vol = await access.hold(vol.snapshots().filter((s) => s.id <= top.id).map((s) => s.name));
-  top = vol.snapshot(top.name);
-  const newState = vol.snapshots().filter((s) => s.id <= top.id);
-  const keep = newState.filter((s) => dest.snapshots.some((d) => sameSnapshot(identOf(s), d)));
-  const incoming = newState.filter((s) => !keep.includes(s));
-  if (dest.exists && dest.top && sameSnapshot(dest.top, identOf(top)) && incoming.length === 0 && dest.snapshots.length === keep.length) {
-    // nothing new: the destination already is this state
-    if (track && !resumable) await access.finish({ tag, topId: top.id, cascade });
-    return { destination: where, transferId: '', mode, top: top.name, snapshots: newState.length, blocks: 0, planBlocks: 0, bytes: ch.bytesSent, dataBytes: 0, resumedRecords: 0, mapDeltas: 0, deallocated: 0, staged: 0, generation: 0, durationMs: Date.now() - started, upToDate: true, resumedTransfer: false, totalBytes: ch.bytesSent, compression: 'none' };
-  }
-  if (track) {
-    opts.state.update(key, init, (r) => {
-      r.volume = volume;
-      r.partial = dest.resume && dest.resume.keptBytes ? { transferId: dest.resume.transferId, bytes: dest.resume.keptBytes, since: r.partial?.since ?? new Date().toISOString() } : null;
-      r.state = 'transferring';
-      r.pending = { transferId, top: identOf(top), mode, moaSwaps: vol.rootRecord.moaSwaps };
-      r.lastAttempt = { started: new Date(started).toISOString(), finished: null, error: null };
-    });
-  }
-
   let queue: RecordQueue | null = null;
+  // what the destination answers while records go out (read by `reader`)
+  let failure: Error | null = null;
+  let reader: Promise<void> | null = null;
   try {
+    vol = await access.hold(vol.snapshots().filter((s) => s.id <= top.id).map((s) => s.name));
+    top = vol.snapshot(top.name);
+    const newState = vol.snapshots().filter((s) => s.id <= top.id);
+    const keep = newState.filter((s) => dest.snapshots.some((d) => sameSnapshot(identOf(s), d)));
+    const incoming = newState.filter((s) => !keep.includes(s));
+    if (dest.exists && dest.top && sameSnapshot(dest.top, identOf(top)) && incoming.length === 0 && dest.snapshots.length === keep.length) {
+      // nothing new: the destination already is this state
+      if (track && !resumable) await access.finish({ tag, topId: top.id, cascade });
+      return { destination: where, transferId: '', mode, top: top.name, snapshots: newState.length, blocks: 0, planBlocks: 0, bytes: ch.bytesSent, dataBytes: 0, resumedRecords: 0, mapDeltas: 0, deallocated: 0, staged: 0, generation: 0, durationMs: Date.now() - started, upToDate: true, resumedTransfer: false, totalBytes: ch.bytesSent, compression: 'none' };
+    }
+    if (track) {
+      opts.state.update(key, init, (r) => {
+        r.volume = volume;
+        r.partial = dest.resume && dest.resume.keptBytes ? { transferId: dest.resume.transferId, bytes: dest.resume.keptBytes, since: r.partial?.since ?? new Date().toISOString() } : null;
+        r.state = 'transferring';
+        r.pending = { transferId, top: identOf(top), mode, moaSwaps: vol.rootRecord.moaSwaps };
+        r.lastAttempt = { started: new Date(started).toISOString(), finished: null, error: null };
+      });
+    }
     const selection = new Selection(vol, newState, keep, mode);
     // map nodes go as differences from the nodes of the tree the destination has
     const baseSnap = dest.top ? keep.find((s) => sameSnapshot(identOf(s), dest.top!)) : undefined;
@@ -304,14 +240,14 @@ export async function sendMirror(source: Volume | SourceAccess, ch: MirrorChanne
       bytes: 0,
     };
     plan.bytes = plan.blocks * vol.blockSize;
+    planSent = true;
     await ch.send({ plan });
     const ready = (await expect(ch, 'ready', where)).ready as { resumeFrom: number };
     const resumeFrom = ready.resumeFrom;
 
     // acknowledgements and the final answer arrive while records go out
     let done: TransferDone | null = null;
-    let failure: Error | null = null;
-    const reader = (async () => {
+    reader = (async () => {
       for (;;) {
         const m = await ch.receive();
         if (!m) {
@@ -411,14 +347,27 @@ export async function sendMirror(source: Volume | SourceAccess, ch: MirrorChanne
       }, moaKey);
     }
     return result;
-  } catch (caught) {
+  } catch (thrown) {
     progress.stop();
+    // a send that found the connection closed: the destination's error, read meanwhile, says why it closed it
+    if (reader && !fromDestination.has(thrown as Error) && thrown instanceof ImgstreamError && thrown.code === 'network') await settledWithin(reader, 5000);
+    const caught = failure && fromDestination.has(failure) ? failure : thrown;
     const kept = keptOf(caught);
     let err = opts.signal?.aborted ? stoppedError(opts.signal) : caught;
     if (kept && kept.bytes > 0 && err instanceof ImgstreamError) err = withKeptHint(err, kept, opts.volumeLabel ?? vol.path, opts.destination);
+    // nothing to resume from: the destination never got the plan, or failed and says it kept nothing
+    const dropTop = took !== null && !kept && (!planSent || fromDestination.has(caught as Error));
+    if (dropTop) {
+      try {
+        await access.discard(took!);
+      } catch {
+        /* the next update drops it (a mirror snapshot the destination lacks) */
+      }
+    }
     if (track) {
       opts.state.update(key, init, (r) => {
         if (kept) r.partial = { transferId, bytes: kept.bytes, since: r.partial?.transferId === transferId ? r.partial.since : new Date().toISOString() };
+        if (dropTop && r.pending?.transferId === transferId) r.pending = null;
         if (r.pending?.transferId === transferId) r.pending.bytesSent = (r.pending.bytesSent ?? 0) + ch.bytesSent;
         r.state = 'failed';
         r.lastAttempt = { started: new Date(started).toISOString(), finished: new Date().toISOString(), error: (err as Error).message };
@@ -435,14 +384,11 @@ export async function sendMirror(source: Volume | SourceAccess, ch: MirrorChanne
   }
 }
 
-/** After a transfer the destination holds: empty the shipped plane, drop the relationship's older snapshots. */
-export function finishSource(vol: Volume, p: FinishArgs): void {
-  vol.clearMarkOnAllocate(PLANE_MOA[vol.rootRecord.moaCurrent ^ 1]);
-  if (!p.cascade) {
-    const prefix = `mirror.${p.tag}.`;
-    for (const s of vol.snapshots()) if (s.name.startsWith(prefix) && s.id < p.topId) vol.dropSnapshotEntry(s.name);
-  }
-  vol.commit();
+/** Waits for `p` to settle, at most `ms`. */
+async function settledWithin(p: Promise<void>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([p, new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)))]);
+  clearTimeout(timer);
 }
 
 async function sendPlanes(vol: Volume, newState: SnapshotEntry[], incoming: SnapshotEntry[], emit: (kind: 'plane', payload: Buffer, blocks: number) => Promise<void>): Promise<void> {

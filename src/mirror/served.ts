@@ -8,7 +8,7 @@
 import { assertServedWritable, registerControlOp, type ControlArgs } from '../control/ops.js';
 import type { ServedVolume } from '../control/served-volume.js';
 import type { Volume } from '../volume/volume.js';
-import { finishSource, prepareSource, type FinishArgs, type PrepareArgs, type SourceAccess } from './sender.js';
+import { finishSource, prepareSource, type FinishArgs, type PrepareArgs, type SourceAccess } from './source-access.js';
 
 registerControlOp('mirror.prepare', (vol: Volume, args: ControlArgs, session) => {
   assertServedWritable(vol);
@@ -54,6 +54,12 @@ export function servedSource(served: ServedVolume): SourceAccess & { close(): vo
       if (held.length) await served.unpin(held);
       held = [];
       await served.request('mirror.finish', p as unknown as Record<string, unknown>);
+    },
+    discard: async (name) => {
+      if (held.length) await served.unpin(held);
+      held = [];
+      await served.deleteSnapshot(name);
+      reopen();
     },
     close: () => view.close(),
   };

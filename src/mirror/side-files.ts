@@ -1,25 +1,102 @@
 // The files a mirror destination keeps beside its volume NAME while a transfer is under
 // way (receiver.ts): `.NAME.mirror-new`, the volume a first transfer builds (linked into
 // place after its CP); `.NAME.mirror-stage`, blocks for the switching CP's journal;
-// `.NAME.mirror-transfer`, how far the transfer got (to resume). What they hold when a
-// transfer stopped, and dropping them (`mirror abandon`).
+// `.NAME.mirror-transfer`, how far the transfer got (to resume), written whole through
+// `.NAME.mirror-saving`. What they hold when a transfer stopped, and dropping them
+// (`mirror abandon`, or a transfer that failed with nothing to resume from). And the
+// names a destination may have: checked before any transfer starts.
 import fs from 'node:fs';
 import path from 'node:path';
 import { createHash } from 'node:crypto';
-import { BusyError } from '../core/errors.js';
+import { BusyError, InvalidInputError, NotAVolumeError } from '../core/errors.js';
+import { tempBeside } from '../fs/stale-temp.js';
 import { Volume } from '../volume/volume.js';
 import { VolumeLock } from '../volume/volume-lock.js';
+
+/** The longest side-file suffix (`mirror-transfer`), with room to spare: the side files of a NAME this long or shorter are `.NAME.*`. */
+const SUFFIX_BYTES = 16;
 
 export function sidePaths(volPath: string) {
   const dir = path.dirname(volPath);
   // `.NAME.` unless that would pass the 255-byte name limit: then a hash of NAME, the same every run
   const long = `.${path.basename(volPath)}.`;
-  const base = Buffer.byteLength(long) + 16 <= 255 ? long : `.imgstream-${createHash('sha256').update(path.basename(volPath)).digest('hex').slice(0, 16)}.`;
+  const base = Buffer.byteLength(long) + SUFFIX_BYTES <= 255 ? long : `.imgstream-${createHash('sha256').update(path.basename(volPath)).digest('hex').slice(0, 16)}.`;
   return {
     fresh: path.join(dir, `${base}mirror-new`),
     resume: path.join(dir, `${base}mirror-transfer`),
+    /** The resume file's next version, renamed over it (a suffix of its own: `mirror-transfer.tmp` would pass the limit). */
+    resumeNext: path.join(dir, `${base}mirror-saving`),
     stage: path.join(dir, `${base}mirror-stage`),
   };
+}
+
+/**
+ * Refuses, naming the path given, a destination no transfer could finish at: an empty
+ * path, a name over 255 bytes, a directory that does not exist or is no directory, a
+ * directory itself (as opening it as a volume would). Checked before the source takes
+ * its snapshot, and before `mirror start` starts retrying: the final link into place
+ * must not be where a bad name is found.
+ */
+export function checkDestinationPath(volPath: string): void {
+  if (volPath === '') throw new InvalidInputError('the destination path is empty', 'give a volume path or peer://HOST:PORT/NAME');
+  tempBeside(volPath, 'mirror'); // its checks: the name's length, the directory
+  let dir = false;
+  try {
+    dir = fs.statSync(volPath).isDirectory();
+  } catch {
+    /* absent: a first transfer creates it */
+  }
+  if (dir) throw new NotAVolumeError(`${volPath}: is a directory, not a volume`);
+}
+
+/** How far a transfer got: what the destination acknowledged, and where it put what it had to stage. */
+export interface ResumeFile {
+  transferId: string;
+  planHash: string;
+  acked: number;
+  chain: string;
+  slots: Record<string, number>;
+  staged: Array<{ vbn: number; offset: number }>;
+  stageBytes: number;
+}
+
+export function readResume(file: string): ResumeFile | null {
+  try {
+    const r = JSON.parse(fs.readFileSync(file, 'utf8')) as ResumeFile;
+    if (typeof r.transferId !== 'string' || !Number.isInteger(r.acked)) return null;
+    return r;
+  } catch {
+    return null;
+  }
+}
+
+/** Writes the resume file of the destination `volPath` whole: its next version, fsynced, renamed over it. */
+export function writeResume(volPath: string, r: ResumeFile): void {
+  const { resume, resumeNext } = sidePaths(volPath);
+  const fd = fs.openSync(resumeNext, 'w', 0o600);
+  try {
+    fs.writeSync(fd, JSON.stringify(r));
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  fs.renameSync(resumeNext, resume);
+  const d = fs.openSync(path.dirname(resume), 'r');
+  fs.fsyncSync(d);
+  fs.closeSync(d);
+}
+
+/**
+ * After a transfer failed before anything of it was recorded to resume from: removes
+ * what it left beside the destination (the stage file, a resume file of an older
+ * transfer, and for a first transfer the volume it was building), so that nothing is
+ * reported kept and the source lets its snapshot go. The resume file goes first: a
+ * half-removed partial is never resumed.
+ */
+export function dropUnresumable(volPath: string, initial: boolean): void {
+  const sides = sidePaths(volPath);
+  for (const f of [sides.resume, sides.resumeNext, sides.stage]) fs.rmSync(f, { force: true });
+  if (initial && !fs.existsSync(volPath)) fs.rmSync(sides.fresh, { force: true });
 }
 
 /** Finishes a first transfer interrupted between its CP and the link into place. */
@@ -70,7 +147,8 @@ export function partialFiles(volPath: string): { files: string[]; bytes: number 
  * instead (it is the mirror). The bytes freed.
  */
 export function abandonPartial(volPath: string): { freedBytes: number; files: string[] } {
-  settleFresh(volPath);
+  // a name no file can have (left by versions that found out only at the link) is never linked into place
+  if (Buffer.byteLength(path.basename(volPath)) <= 255) settleFresh(volPath);
   const sidesNow = sidePaths(volPath);
   const target = fs.existsSync(volPath) ? volPath : sidesNow.fresh;
   // a transfer under way holds the volume it writes: its files are not ours to drop
@@ -78,6 +156,7 @@ export function abandonPartial(volPath: string): { freedBytes: number; files: st
   const kept = partialFiles(volPath);
   const sides = sidePaths(volPath);
   fs.rmSync(sides.resume, { force: true }); // first: a half-removed partial is never resumed
+  fs.rmSync(sides.resumeNext, { force: true });
   fs.rmSync(sides.stage, { force: true });
   if (!fs.existsSync(volPath)) fs.rmSync(sides.fresh, { force: true });
   return { freedBytes: kept.bytes, files: kept.files };

@@ -4,7 +4,7 @@ import { CorruptError, NotAVolumeError } from '../core/errors.js';
 import fs from 'node:fs';
 import { decodeRootRecord, ROOT_MAGIC, ROOT_RECORD_BYTES, type RootRecord } from '../format/volume-root.js';
 import type { BlockFile } from './block-file.js';
-import { validateBlockSize, VolumeLayout } from './layout.js';
+import { MAX_BLOCK_SIZE, MIN_BLOCK_SIZE, validateBlockSize, VolumeLayout } from './layout.js';
 
 export function readRootRecord(file: BlockFile, path: string): RootRecord {
   const head = Buffer.alloc(ROOT_RECORD_BYTES);
@@ -47,13 +47,22 @@ function probeBlockSize(file: BlockFile): number {
   return 0;
 }
 
-/** True when the file starts with a volume's root record magic: outputs given --force never replace one. */
+/**
+ * True when the file holds a volume's root record in either slot: outputs, given --force
+ * or not, never replace one. Slot 0 is at offset 0; slot 1 one block in, where `volume
+ * create` writes the first root (generation 1): a volume never committed to has nothing
+ * at offset 0. A slot counts by its magic (a torn or damaged copy is still a volume's);
+ * slot 1 also by the block size it records, which is its offset.
+ */
 export function holdsVolume(file: string): boolean {
-  const head = Buffer.alloc(ROOT_MAGIC.length);
+  const head = Buffer.alloc(16);
   let fd = -1;
+  const rootAt = (offset: number) => fs.readSync(fd, head, 0, head.length, offset) === head.length && head.toString('latin1', 0, ROOT_MAGIC.length) === ROOT_MAGIC;
   try {
     fd = fs.openSync(file, 'r');
-    return fs.readSync(fd, head, 0, head.length, 0) === head.length && head.toString('latin1') === ROOT_MAGIC;
+    if (rootAt(0)) return true;
+    for (let bs = MIN_BLOCK_SIZE; bs <= MAX_BLOCK_SIZE; bs *= 2) if (rootAt(bs) && head.readUInt32LE(12) === bs) return true;
+    return false;
   } catch {
     return false; // unreadable: opening it for writing tells why
   } finally {

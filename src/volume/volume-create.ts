@@ -4,8 +4,9 @@ import fs from 'node:fs';
 import { tempBeside } from '../fs/stale-temp.js';
 import { randomBytes } from 'node:crypto';
 import { ExistsError, InvalidInputError, fromSystemError } from '../core/errors.js';
-import { decodeRootRecord, encodeRootRecord, ROOT_RECORD_BYTES, type RootRecord } from '../format/volume-root.js';
+import { encodeRootRecord, type RootRecord } from '../format/volume-root.js';
 import { BlockFile } from './block-file.js';
+import { holdsVolume } from './root-reader.js';
 import { DEFAULT_BLOCK_SIZE, DEFAULT_MAX_SNAPSHOTS, mapDepthFor, PLANE_MOA, validateBlockSize, VolumeLayout } from './layout.js';
 import { FLAG_BLOCK_DEVICE } from './volume-flags.js';
 
@@ -41,10 +42,9 @@ export function createVolume(path: string, opts: CreateOptions): RootRecord {
       isDevice = true;
       const f = BlockFile.open(path, false);
       deviceBytes = f.size();
-      const head = Buffer.alloc(ROOT_RECORD_BYTES);
-      f.read(head, 0);
       f.close();
-      if (decodeRootRecord(head).ok && !opts.force) throw new ExistsError(`${path}: already holds an imgstream volume`, 'pass --force to overwrite it');
+      // either root slot: a volume never committed to has its only root in slot 1
+      if (holdsVolume(path) && !opts.force) throw new ExistsError(`${path}: already holds an imgstream volume`, 'pass --force to overwrite it');
     } else {
       throw new ExistsError(`${path}: already exists`, 'choose another path or remove the file first');
     }

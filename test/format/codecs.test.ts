@@ -23,7 +23,7 @@ const rootArb: fc.Arbitrary<RootRecord> = fc.record({
   mapDepth: fc.integer({ min: 1, max: 8 }),
   uuid: fc.uint8Array({ minLength: 16, maxLength: 16 }).map((b) => Buffer.from(b).toString('hex')),
   createdMs: fc.integer({ min: 0, max: 2 ** 45 }),
-  flags: fc.integer({ min: 0, max: 1 }),
+  flags: fc.integer({ min: 0, max: 7 }), // block device, mirror, broken off (bit 3 is the taint flag, its own field)
   generation: u53,
   cpTimeMs: fc.integer({ min: 0, max: 2 ** 45 }),
   mapRoot: u53,
@@ -36,7 +36,9 @@ const rootArb: fc.Arbitrary<RootRecord> = fc.record({
   usedBlocks: u53,
   mappedBlocks: u53,
   moaSwaps: u53,
-});
+  taintedShadows: fc.array(u53, { maxLength: 43 }),
+  allShadowsTainted: fc.boolean(),
+}).map((r) => (r.allShadowsTainted ? { ...r, taintedShadows: [] } : r)); // "all" lists none
 
 describe('volume root record', () => {
   it('round-trips and detects any flipped byte', () => {

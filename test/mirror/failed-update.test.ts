@@ -1,0 +1,204 @@
+// A mirror update that cannot finish leaves nothing behind. A destination no transfer could
+// finish at (a name over 255 bytes, a missing directory, an empty path, a directory) is
+// refused in one line before the source takes its snapshot; names just short of the limit
+// work (the side files beside them stay within it). A transfer that fails after the
+// snapshot with nothing acknowledged (a flush that fails, a disk full from the start)
+// drops that snapshot and every side file; one that fails after the destination recorded
+// progress keeps both and resumes (the documented resume, unchanged).
+import fs from 'node:fs';
+import path from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { Volume } from '../../src/volume/volume.js';
+import { localDestination, MirrorState, sendMirror, type MirrorResult } from '../../src/mirror/index.js';
+import { cliJson, cliOk, runCli, runCliAsync, sha256, stderrLines, writeImage } from '../support/cli.js';
+import { startServer } from '../nbd/support.js';
+import { tempDir } from '../support/images.js';
+
+const BS = 4096;
+const BLOCKS = 1024; // 4 MiB
+const root = tempDir('imgstream-mirror-failed-');
+const env = { IMGSTREAM_LOCK_DIR: path.join(root, 'locks'), IMGSTREAM_MIRROR_STATE: path.join(root, 'mirrors.json') };
+process.env.IMGSTREAM_LOCK_DIR = env.IMGSTREAM_LOCK_DIR; // the in-process transfers below
+const at = (f: string) => path.join(root, f);
+const src = at('src.vol');
+const small = at('small');
+afterAll(() => {
+  spawnSync('umount', [small]);
+  fs.rmSync(root, { recursive: true, force: true });
+});
+afterEach(() => {
+  vi.restoreAllMocks();
+});
+
+beforeAll(() => {
+  writeImage(at('img'), BLOCKS, BS, 5, 0.05);
+  cliOk(['volume', 'create', src, '--size', `${(BLOCKS * BS) >> 20}M`], { env });
+  cliOk(['volume', 'import', src, '--from', at('img')], { env });
+});
+
+/** A name of exactly `bytes` bytes. */
+const named = (c: string, bytes: number) => c.repeat(bytes);
+
+function snapshotsOf(vol: string): string[] {
+  const v = Volume.open(vol, { write: false });
+  try {
+    return v.snapshots().map((s) => s.name);
+  } finally {
+    v.close();
+  }
+}
+
+/** The hidden files of a directory: side files, temporaries. */
+const hidden = (dir: string) => fs.readdirSync(dir).filter((f) => f.startsWith('.'));
+
+function active(vol: string): string {
+  const r = runCli(['volume', 'export', vol, '--to', '-'], { env });
+  expect(r.code, r.stderr).toBe(0);
+  return sha256(r.stdoutBytes);
+}
+
+describe('a destination no transfer could finish at', () => {
+  it('is refused in one line naming it, before any snapshot or transfer; mirror start does not loop on it', () => {
+    fs.mkdirSync(at('dir'), { recursive: true });
+    const before = snapshotsOf(src);
+    const long = at(named('m', 256));
+    const cases: Array<[string, number, RegExp]> = [
+      [long, 4, /m{256}: file name too long \(at most 255 bytes per name\)/],
+      [at('nodir/m.vol'), 3, /nodir\/m\.vol: no such directory .*nodir/],
+      ['', 4, /the destination path is empty/],
+      [at('dir'), 5, /dir: is a directory, not a volume/],
+    ];
+    for (const [to, code, message] of cases) {
+      for (const args of [['mirror', 'update', src, '--to', to], ['mirror', 'start', src, '--to', to, '--every', '1h', '--max-runs', '1']]) {
+        const r = runCli(args, { env });
+        expect(r.code, `${args.join(' ')}: ${r.stderr}`).toBe(code);
+        const lines = stderrLines(r);
+        expect(lines, r.stderr).toHaveLength(1);
+        expect(lines[0]).toMatch(message);
+        expect(lines[0]).not.toMatch(/ENAMETOOLONG|mirror-new|imgstream-[0-9a-f]{16}/);
+      }
+    }
+    expect(snapshotsOf(src)).toEqual(before);
+    expect(hidden(root)).toEqual([]);
+    expect(fs.readdirSync(at('dir'))).toEqual([]);
+    expect(fs.existsSync(at('mirrors.json')) ? cliJson<{ relationships: unknown[] }>(['mirror', 'status', src], { env }).relationships : []).toEqual([]);
+  });
+
+  it('names just short of the limit work: their side files stay within it, and none is left', () => {
+    // `.NAME.mirror-transfer` fits for these; the resume file's next version used to be `.NAME.mirror-transfer.tmp`, which did not
+    for (const bytes of [235, 237]) {
+      const dest = at(named(String.fromCharCode(96 + (bytes % 26)), bytes));
+      const r = runCli(['mirror', 'update', src, '--to', dest], { env });
+      expect(r.code, r.stderr).toBe(0);
+      expect(active(dest)).toBe(active(src));
+      expect(hidden(root)).toEqual([]);
+    }
+  });
+});
+
+/** An in-process update of `src` to `dest`, acknowledging every `ackBytes`. */
+async function update(dest: string, state: MirrorState, ackBytes?: number): Promise<MirrorResult> {
+  const vol = Volume.open(src, { write: true, mirror: true });
+  try {
+    const d = localDestination(dest, undefined, { ackBytes });
+    try {
+      return await sendMirror(vol, d.channel, { destination: dest, name: path.basename(dest), op: 'mirror.update', state, compress: 'none' });
+    } finally {
+      d.channel.close();
+      await d.settled;
+    }
+  } finally {
+    vol.close();
+  }
+}
+
+/** Makes the destination's flushes fail with EIO after `good` of them succeeded. */
+function failFlushesAfter(good: number): void {
+  const real = fs.fdatasync;
+  let n = 0;
+  vi.spyOn(fs, 'fdatasync').mockImplementation(((fd: number, cb: (err: NodeJS.ErrnoException | null) => void) => {
+    if (n++ < good) return real(fd, cb);
+    const err = Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO', errno: -5, syscall: 'fdatasync' });
+    process.nextTick(() => cb(err));
+  }) as typeof fs.fdatasync);
+}
+
+describe('a transfer that fails after the source took its snapshot', () => {
+  it('with nothing acknowledged: the snapshot, the side files and the pending transfer go', async () => {
+    const dest = at('flush.vol');
+    const state = new MirrorState(at('flush-state.json'));
+    const before = snapshotsOf(src);
+    failFlushesAfter(0);
+    await expect(update(dest, state)).rejects.toThrow(/i\/o error/);
+    vi.restoreAllMocks();
+    expect(snapshotsOf(src)).toEqual(before);
+    expect(hidden(root).filter((f) => f.includes('flush'))).toEqual([]);
+    expect(fs.existsSync(dest)).toBe(false);
+    const rel = state.relationships()[0];
+    expect(rel.state).toBe('failed');
+    expect(rel.pending).toBe(null);
+    expect(rel.partial).toBe(null);
+    // and the next update makes the mirror
+    const r = await update(dest, state);
+    expect(r.mode).toBe('full');
+    expect(active(dest)).toBe(active(src));
+  });
+
+  it('after the destination recorded progress: both are kept and the next update resumes', async () => {
+    const dest = at('resume.vol');
+    const state = new MirrorState(at('resume-state.json'));
+    const before = snapshotsOf(src);
+    failFlushesAfter(2); // the first acknowledgement (the volume and the stage file), after the first record
+    await expect(update(dest, state, 4096)).rejects.toThrow(/i\/o error/);
+    vi.restoreAllMocks();
+    const taken = snapshotsOf(src).filter((s) => !before.includes(s));
+    expect(taken).toHaveLength(1);
+    expect(hidden(root)).toEqual(expect.arrayContaining(['.resume.vol.mirror-new', '.resume.vol.mirror-transfer']));
+    expect(state.relationships()[0].pending).not.toBe(null);
+    const r = await update(dest, state);
+    expect(r.resumedRecords).toBeGreaterThan(0);
+    expect(r.top).toBe(taken[0]);
+    expect(active(dest)).toBe(active(src));
+    expect(hidden(root).filter((f) => f.includes('resume'))).toEqual([]);
+  });
+});
+
+function mountSmall(size: string): boolean {
+  fs.mkdirSync(small, { recursive: true });
+  return spawnSync('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs', small]).status === 0;
+}
+
+describe('a destination disk full from the start', () => {
+  it('fails with exit 10 and leaves neither side files nor the snapshot (needs root for a small tmpfs)', (ctx) => {
+    if (process.getuid?.() !== 0 || !mountSmall('256k')) ctx.skip();
+    const before = snapshotsOf(src);
+    const dest = path.join(small, 'm.vol');
+    const r = runCli(['mirror', 'update', src, '--to', dest], { env });
+    expect(r.code, r.stderr).toBe(10);
+    expect(stderrLines(r)).toHaveLength(1);
+    expect(r.stderr).toMatch(/no space left/);
+    expect(r.stderr).not.toMatch(/keeps .* of this transfer/);
+    expect(fs.readdirSync(small)).toEqual([]);
+    expect(snapshotsOf(src)).toEqual(before);
+  });
+
+  it('of a volume an NBD server holds: the server deletes the snapshot it took', async (ctx) => {
+    if (process.getuid?.() !== 0 || !fs.existsSync(small) || fs.readdirSync(small).length > 0) ctx.skip();
+    const vol = at('served.vol');
+    cliOk(['volume', 'create', vol, '--size', `${(BLOCKS * BS) >> 20}M`], { env });
+    cliOk(['volume', 'import', vol, '--from', at('img')], { env });
+    const names = async () => (JSON.parse((await runCliAsync(['snapshot', 'list', vol, '--json'], { env })).stdout) as { snapshots: Array<{ name: string }> }).snapshots.map((x) => x.name);
+    const server = await startServer(vol, ['--socket', at('v.sock')], env.IMGSTREAM_LOCK_DIR);
+    try {
+      const before = await names();
+      const r = await runCliAsync(['mirror', 'update', vol, '--to', path.join(small, 's.vol')], { env });
+      expect(r.code, r.stderr).toBe(10);
+      expect(r.stderr).toMatch(/no space left/);
+      expect(fs.readdirSync(small)).toEqual([]);
+      expect(await names()).toEqual(before);
+    } finally {
+      await server.stop();
+    }
+  });
+});
