@@ -12,6 +12,9 @@ import { UsageError, errorOfCode } from '../src/core/errors.js';
 import { multiplexDump, type MultiplexDumpResult } from '../src/multiplex/index.js';
 import { parseTapeSpec } from '../src/media/tape/index.js';
 import { dumpKeyFromFlags, encryptFlag, keyFlags } from './_cli/key-flags.js';
+import { stoppableBySignals } from './_cli/stop-signals.js';
+import { refuseOutputOverInputs, type DumpInput } from '../src/stream/dump-inputs.js';
+import type { Catalog } from '../src/catalog/index.js';
 
 export default class Dump extends ImgstreamCommand {
   static override summary = 'Write a level 0/1/2... dump of a volume as an image stream.';
@@ -19,7 +22,9 @@ export default class Dump extends ImgstreamCommand {
 
 The stream carries the blocks (each tagged with its VBN) in chunks of about 1 MiB, each compressed with zstd as an independent frame (on worker threads) and checksummed, plus the planes and snapshot table entries of the snapshots it brings (an incremental sends the map blocks it carries as their differences from its base's), and ends with a trailer holding counts and a SHA-256 of the whole stream. Only a complete dump is recorded in the catalog.
 
-Targets: a file (written under a temporary name, renamed when complete), "-" for stdout, "tape:DIR" for a tape directory (the dump becomes its next tape file: a tar archive in fixed-size records, readable with "tar tvf"), "tape:DIR1,DIR2,..." with --tape-size to span several tapes, a tape device (e.g. /dev/nst0) with "tape:/dev/nst0" (written at the current position, in fixed-size records), "s3://BUCKET/PREFIX/NAME" for an object on AWS S3 or an S3-compatible store (a multipart upload completed only after the last byte: no object appears under NAME before the dump is complete; a killed dump's unfinished upload is aborted by the next dump to the same NAME; credentials and region from the AWS environment variables or AWS_PROFILE, the endpoint from --s3-endpoint or AWS_ENDPOINT_URL), or "peer://HOST:PORT/NAME" for the file NAME in the directory of an imgstream peer daemon (see serve peer): give --token-file and --tls-ca or --tls-fingerprint (or --plain). The daemon checks the stream as it arrives and stores it under NAME only once it is complete, fsynced and valid; the dump succeeds only then. The target is checked (it exists, a peer refuses) before a snapshot is taken for the dump.
+Targets: a file (written under a temporary name, renamed when complete), "-" for stdout, "tape:DIR" for a tape directory (the dump becomes its next tape file: a tar archive in fixed-size records, readable with "tar tvf"), "tape:DIR1,DIR2,..." with --tape-size to span several tapes, a tape device (e.g. /dev/nst0) with "tape:/dev/nst0" (written at the current position, in fixed-size records), "s3://BUCKET/PREFIX/NAME" for an object on AWS S3 or an S3-compatible store (a multipart upload completed only after the last byte: no object appears under NAME before the dump is complete; a killed dump's unfinished upload is aborted by the next dump to the same NAME; credentials and region from the AWS environment variables or AWS_PROFILE, the endpoint from --s3-endpoint or AWS_ENDPOINT_URL), or "peer://HOST:PORT/NAME" for the file NAME in the directory of an imgstream peer daemon (see serve peer): give --token-file and --tls-ca or --tls-fingerprint (or --plain). The daemon checks the stream as it arrives and stores it under NAME only once it is complete, fsynced and valid; the dump succeeds only then. The target is checked (it exists, a peer refuses) before a snapshot is taken for the dump. So is the catalog (it reads; it is a regular file, or none yet, in a directory that exists), and a target that is one of the dump's own inputs is refused (exit 4), --force or not: the volume, the --key-file or --passphrase-file, the catalog (compared as files: a hard or symbolic link to one is the same).
+
+SIGINT (Ctrl-C) or SIGTERM stops the dump: its partial output is removed (a stream on stdout is left without its trailer, which every reader refuses), the snapshot it took is deleted, nothing is recorded, and it exits 130 (SIGINT) or 143 (SIGTERM); a second signal ends it at once. A dump already writing its trailer completes and is recorded. Only kill -9 leaves its snapshot behind (and a hidden partial file, which the next dump to the same name removes).
 
 While the volume is being served (imgstream serve nbd), the dump asks the server to take its snapshot, keeps the snapshots it reads from being deleted or renamed until it ends, and reads them without stopping the server.
 
@@ -77,20 +82,24 @@ While the volume is being served (imgstream serve nbd), the dump asks the server
     const recordSize = parseSize(flags['record-size'], 'record size');
     // a dry run sends nothing: the peer flags may stay on the command line, unchecked
     const peer = peerClientOptions(flags, flags.to !== undefined && isPeerSpec(flags.to) && !flags['dry-run'] ? [flags.to] : [], flags['dry-run']);
-    const result = await dumpVolumeAt(
-      args.volume,
-      (streamId) => targetFor(flags.to!, { force: flags.force, tapeSize, recordSize, streamId, nextTape: nextTapePrompt(), peer, newTape: flags['new-tape'] === true, s3: s3Options(flags) }),
-      {
-        level: flags.level,
-        snapshot: flags.snapshot,
-        order: flags.order,
-        compression: flags.compress === 'none' ? { codec: 'none' } : { codec: 'zstd', level: flags['compress-level'] },
-        threads: flags.threads ?? defaultThreads(),
-        catalog,
-        dryRun: flags['dry-run'],
-        key,
-      },
-      this.progress(),
+    if (!flags['dry-run']) refuseOutputOverInputs(flags.to!, dumpInputs(volumes, flags, catalog));
+    const result = await stoppableBySignals((signal) =>
+      dumpVolumeAt(
+        args.volume,
+        (streamId) => targetFor(flags.to!, { force: flags.force, tapeSize, recordSize, streamId, nextTape: nextTapePrompt(), peer, newTape: flags['new-tape'] === true, s3: s3Options(flags) }),
+        {
+          level: flags.level,
+          snapshot: flags.snapshot,
+          order: flags.order,
+          compression: flags.compress === 'none' ? { codec: 'none' } : { codec: 'zstd', level: flags['compress-level'] },
+          threads: flags.threads ?? defaultThreads(),
+          catalog,
+          dryRun: flags['dry-run'],
+          key,
+          signal,
+        },
+        this.progress(),
+      ),
     );
     const what = `level ${result.level} of ${args.volume}: ${result.expression}: ${result.blocks} blocks, ${formatSize(result.bytes)}, ${result.extents} extents`;
     if (result.dryRun) this.say(`dry run: ${what}`);
@@ -105,7 +114,9 @@ While the volume is being served (imgstream serve nbd), the dump asks the server
     const spec = parseTapeSpec(flags.to);
     if (spec.file !== undefined) throw new UsageError(`${flags.to}: a dump goes to the next tape file; #N is for reading`, 'give tape:DIR');
     const key = await dumpKeyFromFlags(flags);
-    const result = await multiplexDump(
+    const catalog = openCatalog(flags.catalog);
+    refuseOutputOverInputs(flags.to, dumpInputs(volumes, flags, catalog));
+    const result = await stoppableBySignals((signal) => multiplexDump(
       volumes,
       { tapes: spec.tapes, tapeSize: flags['tape-size'] ? parseSize(flags['tape-size'], 'tape size') : undefined, recordSize: parseSize(flags['record-size'], 'record size'), nextTape: nextTapePrompt(), newTape: flags['new-tape'] === true },
       {
@@ -114,11 +125,12 @@ While the volume is being served (imgstream serve nbd), the dump asks the server
         order: flags.order,
         compression: flags.compress === 'none' ? { codec: 'none' } : { codec: 'zstd', level: flags['compress-level'] },
         threads: flags.threads ?? defaultThreads(),
-        catalog: openCatalog(flags.catalog),
+        catalog,
         key,
+        signal,
       },
       this.progress(),
-    );
+    ));
     const where = result.files.map((f) => `${f.tape}${f.number !== undefined ? ` file ${f.number}` : ''}`).join(', ');
     for (const s of result.sources) {
       if (s.dump) this.say(`dumped level ${s.dump.level} of ${s.volume}: ${s.dump.expression}: ${s.dump.blocks} blocks, ${formatSize(s.dump.bytes)} -> ${formatSize(s.dump.streamBytes)} stream`);
@@ -138,4 +150,14 @@ While the volume is being served (imgstream serve nbd), the dump asks the server
     }
     return result;
   }
+}
+
+/** What a dump reads or keeps, which its output must not be. */
+function dumpInputs(volumes: string[], flags: { 'key-file'?: string; 'passphrase-file'?: string }, catalog: Catalog): DumpInput[] {
+  return [
+    ...volumes.map((v) => ({ what: 'the volume being dumped', path: v })),
+    ...(flags['key-file'] !== undefined ? [{ what: 'the key file (--key-file)', path: flags['key-file'] }] : []),
+    ...(flags['passphrase-file'] !== undefined ? [{ what: 'the passphrase file (--passphrase-file)', path: flags['passphrase-file'] }] : []),
+    { what: 'the catalog', path: catalog.file },
+  ];
 }

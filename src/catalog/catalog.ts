@@ -7,9 +7,12 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { CorruptError, InvalidInputError, NotFoundError, fromSystemError } from '../core/errors.js';
+import { CorruptError, InvalidInputError, NotAVolumeError, NotFoundError, fromSystemError } from '../core/errors.js';
 import type { MediaPosition } from '../media/medium.js';
 import { VolumeLock } from '../volume/volume-lock.js';
+import { removeStaleTemp, tempBeside } from '../fs/stale-temp.js';
+import { fsyncDirectory } from '../fs/durable-file.js';
+import { recordProblem } from './record-check.js';
 
 export interface DumpRecord {
   /** The stream's id (header.streamId). */
@@ -46,30 +49,34 @@ export function defaultCatalogPath(): string {
   return path.join(state, 'imgstream', 'catalog.json');
 }
 
+/** The catalog at `file` (as given: its directory must exist), or the default one (whose directory is created on the first record). */
+export function openCatalogAt(file: string | undefined): Catalog {
+  if (file !== undefined) return new Catalog(file);
+  return new Catalog(defaultCatalogPath(), { createDirectory: !process.env.IMGSTREAM_CATALOG });
+}
+
 /** Two positions name one file or object, which holds one stream (tapes and stdout hold many, or none). */
 function samePlace(a: MediaPosition, b: MediaPosition): boolean {
   return ['file', 's3', 'peer'].includes(a.kind) && a.kind === b.kind && a.location === b.location && a.stream === undefined && b.stream === undefined;
 }
 
-function wellFormed(d: DumpRecord): boolean {
-  const r = d as unknown as Record<string, unknown> | null;
-  if (typeof r !== 'object' || r === null) return false;
-  const vol = r.volume as Record<string, unknown> | null;
-  const top = r.top as Record<string, unknown> | null;
-  return typeof r.id === 'string' && typeof r.date === 'string' && Number.isInteger(r.level) && typeof vol === 'object' && vol !== null && typeof vol.uuid === 'string' && typeof top === 'object' && top !== null && typeof top.name === 'string' && typeof top.id === 'number';
+/** The longest catalog file name: its backup logs go in NAME.logs beside it, a name of at most 255 bytes. */
+const CATALOG_NAME_MAX = 255 - '.logs'.length;
+
+export interface CatalogOptions {
+  /** Create the catalog's directory when it is missing (the default path); a path the user gave must be in a directory that exists. */
+  createDirectory?: boolean;
 }
 
 export class Catalog {
-  constructor(readonly file: string) {}
+  constructor(
+    readonly file: string,
+    private readonly opts: CatalogOptions = {},
+  ) {}
 
   read(): DumpRecord[] {
-    let text: string;
-    try {
-      text = fs.readFileSync(this.file, 'utf8');
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
-      throw fromSystemError(err, this.file, 'reading the catalog');
-    }
+    const text = this.readText();
+    if (text === null) return [];
     let c: CatalogFile;
     try {
       c = JSON.parse(text) as CatalogFile;
@@ -78,25 +85,78 @@ export class Catalog {
       throw new CorruptError(`${this.file}: not a readable imgstream catalog`, 'rebuild it with: imgstream catalog rebuild --from SOURCE...');
     }
     // a newer version's catalog is not rewritten (downgraded) by this one
-    if (c.version !== 1) throw new InvalidInputError(`${this.file}: a catalog of version ${String(c.version)}, which this imgstream does not read (it reads version 1)`, 'use the imgstream version that wrote it');
-    const bad = c.dumps.findIndex((d) => !wellFormed(d));
-    if (bad >= 0) throw new CorruptError(`${this.file}: dump record ${bad + 1} of ${c.dumps.length} is malformed`, 'rebuild it with: imgstream catalog rebuild --from SOURCE...');
+    if (c.version !== 1) throw new NotAVolumeError(`${this.file}: a catalog of version ${String(c.version)}, which this imgstream does not read (it reads version 1)`, 'use the imgstream version that wrote it');
+    c.dumps.forEach((d, i) => {
+      const bad = recordProblem(d);
+      if (bad) throw new CorruptError(`${this.file}: dump record ${i + 1} of ${c.dumps.length} is malformed: ${bad}`, 'correct or remove it, or rebuild the catalog with: imgstream catalog rebuild --from SOURCE...');
+    });
     return c.dumps;
+  }
+
+  /**
+   * The catalog file's text, null when there is none yet. Opened without blocking and
+   * checked to be a regular file before anything is read: a FIFO would wait for a writer
+   * forever, a device would never end.
+   */
+  private readText(): string | null {
+    if (this.file.trim() === '') throw new InvalidInputError('the catalog path is empty', 'give --catalog FILE, or leave it out for the default');
+    if (this.file.endsWith('/')) throw new InvalidInputError(`${this.file}: names a directory (it ends in "/"), not a catalog file`, 'give --catalog a file name, e.g. DIR/catalog.json');
+    let fd: number;
+    try {
+      fd = fs.openSync(this.file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw fromSystemError(err, this.file, 'reading the catalog');
+    }
+    try {
+      const st = fs.fstatSync(fd);
+      if (st.isDirectory()) throw new InvalidInputError(`${this.file}: is a directory, not a catalog file`, 'give --catalog a file name, e.g. DIR/catalog.json');
+      if (!st.isFile()) throw new InvalidInputError(`${this.file}: is not a regular file (a ${kindOf(st)}), so it cannot be the catalog`, 'give --catalog a regular file');
+      return fs.readFileSync(fd, 'utf8');
+    } catch (err) {
+      throw fromSystemError(err, this.file, 'reading the catalog');
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
+
+  /**
+   * The catalog can be replaced where it is: its name fits with the temporary and the
+   * backup logs beside it, and its directory exists (or, for the default path, can be
+   * created). Returns the directory, null when it is to be created.
+   */
+  private checkPlace(): string | null {
+    const base = path.basename(this.file);
+    if (Buffer.byteLength(base) > CATALOG_NAME_MAX) throw new InvalidInputError(`${this.file}: file name too long for a catalog (at most ${CATALOG_NAME_MAX} bytes: its backup logs go in NAME.logs beside it)`, 'choose a shorter name');
+    const dir = path.dirname(path.resolve(this.file));
+    let st: fs.Stats;
+    try {
+      st = fs.statSync(dir);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' && this.opts.createDirectory) return null;
+      if (code === 'ENOENT') throw new NotFoundError(`${this.file}: no such directory ${path.dirname(this.file)}`, 'create the directory first, or give --catalog a file in one that exists');
+      throw fromSystemError(err, this.file, 'opening the catalog for writing');
+    }
+    if (!st.isDirectory()) throw new InvalidInputError(`${this.file}: ${path.dirname(this.file)} is not a directory`, 'give --catalog a path in a directory');
+    return dir;
   }
 
   /** Before a dump writes anything: the catalog reads, and its directory takes a new file (a dump recorded nowhere would be hours lost). */
   checkWritable(): void {
-    if (this.file.trim() === '') throw new InvalidInputError('the catalog path is empty', 'give --catalog FILE, or leave it out for the default');
     this.read();
-    let dir = path.dirname(path.resolve(this.file));
-    while (!fs.existsSync(dir) && path.dirname(dir) !== dir) dir = path.dirname(dir); // created on the first record
+    let dir = this.checkPlace();
+    if (dir === null) {
+      dir = path.dirname(path.resolve(this.file));
+      while (!fs.existsSync(dir) && path.dirname(dir) !== dir) dir = path.dirname(dir); // created on the first record
+      if (!fs.statSync(dir).isDirectory()) throw new InvalidInputError(`${this.file}: ${dir} is not a directory`, 'give --catalog a path in a directory');
+    }
     try {
       fs.accessSync(dir, fs.constants.W_OK);
       if (fs.existsSync(this.file)) fs.accessSync(this.file, fs.constants.R_OK | fs.constants.W_OK);
     } catch (err) {
       throw fromSystemError(err, this.file, 'opening the catalog for writing');
     }
-    if (!fs.statSync(dir).isDirectory()) throw new InvalidInputError(`${this.file}: ${dir} is not a directory`, 'give --catalog a path in a directory');
   }
 
   /**
@@ -104,12 +164,15 @@ export class Catalog {
    * `replaceUnreadable` (catalog rebuild), a damaged catalog is started afresh.
    */
   update(change: (dumps: DumpRecord[]) => DumpRecord[], opts: { replaceUnreadable?: boolean } = {}): DumpRecord[] {
-    const dir = path.dirname(this.file);
-    try {
-      fs.mkdirSync(dir, { recursive: true });
-    } catch (err) {
-      throw fromSystemError(err, dir, 'creating the catalog directory');
+    this.readText(); // the path names no directory, FIFO or device
+    if (this.checkPlace() === null) {
+      try {
+        fs.mkdirSync(path.dirname(this.file), { recursive: true });
+      } catch (err) {
+        throw fromSystemError(err, path.dirname(this.file), 'creating the catalog directory');
+      }
     }
+    const { dir, prefix } = tempBeside(this.file, 'new');
     const lock = VolumeLock.acquire(this.file, fs.statSync(dir), 'catalog');
     try {
       let current: DumpRecord[];
@@ -120,17 +183,25 @@ export class Catalog {
         current = [];
       }
       const dumps = change(current);
-      const tmp = `${this.file}.new-${process.pid}`;
+      // never write a catalog that would then be refused
+      dumps.forEach((d, i) => {
+        const bad = recordProblem(d);
+        if (bad) throw new InvalidInputError(`${this.file}: refusing to record a malformed dump record (${i + 1} of ${dumps.length}): ${bad}`);
+      });
+      removeStaleTemp(dir, prefix); // of writers killed before their rename
+      removeStaleTemp(dir, `${path.basename(this.file)}.new-`); // as earlier versions named them
+      const tmp = path.join(dir, `${prefix}${process.pid}`);
       const body: CatalogFile = { format: 'imgstream-catalog', version: 1, dumps };
       try {
         const fd = fs.openSync(tmp, 'w');
-        fs.writeSync(fd, `${JSON.stringify(body, null, 1)}\n`);
-        fs.fsyncSync(fd);
-        fs.closeSync(fd);
+        try {
+          fs.writeSync(fd, `${JSON.stringify(body, null, 1)}\n`);
+          fs.fsyncSync(fd);
+        } finally {
+          fs.closeSync(fd);
+        }
         fs.renameSync(tmp, this.file);
-        const dfd = fs.openSync(dir, 'r');
-        fs.fsyncSync(dfd);
-        fs.closeSync(dfd);
+        fsyncDirectory(dir);
       } catch (err) {
         fs.rmSync(tmp, { force: true });
         throw fromSystemError(err, this.file, 'writing the catalog');
@@ -159,4 +230,12 @@ export class Catalog {
       .filter((d) => d.volume.uuid === uuid)
       .sort((a, b) => a.date.localeCompare(b.date) || a.top.id - b.top.id);
   }
+}
+
+function kindOf(st: fs.Stats): string {
+  if (st.isFIFO()) return 'FIFO';
+  if (st.isSocket()) return 'socket';
+  if (st.isCharacterDevice()) return 'character device';
+  if (st.isBlockDevice()) return 'block device';
+  return 'special file';
 }

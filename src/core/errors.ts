@@ -13,13 +13,15 @@ export type ErrorCode =
   | 'corrupt'
   | 'io'
   | 'auth'
-  | 'network';
+  | 'network'
+  | 'interrupted'
+  | 'terminated';
 
 export const EXIT_CODES: Record<ErrorCode, { exit: number; meaning: string }> = {
   usage: { exit: 2, meaning: 'bad command line: unknown flag, missing or conflicting argument' },
   'not-found': { exit: 3, meaning: 'a volume, snapshot or input file does not exist; a broken chain (a stream whose base snapshot is missing), in restore and verify alike' },
   'invalid-input': { exit: 4, meaning: 'a value is malformed (size, block size, name, expression, image), or streams that do not belong together (another volume, out of order)' },
-  'not-a-volume': { exit: 5, meaning: 'the file is not an imgstream volume, or of an unsupported version' },
+  'not-a-volume': { exit: 5, meaning: 'the file is not an imgstream volume, or is a volume or catalog of a format version this imgstream does not read' },
   exists: { exit: 6, meaning: 'the target already exists (volume file, snapshot name)' },
   busy: { exit: 7, meaning: 'another imgstream process holds the volume, or a snapshot it is reading' },
   'volume-full': { exit: 8, meaning: 'the volume has no free block left for the change' },
@@ -27,6 +29,9 @@ export const EXIT_CODES: Record<ErrorCode, { exit: number; meaning: string }> = 
   io: { exit: 10, meaning: 'the operating system refused a read or write' },
   auth: { exit: 11, meaning: 'a peer refused the token, or its TLS certificate did not match; an encrypted stream read without its key, or with another key' },
   network: { exit: 12, meaning: 'a peer could not be reached, or the connection was lost or timed out' },
+  // 128 + the signal's number, as a shell reports a process the signal ended
+  interrupted: { exit: 130, meaning: 'stopped by SIGINT (Ctrl-C): a dump removes its partial output and the snapshot it took first' },
+  terminated: { exit: 143, meaning: 'stopped by SIGTERM: a dump removes its partial output and the snapshot it took first' },
 };
 
 /** Exit code of an unexpected internal error (a bug: please report it). */
@@ -87,6 +92,20 @@ export class AuthError extends ImgstreamError {
 export class NetworkError extends ImgstreamError {
   constructor(message: string, hint?: string) { super('network', message, hint); }
 }
+export class InterruptedError extends ImgstreamError {
+  constructor(message: string, hint?: string) { super('interrupted', message, hint); }
+}
+export class TerminatedError extends ImgstreamError {
+  constructor(message: string, hint?: string) { super('terminated', message, hint); }
+}
+
+/** The signals an operation stops on cleanly (kill -9 cannot be caught: what it leaves, the next run cleans). */
+export type StopSignal = 'SIGINT' | 'SIGTERM';
+
+/** The error an operation stopped by `signal` ends with: exit 130 for SIGINT, 143 for SIGTERM. */
+export function stoppedBy(signal: StopSignal, message: string, hint?: string): ImgstreamError {
+  return signal === 'SIGINT' ? new InterruptedError(message, hint) : new TerminatedError(message, hint);
+}
 
 const ERROR_CLASSES: Record<ErrorCode, new (message: string, hint?: string) => ImgstreamError> = {
   usage: UsageError,
@@ -100,6 +119,8 @@ const ERROR_CLASSES: Record<ErrorCode, new (message: string, hint?: string) => I
   io: IoError,
   auth: AuthError,
   network: NetworkError,
+  interrupted: InterruptedError,
+  terminated: TerminatedError,
 };
 
 /**

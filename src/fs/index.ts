@@ -2,8 +2,10 @@
 // (syncs started as a writer goes, so its last one finds little left), direct I/O
 // (page-aligned buffers, O_DIRECT appends), and files or directory entries that must
 // survive a power cut whole (temporary name, fsync, rename, directory fsync), and the
-// removal of temporary files their killed writers left (named after the writer's pid).
+// removal of temporary files their killed writers left (named after the writer's pid),
+// and whether two paths name one file (a writer never replaces its own inputs).
 export { EarlyWriteback, WRITEBACK_BYTES } from './writeback.js';
 export { DirectAppender } from './direct-appender.js';
 export { fsyncDirectory, writeFileDurably } from './durable-file.js';
 export { processExists, removeStaleTemp, tempBeside } from './stale-temp.js';
+export { sameFile } from './same-file.js';

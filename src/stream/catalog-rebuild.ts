@@ -1,6 +1,7 @@
 // Rebuilds catalog records from the media alone: every stream describes itself (header)
 // and proves it is complete (trailer), so reading the streams back gives the records.
 import type { DumpRecord } from '../catalog/catalog.js';
+import { recordProblem } from '../catalog/record-check.js';
 import type { StreamSource } from '../media/medium.js';
 import { noProgress, type Progress } from '../core/progress.js';
 import { readImageStream } from './stream-reader.js';
@@ -23,7 +24,7 @@ export async function recordsFromMedia(sources: StreamSource[], progress: Progre
             progress.start(`reading ${s.name}`, header.image.bytes, 'bytes');
           } else if (rec.type === 'data') progress.update(0);
           else if (rec.type === 'trailer' && header) {
-            out.records.push({
+            const record: DumpRecord = {
               id: header.streamId,
               volume: { uuid: header.volume.uuid, path: null },
               level: header.level,
@@ -40,7 +41,11 @@ export async function recordsFromMedia(sources: StreamSource[], progress: Progre
               sha256: rec.trailer.sha256,
               status: 'complete',
               ...(header.encryption ? { encrypted: true as const } : {}),
-            });
+            };
+            // a catalog holding it would be refused: the stream is named among those skipped
+            const bad = recordProblem(record);
+            if (bad) out.skipped.push({ stream: s.name, reason: `its header does not make a catalog record: ${bad}` });
+            else out.records.push(record);
           }
         }
       } catch (err) {

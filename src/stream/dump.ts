@@ -5,7 +5,7 @@
 // sum of every snapshot up to the chosen one. Only the blocks sent are read.
 import os from 'node:os';
 import { randomUUID } from 'node:crypto';
-import { InvalidInputError, NotFoundError } from '../core/errors.js';
+import { InvalidInputError, NotFoundError, stoppedBy, type StopSignal } from '../core/errors.js';
 import { encodeMapDeltas, encodePlane, type MapDelta, type StreamHeader, type StreamSnapshot } from '../format/image-stream.js';
 import type { SnapshotEntry } from '../format/snapshot-entry.js';
 import { evaluateImage, forEachExtent, imageChunkReader, imageChunks, parseExpression, resolveExpression, type PlaneSource, type ResolvedExpression, type StorageImageSummary } from '../image/index.js';
@@ -20,6 +20,7 @@ import type { KeySource } from '../crypt/index.js';
 import { DataRecordBuilder } from './data-record.js';
 import { parseOrder, type StreamOrder } from './order.js';
 import { sourcePacer } from './source-rate.js';
+import { stopSignal, throwIfStopped, untilStopped } from './interruption.js';
 
 export interface DumpOptions {
   level: number;
@@ -32,6 +33,8 @@ export interface DumpOptions {
   dryRun?: boolean;
   /** Encrypt the stream with this key (crypt/). */
   key?: KeySource | null;
+  /** Stops the dump (its reason: 'SIGINT' or 'SIGTERM'): its output is discarded and its snapshot deleted. */
+  signal?: AbortSignal;
 }
 
 export interface DumpPlan {
@@ -62,6 +65,8 @@ export interface DumpResult {
 }
 
 const RECORD_BYTES = 1 << 20;
+/** How long a stopped dump waits for a write in flight before it discards its output anyway. */
+const ABORT_WAIT_MS = 2000;
 
 /** Makes the dump's target once its stream id is known; `volume` says whose dump it is (a multiplexed tape logs it). */
 export type DumpTargetFactory = (streamId: string, volume: { uuid: string; path: string }) => StreamTarget;
@@ -80,7 +85,7 @@ export interface DumpServedAccess {
   hold(snapshots: SnapshotEntry[]): Promise<void>;
   /** Called before the trailer: throws when a held snapshot changed after all (a shadow snapshot whose blocks were reused). */
   verify(): Promise<void>;
-  /** Deletes the snapshot takeSnapshot took, when the dump failed. */
+  /** Deletes the snapshot takeSnapshot took, when the dump failed or was stopped by a signal. */
   dropSnapshot(name: string): Promise<void>;
 }
 
@@ -133,7 +138,8 @@ function streamSnapshot(s: SnapshotEntry): StreamSnapshot {
 
 /**
  * Runs a dump. The volume must be open for writing when no --snapshot is given (one is
- * taken), unless `served` says how a server takes it.
+ * taken), unless `served` says how a server takes it. `opts.signal` stops it before its
+ * trailer: its output is discarded, its snapshot deleted, and it throws stoppedBy()'s error.
  */
 export async function dumpVolume(vol: Volume, target: DumpTargetFactory, opts: DumpOptions, progress: Progress = noProgress, served?: DumpServedAccess): Promise<DumpResult> {
   const order = parseOrder(opts.order);
@@ -151,20 +157,32 @@ export async function dumpVolume(vol: Volume, target: DumpTargetFactory, opts: D
   const medium = target(streamId, { uuid: vol.rootRecord.uuid, path: vol.path });
   let plan: DumpPlan;
   let img: StorageImageSummary;
-  // the snapshot this dump took: a failed dump deletes it (no later level could use it, and
-  // a nightly job failing every night would otherwise pile them up); a killed one leaves it
+  // the snapshot this dump took: a failed or stopped dump deletes it (no later level could
+  // use it, and a nightly job failing every night would otherwise pile them up); a killed
+  // one (kill -9) leaves it
   let taken: string | null = null;
-  const dropTaken = async (): Promise<void> => {
-    if (taken === null) return;
+  const dropTaken = async (): Promise<boolean> => {
+    if (taken === null) return false;
     try {
       if (served) await served.dropSnapshot(taken);
       else vol.deleteSnapshot(taken);
+      return true;
     } catch {
-      // the error reported is the dump's; `snapshot list` shows what is left
+      return false; // the error reported is the dump's; `snapshot list` shows what is left
     }
   };
+  const signal = opts.signal;
+  let completing = false;
+  /** Undoes what the dump did (its output, its snapshot), then throws: the error, or the stop by a signal. */
+  const fail = async (err: unknown, discard: () => Promise<void>): Promise<never> => {
+    await discard();
+    const dropped = await dropTaken();
+    const stopped = completing ? null : stopSignal(signal);
+    if (stopped) throw stoppedBy(stopped, stoppedMessage(vol.path, stopped, medium, dropped ? taken : null, taken));
+    throw err;
+  };
   try {
-    await medium.open?.();
+    await untilStopped(Promise.resolve(medium.open?.()), signal);
     if (!top) {
       const name = newSnapshotName(vol, opts.level);
       if (served) {
@@ -173,13 +191,13 @@ export async function dumpVolume(vol: Volume, target: DumpTargetFactory, opts: D
       } else top = vol.createSnapshot(name);
       taken = name;
     }
+    throwIfStopped(signal);
     plan = planDump(vol, opts.level, top, opts.catalog);
     await served?.hold(plan.base ? [...plan.snapshots, plan.base] : plan.snapshots);
     img = evaluate(vol, plan.expression);
+    throwIfStopped(signal);
   } catch (err) {
-    await medium.abort();
-    await dropTaken();
-    throw err;
+    return fail(err, () => medium.abort());
   }
   const r = vol.rootRecord;
   const header: StreamHeader = {
@@ -204,22 +222,25 @@ export async function dumpVolume(vol: Volume, target: DumpTargetFactory, opts: D
     // an incremental sends the map blocks it carries as differences from the base's tree
     deltas = plan.base ? collectMapDeltas(vol, plan.snapshots.map((s) => s.mapRoot), plan.base.mapRoot, imageMembers(vol, plan.expression)) : [];
   } catch (err) {
-    await medium.abort();
-    await dropTaken();
-    throw err;
+    return fail(err, () => medium.abort());
   }
   const writer = new ImageStreamWriter(medium, { compression: opts.compression, threads: opts.threads, mapDeltas: deltas.length > 0, key: opts.key });
-  try {
+  const stream = async (): Promise<void> => {
     await writer.start(header);
-    await writePlanes(vol, writer, plan.snapshots);
+    await writePlanes(vol, writer, plan.snapshots, signal);
     progress.start('dumping', img.bytes, 'bytes');
     const sent = await writeMapDeltas(vol, writer, deltas);
     progress.update(sent);
     const excluded = new SparseBitmap(vol.layout.wordsPerPlaneBlock);
     for (const d of deltas) excluded.add(d.vbn);
-    await writeBlocks(vol, writer, plan.expression, order, excluded, (done) => progress.update(sent + done));
+    await writeBlocks(vol, writer, plan.expression, order, excluded, (done) => progress.update(sent + done), signal);
     progress.stop();
     await served?.verify();
+  };
+  try {
+    // a signal stops the dump up to its trailer; once the stream is being completed, it completes and is recorded
+    await untilStopped(stream(), signal);
+    completing = true;
     const { trailer, position, streamBytes } = await writer.finish();
     const rec: DumpRecord = {
       id: streamId,
@@ -245,10 +266,16 @@ export async function dumpVolume(vol: Volume, target: DumpTargetFactory, opts: D
     return result(plan, img, streamId, position, streamBytes, trailer.sha256, false, trailer.mapDeltaNodes);
   } catch (err) {
     progress.stop();
-    await writer.abort();
-    await dropTaken();
-    throw err;
+    // stopped: a write the medium never takes (a pipe nobody reads) is not waited for long
+    return fail(err, () => writer.abort(stopSignal(signal) && !completing ? { waitMs: ABORT_WAIT_MS } : {}));
   }
+}
+
+/** The one line a dump stopped by a signal ends with: what became of its output and its snapshot. */
+function stoppedMessage(volume: string, by: StopSignal, medium: StreamTarget, dropped: string | null, taken: string | null): string {
+  const output = medium.description === 'stdout' ? 'the stream on stdout is incomplete (readers refuse it)' : `nothing was left on ${medium.description}`;
+  const snapshot = dropped ? `, snapshot "${dropped}" it took deleted` : taken ? `, snapshot "${taken}" it took could not be deleted` : '';
+  return `dump of ${volume} stopped by ${by}: nothing recorded, ${output}${snapshot}`;
 }
 
 function result(plan: DumpPlan, img: StorageImageSummary, streamId: string | null, media: MediaPosition | null, streamBytes: number, sha256: string | null, dryRun: boolean, mapDeltaBlocks: number): DumpResult {
@@ -285,7 +312,7 @@ function newSnapshotName(vol: Volume, level: number): string {
 }
 
 /** Every non-zero plane block of every snapshot carried, grouped into records of about 1 MiB. */
-async function writePlanes(vol: Volume, writer: ImageStreamWriter, snapshots: SnapshotEntry[]): Promise<void> {
+async function writePlanes(vol: Volume, writer: ImageStreamWriter, snapshots: SnapshotEntry[], signal?: AbortSignal): Promise<void> {
   const bs = vol.blockSize;
   const per = Math.max(1, Math.floor(RECORD_BYTES / bs));
   for (let i = 0; i < snapshots.length; i++) {
@@ -298,6 +325,7 @@ async function writePlanes(vol: Volume, writer: ImageStreamWriter, snapshots: Sn
       chunks.push(c);
       words.push(Buffer.from(new Uint8Array(w.buffer, w.byteOffset, w.byteLength)));
       if (chunks.length === per) {
+        throwIfStopped(signal);
         await writer.plane(encodePlane(i, chunks, words, bs));
         chunks = [];
         words = [];
@@ -349,7 +377,7 @@ async function writeMapDeltas(vol: Volume, writer: ImageStreamWriter, deltas: Ma
  * in runs of consecutive VBNs straight into the record (laid out as the format says:
  * count, VBNs, contents), which is only compacted when it ends up short.
  */
-async function writeBlocks(vol: Volume, writer: ImageStreamWriter, expression: string, order: StreamOrder, excluded: SparseBitmap, onBytes: (n: number) => void): Promise<void> {
+async function writeBlocks(vol: Volume, writer: ImageStreamWriter, expression: string, order: StreamOrder, excluded: SparseBitmap, onBytes: (n: number) => void, signal?: AbortSignal): Promise<void> {
   const source = vol.planeSource();
   const resolved = resolveExpression(parseExpression(expression), source);
   const bitsPerChunk = source.wordsPerChunk * 32;
@@ -358,6 +386,7 @@ async function writeBlocks(vol: Volume, writer: ImageStreamWriter, expression: s
   let done = 0;
   const pace = sourcePacer();
   const flush = async () => {
+    throwIfStopped(signal);
     const r = rec.finish();
     if (!r) return;
     await writer.data(r.payload, r.blocks, r.blocks * vol.blockSize);

@@ -71,6 +71,8 @@ export class ImageStreamWriter {
   private mapDeltaNodes = 0;
   private readonly key: KeySource | null;
   private cipher: RecordCipher | null = null;
+  /** Set by abort(): records still queued are not written. */
+  private aborted = false;
 
   constructor(private readonly target: StreamTarget, opts: WriterOptions) {
     const zstd = opts.compression.codec === 'zstd';
@@ -184,6 +186,7 @@ export class ImageStreamWriter {
   }
 
   private async emit(buf: Buffer): Promise<void> {
+    if (this.aborted) throw new Error('the stream was abandoned');
     this.bytes += buf.length;
     await this.target.write(buf);
   }
@@ -215,8 +218,20 @@ export class ImageStreamWriter {
     return { trailer, position, streamBytes };
   }
 
-  async abort(): Promise<void> {
-    await Promise.allSettled(this.inflight.splice(0)); // nothing of ours is still being written
+  /**
+   * Abandons the stream: nothing more is written, and the medium discards what was. With
+   * `waitMs`, a write the medium has not taken by then (a pipe nobody reads) is not
+   * waited for any longer.
+   */
+  async abort(opts: { waitMs?: number } = {}): Promise<void> {
+    this.aborted = true;
+    const settled = Promise.allSettled(this.inflight.splice(0)); // nothing of ours is still being written
+    if (opts.waitMs === undefined) await settled;
+    else {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([settled, new Promise((resolve) => (timer = setTimeout(resolve, opts.waitMs)))]);
+      clearTimeout(timer);
+    }
     await this.pool.close();
     await this.target.abort();
   }

@@ -24,6 +24,8 @@ const DOCUMENTED: Record<ErrorCode, number> = {
   io: 10,
   auth: 11,
   network: 12,
+  interrupted: 130,
+  terminated: 143,
 };
 
 const BS = 4096;
@@ -185,7 +187,7 @@ const cases: Case[] = [
   // a blank medium: zeros where a tape file begins (tar would read on to the end of the medium: for ever here)
   { what: 'verify of a blank tape device', args: ['verify', 'tape:/dev/zero'], code: 'corrupt', mentions: /tape \/dev\/zero: blank: zeros where a tape file begins/ },
   // a volume is never an output, --force or not (a typo in a cron job must not destroy one)
-  { what: 'dump --force onto its own source volume', args: ['dump', v(), '--level', '0', '--snapshot', 's1', '--to', v(), '--force'], code: 'invalid-input', mentions: /v\.vol: is an imgstream volume; a dump never writes over a volume/ },
+  { what: 'dump --force onto its own source volume', args: ['dump', v(), '--level', '0', '--snapshot', 's1', '--to', v(), '--force'], code: 'invalid-input', mentions: /v\.vol: is the volume being dumped; a dump never writes over its own inputs/ },
   { what: 'dump --force onto another volume', args: ['dump', v(), '--level', '0', '--snapshot', 's1', '--to', at('full.vol'), '--force'], code: 'invalid-input', mentions: /full\.vol: is an imgstream volume/ },
   { what: 'volume export --force onto a volume', args: ['volume', 'export', v(), '--to', at('full.vol'), '--force'], code: 'invalid-input', mentions: /full\.vol: is an imgstream volume; an export never writes over a volume/ },
   // empty paths are named as such (they printed "imgstream: : no such file or directory")
@@ -199,7 +201,7 @@ const cases: Case[] = [
   // catalogs: checked before the dump takes its snapshot and writes its stream
   { what: 'dump with an unreadable catalog', args: ['dump', v(), '--level', '0', '--to', at('never.l0'), '--catalog', at('bad.catalog')], code: 'corrupt', mentions: /bad\.catalog: not a readable imgstream catalog/ },
   { what: 'dump with an empty --catalog', args: ['dump', v(), '--level', '0', '--to', at('never.l0'), '--catalog', ''], code: 'invalid-input', mentions: /catalog path is empty/ },
-  { what: 'dump with a catalog of a newer version', args: ['dump', v(), '--level', '0', '--to', at('never.l0'), '--catalog', at('v99.catalog')], code: 'invalid-input', mentions: /version 99/ },
+  { what: 'dump with a catalog of a newer version', args: ['dump', v(), '--level', '0', '--to', at('never.l0'), '--catalog', at('v99.catalog')], code: 'not-a-volume', mentions: /version 99/ },
   { what: 'catalog list of a catalog with a malformed record', args: ['catalog', 'list', '--catalog', at('malformed.catalog')], code: 'corrupt', mentions: /dump record 1 of 1 is malformed/ },
   // command line
   { what: 'unknown flag', args: ['volume', 'info', v(), '--nope'], code: 'usage', mentions: /--nope/, json: true },

@@ -12,7 +12,7 @@ afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
 
 function record(id: string, date: string, level: number, top: string, base: string | null, streamBytes: number, location: string) {
   return {
-    id, volume: { uuid: `${id}00000000000000000000000`, path: '/vols/vm.vol' }, level,
+    id: `${id}-0000-4000-8000-000000000000`, volume: { uuid: `${id}${'0'.repeat(24)}`, path: '/vols/vm.vol' }, level,
     base: base === null ? null : { id: 1, name: base }, top: { id: 2, name: top }, snapshots: [top], expression: top,
     date, finished: date, media: { kind: 'file', location }, blocks: 1, dataBytes: streamBytes, streamBytes, sha256: '0'.repeat(64), status: 'complete',
   };
@@ -24,7 +24,7 @@ describe('catalog list', () => {
     const dumps = [
       record('aaaaaaaa', '2026-12-01T01:00:00.000Z', 0, 's1', null, 999, '/b/s.l0'),
       record('bbbbbbbb', '2026-12-02T01:00:00.000Z', 1, 'daily-2026-12-02-after-the-big-migration', 's1', 123_456_789_012, '/backups/a/very/long/path/l1'),
-      record('cccccccc', '2026-12-03T01:00:00.000Z', 12, 'x', 'daily-2026-12-02-after-the-big-migration-base', 5, '/b/x.l12'),
+      record('cccccccc', '2026-12-03T01:00:00.000Z', 9, 'x', 'daily-2026-12-02-after-the-big-migration-base', 5, '/b/x.l9'),
     ];
     fs.writeFileSync(catalog, JSON.stringify({ format: 'imgstream-catalog', version: 1, dumps }));
     const lines = cliOk(['catalog', 'list', '--catalog', catalog]).stdout.trimEnd().split('\n');

@@ -1,0 +1,161 @@
+// The catalog's own faults, found before a dump takes its snapshot or writes its stream:
+// a path whose temporary name would pass the 255-byte limit, a path that names a
+// directory (or ends in "/"), lies in a directory that does not exist, or is a FIFO
+// (reading it waited forever); a catalog of another version (exit 5, as the table says
+// for unsupported format versions); and records malformed in any field, refused in one
+// line naming the catalog, the record and the field.
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cliJson, cliOk, hashTree, runCli, writeImage } from '../support/cli.js';
+import { tempDir } from '../support/images.js';
+import { expectOneLineError } from '../support/stream-cli.js';
+
+const BS = 4096;
+const root = tempDir('imgstream-catalog-faults-');
+const work = path.join(root, 'work'); // hashed around every refused dump
+const locks = path.join(root, 'locks');
+const env = { IMGSTREAM_LOCK_DIR: locks };
+const at = (n: string) => path.join(work, n);
+const vol = at('v.vol');
+const cli = (args: string[], extra: Record<string, string> = {}) => runCli(args, { env: { ...env, ...extra }, timeoutMs: 20_000 });
+
+afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
+
+beforeAll(() => {
+  fs.mkdirSync(work, { recursive: true });
+  writeImage(path.join(root, 'v.raw'), 256, BS, 1);
+  cliOk(['volume', 'create', vol, '--size', '1M', '--max-snapshots', '8'], { env });
+  cliOk(['volume', 'import', vol, '--from', path.join(root, 'v.raw'), '-q'], { env });
+  cliOk(['snapshot', 'create', vol, 's1'], { env });
+  fs.mkdirSync(at('adir'));
+  fs.writeFileSync(at('afile'), 'not a directory\n');
+  spawnSync('mkfifo', [at('fifo')]);
+});
+
+const snapshots = (): string[] => cliJson<{ snapshots: Array<{ name: string }> }>(['snapshot', 'list', vol], { env }).snapshots.map((s) => s.name);
+
+/** A dump (which would take a snapshot) with --catalog CATALOG is refused with `exit`, and nothing changes. */
+function refusedDump(catalog: string, exit: number, pattern: RegExp): void {
+  const before = hashTree(work);
+  const snaps = snapshots();
+  const r = cli(['dump', vol, '--level', '0', '--to', at('never.l0'), '--catalog', catalog]);
+  expectOneLineError(r, `dump --catalog ${catalog}`, exit, pattern);
+  expect(snapshots(), 'no snapshot taken').toEqual(snaps);
+  expect(hashTree(work), 'nothing written').toEqual(before);
+}
+
+describe('the catalog path', () => {
+  it('a name near the limit works: the temporary beside it keeps under 255 bytes, nothing is left', () => {
+    const dir = path.join(root, 'long');
+    fs.mkdirSync(dir);
+    const catalog = path.join(dir, 'c'.repeat(250));
+    const r = cliJson<{ level: number; top: string }>(['dump', vol, '--level', '0', '--to', path.join(dir, 'v.l0'), '--catalog', catalog], { env });
+    expect(r.level).toBe(0);
+    expect(cliJson<{ dumps: Array<{ top: { name: string } }> }>(['catalog', 'list', '--catalog', catalog], { env }).dumps.map((d) => d.top.name)).toEqual([r.top]);
+    expect(fs.readdirSync(dir).sort()).toEqual(['c'.repeat(250), 'v.l0']);
+    cliOk(['snapshot', 'delete', vol, r.top], { env });
+  });
+
+  it('a temporary left by a killed catalog writer is removed by the next one', () => {
+    const dir = path.join(root, 'stale');
+    fs.mkdirSync(dir);
+    const dead = spawnSync('true').pid!; // a pid nobody has any more
+    fs.writeFileSync(path.join(dir, `.catalog.json.new-${dead}`), '{"half');
+    cliOk(['dump', vol, '--level', '0', '--snapshot', 's1', '--to', path.join(dir, 'v.l0'), '--catalog', path.join(dir, 'catalog.json')], { env });
+    expect(fs.readdirSync(dir).sort()).toEqual(['catalog.json', 'v.l0']);
+  });
+
+  it('the default catalog directory is created on the first record', () => {
+    const state = path.join(root, 'state');
+    const r = cliJson<{ top: string }>(['dump', vol, '--level', '0', '--snapshot', 's1', '--to', path.join(root, 'default.l0')], { env: { ...env, XDG_STATE_HOME: state, IMGSTREAM_CATALOG: '' } });
+    expect(r.top).toBe('s1');
+    expect(fs.existsSync(path.join(state, 'imgstream', 'catalog.json'))).toBe(true);
+  });
+
+  it('a name too long for the catalog and its backup logs is refused before the dump', () => refusedDump(at('c'.repeat(251)), 4, /file name too long for a catalog/));
+  it('a path ending in "/" is refused before the dump', () => refusedDump('nodir/', 4, /nodir\/: names a directory \(it ends in "\/"\)/));
+  it('an existing directory is refused before the dump', () => refusedDump(at('adir'), 4, /adir: is a directory/));
+  it('a path in a directory that does not exist is refused before the dump', () => refusedDump(at('missing/catalog.json'), 3, /catalog\.json: no such directory .*missing/));
+  it('a path under a regular file is refused before the dump', () => refusedDump(at('afile/catalog.json'), 4, /not a directory/));
+  it('a FIFO is refused at once (reading it waited for a writer forever)', () => {
+    refusedDump(at('fifo'), 4, /fifo: is not a regular file \(a FIFO\)/);
+    expectOneLineError(cli(['catalog', 'list', '--catalog', at('fifo')]), 'catalog list --catalog FIFO', 4, /is not a regular file \(a FIFO\)/);
+  });
+});
+
+describe('catalog contents', () => {
+  const good = {
+    id: '3f2a9c4e-1b7d-4e8f-9a6b-2c5d8e1f0a3b',
+    volume: { uuid: '0123456789abcdef0123456789abcdef', path: '/vols/vm.vol' },
+    level: 1,
+    base: { id: 1, name: 's1' },
+    top: { id: 2, name: 's2' },
+    snapshots: ['s2'],
+    expression: 's2 - s1',
+    date: '2026-12-01T01:00:00.000Z',
+    finished: '2026-12-01T01:00:05.000Z',
+    media: { kind: 'file', location: '/b/vm.l1' },
+    blocks: 10,
+    dataBytes: 40960,
+    streamBytes: 41234,
+    sha256: 'a'.repeat(64),
+    status: 'complete',
+  };
+  const other = { ...good, id: '4f2a9c4e-1b7d-4e8f-9a6b-2c5d8e1f0a3b', level: 0, base: null, top: { id: 1, name: 's1' }, expression: 's1', media: { kind: 'tape', location: '/tapes/t1', tapeFile: 2, tapes: ['/tapes/t1'] } };
+  const write = (name: string, dumps: unknown[], version: unknown = 1): string => {
+    const file = path.join(root, name);
+    fs.writeFileSync(file, JSON.stringify({ format: 'imgstream-catalog', version, dumps }));
+    return file;
+  };
+
+  it('well-formed records are read', () => {
+    const file = write('good.json', [other, good, { ...good, id: '5f2a9c4e-1b7d-4e8f-9a6b-2c5d8e1f0a3b', encrypted: true, media: { kind: 'stdout', location: '-' } }]);
+    expect(cliJson<{ dumps: unknown[] }>(['catalog', 'list', '--catalog', file], { env }).dumps).toHaveLength(3);
+  });
+
+  const bad: Array<[string, Record<string, unknown>, RegExp]> = [
+    ['media a number', { media: 5 }, /media is not an object/],
+    ['an unknown media kind', { media: { kind: 'floppy', location: 'a:' } }, /media\.kind "floppy" is not one of/],
+    ['media without a location', { media: { kind: 'file' } }, /media\.location \(missing\)/],
+    ['a tape file number 0', { media: { kind: 'tape', location: '/t', tapeFile: 0 } }, /media\.tapeFile 0/],
+    ['level 42', { level: 42 }, /level 42 is not a dump level 0 to 9/],
+    ['level -1', { level: -1 }, /level -1/],
+    ['level 1.5', { level: 1.5 }, /level 1\.5/],
+    ['level as a string', { level: '1' }, /level "1"/],
+    ['a date that does not parse', { date: 'yesterday' }, /date "yesterday" is not a date/],
+    ['a date out of range', { date: '2026-13-45T00:00:00.000Z' }, /date "2026-13-45T00:00:00\.000Z" is not a date/],
+    ['a date without its zone', { finished: '2026-12-01 01:00:05' }, /finished "2026-12-01 01:00:05" is not a date/],
+    ['a numeric id', { id: 5 }, /id 5 is not a stream id/],
+    ['an id of the wrong shape', { id: 'not-a-uuid' }, /id "not-a-uuid" is not a stream id/],
+    ['a volume uuid of the wrong shape', { volume: { uuid: 'xyz', path: null } }, /volume\.uuid "xyz" is not a volume uuid/],
+    ['a volume path that is a number', { volume: { uuid: good.volume.uuid, path: 7 } }, /volume\.path 7/],
+    ['a top snapshot id that is a string', { top: { id: 'x', name: 's2' } }, /top\.id "x" is not a snapshot id/],
+    ['a base without a name', { base: { id: 1 } }, /base\.name \(missing\)/],
+    ['snapshots not a list', { snapshots: 's2' }, /snapshots "s2" is not a list/],
+    ['an empty expression', { expression: '' }, /expression "" is not/],
+    ['a negative block count', { blocks: -1 }, /blocks -1 is not a count/],
+    ['a missing stream size', { streamBytes: undefined }, /streamBytes \(missing\) is not a count/],
+    ['a short sha256', { sha256: 'abc' }, /sha256 "abc" is not a SHA-256/],
+    ['another status', { status: 'partial' }, /status "partial" is not "complete"/],
+    ['encrypted false', { encrypted: false }, /encrypted false is not true/],
+  ];
+  for (const [what, change, pattern] of bad) {
+    it(`a record with ${what} is refused, naming the catalog, the record and the field`, () => {
+      const file = write('bad.json', [other, { ...good, ...change }]);
+      const line = expectOneLineError(cli(['catalog', 'list', '--catalog', file]), what, 9, pattern);
+      expect(line).toContain(`${file}: dump record 2 of 2 is malformed: `);
+    });
+  }
+
+  it('a dump with a malformed catalog is refused before it takes its snapshot', () => {
+    refusedDump(write('bad-dump.json', [{ ...good, level: 42 }]), 9, /dump record 1 of 1 is malformed: level 42/);
+  });
+
+  it('a catalog of another version exits 5, the code of unsupported format versions', () => {
+    const file = write('v99.json', [], 99);
+    expectOneLineError(cli(['catalog', 'list', '--catalog', file]), 'catalog list of version 99', 5, /a catalog of version 99/);
+    refusedDump(file, 5, /a catalog of version 99/);
+  });
+});

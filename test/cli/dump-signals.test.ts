@@ -1,0 +1,123 @@
+// SIGTERM or SIGINT stops a running dump cleanly: the partial stream it was writing is
+// removed, the snapshot it took is deleted (on a volume it opened, and through a server
+// that holds the volume), nothing is recorded, and it exits 143 or 130 with one line.
+// Only kill -9 leaves a snapshot behind. Real processes: the dump is slowed down by the
+// test knob IMGSTREAM_TEST_SOURCE_RATE, or blocked on a pipe nobody reads.
+import type { ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cliJson, cliOk, finished, sleep, spawnCli, stderrLines, writeImage, type CliResult } from '../support/cli.js';
+import { tempDir } from '../support/images.js';
+import { startServer } from '../nbd/support.js';
+
+const BS = 4096;
+const root = tempDir('imgstream-dump-signals-');
+const locks = path.join(root, 'locks');
+const catalog = path.join(root, 'catalog.json');
+const outDir = path.join(root, 'out');
+const vol = path.join(root, 'v.vol');
+const env = { IMGSTREAM_LOCK_DIR: locks, IMGSTREAM_CATALOG: catalog };
+const EXIT = { SIGTERM: 143, SIGINT: 130 } as const;
+
+afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
+
+beforeAll(() => {
+  fs.mkdirSync(outDir);
+  // 32 MiB of mostly random blocks: several seconds at the paced rate below
+  writeImage(path.join(root, 'v.raw'), 8192, BS, 1, 0.1);
+  cliOk(['volume', 'create', vol, '--size', String(8192 * BS)], { env });
+  cliOk(['volume', 'import', vol, '--from', path.join(root, 'v.raw'), '-q'], { env });
+  cliOk(['snapshot', 'create', vol, 'base'], { env });
+});
+
+const snapshots = (): string[] => cliJson<{ snapshots: Array<{ name: string }> }>(['snapshot', 'list', vol], { env }).snapshots.map((s) => s.name);
+const catalogText = (): string | null => (fs.existsSync(catalog) ? fs.readFileSync(catalog, 'utf8') : null);
+
+async function until(what: string, child: ChildProcess, test: () => boolean, ms = 30_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!test()) {
+    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`the dump ended (${child.exitCode ?? child.signalCode}) before ${what}`);
+    if (Date.now() > end) throw new Error(`timed out waiting until ${what}`);
+    await sleep(25);
+  }
+}
+
+/** Bytes of the dump's hidden partial stream in outDir (0 while there is none). */
+function partialBytes(): number {
+  const p = fs.readdirSync(outDir).find((n) => n.includes('.partial-'));
+  return p ? fs.statSync(path.join(outDir, p)).size : 0;
+}
+
+function expectStopped(r: CliResult, signal: keyof typeof EXIT, before: string[], catalogBefore: string | null): void {
+  const ctx = `exit ${r.code ?? r.signal}, stderr ${JSON.stringify(r.stderr)}`;
+  expect(r.signal, ctx).toBeNull();
+  expect(r.code, ctx).toBe(EXIT[signal]);
+  const lines = stderrLines(r);
+  expect(lines, ctx).toHaveLength(1);
+  expect(lines[0], ctx).toMatch(new RegExp(`^imgstream: dump of .* stopped by ${signal}: nothing recorded, .*snapshot "dump-l0-[^"]+" it took deleted$`));
+  expect(snapshots(), 'the snapshot the dump took is gone').toEqual(before);
+  expect(fs.readdirSync(outDir), 'no partial or complete output is left').toEqual([]);
+  expect(catalogText(), 'nothing was recorded').toBe(catalogBefore);
+}
+
+describe('a dump stopped by a signal', () => {
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+    it(`${signal} while writing a file: exit ${EXIT[signal]}, partial file and snapshot removed`, async () => {
+      const before = snapshots();
+      const cat = catalogText();
+      const child = spawnCli(['dump', vol, '--level', '0', '--to', path.join(outDir, 'v.l0'), '--compress', 'none', '-q'], { env: { ...env, IMGSTREAM_TEST_SOURCE_RATE: '4M' } });
+      const done = finished(child, 60_000);
+      // stream bytes on disk: the snapshot is taken and the dump is well under way
+      await until('its partial stream has bytes', child, () => partialBytes() > 0);
+      child.kill(signal);
+      expectStopped(await done, signal, before, cat);
+    }, 90_000);
+  }
+
+  it('SIGTERM while blocked on a pipe nobody reads: it does not wait for the reader', async () => {
+    const before = snapshots();
+    const cat = catalogText();
+    const child = spawnCli(['dump', vol, '--level', '0', '--to', '-', '--compress', 'none', '-q'], { env });
+    let stderr = '';
+    child.stderr!.on('data', (b: Buffer) => (stderr += b.toString()));
+    // the first bytes of the stream: the snapshot is taken; then the reader stops reading
+    await new Promise<void>((resolve) => child.stdout!.once('data', () => resolve()));
+    child.stdout!.pause();
+    await sleep(300);
+    child.kill('SIGTERM');
+    const code = await new Promise<number | null>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`the dump did not end within 15 s of SIGTERM: ${stderr}`)), 15_000);
+      child.once('exit', (c) => {
+        clearTimeout(timer);
+        resolve(c);
+      });
+    });
+    child.stdout!.destroy();
+    expectStopped({ code, signal: null, stdout: '', stderr, stdoutBytes: Buffer.alloc(0) }, 'SIGTERM', before, cat);
+    expect(stderr).toMatch(/the stream on stdout is incomplete/);
+  }, 90_000);
+
+  it('SIGTERM of a dump through a server: the server deletes the snapshot it took for the dump', async () => {
+    const server = await startServer(vol, ['--socket', path.join(root, 'v.sock')], locks);
+    try {
+      const before = snapshots();
+      const cat = catalogText();
+      const child = spawnCli(['dump', vol, '--level', '0', '--to', path.join(outDir, 'served.l0'), '--compress', 'none', '-q'], { env: { ...env, IMGSTREAM_TEST_SOURCE_RATE: '4M' } });
+      const done = finished(child, 60_000);
+      await until('its partial stream has bytes', child, () => partialBytes() > 0);
+      expect(snapshots().filter((s) => s.startsWith('dump-l0-')), 'the server took the dump its snapshot').toHaveLength(1);
+      child.kill('SIGTERM');
+      expectStopped(await done, 'SIGTERM', before, cat);
+    } finally {
+      await server.stop();
+    }
+  }, 90_000);
+
+  it('leaves the volume consistent, and the next dump completes and is recorded', () => {
+    expect(cliJson<{ ok: boolean }>(['volume', 'check', vol], { env }).ok).toBe(true);
+    const r = cliJson<{ level: number }>(['dump', vol, '--level', '0', '--snapshot', 'base', '--to', path.join(outDir, 'v.l0')], { env });
+    expect(r.level).toBe(0);
+    expect((JSON.parse(catalogText()!) as { dumps: unknown[] }).dumps).toHaveLength(1);
+  }, 60_000);
+});
