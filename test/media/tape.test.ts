@@ -192,8 +192,10 @@ describe('abort', () => {
     expect([a, b, c].map((t) => entries(t).length)).toEqual([2, 1, 1]); // the kept dump, and partials of this one
     await target.abort();
     expect([a, b, c].map(entries)).toEqual([['file0001.tar'], [], []]);
+    // the new tapes it made for itself are gone too: a directory stays only with a tape file in it
+    expect([a, b, c].map((t) => fs.existsSync(t))).toEqual([true, false, false]);
     await expect(target.write(Buffer.alloc(1))).rejects.toThrow(/already aborted/);
-    expect((await readAll([tapeSource({ tapes: [a, b, c] })])).map((s) => s.position)).toEqual([kept]);
+    expect((await readAll([tapeSource({ tapes: [a] })])).map((s) => s.position)).toEqual([kept]);
   });
 
   it('does not undo a finished dump, and a finished target takes no more bytes', async () => {

@@ -26,7 +26,8 @@ import {
 import { MAX_ENTRY_BYTES, encodeBackupLog, encodeLogLine, type BackupLog, type LogEntry, type LogSource, type LoggedKind, type MultiplexLabel } from './multiplex-format.js';
 import { TapeFileWriter } from './tape-file-writer.js';
 import { crashPoint } from '../../volume/crash-point.js';
-import { type TapeKind, createPartial, listTapeFiles, nextTapeFileNumber, publishTapeFile, removeStalePartials, tapeFileName, tapeKind, usedBytes } from './tape-directory.js';
+import { discardTapeFiles } from './tape-discard.js';
+import { type MadeDirectory, type TapeKind, createPartial, listTapeFiles, nextTapeFileNumber, publishTapeFile, removeStalePartials, tapeFileName, tapeKind, usedBytes } from './tape-directory.js';
 
 export interface MultiplexTapeOptions {
   tapes: string[];
@@ -128,6 +129,8 @@ export class MultiplexTapeWriter {
   private tapeIndex = -1;
   private current: OpenFile | null = null;
   private readonly closed: ClosedFile[] = [];
+  /** Directories made for new tapes: removed again, when empty, if the dump fails. */
+  private readonly made: MadeDirectory[] = [];
   private readonly channels = new Map<number, Channel>();
   private readonly sourceState: LogSource[];
   private readonly settledSources = new Set<number>();
@@ -346,8 +349,11 @@ export class MultiplexTapeWriter {
       }
       let fd: number;
       let partial: string | null = null;
-      if (kind === 'directory') ({ fd, path: partial } = createPartial(tape, nextTapeFileNumber(files)));
-      else {
+      if (kind === 'directory') {
+        const created = createPartial(tape, nextTapeFileNumber(files));
+        ({ fd, path: partial } = created);
+        if (created.made) this.made.push(created.made);
+      } else {
         try {
           fd = fs.openSync(tape, fs.constants.O_WRONLY);
         } catch (err) {
@@ -479,25 +485,7 @@ export class MultiplexTapeWriter {
 
   /** Removes every trace of the dump it can (never throws). */
   private discard(): void {
-    const c = this.current;
-    if (c) {
-      c.writer.destroy();
-      try {
-        fs.closeSync(c.fd);
-      } catch {
-        /* already closed */
-      }
-      if (c.partial) fs.rmSync(c.partial, { force: true });
-      this.current = null;
-    }
-    for (const f of this.closed.splice(0)) {
-      for (const p of [f.partial, f.published]) {
-        try {
-          if (p) fs.rmSync(p, { force: true });
-        } catch {
-          /* nothing more to do */
-        }
-      }
-    }
+    discardTapeFiles(this.current, this.closed.splice(0), this.made.splice(0));
+    this.current = null;
   }
 }

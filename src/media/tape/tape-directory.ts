@@ -85,20 +85,51 @@ export function removeStalePartials(dir: string): void {
   removeStaleTemp(dir, PARTIAL);
 }
 
-/** Creates a new partial tape file (numbered from `number` up to the first free name) and opens it. */
-export function createPartial(dir: string, number: number): { path: string; fd: number } {
+/** Directories a writer made for a new tape: `dir` and its parents up to `top`, the first it made. */
+export interface MadeDirectory {
+  dir: string;
+  top: string;
+}
+
+/**
+ * Creates a new partial tape file (numbered from `number` up to the first free name) and
+ * opens it. `made`: the directories this call created for a new tape (--new-tape), which
+ * the writer removes again if its dump fails (removeMadeDirectory).
+ */
+export function createPartial(dir: string, number: number): { path: string; fd: number; made: MadeDirectory | null } {
+  let top: string | undefined;
   try {
-    fs.mkdirSync(dir, { recursive: true }); // a new tape (--new-tape)
+    top = fs.mkdirSync(dir, { recursive: true }); // a new tape (--new-tape)
   } catch (err) {
     throw fromSystemError(err, dir, 'creating the tape directory');
   }
+  const made = top === undefined ? null : { dir: path.resolve(dir), top: path.resolve(top) };
   for (let n = number; ; n++) {
     const p = path.join(dir, `.${tapeFileName(n)}.partial-${process.pid}`);
     try {
-      return { path: p, fd: fs.openSync(p, 'wx') };
+      return { path: p, fd: fs.openSync(p, 'wx'), made };
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw fromSystemError(err, dir, 'creating a tape file');
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') {
+        if (made) removeMadeDirectory(made);
+        throw fromSystemError(err, dir, 'creating a tape file');
+      }
     }
+  }
+}
+
+/**
+ * Removes the directories a failed dump made for a new tape, deepest first, each only
+ * while it is empty: whatever else appeared in them meanwhile stays. Never throws.
+ */
+export function removeMadeDirectory(made: MadeDirectory): void {
+  const inside = (d: string) => d === made.top || d.startsWith(made.top + path.sep);
+  for (let d = made.dir; inside(d); d = path.dirname(d)) {
+    try {
+      fs.rmdirSync(d); // fails on a directory that is not empty
+    } catch {
+      return;
+    }
+    if (d === made.top) return;
   }
 }
 

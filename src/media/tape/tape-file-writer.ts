@@ -50,7 +50,10 @@ export class TapeFileWriter {
     if (this.failure) throw this.failure;
     this.archiveBytes += memberBytes(data.length);
     await new Promise<void>((resolve, reject) => {
-      this.pack.entry({ name, size: data.length, mode: 0o644, mtime: this.mtime, type: 'file' }, data, (err) => (err ? reject(this.failure ?? err) : resolve()));
+      const entry = this.pack.entry({ name, size: data.length, mode: 0o644, mtime: this.mtime, type: 'file' }, data, (err) => (err ? reject(this.failure ?? err) : resolve()));
+      // a failed write destroys the pack, which destroys this entry with the error: the
+      // callback above reports it; unheard, the entry's 'error' event would end the process
+      entry.on('error', () => {});
     });
     if (this.failure) throw this.failure;
   }

@@ -1,18 +1,23 @@
-// The tapes of a set given out of order, or one of them missing, named before anything is
-// read: a dump that spans tapes is tape 1 (its last tape file), tape 2, … (each the first
-// tape file of the next tape), and every tape file's label says which tape of which dump
-// it is. Without this check, a continuation given first was skipped silently and the
-// reader then complained about a tape number the user never gave.
+// The tapes of a set given out of order, twice, from another set, or one of them missing,
+// named before anything is read: a dump that spans tapes is tape 1 (its last tape file),
+// tape 2, … (each the first tape file of the next tape), and every tape file's label says
+// which tape of which dump it is. Without this check, a continuation given first was
+// skipped silently, and a wrong tape after one whose last dump goes on was found only
+// when the reader got there, as damage (exit 9) after reading the whole first tape.
+import fs from 'node:fs';
 import path from 'node:path';
 import { InvalidInputError, NotFoundError } from '../../core/errors.js';
 import { listTapeFiles, type TapeKind } from './tape-directory.js';
-import { readTapeLabel } from './tape-file-reader.js';
+import { readTapeLabel, type TapeFileLabel } from './tape-file-reader.js';
+import { tapeFileContinues } from './tape-file-ending.js';
 import type { TapeLabel } from './tape-format.js';
 
 interface TapeEnds {
   dir: string;
   first: TapeLabel | null;
-  last: TapeLabel | null;
+  last: TapeFileLabel | null;
+  /** The last tape file's stream goes on on the next tape (null: not known, a device or damage). */
+  continues: boolean | null;
 }
 
 /** How a tape is named in messages: its path and what its label says. */
@@ -21,32 +26,42 @@ function describe(t: TapeEnds, label: TapeLabel): string {
 }
 
 /**
- * Refuses a set whose tapes are out of order or miss one in the middle of a dump: every
- * tape whose first tape file continues a dump must come right after the tape that holds
- * the dump's previous tape. A continuation whose earlier tapes were not given at all is
- * refused after another tape (it is not part of the set), and left to the reader when it
- * is the first tape given (it skips it: the tape's later dumps can still be read).
+ * Refuses a set whose tapes are out of order, repeated, from another set or miss one in
+ * the middle of a dump: every tape whose first tape file continues a dump must come right
+ * after the tape that holds the dump's previous tape, and a tape whose last dump goes on
+ * must be followed by the tape that continues it. A tape given twice (also under another
+ * name, or as a copy holding the same tape files) is refused. A continuation whose
+ * earlier tapes were not given at all is refused after another tape (it is not part of
+ * the set), and left to the reader when it is the first tape given (it skips it: the
+ * tape's later dumps can still be read); so is a last tape whose last dump goes on.
  */
 export async function checkTapeOrder(tapes: string[], kinds: TapeKind[]): Promise<void> {
   if (tapes.length < 2) return;
-  const seen = new Map<string, number>();
-  for (let i = 0; i < tapes.length; i++) {
-    const key = path.resolve(tapes[i]);
-    const before = seen.get(key);
-    if (before !== undefined) throw new InvalidInputError(`tape ${tapes[i]} is given twice (as tapes ${before + 1} and ${i + 1} of the set)`, 'give each tape once: tape:DIR1,DIR2,...');
-    seen.set(key, i);
-  }
+  refuseRepeatedTapes(tapes, kinds);
   const ends: TapeEnds[] = [];
   for (let i = 0; i < tapes.length; i++) {
     if (kinds[i] !== 'directory') {
-      ends.push({ dir: tapes[i], first: null, last: null });
+      ends.push({ dir: tapes[i], first: null, last: null, continues: null });
       continue;
     }
     const files = listTapeFiles(tapes[i]);
     const first = files.length ? await readTapeLabel({ name: `tape ${tapes[i]} file ${files[0].number}`, path: files[0].path }) : null;
     const lastFile = files.at(-1);
-    const last = lastFile && lastFile !== files[0] ? await readTapeLabel({ name: `tape ${tapes[i]} file ${lastFile.number}`, path: lastFile.path }) : first;
-    ends.push({ dir: tapes[i], first, last });
+    const lastRef = lastFile && { name: `tape ${tapes[i]} file ${lastFile.number}`, path: lastFile.path };
+    const last = lastRef && lastFile !== files[0] ? await readTapeLabel(lastRef) : first;
+    const continues = lastRef && last ? tapeFileContinues(lastRef, last) : null;
+    ends.push({ dir: tapes[i], first, last, continues });
+  }
+  // a copy of a tape (or its tape files under another directory): the same first tape file twice
+  for (let i = 1; i < ends.length; i++) {
+    const f = ends[i].first;
+    const k = f ? ends.findIndex((e, j) => j < i && e.first?.streamId === f.streamId && e.first.sequence === f.sequence) : -1;
+    if (f && k >= 0) {
+      throw new InvalidInputError(
+        `${describe(ends[i], f)} is given as tape ${i + 1} of the set, but tape ${ends[k].dir}, given as tape ${k + 1}, begins with the same tape file: the same tape given twice, or a copy of it`,
+        'give each tape once: tape:DIR1,DIR2,...',
+      );
+    }
   }
   /** Where tape `sequence` of dump `id` was given: a tape whose first file is it, or (tape 1) whose last file starts it. */
   const holder = (id: string, sequence: number): number =>
@@ -82,5 +97,46 @@ export async function checkTapeOrder(tapes: string[], kinds: TapeKind[]): Promis
         `give the tapes of one set in order from its first; a dump that starts on ${ends[i].dir} reads alone: tape:${ends[i].dir}#N`,
       );
     }
+  }
+  refuseWrongNextTapes(ends, kinds);
+}
+
+/** The same tape given twice: the same path, or the same directory under another name (a symbolic link). */
+function refuseRepeatedTapes(tapes: string[], kinds: TapeKind[]): void {
+  const seen = new Map<string, number>();
+  for (let i = 0; i < tapes.length; i++) {
+    const keys = [path.resolve(tapes[i])];
+    if (kinds[i] === 'directory') {
+      try {
+        const st = fs.statSync(tapes[i]);
+        keys.push(`${st.dev}:${st.ino}`);
+      } catch {
+        /* listing it says what is wrong */
+      }
+    }
+    for (const key of keys) {
+      const before = seen.get(key);
+      if (before === undefined) continue;
+      const alias = path.resolve(tapes[before]) === keys[0] ? '' : `: it is the same directory as ${tapes[before]}`;
+      throw new InvalidInputError(`tape ${tapes[i]} is given twice (as tapes ${before + 1} and ${i + 1} of the set${alias})`, 'give each tape once: tape:DIR1,DIR2,...');
+    }
+    for (const key of keys) seen.set(key, i);
+  }
+}
+
+/** A tape whose last dump goes on must be followed by that dump's next tape (a device is checked as it is read). */
+function refuseWrongNextTapes(ends: TapeEnds[], kinds: TapeKind[]): void {
+  for (let i = 0; i + 1 < ends.length; i++) {
+    const last = ends[i].last;
+    if (!last || ends[i].continues !== true || kinds[i + 1] !== 'directory') continue;
+    const next = ends[i + 1];
+    const f = next.first;
+    if (f && f.streamId === last.streamId && f.sequence === last.sequence + 1) continue;
+    const goesOn = `whose last tape file (tape ${last.sequence} of dump ${last.streamId}) goes on on tape ${last.sequence + 1} of that dump`;
+    const found = f ? describe(next, f) : `tape ${next.dir} (empty)`;
+    throw new InvalidInputError(
+      `${found} is given after tape ${ends[i].dir}, ${goesOn}: it is not part of this set`,
+      `give the tapes of one set in order from its first: after ${ends[i].dir} give the tape that holds tape ${last.sequence + 1} of dump ${last.streamId}`,
+    );
   }
 }

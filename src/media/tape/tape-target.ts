@@ -22,7 +22,9 @@ import {
   roundUp,
 } from './tape-format.js';
 import { TapeFileWriter } from './tape-file-writer.js';
+import { discardTapeFiles } from './tape-discard.js';
 import {
+  type MadeDirectory,
   type TapeKind,
   createPartial,
   listTapeFiles,
@@ -86,7 +88,8 @@ interface ClosedTapeFile {
  * place by finish(), after fsync of the file and of the directory; a tape file of a dump
  * spanning several tapes stays partial until the whole dump is finished (continuation
  * files are published first, the first tape file last), so a killed or aborted dump
- * leaves no tape file at all. DIR is created if missing.
+ * leaves no tape file at all. DIR is created if missing (newTape), when its tape file is
+ * begun; a dump that fails or is aborted removes the directories it made once empty.
  *
  * Tape devices (a character device such as /dev/nst0): the dump is written at the
  * current position as one tape file, every write(2) exactly recordSize bytes, and closing
@@ -131,6 +134,8 @@ export function tapeTarget(opts: TapeTargetOptions): StreamTarget {
   let tapeIndex = -1;
   let current: OpenTapeFile | null = null;
   const closed: ClosedTapeFile[] = [];
+  /** Directories made for new tapes: removed again, when empty, if the dump fails. */
+  const made: MadeDirectory[] = [];
   let part = Buffer.allocUnsafe(partBytes);
   let fill = 0;
   let parts = 0;
@@ -185,7 +190,9 @@ export function tapeTarget(opts: TapeTargetOptions): StreamTarget {
       let fd: number;
       let partial: string | null = null;
       if (kind === 'directory') {
-        ({ fd, path: partial } = createPartial(tape, nextTapeFileNumber(files)));
+        const created = createPartial(tape, nextTapeFileNumber(files));
+        ({ fd, path: partial } = created);
+        if (created.made) made.push(created.made);
       } else {
         try {
           fd = fs.openSync(tape, fs.constants.O_WRONLY);
@@ -250,25 +257,8 @@ export function tapeTarget(opts: TapeTargetOptions): StreamTarget {
 
   /** Removes every trace of this dump it can (never throws). */
   function discard(): void {
-    if (current) {
-      current.writer.destroy();
-      try {
-        fs.closeSync(current.fd);
-      } catch {
-        /* already closed */
-      }
-      if (current.partial) fs.rmSync(current.partial, { force: true });
-      current = null;
-    }
-    for (const c of closed.splice(0)) {
-      for (const p of [c.partial, c.published]) {
-        try {
-          if (p) fs.rmSync(p, { force: true });
-        } catch {
-          /* nothing more to do */
-        }
-      }
-    }
+    discardTapeFiles(current, closed.splice(0), made.splice(0));
+    current = null;
   }
 
   function run<T>(op: () => Promise<T>): Promise<T> {

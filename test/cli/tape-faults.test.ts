@@ -1,0 +1,158 @@
+// Tape faults a user met, through the built CLI. A dump to a tape on a full disk (a tape
+// directory on a small tmpfs: needs root, as CI's containers and this project's machines
+// run tests; a tape device that is /dev/full) ends like one to a full file system: exit
+// 10, one line naming the tape and "no space left", its snapshot deleted, no partial tape
+// file left. A tape set whose next tape belongs to another set, or is the same tape again
+// under another name, is refused before any data is read (exit 4). A dump with --new-tape
+// refused after it made a tape directory leaves no directory.
+import fs from 'node:fs';
+import path from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cliJson, cliOk, runCli, writeImage } from '../support/cli.js';
+import { tempDir } from '../support/images.js';
+import { expectOneLineError } from '../support/stream-cli.js';
+
+const BS = 4096;
+const root = tempDir('imgstream-tape-faults-');
+const env = { IMGSTREAM_LOCK_DIR: path.join(root, 'locks'), IMGSTREAM_CATALOG: path.join(root, 'catalog.json') };
+const o = { env, timeoutMs: 60_000 };
+const at = (f: string) => path.join(root, f);
+const vols = [at('a.vol'), at('b.vol')];
+const small = at('small');
+
+function mountSmall(): boolean {
+  fs.mkdirSync(small, { recursive: true });
+  return spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=1M', 'tmpfs', small]).status === 0;
+}
+const canMount = process.getuid?.() === 0 && mountSmall();
+
+afterAll(() => {
+  if (canMount) spawnSync('umount', [small]);
+  fs.rmSync(root, { recursive: true, force: true });
+});
+
+beforeAll(() => {
+  // 4 MiB of incompressible blocks each: more than the small file system holds
+  for (const [i, vol] of vols.entries()) {
+    cliOk(['volume', 'create', vol, '--size', '4M', '-q'], o);
+    writeImage(at(`img${i}`), 1024, BS, 70 + i, 0);
+    cliOk(['volume', 'import', vol, '--from', at(`img${i}`), '-q'], o);
+  }
+}, 60_000);
+
+const snapshots = (vol: string) => cliJson<{ snapshots: Array<{ name: string }> }>(['snapshot', 'list', vol], o).snapshots.map((s) => s.name);
+/** Every name under `dir`, hidden ones (partial tape files) included; [] when it does not exist. */
+const tree = (dir: string): string[] => (fs.existsSync(dir) ? fs.readdirSync(dir, { recursive: true }).map(String).sort() : []);
+
+/** Runs a dump that must fail as `exit` with one line matching `pattern`, and checks it kept no snapshot. */
+function failedDump(what: string, args: string[], exit: number, pattern: RegExp): string {
+  const before = vols.map(snapshots);
+  const r = runCli(['dump', ...args, '--level', '0', '--compress', 'none', '--catalog', at('catalog.json')], o);
+  const line = expectOneLineError(r, what, exit, pattern);
+  expect(vols.map(snapshots), `${what}: the snapshots the dump took are deleted`).toEqual(before);
+  return line;
+}
+
+describe.runIf(fs.existsSync('/dev/full'))('a tape device that is full', () => {
+  it('tape:/dev/full: exit 10, one line naming the device, no snapshot kept', () => {
+    failedDump('dump to tape:/dev/full', [vols[0], '--to', 'tape:/dev/full'], 10, /tape device \/dev\/full: no space left/);
+  });
+
+  it('--multiplex onto tape:/dev/full: the same', () => {
+    failedDump('multiplexed dump to tape:/dev/full', [...vols, '--multiplex', '--to', 'tape:/dev/full'], 10, /\/dev\/full: no space left/);
+  });
+});
+
+describe.runIf(canMount)('a tape directory on a full disk', () => {
+  it('tape:DIR: exit 10, one line naming the tape, no snapshot and no partial tape file kept', () => {
+    const t = path.join(small, 'single');
+    fs.mkdirSync(t);
+    failedDump('dump to a full tape directory', [vols[0], '--to', `tape:${t}`], 10, new RegExp(`tape ${t}: no space left`));
+    expect(tree(t)).toEqual([]);
+    fs.rmSync(t, { recursive: true });
+  }, 60_000);
+
+  it('--multiplex onto tape:DIR: the same', () => {
+    const t = path.join(small, 'multiplex');
+    fs.mkdirSync(t);
+    failedDump('multiplexed dump to a full tape directory', [...vols, '--multiplex', '--to', `tape:${t}`], 10, new RegExp(`tape ${t}: no space left`));
+    expect(tree(t)).toEqual([]);
+    fs.rmSync(t, { recursive: true });
+  }, 60_000);
+
+  it('a spanning set whose next tape is on the full disk: nothing kept on either tape', () => {
+    const first = at('span-first');
+    const next = path.join(small, 'span-next');
+    fs.mkdirSync(first);
+    fs.mkdirSync(next);
+    failedDump('spanning dump onto a full next tape', [vols[0], '--to', `tape:${first},${next}`, '--tape-size', '2M'], 10, new RegExp(`tape ${next}: no space left`));
+    expect([tree(first), tree(next)]).toEqual([[], []]);
+    fs.rmSync(next, { recursive: true });
+  }, 60_000);
+});
+
+describe('tape sets given wrong, refused before reading', () => {
+  const sets: Record<string, string[]> = {};
+
+  beforeAll(() => {
+    // two dumps of two tapes each, and two multiplexed dumps of two tapes each
+    for (const name of ['x', 'y']) {
+      sets[name] = [1, 2].map((n) => at(`${name}${n}`));
+      cliOk(['dump', vols[0], '--level', '0', '--compress', 'none', '--to', `tape:${sets[name].join(',')}`, '--tape-size', '3M', '--new-tape', '--catalog', at(`${name}.json`), '-q'], o);
+      sets[`m${name}`] = [1, 2].map((n) => at(`m${name}${n}`));
+      cliOk(['dump', ...vols, '--multiplex', '--level', '0', '--compress', 'none', '--to', `tape:${sets[`m${name}`].join(',')}`, '--tape-size', '6M', '--new-tape', '--catalog', at(`m${name}.json`), '-q'], o);
+    }
+    for (const s of Object.values(sets)) for (const t of s) expect(tree(t), t).toEqual(['file0001.tar']);
+  }, 120_000);
+
+  it('tape 1 of another dump after a tape whose dump goes on: exit 4, in verify and restore', () => {
+    const [x1] = sets.x;
+    const [y1] = sets.y;
+    expect(cliJson<{ ok: boolean }>(['verify', `tape:${sets.x.join(',')}`], o).ok).toBe(true);
+    const wrong = new RegExp(`^imgstream: tape ${y1} \\(tape 1 of dump \\S+\\) is given after tape ${x1}, whose last tape file \\(tape 1 of dump \\S+\\) goes on on tape 2 of that dump: it is not part of this set`);
+    expectOneLineError(runCli(['verify', `tape:${x1},${y1}`], o), 'verify of x1,y1', 4, wrong);
+    const dst = at('never.vol');
+    expectOneLineError(runCli(['restore', '--from', `tape:${x1},${y1}`, '--to', dst], o), 'restore from x1,y1', 4, wrong);
+    expect(fs.existsSync(dst)).toBe(false);
+    // an empty tape in its place: the same
+    fs.mkdirSync(at('blank'));
+    expectOneLineError(runCli(['verify', `tape:${x1},${at('blank')}`], o), 'verify of x1,blank', 4, /\(empty\) is given after tape .*: it is not part of this set/);
+  }, 60_000);
+
+  it('multiplexed sets: the same', () => {
+    expect(cliJson<{ ok: boolean }>(['verify', `tape:${sets.mx.join(',')}`], o).ok).toBe(true);
+    expectOneLineError(runCli(['verify', `tape:${sets.mx[0]},${sets.my[0]}`], o), 'verify of mx1,my1', 4, /goes on on tape 2 of that dump: it is not part of this set/);
+  }, 60_000);
+
+  it('the same tape again under another name, or a copy of it: exit 4', () => {
+    const [x1] = sets.x;
+    fs.symlinkSync(x1, at('x1-link'));
+    expectOneLineError(runCli(['verify', `tape:${x1},${at('x1-link')}`], o), 'verify of x1 and a link to it', 4, /is given twice \(as tapes 1 and 2 of the set: it is the same directory as /);
+    fs.cpSync(x1, at('x1-copy'), { recursive: true });
+    expectOneLineError(runCli(['verify', `tape:${x1},${at('x1-copy')}`], o), 'verify of x1 and a copy of it', 4, /begins with the same tape file: the same tape given twice, or a copy of it/);
+  }, 60_000);
+});
+
+describe('--new-tape refused after it made a tape directory', () => {
+  let full = '';
+  beforeAll(() => {
+    full = at('full-tape');
+    cliOk(['dump', vols[1], '--level', '0', '--to', `tape:${full}`, '--new-tape', '--catalog', at('full.json'), '-q'], o);
+  }, 60_000);
+
+  it('leaves no directory it made: next tape not empty, the same tape twice, nested new directories', () => {
+    const made = at('made');
+    failedDump('dump continued onto a tape holding tape files', [vols[0], '--to', `tape:${made},${full}`, '--tape-size', '3M', '--new-tape'], 4, /already holds 1 tape file/);
+    expect(fs.existsSync(made)).toBe(false);
+    failedDump('dump onto the same new tape twice', [vols[0], '--to', `tape:${made},${made}`, '--tape-size', '3M', '--new-tape'], 4, /is given twice for one dump/);
+    expect(fs.existsSync(made)).toBe(false);
+    // only what the dump made goes: a directory that was there stays
+    fs.mkdirSync(at('there'));
+    failedDump('dump onto a nested new tape', [vols[0], '--to', `tape:${at('there/x/y')},${full}`, '--tape-size', '3M', '--new-tape'], 4, /already holds 1 tape file/);
+    expect(tree(at('there'))).toEqual([]);
+    failedDump('multiplexed dump continued onto a tape holding tape files', [...vols, '--multiplex', '--to', `tape:${made},${full}`, '--tape-size', '6M', '--new-tape'], 4, /already holds 1 tape file/);
+    expect(fs.existsSync(made)).toBe(false);
+    expect(tree(full)).toEqual(['file0001.tar']);
+  }, 60_000);
+});
