@@ -4,7 +4,7 @@
 // format/volume-root.ts for the root record and cp-journal.ts for a consistency point.
 // The class holds the state and delegates to its parts: free-space.ts, block-allocation.ts,
 // snapshot-table.ts, snapshot-ops.ts, slot-planes.ts, mark-on-allocate.ts, volume-open.ts.
-import { ROOT_TAINT_SLOTS, type RootRecord } from '../format/volume-root.js';
+import type { RootRecord } from '../format/volume-root.js';
 import type { SnapshotEntry } from '../format/snapshot-entry.js';
 import { BlockAllocation } from './block-allocation.js';
 import type { BlockFile } from './block-file.js';
@@ -27,6 +27,7 @@ import { readRootRecord } from './root-reader.js';
 import { applyJournal, readJournal, writeConsistencyPoint, writeRootRecord } from './cp-journal.js';
 import { countUnion } from './plane-census.js';
 import { FreeSpace } from './free-space.js';
+import { ShadowTaint } from './shadow-taint.js';
 import { replacePlane, setPlaneBit } from './plane-edit.js';
 import { FLAG_MIRROR, FLAG_MIRROR_BROKEN } from './volume-flags.js';
 
@@ -56,6 +57,7 @@ export class Volume implements MapStorage {
   private readonly moa: MarkOnAllocate;
   /** Which VBNs are held and by what (the allocator's view); holds the VBNs released or reserved since the last CP. */
   private readonly space: FreeSpace;
+  private readonly taint: ShadowTaint;
   private changed = false;
   private closed = false;
   /** Told of every CP and snapshot (a write journal: see ../journal). */
@@ -66,6 +68,7 @@ export class Volume implements MapStorage {
     this.layout = new VolumeLayout(root.blockSize, root.nblocks, root.maxSnapshots);
     this.meta = new MetadataStore(file, this.layout);
     this.table = new SnapshotTable(this.meta, this.layout, path);
+    this.taint = new ShadowTaint({ path, file, layout: this.layout, table: this.table, root: () => this.root, testBit: (plane, vbn) => this.testBit(plane, vbn) });
     this.slots = new SlotPlanes(file, this.layout, this.meta);
     this.space = new FreeSpace(this.layout, {
       snapshots: () => this.snapshots(),
@@ -93,7 +96,7 @@ export class Volume implements MapStorage {
       setBit: (plane, vbn, on) => this.setBit(plane, vbn, on),
       recordingPlane: () => this.moa.recording(),
       leaveShadows: (vbn) => {
-        this.taintShadowsHolding(vbn);
+        this.taint.beforeReuse(vbn);
         this.snapshotOps.leaveShadows(vbn);
       },
       countUsed: (delta) => (this.root.usedBlocks += delta),
@@ -123,35 +126,8 @@ export class Volume implements MapStorage {
   private static load(path: string, file: BlockFile, lock: VolumeLock | null, root: RootRecord, writable: boolean): Volume {
     const vol = new Volume(path, file, lock, root, writable);
     vol.loadJournal();
-    vol.table.load(vol.root.maxSnapshots, vol.isTainted);
+    vol.table.load(vol.root.maxSnapshots, vol.taint.isTainted);
     return vol;
-  }
-
-  /** Shadow snapshots the root record marks as tainted count as having had blocks reused (see RootRecord.taintedShadows). */
-  private readonly isTainted = (id: number): boolean => this.root.allShadowsTainted || this.root.taintedShadows.includes(id);
-
-  /**
-   * Before a block that shadow snapshots hold is overwritten in place, a root record marks
-   * them tainted (the last CP's state otherwise, and synced): a change set that is then
-   * aborted or killed cannot leave them counted as intact over a block that changed.
-   */
-  private taintShadowsHolding(vbn: number): void {
-    if (this.root.allShadowsTainted) return;
-    const ids = this.table.list().filter((s) => s.shadow && !this.isTainted(s.id) && this.testBit(this.layout.snapshotPlane(s.slot), vbn)).map((s) => s.id);
-    if (ids.length === 0) return;
-    const committed = readRootRecord(this.file, this.path);
-    const tainted = [...committed.taintedShadows, ...ids];
-    const r: RootRecord = { ...committed, generation: committed.generation + 1, taintedShadows: tainted, allShadowsTainted: committed.allShadowsTainted || tainted.length > ROOT_TAINT_SLOTS };
-    writeRootRecord(this.file, this.layout, r);
-    this.root.generation = r.generation;
-    this.root.taintedShadows = r.taintedShadows;
-    this.root.allShadowsTainted = r.allShadowsTainted;
-  }
-
-  /** A CP about to commit records the tainted shadows' reuse in their table entries, so its root needs no list. */
-  private settleTaint(): void {
-    if (!this.root.allShadowsTainted && this.root.taintedShadows.length === 0) return;
-    for (const s of this.table.list()) if (s.shadow && this.isTainted(s.id)) this.table.write(s.slot, s);
   }
 
   /** The lock this process holds on the volume (null for a view). */
@@ -308,7 +284,7 @@ export class Volume implements MapStorage {
       return v;
     };
     try {
-      this.settleTaint();
+      this.taint.settle();
       writeConsistencyPoint(this.file, this.layout, this.meta, () => ({ ...this.root, mapRoot: this.map.root, allocCursor: this.blocks.cursor, taintedShadows: [], allShadowsTainted: false }), take, (r) => this.writeRoot(r));
     } finally {
       for (const v of journalVbns) this.space.reserved.delete(v);
@@ -329,7 +305,7 @@ export class Volume implements MapStorage {
     this.map.forget(this.root.mapRoot);
     this.endChangeSet();
     this.root = readRootRecord(this.file, this.path);
-    this.table.load(this.root.maxSnapshots, this.isTainted);
+    this.table.load(this.root.maxSnapshots, this.taint.isTainted);
   }
 
   /** The state since the last CP is now the committed one (or thrown away). */
