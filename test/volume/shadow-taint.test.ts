@@ -99,7 +99,7 @@ describe('shadow snapshots whose blocks a failed or killed change set took', () 
     cliOk(['volume', 'import', probe, '--from', imgB], { env });
     const full = performance.now() - t0;
     expect(await expectHonest(probe, A), 'the import took blocks of the shadow').toBe('reused');
-    for (let i = 0; i < 8; i++) {
+    for (let i = 0; i < 5; i++) {
       const file = path.join(dir, `k${i}.vol`);
       setup(file);
       const child = spawnCli(['volume', 'import', file, '--from', imgB, '-q'], { env });
@@ -112,7 +112,7 @@ describe('shadow snapshots whose blocks a failed or killed change set took', () 
       if (r.signal === 'SIGKILL' && outcome === 'reused') outcomes.killedAfterShadow++;
       fs.rmSync(file, { force: true });
     }
-    expect(outcomes.intact + outcomes.reused).toBe(8);
+    expect(outcomes.intact + outcomes.reused).toBe(5);
     // and a kill exactly when every block is written, over the shadow's too, and the CP's journal, before its root
     const file = path.join(dir, 'crash.vol');
     setup(file);
