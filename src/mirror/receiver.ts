@@ -22,6 +22,7 @@ import { WriteBehind } from '../volume/write-behind.js';
 import { Volume } from '../volume/volume.js';
 import { SparseBitmap } from '../volume/sparse-bitmap.js';
 import { OccupancyCursor } from '../volume/occupancy.js';
+import { PLANE_ACTIVE } from '../volume/layout.js';
 import { decodeRecordIndex, hashChain, recordCrc } from './records.js';
 import { RecordInflater } from './record-inflater.js';
 import { abandonPartial, checkDestinationPath, dropUnresumable, partialFiles, readResume, settleFresh, sidePaths, writeResume } from './side-files.js';
@@ -189,13 +190,23 @@ async function applyTransfer(volPath: string, ch: MirrorChannel, plan: TransferP
       if (!h || !p || !sameSnapshot(identOf(h), identOf(p))) throw new InvalidInputError(`mirror: snapshot id ${id} is not the same on both sides`, 'run imgstream mirror resync');
     }
     const incoming = plan.snapshots.filter((s) => plan.incoming.includes(s.id));
-    const leaving = vol.snapshots().filter((s) => !plan.keep.includes(s.id));
+    let leaving = vol.snapshots().filter((s) => !plan.keep.includes(s.id));
     // not enough free slots for the new snapshots while the old ones are still here: let
-    // the old ones go first, in a CP of their own (a consistent state, if not a source's)
+    // the old ones go first, in a CP of their own (a consistent state, if not a source's).
+    // Those that are the active file system (its top among them: the newest) hold no blocks
+    // of their own and only go, oldest first, as far as their slots are needed.
     if (vol.freeSnapshotSlots().length < incoming.length && !resume) {
-      for (const s of leaving) if (s.mapRoot !== vol.rootRecord.mapRoot) vol.dropSnapshotEntry(s.name);
+      const active = vol.rootRecord.mapRoot;
+      let slots = vol.freeSnapshotSlots().length; // a dropped slot is free after the CP
+      const drop = (s: SnapshotEntry) => {
+        vol.dropSnapshotEntry(s.name);
+        slots++;
+      };
+      for (const s of leaving) if (s.mapRoot !== active) drop(s);
+      for (const s of leaving) if (s.mapRoot === active && slots < incoming.length) drop(s);
       vol.commit();
       if (vol.freeSnapshotSlots().length < incoming.length) throw new InvalidInputError(`mirror: ${incoming.length} snapshots arrive and the destination has ${vol.freeSnapshotSlots().length} free slots`);
+      leaving = vol.snapshots().filter((s) => !plan.keep.includes(s.id));
     }
     const free = vol.freeSnapshotSlots();
     const slotOf = new Map<number, number>();
@@ -401,12 +412,31 @@ async function applyTransfer(volPath: string, ch: MirrorChannel, plan: TransferP
     for (const s of incoming) vol.clearSlotPlaneExcept(slotOf.get(s.id)!, written.get(s.id)!);
     await writes.drain();
     vol.file.sync();
+    // Staged blocks travel in the CP's journal, a free block each. Without that much room
+    // (a source that reused most of what a deleted snapshot held), a CP of its own lets the
+    // leaving snapshots go first (a consistent state: the previous one less what the source
+    // no longer holds), the blocks that arrived in place held back from its journal: that
+    // frees the VBNs the staged blocks go to, and they are written in place. Not when the
+    // active file system or a snapshot that stays holds them all (it would free none).
+    const inPlace = arrived.size - staged.size;
+    const journalRoom = vol.nblocks - 1 - usedBefore - inPlace - 2 * vol.meta.dirtyCount() - 4 * vol.layout.planeBlocks - 8;
+    const stays = [PLANE_ACTIVE, ...vol.snapshots().filter((s) => plan.keep.includes(s.id)).map((s) => vol.layout.snapshotPlane(s.slot))];
+    const freedByDrop = () => [...staged.keys()].some((v) => !stays.some((p) => vol.testBit(p, v)));
+    if (staged.size > journalRoom && leaving.length > 0 && freedByDrop()) {
+      for (const v of arrived.values()) if (!staged.has(v)) vol.reserve(v);
+      for (const s of leaving) vol.dropSnapshotEntry(s.name);
+      vol.commit();
+      for (const v of arrived.values()) if (!staged.has(v)) vol.unreserve(v);
+      leaving = [];
+    }
     const scratch = Buffer.alloc(bs);
+    const holds = new OccupancyCursor(vol);
     for (const [v, off] of staged) {
       fs.readSync(stageFd, scratch, 0, bs, off);
-      vol.stageBlock(v, scratch);
-      arrived.add(v);
+      if (holds.has(v)) vol.stageBlock(v, scratch);
+      else vol.file.write(scratch, vol.layout.vbnOffset(v)); // the last CP no longer holds it
     }
+    vol.file.sync();
     for (const s of leaving) vol.dropSnapshotEntry(s.name);
     for (const s of incoming) {
       const e: SnapshotEntry = { ...s, slot: slotOf.get(s.id)! };

@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { mutate, randomImage, tempDir } from '../support/images.js';
-import { exportSha, expectClean, ok } from '../support/stream-cli.js';
+import { exportSha, expectClean, ok, snapshotNames } from '../support/stream-cli.js';
 import { runCli } from '../support/cli.js';
 
 const BS = 4096;
@@ -44,4 +44,46 @@ describe('mirror update killed in the destination CP after its root record', () 
     }
     await expectClean(dest, o);
   }, 180_000);
+});
+
+// The source deleted a snapshot the mirror holds and reused its VBNs for a new disk: the
+// blocks landing there are staged, and the mirror has too little room to journal them
+// all. A CP of its own drops the deleted snapshot first, then they are written in place.
+// Killed in that CP (before its root, after it, after its clean root), the destination is
+// its previous state (the deleted snapshot gone or not), and the next update finishes.
+describe('mirror update killed in the CP that drops the deleted snapshots first', () => {
+  const N = 256;
+  for (const step of ['journal', 'root', 'clean-root']) {
+    it(`killed at ${step}: the previous state, then the next update finishes`, async () => {
+      const dir = p(`drop-${step}`);
+      fs.mkdirSync(dir);
+      const e = { ...o, env: { ...env, IMGSTREAM_MIRROR_STATE: path.join(dir, 'mirrors.json') } };
+      const src = path.join(dir, 'src.vol');
+      const dest = path.join(dir, 'dest.vol');
+      const raw = path.join(dir, 'img.raw');
+      // room for two and a half disks: a second disk fills what the deleted first one held
+      ok(['volume', 'create', src, '--size', `${(N * BS) >> 10}K`, '--volume-size', `${((N * BS) >> 10) * 2.5}K`, '--max-snapshots', '8'], e);
+      for (const [k, seed] of [81, 82, 83].entries()) {
+        fs.writeFileSync(raw, randomImage(N, BS, seed, 0));
+        ok(['volume', 'import', src, '--from', raw, '-q'], e);
+        if (k === 0) ok(['snapshot', 'create', src, 's0'], e);
+        if (k === 1) ok(['mirror', 'update', src, '--to', dest, '-q'], e);
+        if (k === 1) ok(['snapshot', 'delete', src, 's0'], e);
+      }
+      const before = await exportSha(dest, e);
+      const r = runCli(['mirror', 'update', src, '--to', dest, '-q'], { ...e, env: { ...e.env, IMGSTREAM_CRASH_AT: `${step}:dest.vol` } });
+      expect(r.signal, r.stderr).toBe('SIGKILL');
+      expect(await exportSha(dest, e)).toBe(before);
+      await expectClean(dest, e);
+      const names = await snapshotNames(dest, e);
+      expect(names.includes('s0')).toBe(step === 'journal');
+      // it resumes the transfer (all of it arrived), then one more brings the mirror to now
+      const done = JSON.parse(ok(['mirror', 'update', src, '--to', dest, '--json'], e).stdout) as { transfers: Array<{ resumedRecords: number }> };
+      expect(done.transfers.map((t) => t.resumedRecords > 0)).toEqual([true, false]);
+      expect(await exportSha(dest, e)).toBe(await exportSha(src, e));
+      const users = async (vol: string) => (await snapshotNames(vol, e)).filter((n) => !n.startsWith('mirror.'));
+      expect(await users(dest)).toEqual(await users(src));
+      await expectClean(dest, e);
+    }, 120_000);
+  }
 });

@@ -7,9 +7,10 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { Volume } from '../../src/volume/volume.js';
 import { exportImage } from '../../src/volume/export.js';
 import { checkVolume } from '../../src/volume/check.js';
-import { breakMirror, localDestination, MirrorState, sendMirror, type MirrorChannel, type MirrorResult } from '../../src/mirror/index.js';
+import { breakMirror, localDestination, MirrorState, sendMirror, type MirrorResult } from '../../src/mirror/index.js';
 import { exportToBuffer, tempDir } from '../support/images.js';
 import { createHash } from 'node:crypto';
+import { cutAfter } from '../support/cut-channel.js';
 
 const dir = tempDir();
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
@@ -128,25 +129,6 @@ describe('mirror engine', () => {
     expect(deltas).toBeGreaterThan(0);
   });
 });
-
-/** A channel that breaks after `records` records went out, like a cut connection. */
-function cutAfter(ch: MirrorChannel, records: number): MirrorChannel {
-  let sent = 0;
-  return {
-    async send(msg, payload) {
-      if (typeof msg.rec === 'number' && sent++ >= records) {
-        ch.close();
-        throw new Error('connection cut');
-      }
-      return ch.send(msg, payload);
-    },
-    receive: () => ch.receive(),
-    close: () => ch.close(),
-    get bytesSent() {
-      return ch.bytesSent;
-    },
-  };
-}
 
 async function updateWith(src: string, dest: string, state: MirrorState, opts: { cut?: number; op?: 'mirror.update' | 'mirror.resync' | 'replicate'; top?: string } = {}): Promise<MirrorResult> {
   const vol = Volume.open(src, { write: true, mirror: true });
