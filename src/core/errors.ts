@@ -21,7 +21,7 @@ export const EXIT_CODES: Record<ErrorCode, { exit: number; meaning: string }> = 
   usage: { exit: 2, meaning: 'bad command line: unknown flag, missing or conflicting argument' },
   'not-found': { exit: 3, meaning: 'a volume, snapshot or input file does not exist; a broken chain (a stream whose base snapshot is missing), in restore and verify alike' },
   'invalid-input': { exit: 4, meaning: 'a value is malformed (size, block size, name, expression, image), or streams that do not belong together (another volume, out of order)' },
-  'not-a-volume': { exit: 5, meaning: 'the file is not an imgstream volume, or is a volume or catalog of a format version this imgstream does not read' },
+  'not-a-volume': { exit: 5, meaning: 'the file is not an imgstream volume, or is a volume, catalog or protection destination of a format version this imgstream does not read' },
   exists: { exit: 6, meaning: 'the target already exists (volume file, snapshot name)' },
   busy: { exit: 7, meaning: 'another imgstream process holds the volume, or a snapshot it is reading' },
   'volume-full': { exit: 8, meaning: 'the volume has no free block left for the change' },

@@ -77,7 +77,7 @@ export function readState(dir: string): ProtectState {
     throw new CorruptError(`${statePath(dir)}: unreadable (not JSON)`);
   }
   if (s.format !== FORMAT) throw new CorruptError(`${statePath(dir)}: not a protection destination's state file`);
-  if (s.version !== 1) throw new InvalidInputError(`${statePath(dir)}: version ${String(s.version)} is not supported`, 'use a newer imgstream');
+  if (s.version !== 1) throw new NotAVolumeError(`${statePath(dir)}: a protection destination of version ${String(s.version)}, which this imgstream does not read (it reads version 1)`, 'use the imgstream version that wrote it');
   return s;
 }
 

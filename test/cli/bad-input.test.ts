@@ -79,6 +79,8 @@ beforeAll(() => {
   fs.writeFileSync(at('bad.catalog'), '{bad');
   fs.writeFileSync(at('hello.txt'), 'hello\n'); // shorter than a stream's preamble
   fs.writeFileSync(at('v99.catalog'), JSON.stringify({ format: 'imgstream-catalog', version: 99, dumps: [] }));
+  fs.mkdirSync(at('v2.cdp'));
+  fs.writeFileSync(at('v2.cdp/protect.json'), JSON.stringify({ format: 'imgstream-protect-destination', version: 2 }));
   fs.writeFileSync(at('malformed.catalog'), JSON.stringify({ format: 'imgstream-catalog', version: 1, dumps: [{ id: 5 }] }));
 }, 60_000);
 
@@ -201,6 +203,7 @@ const cases: Case[] = [
   // catalogs: checked before the dump takes its snapshot and writes its stream
   { what: 'dump with an unreadable catalog', args: ['dump', v(), '--level', '0', '--to', at('never.l0'), '--catalog', at('bad.catalog')], code: 'corrupt', mentions: /bad\.catalog: not a readable imgstream catalog/ },
   { what: 'dump with an empty --catalog', args: ['dump', v(), '--level', '0', '--to', at('never.l0'), '--catalog', ''], code: 'invalid-input', mentions: /catalog path is empty/ },
+  { what: 'protect status of a destination of a newer version', args: ['protect', 'status', at('v2.cdp')], code: 'not-a-volume', mentions: /protect\.json: a protection destination of version 2, which this imgstream does not read/ },
   { what: 'dump with a catalog of a newer version', args: ['dump', v(), '--level', '0', '--to', at('never.l0'), '--catalog', at('v99.catalog')], code: 'not-a-volume', mentions: /version 99/ },
   { what: 'catalog list of a catalog with a malformed record', args: ['catalog', 'list', '--catalog', at('malformed.catalog')], code: 'corrupt', mentions: /dump record 1 of 1 is malformed/ },
   // command line
