@@ -1,5 +1,6 @@
 // The CLI's way of naming tapes: `tape:DIR`, `tape:DIR1,DIR2,...` (a tape set, in order)
 // and `tape:DIR#N` or `tape:DIR1#N,DIR2,...` (tape file N of the first tape).
+import path from 'node:path';
 import { InvalidInputError } from '../../core/errors.js';
 
 export interface TapeSpec {
@@ -25,6 +26,12 @@ export function parseTapeSpec(text: string): TapeSpec {
     }
     if (name === '') throw new InvalidInputError(`"${text}": tape ${i + 1} has an empty name`, HINT);
     return name;
+  });
+  // the same path twice is never a set (found here, before a dump writes its first tape
+  // or a read starts; another name for the same directory is found when it is opened)
+  tapes.forEach((t, i) => {
+    const before = tapes.findIndex((x) => path.resolve(x) === path.resolve(t));
+    if (before < i) throw new InvalidInputError(`tape ${t} is given twice (as tapes ${before + 1} and ${i + 1} of the set)`, 'give each tape once: tape:DIR1,DIR2,...');
   });
   return file === undefined ? { tapes } : { tapes, file };
 }
