@@ -15,6 +15,7 @@ export type ErrorCode =
   | 'auth'
   | 'network'
   | 'interrupted'
+  | 'hangup'
   | 'terminated';
 
 export const EXIT_CODES: Record<ErrorCode, { exit: number; meaning: string }> = {
@@ -31,6 +32,7 @@ export const EXIT_CODES: Record<ErrorCode, { exit: number; meaning: string }> = 
   network: { exit: 12, meaning: 'a peer could not be reached, or the connection was lost or timed out' },
   // 128 + the signal's number, as a shell reports a process the signal ended
   interrupted: { exit: 130, meaning: 'stopped by SIGINT (Ctrl-C): a dump removes its partial output and the snapshot it took first' },
+  hangup: { exit: 129, meaning: 'stopped by SIGHUP (its terminal or session went away): a dump removes its partial output and the snapshot it took first' },
   terminated: { exit: 143, meaning: 'stopped by SIGTERM: a dump removes its partial output and the snapshot it took first' },
 };
 
@@ -95,15 +97,19 @@ export class NetworkError extends ImgstreamError {
 export class InterruptedError extends ImgstreamError {
   constructor(message: string, hint?: string) { super('interrupted', message, hint); }
 }
+export class HangupError extends ImgstreamError {
+  constructor(message: string, hint?: string) { super('hangup', message, hint); }
+}
 export class TerminatedError extends ImgstreamError {
   constructor(message: string, hint?: string) { super('terminated', message, hint); }
 }
 
 /** The signals an operation stops on cleanly (kill -9 cannot be caught: what it leaves, the next run cleans). */
-export type StopSignal = 'SIGINT' | 'SIGTERM';
+export type StopSignal = 'SIGINT' | 'SIGHUP' | 'SIGTERM';
 
-/** The error an operation stopped by `signal` ends with: exit 130 for SIGINT, 143 for SIGTERM. */
+/** The error an operation stopped by `signal` ends with: exit 130 for SIGINT, 129 for SIGHUP, 143 for SIGTERM. */
 export function stoppedBy(signal: StopSignal, message: string, hint?: string): ImgstreamError {
+  if (signal === 'SIGHUP') return new HangupError(message, hint);
   return signal === 'SIGINT' ? new InterruptedError(message, hint) : new TerminatedError(message, hint);
 }
 
@@ -120,6 +126,7 @@ const ERROR_CLASSES: Record<ErrorCode, new (message: string, hint?: string) => I
   auth: AuthError,
   network: NetworkError,
   interrupted: InterruptedError,
+  hangup: HangupError,
   terminated: TerminatedError,
 };
 

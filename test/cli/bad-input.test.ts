@@ -24,6 +24,7 @@ const DOCUMENTED: Record<ErrorCode, number> = {
   io: 10,
   auth: 11,
   network: 12,
+  hangup: 129,
   interrupted: 130,
   terminated: 143,
 };

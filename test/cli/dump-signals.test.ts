@@ -18,7 +18,7 @@ const catalog = path.join(root, 'catalog.json');
 const outDir = path.join(root, 'out');
 const vol = path.join(root, 'v.vol');
 const env = { IMGSTREAM_LOCK_DIR: locks, IMGSTREAM_CATALOG: catalog };
-const EXIT = { SIGTERM: 143, SIGINT: 130 } as const;
+const EXIT = { SIGTERM: 143, SIGINT: 130, SIGHUP: 129 } as const;
 
 afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
 
@@ -62,7 +62,7 @@ function expectStopped(r: CliResult, signal: keyof typeof EXIT, before: string[]
 }
 
 describe('a dump stopped by a signal', () => {
-  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+  for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) {
     it(`${signal} while writing a file: exit ${EXIT[signal]}, partial file and snapshot removed`, async () => {
       const before = snapshots();
       const cat = catalogText();
