@@ -5,7 +5,7 @@
 // sum of every snapshot up to the chosen one. Only the blocks sent are read.
 import os from 'node:os';
 import { randomUUID } from 'node:crypto';
-import { InvalidInputError, NotFoundError, stoppedBy, type StopSignal } from '../core/errors.js';
+import { errorOfCode, ImgstreamError, InvalidInputError, IoError, NotFoundError, stoppedBy, type StopSignal } from '../core/errors.js';
 import { encodeMapDeltas, encodePlane, type MapDelta, type StreamHeader, type StreamSnapshot } from '../format/image-stream.js';
 import type { SnapshotEntry } from '../format/snapshot-entry.js';
 import { evaluateImage, forEachExtent, imageChunkReader, imageChunks, parseExpression, resolveExpression, type PlaneSource, type ResolvedExpression, type StorageImageSummary } from '../image/index.js';
@@ -237,6 +237,7 @@ export async function dumpVolume(vol: Volume, target: DumpTargetFactory, opts: D
     progress.stop();
     await served?.verify();
   };
+  let completed: { rec: DumpRecord; position: MediaPosition; streamBytes: number; sha256: string; mapDeltaNodes: number };
   try {
     // a signal stops the dump up to its trailer; once the stream is being completed, it completes and is recorded
     await untilStopped(stream(), signal);
@@ -260,15 +261,32 @@ export async function dumpVolume(vol: Volume, target: DumpTargetFactory, opts: D
       status: 'complete',
       ...(opts.key ? { encrypted: true as const } : {}),
     };
-    // recorded only now, complete; a stream sent to stdout is recorded too (its far end
-    // holds it), so later levels find their base
-    opts.catalog.add(rec);
-    return result(plan, img, streamId, position, streamBytes, trailer.sha256, false, trailer.mapDeltaNodes);
+    completed = { rec, position, streamBytes, sha256: trailer.sha256, mapDeltaNodes: trailer.mapDeltaNodes };
   } catch (err) {
     progress.stop();
     // stopped: a write the medium never takes (a pipe nobody reads) is not waited for long
     return fail(err, () => writer.abort(stopSignal(signal) && !completing ? { waitMs: ABORT_WAIT_MS } : {}));
   }
+  // recorded only now, complete; a stream sent to stdout is recorded too (its far end
+  // holds it), so later levels find their base. A catalog that cannot take the record
+  // (damaged or replaced meanwhile) leaves the dump complete: the stream and its snapshot
+  // stay, for a rebuilt catalog to record and a later level to build on
+  try {
+    opts.catalog.add(completed.rec);
+  } catch (err) {
+    throw notRecorded(err, medium, top.name, opts.catalog.file);
+  }
+  return result(plan, img, streamId, completed.position, completed.streamBytes, completed.sha256, false, completed.mapDeltaNodes);
+}
+
+/** The error of a complete dump whose catalog refused its record: the catalog's, saying what was kept. */
+function notRecorded(err: unknown, medium: StreamTarget, top: string, catalog: string): ImgstreamError {
+  const what = err instanceof ImgstreamError ? err : new IoError(`${catalog}: ${(err as Error).message}`);
+  return errorOfCode(
+    what.code,
+    `${what.message}: the dump to ${medium.description} is complete but not recorded in the catalog (its snapshot "${top}" is kept)`,
+    `mend or move the catalog, then record the dump with: imgstream catalog rebuild --from MEDIUM --catalog ${catalog}`,
+  ) as ImgstreamError;
 }
 
 /** The one line a dump stopped by a signal ends with: what became of its output and its snapshot. */

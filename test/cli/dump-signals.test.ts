@@ -120,4 +120,30 @@ describe('a dump stopped by a signal', () => {
     expect(r.level).toBe(0);
     expect((JSON.parse(catalogText()!) as { dumps: unknown[] }).dumps).toHaveLength(1);
   }, 60_000);
+
+  it('a catalog damaged while the dump runs: the complete stream and its snapshot are kept, one line says so, catalog rebuild records it', async () => {
+    const before = snapshots();
+    const saved = catalogText();
+    const out = path.join(outDir, 'unrecorded.l0');
+    const child = spawnCli(['dump', vol, '--level', '0', '--to', out, '--compress', 'none', '-q'], { env: { ...env, IMGSTREAM_TEST_SOURCE_RATE: '16M' } });
+    const done = finished(child, 60_000);
+    await until('its partial stream has bytes', child, () => partialBytes() > 0);
+    fs.writeFileSync(catalog, 'not a catalog any more\n'); // another process damaged it meanwhile
+    const r = await done;
+    expect(r.code, r.stderr).toBe(9);
+    const lines = stderrLines(r);
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(/is complete but not recorded in the catalog \(its snapshot "dump-l0-[^"]+" is kept\) \(mend or move the catalog, then record the dump with: imgstream catalog rebuild/);
+    const kept = snapshots().filter((n) => !before.includes(n));
+    expect(kept, 'the dump\'s snapshot is kept: a later level builds on it').toHaveLength(1);
+    cliOk(['verify', out], { env });
+    fs.rmSync(catalog);
+    const rebuilt = cliJson<{ records: number }>(['catalog', 'rebuild', '--from', out], { env });
+    expect(JSON.stringify(rebuilt)).toContain(kept[0]);
+    // clean up for the other cases: the snapshot, the stream, the catalog as it was
+    cliOk(['snapshot', 'delete', vol, kept[0]], { env });
+    fs.rmSync(out);
+    if (saved === null) fs.rmSync(catalog, { force: true });
+    else fs.writeFileSync(catalog, saved);
+  }, 90_000);
 });
