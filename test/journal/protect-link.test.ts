@@ -143,7 +143,8 @@ describe.skipIf(missing.length > 0)(`protection across a link outage${missing.le
     await b.waitFor((e) => e.event === 'seed');
     const during = await runWriter(server.info.uri, ['--seconds', '1.5', '--seed', '62', '--pause-ms', '1', '--aligned']);
     expect(during.log.reduce((n, o) => n + (o.op === 'w' ? o.len : 0), 0)).toBeGreaterThan(3 << 20);
-    await b.waitFor((e) => e.event === 'interval' && Date.parse(String(e.end)) > during.log.at(-1)!.t1);
+    // (60 s: once in a loaded CI rehearsal B shipped nothing for 30 s after the writer ended; not seen since)
+    await b.waitFor((e) => e.event === 'interval' && Date.parse(String(e.end)) > during.log.at(-1)!.t1, 60_000);
     for (let i = 0; i < 30 && fs.readdirSync(`${vol}.journal`).filter((f) => f.endsWith('.seg')).length > 2; i++) await new Promise((r) => setTimeout(r, 100));
     expect((await b.stop()).code).toBe(0);
     // A again: its records are gone from the journal, so it cannot know what changed since

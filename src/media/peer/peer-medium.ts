@@ -66,22 +66,26 @@ export function peerTarget(url: string, opts: PeerTargetOptions): PeerTarget {
     );
   };
 
-  /** What went wrong, as the daemon tells it when it did. */
-  const explain = async (err: unknown): Promise<Error> => {
+  /**
+   * What went wrong, as the daemon tells it when it did (its error message, of any kind: a
+   * daemon shutting down says so); that it closed the connection only when `closedIsNews`
+   * (the daemon's early answer is all that is known), not over a local error of our own.
+   */
+  const explain = async (err: unknown, closedIsNews = false): Promise<Error> => {
     if (reply && ch) {
       let timer: NodeJS.Timeout | undefined;
       const m = await Promise.race([reply.catch(() => undefined), new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), EXPLAIN_MS)))]);
       clearTimeout(timer);
       if (m !== undefined) {
         const r = refusal(m, ch.peer, 'in the middle of the stream');
-        if (r && !(r instanceof NetworkError)) return r;
+        if (r && (m !== null || closedIsNews)) return r;
       }
     }
     return err as Error;
   };
 
   const sendData = async (b: Buffer) => {
-    if (replied) throw await explain(new NetworkError(`peer ${ch!.peer}: the daemon answered before the end of the stream`));
+    if (replied) throw await explain(new NetworkError(`peer ${ch!.peer}: the daemon answered before the end of the stream`), true);
     await ch!.send({ type: 'data' }, b);
     sent += b.length;
   };
