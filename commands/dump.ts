@@ -88,11 +88,7 @@ While the volume is being served (imgstream serve nbd), the dump asks the server
         args.volume,
         (streamId) => targetFor(flags.to!, { force: flags.force, tapeSize, recordSize, streamId, nextTape: nextTapePrompt(), peer, newTape: flags['new-tape'] === true, s3: s3Options(flags) }),
         {
-          level: flags.level,
-          snapshot: flags.snapshot,
-          order: flags.order,
-          compression: flags.compress === 'none' ? { codec: 'none' } : { codec: 'zstd', level: flags['compress-level'] },
-          threads: flags.threads ?? defaultThreads(),
+          ...streamFlags(flags),
           catalog,
           dryRun: flags['dry-run'],
           key,
@@ -120,11 +116,7 @@ While the volume is being served (imgstream serve nbd), the dump asks the server
       volumes,
       { tapes: spec.tapes, tapeSize: flags['tape-size'] ? parseSize(flags['tape-size'], 'tape size') : undefined, recordSize: parseSize(flags['record-size'], 'record size'), nextTape: nextTapePrompt(), newTape: flags['new-tape'] === true },
       {
-        level: flags.level,
-        snapshot: flags.snapshot,
-        order: flags.order,
-        compression: flags.compress === 'none' ? { codec: 'none' } : { codec: 'zstd', level: flags['compress-level'] },
-        threads: flags.threads ?? defaultThreads(),
+        ...streamFlags(flags),
         catalog,
         key,
         signal,
@@ -160,4 +152,16 @@ function dumpInputs(volumes: string[], flags: { 'key-file'?: string; 'passphrase
     ...(flags['passphrase-file'] !== undefined ? [{ what: 'the passphrase file (--passphrase-file)', path: flags['passphrase-file'] }] : []),
     { what: 'the catalog', path: catalog.file },
   ];
+}
+
+/** What a dump's flags say of the stream, single or multiplexed: level, top, order, compression, threads. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+function streamFlags(flags: Record<string, any>) {
+  return {
+    level: flags.level as number,
+    snapshot: flags.snapshot as string | undefined,
+    order: flags.order,
+    compression: flags.compress === 'none' ? { codec: 'none' as const } : { codec: 'zstd' as const, level: flags['compress-level'] as number },
+    threads: (flags.threads as number | undefined) ?? defaultThreads(),
+  };
 }

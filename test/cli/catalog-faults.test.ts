@@ -8,11 +8,10 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cliJson, cliOk, hashTree, runCli, writeImage } from '../support/cli.js';
+import { cliJson, cliOk, hashTree, runCli, volumeWithSnapshot } from '../support/cli.js';
 import { tempDir } from '../support/images.js';
 import { expectOneLineError } from '../support/stream-cli.js';
 
-const BS = 4096;
 const root = tempDir('imgstream-catalog-faults-');
 const work = path.join(root, 'work'); // hashed around every refused dump
 const locks = path.join(root, 'locks');
@@ -25,10 +24,7 @@ afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
 
 beforeAll(() => {
   fs.mkdirSync(work, { recursive: true });
-  writeImage(path.join(root, 'v.raw'), 256, BS, 1);
-  cliOk(['volume', 'create', vol, '--size', '1M', '--max-snapshots', '8'], { env });
-  cliOk(['volume', 'import', vol, '--from', path.join(root, 'v.raw'), '-q'], { env });
-  cliOk(['snapshot', 'create', vol, 's1'], { env });
+  volumeWithSnapshot(vol, path.join(root, 'v.raw'), env);
   fs.mkdirSync(at('adir'));
   fs.writeFileSync(at('afile'), 'not a directory\n');
   spawnSync('mkfifo', [at('fifo')]);

@@ -7,11 +7,10 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CLI_BIN, cliJson, cliOk, hashTree, runCli, writeImage, type CliResult } from '../support/cli.js';
+import { CLI_BIN, cliJson, cliOk, hashTree, runCli, volumeWithSnapshot, type CliResult } from '../support/cli.js';
 import { tempDir } from '../support/images.js';
 import { expectOneLineError } from '../support/stream-cli.js';
 
-const BS = 4096;
 const root = tempDir('imgstream-dump-inputs-');
 const work = path.join(root, 'work'); // hashed around every refused dump
 const locks = path.join(root, 'locks');
@@ -24,10 +23,7 @@ afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
 
 beforeAll(() => {
   fs.mkdirSync(work, { recursive: true });
-  writeImage(path.join(root, 'v.raw'), 256, BS, 1);
-  cliOk(['volume', 'create', vol, '--size', '1M', '--max-snapshots', '8'], { env });
-  cliOk(['volume', 'import', vol, '--from', path.join(root, 'v.raw'), '-q'], { env });
-  cliOk(['snapshot', 'create', vol, 's1'], { env });
+  volumeWithSnapshot(vol, path.join(root, 'v.raw'), env);
   fs.writeFileSync(at('backup.key'), `${'ab'.repeat(32)}\n`);
   fs.writeFileSync(at('pass.txt'), 'a passphrase long enough\n');
   fs.linkSync(at('backup.key'), at('key-hardlink'));
