@@ -49,6 +49,8 @@ const DEFAULT_SEGMENT = 64 << 20;
 const EARLY_WRITEBACK_BYTES = 16 << 20;
 /** Fault injection for tests: the journal's disk is full once a segment would pass this many bytes. */
 const TEST_FULL_AT = process.env.IMGSTREAM_TEST_JOURNAL_FULL_AT ? Number(process.env.IMGSTREAM_TEST_JOURNAL_FULL_AT) : null;
+/** Tests: records stay staged this long before they are written (a server stalled between stamp and write). */
+const TEST_STALL_MS = Number(process.env.IMGSTREAM_TEST_JOURNAL_STALL_MS ?? 0);
 /** Bytes between two points of the current segment where the records a destination holds end (see points). */
 const POINT_BYTES = 256 << 10;
 /** Records are gathered up to this many bytes and written together (see flush()). */
@@ -297,6 +299,7 @@ export class JournalWriter implements VolumeObserver {
     const n = this.staged;
     try {
       if (TEST_FULL_AT !== null && this.segBytes > TEST_FULL_AT) throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
+      if (TEST_STALL_MS > 0) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, TEST_STALL_MS);
       this.writeOut([this.stage.subarray(0, n)], n);
     } catch (err) {
       this.seq -= this.stagedRecords;

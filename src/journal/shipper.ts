@@ -1,7 +1,9 @@
 // `imgstream protect`: ships a volume's write journal to a protection destination as it
 // grows. Records are cut into intervals on boundaries that are multiples of the interval
 // (and at every snapshot taken on the source); an interval is shipped once a record past
-// its boundary appears, or once the boundary is `GRACE_MS` old with nothing newer. After
+// its boundary appears, or once the boundary is `GRACE_MS` old with nothing newer. A
+// record found after its interval was shipped (its server stalled between stamp and write)
+// goes into the next one: its reply left after the point that was claimed. After
 // the destination acknowledges an interval, shipped.json says how far it holds the
 // journal, and the server deletes segments before that point.
 //
@@ -166,16 +168,22 @@ async function session(opts: ProtectOptions, dir: string, source: ProtectedSourc
         overflowSeen = false;
         continue;
       }
+      // what a point claims rests on this moment: a record not yet written now has its reply still to go
+      const readAt = Date.now();
       const rec = reader.next();
       idle = rec === null;
+      // a record stamped before the newest recovery point was written after it was claimed
+      // (its server stalled longer than GRACE_MS between stamp and write): its reply left after
+      // that point, so the write belongs to the next interval (as if acknowledged then)
+      if (rec !== null && rec.time < lastEnd) rec.time = lastEnd;
       if (rec === null) {
         // nothing new: close the open interval once its boundary has passed with time to spare
-        if (builder.firstTime !== null && Date.now() >= boundaryAfter(builder.firstTime) + GRACE_MS) await close(boundaryAfter(builder.firstTime), []);
+        if (builder.firstTime !== null && readAt >= boundaryAfter(builder.firstTime) + GRACE_MS) await close(boundaryAfter(builder.firstTime), []);
         else if (opts.once && builder.firstTime === null) break;
         else {
           // nothing written since the last interval: the destination answers for up to the last boundary passed
           // (a record stamped before it is read by now, as when an interval closes), once per interval
-          const quietTo = Math.floor((Date.now() - GRACE_MS) / opts.intervalMs) * opts.intervalMs;
+          const quietTo = Math.floor((readAt - GRACE_MS) / opts.intervalMs) * opts.intervalMs;
           if (builder.firstTime === null && quietTo >= lastEnd + Math.max(opts.intervalMs, MIN_QUIET_MS) && !needsResync(reader, dir, state)) {
             state = await dest.quiet(quietTo);
             lastEnd = quietTo;

@@ -37,7 +37,7 @@ describe.skipIf(missing.length > 0)(`a protected volume alongside other commands
     await cli(['volume', 'export', vol, '--to', at('mid.raw')], locks);
     const w = await writing;
     expect(w.code, w.stderr).toBe(0);
-    await shipper.waitFor((e) => e.event === 'interval' && Date.parse(String(e.end)) > w.log.at(-1)!.t1, 30_000);
+    await shipper.waitCovered(w.log.at(-1)!.t1, 30_000);
     expect((await shipper.stop()).code).toBe(0);
     await server.stop();
 

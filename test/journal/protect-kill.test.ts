@@ -75,7 +75,7 @@ describe.skipIf(missing.length > 0)(`kill -9 under continuous protection${missin
     }
     // let the shipper catch up, then stop everything
     const lastAck = Math.max(...log.map((o) => o.t1));
-    await shipper.waitFor((e) => e.event === 'interval' && Date.parse(String(e.end)) > lastAck, 30_000);
+    await shipper.waitCovered(lastAck, 30_000);
     expect((await shipper.stop()).code).toBe(0);
     await server.stop();
     expect(kinds.server).toBeGreaterThan(3);

@@ -74,7 +74,7 @@ describe.skipIf(missing.length > 0)(`continuous protection with a real client${m
     const second = await runWriter(server.info.uri, ['--seconds', '2', '--seed', '22', '--pause-ms', '3']);
     expect(second.code, second.stderr).toBe(0);
     const lastAck = second.log.at(-1)!.t1;
-    await shipper.waitFor((e) => e.event === 'interval' && Date.parse(e.end!) > lastAck, 60_000);
+    await shipper.waitCovered(lastAck, 60_000);
     const stopped = await shipper.stop();
     expect(stopped.code, stopped.stderr).toBe(0);
     await server.stop();

@@ -22,11 +22,24 @@ export interface RunningProtect {
   done: Promise<CliResult>;
   /** Resolves once an event matches (rejects if the process ends first, or after timeoutMs). */
   waitFor(pred: (e: ProtectEventLine) => boolean, timeoutMs?: number): Promise<ProtectEventLine>;
+  /**
+   * Resolves once the destination's window ends after `t` (ms): an interval that ends after
+   * it, or (nothing written since) the window moved on by the shipper's quiet updates,
+   * which print no event. A client's last reply can come after the boundary of the interval
+   * that holds its write, so waiting for an interval event alone can wait for ever.
+   */
+  waitCovered(t: number, timeoutMs?: number): Promise<void>;
   stop(): Promise<CliResult>;
   kill9(): Promise<CliResult>;
 }
 
 export function startProtect(volume: string, to: string, args: string[], env: Record<string, string>): RunningProtect {
+  // the options `protect status` needs to reach the same destination
+  const reach: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    if (args[i] === '--plain') reach.push('--plain');
+    else if (['--token-file', '--tls-ca', '--tls-fingerprint'].includes(args[i])) reach.push(args[i], args[++i]);
+  }
   const child = spawn(process.execPath, [CLI_BIN, 'protect', volume, '--to', to, '--json', ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   const done = finished(child, 600_000);
   const events: ProtectEventLine[] = [];
@@ -69,6 +82,19 @@ export function startProtect(volume: string, to: string, args: string[], env: Re
             resolve();
           });
         });
+      }
+    },
+    async waitCovered(t, timeoutMs = 60_000) {
+      const deadline = Date.now() + timeoutMs;
+      const covered = (e: ProtectEventLine) => e.event === 'interval' && Date.parse(String(e.end)) > t;
+      for (;;) {
+        if (events.some(covered)) return;
+        if (ended) throw new Error(`protect ended before its destination covered ${new Date(t).toISOString()}: ${JSON.stringify(events.slice(-3))} ${(await done).stderr}`);
+        const st = await finished(spawn(process.execPath, [CLI_BIN, 'protect', 'status', to, '--json', ...reach], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] }), 60_000);
+        const end = st.code === 0 ? Date.parse((JSON.parse(st.stdout) as { window: { end: string } | null }).window?.end ?? '') : NaN;
+        if (end > t) return;
+        if (Date.now() > deadline) throw new Error(`timed out waiting for ${to} to cover ${new Date(t).toISOString()} (window ends ${Number.isNaN(end) ? st.stderr.trim() || 'nowhere' : new Date(end).toISOString()}); last events: ${JSON.stringify(events.slice(-3))}`);
+        await new Promise((r) => setTimeout(r, 250));
       }
     },
     async stop() {

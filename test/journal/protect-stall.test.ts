@@ -1,0 +1,58 @@
+// A server that stalls between stamping a write and writing its journal record (a loaded
+// machine can deschedule it for longer than the shipper's grace): by the time the record
+// appears, the shipper has already claimed later points (intervals closed by time, and
+// the quiet updates of an idle volume). The record must go into the next interval (its
+// reply left after those points), never end the shipper with "ends before the newest
+// recovery point", and the disk as of any moment must still be exact.
+import fs from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { journalTestDir, journalTestMissing } from '../support/journal-tests.js';
+import { randomImage } from '../support/images.js';
+import { modelAt, runWriter } from '../support/nbd-writer.js';
+import { startProtect } from '../support/protect-cli.js';
+import { cli, startServer } from '../nbd/support.js';
+
+const BS = 4096;
+const SIZE = 4 << 20;
+const STALL_MS = 2000;
+const missing = journalTestMissing();
+const { locks, at, env } = journalTestDir('imgstream-protect-stall-');
+
+describe.skipIf(missing.length > 0)(`protection of a server that stalls before writing records${missing.length ? ` (skipped: ${missing.join(', ')} not installed)` : ''}`, () => {
+  it('puts a late record into the next interval: the shipper goes on and every point is exact', async () => {
+    const vol = at('s.vol');
+    const dest = at('s.cdp');
+    const base = randomImage(SIZE / BS, BS, 9, 0.5);
+    fs.writeFileSync(at('base.raw'), base);
+    await cli(['volume', 'create', vol, '--size', String(SIZE)], locks);
+    await cli(['volume', 'import', vol, '--from', at('base.raw')], locks);
+    process.env.IMGSTREAM_TEST_JOURNAL_STALL_MS = String(STALL_MS);
+    const server = await startServer(vol, ['--socket', at('s.sock'), '--journal'], locks).finally(() => delete process.env.IMGSTREAM_TEST_JOURNAL_STALL_MS);
+    const shipper = startProtect(vol, dest, ['--interval', '250ms'], env);
+    await shipper.waitFor((e) => e.event === 'seed');
+    // idle a while: the window moves on without intervals
+    await shipper.waitCovered(Date.now());
+    // each record appears STALL_MS after its stamp: meanwhile the shipper claims later points
+    const w = await runWriter(server.info.uri, ['--count', '3', '--seed', '71', '--pause-ms', '400']);
+    expect(w.code, w.stderr).toBe(0);
+    await shipper.waitCovered(w.log.at(-1)!.t1, 60_000);
+    const stopped = await shipper.stop();
+    expect(stopped.code, stopped.stderr).toBe(0);
+    expect(stopped.stderr).toBe('');
+    await server.stop();
+    const late = shipper.events.filter((e) => e.event === 'interval' && (e.records ?? 0) > 0);
+    expect(late.length, 'the writes were shipped in intervals').toBeGreaterThan(0);
+    // the disk as of moments just before each write was sent and just after its reply came
+    // (between the two either answer is right), and as of the window's end: exact
+    const st = JSON.parse((await cli(['protect', 'status', dest, '--json'], locks)).stdout) as { window: { start: string; end: string } };
+    const [from, to] = [Date.parse(st.window.start), Date.parse(st.window.end)];
+    const moments = [...w.log.filter((o) => o.op !== 'f').flatMap((o) => [o.t0 - 20, o.t1 + 20]), to].filter((t) => t >= from && t <= to);
+    expect(moments.length).toBeGreaterThanOrEqual(4);
+    for (const t of moments) {
+      const want = modelAt(base, w.log, t)!;
+      await cli(['volume', 'export', dest, '--as-of', new Date(t).toISOString(), '--to', at('x.raw'), '--force'], locks);
+      expect(fs.readFileSync(at('x.raw')).equals(want), `as of ${new Date(t).toISOString()}`).toBe(true);
+    }
+    expect(fs.readFileSync(at('x.raw')).equals(modelAt(base, w.log, Infinity)!), 'the window\'s end holds every write').toBe(true);
+  }, 120_000);
+});
