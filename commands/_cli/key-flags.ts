@@ -9,10 +9,10 @@ import { InvalidInputError, UsageError } from '../../src/core/errors.js';
 import { canPrompt, readHidden } from './passphrase-prompt.js';
 
 export const keyFlags = {
-  'key-file': Flags.string({ helpValue: 'FILE', description: 'Key of encrypted streams: a file of 32 bytes, raw, as 64 hex digits or in base64 (e.g. from "openssl rand -hex 32").' }),
+  'key-file': Flags.string({ helpValue: 'FILE', description: 'Key of encrypted streams: a file of 32 bytes, raw, as 64 hex digits or in base64 (e.g. from "openssl rand -hex 32"), readable by its owner only (chmod 600).' }),
   'passphrase-file': Flags.string({
     helpValue: 'FILE',
-    description: 'Passphrase of encrypted streams: the first line of FILE (at least 8 characters), stretched by scrypt. Without this flag or --key-file, on a terminal, the passphrase is asked for (without echo). Reading (restore, verify) takes both flags for a chain whose dumps used one or the other; each stream takes the one it was encrypted with.',
+    description: 'Passphrase of encrypted streams: the first line of FILE (at least 8 characters, the file readable by its owner only), stretched by scrypt. Without this flag or --key-file, on a terminal, the passphrase is asked for (without echo). Reading (restore, verify) takes both flags for a chain whose dumps used one or the other; each stream takes the one it was encrypted with.',
   }),
 };
 

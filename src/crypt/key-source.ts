@@ -2,7 +2,8 @@
 // or a passphrase file (its first line, stretched by scrypt with parameters and salt kept
 // in each stream's header), or a passphrase asked for only once a stream turns out to be
 // encrypted with one (the CLI types it at a prompt on a terminal). Errors name the file
-// and never show its contents.
+// and never show its contents; files are read up to 64 KiB, and one that group or others
+// may read is refused (as the peer token is).
 import fs from 'node:fs';
 import { AuthError, fromSystemError, InvalidInputError, UsageError } from '../core/errors.js';
 
@@ -30,14 +31,50 @@ export interface KeyPair {
 export type KeyOption = KeySource | KeyPair | KeyPrompt | null;
 
 export const KEY_BYTES = 32;
+const MAKE_KEY = 'make one with: (umask 077; openssl rand -hex 32 > FILE)';
 export const MIN_PASSPHRASE = 8;
 
-function readSecret(path: string, what: string): Buffer {
+/** No key or passphrase file is longer: a bound, so /dev/zero or a large file given by mistake is refused at once instead of read into memory for ever. */
+export const MAX_SECRET_BYTES = 64 * 1024;
+
+interface Secret {
+  bytes: Buffer;
+  /** True when the whole file was read (false: it holds more than MAX_SECRET_BYTES). */
+  whole: boolean;
+  /** The permission bits when group or others may access it (a regular file or a named pipe), else null. */
+  exposed: number | null;
+}
+
+function readSecret(path: string, what: string): Secret {
+  let fd: number;
   try {
-    return fs.readFileSync(path);
+    fd = fs.openSync(path, 'r');
   } catch (err) {
     throw fromSystemError(err, path, `reading the ${what}`);
   }
+  try {
+    const st = fs.fstatSync(fd);
+    // an anonymous pipe (<(...), /dev/fd/N) is 0600; a device's mode says nothing about who reads it
+    const exposed = (st.isFile() || st.isFIFO()) && (st.mode & 0o077) !== 0 ? st.mode & 0o777 : null;
+    const buf = Buffer.alloc(MAX_SECRET_BYTES + 1);
+    let n = 0;
+    while (n < buf.length) {
+      const got = fs.readSync(fd, buf, n, buf.length - n, null);
+      if (got === 0) break;
+      n += got;
+    }
+    return { bytes: buf.subarray(0, Math.min(n, MAX_SECRET_BYTES)), whole: n <= MAX_SECRET_BYTES, exposed };
+  } catch (err) {
+    throw fromSystemError(err, path, `reading the ${what}`);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** Like an ssh key or the peer token, a secret group or others may read is refused rather than trusted (checked once its contents are known to be a key or passphrase). */
+function refuseExposed(secret: Secret, path: string, what: string): void {
+  if (secret.exposed === null) return;
+  throw new InvalidInputError(`${path}: group or others may read this ${what} (mode ${secret.exposed.toString(8).padStart(4, '0')})`, `run: chmod 600 ${path}`);
 }
 
 /** The key in a key file: exactly 32 raw bytes, or 64 hex digits, or 32 bytes in base64 (a trailing newline allowed). */
@@ -49,7 +86,7 @@ export function parseKeyFile(bytes: Buffer, path: string): Buffer {
     const k = Buffer.from(text, 'base64');
     if (k.length === KEY_BYTES) return k;
   }
-  throw new InvalidInputError(`${path}: not a key file (it must hold 32 bytes: raw, as 64 hex digits, or in base64)`, 'make one with: head -c 32 /dev/urandom > FILE, or openssl rand -hex 32 > FILE');
+  throw new InvalidInputError(`${path}: not a key file (it must hold 32 bytes: raw, as 64 hex digits, or in base64)`, MAKE_KEY);
 }
 
 /** Both files given, for a read: a pair (each stream of a chain takes the one it was encrypted with). */
@@ -59,11 +96,21 @@ export function readKeyPair(opts: { keyFile: string; passphraseFile: string }): 
 
 export function readKeySource(opts: { keyFile?: string; passphraseFile?: string }): KeySource | null {
   if (opts.keyFile !== undefined && opts.passphraseFile !== undefined) throw new UsageError('give either a key file or a passphrase file to encrypt with, not both');
-  if (opts.keyFile !== undefined) return { kind: 'key', key: parseKeyFile(readSecret(opts.keyFile, 'key file'), opts.keyFile), path: opts.keyFile };
+  if (opts.keyFile !== undefined) {
+    const secret = readSecret(opts.keyFile, 'key file');
+    if (!secret.whole) throw new InvalidInputError(`${opts.keyFile}: not a key file (it holds more than ${MAX_SECRET_BYTES} bytes; a key is 32)`, MAKE_KEY);
+    const key = parseKeyFile(secret.bytes, opts.keyFile);
+    refuseExposed(secret, opts.keyFile, 'key file');
+    return { kind: 'key', key, path: opts.keyFile };
+  }
   if (opts.passphraseFile !== undefined) {
-    const raw = readSecret(opts.passphraseFile, 'passphrase file').toString('utf8');
-    const line = raw.split(/\r?\n/)[0];
+    const secret = readSecret(opts.passphraseFile, 'passphrase file');
+    const raw = secret.bytes.toString('utf8');
+    const end = raw.search(/\r?\n/);
+    if (end < 0 && !secret.whole) throw new InvalidInputError(`${opts.passphraseFile}: not a passphrase file (its first line is longer than ${MAX_SECRET_BYTES} bytes)`);
+    const line = end < 0 ? raw : raw.slice(0, end);
     if (line.length < MIN_PASSPHRASE) throw new InvalidInputError(`${opts.passphraseFile}: the passphrase (its first line) is shorter than ${MIN_PASSPHRASE} characters`);
+    refuseExposed(secret, opts.passphraseFile, 'passphrase file');
     return { kind: 'passphrase', passphrase: Buffer.from(line, 'utf8'), path: opts.passphraseFile };
   }
   return null;

@@ -24,8 +24,8 @@ afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
 beforeAll(() => {
   fs.mkdirSync(work, { recursive: true });
   volumeWithSnapshot(vol, path.join(root, 'v.raw'), env);
-  fs.writeFileSync(at('backup.key'), `${'ab'.repeat(32)}\n`);
-  fs.writeFileSync(at('pass.txt'), 'a passphrase long enough\n');
+  fs.writeFileSync(at('backup.key'), `${'ab'.repeat(32)}\n`, { mode: 0o600 });
+  fs.writeFileSync(at('pass.txt'), 'a passphrase long enough\n', { mode: 0o600 });
   fs.linkSync(at('backup.key'), at('key-hardlink'));
   fs.symlinkSync('pass.txt', at('pass-symlink'));
   // the catalog exists: one complete dump recorded

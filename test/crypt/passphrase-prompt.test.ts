@@ -70,7 +70,7 @@ describe('passphrase typed at a prompt on a terminal', { timeout: 60_000 }, () =
     expect(d1.exit, d1.output).toBe(0);
     // the stream is sealed with that passphrase: a passphrase file holding it opens it
     const pf = path.join(root, 'pass.txt');
-    fs.writeFileSync(pf, `${PASS}\n`);
+    fs.writeFileSync(pf, `${PASS}\n`, { mode: 0o600 });
     ok(['verify', l0, l1, '--passphrase-file', pf], o);
 
     const to = path.join(root, 'restored.vol');
@@ -100,7 +100,7 @@ describe('passphrase typed at a prompt on a terminal', { timeout: 60_000 }, () =
 
   it('a stream encrypted with a key file is refused without asking', () => {
     const key = path.join(root, 'k.key');
-    fs.writeFileSync(key, randomBytes(32));
+    fs.writeFileSync(key, randomBytes(32), { mode: 0o600 });
     const kl0 = path.join(root, 'key.l0');
     ok(['dump', src, '-l', '0', '-s', 's1', '--to', kl0, '--catalog', path.join(root, 'k.json'), '--encrypt', '--key-file', key], o);
     const v = onTerminal(['verify', kl0], [`${PASS}\r`]);
