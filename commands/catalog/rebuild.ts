@@ -9,7 +9,7 @@ import { rebuildBackupLogs } from '../../src/multiplex/index.js';
 
 export default class CatalogRebuild extends ImgstreamCommand {
   static override summary = 'Rebuild catalog records by reading the media.';
-  static override description = 'Every stream describes itself (its header) and proves it is complete (its trailer and checksums), so reading the media back recreates the catalog records of every complete dump on them. Records of the same dumps are replaced; other records are kept (a damaged catalog file is replaced whole). Incomplete or damaged streams are reported and skipped. The streams of a multiplexed tape file are found with its backup log (or by walking its members when the log is damaged or cut off: every stream that completed is recorded), and the log is kept with the catalog again.';
+  static override description = 'Every stream describes itself (its header) and proves it is complete (its trailer and checksums), so reading the media back recreates the catalog records of every complete dump on them. Records of the same dumps are replaced; other records are kept (a damaged catalog file is replaced whole, and kept beside it as CATALOG.damaged-TIME). Incomplete or damaged streams are reported and skipped. The streams of a multiplexed tape file are found with its backup log (or by walking its members when the log is damaged or cut off: every stream that completed is recorded), and the log is kept with the catalog again.';
   static override examples = [
     '<%= config.bin %> catalog rebuild --from tape:/tapes/t1 --from /backups/vm.l1',
     '<%= config.bin %> catalog rebuild --from s3://backups/vm1/ --s3-endpoint http://ceph1:7480 --s3-path-style',
@@ -28,12 +28,14 @@ export default class CatalogRebuild extends ImgstreamCommand {
     const peer = peerClientOptions(flags, flags.from.filter(isPeerSpec));
     const { records, skipped } = await recordsFromMedia(flags.from.map((f) => sourceFor(f, { peer, s3: s3Options(flags) })), this.progress());
     const ids = new Set(records.map((r) => r.id));
-    catalog.update((dumps) => [...dumps.filter((d) => !ids.has(d.id)), ...records], { replaceUnreadable: true });
+    let damaged: string | null = null;
+    catalog.update((dumps) => [...dumps.filter((d) => !ids.has(d.id)), ...records], { replaceUnreadable: true, keptAside: (f) => (damaged = f) });
     const logs = rebuildBackupLogs(flags.from, catalog); // multiplexed tape files' backup logs
     for (const r of records) this.say(`recorded ${r.id.slice(0, 8)} level ${r.level} ${r.top.name} (${r.media.kind} ${r.media.location}${r.media.tapeFile ? ` file ${r.media.tapeFile}` : ''})`);
     for (const s of skipped) this.say(`skipped ${s.stream}: ${s.reason}`);
+    if (damaged) this.say(`the catalog was damaged: started afresh, the damaged file kept as ${damaged}`);
     this.say(`${records.length} dump(s) recorded in ${catalog.file}, ${skipped.length} skipped`);
     if (logs.length) this.say(`${logs.length} backup log(s) of multiplexed tape files kept with the catalog`);
-    return { catalog: catalog.file, records, skipped, backupLogs: logs };
+    return { catalog: catalog.file, records, skipped, backupLogs: logs, damagedCatalogKeptAs: damaged };
   }
 }

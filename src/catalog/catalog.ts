@@ -161,9 +161,11 @@ export class Catalog {
 
   /**
    * Read-modify-write under the catalog lock, replacing the file atomically. With
-   * `replaceUnreadable` (catalog rebuild), a damaged catalog is started afresh.
+   * `replaceUnreadable` (catalog rebuild), a damaged catalog is started afresh, the
+   * damaged file kept beside it (a hand edit gone wrong still holds every other record):
+   * its name goes to `keptAside`.
    */
-  update(change: (dumps: DumpRecord[]) => DumpRecord[], opts: { replaceUnreadable?: boolean } = {}): DumpRecord[] {
+  update(change: (dumps: DumpRecord[]) => DumpRecord[], opts: { replaceUnreadable?: boolean; keptAside?: (file: string) => void } = {}): DumpRecord[] {
     this.readText(); // the path names no directory, FIFO or device
     if (this.checkPlace() === null) {
       try {
@@ -176,11 +178,14 @@ export class Catalog {
     const lock = VolumeLock.acquire(this.file, fs.statSync(dir), 'catalog');
     try {
       let current: DumpRecord[];
+      let damaged: string | null = null;
       try {
         current = this.read();
       } catch (err) {
         if (!opts.replaceUnreadable || !(err instanceof CorruptError)) throw err;
         current = [];
+        // (an empty file, as touch or mktemp leave it, holds nothing to keep)
+        if (fs.statSync(this.file).size > 0) damaged = `${this.file}.damaged-${new Date().toISOString().replace(/[-:]/g, '')}`;
       }
       const dumps = change(current);
       // never write a catalog that would then be refused
@@ -200,8 +205,11 @@ export class Catalog {
         } finally {
           fs.closeSync(fd);
         }
+        // a second link first: the damaged catalog stays whole under its new name whatever happens next
+        if (damaged !== null) fs.linkSync(this.file, damaged);
         fs.renameSync(tmp, this.file);
         fsyncDirectory(dir);
+        if (damaged !== null) opts.keptAside?.(damaged);
       } catch (err) {
         fs.rmSync(tmp, { force: true });
         throw fromSystemError(err, this.file, 'writing the catalog');

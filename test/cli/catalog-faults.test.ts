@@ -149,6 +149,30 @@ describe('catalog contents', () => {
     refusedDump(write('bad-dump.json', [{ ...good, level: 42 }]), 9, /dump record 1 of 1 is malformed: level 42/);
   });
 
+  it('catalog rebuild over a damaged catalog keeps the damaged file whole beside it, and says so', () => {
+    const dir = path.join(root, 'rebuild');
+    fs.mkdirSync(dir);
+    const stream = path.join(dir, 'v.l0');
+    const d = cliJson<{ streamId: string }>(['dump', vol, '--level', '0', '--snapshot', 's1', '--to', stream, '--catalog', path.join(dir, 'scratch.json')], { env });
+    const catalog = path.join(dir, 'catalog.json');
+    // a hand edit gone wrong: 2 good records and one no longer valid
+    const text = JSON.stringify({ format: 'imgstream-catalog', version: 1, dumps: [other, { ...good, level: 42 }] });
+    fs.writeFileSync(catalog, text);
+    const r = cliJson<{ records: Array<{ id: string }>; damagedCatalogKeptAs: string }>(['catalog', 'rebuild', '--from', stream, '--catalog', catalog], { env });
+    expect(r.records.map((x) => x.id)).toEqual([d.streamId]);
+    expect(path.dirname(r.damagedCatalogKeptAs)).toBe(dir);
+    expect(path.basename(r.damagedCatalogKeptAs)).toMatch(/^catalog\.json\.damaged-\d{8}T\d{6}\.\d{3}Z$/);
+    expect(fs.readFileSync(r.damagedCatalogKeptAs, 'utf8')).toBe(text);
+    expect(cliJson<{ dumps: Array<{ id: string }> }>(['catalog', 'list', '--catalog', catalog], { env }).dumps.map((x) => x.id)).toEqual([d.streamId]);
+    // in text, one line says where it went; an empty catalog file (touch) holds nothing to keep
+    fs.writeFileSync(catalog, '{"format": "imgstream-catalog", "dumps": [');
+    expect(cliOk(['catalog', 'rebuild', '--from', stream, '--catalog', catalog], { env }).stdout).toMatch(/the catalog was damaged: started afresh, the damaged file kept as .*catalog\.json\.damaged-/);
+    fs.writeFileSync(catalog, '');
+    const before = fs.readdirSync(dir).sort();
+    expect(cliJson<{ damagedCatalogKeptAs: string | null }>(['catalog', 'rebuild', '--from', stream, '--catalog', catalog], { env }).damagedCatalogKeptAs).toBeNull();
+    expect(fs.readdirSync(dir).sort()).toEqual(before);
+  });
+
   it('a catalog of another version exits 5, the code of unsupported format versions', () => {
     const file = write('v99.json', [], 99);
     expectOneLineError(cli(['catalog', 'list', '--catalog', file]), 'catalog list of version 99', 5, /a catalog of version 99/);

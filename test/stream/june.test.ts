@@ -212,11 +212,9 @@ describe('June example through the CLI', () => {
     }, 180_000);
   });
 
-  // BUG: catalog rebuild reads the catalog it is to rebuild first and gives up when that
-  // is not a readable catalog: a zero-byte file (as `touch` or mktemp leave it), or a
-  // damaged one. It exits 9 with "not a readable imgstream catalog (rebuild it with:
-  // imgstream catalog rebuild --from SOURCE...)", the very command that just refused, so
-  // a catalog can only be rebuilt into a fresh path, never repaired where it is.
+  // catalog rebuild repairs a catalog where it is: a zero-byte file (as `touch` or mktemp
+  // leave it) or a damaged one (kept beside it: test/cli/catalog-faults.test.ts) is
+  // started afresh, as the "not a readable imgstream catalog" hint tells users to do.
   it('catalog rebuild into an empty (zero-byte) catalog file', () => {
     const empty = path.join(root, 'empty-catalog.json');
     fs.writeFileSync(empty, '');
