@@ -82,17 +82,20 @@ export function dumpsOfVolume(dumps: DumpRecord[], selector: string, uuidAtPath?
  * The chain of dumps that restores a volume as of a snapshot name or a date: the dump
  * whose top is that snapshot (or the newest taken by that date: see as-of.ts; refused
  * when `dumps` hold several volumes that match), then its base dump,
- * and so on down to a level 0. Returned level 0 first.
+ * and so on down to a level 0. Returned level 0 first. Where several dumps carry the same
+ * snapshot (a dump run again), the newest one whose medium is `available` is taken: a
+ * copy deleted or moved away does not hide another that holds the same state.
  */
-export function chainFor(dumps: DumpRecord[], asOf: string): DumpRecord[] {
+export function chainFor(dumps: DumpRecord[], asOf: string, available: (d: DumpRecord) => boolean = () => true): DumpRecord[] {
+  const choose = (candidates: DumpRecord[]): DumpRecord | undefined => {
+    const newestFirst = [...candidates].sort((a, b) => b.date.localeCompare(a.date));
+    return newestFirst.find(available) ?? newestFirst[0];
+  };
   const target = targetAsOf(dumps, asOf);
-  const chain: DumpRecord[] = [target];
+  const chain: DumpRecord[] = [choose(dumps.filter((d) => d.volume.uuid === target.volume.uuid && d.top.id === target.top.id && d.top.name === target.top.name && d.level === target.level))!];
   while (chain[0].base) {
     const base = chain[0].base;
-    const prev = dumps
-      .filter((d) => d.volume.uuid === chain[0].volume.uuid && d.top.id === base.id && d.level < chain[0].level)
-      .sort((a, b) => a.date.localeCompare(b.date))
-      .at(-1);
+    const prev = choose(dumps.filter((d) => d.volume.uuid === chain[0].volume.uuid && d.top.id === base.id && d.level < chain[0].level));
     if (!prev) throw new NotFoundError(`the catalog has no dump with top snapshot "${base.name}", the base of ${chain[0].top.name}`, 'rebuild the catalog from the media: imgstream catalog rebuild');
     chain.unshift(prev);
   }

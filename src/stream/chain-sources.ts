@@ -35,6 +35,18 @@ export function sourcesForChain(catalog: Catalog, volumePath: string, asOf: stri
     dumps = dumps.filter((d) => d.volume.uuid === uuid);
     if (dumps.length === 0) throw new NotFoundError(`the catalog ${catalog.file} has no dumps of ${volumePath}`);
   }
+  // a stream file that is gone is found before the first stream is applied (a level 0 of
+  // hours must not be restored only to stop at a missing level 1), and another dump of the
+  // same snapshot is taken in its place when there is one
+  const chain = chainFor(dumps, asOf, (d) => d.media.kind !== 'file' || fs.existsSync(d.media.location));
+  for (const d of chain) {
+    if (d.media.kind === 'file' && !fs.existsSync(d.media.location)) {
+      throw new NotFoundError(
+        `file ${d.media.location}: no such file: the catalog records dump ${d.id.slice(0, 8)} (level ${d.level}, top snapshot "${d.top.name}") there, which the chain as of ${asOf} needs`,
+        `if it was moved, record it where it is now: imgstream catalog rebuild --from NEWPATH`,
+      );
+    }
+  }
   // each source must still hold the dump the catalog records there (a file may have been overwritten since)
-  return chainFor(dumps, asOf).map((d) => Object.assign(sourceForPosition(d.media, opts), { expected: { streamId: d.id, top: d.top.name } }));
+  return chain.map((d) => Object.assign(sourceForPosition(d.media, opts), { expected: { streamId: d.id, top: d.top.name } }));
 }

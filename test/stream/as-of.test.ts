@@ -1,7 +1,9 @@
 // restore --as-of with a catalog holding dumps of two volumes: a date or a snapshot name
 // both volumes match is refused (exit 2, both volumes listed) unless --volume names one
 // (by path or uuid prefix); a day alone means the end of that day; a word that is neither
-// a snapshot nor a date (V8's Date.parse reads "june7" as 2001-06-07) is refused as such.
+// a snapshot nor a date (V8's Date.parse reads "june7" as 2001-06-07) is refused as such;
+// a chain whose stream file is gone takes another dump of the same snapshot, or stops
+// before restoring anything, naming the file and the dump.
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -97,6 +99,41 @@ describe('restore --as-of with two volumes in the catalog', () => {
     const line = expectOneLineError(runCli(['restore', '--to', p('rs3.vol'), '--as-of', 's3'], oc), 'as-of a file replaced behind the catalog', 3, /holds dump \w+ \(top snapshot "s1"\), not dump \w+ \(top snapshot "s3"\) that the catalog records there/);
     expect(line).toContain(p('r.l1'));
     expect(fs.existsSync(p('rs1.vol')) || fs.existsSync(p('rs3.vol'))).toBe(false);
+  });
+
+  it('a chain whose middle stream file is gone takes another dump of the same snapshot, or stops before restoring anything, naming the dump', async () => {
+    const cat = p('gone.json');
+    const oc = { env: { ...env, IMGSTREAM_CATALOG: cat }, timeoutMs: 60_000 };
+    const vol = p('g.vol');
+    ok(['volume', 'create', vol, '--size', '1M', '--max-snapshots', '6'], oc);
+    const img = randomImage(256, 4096, 21);
+    for (const s of ['s0', 's1', 's2']) {
+      mutate(img, 4096, 10, s.length + 60);
+      fs.writeFileSync(p('g.raw'), img);
+      ok(['volume', 'import', vol, '--from', p('g.raw'), '-q'], oc);
+      ok(['snapshot', 'create', vol, s, '-q'], oc);
+    }
+    dump(vol, 0, 's0', p('g.l0'), cat, [], oc);
+    const first = dump(vol, 1, 's1', p('g.l1'), cat, [], oc);
+    const again = dump(vol, 1, 's1', p('g.l1.again'), cat, [], oc); // the nightly job run twice
+    dump(vol, 2, 's2', p('g.l2'), cat, [], oc);
+    const sha = await exportShas(vol, ['s2'], oc);
+    // the newer copy deleted: the older one of the same snapshot is taken
+    fs.rmSync(p('g.l1.again'));
+    const r = cliJson<{ streams: Array<{ streamId: string }> }>(['restore', '--to', p('g1.vol'), '--as-of', 's2'], oc);
+    expect(r.streams.map((x) => x.streamId)[1]).toBe(first.streamId);
+    expect(await exportShas(p('g1.vol'), ['s2'], oc)).toEqual(sha);
+    // both moved away: refused before the level 0 is restored, naming the newest and its dump
+    fs.renameSync(p('g.l1'), p('g.l1.moved'));
+    const r2 = runCli(['restore', '--to', p('g2.vol'), '--as-of', 's2'], oc);
+    const line = expectOneLineError(r2, 'as-of with a missing middle stream', 3, /g\.l1\.again: no such file: the catalog records dump (\w{8}) \(level 1, top snapshot "s1"\) there, which the chain as of s2 needs \(if it was moved, record it where it is now: imgstream catalog rebuild --from NEWPATH\)/);
+    expect(line).toContain(again.streamId.slice(0, 8));
+    expect(r2.stdout).toBe('');
+    expect(fs.readdirSync(root).filter((n) => n.includes('g2.vol'))).toEqual([]);
+    // recorded where it is now, as the hint says: the chain restores again
+    ok(['catalog', 'rebuild', '--from', p('g.l1.moved')], oc);
+    ok(['restore', '--to', p('g3.vol'), '--as-of', 's2'], oc);
+    expect(await exportShas(p('g3.vol'), ['s2'], oc)).toEqual(sha);
   });
 
   it('a day alone means the end of that day; dates and names are read strictly', () => {
