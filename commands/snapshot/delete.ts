@@ -25,7 +25,11 @@ export default class SnapshotDelete extends ImgstreamCommand {
       if (s?.master && !flags.force) {
         const holding = openState(flags.state).replicasHolding((await vol.info()).uuid, s);
         if (holding.length) {
-          throw new BusyError(`${args.volume}: master snapshot "${s.name}" is the newest master of ${holding.length} replica(s) (${holding.map((r) => r.replica).join(', ')}): their next pull starts from it`, 'pull those replicas first, or pass --force (they then get a full copy)');
+          // a replica at this master pulls from it next; one still behind it has not passed it yet
+          const at = holding.filter((r) => r.top.id === s.id).map((r) => r.replica);
+          const behind = holding.filter((r) => r.top.id !== s.id).map((r) => `${r.replica} (at "${r.top.name}")`);
+          const why = [at.length ? `it is the newest master of replica(s) ${at.join(', ')}, whose next pull starts from it` : '', behind.length ? `replica(s) ${behind.join(', ')} have not passed it yet` : ''].filter(Boolean).join('; ');
+          throw new BusyError(`${args.volume}: master snapshot "${s.name}" is kept: ${why}`, at.length ? 'pull those replicas first, or pass --force (they then get a full copy)' : 'pull those replicas first, or pass --force');
         }
       }
       return vol.deleteSnapshot(args.name);

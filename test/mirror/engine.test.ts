@@ -276,9 +276,14 @@ describe('replicas hold master snapshots', () => {
     // the replica's newest master is m1: it stays
     const refused = runCli(['snapshot', 'delete', src, 'm1'], { env });
     expect(refused.code).toBe(7);
-    expect(refused.stderr).toMatch(/master snapshot "m1".*replica/);
+    expect(refused.stderr).toMatch(/master snapshot "m1" is kept: it is the newest master of replica\(s\) .*h-rep\.vol, whose next pull starts from it/);
     cliOk(['snapshot', 'create', src, 'm2', '--master'], { env });
     expect(runCli(['snapshot', 'delete', src, 'm1'], { env }).code).toBe(7);
+    // m2 is kept too, but not as the replica's base: the message says where the replica is
+    const behind = runCli(['snapshot', 'delete', src, 'm2'], { env });
+    expect(behind.code).toBe(7);
+    expect(behind.stderr).toMatch(/master snapshot "m2" is kept: replica\(s\) .*h-rep\.vol \(at "m1"\) have not passed it yet/);
+    expect(behind.stderr).not.toMatch(/next pull starts from it/);
     cliOk(['replicate', 'pull', rep, '--from', src], { env });
     // the replica passed m1 (it has m2 now): m1 may go, m2 may not
     cliOk(['snapshot', 'delete', src, 'm1'], { env });
