@@ -11,6 +11,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createHash } from 'node:crypto';
+import { CorruptError, InvalidInputError, fromSystemError } from '../core/errors.js';
 import type { SnapshotIdent, TransferMode } from './protocol.js';
 
 export type RelationshipState = 'idle' | 'transferring' | 'failed' | 'broken';
@@ -91,26 +92,65 @@ export function relationshipTag(destination: string): string {
   return createHash('sha256').update(destination).digest('hex').slice(0, 8);
 }
 
+/** What this version or an earlier one wrote: an object with the state's lists (a later one names its format). */
+function isStateFile(s: unknown): s is Partial<StateFile> {
+  if (typeof s !== 'object' || s === null || Array.isArray(s)) return false;
+  const o = s as Record<string, unknown>;
+  const isMap = (v: unknown) => v === undefined || (typeof v === 'object' && v !== null && !Array.isArray(v));
+  if (o.format !== undefined ? o.format !== 'imgstream-mirror-state' : !Array.isArray(o.relationships)) return false;
+  return (o.relationships === undefined || Array.isArray(o.relationships)) && isMap(o.moaOwner) && isMap(o.replicas);
+}
+
 export class MirrorState {
   constructor(readonly file: string = defaultStatePath()) {}
 
+  /**
+   * The state as stored; none yet when the file is missing or empty. Any other file (a
+   * catalog or an image given to --state by mistake, a damaged state) is refused, never
+   * read as empty: the next save would replace it with a state file.
+   */
   private load(): StateFile {
+    const empty = (): StateFile => ({ relationships: [], moaOwner: {}, replicas: {} });
+    let text: string;
     try {
-      const s = JSON.parse(fs.readFileSync(this.file, 'utf8')) as StateFile;
-      return { relationships: s.relationships ?? [], moaOwner: s.moaOwner ?? {}, replicas: s.replicas ?? {} };
-    } catch {
-      return { relationships: [], moaOwner: {}, replicas: {} };
+      const st = fs.statSync(this.file);
+      if (st.isDirectory()) throw new InvalidInputError(`${this.file}: is a directory, not a mirror state file`, 'give --state a file name');
+      if (!st.isFile()) throw new InvalidInputError(`${this.file}: is not a regular file, so it cannot be the mirror state`, 'give --state a regular file');
+      text = fs.readFileSync(this.file, 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return empty();
+      throw fromSystemError(err, this.file, 'reading the mirror state');
     }
+    if (text.trim() === '') return empty(); // as touch or mktemp leave it
+    let s: unknown = null;
+    try {
+      s = JSON.parse(text);
+    } catch {
+      // refused below
+    }
+    if (!isStateFile(s)) throw new CorruptError(`${this.file}: not an imgstream mirror state file`, 'give --state another file, or move this one away: without it the next update compares the snapshots both sides hold (slower, as correct)');
+    return { relationships: s.relationships ?? [], moaOwner: s.moaOwner ?? {}, replicas: s.replicas ?? {} };
+  }
+
+  /** Reads the state once, so a file that is not one is refused before a command does anything. */
+  check(): this {
+    this.load();
+    return this;
   }
 
   private save(s: StateFile): void {
     fs.mkdirSync(path.dirname(this.file), { recursive: true });
     const tmp = `${this.file}.${process.pid}.tmp`;
-    fs.writeFileSync(tmp, `${JSON.stringify(s, null, 1)}\n`, { mode: 0o600 });
-    const fd = fs.openSync(tmp, 'r');
-    fs.fsyncSync(fd);
-    fs.closeSync(fd);
-    fs.renameSync(tmp, this.file);
+    try {
+      fs.writeFileSync(tmp, `${JSON.stringify(s, null, 1)}\n`, { mode: 0o600 });
+      const fd = fs.openSync(tmp, 'r');
+      fs.fsyncSync(fd);
+      fs.closeSync(fd);
+      fs.renameSync(tmp, this.file);
+    } catch (err) {
+      fs.rmSync(tmp, { force: true });
+      throw fromSystemError(err, this.file, 'writing the mirror state');
+    }
   }
 
   relationships(uuid?: string): Relationship[] {

@@ -1,0 +1,61 @@
+// The mirror state file (--state, $IMGSTREAM_MIRROR_STATE) as users get it wrong: a
+// catalog or a disk image given by mistake, a damaged state, a directory. Each is refused
+// in one line before anything happens (the file unchanged, no replica or mirror made, no
+// temporary left); it was read as an empty state and then replaced by one, or failed
+// after the transfer with an internal error. A missing or empty file is a new state.
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cliJson, cliOk, runCli, sha256File, volumeWithSnapshot } from '../support/cli.js';
+import { tempDir } from '../support/images.js';
+import { dirEntries, expectOneLineError } from '../support/stream-cli.js';
+
+const root = tempDir('imgstream-mirror-state-');
+const at = (n: string) => path.join(root, n);
+const env = { IMGSTREAM_LOCK_DIR: at('locks'), IMGSTREAM_MIRROR_STATE: at('default-state.json') };
+const o = { env, timeoutMs: 60_000 };
+const src = at('src.vol');
+
+afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
+
+beforeAll(() => {
+  volumeWithSnapshot(src, at('src.raw'), env);
+  cliOk(['snapshot', 'create', src, 'm1', '--master'], o);
+  fs.writeFileSync(at('catalog.json'), JSON.stringify({ format: 'imgstream-catalog', version: 1, dumps: [] }));
+  fs.writeFileSync(at('damaged.json'), '{"relationships": [');
+  fs.mkdirSync(at('adir'));
+});
+
+describe('a --state that is not a mirror state', () => {
+  it('is refused before anything happens, and left as it was', () => {
+    const cases: Array<[string, number, RegExp]> = [
+      ['catalog.json', 9, /catalog\.json: not an imgstream mirror state file \(give --state another file, or move this one away/],
+      ['src.raw', 9, /src\.raw: not an imgstream mirror state file/],
+      ['damaged.json', 9, /damaged\.json: not an imgstream mirror state file/],
+      ['adir', 4, /adir: is a directory, not a mirror state file/],
+    ];
+    for (const [name, exit, pattern] of cases) {
+      const before = dirEntries(root);
+      const sha = fs.statSync(at(name)).isFile() ? sha256File(at(name)) : null;
+      for (const args of [
+        ['replicate', 'pull', at('rep.vol'), '--from', src],
+        ['mirror', 'update', src, '--to', at('mirror.vol')],
+        ['mirror', 'status', src],
+        ['snapshot', 'delete', src, 'm1'],
+      ]) {
+        expectOneLineError(runCli([...args, '--state', at(name)], o), `${args.slice(0, 2).join(' ')} --state ${name}`, exit, pattern);
+        if (sha !== null) expect(sha256File(at(name)), `${name} unchanged`).toBe(sha);
+        expect(dirEntries(root), `${args.slice(0, 2).join(' ')} --state ${name}: nothing made`).toEqual(before);
+      }
+    }
+    expect(cliJson<{ snapshots: Array<{ name: string }> }>(['snapshot', 'list', src], o).snapshots.map((s) => s.name)).toEqual(['s1', 'm1']);
+  });
+
+  it('an empty file (touch, mktemp) is a new state, and what it then holds is read back', () => {
+    fs.writeFileSync(at('empty.json'), '');
+    const r = cliJson<{ top: string }>(['replicate', 'pull', at('rep.vol'), '--from', src, '--state', at('empty.json')], o);
+    expect(r.top).toBe('m1');
+    // the state now knows the replica: its master is kept
+    expectOneLineError(runCli(['snapshot', 'delete', src, 'm1', '--state', at('empty.json')], o), 'delete a master the replica holds', 7, /rep\.vol, whose next pull starts from it/);
+  });
+});
