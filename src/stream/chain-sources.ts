@@ -1,5 +1,6 @@
 // restore --as-of: the chain of dumps from the catalog, opened on their media.
-import { chainFor, dumpsOfVolume, type Catalog } from '../catalog/index.js';
+import { chainFor, dumpsOfVolume, type Catalog, type DumpRecord } from '../catalog/index.js';
+import { s3ObjectExists } from '../media/s3/index.js';
 import { NotFoundError, UsageError } from '../core/errors.js';
 import type { StreamSource } from '../media/medium.js';
 import { sourceForPosition, type SourceOptions } from '../media/resolve.js';
@@ -21,7 +22,7 @@ function uuidOf(volumePath: string): string {
  * names (a uuid or prefix, or a volume path); an answer that depends on an unnamed volume
  * is refused.
  */
-export function sourcesForChain(catalog: Catalog, volumePath: string, asOf: string, opts: SourceOptions & { volume?: string } = {}): StreamSource[] {
+export async function sourcesForChain(catalog: Catalog, volumePath: string, asOf: string, opts: SourceOptions & { volume?: string } = {}): Promise<StreamSource[]> {
   let dumps = catalog.read();
   if (dumps.length === 0) throw new NotFoundError(`the catalog ${catalog.file} has no dumps`);
   if (opts.volume !== undefined) {
@@ -35,18 +36,33 @@ export function sourcesForChain(catalog: Catalog, volumePath: string, asOf: stri
     dumps = dumps.filter((d) => d.volume.uuid === uuid);
     if (dumps.length === 0) throw new NotFoundError(`the catalog ${catalog.file} has no dumps of ${volumePath}`);
   }
-  // a stream file that is gone is found before the first stream is applied (a level 0 of
-  // hours must not be restored only to stop at a missing level 1), and another dump of the
-  // same snapshot is taken in its place when there is one
-  const chain = chainFor(dumps, asOf, (d) => d.media.kind !== 'file' || fs.existsSync(d.media.location));
-  for (const d of chain) {
-    if (d.media.kind === 'file' && !fs.existsSync(d.media.location)) {
-      throw new NotFoundError(
-        `file ${d.media.location}: no such file: the catalog records dump ${d.id.slice(0, 8)} (level ${d.level}, top snapshot "${d.top.name}") there, which the chain as of ${asOf} needs`,
-        `if it was moved, record it where it is now: imgstream catalog rebuild --from NEWPATH`,
-      );
-    }
+  // a stream file or object that is gone is found before the first stream is applied (a
+  // level 0 of hours must not be restored only to stop at a missing level 1), and another
+  // dump of the same snapshot is taken in its place when there is one. Objects are looked
+  // for only once a chain would use them (one HEAD each), files at once.
+  const there = new Map<string, boolean>();
+  let chain: DumpRecord[];
+  for (;;) {
+    chain = chainFor(dumps, asOf, (d) => there.get(d.id) ?? (d.media.kind !== 'file' || fs.existsSync(d.media.location)));
+    const unknown = chain.filter((d) => !there.has(d.id));
+    if (unknown.length === 0) break;
+    for (const d of unknown) there.set(d.id, await mediumHolds(d, opts));
+  }
+  const gone = chain.find((d) => !there.get(d.id));
+  if (gone) {
+    const [what, none] = gone.media.kind === 's3' ? ['object', 'no such object'] : ['file', 'no such file'];
+    throw new NotFoundError(
+      `${what} ${gone.media.location}: ${none}: the catalog records dump ${gone.id.slice(0, 8)} (level ${gone.level}, top snapshot "${gone.top.name}") there, which the chain as of ${asOf} needs`,
+      `if it was moved, record it where it is now: imgstream catalog rebuild --from NEWPLACE`,
+    );
   }
   // each source must still hold the dump the catalog records there (a file may have been overwritten since)
   return chain.map((d) => Object.assign(sourceForPosition(d.media, opts), { expected: { streamId: d.id, top: d.top.name } }));
+}
+
+/** Whether a dump's file or object is still there (other media are found out when read). */
+async function mediumHolds(d: DumpRecord, opts: SourceOptions): Promise<boolean> {
+  if (d.media.kind === 'file') return fs.existsSync(d.media.location);
+  if (d.media.kind === 's3') return s3ObjectExists(d.media.location, opts.s3);
+  return true;
 }

@@ -1,7 +1,8 @@
 // Object storage through the built CLI against a real Ceph object gateway (radosgw on
 // 127.0.0.1, see test/support/ceph-gateway.ts): dumps at levels 0, 1, 2 to s3://, every
 // chain restored with exports identical to the source's snapshots, restore --as-of from
-// the catalog, catalog rebuild and verify from the bucket's prefix; and the faults: the
+// the catalog (an object of the chain gone is found before anything is restored),
+// catalog rebuild and verify from the bucket's prefix; and the faults: the
 // gateway stopped mid-upload, a dump killed mid-upload (its upload aborted by the next
 // dump), wrong credentials, a missing bucket, an existing object, an object truncated or
 // corrupted on the server. Skipped only when the Ceph packages are absent.
@@ -166,6 +167,27 @@ describe.skipIf(!hasCeph)('s3:// on a Ceph object gateway', () => {
     const to = p('asof.vol');
     ok(['restore', '--to', to, '--as-of', 's3', '--catalog', catalog, ...gw.flags, '-q'], o);
     expect(await exportShas(to, ['s1', 's2', 's3'], o)).toEqual(sha);
+  });
+
+  it('restore --as-of with an object of the chain gone stops before restoring anything, naming it; recorded where it went, the chain restores', async () => {
+    const cat = p('moved.json');
+    fs.copyFileSync(catalog, cat);
+    const l1 = await objectBytes('vm/l1');
+    await gw.client.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'moved/l1', Body: l1 }));
+    await gw.client.send(new DeleteObjectCommand({ Bucket: BUCKET, Key: 'vm/l1' }));
+    try {
+      const to = p('moved.vol');
+      const r = runCli(['restore', '--to', to, '--as-of', 's3', '--catalog', cat, ...gw.flags], o);
+      expectOneLineError(r, 'as-of with vm/l1 gone', 3, /object s3:\/\/dumps\/vm\/l1: no such object: the catalog records dump \w{8} \(level 1, top snapshot "s2"\) there, which the chain as of s3 needs \(if it was moved, record it where it is now: imgstream catalog rebuild --from NEWPLACE\)/);
+      expect(r.stdout).toBe(''); // the level 0 was not restored first
+      expect(fs.readdirSync(root).filter((n) => n.includes('moved.vol'))).toEqual([]);
+      ok(['catalog', 'rebuild', '--from', s3('moved/l1'), '--catalog', cat, ...gw.flags], o);
+      ok(['restore', '--to', to, '--as-of', 's3', '--catalog', cat, ...gw.flags, '-q'], o);
+      expect(await exportShas(to, ['s1', 's2', 's3'], o)).toEqual(sha);
+    } finally {
+      await gw.client.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'vm/l1', Body: l1 }));
+      await gw.client.send(new DeleteObjectCommand({ Bucket: BUCKET, Key: 'moved/l1' }));
+    }
   });
 
   it('catalog rebuild lists the prefix; verify reads every stream', () => {

@@ -126,7 +126,7 @@ describe('restore --as-of with two volumes in the catalog', () => {
     // both moved away: refused before the level 0 is restored, naming the newest and its dump
     fs.renameSync(p('g.l1'), p('g.l1.moved'));
     const r2 = runCli(['restore', '--to', p('g2.vol'), '--as-of', 's2'], oc);
-    const line = expectOneLineError(r2, 'as-of with a missing middle stream', 3, /g\.l1\.again: no such file: the catalog records dump (\w{8}) \(level 1, top snapshot "s1"\) there, which the chain as of s2 needs \(if it was moved, record it where it is now: imgstream catalog rebuild --from NEWPATH\)/);
+    const line = expectOneLineError(r2, 'as-of with a missing middle stream', 3, /g\.l1\.again: no such file: the catalog records dump (\w{8}) \(level 1, top snapshot "s1"\) there, which the chain as of s2 needs \(if it was moved, record it where it is now: imgstream catalog rebuild --from NEWPLACE\)/);
     expect(line).toContain(again.streamId.slice(0, 8));
     expect(r2.stdout).toBe('');
     expect(fs.readdirSync(root).filter((n) => n.includes('g2.vol'))).toEqual([]);

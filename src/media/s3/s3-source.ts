@@ -95,6 +95,23 @@ function lazy(make: () => Promise<AsyncIterable<Buffer>>): AsyncIterable<Buffer>
   };
 }
 
+/**
+ * Whether the object `spec` names is there (restore --as-of checks a chain before it
+ * restores the first stream of it). A missing object or bucket is false; refused
+ * credentials or an unreachable store are their errors.
+ */
+export async function s3ObjectExists(spec: string, opts: S3Options = {}): Promise<boolean> {
+  const { bucket, key } = parseS3Url(spec);
+  try {
+    await s3Client(opts).send(new (s3Sdk().HeadObjectCommand)({ Bucket: bucket, Key: key }));
+    return true;
+  } catch (err) {
+    const e = err as { name?: string; $metadata?: { httpStatusCode?: number } };
+    if (e.name === 'NotFound' || e.name === 'NoSuchKey' || e.name === 'NoSuchBucket' || e.$metadata?.httpStatusCode === 404) return false;
+    throw s3Error(err, spec, 'looking for the stream');
+  }
+}
+
 export function s3Source(spec: string, opts: S3Options = {}): StreamSource {
   const url = parseS3Url(spec);
   const { bucket } = url;
