@@ -7,7 +7,7 @@ import { snapshotJson } from './create.js';
 
 export default class SnapshotDelete extends ImgstreamCommand {
   static override summary = 'Delete a snapshot, freeing the blocks no other plane holds.';
-  static override description = `A master snapshot that a known replica has not passed yet (its newest master is not newer: "replicate pull" recorded it) is kept, since that replica's next pull starts from it: --force deletes it anyway (the replica then gets a full copy).`;
+  static override description = `A master snapshot that a known replica has not passed yet (its newest master is not newer: "replicate pull" recorded it) is kept, since that replica's next pull starts from it: --force deletes it anyway (the replica's next pull then waits for a newer master, and starts from an older snapshot both hold, or is a full copy).`;
   static override examples = ['<%= config.bin %> snapshot delete vm.vol monday', '<%= config.bin %> snapshot delete vm.vol release-1 --force'];
   static override args = {
     volume: Args.string({ description: 'Volume file or block device.', required: true }),
@@ -29,7 +29,7 @@ export default class SnapshotDelete extends ImgstreamCommand {
           const at = holding.filter((r) => r.top.id === s.id).map((r) => r.replica);
           const behind = holding.filter((r) => r.top.id !== s.id).map((r) => `${r.replica} (at "${r.top.name}")`);
           const why = [at.length ? `it is the newest master of replica(s) ${at.join(', ')}, whose next pull starts from it` : '', behind.length ? `replica(s) ${behind.join(', ')} have not passed it yet` : ''].filter(Boolean).join('; ');
-          throw new BusyError(`${args.volume}: master snapshot "${s.name}" is kept: ${why}`, at.length ? 'pull those replicas first, or pass --force (they then get a full copy)' : 'pull those replicas first, or pass --force');
+          throw new BusyError(`${args.volume}: master snapshot "${s.name}" is kept: ${why}`, at.length ? 'pull those replicas first, or pass --force (their next pull then waits for a newer master)' : 'pull those replicas first, or pass --force');
         }
       }
       return vol.deleteSnapshot(args.name);

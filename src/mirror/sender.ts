@@ -141,6 +141,22 @@ export async function destinationState(ch: MirrorChannel, name: string, geometry
   return m.state as DestinationState;
 }
 
+/**
+ * A replica is brought to the source's newest master, never back from a newer state: one
+ * holding a snapshot newer than that master (the source deleted the master the replica
+ * pulled last, with --force; or it is a mirror ahead of the masters) would lose it and its
+ * data, as `zfs recv` without -F refuses to.
+ */
+function refuseReplicaRollback(dest: DestinationState, master: SnapshotEntry, where: string): void {
+  if (!dest.exists) return;
+  const newer = dest.snapshots.filter((d) => d.id > master.id);
+  if (newer.length === 0) return;
+  throw new InvalidInputError(
+    `${where}: holds snapshot${newer.length > 1 ? 's' : ''} ${newer.map((d) => `"${d.name}"`).join(', ')}, newer than "${master.name}", the source's newest master: a pull would take it back to "${master.name}" and drop ${newer.length > 1 ? 'them' : 'it'}`,
+    'take a newer master on the source (imgstream snapshot create VOL NAME --master) and pull again, or pull into another volume',
+  );
+}
+
 export async function sendMirror(source: Volume | SourceAccess, ch: MirrorChannel, opts: SendOptions): Promise<MirrorResult> {
   const access = 'prepare' in source ? source : localSource(source);
   let vol = access.volume();
@@ -167,6 +183,7 @@ export async function sendMirror(source: Volume | SourceAccess, ch: MirrorChanne
   const dest = stateMsg.state as DestinationState;
   const compression: MirrorCompression = offer.compress && stateMsg.compress === 'zstd' ? 'zstd' : 'none';
   if (dest.exists && dest.uuid !== uuid) throw new InvalidInputError(`${where}: holds another volume (${dest.uuid})`, 'mirror to another name');
+  if (opts.op === 'replicate' && opts.top !== undefined) refuseReplicaRollback(dest, vol.snapshot(opts.top), where);
 
   // resume the transfer that stopped, when both sides still have what it was about
   let transferId: string;
