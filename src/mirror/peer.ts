@@ -45,7 +45,8 @@ export function registerMirrorServices(): void {
         throw new InvalidInputError(`${String(hello.name)}: has no master snapshot to replicate`, 'take one on the source with: imgstream snapshot create VOL NAME --master');
       }
       const state = new MirrorState();
-      const r = await sendMirror(vol, mirrorChannel(ch), { destination: `replica ${replica}`, name: String(hello.name), op: 'replicate', top, state });
+      // named by its file name in messages: the daemon shows no absolute path to clients, so the replica's own would read "(a path on the daemon)"
+      const r = await sendMirror(vol, mirrorChannel(ch), { destination: `replica ${path.basename(replica)}`, name: String(hello.name), op: 'replicate', top, state });
       state.recordReplica(vol.rootRecord.uuid, replica, identOf(vol.snapshot(top)));
       ctx.log(`replicate.pull ${hello.name} by ${replica}: ${r.upToDate ? 'up to date' : `${r.mode} to ${r.top}, ${r.blocks} blocks`}`);
     } finally {

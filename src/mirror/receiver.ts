@@ -38,6 +38,11 @@ export interface ReceiverOptions {
   ackBytes?: number;
   /** Accept zstd-compressed records when the source offers them (default true; false answers as a receiver that predates them). */
   compress?: boolean;
+  /**
+   * Where this side reports the outcome (replicate pull): an error the source sends in
+   * place of its plan is thrown as this gives it, never taken for "nothing to do".
+   */
+  sourceError?: (error: Record<string, unknown>) => Error;
 }
 
 export function geometryOf(vol: Volume): VolumeGeometry {
@@ -127,7 +132,10 @@ export async function receiveMirror(volPath: string, ch: MirrorChannel, hello: R
     await ch.send({ state, ...(zstd ? { compress: 'zstd' } : {}) });
     const m = await ch.receive();
     if (!m) return null; // the source only wanted the state
-    if (m.msg.error) return null;
+    if (m.msg.error) {
+      if (opts.sourceError) throw opts.sourceError(m.msg.error as Record<string, unknown>);
+      return null;
+    }
     const plan = m.msg.plan as TransferPlan | undefined;
     if (!plan || typeof plan.transferId !== 'string' || !Array.isArray(plan.snapshots)) throw new CorruptError('mirror: expected a transfer plan');
     if (!geometryMatches(plan.volume, geometry)) throw new CorruptError('mirror: the plan is for another volume');

@@ -261,11 +261,10 @@ export function newestMaster(vol: Volume): string {
 export async function receiveReplica(destPath: string, ch: MirrorChannel): Promise<import('./protocol.js').TransferDone | null> {
   const hello = await ch.receive();
   if (!hello) throw new InvalidInputError('replicate: the source closed the connection');
-  if (hello.msg.error) {
-    const { remoteError } = await import('./sender.js');
-    throw remoteError(hello.msg.error as { code: string; message: string }, 'replicate');
-  }
-  return receiveMirror(destPath, ch, hello.msg);
+  const { remoteError } = await import('./sender.js');
+  if (hello.msg.error) throw remoteError(hello.msg.error as { code: string; message: string }, 'replicate');
+  // the source's refusal after seeing this side's state (a replica it would take back) is this command's error
+  return receiveMirror(destPath, ch, hello.msg, { sourceError: (e) => remoteError(e as unknown as { code: string; message: string }, 'replicate') });
 }
 
 // ------------------------------------------------------------------ schedule

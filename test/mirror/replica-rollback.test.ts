@@ -2,11 +2,13 @@
 // than a snapshot the replica holds (the master it pulled last deleted on the source with
 // --force, or a mirror destination ahead of the masters), the pull is refused in one line
 // (exit 4) and the replica stays as it was, byte for byte; a newer master then brings it
-// forward as before, its data that of the source.
+// forward as before, its data that of the source. Through a peer daemon the refusal
+// reaches the client as its error (it read "up to date ()", exit 0).
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { cliJson, cliOk, runCli, sha256File } from '../support/cli.js';
+import { CLI_BIN, cliJson, cliOk, finished, listeningPort, runCli, sha256File } from '../support/cli.js';
 import { mutate, randomImage, tempDir } from '../support/images.js';
 import { expectOneLineError, exportShas } from '../support/stream-cli.js';
 
@@ -57,5 +59,30 @@ describe('replicate pull never takes a replica back', () => {
     const sha = sha256File(mir);
     expectOneLineError(runCli(['replicate', 'pull', mir, '--from', src], o), 'pull onto a mirror', 4, /mir\.vol: holds snapshots? .*"later".*, newer than "m1", the source's newest master/);
     expect(sha256File(mir)).toBe(sha);
+  });
+
+  it('through a peer daemon, the refusal is the error of the pull command', async () => {
+    const dir = at('peer-root');
+    fs.mkdirSync(dir);
+    fs.writeFileSync(at('token'), 'a token of enough bytes for the test\n', { mode: 0o600 });
+    const src = path.join(dir, 'src.vol');
+    cliOk(['volume', 'create', src, '--size', '1M', '--max-snapshots', '8'], o);
+    const img = randomImage(256, 4096, 7);
+    change(src, img, 6, 'm1', true);
+    change(src, img, 7, 'm2', true);
+    const child = spawn(process.execPath, [CLI_BIN, 'serve', 'peer', '--root', dir, '--listen', '127.0.0.1:0', '--token-file', at('token'), '--plain', '--json'], { env: { ...process.env, ...env, NODE_ENV: '' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const done = finished(child, 120_000);
+    try {
+      const port = await listeningPort(child, done);
+      const pull = ['replicate', 'pull', at('prep.vol'), '--from', `peer://127.0.0.1:${port}/src.vol`, '--token-file', at('token'), '--plain'];
+      expect(cliJson<{ top: string }>(pull, o).top).toBe('m2');
+      cliOk(['snapshot', 'delete', src, 'm2', '--force'], o);
+      const sha = sha256File(at('prep.vol'));
+      expectOneLineError(runCli(pull, o), 'pull from a peer to an older master', 4, /replicate: replica prep\.vol: holds snapshot "m2", newer than "m1", the source's newest master/);
+      expect(sha256File(at('prep.vol'))).toBe(sha);
+    } finally {
+      child.kill('SIGTERM');
+      await done;
+    }
   });
 });
