@@ -2,6 +2,7 @@
 // side (mirror.update, mirror.resync, mirror.state, mirror.break, mirror.abandon on the volume DIR/NAME)
 // and the sending side of replicate.pull (the daemon's DIR/NAME is the source), and how
 // clients reach a peer destination.
+import fs from 'node:fs';
 import path from 'node:path';
 import { InvalidInputError } from '../core/errors.js';
 import { connectPeer, formatPeerUrl, parsePeerUrl, registerPeerService, peerServices, type PeerChannel, type PeerClientOptions } from '../peer/index.js';
@@ -65,6 +66,17 @@ export function peerDestination(spec: string, opts: PeerClientOptions): Destinat
   };
 }
 
+/** The replica's newest snapshot: the master it is at when the daemon had nothing to send. */
+function newestSnapshot(volPath: string): string {
+  if (!fs.existsSync(volPath)) return '';
+  const vol = Volume.open(volPath, { write: false });
+  try {
+    return vol.snapshots().at(-1)?.name ?? '';
+  } finally {
+    vol.close();
+  }
+}
+
 /** `replicate pull VOL --from peer://...`: the daemon sends, this process receives. */
 export async function replicatePullPeer(volPath: string, spec: string, opts: PeerClientOptions): Promise<MirrorResult> {
   const u = parsePeerUrl(spec, { requireName: true });
@@ -77,7 +89,7 @@ export async function replicatePullPeer(volPath: string, spec: string, opts: Pee
       destination: path.resolve(volPath),
       transferId: '',
       mode: done?.mode ?? 'full',
-      top: done?.top ?? '',
+      top: done?.top ?? newestSnapshot(path.resolve(volPath)),
       snapshots: 0,
       blocks: done?.blocks ?? 0,
       planBlocks: done?.blocks ?? 0,

@@ -76,6 +76,8 @@ describe('replicate pull never takes a replica back', () => {
       const port = await listeningPort(child, done);
       const pull = ['replicate', 'pull', at('prep.vol'), '--from', `peer://127.0.0.1:${port}/src.vol`, '--token-file', at('token'), '--plain'];
       expect(cliJson<{ top: string }>(pull, o).top).toBe('m2');
+      // nothing new: the master it is at is named (it said "up to date ()")
+      expect(runCli(pull, o).stdout).toContain('prep.vol is up to date (m2)');
       cliOk(['snapshot', 'delete', src, 'm2', '--force'], o);
       const sha = sha256File(at('prep.vol'));
       expectOneLineError(runCli(pull, o), 'pull from a peer to an older master', 4, /replicate: replica prep\.vol: holds snapshot "m2", newer than "m1", the source's newest master/);
