@@ -2,9 +2,9 @@
 // (its version number raised in place): refused with exit 5 (not-a-volume), as the exit
 // code table says for a volume or catalog of another version, in one line naming the
 // version found and the version read, never as damage (exit 9) and never dropped or
-// rewritten. Image streams from a file, a pipe and a tape (restore and verify), a tape
-// file's label, a multiplexed tape file's backup log, the mirror state, a mirror's resume
-// file, a write journal's segment.
+// rewritten. Image streams from a file, a pipe and a tape (restore and verify), a volume,
+// a tape file's label, a multiplexed tape file's backup log, the mirror state, a mirror's
+// resume file, a write journal's segment.
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -96,6 +96,20 @@ describe('image streams of a newer format version', () => {
     const line = expectOneLineError(runCli(['verify', `tape:${tape}#1`], o), 'verify tape file 1', 5);
     expect(line).toContain(`tape ${tape} file 1: a tape file of format version 2`);
   }, 60_000);
+});
+
+describe('a volume whose root records say version 2', () => {
+  it('volume info and a restore onto it exit 5 naming the version, and the volume is untouched', () => {
+    const v = at('v2.vol');
+    fs.copyFileSync(vol, v);
+    const bytes = fs.readFileSync(v);
+    for (const slot of [0, 4096]) if (bytes.toString('latin1', slot, slot + 4) !== '\0\0\0\0') bytes.writeUInt32LE(2, slot + 8);
+    fs.writeFileSync(v, bytes);
+    const line = expectOneLineError(runCli(['volume', 'info', v], o), 'volume info', 5, NEWER);
+    expect(line).toContain(`${v}: a volume of format version 2`);
+    expectOneLineError(runCli(['restore', '--from', at('v.l0'), '--to', v], o), 'restore onto it', 5, NEWER);
+    expect(fs.readFileSync(v).equals(bytes), 'the volume is not changed').toBe(true);
+  });
 });
 
 describe('a multiplexed tape file whose backup log says version 2', () => {
