@@ -11,6 +11,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createHash } from 'node:crypto';
+import { FormatVersionError } from '../core/errors.js';
 import type { SnapshotIdent, TransferMode } from './protocol.js';
 
 export type RelationshipState = 'idle' | 'transferring' | 'failed' | 'broken';
@@ -58,6 +59,10 @@ export interface ReplicaRecord {
   updated: string;
 }
 
+const STATE_FORMAT = 'imgstream-mirror-state';
+/** The state file's format version: files written before it was recorded are version 1. */
+const STATE_VERSION = 1;
+
 interface StateFile {
   relationships: Relationship[];
   /** Volume ("uuid path") -> key of the relationship its mark-on-allocate planes track. */
@@ -95,18 +100,23 @@ export class MirrorState {
   constructor(readonly file: string = defaultStatePath()) {}
 
   private load(): StateFile {
+    let s: Partial<StateFile> & { format?: unknown; version?: unknown };
     try {
-      const s = JSON.parse(fs.readFileSync(this.file, 'utf8')) as StateFile;
-      return { relationships: s.relationships ?? [], moaOwner: s.moaOwner ?? {}, replicas: s.replicas ?? {} };
+      s = JSON.parse(fs.readFileSync(this.file, 'utf8'));
     } catch {
       return { relationships: [], moaOwner: {}, replicas: {} };
     }
+    // a newer imgstream's state is neither read nor rewritten without what this one does not know
+    if (s?.version !== undefined && s.version !== STATE_VERSION) {
+      throw new FormatVersionError('a mirror state file', s.version, [STATE_VERSION], this.file, 'use the imgstream version that wrote it, or a newer one (or point IMGSTREAM_MIRROR_STATE at another file)');
+    }
+    return { relationships: s?.relationships ?? [], moaOwner: s?.moaOwner ?? {}, replicas: s?.replicas ?? {} };
   }
 
   private save(s: StateFile): void {
     fs.mkdirSync(path.dirname(this.file), { recursive: true });
     const tmp = `${this.file}.${process.pid}.tmp`;
-    fs.writeFileSync(tmp, `${JSON.stringify(s, null, 1)}\n`, { mode: 0o600 });
+    fs.writeFileSync(tmp, `${JSON.stringify({ format: STATE_FORMAT, version: STATE_VERSION, ...s }, null, 1)}\n`, { mode: 0o600 });
     const fd = fs.openSync(tmp, 'r');
     fs.fsyncSync(fd);
     fs.closeSync(fd);
