@@ -5,8 +5,8 @@
 // last member of each tape file; `catalog rebuild` writes it here again from there.
 import fs from 'node:fs';
 import path from 'node:path';
-import { CorruptError, fromSystemError } from '../core/errors.js';
-import type { BackupLog } from '../media/tape/multiplex-format.js';
+import { CorruptError, FormatVersionError, fromSystemError } from '../core/errors.js';
+import { BACKUP_LOG_FORMAT, type BackupLog } from '../media/tape/multiplex-format.js';
 import type { Catalog } from './catalog.js';
 
 export interface StoredBackupLog {
@@ -48,11 +48,15 @@ export function readBackupLog(catalog: Catalog, id: string): StoredBackupLog | n
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
     throw fromSystemError(err, file, 'reading the backup log');
   }
+  let v: StoredBackupLog;
   try {
-    const v = JSON.parse(text) as StoredBackupLog;
+    v = JSON.parse(text) as StoredBackupLog;
     if (v.id !== id || !Array.isArray(v.files)) throw new Error('not a backup log');
-    return v;
   } catch {
     throw new CorruptError(`${file}: not a readable backup log`, 'rebuild it from the tape: imgstream catalog rebuild --from tape:DIR');
   }
+  // a newer imgstream's log is neither read nor rewritten (catalog rebuild would downgrade it)
+  const newer = v.files.find((f) => f?.log?.header?.version !== 1);
+  if (newer && newer.log?.header?.format === BACKUP_LOG_FORMAT) throw new FormatVersionError('a backup log', newer.log.header.version, [1], file);
+  return v;
 }

@@ -20,9 +20,9 @@ export type ErrorCode =
 
 export const EXIT_CODES: Record<ErrorCode, { exit: number; meaning: string }> = {
   usage: { exit: 2, meaning: 'bad command line: unknown flag, missing or conflicting argument' },
-  'not-found': { exit: 3, meaning: 'a volume, snapshot or input file does not exist; a broken chain (a stream whose base snapshot is missing), in restore and verify alike' },
+  'not-found': { exit: 3, meaning: 'a volume, snapshot or input file does not exist; a broken chain (a stream whose base snapshot is missing), in restore and verify alike; a tape set missing a tape of a dump' },
   'invalid-input': { exit: 4, meaning: 'a value is malformed (size, block size, name, expression, image), or streams that do not belong together (another volume, out of order)' },
-  'not-a-volume': { exit: 5, meaning: 'the file is not an imgstream volume, or is a volume, catalog or protection destination of a format version this imgstream does not read' },
+  'not-a-volume': { exit: 5, meaning: 'the file is not an imgstream volume, or is of a format version this imgstream does not read: a volume, an image stream (file, pipe, tape, peer, S3), a tape file or backup log, the catalog, mirror state or resume file, a write journal or protection destination' },
   exists: { exit: 6, meaning: 'the target already exists (volume file, snapshot name)' },
   busy: { exit: 7, meaning: 'another imgstream process holds the volume, or a snapshot it is reading' },
   'volume-full': { exit: 8, meaning: 'the volume has no free block left for the change' },
@@ -71,6 +71,28 @@ export class InvalidInputError extends ImgstreamError {
 }
 export class NotAVolumeError extends ImgstreamError {
   constructor(message: string, hint?: string) { super('not-a-volume', message, hint); }
+}
+/**
+ * A file, stream or record of a format version this imgstream does not read (a newer
+ * imgstream wrote it): exit 5 like any unreadable format version, one line naming what
+ * it is, where, the version found and the versions read. Pure codecs throw it without
+ * `where`; the reader that knows the file or stream names it with at().
+ */
+export class FormatVersionError extends NotAVolumeError {
+  constructor(
+    readonly what: string,
+    readonly found: unknown,
+    readonly reads: readonly number[],
+    readonly where?: string,
+    hint = 'read it with the imgstream version that wrote it, or a newer one',
+  ) {
+    super(`${where ? `${where}: ` : ''}${what} of format version ${String(found)}, which this imgstream does not read (it reads version${reads.length > 1 ? 's' : ''} ${reads.join(', ')})`, hint);
+  }
+
+  /** The same error naming where it was found (kept when already named). */
+  at(where: string): FormatVersionError {
+    return this.where !== undefined ? this : new FormatVersionError(this.what, this.found, this.reads, where, this.hint);
+  }
 }
 export class ExistsError extends ImgstreamError {
   constructor(message: string, hint?: string) { super('exists', message, hint); }

@@ -10,7 +10,8 @@
 //
 //   preamble (16 bytes)
 //      0  magic "IMGSTRM1"
-//      8  u16 format version (1)
+//      8  u16 format version (1): a reader refuses another as not-a-volume (exit 5), naming
+//                    the version found and the one it reads: a newer imgstream wrote it
 //     10  u16 preamble length (16): readers skip to this offset
 //     12  u32 required feature bits: a reader refuses a stream with a bit it does not know
 //
@@ -93,6 +94,7 @@
 import { crc32 } from './crc32.js';
 import type { SnapshotEntry } from './snapshot-entry.js';
 import { validEncryption, type StreamEncryption } from '../crypt/record-cipher.js';
+import { FormatVersionError } from '../core/errors.js';
 
 export const STREAM_MAGIC = 'IMGSTRM1';
 export const STREAM_VERSION = 1;
@@ -152,7 +154,8 @@ export function encodePreamble(features: number): Buffer {
 export function decodePreamble(b: Buffer): { version: number; length: number; features: number } {
   if (b.length < PREAMBLE_BYTES || b.toString('latin1', 0, 8) !== STREAM_MAGIC) throw new StreamFormatError('not an imgstream image stream (bad magic)');
   const version = b.readUInt16LE(8);
-  if (version !== STREAM_VERSION) throw new StreamFormatError(`unsupported stream format version ${version} (this imgstream reads version ${STREAM_VERSION})`);
+  // a newer imgstream wrote it: not damage (exit 5, as for a volume of another version)
+  if (version !== STREAM_VERSION) throw new FormatVersionError('an image stream', version, [STREAM_VERSION]);
   const length = b.readUInt16LE(10);
   if (length < PREAMBLE_BYTES) throw new StreamFormatError('damaged stream preamble');
   const features = b.readUInt32LE(12);
@@ -252,6 +255,7 @@ export function decodeHeader(b: Buffer): StreamHeader {
   } catch {
     throw new StreamFormatError('damaged stream header (not JSON)');
   }
+  if (h?.format === 'imgstream-stream' && h.version !== 1) throw new FormatVersionError('an image stream header', (h as { version: unknown }).version, [1]);
   const v = h?.volume;
   const ok =
     h?.format === 'imgstream-stream' &&

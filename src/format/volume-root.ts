@@ -121,12 +121,13 @@ export function encodeRootRecord(r: RootRecord): Buffer {
 
 export type RootDecode =
   | { ok: true; record: RootRecord }
-  | { ok: false; reason: 'magic' | 'version' | 'checksum' | 'range' };
+  | { ok: false; reason: 'magic' | 'checksum' | 'range' }
+  | { ok: false; reason: 'version'; version: number };
 
 /** Decodes one root slot. Never throws: a slot that is not valid says why. */
 export function decodeRootRecord(b: Buffer): RootDecode {
   if (b.length < ROOT_RECORD_BYTES || b.toString('latin1', 0, 8) !== ROOT_MAGIC) return { ok: false, reason: 'magic' };
-  if (b.readUInt32LE(8) !== ROOT_VERSION) return { ok: false, reason: 'version' };
+  if (b.readUInt32LE(8) !== ROOT_VERSION) return { ok: false, reason: 'version', version: b.readUInt32LE(8) };
   if (crc32(b.subarray(0, 508)) !== b.readUInt32LE(508)) return { ok: false, reason: 'checksum' };
   try {
     const listed = b.readUInt32LE(156);

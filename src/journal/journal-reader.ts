@@ -4,9 +4,9 @@
 // progress (or, after a crash, a torn tail the writer cuts off when it reopens); anywhere
 // else it is damage, reported as corrupt.
 import fs from 'node:fs';
-import { CorruptError, fromSystemError } from '../core/errors.js';
+import { CorruptError, FormatVersionError, fromSystemError } from '../core/errors.js';
 import { listSegments, type SegmentFile } from './journal-files.js';
-import { decodeHeader, RECORD_HEADER_BYTES, recordIntact, type JournalRecord } from './record.js';
+import { decodeHeader, otherRecordVersion, RECORD_HEADER_BYTES, recordIntact, type JournalRecord } from './record.js';
 
 /** A record and where it lies: its payload starts at `payloadAt` in `segment`. */
 export interface LocatedRecord extends JournalRecord {
@@ -46,6 +46,8 @@ export class JournalReader {
       const got = this.fill(this.offset, RECORD_HEADER_BYTES);
       const h = got >= RECORD_HEADER_BYTES ? decodeHeader(this.buf, this.offset - this.bufStart) : null;
       if (h === null) {
+        const version = got >= 4 ? otherRecordVersion(this.buf, this.offset - this.bufStart) : null;
+        if (version !== null) throw new FormatVersionError('a journal record', version, [1], `${this.seg!.path} at byte ${this.offset}`, 'serve it with the imgstream version that wrote it, or a newer one');
         if (got === 0 && this.advanceSegment()) continue;
         if (got > 0 && this.isClosedSegment()) throw this.damage('a damaged record header');
         return null;

@@ -5,23 +5,25 @@
 // request's reply, and fsynced before every consistency point, so the journal always
 // holds at least what the volume's last CP holds; FLUSH and FUA are answered after a CP,
 // so after them the journal is on disk too. After a crash, open() cuts a torn tail off,
-// and replays onto the volume the records after the last CP marker: writes acknowledged
-// but never committed are then in the volume as they are in the journal (and, perhaps,
-// already at a destination), so source and destination never diverge.
+// and replays onto the volume the records after the last CP marker (journal-recovery.ts
+// finds both): writes acknowledged but never committed are then in the volume as they
+// are in the journal (and, perhaps, already at a destination), so source and
+// destination never diverge.
 //
 // Size: the records a destination has not acknowledged (shipped.json) are kept up to
 // `limitBytes`. Past it the journal overflows: those records are dropped, the blocks
 // they and later writes change are tracked instead (dirty.json, written at each CP), and
 // the shipper's next transfer is a resync of exactly those blocks.
 import fs from 'node:fs';
-import { CorruptError, InvalidInputError, fromSystemError, type ImgstreamError } from '../core/errors.js';
+import { fromSystemError, type ImgstreamError } from '../core/errors.js';
 import { readLogicalBytes, writeLogicalBytes, zeroLogicalBytes } from '../volume/logical-io.js';
 import { EarlyWriteback } from '../fs/writeback.js';
 import type { SnapshotEntry } from '../format/snapshot-entry.js';
 import type { Volume, VolumeObserver } from '../volume/volume.js';
 import { journalDirOf, listSegments, readDirty, readShipped, removeDirty, segmentName, syncDirectory, writeDirty, type DirtySet } from './journal-files.js';
 import { JournalReader } from './journal-reader.js';
-import { decodeHeader, markerPayload, parseMarker, RECORD_HEADER_BYTES, RecordKind, sealHeader, sealRecord, writeHeader, type JournalRecord } from './record.js';
+import { markerPayload, parseMarker, RECORD_HEADER_BYTES, RecordKind, sealHeader, sealRecord, writeHeader, type JournalRecord } from './record.js';
+import { scanJournal } from './journal-recovery.js';
 
 export interface JournalWriterOptions {
   /** Bytes of unshipped records kept before the journal overflows (default 1 GiB). */
@@ -43,7 +45,6 @@ export interface JournalRecovery {
 }
 
 const DEFAULT_LIMIT = 1 << 30;
-const DAMAGED_HINT = 'serve without --journal; to protect again, move the journal directory aside and protect to a new destination';
 const DEFAULT_SEGMENT = 64 << 20;
 /** Bytes written between two early syncs of a segment (see EarlyWriteback). */
 const EARLY_WRITEBACK_BYTES = 16 << 20;
@@ -408,7 +409,7 @@ export class JournalWriter implements VolumeObserver {
     return out;
   }
 
-  /** Finds the end, cuts a torn tail, replays the records after the last CP marker. */
+  /** Finds the end, cuts a torn tail, replays the records after the last CP marker (see journal-recovery.ts). */
   private recover(): void {
     const segs = listSegments(this.dir);
     const dirty = readDirty(this.dir);
@@ -416,53 +417,14 @@ export class JournalWriter implements VolumeObserver {
       this.seq = dirty ? dirty.upTo : readShipped(this.dir)?.journalTo ?? 0;
       this.openSegment(this.seq + 1, true);
     } else {
-      const tail: JournalRecord[] = [];
-      let overflowedAt = -1;
-      let known: { generation?: number; mapRoot?: number } | null = null; // what the last CP or OPEN marker recorded of the volume
-      const r = new JournalReader(this.dir, segs[0].firstSeq);
-      let lastEnd = 0;
-      let lastSeg = segs[0].path;
-      try {
-        for (let rec = r.next(); rec !== null; rec = r.next()) {
-          this.seq = rec.seq;
-          lastSeg = rec.segment;
-          lastEnd = rec.payloadAt + rec.payloadBytes;
-          if (rec.kind === RecordKind.Cp || rec.kind === RecordKind.Open) known = parseMarker<{ generation?: number; mapRoot?: number }>(rec);
-          if (rec.kind === RecordKind.Cp) tail.length = 0;
-          else if (rec.kind === RecordKind.Data || rec.kind === RecordKind.Zero) tail.push({ ...rec, payload: Buffer.from(rec.payload) });
-          else if (rec.kind === RecordKind.Overflow) overflowedAt = rec.seq;
-          else if (rec.kind === RecordKind.Resync) overflowedAt = -1;
-        }
-      } finally {
-        r.close();
-      }
-      if (this.seq === 0) this.seq = segs[0].firstSeq - 1;
-      const last = segs[segs.length - 1];
-      if (lastSeg !== last.path && fs.statSync(last.path).size > 0) {
-        throw new CorruptError(`${last.path}: the journal's last segment holds no intact record`, DAMAGED_HINT);
-      }
-      if (lastSeg !== last.path) lastEnd = 0;
-      const size = fs.statSync(last.path).size;
-      if (size > lastEnd) {
-        if (!tornTail(last.path, lastEnd, size)) {
-          throw new CorruptError(`${last.path}: a damaged record at byte ${lastEnd}, with ${size - lastEnd} bytes after it`, DAMAGED_HINT);
-        }
-        this.recovery.tornBytes = size - lastEnd;
-        fs.truncateSync(last.path, lastEnd);
-      }
-      // the disk changed since without the journal (served without --journal, imported into): a destination would
-      // never see it. Its map root tells (snapshots alone leave it as it was); after a crash the tail replays instead
-      if (tail.length === 0 && overflowedAt < 0 && known?.mapRoot !== undefined && this.vol.rootRecord.mapRoot !== known.mapRoot) {
-        throw new InvalidInputError(
-          `${this.vol.path}: its disk changed without its journal since the journal's last record (at generation ${known.generation}, now ${this.vol.rootRecord.generation}): its protection destination would miss that change`,
-          `start protection over: move ${this.dir} aside, serve with --journal and protect to a new destination`,
-        );
-      }
-      this.openSegment(last.firstSeq, false);
-      if (overflowedAt >= 0 || (dirty !== null && dirty.upTo > this.seq)) {
+      const scan = scanJournal(this.dir, segs, this.vol);
+      this.seq = scan.lastSeq;
+      this.recovery.tornBytes = scan.tornBytes;
+      this.openSegment(scan.lastSegment.firstSeq, false);
+      if (scan.overflowed || (dirty !== null && dirty.upTo > this.seq)) {
         this.dirty = { after: dirty?.after ?? 0, lbns: new Set(dirty?.lbns ?? []) };
       }
-      this.replay(tail);
+      this.replay(scan.tail);
     }
     this.trimShipped();
     this.append(RecordKind.Open, 0, 0, markerPayload({ uuid: this.vol.rootRecord.uuid, blockSize: this.vol.blockSize, logicalSize: this.vol.rootRecord.logicalSize, generation: this.vol.rootRecord.generation, mapRoot: this.vol.rootRecord.mapRoot }));
@@ -481,24 +443,6 @@ export class JournalWriter implements VolumeObserver {
     this.recovery.generation = this.vol.rootRecord.generation;
     this.append(RecordKind.Cp, 0, 0, markerPayload({ generation: this.recovery.generation, mapRoot: this.vol.rootRecord.mapRoot }));
   }
-}
-
-/**
- * True when the bytes from `at` to the end of the segment are what a write cut short by a
- * crash leaves: less than a header, or one record whose extent reaches the end. Anything
- * else (a bad record followed by more) is damage, never cut off in silence.
- */
-function tornTail(file: string, at: number, size: number): boolean {
-  if (size - at < RECORD_HEADER_BYTES) return true;
-  const head = Buffer.alloc(RECORD_HEADER_BYTES);
-  const fd = fs.openSync(file, 'r');
-  try {
-    fs.readSync(fd, head, 0, RECORD_HEADER_BYTES, at);
-  } finally {
-    fs.closeSync(fd);
-  }
-  const h = decodeHeader(head, 0);
-  return h !== null && at + RECORD_HEADER_BYTES + h.payloadBytes >= size;
 }
 
 /**

@@ -3,7 +3,8 @@
 // there. A journal is a directory of segment files (journal-files.ts), each a run of
 // records in sequence order.
 //
-//   0  u32  magic "IJR1"
+//   0  u32  magic "IJR1": the 1 is the format version (another digit: a newer imgstream's
+//           journal, refused as such, never cut off as a torn tail)
 //   4  u8   kind (RecordKind)
 //   5  u8   flags (0)
 //   6  u16  reserved (0)
@@ -86,6 +87,17 @@ export function sealHeader(head: Buffer, payload: Buffer | null): void {
   let c = crc32(head.subarray(0, 40));
   if (payload !== null && payload.length > 0) c = crc32(payload, c);
   head.writeUInt32LE(c, 40);
+}
+
+/**
+ * The format version of a record header of another version at `at` ("IJR" and a digit
+ * other than 1: a newer imgstream wrote it), or null. Readers refuse such a record rather
+ * than take it for damage or, at a segment's end, for a torn tail to cut off.
+ */
+export function otherRecordVersion(buf: Buffer, at: number): number | null {
+  if (buf.length - at < 4 || buf.toString('latin1', at, at + 3) !== 'IJR') return null;
+  const digit = buf[at + 3] - 0x30;
+  return digit >= 0 && digit <= 9 && digit !== 1 ? digit : null;
 }
 
 /** The header at `at`, or null when the bytes there are not one (wrong magic, kind or length). */

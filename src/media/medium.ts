@@ -62,4 +62,11 @@ export interface StreamSource {
   expected?: { streamId: string; top: string };
   /** The streams on this medium in order (a file or a pipe holds one; a tape holds one per tape file). */
   streams(): AsyncIterable<SourceStream>;
+  /**
+   * Refuses what can be known wrong before any stream is read: restore and verify call it
+   * for every source first, so a restore does not apply the streams before the fault (a
+   * tape set missing the tape its last dump goes on on, a tape drive that cannot be
+   * opened). Absent: nothing to check ahead.
+   */
+  precheck?(): Promise<void>;
 }

@@ -8,7 +8,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { createHash } from 'node:crypto';
-import { BusyError, InvalidInputError, NotAVolumeError } from '../core/errors.js';
+import { BusyError, FormatVersionError, InvalidInputError, NotAVolumeError } from '../core/errors.js';
 import { tempBeside } from '../fs/stale-temp.js';
 import { Volume } from '../volume/volume.js';
 import { VolumeLock } from '../volume/volume-lock.js';
@@ -60,14 +60,26 @@ export interface ResumeFile {
   stageBytes: number;
 }
 
+/** The resume file's format version: files written before it was recorded are version 1. */
+const RESUME_VERSION = 1;
+
+/**
+ * How far the transfer got, or null when there is nothing to resume (no file, or one
+ * that does not parse: the transfer starts over). A file of a newer imgstream is refused
+ * (FormatVersionError): starting over would throw away what it kept.
+ */
 export function readResume(file: string): ResumeFile | null {
+  let r: ResumeFile & { version?: unknown };
   try {
-    const r = JSON.parse(fs.readFileSync(file, 'utf8')) as ResumeFile;
-    if (typeof r.transferId !== 'string' || !Number.isInteger(r.acked)) return null;
-    return r;
+    r = JSON.parse(fs.readFileSync(file, 'utf8'));
   } catch {
     return null;
   }
+  if (r?.version !== undefined && r.version !== RESUME_VERSION) {
+    throw new FormatVersionError('a mirror resume file', r.version, [RESUME_VERSION], file, 'finish the transfer with the imgstream version that started it, or drop what it kept: imgstream mirror abandon');
+  }
+  if (typeof r?.transferId !== 'string' || !Number.isInteger(r.acked)) return null;
+  return r;
 }
 
 /** Writes the resume file of the destination `volPath` whole: its next version, fsynced, renamed over it. */
@@ -75,7 +87,7 @@ export function writeResume(volPath: string, r: ResumeFile): void {
   const { resume, resumeNext } = sidePaths(volPath);
   const fd = fs.openSync(resumeNext, 'w', 0o600);
   try {
-    fs.writeSync(fd, JSON.stringify(r));
+    fs.writeSync(fd, JSON.stringify({ version: RESUME_VERSION, ...r }));
     fs.fsyncSync(fd);
   } finally {
     fs.closeSync(fd);

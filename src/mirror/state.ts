@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createHash } from 'node:crypto';
-import { CorruptError, InvalidInputError, fromSystemError } from '../core/errors.js';
+import { CorruptError, FormatVersionError, InvalidInputError, fromSystemError } from '../core/errors.js';
 import type { SnapshotIdent, TransferMode } from './protocol.js';
 
 export type RelationshipState = 'idle' | 'transferring' | 'failed' | 'broken';
@@ -59,6 +59,10 @@ export interface ReplicaRecord {
   updated: string;
 }
 
+const STATE_FORMAT = 'imgstream-mirror-state';
+/** The state file's format version: files written before it was recorded are version 1. */
+const STATE_VERSION = 1;
+
 interface StateFile {
   relationships: Relationship[];
   /** Volume ("uuid path") -> key of the relationship its mark-on-allocate planes track. */
@@ -97,7 +101,7 @@ function isStateFile(s: unknown): s is Partial<StateFile> {
   if (typeof s !== 'object' || s === null || Array.isArray(s)) return false;
   const o = s as Record<string, unknown>;
   const isMap = (v: unknown) => v === undefined || (typeof v === 'object' && v !== null && !Array.isArray(v));
-  if (o.format !== undefined ? o.format !== 'imgstream-mirror-state' : !Array.isArray(o.relationships)) return false;
+  if (o.format !== undefined ? o.format !== STATE_FORMAT : !Array.isArray(o.relationships)) return false;
   return (o.relationships === undefined || Array.isArray(o.relationships)) && isMap(o.moaOwner) && isMap(o.replicas);
 }
 
@@ -129,6 +133,11 @@ export class MirrorState {
       // refused below
     }
     if (!isStateFile(s)) throw new CorruptError(`${this.file}: not an imgstream mirror state file`, 'give --state another file, or move this one away: without it the next update compares the snapshots both sides hold (slower, as correct)');
+    // a newer imgstream's state is neither read nor rewritten without what this one does not know
+    const version = (s as { version?: unknown }).version;
+    if (version !== undefined && version !== STATE_VERSION) {
+      throw new FormatVersionError('a mirror state file', version, [STATE_VERSION], this.file, 'use the imgstream version that wrote it, or a newer one (or point IMGSTREAM_MIRROR_STATE at another file)');
+    }
     return { relationships: s.relationships ?? [], moaOwner: s.moaOwner ?? {}, replicas: s.replicas ?? {} };
   }
 
@@ -142,7 +151,7 @@ export class MirrorState {
     fs.mkdirSync(path.dirname(this.file), { recursive: true });
     const tmp = `${this.file}.${process.pid}.tmp`;
     try {
-      fs.writeFileSync(tmp, `${JSON.stringify(s, null, 1)}\n`, { mode: 0o600 });
+      fs.writeFileSync(tmp, `${JSON.stringify({ format: STATE_FORMAT, version: STATE_VERSION, ...s }, null, 1)}\n`, { mode: 0o600 });
       const fd = fs.openSync(tmp, 'r');
       fs.fsyncSync(fd);
       fs.closeSync(fd);

@@ -300,6 +300,8 @@ export async function restoreStreams(sources: StreamSource[], volumePath: string
   // a volume that does not exist yet is built under a temporary name and appears only
   // when every stream is in: a failed or killed restore leaves nothing under VOL
   let tmp: string | null = null;
+  // what can be known wrong about any source is refused before the first stream is applied
+  for (const src of sources) await src.precheck?.();
   try {
     for (const src of sources) {
       for await (const s of src.streams()) {

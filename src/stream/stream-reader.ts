@@ -10,7 +10,7 @@
 import { createHash } from 'node:crypto';
 import { Decompressor } from 'zstd-napi';
 import { AlignedAllocator, DIRECT_UNIT } from '../fs/direct-io.js';
-import { AuthError, CorruptError } from '../core/errors.js';
+import { AuthError, CorruptError, FormatVersionError } from '../core/errors.js';
 import { RecordCipher, resolveKey, type KeyOption } from '../crypt/index.js';
 import {
   decodeData,
@@ -204,6 +204,7 @@ export async function* readImageStream(src: AsyncIterable<Buffer>, name: string,
     try {
       preamble = decodePreamble(pre);
     } catch (err) {
+      if (err instanceof FormatVersionError) throw err.at(name);
       return fail((err as Error).message);
     }
     hash.update(pre);
@@ -351,6 +352,7 @@ export async function* readImageStream(src: AsyncIterable<Buffer>, name: string,
         }
       } catch (err) {
         if (err instanceof StreamFormatError) return fail(`record ${records} at byte ${at}: ${err.message}`);
+        if (err instanceof FormatVersionError) throw err.at(name);
         throw err;
       }
     }

@@ -54,6 +54,7 @@ export async function verifyStreams(sources: StreamSource[], progress: Progress 
   // the streams of a multiplexed tape file are checked one and all: each one that fails is
   // named, and the first failure is raised after the others were read
   const failed: Array<{ stream: string; error: Error }> = [];
+  for (const src of sources) await src.precheck?.(); // a set missing its last tape: before reading the rest
   for (const src of sources) {
     for await (const s of src.streams()) {
       if (s.position.stream !== undefined) {

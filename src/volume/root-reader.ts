@@ -1,8 +1,8 @@
 // The root record a volume opens with: the valid one of the two alternating copies with
 // the higher generation (a torn write of one leaves the other), checked against the file.
-import { CorruptError, NotAVolumeError } from '../core/errors.js';
+import { CorruptError, FormatVersionError, NotAVolumeError } from '../core/errors.js';
 import fs from 'node:fs';
-import { decodeRootRecord, ROOT_MAGIC, ROOT_RECORD_BYTES, type RootRecord } from '../format/volume-root.js';
+import { decodeRootRecord, ROOT_MAGIC, ROOT_RECORD_BYTES, ROOT_VERSION, type RootRecord } from '../format/volume-root.js';
 import type { BlockFile } from './block-file.js';
 import { MAX_BLOCK_SIZE, MIN_BLOCK_SIZE, validateBlockSize, VolumeLayout } from './layout.js';
 
@@ -20,8 +20,10 @@ export function readRootRecord(file: BlockFile, path: string): RootRecord {
   }
   const valid = [a, b].filter((r): r is { ok: true; record: RootRecord } => r.ok).map((r) => r.record);
   if (valid.length === 0) {
-    const why = [a, b].some((r) => !r.ok && r.reason === 'version') ? 'of an unsupported format version' : 'not an imgstream volume';
-    throw new NotAVolumeError(`${path}: ${why}`, 'create a volume with: imgstream volume create');
+    // a newer imgstream's volume, named as such with its version (exit 5 either way)
+    const newer = [a, b].find((r) => !r.ok && r.reason === 'version');
+    if (newer && !newer.ok && newer.reason === 'version') throw new FormatVersionError('a volume', newer.version, [ROOT_VERSION], path);
+    throw new NotAVolumeError(`${path}: not an imgstream volume`, 'create a volume with: imgstream volume create');
   }
   valid.sort((x, y) => y.generation - x.generation);
   const root = valid[0];

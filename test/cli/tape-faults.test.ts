@@ -3,13 +3,17 @@
 // run tests; a tape device that is /dev/full) ends like one to a full file system: exit
 // 10, one line naming the tape and "no space left", its snapshot deleted, no partial tape
 // file left. A tape set whose next tape belongs to another set, or is the same tape again
-// under another name, is refused before any data is read (exit 4). A dump with --new-tape
-// refused after it made a tape directory leaves no directory.
+// under another name, is refused before any data is read (exit 4). A set whose last tape
+// ends in the middle of a dump is refused before anything is read or restored (exit 3),
+// naming the tape that goes on and the missing next one: a restore used to apply the dumps
+// before it first; so is a tape device of the set that cannot be opened (any source of a
+// restore, before the first stream is applied). A dump with --new-tape refused after it
+// made a tape directory leaves no directory.
 import fs from 'node:fs';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cliJson, cliOk, runCli, writeImage } from '../support/cli.js';
+import { cliJson, cliOk, runCli, sha256File, writeImage } from '../support/cli.js';
 import { tempDir } from '../support/images.js';
 import { expectOneLineError } from '../support/stream-cli.js';
 
@@ -131,6 +135,88 @@ describe('tape sets given wrong, refused before reading', () => {
     expectOneLineError(runCli(['verify', `tape:${x1},${at('x1-link')}`], o), 'verify of x1 and a link to it', 4, /is given twice \(as tapes 1 and 2 of the set: it is the same directory as /);
     fs.cpSync(x1, at('x1-copy'), { recursive: true });
     expectOneLineError(runCli(['verify', `tape:${x1},${at('x1-copy')}`], o), 'verify of x1 and a copy of it', 4, /begins with the same tape file: the same tape given twice, or a copy of it/);
+  }, 60_000);
+});
+
+describe('a set that ends in the middle of a dump', () => {
+  // a tape holding a level 1 (complete) then a level 2 that goes on on a second tape
+  const vol = at('c.vol');
+  const [t1, t2] = [at('c-t1'), at('c-t2')];
+  const base = at('c-base.vol');
+  let l2 = '';
+
+  beforeAll(() => {
+    const img = at('c.img');
+    cliOk(['volume', 'create', vol, '--size', '4M', '--volume-size', '16M', '-q'], o);
+    writeImage(img, 1024, BS, 90, 0);
+    cliOk(['volume', 'import', vol, '--from', img, '-q'], o);
+    cliOk(['snapshot', 'create', vol, 'c1'], o);
+    const few = fs.readFileSync(img);
+    few.fill(7, 0, 8 * BS);
+    fs.writeFileSync(img, few);
+    cliOk(['volume', 'import', vol, '--from', img, '-q'], o);
+    cliOk(['snapshot', 'create', vol, 'c2'], o);
+    writeImage(img, 1024, BS, 91, 0);
+    cliOk(['volume', 'import', vol, '--from', img, '-q'], o);
+    cliOk(['snapshot', 'create', vol, 'c3'], o);
+    const cat = ['--catalog', at('c.json'), '--compress', 'none', '-q'];
+    cliOk(['dump', vol, '--level', '0', '--snapshot', 'c1', '--to', at('c.l0'), ...cat], o);
+    cliOk(['dump', vol, '--level', '1', '--snapshot', 'c2', '--to', `tape:${t1}`, '--new-tape', ...cat], o);
+    l2 = cliJson<{ streamId: string }>(['dump', vol, '--level', '2', '--snapshot', 'c3', '--to', `tape:${t1},${t2}`, '--tape-size', '3M', '--new-tape', '--catalog', at('c.json'), '--compress', 'none'], o).streamId;
+    expect(tree(t1)).toEqual(['file0001.tar', 'file0002.tar']);
+    expect(tree(t2)).toEqual(['file0001.tar']);
+    cliOk(['restore', '--from', at('c.l0'), '--to', base, '-q'], o);
+  }, 120_000);
+
+  const goesOn = () => new RegExp(`^imgstream: tape ${t1} file 2 \\(tape 1 of dump ${l2}\\) goes on on tape 2 of that dump, which was not given: the set ends in the middle of the dump \\(give its next tape after ${t1}`);
+
+  it('restore refuses it before applying the complete dump before it: the volume is unchanged', () => {
+    const before = sha256File(base);
+    expectOneLineError(runCli(['restore', '--from', `tape:${t1}`, '--to', base], o), 'restore from t1 alone', 3, goesOn());
+    expect(sha256File(base), 'the level 1 on the tape was not applied').toBe(before);
+    // a new volume does not appear either
+    expectOneLineError(runCli(['restore', '--from', at('c.l0'), '--from', `tape:${t1}`, '--to', at('c-never.vol')], o), 'restore of l0 and t1 into a new volume', 3, goesOn());
+    expect(fs.existsSync(at('c-never.vol'))).toBe(false);
+  }, 60_000);
+
+  it('verify refuses it too; the complete dump reads alone (#1), and the whole set reads', () => {
+    expectOneLineError(runCli(['verify', `tape:${t1}`], o), 'verify of t1 alone', 3, goesOn());
+    expectOneLineError(runCli(['verify', `tape:${t1}#2`], o), 'verify of t1#2', 3, goesOn());
+    expect(cliJson<{ streams: unknown[] }>(['verify', `tape:${t1}#1`], o).streams).toHaveLength(1);
+    expect(cliJson<{ streams: unknown[] }>(['verify', `tape:${t1},${t2}`], o).streams).toHaveLength(2);
+    const r = cliJson<{ streams: unknown[] }>(['restore', '--from', `tape:${t1},${t2}`, '--to', base], o);
+    expect(r.streams).toHaveLength(2);
+    expect(cliJson<{ snapshots: Array<{ name: string }> }>(['snapshot', 'list', base], o).snapshots.map((x) => x.name)).toEqual(['c1', 'c2', 'c3']);
+  }, 60_000);
+
+  it('catalog rebuild from the tape alone still records the complete dump and names the other as skipped', () => {
+    const r = cliJson<{ records: number; skipped: Array<{ stream: string; reason: string }> }>(['catalog', 'rebuild', '--from', `tape:${t1}`, '--catalog', at('c-rebuilt.json')], o);
+    expect(r.skipped.map((x) => x.reason).join('; ')).toMatch(/continues on a next tape/);
+  }, 60_000);
+});
+
+describe.runIf(process.getuid?.() === 0)('a tape device of the set that cannot be opened', () => {
+  // a character device of a driver that is not there: opening it fails (ENXIO), as a drive
+  // without a tape, in use or without permission does
+  const dead = at('dead-drive');
+  const base = at('d-base.vol');
+  const made = spawnSync('mknod', [dead, 'c', '240', '7']).status === 0;
+
+  it.runIf(made)('is named before anything is read or restored, from whichever source of the restore', () => {
+    cliOk(['dump', vols[0], '--level', '0', '--compress', 'none', '--to', at('d.l0'), '--catalog', at('d.json'), '-q'], o);
+    cliOk(['restore', '--from', at('d.l0'), '--to', base, '-q'], o);
+    cliOk(['snapshot', 'create', vols[0], 'd2'], o);
+    cliOk(['dump', vols[0], '--level', '1', '--snapshot', 'd2', '--compress', 'none', '--to', at('d.l1'), '--catalog', at('d.json'), '-q'], o);
+    const before = sha256File(base);
+    // the level 1 from a file first, then a tape set whose drive cannot be opened: nothing applied
+    const line = expectOneLineError(runCli(['restore', '--from', at('d.l1'), '--from', `tape:${dead}`, '--to', base], o), 'restore with a dead drive', 10, new RegExp(dead));
+    expect(line).toMatch(/opening the tape device before reading the set/);
+    expect(sha256File(base), 'the level 1 was not applied').toBe(before);
+    // a drive that does not exist: the same, exit 3
+    expectOneLineError(runCli(['restore', '--from', at('d.l1'), '--from', `tape:${at('no-drive')}`, '--to', base], o), 'restore with a missing drive', 3, /no such directory or device/);
+    expect(sha256File(base)).toBe(before);
+    // the drive later in a set: verify names it before reading the first tape
+    expectOneLineError(runCli(['verify', `tape:${at('x1')},${dead}`], o), 'verify of a set ending on a dead drive', 10, new RegExp(dead));
   }, 60_000);
 });
 

@@ -24,7 +24,7 @@
 // short) the members' headers are walked instead, which finds every stream that ended
 // before the damage.
 
-import { TAPE_FORMAT, TAPE_FORMAT_VERSION, isValidStreamId } from './tape-format.js';
+import { TAPE_FORMAT, TAPE_FORMAT_VERSION, isValidStreamId, refuseOtherVersion } from './tape-format.js';
 
 export const BACKUP_LOG_FORMAT = 'imgstream-backup-log';
 
@@ -119,6 +119,7 @@ function parseObject(text: string): Record<string, unknown> | null {
 
 export function decodeMultiplexLabel(b: Buffer): MultiplexLabel | null {
   const v = parseObject(b.toString('utf8'));
+  refuseOtherVersion(v, TAPE_FORMAT, TAPE_FORMAT_VERSION, 'a multiplexed tape file');
   const ok =
     v &&
     v.format === TAPE_FORMAT &&
@@ -138,11 +139,13 @@ export function decodeMultiplexLabel(b: Buffer): MultiplexLabel | null {
 
 const KINDS = new Set(['label', 'part', 'end', 'continued', 'aborted', 'multiplex']);
 
-/** The backup log, or null when the text is not one (damaged: readers then walk the members). */
+/** The backup log, or null when the text is not one (damaged: readers then walk the members); FormatVersionError for a log of another version. */
 export function decodeBackupLog(text: string): BackupLog | null {
   const lines = text.split('\n').filter((l) => l !== '');
   if (lines.length === 0) return null;
   const h = parseObject(lines[0]);
+  // a newer log is not a damaged one: walking the members past it could misread them too
+  refuseOtherVersion(h, BACKUP_LOG_FORMAT, 1, 'a backup log');
   if (!h || h.format !== BACKUP_LOG_FORMAT || h.version !== 1 || typeof h.id !== 'string' || !isCount(h.sequence) || !Array.isArray(h.sources)) return null;
   const entries: LogEntry[] = [];
   for (const line of lines.slice(1)) {

@@ -5,7 +5,7 @@
 // every stream that ended before the damage is still whole. Every member read is checked
 // against its own tar header, so a wrong log cannot hand out another stream's bytes.
 import fs from 'node:fs';
-import { CorruptError, fromSystemError } from '../../core/errors.js';
+import { CorruptError, FormatVersionError, fromSystemError } from '../../core/errors.js';
 import { MAX_META_BYTES, TAR_BLOCK, decodeClosing, decodeLabel, memberName, parseMemberName, roundUp, type TapeClosing, type TapeLabel } from './tape-format.js';
 import { decodeBackupLog, decodeMultiplexLabel, type BackupLog, type LoggedKind, type MultiplexLabel } from './multiplex-format.js';
 import { decodeTarHeader, isZeroBlock } from './tar-header.js';
@@ -66,8 +66,21 @@ function open(ref: TapeFileRef): number {
   }
 }
 
+/** A member of another format version, named by the tape file it is in. */
+function named(err: unknown, ref: TapeFileRef): unknown {
+  return err instanceof FormatVersionError ? err.at(ref.name) : err;
+}
+
 /** The multiplex label of a tape file whose first member is one (null: another kind of tape file). */
 export function readMultiplexLabelAt(fd: number, ref: TapeFileRef, counter: ReadCounter): MultiplexLabel | null {
+  try {
+    return multiplexLabelAt(fd, ref, counter);
+  } catch (err) {
+    throw named(err, ref);
+  }
+}
+
+function multiplexLabelAt(fd: number, ref: TapeFileRef, counter: ReadCounter): MultiplexLabel | null {
   const head = Buffer.alloc(TAR_BLOCK);
   if (pread(fd, ref, head, 0, counter) < TAR_BLOCK) return null;
   const h = decodeTarHeader(head);
@@ -156,6 +169,8 @@ export function indexMultiplexFile(ref: TapeFileRef, counter: ReadCounter): Mult
     }
     const walked = walkMembers(fd, ref, size, counter);
     return { label, ...walked, log: null, damage: walked.damage ?? 'the backup log is missing or damaged' };
+  } catch (err) {
+    throw named(err, ref);
   } finally {
     fs.closeSync(fd);
   }
@@ -310,6 +325,8 @@ export async function* readMultiplexedParts(ref: TapeFileRef, index: MultiplexIn
     }
     if (!label) throw corrupt(`${who} is not in this tape file`);
     throw corrupt(`${who} is incomplete: the tape file ends before its end member (${index.damage ?? 'no end member'})`);
+  } catch (err) {
+    throw named(err, ref);
   } finally {
     await ra.drain();
     await fh.close();

@@ -50,6 +50,26 @@ export function tapeKind(p: string, create: boolean): TapeKind {
   throw new InvalidInputError(`tape ${p}: not a directory or a tape device`, 'give a directory (tape:DIR) or a tape device such as /dev/nst0; for a single file use --to FILE');
 }
 
+/**
+ * Refuses, before anything of a set is read, a tape that cannot be read: a device is
+ * opened and closed (no read, no write: a no-rewind drive does not move, a rewinding one
+ * was at its start anyway), so a missing medium, a drive in use or one without
+ * permission is named first; a pipe is only checked for permission (opening its read end
+ * and closing it again could end the writer's output); a directory is listed.
+ */
+export function checkTapeReadable(p: string, kind: TapeKind): void {
+  if (kind === 'directory') {
+    listTapeFiles(p);
+    return;
+  }
+  try {
+    if (fs.statSync(p).isFIFO()) fs.accessSync(p, fs.constants.R_OK);
+    else fs.closeSync(fs.openSync(p, 'r'));
+  } catch (err) {
+    throw fromSystemError(err, p, 'opening the tape device before reading the set');
+  }
+}
+
 /** The complete tape files of a tape directory, in number order. */
 export function listTapeFiles(dir: string): TapeFileEntry[] {
   let names: string[];

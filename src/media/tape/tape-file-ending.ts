@@ -12,18 +12,37 @@ import type { TapeFileLabel, TapeFileRef } from './tape-file-reader.js';
 /** Zeros a tape file may end in: the end of archive and the padding of its last record. */
 const MAX_TRAILING_ZEROS = END_OF_ARCHIVE_BYTES + MAX_RECORD_SIZE;
 
+/** A stream that goes on on the next tape: its id, and in a multiplexed tape file its volume. */
+export interface ContinuedStream {
+  streamId: string;
+  multiplexed: boolean;
+  volume: { path: string; uuid: string | null } | null;
+}
+
 /**
  * True when the tape file (whose label is `label`) ends in a continued member, false when
  * in an end member; null when that cannot be told from its end (a damaged or truncated
  * tape file: the reader names the damage when it gets there). Never throws.
  */
 export function tapeFileContinues(ref: TapeFileRef, label: TapeFileLabel): boolean | null {
+  const going = continuedStreams(ref, label);
+  return going === null ? null : going.length > 0;
+}
+
+/**
+ * The streams of the tape file that go on on the next tape ([] when every one ends
+ * there); null when that cannot be told from its end. Never throws.
+ */
+export function continuedStreams(ref: TapeFileRef, label: TapeFileLabel): ContinuedStream[] | null {
   try {
     if (label.multiplex) {
       const index = indexMultiplexFile(ref, { bytes: 0 });
-      return index.log ? index.members.some((m) => m.kind === 'continued') : null;
+      if (!index.log) return null;
+      const ids = [...new Set(index.members.filter((m) => m.kind === 'continued').map((m) => m.streamId))];
+      return ids.map((streamId) => ({ streamId, multiplexed: true, volume: index.streams.find((s) => s.streamId === streamId)?.volume ?? null }));
     }
-    return singleStreamContinues(ref, label);
+    const continues = singleStreamContinues(ref, label);
+    return continues === null ? null : continues ? [{ streamId: label.streamId, multiplexed: false, volume: null }] : [];
   } catch {
     return null;
   }

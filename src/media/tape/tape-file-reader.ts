@@ -5,7 +5,7 @@
 import fs from 'node:fs';
 import { Transform } from 'node:stream';
 import tar from 'tar-stream';
-import { CorruptError, ImgstreamError, InvalidInputError, fromSystemError } from '../../core/errors.js';
+import { CorruptError, FormatVersionError, ImgstreamError, InvalidInputError, fromSystemError } from '../../core/errors.js';
 import {
   MAX_META_BYTES,
   MAX_RECORD_SIZE,
@@ -63,6 +63,7 @@ function openArchive(ref: TapeFileRef, highWaterMark: number) {
     extract.destroy();
   };
   const asReadError = (err: unknown): ImgstreamError => {
+    if (err instanceof FormatVersionError) return err.at(ref.name);
     if (err instanceof ImgstreamError) return err;
     if (ioError) return fromSystemError(ioError, ref.path, `reading ${ref.name}`);
     const message = (err as Error)?.message ?? String(err);

@@ -16,6 +16,8 @@
 // header is ever needed, which makes the size of each member known before it is written:
 // the writer uses that to close a tape file properly before the tape is full.
 
+import { FormatVersionError } from '../../core/errors.js';
+
 export const TAPE_FORMAT = 'imgstream-tape';
 export const TAPE_FORMAT_VERSION = 1;
 export const TAR_BLOCK = 512;
@@ -117,9 +119,18 @@ function parseJson(b: Buffer): Record<string, unknown> | null {
   }
 }
 
-/** The label, or null when the bytes are not a label this version reads. */
+/**
+ * Refuses a JSON member of format `format` whose version is not `version` (a newer
+ * imgstream wrote it): FormatVersionError, not damage.
+ */
+export function refuseOtherVersion(v: Record<string, unknown> | null, format: string, version: number, what: string): void {
+  if (v && v.format === format && v.version !== version) throw new FormatVersionError(what, v.version, [version]);
+}
+
+/** The label, or null when the bytes are not a label (damage); FormatVersionError for a label of another version. */
 export function decodeLabel(b: Buffer): TapeLabel | null {
   const v = parseJson(b);
+  refuseOtherVersion(v, TAPE_FORMAT, TAPE_FORMAT_VERSION, 'a tape file');
   const ok =
     v &&
     v.format === TAPE_FORMAT &&

@@ -4,12 +4,17 @@
 // which tape of which dump it is. Without this check, a continuation given first was
 // skipped silently, and a wrong tape after one whose last dump goes on was found only
 // when the reader got there, as damage (exit 9) after reading the whole first tape.
+// Restore and verify also refuse a set whose last tape ends in the middle of a dump they
+// would read (refuseMissingContinuation): found at the end of reading, a restore had
+// applied the dumps before it by then. A drive cannot be read ahead: a set ending on one
+// is checked as it is read (each stream is applied whole or not at all).
 import fs from 'node:fs';
 import path from 'node:path';
 import { InvalidInputError, NotFoundError } from '../../core/errors.js';
 import { listTapeFiles, type TapeKind } from './tape-directory.js';
 import { readTapeLabel, type TapeFileLabel } from './tape-file-reader.js';
-import { tapeFileContinues } from './tape-file-ending.js';
+import { continuedStreams, tapeFileContinues } from './tape-file-ending.js';
+import { volumeMatches } from './multiplex-source.js';
 import type { TapeLabel } from './tape-format.js';
 
 interface TapeEnds {
@@ -33,7 +38,8 @@ function describe(t: TapeEnds, label: TapeLabel): string {
  * name, or as a copy holding the same tape files) is refused. A continuation whose
  * earlier tapes were not given at all is refused after another tape (it is not part of
  * the set), and left to the reader when it is the first tape given (it skips it: the
- * tape's later dumps can still be read); so is a last tape whose last dump goes on.
+ * tape's later dumps can still be read); so is a last tape whose last dump goes on (see
+ * refuseMissingContinuation: restore and verify refuse it, catalog rebuild skips it).
  */
 export async function checkTapeOrder(tapes: string[], kinds: TapeKind[]): Promise<void> {
   if (tapes.length < 2) return;
@@ -99,6 +105,43 @@ export async function checkTapeOrder(tapes: string[], kinds: TapeKind[]): Promis
     }
   }
   refuseWrongNextTapes(ends, kinds);
+}
+
+/** What of a set is read: the dump starting in tape file `file` of the first tape, a multiplexed file's stream or volume. */
+export interface SetSelection {
+  file?: number;
+  stream?: string;
+  volume?: string;
+}
+
+/**
+ * Refuses a set whose last tape (a directory) ends in a tape file whose dump goes on on a
+ * next tape that was not given, when that dump would be read (with #N only the dump of
+ * tape file N is; in a multiplexed file only the streams of the volume or stream asked
+ * for). Run before anything is read, after checkTapeOrder: the dumps that end on the
+ * tapes given are still read alone (tape:DIR#N).
+ */
+export async function refuseMissingContinuation(tapes: string[], kinds: TapeKind[], select: SetSelection): Promise<void> {
+  const last = tapes.length - 1;
+  if (kinds[last] !== 'directory') return; // a drive: found as it is read
+  const files = listTapeFiles(tapes[last]);
+  const lastFile = files.at(-1);
+  if (!lastFile) return; // an empty tape: refused by the order check, or nothing to read
+  const ref = { name: `tape ${tapes[last]} file ${lastFile.number}`, path: lastFile.path };
+  const label = await readTapeLabel(ref);
+  const going = continuedStreams(ref, label);
+  if (!going || going.length === 0) return; // ends there, or cannot be told (damage: the reader names it)
+  if (select.file !== undefined) {
+    // the dump read starts in tape file N of the first tape; it reaches this file only if it is this dump's tape 1
+    if (label.sequence !== last + 1 || (last === 0 ? lastFile : listTapeFiles(tapes[0]).at(-1))?.number !== select.file) return;
+  }
+  const read = going.filter((s) => !s.multiplexed || ((select.stream === undefined || s.streamId === select.stream) && (select.volume === undefined || volumeMatches(s, select.volume))));
+  if (read.length === 0) return;
+  const what = label.multiplex ? `multiplexed dump ${label.streamId}${read.length === 1 && read[0].volume ? ` (the dump of ${read[0].volume.path})` : ''}` : `dump ${label.streamId}`;
+  throw new NotFoundError(
+    `${ref.name} (tape ${label.sequence} of ${what}) goes on on tape ${label.sequence + 1} of that dump, which was not given: the set ends in the middle of the dump`,
+    `give its next tape after ${tapes[last]}: tape:${tapes.join(',')},NEXT (a dump that ends on these tapes reads alone: tape:DIR#N)`,
+  );
 }
 
 /** The same tape given twice: the same path, or the same directory under another name (a symbolic link). */

@@ -4,9 +4,9 @@
 import path from 'node:path';
 import { InvalidInputError, NotFoundError } from '../../core/errors.js';
 import type { MediaPosition, SourceStream, StreamSource } from '../medium.js';
-import { type TapeKind, listTapeFiles, tapeKind } from './tape-directory.js';
+import { type TapeKind, checkTapeReadable, listTapeFiles, tapeKind } from './tape-directory.js';
 import { type StreamProgress, type TapeFileRef, readTapeFileParts, readTapeLabel } from './tape-file-reader.js';
-import { checkTapeOrder } from './tape-order.js';
+import { checkTapeOrder, refuseMissingContinuation } from './tape-order.js';
 import { multiplexedStreams } from './multiplex-source.js';
 
 export interface TapeSourceOptions {
@@ -37,6 +37,11 @@ export interface TapeSourceOptions {
  * position. The stream's position then names the device and no tape file number.
  *
  * A damaged or truncated tape file ends the stream with a CorruptError naming it.
+ *
+ * Before reading, every tape is checked (devices opened, directories listed) and a set
+ * of directories is checked for order; precheck() (restore, verify) also refuses a set
+ * whose last tape ends in the middle of a dump it would read. A set ending on a device
+ * cannot be checked that way: a drive is read only once, as the stream reaches it.
  */
 export function tapeSource(opts: TapeSourceOptions): StreamSource {
   if (opts.tapes.length === 0 || opts.tapes.some((t) => t === '')) throw new InvalidInputError('no tape given', 'give at least one tape: tape:DIR');
@@ -109,16 +114,30 @@ export function tapeSource(opts: TapeSourceOptions): StreamSource {
     return [{ name: ref.name, position, bytes: streamBytes(t, ref, streamId, kinds) }];
   }
 
+  /** Every tape exists and can be read; a set of directories is in order (once: precheck() or the first read). */
+  let checked: TapeKind[] | null = null;
+  async function checkSet(): Promise<TapeKind[]> {
+    if (checked) return checked;
+    const kinds = tapes.map((t) => tapeKind(t, false));
+    tapes.forEach((t, i) => checkTapeReadable(t, kinds[i]));
+    if (kinds[0] === 'directory') await checkTapeOrder(tapes, kinds);
+    checked = kinds;
+    return kinds;
+  }
+
   return {
     description: `tape ${tapes.join(',')}`,
+    async precheck(): Promise<void> {
+      const kinds = await checkSet();
+      if (kinds[0] === 'directory') await refuseMissingContinuation(tapes, kinds, { file: only, stream: opts.stream, volume: opts.volume });
+    },
     async *streams(): AsyncGenerator<SourceStream> {
-      const kinds = tapes.map((t) => tapeKind(t, false));
+      const kinds = await checkSet();
       if (kinds[0] === 'device') {
         if (only !== undefined) throw new InvalidInputError(`tape ${tapes[0]} is a device: imgstream cannot pick tape file ${only} on it`, `position the tape first (mt -f ${tapes[0]} fsf N) and read tape:${tapes[0]}`);
         yield* (await startingStreams(0, { name: `tape ${tapes[0]}`, path: tapes[0] }, undefined, kinds)) ?? [];
         return;
       }
-      await checkTapeOrder(tapes, kinds);
       const skipped: string[] = [];
       let yielded = 0;
       for (let t = 0; t < tapes.length; t++) {

@@ -1,0 +1,94 @@
+// What a write journal holds when a server opens it again, after a clean stop or a crash
+// (journal-writer.ts acts on it): where it ends (the last intact record), a torn last
+// record cut off (only what a write cut short by a crash leaves; anything else is damage,
+// refused, never cut off in silence), the changes after the last CP marker (acknowledged
+// writes the volume may lack: replayed), whether it had overflowed, and a volume whose
+// disk changed without its journal since (refused: a destination would miss the change).
+import fs from 'node:fs';
+import { CorruptError, InvalidInputError } from '../core/errors.js';
+import type { Volume } from '../volume/volume.js';
+import type { SegmentFile } from './journal-files.js';
+import { JournalReader } from './journal-reader.js';
+import { decodeHeader, parseMarker, RECORD_HEADER_BYTES, RecordKind, type JournalRecord } from './record.js';
+
+export const DAMAGED_HINT = 'serve without --journal; to protect again, move the journal directory aside and protect to a new destination';
+
+export interface JournalScan {
+  /** Sequence number of the last intact record (the first segment's first, less one, when none is). */
+  lastSeq: number;
+  /** The segment writing goes on in: the last one. */
+  lastSegment: SegmentFile;
+  /** Bytes of a torn last record cut off. */
+  tornBytes: number;
+  /** The DATA and ZERO records after the last CP marker (payloads copied), oldest first. */
+  tail: JournalRecord[];
+  /** An OVERFLOW marker with no RESYNC after it: changes are tracked as dirty blocks. */
+  overflowed: boolean;
+}
+
+/** Reads the journal `dir` of `vol` (its segments `segs`, at least one) to its end and cuts a torn tail off. */
+export function scanJournal(dir: string, segs: SegmentFile[], vol: Volume): JournalScan {
+  const tail: JournalRecord[] = [];
+  let overflowedAt = -1;
+  let known: { generation?: number; mapRoot?: number } | null = null; // what the last CP or OPEN marker recorded of the volume
+  let lastSeq = 0;
+  const r = new JournalReader(dir, segs[0].firstSeq);
+  let lastEnd = 0;
+  let lastSeg = segs[0].path;
+  try {
+    for (let rec = r.next(); rec !== null; rec = r.next()) {
+      lastSeq = rec.seq;
+      lastSeg = rec.segment;
+      lastEnd = rec.payloadAt + rec.payloadBytes;
+      if (rec.kind === RecordKind.Cp || rec.kind === RecordKind.Open) known = parseMarker<{ generation?: number; mapRoot?: number }>(rec);
+      if (rec.kind === RecordKind.Cp) tail.length = 0;
+      else if (rec.kind === RecordKind.Data || rec.kind === RecordKind.Zero) tail.push({ ...rec, payload: Buffer.from(rec.payload) });
+      else if (rec.kind === RecordKind.Overflow) overflowedAt = rec.seq;
+      else if (rec.kind === RecordKind.Resync) overflowedAt = -1;
+    }
+  } finally {
+    r.close();
+  }
+  if (lastSeq === 0) lastSeq = segs[0].firstSeq - 1;
+  const last = segs[segs.length - 1];
+  if (lastSeg !== last.path && fs.statSync(last.path).size > 0) {
+    throw new CorruptError(`${last.path}: the journal's last segment holds no intact record`, DAMAGED_HINT);
+  }
+  if (lastSeg !== last.path) lastEnd = 0;
+  const size = fs.statSync(last.path).size;
+  let tornBytes = 0;
+  if (size > lastEnd) {
+    if (!tornTail(last.path, lastEnd, size)) {
+      throw new CorruptError(`${last.path}: a damaged record at byte ${lastEnd}, with ${size - lastEnd} bytes after it`, DAMAGED_HINT);
+    }
+    tornBytes = size - lastEnd;
+    fs.truncateSync(last.path, lastEnd);
+  }
+  // the disk changed since without the journal (served without --journal, imported into): a destination would
+  // never see it. Its map root tells (snapshots alone leave it as it was); after a crash the tail replays instead
+  if (tail.length === 0 && overflowedAt < 0 && known?.mapRoot !== undefined && vol.rootRecord.mapRoot !== known.mapRoot) {
+    throw new InvalidInputError(
+      `${vol.path}: its disk changed without its journal since the journal's last record (at generation ${known.generation}, now ${vol.rootRecord.generation}): its protection destination would miss that change`,
+      `start protection over: move ${dir} aside, serve with --journal and protect to a new destination`,
+    );
+  }
+  return { lastSeq, lastSegment: last, tornBytes, tail, overflowed: overflowedAt >= 0 };
+}
+
+/**
+ * True when the bytes from `at` to the end of the segment are what a write cut short by a
+ * crash leaves: less than a header, or one record whose extent reaches the end. Anything
+ * else (a bad record followed by more) is damage, never cut off in silence.
+ */
+function tornTail(file: string, at: number, size: number): boolean {
+  if (size - at < RECORD_HEADER_BYTES) return true;
+  const head = Buffer.alloc(RECORD_HEADER_BYTES);
+  const fd = fs.openSync(file, 'r');
+  try {
+    fs.readSync(fd, head, 0, RECORD_HEADER_BYTES, at);
+  } finally {
+    fs.closeSync(fd);
+  }
+  const h = decodeHeader(head, 0);
+  return h !== null && at + RECORD_HEADER_BYTES + h.payloadBytes >= size;
+}
