@@ -5,8 +5,7 @@
 import fs from 'node:fs';
 import { tempBeside } from '../fs/stale-temp.js';
 import path from 'node:path';
-import { once } from 'node:events';
-import { ExistsError, InvalidInputError, fromSystemError } from '../core/errors.js';
+import { ExistsError, InvalidInputError, IoError, fromSystemError } from '../core/errors.js';
 import type { ImageReader, ImageSource } from './import.js';
 import { preadFully } from './image-compare.js';
 import type { ImageSink } from './export.js';
@@ -161,11 +160,22 @@ export function fileSink(file: string, opts: { force: boolean; size: number }): 
   };
 }
 
+/** Raw bytes to stdout (`volume export --to -`): a reader that goes away (`| head`) is one line, exit 10. */
 export function stdoutSink(): FileSink {
   const out = process.stdout;
+  let failed: Error | null = null;
+  out.on('error', (err) => {
+    failed = err;
+  });
+  const check = (): void => {
+    if (failed) throw new IoError(`stdout: ${failed.message}`, 'the reading end of the pipe went away');
+  };
   return {
     async write(data) {
-      if (!out.write(data)) await once(out, 'drain');
+      check();
+      // settle once the bytes left (or the write failed): the caller reuses the buffer after this
+      await new Promise<void>((resolve) => out.write(data, () => resolve()));
+      check();
     },
     async finish() {},
     discard() {},

@@ -1,7 +1,8 @@
 // A dump that fails after taking its snapshot (its reader went away: stdout closed early)
 // deletes that snapshot, on a volume it opened and on one a server holds: a nightly job
 // failing every night must not pile up snapshots (and their blocks) until the slots run
-// out. The catalog records nothing, and the next dump works.
+// out. The catalog records nothing, and the next dump works. A raw export to such a pipe
+// ends in one line too (it was an internal error).
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -63,4 +64,25 @@ describe('a failed dump', () => {
     expect(recorded()).toBe(2);
     cliOk(['verify', at('v.l0'), at('v.l1')], { env });
   }, 120_000);
+});
+
+describe('volume export to a pipe whose reader goes away', () => {
+  it('ends with one line and exit 10, and the volume is as it was', async () => {
+    const vol = at('e.vol');
+    writeImage(at('e.raw'), 4096, BS, 2, 0);
+    cliOk(['volume', 'create', vol, '--size', String(4096 * BS)], { env });
+    cliOk(['volume', 'import', vol, '--from', at('e.raw')], { env });
+    const before = fs.readFileSync(vol);
+    const child = spawn('sh', ['-c', `"${process.execPath}" "${CLI_BIN}" volume export "${vol}" --to - | head -c 4096 >/dev/null`], { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+    const r = await finished(child, 60_000);
+    expect(r.stderr.trim().split('\n'), r.stderr).toHaveLength(1);
+    expect(r.stderr).toMatch(/^imgstream: stdout: .*EPIPE.*reading end of the pipe went away/);
+    expect(fs.readFileSync(vol).equals(before), 'the volume file changed').toBe(true);
+    // its exit code, without the shell in between
+    const direct = spawn(process.execPath, [CLI_BIN, 'volume', 'export', vol, '--to', '-'], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    direct.stdout!.once('data', () => direct.stdout!.destroy());
+    const d = await finished(direct, 60_000);
+    expect(d.code, d.stderr).toBe(10);
+    expect(d.stderr.trim().split('\n')).toHaveLength(1);
+  }, 60_000);
 });
