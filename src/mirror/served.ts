@@ -8,7 +8,7 @@
 import { assertServedWritable, registerControlOp, type ControlArgs } from '../control/ops.js';
 import type { ServedVolume } from '../control/served-volume.js';
 import type { Volume } from '../volume/volume.js';
-import { finishSource, prepareSource, type FinishArgs, type PrepareArgs, type SourceAccess } from './source-access.js';
+import { finishSource, olderMirrorSnapshots, prepareSource, type FinishArgs, type PrepareArgs, type SourceAccess } from './source-access.js';
 
 registerControlOp('mirror.prepare', (vol: Volume, args: ControlArgs, session) => {
   assertServedWritable(vol);
@@ -22,9 +22,11 @@ registerControlOp('mirror.prepare', (vol: Volume, args: ControlArgs, session) =>
 registerControlOp('mirror.finish', (vol: Volume, args: ControlArgs, session) => {
   assertServedWritable(vol);
   const p = args as unknown as FinishArgs;
-  const prefix = `mirror.${p.tag}.`;
-  for (const s of vol.snapshots()) if (!p.cascade && s.name.startsWith(prefix) && s.id < p.topId) session.pins.assertUnpinned(vol.path, s, 'deleted');
-  finishSource(vol, p);
+  // the transfer is complete: an older snapshot a reader still pins (a dump or an export
+  // reading it) is deleted when that reader lets go, instead of failing the update
+  const later = new Set(olderMirrorSnapshots(vol, p).filter((s) => session.pins.held(s.id)).map((s) => s.id));
+  finishSource(vol, p, (id) => later.has(id));
+  for (const id of later) session.pins.deleteWhenUnpinned(id);
   session.commit();
   return { done: true };
 });

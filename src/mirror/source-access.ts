@@ -92,13 +92,21 @@ export function localSource(vol: Volume): SourceAccess {
 }
 
 
-/** After a transfer the destination holds: empty the shipped plane, drop the relationship's older snapshots. */
-export function finishSource(vol: Volume, p: FinishArgs): void {
+/** The relationship's snapshots older than the transfer's top, which finishSource drops (none for a cascade: not its own). */
+export function olderMirrorSnapshots(vol: Volume, p: FinishArgs): SnapshotEntry[] {
+  if (p.cascade) return [];
+  const prefix = `mirror.${p.tag}.`;
+  return vol.snapshots().filter((s) => s.name.startsWith(prefix) && s.id < p.topId);
+}
+
+/**
+ * After a transfer the destination holds: empty the shipped plane, drop the relationship's
+ * older snapshots but those `keep` names (a served volume's readers pin them: the server
+ * deletes them once they let go).
+ */
+export function finishSource(vol: Volume, p: FinishArgs, keep: (id: number) => boolean = () => false): void {
   vol.clearMarkOnAllocate(PLANE_MOA[vol.rootRecord.moaCurrent ^ 1]);
-  if (!p.cascade) {
-    const prefix = `mirror.${p.tag}.`;
-    for (const s of vol.snapshots()) if (s.name.startsWith(prefix) && s.id < p.topId) vol.dropSnapshotEntry(s.name);
-  }
+  for (const s of olderMirrorSnapshots(vol, p)) if (!keep(s.id)) vol.dropSnapshotEntry(s.name);
   vol.commit();
 }
 

@@ -64,3 +64,29 @@ describe.skipIf(missing.length > 0)('mirror update while the volume is served', 
     expect(check.ok).toBe(true);
   });
 });
+
+describe('mirror update while a reader holds the previous mirror snapshot', () => {
+  it('completes, and the previous snapshot goes once the reader lets go', async () => {
+    const vol = at('p.vol');
+    const dest = at('p-mirror.vol');
+    await cli(['volume', 'create', vol, '--size', String(1 << 20)], locks);
+    const server = await startServer(vol, ['--socket', at('p.sock')], locks);
+    const names = async () => (JSON.parse((await imgstream(['snapshot', 'list', vol, '--json'])).stdout).snapshots as Array<{ name: string }>).map((s) => s.name);
+    try {
+      const first = JSON.parse((await imgstream(['mirror', 'update', vol, '--to', dest, '--json'])).stdout).top as string;
+      // a reader of the previous mirror snapshot (as a dump of all snapshots, or an export)
+      const reader = await startServer(vol, ['--snapshot', first], locks);
+      const second = JSON.parse((await imgstream(['mirror', 'update', vol, '--to', dest, '--json'])).stdout).top as string;
+      expect(await names()).toEqual([first, second]);
+      await reader.stop();
+      const deadline = Date.now() + 10_000;
+      while ((await names()).includes(first) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+      expect(await names()).toEqual([second]);
+      const third = JSON.parse((await imgstream(['mirror', 'update', vol, '--to', dest, '--json'])).stdout).top as string;
+      expect(await names()).toEqual([third]);
+    } finally {
+      await server.stop();
+    }
+    expect(JSON.parse((await imgstream(['volume', 'check', vol, '--json'])).stdout).ok).toBe(true);
+  });
+});
