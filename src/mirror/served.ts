@@ -13,8 +13,16 @@ import { finishSource, olderMirrorSnapshots, prepareSource, type FinishArgs, typ
 registerControlOp('mirror.prepare', (vol: Volume, args: ControlArgs, session) => {
   assertServedWritable(vol);
   const p = args as unknown as PrepareArgs;
-  // snapshots this relationship drops must not be pinned by a reader
-  const top = prepareSource(vol, { ...p, keepIds: p.keepIds ?? [] });
+  // snapshots this relationship drops must not go under a reader (a dump or export
+  // reading them): those it pins are deleted when it lets go
+  const later = new Set<number>();
+  const keep = (id: number): boolean => {
+    if (!session.pins.held(id)) return false;
+    later.add(id);
+    return true;
+  };
+  const top = prepareSource(vol, { ...p, keepIds: p.keepIds ?? [] }, keep);
+  for (const id of later) session.pins.deleteWhenUnpinned(id);
   session.commit();
   return { top };
 });

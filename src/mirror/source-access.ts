@@ -52,8 +52,12 @@ export interface FinishArgs {
   cascade: boolean;
 }
 
-/** The writing step before a new transfer: the top snapshot and the swap, in one CP. */
-export function prepareSource(vol: Volume, p: PrepareArgs): string {
+/**
+ * The writing step before a new transfer: the top snapshot and the swap, in one CP. The
+ * relationship's snapshots of transfers that never completed are dropped, but those `keep`
+ * names (a served volume's readers pin them: the server deletes them once they let go).
+ */
+export function prepareSource(vol: Volume, p: PrepareArgs, keep: (id: number) => boolean = () => false): string {
   let top: SnapshotEntry;
   if (p.top !== null) top = vol.snapshot(p.top);
   else if (p.cascade) {
@@ -65,7 +69,7 @@ export function prepareSource(vol: Volume, p: PrepareArgs): string {
     // snapshots of transfers that never completed: the destination does not have them
     const prefix = `mirror.${p.tag}.`;
     for (const s of vol.snapshots()) {
-      if (s.name.startsWith(prefix) && s.id < top.id && !p.keepIds.some((d) => sameSnapshot(identOf(s), d))) vol.dropSnapshotEntry(s.name);
+      if (s.name.startsWith(prefix) && s.id < top.id && !p.keepIds.some((d) => sameSnapshot(identOf(s), d)) && !keep(s.id)) vol.dropSnapshotEntry(s.name);
     }
   }
   if (p.track) {
