@@ -40,7 +40,8 @@ const DISK = 256 * BS;
 /** Regular snapshots kept besides the mirror's (the oldest is deleted beyond), and all but the mirror's. */
 const KEEP = 4;
 const KEEP_ALL = 8;
-const RESUME_FILES = ['.mirror.vol.mirror-new', '.mirror.vol.mirror-stage', '.mirror.vol.mirror-transfer'];
+/** What a stopped transfer keeps beside the mirror to resume (README, Mirroring), and the resume file's next version a kill may leave. */
+const RESUME_FILES = ['.mirror.vol.mirror-new', '.mirror.vol.mirror-stage', '.mirror.vol.mirror-transfer', '.mirror.vol.mirror-saving'];
 
 type Cmd =
   | { kind: 'snapshot'; shadow: boolean }
@@ -97,6 +98,7 @@ interface DumpRecord {
   file: string;
   /** The files of its chain, level 0 first, this one last. */
   chain: string[];
+  step: number;
 }
 
 const seen = { steps: 0, snapshots: 0, dumps: 0, restores: 0, mirrors: 0, exports: 0, killed: 0, busyDeletes: 0, refusedWrites: 0, full: 0, refusedDumps: 0, shadowsReused: 0 };
@@ -147,9 +149,8 @@ async function runSequence(steps: Step[]): Promise<void> {
       const cmds = [...step.cmds];
       const crowded = users.filter((s) => !s.shadow).length >= KEEP || users.length >= KEEP_ALL;
       if (crowded && !cmds.some((c) => c.cmd.kind === 'delete')) cmds.push({ cmd: { kind: 'delete' }, delayMs: 100 });
-      // one dump and one mirror update a step (two at once would only race for the catalog's order)
-      const firstOf = (k: string) => cmds.findIndex((c) => c.cmd.kind === k);
-      const chosen = cmds.filter((c, i) => !((c.cmd.kind === 'dump' || c.cmd.kind === 'mirror') && firstOf(c.cmd.kind) !== i));
+      const chosen = cmds;
+      const dumpsAtStart = dumps.length;
       const victims = new Map<number, Snap>(); // index in chosen -> its victim
       let nextVictim = 0;
       for (const [i, c] of chosen.entries()) if (c.cmd.kind === 'delete' && nextVictim < candidates.length) victims.set(i, candidates[nextVictim++]);
@@ -201,7 +202,11 @@ async function runSequence(steps: Step[]): Promise<void> {
       }
 
       // each command ended as documented, and what it made is exact
-      for (const [i, { cmd }] of chosen.entries()) {
+      const catalog = await catalogNow();
+      const newestMirror = Math.max(-1, ...chosen.map((c, i) => (c.cmd.kind === 'mirror' && results[i].r?.code === 0 ? after.find((s) => s.name === JSON.parse(results[i].r!.stdout).top)?.id ?? -1 : -1)));
+      const order = chosen.map((_, i) => i).sort((a, b) => results[a].end - results[b].end);
+      for (const i of order) {
+        const { cmd } = chosen[i];
         const { r, start, end } = results[i];
         const what = `${where}: ${results[i].args?.join(' ') ?? cmd.kind}`;
         if (!r) continue;
@@ -219,7 +224,7 @@ async function runSequence(steps: Step[]): Promise<void> {
           if (r.code === 0) expect(ids.has(v.id), `${what}: still listed`).toBe(false);
           else seen.busyDeletes++;
         } else if (cmd.kind === 'dump') {
-          await checkDump(cmd, plans[i].file!, r, what);
+          await checkDump(cmd, plans[i].file!, r, what, chosen.some((c, j) => j !== i && c.cmd.kind === 'dump' && c.cmd.level < cmd.level));
         } else if (cmd.kind === 'mirror') {
           if (cmd.kill && r.signal === 'SIGKILL') {
             // the mirror is as it was, or at the transfer's snapshot (killed after the switch)
@@ -228,12 +233,15 @@ async function runSequence(steps: Step[]): Promise<void> {
             const tops = after.filter((s) => isMirrors(s) && !before.some((b) => b.id === s.id)).map((s) => known.get(s.id));
             expect(now === mirrorContent || (now !== null && (now.equals(mirrorContent ?? Buffer.alloc(0)) || tops.some((t) => t && now.equals(t)))), `${what}: a killed update changed the mirror`).toBe(true);
             if (now) mirrorContent = now;
-            for (const f of RESUME_FILES) expected.add(f); // what a stopped transfer keeps to resume (README, Mirroring)
+            for (const f of RESUME_FILES) expected.add(f);
             continue;
           }
+          const two = chosen.filter((c) => c.cmd.kind === 'mirror').length > 1;
+          if (two && r.code === 7 && /mirror|transfer|busy|in use/.test(r.stderr)) continue; // the other one holds the destination
           expect(r.code, `${what}: ${said(r)}`).toBe(0);
           const res = JSON.parse(r.stdout) as { top: string };
           const top = after.find((s) => s.name === res.top);
+          if (two && top?.id !== newestMirror) continue; // the other update of this step came after it (and dropped this one's snapshot)
           expect(top, `${what}: its snapshot ${res.top} is not on the source`).toBeDefined();
           expect((await readVolume(mirror)).equals(known.get(top!.id)!), `${what}: the mirror is not its snapshot ${res.top}`).toBe(true);
           const m = Volume.open(mirror, { write: false });
@@ -271,6 +279,8 @@ async function runSequence(steps: Step[]): Promise<void> {
         }
       }
 
+      // the catalog holds exactly the dumps that completed
+      expect([...(await catalogNow()).keys()].sort(), `${where}: the catalog`).toEqual(dumps.map((d) => d.file).sort());
       // nothing leaks: no file, no snapshot beyond what the model knows
       for (const f of fs.readdirSync(run)) expect(expected.has(f), `${where}: left ${f}`).toBe(true);
       for (const s of await list()) {
@@ -279,8 +289,8 @@ async function runSequence(steps: Step[]): Promise<void> {
       seen.shadowsReused += after.filter((s) => s.shadow && s.reusedBlocks > 0).length;
 
       /** The dump's outcome, as the model predicts it from its catalog and the snapshots. */
-      async function checkDump(cmd: Extract<Cmd, { kind: 'dump' }>, file: string, r: CliResult, what: string): Promise<void> {
-        const lower = dumps.filter((d) => d.level < cmd.level);
+      async function checkDump(cmd: Extract<Cmd, { kind: 'dump' }>, file: string, r: CliResult, what: string, lowerBeside: boolean): Promise<void> {
+        const lower = dumps.slice(0, dumpsAtStart).filter((d) => d.level < cmd.level);
         const baseDump = lower[lower.length - 1];
         const baseSnap = baseDump && before.find((s) => s.id === baseDump.topId);
         const allowed = new Set<number>();
@@ -290,9 +300,11 @@ async function runSequence(steps: Step[]): Promise<void> {
           if (baseSnap && doomed.has(baseSnap.id)) allowed.add(3);
           if (baseSnap?.shadow) allowed.add(4);
         }
+        if (lowerBeside) allowed.add(0); // a lower level that ended first is its base
+        const rec = catalog.get(file);
         const partials = fs.readdirSync(run).filter((f) => f.startsWith(`.${path.basename(file)}.partial-`));
         let leftSnapshot = false;
-        if (cmd.kill && r.code !== 0 && !allowed.has(r.code ?? -1)) {
+        if (cmd.kill && r.code !== 0 && !rec && !allowed.has(r.code ?? -1)) {
           seen.killed++;
           if (cmd.kill.signal === 'SIGTERM') {
             // stopped cleanly (143), or before it set its handler: nothing left either way
@@ -312,26 +324,40 @@ async function runSequence(steps: Step[]): Promise<void> {
         // a shadow snapshot the dump carries lost blocks to the allocator while it was read
         // (README, "While a volume is served": it fails rather than send mixed data)
         const shadowReused = r.code === 4 && /shadow snapshot "[^"]+" had blocks reused while it was read/.test(r.stderr) && [...before, ...after].some((s) => s.shadow);
-        if (!shadowReused) expect([...allowed], `${what}: ${said(r)}`).toContain(r.code);
+        // (a killed dump the catalog recorded had completed: the signal came too late)
+        if (!shadowReused && !(cmd.kill && rec)) expect([...allowed], `${what}: ${said(r)}`).toContain(r.code);
         expect(partials, `${what}: left a partial file`).toEqual([]);
-        if (r.code !== 0) {
+        if (r.code !== 0 && !rec) {
           seen.refusedDumps++;
           expect(fs.existsSync(file), `${what}: a refused dump left its output`).toBe(false);
           return;
         }
-        const res = JSON.parse(r.stdout) as { top: string; level: number };
-        const top = after.find((s) => s.name === res.top);
+        // the catalog recorded it, with the base the model expects (the newest lower level when
+        // the step began, or one that ended in this step before it)
+        expect(rec, `${what}: not in the catalog`).toBeDefined();
+        expect(rec!.level, what).toBe(cmd.level);
+        const res = { top: rec!.top.name };
+        const top = after.find((s) => s.id === rec!.top.id);
         expect(top, `${what}: its snapshot ${res.top} is not listed`).toBeDefined();
-        const chain = [...(cmd.level > 0 ? baseDump!.chain : []), file];
-        dumps.push({ level: cmd.level, topId: top!.id, top: res.top, file, chain });
+        const base = rec!.base ? dumps.find((d) => d.topId === rec!.base!.id) : undefined;
+        if (cmd.level > 0) {
+          expect(base && base.level < cmd.level && (base === baseDump || (base.step === si && lowerBeside)), `${what}: its base ${rec!.base?.name} is not the newest lower level`).toBe(true);
+        } else expect(rec!.base, what).toBeNull();
+        const chain = [...(base ? base.chain : []), file];
+        dumps.push({ level: cmd.level, topId: top!.id, top: res.top, file, chain, step: si });
         expected.add(path.basename(file));
         seen.dumps++;
         // the chain restores to exactly the dump's snapshot
         const copy = at('restored.vol');
         await must(['restore', ...chain.flatMap((f) => ['--from', f]), '--to', copy]);
         const restored = await readVolume(copy, res.top);
-        fs.rmSync(copy);
         expect(restored.equals(known.get(top!.id)!), `${what}: the chain ${chain.map((f) => path.basename(f)).join(' ')} does not restore to ${res.top}`).toBe(true);
+        // and every other snapshot it carries is the source's
+        const r2 = Volume.open(copy, { write: false });
+        const carried = r2.snapshots().filter((s) => s.id !== top!.id && known.has(s.id) && !(s.shadow && s.reusedBlocks > 0));
+        r2.close();
+        for (const s of carried) expect((await readVolume(copy, s.name)).equals(known.get(s.id)!), `${what}: restored snapshot ${s.name}`).toBe(true);
+        fs.rmSync(copy);
         seen.restores++;
       }
     }
@@ -351,6 +377,13 @@ async function runSequence(steps: Step[]): Promise<void> {
   } finally {
     if (!stopped) await server.kill9();
     if (!process.env.KEEP) fs.rmSync(run, { recursive: true, force: true });
+  }
+
+  /** The catalog's complete dumps by file. */
+  async function catalogNow(): Promise<Map<string, { level: number; base: { id: number; name: string } | null; top: { id: number; name: string } }>> {
+    if (!fs.existsSync(env.IMGSTREAM_CATALOG)) return new Map();
+    const list = JSON.parse((await must(['catalog', 'list', '--json'])).stdout) as { dumps: Array<{ level: number; base: { id: number; name: string } | null; top: { id: number; name: string }; media: { location: string }; status: string }> };
+    return new Map(list.dumps.filter((d) => d.status === 'complete').map((d) => [d.media.location, d]));
   }
 
   /** The command line of a command, and what it names. */
