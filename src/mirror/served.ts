@@ -5,6 +5,7 @@
 // them through a lockless view. A pinned snapshot's plane and blocks never change (see
 // Volume.openView), and the shipped mark-on-allocate plane is written only by
 // finishSource: the server records into the other one.
+import { NotFoundError } from '../core/errors.js';
 import { assertServedWritable, registerControlOp, type ControlArgs } from '../control/ops.js';
 import type { ServedVolume } from '../control/served-volume.js';
 import type { Volume } from '../volume/volume.js';
@@ -55,10 +56,19 @@ export function servedSource(served: ServedVolume): SourceAccess & { close(): vo
       reopen();
       return r.top;
     },
-    hold: async (names) => {
-      await served.pin(names);
-      held = names;
-      return reopen();
+    hold: async (select) => {
+      for (let attempt = 1; ; attempt++) {
+        const names = select(view);
+        try {
+          await served.pin(names); // all, or none when one does not exist
+        } catch (err) {
+          if (!(err instanceof NotFoundError) || attempt === 5) throw err;
+          reopen(); // one went since the view was read: ask again
+          continue;
+        }
+        held = names;
+        return reopen();
+      }
     },
     finish: async (p) => {
       if (held.length) await served.unpin(held);

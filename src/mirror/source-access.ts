@@ -27,8 +27,12 @@ export interface SourceAccess {
   volume(): Volume;
   /** Takes the transfer's top snapshot and swaps the planes (see prepareSource); the top's name. */
   prepare(p: PrepareArgs): Promise<string>;
-  /** Keeps these snapshots (the transfer's new state) from going while they are read; the volume to read them through. */
-  hold(names: string[]): Promise<Volume>;
+  /**
+   * Keeps the snapshots `select` names (the transfer's new state) from going while they
+   * are read; the volume to read them through. Asks `select` again, of a fresh view, when
+   * one of them went before it was held (an overlapping update dropped its old snapshot).
+   */
+  hold(select: (vol: Volume) => string[]): Promise<Volume>;
   /** After the destination committed (see finishSource). */
   finish(p: FinishArgs): Promise<void>;
   /** Deletes the top snapshot prepare() took, after a transfer that failed with nothing to resume from. */
@@ -50,6 +54,8 @@ export interface FinishArgs {
   tag: string;
   topId: number;
   cascade: boolean;
+  /** The swap count after the prepare of this transfer (absent: from an older sender, the plane is emptied as before). */
+  moaSwaps?: number;
 }
 
 /**
@@ -109,7 +115,9 @@ export function olderMirrorSnapshots(vol: Volume, p: FinishArgs): SnapshotEntry[
  * deletes them once they let go).
  */
 export function finishSource(vol: Volume, p: FinishArgs, keep: (id: number) => boolean = () => false): void {
-  vol.clearMarkOnAllocate(PLANE_MOA[vol.rootRecord.moaCurrent ^ 1]);
+  // another update of this relationship swapped again since (a served volume: two updates
+  // overlapping): its shipped plane now holds these marks too, and must keep them
+  if (p.moaSwaps === undefined || p.moaSwaps === vol.rootRecord.moaSwaps) vol.clearMarkOnAllocate(PLANE_MOA[vol.rootRecord.moaCurrent ^ 1]);
   for (const s of olderMirrorSnapshots(vol, p)) if (!keep(s.id)) vol.dropSnapshotEntry(s.name);
   vol.commit();
 }
