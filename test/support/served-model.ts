@@ -53,7 +53,20 @@ export function notAllowedState(content: Buffer, base: Buffer, log: LoggedOp[], 
     for (let b = 0; b * bs < state.length; b++) if (!state.subarray(b * bs, (b + 1) * bs).equals(content.subarray(b * bs, (b + 1) * bs))) blocks.push(b);
     if (blocks.length < best.diff) best = { diff: blocks.length, applied, blocks };
   }
-  return `equals no state after ${range[0]}..${range[1]} of ${log.length} requests; nearest (after ${best.applied}) differs in blocks ${best.blocks.slice(0, 12).join(', ')}${best.blocks.length > 12 ? ` (${best.blocks.length} in all)` : ''}`;
+  // for a few blocks that differ: the requests that touched them, and after which one the block read as found
+  const story = best.blocks.slice(0, 3).map((b) => {
+    const touching = log.map((o, k) => ({ o, k })).filter(({ o }) => o.op !== 'f' && o.off < (b + 1) * bs && o.off + o.len > b * bs);
+    const m = Buffer.from(base);
+    const matches: number[] = [];
+    if (m.subarray(b * bs, (b + 1) * bs).equals(content.subarray(b * bs, (b + 1) * bs))) matches.push(0);
+    for (let k = 0; k < log.length; k++) {
+      applyOp(m, log[k]);
+      if (touching.some((t) => t.k === k) && m.subarray(b * bs, (b + 1) * bs).equals(content.subarray(b * bs, (b + 1) * bs))) matches.push(k + 1);
+    }
+    const near = touching.filter(({ k }) => k >= range[0] - 40 && k <= range[1] + 40).map(({ o, k }) => `#${k} ${o.op}${o.failed ? '(failed)' : ''} ${o.off}+${o.len} ${(o.t0 - from).toFixed(1)}..${(o.t1 - from).toFixed(1)}`);
+    return `block ${b}: reads as after requests [${matches.slice(-4).join(', ')}]; requests near (ms from the moment): ${near.join('; ')}`;
+  });
+  return `equals no state after ${range[0]}..${range[1]} of ${log.length} requests; nearest (after ${best.applied}) differs in blocks ${best.blocks.slice(0, 12).join(', ')}${best.blocks.length > 12 ? ` (${best.blocks.length} in all)` : ''}\n${story.join('\n')}`;
 }
 
 /** `imgstream ...args` as a process (to run several at once, or to kill one). */
