@@ -64,7 +64,9 @@ export async function dumpVolumeAt(path: string, target: DumpTargetFactory, opts
         // pinned by this connection (taken with pin, and held): unpinned first
         held = held.filter((s) => s.name !== name);
         await served.unpin([name]);
-        await served.deleteSnapshot(name);
+        // another dump may be reading it (a level sums every snapshot since its base): it
+        // goes when that one ends
+        await served.deleteSnapshotWhenUnpinned(name);
       },
     });
   } finally {
