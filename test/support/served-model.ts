@@ -8,7 +8,7 @@ import { Volume } from '../../src/volume/volume.js';
 import { exportImage } from '../../src/volume/export.js';
 import { finished, spawnCli, type CliResult } from './cli.js';
 import { exportToBuffer } from './images.js';
-import { applyOp, parseRun, PYTHON, WRITER, type LoggedOp } from './nbd-writer.js';
+import { applyOp, dataOf, parseRun, PYTHON, WRITER, type LoggedOp } from './nbd-writer.js';
 
 /** nbd-writer.py writing until `stop()`, which ends it between two requests (after a flush). */
 export function startStepWriter(uri: string, stopFile: string, seed: number): { stop(): Promise<{ log: LoggedOp[]; code: number | null; stderr: string }> } {
@@ -64,7 +64,15 @@ export function notAllowedState(content: Buffer, base: Buffer, log: LoggedOp[], 
       if (touching.some((t) => t.k === k) && m.subarray(b * bs, (b + 1) * bs).equals(content.subarray(b * bs, (b + 1) * bs))) matches.push(k + 1);
     }
     const near = touching.filter(({ k }) => k >= range[0] - 40 && k <= range[1] + 40).map(({ o, k }) => `#${k} ${o.op}${o.failed ? '(failed)' : ''} ${o.off}+${o.len} ${(o.t0 - from).toFixed(1)}..${(o.t1 - from).toFixed(1)}`);
-    return `block ${b}: reads as after requests [${matches.slice(-4).join(', ')}]; requests near (ms from the moment): ${near.join('; ')}`;
+    // a refused request whose data the block holds after all
+    const refused = touching.filter(({ o }) => o.failed && o.op === 'w').filter(({ o }) => {
+      const d = dataOf(o.seed, o.len);
+      const lo = Math.max(o.off, b * bs);
+      const hi = Math.min(o.off + o.len, (b + 1) * bs);
+      return d.subarray(lo - o.off, hi - o.off).equals(content.subarray(lo, hi));
+    });
+    const last = touching.slice(-3).map(({ o, k }) => `#${k} ${o.op}${o.failed ? '(failed)' : ''} ${o.off}+${o.len} ${(o.t0 - from).toFixed(1)}..${(o.t1 - from).toFixed(1)}`);
+    return `block ${b}: reads as after requests [${matches.slice(-4).join(', ')}]; refused writes it holds: [${refused.map(({ k }) => k).join(', ')}]; zero: ${content.subarray(b * bs, (b + 1) * bs).every((x) => x === 0)}; requests near (ms from the moment): ${near.join('; ')}; last: ${last.join('; ')}`;
   });
   return `equals no state after ${range[0]}..${range[1]} of ${log.length} requests; nearest (after ${best.applied}) differs in blocks ${best.blocks.slice(0, 12).join(', ')}${best.blocks.length > 12 ? ` (${best.blocks.length} in all)` : ''}\n${story.join('\n')}`;
 }
