@@ -7,7 +7,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { CorruptError, InvalidInputError, NotAVolumeError, NotFoundError, fromSystemError } from '../core/errors.js';
+import { BusyError, CorruptError, InvalidInputError, NotAVolumeError, NotFoundError, fromSystemError } from '../core/errors.js';
 import type { MediaPosition } from '../media/medium.js';
 import { VolumeLock } from '../volume/volume-lock.js';
 import { removeStaleTemp, tempBeside } from '../fs/stale-temp.js';
@@ -175,7 +175,7 @@ export class Catalog {
       }
     }
     const { dir, prefix } = tempBeside(this.file, 'new');
-    const lock = VolumeLock.acquire(this.file, fs.statSync(dir), 'catalog');
+    const lock = lockCatalog(this.file, fs.statSync(dir));
     try {
       let current: DumpRecord[];
       let damaged: string | null = null;
@@ -246,4 +246,25 @@ function kindOf(st: fs.Stats): string {
   if (st.isCharacterDevice()) return 'character device';
   if (st.isBlockDevice()) return 'block device';
   return 'special file';
+}
+
+/** How long a writer waits for another one's record (a read, a write, an fsync: milliseconds) before it says busy. */
+const CATALOG_LOCK_WAIT_MS = 15_000;
+
+/**
+ * The catalog's lock, waited for while another live process holds it: dumps that end at
+ * the same time (cron jobs of several volumes share the default catalog) each get their
+ * record in, one after the other, instead of the later one failing with busy.
+ */
+function lockCatalog(file: string, dirStat: fs.Stats): VolumeLock {
+  const deadline = Date.now() + CATALOG_LOCK_WAIT_MS;
+  const sleeper = new Int32Array(new SharedArrayBuffer(4));
+  for (;;) {
+    try {
+      return VolumeLock.acquire(file, dirStat, 'catalog');
+    } catch (err) {
+      if (!(err instanceof BusyError) || Date.now() > deadline) throw err;
+      Atomics.wait(sleeper, 0, 0, 20);
+    }
+  }
 }

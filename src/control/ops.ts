@@ -115,9 +115,14 @@ registerControlOp('snapshot.create', (vol, args, session) => {
   return e;
 });
 
+/** {name, whenUnpinned?}: whenUnpinned: while others pin it, deleted once the last lets go (see pins.ts). */
 registerControlOp('snapshot.delete', (vol, args, session) => {
   assertServedWritable(vol);
   const e = vol.snapshot(stringArg(args, 'name'));
+  if (booleanArg(args, 'whenUnpinned') && session.pins.held(e.id)) {
+    session.pins.deleteWhenUnpinned(e.id);
+    return e;
+  }
   session.pins.assertUnpinned(vol.path, e, 'deleted');
   vol.deleteSnapshot(e.name);
   session.pins.forget(e.id);

@@ -3,8 +3,9 @@
 // so its plane and blocks stay as they are until the reader lets go. Pins belong to a
 // control connection and go with it: a reader killed with -9 leaves none behind.
 //
-// A temporary snapshot (taken for one export of the active file system) is deleted by
-// the server once nobody pins it any more.
+// A temporary snapshot (taken for one export of the active file system), or one whose
+// deletion was put off because a reader held it (a mirror's previous snapshot), is
+// deleted by the server once nobody pins it any more.
 import { BusyError } from '../core/errors.js';
 import { processExists } from '../fs/stale-temp.js';
 import type { SnapshotEntry } from '../format/snapshot-entry.js';
@@ -55,6 +56,16 @@ export class PinTable {
     this.temporary.delete(id);
   }
 
+  /** Makes `id` temporary: deleted (see dropTemporaries) once nobody pins it any more. */
+  deleteWhenUnpinned(id: number): void {
+    this.temporary.add(id);
+  }
+
+  /** True when a live process pins snapshot `id` (see assertUnpinned). */
+  held(id: number): boolean {
+    return this.liveHolders(id).length > 0;
+  }
+
   holders(id: number): PinHolder[] {
     return [...(this.pins.get(id)?.values() ?? [])];
   }
@@ -69,13 +80,17 @@ export class PinTable {
    * drops them, may not have been noticed yet).
    */
   assertUnpinned(volume: string, e: SnapshotEntry, doing: string): void {
-    const h = this.holders(e.id).filter((x) => x.pid === null || processExists(x.pid));
+    const h = this.liveHolders(e.id);
     if (h.length === 0) return;
     const pids = [...new Set(h.map((x) => (x.pid === null ? 'unknown' : String(x.pid))))];
     throw new BusyError(
       `${volume}: snapshot "${e.name}" is pinned by imgstream process${pids.length > 1 ? 'es' : ''} ${pids.join(', ')} (reading or serving it) and cannot be ${doing}`,
       'wait for the dump, export or transfer to finish, or stop that process (a snapshot served beside the volume: stop its serve nbd --snapshot)',
     );
+  }
+
+  private liveHolders(id: number): PinHolder[] {
+    return this.holders(id).filter((x) => x.pid === null || processExists(x.pid));
   }
 
   private orphans(ids: number[]): number[] {

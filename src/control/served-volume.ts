@@ -98,6 +98,11 @@ export class ServedVolume implements VolumeAccess {
     return this.request<SnapshotEntry>('snapshot.delete', { name });
   }
 
+  /** Deletes a snapshot now, or, while other readers pin it, as soon as the last lets go (a dump's own snapshot that another dump reads). */
+  deleteSnapshotWhenUnpinned(name: string): Promise<SnapshotEntry> {
+    return this.request<SnapshotEntry>('snapshot.delete', { name, whenUnpinned: true });
+  }
+
   renameSnapshot(from: string, to: string): Promise<SnapshotEntry> {
     return this.request<SnapshotEntry>('snapshot.rename', { from, to });
   }

@@ -216,19 +216,22 @@ export async function sendMirror(source: Volume | SourceAccess, ch: MirrorChanne
     } else mode = dest.exists && common ? 'common' : 'full';
     transferId = randomUUID();
   }
+  // the swap that made the plane this transfer ships (finish empties it only if no later
+  // transfer swapped again meanwhile: that one took its marks over)
+  const shippedSwaps = resumable ? pend!.moaSwaps : vol.rootRecord.moaSwaps;
   let queue: RecordQueue | null = null;
   // what the destination answers while records go out (read by `reader`)
   let failure: Error | null = null;
   let reader: Promise<void> | null = null;
   try {
-    vol = await access.hold(vol.snapshots().filter((s) => s.id <= top.id).map((s) => s.name));
+    vol = await access.hold((v) => v.snapshots().filter((s) => s.id <= top.id).map((s) => s.name));
     top = vol.snapshot(top.name);
     const newState = vol.snapshots().filter((s) => s.id <= top.id);
     const keep = newState.filter((s) => dest.snapshots.some((d) => sameSnapshot(identOf(s), d)));
     const incoming = newState.filter((s) => !keep.includes(s));
     if (dest.exists && dest.top && sameSnapshot(dest.top, identOf(top)) && incoming.length === 0 && dest.snapshots.length === keep.length) {
       // nothing new: the destination already is this state
-      if (track && !resumable) await access.finish({ tag, topId: top.id, cascade });
+      if (track && !resumable) await access.finish({ tag, topId: top.id, cascade, moaSwaps: shippedSwaps });
       return { destination: where, transferId: '', mode, top: top.name, snapshots: newState.length, blocks: 0, planBlocks: 0, bytes: ch.bytesSent, dataBytes: 0, resumedRecords: 0, mapDeltas: 0, deallocated: 0, staged: 0, generation: 0, durationMs: Date.now() - started, upToDate: true, resumedTransfer: false, totalBytes: ch.bytesSent, compression: 'none' };
     }
     if (track) {
@@ -350,7 +353,7 @@ export async function sendMirror(source: Volume | SourceAccess, ch: MirrorChanne
       compression,
     };
     if (track) {
-      await access.finish({ tag, topId: top.id, cascade });
+      await access.finish({ tag, topId: top.id, cascade, moaSwaps: shippedSwaps });
       opts.state.update(key, init, (r) => {
         const finished = new Date().toISOString();
         r.state = 'idle';

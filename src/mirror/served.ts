@@ -5,16 +5,25 @@
 // them through a lockless view. A pinned snapshot's plane and blocks never change (see
 // Volume.openView), and the shipped mark-on-allocate plane is written only by
 // finishSource: the server records into the other one.
+import { NotFoundError } from '../core/errors.js';
 import { assertServedWritable, registerControlOp, type ControlArgs } from '../control/ops.js';
 import type { ServedVolume } from '../control/served-volume.js';
 import type { Volume } from '../volume/volume.js';
-import { finishSource, prepareSource, type FinishArgs, type PrepareArgs, type SourceAccess } from './source-access.js';
+import { finishSource, olderMirrorSnapshots, prepareSource, type FinishArgs, type PrepareArgs, type SourceAccess } from './source-access.js';
 
 registerControlOp('mirror.prepare', (vol: Volume, args: ControlArgs, session) => {
   assertServedWritable(vol);
   const p = args as unknown as PrepareArgs;
-  // snapshots this relationship drops must not be pinned by a reader
-  const top = prepareSource(vol, { ...p, keepIds: p.keepIds ?? [] });
+  // snapshots this relationship drops must not go under a reader (a dump or export
+  // reading them): those it pins are deleted when it lets go
+  const later = new Set<number>();
+  const keep = (id: number): boolean => {
+    if (!session.pins.held(id)) return false;
+    later.add(id);
+    return true;
+  };
+  const top = prepareSource(vol, { ...p, keepIds: p.keepIds ?? [] }, keep);
+  for (const id of later) session.pins.deleteWhenUnpinned(id);
   session.commit();
   return { top };
 });
@@ -22,9 +31,11 @@ registerControlOp('mirror.prepare', (vol: Volume, args: ControlArgs, session) =>
 registerControlOp('mirror.finish', (vol: Volume, args: ControlArgs, session) => {
   assertServedWritable(vol);
   const p = args as unknown as FinishArgs;
-  const prefix = `mirror.${p.tag}.`;
-  for (const s of vol.snapshots()) if (!p.cascade && s.name.startsWith(prefix) && s.id < p.topId) session.pins.assertUnpinned(vol.path, s, 'deleted');
-  finishSource(vol, p);
+  // the transfer is complete: an older snapshot a reader still pins (a dump or an export
+  // reading it) is deleted when that reader lets go, instead of failing the update
+  const later = new Set(olderMirrorSnapshots(vol, p).filter((s) => session.pins.held(s.id)).map((s) => s.id));
+  finishSource(vol, p, (id) => later.has(id));
+  for (const id of later) session.pins.deleteWhenUnpinned(id);
   session.commit();
   return { done: true };
 });
@@ -45,10 +56,19 @@ export function servedSource(served: ServedVolume): SourceAccess & { close(): vo
       reopen();
       return r.top;
     },
-    hold: async (names) => {
-      await served.pin(names);
-      held = names;
-      return reopen();
+    hold: async (select) => {
+      for (let attempt = 1; ; attempt++) {
+        const names = select(view);
+        try {
+          await served.pin(names); // all, or none when one does not exist
+        } catch (err) {
+          if (!(err instanceof NotFoundError) || attempt === 5) throw err;
+          reopen(); // one went since the view was read: ask again
+          continue;
+        }
+        held = names;
+        return reopen();
+      }
     },
     finish: async (p) => {
       if (held.length) await served.unpin(held);

@@ -27,8 +27,12 @@ export interface SourceAccess {
   volume(): Volume;
   /** Takes the transfer's top snapshot and swaps the planes (see prepareSource); the top's name. */
   prepare(p: PrepareArgs): Promise<string>;
-  /** Keeps these snapshots (the transfer's new state) from going while they are read; the volume to read them through. */
-  hold(names: string[]): Promise<Volume>;
+  /**
+   * Keeps the snapshots `select` names (the transfer's new state) from going while they
+   * are read; the volume to read them through. Asks `select` again, of a fresh view, when
+   * one of them went before it was held (an overlapping update dropped its old snapshot).
+   */
+  hold(select: (vol: Volume) => string[]): Promise<Volume>;
   /** After the destination committed (see finishSource). */
   finish(p: FinishArgs): Promise<void>;
   /** Deletes the top snapshot prepare() took, after a transfer that failed with nothing to resume from. */
@@ -50,10 +54,16 @@ export interface FinishArgs {
   tag: string;
   topId: number;
   cascade: boolean;
+  /** The swap count after the prepare of this transfer (absent: from an older sender, the plane is emptied as before). */
+  moaSwaps?: number;
 }
 
-/** The writing step before a new transfer: the top snapshot and the swap, in one CP. */
-export function prepareSource(vol: Volume, p: PrepareArgs): string {
+/**
+ * The writing step before a new transfer: the top snapshot and the swap, in one CP. The
+ * relationship's snapshots of transfers that never completed are dropped, but those `keep`
+ * names (a served volume's readers pin them: the server deletes them once they let go).
+ */
+export function prepareSource(vol: Volume, p: PrepareArgs, keep: (id: number) => boolean = () => false): string {
   let top: SnapshotEntry;
   if (p.top !== null) top = vol.snapshot(p.top);
   else if (p.cascade) {
@@ -65,7 +75,7 @@ export function prepareSource(vol: Volume, p: PrepareArgs): string {
     // snapshots of transfers that never completed: the destination does not have them
     const prefix = `mirror.${p.tag}.`;
     for (const s of vol.snapshots()) {
-      if (s.name.startsWith(prefix) && s.id < top.id && !p.keepIds.some((d) => sameSnapshot(identOf(s), d))) vol.dropSnapshotEntry(s.name);
+      if (s.name.startsWith(prefix) && s.id < top.id && !p.keepIds.some((d) => sameSnapshot(identOf(s), d)) && !keep(s.id)) vol.dropSnapshotEntry(s.name);
     }
   }
   if (p.track) {
@@ -92,13 +102,23 @@ export function localSource(vol: Volume): SourceAccess {
 }
 
 
-/** After a transfer the destination holds: empty the shipped plane, drop the relationship's older snapshots. */
-export function finishSource(vol: Volume, p: FinishArgs): void {
-  vol.clearMarkOnAllocate(PLANE_MOA[vol.rootRecord.moaCurrent ^ 1]);
-  if (!p.cascade) {
-    const prefix = `mirror.${p.tag}.`;
-    for (const s of vol.snapshots()) if (s.name.startsWith(prefix) && s.id < p.topId) vol.dropSnapshotEntry(s.name);
-  }
+/** The relationship's snapshots older than the transfer's top, which finishSource drops (none for a cascade: not its own). */
+export function olderMirrorSnapshots(vol: Volume, p: FinishArgs): SnapshotEntry[] {
+  if (p.cascade) return [];
+  const prefix = `mirror.${p.tag}.`;
+  return vol.snapshots().filter((s) => s.name.startsWith(prefix) && s.id < p.topId);
+}
+
+/**
+ * After a transfer the destination holds: empty the shipped plane, drop the relationship's
+ * older snapshots but those `keep` names (a served volume's readers pin them: the server
+ * deletes them once they let go).
+ */
+export function finishSource(vol: Volume, p: FinishArgs, keep: (id: number) => boolean = () => false): void {
+  // another update of this relationship swapped again since (a served volume: two updates
+  // overlapping): its shipped plane now holds these marks too, and must keep them
+  if (p.moaSwaps === undefined || p.moaSwaps === vol.rootRecord.moaSwaps) vol.clearMarkOnAllocate(PLANE_MOA[vol.rootRecord.moaCurrent ^ 1]);
+  for (const s of olderMirrorSnapshots(vol, p)) if (!keep(s.id)) vol.dropSnapshotEntry(s.name);
   vol.commit();
 }
 

@@ -4,7 +4,7 @@
 // reads their planes and blocks through the view, and checks before the trailer that no
 // shadow snapshot among them had blocks reused meanwhile. The catalog is written here, as
 // always. A dump killed at any point leaves no pin: pins end with its control connection.
-import { BusyError } from '../core/errors.js';
+import { NotFoundError } from '../core/errors.js';
 import type { SnapshotEntry } from '../format/snapshot-entry.js';
 import { noProgress, type Progress } from '../core/progress.js';
 import { openVolumeAccess } from '../control/access.js';
@@ -24,31 +24,49 @@ export async function dumpVolumeAt(path: string, target: DumpTargetFactory, opts
   const served = access;
   let view: Volume | null = null;
   let held: SnapshotEntry[] = [];
+  /** The snapshot the server took for this dump, pinned when taken. */
+  let taken: string | null = null;
+  const refresh = async (): Promise<Volume> => {
+    view?.close();
+    view = null;
+    view = served.openView();
+    return view;
+  };
   try {
     view = served.openView();
     return await dumpVolume(view, target, opts, progress, {
       takeSnapshot: async (name) => {
         await served.createSnapshot(name, { pin: true });
-        view?.close();
-        view = null;
-        view = served.openView();
-        return view;
+        taken = name;
+        return refresh();
       },
+      refresh,
       evaluate: (expression) => served.image(expression),
       hold: async (snapshots) => {
-        const pinned = await served.pin(snapshots.map((s) => s.name));
-        held = snapshots;
-        for (const s of snapshots) {
-          // the view was read before the pin: the same snapshot must still have that name
-          if (!pinned.some((p) => p.id === s.id)) throw new BusyError(`${path}: snapshot "${s.name}" was replaced while the dump was planned`, 'run the dump again');
+        const names = snapshots.map((s) => s.name);
+        let pinned: SnapshotEntry[];
+        try {
+          pinned = await served.pin(names); // all, or none when one does not exist
+        } catch (err) {
+          if (err instanceof NotFoundError) return false; // deleted since the view was read
+          throw err;
         }
+        // the view was read before the pin: the same snapshot must still have that name
+        if (snapshots.every((s) => pinned.some((p) => p.id === s.id))) {
+          held = snapshots;
+          return true;
+        }
+        await served.unpin(names.filter((n) => n !== taken)); // the dump's own snapshot stays pinned
+        return false;
       },
       verify: () => served.verifyUnchanged(held),
       dropSnapshot: async (name) => {
         // pinned by this connection (taken with pin, and held): unpinned first
         held = held.filter((s) => s.name !== name);
         await served.unpin([name]);
-        await served.deleteSnapshot(name);
+        // another dump may be reading it (a level sums every snapshot since its base): it
+        // goes when that one ends
+        await served.deleteSnapshotWhenUnpinned(name);
       },
     });
   } finally {

@@ -5,7 +5,7 @@
 // sum of every snapshot up to the chosen one. Only the blocks sent are read.
 import os from 'node:os';
 import { randomUUID } from 'node:crypto';
-import { errorOfCode, ImgstreamError, InvalidInputError, IoError, NotFoundError, stoppedBy, type StopSignal } from '../core/errors.js';
+import { BusyError, errorOfCode, ImgstreamError, InvalidInputError, IoError, NotFoundError, stoppedBy, type StopSignal } from '../core/errors.js';
 import { encodeMapDeltas, encodePlane, type MapDelta, type StreamHeader, type StreamSnapshot } from '../format/image-stream.js';
 import type { SnapshotEntry } from '../format/snapshot-entry.js';
 import { evaluateImage, forEachExtent, imageChunkReader, imageChunks, parseExpression, resolveExpression, type PlaneSource, type ResolvedExpression, type StorageImageSummary } from '../image/index.js';
@@ -81,13 +81,22 @@ export interface DumpServedAccess {
   /** Takes the dump's snapshot in the server; returns a view whose table holds it. */
   takeSnapshot(name: string): Promise<Volume>;
   evaluate(expression: string): Promise<StorageImageSummary>;
-  /** Called with the snapshots the dump reads, before it reads any of their planes or blocks: they must not change until the dump ends. */
-  hold(snapshots: SnapshotEntry[]): Promise<void>;
+  /**
+   * Called with the snapshots the dump reads, before it reads any of their planes or
+   * blocks: they must not change until the dump ends. False (nothing more held) when one
+   * of them went or was replaced since the view was read: the dump plans again.
+   */
+  hold(snapshots: SnapshotEntry[]): Promise<boolean>;
+  /** A view of the volume as it is now (the one before is closed), to plan again from. */
+  refresh(): Promise<Volume>;
   /** Called before the trailer: throws when a held snapshot changed after all (a shadow snapshot whose blocks were reused). */
   verify(): Promise<void>;
   /** Deletes the snapshot takeSnapshot took, when the dump failed or was stopped by a signal. */
   dropSnapshot(name: string): Promise<void>;
 }
+
+/** How often a served dump plans again when the snapshots it would read change under it. */
+const HOLD_ATTEMPTS = 5;
 
 /** Which snapshots and which base a level-N dump at `top` takes (top may be null for a dry run on the active file system). */
 export function planDump(vol: Volume, level: number, top: SnapshotEntry | null, catalog: Catalog): DumpPlan {
@@ -193,7 +202,14 @@ export async function dumpVolume(vol: Volume, target: DumpTargetFactory, opts: D
     }
     throwIfStopped(signal);
     plan = planDump(vol, opts.level, top, opts.catalog);
-    await served?.hold(plan.base ? [...plan.snapshots, plan.base] : plan.snapshots);
+    // a snapshot deleted meanwhile (retention, a mirror update dropping its previous one) is
+    // no longer retained: plan again without it (a base that went is refused by the plan)
+    for (let attempt = 1; served && !(await served.hold(plan.base ? [...plan.snapshots, plan.base] : plan.snapshots)); attempt++) {
+      if (attempt === HOLD_ATTEMPTS) throw new BusyError(`${vol.path}: the snapshots changed ${HOLD_ATTEMPTS} times while the dump was planned`, 'run the dump again');
+      vol = await served.refresh();
+      top = vol.snapshot(top.name);
+      plan = planDump(vol, opts.level, top, opts.catalog);
+    }
     img = evaluate(vol, plan.expression);
     throwIfStopped(signal);
   } catch (err) {

@@ -64,3 +64,72 @@ describe.skipIf(missing.length > 0)('mirror update while the volume is served', 
     expect(check.ok).toBe(true);
   });
 });
+
+describe('mirror update while a reader holds the previous mirror snapshot', () => {
+  it('completes, and the previous snapshot goes once the reader lets go', async () => {
+    const vol = at('p.vol');
+    const dest = at('p-mirror.vol');
+    await cli(['volume', 'create', vol, '--size', String(1 << 20)], locks);
+    const server = await startServer(vol, ['--socket', at('p.sock')], locks);
+    const names = async () => (JSON.parse((await imgstream(['snapshot', 'list', vol, '--json'])).stdout).snapshots as Array<{ name: string }>).map((s) => s.name);
+    try {
+      const first = JSON.parse((await imgstream(['mirror', 'update', vol, '--to', dest, '--json'])).stdout).top as string;
+      // a reader of the previous mirror snapshot (as a dump of all snapshots, or an export)
+      const reader = await startServer(vol, ['--snapshot', first], locks);
+      const second = JSON.parse((await imgstream(['mirror', 'update', vol, '--to', dest, '--json'])).stdout).top as string;
+      expect(await names()).toEqual([first, second]);
+      await reader.stop();
+      const deadline = Date.now() + 10_000;
+      while ((await names()).includes(first) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+      expect(await names()).toEqual([second]);
+      const third = JSON.parse((await imgstream(['mirror', 'update', vol, '--to', dest, '--json'])).stdout).top as string;
+      expect(await names()).toEqual([third]);
+    } finally {
+      await server.stop();
+    }
+    expect(JSON.parse((await imgstream(['volume', 'check', vol, '--json'])).stdout).ok).toBe(true);
+  });
+});
+
+describe.skipIf(missing.length > 0)('mirror update while a reader holds a snapshot of a transfer that never completed', () => {
+  it('does not drop it under the reader: it goes once the reader lets go', async () => {
+    const vol = at('q.vol');
+    const dest = at('q-mirror.vol');
+    await cli(['volume', 'create', vol, '--size', String(1 << 20)], locks);
+    const server = await startServer(vol, ['--socket', at('q.sock')], locks);
+    const names = async () => (JSON.parse((await imgstream(['snapshot', 'list', vol, '--json'])).stdout).snapshots as Array<{ name: string }>).map((s) => s.name);
+    try {
+      await qemuIo(server.info.uri, ['write -P 0x11 0 512k', 'flush']);
+      const first = JSON.parse((await imgstream(['mirror', 'update', vol, '--to', dest, '--json'])).stdout).top as string;
+      await qemuIo(server.info.uri, ['write -P 0x22 0 512k', 'flush']);
+      // a transfer killed -9 once it took its snapshot, before the destination acknowledged
+      // anything: the snapshot stays on the source, and the destination never had it
+      const { spawnCli } = await import('../support/cli.js');
+      const killed = spawnCli(['mirror', 'update', vol, '--to', dest, '--limit-rate', '1K'], { env });
+      const deadline = Date.now() + 30_000;
+      while ((await names()).length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      killed.kill('SIGKILL');
+      await new Promise((r) => killed.once('close', r));
+      const orphan = (await names()).find((n) => n !== first)!;
+      expect(orphan).toMatch(/^mirror\./);
+      // killed before the destination acknowledged anything: nothing to resume from
+      expect(fs.existsSync(at('.q-mirror.vol.mirror-transfer')), 'killed before the first acknowledgement').toBe(false);
+      const held = await exportHash(`${vol}@${orphan}`, 'orphan.raw');
+      // a reader of that snapshot, then an update, which drops such snapshots
+      const reader = await startServer(vol, ['--snapshot', orphan], locks);
+      const third = JSON.parse((await imgstream(['mirror', 'update', vol, '--to', dest, '--json'])).stdout).top as string;
+      expect(await names(), 'a pinned snapshot is never dropped').toContain(orphan);
+      await qemuIo(server.info.uri, ['write -P 0x33 0 1M', 'flush']); // would reuse its blocks, were they free
+      const { ok } = await import('../nbd/support.js');
+      await ok('nbdcopy', [reader.info.uri, at('orphan-read.raw')]);
+      expect(sha256(fs.readFileSync(at('orphan-read.raw'))), 'the reader still reads the snapshot').toBe(held);
+      await reader.stop();
+      const until = Date.now() + 10_000;
+      while ((await names()).includes(orphan) && Date.now() < until) await new Promise((r) => setTimeout(r, 100));
+      expect(await names()).toEqual([third]);
+    } finally {
+      await server.stop();
+    }
+    expect(JSON.parse((await imgstream(['volume', 'check', vol, '--json'])).stdout).ok).toBe(true);
+  });
+});

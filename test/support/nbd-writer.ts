@@ -16,6 +16,8 @@ export interface LoggedOp {
   /** Client time before sending and after the reply (ms since the epoch). */
   t0: number;
   t1: number;
+  /** The server refused it (nbd-writer.py --enospc-ok): the volume is as before it. */
+  failed?: 'ENOSPC';
 }
 
 /** The bytes a write with `seed` carried (as nbd-writer.py data_of). */
@@ -56,6 +58,7 @@ export function parseLog(text: string): LoggedOp[] {
 
 /** Applies one logged request to a model disk. */
 export function applyOp(model: Buffer, o: LoggedOp): void {
+  if (o.failed) return;
   if (o.op === 'w') dataOf(o.seed, o.len).copy(model, o.off);
   else if (o.op === 'z' || o.op === 't') model.fill(0, o.off, o.off + o.len);
 }
