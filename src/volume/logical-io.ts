@@ -212,8 +212,10 @@ function settleRewrites(vol: Volume, blocks: Buffer[], olds: number[], kind: Uin
 
 /**
  * Writes whole blocks at consecutive LBNs from `first` (each buffer one block). New VBNs
- * are all allocated first, so a full volume refuses the write before anything changes,
- * and consecutive VBNs are written with one writev.
+ * are all allocated first, so a full volume refuses the write before any data block
+ * changes, and consecutive VBNs are written with one writev. The map's own blocks are
+ * taken as it grows: when that fails, blocks written in place and unmapped before it
+ * stay so (each block old or new, as a disk's failed write; README, serve nbd).
  */
 export function writeLogicalBlocks(vol: Volume, first: number, blocks: Buffer[]): void {
   const n = blocks.length;
