@@ -87,14 +87,20 @@ export function startProtect(volume: string, to: string, args: string[], env: Re
     async waitCovered(t, timeoutMs = 60_000) {
       const deadline = Date.now() + timeoutMs;
       const covered = (e: ProtectEventLine) => e.event === 'interval' && Date.parse(String(e.end)) > t;
+      // an interval event usually comes first; `protect status` (a process of its own) only when none does
+      const quietFrom = Date.now() + 1500;
       for (;;) {
         if (events.some(covered)) return;
         if (ended) throw new Error(`protect ended before its destination covered ${new Date(t).toISOString()}: ${JSON.stringify(events.slice(-3))} ${(await done).stderr}`);
+        if (Date.now() < quietFrom) {
+          await new Promise((r) => setTimeout(r, 100));
+          continue;
+        }
         const st = await finished(spawn(process.execPath, [CLI_BIN, 'protect', 'status', to, '--json', ...reach], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] }), 60_000);
         const end = st.code === 0 ? Date.parse((JSON.parse(st.stdout) as { window: { end: string } | null }).window?.end ?? '') : NaN;
         if (end > t) return;
         if (Date.now() > deadline) throw new Error(`timed out waiting for ${to} to cover ${new Date(t).toISOString()} (window ends ${Number.isNaN(end) ? st.stderr.trim() || 'nowhere' : new Date(end).toISOString()}); last events: ${JSON.stringify(events.slice(-3))}`);
-        await new Promise((r) => setTimeout(r, 250));
+        await new Promise((r) => setTimeout(r, 750));
       }
     },
     async stop() {

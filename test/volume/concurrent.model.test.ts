@@ -436,10 +436,10 @@ async function runSequence(steps: Step[]): Promise<void> {
 describe.skipIf(missing.length > 0)('commands run while a served volume is written (model)', () => {
   it('every snapshot, dump, mirror and export is exact, nothing leaks, the volume checks clean', async () => {
     await fc.assert(
-      fc.asyncProperty(fc.array(stepArb, { minLength: 5, maxLength: 10 }), async (steps) => {
+      fc.asyncProperty(fc.array(stepArb, { minLength: 5, maxLength: 8 }), async (steps) => {
         await runSequence(steps);
       }),
-      { numRuns: 4, endOnFailure: true, ...(process.env.IMGSTREAM_MODEL_SEED ? { seed: Number(process.env.IMGSTREAM_MODEL_SEED), path: process.env.IMGSTREAM_MODEL_PATH } : {}) },
+      { numRuns: 3, endOnFailure: true, ...(process.env.IMGSTREAM_MODEL_SEED ? { seed: Number(process.env.IMGSTREAM_MODEL_SEED), path: process.env.IMGSTREAM_MODEL_PATH } : {}) },
     );
     expect(seen.snapshots).toBeGreaterThan(0);
     if (process.env.IMGSTREAM_MODEL_SEEN) console.log(JSON.stringify(seen));
