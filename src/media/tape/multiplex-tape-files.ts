@@ -15,7 +15,7 @@ import { MAX_ENTRY_BYTES, encodeBackupLog, encodeLogLine, type BackupLog, type L
 import { TapeFileWriter } from './tape-file-writer.js';
 import { crashPoint } from '../../volume/crash-point.js';
 import { discardTapeFiles } from './tape-discard.js';
-import { type MadeDirectory, type TapeKind, createPartial, listTapeFiles, nextTapeFileNumber, publishTapeFile, removeStalePartials, tapeFileName, tapeKind, usedBytes } from './tape-directory.js';
+import { type MadeDirectory, type TapeKind, listTapeFiles, openNextTapeFile, publishTapeFile, removeStalePartials, tapeFileName, tapeKind, usedBytes } from './tape-directory.js';
 
 /** One tape file of a multiplexed dump, once published, with its backup log. */
 export interface MultiplexTapeFile {
@@ -209,20 +209,8 @@ export class MultiplexTapeFiles {
         if (used === 0) throw new InvalidInputError(`tape ${tape} is too small: ${this.opts.tapeSize} bytes cannot hold one multiplexed tape file (at least ${least} bytes in ${rs}-byte records)`, 'give a larger tape size');
         continue;
       }
-      let fd: number;
-      let partial: string | null = null;
-      if (kind === 'directory') {
-        const created = createPartial(tape, nextTapeFileNumber(files));
-        ({ fd, path: partial } = created);
-        if (created.made) this.made.push(created.made);
-      } else {
-        try {
-          fd = fs.openSync(tape, fs.constants.O_WRONLY);
-        } catch (err) {
-          throw fromSystemError(err, tape, 'opening the tape device');
-        }
-      }
-      const what = kind === 'directory' ? `tape ${tape}` : `tape device ${tape}`;
+      const { fd, partial, made, what } = openNextTapeFile(tape, kind, files);
+      if (made) this.made.push(made);
       this.current = { tape, kind, sequence, partial, fd, limit, writer: new TapeFileWriter(fd, rs, limit, what, this.created), entries: [], logBytes: 0, started: new Date().toISOString(), idleMs: 0 };
       await this.addMember(null, 'multiplex', memberName.multiplex(this.opts.id), label);
       // a stream going on from the last tape is labelled at once, so it is in every tape file it spans

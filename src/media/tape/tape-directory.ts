@@ -112,6 +112,22 @@ export interface MadeDirectory {
 }
 
 /**
+ * Opens where the next tape file goes: a new partial file in a tape directory (after its
+ * `files`), or the device itself. `made`: as createPartial's.
+ */
+export function openNextTapeFile(tape: string, kind: TapeKind, files: TapeFileEntry[]): { fd: number; partial: string | null; made: MadeDirectory | null; what: string } {
+  if (kind === 'directory') {
+    const created = createPartial(tape, nextTapeFileNumber(files));
+    return { fd: created.fd, partial: created.path, made: created.made, what: `tape ${tape}` };
+  }
+  try {
+    return { fd: fs.openSync(tape, fs.constants.O_WRONLY), partial: null, made: null, what: `tape device ${tape}` };
+  } catch (err) {
+    throw fromSystemError(err, tape, 'opening the tape device');
+  }
+}
+
+/**
  * Creates a new partial tape file (numbered from `number` up to the first free name) and
  * opens it. `made`: the directories this call created for a new tape (--new-tape), which
  * the writer removes again if its dump fails (removeMadeDirectory).

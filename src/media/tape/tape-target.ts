@@ -26,9 +26,8 @@ import { discardTapeFiles } from './tape-discard.js';
 import {
   type MadeDirectory,
   type TapeKind,
-  createPartial,
   listTapeFiles,
-  nextTapeFileNumber,
+  openNextTapeFile,
   publishTapeFile,
   removeStalePartials,
   tapeFileName,
@@ -187,20 +186,9 @@ export function tapeTarget(opts: TapeTargetOptions): StreamTarget {
         }
         continue; // this tape is full: the dump starts on the next one
       }
-      let fd: number;
-      let partial: string | null = null;
-      if (kind === 'directory') {
-        const created = createPartial(tape, nextTapeFileNumber(files));
-        ({ fd, path: partial } = created);
-        if (created.made) made.push(created.made);
-      } else {
-        try {
-          fd = fs.openSync(tape, fs.constants.O_WRONLY);
-        } catch (err) {
-          throw fromSystemError(err, tape, 'opening the tape device');
-        }
-      }
-      const what = kind === 'directory' ? `tape ${tape}` : `tape device ${tape}`;
+      const opened = openNextTapeFile(tape, kind, files);
+      const { fd, partial, what } = opened;
+      if (opened.made) made.push(opened.made);
       current = { tape, kind, sequence, partial, fd, limit, writer: new TapeFileWriter(fd, rs, limit, what, created) };
       await current.writer.add(memberName.label(id), label);
       return;
