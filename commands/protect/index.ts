@@ -7,6 +7,7 @@ import { openProtectDestination } from '../../src/journal/destination.js';
 import { protect, type ProtectEvent } from '../../src/journal/shipper.js';
 import { isPeerSpec } from '../../src/media/resolve.js';
 import { formatSize } from '../../src/core/size.js';
+import { tuneGcForStreaming } from '../../src/core/gc-tuning.js';
 
 export default class Protect extends ImgstreamCommand {
   static override summary = 'Ship a volume\'s write journal to a protection destination continuously (restore as of any moment).';
@@ -33,6 +34,7 @@ One line per interval shipped (with --json one JSON object: seq, start, end, blo
 
   async run() {
     const { args, flags } = await this.parse(Protect);
+    tuneGcForStreaming(); // long-running, a small heap (see gc-tuning.ts)
     const intervalMs = parseDuration(flags.interval, '--interval', 100);
     const keepMs = parseDuration(flags.keep, '--keep', 1000);
     if (keepMs < intervalMs) throw new UsageError(`--keep ${flags.keep} is shorter than --interval ${flags.interval}`);

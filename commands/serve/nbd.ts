@@ -5,6 +5,7 @@ import '../../src/journal/journal-ops.js'; // seed and resync snapshots for imgs
 import { parseListenAddress, serveNbd, type NbdListening } from '../../src/nbd/index.js';
 import { formatSize, parseSize } from '../../src/core/size.js';
 import { UsageError } from '../../src/core/errors.js';
+import { tuneGcForStreaming } from '../../src/core/gc-tuning.js';
 import { MAX_STRING_BYTES } from '../../src/format/nbd-protocol.js';
 
 export default class ServeNbd extends ImgstreamCommand {
@@ -47,6 +48,7 @@ While it serves, other imgstream commands on the same volume go through the serv
 
   async run() {
     const { args, flags } = await this.parse(ServeNbd);
+    tuneGcForStreaming(); // a long-running server with a small heap (see gc-tuning.ts)
     const interval = Number(flags['cp-interval']);
     if (!/^\d+(\.\d+)?$/.test(flags['cp-interval'].trim()) || !Number.isFinite(interval)) {
       throw new UsageError(`invalid --cp-interval "${flags['cp-interval']}"`, 'use a number of seconds, e.g. 5 or 0.5');

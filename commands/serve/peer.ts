@@ -5,6 +5,7 @@ import { formatSize } from '../../src/core/size.js';
 import { UsageError } from '../../src/core/errors.js';
 import { registerMirrorServices } from '../../src/mirror/peer.js';
 import { registerProtectServices } from '../../src/journal/protect-service.js';
+import { tuneGcForStreaming } from '../../src/core/gc-tuning.js';
 
 export default class ServePeer extends ImgstreamCommand {
   static override summary = 'Run the peer daemon: receive streams from imgstream clients and send them back.';
@@ -36,6 +37,7 @@ Every connection is logged on stderr, one line per event with time, connection n
 
   async run() {
     const { flags } = await this.parse(ServePeer);
+    tuneGcForStreaming(); // long-running, a small heap (see gc-tuning.ts)
     const hasTls = flags['tls-cert'] !== undefined && flags['tls-key'] !== undefined;
     if (!hasTls && !flags.plain) {
       throw new UsageError('give --tls-cert FILE and --tls-key FILE, or --plain', 'TLS protects streams in transit and lets clients check the daemon (make a certificate with openssl req -x509, see --help); --plain only on a network you trust, clients must pass --plain too');

@@ -67,10 +67,16 @@ import { ByteQueue } from './byte-queue.js';
 import { MetaContextError, listContexts, selectContexts, type MetaContext } from './meta-context.js';
 import { contextId, type ExportView, type NbdExport, type NbdSession } from './nbd-export.js';
 
-/** Unsent reply bytes above which the connection stops reading requests... */
-const OUTPUT_HIGH_WATER = 8 << 20;
+/**
+ * Unsent reply bytes above which the connection stops reading requests... Small, so a
+ * READ's data is read from the volume just before the socket takes it: the buffer is
+ * still in the CPU's cache when the kernel copies it out. With 8 MiB queued the server
+ * spent 10-15% more CPU per byte on nbdcopy's reads (the kernel's socket buffer keeps
+ * the client fed meanwhile).
+ */
+const OUTPUT_HIGH_WATER = 1 << 20;
 /** ...and below which it reads again (without waiting for the output to drain completely). */
-const OUTPUT_LOW_WATER = 2 << 20;
+const OUTPUT_LOW_WATER = 256 << 10;
 /** Bytes of submitted READs not answered yet above which the connection stops reading. */
 const PENDING_READ_LIMIT = 16 << 20;
 /** Option data longer than this drops the connection (names and queries are at most 4 KiB each). */

@@ -34,6 +34,19 @@ interface MapNode {
 const DIRTY_LIMIT_BYTES = 64 << 20;
 const CACHE_LIMIT_BYTES = 64 << 20;
 
+/**
+ * The cache key of the node at (level, index): levels are under 8 (a 4 KiB block's map
+ * of 2^63 bytes is 5 deep). A number, where a `level:index` string cost an allocation on
+ * every lookup (with the zero check, most of a served volume's garbage on writes).
+ */
+function nodeKey(level: number, index: number): number {
+  return index * 8 + level;
+}
+
+function isLeafKey(key: number): boolean {
+  return key % 8 === 0;
+}
+
 export class LogicalMap {
   readonly fanoutBits: number;
   private readonly fanoutMask: number;
@@ -43,11 +56,12 @@ export class LogicalMap {
    * re-import's time, measured with perf).
    */
   private readonly spans: number[];
-  private readonly cache = new Map<string, MapNode>();
+  /** Cached nodes by nodeKey(level, index): a number, so a lookup allocates no string. */
+  private readonly cache = new Map<number, MapNode>();
   private dirtyCount = 0;
   private readonly dirtyLimit: number;
   private readonly cacheLimit: number;
-  private lastLeafKey = '';
+  private lastLeafKey = -1;
   private lastLeaf: MapNode | null = null;
 
   constructor(
@@ -56,6 +70,7 @@ export class LogicalMap {
     public root: number,
     private readonly readonly = false,
   ) {
+    if (!(depth >= 1 && depth < 8)) throw new CorruptError(`logical map depth ${depth} is not possible (1 to 7)`, 'run imgstream volume check');
     this.fanoutBits = Math.log2(store.blockSize / 8);
     this.fanoutMask = (1 << this.fanoutBits) - 1;
     this.spans = Array.from({ length: depth + 1 }, (_, level) => 2 ** (this.fanoutBits * level));
@@ -91,7 +106,7 @@ export class LogicalMap {
 
   /** The node at (level, index) for reading, or null when its subtree is unmapped. */
   private node(level: number, index: number): MapNode | null {
-    const key = `${level}:${index}`;
+    const key = nodeKey(level, index);
     const hit = this.cache.get(key);
     if (hit) return hit;
     let vbn: number;
@@ -107,14 +122,14 @@ export class LogicalMap {
     return n;
   }
 
-  private remember(key: string, n: MapNode): void {
+  private remember(key: number, n: MapNode): void {
     if (this.cache.size >= this.cacheLimit) this.trimCache();
     this.cache.set(key, n);
   }
 
   /** VBN of logical block lbn, 0 when unmapped. */
   lookup(lbn: number): number {
-    const key = `0:${this.indexAt(lbn, 0)}`;
+    const key = nodeKey(0, this.indexAt(lbn, 0));
     let leaf = key === this.lastLeafKey ? this.lastLeaf : null;
     if (!leaf) {
       leaf = this.node(0, this.indexAt(lbn, 0));
@@ -128,7 +143,7 @@ export class LogicalMap {
   /** The node at (level, index), made changeable in this CP (copy-on-write). */
   private writable(level: number, index: number): MapNode {
     if (this.readonly) throw new Error('logical map is read-only');
-    const key = `${level}:${index}`;
+    const key = nodeKey(level, index);
     let n = this.cache.get(key);
     let parent: MapNode | null = null;
     if (level < this.depth - 1) parent = this.writable(level + 1, Math.floor(index / this.spans[1]));
@@ -154,7 +169,7 @@ export class LogicalMap {
   /** Maps lbn to vbn (0 unmaps) and returns the VBN it mapped before. */
   set(lbn: number, vbn: number): number {
     const leafIndex = this.indexAt(lbn, 0);
-    const key = `0:${leafIndex}`;
+    const key = nodeKey(0, leafIndex);
     let leaf: MapNode;
     if (key === this.lastLeafKey && this.lastLeaf?.dirty && this.store.isFresh(this.lastLeaf.vbn)) leaf = this.lastLeaf;
     else {
@@ -178,7 +193,7 @@ export class LogicalMap {
       this.store.writeBlock(n.vbn, n.buf);
       n.dirty = false;
       this.dirtyCount--;
-      if (early && key.startsWith('0:')) this.cache.delete(key);
+      if (early && isLeafKey(key)) this.cache.delete(key);
     }
   }
 
@@ -187,14 +202,14 @@ export class LogicalMap {
     this.cache.clear();
     this.dirtyCount = 0;
     this.lastLeaf = null;
-    this.lastLeafKey = '';
+    this.lastLeafKey = -1;
     this.root = root;
   }
 
   private trimCache(): void {
     let n = this.cache.size >>> 1;
     for (const [key, node] of this.cache) {
-      if (node.dirty || node === this.lastLeaf || !key.startsWith('0:')) continue;
+      if (node.dirty || node === this.lastLeaf || !isLeafKey(key)) continue;
       this.cache.delete(key);
       if (--n <= 0) break;
     }

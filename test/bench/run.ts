@@ -5,7 +5,7 @@
 // answer).
 //
 //   node dist/test/bench/run.js [--json FILE] [--only NAME,...] [--cache warm|cold]
-//                               [--work DIR] [--keep] [--mux-size SIZE]
+//                               [--work DIR] [--keep] [--mux-size SIZE] [--nbd-size SIZE]
 import fs from 'node:fs';
 import os from 'node:os';
 import { parseArgs } from 'node:util';
@@ -25,6 +25,7 @@ import { benchRestoreChain } from './restore-chain.js';
 import { benchMirror } from './mirror.js';
 import { benchProtect } from './protect.js';
 import { benchMultiplex, setMultiplexVolumeBytes } from './multiplex.js';
+import { benchNbd, NBD_ROWS, setNbdImageBytes } from './nbd.js';
 import { benchS3, S3_ROWS } from './s3.js';
 import { parseSize } from '../../src/core/size.js';
 import { benchProtectRestore } from './protect-restore.js';
@@ -50,6 +51,8 @@ const SUITES: Suite[] = [
   { names: ['protect-write', 'protect-write-journal', 'protect-lag-p99', 'protect-hot-bytes'], run: benchProtect },
   { names: ['mux-throttled', 'mux-idle', 'mux-unthrottled', 'mux-restore'], run: benchMultiplex },
   { names: ['protect-restore', 'protect-restore-distinct'], run: benchProtectRestore },
+  // qemu-img, nbdcopy and nbdkit against the NBD server; SKIP rows without them
+  { names: NBD_ROWS, run: benchNbd },
   // a Ceph gateway of its own (started and stopped here); SKIP rows without Ceph
   { names: S3_ROWS, run: benchS3 },
 ];
@@ -63,9 +66,11 @@ async function main(): Promise<number> {
       work: { type: 'string' },
       keep: { type: 'boolean', default: false },
       'mux-size': { type: 'string' },
+      'nbd-size': { type: 'string' },
     },
   });
   if (values['mux-size']) setMultiplexVolumeBytes(parseSize(values['mux-size'], '--mux-size'));
+  if (values['nbd-size']) setNbdImageBytes(parseSize(values['nbd-size'], '--nbd-size'));
   const cache = values.cache as CacheMode;
   if (cache !== 'warm' && cache !== 'cold') throw new Error(`--cache must be warm or cold, not "${values.cache}"`);
   if (cache === 'cold' && !canDropCaches()) throw new Error('--cache cold needs to write /proc/sys/vm/drop_caches (root)');
