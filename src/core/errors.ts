@@ -22,7 +22,7 @@ export const EXIT_CODES: Record<ErrorCode, { exit: number; meaning: string }> = 
   usage: { exit: 2, meaning: 'bad command line: unknown flag, missing or conflicting argument' },
   'not-found': { exit: 3, meaning: 'a volume, snapshot or input file does not exist; a broken chain (a stream whose base snapshot is missing), in restore and verify alike; a tape set missing a tape of a dump' },
   'invalid-input': { exit: 4, meaning: 'a value is malformed (size, block size, name, expression, image), or streams that do not belong together (another volume, out of order)' },
-  'not-a-volume': { exit: 5, meaning: 'the file is not an imgstream volume, or is of a format version this imgstream does not read: a volume, an image stream (file, pipe, tape, peer, S3), a tape file or backup log, the catalog, mirror state or resume file, a write journal or protection destination' },
+  'not-a-volume': { exit: 5, meaning: 'the file is not an imgstream volume, or is of a format version this imgstream does not read: a volume, an image stream (file, pipe, tape, peer, S3), a tape file or backup log, the catalog, mirror state or resume file, a write journal or protection destination; or an image stream that needs features it does not have' },
   exists: { exit: 6, meaning: 'the target already exists (volume file, snapshot name)' },
   busy: { exit: 7, meaning: 'another imgstream process holds the volume, or a snapshot it is reading' },
   'volume-full': { exit: 8, meaning: 'the volume has no free block left for the change' },
@@ -92,6 +92,23 @@ export class FormatVersionError extends NotAVolumeError {
   /** The same error naming where it was found (kept when already named). */
   at(where: string): FormatVersionError {
     return this.where !== undefined ? this : new FormatVersionError(this.what, this.found, this.reads, where, this.hint);
+  }
+}
+/**
+ * Something a newer imgstream wrote that uses a feature this one does not have: a required
+ * feature bit of an image stream, or a required record type. Exit 5 like a newer format
+ * version (nothing is damaged); `at` names where, as FormatVersionError's does.
+ */
+export class NewerFeatureError extends NotAVolumeError {
+  constructor(
+    readonly what: string,
+    readonly where?: string,
+  ) {
+    super(`${where ? `${where}: ` : ''}${what}, which this imgstream does not have (a newer imgstream wrote it)`, 'read it with the imgstream version that wrote it, or a newer one');
+  }
+
+  at(where: string): NewerFeatureError {
+    return this.where !== undefined ? this : new NewerFeatureError(this.what, where);
   }
 }
 export class ExistsError extends ImgstreamError {

@@ -94,7 +94,7 @@
 import { crc32 } from './crc32.js';
 import type { SnapshotEntry } from './snapshot-entry.js';
 import { validEncryption, type StreamEncryption } from '../crypt/record-cipher.js';
-import { FormatVersionError } from '../core/errors.js';
+import { FormatVersionError, NewerFeatureError } from '../core/errors.js';
 
 export const STREAM_MAGIC = 'IMGSTRM1';
 export const STREAM_VERSION = 1;
@@ -160,7 +160,7 @@ export function decodePreamble(b: Buffer): { version: number; length: number; fe
   if (length < PREAMBLE_BYTES) throw new StreamFormatError('damaged stream preamble');
   const features = b.readUInt32LE(12);
   const unknown = features & ~KNOWN_FEATURES;
-  if (unknown) throw new StreamFormatError(`stream needs features this imgstream does not have (0x${unknown.toString(16)})`);
+  if (unknown) throw new NewerFeatureError(`the stream needs features 0x${unknown.toString(16)}`);
   return { version, length, features };
 }
 

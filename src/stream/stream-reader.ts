@@ -10,7 +10,7 @@
 import { createHash } from 'node:crypto';
 import { Decompressor } from 'zstd-napi';
 import { AlignedAllocator, DIRECT_UNIT } from '../fs/direct-io.js';
-import { AuthError, CorruptError, FormatVersionError } from '../core/errors.js';
+import { AuthError, CorruptError, FormatVersionError, NewerFeatureError } from '../core/errors.js';
 import { RecordCipher, resolveKey, type KeyOption } from '../crypt/index.js';
 import {
   decodeData,
@@ -204,7 +204,7 @@ export async function* readImageStream(src: AsyncIterable<Buffer>, name: string,
     try {
       preamble = decodePreamble(pre);
     } catch (err) {
-      if (err instanceof FormatVersionError) throw err.at(name);
+      if (err instanceof FormatVersionError || err instanceof NewerFeatureError) throw err.at(name);
       return fail((err as Error).message);
     }
     hash.update(pre);
@@ -348,7 +348,9 @@ export async function* readImageStream(src: AsyncIterable<Buffer>, name: string,
           case RecordType.Pad:
             break; // alignment for the next DATA record's blocks
           default:
-            if (!(frame.flags & FLAG_OPTIONAL)) return fail(`record ${records} has an unknown required type ${frame.type}`, 'a newer imgstream wrote it');
+            // exit 9, not 5: the frame's type byte is outside its payload's crc32, so damage
+            // cannot be told from a newer writer until the chain is checked at the trailer
+            if (!(frame.flags & FLAG_OPTIONAL)) return fail(`record ${records} has an unknown required type ${frame.type}`, 'damaged, or a newer imgstream wrote it');
         }
       } catch (err) {
         if (err instanceof StreamFormatError) return fail(`record ${records} at byte ${at}: ${err.message}`);

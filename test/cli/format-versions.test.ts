@@ -64,6 +64,19 @@ describe('image streams of a newer format version', () => {
     expect(line).toContain(`${f}: an image stream of format version 2`);
   });
 
+  it('a stream whose preamble asks for a feature this imgstream does not have: exit 5 naming the bits, nothing restored', () => {
+    const f = at('v1-feature.l0');
+    const b = Buffer.from(fs.readFileSync(at('v.l0')));
+    b.writeUInt32LE(b.readUInt32LE(12) | 0x100, 12); // a required feature bit no version has yet
+    fs.writeFileSync(f, b);
+    const feature = /the stream needs features 0x100, which this imgstream does not have \(a newer imgstream wrote it\)/;
+    const dst = at('never-feature.vol');
+    const line = expectOneLineError(runCli(['restore', '--from', f, '--to', dst], o), 'restore', 5, feature);
+    expect(line).toContain(f);
+    expect(fs.existsSync(dst)).toBe(false);
+    expectOneLineError(runCli(['verify', f], o), 'verify', 5, feature);
+  });
+
   it('a stream whose header says version 2 (its preamble 1): the same', () => {
     const s = Buffer.from(fs.readFileSync(at('v.l0')));
     // the header record: frame at 16, payload after it; its crc32 made right again

@@ -4,6 +4,7 @@
 import { createHash } from 'node:crypto';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { NewerFeatureError } from '../../src/core/errors.js';
 import { decodeRootRecord, encodeRootRecord, type RootRecord } from '../../src/format/volume-root.js';
 import { decodeJournalIndex, encodeJournalIndex, entriesPerIndexBlock } from '../../src/format/journal-index.js';
 import { decodeSnapshotEntry, encodeSnapshotEntry, type SnapshotEntry } from '../../src/format/snapshot-entry.js';
@@ -142,7 +143,8 @@ describe('image stream records', () => {
   });
 
   it('refuses unknown required features, other versions, bad magic and bad frames', () => {
-    expect(() => S.decodePreamble(S.encodePreamble(0x80))).toThrow(/features/);
+    expect(() => S.decodePreamble(S.encodePreamble(0x80))).toThrow(/features 0x80, which this imgstream does not have/);
+    expect(() => S.decodePreamble(S.encodePreamble(0x80))).toThrow(NewerFeatureError); // exit 5, not corrupt
     const pre = S.encodePreamble(0);
     pre.writeUInt16LE(2, 8);
     expect(() => S.decodePreamble(pre)).toThrow(/version 2/);
@@ -227,7 +229,9 @@ describe('stream writer and reader', () => {
       for (let at = 0; at < b.length; at += step) {
         const bad = Buffer.from(b);
         bad[at] ^= 0x5a;
-        await expect(readAll(bad), `flip at ${at}`).rejects.toMatchObject({ code: 'corrupt' });
+        // the preamble's version and feature bits (bytes 8-15) read as a newer writer's: exit 5
+        const newer = at >= 8 && at < 16;
+        await expect(readAll(bad), `flip at ${at}`).rejects.toMatchObject({ code: newer ? 'not-a-volume' : 'corrupt' });
         await expect(readAll(b.subarray(0, at)), `cut at ${at}`).rejects.toMatchObject({ code: 'corrupt' });
       }
       await expect(readAll(Buffer.concat([b, Buffer.from([0])]))).rejects.toThrow(/after the trailer/);
