@@ -8,6 +8,7 @@ import path from 'node:path';
 import { CorruptError, FormatVersionError, fromSystemError } from '../core/errors.js';
 import { BACKUP_LOG_FORMAT, type BackupLog } from '../media/tape/multiplex-format.js';
 import type { Catalog } from './catalog.js';
+import { readTextFile } from '../fs/text-file.js';
 
 export interface StoredBackupLog {
   /** The multiplexed dump's id (its tape files' multiplex member). */
@@ -43,7 +44,7 @@ export function readBackupLog(catalog: Catalog, id: string): StoredBackupLog | n
   const file = path.join(backupLogDir(catalog), `${id}.json`);
   let text: string;
   try {
-    text = fs.readFileSync(file, 'utf8');
+    text = readTextFile(file, 'a backup log');
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
     throw fromSystemError(err, file, 'reading the backup log');

@@ -13,6 +13,7 @@ import { VolumeLock } from '../volume/volume-lock.js';
 import { removeStaleTemp, tempBeside } from '../fs/stale-temp.js';
 import { fsyncDirectory } from '../fs/durable-file.js';
 import { recordProblem } from './record-check.js';
+import { readTextFile } from '../fs/text-file.js';
 
 export interface DumpRecord {
   /** The stream's id (header.streamId). */
@@ -112,7 +113,7 @@ export class Catalog {
       const st = fs.fstatSync(fd);
       if (st.isDirectory()) throw new InvalidInputError(`${this.file}: is a directory, not a catalog file`, 'give --catalog a file name, e.g. DIR/catalog.json');
       if (!st.isFile()) throw new InvalidInputError(`${this.file}: is not a regular file (a ${kindOf(st)}), so it cannot be the catalog`, 'give --catalog a regular file');
-      return fs.readFileSync(fd, 'utf8');
+      return readTextFile(fd, 'a catalog', this.file, 'give --catalog another file');
     } catch (err) {
       throw fromSystemError(err, this.file, 'reading the catalog');
     } finally {

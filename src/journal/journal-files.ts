@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { CorruptError, fromSystemError } from '../core/errors.js';
 import { fsyncDirectory, writeFileDurably } from '../fs/durable-file.js';
+import { readTextFile } from '../fs/text-file.js';
 
 const SEGMENT = /^(\d{16})\.seg$/;
 
@@ -81,7 +82,7 @@ export function removeDirty(dir: string): void {
 function readJson<T>(file: string): T | null {
   let text: string;
   try {
-    text = fs.readFileSync(file, 'utf8');
+    text = readTextFile(file, 'a journal file');
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
     throw fromSystemError(err, file, 'reading');

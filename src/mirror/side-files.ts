@@ -12,6 +12,7 @@ import { BusyError, FormatVersionError, InvalidInputError, NotAVolumeError } fro
 import { tempBeside } from '../fs/stale-temp.js';
 import { Volume } from '../volume/volume.js';
 import { VolumeLock } from '../volume/volume-lock.js';
+import { readTextFile } from '../fs/text-file.js';
 
 /** The longest side-file suffix (`mirror-transfer`), with room to spare: the side files of a NAME this long or shorter are `.NAME.*`. */
 const SUFFIX_BYTES = 16;
@@ -71,7 +72,7 @@ const RESUME_VERSION = 1;
 export function readResume(file: string): ResumeFile | null {
   let r: ResumeFile & { version?: unknown };
   try {
-    r = JSON.parse(fs.readFileSync(file, 'utf8'));
+    r = JSON.parse(readTextFile(file, 'a mirror resume file'));
   } catch {
     return null;
   }

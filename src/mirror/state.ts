@@ -13,6 +13,7 @@ import path from 'node:path';
 import { createHash } from 'node:crypto';
 import { CorruptError, FormatVersionError, InvalidInputError, fromSystemError } from '../core/errors.js';
 import type { SnapshotIdent, TransferMode } from './protocol.js';
+import { readTextFile } from '../fs/text-file.js';
 
 export type RelationshipState = 'idle' | 'transferring' | 'failed' | 'broken';
 
@@ -120,7 +121,7 @@ export class MirrorState {
       const st = fs.statSync(this.file);
       if (st.isDirectory()) throw new InvalidInputError(`${this.file}: is a directory, not a mirror state file`, 'give --state a file name');
       if (!st.isFile()) throw new InvalidInputError(`${this.file}: is not a regular file, so it cannot be the mirror state`, 'give --state a regular file');
-      text = fs.readFileSync(this.file, 'utf8');
+      text = readTextFile(this.file, 'a mirror state', this.file, 'give --state another file');
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return empty();
       throw fromSystemError(err, this.file, 'reading the mirror state');

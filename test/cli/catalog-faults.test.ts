@@ -79,6 +79,21 @@ describe('the catalog path', () => {
     refusedDump(at('fifo'), 4, /fifo: is not a regular file \(a FIFO\)/);
     expectOneLineError(cli(['catalog', 'list', '--catalog', at('fifo')]), 'catalog list --catalog FIFO', 4, /is not a regular file \(a FIFO\)/);
   });
+  it('a file too large to be one string (over 512 MiB; sparse here) is refused in one line, not "Cannot create a string"', () => {
+    const huge = path.join(root, 'huge.json'); // outside work: a sparse 600 MiB file
+    fs.writeFileSync(huge, '');
+    fs.truncateSync(huge, 600 << 20);
+    try {
+      expectOneLineError(cli(['catalog', 'list', '--catalog', huge]), 'catalog list --catalog HUGE', 4, /huge\.json: 600 MiB is more than imgstream reads as a catalog \(at most 512 MiB\)/);
+      refusedDump(huge, 4, /more than imgstream reads as a catalog/);
+      // the mirror state: the same refusal, before anything is transferred
+      const r = cli(['mirror', 'status', vol, '--state', huge]);
+      expectOneLineError(r, 'mirror status --state HUGE', 4, /huge\.json: 600 MiB is more than imgstream reads as a mirror state/);
+      expect(fs.statSync(huge).size).toBe(600 << 20);
+    } finally {
+      fs.rmSync(huge, { force: true });
+    }
+  });
 });
 
 describe('catalog contents', () => {
