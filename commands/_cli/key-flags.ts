@@ -16,16 +16,26 @@ export const keyFlags = {
   }),
 };
 
+/** restore, verify: a chain of encrypted and unencrypted streams read with a key. */
+export const allowUnencryptedFlag = {
+  'allow-unencrypted': Flags.boolean({
+    description: 'With --key-file or --passphrase-file, also read streams that are not encrypted (a chain whose later dumps were encrypted). Without it a key means every stream must be encrypted: an unencrypted one cannot be authenticated and is refused with the "auth" code (11).',
+  }),
+};
+
 export const encryptFlag = {
   encrypt: Flags.boolean({ description: 'Encrypt the stream (AES-256-GCM) with --key-file, --passphrase-file, or a passphrase typed twice at a prompt (on a terminal).' }),
 };
 
 /** restore, verify: the key the flags name; without one, a prompt on a terminal, else none. */
-export function keyFromFlags(flags: { 'key-file'?: string; 'passphrase-file'?: string }): KeyOption {
+export function keyFromFlags(flags: { 'key-file'?: string; 'passphrase-file'?: string; 'allow-unencrypted'?: boolean }): KeyOption {
+  const allowUnencrypted = flags['allow-unencrypted'] === true;
+  if (allowUnencrypted && flags['key-file'] === undefined && flags['passphrase-file'] === undefined) throw new UsageError('--allow-unencrypted goes with --key-file or --passphrase-file', 'without a key, unencrypted streams are read anyway');
   // both: a chain whose dumps were encrypted some with the key file, some with the passphrase
-  if (flags['key-file'] !== undefined && flags['passphrase-file'] !== undefined) return readKeyPair({ keyFile: flags['key-file'], passphraseFile: flags['passphrase-file'] });
+  if (flags['key-file'] !== undefined && flags['passphrase-file'] !== undefined) return { ...readKeyPair({ keyFile: flags['key-file'], passphraseFile: flags['passphrase-file'] }), allowUnencrypted };
   const key = readKeySource({ keyFile: flags['key-file'], passphraseFile: flags['passphrase-file'] });
-  if (key || !canPrompt()) return key;
+  if (key) return { ...key, allowUnencrypted };
+  if (!canPrompt()) return key;
   return keyPrompt((stream) => readHidden(`passphrase of ${stream}: `));
 }
 

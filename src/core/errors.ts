@@ -28,7 +28,7 @@ export const EXIT_CODES: Record<ErrorCode, { exit: number; meaning: string }> = 
   'volume-full': { exit: 8, meaning: 'the volume has no free block left for the change' },
   corrupt: { exit: 9, meaning: 'damaged data: a checksum or consistency check failed' },
   io: { exit: 10, meaning: 'the operating system refused a read or write' },
-  auth: { exit: 11, meaning: 'a peer refused the token, or its TLS certificate did not match; an encrypted stream read without its key, or with another key' },
+  auth: { exit: 11, meaning: 'a peer refused the token, or its TLS certificate did not match; an encrypted stream read without its key, or with another key; an unencrypted stream read with a key (without --allow-unencrypted)' },
   network: { exit: 12, meaning: 'a peer could not be reached, or the connection was lost or timed out' },
   // 128 + the signal's number, as a shell reports a process the signal ended
   interrupted: { exit: 130, meaning: 'stopped by SIGINT (Ctrl-C): a dump removes its partial output and the snapshot it took first' },

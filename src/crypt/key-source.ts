@@ -7,7 +7,16 @@
 import fs from 'node:fs';
 import { AuthError, fromSystemError, InvalidInputError, UsageError } from '../core/errors.js';
 
-export type KeySource = { kind: 'key'; key: Buffer; path: string } | { kind: 'passphrase'; passphrase: Buffer; path: string };
+/**
+ * A key given for reading also says the streams are meant to be encrypted: an unencrypted
+ * one is refused (it cannot be authenticated) unless `allowUnencrypted` (a chain that
+ * mixes both).
+ */
+interface ReadingKey {
+  allowUnencrypted?: boolean;
+}
+
+export type KeySource = ({ kind: 'key'; key: Buffer; path: string } | { kind: 'passphrase'; passphrase: Buffer; path: string }) & ReadingKey;
 
 /**
  * A passphrase asked for when a stream read needs one: `ask` runs at most once (the
@@ -21,7 +30,7 @@ export interface KeyPrompt {
 }
 
 /** Both a key file and a passphrase file, for reading a chain whose dumps used one or the other: each stream takes the one it was encrypted with. */
-export interface KeyPair {
+export interface KeyPair extends ReadingKey {
   kind: 'pair';
   key: KeySource & { kind: 'key' };
   passphrase: KeySource & { kind: 'passphrase' };

@@ -312,6 +312,10 @@ export async function* readImageStream(src: AsyncIterable<Buffer>, name: string,
             if (opts.withoutKey !== 'headers') throw new AuthError(`${name}: the stream is encrypted`, 'give --key-file FILE or --passphrase-file FILE, as given to dump');
             blind = true;
           } else if (header.encryption) return fail('a header with encryption fields in a stream without the ENCRYPTED feature bit');
+          else if (opts.key && opts.key.kind !== 'prompt' && !opts.key.allowUnencrypted) {
+            // the key says the streams are encrypted: one that is not could be anyone's
+            throw new AuthError(`${name}: the stream is not encrypted, so the key given cannot authenticate it`, 'leave out --key-file and --passphrase-file for unencrypted streams, or give --allow-unencrypted for a chain that mixes both');
+          }
           yield { type: 'header', header };
           continue;
         }

@@ -105,6 +105,25 @@ describe('encrypted streams through the CLI', { timeout: 90_000 }, () => {
     expect(fs.existsSync(path.join(root, 'both.l0'))).toBe(false);
   });
 
+  it('with a key, an unencrypted stream is refused (it cannot be authenticated) unless --allow-unencrypted', async () => {
+    // a chain whose level 0 was not encrypted and whose level 1 was
+    const plain0 = path.join(root, 'plain.l0');
+    const enc1 = path.join(root, 'enc-after-plain.l1');
+    const pcat = path.join(root, 'catalog.plain.json');
+    dump(src, 0, 's1', plain0, pcat, [], o);
+    dump(src, 1, 's2', enc1, pcat, ['--encrypt', '--key-file', key], o);
+    const to = path.join(root, 'plain-then-enc.vol');
+    expectOneLineError(await runCliAsync(['restore', '--from', plain0, '--from', enc1, '--to', to, '--key-file', key], o), 'restore a plain level 0 with a key', 11, /plain\.l0: the stream is not encrypted, so the key given cannot authenticate it/);
+    expect(fs.existsSync(to)).toBe(false);
+    expectOneLineError(await runCliAsync(['verify', plain0, '--key-file', key], o), 'verify a plain stream with a key', 11, /not encrypted/);
+    expectOneLineError(await runCliAsync(['verify', plain0, '--allow-unencrypted'], o), '--allow-unencrypted without a key', 2, /--allow-unencrypted goes with --key-file or --passphrase-file/);
+    ok(['verify', plain0, enc1, '--key-file', key, '--allow-unencrypted'], o);
+    ok(['restore', '--from', plain0, '--from', enc1, '--to', to, '--key-file', key, '--allow-unencrypted'], o);
+    expect(await exportShas(to, ['s1', 's2'], o)).toEqual(srcShas);
+    // without a key an unencrypted stream is read as ever
+    ok(['verify', plain0], o);
+  });
+
   it('round-trips through a pipe and a tape directory', async () => {
     const piped = path.join(root, 'piped.vol');
     const p = await pipeline(['dump', src, '-l', '0', '-s', 's2', '--to', '-', '--catalog', path.join(root, 'catalog.pipe.json'), '--encrypt', '--key-file', key], ['restore', '--from', '-', '--to', piped, '--key-file', key], root, env);

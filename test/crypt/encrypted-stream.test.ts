@@ -185,9 +185,15 @@ describe('encrypted stream codec', { timeout: 60_000 }, () => {
     expect((await readAll(ps, { key: pass })).filter((r) => r.type === 'data')).toHaveLength(1);
     expect((await readUntilError(ps, { key: { ...pass, passphrase: Buffer.from('wrong horse battery') } })).err.code).toBe('auth');
     expect((await readUntilError(ps)).err.code).toBe('auth');
-    // and an unencrypted stream read with a key is just read
+    // an unencrypted stream read with a key is refused (it cannot be authenticated), before any record;
+    // read with allowUnencrypted (a chain that mixes both) or without a key it is just read
     const plain = (await makeStream(null, [1])).stream;
-    expect((await readAll(plain)).filter((r) => r.type === 'data')).toHaveLength(1);
+    const refused = await readUntilError(plain, { key: KEY });
+    expect(refused.err.code).toBe('auth');
+    expect(refused.err.message).toMatch(/the stream is not encrypted, so the key given cannot authenticate it/);
+    expect(refused.seen).toEqual([]);
+    expect((await readAll(plain, { key: { ...KEY, allowUnencrypted: true } })).filter((r) => r.type === 'data')).toHaveLength(1);
+    expect((await readAll(plain, {})).filter((r) => r.type === 'data')).toHaveLength(1);
   });
 
   it('never repeats a nonce over a 10,000-record stream', async () => {
