@@ -23,6 +23,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash, randomFillSync } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import { sha256File } from '../support/cli.js';
 import { CLI_BIN } from './cli.js';
 import type { BenchContext } from './context.js';
 import { cpuSeconds, median } from './measure.js';
@@ -103,22 +104,6 @@ function makeImage(file: string, size: number): void {
   } finally {
     fs.closeSync(fd);
   }
-}
-
-function sha256File(file: string): string {
-  const h = createHash('sha256');
-  const fd = fs.openSync(file, 'r');
-  const buf = Buffer.allocUnsafe(8 << 20);
-  try {
-    for (;;) {
-      const n = fs.readSync(fd, buf, 0, buf.length, null);
-      if (n === 0) break;
-      h.update(buf.subarray(0, n));
-    }
-  } finally {
-    fs.closeSync(fd);
-  }
-  return h.digest('hex');
 }
 
 /** sha256 of an export as nbdcopy streams it to stdout. */
