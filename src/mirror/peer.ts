@@ -31,7 +31,9 @@ export function registerMirrorServices(): void {
   if (peerServices().has('mirror.update')) return;
   for (const op of ['mirror.update', 'mirror.resync', 'mirror.state', 'mirror.break', 'mirror.abandon']) {
     registerPeerService(op, async (ch, hello, ctx) => {
-      const done = await receiveMirror(ctx.path, mirrorChannel(ch), hello, { log: (l) => ctx.log(l) });
+      // who a transfer refused meanwhile is told holds the destination (the source's pid: its hello's)
+      const client = Number.isInteger(hello.pid) && (hello.pid as number) > 0 ? `imgstream process ${hello.pid} at ${ctx.peer}` : `a client at ${ctx.peer}`;
+      const done = await receiveMirror(ctx.path, mirrorChannel(ch), hello, { log: (l) => ctx.log(l), client });
       if (done) ctx.log(`${op} ${hello.name}: ${done.mode} to ${done.top}, ${done.blocks} blocks, CP ${done.generation}${done.resumed ? `, resumed after ${done.resumed} records` : ''}`);
     });
   }

@@ -9,6 +9,7 @@ import { localDestination } from './index.js';
 import { MIRROR_PROTOCOL, type MirrorChannel } from './protocol.js';
 import { abandonPartial, breakMirror, receiveMirror } from './receiver.js';
 import { checkDestinationPath } from './side-files.js';
+import { withDestinationLock } from './destination-lock.js';
 import { destinationState, remoteError, sendMirror, stoppedError, type MirrorResult } from './sender.js';
 import { MirrorState, relationshipKey } from './state.js';
 import { VolumeLock } from '../volume/volume-lock.js';
@@ -151,12 +152,12 @@ async function mirrorUpdateOnce(volPath: string, dest: Destination, opts: Update
 /** Makes a destination writable. */
 export async function mirrorBreak(dest: Destination): Promise<{ destination: string; broken: boolean }> {
   if (!dest.spec.startsWith('peer://')) {
-    breakMirror(dest.spec);
+    await withDestinationLock(dest.spec, 'mirror.break', () => breakMirror(dest.spec));
     return { destination: dest.spec, broken: true };
   }
   const { channel, settled } = await dest.open();
   try {
-    await channel.send({ op: 'mirror.break', name: dest.name, protocol: MIRROR_PROTOCOL });
+    await channel.send({ op: 'mirror.break', name: dest.name, protocol: MIRROR_PROTOCOL, pid: process.pid });
     const m = await channel.receive();
     if (!m) throw new InvalidInputError(`${dest.spec}: no answer`);
     if (m.msg.error) {
@@ -185,11 +186,11 @@ export async function mirrorAbandon(volPath: string, dest: Destination, state: M
     }
   })();
   let r: { freedBytes: number; files: string[] };
-  if (!dest.spec.startsWith('peer://')) r = abandonPartial(dest.spec);
+  if (!dest.spec.startsWith('peer://')) r = await withDestinationLock(dest.spec, 'mirror.abandon', () => abandonPartial(dest.spec));
   else {
     const { channel, settled } = await dest.open();
     try {
-      await channel.send({ op: 'mirror.abandon', name: dest.name, protocol: MIRROR_PROTOCOL });
+      await channel.send({ op: 'mirror.abandon', name: dest.name, protocol: MIRROR_PROTOCOL, pid: process.pid });
       const m = await channel.receive();
       if (!m) throw new InvalidInputError(`${dest.spec}: no answer`);
       if (m.msg.error) throw remoteError(m.msg.error as { code: string; message: string }, dest.spec);
