@@ -2,7 +2,7 @@ import { Args } from '@oclif/core';
 import chalk from 'chalk';
 import { ImgstreamCommand } from '../_cli/base.js';
 import { openState, stateFlag } from '../_cli/mirror-flags.js';
-import { withVolume } from '../../src/volume/index.js';
+import { sourceUuid } from '../../src/mirror/run.js';
 import { formatSize } from '../../src/core/size.js';
 
 function age(ms: number): string {
@@ -22,7 +22,7 @@ export default class MirrorStatus extends ImgstreamCommand {
 
   async run() {
     const { args, flags } = await this.parse(MirrorStatus);
-    const uuid = await withVolume(args.volume, false, (vol) => vol.rootRecord.uuid);
+    const uuid = await sourceUuid(args.volume);
     const now = Date.now();
     const rels = openState(flags.state)
       .relationshipsOf(uuid, args.volume)

@@ -12,6 +12,7 @@ import { receiveMirror } from './receiver.js';
 import { sendMirror, type MirrorResult } from './sender.js';
 import { MirrorState } from './state.js';
 import { newestMaster, receiveReplica, type Destination } from './run.js';
+import { openMirrorSource } from './served.js';
 
 /** A peer channel as the mirror code speaks to it. */
 export function mirrorChannel(ch: PeerChannel): MirrorChannel {
@@ -31,27 +32,33 @@ export function registerMirrorServices(): void {
   if (peerServices().has('mirror.update')) return;
   for (const op of ['mirror.update', 'mirror.resync', 'mirror.state', 'mirror.break', 'mirror.abandon']) {
     registerPeerService(op, async (ch, hello, ctx) => {
-      const done = await receiveMirror(ctx.path, mirrorChannel(ch), hello, { log: (l) => ctx.log(l) });
+      // who a transfer refused meanwhile is told holds the destination (the source's pid: its hello's)
+      const client = Number.isInteger(hello.pid) && (hello.pid as number) > 0 ? `imgstream process ${hello.pid} at ${ctx.peer}` : `a client at ${ctx.peer}`;
+      const done = await receiveMirror(ctx.path, mirrorChannel(ch), hello, { log: (l) => ctx.log(l), client });
       if (done) ctx.log(`${op} ${hello.name}: ${done.mode} to ${done.top}, ${done.blocks} blocks, CP ${done.generation}${done.resumed ? `, resumed after ${done.resumed} records` : ''}`);
     });
   }
   registerPeerService('replicate.pull', async (ch, hello, ctx) => {
     const replica = typeof hello.replica === 'string' && hello.replica.length < 512 ? hello.replica : ctx.peer;
-    const vol = Volume.open(ctx.path, { write: true, mirror: true });
+    // through its NBD server when one serves it (see served.ts)
+    const { source, close } = await openMirrorSource(ctx.path);
     try {
+      const vol = 'prepare' in source ? source.volume() : source;
       let top: string;
       try {
         top = newestMaster(vol);
       } catch {
         throw new InvalidInputError(`${String(hello.name)}: has no master snapshot to replicate`, 'take one on the source with: imgstream snapshot create VOL NAME --master');
       }
+      const master = identOf(vol.snapshot(top));
+      const uuid = vol.rootRecord.uuid;
       const state = new MirrorState();
       // named by its file name in messages: the daemon shows no absolute path to clients, so the replica's own would read "(a path on the daemon)"
-      const r = await sendMirror(vol, mirrorChannel(ch), { destination: `replica ${path.basename(replica)}`, name: String(hello.name), op: 'replicate', top, state });
-      state.recordReplica(vol.rootRecord.uuid, replica, identOf(vol.snapshot(top)));
+      const r = await sendMirror(source, mirrorChannel(ch), { destination: `replica ${path.basename(replica)}`, name: String(hello.name), op: 'replicate', top, state });
+      state.recordReplica(uuid, replica, master);
       ctx.log(`replicate.pull ${hello.name} by ${replica}: ${r.upToDate ? 'up to date' : `${r.mode} to ${r.top}, ${r.blocks} blocks`}`);
     } finally {
-      vol.close();
+      close();
     }
   });
 }

@@ -4,7 +4,7 @@
 // for a destination on the same machine. Every message is a JSON object, some with a
 // binary payload.
 //
-//   source -> destination   hello  { op: 'mirror.update' | 'mirror.resync' | 'mirror.break' | 'mirror.abandon', name, protocol, volume, compress?: ['zstd'] }
+//   source -> destination   hello  { op: 'mirror.update' | 'mirror.resync' | 'mirror.break' | 'mirror.abandon', name, protocol, volume, pid?, compress?: ['zstd'] }
 //   destination -> source   { state: DestinationState, compress?: 'zstd' }     (or { error: { code, message, hint, kept? } })
 //   source -> destination   { plan: TransferPlan }
 //   destination -> source   { ready: { resumeFrom } }       records before resumeFrom were acknowledged earlier
@@ -33,6 +33,10 @@
 // volume of a first transfer, the stage and resume files) and answers { done } with
 // freedBytes; a later update starts over. An error after a transfer began carries kept:
 // what remains there to resume from.
+//
+// One conversation at a time per destination: while one holds it (a transfer under way),
+// another is answered { error: { code: 'busy' } } in place of its state, naming the
+// holder (the source's pid, when its hello gave it), and nothing changes (destination-lock.ts).
 //
 // Resume: the destination keeps what it acknowledged (count, chain, where it put things)
 // beside the volume. When the same plan comes again it answers resumeFrom = n; the source

@@ -25,6 +25,7 @@ import { OccupancyCursor } from '../volume/occupancy.js';
 import { PLANE_ACTIVE } from '../volume/layout.js';
 import { decodeRecordIndex, hashChain, recordCrc } from './records.js';
 import { RecordInflater } from './record-inflater.js';
+import { holdingDestination } from './destination-lock.js';
 import { abandonPartial, checkDestinationPath, dropUnresumable, partialFiles, readResume, settleFresh, sidePaths, writeResume } from './side-files.js';
 import { geometryMatches, identOf, MIRROR_PROTOCOL, sameSnapshot, type DestinationState, type MirrorChannel, type TransferDone, type TransferPlan, type VolumeGeometry } from './protocol.js';
 
@@ -43,6 +44,8 @@ export interface ReceiverOptions {
    * place of its plan is thrown as this gives it, never taken for "nothing to do".
    */
   sourceError?: (error: Record<string, unknown>) => Error;
+  /** Who asks, when not this process (a peer daemon's client): a refused conversation is told. */
+  client?: string;
 }
 
 export function geometryOf(vol: Volume): VolumeGeometry {
@@ -97,9 +100,14 @@ export function breakMirror(volPath: string): { broken: boolean; generation: num
 
 /**
  * Serves one conversation with a source: `hello` is its first message. Errors are sent
- * to the source as { error } and rethrown for the caller's log.
+ * to the source as { error } and rethrown for the caller's log. One at a time per
+ * destination (destination-lock.ts): another is refused, busy.
  */
-export async function receiveMirror(volPath: string, ch: MirrorChannel, hello: Record<string, unknown>, opts: ReceiverOptions = {}): Promise<TransferDone | null> {
+export function receiveMirror(volPath: string, ch: MirrorChannel, hello: Record<string, unknown>, opts: ReceiverOptions = {}): Promise<TransferDone | null> {
+  return holdingDestination(volPath, ch, hello, opts.client, () => converse(volPath, ch, hello, opts));
+}
+
+async function converse(volPath: string, ch: MirrorChannel, hello: Record<string, unknown>, opts: ReceiverOptions): Promise<TransferDone | null> {
   const log = opts.log ?? (() => {});
   try {
     if (hello.protocol !== MIRROR_PROTOCOL) throw new InvalidInputError(`mirror protocol ${String(hello.protocol)} is not supported (this side speaks ${MIRROR_PROTOCOL})`, 'run the same imgstream version on both sides');

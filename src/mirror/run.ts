@@ -6,15 +6,16 @@ import { InvalidInputError, UsageError } from '../core/errors.js';
 import { noProgress, type Progress } from '../core/progress.js';
 import { Volume } from '../volume/volume.js';
 import { localDestination } from './index.js';
-import { MIRROR_PROTOCOL, type MirrorChannel } from './protocol.js';
+import { identOf, MIRROR_PROTOCOL, type MirrorChannel } from './protocol.js';
 import { abandonPartial, breakMirror, receiveMirror } from './receiver.js';
 import { checkDestinationPath } from './side-files.js';
+import { withDestinationLock } from './destination-lock.js';
 import { destinationState, remoteError, sendMirror, stoppedError, type MirrorResult } from './sender.js';
 import { MirrorState, relationshipKey } from './state.js';
-import { VolumeLock } from '../volume/volume-lock.js';
-import { ServedVolume } from '../control/served-volume.js';
-import { servedSource } from './served.js';
-import type { MirrorCompression, SourceAccess } from './sender.js';
+import { openMirrorSource, sourceUuid } from './served.js';
+import type { MirrorCompression } from './sender.js';
+
+export { sourceUuid };
 
 /** Where a mirror goes: how to reach it, and its name as relationships record it. */
 export interface Destination {
@@ -108,29 +109,9 @@ export async function mirrorUpdate(volPath: string, dest: Destination, opts: Upd
   return { ...second, transfers: [first, second] };
 }
 
-/** The source: through its NBD server when one serves it, else held by this process. */
-async function openSource(volPath: string): Promise<{ source: Volume | SourceAccess; close(): void }> {
-  const holder = VolumeLock.holder(volPath);
-  if (holder?.control && holder.pid !== process.pid) {
-    let served: ServedVolume | null = null;
-    try {
-      served = await ServedVolume.connect(volPath, holder);
-    } catch {
-      served = null; // nothing answers: opening it here says "busy"
-    }
-    if (served) {
-      const s = served;
-      const access = servedSource(s);
-      return { source: access, close: () => (access.close(), s.close()) };
-    }
-  }
-  const vol = Volume.open(volPath, { write: true, mirror: true });
-  return { source: vol, close: () => vol.close() };
-}
-
 async function mirrorUpdateOnce(volPath: string, dest: Destination, opts: UpdateOptions): Promise<MirrorResult> {
   if (opts.signal?.aborted) throw stoppedError(opts.signal);
-  const { source: vol, close } = await openSource(volPath);
+  const { source: vol, close } = await openMirrorSource(volPath);
   try {
     const { channel, settled } = await dest.open();
     const cut = () => channel.close();
@@ -151,12 +132,12 @@ async function mirrorUpdateOnce(volPath: string, dest: Destination, opts: Update
 /** Makes a destination writable. */
 export async function mirrorBreak(dest: Destination): Promise<{ destination: string; broken: boolean }> {
   if (!dest.spec.startsWith('peer://')) {
-    breakMirror(dest.spec);
+    await withDestinationLock(dest.spec, 'mirror.break', () => breakMirror(dest.spec));
     return { destination: dest.spec, broken: true };
   }
   const { channel, settled } = await dest.open();
   try {
-    await channel.send({ op: 'mirror.break', name: dest.name, protocol: MIRROR_PROTOCOL });
+    await channel.send({ op: 'mirror.break', name: dest.name, protocol: MIRROR_PROTOCOL, pid: process.pid });
     const m = await channel.receive();
     if (!m) throw new InvalidInputError(`${dest.spec}: no answer`);
     if (m.msg.error) {
@@ -176,20 +157,13 @@ export async function mirrorBreak(dest: Destination): Promise<{ destination: str
  * starts a new transfer.
  */
 export async function mirrorAbandon(volPath: string, dest: Destination, state: MirrorState): Promise<{ destination: string; freedBytes: number; files: string[] }> {
-  const uuid = (() => {
-    const vol = Volume.open(volPath, { write: false });
-    try {
-      return vol.rootRecord.uuid;
-    } finally {
-      vol.close();
-    }
-  })();
+  const uuid = await sourceUuid(volPath);
   let r: { freedBytes: number; files: string[] };
-  if (!dest.spec.startsWith('peer://')) r = abandonPartial(dest.spec);
+  if (!dest.spec.startsWith('peer://')) r = await withDestinationLock(dest.spec, 'mirror.abandon', () => abandonPartial(dest.spec));
   else {
     const { channel, settled } = await dest.open();
     try {
-      await channel.send({ op: 'mirror.abandon', name: dest.name, protocol: MIRROR_PROTOCOL });
+      await channel.send({ op: 'mirror.abandon', name: dest.name, protocol: MIRROR_PROTOCOL, pid: process.pid });
       const m = await channel.receive();
       if (!m) throw new InvalidInputError(`${dest.spec}: no answer`);
       if (m.msg.error) throw remoteError(m.msg.error as { code: string; message: string }, dest.spec);
@@ -222,28 +196,26 @@ export async function mirrorDestinationState(dest: Destination): Promise<import(
   }
 }
 
-/** `replicate pull` from a volume on this machine: the local counterpart of the peer service. */
+/** `replicate pull` from a volume on this machine (through its server when one serves it): the local counterpart of the peer service. */
 export async function replicatePullLocal(sourcePath: string, destPath: string, opts: { state?: MirrorState; progress?: Progress } = {}): Promise<MirrorResult> {
-  const src = Volume.open(sourcePath, { write: true, mirror: true });
+  const { source, close } = await openMirrorSource(sourcePath);
   try {
+    const src = 'prepare' in source ? source.volume() : source; // a served source's view: read before the transfer replaces it
     const top = newestMaster(src);
+    const master = identOf(src.snapshot(top));
+    const uuid = src.rootRecord.uuid;
     const { channel, settled } = localDestination(path.resolve(destPath));
     try {
-      const r = await sendMirror(src, channel, { destination: path.resolve(destPath), name: path.basename(destPath), op: 'replicate', top, state: opts.state ?? new MirrorState(), progress: opts.progress, compress: 'none' }); // in-process: no wire to save
-      (opts.state ?? new MirrorState()).recordReplica(src.rootRecord.uuid, path.resolve(destPath), { ...identOfTop(src, top) });
+      const r = await sendMirror(source, channel, { destination: path.resolve(destPath), name: path.basename(destPath), op: 'replicate', top, state: opts.state ?? new MirrorState(), progress: opts.progress, compress: 'none' }); // in-process: no wire to save
+      (opts.state ?? new MirrorState()).recordReplica(uuid, path.resolve(destPath), master);
       return r;
     } finally {
       channel.close();
       await settled;
     }
   } finally {
-    src.close();
+    close();
   }
-}
-
-function identOfTop(vol: Volume, name: string) {
-  const s = vol.snapshot(name);
-  return { id: s.id, name: s.name, generation: s.generation, createdMs: s.createdMs, reusedBlocks: s.reusedBlocks };
 }
 
 /** The newest master snapshot of a volume, the point replicas pull up to. */

@@ -178,7 +178,7 @@ export async function sendMirror(source: Volume | SourceAccess, ch: MirrorChanne
   // offer compressed records; a destination that can take them says so beside its state
   // (one that predates them ignores the offer and gets them raw)
   const offer = (opts.compress ?? 'zstd') === 'zstd' ? { compress: ['zstd'] } : {};
-  await ch.send({ op: opts.op === 'replicate' ? 'mirror.update' : opts.op, name: opts.name, protocol: MIRROR_PROTOCOL, volume: geometry, ...offer });
+  await ch.send({ op: opts.op === 'replicate' ? 'mirror.update' : opts.op, name: opts.name, protocol: MIRROR_PROTOCOL, volume: geometry, pid: process.pid, ...offer });
   const stateMsg = await expect(ch, 'state', where);
   const dest = stateMsg.state as DestinationState;
   const compression: MirrorCompression = offer.compress && stateMsg.compress === 'zstd' ? 'zstd' : 'none';

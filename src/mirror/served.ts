@@ -4,16 +4,20 @@
 // its queue, as control ops; the sender pins the snapshots of the new state and reads
 // them through a lockless view. A pinned snapshot's plane and blocks never change (see
 // Volume.openView), and the shipped mark-on-allocate plane is written only by
-// finishSource: the server records into the other one.
+// finishSource: the server records into the other one. A replica pulled from a served
+// volume (replicate pull) is sent the same way; it changes nothing on the source, so a
+// server that serves it read-only sends it too.
 import { NotFoundError } from '../core/errors.js';
 import { assertServedWritable, registerControlOp, type ControlArgs } from '../control/ops.js';
-import type { ServedVolume } from '../control/served-volume.js';
-import type { Volume } from '../volume/volume.js';
+import { ServedVolume } from '../control/served-volume.js';
+import { Volume } from '../volume/volume.js';
+import { VolumeLock } from '../volume/volume-lock.js';
 import { finishSource, olderMirrorSnapshots, prepareSource, type FinishArgs, type PrepareArgs, type SourceAccess } from './source-access.js';
 
 registerControlOp('mirror.prepare', (vol: Volume, args: ControlArgs, session) => {
-  assertServedWritable(vol);
   const p = args as unknown as PrepareArgs;
+  // a replica's transfer names its top and tracks nothing: it writes nothing (prepareSource)
+  if (p.top === null || p.track !== false) assertServedWritable(vol);
   // snapshots this relationship drops must not go under a reader (a dump or export
   // reading them): those it pins are deleted when it lets go
   const later = new Set<number>();
@@ -83,4 +87,38 @@ export function servedSource(served: ServedVolume): SourceAccess & { close(): vo
     },
     close: () => view.close(),
   };
+}
+
+/**
+ * The source of a transfer (mirror update, replicate pull): through its NBD server when
+ * one serves it, else opened and held by this process (busy when another holds it);
+ * `write: false` for a look at it only (mirror abandon: its uuid).
+ */
+export async function openMirrorSource(volPath: string, opts: { write?: boolean } = {}): Promise<{ source: Volume | SourceAccess; close(): void }> {
+  const holder = VolumeLock.holder(volPath);
+  if (holder?.control && holder.pid !== process.pid) {
+    let served: ServedVolume | null = null;
+    try {
+      served = await ServedVolume.connect(volPath, holder);
+    } catch {
+      served = null; // nothing answers: opening it here says "busy"
+    }
+    if (served) {
+      const s = served;
+      const access = servedSource(s);
+      return { source: access, close: () => (access.close(), s.close()) };
+    }
+  }
+  const vol = Volume.open(volPath, opts.write === false ? { write: false } : { write: true, mirror: true });
+  return { source: vol, close: () => vol.close() };
+}
+
+/** The uuid of the volume at `volPath`, a relationship's key (mirror status, mirror abandon): through its server when one serves it. */
+export async function sourceUuid(volPath: string): Promise<string> {
+  const { source, close } = await openMirrorSource(volPath, { write: false });
+  try {
+    return ('prepare' in source ? source.volume() : source).rootRecord.uuid;
+  } finally {
+    close();
+  }
 }

@@ -3,10 +3,14 @@
 // time, so a lock left by a killed process (kill -9) is recognised as stale and taken
 // over at once: no stale lock ever blocks the next command.
 //
-// Lock file format: the first line is "PID STARTTIME"; a holder that answers requests
-// (a server, see src/control) adds a space after it and then lines of KEY=VALUE:
-//   control=PATH    its control socket (next to the lock file, <dev>-<ino>.ctl)
+// The same locks serve for what is no one file's inode (acquireNamed: a mirror
+// destination NAME in a directory, which a first transfer has not created yet).
+//
+// Lock file format: the first line is "PID STARTTIME"; a holder that says more adds a
+// space after it and then lines of KEY=VALUE:
+//   control=PATH    its control socket (next to the lock file, <dev>-<ino>.ctl), a server (see src/control)
 //   served=rw|ro    it serves the volume read-write or read-only
+//   (a named lock's holder: what it does, see src/mirror/destination-lock.ts)
 // Older versions split the file at spaces and compare the second field with the start
 // time: the space keeps that field exact, so they never take a server's lock for stale.
 import fs from 'node:fs';
@@ -42,12 +46,12 @@ function zombie(pid: number): boolean {
 /** Commands that take a second word ("serve nbd"); "protect" alone is a command too. */
 const TOPICS = new Set(['catalog', 'mirror', 'replicate', 'serve', 'snapshot', 'tape', 'volume']);
 
-/** The imgstream command a process runs, " (protect)" or " (serve nbd)", from its arguments; '' when unknown. */
+/** The imgstream command a process runs, "protect" or "serve nbd", from its arguments; '' when unknown. */
 function commandOf(pid: number): string {
   try {
     const [cmd = '', sub = ''] = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').slice(2);
     if (!/^[a-z]+$/.test(cmd)) return '';
-    return (TOPICS.has(cmd) && /^[a-z]+$/.test(sub)) || (cmd === 'protect' && sub === 'status') ? ` (${cmd} ${sub})` : ` (${cmd})`;
+    return (TOPICS.has(cmd) && /^[a-z]+$/.test(sub)) || (cmd === 'protect' && sub === 'status') ? `${cmd} ${sub}` : cmd;
   } catch {
     return '';
   }
@@ -71,6 +75,15 @@ export interface LockHolder {
   control?: string;
   /** How it serves the volume. */
   served?: 'rw' | 'ro';
+}
+
+/** A live process other than this one that holds a lock, as taking the lock found it. */
+export interface LockOwner {
+  pid: number;
+  /** The imgstream command it runs ("mirror update"), '' when unknown. */
+  command: string;
+  /** The KEY=VALUE lines of its lock file. */
+  fields: ReadonlyMap<string, string>;
 }
 
 interface LockContents {
@@ -171,10 +184,36 @@ export class VolumeLock {
   }
 
   static acquire(volumePath: string, st: fs.Stats, what = 'volume'): VolumeLock {
-    const dir = lockDir();
-    fs.mkdirSync(dir, { recursive: true, mode: 0o1777 });
-    const file = lockFileOf(st);
     const token = `${process.pid} ${startTime(process.pid) ?? '0'}`;
+    return VolumeLock.take(lockFileOf(st), token, `${volumePath}: could not lock the ${what}`, (owner) => {
+      // a lock file without a pid is one an older version is still writing (it created the file, then wrote it)
+      if (!owner) return new BusyError(`${volumePath}: ${what} is being locked by another imgstream process`, 'try again');
+      if (owner.fields.has('control')) {
+        const hint = owner.fields.get('served') === 'ro' ? 'it serves the volume read-only: stop the server first' : 'write through its NBD export, or stop the server first';
+        return new BusyError(`${volumePath}: ${what} is being served by imgstream process ${owner.pid}`, hint);
+      }
+      return new BusyError(`${volumePath}: ${what} is in use by imgstream process ${owner.pid}${owner.command ? ` (${owner.command})` : ''}`, 'wait for it to finish, or stop it');
+    });
+  }
+
+  /**
+   * A lock on what is no one file's inode, named by `key` (letters, digits, '.', '_', '-';
+   * the lock file is KEY.lock): a mirror destination NAME in a directory, before a first
+   * transfer creates it. `fields` go into the lock file, for whoever finds it held;
+   * `refuse` makes the error then (owner null: a lock file still being written).
+   * Stale locks are taken over as a volume's are. A lock this process holds counts as
+   * stale, as a volume's does: a caller with several holders in one process keeps them apart.
+   */
+  static acquireNamed(key: string, fields: Record<string, string>, refuse: (owner: LockOwner | null) => BusyError): VolumeLock {
+    if (!/^[\w.-]+$/.test(key)) throw new Error(`invalid lock name ${key}`);
+    const lines = Object.entries(fields).map(([k, v]) => `${k}=${v.replace(/[\r\n]+/g, ' ')}\n`);
+    const token = `${process.pid} ${startTime(process.pid) ?? '0'}${lines.length ? ` \n${lines.join('')}` : ''}`;
+    return VolumeLock.take(path.join(lockDir(), `${key}.lock`), token, `${key}: could not take the lock`, refuse);
+  }
+
+  /** Creates the lock file `file` holding `token`, taking over a stale one; `refuse` makes the error when a live process holds it. */
+  private static take(file: string, token: string, exhausted: string, refuse: (owner: LockOwner | null) => BusyError): VolumeLock {
+    fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o1777 });
     for (let attempt = 0; attempt < 5; attempt++) {
       if (createWhole(file, token)) {
         removeStaleTemp(path.dirname(file), `${path.basename(file)}${NEW_INFIX}`); // of processes killed while locking
@@ -189,16 +228,9 @@ export class VolumeLock {
         continue; // released meanwhile
       }
       const { pid, start, fields } = parseLock(holder);
-      // a lock file without a pid is one an older version is still writing (it created the
-      // file, then wrote it): young, it is taken; it is stale only once it stays empty
-      if (!(pid > 0) && age < EMPTY_LOCK_GRACE_MS) throw new BusyError(`${volumePath}: ${what} is being locked by another imgstream process`, 'try again');
-      if (pid > 0 && alive(pid, start) && pid !== process.pid) {
-        if (fields.has('control')) {
-          const hint = fields.get('served') === 'ro' ? 'it serves the volume read-only: stop the server first' : 'write through its NBD export, or stop the server first';
-          throw new BusyError(`${volumePath}: ${what} is being served by imgstream process ${pid}`, hint);
-        }
-        throw new BusyError(`${volumePath}: ${what} is in use by imgstream process ${pid}${commandOf(pid)}`, 'wait for it to finish, or stop it');
-      }
+      // young without a pid: being written; it is stale only once it stays empty
+      if (!(pid > 0) && age < EMPTY_LOCK_GRACE_MS) throw refuse(null);
+      if (pid > 0 && alive(pid, start) && pid !== process.pid) throw refuse({ pid, command: commandOf(pid), fields });
       // stale (its process is gone): take it over
       try {
         if (fs.readFileSync(file, 'utf8') === holder) fs.unlinkSync(file);
@@ -206,7 +238,7 @@ export class VolumeLock {
         /* someone else cleaned it */
       }
     }
-    throw new BusyError(`${volumePath}: could not lock the ${what}`, 'another imgstream process keeps taking it');
+    throw new BusyError(exhausted, 'another imgstream process keeps taking it');
   }
 
   release(): void {

@@ -158,11 +158,8 @@ async function runSequence(steps: Step[]): Promise<void> {
       const cmds = [...step.cmds];
       const crowded = users.filter((s) => !s.shadow).length >= KEEP || users.length >= KEEP_ALL;
       if (crowded && !cmds.some((c) => c.cmd.kind === 'delete')) cmds.push({ cmd: { kind: 'delete' }, delayMs: 100 });
-      // KNOWN FAULT, not fixed yet: two first transfers into a mirror that does not exist yet
-      // race for `.mirror.vol.mirror-new` (one fails: EEXIST, exit 10, or ENOENT, exit 3):
-      // one at a time until the mirror exists
-      const firstMirror = !fs.existsSync(mirror) && cmds.findIndex((c) => c.cmd.kind === 'mirror');
-      const chosen = cmds.filter((c, i) => !(c.cmd.kind === 'mirror' && firstMirror !== false && i !== firstMirror));
+      // two mirror updates in a step, first transfers too: one holds the destination, the other is refused (busy)
+      const chosen = cmds;
       const dumpsAtStart = dumps.length;
       const victims = new Map<number, Snap>(); // index in chosen -> its victim
       let nextVictim = 0;

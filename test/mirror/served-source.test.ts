@@ -1,0 +1,147 @@
+// The mirror and replicate commands on a source volume that `imgstream serve nbd` serves.
+// `mirror update` went through the server's control socket; `replicate pull --from`, and
+// `mirror abandon` and `mirror status` (which need only the source's uuid), opened the
+// volume themselves and were refused busy with a hint for writers ("write through its
+// NBD export, or stop the server first"). Now they go through the server too: the pull
+// pins the snapshots it sends and reads them from the volume file, as an update does
+// (and, writing nothing to the source, from a server that serves it read-only too).
+import fs from 'node:fs';
+import path from 'node:path';
+import { spawn } from 'node:child_process';
+import { afterAll, describe, expect, it } from 'vitest';
+import { CLI_BIN, finished, listeningPort, runCli, sha256, spawnCli, writeImage, type CliResult } from '../support/cli.js';
+import { tempDir } from '../support/images.js';
+import { startServer, type RunningServer } from '../nbd/support.js';
+import { makeToken } from '../peer/support.js';
+
+const BS = 4096;
+const BLOCKS = 2048; // 8 MiB
+const root = tempDir('imgstream-mirror-served-source-');
+const at = (f: string) => path.join(root, f);
+const locks = at('locks');
+const env = { IMGSTREAM_LOCK_DIR: locks, IMGSTREAM_MIRROR_STATE: at('mirrors.json') };
+afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
+
+function ok(args: string[], opts: { timeoutMs?: number } = {}): CliResult {
+  const r = runCli(args, { env, ...opts });
+  expect(r.code, `imgstream ${args.join(' ')}: ${r.stderr}`).toBe(0);
+  return r;
+}
+
+const names = (vol: string): string[] => (JSON.parse(ok(['snapshot', 'list', vol, '--json']).stdout) as { snapshots: Array<{ name: string }> }).snapshots.map((s) => s.name);
+const exportHash = (ref: string): string => sha256(ok(['volume', 'export', ref, '--to', '-']).stdoutBytes);
+
+/** A volume with master snapshot m1 of a random image, then changed (not yet in a snapshot). */
+function sourceVolume(vol: string, seed: number): void {
+  writeImage(at('img.raw'), BLOCKS, BS, seed, 0.2);
+  ok(['volume', 'create', vol, '--size', `${(BLOCKS * BS) >> 20}M`]);
+  ok(['volume', 'import', vol, '--from', at('img.raw'), '-q']);
+  ok(['snapshot', 'create', vol, 'm1', '--master']);
+  writeImage(at('img.raw'), BLOCKS, BS, seed + 1, 0.2);
+  ok(['volume', 'import', vol, '--from', at('img.raw'), '-q']);
+}
+
+/** The replica holds exactly the source's snapshots up to `top`, each the same. */
+function expectReplica(replica: string, source: string, snaps: string[]): void {
+  expect(names(replica)).toEqual(snaps);
+  for (const s of snaps) expect(exportHash(`${replica}@${s}`), s).toBe(exportHash(`${source}@${s}`));
+}
+
+describe('replicate pull from a served volume', () => {
+  for (const readOnly of [false, true]) {
+    it(readOnly ? 'works through a server that serves it read-only; the source records the replica' : 'works through the server: full, then from the newest common master; the source records the replica', async () => {
+      const tag = readOnly ? 'ro' : 'rw';
+      const vol = at(`${tag}.vol`);
+      const replica = at(`${tag}-replica.vol`);
+      sourceVolume(vol, readOnly ? 21 : 31);
+      if (readOnly) ok(['snapshot', 'create', vol, 'm2', '--master']);
+      let server: RunningServer = await startServer(vol, ['--socket', at(`${tag}.sock`), ...(readOnly ? ['--readonly'] : [])], locks);
+      try {
+        const first = JSON.parse(ok(['replicate', 'pull', replica, '--from', vol, '--json']).stdout) as { mode: string; top: string };
+        expect(first).toMatchObject({ mode: 'full', top: readOnly ? 'm2' : 'm1' });
+        if (!readOnly) {
+          // a new master taken through the server: the next pull sends only what changed since m1
+          ok(['snapshot', 'create', vol, 'm2', '--master']);
+          const second = JSON.parse(ok(['replicate', 'pull', replica, '--from', vol, '--json']).stdout) as { mode: string; top: string };
+          expect(second).toMatchObject({ mode: 'common', top: 'm2' });
+        }
+        expectReplica(replica, vol, ['m1', 'm2']);
+        expect(names(vol), 'the pull took no snapshot of the source').toEqual(['m1', 'm2']);
+        const again = ok(['replicate', 'pull', replica, '--from', vol]);
+        expect(again.stdout).toContain('is up to date (m2)');
+      } finally {
+        await server.stop();
+      }
+      // the source keeps the master the replica pulls from next (recorded by the pull)
+      server = await startServer(vol, ['--socket', at(`${tag}.sock`)], locks);
+      try {
+        const del = runCli(['snapshot', 'delete', vol, 'm2'], { env });
+        expect(del.code, del.stderr).not.toBe(0);
+        expect(del.stderr).toContain(replica);
+      } finally {
+        await server.stop();
+      }
+      expect(fs.readdirSync(root).filter((f) => f.startsWith(`.${tag}`))).toEqual([]);
+    });
+  }
+
+  it('through a peer daemon whose volume is served: the daemon sends it through the server', async () => {
+    const dir = at('peer');
+    fs.mkdirSync(dir);
+    const vol = path.join(dir, 'p');
+    sourceVolume(vol, 41);
+    ok(['snapshot', 'create', vol, 'm2', '--master']);
+    const server = await startServer(vol, ['--socket', at('p.sock')], locks);
+    const token = makeToken(root);
+    const daemon = spawn(process.execPath, [CLI_BIN, 'serve', 'peer', '--root', dir, '--listen', '127.0.0.1:0', '--token-file', token, '--plain', '--json'], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const ended = finished(daemon, 300_000);
+    try {
+      const url = `peer://127.0.0.1:${await listeningPort(daemon, ended)}/p`;
+      const replica = at('p-replica.vol');
+      const r = JSON.parse(ok(['replicate', 'pull', replica, '--from', url, '--token-file', token, '--plain', '--json']).stdout) as { mode: string; top: string };
+      expect(r).toMatchObject({ mode: 'full', top: 'm2' });
+      expectReplica(replica, vol, ['m1', 'm2']);
+    } finally {
+      daemon.kill('SIGTERM');
+      await ended;
+      await server.stop();
+    }
+  });
+});
+
+describe('mirror status and mirror abandon of a served volume', () => {
+  it('show and drop a transfer killed part way, through the server', async () => {
+    const vol = at('a.vol');
+    const dest = at('a-mirror.vol');
+    sourceVolume(vol, 51);
+    const server = await startServer(vol, ['--socket', at('a.sock')], locks);
+    try {
+      const child = spawnCli(['mirror', 'update', vol, '--to', dest, '--limit-rate', '2M'], { env });
+      const done = finished(child, 60_000);
+      const until = Date.now() + 20_000;
+      while (!fs.existsSync(at('.a-mirror.vol.mirror-transfer')) && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+      child.kill('SIGKILL');
+      expect((await done).signal).toBe('SIGKILL');
+
+      type Status = { relationships: Array<{ destination: string; state: string; pending: unknown }> };
+      const before = JSON.parse(ok(['mirror', 'status', vol, '--json']).stdout) as Status;
+      expect(before.relationships.map((r) => [r.destination, r.state])).toEqual([[dest, 'transferring']]);
+      expect(before.relationships[0].pending).not.toBe(null);
+      const text = ok(['mirror', 'status', vol]).stdout;
+      expect(text).toContain(dest);
+
+      const dropped = JSON.parse(ok(['mirror', 'abandon', vol, '--to', dest, '--json']).stdout) as { files: string[] };
+      expect(dropped.files).toEqual(expect.arrayContaining(['.a-mirror.vol.mirror-new', '.a-mirror.vol.mirror-transfer']));
+      expect(fs.readdirSync(root).filter((f) => f.startsWith('.a-mirror'))).toEqual([]);
+      const after = JSON.parse(ok(['mirror', 'status', vol, '--json']).stdout) as Status;
+      expect(after.relationships[0]).toMatchObject({ state: 'idle', pending: null });
+
+      // the next update starts over and makes an exact mirror
+      const next = JSON.parse(ok(['mirror', 'update', vol, '--to', dest, '--json'], { timeoutMs: 120_000 }).stdout) as { transfers: Array<{ mode: string; resumedRecords: number }> };
+      expect(next.transfers.map((t) => [t.mode, t.resumedRecords])).toEqual([['full', 0]]);
+      for (const s of names(vol)) expect(exportHash(`${dest}@${s}`), s).toBe(exportHash(`${vol}@${s}`));
+    } finally {
+      await server.stop();
+    }
+  });
+});
