@@ -93,7 +93,9 @@ function damages(kind: Kind, seed: number): Damage[] {
   const int = (lo: number, hi: number) => lo + Math.floor(r() * (hi - lo));
   const xor = () => int(1, 256);
   const spots: Array<Omit<Damage, 'file' | 'kind'>> = [
-    { what: 'flip in the preamble', at: int(0, 16), xor: xor() },
+    // the magic or the preamble length: a flip in the version (8-9) or the feature bits
+    // (12-15) reads as a newer writer's stream, exit 5 (test/cli/format-versions.test.ts)
+    { what: 'flip in the preamble', at: [0, 1, 2, 3, 4, 5, 6, 7, 10, 11][int(0, 10)], xor: xor() },
     { what: 'flip in the header frame', at: int(16, 32), xor: xor() },
     { what: 'flip in the header', at: int(32, bodyStart(good)), xor: xor() },
     { what: 'flip of the trailer frame type', at: len - 112, xor: xor() },
