@@ -12,6 +12,7 @@ import { assertServedWritable, registerControlOp, type ControlArgs } from '../co
 import { ServedVolume } from '../control/served-volume.js';
 import { Volume } from '../volume/volume.js';
 import { VolumeLock } from '../volume/volume-lock.js';
+import { statVolume } from '../volume/volume-open.js';
 import { finishSource, olderMirrorSnapshots, prepareSource, type FinishArgs, type PrepareArgs, type SourceAccess } from './source-access.js';
 
 registerControlOp('mirror.prepare', (vol: Volume, args: ControlArgs, session) => {
@@ -91,10 +92,9 @@ export function servedSource(served: ServedVolume): SourceAccess & { close(): vo
 
 /**
  * The source of a transfer (mirror update, replicate pull): through its NBD server when
- * one serves it, else opened and held by this process (busy when another holds it);
- * `write: false` for a look at it only (mirror abandon: its uuid).
+ * one serves it, else opened and held by this process (busy when another holds it).
  */
-export async function openMirrorSource(volPath: string, opts: { write?: boolean } = {}): Promise<{ source: Volume | SourceAccess; close(): void }> {
+export async function openMirrorSource(volPath: string): Promise<{ source: Volume | SourceAccess; close(): void }> {
   const holder = VolumeLock.holder(volPath);
   if (holder?.control && holder.pid !== process.pid) {
     let served: ServedVolume | null = null;
@@ -109,16 +109,22 @@ export async function openMirrorSource(volPath: string, opts: { write?: boolean 
       return { source: access, close: () => (access.close(), s.close()) };
     }
   }
-  const vol = Volume.open(volPath, opts.write === false ? { write: false } : { write: true, mirror: true });
+  const vol = Volume.open(volPath, { write: true, mirror: true });
   return { source: vol, close: () => vol.close() };
 }
 
-/** The uuid of the volume at `volPath`, a relationship's key (mirror status, mirror abandon): through its server when one serves it. */
+/**
+ * The uuid of the volume at `volPath`, a relationship's key (mirror status, mirror
+ * abandon). It is in every root record and never changes, so it is read through a view,
+ * without the lock: while a mirror update (or any other command) holds the volume,
+ * `mirror status` shows that transfer rather than being refused busy.
+ */
 export async function sourceUuid(volPath: string): Promise<string> {
-  const { source, close } = await openMirrorSource(volPath, { write: false });
+  statVolume(volPath); // the messages every command gives for a missing volume or a directory
+  const view = Volume.openView(volPath);
   try {
-    return ('prepare' in source ? source.volume() : source).rootRecord.uuid;
+    return view.rootRecord.uuid;
   } finally {
-    close();
+    view.close();
   }
 }

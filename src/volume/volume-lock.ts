@@ -11,6 +11,11 @@
 //   control=PATH    its control socket (next to the lock file, <dev>-<ino>.ctl), a server (see src/control)
 //   served=rw|ro    it serves the volume read-write or read-only
 //   (a named lock's holder: what it does, see src/mirror/destination-lock.ts)
+// A process holds each lock once: a peer daemon serves many connections in one process,
+// and a lock file naming this process is this process's (taken over only when nothing
+// here holds it: a pid reused after a crash). Two of its connections opening one volume
+// (a replicate pull of a NAME a mirror update is writing) are refused as another process
+// is, and the first to finish does not remove the lock the other still works under.
 // Older versions split the file at spaces and compare the second field with the start
 // time: the space keeps that field exact, so they never take a server's lock for stale.
 import fs from 'node:fs';
@@ -143,10 +148,14 @@ function lockFileOf(st: fs.Stats): string {
   return path.join(lockDir(), `${st.dev}-${st.ino}.lock`);
 }
 
+/** The lock files this process holds. */
+const heldHere = new Set<string>();
+
 export class VolumeLock {
   private released = false;
   private readonly onExit = () => this.release();
   private constructor(readonly file: string, private token: string) {
+    heldHere.add(file);
     process.once('exit', this.onExit);
   }
 
@@ -214,6 +223,15 @@ export class VolumeLock {
   /** Creates the lock file `file` holding `token`, taking over a stale one; `refuse` makes the error when a live process holds it. */
   private static take(file: string, token: string, exhausted: string, refuse: (owner: LockOwner | null) => BusyError): VolumeLock {
     fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o1777 });
+    if (heldHere.has(file)) {
+      let fields: ReadonlyMap<string, string> = new Map();
+      try {
+        fields = parseLock(fs.readFileSync(file, 'utf8')).fields;
+      } catch {
+        /* its fields are only for the message */
+      }
+      throw refuse({ pid: process.pid, command: commandOf(process.pid), fields });
+    }
     for (let attempt = 0; attempt < 5; attempt++) {
       if (createWhole(file, token)) {
         removeStaleTemp(path.dirname(file), `${path.basename(file)}${NEW_INFIX}`); // of processes killed while locking
@@ -244,6 +262,7 @@ export class VolumeLock {
   release(): void {
     if (this.released) return;
     this.released = true;
+    heldHere.delete(this.file);
     process.removeListener('exit', this.onExit);
     try {
       if (fs.readFileSync(this.file, 'utf8') === this.token) fs.unlinkSync(this.file);

@@ -5,6 +5,8 @@
 // NBD export, or stop the server first"). Now they go through the server too: the pull
 // pins the snapshots it sends and reads them from the volume file, as an update does
 // (and, writing nothing to the source, from a server that serves it read-only too).
+// `mirror status` of a volume a mirror update holds (not served) was refused busy too: it
+// reads the uuid through a view now.
 import fs from 'node:fs';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
@@ -143,5 +145,29 @@ describe('mirror status and mirror abandon of a served volume', () => {
     } finally {
       await server.stop();
     }
+  });
+});
+
+describe('mirror status while an update of an unserved volume runs', () => {
+  it('shows the transfer (it was refused busy: the update holds the volume), and mirror abandon is refused by the destination, not the source', async () => {
+    const vol = at('b.vol');
+    const dest = at('b-mirror.vol');
+    sourceVolume(vol, 61);
+    const child = spawnCli(['mirror', 'update', vol, '--to', dest, '--limit-rate', '2M'], { env });
+    const done = finished(child, 60_000);
+    try {
+      const until = Date.now() + 20_000;
+      while (!fs.existsSync(at('.b-mirror.vol.mirror-transfer')) && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+      type Status = { uuid: string; relationships: Array<{ destination: string; state: string }> };
+      const status = JSON.parse(ok(['mirror', 'status', vol, '--json']).stdout) as Status;
+      expect(status.relationships.map((r) => [r.destination, r.state])).toEqual([[dest, 'transferring']]);
+      const abandon = runCli(['mirror', 'abandon', vol, '--to', dest], { env });
+      expect(abandon.code, abandon.stderr).toBe(7);
+      expect(abandon.stderr).toContain(`${dest}: a mirror transfer into it is in progress (imgstream process ${child.pid}: mirror update)`);
+    } finally {
+      const r = await done;
+      expect(r.code, r.stderr).toBe(0);
+    }
+    for (const s of names(vol)) expect(exportHash(`${dest}@${s}`), s).toBe(exportHash(`${vol}@${s}`));
   });
 });
