@@ -16,6 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cliJson, cliOk, runCli, sha256File, writeImage } from '../support/cli.js';
 import { tempDir } from '../support/images.js';
 import { expectOneLineError } from '../support/stream-cli.js';
+import { snapshotNamesSync } from '../support/oracle.js';
 
 const BS = 4096;
 const root = tempDir('imgstream-tape-faults-');
@@ -45,16 +46,17 @@ beforeAll(() => {
   }
 }, 60_000);
 
-const snapshots = (vol: string) => cliJson<{ snapshots: Array<{ name: string }> }>(['snapshot', 'list', vol], o).snapshots.map((s) => s.name);
+/** The snapshot names `snapshot list` prints, read here (oracle.ts). */
+const snapshots = (vol: string): string[] => snapshotNamesSync(vol, env);
 /** Every name under `dir`, hidden ones (partial tape files) included; [] when it does not exist. */
 const tree = (dir: string): string[] => (fs.existsSync(dir) ? fs.readdirSync(dir, { recursive: true }).map(String).sort() : []);
 
 /** Runs a dump that must fail as `exit` with one line matching `pattern`, and checks it kept no snapshot. */
 function failedDump(what: string, args: string[], exit: number, pattern: RegExp): string {
-  const before = vols.map(snapshots);
+  const before = vols.map((v) => snapshots(v));
   const r = runCli(['dump', ...args, '--level', '0', '--compress', 'none', '--catalog', at('catalog.json')], o);
   const line = expectOneLineError(r, what, exit, pattern);
-  expect(vols.map(snapshots), `${what}: the snapshots the dump took are deleted`).toEqual(before);
+  expect(vols.map((v) => snapshots(v)), `${what}: the snapshots the dump took are deleted`).toEqual(before);
   return line;
 }
 

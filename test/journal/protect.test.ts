@@ -12,6 +12,7 @@ import { rng, randomImage } from '../support/images.js';
 import { modelAt, runWriter, type LoggedOp } from '../support/nbd-writer.js';
 import { startProtect } from '../support/protect-cli.js';
 import { cli, run, startServer } from '../nbd/support.js';
+import { asOfBytes } from '../support/oracle.js';
 
 const BS = 4096;
 const SIZE = 8 << 20;
@@ -50,7 +51,8 @@ export async function checkMoments(dest: string, base: Buffer, log: LoggedOp[], 
     const boundary = Math.max(...points.filter((p) => p <= t));
     const want = modelAt(base, log, boundary);
     if (want === null) continue; // a request straddles the boundary: either answer is right
-    const got = await exportAsOf(dest, t, at('asof.raw'));
+    // the first few as the command does it, the rest in this process (the same call, no process each)
+    const got = checked < 5 ? await exportAsOf(dest, t, at('asof.raw')) : await asOfBytes(dest, new Date(t).toISOString(), env);
     expect(got.equals(want), `as of ${new Date(t).toISOString()} (boundary ${new Date(boundary).toISOString()})`).toBe(true);
     checked++;
   }

@@ -6,11 +6,12 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CLI_BIN, cliJson, cliOk, finished, runCli, sha256, spawnCli, listeningPort } from '../support/cli.js';
+import { CLI_BIN, cliJson, cliOk, finished, spawnCli, listeningPort } from '../support/cli.js';
 import { mutate, rng, tempDir } from '../support/images.js';
 import { makeToken } from '../peer/support.js';
 import { Volume } from '../../src/volume/volume.js';
 import { localDestination, MirrorState, sendMirror, type MirrorChannel, type MirrorResult } from '../../src/mirror/index.js';
+import { imageSha } from '../support/oracle.js';
 
 const BS = 4096;
 const BLOCKS = 2048; // 8 MiB
@@ -37,11 +38,8 @@ function compressibleImage(blocks: number, seed: number): Buffer {
   return img;
 }
 
-function active(ref: string): string {
-  const r = runCli(['volume', 'export', ref, '--to', '-'], { env });
-  expect(r.code, r.stderr).toBe(0);
-  return sha256(r.stdoutBytes);
-}
+/** sha256 of the disk at REF, read here as `volume export` reads it (oracle.ts). */
+const active = (ref: string): Promise<string> => imageSha(ref, env);
 
 async function daemon(dir: string) {
   fs.mkdirSync(dir, { recursive: true });
@@ -84,9 +82,9 @@ describe('compressed mirror records', () => {
       expect(z.blocks).toBe(raw.blocks);
       expect(raw.bytes).toBeGreaterThan(raw.dataBytes);
       expect(z.bytes).toBeLessThan(raw.bytes * 0.6);
-      const want = active(at('src.vol'));
-      expect(active(path.join(at('peer'), 'z'))).toBe(want);
-      expect(active(path.join(at('peer'), 'raw'))).toBe(want);
+      const want = await active(at('src.vol'));
+      expect(await active(path.join(at('peer'), 'z'))).toBe(want);
+      expect(await active(path.join(at('peer'), 'raw'))).toBe(want);
       // an incremental, compressed too
       mutate(img, BS, 200, 4);
       for (let b = 0; b < BLOCKS; b += 7) img.write(`changed ${b} `.repeat(300).slice(0, BS), b * BS);
@@ -96,7 +94,7 @@ describe('compressed mirror records', () => {
       const z2 = cliJson<R>(['mirror', 'update', at('src.vol'), ...peer('z')], { env });
       expect(z2.blocks).toBe(raw2.blocks);
       expect(z2.bytes).toBeLessThan(raw2.bytes * 0.6);
-      expect(active(path.join(at('peer'), 'z'))).toBe(active(at('src.vol')));
+      expect(await active(path.join(at('peer'), 'z'))).toBe(await active(at('src.vol')));
       const status = cliJson<{ relationships: Array<{ destination: string; recent: Array<{ compression: string }> }> }>(['mirror', 'status', at('src.vol'), '--json'], { env });
       expect(status.relationships.find((r) => r.destination.endsWith('/z'))!.recent.map((t) => t.compression)).toEqual(['zstd', 'zstd']);
       // the sender killed -9 mid-transfer: the mirror is not there yet, and the next update resumes
@@ -111,7 +109,7 @@ describe('compressed mirror records', () => {
       const resumed = cliJson<{ transfers: Array<{ resumedRecords: number; compression: string }> }>(['mirror', 'update', at('src.vol'), ...peer('killed')], { env });
       expect(resumed.transfers[0].resumedRecords).toBeGreaterThan(0);
       expect(resumed.transfers[0].compression).toBe('zstd');
-      expect(active(path.join(at('peer'), 'killed'))).toBe(active(at('src.vol')));
+      expect(await active(path.join(at('peer'), 'killed'))).toBe(await active(at('src.vol')));
     } finally {
       await d.stop();
     }
@@ -125,8 +123,8 @@ describe('compressed mirror records', () => {
     const z = await inProcess(at('src.vol'), at('z-dest.vol'), { compress: 'zstd' });
     expect(z.compression).toBe('zstd');
     expect(z.bytes).toBeLessThan(old.bytes * 0.6);
-    const want = active(at('src.vol'));
-    for (const v of ['old-dest.vol', 'none-dest.vol', 'z-dest.vol']) expect(active(at(v)), v).toBe(want);
+    const want = await active(at('src.vol'));
+    for (const v of ['old-dest.vol', 'none-dest.vol', 'z-dest.vol']) expect(await active(at(v)), v).toBe(want);
   });
 
   it('refuses a damaged compressed record and leaves the destination as it was', async () => {

@@ -11,10 +11,11 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
 import { afterAll, describe, expect, it } from 'vitest';
-import { CLI_BIN, finished, listeningPort, runCli, runCliAsync, sha256, spawnCli, writeImage, type CliResult } from '../support/cli.js';
+import { CLI_BIN, finished, listeningPort, runCli, runCliAsync, spawnCli, writeImage, type CliResult } from '../support/cli.js';
 import { tempDir } from '../support/images.js';
 import { startServer } from '../nbd/support.js';
 import { makeToken } from '../peer/support.js';
+import { imageSha } from '../support/oracle.js';
 
 const BS = 4096;
 const BLOCKS = 6144; // 24 MiB: a few seconds at --limit-rate 6M
@@ -31,11 +32,8 @@ interface Snap {
 
 const snapshots = (vol: string): Snap[] => (JSON.parse(runCli(['snapshot', 'list', vol, '--json'], { env }).stdout) as { snapshots: Snap[] }).snapshots;
 
-function exportHash(ref: string): string {
-  const r = runCli(['volume', 'export', ref, '--to', '-'], { env });
-  expect(r.code, `${ref}: ${r.stderr}`).toBe(0);
-  return sha256(r.stdoutBytes);
-}
+/** sha256 of the disk at REF, read here as `volume export` reads it (oracle.ts). */
+const exportHash = (ref: string): Promise<string> => imageSha(ref, env);
 
 /** A served volume with a snapshot of a random image (the source of every update here). */
 async function servedSource(name: string, seed: number) {
@@ -92,7 +90,7 @@ describe('two first mirror transfers into one destination at once', () => {
       const names = snapshots(vol).map((s) => s.name);
       expect(names).toEqual(['user1', done.top]);
       expect(snapshots(dest).map((s) => s.name)).toEqual(names);
-      for (const n of names) expect(exportHash(`${dest}@${n}`), n).toBe(exportHash(`${vol}@${n}`));
+      for (const n of names) expect(await exportHash(`${dest}@${n}`), n).toBe(await exportHash(`${vol}@${n}`));
       expect(fs.readdirSync(root).filter((f) => f.startsWith('.a-mirror.vol.')), 'no side file left').toEqual([]);
     } finally {
       await server.stop();
@@ -121,7 +119,7 @@ describe('two first mirror transfers into one destination at once', () => {
       expect(names).toHaveLength(2);
       const mirror = path.join(dir, 'm');
       expect(snapshots(mirror).map((s) => s.name)).toEqual(names);
-      for (const n of names) expect(exportHash(`${mirror}@${n}`), n).toBe(exportHash(`${vol}@${n}`));
+      for (const n of names) expect(await exportHash(`${mirror}@${n}`), n).toBe(await exportHash(`${vol}@${n}`));
       expect(fs.readdirSync(dir)).toEqual(['m']);
     } finally {
       daemon.kill('SIGTERM');
@@ -143,7 +141,7 @@ describe('two first mirror transfers into one destination at once', () => {
       expect(next.code, next.stderr).toBe(0);
       const run = JSON.parse(next.stdout) as { transfers: Array<{ mode: string; resumedRecords: number }> };
       expect(run.transfers[0].resumedRecords).toBeGreaterThan(0);
-      for (const n of snapshots(vol).map((s) => s.name)) expect(exportHash(`${dest}@${n}`), n).toBe(exportHash(`${vol}@${n}`));
+      for (const n of snapshots(vol).map((s) => s.name)) expect(await exportHash(`${dest}@${n}`), n).toBe(await exportHash(`${vol}@${n}`));
     } finally {
       await server.stop();
     }

@@ -1,7 +1,7 @@
 // Mirroring through real `imgstream serve peer` daemons and real `imgstream mirror`
 // processes: rounds of writes, snapshot creations and deletions with a byte-for-byte
 // comparison of every snapshot at the destination; faults (the connection cut at random
-// byte offsets by a proxy, in both directions, 24 times; the daemon and the sender
+// byte offsets by a proxy, in both directions, 9 times; the daemon and the sender
 // killed -9 mid-transfer), after each of which the destination is at a complete earlier
 // state and a later update converges; TLS with a pinned certificate; names that try to
 // leave the daemon's directory; break/resync and a cascade of two peers; replica pulls.
@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLI_BIN, finished, runCli, runCliAsync, sha256, spawnCli, writeImage, listeningPort } from '../support/cli.js';
 import { mutate, rng, tempDir } from '../support/images.js';
 import { startCutProxy } from '../support/cut-proxy.js';
+import { checkReportOf, imageSha, snapshotNamesOf } from '../support/oracle.js';
 import { hasOpenssl, makeCert, makeToken } from '../peer/support.js';
 
 const BS = 4096;
@@ -63,21 +64,16 @@ function cli(args: string[]) {
   return r;
 }
 
-function hashOf(ref: string): string {
-  const r = runCli(['volume', 'export', ref, '--to', '-'], { env, timeoutMs: 120_000 });
-  if (r.code !== 0) throw new Error(`export ${ref}: ${r.stderr}`);
-  return sha256(r.stdoutBytes);
-}
-
-function snapshots(vol: string): string[] {
-  return (JSON.parse(cli(['snapshot', 'list', vol, '--json']).stdout) as { snapshots: Array<{ name: string }> }).snapshots.map((s) => s.name);
-}
+/** sha256 of the disk at REF, as `volume export REF --to -` writes it (read here: oracle.ts). */
+const hashOf = (ref: string): Promise<string> => imageSha(ref, env);
+const snapshots = (vol: string): Promise<string[]> => snapshotNamesOf(vol, env);
 
 /** Every snapshot of `src` and its active file system are on `dest`, byte for byte. */
-function expectReplica(src: string, dest: string, what: string): void {
-  for (const s of snapshots(src)) expect(hashOf(`${dest}@${s}`), `${what}: ${s}`).toBe(hashOf(`${src}@${s}`));
-  const top = snapshots(src).filter((s) => s.startsWith('mirror.')).pop();
-  if (top) expect(hashOf(dest), `${what}: active`).toBe(hashOf(`${src}@${top}`));
+async function expectReplica(src: string, dest: string, what: string): Promise<void> {
+  const names = await snapshots(src);
+  for (const s of names) expect(await hashOf(`${dest}@${s}`), `${what}: ${s}`).toBe(await hashOf(`${src}@${s}`));
+  const top = names.filter((s) => s.startsWith('mirror.')).pop();
+  if (top) expect(await hashOf(dest), `${what}: active`).toBe(await hashOf(`${src}@${top}`));
 }
 
 function writeRandom(vol: string, img: Buffer, count: number, seed: number): void {
@@ -108,7 +104,7 @@ describe('mirroring through peer daemons', () => {
         if (round === 3) cli(['snapshot', 'delete', src, 'user0']);
         const r = JSON.parse(cli(['mirror', 'update', src, '--to', url, ...peerArgs(), '--json']).stdout) as { mode: string; blocks: number; bytes: number };
         expect(r.mode).toBe(round === 0 ? 'full' : 'moa');
-        expectReplica(src, path.join(d.dir, 'rounds'), `round ${round}`);
+        await expectReplica(src, path.join(d.dir, 'rounds'), `round ${round}`);
       }
       const status = JSON.parse(cli(['mirror', 'status', src, '--json']).stdout) as { relationships: Array<{ destination: string; state: string; lagSeconds: number }> };
       expect(status.relationships).toHaveLength(1);
@@ -129,20 +125,20 @@ describe('mirroring through peer daemons', () => {
     cli(['volume', 'import', src, '--from', at('img')]);
     const states = new Set<string>();
     let prev: string | null = null;
-    const check = (what: string) => {
+    const check = async (what: string) => {
       if (!fs.existsSync(dest())) {
         expect(prev, `${what}: the mirror vanished`).toBe(null);
         return;
       }
-      const h = hashOf(dest());
+      const h = await hashOf(dest());
       expect(states.has(h), `${what}: the mirror is not at a complete state of the source`).toBe(true);
-      expect(JSON.parse(cli(['volume', 'check', dest(), '--json']).stdout).ok, what).toBe(true);
+      expect((await checkReportOf(dest(), env)).ok, what).toBe(true);
       prev = h;
     };
     try {
       let cuts = 0;
-      // 12 cuts, each direction 4 times: CI time is shared with the journal's kill tests (the mirror's own kill -9 rounds follow)
-      for (let k = 0; k < 12; k++) {
+      // 9 cuts, each direction 3 times: CI time is shared with the journal's kill tests (the mirror's own kill -9 rounds follow)
+      for (let k = 0; k < 9; k++) {
         writeRandom(src, img, 150 + Math.floor(random() * 300), 100 + k);
         states.add(sha256(img));
         // at a random byte of the transfer: the source sends ~0.6-1.8 MB raw (these test
@@ -157,12 +153,12 @@ describe('mirroring through peer daemons', () => {
           cuts++;
           expect(r.stderr.trim().split('\n'), `cut ${k}: one line`).toHaveLength(1);
         }
-        check(`cut ${k} at ${proxy.cutAfter} bytes (${proxy.direction})`);
+        await check(`cut ${k} at ${proxy.cutAfter} bytes (${proxy.direction})`);
       }
-      expect(cuts).toBeGreaterThanOrEqual(6);
+      expect(cuts).toBeGreaterThanOrEqual(4);
       proxy.cutAfter = null;
-      // the daemon killed -9 during a transfer, three times (restarted on the same directory)
-      for (let k = 0; k < 3; k++) {
+      // the daemon killed -9 during a transfer, twice (restarted on the same directory)
+      for (let k = 0; k < 2; k++) {
         writeRandom(src, img, 800, 200 + k);
         states.add(sha256(img));
         // raw: compressed, these images' transfers end before the kill
@@ -172,22 +168,22 @@ describe('mirroring through peer daemons', () => {
         const r = await sender;
         expect(r.code === 0 || r.stderr.trim().split('\n').length === 1).toBe(true);
         d = await daemon('peer-faults');
-        check(`daemon killed ${k}`);
+        await check(`daemon killed ${k}`);
       }
-      // the sender killed -9, three times
-      for (let k = 0; k < 3; k++) {
+      // the sender killed -9, twice
+      for (let k = 0; k < 2; k++) {
         writeRandom(src, img, 800, 300 + k);
         states.add(sha256(img));
         const child = spawnCli(['mirror', 'update', src, '--to', `peer://127.0.0.1:${d.port}/m`, ...peerArgs(), '--limit-rate', '2M', '--compress', 'none'], { env });
         const ended = finished(child, 120_000);
         setTimeout(() => child.kill('SIGKILL'), 300 + Math.floor(random() * 1200));
         await ended;
-        check(`sender killed ${k}`);
+        await check(`sender killed ${k}`);
       }
       // and then one update brings the mirror to now
       cli(['mirror', 'update', src, '--to', `peer://127.0.0.1:${d.port}/m`, ...peerArgs()]);
-      expect(hashOf(dest())).toBe(sha256(img));
-      expectReplica(src, dest(), 'after the faults');
+      expect(await hashOf(dest())).toBe(sha256(img));
+      await expectReplica(src, dest(), 'after the faults');
       expect(fs.readdirSync(d.dir).filter((f) => f.startsWith('.'))).toEqual([]);
     } finally {
       await proxy.close();
@@ -206,7 +202,7 @@ describe('mirroring through peer daemons', () => {
       cli(['volume', 'import', src, '--from', at('img4')]);
       const url = `peer://127.0.0.1:${d.port}/tls`;
       cli(['mirror', 'update', src, '--to', url, ...peerArgs(['--tls-fingerprint', cert.fingerprint])]);
-      expectReplica(src, path.join(d.dir, 'tls'), 'tls');
+      await expectReplica(src, path.join(d.dir, 'tls'), 'tls');
       const wrongCert = runCli(['mirror', 'update', src, '--to', url, ...peerArgs(['--tls-fingerprint', other.fingerprint])], { env });
       expect(wrongCert.code).not.toBe(0);
       const wrongToken = runCli(['mirror', 'update', src, '--to', url, '--token-file', makeToken(root, 'other-token'), '--tls-fingerprint', cert.fingerprint], { env });
@@ -238,7 +234,7 @@ describe('mirroring through peer daemons', () => {
         cli(['mirror', 'update', a, '--to', `peer://127.0.0.1:${p1.port}/b`, ...peerArgs()]);
         // b (a mirror on the first peer) feeds c on the second
         cli(['mirror', 'update', b, '--to', `peer://127.0.0.1:${p2.port}/c`, ...peerArgs()]);
-        expectReplica(a, c, `cascade round ${round}`);
+        await expectReplica(a, c, `cascade round ${round}`);
       }
       // break the first mirror through its daemon, write to it, resync from the source
       cli(['mirror', 'break', `peer://127.0.0.1:${p1.port}/b`, ...peerArgs()]);
@@ -250,15 +246,15 @@ describe('mirroring through peer daemons', () => {
       const rs = JSON.parse(cli(['mirror', 'resync', a, '--to', `peer://127.0.0.1:${p1.port}/b`, ...peerArgs(), '--json']).stdout) as { mode: string; blocks: number };
       expect(rs.mode).toBe('common');
       expect(rs.blocks).toBeLessThan(200 + 40);
-      expectReplica(a, b, 'after resync');
-      expect(snapshots(b)).not.toContain('local-change');
+      await expectReplica(a, b, 'after resync');
+      expect(await snapshots(b)).not.toContain('local-change');
       // a replica pulls a's newest master snapshot through the first daemon's copy of a
       cli(['snapshot', 'create', a, 'release-1', '--master']);
       cli(['mirror', 'update', a, '--to', `peer://127.0.0.1:${p1.port}/b`, ...peerArgs()]);
       const rep = at('replica.vol');
       const pulled = JSON.parse(cli(['replicate', 'pull', rep, '--from', `peer://127.0.0.1:${p1.port}/b`, ...peerArgs(), '--json']).stdout) as { top: string };
       expect(pulled.top).toBe('release-1');
-      expect(hashOf(rep)).toBe(hashOf(`${a}@release-1`));
+      expect(await hashOf(rep)).toBe(await hashOf(`${a}@release-1`));
     } finally {
       await p1.stop();
       await p2.stop();

@@ -11,10 +11,11 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
 import { afterAll, describe, expect, it } from 'vitest';
-import { CLI_BIN, finished, listeningPort, runCli, sha256, spawnCli, writeImage, type CliResult } from '../support/cli.js';
+import { CLI_BIN, finished, listeningPort, runCli, spawnCli, writeImage, type CliResult } from '../support/cli.js';
 import { tempDir } from '../support/images.js';
 import { startServer, type RunningServer } from '../nbd/support.js';
 import { makeToken } from '../peer/support.js';
+import { imageSha, snapshotNamesOf } from '../support/oracle.js';
 
 const BS = 4096;
 const BLOCKS = 2048; // 8 MiB
@@ -30,8 +31,9 @@ function ok(args: string[], opts: { timeoutMs?: number } = {}): CliResult {
   return r;
 }
 
-const names = (vol: string): string[] => (JSON.parse(ok(['snapshot', 'list', vol, '--json']).stdout) as { snapshots: Array<{ name: string }> }).snapshots.map((s) => s.name);
-const exportHash = (ref: string): string => sha256(ok(['volume', 'export', ref, '--to', '-']).stdoutBytes);
+// read here as `snapshot list` and `volume export` read them (oracle.ts), through the serving process when there is one
+const names = (vol: string): Promise<string[]> => snapshotNamesOf(vol, env);
+const exportHash = (ref: string): Promise<string> => imageSha(ref, env);
 
 /** A volume with master snapshot m1 of a random image, then changed (not yet in a snapshot). */
 function sourceVolume(vol: string, seed: number): void {
@@ -44,9 +46,9 @@ function sourceVolume(vol: string, seed: number): void {
 }
 
 /** The replica holds exactly the source's snapshots up to `top`, each the same. */
-function expectReplica(replica: string, source: string, snaps: string[]): void {
-  expect(names(replica)).toEqual(snaps);
-  for (const s of snaps) expect(exportHash(`${replica}@${s}`), s).toBe(exportHash(`${source}@${s}`));
+async function expectReplica(replica: string, source: string, snaps: string[]): Promise<void> {
+  expect(await names(replica)).toEqual(snaps);
+  for (const s of snaps) expect(await exportHash(`${replica}@${s}`), s).toBe(await exportHash(`${source}@${s}`));
 }
 
 describe('replicate pull from a served volume', () => {
@@ -67,8 +69,8 @@ describe('replicate pull from a served volume', () => {
           const second = JSON.parse(ok(['replicate', 'pull', replica, '--from', vol, '--json']).stdout) as { mode: string; top: string };
           expect(second).toMatchObject({ mode: 'common', top: 'm2' });
         }
-        expectReplica(replica, vol, ['m1', 'm2']);
-        expect(names(vol), 'the pull took no snapshot of the source').toEqual(['m1', 'm2']);
+        await expectReplica(replica, vol, ['m1', 'm2']);
+        expect(await names(vol), 'the pull took no snapshot of the source').toEqual(['m1', 'm2']);
         const again = ok(['replicate', 'pull', replica, '--from', vol]);
         expect(again.stdout).toContain('is up to date (m2)');
       } finally {
@@ -102,7 +104,7 @@ describe('replicate pull from a served volume', () => {
       const replica = at('p-replica.vol');
       const r = JSON.parse(ok(['replicate', 'pull', replica, '--from', url, '--token-file', token, '--plain', '--json']).stdout) as { mode: string; top: string };
       expect(r).toMatchObject({ mode: 'full', top: 'm2' });
-      expectReplica(replica, vol, ['m1', 'm2']);
+      await expectReplica(replica, vol, ['m1', 'm2']);
     } finally {
       daemon.kill('SIGTERM');
       await ended;
@@ -141,7 +143,7 @@ describe('mirror status and mirror abandon of a served volume', () => {
       // the next update starts over and makes an exact mirror
       const next = JSON.parse(ok(['mirror', 'update', vol, '--to', dest, '--json'], { timeoutMs: 120_000 }).stdout) as { transfers: Array<{ mode: string; resumedRecords: number }> };
       expect(next.transfers.map((t) => [t.mode, t.resumedRecords])).toEqual([['full', 0]]);
-      for (const s of names(vol)) expect(exportHash(`${dest}@${s}`), s).toBe(exportHash(`${vol}@${s}`));
+      for (const s of await names(vol)) expect(await exportHash(`${dest}@${s}`), s).toBe(await exportHash(`${vol}@${s}`));
     } finally {
       await server.stop();
     }
@@ -168,6 +170,6 @@ describe('mirror status while an update of an unserved volume runs', () => {
       const r = await done;
       expect(r.code, r.stderr).toBe(0);
     }
-    for (const s of names(vol)) expect(exportHash(`${dest}@${s}`), s).toBe(exportHash(`${vol}@${s}`));
+    for (const s of await names(vol)) expect(await exportHash(`${dest}@${s}`), s).toBe(await exportHash(`${vol}@${s}`));
   });
 });

@@ -5,8 +5,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { cliJson, cliOk, finished, runCli, sha256, spawnCli, writeImage } from '../support/cli.js';
+import { cliJson, cliOk, finished, sha256, spawnCli, writeImage } from '../support/cli.js';
 import { mutate, tempDir } from '../support/images.js';
+import { imageSha } from '../support/oracle.js';
 
 const BS = 4096;
 const BLOCKS = 4096; // 16 MiB
@@ -17,12 +18,8 @@ const dest = path.join(root, 'dest.vol');
 
 afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
 
-function active(vol: string): string | null {
-  if (!fs.existsSync(vol)) return null;
-  const r = runCli(['volume', 'export', vol, '--to', '-'], { env });
-  expect(r.code, r.stderr).toBe(0);
-  return sha256(r.stdoutBytes);
-}
+/** sha256 of the disk at VOL (null: no volume), read here as `volume export` reads it (oracle.ts). */
+const active = async (vol: string): Promise<string | null> => (fs.existsSync(vol) ? imageSha(vol, env) : null);
 
 async function until(what: string, cond: () => boolean, ms = 20_000): Promise<void> {
   const end = Date.now() + ms;
@@ -62,22 +59,22 @@ describe('mirror start and signals', () => {
     const first = cliJson<{ transfers: Array<{ resumedRecords: number; mode: string }> }>(['mirror', 'update', src, '--to', dest, '--json'], { env });
     expect(first.transfers[0].mode).toBe('full');
     expect(first.transfers[0].resumedRecords).toBeGreaterThan(0);
-    expect(active(dest)).toBe(sha256(img));
+    expect(await active(dest)).toBe(sha256(img));
 
     // an incremental, stopped by SIGINT
     mutate(img, BS, 3000, 5);
     fs.writeFileSync(imgFile, img);
     cliOk(['volume', 'import', src, '--from', imgFile], { env });
-    const before = active(dest);
+    const before = await active(dest);
     const int = await stopMidTransfer('SIGINT', '.dest.vol.mirror-stage');
     expect(int.code, int.stderr).toBe(0);
     expect(int.stopMs).toBeLessThan(5000);
-    expect(active(dest)).toBe(before);
+    expect(await active(dest)).toBe(before);
     const status = cliJson<{ relationships: Array<{ state: string; lastAttempt: { error: string | null } }> }>(['mirror', 'status', src, '--json'], { env });
     expect(status.relationships[0].lastAttempt.error).toMatch(/stopped/);
     const second = cliJson<{ transfers: Array<{ resumedRecords: number; mode: string }> }>(['mirror', 'update', src, '--to', dest, '--json'], { env });
     expect(second.transfers[0].resumedRecords).toBeGreaterThan(0);
-    expect(active(dest)).toBe(sha256(img));
+    expect(await active(dest)).toBe(sha256(img));
     expect(fs.readdirSync(root).filter((f) => f.startsWith('.dest.vol'))).toEqual([]);
   }, 90_000);
 });

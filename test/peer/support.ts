@@ -144,7 +144,15 @@ export async function waitFor(cond: () => boolean, what: string, ms = 30_000): P
 export function listTree(dir: string): string[] {
   const out: string[] = [];
   const walk = (rel: string) => {
-    for (const e of fs.readdirSync(path.join(dir, rel), { withFileTypes: true })) {
+    let entries: fs.Dirent[];
+    try {
+      entries = fs.readdirSync(path.join(dir, rel), { withFileTypes: true });
+    } catch (e) {
+      // a directory the daemon removes while this walks it: gone, as the next walk sees
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT' && rel) return;
+      throw e;
+    }
+    for (const e of entries) {
       const r = rel ? `${rel}/${e.name}` : e.name;
       out.push(e.isDirectory() ? `${r}/` : r);
       if (e.isDirectory()) walk(r);

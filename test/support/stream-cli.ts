@@ -6,9 +6,10 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { expect } from 'vitest';
-import { CLI_BIN, cliJson, cliOk, finished, runCliAsync, sha256, type CliOptions, type CliResult } from './cli.js';
+import { CLI_BIN, cliJson, cliOk, finished, runCliAsync, type CliOptions, type CliResult } from './cli.js';
 import { Volume } from '../../src/volume/volume.js';
 import { PLANE_ACTIVE } from '../../src/volume/layout.js';
+import { checkReportOf, imageSha, snapshotNamesOf } from './oracle.js';
 
 /** The environment the CLI runs in (as cli.ts does it: no test-mode NODE_ENV, no debug). */
 export function cliEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
@@ -58,11 +59,9 @@ export async function pool<T, R>(n: number, items: T[], fn: (item: T, index: num
   return out;
 }
 
-/** sha256 of `imgstream volume export SPEC --to -` (SPEC is VOL or VOL@SNAPSHOT). */
-export async function exportSha(spec: string, opts: CliOptions = {}): Promise<string> {
-  const r = await runCliAsync(['volume', 'export', spec, '--to', '-', '-q'], { timeoutMs: 120_000, ...opts });
-  if (r.code !== 0) throw new Error(`imgstream volume export ${spec} exited ${r.code ?? r.signal}: ${r.stderr.trim()}`);
-  return sha256(r.stdoutBytes);
+/** sha256 of what `imgstream volume export SPEC --to -` writes (SPEC is VOL or VOL@SNAPSHOT), read in this process (oracle.ts). */
+export function exportSha(spec: string, opts: CliOptions = {}): Promise<string> {
+  return imageSha(spec, opts.env);
 }
 
 /** Export hashes of several snapshots of one volume (null: the active file system), one at a time (one process per volume). */
@@ -78,13 +77,13 @@ export async function cliJsonAsync<T = any>(args: string[], opts: CliOptions = {
   return JSON.parse(r.stdout) as T;
 }
 
-export async function snapshotNames(vol: string, opts: CliOptions = {}): Promise<string[]> {
-  return (await cliJsonAsync<{ snapshots: Array<{ name: string }> }>(['snapshot', 'list', vol], opts)).snapshots.map((s) => s.name);
+export function snapshotNames(vol: string, opts: CliOptions = {}): Promise<string[]> {
+  return snapshotNamesOf(vol, opts.env);
 }
 
-/** `imgstream volume check --json` must report a clean volume; returns the names of the trees it walked (active and the snapshots). */
+/** `imgstream volume check` (read in this process, oracle.ts) must report a clean volume; returns the names of the trees it walked (active and the snapshots). */
 export async function expectClean(vol: string, opts: CliOptions = {}): Promise<string[]> {
-  const r = await cliJsonAsync<{ ok: boolean; problems: string[]; trees: Array<{ name: string; problems: string[] }> }>(['volume', 'check', vol], opts);
+  const r = await checkReportOf(vol, opts.env);
   expect([...r.problems, ...r.trees.flatMap((t) => t.problems.map((p) => `${t.name}: ${p}`))], `volume check ${vol}`).toEqual([]);
   expect(r.ok).toBe(true);
   return r.trees.map((t) => t.name);

@@ -32,6 +32,7 @@ import { runCliAsync, type CliResult } from '../support/cli.js';
 import { applyOp, type LoggedOp } from '../support/nbd-writer.js';
 import { notAllowedState, readVolume, said, startCli, startStepWriter } from '../support/served-model.js';
 import { Volume } from '../../src/volume/volume.js';
+import { checkReportOf, snapshotsOf } from '../support/oracle.js';
 
 const missing = journalTestMissing();
 const { root } = journalTestDir('imgstream-concurrent-');
@@ -136,7 +137,8 @@ async function runSequence(steps: Step[]): Promise<void> {
   let n = 0;
   let stopped = false;
   let mirrorContent: Buffer | null = null;
-  const list = async (): Promise<Snap[]> => (JSON.parse((await must(['snapshot', 'list', vol, '--json'])).stdout) as { snapshots: Snap[] }).snapshots;
+  // read here as `snapshot list --json` reads it, through the server (oracle.ts)
+  const list = (): Promise<Snap[]> => snapshotsOf(vol, env);
   const isMirrors = (s: Snap) => s.name.startsWith('mirror.');
   /** A snapshot of the served volume, exported through the server. */
   const exportOf = async (name: string): Promise<{ r: CliResult; content: Buffer | null }> => {
@@ -378,8 +380,8 @@ async function runSequence(steps: Step[]): Promise<void> {
     // the end: the server stops; the disk is what was written, the snapshots as they were
     await server.stop();
     stopped = true;
-    const check = await must(['volume', 'check', vol, '--json']);
-    expect(JSON.parse(check.stdout).ok, check.stdout).toBe(true);
+    const check = await checkReportOf(vol, env);
+    expect(check.ok, JSON.stringify(check.problems)).toBe(true);
     const disk = Buffer.from(base);
     for (const o of log) applyOp(disk, o);
     expect((await readVolume(vol)).equals(disk), 'the disk after the server stopped').toBe(true);

@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { randomImage, tempDir, mutate } from '../support/images.js';
+import { checkReportOf, imageSha, snapshotNamesOf } from '../support/oracle.js';
 
 const BIN = path.resolve('dist/commands/_cli/bin.js');
 const dir = tempDir('imgstream-crash-');
@@ -35,20 +36,12 @@ function setup(name: string) {
   return { vol, a, b };
 }
 
-function exported(vol: string, ref = vol): string {
-  const out = path.join(dir, `out-${Math.random().toString(36).slice(2)}.raw`);
-  const r = cli(['volume', 'export', ref, '--to', out]);
-  expect(r.stderr).toBe('');
-  expect(r.code).toBe(0);
-  const h = sha(out);
-  fs.rmSync(out);
-  return h;
-}
+/** sha256 of the disk at REF (VOL or VOL@SNAPSHOT), read here as `volume export` reads it (oracle.ts). */
+const exported = (vol: string, ref = vol): Promise<string> => imageSha(ref);
 
-function expectClean(vol: string) {
-  const r = cli(['volume', 'check', vol, '--json']);
-  expect(r.code, r.stdout + r.stderr).toBe(0);
-  expect(JSON.parse(r.stdout).ok).toBe(true);
+async function expectClean(vol: string): Promise<void> {
+  const r = await checkReportOf(vol);
+  expect(r.ok, JSON.stringify(r.problems)).toBe(true);
 }
 
 describe('kill -9 at every step of a consistency point', () => {
@@ -59,44 +52,42 @@ describe('kill -9 at every step of a consistency point', () => {
     ['clean-root', 'new'],
   ];
   for (const [step, expected] of cases) {
-    it(`import killed at "${step}" leaves the ${expected} state`, () => {
+    it(`import killed at "${step}" leaves the ${expected} state`, async () => {
       const { vol, a, b } = setup(`cp-${step}`);
       const r = cli(['volume', 'import', vol, '--from', b], { IMGSTREAM_CRASH_AT: step });
       expect(r.signal).toBe('SIGKILL');
       // a read-only open first (journal replayed in memory only), then a writer
-      expectClean(vol);
-      expect(exported(vol)).toBe(sha(expected === 'old' ? a : b));
+      await expectClean(vol);
+      expect(await exported(vol)).toBe(sha(expected === 'old' ? a : b));
       expect(cli(['snapshot', 'create', vol, 'after']).code).toBe(0);
-      expectClean(vol);
-      expect(exported(vol, `${vol}@after`)).toBe(sha(expected === 'old' ? a : b));
-      expect(exported(vol, `${vol}@base`)).toBe(sha(a));
+      await expectClean(vol);
+      expect(await exported(vol, `${vol}@after`)).toBe(sha(expected === 'old' ? a : b));
+      expect(await exported(vol, `${vol}@base`)).toBe(sha(a));
       // and the volume keeps working: the other image goes in and comes out
       expect(cli(['volume', 'import', vol, '--from', expected === 'old' ? b : a]).code).toBe(0);
-      expect(exported(vol)).toBe(sha(expected === 'old' ? b : a));
-      expectClean(vol);
+      expect(await exported(vol)).toBe(sha(expected === 'old' ? b : a));
+      await expectClean(vol);
     });
   }
 
-  it('snapshot create killed after its plane copy leaves no snapshot, and the slot is reusable', () => {
+  it('snapshot create killed after its plane copy leaves no snapshot, and the slot is reusable', async () => {
     const { vol, a, b } = setup('snap');
     expect(cli(['volume', 'import', vol, '--from', b]).code).toBe(0);
     const r = cli(['snapshot', 'create', vol, 'half'], { IMGSTREAM_CRASH_AT: 'snapshot-plane' });
     expect(r.signal).toBe('SIGKILL');
-    expectClean(vol);
-    const list = JSON.parse(cli(['snapshot', 'list', vol, '--json']).stdout);
-    expect(list.snapshots.map((s: { name: string }) => s.name)).toEqual(['base']);
+    await expectClean(vol);
+    expect(await snapshotNamesOf(vol)).toEqual(['base']);
     expect(cli(['snapshot', 'create', vol, 'half']).code).toBe(0);
-    expect(exported(vol, `${vol}@half`)).toBe(sha(b));
-    expect(exported(vol, `${vol}@base`)).toBe(sha(a));
-    expectClean(vol);
+    expect(await exported(vol, `${vol}@half`)).toBe(sha(b));
+    expect(await exported(vol, `${vol}@base`)).toBe(sha(a));
+    await expectClean(vol);
   });
 
-  it('snapshot delete killed at "root" completes on the next open', () => {
+  it('snapshot delete killed at "root" completes on the next open', async () => {
     const { vol } = setup('del');
     const r = cli(['snapshot', 'delete', vol, 'base'], { IMGSTREAM_CRASH_AT: 'root' });
     expect(r.signal).toBe('SIGKILL');
-    expectClean(vol);
-    const list = JSON.parse(cli(['snapshot', 'list', vol, '--json']).stdout);
-    expect(list.snapshots).toEqual([]);
+    await expectClean(vol);
+    expect(await snapshotNamesOf(vol)).toEqual([]);
   });
 });
