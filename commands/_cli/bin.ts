@@ -1,13 +1,15 @@
 #!/usr/bin/env node
-// The imgstream executable. Errors raised before a command runs (unknown command,
-// unknown topic) are printed as one line too.
-import { flush, run } from '@oclif/core';
-import { EXIT_CODES } from '../../src/core/errors.js';
+// The imgstream executable. The commands and what they run are loaded from one bundled
+// module (src/build/cli-bundle.ts writes it at build time). Errors raised before a command
+// runs (unknown command, unknown topic) are printed as one line too.
+import type * as Oclif from '@oclif/core';
+import type { EXIT_CODES as ExitCodes } from '../../src/core/errors.js';
 
 process.env.OCLIF_SKIP_NEW_VERSION_CHECK ??= 'true';
+const cli = (await import(new URL('../../src/cli/imgstream.js', import.meta.url).href)) as { run: typeof Oclif.run; flush: typeof Oclif.flush; EXIT_CODES: typeof ExitCodes };
 try {
-  await run(process.argv.slice(2), import.meta.url);
-  await flush();
+  await cli.run(process.argv.slice(2), import.meta.url);
+  await cli.flush();
 } catch (err) {
   const e = err as Error & { oclif?: { exit?: number } };
   if (e.oclif?.exit === 0) process.exit(0);
@@ -18,5 +20,5 @@ try {
     .join(' ')
     .replace(/^command (\S+) not found/, (_m, id: string) => `unknown command "${id.replaceAll(':', ' ')}"`);
   process.stderr.write(`imgstream: ${message} (see: imgstream --help)\n`);
-  process.exit(e.oclif?.exit && e.oclif.exit > 0 ? e.oclif.exit : EXIT_CODES.usage.exit);
+  process.exit(e.oclif?.exit && e.oclif.exit > 0 ? e.oclif.exit : cli.EXIT_CODES.usage.exit);
 }

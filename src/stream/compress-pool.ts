@@ -41,7 +41,8 @@ export class CompressPool {
 
   /** level null: checksum only, no compression. */
   constructor(readonly level: number | null, threads: number) {
-    const script = threads > 0 ? workerScript(new URL('./compress-worker.js', import.meta.url)) : null;
+    // named from dist/src, so the CLI bundle (dist/src/cli/) finds it too
+    const script = threads > 0 ? workerScript(new URL('../stream/compress-worker.js', import.meta.url)) : null;
     this.localOnly = !script;
     if (!script) {
       if (level !== null) {

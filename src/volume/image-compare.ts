@@ -204,7 +204,8 @@ export class CompareThread {
 
   /** A thread, or null when the worker script is not built (the caller compares alone). */
   static start(setup: CompareSetup): CompareThread | null {
-    const script = workerScript(new URL('./compare-worker.js', import.meta.url));
+    // named from dist/src, so the CLI bundle (dist/src/cli/) finds it too
+    const script = workerScript(new URL('../volume/compare-worker.js', import.meta.url));
     return script ? new CompareThread(new Worker(script, { workerData: setup })) : null;
   }
 

@@ -7,6 +7,7 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { allocatedBytes, cliJson, cliOk, nonZeroBlocks, runCliAsync, sha256, writeImage, type CliResult } from '../support/cli.js';
 import { mutate, randomImage, tempDir } from '../support/images.js';
+import { checkReportOf, imageBytes } from '../support/oracle.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -106,8 +107,9 @@ describe('every block size', () => {
       await run(['snapshot', 'create', vol, 'one']);
       await run(['volume', 'import', vol, '--from', '-'], two);
       await run(['snapshot', 'create', vol, 'two']);
-      const e1 = (await run(['volume', 'export', `${vol}@one`, '--to', '-'])).stdoutBytes;
-      const e2 = (await run(['volume', 'export', `${vol}@two`, '--to', '-'])).stdoutBytes;
+      // read here as `volume export` reads them (oracle.ts); the export command itself runs below
+      const e1 = await imageBytes(`${vol}@one`, env);
+      const e2 = await imageBytes(`${vol}@two`, env);
       expect(e1.length, `bs ${bs}`).toBe(one.length);
       expect(e1.equals(one), `bs ${bs}: snapshot one`).toBe(true);
       expect(e2.equals(two), `bs ${bs}: snapshot two`).toBe(true);
@@ -116,7 +118,7 @@ describe('every block size', () => {
         await run(['volume', 'export', vol, '--to', path.join(root, `bs${bs}.raw`)]);
         expect(fs.readFileSync(path.join(root, `bs${bs}.raw`)).equals(two), `bs ${bs}: active`).toBe(true);
       }
-      const check = JSON.parse((await run(['volume', 'check', vol, '--json'])).stdout) as { ok: boolean; trees: Array<{ name: string; dataBlocks: number }> };
+      const check = await checkReportOf(vol, env);
       expect(check.ok, `bs ${bs}: check`).toBe(true);
       // thin at every block size: the active file system maps only the non-zero blocks
       expect(check.trees.find((t) => t.name === 'active')?.dataBlocks, `bs ${bs}`).toBe(nonZeroBlocks(two, bs));

@@ -130,7 +130,17 @@ describe('mirroring through peer daemons', () => {
         expect(prev, `${what}: the mirror vanished`).toBe(null);
         return;
       }
-      const h = await hashOf(dest());
+      // the daemon may still be closing the cut session's volume: busy for a moment, as for any command
+      let h = '';
+      for (let i = 0; ; i++) {
+        try {
+          h = await hashOf(dest());
+          break;
+        } catch (e) {
+          if (i >= 100 || !/is in use by imgstream process/.test((e as Error).message)) throw e;
+          await new Promise((r) => setTimeout(r, 100));
+        }
+      }
       expect(states.has(h), `${what}: the mirror is not at a complete state of the source`).toBe(true);
       expect((await checkReportOf(dest(), env)).ok, what).toBe(true);
       prev = h;
