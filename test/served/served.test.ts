@@ -137,7 +137,7 @@ describe.skipIf(missing.length > 0)(`commands while serve nbd serves the volume$
 
   it('a lockless view opens consistently while CPs, snapshots and writes go on', async () => {
     let last = 0;
-    for (let i = 0; i < 30; i++) {
+    for (let i = 0; i < 16; i++) {
       const churn = cli(['snapshot', i % 2 ? 'delete' : 'create', vol, 'churn'], locks);
       const view = Volume.openView(vol);
       try {

@@ -202,7 +202,7 @@ describe('restore chains across snapshot retention, against a model', () => {
       fc.asyncProperty(fc.array(opArb, { minLength: 12, maxLength: 36 }), async (ops) => {
         chains += await runSequence(ops);
       }),
-      { numRuns: 12, endOnFailure: true, ...(process.env.IMGSTREAM_MODEL_SEED1 ? { seed: Number(process.env.IMGSTREAM_MODEL_SEED1), path: process.env.IMGSTREAM_MODEL_PATH1 } : {}) },
+      { numRuns: 9, endOnFailure: true, ...(process.env.IMGSTREAM_MODEL_SEED1 ? { seed: Number(process.env.IMGSTREAM_MODEL_SEED1), path: process.env.IMGSTREAM_MODEL_PATH1 } : {}) },
     );
     expect(chains).toBeGreaterThan(5); // the sequences did dump
   }, 150_000);
