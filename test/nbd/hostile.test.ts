@@ -340,22 +340,45 @@ describe('hostile NBD clients', () => {
       for (let i = 0; i < len; i += 4096) before.writeUInt32BE(i + 1, i);
       a.write(Buffer.concat([request(CMD.WRITE, 199, off, len), before]));
       expect((await reply(a, 199)).error).toBe(E.OK);
-      // the second write waits in the server for its last byte...
+      // On one connection the order is the byte stream's: four reads, then a write of the
+      // same range in the same packet. The write must wait for all four.
       const data = Buffer.alloc(len, 0xc0 + round);
-      a.write(Buffer.concat([request(CMD.WRITE, 201, off, len), data.subarray(0, len - 1)]));
+      a.write(Buffer.concat([...[0, 1, 2, 3].map((i) => request(CMD.READ, 200 + i, off, len)), request(CMD.WRITE, 205, off, len), data]));
+      const seen = new Map<number, Buffer>();
+      for (let i = 0; i < 5; i++) {
+        const h = await a.read(16);
+        expect(h.readUInt32BE(4)).toBe(E.OK);
+        const cookie = Number(h.readBigUInt64BE(8));
+        if (cookie !== 205) seen.set(cookie, await a.read(len));
+      }
+      for (const [cookie, got] of seen) expect(got.equals(before), `round ${round}: read ${cookie} was queued before the write`).toBe(true);
+      // Across connections the server's arrival order decides (a loaded machine may take the
+      // write's last byte first): the second write waits for its last byte, which is sent
+      // right after four reads from the other connection. Each read must see the range
+      // whole, before or after the write, never torn, and once one read sees the write,
+      // every read queued after it does too.
+      const next = Buffer.alloc(len, 0x80 + round);
+      a.write(Buffer.concat([request(CMD.WRITE, 201, off, len), next.subarray(0, len - 1)]));
       await new Promise((r) => setTimeout(r, 50));
-      // ...which arrives right after four reads of the same range from another connection
       b.write(Buffer.concat([0, 1, 2, 3].map((i) => request(CMD.READ, 210 + i, off, len))));
-      a.write(data.subarray(len - 1));
+      a.write(next.subarray(len - 1));
+      const order = new Map<number, 'before' | 'after'>();
       for (let i = 0; i < 4; i++) {
         const h = await b.read(16);
         expect(h.readUInt32BE(4)).toBe(E.OK);
-        expect((await b.read(len)).equals(before), `round ${round}: read ${Number(h.readBigUInt64BE(8))} was queued before the write`).toBe(true);
+        const cookie = Number(h.readBigUInt64BE(8));
+        const got = await b.read(len);
+        const which = got.equals(data) ? 'before' : got.equals(next) ? 'after' : null;
+        expect(which, `round ${round}: read ${cookie} saw a torn range`).not.toBeNull();
+        order.set(cookie, which!);
       }
+      const sequence = [210, 211, 212, 213].map((c) => order.get(c));
+      const firstAfter = sequence.indexOf('after');
+      if (firstAfter >= 0) expect(sequence.slice(firstAfter).every((w) => w === 'after'), `round ${round}: reads saw ${sequence.join(', ')}`).toBe(true);
       expect((await reply(a, 201)).error).toBe(E.OK);
       a.write(request(CMD.READ, 202, off, len));
-      expect((await reply(a, 202, len)).data.equals(data), 'a read queued after the write sees it').toBe(true);
-      data.copy(model, off);
+      expect((await reply(a, 202, len)).data.equals(next), 'a read queued after the write sees it').toBe(true);
+      next.copy(model, off);
     }
     a.close();
     b.close();
