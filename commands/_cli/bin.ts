@@ -1,12 +1,12 @@
 #!/usr/bin/env node
 // The imgstream executable. The commands and what they run are loaded from one bundled
-// module (src/build/cli-bundle.ts writes it at build time). Errors raised before a command
-// runs (unknown command, unknown topic) are printed as one line too.
-import type * as Oclif from '@oclif/core';
-import type { EXIT_CODES as ExitCodes } from '../../src/core/errors.js';
+// module with its code cache (src/cli/load.ts; src/build/cli-bundle.ts writes both at build
+// time). Errors raised before a command runs (unknown command, unknown topic) are printed
+// as one line too.
+import { loadCli } from '../../src/cli/load.js';
 
 process.env.OCLIF_SKIP_NEW_VERSION_CHECK ??= 'true';
-const cli = (await import(new URL('../../src/cli/imgstream.js', import.meta.url).href)) as { run: typeof Oclif.run; flush: typeof Oclif.flush; EXIT_CODES: typeof ExitCodes };
+const cli = loadCli();
 try {
   await cli.run(process.argv.slice(2), import.meta.url);
   await cli.flush();

@@ -1,3 +1,4 @@
-// Build steps run by `npm run build` after tsc: cli-bundle.ts puts the CLI into one module
-// (a command starts in about a quarter less CPU time than from some 250 separate files).
-export { bundleCli, BUNDLE_PATH } from './cli-bundle.js';
+// Build steps run by `npm run build` after tsc: cli-bundle.ts puts the CLI into one CommonJS
+// module and writes a V8 code cache for it (a command starts in about a third less CPU time
+// than from some 250 separate ES modules); src/cli/load.ts is what loads them.
+export { bundleCli, writeCodeCache, BUNDLE_PATH, CODE_CACHE_PATH } from './cli-bundle.js';

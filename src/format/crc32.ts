@@ -26,10 +26,13 @@ function load(): { crc32: Crc32; source: 'node-rs' | 'zlib' } {
   return { crc32: (data, value) => zlibCrc32(data, value) >>> 0, source: 'zlib' };
 }
 
-const loaded = load();
+// loaded on the first checksum, not when the module is (most commands' starts need none)
+let loaded: { crc32: Crc32; source: 'node-rs' | 'zlib' } | null = null;
 
 /** crc32 of `data`, continuing from `value` (the crc32 of what came before it), unsigned. */
-export const crc32: Crc32 = loaded.crc32;
+export const crc32: Crc32 = (data, value) => (loaded ??= load()).crc32(data, value);
 
 /** Which implementation computes it. */
-export const crc32Source = loaded.source;
+export function crc32Source(): 'node-rs' | 'zlib' {
+  return (loaded ??= load()).source;
+}
