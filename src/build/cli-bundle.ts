@@ -7,6 +7,10 @@
 // again. Native and lazily loaded packages stay outside (zstd-napi, @node-rs/crc32, the
 // AWS SDK), found in node_modules at run time as before.
 //
+// A command's module, and what only it imports, is evaluated when oclif first asks for
+// that command (COMMANDS holds getters), so a run evaluates one command's code; the code
+// cache is written after every command was evaluated, so it holds all of their code.
+//
 // Two rewrites make the bundle start light and load from the cache:
 // - Node's heavier built-in modules (crypto, net, tls, child_process, worker_threads, zlib,
 //   ...) are required on first use, through a proxy, not when the bundle loads: most
@@ -105,9 +109,11 @@ export async function bundleCli(): Promise<void> {
   fs.rmSync(path.join(root, CODE_CACHE_PATH), { force: true });
   const commands = commandModules();
   if (commands.length === 0) throw new Error('no compiled commands under dist/commands: run tsc first');
+  // each command's module (and what only it imports) is evaluated when oclif first asks
+  // for that command, not when the bundle loads: a run evaluates one command's code
   const entry = [
-    ...commands.map((c, i) => `import c${i} from ${JSON.stringify(c.file)};`),
-    `export const COMMANDS = {${commands.map((c, i) => `${JSON.stringify(c.id)}: c${i}`).join(', ')}};`,
+    `export const COMMANDS = {};`,
+    ...commands.map((c) => `Object.defineProperty(COMMANDS, ${JSON.stringify(c.id)}, { enumerable: true, get: () => require(${JSON.stringify(c.file)}).default });`),
     `export { run, flush } from '@oclif/core';`,
     `export { EXIT_CODES } from ${JSON.stringify(path.join(root, 'dist', 'src', 'core', 'errors.js'))};`,
   ].join('\n');

@@ -62,6 +62,13 @@ export function loadCli(): LoadedCli {
   }
   mod.loaded = true;
   const out = process.env[WRITE_CACHE_ENV];
-  if (out) process.once('exit', () => fs.writeFileSync(out, script.createCachedData()));
+  if (out) {
+    process.once('exit', () => {
+      // every command's module evaluated first, so the cache holds their compiled code too
+      const commands = (mod.exports as LoadedCli).COMMANDS;
+      for (const id of Object.keys(commands)) void commands[id];
+      fs.writeFileSync(out, script.createCachedData());
+    });
+  }
   return mod.exports as LoadedCli;
 }
