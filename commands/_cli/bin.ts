@@ -2,13 +2,16 @@
 // The imgstream executable. The commands and what they run are loaded from one bundled
 // module with its code cache (src/cli/load.ts; src/build/cli-bundle.ts writes both at build
 // time). Errors raised before a command runs (unknown command, unknown topic) are printed
-// as one line too.
+// as one line too. `help` before a topic or command asks for its help.
 import { loadCli } from '../../src/cli/load.js';
 
 process.env.OCLIF_SKIP_NEW_VERSION_CHECK ??= 'true';
 const cli = loadCli();
+// `imgstream help [TOPIC|COMMAND...]` is the same as `imgstream [TOPIC|COMMAND...] --help`
+const argv = process.argv.slice(2);
+if (argv[0] === 'help') argv.push(...argv.splice(0, argv.length).slice(1), '--help');
 try {
-  await cli.run(process.argv.slice(2), import.meta.url);
+  await cli.run(argv, import.meta.url);
   await cli.flush();
 } catch (err) {
   const e = err as Error & { oclif?: { exit?: number } };
@@ -18,7 +21,7 @@ try {
     .map((l) => l.trim())
     .filter(Boolean)
     .join(' ')
-    .replace(/^command (\S+) not found/, (_m, id: string) => `unknown command "${id.replaceAll(':', ' ')}"`);
+    .replace(/^command (\S+) not found\.?/i, (_m, id: string) => `unknown command "${id.replaceAll(':', ' ')}"`);
   process.stderr.write(`imgstream: ${message} (see: imgstream --help)\n`);
   process.exit(e.oclif?.exit && e.oclif.exit > 0 ? e.oclif.exit : cli.EXIT_CODES.usage.exit);
 }

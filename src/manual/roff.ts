@@ -171,6 +171,9 @@ export function renderOverviewPage(manual: Manual): string {
     `.SY ${literal(bin)}`,
     textLine(`[${italic('command')}] ${bold('\\-\\-help')}`),
     '.YS',
+    `.SY ${literal(bin)}`,
+    textLine(`${bold('help')} [${italic('command')}]`),
+    '.YS',
   );
 
   out.push('.SH DESCRIPTION', ...paragraphs(manual.about.join('\n\n')));
@@ -198,7 +201,7 @@ export function renderOverviewPage(manual: Manual): string {
   const common = commonFlags(commands);
   out.push('.SH OPTIONS', textLine('Every command accepts these options:'));
   for (const flag of common) out.push(...flagItem(flag, (t) => t));
-  out.push('.TP', textLine(bold('\\-\\-help')), textLine("Print the help of imgstream or of the command, and exit."));
+  out.push('.TP', textLine(bold('\\-\\-help')), textLine("Print the help of imgstream or of the command, and exit (imgstream help COMMAND prints the same)."));
 
   out.push(...exitStatusSection(manual.exitStatus));
 

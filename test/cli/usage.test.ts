@@ -44,4 +44,18 @@ describe('usage lines', () => {
     expectOneLineError(await runCliAsync(['verify', url, '--token-file', '/nonexistent', '--plain', '--tls-ca', '/nonexistent']), 'plain + ca', 2, /--plain cannot be combined/);
     expectOneLineError(await runCliAsync(['restore', '--from', '/nonexistent', '--to', '/nonexistent.vol', '--volume', 'abcd']), 'volume without as-of', 2, /give it with --as-of/);
   });
+
+  it('help before a topic or command is its --help, and an unknown one is one line, exit 2', async () => {
+    const [root, rootHelp, topic, topicHelp, command, commandHelp] = await Promise.all(
+      [['--help'], ['help'], ['volume', '--help'], ['help', 'volume'], ['volume', 'import', '--help'], ['help', 'volume', 'import']].map((a) => runCliAsync(a)),
+    );
+    for (const [a, b, what] of [[root, rootHelp, 'root'], [topic, topicHelp, 'topic'], [command, commandHelp, 'command']] as const) {
+      expect(b.code, `help ${what}: ${b.stderr}`).toBe(0);
+      expect(b.stdout, `help ${what}`).toBe(a.stdout);
+    }
+    expect(commandHelp.stdout).toMatch(/USAGE\s+\$ imgstream volume import/);
+    for (const args of [['help', 'frob'], ['frob', '--help'], ['help', 'volume', 'frob']]) {
+      expectOneLineError(await runCliAsync(args), args.join(' '), 2, /unknown command "(volume )?frob"/);
+    }
+  });
 });
