@@ -39,11 +39,18 @@ export abstract class ImgstreamCommand extends Command {
       // oclif's own parse errors: unknown flags, missing arguments, bad option values
       code = 'usage';
       exit = EXIT_CODES.usage.exit;
-      message = err.message
+      const lines = err.message
         .split('\n')
         .map((l) => l.trim())
-        .filter((l) => l && !/^See more help with/.test(l))
-        .join(' ');
+        .filter((l) => l && !/^See more help with/.test(l));
+      // oclif: "Missing 2 required args:" then a line "name  description" for each
+      const missing = /^Missing \d+ required args?:$/.test(lines[0] ?? '')
+        ? lines.slice(1).map((l) => {
+            const [, name, what] = /^(\S+)\s*(.*)$/.exec(l)!;
+            return what ? `${name.toUpperCase()} (${what})` : name.toUpperCase();
+          })
+        : null;
+      message = missing ? `missing argument${missing.length > 1 ? 's' : ''} ${missing.join(', ')}` : lines.join(' ');
       hint = `see: imgstream ${this.id?.replaceAll(':', ' ') ?? ''} --help`;
       if (err.oclif?.exit === 0) exit = 0;
     } else {

@@ -45,7 +45,7 @@ describe('usage lines', () => {
     expectOneLineError(await runCliAsync(['restore', '--from', '/nonexistent', '--to', '/nonexistent.vol', '--volume', 'abcd']), 'volume without as-of', 2, /give it with --as-of/);
   });
 
-  it('help before a topic or command is its --help, and an unknown one is one line, exit 2', async () => {
+  it('help before a topic or command is its --help; an unknown command and missing arguments are one line each, exit 2', async () => {
     const [root, rootHelp, topic, topicHelp, command, commandHelp] = await Promise.all(
       [['--help'], ['help'], ['volume', '--help'], ['help', 'volume'], ['volume', 'import', '--help'], ['help', 'volume', 'import']].map((a) => runCliAsync(a)),
     );
@@ -54,6 +54,8 @@ describe('usage lines', () => {
       expect(b.stdout, `help ${what}`).toBe(a.stdout);
     }
     expect(commandHelp.stdout).toMatch(/USAGE\s+\$ imgstream volume import/);
+    expectOneLineError(await runCliAsync(['volume', 'info']), 'no volume', 2, /^imgstream: missing argument VOLUME \(Volume file or block device\.\) \(see: imgstream volume info --help\)$/);
+    expectOneLineError(await runCliAsync(['snapshot', 'create']), 'no volume, no name', 2, /missing arguments VOLUME \(.*\), NAME \(Name of the new snapshot\.\)/);
     for (const args of [['help', 'frob'], ['frob', '--help'], ['help', 'volume', 'frob']]) {
       expectOneLineError(await runCliAsync(args), args.join(' '), 2, /unknown command "(volume )?frob"/);
     }
