@@ -211,7 +211,7 @@ const cases: Case[] = [
   { what: 'unknown flag', args: ['volume', 'info', v(), '--nope'], code: 'usage', mentions: /--nope/, json: true },
   { what: 'unknown flag on import', args: ['volume', 'import', v(), '--from', at('a.img'), '--fast'], code: 'usage', mentions: /--fast/ },
   { what: 'missing argument', args: ['volume', 'create', '--size', '1M'], code: 'usage', mentions: /volume/, json: true },
-  { what: 'missing snapshot name', args: ['snapshot', 'create', v()], code: 'usage', mentions: /name/ },
+  { what: 'missing snapshot name', args: ['snapshot', 'create', v()], code: 'usage', mentions: /missing argument NAME/ },
   { what: 'missing required flag', args: ['volume', 'import', v()], code: 'usage', mentions: /from/ },
   { what: 'unexpected extra argument', args: ['volume', 'info', v(), 'extra'], code: 'usage', mentions: /extra/ },
   { what: 'non-numeric --max-snapshots', args: ['volume', 'create', at('new.vol'), '--size', '1M', '--max-snapshots', 'many'], code: 'usage' },
