@@ -8,8 +8,8 @@ import { loadCli } from '../../src/cli/load.js';
 process.env.OCLIF_SKIP_NEW_VERSION_CHECK ??= 'true';
 const cli = loadCli();
 // `imgstream help [TOPIC|COMMAND...]` is the same as `imgstream [TOPIC|COMMAND...] --help`
-const argv = process.argv.slice(2);
-if (argv[0] === 'help') argv.push(...argv.splice(0, argv.length).slice(1), '--help');
+const given = process.argv.slice(2);
+const argv = given[0] === 'help' ? [...given.slice(1), '--help'] : given;
 try {
   await cli.run(argv, import.meta.url);
   await cli.flush();

@@ -29,12 +29,13 @@ import { spawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { build, type Plugin } from 'esbuild';
+import { BUNDLE_FILE, CODE_CACHE_FILE, WRITE_CACHE_ENV } from '../cli/load.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 /** The bundle, relative to the repository root (package.json's oclif.commands.target names it too). */
-export const BUNDLE_PATH = 'dist/src/cli/imgstream.cjs';
-/** Its V8 code cache (src/cli/load.ts names both files too). */
-export const CODE_CACHE_PATH = 'dist/src/cli/imgstream.cjs.cache';
+export const BUNDLE_PATH = `dist/src/cli/${BUNDLE_FILE}`;
+/** Its V8 code cache. */
+export const CODE_CACHE_PATH = `dist/src/cli/${CODE_CACHE_FILE}`;
 const EXECUTABLE = 'dist/commands/_cli/bin.js';
 
 /** Built-in modules loaded on first use instead of at start (the cheap and always-loaded ones are left alone). */
@@ -167,7 +168,7 @@ export function writeCodeCache(): void {
   const tmp = `${cache}.tmp`;
   fs.rmSync(cache, { force: true });
   const r = spawnSync(process.execPath, [path.join(root, EXECUTABLE), 'volume', 'info', path.join(root, 'dist', 'no-such-volume.vol')], {
-    env: { ...process.env, IMGSTREAM_BUILD_CODE_CACHE: tmp },
+    env: { ...process.env, [WRITE_CACHE_ENV]: tmp },
     encoding: 'utf8',
   });
   if (!fs.existsSync(tmp)) throw new Error(`no code cache was written (exit ${r.status}): ${r.stderr.trim()}`);
