@@ -233,11 +233,15 @@ export class Catalog {
     return hit[0];
   }
 
-  /** Dumps of one volume, oldest first. */
+  /**
+   * Dumps of one volume in the order of their top snapshots, oldest first: the order of
+   * the moments they hold. Not by date: two dumps run at once stamp their dates when each
+   * has planned, which may be in the other order than their snapshots were taken.
+   */
   forVolume(uuid: string): DumpRecord[] {
     return this.read()
       .filter((d) => d.volume.uuid === uuid)
-      .sort((a, b) => a.date.localeCompare(b.date) || a.top.id - b.top.id);
+      .sort((a, b) => a.top.id - b.top.id || a.date.localeCompare(b.date));
   }
 }
 

@@ -360,7 +360,10 @@ async function runSequence(steps: Step[]): Promise<void> {
           expect(base && base.level < cmd.level && (base === baseDump || (base.step === si && lowerBeside)), `${what}: its base ${rec!.base?.name} is not the newest lower level`).toBe(true);
         } else expect(rec!.base, what).toBeNull();
         const chain = [...(base ? base.chain : []), file];
+        // kept in the order of their snapshots, as the catalog orders them: two dumps of one
+        // step may take their snapshots in either order, whatever the order they were planned in
         dumps.push({ level: cmd.level, topId: top!.id, top: res.top, file, chain, step: si });
+        dumps.sort((a, b) => a.topId - b.topId);
         expected.add(path.basename(file));
         seen.dumps++;
         // the chain restores to exactly the dump's snapshot
