@@ -11,38 +11,7 @@ import { parseVolumeRef } from '../../src/volume/index.js';
 import { Volume } from '../../src/volume/volume.js';
 import { snapshotJson } from '../../commands/snapshot/create.js';
 import { exportProtectedAsOf } from '../../src/journal/restore-as-of.js';
-
-/** The variables the library reads when it opens a volume (the lock directory also finds a serving process). */
-const VOLUME_ENV = ['IMGSTREAM_LOCK_DIR'] as const;
-
-let queue: Promise<unknown> = Promise.resolve();
-
-/**
- * Runs fn with the test's environment for the CLI (`env`, as given to runCli) in this
- * process, one at a time: the variables are process-wide.
- */
-function withCliEnv<T>(env: Record<string, string | undefined>, fn: () => Promise<T>): Promise<T> {
-  const run = async (): Promise<T> => {
-    const saved = VOLUME_ENV.map((k) => [k, process.env[k]] as const);
-    for (const k of VOLUME_ENV) {
-      if (k in env) {
-        if (env[k] === undefined) delete process.env[k];
-        else process.env[k] = env[k];
-      }
-    }
-    try {
-      return await fn();
-    } finally {
-      for (const [k, v] of saved) {
-        if (v === undefined) delete process.env[k];
-        else process.env[k] = v;
-      }
-    }
-  };
-  const p = queue.then(run, run);
-  queue = p.catch(() => {});
-  return p;
-}
+import { applyEnv, withCliEnv } from './cli-env.js';
 
 /** Feeds what `imgstream volume export SPEC --to -` writes (SPEC: VOL or VOL@SNAPSHOT) to `take`, in order. */
 function exportInto(spec: string, env: Record<string, string | undefined>, take: (data: Buffer) => void): Promise<void> {
@@ -99,8 +68,7 @@ export function snapshotsOf(vol: string, env: Record<string, string | undefined>
 
 /** Same as snapshotNamesOf, at once, of a volume no process serves (opened here under its lock). */
 export function snapshotNamesSync(vol: string, env: Record<string, string | undefined> = {}): string[] {
-  const saved = VOLUME_ENV.map((k) => [k, process.env[k]] as const);
-  for (const k of VOLUME_ENV) if (env[k] !== undefined) process.env[k] = env[k];
+  const restore = applyEnv(env);
   try {
     const v = Volume.open(vol, { write: false });
     try {
@@ -109,10 +77,7 @@ export function snapshotNamesSync(vol: string, env: Record<string, string | unde
       v.close();
     }
   } finally {
-    for (const [k, v] of saved) {
-      if (v === undefined) delete process.env[k];
-      else process.env[k] = v;
-    }
+    restore();
   }
 }
 
