@@ -1,4 +1,4 @@
-import { Args } from '@oclif/core';
+import { Args, Flags } from '@oclif/core';
 import { ImgstreamCommand } from './_cli/base.js';
 import { verifyStreams } from '../src/stream/verify.js';
 import { isPeerSpec, sourceFor } from '../src/media/resolve.js';
@@ -13,6 +13,7 @@ export default class Verify extends ImgstreamCommand {
   static override description = `Reads every stream through: the preamble and its features, every record's checksum, every zstd frame, the record layout, the trailer's counts and the SHA-256 of the whole stream. Given several streams (in chain order), also checks the chain of each volume: each stream's base among the snapshots of that volume's streams before it. Streams of several volumes (a tape holding the dumps of several) are checked as one chain per volume, and a full stream after a chain that began with one starts a new chain (a weekly level 0). Writes nothing. Stops at the first problem, naming it: damage (a checksum, a frame, the layout, the trailer) exits with the "corrupt" code (9); a broken chain (a stream whose base snapshot is in none of the streams before it) with the "not-found" code (3), as restore does; streams that do not belong together (another volume's, a full stream after the first) with "invalid-input" (4); a stream of a format version this imgstream does not read (a newer one wrote it) with "not-a-volume" (5). A tape set missing a tape of a dump (its last tape ends inside a dump that goes on) is refused before anything is read ("not-found", 3). An encrypted stream is verified with its key (--key-file or --passphrase-file; without either, on a terminal, the passphrase is asked for once, without echo): every record and the header are authenticated; without the key verify says the stream is encrypted and exits with the "auth" code (11), as it does for a wrong key, and for a stream that is not encrypted when a key is given (unless --allow-unencrypted).`;
   static override examples = [
     '<%= config.bin %> verify /backups/vm.june3.l0 /backups/vm.june5.l1',
+    '<%= config.bin %> verify --from /backups/vm.june3.l0 --from /backups/vm.june5.l1',
     '<%= config.bin %> verify tape:/tapes/t1',
     '<%= config.bin %> verify s3://backups/vm1/ --s3-endpoint http://ceph1:7480 --s3-path-style',
     'cat vm.l0 | <%= config.bin %> verify -',
@@ -20,12 +21,20 @@ export default class Verify extends ImgstreamCommand {
     '<%= config.bin %> verify peer://backup1:7420/vm1.l0 --token-file /etc/imgstream/peer.token --tls-ca /etc/imgstream/backup1.crt',
   ];
   static override strict = false;
-  static override args = { source: Args.string({ description: 'Stream sources: FILE, -, tape:DIR[,DIR...], tape:DIR#N, s3://BUCKET/KEY, s3://BUCKET/PREFIX/ (every object under it), peer://HOST:PORT/NAME.', required: true }) };
-  static override flags = { ...keyFlags, ...allowUnencryptedFlag, ...peerFlags, ...s3Flags };
+  static override args = { source: Args.string({ description: 'Stream sources: FILE, -, tape:DIR[,DIR...], tape:DIR#N, s3://BUCKET/KEY, s3://BUCKET/PREFIX/ (every object under it), peer://HOST:PORT/NAME.' }) };
+  static override flags = {
+    // as restore takes its sources: a restore command line checks with its verb changed
+    from: Flags.string({ helpValue: 'SOURCE', char: 'f', description: 'A stream source, as restore takes it (repeatable): the same as giving it as an argument, after those.', multiple: true }),
+    ...keyFlags,
+    ...allowUnencryptedFlag,
+    ...peerFlags,
+    ...s3Flags,
+  };
 
   async run() {
     const { argv, flags } = await this.parse(Verify);
-    const specs = argv as string[];
+    const specs = [...(argv as string[]), ...(flags.from ?? [])];
+    if (specs.length === 0) throw new UsageError(`missing argument SOURCE (${Verify.args.source.description})`, 'see: imgstream verify --help');
     if (specs.filter((s) => s === '-').length > 1) throw new UsageError('stdin (-) can be given once');
     const key = keyFromFlags(flags);
     const peer = peerClientOptions(flags, specs.filter(isPeerSpec));

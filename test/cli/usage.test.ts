@@ -2,8 +2,12 @@
 // ("[--tls-fingerprint sha256:HEX | ]", printed while --tls-ca, --tls-fingerprint and
 // --plain were declared oclif-exclusive), no flag shown as needing another it does not
 // need. The conflict those declarations enforced is still refused, exit 2, in one line.
-import { describe, expect, it } from 'vitest';
-import { runCliAsync } from '../support/cli.js';
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { runCliAsync, writeImage } from '../support/cli.js';
+import { tempDir } from '../support/images.js';
+import { setupOk } from '../support/in-process.js';
 import { expectOneLineError, pool } from '../support/stream-cli.js';
 
 const commands = ['restore', 'dump', 'verify', 'catalog rebuild', 'mirror update', 'mirror start', 'mirror break', 'mirror resync', 'replicate pull'];
@@ -59,5 +63,33 @@ describe('usage lines', () => {
     for (const args of [['help', 'frob'], ['frob', '--help'], ['help', 'volume', 'frob']]) {
       expectOneLineError(await runCliAsync(args), args.join(' '), 2, /unknown command "(volume )?frob"/);
     }
+  });
+});
+
+describe('verify', () => {
+  const dir = tempDir('imgstream-usage-verify-');
+  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const at = (f: string) => path.join(dir, f);
+  const env = { IMGSTREAM_CATALOG: at('catalog.json') };
+
+  it('takes its sources as restore does (--from, repeatable), or as arguments; none is a missing argument', async () => {
+    writeImage(at('a.img'), 64, 4096, 1);
+    await setupOk(['volume', 'create', at('v.vol'), '--size', '256K'], { env });
+    await setupOk(['volume', 'import', at('v.vol'), '--from', at('a.img')], { env });
+    for (const [level, out] of [['0', 'l0'], ['1', 'l1']]) {
+      const r = await runCliAsync(['dump', at('v.vol'), '--level', level, '--to', at(out)], { env });
+      expect(r.code, r.stderr).toBe(0);
+    }
+    const asArgs = await runCliAsync(['verify', at('l0'), at('l1')], { env });
+    const asFlags = await runCliAsync(['verify', '--from', at('l0'), '-f', at('l1')], { env });
+    const mixed = await runCliAsync(['verify', at('l0'), '--from', at('l1')], { env });
+    expect(asArgs.code, asArgs.stderr).toBe(0);
+    expect(asArgs.stdout).toMatch(/2 stream\(s\) verified/);
+    expect(asFlags.code, asFlags.stderr).toBe(0);
+    expect(asFlags.stdout).toBe(asArgs.stdout);
+    expect(mixed.stdout).toBe(asArgs.stdout);
+    // in chain order: the level 1 given first is the chain's fault, named as such
+    expect((await runCliAsync(['verify', '--from', at('l1'), '--from', at('l0')], { env })).code).not.toBe(0);
+    expectOneLineError(await runCliAsync(['verify'], { env }), 'no source', 2, /^imgstream: missing argument SOURCE \(Stream sources: .*\) \(see: imgstream verify --help\)$/);
   });
 });
