@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { journalTestDir, journalTestMissing } from '../support/journal-tests.js';
 import { applyOp, runWriter } from '../support/nbd-writer.js';
 import { cli, startServer } from '../nbd/support.js';
+import { setupOk } from '../support/in-process.js';
 
 const SIZE = 8 << 20;
 const missing = journalTestMissing();
@@ -15,7 +16,7 @@ const { locks, at } = journalTestDir('imgstream-journal-full-');
 describe.skipIf(missing.length > 0)(`a journal whose disk is full${missing.length ? ` (skipped: ${missing.join(', ')} not installed)` : ''}`, () => {
   it('fails the writes it cannot record, refuses later ones and flushes, and loses no acknowledged write', async () => {
     const vol = at('f.vol');
-    await cli(['volume', 'create', vol, '--size', String(SIZE)], locks);
+    await setupOk(['volume', 'create', vol, '--size', String(SIZE)], { env: { IMGSTREAM_LOCK_DIR: locks } });
     process.env.IMGSTREAM_TEST_JOURNAL_FULL_AT = String(600 << 10);
     let server: Awaited<ReturnType<typeof startServer>>;
     try {

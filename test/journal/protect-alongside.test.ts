@@ -11,6 +11,7 @@ import { randomImage } from '../support/images.js';
 import { modelAt, runWriter } from '../support/nbd-writer.js';
 import { startProtect } from '../support/protect-cli.js';
 import { cli, run, startServer } from '../nbd/support.js';
+import { setupOk } from '../support/in-process.js';
 
 const BS = 4096;
 const SIZE = 8 << 20;
@@ -23,8 +24,8 @@ describe.skipIf(missing.length > 0)(`a protected volume alongside other commands
     const dest = at('a.cdp');
     const base = randomImage(SIZE / BS, BS, 8, 0.5);
     fs.writeFileSync(at('base.raw'), base);
-    await cli(['volume', 'create', vol, '--size', String(SIZE)], locks);
-    await cli(['volume', 'import', vol, '--from', at('base.raw')], locks);
+    await setupOk(['volume', 'create', vol, '--size', String(SIZE)], { env: { IMGSTREAM_LOCK_DIR: locks } });
+    await setupOk(['volume', 'import', vol, '--from', at('base.raw')], { env: { IMGSTREAM_LOCK_DIR: locks } });
     const server = await startServer(vol, ['--socket', at('a.sock'), '--journal'], locks);
     const shipper = startProtect(vol, dest, ['--interval', '250ms'], env);
     await shipper.waitFor((e) => e.event === 'seed');

@@ -18,6 +18,7 @@ import { makeToken } from '../peer/support.js';
 import { tempDir } from '../support/images.js';
 import { imageBytes } from '../support/oracle.js';
 import { endOf, MODEL_BLOCKS, MODEL_BLOCK_SIZE, modelImages, modelSource, pointAt, seedImage, shippedInterval, snapshotOf } from '../support/protect-model.js';
+import { setupOk } from '../support/in-process.js';
 
 const DRIVER = path.join(REPO_ROOT, 'dist', 'test', 'support', 'protect-driver.js');
 const root = tempDir('imgstream-protect-dest-');
@@ -301,7 +302,7 @@ describe('protection destination', () => {
     expect(fs.existsSync(at('x.raw')) || fs.existsSync(at('x.vol')) || fs.existsSync(at('nodir'))).toBe(false);
     // restore onto an existing path
     writeImage(at('plain.raw'), MODEL_BLOCKS, MODEL_BLOCK_SIZE, 3);
-    cliOk(['volume', 'create', at('plain.vol'), '--size', String(MODEL_BLOCKS * MODEL_BLOCK_SIZE)], { env });
+    await setupOk(['volume', 'create', at('plain.vol'), '--size', String(MODEL_BLOCKS * MODEL_BLOCK_SIZE)], { env });
     expectError(['restore', '--to', at('plain.vol'), '--as-of', iso(endOf(seed, 5)), '--from', dest], 6, 'already exists');
     // a plain volume and a mirror are no protection destinations, for restore, export, status and a shipper
     cliOk(['mirror', 'update', at('plain.vol'), '--to', at('copy.mirror')], { env });

@@ -13,6 +13,7 @@ import { applyOp, modelAt, runWriter, type LoggedOp } from '../support/nbd-write
 import { startProtect, type RunningProtect } from '../support/protect-cli.js';
 import { cli, run, startServer, type RunningServer } from '../nbd/support.js';
 import { asOfBytes, imageBytes } from '../support/oracle.js';
+import { setupOk } from '../support/in-process.js';
 
 const BS = 4096;
 const SIZE = 4 << 20;
@@ -32,8 +33,8 @@ describe.skipIf(missing.length > 0)(`kill -9 under continuous protection${missin
     const dest = at('k.cdp');
     const base = randomImage(SIZE / BS, BS, 5, 0.5);
     fs.writeFileSync(at('base.raw'), base);
-    await cli(['volume', 'create', vol, '--size', String(SIZE)], locks);
-    await cli(['volume', 'import', vol, '--from', at('base.raw')], locks);
+    await setupOk(['volume', 'create', vol, '--size', String(SIZE)], { env: { IMGSTREAM_LOCK_DIR: locks } });
+    await setupOk(['volume', 'import', vol, '--from', at('base.raw')], { env: { IMGSTREAM_LOCK_DIR: locks } });
     const serve = () => startServer(vol, ['--socket', at('k.sock'), '--journal', '--cp-interval', '0.3'], locks);
     const ship = () => startProtect(vol, dest, ['--interval', `${INTERVAL_MS}ms`, '--keep', '1h'], env);
     let server: RunningServer = await serve();
@@ -46,8 +47,8 @@ describe.skipIf(missing.length > 0)(`kill -9 under continuous protection${missin
     const kinds = { server: 0, shipper: 0 };
     for (let round = 0; round < KILLS; round++) {
       const victim = random() < 0.5 ? 'server' : 'shipper';
-      const writer = runWriter(server.info.uri, ['--seconds', '1.2', '--seed', String(500 + round), '--pause-ms', '2', '--announce', '--flush-every', '40']);
-      await new Promise((r) => setTimeout(r, 150 + Math.floor(random() * 900)));
+      const writer = runWriter(server.info.uri, ['--seconds', '0.8', '--seed', String(500 + round), '--pause-ms', '2', '--announce', '--flush-every', '40']);
+      await new Promise((r) => setTimeout(r, 200 + Math.floor(random() * 500)));
       kinds[victim]++;
       if (victim === 'server') {
         await server.kill9();

@@ -14,6 +14,7 @@ import { cli, run, startServer } from '../nbd/support.js';
 import { makeToken } from '../peer/support.js';
 import { spawn } from 'node:child_process';
 import { CLI_BIN, finished, listeningPort } from '../support/cli.js';
+import { setupOk } from '../support/in-process.js';
 
 const BS = 4096;
 const SIZE = 8 << 20;
@@ -40,8 +41,8 @@ async function setup(name: string, journalSize: string) {
   const vol = at(`${name}.vol`);
   const base = randomImage(SIZE / BS, BS, 3, 0.5);
   fs.writeFileSync(at(`${name}.raw`), base);
-  await cli(['volume', 'create', vol, '--size', String(SIZE)], locks);
-  await cli(['volume', 'import', vol, '--from', at(`${name}.raw`)], locks);
+  await setupOk(['volume', 'create', vol, '--size', String(SIZE)], { env: { IMGSTREAM_LOCK_DIR: locks } });
+  await setupOk(['volume', 'import', vol, '--from', at(`${name}.raw`)], { env: { IMGSTREAM_LOCK_DIR: locks } });
   const server = await startServer(vol, ['--socket', at(`${name}.sock`), '--journal', '--journal-size', journalSize, '--cp-interval', '0.2'], locks);
   return { vol, base, server, dest: at(`${name}.cdp`) };
 }

@@ -13,6 +13,7 @@ import { modelAt, runWriter, type LoggedOp } from '../support/nbd-writer.js';
 import { startProtect } from '../support/protect-cli.js';
 import { cli, run, startServer } from '../nbd/support.js';
 import { asOfBytes } from '../support/oracle.js';
+import { setupOk } from '../support/in-process.js';
 
 const BS = 4096;
 const SIZE = 8 << 20;
@@ -65,8 +66,8 @@ describe.skipIf(missing.length > 0)(`continuous protection with a real client${m
     const dest = at('p.cdp');
     const base = randomImage(SIZE / BS, BS, 77, 0.5);
     fs.writeFileSync(at('base.raw'), base);
-    await cli(['volume', 'create', vol, '--size', String(SIZE)], locks);
-    await cli(['volume', 'import', vol, '--from', at('base.raw')], locks);
+    await setupOk(['volume', 'create', vol, '--size', String(SIZE)], { env: { IMGSTREAM_LOCK_DIR: locks } });
+    await setupOk(['volume', 'import', vol, '--from', at('base.raw')], { env: { IMGSTREAM_LOCK_DIR: locks } });
     const server = await startServer(vol, ['--socket', at('p.sock'), '--journal'], locks);
     const shipper = startProtect(vol, dest, ['--interval', `${INTERVAL_MS}ms`, '--keep', '1h'], env);
     await shipper.waitFor((e) => e.event === 'seed');
