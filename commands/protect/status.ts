@@ -1,6 +1,9 @@
 import { Args, Flags } from '@oclif/core';
 import { ImgstreamCommand } from '../_cli/base.js';
+import fs from 'node:fs';
 import { protectStatus } from '../../src/journal/protect-status.js';
+import { journalStatus } from '../../src/journal/journal-status.js';
+import { journalDirOf } from '../../src/journal/journal-files.js';
 import { peerProtectStatus } from '../../src/journal/peer-destination.js';
 import { isPeerSpec } from '../../src/media/resolve.js';
 import { peerClientOptions, peerFlags } from '../_cli/peer-flags.js';
@@ -14,14 +17,17 @@ function duration(ms: number): string {
 }
 
 export default class ProtectStatus extends ImgstreamCommand {
-  static override summary = 'Show what a protection destination holds: the window, the recovery points, storage.';
-  static override description = `Reads a protection destination (the directory imgstream protect --to DIR writes) without disturbing the shipper that may be appending to it: the volume it protects, the recovery window (the oldest and newest times restore --as-of accepts), the number of recovery points (the base's, then one per interval held), the storage of the base volume and of the intervals, the snapshots that arrived from the source, the gaps (spans before a resync, after an outage or a journal overflow, with no recovery point inside: restore --as-of refuses times in them), and the shipper's pid when one holds the destination. With --points, every recovery point's time, blocks and snapshots; with --json, all of it, the list of recovery points included.`;
-  static override examples = ['<%= config.bin %> protect status /backup/vm1.cdp', '<%= config.bin %> protect status /backup/vm1.cdp --points', '<%= config.bin %> protect status /backup/vm1.cdp --json', '<%= config.bin %> protect status peer://backup1:7420/vm1.cdp --token-file /etc/imgstream/peer.token --tls-fingerprint sha256:HEX'];
-  static override args = { destination: Args.string({ description: 'Protection destination: a directory, or peer://HOST:PORT/NAME.', required: true }) };
+  static override summary = 'Show what a protection destination holds (the window, the recovery points, storage), or how far a volume\'s journal is shipped.';
+  static override description = `Reads a protection destination (the directory imgstream protect --to DIR writes) without disturbing the shipper that may be appending to it: the volume it protects, the recovery window (the oldest and newest times restore --as-of accepts), the number of recovery points (the base's, then one per interval held), the storage of the base volume and of the intervals, the snapshots that arrived from the source, the gaps (spans before a resync, after an outage or a journal overflow, with no recovery point inside: restore --as-of refuses times in them), and the shipper's pid when one holds the destination. With --points, every recovery point's time, blocks and snapshots; with --json, all of it, the list of recovery points included.
+
+Given the protected volume instead (a file or block device with a write journal; a volume without one is refused as no destination), it shows the source's side: the journal's size and records, the destination and the record and time up to which it acknowledged, the records not shipped yet and the lag (the age of the oldest of them), an overflow waiting for a resync, and the shipper's pid.`;
+  static override examples = ['<%= config.bin %> protect status /backup/vm1.cdp', '<%= config.bin %> protect status vm1.vol', '<%= config.bin %> protect status /backup/vm1.cdp --points', '<%= config.bin %> protect status /backup/vm1.cdp --json', '<%= config.bin %> protect status peer://backup1:7420/vm1.cdp --token-file /etc/imgstream/peer.token --tls-fingerprint sha256:HEX'];
+  static override args = { destination: Args.string({ description: 'Protection destination: a directory, or peer://HOST:PORT/NAME; or the protected volume.', required: true }) };
   static override flags = { points: Flags.boolean({ description: 'List every recovery point.' }), ...peerFlags };
 
   async run() {
     const { args, flags } = await this.parse(ProtectStatus);
+    if (!isPeerSpec(args.destination) && isJournaledVolume(args.destination)) return this.source(args.destination);
     const peer = peerClientOptions(flags, isPeerSpec(args.destination) ? [args.destination] : []);
     const st = isPeerSpec(args.destination) ? await peerProtectStatus(args.destination, peer!) : protectStatus(args.destination);
     this.say(`${st.destination}: protects ${st.source.path} (${st.source.uuid.slice(0, 8)}, ${formatSize(st.source.logicalSize)}, ${st.source.blockSize}-byte blocks), keeps ${duration(st.keepMs)}`);
@@ -36,5 +42,27 @@ export default class ProtectStatus extends ImgstreamCommand {
     this.say(`  shipper: ${st.shipperSession ? 'connected through the peer daemon' : st.shipper === null ? 'none' : `pid ${st.shipper}`}`);
     if (flags.points) for (const p of st.points) this.say(`  ${p.time}  ${p.kind === 'base' ? 'base' : `#${p.seq} ${p.kind}, ${p.blocks} blocks`}${p.snapshots.length ? `  snapshots: ${p.snapshots.join(', ')}` : ''}${p.gapFrom ? `  (no point since ${p.gapFrom})` : ''}${p.damaged ? '  DAMAGED' : ''}`);
     return st;
+  }
+
+  private source(volume: string) {
+    const st = journalStatus(volume);
+    const held = st.oldest === null ? 'no records held' : `records ${st.oldest} to ${st.newest}`;
+    this.say(`${volume}: write journal ${st.journal}: ${formatSize(st.bytes)} in ${st.segments} segment${st.segments === 1 ? '' : 's'}, ${held}`);
+    if (st.shipped) this.say(`  shipped to ${st.shipped.destination}: records up to ${st.shipped.journalTo}, interval ${st.shipped.intervalSeq} ending ${st.shipped.end}`);
+    else this.say('  never shipped: start with imgstream protect VOL --to DEST');
+    this.say(`  not shipped yet: ${st.unshipped.records} record${st.unshipped.records === 1 ? '' : 's'}${st.unshipped.oldest ? `, the oldest written ${st.unshipped.oldest}: lag ${(st.unshipped.lagMs / 1000).toFixed(1)} s` : ': lag 0 s'}`);
+    if (st.overflow) this.say(`  OVERFLOWED: ${st.overflow.blocks} blocks changed since record ${st.overflow.after} wait for a resync (the next protect sends just those)`);
+    this.say(`  shipper: ${st.shipper === null ? 'none' : `pid ${st.shipper}`}`);
+    return st;
+  }
+}
+
+/** A volume (a file or a block device) with a write journal, not a destination's directory: its journal's status is asked for. */
+function isJournaledVolume(p: string): boolean {
+  try {
+    const st = fs.statSync(p);
+    return (st.isFile() || st.isBlockDevice()) && fs.statSync(journalDirOf(p)).isDirectory();
+  } catch {
+    return false;
   }
 }

@@ -5,7 +5,7 @@
 // else it is damage, reported as corrupt.
 import fs from 'node:fs';
 import { CorruptError, FormatVersionError, fromSystemError } from '../core/errors.js';
-import { listSegments, type SegmentFile } from './journal-files.js';
+import { listSegments, readDirty, type SegmentFile } from './journal-files.js';
 import { decodeHeader, otherRecordVersion, RECORD_HEADER_BYTES, recordIntact, type JournalRecord } from './record.js';
 
 /** A record and where it lies: its payload starts at `payloadAt` in `segment`. */
@@ -151,4 +151,19 @@ export class JournalReader {
   private damage(what: string): CorruptError {
     return new CorruptError(`${this.seg!.path}: ${what} at byte ${this.offset}`, 'serve without --journal; to protect again, move the journal directory aside and protect to a new destination');
   }
+}
+
+/** The sequence number of the journal's last intact record (after an overflow with no segment left: the last one the dirty set covers). */
+export function lastRecordOf(dir: string): number {
+  const segs = listSegments(dir);
+  if (segs.length === 0) return readDirty(dir)?.upTo ?? 0;
+  const lastSeg = segs[segs.length - 1];
+  const r = new JournalReader(dir, lastSeg.firstSeq);
+  let last = lastSeg.firstSeq - 1;
+  try {
+    for (let rec = r.next(); rec !== null; rec = r.next()) last = rec.seq;
+  } finally {
+    r.close();
+  }
+  return last;
 }

@@ -17,7 +17,7 @@ import fs from 'node:fs';
 import type { DestinationState, ProtectDestination, ProtectedSource, ShippedInterval } from './destination-api.js';
 import { IntervalBuilder, SlabPool } from './interval-builder.js';
 import { journalDirOf, listSegments, readDirty, writeShipped } from './journal-files.js';
-import { JournalReader } from './journal-reader.js';
+import { JournalReader, lastRecordOf } from './journal-reader.js';
 import { RecordKind, parseMarker } from './record.js';
 import { VolumeLock } from '../volume/volume-lock.js';
 import { localImage, servedImage, volumeIdentity, type SourceImage } from './source-image.js';
@@ -237,20 +237,6 @@ async function seed(opts: ProtectOptions, dir: string, dest: ProtectDestination,
 }
 
 /** The sequence number of the journal's last intact record (that of the last one dropped, when none is left). */
-function lastRecordOf(dir: string): number {
-  const segs = listSegments(dir);
-  if (segs.length === 0) return readDirty(dir)?.upTo ?? 0;
-  const lastSeg = segs[segs.length - 1];
-  const r = new JournalReader(dir, lastSeg.firstSeq);
-  let last = lastSeg.firstSeq - 1;
-  try {
-    for (let rec = r.next(); rec !== null; rec = r.next()) last = rec.seq;
-  } finally {
-    r.close();
-  }
-  return last;
-}
-
 /** The last CP marker in the journal (0: none): a volume not served holds every record up to it. */
 function lastCpMarker(dir: string): number {
   const segs = listSegments(dir);

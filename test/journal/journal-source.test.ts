@@ -13,6 +13,8 @@ import { cli, run, startServer } from '../nbd/support.js';
 import { JournalReader } from '../../src/journal/journal-reader.js';
 import { listSegments } from '../../src/journal/journal-files.js';
 import { RecordKind } from '../../src/journal/record.js';
+import { setupOk } from '../support/in-process.js';
+import type { JournalStatus } from '../../src/journal/journal-status.js';
 
 const BS = 4096;
 const SIZE = 8 << 20;
@@ -44,7 +46,7 @@ function replayJournal(dir: string): { disk: Buffer; times: number[]; kinds: Rec
 describe.skipIf(missing.length > 0)(`the write journal of serve nbd --journal${missing.length ? ` (skipped: ${missing.join(', ')} not installed)` : ''}`, () => {
   it('holds every acknowledged write, zero and trim in order, time-stamped within its request', { timeout: 120_000 }, async () => {
     const vol = at('a.vol');
-    await cli(['volume', 'create', vol, '--size', String(SIZE)], locks);
+    await setupOk(['volume', 'create', vol, '--size', String(SIZE)], { env: { IMGSTREAM_LOCK_DIR: locks } });
     const server = await startServer(vol, ['--socket', at('a.sock'), '--journal', '--cp-interval', '0.2'], locks);
     const w = await runWriter(server.info.uri, ['--seconds', '1.5', '--seed', '11', '--flush-every', '25']);
     expect(w.code, w.stderr).toBe(0);
@@ -66,7 +68,7 @@ describe.skipIf(missing.length > 0)(`the write journal of serve nbd --journal${m
 
   it('after kill -9 at random moments keeps every write acknowledged before the last flush, and nothing torn', async () => {
     const vol = at('k.vol');
-    await cli(['volume', 'create', vol, '--size', String(SIZE)], locks);
+    await setupOk(['volume', 'create', vol, '--size', String(SIZE)], { env: { IMGSTREAM_LOCK_DIR: locks } });
     const random = rng(1404);
     let disk = Buffer.alloc(SIZE);
     let beyondFlush = 0;
@@ -117,7 +119,7 @@ describe.skipIf(missing.length > 0)(`the write journal of serve nbd --journal${m
 
   it('cuts a torn last record off, and refuses a damaged journal in one line while the volume still opens', { timeout: 120_000 }, async () => {
     const vol = at('t.vol');
-    await cli(['volume', 'create', vol, '--size', String(SIZE)], locks);
+    await setupOk(['volume', 'create', vol, '--size', String(SIZE)], { env: { IMGSTREAM_LOCK_DIR: locks } });
     const server = await startServer(vol, ['--socket', at('t.sock'), '--journal'], locks);
     const w = await runWriter(server.info.uri, ['--count', '200', '--seed', '5', '--aligned']);
     expect(w.code, w.stderr).toBe(0);
@@ -156,11 +158,25 @@ describe.skipIf(missing.length > 0)(`the write journal of serve nbd --journal${m
 
   it('refuses a volume whose disk changed without its journal, and a shipper fed from another journal', { timeout: 120_000 }, async () => {
     const vol = at('c.vol');
-    await cli(['volume', 'create', vol, '--size', String(SIZE)], locks);
+    await setupOk(['volume', 'create', vol, '--size', String(SIZE)], { env: { IMGSTREAM_LOCK_DIR: locks } });
     let server = await startServer(vol, ['--socket', at('c.sock'), '--journal'], locks);
     expect((await runWriter(server.info.uri, ['--count', '50', '--seed', '9', '--aligned'])).code).toBe(0);
     await server.stop();
+    // the source's side: written, never shipped, then shipped up to its last record
+    const status = async () => JSON.parse((await cli(['protect', 'status', vol, '--json'], locks)).stdout) as JournalStatus;
+    const before = await status();
+    expect(before.shipped).toBeNull();
+    expect(before.unshipped.records).toBe(before.newest - before.oldest! + 1);
+    expect(before.unshipped.records).toBeGreaterThanOrEqual(50);
+    expect(before.unshipped.lagMs).toBeGreaterThan(0);
+    expect(before.shipper).toBeNull();
     await cli(['protect', vol, '--to', at('c.cdp'), '--once'], locks);
+    const after = await status();
+    expect(after.shipped).toMatchObject({ destination: at('c.cdp'), journalTo: after.newest });
+    expect(after.unshipped).toEqual({ records: 0, oldest: null, lagMs: 0 });
+    const human = (await cli(['protect', 'status', vol], locks)).stdout;
+    expect(human).toContain(`shipped to ${at('c.cdp')}: records up to ${after.newest}`);
+    expect(human).toMatch(/not shipped yet: 0 records: lag 0 s/);
     // a snapshot alone changes no block: the journal still holds everything
     await cli(['snapshot', 'create', vol, 'quiet'], locks);
     server = await startServer(vol, ['--socket', at('c.sock'), '--journal'], locks);
