@@ -10,6 +10,7 @@ import { EXIT_CODES, type ErrorCode } from '../../src/core/errors.js';
 import { PLANE_ACTIVE, VolumeLayout } from '../../src/volume/index.js';
 import { cliJson, cliOk, hashTree, runCli, sha256, sha256File, stderrLines, writeImage, type CliResult } from '../support/cli.js';
 import { mutate, randomImage, tempDir } from '../support/images.js';
+import { setupOk } from '../support/in-process.js';
 
 // The exit codes as documented (README / --help); checked against src/core/errors.ts below.
 const DOCUMENTED: Record<ErrorCode, number> = {
@@ -39,17 +40,17 @@ const cli = (args: string[], input?: Buffer) => runCli(args, { env, input, timeo
 
 afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
 
-beforeAll(() => {
+beforeAll(async () => {
   fs.mkdirSync(dir, { recursive: true });
   // v.vol: 1 MiB disk with two snapshots
-  cliOk(['volume', 'create', at('v.vol'), '--size', '1M', '--max-snapshots', '8'], { env });
+  await setupOk(['volume', 'create', at('v.vol'), '--size', '1M', '--max-snapshots', '8'], { env });
   const img = writeImage(at('a.img'), 256, BS, 1);
-  cliOk(['volume', 'import', at('v.vol'), '--from', at('a.img')], { env });
-  cliOk(['snapshot', 'create', at('v.vol'), 's1'], { env });
+  await setupOk(['volume', 'import', at('v.vol'), '--from', at('a.img')], { env });
+  await setupOk(['snapshot', 'create', at('v.vol'), 's1'], { env });
   mutate(img, BS, 40, 2);
   fs.writeFileSync(at('b.img'), img);
-  cliOk(['volume', 'import', at('v.vol'), '--from', at('b.img')], { env });
-  cliOk(['snapshot', 'create', at('v.vol'), 's2'], { env });
+  await setupOk(['volume', 'import', at('v.vol'), '--from', at('b.img')], { env });
+  await setupOk(['snapshot', 'create', at('v.vol'), 's2'], { env });
   writeImage(at('big.img'), 512, BS, 3); // 2 MiB: larger than the 1 MiB disk
   writeImage(at('random.bin'), 64, BS, 4, 0); // random bytes, not a volume
   fs.writeFileSync(at('empty.bin'), '');
@@ -57,11 +58,11 @@ beforeAll(() => {
   fs.writeFileSync(at('adir/inside.txt'), 'not a volume\n');
   fs.writeFileSync(at('out.raw'), 'an existing export target\n');
   // full.vol: a volume barely larger than its disk, filled and pinned by a snapshot
-  cliOk(['volume', 'create', at('full.vol'), '--size', '1M', '--volume-size', '1200K', '--max-snapshots', '4'], { env });
+  await setupOk(['volume', 'create', at('full.vol'), '--size', '1M', '--volume-size', '1200K', '--max-snapshots', '4'], { env });
   writeImage(at('full1.img'), 256, BS, 11, 0);
   writeImage(at('full2.img'), 256, BS, 12, 0);
-  cliOk(['volume', 'import', at('full.vol'), '--from', at('full1.img')], { env });
-  cliOk(['snapshot', 'create', at('full.vol'), 'full'], { env });
+  await setupOk(['volume', 'import', at('full.vol'), '--from', at('full1.img')], { env });
+  await setupOk(['snapshot', 'create', at('full.vol'), 'full'], { env });
   // truncated copies of v.vol: cut in the middle, and cut inside the first root record
   const vol = fs.readFileSync(at('v.vol'));
   fs.writeFileSync(at('trunc.vol'), vol.subarray(0, Math.floor(vol.length / 2)));
@@ -318,13 +319,13 @@ describe('failing streamed imports leave the volume at its last CP', () => {
     expect(JSON.parse(r.stdout).ok).toBe(true);
   }
 
-  it('an image larger than the disk, several chunks long, from stdin', () => {
+  it('an image larger than the disk, several chunks long, from stdin', async () => {
     fs.mkdirSync(sdir, { recursive: true });
     const vol = sat('s.vol');
-    cliOk(['volume', 'create', vol, '--size', '16M', '--max-snapshots', '4'], { env });
+    await setupOk(['volume', 'create', vol, '--size', '16M', '--max-snapshots', '4'], { env });
     const a = writeImage(sat('a.img'), 4096, BS, 21);
-    cliOk(['volume', 'import', vol, '--from', sat('a.img')], { env });
-    cliOk(['snapshot', 'create', vol, 'one'], { env });
+    await setupOk(['volume', 'import', vol, '--from', sat('a.img')], { env });
+    await setupOk(['snapshot', 'create', vol, 'one'], { env });
     const before = state(vol);
     expect(before.exports.active).toBe(sha256(a));
     const big = randomImage(6144, BS, 22); // 24 MiB: the first chunks fit, the last does not
@@ -337,13 +338,13 @@ describe('failing streamed imports leave the volume at its last CP', () => {
     expectCleanCheck(vol);
   }, 60_000);
 
-  it('a different image into a full volume, from stdin; the volume stays usable', () => {
+  it('a different image into a full volume, from stdin; the volume stays usable', async () => {
     const vol = sat('f.vol');
-    cliOk(['volume', 'create', vol, '--size', '1M', '--volume-size', '1200K', '--max-snapshots', '4'], { env });
+    await setupOk(['volume', 'create', vol, '--size', '1M', '--volume-size', '1200K', '--max-snapshots', '4'], { env });
     const one = randomImage(256, BS, 31, 0);
     const two = randomImage(256, BS, 32, 0);
     cliOk(['volume', 'import', vol, '--from', '-'], { env, input: one });
-    cliOk(['snapshot', 'create', vol, 'full'], { env });
+    await setupOk(['snapshot', 'create', vol, 'full'], { env });
     const before = state(vol);
     const r = runCli(['volume', 'import', vol, '--from', '-'], { env, input: two });
     expect(r.code, r.stderr).toBe(DOCUMENTED['volume-full']);

@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cliJson, cliOk, finished, sleep, spawnCli, stderrLines, writeImage, type CliResult } from '../support/cli.js';
 import { tempDir } from '../support/images.js';
 import { startServer } from '../nbd/support.js';
+import { setupOk } from '../support/in-process.js';
 
 const BS = 4096;
 const root = tempDir('imgstream-dump-signals-');
@@ -22,13 +23,13 @@ const EXIT = { SIGTERM: 143, SIGINT: 130, SIGHUP: 129 } as const;
 
 afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
 
-beforeAll(() => {
+beforeAll(async () => {
   fs.mkdirSync(outDir);
   // 32 MiB of mostly random blocks: several seconds at the paced rate below
   writeImage(path.join(root, 'v.raw'), 8192, BS, 1, 0.1);
-  cliOk(['volume', 'create', vol, '--size', String(8192 * BS)], { env });
-  cliOk(['volume', 'import', vol, '--from', path.join(root, 'v.raw'), '-q'], { env });
-  cliOk(['snapshot', 'create', vol, 'base'], { env });
+  await setupOk(['volume', 'create', vol, '--size', String(8192 * BS)], { env });
+  await setupOk(['volume', 'import', vol, '--from', path.join(root, 'v.raw'), '-q'], { env });
+  await setupOk(['snapshot', 'create', vol, 'base'], { env });
 });
 
 const snapshots = (): string[] => cliJson<{ snapshots: Array<{ name: string }> }>(['snapshot', 'list', vol], { env }).snapshots.map((s) => s.name);
@@ -141,7 +142,7 @@ describe('a dump stopped by a signal', () => {
     const rebuilt = cliJson<{ records: number }>(['catalog', 'rebuild', '--from', out], { env });
     expect(JSON.stringify(rebuilt)).toContain(kept[0]);
     // clean up for the other cases: the snapshot, the stream, the catalog as it was
-    cliOk(['snapshot', 'delete', vol, kept[0]], { env });
+    await setupOk(['snapshot', 'delete', vol, kept[0]], { env });
     fs.rmSync(out);
     if (saved === null) fs.rmSync(catalog, { force: true });
     else fs.writeFileSync(catalog, saved);

@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cliOk, hashTree, runCli, volumeWithSnapshot } from '../support/cli.js';
 import { tempDir } from '../support/images.js';
 import { expectOneLineError } from '../support/stream-cli.js';
+import { setupOk } from '../support/in-process.js';
 import { crc32 } from '../../src/format/crc32.js';
 import { encodeRecord, RecordKind } from '../../src/journal/record.js';
 
@@ -201,9 +202,9 @@ describe('a write journal of a newer format version', () => {
     return r;
   };
 
-  it('serve nbd --journal refuses a segment of version 2 (exit 5) and leaves it as it was', () => {
+  it('serve nbd --journal refuses a segment of version 2 (exit 5) and leaves it as it was', async () => {
     const j = at('j.vol');
-    cliOk(['volume', 'create', j, '--size', '1M'], o);
+    await setupOk(['volume', 'create', j, '--size', '1M'], { env });
     fs.mkdirSync(`${j}.journal`);
     const seg = path.join(`${j}.journal`, '0000000000000001.seg');
     fs.writeFileSync(seg, newerRecord());
@@ -213,9 +214,9 @@ describe('a write journal of a newer format version', () => {
     expect(hashTree(`${j}.journal`), 'the journal is not cut or rewritten').toEqual(before);
   }, 60_000);
 
-  it('records of version 2 after records of version 1 are refused, never cut off as a torn tail', () => {
+  it('records of version 2 after records of version 1 are refused, never cut off as a torn tail', async () => {
     const j = at('k.vol');
-    cliOk(['volume', 'create', j, '--size', '1M'], o);
+    await setupOk(['volume', 'create', j, '--size', '1M'], { env });
     fs.mkdirSync(`${j}.journal`);
     const seg = path.join(`${j}.journal`, '0000000000000001.seg');
     const v1 = encodeRecord({ kind: RecordKind.Snapshot, seq: 1, time: Date.now(), lbn: 0, count: 0 }, Buffer.from('{"name":"x"}'));

@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cliOk, runCli, sha256, sha256File } from '../support/cli.js';
 import { randomImage, tempDir } from '../support/images.js';
 import { hasTool } from '../support/external-tools.js';
+import { setupOk } from '../support/in-process.js';
 import { cliWords, expectOneLineError, sh, shellQuote } from '../support/stream-cli.js';
 
 const root = tempDir('imgstream-image-format-');
@@ -35,10 +36,10 @@ function run(cmd: string, args: string[]): void {
 }
 
 const content = randomImage(256, 4096, 7); // 1 MiB
-beforeAll(() => {
+beforeAll(async () => {
   fs.writeFileSync(p('content.raw'), content);
-  cliOk(['volume', 'create', vol, '--size', '2M', '-q'], o);
-  cliOk(['volume', 'import', vol, '--from', p('content.raw'), '-q'], o);
+  await setupOk(['volume', 'create', vol, '--size', '2M', '-q'], { env: o.env });
+  await setupOk(['volume', 'import', vol, '--from', p('content.raw'), '-q'], { env: o.env });
 });
 
 /** Import of `file` (through a real pipe from cat with `pipe`) refused with exit 4 naming `format`; the volume file unchanged. */

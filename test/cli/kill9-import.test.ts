@@ -15,6 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cliOk, finished, runCliAsync, sha256, sleep, spawnCli, writeImage } from '../support/cli.js';
 import { rng, tempDir } from '../support/images.js';
 import { checkReportOf, imageSha, snapshotNamesOf } from '../support/oracle.js';
+import { setupOk } from '../support/in-process.js';
 
 const BS = 4096;
 const BLOCKS = 8192; // 32 MiB images on a 32 MiB disk
@@ -30,15 +31,15 @@ const random = rng(0x9e3779b9);
 
 afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
 
-beforeAll(() => {
+beforeAll(async () => {
   hash.A = sha256(writeImage(imgPath.A, BLOCKS, BS, 101));
   hash.B = sha256(writeImage(imgPath.B, BLOCKS, BS, 102));
   expect(hash.A).not.toBe(hash.B);
   // room for the snapshot, the active image and a whole new image before its CP
   fs.mkdirSync(lockDir, { recursive: true }); // watched for the lock files
-  cliOk(['volume', 'create', vol, '--size', '32M', '--volume-size', '160M', '--max-snapshots', '64'], { env });
-  cliOk(['volume', 'import', vol, '--from', imgPath.A], { env });
-  cliOk(['snapshot', 'create', vol, 'base'], { env });
+  await setupOk(['volume', 'create', vol, '--size', '32M', '--volume-size', '160M', '--max-snapshots', '64'], { env });
+  await setupOk(['volume', 'import', vol, '--from', imgPath.A], { env });
+  await setupOk(['snapshot', 'create', vol, 'base'], { env });
 }, 60_000);
 
 // lock files only: a run killed while creating one may leave its FILE.new-PID beside (the next lock removes it)

@@ -8,6 +8,7 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { cliOk, runCli, stderrLines, writeImage } from '../support/cli.js';
 import { tempDir } from '../support/images.js';
+import { setupOk } from '../support/in-process.js';
 
 const BS = 4096;
 const root = tempDir('imgstream-long-names-');
@@ -19,14 +20,14 @@ afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
 const named = (stem: string, suffix: string, bytes = 255) => stem.repeat(Math.ceil(bytes / stem.length)).slice(0, bytes - suffix.length) + suffix;
 
 describe('long and odd output paths', () => {
-  it('255-byte names work for create, dump, export and restore; the data comes back exact', () => {
+  it('255-byte names work for create, dump, export and restore; the data comes back exact', async () => {
     const image = writeImage(at('image.raw'), 512, BS, 3);
     const vol = at(named('v', '.vol'));
     const stream = at(named('s', '.l0'));
     const raw = at(named('r', '.raw'));
     const restored = at(named('n', '.vol'));
     cliOk(['volume', 'create', vol, '--size', String(512 * BS)], { env });
-    cliOk(['volume', 'import', vol, '--from', at('image.raw')], { env });
+    await setupOk(['volume', 'import', vol, '--from', at('image.raw')], { env });
     cliOk(['dump', vol, '--level', '0', '--to', stream], { env });
     cliOk(['volume', 'export', vol, '--to', raw], { env });
     cliOk(['restore', '--from', stream, '--to', restored], { env });

@@ -8,6 +8,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { allocatedBytes, cliJson, cliOk, nonZeroBlocks, runCliAsync, sha256, writeImage, type CliResult } from '../support/cli.js';
 import { mutate, randomImage, tempDir } from '../support/images.js';
 import { checkReportOf, imageBytes } from '../support/oracle.js';
+import { setupOk } from '../support/in-process.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -24,7 +25,7 @@ const shm = '/dev/shm';
 const haveShm = fs.existsSync(shm) && fs.statSync(shm).isDirectory();
 
 describe('a 16 TiB volume', () => {
-  it.skipIf(!haveShm)('is created sparse, takes an image and a snapshot, reports its sizes and checks clean', () => {
+  it.skipIf(!haveShm)('is created sparse, takes an image and a snapshot, reports its sizes and checks clean', async () => {
     const dir = fs.mkdtempSync(path.join(shm, 'imgstream-16t-'));
     const vol = path.join(dir, 'big.vol');
     try {
@@ -41,7 +42,7 @@ describe('a 16 TiB volume', () => {
 
       const img = randomImage(1024, 4096, 16); // 4 MiB with zero blocks
       cliOk(['volume', 'import', vol, '--from', '-'], { env, input: img });
-      cliOk(['snapshot', 'create', vol, 'first'], { env });
+      await setupOk(['snapshot', 'create', vol, 'first'], { env });
       const info = cliJson<Info>(['volume', 'info', vol], { env });
       expect(info.blockSize).toBe(4096);
       expect(info.logicalSize).toBe(16 * TiB);
@@ -133,9 +134,9 @@ describe('short images and zero blocks', () => {
   const bs = 4096;
   const diskBlocks = 1024; // 4 MiB
 
-  it('an image shorter than the disk exports as the image followed by zeros', () => {
+  it('an image shorter than the disk exports as the image followed by zeros', async () => {
     const vol = path.join(root, 'short.vol');
-    cliOk(['volume', 'create', vol, '--size', '4M'], { env });
+    await setupOk(['volume', 'create', vol, '--size', '4M'], { env });
     // first fill the whole disk, so the tail has something to lose
     const full = randomImage(diskBlocks, bs, 77, 0.1);
     cliOk(['volume', 'import', vol, '--from', '-'], { env, input: full });
@@ -155,9 +156,9 @@ describe('short images and zero blocks', () => {
     expect(cliJson<{ ok: boolean }>(['volume', 'check', vol], { env }).ok).toBe(true);
   }, 60_000);
 
-  it('all-zero blocks stay unmapped: mappedBlocks counts only non-zero blocks', () => {
+  it('all-zero blocks stay unmapped: mappedBlocks counts only non-zero blocks', async () => {
     const vol = path.join(root, 'thin.vol');
-    cliOk(['volume', 'create', vol, '--size', '4M'], { env });
+    await setupOk(['volume', 'create', vol, '--size', '4M'], { env });
     const empty = cliJson<Info>(['volume', 'info', vol], { env });
     expect(empty.mappedBlocks).toBe(0);
     expect(empty.usedBlocks).toBe(0);

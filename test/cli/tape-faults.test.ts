@@ -17,6 +17,7 @@ import { cliJson, cliOk, runCli, sha256File, writeImage } from '../support/cli.j
 import { tempDir } from '../support/images.js';
 import { expectOneLineError } from '../support/stream-cli.js';
 import { snapshotNamesSync } from '../support/oracle.js';
+import { setupOk } from '../support/in-process.js';
 
 const BS = 4096;
 const root = tempDir('imgstream-tape-faults-');
@@ -37,12 +38,12 @@ afterAll(() => {
   fs.rmSync(root, { recursive: true, force: true });
 });
 
-beforeAll(() => {
+beforeAll(async () => {
   // 4 MiB of incompressible blocks each: more than the small file system holds
   for (const [i, vol] of vols.entries()) {
-    cliOk(['volume', 'create', vol, '--size', '4M', '-q'], o);
+    await setupOk(['volume', 'create', vol, '--size', '4M', '-q'], { env });
     writeImage(at(`img${i}`), 1024, BS, 70 + i, 0);
-    cliOk(['volume', 'import', vol, '--from', at(`img${i}`), '-q'], o);
+    await setupOk(['volume', 'import', vol, '--from', at(`img${i}`), '-q'], { env });
   }
 }, 60_000);
 
@@ -147,20 +148,20 @@ describe('a set that ends in the middle of a dump', () => {
   const base = at('c-base.vol');
   let l2 = '';
 
-  beforeAll(() => {
+  beforeAll(async () => {
     const img = at('c.img');
-    cliOk(['volume', 'create', vol, '--size', '4M', '--volume-size', '16M', '-q'], o);
+    await setupOk(['volume', 'create', vol, '--size', '4M', '--volume-size', '16M', '-q'], { env });
     writeImage(img, 1024, BS, 90, 0);
-    cliOk(['volume', 'import', vol, '--from', img, '-q'], o);
-    cliOk(['snapshot', 'create', vol, 'c1'], o);
+    await setupOk(['volume', 'import', vol, '--from', img, '-q'], { env });
+    await setupOk(['snapshot', 'create', vol, 'c1'], { env });
     const few = fs.readFileSync(img);
     few.fill(7, 0, 8 * BS);
     fs.writeFileSync(img, few);
-    cliOk(['volume', 'import', vol, '--from', img, '-q'], o);
-    cliOk(['snapshot', 'create', vol, 'c2'], o);
+    await setupOk(['volume', 'import', vol, '--from', img, '-q'], { env });
+    await setupOk(['snapshot', 'create', vol, 'c2'], { env });
     writeImage(img, 1024, BS, 91, 0);
-    cliOk(['volume', 'import', vol, '--from', img, '-q'], o);
-    cliOk(['snapshot', 'create', vol, 'c3'], o);
+    await setupOk(['volume', 'import', vol, '--from', img, '-q'], { env });
+    await setupOk(['snapshot', 'create', vol, 'c3'], { env });
     const cat = ['--catalog', at('c.json'), '--compress', 'none', '-q'];
     cliOk(['dump', vol, '--level', '0', '--snapshot', 'c1', '--to', at('c.l0'), ...cat], o);
     cliOk(['dump', vol, '--level', '1', '--snapshot', 'c2', '--to', `tape:${t1}`, '--new-tape', ...cat], o);
@@ -204,10 +205,10 @@ describe.runIf(process.getuid?.() === 0)('a tape device of the set that cannot b
   const base = at('d-base.vol');
   const made = spawnSync('mknod', [dead, 'c', '240', '7']).status === 0;
 
-  it.runIf(made)('is named before anything is read or restored, from whichever source of the restore', () => {
+  it.runIf(made)('is named before anything is read or restored, from whichever source of the restore', async () => {
     cliOk(['dump', vols[0], '--level', '0', '--compress', 'none', '--to', at('d.l0'), '--catalog', at('d.json'), '-q'], o);
     cliOk(['restore', '--from', at('d.l0'), '--to', base, '-q'], o);
-    cliOk(['snapshot', 'create', vols[0], 'd2'], o);
+    await setupOk(['snapshot', 'create', vols[0], 'd2'], { env });
     cliOk(['dump', vols[0], '--level', '1', '--snapshot', 'd2', '--compress', 'none', '--to', at('d.l1'), '--catalog', at('d.json'), '-q'], o);
     const before = sha256File(base);
     // the level 1 from a file first, then a tape set whose drive cannot be opened: nothing applied

@@ -8,6 +8,7 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { randomImage, tempDir, mutate } from '../support/images.js';
 import { checkReportOf, imageSha, snapshotNamesOf } from '../support/oracle.js';
+import { setupOk } from '../support/in-process.js';
 
 const BIN = path.resolve('dist/commands/_cli/bin.js');
 const dir = tempDir('imgstream-crash-');
@@ -22,7 +23,7 @@ const sha = (f: string) => createHash('sha256').update(fs.readFileSync(f)).diges
 const BS = 4096;
 const BLOCKS = 2048;
 
-function setup(name: string) {
+async function setup(name: string) {
   const vol = path.join(dir, `${name}.vol`);
   const a = path.join(dir, `${name}.a.raw`);
   const b = path.join(dir, `${name}.b.raw`);
@@ -30,9 +31,9 @@ function setup(name: string) {
   fs.writeFileSync(a, img);
   mutate(img, BS, 300, 8);
   fs.writeFileSync(b, img);
-  expect(cli(['volume', 'create', vol, '--size', String(BLOCKS * BS)]).code).toBe(0);
-  expect(cli(['volume', 'import', vol, '--from', a]).code).toBe(0);
-  expect(cli(['snapshot', 'create', vol, 'base']).code).toBe(0);
+  await setupOk(['volume', 'create', vol, '--size', String(BLOCKS * BS)]);
+  await setupOk(['volume', 'import', vol, '--from', a]);
+  await setupOk(['snapshot', 'create', vol, 'base']);
   return { vol, a, b };
 }
 
@@ -53,7 +54,7 @@ describe('kill -9 at every step of a consistency point', () => {
   ];
   for (const [step, expected] of cases) {
     it(`import killed at "${step}" leaves the ${expected} state`, async () => {
-      const { vol, a, b } = setup(`cp-${step}`);
+      const { vol, a, b } = await setup(`cp-${step}`);
       const r = cli(['volume', 'import', vol, '--from', b], { IMGSTREAM_CRASH_AT: step });
       expect(r.signal).toBe('SIGKILL');
       // a read-only open first (journal replayed in memory only), then a writer
@@ -71,8 +72,8 @@ describe('kill -9 at every step of a consistency point', () => {
   }
 
   it('snapshot create killed after its plane copy leaves no snapshot, and the slot is reusable', async () => {
-    const { vol, a, b } = setup('snap');
-    expect(cli(['volume', 'import', vol, '--from', b]).code).toBe(0);
+    const { vol, a, b } = await setup('snap');
+    await setupOk(['volume', 'import', vol, '--from', b]);
     const r = cli(['snapshot', 'create', vol, 'half'], { IMGSTREAM_CRASH_AT: 'snapshot-plane' });
     expect(r.signal).toBe('SIGKILL');
     await expectClean(vol);
@@ -84,7 +85,7 @@ describe('kill -9 at every step of a consistency point', () => {
   });
 
   it('snapshot delete killed at "root" completes on the next open', async () => {
-    const { vol } = setup('del');
+    const { vol } = await setup('del');
     const r = cli(['snapshot', 'delete', vol, 'base'], { IMGSTREAM_CRASH_AT: 'root' });
     expect(r.signal).toBe('SIGKILL');
     await expectClean(vol);

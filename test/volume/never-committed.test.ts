@@ -12,6 +12,7 @@ import { holdsVolume } from '../../src/volume/root-reader.js';
 import { createVolume } from '../../src/volume/volume-create.js';
 import { cliOk, runCli, sha256File, stderrLines, writeImage } from '../support/cli.js';
 import { tempDir } from '../support/images.js';
+import { setupOk } from '../support/in-process.js';
 
 const BS = 4096;
 const root = tempDir('imgstream-never-committed-');
@@ -20,10 +21,10 @@ const at = (n: string) => path.join(root, n);
 const src = at('src.vol');
 afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
 
-beforeAll(() => {
+beforeAll(async () => {
   writeImage(at('image.raw'), 256, BS, 7);
-  cliOk(['volume', 'create', src, '--size', '1M'], { env });
-  cliOk(['volume', 'import', src, '--from', at('image.raw')], { env });
+  await setupOk(['volume', 'create', src, '--size', '1M'], { env });
+  await setupOk(['volume', 'import', src, '--from', at('image.raw')], { env });
 });
 
 /** Runs a command that must be refused with one line and `code`, leaving `file` as it was. */
@@ -53,9 +54,9 @@ describe('a volume never committed to', () => {
     expect(holdsVolume(at('image.raw'))).toBe(false);
   });
 
-  it('is never written over by dump --to or volume export, --force or not', () => {
+  it('is never written over by dump --to or volume export, --force or not', async () => {
     const fresh = at('fresh.vol');
-    cliOk(['volume', 'create', fresh, '--size', '1M'], { env });
+    await setupOk(['volume', 'create', fresh, '--size', '1M'], { env });
     const dumpOnto = /fresh\.vol: is an imgstream volume; a dump never writes over a volume/;
     const exportOnto = /fresh\.vol: is an imgstream volume; an export never writes over a volume/;
     refused(['dump', src, '--level', '0', '--to', fresh, '--force'], fresh, 4, dumpOnto);
@@ -84,10 +85,10 @@ describe('on a block device', () => {
     if (dev) spawnSync('losetup', ['-d', dev]);
   });
 
-  it('a volume created there and never committed to is refused as an output and needs --force to create again', (ctx) => {
+  it('a volume created there and never committed to is refused as an output and needs --force to create again', async (ctx) => {
     if (!dev) ctx.skip();
     const d = dev!;
-    cliOk(['volume', 'create', d, '--size', '4M'], { env });
+    await setupOk(['volume', 'create', d, '--size', '4M'], { env });
     refused(['volume', 'export', src, '--to', d], d, 4, /is an imgstream volume; an export never writes over a volume/);
     refused(['volume', 'export', src, '--to', d, '--force'], d, 4, /is an imgstream volume; an export never writes over a volume/);
     refused(['dump', src, '--level', '0', '--to', d], d, 4, /is an imgstream volume; a dump never writes over a volume/);

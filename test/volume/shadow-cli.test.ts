@@ -7,7 +7,7 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { cliJson, runCli } from '../support/cli.js';
 import { randomImage, tempDir } from '../support/images.js';
-import { ok } from '../support/stream-cli.js';
+import { setupOk } from '../support/in-process.js';
 
 const BS = 4096;
 const BLOCKS = 64;
@@ -18,30 +18,30 @@ const p = (n: string) => path.join(root, n);
 afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
 
 /** A volume with room for a bit more than two versions of its disk: version a in a shadow snapshot, version b active. */
-function twoVersions(name: string): { vol: string; images: Buffer[] } {
+async function twoVersions(name: string): Promise<{ vol: string; images: Buffer[] }> {
   const vol = p(`${name}.vol`);
   const volumeBytes = (BLOCKS * 2 + 24) * BS + 3 * BS * 10;
-  ok(['volume', 'create', vol, '--size', String(BLOCKS * BS), '--volume-size', String(volumeBytes), '--max-snapshots', '4', '-q'], o);
+  await setupOk(['volume', 'create', vol, '--size', String(BLOCKS * BS), '--volume-size', String(volumeBytes), '--max-snapshots', '4', '-q'], { env });
   const images = [11, 12, 13].map((seed) => randomImage(BLOCKS, BS, seed, 0));
   images.forEach((img, i) => fs.writeFileSync(p(`${name}.${i}.raw`), img));
-  ok(['volume', 'import', vol, '--from', p(`${name}.0.raw`), '-q'], o);
-  ok(['snapshot', 'create', vol, 'shade', '--shadow', '-q'], o);
-  ok(['volume', 'import', vol, '--from', p(`${name}.1.raw`), '-q'], o);
+  await setupOk(['volume', 'import', vol, '--from', p(`${name}.0.raw`), '-q'], { env });
+  await setupOk(['snapshot', 'create', vol, 'shade', '--shadow', '-q'], { env });
+  await setupOk(['volume', 'import', vol, '--from', p(`${name}.1.raw`), '-q'], { env });
   return { vol, images };
 }
 
 describe('shadow snapshots from the CLI', () => {
-  it('volume info counts the blocks only shadow snapshots hold as reusable', () => {
-    const { vol } = twoVersions('info');
+  it('volume info counts the blocks only shadow snapshots hold as reusable', async () => {
+    const { vol } = await twoVersions('info');
     const info = cliJson(['volume', 'info', vol], o);
     expect(info.reusableBlocks).toBeGreaterThanOrEqual(BLOCKS); // version a (and its map block): no longer active, held by the shadow only
     expect(info.freeBlocks).toBeLessThan(BLOCKS);
     expect(runCli(['volume', 'info', vol], o).stdout).toMatch(/held only by shadow snapshots, reusable/);
   }, 60_000);
 
-  it('an import from a file reuses shadow blocks as one from stdin does', () => {
+  it('an import from a file reuses shadow blocks as one from stdin does', async () => {
     for (const via of ['file', 'stdin'] as const) {
-      const { vol } = twoVersions(via);
+      const { vol } = await twoVersions(via);
       const third = p(`${via}.2.raw`);
       const r = via === 'file'
         ? runCli(['volume', 'import', vol, '--from', third, '-q'], o)

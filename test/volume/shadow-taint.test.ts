@@ -14,6 +14,7 @@ import { checkVolume } from '../../src/volume/check.js';
 import { ImgstreamError } from '../../src/core/errors.js';
 import { exportToBuffer, memorySource, randomImage, rng, tempDir } from '../support/images.js';
 import { cliOk, finished, sleep, spawnCli, writeImage } from '../support/cli.js';
+import { setupOk } from '../support/in-process.js';
 
 const dir = tempDir('imgstream-shadow-taint-');
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
@@ -87,21 +88,21 @@ describe('shadow snapshots whose blocks a failed or killed change set took', () 
     const outcomes = { intact: 0, reused: 0, killedAfterShadow: 0 };
     // how long a whole import takes here, so kills spread over it
     const probe = path.join(dir, 'probe.vol');
-    const setup = (file: string) => {
+    const setup = async (file: string) => {
       fs.rmSync(file, { force: true });
-      cliOk(['volume', 'create', file, '--size', '8M', '--volume-size', '22M', '--max-snapshots', '4'], { env });
-      cliOk(['volume', 'import', file, '--from', imgA], { env });
-      cliOk(['snapshot', 'create', file, 'sh', '--shadow'], { env });
-      cliOk(['volume', 'import', file, '--from', imgC], { env }); // the shadow alone holds A now
+      await setupOk(['volume', 'create', file, '--size', '8M', '--volume-size', '22M', '--max-snapshots', '4'], { env });
+      await setupOk(['volume', 'import', file, '--from', imgA], { env });
+      await setupOk(['snapshot', 'create', file, 'sh', '--shadow'], { env });
+      await setupOk(['volume', 'import', file, '--from', imgC], { env }); // the shadow alone holds A now
     };
-    setup(probe);
+    await setup(probe);
     const t0 = performance.now();
     cliOk(['volume', 'import', probe, '--from', imgB], { env });
     const full = performance.now() - t0;
     expect(await expectHonest(probe, A), 'the import took blocks of the shadow').toBe('reused');
     for (let i = 0; i < 5; i++) {
       const file = path.join(dir, `k${i}.vol`);
-      setup(file);
+      await setup(file);
       const child = spawnCli(['volume', 'import', file, '--from', imgB, '-q'], { env });
       const done = finished(child, 60_000);
       await sleep(full * (0.3 + 0.7 * random()));
@@ -115,7 +116,7 @@ describe('shadow snapshots whose blocks a failed or killed change set took', () 
     expect(outcomes.intact + outcomes.reused).toBe(5);
     // and a kill exactly when every block is written, over the shadow's too, and the CP's journal, before its root
     const file = path.join(dir, 'crash.vol');
-    setup(file);
+    await setup(file);
     const child = spawnCli(['volume', 'import', file, '--from', imgB, '-q'], { env: { ...env, IMGSTREAM_CRASH_AT: 'journal' } });
     expect((await finished(child, 60_000)).signal).toBe('SIGKILL');
     expect(await expectHonest(file, A)).toBe('reused');
