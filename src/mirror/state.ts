@@ -177,6 +177,12 @@ export class MirrorState {
     return this.relationships(uuid).filter((r) => canonicalPath(r.volume.path) === file);
   }
 
+  /** The relationships whose destination is this volume file (a mirror asked about from its side). */
+  relationshipsTo(uuid: string, volPath: string): Relationship[] {
+    const file = canonicalPath(volPath);
+    return this.relationships(uuid).filter((r) => !r.destination.includes('://') && canonicalPath(r.destination) === file);
+  }
+
   get(key: string): Relationship | null {
     return this.load().relationships.find((r) => r.key === key) ?? null;
   }

@@ -6,6 +6,7 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { cliJson, cliOk, finished, spawnCli, writeImage } from '../support/cli.js';
 import { mutate, tempDir } from '../support/images.js';
+import { setupOk } from '../support/in-process.js';
 
 const BS = 4096;
 const BLOCKS = 2048; // 8 MiB
@@ -26,15 +27,15 @@ interface Transfer {
   upToDate: boolean;
 }
 interface Status {
-  relationships: Array<{ destination: string; recent: Array<{ mode: string; blocks: number; bytes: number; totalBytes: number; resumedRecords: number }> }>;
+  relationships: Array<{ volume: { path: string }; destination: string; recent: Array<{ mode: string; blocks: number; bytes: number; totalBytes: number; resumedRecords: number }> }>;
 }
 
 describe('mirror reporting', () => {
   it('reports each transfer of a resumed run, and status keeps both', async () => {
     const imgFile = at('img');
     const img = writeImage(imgFile, BLOCKS, BS, 5, 0.1);
-    cliOk(['volume', 'create', at('src.vol'), '--size', `${(BLOCKS * BS) >> 20}M`], { env });
-    cliOk(['volume', 'import', at('src.vol'), '--from', imgFile], { env });
+    await setupOk(['volume', 'create', at('src.vol'), '--size', `${(BLOCKS * BS) >> 20}M`], { env });
+    await setupOk(['volume', 'import', at('src.vol'), '--from', imgFile], { env });
     // a first transfer, killed once it has delivered something
     const child = spawnCli(['mirror', 'update', at('src.vol'), '--to', at('dest.vol'), '--limit-rate', '2M'], { env });
     const done = finished(child, 60_000);
@@ -45,7 +46,7 @@ describe('mirror reporting', () => {
     // the source changes meanwhile: the next run finishes the old transfer, then sends the change
     mutate(img, BS, 100, 9);
     fs.writeFileSync(imgFile, img);
-    cliOk(['volume', 'import', at('src.vol'), '--from', imgFile], { env });
+    await setupOk(['volume', 'import', at('src.vol'), '--from', imgFile], { env });
     const text = cliOk(['mirror', 'update', at('src.vol'), '--to', at('dest.vol')], { env }).stdout.trim().split('\n');
     expect(text.length).toBe(2);
     expect(text[0]).toMatch(/finished the full transfer to mirror\.\S+\.1: \d+ blocks, .* sent.*, resumed after \d+ records/);
@@ -59,7 +60,7 @@ describe('mirror reporting', () => {
     expect((await done2).code).toBe(0);
     mutate(img, BS, 100, 10);
     fs.writeFileSync(imgFile, img);
-    cliOk(['volume', 'import', at('src.vol'), '--from', imgFile], { env });
+    await setupOk(['volume', 'import', at('src.vol'), '--from', imgFile], { env });
     const run = cliJson<Transfer & { transfers: Transfer[] }>(['mirror', 'update', at('src.vol'), '--to', at('dest2.vol'), '--json'], { env });
     expect(run.transfers.map((t) => t.mode)).toEqual(['full', 'moa']);
     const [full, moa] = run.transfers;
@@ -96,6 +97,13 @@ describe('mirror reporting', () => {
     expect(dests('src.vol')).toEqual([at('dest.vol'), at('dest2.vol')]);
     expect(dests('dest2.vol')).toEqual([at('hop.vol')]);
     expect(dests('hop.vol')).toEqual([]);
-    expect(cliOk(['mirror', 'status', at('hop.vol')], { env }).stdout).toMatch(/no mirror relationships/);
+    // a mirror with no destinations of its own shows what feeds it, from its source's record
+    const hop = cliJson<Status & { mirrorOf?: Status['relationships'] }>(['mirror', 'status', at('hop.vol'), '--json'], { env });
+    expect(hop.mirrorOf?.map((r) => [r.volume.path, r.destination])).toEqual([[at('dest2.vol'), at('hop.vol')]]);
+    const said = cliOk(['mirror', 'status', at('hop.vol')], { env }).stdout.split('\n');
+    expect(said[0]).toBe(`${at('hop.vol')}: a mirror destination, fed by ${at('dest2.vol')}:`);
+    expect(said[1]).toMatch(new RegExp(`^${at('hop.vol').replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}  idle  last `));
+    // a volume that is neither source nor mirror
+    expect(cliOk(['mirror', 'status', at('src.vol')], { env: { ...env, IMGSTREAM_MIRROR_STATE: at('other-state.json') } }).stdout).toMatch(/no mirror relationships \(start one with/);
   });
 });
