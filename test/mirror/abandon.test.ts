@@ -6,6 +6,7 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { cliJson, cliOk, finished, runCli, sha256, spawnCli, writeImage } from '../support/cli.js';
 import { tempDir } from '../support/images.js';
+import { setupOk } from '../support/in-process.js';
 
 const BS = 4096;
 const BLOCKS = 2048; // 8 MiB
@@ -19,8 +20,8 @@ const hidden = () => fs.readdirSync(root).filter((f) => f.startsWith('.d.vol'));
 describe('mirror abandon', () => {
   it('is refused while a transfer runs, then drops the partial transfer; the next update starts over', async () => {
     writeImage(at('img'), BLOCKS, BS, 8, 0.1);
-    cliOk(['volume', 'create', at('s.vol'), '--size', `${(BLOCKS * BS) >> 20}M`], { env });
-    cliOk(['volume', 'import', at('s.vol'), '--from', at('img')], { env });
+    await setupOk(['volume', 'create', at('s.vol'), '--size', `${(BLOCKS * BS) >> 20}M`], { env });
+    await setupOk(['volume', 'import', at('s.vol'), '--from', at('img')], { env });
     const child = spawnCli(['mirror', 'update', at('s.vol'), '--to', at('d.vol'), '--limit-rate', '1M'], { env });
     const ended = finished(child, 60_000);
     const until = Date.now() + 20_000;

@@ -6,12 +6,13 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CLI_BIN, cliJson, cliOk, finished, spawnCli, listeningPort } from '../support/cli.js';
+import { CLI_BIN, cliJson, finished, spawnCli, listeningPort } from '../support/cli.js';
 import { mutate, rng, tempDir } from '../support/images.js';
 import { makeToken } from '../peer/support.js';
 import { Volume } from '../../src/volume/volume.js';
 import { localDestination, MirrorState, sendMirror, type MirrorChannel, type MirrorResult } from '../../src/mirror/index.js';
 import { imageSha } from '../support/oracle.js';
+import { setupOk } from '../support/in-process.js';
 
 const BS = 4096;
 const BLOCKS = 2048; // 8 MiB
@@ -69,8 +70,8 @@ describe('compressed mirror records', () => {
   it('through a peer daemon: fewer wire bytes for compressible blocks, an exact replica', async () => {
     const img = compressibleImage(BLOCKS, 3);
     fs.writeFileSync(at('img'), img);
-    cliOk(['volume', 'create', at('src.vol'), '--size', `${(BLOCKS * BS) >> 20}M`], { env });
-    cliOk(['volume', 'import', at('src.vol'), '--from', at('img')], { env });
+    await setupOk(['volume', 'create', at('src.vol'), '--size', `${(BLOCKS * BS) >> 20}M`], { env });
+    await setupOk(['volume', 'import', at('src.vol'), '--from', at('img')], { env });
     const d = await daemon(at('peer'));
     try {
       const peer = (name: string) => [`--to`, `peer://127.0.0.1:${d.port}/${name}`, '--token-file', token, '--plain', '--json'];
@@ -89,7 +90,7 @@ describe('compressed mirror records', () => {
       mutate(img, BS, 200, 4);
       for (let b = 0; b < BLOCKS; b += 7) img.write(`changed ${b} `.repeat(300).slice(0, BS), b * BS);
       fs.writeFileSync(at('img'), img);
-      cliOk(['volume', 'import', at('src.vol'), '--from', at('img')], { env });
+      await setupOk(['volume', 'import', at('src.vol'), '--from', at('img')], { env });
       const raw2 = cliJson<R>(['mirror', 'update', at('src.vol'), ...peer('raw'), '--compress', 'none'], { env });
       const z2 = cliJson<R>(['mirror', 'update', at('src.vol'), ...peer('z')], { env });
       expect(z2.blocks).toBe(raw2.blocks);

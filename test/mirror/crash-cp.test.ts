@@ -10,6 +10,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { mutate, randomImage, tempDir } from '../support/images.js';
 import { exportSha, expectClean, ok, snapshotNames } from '../support/stream-cli.js';
 import { runCli } from '../support/cli.js';
+import { setupOk } from '../support/in-process.js';
 
 const BS = 4096;
 const BLOCKS = 1024; // 4 MiB: a small volume, so freed VBNs are soon reused
@@ -25,15 +26,15 @@ describe('mirror update killed in the destination CP after its root record', () 
     const src = p('src.vol');
     const dest = p('dest.vol');
     // a volume barely larger than its disk: VBNs freed by one round are reused by the next
-    ok(['volume', 'create', src, '--size', `${(BLOCKS * BS) >> 10}K`, '--volume-size', `${((BLOCKS * BS) >> 10) * 2}K`, '--max-snapshots', '8'], o);
+    await setupOk(['volume', 'create', src, '--size', `${(BLOCKS * BS) >> 10}K`, '--volume-size', `${((BLOCKS * BS) >> 10) * 2}K`, '--max-snapshots', '8'], { env });
     const img = randomImage(BLOCKS, BS, 77, 0.05);
     fs.writeFileSync(p('img.raw'), img);
-    ok(['volume', 'import', src, '--from', p('img.raw'), '-q'], o);
+    await setupOk(['volume', 'import', src, '--from', p('img.raw'), '-q'], { env });
     ok(['mirror', 'update', src, '--to', dest, '-q'], o);
     for (let round = 0; round < 4; round++) {
       mutate(img, BS, 300, 78 + round);
       fs.writeFileSync(p('img.raw'), img);
-      ok(['volume', 'import', src, '--from', p('img.raw'), '-q'], o);
+      await setupOk(['volume', 'import', src, '--from', p('img.raw'), '-q'], { env });
       const r = runCli(['mirror', 'update', src, '--to', dest, '-q'], { ...o, env: { ...env, IMGSTREAM_CRASH_AT: 'root:dest.vol' } });
       expect(r.signal, `round ${round}: ${r.stderr}`).toBe('SIGKILL');
       // read-only first: the journal is not applied in place yet
@@ -62,13 +63,13 @@ describe('mirror update killed in the CP that drops the deleted snapshots first'
       const dest = path.join(dir, 'dest.vol');
       const raw = path.join(dir, 'img.raw');
       // room for two and a half disks: a second disk fills what the deleted first one held
-      ok(['volume', 'create', src, '--size', `${(N * BS) >> 10}K`, '--volume-size', `${((N * BS) >> 10) * 2.5}K`, '--max-snapshots', '8'], e);
+      await setupOk(['volume', 'create', src, '--size', `${(N * BS) >> 10}K`, '--volume-size', `${((N * BS) >> 10) * 2.5}K`, '--max-snapshots', '8'], { env: e.env });
       for (const [k, seed] of [81, 82, 83].entries()) {
         fs.writeFileSync(raw, randomImage(N, BS, seed, 0));
-        ok(['volume', 'import', src, '--from', raw, '-q'], e);
-        if (k === 0) ok(['snapshot', 'create', src, 's0'], e);
+        await setupOk(['volume', 'import', src, '--from', raw, '-q'], { env: e.env });
+        if (k === 0) await setupOk(['snapshot', 'create', src, 's0'], { env: e.env });
         if (k === 1) ok(['mirror', 'update', src, '--to', dest, '-q'], e);
-        if (k === 1) ok(['snapshot', 'delete', src, 's0'], e);
+        if (k === 1) await setupOk(['snapshot', 'delete', src, 's0'], { env: e.env });
       }
       const before = await exportSha(dest, e);
       const r = runCli(['mirror', 'update', src, '--to', dest, '-q'], { ...e, env: { ...e.env, IMGSTREAM_CRASH_AT: `${step}:dest.vol` } });

@@ -265,19 +265,20 @@ describe('mirror faults and relationships', () => {
 describe('replicas hold master snapshots', () => {
   it('snapshot delete keeps a master snapshot a known replica still needs', async () => {
     const { cliOk, runCli } = await import('../support/cli.js');
+    const { setupOk } = await import('../support/in-process.js');
     const env = { IMGSTREAM_LOCK_DIR: path.join(dir, 'locks'), IMGSTREAM_MIRROR_STATE: path.join(dir, 'h-state.json') };
     const src = path.join(dir, 'h-src.vol');
     const rep = path.join(dir, 'h-rep.vol');
-    cliOk(['volume', 'create', src, '--size', '4M'], { env });
+    await setupOk(['volume', 'create', src, '--size', '4M'], { env });
     fs.writeFileSync(path.join(dir, 'h.img'), Buffer.alloc(1 << 20, 7));
-    cliOk(['volume', 'import', src, '--from', path.join(dir, 'h.img')], { env });
-    cliOk(['snapshot', 'create', src, 'm1', '--master'], { env });
+    await setupOk(['volume', 'import', src, '--from', path.join(dir, 'h.img')], { env });
+    await setupOk(['snapshot', 'create', src, 'm1', '--master'], { env });
     cliOk(['replicate', 'pull', rep, '--from', src], { env });
     // the replica's newest master is m1: it stays
     const refused = runCli(['snapshot', 'delete', src, 'm1'], { env });
     expect(refused.code).toBe(7);
     expect(refused.stderr).toMatch(/master snapshot "m1" is kept: it is the newest master of replica\(s\) .*h-rep\.vol, whose next pull starts from it/);
-    cliOk(['snapshot', 'create', src, 'm2', '--master'], { env });
+    await setupOk(['snapshot', 'create', src, 'm2', '--master'], { env });
     expect(runCli(['snapshot', 'delete', src, 'm1'], { env }).code).toBe(7);
     // m2 is kept too, but not as the replica's base: the message says where the replica is
     const behind = runCli(['snapshot', 'delete', src, 'm2'], { env });

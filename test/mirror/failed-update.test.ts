@@ -11,10 +11,11 @@ import { spawnSync } from 'node:child_process';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { Volume } from '../../src/volume/volume.js';
 import { localDestination, MirrorState, sendMirror, type MirrorResult } from '../../src/mirror/index.js';
-import { cliJson, cliOk, runCli, runCliAsync, stderrLines, writeImage } from '../support/cli.js';
+import { cliJson, runCli, runCliAsync, stderrLines, writeImage } from '../support/cli.js';
 import { startServer } from '../nbd/support.js';
 import { tempDir } from '../support/images.js';
 import { imageSha } from '../support/oracle.js';
+import { setupOk } from '../support/in-process.js';
 
 const BS = 4096;
 const BLOCKS = 1024; // 4 MiB
@@ -32,10 +33,10 @@ afterEach(() => {
   vi.restoreAllMocks();
 });
 
-beforeAll(() => {
+beforeAll(async () => {
   writeImage(at('img'), BLOCKS, BS, 5, 0.05);
-  cliOk(['volume', 'create', src, '--size', `${(BLOCKS * BS) >> 20}M`], { env });
-  cliOk(['volume', 'import', src, '--from', at('img')], { env });
+  await setupOk(['volume', 'create', src, '--size', `${(BLOCKS * BS) >> 20}M`], { env });
+  await setupOk(['volume', 'import', src, '--from', at('img')], { env });
 });
 
 /** A name of exactly `bytes` bytes. */
@@ -184,8 +185,8 @@ describe('a destination disk full from the start', () => {
   it('of a volume an NBD server holds: the server deletes the snapshot it took', async (ctx) => {
     if (process.getuid?.() !== 0 || !fs.existsSync(small) || fs.readdirSync(small).length > 0) ctx.skip();
     const vol = at('served.vol');
-    cliOk(['volume', 'create', vol, '--size', `${(BLOCKS * BS) >> 20}M`], { env });
-    cliOk(['volume', 'import', vol, '--from', at('img')], { env });
+    await setupOk(['volume', 'create', vol, '--size', `${(BLOCKS * BS) >> 20}M`], { env });
+    await setupOk(['volume', 'import', vol, '--from', at('img')], { env });
     const names = async () => (JSON.parse((await runCliAsync(['snapshot', 'list', vol, '--json'], { env })).stdout) as { snapshots: Array<{ name: string }> }).snapshots.map((x) => x.name);
     const server = await startServer(vol, ['--socket', at('v.sock')], env.IMGSTREAM_LOCK_DIR);
     try {

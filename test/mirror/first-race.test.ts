@@ -16,6 +16,7 @@ import { tempDir } from '../support/images.js';
 import { startServer } from '../nbd/support.js';
 import { makeToken } from '../peer/support.js';
 import { imageSha } from '../support/oracle.js';
+import { setupOk } from '../support/in-process.js';
 
 const BS = 4096;
 const BLOCKS = 6144; // 24 MiB: a few seconds at --limit-rate 6M
@@ -39,9 +40,9 @@ const exportHash = (ref: string): Promise<string> => imageSha(ref, env);
 async function servedSource(name: string, seed: number) {
   const vol = at(`${name}.vol`);
   writeImage(at(`${name}.raw`), BLOCKS, BS, seed, 0.1);
-  expect(runCli(['volume', 'create', vol, '--size', `${(BLOCKS * BS) >> 20}M`], { env }).code).toBe(0);
-  expect(runCli(['volume', 'import', vol, '--from', at(`${name}.raw`), '-q'], { env }).code).toBe(0);
-  expect(runCli(['snapshot', 'create', vol, 'user1'], { env }).code).toBe(0);
+  await setupOk(['volume', 'create', vol, '--size', `${(BLOCKS * BS) >> 20}M`], { env });
+  await setupOk(['volume', 'import', vol, '--from', at(`${name}.raw`), '-q'], { env });
+  await setupOk(['snapshot', 'create', vol, 'user1'], { env });
   return { vol, server: await startServer(vol, ['--socket', at(`${name}.sock`)], locks) };
 }
 

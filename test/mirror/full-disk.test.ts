@@ -11,6 +11,7 @@ import { CLI_BIN, cliJson, cliOk, finished, runCli, sha256, writeImage, listenin
 import { tempDir } from '../support/images.js';
 import { makeToken } from '../peer/support.js';
 import { imageSha } from '../support/oracle.js';
+import { setupOk } from '../support/in-process.js';
 
 const BS = 4096;
 const BLOCKS = 4096; // 16 MiB
@@ -31,10 +32,10 @@ afterAll(() => {
   fs.rmSync(root, { recursive: true, force: true });
 });
 
-beforeAll(() => {
+beforeAll(async () => {
   writeImage(at('img'), BLOCKS, BS, 12, 0.05);
-  cliOk(['volume', 'create', src, '--size', `${(BLOCKS * BS) >> 20}M`], { env });
-  cliOk(['volume', 'import', src, '--from', at('img')], { env });
+  await setupOk(['volume', 'create', src, '--size', `${(BLOCKS * BS) >> 20}M`], { env });
+  await setupOk(['volume', 'import', src, '--from', at('img')], { env });
 });
 
 /** sha256 of the disk at VOL, read here as `volume export` reads it (oracle.ts). */
@@ -104,19 +105,19 @@ describe('the mirror volume itself full', () => {
     const mirror = at('tight.mirror');
     const raw = at('tight.raw');
     const image = writeImage(raw, 1536, BS, 21, 0); // 6 MiB of data in an 8 MiB disk of a 10 MiB volume
-    cliOk(['volume', 'create', vol, '--size', '8M', '--volume-size', '10M'], { env });
-    cliOk(['volume', 'import', vol, '--from', raw], { env });
-    cliOk(['snapshot', 'create', vol, 's1'], { env });
+    await setupOk(['volume', 'create', vol, '--size', '8M', '--volume-size', '10M'], { env });
+    await setupOk(['volume', 'import', vol, '--from', raw], { env });
+    await setupOk(['snapshot', 'create', vol, 's1'], { env });
     cliOk(['mirror', 'update', vol, '--to', mirror], { env });
     // the source deletes every snapshot, the mirror's base too, then rewrites the disk a MiB at a time
-    for (const s of cliJson<{ snapshots: Array<{ name: string }> }>(['snapshot', 'list', vol], { env }).snapshots) cliOk(['snapshot', 'delete', vol, s.name], { env });
+    for (const s of cliJson<{ snapshots: Array<{ name: string }> }>(['snapshot', 'list', vol], { env }).snapshots) await setupOk(['snapshot', 'delete', vol, s.name], { env });
     const next = writeImage(at('tight2.raw'), 1536, BS, 22, 0);
     for (let mib = 1; mib <= 6; mib++) {
       image.set(next.subarray((mib - 1) << 20, mib << 20), (mib - 1) << 20);
       fs.writeFileSync(raw, image);
-      cliOk(['volume', 'import', vol, '--from', raw], { env });
+      await setupOk(['volume', 'import', vol, '--from', raw], { env });
     }
-    cliOk(['snapshot', 'create', vol, 's2'], { env });
+    await setupOk(['snapshot', 'create', vol, 's2'], { env });
     const full = runCli(['mirror', 'update', vol, '--to', mirror], { env });
     expect(full.code, full.stderr).toBe(8);
     const lines = full.stderr.trim().split('\n');

@@ -7,9 +7,10 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { cliJson, cliOk, finished, sha256, spawnCli, writeImage } from '../support/cli.js';
+import { cliJson, finished, sha256, spawnCli, writeImage } from '../support/cli.js';
 import { mutate, rng, tempDir } from '../support/images.js';
 import { checkReportOf, imageSha } from '../support/oracle.js';
+import { setupOk } from '../support/in-process.js';
 
 const BS = 4096;
 const BLOCKS = 4096; // 16 MiB
@@ -31,7 +32,7 @@ describe('kill -9 during mirror update', () => {
   it(`leaves the destination at a complete state, ${ROUNDS} times, then converges`, async () => {
     const imgFile = path.join(root, 'img');
     const img = writeImage(imgFile, BLOCKS, BS, 31, 0.2);
-    cliOk(['volume', 'create', src, '--size', `${(BLOCKS * BS) >> 20}M`, '--max-snapshots', '16'], { env });
+    await setupOk(['volume', 'create', src, '--size', `${(BLOCKS * BS) >> 20}M`, '--max-snapshots', '16'], { env });
     let killedMidway = 0;
     let resumedAfterKill = 0;
     let prev: string | null = null;
@@ -42,7 +43,7 @@ describe('kill -9 during mirror update', () => {
       const last = round === ROUNDS - 1;
       mutate(img, BS, round === 0 ? 0 : last ? 3000 : 1200 + Math.floor(random() * 1500), 1000 + round);
       fs.writeFileSync(imgFile, img);
-      cliOk(['volume', 'import', src, '--from', imgFile], { env });
+      await setupOk(['volume', 'import', src, '--from', imgFile], { env });
       const now = sha256(img);
       since.push(now);
       // slow enough (4 MiB/s) that most kills land in the transfer itself

@@ -14,6 +14,7 @@ import { mutate, rng, tempDir } from '../support/images.js';
 import { startCutProxy } from '../support/cut-proxy.js';
 import { checkReportOf, imageSha, snapshotNamesOf } from '../support/oracle.js';
 import { hasOpenssl, makeCert, makeToken } from '../peer/support.js';
+import { setupOk } from '../support/in-process.js';
 
 const BS = 4096;
 const BLOCKS = 2048; // 8 MiB
@@ -76,10 +77,10 @@ async function expectReplica(src: string, dest: string, what: string): Promise<v
   if (top) expect(await hashOf(dest), `${what}: active`).toBe(await hashOf(`${src}@${top}`));
 }
 
-function writeRandom(vol: string, img: Buffer, count: number, seed: number): void {
+async function writeRandom(vol: string, img: Buffer, count: number, seed: number): Promise<void> {
   mutate(img, BS, count, seed);
   fs.writeFileSync(at('img'), img);
-  cli(['volume', 'import', vol, '--from', at('img')]);
+  await setupOk(['volume', 'import', vol, '--from', at('img')], { env });
 }
 
 beforeAll(() => {
@@ -93,15 +94,15 @@ describe('mirroring through peer daemons', () => {
     const d = await daemon('peer-rounds', [], { IMGSTREAM_SLOW_WRITES: '20' });
     try {
       const src = at('rounds.vol');
-      cli(['volume', 'create', src, '--size', `${(BLOCKS * BS) >> 20}M`, '--volume-size', '64M', '--max-snapshots', '16']);
+      await setupOk(['volume', 'create', src, '--size', `${(BLOCKS * BS) >> 20}M`, '--volume-size', '64M', '--max-snapshots', '16'], { env });
       const img = writeImage(at('img'), BLOCKS, BS, 1, 0.2);
-      cli(['volume', 'import', src, '--from', at('img')]);
+      await setupOk(['volume', 'import', src, '--from', at('img')], { env });
       const url = `peer://127.0.0.1:${d.port}/rounds`;
       let users = 0;
       for (let round = 0; round < 4; round++) {
-        if (round > 0) writeRandom(src, img, 100 + round * 50, 10 + round);
-        if (round % 2 === 1) cli(['snapshot', 'create', src, `user${users++}`]);
-        if (round === 3) cli(['snapshot', 'delete', src, 'user0']);
+        if (round > 0) await writeRandom(src, img, 100 + round * 50, 10 + round);
+        if (round % 2 === 1) await setupOk(['snapshot', 'create', src, `user${users++}`], { env });
+        if (round === 3) await setupOk(['snapshot', 'delete', src, 'user0'], { env });
         const r = JSON.parse(cli(['mirror', 'update', src, '--to', url, ...peerArgs(), '--json']).stdout) as { mode: string; blocks: number; bytes: number };
         expect(r.mode).toBe(round === 0 ? 'full' : 'moa');
         await expectReplica(src, path.join(d.dir, 'rounds'), `round ${round}`);
@@ -120,9 +121,9 @@ describe('mirroring through peer daemons', () => {
     const proxy = await startCutProxy(d.port);
     const src = at('faults.vol');
     const dest = () => path.join(d.dir, 'm');
-    cli(['volume', 'create', src, '--size', `${(BLOCKS * BS) >> 20}M`, '--volume-size', '64M', '--max-snapshots', '16']);
+    await setupOk(['volume', 'create', src, '--size', `${(BLOCKS * BS) >> 20}M`, '--volume-size', '64M', '--max-snapshots', '16'], { env });
     const img = writeImage(at('img'), BLOCKS, BS, 2, 0.2);
-    cli(['volume', 'import', src, '--from', at('img')]);
+    await setupOk(['volume', 'import', src, '--from', at('img')], { env });
     const states = new Set<string>();
     let prev: string | null = null;
     const check = async (what: string) => {
@@ -149,7 +150,7 @@ describe('mirroring through peer daemons', () => {
       let cuts = 0;
       // 9 cuts, each direction 3 times: CI time is shared with the journal's kill tests (the mirror's own kill -9 rounds follow)
       for (let k = 0; k < 9; k++) {
-        writeRandom(src, img, 150 + Math.floor(random() * 300), 100 + k);
+        await writeRandom(src, img, 150 + Math.floor(random() * 300), 100 + k);
         states.add(sha256(img));
         // at a random byte of the transfer: the source sends ~0.6-1.8 MB raw (these test
         // images compress to ~10-30 KB: every other round is zstd, cut within that), the
@@ -169,7 +170,7 @@ describe('mirroring through peer daemons', () => {
       proxy.cutAfter = null;
       // the daemon killed -9 during a transfer, twice (restarted on the same directory)
       for (let k = 0; k < 2; k++) {
-        writeRandom(src, img, 800, 200 + k);
+        await writeRandom(src, img, 800, 200 + k);
         states.add(sha256(img));
         // raw: compressed, these images' transfers end before the kill
         const sender = runCliAsync(['mirror', 'update', src, '--to', `peer://127.0.0.1:${d.port}/m`, ...peerArgs(), '--limit-rate', '2M', '--compress', 'none'], { env, timeoutMs: 120_000 });
@@ -182,7 +183,7 @@ describe('mirroring through peer daemons', () => {
       }
       // the sender killed -9, twice
       for (let k = 0; k < 2; k++) {
-        writeRandom(src, img, 800, 300 + k);
+        await writeRandom(src, img, 800, 300 + k);
         states.add(sha256(img));
         const child = spawnCli(['mirror', 'update', src, '--to', `peer://127.0.0.1:${d.port}/m`, ...peerArgs(), '--limit-rate', '2M', '--compress', 'none'], { env });
         const ended = finished(child, 120_000);
@@ -207,9 +208,9 @@ describe('mirroring through peer daemons', () => {
     const d = await daemon('peer-tls', ['--tls-cert', cert.cert, '--tls-key', cert.key]);
     try {
       const src = at('tls.vol');
-      cli(['volume', 'create', src, '--size', '4M']);
+      await setupOk(['volume', 'create', src, '--size', '4M'], { env });
       writeImage(at('img4'), 1024, BS, 3, 0.2);
-      cli(['volume', 'import', src, '--from', at('img4')]);
+      await setupOk(['volume', 'import', src, '--from', at('img4')], { env });
       const url = `peer://127.0.0.1:${d.port}/tls`;
       cli(['mirror', 'update', src, '--to', url, ...peerArgs(['--tls-fingerprint', cert.fingerprint])]);
       await expectReplica(src, path.join(d.dir, 'tls'), 'tls');
@@ -234,13 +235,13 @@ describe('mirroring through peer daemons', () => {
     const p2 = await daemon('peer-two');
     try {
       const a = at('a.vol');
-      cli(['volume', 'create', a, '--size', `${(BLOCKS * BS) >> 20}M`, '--max-snapshots', '16']);
+      await setupOk(['volume', 'create', a, '--size', `${(BLOCKS * BS) >> 20}M`, '--max-snapshots', '16'], { env });
       const img = writeImage(at('img'), BLOCKS, BS, 4, 0.2);
-      cli(['volume', 'import', a, '--from', at('img')]);
+      await setupOk(['volume', 'import', a, '--from', at('img')], { env });
       const b = path.join(p1.dir, 'b');
       const c = path.join(p2.dir, 'c');
       for (let round = 0; round < 3; round++) {
-        if (round) writeRandom(a, img, 200, 400 + round);
+        if (round) await writeRandom(a, img, 200, 400 + round);
         cli(['mirror', 'update', a, '--to', `peer://127.0.0.1:${p1.port}/b`, ...peerArgs()]);
         // b (a mirror on the first peer) feeds c on the second
         cli(['mirror', 'update', b, '--to', `peer://127.0.0.1:${p2.port}/c`, ...peerArgs()]);
@@ -249,7 +250,7 @@ describe('mirroring through peer daemons', () => {
       // break the first mirror through its daemon, write to it, resync from the source
       cli(['mirror', 'break', `peer://127.0.0.1:${p1.port}/b`, ...peerArgs()]);
       cli(['snapshot', 'create', b, 'local-change']);
-      writeRandom(a, img, 100, 500);
+      await writeRandom(a, img, 100, 500);
       const refused = runCli(['mirror', 'update', a, '--to', `peer://127.0.0.1:${p1.port}/b`, ...peerArgs()], { env });
       expect(refused.code).toBe(4);
       expect(refused.stderr).toMatch(/broken off/);
@@ -259,7 +260,7 @@ describe('mirroring through peer daemons', () => {
       await expectReplica(a, b, 'after resync');
       expect(await snapshots(b)).not.toContain('local-change');
       // a replica pulls a's newest master snapshot through the first daemon's copy of a
-      cli(['snapshot', 'create', a, 'release-1', '--master']);
+      await setupOk(['snapshot', 'create', a, 'release-1', '--master'], { env });
       cli(['mirror', 'update', a, '--to', `peer://127.0.0.1:${p1.port}/b`, ...peerArgs()]);
       const rep = at('replica.vol');
       const pulled = JSON.parse(cli(['replicate', 'pull', rep, '--from', `peer://127.0.0.1:${p1.port}/b`, ...peerArgs(), '--json']).stdout) as { top: string };

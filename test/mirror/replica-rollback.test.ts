@@ -11,6 +11,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { CLI_BIN, cliJson, cliOk, finished, listeningPort, runCli, sha256File } from '../support/cli.js';
 import { mutate, randomImage, tempDir } from '../support/images.js';
 import { expectOneLineError, exportShas } from '../support/stream-cli.js';
+import { setupOk } from '../support/in-process.js';
 
 const root = tempDir('imgstream-replica-rollback-');
 const at = (n: string) => path.join(root, n);
@@ -20,30 +21,30 @@ const o = { env, timeoutMs: 60_000 };
 afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
 
 /** A source volume with its disk changed, then snapshot `name` taken (master when asked). */
-function change(vol: string, img: Buffer, seed: number, name: string, master: boolean): void {
+async function change(vol: string, img: Buffer, seed: number, name: string, master: boolean): Promise<void> {
   mutate(img, 4096, 20, seed);
   fs.writeFileSync(at('img.raw'), img);
-  cliOk(['volume', 'import', vol, '--from', at('img.raw'), '-q'], o);
-  cliOk(['snapshot', 'create', vol, name, ...(master ? ['--master'] : []), '-q'], o);
+  await setupOk(['volume', 'import', vol, '--from', at('img.raw'), '-q'], { env });
+  await setupOk(['snapshot', 'create', vol, name, ...(master ? ['--master'] : []), '-q'], { env });
 }
 
 describe('replicate pull never takes a replica back', () => {
   it('a replica newer than the source newest master is refused and left as it was', async () => {
     const src = at('src.vol');
     const rep = at('rep.vol');
-    cliOk(['volume', 'create', src, '--size', '1M', '--max-snapshots', '8'], o);
+    await setupOk(['volume', 'create', src, '--size', '1M', '--max-snapshots', '8'], { env });
     const img = randomImage(256, 4096, 5);
-    change(src, img, 1, 'm1', true);
-    change(src, img, 2, 'm2', true);
+    await change(src, img, 1, 'm1', true);
+    await change(src, img, 2, 'm2', true);
     cliOk(['replicate', 'pull', rep, '--from', src], o);
-    cliOk(['snapshot', 'delete', src, 'm2', '--force'], o);
+    await setupOk(['snapshot', 'delete', src, 'm2', '--force'], { env });
     const sha = sha256File(rep);
     const line = expectOneLineError(runCli(['replicate', 'pull', rep, '--from', src], o), 'pull to an older master', 4, /rep\.vol: holds snapshot "m2", newer than "m1", the source's newest master: a pull would take it back to "m1" and drop it/);
     expect(line).toMatch(/take a newer master on the source/);
     expect(sha256File(rep)).toBe(sha);
     expect(fs.readdirSync(root).filter((n) => n.startsWith('.rep.vol'))).toEqual([]);
     // a newer master brings it forward
-    change(src, img, 3, 'm3', true);
+    await change(src, img, 3, 'm3', true);
     expect(cliJson<{ top: string }>(['replicate', 'pull', rep, '--from', src], o).top).toBe('m3');
     expect(await exportShas(rep, ['m3'], o)).toEqual(await exportShas(src, ['m3'], o));
   });
@@ -51,10 +52,10 @@ describe('replicate pull never takes a replica back', () => {
   it('a mirror destination ahead of the masters is refused too, and stays at its mirror state', async () => {
     const src = at('msrc.vol');
     const mir = at('mir.vol');
-    cliOk(['volume', 'create', src, '--size', '1M', '--max-snapshots', '8'], o);
+    await setupOk(['volume', 'create', src, '--size', '1M', '--max-snapshots', '8'], { env });
     const img = randomImage(256, 4096, 6);
-    change(src, img, 4, 'm1', true);
-    change(src, img, 5, 'later', false);
+    await change(src, img, 4, 'm1', true);
+    await change(src, img, 5, 'later', false);
     cliOk(['mirror', 'update', src, '--to', mir], o);
     const sha = sha256File(mir);
     expectOneLineError(runCli(['replicate', 'pull', mir, '--from', src], o), 'pull onto a mirror', 4, /mir\.vol: holds snapshots? .*"later".*, newer than "m1", the source's newest master/);
@@ -66,10 +67,10 @@ describe('replicate pull never takes a replica back', () => {
     fs.mkdirSync(dir);
     fs.writeFileSync(at('token'), 'a token of enough bytes for the test\n', { mode: 0o600 });
     const src = path.join(dir, 'src.vol');
-    cliOk(['volume', 'create', src, '--size', '1M', '--max-snapshots', '8'], o);
+    await setupOk(['volume', 'create', src, '--size', '1M', '--max-snapshots', '8'], { env });
     const img = randomImage(256, 4096, 7);
-    change(src, img, 6, 'm1', true);
-    change(src, img, 7, 'm2', true);
+    await change(src, img, 6, 'm1', true);
+    await change(src, img, 7, 'm2', true);
     const child = spawn(process.execPath, [CLI_BIN, 'serve', 'peer', '--root', dir, '--listen', '127.0.0.1:0', '--token-file', at('token'), '--plain', '--json'], { env: { ...process.env, ...env, NODE_ENV: '' }, stdio: ['ignore', 'pipe', 'pipe'] });
     const done = finished(child, 120_000);
     try {

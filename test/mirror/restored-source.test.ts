@@ -11,6 +11,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { mutate, randomImage, tempDir } from '../support/images.js';
 import { dump, expectOneLineError, ok } from '../support/stream-cli.js';
 import { runCli } from '../support/cli.js';
+import { setupOk } from '../support/in-process.js';
 import { readImageStream } from '../../src/stream/stream-reader.js';
 import { Volume } from '../../src/volume/volume.js';
 import { PLANE_MOA } from '../../src/volume/layout.js';
@@ -49,13 +50,13 @@ describe('restores mark what they bring in the mark-on-allocate plane', () => {
   it('every block of an incremental restore is marked, so a mirror ships it', async () => {
     const a = p('a.vol');
     const b = p('b.vol');
-    ok(['volume', 'create', a, '--size', `${(BLOCKS * BS) >> 20}M`, '--max-snapshots', '8'], o);
+    await setupOk(['volume', 'create', a, '--size', `${(BLOCKS * BS) >> 20}M`, '--max-snapshots', '8'], { env });
     const img = randomImage(BLOCKS, BS, 501);
     for (const [i, s] of ['s1', 's2'].entries()) {
       if (i > 0) mutate(img, BS, 100, 501 + i);
       fs.writeFileSync(p('img.raw'), img);
-      ok(['volume', 'import', a, '--from', p('img.raw'), '-q'], o);
-      ok(['snapshot', 'create', a, s, '-q'], o);
+      await setupOk(['volume', 'import', a, '--from', p('img.raw'), '-q'], { env });
+      await setupOk(['snapshot', 'create', a, s, '-q'], { env });
       dump(a, i, s, p(`a.${s}`), p('catalog.json'), [], o);
     }
     ok(['restore', '--from', p('a.s1'), '--to', b, '-q'], o);
@@ -69,8 +70,8 @@ describe('restores mark what they bring in the mark-on-allocate plane', () => {
     ok(['mirror', 'update', b, '--to', p('m.vol'), '-q'], o);
     mutate(img, BS, 20, 510);
     fs.writeFileSync(p('img.raw'), img);
-    ok(['volume', 'import', a, '--from', p('img.raw'), '-q'], o);
-    ok(['snapshot', 'create', a, 's3', '-q'], o);
+    await setupOk(['volume', 'import', a, '--from', p('img.raw'), '-q'], { env });
+    await setupOk(['snapshot', 'create', a, 's3', '-q'], { env });
     dump(a, 2, 's3', p('a.s3'), p('catalog.json'), [], o);
     const before = fs.readFileSync(b);
     expectOneLineError(runCli(['restore', '--from', p('a.s3'), '--to', b], o), 'restore after a mirror snapshot', 4, /snapshot "mirror\.[^"]+" taken after this stream's base snapshot "s2"/);

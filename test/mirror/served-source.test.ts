@@ -16,6 +16,7 @@ import { tempDir } from '../support/images.js';
 import { startServer, type RunningServer } from '../nbd/support.js';
 import { makeToken } from '../peer/support.js';
 import { imageSha, snapshotNamesOf } from '../support/oracle.js';
+import { setupOk } from '../support/in-process.js';
 
 const BS = 4096;
 const BLOCKS = 2048; // 8 MiB
@@ -36,13 +37,13 @@ const names = (vol: string): Promise<string[]> => snapshotNamesOf(vol, env);
 const exportHash = (ref: string): Promise<string> => imageSha(ref, env);
 
 /** A volume with master snapshot m1 of a random image, then changed (not yet in a snapshot). */
-function sourceVolume(vol: string, seed: number): void {
+async function sourceVolume(vol: string, seed: number): Promise<void> {
   writeImage(at('img.raw'), BLOCKS, BS, seed, 0.2);
-  ok(['volume', 'create', vol, '--size', `${(BLOCKS * BS) >> 20}M`]);
-  ok(['volume', 'import', vol, '--from', at('img.raw'), '-q']);
-  ok(['snapshot', 'create', vol, 'm1', '--master']);
+  await setupOk(['volume', 'create', vol, '--size', `${(BLOCKS * BS) >> 20}M`], { env });
+  await setupOk(['volume', 'import', vol, '--from', at('img.raw'), '-q'], { env });
+  await setupOk(['snapshot', 'create', vol, 'm1', '--master'], { env });
   writeImage(at('img.raw'), BLOCKS, BS, seed + 1, 0.2);
-  ok(['volume', 'import', vol, '--from', at('img.raw'), '-q']);
+  await setupOk(['volume', 'import', vol, '--from', at('img.raw'), '-q'], { env });
 }
 
 /** The replica holds exactly the source's snapshots up to `top`, each the same. */
@@ -57,8 +58,8 @@ describe('replicate pull from a served volume', () => {
       const tag = readOnly ? 'ro' : 'rw';
       const vol = at(`${tag}.vol`);
       const replica = at(`${tag}-replica.vol`);
-      sourceVolume(vol, readOnly ? 21 : 31);
-      if (readOnly) ok(['snapshot', 'create', vol, 'm2', '--master']);
+      await sourceVolume(vol, readOnly ? 21 : 31);
+      if (readOnly) await setupOk(['snapshot', 'create', vol, 'm2', '--master'], { env });
       let server: RunningServer = await startServer(vol, ['--socket', at(`${tag}.sock`), ...(readOnly ? ['--readonly'] : [])], locks);
       try {
         const first = JSON.parse(ok(['replicate', 'pull', replica, '--from', vol, '--json']).stdout) as { mode: string; top: string };
@@ -93,8 +94,8 @@ describe('replicate pull from a served volume', () => {
     const dir = at('peer');
     fs.mkdirSync(dir);
     const vol = path.join(dir, 'p');
-    sourceVolume(vol, 41);
-    ok(['snapshot', 'create', vol, 'm2', '--master']);
+    await sourceVolume(vol, 41);
+    await setupOk(['snapshot', 'create', vol, 'm2', '--master'], { env });
     const server = await startServer(vol, ['--socket', at('p.sock')], locks);
     const token = makeToken(root);
     const daemon = spawn(process.execPath, [CLI_BIN, 'serve', 'peer', '--root', dir, '--listen', '127.0.0.1:0', '--token-file', token, '--plain', '--json'], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -117,7 +118,7 @@ describe('mirror status and mirror abandon of a served volume', () => {
   it('show and drop a transfer killed part way, through the server', async () => {
     const vol = at('a.vol');
     const dest = at('a-mirror.vol');
-    sourceVolume(vol, 51);
+    await sourceVolume(vol, 51);
     const server = await startServer(vol, ['--socket', at('a.sock')], locks);
     try {
       const child = spawnCli(['mirror', 'update', vol, '--to', dest, '--limit-rate', '2M'], { env });
@@ -154,7 +155,7 @@ describe('mirror status while an update of an unserved volume runs', () => {
   it('shows the transfer (it was refused busy: the update holds the volume), and mirror abandon is refused by the destination, not the source', async () => {
     const vol = at('b.vol');
     const dest = at('b-mirror.vol');
-    sourceVolume(vol, 61);
+    await sourceVolume(vol, 61);
     const child = spawnCli(['mirror', 'update', vol, '--to', dest, '--limit-rate', '2M'], { env });
     const done = finished(child, 60_000);
     try {

@@ -6,8 +6,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { randomImage, rng, tempDir } from '../support/images.js';
-import { cli, missingBinaries, qemuIo, startServer } from '../nbd/support.js';
+import { missingBinaries, qemuIo, startServer } from '../nbd/support.js';
 import { sha256 } from '../support/cli.js';
+import { setupOk } from '../support/in-process.js';
 
 const missing = missingBinaries(['qemu-io']);
 const BS = 4096;
@@ -36,8 +37,8 @@ describe.skipIf(missing.length > 0)('mirror update while the volume is served', 
     const vol = at('v.vol');
     const dest = at('m.vol');
     fs.writeFileSync(at('image.raw'), randomImage(SIZE / BS, BS, 9, 0.3));
-    await cli(['volume', 'create', vol, '--size', String(SIZE), '--volume-size', '256M'], locks);
-    await cli(['volume', 'import', vol, '--from', at('image.raw')], locks);
+    await setupOk(['volume', 'create', vol, '--size', String(SIZE), '--volume-size', '256M'], { env: { IMGSTREAM_LOCK_DIR: locks } });
+    await setupOk(['volume', 'import', vol, '--from', at('image.raw')], { env: { IMGSTREAM_LOCK_DIR: locks } });
     const server = await startServer(vol, ['--socket', at('v.sock'), '--cp-interval', '0.2'], locks);
     const random = rng(3);
     try {
@@ -69,7 +70,7 @@ describe('mirror update while a reader holds the previous mirror snapshot', () =
   it('completes, and the previous snapshot goes once the reader lets go', async () => {
     const vol = at('p.vol');
     const dest = at('p-mirror.vol');
-    await cli(['volume', 'create', vol, '--size', String(1 << 20)], locks);
+    await setupOk(['volume', 'create', vol, '--size', String(1 << 20)], { env: { IMGSTREAM_LOCK_DIR: locks } });
     const server = await startServer(vol, ['--socket', at('p.sock')], locks);
     const names = async () => (JSON.parse((await imgstream(['snapshot', 'list', vol, '--json'])).stdout).snapshots as Array<{ name: string }>).map((s) => s.name);
     try {
@@ -95,7 +96,7 @@ describe.skipIf(missing.length > 0)('mirror update while a reader holds a snapsh
   it('does not drop it under the reader: it goes once the reader lets go', async () => {
     const vol = at('q.vol');
     const dest = at('q-mirror.vol');
-    await cli(['volume', 'create', vol, '--size', String(1 << 20)], locks);
+    await setupOk(['volume', 'create', vol, '--size', String(1 << 20)], { env: { IMGSTREAM_LOCK_DIR: locks } });
     const server = await startServer(vol, ['--socket', at('q.sock')], locks);
     const names = async () => (JSON.parse((await imgstream(['snapshot', 'list', vol, '--json'])).stdout).snapshots as Array<{ name: string }>).map((s) => s.name);
     try {

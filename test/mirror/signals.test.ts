@@ -5,9 +5,10 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { cliJson, cliOk, finished, sha256, spawnCli, writeImage } from '../support/cli.js';
+import { cliJson, finished, sha256, spawnCli, writeImage } from '../support/cli.js';
 import { mutate, tempDir } from '../support/images.js';
 import { imageSha } from '../support/oracle.js';
+import { setupOk } from '../support/in-process.js';
 
 const BS = 4096;
 const BLOCKS = 4096; // 16 MiB
@@ -45,8 +46,8 @@ describe('mirror start and signals', () => {
   it('SIGTERM mid-transfer cuts it, exits 0, and the next update resumes; SIGINT likewise', async () => {
     const imgFile = path.join(root, 'img');
     const img = writeImage(imgFile, BLOCKS, BS, 77, 0.1);
-    cliOk(['volume', 'create', src, '--size', `${(BLOCKS * BS) >> 20}M`], { env });
-    cliOk(['volume', 'import', src, '--from', imgFile], { env });
+    await setupOk(['volume', 'create', src, '--size', `${(BLOCKS * BS) >> 20}M`], { env });
+    await setupOk(['volume', 'import', src, '--from', imgFile], { env });
 
     // a first (full) transfer, stopped by SIGTERM
     const term = await stopMidTransfer('SIGTERM', '.dest.vol.mirror-new');
@@ -64,7 +65,7 @@ describe('mirror start and signals', () => {
     // an incremental, stopped by SIGINT
     mutate(img, BS, 3000, 5);
     fs.writeFileSync(imgFile, img);
-    cliOk(['volume', 'import', src, '--from', imgFile], { env });
+    await setupOk(['volume', 'import', src, '--from', imgFile], { env });
     const before = await active(dest);
     const int = await stopMidTransfer('SIGINT', '.dest.vol.mirror-stage');
     expect(int.code, int.stderr).toBe(0);

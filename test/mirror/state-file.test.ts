@@ -6,9 +6,10 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cliJson, cliOk, runCli, sha256File, volumeWithSnapshot } from '../support/cli.js';
+import { cliJson, runCli, sha256File, volumeWithSnapshot } from '../support/cli.js';
 import { tempDir } from '../support/images.js';
 import { dirEntries, expectOneLineError } from '../support/stream-cli.js';
+import { setupOk } from '../support/in-process.js';
 
 const root = tempDir('imgstream-mirror-state-');
 const at = (n: string) => path.join(root, n);
@@ -18,9 +19,9 @@ const src = at('src.vol');
 
 afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
 
-beforeAll(() => {
+beforeAll(async () => {
   volumeWithSnapshot(src, at('src.raw'), env);
-  cliOk(['snapshot', 'create', src, 'm1', '--master'], o);
+  await setupOk(['snapshot', 'create', src, 'm1', '--master'], { env });
   fs.writeFileSync(at('catalog.json'), JSON.stringify({ format: 'imgstream-catalog', version: 1, dumps: [] }));
   fs.writeFileSync(at('damaged.json'), '{"relationships": [');
   fs.mkdirSync(at('adir'));

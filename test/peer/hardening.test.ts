@@ -15,6 +15,7 @@ import { MIRROR_PROTOCOL } from '../../src/mirror/protocol.js';
 import { hideDaemonPaths } from '../../src/peer/daemon-paths.js';
 import { runCliAsync } from '../support/cli.js';
 import { tempDir } from '../support/images.js';
+import { setupOk } from '../support/in-process.js';
 import { hasOpenssl, listTree, makeCert, makeToken, startDaemon, waitFor, type DaemonProcess, type TestCert } from './support.js';
 
 const root = tempDir('imgstream-peer-hard-');
@@ -161,8 +162,7 @@ describe.skipIf(!hasOpenssl)('the peer daemon against hostile clients', () => {
     // the same through the CLI, a directory in the way: one line, no path of the daemon
     fs.mkdirSync(path.join(store, 'dir'));
     const vol = path.join(root, 'v.vol');
-    const made = await cli(['volume', 'create', vol, '--size', '1M', '-q']);
-    expect(made.code).toBe(0);
+    await setupOk(['volume', 'create', vol, '--size', '1M', '-q'], { env });
     const r = await cli(['mirror', 'update', vol, '--to', `peer://127.0.0.1:${d.info.port}/dir`, '--token-file', token, '--tls-fingerprint', cert.fingerprint]);
     expect(r.code).toBe(5);
     expect(r.stderr.trim().split('\n')).toHaveLength(1);

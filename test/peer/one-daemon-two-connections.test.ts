@@ -12,6 +12,7 @@ import { spawn } from 'node:child_process';
 import { afterAll, describe, expect, it } from 'vitest';
 import { CLI_BIN, finished, listeningPort, runCli, runCliAsync, sha256, spawnCli, writeImage } from '../support/cli.js';
 import { tempDir } from '../support/images.js';
+import { setupOk } from '../support/in-process.js';
 import { makeToken } from './support.js';
 
 const BS = 4096;
@@ -43,9 +44,9 @@ describe('two connections to one peer daemon on one volume', () => {
     const src = at('src.vol');
     writeImage(at('a.raw'), BLOCKS, BS, 21, 0.1);
     writeImage(at('b.raw'), BLOCKS, BS, 22, 0.1);
-    ok(['volume', 'create', src, '--size', `${(BLOCKS * BS) >> 20}M`]);
-    ok(['volume', 'import', src, '--from', at('a.raw'), '-q']);
-    ok(['snapshot', 'create', src, 'release-1', '--master']);
+    await setupOk(['volume', 'create', src, '--size', `${(BLOCKS * BS) >> 20}M`], { env });
+    await setupOk(['volume', 'import', src, '--from', at('a.raw'), '-q'], { env });
+    await setupOk(['snapshot', 'create', src, 'release-1', '--master'], { env });
     const dir = at('peer');
     fs.mkdirSync(dir);
     const token = makeToken(root);
@@ -56,8 +57,8 @@ describe('two connections to one peer daemon on one volume', () => {
       const url = `peer://127.0.0.1:${await listeningPort(daemon, ended)}/m`;
       ok(['mirror', 'update', src, '--to', url, ...peerArgs]);
       // a second master whose blocks all changed: a slow incremental into m
-      ok(['volume', 'import', src, '--from', at('b.raw'), '-q']);
-      ok(['snapshot', 'create', src, 'release-2', '--master']);
+      await setupOk(['volume', 'import', src, '--from', at('b.raw'), '-q'], { env });
+      await setupOk(['snapshot', 'create', src, 'release-2', '--master'], { env });
       const update = spawnCli(['mirror', 'update', src, '--to', url, ...peerArgs, '--compress', 'none', '--limit-rate', '6M'], { env });
       const updated = finished(update, 120_000);
       let updateEnded = false;

@@ -6,7 +6,7 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { CLI_BIN, finished, runCliAsync, sha256, type CliResult } from '../support/cli.js';
+import { CLI_BIN, finished, sha256, type CliResult } from '../support/cli.js';
 import { mutate, randomImage } from '../support/images.js';
 import { hasTool } from '../support/external-tools.js';
 import { servePeer, type PeerListening, type PeerServeResult, type ServePeerOptions } from '../../src/peer/index.js';
@@ -171,25 +171,24 @@ export interface TestVolume {
 
 /**
  * A volume with two snapshots: s1 holds a pseudo-random image of `mib` MiB, s2 the same
- * with blocks changed. Made through the CLI (env: IMGSTREAM_LOCK_DIR and the like).
+ * with blocks changed. Made by the CLI's commands run in this process (in-process.ts;
+ * env: IMGSTREAM_LOCK_DIR and the like).
  */
 export async function makeVolume(dir: string, env: Record<string, string>, mib = 4, seed = 1): Promise<TestVolume> {
+  // loaded here, not above: most tests sharing this file make no volume, and the commands take a while to load
+  const { setupOk } = await import('../support/in-process.js');
   const vol = path.join(dir, 'v.vol');
   const bs = 4096;
   const blocks = (mib << 20) / bs;
   const a = randomImage(blocks, bs, seed, 0.2);
   const b = Buffer.from(a);
   mutate(b, bs, Math.max(8, blocks >> 4), seed + 1);
-  const run = async (args: string[]) => {
-    const r = await runCliAsync(args, { env, timeoutMs: 120_000 });
-    if (r.code !== 0) throw new Error(`imgstream ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
-  };
   fs.writeFileSync(path.join(dir, 'a.img'), a);
   fs.writeFileSync(path.join(dir, 'b.img'), b);
-  await run(['volume', 'create', vol, '--size', `${mib}M`, '-q']);
-  await run(['volume', 'import', vol, '--from', path.join(dir, 'a.img'), '-q']);
-  await run(['snapshot', 'create', vol, 's1']);
-  await run(['volume', 'import', vol, '--from', path.join(dir, 'b.img'), '-q']);
-  await run(['snapshot', 'create', vol, 's2']);
+  await setupOk(['volume', 'create', vol, '--size', `${mib}M`, '-q'], { env });
+  await setupOk(['volume', 'import', vol, '--from', path.join(dir, 'a.img'), '-q'], { env });
+  await setupOk(['snapshot', 'create', vol, 's1'], { env });
+  await setupOk(['volume', 'import', vol, '--from', path.join(dir, 'b.img'), '-q'], { env });
+  await setupOk(['snapshot', 'create', vol, 's2'], { env });
   return { vol, s1: sha256(a), s2: sha256(b) };
 }
