@@ -8,10 +8,10 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cliJson, cliOk, hashTree, runCli, volumeWithSnapshot } from '../support/cli.js';
+import { cliJson, cliOk, hashTree, runCli } from '../support/cli.js';
 import { tempDir } from '../support/images.js';
 import { expectOneLineError } from '../support/stream-cli.js';
-import { setupOk } from '../support/in-process.js';
+import { setupOk, volumeWithSnapshot } from '../support/in-process.js';
 
 const root = tempDir('imgstream-catalog-faults-');
 const work = path.join(root, 'work'); // hashed around every refused dump
@@ -23,9 +23,9 @@ const cli = (args: string[], extra: Record<string, string> = {}) => runCli(args,
 
 afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
 
-beforeAll(() => {
+beforeAll(async () => {
   fs.mkdirSync(work, { recursive: true });
-  volumeWithSnapshot(vol, path.join(root, 'v.raw'), env);
+  await volumeWithSnapshot(vol, path.join(root, 'v.raw'), env);
   fs.mkdirSync(at('adir'));
   fs.writeFileSync(at('afile'), 'not a directory\n');
   spawnSync('mkfifo', [at('fifo')]);

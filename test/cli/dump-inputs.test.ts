@@ -7,9 +7,10 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CLI_BIN, cliJson, cliOk, hashTree, runCli, volumeWithSnapshot, type CliResult } from '../support/cli.js';
+import { CLI_BIN, cliJson, cliOk, hashTree, runCli, type CliResult } from '../support/cli.js';
 import { tempDir } from '../support/images.js';
 import { expectOneLineError } from '../support/stream-cli.js';
+import { volumeWithSnapshot } from '../support/in-process.js';
 
 const root = tempDir('imgstream-dump-inputs-');
 const work = path.join(root, 'work'); // hashed around every refused dump
@@ -21,9 +22,9 @@ const vol = at('v.vol');
 
 afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
 
-beforeAll(() => {
+beforeAll(async () => {
   fs.mkdirSync(work, { recursive: true });
-  volumeWithSnapshot(vol, path.join(root, 'v.raw'), env);
+  await volumeWithSnapshot(vol, path.join(root, 'v.raw'), env);
   fs.writeFileSync(at('backup.key'), `${'ab'.repeat(32)}\n`, { mode: 0o600 });
   fs.writeFileSync(at('pass.txt'), 'a passphrase long enough\n', { mode: 0o600 });
   fs.linkSync(at('backup.key'), at('key-hardlink'));

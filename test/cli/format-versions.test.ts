@@ -8,10 +8,10 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cliOk, hashTree, runCli, volumeWithSnapshot } from '../support/cli.js';
+import { cliOk, hashTree, runCli } from '../support/cli.js';
 import { tempDir } from '../support/images.js';
 import { expectOneLineError } from '../support/stream-cli.js';
-import { setupOk } from '../support/in-process.js';
+import { setupOk, volumeWithSnapshot } from '../support/in-process.js';
 import { crc32 } from '../../src/format/crc32.js';
 import { encodeRecord, RecordKind } from '../../src/journal/record.js';
 
@@ -24,8 +24,8 @@ const NEWER = /of format version 2, which this imgstream does not read \(it read
 
 afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
 
-beforeAll(() => {
-  volumeWithSnapshot(vol, at('v.raw'), env);
+beforeAll(async () => {
+  await volumeWithSnapshot(vol, at('v.raw'), env);
   cliOk(['dump', vol, '--level', '0', '--snapshot', 's1', '--compress', 'none', '--to', at('v.l0'), '-q'], o);
 }, 60_000);
 
@@ -127,9 +127,9 @@ describe('a volume whose root records say version 2', () => {
 });
 
 describe('a multiplexed tape file whose backup log says version 2', () => {
-  it('tape log, verify and restore: exit 5 naming the tape file; the catalog copy of a newer log too', () => {
+  it('tape log, verify and restore: exit 5 naming the tape file; the catalog copy of a newer log too', async () => {
     const tape = at('mux');
-    volumeWithSnapshot(at('w.vol'), at('w.raw'), env);
+    await volumeWithSnapshot(at('w.vol'), at('w.raw'), env);
     cliOk(['dump', vol, at('w.vol'), '--level', '0', '--snapshot', 's1', '--multiplex', '--compress', 'none', '--to', `tape:${tape}`, '--new-tape', '-q'], o);
     const file = path.join(tape, 'file0001.tar');
     const good = fs.readFileSync(file);

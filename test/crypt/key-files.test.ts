@@ -8,8 +8,9 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runCli, volumeWithSnapshot } from '../support/cli.js';
+import { runCli } from '../support/cli.js';
 import { tempDir } from '../support/images.js';
+import { volumeWithSnapshot } from '../support/in-process.js';
 import { cliWords, dirEntries, dump, expectOneLineError, sh, shellQuote, snapshotNames } from '../support/stream-cli.js';
 
 const root = tempDir('imgstream-key-files-');
@@ -22,8 +23,8 @@ const pass = at('pass.txt');
 
 afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
 
-beforeAll(() => {
-  volumeWithSnapshot(vol, at('v.raw'), env);
+beforeAll(async () => {
+  await volumeWithSnapshot(vol, at('v.raw'), env);
   fs.writeFileSync(key, randomBytes(32).toString('hex') + '\n', { mode: 0o600 });
   fs.writeFileSync(pass, 'correct horse battery staple\n', { mode: 0o600 });
   dump(vol, 0, 's1', at('key.l0'), at('catalog.json'), ['--encrypt', '--key-file', key], o);

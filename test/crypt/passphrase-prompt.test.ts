@@ -12,6 +12,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLI_BIN, REPO_ROOT } from '../support/cli.js';
 import { mutate, randomImage, tempDir } from '../support/images.js';
+import { setupOk } from '../support/in-process.js';
 import { exportShas, ok, snapshotNames } from '../support/stream-cli.js';
 
 const BS = 4096;
@@ -46,16 +47,16 @@ const questions = (t: OnTerminal, q: RegExp) => t.output.split(/\r?\n/).filter((
 afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
 
 beforeAll(async () => {
-  ok(['volume', 'create', src, '--size', `${(BLOCKS * BS) / 1024}K`, '--max-snapshots', '16'], o);
+  await setupOk(['volume', 'create', src, '--size', `${(BLOCKS * BS) / 1024}K`, '--max-snapshots', '16'], { env });
   const img = randomImage(BLOCKS, BS, 1801);
   const raw = path.join(root, 'img.raw');
   fs.writeFileSync(raw, img);
-  ok(['volume', 'import', src, '--from', raw, '-q'], o);
-  ok(['snapshot', 'create', src, 's1', '-q'], o);
+  await setupOk(['volume', 'import', src, '--from', raw, '-q'], { env });
+  await setupOk(['snapshot', 'create', src, 's1', '-q'], { env });
   mutate(img, BS, 30, 1802);
   fs.writeFileSync(raw, img);
-  ok(['volume', 'import', src, '--from', raw, '-q'], o);
-  ok(['snapshot', 'create', src, 's2', '-q'], o);
+  await setupOk(['volume', 'import', src, '--from', raw, '-q'], { env });
+  await setupOk(['snapshot', 'create', src, 's2', '-q'], { env });
   srcShas = await exportShas(src, ['s1', 's2'], o);
 }, 60_000);
 

@@ -11,6 +11,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cliJson, runCli, sleep, spawnCli, finished } from '../support/cli.js';
 import { rng, tempDir } from '../support/images.js';
+import { setupOk } from '../support/in-process.js';
 import { exportShas, expectOneLineError, ok } from '../support/stream-cli.js';
 
 const BS = 4096;
@@ -47,11 +48,11 @@ function image(seed: number): Buffer {
   return b;
 }
 
-function importAndSnap(vol: string, img: Buffer, snap: string): void {
+async function importAndSnap(vol: string, img: Buffer, snap: string): Promise<void> {
   const raw = `${vol}.raw`;
   fs.writeFileSync(raw, img);
-  ok(['volume', 'import', vol, '--from', raw, '-q'], o);
-  ok(['snapshot', 'create', vol, snap, '-q'], o);
+  await setupOk(['volume', 'import', vol, '--from', raw, '-q'], { env });
+  await setupOk(['snapshot', 'create', vol, snap, '-q'], { env });
 }
 
 interface MuxDumpJson {
@@ -72,13 +73,13 @@ const exportsOf = (vol: string, snaps: string[]) => exportShas(vol, snaps, o);
 
 beforeAll(async () => {
   for (const [i, vol] of VOLS.entries()) {
-    ok(['volume', 'create', vol, '--size', '8M', '--max-snapshots', '8', '-q'], o);
+    await setupOk(['volume', 'create', vol, '--size', '8M', '--max-snapshots', '8', '-q'], { env });
     const img = image(100 + i);
-    importAndSnap(vol, img, 's1');
+    await importAndSnap(vol, img, 's1');
     // level 1: a quarter of the blocks change
     const r = rng(200 + i);
     for (let k = 0; k < BLOCKS / 4; k++) randomBytes(BS).copy(img, Math.floor(r() * BLOCKS) * BS);
-    importAndSnap(vol, img, 's2');
+    await importAndSnap(vol, img, 's2');
     sourceSha[vol] = await exportsOf(vol, ['s1', 's2']);
   }
   const l0 = cliJson<MuxDumpJson>(['dump', ...VOLS, '--level', '0', '--snapshot', 's1', '--to', `tape:${tape}`, '--new-tape', '--multiplex', '--catalog', catalog], o);
@@ -302,10 +303,10 @@ describe('damaged multiplexed tape files', () => {
 });
 
 describe('faults while dumping', () => {
-  it('a source that fails (no base for its level) fails alone: the others complete and are recorded, the exit code and message name it', () => {
+  it('a source that fails (no base for its level) fails alone: the others complete and are recorded, the exit code and message name it', async () => {
     const d = path.join(root, 'd.vol');
-    ok(['volume', 'create', d, '--size', '8M', '-q'], o);
-    importAndSnap(d, image(9), 's2');
+    await setupOk(['volume', 'create', d, '--size', '8M', '-q'], { env });
+    await importAndSnap(d, image(9), 's2');
     const cat = path.join(root, 'fail-catalog.json');
     fs.copyFileSync(catalog, cat);
     const t = path.join(root, 'tape-fail');

@@ -4,8 +4,9 @@
 // the endpoint is refused before anything is sent.
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { runCli, volumeWithSnapshot } from '../support/cli.js';
+import { runCli } from '../support/cli.js';
 import { tempDir } from '../support/images.js';
+import { volumeWithSnapshot } from '../support/in-process.js';
 import { expectOneLineError, snapshotNames } from '../support/stream-cli.js';
 import fs from 'node:fs';
 
@@ -18,7 +19,7 @@ afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
 describe('an S3 endpoint that is not a URL', () => {
   it('is refused in one line naming it (exit 4), and a dump takes no snapshot', async () => {
     const vol = path.join(root, 'v.vol');
-    volumeWithSnapshot(vol, path.join(root, 'v.raw'), env);
+    await volumeWithSnapshot(vol, path.join(root, 'v.raw'), env);
     const cases: Array<[string, string[], Record<string, string>, RegExp]> = [
       ['not a URL', ['--s3-endpoint', 'ceph1:7480x'], {}, /--s3-endpoint ceph1:7480x: not an http or https URL/],
       ['no scheme', ['--s3-endpoint', 'ceph1'], {}, /--s3-endpoint ceph1: not a URL/],

@@ -12,6 +12,7 @@ import { DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, ListMultipart
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cliJson, finished, runCli, spawnCli, sleep } from '../support/cli.js';
 import { mutate, randomImage, tempDir } from '../support/images.js';
+import { setupOk } from '../support/in-process.js';
 import { exportShas, expectOneLineError, ok } from '../support/stream-cli.js';
 import { hasCeph, startGateway, type Gateway } from '../support/ceph-gateway.js';
 import { s3Source } from '../../src/media/s3/index.js';
@@ -63,13 +64,13 @@ describe.skipIf(!hasCeph)('s3:// on a Ceph object gateway', () => {
     env = { ...gw.env, IMGSTREAM_LOCK_DIR: p('locks'), IMGSTREAM_CATALOG: p('no-catalog.json') };
     o = { env, timeoutMs: 120_000 };
     const bs = 4096;
-    ok(['volume', 'create', vol, '--size', '4M', '--block-size', String(bs), '--max-snapshots', '8'], o);
+    await setupOk(['volume', 'create', vol, '--size', '4M', '--block-size', String(bs), '--max-snapshots', '8'], { env });
     const img = randomImage((4 << 20) / bs, bs, 17);
     for (const s of ['s1', 's2', 's3']) {
       mutate(img, bs, 40, s.charCodeAt(1));
       fs.writeFileSync(p('raw'), img);
-      ok(['volume', 'import', vol, '--from', p('raw'), '-q'], o);
-      ok(['snapshot', 'create', vol, s, '-q'], o);
+      await setupOk(['volume', 'import', vol, '--from', p('raw'), '-q'], { env });
+      await setupOk(['snapshot', 'create', vol, s, '-q'], { env });
     }
     sha = await exportShas(vol, ['s1', 's2', 's3'], o);
     // levels 0 and 1 with the flags, level 2 with the endpoint from the environment
@@ -233,11 +234,11 @@ describe.skipIf(!hasCeph)('s3:// on a Ceph object gateway', () => {
 
   describe('mid-upload faults (a 48 MiB stream: 6 parts)', () => {
     const big = p('big.vol');
-    beforeAll(() => {
-      ok(['volume', 'create', big, '--size', '48M', '--max-snapshots', '4'], o);
+    beforeAll(async () => {
+      await setupOk(['volume', 'create', big, '--size', '48M', '--max-snapshots', '4'], { env });
       fs.writeFileSync(p('big.raw'), randomImage((48 << 20) / 4096, 4096, 5, 0));
-      ok(['volume', 'import', big, '--from', p('big.raw'), '-q'], o);
-      ok(['snapshot', 'create', big, 'b1', '-q'], o);
+      await setupOk(['volume', 'import', big, '--from', p('big.raw'), '-q'], { env });
+      await setupOk(['snapshot', 'create', big, 'b1', '-q'], { env });
       fs.rmSync(p('big.raw'));
     }, 60_000);
     const dumpBig = (key: string) => ['dump', big, '--level', '0', '--snapshot', 'b1', '--to', s3(key), '--compress', 'none', '--catalog', p('big-catalog.json'), ...gw.flags];

@@ -6,10 +6,10 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cliJson, runCli, sha256File, volumeWithSnapshot } from '../support/cli.js';
+import { cliJson, runCli, sha256File } from '../support/cli.js';
 import { tempDir } from '../support/images.js';
 import { dirEntries, expectOneLineError } from '../support/stream-cli.js';
-import { setupOk } from '../support/in-process.js';
+import { setupOk, volumeWithSnapshot } from '../support/in-process.js';
 
 const root = tempDir('imgstream-mirror-state-');
 const at = (n: string) => path.join(root, n);
@@ -20,7 +20,7 @@ const src = at('src.vol');
 afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
 
 beforeAll(async () => {
-  volumeWithSnapshot(src, at('src.raw'), env);
+  await volumeWithSnapshot(src, at('src.raw'), env);
   await setupOk(['snapshot', 'create', src, 'm1', '--master'], { env });
   fs.writeFileSync(at('catalog.json'), JSON.stringify({ format: 'imgstream-catalog', version: 1, dumps: [] }));
   fs.writeFileSync(at('damaged.json'), '{"relationships": [');

@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tempDir } from '../support/images.js';
+import { setupOk } from '../support/in-process.js';
 import { cli, missingBinaries, ok, qemuIo, run, startServer, type RunningServer } from './support.js';
 
 const BS = 4096;
@@ -14,6 +15,7 @@ const SIZE = BS * BLOCKS;
 const missing = missingBinaries(['nbdinfo', 'nbdcopy', 'qemu-img', 'qemu-io']);
 const root = tempDir('imgstream-nbd-bstatus-');
 const locks = path.join(root, 'locks');
+const env = { IMGSTREAM_LOCK_DIR: locks };
 const at = (f: string) => path.join(root, f);
 afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
 
@@ -69,9 +71,9 @@ describe.skipIf(missing.length > 0)(`block status and storage images through sto
     for (let i = 0; i < (2 << 20); i += 4) model.writeUInt32LE((i * 2654435761) >>> 0, i);
     for (let i = 8 << 20; i < (8 << 20) + 40960; i++) model[i] = (i % 251) + 1;
     fs.writeFileSync(at('image.raw'), model);
-    await cli(['volume', 'create', vol, '--size', String(SIZE)], locks);
-    await cli(['volume', 'import', vol, '--from', at('image.raw')], locks);
-    await cli(['snapshot', 'create', vol, 's'], locks);
+    await setupOk(['volume', 'create', vol, '--size', String(SIZE)], { env });
+    await setupOk(['volume', 'import', vol, '--from', at('image.raw')], { env });
+    await setupOk(['snapshot', 'create', vol, 's'], { env });
     server = await startServer(vol, ['--socket', at('b.sock'), '--cp-interval', '0'], locks);
     uri = server.info.uri;
     // after s: new data over data, over a hole, a rewrite of the same bytes, zeroes over data and over a hole
@@ -157,9 +159,9 @@ describe.skipIf(missing.length > 0)('nbdcopy of a mostly identical image', () =>
     const image = Buffer.alloc(blocks * BS);
     for (let i = 0; i < image.length; i += 4) image.writeUInt32LE((i * 2246822519 + 7) >>> 0, i);
     fs.writeFileSync(at('c0.raw'), image);
-    await cli(['volume', 'create', vol, '--size', String(image.length)], locks);
-    await cli(['volume', 'import', vol, '--from', at('c0.raw')], locks);
-    await cli(['snapshot', 'create', vol, 'base'], locks);
+    await setupOk(['volume', 'create', vol, '--size', String(image.length)], { env });
+    await setupOk(['volume', 'import', vol, '--from', at('c0.raw')], { env });
+    await setupOk(['snapshot', 'create', vol, 'base'], { env });
     await cli(['dump', vol, '--level', '0', '--snapshot', 'base', '--to', at('c.l0'), '--catalog', at('catalog')], locks);
     // 1% of the blocks differ
     const differing = new Set<number>();

@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { randomImage, rng, tempDir } from '../support/images.js';
+import { setupOk } from '../support/in-process.js';
 import { cli, missingBinaries, ok, qemuIo, run, startServer } from './support.js';
 
 const missing = missingBinaries(['qemu-img', 'qemu-io', 'nbdcopy', 'nbdinfo']);
@@ -16,6 +17,7 @@ const BLOCKS = 8192; // a 32 MiB disk
 const SIZE = BS * BLOCKS;
 const root = tempDir('imgstream-nbd-clients-');
 const locks = path.join(root, 'locks');
+const env = { IMGSTREAM_LOCK_DIR: locks };
 const at = (f: string) => path.join(root, f);
 afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
 
@@ -48,7 +50,7 @@ describe.skipIf(missing.length > 0)(`real NBD clients${missing.length ? ` (skipp
 
   it('qemu-img convert writes an image into the export; nbdcopy reads it back; volume export equals it', async () => {
     const vol = at('convert.vol');
-    await cli(['volume', 'create', vol, '--size', String(SIZE)], locks);
+    await setupOk(['volume', 'create', vol, '--size', String(SIZE)], { env });
     const sock = at('convert.sock');
     const server = await startServer(vol, ['--socket', sock], locks);
     expect(server.info.uri).toBe(`nbd+unix:///?socket=${sock}`);
@@ -70,8 +72,8 @@ describe.skipIf(missing.length > 0)(`real NBD clients${missing.length ? ` (skipp
 
   it('qemu-io writes, discards and zeroes at odd offsets and lengths over TCP', async () => {
     const vol = at('odd.vol');
-    await cli(['volume', 'create', vol, '--size', String(SIZE)], locks);
-    await cli(['volume', 'import', vol, '--from', at('image.raw')], locks);
+    await setupOk(['volume', 'create', vol, '--size', String(SIZE)], { env });
+    await setupOk(['volume', 'import', vol, '--from', at('image.raw')], { env });
     const server = await startServer(vol, ['--listen', '127.0.0.1:0'], locks);
     expect(server.info.uri).toMatch(/^nbd:\/\/127\.0\.0\.1:\d+$/);
     const model = Buffer.from(image);
@@ -116,8 +118,8 @@ describe.skipIf(missing.length > 0)(`real NBD clients${missing.length ? ` (skipp
 
   it('two clients at once are both served correctly', async () => {
     const vol = at('two.vol');
-    await cli(['volume', 'create', vol, '--size', String(SIZE)], locks);
-    await cli(['volume', 'import', vol, '--from', at('image.raw')], locks);
+    await setupOk(['volume', 'create', vol, '--size', String(SIZE)], { env });
+    await setupOk(['volume', 'import', vol, '--from', at('image.raw')], { env });
     const server = await startServer(vol, ['--socket', at('two.sock'), '--cp-interval', '0.05'], locks);
     const model = Buffer.from(image);
     const random = rng(42);
@@ -150,13 +152,13 @@ describe.skipIf(missing.length > 0)(`real NBD clients${missing.length ? ` (skipp
 
   it('a snapshot export is read-only: clients refuse to write, the data is the snapshot', async () => {
     const vol = at('snap.vol');
-    await cli(['volume', 'create', vol, '--size', String(SIZE)], locks);
-    await cli(['volume', 'import', vol, '--from', at('image.raw')], locks);
-    await cli(['snapshot', 'create', vol, 'monday'], locks);
+    await setupOk(['volume', 'create', vol, '--size', String(SIZE)], { env });
+    await setupOk(['volume', 'import', vol, '--from', at('image.raw')], { env });
+    await setupOk(['snapshot', 'create', vol, 'monday'], { env });
     const changed = Buffer.from(image);
     changed.fill(0x99, 0, 1 << 20);
     fs.writeFileSync(at('changed.raw'), changed);
-    await cli(['volume', 'import', vol, '--from', at('changed.raw')], locks);
+    await setupOk(['volume', 'import', vol, '--from', at('changed.raw')], { env });
 
     const server = await startServer(vol, ['--socket', at('snap.sock'), '--snapshot', 'monday'], locks);
     expect(server.info.readOnly).toBe(true);

@@ -10,6 +10,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { randomImage, tempDir } from '../support/images.js';
+import { setupOk } from '../support/in-process.js';
 import { cli, RawClient, startServer, type RunningServer } from './support.js';
 
 const BS = 4096;
@@ -18,6 +19,7 @@ const SIZE = BS * BLOCKS;
 const MAX = 32 << 20;
 const root = tempDir('imgstream-nbd-hostile-');
 const locks = path.join(root, 'locks');
+const env = { IMGSTREAM_LOCK_DIR: locks };
 const at = (f: string) => path.join(root, f);
 afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
 
@@ -118,9 +120,9 @@ describe('hostile NBD clients', () => {
 
   beforeAll(async () => {
     fs.writeFileSync(at('image.raw'), image);
-    await cli(['volume', 'create', vol, '--size', String(SIZE), '--volume-size', '64M'], locks);
-    await cli(['volume', 'import', vol, '--from', at('image.raw')], locks);
-    await cli(['snapshot', 'create', vol, 'snap'], locks);
+    await setupOk(['volume', 'create', vol, '--size', String(SIZE), '--volume-size', '64M'], { env });
+    await setupOk(['volume', 'import', vol, '--from', at('image.raw')], { env });
+    await setupOk(['snapshot', 'create', vol, 'snap'], { env });
     server = await startServer(vol, ['--socket', at('h.sock'), '--export-name', 'disk'], locks);
   });
 
@@ -431,7 +433,7 @@ describe('hostile NBD clients', () => {
 describe('a full volume', () => {
   it('answers writes that do not fit with ENOSPC, keeps what fitted, and keeps serving', async () => {
     const vol = at('full.vol');
-    await cli(['volume', 'create', vol, '--size', '16M', '--volume-size', '6M'], locks);
+    await setupOk(['volume', 'create', vol, '--size', '16M', '--volume-size', '6M'], { env });
     const server = await startServer(vol, ['--socket', at('full.sock')], locks);
     try {
       const c = await connected(server);

@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { randomImage, rng, tempDir } from '../support/images.js';
+import { setupOk } from '../support/in-process.js';
 import { cli, missingBinaries, qemuIo, run, startServer } from './support.js';
 
 const missing = missingBinaries(['qemu-io', 'nbdcopy']);
@@ -21,6 +22,7 @@ const CHUNK = 64 << 10;
 const ROUNDS = 6;
 const root = tempDir('imgstream-nbd-kill9-');
 const locks = path.join(root, 'locks');
+const env = { IMGSTREAM_LOCK_DIR: locks };
 const at = (f: string) => path.join(root, f);
 afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
 
@@ -29,8 +31,8 @@ describe.skipIf(missing.length > 0)(`kill -9 of the NBD server${missing.length ?
     const vol = at('k.vol');
     const image = randomImage(SIZE / BS, BS, 99, 0.2);
     fs.writeFileSync(at('image.raw'), image);
-    await cli(['volume', 'create', vol, '--size', String(SIZE)], locks);
-    await cli(['volume', 'import', vol, '--from', at('image.raw')], locks);
+    await setupOk(['volume', 'create', vol, '--size', String(SIZE)], { env });
+    await setupOk(['volume', 'import', vol, '--from', at('image.raw')], { env });
     const model = Buffer.from(image);
     const random = rng(2024);
     let lostSome = 0;

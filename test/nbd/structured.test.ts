@@ -7,7 +7,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tempDir } from '../support/images.js';
-import { cli, missingBinaries, ok, RawClient, startServer, type RunningServer } from './support.js';
+import { setupOk } from '../support/in-process.js';
+import { missingBinaries, ok, RawClient, startServer, type RunningServer } from './support.js';
 
 // nbdsh runs the first python3 on PATH: the system's, which has libnbd's module, goes first
 const NBDSH_PATH = `/usr/bin:${process.env.PATH ?? ''}`;
@@ -17,6 +18,7 @@ const BS = 4096;
 const SIZE = 1 << 22; // 4 MiB: data in the first 64 KiB and at 1 MiB, holes elsewhere
 const root = tempDir('imgstream-nbd-structured-');
 const locks = path.join(root, 'locks');
+const env = { IMGSTREAM_LOCK_DIR: locks };
 const at = (f: string) => path.join(root, f);
 afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
 
@@ -130,9 +132,9 @@ describe('structured replies and metadata contexts, negotiated by hand', () => {
     for (let i = 0; i < 65536; i++) model[i] = (i * 7 + 1) & 0xff || 1;
     model.fill(0x5a, 1 << 20, (1 << 20) + 8192);
     fs.writeFileSync(at('image.raw'), model);
-    await cli(['volume', 'create', vol, '--size', String(SIZE)], locks);
-    await cli(['volume', 'import', vol, '--from', at('image.raw')], locks);
-    await cli(['snapshot', 'create', vol, 'snap'], locks);
+    await setupOk(['volume', 'create', vol, '--size', String(SIZE)], { env });
+    await setupOk(['volume', 'import', vol, '--from', at('image.raw')], { env });
+    await setupOk(['snapshot', 'create', vol, 'snap'], { env });
     server = await startServer(vol, ['--socket', at('s.sock'), '--export-name', 'disk'], locks);
   });
   afterAll(async () => {

@@ -7,7 +7,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { ASYNC_READS_AFTER_SLOW, ReadPolicy, SYNC_READ_MAX_BYTES, VolumeReader } from '../../src/nbd/volume-reader.js';
 import { BlockFile } from '../../src/volume/block-file.js';
 import { randomImage, tempDir } from '../support/images.js';
-import { cli, missingBinaries, ok, startServer } from './support.js';
+import { setupOk } from '../support/in-process.js';
+import { missingBinaries, ok, startServer } from './support.js';
 
 const root = tempDir('imgstream-nbd-reader-');
 afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
@@ -79,11 +80,12 @@ const missing = missingBinaries(['nbdcopy']);
 describe.skipIf(missing.length > 0)('served reads at once and on the pool', () => {
   it('nbdcopy with 64 KiB and 8 MiB requests reads back exactly the volume', async () => {
     const locks = path.join(root, 'locks');
+    const env = { IMGSTREAM_LOCK_DIR: locks };
     const vol = path.join(root, 'r.vol');
     const image = randomImage(2048, 4096, 11, 0.3); // 8 MiB
     fs.writeFileSync(path.join(root, 'image.raw'), image);
-    await cli(['volume', 'create', vol, '--size', String(image.length)], locks);
-    await cli(['volume', 'import', vol, '--from', path.join(root, 'image.raw')], locks);
+    await setupOk(['volume', 'create', vol, '--size', String(image.length)], { env });
+    await setupOk(['volume', 'import', vol, '--from', path.join(root, 'image.raw')], { env });
     const server = await startServer(vol, ['--socket', path.join(root, 'r.sock')], locks);
     try {
       for (const size of [String(64 << 10), String(8 << 20)]) {

@@ -6,20 +6,22 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { tempDir } from '../support/images.js';
-import { CLI_BIN, cli, run, startServer } from '../nbd/support.js';
+import { setupOk } from '../support/in-process.js';
+import { CLI_BIN, run, startServer } from '../nbd/support.js';
 import { ServedVolume } from '../../src/control/served-volume.js';
 import { VolumeLock } from '../../src/volume/volume-lock.js';
 
 const root = tempDir('imgstream-delete-later-');
 const locks = path.join(root, 'locks');
+const env = { IMGSTREAM_LOCK_DIR: locks };
 const at = (f: string) => path.join(root, f);
 afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
 
 describe('a snapshot deleted when its readers let go', () => {
   it('stays while another reader pins it, and goes when that reader ends', async () => {
     const vol = at('v.vol');
-    await cli(['volume', 'create', vol, '--size', String(1 << 20)], locks);
-    await cli(['snapshot', 'create', vol, 'taken'], locks);
+    await setupOk(['volume', 'create', vol, '--size', String(1 << 20)], { env });
+    await setupOk(['snapshot', 'create', vol, 'taken'], { env });
     const server = await startServer(vol, ['--socket', at('v.sock')], locks);
     const names = async () => (JSON.parse((await run(process.execPath, [CLI_BIN, 'snapshot', 'list', vol, '--json'], { env: { IMGSTREAM_LOCK_DIR: locks } })).stdout).snapshots as Array<{ name: string }>).map((s) => s.name);
     const prev = process.env.IMGSTREAM_LOCK_DIR;

@@ -13,6 +13,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { randomImage, rng, tempDir } from '../support/images.js';
+import { setupOk } from '../support/in-process.js';
 import { spawnCli } from '../support/cli.js';
 import { CLI_BIN, cli, missingBinaries, qemuIo, run, startServer, type RunResult, type RunningServer } from '../nbd/support.js';
 import { Volume } from '../../src/volume/volume.js';
@@ -28,6 +29,7 @@ const FLUSHED_AT = 28 << 20;
 const FLUSHED_LEN = 300_000;
 const root = tempDir('imgstream-served-');
 const locks = path.join(root, 'locks');
+const env = { IMGSTREAM_LOCK_DIR: locks };
 const at = (f: string) => path.join(root, f);
 afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
 
@@ -88,8 +90,8 @@ describe.skipIf(missing.length > 0)(`commands while serve nbd serves the volume$
   beforeAll(async () => {
     fs.mkdirSync(root, { recursive: true });
     fs.writeFileSync(at('image.raw'), randomImage(SIZE / BS, BS, 5, 0.3));
-    await cli(['volume', 'create', vol, '--size', String(SIZE), '--volume-size', '512M'], locks);
-    await cli(['volume', 'import', vol, '--from', at('image.raw')], locks);
+    await setupOk(['volume', 'create', vol, '--size', String(SIZE), '--volume-size', '512M'], { env });
+    await setupOk(['volume', 'import', vol, '--from', at('image.raw')], { env });
     server = await startServer(vol, ['--socket', at('v.sock'), '--cp-interval', '0.2'], locks);
     writer = startWriter(server.info.uri);
     await writer.more(1);
@@ -260,7 +262,7 @@ describe.skipIf(missing.length > 0)(`commands while serve nbd serves the volume$
 describe.skipIf(missing.length > 0)('served volume edge cases', () => {
   it('a control socket left by a server killed -9 is ignored: commands open the volume directly', async () => {
     const vol = at('stale.vol');
-    await cli(['volume', 'create', vol, '--size', '8M'], locks);
+    await setupOk(['volume', 'create', vol, '--size', '8M'], { env });
     const server = await startServer(vol, ['--socket', at('stale.sock')], locks);
     await cli(['snapshot', 'create', vol, 'a'], locks);
     expect((await server.kill9()).signal).toBe('SIGKILL');
@@ -278,9 +280,9 @@ describe.skipIf(missing.length > 0)('served volume edge cases', () => {
     const vol = at('shadow.vol');
     const small = 2048; // blocks of the logical disk; the volume has room for about 1.3 times that
     fs.writeFileSync(at('shadow.raw'), randomImage(small, BS, 11, 0));
-    await cli(['volume', 'create', vol, '--size', String(small * BS), '--volume-size', String(Math.floor(small * 1.35) * BS)], locks);
-    await cli(['volume', 'import', vol, '--from', at('shadow.raw')], locks);
-    await cli(['snapshot', 'create', vol, 'sh', '--shadow'], locks);
+    await setupOk(['volume', 'create', vol, '--size', String(small * BS), '--volume-size', String(Math.floor(small * 1.35) * BS)], { env });
+    await setupOk(['volume', 'import', vol, '--from', at('shadow.raw')], { env });
+    await setupOk(['snapshot', 'create', vol, 'sh', '--shadow'], { env });
     const server = await startServer(vol, ['--socket', at('shadow.sock'), '--cp-interval', '0.05'], locks);
     try {
       const cat = at('shadow-catalog.json');
@@ -309,9 +311,9 @@ describe.skipIf(missing.length > 0)('served volume edge cases', () => {
   it('a read-only server refuses snapshot changes with "busy" and serves reads', async () => {
     const vol = at('ro.vol');
     fs.writeFileSync(at('ro.raw'), randomImage(2048, BS, 9, 0.2));
-    await cli(['volume', 'create', vol, '--size', '8M'], locks);
-    await cli(['volume', 'import', vol, '--from', at('ro.raw')], locks);
-    await cli(['snapshot', 'create', vol, 'a'], locks);
+    await setupOk(['volume', 'create', vol, '--size', '8M'], { env });
+    await setupOk(['volume', 'import', vol, '--from', at('ro.raw')], { env });
+    await setupOk(['snapshot', 'create', vol, 'a'], { env });
     const server = await startServer(vol, ['--socket', at('ro.sock'), '--readonly'], locks);
     const r = await imgstream(['snapshot', 'create', vol, 'b']);
     expect(r.code).toBe(7);

@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { randomImage, tempDir } from '../support/images.js';
+import { setupOk } from '../support/in-process.js';
 import { cli, CLI_BIN, missingBinaries, ok, qemuIo, run, startServer } from '../nbd/support.js';
 
 const BS = 4096;
@@ -12,6 +13,7 @@ const SIZE = 4 << 20;
 const missing = missingBinaries(['nbdcopy', 'nbdinfo', 'qemu-io']);
 const root = tempDir('imgstream-served-beside-');
 const locks = path.join(root, 'locks');
+const env = { IMGSTREAM_LOCK_DIR: locks };
 const at = (f: string) => path.join(root, f);
 afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
 
@@ -20,8 +22,8 @@ describe.skipIf(missing.length > 0)('a snapshot served beside the served volume'
     const vol = at('v.vol');
     const image = randomImage(SIZE / BS, BS, 5, 0.3);
     fs.writeFileSync(at('image.raw'), image);
-    await cli(['volume', 'create', vol, '--size', String(SIZE)], locks);
-    await cli(['volume', 'import', vol, '--from', at('image.raw')], locks);
+    await setupOk(['volume', 'create', vol, '--size', String(SIZE)], { env });
+    await setupOk(['volume', 'import', vol, '--from', at('image.raw')], { env });
     const main = await startServer(vol, ['--socket', at('v.sock')], locks);
     try {
       await cli(['snapshot', 'create', vol, 'mon'], locks);
@@ -72,8 +74,8 @@ describe.skipIf(missing.length > 0)('a snapshot served beside the served volume'
 describe.skipIf(missing.length > 0)('a snapshot served beside a server that goes away', () => {
   it('exits 12 with one line when the serving process is killed (a supervisor sees the export is gone)', async () => {
     const vol = at('w.vol');
-    await cli(['volume', 'create', vol, '--size', String(SIZE)], locks);
-    await cli(['snapshot', 'create', vol, 'tue'], locks);
+    await setupOk(['volume', 'create', vol, '--size', String(SIZE)], { env });
+    await setupOk(['snapshot', 'create', vol, 'tue'], { env });
     const main = await startServer(vol, ['--socket', at('w.sock')], locks);
     const beside = await startServer(vol, ['--snapshot', 'tue'], locks);
     const exited = new Promise<number | null>((resolve) => beside.child.once('exit', (code) => resolve(code)));

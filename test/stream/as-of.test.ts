@@ -9,6 +9,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cliJson, runCli } from '../support/cli.js';
 import { mutate, randomImage, tempDir } from '../support/images.js';
+import { setupOk } from '../support/in-process.js';
 import { dump, exportShas, expectOneLineError, ok } from '../support/stream-cli.js';
 
 const root = tempDir('imgstream-as-of-');
@@ -21,26 +22,26 @@ const p = (name: string) => path.join(root, name);
 afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
 
 /** A volume with snapshots s1, s2 and a level 0 at s1, a level 1 at s2 in the shared catalog. */
-function source(name: string, seed: number): { vol: string; uuid: string; sha: Record<string, string> } {
+async function source(name: string, seed: number): Promise<{ vol: string; uuid: string; sha: Record<string, string> }> {
   const vol = p(`${name}.vol`);
-  ok(['volume', 'create', vol, '--size', '1M', '--max-snapshots', '4'], o);
+  await setupOk(['volume', 'create', vol, '--size', '1M', '--max-snapshots', '4'], { env });
   const img = randomImage(256, 4096, seed);
   for (const s of ['s1', 's2']) {
     mutate(img, 4096, 10, seed + s.length);
     fs.writeFileSync(p(`${name}.raw`), img);
-    ok(['volume', 'import', vol, '--from', p(`${name}.raw`), '-q'], o);
-    ok(['snapshot', 'create', vol, s, '-q'], o);
+    await setupOk(['volume', 'import', vol, '--from', p(`${name}.raw`), '-q'], { env });
+    await setupOk(['snapshot', 'create', vol, s, '-q'], { env });
   }
   dump(vol, 0, 's1', p(`${name}.l0`), catalog, [], o);
   dump(vol, 1, 's2', p(`${name}.l1`), catalog, [], o);
   return { vol, uuid: cliJson<{ uuid: string }>(['volume', 'info', vol], o).uuid, sha: {} };
 }
 
-let A: ReturnType<typeof source>;
-let B: ReturnType<typeof source>;
+let A: Awaited<ReturnType<typeof source>>;
+let B: Awaited<ReturnType<typeof source>>;
 beforeAll(async () => {
-  A = source('a', 1);
-  B = source('b', 2); // dumped last: the newest dump of any volume
+  A = await source('a', 1);
+  B = await source('b', 2); // dumped last: the newest dump of any volume
   A.sha = await exportShas(A.vol, ['s2'], o);
   B.sha = await exportShas(B.vol, ['s2'], o);
 }, 120_000);
@@ -72,18 +73,18 @@ describe('restore --as-of with two volumes in the catalog', () => {
     expectOneLineError(restore('y.vol', '--as-of', 's2', '--volume', 'ffffffff'), 'unknown volume', 3, /no dumps of volume "ffffffff"/);
   });
 
-  it('a file the catalog points to that now holds another dump is refused, never restored in its place', () => {
+  it('a file the catalog points to that now holds another dump is refused, never restored in its place', async () => {
     // its own volume and catalog: the dumps above stay as they are
     const cat = p('replaced.json');
     const oc = { env: { ...env, IMGSTREAM_CATALOG: cat }, timeoutMs: 60_000 };
     const vol = p('r.vol');
-    ok(['volume', 'create', vol, '--size', '1M', '--max-snapshots', '6'], oc);
+    await setupOk(['volume', 'create', vol, '--size', '1M', '--max-snapshots', '6'], { env: oc.env });
     const img = randomImage(256, 4096, 9);
     for (const s of ['s0', 's1', 's3']) {
       mutate(img, 4096, 10, s.length + 40);
       fs.writeFileSync(p('r.raw'), img);
-      ok(['volume', 'import', vol, '--from', p('r.raw'), '-q'], oc);
-      ok(['snapshot', 'create', vol, s, '-q'], oc);
+      await setupOk(['volume', 'import', vol, '--from', p('r.raw'), '-q'], { env: oc.env });
+      await setupOk(['snapshot', 'create', vol, s, '-q'], { env: oc.env });
     }
     dump(vol, 0, 's0', p('r.l0'), cat, [], oc);
     dump(vol, 1, 's1', p('r.l1'), cat, [], oc);
@@ -105,13 +106,13 @@ describe('restore --as-of with two volumes in the catalog', () => {
     const cat = p('gone.json');
     const oc = { env: { ...env, IMGSTREAM_CATALOG: cat }, timeoutMs: 60_000 };
     const vol = p('g.vol');
-    ok(['volume', 'create', vol, '--size', '1M', '--max-snapshots', '6'], oc);
+    await setupOk(['volume', 'create', vol, '--size', '1M', '--max-snapshots', '6'], { env: oc.env });
     const img = randomImage(256, 4096, 21);
     for (const s of ['s0', 's1', 's2']) {
       mutate(img, 4096, 10, s.length + 60);
       fs.writeFileSync(p('g.raw'), img);
-      ok(['volume', 'import', vol, '--from', p('g.raw'), '-q'], oc);
-      ok(['snapshot', 'create', vol, s, '-q'], oc);
+      await setupOk(['volume', 'import', vol, '--from', p('g.raw'), '-q'], { env: oc.env });
+      await setupOk(['snapshot', 'create', vol, s, '-q'], { env: oc.env });
     }
     dump(vol, 0, 's0', p('g.l0'), cat, [], oc);
     const first = dump(vol, 1, 's1', p('g.l1'), cat, [], oc);

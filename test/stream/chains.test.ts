@@ -9,6 +9,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cliJson, runCli, sha256File } from '../support/cli.js';
 import { mutate, randomImage, tempDir } from '../support/images.js';
+import { setupOk } from '../support/in-process.js';
 import { dirEntries, dump, exportShas, expectOneLineError, ok, snapshotNames } from '../support/stream-cli.js';
 
 const root = tempDir('imgstream-chains-cli-');
@@ -19,17 +20,17 @@ const p = (name: string) => path.join(root, name);
 afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
 
 /** A source volume with snapshots s1, s2, s3 (a few blocks changed between them) and its dumps at levels 0, 1, 2. */
-function source(name: string, bs: number, seed: number): { vol: string; l0: string; l1: string; l2: string; catalog: string; sha: Record<string, string> } {
+async function source(name: string, bs: number, seed: number): Promise<{ vol: string; l0: string; l1: string; l2: string; catalog: string; sha: Record<string, string> }> {
   const vol = p(`${name}.vol`);
   const blocks = (2 << 20) / bs; // 2 MiB logical disk
-  ok(['volume', 'create', vol, '--size', '2M', '--block-size', String(bs), '--max-snapshots', '8'], o);
+  await setupOk(['volume', 'create', vol, '--size', '2M', '--block-size', String(bs), '--max-snapshots', '8'], { env });
   const img = randomImage(blocks, bs, seed);
   const raw = p(`${name}.raw`);
   for (const s of ['s1', 's2', 's3']) {
     mutate(img, bs, 20, seed + s.charCodeAt(1));
     fs.writeFileSync(raw, img);
-    ok(['volume', 'import', vol, '--from', raw, '-q'], o);
-    ok(['snapshot', 'create', vol, s, '-q'], o);
+    await setupOk(['volume', 'import', vol, '--from', raw, '-q'], { env });
+    await setupOk(['snapshot', 'create', vol, s, '-q'], { env });
   }
   const catalog = p(`${name}.catalog.json`);
   const out = { vol, l0: p(`${name}.l0`), l1: p(`${name}.l1`), l2: p(`${name}.l2`), catalog, sha: {} as Record<string, string> };
@@ -39,17 +40,17 @@ function source(name: string, bs: number, seed: number): { vol: string; l0: stri
   return out;
 }
 
-let A: ReturnType<typeof source>;
-let B: ReturnType<typeof source>;
-let C: ReturnType<typeof source>;
+let A: Awaited<ReturnType<typeof source>>;
+let B: Awaited<ReturnType<typeof source>>;
+let C: Awaited<ReturnType<typeof source>>;
 /** A volume restored from A's level 0: holds s1 only. */
 const R = p('restored-a.vol');
 const emptyDir = p('empty');
 
 beforeAll(async () => {
-  A = source('a', 4096, 100);
-  B = source('b', 4096, 200); // same snapshot names, another volume
-  C = source('c', 8192, 300); // another block size
+  A = await source('a', 4096, 100);
+  B = await source('b', 4096, 200); // same snapshot names, another volume
+  C = await source('c', 8192, 300); // another block size
   A.sha = await exportShas(A.vol, ['s1', 's2', 's3'], o);
   ok(['restore', '--from', A.l0, '--to', R, '-q'], o);
   fs.mkdirSync(emptyDir);
@@ -134,24 +135,24 @@ describe('dumps whose base is missing', () => {
     expect(dirEntries(root).filter((n) => n.includes('nobase'))).toEqual([]);
   });
 
-  it('a level 1 whose base snapshot was deleted (exit 3, the hint names a lower level)', () => {
+  it('a level 1 whose base snapshot was deleted (exit 3, the hint names a lower level)', async () => {
     const vol = p('d.vol');
     const catalog = p('d.catalog.json');
-    ok(['volume', 'create', vol, '--size', '1M', '--max-snapshots', '8'], o);
+    await setupOk(['volume', 'create', vol, '--size', '1M', '--max-snapshots', '8'], { env });
     const img = randomImage(256, 4096, 400);
     const raw = p('d.raw');
-    const snap = (name: string, seed: number) => {
+    const snap = async (name: string, seed: number) => {
       mutate(img, 4096, 10, seed);
       fs.writeFileSync(raw, img);
-      ok(['volume', 'import', vol, '--from', raw, '-q'], o);
-      ok(['snapshot', 'create', vol, name, '-q'], o);
+      await setupOk(['volume', 'import', vol, '--from', raw, '-q'], { env });
+      await setupOk(['snapshot', 'create', vol, name, '-q'], { env });
     };
-    snap('d1', 1);
+    await snap('d1', 1);
     dump(vol, 0, 'd1', p('d.l0'), catalog, [], o);
-    snap('d2', 2);
+    await snap('d2', 2);
     dump(vol, 1, 'd2', p('d.l1'), catalog, [], o);
-    snap('d3', 3);
-    ok(['snapshot', 'delete', vol, 'd2', '-q'], o);
+    await snap('d3', 3);
+    await setupOk(['snapshot', 'delete', vol, 'd2', '-q'], { env });
     const before = sha256File(vol);
     // level 2 over the level 1 at d2, now deleted: take level 1 instead
     const r = runCli(['dump', vol, '--level', '2', '--snapshot', 'd3', '--to', p('d.l2'), '--catalog', catalog], o);
@@ -162,8 +163,8 @@ describe('dumps whose base is missing', () => {
     // which works: its base is the level 0 at d1, still there
     expect(dump(vol, 1, 'd3', p('d.l1b'), catalog, [], o).expression).toBe('d3 - d1');
     // with the level 0's top deleted too, a level 2 still has its base (d3), a level 1 is refused, pointing at level 0
-    ok(['snapshot', 'delete', vol, 'd1', '-q'], o);
-    ok(['snapshot', 'create', vol, 'd4', '-q'], o);
+    await setupOk(['snapshot', 'delete', vol, 'd1', '-q'], { env });
+    await setupOk(['snapshot', 'create', vol, 'd4', '-q'], { env });
     expect(dump(vol, 2, 'd4', p('d.l2b'), catalog, [], o).expression).toBe('d4 - d3');
     const r0 = runCli(['dump', vol, '--level', '1', '--snapshot', 'd4', '--to', p('d.l1c'), '--catalog', catalog], o);
     expectOneLineError(r0, 'dump --level 1, base deleted', 3, /"d1".*no longer exists.*--level 0/);

@@ -14,6 +14,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCliAsync, sha256, sha256File } from '../support/cli.js';
 import { mutate, randomImage, rng, tempDir } from '../support/images.js';
+import { setupOk } from '../support/in-process.js';
 import { changesOutsideFreeSpace, dirEntries, dump, exportShas, expectClean, expectOneLineError, ok, pool, snapshotNames } from '../support/stream-cli.js';
 
 const BS = 4096;
@@ -41,16 +42,16 @@ const newDirs: string[] = [];
 afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
 
 beforeAll(async () => {
-  ok(['volume', 'create', src, '--size', `${(BLOCKS * BS) / 1024}K`, '--max-snapshots', '8'], o);
+  await setupOk(['volume', 'create', src, '--size', `${(BLOCKS * BS) / 1024}K`, '--max-snapshots', '8'], { env });
   const img = randomImage(BLOCKS, BS, 9101);
   const raw = path.join(root, 'img.raw');
   fs.writeFileSync(raw, img);
-  ok(['volume', 'import', src, '--from', raw, '-q'], o);
-  ok(['snapshot', 'create', src, 's1', '-q'], o);
+  await setupOk(['volume', 'import', src, '--from', raw, '-q'], { env });
+  await setupOk(['snapshot', 'create', src, 's1', '-q'], { env });
   mutate(img, BS, 80, 9102);
   fs.writeFileSync(raw, img);
-  ok(['volume', 'import', src, '--from', raw, '-q'], o);
-  ok(['snapshot', 'create', src, 's2', '-q'], o);
+  await setupOk(['volume', 'import', src, '--from', raw, '-q'], { env });
+  await setupOk(['snapshot', 'create', src, 's2', '-q'], { env });
   for (const codec of ['zstd', 'none'] as const) {
     const cat = path.join(root, `catalog.${codec}.json`);
     dump(src, 0, 's1', streams[`l0.${codec}`], cat, ['--compress', codec], o);

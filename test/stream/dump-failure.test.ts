@@ -10,6 +10,7 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { CLI_BIN, cliJson, cliOk, finished, writeImage } from '../support/cli.js';
 import { tempDir } from '../support/images.js';
+import { setupOk } from '../support/in-process.js';
 import { startServer } from '../nbd/support.js';
 
 const BS = 4096;
@@ -38,8 +39,8 @@ describe('a failed dump', () => {
     // the dump always meets the closed pipe (a compressible image made a 31 KiB stream that
     // sometimes went into the buffer whole before head exited, and the dump succeeded)
     fs.writeFileSync(at('v.raw'), crypto.randomBytes(2048 * BS));
-    cliOk(['volume', 'create', vol, '--size', String(2048 * BS)], { env });
-    cliOk(['volume', 'import', vol, '--from', at('v.raw')], { env });
+    await setupOk(['volume', 'create', vol, '--size', String(2048 * BS)], { env });
+    await setupOk(['volume', 'import', vol, '--from', at('v.raw')], { env });
     cliOk(['dump', vol, '--level', '0', '--to', at('v.l0')], { env });
     const before = snapshots(vol);
     expect(before).toHaveLength(1);
@@ -74,8 +75,8 @@ describe('volume export to a pipe whose reader goes away', () => {
   it('ends with one line and exit 10, and the volume is as it was', async () => {
     const vol = at('e.vol');
     writeImage(at('e.raw'), 4096, BS, 2, 0);
-    cliOk(['volume', 'create', vol, '--size', String(4096 * BS)], { env });
-    cliOk(['volume', 'import', vol, '--from', at('e.raw')], { env });
+    await setupOk(['volume', 'create', vol, '--size', String(4096 * BS)], { env });
+    await setupOk(['volume', 'import', vol, '--from', at('e.raw')], { env });
     const before = fs.readFileSync(vol);
     const child = spawn('sh', ['-c', `"${process.execPath}" "${CLI_BIN}" volume export "${vol}" --to - | head -c 4096 >/dev/null`], { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
     const r = await finished(child, 60_000);

@@ -9,7 +9,8 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cliJson, runCli, sha256 } from '../support/cli.js';
 import { mutate, randomImage, tempDir } from '../support/images.js';
-import { cliJsonAsync, dirEntries, dryRunExpression, dump, exportShas, expectClean, ok, pipeline, snapshotNames, type DumpJson } from '../support/stream-cli.js';
+import { setupOk } from '../support/in-process.js';
+import { cliJsonAsync, dirEntries, dryRunExpression, dump, exportShas, expectClean, pipeline, snapshotNames, type DumpJson } from '../support/stream-cli.js';
 import { readImageStream } from '../../src/stream/stream-reader.js';
 import { readFileBytes } from '../../src/media/file/file-medium.js';
 
@@ -34,15 +35,15 @@ let il4Dumps: Record<string, DumpJson & { file: string }> = {};
 afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
 
 beforeAll(async () => {
-  ok(['volume', 'create', src, '--size', `${(BLOCKS * BS) >> 20}M`, '--max-snapshots', '32'], o);
+  await setupOk(['volume', 'create', src, '--size', `${(BLOCKS * BS) >> 20}M`, '--max-snapshots', '32'], { env });
   const img = randomImage(BLOCKS, BS, 6001);
   const raw = path.join(root, 'day.raw');
   for (const [d, name] of days.entries()) {
     mutate(img, BS, 60, 7000 + d);
     fs.writeFileSync(raw, img);
     imageSha[name] = sha256(img);
-    ok(['volume', 'import', src, '--from', raw, '-q'], o);
-    ok(['snapshot', 'create', src, name, '-q'], o);
+    await setupOk(['volume', 'import', src, '--from', raw, '-q'], { env });
+    await setupOk(['snapshot', 'create', src, name, '-q'], { env });
   }
   Object.assign(sourceSha, await exportShas(src, days, o));
   // the source is what the test thinks it is: each snapshot exports as imported

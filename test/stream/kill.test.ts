@@ -19,6 +19,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLI_BIN, cliJson, finished, runCliAsync, sha256File, sleep, type CliResult } from '../support/cli.js';
 import { mutate, randomImage, rng, tempDir } from '../support/images.js';
+import { setupOk } from '../support/in-process.js';
 import { cliEnv, dump, exportShas, expectClean, expectOneLineError, ok, pool, snapshotNames } from '../support/stream-cli.js';
 
 const BS = 4096;
@@ -113,16 +114,16 @@ describe('kill -9 during dump', () => {
   const work: Record<string, { ms: number; streamBytes: number }> = {};
 
   beforeAll(async () => {
-    ok(['volume', 'create', src, '--size', '64M', '--max-snapshots', '8'], o);
+    await setupOk(['volume', 'create', src, '--size', '64M', '--max-snapshots', '8'], { env });
     const raw = path.join(root, 'big.raw');
     // every other block full of random bytes (so zstd has real work), about a third zero
     const img = randomImage(16384, BS, 4242, 0.3);
     const noise = rng(77);
     for (let b = 0; b < 16384; b += 2) for (let i = 64; i < BS; i += 4) img.writeUInt32LE(Math.floor(noise() * 2 ** 32), b * BS + i);
     fs.writeFileSync(raw, img);
-    ok(['volume', 'import', src, '--from', raw, '-q'], o);
+    await setupOk(['volume', 'import', src, '--from', raw, '-q'], { env });
     fs.rmSync(raw);
-    ok(['snapshot', 'create', src, 's1', '-q'], o);
+    await setupOk(['snapshot', 'create', src, 's1', '-q'], { env });
     // how long a dump works and how long its stream is, per codec (these two are the catalog's baseline)
     for (const codec of ['none', 'zstd']) {
       const target = path.join(root, `timing.${codec}`);
@@ -209,16 +210,16 @@ describe('kill -9 during restore', () => {
 
   beforeAll(async () => {
     const blocks = 4096; // 16 MiB
-    ok(['volume', 'create', src, '--size', '16M', '--max-snapshots', '8'], o);
+    await setupOk(['volume', 'create', src, '--size', '16M', '--max-snapshots', '8'], { env });
     const raw = path.join(root, 'small.raw');
     const img = randomImage(blocks, BS, 515);
     fs.writeFileSync(raw, img);
-    ok(['volume', 'import', src, '--from', raw, '-q'], o);
-    ok(['snapshot', 'create', src, 's1', '-q'], o);
+    await setupOk(['volume', 'import', src, '--from', raw, '-q'], { env });
+    await setupOk(['snapshot', 'create', src, 's1', '-q'], { env });
     mutate(img, BS, 2500, 516);
     fs.writeFileSync(raw, img);
-    ok(['volume', 'import', src, '--from', raw, '-q'], o);
-    ok(['snapshot', 'create', src, 's2', '-q'], o);
+    await setupOk(['volume', 'import', src, '--from', raw, '-q'], { env });
+    await setupOk(['snapshot', 'create', src, 's2', '-q'], { env });
     dump(src, 0, 's1', l0, catalog, [], o);
     const d1 = dump(src, 1, 's2', l1, catalog, ['--compress', 'none'], o);
     expect(d1.blocks).toBeGreaterThan(1000);

@@ -10,6 +10,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../support/cli.js';
 import { mutate, randomImage, tempDir } from '../support/images.js';
+import { setupOk } from '../support/in-process.js';
 import { changesOutsideFreeSpace, dump, exportShas, expectClean, expectOneLineError, ok, snapshotNames } from '../support/stream-cli.js';
 import { encodeData, encodeMapDeltas, encodePlane, FEATURE_MAPDELTA, type MapDelta } from '../../src/format/image-stream.js';
 import { readImageStream, type StreamRecord } from '../../src/stream/stream-reader.js';
@@ -55,15 +56,15 @@ describe('MAPDELTA records in incremental streams', () => {
   let l1Recs: StreamRecord[];
 
   beforeAll(async () => {
-    ok(['volume', 'create', src, '--size', `${(BLOCKS * BS) >> 20}M`, '--max-snapshots', '8'], o);
+    await setupOk(['volume', 'create', src, '--size', `${(BLOCKS * BS) >> 20}M`, '--max-snapshots', '8'], { env });
     const img = randomImage(BLOCKS, BS, 71, 0.1);
     fs.writeFileSync(p('img.raw'), img);
-    ok(['volume', 'import', src, '--from', p('img.raw'), '-q'], o);
-    ok(['snapshot', 'create', src, 's1', '-q'], o);
+    await setupOk(['volume', 'import', src, '--from', p('img.raw'), '-q'], { env });
+    await setupOk(['snapshot', 'create', src, 's1', '-q'], { env });
     mutate(img, BS, 40, 72); // 1%, spread over every leaf
     fs.writeFileSync(p('img.raw'), img);
-    ok(['volume', 'import', src, '--from', p('img.raw'), '-q'], o);
-    ok(['snapshot', 'create', src, 's2', '-q'], o);
+    await setupOk(['volume', 'import', src, '--from', p('img.raw'), '-q'], { env });
+    await setupOk(['snapshot', 'create', src, 's2', '-q'], { env });
     dump(src, 0, 's1', p('l0'), p('catalog.json'), ['--compress', 'none'], o);
     l1 = dump(src, 1, 's2', p('l1'), p('catalog.json'), ['--compress', 'none'], o);
     l1Recs = await records(p('l1'));

@@ -7,6 +7,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli, sha256 } from '../support/cli.js';
 import { randomImage, tempDir } from '../support/images.js';
+import { setupOk } from '../support/in-process.js';
 import { dump, exportShas, ok } from '../support/stream-cli.js';
 import { fileBytes } from '../../src/media/file/file-medium.js';
 import { readImageStream } from '../../src/stream/stream-reader.js';
@@ -22,11 +23,11 @@ const image = randomImage(BLOCKS, BS, 4242, 0.05);
 
 afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
 
-beforeAll(() => {
-  ok(['volume', 'create', vol, '--size', `${(BLOCKS * BS) >> 20}M`], o);
+beforeAll(async () => {
+  await setupOk(['volume', 'create', vol, '--size', `${(BLOCKS * BS) >> 20}M`], o);
   fs.writeFileSync(path.join(root, 'image.raw'), image);
-  ok(['volume', 'import', vol, '--from', path.join(root, 'image.raw'), '-q'], o);
-  ok(['snapshot', 'create', vol, 's1', '-q'], o);
+  await setupOk(['volume', 'import', vol, '--from', path.join(root, 'image.raw'), '-q'], o);
+  await setupOk(['snapshot', 'create', vol, 's1', '-q'], o);
   dump(vol, 0, 's1', l0, path.join(root, 'catalog.json'), ['--compress', 'none'], o);
   expect(fs.statSync(l0).size).toBeGreaterThan(5 * (4 << 20));
 }, 120_000);

@@ -13,6 +13,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLI_BIN, finished, runCli, sleep } from '../support/cli.js';
 import { randomImage, rng, tempDir } from '../support/images.js';
+import { setupOk } from '../support/in-process.js';
 import { cliEnv, dump, exportShas, expectClean, expectOneLineError, ok, snapshotNames } from '../support/stream-cli.js';
 import { FRAME_BYTES, PREAMBLE_BYTES, RecordType } from '../../src/format/image-stream.js';
 
@@ -31,24 +32,24 @@ let sha: Record<string, string> = {};
 beforeAll(async () => {
   // 2 MiB disk in a 7 MiB volume: three whole versions fill it, so after s1 and s2 go the
   // next imports must take their blocks
-  ok(['volume', 'create', src, '--size', '2M', '--volume-size', '7M', '--max-snapshots', '8'], o);
+  await setupOk(['volume', 'create', src, '--size', '2M', '--volume-size', '7M', '--max-snapshots', '8'], { env });
   const raw = p('img.raw');
   let seed = 1;
-  const version = () => {
+  const version = async () => {
     fs.writeFileSync(raw, randomImage(512, BS, seed++, 0.1));
-    ok(['volume', 'import', src, '--from', raw, '-q'], o);
+    await setupOk(['volume', 'import', src, '--from', raw, '-q'], { env });
   };
   for (const s of ['s1', 's2', 's3']) {
-    version();
-    ok(['snapshot', 'create', src, s, '-q'], o);
+    await version();
+    await setupOk(['snapshot', 'create', src, s, '-q'], { env });
   }
   dump(src, 0, 's3', p('l0'), env.IMGSTREAM_CATALOG, ['--compress', 'none'], o);
   dump(src, 0, 's3', `tape:${p('tape')}`, p('tape-catalog.json'), ['--new-tape'], o);
-  ok(['snapshot', 'delete', src, 's1', '-q'], o);
-  ok(['snapshot', 'delete', src, 's2', '-q'], o);
-  version();
-  version();
-  ok(['snapshot', 'create', src, 's6', '-q'], o);
+  await setupOk(['snapshot', 'delete', src, 's1', '-q'], { env });
+  await setupOk(['snapshot', 'delete', src, 's2', '-q'], { env });
+  await version();
+  await version();
+  await setupOk(['snapshot', 'create', src, 's6', '-q'], { env });
   dump(src, 1, 's6', p('l1'), env.IMGSTREAM_CATALOG, ['--compress', 'none'], o);
   dump(src, 1, 's6', `tape:${p('tape')}`, p('tape-catalog.json'), [], o);
   sha = await exportShas(src, ['s3', 's6']);
@@ -89,13 +90,13 @@ describe('restore after the source deleted snapshots', () => {
 
   it('a snapshot taken on the destination after its base is refused, naming it, and nothing changes', async () => {
     fs.copyFileSync(p('base.vol'), p('mine.vol'));
-    ok(['snapshot', 'create', p('mine.vol'), 'mine', '-q'], o);
+    await setupOk(['snapshot', 'create', p('mine.vol'), 'mine', '-q'], { env });
     const before = fs.readFileSync(p('mine.vol'));
     const r = runCli(['restore', '--from', p('l1'), '--to', p('mine.vol')], o);
     expectOneLineError(r, 'restore onto a volume with its own newer snapshot', 4, /"mine" taken after this stream's base snapshot "s3"/);
     expect(fs.readFileSync(p('mine.vol')).equals(before)).toBe(true);
     // deleting it is what the hint says; then the level 1 goes on
-    ok(['snapshot', 'delete', p('mine.vol'), 'mine', '-q'], o);
+    await setupOk(['snapshot', 'delete', p('mine.vol'), 'mine', '-q'], { env });
     ok(['restore', '--from', p('l1'), '--to', p('mine.vol'), '-q'], o);
     await expectAtS6(p('mine.vol'));
   });

@@ -10,6 +10,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cliJson, runCli } from '../support/cli.js';
 import { mutate, randomImage, tempDir } from '../support/images.js';
+import { setupOk } from '../support/in-process.js';
 import { dirEntries, dump, exportShas, expectClean, expectOneLineError, ok, type DumpJson } from '../support/stream-cli.js';
 
 const BS = 4096;
@@ -40,14 +41,14 @@ const members = (file: string) => tar(['tf', file]).toString('utf8').trim().spli
 const partsOf = (files: string[]) => Buffer.concat(files.map((f) => tar(['-xOf', f, '--wildcards', 'imgstream/*/part-*'])));
 
 beforeAll(async () => {
-  ok(['volume', 'create', src, '--size', '4M', '--max-snapshots', '16'], o);
+  await setupOk(['volume', 'create', src, '--size', '4M', '--max-snapshots', '16'], { env });
   const img = randomImage(BLOCKS, BS, 31337);
   const raw = path.join(root, 'day.raw');
   for (const [d, name] of days.entries()) {
     mutate(img, BS, 30, 500 + d);
     fs.writeFileSync(raw, img);
-    ok(['volume', 'import', src, '--from', raw, '-q'], o);
-    ok(['snapshot', 'create', src, name, '-q'], o);
+    await setupOk(['volume', 'import', src, '--from', raw, '-q'], { env });
+    await setupOk(['snapshot', 'create', src, name, '-q'], { env });
   }
   Object.assign(sourceSha, await exportShas(src, days, o));
 }, 120_000);
@@ -195,14 +196,14 @@ describe('tapes as a user gives them', () => {
     expect(dirEntries(missing)).toEqual(['file0001.tar']);
   }, 60_000);
 
-  it('a tape holding the dumps of two volumes verifies as one chain per volume', () => {
+  it('a tape holding the dumps of two volumes verifies as one chain per volume', async () => {
     const two = path.join(root, 'two-volumes');
     const other = path.join(root, 'other.vol');
     const cat = path.join(root, 'two-catalog.json');
-    ok(['volume', 'create', other, '--size', '1M', '-q'], o);
+    await setupOk(['volume', 'create', other, '--size', '1M', '-q'], { env });
     fs.writeFileSync(path.join(root, 'other.raw'), randomImage(256, BS, 77));
-    ok(['volume', 'import', other, '--from', path.join(root, 'other.raw'), '-q'], o);
-    ok(['snapshot', 'create', other, 'o1', '-q'], o);
+    await setupOk(['volume', 'import', other, '--from', path.join(root, 'other.raw'), '-q'], { env });
+    await setupOk(['snapshot', 'create', other, 'o1', '-q'], { env });
     dump(src, 0, 'june3', `tape:${two}`, cat, ['--new-tape'], o);
     dump(other, 0, 'o1', `tape:${two}`, cat, [], o);
     dump(src, 1, 'june5', `tape:${two}`, cat, [], o);

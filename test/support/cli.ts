@@ -223,11 +223,3 @@ export function listeningPort(child: ChildProcess, done: Promise<CliResult>): Pr
     done.then((r) => reject(new Error(`serve peer exited ${r.code}: ${r.stderr}`)), reject);
   });
 }
-
-/** A 1 MiB volume (8 snapshot slots) holding a random image written to `raw`, with snapshot s1 of it. */
-export function volumeWithSnapshot(vol: string, raw: string, env: Record<string, string>): void {
-  writeImage(raw, 256, 4096, 1);
-  cliOk(['volume', 'create', vol, '--size', '1M', '--max-snapshots', '8'], { env });
-  cliOk(['volume', 'import', vol, '--from', raw, '-q'], { env });
-  cliOk(['snapshot', 'create', vol, 's1'], { env });
-}

@@ -11,7 +11,7 @@ import VolumeCreate from '../../commands/volume/create.js';
 import VolumeImport from '../../commands/volume/import.js';
 import SnapshotCreate from '../../commands/snapshot/create.js';
 import SnapshotDelete from '../../commands/snapshot/delete.js';
-import { REPO_ROOT } from './cli.js';
+import { REPO_ROOT, writeImage } from './cli.js';
 import { withCliEnv } from './cli-env.js';
 
 const COMMANDS: Record<string, Command.Class> = {
@@ -61,4 +61,12 @@ export function setupOk(args: string[], opts: { env?: Record<string, string | un
     if (code !== undefined && code !== 0) throw new Error(`imgstream ${args.join(' ')} exited ${code}: ${err.join('').trim()}`);
     return out.join('');
   });
+}
+
+/** A 1 MiB volume (8 snapshot slots) holding a random image written to `raw`, with snapshot s1 of it. */
+export async function volumeWithSnapshot(vol: string, raw: string, env: Record<string, string>): Promise<void> {
+  writeImage(raw, 256, 4096, 1);
+  await setupOk(['volume', 'create', vol, '--size', '1M', '--max-snapshots', '8'], { env });
+  await setupOk(['volume', 'import', vol, '--from', raw, '-q'], { env });
+  await setupOk(['snapshot', 'create', vol, 's1'], { env });
 }
