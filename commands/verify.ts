@@ -23,7 +23,7 @@ export default class Verify extends ImgstreamCommand {
   static override strict = false;
   static override args = { source: Args.string({ description: 'Stream sources: FILE, -, tape:DIR[,DIR...], tape:DIR#N, s3://BUCKET/KEY, s3://BUCKET/PREFIX/ (every object under it), peer://HOST:PORT/NAME.' }) };
   static override flags = {
-    // as restore takes its sources: a restore command line checks with its verb changed
+    // as restore takes its sources: the --from list of a restore checks as it is
     from: Flags.string({ helpValue: 'SOURCE', char: 'f', description: 'A stream source, as restore takes it (repeatable): the same as giving it as an argument, after those.', multiple: true }),
     ...keyFlags,
     ...allowUnencryptedFlag,
