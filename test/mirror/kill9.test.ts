@@ -4,6 +4,7 @@
 // absent (a first transfer never completed) or checks clean and holds exactly a state
 // the source had at an update: its previous one or the new one, never a mix. After all
 // of them an update without a kill converges, and resumes instead of starting over.
+import type { ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -28,6 +29,30 @@ const destActive = async (): Promise<string | null> => (fs.existsSync(dest) ? im
 // 8 rounds (4 s each): the suite runs in CI's 15 minutes
 const ROUNDS = 8;
 
+/** Kills the update once it has written a resume point newer than `since` (or lets it be, once it ended). */
+async function killAtResumePoint(child: ChildProcess, since: number, done: Promise<unknown>): Promise<void> {
+  const resume = path.join(path.dirname(dest), `.${path.basename(dest)}.mirror-transfer`);
+  let ended = false;
+  void done.then(() => (ended = true));
+  while (!ended) {
+    const st = fs.statSync(resume, { throwIfNoEntry: false });
+    if (st && st.mtimeMs >= since && ackedIn(resume) > 0) {
+      child.kill('SIGKILL');
+      return;
+    }
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** The records a resume file says the destination holds (0 when it cannot be read: being replaced). */
+function ackedIn(file: string): number {
+  try {
+    return (JSON.parse(fs.readFileSync(file, 'utf8')) as { acked?: number }).acked ?? 0;
+  } catch {
+    return 0;
+  }
+}
+
 describe('kill -9 during mirror update', () => {
   it(`leaves the destination at a complete state, ${ROUNDS} times, then converges`, async () => {
     const imgFile = path.join(root, 'img');
@@ -38,8 +63,9 @@ describe('kill -9 during mirror update', () => {
     let prev: string | null = null;
     let since: string[] = [];
     for (let round = 0; round < ROUNDS; round++) {
-      // the last round is not left to chance: a 12 MB change killed 1.8 s into its 3 s
-      // transfer, so the clean update after it has something to resume
+      // the last round is not left to chance: a 12 MB change killed once its transfer wrote
+      // a resume point (the destination acknowledged part of it), so the clean update after
+      // it has something to resume whatever the machine's speed
       const last = round === ROUNDS - 1;
       mutate(img, BS, round === 0 ? 0 : last ? 3000 : 1200 + Math.floor(random() * 1500), 1000 + round);
       fs.writeFileSync(imgFile, img);
@@ -49,8 +75,9 @@ describe('kill -9 during mirror update', () => {
       // slow enough (4 MiB/s) that most kills land in the transfer itself
       const child = spawnCli(['mirror', 'update', src, '--to', dest, '--limit-rate', '4M', '--json'], { env });
       const done = finished(child, 120_000);
-      const delay = last ? 1800 : 200 + Math.floor(random() * (round === 0 ? 3000 : 1800));
-      const timer = setTimeout(() => child.kill('SIGKILL'), delay);
+      let timer: NodeJS.Timeout | undefined;
+      if (last) void killAtResumePoint(child, Date.now(), done);
+      else timer = setTimeout(() => child.kill('SIGKILL'), 200 + Math.floor(random() * (round === 0 ? 3000 : 1800)));
       const r = await done;
       clearTimeout(timer);
       if (r.signal === 'SIGKILL') killedMidway++;
