@@ -47,9 +47,14 @@ export interface LogSummary {
 /** The log of tape file `spec` (tape:DIR#N). */
 export function readTapeLog(spec: string, catalog: Catalog | null): TapeLogResult {
   const t = parseTapeSpec(spec);
-  if (t.file === undefined) throw new InvalidInputError(`${spec}: give the tape file: tape:DIR#N`, 'imgstream tape log tape:DIR#N (N = tape file number)');
   const dir = t.tapes[0];
   if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) throw new NotFoundError(`tape ${dir}: no such tape directory`, 'a multiplexed tape file is read from a tape directory (copy it from a drive with dd first)');
+  if (t.file === undefined) {
+    // the tape's files, so the user can pick one (and verify says what each holds)
+    const files = listTapeFiles(dir).map((f) => f.number);
+    const holds = files.length === 0 ? 'it holds no tape file' : files.length === 1 ? 'it holds file 1' : `it holds files ${files[0]} to ${files[files.length - 1]}`;
+    throw new InvalidInputError(`${spec}: give one tape file of it, as tape:DIR#N (${holds})`, `imgstream tape log tape:${dir}#${files.at(-1) ?? 1}; imgstream verify tape:${dir} lists what each file holds`);
+  }
   const file = listTapeFiles(dir).find((f) => f.number === t.file);
   if (!file) throw new NotFoundError(`tape ${dir} has no tape file ${t.file}`);
   const ref = { name: `tape ${dir} file ${t.file}`, path: file.path };

@@ -159,6 +159,9 @@ describe('a multiplexed tape file is a tar archive', () => {
     const stored = JSON.parse(fs.readFileSync(path.join(`${catalog}.logs`, `${r.log.header.id}.json`), 'utf8'));
     expect(stored.files[0].log).toEqual(r.log);
     expect(ok(['tape', 'log', `tape:${tape}#1`, '--summary'], o).stdout).toMatch(/tape idle \(waiting for data\): [0-9.]+ s/);
+    // the tape without a file number: the files it holds, to pick one from
+    expectOneLineError(runCli(['tape', 'log', `tape:${tape}`], o), 'tape log of a whole tape', 4, /give one tape file of it, as tape:DIR#N \(it holds files? 1( to \d+)?\) \(imgstream tape log tape:\S+#\d+; imgstream verify tape:\S+ lists what each file holds\)$/);
+    expectOneLineError(runCli(['tape', 'log', `tape:${tape}-missing`], o), 'tape log of no tape', 3, /no such tape directory/);
   });
 });
 
