@@ -52,7 +52,7 @@ export function readTapeLog(spec: string, catalog: Catalog | null): TapeLogResul
   if (t.file === undefined) {
     // the tape's files, so the user can pick one (and verify says what each holds)
     const files = listTapeFiles(dir).map((f) => f.number);
-    const holds = files.length === 0 ? 'it holds no tape file' : files.length === 1 ? 'it holds file 1' : `it holds files ${files[0]} to ${files[files.length - 1]}`;
+    const holds = files.length === 0 ? 'it holds no tape file' : files.length === 1 ? `it holds file ${files[0]}` : `it holds files ${files[0]} to ${files[files.length - 1]}`;
     throw new InvalidInputError(`${spec}: give one tape file of it, as tape:DIR#N (${holds})`, `imgstream tape log tape:${dir}#${files.at(-1) ?? 1}; imgstream verify tape:${dir} lists what each file holds`);
   }
   const file = listTapeFiles(dir).find((f) => f.number === t.file);
