@@ -150,6 +150,15 @@ export interface FramePrefix {
  * apart. `payloadCrc`, the payload's own crc32 when the caller has it, saves a pass over it.
  */
 export function encodePeerFrame(msg: PeerMessageHeader, payload: Buffer | null, limits: FrameLimits = FULL_LIMITS, payloadCrc?: number): { head: Buffer; payload: Buffer | null } {
+  const head = encodePeerFrameHead(msg, payload === null ? null : { length: payload.length, crc: () => payloadCrc ?? crc32(payload) }, limits);
+  return { head, payload };
+}
+
+/**
+ * A frame's prefix and header, for a payload of `payload.length` bytes sent after it (in
+ * one buffer or several: `crc` gives the crc32 of all of them in order), or none (null).
+ */
+export function encodePeerFrameHead(msg: PeerMessageHeader, payload: { length: number; crc: () => number } | null, limits: FrameLimits = FULL_LIMITS): Buffer {
   if (msg === null || typeof msg !== 'object' || Array.isArray(msg)) throw new PeerFormatError('a peer message is a JSON object');
   const json = Buffer.from(JSON.stringify(msg), 'utf8');
   if (json.length > limits.maxHeaderBytes) throw new PeerFormatError(`message header of ${json.length} bytes exceeds the limit of ${limits.maxHeaderBytes}`);
@@ -161,11 +170,11 @@ export function encodePeerFrame(msg: PeerMessageHeader, payload: Buffer | null, 
   head.writeUInt16LE(payload ? FLAG_PAYLOAD : 0, 8);
   head.writeUInt16LE(0, 10);
   let crc = crc32(json);
-  if (payload) crc = crc32Combine(crc, payloadCrc ?? crc32(payload), payload.length);
+  if (payload) crc = crc32Combine(crc, payload.crc(), payloadLength);
   head.writeUInt32LE(crc >>> 0, 12);
   head.writeUInt32LE(crc32(head.subarray(0, 16)), 16);
   json.copy(head, PEER_PREFIX_BYTES);
-  return { head, payload };
+  return head;
 }
 
 export function decodePeerPrefix(b: Buffer, limits: FrameLimits = FULL_LIMITS): FramePrefix {

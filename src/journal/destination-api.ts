@@ -44,6 +44,8 @@ export interface ShippedInterval {
   /** Number of entries `blocks` yields. */
   blockCount: number;
   blocks: AsyncIterable<IntervalBlock>;
+  /** The blocks' data buffers stay as they are until append() settles (a destination may keep them instead of copying). */
+  stableData?: boolean;
 }
 
 /** The whole logical disk at one journal position: the first transfer to an empty destination. */

@@ -113,7 +113,7 @@ export class IntervalBuilder {
     this.blocks.clear();
   }
 
-  /** The interval, its blocks in ascending LBN order, read from the journal as they are consumed. */
+  /** The interval, its blocks in ascending LBN order, read from the journal as they are consumed; their buffers stay as they are until release(). */
   build(seq: number, start: number, end: number, snapshots: string[]): ShippedInterval {
     const lbns = [...this.blocks.keys()].sort((a, b) => a - b);
     const refs = this.blocks;
@@ -150,6 +150,6 @@ export class IntervalBuilder {
         for (const fd of fds.values()) fs.closeSync(fd);
       }
     }
-    return { seq, start, end, journalFrom: this.journalFrom, journalTo: this.journalTo, kind: 'journal', snapshots, blockCount: lbns.length, blocks: blocks() };
+    return { seq, start, end, journalFrom: this.journalFrom, journalTo: this.journalTo, kind: 'journal', snapshots, blockCount: lbns.length, blocks: blocks(), stableData: true };
   }
 }

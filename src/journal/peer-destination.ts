@@ -64,16 +64,16 @@ export class PeerProtectDestination implements ProtectDestination {
   }
 
   /** Sends a transfer's header, its blocks in batches, its end; resolves with the daemon's state once it is durable there. */
-  private async transfer(header: Record<string, unknown>, blocks: AsyncIterable<IntervalBlock>): Promise<DestinationState> {
+  private async transfer(header: Record<string, unknown>, blocks: AsyncIterable<IntervalBlock>, stableData = false): Promise<DestinationState> {
     this.transferring = true;
     try {
-      return await this.send(header, blocks);
+      return await this.send(header, blocks, stableData);
     } finally {
       this.transferring = false;
     }
   }
 
-  private async send(header: Record<string, unknown>, blocks: AsyncIterable<IntervalBlock>): Promise<DestinationState> {
+  private async send(header: Record<string, unknown>, blocks: AsyncIterable<IntervalBlock>, stableData = false): Promise<DestinationState> {
     const ch = this.channel();
     // the daemon may refuse at any moment: its answer is the error to raise
     const reply = (async () => {
@@ -85,10 +85,12 @@ export class PeerProtectDestination implements ProtectDestination {
     })();
     try {
       await ch.send(header);
-      // a batch: its entries, and the data of those with data copied into one payload (the
+      // a batch: its entries, and the data of those with data: the blocks' own buffers when
+      // they stay as they are (the socket gathers them), else copied into one payload (the
       // blocks' buffers may be reused by their source once the next one is asked for)
       let lbns: number[] = [];
       let flags: Array<0 | 1> = [];
+      let parts: Buffer[] = [];
       let payload = this.payloadBuffer();
       let bytes = 0;
       const flush = async () => {
@@ -97,12 +99,17 @@ export class PeerProtectDestination implements ProtectDestination {
         lbns = [];
         flags = [];
         if (bytes === 0) return ch.send(msg);
+        const n = bytes;
+        bytes = 0;
+        if (stableData) {
+          const p = parts;
+          parts = [];
+          return ch.sendOwnedParts(msg, p);
+        }
         // the socket takes the payload as it is; its buffer serves a later batch once sent
         const full = payload;
-        const data = payload.subarray(0, bytes);
         payload = this.payloadBuffer();
-        bytes = 0;
-        await ch.sendOwned(msg, data, undefined, () => this.payloads.push(full));
+        await ch.sendOwned(msg, full.subarray(0, n), undefined, () => this.payloads.push(full));
       };
       const what = header.type === 'seed' ? 'seed' : `interval ${String(header.seq)}`;
       for await (const b of blocks) {
@@ -111,7 +118,8 @@ export class PeerProtectDestination implements ProtectDestination {
         lbns.push(b.lbn);
         flags.push(b.data ? 1 : 0);
         if (b.data) {
-          payload.set(b.data, bytes);
+          if (stableData) parts.push(b.data);
+          else payload.set(b.data, bytes);
           bytes += b.data.length;
         }
         if (bytes >= BATCH_BYTES || lbns.length >= MAX_BATCH_BLOCKS) await flush();
@@ -153,7 +161,7 @@ export class PeerProtectDestination implements ProtectDestination {
   }
 
   append(i: ShippedInterval): Promise<DestinationState> {
-    return this.transfer({ type: 'interval', seq: i.seq, start: i.start, end: i.end, journalFrom: i.journalFrom, journalTo: i.journalTo, kind: i.kind, snapshots: i.snapshots, blockCount: i.blockCount }, i.blocks);
+    return this.transfer({ type: 'interval', seq: i.seq, start: i.start, end: i.end, journalFrom: i.journalFrom, journalTo: i.journalTo, kind: i.kind, snapshots: i.snapshots, blockCount: i.blockCount }, i.blocks, i.stableData === true);
   }
 
   async quiet(until: number): Promise<DestinationState> {

@@ -19,12 +19,14 @@ import {
   decodePeerMessage,
   decodePeerPrefix,
   encodePeerFrame,
+  encodePeerFrameHead,
   errorOf,
   type FrameLimits,
   type PeerErrorBody,
   type FramePrefix,
 } from '../format/peer-protocol.js';
 import { RateLimiter } from './rate-limit.js';
+import { crc32 } from '../format/crc32.js';
 import { AlignedAllocator, DIRECT_UNIT } from '../fs/direct-io.js';
 
 export interface PeerMessage {
@@ -57,6 +59,12 @@ export interface PeerChannel {
    * channel (later calls reject).
    */
   sendOwned(msg: Record<string, unknown>, payload: Buffer, payloadCrc?: number, released?: () => void): Promise<void>;
+  /**
+   * Like sendOwned(), for a payload in several buffers sent one after another (the socket
+   * gathers them: no copy into one payload). The caller does not change them until
+   * `released` is called.
+   */
+  sendOwnedParts(msg: Record<string, unknown>, parts: Buffer[], released?: () => void): Promise<void>;
   /**
    * The next message; null when the other side closed cleanly between messages. Rejects
    * with an ImgstreamError on a malformed or oversize frame, a lost connection or a
@@ -228,7 +236,11 @@ export class FramedChannel implements PeerChannel {
     return this.sendFrame(msg, payload, payloadCrc, released ?? true);
   }
 
-  private sendFrame(msg: Record<string, unknown>, payload: Buffer | null, payloadCrc: number | undefined, owned: boolean | (() => void)): Promise<void> {
+  sendOwnedParts(msg: Record<string, unknown>, parts: Buffer[], released?: () => void): Promise<void> {
+    return this.sendFrame(msg, parts, undefined, released ?? true);
+  }
+
+  private sendFrame(msg: Record<string, unknown>, payload: Buffer | Buffer[] | null, payloadCrc: number | undefined, owned: boolean | (() => void)): Promise<void> {
     if (this.failure) return Promise.reject(this.failure);
     if (this.closing) return Promise.reject(new NetworkError(`peer ${this.peer}: the connection is closing`));
     const e = errorOf(msg);
@@ -417,30 +429,37 @@ export class FramedChannel implements PeerChannel {
 
   // ---------------------------------------------------------------- sending
 
-  private async writeFrame(msg: Record<string, unknown>, payload: Buffer | null, payloadCrc?: number, owned: boolean | (() => void) = false): Promise<void> {
-    let frame: ReturnType<typeof encodePeerFrame>;
+  private async writeFrame(msg: Record<string, unknown>, payload: Buffer | Buffer[] | null, payloadCrc?: number, owned: boolean | (() => void) = false): Promise<void> {
+    let head: Buffer;
     try {
-      frame = encodePeerFrame(msg, payload, FULL_LIMITS, payloadCrc);
+      if (Array.isArray(payload)) {
+        const parts = payload;
+        const length = parts.reduce((n, p) => n + p.length, 0);
+        head = encodePeerFrameHead(msg, { length, crc: () => parts.reduce((c, p) => crc32(p, c), 0) }, FULL_LIMITS);
+      } else head = encodePeerFrame(msg, payload, FULL_LIMITS, payloadCrc).head;
     } catch (err) {
       if (err instanceof PeerFormatError) throw new InvalidInputError(`peer ${this.peer}: cannot send: ${err.message}`);
       throw err;
     }
-    await this.write(frame.head, frame.payload, owned);
+    await this.write(head, payload, owned);
   }
 
-  private async write(head: Buffer, payload: Buffer | null, owned: boolean | (() => void) = false): Promise<void> {
+  private async write(head: Buffer, payload: Buffer | Buffer[] | null, owned: boolean | (() => void) = false): Promise<void> {
     if (this.failure) throw this.failure;
-    const n = head.length + (payload?.length ?? 0);
+    const parts = payload === null ? [] : Array.isArray(payload) ? payload.filter((p) => p.length > 0) : payload.length > 0 ? [payload] : [];
+    const n = head.length + parts.reduce((t, p) => t + p.length, 0);
     await this.limiter.take(n);
     if (this.failure) throw this.failure;
     const written = new Promise<void>((resolve, reject) => {
       const done = (err?: Error | null) => (err ? reject(this.failure ?? socketError(err, this.peer)) : resolve());
       const s = this.socket as Duplex & { cork(): void; uncork(): void };
+      // corked: the head and the parts leave in one gathered write
       s.cork();
-      if (payload && payload.length > 0) {
+      if (parts.length === 0) s.write(head, done);
+      else {
         s.write(head);
-        s.write(payload, done);
-      } else s.write(head, done);
+        for (let i = 0; i < parts.length; i++) s.write(parts[i], i === parts.length - 1 ? done : undefined);
+      }
       s.uncork();
     });
     this.bytesSent += n;

@@ -129,6 +129,25 @@ describe.skipIf(!hasOpenssl)('peer channel', () => {
     seen.bytesReceived = -1;
   });
 
+  it('carries a payload sent in parts (sendOwnedParts) as the one payload they make, over TLS and plain; the parts are released once sent', async () => {
+    for (const [url, opts] of [[tlsUrl(), withCa()], [plainUrl(), { tokenFile: token, plain: true }]] as const) {
+      const ch = await open(url, opts, { op: 'test.echo' });
+      const cases = [[Buffer.alloc(4096, 1), Buffer.alloc(0), Buffer.alloc(4096, 2)], Array.from({ length: 256 }, (_, i) => Buffer.alloc(4096, i)), [Buffer.alloc(0)], [Buffer.alloc(3_000_001, 7), Buffer.alloc(5, 8)]];
+      let released = 0;
+      for (const [i, parts] of cases.entries()) await ch.sendOwnedParts({ i }, parts, () => released++);
+      for (const [i, parts] of cases.entries()) {
+        const m = await ch.receive();
+        expect(m?.msg).toEqual({ i });
+        const whole = Buffer.concat(parts);
+        expect(m?.payload?.length, `case ${i}`).toBe(whole.length);
+        expect(crc(m!.payload!), `case ${i}`).toBe(crc(whole));
+      }
+      expect(released).toBe(cases.length);
+      await expect(ch.sendOwnedParts({ too: 'big' }, [Buffer.alloc(MAX_PAYLOAD_BYTES), Buffer.alloc(1)])).rejects.toBeInstanceOf(InvalidInputError);
+      await ch.close();
+    }
+  });
+
   it('pins the certificate: the right fingerprint connects, another one is refused naming both', async () => {
     const ch = await open(tlsUrl(), { tokenFile: token, tls: { fingerprint: cert.fingerprint } }, { op: 'test.echo' });
     await ch.close();
