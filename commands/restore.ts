@@ -8,7 +8,7 @@ import { peerClientOptions, peerFlags } from './_cli/peer-flags.js';
 import { s3Flags, s3Options } from './_cli/s3-flags.js';
 import { formatSize } from '../src/core/size.js';
 import { UsageError } from '../src/core/errors.js';
-import { allowUnencryptedFlag, keyFlags, keyFromFlags } from './_cli/key-flags.js';
+import { allowUnencryptedFlag, keyFromFlags, readingKeyFlags } from './_cli/key-flags.js';
 import { isProtectDestination, restoreProtectedAsOf } from '../src/journal/restore-as-of.js';
 import { peerRestoreAsOf } from '../src/journal/peer-as-of.js';
 import fs from 'node:fs';
@@ -22,7 +22,7 @@ Each stream brings VOL to its source's state at the stream's top snapshot: VOL's
 
 Nothing is committed before a stream's trailer and checksums are verified. Blocks go where VOL's last consistency point has none, or, when the source reused blocks of snapshots it deleted, into a stage file switched in by the CP: a restore that fails or is killed leaves VOL at its previous CP (a new VOL does not appear; when VOL has no room to journal the staged blocks, a CP of its own drops the deleted snapshots first). Only free blocks of VOL may hold data from a failed restore. A stream whose base snapshot is not on VOL (a broken chain) exits with the "not-found" code (3), as verify does; a damaged stream with "corrupt" (9).
 
-Encrypted streams need their key: --key-file or --passphrase-file, as given to dump; without either, on a terminal, the passphrase of a stream encrypted with one is asked for once (without echo) when the first encrypted stream is met, and used for the whole chain. Without it, or with another, restore stops with the "auth" code (11) before writing anything; so it does for a stream that is not encrypted when a key is given (it cannot be authenticated), unless --allow-unencrypted (a chain whose later dumps were encrypted); a stream that fails authentication (changed, records reordered, dropped or taken from another stream) is "corrupt" (9).
+Encrypted streams need their key: --key-file or --passphrase-file, as given to dump (several, repeated or both, for a chain dumped with different ones: each stream takes the one that decrypts it); without either, on a terminal, the passphrase of a stream encrypted with one is asked for once (without echo) when the first encrypted stream is met, and used for the whole chain. Without it, or with another, restore stops with the "auth" code (11) before writing anything; so it does for a stream that is not encrypted when a key is given (it cannot be authenticated), unless --allow-unencrypted (a chain whose later dumps were encrypted); a stream that fails authentication (changed, records reordered, dropped or taken from another stream) is "corrupt" (9).
 
 --from takes files, "-" for stdin, "tape:DIR" (every dump on the tape, in order), "tape:DIR1,DIR2" (a dump spanning tapes), "tape:DIR#N" (the dump in tape file N) "s3://BUCKET/PREFIX/NAME" (an object on AWS S3 or an S3-compatible store, read with several ranged GETs in flight; credentials from the AWS environment or AWS_PROFILE, the endpoint from --s3-endpoint or AWS_ENDPOINT_URL) or "peer://HOST:PORT/NAME" (a stream stored on an imgstream peer daemon: give --token-file and --tls-ca or --tls-fingerprint, or --plain). Before anything is applied, every source is checked as far as it can be without reading its streams: a tape set missing a tape of a dump it holds (its last tape ends inside a dump that goes on) is refused ("not-found", 3), and so is a tape drive that cannot be opened; a drive cannot be read ahead, but each stream is applied whole or not at all. A multiplexed tape file (dump --multiplex) holding several volumes' dumps needs --volume PATH|UUID to pick one; only that volume's members are read (the backup log says where), and --json reports mediaBytesRead. --as-of SNAPSHOT|DATE picks the chain from the catalog instead (with the peer flags when it holds dumps sent to a peer): the newest dump whose top is that snapshot, or the newest dump taken by that date, then its base dumps down to a level 0 (of several dumps of one snapshot, one whose stream file or S3 object is there; a chain with a file or object gone is refused before anything is restored). A date is YYYY-MM-DD (the end of that day, local time, so the day's dumps count), YYYY-MM-DDTHH:MM[:SS] (local time), either followed by Z or +HH:MM for another zone; anything else is a snapshot name. Only the dumps of one volume are considered: VOL's own when it exists, else the volume named with --volume; when the catalog holds dumps of several volumes that match and none is named, restore refuses and lists them.
 
@@ -36,6 +36,7 @@ Encrypted streams need their key: --key-file or --passphrase-file, as given to d
     '<%= config.bin %> restore --to restored.vol --as-of 2026-06-08T00:00 --volume vm.vol',
     '<%= config.bin %> restore --to restored.vol --as-of 2026-06-07 --volume 5f1c2a9e',
     '<%= config.bin %> restore --from /backups/vm.l0 --from /backups/vm.l1 --to vm.vol --key-file /etc/imgstream/backup.key',
+    '<%= config.bin %> restore --from /backups/vm.l0 --from /backups/vm.l1 --to vm.vol --key-file /etc/imgstream/2025.key --key-file /etc/imgstream/2026.key',
     'ssh src imgstream dump vm.vol --level 1 --to - | <%= config.bin %> restore --from - --to vm.vol',
     '<%= config.bin %> restore --from s3://backups/vm1/june3.l0 --from s3://backups/vm1/june5.l1 --to vm.vol --s3-endpoint http://ceph1:7480 --s3-path-style',
     '<%= config.bin %> restore --from peer://backup1:7420/vm1.l0 --to vm.vol --token-file /etc/imgstream/peer.token --tls-fingerprint sha256:HEX',
@@ -47,7 +48,7 @@ Encrypted streams need their key: --key-file or --passphrase-file, as given to d
     'as-of': Flags.string({ helpValue: 'SNAPSHOT|DATE', description: 'Restore the chain ending at this snapshot (or the newest dump taken by this date: YYYY-MM-DD means the end of that day), from the catalog.' }),
     volume: Flags.string({ helpValue: 'PATH|UUID', description: 'Whose dumps to take (the source volume\'s path as dumped, or its uuid or a prefix of it): with --as-of into a new path when the catalog holds several volumes; with --from, the volume to restore from a multiplexed tape file.' }),
     catalog: catalogFlag,
-    ...keyFlags,
+    ...readingKeyFlags,
     ...allowUnencryptedFlag,
     ...peerFlags,
     ...s3Flags,

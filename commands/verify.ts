@@ -6,11 +6,11 @@ import { peerClientOptions, peerFlags } from './_cli/peer-flags.js';
 import { s3Flags, s3Options } from './_cli/s3-flags.js';
 import { formatSize } from '../src/core/size.js';
 import { UsageError } from '../src/core/errors.js';
-import { allowUnencryptedFlag, keyFlags, keyFromFlags } from './_cli/key-flags.js';
+import { allowUnencryptedFlag, keyFromFlags, readingKeyFlags } from './_cli/key-flags.js';
 
 export default class Verify extends ImgstreamCommand {
   static override summary = 'Check image streams end to end without restoring them.';
-  static override description = `Reads every stream through: the preamble and its features, every record's checksum, every zstd frame, the record layout, the trailer's counts and the SHA-256 of the whole stream. Given several streams (in chain order), also checks the chain of each volume: each stream's base among the snapshots of that volume's streams before it. Streams of several volumes (a tape holding the dumps of several) are checked as one chain per volume, and a full stream after a chain that began with one starts a new chain (a weekly level 0). Writes nothing. Stops at the first problem, naming it: damage (a checksum, a frame, the layout, the trailer) exits with the "corrupt" code (9); a broken chain (a stream whose base snapshot is in none of the streams before it) with the "not-found" code (3), as restore does; streams that do not belong together (another volume's, a full stream after the first) with "invalid-input" (4); a stream of a format version this imgstream does not read (a newer one wrote it) with "not-a-volume" (5). A tape set missing a tape of a dump (its last tape ends inside a dump that goes on) is refused before anything is read ("not-found", 3). An encrypted stream is verified with its key (--key-file or --passphrase-file; without either, on a terminal, the passphrase is asked for once, without echo): every record and the header are authenticated; without the key verify says the stream is encrypted and exits with the "auth" code (11), as it does for a wrong key, and for a stream that is not encrypted when a key is given (unless --allow-unencrypted).`;
+  static override description = `Reads every stream through: the preamble and its features, every record's checksum, every zstd frame, the record layout, the trailer's counts and the SHA-256 of the whole stream. Given several streams (in chain order), also checks the chain of each volume: each stream's base among the snapshots of that volume's streams before it. Streams of several volumes (a tape holding the dumps of several) are checked as one chain per volume, and a full stream after a chain that began with one starts a new chain (a weekly level 0). Writes nothing. Stops at the first problem, naming it: damage (a checksum, a frame, the layout, the trailer) exits with the "corrupt" code (9); a broken chain (a stream whose base snapshot is in none of the streams before it) with the "not-found" code (3), as restore does; streams that do not belong together (another volume's, a full stream after the first) with "invalid-input" (4); a stream of a format version this imgstream does not read (a newer one wrote it) with "not-a-volume" (5). A tape set missing a tape of a dump (its last tape ends inside a dump that goes on) is refused before anything is read ("not-found", 3). An encrypted stream is verified with its key (--key-file or --passphrase-file, several for a chain dumped with different ones; without either, on a terminal, the passphrase is asked for once, without echo): every record and the header are authenticated; without the key verify says the stream is encrypted and exits with the "auth" code (11), as it does for a wrong key, and for a stream that is not encrypted when a key is given (unless --allow-unencrypted).`;
   static override examples = [
     '<%= config.bin %> verify /backups/vm.june3.l0 /backups/vm.june5.l1',
     '<%= config.bin %> verify --from /backups/vm.june3.l0 --from /backups/vm.june5.l1',
@@ -25,7 +25,7 @@ export default class Verify extends ImgstreamCommand {
   static override flags = {
     // as restore takes its sources: the --from list of a restore checks as it is
     from: Flags.string({ helpValue: 'SOURCE', char: 'f', description: 'A stream source, as restore takes it (repeatable): the same as giving it as an argument, after those.', multiple: true }),
-    ...keyFlags,
+    ...readingKeyFlags,
     ...allowUnencryptedFlag,
     ...peerFlags,
     ...s3Flags,

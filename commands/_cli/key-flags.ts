@@ -1,19 +1,27 @@
-// The key flags of encrypted streams (dump --encrypt, restore, verify), read into a
-// KeySource before anything else happens (a missing or malformed key file fails first).
+// The key flags of encrypted streams (dump --encrypt; restore and verify, which take several
+// for a chain dumped with several keys), read into a KeySource (or a ring of them) before
+// anything else happens (a missing or malformed key file fails first).
 // Without a key flag, on a terminal, the passphrase is typed at a prompt without echo:
 // twice for a dump (both must match), once for a read, and only when a stream turns out
 // to be encrypted with a passphrase. Elsewhere (a script, a pipe) nothing is asked.
 import { Flags } from '@oclif/core';
-import { keyPrompt, readKeyPair, readKeySource, typedPassphrase, type KeyOption, type KeySource } from '../../src/crypt/index.js';
+import { keyPrompt, readKeyRing, readKeySource, typedPassphrase, type KeyOption, type KeySource } from '../../src/crypt/index.js';
 import { InvalidInputError, UsageError } from '../../src/core/errors.js';
 import { canPrompt, readHidden } from './passphrase-prompt.js';
 
+const KEY_FILE = 'Key of encrypted streams: a file of 32 bytes, raw, as 64 hex digits or in base64 (e.g. from "openssl rand -hex 32"), readable by its owner only (chmod 600).';
+const PASSPHRASE_FILE = 'Passphrase of encrypted streams: the first line of FILE (at least 8 characters, the file readable by its owner only), stretched by scrypt. Without this flag or --key-file, on a terminal, the passphrase is asked for (without echo).';
+
+/** dump --encrypt: the one key to encrypt with. */
 export const keyFlags = {
-  'key-file': Flags.string({ helpValue: 'FILE', description: 'Key of encrypted streams: a file of 32 bytes, raw, as 64 hex digits or in base64 (e.g. from "openssl rand -hex 32"), readable by its owner only (chmod 600).' }),
-  'passphrase-file': Flags.string({
-    helpValue: 'FILE',
-    description: 'Passphrase of encrypted streams: the first line of FILE (at least 8 characters, the file readable by its owner only), stretched by scrypt. Without this flag or --key-file, on a terminal, the passphrase is asked for (without echo). Reading (restore, verify) takes both flags for a chain whose dumps used one or the other; each stream takes the one it was encrypted with.',
-  }),
+  'key-file': Flags.string({ helpValue: 'FILE', description: KEY_FILE }),
+  'passphrase-file': Flags.string({ helpValue: 'FILE', description: PASSPHRASE_FILE }),
+};
+
+/** restore, verify: every key a chain was dumped with (each repeatable). */
+export const readingKeyFlags = {
+  'key-file': Flags.string({ helpValue: 'FILE', description: `${KEY_FILE} Repeatable, and with --passphrase-file, for a chain dumped with several (a key rotated between dumps): each stream takes the one that decrypts it.`, multiple: true, multipleNonGreedy: true }),
+  'passphrase-file': Flags.string({ helpValue: 'FILE', description: `${PASSPHRASE_FILE} Repeatable, and with --key-file, for a chain dumped with several: each stream takes the one that decrypts it.`, multiple: true, multipleNonGreedy: true }),
 };
 
 /** restore, verify: a chain of encrypted and unencrypted streams read with a key. */
@@ -27,13 +35,14 @@ export const encryptFlag = {
   encrypt: Flags.boolean({ description: 'Encrypt the stream (AES-256-GCM) with --key-file, --passphrase-file, or a passphrase typed twice at a prompt (on a terminal).' }),
 };
 
-/** restore, verify: the key the flags name; without one, a prompt on a terminal, else none. */
-export function keyFromFlags(flags: { 'key-file'?: string; 'passphrase-file'?: string; 'allow-unencrypted'?: boolean }): KeyOption {
+/** restore, verify: the keys the flags name; without one, a prompt on a terminal, else none. */
+export function keyFromFlags(flags: { 'key-file'?: string[]; 'passphrase-file'?: string[]; 'allow-unencrypted'?: boolean }): KeyOption {
   const allowUnencrypted = flags['allow-unencrypted'] === true;
-  if (allowUnencrypted && flags['key-file'] === undefined && flags['passphrase-file'] === undefined) throw new UsageError('--allow-unencrypted goes with --key-file or --passphrase-file', 'without a key, unencrypted streams are read anyway');
-  // both: a chain whose dumps were encrypted some with the key file, some with the passphrase
-  if (flags['key-file'] !== undefined && flags['passphrase-file'] !== undefined) return { ...readKeyPair({ keyFile: flags['key-file'], passphraseFile: flags['passphrase-file'] }), allowUnencrypted };
-  const key = readKeySource({ keyFile: flags['key-file'], passphraseFile: flags['passphrase-file'] });
+  const keyFiles = flags['key-file'] ?? [];
+  const passphraseFiles = flags['passphrase-file'] ?? [];
+  if (allowUnencrypted && keyFiles.length === 0 && passphraseFiles.length === 0) throw new UsageError('--allow-unencrypted goes with --key-file or --passphrase-file', 'without a key, unencrypted streams are read anyway');
+  // several: a chain whose dumps were encrypted with different keys or passphrases
+  const key = readKeyRing({ keyFiles, passphraseFiles });
   if (key) return { ...key, allowUnencrypted };
   if (!canPrompt()) return key;
   return keyPrompt((stream) => readHidden(`passphrase of ${stream}: `));

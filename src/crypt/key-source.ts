@@ -29,15 +29,18 @@ export interface KeyPrompt {
   ask: (stream: string) => Promise<Buffer>;
 }
 
-/** Both a key file and a passphrase file, for reading a chain whose dumps used one or the other: each stream takes the one it was encrypted with. */
-export interface KeyPair extends ReadingKey {
-  kind: 'pair';
-  key: KeySource & { kind: 'key' };
-  passphrase: KeySource & { kind: 'passphrase' };
+/**
+ * Several key and passphrase files, for reading a chain whose dumps were encrypted with
+ * different ones (a key rotated between dumps, some dumps with a passphrase): each stream
+ * takes the one that passes its header's key check.
+ */
+export interface KeyRing extends ReadingKey {
+  kind: 'ring';
+  keys: KeySource[];
 }
 
-/** What a reader is given: a key source (or both kinds), a prompt, or nothing (encrypted streams refused). */
-export type KeyOption = KeySource | KeyPair | KeyPrompt | null;
+/** What a reader is given: a key source (or several), a prompt, or nothing (encrypted streams refused). */
+export type KeyOption = KeySource | KeyRing | KeyPrompt | null;
 
 export const KEY_BYTES = 32;
 const MAKE_KEY = 'make one with: (umask 077; openssl rand -hex 32 > FILE)';
@@ -98,9 +101,11 @@ export function parseKeyFile(bytes: Buffer, path: string): Buffer {
   throw new InvalidInputError(`${path}: not a key file (it must hold 32 bytes: raw, as 64 hex digits, or in base64)`, MAKE_KEY);
 }
 
-/** Both files given, for a read: a pair (each stream of a chain takes the one it was encrypted with). */
-export function readKeyPair(opts: { keyFile: string; passphraseFile: string }): KeyPair {
-  return { kind: 'pair', key: readKeySource({ keyFile: opts.keyFile }) as KeyPair['key'], passphrase: readKeySource({ passphraseFile: opts.passphraseFile }) as KeyPair['passphrase'] };
+/** The files given for a read: one source, or a ring of them (each stream of a chain takes the one it was encrypted with). */
+export function readKeyRing(opts: { keyFiles: string[]; passphraseFiles: string[] }): KeySource | KeyRing | null {
+  const keys = [...opts.keyFiles.map((keyFile) => readKeySource({ keyFile })!), ...opts.passphraseFiles.map((passphraseFile) => readKeySource({ passphraseFile })!)];
+  if (keys.length === 0) return null;
+  return keys.length === 1 ? keys[0] : { kind: 'ring', keys };
 }
 
 export function readKeySource(opts: { keyFile?: string; passphraseFile?: string }): KeySource | null {
@@ -138,12 +143,20 @@ export function keyPrompt(ask: (stream: string) => Promise<string>): KeyPrompt {
 }
 
 /**
- * The key source to open `stream` with: `key` itself, or the passphrase its prompt gives
- * (asked only when the stream was encrypted with a passphrase: `withPassphrase`).
+ * The key sources to try on `stream`: `key` itself, those of a ring of the kind the stream
+ * was encrypted with (`withPassphrase`), or the passphrase its prompt gives (asked only
+ * when the stream was encrypted with a passphrase).
  */
-export async function resolveKey(key: KeySource | KeyPair | KeyPrompt, withPassphrase: boolean, stream: string): Promise<KeySource> {
-  if (key.kind === 'pair') return withPassphrase ? key.passphrase : key.key;
-  if (key.kind !== 'prompt') return key;
+export async function resolveKey(key: KeySource | KeyRing | KeyPrompt, withPassphrase: boolean, stream: string): Promise<KeySource[]> {
+  if (key.kind === 'ring') {
+    const fit = key.keys.filter((k) => (k.kind === 'passphrase') === withPassphrase);
+    if (fit.length > 0) return fit;
+    const given = key.keys.map((k) => k.path).join(', ');
+    throw withPassphrase
+      ? new AuthError(`${stream}: the stream was encrypted with a passphrase, and ${given} are key files`, 'give --passphrase-file')
+      : new AuthError(`${stream}: the stream was encrypted with a key file, and ${given} are passphrase files`, 'give --key-file');
+  }
+  if (key.kind !== 'prompt') return [key];
   if (!withPassphrase) throw new AuthError(`${stream}: the stream was encrypted with a key file`, 'give --key-file FILE, as given to dump');
-  return { kind: 'passphrase', passphrase: await key.ask(stream), path: 'the passphrase typed' };
+  return [{ kind: 'passphrase', passphrase: await key.ask(stream), path: 'the passphrase typed' }];
 }

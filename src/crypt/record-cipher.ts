@@ -108,16 +108,20 @@ export class RecordCipher {
 
   /**
    * The cipher of one stream: `headerDigest` is the SHA-256 of its preamble, header frame
-   * and header payload. Throws AuthError when the key does not pass the header's check.
+   * and header payload; `source`, the key (or the keys to try, in order). Throws AuthError
+   * when no key passes the header's check.
    */
-  static open(source: KeySource, enc: StreamEncryption, headerDigest: Buffer, stream: string): RecordCipher {
+  static open(source: KeySource | KeySource[], enc: StreamEncryption, headerDigest: Buffer, stream: string): RecordCipher {
     if (enc.cipher !== 'aes-256-gcm') throw new InvalidInputError(`${stream}: unknown cipher ${String(enc.cipher)}`);
-    const keys = derive(source, enc, stream);
+    const sources = Array.isArray(source) ? source : [source];
     const want = Buffer.from(enc.check, 'hex');
-    if (want.length !== keys.check.length || !timingSafeEqual(want, keys.check)) {
-      throw new AuthError(`${stream}: wrong key: ${source.path} does not decrypt this stream`, 'give the key or passphrase file the stream was dumped with');
+    // several keys (a chain dumped with a key rotated between dumps): the one that passes the check
+    for (const s of sources) {
+      const keys = derive(s, enc, stream);
+      if (want.length === keys.check.length && timingSafeEqual(want, keys.check)) return new RecordCipher(keys, headerDigest);
     }
-    return new RecordCipher(keys, headerDigest);
+    const tried = sources.length === 1 ? `${sources[0].path} does not decrypt` : `none of ${sources.map((s) => s.path).join(', ')} decrypts`;
+    throw new AuthError(`${stream}: wrong key: ${tried} this stream`, 'give the key or passphrase file the stream was dumped with');
   }
 
   /** The nonce of record `seq` (the header is record 1). */

@@ -106,6 +106,31 @@ describe('encrypted streams through the CLI', { timeout: 90_000 }, () => {
     expect(fs.existsSync(path.join(root, 'both.l0'))).toBe(false);
   });
 
+  it('reads a chain dumped with a key rotated between its dumps, given every key (--key-file repeated), and names the stream no key given decrypts', async () => {
+    const rcat = path.join(root, 'catalog.rotated.json');
+    const r0 = path.join(root, 'rotated.l0');
+    const r1 = path.join(root, 'rotated.l1');
+    dump(src, 0, 's1', r0, rcat, ['--encrypt', '--key-file', key], o);
+    dump(src, 1, 's2', r1, rcat, ['--encrypt', '--key-file', other], o);
+    // the keys in any order, before or after the streams (a key flag never takes a stream for a key)
+    ok(['verify', '--key-file', other, '--key-file', key, r0, r1], o);
+    ok(['verify', r0, r1, '--key-file', key, '--key-file', other], o);
+    const to = path.join(root, 'rotated.vol');
+    ok(['restore', '--from', r0, '--from', r1, '--to', to, '--key-file', other, '--key-file', key], o);
+    expect(await exportShas(to, ['s1', 's2'], o)).toEqual(srcShas);
+    const asOf = path.join(root, 'rotated-as-of.vol');
+    ok(['restore', '--to', asOf, '--as-of', 's2', '--catalog', rcat, '--key-file', key, '--key-file', other], o);
+    expect(await exportShas(asOf, ['s1', 's2'], o)).toEqual(srcShas);
+    // one key of the two: the stream it does not open is named, and nothing is restored
+    const half = path.join(root, 'rotated-half.vol');
+    expectOneLineError(await runCliAsync(['restore', '--from', r0, '--from', r1, '--to', half, '--key-file', key], o), 'restore with the first key only', 11, /rotated\.l1: wrong key: .*backup\.key does not decrypt this stream/);
+    expect(fs.existsSync(half)).toBe(false);
+    // keys none of which opens a stream: all of them are named
+    const third = path.join(root, 'third.key');
+    fs.writeFileSync(third, randomBytes(32), { mode: 0o600 });
+    expectOneLineError(await runCliAsync(['verify', r1, '--key-file', key, '--key-file', third], o), 'verify with two wrong keys', 11, /rotated\.l1: wrong key: none of .*backup\.key, .*third\.key decrypts this stream/);
+  });
+
   it('with a key, an unencrypted stream is refused (it cannot be authenticated) unless --allow-unencrypted', async () => {
     // a chain whose level 0 was not encrypted and whose level 1 was
     const plain0 = path.join(root, 'plain.l0');
