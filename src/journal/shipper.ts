@@ -25,6 +25,8 @@ import { localImage, servedImage, volumeIdentity, type SourceImage } from './sou
 /** How long after a boundary an interval waits for records stamped before it (written by then: the server writes a record before its reply). */
 const GRACE_MS = 250;
 const IDLE_POLL_MS = 50;
+/** Records read between two turns of the event loop while an interval is in flight. */
+const YIELD_RECORDS = 256;
 /** An idle shipper moves the destination's window forward at most this often (see ProtectDestination.quiet). */
 const MIN_QUIET_MS = 1000;
 
@@ -119,25 +121,57 @@ async function session(opts: ProtectOptions, dir: string, source: ProtectedSourc
       writeShipped(dir, { journalTo: state.journalTo, intervalSeq: state.intervalSeq, end: iv.end, destination: dest.description });
       sum.intervals++;
       sum.bytes += bytes;
-      lastEnd = iv.end;
       sum.journalTo = state.journalTo;
       sum.window = state.window;
       report({ event: 'interval', seq: iv.seq, kind: iv.kind, start: iso(iv.start), end: iso(iv.end), blocks: iv.blockCount, bytes, records, recordBytes, snapshots: iv.snapshots, journalTo: iv.journalTo, lagMs: firstTime === null ? 0 : Math.max(0, Date.now() - firstTime), bytesPerSecond: Math.round(bytes / secs) });
     };
+    // One interval travels while the next is read and collected (the journal read during
+    // a transfer is not waiting for it afterwards): at most one in flight, acknowledged in
+    // order. Whatever needs the destination's answer (a resync, a quiet time, stopping)
+    // waits for it first (settle); a failed transfer ends the session, and the next one
+    // reads the journal again from what the destination holds.
+    let inFlight: Promise<void> | null = null;
+    let shipFailure: { err: unknown } | null = null;
+    let claimedSeq = state.intervalSeq;
+    const throwIfFailed = (): void => {
+      if (shipFailure) throw shipFailure.err;
+    };
+    const settle = async (): Promise<void> => {
+      const p = inFlight;
+      inFlight = null;
+      if (p) await p;
+      throwIfFailed();
+    };
     const close = async (end: number, snapshots: string[]): Promise<void> => {
       const b = builder;
       builder = new IntervalBuilder(source.blockSize, b.journalTo, slabs);
-      try {
-        await ship(b.build(state.intervalSeq + 1, lastEnd, end, snapshots), b.records, b.recordBytes, b.firstTime, b.dataBytes);
-      } finally {
-        b.release();
-      }
+      const iv = b.build(++claimedSeq, lastEnd, end, snapshots);
+      // the point is claimed now: a record stamped before it and read from here on goes into the next interval
+      lastEnd = end;
+      const prev = inFlight;
+      inFlight = (async () => {
+        try {
+          if (prev) await prev;
+          if (!shipFailure) await ship(iv, b.records, b.recordBytes, b.firstTime, b.dataBytes);
+        } catch (err) {
+          shipFailure ??= { err };
+        } finally {
+          b.release();
+        }
+      })();
+      // the one before this one is acknowledged before more is collected
+      if (prev) await prev;
+      throwIfFailed();
     };
+    let sinceYield = 0;
     const boundaryAfter = (t: number): number => (Math.floor(t / opts.intervalMs) + 1) * opts.intervalMs;
     let waitingSaid = false;
     let idle = true; // check for dropped records at the start and whenever the journal has nothing new
     let overflowSeen = false; // an OVERFLOW record read: what follows lacks the data of writes, a resync must come first
     while (!opts.signal.aborted) {
+      // nothing to read: the interval in flight is waited for (what follows reads the destination's state)
+      if (idle || overflowSeen) await settle();
+      else throwIfFailed();
       if (overflowSeen || (idle && needsResync(reader, dir, state))) {
         const img = await servedImage(opts.volume, 'journal.resync');
         if (img === null) {
@@ -156,7 +190,10 @@ async function session(opts: ProtectOptions, dir: string, source: ProtectedSourc
           const known = dirty !== null && dirty.after <= state.journalTo;
           const { count, blocks } = known ? { count: dirty.lbns.length, blocks: img.blocksOf(dirty.lbns) } : img.allBlocks();
           report({ event: 'overflow', after: state.journalTo, blocks: count, full: !known });
-          await ship({ seq: state.intervalSeq + 1, start: lastEnd, end: Math.max(img.time, lastEnd), journalFrom: state.journalTo, journalTo: img.journalTo, kind: 'resync', snapshots: [], blockCount: count, blocks }, 0, 0, null);
+          const end = Math.max(img.time, lastEnd);
+          await ship({ seq: state.intervalSeq + 1, start: lastEnd, end, journalFrom: state.journalTo, journalTo: img.journalTo, kind: 'resync', snapshots: [], blockCount: count, blocks }, 0, 0, null);
+          lastEnd = end;
+          claimedSeq = state.intervalSeq;
           sum.resyncs++;
         } finally {
           img.close();
@@ -179,7 +216,8 @@ async function session(opts: ProtectOptions, dir: string, source: ProtectedSourc
       if (rec === null) {
         // nothing new: close the open interval once its boundary has passed with time to spare
         if (builder.firstTime !== null && readAt >= boundaryAfter(builder.firstTime) + GRACE_MS) await close(boundaryAfter(builder.firstTime), []);
-        else if (opts.once && builder.firstTime === null) break;
+        else if (opts.once && builder.firstTime === null && inFlight === null) break;
+        else if (inFlight !== null) continue; // settled at the top of the loop
         else {
           // nothing written since the last interval: the destination answers for up to the last boundary passed
           // (a record stamped before it is read by now, as when an interval closes), once per interval
@@ -206,8 +244,14 @@ async function session(opts: ProtectOptions, dir: string, source: ProtectedSourc
         continue;
       }
       builder.add(rec);
+      // a transfer in flight goes on while records are read (its socket writes need the event loop)
+      if (inFlight !== null && ++sinceYield >= YIELD_RECORDS) {
+        sinceYield = 0;
+        await new Promise<void>((resolve) => setImmediate(resolve));
+      }
     }
-    // SIGTERM: what is collected but not shipped stays in the journal for the next run
+    // SIGTERM: the interval in flight is acknowledged (or fails) first; what is collected but not shipped stays in the journal for the next run
+    await settle();
     reader.close();
     sum.journalTo = state.journalTo;
     sum.window = state.window;
