@@ -70,7 +70,7 @@ describe.skipIf(missing.length > 0)(`the write journal of serve nbd --journal${m
     const vol = at('k.vol');
     await setupOk(['volume', 'create', vol, '--size', String(SIZE)], { env: { IMGSTREAM_LOCK_DIR: locks } });
     const random = rng(1404);
-    let disk = Buffer.alloc(SIZE);
+    let disk: Buffer = Buffer.alloc(SIZE);
     let beyondFlush = 0;
     // 4 rounds here; test/journal/protect-kill.test.ts kills the server 10 more times under protection
     for (let round = 0; round < 4; round++) {

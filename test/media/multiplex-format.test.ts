@@ -21,8 +21,8 @@ afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
 async function tarStreamHeader(name: string, size: number): Promise<Buffer> {
   const pack = tar.pack();
   const chunks: Buffer[] = [];
-  pack.on('data', (c: Buffer) => chunks.push(c));
-  const ended = new Promise((r) => pack.on('end', r));
+  pack.on('data', (c: unknown) => chunks.push(c as Buffer));
+  const ended = new Promise<void>((r) => pack.on('end', () => r()));
   pack.entry({ name, size, mode: 0o644, mtime: new Date(0), type: 'file' }, Buffer.alloc(size));
   pack.finalize();
   await ended;

@@ -150,7 +150,7 @@ async function runSequence(steps: Step[]): Promise<void> {
   };
   try {
     for (const [si, step] of steps.entries()) {
-      const where = `step ${si} (${step.cmds.map((c) => c.cmd.kind + ('level' in c.cmd ? c.cmd.level : '') + ('kill' in c.cmd && c.cmd.kill ? `+${c.cmd.kill.signal}` : '')).join(', ')})`;
+      const where = `step ${si} (${step.cmds.map((c) => c.cmd.kind + ('level' in c.cmd ? c.cmd.level : '') + (c.cmd.kind === 'dump' && c.cmd.kill ? `+${c.cmd.kill.signal}` : c.cmd.kind === 'mirror' && c.cmd.kill ? '+SIGKILL' : '')).join(', ')})`;
       const before = await list();
       // retention: delete the oldest beyond KEEP regular (KEEP_ALL in all), but the newest
       // dumps' snapshots (the bases of the next levels); each delete picks the next oldest

@@ -125,7 +125,7 @@ describe('write-behind with direct I/O', () => {
       // every write was made from the caller's memory (no copy), on the direct descriptor
       const made = writes.mock.calls.filter(([fd]) => fd !== bf.fd);
       expect(made.length).toBe(8);
-      for (const [, buf] of made) expect((buf as Uint8Array).buffer).toBe(mem.buffer);
+      for (const [, buf] of made) expect((buf as unknown as Uint8Array).buffer).toBe(mem.buffer);
       await wb.close();
       const back = fs.readFileSync(file);
       for (let k = 0; k < 8; k++) expect(back.subarray((8 - k) << 20, (9 - k) << 20).every((b) => b === k + 1), `MiB ${k}`).toBe(true);
