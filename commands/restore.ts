@@ -16,7 +16,7 @@ import { readState, refuseVolumePath } from '../src/journal/destination-state.js
 
 export default class Restore extends ImgstreamCommand {
   static override summary = 'Apply a level 0 stream and its incrementals onto a volume.';
-  static override description = `Applies image streams in order, block for block at the same VBNs. A full (level 0) stream creates VOL when it does not exist, with the identity and geometry of the source volume; every further stream must find its base snapshot on VOL, and is refused when its volume identity or block size differs. VOL then holds the streams' snapshots, byte-identical to the source's, and its active file system is the newest of them.
+  static override description = `Applies image streams in order, block for block at the same VBNs. A full (level 0) stream creates VOL when it does not exist, with the identity and geometry of the source volume; every further stream must find its base snapshot on VOL (by its id and the CP that took it, not its name: renamed on the source after its dump, or on VOL, it is still the base), and is refused when its volume identity or block size differs. VOL then holds the streams' snapshots, byte-identical to the source's, and its active file system is the newest of them.
 
 Each stream brings VOL to its source's state at the stream's top snapshot: VOL's older snapshots that the source had deleted by then are dropped by the same CP (the source may have reused their blocks), and the restore says so. A snapshot taken on VOL after its base snapshot is refused, naming it: delete it (export it first to keep it) or restore into a new volume.
 

@@ -55,8 +55,10 @@ function checkFits(vol: Volume, h: StreamHeader, name: string, display: string, 
     if (createdHere) throw new InvalidInputError(`${name}: a second level ${h.level} full stream in the chain: a chain has one, first`, 'give one chain: its level 0, then the incrementals in order');
     throw new ExistsError(`${name}: a level ${h.level} full stream restores only into a new volume, and ${display} exists`, 'give --to a path that does not exist yet');
   }
+  // the base is known by identity (its id and the CP that took it), not by name: a snapshot
+  // renamed on the source after its dump, or here since, is still the base (verify agrees)
   const base = vol.snapshots().find((s) => s.id === h.base!.id);
-  if (!base || base.name !== h.base.name || base.generation !== h.base.generation) {
+  if (!base || base.generation !== h.base.generation) {
     throw new NotFoundError(`${name}: its base snapshot "${h.base.name}" is not on ${display}`, 'restore the lower-level streams of the chain first, in order');
   }
 }

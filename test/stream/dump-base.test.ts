@@ -1,7 +1,9 @@
 // A level N dump's base is the lower level dump whose snapshot is the newest: the order of
 // the moments the dumps hold, not the order of the dates they were stamped with. Two dumps
 // run at once (the concurrent model found it) stamp their dates when each has planned,
-// which may be the other order than the order their snapshots were taken in.
+// which may be the other order than the order their snapshots were taken in. The base is
+// that snapshot whatever it is called now: renamed on the source after its dump, or on the
+// restored volume, the chain still restores (restore knows it by id and CP, as verify does).
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -54,5 +56,49 @@ describe('the base of an incremental dump', () => {
     } finally {
       vol.close();
     }
+  });
+
+  it('is still the base when renamed on the source after its dump, or on the restored volume', async () => {
+    const file = path.join(dir, 'r.vol');
+    Volume.create(file, { size: BLOCKS * BS, blockSize: BS, maxSnapshots: 8 });
+    const vol = Volume.open(file, { write: true });
+    const catalog = new Catalog(path.join(dir, 'catalog.r.json'));
+    const media = new MemoryMedium();
+    const img = randomImage(BLOCKS, BS, 11);
+    try {
+      for (const [i, s] of ['mon', 'tue', 'wed'].entries()) {
+        if (s === 'wed') vol.renameSnapshot('tue', 'tuesday'); // after the level 1 of tue
+        mutate(img, BS, 30, i + 12);
+        await importImage(vol, memorySource(img));
+        vol.createSnapshot(s);
+        await dumpVolume(vol, () => media.target(), opts(i, catalog, s));
+      }
+      expect(planDump(vol, 2, vol.snapshot('wed'), catalog).base?.name).toBe('tuesday');
+    } finally {
+      vol.close();
+    }
+    const exact = async (copy: string) => {
+      const v = Volume.open(copy, { write: false });
+      try {
+        expect((await exportToBuffer((sink) => exportImage(v, 'wed', sink))).equals(img)).toBe(true);
+      } finally {
+        v.close();
+      }
+    };
+    // the whole chain at once: the level 1 brings "tue", the level 2 names its base "tuesday"
+    const whole = path.join(dir, 'r-whole.vol');
+    await restoreStreams([1, 2, 3].map((n) => media.source(n)), whole);
+    await exact(whole);
+    // the level 2 onto a copy whose base was renamed there in the meantime
+    const copy = path.join(dir, 'r-copy.vol');
+    await restoreStreams([1, 2].map((n) => media.source(n)), copy);
+    const c = Volume.open(copy, { write: true });
+    try {
+      c.renameSnapshot('tue', 'tuesday-copy');
+    } finally {
+      c.close();
+    }
+    await restoreStreams([media.source(3)], copy);
+    await exact(copy);
   });
 });
