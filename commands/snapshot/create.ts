@@ -1,6 +1,7 @@
 import { Args, Flags } from '@oclif/core';
 import { ImgstreamCommand } from '../_cli/base.js';
 import { withVolumeAccess } from '../../src/control/index.js';
+import { validateUserSnapshotName } from '../../src/volume/snapshot-name.js';
 
 export default class SnapshotCreate extends ImgstreamCommand {
   static override summary = 'Take a snapshot of the active file system.';
@@ -8,7 +9,7 @@ export default class SnapshotCreate extends ImgstreamCommand {
 
 While the volume is being served (imgstream serve nbd), the server takes the snapshot between two client requests: it holds every write the server received before it.
 
-Names: 1-64 characters from A-Z a-z 0-9 _ . : - starting with a letter, digit or _; "active" and "moa" are reserved.`;
+Names: 1-64 characters from A-Z a-z 0-9 _ . : - starting with a letter, digit or _; "active" and "moa" are reserved, and so are names beginning with "mirror." (a mirror update's own snapshots: it deletes the older ones).`;
   static override examples = [
     '<%= config.bin %> snapshot create vm.vol monday',
     '<%= config.bin %> snapshot create vm.vol hourly-2026-11-23T10 --shadow',
@@ -25,7 +26,7 @@ Names: 1-64 characters from A-Z a-z 0-9 _ . : - starting with a letter, digit or
 
   async run() {
     const { args, flags } = await this.parse(SnapshotCreate);
-    const e = await withVolumeAccess(args.volume, { write: true }, (vol) => vol.createSnapshot(args.name, { shadow: flags.shadow, master: flags.master }));
+    const e = await withVolumeAccess(args.volume, { write: true }, (vol) => vol.createSnapshot(validateUserSnapshotName(args.name), { shadow: flags.shadow, master: flags.master }));
     this.say(`snapshot ${e.name} created (${e.blocks} blocks, CP ${e.generation})`);
     return snapshotJson(e);
   }

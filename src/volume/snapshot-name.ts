@@ -25,3 +25,19 @@ export function validateSnapshotName(name: string): string {
   }
   return name;
 }
+
+/** Names a mirror relationship gives its own snapshots (mirror.TAG.N): it drops older ones by this prefix. */
+export const MIRROR_SNAPSHOT_PREFIX = 'mirror.';
+
+/**
+ * A name a user gives a snapshot (snapshot create, snapshot rename): a valid name outside
+ * the mirrors' namespace, where a mirror update would take it for one of its own and
+ * delete it.
+ */
+export function validateUserSnapshotName(name: string): string {
+  validateSnapshotName(name);
+  if (name.toLowerCase().startsWith(MIRROR_SNAPSHOT_PREFIX)) {
+    throw new InvalidInputError(`invalid snapshot name "${name}": names beginning with "${MIRROR_SNAPSHOT_PREFIX}" are mirror updates' own (an update deletes the older ones)`, 'choose another name');
+  }
+  return name;
+}

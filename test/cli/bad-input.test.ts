@@ -136,10 +136,10 @@ const cases: Case[] = [
   { what: 'create of an existing snapshot name', args: ['snapshot', 'create', v(), 's1'], code: 'exists', mentions: /s1/, json: true },
   { what: 'rename onto an existing snapshot name', args: ['snapshot', 'rename', v(), 's1', 's2'], code: 'exists', mentions: /s2/ },
   // invalid snapshot names
-  ...['a/b', '', 'active', name65, '.x'].map((n): Case => ({ what: `snapshot create "${n.length > 20 ? `${n.length} chars` : n}"`, args: ['snapshot', 'create', v(), n], code: 'invalid-input', mentions: /snapshot name/ })),
+  ...['a/b', '', 'active', name65, '.x', 'mirror.0ec173d6.2', 'Mirror.x'].map((n): Case => ({ what: `snapshot create "${n.length > 20 ? `${n.length} chars` : n}"`, args: ['snapshot', 'create', v(), n], code: 'invalid-input', mentions: /snapshot name/ })),
   { what: 'snapshot create "-x" (after --)', args: ['snapshot', 'create', v(), '--', '-x'], code: 'invalid-input', mentions: /snapshot name "-x"/, json: true },
   { what: 'snapshot create -x (parsed as a flag)', args: ['snapshot', 'create', v(), '-x'], code: 'usage' },
-  ...['a/b', 'active'].map((n): Case => ({ what: `snapshot rename to "${n.length > 20 ? `${n.length} chars` : n}"`, args: ['snapshot', 'rename', v(), 's1', n], code: 'invalid-input', mentions: /snapshot name/ })),
+  ...['a/b', 'active', 'mirror.0ec173d6.2'].map((n): Case => ({ what: `snapshot rename to "${n.length > 20 ? `${n.length} chars` : n}"`, args: ['snapshot', 'rename', v(), 's1', n], code: 'invalid-input', mentions: /snapshot name/ })),
   // create over an existing file
   { what: 'create over an existing volume', args: ['volume', 'create', v(), '--size', '1M'], code: 'exists', mentions: /v\.vol/ },
   { what: 'create over an existing image', args: ['volume', 'create', at('a.img'), '--size', '1M'], code: 'exists', mentions: /a\.img/ },
