@@ -15,7 +15,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { createHash } from 'node:crypto';
-import { CorruptError, fromSystemError, ImgstreamError, InvalidInputError } from '../core/errors.js';
+import { CorruptError, FormatVersionError, fromSystemError, ImgstreamError, InvalidInputError, NotAVolumeError } from '../core/errors.js';
 import { applyMapDelta, StreamFormatError } from '../format/image-stream.js';
 import type { SnapshotEntry } from '../format/snapshot-entry.js';
 import { WriteBehind } from '../volume/write-behind.js';
@@ -61,7 +61,14 @@ export function describeDestination(volPath: string): DestinationState {
   const kept = partialFiles(volPath);
   const resumeInfo = r ? { transferId: r.transferId, planHash: r.planHash, acked: r.acked, keptBytes: kept.bytes } : null;
   if (!fs.existsSync(volPath)) return { exists: false, uuid: null, geometry: null, mirror: false, broken: false, snapshots: [], top: null, resume: resumeInfo };
-  const vol = Volume.open(volPath, { write: false });
+  let vol: Volume;
+  try {
+    vol = Volume.open(volPath, { write: false });
+  } catch (err) {
+    // a file of another kind (a dump stream, an image): a mirror update creates its destination, never over one
+    if (err instanceof NotAVolumeError && !(err instanceof FormatVersionError)) throw new NotAVolumeError(`${volPath}: not an imgstream volume, so not a mirror`, 'a mirror update creates its destination: give a path that does not exist yet');
+    throw err;
+  }
   try {
     const snaps = vol.snapshots();
     const flags = vol.mirrorFlags;

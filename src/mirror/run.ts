@@ -1,5 +1,6 @@
 // Running mirror operations from the command line: resolving a destination (a volume path
 // on this machine, or a peer), bandwidth limits, and the schedule of `mirror start`.
+import fs from 'node:fs';
 import path from 'node:path';
 import { Cron } from 'croner';
 import { InvalidInputError, UsageError } from '../core/errors.js';
@@ -103,6 +104,7 @@ export type MirrorRun = MirrorResult & { transfers: MirrorResult[] };
  */
 export async function mirrorUpdate(volPath: string, dest: Destination, opts: UpdateOptions): Promise<MirrorRun> {
   dest.check?.();
+  refuseSelf(volPath, dest);
   const first = await mirrorUpdateOnce(volPath, dest, opts);
   if (!first.resumedTransfer || opts.signal?.aborted) return { ...first, transfers: [first] };
   const second = await mirrorUpdateOnce(volPath, dest, opts);
@@ -127,6 +129,19 @@ async function mirrorUpdateOnce(volPath: string, dest: Destination, opts: Update
   } finally {
     close();
   }
+}
+
+/** A local destination that is the source volume itself (the same file, by another name or a link): refused before either is opened. */
+function refuseSelf(volPath: string, dest: Destination): void {
+  if (dest.spec.startsWith('peer://')) return;
+  let a: fs.Stats, b: fs.Stats;
+  try {
+    a = fs.statSync(volPath);
+    b = fs.statSync(dest.spec);
+  } catch {
+    return; // one of them is not there: named as such later
+  }
+  if (a.dev === b.dev && a.ino === b.ino) throw new InvalidInputError(`${dest.spec}: is the source volume ${volPath} itself`, 'mirror to another path, one that does not exist yet');
 }
 
 /** Makes a destination writable. */

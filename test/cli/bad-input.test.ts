@@ -80,6 +80,7 @@ beforeAll(async () => {
   // catalogs a dump must refuse before it takes a snapshot or writes a byte
   fs.writeFileSync(at('bad.catalog'), '{bad');
   fs.writeFileSync(at('hello.txt'), 'hello\n'); // shorter than a stream's preamble
+  fs.symlinkSync(at('v.vol'), at('v-link.vol'));
   fs.writeFileSync(at('v99.catalog'), JSON.stringify({ format: 'imgstream-catalog', version: 99, dumps: [] }));
   fs.mkdirSync(at('v2.cdp'));
   fs.writeFileSync(at('v2.cdp/protect.json'), JSON.stringify({ format: 'imgstream-protect-destination', version: 2 }));
@@ -161,7 +162,9 @@ const cases: Case[] = [
   // mirrors
   { what: 'mirror update of a missing volume', args: ['mirror', 'update', at('nope.vol'), '--to', at('m2.vol')], code: 'not-found', mentions: /nope\.vol/, json: true },
   { what: 'mirror update to an unknown scheme', args: ['mirror', 'update', v(), '--to', 'ftp://host/x'], code: 'invalid-input', mentions: /ftp:/ },
-  { what: 'mirror update onto a file that is not a volume', args: ['mirror', 'update', v(), '--to', at('a.img')], code: 'not-a-volume', mentions: /a\.img/ },
+  { what: 'mirror update onto a file that is not a volume', args: ['mirror', 'update', v(), '--to', at('a.img')], code: 'not-a-volume', mentions: /a\.img: not an imgstream volume, so not a mirror \(a mirror update creates its destination/ },
+  { what: 'mirror update onto the source volume itself', args: ['mirror', 'update', v(), '--to', v()], code: 'invalid-input', mentions: /is the source volume .*v\.vol itself/, json: true },
+  { what: 'mirror update onto a link to the source volume', args: ['mirror', 'update', v(), '--to', at('v-link.vol')], code: 'invalid-input', mentions: /v-link\.vol: is the source volume/ },
   { what: 'mirror update onto a volume that is not a mirror', args: ['mirror', 'update', v(), '--to', at('full.vol')], code: 'invalid-input', mentions: /not a mirror/, json: true },
   { what: 'mirror update of a mirror onto its own source', args: ['mirror', 'update', at('m.vol'), '--to', v()], code: 'invalid-input', mentions: /not a mirror/ },
   { what: 'snapshot create on a mirror', args: ['snapshot', 'create', at('m.vol'), 'x'], code: 'invalid-input', mentions: /mirror/ },
