@@ -20,7 +20,8 @@
 // state lacks are deleted there, which deallocates their blocks.
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
-import { CorruptError, ImgstreamError, InvalidInputError, IoError, errorOfCode } from '../core/errors.js';
+import { CorruptError, ImgstreamError, InvalidInputError, IoError, errorOfCode, stoppedBy } from '../core/errors.js';
+import { stopSignal } from '../stream/interruption.js';
 import { encodeMapDeltas, encodePlane, type MapDelta } from '../format/image-stream.js';
 import type { SnapshotEntry } from '../format/snapshot-entry.js';
 import { noProgress, type Progress } from '../core/progress.js';
@@ -58,9 +59,10 @@ export interface SendOptions {
 export type MirrorCompression = 'none' | 'zstd';
 
 /** The error of an update that `signal` stopped: the transfer resumes on the next one. */
-export function stoppedError(signal: AbortSignal): IoError {
+export function stoppedError(signal: AbortSignal): ImgstreamError {
   const why = typeof signal.reason === 'string' ? ` by ${signal.reason}` : '';
-  return new IoError(`stopped${why} before the transfer completed`, 'the next update resumes it');
+  // exit 130 (SIGINT), 129 (SIGHUP) or 143 (SIGTERM), as a stopped dump
+  return stoppedBy(stopSignal(signal) ?? 'SIGTERM', `stopped${why} before the transfer completed`, 'the next update resumes it');
 }
 
 export interface MirrorResult {

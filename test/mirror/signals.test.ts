@@ -1,7 +1,9 @@
 // `mirror start` stopped by SIGTERM (systemd's stop) or SIGINT (Ctrl-C) in the middle of a
 // transfer: the real process, the real signal. It must cut the transfer, exit 0 at once
 // (not wait for the next tick, not need a second signal), leave the destination at its
-// previous state, and the next update must resume what was acknowledged.
+// previous state, and the next update must resume what was acknowledged. `mirror update`
+// stopped so says so in one line, exits 130 (SIGINT) or 143 (SIGTERM), leaves the
+// relationship failed (not "transferring"), and its bytes count in the transfer's total.
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -31,8 +33,8 @@ async function until(what: string, cond: () => boolean, ms = 20_000): Promise<vo
 }
 
 /** Starts `mirror start`, signals it once the transfer has written something, and returns how it ended. */
-async function stopMidTransfer(signal: 'SIGTERM' | 'SIGINT', sideFile: string) {
-  const child = spawnCli(['mirror', 'start', src, '--to', dest, '--every', '1h', '--limit-rate', '3M', '--json'], { env });
+async function stopMidTransfer(signal: 'SIGTERM' | 'SIGINT', sideFile: string, args = ['mirror', 'start', src, '--to', dest, '--every', '1h', '--limit-rate', '3M', '--json']) {
+  const child = spawnCli(args, { env });
   const done = finished(child, 60_000);
   await until(sideFile, () => fs.existsSync(path.join(root, sideFile)));
   await new Promise((r) => setTimeout(r, 1500)); // past the first acknowledgement
@@ -77,5 +79,26 @@ describe('mirror start and signals', () => {
     expect(second.transfers[0].resumedRecords).toBeGreaterThan(0);
     expect(await active(dest)).toBe(sha256(img));
     expect(fs.readdirSync(root).filter((f) => f.startsWith('.dest.vol'))).toEqual([]);
+  }, 90_000);
+
+  it('mirror update stopped by SIGINT says so in one line, exits 130, and the next update resumes, counting both attempts', async () => {
+    const img = fs.readFileSync(path.join(root, 'img'));
+    mutate(img, BS, 3000, 6);
+    fs.writeFileSync(path.join(root, 'img'), img);
+    await setupOk(['volume', 'import', src, '--from', path.join(root, 'img')], { env });
+    const before = await active(dest);
+    const int = await stopMidTransfer('SIGINT', '.dest.vol.mirror-stage', ['mirror', 'update', src, '--to', dest, '--limit-rate', '3M', '-q']);
+    expect(int.code, int.stderr).toBe(130);
+    expect(int.stderr.trim()).toMatch(/^imgstream: stopped by SIGINT before the transfer completed \(the next update resumes it/);
+    expect(int.stderr.trim().split('\n')).toHaveLength(1);
+    expect(await active(dest)).toBe(before);
+    const status = cliJson<{ relationships: Array<{ state: string; partial: { bytes: number } | null; lastAttempt: { error: string | null } }> }>(['mirror', 'status', src, '--json'], { env });
+    expect(status.relationships[0].state).toBe('failed');
+    expect(status.relationships[0].lastAttempt.error).toMatch(/stopped by SIGINT/);
+    const next = cliJson<{ transfers: Array<{ resumedRecords: number; bytes: number; totalBytes: number }> }>(['mirror', 'update', src, '--to', dest, '--json'], { env });
+    expect(next.transfers[0].resumedRecords).toBeGreaterThan(0);
+    // what the stopped attempt sent (1.5 s or more at 3 MB/s) counts in the total
+    expect(next.transfers[0].totalBytes - next.transfers[0].bytes).toBeGreaterThan(3_000_000);
+    expect(await active(dest)).toBe(sha256(img));
   }, 90_000);
 });
