@@ -19,7 +19,7 @@ export default class MirrorBreak extends ImgstreamCommand {
     for (const rel of state.relationships()) {
       if (rel.destination === dest.spec) state.update(rel.key, () => rel, (x) => (x.state = 'broken'));
     }
-    this.say(`${dest.spec}: broken off, writable (bring it back with: imgstream mirror resync)`);
+    this.say(`${dest.spec}: broken off, writable (bring it back with: imgstream mirror resync SOURCE --to ${dest.spec})`);
     return r;
   }
 }

@@ -27,7 +27,7 @@ export function openLocked<T>(path: string, opts: OpenOptions, load: (file: Bloc
     file = BlockFile.open(path, opts.write);
     const root = readRootRecord(file, path);
     if (opts.write && !opts.mirror && (root.flags & FLAG_MIRROR) !== 0 && (root.flags & FLAG_MIRROR_BROKEN) === 0) {
-      throw new InvalidInputError(`${path}: is a mirror destination, written only by its mirror`, 'read it, or make it writable with: imgstream mirror break');
+      throw new InvalidInputError(`${path}: is a mirror destination, written only by its mirror`, `read it, or make it writable with: imgstream mirror break ${path}`);
     }
     return load(file, lock, root);
   } catch (err) {

@@ -167,7 +167,7 @@ const cases: Case[] = [
   { what: 'mirror update onto a link to the source volume', args: ['mirror', 'update', v(), '--to', at('v-link.vol')], code: 'invalid-input', mentions: /v-link\.vol: is the source volume/ },
   { what: 'mirror update onto a volume that is not a mirror', args: ['mirror', 'update', v(), '--to', at('full.vol')], code: 'invalid-input', mentions: /not a mirror/, json: true },
   { what: 'mirror update of a mirror onto its own source', args: ['mirror', 'update', at('m.vol'), '--to', v()], code: 'invalid-input', mentions: /not a mirror/ },
-  { what: 'snapshot create on a mirror', args: ['snapshot', 'create', at('m.vol'), 'x'], code: 'invalid-input', mentions: /mirror/ },
+  { what: 'snapshot create on a mirror', args: ['snapshot', 'create', at('m.vol'), 'x'], code: 'invalid-input', mentions: /m\.vol: is a mirror destination, written only by its mirror \(read it, or make it writable with: imgstream mirror break .*m\.vol\)/ },
   { what: 'import into a mirror', args: ['volume', 'import', at('m.vol'), '--from', at('a.img')], code: 'invalid-input', mentions: /mirror/ },
   { what: 'mirror break of a volume that is not a mirror', args: ['mirror', 'break', v()], code: 'invalid-input', mentions: /not a mirror/ },
   { what: 'mirror break of a missing volume', args: ['mirror', 'break', at('nope.vol')], code: 'not-found', mentions: /nope\.vol/ },
