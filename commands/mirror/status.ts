@@ -4,7 +4,7 @@ import { ImgstreamCommand } from '../_cli/base.js';
 import { openState, stateFlag } from '../_cli/mirror-flags.js';
 import { sourceUuid } from '../../src/mirror/run.js';
 import { formatSize } from '../../src/core/size.js';
-import type { Relationship } from '../../src/mirror/state.js';
+import { reportedState, type Relationship } from '../../src/mirror/state.js';
 
 function age(ms: number): string {
   const s = Math.max(0, Math.round(ms / 1000));
@@ -16,7 +16,7 @@ function age(ms: number): string {
 
 export default class MirrorStatus extends ImgstreamCommand {
   static override summary = "Show a volume's mirror relationships: lag, last transfer, bytes, state.";
-  static override description = `One line per destination this volume file was mirrored to: its state (idle, transferring, failed, broken), the lag (how old the state the destination holds is: the time since its snapshot was taken), the last successful transfer (when, its mode, blocks and bytes sent, how long it took), and the last error. Below it, the latest transfers one per line (a run that finished a transfer an earlier run left part way, then brought the destination to now, made two): blocks, wire bytes (of that run, and of every attempt for a resumed one), compression. When a stopped transfer keeps data at the destination to resume from (after a full disk, say), how much and the command that drops it. Relationships belong to the volume file (its path): a mirror, and each hop of a cascade, shows its own destinations, not its source's; a mirror with none of its own shows the relationship that feeds it, from its source's record (--json: mirrorOf). With --json, the relationships as recorded (recent, partial), plus lagSeconds.`;
+  static override description = `One line per destination this volume file was mirrored to: its state (idle, transferring, failed, broken; stopped: a transfer whose process on this host is gone, killed outright, which the next update resumes), the lag (how old the state the destination holds is: the time since its snapshot was taken), the last successful transfer (when, its mode, blocks and bytes sent, how long it took), and the last error. Below it, the latest transfers one per line (a run that finished a transfer an earlier run left part way, then brought the destination to now, made two): blocks, wire bytes (of that run, and of every attempt for a resumed one), compression. When a stopped transfer keeps data at the destination to resume from (after a full disk, say), how much and the command that drops it. Relationships belong to the volume file (its path): a mirror, and each hop of a cascade, shows its own destinations, not its source's; a mirror with none of its own shows the relationship that feeds it, from its source's record (--json: mirrorOf). With --json, the relationships as recorded (recent, partial), plus lagSeconds.`;
   static override examples = ['<%= config.bin %> mirror status vm.vol', '<%= config.bin %> mirror status vm.vol --json'];
   static override args = { volume: Args.string({ description: 'Source volume (or a mirror, to see what feeds it).', required: true }) };
   static override flags = { state: stateFlag };
@@ -26,7 +26,7 @@ export default class MirrorStatus extends ImgstreamCommand {
     const uuid = await sourceUuid(args.volume);
     const now = Date.now();
     const state = openState(flags.state);
-    const withLag = (r: Relationship) => ({ ...r, lagSeconds: r.lastSuccess ? Math.round((now - r.lastSuccess.top.createdMs) / 1000) : null });
+    const withLag = (r: Relationship) => ({ ...r, state: reportedState(r), lagSeconds: r.lastSuccess ? Math.round((now - r.lastSuccess.top.createdMs) / 1000) : null });
     const rels = state.relationshipsOf(uuid, args.volume).map(withLag);
     // a mirror asked about from its side: the relationship that feeds it, as its source shows it
     const feeding = rels.length === 0 ? state.relationshipsTo(uuid, args.volume).map(withLag) : [];
@@ -52,6 +52,7 @@ export default class MirrorStatus extends ImgstreamCommand {
       const resumed = t.resumedRecords ? `, resumed after ${t.resumedRecords} records, ${formatSize(t.totalBytes)} by every attempt` : '';
       this.say(`  ${t.finished}  ${t.mode} to ${t.top.name}: ${t.blocks} blocks (${t.sentBlocks} sent by its last run), ${formatSize(t.bytes)} sent${t.compression === 'zstd' ? ' (zstd)' : ''}${resumed}, ${(t.durationMs / 1000).toFixed(1)}s`);
     }
+    if (r.state === 'stopped') this.say(`  its process ${r.lastAttempt?.pid} is gone (killed outright): the next update resumes the transfer`);
     if (r.partial && r.partial.bytes > 0) this.say(`  partial transfer kept at the destination to resume: ${formatSize(r.partial.bytes)} (since ${r.partial.since}); drop it with: imgstream mirror abandon ${source} --to ${r.destination}`);
   }
 }

@@ -18,6 +18,7 @@
 //   full    every block of the new state (a first transfer).
 // Planes travel for the snapshots the destination lacks; the snapshots it has and the new
 // state lacks are deleted there, which deallocates their blocks.
+import os from 'node:os';
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import { CorruptError, ImgstreamError, InvalidInputError, IoError, errorOfCode, stoppedBy } from '../core/errors.js';
@@ -242,7 +243,7 @@ export async function sendMirror(source: Volume | SourceAccess, ch: MirrorChanne
         r.partial = dest.resume && dest.resume.keptBytes ? { transferId: dest.resume.transferId, bytes: dest.resume.keptBytes, since: r.partial?.since ?? new Date().toISOString() } : null;
         r.state = 'transferring';
         r.pending = { transferId, top: identOf(top), mode, moaSwaps: vol.rootRecord.moaSwaps };
-        r.lastAttempt = { started: new Date(started).toISOString(), finished: null, error: null };
+        r.lastAttempt = { started: new Date(started).toISOString(), finished: null, error: null, pid: process.pid, host: os.hostname() };
       });
     }
     const selection = new Selection(vol, newState, keep, mode);

@@ -15,7 +15,8 @@ import { CorruptError, FormatVersionError, InvalidInputError, fromSystemError } 
 import type { SnapshotIdent, TransferMode } from './protocol.js';
 import { readTextFile } from '../fs/text-file.js';
 
-export type RelationshipState = 'idle' | 'transferring' | 'failed' | 'broken';
+/** As stored; `mirror status` reports a 'transferring' one whose process is gone as 'stopped'. */
+export type RelationshipState = 'idle' | 'transferring' | 'failed' | 'broken' | 'stopped';
 
 export interface Relationship {
   key: string;
@@ -23,7 +24,8 @@ export interface Relationship {
   destination: string;
   state: RelationshipState;
   lastSuccess: { transferId: string; top: SnapshotIdent; finished: string; blocks: number; bytes: number; durationMs: number; mode: TransferMode } | null;
-  lastAttempt: { started: string; finished: string | null; error: string | null } | null;
+  /** `pid` and `host`: the process making it (mirror status tells one killed outright from one running). */
+  lastAttempt: { started: string; finished: string | null; error: string | null; pid?: number; host?: string } | null;
   /** The transfer under way or stopped part way; `bytesSent`: what its stopped attempts sent (wire bytes). */
   pending: { transferId: string; top: SnapshotIdent; mode: TransferMode; moaSwaps: number; bytesSent?: number } | null;
   /** The latest completed transfers, oldest first (at most RECENT_TRANSFERS): one each, a resumed one and the one after it apart. */
@@ -224,5 +226,21 @@ export class MirrorState {
     if (at >= 0) list[at] = rec;
     else list.push(rec);
     this.save(s);
+  }
+}
+
+/**
+ * The state `mirror status` reports: a transfer recorded as under way whose process on
+ * this host is gone (killed outright, so it could not say) is 'stopped'; the next update
+ * resumes it.
+ */
+export function reportedState(r: Relationship): RelationshipState {
+  const a = r.lastAttempt;
+  if (r.state !== 'transferring' || !a?.pid || a.host !== os.hostname()) return r.state;
+  try {
+    process.kill(a.pid, 0);
+    return r.state;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'ESRCH' ? 'stopped' : r.state;
   }
 }

@@ -130,9 +130,10 @@ describe('mirror status and mirror abandon of a served volume', () => {
 
       type Status = { relationships: Array<{ destination: string; state: string; pending: unknown }> };
       const before = JSON.parse(ok(['mirror', 'status', vol, '--json']).stdout) as Status;
-      expect(before.relationships.map((r) => [r.destination, r.state])).toEqual([[dest, 'transferring']]);
+      expect(before.relationships.map((r) => [r.destination, r.state])).toEqual([[dest, 'stopped']]);
       expect(before.relationships[0].pending).not.toBe(null);
       const text = ok(['mirror', 'status', vol]).stdout;
+      expect(text).toContain('is gone (killed outright): the next update resumes the transfer');
       expect(text).toContain(dest);
 
       const dropped = JSON.parse(ok(['mirror', 'abandon', vol, '--to', dest, '--json']).stdout) as { files: string[] };

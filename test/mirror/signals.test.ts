@@ -7,7 +7,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { cliJson, finished, sha256, spawnCli, writeImage } from '../support/cli.js';
+import { cliJson, finished, runCli, sha256, spawnCli, writeImage } from '../support/cli.js';
 import { mutate, tempDir } from '../support/images.js';
 import { imageSha } from '../support/oracle.js';
 import { setupOk } from '../support/in-process.js';
@@ -33,7 +33,7 @@ async function until(what: string, cond: () => boolean, ms = 20_000): Promise<vo
 }
 
 /** Starts `mirror start`, signals it once the transfer has written something, and returns how it ended. */
-async function stopMidTransfer(signal: 'SIGTERM' | 'SIGINT', sideFile: string, args = ['mirror', 'start', src, '--to', dest, '--every', '1h', '--limit-rate', '3M', '--json']) {
+async function stopMidTransfer(signal: 'SIGTERM' | 'SIGINT' | 'SIGKILL', sideFile: string, args = ['mirror', 'start', src, '--to', dest, '--every', '1h', '--limit-rate', '3M', '--json']) {
   const child = spawnCli(args, { env });
   const done = finished(child, 60_000);
   await until(sideFile, () => fs.existsSync(path.join(root, sideFile)));
@@ -100,5 +100,23 @@ describe('mirror start and signals', () => {
     // what the stopped attempt sent (1.5 s or more at 3 MB/s) counts in the total
     expect(next.transfers[0].totalBytes - next.transfers[0].bytes).toBeGreaterThan(3_000_000);
     expect(await active(dest)).toBe(sha256(img));
+  }, 90_000);
+
+  it('mirror status tells a transfer killed outright (kill -9) from one under way: stopped, resumed by the next update', async () => {
+    const img = fs.readFileSync(path.join(root, 'img'));
+    mutate(img, BS, 3000, 7);
+    fs.writeFileSync(path.join(root, 'img'), img);
+    await setupOk(['volume', 'import', src, '--from', path.join(root, 'img')], { env });
+    const killed = await stopMidTransfer('SIGKILL', '.dest.vol.mirror-stage', ['mirror', 'update', src, '--to', dest, '--limit-rate', '3M', '-q']);
+    expect(killed.signal).toBe('SIGKILL');
+    const status = cliJson<{ relationships: Array<{ state: string; lastAttempt: { pid: number } }> }>(['mirror', 'status', src, '--json'], { env });
+    expect(status.relationships[0].state).toBe('stopped');
+    const text = runCli(['mirror', 'status', src], { env });
+    expect(text.stdout).toMatch(/dest\.vol {2}stopped /);
+    expect(text.stdout).toContain(`\n  its process ${status.relationships[0].lastAttempt.pid} is gone (killed outright): the next update resumes the transfer`);
+    const next = cliJson<{ transfers: Array<{ resumedRecords: number }> }>(['mirror', 'update', src, '--to', dest, '--json'], { env });
+    expect(next.transfers[0].resumedRecords).toBeGreaterThan(0);
+    expect(await active(dest)).toBe(sha256(img));
+    expect(cliJson<{ relationships: Array<{ state: string }> }>(['mirror', 'status', src, '--json'], { env }).relationships[0].state).toBe('idle');
   }, 90_000);
 });
