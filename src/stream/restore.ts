@@ -46,7 +46,11 @@ export interface RestoreResult {
 /** Refuses a stream that cannot go onto this volume, before any block is written. */
 function checkFits(vol: Volume, h: StreamHeader, name: string, display: string, createdHere = false): void {
   const r = vol.rootRecord;
-  if (h.volume.uuid !== r.uuid) throw new InvalidInputError(`${name}: stream is of another volume (${h.volume.uuid}), not ${display} (${r.uuid})`, 'restore it into a new volume, or pick the streams of this volume');
+  if (h.volume.uuid !== r.uuid) {
+    // a volume this restore made from the chain's level 0: the chain mixes two volumes' streams
+    const hint = createdHere ? "give one volume's chain: this stream is not of the level 0 given before it" : 'restore it into a new volume, or pick the streams of this volume';
+    throw new InvalidInputError(`${name}: stream is of another volume (${h.volume.uuid}), not ${display} (${r.uuid})`, hint);
+  }
   if (h.volume.blockSize !== r.blockSize || h.volume.nblocks !== r.nblocks || h.volume.logicalSize !== r.logicalSize) {
     throw new InvalidInputError(`${name}: stream geometry (block size ${h.volume.blockSize}, ${h.volume.nblocks} blocks) differs from ${display} (block size ${r.blockSize}, ${r.nblocks} blocks)`);
   }

@@ -85,6 +85,9 @@ describe('wrong chains are refused, the destination unchanged', () => {
     expectRestoreRefused([B.l1], R, 4, /another volume/);
     expectRestoreRefused([B.l0], R, 4, /another volume/);
     expect(await snapshotNames(R, o)).toEqual(['s1']);
+    // one volume's level 0, another's level 1, into a new path: the hint says the chain mixes two volumes (not "restore it into a new volume": it is one)
+    const mixed = expectRestoreRefused([A.l0, B.l1], path.join(emptyDir, 'mixed.vol'), 4, /another volume .*\(give one volume's chain: this stream is not of the level 0 given before it\)/);
+    expect(mixed).toContain(B.l1);
   });
 
   it('streams out of order: --from L1 --from L0 into a new path (exit 3, no file)', async () => {
