@@ -145,7 +145,9 @@ async function session(opts: ProtectOptions, dir: string, source: ProtectedSourc
     const close = async (end: number, snapshots: string[]): Promise<void> => {
       const b = builder;
       builder = new IntervalBuilder(source.blockSize, b.journalTo, slabs);
-      const iv = b.build(++claimedSeq, lastEnd, end, snapshots);
+      // the next after the destination's last, or after the one still in flight
+      claimedSeq = inFlight === null ? state.intervalSeq + 1 : claimedSeq + 1;
+      const iv = b.build(claimedSeq, lastEnd, end, snapshots);
       // the point is claimed now: a record stamped before it and read from here on goes into the next interval
       lastEnd = end;
       const prev = inFlight;
@@ -193,7 +195,6 @@ async function session(opts: ProtectOptions, dir: string, source: ProtectedSourc
           const end = Math.max(img.time, lastEnd);
           await ship({ seq: state.intervalSeq + 1, start: lastEnd, end, journalFrom: state.journalTo, journalTo: img.journalTo, kind: 'resync', snapshots: [], blockCount: count, blocks }, 0, 0, null);
           lastEnd = end;
-          claimedSeq = state.intervalSeq;
           sum.resyncs++;
         } finally {
           img.close();
