@@ -156,7 +156,8 @@ describe.skipIf(!hasOpenssl)('the peer daemon against hostile clients', () => {
     expect(got).toHaveLength(1);
     const e = got[0].msg.error as { code: string; message: string };
     expect(e.code).toBe('not-a-volume');
-    expect(e.message).toBe('sub/g.vol: not an imgstream volume');
+    expect(e.message).toBe('sub/g.vol: not an imgstream volume, so not a mirror');
+    expect((e as { hint?: string }).hint).toBe('a mirror update creates its destination: give a path that does not exist yet');
     await ch.close();
 
     // the same through the CLI, a directory in the way: one line, no path of the daemon
