@@ -44,6 +44,19 @@ async function stopMidTransfer(signal: 'SIGTERM' | 'SIGINT' | 'SIGKILL', sideFil
   return { ...r, stopMs: Date.now() - sent };
 }
 
+/** Changes 3000 blocks of the source's image (seeded), imports it, and returns the new image. */
+async function changeSource(seed: number): Promise<Buffer> {
+  const file = path.join(root, 'img');
+  const img = fs.readFileSync(file);
+  mutate(img, BS, 3000, seed);
+  fs.writeFileSync(file, img);
+  await setupOk(['volume', 'import', src, '--from', file], { env });
+  return img;
+}
+
+/** `mirror update` with its rate held down, so a signal finds it mid-transfer. */
+const slowUpdate = () => ['mirror', 'update', src, '--to', dest, '--limit-rate', '3M', '-q'];
+
 describe('mirror start and signals', () => {
   it('SIGTERM mid-transfer cuts it, exits 0, and the next update resumes; SIGINT likewise', async () => {
     const imgFile = path.join(root, 'img');
@@ -82,12 +95,9 @@ describe('mirror start and signals', () => {
   }, 90_000);
 
   it('mirror update stopped by SIGINT says so in one line, exits 130, and the next update resumes, counting both attempts', async () => {
-    const img = fs.readFileSync(path.join(root, 'img'));
-    mutate(img, BS, 3000, 6);
-    fs.writeFileSync(path.join(root, 'img'), img);
-    await setupOk(['volume', 'import', src, '--from', path.join(root, 'img')], { env });
+    const img = await changeSource(6);
     const before = await active(dest);
-    const int = await stopMidTransfer('SIGINT', '.dest.vol.mirror-stage', ['mirror', 'update', src, '--to', dest, '--limit-rate', '3M', '-q']);
+    const int = await stopMidTransfer('SIGINT', '.dest.vol.mirror-stage', slowUpdate());
     expect(int.code, int.stderr).toBe(130);
     expect(int.stderr.trim()).toMatch(/^imgstream: stopped by SIGINT before the transfer completed \(the next update resumes it/);
     expect(int.stderr.trim().split('\n')).toHaveLength(1);
@@ -103,11 +113,8 @@ describe('mirror start and signals', () => {
   }, 90_000);
 
   it('mirror status tells a transfer killed outright (kill -9) from one under way: stopped, resumed by the next update', async () => {
-    const img = fs.readFileSync(path.join(root, 'img'));
-    mutate(img, BS, 3000, 7);
-    fs.writeFileSync(path.join(root, 'img'), img);
-    await setupOk(['volume', 'import', src, '--from', path.join(root, 'img')], { env });
-    const killed = await stopMidTransfer('SIGKILL', '.dest.vol.mirror-stage', ['mirror', 'update', src, '--to', dest, '--limit-rate', '3M', '-q']);
+    const img = await changeSource(7);
+    const killed = await stopMidTransfer('SIGKILL', '.dest.vol.mirror-stage', slowUpdate());
     expect(killed.signal).toBe('SIGKILL');
     const status = cliJson<{ relationships: Array<{ state: string; lastAttempt: { pid: number } }> }>(['mirror', 'status', src, '--json'], { env });
     expect(status.relationships[0].state).toBe('stopped');
