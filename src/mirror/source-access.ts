@@ -9,11 +9,15 @@ import { PLANE_MOA } from '../volume/layout.js';
 import type { Volume } from '../volume/volume.js';
 import { identOf, sameSnapshot, type SnapshotIdent } from './protocol.js';
 
-/** The next name of the relationship's snapshots: mirror.TAG.N. */
-function mirrorSnapshotName(vol: Volume, tag: string): string {
+/**
+ * The next name of the relationship's snapshots: mirror.TAG.N, N past every number the
+ * source and the destination hold, so a name never comes back for another state (the
+ * user may delete the source's current one: the destination still has it).
+ */
+function mirrorSnapshotName(vol: Volume, tag: string, destination: SnapshotIdent[]): string {
   const prefix = `mirror.${tag}.`;
   let n = 0;
-  for (const s of vol.snapshots()) if (s.name.startsWith(prefix)) n = Math.max(n, Number(s.name.slice(prefix.length)) || 0);
+  for (const s of [...vol.snapshots(), ...destination]) if (s.name.startsWith(prefix)) n = Math.max(n, Number(s.name.slice(prefix.length)) || 0);
   return `${prefix}${n + 1}`;
 }
 
@@ -70,7 +74,7 @@ export function prepareSource(vol: Volume, p: PrepareArgs, keep: (id: number) =>
     const snaps = vol.snapshots();
     top = snaps[snaps.length - 1];
     if (!top || top.mapRoot !== vol.rootRecord.mapRoot) throw new InvalidInputError(`${vol.path}: this mirror has no complete state to pass on yet`);
-  } else top = vol.createSnapshot(mirrorSnapshotName(vol, p.tag));
+  } else top = vol.createSnapshot(mirrorSnapshotName(vol, p.tag, p.keepIds));
   if (p.track && !p.cascade) {
     // snapshots of transfers that never completed: the destination does not have them
     const prefix = `mirror.${p.tag}.`;

@@ -188,6 +188,30 @@ describe('mirror faults and relationships', () => {
     expectReplica(await digests(src), await digests(dest), 'after a failed transfer');
   });
 
+  it('never names a new mirror snapshot as an earlier one after the user deletes the current one on the source', async () => {
+    const src = path.join(dir, 'n-src.vol');
+    const dest = path.join(dir, 'n-dest.vol');
+    const state = new MirrorState(path.join(dir, 'n-state.json'));
+    Volume.create(src, { size: blocks * bs, blockSize: bs, maxSnapshots: 12 });
+    const r = rng(23);
+    writeRandom(src, r, 500, blocks, bs);
+    const tops = [(await updateWith(src, dest, state)).top];
+    writeRandom(src, r, 50, blocks, bs);
+    tops.push((await updateWith(src, dest, state)).top);
+    // the user deletes the relationship's snapshot on the source: the destination still has it
+    const vol = Volume.open(src, { write: true });
+    vol.deleteSnapshot(tops[1]);
+    vol.close();
+    writeRandom(src, r, 50, blocks, bs);
+    tops.push((await updateWith(src, dest, state)).top);
+    writeRandom(src, r, 50, blocks, bs);
+    tops.push((await updateWith(src, dest, state)).top);
+    const numbers = tops.map((t) => Number(t.split('.').at(-1)));
+    expect(new Set(tops).size, tops.join(' ')).toBe(tops.length);
+    expect(numbers).toEqual([...numbers].sort((a, b) => a - b));
+    expectReplica(await digests(src), await digests(dest), 'after the deleted mirror snapshot');
+  });
+
   it('brings a broken-off destination back with resync, moving only the differences', async () => {
     const src = path.join(dir, 'b-src.vol');
     const dest = path.join(dir, 'b-dest.vol');
