@@ -54,6 +54,12 @@ export interface SourceStream {
   recycle?(buf: Buffer, after: Promise<void>): void;
   /** Optional: bytes read from the medium so far for this stream (a multiplexed tape file's reader counts them: it reads only the stream's members). */
   bytesRead?(): number;
+  /**
+   * Set when the medium was asked for one volume's streams (restore --volume) but cannot
+   * tell whose dump this one is (a tape file of a plain dump: its label names no volume):
+   * the reader picks by the volume uuid in the stream's header.
+   */
+  readonly volumeUnchecked?: string;
 }
 
 export interface StreamSource {

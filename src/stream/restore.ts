@@ -21,6 +21,7 @@ import { readImageStream, type ReleaseBuffer } from './stream-reader.js';
 import type { KeyOption } from '../crypt/index.js';
 import { removeStaleTemp, tempBeside } from '../fs/stale-temp.js';
 import type { StreamSummary } from './verify.js';
+import type { VolumePick } from './volume-pick.js';
 
 export interface RestoredStream extends StreamSummary {
   skippedBlocks: number;
@@ -299,9 +300,16 @@ async function firstHeader(s: SourceStream, release: ReleaseBuffer, key: KeyOpti
   return { header: first.value.header, records };
 }
 
-/** `key`: of encrypted streams (without it they are refused, AuthError, before anything is written). */
-export async function restoreStreams(sources: StreamSource[], volumePath: string, progress: Progress = noProgress, key: KeyOption = null): Promise<RestoreResult> {
+/**
+ * `key`: of encrypted streams (without it they are refused, AuthError, before anything is
+ * written). `pick`: chooses among streams whose medium could not tell whose dump they are
+ * (restore --volume on a tape of plain dumps); without it they are all taken.
+ */
+export async function restoreStreams(sources: StreamSource[], volumePath: string, progress: Progress = noProgress, key: KeyOption = null, pick?: VolumePick): Promise<RestoreResult> {
   const result: RestoreResult = { volume: volumePath, created: false, streams: [], blocks: 0, bytes: 0 };
+  /** Streams of other volumes passed over (pick), for the error when none was taken. */
+  const passed: string[] = [];
+  let selector: string | undefined;
   let vol: Volume | null = null;
   // a volume that does not exist yet is built under a temporary name and appears only
   // when every stream is in: a failed or killed restore leaves nothing under VOL
@@ -325,6 +333,12 @@ export async function restoreStreams(sources: StreamSource[], volumePath: string
             'find the dump on other media, or rebuild the catalog from what the media hold: imgstream catalog rebuild --from SOURCE...',
           );
         }
+        if (s.volumeUnchecked !== undefined && pick && !pick.wants(header, s.volumeUnchecked)) {
+          selector = s.volumeUnchecked;
+          passed.push(`${s.name} (volume ${header.volume.uuid.slice(0, 8)})`);
+          await records.return(undefined);
+          continue;
+        }
         if (!vol) {
           if (!fs.existsSync(volumePath)) {
             tmp = createForStream(volumePath, header, s.name);
@@ -346,6 +360,13 @@ export async function restoreStreams(sources: StreamSource[], volumePath: string
         result.blocks += r.blocks;
         result.bytes += r.bytes;
       }
+    }
+    if (result.streams.length === 0 && selector !== undefined) {
+      const uuids = pick!.named(selector);
+      throw new NotFoundError(
+        `no dump of volume ${selector}${uuids.length ? ` (${uuids.map((u) => u.slice(0, 8)).join(', ')})` : ''} in ${sources.map((x) => x.description).join(', ')}: it holds ${passed.join(', ')}`,
+        'give the volume\'s uuid (or 4+ of its first digits), or its path as dumped',
+      );
     }
     if (result.streams.length === 0) throw new NotFoundError('no stream found in the sources given', 'check the --from paths (tape:DIR reads every tape file of DIR)');
     if (tmp) {

@@ -111,7 +111,9 @@ export function tapeSource(opts: TapeSourceOptions): StreamSource {
       spanned = await spannedTapes(t, streamId, kinds);
     }
     const position: MediaPosition = { kind: 'tape', location: path.resolve(tapes[t]), ...(tapeFile !== undefined ? { tapeFile } : {}), tapes: spanned };
-    return [{ name: ref.name, position, bytes: streamBytes(t, ref, streamId, kinds) }];
+    // a plain dump's label names no volume (nor does a device's, read as the stream is): the stream header tells whose it is
+    const unchecked = opts.volume !== undefined ? { volumeUnchecked: opts.volume } : {};
+    return [{ name: ref.name, position, bytes: streamBytes(t, ref, streamId, kinds), ...unchecked }];
   }
 
   /** Every tape exists and can be read; a set of directories is in order (once: precheck() or the first read). */

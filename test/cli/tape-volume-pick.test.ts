@@ -1,0 +1,83 @@
+// restore --from tape:DIR --volume on a tape of plain dumps of two volumes, through the
+// built CLI: a plain dump's tape label names no volume, so --volume used to be ignored
+// there and the first volume's dumps were restored whatever it named. Now each stream's
+// header picks: by uuid (or a prefix), by the path of the volume there now, or by the
+// path the catalog records after that volume is gone; a volume with no dump on the tape
+// is refused (exit 3, one line naming whose dumps the tape holds) and nothing appears.
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cliJson, cliOk, runCli, sha256File, writeImage } from '../support/cli.js';
+import { tempDir } from '../support/images.js';
+import { expectOneLineError } from '../support/stream-cli.js';
+
+const BS = 4096;
+const root = tempDir('imgstream-tape-pick-');
+const at = (f: string) => path.join(root, f);
+const env = { IMGSTREAM_LOCK_DIR: at('locks'), IMGSTREAM_CATALOG: at('catalog.json') };
+const o = { env, timeoutMs: 60_000 };
+const tape = `tape:${at('tape')}`;
+const uuids: Record<string, string> = {};
+const digests: Record<string, string> = {};
+
+afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
+
+beforeAll(() => {
+  fs.mkdirSync(at('tape'));
+  // a's level 0, b's level 0, a's level 1: the dumps of two volumes on one plain tape
+  for (const [i, v] of ['a', 'b'].entries()) {
+    cliOk(['volume', 'create', at(`${v}.vol`), '--size', '1M', '-q'], o);
+    writeImage(at(`${v}.img`), 256, BS, 40 + i, 0.2);
+    cliOk(['volume', 'import', at(`${v}.vol`), '--from', at(`${v}.img`), '-q'], o);
+    uuids[v] = cliJson<{ uuid: string }>(['volume', 'info', at(`${v}.vol`)], o).uuid;
+    cliOk(['snapshot', 'create', at(`${v}.vol`), 'l0', '-q'], o);
+    cliOk(['dump', at(`${v}.vol`), '--level', '0', '--snapshot', 'l0', '--to', tape, '-q'], o);
+  }
+  writeImage(at('a2.img'), 256, BS, 49, 0.2);
+  cliOk(['volume', 'import', at('a.vol'), '--from', at('a2.img'), '-q'], o);
+  cliOk(['snapshot', 'create', at('a.vol'), 'l1', '-q'], o);
+  cliOk(['dump', at('a.vol'), '--level', '1', '--snapshot', 'l1', '--to', tape, '-q'], o);
+  for (const v of ['a', 'b']) {
+    cliOk(['volume', 'export', at(`${v}.vol`), '--to', at(`${v}.now`), '-q'], o);
+    digests[v] = sha256File(at(`${v}.now`));
+  }
+}, 120_000);
+
+function restoredDigest(to: string): string {
+  cliOk(['volume', 'export', to, '--to', `${to}.img`, '-q'], o);
+  return sha256File(`${to}.img`);
+}
+
+describe('restore --volume from a tape of plain dumps', () => {
+  it('takes only the named volume\'s streams: by path, by uuid prefix, and by the catalog\'s path once the volume is gone', () => {
+    const byPath = cliJson<{ streams: Array<{ top: string }> }>(['restore', '--from', tape, '--volume', at('a.vol'), '--to', at('ra.vol')], o);
+    expect(byPath.streams.map((s) => s.top)).toEqual(['l0', 'l1']);
+    expect(restoredDigest(at('ra.vol'))).toBe(digests.a);
+    expect(cliJson<{ uuid: string }>(['volume', 'info', at('ra.vol')], o).uuid).toBe(uuids.a);
+
+    const byUuid = cliJson<{ streams: Array<{ top: string }> }>(['restore', '--from', tape, '--volume', uuids.b.slice(0, 8), '--to', at('rb.vol')], o);
+    expect(byUuid.streams.map((s) => s.top)).toEqual(['l0']);
+    expect(restoredDigest(at('rb.vol'))).toBe(digests.b);
+    expect(cliJson<{ uuid: string }>(['volume', 'info', at('rb.vol')], o).uuid).toBe(uuids.b);
+
+    // the source volume is gone: the catalog knows whose dumps were taken at that path
+    fs.renameSync(at('b.vol'), at('b.moved'));
+    try {
+      cliOk(['restore', '--from', tape, '--volume', at('b.vol'), '--to', at('rb2.vol'), '-q'], o);
+      expect(restoredDigest(at('rb2.vol'))).toBe(digests.b);
+    } finally {
+      fs.renameSync(at('b.moved'), at('b.vol'));
+    }
+  });
+
+  it('refuses a volume with no dump on the tape in one line naming whose it holds, and creates nothing', () => {
+    for (const [what, selector] of [['a uuid', 'ffff0000'], ['a path', at('none.vol')]] as const) {
+      const r = runCli(['restore', '--from', tape, '--volume', selector, '--to', at('rn.vol')], o);
+      const line = expectOneLineError(r, `--volume ${what}`, 3, /no dump of volume .* in tape .*: it holds .*file 1 \(volume [0-9a-f]{8}\)/);
+      expect(line).toContain(uuids.a.slice(0, 8));
+      expect(line).toContain(uuids.b.slice(0, 8));
+      expect(fs.existsSync(at('rn.vol')), what).toBe(false);
+    }
+    expect(fs.readdirSync(root).filter((f) => f.includes('rn.vol'))).toEqual([]);
+  });
+});
