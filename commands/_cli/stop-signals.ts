@@ -1,24 +1,44 @@
 // SIGINT, SIGHUP and SIGTERM for commands that clean up when stopped (dump): the first signal
 // fires an AbortSignal whose reason is the signal's name, and the operation undoes what
 // it made and ends with exit 130 (SIGINT), 129 (SIGHUP) or 143 (SIGTERM); a second signal while it
-// cleans up ends the process at once, as kill -9 would.
+// cleans up ends the process at once, as kill -9 would. A second one within REPEAT_MS of the
+// first is the same stop delivered twice, not a user insisting: `timeout` signals its
+// command and then its whole process group (the command again), and a kill of a process
+// group or cgroup reaches a process that its parent signals too.
 import { EXIT_CODES } from '../../src/core/errors.js';
+
+/** Signals this soon after the first are taken as the same one. */
+export const REPEAT_MS = 250;
+
+const STOP_SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGHUP', 'SIGTERM'];
+
+/**
+ * Calls `stop` on the first of `signals`; a later one, past REPEAT_MS, exits at once
+ * (130, 129 or 143). Returns what takes the handlers off again.
+ */
+export function onStopSignals(stop: (sig: NodeJS.Signals) => void, signals: NodeJS.Signals[] = STOP_SIGNALS): () => void {
+  let first: number | null = null;
+  const onSignal = (sig: NodeJS.Signals): void => {
+    if (first !== null) {
+      if (performance.now() - first < REPEAT_MS) return;
+      process.exit(sig === 'SIGINT' ? EXIT_CODES.interrupted.exit : sig === 'SIGHUP' ? EXIT_CODES.hangup.exit : EXIT_CODES.terminated.exit);
+    }
+    first = performance.now();
+    stop(sig);
+  };
+  for (const s of signals) process.on(s, onSignal);
+  return () => {
+    for (const s of signals) process.off(s, onSignal);
+  };
+}
 
 export async function stoppableBySignals<T>(work: (signal: AbortSignal) => Promise<T>): Promise<T> {
   const controller = new AbortController();
-  const onSignal = (sig: NodeJS.Signals): void => {
-    if (controller.signal.aborted) process.exit(sig === 'SIGINT' ? EXIT_CODES.interrupted.exit : sig === 'SIGHUP' ? EXIT_CODES.hangup.exit : EXIT_CODES.terminated.exit);
-    controller.abort(sig);
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGHUP', onSignal);
-  process.on('SIGTERM', onSignal);
+  const off = onStopSignals((sig) => controller.abort(sig));
   try {
     return await work(controller.signal);
   } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGHUP', onSignal);
-    process.off('SIGTERM', onSignal);
+    off();
     // stopped: once the error is printed, a write still pending on a pipe nobody reads must not keep the process alive
     if (controller.signal.aborted) setTimeout(() => process.exit(), 500).unref();
   }

@@ -5,10 +5,11 @@ import { openState, parseRate } from '../_cli/mirror-flags.js';
 import { compressionFor, peerDestination, transferFlags } from '../_cli/mirror-peer.js';
 import { mirrorLoop, parseSchedule } from '../../src/mirror/run.js';
 import { runLines } from '../_cli/mirror-report.js';
+import { onStopSignals } from '../_cli/stop-signals.js';
 
 export default class MirrorStart extends ImgstreamCommand {
   static override summary = 'Run mirror updates on a schedule, in the foreground.';
-  static override description = `Runs "mirror update" now and then at every tick of the schedule: --every DURATION (30s, 5m, 2h, 1d) after the end of the previous run, or --cron EXPR (five crontab fields, minute hour day-of-month month day-of-week, in local time). A failed update is logged and retried at the next tick (an interrupted transfer resumes); the loop never ends on an error. SIGINT or SIGTERM cuts a running transfer at once (the destination stays at its previous state, the next start resumes it), logs that it stopped and exits 0; a second signal while it stops ends it at once. One line per transfer on stdout (one JSON object per run with --json: "update" with its transfers, "failed", "stopped"), errors on stderr: fit for a systemd service (see the README).`;
+  static override description = `Runs "mirror update" now and then at every tick of the schedule: --every DURATION (30s, 5m, 2h, 1d) after the end of the previous run, or --cron EXPR (five crontab fields, minute hour day-of-month month day-of-week, in local time). A failed update is logged and retried at the next tick (an interrupted transfer resumes); the loop never ends on an error. SIGINT or SIGTERM cuts a running transfer at once (the destination stays at its previous state, the next start resumes it), logs that it stopped and exits 0; a second signal while it stops (a quarter second or more after the first: one delivered twice, as timeout does, counts once) ends it at once. One line per transfer on stdout (one JSON object per run with --json: "update" with its transfers, "failed", "stopped"), errors on stderr: fit for a systemd service (see the README).`;
   static override examples = [
     '<%= config.bin %> mirror start vm.vol --to peer://backup.example:7411/vm --token-file /etc/imgstream/token --tls-ca /etc/imgstream/ca.pem --every 5m',
     '<%= config.bin %> mirror start vm.vol --to peer://10.0.0.2:7411/vm --token-file token --plain --cron "*/15 8-18 * * 1-5" --limit-rate 20M',
@@ -27,9 +28,7 @@ export default class MirrorStart extends ImgstreamCommand {
     const dest = peerDestination(flags.to, flags);
     dest.check?.(); // refused in one line, before the loop is announced
     const stop = new AbortController();
-    const onSignal = (sig: NodeJS.Signals) => stop.abort(sig);
-    process.once('SIGINT', onSignal);
-    process.once('SIGTERM', onSignal);
+    const off = onStopSignals((sig) => stop.abort(sig), ['SIGINT', 'SIGTERM']);
     const json = this.jsonEnabled();
     const line = (o: Record<string, unknown>, text: string) => process.stdout.write(json ? `${JSON.stringify({ time: new Date().toISOString(), ...o })}\n` : `${new Date().toISOString()} ${text}\n`);
     try {
@@ -48,8 +47,7 @@ export default class MirrorStart extends ImgstreamCommand {
       });
       return { volume: args.volume, destination: dest.spec, ...r };
     } finally {
-      process.off('SIGINT', onSignal);
-      process.off('SIGTERM', onSignal);
+      off();
     }
   }
 }

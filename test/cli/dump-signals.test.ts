@@ -76,6 +76,18 @@ describe('a dump stopped by a signal', () => {
     }, 90_000);
   }
 
+  it('SIGINT delivered twice at once (as timeout does: its command, then its process group) stops it cleanly, as one does', async () => {
+    const before = snapshots();
+    const cat = catalogText();
+    const child = spawnCli(['dump', vol, '--level', '0', '--to', path.join(outDir, 'v.l0'), '--compress', 'none', '-q'], { env: { ...env, IMGSTREAM_TEST_SOURCE_RATE: '4M' } });
+    const done = finished(child, 60_000);
+    await until('its partial stream has bytes', child, () => partialBytes() > 0);
+    child.kill('SIGINT');
+    await sleep(5);
+    child.kill('SIGINT');
+    expectStopped(await done, 'SIGINT', before, cat);
+  }, 90_000);
+
   it('SIGTERM while blocked on a pipe nobody reads: it does not wait for the reader', async () => {
     const before = snapshots();
     const cat = catalogText();
