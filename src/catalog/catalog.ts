@@ -69,6 +69,11 @@ export interface CatalogOptions {
   createDirectory?: boolean;
 }
 
+/** Text that was a catalog, however damaged (its format name or its records' keys), or empty (touch, mktemp). */
+function looksLikeCatalog(text: string): boolean {
+  return text.trim() === '' || text.includes('imgstream-catalog') || (text.includes('"dumps"') && text.includes('"media"'));
+}
+
 export class Catalog {
   constructor(
     readonly file: string,
@@ -83,6 +88,9 @@ export class Catalog {
       c = JSON.parse(text) as CatalogFile;
       if (c.format !== 'imgstream-catalog' || !Array.isArray(c.dumps)) throw new Error('not a catalog');
     } catch {
+      // a file of another kind (a --catalog typo naming some other file) is no damaged
+      // catalog: catalog rebuild, which replaces a damaged one, must never be pointed at it
+      if (!looksLikeCatalog(text)) throw new NotAVolumeError(`${this.file}: not an imgstream catalog (it holds something else)`, 'give --catalog the catalog file, or a path that does not exist yet for a new one');
       throw new CorruptError(`${this.file}: not a readable imgstream catalog`, 'rebuild it with: imgstream catalog rebuild --from SOURCE...');
     }
     // a newer version's catalog is not rewritten (downgraded) by this one

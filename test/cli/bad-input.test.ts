@@ -78,7 +78,8 @@ beforeAll(async () => {
   // m.vol: a mirror of v.vol (read-only to everything but its mirror)
   cliOk(['mirror', 'update', at('v.vol'), '--to', at('m.vol')], { env });
   // catalogs a dump must refuse before it takes a snapshot or writes a byte
-  fs.writeFileSync(at('bad.catalog'), '{bad');
+  fs.writeFileSync(at('bad.catalog'), '{"format": "imgstream-catalog", "version": 1, "dumps": [{"id'); // cut short
+  fs.writeFileSync(at('passwd.copy'), 'root:x:0:0:root:/root:/bin/bash\n'); // a --catalog typo: some other file
   fs.writeFileSync(at('hello.txt'), 'hello\n'); // shorter than a stream's preamble
   fs.symlinkSync(at('v.vol'), at('v-link.vol'));
   fs.writeFileSync(at('v99.catalog'), JSON.stringify({ format: 'imgstream-catalog', version: 99, dumps: [] }));
@@ -207,6 +208,9 @@ const cases: Case[] = [
   { what: 'restore --as-of an empty string', args: ['restore', '--to', at('never.vol'), '--as-of', ''], code: 'usage', mentions: /--as-of is empty/ },
   // catalogs: checked before the dump takes its snapshot and writes its stream
   { what: 'dump with an unreadable catalog', args: ['dump', v(), '--level', '0', '--to', at('never.l0'), '--catalog', at('bad.catalog')], code: 'corrupt', mentions: /bad\.catalog: not a readable imgstream catalog/ },
+  // a file of another kind is not a damaged catalog: no hint to rebuild it (catalog-faults.test.ts: rebuild refuses it)
+  { what: 'catalog list of a file that is not a catalog', args: ['catalog', 'list', '--catalog', at('passwd.copy')], code: 'not-a-volume', mentions: /passwd\.copy: not an imgstream catalog \(it holds something else\) \(give --catalog the catalog file/ },
+  { what: 'dump with --catalog naming a file that is not a catalog', args: ['dump', v(), '--level', '0', '--to', at('never.l0'), '--catalog', at('passwd.copy')], code: 'not-a-volume', mentions: /not an imgstream catalog/ },
   { what: 'dump with an empty --catalog', args: ['dump', v(), '--level', '0', '--to', at('never.l0'), '--catalog', ''], code: 'invalid-input', mentions: /catalog path is empty/ },
   { what: 'protect status of a destination of a newer version', args: ['protect', 'status', at('v2.cdp')], code: 'not-a-volume', mentions: /protect\.json: a protection destination of version 2, which this imgstream does not read/ },
   { what: 'dump with a catalog of a newer version', args: ['dump', v(), '--level', '0', '--to', at('never.l0'), '--catalog', at('v99.catalog')], code: 'not-a-volume', mentions: /version 99/ },

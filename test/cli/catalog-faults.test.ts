@@ -187,6 +187,14 @@ describe('catalog contents', () => {
     const before = fs.readdirSync(dir).sort();
     expect(cliJson<{ damagedCatalogKeptAs: string | null }>(['catalog', 'rebuild', '--from', stream, '--catalog', catalog], { env }).damagedCatalogKeptAs).toBeNull();
     expect(fs.readdirSync(dir).sort()).toEqual(before);
+    // a file of another kind (a --catalog typo) is no damaged catalog: never replaced, nor renamed aside
+    const foreign = path.join(dir, 'passwd.copy');
+    const text2 = 'root:x:0:0:root:/root:/bin/bash\n';
+    fs.writeFileSync(foreign, text2);
+    const names = fs.readdirSync(dir).sort();
+    expectOneLineError(cli(['catalog', 'rebuild', '--from', stream, '--catalog', foreign]), 'catalog rebuild over another kind of file', 5, /passwd\.copy: not an imgstream catalog \(it holds something else\)/);
+    expect(fs.readFileSync(foreign, 'utf8')).toBe(text2);
+    expect(fs.readdirSync(dir).sort()).toEqual(names);
   });
 
   it('a catalog of another version exits 5, the code of unsupported format versions', () => {

@@ -141,7 +141,7 @@ describe('a dump stopped by a signal', () => {
     const child = spawnCli(['dump', vol, '--level', '0', '--to', out, '--compress', 'none', '-q'], { env: { ...env, IMGSTREAM_TEST_SOURCE_RATE: '16M' } });
     const done = finished(child, 60_000);
     await until('its partial stream has bytes', child, () => partialBytes() > 0);
-    fs.writeFileSync(catalog, 'not a catalog any more\n'); // another process damaged it meanwhile
+    fs.writeFileSync(catalog, '{"format": "imgstream-catalog", "version": 1, "dumps": [{"id'); // another process damaged it meanwhile
     const r = await done;
     expect(r.code, r.stderr).toBe(9);
     const lines = stderrLines(r);
