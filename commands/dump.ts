@@ -15,6 +15,7 @@ import { dumpKeyFromFlags, encryptFlag, keyFlags } from './_cli/key-flags.js';
 import { stoppableBySignals } from './_cli/stop-signals.js';
 import { refuseOutputOverInputs, type DumpInput } from '../src/stream/dump-inputs.js';
 import type { Catalog } from '../src/catalog/index.js';
+import { argumentsInOrder } from './_cli/ordered-args.js';
 
 export default class Dump extends ImgstreamCommand {
   static override summary = 'Write a level 0/1/2... dump of a volume as an image stream.';
@@ -69,8 +70,8 @@ While the volume is being served (imgstream serve nbd), the dump asks the server
   };
 
   async run() {
-    const { args, argv, flags } = await this.parse(Dump);
-    const volumes = argv as string[];
+    const { args, raw, flags } = await this.parse(Dump);
+    const volumes = argumentsInOrder(raw);
     if (volumes.length > 1 && !flags.multiplex) throw new UsageError(`${volumes.length} volumes given: one dump takes one volume`, 'dump several volumes together onto a tape with --multiplex');
     if (flags['dry-run'] && volumes.length > 1) throw new UsageError('--dry-run shows the storage image of one volume', 'run it once for each volume');
     if (flags.multiplex && !flags['dry-run']) return this.runMultiplexed(volumes, flags);

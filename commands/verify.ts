@@ -7,10 +7,11 @@ import { s3Flags, s3Options } from './_cli/s3-flags.js';
 import { formatSize } from '../src/core/size.js';
 import { UsageError } from '../src/core/errors.js';
 import { allowUnencryptedFlag, keyFromFlags, readingKeyFlags } from './_cli/key-flags.js';
+import { argumentsInOrder } from './_cli/ordered-args.js';
 
 export default class Verify extends ImgstreamCommand {
   static override summary = 'Check image streams end to end without restoring them.';
-  static override description = `Reads every stream through: the preamble and its features, every record's checksum, every zstd frame, the record layout, the trailer's counts and the SHA-256 of the whole stream. Given several streams (in chain order), also checks the chain of each volume: each stream's base among the snapshots of that volume's streams before it. Streams of several volumes (a tape holding the dumps of several) are checked as one chain per volume, and a full stream after a chain that began with one starts a new chain (a weekly level 0). Writes nothing. Stops at the first problem, naming it: damage (a checksum, a frame, the layout, the trailer) exits with the "corrupt" code (9); a broken chain (a stream whose base snapshot is in none of the streams before it) with the "not-found" code (3), as restore does; streams that do not belong together (another volume's, a full stream after the first) with "invalid-input" (4); a stream of a format version this imgstream does not read (a newer one wrote it) with "not-a-volume" (5). A tape set missing a tape of a dump (its last tape ends inside a dump that goes on) is refused before anything is read ("not-found", 3). An encrypted stream is verified with its key (--key-file or --passphrase-file, several for a chain dumped with different ones; without either, on a terminal, the passphrase is asked for once, without echo): every record and the header are authenticated; without the key verify says the stream is encrypted and exits with the "auth" code (11), as it does for a wrong key, and for a stream that is not encrypted when a key is given (unless --allow-unencrypted).`;
+  static override description = `Reads every stream through: the preamble and its features, every record's checksum, every zstd frame, the record layout, the trailer's counts and the SHA-256 of the whole stream. Given several streams (in chain order), also checks the chain of each volume: each stream's base among the snapshots of that volume's streams before it. Streams of several volumes (a tape holding the dumps of several) are checked as one chain per volume, and a full stream after a chain that began with one starts a new chain (a weekly level 0). Writes nothing. Stops at the first problem, naming it: damage (a checksum, a frame, the layout, the trailer) exits with the "corrupt" code (9); a broken chain (a stream whose base snapshot is in none of the streams before it) with the "not-found" code (3), as restore does; streams that do not belong together (another volume's, a full stream after the first, an incremental after streams that bring snapshots taken after its base: two incrementals of one base, or out of order, which restore refuses too) with "invalid-input" (4); a stream of a format version this imgstream does not read (a newer one wrote it) with "not-a-volume" (5). A tape set missing a tape of a dump (its last tape ends inside a dump that goes on) is refused before anything is read ("not-found", 3). An encrypted stream is verified with its key (--key-file or --passphrase-file, several for a chain dumped with different ones; without either, on a terminal, the passphrase is asked for once, without echo): every record and the header are authenticated; without the key verify says the stream is encrypted and exits with the "auth" code (11), as it does for a wrong key, and for a stream that is not encrypted when a key is given (unless --allow-unencrypted).`;
   static override examples = [
     '<%= config.bin %> verify /backups/vm.june3.l0 /backups/vm.june5.l1',
     '<%= config.bin %> verify --from /backups/vm.june3.l0 --from /backups/vm.june5.l1',
@@ -32,8 +33,8 @@ export default class Verify extends ImgstreamCommand {
   };
 
   async run() {
-    const { argv, flags } = await this.parse(Verify);
-    const specs = [...(argv as string[]), ...(flags.from ?? [])];
+    const { raw, flags } = await this.parse(Verify);
+    const specs = [...argumentsInOrder(raw), ...(flags.from ?? [])];
     if (specs.length === 0) throw new UsageError(`missing argument SOURCE (${Verify.args.source.description})`, 'see: imgstream verify --help');
     if (specs.filter((s) => s === '-').length > 1) throw new UsageError('stdin (-) can be given once');
     const key = keyFromFlags(flags);

@@ -5,6 +5,7 @@ import { CorruptError, ImgstreamError, InvalidInputError, NotFoundError, errorOf
 import type { SourceStream, StreamSource } from '../media/medium.js';
 import { noProgress, type Progress } from '../core/progress.js';
 import { readImageStream } from './stream-reader.js';
+import type { StreamHeader } from '../format/image-stream.js';
 import type { KeyOption } from '../crypt/index.js';
 
 /** What restore and verify report of each stream they read. */
@@ -95,6 +96,8 @@ export async function verifyStreams(sources: StreamSource[], progress: Progress 
           } else {
             const k = c.known.get(h.base.id);
             if (!k || k.generation !== h.base.generation) throw new NotFoundError(`${s.name}: its base snapshot "${h.base.name}" is not in the streams before it`, 'give the streams in chain order: level 0 first');
+            refuseLaterSnapshots(s.name, h, c.known);
+            forgetDeletedAtSource(h, c.known);
           }
           c.chain.streams++;
           const known = c.known;
@@ -124,4 +127,26 @@ export async function verifyStreams(sources: StreamSource[], progress: Progress 
       result.bytes += v.bytes;
     }
   }
+}
+
+/**
+ * As restore refuses it: the streams before this incremental brought snapshots taken after
+ * its base that it does not bring (two incrementals of one base, an older incremental after
+ * a newer one or after a newer full stream). Restoring the chain would stop there.
+ */
+function refuseLaterSnapshots(name: string, h: StreamHeader, known: Map<number, { name: string; generation: number }>): void {
+  const carried = new Map(h.snapshots.map((x) => [x.id, x] as const));
+  const later = [...known].filter(([id, k]) => id > h.base!.id && !(carried.get(id)?.name === k.name && carried.get(id)?.generation === k.generation)).map(([, k]) => `"${k.name}"`);
+  if (later.length === 0) return;
+  throw new InvalidInputError(
+    `${name}: the streams before it bring snapshot${later.length > 1 ? 's' : ''} ${later.join(', ')} taken after its base snapshot "${h.base!.name}" that it does not bring: restore would refuse it there (a later stream of the chain came first, or two incrementals of one base are given)`,
+    'give one chain in order: level 0, then each incremental once, each on the one before',
+  );
+}
+
+/** The snapshots a restore of this stream drops (the source had deleted them by its top): no later stream finds them. */
+function forgetDeletedAtSource(h: StreamHeader, known: Map<number, { name: string; generation: number }>): void {
+  if (!h.retained || h.base === null) return;
+  const keep = new Set([...h.retained.map((x) => x.id), ...h.snapshots.map((x) => x.id), h.base.id]);
+  for (const id of [...known.keys()]) if (id <= h.base.id && !keep.has(id)) known.delete(id);
 }

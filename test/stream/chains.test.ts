@@ -176,7 +176,7 @@ describe('dumps whose base is missing', () => {
 });
 
 describe('verify checks the chain', () => {
-  it('a broken chain (a base snapshot missing) exits 3 in verify as in restore; misordered streams 4; streams of two volumes two chains; damage alone is 9', () => {
+  it('a broken chain (a base snapshot missing) exits 3 in verify as in restore; misordered streams 4 (a full one in the middle, an incremental after a later one); streams of two volumes two chains; damage alone is 9', () => {
     expectOneLineError(runCli(['verify', A.l1, A.l0], o), 'verify L1 L0', 4, /full \(level 0\) stream in the middle of a chain/);
     expectOneLineError(runCli(['verify', A.l0, A.l2], o), 'verify L0 L2', 3, /base snapshot "s2" is not in the streams before it/);
     expectOneLineError(runCli(['verify', A.l0, A.l2, A.l1], o), 'verify L0 L2 L1', 3, /base snapshot "s2" is not in the streams before it/);
@@ -185,6 +185,13 @@ describe('verify checks the chain', () => {
     expect(cliJson<{ chains: Array<{ streams: number; needs: string | null }> }>(['verify', A.l0, B.l1, A.l1], o).chains.map((c) => [c.streams, c.needs])).toEqual([[2, null], [1, 's1']]);
     // the same broken chain given to restore: the same exit code
     expectRestoreRefused([A.l0, A.l2], path.join(emptyDir, 'gap.vol'), 3, /base snapshot "s2" is not on/);
+    // an incremental after streams that bring a snapshot taken after its base: restore refuses it there, and so does verify
+    const again = p('a.l1-copy');
+    fs.copyFileSync(A.l1, again);
+    expectOneLineError(runCli(['verify', A.l0, A.l1, A.l2, again], o), 'verify L0 L1 L2 L1', 4, /bring snapshot "s3" taken after its base snapshot "s1" that it does not bring/);
+    expectRestoreRefused([A.l0, A.l1, A.l2, again], path.join(emptyDir, 'again.vol'), 4, /"s3" taken after this stream's base snapshot "s1"/);
+    // the same file given twice stays where it was given (the argument parser moved a repeat next to the first)
+    expectOneLineError(runCli(['verify', A.l0, A.l1, A.l2, A.l1], o), 'verify L0 L1 L2 L1, one file twice', 4, /a\.l1: the streams before it bring snapshot "s3"/);
     // in order it passes, and says what the first stream needs
     expect(cliJson<{ ok: boolean; needs: string | null }>(['verify', A.l0, A.l1, A.l2], o)).toMatchObject({ ok: true, needs: null });
     expect(cliJson<{ ok: boolean; needs: string | null }>(['verify', A.l1, A.l2], o)).toMatchObject({ ok: true, needs: 's1' });
