@@ -32,8 +32,7 @@ function takeSnapshot(vol: Volume, session: ControlSession, what: string): strin
 registerControlOp('journal.seed', (vol, _args, session): JournalSnapshotAnswer => {
   const w = writerOf(vol);
   const snapshot = takeSnapshot(vol, session, 'seed');
-  w.sync();
-  return { snapshot, journalTo: w.lastSeq, time: Date.now() };
+  return { snapshot, journalTo: w.seedPoint(), time: Date.now() };
 });
 
 registerControlOp('journal.resync', (vol, _args, session): JournalSnapshotAnswer => {

@@ -217,6 +217,23 @@ export class JournalWriter implements VolumeObserver {
     return { seq: this.seq, dirty };
   }
 
+  /**
+   * A seed point, from the server's queue (journal-ops.ts): the caller has committed and
+   * taken the seed's snapshot, which holds every change so far. An overflow before it (the
+   * journal outgrew its limit while no destination was fed) ends here: the blocks it
+   * tracked are in the seed, and records of data resume after this point (without this,
+   * writes after the seed were only tracked, never journaled, and never shipped).
+   */
+  seedPoint(): number {
+    if (this.dirty !== null || readDirty(this.dir) !== null) {
+      this.dirty = null;
+      this.dirtyChanged = false;
+      removeDirty(this.dir); // a destination fed before this one finds records missing: its next transfer resyncs every block
+    }
+    this.sync();
+    return this.seq;
+  }
+
   close(): void {
     if (this.fd < 0) return;
     if (this.vol.observer === this) this.vol.observer = null;

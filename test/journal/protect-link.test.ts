@@ -124,6 +124,24 @@ describe.skipIf(missing.length > 0)(`protection across a link outage${missing.le
     expect(fs.readFileSync(at('src.raw')).equals(modelAt(base, log, Infinity)!)).toBe(true);
   }, 120_000);
 
+  it('an overflow before the first protect ends with the seed: writes after it are journaled and shipped, exactly', async () => {
+    const { vol, base, server, dest } = await setup('early', '1M');
+    // no destination yet: the journal outgrows its limit with nothing to ship to
+    const early = await runWriter(server.info.uri, ['--seconds', '1.5', '--seed', '71', '--pause-ms', '1', '--aligned']);
+    for (let i = 0; i < 100 && !/outgrew its limit/.test(server.stderr()); i++) await new Promise((r) => setTimeout(r, 100));
+    expect(server.stderr()).toMatch(/outgrew its limit/);
+    const shipper = startProtect(vol, dest, ['--interval', '250ms'], env);
+    await shipper.waitFor((e) => e.event === 'seed');
+    // these used to be only tracked as changed blocks (the journal stayed overflowed), never shipped, while the window moved on
+    const after = await runWriter(server.info.uri, ['--seconds', '0.5', '--seed', '72', '--pause-ms', '2']);
+    await shipper.waitCovered(after.log.at(-1)!.t1);
+    expect((await shipper.stop()).code).toBe(0);
+    await server.stop();
+    expect(shipper.events.filter((e) => e.event === 'interval' && e.kind === 'journal').length, 'the writes after the seed arrive as intervals').toBeGreaterThan(0);
+    const w = await windowOf(dest);
+    expect((await exportAsOf(dest, w.end)).equals(modelAt(base, [...early.log, ...after.log], Infinity)!)).toBe(true);
+  }, 120_000);
+
   it('ships one journal with one protect at a time, and a destination left behind while another was fed gets every block, exactly', async () => {
     // a 4M journal: 1 MiB segments, trimmed as B acknowledges them, past where A ends
     const { vol, base, server, dest: destA } = await setup('two', '4M');
