@@ -21,6 +21,7 @@ import { JournalReader, lastRecordOf } from './journal-reader.js';
 import { RecordKind, parseMarker } from './record.js';
 import { VolumeLock } from '../volume/volume-lock.js';
 import { localImage, servedImage, volumeIdentity, type SourceImage } from './source-image.js';
+import { UnjournaledChange } from './unjournaled-change.js';
 
 /** How long after a boundary an interval waits for records stamped before it (written by then: the server writes a record before its reply). */
 const GRACE_MS = 250;
@@ -105,11 +106,13 @@ async function session(opts: ProtectOptions, dir: string, source: ProtectedSourc
   sum.journalTo = state.journalTo;
   sum.window = state.window;
   try {
-    if (!state.seeded) {
+    const seededNow = !state.seeded;
+    if (seededNow) {
       state = await seed(opts, dir, dest, report);
       sum.seeded = true;
     }
     let reader = new JournalReader(dir, state.journalTo + 1);
+    let outside = seededNow ? UnjournaledChange.fromDisk(opts.volume, dir) : UnjournaledChange.fromJournal(opts.volume, dir, state.journalTo);
     let lastEnd = state.window?.end ?? Date.now();
     const slabs = new SlabPool();
     let builder = new IntervalBuilder(source.blockSize, state.journalTo, slabs);
@@ -204,6 +207,7 @@ async function session(opts: ProtectOptions, dir: string, source: ProtectedSourc
         builder.release();
         builder = new IntervalBuilder(source.blockSize, state.journalTo, slabs);
         overflowSeen = false;
+        outside = UnjournaledChange.fromDisk(opts.volume, dir);
         continue;
       }
       // what a point claims rests on this moment: a record not yet written now has its reply still to go
@@ -214,9 +218,12 @@ async function session(opts: ProtectOptions, dir: string, source: ProtectedSourc
       // (its server stalled longer than GRACE_MS between stamp and write): its reply left after
       // that point, so the write belongs to the next interval (as if acknowledged then)
       if (rec !== null && rec.time < lastEnd) rec.time = lastEnd;
+      if (rec !== null) outside.saw(rec);
       if (rec === null) {
         // nothing new: close the open interval once its boundary has passed with time to spare
         if (builder.firstTime !== null && readAt >= boundaryAfter(builder.firstTime) + GRACE_MS) await close(boundaryAfter(builder.firstTime), []);
+        // all shipped, and the disk no longer as the journal's last CP left it: no point is claimed past it (a CP's marker may be on its way; a lasting difference ends the session)
+        else if (builder.firstTime === null && inFlight === null && outside.differs(readAt)) await sleep(IDLE_POLL_MS, opts.signal);
         else if (opts.once && builder.firstTime === null && inFlight === null) break;
         else if (inFlight !== null) continue; // settled at the top of the loop
         else {

@@ -142,6 +142,32 @@ describe.skipIf(missing.length > 0)(`protection across a link outage${missing.le
     expect((await exportAsOf(dest, w.end)).equals(modelAt(base, [...early.log, ...after.log], Infinity)!)).toBe(true);
   }, 120_000);
 
+  it('stops, claiming no later point, when the disk changes without its journal (served without --journal)', async () => {
+    const { vol, base, server, dest } = await setup('nj', '256M');
+    const shipper = startProtect(vol, dest, ['--interval', '250ms'], env);
+    await shipper.waitFor((e) => e.event === 'seed');
+    const journaled = await runWriter(server.info.uri, ['--seconds', '0.5', '--seed', '81', '--pause-ms', '2']);
+    await shipper.waitCovered(journaled.log.at(-1)!.t1);
+    await server.stop(); // its last CP's marker is the journal's last record
+    // served again without --journal: these writes are in no record
+    const plain = await startServer(vol, ['--socket', at('nj2.sock'), '--cp-interval', '0.2'], locks);
+    const unjournaled = await runWriter(plain.info.uri, ['--count', '20', '--seed', '82', '--pause-ms', '5']);
+    await plain.stop();
+    const r = await shipper.done;
+    expect(r.code, r.stderr).toBe(4);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    expect(r.stderr).toMatch(/its disk changed without its journal .*: the destination would miss that change, so no later recovery point is claimed \(start protection over/);
+    // the window never reached past the change
+    const w = await windowOf(dest);
+    expect(Date.parse(w.end)).toBeLessThan(unjournaled.log[0].t0 + 1000);
+    expect((await exportAsOf(dest, w.end)).equals(modelAt(base, journaled.log, Infinity)!)).toBe(true);
+    // a later run says the same at once, and moves nothing
+    const again = await run(process.execPath, [CLI_BIN, 'protect', vol, '--to', dest, '--once'], { env });
+    expect(again.code, again.stderr).toBe(4);
+    expect(again.stderr).toMatch(/changed without its journal/);
+    expect((await windowOf(dest)).end).toBe(w.end);
+  }, 120_000);
+
   it('ships one journal with one protect at a time, and a destination left behind while another was fed gets every block, exactly', async () => {
     // a 4M journal: 1 MiB segments, trimmed as B acknowledges them, past where A ends
     const { vol, base, server, dest: destA } = await setup('two', '4M');

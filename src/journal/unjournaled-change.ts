@@ -1,0 +1,91 @@
+// The shipper's watch for a disk changed without its journal: served without --journal,
+// imported into, written by any other command. Such a change is in no record, so a
+// destination would never get it, while an idle shipper kept moving its window forward
+// (claiming the disk as of now without it). Every CP of a journaled server is followed
+// by a CP marker holding the volume's map root; when the volume's map root on disk
+// differs from the last marker's and stays so with no record arriving (a marker follows
+// its CP within milliseconds), the disk changed outside the journal.
+import { InvalidInputError } from '../core/errors.js';
+import { BlockFile } from '../volume/block-file.js';
+import { readRootRecord } from '../volume/root-reader.js';
+import { JournalReader } from './journal-reader.js';
+import { listSegments } from './journal-files.js';
+import { RecordKind, parseMarker, type JournalRecord } from './record.js';
+
+/** How long a difference must last, with no record read, before it is a change outside the journal. */
+const SETTLE_MS = 1000;
+
+interface CpMarker {
+  generation: number;
+  mapRoot?: number;
+}
+
+export class UnjournaledChange {
+  private last: CpMarker | null = null;
+  private since: number | null = null;
+
+  private constructor(private readonly volume: string, private readonly dir: string) {}
+
+  /** As the journal's last CP marker up to `upTo` (the records a destination holds) left the disk. */
+  static fromJournal(volume: string, dir: string, upTo: number): UnjournaledChange {
+    const w = new UnjournaledChange(volume, dir);
+    const segs = listSegments(dir);
+    if (segs.length === 0 || segs[0].firstSeq > upTo) return w;
+    const r = new JournalReader(dir, segs[0].firstSeq);
+    try {
+      for (let rec = r.next(); rec !== null && rec.seq <= upTo; rec = r.next()) w.saw(rec);
+    } catch {
+      // a damaged record: the shipper's own reader names it
+    } finally {
+      r.close();
+    }
+    return w;
+  }
+
+  /** As the disk is now: a seed or a resync just read it whole (or its changed blocks), whatever the journal says. */
+  static fromDisk(volume: string, dir: string): UnjournaledChange {
+    const w = new UnjournaledChange(volume, dir);
+    const root = w.mapRoot();
+    if (root !== null) w.last = { generation: -1, mapRoot: root };
+    return w;
+  }
+
+  /** Every record the shipper reads. */
+  saw(rec: JournalRecord): void {
+    this.since = null;
+    if (rec.kind === RecordKind.Cp) this.last = parseMarker<CpMarker>(rec);
+  }
+
+  /**
+   * False while the disk is as the journal's last CP marker left it (or has been different
+   * for less than SETTLE_MS: its marker may be on its way). Throws once the difference
+   * has lasted: the shipper stops rather than claim recovery points without the change.
+   */
+  differs(now: number): boolean {
+    if (this.last?.mapRoot === undefined) return false;
+    const root = this.mapRoot();
+    if (root === null || root === this.last.mapRoot) {
+      this.since = null;
+      return false;
+    }
+    this.since ??= now;
+    if (now - this.since < SETTLE_MS) return true;
+    throw new InvalidInputError(
+      `${this.volume}: its disk changed without its journal (served without --journal, or written by another command)${this.last.generation >= 0 ? ` after the journal's last CP (generation ${this.last.generation})` : ''}: the destination would miss that change, so no later recovery point is claimed`,
+      `start protection over: move ${this.dir} aside, serve with --journal and protect to a new destination`,
+    );
+  }
+
+  private mapRoot(): number | null {
+    try {
+      const file = BlockFile.open(this.volume, false);
+      try {
+        return readRootRecord(file, this.volume).mapRoot;
+      } finally {
+        file.close();
+      }
+    } catch {
+      return null; // unreadable now (being replaced): looked at again next time
+    }
+  }
+}
