@@ -65,6 +65,8 @@ export interface DirtySet {
   after: number;
   upTo: number;
   lbns: number[];
+  /** Snapshots taken in that span: a resync brings the disk as of its own moment, not theirs, so they cannot arrive (reported). */
+  snapshots?: string[];
 }
 
 export function readDirty(dir: string): DirtySet | null {

@@ -87,7 +87,7 @@ export class JournalWriter implements VolumeObserver {
   private readonly segmentLimit: number;
   private readonly report: (m: string) => void;
   /** Set while overflowed: the LBNs changed since dirty.after, in place of records. */
-  private dirty: { after: number; lbns: Set<number> } | null = null;
+  private dirty: { after: number; lbns: Set<number>; snapshots: string[] } | null = null;
   private dirtyChanged = false;
   /** In the current segment: [record seq, segment bytes up to and including it] at each CP marker, and at flushes every POINT_BYTES or so (the bytes a destination lacks are counted from there). */
   private points: Array<[number, number]> = [];
@@ -154,6 +154,10 @@ export class JournalWriter implements VolumeObserver {
   /** Records that a snapshot was taken now (it arrives at destinations as a snapshot). */
   snapshotTaken(entry: SnapshotEntry): void {
     this.append(RecordKind.Snapshot, 0, 0, markerPayload({ name: entry.name }));
+    if (this.dirty !== null) {
+      this.dirty.snapshots.push(entry.name);
+      this.dirtyChanged = true;
+    }
   }
 
   // ---------------------------------------------------------------- CPs
@@ -166,7 +170,7 @@ export class JournalWriter implements VolumeObserver {
 
   private saveDirty(): void {
     if (this.dirty === null || !this.dirtyChanged) return;
-    writeDirty(this.dir, { after: this.dirty.after, upTo: this.seq, lbns: [...this.dirty.lbns].sort((a, b) => a - b) });
+    writeDirty(this.dir, { after: this.dirty.after, upTo: this.seq, lbns: [...this.dirty.lbns].sort((a, b) => a - b), snapshots: this.dirty.snapshots });
     this.dirtyChanged = false;
   }
 
@@ -206,11 +210,15 @@ export class JournalWriter implements VolumeObserver {
     const shipped = readShipped(this.dir)?.journalTo ?? 0;
     const prev = readDirty(this.dir);
     const lbns = new Set<number>(prev?.lbns ?? []);
+    const snapshots = new Set<string>(prev?.snapshots ?? []);
     if (this.dirty) for (const l of this.dirty.lbns) lbns.add(l);
+    for (const n of this.dirty?.snapshots ?? []) snapshots.add(n);
     // a resync asked again before the last was acknowledged: the records since then changed blocks too
-    for (const l of this.changedSince(prev ? prev.upTo : shipped)) lbns.add(l);
+    const since = this.changedSince(prev ? prev.upTo : shipped);
+    for (const l of since.lbns) lbns.add(l);
+    for (const n of since.snapshots) snapshots.add(n);
     this.dirty = null;
-    const dirty: DirtySet = { after: prev?.after ?? shipped, upTo: this.seq + 1, lbns: [...lbns].sort((a, b) => a - b) };
+    const dirty: DirtySet = { after: prev?.after ?? shipped, upTo: this.seq + 1, lbns: [...lbns].sort((a, b) => a - b), snapshots: [...snapshots] };
     writeDirty(this.dir, dirty);
     this.append(RecordKind.Resync, 0, 0, markerPayload({ snapshot, after: dirty.after }));
     this.sync();
@@ -397,28 +405,32 @@ export class JournalWriter implements VolumeObserver {
     const shipped = readShipped(this.dir)?.journalTo ?? 0;
     const prev = readDirty(this.dir);
     const lbns = new Set<number>(prev?.lbns ?? []);
-    for (const l of this.changedSince(prev ? Math.min(prev.upTo, shipped) : shipped)) lbns.add(l);
+    const snapshots = new Set<string>(prev?.snapshots ?? []);
+    const since = this.changedSince(prev ? Math.min(prev.upTo, shipped) : shipped);
+    for (const l of since.lbns) lbns.add(l);
+    for (const n of since.snapshots) snapshots.add(n);
     const after = prev?.after ?? shipped;
-    this.dirty = { after, lbns };
+    this.dirty = { after, lbns, snapshots: [...snapshots] };
     this.report(`journal ${this.dir} outgrew its limit (${this.held} bytes not yet shipped): records after ${after} dropped, ${lbns.size} changed blocks tracked for a resync`);
     this.append(RecordKind.Overflow, 0, 0, markerPayload({ after }));
-    writeDirty(this.dir, { after, upTo: this.seq, lbns: [...lbns].sort((a, b) => a - b) });
+    writeDirty(this.dir, { after, upTo: this.seq, lbns: [...lbns].sort((a, b) => a - b), snapshots: this.dirty.snapshots });
     this.dirtyChanged = false;
     this.roll();
     for (const s of listSegments(this.dir)) if (s.firstSeq !== this.segFirst) fs.rmSync(s.path, { force: true });
     this.held = 0;
   }
 
-  /** LBNs the records after `after` change (headers only). */
-  private changedSince(after: number): number[] {
+  /** LBNs the records after `after` change, and the snapshots taken among them. */
+  private changedSince(after: number): { lbns: number[]; snapshots: string[] } {
     this.flush(); // read back from the segments: the staged records first
-    const out: number[] = [];
+    const out = { lbns: [] as number[], snapshots: [] as string[] };
     const oldest = listSegments(this.dir)[0]?.firstSeq;
     if (oldest === undefined) return out;
     const r = new JournalReader(this.dir, Math.max(after + 1, oldest));
     try {
       for (let rec = r.next(); rec !== null; rec = r.next()) {
-        if (rec.kind === RecordKind.Data || rec.kind === RecordKind.Zero) for (let i = 0; i < rec.count; i++) out.push(rec.lbn + i);
+        if (rec.kind === RecordKind.Data || rec.kind === RecordKind.Zero) for (let i = 0; i < rec.count; i++) out.lbns.push(rec.lbn + i);
+        else if (rec.kind === RecordKind.Snapshot) out.snapshots.push(parseMarker<{ name: string }>(rec).name);
       }
     } finally {
       r.close();
@@ -439,7 +451,7 @@ export class JournalWriter implements VolumeObserver {
       this.recovery.tornBytes = scan.tornBytes;
       this.openSegment(scan.lastSegment.firstSeq, false);
       if (scan.overflowed || (dirty !== null && dirty.upTo > this.seq)) {
-        this.dirty = { after: dirty?.after ?? 0, lbns: new Set(dirty?.lbns ?? []) };
+        this.dirty = { after: dirty?.after ?? 0, lbns: new Set(dirty?.lbns ?? []), snapshots: [...(dirty?.snapshots ?? [])] };
       }
       this.replay(scan.tail);
     }

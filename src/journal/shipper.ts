@@ -46,7 +46,7 @@ export type ProtectEvent =
   | { event: 'seed'; blocks: number; bytes: number; journalTo: number; time: string }
   | { event: 'interval'; seq: number; kind: 'journal' | 'resync'; start: string; end: string; blocks: number; bytes: number; records: number; recordBytes: number; snapshots: string[]; journalTo: number; lagMs: number; bytesPerSecond: number }
   | { event: 'waiting'; reason: string }
-  | { event: 'overflow'; after: number; blocks: number; full: boolean };
+  | { event: 'overflow'; after: number; blocks: number; full: boolean; lostSnapshots: string[] };
 
 export interface ProtectSummary {
   intervals: number;
@@ -194,7 +194,8 @@ async function session(opts: ProtectOptions, dir: string, source: ProtectedSourc
           const dirty = readDirty(dir);
           const known = dirty !== null && dirty.after <= state.journalTo;
           const { count, blocks } = known ? { count: dirty.lbns.length, blocks: img.blocksOf(dirty.lbns) } : img.allBlocks();
-          report({ event: 'overflow', after: state.journalTo, blocks: count, full: !known });
+          // snapshots taken while records were dropped: the resync brings the disk as of now, not as of them
+          report({ event: 'overflow', after: state.journalTo, blocks: count, full: !known, lostSnapshots: known ? (dirty.snapshots ?? []) : [] });
           const end = Math.max(img.time, lastEnd);
           await ship({ seq: state.intervalSeq + 1, start: lastEnd, end, journalFrom: state.journalTo, journalTo: img.journalTo, kind: 'resync', snapshots: [], blockCount: count, blocks }, 0, 0, null);
           lastEnd = end;

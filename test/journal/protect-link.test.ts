@@ -99,9 +99,13 @@ describe.skipIf(missing.length > 0)(`protection across a link outage${missing.le
     // a CP finds the journal over its limit
     for (let i = 0; i < 100 && !/outgrew its limit/.test(server.stderr()); i++) await new Promise((r) => setTimeout(r, 100));
     expect(server.stderr()).toMatch(/outgrew its limit/);
+    // a snapshot taken while overflowed cannot arrive (the resync is the disk as of later): said so, not lost in silence
+    await cli(['snapshot', 'create', vol, 'during-outage'], locks);
     shipper = startProtect(vol, dest, ['--interval', '250ms'], env);
     const resync = await shipper.waitFor((e) => e.event === 'interval' && e.kind === 'resync');
-    expect(shipper.events.some((e) => e.event === 'overflow'), 'reported, never silent').toBe(true);
+    const overflow = shipper.events.find((e) => e.event === 'overflow');
+    expect(overflow, 'reported, never silent').toBeDefined();
+    expect(overflow!.lostSnapshots).toEqual(['during-outage']);
     const changed = blocksOf(down.log);
     expect(resync.blocks!, 'every block changed during the outage travels').toBeGreaterThanOrEqual(changed.size);
     expect(resync.blocks!, 'and little more: an incremental, not a full copy').toBeLessThan(changed.size + blocksOf(before.log).size + 8);
