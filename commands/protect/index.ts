@@ -2,12 +2,14 @@ import { Args, Flags } from '@oclif/core';
 import { ImgstreamCommand } from '../_cli/base.js';
 import { peerClientOptions, type PeerFlagValues } from '../_cli/peer-flags.js';
 import { peerFlags } from '../_cli/mirror-peer.js';
-import { UsageError } from '../../src/core/errors.js';
+import { InvalidInputError } from '../../src/core/errors.js';
 import { openProtectDestination } from '../../src/journal/destination.js';
 import { protect, type ProtectEvent } from '../../src/journal/shipper.js';
 import { isPeerSpec } from '../../src/media/resolve.js';
 import { formatSize } from '../../src/core/size.js';
 import { tuneGcForStreaming } from '../../src/core/gc-tuning.js';
+import { formatDuration, parseDuration } from '../_cli/duration.js';
+import { onStopSignals } from '../_cli/stop-signals.js';
 
 export default class Protect extends ImgstreamCommand {
   static override summary = 'Ship a volume\'s write journal to a protection destination continuously (restore as of any moment).';
@@ -27,7 +29,7 @@ One line per interval shipped (with --json one JSON object: seq, start, end, blo
   static override flags = {
     to: Flags.string({ helpValue: 'DEST', char: 't', description: 'Protection destination: a directory (created on first use), or peer://HOST:PORT/NAME.', required: true }),
     interval: Flags.string({ helpValue: 'DURATION', description: 'Length of an interval: the granularity of recovery points (100ms, 1s, 30s, 5m).', default: '1s' }),
-    keep: Flags.string({ helpValue: 'DURATION', description: 'History the destination keeps; older intervals are folded into its base (30m, 24h, 7d).', default: '24h' }),
+    keep: Flags.string({ helpValue: 'DURATION', description: 'History the destination keeps; older intervals are folded into its base (30m, 24h, 7d). Without it, the destination keeps what it was told before [24h for a new one]; a change is said in one line.' }),
     once: Flags.boolean({ description: 'Ship what the journal holds now, then exit.' }),
     ...peerFlags,
   };
@@ -36,22 +38,20 @@ One line per interval shipped (with --json one JSON object: seq, start, end, blo
     const { args, flags } = await this.parse(Protect);
     tuneGcForStreaming(); // long-running, a small heap (see gc-tuning.ts)
     const intervalMs = parseDuration(flags.interval, '--interval', 100);
-    const keepMs = parseDuration(flags.keep, '--keep', 1000);
-    if (keepMs < intervalMs) throw new UsageError(`--keep ${flags.keep} is shorter than --interval ${flags.interval}`);
+    // no --keep: a destination keeps what it was told before (24h when new)
+    const keepMs = flags.keep === undefined ? null : parseDuration(flags.keep, '--keep', 1000);
+    if (keepMs !== null && keepMs < intervalMs) throw new InvalidInputError(`--keep ${flags.keep} is shorter than --interval ${flags.interval}`);
     const peer = peerClientOptions({ ...(flags as PeerFlagValues), 'limit-rate': undefined }, isPeerSpec(flags.to) ? [flags.to] : []);
     const destination = openProtectDestination(flags.to, peer);
     const stop = new AbortController();
-    const onSignal = () => stop.abort();
-    process.once('SIGINT', onSignal);
-    process.once('SIGTERM', onSignal);
+    const off = onStopSignals(() => stop.abort(), ['SIGINT', 'SIGTERM']);
     const json = this.jsonEnabled();
     try {
       const sum = await protect({ volume: args.volume, destination, intervalMs, keepMs, signal: stop.signal, once: flags.once === true }, (e) => this.event(e, json));
       if (json) process.stdout.write(`${JSON.stringify({ time: new Date().toISOString(), event: 'stopped', ...sum })}\n`);
       else this.log(`${new Date().toISOString()} stopped: ${sum.intervals} intervals${sum.resyncs ? ` (${sum.resyncs} resyncs)` : ''}, ${formatSize(sum.bytes)} shipped; ${destination.description} holds the journal up to record ${sum.journalTo}`);
     } finally {
-      process.off('SIGINT', onSignal);
-      process.off('SIGTERM', onSignal);
+      off();
     }
   }
 
@@ -75,19 +75,13 @@ One line per interval shipped (with --json one JSON object: seq, start, end, blo
           : `the journal overflowed: resyncing ${e.blocks} changed blocks (the destination holds records up to ${e.after})`;
         if (e.lostSnapshots.length) text += `; snapshot${e.lostSnapshots.length > 1 ? 's' : ''} ${e.lostSnapshots.join(', ')}, taken while it was overflowed, do${e.lostSnapshots.length > 1 ? '' : 'es'} not arrive at the destination (the journal no longer holds the disk as of ${e.lostSnapshots.length > 1 ? 'them' : 'it'}; dump ${e.lostSnapshots.length > 1 ? 'them' : 'it'} to keep ${e.lostSnapshots.length > 1 ? 'them' : 'it'})`;
         break;
+      case 'retention':
+        text = `the destination keeps ${formatDuration(e.keepMs)} of history from now on (it kept ${formatDuration(e.keptMs)})${e.keepMs < e.keptMs ? ': older intervals are folded into its base' : ''}`;
+        break;
       case 'waiting':
         text = `waiting: ${e.reason}`;
         break;
     }
     process.stdout.write(`${time} ${text}\n`);
   }
-}
-
-/** "250ms", "1s", "5m", "24h", "7d" in milliseconds (at least `min`). */
-export function parseDuration(text: string, flag: string, min: number): number {
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)$/.exec(text.trim());
-  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
-  const ms = m ? Number(m[1]) * unit[m[2] as keyof typeof unit] : NaN;
-  if (!(ms >= min)) throw new UsageError(`invalid ${flag} "${text}"`, `use a duration of at least ${min} ms, e.g. 1s, 5m, 24h, 7d`);
-  return ms;
 }

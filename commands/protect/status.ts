@@ -8,13 +8,8 @@ import { peerProtectStatus } from '../../src/journal/peer-destination.js';
 import { isPeerSpec } from '../../src/media/resolve.js';
 import { peerClientOptions, peerFlags } from '../_cli/peer-flags.js';
 import { formatSize } from '../../src/core/size.js';
+import { formatDuration } from '../_cli/duration.js';
 
-function duration(ms: number): string {
-  const s = Math.round(ms / 1000);
-  if (s < 120) return `${s}s`;
-  if (s < 7200) return `${Math.round(s / 60)}m`;
-  return `${(s / 3600).toFixed(1)}h`;
-}
 
 export default class ProtectStatus extends ImgstreamCommand {
   static override summary = 'Show what a protection destination holds (the window, the recovery points, storage), or how far a volume\'s journal is shipped.';
@@ -30,9 +25,9 @@ Given the protected volume instead (a file or block device with a write journal;
     if (!isPeerSpec(args.destination) && isJournaledVolume(args.destination)) return this.source(args.destination);
     const peer = peerClientOptions(flags, isPeerSpec(args.destination) ? [args.destination] : []);
     const st = isPeerSpec(args.destination) ? await peerProtectStatus(args.destination, peer!) : protectStatus(args.destination);
-    this.say(`${st.destination}: protects ${st.source.path} (${st.source.uuid.slice(0, 8)}, ${formatSize(st.source.logicalSize)}, ${st.source.blockSize}-byte blocks), keeps ${duration(st.keepMs)}`);
+    this.say(`${st.destination}: protects ${st.source.path} (${st.source.uuid.slice(0, 8)}, ${formatSize(st.source.logicalSize)}, ${st.source.blockSize}-byte blocks), keeps ${formatDuration(st.keepMs)}`);
     if (!st.window) this.say('  not seeded yet: no recovery point');
-    else this.say(`  window ${st.window.start} to ${st.window.end}: ${st.recoveryPoints} recovery points, the newest ${duration(Date.now() - Date.parse(st.window.end))} old`);
+    else this.say(`  window ${st.window.start} to ${st.window.end}: ${st.recoveryPoints} recovery points, the newest ${formatDuration(Date.now() - Date.parse(st.window.end))} old`);
     const gaps = st.gaps ?? [];
     if (gaps.length) this.say(`  ${gaps.length} gap${gaps.length > 1 ? 's' : ''} with no recovery point inside (resyncs): ${gaps.map((g) => `${g.from} to ${g.to}`).join(', ')}`);
     this.say(`  base: ${formatSize(st.base.bytes)} (up to interval ${st.base.seq}${st.foldingTo !== null ? `, folding up to ${st.foldingTo}` : ''}); intervals: ${st.intervals.count}, ${formatSize(st.intervals.bytes)}; journal record ${st.journalTo}`);

@@ -4,7 +4,7 @@ import '../../src/mirror/served.js'; // mirror updates of the served volume (con
 import '../../src/journal/journal-ops.js'; // seed and resync snapshots for imgstream protect (control ops)
 import { parseListenAddress, serveNbd, type NbdListening } from '../../src/nbd/index.js';
 import { formatSize, parseSize } from '../../src/core/size.js';
-import { UsageError } from '../../src/core/errors.js';
+import { InvalidInputError, UsageError } from '../../src/core/errors.js';
 import { tuneGcForStreaming } from '../../src/core/gc-tuning.js';
 import { MAX_STRING_BYTES } from '../../src/format/nbd-protocol.js';
 
@@ -51,15 +51,15 @@ While it serves, other imgstream commands on the same volume go through the serv
     tuneGcForStreaming(); // a long-running server with a small heap (see gc-tuning.ts)
     const interval = Number(flags['cp-interval']);
     if (!/^\d+(\.\d+)?$/.test(flags['cp-interval'].trim()) || !Number.isFinite(interval)) {
-      throw new UsageError(`invalid --cp-interval "${flags['cp-interval']}"`, 'use a number of seconds, e.g. 5 or 0.5');
+      throw new InvalidInputError(`invalid --cp-interval "${flags['cp-interval']}"`, 'use a number of seconds, e.g. 5 or 0.5');
     }
     const handshake = Number(flags['handshake-timeout']);
     if (!/^\d+(\.\d+)?$/.test(flags['handshake-timeout'].trim()) || !Number.isFinite(handshake)) {
-      throw new UsageError(`invalid --handshake-timeout "${flags['handshake-timeout']}"`, 'use a number of seconds, e.g. 10, or 0 for no limit');
+      throw new InvalidInputError(`invalid --handshake-timeout "${flags['handshake-timeout']}"`, 'use a number of seconds, e.g. 10, or 0 for no limit');
     }
     // timers past 2^31 ms (24.8 days) fire at once in Node: a day is far beyond any use of either
     for (const [flag, v] of [['--cp-interval', interval], ['--handshake-timeout', handshake]] as const) {
-      if (v > ServeNbd.MAX_SECONDS) throw new UsageError(`${flag} ${v} is more than a day (at most ${ServeNbd.MAX_SECONDS} seconds)`, flag === '--cp-interval' ? 'use 0 for CPs only on flush and shutdown' : 'use 0 for no limit');
+      if (v > ServeNbd.MAX_SECONDS) throw new InvalidInputError(`${flag} ${v} is more than a day (at most ${ServeNbd.MAX_SECONDS} seconds)`, flag === '--cp-interval' ? 'use 0 for CPs only on flush and shutdown' : 'use 0 for no limit');
     }
     const name = flags['export-name'];
     if (name !== undefined && Buffer.byteLength(name) > MAX_STRING_BYTES) throw new UsageError(`--export-name is ${Buffer.byteLength(name)} bytes; NBD clients send at most ${MAX_STRING_BYTES}`, 'choose a shorter name');

@@ -69,17 +69,23 @@ export interface DestinationState {
   journalTo: number;
   /** The recovery window: the oldest and newest times a restore may ask for (ms), null before the seed. */
   window: { start: number; end: number } | null;
+  /** History kept (ms); `keepWas`: what it kept before this open changed it (null: unchanged, or new). */
+  keepMs?: number;
+  keepWas?: number | null;
 }
+
+/** What a new destination keeps when protect is given no --keep. */
+export const DEFAULT_KEEP_MS = 24 * 3600_000;
 
 export interface ProtectDestination {
   /** How messages name it (a path, or peer://host:port/name). */
   readonly description: string;
   /**
    * Opens (creating on first use) the destination for `source`, keeping `keepMs` of
-   * history. Refuses a destination that protects another volume or has another geometry,
+   * history (null: what it kept, DEFAULT_KEEP_MS when new). Refuses a destination that protects another volume or has another geometry,
    * a path that is a plain volume or mirror, and a destination another shipper holds.
    */
-  open(source: ProtectedSource, keepMs: number): Promise<DestinationState>;
+  open(source: ProtectedSource, keepMs: number | null): Promise<DestinationState>;
   /** Stores the seed (replacing an incomplete one); durable when it resolves. */
   seed(image: SeedImage): Promise<DestinationState>;
   /** Stores one interval; durable when it resolves (a crash before leaves the destination as it was). Folds history older than the window into the base. */

@@ -12,7 +12,7 @@ import { Volume } from '../volume/volume.js';
 import { writeLogicalBlocks, unmapLogicalBlocks } from '../volume/logical-io.js';
 import { removeStaleTemp } from '../fs/stale-temp.js';
 import { crashPoint } from '../volume/crash-point.js';
-import type { DestinationState, IntervalBlock, ProtectDestination, ProtectedSource, SeedImage, ShippedInterval } from './destination-api.js';
+import { DEFAULT_KEEP_MS, type DestinationState, type IntervalBlock, type ProtectDestination, type ProtectedSource, type SeedImage, type ShippedInterval } from './destination-api.js';
 import { BASE_FILE, INTERVALS_DIR, STATE_FILE, initialState, readState, refuseVolumePath, windowOf, writeState, type ProtectState } from './destination-state.js';
 import { fsyncDirectory } from '../fs/durable-file.js';
 import { foldExpired, type HeldInterval } from './fold.js';
@@ -34,6 +34,8 @@ export class LocalProtectDestination implements ProtectDestination {
   private state: ProtectState | null = null;
   private held: HeldInterval[] = [];
   private key: string | null = null;
+  /** The retention before open() changed it (null: unchanged). */
+  private keepWas: number | null = null;
 
   constructor(readonly dir: string) {
     this.description = dir;
@@ -45,7 +47,7 @@ export class LocalProtectDestination implements ProtectDestination {
 
   private answer(): DestinationState {
     const s = this.state!;
-    return { seeded: s.seeded, intervalSeq: s.intervalSeq, journalTo: s.journalTo, window: windowOf(s) };
+    return { seeded: s.seeded, intervalSeq: s.intervalSeq, journalTo: s.journalTo, window: windowOf(s), keepMs: s.keepMs, keepWas: this.keepWas };
   }
 
   private opened(): ProtectState {
@@ -53,9 +55,9 @@ export class LocalProtectDestination implements ProtectDestination {
     return this.state;
   }
 
-  async open(source: ProtectedSource, keepMs: number): Promise<DestinationState> {
+  async open(source: ProtectedSource, keepMs: number | null): Promise<DestinationState> {
     if (this.state) return this.answer();
-    if (!(keepMs >= 0)) throw new InvalidInputError(`invalid retention ${keepMs} ms`);
+    if (keepMs !== null && !(keepMs >= 0)) throw new InvalidInputError(`invalid retention ${keepMs} ms`);
     refuseVolumePath(this.dir);
     const fresh = !fs.existsSync(path.join(this.dir, STATE_FILE));
     if (fresh) {
@@ -84,7 +86,7 @@ export class LocalProtectDestination implements ProtectDestination {
     try {
       let s: ProtectState;
       if (fresh) {
-        s = initialState(source, keepMs);
+        s = initialState(source, keepMs ?? DEFAULT_KEEP_MS);
         fs.mkdirSync(this.ivDir, { recursive: true });
         writeState(this.dir, s);
       } else {
@@ -96,8 +98,11 @@ export class LocalProtectDestination implements ProtectDestination {
           throw new InvalidInputError(`${this.dir}: protects a disk of ${s.source.logicalSize} bytes in ${s.source.blockSize}-byte blocks; ${source.path} has ${source.logicalSize} bytes in ${source.blockSize}-byte blocks`);
         }
         fs.mkdirSync(this.ivDir, { recursive: true });
-        if (s.keepMs !== keepMs || s.source.path !== source.path) {
-          s.keepMs = keepMs;
+        // no --keep given: the destination keeps what it was told to keep
+        const keep = keepMs ?? s.keepMs;
+        if (keep !== s.keepMs) this.keepWas = s.keepMs;
+        if (s.keepMs !== keep || s.source.path !== source.path) {
+          s.keepMs = keep;
           s.source.path = source.path;
           writeState(this.dir, s);
         }

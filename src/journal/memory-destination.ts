@@ -4,7 +4,7 @@
 // and against a peer), without retention or files. imageAt() rebuilds the disk at any
 // interval from what was received.
 import { BusyError, InvalidInputError } from '../core/errors.js';
-import type { DestinationState, IntervalBlock, ProtectDestination, ProtectedSource, SeedImage, ShippedInterval } from './destination-api.js';
+import { DEFAULT_KEEP_MS, type DestinationState, type IntervalBlock, type ProtectDestination, type ProtectedSource, type SeedImage, type ShippedInterval } from './destination-api.js';
 
 interface Received {
   seq: number;
@@ -43,12 +43,12 @@ export class MemoryProtectDestination implements ProtectDestination {
     return { seeded: this.seedBlocks !== null, intervalSeq: this.intervals.length, journalTo: this.journalTo, window: this.seedBlocks ? { start: this.seedTime, end } : null };
   }
 
-  async open(source: ProtectedSource, keepMs: number): Promise<DestinationState> {
+  async open(source: ProtectedSource, keepMs: number | null): Promise<DestinationState> {
     if (this.holder) throw new BusyError('memory: protection destination is in use by another shipper');
     if (this.source && this.source.uuid !== source.uuid) throw new InvalidInputError(`memory: protects volume ${this.source.uuid} (${this.source.path}), not ${source.uuid} (${source.path})`);
     if (this.source && (this.source.blockSize !== source.blockSize || this.source.logicalSize !== source.logicalSize)) throw new InvalidInputError(`memory: protects a disk of another geometry than ${source.path}`);
+    this.keepMs = keepMs ?? (this.source === null ? DEFAULT_KEEP_MS : this.keepMs);
     this.source = { ...source };
-    this.keepMs = keepMs;
     this.holder = true;
     return this.answer();
   }

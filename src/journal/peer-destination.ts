@@ -45,7 +45,7 @@ export class PeerProtectDestination implements ProtectDestination {
     return this.payloads.pop() ?? Buffer.allocUnsafe(BATCH_BYTES + this.blockSize);
   }
 
-  async open(source: ProtectedSource, keepMs: number): Promise<DestinationState> {
+  async open(source: ProtectedSource, keepMs: number | null): Promise<DestinationState> {
     const ch = await connectPeer(this.url, this.opts);
     try {
       await ch.send({ op: 'protect.ship', name: this.url.name, protocol: PROTECT_PROTOCOL, source: { ...source }, keepMs });

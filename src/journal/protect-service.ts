@@ -54,7 +54,7 @@ async function ship(ch: PeerChannel, hello: PeerHello, dir: string, log: (l: str
   const dest = new LocalProtectDestination(dir);
   shipping.add(dir);
   try {
-    let state: DestinationState = await dest.open(source, num(hello, 'keepMs'));
+    let state: DestinationState = await dest.open(source, hello.keepMs === null ? null : num(hello, 'keepMs'));
     await ch.send({ type: 'state', state });
     for (;;) {
       const m = await ch.receive();

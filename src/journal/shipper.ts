@@ -35,7 +35,8 @@ export interface ProtectOptions {
   volume: string;
   destination: ProtectDestination;
   intervalMs: number;
-  keepMs: number;
+  /** History the destination keeps; null: what it kept (24 h when new). */
+  keepMs: number | null;
   signal: AbortSignal;
   /** Stop once the journal is shipped up to its end (tests, and `--once`). */
   once?: boolean;
@@ -46,6 +47,7 @@ export type ProtectEvent =
   | { event: 'seed'; blocks: number; bytes: number; journalTo: number; time: string }
   | { event: 'interval'; seq: number; kind: 'journal' | 'resync'; start: string; end: string; blocks: number; bytes: number; records: number; recordBytes: number; snapshots: string[]; journalTo: number; lagMs: number; bytesPerSecond: number }
   | { event: 'waiting'; reason: string }
+  | { event: 'retention'; keepMs: number; keptMs: number }
   | { event: 'overflow'; after: number; blocks: number; full: boolean; lostSnapshots: string[] };
 
 export interface ProtectSummary {
@@ -96,6 +98,7 @@ async function session(opts: ProtectOptions, dir: string, source: ProtectedSourc
   const dest = opts.destination;
   let state = await dest.open(source, opts.keepMs);
   reached();
+  if (state.keepWas != null && state.keepMs !== undefined) report({ event: 'retention', keepMs: state.keepMs, keptMs: state.keepWas });
   const last = lastRecordOf(dir);
   if (state.seeded && last < state.journalTo) {
     throw new InvalidInputError(

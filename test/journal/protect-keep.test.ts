@@ -1,0 +1,59 @@
+// protect's --keep is the destination's retention, set when given and kept when not: a
+// run without it (a cron job's --once) used to put any destination back to 24 h, folding
+// away history an administrator had asked to keep. A change is said in one line (a
+// `retention` event with --json). Malformed durations are "invalid-input" (4), as every
+// malformed value is.
+import { describe, expect, it } from 'vitest';
+import { journalTestDir, journalTestMissing } from '../support/journal-tests.js';
+import { cli, qemuIo, run, startServer } from '../nbd/support.js';
+import { CLI_BIN } from '../support/cli.js';
+import { setupOk } from '../support/in-process.js';
+import { expectOneLineError } from '../support/stream-cli.js';
+
+const missing = journalTestMissing();
+const { locks, at, env } = journalTestDir('imgstream-protect-keep-');
+
+async function once(vol: string, dest: string, extra: string[]): Promise<Array<Record<string, unknown>>> {
+  const r = await run(process.execPath, [CLI_BIN, 'protect', vol, '--to', dest, '--once', '--json', ...extra], { env });
+  expect(r.code, r.stderr).toBe(0);
+  return r.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+}
+
+async function keepOf(dest: string): Promise<number> {
+  return (JSON.parse((await cli(['protect', 'status', dest, '--json'], locks)).stdout) as { keepMs: number }).keepMs;
+}
+
+describe.skipIf(missing.length > 0)(`protect --keep${missing.length ? ` (skipped: ${missing.join(', ')} not installed)` : ''}`, () => {
+  it('is kept by runs that do not give it, changed (and said so) by one that does', async () => {
+    const vol = at('k.vol');
+    const dest = at('k.cdp');
+    await setupOk(['volume', 'create', vol, '--size', '4M'], { env });
+    const server = await startServer(vol, ['--socket', at('k.sock'), '--journal'], locks);
+    await qemuIo(server.info.uri, ['write -P 0x41 0 64k']);
+    await server.stop();
+    await once(vol, dest, ['--keep', '2h']);
+    expect(await keepOf(dest)).toBe(2 * 3600_000);
+    const plain = await once(vol, dest, []);
+    expect(await keepOf(dest), 'a run without --keep leaves it').toBe(2 * 3600_000);
+    expect(plain.filter((e) => e.event === 'retention')).toEqual([]);
+    const shorter = await once(vol, dest, ['--keep', '30m']);
+    expect(shorter.filter((e) => e.event === 'retention').map((e) => [e.keepMs, e.keptMs])).toEqual([[1800_000, 2 * 3600_000]]);
+    expect(await keepOf(dest)).toBe(1800_000);
+    // in text, one line says it
+    const text = await run(process.execPath, [CLI_BIN, 'protect', vol, '--to', dest, '--once', '--keep', '1h'], { env });
+    expect(text.stdout).toMatch(/the destination keeps 60m of history from now on \(it kept 30m\)\n/);
+    // a new destination given no --keep keeps 24 hours
+    await once(vol, at('k2.cdp'), []);
+    expect(await keepOf(at('k2.cdp'))).toBe(24 * 3600_000);
+  }, 60_000);
+
+  it('refuses malformed durations as invalid input (4), in one line, before anything is made', async () => {
+    for (const [flag, value] of [['--keep', 'abc'], ['--keep', '-5s'], ['--interval', '0'], ['--interval', '1x']]) {
+      const r = await run(process.execPath, [CLI_BIN, 'protect', at('k.vol'), '--to', at('never.cdp'), '--once', flag, value], { env });
+      expectOneLineError({ code: r.code, signal: null, stdout: r.stdout, stderr: r.stderr } as never, `${flag} ${value}`, 4, new RegExp(`invalid ${flag} "${value.replace('-', '\\-')}"`));
+    }
+    const r = await run(process.execPath, [CLI_BIN, 'protect', at('k.vol'), '--to', at('never.cdp'), '--interval', '10s', '--keep', '5s'], { env });
+    expect(r.code, r.stderr).toBe(4);
+    expect(r.stderr).toMatch(/--keep 5s is shorter than --interval 10s/);
+  }, 60_000);
+});
