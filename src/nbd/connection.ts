@@ -66,6 +66,7 @@ import {
 import { ByteQueue } from './byte-queue.js';
 import { MetaContextError, listContexts, selectContexts, type MetaContext } from './meta-context.js';
 import { contextId, type ExportView, type NbdExport, type NbdSession } from './nbd-export.js';
+import { MAX_PAYLOAD_BYTES } from './request-rules.js';
 
 /**
  * Unsent reply bytes above which the connection stops reading requests... Small, so a
@@ -83,6 +84,8 @@ const PENDING_READ_LIMIT = 16 << 20;
 export const MAX_OPTION_BYTES = 64 << 10;
 /** Options one negotiation may send before it must have chosen an export. */
 export const MAX_OPTIONS = 1024;
+/** A refused WRITE's payload up to this is read and dropped (the session goes on); past it the connection ends. */
+export const DROP_LIMIT_BYTES = 2 * MAX_PAYLOAD_BYTES;
 /** Default time a client gets to complete the handshake (qemu-nbd's default too). */
 export const HANDSHAKE_MS = 10_000;
 
@@ -388,6 +391,14 @@ export class NbdConnection {
       // answer everything before it, then close; there is no reply to DISC itself
       this.phase = 'done';
       this.disconnecting = true;
+      return false;
+    }
+    // a WRITE declaring far more than the maximum advertised: reading (even dropping) up to
+    // 4 GiB would keep the connection busy as long as the client likes; no client that
+    // honours the block size limits sends one, so the connection ends, as nbdkit does
+    if (r.type === CMD_WRITE && r.length > DROP_LIMIT_BYTES) {
+      this.exp.reportProblem(`a client sent a WRITE of ${r.length} bytes, over twice the ${MAX_PAYLOAD_BYTES}-byte maximum: connection dropped`);
+      this.hardClose();
       return false;
     }
     const error = this.exp.validate(this.session!, r);
