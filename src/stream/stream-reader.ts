@@ -10,7 +10,8 @@
 import { createHash } from 'node:crypto';
 import { Decompressor } from 'zstd-napi';
 import { AlignedAllocator, DIRECT_UNIT } from '../fs/direct-io.js';
-import { AuthError, CorruptError, FormatVersionError, NewerFeatureError } from '../core/errors.js';
+import { AuthError, CorruptError, FormatVersionError, NewerFeatureError, NotAVolumeError } from '../core/errors.js';
+import { ROOT_MAGIC } from '../format/volume-root.js';
 import { RecordCipher, resolveKey, type KeyOption } from '../crypt/index.js';
 import {
   decodeData,
@@ -189,6 +190,11 @@ export async function* readImageStream(src: AsyncIterable<Buffer>, name: string,
   const fail = (what: string, hint?: string): never => {
     throw new CorruptError(`${name}: ${what}`, hint);
   };
+  // bytes that do not begin as a stream does are no stream at all (code 5, as for a file that is no volume), not a damaged one
+  const notAStream = (head: Buffer): never => {
+    if (head.length >= 8 && head.toString('latin1', 0, 8) === ROOT_MAGIC) throw new NotAVolumeError(`${name}: is an imgstream volume, not an image stream`, 'give a stream a dump wrote (imgstream dump VOL --level 0 --to FILE makes one)');
+    throw new NotAVolumeError(`${name}: not an imgstream image stream (bad magic)`);
+  };
   const incomplete = (where: string): never =>
     fail(`stream is incomplete: it ends ${where}`, 'the dump did not finish or the stream was cut short; take it again or use an earlier one');
   try {
@@ -197,9 +203,10 @@ export async function* readImageStream(src: AsyncIterable<Buffer>, name: string,
       // a few bytes that are not the start of a stream are no stream at all, not a cut one
       const got = bytes.leftover();
       const magic = Buffer.from(STREAM_MAGIC, 'latin1');
-      if (got.length > 0 && !magic.subarray(0, Math.min(got.length, magic.length)).equals(got.subarray(0, magic.length))) return fail('not an imgstream image stream (bad magic)');
+      if (got.length > 0 && !magic.subarray(0, Math.min(got.length, magic.length)).equals(got.subarray(0, magic.length))) return notAStream(got);
       return incomplete(got.length === 0 && bytes.offset === 0 ? 'before it starts (empty)' : 'inside its preamble');
     }
+    if (pre.toString('latin1', 0, 8) !== STREAM_MAGIC) return notAStream(pre);
     let preamble: ReturnType<typeof decodePreamble>;
     try {
       preamble = decodePreamble(pre);

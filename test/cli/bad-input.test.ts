@@ -191,7 +191,8 @@ const cases: Case[] = [
   { what: 'serve nbd --export-name longer than NBD allows', args: ['serve', 'nbd', v(), '--socket', at('v.sock'), '--export-name', 'e'.repeat(5000)], code: 'usage', mentions: /--export-name is 5000 bytes/ },
   // a new tape too small for one tape file: refused, and the tape directory is not made
   { what: 'dump to a --new-tape too small for a tape file', args: ['dump', v(), '--level', '0', '--snapshot', 's1', '--to', `tape:${at('newtape')}`, '--new-tape', '--tape-size', '1K'], code: 'invalid-input', mentions: /newtape is too small/ },
-  { what: 'verify of a few bytes that are no stream', args: ['verify', at('hello.txt')], code: 'corrupt', mentions: /hello\.txt: not an imgstream image stream \(bad magic\)/ },
+  { what: 'verify of a volume, not a stream', args: ['verify', v()], code: 'not-a-volume', mentions: /is an imgstream volume, not an image stream \(give a stream a dump wrote/ },
+  { what: 'verify of a few bytes that are no stream', args: ['verify', at('hello.txt')], code: 'not-a-volume', mentions: /hello\.txt: not an imgstream image stream \(bad magic\)/ },
   // a blank medium: zeros where a tape file begins (tar would read on to the end of the medium: for ever here)
   { what: 'verify of a blank tape device', args: ['verify', 'tape:/dev/zero'], code: 'corrupt', mentions: /tape \/dev\/zero: blank: zeros where a tape file begins/ },
   // a volume is never an output, --force or not (a typo in a cron job must not destroy one)
