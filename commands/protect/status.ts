@@ -15,7 +15,7 @@ export default class ProtectStatus extends ImgstreamCommand {
   static override summary = 'Show what a protection destination holds (the window, the recovery points, storage), or how far a volume\'s journal is shipped.';
   static override description = `Reads a protection destination (the directory imgstream protect --to DIR writes) without disturbing the shipper that may be appending to it: the volume it protects, the recovery window (the oldest and newest times restore --as-of accepts), the number of recovery points (the base's, then one per interval held), the storage of the base volume and of the intervals, the snapshots that arrived from the source, the gaps (spans before a resync, after an outage or a journal overflow, with no recovery point inside: restore --as-of refuses times in them), and the shipper's pid when one holds the destination. With --points, every recovery point's time, blocks and snapshots; with --json, all of it, the list of recovery points included.
 
-Given the protected volume instead (a file or block device with a write journal; a volume without one is refused as no destination), it shows the source's side: the journal's size and records, the destination and the record and time up to which it acknowledged, the records not shipped yet and the lag (the age of the oldest of them), an overflow waiting for a resync, and the shipper's pid.`;
+Given the protected volume instead (a file or block device with a write journal; a volume without one is refused as no destination), it shows the source's side: the journal's size and records, the destination and the record and time up to which it acknowledged, the records not shipped yet, the writes among them and the lag (the age of the oldest unshipped write; after an overflow, from the destination's last point), an overflow waiting for a resync, and the shipper's pid.`;
   static override examples = ['<%= config.bin %> protect status /backup/vm1.cdp', '<%= config.bin %> protect status vm1.vol', '<%= config.bin %> protect status /backup/vm1.cdp --points', '<%= config.bin %> protect status /backup/vm1.cdp --json', '<%= config.bin %> protect status peer://backup1:7420/vm1.cdp --token-file /etc/imgstream/peer.token --tls-fingerprint sha256:HEX'];
   static override args = { destination: Args.string({ description: 'Protection destination: a directory, or peer://HOST:PORT/NAME; or the protected volume.', required: true }) };
   static override flags = { points: Flags.boolean({ description: 'List every recovery point.' }), ...peerFlags };
@@ -27,7 +27,7 @@ Given the protected volume instead (a file or block device with a write journal;
     const st = isPeerSpec(args.destination) ? await peerProtectStatus(args.destination, peer!) : protectStatus(args.destination);
     this.say(`${st.destination}: protects ${st.source.path} (${st.source.uuid.slice(0, 8)}, ${formatSize(st.source.logicalSize)}, ${st.source.blockSize}-byte blocks), keeps ${formatDuration(st.keepMs)}`);
     if (!st.window) this.say('  not seeded yet: no recovery point');
-    else this.say(`  window ${st.window.start} to ${st.window.end}: ${st.recoveryPoints} recovery points, the newest ${formatDuration(Date.now() - Date.parse(st.window.end))} old`);
+    else this.say(`  window ${st.window.start} to ${st.window.end} (its end ${formatDuration(Math.max(0, Date.now() - Date.parse(st.window.end)))} ago): ${st.recoveryPoints} recovery point${st.recoveryPoints === 1 ? '' : 's'}`);
     const gaps = st.gaps ?? [];
     if (gaps.length) this.say(`  ${gaps.length} gap${gaps.length > 1 ? 's' : ''} with no recovery point inside (resyncs): ${gaps.map((g) => `${g.from} to ${g.to}`).join(', ')}`);
     this.say(`  base: ${formatSize(st.base.bytes)} (up to interval ${st.base.seq}${st.foldingTo !== null ? `, folding up to ${st.foldingTo}` : ''}); intervals: ${st.intervals.count}, ${formatSize(st.intervals.bytes)}; journal record ${st.journalTo}`);
@@ -41,12 +41,14 @@ Given the protected volume instead (a file or block device with a write journal;
 
   private source(volume: string) {
     const st = journalStatus(volume);
-    const held = st.oldest === null ? 'no records held' : `records ${st.oldest} to ${st.newest}`;
+    const held = st.oldest === null || st.oldest > st.newest ? 'no records held' : `records ${st.oldest} to ${st.newest}`;
     this.say(`${volume}: write journal ${st.journal}: ${formatSize(st.bytes)} in ${st.segments} segment${st.segments === 1 ? '' : 's'}, ${held}`);
     if (st.shipped) this.say(`  shipped to ${st.shipped.destination}: records up to ${st.shipped.journalTo}, interval ${st.shipped.intervalSeq} ending ${st.shipped.end}`);
-    else this.say('  never shipped: start with imgstream protect VOL --to DEST');
-    this.say(`  not shipped yet: ${st.unshipped.records} record${st.unshipped.records === 1 ? '' : 's'}${st.unshipped.oldest ? `, the oldest written ${st.unshipped.oldest}: lag ${(st.unshipped.lagMs / 1000).toFixed(1)} s` : ': lag 0 s'}`);
-    if (st.overflow) this.say(`  OVERFLOWED: ${st.overflow.blocks} blocks changed since record ${st.overflow.after} wait for a resync (the next protect sends just those)`);
+    else this.say(`  never shipped: start with imgstream protect ${volume} --to DEST`);
+    const u = st.unshipped;
+    const since = u.oldest === null ? '' : u.dropped ? `, writes since ${u.oldest} (the destination's last point: the overflow dropped their records)` : `, the oldest write at ${u.oldest}`;
+    this.say(`  not shipped yet: ${u.writes} write${u.writes === 1 ? '' : 's'}${since}: lag ${(u.lagMs / 1000).toFixed(1)} s`);
+    if (st.overflow) this.say(`  OVERFLOWED: ${st.overflow.blocks} block${st.overflow.blocks === 1 ? '' : 's'} changed since record ${st.overflow.after} are waiting for a resync (the next protect sends just those)`);
     this.say(`  shipper: ${st.shipper === null ? 'none' : `pid ${st.shipper}`}`);
     return st;
   }

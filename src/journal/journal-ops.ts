@@ -17,7 +17,7 @@ export interface JournalSnapshotAnswer {
 
 function writerOf(vol: Volume): JournalWriter {
   const w = journalOf(vol);
-  if (!w) throw new InvalidInputError(`${vol.path}: is served without a write journal`, 'serve it with: imgstream serve nbd VOL --journal');
+  if (!w) throw new InvalidInputError(`${vol.path}: is served without a write journal`, `stop that server and serve it with: imgstream serve nbd ${vol.path} --journal`);
   return w;
 }
 

@@ -7,6 +7,7 @@ import { InvalidInputError, NotFoundError } from '../core/errors.js';
 import { VolumeLock } from '../volume/volume-lock.js';
 import { journalDirOf, listSegments, readDirty, readShipped } from './journal-files.js';
 import { JournalReader, lastRecordOf } from './journal-reader.js';
+import { RecordKind } from './record.js';
 
 export interface JournalStatus {
   volume: string;
@@ -19,8 +20,13 @@ export interface JournalStatus {
   newest: number;
   /** What the last destination acknowledged: records up to journalTo, intervals up to `end`. */
   shipped: { destination: string; journalTo: number; intervalSeq: number; end: string } | null;
-  /** Records written after that point, and the age of the oldest of them (0 when none). */
-  unshipped: { records: number; oldest: string | null; lagMs: number };
+  /**
+   * Records written after that point; the writes among them (CP markers of an idle volume
+   * are no write); the lag: the age of the oldest such write (0 when none). After an
+   * overflow the dropped writes' times are gone: `dropped`, and the lag runs from the
+   * destination's last point.
+   */
+  unshipped: { records: number; writes: number; oldest: string | null; lagMs: number; dropped: boolean };
   /** The journal overflowed: the blocks changed since `after` wait for a resync. */
   overflow: { after: number; blocks: number } | null;
   /** pid of the shipper holding the journal, or null. */
@@ -30,7 +36,7 @@ export interface JournalStatus {
 export function journalStatus(volume: string): JournalStatus {
   const dir = journalDirOf(volume);
   if (!fs.existsSync(dir)) {
-    throw new NotFoundError(`${volume}: has no write journal (${dir})`, 'serve it with: imgstream serve nbd VOL --journal; a protection destination is a directory');
+    throw new NotFoundError(`${volume}: has no write journal (${dir})`, `serve it with: imgstream serve nbd ${volume} --journal (a protection destination is a directory)`);
   }
   if (!fs.statSync(dir).isDirectory()) throw new InvalidInputError(`${dir}: is not a write journal (not a directory)`);
   const segs = listSegments(dir);
@@ -46,16 +52,26 @@ export function journalStatus(volume: string): JournalStatus {
   const newest = lastRecordOf(dir);
   const from = mark ? mark.journalTo + 1 : (segs[0]?.firstSeq ?? newest + 1);
   let oldestTime: number | null = null;
+  let writes = 0;
   if (from <= newest) {
     const r = new JournalReader(dir, Math.max(from, segs[0]?.firstSeq ?? from));
     try {
-      oldestTime = r.next()?.time ?? null;
+      for (let rec = r.next(); rec !== null; rec = r.next()) {
+        if (rec.kind !== RecordKind.Data && rec.kind !== RecordKind.Zero) continue;
+        oldestTime ??= rec.time;
+        writes++;
+      }
+    } catch {
+      // a damaged record: counted up to it (the server and the shipper name it)
     } finally {
       r.close();
     }
   }
   const dirty = readDirty(dir);
   const now = Date.now();
+  // overflowed: the writes after the destination's last point were dropped, their times with them
+  const dropped = dirty !== null && mark !== null;
+  if (dropped) oldestTime = mark.end;
   return {
     volume,
     journal: dir,
@@ -64,7 +80,7 @@ export function journalStatus(volume: string): JournalStatus {
     oldest: segs[0]?.firstSeq ?? null,
     newest,
     shipped: mark ? { destination: mark.destination, journalTo: mark.journalTo, intervalSeq: mark.intervalSeq, end: new Date(mark.end).toISOString() } : null,
-    unshipped: { records: Math.max(0, newest - from + 1), oldest: oldestTime === null ? null : new Date(oldestTime).toISOString(), lagMs: oldestTime === null ? 0 : Math.max(0, now - oldestTime) },
+    unshipped: { records: Math.max(0, newest - from + 1), writes, oldest: oldestTime === null ? null : new Date(oldestTime).toISOString(), lagMs: oldestTime === null ? 0 : Math.max(0, now - oldestTime), dropped },
     overflow: dirty ? { after: dirty.after, blocks: dirty.lbns.length } : null,
     shipper: VolumeLock.holder(dir)?.pid ?? null,
   };

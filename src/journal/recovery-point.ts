@@ -87,7 +87,7 @@ export function recoveryPointFor(dir: string, s: ProtectState, held: HeldPoints,
     throw new InvalidInputError(`"${asOf}" is neither a time nor a snapshot of a recovery point of ${dir}`, `give a time (${AS_OF_DATE_FORMS}, or 2026-12-03T10:15:02.250Z) in the window ${describeWindow(s)}`);
   }
   if (t < w.start || t > w.end) {
-    throw new InvalidInputError(`${asOf === iso(t) ? asOf : `${asOf} (${iso(t)})`} is outside the recovery window of ${dir}: ${describeWindow(s)}`, 'list the recovery points with: imgstream protect status DEST --points');
+    throw new InvalidInputError(`${asOf === iso(t) ? asOf : `${asOf} (${iso(t)})`} is outside the recovery window of ${dir}: ${describeWindow(s)}`, `list the recovery points with: imgstream protect status ${dir} --points`);
   }
   // past the last interval whose time is known, the point cannot be told
   if (held.unreadable && t > (points.at(-1)?.end ?? w.start)) throw held.unreadable;
@@ -99,7 +99,7 @@ export function recoveryPointFor(dir: string, s: ProtectState, held: HeldPoints,
   if (gap) {
     throw new InvalidInputError(
       `${asOf === iso(t) ? asOf : `${asOf} (${iso(t)})`} falls in a gap in the recovery points of ${dir}: the disk was not recorded from ${iso(gap.start)} to ${iso(gap.end)} (protection resynced there)`,
-      `restore as of ${iso(gap.start)}, before it, or ${iso(gap.end)}, after it; every gap: imgstream protect status DEST --points`,
+      `restore as of ${iso(gap.start)}, before it, or ${iso(gap.end)}, after it; every gap: imgstream protect status ${dir} --points`,
     );
   }
   return point;

@@ -65,7 +65,7 @@ const MAX_RETRY_MS = 10_000;
 export async function protect(opts: ProtectOptions, report: (e: ProtectEvent) => void): Promise<ProtectSummary> {
   const source = await sourceOf(opts.volume); // a missing volume is named as such first
   const dir = journalDirOf(opts.volume);
-  if (!fs.existsSync(dir)) throw new NotFoundError(`${opts.volume}: has no write journal (${dir})`, 'serve it with: imgstream serve nbd VOL --journal');
+  if (!fs.existsSync(dir)) throw new NotFoundError(`${opts.volume}: has no write journal (${dir})`, `serve it with: imgstream serve nbd ${opts.volume} --journal`);
   // one shipper per journal: two would trim it for each other (a destination left behind then needs a full resync)
   const lock = VolumeLock.acquire(dir, fs.statSync(dir), 'write journal');
   try {
@@ -200,7 +200,7 @@ async function session(opts: ProtectOptions, dir: string, source: ProtectedSourc
           // snapshots taken while records were dropped: the resync brings the disk as of now, not as of them
           report({ event: 'overflow', after: state.journalTo, blocks: count, full: !known, lostSnapshots: known ? (dirty.snapshots ?? []) : [] });
           const end = Math.max(img.time, lastEnd);
-          await ship({ seq: state.intervalSeq + 1, start: lastEnd, end, journalFrom: state.journalTo, journalTo: img.journalTo, kind: 'resync', snapshots: [], blockCount: count, blocks }, 0, 0, null);
+          await ship({ seq: state.intervalSeq + 1, start: lastEnd, end, journalFrom: state.journalTo, journalTo: img.journalTo, kind: 'resync', snapshots: [], blockCount: count, blocks }, 0, 0, lastEnd); // its changes waited since the destination's last point
           lastEnd = end;
           sum.resyncs++;
         } finally {
