@@ -132,7 +132,7 @@ export function readFileBytes(file: string): AsyncIterable<Buffer> {
 
 export function fileSource(file: string): StreamSource {
   try {
-    if (fs.statSync(file).isDirectory()) throw new InvalidInputError(`${file}: is a directory`, 'use tape:DIR to read a tape directory');
+    if (fs.statSync(file).isDirectory()) throw new InvalidInputError(`${file}: is a directory`, directoryHint(file));
   } catch (err) {
     throw fromSystemError(err, file, 'opening the stream');
   }
@@ -142,4 +142,17 @@ export function fileSource(file: string): StreamSource {
       yield { name: `file ${file}`, position: { kind: 'file', location: path.resolve(file) }, ...fileBytes(file) };
     },
   };
+}
+
+/** What a directory given where a stream belongs probably is, and how to give it. */
+function directoryHint(dir: string): string {
+  let names: string[] = [];
+  try {
+    names = fs.readdirSync(dir);
+  } catch {
+    // unreadable: the generic hint
+  }
+  if (names.includes('protect.json')) return `a protection destination: restore it as of a time with: imgstream restore --to NEW --as-of TIME --from ${dir}`;
+  if (names.some((n) => /^file\d{4,}\.tar$/.test(n))) return `a tape directory: read it as tape:${dir}`;
+  return `give the stream files in it one by one (${path.join(dir, '*')}), or tape:DIR for a tape directory`;
 }
