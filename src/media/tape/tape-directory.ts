@@ -30,7 +30,7 @@ export function tapeFileName(n: number): string {
  * path is a new directory when `create` (made by createPartial, when the first tape file
  * is written: a dump refused before that leaves nothing), else it is an error.
  */
-export function tapeKind(p: string, create: boolean): TapeKind {
+export function tapeKind(p: string, create: boolean, reading = false): TapeKind {
   let st: fs.Stats;
   try {
     st = fs.statSync(p);
@@ -38,7 +38,8 @@ export function tapeKind(p: string, create: boolean): TapeKind {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
       // a mistyped drive name must not become a directory under /dev
       if (!create || path.resolve(p).startsWith('/dev/')) {
-        throw new NotFoundError(`tape ${p}: no such directory or device`, create ? 'give a tape device such as /dev/nst0' : 'give an existing tape directory or device, or --new-tape to make a new tape directory');
+        const hint = create ? 'give a tape device such as /dev/nst0' : reading ? 'mount the tape, or check the path: tape:DIR reads an existing tape directory or device' : 'give an existing tape directory or device, or --new-tape to make a new tape directory';
+        throw new NotFoundError(`tape ${p}: no such directory or device`, hint);
       }
       return 'directory';
     }

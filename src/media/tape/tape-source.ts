@@ -120,7 +120,7 @@ export function tapeSource(opts: TapeSourceOptions): StreamSource {
   let checked: TapeKind[] | null = null;
   async function checkSet(): Promise<TapeKind[]> {
     if (checked) return checked;
-    const kinds = tapes.map((t) => tapeKind(t, false));
+    const kinds = tapes.map((t) => tapeKind(t, false, true));
     tapes.forEach((t, i) => checkTapeReadable(t, kinds[i]));
     if (kinds[0] === 'directory') await checkTapeOrder(tapes, kinds);
     checked = kinds;
