@@ -60,7 +60,7 @@ While the volume is being served (imgstream serve nbd), the dump asks the server
     threads: Flags.integer({ helpValue: 'N', description: 'Compression threads (default: one per core, up to 4; 0: compress on the main thread).', min: 0, max: 16 }),
     'tape-size': Flags.string({ helpValue: 'SIZE', description: 'Capacity of each tape (e.g. 800G): continue on the next tape when full.' }),
     'new-tape': Flags.boolean({ description: 'With tape:DIR, create tape directories that do not exist yet (a new, empty tape); without it a missing tape is an error.' }),
-    'record-size': Flags.string({ helpValue: 'BYTES', description: 'Tape record size: every write to a tape is this size.', default: '10K' }),
+    'record-size': Flags.string({ helpValue: 'BYTES', description: 'Tape record size: every write to a tape is this size [default: 10K].' }),
     force: Flags.boolean({ description: 'Replace an existing target file (on a peer too).' }),
     multiplex: Flags.boolean({ description: 'Dump every volume given at once onto one tape file per tape (tape:DIR only), their streams interleaved, with a backup log.' }),
     ...encryptFlag,
@@ -80,7 +80,12 @@ While the volume is being served (imgstream serve nbd), the dump asks the server
     const key = flags['dry-run'] ? null : await dumpKeyFromFlags(flags);
     const catalog = openCatalog(flags.catalog);
     const tapeSize = flags['tape-size'] ? parseSize(flags['tape-size'], 'tape size') : undefined;
-    const recordSize = parseSize(flags['record-size'], 'record size');
+    // the tape flags with a target that is no tape: a mistake (a forgotten tape: prefix), never ignored
+    if (flags.to !== undefined && !flags.to.startsWith('tape:')) {
+      const given = (['tape-size', 'record-size', 'new-tape'] as const).filter((f) => flags[f] !== undefined && flags[f] !== false);
+      if (given.length) throw new UsageError(`--${given.join(', --')} ${given.length > 1 ? 'are' : 'is'} for tape targets, and --to ${flags.to} is not one`, 'write to a tape with --to tape:DIR (or tape:/dev/nst0), or leave the tape flags out');
+    }
+    const recordSize = parseSize(flags['record-size'] ?? '10K', 'record size');
     // a dry run sends nothing: the peer flags may stay on the command line, unchecked
     const peer = peerClientOptions(flags, flags.to !== undefined && isPeerSpec(flags.to) && !flags['dry-run'] ? [flags.to] : [], flags['dry-run']);
     if (!flags['dry-run']) refuseOutputOverInputs(flags.to!, dumpInputs(volumes, flags, catalog));
@@ -115,7 +120,7 @@ While the volume is being served (imgstream serve nbd), the dump asks the server
     refuseOutputOverInputs(flags.to, dumpInputs(volumes, flags, catalog));
     const result = await stoppableBySignals((signal) => multiplexDump(
       volumes,
-      { tapes: spec.tapes, tapeSize: flags['tape-size'] ? parseSize(flags['tape-size'], 'tape size') : undefined, recordSize: parseSize(flags['record-size'], 'record size'), nextTape: nextTapePrompt(), newTape: flags['new-tape'] === true },
+      { tapes: spec.tapes, tapeSize: flags['tape-size'] ? parseSize(flags['tape-size'], 'tape size') : undefined, recordSize: parseSize(flags['record-size'] ?? '10K', 'record size'), nextTape: nextTapePrompt(), newTape: flags['new-tape'] === true },
       {
         ...streamFlags(flags),
         catalog,

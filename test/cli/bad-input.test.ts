@@ -194,6 +194,7 @@ const cases: Case[] = [
   { what: 'restore --from a protection destination without --as-of', args: ['restore', '--from', at('v2.cdp'), '--to', at('never.vol')], code: 'invalid-input', mentions: /v2\.cdp: is a directory \(a protection destination: restore it as of a time with: imgstream restore --to NEW --as-of TIME --from .*v2\.cdp\)/ },
   { what: 'verify of a directory that is no tape', args: ['verify', at('adir')], code: 'invalid-input', mentions: /adir: is a directory \(give the stream files in it one by one/ },
   { what: 'restore from a tape directory that is not there (no --new-tape hint: restore has none)', args: ['restore', '--from', `tape:${at('no-such-tape')}`, '--to', at('never.vol')], code: 'not-found', mentions: /no-such-tape: no such directory or device \(mount the tape, or check the path/ },
+  { what: 'dump to a file with the tape flags', args: ['dump', v(), '--level', '0', '--to', at('never.l0'), '--record-size', '0', '--tape-size', '1M'], code: 'usage', mentions: /--tape-size, --record-size are for tape targets, and --to .*never\.l0 is not one/ },
   { what: 'verify of a volume, not a stream', args: ['verify', v()], code: 'not-a-volume', mentions: /is an imgstream volume, not an image stream \(give a stream a dump wrote/ },
   { what: 'verify of a few bytes that are no stream', args: ['verify', at('hello.txt')], code: 'not-a-volume', mentions: /hello\.txt: not an imgstream image stream \(bad magic\)/ },
   // a blank medium: zeros where a tape file begins (tar would read on to the end of the medium: for ever here)
