@@ -3,21 +3,30 @@ import { ImgstreamCommand } from '../_cli/base.js';
 import { catalogFlag, openCatalog } from '../_cli/catalog-flag.js';
 import { formatSize } from '../../src/core/size.js';
 import { tableLines } from '../_cli/table.js';
+import { uuidAt } from '../../src/stream/volume-pick.js';
+import path from 'node:path';
 
 export default class CatalogList extends ImgstreamCommand {
   static override summary = 'List the dumps recorded in the catalog.';
   static override examples = ['<%= config.bin %> catalog list', '<%= config.bin %> catalog list --volume 5f1c --json'];
   static override flags = {
     catalog: catalogFlag,
-    volume: Flags.string({ helpValue: 'UUID|PATH', description: 'Only dumps of this volume (uuid prefix or volume path).' }),
+    volume: Flags.string({ helpValue: 'UUID|PATH', description: 'Only dumps of this volume: a uuid or its prefix, the volume\'s path as dumped, or the volume at that path now (its uuid).' }),
   };
 
   async run() {
     const { flags } = await this.parse(CatalogList);
     const catalog = openCatalog(flags.catalog);
-    let dumps = catalog.read().sort((a, b) => a.date.localeCompare(b.date));
-    if (flags.volume) dumps = dumps.filter((d) => d.volume.uuid.startsWith(flags.volume!) || d.volume.path === flags.volume);
-    if (dumps.length === 0) this.say(`no dumps in ${catalog.file}`);
+    const all = catalog.read().sort((a, b) => a.date.localeCompare(b.date));
+    let dumps = all;
+    if (flags.volume) {
+      // a uuid or its prefix; a path as dumped (however written), or the volume there now (a rebuilt catalog knows no paths)
+      const sel = flags.volume;
+      const here = uuidAt(sel);
+      const abs = path.resolve(sel);
+      dumps = all.filter((d) => d.volume.uuid.startsWith(sel.toLowerCase()) || d.volume.uuid === here || (d.volume.path !== null && path.resolve(d.volume.path) === abs));
+    }
+    if (dumps.length === 0) this.say(flags.volume && all.length ? `no dumps of volume ${flags.volume} in ${catalog.file} (it holds ${all.length} dump${all.length === 1 ? '' : 's'} of other volumes)` : `no dumps in ${catalog.file}`);
     else {
       const rows = dumps.map((d) => [
         d.id.slice(0, 8),

@@ -29,7 +29,17 @@ export default class CatalogRebuild extends ImgstreamCommand {
     const { records, skipped } = await recordsFromMedia(flags.from.map((f) => sourceFor(f, { peer, s3: s3Options(flags) })), this.progress());
     const ids = new Set(records.map((r) => r.id));
     let damaged: string | null = null;
-    catalog.update((dumps) => [...dumps.filter((d) => !ids.has(d.id)), ...records], { replaceUnreadable: true, keptAside: (f) => (damaged = f) });
+    catalog.update((dumps) => {
+      // a stream names its volume by uuid only: the path (and the time the dump finished) a record of it had are kept
+      const known = new Map(dumps.map((d) => [d.id, d] as const));
+      const pathOf = new Map(dumps.filter((d) => d.volume.path !== null).map((d) => [d.volume.uuid, d.volume.path] as const));
+      for (const r of records) {
+        const old = known.get(r.id);
+        r.volume.path = old?.volume.path ?? pathOf.get(r.volume.uuid) ?? r.volume.path;
+        if (old) r.finished = old.finished;
+      }
+      return [...dumps.filter((d) => !ids.has(d.id)), ...records];
+    }, { replaceUnreadable: true, keptAside: (f) => (damaged = f) });
     const logs = rebuildBackupLogs(flags.from, catalog); // multiplexed tape files' backup logs
     for (const r of records) this.say(`recorded ${r.id.slice(0, 8)} level ${r.level} ${r.top.name} (${r.media.kind} ${r.media.location}${r.media.tapeFile ? ` file ${r.media.tapeFile}` : ''})`);
     for (const s of skipped) this.say(`skipped ${s.stream}: ${s.reason}`);

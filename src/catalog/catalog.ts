@@ -114,7 +114,13 @@ export class Catalog {
     try {
       fd = fs.openSync(this.file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+        // no catalog yet, or a path given in a directory that is not there (a typo: "no dumps" would mislead)
+        if (!this.opts.createDirectory && !fs.existsSync(path.dirname(path.resolve(this.file)))) {
+          throw new NotFoundError(`${this.file}: no such directory ${path.dirname(this.file)}`, 'give --catalog a file in a directory that exists');
+        }
+        return null;
+      }
       throw fromSystemError(err, this.file, 'reading the catalog');
     }
     try {

@@ -15,7 +15,8 @@ export interface VolumePick {
   named(selector: string): string[];
 }
 
-function uuidAt(file: string): string | null {
+/** The uuid of the volume at `file`, or null (no volume there, or unreadable now). */
+export function uuidAt(file: string): string | null {
   try {
     if (!fs.statSync(file).isFile()) return null;
     const vol = Volume.open(file, { write: false });

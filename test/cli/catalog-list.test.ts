@@ -4,7 +4,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { cliOk } from '../support/cli.js';
+import { cliOk, runCli } from '../support/cli.js';
 import { tempDir } from '../support/images.js';
 
 const root = tempDir('imgstream-catalog-list-');
@@ -44,5 +44,35 @@ describe('catalog list', () => {
       const size = row.slice(0, startOf('SIZE') + 'SIZE'.length).trimEnd();
       expect(size.length, row).toBe(startOf('SIZE') + 'SIZE'.length);
     });
+  });
+});
+
+describe('catalog list --volume and rebuilt catalogs', () => {
+  it('finds a volume\'s dumps by path after a rebuild from scratch, keeps paths a rebuild over a catalog had, and says when the volume has none', () => {
+    const env = { IMGSTREAM_LOCK_DIR: path.join(root, 'locks') };
+    const vol = path.join(root, 'v.vol');
+    const stream = path.join(root, 'v.l0');
+    const catalog = path.join(root, 'rebuilt.json');
+    cliOk(['volume', 'create', vol, '--size', '1M', '-q'], { env });
+    cliOk(['dump', vol, '--level', '0', '--to', stream, '--catalog', catalog, '-q'], { env });
+    const first = JSON.parse(fs.readFileSync(catalog, 'utf8')).dumps[0];
+    expect(first.volume.path).toBe(vol);
+    // over the catalog: the path and the time the dump finished stay as they were
+    cliOk(['catalog', 'rebuild', '--from', stream, '--catalog', catalog], { env });
+    expect(JSON.parse(fs.readFileSync(catalog, 'utf8')).dumps[0]).toMatchObject({ volume: first.volume, finished: first.finished });
+    // from scratch: the stream names no path, but the volume at the path given is known by its uuid
+    fs.rmSync(catalog);
+    cliOk(['catalog', 'rebuild', '--from', stream, '--catalog', catalog], { env });
+    const listed = JSON.parse(cliOk(['catalog', 'list', '--catalog', catalog, '--volume', vol, '--json'], { env }).stdout) as { dumps: Array<{ id: string }> };
+    expect(listed.dumps.map((d) => d.id)).toEqual([first.id]);
+    const relative = JSON.parse(cliOk(['catalog', 'list', '--catalog', catalog, '--volume', path.relative(process.cwd(), vol), '--json'], { env }).stdout) as { dumps: unknown[] };
+    expect(relative.dumps).toHaveLength(1);
+    expect(cliOk(['catalog', 'list', '--catalog', catalog, '--volume', path.join(root, 'other.vol')], { env }).stdout).toMatch(/no dumps of volume .*other\.vol in .*rebuilt\.json \(it holds 1 dump of other volumes\)/);
+  });
+
+  it('refuses a catalog path in a directory that does not exist (exit 3), rather than saying it holds no dumps', () => {
+    const r = runCli(['catalog', 'list', '--catalog', path.join(root, 'no-such-dir', 'cat.json')]);
+    expect(r.code, r.stderr).toBe(3);
+    expect(r.stderr).toMatch(/cat\.json: no such directory .*no-such-dir \(give --catalog a file in a directory that exists\)/);
   });
 });
