@@ -1,7 +1,7 @@
 // restore --as-of: the chain of dumps from the catalog, opened on their media.
 import { chainFor, dumpsOfVolume, type Catalog, type DumpRecord } from '../catalog/index.js';
 import { s3ObjectExists } from '../media/s3/index.js';
-import { NotFoundError, UsageError } from '../core/errors.js';
+import { InvalidInputError, NotFoundError, UsageError } from '../core/errors.js';
 import type { StreamSource } from '../media/medium.js';
 import { sourceForPosition, type SourceOptions } from '../media/resolve.js';
 import { Volume } from '../volume/volume.js';
@@ -36,6 +36,15 @@ export async function sourcesForChain(catalog: Catalog, volumePath: string, asOf
     dumps = dumps.filter((d) => d.volume.uuid === uuid);
     if (dumps.length === 0) throw new NotFoundError(`the catalog ${catalog.file} has no dumps of ${volumePath}`);
   }
+  let onVolume: Map<number, string> | null = null;
+  if (fs.existsSync(volumePath)) {
+    const vol = Volume.open(volumePath, { write: false });
+    try {
+      onVolume = new Map(vol.snapshots().map((x) => [x.id, x.name] as const));
+    } finally {
+      vol.close();
+    }
+  }
   // a stream file or object that is gone is found before the first stream is applied (a
   // level 0 of hours must not be restored only to stop at a missing level 1), and another
   // dump of the same snapshot is taken in its place when there is one. Objects are looked
@@ -47,6 +56,19 @@ export async function sourcesForChain(catalog: Catalog, volumePath: string, asOf
     const unknown = chain.filter((d) => !there.has(d.id));
     if (unknown.length === 0) break;
     for (const d of unknown) there.set(d.id, await mediumHolds(d, opts));
+  }
+  // onto an existing volume: the dumps whose top it holds already (restored before, a
+  // level 0 among them) are not applied again; the chain goes on from the newest of them
+  if (onVolume !== null) {
+    let k = 0;
+    while (k < chain.length && onVolume.get(chain[k].top.id) === chain[k].top.name) k++;
+    const newest = Math.max(0, ...onVolume.keys());
+    if (k === chain.length) {
+      const top = chain.at(-1)!.top;
+      if (top.id === newest) return [];
+      throw new InvalidInputError(`${volumePath}: holds snapshot "${top.name}" and newer ones already: restoring as of ${asOf} would take it back in time`, `restore as of ${asOf} into a new path`);
+    }
+    chain = chain.slice(k);
   }
   const gone = chain.find((d) => !there.get(d.id));
   if (gone) {

@@ -197,3 +197,29 @@ describe('verify checks the chain', () => {
     expect(cliJson<{ ok: boolean; needs: string | null }>(['verify', A.l1, A.l2], o)).toMatchObject({ ok: true, needs: 's1' });
   });
 });
+
+describe('restore --as-of onto an existing volume', () => {
+  it('applies only the dumps the volume lacks, says when it holds the state already, and never goes back in time', async () => {
+    const to = p('asof-existing.vol');
+    const asOf = (snap: string) => runCli(['restore', '--to', to, '--as-of', snap, '--catalog', A.catalog, '--json'], o);
+    const applied = (r: ReturnType<typeof runCli>) => (JSON.parse(r.stdout) as { streams: Array<{ top: string }> }).streams.map((s) => s.top);
+    let r = asOf('s1');
+    expect(r.code, r.stderr).toBe(0);
+    expect(applied(r)).toEqual(['s1']);
+    // its level 0 is on the volume already: only the level 1 is applied (it was refused, exit 6, as a level 0 onto a volume)
+    r = asOf('s2');
+    expect(r.code, r.stderr).toBe(0);
+    expect(applied(r)).toEqual(['s2']);
+    expect((await exportShas(to, [null], o)).active).toBe(A.sha.s2);
+    r = asOf('s2');
+    expect(r.code, r.stderr).toBe(0);
+    expect(applied(r)).toEqual([]);
+    expect(runCli(['restore', '--to', to, '--as-of', 's2', '--catalog', A.catalog], o).stdout).toMatch(/holds s2 already .*nothing to restore/);
+    r = asOf('s3');
+    expect(applied(r)).toEqual(['s3']);
+    expect(await exportShas(to, ['s1', 's2', 's3', null], o)).toEqual({ ...A.sha, active: A.sha.s3 });
+    const before = sha256File(to);
+    expectOneLineError(runCli(['restore', '--to', to, '--as-of', 's1', '--catalog', A.catalog], o), 'restore as of an older snapshot onto the volume', 4, /holds snapshot "s1" and newer ones already: restoring as of s1 would take it back in time \(restore as of s1 into a new path\)/);
+    expect(sha256File(to)).toBe(before);
+  });
+});
