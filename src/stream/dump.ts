@@ -107,6 +107,14 @@ export function planDump(vol: Volume, level: number, top: SnapshotEntry | null, 
     const lower = catalog.forVolume(vol.rootRecord.uuid).filter((d) => d.level < level && (top === null || d.top.id < top.id));
     baseDump = lower[lower.length - 1] ?? null;
     if (!baseDump) {
+      // lower dumps there are, but none of a snapshot older than this one: it is no incremental of them
+      const later = catalog.forVolume(vol.rootRecord.uuid).filter((d) => d.level < level).at(-1);
+      if (later && top !== null) {
+        throw new InvalidInputError(
+          `${vol.path}: snapshot "${top.name}" is not newer than the top of the level ${later.level} dump ${later.id.slice(0, 8)} ("${later.top.name}", ${later.date}), the newest below level ${level}: a level ${level} dump holds what changed after it`,
+          `dump a newer snapshot, or this one at level 0`,
+        );
+      }
       throw new NotFoundError(`${vol.path}: no dump of this volume below level ${level} in the catalog ${catalog.file}`, 'take a level 0 dump first (or give --catalog)');
     }
     const snap = vol.snapshots().find((s) => s.id === baseDump!.top.id);

@@ -198,6 +198,14 @@ describe('verify checks the chain', () => {
   });
 });
 
+describe('dump of a snapshot that is not newer than its would-be base', () => {
+  it('is refused naming the newest lower dump (exit 4), not as a missing level 0', () => {
+    const r = runCli(['dump', A.vol, '--level', '1', '--snapshot', 's1', '--to', p('never.l1'), '--catalog', A.catalog], o);
+    expectOneLineError(r, 'dump --level 1 of the level 0\'s own snapshot', 4, /snapshot "s1" is not newer than the top of the level 0 dump [0-9a-f]{8} \("s1", .*\), the newest below level 1/);
+    expect(fs.existsSync(p('never.l1'))).toBe(false);
+  });
+});
+
 describe('restore --as-of onto an existing volume', () => {
   it('applies only the dumps the volume lacks, says when it holds the state already, and never goes back in time', async () => {
     const to = p('asof-existing.vol');
