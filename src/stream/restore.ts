@@ -400,6 +400,8 @@ function createForStream(volumePath: string, header: StreamHeader, name: string)
   const v = header.volume;
   const { dir, prefix } = tempBeside(volumePath, 'restoring');
   removeStaleTemp(dir, prefix);
+  // and the volume file a killed restore was creating under that name (volume create's own temporary of it)
+  removeStaleTemp(dir, new RegExp(`^\\.${prefix.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}(\\d+)\\.imgstream-new-\\d+$`));
   const tmp = path.join(dir, `${prefix}${process.pid}`);
   fs.rmSync(tmp, { force: true });
   Volume.create(tmp, { size: v.logicalSize, blockSize: v.blockSize, nblocks: v.nblocks, maxSnapshots: v.maxSnapshots, uuid: v.uuid });

@@ -231,3 +231,15 @@ describe('restore --as-of onto an existing volume', () => {
     expect(sha256File(to)).toBe(before);
   });
 });
+
+describe('what a killed restore into a new path leaves', () => {
+  it('is removed by the next restore to that path: its hidden volume and the volume file it was creating', () => {
+    const dir = p('killed-restore');
+    fs.mkdirSync(dir);
+    const dead = 4_000_000 + Math.floor(Math.random() * 100_000); // above pid_max's default: no such process
+    const leftovers = [`.r.vol.restoring-${dead}`, `..r.vol.restoring-${dead}.imgstream-new-${dead}`];
+    for (const f of leftovers) fs.writeFileSync(path.join(dir, f), 'left by a kill -9');
+    ok(['restore', '--from', A.l0, '--to', path.join(dir, 'r.vol'), '-q'], o);
+    expect(fs.readdirSync(dir)).toEqual(['r.vol']);
+  });
+});
