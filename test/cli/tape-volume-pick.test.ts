@@ -80,4 +80,16 @@ describe('restore --volume from a tape of plain dumps', () => {
     }
     expect(fs.readdirSync(root).filter((f) => f.includes('rn.vol'))).toEqual([]);
   });
+
+  it('a tape directory with a file gone from the middle is refused naming it, before anything is read; the other files still read alone', () => {
+    const gap = at('gap-tape');
+    fs.cpSync(at('tape'), gap, { recursive: true });
+    fs.rmSync(path.join(gap, 'file0002.tar'));
+    for (const args of [['restore', '--from', `tape:${gap}`, '--to', at('rg.vol')], ['verify', `tape:${gap}`]]) {
+      const line = expectOneLineError(runCli(args, o), args[0], 3, /tape .*gap-tape: tape file 2 is missing \(it holds 2 of files 1 to 3\) \(put it back, or read the files there one by one: tape:.*#N\)/);
+      expect(line).not.toMatch(/base snapshot/);
+    }
+    expect(fs.existsSync(at('rg.vol'))).toBe(false);
+    cliOk(['verify', `tape:${gap}#3`], o);
+  });
 });

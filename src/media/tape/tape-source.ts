@@ -131,6 +131,19 @@ export function tapeSource(opts: TapeSourceOptions): StreamSource {
     description: `tape ${tapes.join(',')}`,
     async precheck(): Promise<void> {
       const kinds = await checkSet();
+      // every dump of a tape directory is read: one whose file is gone from the middle is named, not met as a broken chain
+      if (only === undefined) {
+        tapes.forEach((t, i) => {
+          if (kinds[i] !== 'directory') return;
+          const numbers = listTapeFiles(t).map((f) => f.number);
+          const missing = numbers.length ? Array.from({ length: numbers[numbers.length - 1] }, (_, k) => k + 1).filter((n) => !numbers.includes(n)) : [];
+          if (missing.length === 0) return;
+          throw new NotFoundError(
+            `tape ${t}: tape file${missing.length > 1 ? 's' : ''} ${missing.join(', ')} ${missing.length > 1 ? 'are' : 'is'} missing (it holds ${numbers.length} of files 1 to ${numbers[numbers.length - 1]})`,
+            `put ${missing.length > 1 ? 'them' : 'it'} back, or read the files there one by one: tape:${t}#N`,
+          );
+        });
+      }
       if (kinds[0] === 'directory') await refuseMissingContinuation(tapes, kinds, { file: only, stream: opts.stream, volume: opts.volume });
     },
     async *streams(): AsyncGenerator<SourceStream> {
