@@ -50,7 +50,9 @@ export abstract class ImgstreamCommand extends Command {
             return what ? `${name.toUpperCase()} (${what})` : name.toUpperCase();
           })
         : null;
-      message = missing ? `missing argument${missing.length > 1 ? 's' : ''} ${missing.join(', ')}` : lines.join(' ');
+      // oclif: "The following errors occurred:" then "--a=V cannot also be provided when using --b", once for each side
+      const conflict = lines[0] === 'The following errors occurred:' ? /^(--[\w-]+)(?:=.*)? cannot also be provided when using (--[\w-]+)/.exec(lines[1] ?? '') : null;
+      message = missing ? `missing argument${missing.length > 1 ? 's' : ''} ${missing.join(', ')}` : conflict ? `${conflict[1]} cannot be combined with ${conflict[2]}` : lines.join(' ');
       hint = `see: imgstream ${this.id?.replaceAll(':', ' ') ?? ''} --help`;
       if (err.oclif?.exit === 0) exit = 0;
     } else {

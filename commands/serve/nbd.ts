@@ -33,8 +33,8 @@ While it serves, other imgstream commands on the same volume go through the serv
   ];
   static override args = { volume: Args.string({ description: 'Volume file or block device.', required: true }) };
   static override flags = {
-    listen: Flags.string({ helpValue: 'HOST:PORT', char: 'l', description: 'TCP address to listen on (port 0: any free port; HOST alone: the NBD port 10809; :PORT alone: 127.0.0.1). Default 127.0.0.1:10809.', exclusive: ['socket'] }),
-    socket: Flags.string({ helpValue: 'PATH', char: 's', description: 'Unix socket to listen on instead of TCP (a path of at most 107 bytes, in an existing directory).', exclusive: ['listen'] }),
+    listen: Flags.string({ helpValue: 'HOST:PORT', char: 'l', description: 'TCP address to listen on (port 0: any free port; HOST alone: the NBD port 10809; :PORT alone: 127.0.0.1). Default 127.0.0.1:10809.' }),
+    socket: Flags.string({ helpValue: 'PATH', char: 's', description: 'Unix socket to listen on instead of TCP (a path of at most 107 bytes, in an existing directory; the URI printed names it by its absolute path).' }),
     snapshot: Flags.string({ helpValue: 'NAME', description: 'Serve this snapshot, read-only.' }),
     readonly: Flags.boolean({ char: 'r', description: 'Refuse writes (EPERM).' }),
     'cp-interval': Flags.string({ helpValue: 'SECONDS', description: 'Seconds between consistency points while writes arrive (at most 86400); 0: only on flush and shutdown.', default: '5' }),
@@ -49,6 +49,7 @@ While it serves, other imgstream commands on the same volume go through the serv
   async run() {
     const { args, flags } = await this.parse(ServeNbd);
     tuneGcForStreaming(); // a long-running server with a small heap (see gc-tuning.ts)
+    if (flags.socket !== undefined && flags.listen !== undefined) throw new UsageError('--listen and --socket cannot both be given: the server listens on TCP or on a Unix socket', 'give one of them');
     const interval = Number(flags['cp-interval']);
     if (!/^\d+(\.\d+)?$/.test(flags['cp-interval'].trim()) || !Number.isFinite(interval)) {
       throw new InvalidInputError(`invalid --cp-interval "${flags['cp-interval']}"`, 'use a number of seconds, e.g. 5 or 0.5');

@@ -196,7 +196,8 @@ function listen(server: net.Server, where: ListenAddress): Promise<void> {
 
 function listeningInfo(server: net.Server, opts: ServeNbdOptions, exp: NbdExport, vol: Volume, name = exp.name): NbdListening {
   const base = { exportName: name, volume: vol.path, snapshot: exp.snapshot, readOnly: exp.readOnly, size: exp.size, blockSize: vol.blockSize };
-  if (opts.listen.socket !== undefined) return { uri: nbdUri({ socket: opts.listen.socket }, name), socket: opts.listen.socket, ...base };
+  // the URI names the socket by its absolute path: it works from any directory (the server listens on the path as given, within the 107-byte limit)
+  if (opts.listen.socket !== undefined) return { uri: nbdUri({ socket: path.resolve(opts.listen.socket) }, name), socket: opts.listen.socket, ...base };
   const a = server.address() as net.AddressInfo;
   return { uri: nbdUri({ host: a.address, port: a.port }, name), host: a.address, port: a.port, ...base };
 }

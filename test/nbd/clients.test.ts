@@ -70,6 +70,19 @@ describe.skipIf(missing.length > 0)(`real NBD clients${missing.length ? ` (skipp
     await checkClean(vol);
   });
 
+  it('a socket given as a relative path is named by its absolute path in the URI, which clients elsewhere can use', async () => {
+    const vol = at('rel.vol');
+    await setupOk(['volume', 'create', vol, '--size', String(SIZE)], { env });
+    const server = await startServer(vol, ['--socket', 'rel.sock'], locks, { cwd: root });
+    try {
+      expect(server.info.uri).toBe(`nbd+unix:///?socket=${at('rel.sock')}`);
+      expect(process.cwd()).not.toBe(root);
+      expect((await ok('nbdinfo', ['--size', server.info.uri])).stdout.trim()).toBe(String(SIZE));
+    } finally {
+      await server.stop();
+    }
+  });
+
   it('qemu-io writes, discards and zeroes at odd offsets and lengths over TCP', async () => {
     const vol = at('odd.vol');
     await setupOk(['volume', 'create', vol, '--size', String(SIZE)], { env });
