@@ -105,8 +105,8 @@ While the volume is being served (imgstream serve nbd), the dump asks the server
     );
     const what = `level ${result.level} of ${args.volume}: ${result.expression}: ${result.blocks} blocks, ${formatSize(result.bytes)}, ${result.extents} extents`;
     if (result.dryRun) this.say(`dry run: ${what}`);
-    else if (flags.to !== '-') this.say(`dumped ${what} -> ${flags.to} (${formatSize(result.streamBytes)} stream, sha256 ${result.sha256?.slice(0, 16)}...)`);
-    else process.stderr.write(`imgstream: dumped ${what} (${formatSize(result.streamBytes)} stream)\n`);
+    else if (flags.to !== '-') this.say(`dumped ${what} -> ${flags.to} (${formatSize(result.streamBytes)}${key ? ' encrypted' : ''} stream, sha256 ${result.sha256?.slice(0, 16)}...)`);
+    else process.stderr.write(`imgstream: dumped ${what} (${formatSize(result.streamBytes)}${key ? ' encrypted' : ''} stream)\n`);
     return result;
   }
 

@@ -7,7 +7,7 @@ import { uuidAt } from '../../src/stream/volume-pick.js';
 import path from 'node:path';
 
 export default class CatalogList extends ImgstreamCommand {
-  static override summary = 'List the dumps recorded in the catalog.';
+  static override summary = 'List the dumps recorded in the catalog (KEY: yes for an encrypted stream, which restore and verify read only with its key).';
   static override examples = ['<%= config.bin %> catalog list', '<%= config.bin %> catalog list --volume 5f1c --json'];
   static override flags = {
     catalog: catalogFlag,
@@ -36,9 +36,10 @@ export default class CatalogList extends ImgstreamCommand {
         d.top.name,
         d.base?.name ?? '-',
         formatSize(d.streamBytes),
+        d.encrypted ? 'yes' : '-',
         d.media.kind === 'tape' ? `tape ${d.media.location} file ${d.media.tapeFile}` : `${d.media.kind} ${d.media.location}`,
       ]);
-      for (const l of tableLines(['ID', 'DATE', 'VOLUME', 'LVL', 'TOP', 'BASE', 'SIZE', 'WHERE'], rows, new Set([3, 6]))) this.say(l);
+      for (const l of tableLines(['ID', 'DATE', 'VOLUME', 'LVL', 'TOP', 'BASE', 'SIZE', 'KEY', 'WHERE'], rows, new Set([3, 6]))) this.say(l);
     }
     return { catalog: catalog.file, dumps };
   }

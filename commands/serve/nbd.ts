@@ -80,7 +80,7 @@ While it serves, other imgstream commands on the same volume go through the serv
           problem: (message) => process.stderr.write(`imgstream: ${message}\n`),
         },
       );
-      if (result.servedBy !== undefined) this.say(`stopped: the export is gone from imgstream process ${result.servedBy}`);
+      if (result.servedBy !== undefined) this.say(`stopped serving snapshot ${flags.snapshot} beside ${args.volume}: imgstream process ${result.servedBy} no longer offers it`);
       else this.say(`stopped: ${result.connections} connections, ${formatSize(result.bytesRead)} read, ${formatSize(result.bytesWritten)} written, ${result.consistencyPoints} CPs (CP ${result.generation})`);
       return result;
     } finally {

@@ -24,7 +24,7 @@ describe('catalog list', () => {
     const dumps = [
       record('aaaaaaaa', '2026-12-01T01:00:00.000Z', 0, 's1', null, 999, '/b/s.l0'),
       record('bbbbbbbb', '2026-12-02T01:00:00.000Z', 1, 'daily-2026-12-02-after-the-big-migration', 's1', 123_456_789_012, '/backups/a/very/long/path/l1'),
-      record('cccccccc', '2026-12-03T01:00:00.000Z', 9, 'x', 'daily-2026-12-02-after-the-big-migration-base', 5, '/b/x.l9'),
+      { ...record('cccccccc', '2026-12-03T01:00:00.000Z', 9, 'x', 'daily-2026-12-02-after-the-big-migration-base', 5, '/b/x.l9'), encrypted: true },
     ];
     fs.writeFileSync(catalog, JSON.stringify({ format: 'imgstream-catalog', version: 1, dumps }));
     const lines = cliOk(['catalog', 'list', '--catalog', catalog]).stdout.trimEnd().split('\n');
@@ -38,6 +38,8 @@ describe('catalog list', () => {
       expect(row.indexOf(` ${d.top.name} `) + 1, row).toBe(startOf('TOP'));
       expect(row.indexOf(` ${d.base?.name ?? '-'} `, startOf('BASE') - 1) + 1, row).toBe(startOf('BASE'));
       expect(row.indexOf(`file ${d.media.location}`), row).toBe(startOf('WHERE'));
+      // KEY: an encrypted stream needs its key to be read
+      expect(row.slice(startOf('KEY'), startOf('KEY') + 3).trim(), row).toBe('encrypted' in d ? 'yes' : '-');
       // right-aligned ones end under theirs
       const lvl = row.slice(0, startOf('LVL') + 3).trimEnd();
       expect(lvl.endsWith(` ${d.level}`), row).toBe(true);
