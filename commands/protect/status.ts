@@ -50,6 +50,7 @@ Given the protected volume instead (a file or block device with a write journal;
     this.say(`  not shipped yet: ${u.writes} write${u.writes === 1 ? '' : 's'}${since}: lag ${(u.lagMs / 1000).toFixed(1)} s`);
     if (st.overflow) this.say(`  OVERFLOWED: ${st.overflow.blocks} block${st.overflow.blocks === 1 ? '' : 's'} changed since record ${st.overflow.after} are waiting for a resync (the next protect sends just those)`);
     this.say(`  shipper: ${st.shipper === null ? 'none' : `pid ${st.shipper}`}`);
+    if (st.damage) this.say(`  DAMAGED: ${st.damage}`);
     return st;
   }
 }

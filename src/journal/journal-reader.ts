@@ -84,6 +84,11 @@ export class JournalReader {
     }
   }
 
+  /** Where the next record would begin: its segment file and byte (null before the first read). */
+  position(): { segment: string; offset: number } | null {
+    return this.seg === null ? null : { segment: this.seg.path, offset: this.offset };
+  }
+
   /** True when record nextSeq was dropped from the journal (its segments deleted after an overflow). */
   gap(): boolean {
     const segs = listSegments(this.dir);
@@ -154,7 +159,7 @@ export class JournalReader {
 }
 
 /** The sequence number of the journal's last intact record (after an overflow with no segment left: the last one the dirty set covers). */
-export function lastRecordOf(dir: string): number {
+export function lastRecordOf(dir: string, where?: (at: { segment: string; offset: number } | null) => void): number {
   const segs = listSegments(dir);
   if (segs.length === 0) return readDirty(dir)?.upTo ?? 0;
   const lastSeg = segs[segs.length - 1];
@@ -162,6 +167,7 @@ export function lastRecordOf(dir: string): number {
   let last = lastSeg.firstSeq - 1;
   try {
     for (let rec = r.next(); rec !== null; rec = r.next()) last = rec.seq;
+    where?.(r.position());
   } finally {
     r.close();
   }

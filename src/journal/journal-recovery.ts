@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import { CorruptError, InvalidInputError } from '../core/errors.js';
 import type { Volume } from '../volume/volume.js';
 import type { SegmentFile } from './journal-files.js';
-import { JournalReader } from './journal-reader.js';
+import { JournalReader, lastRecordOf } from './journal-reader.js';
 import { decodeHeader, parseMarker, RECORD_HEADER_BYTES, RecordKind, type JournalRecord } from './record.js';
 
 export const DAMAGED_HINT = 'serve without --journal; to protect again, move the journal directory aside and protect to a new destination';
@@ -80,7 +80,7 @@ export function scanJournal(dir: string, segs: SegmentFile[], vol: Volume): Jour
  * crash leaves: less than a header, or one record whose extent reaches the end. Anything
  * else (a bad record followed by more) is damage, never cut off in silence.
  */
-function tornTail(file: string, at: number, size: number): boolean {
+export function tornTail(file: string, at: number, size: number): boolean {
   if (size - at < RECORD_HEADER_BYTES) return true;
   const head = Buffer.alloc(RECORD_HEADER_BYTES);
   const fd = fs.openSync(file, 'r');
@@ -91,4 +91,23 @@ function tornTail(file: string, at: number, size: number): boolean {
   }
   const h = decodeHeader(head, 0);
   return h !== null && at + RECORD_HEADER_BYTES + h.payloadBytes >= size;
+}
+
+/**
+ * The journal's last record, and the damage after it in the last segment when there is
+ * some: bytes that are more than one record cut short by a crash (readers stop at such a
+ * place as at a tail still being written, and would take the journal for a shorter one).
+ */
+export function lastRecordAndDamage(dir: string): { last: number; damage: { segment: string; offset: number; bytes: number } | null } {
+  let stop: { segment: string; offset: number } | null = null;
+  const last = lastRecordOf(dir, (at) => (stop = at));
+  const at = stop as { segment: string; offset: number } | null;
+  if (at === null) return { last, damage: null };
+  let size = 0;
+  try {
+    size = fs.statSync(at.segment).size;
+  } catch {
+    return { last, damage: null }; // trimmed meanwhile
+  }
+  return { last, damage: size > at.offset && !tornTail(at.segment, at.offset, size) ? { ...at, bytes: size - at.offset } : null };
 }

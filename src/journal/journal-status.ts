@@ -6,7 +6,8 @@ import fs from 'node:fs';
 import { InvalidInputError, NotFoundError } from '../core/errors.js';
 import { VolumeLock } from '../volume/volume-lock.js';
 import { journalDirOf, listSegments, readDirty, readShipped } from './journal-files.js';
-import { JournalReader, lastRecordOf } from './journal-reader.js';
+import { JournalReader } from './journal-reader.js';
+import { lastRecordAndDamage } from './journal-recovery.js';
 import { RecordKind } from './record.js';
 
 export interface JournalStatus {
@@ -31,6 +32,8 @@ export interface JournalStatus {
   overflow: { after: number; blocks: number } | null;
   /** pid of the shipper holding the journal, or null. */
   shipper: number | null;
+  /** Damage found: a record that fails its checks, where (null: none seen). */
+  damage: string | null;
 }
 
 export function journalStatus(volume: string): JournalStatus {
@@ -49,7 +52,8 @@ export function journalStatus(volume: string): JournalStatus {
     }
   }
   const mark = readShipped(dir);
-  const newest = lastRecordOf(dir);
+  const { last: newest, damage: tail } = lastRecordAndDamage(dir);
+  let damage = tail ? `${tail.segment}: a damaged record at byte ${tail.offset}, with ${tail.bytes} bytes after it` : null;
   const from = mark ? mark.journalTo + 1 : (segs[0]?.firstSeq ?? newest + 1);
   let oldestTime: number | null = null;
   let writes = 0;
@@ -61,8 +65,8 @@ export function journalStatus(volume: string): JournalStatus {
         oldestTime ??= rec.time;
         writes++;
       }
-    } catch {
-      // a damaged record: counted up to it (the server and the shipper name it)
+    } catch (err) {
+      damage ??= (err as Error).message; // counted up to it
     } finally {
       r.close();
     }
@@ -83,5 +87,6 @@ export function journalStatus(volume: string): JournalStatus {
     unshipped: { records: Math.max(0, newest - from + 1), writes, oldest: oldestTime === null ? null : new Date(oldestTime).toISOString(), lagMs: oldestTime === null ? 0 : Math.max(0, now - oldestTime), dropped },
     overflow: dirty ? { after: dirty.after, blocks: dirty.lbns.length } : null,
     shipper: VolumeLock.holder(dir)?.pid ?? null,
+    damage,
   };
 }

@@ -30,6 +30,8 @@ export class MemoryProtectDestination implements ProtectDestination {
   readonly description = 'memory';
   source: ProtectedSource | null = null;
   keepMs = 0;
+  /** The retention before the last open() changed it (null: unchanged). */
+  keepWas: number | null = null;
   seedTime = 0;
   seedBlocks: Map<number, Buffer | null> | null = null;
   readonly intervals: Received[] = [];
@@ -40,14 +42,16 @@ export class MemoryProtectDestination implements ProtectDestination {
 
   private answer(): DestinationState {
     const end = Math.max(this.intervals.at(-1)?.end ?? this.seedTime, this.quietTo);
-    return { seeded: this.seedBlocks !== null, intervalSeq: this.intervals.length, journalTo: this.journalTo, window: this.seedBlocks ? { start: this.seedTime, end } : null };
+    return { seeded: this.seedBlocks !== null, intervalSeq: this.intervals.length, journalTo: this.journalTo, window: this.seedBlocks ? { start: this.seedTime, end } : null, keepMs: this.keepMs, keepWas: this.keepWas };
   }
 
   async open(source: ProtectedSource, keepMs: number | null): Promise<DestinationState> {
     if (this.holder) throw new BusyError('memory: protection destination is in use by another shipper');
     if (this.source && this.source.uuid !== source.uuid) throw new InvalidInputError(`memory: protects volume ${this.source.uuid} (${this.source.path}), not ${source.uuid} (${source.path})`);
     if (this.source && (this.source.blockSize !== source.blockSize || this.source.logicalSize !== source.logicalSize)) throw new InvalidInputError(`memory: protects a disk of another geometry than ${source.path}`);
-    this.keepMs = keepMs ?? (this.source === null ? DEFAULT_KEEP_MS : this.keepMs);
+    const keep = keepMs ?? (this.source === null ? DEFAULT_KEEP_MS : this.keepMs);
+    this.keepWas = this.source !== null && keep !== this.keepMs ? this.keepMs : null;
+    this.keepMs = keep;
     this.source = { ...source };
     this.holder = true;
     return this.answer();

@@ -12,12 +12,13 @@
 // resync: the blocks changed since the last acknowledged record, read from a snapshot (all
 // of them when the journal no longer tells: trimmed for another destination, moved aside).
 // One protect at a time ships a journal (it holds the journal directory's lock).
-import { ImgstreamError, InvalidInputError, NotFoundError } from '../core/errors.js';
+import { CorruptError, ImgstreamError, InvalidInputError, NotFoundError } from '../core/errors.js';
+import { DAMAGED_HINT, lastRecordAndDamage } from './journal-recovery.js';
 import fs from 'node:fs';
 import type { DestinationState, ProtectDestination, ProtectedSource, ShippedInterval } from './destination-api.js';
 import { IntervalBuilder, SlabPool } from './interval-builder.js';
 import { journalDirOf, listSegments, readDirty, writeShipped } from './journal-files.js';
-import { JournalReader, lastRecordOf } from './journal-reader.js';
+import { JournalReader } from './journal-reader.js';
 import { RecordKind, parseMarker } from './record.js';
 import { VolumeLock } from '../volume/volume-lock.js';
 import { localImage, servedImage, volumeIdentity, type SourceImage } from './source-image.js';
@@ -99,8 +100,10 @@ async function session(opts: ProtectOptions, dir: string, source: ProtectedSourc
   let state = await dest.open(source, opts.keepMs);
   reached();
   if (state.keepWas != null && state.keepMs !== undefined) report({ event: 'retention', keepMs: state.keepMs, keptMs: state.keepWas });
-  const last = lastRecordOf(dir);
+  const { last, damage } = lastRecordAndDamage(dir);
   if (state.seeded && last < state.journalTo) {
+    // the journal ends before what the destination holds: damaged records (more than a torn last one) are named as damage
+    if (damage) throw new CorruptError(`${damage.segment}: a damaged record at byte ${damage.offset}, with ${damage.bytes} bytes after it (the destination holds records up to ${state.journalTo})`, DAMAGED_HINT);
     throw new InvalidInputError(
       `${dir} ends at record ${last}, but ${dest.description} holds records up to ${state.journalTo}: this journal is not the one the destination was fed from (moved aside, or started over)`,
       'protect to a new destination',

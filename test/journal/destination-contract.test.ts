@@ -67,7 +67,7 @@ describe.each(Object.keys(subjects))('protection destination contract: %s', (nam
     const s = subjects[name]();
     const source = modelSource(SEED);
     let d = s.make();
-    expect(await d.open(source, 3_600_000)).toEqual({ seeded: false, intervalSeq: 0, journalTo: 0, window: null });
+    expect(await d.open(source, 3_600_000)).toEqual({ seeded: false, intervalSeq: 0, journalTo: 0, window: null, keepMs: 3_600_000, keepWas: null });
     // every refusal ends with the destination reopened (a peer session ends with a failed transfer)
     const refused = async (p: Promise<unknown>, code: string, text: RegExp) => {
       await expect(p).rejects.toMatchObject({ code, message: expect.stringMatching(text) });
@@ -76,10 +76,10 @@ describe.each(Object.keys(subjects))('protection destination contract: %s', (nam
       return d.open(source, 3_600_000);
     };
     expect(await refused(d.append(shippedInterval(SEED, 1)), 'invalid-input', /not seeded/)).toMatchObject({ seeded: false });
-    expect(await d.seed(seedImage(SEED))).toEqual({ seeded: true, intervalSeq: 0, journalTo: 0, window: { start: MODEL_T0, end: MODEL_T0 } });
+    expect(await d.seed(seedImage(SEED))).toEqual({ seeded: true, intervalSeq: 0, journalTo: 0, window: { start: MODEL_T0, end: MODEL_T0 }, keepMs: 3_600_000, keepWas: null });
     expect(await refused(d.seed(seedImage(SEED)), 'invalid-input', /already seeded/)).toMatchObject({ intervalSeq: 0 });
     for (let seq = 1; seq <= 4; seq++) expect((await d.append(shippedInterval(SEED, seq))).intervalSeq).toBe(seq);
-    const at4 = { seeded: true, intervalSeq: 4, journalTo: 40, window: { start: MODEL_T0, end: endOf(SEED, 4) } };
+    const at4 = { seeded: true, intervalSeq: 4, journalTo: 40, window: { start: MODEL_T0, end: endOf(SEED, 4) }, keepMs: 3_600_000, keepWas: null };
     expect(await refused(d.append(shippedInterval(SEED, 6)), 'invalid-input', /interval 6 does not follow interval 4/)).toEqual(at4);
     const disordered = { ...shippedInterval(SEED, 5), blockCount: 2, blocks: blocksOf([{ lbn: 9, data: null }, { lbn: 3, data: null }]) };
     expect(await refused(d.append(disordered), 'invalid-input', /block 3 is out of order/)).toEqual(at4);
@@ -95,7 +95,14 @@ describe.each(Object.keys(subjects))('protection destination contract: %s', (nam
     await expect(s.make().open(modelSource(SEED + 1), 3_600_000)).rejects.toMatchObject({ code: 'invalid-input', message: expect.stringMatching(/protects volume/) });
     await expect(s.make().open({ ...source, logicalSize: source.logicalSize * 2 }, 3_600_000)).rejects.toMatchObject({ code: 'invalid-input' });
     d = s.make();
-    expect(await d.open(source, 3_600_000)).toEqual({ seeded: true, intervalSeq: 5, journalTo: 50, window: { start: MODEL_T0, end: endOf(SEED, 5) } });
+    expect(await d.open(source, 3_600_000)).toEqual({ seeded: true, intervalSeq: 5, journalTo: 50, window: { start: MODEL_T0, end: endOf(SEED, 5) }, keepMs: 3_600_000, keepWas: null });
+    await d.close();
+    // no retention given: the destination keeps its own; a new one is said with the old
+    d = s.make();
+    expect(await d.open(source, null)).toMatchObject({ keepMs: 3_600_000, keepWas: null });
+    await d.close();
+    d = s.make();
+    expect(await d.open(source, 7_200_000)).toMatchObject({ keepMs: 7_200_000, keepWas: 3_600_000 });
     await d.close();
     const model = modelImages(SEED, 5);
     for (const seq of [0, 3, 5]) expect((await s.imageAt(seq)).equals(model[seq]), `point ${seq}`).toBe(true);

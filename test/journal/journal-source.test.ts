@@ -156,6 +156,29 @@ describe.skipIf(missing.length > 0)(`the write journal of serve nbd --journal${m
     expect((await exportRaw(vol, at('t.raw'))).equals(before), 'the volume still opens at its last CP').toBe(true);
   });
 
+  it('names damage to records a destination already holds: protect exits 9 (not "another journal"), status says DAMAGED', { timeout: 120_000 }, async () => {
+    const vol = at('dm.vol');
+    await setupOk(['volume', 'create', vol, '--size', String(SIZE)], { env: { IMGSTREAM_LOCK_DIR: locks } });
+    const server = await startServer(vol, ['--socket', at('dm.sock'), '--journal'], locks);
+    expect((await runWriter(server.info.uri, ['--count', '60', '--seed', '12', '--aligned'])).code).toBe(0);
+    await server.stop();
+    await cli(['protect', vol, '--to', at('dm.cdp'), '--once'], locks);
+    // a byte flipped inside a record in the middle of the (shipped) last segment
+    const segs = listSegments(`${vol}.journal`);
+    const seg = segs[segs.length - 1].path;
+    const buf = fs.readFileSync(seg);
+    buf[Math.floor(buf.length / 2)] ^= 0xff;
+    fs.writeFileSync(seg, buf);
+    const bin = path.join(process.cwd(), 'dist/commands/_cli/bin.js');
+    const r = await run(process.execPath, [bin, 'protect', vol, '--to', at('dm.cdp'), '--once'], { env: { IMGSTREAM_LOCK_DIR: locks } });
+    expect(r.code, r.stderr).toBe(9);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    expect(r.stderr).toMatch(/a damaged record at byte \d+, with \d+ bytes after it \(the destination holds records up to \d+\)/);
+    const st = JSON.parse((await cli(['protect', 'status', vol, '--json'], locks)).stdout) as JournalStatus;
+    expect(st.damage).toMatch(/a damaged record at byte/);
+    expect((await cli(['protect', 'status', vol], locks)).stdout).toMatch(/DAMAGED: /);
+  });
+
   it('refuses a volume whose disk changed without its journal, and a shipper fed from another journal', { timeout: 120_000 }, async () => {
     const vol = at('c.vol');
     await setupOk(['volume', 'create', vol, '--size', String(SIZE)], { env: { IMGSTREAM_LOCK_DIR: locks } });
