@@ -1,6 +1,6 @@
 import { Args, Flags } from '@oclif/core';
 import { ImgstreamCommand } from '../_cli/base.js';
-import { peerClientOptions, type PeerFlagValues } from '../_cli/peer-flags.js';
+import { peerClientOptions, peerFlags as sharedPeerFlags, type PeerFlagValues } from '../_cli/peer-flags.js';
 import { peerFlags } from '../_cli/mirror-peer.js';
 import { InvalidInputError } from '../../src/core/errors.js';
 import { openProtectDestination } from '../../src/journal/destination.js';
@@ -32,6 +32,8 @@ One line per interval shipped (with --json one JSON object: seq, start, end, blo
     keep: Flags.string({ helpValue: 'DURATION', description: 'History the destination keeps; older intervals are folded into its base (30m, 24h, 7d). Without it, the destination keeps what it was told before [24h for a new one]; a change is said in one line.' }),
     once: Flags.boolean({ description: 'Ship what the journal holds now, then exit.' }),
     ...peerFlags,
+    // a WAN link shared with other traffic: the shipper falls behind rather than take it all (the journal holds the rest, up to its size)
+    'limit-rate': sharedPeerFlags['limit-rate'],
   };
 
   async run() {
@@ -41,7 +43,7 @@ One line per interval shipped (with --json one JSON object: seq, start, end, blo
     // no --keep: a destination keeps what it was told before (24h when new)
     const keepMs = flags.keep === undefined ? null : parseDuration(flags.keep, '--keep', 1000);
     if (keepMs !== null && keepMs < intervalMs) throw new InvalidInputError(`--keep ${flags.keep} is shorter than --interval ${flags.interval}`);
-    const peer = peerClientOptions({ ...(flags as PeerFlagValues), 'limit-rate': undefined }, isPeerSpec(flags.to) ? [flags.to] : []);
+    const peer = peerClientOptions(flags as PeerFlagValues, isPeerSpec(flags.to) ? [flags.to] : []);
     const destination = openProtectDestination(flags.to, peer);
     const stop = new AbortController();
     const off = onStopSignals(() => stop.abort(), ['SIGINT', 'SIGTERM']);

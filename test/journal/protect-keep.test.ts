@@ -2,16 +2,19 @@
 // run without it (a cron job's --once) used to put any destination back to 24 h, folding
 // away history an administrator had asked to keep. A change is said in one line (a
 // `retention` event with --json). Malformed durations are "invalid-input" (4), as every
-// malformed value is.
+// malformed value is. --limit-rate holds a shipper to a peer to a rate (a shared WAN link).
+import fs from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { journalTestDir, journalTestMissing } from '../support/journal-tests.js';
 import { cli, qemuIo, run, startServer } from '../nbd/support.js';
-import { CLI_BIN } from '../support/cli.js';
+import { spawn } from 'node:child_process';
+import { CLI_BIN, finished, listeningPort } from '../support/cli.js';
+import { makeToken } from '../peer/support.js';
 import { setupOk } from '../support/in-process.js';
 import { expectOneLineError } from '../support/stream-cli.js';
 
 const missing = journalTestMissing();
-const { locks, at, env } = journalTestDir('imgstream-protect-keep-');
+const { root, locks, at, env } = journalTestDir('imgstream-protect-keep-');
 
 async function once(vol: string, dest: string, extra: string[]): Promise<Array<Record<string, unknown>>> {
   const r = await run(process.execPath, [CLI_BIN, 'protect', vol, '--to', dest, '--once', '--json', ...extra], { env });
@@ -55,5 +58,33 @@ describe.skipIf(missing.length > 0)(`protect --keep${missing.length ? ` (skipped
     const r = await run(process.execPath, [CLI_BIN, 'protect', at('k.vol'), '--to', at('never.cdp'), '--interval', '10s', '--keep', '5s'], { env });
     expect(r.code, r.stderr).toBe(4);
     expect(r.stderr).toMatch(/--keep 5s is shorter than --interval 10s/);
+  }, 60_000);
+
+  it('--limit-rate holds a shipper to a peer to that rate; with a destination on this machine it is refused', async () => {
+    const vol = at('r.vol');
+    await setupOk(['volume', 'create', vol, '--size', '4M'], { env });
+    const server = await startServer(vol, ['--socket', at('r.sock'), '--journal'], locks);
+    await qemuIo(server.info.uri, ['write -P 0x52 0 1M']);
+    await server.stop();
+    const token = makeToken(root, 'r-token');
+    fs.mkdirSync(at('peer'));
+    const child = spawn(process.execPath, [CLI_BIN, 'serve', 'peer', '--root', at('peer'), '--listen', '127.0.0.1:0', '--token-file', token, '--plain', '--json'], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const done = finished(child, 120_000);
+    try {
+      const port = await listeningPort(child, done);
+      const t0 = Date.now();
+      const events = await once(vol, `peer://127.0.0.1:${port}/r.cdp`, ['--token-file', token, '--plain', '--limit-rate', '512K']);
+      const secs = (Date.now() - t0) / 1000;
+      const seed = events.find((e) => e.event === 'seed')!;
+      expect(Number(seed.bytes)).toBeGreaterThanOrEqual(1 << 20);
+      // 1 MiB and more at 512 KiB/s: about 2 s (a burst of up to a second's worth may go at once)
+      expect(secs, 'held to the rate').toBeGreaterThan(1);
+    } finally {
+      child.kill('SIGTERM');
+      await done;
+    }
+    const local = await run(process.execPath, [CLI_BIN, 'protect', vol, '--to', at('r-local.cdp'), '--once', '--limit-rate', '1M'], { env });
+    expect(local.code, local.stderr).toBe(2);
+    expect(local.stderr).toMatch(/--limit-rate is for peer:\/\/HOST:PORT\/NAME sources and targets/);
   }, 60_000);
 });
