@@ -150,13 +150,19 @@ describe('mirror faults and relationships', () => {
   const bs = 4096;
   const blocks = 4000;
 
-  it('resumes a cut transfer without resending what was acknowledged, and a failed transfer loses nothing', async () => {
-    const src = path.join(dir, 'r-src.vol');
-    const dest = path.join(dir, 'r-dest.vol');
-    const state = new MirrorState(path.join(dir, 'r-state.json'));
+  /** A source volume `NAME-src.vol` with `writes` random blocks written, its destination path and mirror state, and the random stream that wrote them. */
+  function relationship(name: string, seed: number, writes: number) {
+    const src = path.join(dir, `${name}-src.vol`);
+    const dest = path.join(dir, `${name}-dest.vol`);
+    const state = new MirrorState(path.join(dir, `${name}-state.json`));
     Volume.create(src, { size: blocks * bs, blockSize: bs, maxSnapshots: 12 });
-    const r = rng(11);
-    writeRandom(src, r, 3000, blocks, bs);
+    const r = rng(seed);
+    writeRandom(src, r, writes, blocks, bs);
+    return { src, dest, state, r };
+  }
+
+  it('resumes a cut transfer without resending what was acknowledged, and a failed transfer loses nothing', async () => {
+    const { src, dest, state, r } = relationship('r', 11, 3000);
     // the first transfer is cut twice: no destination appears, then it resumes
     await expect(updateWith(src, dest, state, { cut: 3 })).rejects.toThrow();
     expect(fs.existsSync(dest)).toBe(false);
@@ -189,12 +195,7 @@ describe('mirror faults and relationships', () => {
   });
 
   it('never names a new mirror snapshot as an earlier one after the user deletes the current one on the source', async () => {
-    const src = path.join(dir, 'n-src.vol');
-    const dest = path.join(dir, 'n-dest.vol');
-    const state = new MirrorState(path.join(dir, 'n-state.json'));
-    Volume.create(src, { size: blocks * bs, blockSize: bs, maxSnapshots: 12 });
-    const r = rng(23);
-    writeRandom(src, r, 500, blocks, bs);
+    const { src, dest, state, r } = relationship('n', 23, 500);
     const tops = [(await updateWith(src, dest, state)).top];
     writeRandom(src, r, 50, blocks, bs);
     tops.push((await updateWith(src, dest, state)).top);
@@ -213,12 +214,7 @@ describe('mirror faults and relationships', () => {
   });
 
   it('brings a broken-off destination back with resync, moving only the differences', async () => {
-    const src = path.join(dir, 'b-src.vol');
-    const dest = path.join(dir, 'b-dest.vol');
-    const state = new MirrorState(path.join(dir, 'b-state.json'));
-    Volume.create(src, { size: blocks * bs, blockSize: bs, maxSnapshots: 12 });
-    const r = rng(5);
-    writeRandom(src, r, 2500, blocks, bs);
+    const { src, dest, state, r } = relationship('b', 5, 2500);
     await updateWith(src, dest, state);
     writeRandom(src, r, 100, blocks, bs);
     await updateWith(src, dest, state);
@@ -261,12 +257,7 @@ describe('mirror faults and relationships', () => {
   });
 
   it('replicates up to a master snapshot, from the newest common one', async () => {
-    const src = path.join(dir, 'p-src.vol');
-    const dest = path.join(dir, 'p-dest.vol');
-    const state = new MirrorState(path.join(dir, 'p-state.json'));
-    Volume.create(src, { size: blocks * bs, blockSize: bs, maxSnapshots: 12 });
-    const r = rng(3);
-    writeRandom(src, r, 2000, blocks, bs);
+    const { src, dest, state, r } = relationship('p', 3, 2000);
     let v = Volume.open(src, { write: true });
     v.createSnapshot('m1', { master: true });
     v.close();
