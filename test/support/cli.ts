@@ -177,6 +177,34 @@ export function hashTree(dir: string): Record<string, string> {
   return out;
 }
 
+/**
+ * What changes when anything in a directory tree is touched, without reading the files:
+ * per path its kind and, for files, inode, size, and modification and change times in
+ * nanoseconds. Any write to a file moves its mtime, and any change of a file's metadata
+ * (times set back, mode, links) moves its ctime, which no process can set: so this notices
+ * a write even of the bytes that were there (which hashTree() would not), at the cost of a
+ * stat per path instead of reading every byte (tests that compare many times, such as the
+ * bad-input cases, around every one of ~130 CLI runs).
+ */
+export function fingerprintTree(dir: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  const walk = (rel: string) => {
+    for (const ent of fs.readdirSync(path.join(dir, rel), { withFileTypes: true })) {
+      const r = path.join(rel, ent.name);
+      const full = path.join(dir, r);
+      if (ent.isDirectory()) {
+        out[`${r}/`] = 'dir';
+        walk(r);
+      } else if (ent.isFile()) {
+        const st = fs.statSync(full, { bigint: true });
+        out[r] = `${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
+      } else out[r] = ent.isSymbolicLink() ? `symlink:${fs.readlinkSync(full)}` : 'other';
+    }
+  };
+  walk('');
+  return out;
+}
+
 // ---------------------------------------------------------------- images and files
 
 /**
