@@ -51,7 +51,7 @@ One line per interval shipped (with --json one JSON object: seq, start, end, blo
     try {
       const sum = await protect({ volume: args.volume, destination, intervalMs, keepMs, signal: stop.signal, once: flags.once === true }, (e) => this.event(e, json));
       if (json) process.stdout.write(`${JSON.stringify({ time: new Date().toISOString(), event: 'stopped', ...sum })}\n`);
-      else this.log(`${new Date().toISOString()} stopped: ${sum.intervals} intervals${sum.resyncs ? ` (${sum.resyncs} resyncs)` : ''}, ${formatSize(sum.bytes)} shipped; ${destination.description} holds the journal up to record ${sum.journalTo}`);
+      else this.log(`${new Date().toISOString()} stopped: ${sum.intervals} interval${sum.intervals === 1 ? '' : 's'}${sum.resyncs ? ` (${sum.resyncs} resync${sum.resyncs === 1 ? '' : 's'})` : ''}, ${formatSize(sum.bytes)} shipped; ${destination.description} holds the journal up to record ${sum.journalTo}`);
     } finally {
       off();
     }

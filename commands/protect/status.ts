@@ -1,7 +1,8 @@
 import { Args, Flags } from '@oclif/core';
 import { ImgstreamCommand } from '../_cli/base.js';
 import fs from 'node:fs';
-import { protectStatus } from '../../src/journal/protect-status.js';
+import { protectStatus, verifiedProtectStatus } from '../../src/journal/protect-status.js';
+import { CorruptError, InvalidInputError } from '../../src/core/errors.js';
 import { journalStatus } from '../../src/journal/journal-status.js';
 import { journalDirOf } from '../../src/journal/journal-files.js';
 import { peerProtectStatus } from '../../src/journal/peer-destination.js';
@@ -13,18 +14,26 @@ import { formatDuration } from '../_cli/duration.js';
 
 export default class ProtectStatus extends ImgstreamCommand {
   static override summary = 'Show what a protection destination holds (the window, the recovery points, storage), or how far a volume\'s journal is shipped.';
-  static override description = `Reads a protection destination (the directory imgstream protect --to DIR writes) without disturbing the shipper that may be appending to it: the volume it protects, the recovery window (the oldest and newest times restore --as-of accepts), the number of recovery points (the base's, then one per interval held), the storage of the base volume and of the intervals, the snapshots that arrived from the source, the gaps (spans before a resync, after an outage or a journal overflow, with no recovery point inside: restore --as-of refuses times in them), and the shipper's pid when one holds the destination. With --points, every recovery point's time, blocks and snapshots; with --json, all of it, the list of recovery points included.
+  static override description = `Reads a protection destination (the directory imgstream protect --to DIR writes) without disturbing the shipper that may be appending to it: the volume it protects, the recovery window (the oldest and newest times restore --as-of accepts), the number of recovery points (the base's, then one per interval held), the storage of the base volume and of the intervals, the snapshots that arrived from the source, the gaps (spans before a resync, after an outage or a journal overflow, with no recovery point inside: restore --as-of refuses times in them), and the shipper's pid when one holds the destination. Status reads interval headers only; with --verify it reads every block too, as a scrub does: each interval's index and every block of data in it against their checksums, and the base volume's structure (its root records, maps and planes, as volume check does; the base keeps no checksums of its data). That costs reading the whole destination (on a peer, the daemon reads it; only the answer crosses the network), takes no lock a shipper needs, and exits with the "corrupt" code when it finds damage, naming each damaged file and its first bad block. With --points, every recovery point's time, blocks and snapshots; with --json, all of it, the list of recovery points included.
 
 Given the protected volume instead (a file or block device with a write journal; a volume without one is refused as no destination), it shows the source's side: the journal's size and records, the destination and the record and time up to which it acknowledged, the records not shipped yet, the writes among them and the lag (the age of the oldest unshipped write; after an overflow, from the destination's last point), an overflow waiting for a resync, and the shipper's pid.`;
-  static override examples = ['<%= config.bin %> protect status /backup/vm1.cdp', '<%= config.bin %> protect status vm1.vol', '<%= config.bin %> protect status /backup/vm1.cdp --points', '<%= config.bin %> protect status /backup/vm1.cdp --json', '<%= config.bin %> protect status peer://backup1:7420/vm1.cdp --token-file /etc/imgstream/peer.token --tls-fingerprint sha256:HEX'];
+  static override examples = ['<%= config.bin %> protect status /backup/vm1.cdp', '<%= config.bin %> protect status vm1.vol', '<%= config.bin %> protect status /backup/vm1.cdp --points', '<%= config.bin %> protect status /backup/vm1.cdp --json', '<%= config.bin %> protect status /backup/vm1.cdp --verify', '<%= config.bin %> protect status peer://backup1:7420/vm1.cdp --token-file /etc/imgstream/peer.token --tls-fingerprint sha256:HEX'];
   static override args = { destination: Args.string({ description: 'Protection destination: a directory, or peer://HOST:PORT/NAME; or the protected volume.', required: true }) };
-  static override flags = { points: Flags.boolean({ description: 'List every recovery point.' }), ...peerFlags };
+  static override flags = {
+    points: Flags.boolean({ description: 'List every recovery point.' }),
+    verify: Flags.boolean({ description: 'Read every block the destination holds and check it (intervals against their checksums, the base volume\'s structure); exits "corrupt" on damage.' }),
+    ...peerFlags,
+  };
 
   async run() {
     const { args, flags } = await this.parse(ProtectStatus);
-    if (!isPeerSpec(args.destination) && isJournaledVolume(args.destination)) return this.source(args.destination);
+    if (!isPeerSpec(args.destination) && isJournaledVolume(args.destination)) {
+      if (flags.verify) throw new InvalidInputError(`${args.destination}: --verify reads a protection destination, and this is the protected volume`, `give the destination: imgstream protect status DEST --verify; imgstream volume check ${args.destination} checks the volume itself`);
+      return this.source(args.destination);
+    }
     const peer = peerClientOptions(flags, isPeerSpec(args.destination) ? [args.destination] : []);
-    const st = isPeerSpec(args.destination) ? await peerProtectStatus(args.destination, peer!) : protectStatus(args.destination);
+    const local = (dir: string) => (flags.verify ? verifiedProtectStatus(dir) : protectStatus(dir));
+    const st = isPeerSpec(args.destination) ? await peerProtectStatus(args.destination, peer!, flags.verify) : await local(args.destination);
     this.say(`${st.destination}: protects ${st.source.path} (${st.source.uuid.slice(0, 8)}, ${formatSize(st.source.logicalSize)}, ${st.source.blockSize}-byte blocks), keeps ${formatDuration(st.keepMs)}`);
     if (!st.window) this.say('  not seeded yet: no recovery point');
     else this.say(`  window ${st.window.start} to ${st.window.end} (its end ${formatDuration(Math.max(0, Date.now() - Date.parse(st.window.end)))} ago): ${st.recoveryPoints} recovery point${st.recoveryPoints === 1 ? '' : 's'}`);
@@ -36,6 +45,14 @@ Given the protected volume instead (a file or block device with a write journal;
     for (const d of st.damaged) this.say(`  DAMAGED: ${d}`);
     this.say(`  shipper: ${st.shipperSession ? 'connected through the peer daemon' : st.shipper === null ? 'none' : `pid ${st.shipper}`}`);
     if (flags.points) for (const p of st.points) this.say(`  ${p.time}  ${p.kind === 'base' ? 'base' : `#${p.seq} ${p.kind}, ${p.blocks} blocks`}${p.snapshots.length ? `  snapshots: ${p.snapshots.join(', ')}` : ''}${p.gapFrom ? `  (no point since ${p.gapFrom})` : ''}${p.damaged ? '  DAMAGED' : ''}`);
+    const v = st.verified;
+    if (v) {
+      const folded = v.folded ? `; ${v.folded} folded into the base while it read` : '';
+      this.say(`  verified: ${v.intervals} interval${v.intervals === 1 ? '' : 's'} read whole (${v.blocks} block${v.blocks === 1 ? '' : 's'} of data, ${formatSize(v.bytes)}), base volume ${v.base.ok ? 'checks clean' : `has ${v.base.problems.length} problem${v.base.problems.length === 1 ? '' : 's'}`}${folded}`);
+    }
+    if (flags.verify && st.damaged.length > 0) {
+      throw new CorruptError(`${st.destination}: --verify found ${st.damaged.length} damaged file${st.damaged.length === 1 ? '' : 's'}: ${st.damaged[0]}`, this.jsonEnabled() ? 'the status is in error.details' : 'see the DAMAGED lines above; restore as of a time before the first damaged interval').withDetails(st);
+    }
     return st;
   }
 

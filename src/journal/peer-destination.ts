@@ -190,14 +190,17 @@ export class PeerProtectDestination implements ProtectDestination {
 }
 
 /** protect status of peer://HOST:PORT/NAME. */
-export async function peerProtectStatus(spec: string, opts: PeerClientOptions): Promise<ProtectStatus> {
+export async function peerProtectStatus(spec: string, opts: PeerClientOptions, verify = false): Promise<ProtectStatus> {
   const u = parsePeerUrl(spec, { requireName: true });
   checkPeerClientOptions(opts, formatPeerUrl(u));
   const ch = await connectPeer(u, opts);
   try {
-    await ch.send({ op: 'protect.status', name: u.name });
+    // verify: the daemon reads every block there (only the answer crosses the network)
+    await ch.send({ op: 'protect.status', name: u.name, ...(verify ? { verify: true } : {}) });
     const m = answer(await ch.receive(), ch.peer, 'status', 'instead of the status');
-    return { ...(m.status as ProtectStatus), destination: formatPeerUrl(u) };
+    const status = m.status as ProtectStatus;
+    if (verify && !status.verified) throw new InvalidInputError(`${formatPeerUrl(u)}: the daemon did not verify the destination (an older imgstream)`, 'run protect status --verify on the daemon\'s machine, or update its imgstream');
+    return { ...status, destination: formatPeerUrl(u) };
   } finally {
     await ch.close();
   }

@@ -7,7 +7,7 @@ import { errorOf } from '../format/peer-protocol.js';
 import { peerServices, registerPeerService, type PeerChannel, type PeerHello } from '../peer/index.js';
 import type { DestinationState, IntervalBlock, ProtectedSource } from './destination-api.js';
 import { LocalProtectDestination } from './local-destination.js';
-import { protectStatus } from './protect-status.js';
+import { protectStatus, verifiedProtectStatus } from './protect-status.js';
 import { exportProtectedAsOf } from './restore-as-of.js';
 import { decodeBatch, PROTECT_PROTOCOL } from './protect-protocol.js';
 
@@ -88,8 +88,8 @@ async function ship(ch: PeerChannel, hello: PeerHello, dir: string, log: (l: str
 export function registerProtectServices(): void {
   if (peerServices().has('protect.ship')) return;
   registerPeerService('protect.ship', (ch, hello, ctx) => ship(ch, hello, ctx.path, ctx.log));
-  registerPeerService('protect.status', async (ch, _hello, ctx) => {
-    const status = protectStatus(ctx.path);
+  registerPeerService('protect.status', async (ch, hello, ctx) => {
+    const status = hello.verify === true ? await verifiedProtectStatus(ctx.path) : protectStatus(ctx.path);
     // the daemon itself holds a destination for the shipper of one of its sessions: its pid is no shipper's
     const viaSession = status.shipper === process.pid;
     await ch.send({ type: 'status', status: viaSession ? { ...status, shipper: null, shipperSession: true } : status });

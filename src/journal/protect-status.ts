@@ -3,9 +3,11 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { Volume } from '../volume/volume.js';
-import { BASE_FILE, readState, windowOf } from './destination-state.js';
+import { BASE_FILE, INTERVALS_DIR, readState, windowOf } from './destination-state.js';
+import { intervalFileName } from './interval-file.js';
 import { listPoints, type PointInfo } from './recovery-point.js';
 import { VolumeLock } from '../volume/volume-lock.js';
+import { verifyDestination, type DestinationVerification } from './verify-destination.js';
 
 export interface ProtectStatus {
   destination: string;
@@ -29,6 +31,8 @@ export interface ProtectStatus {
   shipper: number | null;
   /** Set (for a destination on a peer daemon) when a shipper holds it through one of the daemon's sessions: its pid is on another machine. */
   shipperSession?: boolean;
+  /** With --verify: what reading every block found (its damage is in `damaged` and on the points too). */
+  verified?: DestinationVerification;
 }
 
 const iso = (ms: number) => new Date(ms).toISOString();
@@ -84,4 +88,19 @@ export function protectStatus(dir: string): ProtectStatus {
       shipper: VolumeLock.holder(dir)?.pid ?? null,
     };
   }
+}
+
+/**
+ * protectStatus() after reading every block the destination holds (verify-destination.ts):
+ * the damage found is added to `damaged` and to the points of the intervals it names.
+ */
+export async function verifiedProtectStatus(dir: string): Promise<ProtectStatus> {
+  const verified = await verifyDestination(dir);
+  const st = protectStatus(dir);
+  for (const d of verified.damaged) {
+    const p = st.points.find((x) => x.kind !== 'base' && d.startsWith(`${path.join(dir, INTERVALS_DIR, intervalFileName(x.seq))}:`));
+    if (p) p.damaged ??= d;
+  }
+  // in the verification's order (the base, then the intervals oldest first); what status alone found, once
+  return { ...st, damaged: [...new Set([...verified.damaged, ...st.damaged])], verified };
 }

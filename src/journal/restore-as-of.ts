@@ -36,8 +36,8 @@ export interface AsOfResult {
 /** How long a restore waits for a fold in progress to finish with the base. */
 const BASE_WAIT_MS = 60_000;
 
-/** The base, opened (its lock taken) and claimed in this process; close it with closeBase(). */
-async function openBase(dir: string): Promise<{ base: Volume; release: () => void }> {
+/** The base, opened (its lock taken) and claimed in this process, waiting out a fold; close it, then release(). */
+export async function openBase(dir: string): Promise<{ base: Volume; release: () => void }> {
   const file = path.join(dir, BASE_FILE);
   const deadline = Date.now() + BASE_WAIT_MS;
   for (;;) {

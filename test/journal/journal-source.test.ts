@@ -177,6 +177,10 @@ describe.skipIf(missing.length > 0)(`the write journal of serve nbd --journal${m
     const st = JSON.parse((await cli(['protect', 'status', vol, '--json'], locks)).stdout) as JournalStatus;
     expect(st.damage).toMatch(/a damaged record at byte/);
     expect((await cli(['protect', 'status', vol], locks)).stdout).toMatch(/DAMAGED: /);
+    // --verify reads destinations: given the protected volume, one line saying so (exit 4)
+    const v = await run(process.execPath, [bin, 'protect', 'status', vol, '--verify'], { env: { IMGSTREAM_LOCK_DIR: locks } });
+    expect(v.code).toBe(4);
+    expect(v.stderr.trim().split('\n')).toEqual([expect.stringContaining(`${vol}: --verify reads a protection destination, and this is the protected volume`)]);
   });
 
   it('refuses a volume whose disk changed without its journal, and a shipper fed from another journal', { timeout: 120_000 }, async () => {

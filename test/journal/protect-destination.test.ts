@@ -19,6 +19,8 @@ import { tempDir } from '../support/images.js';
 import { imageBytes } from '../support/oracle.js';
 import { endOf, MODEL_BLOCKS, MODEL_BLOCK_SIZE, modelImages, modelSource, pointAt, seedImage, shippedInterval, snapshotOf } from '../support/protect-model.js';
 import { setupOk } from '../support/in-process.js';
+import { Volume } from '../../src/volume/volume.js';
+import { PLANE_ACTIVE } from '../../src/volume/index.js';
 
 const DRIVER = path.join(REPO_ROOT, 'dist', 'test', 'support', 'protect-driver.js');
 const root = tempDir('imgstream-protect-dest-');
@@ -366,6 +368,39 @@ describe('protection destination', () => {
     const st = cliJson(['protect', 'status', bad], { env });
     expect(st.damaged).toEqual([expect.stringContaining(`${ivl(bad, 8)}: damaged interval file (no trailer`)]);
     expect(st.recoveryPoints).toBe(11);
+    // status reads headers only; --verify reads every block: interval 6's damaged data block
+    // too, named with its LBN, on its point as well (exit 9, one line, the status in details)
+    const verified = cli(['protect', 'status', bad, '--verify', '--json']);
+    expect(verified.code, verified.stderr).toBe(9);
+    expect(stderrLines(verified)).toEqual([expect.stringContaining(`${bad}: --verify found 2 damaged files: ${ivl(bad, 6)}: damaged interval file (block `)]);
+    const vst = JSON.parse(verified.stdout).error.details;
+    expect(vst.damaged).toEqual([expect.stringMatching(/0000000006\.ivl: damaged interval file \(block \d+ checksum mismatch\)$/), expect.stringContaining(`${ivl(bad, 8)}: damaged interval file (no trailer`)]);
+    expect(vst.points.filter((p: { damaged?: string }) => p.damaged).map((p: { seq: number }) => p.seq)).toEqual([6, 8]);
+    expect(vst.verified).toMatchObject({ intervals: 8, folded: 0, base: { ok: true, problems: [] } });
+    const text = cli(['protect', 'status', bad, '--verify']);
+    expect(text.code).toBe(9);
+    expect(text.stdout).toContain(`DAMAGED: ${ivl(bad, 6)}: damaged interval file (block `);
+    expect(text.stdout).toMatch(/verified: 8 intervals read whole \(\d+ blocks of data, .+\), base volume checks clean/);
+    // the intact destination: every block read, exit 0; its block count is every data block held
+    const clean = cliJson(['protect', 'status', dest, '--verify'], { env });
+    expect(clean.damaged).toEqual([]);
+    const dataBlocks = protectStatus(dest).points.reduce((n, p) => n + p.blocks, 0);
+    expect(clean.verified).toMatchObject({ intervals: 10, folded: 0, base: { ok: true, problems: [] } });
+    expect(clean.verified.blocks).toBeGreaterThan(0);
+    expect(clean.verified.blocks).toBeLessThanOrEqual(dataBlocks); // blocks that read as zeros carry no data
+    // a base whose active plane lost a block: its structure check names it
+    const badBase = at('bad-base.cdp');
+    fs.cpSync(dest, badBase, { recursive: true });
+    const baseFile = path.join(badBase, 'base.vol');
+    const view = Volume.openView(baseFile);
+    const planeAt = view.layout.planeBlock(PLANE_ACTIVE, 0) * view.blockSize;
+    view.close();
+    const vol = fs.readFileSync(baseFile);
+    vol.fill(0, planeAt, planeAt + MODEL_BLOCK_SIZE);
+    fs.writeFileSync(baseFile, vol);
+    const based = cli(['protect', 'status', badBase, '--verify']);
+    expect(based.code).toBe(9);
+    expect(stderrLines(based)).toEqual([expect.stringContaining(`${baseFile}: the base volume's check found`)]);
     expect(fs.existsSync(at('x.raw')) || fs.existsSync(at('x.vol'))).toBe(false);
     expect(fs.readdirSync(root).filter((n) => n.includes('restoring') || n.includes('imgstream-'))).toEqual([]);
   }, 60_000);
@@ -383,8 +418,11 @@ describe('protection destination', () => {
     const ship = (n: number, delay = 0) => spawn(process.execPath, [DRIVER, url(), String(seed), String(n), '6000', '5'], { env: { ...process.env, ...env, PROTECT_DRIVER_TOKEN: token, PROTECT_DRIVER_DELAY_MS: String(delay) }, stdio: ['ignore', 'pipe', 'pipe'] });
     try {
       expect((await finished(ship(20), 30_000)).code).toBe(0);
-      const st = cliJson(['protect', 'status', url(), '--token-file', token, '--plain'], { env });
+      const st = cliJson(['protect', 'status', url(), '--token-file', token, '--plain', '--verify'], { env });
       expect(st.destination).toBe(url());
+      expect(st.verified.intervals).toBe(st.intervals.count); // the daemon read every block
+      expect(st.verified.base.ok).toBe(true);
+      expect(st.damaged).toEqual([]);
       expect(st.window.end).toBe(iso(endOf(seed, 20)));
       expect(st.points.at(-1).seq).toBe(20);
       const r = rng(3);

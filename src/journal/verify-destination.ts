@@ -1,0 +1,99 @@
+// protect status --verify: reads everything a protection destination holds and checks it,
+// as a scrub does. Status alone reads interval headers (a few hundred bytes each); damage
+// inside an interval's data then shows only when a restore reads that block. Verifying
+// reads every interval's index (its checksum) and every block of data in it (each has its
+// own checksum), and checks the base volume's structure (root records, maps and planes;
+// the base keeps no checksums of its data, like any volume), opened as a restore opens it
+// (a fold in progress is waited for). A shipper may append and fold meanwhile: an
+// interval folded away before it was read is counted as folded, not as damage.
+import fs from 'node:fs';
+import path from 'node:path';
+import { CorruptError, NotFoundError } from '../core/errors.js';
+import { checkVolume } from '../volume/check.js';
+import { BASE_FILE, INTERVALS_DIR, readState } from './destination-state.js';
+import { intervalFileName, readIntervalBlock, readIntervalIndex } from './interval-file.js';
+import { openBase } from './restore-as-of.js';
+
+/** What verifying found. */
+export interface DestinationVerification {
+  /** Interval files read whole and found intact. */
+  intervals: number;
+  /** Blocks of data read and checked in those intact intervals. */
+  blocks: number;
+  /** Bytes read from them. */
+  bytes: number;
+  /** Intervals a fold took into the base while they were being read (not checked, not damage). */
+  folded: number;
+  /** The base volume's check: ok, or its problems. */
+  base: { ok: boolean; problems: string[] };
+  /** One line per damaged file: which, and what (the first bad block of an interval). */
+  damaged: string[];
+}
+
+/** Reads and checks every interval and the base of the destination DIR. */
+export async function verifyDestination(dir: string): Promise<DestinationVerification> {
+  const s = readState(dir);
+  const out: DestinationVerification = { intervals: 0, blocks: 0, bytes: 0, folded: 0, base: { ok: true, problems: [] }, damaged: [] };
+  if (!s.seeded) return out;
+  out.base = await checkBase(dir);
+  const first = s.fold ? s.fold.to : s.baseSeq;
+  const buf = Buffer.allocUnsafe(s.source.blockSize);
+  for (let seq = first + 1; seq <= s.intervalSeq; seq++) {
+    const file = path.join(dir, INTERVALS_DIR, intervalFileName(seq));
+    try {
+      const ix = readIntervalIndex(file);
+      const fd = fs.openSync(file, 'r');
+      let blocks = 0;
+      try {
+        for (let i = 0; i < ix.lbns.length; i++) {
+          if (ix.offsets[i] < 0) continue; // reads as zeros: no data
+          readIntervalBlock(fd, file, ix.lbns[i], ix.offsets[i], ix.crcs[i], buf);
+          blocks++;
+        }
+      } finally {
+        fs.closeSync(fd);
+      }
+      out.intervals++;
+      out.blocks += blocks;
+      out.bytes += ix.bytes;
+    } catch (err) {
+      if (foldedAway(dir, seq)) {
+        out.folded++;
+        continue;
+      }
+      if (err instanceof CorruptError) out.damaged.push(err.message);
+      else if ((err as NodeJS.ErrnoException).code === 'ENOENT' || err instanceof NotFoundError) out.damaged.push(`${file}: missing interval file (interval ${seq} of ${s.intervalSeq})`);
+      else throw err;
+    }
+  }
+  if (!out.base.ok) out.damaged.unshift(`${path.join(dir, BASE_FILE)}: the base volume's check found ${out.base.problems.length} problem${out.base.problems.length === 1 ? '' : 's'}: ${out.base.problems[0]}`);
+  return out;
+}
+
+/** True when interval `seq` is in the base now (a fold took it while it was read). */
+function foldedAway(dir: string, seq: number): boolean {
+  try {
+    const now = readState(dir);
+    return seq <= (now.fold ? now.fold.to : now.baseSeq) && !fs.existsSync(path.join(dir, INTERVALS_DIR, intervalFileName(seq)));
+  } catch {
+    return false;
+  }
+}
+
+async function checkBase(dir: string): Promise<{ ok: boolean; problems: string[] }> {
+  let opened: Awaited<ReturnType<typeof openBase>>;
+  try {
+    opened = await openBase(dir);
+  } catch (err) {
+    if (err instanceof CorruptError || (err as { code?: string }).code === 'not-a-volume') return { ok: false, problems: [(err as Error).message] };
+    throw err;
+  }
+  try {
+    const r = checkVolume(opened.base);
+    const problems = [...r.problems, ...r.trees.flatMap((t) => t.problems.map((p) => `${t.name}: ${p}`))];
+    return { ok: problems.length === 0, problems };
+  } finally {
+    opened.base.close();
+    opened.release();
+  }
+}
