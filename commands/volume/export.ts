@@ -15,7 +15,7 @@ export default class VolumeExport extends ImgstreamCommand {
 
 While the volume is being served (imgstream serve nbd), a snapshot is exported as it is (the server keeps it from being deleted until the export ends), and the active file system as a temporary snapshot the server takes for the export (named imgstream-export-PID-TIME, deleted when the export ends; it needs a free snapshot slot).
 
-DEST --as-of TIME exports from a protection destination (the directory imgstream protect --to wrote) the disk as it was at the last recovery point at or before TIME, as restore --as-of --from DEST rebuilds it (TIME: a date as restore --as-of takes it, with milliseconds if need be, e.g. 2026-12-03T10:15:02.250Z, or a snapshot name of a recovery point). DEST may be peer://HOST:PORT/NAME, a protection destination on a peer daemon, with the peer flags.`;
+DEST --as-of TIME exports from a protection destination (the directory imgstream protect --to wrote) the disk as it was at the last recovery point at or before TIME, as restore --as-of --from DEST rebuilds it (TIME: a date as restore --as-of takes it, with milliseconds if need be, e.g. 2026-12-03T10:15:02.250Z, a snapshot name of a recovery point, or latest for the newest recovery point). DEST may be peer://HOST:PORT/NAME, a protection destination on a peer daemon, with the peer flags.`;
   static override examples = [
     '<%= config.bin %> volume export vm.vol --to current.raw',
     '<%= config.bin %> volume export vm.vol@monday --to monday.raw',

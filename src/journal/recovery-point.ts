@@ -40,6 +40,9 @@ export interface HeldPoints {
 
 const iso = (ms: number) => new Date(ms).toISOString();
 
+/** What --as-of takes for the newest recovery point of a destination. */
+export const LATEST = 'latest';
+
 /**
  * The intervals held after the base, oldest first, their indexes checked unless `verify`
  * is false (a restore checks the indexes it reads). A damaged one
@@ -82,9 +85,10 @@ export function recoveryPointFor(dir: string, s: ProtectState, held: HeldPoints,
     const p = named.at(-1)!;
     return { seq: p.seq, time: p.end, snapshots: p.snapshots };
   }
-  const t = parseAsOfDate(asOf);
+  // "latest": the newest recovery point, the window's end (a source snapshot of that name is taken above)
+  const t = asOf === LATEST ? w.end : parseAsOfDate(asOf);
   if (t === null) {
-    throw new InvalidInputError(`"${asOf}" is neither a time nor a snapshot of a recovery point of ${dir}`, `give a time (${AS_OF_DATE_FORMS}, or 2026-12-03T10:15:02.250Z) in the window ${describeWindow(s)}`);
+    throw new InvalidInputError(`"${asOf}" is neither a time nor a snapshot of a recovery point of ${dir}`, `give a time (${AS_OF_DATE_FORMS}, or 2026-12-03T10:15:02.250Z) in the window ${describeWindow(s)}, or ${LATEST} for its end`);
   }
   if (t < w.start || t > w.end) {
     throw new InvalidInputError(`${asOf === iso(t) ? asOf : `${asOf} (${iso(t)})`} is outside the recovery window of ${dir}: ${describeWindow(s)}`, `list the recovery points with: imgstream protect status ${dir} --points`);

@@ -121,8 +121,11 @@ describe('protection destination', () => {
     }
     expect(points.size).toBeGreaterThan(15);
     expect(pointAt(seed, count, endOf(seed, 17) - 1)).toBe(16);
-    // a snapshot name names its recovery point
+    // a snapshot name names its recovery point; latest, the newest one
     expect(exportAsOf(dest, 'snap14').equals(model[14])).toBe(true);
+    expect(exportAsOf(dest, 'latest').equals(model[count])).toBe(true);
+    const latest = cliOk(['restore', '--to', at('latest.vol'), '--as-of', 'latest', '--from', dest], { env });
+    expect(latest.stdout).toContain(`created as of ${iso(endOf(seed, count))}`);
 
     for (const [k, t] of [times[0], times[1], endOf(seed, 33)].entries()) {
       const vol = at(`restored-${k}.vol`);
@@ -299,6 +302,7 @@ describe('protection destination', () => {
     expectError(['volume', 'export', dest, '--as-of', '2026-12-03T09:59:59.999Z', '--to', at('x.raw')], 4, `is outside the recovery window of ${dest}: ${window}`);
     expectError(['restore', '--to', at('x.vol'), '--as-of', '2026-12-04', '--from', dest], 4, `outside the recovery window of ${dest}: ${window}`);
     expectError(['restore', '--to', at('x.vol'), '--as-of', 'june7', '--from', dest], 4, 'neither a time nor a snapshot');
+    expect(stderrLines(cli(['restore', '--to', at('x.vol'), '--as-of', 'june7', '--from', dest]))[0]).toMatch(/in the window .+ to .+, or latest for its end\)$/);
     // into a directory that does not exist: named, like every other restore
     expectError(['restore', '--to', at('nodir/x.vol'), '--as-of', iso(endOf(seed, 5)), '--from', dest], 3, `${at('nodir/x.vol')}: no such directory ${at('nodir')}`);
     expect(fs.existsSync(at('x.raw')) || fs.existsSync(at('x.vol')) || fs.existsSync(at('nodir'))).toBe(false);
@@ -491,7 +495,7 @@ describe('protection destination', () => {
       const mid = fin.points[Math.floor(fin.points.length / 2)] as { seq: number; time: string };
       cliOk(['volume', 'export', url(), '--as-of', mid.time, '--to', at('peer.raw'), ...peerFlags], { env });
       expect(fs.readFileSync(at('peer.raw')).equals(model[mid.seq])).toBe(true);
-      cliOk(['restore', '--to', at('peer.vol'), '--as-of', iso(endOf(seed, count)), '--from', url(), ...peerFlags], { env });
+      cliOk(['restore', '--to', at('peer.vol'), '--as-of', 'latest', '--from', url(), ...peerFlags], { env }); // the window's end: the last interval
       cliOk(['volume', 'export', at('peer.vol'), '--to', at('peer-vol.raw')], { env });
       expect(fs.readFileSync(at('peer-vol.raw')).equals(model[count])).toBe(true);
       const outside = cli(['restore', '--to', at('peer2.vol'), '--as-of', iso(endOf(seed, 0)), '--from', url(), ...peerFlags]);
