@@ -14,6 +14,9 @@ import { BASE_FILE, INTERVALS_DIR, readState } from './destination-state.js';
 import { intervalFileName, readIntervalBlock, readIntervalIndex } from './interval-file.js';
 import { openBase } from './restore-as-of.js';
 
+/** Blocks read between two turns of the event loop. */
+const YIELD_BLOCKS = 256;
+
 /** What verifying found. */
 export interface DestinationVerification {
   /** Interval files read whole and found intact. */
@@ -48,7 +51,8 @@ export async function verifyDestination(dir: string): Promise<DestinationVerific
         for (let i = 0; i < ix.lbns.length; i++) {
           if (ix.offsets[i] < 0) continue; // reads as zeros: no data
           readIntervalBlock(fd, file, ix.lbns[i], ix.offsets[i], ix.crcs[i], buf);
-          blocks++;
+          // a daemon verifying for a client goes on serving its other sessions (shippers) meanwhile
+          if (++blocks % YIELD_BLOCKS === 0) await new Promise<void>((resolve) => setImmediate(resolve));
         }
       } finally {
         fs.closeSync(fd);
