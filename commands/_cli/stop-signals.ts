@@ -6,6 +6,7 @@
 // command and then its whole process group (the command again), and a kill of a process
 // group or cgroup reaches a process that its parent signals too.
 import { EXIT_CODES } from '../../src/core/errors.js';
+import { stopSignalsHandledByCaller } from '../../src/fs/stop-cleanup.js';
 
 /** Signals this soon after the first are taken as the same one. */
 export const REPEAT_MS = 250;
@@ -27,8 +28,10 @@ export function onStopSignals(stop: (sig: NodeJS.Signals) => void, signals: Node
     stop(sig);
   };
   for (const s of signals) process.on(s, onSignal);
+  const released = stopSignalsHandledByCaller();
   return () => {
     for (const s of signals) process.off(s, onSignal);
+    released();
   };
 }
 

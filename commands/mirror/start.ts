@@ -1,6 +1,6 @@
 import { Args, Flags } from '@oclif/core';
 import { ImgstreamCommand } from '../_cli/base.js';
-import { ImgstreamError } from '../../src/core/errors.js';
+import { errorOfCode, ImgstreamError } from '../../src/core/errors.js';
 import { openState, parseRate } from '../_cli/mirror-flags.js';
 import { compressionFor, peerDestination, transferFlags } from '../_cli/mirror-peer.js';
 import { mirrorLoop, parseSchedule } from '../../src/mirror/run.js';
@@ -9,7 +9,7 @@ import { onStopSignals } from '../_cli/stop-signals.js';
 
 export default class MirrorStart extends ImgstreamCommand {
   static override summary = 'Run mirror updates on a schedule, in the foreground.';
-  static override description = `Runs "mirror update" now and then at every tick of the schedule: --every DURATION (30s, 5m, 2h, 1d) after the end of the previous run, or --cron EXPR (five crontab fields, minute hour day-of-month month day-of-week, in local time). A failed update is logged and retried at the next tick (an interrupted transfer resumes); the loop never ends on an error. SIGINT or SIGTERM cuts a running transfer at once (the destination stays at its previous state, the next start resumes it), logs that it stopped and exits 0; a second signal while it stops (a quarter second or more after the first: one delivered twice, as timeout does, counts once) ends it at once. One line per transfer on stdout (one JSON object per run with --json: "update" with its transfers, "failed", "stopped"), errors on stderr: fit for a systemd service (see the README).`;
+  static override description = `Runs "mirror update" now and then at every tick of the schedule: --every DURATION (30s, 5m, 2h, 1d) after the end of the previous run, or --cron EXPR (five crontab fields, minute hour day-of-month month day-of-week, in local time). A failed update is logged and retried at the next tick (an interrupted transfer resumes); the loop never ends on an error. SIGINT or SIGTERM cuts a running transfer at once (the destination stays at its previous state, the next start resumes it), logs that it stopped and exits 0; a second signal while it stops (a quarter second or more after the first: one delivered twice, as timeout does, counts once) ends it at once. One line per transfer on stdout (one JSON object per line with --json: "update" with its transfers, "failed", "stopped", and "finished" with the runs and failures when the loop ends), errors on stderr: fit for a systemd service (see the README). With --max-runs N it ends after N updates: with exit 0 when the last one succeeded, else with the last one's error and its exit code (a wrapper sees that nothing was mirrored then).`;
   static override examples = [
     '<%= config.bin %> mirror start vm.vol --to peer://backup.example:7411/vm --token-file /etc/imgstream/token --tls-ca /etc/imgstream/ca.pem --every 5m',
     '<%= config.bin %> mirror start vm.vol --to peer://10.0.0.2:7411/vm --token-file token --plain --cron "*/15 8-18 * * 1-5" --limit-rate 20M',
@@ -19,7 +19,7 @@ export default class MirrorStart extends ImgstreamCommand {
     ...transferFlags,
     every: Flags.string({ helpValue: 'DURATION', description: 'Time between the end of one update and the next: 30s, 5m, 2h, 1d.', exclusive: ['cron'] }),
     cron: Flags.string({ helpValue: 'EXPR', description: 'Crontab schedule (five fields), e.g. "*/5 * * * *".', exclusive: ['every'] }),
-    'max-runs': Flags.integer({ helpValue: 'N', description: 'Stop after N updates (default: run until stopped).', min: 1 }),
+    'max-runs': Flags.integer({ helpValue: 'N', description: 'Stop after N updates (default: run until stopped); exits with the last update\'s error when it failed.', min: 1 }),
   };
 
   async run() {
@@ -45,7 +45,15 @@ export default class MirrorStart extends ImgstreamCommand {
         },
         waiting: () => {},
       });
-      return { volume: args.volume, destination: dest.spec, ...r };
+      const summary = { volume: args.volume, destination: dest.spec, runs: r.runs, failures: r.failures };
+      // with --json the log stays JSON lines: the summary is one more line, not a document
+      if (json) line({ event: 'finished', ...summary }, '');
+      // --max-runs ended on a failed update: a wrapper script must see that nothing was mirrored then
+      if (r.lastError) {
+        const e = r.lastError;
+        throw errorOfCode(e instanceof ImgstreamError ? e.code : 'io', `${args.volume}: the last update to ${dest.spec} failed (${r.failures} of ${r.runs} update${r.runs === 1 ? '' : 's'} failed): ${e.message}`, e instanceof ImgstreamError ? e.hint : undefined);
+      }
+      if (!json) return summary;
     } finally {
       off();
     }

@@ -46,12 +46,15 @@ Given the protected volume instead (a file or block device with a write journal;
     this.say(`  shipper: ${st.shipperSession ? 'connected through the peer daemon' : st.shipper === null ? 'none' : `pid ${st.shipper}`}`);
     if (flags.points) for (const p of st.points) this.say(`  ${p.time}  ${p.kind === 'base' ? 'base' : `#${p.seq} ${p.kind}, ${p.blocks} blocks`}${p.snapshots.length ? `  snapshots: ${p.snapshots.join(', ')}` : ''}${p.gapFrom ? `  (no point since ${p.gapFrom})` : ''}${p.damaged ? '  DAMAGED' : ''}`);
     const v = st.verified;
-    if (v) {
+    if (v && !st.seeded) this.say('  verified: nothing to read (not seeded yet)');
+    else if (v) {
       const folded = v.folded ? `; ${v.folded} folded into the base while it read` : '';
       this.say(`  verified: ${v.intervals} interval${v.intervals === 1 ? '' : 's'} read whole (${v.blocks} block${v.blocks === 1 ? '' : 's'} of data, ${formatSize(v.bytes)}), base volume ${v.base.ok ? 'checks clean' : `has ${v.base.problems.length} problem${v.base.problems.length === 1 ? '' : 's'}`}${folded}`);
     }
     if (flags.verify && st.damaged.length > 0) {
-      throw new CorruptError(`${st.destination}: --verify found ${st.damaged.length} damaged file${st.damaged.length === 1 ? '' : 's'}: ${st.damaged[0]}`, this.jsonEnabled() ? 'the status is in error.details' : 'see the DAMAGED lines above; restore as of a time before the first damaged interval').withDetails(st);
+      // what can still be rebuilt: the points before the first damaged interval, or none (the base, or an interval a fold still has to apply)
+      const reach = v?.rebuildableTo ? `recovery points up to ${v.rebuildableTo} can still be rebuilt: restore as of that time or earlier` : `no recovery point can be rebuilt: move ${st.destination} aside and protect to a new destination (a new seed)`;
+      throw new CorruptError(`${st.destination}: --verify found ${st.damaged.length} damaged file${st.damaged.length === 1 ? '' : 's'}: ${st.damaged[0]}`, this.jsonEnabled() ? `${reach}; the status is in error.details` : `${reach}; see the DAMAGED lines above`).withDetails(st);
     }
     return st;
   }

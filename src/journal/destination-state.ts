@@ -9,6 +9,7 @@ import type { ProtectedSource } from './destination-api.js';
 import { writeFileDurably } from '../fs/durable-file.js';
 import { Volume } from '../volume/volume.js';
 import { FLAG_MIRROR } from '../volume/volume-flags.js';
+import { intervalSeqOf } from './interval-file.js';
 
 export const STATE_FILE = 'protect.json';
 export const BASE_FILE = 'base.vol';
@@ -68,6 +69,9 @@ export function readState(dir: string): ProtectState {
   try {
     text = fs.readFileSync(statePath(dir), 'utf8');
   } catch {
+    // a destination that lost its state file is damage, not "no destination": what it holds is named
+    const held = heldByDestination(dir);
+    if (held) throw new CorruptError(`${dir}: ${STATE_FILE} is missing, but the directory holds a protection destination's ${held}`, `read what it holds (imgstream volume export ${path.join(dir, BASE_FILE)}) or move it away, then protect to a new directory`);
     throw new NotFoundError(`${dir}: not a protection destination (no ${STATE_FILE})`, 'give the directory imgstream protect --to wrote');
   }
   let s: ProtectState;
@@ -79,6 +83,23 @@ export function readState(dir: string): ProtectState {
   if (s.format !== FORMAT) throw new CorruptError(`${statePath(dir)}: not a protection destination's state file`);
   if (s.version !== 1) throw new NotAVolumeError(`${statePath(dir)}: a protection destination of version ${String(s.version)}, which this imgstream does not read (it reads version 1)`, 'use the imgstream version that wrote it');
   return s;
+}
+
+/** What of a destination DIR holds besides its state file (its base, or intervals), or null. */
+export function heldByDestination(dir: string): string | null {
+  let names: string[];
+  try {
+    names = fs.readdirSync(dir);
+  } catch {
+    return null;
+  }
+  if (names.includes(BASE_FILE)) return BASE_FILE;
+  if (!names.includes(INTERVALS_DIR)) return null;
+  try {
+    return fs.readdirSync(path.join(dir, INTERVALS_DIR)).some((n) => intervalSeqOf(n) !== null) ? 'intervals' : null;
+  } catch {
+    return null;
+  }
 }
 
 export function writeState(dir: string, s: ProtectState): void {

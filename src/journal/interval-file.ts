@@ -14,7 +14,7 @@
 //             u32 CRC-32 of bytes 0..8+H and of the index, u32 reserved, f64 seq
 import fs from 'node:fs';
 import path from 'node:path';
-import { CorruptError, InvalidInputError, fromSystemError } from '../core/errors.js';
+import { CorruptError, ImgstreamError, InvalidInputError, fromSystemError } from '../core/errors.js';
 import { crc32 } from '../format/crc32.js';
 import { isZero } from '../volume/zero.js';
 import type { ShippedInterval } from './destination-api.js';
@@ -197,7 +197,9 @@ export function readIntervalIndex(file: string, opts: { headerOnly?: boolean } =
     throw fromSystemError(err, file, 'opening an interval file');
   }
   try {
-    const size = fs.fstatSync(fd).size;
+    const st = fs.fstatSync(fd);
+    if (!st.isFile()) throw damaged(file, 'not a file');
+    const size = st.size;
     if (size < 8 + TRAILER_BYTES) throw damaged(file, `truncated: ${size} bytes`);
     const trailer = Buffer.alloc(TRAILER_BYTES);
     fs.readSync(fd, trailer, 0, TRAILER_BYTES, size - TRAILER_BYTES);
@@ -221,6 +223,9 @@ export function readIntervalIndex(file: string, opts: { headerOnly?: boolean } =
       throw damaged(file, 'unreadable header');
     }
     if (header.blockCount !== n || header.seq !== trailer.readDoubleLE(24)) throw damaged(file, 'header and trailer disagree');
+    // a file copied or renamed over another interval's name: its points would be taken for that one's
+    const named = intervalSeqOf(path.basename(file));
+    if (named !== null && named !== header.seq) throw damaged(file, `it holds interval ${header.seq}, not ${named}`);
     const m = opts.headerOnly ? 0 : n;
     const lbns = new Float64Array(m);
     const offsets = new Float64Array(m);
@@ -231,6 +236,8 @@ export function readIntervalIndex(file: string, opts: { headerOnly?: boolean } =
       crcs[i] = index.readUInt32LE(i * ENTRY_BYTES + 16);
     }
     return { file, header, lbns, offsets, crcs, bytes: size };
+  } catch (err) {
+    throw err instanceof ImgstreamError ? err : fromSystemError(err, file, 'reading an interval file');
   } finally {
     fs.closeSync(fd);
   }

@@ -13,7 +13,7 @@ import { writeLogicalBlocks, unmapLogicalBlocks } from '../volume/logical-io.js'
 import { removeStaleTemp } from '../fs/stale-temp.js';
 import { crashPoint } from '../volume/crash-point.js';
 import { DEFAULT_KEEP_MS, type DestinationState, type IntervalBlock, type ProtectDestination, type ProtectedSource, type SeedImage, type ShippedInterval } from './destination-api.js';
-import { BASE_FILE, INTERVALS_DIR, STATE_FILE, initialState, readState, refuseVolumePath, windowOf, writeState, type ProtectState } from './destination-state.js';
+import { BASE_FILE, INTERVALS_DIR, STATE_FILE, heldByDestination, initialState, readState, refuseVolumePath, windowOf, writeState, type ProtectState } from './destination-state.js';
 import { fsyncDirectory } from '../fs/durable-file.js';
 import { foldExpired, type HeldInterval } from './fold.js';
 import { intervalSeqOf, readIntervalHeader, writeIntervalFile, intervalFileName } from './interval-file.js';
@@ -67,10 +67,10 @@ export class LocalProtectDestination implements ProtectDestination {
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw fromSystemError(err, this.dir, 'creating the protection destination');
         const names = fs.readdirSync(this.dir);
-        const intervals = names.includes(INTERVALS_DIR) ? fs.readdirSync(this.ivDir) : [];
-        if (names.includes(BASE_FILE) || intervals.some((n) => intervalSeqOf(n) !== null)) {
+        const held = heldByDestination(this.dir);
+        if (held) {
           // the state file is gone, the data is not: never start over on top of it
-          throw new CorruptError(`${this.dir}: ${STATE_FILE} is missing, but the directory holds a protection destination's ${names.includes(BASE_FILE) ? BASE_FILE : 'intervals'}`, `nothing was changed; read what it holds (imgstream volume export ${path.join(this.dir, BASE_FILE)}) or move it away, then protect to a new directory`);
+          throw new CorruptError(`${this.dir}: ${STATE_FILE} is missing, but the directory holds a protection destination's ${held}`, `nothing was changed; read what it holds (imgstream volume export ${path.join(this.dir, BASE_FILE)}) or move it away, then protect to a new directory`);
         }
         if (names.some((n) => n !== INTERVALS_DIR && !n.startsWith('.'))) {
           throw new ExistsError(`${this.dir}: a directory that is not a protection destination (it holds other files)`, 'give an empty or new directory');

@@ -9,6 +9,7 @@ import { errorOf } from '../format/peer-protocol.js';
 import { checkPeerClientOptions, connectPeer, errorFromWire, formatPeerUrl, parsePeerUrl, type PeerClientOptions } from '../peer/index.js';
 import { noProgress, type Progress } from '../core/progress.js';
 import { removeStaleTemp, tempBeside } from '../fs/stale-temp.js';
+import { removeOnStop } from '../fs/stop-cleanup.js';
 import { writeLogicalBytes } from '../volume/logical-io.js';
 import { Volume } from '../volume/volume.js';
 import type { FileSink } from '../volume/image-io.js';
@@ -95,6 +96,7 @@ export async function peerRestoreAsOf(spec: string, asOf: string, to: string, op
   const { dir: parent, prefix } = tempBeside(to, 'restoring');
   removeStaleTemp(parent, prefix);
   const tmp = path.join(parent, `${prefix}${process.pid}`);
+  const kept = removeOnStop(tmp); // Ctrl-C or kill: no half-received volume left beside it
   let vol: Volume | null = null;
   try {
     return await receiveImage(spec, asOf, opts, progress, (size, source) => {
@@ -133,5 +135,6 @@ export async function peerRestoreAsOf(spec: string, asOf: string, to: string, op
   } finally {
     (vol as Volume | null)?.close();
     fs.rmSync(tmp, { force: true });
+    kept();
   }
 }

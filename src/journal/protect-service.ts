@@ -4,7 +4,7 @@
 // of a transfer come off the channel as the destination writes them: bounded memory.
 import { BusyError, CorruptError, InvalidInputError, NetworkError } from '../core/errors.js';
 import { errorOf } from '../format/peer-protocol.js';
-import { peerServices, registerPeerService, type PeerChannel, type PeerHello } from '../peer/index.js';
+import { hideDaemonPaths, peerServices, registerPeerService, type PeerChannel, type PeerHello } from '../peer/index.js';
 import type { DestinationState, IntervalBlock, ProtectedSource } from './destination-api.js';
 import { LocalProtectDestination } from './local-destination.js';
 import { protectStatus, verifiedProtectStatus } from './protect-status.js';
@@ -89,7 +89,10 @@ export function registerProtectServices(): void {
   if (peerServices().has('protect.ship')) return;
   registerPeerService('protect.ship', (ch, hello, ctx) => ship(ch, hello, ctx.path, ctx.log));
   registerPeerService('protect.status', async (ch, hello, ctx) => {
-    const status = hello.verify === true ? await verifiedProtectStatus(ctx.path) : protectStatus(ctx.path);
+    const found = hello.verify === true ? await verifiedProtectStatus(ctx.path) : protectStatus(ctx.path);
+    // what it found damaged is named as the client names it (NAME/intervals/...), never by the daemon's paths
+    const hide = (t: string) => hideDaemonPaths(t, [ctx.root]);
+    const status = { ...found, damaged: found.damaged.map(hide), points: found.points.map((p) => (p.damaged ? { ...p, damaged: hide(p.damaged) } : p)), ...(found.verified ? { verified: { ...found.verified, damaged: found.verified.damaged.map(hide), base: { ...found.verified.base, problems: found.verified.base.problems.map(hide) } } } : {}) };
     // the daemon itself holds a destination for the shipper of one of its sessions: its pid is no shipper's
     const viaSession = status.shipper === process.pid;
     await ch.send({ type: 'status', status: viaSession ? { ...status, shipper: null, shipperSession: true } : status });

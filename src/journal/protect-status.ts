@@ -82,7 +82,11 @@ export function protectStatus(dir: string): ProtectStatus {
       gaps: s.seeded ? visible.filter(isGap).map((p) => ({ from: iso(p.start), to: iso(p.end) })) : [],
       base: { seq: s.baseSeq, time: s.seeded ? iso(s.baseTime) : null, bytes: allocatedBytes(baseFile), snapshots: baseSnapshots },
       intervals: { count: held.length, bytes: held.reduce((a, p) => a + p.bytes, 0) },
-      damaged: [...held.flatMap((p) => (p.damaged ? [p.damaged] : [])), ...(list.unreadable ? [list.unreadable.message] : [])],
+      damaged: [
+        ...(s.seeded && !fs.existsSync(baseFile) ? [`${baseFile}: missing: the destination's base volume is gone`] : []),
+        ...held.flatMap((p) => (p.damaged ? [p.damaged] : [])),
+        ...(list.unreadable ? [list.unreadable.message] : []),
+      ],
       journalTo: s.journalTo,
       foldingTo: s.fold ? s.fold.to : null,
       shipper: VolumeLock.holder(dir)?.pid ?? null,

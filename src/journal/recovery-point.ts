@@ -53,7 +53,7 @@ export function listPoints(dir: string, s: ProtectState, opts: { verify?: boolea
   const points: PointInfo[] = [];
   for (let seq = s.baseSeq + 1; seq <= s.intervalSeq; seq++) {
     const file = path.join(dir, INTERVALS_DIR, intervalFileName(seq));
-    if (!fs.existsSync(file)) return { points, unreadable: new NotFoundError(`${file}: missing interval file (interval ${seq} of ${s.intervalSeq})`, 'the recovery points from this interval on cannot be rebuilt') };
+    if (!fs.existsSync(file)) return { points, unreadable: new CorruptError(`${file}: missing interval file (interval ${seq} of ${s.intervalSeq})`, 'the recovery points from this interval on cannot be rebuilt') };
     try {
       const h = readIntervalHeader(file, opts);
       points.push({ seq, start: h.start, end: h.end, kind: h.kind, snapshots: h.snapshots, blocks: h.blockCount, bytes: h.bytes });
@@ -81,6 +81,13 @@ export function recoveryPointFor(dir: string, s: ProtectState, held: HeldPoints,
   const first = s.fold ? s.fold.to : s.baseSeq;
   const usable = points.filter((p) => p.seq > first);
   const named = usable.filter((p) => p.snapshots.includes(asOf));
+  if (asOf === LATEST && named.length) {
+    // a failover asking for the newest point must not get an older one silently
+    throw new InvalidInputError(
+      `"${LATEST}" names both the newest recovery point of ${dir} (${iso(w.end)}) and the source snapshot ${LATEST} (${iso(named.at(-1)!.end)})`,
+      `give the time of the one you want: --as-of ${iso(w.end)} or --as-of ${iso(named.at(-1)!.end)}`,
+    );
+  }
   if (named.length) {
     const p = named.at(-1)!;
     return { seq: p.seq, time: p.end, snapshots: p.snapshots };

@@ -9,19 +9,19 @@
 // interval files change underneath.
 import fs from 'node:fs';
 import path from 'node:path';
-import { BusyError, ExistsError, fromSystemError } from '../core/errors.js';
+import { BusyError, CorruptError, ExistsError, ImgstreamError, InvalidInputError, NotFoundError, fromSystemError } from '../core/errors.js';
 import { noProgress, type Progress } from '../core/progress.js';
 import { removeStaleTemp, tempBeside } from '../fs/stale-temp.js';
 import { readLogicalBytes } from '../volume/logical-io.js';
 import { isZero } from '../volume/zero.js';
 import { Volume } from '../volume/volume.js';
 import type { FileSink } from '../volume/image-io.js';
-import { BASE_FILE, INTERVALS_DIR, readState, type ProtectState } from './destination-state.js';
+import { BASE_FILE, INTERVALS_DIR, readState, windowOf, type ProtectState } from './destination-state.js';
 import { intervalFileName, readIntervalIndex } from './interval-file.js';
 import { applyOverlay, Overlay } from './overlay.js';
 import { copyVolumeSparse } from './sparse-copy.js';
 import { claimBase } from './base-claim.js';
-import { listPoints, recoveryPointFor, type RecoveryPoint } from './recovery-point.js';
+import { LATEST, listPoints, recoveryPointFor, type RecoveryPoint } from './recovery-point.js';
 
 export interface AsOfResult {
   destination: string;
@@ -47,6 +47,13 @@ export async function openBase(dir: string): Promise<{ base: Volume; release: ()
       return { base: Volume.open(file, { write: false }), release };
     } catch (err) {
       release?.();
+      if (err instanceof NotFoundError) {
+        // no base: not seeded yet, or a seeded destination lost it (damage, never "create a volume")
+        const s = readState(dir);
+        if (!s.seeded) throw new NotFoundError(`${dir}: holds no recovery point yet (the first transfer has not completed)`, 'wait for imgstream protect to seed it');
+        if (!fs.existsSync(file)) throw new CorruptError(`${file}: missing: the destination's base volume is gone`, `no recovery point can be rebuilt without it: move ${dir} aside and protect to a new destination`);
+      }
+      if (err instanceof ImgstreamError && err.code !== 'busy' && err.code !== 'io') throw Object.assign(err, { message: err.message.startsWith(file) ? err.message : `${file} (the destination's base volume): ${err.message}` });
       if (!(err instanceof BusyError) || Date.now() > deadline) throw err;
       await new Promise((r) => setTimeout(r, 100));
     }
@@ -62,6 +69,11 @@ async function withRecoveryPoint<T>(dir: string, asOf: string, fn: (base: Volume
     const held = listPoints(dir, s, { verify: false });
     const inWindow = held.points.some((p) => p.seq > (s.fold?.to ?? s.baseSeq) && p.snapshots.includes(asOf));
     const baseSnap = inWindow ? undefined : base.snapshots().find((x) => x.name === asOf);
+    if (baseSnap && asOf === LATEST) {
+      const w = windowOf(s)!;
+      const at = s.baseSnapshotTimes?.[asOf] ?? baseSnap.createdMs;
+      throw new InvalidInputError(`"${LATEST}" names both the newest recovery point of ${dir} (${new Date(w.end).toISOString()}) and the source snapshot ${LATEST} in its base (${new Date(at).toISOString()})`, `give the time of the one you want: --as-of ${new Date(w.end).toISOString()}, or restore the snapshot from the base: imgstream volume export ${path.join(dir, BASE_FILE)}@${LATEST}`);
+    }
     if (baseSnap) {
       // a source snapshot folded into the base: that snapshot of the base, nothing over it
       return await fn(base, s, { seq: s.baseSeq, time: s.baseSnapshotTimes?.[asOf] ?? baseSnap.createdMs, snapshots: [asOf], baseSnapshot: asOf }, new Overlay([]));

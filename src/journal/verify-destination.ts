@@ -8,7 +8,7 @@
 // interval folded away before it was read is counted as folded, not as damage.
 import fs from 'node:fs';
 import path from 'node:path';
-import { CorruptError, NotFoundError } from '../core/errors.js';
+import { CorruptError, ImgstreamError, NotFoundError } from '../core/errors.js';
 import { checkVolume } from '../volume/check.js';
 import { BASE_FILE, INTERVALS_DIR, readState } from './destination-state.js';
 import { intervalFileName, readIntervalBlock, readIntervalIndex } from './interval-file.js';
@@ -31,15 +31,28 @@ export interface DestinationVerification {
   base: { ok: boolean; problems: string[] };
   /** One line per damaged file: which, and what (the first bad block of an interval). */
   damaged: string[];
+  /**
+   * The first damaged interval (0: the base), or null when none is. Every recovery point
+   * from it on needs it; when it is the base or an interval a fold under way still has to
+   * apply, no recovery point can be rebuilt.
+   */
+  firstDamagedSeq: number | null;
+  /** With damage: the newest recovery point that can still be rebuilt (ISO time), or null when none can. */
+  rebuildableTo: string | null;
 }
 
 /** Reads and checks every interval and the base of the destination DIR. */
 export async function verifyDestination(dir: string): Promise<DestinationVerification> {
   const s = readState(dir);
-  const out: DestinationVerification = { intervals: 0, blocks: 0, bytes: 0, folded: 0, base: { ok: true, problems: [] }, damaged: [] };
+  const out: DestinationVerification = { intervals: 0, blocks: 0, bytes: 0, folded: 0, base: { ok: true, problems: [] }, damaged: [], firstDamagedSeq: null, rebuildableTo: null };
   if (!s.seeded) return out;
-  out.base = await checkBase(dir);
-  const first = s.fold ? s.fold.to : s.baseSeq;
+  const base = await checkBase(dir);
+  out.base = { ok: base.ok, problems: base.problems };
+  if (!out.base.ok) out.firstDamagedSeq = 0;
+  // every interval not in the base yet: those a fold under way still has to apply too (it
+  // reads them; the window no longer shows them)
+  const first = s.fold?.applied ?? s.baseSeq;
+  let lastGood: number | null = out.base.ok && !s.fold ? s.baseTime : null;
   const buf = Buffer.allocUnsafe(s.source.blockSize);
   for (let seq = first + 1; seq <= s.intervalSeq; seq++) {
     const file = path.join(dir, INTERVALS_DIR, intervalFileName(seq));
@@ -60,6 +73,8 @@ export async function verifyDestination(dir: string): Promise<DestinationVerific
       out.intervals++;
       out.blocks += blocks;
       out.bytes += ix.bytes;
+      // a point is rebuildable when the base and every interval up to it are intact (and the fold, if any, is past)
+      if (out.firstDamagedSeq === null && out.base.ok && (!s.fold || seq >= s.fold.to)) lastGood = ix.header.end;
     } catch (err) {
       if (foldedAway(dir, seq)) {
         out.folded++;
@@ -68,9 +83,11 @@ export async function verifyDestination(dir: string): Promise<DestinationVerific
       if (err instanceof CorruptError) out.damaged.push(err.message);
       else if ((err as NodeJS.ErrnoException).code === 'ENOENT' || err instanceof NotFoundError) out.damaged.push(`${file}: missing interval file (interval ${seq} of ${s.intervalSeq})`);
       else throw err;
+      out.firstDamagedSeq ??= seq;
     }
   }
-  if (!out.base.ok) out.damaged.unshift(`${path.join(dir, BASE_FILE)}: the base volume's check found ${out.base.problems.length} problem${out.base.problems.length === 1 ? '' : 's'}: ${out.base.problems[0]}`);
+  if (out.firstDamagedSeq !== null) out.rebuildableTo = lastGood === null ? null : new Date(lastGood).toISOString();
+  if (!out.base.ok) out.damaged.unshift(base.unopened ? out.base.problems[0] : `${path.join(dir, BASE_FILE)}: the base volume's check found ${out.base.problems.length} problem${out.base.problems.length === 1 ? '' : 's'}: ${out.base.problems[0]}`);
   return out;
 }
 
@@ -84,12 +101,13 @@ function foldedAway(dir: string, seq: number): boolean {
   }
 }
 
-async function checkBase(dir: string): Promise<{ ok: boolean; problems: string[] }> {
+async function checkBase(dir: string): Promise<{ ok: boolean; problems: string[]; unopened?: boolean }> {
   let opened: Awaited<ReturnType<typeof openBase>>;
   try {
     opened = await openBase(dir);
   } catch (err) {
-    if (err instanceof CorruptError || (err as { code?: string }).code === 'not-a-volume') return { ok: false, problems: [(err as Error).message] };
+    // a base that is missing or does not open: the error says what and where
+    if (err instanceof ImgstreamError && err.code !== 'busy') return { ok: false, problems: [err.message], unopened: true };
     throw err;
   }
   try {

@@ -200,3 +200,6 @@ export function channelPair(): [MirrorChannel, MirrorChannel] {
   };
   return [side(a, b), side(b, a)];
 }
+
+/** The receiver's refusal to update a mirror that was broken off (the source side adds the hint naming both ends). */
+export const BROKEN_OFF = 'the mirror was broken off and may have changed';

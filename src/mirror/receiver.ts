@@ -27,7 +27,7 @@ import { decodeRecordIndex, hashChain, recordCrc } from './records.js';
 import { RecordInflater } from './record-inflater.js';
 import { holdingDestination } from './destination-lock.js';
 import { abandonPartial, checkDestinationPath, dropUnresumable, partialFiles, readResume, settleFresh, sidePaths, writeResume } from './side-files.js';
-import { geometryMatches, identOf, MIRROR_PROTOCOL, sameSnapshot, type DestinationState, type MirrorChannel, type TransferDone, type TransferPlan, type VolumeGeometry } from './protocol.js';
+import { BROKEN_OFF, geometryMatches, identOf, MIRROR_PROTOCOL, sameSnapshot, type DestinationState, type MirrorChannel, type TransferDone, type TransferPlan, type VolumeGeometry } from './protocol.js';
 
 export { abandonPartial, partialFiles } from './side-files.js';
 
@@ -141,7 +141,7 @@ async function converse(volPath: string, ch: MirrorChannel, hello: Record<string
     if (state.exists) {
       if (!state.mirror) throw new InvalidInputError('holds a volume that is not a mirror', 'mirror to another name');
       if (!geometryMatches(state.geometry!, geometry)) throw new InvalidInputError(`is the mirror of another volume (${state.uuid})`, 'mirror to another name, or delete the old mirror');
-      if (state.broken && hello.op === 'mirror.update') throw new InvalidInputError('the mirror was broken off and may have changed', `bring it back with: imgstream mirror resync SOURCE --to ${volPath}`);
+      if (state.broken && hello.op === 'mirror.update') throw new InvalidInputError(BROKEN_OFF, `bring it back with: imgstream mirror resync SOURCE --to ${volPath}`);
     }
     const zstd = opts.compress !== false && Array.isArray(hello.compress) && hello.compress.includes('zstd');
     await ch.send({ state, ...(zstd ? { compress: 'zstd' } : {}) });

@@ -3,11 +3,11 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { Cron } from 'croner';
-import { InvalidInputError, UsageError } from '../core/errors.js';
+import { errorOfCode, ImgstreamError, InvalidInputError, UsageError } from '../core/errors.js';
 import { noProgress, type Progress } from '../core/progress.js';
 import { Volume } from '../volume/volume.js';
 import { localDestination } from './index.js';
-import { identOf, MIRROR_PROTOCOL, type MirrorChannel } from './protocol.js';
+import { BROKEN_OFF, identOf, MIRROR_PROTOCOL, type MirrorChannel } from './protocol.js';
 import { abandonPartial, breakMirror, receiveMirror } from './receiver.js';
 import { checkDestinationPath } from './side-files.js';
 import { withDestinationLock } from './destination-lock.js';
@@ -105,7 +105,12 @@ export type MirrorRun = MirrorResult & { transfers: MirrorResult[] };
 export async function mirrorUpdate(volPath: string, dest: Destination, opts: UpdateOptions): Promise<MirrorRun> {
   dest.check?.();
   refuseSelf(volPath, dest);
-  const first = await mirrorUpdateOnce(volPath, dest, opts);
+  const first = await mirrorUpdateOnce(volPath, dest, opts).catch((err: unknown) => {
+    // the receiver knows neither the source nor the name this side gives the destination (a
+    // daemon's directory, a peer URL): the hint to bring a broken-off mirror back names both
+    if (err instanceof ImgstreamError && err.message.includes(BROKEN_OFF)) throw errorOfCode(err.code, err.message, `bring it back with: imgstream mirror resync ${volPath} --to ${dest.spec}`);
+    throw err;
+  });
   if (!first.resumedTransfer || opts.signal?.aborted) return { ...first, transfers: [first] };
   const second = await mirrorUpdateOnce(volPath, dest, opts);
   return { ...second, transfers: [first, second] };
@@ -302,23 +307,27 @@ export interface RunLoopEvents {
  * retried at the next tick; errors never end the loop. `maxRuns` ends it after that many
  * runs (for tests and one-shot timers).
  */
-export async function mirrorLoop(volPath: string, dest: Destination, schedule: Schedule, opts: { limitRate?: number; state?: MirrorState; signal: AbortSignal; maxRuns?: number; compress?: MirrorCompression }, on: RunLoopEvents): Promise<{ runs: number; failures: number }> {
+export async function mirrorLoop(volPath: string, dest: Destination, schedule: Schedule, opts: { limitRate?: number; state?: MirrorState; signal: AbortSignal; maxRuns?: number; compress?: MirrorCompression }, on: RunLoopEvents): Promise<{ runs: number; failures: number; lastError: Error | null }> {
   let runs = 0;
   let failures = 0;
   let attempt = 0;
+  /** The last run's error, when it failed (with --max-runs, what the loop ends on). */
+  let lastError: Error | null = null;
   dest.check?.(); // a destination no run could finish at ends the loop before it starts
   while (!opts.signal.aborted) {
     runs++;
     try {
       on.ran(await mirrorUpdate(volPath, dest, { op: 'mirror.update', limitRate: opts.limitRate, state: opts.state, signal: opts.signal, compress: opts.compress }));
       attempt = 0;
+      lastError = null;
     } catch (err) {
       if (opts.signal.aborted) {
         on.stopped(err as Error);
-        return { runs, failures };
+        return { runs, failures, lastError: null };
       }
       failures++;
       attempt++;
+      lastError = err as Error;
       on.failed(err as Error, attempt);
     }
     if (opts.maxRuns !== undefined && runs >= opts.maxRuns) break;
@@ -334,5 +343,5 @@ export async function mirrorLoop(volPath: string, dest: Destination, schedule: S
     });
   }
   if (opts.signal.aborted) on.stopped(null);
-  return { runs, failures };
+  return { runs, failures, lastError: opts.signal.aborted ? null : lastError };
 }

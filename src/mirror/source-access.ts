@@ -11,14 +11,16 @@ import { identOf, sameSnapshot, type SnapshotIdent } from './protocol.js';
 
 /**
  * The next name of the relationship's snapshots: mirror.TAG.N, N past every number the
- * source and the destination hold, so a name never comes back for another state (the
- * user may delete the source's current one: the destination still has it).
+ * source and the destination hold and no smaller than the source's next snapshot id (which
+ * only grows), so a name never comes back for another state: the user may delete the
+ * source's current one (the destination still has it), or the snapshot of a transfer that
+ * was killed before the destination got it (only the id counter remembers that one).
  */
 function mirrorSnapshotName(vol: Volume, tag: string, destination: SnapshotIdent[]): string {
   const prefix = `mirror.${tag}.`;
   let n = 0;
   for (const s of [...vol.snapshots(), ...destination]) if (s.name.startsWith(prefix)) n = Math.max(n, Number(s.name.slice(prefix.length)) || 0);
-  return `${prefix}${n + 1}`;
+  return `${prefix}${Math.max(n + 1, vol.rootRecord.nextSnapshotId)}`;
 }
 
 /**

@@ -20,6 +20,7 @@ import { PLANE_ACTIVE } from '../volume/layout.js';
 import { readImageStream, type ReleaseBuffer } from './stream-reader.js';
 import type { KeyOption } from '../crypt/index.js';
 import { removeStaleTemp, tempBeside } from '../fs/stale-temp.js';
+import { removeOnStop } from '../fs/stop-cleanup.js';
 import type { StreamSummary } from './verify.js';
 import type { VolumePick } from './volume-pick.js';
 
@@ -314,6 +315,7 @@ export async function restoreStreams(sources: StreamSource[], volumePath: string
   // a volume that does not exist yet is built under a temporary name and appears only
   // when every stream is in: a failed or killed restore leaves nothing under VOL
   let tmp: string | null = null;
+  let unkeep = (): void => {};
   // what can be known wrong about any source is refused before the first stream is applied
   for (const src of sources) await src.precheck?.();
   try {
@@ -341,7 +343,7 @@ export async function restoreStreams(sources: StreamSource[], volumePath: string
         }
         if (!vol) {
           if (!fs.existsSync(volumePath)) {
-            tmp = createForStream(volumePath, header, s.name);
+            ({ tmp, unkeep } = createForStream(volumePath, header, s.name));
             vol = Volume.open(tmp, { write: true });
           } else {
             vol = Volume.open(volumePath, { write: true });
@@ -388,12 +390,17 @@ export async function restoreStreams(sources: StreamSource[], volumePath: string
   } finally {
     vol?.close();
     if (tmp) fs.rmSync(tmp, { force: true });
+    unkeep();
   }
   return result;
 }
 
-/** A new, empty volume with the identity and geometry a full stream comes from, under a temporary name. */
-function createForStream(volumePath: string, header: StreamHeader, name: string): string {
+/**
+ * A new, empty volume with the identity and geometry a full stream comes from, under a
+ * temporary name that a stop signal removes until `unkeep` is called (Ctrl-C or kill: no
+ * half-restored volume left beside VOL).
+ */
+function createForStream(volumePath: string, header: StreamHeader, name: string): { tmp: string; unkeep: () => void } {
   if (header.base !== null) {
     throw new NotFoundError(`${name}: ${volumePath} does not exist, and a level ${header.level} stream needs its base snapshot "${header.base.name}"`, 'start the chain with its level 0 stream');
   }
@@ -403,16 +410,20 @@ function createForStream(volumePath: string, header: StreamHeader, name: string)
   // and the volume file a killed restore was creating under that name (volume create's own temporary of it)
   removeStaleTemp(dir, new RegExp(`^\\.${prefix.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}(\\d+)\\.imgstream-new-\\d+$`));
   const tmp = path.join(dir, `${prefix}${process.pid}`);
+  const unkeep = removeOnStop(tmp);
   fs.rmSync(tmp, { force: true });
-  Volume.create(tmp, { size: v.logicalSize, blockSize: v.blockSize, nblocks: v.nblocks, maxSnapshots: v.maxSnapshots, uuid: v.uuid });
-  const probe = Volume.open(tmp, { write: false });
   try {
-    if (probe.rootRecord.mapDepth !== v.mapDepth) throw new InvalidInputError(`${name}: unsupported volume geometry (map depth ${v.mapDepth})`);
+    Volume.create(tmp, { size: v.logicalSize, blockSize: v.blockSize, nblocks: v.nblocks, maxSnapshots: v.maxSnapshots, uuid: v.uuid });
+    const probe = Volume.open(tmp, { write: false });
+    try {
+      if (probe.rootRecord.mapDepth !== v.mapDepth) throw new InvalidInputError(`${name}: unsupported volume geometry (map depth ${v.mapDepth})`);
+    } finally {
+      probe.close();
+    }
   } catch (err) {
-    probe.close();
     fs.rmSync(tmp, { force: true });
+    unkeep();
     throw err;
   }
-  probe.close();
-  return tmp;
+  return { tmp, unkeep };
 }

@@ -3,7 +3,7 @@
 // when complete, so an interrupted export never leaves a partial file under the name
 // asked for; zero runs become holes (sparse output).
 import fs from 'node:fs';
-import { tempBeside } from '../fs/stale-temp.js';
+import { removeStaleTemp, tempBeside } from '../fs/stale-temp.js';
 import path from 'node:path';
 import { ExistsError, InvalidInputError, IoError, fromSystemError } from '../core/errors.js';
 import type { ImageReader, ImageSource } from './import.js';
@@ -116,6 +116,8 @@ export function fileSink(file: string, opts: { force: boolean; size: number }): 
   if (st && (st.isFile() || st.isBlockDevice()) && holdsVolume(file)) throw new InvalidInputError(`${file}: is an imgstream volume; an export never writes over a volume`, 'give the image another name');
   if (st && !device && !opts.force) throw new ExistsError(`${file}: already exists`, 'pass --force to replace it');
   const temp = device ? null : tempBeside(file, 'imgstream');
+  // what an export stopped by a signal left (it writes synchronously: a signal ends it where it is)
+  if (temp) removeStaleTemp(temp.dir, temp.prefix);
   const target = temp ? path.join(temp.dir, `${temp.prefix}${process.pid}`) : file;
   let fd: number;
   try {

@@ -344,7 +344,9 @@ describe('protection destination', () => {
     const noState = at('nostate.cdp');
     fs.cpSync(dest, noState, { recursive: true });
     fs.rmSync(path.join(noState, 'protect.json'));
-    expectError(['volume', 'export', noState, '--as-of', iso(endOf(seed, 5)), '--to', at('x.raw')], 3, 'no protect.json');
+    // it lost its state file, not its data: damage (9), for export, status and --verify alike, never "not a destination"
+    expectError(['volume', 'export', noState, '--as-of', iso(endOf(seed, 5)), '--to', at('x.raw')], 9, `${noState}: protect.json is missing, but the directory holds a protection destination's base.vol`);
+    expectError(['protect', 'status', noState, '--verify'], 9, `${noState}: protect.json is missing`);
     // a shipper does not start over on top of it: refused, nothing changed
     const before = fs.readdirSync(path.join(noState, 'intervals')).length;
     const restart = drive(noState, seed, 12, 3_600_000);
@@ -392,6 +394,56 @@ describe('protection destination', () => {
     expect(clean.verified).toMatchObject({ intervals: 10, folded: 0, base: { ok: true, problems: [] } });
     expect(clean.verified.blocks).toBeGreaterThan(0);
     expect(clean.verified.blocks).toBeLessThanOrEqual(dataBlocks); // blocks that read as zeros carry no data
+    // more damage --verify and restores must name (each on a copy of the intact destination):
+    const copyOf = (name: string) => {
+      const d = at(name);
+      fs.cpSync(dest, d, { recursive: true });
+      return d;
+    };
+    const editState = (d: string, edit: (st: Record<string, unknown>) => void) => {
+      const st = JSON.parse(fs.readFileSync(path.join(d, 'protect.json'), 'utf8'));
+      edit(st);
+      fs.writeFileSync(path.join(d, 'protect.json'), JSON.stringify(st));
+    };
+    // an interval a fold under way still has to apply (outside the window now): no point can be rebuilt
+    const folding = copyOf('folding.cdp');
+    editState(folding, (st) => (st.fold = { to: 4, end: endOf(seed, 4) }));
+    const fb = fs.readFileSync(ivl(folding, 2));
+    fb[fb.length - 1000] ^= 0xff; // in the index
+    fs.writeFileSync(ivl(folding, 2), fb);
+    const fv = cli(['protect', 'status', folding, '--verify']);
+    expect(fv.code, fv.stderr).toBe(9);
+    expect(stderrLines(fv)).toEqual([expect.stringMatching(new RegExp(`0000000002\\.ivl: damaged interval file .*no recovery point can be rebuilt: move ${folding.replace(/[.]/g, '\\.')} aside and protect to a new destination`))]);
+    // a later damaged interval leaves the points before it: the hint names the last one
+    const later = copyOf('later.cdp');
+    fs.truncateSync(ivl(later, 9), 100);
+    expect(stderrLines(cli(['protect', 'status', later, '--verify']))).toEqual([expect.stringContaining(`recovery points up to ${iso(endOf(seed, 8))} can still be rebuilt`)]);
+    // an interval file copied over another's name: named, never taken for that interval's points
+    const misplaced = copyOf('misplaced.cdp');
+    fs.copyFileSync(ivl(misplaced, 7), ivl(misplaced, 6));
+    expect(cliJson(['protect', 'status', misplaced], { env }).damaged).toEqual([`${ivl(misplaced, 6)}: damaged interval file (it holds interval 7, not 6)`]);
+    expectError(['volume', 'export', misplaced, '--as-of', 'latest', '--to', at('x.raw')], 9, `${ivl(misplaced, 6)}: damaged interval file (it holds interval 7, not 6)`);
+    // a missing interval file is damage (9) for a restore too; a directory in its place is named, not an internal error
+    const missing = copyOf('missing.cdp');
+    fs.rmSync(ivl(missing, 5));
+    expectError(['restore', '--to', at('x.vol'), '--as-of', 'latest', '--from', missing], 9, `${ivl(missing, 5)}: missing interval file (interval 5 of 10)`);
+    fs.mkdirSync(ivl(missing, 5));
+    expectError(['protect', 'status', missing, '--verify'], 9, `${ivl(missing, 5)}: damaged interval file (not a file)`);
+    // a seeded destination without its base: damage, never "create a volume"
+    const noBase = copyOf('nobase.cdp');
+    fs.rmSync(path.join(noBase, 'base.vol'));
+    expect(cliJson(['protect', 'status', noBase], { env }).damaged).toEqual([`${path.join(noBase, 'base.vol')}: missing: the destination's base volume is gone`]);
+    expectError(['restore', '--to', at('x.vol'), '--as-of', 'latest', '--from', noBase], 9, `${path.join(noBase, 'base.vol')}: missing: the destination's base volume is gone`);
+    expectError(['protect', 'status', noBase, '--verify'], 9, 'no recovery point can be rebuilt');
+    // not seeded yet: nothing to verify (exit 0), nothing to restore (3, saying so)
+    const unseeded = copyOf('unseeded.cdp');
+    fs.rmSync(path.join(unseeded, 'base.vol'));
+    fs.rmSync(path.join(unseeded, 'intervals'), { recursive: true });
+    editState(unseeded, (st) => Object.assign(st, { seeded: false, intervalSeq: 0, baseSeq: 0 }));
+    const uv = cli(['protect', 'status', unseeded, '--verify']);
+    expect(uv.code, uv.stderr).toBe(0);
+    expect(uv.stdout).toContain('verified: nothing to read (not seeded yet)');
+    expectError(['volume', 'export', unseeded, '--as-of', 'latest', '--to', at('x.raw')], 3, `${unseeded}: holds no recovery point yet (the first transfer has not completed)`);
     // a base whose active plane lost a block: its structure check names it
     const badBase = at('bad-base.cdp');
     fs.cpSync(dest, badBase, { recursive: true });

@@ -84,6 +84,25 @@ describe('a destination no transfer could finish at', () => {
     expect(fs.existsSync(at('mirrors.json')) ? cliJson<{ relationships: unknown[] }>(['mirror', 'status', src], { env }).relationships : []).toEqual([]);
   });
 
+  it('mirror start --max-runs ends with the last update\'s error when it failed, its --json log JSON lines throughout', () => {
+    const to = at('broken.vol');
+    expect(runCli(['mirror', 'update', src, '--to', to], { env }).code).toBe(0);
+    expect(runCli(['mirror', 'break', to], { env }).code).toBe(0);
+    // every update is refused (a broken-off mirror): the loop logs each, then exits with the refusal's code
+    const r = runCli(['mirror', 'start', src, '--to', to, '--every', '1s', '--max-runs', '2', '--json'], { env, timeoutMs: 30_000 });
+    expect(r.code, r.stderr).toBe(4);
+    const events = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as { event?: string; runs?: number; failures?: number; error?: { exit: number } });
+    expect(events.map((e) => e.event ?? (e.error ? 'error' : '?'))).toEqual(['failed', 'failed', 'finished', 'error']); // the error as every --json command prints it
+    expect(events[2]).toMatchObject({ runs: 2, failures: 2 });
+    expect(events[3].error!.exit).toBe(4);
+    expect(stderrLines(r).at(-1)).toBe(`imgstream: ${src}: the last update to ${to} failed (2 of 2 updates failed): ${to}: the mirror was broken off and may have changed (bring it back with: imgstream mirror resync ${src} --to ${to})`);
+    // once the last one succeeds, exit 0
+    expect(runCli(['mirror', 'resync', src, '--to', to], { env }).code).toBe(0);
+    const ok = runCli(['mirror', 'start', src, '--to', to, '--every', '1s', '--max-runs', '1', '--json'], { env, timeoutMs: 30_000 });
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(ok.stdout.trim().split('\n').map((l) => (JSON.parse(l) as { event: string }).event)).toEqual(['update', 'finished']);
+  });
+
   it('names just short of the limit work: their side files stay within it, and none is left', async () => {
     // `.NAME.mirror-transfer` fits for these; the resume file's next version used to be `.NAME.mirror-transfer.tmp`, which did not
     for (const bytes of [235, 237]) {
