@@ -156,11 +156,10 @@ export function sha256File(file: string): string {
 }
 
 /**
- * Every entry under `dir` (recursively) with what it holds: files by sha256 and size,
- * directories and symlinks by kind. Comparing two snapshots of this map shows any file
- * created, removed or changed, including temporary files left behind.
+ * Every entry under `dir` (recursively): directories and symlinks by kind, files by what
+ * `file(fullPath)` says of them.
  */
-export function hashTree(dir: string): Record<string, string> {
+function describeTree(dir: string, file: (full: string) => string): Record<string, string> {
   const out: Record<string, string> = {};
   const walk = (rel: string) => {
     for (const ent of fs.readdirSync(path.join(dir, rel), { withFileTypes: true })) {
@@ -169,12 +168,21 @@ export function hashTree(dir: string): Record<string, string> {
       if (ent.isDirectory()) {
         out[`${r}/`] = 'dir';
         walk(r);
-      } else if (ent.isFile()) out[r] = `${fs.statSync(full).size}:${sha256File(full)}`;
+      } else if (ent.isFile()) out[r] = file(full);
       else out[r] = ent.isSymbolicLink() ? `symlink:${fs.readlinkSync(full)}` : 'other';
     }
   };
   walk('');
   return out;
+}
+
+/**
+ * Every entry under `dir` (recursively) with what it holds: files by sha256 and size,
+ * directories and symlinks by kind. Comparing two snapshots of this map shows any file
+ * created, removed or changed, including temporary files left behind.
+ */
+export function hashTree(dir: string): Record<string, string> {
+  return describeTree(dir, (full) => `${fs.statSync(full).size}:${sha256File(full)}`);
 }
 
 /**
@@ -187,22 +195,10 @@ export function hashTree(dir: string): Record<string, string> {
  * bad-input cases, around every one of ~130 CLI runs).
  */
 export function fingerprintTree(dir: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  const walk = (rel: string) => {
-    for (const ent of fs.readdirSync(path.join(dir, rel), { withFileTypes: true })) {
-      const r = path.join(rel, ent.name);
-      const full = path.join(dir, r);
-      if (ent.isDirectory()) {
-        out[`${r}/`] = 'dir';
-        walk(r);
-      } else if (ent.isFile()) {
-        const st = fs.statSync(full, { bigint: true });
-        out[r] = `${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
-      } else out[r] = ent.isSymbolicLink() ? `symlink:${fs.readlinkSync(full)}` : 'other';
-    }
-  };
-  walk('');
-  return out;
+  return describeTree(dir, (full) => {
+    const st = fs.statSync(full, { bigint: true });
+    return `${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
+  });
 }
 
 // ---------------------------------------------------------------- images and files
