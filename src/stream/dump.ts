@@ -5,7 +5,7 @@
 // sum of every snapshot up to the chosen one. Only the blocks sent are read.
 import os from 'node:os';
 import { randomUUID } from 'node:crypto';
-import { BusyError, errorOfCode, ImgstreamError, InvalidInputError, IoError, NotFoundError, stoppedBy, type StopSignal } from '../core/errors.js';
+import { BusyError, errorOfCode, ExistsError, ImgstreamError, InvalidInputError, IoError, NotFoundError, stoppedBy, type StopSignal } from '../core/errors.js';
 import { encodeMapDeltas, encodePlane, type MapDelta, type StreamHeader, type StreamSnapshot } from '../format/image-stream.js';
 import type { SnapshotEntry } from '../format/snapshot-entry.js';
 import { evaluateImage, forEachExtent, imageChunkReader, imageChunks, parseExpression, resolveExpression, type PlaneSource, type ResolvedExpression, type StorageImageSummary } from '../image/index.js';
@@ -97,6 +97,8 @@ export interface DumpServedAccess {
 
 /** How often a served dump plans again when the snapshots it would read change under it. */
 const HOLD_ATTEMPTS = 5;
+/** How many taken names a dump steps past when it names its snapshot (another dump may take one meanwhile). */
+const NAME_ATTEMPTS = 100;
 
 /** Which snapshots and which base a level-N dump at `top` takes (top may be null for a dry run on the active file system). */
 export function planDump(vol: Volume, level: number, top: SnapshotEntry | null, catalog: Catalog): DumpPlan {
@@ -201,12 +203,23 @@ export async function dumpVolume(vol: Volume, target: DumpTargetFactory, opts: D
   try {
     await untilStopped(Promise.resolve(medium.open?.()), signal);
     if (!top) {
-      const name = newSnapshotName(vol, opts.level);
-      if (served) {
-        vol = await served.takeSnapshot(name);
-        top = vol.snapshot(name);
-      } else top = vol.createSnapshot(name);
-      taken = name;
+      // the name is chosen from this process's view: another dump of a served volume may
+      // take the same one in the same second, so a name taken meanwhile moves on to the next
+      const tried = new Set<string>();
+      for (;;) {
+        const name = newSnapshotName(vol, opts.level, tried);
+        try {
+          if (served) {
+            vol = await served.takeSnapshot(name);
+            top = vol.snapshot(name);
+          } else top = vol.createSnapshot(name);
+          taken = name;
+          break;
+        } catch (err) {
+          if (!(err instanceof ExistsError) || tried.size >= NAME_ATTEMPTS) throw err;
+          tried.add(name);
+        }
+      }
     }
     throwIfStopped(signal);
     plan = planDump(vol, opts.level, top, opts.catalog);
@@ -344,10 +357,10 @@ function evaluate(vol: Volume, expression: string): StorageImageSummary {
   return evaluateImage(resolveExpression(parseExpression(expression), source), source, {});
 }
 
-function newSnapshotName(vol: Volume, level: number): string {
+function newSnapshotName(vol: Volume, level: number, tried: ReadonlySet<string>): string {
   const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
   const base = `dump-l${level}-${stamp}`;
-  const taken = new Set(vol.snapshots().map((s) => s.name));
+  const taken = new Set([...vol.snapshots().map((s) => s.name), ...tried]);
   let name = base;
   for (let i = 2; taken.has(name); i++) name = `${base}-${i}`;
   return name;
