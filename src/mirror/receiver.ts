@@ -15,7 +15,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { createHash } from 'node:crypto';
-import { CorruptError, FormatVersionError, fromSystemError, ImgstreamError, InvalidInputError, NotAVolumeError } from '../core/errors.js';
+import { CorruptError, FormatVersionError, NetworkError, fromSystemError, ImgstreamError, InvalidInputError, NotAVolumeError } from '../core/errors.js';
 import { applyMapDelta, StreamFormatError } from '../format/image-stream.js';
 import type { SnapshotEntry } from '../format/snapshot-entry.js';
 import { WriteBehind } from '../volume/write-behind.js';
@@ -310,7 +310,7 @@ async function applyTransfer(volPath: string, ch: MirrorChannel, plan: TransferP
       }
       if (!m) {
         await keepProgress();
-        throw new CorruptError(`mirror: the source went away after ${next} records`, 'run the update again: it resumes');
+        throw new NetworkError(`mirror: the source went away after ${next} records`, 'run the update again: it resumes');
       }
       if (m.msg.error) {
         const e = m.msg.error as { message?: string };
