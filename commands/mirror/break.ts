@@ -16,10 +16,15 @@ export default class MirrorBreak extends ImgstreamCommand {
     const dest = peerDestination(args.destination, flags);
     const r = await mirrorBreak(dest);
     const state = openState(flags.state);
+    const sources: string[] = [];
     for (const rel of state.relationships()) {
-      if (rel.destination === dest.spec) state.update(rel.key, () => rel, (x) => (x.state = 'broken'));
+      if (rel.destination !== dest.spec) continue;
+      state.update(rel.key, () => rel, (x) => (x.state = 'broken'));
+      sources.push(rel.volume.path);
     }
-    this.say(`${dest.spec}: broken off, writable (bring it back with: imgstream mirror resync SOURCE --to ${dest.spec})`);
+    // the source as this machine's mirror state knows it (one relationship); else a placeholder to fill in
+    const source = sources.length === 1 ? sources[0] : 'SOURCE';
+    this.say(`${dest.spec}: broken off, writable (bring it back with: imgstream mirror resync ${source} --to ${dest.spec})`);
     return r;
   }
 }

@@ -87,7 +87,15 @@ describe('a destination no transfer could finish at', () => {
   it('mirror start --max-runs ends with the last update\'s error when it failed, its --json log JSON lines throughout', () => {
     const to = at('broken.vol');
     expect(runCli(['mirror', 'update', src, '--to', to], { env }).code).toBe(0);
-    expect(runCli(['mirror', 'break', to], { env }).code).toBe(0);
+    const broke = runCli(['mirror', 'break', to], { env });
+    expect(broke.code).toBe(0);
+    // its hint runs as printed: the source this machine mirrors to it
+    expect(broke.stdout + broke.stderr).toContain(`${to}: broken off, writable (bring it back with: imgstream mirror resync ${src} --to ${to})`);
+    // a destination this machine knows no source of: a placeholder
+    const other = at('unknown-source.vol');
+    expect(runCli(['mirror', 'update', src, '--to', other, '--state', at('other-state.json')], { env }).code).toBe(0);
+    const unknown = runCli(['mirror', 'break', other], { env });
+    expect(unknown.stdout + unknown.stderr).toContain(`(bring it back with: imgstream mirror resync SOURCE --to ${other})`);
     // every update is refused (a broken-off mirror): the loop logs each, then exits with the refusal's code
     const r = runCli(['mirror', 'start', src, '--to', to, '--every', '1s', '--max-runs', '2', '--json'], { env, timeoutMs: 30_000 });
     expect(r.code, r.stderr).toBe(4);
