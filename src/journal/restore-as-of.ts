@@ -124,6 +124,8 @@ export async function restoreProtectedAsOf(dir: string, asOf: string, to: string
         throw fromSystemError(err, to, 'creating the volume');
       }
     } catch (err) {
+      // damage found in the copy is the base's (the rest is written fresh): named as base.vol's, with its check
+      if (err instanceof CorruptError && err.message.includes(tmp)) throw new CorruptError(err.message.split(tmp).join(`${base.path} (the destination's base volume)`), err.hint?.split(tmp).join(base.path));
       if (err instanceof Error) err.message = err.message.split(tmp).join(to);
       // a system error (no such directory, no space) is named as such, with the path asked for
       throw typeof (err as NodeJS.ErrnoException).code === 'string' ? fromSystemError(err, to, 'creating the volume') : err;

@@ -7,6 +7,8 @@
 import { CorruptError } from '../core/errors.js';
 
 export interface MapStorage {
+  /** The volume's file, named in errors. */
+  readonly path?: string;
   readonly blockSize: number;
   readonly nblocks: number;
   readBlock(vbn: number, buf: Buffer): void;
@@ -70,12 +72,21 @@ export class LogicalMap {
     public root: number,
     private readonly readonly = false,
   ) {
-    if (!(depth >= 1 && depth < 8)) throw new CorruptError(`logical map depth ${depth} is not possible (1 to 7)`, 'run imgstream volume check');
+    if (!(depth >= 1 && depth < 8)) throw new CorruptError(`${this.where}logical map depth ${depth} is not possible (1 to 7)`, this.checkHint);
     this.fanoutBits = Math.log2(store.blockSize / 8);
     this.fanoutMask = (1 << this.fanoutBits) - 1;
     this.spans = Array.from({ length: depth + 1 }, (_, level) => 2 ** (this.fanoutBits * level));
     this.dirtyLimit = Math.max(16, DIRTY_LIMIT_BYTES / store.blockSize);
     this.cacheLimit = Math.max(64, CACHE_LIMIT_BYTES / store.blockSize);
+  }
+
+  /** The volume named at the start of an error ("" when the storage has no path). */
+  private get where(): string {
+    return this.store.path ? `${this.store.path}: ` : '';
+  }
+
+  private get checkHint(): string {
+    return `run: imgstream volume check ${this.store.path ?? 'VOLUME'}`;
   }
 
   private indexAt(lbn: number, level: number): number {
@@ -89,7 +100,7 @@ export class LogicalMap {
   private load(vbn: number): MapNode {
     const buf = Buffer.alloc(this.store.blockSize);
     if (vbn !== 0) {
-      if (vbn >= this.store.nblocks) throw new CorruptError(`logical map points outside the volume (VBN ${vbn})`, 'run imgstream volume check');
+      if (vbn >= this.store.nblocks) throw new CorruptError(`${this.where}logical map points outside the volume (VBN ${vbn})`, this.checkHint);
       this.store.readBlock(vbn, buf);
     }
     return { vbn, buf, words: new Uint32Array(buf.buffer, buf.byteOffset, buf.length >>> 2), dirty: false };
@@ -118,8 +129,18 @@ export class LogicalMap {
     }
     if (vbn === 0) return null;
     const n = this.load(vbn);
+    // a leaf's data VBNs are read as they are: one past the volume would read as zeros
+    if (level === 0) this.checkLeaf(n);
     this.remember(key, n);
     return n;
+  }
+
+  private checkLeaf(n: MapNode): void {
+    const nblocks = this.store.nblocks;
+    for (let s = 0, fanout = 1 << this.fanoutBits; s < fanout; s++) {
+      const v = LogicalMap.entry(n, s);
+      if (v >= nblocks) throw new CorruptError(`${this.where}logical map node at VBN ${n.vbn} points outside the volume (${v})`, this.checkHint);
+    }
   }
 
   private remember(key: number, n: MapNode): void {
@@ -249,7 +270,7 @@ export class LogicalMap {
       for (let s = 0; s < fanout; s++) {
         const child = LogicalMap.entry(n, s);
         if (child === 0) continue;
-        if (child >= this.store.nblocks) throw new CorruptError(`logical map node at VBN ${vbn} points outside the volume (${child})`);
+        if (child >= this.store.nblocks) throw new CorruptError(`${this.where}logical map node at VBN ${vbn} points outside the volume (${child})`, this.checkHint);
         if (level === 0) onData(firstLbn + s, child);
         else visit(child, level - 1, firstLbn + s * span);
       }

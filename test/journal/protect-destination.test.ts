@@ -457,6 +457,19 @@ describe('protection destination', () => {
     const based = cli(['protect', 'status', badBase, '--verify']);
     expect(based.code).toBe(9);
     expect(stderrLines(based)).toEqual([expect.stringContaining(`${baseFile}: the base volume's check found`)]);
+    // a base whose logical map points outside it: a restore names base.vol (damage, 9)
+    const badMap = at('bad-map.cdp');
+    fs.cpSync(dest, badMap, { recursive: true });
+    const mapFile = path.join(badMap, 'base.vol');
+    const mv = Volume.openView(mapFile);
+    const rootAt = mv.layout.vbnOffset(mv.rootRecord.mapRoot);
+    const outside = mv.nblocks + 1000;
+    mv.close();
+    const mapBytes = fs.readFileSync(mapFile);
+    for (let slot = 0; slot < MODEL_BLOCK_SIZE / 8; slot++) if (mapBytes.readUInt32LE(rootAt + slot * 8) !== 0) mapBytes.writeUInt32LE(outside, rootAt + slot * 8);
+    fs.writeFileSync(mapFile, mapBytes);
+    expectError(['restore', '--to', at('x.vol'), '--as-of', 'latest', '--from', badMap], 9, `${mapFile} (the destination's base volume): logical map node at VBN `);
+    expectError(['volume', 'export', badMap, '--as-of', 'latest', '--to', at('x.raw')], 9, `${mapFile}: logical map node at VBN `);
     expect(fs.existsSync(at('x.raw')) || fs.existsSync(at('x.vol'))).toBe(false);
     expect(fs.readdirSync(root).filter((n) => n.includes('restoring') || n.includes('imgstream-'))).toEqual([]);
   }, 60_000);
