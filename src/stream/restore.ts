@@ -343,7 +343,7 @@ export async function restoreStreams(sources: StreamSource[], volumePath: string
         }
         if (!vol) {
           if (!fs.existsSync(volumePath)) {
-            ({ tmp, unkeep } = createForStream(volumePath, header, s.name));
+            ({ tmp, unkeep } = createForStream(volumePath, header, s.name, sources.length > 1));
             vol = Volume.open(tmp, { write: true });
           } else {
             vol = Volume.open(volumePath, { write: true });
@@ -400,9 +400,11 @@ export async function restoreStreams(sources: StreamSource[], volumePath: string
  * temporary name that a stop signal removes until `unkeep` is called (Ctrl-C or kill: no
  * half-restored volume left beside VOL).
  */
-function createForStream(volumePath: string, header: StreamHeader, name: string): { tmp: string; unkeep: () => void } {
+function createForStream(volumePath: string, header: StreamHeader, name: string, moreGiven: boolean): { tmp: string; unkeep: () => void } {
   if (header.base !== null) {
-    throw new NotFoundError(`${name}: ${volumePath} does not exist, and a level ${header.level} stream needs its base snapshot "${header.base.name}"`, 'start the chain with its level 0 stream');
+    // streams are applied in the order given: a level 0 given later is not looked for
+    const hint = moreGiven ? 'streams are applied in the order given: put the level 0 stream first, then each level above it' : 'start the chain with its level 0 stream';
+    throw new NotFoundError(`${name}: ${volumePath} does not exist, and a level ${header.level} stream needs its base snapshot "${header.base.name}"`, hint);
   }
   const v = header.volume;
   const { dir, prefix } = tempBeside(volumePath, 'restoring');

@@ -71,7 +71,7 @@ function expectRestoreRefused(from: string[], to: string, exit: number, pattern:
 
 describe('wrong chains are refused, the destination unchanged', () => {
   it('a level 1 without its level 0 into a new path (exit 3, no file)', () => {
-    const line = expectRestoreRefused([A.l1], path.join(emptyDir, 'new.vol'), 3, /level 1 stream needs its base snapshot "s1"/);
+    const line = expectRestoreRefused([A.l1], path.join(emptyDir, 'new.vol'), 3, /level 1 stream needs its base snapshot "s1" \(start the chain with its level 0 stream\)/);
     expect(line).toContain(A.l1);
     expect(dirEntries(emptyDir)).toEqual([]);
   });
@@ -91,7 +91,7 @@ describe('wrong chains are refused, the destination unchanged', () => {
   });
 
   it('streams out of order: --from L1 --from L0 into a new path (exit 3, no file)', async () => {
-    expectRestoreRefused([A.l1, A.l0], path.join(emptyDir, 'new.vol'), 3, /needs its base snapshot "s1"/);
+    expectRestoreRefused([A.l1, A.l0], path.join(emptyDir, 'new.vol'), 3, /needs its base snapshot "s1" \(streams are applied in the order given: put the level 0 stream first/);
     // and onto the volume: the level 2 before the level 1
     expectRestoreRefused([A.l2, A.l1], R, 3, /base snapshot "s2" is not on/);
     expect(await snapshotNames(R, o)).toEqual(['s1']);
