@@ -115,7 +115,8 @@ export class ControlServer {
       const control = new ControlServer(socketPath, srv, vol, queue, report, exports);
       srv.on('connection', (socket) => control.accept(socket));
       srv.on('error', (err) => report(`control socket: ${err.message}`));
-      lock.advertise(socketPath, vol.writable ? 'rw' : 'ro');
+      // a journaling server says so: protect tells its writes from those of writers without a journal
+      lock.advertise(socketPath, vol.writable ? 'rw' : 'ro', vol.observer !== null);
       return control;
     } catch (err) {
       srv?.close();

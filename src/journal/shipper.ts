@@ -177,6 +177,8 @@ async function session(opts: ProtectOptions, dir: string, source: ProtectedSourc
     let sinceYield = 0;
     const boundaryAfter = (t: number): number => (Math.floor(t / opts.intervalMs) + 1) * opts.intervalMs;
     let waitingSaid = false;
+    /** The writer without a journal last reported as holding the volume. */
+    let heldSaid: number | null = null;
     let idle = true; // check for dropped records at the start and whenever the journal has nothing new
     let overflowSeen = false; // an OVERFLOW record read: what follows lacks the data of writes, a resync must come first
     while (!opts.signal.aborted) {
@@ -230,7 +232,12 @@ async function session(opts: ProtectOptions, dir: string, source: ProtectedSourc
         // nothing new: close the open interval once its boundary has passed with time to spare
         if (builder.firstTime !== null && readAt >= boundaryAfter(builder.firstTime) + GRACE_MS) await close(boundaryAfter(builder.firstTime), []);
         // all shipped, and the disk no longer as the journal's last CP left it: no point is claimed past it (a CP's marker may be on its way; a lasting difference ends the session)
-        else if (builder.firstTime === null && inFlight === null && outside.differs(readAt)) await sleep(IDLE_POLL_MS, opts.signal);
+        // (--once claims no quiet point: a writer holding the volume does not keep it waiting)
+        else if (builder.firstTime === null && inFlight === null && outside.differs(readAt) && !(opts.once && outside.heldBy !== null)) {
+          if (outside.heldBy !== null && outside.heldBy !== heldSaid) report({ event: 'waiting', reason: `${opts.volume} is open for writing by imgstream process ${outside.heldBy}, which does not journal its writes: no recovery point is claimed while it is` });
+          heldSaid = outside.heldBy;
+          await sleep(IDLE_POLL_MS, opts.signal);
+        }
         else if (opts.once && builder.firstTime === null && inFlight === null) break;
         else if (inFlight !== null) continue; // settled at the top of the loop
         else {

@@ -4,9 +4,12 @@
 // (claiming the disk as of now without it). Every CP of a journaled server is followed
 // by a CP marker holding the volume's map root; when the volume's map root on disk
 // differs from the last marker's and stays so with no record arriving (a marker follows
-// its CP within milliseconds), the disk changed outside the journal.
+// its CP within milliseconds), the disk changed outside the journal. While a process that
+// does not journal its writes holds the volume (a server without --journal, an import),
+// what it acknowledges reaches the disk only at its next CP: no point is claimed then.
 import { InvalidInputError } from '../core/errors.js';
 import { BlockFile } from '../volume/block-file.js';
+import { VolumeLock } from '../volume/volume-lock.js';
 import { readRootRecord } from '../volume/root-reader.js';
 import { JournalReader } from './journal-reader.js';
 import { listSegments } from './journal-files.js';
@@ -63,17 +66,33 @@ export class UnjournaledChange {
    */
   differs(now: number): boolean {
     if (this.last?.mapRoot === undefined) return false;
+    // looked at before the disk: a writer that commits and goes in between shows in the disk
+    const writer = this.writerWithoutJournal();
     const root = this.mapRoot();
     if (root === null || root === this.last.mapRoot) {
       this.since = null;
-      return false;
+      // a writer without a journal holds the volume: what it acknowledges shows on the disk
+      // only at its next CP, so no point is claimed while it does
+      this.heldBy = writer;
+      return writer !== null;
     }
+    this.heldBy = null;
     this.since ??= now;
     if (now - this.since < SETTLE_MS) return true;
     throw new InvalidInputError(
       `${this.volume}: its disk changed without its journal (served without --journal, or written by another command)${this.last.generation >= 0 ? ` after the journal's last CP (generation ${this.last.generation})` : ''}: the destination would miss that change, so no later recovery point is claimed`,
       `start protection over: move ${this.dir} aside, serve with --journal and protect to a new destination`,
     );
+  }
+
+  /** The process holding the volume without journaling its writes, as differs() last found it (null: none). */
+  heldBy: number | null = null;
+
+  /** The live process that holds the volume's lock and is no server journaling its writes (null: none). */
+  private writerWithoutJournal(): number | null {
+    const h = VolumeLock.holder(this.volume);
+    if (h === null || h.served === 'ro' || h.journal) return null;
+    return h.pid;
   }
 
   private mapRoot(): number | null {

@@ -80,6 +80,8 @@ export interface LockHolder {
   control?: string;
   /** How it serves the volume. */
   served?: 'rw' | 'ro';
+  /** It journals every write (served with --journal): a CP marker follows each of its CPs. */
+  journal?: boolean;
 }
 
 /** A live process other than this one that holds a lock, as taking the lock found it. */
@@ -170,7 +172,7 @@ export class VolumeLock {
     const c = parseLock(text);
     if (!(c.pid > 0) || !alive(c.pid, c.start)) return null;
     const served = c.fields.get('served');
-    return { pid: c.pid, control: c.fields.get('control') || undefined, served: served === 'rw' || served === 'ro' ? served : undefined };
+    return { pid: c.pid, control: c.fields.get('control') || undefined, served: served === 'rw' || served === 'ro' ? served : undefined, journal: c.fields.get('journal') === '1' };
   }
 
   /** Where the holder of this lock listens for control requests: next to the lock file. */
@@ -182,9 +184,9 @@ export class VolumeLock {
    * Records in the lock file that this process answers control requests on `socket` (null:
    * no longer). The file is replaced whole (rename), so a reader sees the old or the new.
    */
-  advertise(socket: string | null, served: 'rw' | 'ro' = 'rw'): void {
+  advertise(socket: string | null, served: 'rw' | 'ro' = 'rw', journal = false): void {
     const first = this.token.split('\n')[0].trim();
-    const next = socket === null ? first : `${first} \ncontrol=${socket}\nserved=${served}\n`;
+    const next = socket === null ? first : `${first} \ncontrol=${socket}\nserved=${served}\n${journal ? 'journal=1\n' : ''}`;
     if (fs.readFileSync(this.file, 'utf8') !== this.token) throw new BusyError(`${this.file}: lost the lock`, 'another process removed it');
     const tmp = `${this.file}.${process.pid}.tmp`;
     fs.writeFileSync(tmp, next, { mode: 0o666 });
