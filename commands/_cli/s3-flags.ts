@@ -10,11 +10,11 @@ const helpGroup = 'S3';
 export const s3Flags = {
   's3-endpoint': Flags.string({
     helpValue: 'URL',
-    description: 'For s3:// URLs: an S3-compatible store (Ceph radosgw, MinIO), e.g. http://127.0.0.1:7480 [default: AWS_ENDPOINT_URL, then AWS].',
+    description: 'For s3:// URLs: an S3-compatible store (Ceph radosgw, MinIO), e.g. http://127.0.0.1:7480 [default: AWS_ENDPOINT_URL, then (restore --as-of) the endpoint the catalog records with each dump, then AWS]. The catalog records the endpoint a dump or catalog rebuild used (never credentials).',
     helpGroup,
   }),
   's3-path-style': Flags.boolean({
-    description: 'For s3:// URLs: path-style addressing (http://HOST/BUCKET/KEY), which most S3-compatible stores need [default: IMGSTREAM_S3_PATH_STYLE=1].',
+    description: 'For s3:// URLs: path-style addressing (http://HOST/BUCKET/KEY), which most S3-compatible stores need [default: IMGSTREAM_S3_PATH_STYLE=1, then (restore --as-of, with the recorded endpoint) as the catalog records it].',
     helpGroup,
   }),
 };

@@ -6,10 +6,11 @@ import { isPeerSpec, sourceFor } from '../../src/media/resolve.js';
 import { peerClientOptions, peerFlags } from '../_cli/peer-flags.js';
 import { s3Flags, s3Options } from '../_cli/s3-flags.js';
 import { rebuildBackupLogs } from '../../src/multiplex/index.js';
+import { placeSuffix } from '../../src/media/s3/s3-place.js';
 
 export default class CatalogRebuild extends ImgstreamCommand {
   static override summary = 'Rebuild catalog records by reading the media.';
-  static override description = 'Every stream describes itself (its header) and proves it is complete (its trailer and checksums), so reading the media back recreates the catalog records of every complete dump on them. Records of the same dumps are replaced; other records are kept (a damaged catalog file is replaced whole, and kept beside it as CATALOG.damaged-TIME; a file of another kind, not a catalog at all, is refused and left as it is). Incomplete or damaged streams are reported and skipped. The streams of a multiplexed tape file are found with its backup log (or by walking its members when the log is damaged or cut off: every stream that completed is recorded), and the log is kept with the catalog again.';
+  static override description = 'Every stream describes itself (its header) and proves it is complete (its trailer and checksums), so reading the media back recreates the catalog records of every complete dump on them. Records of the same dumps are replaced; other records are kept (a damaged catalog file is replaced whole, and kept beside it as CATALOG.damaged-TIME; a file of another kind, not a catalog at all, is refused and left as it is). Incomplete or damaged streams are reported and skipped. S3 objects are recorded with the store they were read from (--s3-endpoint or AWS_ENDPOINT_URL, and path-style addressing), which restore --as-of then reads them from. The streams of a multiplexed tape file are found with its backup log (or by walking its members when the log is damaged or cut off: every stream that completed is recorded), and the log is kept with the catalog again.';
   static override examples = [
     '<%= config.bin %> catalog rebuild --from tape:/tapes/t1 --from /backups/vm.l1',
     '<%= config.bin %> catalog rebuild --from s3://backups/vm1/ --s3-endpoint http://ceph1:7480 --s3-path-style',
@@ -41,7 +42,7 @@ export default class CatalogRebuild extends ImgstreamCommand {
       return [...dumps.filter((d) => !ids.has(d.id)), ...records];
     }, { replaceUnreadable: true, keptAside: (f) => (damaged = f) });
     const logs = rebuildBackupLogs(flags.from, catalog); // multiplexed tape files' backup logs
-    for (const r of records) this.say(`recorded ${r.id.slice(0, 8)} level ${r.level} ${r.top.name} (${r.media.kind} ${r.media.location}${r.media.tapeFile ? ` file ${r.media.tapeFile}` : ''})`);
+    for (const r of records) this.say(`recorded ${r.id.slice(0, 8)} level ${r.level} ${r.top.name} (${r.media.kind} ${r.media.location}${r.media.tapeFile ? ` file ${r.media.tapeFile}` : ''}${placeSuffix(r.media)})`);
     for (const s of skipped) this.say(`skipped ${s.stream}: ${s.reason}`);
     if (damaged) this.say(`the catalog was damaged: started afresh, the damaged file kept as ${damaged}`);
     this.say(`${records.length} dump(s) recorded in ${catalog.file}, ${skipped.length} skipped`);

@@ -1,6 +1,7 @@
 import { Args } from '@oclif/core';
 import { ImgstreamCommand } from '../_cli/base.js';
 import { catalogFlag, openCatalog } from '../_cli/catalog-flag.js';
+import { placeSuffix } from '../../src/media/s3/s3-place.js';
 
 export default class CatalogShow extends ImgstreamCommand {
   static override summary = 'Show one dump record of the catalog.';
@@ -21,7 +22,7 @@ export default class CatalogShow extends ImgstreamCommand {
       ['image', d.expression],
       ['date', d.date],
       ['finished', d.finished],
-      ['media', `${d.media.kind} ${d.media.location}${d.media.tapeFile ? ` file ${d.media.tapeFile}` : ''}${d.media.tapes && d.media.tapes.length > 1 ? ` (tapes ${d.media.tapes.join(', ')})` : ''}${d.media.stream ? ', multiplexed with other dumps' : ''}`],
+      ['media', `${d.media.kind} ${d.media.location}${d.media.tapeFile ? ` file ${d.media.tapeFile}` : ''}${d.media.tapes && d.media.tapes.length > 1 ? ` (tapes ${d.media.tapes.join(', ')})` : ''}${d.media.stream ? ', multiplexed with other dumps' : ''}${placeSuffix(d.media)}`],
       ['blocks', String(d.blocks)],
       ['data bytes', String(d.dataBytes)],
       ['stream bytes', String(d.streamBytes)],

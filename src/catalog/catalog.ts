@@ -38,6 +38,12 @@ export interface DumpRecord {
   encrypted?: true;
 }
 
+/**
+ * The file. `version` changes only when a reader of the previous version would misread
+ * the new one; fields added as optional (MediaPosition.endpoint and .pathStyle, an S3
+ * object's store) keep version 1: older catalogs lack them and read as before, and an older
+ * imgstream reading a newer catalog passes them over (and keeps them when it adds a record).
+ */
 interface CatalogFile {
   format: 'imgstream-catalog';
   version: 1;
@@ -56,9 +62,9 @@ export function openCatalogAt(file: string | undefined): Catalog {
   return new Catalog(defaultCatalogPath(), { createDirectory: !process.env.IMGSTREAM_CATALOG });
 }
 
-/** Two positions name one file or object, which holds one stream (tapes and stdout hold many, or none). */
+/** Two positions name one file or object, which holds one stream (tapes and stdout hold many, or none). Objects of one name on two stores are two. */
 function samePlace(a: MediaPosition, b: MediaPosition): boolean {
-  return ['file', 's3', 'peer'].includes(a.kind) && a.kind === b.kind && a.location === b.location && a.stream === undefined && b.stream === undefined;
+  return ['file', 's3', 'peer'].includes(a.kind) && a.kind === b.kind && a.location === b.location && a.stream === undefined && b.stream === undefined && a.endpoint === b.endpoint;
 }
 
 /** The longest catalog file name: its backup logs go in NAME.logs beside it, a name of at most 255 bytes. */

@@ -2,6 +2,7 @@
 // edit (or damage); every command that reads it trusts its records (restore --as-of
 // picks a chain by their levels, dates and snapshot ids), so a record that is not exactly
 // what a dump writes is refused, naming the field, rather than half used.
+import { endpointProblem } from '../media/s3/s3-place.js';
 
 /** The media kinds a record may name (MediaPosition.kind). */
 export const MEDIA_KINDS: readonly string[] = ['file', 'stdout', 'stdin', 'tape', 'memory', 'peer', 's3'];
@@ -42,6 +43,14 @@ function media(v: unknown): string | null {
   if (v.tapeFile !== undefined && !(Number.isSafeInteger(v.tapeFile) && (v.tapeFile as number) >= 1)) return `media.tapeFile ${show(v.tapeFile)} is not a tape file number`;
   if (v.tapes !== undefined && !(Array.isArray(v.tapes) && v.tapes.every(isName))) return `media.tapes ${show(v.tapes)} is not a list of tapes`;
   if (v.stream !== undefined && !isName(v.stream)) return `media.stream ${show(v.stream)} is not a stream id`;
+  if (v.endpoint !== undefined) {
+    // restore --as-of sends requests (and the credentials' signatures) there
+    if (v.kind !== 's3') return `media.endpoint ${show(v.endpoint)} on a ${v.kind} medium (only S3 objects have one)`;
+    if (typeof v.endpoint !== 'string' || endpointProblem(v.endpoint) !== null) return `media.endpoint ${show(v.endpoint)} is not an http or https URL`;
+    const url = new URL(v.endpoint);
+    if (url.username !== '' || url.password !== '') return 'media.endpoint holds a user name or password (credentials are never recorded)';
+  }
+  if (v.pathStyle !== undefined && !(v.pathStyle === true && v.kind === 's3')) return `media.pathStyle ${show(v.pathStyle)} is not true on an S3 object`;
   return null;
 }
 

@@ -14,6 +14,13 @@ export interface MediaPosition {
   tapes?: string[];
   /** Multiplexed tape files only: the stream (its id) among the several in that tape file. */
   stream?: string;
+  /**
+   * S3 only: the endpoint of the S3-compatible store the object is on (absent: AWS), without
+   * any user:password it was given with, and path-style addressing, as the dump used them:
+   * restore --as-of reads the object there when no endpoint is given. Never credentials.
+   */
+  endpoint?: string;
+  pathStyle?: true;
 }
 
 export interface StreamTarget {

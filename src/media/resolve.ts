@@ -9,7 +9,7 @@ import { stdinSource, stdoutTarget } from './stdio/stdio-medium.js';
 import { parseTapeSpec, tapeSource, tapeTarget } from './tape/index.js';
 import { peerSource, peerTarget } from './peer/peer-medium.js';
 import type { PeerClientOptions } from '../peer/index.js';
-import { isS3Spec, s3Source, s3Target, type S3Options } from './s3/index.js';
+import { isS3Spec, optionsForRecorded, s3Source, s3Target, type S3Options } from './s3/index.js';
 
 export interface TargetOptions {
   force?: boolean;
@@ -72,6 +72,6 @@ export function sourceForPosition(p: MediaPosition, opts: SourceOptions = {}): S
   if (p.kind === 'file') return fileSource(p.location);
   if (p.kind === 'tape' && p.tapeFile !== undefined) return tapeSource({ tapes: p.tapes?.length ? p.tapes : [p.location], file: p.tapeFile, stream: p.stream });
   if (p.kind === 'peer') return peerSource(p.location, peerOptions(p.location, opts));
-  if (p.kind === 's3') return s3Source(p.location, opts.s3);
+  if (p.kind === 's3') return s3Source(p.location, optionsForRecorded(p, opts.s3)); // on the store it was written to, unless one is given
   throw new NotFoundError(`a stream on ${p.kind} ${p.location} cannot be read back from there`, 'give it with --from');
 }

@@ -1,6 +1,6 @@
 // restore --as-of: the chain of dumps from the catalog, opened on their media.
 import { chainFor, dumpsOfVolume, type Catalog, type DumpRecord } from '../catalog/index.js';
-import { s3ObjectExists } from '../media/s3/index.js';
+import { optionsForRecorded, s3ObjectExists } from '../media/s3/index.js';
 import { InvalidInputError, NotFoundError, UsageError } from '../core/errors.js';
 import type { StreamSource } from '../media/medium.js';
 import { sourceForPosition, type SourceOptions } from '../media/resolve.js';
@@ -85,6 +85,6 @@ export async function sourcesForChain(catalog: Catalog, volumePath: string, asOf
 /** Whether a dump's file or object is still there (other media are found out when read). */
 async function mediumHolds(d: DumpRecord, opts: SourceOptions): Promise<boolean> {
   if (d.media.kind === 'file') return fs.existsSync(d.media.location);
-  if (d.media.kind === 's3') return s3ObjectExists(d.media.location, opts.s3);
+  if (d.media.kind === 's3') return s3ObjectExists(d.media.location, optionsForRecorded(d.media, opts.s3));
   return true;
 }

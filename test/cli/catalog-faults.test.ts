@@ -3,7 +3,8 @@
 // directory (or ends in "/"), lies in a directory that does not exist, or is a FIFO
 // (reading it waited forever); a catalog of another version (exit 5, as the table says
 // for unsupported format versions); and records malformed in any field, refused in one
-// line naming the catalog, the record and the field.
+// line naming the catalog, the record and the field. S3 records with and without the
+// store they were written to (older catalogs have none) are read and listed.
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -127,6 +128,18 @@ describe('catalog contents', () => {
     expect(cliJson<{ dumps: unknown[] }>(['catalog', 'list', '--catalog', file], { env }).dumps).toHaveLength(3);
   });
 
+  it('S3 records are read with the store they were written to, and without one (as catalogs written before it was recorded have them); list shows the store', () => {
+    const onCeph = { ...good, media: { kind: 's3', location: 's3://dumps/vm/l1', endpoint: 'http://ceph1:7480', pathStyle: true } };
+    const onAws = { ...other, media: { kind: 's3', location: 's3://dumps/vm/l0' } };
+    const file = write('s3.json', [onAws, onCeph]);
+    const listed = cliJson<{ dumps: Array<{ media: unknown }> }>(['catalog', 'list', '--catalog', file], { env });
+    expect(listed.dumps.map((d) => d.media)).toEqual([onAws.media, onCeph.media]);
+    const rows = cli(['catalog', 'list', '--catalog', file]).stdout.trimEnd().split('\n');
+    expect(rows[1]).toMatch(/ s3 s3:\/\/dumps\/vm\/l0$/); // AWS: no endpoint shown
+    expect(rows[2]).toMatch(/ s3 s3:\/\/dumps\/vm\/l1 at http:\/\/ceph1:7480 \(path-style\)$/);
+    expect(cli(['catalog', 'show', good.id.slice(0, 8), '--catalog', file]).stdout).toMatch(/^media\s+s3 s3:\/\/dumps\/vm\/l1 at http:\/\/ceph1:7480 \(path-style\)$/m);
+  });
+
   const bad: Array<[string, Record<string, unknown>, RegExp]> = [
     ['media a number', { media: 5 }, /media is not an object/],
     ['an unknown media kind', { media: { kind: 'floppy', location: 'a:' } }, /media\.kind "floppy" is not one of/],
@@ -152,6 +165,10 @@ describe('catalog contents', () => {
     ['a short sha256', { sha256: 'abc' }, /sha256 "abc" is not a SHA-256/],
     ['another status', { status: 'partial' }, /status "partial" is not "complete"/],
     ['encrypted false', { encrypted: false }, /encrypted false is not true/],
+    ['an S3 endpoint that is not a URL', { media: { kind: 's3', location: 's3://b/k', endpoint: 'ceph1:7480' } }, /media\.endpoint "ceph1:7480" is not an http or https URL/],
+    ['an S3 endpoint holding credentials', { media: { kind: 's3', location: 's3://b/k', endpoint: 'http://key:secret@ceph1:7480' } }, /media\.endpoint holds a user name or password \(credentials are never recorded\)/],
+    ['an endpoint on a file', { media: { kind: 'file', location: '/b/x', endpoint: 'http://ceph1:7480' } }, /media\.endpoint "http:\/\/ceph1:7480" on a file medium/],
+    ['path-style false', { media: { kind: 's3', location: 's3://b/k', pathStyle: false } }, /media\.pathStyle false is not true on an S3 object/],
   ];
   for (const [what, change, pattern] of bad) {
     it(`a record with ${what} is refused, naming the catalog, the record and the field`, () => {

@@ -2,8 +2,10 @@
 // 127.0.0.1, see test/support/ceph-gateway.ts): dumps at levels 0, 1, 2 to s3://, every
 // chain restored with exports identical to the source's snapshots, restore --as-of from
 // the catalog (an object of the chain gone is found before anything is restored),
-// catalog rebuild and verify from the bucket's prefix; and the faults: the
-// gateway stopped mid-upload, a dump killed mid-upload (its upload aborted by the next
+// catalog rebuild and verify from the bucket's prefix; the store (endpoint, path-style)
+// each record keeps, which restore --as-of reads from unless one is given; and the faults:
+// the gateway stopped mid-upload (the upload it could not abort named, the next dump
+// aborting it), a dump killed mid-upload (its upload aborted by the next
 // dump), wrong credentials, a missing bucket, an existing object, an object truncated or
 // corrupted on the server. Skipped only when the Ceph packages are absent.
 import fs from 'node:fs';
@@ -170,6 +172,36 @@ describe.skipIf(!hasCeph)('s3:// on a Ceph object gateway', () => {
     expect(await exportShas(to, ['s1', 's2', 's3'], o)).toEqual(sha);
   });
 
+  it('the catalog records each dump\'s store (endpoint, path-style; from the flags or the environment, never credentials): restore --as-of reads the chain there without being told, and catalog list shows it', async () => {
+    const text = fs.readFileSync(catalog, 'utf8');
+    const media = (JSON.parse(text) as { dumps: Array<{ media: unknown }> }).dumps.map((d) => d.media);
+    expect(media).toEqual(['l0', 'l1', 'l2'].map((k) => ({ kind: 's3', location: s3(`vm/${k}`), endpoint: gw.endpoint, pathStyle: true })));
+    expect(text).not.toContain(gw.env.AWS_SECRET_ACCESS_KEY);
+    expect(text).not.toContain(gw.env.AWS_ACCESS_KEY_ID);
+    const to = p('asof-recorded.vol');
+    ok(['restore', '--to', to, '--as-of', 's3', '--catalog', catalog, '-q'], o); // no --s3-endpoint, no AWS_ENDPOINT_URL, no path-style
+    expect(await exportShas(to, ['s1', 's2', 's3'], o)).toEqual(sha);
+    expect(ok(['catalog', 'list', '--catalog', catalog], o).stdout).toContain(`s3 ${s3('vm/l2')} at ${gw.endpoint} (path-style)`);
+  });
+
+  it('an endpoint given wins over the recorded one (--s3-endpoint, or AWS_ENDPOINT_URL); a catalog recorded without endpoints still restores with them', async () => {
+    const nowhere = 'http://127.0.0.1:1';
+    const to = p('elsewhere.vol');
+    expectOneLineError(runCli(['restore', '--to', to, '--as-of', 's3', '--catalog', catalog, '--s3-endpoint', nowhere, '--s3-path-style'], o), 'restore --as-of --s3-endpoint elsewhere', 12, /ECONNREFUSED/);
+    expectOneLineError(runCli(['restore', '--to', to, '--as-of', 's3', '--catalog', catalog], { ...o, env: { ...env, AWS_ENDPOINT_URL: nowhere } }), 'restore --as-of, AWS_ENDPOINT_URL elsewhere', 12, /ECONNREFUSED/);
+    expect(fs.existsSync(to)).toBe(false);
+    // as the catalogs written before the store was recorded: every record without it
+    const old = p('old-catalog.json');
+    const c = JSON.parse(fs.readFileSync(catalog, 'utf8')) as { dumps: Array<{ media: Record<string, unknown> }> };
+    for (const d of c.dumps) {
+      delete d.media.endpoint;
+      delete d.media.pathStyle;
+    }
+    fs.writeFileSync(old, JSON.stringify(c));
+    ok(['restore', '--to', to, '--as-of', 's3', '--catalog', old, ...gw.flags, '-q'], o);
+    expect(await exportShas(to, ['s1', 's2', 's3'], o)).toEqual(sha);
+  });
+
   it('restore --as-of with an object of the chain gone stops before restoring anything, naming it; recorded where it went, the chain restores', async () => {
     const cat = p('moved.json');
     fs.copyFileSync(catalog, cat);
@@ -191,7 +223,7 @@ describe.skipIf(!hasCeph)('s3:// on a Ceph object gateway', () => {
     }
   });
 
-  it('catalog rebuild lists the prefix; verify reads every stream', () => {
+  it('catalog rebuild lists the prefix, recording the store it read; verify reads every stream', async () => {
     const fresh = p('rebuilt.json');
     const r = cliJson<{ records: Array<{ level: number; media: { kind: string; location: string } }>; skipped: unknown[] }>(['catalog', 'rebuild', '--from', s3('vm/'), '--catalog', fresh, ...gw.flags], o);
     expect(r.records.map((x) => [x.level, x.media.kind, x.media.location])).toEqual([
@@ -200,6 +232,11 @@ describe.skipIf(!hasCeph)('s3:// on a Ceph object gateway', () => {
       [2, 's3', s3('vm/l2')],
     ]);
     expect(r.skipped).toEqual([]);
+    // recorded with the store it read from: the rebuilt catalog restores without the flags
+    expect(JSON.parse(fs.readFileSync(fresh, 'utf8')).dumps.map((d: { media: { endpoint?: string; pathStyle?: boolean } }) => [d.media.endpoint, d.media.pathStyle])).toEqual(Array(3).fill([gw.endpoint, true]));
+    const to = p('rebuilt.vol');
+    ok(['restore', '--to', to, '--as-of', 's3', '--catalog', fresh, '-q'], o);
+    expect(await exportShas(to, ['s1', 's2', 's3'], o)).toEqual(sha);
     const v = ok(['verify', s3('vm/'), ...gw.flags], o);
     expect(v.stdout).toContain('3 stream(s) verified');
     const chain = ok(['verify', s3('vm/l0'), s3('vm/l1'), s3('vm/l2'), ...gw.flags], o);

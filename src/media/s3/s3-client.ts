@@ -5,7 +5,8 @@
 // SDK failures become the project's errors, one line each.
 import type { S3Client } from '@aws-sdk/client-s3';
 import { s3Sdk } from './sdk.js';
-import { AuthError, ImgstreamError, InvalidInputError, IoError, NetworkError, NotFoundError } from '../../core/errors.js';
+import { s3Place } from './s3-place.js';
+import { AuthError, ImgstreamError, IoError, NetworkError, NotFoundError } from '../../core/errors.js';
 
 export interface S3Options {
   /** http(s)://HOST[:PORT] of an S3-compatible store; default: AWS_ENDPOINT_URL, then AWS. */
@@ -20,34 +21,11 @@ export interface S3Options {
   uploads?: number;
 }
 
-/**
- * The endpoint (--s3-endpoint, else AWS_ENDPOINT_URL), checked here: the SDK takes a
- * malformed one without complaint and fails each request with a TypeError.
- */
-function checkedEndpoint(opts: S3Options): string | undefined {
-  const fromFlag = opts.endpoint !== undefined;
-  const value = fromFlag ? opts.endpoint! : process.env.AWS_ENDPOINT_URL;
-  if (value === undefined || (!fromFlag && value === '')) return undefined;
-  const name = fromFlag ? '--s3-endpoint' : 'AWS_ENDPOINT_URL';
-  const hint = 'give http://HOST:PORT or https://HOST of the S3-compatible store';
-  if (value === '') throw new InvalidInputError(`${name} is empty`, hint);
-  let url: URL;
-  try {
-    url = new URL(value);
-  } catch {
-    throw new InvalidInputError(`${name} ${value}: not a URL`, hint);
-  }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new InvalidInputError(`${name} ${value}: not an http or https URL`, hint);
-  if (url.hostname === '') throw new InvalidInputError(`${name} ${value}: names no host`, hint);
-  return value;
-}
-
 export function s3Client(opts: S3Options): S3Client {
-  const endpoint = checkedEndpoint(opts);
+  const { endpoint, pathStyle } = s3Place(opts);
   // the SDK warns on stderr that its releases after January 2027 need Node 22: this
   // package pins a release that supports the Node it declares (package.json engines)
   process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
-  const pathStyle = opts.pathStyle ?? process.env.IMGSTREAM_S3_PATH_STYLE === '1';
   return new (s3Sdk().S3Client)({
     ...(endpoint ? { endpoint } : {}),
     forcePathStyle: pathStyle,

@@ -10,6 +10,7 @@ import { CorruptError, NotFoundError } from '../../core/errors.js';
 import type { SourceStream, StreamSource } from '../medium.js';
 import { ReadPool } from '../read-pool.js';
 import { s3Client, s3Error, type S3Options } from './s3-client.js';
+import { recordedPlace, s3Place } from './s3-place.js';
 import { formatS3Url, parseS3Url } from './s3-url.js';
 
 const MiB = 1 << 20;
@@ -116,6 +117,7 @@ export function s3Source(spec: string, opts: S3Options = {}): StreamSource {
   const url = parseS3Url(spec);
   const { bucket } = url;
   const client = s3Client(opts);
+  const recorded = recordedPlace(s3Place(opts)); // catalog rebuild records which store it read
   const one = (key: string): SourceStream => {
     const location = formatS3Url(bucket, key);
     // page-aligned (an uncompressed stream's blocks are written with direct I/O straight
@@ -123,7 +125,7 @@ export function s3Source(spec: string, opts: S3Options = {}): StreamSource {
     // spanning both); the writes from the others hold back the next GETs. (+4 instead of +2
     // measured about 8 MiB more peak RSS for no faster restore.)
     const pool = new ReadPool(readChunk(opts), readAhead(opts) + 2);
-    return { name: `object ${location}`, position: { kind: 's3', location }, bytes: lazy(() => objectBytesFrom(client, bucket, key, opts, () => pool.take())), recycle: (buf, after) => pool.recycle(buf, after) };
+    return { name: `object ${location}`, position: { kind: 's3', location, ...recorded }, bytes: lazy(() => objectBytesFrom(client, bucket, key, opts, () => pool.take())), recycle: (buf, after) => pool.recycle(buf, after) };
   };
   return {
     description: url.prefix ? `objects under ${spec}` : `object ${spec}`,

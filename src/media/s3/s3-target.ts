@@ -13,6 +13,7 @@ import { s3Sdk } from './sdk.js';
 import { ExistsError, InvalidInputError, NotFoundError } from '../../core/errors.js';
 import type { MediaPosition, StreamTarget } from '../medium.js';
 import { s3Client, s3Error, type S3Options } from './s3-client.js';
+import { recordedPlace, s3Place } from './s3-place.js';
 import { formatS3Url, parseS3Url } from './s3-url.js';
 
 const MiB = 1 << 20;
@@ -62,6 +63,7 @@ export function s3Target(spec: string, opts: S3TargetOptions = {}): S3Target {
   const base = Math.max(5 * MiB, opts.partSize ?? (Number(process.env.IMGSTREAM_S3_PART_MIB) * MiB || DEFAULT_PART_SIZE));
   const uploads = Math.max(1, opts.uploads ?? (Number(process.env.IMGSTREAM_S3_UPLOADS) || DEFAULT_UPLOADS));
   const client = s3Client(opts);
+  const recorded = recordedPlace(s3Place(opts)); // for the catalog: which store, never credentials
 
   let opening: Promise<void> | null = null;
   let uploadId: string | null = null;
@@ -188,7 +190,7 @@ export function s3Target(spec: string, opts: S3TargetOptions = {}): S3Target {
       } catch (err) {
         throw fail(err, 'completing the upload');
       }
-      return { kind: 's3', location };
+      return { kind: 's3', location, ...recorded };
     },
     async abort() {
       failed ??= new InvalidInputError(`${what}: the dump was aborted`);
