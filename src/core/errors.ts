@@ -182,6 +182,17 @@ export function errorOfCode(code: string, message: string, hint?: string, detail
   return err;
 }
 
+/**
+ * `err` with what undoing the failed operation left behind added to its line (an S3
+ * upload that could not be aborted): same code and hint, so the same exit code.
+ */
+export function withLeftBehind(err: unknown, left: string): unknown {
+  if (!(err instanceof ImgstreamError)) return err;
+  const e = errorOfCode(err.code, `${err.message}; ${left}`, err.hint, err.details);
+  if (e instanceof ImgstreamError && e.constructor !== err.constructor) return err; // a subclass with its own fields: kept as it is
+  return e;
+}
+
 /** Turns an operating-system error on `path` into a named imgstream error. */
 export function fromSystemError(err: unknown, path: string, doing: string): ImgstreamError {
   if (err instanceof ImgstreamError) return err;

@@ -37,8 +37,13 @@ export interface StreamTarget {
    * where it is. Before finish() returns, no reader may take the stream for a complete one.
    */
   finish(): Promise<MediaPosition>;
-  /** The stream will not be completed: remove or invalidate what was written. Never throws. */
-  abort(): Promise<void>;
+  /**
+   * The stream will not be completed: remove or invalidate what was written. Never throws;
+   * resolves to what it could not remove, as a clause for the failed dump's error (an S3
+   * upload that could not be aborted: "an unfinished multipart upload of ... may remain"),
+   * or to nothing when nothing is left.
+   */
+  abort(): Promise<string | void>;
   /**
    * Optional: checks the medium will take the stream (a peer connects, authenticates
    * and accepts the name) before the caller does anything for it, such as taking a

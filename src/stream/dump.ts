@@ -5,7 +5,7 @@
 // sum of every snapshot up to the chosen one. Only the blocks sent are read.
 import os from 'node:os';
 import { randomUUID } from 'node:crypto';
-import { BusyError, errorOfCode, ExistsError, ImgstreamError, InvalidInputError, IoError, NotFoundError, stoppedBy, type StopSignal } from '../core/errors.js';
+import { BusyError, errorOfCode, ExistsError, ImgstreamError, InvalidInputError, IoError, NotFoundError, stoppedBy, withLeftBehind, type StopSignal } from '../core/errors.js';
 import { encodeMapDeltas, encodePlane, type MapDelta, type StreamHeader, type StreamSnapshot } from '../format/image-stream.js';
 import type { SnapshotEntry } from '../format/snapshot-entry.js';
 import { evaluateImage, forEachExtent, imageChunkReader, imageChunks, parseExpression, resolveExpression, type PlaneSource, type ResolvedExpression, type StorageImageSummary } from '../image/index.js';
@@ -193,12 +193,12 @@ export async function dumpVolume(vol: Volume, target: DumpTargetFactory, opts: D
   const signal = opts.signal;
   let completing = false;
   /** Undoes what the dump did (its output, its snapshot), then throws: the error, or the stop by a signal. */
-  const fail = async (err: unknown, discard: () => Promise<void>): Promise<never> => {
-    await discard();
+  const fail = async (err: unknown, discard: () => Promise<string | void>): Promise<never> => {
+    const left = (await discard()) || null; // what the medium could not remove (an S3 upload it could not abort)
     const dropped = await dropTaken();
     const stopped = completing ? null : stopSignal(signal);
-    if (stopped) throw stoppedBy(stopped, stoppedMessage(vol.path, stopped, medium, dropped ? taken : null, taken));
-    throw err;
+    if (stopped) throw stoppedBy(stopped, stoppedMessage(vol.path, stopped, medium, dropped ? taken : null, taken, left));
+    throw left ? withLeftBehind(err, left) : err;
   };
   try {
     await untilStopped(Promise.resolve(medium.open?.()), signal);
@@ -327,8 +327,8 @@ function notRecorded(err: unknown, medium: StreamTarget, top: string, catalog: s
 }
 
 /** The one line a dump stopped by a signal ends with: what became of its output and its snapshot. */
-function stoppedMessage(volume: string, by: StopSignal, medium: StreamTarget, dropped: string | null, taken: string | null): string {
-  const output = medium.description === 'stdout' ? 'the stream on stdout is incomplete (readers refuse it)' : `nothing was left on ${medium.description}`;
+function stoppedMessage(volume: string, by: StopSignal, medium: StreamTarget, dropped: string | null, taken: string | null, left: string | null): string {
+  const output = medium.description === 'stdout' ? 'the stream on stdout is incomplete (readers refuse it)' : (left ?? `nothing was left on ${medium.description}`);
   const snapshot = dropped ? `, snapshot "${dropped}" it took deleted` : taken ? `, snapshot "${taken}" it took could not be deleted` : '';
   return `dump of ${volume} stopped by ${by}: nothing recorded, ${output}${snapshot}`;
 }

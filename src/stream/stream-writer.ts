@@ -223,7 +223,7 @@ export class ImageStreamWriter {
    * `waitMs`, a write the medium has not taken by then (a pipe nobody reads) is not
    * waited for any longer.
    */
-  async abort(opts: { waitMs?: number } = {}): Promise<void> {
+  async abort(opts: { waitMs?: number } = {}): Promise<string | void> {
     this.aborted = true;
     const settled = Promise.allSettled(this.inflight.splice(0)); // nothing of ours is still being written
     if (opts.waitMs === undefined) await settled;
@@ -233,6 +233,6 @@ export class ImageStreamWriter {
       clearTimeout(timer);
     }
     await this.pool.close();
-    await this.target.abort();
+    return this.target.abort(); // what it could not remove, for the error
   }
 }

@@ -1,9 +1,10 @@
 // A dump into an object: a multipart upload, created when the target opens, fed parts as
 // the stream is written (several uploaded at once), completed by finish() after the last
 // byte (the trailer): until then no object exists under the name, and abort() aborts the
-// upload, so an aborted dump leaves nothing. A dump killed part way leaves an unfinished
-// upload (invisible to readers, but billed): the next dump to the same name aborts every
-// unfinished upload of that name before it starts (see staleUploads).
+// upload, so an aborted dump leaves nothing (when the store cannot be reached to abort it,
+// abort() says the upload may remain, for the dump's error). A dump killed part way leaves
+// an unfinished upload (invisible to readers, but billed): the next dump to the same name
+// aborts every unfinished upload of that name before it starts (see abortStaleUploads).
 //
 // Parts start at partSize (8 MiB) and double every 1000 parts, so the 10,000 parts S3
 // allows hold any volume (8 MiB parts carry 8 GB, the next 1000 16 GB, ...), while memory
@@ -192,15 +193,21 @@ export function s3Target(spec: string, opts: S3TargetOptions = {}): S3Target {
       }
       return { kind: 's3', location, ...recorded };
     },
-    async abort() {
+    async abort(): Promise<string | void> {
       failed ??= new InvalidInputError(`${what}: the dump was aborted`);
       part = null;
       await opening?.catch(() => undefined);
       await Promise.allSettled(inFlight);
-      if (uploadId) {
-        const id = uploadId;
-        uploadId = null;
-        await client.send(new (s3Sdk().AbortMultipartUploadCommand)({ Bucket: bucket, Key: key, UploadId: id })).catch(() => undefined);
+      if (!uploadId) return;
+      const id = uploadId;
+      uploadId = null;
+      try {
+        await client.send(new (s3Sdk().AbortMultipartUploadCommand)({ Bucket: bucket, Key: key, UploadId: id }));
+      } catch (err) {
+        if ((err as { name?: string }).name === 'NoSuchUpload') return; // gone already
+        // the store went away with the dump (or refuses): its parts stay until the next dump to the name
+        const why = s3Error(err, what, 'aborting the upload').message.replace(`${what}: aborting the upload: `, '').replace(/ \(.*\)$/, '');
+        return `aborting its multipart upload failed too (${why}): an unfinished multipart upload of ${location} may remain, stored and billed, until the next dump to ${location}, which aborts it`;
       }
     },
   };
