@@ -183,10 +183,13 @@ describe('lock file', () => {
       Volume.create(file, { size: 1 << 20 });
       const vol = Volume.open(file, { write: true });
       const lock = vol.volumeLock!;
-      expect(VolumeLock.holder(file)).toEqual({ pid: process.pid, control: undefined, served: undefined });
+      expect(VolumeLock.holder(file)).toEqual({ pid: process.pid, control: undefined, served: undefined, journal: false });
+      // a server journaling its writes says so (protect tells its writes from other writers')
+      lock.advertise(lock.controlPath, 'rw', true);
+      expect(VolumeLock.holder(file)).toEqual({ pid: process.pid, control: lock.controlPath, served: 'rw', journal: true });
       lock.advertise(lock.controlPath, 'ro');
       expect(lock.controlPath).toBe(lock.file.replace(/\.lock$/, '.ctl'));
-      expect(VolumeLock.holder(file)).toEqual({ pid: process.pid, control: lock.controlPath, served: 'ro' });
+      expect(VolumeLock.holder(file)).toEqual({ pid: process.pid, control: lock.controlPath, served: 'ro', journal: false });
       const text = fs.readFileSync(lock.file, 'utf8');
       // the parser of earlier versions: split at spaces, the second field is the start time
       const [pid, start] = text.split(' ');
