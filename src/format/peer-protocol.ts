@@ -33,6 +33,10 @@
 //   Messages every connection uses
 //     error  {error: {code, message, hint?}}  code is an ErrorCode of src/core/errors.ts (an
 //            unknown one is taken as "io"). The sender closes the connection after it.
+//            A daemon that stops sends it to every connection it has open, at whatever
+//            point the conversation is (during a service, between messages, before the
+//            request): {code: "network", message: "the daemon is shutting down", hint}.
+//            A message without a payload it was about to send (a "done") may come first.
 //     AUTH   {type: "auth", mac: 64 hex digits}: HMAC-SHA256 keyed with the shared token
 //            over authInput() below. The client sends its AUTH first; the daemon checks
 //            it and only then answers with its own (or an error "auth" and close), so

@@ -6,7 +6,6 @@
 // malformed frame, an oversize one or a lost connection ends the channel with a named
 // error; a clean end between frames is a null message.
 import type { Duplex } from 'node:stream';
-import net from 'node:net';
 import tls from 'node:tls';
 import { CorruptError, ImgstreamError, InvalidInputError, IoError, NetworkError } from '../core/errors.js';
 import {
@@ -26,6 +25,7 @@ import {
   type FramePrefix,
 } from '../format/peer-protocol.js';
 import { RateLimiter } from './rate-limit.js';
+import { socketError } from './socket-error.js';
 import { crc32 } from '../format/crc32.js';
 import { AlignedAllocator, DIRECT_UNIT } from '../fs/direct-io.js';
 
@@ -78,11 +78,12 @@ export interface PeerChannel {
    * seconds of garbage collection).
    */
   recycle(payload: Buffer, after: Promise<void>): void;
-  /** Sends what is queued, closes our side, and waits briefly for the other to close. Never throws. */
-  close(): Promise<void>;
+  /** Sends what is queued, closes our side, and waits briefly (`graceMs`, default 2 s) for the other to close. Never throws. */
+  close(graceMs?: number): Promise<void>;
   /** Cuts the connection now; pending and later calls reject with `err` (or "closed"). */
   destroy(err?: Error): void;
 }
+
 
 /** Payloads at least this large that span socket chunks are gathered into reusable buffers... */
 const SPARE_MIN_BYTES = 64 << 10;
@@ -146,6 +147,8 @@ export class FramedChannel implements PeerChannel {
   private readonly outgoingError: ((e: PeerErrorBody) => PeerErrorBody) | null;
   /** An error message was sent: the conversation is over, a second one would only repeat it. */
   errorSent = false;
+  /** Why this side stopped the conversation (interrupt()), or null. */
+  interruption: ImgstreamError | null = null;
 
   constructor(readonly socket: Duplex & { setTimeout?: (ms: number) => unknown }, opts: ChannelOptions) {
     this.peer = opts.peer;
@@ -209,6 +212,7 @@ export class FramedChannel implements PeerChannel {
   /** The other side's preamble: exactly its bytes. */
   async receivePreamble(): Promise<Buffer> {
     for (;;) {
+      if (this.interruption) throw this.interruption;
       if (this.preamble) return this.preamble;
       if (this.failure) throw this.failure;
       if (this.remoteEnded) throw new NetworkError(`peer ${this.peer}: closed the connection before the handshake`);
@@ -244,18 +248,38 @@ export class FramedChannel implements PeerChannel {
     if (this.failure) return Promise.reject(this.failure);
     if (this.closing) return Promise.reject(new NetworkError(`peer ${this.peer}: the connection is closing`));
     const e = errorOf(msg);
+    if (this.interruption && payload !== null) return Promise.reject(this.interruption);
     if (e) {
       this.errorSent = true;
       // the rest of the body (a mirror's `kept`) goes as it is; message and hint are rewritten
       if (this.outgoingError) msg = { ...msg, error: { ...(msg.error as Record<string, unknown>), ...this.outgoingError(e) } };
     }
-    const p = this.sendChain.then(() => this.writeFrame(msg, payload, payloadCrc, owned));
+    const p = this.sendChain.then(() => {
+      // interrupted while it waited its turn: the data stays here
+      if (this.interruption && payload !== null) throw this.interruption;
+      return this.writeFrame(msg, payload, payloadCrc, owned);
+    });
     this.sendChain = p.catch(() => {});
     return p;
   }
 
+  /**
+   * Stops the conversation from this side (the daemon shutting down): receive() rejects
+   * with `err` at once, and so do sends of a payload that have not begun, so a service
+   * moving data stops at its next step. The frame being written is finished (half a frame
+   * reads as damage on the other side), and messages without a payload still go out: a
+   * transfer that completed meanwhile is confirmed, and the error message tells the other
+   * side why this one stopped. Whoever serves the connection sends it and closes.
+   */
+  interrupt(err: ImgstreamError): void {
+    if (this.interruption || this.failure || this.closing) return;
+    this.interruption = err;
+    this.wake();
+  }
+
   async receive(): Promise<PeerMessage | null> {
     for (;;) {
+      if (this.interruption) throw this.interruption;
       const m = this.queue.shift();
       if (m) {
         this.queueBytes -= (m.payload?.length ?? 0) + 64;
@@ -272,7 +296,7 @@ export class FramedChannel implements PeerChannel {
     }
   }
 
-  async close(): Promise<void> {
+  async close(graceMs = CLOSE_GRACE_MS): Promise<void> {
     if (this.closing) return;
     this.closing = true;
     this.armFrameTimer(); // what still arrives is not read
@@ -291,7 +315,7 @@ export class FramedChannel implements PeerChannel {
     });
     this.socket.end();
     let timer: NodeJS.Timeout | undefined;
-    await Promise.race([closed, new Promise<void>((resolve) => (timer = setTimeout(resolve, CLOSE_GRACE_MS)))]);
+    await Promise.race([closed, new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs)))]);
     clearTimeout(timer);
     this.destroy();
   }
@@ -448,7 +472,8 @@ export class FramedChannel implements PeerChannel {
     if (this.failure) throw this.failure;
     const parts = payload === null ? [] : Array.isArray(payload) ? payload.filter((p) => p.length > 0) : payload.length > 0 ? [payload] : [];
     const n = head.length + parts.reduce((t, p) => t + p.length, 0);
-    await this.limiter.take(n);
+    // a channel that fails meanwhile (the other side stopped) does not wait out the rate limit
+    if (!this.limiter.unlimited) await Promise.race([this.limiter.take(n), this.failed]);
     if (this.failure) throw this.failure;
     const written = new Promise<void>((resolve, reject) => {
       const done = (err?: Error | null) => (err ? reject(this.failure ?? socketError(err, this.peer)) : resolve());
@@ -471,36 +496,4 @@ export class FramedChannel implements PeerChannel {
     const s = this.socket as Duplex;
     if (s.writableLength > SEND_WINDOW_BYTES) await Promise.race([new Promise<void>((r) => s.once('drain', () => r())), written, this.failed]);
   }
-}
-
-/** A socket error as a one-line NetworkError naming the peer. */
-export function socketError(err: Error, peer: string): ImgstreamError {
-  if (err instanceof ImgstreamError) return err;
-  const code = (err as NodeJS.ErrnoException).code;
-  switch (code) {
-    case 'ECONNREFUSED':
-      return new NetworkError(`peer ${peer}: connection refused`, 'is `imgstream serve peer` running there, on this port?');
-    case 'ENOTFOUND':
-    case 'EAI_AGAIN':
-      return new NetworkError(`peer ${peer}: unknown host`, 'check the host name');
-    case 'ECONNRESET':
-      return new NetworkError(`peer ${peer}: connection reset`, 'the other side went away or refused the connection; see its log');
-    case 'EPIPE':
-    case 'ERR_STREAM_DESTROYED':
-    case 'ERR_STREAM_WRITE_AFTER_END':
-      return new NetworkError(`peer ${peer}: the connection is closed`, 'the other side went away; see its log');
-    case 'ETIMEDOUT':
-      return new NetworkError(`peer ${peer}: connection timed out`, 'check the address and the network');
-    case 'EHOSTUNREACH':
-    case 'ENETUNREACH':
-      return new NetworkError(`peer ${peer}: no route to the host`, 'check the address and the network');
-    default:
-      return new NetworkError(`peer ${peer}: ${err.message.split('\n')[0]}`);
-  }
-}
-
-/** "ADDRESS:PORT" of a socket's other end. */
-export function remoteAddress(s: net.Socket): string {
-  const a = s.remoteAddress ?? '?';
-  return a.includes(':') ? `[${a}]:${s.remotePort}` : `${a}:${s.remotePort}`;
 }

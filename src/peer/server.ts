@@ -11,14 +11,15 @@ import net from 'node:net';
 import tls from 'node:tls';
 import { BusyError, ImgstreamError, InvalidInputError, IoError, NotFoundError, UsageError, fromSystemError } from '../core/errors.js';
 import { PRE_AUTH_LIMITS, errorOf } from '../format/peer-protocol.js';
-import { FramedChannel, remoteAddress } from './channel.js';
+import { FramedChannel } from './channel.js';
+import { remoteAddress } from './socket-error.js';
 import { resolveContained } from './contained-path.js';
 import { clientErrorBody } from './daemon-paths.js';
 import { HandshakeRefused, serverHandshake, serverPreamble } from './handshake.js';
 import { formatFingerprint, hostPort, printable } from './peer-url.js';
 import { isPeerOp, peerServices, type PeerContext, type PeerHello, type PeerService } from './services.js';
 import { readTokenFile } from './token-file.js';
-import { errorToWire } from './wire-error.js';
+import { daemonShuttingDown, errorToWire } from './wire-error.js';
 
 export interface ServePeerOptions {
   /** The directory every NAME is inside. */
@@ -81,8 +82,14 @@ export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 5_000;
 export const DEFAULT_SERVER_IDLE_MS = 5 * 60_000;
 /** A 1 MiB message (a mirror's DATA record) must arrive at 9 KB/s at least. */
 export const DEFAULT_FRAME_TIMEOUT_MS = 2 * 60_000;
-/** How long running services get to end at shutdown before their connections are cut. */
+/**
+ * At shutdown every conversation is interrupted and its service ends its transfer at its
+ * next step (milliseconds); this is only the backstop for one that does not, after which
+ * its connection is cut.
+ */
 const SHUTDOWN_GRACE_MS = 3000;
+/** How long a connection's close waits at shutdown for the client to close its side. */
+const SHUTDOWN_CLOSE_MS = 500;
 
 export async function servePeer(opts: ServePeerOptions): Promise<PeerServeResult> {
   if (opts.plain && opts.tls) throw new UsageError('--plain cannot be combined with --tls-cert and --tls-key');
@@ -105,6 +112,8 @@ export async function servePeer(opts: ServePeerOptions): Promise<PeerServeResult
   const sockets = new Set<net.Socket>();
   /** The TLS socket over a connection's TCP socket. */
   const tops = new Map<net.Socket, net.Socket>();
+  /** The channel over a connection's TCP socket, once it has one. */
+  const channels = new Map<net.Socket, FramedChannel>();
   const running = new Set<Promise<void>>();
   const shutdown = new AbortController();
   /** Connections in TLS or authentication, oldest first: each one's way to drop it. */
@@ -121,6 +130,7 @@ export async function servePeer(opts: ServePeerOptions): Promise<PeerServeResult
     raw.once('close', () => {
       sockets.delete(raw);
       tops.delete(raw);
+      channels.delete(raw);
     });
     raw.on('error', () => {}); // reported through the channel, or the connection is simply gone
     // a newcomer makes room by dropping the connection that has waited longest without
@@ -159,15 +169,32 @@ export async function servePeer(opts: ServePeerOptions): Promise<PeerServeResult
   opts.log(`${stamp()} shutting down: ${sockets.size} connection(s) open`);
   server.close();
   shutdown.abort();
-  const deadline = Date.now() + SHUTDOWN_GRACE_MS;
-  while (running.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  // every conversation stops where it is: each service ends its transfer as it does when its
+  // client goes away (nothing left under the name), and the client is told why
+  const stopping = daemonShuttingDown();
   for (const s of sockets) {
+    const ch = channels.get(s);
+    if (ch) ch.interrupt(stopping);
+    else cutSocket(s); // still in TLS: there is no one to tell yet
+  }
+  const deadline = Date.now() + SHUTDOWN_GRACE_MS;
+  while (running.size > 0 && Date.now() < deadline) await sleep(20);
+  if (running.size > 0) {
+    // a service that does not end: its client is told (when the connection is free for it), then it is cut
+    const told = [...channels.values()].filter((ch) => !ch.errorSent).map((ch) => ch.send({ error: errorToWire(stopping) }).catch(() => {}));
+    await Promise.race([Promise.allSettled(told), sleep(200)]);
+    for (const s of sockets) cutSocket(s);
+    // without its connection it ends at its next step; one stuck elsewhere is not waited for
+    await Promise.race([Promise.allSettled([...running]), sleep(1000)]);
+    if (running.size > 0) opts.log(`${stamp()} ${running.size} service(s) did not end: stopped without them`);
+  }
+  opts.log(`${stamp()} stopped: ${stats.connections} connection(s), ${stats.bytesReceived} bytes in, ${stats.bytesSent} bytes out`);
+  return stats;
+
+  function cutSocket(s: net.Socket): void {
     tops.get(s)?.destroy();
     s.destroy();
   }
-  await Promise.allSettled([...running]);
-  opts.log(`${stamp()} stopped: ${stats.connections} connection(s), ${stats.bytesReceived} bytes in, ${stats.bytesSent} bytes out`);
-  return stats;
 
   async function serveConnection(raw: net.Socket, id: number): Promise<void> {
     const peer = remoteAddress(raw);
@@ -213,13 +240,14 @@ export async function servePeer(opts: ServePeerOptions): Promise<PeerServeResult
       }
       phase = 'handshake';
       ch = new FramedChannel(socket, { peer, expectPreamble: true, limits: PRE_AUTH_LIMITS, outgoingError: (e) => clientErrorBody(e, roots) });
+      channels.set(raw, ch);
       const mine = serverPreamble();
       await ch.sendRaw(mine);
-      if (shutdown.signal.aborted) throw busy('the daemon is shutting down');
+      if (shutdown.signal.aborted) throw stoppingNow();
       // the place among maxConnections is taken only by a client that proved itself: the
       // busy answer then goes where the daemon's proof would, as an error the client raises
       await serverHandshake(ch, token, mine, () => {
-        if (shutdown.signal.aborted) throw busy('the daemon is shutting down');
+        if (shutdown.signal.aborted) throw stoppingNow();
         if (admitted >= maxConnections) throw busy(`too many connections (${maxConnections})`);
         admitted++;
         holdsPlace = true;
@@ -249,6 +277,7 @@ export async function servePeer(opts: ServePeerOptions): Promise<PeerServeResult
       log(`${hello.op} ok`);
     } catch (err) {
       if (timedOut) stats.refused++; // said when it happened
+      else if (ch?.interruption && err === ch.interruption && !op) log(`closed: ${oneLine(err)}`); // told below
       else if (err instanceof HandshakeRefused) {
         stats.refused++;
         log(err.reason);
@@ -267,13 +296,20 @@ export async function servePeer(opts: ServePeerOptions): Promise<PeerServeResult
       handshaking.delete(id);
       if (holdsPlace) admitted--;
       if (ch) {
-        await ch.close();
+        // a client interrupted in its handshake, or between requests, is told too
+        if (ch.interruption && !ch.errorSent) await ch.send({ error: errorToWire(ch.interruption) }).catch(() => {});
+        await ch.close(shutdown.signal.aborted ? SHUTDOWN_CLOSE_MS : undefined);
         stats.bytesReceived += ch.bytesReceived;
         stats.bytesSent += ch.bytesSent;
       } else raw.destroy();
       log(`disconnect: ${ch?.bytesReceived ?? 0} bytes in, ${ch?.bytesSent ?? 0} bytes out, ${((Date.now() - started) / 1000).toFixed(1)} s`);
     }
   }
+}
+
+/** A connection that arrives as the daemon stops: told so, as the open ones are (a network error: clients that retry, retry). */
+function stoppingNow(): HandshakeRefused {
+  return new HandshakeRefused('refused: the daemon is shutting down', errorToWire(daemonShuttingDown()));
 }
 
 function busy(why: string): HandshakeRefused {
@@ -340,6 +376,10 @@ function listen(server: net.Server, at: { host: string; port: number }): Promise
       resolve();
     });
   });
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 function stamp(): string {

@@ -17,6 +17,7 @@ import type { PeerChannel, PeerMessage } from './channel.js';
 import { makeParents, removeMadeParents } from './contained-path.js';
 import { printable } from './peer-url.js';
 import type { PeerContext, PeerHello, PeerService } from './services.js';
+import { daemonShuttingDown } from './wire-error.js';
 
 /** Reads a stream through, throwing a CorruptError when it is damaged or incomplete. */
 export type StreamValidator = (bytes: AsyncIterable<Buffer>, what: string) => Promise<void>;
@@ -100,13 +101,14 @@ async function putStream(ch: PeerChannel, hello: PeerHello, ctx: PeerContext, na
       [Symbol.asyncIterator]: () => ({
         next: async (): Promise<IteratorResult<Buffer>> => {
           if (ended) return { done: true, value: undefined };
-          if (ctx.signal.aborted) throw new NetworkError(`${shown}: the daemon is shutting down`, 'send it again later');
+          if (ctx.signal.aborted) throw daemonShuttingDown();
           let m: PeerMessage | null;
           try {
             m = await ch.receive();
           } catch (err) {
-            // a killed sender's connection may end in a reset instead of a close
-            if (err instanceof NetworkError) throw new NetworkError(`${shown}: the sender went away before the end of the stream (${err.message.replace(/^peer \S+: /, '')})`);
+            // a killed sender's connection may end in a reset instead of a close (the daemon
+            // stopping the transfer says so itself)
+            if (err instanceof NetworkError && !ctx.signal.aborted) throw new NetworkError(`${shown}: the sender went away before the end of the stream (${err.message.replace(/^peer \S+: /, '')})`);
             throw err;
           }
           if (m === null) throw new NetworkError(`${shown}: the sender went away before the end of the stream`);
@@ -178,7 +180,7 @@ export const streamGetService: PeerService = async (ch, hello, ctx) => {
     const buf = Buffer.allocUnsafe(GET_CHUNK_BYTES);
     let sent = 0;
     for (;;) {
-      if (ctx.signal.aborted) throw new NetworkError(`${shown}: the daemon is shutting down`, 'read it again later');
+      if (ctx.signal.aborted) throw daemonShuttingDown();
       let n: number;
       try {
         n = (await fh.read(buf, 0, buf.length, null)).bytesRead;

@@ -61,7 +61,13 @@ export function peerTarget(url: string, opts: PeerTargetOptions): PeerTarget {
     if (r!.msg.type !== 'ready') throw unexpected(r!, c.peer, 'to stream.put');
     reply = c.receive();
     reply.then(
-      () => (replied = true),
+      (m) => {
+        replied = true;
+        // the daemon stopped the transfer (it failed, or it is shutting down): sends stop
+        // now, and explain() gives its reason
+        const e = m === null ? null : errorOf(m.msg);
+        if (e) c.destroy(errorFromWire(e, c.peer));
+      },
       () => (replied = true),
     );
   };
