@@ -313,9 +313,10 @@ async function applyTransfer(volPath: string, ch: MirrorChannel, plan: TransferP
         throw new NetworkError(`mirror: the source went away after ${next} records`, 'run the update again: it resumes');
       }
       if (m.msg.error) {
-        const e = m.msg.error as { message?: string };
+        // a source that stopped (a daemon shutting down: network) gave up on nothing in the data
+        const e = m.msg.error as { code?: string; message?: string; hint?: string };
         await keepProgress();
-        throw new InvalidInputError(`mirror: the source gave up: ${e.message ?? 'unknown error'}`);
+        throw e.code === 'network' ? new NetworkError(`mirror: the source stopped: ${e.message}`, e.hint ?? 'run it again: it resumes') : new InvalidInputError(`mirror: the source gave up: ${e.message ?? 'unknown error'}`);
       }
       if (m.msg.end) {
         const end = m.msg.end as { records: number; chain: string };

@@ -125,7 +125,10 @@ export function withKeptHint(err: ImgstreamError, kept: { bytes: number; files: 
   const hint =
     err.code === 'volume-full'
       ? `the mirror must hold its current blocks and the ${formatSize(kept.bytes)} this update replaces them with until its CP, and has no room for both: drop this transfer (${abandon}), move the mirror aside, and update again into a new mirror (a full copy)`
-      : `the destination keeps ${formatSize(kept.bytes)} of this transfer (${kept.files.join(', ')}) to resume from: free space there and run the update again, or drop it with: ${abandon}`;
+      : err.code === 'network'
+        ? // the destination stopped the transfer (a daemon shutting down says when to run it again)
+          `${err.hint ?? 'run the update again'}: it resumes from the ${formatSize(kept.bytes)} of this transfer the destination keeps (${kept.files.join(', ')}), or drop them with: ${abandon}`
+        : `the destination keeps ${formatSize(kept.bytes)} of this transfer (${kept.files.join(', ')}) to resume from: free space there and run the update again, or drop it with: ${abandon}`;
   return errorOfCode(err.code, err.message, hint, err.details) as ImgstreamError;
 }
 
@@ -397,7 +400,7 @@ export async function sendMirror(source: Volume | SourceAccess, ch: MirrorChanne
       });
     }
     try {
-      await ch.send({ error: { code: err instanceof ImgstreamError ? err.code : 'internal', message: (err as Error).message } });
+      await ch.send({ error: { code: err instanceof ImgstreamError ? err.code : 'internal', message: (err as Error).message, ...(err instanceof ImgstreamError && err.hint ? { hint: err.hint } : {}) } });
     } catch {
       /* gone */
     }
