@@ -24,7 +24,12 @@ export interface PeerContext {
   peer: string;
   /** A line for the daemon's log (time and client are added). */
   log(line: string): void;
-  /** Fires when the daemon shuts down: stop, leave no partial result. */
+  /**
+   * Fires when the daemon shuts down: stop, leave no partial result. The channel is
+   * interrupted at the same moment (receive() and sends of a payload reject with "the
+   * daemon is shutting down"), so a service that works off its channel needs no check of
+   * its own; one that works long without it should look here.
+   */
   signal: AbortSignal;
 }
 
