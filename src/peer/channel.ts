@@ -84,7 +84,6 @@ export interface PeerChannel {
   destroy(err?: Error): void;
 }
 
-
 /** Payloads at least this large that span socket chunks are gathered into reusable buffers... */
 const SPARE_MIN_BYTES = 64 << 10;
 /** ... of this granularity, at most this many kept. */
