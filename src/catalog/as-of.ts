@@ -47,11 +47,14 @@ function volumeLabel(d: DumpRecord): string {
 
 /**
  * The dump that `asOf` names among `dumps` (already narrowed to one volume when the caller
- * knows it): the newest dump whose top is that snapshot, else the newest taken by that
- * date. Refused when the answer depends on a volume the user has not named.
+ * knows it): the newest dump whose top is that snapshot, else the one taken by that date
+ * that holds the newest state (the highest top snapshot id; of equals, the newest run). Refused when the answer depends on a volume the user has not named.
  */
 export function targetAsOf(dumps: DumpRecord[], asOf: string): DumpRecord {
-  const newest = (ds: DumpRecord[]) => [...ds].sort((a, b) => a.date.localeCompare(b.date)).at(-1);
+  // the newest state, not the newest run: a dump of an older snapshot run again (a copy for
+  // offsite) is no newer than the level 1 before it. Snapshot ids only grow on a volume (one
+  // volume here: see ambiguous), so the highest top id is the newest state; then the newest run
+  const newest = (ds: DumpRecord[]) => [...ds].sort((a, b) => a.top.id - b.top.id || a.date.localeCompare(b.date)).at(-1);
   const ambiguous = (ds: DumpRecord[], what: string): void => {
     const vols = new Map(ds.map((d) => [d.volume.uuid, d]));
     if (vols.size > 1) throw new UsageError(`${what} matches dumps of ${vols.size} volumes: ${[...vols.values()].map(volumeLabel).join(', ')}`, 'name one with --volume PATH|UUID, or restore onto an existing volume of the one you mean');

@@ -148,4 +148,15 @@ describe('restore --as-of with two volumes in the catalog', () => {
     expectOneLineError(restore('z.vol', '--as-of', '2026-12-04T16:17:00+05:60', '--volume', A.vol), 'no such zone offset', 3, /not a date/);
     expect(fs.existsSync(p('z.vol'))).toBe(false);
   });
+
+  it('a date means the newest state dumped by then, not the newest run: an older snapshot dumped again (a copy for offsite) does not win', async () => {
+    const C = await source('c', 3);
+    C.sha = await exportShas(C.vol, ['s2'], o);
+    dump(C.vol, 0, 's1', p('c.offsite.l0'), catalog, [], o); // run after the level 1 at s2
+    const now = new Date(Date.now() + 60_000).toISOString();
+    const r = cliJson<{ streams: Array<{ top: string }> }>(['restore', '--to', p('c.r.vol'), '--as-of', now, '--volume', C.vol], o);
+    expect(r.streams.map((s) => s.top)).toEqual(['s1', 's2']);
+    expect(await exportShas(p('c.r.vol'), ['s2'], o)).toEqual(C.sha);
+  });
 });
+
