@@ -57,11 +57,12 @@ export async function sourcesForChain(catalog: Catalog, volumePath: string, asOf
     if (unknown.length === 0) break;
     for (const d of unknown) there.set(d.id, await mediumHolds(d, opts));
   }
-  // onto an existing volume: the dumps whose top it holds already (restored before, a
-  // level 0 among them) are not applied again; the chain goes on from the newest of them
+  // onto an existing volume: the dumps up to the newest one whose top it holds (restored
+  // before, a level 0 among them) are not applied again, even where retention has deleted
+  // an older one's top since; the chain goes on from there
   if (onVolume !== null) {
-    let k = 0;
-    while (k < chain.length && onVolume.get(chain[k].top.id) === chain[k].top.name) k++;
+    let k = chain.length;
+    while (k > 0 && onVolume.get(chain[k - 1].top.id) !== chain[k - 1].top.name) k--;
     const newest = Math.max(0, ...onVolume.keys());
     if (k === chain.length) {
       const top = chain.at(-1)!.top;
