@@ -201,7 +201,8 @@ export class ControlServer {
     }
     fs.rmSync(this.socketPath, { force: true });
     try {
-      this.vol.volumeLock?.advertise(null);
+      // a journaling server still says so while it commits its last CP and closes the journal
+      this.vol.volumeLock?.advertise(null, 'rw', this.vol.observer !== null);
     } catch {
       /* the lock is released right after anyway */
     }

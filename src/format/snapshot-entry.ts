@@ -3,7 +3,9 @@
 //
 // Layout (256 bytes, little-endian):
 //    0  u8  in use (1) or free (0)
-//    1  u8  flags: bit 0 shadow, bit 1 master
+//    1  u8  flags: bit 0 shadow, bit 1 master, bit 2 restored (brought by a restore from
+//           the source's streams; versions that do not know it leave it out when they
+//           rewrite the entry, which only makes a later restore refuse what it could drop)
 //    2  u16 zero
 //    4  u32 crc32 of bytes 8..255
 //    8  u64 snapshot id (increasing: the order snapshots were taken)
@@ -19,6 +21,7 @@ import { crc32 } from './crc32.js';
 export const SNAPSHOT_ENTRY_BYTES = 256;
 export const FLAG_SHADOW = 1;
 export const FLAG_MASTER = 2;
+export const FLAG_RESTORED = 4;
 
 export interface SnapshotEntry {
   slot: number;
@@ -26,6 +29,8 @@ export interface SnapshotEntry {
   name: string;
   shadow: boolean;
   master: boolean;
+  /** Brought by a restore: a snapshot of the source volume, not one taken on this one. */
+  restored?: boolean;
   createdMs: number;
   mapRoot: number;
   generation: number;
@@ -38,7 +43,7 @@ export function encodeSnapshotEntry(e: SnapshotEntry | null): Buffer {
   const b = Buffer.alloc(SNAPSHOT_ENTRY_BYTES);
   if (!e) return b;
   b[0] = 1;
-  b[1] = (e.shadow ? FLAG_SHADOW : 0) | (e.master ? FLAG_MASTER : 0);
+  b[1] = (e.shadow ? FLAG_SHADOW : 0) | (e.master ? FLAG_MASTER : 0) | (e.restored ? FLAG_RESTORED : 0);
   b.writeBigUInt64LE(BigInt(e.id), 8);
   b.writeDoubleLE(e.createdMs, 16);
   b.writeBigUInt64LE(BigInt(e.mapRoot), 24);
@@ -64,6 +69,7 @@ export function decodeSnapshotEntry(b: Buffer, slot: number): SnapshotEntry | nu
     id: Number(b.readBigUInt64LE(8)),
     shadow: (b[1] & FLAG_SHADOW) !== 0,
     master: (b[1] & FLAG_MASTER) !== 0,
+    ...((b[1] & FLAG_RESTORED) !== 0 ? { restored: true } : {}),
     createdMs: b.readDoubleLE(16),
     mapRoot: Number(b.readBigUInt64LE(24)),
     generation: Number(b.readBigUInt64LE(32)),

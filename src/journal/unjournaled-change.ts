@@ -17,6 +17,8 @@ import { RecordKind, parseMarker, type JournalRecord } from './record.js';
 
 /** How long a difference must last, with no record read, before it is a change outside the journal. */
 const SETTLE_MS = 1000;
+/** How long a writer without a journal holds the volume before protect says it waits for it. */
+const HELD_SAY_MS = 3000;
 
 interface CpMarker {
   generation: number;
@@ -73,9 +75,13 @@ export class UnjournaledChange {
       this.since = null;
       // a writer without a journal holds the volume: what it acknowledges shows on the disk
       // only at its next CP, so no point is claimed while it does
-      this.heldBy = writer;
+      // said once it lasts: a server with --journal holds the lock a moment before it says so
+      // (while it opens and recovers its journal), and a stop without the marker is brief
+      if (writer === null || writer !== this.holder?.pid) this.holder = writer === null ? null : { pid: writer, since: now };
+      this.heldBy = this.holder !== null && now - this.holder.since >= HELD_SAY_MS ? this.holder.pid : null;
       return writer !== null;
     }
+    this.holder = null;
     this.heldBy = null;
     this.since ??= now;
     if (now - this.since < SETTLE_MS) return true;
@@ -85,8 +91,9 @@ export class UnjournaledChange {
     );
   }
 
-  /** The process holding the volume without journaling its writes, as differs() last found it (null: none). */
+  /** The process holding the volume without journaling its writes for HELD_SAY_MS or more, as differs() last found it (null: none). */
   heldBy: number | null = null;
+  private holder: { pid: number; since: number } | null = null;
 
   /** The live process that holds the volume's lock and is no server journaling its writes (null: none). */
   private writerWithoutJournal(): number | null {

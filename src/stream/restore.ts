@@ -100,12 +100,23 @@ class StageFile {
   }
 }
 
-/** The volume's snapshots that the stream's source had deleted by the time of the dump (see StreamHeader.retained). */
+/**
+ * The volume's snapshots that the stream's source had deleted by the time of the dump (see
+ * StreamHeader.retained): those before the base, and later ones that an earlier restore
+ * brought from the source (a differential: level 1 after level 1, the one before deleted
+ * by retention) and the source took before the stream's top. Later ones taken on this
+ * volume are its own: never dropped.
+ */
 function deletedAtSource(vol: Volume, h: StreamHeader): SnapshotEntry[] {
   if (!h.retained || h.base === null) return [];
   const keep = new Set([...h.retained.map((s) => s.id), ...h.snapshots.map((s) => s.id), h.base.id]);
-  // only snapshots that came before the base: later ones were taken on this volume, not the source's
-  return vol.snapshots().filter((s) => s.id <= h.base!.id && !keep.has(s.id));
+  return vol.snapshots().filter((s) => !keep.has(s.id) && (s.id <= h.base!.id || (s.restored === true && s.id < h.top.id)));
+}
+
+/** True when nothing was written to the active file system since the volume's newest snapshot (a replica as its last restore left it). */
+function activeAsNewestSnapshot(vol: Volume): boolean {
+  const newest = vol.snapshots().reduce<SnapshotEntry | null>((a, s) => (a === null || s.id > a.id ? s : a), null);
+  return newest !== null && newest.mapRoot === vol.rootRecord.mapRoot;
 }
 
 async function applyStream(vol: Volume, header: StreamHeader, records: AsyncGenerator<import('./stream-reader.js').StreamRecord>, writes: WriteBehind, name: string, display: string, progress: Progress): Promise<RestoredStream> {
@@ -117,7 +128,7 @@ async function applyStream(vol: Volume, header: StreamHeader, records: AsyncGene
   // a snapshot taken here after the base: the volume went its own way since (zfs recv
   // refuses the same); its id may even be one the source gave a snapshot of the stream
   const carried = new Map(header.snapshots.map((s) => [s.id, s] as const));
-  const own = header.base ? vol.snapshots().filter((x) => x.id > header.base!.id && !(carried.get(x.id)?.name === x.name && carried.get(x.id)?.generation === x.generation)) : [];
+  const own = header.base ? vol.snapshots().filter((x) => x.id > header.base!.id && !dropIds.has(x.id) && !(carried.get(x.id)?.name === x.name && carried.get(x.id)?.generation === x.generation)) : [];
   if (own.length > 0) {
     throw new InvalidInputError(
       `${name}: ${display} has snapshot${own.length > 1 ? 's' : ''} ${own.map((x) => `"${x.name}"`).join(', ')} taken after this stream's base snapshot "${header.base!.name}" that the stream does not bring (a later stream of the chain was restored already, or they were taken on ${display})`,
@@ -135,10 +146,13 @@ async function applyStream(vol: Volume, header: StreamHeader, records: AsyncGene
   const writtenChunks = new Map<number, Set<number>>(incoming.map((s) => [s.id, new Set<number>()]));
   // snapshots already on the volume that the stream carries again: their blocks are checked, not written
   const alsoHere = header.snapshots.filter((s) => existing.has(s.id)).map((s) => vol.layout.snapshotPlane(existing.get(s.id)!.slot));
-  // what must not change: the active file system and the regular snapshots that stay
+  // what must not change: the active file system and the regular snapshots that stay. An
+  // active file system as the newest snapshot left it holds nothing of its own (the
+  // snapshots that stay pin its blocks; those of one dropped go with it), and the restore
+  // sets it to the stream's top
   const pinned = [
     ...vol.snapshots().filter((s) => !s.shadow && !dropIds.has(s.id)).map((s) => ({ plane: vol.layout.snapshotPlane(s.slot), what: `snapshot "${s.name}"` })),
-    { plane: PLANE_ACTIVE, what: `data written to it after its base snapshot "${header.base?.name}"` },
+    ...(activeAsNewestSnapshot(vol) ? [] : [{ plane: PLANE_ACTIVE, what: `data written to it after its base snapshot "${header.base?.name}"` }]),
   ];
   const occupied = new OccupancyCursor(vol);
   // incoming VBNs, held back from the allocator until the CP (a bitmap: bounded like a plane)
@@ -270,7 +284,7 @@ async function applyStream(vol: Volume, header: StreamHeader, records: AsyncGene
       }
     }
     for (const s of incoming) {
-      const e: SnapshotEntry = { slot: slotOf.get(s.id)!, id: s.id, name: s.name, shadow: s.shadow, master: s.master, createdMs: s.createdMs, mapRoot: s.mapRoot, generation: s.generation, blocks: s.blocks, mappedBlocks: s.mappedBlocks, reusedBlocks: 0 };
+      const e: SnapshotEntry = { slot: slotOf.get(s.id)!, id: s.id, name: s.name, shadow: s.shadow, master: s.master, restored: true, createdMs: s.createdMs, mapRoot: s.mapRoot, generation: s.generation, blocks: s.blocks, mappedBlocks: s.mappedBlocks, reusedBlocks: 0 };
       vol.installSnapshot(e);
     }
     for (const v of reserved.values()) vol.unreserve(v); // now held by the snapshot planes

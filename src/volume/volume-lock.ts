@@ -186,7 +186,7 @@ export class VolumeLock {
    */
   advertise(socket: string | null, served: 'rw' | 'ro' = 'rw', journal = false): void {
     const first = this.token.split('\n')[0].trim();
-    const next = socket === null ? first : `${first} \ncontrol=${socket}\nserved=${served}\n${journal ? 'journal=1\n' : ''}`;
+    const next = socket === null ? (journal ? `${first} \njournal=1\n` : first) : `${first} \ncontrol=${socket}\nserved=${served}\n${journal ? 'journal=1\n' : ''}`;
     if (fs.readFileSync(this.file, 'utf8') !== this.token) throw new BusyError(`${this.file}: lost the lock`, 'another process removed it');
     const tmp = `${this.file}.${process.pid}.tmp`;
     fs.writeFileSync(tmp, next, { mode: 0o666 });

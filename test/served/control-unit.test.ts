@@ -187,6 +187,9 @@ describe('lock file', () => {
       // a server journaling its writes says so (protect tells its writes from other writers')
       lock.advertise(lock.controlPath, 'rw', true);
       expect(VolumeLock.holder(file)).toEqual({ pid: process.pid, control: lock.controlPath, served: 'rw', journal: true });
+      // its control socket closed at shutdown, it still says so while it commits its last CP
+      lock.advertise(null, 'rw', true);
+      expect(VolumeLock.holder(file)).toEqual({ pid: process.pid, control: undefined, served: undefined, journal: true });
       lock.advertise(lock.controlPath, 'ro');
       expect(lock.controlPath).toBe(lock.file.replace(/\.lock$/, '.ctl'));
       expect(VolumeLock.holder(file)).toEqual({ pid: process.pid, control: lock.controlPath, served: 'ro', journal: false });
