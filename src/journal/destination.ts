@@ -1,5 +1,6 @@
 // Protection destinations: where `imgstream protect` ships a volume's intervals. A local
 // directory (local-destination.ts) or one on a peer daemon (peer://HOST:PORT/NAME).
+import { refuseUnknownUrl } from '../media/url-like.js';
 import { UsageError } from '../core/errors.js';
 import type { PeerClientOptions } from '../peer/client.js';
 import type { ProtectDestination } from './destination-api.js';
@@ -17,5 +18,6 @@ export function openProtectDestination(spec: string, peerOptions?: PeerClientOpt
     if (!peerOptions) throw new UsageError(`${spec} needs --token-file FILE`, 'the same token file the daemon was started with');
     return new PeerProtectDestination(spec, peerOptions);
   }
+  refuseUnknownUrl(spec, 'a directory or peer://HOST:PORT/NAME');
   return new LocalProtectDestination(spec);
 }

@@ -5,7 +5,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { CorruptError, ExistsError, NetworkError, fromSystemError } from '../core/errors.js';
-import { errorOf } from '../format/peer-protocol.js';
+import { errorOf, type PeerErrorBody } from '../format/peer-protocol.js';
 import { checkPeerClientOptions, connectPeer, errorFromWire, formatPeerUrl, parsePeerUrl, type PeerClientOptions } from '../peer/index.js';
 import { noProgress, type Progress } from '../core/progress.js';
 import { removeStaleTemp, tempBeside } from '../fs/stale-temp.js';
@@ -38,7 +38,7 @@ async function receiveImage(spec: string, asOf: string, opts: PeerClientOptions,
       const m = await ch.receive();
       if (m === null) throw new NetworkError(`peer ${ch.peer}: the daemon closed the connection in the middle of the image`, 'see its log');
       const e = errorOf(m.msg);
-      if (e) throw errorFromWire(e, ch.peer);
+      if (e) throw errorFromWire(asClientNamesIt(e, u.name, where), ch.peer);
       const msg = m.msg;
       if (msg.type === 'image' && !out) {
         size = Number(msg.size);
@@ -138,3 +138,15 @@ export async function peerRestoreAsOf(spec: string, asOf: string, to: string, op
     kept();
   }
 }
+
+/**
+ * The daemon names the destination by NAME (its paths hidden); the commands its hints
+ * give are run here, where NAME is a local path: they name the destination as the client
+ * gave it, with the peer flags it needs.
+ */
+function asClientNamesIt(e: PeerErrorBody, name: string, url: string): PeerErrorBody {
+  const bare = new RegExp(`(^|[\\s(])${name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}(?=[\\s:,;)]|$)`, 'g');
+  const hint = e.hint?.replace(/imgstream protect status (\S+)( --points)?/g, (all, dest: string, points = '') => (dest === name ? `imgstream protect status ${url}${points} (with the same --token-file and TLS flags)` : all));
+  return { ...e, message: e.message.replace(bare, `$1${url}`), ...(hint !== undefined ? { hint } : {}) };
+}
+

@@ -167,8 +167,19 @@ export async function exportProtectedAsOf(dir: string, asOf: string, sinkFor: (s
           overlay.read(lbns[k], buf.subarray((lbns[k] - lbn) * bs, (lbns[k] - lbn + 1) * bs), fds);
           k++;
         }
-        if (sink.skip && isZero(buf)) sink.skip(buf.length);
-        else await sink.write(buf);
+        if (!sink.skip) await sink.write(buf);
+        else {
+          // runs of blocks: zeros are skipped (holes in a file; nothing on a peer's wire), the rest written
+          const skip = sink.skip;
+          for (let at = 0; at < buf.length; ) {
+            const zero = isZero(buf.subarray(at, at + bs));
+            let end = at + bs;
+            while (end < buf.length && isZero(buf.subarray(end, end + bs)) === zero) end += bs;
+            if (zero) skip(end - at);
+            else await sink.write(buf.subarray(at, end));
+            at = end;
+          }
+        }
         bytes += buf.length;
         progress.update(bytes);
       }

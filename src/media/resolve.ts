@@ -1,7 +1,9 @@
 // From what a user types to a medium: "-" is stdout/stdin, "tape:..." a tape (see
 // tape/), "peer://HOST:PORT/NAME" a stream on a peer daemon (see peer/; needs the
 // client options: token file, TLS), "s3://BUCKET/KEY" an object (see s3/; endpoint and
-// addressing from the s3 options), anything else a file.
+// addressing from the s3 options), anything else a file (one that reads like another
+// URL, peer:/x or http://…, is refused as a typo: url-like.ts).
+import { refuseUnknownUrl } from './url-like.js';
 import type { MediaPosition, StreamSource, StreamTarget } from './medium.js';
 import { InvalidInputError, NotFoundError, UsageError } from '../core/errors.js';
 import { fileSource, fileTarget } from './file/file-medium.js';
@@ -37,6 +39,7 @@ export interface SourceOptions {
 }
 
 export const PEER_SCHEME = 'peer://';
+const MEDIA_FORMS = 'a file, -, tape:DIR, peer://HOST:PORT/NAME or s3://BUCKET/KEY';
 
 export function isPeerSpec(spec: string): boolean {
   return spec.startsWith(PEER_SCHEME);
@@ -56,6 +59,7 @@ export function targetFor(spec: string, opts: TargetOptions): StreamTarget {
   }
   if (isPeerSpec(spec)) return peerTarget(spec, { ...peerOptions(spec, opts), force: opts.force });
   if (isS3Spec(spec)) return s3Target(spec, { ...opts.s3, force: opts.force });
+  refuseUnknownUrl(spec, MEDIA_FORMS);
   return fileTarget(spec, { force: opts.force });
 }
 
@@ -64,6 +68,7 @@ export function sourceFor(spec: string, opts: SourceOptions = {}): StreamSource 
   if (spec.startsWith('tape:')) return tapeSource({ ...parseTapeSpec(spec), volume: opts.volume, oneVolume: opts.oneVolume });
   if (isPeerSpec(spec)) return peerSource(spec, peerOptions(spec, opts));
   if (isS3Spec(spec)) return s3Source(spec, opts.s3);
+  refuseUnknownUrl(spec, MEDIA_FORMS);
   return fileSource(spec);
 }
 

@@ -203,3 +203,5 @@ export function channelPair(): [MirrorChannel, MirrorChannel] {
 
 /** The receiver's refusal to update a mirror that was broken off (the source side adds the hint naming both ends). */
 export const BROKEN_OFF = 'the mirror was broken off and may have changed';
+/** A resync where no mirror is (a mistyped destination would otherwise get a full copy). */
+export const NO_MIRROR = 'no mirror there to resync';

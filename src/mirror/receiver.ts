@@ -15,7 +15,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { createHash } from 'node:crypto';
-import { CorruptError, FormatVersionError, NetworkError, fromSystemError, ImgstreamError, InvalidInputError, NotAVolumeError } from '../core/errors.js';
+import { CorruptError, FormatVersionError, NetworkError, fromSystemError, ImgstreamError, InvalidInputError, NotAVolumeError, NotFoundError } from '../core/errors.js';
 import { applyMapDelta, StreamFormatError } from '../format/image-stream.js';
 import type { SnapshotEntry } from '../format/snapshot-entry.js';
 import { WriteBehind } from '../volume/write-behind.js';
@@ -27,7 +27,7 @@ import { decodeRecordIndex, hashChain, recordCrc } from './records.js';
 import { RecordInflater } from './record-inflater.js';
 import { holdingDestination } from './destination-lock.js';
 import { abandonPartial, checkDestinationPath, dropUnresumable, partialFiles, readResume, settleFresh, sidePaths, writeResume } from './side-files.js';
-import { BROKEN_OFF, geometryMatches, identOf, MIRROR_PROTOCOL, sameSnapshot, type DestinationState, type MirrorChannel, type TransferDone, type TransferPlan, type VolumeGeometry } from './protocol.js';
+import { BROKEN_OFF, NO_MIRROR, geometryMatches, identOf, MIRROR_PROTOCOL, sameSnapshot, type DestinationState, type MirrorChannel, type TransferDone, type TransferPlan, type VolumeGeometry } from './protocol.js';
 
 export { abandonPartial, partialFiles } from './side-files.js';
 
@@ -138,6 +138,7 @@ async function converse(volPath: string, ch: MirrorChannel, hello: Record<string
     checkDestinationPath(volPath); // before the source takes its snapshot: never found out at the final link
     const geometry = hello.volume as VolumeGeometry;
     const state = describeDestination(volPath);
+    if (!state.exists && hello.op === 'mirror.resync') throw new NotFoundError(NO_MIRROR, 'a new mirror starts with: imgstream mirror update');
     if (state.exists) {
       if (!state.mirror) throw new InvalidInputError('holds a volume that is not a mirror', 'mirror to another name');
       if (!geometryMatches(state.geometry!, geometry)) throw new InvalidInputError(`is the mirror of another volume (${state.uuid})`, 'mirror to another name, or delete the old mirror');

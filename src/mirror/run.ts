@@ -1,5 +1,6 @@
 // Running mirror operations from the command line: resolving a destination (a volume path
 // on this machine, or a peer), bandwidth limits, and the schedule of `mirror start`.
+import { refuseUnknownUrl } from '../media/url-like.js';
 import fs from 'node:fs';
 import path from 'node:path';
 import { Cron } from 'croner';
@@ -7,7 +8,7 @@ import { errorOfCode, ImgstreamError, InvalidInputError, UsageError } from '../c
 import { noProgress, type Progress } from '../core/progress.js';
 import { Volume } from '../volume/volume.js';
 import { localDestination } from './index.js';
-import { BROKEN_OFF, identOf, MIRROR_PROTOCOL, type MirrorChannel } from './protocol.js';
+import { BROKEN_OFF, NO_MIRROR, identOf, MIRROR_PROTOCOL, type MirrorChannel } from './protocol.js';
 import { abandonPartial, breakMirror, receiveMirror } from './receiver.js';
 import { checkDestinationPath } from './side-files.js';
 import { withDestinationLock } from './destination-lock.js';
@@ -44,7 +45,7 @@ export function destinationFor(spec: string): Destination {
     if (!peerOpener) throw new InvalidInputError(`${spec}: peer destinations are not available in this build`);
     return peerOpener(spec);
   }
-  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(spec)) throw new InvalidInputError(`${spec}: unknown destination`, 'give a volume path or peer://HOST:PORT/NAME');
+  refuseUnknownUrl(spec, 'a volume path or peer://HOST:PORT/NAME');
   if (spec === '') throw new InvalidInputError('the destination path is empty', 'give a volume path or peer://HOST:PORT/NAME');
   const abs = path.resolve(spec);
   return {
@@ -109,6 +110,7 @@ export async function mirrorUpdate(volPath: string, dest: Destination, opts: Upd
     // the receiver knows neither the source nor the name this side gives the destination (a
     // daemon's directory, a peer URL): the hint to bring a broken-off mirror back names both
     if (err instanceof ImgstreamError && err.message.includes(BROKEN_OFF)) throw errorOfCode(err.code, err.message, `bring it back with: imgstream mirror resync ${volPath} --to ${dest.spec}`);
+    if (err instanceof ImgstreamError && err.message.includes(NO_MIRROR)) throw errorOfCode(err.code, err.message, `a new mirror starts with: imgstream mirror update ${volPath} --to ${dest.spec}`);
     throw err;
   });
   if (!first.resumedTransfer || opts.signal?.aborted) return { ...first, transfers: [first] };

@@ -173,6 +173,11 @@ const cases: Case[] = [
   { what: 'import into a mirror', args: ['volume', 'import', at('m.vol'), '--from', at('a.img')], code: 'invalid-input', mentions: /mirror/ },
   { what: 'mirror break of a volume that is not a mirror', args: ['mirror', 'break', v()], code: 'invalid-input', mentions: /not a mirror/ },
   { what: 'mirror break of a missing volume', args: ['mirror', 'break', at('nope.vol')], code: 'not-found', mentions: /nope\.vol/ },
+  // a mistyped URL is never taken as a local path (it would write ./peer:/x and exit 0)
+  { what: 'protect --to a mistyped peer URL', args: ['protect', v(), '--to', 'peer:/vm1', '--once'], code: 'invalid-input', mentions: /peer:\/vm1: not a path, and not a URL imgstream knows \(give a directory or peer:\/\/HOST:PORT\/NAME/ },
+  { what: 'dump --to an http URL', args: ['dump', v(), '--level', '0', '--to', 'http://backup.example/vm1'], code: 'invalid-input', mentions: /http:\/\/backup\.example\/vm1: not a path, and not a URL imgstream knows/ },
+  { what: 'restore --from a mistyped s3 URL', args: ['restore', '--from', 's3:/bucket/x', '--to', at('new.vol')], code: 'invalid-input', mentions: /s3:\/bucket\/x: not a path/ },
+  { what: 'mirror update --to a mistyped peer URL', args: ['mirror', 'update', v(), '--to', 'peer:/m'], code: 'invalid-input', mentions: /peer:\/m: not a path, and not a URL imgstream knows \(give a volume path or peer/ },
   { what: 'mirror start with --every and --cron', args: ['mirror', 'start', v(), '--to', at('m.vol'), '--every', '5m', '--cron', '* * * * *'], code: 'usage' },
   { what: 'mirror start without a schedule', args: ['mirror', 'start', v(), '--to', at('m.vol')], code: 'usage', mentions: /--every|--cron/ },
   { what: 'mirror start --every soon', args: ['mirror', 'start', v(), '--to', at('m.vol'), '--every', 'soon'], code: 'usage', mentions: /soon/, json: true },

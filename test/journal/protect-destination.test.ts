@@ -13,7 +13,7 @@ import { exportProtectedAsOf } from '../../src/journal/restore-as-of.js';
 import { protectStatus } from '../../src/journal/protect-status.js';
 import { peerExportAsOf } from '../../src/journal/peer-as-of.js';
 import { fileSink } from '../../src/volume/image-io.js';
-import { allocatedBytes, CLI_BIN, cliJson, cliOk, finished, listeningPort, REPO_ROOT, runCli, runCliAsync, sleep, stderrLines, writeImage } from '../support/cli.js';
+import { allocatedBytes, CLI_BIN, cliJson, cliOk, finished, listeningPort, nonZeroBlocks, REPO_ROOT, runCli, runCliAsync, sleep, stderrLines, writeImage } from '../support/cli.js';
 import { makeToken } from '../peer/support.js';
 import { tempDir } from '../support/images.js';
 import { imageBytes } from '../support/oracle.js';
@@ -524,6 +524,13 @@ describe('protection destination', () => {
       const fin = cliJson(['protect', 'status', url(), '--token-file', token, '--plain', '--points'], { env });
       expect(fin.window.end).toBe(iso(endOf(seed, count)));
       for (const p of fin.points as Array<{ seq: number; time: string }>) expect((await exportInProcess(dest, p.time)).equals(model[p.seq]), `point ${p.seq}`).toBe(true);
+      // an export writes the non-zero blocks only (through a daemon, all that crosses the network; it sent 8 MiB pieces)
+      {
+        const last = (fin.points as Array<{ seq: number; time: string }>).at(-1)!;
+        let written = 0;
+        await exportProtectedAsOf(dest, last.time, () => ({ write: async (d: Buffer) => void (written += d.length), skip: () => {}, finish: async () => {}, discard: () => {} }));
+        expect(written).toBe(nonZeroBlocks(model[last.seq], MODEL_BLOCK_SIZE) * MODEL_BLOCK_SIZE);
+      }
       // exports through the daemon while it folds another shipper's intervals into the same base
       {
         const busy = `peer://127.0.0.1:${daemon.port}/busy.cdp`;
@@ -565,7 +572,8 @@ describe('protection destination', () => {
       expect(fs.readFileSync(at('peer-vol.raw')).equals(model[count])).toBe(true);
       const outside = cli(['restore', '--to', at('peer2.vol'), '--as-of', iso(endOf(seed, 0)), '--from', url(), ...peerFlags]);
       expect(outside.code).toBe(4);
-      expect(stderrLines(outside)).toEqual([expect.stringContaining(`is outside the recovery window of vm.cdp: ${fin.window.start} to ${fin.window.end}`)]);
+      // named as the client named it, and the hint's command runs here as printed (with the peer flags)
+      expect(stderrLines(outside)).toEqual([expect.stringContaining(`is outside the recovery window of ${url()}: ${fin.window.start} to ${fin.window.end} (list the recovery points with: imgstream protect status ${url()} --points (with the same --token-file and TLS flags))`)]);
       expect(fs.existsSync(at('peer2.vol'))).toBe(false);
     } finally {
       daemon.child.kill('SIGTERM');

@@ -96,6 +96,14 @@ describe('a destination no transfer could finish at', () => {
     expect(runCli(['mirror', 'update', src, '--to', other, '--state', at('other-state.json')], { env }).code).toBe(0);
     const unknown = runCli(['mirror', 'break', other], { env });
     expect(unknown.stdout + unknown.stderr).toContain(`(bring it back with: imgstream mirror resync SOURCE --to ${other})`);
+    // a resync where no mirror is (a mistyped path): refused, never a full copy under the typo
+    const typo = at('no-such-mirror.vol');
+    const snapsBefore = snapshotsOf(src);
+    const nothing = runCli(['mirror', 'resync', src, '--to', typo], { env });
+    expect(nothing.code, nothing.stderr).toBe(3);
+    expect(stderrLines(nothing)).toEqual([expect.stringContaining(`no mirror there to resync (a new mirror starts with: imgstream mirror update ${src} --to ${typo})`)]);
+    expect(fs.existsSync(typo)).toBe(false);
+    expect(snapshotsOf(src)).toEqual(snapsBefore);
     // every update is refused (a broken-off mirror): the loop logs each, then exits with the refusal's code
     const r = runCli(['mirror', 'start', src, '--to', to, '--every', '1s', '--max-runs', '2', '--json'], { env, timeoutMs: 30_000 });
     expect(r.code, r.stderr).toBe(4);
