@@ -1,6 +1,7 @@
 // restore --as-of: which dump a snapshot name or a date means, and which volume's dumps to
 // look at. Dates are read strictly (Date.parse takes "june7" for 2001-06-07): a day alone
 // means the end of that day, a time without a zone is local time.
+import path from 'node:path';
 import { NotFoundError, UsageError } from '../core/errors.js';
 import type { DumpRecord } from './catalog.js';
 
@@ -74,10 +75,14 @@ export function targetAsOf(dumps: DumpRecord[], asOf: string): DumpRecord {
 
 /** Dumps of the volume `selector` names: a uuid (or a prefix of at least 4 characters), or the path recorded at dump time. */
 export function dumpsOfVolume(dumps: DumpRecord[], selector: string, uuidAtPath?: string): DumpRecord[] {
-  const mine = dumps.filter((d) => (uuidAtPath !== undefined && d.volume.uuid === uuidAtPath) || d.volume.path === selector || (selector.length >= 4 && d.volume.uuid.startsWith(selector)));
+  const abs = path.resolve(selector);
+  const mine = dumps.filter((d) => (uuidAtPath !== undefined && d.volume.uuid === uuidAtPath) || d.volume.path === selector || d.volume.path === abs || (selector.length >= 4 && d.volume.uuid.startsWith(selector)));
   const uuids = new Set(mine.map((d) => d.volume.uuid));
   if (uuids.size === 0) throw new NotFoundError(`the catalog has no dumps of volume "${selector}"`, 'list them with: imgstream catalog list');
-  if (uuids.size > 1) throw new UsageError(`--volume ${selector} matches ${uuids.size} volumes`, 'give more of the uuid');
+  if (uuids.size > 1) {
+    const vols = new Map(mine.map((d) => [d.volume.uuid, d]));
+    throw new UsageError(`--volume ${selector} matches ${uuids.size} volumes: ${[...vols.values()].map(volumeLabel).join(', ')}`, 'give more of the uuid, or the path as catalog list shows it');
+  }
   return mine;
 }
 

@@ -4,6 +4,7 @@
 // base's top snapshot up to the chosen one, minus the base's top snapshot. Level 0 is the
 // sum of every snapshot up to the chosen one. Only the blocks sent are read.
 import os from 'node:os';
+import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { BusyError, errorOfCode, ExistsError, ImgstreamError, InvalidInputError, IoError, NotFoundError, stoppedBy, withLeftBehind, type StopSignal } from '../core/errors.js';
 import { encodeMapDeltas, encodePlane, type MapDelta, type StreamHeader, type StreamSnapshot } from '../format/image-stream.js';
@@ -282,7 +283,7 @@ export async function dumpVolume(vol: Volume, target: DumpTargetFactory, opts: D
     const { trailer, position, streamBytes } = await writer.finish();
     const rec: DumpRecord = {
       id: streamId,
-      volume: { uuid: r.uuid, path: vol.path },
+      volume: { uuid: r.uuid, path: path.resolve(vol.path) }, // as given, it would name another volume from another directory
       level: plan.level,
       base: plan.base ? { id: plan.base.id, name: plan.base.name } : null,
       top: { id: top.id, name: top.name },

@@ -158,5 +158,26 @@ describe('restore --as-of with two volumes in the catalog', () => {
     expect(r.streams.map((s) => s.top)).toEqual(['s1', 's2']);
     expect(await exportShas(p('c.r.vol'), ['s2'], o)).toEqual(C.sha);
   });
+
+  it('a dump run with a relative volume path records the absolute one: --volume picks it from anywhere', async () => {
+    const cat = p('rel-catalog.json');
+    const eo = { env: { ...env, IMGSTREAM_CATALOG: cat }, timeoutMs: 60_000 };
+    for (const host of ['hostA', 'hostB']) {
+      fs.mkdirSync(p(host));
+      const cwd = p(host);
+      fs.writeFileSync(p(`${host}/a.raw`), randomImage(256, 4096, host.length + 40 + host.charCodeAt(4)));
+      expect(runCli(['volume', 'create', 'vm.vol', '--size', '1M', '-q'], { ...eo, cwd }).code).toBe(0);
+      expect(runCli(['volume', 'import', 'vm.vol', '--from', 'a.raw', '-q'], { ...eo, cwd }).code).toBe(0);
+      expect(runCli(['dump', 'vm.vol', '--level', '0', '--to', 'full.l0', '-q'], { ...eo, cwd }).code).toBe(0);
+    }
+    const list = cliJson<{ dumps: Array<{ volume: { path: string } }> }>(['catalog', 'list', '--json'], eo);
+    expect(list.dumps.map((d) => d.volume.path).sort()).toEqual([p('hostA/vm.vol'), p('hostB/vm.vol')]);
+    // hostA's volume lost: --volume by its path, relative to here, finds its dumps only
+    const want = await exportShas(p('hostA/vm.vol'), [null], o);
+    fs.renameSync(p('hostA/vm.vol'), p('hostA/vm.vol.lost'));
+    const now = new Date(Date.now() + 60_000).toISOString();
+    expect(runCli(['restore', '--to', 'back.vol', '--as-of', now, '--volume', 'hostA/vm.vol', '-q'], { ...eo, cwd: root }).code).toBe(0);
+    expect(await exportShas(p('back.vol'), [null], o)).toEqual(want);
+  });
 });
 
