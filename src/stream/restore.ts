@@ -21,6 +21,7 @@ import { readImageStream, type ReleaseBuffer } from './stream-reader.js';
 import type { KeyOption } from '../crypt/index.js';
 import { removeStaleTemp, tempBeside } from '../fs/stale-temp.js';
 import { removeOnStop } from '../fs/stop-cleanup.js';
+import { claimNewVolume } from './new-volume-lock.js';
 import type { StreamSummary } from './verify.js';
 import type { VolumePick } from './volume-pick.js';
 
@@ -421,12 +422,17 @@ function createForStream(volumePath: string, header: StreamHeader, name: string,
     throw new NotFoundError(`${name}: ${volumePath} does not exist, and a level ${header.level} stream needs its base snapshot "${header.base.name}"`, hint);
   }
   const v = header.volume;
+  const unclaim = claimNewVolume(volumePath); // before a killed one's leftovers are taken for stale: they may be a running one's
   const { dir, prefix } = tempBeside(volumePath, 'restoring');
   removeStaleTemp(dir, prefix);
   // and the volume file a killed restore was creating under that name (volume create's own temporary of it)
   removeStaleTemp(dir, new RegExp(`^\\.${prefix.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}(\\d+)\\.imgstream-new-\\d+$`));
   const tmp = path.join(dir, `${prefix}${process.pid}`);
-  const unkeep = removeOnStop(tmp);
+  const unkeepTmp = removeOnStop(tmp);
+  const unkeep = (): void => {
+    unkeepTmp();
+    unclaim();
+  };
   fs.rmSync(tmp, { force: true });
   try {
     Volume.create(tmp, { size: v.logicalSize, blockSize: v.blockSize, nblocks: v.nblocks, maxSnapshots: v.maxSnapshots, uuid: v.uuid });
