@@ -80,11 +80,13 @@ class StageFile {
     this.file = path.join(dir, `${prefix}${process.pid}`);
   }
 
+  /** Removes what a killed restore left (each restore onto the volume does, staging or not: a retry may need none). */
+  removeStale(): void {
+    removeStaleTemp(this.dir, this.prefix);
+  }
+
   put(vbn: number, block: Buffer): void {
-    if (this.fd === null) {
-      removeStaleTemp(this.dir, this.prefix); // left by a killed restore
-      this.fd = fs.openSync(this.file, 'w+', 0o600);
-    }
+    if (this.fd === null) this.fd = fs.openSync(this.file, 'w+', 0o600);
     fs.writeSync(this.fd, block, 0, block.length, this.bytes);
     this.offsets.set(vbn, this.bytes);
     this.bytes += block.length;
@@ -162,6 +164,7 @@ async function applyStream(vol: Volume, header: StreamHeader, records: AsyncGene
   // shadow snapshot): kept in a stage file and switched in by the CP
   const stagedBits = new SparseBitmap(vol.layout.wordsPerPlaneBlock);
   const stage = new StageFile(path.dirname(vol.path), tempBeside(display, 'restore-stage').prefix);
+  stage.removeStale();
   const scratch = Buffer.alloc(bs);
   let claimed = 0; // free VBNs taken for the stream's blocks
   const out: RestoredStream = { stream: name, streamId: header.streamId, level: header.level, base: header.base?.name ?? null, top: header.top.name, snapshots: header.snapshots.map((s) => s.name), blocks: 0, bytes: 0, skippedBlocks: 0, stagedBlocks: 0, separateDropCp: false, dropped: dropping.map((s) => s.name), generation: 0 };
