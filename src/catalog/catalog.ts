@@ -249,7 +249,7 @@ export class Catalog {
   get(id: string): DumpRecord {
     const all = this.read();
     const hit = all.filter((d) => d.id === id || d.id.startsWith(id));
-    if (hit.length !== 1) throw new NotFoundError(`${this.file}: ${hit.length ? 'more than one dump matches' : 'no dump'} "${id}"`, 'list them with: imgstream catalog list');
+    if (hit.length !== 1) throw new NotFoundError(`${this.file}: ${hit.length ? 'more than one dump matches' : 'no dump'} "${id}"`, `list them with: imgstream catalog list --catalog ${this.file}`);
     return hit[0];
   }
 

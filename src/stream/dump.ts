@@ -312,18 +312,20 @@ export async function dumpVolume(vol: Volume, target: DumpTargetFactory, opts: D
   try {
     opts.catalog.add(completed.rec);
   } catch (err) {
-    throw notRecorded(err, medium, top.name, opts.catalog.file);
+    throw notRecorded(err, medium, completed.position, top.name, opts.catalog.file);
   }
   return result(plan, img, streamId, completed.position, completed.streamBytes, completed.sha256, false, completed.mapDeltaNodes);
 }
 
 /** The error of a complete dump whose catalog refused its record: the catalog's, saying what was kept. */
-function notRecorded(err: unknown, medium: StreamTarget, top: string, catalog: string): ImgstreamError {
+function notRecorded(err: unknown, medium: StreamTarget, at: MediaPosition, top: string, catalog: string): ImgstreamError {
+  // what rebuild reads it from: the file, tape directory, object or peer URL (stdout: whatever holds it now)
+  const from = at.kind === 'tape' ? `tape:${at.location}` : at.kind === 'stdout' ? 'WHERE-IT-WENT' : at.location;
   const what = err instanceof ImgstreamError ? err : new IoError(`${catalog}: ${(err as Error).message}`);
   return errorOfCode(
     what.code,
     `${what.message}: the dump to ${medium.description} is complete but not recorded in the catalog (its snapshot "${top}" is kept)`,
-    `mend or move the catalog, then record the dump with: imgstream catalog rebuild --from MEDIUM --catalog ${catalog}`,
+    `mend or move the catalog, then record the dump with: imgstream catalog rebuild --from ${from} --catalog ${catalog}`,
   ) as ImgstreamError;
 }
 

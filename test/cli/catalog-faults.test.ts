@@ -138,6 +138,10 @@ describe('catalog contents', () => {
     expect(rows[1]).toMatch(/ s3 s3:\/\/dumps\/vm\/l0$/); // AWS: no endpoint shown
     expect(rows[2]).toMatch(/ s3 s3:\/\/dumps\/vm\/l1 at http:\/\/ceph1:7480 \(path-style\)$/);
     expect(cli(['catalog', 'show', good.id.slice(0, 8), '--catalog', file]).stdout).toMatch(/^media\s+s3 s3:\/\/dumps\/vm\/l1 at http:\/\/ceph1:7480 \(path-style\)$/m);
+    // no such dump: the hint lists this catalog, not the default one
+    const none = cli(['catalog', 'show', 'ffffffff', '--catalog', file]);
+    expect(none.code).toBe(3);
+    expect(none.stderr.trim()).toBe(`imgstream: ${file}: no dump "ffffffff" (list them with: imgstream catalog list --catalog ${file})`);
   });
 
   const bad: Array<[string, Record<string, unknown>, RegExp]> = [

@@ -147,6 +147,7 @@ describe('a dump stopped by a signal', () => {
     const lines = stderrLines(r);
     expect(lines).toHaveLength(1);
     expect(lines[0]).toMatch(/is complete but not recorded in the catalog \(its snapshot "dump-l0-[^"]+" is kept\) \(mend or move the catalog, then record the dump with: imgstream catalog rebuild/);
+    expect(lines[0]).toContain(`imgstream catalog rebuild --from ${out} --catalog ${catalog})`); // runs as printed
     const kept = snapshots().filter((n) => !before.includes(n));
     expect(kept, 'the dump\'s snapshot is kept: a later level builds on it').toHaveLength(1);
     cliOk(['verify', out], { env });
