@@ -210,6 +210,10 @@ export function fromSystemError(err: unknown, path: string, doing: string): Imgs
       return new InvalidInputError(`${path}: is a directory`);
     case 'ENOSPC':
       return new IoError(`${path}: no space left on the device while ${doing}`);
+    case 'EROFS':
+      return new IoError(`${path}: read-only file system while ${doing}`, 'give a path on a writable file system, or remount it read-write');
+    case 'EDQUOT':
+      return new IoError(`${path}: disk quota exceeded while ${doing}`);
     case 'ENAMETOOLONG':
       return new InvalidInputError(`${path}: file name too long (at most 255 bytes per name)`, 'choose a shorter name');
     case 'ENOTDIR':
