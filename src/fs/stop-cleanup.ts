@@ -27,21 +27,41 @@ export function stopSignalsHandledByCaller(): () => void {
   };
 }
 
+/** What the stop line says besides (a restore onto an existing volume: that it is as its last CP left it). */
+const notes = new Set<string>();
+
 /** Removes `file` if the process is stopped by a signal before the returned function is called. */
 export function removeOnStop(file: string): () => void {
   files.add(file);
-  if (!installed) {
-    installed = true;
-    for (const s of SIGNALS) process.on(s, onSignal);
-  }
+  install();
   return () => {
     files.delete(file);
-    // nothing left to remove: signals get their default handling (or the command's) again
-    if (files.size === 0 && installed) {
-      installed = false;
-      for (const s of SIGNALS) process.off(s, onSignal);
-    }
+    uninstallWhenIdle();
   };
+}
+
+/** Says `note` in the stop line if the process is stopped by a signal before the returned function is called (it ends at once, as without this). */
+export function sayOnStop(note: string): () => void {
+  notes.add(note);
+  install();
+  return () => {
+    notes.delete(note);
+    uninstallWhenIdle();
+  };
+}
+
+function install(): void {
+  if (installed) return;
+  installed = true;
+  for (const s of SIGNALS) process.on(s, onSignal);
+}
+
+/** Nothing left to remove or say: signals get their default handling (or the command's) again. */
+function uninstallWhenIdle(): void {
+  if (files.size === 0 && notes.size === 0 && installed) {
+    installed = false;
+    for (const s of SIGNALS) process.off(s, onSignal);
+  }
 }
 
 function onSignal(sig: NodeJS.Signals): void {
@@ -51,6 +71,7 @@ function onSignal(sig: NodeJS.Signals): void {
   const removed = files.size > 0;
   for (const f of files) fs.rmSync(f, { force: true, recursive: true });
   files.clear();
-  process.stderr.write(`imgstream: stopped by ${sig}${removed ? ': the unfinished output was removed, nothing else changed' : ''}\n`);
+  const said = [...(removed ? ['the unfinished output was removed, nothing else changed'] : []), ...notes];
+  process.stderr.write(`imgstream: stopped by ${sig}${said.length ? `: ${said.join('; ')}` : ''}\n`);
   process.exit(sig === 'SIGINT' ? EXIT_CODES.interrupted.exit : sig === 'SIGHUP' ? EXIT_CODES.hangup.exit : EXIT_CODES.terminated.exit);
 }

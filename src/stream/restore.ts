@@ -20,7 +20,7 @@ import { PLANE_ACTIVE } from '../volume/layout.js';
 import { readImageStream, type ReleaseBuffer } from './stream-reader.js';
 import type { KeyOption } from '../crypt/index.js';
 import { removeStaleTemp, tempBeside } from '../fs/stale-temp.js';
-import { removeOnStop } from '../fs/stop-cleanup.js';
+import { removeOnStop, sayOnStop } from '../fs/stop-cleanup.js';
 import { claimNewVolume } from './new-volume-lock.js';
 import type { StreamSummary } from './verify.js';
 import type { VolumePick } from './volume-pick.js';
@@ -85,8 +85,13 @@ class StageFile {
     removeStaleTemp(this.dir, this.prefix);
   }
 
+  private unkeep: (() => void) | null = null;
+
   put(vbn: number, block: Buffer): void {
-    if (this.fd === null) this.fd = fs.openSync(this.file, 'w+', 0o600);
+    if (this.fd === null) {
+      this.unkeep = removeOnStop(this.file);
+      this.fd = fs.openSync(this.file, 'w+', 0o600);
+    }
     fs.writeSync(this.fd, block, 0, block.length, this.bytes);
     this.offsets.set(vbn, this.bytes);
     this.bytes += block.length;
@@ -100,6 +105,8 @@ class StageFile {
     if (this.fd !== null) fs.closeSync(this.fd);
     this.fd = null;
     fs.rmSync(this.file, { force: true });
+    this.unkeep?.();
+    this.unkeep = null;
   }
 }
 
@@ -365,6 +372,13 @@ export async function restoreStreams(sources: StreamSource[], volumePath: string
             vol = Volume.open(tmp, { write: true });
           } else {
             vol = Volume.open(volumePath, { write: true });
+            // stopped (Ctrl-C, SIGTERM): nothing of the stream being applied is committed
+            const unsay = sayOnStop(`${volumePath} is as its last CP left it`);
+            const unkeepBefore = unkeep;
+            unkeep = () => {
+              unsay();
+              unkeepBefore();
+            };
             checkFits(vol, header, s.name, volumePath);
           }
         } else checkFits(vol, header, s.name, volumePath, tmp !== null);

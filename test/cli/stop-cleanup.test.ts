@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cliOk, finished, sleep, spawnCli, stderrLines, writeImage, type CliResult } from '../support/cli.js';
 import { tempDir } from '../support/images.js';
 import { setupOk } from '../support/in-process.js';
+import { changesOutsideFreeSpace } from '../support/stream-cli.js';
 
 const BS = 4096;
 const root = tempDir('imgstream-stop-cleanup-');
@@ -98,4 +99,34 @@ describe('stopped by a signal', () => {
     cliOk(['restore', '--from', stream, '--to', target, '-q'], { env });
     expect(hidden()).toEqual([]);
   }, 120_000);
+
+  it('a restore onto an existing volume says the volume is as its last CP left it, and it is', async () => {
+    useDir('onto');
+    // a level 1 on the level 0: a few blocks changed
+    const raw = fs.readFileSync(path.join(root, 'v.raw'));
+    raw.fill(0x5a, 0, 64 * BS);
+    fs.writeFileSync(path.join(out, 'changed.raw'), raw);
+    await setupOk(['volume', 'import', vol, '--from', path.join(out, 'changed.raw'), '-q'], { env });
+    cliOk(['dump', vol, '--level', '1', '--to', path.join(out, 'v.l1'), '--compress', 'none', '-q'], { env });
+    const target = path.join(out, 'r.vol');
+    cliOk(['restore', '--from', stream, '--to', target, '-q'], { env });
+    const before = fs.readFileSync(target);
+    const l1 = fs.readFileSync(path.join(out, 'v.l1'));
+    for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+      // its stream from a pipe held open: stopped while it waits for the rest
+      const child = spawnCli(['restore', '--from', '-', '--to', target, '-q'], { env, stdin: 'pipe' });
+      const done = finished(child, 60_000);
+      child.stdin!.write(l1.subarray(0, Math.min(l1.length - 1, 64 << 10)));
+      await sleep(1000);
+      child.kill(sig);
+      const r = await done;
+      expect(r.code, r.stderr).toBe(EXIT[sig]);
+      expect(stderrLines(r)).toEqual([`imgstream: stopped by ${sig}: ${target} is as its last CP left it`]);
+      expect(changesOutsideFreeSpace(before, target).violations).toEqual([]);
+      expect(hidden()).toEqual([]);
+    }
+    // and the restore then goes on from there
+    cliOk(['restore', '--from', path.join(out, 'v.l1'), '--to', target, '-q'], { env });
+  }, 120_000);
 });
+
