@@ -3,24 +3,24 @@
 // lower level (from the catalog); its image is the sum of the snapshots taken after that
 // base's top snapshot up to the chosen one, minus the base's top snapshot. Level 0 is the
 // sum of every snapshot up to the chosen one. Only the blocks sent are read.
+import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { BusyError, errorOfCode, ExistsError, ImgstreamError, InvalidInputError, IoError, NotFoundError, stoppedBy, withLeftBehind, type StopSignal } from '../core/errors.js';
-import { encodeMapDeltas, encodePlane, type MapDelta, type StreamHeader, type StreamSnapshot } from '../format/image-stream.js';
+import { type MapDelta, type StreamHeader, type StreamSnapshot } from '../format/image-stream.js';
 import type { SnapshotEntry } from '../format/snapshot-entry.js';
-import { evaluateImage, forEachExtent, imageChunkReader, imageChunks, parseExpression, resolveExpression, type PlaneSource, type ResolvedExpression, type StorageImageSummary } from '../image/index.js';
+import { evaluateImage, parseExpression, resolveExpression, type StorageImageSummary } from '../image/index.js';
 import type { MediaPosition, StreamTarget } from '../media/medium.js';
 import { noProgress, type Progress } from '../core/progress.js';
 import type { Catalog, DumpRecord } from '../catalog/catalog.js';
 import type { Volume } from '../volume/volume.js';
-import { collectMapDeltas, type CarriedBlocks } from '../volume/map-deltas.js';
+import { collectMapDeltas } from '../volume/map-deltas.js';
 import { SparseBitmap } from '../volume/sparse-bitmap.js';
 import { ImageStreamWriter } from './stream-writer.js';
 import type { KeySource } from '../crypt/index.js';
-import { DataRecordBuilder } from './data-record.js';
-import { parseOrder, type StreamOrder } from './order.js';
-import { sourcePacer } from './source-rate.js';
+import { writePlanes, imageMembers, writeMapDeltas, writeBlocks } from './dump-records.js';
+import { parseOrder } from './order.js';
 import { stopSignal, throwIfStopped, untilStopped } from './interruption.js';
 
 export interface DumpOptions {
@@ -63,9 +63,19 @@ export interface DumpResult {
   streamBytes: number;
   sha256: string | null;
   media: MediaPosition | null;
+  /** false: written to a device that keeps nothing (/dev/null), so not recorded in the catalog. */
+  recorded?: false;
 }
 
-const RECORD_BYTES = 1 << 20;
+/** A character device as a dump's file target (/dev/null): nothing can be read back from it. */
+function keepsNothing(at: MediaPosition): boolean {
+  try {
+    return at.kind === 'file' && fs.statSync(at.location).isCharacterDevice();
+  } catch {
+    return false;
+  }
+}
+
 /** How long a stopped dump waits for a write in flight before it discards its output anyway. */
 const ABORT_WAIT_MS = 2000;
 
@@ -309,6 +319,12 @@ export async function dumpVolume(vol: Volume, target: DumpTargetFactory, opts: D
   // holds it), so later levels find their base. A catalog that cannot take the record
   // (damaged or replaced meanwhile) leaves the dump complete: the stream and its snapshot
   // stay, for a rebuilt catalog to record and a later level to build on
+  // a device that keeps nothing (/dev/null: a dump run for its timing) is no base for a later
+  // level, whose chain could then never be restored: not recorded, and its snapshot goes
+  if (keepsNothing(completed.position)) {
+    await dropTaken();
+    return { ...result(plan, img, streamId, completed.position, completed.streamBytes, completed.sha256, false, completed.mapDeltaNodes), recorded: false };
+  }
   try {
     opts.catalog.add(completed.rec);
   } catch (err) {
@@ -367,138 +383,4 @@ function newSnapshotName(vol: Volume, level: number, tried: ReadonlySet<string>)
   let name = base;
   for (let i = 2; taken.has(name); i++) name = `${base}-${i}`;
   return name;
-}
-
-/** Every non-zero plane block of every snapshot carried, grouped into records of about 1 MiB. */
-async function writePlanes(vol: Volume, writer: ImageStreamWriter, snapshots: SnapshotEntry[], signal?: AbortSignal): Promise<void> {
-  const bs = vol.blockSize;
-  const per = Math.max(1, Math.floor(RECORD_BYTES / bs));
-  for (let i = 0; i < snapshots.length; i++) {
-    const plane = vol.layout.snapshotPlane(snapshots[i].slot);
-    let chunks: number[] = [];
-    let words: Uint8Array[] = [];
-    for (let c = 0; c < vol.layout.planeBlocks; c++) {
-      const w = vol.planeWords(plane, c);
-      if (!w.some((x) => x !== 0)) continue;
-      chunks.push(c);
-      words.push(Buffer.from(new Uint8Array(w.buffer, w.byteOffset, w.byteLength)));
-      if (chunks.length === per) {
-        throwIfStopped(signal);
-        await writer.plane(encodePlane(i, chunks, words, bs));
-        chunks = [];
-        words = [];
-      }
-    }
-    if (chunks.length) await writer.plane(encodePlane(i, chunks, words, bs));
-  }
-}
-
-/** Membership in a storage image, evaluated a chunk at a time as VBNs are asked about. */
-function imageMembers(vol: Volume, expression: string): CarriedBlocks {
-  const source: PlaneSource = vol.planeSource();
-  const resolved: ResolvedExpression = resolveExpression(parseExpression(expression), source);
-  const bits = source.wordsPerChunk * 32;
-  const read = imageChunkReader(resolved, source);
-  const cache = new Map<number, Uint32Array | null>();
-  return {
-    has(vbn: number): boolean {
-      const c = Math.floor(vbn / bits);
-      let words = cache.get(c);
-      if (words === undefined) {
-        if (cache.size >= 256) cache.clear(); // bounded: a map walk touches few chunks at a time
-        words = read(c)?.slice() ?? null;
-        cache.set(c, words);
-      }
-      const b = vbn % bits;
-      return words !== null && (words[b >>> 5] & (1 << (b & 31))) !== 0;
-    },
-  };
-}
-
-/** MAPDELTA records of about 1 MiB; returns the bytes of the blocks they stand for. */
-async function writeMapDeltas(vol: Volume, writer: ImageStreamWriter, deltas: MapDelta[]): Promise<number> {
-  let k = 0;
-  while (k < deltas.length) {
-    const group: MapDelta[] = [];
-    let bytes = 8;
-    while (k < deltas.length && (group.length === 0 || bytes + 20 + deltas[k].slots.length * 12 <= RECORD_BYTES)) {
-      bytes += 20 + deltas[k].slots.length * 12;
-      group.push(deltas[k++]);
-    }
-    await writer.mapDeltas(encodeMapDeltas(group), group.length);
-  }
-  return deltas.length * vol.blockSize;
-}
-
-/**
- * The image's blocks in the chosen order, in DATA records of about 1 MiB: blocks are read
- * in runs of consecutive VBNs straight into the record (laid out as the format says:
- * count, VBNs, contents), which is only compacted when it ends up short.
- */
-async function writeBlocks(vol: Volume, writer: ImageStreamWriter, expression: string, order: StreamOrder, excluded: SparseBitmap, onBytes: (n: number) => void, signal?: AbortSignal): Promise<void> {
-  const source = vol.planeSource();
-  const resolved = resolveExpression(parseExpression(expression), source);
-  const bitsPerChunk = source.wordsPerChunk * 32;
-  const rec = new DataRecordBuilder(vol, RECORD_BYTES, (size) => writer.take(size));
-  const per = rec.per;
-  let done = 0;
-  const pace = sourcePacer();
-  const flush = async () => {
-    throwIfStopped(signal);
-    const r = rec.finish();
-    if (!r) return;
-    await writer.data(r.payload, r.blocks, r.blocks * vol.blockSize);
-    done += r.blocks * vol.blockSize;
-    onBytes(done);
-    await pace?.(done);
-  };
-  // each stripe walks its share of the VBN space; stripes take turns one record at a time
-  const stripes = order.stripes(source.chunks).map(([from, to]) => extentsOf(imageChunks(resolved, source, { fromChunk: from, toChunk: to }), bitsPerChunk, excluded));
-  let live = stripes.length;
-  while (live > 0) {
-    live = 0;
-    for (const s of stripes) {
-      let taken = 0;
-      while (taken < per) {
-        const ext = s.next(Math.min(per - taken, rec.room));
-        if (!ext) break;
-        const [first, count] = ext;
-        rec.add(first, count);
-        taken += count;
-        if (rec.room === 0) await flush();
-      }
-      if (taken > 0) live++;
-      if (stripes.length > 1) await flush();
-    }
-  }
-  await flush();
-}
-
-/** Extents of an image walk less the excluded VBNs, handed out in pieces of at most `max` blocks. */
-function extentsOf(chunks: Generator<{ chunk: number; words: Uint32Array }>, bitsPerChunk: number, excluded: SparseBitmap) {
-  const queue: Array<[number, number]> = [];
-  let ended = false;
-  return {
-    next(max: number): [number, number] | null {
-      while (queue.length === 0 && !ended) {
-        const r = chunks.next();
-        if (r.done) ended = true;
-        else {
-          let words = r.value.words;
-          const out = excluded.chunk(r.value.chunk);
-          if (out) {
-            words = words.slice();
-            for (let w = 0; w < words.length; w++) words[w] &= ~out[w];
-          }
-          forEachExtent(words, r.value.chunk * bitsPerChunk, (first, count) => queue.push([first, count]));
-        }
-      }
-      const head = queue[0];
-      if (!head) return null;
-      if (head[1] <= max) return queue.shift()!;
-      const piece: [number, number] = [head[0], max];
-      queue[0] = [head[0] + max, head[1] - max];
-      return piece;
-    },
-  };
 }

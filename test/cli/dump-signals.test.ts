@@ -7,7 +7,7 @@ import type { ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cliJson, cliOk, finished, sleep, spawnCli, stderrLines, writeImage, type CliResult } from '../support/cli.js';
+import { cliJson, cliOk, finished, runCli, sleep, spawnCli, stderrLines, writeImage, type CliResult } from '../support/cli.js';
 import { tempDir } from '../support/images.js';
 import { startServer } from '../nbd/support.js';
 import { setupOk } from '../support/in-process.js';
@@ -160,4 +160,15 @@ describe('a dump stopped by a signal', () => {
     if (saved === null) fs.rmSync(catalog, { force: true });
     else fs.writeFileSync(catalog, saved);
   }, 90_000);
+
+  it('a dump to /dev/null (run for its timing) is not recorded and leaves no snapshot: no later level builds on a stream nobody has', () => {
+    const before = snapshots();
+    const catalogBefore = catalogText();
+    const r = runCli(['dump', vol, '--level', '0', '--to', '/dev/null'], { env });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/-> \/dev\/null \(.* stream, sha256 [0-9a-f]{16}\.\.\.\): not recorded in the catalog \(\/dev\/null keeps nothing: no later level builds on it\), its snapshot deleted/);
+    expect(catalogText()).toBe(catalogBefore);
+    expect(snapshots()).toEqual(before);
+  });
 });
+
