@@ -27,18 +27,24 @@ const o = { env, timeoutMs: 60_000 };
 const p = (name: string) => path.join(root, name);
 afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
 
+/** A night on the source: `changed` blocks of its disk rewritten, then a snapshot `name`. */
+function nights(src: string, seed: number, changed: number): (name: string, seed: number) => Promise<void> {
+  const img = randomImage(256, BS, seed);
+  const raw = p(`${path.basename(src)}.raw`);
+  return async (name, nightSeed) => {
+    mutate(img, BS, changed, nightSeed);
+    fs.writeFileSync(raw, img);
+    await setupOk(['volume', 'import', src, '--from', raw, '-q'], { env });
+    await setupOk(['snapshot', 'create', src, name, '-q'], { env });
+  };
+}
+
 describe('a replica kept by restore --as-of under the source\'s retention', () => {
   it('skips the dumps up to the newest whose top it holds, even when the level 0\'s top was deleted since', async () => {
     const src = p('src.vol');
     const rep = p('rep.vol');
     await setupOk(['volume', 'create', src, '--size', '1M', '--max-snapshots', '8'], { env });
-    const img = randomImage(256, BS, 5);
-    const night = async (name: string, seed: number): Promise<void> => {
-      mutate(img, BS, 40, seed);
-      fs.writeFileSync(p('img.raw'), img);
-      await setupOk(['volume', 'import', src, '--from', p('img.raw'), '-q'], { env });
-      await setupOk(['snapshot', 'create', src, name, '-q'], { env });
-    };
+    const night = nights(src, 5, 40);
     type Restored = { streams: Array<{ top: string; dropped: string[] }> };
     const asOf = (snap: string) => runCli(['restore', '--to', rep, '--as-of', snap, '--json'], o);
 
@@ -71,13 +77,7 @@ describe('a replica kept by restore --as-of under the source\'s retention', () =
   it('differential level 1s: a snapshot an earlier restore brought and the source deleted since is dropped, the replica exact', async () => {
     const src = p('diff.vol');
     await setupOk(['volume', 'create', src, '--size', '1M', '--volume-size', '4M', '--max-snapshots', '8'], { env });
-    const img = randomImage(256, BS, 9);
-    const night = async (name: string, seed: number): Promise<void> => {
-      mutate(img, BS, 120, seed);
-      fs.writeFileSync(p('img.raw'), img);
-      await setupOk(['volume', 'import', src, '--from', p('img.raw'), '-q'], { env });
-      await setupOk(['snapshot', 'create', src, name, '-q'], { env });
-    };
+    const night = nights(src, 9, 120);
     const cat = p('diff-catalog.json');
     await night('mon', 11);
     dump(src, 0, 'mon', p('d.mon.l0'), cat, [], o);
