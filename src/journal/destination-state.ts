@@ -128,6 +128,8 @@ export function refuseVolumePath(p: string, volumesOnly = false): void {
     /* not a volume */
   }
   if (volumesOnly && what === 'a file') return;
-  throw new NotAVolumeError(`${p}: is ${what}, not a protection destination (a directory)`, 'give a directory: imgstream protect creates it');
+  // a volume asked about as a protected source has no write journal yet: say how it gets one
+  const hint = what === 'an imgstream volume' ? `a destination is a directory, which imgstream protect creates; to protect this volume: imgstream serve nbd ${p} --journal, then imgstream protect ${p} --to DIR` : 'give a directory: imgstream protect creates it';
+  throw new NotAVolumeError(`${p}: is ${what}, not a protection destination (a directory)`, hint);
 }
 

@@ -315,6 +315,7 @@ describe('protection destination', () => {
     for (const [file, what] of [[at('plain.vol'), 'is an imgstream volume'], [at('copy.mirror'), 'is a mirror destination volume']]) {
       expectError(['volume', 'export', file, '--as-of', iso(endOf(seed, 5)), '--to', at('x.raw')], 5, `${file}: ${what}, not a protection destination`);
       expectError(['protect', 'status', file], 5, `${file}: ${what}, not a protection destination`);
+      if (file.endsWith('.vol')) expectError(['protect', 'status', file], 5, `(a destination is a directory, which imgstream protect creates; to protect this volume: imgstream serve nbd ${file} --journal, then imgstream protect ${file} --to DIR)`);
       expectError(['restore', '--to', at('x.vol'), '--as-of', iso(endOf(seed, 5)), '--from', file], 5, `${file}: ${what}, not a protection destination`);
       await expect(new LocalProtectDestination(file).open(modelSource(seed), 1000)).rejects.toThrow(`${file}: ${what}, not a protection destination`);
     }

@@ -6,6 +6,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { optionsForRecorded, placeSuffix, recordedPlace, s3Place } from '../../src/media/s3/s3-place.js';
 import type { MediaPosition } from '../../src/media/medium.js';
+import { s3Error } from '../../src/media/s3/s3-client.js';
 
 const VARS = ['AWS_ENDPOINT_URL', 'IMGSTREAM_S3_PATH_STYLE'] as const;
 let saved: Record<string, string | undefined>;
@@ -54,3 +55,13 @@ describe('the S3 store a medium uses and records', () => {
     expect(placeSuffix({ kind: 'file', location: '/b/k' })).toBe('');
   });
 });
+
+describe('an S3 error without a region', () => {
+  it('is one line saying to set AWS_REGION (exit 4), not the SDK\'s "Region is missing"', () => {
+    const e = s3Error(new Error('Region is missing'), 's3://backups/vm1/l0', 'checking the bucket');
+    expect(e.message).toBe('s3://backups/vm1/l0: checking the bucket: no AWS region is set');
+    expect(e.hint).toMatch(/set AWS_REGION/);
+    expect(e.exitCode).toBe(4);
+  });
+});
+

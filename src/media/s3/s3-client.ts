@@ -6,7 +6,7 @@
 import type { S3Client } from '@aws-sdk/client-s3';
 import { s3Sdk } from './sdk.js';
 import { s3Place } from './s3-place.js';
-import { AuthError, ImgstreamError, IoError, NetworkError, NotFoundError } from '../../core/errors.js';
+import { AuthError, ImgstreamError, InvalidInputError, IoError, NetworkError, NotFoundError } from '../../core/errors.js';
 
 export interface S3Options {
   /** http(s)://HOST[:PORT] of an S3-compatible store; default: AWS_ENDPOINT_URL, then AWS. */
@@ -65,6 +65,8 @@ export function s3Error(err: unknown, what: string, doing: string): ImgstreamErr
     case 'NoSuchUpload':
       return new IoError(`${what}: ${doing}: the upload was aborted on the server`, 'run the dump again');
   }
+  // the SDK found no region (no AWS_REGION, no profile naming one): its own text says no more
+  if (/^Region is missing/.test(e.message ?? '')) return new InvalidInputError(`${what}: ${doing}: no AWS region is set`, 'set AWS_REGION (e.g. us-east-1), or a region in the profile AWS_PROFILE names');
   const code = (e as { code?: string }).code ?? (err as { cause?: { code?: string } })?.cause?.code;
   if (code && /^(ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|ENOTFOUND|EAI_AGAIN|EHOSTUNREACH)$/.test(code)) {
     return new NetworkError(`${what}: ${doing}: ${code} (the object store cannot be reached)`, 'check --s3-endpoint or AWS_ENDPOINT_URL, and that the store is up');
