@@ -32,20 +32,20 @@ const notes = new Set<string>();
 
 /** Removes `file` if the process is stopped by a signal before the returned function is called. */
 export function removeOnStop(file: string): () => void {
-  files.add(file);
-  install();
-  return () => {
-    files.delete(file);
-    uninstallWhenIdle();
-  };
+  return registered(files, file);
 }
 
 /** Says `note` in the stop line if the process is stopped by a signal before the returned function is called (it ends at once, as without this). */
 export function sayOnStop(note: string): () => void {
-  notes.add(note);
+  return registered(notes, note);
+}
+
+/** Adds `item` to `set` while the signals are taken; the function returned takes it out again. */
+function registered(set: Set<string>, item: string): () => void {
+  set.add(item);
   install();
   return () => {
-    notes.delete(note);
+    set.delete(item);
     uninstallWhenIdle();
   };
 }
