@@ -52,7 +52,15 @@ export abstract class ImgstreamCommand extends Command {
         : null;
       // oclif: "The following errors occurred:" then "--a=V cannot also be provided when using --b", once for each side
       const conflict = lines[0] === 'The following errors occurred:' ? /^(--[\w-]+)(?:=.*)? cannot also be provided when using (--[\w-]+)/.exec(lines[1] ?? '') : null;
-      message = missing ? `missing argument${missing.length > 1 ? 's' : ''} ${missing.join(', ')}` : conflict ? `${conflict[1]} cannot be combined with ${conflict[2]}` : lines.join(' ');
+      // oclif: "Parsing --level Expected an integer less than or equal to 9 but received: 10"
+      const value = /^Parsing (--[\w-]+) Expected (.*) but received: (.*)$/.exec(lines.join(' '));
+      message = missing
+        ? `missing argument${missing.length > 1 ? 's' : ''} ${missing.join(', ')}`
+        : conflict
+          ? `${conflict[1]} cannot be combined with ${conflict[2]}`
+          : value
+            ? `${value[1]} ${value[3]}: expected ${value[2]}`
+            : lines.join(' ');
       hint = `see: imgstream ${this.id?.replaceAll(':', ' ') ?? ''} --help`;
       if (err.oclif?.exit === 0) exit = 0;
     } else {

@@ -53,7 +53,13 @@ Given the protected volume instead (a file or block device with a write journal;
     }
     if (flags.verify && st.damaged.length > 0) {
       // what can still be rebuilt: the points before the first damaged interval, or none (the base, or an interval a fold still has to apply)
-      const reach = v?.rebuildableTo ? `recovery points up to ${v.rebuildableTo} can still be rebuilt: restore as of that time or earlier` : `no recovery point can be rebuilt: move ${st.destination} aside and protect to a new destination (a new seed)`;
+      // a full resync after the damage holds the whole disk again: the points from it on can be rebuilt too
+      const runs = (v?.lost ?? []).map((r) => (r.after === null ? `up to ${r.before}` : r.before === null ? `after ${r.after}` : `after ${r.after} and before ${r.before}`));
+      const reach = !v?.rebuildableTo
+        ? `no recovery point can be rebuilt: move ${st.destination} aside and protect to a new destination (a new seed)`
+        : (v.lost ?? []).some((r) => r.before !== null)
+          ? `the recovery points ${runs.join(', and ')} cannot be rebuilt; every other one can (a full resync holds the whole disk again)`
+          : `recovery points up to ${v.rebuildableTo} can still be rebuilt: restore as of that time or earlier`;
       throw new CorruptError(`${st.destination}: --verify found ${st.damaged.length} damaged file${st.damaged.length === 1 ? '' : 's'}: ${st.damaged[0]}`, this.jsonEnabled() ? `${reach}; the status is in error.details` : `${reach}; see the DAMAGED lines above`).withDetails(st);
     }
     return st;

@@ -180,7 +180,7 @@ export async function writeIntervalFile(dir: string, interval: ShippedInterval, 
 }
 
 function damaged(file: string, what: string): CorruptError {
-  return new CorruptError(`${file}: damaged interval file (${what})`, 'the recovery points from this interval on cannot be rebuilt; restore as of an earlier time');
+  return new CorruptError(`${file}: damaged interval file (${what})`, 'the recovery points from this interval on cannot be rebuilt, up to a full resync after it, if any; restore as of an earlier time (every point and resync: imgstream protect status DEST --points)');
 }
 
 /**

@@ -40,6 +40,22 @@ export interface HeldPoints {
 
 const iso = (ms: number) => new Date(ms).toISOString();
 
+/**
+ * True when an interval holds every block of the disk: a full resync (the journal was
+ * trimmed past the destination's last record, or moved aside). The points from it on
+ * need nothing older, so damage before it does not reach them.
+ */
+export function holdsWholeDisk(p: { kind: 'journal' | 'resync'; blocks: number }, s: Pick<ProtectState, 'source'>): boolean {
+  return p.kind === 'resync' && p.blocks === Math.ceil(s.source.logicalSize / s.source.blockSize);
+}
+
+/** The seq of the newest interval up to `seq` that holds the whole disk (null: none), among `points`. */
+export function wholeDiskBefore(points: PointInfo[], s: Pick<ProtectState, 'source'>, seq: number): number | null {
+  let found: number | null = null;
+  for (const p of points) if (p.seq <= seq && !p.damaged && holdsWholeDisk(p, s)) found = p.seq;
+  return found;
+}
+
 /** What --as-of takes for the newest recovery point of a destination. */
 export const LATEST = 'latest';
 
@@ -53,7 +69,7 @@ export function listPoints(dir: string, s: ProtectState, opts: { verify?: boolea
   const points: PointInfo[] = [];
   for (let seq = s.baseSeq + 1; seq <= s.intervalSeq; seq++) {
     const file = path.join(dir, INTERVALS_DIR, intervalFileName(seq));
-    if (!fs.existsSync(file)) return { points, unreadable: new CorruptError(`${file}: missing interval file (interval ${seq} of ${s.intervalSeq})`, 'the recovery points from this interval on cannot be rebuilt') };
+    if (!fs.existsSync(file)) return { points, unreadable: new CorruptError(`${file}: missing interval file (interval ${seq} of ${s.intervalSeq})`, 'the recovery points from this interval on cannot be rebuilt, up to a full resync after it, if any') };
     try {
       const h = readIntervalHeader(file, opts);
       points.push({ seq, start: h.start, end: h.end, kind: h.kind, snapshots: h.snapshots, blocks: h.blockCount, bytes: h.bytes });

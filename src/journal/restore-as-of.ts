@@ -21,7 +21,7 @@ import { intervalFileName, readIntervalIndex } from './interval-file.js';
 import { applyOverlay, Overlay } from './overlay.js';
 import { copyVolumeSparse } from './sparse-copy.js';
 import { claimBase } from './base-claim.js';
-import { LATEST, listPoints, recoveryPointFor, type RecoveryPoint } from './recovery-point.js';
+import { LATEST, listPoints, recoveryPointFor, wholeDiskBefore, type RecoveryPoint } from './recovery-point.js';
 
 export interface AsOfResult {
   destination: string;
@@ -79,8 +79,10 @@ async function withRecoveryPoint<T>(dir: string, asOf: string, fn: (base: Volume
       return await fn(base, s, { seq: s.baseSeq, time: s.baseSnapshotTimes?.[asOf] ?? baseSnap.createdMs, snapshots: [asOf], baseSnapshot: asOf }, new Overlay([]));
     }
     const point = recoveryPointFor(dir, s, held, asOf);
+    // from the newest interval holding the whole disk on (a full resync), when there is one: nothing older counts
     const indexes = [];
-    for (let seq = s.baseSeq + 1; seq <= point.seq; seq++) indexes.push(readIntervalIndex(path.join(dir, INTERVALS_DIR, intervalFileName(seq))));
+    const whole = wholeDiskBefore(held.points, s, point.seq);
+    for (let seq = whole ?? s.baseSeq + 1; seq <= point.seq; seq++) indexes.push(readIntervalIndex(path.join(dir, INTERVALS_DIR, intervalFileName(seq))));
     return await fn(base, s, point, new Overlay(indexes));
   } finally {
     base.close();

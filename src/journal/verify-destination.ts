@@ -13,6 +13,9 @@ import { checkVolume } from '../volume/check.js';
 import { BASE_FILE, INTERVALS_DIR, readState } from './destination-state.js';
 import { intervalFileName, readIntervalBlock, readIntervalIndex } from './interval-file.js';
 import { openBase } from './restore-as-of.js';
+import { holdsWholeDisk } from './recovery-point.js';
+
+const iso = (ms: number) => new Date(ms).toISOString();
 
 /** Blocks read between two turns of the event loop. */
 const YIELD_BLOCKS = 256;
@@ -37,6 +40,12 @@ export interface DestinationVerification {
    * apply, no recovery point can be rebuilt.
    */
   firstDamagedSeq: number | null;
+  /**
+   * With damage: the recovery points that cannot be rebuilt, as runs: those after `after`
+   * (ISO time; null: every one from the start) and before `before` (the end of an intact
+   * full resync that holds the whole disk again; null: to the window's end).
+   */
+  lost: Array<{ after: string | null; before: string | null }>;
   /** With damage: the newest recovery point that can still be rebuilt (ISO time), or null when none can. */
   rebuildableTo: string | null;
 }
@@ -44,7 +53,7 @@ export interface DestinationVerification {
 /** Reads and checks every interval and the base of the destination DIR. */
 export async function verifyDestination(dir: string): Promise<DestinationVerification> {
   const s = readState(dir);
-  const out: DestinationVerification = { intervals: 0, blocks: 0, bytes: 0, folded: 0, base: { ok: true, problems: [] }, damaged: [], firstDamagedSeq: null, rebuildableTo: null };
+  const out: DestinationVerification = { intervals: 0, blocks: 0, bytes: 0, folded: 0, base: { ok: true, problems: [] }, damaged: [], lost: [], firstDamagedSeq: null, rebuildableTo: null };
   if (!s.seeded) return out;
   const base = await checkBase(dir);
   out.base = { ok: base.ok, problems: base.problems };
@@ -53,6 +62,8 @@ export async function verifyDestination(dir: string): Promise<DestinationVerific
   // reads them; the window no longer shows them)
   const first = s.fold?.applied ?? s.baseSeq;
   let lastGood: number | null = out.base.ok && !s.fold ? s.baseTime : null;
+  /** True while the points so far cannot be rebuilt (damage before them, and no whole disk since). */
+  let broken = !out.base.ok;
   const buf = Buffer.allocUnsafe(s.source.blockSize);
   for (let seq = first + 1; seq <= s.intervalSeq; seq++) {
     const file = path.join(dir, INTERVALS_DIR, intervalFileName(seq));
@@ -73,8 +84,13 @@ export async function verifyDestination(dir: string): Promise<DestinationVerific
       out.intervals++;
       out.blocks += blocks;
       out.bytes += ix.bytes;
-      // a point is rebuildable when the base and every interval up to it are intact (and the fold, if any, is past)
-      if (out.firstDamagedSeq === null && out.base.ok && (!s.fold || seq >= s.fold.to)) lastGood = ix.header.end;
+      // a point is rebuildable when the base and every interval up to it are intact (and the
+      // fold, if any, is past), or every interval from an intact one holding the whole disk on
+      if (broken && out.base.ok && holdsWholeDisk({ kind: ix.header.kind, blocks: ix.header.blockCount }, s)) {
+        broken = false;
+        out.lost.push({ after: lastGood === null ? null : iso(lastGood), before: iso(ix.header.end) });
+      }
+      if (!broken && (!s.fold || seq >= s.fold.to)) lastGood = ix.header.end;
     } catch (err) {
       if (foldedAway(dir, seq)) {
         out.folded++;
@@ -84,8 +100,10 @@ export async function verifyDestination(dir: string): Promise<DestinationVerific
       else if ((err as NodeJS.ErrnoException).code === 'ENOENT' || err instanceof NotFoundError) out.damaged.push(`${file}: missing interval file (interval ${seq} of ${s.intervalSeq})`);
       else throw err;
       out.firstDamagedSeq ??= seq;
+      broken = true;
     }
   }
+  if (broken && out.firstDamagedSeq !== null) out.lost.push({ after: lastGood === null ? null : iso(lastGood), before: null });
   if (out.firstDamagedSeq !== null) out.rebuildableTo = lastGood === null ? null : new Date(lastGood).toISOString();
   if (!out.base.ok) out.damaged.unshift(base.unopened ? out.base.problems[0] : `${path.join(dir, BASE_FILE)}: the base volume's check found ${out.base.problems.length} problem${out.base.problems.length === 1 ? '' : 's'}: ${out.base.problems[0]}`);
   return out;

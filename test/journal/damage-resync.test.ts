@@ -1,0 +1,81 @@
+// Damage at a protection destination followed by a full resync (every block of the disk,
+// as after a journal moved aside): the recovery points from the resync on need nothing
+// older, so they restore exactly, and --verify says which points are lost and which are
+// not, instead of "from this interval on".
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { LocalProtectDestination } from '../../src/journal/destination.js';
+import type { IntervalBlock, ShippedInterval } from '../../src/journal/destination-api.js';
+import { exportProtectedAsOf } from '../../src/journal/restore-as-of.js';
+import { fileSink } from '../../src/volume/image-io.js';
+import { runCli, stderrLines } from '../support/cli.js';
+import { tempDir } from '../support/images.js';
+import { endOf, MODEL_BLOCK_SIZE, MODEL_BLOCKS, modelImages, modelSource, seedImage, shippedInterval } from '../support/protect-model.js';
+
+const root = tempDir('imgstream-damage-resync-');
+const env = { IMGSTREAM_LOCK_DIR: path.join(root, 'locks') };
+process.env.IMGSTREAM_LOCK_DIR = env.IMGSTREAM_LOCK_DIR;
+afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
+const iso = (ms: number) => new Date(ms).toISOString();
+const ivl = (dest: string, seq: number) => path.join(dest, 'intervals', `${String(seq).padStart(10, '0')}.ivl`);
+
+async function* iterate(blocks: IntervalBlock[]): AsyncGenerator<IntervalBlock> {
+  for (const b of blocks) yield b;
+}
+
+/** Interval `seq` as a full resync: every block of `img` (zero blocks as zeros). */
+function fullResync(seed: number, seq: number, img: Buffer): ShippedInterval {
+  const blocks: IntervalBlock[] = [];
+  for (let lbn = 0; lbn < MODEL_BLOCKS; lbn++) {
+    const data = img.subarray(lbn * MODEL_BLOCK_SIZE, (lbn + 1) * MODEL_BLOCK_SIZE);
+    blocks.push({ lbn, data: data.some((b) => b !== 0) ? Buffer.from(data) : null });
+  }
+  return { ...shippedInterval(seed, seq), kind: 'resync', blockCount: blocks.length, blocks: iterate(blocks) };
+}
+
+async function exportAsOf(dest: string, asOf: string): Promise<Buffer> {
+  const out = path.join(root, `out-${process.hrtime.bigint()}.raw`);
+  await exportProtectedAsOf(dest, asOf, (size) => fileSink(out, { force: false, size }));
+  const img = fs.readFileSync(out);
+  fs.rmSync(out);
+  return img;
+}
+
+describe('damage before a full resync', () => {
+  it('restores the points from the resync on exactly, and --verify names only the points lost', async () => {
+    const seed = 41;
+    const images = modelImages(seed, 8);
+    const dest = path.join(root, 'dest.cdp');
+    const d = new LocalProtectDestination(dest);
+    await d.open(modelSource(seed), 3_600_000 * 24 * 365 * 10);
+    await d.seed(seedImage(seed));
+    // intervals 1-4 as journaled; 5 a full resync holding the disk as the model has it at 5; 6-8 journaled again
+    for (let seq = 1; seq <= 4; seq++) await d.append(shippedInterval(seed, seq));
+    await d.append(fullResync(seed, 5, images[5]));
+    for (let seq = 6; seq <= 8; seq++) await d.append(shippedInterval(seed, seq));
+    await d.close();
+
+    // interval 3's index is damaged: points 3 and 4 are lost, not those from the resync on
+    fs.truncateSync(ivl(dest, 3), fs.statSync(ivl(dest, 3)).size - 10);
+    for (const seq of [5, 6, 8]) expect((await exportAsOf(dest, iso(endOf(seed, seq)))).equals(images[seq]), `point ${seq}`).toBe(true);
+    expect((await exportAsOf(dest, iso(endOf(seed, 2)))).equals(images[2])).toBe(true);
+    await expect(exportAsOf(dest, iso(endOf(seed, 4)))).rejects.toMatchObject({ code: 'corrupt', message: expect.stringContaining(`${ivl(dest, 3)}: damaged interval file`) });
+
+    const r = runCli(['protect', 'status', dest, '--verify'], { env, timeoutMs: 30_000 });
+    expect(r.code, r.stderr).toBe(9);
+    expect(stderrLines(r)).toEqual([expect.stringContaining(`the recovery points after ${iso(endOf(seed, 2))} and before ${iso(endOf(seed, 5))} cannot be rebuilt; every other one can`)]);
+    const json = runCli(['protect', 'status', dest, '--verify', '--json'], { env, timeoutMs: 30_000 });
+    const v = JSON.parse(json.stdout).error.details.verified;
+    expect(v).toMatchObject({ firstDamagedSeq: 3, rebuildableTo: iso(endOf(seed, 8)), lost: [{ after: iso(endOf(seed, 2)), before: iso(endOf(seed, 5)) }] });
+
+    // damage after the resync too: the points after its last good one are lost to the end
+    fs.truncateSync(ivl(dest, 7), 100);
+    const both = runCli(['protect', 'status', dest, '--verify', '--json'], { env, timeoutMs: 30_000 });
+    expect(JSON.parse(both.stdout).error.details.verified.lost).toEqual([
+      { after: iso(endOf(seed, 2)), before: iso(endOf(seed, 5)) },
+      { after: iso(endOf(seed, 6)), before: null },
+    ]);
+    expect((await exportAsOf(dest, iso(endOf(seed, 6)))).equals(images[6])).toBe(true);
+  });
+});
