@@ -15,7 +15,7 @@ import type { MediaPosition, StreamTarget } from '../media/medium.js';
 import { noProgress, type Progress } from '../core/progress.js';
 import type { Catalog, DumpRecord } from '../catalog/catalog.js';
 import type { Volume } from '../volume/volume.js';
-import { collectMapDeltas } from '../volume/map-deltas.js';
+import { checkCarriedMaps, collectMapDeltas } from '../volume/map-deltas.js';
 import { SparseBitmap } from '../volume/sparse-bitmap.js';
 import { ImageStreamWriter } from './stream-writer.js';
 import type { KeySource } from '../crypt/index.js';
@@ -268,7 +268,14 @@ export async function dumpVolume(vol: Volume, target: DumpTargetFactory, opts: D
   let deltas: MapDelta[];
   try {
     // an incremental sends the map blocks it carries as differences from the base's tree
-    deltas = plan.base ? collectMapDeltas(vol, plan.snapshots.map((s) => s.mapRoot), plan.base.mapRoot, imageMembers(vol, plan.expression)) : [];
+    // (a level 0 walks every map node it carries only to check it: damage would travel as it is)
+    const carried = imageMembers(vol, plan.expression);
+    const roots = plan.snapshots.map((s) => s.mapRoot);
+    if (plan.base) deltas = collectMapDeltas(vol, roots, plan.base.mapRoot, carried);
+    else {
+      checkCarriedMaps(vol, roots, carried);
+      deltas = [];
+    }
   } catch (err) {
     return fail(err, () => medium.abort());
   }

@@ -2,6 +2,7 @@
 // mirror transfers, format/image-stream.ts): after a small random change nearly every map
 // leaf differs from its older copy by a few entries, so sending the entries that changed
 // costs a fraction of sending the leaves.
+import { CorruptError } from '../core/errors.js';
 import type { MapDelta } from '../format/image-stream.js';
 import { mapEntry } from './logical-map.js';
 import { SparseBitmap } from './sparse-bitmap.js';
@@ -13,11 +14,21 @@ export interface CarriedBlocks {
 }
 
 /**
+ * Checks every map node of the trees at `roots` that `carried` holds (a level 0 carries
+ * them all): each entry within the volume, or CorruptError naming the node. Reads map
+ * nodes only, each once.
+ */
+export function checkCarriedMaps(vol: Volume, roots: number[], carried: CarriedBlocks): void {
+  collectMapDeltas(vol, roots, 0, carried);
+}
+
+/**
  * The carried map nodes of the trees at `roots`, each as its differences from the node at
  * the same place in the tree at `baseRoot` (which the receiver holds). A node that is not
  * carried is at the receiver already, with its whole subtree (copy-on-write), so the walk
  * only goes down through carried nodes: its cost is what changed. A node that differs from
  * its base in more than half its entries, or has no base, is left out: it travels whole.
+ * Each node walked is checked: an entry past the volume is CorruptError.
  */
 export function collectMapDeltas(vol: Volume, roots: number[], baseRoot: number, carried: CarriedBlocks): MapDelta[] {
   const bs = vol.blockSize;
@@ -34,10 +45,16 @@ export function collectMapDeltas(vol: Volume, roots: number[], baseRoot: number,
     else vol.readBlock(vbn, into);
   };
   const walk = (vbn: number, baseVbn: number, level: number) => {
-    if (vbn === 0 || vbn >= vol.nblocks || seen.has(vbn) || !carried.has(vbn)) return;
+    if (vbn === 0 || seen.has(vbn) || !carried.has(vbn)) return;
     seen.add(vbn);
     read(vbn, node);
     read(baseVbn, base);
+    // a node pointing past the volume is damage the receiver would copy as it is, and then
+    // fail to read: the transfer fails here instead, naming it (the walk reads each node anyway)
+    for (let i = 0; i < entries; i++) {
+      const v = mapEntry(nodeWords, i);
+      if (v >= vol.nblocks) throw new CorruptError(`${vol.path}: logical map node at VBN ${vbn} points outside the volume (${v})`, `run: imgstream volume check ${vol.path}`);
+    }
     const slots: number[] = [];
     const values: number[] = [];
     for (let i = 0; i < entries; i++) {

@@ -2,14 +2,14 @@
 // truncated copy). Such a VBN used to be read as it was: past the end of the file it
 // read as zeros, so `volume export` wrote a disk of zeros and exited 0. Every reader now
 // refuses it as damage (exit 9), naming the volume file and how to check it, and writes
-// no output; `volume check` names the node. (A dump carries the map's blocks as they are,
-// like every block of its image: such a volume restores with the same damage, which
-// `volume check` of the restored volume names.)
+// no output; `volume check` names the node. A dump carries the map's blocks as they are,
+// like every block of its image, so it checks the map nodes it carries and fails the same
+// way (a level 0 reads every map node for it, an incremental only those that changed).
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Volume } from '../../src/volume/volume.js';
-import { runCli, sha256File, stderrLines, writeImage } from '../support/cli.js';
+import { cliOk, runCli, sha256File, stderrLines, writeImage } from '../support/cli.js';
 import { tempDir } from '../support/images.js';
 import { setupOk } from '../support/in-process.js';
 
@@ -53,6 +53,44 @@ describe('a logical map that points outside the volume', () => {
     expect(stderrLines(r)).toEqual([`imgstream: ${vol}: logical map node at VBN ${mapRootOf()} points outside the volume (${outsideOf()}) (run: imgstream volume check ${vol})`]);
     expect(fs.readdirSync(root).filter((n) => n.startsWith('out') || n.startsWith('.out'))).toEqual([]);
     expect(sha256File(vol)).toBe(before);
+  });
+
+  it('dump: exit 9 naming the volume and its check, no stream written, the volume as it was', () => {
+    const before = sha256File(vol);
+    const r = runCli(['dump', vol, '--level', '0', '--snapshot', 'before', '--to', at('out.l0')], { env });
+    expect(r.code, r.stderr).toBe(9);
+    expect(stderrLines(r)).toEqual([`imgstream: ${vol}: logical map node at VBN ${mapRootOf()} points outside the volume (${outsideOf()}) (run: imgstream volume check ${vol})`]);
+    expect(fs.readdirSync(root).filter((n) => n.includes('out'))).toEqual([]);
+    expect(sha256File(vol)).toBe(before);
+    // taking its own snapshot: refused the same way, and the snapshot it took is gone again
+    const own = runCli(['dump', vol, '--level', '0', '--to', at('out.l0')], { env });
+    expect(own.code, own.stderr).toBe(9);
+    expect(runCli(['snapshot', 'list', vol, '--json'], { env }).stdout).not.toContain('dump-l0');
+  });
+
+  it('dump level 1: the incremental checks the map nodes it carries', async () => {
+    const v1 = at('incremental.vol');
+    writeImage(at('image2.raw'), 256, BS, 12);
+    await setupOk(['volume', 'create', v1, '--size', '1M'], { env });
+    await setupOk(['volume', 'import', v1, '--from', at('image.raw')], { env });
+    await setupOk(['snapshot', 'create', v1, 'mon'], { env });
+    cliOk(['dump', v1, '--level', '0', '--snapshot', 'mon', '--to', at('inc.l0')], { env });
+    await setupOk(['volume', 'import', v1, '--from', at('image2.raw')], { env });
+    await setupOk(['snapshot', 'create', v1, 'tue'], { env });
+    const v = Volume.openView(v1);
+    const leaf = v.snapshots().find((x) => x.name === 'tue')!.mapRoot;
+    const leafAt = v.layout.vbnOffset(leaf);
+    const outside = v.nblocks + 7;
+    v.close();
+    const fd = fs.openSync(v1, 'r+');
+    const word = Buffer.alloc(4);
+    word.writeUInt32LE(outside);
+    fs.writeSync(fd, word, 0, 4, leafAt + 8 * 3);
+    fs.closeSync(fd);
+    const r = runCli(['dump', v1, '--level', '1', '--snapshot', 'tue', '--to', at('inc.l1')], { env });
+    expect(r.code, r.stderr).toBe(9);
+    expect(stderrLines(r)).toEqual([`imgstream: ${v1}: logical map node at VBN ${leaf} points outside the volume (${outside}) (run: imgstream volume check ${v1})`]);
+    expect(fs.existsSync(at('inc.l1'))).toBe(false);
   });
 
   it('volume check names it', () => {
