@@ -271,6 +271,42 @@ export function readDamagedHeader(file: string): IntervalHeader | null {
   }
 }
 
+/**
+ * Reads every data block of an interval file and checks each against its checksum, in
+ * runs of consecutive blocks of up to `buf.length` bytes (one read per run, not per
+ * block; `buf` holds whole blocks). Calls `ran(blocks)` after each run, and awaits it.
+ * Returns the data blocks read; damage is CorruptError naming the first bad block.
+ */
+export async function checkIntervalData(fd: number, ix: IntervalIndex, blockSize: number, buf: Buffer, ran: (blocks: number) => Promise<void> | void): Promise<number> {
+  const { file, lbns, offsets, crcs } = ix;
+  let total = 0;
+  for (let i = 0; i < lbns.length; ) {
+    if (offsets[i] < 0) {
+      i++;
+      continue;
+    }
+    // the entries of a run: data blocks lying one after another (zero entries have no data, so are skipped)
+    const run: number[] = [];
+    const at = offsets[i];
+    let j = i;
+    for (; j < lbns.length && (run.length + 1) * blockSize <= buf.length; j++) {
+      if (offsets[j] < 0) continue;
+      if (offsets[j] !== at + run.length * blockSize) break;
+      run.push(j);
+    }
+    const want = run.length * blockSize;
+    const got = fs.readSync(fd, buf, 0, want, at);
+    for (let k = 0; k < run.length; k++) {
+      const e = run[k];
+      if ((k + 1) * blockSize > got || crc32(buf.subarray(k * blockSize, (k + 1) * blockSize)) !== crcs[e]) throw damaged(file, `block ${lbns[e]} checksum mismatch`);
+    }
+    total += run.length;
+    i = j;
+    await ran(run.length);
+  }
+  return total;
+}
+
 /** Reads one block of an interval file at byte `offset` into `out`, checking its checksum. */
 export function readIntervalBlock(fd: number, file: string, lbn: number, offset: number, crc: number, out: Buffer): void {
   const got = fs.readSync(fd, out, 0, out.length, offset);
