@@ -9,7 +9,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { CorruptError, ImgstreamError, NotFoundError } from '../core/errors.js';
-import { checkVolume } from '../volume/check.js';
+import { checkVolumeOffThread } from '../volume/check.js';
 import { BASE_FILE, INTERVALS_DIR, readState } from './destination-state.js';
 import { checkIntervalData, intervalFileName, readIntervalIndex } from './interval-file.js';
 import { openBase } from './restore-as-of.js';
@@ -126,7 +126,8 @@ async function checkBase(dir: string): Promise<{ ok: boolean; problems: string[]
     throw err;
   }
   try {
-    const r = checkVolume(opened.base);
+    // on a worker thread: a daemon scrubbing for a client goes on serving its shippers meanwhile
+    const r = await checkVolumeOffThread(opened.base.path);
     const problems = [...r.problems, ...r.trees.flatMap((t) => t.problems.map((p) => `${t.name}: ${p}`))];
     return { ok: problems.length === 0, problems };
   } finally {

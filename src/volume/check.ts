@@ -4,9 +4,11 @@
 // record agree, and both root slots are examined. Reads map nodes, never data blocks.
 import { decodeRootRecord, ROOT_RECORD_BYTES } from '../format/volume-root.js';
 import { noProgress, type Progress } from '../core/progress.js';
+import { errorOfCode } from '../core/errors.js';
+import { workerScript } from '../core/worker-script.js';
+import { Volume } from './volume.js';
 import { PLANE_ACTIVE } from './layout.js';
 import { SparseBitmap } from './sparse-bitmap.js';
-import type { Volume } from './volume.js';
 
 export interface TreeReport {
   name: string;
@@ -17,6 +19,9 @@ export interface TreeReport {
   problems: string[];
   skipped?: string;
 }
+
+/** What the check's worker thread (check-worker.ts) answers. */
+export type CheckReply = { report: CheckReport } | { error: { code: string | null; message: string; hint?: string } };
 
 export interface CheckReport {
   ok: boolean;
@@ -94,4 +99,32 @@ export function checkVolume(vol: Volume, progress: Progress = noProgress): Check
   progress.stop();
   report.ok = report.problems.length === 0 && report.trees.every((t) => t.problems.length === 0);
   return report;
+}
+
+/**
+ * checkVolume() of the volume at `path` on a worker thread, so the caller's event loop
+ * goes on meanwhile (a check of a large volume reads every map node of every tree). The
+ * caller keeps the volume from changing (holds its lock). Without the built worker
+ * script (tests run from sources), the check runs here.
+ */
+export async function checkVolumeOffThread(path: string): Promise<CheckReport> {
+  const script = workerScript(new URL('../volume/check-worker.js', import.meta.url));
+  if (!script) {
+    const vol = Volume.openView(path);
+    try {
+      return checkVolume(vol);
+    } finally {
+      vol.close();
+    }
+  }
+  const { Worker } = await import('node:worker_threads');
+  const reply = await new Promise<CheckReply>((resolve, reject) => {
+    const worker = new Worker(script, { workerData: { path } });
+    worker.once('message', (m: CheckReply) => resolve(m));
+    worker.once('error', reject);
+    worker.once('exit', (code) => reject(new Error(`the volume check's thread exited (${code}) without an answer`)));
+  });
+  if ('report' in reply) return reply.report;
+  const { code, message, hint } = reply.error;
+  throw code === null ? new Error(message) : errorOfCode(code, message, hint);
 }
