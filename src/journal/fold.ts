@@ -80,7 +80,7 @@ function applyMakingRoom(base: Volume, overlay: Overlay): void {
  * base is busy (a restore reads it): the fold waits for the next append.
  * `held` (ascending seq) is updated in place.
  */
-export function foldExpired(dir: string, state: ProtectState, held: HeldInterval[]): boolean {
+export async function foldExpired(dir: string, state: ProtectState, held: HeldInterval[]): Promise<boolean> {
   if (!state.fold && !foldTarget(state, held)) return true;
   let base: Volume;
   let release: () => void;
@@ -123,6 +123,9 @@ export function foldExpired(dir: string, state: ProtectState, held: HeldInterval
       fold.applied = seq;
       writeState(dir, state);
       crashPoint('protect-fold-step', dir);
+      // a long fold (days of intervals after --keep was shortened, or a shipper away for a
+      // while) lets a peer daemon serve its other sessions between two intervals
+      if (seq < to) await new Promise<void>((resolve) => setImmediate(resolve));
     }
     crashPoint('protect-fold-applied', dir);
     const from = state.baseSeq;

@@ -111,7 +111,7 @@ export class LocalProtectDestination implements ProtectDestination {
       for (const n of fs.readdirSync(this.dir)) if (/^protect\.json\.\d+\.tmp$/.test(n)) fs.rmSync(path.join(this.dir, n), { force: true });
       this.state = s;
       this.held = this.loadHeld(s);
-      foldExpired(this.dir, s, this.held);
+      await foldExpired(this.dir, s, this.held);
       return this.answer();
     } catch (err) {
       this.state = null;
@@ -190,7 +190,7 @@ export class LocalProtectDestination implements ProtectDestination {
     s.journalTo = interval.journalTo;
     writeState(this.dir, s);
     this.held.push({ seq: interval.seq, end: interval.end, snapshots: [...interval.snapshots], bytes });
-    foldExpired(this.dir, s, this.held);
+    await foldExpired(this.dir, s, this.held);
     return this.answer();
   }
 
