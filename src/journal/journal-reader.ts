@@ -26,8 +26,14 @@ export class JournalReader {
   private bufStart = 0;
   private bufLen = 0;
 
-  /** Reads from the record with sequence number `nextSeq` on. */
-  constructor(readonly dir: string, public nextSeq: number) {}
+  /**
+   * Reads from the record with sequence number `nextSeq` on. `damageAtTail: 'throw'`: a bad
+   * record in the newest segment with more after it (no write in progress leaves that) is
+   * damage, thrown (a shipper must not take the journal for a shorter one); by default
+   * next() stops there as at a tail still being written (a server's recovery and the
+   * status name such damage themselves).
+   */
+  constructor(readonly dir: string, public nextSeq: number, private readonly opts: { damageAtTail?: 'stop' | 'throw' } = {}) {}
 
   /** The sequence number of the oldest record still in the journal (null: none). */
   oldestSeq(): number | null {
@@ -50,6 +56,7 @@ export class JournalReader {
         if (version !== null) throw new FormatVersionError('a journal record', version, [1], `${this.seg!.path} at byte ${this.offset}`, 'serve it with the imgstream version that wrote it, or a newer one');
         if (got === 0 && this.advanceSegment()) continue;
         if (got > 0 && this.isClosedSegment()) throw this.damage('a damaged record header');
+        if (got > 0 && this.settleTail('a damaged record header')) continue;
         return null;
       }
       if (h.seq !== this.nextSeq) {
@@ -65,6 +72,7 @@ export class JournalReader {
       const at = this.offset - this.bufStart;
       if (n < total || !recordIntact(this.buf, at, h)) {
         if (this.isClosedSegment()) throw this.damage(n < total ? 'a record cut short' : 'a record that fails its checksum');
+        if (this.settleTail(n < total ? 'a record cut short' : 'a record that fails its checksum')) continue;
         return null;
       }
       const rec: LocatedRecord = {
@@ -133,6 +141,34 @@ export class JournalReader {
     return true;
   }
 
+  /**
+   * The record at the read position of the newest segment did not read whole: true when
+   * it does now (the writer finished it meanwhile: read on), false when what follows can
+   * be a record still being written or one a crash cut short (less than a header, or one
+   * record reaching the end of the file: wait). Anything else is damage, thrown: a reader
+   * that stopped there would take the journal for a shorter one, and a shipper would claim
+   * points without the writes after it.
+   */
+  private settleTail(what: string): boolean {
+    if (this.opts.damageAtTail !== 'throw') return false;
+    let size: number;
+    try {
+      size = fs.fstatSync(this.fd!).size;
+    } catch (err) {
+      throw fromSystemError(err, this.seg!.path, 'reading the journal');
+    }
+    // the bytes up to `size` are final (a writer only appends): read them again, what the
+    // buffer holds may predate the writer's last append
+    this.bufLen = 0;
+    if (this.fill(this.offset, RECORD_HEADER_BYTES) >= RECORD_HEADER_BYTES) {
+      const h = decodeHeader(this.buf, this.offset - this.bufStart);
+      const total = h === null ? 0 : RECORD_HEADER_BYTES + h.payloadBytes;
+      if (h !== null && h.seq === this.nextSeq && this.fill(this.offset, total) >= total && recordIntact(this.buf, this.offset - this.bufStart, h)) return true;
+    }
+    if (tornTail(this.seg!.path, this.offset, size)) return false;
+    throw this.damage(`${what}, with ${size - this.offset} bytes after it`);
+  }
+
   private isClosedSegment(): boolean {
     return listSegments(this.dir).some((s) => s.firstSeq > this.seg!.firstSeq);
   }
@@ -172,4 +208,22 @@ export function lastRecordOf(dir: string, where?: (at: { segment: string; offset
     r.close();
   }
   return last;
+}
+
+/**
+ * True when the bytes from `at` to the end of the segment are what a write cut short by a
+ * crash leaves: less than a header, or one record whose extent reaches the end. Anything
+ * else (a bad record followed by more) is damage, never cut off in silence.
+ */
+export function tornTail(file: string, at: number, size: number): boolean {
+  if (size - at < RECORD_HEADER_BYTES) return true;
+  const head = Buffer.alloc(RECORD_HEADER_BYTES);
+  const fd = fs.openSync(file, 'r');
+  try {
+    fs.readSync(fd, head, 0, RECORD_HEADER_BYTES, at);
+  } finally {
+    fs.closeSync(fd);
+  }
+  const h = decodeHeader(head, 0);
+  return h !== null && at + RECORD_HEADER_BYTES + h.payloadBytes >= size;
 }

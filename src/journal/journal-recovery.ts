@@ -8,8 +8,8 @@ import fs from 'node:fs';
 import { CorruptError, InvalidInputError } from '../core/errors.js';
 import type { Volume } from '../volume/volume.js';
 import type { SegmentFile } from './journal-files.js';
-import { JournalReader, lastRecordOf } from './journal-reader.js';
-import { decodeHeader, parseMarker, RECORD_HEADER_BYTES, RecordKind, type JournalRecord } from './record.js';
+import { JournalReader, lastRecordOf, tornTail } from './journal-reader.js';
+import { parseMarker, RecordKind, type JournalRecord } from './record.js';
 
 export const DAMAGED_HINT = 'serve without --journal; to protect again, move the journal directory aside and protect to a new destination';
 
@@ -73,24 +73,6 @@ export function scanJournal(dir: string, segs: SegmentFile[], vol: Volume): Jour
     );
   }
   return { lastSeq, lastSegment: last, tornBytes, tail, overflowed: overflowedAt >= 0 };
-}
-
-/**
- * True when the bytes from `at` to the end of the segment are what a write cut short by a
- * crash leaves: less than a header, or one record whose extent reaches the end. Anything
- * else (a bad record followed by more) is damage, never cut off in silence.
- */
-export function tornTail(file: string, at: number, size: number): boolean {
-  if (size - at < RECORD_HEADER_BYTES) return true;
-  const head = Buffer.alloc(RECORD_HEADER_BYTES);
-  const fd = fs.openSync(file, 'r');
-  try {
-    fs.readSync(fd, head, 0, RECORD_HEADER_BYTES, at);
-  } finally {
-    fs.closeSync(fd);
-  }
-  const h = decodeHeader(head, 0);
-  return h !== null && at + RECORD_HEADER_BYTES + h.payloadBytes >= size;
 }
 
 /**

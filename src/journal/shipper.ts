@@ -117,7 +117,7 @@ async function session(opts: ProtectOptions, dir: string, source: ProtectedSourc
       state = await seed(opts, dir, dest, report);
       sum.seeded = true;
     }
-    let reader = new JournalReader(dir, state.journalTo + 1);
+    let reader = new JournalReader(dir, state.journalTo + 1, { damageAtTail: 'throw' });
     let outside = seededNow ? UnjournaledChange.fromDisk(opts.volume, dir) : UnjournaledChange.fromJournal(opts.volume, dir, state.journalTo);
     let lastEnd = state.window?.end ?? Date.now();
     const slabs = new SlabPool();
@@ -212,7 +212,7 @@ async function session(opts: ProtectOptions, dir: string, source: ProtectedSourc
           img.close();
         }
         reader.close();
-        reader = new JournalReader(dir, state.journalTo + 1);
+        reader = new JournalReader(dir, state.journalTo + 1, { damageAtTail: 'throw' });
         builder.release();
         builder = new IntervalBuilder(source.blockSize, state.journalTo, slabs);
         overflowSeen = false;

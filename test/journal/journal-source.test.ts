@@ -8,7 +8,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { journalTestDir, journalTestMissing } from '../support/journal-tests.js';
 import { rng } from '../support/images.js';
-import { applyOp, runWriter, type LoggedOp } from '../support/nbd-writer.js';
+import { applyOp, modelAt, runWriter, type LoggedOp } from '../support/nbd-writer.js';
 import { cli, run, startServer } from '../nbd/support.js';
 import { JournalReader } from '../../src/journal/journal-reader.js';
 import { listSegments } from '../../src/journal/journal-files.js';
@@ -181,6 +181,37 @@ describe.skipIf(missing.length > 0)(`the write journal of serve nbd --journal${m
     const v = await run(process.execPath, [bin, 'protect', 'status', vol, '--verify'], { env: { IMGSTREAM_LOCK_DIR: locks } });
     expect(v.code).toBe(4);
     expect(v.stderr.trim().split('\n')).toEqual([expect.stringContaining(`${vol}: --verify reads a protection destination, and this is the protected volume`)]);
+  });
+
+  it('stops at damage in records not shipped yet: protect exits 9 and claims no point past it', { timeout: 120_000 }, async () => {
+    const vol = at('du.vol');
+    await setupOk(['volume', 'create', vol, '--size', String(SIZE)], { env: { IMGSTREAM_LOCK_DIR: locks } });
+    let server = await startServer(vol, ['--socket', at('du.sock'), '--journal'], locks);
+    const first = await runWriter(server.info.uri, ['--count', '20', '--seed', '13', '--aligned']);
+    expect(first.code).toBe(0);
+    await server.stop();
+    await cli(['protect', vol, '--to', at('du.cdp'), '--once'], locks);
+    const seg = listSegments(`${vol}.journal`).at(-1)!.path;
+    const from = fs.statSync(seg).size;
+    server = await startServer(vol, ['--socket', at('du.sock'), '--journal'], locks);
+    const second = await runWriter(server.info.uri, ['--count', '40', '--seed', '14', '--aligned', '--pause-ms', '30']);
+    expect(second.code).toBe(0);
+    await server.stop();
+    // a byte flipped inside a record written after the last one shipped, with more records after it
+    // (a reader that stopped there, as at a tail still being written, took the journal for a shorter one)
+    const buf = fs.readFileSync(seg);
+    buf[from + Math.floor((buf.length - from) / 3)] ^= 0xff;
+    fs.writeFileSync(seg, buf);
+    const r = await run(process.execPath, [path.join(process.cwd(), 'dist/commands/_cli/bin.js'), 'protect', vol, '--to', at('du.cdp'), '--once'], { env: { IMGSTREAM_LOCK_DIR: locks } });
+    expect(r.code, r.stderr).toBe(9);
+    expect(r.stderr.trim().split('\n')).toEqual([expect.stringMatching(/0001\.seg: a (record that fails its checksum|damaged record header|record cut short), with \d+ bytes after it at byte \d+ \(serve without --journal/)]);
+    // the destination's newest point holds every write acknowledged before it: none past the damage
+    const end = Date.parse((JSON.parse((await cli(['protect', 'status', at('du.cdp'), '--json'], locks)).stdout) as { window: { end: string } }).window.end);
+    expect(end).toBeLessThan(second.log.at(-1)!.t1);
+    await cli(['volume', 'export', at('du.cdp'), '--as-of', 'latest', '--to', at('du.raw')], locks);
+    const want = modelAt(Buffer.alloc(SIZE), [...first.log, ...second.log], end);
+    if (want !== null) expect(fs.readFileSync(at('du.raw')).equals(want)).toBe(true);
+    expect((await cli(['protect', 'status', vol], locks)).stdout).toMatch(/DAMAGED: /);
   });
 
   it('refuses a volume whose disk changed without its journal, and a shipper fed from another journal', { timeout: 120_000 }, async () => {
