@@ -1,15 +1,11 @@
-// Reads one tape file with tar-stream's extract: its label, then its parts as they arrive
+// Reads one tape file (tape-archive.ts): its label, then its parts as they arrive
 // (never a whole part in memory), then its continued or end member. Damage of any kind
 // (a bad header checksum, a truncated archive, members out of order) is a CorruptError
 // naming the tape file; a failing read is the operating system's error.
-import fs from 'node:fs';
-import { Transform } from 'node:stream';
-import tar from 'tar-stream';
-import { CorruptError, FormatVersionError, ImgstreamError, InvalidInputError, fromSystemError } from '../../core/errors.js';
+import { CorruptError, InvalidInputError } from '../../core/errors.js';
 import {
   MAX_META_BYTES,
   MAX_RECORD_SIZE,
-  TAR_BLOCK,
   type TapeClosing,
   type TapeLabel,
   decodeClosing,
@@ -17,15 +13,9 @@ import {
   parseMemberName,
 } from './tape-format.js';
 import { decodeMultiplexLabel, type MultiplexLabel } from './multiplex-format.js';
-import { isZeroBlock } from './tar-header.js';
+import { DAMAGE_HINT, type TapeArchive, type TapeFileRef, type TarEntry, openTapeArchive } from './tape-archive.js';
+export type { TapeFileRef } from './tape-archive.js';
 import { ambiguousVolumes, followStream, type MultiplexSelection, type SequentialMember } from './multiplex-sequential.js';
-
-export interface TapeFileRef {
-  /** For messages: "tape /tapes/t1 file 3". */
-  name: string;
-  /** The tape file, or the tape device positioned at it. */
-  path: string;
-}
 
 /** Where the reading of a stream stands, carried from one tape file to the next. */
 export interface StreamProgress {
@@ -36,70 +26,6 @@ export interface StreamProgress {
 }
 
 export type TapeFileEnding = TapeClosing & { kind: 'continued' | 'end' };
-
-/** A member as tar-stream's extract yields it: its header, then its data. */
-type TarEntry = AsyncIterable<unknown> & { header: tar.Header };
-
-const DAMAGE_HINT = '`tar tvf` on the tape file shows how far it can be read';
-
-function openArchive(ref: TapeFileRef, highWaterMark: number) {
-  // a tape device returns one record per read and fails a read shorter than a record:
-  // read in buffers as large as the largest record
-  const input = fs.createReadStream(ref.path, { highWaterMark });
-  const extract = tar.extract();
-  let ioError: Error | null = null;
-  input.on('error', (err) => {
-    ioError = err;
-    extract.destroy(err);
-  });
-  // a tape file begins with a tar header; zeros there are a blank (or erased) medium, where
-  // tar-stream would read on for the next header to the end of the medium (for ever on /dev/zero)
-  const guard = blankGuard(ref);
-  guard.on('error', (err) => extract.destroy(err));
-  input.pipe(guard).pipe(extract);
-  const close = () => {
-    input.destroy();
-    guard.destroy();
-    extract.destroy();
-  };
-  const asReadError = (err: unknown): ImgstreamError => {
-    if (err instanceof FormatVersionError) return err.at(ref.name);
-    if (err instanceof ImgstreamError) return err;
-    if (ioError) return fromSystemError(ioError, ref.path, `reading ${ref.name}`);
-    const message = (err as Error)?.message ?? String(err);
-    // tar-stream's words for the two ways an archive breaks
-    if (/unexpected end of data/i.test(message)) return new CorruptError(`${ref.name}: truncated: the tape file ends inside a tar member`, DAMAGE_HINT);
-    if (/invalid( tar)? header/i.test(message)) return new CorruptError(`${ref.name}: damaged tar header (bad checksum, or not a tar archive)`, DAMAGE_HINT);
-    return new CorruptError(`${ref.name}: damaged tape file (${message})`, DAMAGE_HINT);
-  };
-  return { extract, close, asReadError };
-}
-
-/** Passes the tape file through, failing it when its first block is all zeros. */
-function blankGuard(ref: TapeFileRef): Transform {
-  let head: Buffer | null = Buffer.alloc(0);
-  const check = (t: Transform, more: Buffer | null, done: (err?: Error | null) => void) => {
-    if (more) head = Buffer.concat([head!, more]);
-    if (head!.length < TAR_BLOCK && more) return done();
-    const first = head!;
-    head = null;
-    if (first.length >= TAR_BLOCK && isZeroBlock(first.subarray(0, TAR_BLOCK))) {
-      return done(new CorruptError(`${ref.name}: blank: zeros where a tape file begins (a blank or erased tape, or not a tape written by imgstream)`, 'check the tape and its position (mt status)'));
-    }
-    t.push(first);
-    done();
-  };
-  return new Transform({
-    transform(chunk: Buffer, _enc, done) {
-      if (head === null) return done(null, chunk);
-      check(this, chunk, done);
-    },
-    flush(done) {
-      if (head === null) return done();
-      check(this, null, done);
-    },
-  });
-}
 
 /** The members after the first, as followStream reads them. */
 async function* sequentialMembers(extract: AsyncIterable<TarEntry>, ref: TapeFileRef): AsyncGenerator<SequentialMember> {
@@ -152,9 +78,9 @@ function refuseAmbiguousChoice(mux: MultiplexLabel, where: string, select: Multi
 
 /** The label of a tape file (its first member). */
 export async function readTapeLabel(ref: TapeFileRef): Promise<TapeFileLabel> {
-  const { extract, close, asReadError } = openArchive(ref, 64 << 10);
+  const archive = openTapeArchive(ref, 64 << 10);
   try {
-    for await (const entry of extract) {
+    for await (const entry of archive.entries) {
       const m = parseMemberName(entry.header.name);
       if (m?.kind === 'multiplex') {
         const mux = decodeMultiplexLabel(await readMeta(entry, ref));
@@ -169,9 +95,9 @@ export async function readTapeLabel(ref: TapeFileRef): Promise<TapeFileLabel> {
     }
     throw new CorruptError(`${ref.name}: empty or damaged tape file (no tar member)`, DAMAGE_HINT);
   } catch (err) {
-    throw asReadError(err);
+    throw archive.asReadError(err);
   } finally {
-    close();
+    archive.close();
   }
 }
 
@@ -179,13 +105,15 @@ export async function readTapeLabel(ref: TapeFileRef): Promise<TapeFileLabel> {
  * Yields the part bytes of tape `sequence` of the stream from one tape file and returns
  * its ending. `progress` counts parts and bytes across the stream's tape files and holds
  * the stream's id (null before its first tape file is read: the label then says it).
+ * `readOn`: a drive or pipe already open, read on from the tape file at its position and
+ * left open past this one's end (a multiplexed one's other members and backup log read
+ * past), for the next tape file; without it `ref` is opened, and closed at the end.
  */
-export async function* readTapeFileParts(ref: TapeFileRef, sequence: number, progress: StreamProgress, select?: MultiplexSelection): AsyncGenerator<Buffer, TapeFileEnding> {
-  const { extract, close, asReadError } = openArchive(ref, MAX_RECORD_SIZE);
+export async function* readTapeFileParts(ref: TapeFileRef, sequence: number, progress: StreamProgress, select?: MultiplexSelection, readOn?: TapeArchive): AsyncGenerator<Buffer, TapeFileEnding> {
+  const archive = readOn ?? openTapeArchive(ref, MAX_RECORD_SIZE);
   const corrupt = (what: string) => new CorruptError(`${ref.name}: ${what}`, DAMAGE_HINT);
   // one iterator, so a multiplexed file's members can be handed on from inside the loop
-  const iter = (extract as AsyncIterable<TarEntry>)[Symbol.asyncIterator]();
-  const entries: AsyncIterable<TarEntry> = { [Symbol.asyncIterator]: () => iter };
+  const entries = archive.entries;
   try {
     let label: TapeLabel | null = null;
     for await (const entry of entries) {
@@ -197,7 +125,9 @@ export async function* readTapeFileParts(ref: TapeFileRef, sequence: number, pro
           const mux = decodeMultiplexLabel(await readMeta(entry, ref));
           if (!mux || mux.id !== m.streamId) throw corrupt('damaged multiplex label');
           refuseAmbiguousChoice(mux, ref.name, select, progress);
-          return yield* followStream(sequentialMembers(entries, ref), ref.name, select, progress);
+          const ending = yield* followStream(sequentialMembers(entries, ref), ref.name, select, progress);
+          if (readOn) await readOn.skipPast('log', mux.id);
+          return ending;
         }
         if (!m || m.kind !== 'label') throw corrupt(`not an imgstream tape file (its first member is ${entry.header.name})`);
         label = decodeLabel(await readMeta(entry, ref));
@@ -230,8 +160,8 @@ export async function* readTapeFileParts(ref: TapeFileRef, sequence: number, pro
     }
     throw corrupt('truncated: the tape file ends without its end or continued member');
   } catch (err) {
-    throw asReadError(err);
+    throw archive.asReadError(err, ref.name);
   } finally {
-    close();
+    if (!readOn) archive.close();
   }
 }

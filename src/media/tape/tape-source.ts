@@ -6,6 +6,8 @@ import { InvalidInputError, NotFoundError } from '../../core/errors.js';
 import type { MediaPosition, SourceStream, StreamSource } from '../medium.js';
 import { type TapeKind, checkTapeReadable, listTapeFiles, tapeKind } from './tape-directory.js';
 import { type StreamProgress, type TapeFileRef, readTapeFileParts, readTapeLabel } from './tape-file-reader.js';
+import { type TapeArchive, openTapeArchive } from './tape-archive.js';
+import { MAX_RECORD_SIZE } from './tape-format.js';
 import { checkTapeOrder, refuseMissingContinuation } from './tape-order.js';
 import { multiplexedStreams } from './multiplex-source.js';
 
@@ -31,10 +33,11 @@ export interface TapeSourceOptions {
  * in a continued member goes on in the first tape file of the next tape given, which must
  * be the same stream's next tape.
  *
- * Tape devices: a device first in `tapes` yields the one stream that starts at the
- * tape's current position (position it with `mt fsf` first; `file` is refused); a device
- * later in the list only serves as the continuation of a stream, read from its current
- * position. The stream's position then names the device and no tape file number.
+ * Tape devices: a device first in `tapes` yields the streams from the tape's current
+ * position (position it with `mt fsf` first; `file` is refused): a drive's one tape file
+ * there, every tape file of a pipe (deviceStreams); a device later in the list only serves
+ * as the continuation of a stream, read from its current position. The stream's position
+ * then names the device and no tape file number.
  *
  * A damaged or truncated tape file ends the stream with a CorruptError naming it.
  *
@@ -67,15 +70,20 @@ export function tapeSource(opts: TapeSourceOptions): StreamSource {
     return spanned;
   }
 
-  /** The bytes of the stream starting in `first` on tape t (its id null when read from a device: the label says it). */
-  async function* streamBytes(t: number, first: TapeFileRef, streamId: string | null, kinds: TapeKind[]): AsyncGenerator<Buffer> {
+  /**
+   * The bytes of the stream starting in `first` on tape t (its id null when read from a
+   * device: the label says it); `readOn`: the device it starts on, already open. Returns
+   * true when the stream went on on the next tape (the first one was then closed).
+   */
+  async function* streamBytes(t: number, first: TapeFileRef, streamId: string | null, kinds: TapeKind[], readOn?: TapeArchive): AsyncGenerator<Buffer, boolean> {
     const progress: StreamProgress = { parts: 0, bytes: 0, streamId };
     let ref = first;
     for (let sequence = 1; ; sequence++) {
       // a device may hold a multiplexed tape file: read past the other streams to the one asked for
       const select = kinds[t + sequence - 1] === 'device' ? { stream: opts.stream, volume: opts.volume } : undefined;
-      const ending = yield* readTapeFileParts(ref, sequence, progress, select);
-      if (ending.kind === 'end') return;
+      const ending = yield* readTapeFileParts(ref, sequence, progress, select, sequence === 1 ? readOn : undefined);
+      if (ending.kind === 'end') return sequence > 1;
+      if (sequence === 1) readOn?.close(); // the next tape may be the same drive, its tape changed
       const k = t + sequence;
       if (k >= tapes.length) {
         throw new NotFoundError(`${ref.name}: the stream continues on a next tape (tape ${sequence + 1} of the dump${sequence > 1 ? `, which began on ${first.name}` : ''}), which was not given`, 'give every tape of the set in order: tape:DIR1,DIR2,...');
@@ -116,6 +124,50 @@ export function tapeSource(opts: TapeSourceOptions): StreamSource {
     return [{ name: ref.name, position, bytes: streamBytes(t, ref, streamId, kinds), ...unchecked }];
   }
 
+  /**
+   * The streams of the drive or pipe first in the set, from its position on, one per tape
+   * file: a drive's read ends at the filemark after the first (read the drive again for
+   * the next); tape files sent back to back down a pipe are all read, to the end of the
+   * input, never leaving one unread. A stream the consumer left before its end is read
+   * past (to reach the next); a stream that fails or goes on on the next tape ends them.
+   */
+  async function* deviceStreams(kinds: TapeKind[]): AsyncGenerator<SourceStream> {
+    const device = tapes[0];
+    const readOn = openTapeArchive({ name: `tape ${device}`, path: device }, MAX_RECORD_SIZE);
+    const location = path.resolve(device);
+    // a plain dump's label names no volume (nor does a device's, read as the stream is): the stream header tells whose it is
+    const unchecked = opts.volume !== undefined ? { volumeUnchecked: opts.volume } : {};
+    try {
+      for (let n = 1; ; n++) {
+        const ref = { name: n === 1 ? `tape ${device}` : `tape ${device} (tape file ${n} read)`, path: device };
+        const state = { ended: false, failed: false, continued: false };
+        const tracked = (async function* (): AsyncGenerator<Buffer> {
+          try {
+            state.continued = yield* streamBytes(0, ref, null, kinds, readOn);
+            state.ended = true;
+          } catch (err) {
+            state.failed = true;
+            throw err;
+          }
+        })();
+        // leaving the bytes early (restore passing over another volume's dump) leaves them to be read past
+        const bytes: AsyncIterable<Buffer> = { [Symbol.asyncIterator]: () => ({ next: () => tracked.next(), return: async () => ({ done: true, value: undefined }) }) };
+        yield { name: ref.name, position: { kind: 'tape', location, tapes: [location] }, bytes, ...unchecked };
+        if (!state.ended && !state.failed) for await (const chunk of tracked) void chunk;
+        if (state.failed || state.continued) return; // the reader named the damage; a full tape holds no more
+        let next: boolean;
+        try {
+          next = await readOn.more();
+        } catch (err) {
+          throw readOn.asReadError(err, `tape ${device} (after tape file ${n})`);
+        }
+        if (!next) return;
+      }
+    } finally {
+      readOn.close();
+    }
+  }
+
   /** Every tape exists and can be read; a set of directories is in order (once: precheck() or the first read). */
   let checked: TapeKind[] | null = null;
   async function checkSet(): Promise<TapeKind[]> {
@@ -150,7 +202,7 @@ export function tapeSource(opts: TapeSourceOptions): StreamSource {
       const kinds = await checkSet();
       if (kinds[0] === 'device') {
         if (only !== undefined) throw new InvalidInputError(`tape ${tapes[0]} is a device: imgstream cannot pick tape file ${only} on it`, `position the tape first (mt -f ${tapes[0]} fsf N) and read tape:${tapes[0]}`);
-        yield* (await startingStreams(0, { name: `tape ${tapes[0]}`, path: tapes[0] }, undefined, kinds)) ?? [];
+        yield* deviceStreams(kinds);
         return;
       }
       const skipped: string[] = [];
