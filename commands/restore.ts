@@ -19,7 +19,7 @@ export default class Restore extends ImgstreamCommand {
   static override summary = 'Apply a level 0 stream and its incrementals onto a volume.';
   static override description = `Applies image streams in order, block for block at the same VBNs. A full (level 0) stream creates VOL when it does not exist, with the identity and geometry of the source volume; every further stream must find its base snapshot on VOL (by its id and the CP that took it, not its name: renamed on the source after its dump, or on VOL, it is still the base), and is refused when its volume identity or block size differs. VOL then holds the streams' snapshots, byte-identical to the source's, and its active file system is the newest of them.
 
-Each stream brings VOL to its source's state at the stream's top snapshot: VOL's older snapshots that the source had deleted by then are dropped by the same CP (the source may have reused their blocks), and the restore says so. A snapshot taken on VOL after its base snapshot is refused, naming it: delete it (export it first to keep it) or restore into a new volume.
+Each stream brings VOL to its source's state at the stream's top snapshot: VOL's older snapshots that the source had deleted by then are dropped by the same CP (the source may have reused their blocks), and the restore says so. A snapshot taken on VOL after its base snapshot is refused, naming it: delete it (export it first to keep it) or restore into a new volume. An incremental whose top snapshot VOL holds already (given twice, or onto the volume it was restored to) is not applied again: when that is VOL's newest snapshot and nothing was written since, nothing is done and restore says so (exit 0; --json lists it under "held"); when VOL went on since (a newer snapshot, or writes to its active file system, which the stream would discard) it is refused ("invalid-input", 4), VOL unchanged.
 
 Nothing is committed before a stream's trailer and checksums are verified. Blocks go where VOL's last consistency point has none, or, when the source reused blocks of snapshots it deleted, into a stage file switched in by the CP: a restore that fails or is killed leaves VOL at its previous CP (a new VOL does not appear; when VOL has no room to journal the staged blocks, a CP of its own drops the deleted snapshots first). Only free blocks of VOL may hold data from a failed restore. A stream whose base snapshot is not on VOL (a broken chain) exits with the "not-found" code (3), as verify does; a damaged stream with "corrupt" (9).
 
@@ -85,11 +85,13 @@ Encrypted streams need their key: --key-file or --passphrase-file, as given to d
     if (sources.length === 0) {
       // --as-of onto a volume that holds that state already
       this.say(`${flags.to}: holds ${flags['as-of']} already (its newest snapshot is the chain's top): nothing to restore`);
-      return { volume: flags.to, created: false, streams: [], blocks: 0, bytes: 0 };
+      return { volume: flags.to, created: false, streams: [], held: [], blocks: 0, bytes: 0 };
     }
     const result = await restoreStreams(sources, flags.to, this.progress(), key, pick);
     for (const s of result.streams) this.say(`restored level ${s.level} ${s.base ? `${s.base} -> ` : ''}${s.top} from ${s.stream}: ${s.blocks} blocks (${formatSize(s.bytes)})${s.skippedBlocks ? `, ${s.skippedBlocks} already present` : ''}${s.dropped.length ? `; dropped ${s.dropped.join(', ')} (deleted on the source)` : ''}`);
-    this.say(`${flags.to}: ${result.created ? 'created, ' : ''}${result.streams.length} stream(s) applied, now at ${result.streams.at(-1)!.top}`);
+    for (const s of result.held) this.say(`${s.stream}: ${flags.to} holds its top snapshot ${s.top} already (nothing written since): not applied again, nothing done`);
+    const now = result.streams.at(-1)?.top ?? result.held.at(-1)!.top;
+    this.say(`${flags.to}: ${result.created ? 'created, ' : ''}${result.streams.length} stream(s) applied${result.held.length ? `, ${result.held.length} held already` : ''}, now at ${now}`);
     return result;
   }
 }

@@ -24,6 +24,7 @@ import { removeOnStop, sayOnStop } from '../fs/stop-cleanup.js';
 import { claimNewVolume } from './new-volume-lock.js';
 import type { StreamSummary } from './verify.js';
 import type { VolumePick } from './volume-pick.js';
+import { type HeldStream, activeAsNewestSnapshot, heldAlready } from './restore-held.js';
 
 export interface RestoredStream extends StreamSummary {
   skippedBlocks: number;
@@ -42,12 +43,17 @@ export interface RestoreResult {
   volume: string;
   created: boolean;
   streams: RestoredStream[];
+  /** Streams given whose top snapshot the volume held already, with nothing after it: not applied. */
+  held: HeldStream[];
   blocks: number;
   bytes: number;
 }
 
-/** Refuses a stream that cannot go onto this volume, before any block is written. */
-function checkFits(vol: Volume, h: StreamHeader, name: string, display: string, createdHere = false): void {
+/**
+ * Refuses a stream that cannot go onto this volume, before any block is written; returns
+ * the stream when the volume is at its top snapshot already (not to be applied again).
+ */
+function checkFits(vol: Volume, h: StreamHeader, name: string, display: string, createdHere = false): HeldStream | null {
   const r = vol.rootRecord;
   if (h.volume.uuid !== r.uuid) {
     // a volume this restore made from the chain's level 0: the chain mixes two volumes' streams
@@ -62,12 +68,16 @@ function checkFits(vol: Volume, h: StreamHeader, name: string, display: string, 
     if (createdHere) throw new InvalidInputError(`${name}: a second level ${h.level} full stream in the chain: a chain has one, first`, 'give one chain: its level 0, then the incrementals in order');
     throw new ExistsError(`${name}: a level ${h.level} full stream restores only into a new volume, and ${display} exists`, 'give --to a path that does not exist yet');
   }
+  // given twice, or onto the volume it was restored to: applying it again would change nothing, or take the volume back
+  const held = heldAlready(vol, h, name, display);
+  if (held) return held;
   // the base is known by identity (its id and the CP that took it), not by name: a snapshot
   // renamed on the source after its dump, or here since, is still the base (verify agrees)
   const base = vol.snapshots().find((s) => s.id === h.base!.id);
   if (!base || base.generation !== h.base.generation) {
     throw new NotFoundError(`${name}: its base snapshot "${h.base.name}" is not on ${display}`, 'restore the lower-level streams of the chain first, in order');
   }
+  return null;
 }
 
 /** Where a restore keeps blocks that replace ones the volume's last CP still holds, until the CP that switches them in. */
@@ -121,12 +131,6 @@ function deletedAtSource(vol: Volume, h: StreamHeader): SnapshotEntry[] {
   if (!h.retained || h.base === null) return [];
   const keep = new Set([...h.retained.map((s) => s.id), ...h.snapshots.map((s) => s.id), h.base.id]);
   return vol.snapshots().filter((s) => !keep.has(s.id) && (s.id <= h.base!.id || (s.restored === true && s.id < h.top.id)));
-}
-
-/** True when nothing was written to the active file system since the volume's newest snapshot (a replica as its last restore left it). */
-function activeAsNewestSnapshot(vol: Volume): boolean {
-  const newest = vol.snapshots().reduce<SnapshotEntry | null>((a, s) => (a === null || s.id > a.id ? s : a), null);
-  return newest !== null && newest.mapRoot === vol.rootRecord.mapRoot;
 }
 
 async function applyStream(vol: Volume, header: StreamHeader, records: AsyncGenerator<import('./stream-reader.js').StreamRecord>, writes: WriteBehind, name: string, display: string, progress: Progress): Promise<RestoredStream> {
@@ -332,7 +336,7 @@ async function firstHeader(s: SourceStream, release: ReleaseBuffer, key: KeyOpti
  * (restore --volume on a tape of plain dumps); without it they are all taken.
  */
 export async function restoreStreams(sources: StreamSource[], volumePath: string, progress: Progress = noProgress, key: KeyOption = null, pick?: VolumePick): Promise<RestoreResult> {
-  const result: RestoreResult = { volume: volumePath, created: false, streams: [], blocks: 0, bytes: 0 };
+  const result: RestoreResult = { volume: volumePath, created: false, streams: [], held: [], blocks: 0, bytes: 0 };
   /** Streams of other volumes passed over (pick), for the error when none was taken. */
   const passed: string[] = [];
   let selector: string | undefined;
@@ -366,6 +370,7 @@ export async function restoreStreams(sources: StreamSource[], volumePath: string
           await records.return(undefined);
           continue;
         }
+        let held: HeldStream | null = null;
         if (!vol) {
           if (!fs.existsSync(volumePath)) {
             ({ tmp, unkeep } = createForStream(volumePath, header, s.name, sources.length > 1));
@@ -379,9 +384,14 @@ export async function restoreStreams(sources: StreamSource[], volumePath: string
               unsay();
               unkeepBefore();
             };
-            checkFits(vol, header, s.name, volumePath);
+            held = checkFits(vol, header, s.name, volumePath);
           }
-        } else checkFits(vol, header, s.name, volumePath, tmp !== null);
+        } else held = checkFits(vol, header, s.name, volumePath, tmp !== null);
+        if (held) {
+          result.held.push(held);
+          await records.return(undefined);
+          continue;
+        }
         writes = new WriteBehind(vol.file, { writeback: true, direct: true }); // ends in a CP
         let r: RestoredStream;
         try {
@@ -402,7 +412,7 @@ export async function restoreStreams(sources: StreamSource[], volumePath: string
         'give the volume\'s uuid (or 4+ of its first digits), or its path as dumped',
       );
     }
-    if (result.streams.length === 0) throw new NotFoundError('no stream found in the sources given', 'check the --from paths (tape:DIR reads every tape file of DIR)');
+    if (result.streams.length === 0 && result.held.length === 0) throw new NotFoundError('no stream found in the sources given', 'check the --from paths (tape:DIR reads every tape file of DIR)');
     if (tmp) {
       vol!.file.sync();
       vol!.close();

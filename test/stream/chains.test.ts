@@ -193,7 +193,8 @@ describe('verify checks the chain', () => {
     const again = p('a.l1-copy');
     fs.copyFileSync(A.l1, again);
     expectOneLineError(runCli(['verify', A.l0, A.l1, A.l2, again], o), 'verify L0 L1 L2 L1', 4, /bring snapshot "s3" taken after its base snapshot "s1" that it does not bring/);
-    expectRestoreRefused([A.l0, A.l1, A.l2, again], path.join(emptyDir, 'again.vol'), 4, /"s3" taken after this stream's base snapshot "s1"/);
+    // (restore-twice.test.ts: a stream whose top the volume holds already, with a newer snapshot)
+    expectRestoreRefused([A.l0, A.l1, A.l2, again], path.join(emptyDir, 'again.vol'), 4, /holds this stream's top snapshot "s2" already, and the newer snapshot "s3"/);
     // the same file given twice stays where it was given (the argument parser moved a repeat next to the first)
     expectOneLineError(runCli(['verify', A.l0, A.l1, A.l2, A.l1], o), 'verify L0 L1 L2 L1, one file twice', 4, /a\.l1: the streams before it bring snapshot "s3"/);
     // in order it passes, and says what the first stream needs

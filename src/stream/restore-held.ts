@@ -1,0 +1,47 @@
+// A stream given to restore whose top snapshot the volume holds already (restore l0 l1
+// l1, or l1 again onto the volume it was restored to): applying it again would at best
+// change nothing and at worst take the volume back, discarding what came after it (a
+// later stream, or writes to the active file system, which the stream's CP would reset
+// to its top). So it is not applied: passed over when the volume is exactly at its top,
+// refused otherwise.
+import { InvalidInputError } from '../core/errors.js';
+import type { StreamHeader } from '../format/image-stream.js';
+import type { SnapshotEntry } from '../format/snapshot-entry.js';
+import type { Volume } from '../volume/volume.js';
+
+/** A stream passed over: the volume held its top snapshot already. */
+export interface HeldStream {
+  stream: string;
+  streamId: string;
+  level: number;
+  base: string | null;
+  top: string;
+}
+
+/** True when nothing was written to the active file system since the volume's newest snapshot (a replica as its last restore left it). */
+export function activeAsNewestSnapshot(vol: Volume): boolean {
+  const newest = newestSnapshot(vol);
+  return newest !== null && newest.mapRoot === vol.rootRecord.mapRoot;
+}
+
+function newestSnapshot(vol: Volume): SnapshotEntry | null {
+  return vol.snapshots().reduce<SnapshotEntry | null>((a, s) => (a === null || s.id > a.id ? s : a), null);
+}
+
+/**
+ * Null when the volume does not hold the stream's top snapshot (apply it); the stream,
+ * passed over, when the volume is at that snapshot already, the newest, with nothing
+ * written since. A volume that holds it and has gone on since (a newer snapshot: a later
+ * stream was restored, or one was taken on it; or writes to its active file system) is
+ * refused (InvalidInputError): applying the stream would take it back.
+ */
+export function heldAlready(vol: Volume, h: StreamHeader, name: string, display: string): HeldStream | null {
+  const top = vol.snapshots().find((s) => s.id === h.top.id && s.generation === h.top.generation);
+  if (!top) return null;
+  const held = `${display} holds this stream's top snapshot "${top.name}" already`;
+  const hint = 'restore each stream once, in chain order: only those after the newest snapshot the volume holds';
+  const newest = newestSnapshot(vol)!;
+  if (newest.id !== top.id) throw new InvalidInputError(`${name}: ${held}, and the newer snapshot "${newest.name}": applying it again would take the volume back`, hint);
+  if (!activeAsNewestSnapshot(vol)) throw new InvalidInputError(`${name}: ${held}, and data was written to it since: applying it again would discard those writes`, `${hint}; to go back to "${top.name}", restore into a new volume`);
+  return { stream: name, streamId: h.streamId, level: h.level, base: h.base?.name ?? null, top: h.top.name };
+}

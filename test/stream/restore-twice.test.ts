@@ -1,0 +1,92 @@
+// An incremental given to restore a second time, through the built CLI: `restore l0 l1
+// l1`, or l1 again onto the volume it was restored to. It used to be applied again ("5
+// already present", exit 0), and its CP reset the active file system to its top,
+// discarding what was written since. Now a volume at the stream's top with nothing
+// written since is left as it is (exit 0, a line saying it holds that snapshot already
+// and nothing was done), and one that went on since (a later stream restored, writes to
+// its active file system) is refused (exit 4, one line), unchanged.
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cliJson, runCli, sha256File } from '../support/cli.js';
+import { mutate, randomImage, tempDir } from '../support/images.js';
+import { setupOk } from '../support/in-process.js';
+import { dirEntries, dump, exportShas, expectOneLineError, ok } from '../support/stream-cli.js';
+
+const BS = 4096;
+const root = tempDir('imgstream-restore-twice-');
+const env = { IMGSTREAM_LOCK_DIR: path.join(root, 'locks'), IMGSTREAM_CATALOG: path.join(root, 'catalog.json') };
+const o = { env, timeoutMs: 60_000 };
+const p = (name: string) => path.join(root, name);
+const l = { l0: p('l0'), l1: p('l1'), l2: p('l2') };
+let sha: Record<string, string> = {};
+
+afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
+
+beforeAll(async () => {
+  // snapshots s1, s2, s3 (a few blocks changed between them), dumped at levels 0, 1, 2
+  const vol = p('src.vol');
+  await setupOk(['volume', 'create', vol, '--size', '1M', '--max-snapshots', '8'], { env });
+  const img = randomImage(256, BS, 500);
+  for (const s of ['s1', 's2', 's3']) {
+    mutate(img, BS, 10, 500 + s.charCodeAt(1));
+    fs.writeFileSync(p('src.raw'), img);
+    await setupOk(['volume', 'import', vol, '--from', p('src.raw'), '-q'], { env });
+    await setupOk(['snapshot', 'create', vol, s, '-q'], { env });
+  }
+  dump(vol, 0, 's1', l.l0, env.IMGSTREAM_CATALOG, [], o);
+  dump(vol, 1, 's2', l.l1, env.IMGSTREAM_CATALOG, [], o);
+  dump(vol, 2, 's3', l.l2, env.IMGSTREAM_CATALOG, [], o);
+  sha = await exportShas(vol, ['s2', 's3'], o);
+}, 120_000);
+
+const from = (...streams: string[]) => streams.flatMap((s) => ['--from', s]);
+
+/** A restore that must be refused (exit 4, one line), the destination unchanged (or not created). */
+function refused(streams: string[], to: string, pattern: RegExp): void {
+  const before = fs.existsSync(to) ? sha256File(to) : null;
+  const dirBefore = dirEntries(root);
+  const r = runCli(['restore', ...from(...streams), '--to', to], o);
+  expectOneLineError(r, `restore ${streams.map((s) => path.basename(s)).join(' ')} -> ${path.basename(to)}`, 4, pattern);
+  if (before) expect(sha256File(to), `${to} changed`).toBe(before);
+  else expect(fs.existsSync(to), `${to} was created`).toBe(false);
+  expect(dirEntries(root)).toEqual(dirBefore);
+}
+
+describe('an incremental restored twice', () => {
+  it('l0 l1 l1 into a new volume: the second l1 is not applied, and restore says so (exit 0)', async () => {
+    const to = p('a.vol');
+    const r = runCli(['restore', ...from(l.l0, l.l1, l.l1), '--to', to], o);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/file .*l1: .*a\.vol holds its top snapshot s2 already \(nothing written since\): not applied again, nothing done/);
+    expect(r.stdout).not.toMatch(/already present/);
+    expect(r.stdout).toMatch(/a\.vol: created, 2 stream\(s\) applied, 1 held already, now at s2/);
+    expect(await exportShas(to, [null], o)).toEqual({ active: sha.s2 });
+  });
+
+  it('l1 again onto the volume at its top: nothing changes, --json lists it as held', () => {
+    const to = p('a.vol');
+    const before = sha256File(to);
+    const r = cliJson<{ streams: unknown[]; held: Array<{ top: string; level: number }> }>(['restore', ...from(l.l1), '--to', to], o);
+    expect(r.streams).toEqual([]);
+    expect(r.held).toMatchObject([{ top: 's2', level: 1 }]);
+    expect(sha256File(to)).toBe(before);
+  });
+
+  it('l1 again onto a volume written to since: refused, the writes kept', async () => {
+    const to = p('a.vol');
+    const img = randomImage(256, BS, 600);
+    fs.writeFileSync(p('new.raw'), img);
+    ok(['volume', 'import', to, '--from', p('new.raw'), '-q'], o);
+    refused([l.l1], to, /a\.vol holds this stream's top snapshot "s2" already, and data was written to it since: applying it again would discard those writes/);
+    ok(['volume', 'export', to, '--to', p('a.now'), '-q'], o);
+    expect(fs.readFileSync(p('a.now')).equals(img)).toBe(true);
+  });
+
+  it('l1 after l2 (l0 l1 l2 l1, or l1 onto a volume at l2): refused, nothing created or changed', async () => {
+    refused([l.l0, l.l1, l.l2, l.l1], p('b.vol'), /b\.vol holds this stream's top snapshot "s2" already, and the newer snapshot "s3": applying it again would take the volume back/);
+    ok(['restore', ...from(l.l0, l.l1, l.l2), '--to', p('c.vol'), '-q'], o);
+    refused([l.l1], p('c.vol'), /newer snapshot "s3"/);
+    expect(await exportShas(p('c.vol'), [null], o)).toEqual({ active: sha.s3 });
+  });
+});
