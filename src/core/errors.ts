@@ -25,7 +25,7 @@ export const EXIT_CODES: Record<ErrorCode, { exit: number; meaning: string }> = 
   'not-a-volume': { exit: 5, meaning: 'the file is not an imgstream volume, or is of a format version this imgstream does not read: a volume, an image stream (file, pipe, tape, peer, S3), a tape file or backup log, the catalog, mirror state or resume file, a write journal or protection destination; or an image stream that needs features it does not have' },
   exists: { exit: 6, meaning: 'the target already exists (volume file, snapshot name)' },
   busy: { exit: 7, meaning: 'another imgstream process holds the volume, or a snapshot it is reading, or the mirror destination (a transfer into it is under way)' },
-  'volume-full': { exit: 8, meaning: 'the volume has no free block left for the change' },
+  'volume-full': { exit: 8, meaning: 'the volume has no free block left for the change, or no free snapshot slot for a new snapshot (imgstream snapshot delete frees one)' },
   corrupt: { exit: 9, meaning: 'damaged data: a checksum or consistency check failed' },
   io: { exit: 10, meaning: 'the operating system refused a read or write' },
   auth: { exit: 11, meaning: 'a peer refused the token, or its TLS certificate did not match; an encrypted stream read without its key, or with another key; an unencrypted stream read with a key (without --allow-unencrypted)' },

@@ -7,7 +7,7 @@
 // fails or is killed leaves the volume at its previous CP (a new volume does not appear).
 import fs from 'node:fs';
 import path from 'node:path';
-import { CorruptError, InvalidInputError, NotFoundError, ExistsError } from '../core/errors.js';
+import { CorruptError, InvalidInputError, NotFoundError, ExistsError, VolumeFullError } from '../core/errors.js';
 import { applyMapDelta, type StreamHeader } from '../format/image-stream.js';
 import type { SnapshotEntry } from '../format/snapshot-entry.js';
 import type { SourceStream, StreamSource } from '../media/medium.js';
@@ -155,7 +155,7 @@ async function applyStream(vol: Volume, header: StreamHeader, records: AsyncGene
     if (!e && vol.snapshots().some((x) => x.name === s.name && !dropIds.has(x.id))) throw new ExistsError(`${name}: ${display} already has another snapshot named "${s.name}"`, 'rename or delete it first');
   }
   const free = vol.freeSnapshotSlots();
-  if (free.length < incoming.length) throw new InvalidInputError(`${name}: brings ${incoming.length} snapshots, ${display} has ${free.length} free slots`, 'delete snapshots first');
+  if (free.length < incoming.length) throw new VolumeFullError(`${name}: brings ${incoming.length} snapshots, ${display} has ${free.length} free snapshot slots`, `free them: imgstream snapshot delete ${display} NAME (imgstream snapshot list ${display} lists them)`);
   const slotOf = new Map<number, number>(incoming.map((s, i) => [s.id, free[i]]));
   const writtenChunks = new Map<number, Set<number>>(incoming.map((s) => [s.id, new Set<number>()]));
   // snapshots already on the volume that the stream carries again: their blocks are checked, not written

@@ -2,7 +2,7 @@
 // table entries, and shadow snapshots giving up a block. A snapshot is the state of a
 // CP: taking one commits, copies the active plane into a free slot in place, then
 // commits the table entry naming it. Telling an observer is the volume's business.
-import { InvalidInputError } from '../core/errors.js';
+import { VolumeFullError } from '../core/errors.js';
 import type { SnapshotEntry } from '../format/snapshot-entry.js';
 import type { RootRecord } from '../format/volume-root.js';
 import { crashPoint } from './crash-point.js';
@@ -37,7 +37,9 @@ export class SnapshotOps {
     validateSnapshotName(name);
     h.table.assertNameFree(name, 'choose another name, or delete the old one first');
     const slot = h.table.firstEmptySlot();
-    if (slot < 0) throw new InvalidInputError(`${h.path}: all ${h.root().maxSnapshots} snapshot slots are in use`, 'delete a snapshot first');
+    // full of snapshots: volume-full, as full of blocks is (a snapshot must go to make room)
+    const slots = h.root().maxSnapshots;
+    if (slot < 0) throw new VolumeFullError(`${h.path}: ${slots === 1 ? 'its one snapshot slot is' : `all ${slots} snapshot slots are`} in use`, `free one: imgstream snapshot delete ${h.path} NAME (imgstream snapshot list ${h.path} lists them)`);
     h.commit(); // the snapshot is the state of a CP
     h.slots.copyActiveTo(slot); // the slot is referenced by no committed state: written in place
     crashPoint('snapshot-plane', h.path);

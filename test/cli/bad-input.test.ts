@@ -64,6 +64,9 @@ beforeAll(async () => {
   writeImage(at('full2.img'), 256, BS, 12, 0);
   await setupOk(['volume', 'import', at('full.vol'), '--from', at('full1.img')], { env });
   await setupOk(['snapshot', 'create', at('full.vol'), 'full'], { env });
+  // slots.vol: every snapshot slot in use (4 of 4)
+  await setupOk(['volume', 'create', at('slots.vol'), '--size', '1M', '--max-snapshots', '4'], { env });
+  for (const s of ['s1', 's2', 's3', 's4']) await setupOk(['snapshot', 'create', at('slots.vol'), s], { env });
   // truncated copies of v.vol: cut in the middle, and cut inside the first root record
   const vol = fs.readFileSync(at('v.vol'));
   fs.writeFileSync(at('trunc.vol'), vol.subarray(0, Math.floor(vol.length / 2)));
@@ -153,6 +156,9 @@ const cases: Case[] = [
   { what: 'export onto a directory', args: ['volume', 'export', v(), '--to', at('adir')], code: 'invalid-input', mentions: /adir/ },
   // a full volume
   { what: 'import of a different image into a full volume', args: ['volume', 'import', at('full.vol'), '--from', at('full2.img')], code: 'volume-full', mentions: /full/, json: true },
+  // full of snapshots: volume-full too, naming the command that frees a slot
+  { what: 'snapshot create with every slot in use', args: ['snapshot', 'create', at('slots.vol'), 's5'], code: 'volume-full', mentions: /all 4 snapshot slots are in use \(free one: imgstream snapshot delete .*slots\.vol NAME/ },
+  { what: 'dump taking its snapshot with every slot in use', args: ['dump', at('slots.vol'), '--level', '0', '--to', at('slots.l0'), '--catalog', at('slots.catalog')], code: 'volume-full', mentions: /all 4 snapshot slots are in use .*imgstream snapshot delete/ },
   // truncated volumes
   { what: 'check of trunc.vol', args: ['volume', 'check', at('trunc.vol')], code: ['corrupt', 'not-a-volume'] },
   { what: 'info of tiny.vol', args: ['volume', 'info', at('tiny.vol')], code: ['corrupt', 'not-a-volume'] },
