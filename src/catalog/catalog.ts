@@ -15,13 +15,29 @@ import { fsyncDirectory } from '../fs/durable-file.js';
 import { recordProblem } from './record-check.js';
 import { readTextFile } from '../fs/text-file.js';
 
+export interface SnapshotRef {
+  id: number;
+  name: string;
+  generation?: number;
+}
+
+/** True when `snap` (a snapshot on a volume) is the one `ref` recorded: the same id, and the same generation and creation time where recorded. */
+export function isSnapshotOf(ref: SnapshotRef & { createdMs?: number }, snap: { id: number; generation: number; createdMs: number }): boolean {
+  return ref.id === snap.id && (ref.generation === undefined || ref.generation === snap.generation) && (ref.createdMs === undefined || ref.createdMs === snap.createdMs);
+}
+
 export interface DumpRecord {
   /** The stream's id (header.streamId). */
   id: string;
   volume: { uuid: string; path: string | null };
   level: number;
-  base: { id: number; name: string } | null;
-  top: { id: number; name: string };
+  /**
+   * Snapshots by identity: the id, and (recorded since 2026-12) the CP generation that took
+   * them and, for the top, when: a restored replica shares its source's uuid and ids, so its
+   * own snapshots (and dumps of them) are told from the source's by these.
+   */
+  base: SnapshotRef | null;
+  top: SnapshotRef & { createdMs?: number };
   snapshots: string[];
   expression: string;
   /** When the dump was taken (header.created) and when it completed. */

@@ -28,6 +28,8 @@ function snapshotRef(v: unknown, field: string): string | null {
   if (!isObject(v)) return `${field} is not an object`;
   if (!isCount(v.id)) return `${field}.id ${show(v.id)} is not a snapshot id`;
   if (!isName(v.name)) return `${field}.name ${show(v.name)} is not a snapshot name`;
+  if (v.generation !== undefined && !isCount(v.generation)) return `${field}.generation ${show(v.generation)} is not a CP generation`;
+  if (v.createdMs !== undefined && !isCount(v.createdMs)) return `${field}.createdMs ${show(v.createdMs)} is not a time in ms`;
   return null;
 }
 

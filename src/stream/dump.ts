@@ -13,7 +13,7 @@ import type { SnapshotEntry } from '../format/snapshot-entry.js';
 import { evaluateImage, parseExpression, resolveExpression, type StorageImageSummary } from '../image/index.js';
 import type { MediaPosition, StreamTarget } from '../media/medium.js';
 import { noProgress, type Progress } from '../core/progress.js';
-import type { Catalog, DumpRecord } from '../catalog/catalog.js';
+import { isSnapshotOf, type Catalog, type DumpRecord } from '../catalog/catalog.js';
 import type { Volume } from '../volume/volume.js';
 import { checkCarriedMaps, collectMapDeltas } from '../volume/map-deltas.js';
 import { SparseBitmap } from '../volume/sparse-bitmap.js';
@@ -117,11 +117,14 @@ export function planDump(vol: Volume, level: number, top: SnapshotEntry | null, 
   let base: SnapshotEntry | null = null;
   let baseDump: DumpRecord | null = null;
   if (level > 0) {
-    const lower = catalog.forVolume(vol.rootRecord.uuid).filter((d) => d.level < level && (top === null || d.top.id < top.id));
+    // dumps of this volume's history: not those of a replica restored from it (same uuid, and
+    // ids that its own snapshots take again: told apart by generation and creation time)
+    const ours = catalog.forVolume(vol.rootRecord.uuid).filter((d) => !vol.snapshots().some((s) => s.id === d.top.id && !isSnapshotOf(d.top, s)));
+    const lower = ours.filter((d) => d.level < level && (top === null || d.top.id < top.id));
     baseDump = lower[lower.length - 1] ?? null;
     if (!baseDump) {
       // lower dumps there are, but none of a snapshot older than this one: it is no incremental of them
-      const later = catalog.forVolume(vol.rootRecord.uuid).filter((d) => d.level < level).at(-1);
+      const later = ours.filter((d) => d.level < level).at(-1);
       if (later && top !== null) {
         throw new InvalidInputError(
           `${vol.path}: snapshot "${top.name}" is not newer than the top of the level ${later.level} dump ${later.id.slice(0, 8)} ("${later.top.name}", ${later.date}), the newest below level ${level}: a level ${level} dump holds what changed after it`,
@@ -302,8 +305,8 @@ export async function dumpVolume(vol: Volume, target: DumpTargetFactory, opts: D
       id: streamId,
       volume: { uuid: r.uuid, path: path.resolve(vol.path) }, // as given, it would name another volume from another directory
       level: plan.level,
-      base: plan.base ? { id: plan.base.id, name: plan.base.name } : null,
-      top: { id: top.id, name: top.name },
+      base: plan.base ? { id: plan.base.id, name: plan.base.name, generation: plan.base.generation } : null,
+      top: { id: top.id, name: top.name, generation: top.generation, createdMs: top.createdMs },
       snapshots: plan.snapshots.map((s) => s.name),
       expression: plan.expression,
       date: header.created,

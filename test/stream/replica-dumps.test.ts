@@ -1,0 +1,59 @@
+// A replica restored from a volume's level 0 shares its uuid and its snapshot ids: a
+// snapshot taken on the replica takes the next id, which the source gives its own next
+// snapshot too. A dump of the replica recorded in the same catalog used to become the
+// source's newest level 0, and the source's next level 1 was planned over the source
+// snapshot with the replica's id: really a level 2 over tue, exit 0, recorded with base
+// tue, and `restore --as-of` of it failed (its chain started at the replica's dump).
+// Catalog records now name snapshots by identity (id, CP generation, creation time), so
+// a replica's dumps take no part in its source's levels or chains.
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { cliJson, cliOk, sha256File } from '../support/cli.js';
+import { mutate, randomImage, tempDir } from '../support/images.js';
+import { setupOk } from '../support/in-process.js';
+
+const root = tempDir('imgstream-replica-dumps-');
+const env = { IMGSTREAM_LOCK_DIR: path.join(root, 'locks'), IMGSTREAM_CATALOG: path.join(root, 'catalog.json') };
+const o = { env, timeoutMs: 60_000 };
+const p = (name: string) => path.join(root, name);
+afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
+
+interface Listed {
+  level: number;
+  top: { name: string };
+  base: { name: string } | null;
+}
+
+describe('dumps of a restored replica in its source\'s catalog', () => {
+  it('take no part in the source\'s levels: its next level 1 is over its own level 0, and restores as of its top', async () => {
+    const vol = p('v.vol');
+    const img = randomImage(256, 4096, 3);
+    await setupOk(['volume', 'create', vol, '--size', '1M'], { env });
+    const change = async (seed: number, snap: string | null) => {
+      mutate(img, 4096, 12, seed);
+      fs.writeFileSync(p('v.raw'), img);
+      await setupOk(['volume', 'import', vol, '--from', p('v.raw'), '-q'], { env });
+      if (snap) await setupOk(['snapshot', 'create', vol, snap, '-q'], { env });
+    };
+    await change(1, 'mon');
+    cliOk(['dump', vol, '--level', '0', '--snapshot', 'mon', '--to', p('mon.l0')], o);
+    cliOk(['restore', '--from', p('mon.l0'), '--to', p('rep.vol')], o);
+    await change(2, 'tue');
+    cliOk(['dump', vol, '--level', '1', '--snapshot', 'tue', '--to', p('tue.l1')], o);
+    // the offsite copy: a snapshot and a level 0 of the replica (same uuid, the same next snapshot id as tue)
+    await setupOk(['snapshot', 'create', p('rep.vol'), 'offsite1', '-q'], { env });
+    cliOk(['dump', p('rep.vol'), '--level', '0', '--snapshot', 'offsite1', '--to', p('rep.l0')], o);
+    await change(3, 'wed');
+    cliOk(['dump', vol, '--level', '1', '--snapshot', 'wed', '--to', p('wed.l1')], o);
+
+    const listed = cliJson<{ dumps: Listed[] } | Listed[]>(['catalog', 'list', '--json'], o);
+    const dumps = Array.isArray(listed) ? listed : listed.dumps;
+    const wed = dumps.find((d) => d.top.name === 'wed')!;
+    expect(wed).toMatchObject({ level: 1, base: { name: 'mon' } });
+    cliOk(['restore', '--to', p('check.vol'), '--as-of', 'wed', '--volume', vol], o);
+    cliOk(['volume', 'export', `${vol}@wed`, '--to', p('want.raw')], o);
+    cliOk(['volume', 'export', p('check.vol'), '--to', p('got.raw')], o);
+    expect(sha256File(p('got.raw'))).toBe(sha256File(p('want.raw')));
+  });
+});
