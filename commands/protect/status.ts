@@ -43,6 +43,14 @@ Given the protected volume instead (a file or block device with a write journal;
     const snaps = [...st.base.snapshots, ...st.points.flatMap((p) => p.snapshots)];
     if (snaps.length) this.say(`  snapshots: ${snaps.join(', ')}`);
     for (const d of st.damaged) this.say(`  DAMAGED: ${d}`);
+    const held = st.retentionHeld;
+    if (held) {
+      this.say(
+        held.resync
+          ? `  retention holds before interval ${held.seq} (damaged) until it folds the full resync of ${held.resync}: the points from that resync on rebuild again`
+          : `  retention holds before interval ${held.seq} (damaged): its recovery points and later ones cannot be rebuilt until a full resync, which protect sends when it next runs (the volume served with --journal)`,
+      );
+    }
     this.say(`  shipper: ${st.shipperSession ? 'connected through the peer daemon' : st.shipper === null ? 'none' : `pid ${st.shipper}`}`);
     if (flags.points) for (const p of st.points) this.say(`  ${p.time}  ${p.kind === 'base' ? 'base' : `#${p.seq} ${p.kind}, ${p.blocks} blocks`}${p.snapshots.length ? `  snapshots: ${p.snapshots.join(', ')}` : ''}${p.gapFrom ? `  (no point since ${p.gapFrom})` : ''}${p.damaged ? '  DAMAGED' : ''}`);
     const v = st.verified;

@@ -72,6 +72,12 @@ export interface DestinationState {
   /** History kept (ms); `keepWas`: what it kept before this open changed it (null: unchanged, or new). */
   keepMs?: number;
   keepWas?: number | null;
+  /**
+   * A damaged interval the destination found (its seq, what is wrong with its file): its recovery points
+   * and those after it cannot be rebuilt until a full resync after it. `wholeDiskWanted`:
+   * none has come yet, the shipper is to send one (every block of the disk).
+   */
+  damage?: { seq: number; what: string; wholeDiskWanted: boolean };
 }
 
 /** What a new destination keeps when protect is given no --keep. */

@@ -35,8 +35,19 @@ export interface ProtectState {
   quietTo?: number;
   /** The last journal record held. */
   journalTo: number;
-  /** A fold under way: intervals baseSeq+1..to are being applied to the base, those up to `applied` are in it; `end` is interval to's end, the window's new start. */
-  fold: { to: number; end: number; applied?: number } | null;
+  /**
+   * A fold under way: intervals baseSeq+1..to are being applied to the base, those up to
+   * `applied` are in it; `end` is interval to's end, the window's new start. `skip`: the
+   * intervals from..to are left out (damaged ones, and those up to a full resync after
+   * them, which holds the whole disk again).
+   */
+  fold: { to: number; end: number; applied?: number; skip?: { from: number; to: number } } | null;
+  /**
+   * A damaged interval a fold found (seq, and what is wrong): retention holds before it,
+   * and its recovery points and those after it cannot be rebuilt, until a full resync
+   * after it (which the destination asks its shipper for) lets folds pass over it.
+   */
+  damage?: { seq: number; what: string };
   /** The source's time (ms) of each snapshot folded into the base: the end of the interval that carried it. */
   baseSnapshotTimes?: Record<string, number>;
 }

@@ -11,13 +11,13 @@
 // again later replaces the older snapshot of that name.
 import fs from 'node:fs';
 import path from 'node:path';
-import { BusyError, VolumeFullError } from '../core/errors.js';
+import { BusyError, CorruptError, NotFoundError, VolumeFullError } from '../core/errors.js';
 import { Volume } from '../volume/volume.js';
 import { crashPoint } from '../volume/crash-point.js';
 import { BASE_FILE, INTERVALS_DIR, writeState, type ProtectState } from './destination-state.js';
 import { fsyncDirectory } from '../fs/durable-file.js';
 import { claimBase } from './base-claim.js';
-import { intervalFileName, readIntervalIndex } from './interval-file.js';
+import { checkIntervalData, intervalFileName, readIntervalIndex } from './interval-file.js';
 import { applyOverlay, Overlay } from './overlay.js';
 
 /** An interval the destination holds: its seq and end time. */
@@ -26,6 +26,75 @@ export interface HeldInterval {
   end: number;
   snapshots: string[];
   bytes: number;
+  /** It holds every block of the disk (a full resync): nothing older is needed from it on. */
+  whole: boolean;
+}
+
+/** The newest interval holding the whole disk after interval `after`, up to `upTo`, or null. */
+export function wholeDiskAfter(held: HeldInterval[], after: number, upTo = Infinity): HeldInterval | null {
+  let found: HeldInterval | null = null;
+  for (const h of held) if (h.seq > after && h.seq <= upTo && h.whole) found = h;
+  return found;
+}
+
+/** True when the destination's damage has no full resync after it yet: its shipper is asked for one. */
+export function wholeDiskWanted(state: ProtectState, held: HeldInterval[]): boolean {
+  return state.damage !== undefined && wholeDiskAfter(held, state.damage.seq) === null;
+}
+
+/** The damage of interval file `file` (its index, or a block's data against its checksum), or null when it reads whole. */
+async function damageOf(file: string, blockSize: number): Promise<CorruptError | null> {
+  try {
+    const ix = readIntervalIndex(file);
+    const fd = fs.openSync(file, 'r');
+    try {
+      await checkIntervalData(fd, ix, blockSize, Buffer.allocUnsafe(Math.max(1, Math.floor(CHECK_BYTES / blockSize)) * blockSize), () => new Promise<void>((resolve) => setImmediate(resolve)));
+    } finally {
+      fs.closeSync(fd);
+    }
+    return null;
+  } catch (err) {
+    if (err instanceof CorruptError) return err;
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT' || err instanceof NotFoundError) return new CorruptError(`${file}: missing interval file`, 'the recovery points from this interval on cannot be rebuilt, up to a full resync after it');
+    throw err;
+  }
+}
+
+/** Bytes of an interval's data read at once when checking it before a fold. */
+const CHECK_BYTES = 1 << 20;
+
+/**
+ * The fold retention asks for, with the intervals it would apply checked first, before
+ * the window moves: a damaged one is left out with those after it up to a full resync
+ * that holds the whole disk again (the points between cannot be rebuilt anyway), or,
+ * with no such resync yet, the fold stops before it (retention holds there, and the
+ * damage is recorded: the destination asks its shipper for a full resync). Null: nothing
+ * to fold.
+ */
+async function planFold(dir: string, state: ProtectState, held: HeldInterval[], target: HeldInterval): Promise<NonNullable<ProtectState['fold']> | null> {
+  const ivDir = path.join(dir, INTERVALS_DIR);
+  const byseq = new Map(held.map((h) => [h.seq, h]));
+  let skip: { from: number; to: number } | undefined;
+  for (let seq = state.baseSeq + 1; seq <= target.seq; seq++) {
+    const file = path.join(ivDir, intervalFileName(seq));
+    const damage = await damageOf(file, state.source.blockSize);
+    if (damage === null) continue;
+    // what is wrong, without the path (status names the file as the directory is given to it)
+    const what = damage.message.startsWith(`${file}: `) ? damage.message.slice(file.length + 2) : damage.message;
+    const whole = wholeDiskAfter(held, seq, target.seq);
+    if (whole === null) {
+      // held here until a full resync after it: what is before it folds
+      state.damage ??= { seq, what };
+      const last = seq - 1;
+      if (skip ? last < skip.to + 1 : last <= state.baseSeq) return null;
+      return { to: last, end: byseq.get(last)!.end, ...(skip ? { skip } : {}) };
+    }
+    state.damage ??= { seq, what };
+    skip = { from: skip?.from ?? seq, to: whole.seq - 1 };
+    seq = whole.seq - 1; // go on checking from the resync on
+  }
+  if (skip && state.damage && state.damage.seq <= skip.to) delete state.damage; // passed over: later points rebuild
+  return { to: target.seq, end: target.end, ...(skip ? { skip } : {}) };
 }
 
 /** The last seq older than the window (end < newest end − keep), or null when nothing is to fold. */
@@ -99,8 +168,13 @@ export async function foldExpired(dir: string, state: ProtectState, held: HeldIn
   }
   try {
     if (!state.fold) {
-      const t = foldTarget(state, held)!;
-      state.fold = { to: t.seq, end: t.end };
+      const damageBefore = state.damage?.seq;
+      const plan = await planFold(dir, state, held, foldTarget(state, held)!);
+      if (plan === null) {
+        if (state.damage?.seq !== damageBefore) writeState(dir, state);
+        return true;
+      }
+      state.fold = plan;
       writeState(dir, state);
       crashPoint('protect-fold-started', dir);
     }
@@ -110,6 +184,8 @@ export async function foldExpired(dir: string, state: ProtectState, held: HeldIn
     // one interval at a time, its progress recorded after its blocks and snapshots: a
     // restart redoes at most the interval in progress, on a base exact up to the one before
     for (let seq = (fold.applied ?? state.baseSeq) + 1; seq <= to; seq++) {
+      // damaged, or before a full resync after the damage: the base takes the resync's whole disk instead
+      if (fold.skip && seq >= fold.skip.from && seq <= fold.skip.to) continue;
       const ix = readIntervalIndex(path.join(ivDir, intervalFileName(seq)));
       applyMakingRoom(base, new Overlay([ix]));
       const times: Record<string, number> = { ...state.baseSnapshotTimes };

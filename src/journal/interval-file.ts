@@ -180,7 +180,9 @@ export async function writeIntervalFile(dir: string, interval: ShippedInterval, 
 }
 
 function damaged(file: string, what: string): CorruptError {
-  return new CorruptError(`${file}: damaged interval file (${what})`, 'the recovery points from this interval on cannot be rebuilt, up to a full resync after it, if any; restore as of an earlier time (every point and resync: imgstream protect status DEST --points)');
+  // DEST/intervals/NNNNNNNNNN.ivl: the destination is two levels up
+  const dest = path.dirname(path.dirname(file));
+  return new CorruptError(`${file}: damaged interval file (${what})`, `the recovery points from this interval on cannot be rebuilt, up to a full resync after it; restore as of an earlier time (imgstream protect status ${dest} --points lists the points and the resyncs)`);
 }
 
 /**

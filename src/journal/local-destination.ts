@@ -6,7 +6,7 @@
 // by close() or the process's death.
 import fs from 'node:fs';
 import path from 'node:path';
-import { BusyError, CorruptError, ExistsError, InvalidInputError, fromSystemError } from '../core/errors.js';
+import { BusyError, CorruptError, ExistsError, InvalidInputError, NotFoundError, fromSystemError } from '../core/errors.js';
 import { VolumeLock } from '../volume/volume-lock.js';
 import { Volume } from '../volume/volume.js';
 import { writeLogicalBlocks, unmapLogicalBlocks } from '../volume/logical-io.js';
@@ -15,8 +15,9 @@ import { crashPoint } from '../volume/crash-point.js';
 import { DEFAULT_KEEP_MS, type DestinationState, type IntervalBlock, type ProtectDestination, type ProtectedSource, type SeedImage, type ShippedInterval } from './destination-api.js';
 import { BASE_FILE, INTERVALS_DIR, STATE_FILE, heldByDestination, initialState, readState, refuseVolumePath, windowOf, writeState, type ProtectState } from './destination-state.js';
 import { fsyncDirectory } from '../fs/durable-file.js';
-import { foldExpired, type HeldInterval } from './fold.js';
-import { intervalSeqOf, readIntervalHeader, writeIntervalFile, intervalFileName } from './interval-file.js';
+import { foldExpired, wholeDiskWanted, type HeldInterval } from './fold.js';
+import { holdsWholeDisk } from './recovery-point.js';
+import { intervalSeqOf, readDamagedHeader, readIntervalHeader, writeIntervalFile, intervalFileName } from './interval-file.js';
 import { OVERLAY_CP_BLOCKS } from './overlay.js';
 
 /** Base volume size in blocks per logical block: room for the snapshots it keeps. */
@@ -47,7 +48,8 @@ export class LocalProtectDestination implements ProtectDestination {
 
   private answer(): DestinationState {
     const s = this.state!;
-    return { seeded: s.seeded, intervalSeq: s.intervalSeq, journalTo: s.journalTo, window: windowOf(s), keepMs: s.keepMs, keepWas: this.keepWas };
+    const damage = s.damage ? { damage: { ...s.damage, wholeDiskWanted: wholeDiskWanted(s, this.held) } } : {};
+    return { seeded: s.seeded, intervalSeq: s.intervalSeq, journalTo: s.journalTo, window: windowOf(s), keepMs: s.keepMs, keepWas: this.keepWas, ...damage };
   }
 
   private opened(): ProtectState {
@@ -136,8 +138,17 @@ export class LocalProtectDestination implements ProtectDestination {
     if (removed) fsyncDirectory(this.ivDir);
     const held: HeldInterval[] = [];
     for (let seq = s.baseSeq + 1; seq <= s.intervalSeq; seq++) {
-      const h = readIntervalHeader(path.join(this.ivDir, intervalFileName(seq)), { verify: false });
-      held.push({ seq, end: h.end, snapshots: h.snapshots, bytes: h.bytes });
+      const file = path.join(this.ivDir, intervalFileName(seq));
+      let h: { end: number; snapshots: string[]; bytes: number; kind: 'journal' | 'resync'; blockCount: number };
+      try {
+        h = readIntervalHeader(file, { verify: false });
+      } catch (err) {
+        // a damaged or missing file: listed with the time its header still gives (or the one before), found damaged by the fold that reaches it
+        if (!(err instanceof CorruptError) && !(err instanceof NotFoundError)) throw err;
+        const d = readDamagedHeader(file);
+        h = { end: d?.end ?? held.at(-1)?.end ?? s.baseTime, snapshots: [], bytes: 0, kind: 'journal', blockCount: 0 };
+      }
+      held.push({ seq, end: h.end, snapshots: h.snapshots, bytes: h.bytes, whole: holdsWholeDisk({ kind: h.kind, blocks: h.blockCount }, s) });
     }
     return held;
   }
@@ -189,7 +200,7 @@ export class LocalProtectDestination implements ProtectDestination {
     s.intervalEnd = interval.end;
     s.journalTo = interval.journalTo;
     writeState(this.dir, s);
-    this.held.push({ seq: interval.seq, end: interval.end, snapshots: [...interval.snapshots], bytes });
+    this.held.push({ seq: interval.seq, end: interval.end, snapshots: [...interval.snapshots], bytes, whole: holdsWholeDisk({ kind: interval.kind, blocks: interval.blockCount }, s) });
     await foldExpired(this.dir, s, this.held);
     return this.answer();
   }

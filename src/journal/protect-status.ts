@@ -3,9 +3,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { Volume } from '../volume/volume.js';
-import { BASE_FILE, INTERVALS_DIR, readState, windowOf } from './destination-state.js';
+import { BASE_FILE, INTERVALS_DIR, readState, windowOf, type ProtectState } from './destination-state.js';
 import { intervalFileName } from './interval-file.js';
-import { listPoints, type PointInfo } from './recovery-point.js';
+import { holdsWholeDisk, listPoints, type PointInfo } from './recovery-point.js';
 import { VolumeLock } from '../volume/volume-lock.js';
 import { verifyDestination, type DestinationVerification } from './verify-destination.js';
 
@@ -22,6 +22,12 @@ export interface ProtectStatus {
   gaps: Array<{ from: string; to: string }>;
   /** Damaged or missing interval files: the recovery points from the first one on cannot be rebuilt. */
   damaged: string[];
+  /**
+   * A damaged interval retention found: folds hold before it (seq) until a full resync
+   * after it (`resync`: its time, null while none has come: protect sends one when it
+   * next runs with the volume served with --journal).
+   */
+  retentionHeld?: { seq: number; resync: string | null };
   base: { seq: number; time: string | null; bytes: number; snapshots: string[] };
   intervals: { count: number; bytes: number };
   journalTo: number;
@@ -47,6 +53,12 @@ function allocatedBytes(file: string): number {
 
 /** A resync after time passed: no recovery point between its start and its end. */
 const isGap = (p: PointInfo) => p.kind === 'resync' && p.end > p.start;
+
+/** The time of the first full resync (every block) after interval `seq`, or null. */
+function wholeResyncAfter(s: ProtectState, held: PointInfo[], seq: number): string | null {
+  const p = held.find((x) => x.seq > seq && !x.damaged && holdsWholeDisk(x, s));
+  return p ? iso(p.end) : null;
+}
 
 export function protectStatus(dir: string): ProtectStatus {
   // a fold may delete interval files while they are listed: read again then
@@ -86,7 +98,10 @@ export function protectStatus(dir: string): ProtectStatus {
         ...(s.seeded && !fs.existsSync(baseFile) ? [`${baseFile}: missing: the destination's base volume is gone`] : []),
         ...held.flatMap((p) => (p.damaged ? [p.damaged] : [])),
         ...(list.unreadable ? [list.unreadable.message] : []),
+        // found by a fold (data damage a listing does not read), named as --verify names it
+        ...(s.damage ? [`${path.join(dir, INTERVALS_DIR, intervalFileName(s.damage.seq))}: ${s.damage.what}`].filter((d) => !held.some((p) => p.damaged === d)) : []),
       ],
+      ...(s.damage ? { retentionHeld: { seq: s.damage.seq, resync: wholeResyncAfter(s, held, s.damage.seq) } } : {}),
       journalTo: s.journalTo,
       foldingTo: s.fold ? s.fold.to : null,
       shipper: VolumeLock.holder(dir)?.pid ?? null,

@@ -49,7 +49,8 @@ export type ProtectEvent =
   | { event: 'interval'; seq: number; kind: 'journal' | 'resync'; start: string; end: string; blocks: number; bytes: number; records: number; recordBytes: number; snapshots: string[]; journalTo: number; lagMs: number; bytesPerSecond: number }
   | { event: 'waiting'; reason: string }
   | { event: 'retention'; keepMs: number; keptMs: number }
-  | { event: 'overflow'; after: number; blocks: number; full: boolean; lostSnapshots: string[] };
+  | { event: 'overflow'; after: number; blocks: number; full: boolean; lostSnapshots: string[] }
+  | { event: 'damaged'; seq: number; what: string; blocks: number };
 
 export interface ProtectSummary {
   intervals: number;
@@ -183,12 +184,14 @@ async function session(opts: ProtectOptions, dir: string, source: ProtectedSourc
     let overflowSeen = false; // an OVERFLOW record read: what follows lacks the data of writes, a resync must come first
     while (!opts.signal.aborted) {
       // nothing to read: the interval in flight is waited for (what follows reads the destination's state)
-      if (idle || overflowSeen) await settle();
+      if (idle || overflowSeen || state.damage?.wholeDiskWanted) await settle();
       else throwIfFailed();
-      if (overflowSeen || (idle && needsResync(reader, dir, state))) {
+      // a damaged interval at the destination: its points and later ones rebuild again from a full resync
+      const wantWhole = state.damage?.wholeDiskWanted === true;
+      if (overflowSeen || wantWhole || (idle && needsResync(reader, dir, state))) {
         const img = await servedImage(opts.volume, 'journal.resync');
         if (img === null) {
-          if (!waitingSaid) report({ event: 'waiting', reason: 'the journal dropped records the destination lacks: a resync needs the volume served with --journal' });
+          if (!waitingSaid) report({ event: 'waiting', reason: wantWhole ? `the destination's interval ${state.damage!.seq} is damaged: the full resync that makes its points rebuild again needs the volume served with --journal` : 'the journal dropped records the destination lacks: a resync needs the volume served with --journal' });
           waitingSaid = true;
           if (opts.once) break;
           await sleep(500, opts.signal);
@@ -200,10 +203,11 @@ async function session(opts: ProtectOptions, dir: string, source: ProtectedSourc
           // the journal was trimmed past it for another destination, or moved aside. Then every
           // block goes (unmapped ones as zeros), never a list that misses changes
           const dirty = readDirty(dir);
-          const known = dirty !== null && dirty.after <= state.journalTo;
+          const known = !wantWhole && dirty !== null && dirty.after <= state.journalTo;
           const { count, blocks } = known ? { count: dirty.lbns.length, blocks: img.blocksOf(dirty.lbns) } : img.allBlocks();
           // snapshots taken while records were dropped: the resync brings the disk as of now, not as of them
-          report({ event: 'overflow', after: state.journalTo, blocks: count, full: !known, lostSnapshots: known ? (dirty.snapshots ?? []) : [] });
+          if (wantWhole) report({ event: 'damaged', seq: state.damage!.seq, what: state.damage!.what, blocks: count });
+          else report({ event: 'overflow', after: state.journalTo, blocks: count, full: !known, lostSnapshots: known ? (dirty.snapshots ?? []) : [] });
           const end = Math.max(img.time, lastEnd);
           await ship({ seq: state.intervalSeq + 1, start: lastEnd, end, journalFrom: state.journalTo, journalTo: img.journalTo, kind: 'resync', snapshots: [], blockCount: count, blocks }, 0, 0, lastEnd); // its changes waited since the destination's last point
           lastEnd = end;

@@ -8,6 +8,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { LocalProtectDestination } from '../../src/journal/destination.js';
 import type { IntervalBlock, ShippedInterval } from '../../src/journal/destination-api.js';
 import { exportProtectedAsOf } from '../../src/journal/restore-as-of.js';
+import { readState } from '../../src/journal/destination-state.js';
 import { fileSink } from '../../src/volume/image-io.js';
 import { runCli, stderrLines } from '../support/cli.js';
 import { tempDir } from '../support/images.js';
@@ -77,5 +78,44 @@ describe('damage before a full resync', () => {
       { after: iso(endOf(seed, 6)), before: null },
     ]);
     expect((await exportAsOf(dest, iso(endOf(seed, 6)))).equals(images[6])).toBe(true);
+  });
+
+  it('a fold that meets a damaged interval holds before it, asks for a full resync, and passes over it once one came', async () => {
+    const seed = 43;
+    const images = modelImages(seed, 8);
+    const dest = path.join(root, 'fold.cdp');
+    const d = new LocalProtectDestination(dest);
+    await d.open(modelSource(seed), 3_600_000 * 24 * 365 * 10);
+    await d.seed(seedImage(seed));
+    for (let seq = 1; seq <= 4; seq++) await d.append(shippedInterval(seed, seq));
+    await d.close();
+    // bit rot in interval 2's data (its index intact: only reading the data finds it)
+    const file = ivl(dest, 2);
+    const bytes = fs.readFileSync(file);
+    bytes[8 + bytes.readUInt32LE(4) + 10] ^= 0xff; // the first data block, after the header's JSON
+    fs.writeFileSync(file, bytes);
+
+    // --keep shortened: retention folds interval 1, holds before 2, and asks for every block
+    const again = new LocalProtectDestination(dest);
+    const st = await again.open(modelSource(seed), 1000);
+    expect(st.damage).toMatchObject({ seq: 2, wholeDiskWanted: true, what: expect.stringContaining('checksum mismatch') });
+    expect(readState(dest)).toMatchObject({ baseSeq: 1, fold: null, damage: { seq: 2 } });
+    expect((await exportAsOf(dest, iso(endOf(seed, 1)))).equals(images[1]), 'the points before it are kept').toBe(true);
+    const status = runCli(['protect', 'status', dest], { env, timeoutMs: 30_000 });
+    expect(status.code, status.stderr).toBe(0);
+    expect(status.stdout).toContain(`DAMAGED: ${file}: damaged interval file (block `);
+    expect(status.stdout).toContain('retention holds before interval 2 (damaged): its recovery points and later ones cannot be rebuilt until a full resync');
+
+    // the full resync the shipper sends, and intervals after it: the fold passes over 2..4
+    expect((await again.append(fullResync(seed, 5, images[5]))).damage).toMatchObject({ seq: 2, wholeDiskWanted: false });
+    for (let seq = 6; seq <= 8; seq++) await again.append(shippedInterval(seed, seq));
+    await again.close();
+    const after = readState(dest);
+    expect(after.fold).toBeNull();
+    expect(after.baseSeq, 'folded past the resync (the newest second is kept)').toBeGreaterThanOrEqual(6);
+    expect(after.damage).toBeUndefined();
+    expect(fs.existsSync(file)).toBe(false);
+    expect((await exportAsOf(dest, iso(endOf(seed, after.baseSeq)))).equals(images[after.baseSeq])).toBe(true);
+    expect((await exportAsOf(dest, iso(endOf(seed, 8)))).equals(images[8])).toBe(true);
   });
 });

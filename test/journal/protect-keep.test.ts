@@ -50,6 +50,40 @@ describe.skipIf(missing.length > 0)(`protect --keep${missing.length ? ` (skipped
     expect(await keepOf(at('k2.cdp'))).toBe(24 * 3600_000);
   }, 60_000);
 
+  it('meets a damaged interval when --keep folds it: ships on, sends every block, and the newest point restores exactly', async () => {
+    const vol = at('dmg.vol');
+    const dest = at('dmg.cdp');
+    await setupOk(['volume', 'create', vol, '--size', '4M'], { env });
+    const server = await startServer(vol, ['--socket', at('dmg.sock'), '--journal'], locks);
+    try {
+      await once(vol, dest, []);
+      for (let i = 1; i <= 3; i++) {
+        await qemuIo(server.info.uri, [`write -P ${0x60 + i} ${i * 64}k 64k`]);
+        await new Promise((r) => setTimeout(r, 1100));
+        await once(vol, dest, []);
+      }
+      // bit rot in interval 2's data: only reading its blocks finds it
+      const file = `${dest}/intervals/0000000002.ivl`;
+      const bytes = fs.readFileSync(file);
+      bytes[8 + bytes.readUInt32LE(4) + 10] ^= 0xff;
+      fs.writeFileSync(file, bytes);
+      await qemuIo(server.info.uri, ['write -P 0x70 1M 64k']);
+      await new Promise((r) => setTimeout(r, 1100));
+      // --keep shortened: the fold finds it, holds before it, and protect sends every block instead of failing
+      const events = await once(vol, dest, ['--keep', '1s']);
+      expect(events.filter((e) => e.event === 'damaged').map((e) => e.seq)).toEqual([2]);
+      expect(events.some((e) => e.event === 'interval' && e.kind === 'resync')).toBe(true);
+      await cli(['restore', '--to', at('dmg-latest.vol'), '--as-of', 'latest', '--from', dest], locks);
+      await cli(['volume', 'export', at('dmg-latest.vol'), '--to', at('dmg-latest.raw')], locks);
+      await cli(['volume', 'export', vol, '--to', at('dmg-vol.raw')], locks);
+      expect(fs.readFileSync(at('dmg-latest.raw')).equals(fs.readFileSync(at('dmg-vol.raw')))).toBe(true);
+      const st = JSON.parse((await cli(['protect', 'status', dest, '--json'], locks)).stdout) as { retentionHeld?: { seq: number; resync: string | null } };
+      expect(st.retentionHeld).toMatchObject({ seq: 2, resync: expect.any(String) });
+    } finally {
+      await server.stop();
+    }
+  }, 60_000);
+
   it('refuses malformed durations as invalid input (4), in one line, before anything is made', async () => {
     for (const [flag, value] of [['--keep', 'abc'], ['--keep', '-5s'], ['--interval', '0'], ['--interval', '1x']]) {
       const r = await run(process.execPath, [CLI_BIN, 'protect', at('k.vol'), '--to', at('never.cdp'), '--once', flag, value], { env });
