@@ -2,11 +2,12 @@
 // incremental transfers the mark-on-allocate planes choose. protocol.ts is the
 // conversation, sender.ts the source side (selection.ts the blocks it sends,
 // record-queue.ts compressing and sending its records in order, source-access.ts its
-// snapshot and plane swap on the source), receiver.ts the
-// destination side (record-inflater.ts for compressed records, side-files.ts what it
-// keeps beside the volume while a transfer is under way), state.ts what the source
-// remembers, run.ts the commands' operations. A destination is a peer (peer://HOST:PORT/NAME, served by
-// `imgstream serve peer`) or a volume path on this machine.
+// snapshot and plane swap on the source), receiver.ts the destination side
+// (apply-transfer.ts writing a transfer's records, record-inflater.ts for compressed
+// records, side-files.ts what it keeps beside the volume while a transfer is under way),
+// state.ts what the source remembers, run.ts the commands' operations. A destination is a
+// peer (peer://HOST:PORT/NAME, served by `imgstream serve peer`) or a volume path on this
+// machine.
 import { channelPair, type MirrorChannel } from './protocol.js';
 import { receiveMirror } from './receiver.js';
 
