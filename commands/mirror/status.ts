@@ -14,9 +14,18 @@ function age(ms: number): string {
   return `${(s / 86400).toFixed(1)}d`;
 }
 
+/** What became of a stopped transfer, below the latest ones: stopped by a signal, or its process killed outright. */
+function stoppedLine(r: Relationship): string {
+  const a = r.lastAttempt;
+  if (!a?.stoppedBy) return `  its process ${a?.pid} is gone (killed outright): the next update resumes the transfer`;
+  const p = r.pending;
+  if (!p) return `  ${a.finished}  stopped by ${a.stoppedBy} before its transfer began: the next update starts one`;
+  return `  ${a.finished}  ${p.mode} to ${p.top.name}: stopped by ${a.stoppedBy} part way, ${formatSize(p.bytesSent ?? 0)} sent: the next update resumes it`;
+}
+
 export default class MirrorStatus extends ImgstreamCommand {
   static override summary = "Show a volume's mirror relationships: lag, last transfer, bytes, state.";
-  static override description = `One line per destination this volume file was mirrored to: its state (idle, transferring, failed, broken; stopped: a transfer whose process on this host is gone, killed outright, which the next update resumes), the lag (how old the state the destination holds is: the time since its snapshot was taken), the last successful transfer (when, its mode, blocks and bytes sent, how long it took), and the last error. Below it, the latest transfers one per line (a run that finished a transfer an earlier run left part way, then brought the destination to now, made two): blocks, wire bytes (of that run, and of every attempt for a resumed one), compression. When a stopped transfer keeps data at the destination to resume from (after a full disk, say), how much and the command that drops it. Relationships belong to the volume file (its path): a mirror, and each hop of a cascade, shows its own destinations, not its source's; a mirror with none of its own shows the relationship that feeds it, from its source's record (--json: mirrorOf). With --json, the relationships as recorded (recent, partial), plus lagSeconds.`;
+  static override description = `One line per destination this volume file was mirrored to: its state (idle, transferring, failed, broken; stopped: a transfer stopped by a signal, Ctrl-C or systemctl stop, or whose process on this host is gone, killed outright; the next update resumes it), the lag (how old the state the destination holds is: the time since its snapshot was taken), the last successful transfer (when, its mode, blocks and bytes sent, how long it took), and the last error. Below it, the latest transfers one per line (a run that finished a transfer an earlier run left part way, then brought the destination to now, made two): blocks, wire bytes (of that run, and of every attempt for a resumed one), compression. When a stopped transfer keeps data at the destination to resume from (after a full disk, say), how much and the command that drops it. Relationships belong to the volume file (its path): a mirror, and each hop of a cascade, shows its own destinations, not its source's; a mirror with none of its own shows the relationship that feeds it, from its source's record (--json: mirrorOf). With --json, the relationships as recorded (recent, partial), plus lagSeconds.`;
   static override examples = ['<%= config.bin %> mirror status vm.vol', '<%= config.bin %> mirror status vm.vol --json'];
   static override args = { volume: Args.string({ description: 'Source volume (or a mirror, to see what feeds it).', required: true }) };
   static override flags = { state: stateFlag };
@@ -43,16 +52,17 @@ export default class MirrorStatus extends ImgstreamCommand {
   }
 
   private relationship(r: Relationship & { lagSeconds: number | null }, source: string): void {
-    const state = r.state === 'idle' ? chalk.green(r.state) : r.state === 'transferring' ? chalk.yellow(r.state) : chalk.red(r.state);
+    const state = r.state === 'idle' ? chalk.green(r.state) : r.state === 'transferring' || r.state === 'stopped' ? chalk.yellow(r.state) : chalk.red(r.state);
     const last = r.lastSuccess
       ? `last ${r.lastSuccess.finished} (${r.lastSuccess.mode}, ${r.lastSuccess.blocks} blocks, ${formatSize(r.lastSuccess.bytes)}, ${(r.lastSuccess.durationMs / 1000).toFixed(1)}s), lag ${age(r.lagSeconds! * 1000)}`
       : 'never transferred';
-    this.say(`${r.destination}  ${state}  ${last}${r.lastAttempt?.error && r.state !== 'idle' ? `  error: ${r.lastAttempt.error}` : ''}`);
+    // a stopped transfer is no error: the line below the latest transfers says what became of it
+    this.say(`${r.destination}  ${state}  ${last}${r.lastAttempt?.error && r.state !== 'idle' && r.state !== 'stopped' ? `  error: ${r.lastAttempt.error}` : ''}`);
     for (const t of (r.recent ?? []).slice(-3)) {
       const resumed = t.resumedRecords ? `, resumed after ${t.resumedRecords} records, ${formatSize(t.totalBytes)} by every attempt` : '';
       this.say(`  ${t.finished}  ${t.mode} to ${t.top.name}: ${t.blocks} blocks (${t.sentBlocks} sent by its last run), ${formatSize(t.bytes)} sent${t.compression === 'zstd' ? ' (zstd)' : ''}${resumed}, ${(t.durationMs / 1000).toFixed(1)}s`);
     }
-    if (r.state === 'stopped') this.say(`  its process ${r.lastAttempt?.pid} is gone (killed outright): the next update resumes the transfer`);
+    if (r.state === 'stopped') this.say(stoppedLine(r));
     if (r.partial && r.partial.bytes > 0) this.say(`  partial transfer kept at the destination to resume: ${formatSize(r.partial.bytes)} (since ${r.partial.since}); drop it with: imgstream mirror abandon ${source} --to ${r.destination}`);
   }
 }

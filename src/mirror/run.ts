@@ -201,7 +201,7 @@ export async function mirrorAbandon(volPath: string, dest: Destination, state: M
     state.update(key, () => state.get(key)!, (rel) => {
       rel.pending = null;
       rel.partial = null;
-      if (rel.state === 'failed' || rel.state === 'transferring') rel.state = 'idle';
+      if (rel.state === 'failed' || rel.state === 'transferring' || rel.state === 'stopped') rel.state = 'idle';
     });
   }
   return { destination: dest.spec, ...r };

@@ -379,6 +379,8 @@ export async function sendMirror(source: Volume | SourceAccess, ch: MirrorChanne
     if (reader && !fromDestination.has(thrown as Error) && thrown instanceof ImgstreamError && thrown.code === 'network') await settledWithin(reader, 5000);
     const caught = failure && fromDestination.has(failure) ? failure : thrown;
     const kept = keptOf(caught);
+    // the user stopped it (Ctrl-C, systemctl stop): recorded as stopped, not failed
+    const stoppedBySignal = opts.signal?.aborted ? (stopSignal(opts.signal) ?? 'SIGTERM') : null;
     let err = opts.signal?.aborted ? stoppedError(opts.signal) : caught;
     if (kept && kept.bytes > 0 && err instanceof ImgstreamError) err = withKeptHint(err, kept, opts.volumeLabel ?? vol.path, opts.destination);
     // nothing to resume from: the destination never got the plan, or failed and says it kept nothing
@@ -395,8 +397,8 @@ export async function sendMirror(source: Volume | SourceAccess, ch: MirrorChanne
         if (kept) r.partial = { transferId, bytes: kept.bytes, since: r.partial?.transferId === transferId ? r.partial.since : new Date().toISOString() };
         if (dropTop && r.pending?.transferId === transferId) r.pending = null;
         if (r.pending?.transferId === transferId) r.pending.bytesSent = (r.pending.bytesSent ?? 0) + ch.bytesSent;
-        r.state = 'failed';
-        r.lastAttempt = { started: new Date(started).toISOString(), finished: new Date().toISOString(), error: (err as Error).message };
+        r.state = stoppedBySignal ? 'stopped' : 'failed';
+        r.lastAttempt = { started: new Date(started).toISOString(), finished: new Date().toISOString(), error: (err as Error).message, ...(stoppedBySignal ? { stoppedBy: stoppedBySignal } : {}) };
       });
     }
     try {

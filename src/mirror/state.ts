@@ -11,11 +11,14 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createHash } from 'node:crypto';
-import { CorruptError, FormatVersionError, InvalidInputError, fromSystemError } from '../core/errors.js';
+import { CorruptError, FormatVersionError, InvalidInputError, fromSystemError, type StopSignal } from '../core/errors.js';
 import type { SnapshotIdent, TransferMode } from './protocol.js';
 import { readTextFile } from '../fs/text-file.js';
 
-/** As stored; `mirror status` reports a 'transferring' one whose process is gone as 'stopped'. */
+/**
+ * As stored: 'stopped' is a transfer the user stopped (a signal: lastAttempt.stoppedBy);
+ * `mirror status` also reports a 'transferring' one whose process is gone as 'stopped'.
+ */
 export type RelationshipState = 'idle' | 'transferring' | 'failed' | 'broken' | 'stopped';
 
 export interface Relationship {
@@ -24,8 +27,11 @@ export interface Relationship {
   destination: string;
   state: RelationshipState;
   lastSuccess: { transferId: string; top: SnapshotIdent; finished: string; blocks: number; bytes: number; durationMs: number; mode: TransferMode } | null;
-  /** `pid` and `host`: the process making it (mirror status tells one killed outright from one running). */
-  lastAttempt: { started: string; finished: string | null; error: string | null; pid?: number; host?: string } | null;
+  /**
+   * `pid` and `host`: the process making it (mirror status tells one killed outright from one
+   * running); `stoppedBy`: the signal that stopped it (`error` says so too).
+   */
+  lastAttempt: { started: string; finished: string | null; error: string | null; pid?: number; host?: string; stoppedBy?: StopSignal } | null;
   /** The transfer under way or stopped part way; `bytesSent`: what its stopped attempts sent (wire bytes). */
   pending: { transferId: string; top: SnapshotIdent; mode: TransferMode; moaSwaps: number; bytesSent?: number } | null;
   /** The latest completed transfers, oldest first (at most RECENT_TRANSFERS): one each, a resumed one and the one after it apart. */

@@ -3,7 +3,8 @@
 // (not wait for the next tick, not need a second signal), leave the destination at its
 // previous state, and the next update must resume what was acknowledged. `mirror update`
 // stopped so says so in one line, exits 130 (SIGINT) or 143 (SIGTERM), leaves the
-// relationship failed (not "transferring"), and its bytes count in the transfer's total.
+// relationship stopped (neither "transferring" nor failed: the user stopped it, and the next
+// update resumes it), and its bytes count in the transfer's total.
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -86,8 +87,10 @@ describe('mirror start and signals', () => {
     expect(int.code, int.stderr).toBe(0);
     expect(int.stopMs).toBeLessThan(5000);
     expect(await active(dest)).toBe(before);
-    const status = cliJson<{ relationships: Array<{ state: string; lastAttempt: { error: string | null } }> }>(['mirror', 'status', src, '--json'], { env });
+    const status = cliJson<{ relationships: Array<{ state: string; lastAttempt: { error: string | null; stoppedBy?: string } }> }>(['mirror', 'status', src, '--json'], { env });
     expect(status.relationships[0].lastAttempt.error).toMatch(/stopped/);
+    expect(status.relationships[0].state).toBe('stopped'); // as README says of mirror start: recorded as stopped
+    expect(status.relationships[0].lastAttempt.stoppedBy).toBe('SIGINT');
     const second = cliJson<{ transfers: Array<{ resumedRecords: number; mode: string }> }>(['mirror', 'update', src, '--to', dest, '--json'], { env });
     expect(second.transfers[0].resumedRecords).toBeGreaterThan(0);
     expect(await active(dest)).toBe(sha256(img));
@@ -102,9 +105,16 @@ describe('mirror start and signals', () => {
     expect(int.stderr.trim()).toMatch(/^imgstream: stopped by SIGINT before the transfer completed \(the next update resumes it/);
     expect(int.stderr.trim().split('\n')).toHaveLength(1);
     expect(await active(dest)).toBe(before);
-    const status = cliJson<{ relationships: Array<{ state: string; partial: { bytes: number } | null; lastAttempt: { error: string | null } }> }>(['mirror', 'status', src, '--json'], { env });
-    expect(status.relationships[0].state).toBe('failed');
+    const status = cliJson<{ relationships: Array<{ state: string; partial: { bytes: number } | null; lastAttempt: { error: string | null; stoppedBy?: string }; pending: { top: { name: string } } }> }>(['mirror', 'status', src, '--json'], { env });
+    expect(status.relationships[0].state).toBe('stopped');
+    expect(status.relationships[0].lastAttempt.stoppedBy).toBe('SIGINT');
     expect(status.relationships[0].lastAttempt.error).toMatch(/stopped by SIGINT/);
+    // text: stopped, not an error; the stopped transfer below the latest completed ones, resumable
+    const text = runCli(['mirror', 'status', src], { env }).stdout.split('\n');
+    expect(text[0]).toMatch(/dest\.vol {2}stopped {2}last /);
+    expect(text[0]).not.toMatch(/error/);
+    const stoppedLine = new RegExp(`^ {2}\\S+ {2}\\w+ to ${status.relationships[0].pending.top.name.replaceAll('.', '\\.')}: stopped by SIGINT part way, [\\d.]+ [KM]iB sent: the next update resumes it$`);
+    expect(text.filter((l) => stoppedLine.test(l)), text.join('\n')).toHaveLength(1);
     const next = cliJson<{ transfers: Array<{ resumedRecords: number; bytes: number; totalBytes: number }> }>(['mirror', 'update', src, '--to', dest, '--json'], { env });
     expect(next.transfers[0].resumedRecords).toBeGreaterThan(0);
     // what the stopped attempt sent (1.5 s or more at 3 MB/s) counts in the total
