@@ -245,7 +245,9 @@ export async function sendMirror(source: Volume | SourceAccess, ch: MirrorChanne
         r.volume = volume;
         r.partial = dest.resume && dest.resume.keptBytes ? { transferId: dest.resume.transferId, bytes: dest.resume.keptBytes, since: r.partial?.since ?? new Date().toISOString() } : null;
         r.state = 'transferring';
-        r.pending = { transferId, top: identOf(top), mode, moaSwaps: vol.rootRecord.moaSwaps };
+        // a resumed transfer keeps what its earlier, stopped attempts sent
+        const before = resumable && r.pending?.transferId === transferId ? r.pending.bytesSent : undefined;
+        r.pending = { transferId, top: identOf(top), mode, moaSwaps: vol.rootRecord.moaSwaps, ...(before ? { bytesSent: before } : {}) };
         r.lastAttempt = { started: new Date(started).toISOString(), finished: null, error: null, pid: process.pid, host: os.hostname() };
       });
     }
