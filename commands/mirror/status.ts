@@ -17,8 +17,11 @@ function age(ms: number): string {
 /** What became of a stopped transfer, below the latest ones: stopped by a signal, or its process killed outright. */
 function stoppedLine(r: Relationship): string {
   const a = r.lastAttempt;
-  if (!a?.stoppedBy) return `  its process ${a?.pid} is gone (killed outright): the next update resumes the transfer`;
+  // a resync is never resumed, and updates are refused until one completes
+  const again = 'the mirror stays broken off until a resync completes (run it again: it starts over)';
+  if (!a?.stoppedBy) return `  its process ${a?.pid} is gone (killed outright): ${a?.resync ? again : 'the next update resumes the transfer'}`;
   const p = r.pending;
+  if (a.resync) return `  ${a.finished}  ${p ? `${p.mode} to ${p.top.name}: ` : ''}resync stopped by ${a.stoppedBy}${p ? ` part way, ${formatSize(p.bytesSent ?? 0)} sent` : ''}: ${again}`;
   if (!p) return `  ${a.finished}  stopped by ${a.stoppedBy} before its transfer began: the next update starts one`;
   return `  ${a.finished}  ${p.mode} to ${p.top.name}: stopped by ${a.stoppedBy} part way, ${formatSize(p.bytesSent ?? 0)} sent: the next update resumes it`;
 }

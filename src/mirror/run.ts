@@ -119,14 +119,15 @@ export async function mirrorUpdate(volPath: string, dest: Destination, opts: Upd
 }
 
 async function mirrorUpdateOnce(volPath: string, dest: Destination, opts: UpdateOptions): Promise<MirrorResult> {
-  if (opts.signal?.aborted) throw stoppedError(opts.signal);
+  const resyncOf = opts.op === 'mirror.resync' ? { volume: volPath, destination: dest.spec } : undefined;
+  if (opts.signal?.aborted) throw stoppedError(opts.signal, resyncOf);
   const { source: vol, close } = await openMirrorSource(volPath);
   try {
     const { channel, settled } = await dest.open();
     const cut = () => channel.close();
     opts.signal?.addEventListener('abort', cut, { once: true });
     try {
-      if (opts.signal?.aborted) throw stoppedError(opts.signal);
+      if (opts.signal?.aborted) throw stoppedError(opts.signal, resyncOf);
       return await sendMirror(vol, rateLimited(channel, opts.limitRate ?? 0), { destination: dest.spec, name: dest.name, op: opts.op, state: opts.state ?? new MirrorState(), progress: opts.progress ?? noProgress, signal: opts.signal, compress: opts.compress, volumeLabel: volPath });
     } finally {
       opts.signal?.removeEventListener('abort', cut);

@@ -59,10 +59,15 @@ export interface SendOptions {
 
 export type MirrorCompression = 'none' | 'zstd';
 
-/** The error of an update that `signal` stopped: the transfer resumes on the next one. */
-export function stoppedError(signal: AbortSignal): ImgstreamError {
+/**
+ * The error of an update that `signal` stopped: the transfer resumes on the next one. A
+ * resync (given as `resync`) is never resumed, and an update of the mirror it was bringing
+ * back is refused until one completes: the hint is to run it again.
+ */
+export function stoppedError(signal: AbortSignal, resync?: { volume: string; destination: string }): ImgstreamError {
   const why = typeof signal.reason === 'string' ? ` by ${signal.reason}` : '';
   // exit 130 (SIGINT), 129 (SIGHUP) or 143 (SIGTERM), as a stopped dump
+  if (resync) return stoppedBy(stopSignal(signal) ?? 'SIGTERM', `stopped${why} before the resync completed`, `the mirror stays broken off until a resync completes; run it again, it starts over: imgstream mirror resync ${resync.volume} --to ${resync.destination}`);
   return stoppedBy(stopSignal(signal) ?? 'SIGTERM', `stopped${why} before the transfer completed`, 'the next update resumes it');
 }
 
@@ -248,7 +253,7 @@ export async function sendMirror(source: Volume | SourceAccess, ch: MirrorChanne
         // a resumed transfer keeps what its earlier, stopped attempts sent
         const before = resumable && r.pending?.transferId === transferId ? r.pending.bytesSent : undefined;
         r.pending = { transferId, top: identOf(top), mode, moaSwaps: vol.rootRecord.moaSwaps, ...(before ? { bytesSent: before } : {}) };
-        r.lastAttempt = { started: new Date(started).toISOString(), finished: null, error: null, pid: process.pid, host: os.hostname() };
+        r.lastAttempt = { started: new Date(started).toISOString(), finished: null, error: null, pid: process.pid, host: os.hostname(), ...(opts.op === 'mirror.resync' ? { resync: true } : {}) };
       });
     }
     const selection = new Selection(vol, newState, keep, mode);
@@ -383,7 +388,7 @@ export async function sendMirror(source: Volume | SourceAccess, ch: MirrorChanne
     const kept = keptOf(caught);
     // the user stopped it (Ctrl-C, systemctl stop): recorded as stopped, not failed
     const stoppedBySignal = opts.signal?.aborted ? (stopSignal(opts.signal) ?? 'SIGTERM') : null;
-    let err = opts.signal?.aborted ? stoppedError(opts.signal) : caught;
+    let err = opts.signal?.aborted ? stoppedError(opts.signal, opts.op === 'mirror.resync' ? { volume: opts.volumeLabel ?? vol.path, destination: opts.destination } : undefined) : caught;
     if (kept && kept.bytes > 0 && err instanceof ImgstreamError) err = withKeptHint(err, kept, opts.volumeLabel ?? vol.path, opts.destination);
     // nothing to resume from: the destination never got the plan, or failed and says it kept nothing
     const dropTop = took !== null && !kept && (!planSent || fromDestination.has(caught as Error));
@@ -400,7 +405,7 @@ export async function sendMirror(source: Volume | SourceAccess, ch: MirrorChanne
         if (dropTop && r.pending?.transferId === transferId) r.pending = null;
         if (r.pending?.transferId === transferId) r.pending.bytesSent = (r.pending.bytesSent ?? 0) + ch.bytesSent;
         r.state = stoppedBySignal ? 'stopped' : 'failed';
-        r.lastAttempt = { started: new Date(started).toISOString(), finished: new Date().toISOString(), error: (err as Error).message, ...(stoppedBySignal ? { stoppedBy: stoppedBySignal } : {}) };
+        r.lastAttempt = { started: new Date(started).toISOString(), finished: new Date().toISOString(), error: (err as Error).message, ...(stoppedBySignal ? { stoppedBy: stoppedBySignal } : {}), ...(opts.op === 'mirror.resync' ? { resync: true } : {}) };
       });
     }
     try {

@@ -29,9 +29,10 @@ export interface Relationship {
   lastSuccess: { transferId: string; top: SnapshotIdent; finished: string; blocks: number; bytes: number; durationMs: number; mode: TransferMode } | null;
   /**
    * `pid` and `host`: the process making it (mirror status tells one killed outright from one
-   * running); `stoppedBy`: the signal that stopped it (`error` says so too).
+   * running); `stoppedBy`: the signal that stopped it (`error` says so too); `resync`: it is a
+   * resync's (never resumed: the next resync starts over).
    */
-  lastAttempt: { started: string; finished: string | null; error: string | null; pid?: number; host?: string; stoppedBy?: StopSignal } | null;
+  lastAttempt: { started: string; finished: string | null; error: string | null; pid?: number; host?: string; stoppedBy?: StopSignal; resync?: boolean } | null;
   /** The transfer under way or stopped part way; `bytesSent`: what its stopped attempts sent (wire bytes). */
   pending: { transferId: string; top: SnapshotIdent; mode: TransferMode; moaSwaps: number; bytesSent?: number } | null;
   /** The latest completed transfers, oldest first (at most RECENT_TRANSFERS): one each, a resumed one and the one after it apart. */
