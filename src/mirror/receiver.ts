@@ -75,6 +75,15 @@ function wireError(err: unknown, volPath: string): { code: string; message: stri
   return { code: 'internal', message: (err as Error).message ?? String(err), ...extra };
 }
 
+/** Whether the mirror at `volPath` is broken off (after an abandoned resync it still is); false for anything else. */
+export function isBrokenOff(volPath: string): boolean {
+  try {
+    return describeDestination(volPath).broken;
+  } catch {
+    return false;
+  }
+}
+
 /** Makes a mirror destination writable (`mirror break`). */
 export function breakMirror(volPath: string): { broken: boolean; generation: number } {
   const vol = Volume.open(volPath, { write: true, mirror: true });
@@ -109,7 +118,7 @@ async function converse(volPath: string, ch: MirrorChannel, hello: Record<string
     }
     if (hello.op === 'mirror.abandon') {
       const r = abandonPartial(volPath);
-      await ch.send({ done: { generation: 0, blocks: 0, bytes: 0, deallocated: 0, resumed: 0, staged: 0, freedBytes: r.freedBytes, files: r.files } });
+      await ch.send({ done: { generation: 0, blocks: 0, bytes: 0, deallocated: 0, resumed: 0, staged: 0, freedBytes: r.freedBytes, files: r.files, broken: isBrokenOff(volPath) } });
       if (r.files.length) log(`mirror ${path.basename(volPath)}: dropped the partial transfer (${r.files.join(', ')}, ${r.freedBytes} bytes)`);
       return null;
     }

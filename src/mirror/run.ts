@@ -9,7 +9,7 @@ import { noProgress, type Progress } from '../core/progress.js';
 import { Volume } from '../volume/volume.js';
 import { localDestination } from './index.js';
 import { BROKEN_OFF, NO_MIRROR, identOf, MIRROR_PROTOCOL, type MirrorChannel } from './protocol.js';
-import { abandonPartial, breakMirror, receiveMirror } from './receiver.js';
+import { abandonPartial, breakMirror, isBrokenOff, receiveMirror } from './receiver.js';
 import { checkDestinationPath } from './side-files.js';
 import { withDestinationLock } from './destination-lock.js';
 import { destinationState, remoteError, sendMirror, stoppedError, type MirrorResult } from './sender.js';
@@ -181,8 +181,8 @@ export async function mirrorBreak(dest: Destination): Promise<{ destination: str
  */
 export async function mirrorAbandon(volPath: string, dest: Destination, state: MirrorState): Promise<{ destination: string; freedBytes: number; files: string[] }> {
   const uuid = await sourceUuid(volPath);
-  let r: { freedBytes: number; files: string[] };
-  if (!dest.spec.startsWith('peer://')) r = await withDestinationLock(dest.spec, 'mirror.abandon', () => abandonPartial(dest.spec));
+  let r: { freedBytes: number; files: string[]; broken: boolean };
+  if (!dest.spec.startsWith('peer://')) r = await withDestinationLock(dest.spec, 'mirror.abandon', () => ({ ...abandonPartial(dest.spec), broken: isBrokenOff(dest.spec) }));
   else {
     const { channel, settled } = await dest.open();
     try {
@@ -190,8 +190,8 @@ export async function mirrorAbandon(volPath: string, dest: Destination, state: M
       const m = await channel.receive();
       if (!m) throw new InvalidInputError(`${dest.spec}: no answer`);
       if (m.msg.error) throw remoteError(m.msg.error as { code: string; message: string }, dest.spec);
-      const done = m.msg.done as { freedBytes?: number; files?: string[] };
-      r = { freedBytes: Number(done.freedBytes ?? 0), files: Array.isArray(done.files) ? done.files.map(String) : [] };
+      const done = m.msg.done as { freedBytes?: number; files?: string[]; broken?: boolean };
+      r = { freedBytes: Number(done.freedBytes ?? 0), files: Array.isArray(done.files) ? done.files.map(String) : [], broken: done.broken === true };
     } finally {
       channel.close();
       await settled;
@@ -202,10 +202,11 @@ export async function mirrorAbandon(volPath: string, dest: Destination, state: M
     state.update(key, () => state.get(key)!, (rel) => {
       rel.pending = null;
       rel.partial = null;
-      if (rel.state === 'failed' || rel.state === 'transferring' || rel.state === 'stopped') rel.state = 'idle';
+      // a resync that stopped leaves the mirror broken off, as it was
+      if (rel.state === 'failed' || rel.state === 'transferring' || rel.state === 'stopped') rel.state = r.broken ? 'broken' : 'idle';
     });
   }
-  return { destination: dest.spec, ...r };
+  return { destination: dest.spec, freedBytes: r.freedBytes, files: r.files };
 }
 
 /** The destination's state, as it reports it. */

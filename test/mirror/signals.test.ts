@@ -156,6 +156,9 @@ describe('mirror start and signals', () => {
     expect(runCli(['mirror', 'status', src], { env }).stdout).toMatch(/: resync stopped by SIGINT part way, [\d.]+ [KM]iB sent: the mirror stays broken off until a resync completes \(run it again: it starts over\)\n/);
     // the hint runs as printed
     expect(runCli(['mirror', 'update', src, '--to', dest, '-q'], { env }).code).toBe(4); // still broken off
+    // dropping what the stopped resync kept leaves it broken off, and mirror status says so
+    expect(runCli(['mirror', 'abandon', src, '--to', dest], { env }).code).toBe(0);
+    expect(cliJson<{ relationships: Array<{ state: string }> }>(['mirror', 'status', src, '--json'], { env }).relationships[0].state).toBe('broken');
     expect(runCli(['mirror', 'resync', src, '--to', dest, '-q'], { env }).code).toBe(0);
     expect(await active(dest)).toBe(sha256(img));
   }, 90_000);
