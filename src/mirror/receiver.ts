@@ -86,9 +86,18 @@ export function isBrokenOff(volPath: string): boolean {
 
 /** Makes a mirror destination writable (`mirror break`). */
 export function breakMirror(volPath: string): { broken: boolean; generation: number } {
-  const vol = Volume.open(volPath, { write: true, mirror: true });
+  // the hints are a mirror's, not those of a volume to create or import into
+  const hint = 'give a mirror destination: imgstream mirror status SOURCE lists them';
+  if (!fs.existsSync(volPath)) throw new NotFoundError(`${volPath}: no mirror there to break`, hint);
+  let vol: Volume;
   try {
-    if (!vol.mirrorFlags.mirror) throw new InvalidInputError(`${volPath}: is not a mirror destination`);
+    vol = Volume.open(volPath, { write: true, mirror: true });
+  } catch (err) {
+    if (err instanceof NotAVolumeError && !(err instanceof FormatVersionError)) throw new NotAVolumeError(`${volPath}: not an imgstream volume, so not a mirror`, hint);
+    throw err;
+  }
+  try {
+    if (!vol.mirrorFlags.mirror) throw new InvalidInputError(`${volPath}: is not a mirror destination`, hint);
     vol.setMirrorFlags({ mirror: true, broken: true });
     vol.commit();
     return { broken: true, generation: vol.rootRecord.generation };

@@ -177,8 +177,10 @@ const cases: Case[] = [
   { what: 'mirror update of a mirror onto its own source', args: ['mirror', 'update', at('m.vol'), '--to', v()], code: 'invalid-input', mentions: /not a mirror/ },
   { what: 'snapshot create on a mirror', args: ['snapshot', 'create', at('m.vol'), 'x'], code: 'invalid-input', mentions: /m\.vol: is a mirror destination, written only by its mirror \(read it, or make it writable with: imgstream mirror break .*m\.vol\)/ },
   { what: 'import into a mirror', args: ['volume', 'import', at('m.vol'), '--from', at('a.img')], code: 'invalid-input', mentions: /mirror/ },
-  { what: 'mirror break of a volume that is not a mirror', args: ['mirror', 'break', v()], code: 'invalid-input', mentions: /not a mirror/ },
-  { what: 'mirror break of a missing volume', args: ['mirror', 'break', at('nope.vol')], code: 'not-found', mentions: /nope\.vol/ },
+  { what: 'mirror break of a volume that is not a mirror', args: ['mirror', 'break', v()], code: 'invalid-input', mentions: /not a mirror destination \(give a mirror destination: imgstream mirror status SOURCE lists them\)/ },
+  // a mirror's hint, never "create one with: imgstream volume create"
+  { what: 'mirror break of a missing volume', args: ['mirror', 'break', at('nope.vol')], code: 'not-found', mentions: /nope\.vol: no mirror there to break \(give a mirror destination: imgstream mirror status SOURCE lists them\)/ },
+  { what: 'mirror break of a file that is not a volume', args: ['mirror', 'break', at('a.img')], code: 'not-a-volume', mentions: /a\.img: not an imgstream volume, so not a mirror \(give a mirror destination: imgstream mirror status SOURCE lists them\)/ },
   // a mistyped URL is never taken as a local path (it would write ./peer:/x and exit 0)
   { what: 'protect --to a mistyped peer URL', args: ['protect', v(), '--to', 'peer:/vm1', '--once'], code: 'invalid-input', mentions: /peer:\/vm1: not a path, and not a URL imgstream knows \(give a directory or peer:\/\/HOST:PORT\/NAME/ },
   { what: 'dump --to an http URL', args: ['dump', v(), '--level', '0', '--to', 'http://backup.example/vm1'], code: 'invalid-input', mentions: /http:\/\/backup\.example\/vm1: not a path, and not a URL imgstream knows/ },
