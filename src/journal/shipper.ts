@@ -242,7 +242,17 @@ async function session(opts: ProtectOptions, dir: string, source: ProtectedSourc
           heldSaid = outside.heldBy;
           await sleep(IDLE_POLL_MS, opts.signal);
         }
-        else if (opts.once && builder.firstTime === null && inFlight === null) break;
+        else if (opts.once && builder.firstTime === null && inFlight === null) {
+          // all shipped: a run from cron claims the quiet time since, as a running shipper does
+          // (not while the disk differs from its journal: a writer without one holds the volume)
+          const quietTo = Math.floor((readAt - GRACE_MS) / opts.intervalMs) * opts.intervalMs;
+          if (quietTo >= lastEnd + Math.max(opts.intervalMs, MIN_QUIET_MS) && !outside.differs(readAt) && !needsResync(reader, dir, state)) {
+            state = await dest.quiet(quietTo);
+            lastEnd = quietTo;
+            sum.window = state.window;
+          }
+          break;
+        }
         else if (inFlight !== null) continue; // settled at the top of the loop
         else {
           // nothing written since the last interval: the destination answers for up to the last boundary passed

@@ -84,6 +84,23 @@ describe.skipIf(missing.length > 0)(`protect --keep${missing.length ? ` (skipped
     }
   }, 60_000);
 
+  it('a --once run on a quiet volume moves the window\'s end up to the last boundary passed, as a running shipper does', async () => {
+    const vol = at('q.vol');
+    const dest = at('q.cdp');
+    await setupOk(['volume', 'create', vol, '--size', '4M'], { env });
+    const server = await startServer(vol, ['--socket', at('q.sock'), '--journal'], locks);
+    await qemuIo(server.info.uri, ['write -P 0x51 0 64k']);
+    await server.stop();
+    await once(vol, dest, []);
+    const endOf = async () => Date.parse((JSON.parse((await cli(['protect', 'status', dest, '--json'], locks)).stdout) as { window: { end: string } }).window.end);
+    const first = await endOf();
+    await new Promise((r) => setTimeout(r, 2300));
+    const asked = Date.now() - 1300; // "as of a second ago", as a cron job's restore asks
+    await once(vol, dest, []);
+    expect(await endOf()).toBeGreaterThanOrEqual(Math.max(first + 1000, asked - 1000));
+    await cli(['volume', 'export', dest, '--as-of', new Date(Math.min(asked, await endOf())).toISOString(), '--to', at('q.raw')], locks);
+  }, 60_000);
+
   it('refuses malformed durations as invalid input (4), in one line, before anything is made', async () => {
     for (const [flag, value] of [['--keep', 'abc'], ['--keep', '-5s'], ['--interval', '0'], ['--interval', '1x']]) {
       const r = await run(process.execPath, [CLI_BIN, 'protect', at('k.vol'), '--to', at('never.cdp'), '--once', flag, value], { env });
