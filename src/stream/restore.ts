@@ -75,6 +75,15 @@ function checkFits(vol: Volume, h: StreamHeader, name: string, display: string, 
   // renamed on the source after its dump, or here since, is still the base (verify agrees)
   const base = vol.snapshots().find((s) => s.id === h.base!.id);
   if (!base || base.generation !== h.base.generation) {
+    // a volume that went on since its newest snapshot (written to, or a newer snapshot of it
+    // deleted) takes no stream in place: the lower levels would be refused the same way
+    const newest = vol.snapshots().reduce<SnapshotEntry | null>((a, x) => (a === null || x.id > a.id ? x : a), null);
+    if (newest !== null && newest.id < h.base.id && !activeAsNewestSnapshot(vol)) {
+      throw new InvalidInputError(
+        `${name}: its base snapshot "${h.base.name}" is not on ${display}, which changed since its newest snapshot "${newest.name}" (written to, or a newer snapshot deleted): a chain cannot go on in place`,
+        'restore the chain into a new volume: imgstream restore --to NEW, with its streams or --as-of',
+      );
+    }
     throw new NotFoundError(`${name}: its base snapshot "${h.base.name}" is not on ${display}`, 'restore the lower-level streams of the chain first, in order');
   }
   return null;

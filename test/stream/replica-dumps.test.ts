@@ -9,7 +9,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { cliJson, cliOk, sha256File } from '../support/cli.js';
+import { cliJson, cliOk, runCli, sha256File, stderrLines } from '../support/cli.js';
 import { mutate, randomImage, tempDir } from '../support/images.js';
 import { setupOk } from '../support/in-process.js';
 
@@ -25,7 +25,7 @@ interface Listed {
   base: { name: string } | null;
 }
 
-describe('dumps of a restored replica in its source\'s catalog', () => {
+describe('replicas restored from a volume\'s dumps', () => {
   it('take no part in the source\'s levels: its next level 1 is over its own level 0, and restores as of its top', async () => {
     const vol = p('v.vol');
     const img = randomImage(256, 4096, 3);
@@ -55,5 +55,32 @@ describe('dumps of a restored replica in its source\'s catalog', () => {
     cliOk(['volume', 'export', `${vol}@wed`, '--to', p('want.raw')], o);
     cliOk(['volume', 'export', p('check.vol'), '--to', p('got.raw')], o);
     expect(sha256File(p('got.raw'))).toBe(sha256File(p('want.raw')));
+  });
+
+  it('a replica whose newest snapshot was deleted: an incremental says the chain cannot go on in place (not to restore lower levels, which fail too)', async () => {
+    const vol = p('s.vol');
+    const rep = p('srep.vol');
+    const img = randomImage(256, 4096, 5);
+    await setupOk(['volume', 'create', vol, '--size', '1M'], { env });
+    const night = async (seed: number, snap: string, level: number) => {
+      mutate(img, 4096, 12, seed);
+      fs.writeFileSync(p('s.raw'), img);
+      await setupOk(['volume', 'import', vol, '--from', p('s.raw'), '-q'], { env });
+      await setupOk(['snapshot', 'create', vol, snap, '-q'], { env });
+      cliOk(['dump', vol, '--level', String(level), '--snapshot', snap, '--to', p(`s-${snap}.l${level}`)], o);
+    };
+    await night(1, 'mon', 0);
+    await night(2, 'tue', 1);
+    await night(3, 'wed', 2);
+    cliOk(['restore', '--to', rep, '--from', p('s-mon.l0'), '--from', p('s-tue.l1'), '--from', p('s-wed.l2')], o);
+    await setupOk(['snapshot', 'delete', rep, 'wed', '-q'], { env });
+    await night(4, 'thu', 3);
+    const before = sha256File(rep);
+    const r = runCli(['restore', '--to', rep, '--from', p('s-thu.l3')], o);
+    expect(r.code, r.stderr).toBe(4);
+    expect(stderrLines(r)).toEqual([
+      `imgstream: file ${p('s-thu.l3')}: its base snapshot "wed" is not on ${rep}, which changed since its newest snapshot "tue" (written to, or a newer snapshot deleted): a chain cannot go on in place (restore the chain into a new volume: imgstream restore --to NEW, with its streams or --as-of)`,
+    ]);
+    expect(sha256File(rep)).toBe(before);
   });
 });
