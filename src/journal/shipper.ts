@@ -31,6 +31,8 @@ const IDLE_POLL_MS = 50;
 const YIELD_RECORDS = 256;
 /** An idle shipper moves the destination's window forward at most this often (see ProtectDestination.quiet). */
 const MIN_QUIET_MS = 1000;
+/** How often a quiet time claimed is recorded in the journal's shipped.json (for its status's lag). */
+const QUIET_MARK_MS = 10_000;
 
 export interface ProtectOptions {
   volume: string;
@@ -175,6 +177,18 @@ async function session(opts: ProtectOptions, dir: string, source: ProtectedSourc
       if (prev) await prev;
       throwIfFailed();
     };
+    // a quiet time claimed: the journal's status dates its lag from it too (after an overflow the
+    // dropped writes' times are gone: they came after it), at most every QUIET_MARK_MS
+    let quietMarked = 0;
+    const claimQuiet = async (quietTo: number): Promise<void> => {
+      state = await dest.quiet(quietTo);
+      lastEnd = quietTo;
+      sum.window = state.window;
+      if (Date.now() - quietMarked >= QUIET_MARK_MS || opts.once) {
+        writeShipped(dir, { journalTo: state.journalTo, intervalSeq: state.intervalSeq, end: quietTo, destination: dest.description });
+        quietMarked = Date.now();
+      }
+    };
     let sinceYield = 0;
     const boundaryAfter = (t: number): number => (Math.floor(t / opts.intervalMs) + 1) * opts.intervalMs;
     let waitingSaid = false;
@@ -247,9 +261,7 @@ async function session(opts: ProtectOptions, dir: string, source: ProtectedSourc
           // (not while the disk differs from its journal: a writer without one holds the volume)
           const quietTo = Math.floor((readAt - GRACE_MS) / opts.intervalMs) * opts.intervalMs;
           if (quietTo >= lastEnd + Math.max(opts.intervalMs, MIN_QUIET_MS) && !outside.differs(readAt) && !needsResync(reader, dir, state)) {
-            state = await dest.quiet(quietTo);
-            lastEnd = quietTo;
-            sum.window = state.window;
+            await claimQuiet(quietTo);
           }
           break;
         }
@@ -259,9 +271,7 @@ async function session(opts: ProtectOptions, dir: string, source: ProtectedSourc
           // (a record stamped before it is read by now, as when an interval closes), once per interval
           const quietTo = Math.floor((readAt - GRACE_MS) / opts.intervalMs) * opts.intervalMs;
           if (builder.firstTime === null && quietTo >= lastEnd + Math.max(opts.intervalMs, MIN_QUIET_MS) && !needsResync(reader, dir, state)) {
-            state = await dest.quiet(quietTo);
-            lastEnd = quietTo;
-            sum.window = state.window;
+            await claimQuiet(quietTo);
           } else await sleep(IDLE_POLL_MS, opts.signal);
         }
         continue;
@@ -288,6 +298,7 @@ async function session(opts: ProtectOptions, dir: string, source: ProtectedSourc
     }
     // SIGTERM: the interval in flight is acknowledged (or fails) first; what is collected but not shipped stays in the journal for the next run
     await settle();
+    if (quietMarked > 0) writeShipped(dir, { journalTo: state.journalTo, intervalSeq: state.intervalSeq, end: lastEnd, destination: dest.description });
     reader.close();
     sum.journalTo = state.journalTo;
     sum.window = state.window;

@@ -101,6 +101,32 @@ describe.skipIf(missing.length > 0)(`protect --keep${missing.length ? ` (skipped
     await cli(['volume', 'export', dest, '--as-of', new Date(Math.min(asked, await endOf())).toISOString(), '--to', at('q.raw')], locks);
   }, 60_000);
 
+  it('after an overflow, the source\'s lag runs from the last point the destination claimed, a quiet one too', async () => {
+    const vol = at('ql.vol');
+    const dest = at('ql.cdp');
+    await setupOk(['volume', 'create', vol, '--size', '8M'], { env });
+    const server = await startServer(vol, ['--socket', at('ql.sock'), '--journal', '--journal-size', '1M', '--cp-interval', '0.2'], locks);
+    try {
+      await qemuIo(server.info.uri, ['write -P 0x41 0 64k']);
+      await once(vol, dest, []);
+      await new Promise((r) => setTimeout(r, 2300));
+      await once(vol, dest, []); // nothing new: a quiet time claimed
+      const end = (JSON.parse((await cli(['protect', 'status', dest, '--json'], locks)).stdout) as { window: { end: string } }).window.end;
+      await qemuIo(server.info.uri, ['write -P 0x42 0 3M']);
+      type Source = { unshipped: { dropped: boolean; oldest: string | null } };
+      let st: Source | null = null;
+      for (let i = 0; i < 50; i++) {
+        st = JSON.parse((await cli(['protect', 'status', vol, '--json'], locks)).stdout) as Source;
+        if (st.unshipped.dropped) break;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      expect(st!.unshipped.dropped, 'the journal overflowed').toBe(true);
+      expect(Date.parse(st!.unshipped.oldest!)).toBeGreaterThanOrEqual(Date.parse(end));
+    } finally {
+      await server.stop();
+    }
+  }, 60_000);
+
   it('refuses malformed durations as invalid input (4), in one line, before anything is made', async () => {
     for (const [flag, value] of [['--keep', 'abc'], ['--keep', '-5s'], ['--interval', '0'], ['--interval', '1x']]) {
       const r = await run(process.execPath, [CLI_BIN, 'protect', at('k.vol'), '--to', at('never.cdp'), '--once', flag, value], { env });
