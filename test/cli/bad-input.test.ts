@@ -225,6 +225,7 @@ const cases: Case[] = [
   { what: 'verify of an empty path', args: ['verify', ''], code: 'invalid-input', mentions: /^imgstream: empty path given while opening the stream/ },
   { what: 'protect status of an empty path', args: ['protect', 'status', ''], code: 'invalid-input', mentions: /^imgstream: the protection destination path is empty/ },
   // restore --as-of with --from: a path meant as a protection destination is named for what is wrong with it
+  { what: 'restore --as-of with two --from (one sentence, no "except")', args: ['restore', '--to', at('never.vol'), '--as-of', 'latest', '--from', at('a.cdp'), '--from', at('b.cdp')], code: 'usage', mentions: /^imgstream: --as-of takes one --from \(a protection destination\), not 2 \(restore --to NEW --as-of TIME --from DEST; streams are restored without --as-of/ },
   { what: 'restore --as-of from a missing destination', args: ['restore', '--to', at('never.vol'), '--as-of', '2026-12-01', '--from', at('nosuch.cdp')], code: 'not-found', mentions: /nosuch\.cdp: no such protection destination/ },
   { what: 'restore --as-of from a directory without protect.json', args: ['restore', '--to', at('never.vol'), '--as-of', '2026-12-01', '--from', at('adir')], code: 'not-found', mentions: /adir: not a protection destination \(no protect\.json\)/ },
   { what: 'restore --as-of an empty string', args: ['restore', '--to', at('never.vol'), '--as-of', ''], code: 'usage', mentions: /--as-of is empty/ },
