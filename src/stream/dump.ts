@@ -67,10 +67,16 @@ export interface DumpResult {
   recorded?: false;
 }
 
-/** A character device as a dump's file target (/dev/null): nothing can be read back from it. */
+/**
+ * A dump's file target that keeps nothing (/dev/null, /dev/zero, /dev/full: Linux's memory
+ * devices, major 1), or stdout redirected to one (`--to - > /dev/null`): nothing can be
+ * read back from it. A tape drive given as a file is a character device too, and keeps its data.
+ */
 function keepsNothing(at: MediaPosition): boolean {
+  const memoryDevice = (st: fs.Stats) => st.isCharacterDevice() && ((st.rdev >> 8) & 0xfff) === 1;
   try {
-    return at.kind === 'file' && fs.statSync(at.location).isCharacterDevice();
+    if (at.kind === 'stdout') return memoryDevice(fs.fstatSync(1));
+    return at.kind === 'file' && memoryDevice(fs.statSync(at.location));
   } catch {
     return false;
   }

@@ -11,6 +11,7 @@ import { cliJson, cliOk, finished, runCli, sleep, spawnCli, stderrLines, writeIm
 import { tempDir } from '../support/images.js';
 import { startServer } from '../nbd/support.js';
 import { setupOk } from '../support/in-process.js';
+import { cliWords, sh } from '../support/stream-cli.js';
 
 const BS = 4096;
 const root = tempDir('imgstream-dump-signals-');
@@ -161,7 +162,7 @@ describe('a dump stopped by a signal', () => {
     else fs.writeFileSync(catalog, saved);
   }, 90_000);
 
-  it('a dump to /dev/null (run for its timing) is not recorded and leaves no snapshot: no later level builds on a stream nobody has', () => {
+  it('a dump to /dev/null (run for its timing) is not recorded and leaves no snapshot: no later level builds on a stream nobody has', async () => {
     const before = snapshots();
     const catalogBefore = catalogText();
     const r = runCli(['dump', vol, '--level', '0', '--to', '/dev/null'], { env });
@@ -169,6 +170,16 @@ describe('a dump stopped by a signal', () => {
     expect(r.stdout).toMatch(/-> \/dev\/null \(.* stream, sha256 [0-9a-f]{16}\.\.\.\): not recorded in the catalog \(\/dev\/null keeps nothing: no later level builds on it\), its snapshot deleted/);
     expect(catalogText()).toBe(catalogBefore);
     expect(snapshots()).toEqual(before);
+    // the same with the stream on stdout, redirected there
+    const piped = await sh(`${cliWords(['dump', vol, '--level', '0', '--to', '-'])} > /dev/null`, { env });
+    expect(piped.code, piped.stderr).toBe(0);
+    expect(piped.stderr).toMatch(/-> stdout \(.* stream, sha256 [0-9a-f]{16}\.\.\.\): not recorded in the catalog \(stdout keeps nothing: no later level builds on it\), its snapshot deleted/);
+    expect(catalogText()).toBe(catalogBefore);
+    expect(snapshots()).toEqual(before);
+    // stdout into a file keeps it: recorded
+    const kept = await sh(`${cliWords(['dump', vol, '--level', '0', '--to', '-'])} > ${JSON.stringify(path.join(root, 'stdout.l0'))}`, { env });
+    expect(kept.code, kept.stderr).toBe(0);
+    expect(catalogText()).not.toBe(catalogBefore);
   });
 });
 
