@@ -3,6 +3,7 @@ import { ImgstreamCommand } from '../_cli/base.js';
 import { openState, stateFlag } from '../_cli/mirror-flags.js';
 import { peerFlags, peerDestination } from '../_cli/mirror-peer.js';
 import { mirrorBreak } from '../../src/mirror/run.js';
+import { peerFlagsNote } from '../../src/peer/index.js';
 
 export default class MirrorBreak extends ImgstreamCommand {
   static override summary = 'Make a mirror destination writable.';
@@ -24,7 +25,7 @@ export default class MirrorBreak extends ImgstreamCommand {
     }
     // the source as this machine's mirror state knows it (one relationship); else a placeholder to fill in
     const source = sources.length === 1 ? sources[0] : 'SOURCE';
-    this.say(`${dest.spec}: broken off, writable (bring it back with: imgstream mirror resync ${source} --to ${dest.spec})`);
+    this.say(`${dest.spec}: broken off, writable (bring it back with: imgstream mirror resync ${source} --to ${dest.spec}${peerFlagsNote(dest.spec)})`);
     return r;
   }
 }

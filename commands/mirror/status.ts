@@ -5,6 +5,7 @@ import { openState, stateFlag } from '../_cli/mirror-flags.js';
 import { sourceUuid } from '../../src/mirror/run.js';
 import { formatSize } from '../../src/core/size.js';
 import { reportedState, type Relationship } from '../../src/mirror/state.js';
+import { peerFlagsNote } from '../../src/peer/index.js';
 
 function age(ms: number): string {
   const s = Math.max(0, Math.round(ms / 1000));
@@ -66,6 +67,6 @@ export default class MirrorStatus extends ImgstreamCommand {
       this.say(`  ${t.finished}  ${t.mode} to ${t.top.name}: ${t.blocks} blocks (${t.sentBlocks} sent by its last run), ${formatSize(t.bytes)} sent${t.compression === 'zstd' ? ' (zstd)' : ''}${resumed}, ${(t.durationMs / 1000).toFixed(1)}s`);
     }
     if (r.state === 'stopped') this.say(stoppedLine(r));
-    if (r.partial && r.partial.bytes > 0) this.say(`  partial transfer kept at the destination to resume: ${formatSize(r.partial.bytes)} (since ${r.partial.since}); drop it with: imgstream mirror abandon ${source} --to ${r.destination}`);
+    if (r.partial && r.partial.bytes > 0) this.say(`  partial transfer kept at the destination to resume: ${formatSize(r.partial.bytes)} (since ${r.partial.since}); drop it with: imgstream mirror abandon ${source} --to ${r.destination}${peerFlagsNote(r.destination)}`);
   }
 }

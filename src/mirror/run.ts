@@ -16,6 +16,7 @@ import { destinationState, remoteError, sendMirror, stoppedError, type MirrorRes
 import { MirrorState, relationshipKey } from './state.js';
 import { openMirrorSource, sourceUuid } from './served.js';
 import type { MirrorCompression } from './sender.js';
+import { peerFlagsNote } from '../peer/index.js';
 
 export { sourceUuid };
 
@@ -109,8 +110,8 @@ export async function mirrorUpdate(volPath: string, dest: Destination, opts: Upd
   const first = await mirrorUpdateOnce(volPath, dest, opts).catch((err: unknown) => {
     // the receiver knows neither the source nor the name this side gives the destination (a
     // daemon's directory, a peer URL): the hint to bring a broken-off mirror back names both
-    if (err instanceof ImgstreamError && err.message.includes(BROKEN_OFF)) throw errorOfCode(err.code, err.message, `bring it back with: imgstream mirror resync ${volPath} --to ${dest.spec}`);
-    if (err instanceof ImgstreamError && err.message.includes(NO_MIRROR)) throw errorOfCode(err.code, err.message, `a new mirror starts with: imgstream mirror update ${volPath} --to ${dest.spec}`);
+    if (err instanceof ImgstreamError && err.message.includes(BROKEN_OFF)) throw errorOfCode(err.code, err.message, `bring it back with: imgstream mirror resync ${volPath} --to ${dest.spec}${peerFlagsNote(dest.spec)}`);
+    if (err instanceof ImgstreamError && err.message.includes(NO_MIRROR)) throw errorOfCode(err.code, err.message, `a new mirror starts with: imgstream mirror update ${volPath} --to ${dest.spec}${peerFlagsNote(dest.spec)}`);
     throw err;
   });
   if (!first.resumedTransfer || opts.signal?.aborted) return { ...first, transfers: [first] };

@@ -10,7 +10,7 @@ export { connectPeer, checkPeerClientOptions, DEFAULT_CONNECT_TIMEOUT_MS, DEFAUL
 export { servePeer, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HANDSHAKES, DEFAULT_HANDSHAKE_TIMEOUT_MS, DEFAULT_SERVER_IDLE_MS, DEFAULT_FRAME_TIMEOUT_MS, type ServePeerOptions, type PeerListening, type PeerServeResult } from './server.js';
 export { registerPeerService, peerServices, isPeerOp, type PeerService, type PeerHello, type PeerContext } from './services.js';
 export { streamPutService, streamGetService, validateImageStream, type StreamValidator } from './stream-service.js';
-export { parsePeerUrl, formatPeerUrl, parsePeerListen, checkPeerName, parseFingerprint, formatFingerprint, hostPort, type PeerUrl } from './peer-url.js';
+export { parsePeerUrl, formatPeerUrl, parsePeerListen, checkPeerName, parseFingerprint, formatFingerprint, hostPort, peerFlagsNote, type PeerUrl } from './peer-url.js';
 export { resolveContained, isInside } from './contained-path.js';
 export { readTokenFile, MIN_TOKEN_BYTES } from './token-file.js';
 export { RateLimiter, type Clock } from './rate-limit.js';

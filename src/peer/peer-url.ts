@@ -52,6 +52,14 @@ export function parsePeerUrl(url: string, opts: { requireName?: boolean } = {}):
 }
 
 /** The canonical URL (what the catalog records): parsePeerUrl(formatPeerUrl(u)) equals u. */
+/**
+ * A command a hint prints for a peer URL runs only with the peer flags the user gave:
+ * said after it ("" for a local path).
+ */
+export function peerFlagsNote(spec: string): string {
+  return spec.startsWith('peer://') ? ' (with the same --token-file and TLS flags)' : '';
+}
+
 export function formatPeerUrl(u: PeerUrl): string {
   const host = u.host.includes(':') ? `[${u.host}]` : u.host;
   return `peer://${host}:${u.port}/${u.name.split('/').map(encodeURIComponent).join('/')}`;

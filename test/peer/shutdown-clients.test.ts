@@ -104,7 +104,7 @@ describe('SIGTERM to a peer daemon in the middle of a transfer', () => {
     expectPromptStop(await d.stop(), 'mirror.update');
     const r = await updated;
     expect(Date.now() - t0, 'the update took its time to fail').toBeLessThan(3000);
-    expectOneLineError(r, 'a mirror update to a daemon that stops', 12, /^imgstream: peer:\/\/127\.0\.0\.1:\d+\/m: the daemon is shutting down \(run it again once the daemon is back: it resumes from the .* of this transfer the destination keeps \(\.m\.mirror-[^)]*\), or drop them with: imgstream mirror abandon \S+ --to peer:\/\/127\.0\.0\.1:\d+\/m\)$/);
+    expectOneLineError(r, 'a mirror update to a daemon that stops', 12, /^imgstream: peer:\/\/127\.0\.0\.1:\d+\/m: the daemon is shutting down \(run it again once the daemon is back: it resumes from the .* of this transfer the destination keeps \(\.m\.mirror-[^)]*\), or drop them with: imgstream mirror abandon \S+ --to peer:\/\/127\.0\.0\.1:\d+\/m \(with the same --token-file and TLS flags\)\)$/);
     // the mirror is at its previous state, byte for byte
     expect(await imageSha(mirror, env)).toBe(before.active);
     expect(await snapshotNamesOf(mirror, env)).toEqual(before.snapshots);
