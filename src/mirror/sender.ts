@@ -36,6 +36,7 @@ import { geometryOf } from './receiver.js';
 import { identOf, MIRROR_PROTOCOL, sameSnapshot, type DestinationState, type MirrorChannel, type SnapshotIdent, type TransferDone, type TransferMode, type TransferPlan, type WireError } from './protocol.js';
 import { canonicalPath, RECENT_TRANSFERS, relationshipKey, relationshipTag, type MirrorState, type Relationship, type TransferRecord } from './state.js';
 import { localSource, type SourceAccess } from './source-access.js';
+import { peerFlagsNote } from '../peer/index.js';
 
 export { finishSource, localSource, prepareSource, type FinishArgs, type PrepareArgs, type SourceAccess } from './source-access.js';
 
@@ -67,7 +68,7 @@ export type MirrorCompression = 'none' | 'zstd';
 export function stoppedError(signal: AbortSignal, resync?: { volume: string; destination: string }): ImgstreamError {
   const why = typeof signal.reason === 'string' ? ` by ${signal.reason}` : '';
   // exit 130 (SIGINT), 129 (SIGHUP) or 143 (SIGTERM), as a stopped dump
-  if (resync) return stoppedBy(stopSignal(signal) ?? 'SIGTERM', `stopped${why} before the resync completed`, `the mirror stays broken off until a resync completes; run it again, it starts over: imgstream mirror resync ${resync.volume} --to ${resync.destination}`);
+  if (resync) return stoppedBy(stopSignal(signal) ?? 'SIGTERM', `stopped${why} before the resync completed`, `the mirror stays broken off until a resync completes; run it again, it starts over: imgstream mirror resync ${resync.volume} --to ${resync.destination}${peerFlagsNote(resync.destination)}`);
   return stoppedBy(stopSignal(signal) ?? 'SIGTERM', `stopped${why} before the transfer completed`, 'the next update resumes it');
 }
 
@@ -124,7 +125,7 @@ export function keptOf(err: unknown): { bytes: number; files: string[] } | null 
  * update resumes it, `mirror abandon` drops it.
  */
 export function withKeptHint(err: ImgstreamError, kept: { bytes: number; files: string[] }, volume: string, destination: string): ImgstreamError {
-  const abandon = `imgstream mirror abandon ${volume} --to ${destination}`;
+  const abandon = `imgstream mirror abandon ${volume} --to ${destination}${peerFlagsNote(destination)}`;
   // the mirror volume itself is full: it holds its old blocks until the update's CP, so an update that replaces
   // most of the disk (its base snapshot deleted on the source) cannot fit; a new mirror can
   const hint =
@@ -252,7 +253,8 @@ export async function sendMirror(source: Volume | SourceAccess, ch: MirrorChanne
         r.state = 'transferring';
         // a resumed transfer keeps what its earlier, stopped attempts sent
         const before = resumable && r.pending?.transferId === transferId ? r.pending.bytesSent : undefined;
-        r.pending = { transferId, top: identOf(top), mode, moaSwaps: vol.rootRecord.moaSwaps, ...(before ? { bytesSent: before } : {}) };
+        // the swap that made the shipped plane (a resumed attempt keeps its first one's: the planes may have swapped since)
+        r.pending = { transferId, top: identOf(top), mode, moaSwaps: shippedSwaps, ...(before ? { bytesSent: before } : {}) };
         r.lastAttempt = { started: new Date(started).toISOString(), finished: null, error: null, pid: process.pid, host: os.hostname(), ...(opts.op === 'mirror.resync' ? { resync: true } : {}) };
       });
     }
