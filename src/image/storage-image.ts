@@ -127,7 +127,6 @@ export function* imageChunks(
   opts: { onProgress?: ImageProgress; fromChunk?: number; toChunk?: number } = {},
 ): Generator<ImageChunk, void, undefined> {
   const program = new ChunkProgram(resolved, source);
-  const n = source.wordsPerChunk;
   const total = Math.min(source.chunks, opts.toChunk ?? source.chunks);
   for (let c = opts.fromChunk ?? 0; c < total; c++) {
     const words = program.run(c);

@@ -51,7 +51,7 @@ import type { LogicalMap } from '../volume/logical-map.js';
 import { planLogicalExtents, writeLogicalBytes, zeroLogicalBytes, type LogicalReadRun } from '../volume/logical-io.js';
 import type { Volume } from '../volume/volume.js';
 import { BufferPool } from './buffer-pool.js';
-import { blockStatus, type MetaContext } from './meta-context.js';
+import { blockStatus } from './meta-context.js';
 import { layoutReadReply } from './read-reply.js';
 import { VolumeReader } from './volume-reader.js';
 import { MAX_PAYLOAD_BYTES, transmissionFlags, validateRequest } from './request-rules.js';

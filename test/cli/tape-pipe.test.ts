@@ -8,38 +8,21 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type CliResult, cliOk, sha256File, writeImage } from '../support/cli.js';
+import { type CliResult, cliOk, sha256File } from '../support/cli.js';
 import { tempDir } from '../support/images.js';
+import { makeTwoVolumeTape } from '../support/two-volume-tape.js';
 import { cliWords, expectOneLineError, sh, shellQuote } from '../support/stream-cli.js';
 
-const BS = 4096;
 const root = tempDir('imgstream-tape-pipe-');
 const at = (f: string) => path.join(root, f);
 const env = { IMGSTREAM_LOCK_DIR: at('locks'), IMGSTREAM_CATALOG: at('catalog.json') };
 const o = { env, timeoutMs: 60_000 };
-const tape = `tape:${at('tape')}`;
-const digests: Record<string, string> = {};
+let digests: Record<string, string> = {};
 
 afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
 
 beforeAll(() => {
-  fs.mkdirSync(at('tape'));
-  // tape files: a's level 0, b's level 0, a's level 1
-  for (const [i, v] of ['a', 'b'].entries()) {
-    cliOk(['volume', 'create', at(`${v}.vol`), '--size', '1M', '-q'], o);
-    writeImage(at(`${v}.img`), 256, BS, 60 + i, 0.2);
-    cliOk(['volume', 'import', at(`${v}.vol`), '--from', at(`${v}.img`), '-q'], o);
-    cliOk(['snapshot', 'create', at(`${v}.vol`), 'l0', '-q'], o);
-    cliOk(['dump', at(`${v}.vol`), '--level', '0', '--snapshot', 'l0', '--to', tape, '-q'], o);
-  }
-  writeImage(at('a2.img'), 256, BS, 69, 0.2);
-  cliOk(['volume', 'import', at('a.vol'), '--from', at('a2.img'), '-q'], o);
-  cliOk(['snapshot', 'create', at('a.vol'), 'l1', '-q'], o);
-  cliOk(['dump', at('a.vol'), '--level', '1', '--snapshot', 'l1', '--to', tape, '-q'], o);
-  for (const v of ['a', 'b']) {
-    cliOk(['volume', 'export', at(`${v}.vol`), '--to', at(`${v}.now`), '-q'], o);
-    digests[v] = sha256File(at(`${v}.now`));
-  }
+  ({ digests } = makeTwoVolumeTape(root, env, 60));
 }, 120_000);
 
 /** `cat` of the files (tape files by number, or a path) piped into `imgstream ...args`: a real pipe, as a user's. */

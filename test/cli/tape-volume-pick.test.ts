@@ -7,40 +7,23 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cliJson, cliOk, runCli, sha256File, writeImage } from '../support/cli.js';
+import { cliJson, cliOk, runCli, sha256File } from '../support/cli.js';
 import { tempDir } from '../support/images.js';
+import { makeTwoVolumeTape } from '../support/two-volume-tape.js';
 import { expectOneLineError } from '../support/stream-cli.js';
 
-const BS = 4096;
 const root = tempDir('imgstream-tape-pick-');
 const at = (f: string) => path.join(root, f);
 const env = { IMGSTREAM_LOCK_DIR: at('locks'), IMGSTREAM_CATALOG: at('catalog.json') };
 const o = { env, timeoutMs: 60_000 };
 const tape = `tape:${at('tape')}`;
-const uuids: Record<string, string> = {};
-const digests: Record<string, string> = {};
+let uuids: Record<string, string> = {};
+let digests: Record<string, string> = {};
 
 afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
 
 beforeAll(() => {
-  fs.mkdirSync(at('tape'));
-  // a's level 0, b's level 0, a's level 1: the dumps of two volumes on one plain tape
-  for (const [i, v] of ['a', 'b'].entries()) {
-    cliOk(['volume', 'create', at(`${v}.vol`), '--size', '1M', '-q'], o);
-    writeImage(at(`${v}.img`), 256, BS, 40 + i, 0.2);
-    cliOk(['volume', 'import', at(`${v}.vol`), '--from', at(`${v}.img`), '-q'], o);
-    uuids[v] = cliJson<{ uuid: string }>(['volume', 'info', at(`${v}.vol`)], o).uuid;
-    cliOk(['snapshot', 'create', at(`${v}.vol`), 'l0', '-q'], o);
-    cliOk(['dump', at(`${v}.vol`), '--level', '0', '--snapshot', 'l0', '--to', tape, '-q'], o);
-  }
-  writeImage(at('a2.img'), 256, BS, 49, 0.2);
-  cliOk(['volume', 'import', at('a.vol'), '--from', at('a2.img'), '-q'], o);
-  cliOk(['snapshot', 'create', at('a.vol'), 'l1', '-q'], o);
-  cliOk(['dump', at('a.vol'), '--level', '1', '--snapshot', 'l1', '--to', tape, '-q'], o);
-  for (const v of ['a', 'b']) {
-    cliOk(['volume', 'export', at(`${v}.vol`), '--to', at(`${v}.now`), '-q'], o);
-    digests[v] = sha256File(at(`${v}.now`));
-  }
+  ({ digests, uuids } = makeTwoVolumeTape(root, env, 40));
 }, 120_000);
 
 function restoredDigest(to: string): string {

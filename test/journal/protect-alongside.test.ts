@@ -4,13 +4,12 @@
 // destination, the commands' own temporary snapshots do not, and the destination ends
 // equal to the source.
 import fs from 'node:fs';
-import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { journalTestDir, journalTestMissing } from '../support/journal-tests.js';
 import { randomImage } from '../support/images.js';
 import { modelAt, runWriter } from '../support/nbd-writer.js';
 import { startProtect } from '../support/protect-cli.js';
-import { cli, run, startServer } from '../nbd/support.js';
+import { cli, startServer } from '../nbd/support.js';
 import { setupOk } from '../support/in-process.js';
 
 const BS = 4096;

@@ -5,13 +5,12 @@
 // flight may or may not be there), and shipping resumes without a new seed. At the end
 // every recovery point sampled is exact against the client's log.
 import fs from 'node:fs';
-import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { journalTestDir, journalTestMissing } from '../support/journal-tests.js';
 import { randomImage, rng } from '../support/images.js';
 import { applyOp, modelAt, runWriter, type LoggedOp } from '../support/nbd-writer.js';
 import { startProtect, type RunningProtect } from '../support/protect-cli.js';
-import { cli, run, startServer, type RunningServer } from '../nbd/support.js';
+import { cli, startServer, type RunningServer } from '../nbd/support.js';
 import { asOfBytes, imageBytes } from '../support/oracle.js';
 import { setupOk } from '../support/in-process.js';
 

@@ -5,13 +5,12 @@
 // 30+ random moments of the window, exported from the destination, must equal the
 // model's disk at the last interval boundary before that moment, byte for byte.
 import fs from 'node:fs';
-import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { journalTestDir, journalTestMissing } from '../support/journal-tests.js';
 import { rng, randomImage } from '../support/images.js';
 import { modelAt, runWriter, type LoggedOp } from '../support/nbd-writer.js';
 import { startProtect } from '../support/protect-cli.js';
-import { cli, run, startServer } from '../nbd/support.js';
+import { cli, startServer } from '../nbd/support.js';
 import { asOfBytes } from '../support/oracle.js';
 import { setupOk } from '../support/in-process.js';
 

@@ -14,7 +14,6 @@ import { missingBinaries, ok, RawClient, startServer, type RunningServer } from 
 const NBDSH_PATH = `/usr/bin:${process.env.PATH ?? ''}`;
 const noNbdsh = missingBinaries(['nbdsh']).length > 0 || spawnSync('nbdsh', ['-c', 'pass'], { env: { ...process.env, PATH: NBDSH_PATH } }).status !== 0;
 
-const BS = 4096;
 const SIZE = 1 << 22; // 4 MiB: data in the first 64 KiB and at 1 MiB, holes elsewhere
 const root = tempDir('imgstream-nbd-structured-');
 const locks = path.join(root, 'locks');

@@ -11,7 +11,6 @@ import { Volume } from '../../src/volume/volume.js';
 import { importImage } from '../../src/volume/import.js';
 import { exportImage } from '../../src/volume/export.js';
 import { checkVolume } from '../../src/volume/check.js';
-import { ImgstreamError } from '../../src/core/errors.js';
 import { exportToBuffer, memorySource, randomImage, rng, tempDir } from '../support/images.js';
 import { cliOk, finished, sleep, spawnCli, writeImage } from '../support/cli.js';
 import { setupOk } from '../support/in-process.js';
