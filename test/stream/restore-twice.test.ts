@@ -23,6 +23,14 @@ let sha: Record<string, string> = {};
 
 afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
 
+describe('verify of a stream given twice', () => {
+  it('agrees with restore: l0 l1 l1 is a chain (the second passed over), l0 l1 l2 l1 is refused', () => {
+    const r = cliJson<{ streams: unknown[]; chains: Array<{ streams: number }> }>(['verify', l.l0, l.l1, l.l1], o);
+    expect(r.streams).toHaveLength(3);
+    expectOneLineError(runCli(['verify', l.l0, l.l1, l.l2, l.l1], o), 'verify l0 l1 l2 l1', 4, /taken after its base snapshot "s1" that it does not bring/);
+  });
+});
+
 beforeAll(async () => {
   // snapshots s1, s2, s3 (a few blocks changed between them), dumped at levels 0, 1, 2
   const vol = p('src.vol');
