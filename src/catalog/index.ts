@@ -5,3 +5,4 @@ export * from './catalog.js';
 export * from './record-check.js';
 export * from './as-of.js';
 export * from './backup-logs.js';
+export * from './copies.js';

@@ -1,5 +1,6 @@
 // restore --as-of: the chain of dumps from the catalog, opened on their media.
-import { chainFor, dumpsOfVolume, type Catalog, type DumpRecord } from '../catalog/index.js';
+import { chainFor, dumpsOfVolume, isSnapshotOf, liveCopies, ownRecords, targetAsOf, type Catalog, type DumpRecord } from '../catalog/index.js';
+import { uuidOfVolumeAt } from '../volume/volume-uuid.js';
 import { optionsForRecorded, s3ObjectExists } from '../media/s3/index.js';
 import { InvalidInputError, NotFoundError, UsageError } from '../core/errors.js';
 import type { StreamSource } from '../media/medium.js';
@@ -35,6 +36,24 @@ export async function sourcesForChain(catalog: Catalog, volumePath: string, asOf
     if (opts.volume !== undefined && dumps[0].volume.uuid !== uuid) throw new UsageError(`--volume ${opts.volume} is not the volume at ${volumePath} (${uuid.slice(0, 8)})`, 'a chain restores only onto its own volume: leave out --volume, or restore into a new path');
     dumps = dumps.filter((d) => d.volume.uuid === uuid);
     if (dumps.length === 0) throw new NotFoundError(`the catalog ${catalog.file} has no dumps of ${volumePath}`);
+  }
+  // copies of one volume (a replica restored from its dumps keeps its uuid): the dumps of the
+  // copy --volume names (and those of snapshots it holds too); into a new volume without it,
+  // two copies dumped are two volumes to choose from. Onto an existing one, every copy's
+  // dumps may bring it on: its chain goes by snapshot identity
+  const copyPath = opts.volume !== undefined && uuidOfVolumeAt(opts.volume) !== null ? opts.volume : null;
+  if (copyPath !== null) {
+    const view = Volume.openView(copyPath);
+    const snaps = view.snapshots();
+    view.close();
+    dumps = ownRecords(dumps, copyPath, uuidOfVolumeAt, (d) => snaps.some((x) => isSnapshotOf(d.top, x)));
+  }
+  else if (!fs.existsSync(volumePath)) {
+    const uuid = targetAsOf(dumps, asOf).volume.uuid;
+    const copies = liveCopies(dumps.filter((d) => d.volume.uuid === uuid), uuidOfVolumeAt);
+    if (copies.length > 1) {
+      throw new UsageError(`${asOf} matches dumps of ${copies.length} copies of volume ${uuid.slice(0, 8)}: ${copies.join(', ')} (a volume restored from dumps keeps their uuid)`, 'name the one you mean with --volume PATH');
+    }
   }
   let onVolume: Map<number, string> | null = null;
   if (fs.existsSync(volumePath)) {

@@ -14,6 +14,8 @@ import { evaluateImage, parseExpression, resolveExpression, type StorageImageSum
 import type { MediaPosition, StreamTarget } from '../media/medium.js';
 import { noProgress, type Progress } from '../core/progress.js';
 import { isSnapshotOf, type Catalog, type DumpRecord } from '../catalog/catalog.js';
+import { ownRecords } from '../catalog/copies.js';
+import { uuidOfVolumeAt } from '../volume/volume-uuid.js';
 import type { Volume } from '../volume/volume.js';
 import { checkCarriedMaps, collectMapDeltas } from '../volume/map-deltas.js';
 import { SparseBitmap } from '../volume/sparse-bitmap.js';
@@ -125,7 +127,9 @@ export function planDump(vol: Volume, level: number, top: SnapshotEntry | null, 
   if (level > 0) {
     // dumps of this volume's history: not those of a replica restored from it (same uuid, and
     // ids that its own snapshots take again: told apart by generation and creation time)
-    const ours = catalog.forVolume(vol.rootRecord.uuid).filter((d) => !vol.snapshots().some((s) => s.id === d.top.id && !isSnapshotOf(d.top, s)));
+    // (and not those dumped from another copy that still exists: a replica at another path)
+    const holds = (d: DumpRecord) => vol.snapshots().some((s) => isSnapshotOf(d.top, s));
+    const ours = ownRecords(catalog.forVolume(vol.rootRecord.uuid), vol.path, uuidOfVolumeAt, holds).filter((d) => !vol.snapshots().some((s) => s.id === d.top.id && !isSnapshotOf(d.top, s)));
     const lower = ours.filter((d) => d.level < level && (top === null || d.top.id < top.id));
     baseDump = lower[lower.length - 1] ?? null;
     if (!baseDump) {

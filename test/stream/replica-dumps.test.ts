@@ -83,4 +83,39 @@ describe('replicas restored from a volume\'s dumps', () => {
     ]);
     expect(sha256File(rep)).toBe(before);
   });
+
+  it('a replica written to and dumped: the source\'s next level builds on its own dumps, and --as-of a date restores the copy --volume names (without it, both copies are named)', async () => {
+    // a catalog of its own: a date the other tests' volumes' dumps match is ambiguous for another reason
+    const env = { IMGSTREAM_LOCK_DIR: path.join(root, 'locks'), IMGSTREAM_CATALOG: path.join(root, 'catalog-w.json') };
+    const o = { env, timeoutMs: 60_000 };
+    const vol = p('w.vol');
+    const rep = p('wrep.vol');
+    const img = randomImage(256, 4096, 7);
+    await setupOk(['volume', 'create', vol, '--size', '1M'], { env });
+    const put = async (target: string, seed: number) => {
+      mutate(img, 4096, 12, seed);
+      fs.writeFileSync(p('w.raw'), img);
+      await setupOk(['volume', 'import', target, '--from', p('w.raw'), '-q'], { env });
+    };
+    await put(vol, 1);
+    cliOk(['dump', vol, '--level', '0', '--to', p('w.l0')], o);
+    await put(vol, 2);
+    cliOk(['dump', vol, '--level', '1', '--to', p('w.l1')], o);
+    cliOk(['restore', '--to', rep, '--from', p('w.l0'), '--from', p('w.l1')], o);
+    cliOk(['volume', 'export', vol, '--to', p('w-source.raw')], o);
+    // the replica used (a disaster-recovery test) and backed up on its own
+    await put(rep, 3);
+    cliOk(['dump', rep, '--level', '1', '--to', p('wrep.l1')], o);
+    // the source's level 2 builds on its own level 1
+    const plan = cliJson<{ base: string | null }>(['dump', vol, '--level', '2', '--dry-run', '--json'], o);
+    expect(plan.base).toMatch(/^dump-l1-/);
+    const now = new Date(Date.now() + 1000).toISOString();
+    cliOk(['restore', '--to', p('w-asof.vol'), '--as-of', now, '--volume', vol], o);
+    cliOk(['volume', 'export', p('w-asof.vol'), '--to', p('w-asof.raw')], o);
+    expect(sha256File(p('w-asof.raw'))).toBe(sha256File(p('w-source.raw')));
+    const r = runCli(['restore', '--to', p('w-which.vol'), '--as-of', now], o);
+    expect(r.code, r.stderr).toBe(2);
+    expect(stderrLines(r)).toEqual([expect.stringMatching(new RegExp(`matches dumps of 2 copies of volume [0-9a-f]{8}: .*w\\.vol, .*wrep\\.vol .*\\(name the one you mean with --volume PATH\\)$`))]);
+    expect(fs.existsSync(p('w-which.vol'))).toBe(false);
+  });
 });
