@@ -82,14 +82,14 @@ async function planFold(dir: string, state: ProtectState, held: HeldInterval[], 
     // what is wrong, without the path (status names the file as the directory is given to it)
     const what = damage.message.startsWith(`${file}: `) ? damage.message.slice(file.length + 2) : damage.message;
     const whole = wholeDiskAfter(held, seq, target.seq);
+    // the first damage, or one after a resync that passes over the damage recorded before
+    if (state.damage === undefined || (skip !== undefined && state.damage.seq <= skip.to)) state.damage = { seq, what };
     if (whole === null) {
       // held here until a full resync after it: what is before it folds
-      state.damage ??= { seq, what };
       const last = seq - 1;
       if (skip ? last < skip.to + 1 : last <= state.baseSeq) return null;
       return { to: last, end: byseq.get(last)!.end, ...(skip ? { skip } : {}) };
     }
-    state.damage ??= { seq, what };
     skip = { from: skip?.from ?? seq, to: whole.seq - 1 };
     seq = whole.seq - 1; // go on checking from the resync on
   }

@@ -118,4 +118,30 @@ describe('damage before a full resync', () => {
     expect((await exportAsOf(dest, iso(endOf(seed, after.baseSeq)))).equals(images[after.baseSeq])).toBe(true);
     expect((await exportAsOf(dest, iso(endOf(seed, 8)))).equals(images[8])).toBe(true);
   });
+
+  it('a fold that passes over one damaged interval and meets another names the second', async () => {
+    const seed = 47;
+    const images = modelImages(seed, 8);
+    const dest = path.join(root, 'second.cdp');
+    const d = new LocalProtectDestination(dest);
+    await d.open(modelSource(seed), 3_600_000 * 24 * 365 * 10);
+    await d.seed(seedImage(seed));
+    for (let seq = 1; seq <= 4; seq++) await d.append(shippedInterval(seed, seq));
+    await d.append(fullResync(seed, 5, images[5]));
+    for (let seq = 6; seq <= 8; seq++) await d.append(shippedInterval(seed, seq));
+    await d.close();
+    for (const seq of [2, 6]) {
+      const bytes = fs.readFileSync(ivl(dest, seq));
+      bytes[8 + bytes.readUInt32LE(4) + 10] ^= 0xff;
+      fs.writeFileSync(ivl(dest, seq), bytes);
+    }
+    const again = new LocalProtectDestination(dest);
+    const st = await again.open(modelSource(seed), 1000);
+    await again.close();
+    // passed over 2..4 (the resync at 5 holds the whole disk), held before 6
+    expect(readState(dest)).toMatchObject({ baseSeq: 5, fold: null, damage: { seq: 6 } });
+    expect(st.damage).toMatchObject({ seq: 6, wholeDiskWanted: true });
+    expect(fs.existsSync(ivl(dest, 2))).toBe(false);
+    expect((await exportAsOf(dest, iso(endOf(seed, 5)))).equals(images[5])).toBe(true);
+  });
 });
