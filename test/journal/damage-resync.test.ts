@@ -35,6 +35,17 @@ function fullResync(seed: number, seq: number, img: Buffer): ShippedInterval {
   return { ...shippedInterval(seed, seq), kind: 'resync', blockCount: blocks.length, blocks: iterate(blocks) };
 }
 
+/** A destination of the model's seed and intervals 1-4 as journaled, 5 a full resync holding the disk as the model has it at 5, 6-8 journaled again (nothing folded). */
+async function withResyncAt5(dest: string, seed: number, images: Buffer[]): Promise<void> {
+  const d = new LocalProtectDestination(dest);
+  await d.open(modelSource(seed), 3_600_000 * 24 * 365 * 10);
+  await d.seed(seedImage(seed));
+  for (let seq = 1; seq <= 4; seq++) await d.append(shippedInterval(seed, seq));
+  await d.append(fullResync(seed, 5, images[5]));
+  for (let seq = 6; seq <= 8; seq++) await d.append(shippedInterval(seed, seq));
+  await d.close();
+}
+
 async function exportAsOf(dest: string, asOf: string): Promise<Buffer> {
   const out = path.join(root, `out-${process.hrtime.bigint()}.raw`);
   await exportProtectedAsOf(dest, asOf, (size) => fileSink(out, { force: false, size }));
@@ -48,14 +59,7 @@ describe('damage before a full resync', () => {
     const seed = 41;
     const images = modelImages(seed, 8);
     const dest = path.join(root, 'dest.cdp');
-    const d = new LocalProtectDestination(dest);
-    await d.open(modelSource(seed), 3_600_000 * 24 * 365 * 10);
-    await d.seed(seedImage(seed));
-    // intervals 1-4 as journaled; 5 a full resync holding the disk as the model has it at 5; 6-8 journaled again
-    for (let seq = 1; seq <= 4; seq++) await d.append(shippedInterval(seed, seq));
-    await d.append(fullResync(seed, 5, images[5]));
-    for (let seq = 6; seq <= 8; seq++) await d.append(shippedInterval(seed, seq));
-    await d.close();
+    await withResyncAt5(dest, seed, images);
 
     // interval 3's index is damaged: points 3 and 4 are lost, not those from the resync on
     fs.truncateSync(ivl(dest, 3), fs.statSync(ivl(dest, 3)).size - 10);
@@ -123,13 +127,7 @@ describe('damage before a full resync', () => {
     const seed = 47;
     const images = modelImages(seed, 8);
     const dest = path.join(root, 'second.cdp');
-    const d = new LocalProtectDestination(dest);
-    await d.open(modelSource(seed), 3_600_000 * 24 * 365 * 10);
-    await d.seed(seedImage(seed));
-    for (let seq = 1; seq <= 4; seq++) await d.append(shippedInterval(seed, seq));
-    await d.append(fullResync(seed, 5, images[5]));
-    for (let seq = 6; seq <= 8; seq++) await d.append(shippedInterval(seed, seq));
-    await d.close();
+    await withResyncAt5(dest, seed, images);
     for (const seq of [2, 6]) {
       const bytes = fs.readFileSync(ivl(dest, seq));
       bytes[8 + bytes.readUInt32LE(4) + 10] ^= 0xff;
