@@ -55,15 +55,18 @@ export function collectMapDeltas(vol: Volume, roots: number[], baseRoot: number,
       const v = mapEntry(nodeWords, i);
       if (v >= vol.nblocks) throw new CorruptError(`${vol.path}: logical map node at VBN ${vbn} points outside the volume (${v})`, `run: imgstream volume check ${vol.path}`);
     }
-    const slots: number[] = [];
-    const values: number[] = [];
-    for (let i = 0; i < entries; i++) {
-      if (nodeWords[2 * i] !== baseWords[2 * i] || nodeWords[2 * i + 1] !== baseWords[2 * i + 1]) {
-        slots.push(i);
-        values.push(mapEntry(nodeWords, i));
+    // a node without a base travels whole: no differences to find (a level 0's check walks only such nodes)
+    if (baseVbn !== 0) {
+      const slots: number[] = [];
+      const values: number[] = [];
+      for (let i = 0; i < entries; i++) {
+        if (nodeWords[2 * i] !== baseWords[2 * i] || nodeWords[2 * i + 1] !== baseWords[2 * i + 1]) {
+          slots.push(i);
+          values.push(mapEntry(nodeWords, i));
+        }
       }
+      if (slots.length <= entries / 2) out.push({ vbn, base: baseVbn, slots, values });
     }
-    if (baseVbn !== 0 && slots.length <= entries / 2) out.push({ vbn, base: baseVbn, slots, values });
     if (level === 0) return;
     // the children, read before the recursion reuses the two buffers
     const children: number[] = [];
