@@ -284,7 +284,7 @@ export async function dumpVolume(vol: Volume, target: DumpTargetFactory, opts: D
     // (a level 0 walks every map node it carries only to check it: damage would travel as it is)
     const carried = imageMembers(vol, plan.expression);
     const roots = plan.snapshots.map((s) => s.mapRoot);
-    if (plan.base) deltas = collectMapDeltas(vol, roots, plan.base.mapRoot, carried);
+    if (plan.base) deltas = collectMapDeltas(vol, roots, plan.base.mapRoot, carried, true);
     else {
       checkCarriedMaps(vol, roots, carried);
       deltas = [];

@@ -19,7 +19,7 @@ export interface CarriedBlocks {
  * nodes only, each once.
  */
 export function checkCarriedMaps(vol: Volume, roots: number[], carried: CarriedBlocks): void {
-  collectMapDeltas(vol, roots, 0, carried);
+  collectMapDeltas(vol, roots, 0, carried, true);
 }
 
 /**
@@ -28,9 +28,11 @@ export function checkCarriedMaps(vol: Volume, roots: number[], carried: CarriedB
  * carried is at the receiver already, with its whole subtree (copy-on-write), so the walk
  * only goes down through carried nodes: its cost is what changed. A node that differs from
  * its base in more than half its entries, or has no base, is left out: it travels whole.
- * Each node walked is checked: an entry past the volume is CorruptError.
+ * `check` (a dump, whose trees are all consistent images): each node walked is checked, an
+ * entry past the volume is CorruptError. Without it (a mirror, whose trees include shadow
+ * snapshots whose blocks were reused, no longer map nodes) such an entry is passed over.
  */
-export function collectMapDeltas(vol: Volume, roots: number[], baseRoot: number, carried: CarriedBlocks): MapDelta[] {
+export function collectMapDeltas(vol: Volume, roots: number[], baseRoot: number, carried: CarriedBlocks, check = false): MapDelta[] {
   const bs = vol.blockSize;
   const entries = bs / 8;
   const seen = new SparseBitmap(vol.layout.wordsPerPlaneBlock);
@@ -45,13 +47,13 @@ export function collectMapDeltas(vol: Volume, roots: number[], baseRoot: number,
     else vol.readBlock(vbn, into);
   };
   const walk = (vbn: number, baseVbn: number, level: number) => {
-    if (vbn === 0 || seen.has(vbn) || !carried.has(vbn)) return;
+    if (vbn === 0 || (!check && vbn >= vol.nblocks) || seen.has(vbn) || !carried.has(vbn)) return;
     seen.add(vbn);
     read(vbn, node);
     read(baseVbn, base);
     // a node pointing past the volume is damage the receiver would copy as it is, and then
     // fail to read: the transfer fails here instead, naming it (the walk reads each node anyway)
-    for (let i = 0; i < entries; i++) {
+    for (let i = 0; check && i < entries; i++) {
       const v = mapEntry(nodeWords, i);
       if (v >= vol.nblocks) throw new CorruptError(`${vol.path}: logical map node at VBN ${vbn} points outside the volume (${v})`, `run: imgstream volume check ${vol.path}`);
     }
