@@ -24,7 +24,9 @@ import { removeOnStop, sayOnStop } from '../fs/stop-cleanup.js';
 import { claimNewVolume } from './new-volume-lock.js';
 import type { StreamSummary } from './verify.js';
 import type { VolumePick } from './volume-pick.js';
-import { type HeldStream, activeAsNewestSnapshot, heldAlready } from './restore-held.js';
+import { type HeldStream, type HeldCandidate, activeAsNewestSnapshot } from './restore-held.js';
+import { checkFits } from './restore-fits.js';
+import { StageFile } from './restore-stage.js';
 
 export interface RestoredStream extends StreamSummary {
   skippedBlocks: number;
@@ -47,86 +49,6 @@ export interface RestoreResult {
   held: HeldStream[];
   blocks: number;
   bytes: number;
-}
-
-/**
- * Refuses a stream that cannot go onto this volume, before any block is written; returns
- * the stream when the volume is at its top snapshot already (not to be applied again).
- */
-function checkFits(vol: Volume, h: StreamHeader, name: string, display: string, createdHere = false): HeldStream | null {
-  const r = vol.rootRecord;
-  if (h.volume.uuid !== r.uuid) {
-    // a volume this restore made from the chain's level 0: the chain mixes two volumes' streams
-    const hint = createdHere ? "give one volume's chain: this stream is not of the level 0 given before it" : 'restore it into a new volume, or pick the streams of this volume';
-    throw new InvalidInputError(`${name}: stream is of another volume (${h.volume.uuid}), not ${display} (${r.uuid})`, hint);
-  }
-  if (h.volume.blockSize !== r.blockSize || h.volume.nblocks !== r.nblocks || h.volume.logicalSize !== r.logicalSize) {
-    throw new InvalidInputError(`${name}: stream geometry (block size ${h.volume.blockSize}, ${h.volume.nblocks} blocks) differs from ${display} (block size ${r.blockSize}, ${r.nblocks} blocks)`);
-  }
-  if (h.base === null) {
-    // a second full stream in the chain given (the first one made the volume), or a volume there already
-    if (createdHere) throw new InvalidInputError(`${name}: a second level ${h.level} full stream in the chain: a chain has one, first`, 'give one chain: its level 0, then the incrementals in order');
-    throw new ExistsError(`${name}: a level ${h.level} full stream restores only into a new volume, and ${display} exists`, 'give --to a path that does not exist yet');
-  }
-  // given twice, or onto the volume it was restored to: applying it again would change nothing, or take the volume back
-  const held = heldAlready(vol, h, name, display);
-  if (held) return held;
-  // the base is known by identity (its id and the CP that took it), not by name: a snapshot
-  // renamed on the source after its dump, or here since, is still the base (verify agrees)
-  const base = vol.snapshots().find((s) => s.id === h.base!.id);
-  if (!base || base.generation !== h.base.generation) {
-    // a volume that went on since its newest snapshot (written to, or a newer snapshot of it
-    // deleted) takes no stream in place: the lower levels would be refused the same way
-    const newest = vol.snapshots().reduce<SnapshotEntry | null>((a, x) => (a === null || x.id > a.id ? x : a), null);
-    if (newest !== null && newest.id < h.base.id && !activeAsNewestSnapshot(vol)) {
-      throw new InvalidInputError(
-        `${name}: its base snapshot "${h.base.name}" is not on ${display}, which changed since its newest snapshot "${newest.name}" (written to, or a newer snapshot deleted): a chain cannot go on in place`,
-        'restore the chain into a new volume: imgstream restore --to NEW, with its streams or --as-of',
-      );
-    }
-    throw new NotFoundError(`${name}: its base snapshot "${h.base.name}" is not on ${display}`, 'restore the lower-level streams of the chain first, in order');
-  }
-  return null;
-}
-
-/** Where a restore keeps blocks that replace ones the volume's last CP still holds, until the CP that switches them in. */
-class StageFile {
-  private fd: number | null = null;
-  private bytes = 0;
-  private readonly file: string;
-  readonly offsets = new Map<number, number>();
-  constructor(private readonly dir: string, private readonly prefix: string) {
-    this.file = path.join(dir, `${prefix}${process.pid}`);
-  }
-
-  /** Removes what a killed restore left (each restore onto the volume does, staging or not: a retry may need none). */
-  removeStale(): void {
-    removeStaleTemp(this.dir, this.prefix);
-  }
-
-  private unkeep: (() => void) | null = null;
-
-  put(vbn: number, block: Buffer): void {
-    if (this.fd === null) {
-      this.unkeep = removeOnStop(this.file);
-      this.fd = fs.openSync(this.file, 'w+', 0o600);
-    }
-    fs.writeSync(this.fd, block, 0, block.length, this.bytes);
-    this.offsets.set(vbn, this.bytes);
-    this.bytes += block.length;
-  }
-
-  read(offset: number, buf: Buffer): void {
-    fs.readSync(this.fd!, buf, 0, buf.length, offset);
-  }
-
-  close(): void {
-    if (this.fd !== null) fs.closeSync(this.fd);
-    this.fd = null;
-    fs.rmSync(this.file, { force: true });
-    this.unkeep?.();
-    this.unkeep = null;
-  }
 }
 
 /**
@@ -164,8 +86,15 @@ async function applyStream(vol: Volume, header: StreamHeader, records: AsyncGene
     if (!e && vol.snapshots().some((x) => x.name === s.name && !dropIds.has(x.id))) throw new ExistsError(`${name}: ${display} already has another snapshot named "${s.name}"`, 'rename or delete it first');
   }
   const free = vol.freeSnapshotSlots();
-  if (free.length < incoming.length) throw new VolumeFullError(`${name}: brings ${incoming.length} snapshots, ${display} has ${free.length} free snapshot slots`, `free them: imgstream snapshot delete ${display} NAME (imgstream snapshot list ${display} lists them)`);
-  const slotOf = new Map<number, number>(incoming.map((s, i) => [s.id, free[i]]));
+  if (free.length + dropping.length < incoming.length) {
+    const freed = dropping.length > 0 ? ` (${free.length + dropping.length} once the ${dropping.length} its source deleted are dropped)` : '';
+    throw new VolumeFullError(`${name}: brings ${incoming.length} snapshots, ${display} has ${free.length} free snapshot slots${freed}`, `free them: imgstream snapshot delete ${display} NAME (imgstream snapshot list ${display} lists them)`);
+  }
+  // the snapshots past the free slots take those of the snapshots the source deleted: those
+  // slots stay as the last CP has them until a CP of their own drops them (after the
+  // trailer), so the planes of these wait in the stage file until then
+  const slotOf = new Map<number, number>(incoming.slice(0, free.length).map((s, i) => [s.id, free[i]]));
+  const waiting = incoming.slice(free.length);
   const writtenChunks = new Map<number, Set<number>>(incoming.map((s) => [s.id, new Set<number>()]));
   // snapshots already on the volume that the stream carries again: their blocks are checked, not written
   const alsoHere = header.snapshots.filter((s) => existing.has(s.id)).map((s) => vol.layout.snapshotPlane(existing.get(s.id)!.slot));
@@ -183,7 +112,7 @@ async function applyStream(vol: Volume, header: StreamHeader, records: AsyncGene
   // incoming blocks whose VBNs the last CP still holds (a snapshot the source deleted, or a
   // shadow snapshot): kept in a stage file and switched in by the CP
   const stagedBits = new SparseBitmap(vol.layout.wordsPerPlaneBlock);
-  const stage = new StageFile(path.dirname(vol.path), tempBeside(display, 'restore-stage').prefix);
+  const stage = new StageFile(vol.path, display);
   stage.removeStale();
   const scratch = Buffer.alloc(bs);
   let claimed = 0; // free VBNs taken for the stream's blocks
@@ -232,10 +161,13 @@ async function applyStream(vol: Volume, header: StreamHeader, records: AsyncGene
       if (rec.type === 'plane') {
         const snap = header.snapshots[rec.snapshotIndex];
         const slot = slotOf.get(snap.id);
-        if (slot === undefined) continue; // already on the volume
+        const waits = slot === undefined && writtenChunks.has(snap.id);
+        if (slot === undefined && !waits) continue; // already on the volume
         rec.chunks.forEach((c, i) => {
           if (c >= vol.layout.planeBlocks) throw new CorruptError(`${name}: PLANE record for a block outside the volume's planes`);
-          vol.writeSlotPlane(slot, c, rec.data.subarray(i * bs, (i + 1) * bs));
+          const block = rec.data.subarray(i * bs, (i + 1) * bs);
+          if (waits) stage.putPlane(snap.id, c, block);
+          else vol.writeSlotPlane(slot!, c, block);
           writtenChunks.get(snap.id)!.add(c);
         });
       } else if (rec.type === 'data') {
@@ -281,7 +213,7 @@ async function applyStream(vol: Volume, header: StreamHeader, records: AsyncGene
     }
     if (!complete) throw new CorruptError(`${name}: stream ended without its trailer`);
     await writes.drain();
-    for (const s of incoming) vol.clearSlotPlaneExcept(slotOf.get(s.id)!, writtenChunks.get(s.id)!);
+    for (const [id, slot] of slotOf) vol.clearSlotPlaneExcept(slot, writtenChunks.get(id)!);
     vol.file.sync();
     const freeNow = vol.countFree(); // before the drops: their planes hold their blocks until the CP
     // the source's state at the top: what it deleted goes, in the CP that installs the rest
@@ -293,13 +225,23 @@ async function applyStream(vol: Volume, header: StreamHeader, records: AsyncGene
     // staged blocks are written in place before the CP that installs the stream.
     // (the rest of the CP's journal: dirty metadata now, the active and mark-on-allocate planes to come)
     const journalRoom = freeNow - claimed - 2 * vol.meta.dirtyCount() - 4 * vol.layout.planeBlocks - 8;
-    if (stage.offsets.size > 0 && journalRoom < stage.offsets.size) {
+    if (waiting.length > 0 || (stage.offsets.size > 0 && journalRoom < stage.offsets.size)) {
       vol.commit();
       out.separateDropCp = true;
       for (const [v, off] of stage.offsets) {
         stage.read(off, scratch);
         vol.file.write(scratch, vol.layout.vbnOffset(v));
       }
+      // the dropped snapshots' slots are free now: the waiting planes go there
+      const freed = vol.freeSnapshotSlots().filter((x) => ![...slotOf.values()].includes(x));
+      waiting.forEach((snap, i) => {
+        slotOf.set(snap.id, freed[i]);
+        for (const [c, off] of stage.planes.get(snap.id) ?? []) {
+          stage.read(off, scratch);
+          vol.writeSlotPlane(freed[i], c, scratch);
+        }
+        vol.clearSlotPlaneExcept(freed[i], writtenChunks.get(snap.id)!);
+      });
       vol.file.sync();
     } else {
       for (const [v, off] of stage.offsets) {
@@ -354,6 +296,8 @@ export async function restoreStreams(sources: StreamSource[], volumePath: string
   // when every stream is in: a failed or killed restore leaves nothing under VOL
   let tmp: string | null = null;
   let unkeep = (): void => {};
+  /** Why the last stream, held, would take the volume back (see restore-held.ts): thrown when no stream after it is held or applied. */
+  let refusal: Error | null = null;
   // what can be known wrong about any source is refused before the first stream is applied
   for (const src of sources) await src.precheck?.();
   try {
@@ -379,7 +323,7 @@ export async function restoreStreams(sources: StreamSource[], volumePath: string
           await records.return(undefined);
           continue;
         }
-        let held: HeldStream | null = null;
+        let held: HeldCandidate | null = null;
         if (!vol) {
           if (!fs.existsSync(volumePath)) {
             ({ tmp, unkeep } = createForStream(volumePath, header, s.name, sources.length > 1));
@@ -397,10 +341,13 @@ export async function restoreStreams(sources: StreamSource[], volumePath: string
           }
         } else held = checkFits(vol, header, s.name, volumePath, tmp !== null);
         if (held) {
-          result.held.push(held);
+          // a volume that went on since this stream's top: refused, unless a later stream goes on from the volume
+          refusal = held.refusal;
+          result.held.push(held.held);
           await records.return(undefined);
           continue;
         }
+        refusal = null;
         writes = new WriteBehind(vol.file, { writeback: true, direct: true }); // ends in a CP
         let r: RestoredStream;
         try {
@@ -414,6 +361,7 @@ export async function restoreStreams(sources: StreamSource[], volumePath: string
         result.bytes += r.bytes;
       }
     }
+    if (refusal) throw refusal;
     if (result.streams.length === 0 && selector !== undefined) {
       const uuids = pick!.named(selector);
       throw new NotFoundError(

@@ -66,7 +66,7 @@ describe('an incremental restored twice', () => {
     const to = p('a.vol');
     const r = runCli(['restore', ...from(l.l0, l.l1, l.l1), '--to', to], o);
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stdout).toMatch(/file .*l1: .*a\.vol holds its top snapshot s2 already \(nothing written since\): not applied again, nothing done/);
+    expect(r.stdout).toMatch(/file .*l1: .*a\.vol holds its top snapshot s2 already: not applied again/);
     expect(r.stdout).not.toMatch(/already present/);
     expect(r.stdout).toMatch(/a\.vol: created, 2 stream\(s\) applied, 1 held already, now at s2/);
     expect(await exportShas(to, [null], o)).toEqual({ active: sha.s2 });
@@ -96,5 +96,45 @@ describe('an incremental restored twice', () => {
     ok(['restore', ...from(l.l0, l.l1, l.l2), '--to', p('c.vol'), '-q'], o);
     refused([l.l1], p('c.vol'), /newer snapshot "s3"/);
     expect(await exportShas(p('c.vol'), [null], o)).toEqual({ active: sha.s3 });
+  });
+});
+
+describe('a chain restored again (a cron job retrying restore --from l0 --from l1 …)', () => {
+  it('onto the volume it made: every stream passed over, exit 0, nothing done', async () => {
+    const to = p('d.vol');
+    ok(['restore', ...from(l.l0, l.l1, l.l2), '--to', to, '-q'], o);
+    const before = sha256File(to);
+    const r = runCli(['restore', ...from(l.l0, l.l1, l.l2), '--to', to], o);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/file .*l0: .*d\.vol holds its top snapshot s1 already: not applied again/);
+    expect(r.stdout).toMatch(/d\.vol: 0 stream\(s\) applied, 3 held already, now at s3 \(nothing written since\): nothing done/);
+    expect(sha256File(to)).toBe(before);
+  });
+
+  it('onto the volume a killed run left at the level 0: the level 0 passed over, the rest applied', async () => {
+    const to = p('e.vol');
+    ok(['restore', ...from(l.l0), '--to', to, '-q'], o);
+    const r = cliJson<{ streams: Array<{ top: string }>; held: Array<{ top: string; level: number }> }>(['restore', ...from(l.l0, l.l1, l.l2), '--to', to], o);
+    expect(r.held).toMatchObject([{ top: 's1', level: 0 }]);
+    expect(r.streams.map((s) => s.top)).toEqual(['s2', 's3']);
+    expect(await exportShas(to, [null, 's2'], o)).toEqual({ active: sha.s3, s2: sha.s2 });
+  });
+
+  it('a shorter chain onto a volume that went past it, or onto one written to since: refused, unchanged', async () => {
+    refused([l.l0, l.l1], p('d.vol'), /d\.vol holds this stream's top snapshot "s2" already, and the newer snapshot "s3": applying it again would take the volume back/);
+    const to = p('f.vol');
+    ok(['restore', ...from(l.l0), '--to', to, '-q'], o);
+    fs.writeFileSync(p('f.raw'), randomImage(256, BS, 700));
+    ok(['volume', 'import', to, '--from', p('f.raw'), '-q'], o);
+    refused([l.l0], to, /f\.vol holds this stream's top snapshot "s1" already, and data was written to it since/);
+  });
+
+  it('a level 0 onto a volume of its source that does not hold its top: refused as before (exit 6), unchanged', () => {
+    const to = p('g.vol');
+    ok(['restore', ...from(l.l0), '--to', to, '-q'], o);
+    ok(['snapshot', 'delete', to, 's1', '-q'], o);
+    const before = sha256File(to);
+    expectOneLineError(runCli(['restore', ...from(l.l0, l.l1), '--to', to], o), 'restore l0 l1 -> g.vol', 6, /a level 0 full stream restores only into a new volume, and .*g\.vol exists/);
+    expect(sha256File(to)).toBe(before);
   });
 });

@@ -1,0 +1,52 @@
+// Whether a stream can go onto an existing volume: the same volume (uuid) and geometry,
+// its base snapshot there (by identity), or its top there already (held: restore-held.ts).
+// Checked before any block of the stream is written.
+import { ExistsError, InvalidInputError, NotFoundError } from '../core/errors.js';
+import type { StreamHeader } from '../format/image-stream.js';
+import type { SnapshotEntry } from '../format/snapshot-entry.js';
+import type { Volume } from '../volume/volume.js';
+import { activeAsNewestSnapshot, heldAlready, type HeldCandidate } from './restore-held.js';
+
+/**
+ * Refuses a stream that cannot go onto this volume, before any block is written; returns
+ * the stream when the volume holds its top snapshot already (not to be applied again; see
+ * restore-held.ts).
+ */
+export function checkFits(vol: Volume, h: StreamHeader, name: string, display: string, createdHere = false): HeldCandidate | null {
+  const r = vol.rootRecord;
+  if (h.volume.uuid !== r.uuid) {
+    // a volume this restore made from the chain's level 0: the chain mixes two volumes' streams
+    const hint = createdHere ? "give one volume's chain: this stream is not of the level 0 given before it" : 'restore it into a new volume, or pick the streams of this volume';
+    throw new InvalidInputError(`${name}: stream is of another volume (${h.volume.uuid}), not ${display} (${r.uuid})`, hint);
+  }
+  if (h.volume.blockSize !== r.blockSize || h.volume.nblocks !== r.nblocks || h.volume.logicalSize !== r.logicalSize) {
+    throw new InvalidInputError(`${name}: stream geometry (block size ${h.volume.blockSize}, ${h.volume.nblocks} blocks) differs from ${display} (block size ${r.blockSize}, ${r.nblocks} blocks)`);
+  }
+  if (h.base === null) {
+    // a second full stream in the chain given (the first one made the volume), or a volume there already
+    if (createdHere) throw new InvalidInputError(`${name}: a second level ${h.level} full stream in the chain: a chain has one, first`, 'give one chain: its level 0, then the incrementals in order');
+    // the volume a restore of this chain made (a retry: restore --from l0 --from l1 again)
+    const held = heldAlready(vol, h, name, display);
+    if (held) return held;
+    throw new ExistsError(`${name}: a level ${h.level} full stream restores only into a new volume, and ${display} exists`, 'give --to a path that does not exist yet');
+  }
+  // given twice, or onto the volume it was restored to: applying it again would change nothing, or take the volume back
+  const held = heldAlready(vol, h, name, display);
+  if (held) return held;
+  // the base is known by identity (its id and the CP that took it), not by name: a snapshot
+  // renamed on the source after its dump, or here since, is still the base (verify agrees)
+  const base = vol.snapshots().find((s) => s.id === h.base!.id);
+  if (!base || base.generation !== h.base.generation) {
+    // a volume that went on since its newest snapshot (written to, or a newer snapshot of it
+    // deleted) takes no stream in place: the lower levels would be refused the same way
+    const newest = vol.snapshots().reduce<SnapshotEntry | null>((a, x) => (a === null || x.id > a.id ? x : a), null);
+    if (newest !== null && newest.id < h.base.id && !activeAsNewestSnapshot(vol)) {
+      throw new InvalidInputError(
+        `${name}: its base snapshot "${h.base.name}" is not on ${display}, which changed since its newest snapshot "${newest.name}" (written to, or a newer snapshot deleted): a chain cannot go on in place`,
+        'restore the chain into a new volume: imgstream restore --to NEW, with its streams or --as-of',
+      );
+    }
+    throw new NotFoundError(`${name}: its base snapshot "${h.base.name}" is not on ${display}`, 'restore the lower-level streams of the chain first, in order');
+  }
+  return null;
+}
