@@ -110,8 +110,9 @@ async function runSequence(ops: Op[], dayVolume = false): Promise<number> {
   const run = path.join(dir, `run${counter++}`);
   fs.mkdirSync(run);
   const file = path.join(run, 'src.vol');
-  // room for about three versions of the disk: deletes and shadows make the allocator reuse
-  Volume.create(file, { size: blocks * bs, blockSize: bs, maxSnapshots: 8, volumeSize: (dayVolume ? blocks * 4 : Math.floor(blocks * 2.2)) * bs });
+  // room for about three versions of the disk: deletes and shadows make the allocator reuse;
+  // as many slots as the model keeps snapshots: a replica at a prefix may have every slot in use
+  Volume.create(file, { size: blocks * bs, blockSize: bs, maxSnapshots: 6, volumeSize: (dayVolume ? blocks * 4 : Math.floor(blocks * 2.2)) * bs });
   const catalog = new Catalog(path.join(run, 'catalog.json'));
   const model = new Map<string, { image: Buffer; shadow: boolean }>();
   const deleted = new Set<string>();
