@@ -12,6 +12,12 @@ export interface IntervalBlock {
   data: Buffer | null;
 }
 
+/** A snapshot the source renamed: `from` is the name it had. */
+export interface SnapshotRename {
+  from: string;
+  to: string;
+}
+
 /** The volume a destination protects: fixed at the first transfer, checked at every later one. */
 export interface ProtectedSource {
   /** The source volume's uuid. */
@@ -41,6 +47,11 @@ export interface ShippedInterval {
   kind: 'journal' | 'resync';
   /** Snapshots taken on the source at `end` (after every write of the interval), oldest first. */
   snapshots: string[];
+  /**
+   * Snapshots renamed on the source during the interval, in order (before `snapshots` were
+   * taken): from then on the recovery points of earlier snapshots answer to the new names.
+   */
+  renames?: SnapshotRename[];
   /** Number of entries `blocks` yields. */
   blockCount: number;
   blocks: AsyncIterable<IntervalBlock>;

@@ -10,6 +10,7 @@ import { writeFileDurably } from '../fs/durable-file.js';
 import { Volume } from '../volume/volume.js';
 import { FLAG_MIRROR } from '../volume/volume-flags.js';
 import { intervalSeqOf } from './interval-file.js';
+import type { BaseRenamePlan } from './base-renames.js';
 
 export const STATE_FILE = 'protect.json';
 export const BASE_FILE = 'base.vol';
@@ -39,9 +40,10 @@ export interface ProtectState {
    * A fold under way: intervals baseSeq+1..to are being applied to the base, those up to
    * `applied` are in it; `end` is interval to's end, the window's new start. `skip`: the
    * intervals from..to are left out (damaged ones, and those up to a full resync after
-   * them, which holds the whole disk again).
+   * them, which holds the whole disk again). `renaming`: the renames of interval seq
+   * (applied+1), worked out and being carried out on the base's snapshots (base-renames.ts).
    */
-  fold: { to: number; end: number; applied?: number; skip?: { from: number; to: number } } | null;
+  fold: { to: number; end: number; applied?: number; skip?: { from: number; to: number }; renaming?: { seq: number } & BaseRenamePlan } | null;
   /**
    * A damaged interval a fold found (seq, and what is wrong): retention holds before it,
    * and its recovery points and those after it cannot be rebuilt, until a full resync
@@ -50,6 +52,8 @@ export interface ProtectState {
   damage?: { seq: number; what: string };
   /** The source's time (ms) of each snapshot folded into the base: the end of the interval that carried it. */
   baseSnapshotTimes?: Record<string, number>;
+  /** The names base snapshots had before the source renamed them (old → now): a restore asking for an old one is told the new one. */
+  baseRenamed?: Record<string, string>;
 }
 
 export function statePath(dir: string): string {

@@ -17,7 +17,9 @@ import { crashPoint } from '../volume/crash-point.js';
 import { BASE_FILE, INTERVALS_DIR, writeState, type ProtectState } from './destination-state.js';
 import { fsyncDirectory } from '../fs/durable-file.js';
 import { claimBase } from './base-claim.js';
-import { checkIntervalData, intervalFileName, readIntervalIndex } from './interval-file.js';
+import { checkIntervalData, intervalFileName, readDamagedHeader, readIntervalIndex } from './interval-file.js';
+import { applyBaseRenames, planBaseRenames } from './base-renames.js';
+import type { SnapshotRename } from './destination-api.js';
 import { applyOverlay, Overlay } from './overlay.js';
 
 /** An interval the destination holds: its seq and end time. */
@@ -145,6 +147,23 @@ function applyMakingRoom(base: Volume, overlay: Overlay): void {
 }
 
 /**
+ * Gives the base's snapshots the names the source renamed them to in interval `seq`: the
+ * plan is recorded first, then carried out (again, after a crash in the middle).
+ */
+function renameBaseSnapshots(dir: string, state: ProtectState, fold: NonNullable<ProtectState['fold']>, seq: number, base: Volume, renames: SnapshotRename[]): void {
+  if (fold.renaming?.seq !== seq) {
+    const plan = renames.length ? planBaseRenames(base, renames, { times: state.baseSnapshotTimes ?? {}, renamed: state.baseRenamed ?? {} }) : null;
+    if (plan === null) return;
+    fold.renaming = { seq, ...plan };
+    writeState(dir, state);
+    crashPoint('protect-fold-renaming', dir);
+  }
+  applyBaseRenames(base, fold.renaming);
+  state.baseSnapshotTimes = { ...fold.renaming.times };
+  state.baseRenamed = { ...fold.renaming.renamed };
+}
+
+/**
  * Finishes a pending fold, then folds what retention asks for. Returns false when the
  * base is busy (a restore reads it): the fold waits for the next append.
  * `held` (ascending seq) is updated in place.
@@ -184,10 +203,22 @@ export async function foldExpired(dir: string, state: ProtectState, held: HeldIn
     // one interval at a time, its progress recorded after its blocks and snapshots: a
     // restart redoes at most the interval in progress, on a base exact up to the one before
     for (let seq = (fold.applied ?? state.baseSeq) + 1; seq <= to; seq++) {
+      const file = path.join(ivDir, intervalFileName(seq));
       // damaged, or before a full resync after the damage: the base takes the resync's whole disk instead
-      if (fold.skip && seq >= fold.skip.from && seq <= fold.skip.to) continue;
-      const ix = readIntervalIndex(path.join(ivDir, intervalFileName(seq)));
-      applyMakingRoom(base, new Overlay([ix]));
+      // (the snapshots the source renamed meanwhile take their new names, when its header tells them)
+      const skipped = fold.skip !== undefined && seq >= fold.skip.from && seq <= fold.skip.to;
+      const ix = skipped ? null : readIntervalIndex(file);
+      if (ix) applyMakingRoom(base, new Overlay([ix]));
+      renameBaseSnapshots(dir, state, fold, seq, base, (ix ? ix.header : readDamagedHeader(file))?.renames ?? []);
+      if (!ix) {
+        if (fold.renaming?.seq === seq) {
+          // progress recorded: carried out again, the renames would rename what already has its new name
+          delete fold.renaming;
+          fold.applied = seq;
+          writeState(dir, state);
+        }
+        continue;
+      }
       const times: Record<string, number> = { ...state.baseSnapshotTimes };
       for (const name of ix.header.snapshots) {
         takeSnapshot(base, name);
@@ -196,6 +227,9 @@ export async function foldExpired(dir: string, state: ProtectState, held: HeldIn
       base.file.sync();
       const kept = new Set(base.snapshots().map((x) => x.name));
       state.baseSnapshotTimes = Object.fromEntries(Object.entries(times).filter(([name]) => kept.has(name)));
+      // old names of snapshots still there, and not taken again since
+      if (state.baseRenamed) state.baseRenamed = Object.fromEntries(Object.entries(state.baseRenamed).filter(([old, now]) => kept.has(now) && !kept.has(old)));
+      delete fold.renaming;
       fold.applied = seq;
       writeState(dir, state);
       crashPoint('protect-fold-step', dir);

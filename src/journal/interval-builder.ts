@@ -5,9 +5,9 @@
 // past that, the data is read from the segment files when the interval is shipped.
 import fs from 'node:fs';
 import { fromSystemError } from '../core/errors.js';
-import type { IntervalBlock, ShippedInterval } from './destination-api.js';
+import type { IntervalBlock, ShippedInterval, SnapshotRename } from './destination-api.js';
 import type { LocatedRecord } from './journal-reader.js';
-import { RecordKind } from './record.js';
+import { parseMarker, RecordKind } from './record.js';
 
 interface BlockRef {
   segment: string;
@@ -50,6 +50,8 @@ export class IntervalBuilder {
   records = 0;
   /** Bytes those records carried. */
   recordBytes = 0;
+  /** Snapshots renamed on the source, in order. */
+  readonly renames: SnapshotRename[] = [];
 
   constructor(readonly blockSize: number, readonly journalFrom: number, private readonly pool: SlabPool = new SlabPool()) {
     this.journalTo = journalFrom; // block sizes are powers of two up to 1 MiB: a slab holds whole blocks
@@ -68,6 +70,13 @@ export class IntervalBuilder {
 
   add(rec: LocatedRecord): void {
     this.journalTo = rec.seq;
+    if (rec.kind === RecordKind.Rename) {
+      // the interval has something to ship, writes or not: it closes at its boundary
+      const { from, to } = parseMarker<SnapshotRename>(rec);
+      this.renames.push({ from, to });
+      this.firstTime ??= rec.time;
+      return;
+    }
     if (rec.kind !== RecordKind.Data && rec.kind !== RecordKind.Zero) return;
     this.firstTime ??= rec.time;
     this.records++;
@@ -150,6 +159,6 @@ export class IntervalBuilder {
         for (const fd of fds.values()) fs.closeSync(fd);
       }
     }
-    return { seq, start, end, journalFrom: this.journalFrom, journalTo: this.journalTo, kind: 'journal', snapshots, blockCount: lbns.length, blocks: blocks(), stableData: true };
+    return { seq, start, end, journalFrom: this.journalFrom, journalTo: this.journalTo, kind: 'journal', snapshots, ...(this.renames.length ? { renames: [...this.renames] } : {}), blockCount: lbns.length, blocks: blocks(), stableData: true };
   }
 }

@@ -5,7 +5,7 @@
 //
 //   0  u32  magic "IPI1"
 //   4  u32  H: bytes of the header's JSON (IntervalHeader)
-//   8       the header's JSON
+//   8       the header's JSON (seq, times, journal records, kind, snapshots taken, renames)
 //   8+H     block data, blockSize bytes each, in index order (zero blocks have none)
 //   X       the index: blockCount entries of 24 bytes, ascending LBN:
 //             f64 lbn, f64 byte offset of the data (-1: the block reads as zeros),
@@ -17,7 +17,7 @@ import path from 'node:path';
 import { CorruptError, ImgstreamError, InvalidInputError, fromSystemError } from '../core/errors.js';
 import { crc32 } from '../format/crc32.js';
 import { isZero } from '../volume/zero.js';
-import type { ShippedInterval } from './destination-api.js';
+import type { ShippedInterval, SnapshotRename } from './destination-api.js';
 import { fsyncDirectory } from '../fs/durable-file.js';
 import { EarlyWriteback } from '../fs/writeback.js';
 
@@ -39,6 +39,8 @@ export interface IntervalHeader {
   journalTo: number;
   kind: 'journal' | 'resync';
   snapshots: string[];
+  /** Snapshots the source renamed during the interval, in order (absent: none). */
+  renames?: SnapshotRename[];
   blockSize: number;
   blockCount: number;
   /** The source volume's uuid. */
@@ -81,6 +83,7 @@ export async function writeIntervalFile(dir: string, interval: ShippedInterval, 
     journalTo: interval.journalTo,
     kind: interval.kind,
     snapshots: [...interval.snapshots],
+    ...(interval.renames?.length ? { renames: interval.renames.map(({ from, to }) => ({ from, to })) } : {}),
     blockSize,
     blockCount: interval.blockCount,
     source: geometry.source,

@@ -67,6 +67,21 @@ export interface DirtySet {
   lbns: number[];
   /** Snapshots taken in that span: a resync brings the disk as of its own moment, not theirs, so they cannot arrive (reported). */
   snapshots?: string[];
+  /** Snapshots renamed in that span (their records dropped), in order: the resync carries them to the destination. */
+  renames?: DirtyRename[];
+}
+
+/** A snapshot renamed while the journal was overflowed, with its record's seq (the same rename read twice is one). */
+export interface DirtyRename {
+  from: string;
+  to: string;
+  seq: number;
+}
+
+/** Renames once each (one may be both in the dirty set and read back from the journal), in the order they were made. */
+export function renamesInOrder(renames: DirtyRename[]): DirtyRename[] {
+  const bySeq = new Map(renames.map((r) => [r.seq, r]));
+  return [...bySeq.values()].sort((a, b) => a.seq - b.seq);
 }
 
 export function readDirty(dir: string): DirtySet | null {

@@ -22,6 +22,8 @@ export interface JournalScan {
   tornBytes: number;
   /** The DATA and ZERO records after the last CP marker (payloads copied), oldest first. */
   tail: JournalRecord[];
+  /** The snapshot renames recorded after the last CP marker, oldest first (the CP that commits each may not have happened). */
+  renames: Array<{ from: string; to: string }>;
   /** An OVERFLOW marker with no RESYNC after it: changes are tracked as dirty blocks. */
   overflowed: boolean;
 }
@@ -29,6 +31,7 @@ export interface JournalScan {
 /** Reads the journal `dir` of `vol` (its segments `segs`, at least one) to its end and cuts a torn tail off. */
 export function scanJournal(dir: string, segs: SegmentFile[], vol: Volume): JournalScan {
   const tail: JournalRecord[] = [];
+  const renames: Array<{ from: string; to: string }> = [];
   let overflowedAt = -1;
   let known: { generation?: number; mapRoot?: number } | null = null; // what the last CP or OPEN marker recorded of the volume
   let lastSeq = 0;
@@ -41,7 +44,8 @@ export function scanJournal(dir: string, segs: SegmentFile[], vol: Volume): Jour
       lastSeg = rec.segment;
       lastEnd = rec.payloadAt + rec.payloadBytes;
       if (rec.kind === RecordKind.Cp || rec.kind === RecordKind.Open) known = parseMarker<{ generation?: number; mapRoot?: number }>(rec);
-      if (rec.kind === RecordKind.Cp) tail.length = 0;
+      if (rec.kind === RecordKind.Cp) tail.length = renames.length = 0;
+      else if (rec.kind === RecordKind.Rename) renames.push(parseMarker<{ from: string; to: string }>(rec));
       else if (rec.kind === RecordKind.Data || rec.kind === RecordKind.Zero) tail.push({ ...rec, payload: Buffer.from(rec.payload) });
       else if (rec.kind === RecordKind.Overflow) overflowedAt = rec.seq;
       else if (rec.kind === RecordKind.Resync) overflowedAt = -1;
@@ -72,7 +76,7 @@ export function scanJournal(dir: string, segs: SegmentFile[], vol: Volume): Jour
       `start protection over: move ${dir} aside, serve with --journal and protect to a new destination`,
     );
   }
-  return { lastSeq, lastSegment: last, tornBytes, tail, overflowed: overflowedAt >= 0 };
+  return { lastSeq, lastSegment: last, tornBytes, tail, renames, overflowed: overflowedAt >= 0 };
 }
 
 /**

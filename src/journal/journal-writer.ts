@@ -20,7 +20,7 @@ import { readLogicalBytes, writeLogicalBytes, zeroLogicalBytes } from '../volume
 import { EarlyWriteback } from '../fs/writeback.js';
 import type { SnapshotEntry } from '../format/snapshot-entry.js';
 import type { Volume, VolumeObserver } from '../volume/volume.js';
-import { journalDirOf, listSegments, readDirty, readShipped, removeDirty, segmentName, syncDirectory, writeDirty, type DirtySet } from './journal-files.js';
+import { journalDirOf, listSegments, readDirty, readShipped, removeDirty, segmentName, syncDirectory, writeDirty, renamesInOrder, type DirtyRename, type DirtySet } from './journal-files.js';
 import { JournalReader } from './journal-reader.js';
 import { markerPayload, parseMarker, RECORD_HEADER_BYTES, RecordKind, sealHeader, sealRecord, writeHeader, type JournalRecord } from './record.js';
 import { scanJournal } from './journal-recovery.js';
@@ -87,7 +87,7 @@ export class JournalWriter implements VolumeObserver {
   private readonly segmentLimit: number;
   private readonly report: (m: string) => void;
   /** Set while overflowed: the LBNs changed since dirty.after, in place of records. */
-  private dirty: { after: number; lbns: Set<number>; snapshots: string[] } | null = null;
+  private dirty: { after: number; lbns: Set<number>; snapshots: string[]; renames: DirtyRename[] } | null = null;
   private dirtyChanged = false;
   /** In the current segment: [record seq, segment bytes up to and including it] at each CP marker, and at flushes every POINT_BYTES or so (the bytes a destination lacks are counted from there). */
   private points: Array<[number, number]> = [];
@@ -160,6 +160,19 @@ export class JournalWriter implements VolumeObserver {
     }
   }
 
+  /**
+   * Records a snapshot's rename, before the CP that commits it (so the CP finds the record
+   * on disk, and a crash before the CP replays it): destinations learn the new name.
+   */
+  snapshotRenaming(from: string, to: string): void {
+    this.append(RecordKind.Rename, 0, 0, markerPayload({ from, to }));
+    if (this.dirty !== null) {
+      // dropped with the records while overflowed: the resync carries it
+      this.dirty.renames.push({ from, to, seq: this.seq });
+      this.dirtyChanged = true;
+    }
+  }
+
   // ---------------------------------------------------------------- CPs
 
   /** Before a CP: everything recorded is on disk (so the journal, or the list of changed blocks after an overflow, holds at least what the CP will). */
@@ -170,7 +183,7 @@ export class JournalWriter implements VolumeObserver {
 
   private saveDirty(): void {
     if (this.dirty === null || !this.dirtyChanged) return;
-    writeDirty(this.dir, { after: this.dirty.after, upTo: this.seq, lbns: [...this.dirty.lbns].sort((a, b) => a - b), snapshots: this.dirty.snapshots });
+    writeDirty(this.dir, { after: this.dirty.after, upTo: this.seq, lbns: [...this.dirty.lbns].sort((a, b) => a - b), snapshots: this.dirty.snapshots, renames: this.dirty.renames });
     this.dirtyChanged = false;
   }
 
@@ -211,14 +224,17 @@ export class JournalWriter implements VolumeObserver {
     const prev = readDirty(this.dir);
     const lbns = new Set<number>(prev?.lbns ?? []);
     const snapshots = new Set<string>(prev?.snapshots ?? []);
+    const renames = [...(prev?.renames ?? [])];
     if (this.dirty) for (const l of this.dirty.lbns) lbns.add(l);
     for (const n of this.dirty?.snapshots ?? []) snapshots.add(n);
+    renames.push(...(this.dirty?.renames ?? []));
     // a resync asked again before the last was acknowledged: the records since then changed blocks too
     const since = this.changedSince(prev ? prev.upTo : shipped);
     for (const l of since.lbns) lbns.add(l);
     for (const n of since.snapshots) snapshots.add(n);
+    renames.push(...since.renames);
     this.dirty = null;
-    const dirty: DirtySet = { after: prev?.after ?? shipped, upTo: this.seq + 1, lbns: [...lbns].sort((a, b) => a - b), snapshots: [...snapshots] };
+    const dirty: DirtySet = { after: prev?.after ?? shipped, upTo: this.seq + 1, lbns: [...lbns].sort((a, b) => a - b), snapshots: [...snapshots], renames: renamesInOrder(renames) };
     writeDirty(this.dir, dirty);
     this.append(RecordKind.Resync, 0, 0, markerPayload({ snapshot, after: dirty.after }));
     this.sync();
@@ -410,20 +426,20 @@ export class JournalWriter implements VolumeObserver {
     for (const l of since.lbns) lbns.add(l);
     for (const n of since.snapshots) snapshots.add(n);
     const after = prev?.after ?? shipped;
-    this.dirty = { after, lbns, snapshots: [...snapshots] };
+    this.dirty = { after, lbns, snapshots: [...snapshots], renames: renamesInOrder([...(prev?.renames ?? []), ...since.renames]) };
     this.report(`journal ${this.dir} outgrew its limit (${this.held} bytes not yet shipped): records after ${after} dropped, ${lbns.size} changed blocks tracked for a resync`);
     this.append(RecordKind.Overflow, 0, 0, markerPayload({ after }));
-    writeDirty(this.dir, { after, upTo: this.seq, lbns: [...lbns].sort((a, b) => a - b), snapshots: this.dirty.snapshots });
+    writeDirty(this.dir, { after, upTo: this.seq, lbns: [...lbns].sort((a, b) => a - b), snapshots: this.dirty.snapshots, renames: this.dirty.renames });
     this.dirtyChanged = false;
     this.roll();
     for (const s of listSegments(this.dir)) if (s.firstSeq !== this.segFirst) fs.rmSync(s.path, { force: true });
     this.held = 0;
   }
 
-  /** LBNs the records after `after` change, and the snapshots taken among them. */
-  private changedSince(after: number): { lbns: number[]; snapshots: string[] } {
+  /** LBNs the records after `after` change, and the snapshots taken and renamed among them. */
+  private changedSince(after: number): { lbns: number[]; snapshots: string[]; renames: DirtyRename[] } {
     this.flush(); // read back from the segments: the staged records first
-    const out = { lbns: [] as number[], snapshots: [] as string[] };
+    const out = { lbns: [] as number[], snapshots: [] as string[], renames: [] as DirtyRename[] };
     const oldest = listSegments(this.dir)[0]?.firstSeq;
     if (oldest === undefined) return out;
     const r = new JournalReader(this.dir, Math.max(after + 1, oldest));
@@ -431,6 +447,7 @@ export class JournalWriter implements VolumeObserver {
       for (let rec = r.next(); rec !== null; rec = r.next()) {
         if (rec.kind === RecordKind.Data || rec.kind === RecordKind.Zero) for (let i = 0; i < rec.count; i++) out.lbns.push(rec.lbn + i);
         else if (rec.kind === RecordKind.Snapshot) out.snapshots.push(parseMarker<{ name: string }>(rec).name);
+        else if (rec.kind === RecordKind.Rename) out.renames.push({ ...parseMarker<{ from: string; to: string }>(rec), seq: rec.seq });
       }
     } finally {
       r.close();
@@ -451,17 +468,17 @@ export class JournalWriter implements VolumeObserver {
       this.recovery.tornBytes = scan.tornBytes;
       this.openSegment(scan.lastSegment.firstSeq, false);
       if (scan.overflowed || (dirty !== null && dirty.upTo > this.seq)) {
-        this.dirty = { after: dirty?.after ?? 0, lbns: new Set(dirty?.lbns ?? []), snapshots: [...(dirty?.snapshots ?? [])] };
+        this.dirty = { after: dirty?.after ?? 0, lbns: new Set(dirty?.lbns ?? []), snapshots: [...(dirty?.snapshots ?? [])], renames: [...(dirty?.renames ?? [])] };
       }
-      this.replay(scan.tail);
+      this.replay(scan.tail, scan.renames);
     }
     this.trimShipped();
     this.append(RecordKind.Open, 0, 0, markerPayload({ uuid: this.vol.rootRecord.uuid, blockSize: this.vol.blockSize, logicalSize: this.vol.rootRecord.logicalSize, generation: this.vol.rootRecord.generation, mapRoot: this.vol.rootRecord.mapRoot }));
     this.sync();
   }
 
-  private replay(tail: JournalRecord[]): void {
-    if (tail.length === 0) return;
+  private replay(tail: JournalRecord[], renames: Array<{ from: string; to: string }>): void {
+    if (tail.length === 0 && renames.length === 0) return;
     const bs = this.vol.blockSize;
     for (const rec of tail) {
       if (rec.kind === RecordKind.Data) writeLogicalBytes(this.vol, rec.lbn * bs, rec.payload);
@@ -469,6 +486,10 @@ export class JournalWriter implements VolumeObserver {
     }
     this.recovery.replayed = tail.length;
     if (this.vol.hasUncommittedChanges) this.vol.commit();
+    // a rename recorded but cut off before its CP: made now, as its record (perhaps already at a destination) says
+    // (one whose CP did happen finds its new name taken and its old one gone)
+    const names = () => new Set(this.vol.snapshots().map((x) => x.name));
+    for (const { from, to } of renames) if (names().has(from) && !names().has(to)) this.vol.renameSnapshot(from, to);
     this.recovery.generation = this.vol.rootRecord.generation;
     this.append(RecordKind.Cp, 0, 0, markerPayload({ generation: this.recovery.generation, mapRoot: this.vol.rootRecord.mapRoot }));
   }

@@ -4,12 +4,13 @@
 // and against a peer), without retention or files. imageAt() rebuilds the disk at any
 // interval from what was received.
 import { BusyError, InvalidInputError } from '../core/errors.js';
-import { DEFAULT_KEEP_MS, type DestinationState, type IntervalBlock, type ProtectDestination, type ProtectedSource, type SeedImage, type ShippedInterval } from './destination-api.js';
+import { DEFAULT_KEEP_MS, type DestinationState, type IntervalBlock, type ProtectDestination, type ProtectedSource, type SeedImage, type ShippedInterval, type SnapshotRename } from './destination-api.js';
 
 interface Received {
   seq: number;
   end: number;
   snapshots: string[];
+  renames: SnapshotRename[];
   blocks: Map<number, Buffer | null>;
 }
 
@@ -79,7 +80,7 @@ export class MemoryProtectDestination implements ProtectDestination {
     if (!(i.end >= i.start) || i.end < state.window!.end) throw new InvalidInputError(`memory: interval ${i.seq} ends before the newest recovery point`);
     if (i.journalTo < this.journalTo) throw new InvalidInputError(`memory: interval ${i.seq} ends at journal record ${i.journalTo}, before ${this.journalTo}`);
     const blocks = await collect(i.blocks, i.blockCount, s.logicalSize / s.blockSize, s.blockSize, `interval ${i.seq}`);
-    this.intervals.push({ seq: i.seq, end: i.end, snapshots: [...i.snapshots], blocks });
+    this.intervals.push({ seq: i.seq, end: i.end, snapshots: [...i.snapshots], renames: (i.renames ?? []).map(({ from, to }) => ({ from, to })), blocks });
     this.journalTo = i.journalTo;
     return this.answer();
   }

@@ -161,7 +161,7 @@ export class PeerProtectDestination implements ProtectDestination {
   }
 
   append(i: ShippedInterval): Promise<DestinationState> {
-    return this.transfer({ type: 'interval', seq: i.seq, start: i.start, end: i.end, journalFrom: i.journalFrom, journalTo: i.journalTo, kind: i.kind, snapshots: i.snapshots, blockCount: i.blockCount }, i.blocks, i.stableData === true);
+    return this.transfer({ type: 'interval', seq: i.seq, start: i.start, end: i.end, journalFrom: i.journalFrom, journalTo: i.journalTo, kind: i.kind, snapshots: i.snapshots, ...(i.renames?.length ? { renames: i.renames } : {}), blockCount: i.blockCount }, i.blocks, i.stableData === true);
   }
 
   async quiet(until: number): Promise<DestinationState> {

@@ -2,7 +2,8 @@
 // destination on a daemon. After the HELLO { op: 'protect.ship', name, protocol, source,
 // keepMs } the daemon opens the destination DIR/NAME and answers { type: 'state' }; then
 // each transfer is one header message ({ type: 'seed' | 'interval', ...fields but the
-// blocks }), its blocks in 'blocks' messages, and { type: 'end' }; the daemon answers
+// blocks }; an interval's `renames`, [{ from, to }], when the source renamed snapshots in
+// it), its blocks in 'blocks' messages, and { type: 'end' }; the daemon answers
 // { type: 'state' } once the transfer is durable, or an error. { type: 'close' } ends
 // the session; between transfers the shipper sends { type: 'ping' } now and then, so a
 // quiet source does not reach the daemon's --idle-timeout, and { type: 'quiet', until }
@@ -12,7 +13,7 @@
 // holding the data of the entries with data 1, block after block (entries with 0 read as
 // zeros). About BATCH_BYTES of data per message: memory stays bounded on both sides.
 import { CorruptError, InvalidInputError } from '../core/errors.js';
-import type { IntervalBlock } from './destination-api.js';
+import type { IntervalBlock, SnapshotRename } from './destination-api.js';
 
 export const PROTECT_PROTOCOL = 1;
 export const BATCH_BYTES = 1 << 20;
@@ -24,6 +25,15 @@ export interface BlocksMessage {
   type: 'blocks';
   lbns: number[];
   data: Array<0 | 1>;
+}
+
+/** An interval header's `renames` (absent: none); a malformed one is refused. */
+export function renamesOf(v: unknown): SnapshotRename[] {
+  if (v === undefined) return [];
+  if (!Array.isArray(v) || !v.every((r) => typeof r === 'object' && r !== null && typeof (r as SnapshotRename).from === 'string' && typeof (r as SnapshotRename).to === 'string')) {
+    throw new CorruptError('malformed interval message: renames');
+  }
+  return v.map((r: SnapshotRename) => ({ from: r.from, to: r.to }));
 }
 
 /** The blocks of one 'blocks' message, checked against the block size. */

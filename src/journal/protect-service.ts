@@ -9,7 +9,7 @@ import type { DestinationState, IntervalBlock, ProtectedSource } from './destina
 import { LocalProtectDestination } from './local-destination.js';
 import { protectStatus, verifiedProtectStatus } from './protect-status.js';
 import { exportProtectedAsOf } from './restore-as-of.js';
-import { decodeBatch, PROTECT_PROTOCOL } from './protect-protocol.js';
+import { decodeBatch, PROTECT_PROTOCOL, renamesOf } from './protect-protocol.js';
 
 const shipping = new Set<string>();
 
@@ -74,7 +74,8 @@ async function ship(ch: PeerChannel, hello: PeerHello, dir: string, log: (l: str
       } else if (msg.type === 'interval') {
         const kind = msg.kind === 'resync' ? 'resync' : 'journal';
         const snapshots = Array.isArray(msg.snapshots) ? msg.snapshots.filter((x): x is string => typeof x === 'string') : [];
-        state = await dest.append({ seq: num(msg, 'seq'), start: num(msg, 'start'), end: num(msg, 'end'), journalFrom: num(msg, 'journalFrom'), journalTo: num(msg, 'journalTo'), kind, snapshots, blockCount: num(msg, 'blockCount'), blocks });
+        const renames = renamesOf(msg.renames);
+        state = await dest.append({ seq: num(msg, 'seq'), start: num(msg, 'start'), end: num(msg, 'end'), journalFrom: num(msg, 'journalFrom'), journalTo: num(msg, 'journalTo'), kind, snapshots, ...(renames.length ? { renames } : {}), blockCount: num(msg, 'blockCount'), blocks });
       } else throw new CorruptError(`protect.ship: unexpected ${String(msg.type)} message`);
       await ch.send({ type: 'state', state });
     }

@@ -5,7 +5,8 @@ import path from 'node:path';
 import { Volume } from '../volume/volume.js';
 import { BASE_FILE, INTERVALS_DIR, readState, windowOf, type ProtectState } from './destination-state.js';
 import { intervalFileName } from './interval-file.js';
-import { holdsWholeDisk, listPoints, type PointInfo } from './recovery-point.js';
+import { holdsWholeDisk, listPoints, namesAt, type PointInfo } from './recovery-point.js';
+import { nameOfBaseSnapshot, namesOfInterval } from './snapshot-names.js';
 import { VolumeLock } from '../volume/volume-lock.js';
 import { verifyDestination, type DestinationVerification } from './verify-destination.js';
 
@@ -81,8 +82,11 @@ export function protectStatus(dir: string): ProtectStatus {
         /* being replaced: listed next time */
       }
     }
+    // by the names the source gives them now (renamed there since, perhaps)
+    const names = namesAt(s, list, baseSnapshots);
+    baseSnapshots = baseSnapshots.map((n) => nameOfBaseSnapshot(names, n) ?? n);
     const basePoint = { seq: first, time: w ? iso(w.start) : '', kind: 'base' as const, blocks: 0, bytes: 0, snapshots: [] as string[] };
-    const points = s.seeded ? [basePoint, ...visible.map((p) => ({ seq: p.seq, time: iso(p.end), kind: p.kind, blocks: p.blocks, bytes: p.bytes, snapshots: p.snapshots, ...(p.damaged ? { damaged: p.damaged } : {}), ...(isGap(p) ? { gapFrom: iso(p.start) } : {}) }))] : [];
+    const points = s.seeded ? [basePoint, ...visible.map((p) => ({ seq: p.seq, time: iso(p.end), kind: p.kind, blocks: p.blocks, bytes: p.bytes, snapshots: namesOfInterval(names, p.seq), ...(p.damaged ? { damaged: p.damaged } : {}), ...(isGap(p) ? { gapFrom: iso(p.start) } : {}) }))] : [];
     return {
       destination: dir,
       source: s.source,

@@ -37,6 +37,8 @@ export enum RecordKind {
   Resync = 6,
   /** A server opened the journal: { uuid, blockSize, logicalSize }. */
   Open = 7,
+  /** A snapshot was renamed { from, to }: written before the CP that commits the rename, replayed after a crash like a write (destinations learn the new name). */
+  Rename = 8,
 }
 
 export interface RecordHeader {
@@ -105,7 +107,7 @@ export function decodeHeader(buf: Buffer, at: number): RecordHeader | null {
   if (buf.length - at < RECORD_HEADER_BYTES) return null;
   if (buf.readUInt32LE(at) !== RECORD_MAGIC) return null;
   const kind = buf.readUInt8(at + 4);
-  if (kind < RecordKind.Data || kind > RecordKind.Open) return null;
+  if (kind < RecordKind.Data || kind > RecordKind.Rename) return null;
   const payloadBytes = buf.readUInt32LE(at + 36);
   if (payloadBytes > MAX_RECORD_PAYLOAD) return null;
   const seq = buf.readDoubleLE(at + 8);

@@ -7,6 +7,8 @@ import { AS_OF_DATE_FORMS, parseAsOfDate } from '../catalog/as-of.js';
 import { CorruptError, InvalidInputError, NotFoundError } from '../core/errors.js';
 import { INTERVALS_DIR, windowOf, type ProtectState } from './destination-state.js';
 import { intervalFileName, readDamagedHeader, readIntervalHeader } from './interval-file.js';
+import type { SnapshotRename } from './destination-api.js';
+import { namesOfInterval, snapshotNames, type SnapshotNames } from './snapshot-names.js';
 
 export interface RecoveryPoint {
   /** Apply the intervals after the base up to this seq (baseSeq: the base alone). */
@@ -25,7 +27,10 @@ export interface PointInfo {
   start: number;
   end: number;
   kind: 'journal' | 'resync';
+  /** Snapshots the source took at its end, by the names they had then (snapshotNames() gives the names they answer to now). */
   snapshots: string[];
+  /** Snapshots the source renamed in it. */
+  renames?: SnapshotRename[];
   blocks: number;
   bytes: number;
   /** Why this interval cannot be read (its index is damaged): the recovery points from it on cannot be rebuilt. */
@@ -72,15 +77,22 @@ export function listPoints(dir: string, s: ProtectState, opts: { verify?: boolea
     if (!fs.existsSync(file)) return { points, unreadable: new CorruptError(`${file}: missing interval file (interval ${seq} of ${s.intervalSeq})`, 'the recovery points from this interval on cannot be rebuilt, up to a full resync after it, if any') };
     try {
       const h = readIntervalHeader(file, opts);
-      points.push({ seq, start: h.start, end: h.end, kind: h.kind, snapshots: h.snapshots, blocks: h.blockCount, bytes: h.bytes });
+      points.push({ seq, start: h.start, end: h.end, kind: h.kind, snapshots: h.snapshots, ...renamesIn(h), blocks: h.blockCount, bytes: h.bytes });
     } catch (err) {
       if (!(err instanceof CorruptError)) throw err;
       const h = readDamagedHeader(file);
       if (!h) return { points, unreadable: err };
-      points.push({ seq, start: h.start, end: h.end, kind: h.kind, snapshots: h.snapshots, blocks: h.blockCount, bytes: fs.statSync(file).size, damaged: err.message });
+      points.push({ seq, start: h.start, end: h.end, kind: h.kind, snapshots: h.snapshots, ...renamesIn(h), blocks: h.blockCount, bytes: fs.statSync(file).size, damaged: err.message });
     }
   }
   return { points, unreadable: null };
+}
+
+const renamesIn = (h: { renames?: SnapshotRename[] }) => (h.renames?.length ? { renames: h.renames } : {});
+
+/** The names the held points and the base's snapshots `baseNames` answer to now (a fold under way has applied the renames up to its progress). */
+export function namesAt(s: ProtectState, held: HeldPoints, baseNames: string[]): SnapshotNames {
+  return snapshotNames(baseNames, held.points, s.fold?.applied ?? s.baseSeq, s.baseRenamed);
 }
 
 /** The window as messages name it: "START to END" (ISO times). */
@@ -89,27 +101,33 @@ function describeWindow(s: ProtectState): string {
   return w ? `${iso(w.start)} to ${iso(w.end)}` : 'none (not seeded yet)';
 }
 
-/** The recovery point `asOf` (a time or a snapshot name) names at the destination. */
-export function recoveryPointFor(dir: string, s: ProtectState, held: HeldPoints, asOf: string): RecoveryPoint {
+/**
+ * The recovery point `asOf` (a time, or the name of a snapshot an interval in the window
+ * carries, by the name it has now: `names`, by default those of the intervals alone)
+ * names at the destination. Names of the base's snapshots are the caller's (it holds the base).
+ */
+export function recoveryPointFor(dir: string, s: ProtectState, held: HeldPoints, asOf: string, names: SnapshotNames = namesAt(s, held, [])): RecoveryPoint {
   const points = held.points;
   const w = windowOf(s);
   if (!w) throw new NotFoundError(`${dir}: holds no recovery point yet (the first transfer has not completed)`);
   const first = s.fold ? s.fold.to : s.baseSeq;
   const usable = points.filter((p) => p.seq > first);
-  const named = usable.filter((p) => p.snapshots.includes(asOf));
-  if (asOf === LATEST && named.length) {
+  const ref = names.current.get(asOf);
+  const named = ref !== undefined && 'seq' in ref ? usable.find((p) => p.seq === ref.seq) : undefined;
+  if (asOf === LATEST && named) {
     // a failover asking for the newest point must not get an older one silently
     throw new InvalidInputError(
-      `"${LATEST}" names both the newest recovery point of ${dir} (${iso(w.end)}) and the source snapshot ${LATEST} (${iso(named.at(-1)!.end)})`,
-      `give the time of the one you want: --as-of ${iso(w.end)} or --as-of ${iso(named.at(-1)!.end)}`,
+      `"${LATEST}" names both the newest recovery point of ${dir} (${iso(w.end)}) and the source snapshot ${LATEST} (${iso(named.end)})`,
+      `give the time of the one you want: --as-of ${iso(w.end)} or --as-of ${iso(named.end)}`,
     );
   }
-  if (named.length) {
-    const p = named.at(-1)!;
-    return { seq: p.seq, time: p.end, snapshots: p.snapshots };
-  }
+  if (named) return { seq: named.seq, time: named.end, snapshots: namesOfInterval(names, named.seq) };
   // "latest": the newest recovery point, the window's end (a source snapshot of that name is taken above)
   const t = asOf === LATEST ? w.end : parseAsOfDate(asOf);
+  const now = names.renamed.get(asOf);
+  if (t === null && now !== undefined) {
+    throw new InvalidInputError(`"${asOf}" names no recovery point of ${dir} any more: the source renamed that snapshot to ${now}`, `give its name now: --as-of ${now}`);
+  }
   if (t === null) {
     throw new InvalidInputError(`"${asOf}" is neither a time nor a snapshot of a recovery point of ${dir}`, `give a time (${AS_OF_DATE_FORMS}, or 2026-12-03T10:15:02.250Z) in the window ${describeWindow(s)}, or ${LATEST} for its end`);
   }
@@ -119,7 +137,7 @@ export function recoveryPointFor(dir: string, s: ProtectState, held: HeldPoints,
   // past the last interval whose time is known, the point cannot be told
   if (held.unreadable && t > (points.at(-1)?.end ?? w.start)) throw held.unreadable;
   let point: RecoveryPoint = { seq: first, time: w.start, snapshots: [] };
-  for (const p of usable) if (p.end <= t) point = { seq: p.seq, time: p.end, snapshots: p.snapshots };
+  for (const p of usable) if (p.end <= t) point = { seq: p.seq, time: p.end, snapshots: namesOfInterval(names, p.seq) };
   // a resync carries one state at its end: the writes from its start up to then were not
   // kept (an outage, a journal that overflowed, protection shipped elsewhere meanwhile)
   const gap = usable.find((p) => p.kind === 'resync' && p.start < t && t < p.end);

@@ -21,7 +21,7 @@ import { intervalFileName, readIntervalIndex } from './interval-file.js';
 import { applyOverlay, Overlay } from './overlay.js';
 import { copyVolumeSparse } from './sparse-copy.js';
 import { claimBase } from './base-claim.js';
-import { LATEST, listPoints, recoveryPointFor, wholeDiskBefore, type RecoveryPoint } from './recovery-point.js';
+import { LATEST, listPoints, namesAt, recoveryPointFor, wholeDiskBefore, type RecoveryPoint } from './recovery-point.js';
 
 export interface AsOfResult {
   destination: string;
@@ -67,18 +67,20 @@ async function withRecoveryPoint<T>(dir: string, asOf: string, fn: (base: Volume
   try {
     const s = readState(dir); // read under the base's lock: no fold runs now
     const held = listPoints(dir, s, { verify: false });
-    const inWindow = held.points.some((p) => p.seq > (s.fold?.to ?? s.baseSeq) && p.snapshots.includes(asOf));
-    const baseSnap = inWindow ? undefined : base.snapshots().find((x) => x.name === asOf);
+    // a name as the source has it now (renamed there since, perhaps): a point in the window, or a snapshot of the base
+    const names = namesAt(s, held, base.snapshots().map((x) => x.name));
+    const ref = names.current.get(asOf);
+    const baseSnap = ref !== undefined && 'base' in ref ? base.snapshots().find((x) => x.name === ref.base) : undefined;
     if (baseSnap && asOf === LATEST) {
       const w = windowOf(s)!;
-      const at = s.baseSnapshotTimes?.[asOf] ?? baseSnap.createdMs;
-      throw new InvalidInputError(`"${LATEST}" names both the newest recovery point of ${dir} (${new Date(w.end).toISOString()}) and the source snapshot ${LATEST} in its base (${new Date(at).toISOString()})`, `give the time of the one you want: --as-of ${new Date(w.end).toISOString()}, or restore the snapshot from the base: imgstream volume export ${path.join(dir, BASE_FILE)}@${LATEST}`);
+      const at = s.baseSnapshotTimes?.[baseSnap.name] ?? baseSnap.createdMs;
+      throw new InvalidInputError(`"${LATEST}" names both the newest recovery point of ${dir} (${new Date(w.end).toISOString()}) and the source snapshot ${LATEST} in its base (${new Date(at).toISOString()})`, `give the time of the one you want: --as-of ${new Date(w.end).toISOString()}, or restore the snapshot from the base: imgstream volume export ${path.join(dir, BASE_FILE)}@${baseSnap.name}`);
     }
     if (baseSnap) {
       // a source snapshot folded into the base: that snapshot of the base, nothing over it
-      return await fn(base, s, { seq: s.baseSeq, time: s.baseSnapshotTimes?.[asOf] ?? baseSnap.createdMs, snapshots: [asOf], baseSnapshot: asOf }, new Overlay([]));
+      return await fn(base, s, { seq: s.baseSeq, time: s.baseSnapshotTimes?.[baseSnap.name] ?? baseSnap.createdMs, snapshots: [asOf], baseSnapshot: baseSnap.name }, new Overlay([]));
     }
-    const point = recoveryPointFor(dir, s, held, asOf);
+    const point = recoveryPointFor(dir, s, held, asOf, names);
     // from the newest interval holding the whole disk on (a full resync), when there is one: nothing older counts
     const indexes = [];
     const whole = wholeDiskBefore(held.points, s, point.seq);

@@ -15,7 +15,7 @@
 import { CorruptError, ImgstreamError, InvalidInputError, NotFoundError } from '../core/errors.js';
 import { DAMAGED_HINT, lastRecordAndDamage } from './journal-recovery.js';
 import fs from 'node:fs';
-import type { DestinationState, ProtectDestination, ProtectedSource, ShippedInterval } from './destination-api.js';
+import type { DestinationState, ProtectDestination, ProtectedSource, ShippedInterval, SnapshotRename } from './destination-api.js';
 import { IntervalBuilder, SlabPool } from './interval-builder.js';
 import { journalDirOf, listSegments, readDirty, writeShipped } from './journal-files.js';
 import { JournalReader } from './journal-reader.js';
@@ -48,7 +48,7 @@ export interface ProtectOptions {
 /** One event for the log (`--json` prints each as a line). */
 export type ProtectEvent =
   | { event: 'seed'; blocks: number; bytes: number; journalTo: number; time: string }
-  | { event: 'interval'; seq: number; kind: 'journal' | 'resync'; start: string; end: string; blocks: number; bytes: number; records: number; recordBytes: number; snapshots: string[]; journalTo: number; lagMs: number; bytesPerSecond: number }
+  | { event: 'interval'; seq: number; kind: 'journal' | 'resync'; start: string; end: string; blocks: number; bytes: number; records: number; recordBytes: number; snapshots: string[]; renames?: SnapshotRename[]; journalTo: number; lagMs: number; bytesPerSecond: number }
   | { event: 'waiting'; reason: string }
   | { event: 'retention'; keepMs: number; keptMs: number }
   | { event: 'overflow'; after: number; blocks: number; full: boolean; lostSnapshots: string[] }
@@ -135,7 +135,7 @@ async function session(opts: ProtectOptions, dir: string, source: ProtectedSourc
       sum.bytes += bytes;
       sum.journalTo = state.journalTo;
       sum.window = state.window;
-      report({ event: 'interval', seq: iv.seq, kind: iv.kind, start: iso(iv.start), end: iso(iv.end), blocks: iv.blockCount, bytes, records, recordBytes, snapshots: iv.snapshots, journalTo: iv.journalTo, lagMs: firstTime === null ? 0 : Math.max(0, Date.now() - firstTime), bytesPerSecond: Math.round(bytes / secs) });
+      report({ event: 'interval', seq: iv.seq, kind: iv.kind, start: iso(iv.start), end: iso(iv.end), blocks: iv.blockCount, bytes, records, recordBytes, snapshots: iv.snapshots, ...(iv.renames?.length ? { renames: iv.renames } : {}), journalTo: iv.journalTo, lagMs: firstTime === null ? 0 : Math.max(0, Date.now() - firstTime), bytesPerSecond: Math.round(bytes / secs) });
     };
     // One interval travels while the next is read and collected (the journal read during
     // a transfer is not waiting for it afterwards): at most one in flight, acknowledged in
@@ -219,11 +219,13 @@ async function session(opts: ProtectOptions, dir: string, source: ProtectedSourc
           const dirty = readDirty(dir);
           const known = !wantWhole && dirty !== null && dirty.after <= state.journalTo;
           const { count, blocks } = known ? { count: dirty.lbns.length, blocks: img.blocksOf(dirty.lbns) } : img.allBlocks();
+          // the renames among the records the resync passes over (those the destination lacks): it carries them
+          const renames = dirty !== null && dirty.after <= state.journalTo ? (dirty.renames ?? []).filter((r) => r.seq > state.journalTo).map(({ from, to }) => ({ from, to })) : [];
           // snapshots taken while records were dropped: the resync brings the disk as of now, not as of them
           if (wantWhole) report({ event: 'damaged', seq: state.damage!.seq, what: state.damage!.what, blocks: count });
           else report({ event: 'overflow', after: state.journalTo, blocks: count, full: !known, lostSnapshots: known ? (dirty.snapshots ?? []) : [] });
           const end = Math.max(img.time, lastEnd);
-          await ship({ seq: state.intervalSeq + 1, start: lastEnd, end, journalFrom: state.journalTo, journalTo: img.journalTo, kind: 'resync', snapshots: [], blockCount: count, blocks }, 0, 0, lastEnd); // its changes waited since the destination's last point
+          await ship({ seq: state.intervalSeq + 1, start: lastEnd, end, journalFrom: state.journalTo, journalTo: img.journalTo, kind: 'resync', snapshots: [], ...(renames.length ? { renames } : {}), blockCount: count, blocks }, 0, 0, lastEnd); // its changes waited since the destination's last point
           lastEnd = end;
           sum.resyncs++;
         } finally {

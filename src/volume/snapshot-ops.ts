@@ -79,11 +79,13 @@ export class SnapshotOps {
     return e;
   }
 
-  rename(from: string, to: string): SnapshotEntry {
+  /** `beforeCommit`: called once the rename is allowed, before the CP that commits it. */
+  rename(from: string, to: string, beforeCommit?: () => void): SnapshotEntry {
     const e = this.h.table.byName(from);
     validateSnapshotName(to);
     if (from === to) return e;
     this.h.table.assertNameFree(to, 'choose another name');
+    beforeCommit?.();
     const renamed = { ...e, name: to };
     this.h.writeTableEntry(e.slot, renamed);
     this.h.commit();

@@ -31,6 +31,8 @@ export interface VolumeObserver {
   /** A CP committed `generation`. */
   afterCp(generation: number): void;
   snapshotTaken(entry: SnapshotEntry): void;
+  /** A snapshot is being renamed: told before the CP that commits it (so what must be durable with it is). */
+  snapshotRenaming?(from: string, to: string): void;
 }
 
 export class VolumeCore implements MapStorage {

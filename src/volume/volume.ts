@@ -80,7 +80,7 @@ export class Volume extends VolumeCore {
 
   renameSnapshot(from: string, to: string): SnapshotEntry {
     this.assertWritable();
-    return this.snapshotOps.rename(from, to);
+    return this.snapshotOps.rename(from, to, () => this.observer?.snapshotRenaming?.(from, to));
   }
 
   /** Makes the other mark-on-allocate plane the recording one (mirroring swaps after each transfer). */
