@@ -54,6 +54,8 @@ export interface ProtectState {
   baseSnapshotTimes?: Record<string, number>;
   /** The names base snapshots had before the source renamed them (old → now): a restore asking for an old one is told the new one. */
   baseRenamed?: Record<string, string>;
+  /** The id of the last scrub finding (scrub.json) taken up: see scrub-finding.ts. */
+  scrubTakenUp?: string;
 }
 
 export function statePath(dir: string): string {

@@ -45,7 +45,7 @@ export function wholeDiskWanted(state: ProtectState, held: HeldInterval[]): bool
 }
 
 /** The damage of interval file `file` (its index, or a block's data against its checksum), or null when it reads whole. */
-async function damageOf(file: string, blockSize: number): Promise<CorruptError | null> {
+export async function damageOf(file: string, blockSize: number): Promise<CorruptError | null> {
   try {
     const ix = readIntervalIndex(file);
     const fd = fs.openSync(file, 'r');

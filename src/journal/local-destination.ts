@@ -19,6 +19,7 @@ import { foldExpired, wholeDiskWanted, type HeldInterval } from './fold.js';
 import { holdsWholeDisk } from './recovery-point.js';
 import { intervalSeqOf, readDamagedHeader, readIntervalHeader, writeIntervalFile, intervalFileName } from './interval-file.js';
 import { OVERLAY_CP_BLOCKS } from './overlay.js';
+import { takeUpScrubFinding } from './scrub-finding.js';
 
 /** Base volume size in blocks per logical block: room for the snapshots it keeps. */
 const BASE_BLOCKS_PER_LOGICAL = 4;
@@ -114,6 +115,7 @@ export class LocalProtectDestination implements ProtectDestination {
       this.state = s;
       this.held = this.loadHeld(s);
       await foldExpired(this.dir, s, this.held);
+      await takeUpScrubFinding(this.dir, s, this.held);
       return this.answer();
     } catch (err) {
       this.state = null;
@@ -202,6 +204,7 @@ export class LocalProtectDestination implements ProtectDestination {
     writeState(this.dir, s);
     this.held.push({ seq: interval.seq, end: interval.end, snapshots: [...interval.snapshots], bytes, whole: holdsWholeDisk({ kind: interval.kind, blocks: interval.blockCount }, s) });
     await foldExpired(this.dir, s, this.held);
+    await takeUpScrubFinding(this.dir, s, this.held); // a scrub found damage meanwhile: the answer asks for a full resync
     return this.answer();
   }
 
@@ -212,6 +215,7 @@ export class LocalProtectDestination implements ProtectDestination {
       s.quietTo = until;
       writeState(this.dir, s);
     }
+    await takeUpScrubFinding(this.dir, s, this.held);
     return this.answer();
   }
 

@@ -8,6 +8,7 @@ import { hideDaemonPaths, peerServices, registerPeerService, type PeerChannel, t
 import type { DestinationState, IntervalBlock, ProtectedSource } from './destination-api.js';
 import { LocalProtectDestination } from './local-destination.js';
 import { protectStatus, verifiedProtectStatus } from './protect-status.js';
+import type { DestinationVerification } from './verify-destination.js';
 import { exportProtectedAsOf } from './restore-as-of.js';
 import { decodeBatch, PROTECT_PROTOCOL, renamesOf } from './protect-protocol.js';
 
@@ -85,6 +86,11 @@ async function ship(ch: PeerChannel, hello: PeerHello, dir: string, log: (l: str
   }
 }
 
+/** Where a scrub left its finding, or why it could not: named without the daemon's paths. */
+function hideResync(r: NonNullable<DestinationVerification['resync']>, hide: (t: string) => string): DestinationVerification['resync'] {
+  return 'recorded' in r ? { recorded: hide(r.recorded) } : { notRecorded: hide(r.notRecorded) };
+}
+
 /** Registers protect.ship and protect.status on every peer daemon started afterwards (once). */
 export function registerProtectServices(): void {
   if (peerServices().has('protect.ship')) return;
@@ -93,7 +99,7 @@ export function registerProtectServices(): void {
     const found = hello.verify === true ? await verifiedProtectStatus(ctx.path) : protectStatus(ctx.path);
     // what it found damaged is named as the client names it (NAME/intervals/...), never by the daemon's paths
     const hide = (t: string) => hideDaemonPaths(t, [ctx.root]);
-    const status = { ...found, damaged: found.damaged.map(hide), points: found.points.map((p) => (p.damaged ? { ...p, damaged: hide(p.damaged) } : p)), ...(found.verified ? { verified: { ...found.verified, damaged: found.verified.damaged.map(hide), base: { ...found.verified.base, problems: found.verified.base.problems.map(hide) } } } : {}) };
+    const status = { ...found, damaged: found.damaged.map(hide), points: found.points.map((p) => (p.damaged ? { ...p, damaged: hide(p.damaged) } : p)), ...(found.verified ? { verified: { ...found.verified, damaged: found.verified.damaged.map(hide), base: { ...found.verified.base, problems: found.verified.base.problems.map(hide) }, ...(found.verified.resync ? { resync: hideResync(found.verified.resync, hide) } : {}) } } : {}) };
     // the daemon itself holds a destination for the shipper of one of its sessions: its pid is no shipper's
     const viaSession = status.shipper === process.pid;
     await ch.send({ type: 'status', status: viaSession ? { ...status, shipper: null, shipperSession: true } : status });

@@ -14,6 +14,7 @@ import { BASE_FILE, INTERVALS_DIR, readState } from './destination-state.js';
 import { checkIntervalData, intervalFileName, readIntervalIndex } from './interval-file.js';
 import { openBase } from './restore-as-of.js';
 import { holdsWholeDisk } from './recovery-point.js';
+import { recordScrubFinding } from './scrub-finding.js';
 
 const iso = (ms: number) => new Date(ms).toISOString();
 
@@ -48,12 +49,20 @@ export interface DestinationVerification {
   lost: Array<{ after: string | null; before: string | null }>;
   /** With damage: the newest recovery point that can still be rebuilt (ISO time), or null when none can. */
   rebuildableTo: string | null;
+  /** The damaged intervals (seq, what is wrong), oldest first. */
+  damagedIntervals: Array<{ seq: number; what: string }>;
+  /**
+   * Set when a damaged interval has no intact full resync after it: where the finding was
+   * left for the destination's shipper (scrub-finding.ts), which then sends one; or why it
+   * could not be (`notRecorded`).
+   */
+  resync?: { recorded: string } | { notRecorded: string };
 }
 
 /** Reads and checks every interval and the base of the destination DIR. */
 export async function verifyDestination(dir: string): Promise<DestinationVerification> {
   const s = readState(dir);
-  const out: DestinationVerification = { intervals: 0, blocks: 0, bytes: 0, folded: 0, base: { ok: true, problems: [] }, damaged: [], lost: [], firstDamagedSeq: null, rebuildableTo: null };
+  const out: DestinationVerification = { intervals: 0, blocks: 0, bytes: 0, folded: 0, base: { ok: true, problems: [] }, damaged: [], lost: [], firstDamagedSeq: null, rebuildableTo: null, damagedIntervals: [] };
   if (!s.seeded) return out;
   const base = await checkBase(dir);
   out.base = { ok: base.ok, problems: base.problems };
@@ -96,11 +105,21 @@ export async function verifyDestination(dir: string): Promise<DestinationVerific
       if (err instanceof CorruptError) out.damaged.push(err.message);
       else if ((err as NodeJS.ErrnoException).code === 'ENOENT' || err instanceof NotFoundError) out.damaged.push(`${file}: missing interval file (interval ${seq} of ${s.intervalSeq})`);
       else throw err;
+      const what = out.damaged.at(-1)!;
+      out.damagedIntervals.push({ seq, what: what.startsWith(`${file}: `) ? what.slice(file.length + 2) : what });
       out.firstDamagedSeq ??= seq;
       broken = true;
     }
   }
   if (broken && out.firstDamagedSeq !== null) out.lost.push({ after: lastGood === null ? null : iso(lastGood), before: null });
+  // damage no full resync has passed over yet: the destination's shipper is to send one (it takes no lock here to tell it otherwise)
+  if (broken && out.damagedIntervals.length > 0) {
+    try {
+      out.resync = { recorded: recordScrubFinding(dir, out.damagedIntervals) };
+    } catch (err) {
+      out.resync = { notRecorded: (err as Error).message };
+    }
+  }
   if (out.firstDamagedSeq !== null) out.rebuildableTo = lastGood === null ? null : new Date(lastGood).toISOString();
   if (!out.base.ok) out.damaged.unshift(base.unopened ? out.base.problems[0] : `${path.join(dir, BASE_FILE)}: the base volume's check found ${out.base.problems.length} problem${out.base.problems.length === 1 ? '' : 's'}: ${out.base.problems[0]}`);
   return out;
