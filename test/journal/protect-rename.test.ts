@@ -5,7 +5,7 @@
 // local directory and on a peer daemon alike. The old name is refused, naming the new one.
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { journalTestDir, journalTestMissing } from '../support/journal-tests.js';
 import { startProtect } from '../support/protect-cli.js';
 import { cli, qemuIo, run, startServer, CLI_BIN, finished } from '../nbd/support.js';
@@ -15,6 +15,11 @@ import { makeToken } from '../peer/support.js';
 const SIZE = 8 << 20;
 const missing = journalTestMissing();
 const { root, locks, at, env } = journalTestDir('imgstream-protect-rename-');
+/** Processes a failed test would leave running: killed at the end. */
+const started: Array<{ kill: (signal: NodeJS.Signals) => boolean }> = [];
+afterAll(() => {
+  for (const c of started) c.kill('SIGKILL');
+});
 
 interface Status {
   window: { start: string; end: string };
@@ -37,9 +42,14 @@ async function servedVolume(name: string, extraEnv: Record<string, string> = {})
   const vol = at(`${name}.vol`);
   await cli(['volume', 'create', vol, '--size', String(SIZE)], locks);
   const serve = async (more: Record<string, string> = {}) => {
-    if (Object.keys(more).length === 0) return startServer(vol, ['--socket', at(`${name}.sock`), '--journal'], locks);
+    if (Object.keys(more).length === 0) {
+      const server = await startServer(vol, ['--socket', at(`${name}.sock`), '--journal'], locks);
+      started.push(server.child);
+      return server;
+    }
     // a server with fault injection: started here, since startServer() passes no environment of its own
     const child = spawn(process.execPath, [CLI_BIN, 'serve', 'nbd', vol, '--socket', at(`${name}.sock`), '--journal', '--json'], { env: { ...process.env, IMGSTREAM_LOCK_DIR: locks, ...more }, stdio: ['ignore', 'pipe', 'pipe'] });
+    started.push(child);
     const done = finished(child, 120_000);
     await new Promise<void>((resolve, reject) => {
       child.stdout!.on('data', () => resolve());
@@ -56,6 +66,7 @@ describe.skipIf(missing.length > 0)(`snapshot renames under continuous protectio
     const server = await serve();
     const dest = at('r.cdp');
     const shipper = startProtect(vol, dest, ['--interval', '250ms', '--keep', '1h'], env);
+    started.push(shipper.child);
     await shipper.waitFor((e) => e.event === 'seed');
     await qemuIo(server.info.uri, ['write -P 0x11 0 64k']);
     await cli(['snapshot', 'create', vol, 'monday'], locks);
@@ -114,6 +125,7 @@ describe.skipIf(missing.length > 0)(`snapshot renames under continuous protectio
       const url = `peer://127.0.0.1:${await listeningPort(child, done)}/p.cdp`;
       const reach = ['--token-file', token, '--plain'];
       const shipper = startProtect(vol, url, ['--interval', '250ms', ...reach], env);
+      started.push(shipper.child);
       await shipper.waitFor((e) => e.event === 'seed');
       await qemuIo(server.info.uri, ['write -P 0x44 0 64k']);
       await cli(['snapshot', 'create', vol, 'a'], locks);
