@@ -170,4 +170,32 @@ describe.skipIf(missing.length > 0)(`snapshot renames under continuous protectio
     expect((await status(dest)).points.flatMap((p) => p.snapshots)).toEqual(['newer']);
     await server.stop();
   }, 120_000);
+
+  it('renames the journal dropped when it overflowed travel with the resync', async () => {
+    const vol = at('o.vol');
+    await cli(['volume', 'create', vol, '--size', String(SIZE)], locks);
+    const server = await startServer(vol, ['--socket', at('o.sock'), '--journal', '--journal-size', '1M', '--cp-interval', '0.2'], locks);
+    started.push(server.child);
+    const dest = at('o.cdp');
+    let shipper = startProtect(vol, dest, ['--interval', '250ms'], env);
+    started.push(shipper.child);
+    await shipper.waitFor((e) => e.event === 'seed');
+    await cli(['snapshot', 'create', vol, 'a'], locks);
+    await cli(['snapshot', 'create', vol, 'b'], locks);
+    await shipper.waitFor((e) => e.event === 'interval' && Array.isArray(e.snapshots) && e.snapshots.includes('b'));
+    expect((await shipper.stop()).code).toBe(0);
+    // the link is down: a rename, then more than the journal may keep (its records dropped), then a rename while overflowed
+    await cli(['snapshot', 'rename', vol, 'a', 'a2'], locks);
+    await qemuIo(server.info.uri, ['write -P 0x11 0 3M']);
+    for (let i = 0; i < 100 && !/outgrew its limit/.test(server.stderr()); i++) await new Promise((r) => setTimeout(r, 100));
+    expect(server.stderr()).toMatch(/outgrew its limit/);
+    await cli(['snapshot', 'rename', vol, 'b', 'b2'], locks);
+    shipper = startProtect(vol, dest, ['--interval', '250ms'], env);
+    started.push(shipper.child);
+    const resync = await shipper.waitFor((e) => e.event === 'interval' && e.kind === 'resync');
+    expect(resync.renames).toEqual([{ from: 'a', to: 'a2' }, { from: 'b', to: 'b2' }]);
+    expect((await shipper.stop()).code).toBe(0);
+    await server.stop();
+    expect((await status(dest)).points.flatMap((p) => p.snapshots).sort()).toEqual(['a2', 'b2']);
+  }, 120_000);
 });
