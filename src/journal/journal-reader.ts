@@ -5,8 +5,8 @@
 // else it is damage, reported as corrupt.
 import fs from 'node:fs';
 import { CorruptError, FormatVersionError, fromSystemError } from '../core/errors.js';
-import { listSegments, readDirty, type SegmentFile } from './journal-files.js';
-import { decodeHeader, otherRecordVersion, RECORD_HEADER_BYTES, recordIntact, type JournalRecord } from './record.js';
+import { listSegments, readDirty, type DirtyRename, type SegmentFile } from './journal-files.js';
+import { decodeHeader, otherRecordVersion, parseMarker, RECORD_HEADER_BYTES, RecordKind, recordIntact, type JournalRecord } from './record.js';
 
 /** A record and where it lies: its payload starts at `payloadAt` in `segment`. */
 export interface LocatedRecord extends JournalRecord {
@@ -226,4 +226,29 @@ export function tornTail(file: string, at: number, size: number): boolean {
   }
   const h = decodeHeader(head, 0);
   return h !== null && at + RECORD_HEADER_BYTES + h.payloadBytes >= size;
+}
+
+/** What the records of a journal after some record change: LBNs, and the snapshots taken and renamed. */
+export interface JournalChanges {
+  lbns: number[];
+  snapshots: string[];
+  renames: DirtyRename[];
+}
+
+/** The changes of the records of journal `dir` after record `after` (those still in its segments). */
+export function changesAfter(dir: string, after: number): JournalChanges {
+  const out: JournalChanges = { lbns: [], snapshots: [], renames: [] };
+  const oldest = listSegments(dir)[0]?.firstSeq;
+  if (oldest === undefined) return out;
+  const r = new JournalReader(dir, Math.max(after + 1, oldest));
+  try {
+    for (let rec = r.next(); rec !== null; rec = r.next()) {
+      if (rec.kind === RecordKind.Data || rec.kind === RecordKind.Zero) for (let i = 0; i < rec.count; i++) out.lbns.push(rec.lbn + i);
+      else if (rec.kind === RecordKind.Snapshot) out.snapshots.push(parseMarker<{ name: string }>(rec).name);
+      else if (rec.kind === RecordKind.Rename) out.renames.push({ ...parseMarker<{ from: string; to: string }>(rec), seq: rec.seq });
+    }
+  } finally {
+    r.close();
+  }
+  return out;
 }

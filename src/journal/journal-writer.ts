@@ -21,7 +21,7 @@ import { EarlyWriteback } from '../fs/writeback.js';
 import type { SnapshotEntry } from '../format/snapshot-entry.js';
 import type { Volume, VolumeObserver } from '../volume/volume.js';
 import { journalDirOf, listSegments, readDirty, readShipped, removeDirty, segmentName, syncDirectory, writeDirty, renamesInOrder, type DirtyRename, type DirtySet } from './journal-files.js';
-import { JournalReader } from './journal-reader.js';
+import { changesAfter, type JournalChanges } from './journal-reader.js';
 import { markerPayload, parseMarker, RECORD_HEADER_BYTES, RecordKind, sealHeader, sealRecord, writeHeader, type JournalRecord } from './record.js';
 import { scanJournal } from './journal-recovery.js';
 
@@ -436,23 +436,10 @@ export class JournalWriter implements VolumeObserver {
     this.held = 0;
   }
 
-  /** LBNs the records after `after` change, and the snapshots taken and renamed among them. */
-  private changedSince(after: number): { lbns: number[]; snapshots: string[]; renames: DirtyRename[] } {
-    this.flush(); // read back from the segments: the staged records first
-    const out = { lbns: [] as number[], snapshots: [] as string[], renames: [] as DirtyRename[] };
-    const oldest = listSegments(this.dir)[0]?.firstSeq;
-    if (oldest === undefined) return out;
-    const r = new JournalReader(this.dir, Math.max(after + 1, oldest));
-    try {
-      for (let rec = r.next(); rec !== null; rec = r.next()) {
-        if (rec.kind === RecordKind.Data || rec.kind === RecordKind.Zero) for (let i = 0; i < rec.count; i++) out.lbns.push(rec.lbn + i);
-        else if (rec.kind === RecordKind.Snapshot) out.snapshots.push(parseMarker<{ name: string }>(rec).name);
-        else if (rec.kind === RecordKind.Rename) out.renames.push({ ...parseMarker<{ from: string; to: string }>(rec), seq: rec.seq });
-      }
-    } finally {
-      r.close();
-    }
-    return out;
+  /** LBNs the records after `after` change, and the snapshots taken and renamed among them (the staged records written first). */
+  private changedSince(after: number): JournalChanges {
+    this.flush();
+    return changesAfter(this.dir, after);
   }
 
   /** Finds the end, cuts a torn tail, replays the records after the last CP marker (see journal-recovery.ts). */

@@ -41,13 +41,13 @@ async function exportRaw(what: string, name: string, asOf?: string, reach: strin
 async function servedVolume(name: string, extraEnv: Record<string, string> = {}) {
   const vol = at(`${name}.vol`);
   await cli(['volume', 'create', vol, '--size', String(SIZE)], locks);
-  const serve = async (more: Record<string, string> = {}) => {
-    if (Object.keys(more).length === 0) {
-      const server = await startServer(vol, ['--socket', at(`${name}.sock`), '--journal'], locks);
-      started.push(server.child);
-      return server;
-    }
-    // a server with fault injection: started here, since startServer() passes no environment of its own
+  const serve = async () => {
+    const server = await startServer(vol, ['--socket', at(`${name}.sock`), '--journal'], locks);
+    started.push(server.child);
+    return server;
+  };
+  // a server with fault injection: started here, since startServer() passes no environment of its own
+  const serveWith = async (more: Record<string, string>) => {
     const child = spawn(process.execPath, [CLI_BIN, 'serve', 'nbd', vol, '--socket', at(`${name}.sock`), '--journal', '--json'], { env: { ...process.env, IMGSTREAM_LOCK_DIR: locks, ...more }, stdio: ['ignore', 'pipe', 'pipe'] });
     started.push(child);
     const done = finished(child, 120_000);
@@ -57,7 +57,7 @@ async function servedVolume(name: string, extraEnv: Record<string, string> = {})
     });
     return { done, uri: `nbd+unix:///?socket=${at(`${name}.sock`)}` };
   };
-  return { vol, serve, extraEnv };
+  return { vol, serve, serveWith, extraEnv };
 }
 
 describe.skipIf(missing.length > 0)(`snapshot renames under continuous protection${missing.length ? ` (skipped: ${missing.join(', ')} not installed)` : ''}`, () => {
@@ -147,7 +147,7 @@ describe.skipIf(missing.length > 0)(`snapshot renames under continuous protectio
   }, 120_000);
 
   it('a server killed in the middle of a rename makes it when it restarts, and the destination agrees', async () => {
-    const { vol, serve } = await servedVolume('k');
+    const { vol, serve, serveWith } = await servedVolume('k');
     const dest = at('k.cdp');
     let server = await serve();
     await cli(['protect', vol, '--to', dest, '--once'], locks);
@@ -155,7 +155,7 @@ describe.skipIf(missing.length > 0)(`snapshot renames under continuous protectio
     await cli(['protect', vol, '--to', dest, '--once'], locks);
     await server.stop();
     // the rename's CP is the first this server makes: it dies there, with the rename in the journal but not in the volume
-    const dying = await serve({ IMGSTREAM_CRASH_AT: 'journal:k.vol' });
+    const dying = await serveWith({ IMGSTREAM_CRASH_AT: 'journal:k.vol' });
     const r = await run(process.execPath, [CLI_BIN, 'snapshot', 'rename', vol, 'old', 'new'], { env });
     expect(r.code, r.stderr).not.toBe(0);
     expect((await dying.done).signal).toBe('SIGKILL');
