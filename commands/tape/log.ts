@@ -8,7 +8,7 @@ export default class TapeLog extends ImgstreamCommand {
   static override summary = 'Print the backup log of a multiplexed tape file.';
   static override description = `A multiplexed dump (dump VOL1 VOL2 ... --to tape:DIR --multiplex) writes the streams of several volumes interleaved into one tape file, and records every tar member it writes in a backup log: the source (volume path and uuid, stream id), the member's index in its stream, when it was written, how long the tape waited for data before it, its size and its position (byte offset of its tar header in the tape file, and that offset in records). The log is the last member of the tape file (tar xOf FILE 'imgstream/*/log' prints it too) and a copy is kept with the catalog (CATALOG.logs/ID.json); restore, verify and catalog rebuild use it to read one stream without reading the others.
 
-Without flags, one line per member. --summary prints per source totals (members, parts, bytes, first and last write, status) and how long the tape waited for data (idle time, and its share of the time the tape file was written). --json prints the log itself (header and entries), or the summary with --summary. When the tape file's own log is damaged or cut off, the catalog's copy is printed and the output says so.`;
+Without flags, one line per member. --summary prints per source totals (members, parts, bytes, first and last write, status) and how long the tape waited for data (idle time, and its share of the time the tape file was written). --json prints the log itself (header and entries), or the summary with --summary. When the tape file's own log is damaged or cut off, the catalog's copy is printed and a line on stderr says so ("tape:DIR#N: its backup log is damaged or missing; printing the catalog's copy"; with --json, "from" is "catalog" instead of "tape").`;
   static override examples = ['<%= config.bin %> tape log tape:/tapes/t1#3', '<%= config.bin %> tape log tape:/tapes/t1#3 --summary', '<%= config.bin %> tape log tape:/tapes/t1#3 --json | jq .log.header.sources'];
   static override args = { tape: Args.string({ description: 'The multiplexed tape file: tape:DIR#N (N = tape file number).', required: true }) };
   static override flags = {
@@ -20,7 +20,8 @@ Without flags, one line per member. --summary prints per source totals (members,
     const { args, flags } = await this.parse(TapeLog);
     const r = readTapeLog(args.tape, openCatalog(flags.catalog));
     const h = r.log.header;
-    if (r.from === 'catalog') process.stderr.write(`imgstream: ${r.tapeFile}: its backup log is damaged or missing; printing the catalog's copy\n`);
+    // a note, not an error (the log is printed, exit 0): not "imgstream: ...", which is how errors read; --json says it in "from"
+    if (r.from === 'catalog' && !this.jsonEnabled()) process.stderr.write(`${r.tapeFile}: its backup log is damaged or missing; printing the catalog's copy\n`);
     if (flags.summary) {
       const s = summarizeLog(r.log);
       this.say(`${r.tapeFile}: multiplexed dump ${s.id}, tape ${s.sequence}: ${s.members} members, ${formatSize(s.bytes)}, written ${s.started} .. ${s.finished} (${(s.elapsedMs / 1000).toFixed(1)} s)`);

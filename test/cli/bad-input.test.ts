@@ -192,6 +192,8 @@ const cases: Case[] = [
   { what: 'mirror update --compress gzip', args: ['mirror', 'update', v(), '--to', at('m.vol'), '--compress', 'gzip'], code: 'usage', mentions: /compress/ },
   { what: 'mirror abandon of a missing volume', args: ['mirror', 'abandon', at('nope.vol'), '--to', at('m.vol')], code: 'not-found', mentions: /nope\.vol/ },
   { what: 'mirror start --cron with a bad field', args: ['mirror', 'start', v(), '--to', at('m.vol'), '--cron', '61 * * * *'], code: 'usage', mentions: /cron/ },
+  // refused before the loop announces itself on stderr: the error is the one line
+  { what: 'mirror start --limit-rate abc', args: ['mirror', 'start', v(), '--to', at('m.vol'), '--every', '1h', '--limit-rate', 'abc'], code: 'invalid-input', mentions: /^imgstream: invalid rate "abc"/ },
   { what: 'mirror update --limit-rate abc', args: ['mirror', 'update', v(), '--to', at('m.vol'), '--limit-rate', 'abc'], code: 'invalid-input', mentions: /rate/ },
   { what: 'mirror status of a missing volume', args: ['mirror', 'status', at('nope.vol')], code: 'not-found', mentions: /nope\.vol/ },
   { what: 'replicate pull from a volume without master snapshots', args: ['replicate', 'pull', at('r.vol'), '--from', v()], code: 'invalid-input', mentions: /master/, json: true },
