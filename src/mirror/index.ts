@@ -5,7 +5,8 @@
 // snapshot and plane swap on the source), receiver.ts the destination side
 // (apply-transfer.ts writing a transfer's records, record-inflater.ts for compressed
 // records, side-files.ts what it keeps beside the volume while a transfer is under way),
-// state.ts what the source remembers, run.ts the commands' operations. A destination is a
+// state.ts what the source remembers, run.ts the commands' operations (schedule.ts mirror
+// start's --every and --cron). A destination is a
 // peer (peer://HOST:PORT/NAME, served by `imgstream serve peer`) or a volume path on this
 // machine.
 import { channelPair, type MirrorChannel } from './protocol.js';

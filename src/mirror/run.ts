@@ -3,8 +3,7 @@
 import { refuseUnknownUrl } from '../media/url-like.js';
 import fs from 'node:fs';
 import path from 'node:path';
-import { Cron } from 'croner';
-import { errorOfCode, ImgstreamError, InvalidInputError, UsageError } from '../core/errors.js';
+import { errorOfCode, ImgstreamError, InvalidInputError } from '../core/errors.js';
 import { noProgress, type Progress } from '../core/progress.js';
 import { Volume } from '../volume/volume.js';
 import { localDestination } from './index.js';
@@ -16,6 +15,7 @@ import { destinationState, remoteError, sendMirror, stoppedError, type MirrorRes
 import { MirrorState, relationshipKey } from './state.js';
 import { openMirrorSource, sourceUuid } from './served.js';
 import type { MirrorCompression } from './sender.js';
+import type { Schedule } from './schedule.js';
 import { peerFlagsNote } from '../peer/index.js';
 
 export { sourceUuid };
@@ -266,37 +266,7 @@ export async function receiveReplica(destPath: string, ch: MirrorChannel): Promi
 
 // ------------------------------------------------------------------ schedule
 
-export interface Schedule {
-  describe: string;
-  /** Milliseconds from `now` to the next run. */
-  next(now: Date): number;
-}
-
-/** --every 30s|5m|2h|1d, or --cron "M H DoM Mon DoW" (five fields, as crontab(5); a sixth leading field is seconds). */
-export function parseSchedule(every: string | undefined, cron: string | undefined): Schedule {
-  if ((every === undefined) === (cron === undefined)) throw new UsageError('give one of --every or --cron');
-  if (every !== undefined) {
-    const m = /^(\d+(?:\.\d+)?)(s|m|h|d)$/.exec(every.trim());
-    const unit = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
-    const ms = m ? Number(m[1]) * unit[m[2] as keyof typeof unit] : NaN;
-    if (!(ms >= 1000)) throw new UsageError(`invalid --every "${every}"`, 'use a duration of at least 1s, e.g. 30s, 5m, 2h, 1d');
-    return { describe: `every ${every}`, next: () => ms };
-  }
-  let job: Cron;
-  try {
-    job = new Cron(cron!, { paused: true });
-  } catch (err) {
-    throw new UsageError(`invalid --cron "${cron}": ${(err as Error).message}`, 'use five fields: minute hour day-of-month month day-of-week, e.g. "*/5 * * * *"');
-  }
-  return {
-    describe: `cron "${cron}"`,
-    next: (now) => {
-      const at = job.nextRun(now);
-      if (!at) throw new UsageError(`--cron "${cron}" never runs again`);
-      return Math.max(0, at.getTime() - now.getTime());
-    },
-  };
-}
+export { parseSchedule, type Schedule } from './schedule.js';
 
 export interface RunLoopEvents {
   ran(result: MirrorRun): void;

@@ -188,10 +188,15 @@ const cases: Case[] = [
   { what: 'mirror update --to a mistyped peer URL', args: ['mirror', 'update', v(), '--to', 'peer:/m'], code: 'invalid-input', mentions: /peer:\/m: not a path, and not a URL imgstream knows \(give a volume path or peer/ },
   { what: 'mirror start with --every and --cron', args: ['mirror', 'start', v(), '--to', at('m.vol'), '--every', '5m', '--cron', '* * * * *'], code: 'usage' },
   { what: 'mirror start without a schedule', args: ['mirror', 'start', v(), '--to', at('m.vol')], code: 'usage', mentions: /--every|--cron/ },
-  { what: 'mirror start --every soon', args: ['mirror', 'start', v(), '--to', at('m.vol'), '--every', 'soon'], code: 'usage', mentions: /soon/, json: true },
+  // a malformed value is invalid-input (4), as every other malformed value is
+  { what: 'mirror start --every soon', args: ['mirror', 'start', v(), '--to', at('m.vol'), '--every', 'soon'], code: 'invalid-input', mentions: /^imgstream: invalid --every "soon" \(use a duration of at least 1s, e\.g\. 30s, 5m, 2h, 1d\)$/, json: true },
   { what: 'mirror update --compress gzip', args: ['mirror', 'update', v(), '--to', at('m.vol'), '--compress', 'gzip'], code: 'usage', mentions: /compress/ },
   { what: 'mirror abandon of a missing volume', args: ['mirror', 'abandon', at('nope.vol'), '--to', at('m.vol')], code: 'not-found', mentions: /nope\.vol/ },
-  { what: 'mirror start --cron with a bad field', args: ['mirror', 'start', v(), '--to', at('m.vol'), '--cron', '61 * * * *'], code: 'usage', mentions: /cron/ },
+  // --cron: the value and the field named in the project's words (never croner's "CronPattern: Invalid value for minute"), what is accepted with an example
+  { what: 'mirror start --cron with a bad field', args: ['mirror', 'start', v(), '--to', at('m.vol'), '--cron', '61 * * * *'], code: 'invalid-input', mentions: /^imgstream: invalid --cron "61 \* \* \* \*": minute field "61" is not valid: it takes 0-59 \(use five fields, minute hour day-of-month month day-of-week, .*e\.g\. "\*\/15 8-18 \* \* 1-5"\)$/ },
+  { what: 'mirror start --cron with month 13', args: ['mirror', 'start', v(), '--to', at('m.vol'), '--cron', '0 3 * 13 *'], code: 'invalid-input', mentions: /^imgstream: invalid --cron "0 3 \* 13 \*": month field "13" is not valid: it takes 1-12 or JAN-DEC \(use five fields/ },
+  { what: 'mirror start --cron of two words', args: ['mirror', 'start', v(), '--to', at('m.vol'), '--cron', 'every hour'], code: 'invalid-input', mentions: /^imgstream: invalid --cron "every hour": 2 fields, not five \(use five fields/, json: true },
+  { what: 'mirror start --cron that never runs', args: ['mirror', 'start', v(), '--to', at('m.vol'), '--cron', '0 0 30 2 *'], code: 'invalid-input', mentions: /^imgstream: invalid --cron "0 0 30 2 \*": it never runs \(no such date\) \(use five fields/ },
   // refused before the loop announces itself on stderr: the error is the one line
   { what: 'mirror start --limit-rate abc', args: ['mirror', 'start', v(), '--to', at('m.vol'), '--every', '1h', '--limit-rate', 'abc'], code: 'invalid-input', mentions: /^imgstream: invalid rate "abc"/ },
   { what: 'mirror update --limit-rate abc', args: ['mirror', 'update', v(), '--to', at('m.vol'), '--limit-rate', 'abc'], code: 'invalid-input', mentions: /rate/ },
