@@ -91,7 +91,7 @@ export async function replicatePullPeer(volPath: string, spec: string, opts: Pee
   const ch = await connectPeer(u, opts);
   try {
     await ch.send({ op: 'replicate.pull', name: u.name!, protocol: MIRROR_PROTOCOL, replica: path.resolve(volPath) });
-    const done = await receiveReplica(path.resolve(volPath), mirrorChannel(ch));
+    const done = await receiveReplica(path.resolve(volPath), mirrorChannel(ch), formatPeerUrl(u));
     return {
       destination: path.resolve(volPath),
       transferId: '',

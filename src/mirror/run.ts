@@ -253,15 +253,15 @@ export function newestMaster(vol: Volume): string {
 
 /**
  * The receiving half of `replicate pull` over a channel whose other end runs sendMirror:
- * the source speaks first.
+ * the source speaks first. Its errors are named by `source` (peer://HOST:PORT/NAME).
  */
-export async function receiveReplica(destPath: string, ch: MirrorChannel): Promise<import('./protocol.js').TransferDone | null> {
+export async function receiveReplica(destPath: string, ch: MirrorChannel, source: string): Promise<import('./protocol.js').TransferDone | null> {
   const hello = await ch.receive();
-  if (!hello) throw new InvalidInputError('replicate: the source closed the connection');
+  if (!hello) throw new InvalidInputError(`${source}: the source closed the connection`);
   const { remoteError } = await import('./sender.js');
-  if (hello.msg.error) throw remoteError(hello.msg.error as { code: string; message: string }, 'replicate');
+  if (hello.msg.error) throw remoteError(hello.msg.error as { code: string; message: string }, source);
   // the source's refusal after seeing this side's state (a replica it would take back) is this command's error
-  return receiveMirror(destPath, ch, hello.msg, { sourceError: (e) => remoteError(e as unknown as { code: string; message: string }, 'replicate') });
+  return receiveMirror(destPath, ch, hello.msg, { sourceError: (e) => remoteError(e as unknown as { code: string; message: string }, source) });
 }
 
 // ------------------------------------------------------------------ schedule

@@ -36,7 +36,7 @@ import { geometryOf } from './receiver.js';
 import { identOf, MIRROR_PROTOCOL, sameSnapshot, type DestinationState, type MirrorChannel, type SnapshotIdent, type TransferDone, type TransferMode, type TransferPlan, type WireError } from './protocol.js';
 import { canonicalPath, RECENT_TRANSFERS, relationshipKey, relationshipTag, type MirrorState, type Relationship, type TransferRecord } from './state.js';
 import { localSource, type SourceAccess } from './source-access.js';
-import { peerFlagsNote } from '../peer/index.js';
+import { atPeerName, peerFlagsNote } from '../peer/index.js';
 
 export { finishSource, localSource, prepareSource, type FinishArgs, type PrepareArgs, type SourceAccess } from './source-access.js';
 
@@ -106,8 +106,9 @@ const fromDestination = new WeakSet<Error>();
 /** An error the other side reported, as the same kind of error here. */
 export function remoteError(e: WireError, where: string): ImgstreamError {
   const kept = e.kept && Number.isFinite(e.kept.bytes) && Array.isArray(e.kept.files) ? { kept: { bytes: e.kept.bytes, files: e.kept.files.map(String) } } : undefined;
-  // a message that already names the place (a local destination's own error) is not prefixed again
-  const message = e.message.startsWith(`${where}: `) ? e.message : `${where}: ${e.message}`;
+  // a message that already names the place (a local destination's own error), or a daemon's that names
+  // what it holds by its NAME (peer://HOST:PORT/NAME is `where`), names it once
+  const message = e.message.startsWith(`${where}: `) ? e.message : (atPeerName(e.message, where) ?? `${where}: ${e.message}`);
   const made = errorOfCode(e.code, message, e.hint, kept);
   const err = made instanceof ImgstreamError ? made : new IoError(message, e.hint).withDetails(kept);
   fromDestination.add(err);

@@ -14,5 +14,5 @@ export { parsePeerUrl, formatPeerUrl, parsePeerListen, checkPeerName, parseFinge
 export { resolveContained, isInside } from './contained-path.js';
 export { readTokenFile, MIN_TOKEN_BYTES } from './token-file.js';
 export { RateLimiter, type Clock } from './rate-limit.js';
-export { daemonShuttingDown, errorFromWire, errorToWire } from './wire-error.js';
+export { atPeerName, daemonShuttingDown, errorFromWire, errorToWire } from './wire-error.js';
 export { hideDaemonPaths } from './daemon-paths.js';

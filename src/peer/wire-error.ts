@@ -3,12 +3,38 @@
 // refusal on the far side exits with the same code as it would locally.
 import { EXIT_CODES, errorOfCode, ImgstreamError, NetworkError, type ErrorCode } from '../core/errors.js';
 import type { PeerErrorBody } from '../format/peer-protocol.js';
-import { printable } from './peer-url.js';
+import { parsePeerUrl, printable } from './peer-url.js';
 
-/** The error a peer sent, raised here: "peer HOST:PORT: its message" (an unknown code is "io"). */
-export function errorFromWire(e: PeerErrorBody, peer: string): ImgstreamError {
+/**
+ * A daemon's message about the NAME of `url` (peer://HOST:PORT/NAME) as a client says it,
+ * naming it once, by the URL the user gave: "NAME: problem" (how the daemon names what it
+ * holds) and "URL: problem" both become "URL: problem"; null for a message about
+ * something else (the connection, the daemon).
+ */
+export function atPeerName(message: string, url: string): string | null {
+  if (!url.startsWith('peer://')) return null;
+  if (message.startsWith(`${url}: `)) return message;
+  let name: string;
+  try {
+    name = parsePeerUrl(url).name;
+  } catch {
+    return null;
+  }
+  if (name === '') return null;
+  for (const said of new Set([name, printable(name)])) if (message.startsWith(`${said}: `)) return `${url}: ${message.slice(said.length + 2)}`;
+  return null;
+}
+
+/**
+ * The error a peer sent, raised here (an unknown code is "io"): "URL: problem" when it is
+ * about the NAME of `url` (see atPeerName), else "peer HOST:PORT: its message".
+ */
+export function errorFromWire(e: PeerErrorBody, peer: string, url?: string): ImgstreamError {
   const code = (Object.hasOwn(EXIT_CODES, e.code) ? e.code : 'io') as ErrorCode;
-  return errorOfCode(code, `peer ${peer}: ${printable(e.message, 4000)}`, e.hint === undefined ? undefined : printable(e.hint, 1000)) as ImgstreamError;
+  const message = printable(e.message, 4000);
+  // a message that already names a place on this peer by its URL (peer://HOST:PORT/...) is not prefixed again
+  const named = (url === undefined ? null : atPeerName(message, url)) ?? (message.startsWith(`peer://${peer}/`) ? message : `peer ${peer}: ${message}`);
+  return errorOfCode(code, named, e.hint === undefined ? undefined : printable(e.hint, 1000)) as ImgstreamError;
 }
 
 /** What the other side is told about a failure: an ImgstreamError as it is, anything else as an internal error. */

@@ -30,11 +30,11 @@ function unexpected(m: PeerMessage, peer: string, when: string): CorruptError {
   return new CorruptError(`peer ${peer}: unexpected answer ${JSON.stringify(m.msg).slice(0, 80)} ${when}`, 'the daemon does not speak this protocol version');
 }
 
-/** The daemon's message as an error (it refused or failed), or null for anything else. */
-function refusal(m: PeerMessage | null, peer: string, when: string): ImgstreamError | null {
+/** The daemon's message as an error (it refused or failed; one about NAME names `location` once), or null for anything else. */
+function refusal(m: PeerMessage | null, peer: string, when: string, location: string): ImgstreamError | null {
   if (m === null) return new NetworkError(`peer ${peer}: the daemon closed the connection ${when}`, 'see its log');
   const e = errorOf(m.msg);
-  return e ? errorFromWire(e, peer) : null;
+  return e ? errorFromWire(e, peer, location) : null;
 }
 
 export function peerTarget(url: string, opts: PeerTargetOptions): PeerTarget {
@@ -56,7 +56,7 @@ export function peerTarget(url: string, opts: PeerTargetOptions): PeerTarget {
     ch = c;
     await c.send({ op: 'stream.put', name: u.name, force: opts.force === true });
     const r = await c.receive();
-    const refused = refusal(r, c.peer, 'instead of accepting the stream');
+    const refused = refusal(r, c.peer, 'instead of accepting the stream', location);
     if (refused) throw refused;
     if (r!.msg.type !== 'ready') throw unexpected(r!, c.peer, 'to stream.put');
     reply = c.receive();
@@ -66,7 +66,7 @@ export function peerTarget(url: string, opts: PeerTargetOptions): PeerTarget {
         // the daemon stopped the transfer (it failed, or it is shutting down): sends stop
         // now, and explain() gives its reason
         const e = m === null ? null : errorOf(m.msg);
-        if (e) c.destroy(errorFromWire(e, c.peer));
+        if (e) c.destroy(errorFromWire(e, c.peer, location));
       },
       () => (replied = true),
     );
@@ -83,7 +83,7 @@ export function peerTarget(url: string, opts: PeerTargetOptions): PeerTarget {
       const m = await Promise.race([reply.catch(() => undefined), new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), EXPLAIN_MS)))]);
       clearTimeout(timer);
       if (m !== undefined) {
-        const r = refusal(m, ch.peer, 'in the middle of the stream');
+        const r = refusal(m, ch.peer, 'in the middle of the stream', location);
         if (r && (m !== null || closedIsNews)) return r;
       }
     }
@@ -142,7 +142,7 @@ export function peerTarget(url: string, opts: PeerTargetOptions): PeerTarget {
         await flush();
         await ch!.send({ type: 'end', bytes: sent });
         const r = await reply!;
-        const refused = refusal(r, ch!.peer, 'before confirming the stream: it is not stored');
+        const refused = refusal(r, ch!.peer, 'before confirming the stream: it is not stored', location);
         if (refused) throw refused;
         if (r!.msg.type !== 'done') throw unexpected(r!, ch!.peer, 'at the end of the stream');
         if (r!.msg.bytes !== sent) throw new CorruptError(`peer ${ch!.peer}: the daemon stored ${String(r!.msg.bytes)} bytes of the ${sent} sent`);
@@ -180,7 +180,7 @@ export function peerSource(url: string, opts: PeerClientOptions): StreamSource {
       try {
         await ch.send({ op: 'stream.get', name: u.name });
         const r = await ch.receive();
-        const refused = refusal(r, ch.peer, 'instead of sending the stream');
+        const refused = refusal(r, ch.peer, 'instead of sending the stream', location);
         if (refused) throw refused;
         const total = r!.msg.bytes;
         if (r!.msg.type !== 'stream' || !Number.isSafeInteger(total)) throw unexpected(r!, ch.peer, 'to stream.get');
@@ -188,13 +188,13 @@ export function peerSource(url: string, opts: PeerClientOptions): StreamSource {
           let got = 0;
           for (;;) {
             const m = await ch.receive();
-            const broken = refusal(m, ch.peer, `after ${got} of ${String(total)} bytes of the stream`);
+            const broken = refusal(m, ch.peer, `after ${got} of ${String(total)} bytes of the stream`, location);
             if (broken) throw broken;
             if (m!.msg.type === 'data' && m!.payload) {
               got += m!.payload.length;
               yield m!.payload;
             } else if (m!.msg.type === 'end') {
-              if (got !== total || m!.msg.bytes !== got) throw new CorruptError(`peer ${ch.peer}: ${location}: ${got} bytes arrived, ${String(total)} announced`);
+              if (got !== total || m!.msg.bytes !== got) throw new CorruptError(`${location}: ${got} bytes arrived, ${String(total)} announced`);
               complete = true;
               return;
             } else throw unexpected(m!, ch.peer, 'in the stream');
