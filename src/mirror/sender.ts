@@ -122,20 +122,30 @@ export function keptOf(err: unknown): { bytes: number; files: string[] } | null 
 }
 
 /**
- * The destination's error with what to do about the partial transfer it kept: the next
- * update resumes it, `mirror abandon` drops it.
+ * The destination's error with what to do about the partial transfer it kept. An update
+ * resumes from it (the next update, once the cause is gone); a resync never resumes: the
+ * mirror stays broken off until one completes, and the next one starts over and drops it.
+ * `mirror abandon` drops it either way. The error is a failure or a stop by a signal.
  */
-export function withKeptHint(err: ImgstreamError, kept: { bytes: number; files: string[] }, volume: string, destination: string): ImgstreamError {
+export function withKeptHint(err: ImgstreamError, kept: { bytes: number; files: string[] }, volume: string, destination: string, op: SendOptions['op'] = 'mirror.update'): ImgstreamError {
   const abandon = `imgstream mirror abandon ${volume} --to ${destination}${peerFlagsNote(destination)}`;
-  // the mirror volume itself is full: it holds its old blocks until the update's CP, so an update that replaces
-  // most of the disk (its base snapshot deleted on the source) cannot fit; a new mirror can
+  const size = formatSize(kept.bytes);
+  const files = kept.files.join(', ');
+  const bySignal = err.code === 'interrupted' || err.code === 'terminated' || err.code === 'hangup';
+  // the daemon stopped it (one shutting down says when to run it again)
+  const when = err.code === 'network' && err.hint ? err.hint : bySignal ? 'run it again' : 'run it again once the cause is fixed';
   const hint =
+    // the mirror volume itself is full: it holds its old blocks until the update's CP, so an update that replaces
+    // most of the disk (its base snapshot deleted on the source) cannot fit; a new mirror can
     err.code === 'volume-full'
-      ? `the mirror must hold its current blocks and the ${formatSize(kept.bytes)} this update replaces them with until its CP, and has no room for both: drop this transfer (${abandon}), move the mirror aside, and update again into a new mirror (a full copy)`
-      : err.code === 'network'
-        ? // the destination stopped the transfer (a daemon shutting down says when to run it again)
-          `${err.hint ?? 'run the update again'}: it resumes from the ${formatSize(kept.bytes)} of this transfer the destination keeps (${kept.files.join(', ')}), or drop them with: ${abandon}`
-        : `the destination keeps ${formatSize(kept.bytes)} of this transfer (${kept.files.join(', ')}) to resume from: free space there and run the update again, or drop it with: ${abandon}`;
+      ? `the mirror must hold its current blocks and the ${size} this ${op === 'mirror.resync' ? 'resync' : 'update'} replaces them with until its CP, and has no room for both: drop this transfer (${abandon}), move the mirror aside, and update again into a new mirror (a full copy)`
+      : op === 'mirror.resync'
+        ? `the mirror stays broken off until a resync completes: ${when}, it starts over (imgstream mirror resync ${volume} --to ${destination}${peerFlagsNote(destination)}) and drops the ${size} this one kept at the destination (${files}); to drop them now: ${abandon}`
+        : err.code === 'network'
+          ? `${err.hint ?? 'run the update again'}: it resumes from the ${size} of this transfer the destination keeps (${files}), or drop them with: ${abandon}`
+          : bySignal
+            ? `the next update resumes it from the ${size} of this transfer the destination keeps (${files}), or drop them with: ${abandon}`
+            : `the destination keeps ${size} of this transfer (${files}) to resume from: ${/no space left/.test(err.message) ? 'free space there and run the update again' : 'run the update again once the cause is fixed'}, or drop it with: ${abandon}`;
   return errorOfCode(err.code, err.message, hint, err.details) as ImgstreamError;
 }
 
@@ -392,7 +402,7 @@ export async function sendMirror(source: Volume | SourceAccess, ch: MirrorChanne
     // the user stopped it (Ctrl-C, systemctl stop): recorded as stopped, not failed
     const stoppedBySignal = opts.signal?.aborted ? (stopSignal(opts.signal) ?? 'SIGTERM') : null;
     let err = opts.signal?.aborted ? stoppedError(opts.signal, opts.op === 'mirror.resync' ? { volume: opts.volumeLabel ?? vol.path, destination: opts.destination } : undefined) : caught;
-    if (kept && kept.bytes > 0 && err instanceof ImgstreamError) err = withKeptHint(err, kept, opts.volumeLabel ?? vol.path, opts.destination);
+    if (kept && kept.bytes > 0 && err instanceof ImgstreamError) err = withKeptHint(err, kept, opts.volumeLabel ?? vol.path, opts.destination, opts.op);
     // nothing to resume from: the destination never got the plan, or failed and says it kept nothing
     const dropTop = took !== null && !kept && (!planSent || fromDestination.has(caught as Error));
     if (dropTop) {

@@ -10,10 +10,11 @@ import path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { Volume } from '../../src/volume/volume.js';
-import { localDestination, MirrorState, sendMirror, type MirrorResult } from '../../src/mirror/index.js';
+import { breakMirror, localDestination, MirrorState, sendMirror, type MirrorResult } from '../../src/mirror/index.js';
+import { ImgstreamError } from '../../src/core/errors.js';
 import { cliJson, runCli, runCliAsync, stderrLines, writeImage } from '../support/cli.js';
 import { startServer } from '../nbd/support.js';
-import { tempDir } from '../support/images.js';
+import { mutate, tempDir } from '../support/images.js';
 import { imageSha } from '../support/oracle.js';
 import { setupOk } from '../support/in-process.js';
 
@@ -131,13 +132,13 @@ describe('a destination no transfer could finish at', () => {
   });
 });
 
-/** An in-process update of `src` to `dest`, acknowledging every `ackBytes`. */
-async function update(dest: string, state: MirrorState, ackBytes?: number): Promise<MirrorResult> {
+/** An in-process update (or resync) of `src` to `dest`, acknowledging every `ackBytes`. */
+async function update(dest: string, state: MirrorState, ackBytes?: number, op: 'mirror.update' | 'mirror.resync' = 'mirror.update'): Promise<MirrorResult> {
   const vol = Volume.open(src, { write: true, mirror: true });
   try {
     const d = localDestination(dest, undefined, { ackBytes });
     try {
-      return await sendMirror(vol, d.channel, { destination: dest, name: path.basename(dest), op: 'mirror.update', state, compress: 'none' });
+      return await sendMirror(vol, d.channel, { destination: dest, name: path.basename(dest), op, state, compress: 'none' });
     } finally {
       d.channel.close();
       await d.settled;
@@ -195,6 +196,31 @@ describe('a transfer that fails after the source took its snapshot', () => {
     expect(r.top).toBe(taken[0]);
     expect(await active(dest)).toBe(await active(src));
     expect(hidden(root).filter((f) => f.includes('resume'))).toEqual([]);
+  });
+});
+
+describe('a resync that fails after the destination recorded progress', () => {
+  it('says to run the resync again (it starts over, the mirror stays broken off), never that an update resumes it; running it converges', async () => {
+    const dest = at('resync.vol');
+    const state = new MirrorState(at('resync-state.json'));
+    await update(dest, state);
+    breakMirror(dest);
+    const img = fs.readFileSync(at('img'));
+    mutate(img, BS, 300, 11);
+    fs.writeFileSync(at('img2'), img);
+    await setupOk(['volume', 'import', src, '--from', at('img2')], { env });
+    failFlushesAfter(2);
+    const err = (await update(dest, state, 4096, 'mirror.resync').catch((e: unknown) => e)) as ImgstreamError;
+    vi.restoreAllMocks();
+    expect(err).toBeInstanceOf(ImgstreamError);
+    expect(err.message).toMatch(/i\/o error/);
+    expect(hidden(root).filter((f) => f.startsWith('.resync.vol.'))).not.toEqual([]); // it kept what it staged
+    expect(err.hint).toMatch(new RegExp(`^the mirror stays broken off until a resync completes: run it again once the cause is fixed, it starts over \\(imgstream mirror resync ${src.replace(/[.]/g, '\\.')} --to ${dest.replace(/[.]/g, '\\.')}\\) and drops the [\\d.]+ [KM]iB this one kept at the destination \\(\\.resync\\.vol\\.mirror-[^)]*\\); to drop them now: imgstream mirror abandon `));
+    expect(err.hint).not.toMatch(/resumes|run the update again/);
+    const again = await update(dest, state, undefined, 'mirror.resync');
+    expect(again.resumedRecords).toBe(0);
+    expect(await active(dest)).toBe(await active(src));
+    expect(hidden(root).filter((f) => f.startsWith('.resync.vol.'))).toEqual([]);
   });
 });
 

@@ -1,7 +1,8 @@
 // SIGTERM to a real `imgstream serve peer` while real clients transfer through it, for the
 // clients that keep state across attempts: a `mirror update` (the destination stays at
 // its previous state, the client exits 12 saying the daemon is shutting down, the next
-// update resumes and converges) and `protect` (it says why it waits, retries, and seeds
+// update resumes and converges; a `mirror resync` says to run the resync again, which
+// starts over) and `protect` (it says why it waits, retries, and seeds
 // once a daemon is back on the same port). The daemon exits at once instead of waiting
 // out its grace period. (A dump's transfer: kill9.test.ts.)
 import { spawn } from 'node:child_process';
@@ -118,6 +119,55 @@ describe('SIGTERM to a peer daemon in the middle of a transfer', () => {
       expect(await imageSha(mirror, env)).toBe(await imageSha(`${src}@${result.top}`, env));
       expect(await imageSha(mirror, env)).toBe(await imageSha(src, env));
       expect(listTree(dir).filter((f) => f.startsWith('.')), 'nothing of the stopped transfer is left').toEqual([]);
+    } finally {
+      await d.stop();
+    }
+  });
+
+  it('mirror resync: exits 12 and its hint is a resync\'s (it starts over, the mirror stays broken off), never "it resumes"; running it converges', async () => {
+    const dir = at('resync-peer');
+    const src = at('r.vol');
+    const blocks = 2048; // 8 MiB
+    await setupOk(['volume', 'create', src, '--size', `${(blocks * BS) >> 20}M`, '--volume-size', '64M', '--max-snapshots', '16'], { env });
+    const img = writeImage(at('r.img'), blocks, BS, 8, 0.1);
+    await setupOk(['volume', 'import', src, '--from', at('r.img')], { env });
+    let d = await daemon(dir);
+    const url = () => `peer://127.0.0.1:${d.port}/r`;
+    const peer = ['--token-file', token, '--plain'];
+    expect((await finished(spawnCli(['mirror', 'update', src, '--to', url(), ...peer], { env }), 120_000)).code).toBe(0);
+    expect((await finished(spawnCli(['mirror', 'break', url(), ...peer], { env }), 60_000)).code).toBe(0);
+    mutate(img, BS, 1500, 9);
+    fs.writeFileSync(at('r.img'), img);
+    await setupOk(['volume', 'import', src, '--from', at('r.img')], { env });
+    const resync = finished(spawnCli(['mirror', 'resync', src, '--to', url(), ...peer, '--limit-rate', '1M', '--compress', 'none'], { env }), 120_000);
+    const resume = path.join(dir, '.r.mirror-transfer');
+    await waitFor(() => {
+      try {
+        return ((JSON.parse(fs.readFileSync(resume, 'utf8')) as { acked?: number }).acked ?? 0) > 0;
+      } catch {
+        return false;
+      }
+    }, 'the destination to acknowledge part of the resync', 60_000);
+    expectPromptStop(await d.stop(), 'mirror.resync');
+    const r = await resync;
+    const u = String.raw`peer:\/\/127\.0\.0\.1:\d+\/r`;
+    const flags = String.raw` \(with the same --token-file and TLS flags\)`;
+    expectOneLineError(r, 'a mirror resync to a daemon that stops', 12, new RegExp(String.raw`^imgstream: ${u}: the daemon is shutting down \(the mirror stays broken off until a resync completes: run it again once the daemon is back, it starts over \(imgstream mirror resync \S+ --to ${u}${flags}\) and drops the [\d.]+ [KM]iB this one kept at the destination \(\.r\.mirror-[^)]*\); to drop them now: imgstream mirror abandon \S+ --to ${u}${flags}\)$`));
+    expect(r.stderr).not.toMatch(/resumes/);
+    // mirror status says the same of what it kept
+    const status = await finished(spawnCli(['mirror', 'status', src], { env }), 60_000);
+    expect(status.stdout).toMatch(/\n {2}partial transfer kept at the destination by a resync that did not complete \(the next one starts over and drops it\): [\d.]+ [KM]iB /);
+
+    d = await daemon(dir, d.port);
+    try {
+      // as the hint says: an update is refused, the resync runs again from the start and converges
+      expect((await finished(spawnCli(['mirror', 'update', src, '--to', url(), ...peer], { env }), 60_000)).code).toBe(4);
+      const again = await finished(spawnCli(['mirror', 'resync', src, '--to', url(), ...peer, '--json'], { env }), 120_000);
+      expect(again.code, again.stderr).toBe(0);
+      const result = JSON.parse(again.stdout) as { resumedRecords: number; top: string };
+      expect(result.resumedRecords).toBe(0);
+      expect(await imageSha(path.join(dir, 'r'), env)).toBe(await imageSha(src, env));
+      expect(listTree(dir).filter((f) => f.startsWith('.')), 'nothing of the stopped resync is left').toEqual([]);
     } finally {
       await d.stop();
     }
