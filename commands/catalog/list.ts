@@ -5,11 +5,11 @@ import { formatSize } from '../../src/core/size.js';
 import { tableLines } from '../_cli/table.js';
 import { uuidAt } from '../../src/stream/volume-pick.js';
 import path from 'node:path';
-import { placeSuffix } from '../../src/media/s3/s3-place.js';
+import { describePlace } from '../../src/catalog/record-place.js';
 
 export default class CatalogList extends ImgstreamCommand {
   static override summary = 'List the dumps recorded in the catalog (KEY: yes for an encrypted stream, which restore and verify read only with its key).';
-  static override description = 'WHERE is the medium and place of each stream: a file, a tape and its tape file, a peer, or an S3 object with the store it was written to ("at ENDPOINT" for an S3-compatible store, nothing for AWS, and "(path-style)" for that addressing), which restore --as-of reads it from. With --json, each dump\'s media holds them as kind, location, tapeFile, endpoint and pathStyle.';
+  static override description = 'WHERE is the medium and place of each stream: a file, a tape and its tape file, a peer, or an S3 object with the store it was written to ("at ENDPOINT" for an S3-compatible store, nothing for AWS, and "(path-style)" for that addressing), which restore --as-of reads it from; "a pipe (stdin): not readable back" for a dump catalog rebuild read from a pipe (--from -, or tape files piped into tape:/dev/stdin), which restore --as-of cannot read (restore it with --from the tape directory, device or file it is on, or record where it is with catalog rebuild --from tape:DIR), and "tape DEV (a drive: no tape file number)" for one on a tape drive (position the tape, then restore --from tape:DEV). With --json, each dump\'s media holds them as kind, location, tapeFile, endpoint and pathStyle.';
   static override examples = ['<%= config.bin %> catalog list', '<%= config.bin %> catalog list --volume 5f1c --json'];
   static override flags = {
     catalog: catalogFlag,
@@ -39,7 +39,7 @@ export default class CatalogList extends ImgstreamCommand {
         d.base?.name ?? '-',
         formatSize(d.streamBytes),
         d.encrypted ? 'yes' : '-',
-        d.media.kind === 'tape' ? `tape ${d.media.location} file ${d.media.tapeFile}` : `${d.media.kind} ${d.media.location}${placeSuffix(d.media)}`,
+        describePlace(d.media),
       ]);
       for (const l of tableLines(['ID', 'DATE', 'VOLUME', 'LVL', 'TOP', 'BASE', 'SIZE', 'KEY', 'WHERE'], rows, new Set([3, 6]))) this.say(l);
     }

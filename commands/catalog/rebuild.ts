@@ -6,11 +6,11 @@ import { isPeerSpec, sourceFor } from '../../src/media/resolve.js';
 import { peerClientOptions, peerFlags } from '../_cli/peer-flags.js';
 import { s3Flags, s3Options } from '../_cli/s3-flags.js';
 import { rebuildBackupLogs } from '../../src/multiplex/index.js';
-import { placeSuffix } from '../../src/media/s3/s3-place.js';
+import { describePlace } from '../../src/catalog/record-place.js';
 
 export default class CatalogRebuild extends ImgstreamCommand {
   static override summary = 'Rebuild catalog records by reading the media.';
-  static override description = 'Every stream describes itself (its header) and proves it is complete (its trailer and checksums), so reading the media back recreates the catalog records of every complete dump on them. Records of the same dumps are replaced; other records are kept (a damaged catalog file is replaced whole, and kept beside it as CATALOG.damaged-TIME; a file of another kind, not a catalog at all, is refused and left as it is). Incomplete or damaged streams are reported and skipped. S3 objects are recorded with the store they were read from (--s3-endpoint or AWS_ENDPOINT_URL, and path-style addressing), which restore --as-of then reads them from. The streams of a multiplexed tape file are found with its backup log (or by walking its members when the log is damaged or cut off: every stream that completed is recorded), and the log is kept with the catalog again.';
+  static override description = 'Every stream describes itself (its header) and proves it is complete (its trailer and checksums), so reading the media back recreates the catalog records of every complete dump on them. Records of the same dumps are replaced; other records are kept (a damaged catalog file is replaced whole, and kept beside it as CATALOG.damaged-TIME; a file of another kind, not a catalog at all, is refused and left as it is). Incomplete or damaged streams are reported and skipped. S3 objects are recorded with the store they were read from (--s3-endpoint or AWS_ENDPOINT_URL, and path-style addressing), which restore --as-of then reads them from. The streams of a multiplexed tape file are found with its backup log (or by walking its members when the log is damaged or cut off: every stream that completed is recorded), and the log is kept with the catalog again. Streams read from a pipe (--from -, or tape files piped in: cat file0001.tar file0002.tar | imgstream catalog rebuild --from tape:/dev/stdin) are recorded as read from a pipe (media kind "stdin"), never at the pipe\'s path: later levels build on them, but restore --as-of cannot read them back, and says to restore them with --from the tape directory, device or file they are on; rebuilding from that medium later records where they are.';
   static override examples = [
     '<%= config.bin %> catalog rebuild --from tape:/tapes/t1 --from /backups/vm.l1',
     '<%= config.bin %> catalog rebuild --from s3://backups/vm1/ --s3-endpoint http://ceph1:7480 --s3-path-style',
@@ -42,11 +42,14 @@ export default class CatalogRebuild extends ImgstreamCommand {
       return [...dumps.filter((d) => !ids.has(d.id)), ...records];
     }, { replaceUnreadable: true, keptAside: (f) => (damaged = f) });
     const logs = rebuildBackupLogs(flags.from, catalog); // multiplexed tape files' backup logs
-    for (const r of records) this.say(`recorded ${r.id.slice(0, 8)} level ${r.level} ${r.top.name} (${r.media.kind} ${r.media.location}${r.media.tapeFile ? ` file ${r.media.tapeFile}` : ''}${placeSuffix(r.media)})`);
+    for (const r of records) this.say(`recorded ${r.id.slice(0, 8)} level ${r.level} ${r.top.name} (${describePlace(r.media)})`);
     for (const s of skipped) this.say(`skipped ${s.stream}: ${s.reason}`);
     if (damaged) this.say(`the catalog was damaged: started afresh, the damaged file kept as ${damaged}`);
     this.say(`${records.length} dump(s) recorded in ${catalog.file}, ${skipped.length} skipped`);
     if (logs.length) this.say(`${logs.length} backup log(s) of multiplexed tape files kept with the catalog`);
+    // recorded all the same: later levels build on them, and catalog list shows them
+    const piped = records.filter((r) => r.media.kind === 'stdin').length;
+    if (piped) this.say(`${piped} dump(s) read from a pipe: restore --as-of cannot read them back from there; restore them with --from the tape directory, device or file they are on (e.g. --from tape:DIR), or record where they are: imgstream catalog rebuild --from tape:DIR`);
     return { catalog: catalog.file, records, skipped, backupLogs: logs, damagedCatalogKeptAs: damaged };
   }
 }

@@ -1,10 +1,11 @@
 import { Args } from '@oclif/core';
 import { ImgstreamCommand } from '../_cli/base.js';
 import { catalogFlag, openCatalog } from '../_cli/catalog-flag.js';
-import { placeSuffix } from '../../src/media/s3/s3-place.js';
+import { describePlace } from '../../src/catalog/record-place.js';
 
 export default class CatalogShow extends ImgstreamCommand {
   static override summary = 'Show one dump record of the catalog.';
+  static override description = 'Every field of the record: the volume, level, base and top snapshots, the storage image, the dates, where the stream is (media: what restore --as-of reads it from; "a pipe (stdin): not readable back" for a dump catalog rebuild read from a pipe, which is restored with --from the tape directory, device or file it is on), its counts and checksum.';
   static override examples = ['<%= config.bin %> catalog show 3f2a9c1e'];
   static override args = { id: Args.string({ description: 'Dump id (or a unique prefix of it).', required: true }) };
   static override flags = { catalog: catalogFlag };
@@ -22,7 +23,7 @@ export default class CatalogShow extends ImgstreamCommand {
       ['image', d.expression],
       ['date', d.date],
       ['finished', d.finished],
-      ['media', `${d.media.kind} ${d.media.location}${d.media.tapeFile ? ` file ${d.media.tapeFile}` : ''}${d.media.tapes && d.media.tapes.length > 1 ? ` (tapes ${d.media.tapes.join(', ')})` : ''}${d.media.stream ? ', multiplexed with other dumps' : ''}${placeSuffix(d.media)}`],
+      ['media', `${describePlace(d.media)}${d.media.tapes && d.media.tapes.length > 1 ? ` (tapes ${d.media.tapes.join(', ')})` : ''}${d.media.stream ? ', multiplexed with other dumps' : ''}`],
       ['blocks', String(d.blocks)],
       ['data bytes', String(d.dataBytes)],
       ['stream bytes', String(d.streamBytes)],

@@ -6,3 +6,4 @@ export * from './record-check.js';
 export * from './as-of.js';
 export * from './backup-logs.js';
 export * from './copies.js';
+export * from './record-place.js';

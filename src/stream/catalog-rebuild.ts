@@ -1,8 +1,12 @@
 // Rebuilds catalog records from the media alone: every stream describes itself (header)
 // and proves it is complete (trailer), so reading the streams back gives the records.
+// Streams read from a pipe (tape files piped in: tape:/dev/stdin) are recorded as read
+// from one (kind "stdin"), not at the pipe's path: nothing can be read back from there.
+import fs from 'node:fs';
 import type { DumpRecord } from '../catalog/catalog.js';
 import { recordProblem } from '../catalog/record-check.js';
-import type { StreamSource } from '../media/medium.js';
+import { isDescriptorPath } from '../catalog/record-place.js';
+import type { MediaPosition, StreamSource } from '../media/medium.js';
 import { noProgress, type Progress } from '../core/progress.js';
 import { readImageStream } from './stream-reader.js';
 import type { StreamHeader } from '../format/image-stream.js';
@@ -10,6 +14,20 @@ import type { StreamHeader } from '../format/image-stream.js';
 export interface RebuildResult {
   records: DumpRecord[];
   skipped: Array<{ stream: string; reason: string }>;
+}
+
+/** Where a record says a stream read at `p` is: a tape "device" that is a pipe (or this process's stdin) is no place. */
+function recordedPosition(p: MediaPosition): MediaPosition {
+  if (p.kind !== 'tape' || p.tapeFile !== undefined) return p;
+  if (/^\/dev\/(?:stdin|fd\/0)$|^\/proc\/(?:self|thread-self)\/fd\/0$/.test(p.location)) return { kind: 'stdin', location: '-' };
+  if (isDescriptorPath(p.location)) return { kind: 'stdin', location: p.location };
+  try {
+    const st = fs.statSync(p.location);
+    if (st.isFIFO() || st.isSocket()) return { kind: 'stdin', location: p.location };
+  } catch {
+    /* gone meanwhile: as read */
+  }
+  return p; // a tape drive: read where it is positioned
 }
 
 export async function recordsFromMedia(sources: StreamSource[], progress: Progress = noProgress): Promise<RebuildResult> {
@@ -34,7 +52,7 @@ export async function recordsFromMedia(sources: StreamSource[], progress: Progre
               expression: header.expression,
               date: header.created,
               finished: header.created,
-              media: s.position,
+              media: recordedPosition(s.position),
               blocks: rec.trailer.dataBlocks + rec.trailer.mapDeltaNodes,
               dataBytes: rec.trailer.dataBytes,
               streamBytes: rec.streamBytes,

@@ -4,7 +4,9 @@
 // second one out without a word. Now every tape file the pipe carries is read, in order,
 // as a tape's successive files: a stream passed over (another volume's, --volume) is read
 // past to reach the next, and bytes after a tape file that are no tape file are damage
-// (exit 9, one line), the volume being created left uncreated.
+// (exit 9, one line), the volume being created left uncreated. catalog rebuild from such a
+// pipe records its dumps as read from a pipe (they used to be recorded at /dev/stdin, a
+// place nothing could be read back from), and restore --as-of says to restore from the tape.
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -57,6 +59,45 @@ describe('tape files piped back to back into tape:/dev/stdin', () => {
     const r = await pipedJson<{ streams: Array<{ top: string }> }>([1, 2, 3], ['restore', '--from', 'tape:/dev/stdin', '--volume', at('a.vol'), '--to', at('r2.vol')]);
     expect(r.streams.map((s) => s.top)).toEqual(['l0', 'l1']);
     expect(restoredDigest(at('r2.vol'))).toBe(digests.a);
+  });
+
+  it('catalog rebuild records the dumps as read from a pipe, not at /dev/stdin: catalog list says so, restore --as-of refuses in one line saying to restore from the tape, which works', async () => {
+    const catalog = at('piped-catalog.json');
+    const rb = await piped([1, 2, 3], ['catalog', 'rebuild', '--from', 'tape:/dev/stdin', '--catalog', catalog]);
+    expect(rb.code, rb.stderr).toBe(0);
+    expect(rb.stdout).toMatch(/^recorded [0-9a-f]{8} level 0 l0 \(a pipe \(stdin\): not readable back\)$/m);
+    expect(rb.stdout).toContain('3 dump(s) read from a pipe: restore --as-of cannot read them back from there; restore them with --from the tape directory, device or file they are on (e.g. --from tape:DIR), or record where they are: imgstream catalog rebuild --from tape:DIR');
+    const records = (JSON.parse(fs.readFileSync(catalog, 'utf8')) as { dumps: Array<{ level: number; media: unknown }> }).dumps;
+    expect(records.map((d) => d.media)).toEqual([1, 2, 3].map(() => ({ kind: 'stdin', location: '-' })));
+    // the records still count: catalog list shows them, where they were read from said plainly (it printed "file undefined")
+    const list = cliOk(['catalog', 'list', '--catalog', catalog], o).stdout.trim().split('\n').slice(1);
+    expect(list).toHaveLength(3);
+    for (const l of list) expect(l).toMatch(/ {2}a pipe \(stdin\): not readable back$/);
+    // restore --as-of: refused before anything is created, naming the pipe and the way out
+    const asOf = ['restore', '--to', at('r4.vol'), '--as-of', 'l1', '--volume', at('a.vol'), '--catalog', catalog];
+    const refusal = /^imgstream: the catalog records a dump of the chain as read from a pipe \(stdin\), which keeps nothing to read it back from \(restore the chain with --from the tape directory, device or files it is on, e.g\. restore --to VOL --from tape:DIR; or record where it is first: imgstream catalog rebuild --from tape:DIR\)$/;
+    expectOneLineError(await sh(cliWords(asOf), o), 'restore --as-of of dumps read from a pipe', 3, refusal);
+    expect(fs.existsSync(at('r4.vol'))).toBe(false);
+    // a catalog an earlier imgstream rebuilt so (tape /dev/stdin without a tape file): the same
+    const old = at('old-piped-catalog.json');
+    const doc = JSON.parse(fs.readFileSync(catalog, 'utf8')) as { dumps: Array<{ media: unknown }> };
+    for (const d of doc.dumps) d.media = { kind: 'tape', location: '/dev/stdin', tapes: ['/dev/stdin'] };
+    fs.writeFileSync(old, JSON.stringify(doc));
+    for (const l of cliOk(['catalog', 'list', '--catalog', old], o).stdout.trim().split('\n').slice(1)) expect(l).toMatch(/ {2}a pipe \(tape \/dev\/stdin\): not readable back$/);
+    expectOneLineError(await sh(cliWords([...asOf.slice(0, -1), old]), o), 'restore --as-of of an old record of a pipe', 3, /^imgstream: the catalog records a dump of the chain as read from a pipe \(\/dev\/stdin\)/);
+    expect(fs.existsSync(at('r4.vol'))).toBe(false);
+    // a dump on a tape drive has no tape file number either (it printed "file undefined"): position the tape, then restore from the drive
+    const drive = at('drive-catalog.json');
+    for (const d of doc.dumps) d.media = { kind: 'tape', location: '/dev/nst0', tapes: ['/dev/nst0'] };
+    fs.writeFileSync(drive, JSON.stringify(doc));
+    for (const l of cliOk(['catalog', 'list', '--catalog', drive], o).stdout.trim().split('\n').slice(1)) expect(l).toMatch(/ {2}tape \/dev\/nst0 \(a drive: no tape file number\)$/);
+    expectOneLineError(await sh(cliWords([...asOf.slice(0, -1), drive]), o), 'restore --as-of of dumps on a drive', 3, /^imgstream: the catalog records a dump of the chain on tape drive \/dev\/nst0 without a tape file number \(a drive reads where it is positioned\) \(position the tape at the dump's tape file \(mt -f \/dev\/nst0 fsf N\) and restore with --from tape:\/dev\/nst0\)$/);
+    // as the hint says: from the tape directory, or after recording where the dumps are
+    cliOk(['restore', '--from', `tape:${at('tape')}`, '--volume', at('a.vol'), '--to', at('r4.vol'), '-q'], o);
+    expect(restoredDigest(at('r4.vol'))).toBe(digests.a);
+    cliOk(['catalog', 'rebuild', '--from', `tape:${at('tape')}`, '--catalog', catalog, '-q'], o);
+    cliOk([...asOf.slice(0, 2), at('r5.vol'), ...asOf.slice(3), '-q'], o);
+    expect(restoredDigest(at('r5.vol'))).toBe(digests.a);
   });
 
   it('bytes after a tape file that are no tape file: exit 9, one line, no volume created', async () => {
