@@ -10,7 +10,7 @@ import { placeSuffix } from '../media/s3/s3-place.js';
 
 /** A path that names this process's standard input or another of its descriptors: a pipe then, never a place. */
 export function isDescriptorPath(p: string): boolean {
-  return /^\/dev\/(?:stdin|fd\/\d+)$|^\/proc\/(?:self|thread-self|\d+)\/fd\/\d+$/.test(p);
+  return /^\/dev\/(?:std(?:in|out|err)|fd\/\d+)$|^\/proc\/(?:self|thread-self|\d+)\/fd\/\d+$/.test(p);
 }
 
 /** The place, one line: "tape /tapes/t1 file 2", "file /b/vm.l0", "a pipe (stdin): not readable back". */

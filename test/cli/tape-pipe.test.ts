@@ -86,6 +86,11 @@ describe('tape files piped back to back into tape:/dev/stdin', () => {
     for (const l of cliOk(['catalog', 'list', '--catalog', old], o).stdout.trim().split('\n').slice(1)) expect(l).toMatch(/ {2}a pipe \(tape \/dev\/stdin\): not readable back$/);
     expectOneLineError(await sh(cliWords([...asOf.slice(0, -1), old]), o), 'restore --as-of of an old record of a pipe', 3, /^imgstream: the catalog records a dump of the chain as read from a pipe \(\/dev\/stdin\)/);
     expect(fs.existsSync(at('r4.vol'))).toBe(false);
+    // a dump an earlier imgstream (or dump --to tape:/dev/stdout into a pipe) recorded at /dev/stdout: a pipe too
+    const out = at('stdout-catalog.json');
+    for (const d of doc.dumps) d.media = { kind: 'tape', location: '/dev/stdout', tapes: ['/dev/stdout'] };
+    fs.writeFileSync(out, JSON.stringify(doc));
+    for (const l of cliOk(['catalog', 'list', '--catalog', out], o).stdout.trim().split('\n').slice(1)) expect(l).toMatch(/ {2}a pipe \(tape \/dev\/stdout\): not readable back$/);
     // a dump on a tape drive has no tape file number either (it printed "file undefined"): position the tape, then restore from the drive
     const drive = at('drive-catalog.json');
     for (const d of doc.dumps) d.media = { kind: 'tape', location: '/dev/nst0', tapes: ['/dev/nst0'] };
