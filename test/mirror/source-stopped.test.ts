@@ -37,7 +37,7 @@ function stoppingAfter(ch: MirrorChannel, records: number): MirrorChannel {
 
 async function pull(src: string, replica: string, stopAfter: number | null): Promise<unknown> {
   const [daemonSide, pullerSide] = channelPair();
-  const received = receiveReplica(replica, pullerSide).then(
+  const received = receiveReplica(replica, pullerSide, 'peer://127.0.0.1:1/src.vol').then(
     () => null,
     (err: unknown) => err,
   );
