@@ -70,14 +70,19 @@ function expectPromptStop(r: CliResult & { ms: number }, op: string): void {
   expect(r.stderr).not.toMatch(/internal error|^\s+at\s/m);
 }
 
+/** An 8 MiB volume NAME.vol holding a random image NAME.img (seed), and the daemon root DIR for its mirror. */
+async function sourceVolume(dir: string, name: string, seed: number): Promise<{ dir: string; src: string; img: Buffer }> {
+  const src = at(`${name}.vol`);
+  const blocks = 2048;
+  await setupOk(['volume', 'create', src, '--size', `${(blocks * BS) >> 20}M`, '--volume-size', '64M', '--max-snapshots', '16'], { env });
+  const img = writeImage(at(`${name}.img`), blocks, BS, seed, 0.1);
+  await setupOk(['volume', 'import', src, '--from', at(`${name}.img`)], { env });
+  return { dir: at(dir), src, img };
+}
+
 describe('SIGTERM to a peer daemon in the middle of a transfer', () => {
   it('mirror update: exits 12 saying the daemon is shutting down, the mirror stays as it was, the next update resumes and converges', async () => {
-    const dir = at('mirror-peer');
-    const src = at('m.vol');
-    const blocks = 2048; // 8 MiB
-    await setupOk(['volume', 'create', src, '--size', `${(blocks * BS) >> 20}M`, '--volume-size', '64M', '--max-snapshots', '16'], { env });
-    const img = writeImage(at('m.img'), blocks, BS, 5, 0.1);
-    await setupOk(['volume', 'import', src, '--from', at('m.img')], { env });
+    const { dir, src, img } = await sourceVolume('mirror-peer', 'm', 5);
     let d = await daemon(dir);
     const url = () => `peer://127.0.0.1:${d.port}/m`;
     const peer = ['--token-file', token, '--plain'];
@@ -125,12 +130,7 @@ describe('SIGTERM to a peer daemon in the middle of a transfer', () => {
   });
 
   it('mirror resync: exits 12 and its hint is a resync\'s (it starts over, the mirror stays broken off), never "it resumes"; running it converges', async () => {
-    const dir = at('resync-peer');
-    const src = at('r.vol');
-    const blocks = 2048; // 8 MiB
-    await setupOk(['volume', 'create', src, '--size', `${(blocks * BS) >> 20}M`, '--volume-size', '64M', '--max-snapshots', '16'], { env });
-    const img = writeImage(at('r.img'), blocks, BS, 8, 0.1);
-    await setupOk(['volume', 'import', src, '--from', at('r.img')], { env });
+    const { dir, src, img } = await sourceVolume('resync-peer', 'r', 8);
     let d = await daemon(dir);
     const url = () => `peer://127.0.0.1:${d.port}/r`;
     const peer = ['--token-file', token, '--plain'];
