@@ -107,8 +107,18 @@ describe('wrong chains are refused, the destination unchanged', () => {
     expect(await snapshotNames(c, o)).toEqual(['s1', 's2', 's3']);
   });
 
-  it('a level 0 onto an existing volume, even its own (exit 6: it exists); two level 0s in one chain (exit 4)', () => {
-    expectRestoreRefused([A.l0], R, 6, /restores only into a new volume/);
+  it('a level 0 onto an existing volume that does not hold its top, even one of its source (exit 6: it exists); two level 0s in one chain (exit 4)', () => {
+    // onto the volume it made (R is at its top, nothing written since) it is passed over: restore-twice.test.ts
+    const before = sha256File(R);
+    const held = cliJson<{ streams: unknown[]; held: Array<{ top: string }> }>(['restore', '--from', A.l0, '--to', R], o);
+    expect(held.streams).toEqual([]);
+    expect(held.held).toMatchObject([{ top: 's1' }]);
+    expect(sha256File(R)).toBe(before);
+    const gone = p('restored-a-s1-deleted.vol');
+    fs.copyFileSync(R, gone);
+    ok(['snapshot', 'delete', gone, 's1', '-q'], o);
+    expectRestoreRefused([A.l0], gone, 6, /restores only into a new volume/);
+    fs.rmSync(gone);
     expectRestoreRefused([A.l0, A.l0], path.join(emptyDir, 'twice.vol'), 4, /a second level 0 full stream in the chain: a chain has one, first/);
   });
 
