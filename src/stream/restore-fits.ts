@@ -1,11 +1,11 @@
 // Whether a stream can go onto an existing volume: the same volume (uuid) and geometry,
-// its base snapshot there (by identity), or its top there already (held: restore-held.ts).
+// its base snapshot there (by identity) with nothing written since the newest snapshot,
+// or its top there already (held: restore-held.ts).
 // Checked before any block of the stream is written.
 import { ExistsError, InvalidInputError, NotFoundError } from '../core/errors.js';
 import type { StreamHeader } from '../format/image-stream.js';
-import type { SnapshotEntry } from '../format/snapshot-entry.js';
 import type { Volume } from '../volume/volume.js';
-import { activeAsNewestSnapshot, heldAlready, type HeldCandidate } from './restore-held.js';
+import { activeAsNewestSnapshot, heldAlready, newestSnapshot, type HeldCandidate } from './restore-held.js';
 
 /**
  * Refuses a stream that cannot go onto this volume, before any block is written; returns
@@ -39,7 +39,7 @@ export function checkFits(vol: Volume, h: StreamHeader, name: string, display: s
   if (!base || base.generation !== h.base.generation) {
     // a volume that went on since its newest snapshot (written to, or a newer snapshot of it
     // deleted) takes no stream in place: the lower levels would be refused the same way
-    const newest = vol.snapshots().reduce<SnapshotEntry | null>((a, x) => (a === null || x.id > a.id ? x : a), null);
+    const newest = newestSnapshot(vol);
     if (newest !== null && newest.id < h.base.id && !activeAsNewestSnapshot(vol)) {
       throw new InvalidInputError(
         `${name}: its base snapshot "${h.base.name}" is not on ${display}, which changed since its newest snapshot "${newest.name}" (written to, or a newer snapshot deleted): a chain cannot go on in place`,
@@ -47,6 +47,16 @@ export function checkFits(vol: Volume, h: StreamHeader, name: string, display: s
       );
     }
     throw new NotFoundError(`${name}: its base snapshot "${h.base.name}" is not on ${display}`, 'restore the lower-level streams of the chain first, in order');
+  }
+  // the stream's CP resets the active file system to its top: whatever the volume's active
+  // file system holds beyond its newest snapshot would be gone, whether or not a block of
+  // the stream lands on it (a quiet night's level 1 brings none)
+  if (!activeAsNewestSnapshot(vol)) {
+    const newest = newestSnapshot(vol)!; // the base is one
+    throw new InvalidInputError(
+      `${name}: ${display} changed since its newest snapshot "${newest.name}" (written to, or a newer snapshot deleted): the stream would discard that`,
+      `restore the chain into a new volume: imgstream restore --to NEW, with its streams or --as-of; to keep what ${display} holds now, export it first: imgstream volume export ${display} --to FILE`,
+    );
   }
   return null;
 }

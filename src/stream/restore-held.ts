@@ -25,7 +25,8 @@ export function activeAsNewestSnapshot(vol: Volume): boolean {
   return newest !== null && newest.mapRoot === vol.rootRecord.mapRoot;
 }
 
-function newestSnapshot(vol: Volume): SnapshotEntry | null {
+/** The volume's newest snapshot (by id), or null when it has none. */
+export function newestSnapshot(vol: Volume): SnapshotEntry | null {
   return vol.snapshots().reduce<SnapshotEntry | null>((a, s) => (a === null || s.id > a.id ? s : a), null);
 }
 

@@ -16,7 +16,6 @@ import { Volume } from '../volume/volume.js';
 import { SparseBitmap } from '../volume/sparse-bitmap.js';
 import { WriteBehind } from '../volume/write-behind.js';
 import { OccupancyCursor } from '../volume/occupancy.js';
-import { PLANE_ACTIVE } from '../volume/layout.js';
 import { readImageStream, type ReleaseBuffer } from './stream-reader.js';
 import type { KeyOption } from '../crypt/index.js';
 import { removeStaleTemp, tempBeside } from '../fs/stale-temp.js';
@@ -24,7 +23,7 @@ import { removeOnStop, sayOnStop } from '../fs/stop-cleanup.js';
 import { claimNewVolume } from './new-volume-lock.js';
 import type { StreamSummary } from './verify.js';
 import type { VolumePick } from './volume-pick.js';
-import { type HeldStream, type HeldCandidate, activeAsNewestSnapshot } from './restore-held.js';
+import type { HeldStream, HeldCandidate } from './restore-held.js';
 import { checkFits } from './restore-fits.js';
 import { StageFile } from './restore-stage.js';
 
@@ -98,14 +97,11 @@ async function applyStream(vol: Volume, header: StreamHeader, records: AsyncGene
   const writtenChunks = new Map<number, Set<number>>(incoming.map((s) => [s.id, new Set<number>()]));
   // snapshots already on the volume that the stream carries again: their blocks are checked, not written
   const alsoHere = header.snapshots.filter((s) => existing.has(s.id)).map((s) => vol.layout.snapshotPlane(existing.get(s.id)!.slot));
-  // what must not change: the active file system and the regular snapshots that stay. An
-  // active file system as the newest snapshot left it holds nothing of its own (the
-  // snapshots that stay pin its blocks; those of one dropped go with it), and the restore
-  // sets it to the stream's top
-  const pinned = [
-    ...vol.snapshots().filter((s) => !s.shadow && !dropIds.has(s.id)).map((s) => ({ plane: vol.layout.snapshotPlane(s.slot), what: `snapshot "${s.name}"` })),
-    ...(activeAsNewestSnapshot(vol) ? [] : [{ plane: PLANE_ACTIVE, what: `data written to it after its base snapshot "${header.base?.name}"` }]),
-  ];
+  // what must not change: the regular snapshots that stay. The active file system is as
+  // the newest snapshot left it (checkFits refuses a volume written to since), so it holds
+  // nothing of its own (the snapshots that stay pin its blocks; those of one dropped go
+  // with it), and the restore sets it to the stream's top
+  const pinned = vol.snapshots().filter((s) => !s.shadow && !dropIds.has(s.id)).map((s) => ({ plane: vol.layout.snapshotPlane(s.slot), what: `snapshot "${s.name}"` }));
   const occupied = new OccupancyCursor(vol);
   // incoming VBNs, held back from the allocator until the CP (a bitmap: bounded like a plane)
   const reserved = new SparseBitmap(vol.layout.wordsPerPlaneBlock);

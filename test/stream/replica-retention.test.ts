@@ -116,7 +116,7 @@ describe('a replica kept by restore --as-of under the source\'s retention', () =
     const written = fs.readFileSync(p('diff-written.vol'));
     const r2 = runCli(['restore', '--from', p('d.wed.l1'), '--to', p('diff-written.vol')], o);
     expect(r2.code, r2.stderr).toBe(4);
-    expect(r2.stderr).toMatch(/would overwrite data written to it after its base snapshot "mon"/);
+    expect(r2.stderr).toMatch(/diff-written\.vol changed since its newest snapshot "tue" \(written to, or a newer snapshot deleted\): the stream would discard that/);
     expect(changesOutsideFreeSpace(written, p('diff-written.vol')).violations, 'a refused restore touched what the last CP holds').toEqual([]);
     expect(await snapshotNames(p('diff-written.vol'), o)).toEqual(['mon', 'tue']);
   });
