@@ -10,11 +10,11 @@ import type { DestinationState, IntervalBlock, ProtectDestination, ProtectedSour
 import type { ProtectStatus } from './protect-status.js';
 import { BATCH_BYTES, MAX_BATCH_BLOCKS, PING_MS, PROTECT_PROTOCOL, type BlocksMessage } from './protect-protocol.js';
 
-/** The daemon's answer: its message, or its error raised here. */
-function answer(m: PeerMessage | null, peer: string, type: string, when: string): Record<string, unknown> {
+/** The daemon's answer: its message, or its error raised here (naming the destination once, by `url`). */
+function answer(m: PeerMessage | null, peer: string, type: string, when: string, url: string): Record<string, unknown> {
   if (m === null) throw new NetworkError(`peer ${peer}: the daemon closed the connection ${when}`, 'see its log');
   const e = errorOf(m.msg);
-  if (e) throw errorFromWire(e, peer);
+  if (e) throw errorFromWire(e, peer, url);
   if (m.msg.type !== type) throw new CorruptError(`peer ${peer}: unexpected answer ${JSON.stringify(m.msg).slice(0, 80)} ${when}`, 'the daemon does not speak this protocol version');
   return m.msg;
 }
@@ -49,7 +49,7 @@ export class PeerProtectDestination implements ProtectDestination {
     const ch = await connectPeer(this.url, this.opts);
     try {
       await ch.send({ op: 'protect.ship', name: this.url.name, protocol: PROTECT_PROTOCOL, source: { ...source }, keepMs });
-      const m = answer(await ch.receive(), ch.peer, 'state', 'instead of opening the destination');
+      const m = answer(await ch.receive(), ch.peer, 'state', 'instead of opening the destination', this.description);
       this.ch = ch;
       this.blockSize = source.blockSize;
       this.pinger = setInterval(() => {
@@ -134,13 +134,13 @@ export class PeerProtectDestination implements ProtectDestination {
       clearTimeout(timer);
       if (r === null) await ch.send({ error: { code: 'io', message: 'the shipper gave up the transfer' } }).catch(() => {});
       await this.drop();
-      if (r && 'm' in r && r.m && errorOf(r.m.msg)) throw errorFromWire(errorOf(r.m.msg)!, ch.peer);
+      if (r && 'm' in r && r.m && errorOf(r.m.msg)) throw errorFromWire(errorOf(r.m.msg)!, ch.peer, this.description);
       throw err;
     }
     const r = await reply;
     try {
       if ('err' in r) throw r.err;
-      return answer(r.m, ch.peer, 'state', 'before acknowledging the transfer').state as DestinationState;
+      return answer(r.m, ch.peer, 'state', 'before acknowledging the transfer', this.description).state as DestinationState;
     } catch (err) {
       await this.drop(); // the daemon ended the session
       throw err;
@@ -169,7 +169,7 @@ export class PeerProtectDestination implements ProtectDestination {
     this.transferring = true;
     try {
       await ch.send({ type: 'quiet', until });
-      return answer(await ch.receive(), ch.peer, 'state', 'instead of acknowledging a quiet time').state as DestinationState;
+      return answer(await ch.receive(), ch.peer, 'state', 'instead of acknowledging a quiet time', this.description).state as DestinationState;
     } catch (err) {
       await this.drop();
       throw err;
@@ -197,7 +197,7 @@ export async function peerProtectStatus(spec: string, opts: PeerClientOptions, v
   try {
     // verify: the daemon reads every block there (only the answer crosses the network)
     await ch.send({ op: 'protect.status', name: u.name, ...(verify ? { verify: true } : {}) });
-    const m = answer(await ch.receive(), ch.peer, 'status', 'instead of the status');
+    const m = answer(await ch.receive(), ch.peer, 'status', 'instead of the status', formatPeerUrl(u));
     const status = m.status as ProtectStatus;
     if (verify && !status.verified) throw new InvalidInputError(`${formatPeerUrl(u)}: the daemon did not verify the destination (an older imgstream)`, 'run protect status --verify on the daemon\'s machine, or update its imgstream');
     return { ...status, destination: formatPeerUrl(u) };

@@ -2,7 +2,7 @@
 // user gave: the daemon names what it holds by its NAME ("m.vol: not an imgstream
 // volume"), and the client used to put its own name for it in front ("peer://H:P/m.vol:
 // m.vol: ..." for mirrors, "peer H:P: d.l0: ..." for streams). Mirror, dump, restore and
-// replicate through a real `imgstream serve peer`, each refusal one line
+// replicate and protect status through a real `imgstream serve peer`, each refusal one line
 // "imgstream: peer://HOST:PORT/NAME: problem (hint)" with its exit code.
 import fs from 'node:fs';
 import path from 'node:path';
@@ -50,6 +50,7 @@ describe('an error through a peer', () => {
       ['restore from a directory', ['restore', '--from', daemon.url('adir'), '--to', at('new.vol')], 4, 'adir', 'is a directory on the peer'],
       // a daemon's message the client already rewrote to name the URL ("peer H:P: peer://H:P/none.cdp: ..." before)
       ['restore --as-of from a missing protection destination', ['restore', '--to', at('new.vol'), '--as-of', '2026-12-01', '--from', daemon.url('none.cdp')], 3, 'none.cdp', 'no such protection destination'],
+      ['protect status of a missing protection destination', ['protect', 'status', daemon.url('none.cdp')], 3, 'none.cdp', 'no such protection destination'],
       ['replicate pull from a volume without a master snapshot', ['replicate', 'pull', at('replica.vol'), '--from', daemon.url('plain.vol')], 4, 'plain.vol', 'has no master snapshot to replicate'],
     ];
     for (const [what, args, code, name, problem] of cases) {
