@@ -2,12 +2,13 @@ import { Args, Flags } from '@oclif/core';
 import { ImgstreamCommand } from '../_cli/base.js';
 import { withVolumeAccess } from '../../src/control/index.js';
 import { validateUserSnapshotName } from '../../src/volume/snapshot-name.js';
+import { withIdleJournal, type IdleJournaling } from '../../src/journal/idle-journal.js';
 
 export default class SnapshotCreate extends ImgstreamCommand {
   static override summary = 'Take a snapshot of the active file system.';
   static override description = `A snapshot is the state of a consistency point: a saved root plus a copy of the active plane, so it costs one pass over the plane, never a walk of the map. A regular snapshot pins its blocks until it is deleted. A --shadow snapshot lets the allocator reuse its blocks when nothing else is free (its bit is cleared on reuse, and it can no longer be exported once that happened); a --master snapshot is one replicas synchronise to.
 
-While the volume is being served (imgstream serve nbd), the server takes the snapshot between two client requests: it holds every write the server received before it.
+While the volume is being served (imgstream serve nbd), the server takes the snapshot between two client requests: it holds every write the server received before it. On a volume with a write journal (served with --journal before) that nobody serves now, the command records the snapshot in the journal, as the server would, so it reaches protection destinations (imgstream protect); a journal it cannot open is said on the line, and the snapshot is taken anyway.
 
 Names: 1-64 characters from A-Z a-z 0-9 _ . : - starting with a letter, digit or _; "active" and "moa" are reserved, and so are names beginning with "mirror." (a mirror update's own snapshots: it deletes the older ones).`;
   static override examples = [
@@ -26,10 +27,25 @@ Names: 1-64 characters from A-Z a-z 0-9 _ . : - starting with a letter, digit or
 
   async run() {
     const { args, flags } = await this.parse(SnapshotCreate);
-    const e = await withVolumeAccess(args.volume, { write: true }, (vol) => vol.createSnapshot(validateUserSnapshotName(args.name), { shadow: flags.shadow, master: flags.master }));
-    this.say(`snapshot ${e.name} created (${e.blocks} blocks, CP ${e.generation})`);
-    return snapshotJson(e);
+    const name = validateUserSnapshotName(args.name);
+    const opts = { shadow: flags.shadow, master: flags.master };
+    const { result: e, journal } = await withVolumeAccess(args.volume, { write: true }, async (vol) =>
+      vol.kind === 'local' ? withIdleJournal(vol.volume, () => vol.volume.createSnapshot(name, opts)) : { result: await vol.createSnapshot(name, opts) },
+    );
+    this.say(`snapshot ${e.name} created (${e.blocks} blocks, CP ${e.generation})${journalNote(journal)}`);
+    return { ...snapshotJson(e), ...journalJson(journal) };
   }
+}
+
+/** What the line says of the volume's write journal, when it has one and this process opened it. */
+export function journalNote(journal: IdleJournaling<unknown>['journal']): string {
+  if (journal === undefined) return '';
+  if (!journal.recorded) return `; not journaled, so protection destinations will not get it: ${journal.skipped}`;
+  return journal.replayed > 0 ? `; journaled, after replaying ${journal.replayed} journaled writes the last CP lacked` : '; journaled';
+}
+
+export function journalJson(journal: IdleJournaling<unknown>['journal']) {
+  return journal === undefined ? {} : { journaled: journal.recorded, ...(journal.recorded ? { replayed: journal.replayed } : { notJournaledBecause: journal.skipped }) };
 }
 
 export function snapshotJson(e: import('../../src/format/snapshot-entry.js').SnapshotEntry) {

@@ -1,11 +1,13 @@
 import { Args } from '@oclif/core';
 import { ImgstreamCommand } from '../_cli/base.js';
 import { withVolumeAccess } from '../../src/control/index.js';
-import { snapshotJson } from './create.js';
+import { journalJson, journalNote, snapshotJson } from './create.js';
+import { withIdleJournal } from '../../src/journal/idle-journal.js';
 import { validateUserSnapshotName } from '../../src/volume/snapshot-name.js';
 
 export default class SnapshotRename extends ImgstreamCommand {
   static override summary = 'Rename a snapshot.';
+  static override description = 'On a volume with a write journal (served with --journal before), the rename is journaled, through its server or, when nobody serves it, by this command, so protection destinations (imgstream protect) answer to the new name; a journal it cannot open is said on the line, and the rename is made anyway.';
   static override examples = ['<%= config.bin %> snapshot rename vm.vol monday before-upgrade'];
   static override args = {
     volume: Args.string({ description: 'Volume file or block device.', required: true }),
@@ -15,8 +17,11 @@ export default class SnapshotRename extends ImgstreamCommand {
 
   async run() {
     const { args } = await this.parse(SnapshotRename);
-    const e = await withVolumeAccess(args.volume, { write: true }, (vol) => vol.renameSnapshot(args.old, validateUserSnapshotName(args.new)));
-    this.say(`snapshot ${args.old} renamed to ${e.name}`);
-    return snapshotJson(e);
+    const to = validateUserSnapshotName(args.new);
+    const { result: e, journal } = await withVolumeAccess(args.volume, { write: true }, async (vol) =>
+      vol.kind === 'local' ? withIdleJournal(vol.volume, () => vol.volume.renameSnapshot(args.old, to)) : { result: await vol.renameSnapshot(args.old, to) },
+    );
+    this.say(`snapshot ${args.old} renamed to ${e.name}${journalNote(journal)}`);
+    return { ...snapshotJson(e), ...journalJson(journal) };
   }
 }

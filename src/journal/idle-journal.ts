@@ -1,0 +1,52 @@
+// A snapshot taken or renamed on a journaled volume that no server holds: the command
+// holding the volume appends the record the server would have (its write journal is
+// opened for the one operation, as a server with --journal opens it, then closed), so
+// the snapshot or the new name reaches the protection destination with the next
+// interval, as when the volume is served. Opening the journal recovers it like a
+// restarting server does: a torn tail is cut off and the writes its last CP lacks are
+// replayed first, so the snapshot holds every write the journal acknowledged.
+//
+// A journal that cannot be opened (damaged, or the disk changed without it) does not
+// stop the snapshot command: it goes ahead unjournaled and says why (`skipped`).
+import fs from 'node:fs';
+import { ImgstreamError } from '../core/errors.js';
+import type { Volume } from '../volume/volume.js';
+import { journalDirOf, listSegments } from './journal-files.js';
+import { JournalWriter } from './journal-writer.js';
+
+export interface IdleJournaling<T> {
+  result: T;
+  /** Present when the volume has a write journal: recorded in it, or why not. */
+  journal?: { recorded: true; replayed: number } | { recorded: false; skipped: string };
+}
+
+/** True when `volume` has a write journal holding records (it has been served with --journal). */
+export function hasJournal(volume: string): boolean {
+  const dir = journalDirOf(volume);
+  return fs.existsSync(dir) && listSegments(dir).length > 0;
+}
+
+/** Runs fn on `vol` (opened here, for writing) with its write journal open when it has one. */
+export function withIdleJournal<T>(vol: Volume, fn: () => T): IdleJournaling<T> {
+  if (!hasJournal(vol.path)) return { result: fn() };
+  let writer: JournalWriter;
+  try {
+    // no size limit here: overflowing is the server's decision, at the limit it was given
+    writer = JournalWriter.open(vol, { limitBytes: Number.MAX_SAFE_INTEGER });
+  } catch (err) {
+    if (!(err instanceof ImgstreamError)) throw err;
+    return { result: fn(), journal: { recorded: false, skipped: err.message } };
+  }
+  try {
+    const result = fn();
+    writer.close();
+    return { result, journal: { recorded: true, replayed: writer.recovery.replayed } };
+  } catch (err) {
+    try {
+      writer.close();
+    } catch {
+      // the operation's own error is the one to report
+    }
+    throw err;
+  }
+}

@@ -1,0 +1,118 @@
+// A snapshot taken or renamed on a journaled volume while no server holds it (the server
+// stopped, or killed) is journaled by the snapshot command itself and reaches the
+// protection destination with the next interval, as when the volume is served: restore
+// --as-of the name gives the source's snapshot exactly. A journal the command cannot
+// open (the disk changed without it) does not stop the snapshot: it is taken, and the
+// line says it was not journaled and why. A volume without a journal is as before.
+import fs from 'node:fs';
+import { afterAll, describe, expect, it } from 'vitest';
+import { journalTestDir, journalTestMissing } from '../support/journal-tests.js';
+import { randomImage } from '../support/images.js';
+import { runWriter } from '../support/nbd-writer.js';
+import { startProtect } from '../support/protect-cli.js';
+import { cli, run, startServer, CLI_BIN } from '../nbd/support.js';
+
+const BS = 4096;
+const SIZE = 8 << 20;
+const missing = journalTestMissing();
+const { locks, at, env } = journalTestDir('imgstream-protect-idle-');
+const started: Array<{ kill: (signal: NodeJS.Signals) => boolean }> = [];
+afterAll(() => {
+  for (const c of started) c.kill('SIGKILL');
+});
+
+const imgstream = (args: string[]) => run(process.execPath, [CLI_BIN, ...args], { env: { IMGSTREAM_LOCK_DIR: locks } });
+
+async function exported(what: string, asOf?: string): Promise<Buffer> {
+  await cli(['volume', 'export', what, ...(asOf ? ['--as-of', asOf] : []), '--to', at('x.raw'), '--force'], locks);
+  return fs.readFileSync(at('x.raw'));
+}
+
+async function journaledVolume(name: string) {
+  const vol = at(`${name}.vol`);
+  fs.writeFileSync(at(`${name}.raw`), randomImage(SIZE / BS / 2, BS, 7, 0.5));
+  await cli(['volume', 'create', vol, '--size', String(SIZE)], locks);
+  await cli(['volume', 'import', vol, '--from', at(`${name}.raw`), '-q'], locks);
+  // no CP of the server's own: what it acknowledged is on the disk only at a client's flush
+  const serve = async () => {
+    const server = await startServer(vol, ['--socket', at(`${name}.sock`), '--journal', '--cp-interval', '3600'], locks);
+    started.push(server.child);
+    return server;
+  };
+  return { vol, serve, dest: at(`${name}.cdp`) };
+}
+
+describe.skipIf(missing.length > 0)(`snapshots of a journaled volume nobody serves${missing.length ? ` (skipped: ${missing.join(', ')} not installed)` : ''}`, () => {
+  it('are journaled by the snapshot command and arrive at the destination, renames too, also after the server was killed', async () => {
+    const { vol, serve, dest } = await journaledVolume('a');
+    let server = await serve();
+    const shipper = startProtect(vol, dest, ['--interval', '250ms'], env);
+    started.push(shipper.child);
+    await shipper.waitFor((e) => e.event === 'seed');
+    await runWriter(server.info.uri, ['--count', '40', '--seed', '5', '--aligned']);
+    await cli(['snapshot', 'create', vol, 'served'], locks);
+    await server.stop();
+
+    // the server is gone: the commands open the volume (and its journal) themselves
+    const idle = await cli(['snapshot', 'create', vol, 'idle'], locks);
+    expect(idle.stdout.trim()).toMatch(/^snapshot idle created \(.*\); journaled$/);
+    const renamed = JSON.parse((await cli(['snapshot', 'rename', vol, 'served', 'weekly', '--json'], locks)).stdout) as Record<string, unknown>;
+    expect(renamed).toMatchObject({ name: 'weekly', journaled: true, replayed: 0 });
+
+    // a server killed with writes its last CP lacks: the command replays them before the snapshot
+    server = await serve();
+    const writer = runWriter(server.info.uri, ['--seconds', '5', '--seed', '6', '--aligned', '--flush-every', '0', '--pause-ms', '1']);
+    await new Promise((r) => setTimeout(r, 700));
+    await server.kill9();
+    const cut = await writer;
+    expect(cut.log.filter((o) => o.op === 'w').length, 'writes were acknowledged before the kill').toBeGreaterThan(0);
+    const afterKill = JSON.parse((await cli(['snapshot', 'create', vol, 'after-kill', '--json'], locks)).stdout) as { journaled: boolean; replayed: number };
+    expect(afterKill.journaled).toBe(true);
+    expect(afterKill.replayed, 'the acknowledged writes the kill cut off from their CP').toBeGreaterThan(0);
+
+    await shipper.waitFor((e) => e.event === 'interval' && Array.isArray(e.snapshots) && (e.snapshots as string[]).includes('after-kill'));
+    expect((await shipper.stop()).code).toBe(0);
+    for (const name of ['idle', 'weekly', 'after-kill']) {
+      expect((await exported(dest, name)).equals(await exported(`${vol}@${name}`)), name).toBe(true);
+    }
+    const old = await imgstream(['volume', 'export', dest, '--as-of', 'served', '--to', at('y.raw')]);
+    expect(old.code).toBe(4);
+    expect(old.stderr).toContain('weekly');
+    // the server starts on the journal the commands wrote to, and protection goes on from it
+    server = await serve();
+    await runWriter(server.info.uri, ['--count', '10', '--seed', '7', '--aligned']);
+    const once = await run(process.execPath, [CLI_BIN, 'protect', vol, '--to', dest, '--once', '--json'], { env: { IMGSTREAM_LOCK_DIR: locks } });
+    expect(once.code, once.stderr).toBe(0);
+    expect(once.stdout).not.toMatch(/"event":"(seed|overflow)"/);
+    await server.stop();
+    expect((await exported(dest, 'latest')).equals(await exported(vol))).toBe(true);
+  }, 120_000);
+
+  it('are taken, saying they are not journaled, when the disk changed without the journal; a volume without one is as before', async () => {
+    const { vol, serve } = await journaledVolume('b');
+    const server = await serve();
+    await runWriter(server.info.uri, ['--count', '5', '--seed', '8', '--aligned']);
+    await server.stop();
+    // imported into while nobody served it: the journal's last CP marker no longer matches the disk
+    fs.writeFileSync(at('other.raw'), randomImage(64, BS, 9, 1));
+    await cli(['volume', 'import', vol, '--from', at('other.raw'), '-q'], locks);
+    const segments = () => fs.readdirSync(`${vol}.journal`).map((f) => [f, fs.statSync(`${vol}.journal/${f}`).size]);
+    const before = segments();
+    const r = await imgstream(['snapshot', 'create', vol, 'after-import']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toBe('');
+    expect(r.stdout.trim()).toMatch(/^snapshot after-import created \(.*\); not journaled, so protection destinations will not get it: .*changed without its journal/);
+    expect(segments(), 'the journal is left as it was').toEqual(before);
+    const { snapshots: snaps } = JSON.parse((await cli(['snapshot', 'list', vol, '--json'], locks)).stdout) as { snapshots: Array<{ name: string }> };
+    expect(snaps.map((s) => s.name)).toContain('after-import');
+    const j = JSON.parse((await cli(['snapshot', 'rename', vol, 'after-import', 'kept', '--json'], locks)).stdout) as Record<string, unknown>;
+    expect(j).toMatchObject({ name: 'kept', journaled: false });
+    expect(String(j.notJournaledBecause)).toContain('changed without its journal');
+
+    const plain = at('plain.vol');
+    await cli(['volume', 'create', plain, '--size', '1M'], locks);
+    const p = await cli(['snapshot', 'create', plain, 's', '--json'], locks);
+    expect(JSON.parse(p.stdout)).not.toHaveProperty('journaled');
+    expect(fs.existsSync(`${plain}.journal`)).toBe(false);
+  }, 60_000);
+});
