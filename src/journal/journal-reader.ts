@@ -4,9 +4,9 @@
 // progress (or, after a crash, a torn tail the writer cuts off when it reopens); anywhere
 // else it is damage, reported as corrupt.
 import fs from 'node:fs';
-import { CorruptError, FormatVersionError, fromSystemError } from '../core/errors.js';
+import { CorruptError, FormatVersionError, fromSystemError, NewerFeatureError } from '../core/errors.js';
 import { listSegments, readDirty, type DirtyRename, type SegmentFile } from './journal-files.js';
-import { decodeHeader, otherRecordVersion, parseMarker, RECORD_HEADER_BYTES, RecordKind, recordIntact, type JournalRecord } from './record.js';
+import { decodeHeader, LAST_RECORD_KIND, otherRecordVersion, parseMarker, RECORD_HEADER_BYTES, RecordKind, recordIntact, type JournalRecord } from './record.js';
 
 /** A record and where it lies: its payload starts at `payloadAt` in `segment`. */
 export interface LocatedRecord extends JournalRecord {
@@ -75,6 +75,7 @@ export class JournalReader {
         if (this.settleTail(n < total ? 'a record cut short' : 'a record that fails its checksum')) continue;
         return null;
       }
+      if (h.kind > LAST_RECORD_KIND) throw new NewerFeatureError(`record ${h.seq} is of kind ${h.kind}`, `${this.seg!.path} at byte ${this.offset}`);
       const rec: LocatedRecord = {
         kind: h.kind,
         seq: h.seq,

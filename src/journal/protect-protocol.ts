@@ -15,7 +15,14 @@
 import { CorruptError, InvalidInputError } from '../core/errors.js';
 import type { IntervalBlock, SnapshotRename } from './destination-api.js';
 
-export const PROTECT_PROTOCOL = 1;
+/**
+ * 2: intervals carry `renames`. A daemon speaking 1 ignored them, so a shipper speaking 2
+ * is refused by it (naming both versions) rather than having renames dropped in silence;
+ * a daemon speaking 2 still takes a shipper speaking 1 (which never sends them).
+ */
+export const PROTECT_PROTOCOL = 2;
+/** The versions a daemon takes from shippers. */
+export const PROTECT_PROTOCOLS_TAKEN: readonly number[] = [1, 2];
 export const BATCH_BYTES = 1 << 20;
 export const MAX_BATCH_BLOCKS = 4096;
 /** How often an idle shipper pings (well under the daemon's default 10-minute idle timeout). */

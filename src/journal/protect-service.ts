@@ -10,7 +10,7 @@ import { LocalProtectDestination } from './local-destination.js';
 import { protectStatus, verifiedProtectStatus } from './protect-status.js';
 import type { DestinationVerification } from './verify-destination.js';
 import { exportProtectedAsOf } from './restore-as-of.js';
-import { decodeBatch, PROTECT_PROTOCOL, renamesOf } from './protect-protocol.js';
+import { decodeBatch, PROTECT_PROTOCOLS_TAKEN, renamesOf } from './protect-protocol.js';
 
 const shipping = new Set<string>();
 
@@ -49,7 +49,9 @@ function num(msg: Record<string, unknown>, field: string): number {
 }
 
 async function ship(ch: PeerChannel, hello: PeerHello, dir: string, log: (l: string) => void): Promise<void> {
-  if (hello.protocol !== PROTECT_PROTOCOL) throw new InvalidInputError(`protect.ship: protocol ${String(hello.protocol)} is not spoken here (${PROTECT_PROTOCOL})`, 'run the same imgstream version on both sides');
+  if (typeof hello.protocol !== 'number' || !PROTECT_PROTOCOLS_TAKEN.includes(hello.protocol)) {
+    throw new InvalidInputError(`protect.ship: protocol ${String(hello.protocol)} is not spoken here (${PROTECT_PROTOCOLS_TAKEN.join(', ')})`, 'run the same imgstream version on both sides');
+  }
   if (shipping.has(dir)) throw new BusyError(`${String(hello.name)}: another shipper holds this protection destination`, 'stop it first');
   const source = sourceOf(hello);
   const dest = new LocalProtectDestination(dir);

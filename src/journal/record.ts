@@ -41,6 +41,9 @@ export enum RecordKind {
   Rename = 8,
 }
 
+/** The last record kind this imgstream knows; a later one is a newer imgstream's. */
+export const LAST_RECORD_KIND = RecordKind.Rename;
+
 export interface RecordHeader {
   kind: RecordKind;
   seq: number;
@@ -107,7 +110,9 @@ export function decodeHeader(buf: Buffer, at: number): RecordHeader | null {
   if (buf.length - at < RECORD_HEADER_BYTES) return null;
   if (buf.readUInt32LE(at) !== RECORD_MAGIC) return null;
   const kind = buf.readUInt8(at + 4);
-  if (kind < RecordKind.Data || kind > RecordKind.Rename) return null;
+  // a kind past the last known one is read (its checksum decides whether it is a record):
+  // a newer imgstream's, refused as such by the reader, never cut off as a torn tail
+  if (kind < RecordKind.Data) return null;
   const payloadBytes = buf.readUInt32LE(at + 36);
   if (payloadBytes > MAX_RECORD_PAYLOAD) return null;
   const seq = buf.readDoubleLE(at + 8);

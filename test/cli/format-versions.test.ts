@@ -228,4 +228,24 @@ describe('a write journal of a newer format version', () => {
     expect(line).toContain(`${seg} at byte ${v1.length}: a journal record of format version 2`);
     expect(hashTree(`${j}.journal`)).toEqual(before);
   }, 60_000);
+
+  it('a record of a kind this imgstream does not know, with its checksum, is refused as a newer one, never cut off as a torn tail', async () => {
+    const j = at('n.vol');
+    await setupOk(['volume', 'create', j, '--size', '1M'], { env });
+    fs.mkdirSync(`${j}.journal`);
+    const seg = path.join(`${j}.journal`, '0000000000000001.seg');
+    const known = encodeRecord({ kind: RecordKind.Snapshot, seq: 1, time: Date.now(), lbn: 0, count: 0 }, Buffer.from('{"name":"x"}'));
+    const unknown = encodeRecord({ kind: 42 as RecordKind, seq: 2, time: Date.now(), lbn: 0, count: 0 }, Buffer.from('{"what":"next year"}'));
+    fs.writeFileSync(seg, Buffer.concat([known, unknown]));
+    const before = hashTree(`${j}.journal`);
+    const what = `${seg} at byte ${known.length}: record 2 is of kind 42, which this imgstream does not have (a newer imgstream wrote it)`;
+    const newer = /a newer imgstream wrote it\) \(read it with the imgstream version that wrote it, or a newer one\)$/;
+    expect(expectOneLineError(runCli(['serve', 'nbd', j, '--socket', at('n.sock'), '--journal'], o), 'serve nbd --journal', 5, newer)).toContain(what);
+    expect(expectOneLineError(runCli(['protect', j, '--to', at('n.cdp'), '--once'], o), 'protect', 5, newer)).toContain(what);
+    expect(hashTree(`${j}.journal`)).toEqual(before);
+    // a snapshot command on the idle volume takes its snapshot, unjournaled, and says why
+    const snap = cliOk(['snapshot', 'create', j, 'still'], o);
+    expect(snap.stdout).toContain(`not journaled, so protection destinations will not get it: ${what}`);
+    expect(hashTree(`${j}.journal`)).toEqual(before);
+  }, 60_000);
 });

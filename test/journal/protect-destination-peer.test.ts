@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { PeerProtectDestination } from '../../src/journal/destination.js';
+import { connectPeer } from '../../src/peer/client.js';
 import { exportProtectedAsOf } from '../../src/journal/restore-as-of.js';
 import { protectStatus } from '../../src/journal/protect-status.js';
 import { peerExportAsOf } from '../../src/journal/peer-as-of.js';
@@ -132,6 +133,18 @@ describe('protection destination on a peer daemon', () => {
     process.env.IMGSTREAM_PROTECT_PING_MS = '300';
     const d = new PeerProtectDestination(`peer://127.0.0.1:${daemon.port}/quiet.cdp`, { tokenFile: token, plain: true });
     try {
+      // protocol versions: a shipper speaking 1 (before renames travelled) is taken, one the daemon does not speak is refused naming those it does
+      for (const protocol of [3, 1]) {
+        const ch = await connectPeer(`peer://127.0.0.1:${daemon.port}/`, { tokenFile: token, plain: true });
+        try {
+          await ch.send({ op: 'protect.ship', name: `v${protocol}.cdp`, protocol, source: { ...modelSource(17) }, keepMs: null });
+          const answer = (await ch.receive()).msg;
+          if (protocol === 1) expect(answer).toMatchObject({ type: 'state' });
+          else expect(answer).toEqual({ error: { code: 'invalid-input', message: 'protect.ship: protocol 3 is not spoken here (1, 2)', hint: 'run the same imgstream version on both sides' } });
+        } finally {
+          await ch.close();
+        }
+      }
       await d.open(modelSource(17), 3_600_000);
       await d.seed(seedImage(17));
       await sleep(2500); // no interval for 2.5 idle timeouts
