@@ -6,7 +6,7 @@ import { NotFoundError, UsageError } from '../core/errors.js';
 import type { DumpRecord } from './catalog.js';
 
 /** The accepted --as-of date forms, for help texts and errors. */
-export const AS_OF_DATE_FORMS = 'YYYY-MM-DD (the end of that day, local time), YYYY-MM-DDTHH:MM[:SS] (local time), either followed by Z or +HH:MM for another zone';
+export const AS_OF_DATE_FORMS = 'YYYY-MM-DD for the end of that day or YYYY-MM-DDTHH:MM[:SS], in local time, or followed by Z or +HH:MM for another zone';
 
 const DATE_RE = /^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?)?(Z|[+-]\d{2}:?\d{2})?$/;
 

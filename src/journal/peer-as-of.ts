@@ -146,7 +146,7 @@ export async function peerRestoreAsOf(spec: string, asOf: string, to: string, op
  */
 function asClientNamesIt(e: PeerErrorBody, name: string, url: string): PeerErrorBody {
   const bare = new RegExp(`(^|[\\s(])${name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}(?=[\\s:,;)]|$)`, 'g');
-  const hint = e.hint?.replace(/imgstream protect status (\S+)( --points)?/g, (all, dest: string, points = '') => (dest === name ? `imgstream protect status ${url}${points} (with the same --token-file and TLS flags)` : all));
+  const hint = e.hint?.replace(/imgstream protect status (\S+)( --points)?/g, (all, dest: string, points = '') => (dest === name ? `imgstream protect status ${url}${points}, with the same --token-file and TLS flags` : all));
   return { ...e, message: e.message.replace(bare, `$1${url}`), ...(hint !== undefined ? { hint } : {}) };
 }
 

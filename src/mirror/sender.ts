@@ -140,7 +140,7 @@ export function withKeptHint(err: ImgstreamError, kept: { bytes: number; files: 
     err.code === 'volume-full'
       ? `the mirror must hold its current blocks and the ${size} this ${op === 'mirror.resync' ? 'resync' : 'update'} replaces them with until its CP, and has no room for both: drop this transfer (${abandon}), move the mirror aside, and update again into a new mirror (a full copy)`
       : op === 'mirror.resync'
-        ? `the mirror stays broken off until a resync completes: ${when}, it starts over (imgstream mirror resync ${volume} --to ${destination}${peerFlagsNote(destination)}) and drops the ${size} this one kept at the destination (${files}); to drop them now: ${abandon}`
+        ? `the mirror stays broken off until a resync completes: ${when}, it starts over and drops the ${size} this one kept at the destination (${files}): imgstream mirror resync ${volume} --to ${destination}${peerFlagsNote(destination)}; to drop them now: ${abandon}`
         : err.code === 'network'
           ? `${err.hint ?? 'run the update again'}: it resumes from the ${size} of this transfer the destination keeps (${files}), or drop them with: ${abandon}`
           : bySignal

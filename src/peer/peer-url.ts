@@ -54,10 +54,10 @@ export function parsePeerUrl(url: string, opts: { requireName?: boolean } = {}):
 /** The canonical URL (what the catalog records): parsePeerUrl(formatPeerUrl(u)) equals u. */
 /**
  * A command a hint prints for a peer URL runs only with the peer flags the user gave:
- * said after it ("" for a local path).
+ * said after it ("" for a local path), without parentheses: a hint is printed inside some.
  */
 export function peerFlagsNote(spec: string): string {
-  return spec.startsWith('peer://') ? ' (with the same --token-file and TLS flags)' : '';
+  return spec.startsWith('peer://') ? ', with the same --token-file and TLS flags' : '';
 }
 
 export function formatPeerUrl(u: PeerUrl): string {

@@ -31,7 +31,7 @@ describe('protection destination: bad input and damage', () => {
     expectError(['volume', 'export', dest, '--as-of', '2026-12-03T09:59:59.999Z', '--to', at('x.raw')], 4, `is outside the recovery window of ${dest}: ${window}`);
     expectError(['restore', '--to', at('x.vol'), '--as-of', '2026-12-04', '--from', dest], 4, `outside the recovery window of ${dest}: ${window}`);
     expectError(['restore', '--to', at('x.vol'), '--as-of', 'june7', '--from', dest], 4, 'neither a time nor a snapshot');
-    expect(stderrLines(cli(['restore', '--to', at('x.vol'), '--as-of', 'june7', '--from', dest]))[0]).toMatch(/in the window .+ to .+, or latest for its end\)$/);
+    expect(stderrLines(cli(['restore', '--to', at('x.vol'), '--as-of', 'june7', '--from', dest]))[0]).toMatch(/\(give a time in the window .+ to .+, or latest for its end; a time is YYYY-MM-DD for the end of that day or YYYY-MM-DDTHH:MM\[:SS\], in local time, or followed by Z or \+HH:MM for another zone, as in 2026-12-03T10:15:02\.250Z\)$/);
     // into a directory that does not exist: named, like every other restore
     expectError(['restore', '--to', at('nodir/x.vol'), '--as-of', iso(endOf(seed, 5)), '--from', dest], 3, `${at('nodir/x.vol')}: no such directory ${at('nodir')}`);
     expect(fs.existsSync(at('x.raw')) || fs.existsSync(at('x.vol')) || fs.existsSync(at('nodir'))).toBe(false);

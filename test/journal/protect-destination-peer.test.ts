@@ -117,7 +117,7 @@ describe('protection destination on a peer daemon', () => {
       const outside = cli(['restore', '--to', at('peer2.vol'), '--as-of', iso(endOf(seed, 0)), '--from', url(), ...peerFlags]);
       expect(outside.code).toBe(4);
       // named as the client named it, and the hint's command runs here as printed (with the peer flags)
-      expect(stderrLines(outside)).toEqual([expect.stringContaining(`is outside the recovery window of ${url()}: ${fin.window.start} to ${fin.window.end} (list the recovery points with: imgstream protect status ${url()} --points (with the same --token-file and TLS flags))`)]);
+      expect(stderrLines(outside)).toEqual([expect.stringContaining(`is outside the recovery window of ${url()}: ${fin.window.start} to ${fin.window.end} (list the recovery points with: imgstream protect status ${url()} --points, with the same --token-file and TLS flags)`)]);
       expect(fs.existsSync(at('peer2.vol'))).toBe(false);
     } finally {
       daemon.child.kill('SIGTERM');

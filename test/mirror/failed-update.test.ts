@@ -215,7 +215,7 @@ describe('a resync that fails after the destination recorded progress', () => {
     expect(err).toBeInstanceOf(ImgstreamError);
     expect(err.message).toMatch(/i\/o error/);
     expect(hidden(root).filter((f) => f.startsWith('.resync.vol.'))).not.toEqual([]); // it kept what it staged
-    expect(err.hint).toMatch(new RegExp(`^the mirror stays broken off until a resync completes: run it again once the cause is fixed, it starts over \\(imgstream mirror resync ${src.replace(/[.]/g, '\\.')} --to ${dest.replace(/[.]/g, '\\.')}\\) and drops the [\\d.]+ [KM]iB this one kept at the destination \\(\\.resync\\.vol\\.mirror-[^)]*\\); to drop them now: imgstream mirror abandon `));
+    expect(err.hint).toMatch(new RegExp(`^the mirror stays broken off until a resync completes: run it again once the cause is fixed, it starts over and drops the [\\d.]+ [KM]iB this one kept at the destination \\(\\.resync\\.vol\\.mirror-[^)]*\\): imgstream mirror resync ${src.replace(/[.]/g, '\\.')} --to ${dest.replace(/[.]/g, '\\.')}; to drop them now: imgstream mirror abandon `));
     expect(err.hint).not.toMatch(/resumes|run the update again/);
     const again = await update(dest, state, undefined, 'mirror.resync');
     expect(again.resumedRecords).toBe(0);

@@ -254,7 +254,7 @@ describe('mirroring through peer daemons', () => {
       const refused = runCli(['mirror', 'update', a, '--to', `peer://127.0.0.1:${p1.port}/b`, ...peerArgs()], { env });
       expect(refused.code).toBe(4);
       // the hint runs as printed: this source, and the destination as this side names it (never the daemon's path)
-      expect(refused.stderr).toContain(`broken off and may have changed (bring it back with: imgstream mirror resync ${a} --to peer://127.0.0.1:${p1.port}/b (with the same --token-file and TLS flags))`);
+      expect(refused.stderr).toContain(`broken off and may have changed (bring it back with: imgstream mirror resync ${a} --to peer://127.0.0.1:${p1.port}/b, with the same --token-file and TLS flags)`);
       const rs = JSON.parse(cli(['mirror', 'resync', a, '--to', `peer://127.0.0.1:${p1.port}/b`, ...peerArgs(), '--json']).stdout) as { mode: string; blocks: number };
       expect(rs.mode).toBe('common');
       expect(rs.blocks).toBeLessThan(200 + 40);
