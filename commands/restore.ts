@@ -92,8 +92,12 @@ Encrypted streams need their key: --key-file or --passphrase-file, as given to d
       return { volume: flags.to, created: false, streams: [], held: [], blocks: 0, bytes: 0 };
     }
     const result = await restoreStreams(sources, flags.to, this.progress(), key, pick);
-    for (const s of result.streams) this.say(`restored level ${s.level} ${s.base ? `${s.base} -> ` : ''}${s.top} from ${s.stream}: ${s.blocks} blocks (${formatSize(s.bytes)})${s.skippedBlocks ? `, ${s.skippedBlocks} already present` : ''}${s.dropped.length ? `; dropped ${s.dropped.join(', ')} (deleted on the source)` : ''}`);
-    for (const s of result.held) this.say(`${s.stream}: ${flags.to} holds its top snapshot ${s.top} already: not applied again`);
+    const lines = [
+      ...result.streams.map((s) => ({ order: s.order, line: `restored level ${s.level} ${s.base ? `${s.base} -> ` : ''}${s.top} from ${s.stream}: ${s.blocks} blocks (${formatSize(s.bytes)})${s.skippedBlocks ? `, ${s.skippedBlocks} already present` : ''}${s.dropped.length ? `; dropped ${s.dropped.join(', ')} (deleted on the source)` : ''}` })),
+      ...result.held.map((s) => ({ order: s.order, line: `${s.stream}: ${flags.to} holds its top snapshot ${s.top} already: not applied again` })),
+    ];
+    // in the order the streams came
+    for (const { line } of lines.sort((a, b) => a.order - b.order)) this.say(line);
     const now = result.streams.at(-1)?.top ?? result.held.at(-1)!.top;
     const nothing = result.streams.length === 0 ? ' (nothing written since): nothing done' : '';
     this.say(`${flags.to}: ${result.created ? 'created, ' : ''}${result.streams.length} stream(s) applied${result.held.length ? `, ${result.held.length} held already` : ''}, now at ${now}${nothing}`);

@@ -13,6 +13,8 @@ import type { Volume } from '../volume/volume.js';
 /** A stream passed over: the volume held its top snapshot already. */
 export interface HeldStream {
   stream: string;
+  /** As RestoredStream's: where it came among the streams read. */
+  order: number;
   streamId: string;
   level: number;
   base: string | null;
@@ -32,7 +34,7 @@ export function newestSnapshot(vol: Volume): SnapshotEntry | null {
 
 /** A stream whose top snapshot the volume holds: passed over, unless `refusal` stands (see heldAlready). */
 export interface HeldCandidate {
-  held: HeldStream;
+  held: Omit<HeldStream, 'order'>;
   /** Set when the volume went on since that snapshot: applying the stream would take it back. */
   refusal: InvalidInputError | null;
 }
@@ -49,7 +51,7 @@ export interface HeldCandidate {
 export function heldAlready(vol: Volume, h: StreamHeader, name: string, display: string): HeldCandidate | null {
   const top = vol.snapshots().find((s) => s.id === h.top.id && s.generation === h.top.generation);
   if (!top) return null;
-  const stream: HeldStream = { stream: name, streamId: h.streamId, level: h.level, base: h.base?.name ?? null, top: h.top.name };
+  const stream: Omit<HeldStream, 'order'> = { stream: name, streamId: h.streamId, level: h.level, base: h.base?.name ?? null, top: h.top.name };
   const held = `${display} holds this stream's top snapshot "${top.name}" already`;
   const hint = 'restore each stream once, in chain order: only those after the newest snapshot the volume holds';
   const newest = newestSnapshot(vol)!;

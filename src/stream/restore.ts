@@ -38,6 +38,8 @@ export interface RestoredStream extends StreamSummary {
   generation: number;
   /** Bytes read from the medium for this stream, when the source counts them (multiplexed tape files). */
   mediaBytesRead?: number;
+  /** Where the stream came among those this restore read (1, 2, …), applied or held: output lists them in that order. */
+  order: number;
 }
 
 export interface RestoreResult {
@@ -112,7 +114,7 @@ async function applyStream(vol: Volume, header: StreamHeader, records: AsyncGene
   stage.removeStale();
   const scratch = Buffer.alloc(bs);
   let claimed = 0; // free VBNs taken for the stream's blocks
-  const out: RestoredStream = { stream: name, streamId: header.streamId, level: header.level, base: header.base?.name ?? null, top: header.top.name, snapshots: header.snapshots.map((s) => s.name), blocks: 0, bytes: 0, skippedBlocks: 0, stagedBlocks: 0, separateDropCp: false, dropped: dropping.map((s) => s.name), generation: 0 };
+  const out: RestoredStream = { stream: name, streamId: header.streamId, level: header.level, base: header.base?.name ?? null, top: header.top.name, snapshots: header.snapshots.map((s) => s.name), blocks: 0, bytes: 0, skippedBlocks: 0, stagedBlocks: 0, separateDropCp: false, dropped: dropping.map((s) => s.name), generation: 0, order: 0 };
   const baseSnap = header.base ? existing.get(header.base.id) : undefined;
   const basePlane = baseSnap ? vol.layout.snapshotPlane(baseSnap.slot) : -1;
   const node = Buffer.alloc(bs);
@@ -294,6 +296,7 @@ export async function restoreStreams(sources: StreamSource[], volumePath: string
   let unkeep = (): void => {};
   /** Why the last stream, held, would take the volume back (see restore-held.ts): thrown when no stream after it is held or applied. */
   let refusal: Error | null = null;
+  let seen = 0;
   // what can be known wrong about any source is refused before the first stream is applied
   for (const src of sources) await src.precheck?.();
   try {
@@ -319,6 +322,7 @@ export async function restoreStreams(sources: StreamSource[], volumePath: string
           await records.return(undefined);
           continue;
         }
+        const order = ++seen;
         let held: HeldCandidate | null = null;
         if (!vol) {
           if (!fs.existsSync(volumePath)) {
@@ -339,7 +343,7 @@ export async function restoreStreams(sources: StreamSource[], volumePath: string
         if (held) {
           // a volume that went on since this stream's top: refused, unless a later stream goes on from the volume
           refusal = held.refusal;
-          result.held.push(held.held);
+          result.held.push({ ...held.held, order });
           await records.return(undefined);
           continue;
         }
@@ -352,6 +356,7 @@ export async function restoreStreams(sources: StreamSource[], volumePath: string
           await writes.close();
         }
         if (s.bytesRead) r.mediaBytesRead = s.bytesRead();
+        r.order = order;
         result.streams.push(r);
         result.blocks += r.blocks;
         result.bytes += r.bytes;

@@ -114,10 +114,18 @@ describe('a chain restored again (a cron job retrying restore --from l0 --from l
   it('onto the volume a killed run left at the level 0: the level 0 passed over, the rest applied', async () => {
     const to = p('e.vol');
     ok(['restore', ...from(l.l0), '--to', to, '-q'], o);
-    const r = cliJson<{ streams: Array<{ top: string }>; held: Array<{ top: string; level: number }> }>(['restore', ...from(l.l0, l.l1, l.l2), '--to', to], o);
-    expect(r.held).toMatchObject([{ top: 's1', level: 0 }]);
+    const r = cliJson<{ streams: Array<{ top: string; order: number }>; held: Array<{ top: string; level: number }> }>(['restore', ...from(l.l0, l.l1, l.l2), '--to', to], o);
+    expect(r.held).toMatchObject([{ top: 's1', level: 0, order: 1 }]);
     expect(r.streams.map((s) => s.top)).toEqual(['s2', 's3']);
+    expect(r.streams.map((s) => s.order)).toEqual([2, 3]);
     expect(await exportShas(to, [null, 's2'], o)).toEqual({ active: sha.s3, s2: sha.s2 });
+    // the text lists the streams in the order they came, held or applied
+    const again = p('e2.vol');
+    ok(['restore', ...from(l.l0), '--to', again, '-q'], o);
+    const lines = ok(['restore', ...from(l.l0, l.l1), '--to', again], o).stdout.trim().split('\n');
+    expect(lines[0]).toMatch(/file .*l0: .*e2\.vol holds its top snapshot s1 already: not applied again$/);
+    expect(lines[1]).toMatch(/^restored level 1 s1 -> s2 from file .*l1: /);
+    expect(lines).toHaveLength(3);
   });
 
   it('a shorter chain onto a volume that went past it, or onto one written to since: refused, unchanged', async () => {
