@@ -72,7 +72,7 @@ export function sourceFor(spec: string, opts: SourceOptions = {}): StreamSource 
   return fileSource(spec);
 }
 
-/** Reopens a stream where the catalog says it is. */
+/** Reopens a stream where the catalog says it is (errors say "the catalog records it …": the caller names the dump). */
 export function sourceForPosition(p: MediaPosition, opts: SourceOptions = {}): StreamSource {
   if (p.kind === 'file') return fileSource(p.location);
   if (p.kind === 'tape' && p.tapeFile !== undefined) return tapeSource({ tapes: p.tapes?.length ? p.tapes : [p.location], file: p.tapeFile, stream: p.stream });
@@ -80,7 +80,7 @@ export function sourceForPosition(p: MediaPosition, opts: SourceOptions = {}): S
   if (p.kind === 's3') return s3Source(p.location, optionsForRecorded(p, opts.s3)); // on the store it was written to, unless one is given
   // a pipe keeps nothing (catalog rebuild --from -, or tape files piped into tape:/dev/stdin)
   if (p.kind === 'stdin' || (p.kind === 'tape' && /^\/dev\/(?:std(?:in|out|err)|fd\/\d+)$|^\/proc\/[^/]+\/fd\/\d+$/.test(p.location)))
-    throw new NotFoundError(`the catalog records a dump of the chain as read from a pipe (${p.location === '-' ? 'stdin' : p.location}), which keeps nothing to read it back from`, 'restore the chain with --from the tape directory, device or files it is on, e.g. restore --to VOL --from tape:DIR; or record where it is first: imgstream catalog rebuild --from tape:DIR');
-  if (p.kind === 'tape') throw new NotFoundError(`the catalog records a dump of the chain on tape drive ${p.location} without a tape file number (a drive reads where it is positioned)`, `position the tape at the dump's tape file (mt -f ${p.location} fsf N) and restore with --from tape:${p.location}`);
+    throw new NotFoundError(`the catalog records it as read from a pipe (${p.location === '-' ? 'stdin' : p.location}), which keeps nothing to read it back from`, 'restore the chain with --from the tape directory, device or files it is on, e.g. restore --to VOL --from tape:DIR; or record where it is first: imgstream catalog rebuild --from tape:DIR');
+  if (p.kind === 'tape') throw new NotFoundError(`the catalog records it on tape drive ${p.location} without a tape file number: a drive reads where it is positioned`, `position the tape at the dump's tape file with mt -f ${p.location} fsf N, and restore with --from tape:${p.location}`);
   throw new NotFoundError(`a stream on ${p.kind} ${p.location} cannot be read back from there`, 'give it with --from');
 }

@@ -99,7 +99,17 @@ export async function sourcesForChain(catalog: Catalog, volumePath: string, asOf
     );
   }
   // each source must still hold the dump the catalog records there (a file may have been overwritten since)
-  return chain.map((d) => Object.assign(sourceForPosition(d.media, opts), { expected: { streamId: d.id, top: d.top.name } }));
+  return chain.map((d) => Object.assign(reopen(d, opts), { expected: { streamId: d.id, top: d.top.name } }));
+}
+
+/** The dump's source where the catalog records it; one that cannot be read back from there (a pipe, a drive) is named. */
+function reopen(d: DumpRecord, opts: SourceOptions): StreamSource {
+  try {
+    return sourceForPosition(d.media, opts);
+  } catch (err) {
+    if (err instanceof NotFoundError) throw new NotFoundError(`dump ${d.id.slice(0, 8)} of the chain (level ${d.level}, top snapshot "${d.top.name}"): ${err.message}`, err.hint);
+    throw err;
+  }
 }
 
 /** Whether a dump's file or object is still there (other media are found out when read). */

@@ -75,7 +75,7 @@ describe('tape files piped back to back into tape:/dev/stdin', () => {
     for (const l of list) expect(l).toMatch(/ {2}a pipe \(stdin\): not readable back$/);
     // restore --as-of: refused before anything is created, naming the pipe and the way out
     const asOf = ['restore', '--to', at('r4.vol'), '--as-of', 'l1', '--volume', at('a.vol'), '--catalog', catalog];
-    const refusal = /^imgstream: the catalog records a dump of the chain as read from a pipe \(stdin\), which keeps nothing to read it back from \(restore the chain with --from the tape directory, device or files it is on, e.g\. restore --to VOL --from tape:DIR; or record where it is first: imgstream catalog rebuild --from tape:DIR\)$/;
+    const refusal = /^imgstream: dump [0-9a-f]{8} of the chain \(level 0, top snapshot "l0"\): the catalog records it as read from a pipe \(stdin\), which keeps nothing to read it back from \(restore the chain with --from the tape directory, device or files it is on, e.g\. restore --to VOL --from tape:DIR; or record where it is first: imgstream catalog rebuild --from tape:DIR\)$/;
     expectOneLineError(await sh(cliWords(asOf), o), 'restore --as-of of dumps read from a pipe', 3, refusal);
     expect(fs.existsSync(at('r4.vol'))).toBe(false);
     // a catalog an earlier imgstream rebuilt so (tape /dev/stdin without a tape file): the same
@@ -84,7 +84,7 @@ describe('tape files piped back to back into tape:/dev/stdin', () => {
     for (const d of doc.dumps) d.media = { kind: 'tape', location: '/dev/stdin', tapes: ['/dev/stdin'] };
     fs.writeFileSync(old, JSON.stringify(doc));
     for (const l of cliOk(['catalog', 'list', '--catalog', old], o).stdout.trim().split('\n').slice(1)) expect(l).toMatch(/ {2}a pipe \(tape \/dev\/stdin\): not readable back$/);
-    expectOneLineError(await sh(cliWords([...asOf.slice(0, -1), old]), o), 'restore --as-of of an old record of a pipe', 3, /^imgstream: the catalog records a dump of the chain as read from a pipe \(\/dev\/stdin\)/);
+    expectOneLineError(await sh(cliWords([...asOf.slice(0, -1), old]), o), 'restore --as-of of an old record of a pipe', 3, /^imgstream: dump [0-9a-f]{8} of the chain \(level 0, top snapshot "l0"\): the catalog records it as read from a pipe \(\/dev\/stdin\)/);
     expect(fs.existsSync(at('r4.vol'))).toBe(false);
     // a dump an earlier imgstream (or dump --to tape:/dev/stdout into a pipe) recorded at /dev/stdout: a pipe too
     const out = at('stdout-catalog.json');
@@ -96,7 +96,7 @@ describe('tape files piped back to back into tape:/dev/stdin', () => {
     for (const d of doc.dumps) d.media = { kind: 'tape', location: '/dev/nst0', tapes: ['/dev/nst0'] };
     fs.writeFileSync(drive, JSON.stringify(doc));
     for (const l of cliOk(['catalog', 'list', '--catalog', drive], o).stdout.trim().split('\n').slice(1)) expect(l).toMatch(/ {2}tape \/dev\/nst0 \(a drive: no tape file number\)$/);
-    expectOneLineError(await sh(cliWords([...asOf.slice(0, -1), drive]), o), 'restore --as-of of dumps on a drive', 3, /^imgstream: the catalog records a dump of the chain on tape drive \/dev\/nst0 without a tape file number \(a drive reads where it is positioned\) \(position the tape at the dump's tape file \(mt -f \/dev\/nst0 fsf N\) and restore with --from tape:\/dev\/nst0\)$/);
+    expectOneLineError(await sh(cliWords([...asOf.slice(0, -1), drive]), o), 'restore --as-of of dumps on a drive', 3, /^imgstream: dump [0-9a-f]{8} of the chain \(level 0, top snapshot "l0"\): the catalog records it on tape drive \/dev\/nst0 without a tape file number: a drive reads where it is positioned \(position the tape at the dump's tape file with mt -f \/dev\/nst0 fsf N, and restore with --from tape:\/dev\/nst0\)$/);
     // as the hint says: from the tape directory, or after recording where the dumps are
     cliOk(['restore', '--from', `tape:${at('tape')}`, '--volume', at('a.vol'), '--to', at('r4.vol'), '-q'], o);
     expect(restoredDigest(at('r4.vol'))).toBe(digests.a);
