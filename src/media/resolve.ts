@@ -79,8 +79,8 @@ export function sourceForPosition(p: MediaPosition, opts: SourceOptions = {}): S
   if (p.kind === 'peer') return peerSource(p.location, peerOptions(p.location, opts));
   if (p.kind === 's3') return s3Source(p.location, optionsForRecorded(p, opts.s3)); // on the store it was written to, unless one is given
   // a pipe keeps nothing (catalog rebuild --from -, or tape files piped into tape:/dev/stdin)
-  if (p.kind === 'stdin' || (p.kind === 'tape' && /^\/dev\/(?:std(?:in|out|err)|fd\/\d+)$|^\/proc\/[^/]+\/fd\/\d+$/.test(p.location)))
-    throw new NotFoundError(`the catalog records it as read from a pipe (${p.location === '-' ? 'stdin' : p.location}), which keeps nothing to read it back from`, 'restore the chain with --from the tape directory, device or files it is on, e.g. restore --to VOL --from tape:DIR; or record where it is first: imgstream catalog rebuild --from tape:DIR');
+  if (p.kind === 'stdin' || p.kind === 'stdout' || (p.kind === 'tape' && /^\/dev\/(?:std(?:in|out|err)|fd\/\d+)$|^\/proc\/[^/]+\/fd\/\d+$/.test(p.location)))
+    throw new NotFoundError(`the catalog records it as ${p.kind === 'stdout' || p.location === '/dev/stdout' ? 'written to' : 'read from'} a pipe (${p.location === '-' ? p.kind : p.location}), which keeps nothing to read it back from`, 'restore the chain with --from the tape directory, device or files it is on, e.g. restore --to VOL --from tape:DIR; or record where it is first: imgstream catalog rebuild --from tape:DIR');
   if (p.kind === 'tape') throw new NotFoundError(`the catalog records it on tape drive ${p.location} without a tape file number: a drive reads where it is positioned`, `position the tape at the dump's tape file with mt -f ${p.location} fsf N, and restore with --from tape:${p.location}`);
   throw new NotFoundError(`a stream on ${p.kind} ${p.location} cannot be read back from there`, 'give it with --from');
 }

@@ -91,6 +91,13 @@ describe('tape files piped back to back into tape:/dev/stdin', () => {
     for (const d of doc.dumps) d.media = { kind: 'tape', location: '/dev/stdout', tapes: ['/dev/stdout'] };
     fs.writeFileSync(out, JSON.stringify(doc));
     for (const l of cliOk(['catalog', 'list', '--catalog', out], o).stdout.trim().split('\n').slice(1)) expect(l).toMatch(/ {2}a pipe \(tape \/dev\/stdout\): not readable back$/);
+    expectOneLineError(await sh(cliWords([...asOf.slice(0, -1), out]), o), 'restore --as-of of dumps written to a pipe', 3, /^imgstream: dump [0-9a-f]{8} of the chain \(level 0, top snapshot "l0"\): the catalog records it as written to a pipe \(\/dev\/stdout\)/);
+    // a dump to stdout (--to -) is listed as one too (it said "stdout -"), and refused the same way
+    const dashOut = at('dash-catalog.json');
+    for (const d of doc.dumps) d.media = { kind: 'stdout', location: '-' };
+    fs.writeFileSync(dashOut, JSON.stringify(doc));
+    for (const l of cliOk(['catalog', 'list', '--catalog', dashOut], o).stdout.trim().split('\n').slice(1)) expect(l).toMatch(/ {2}a pipe \(stdout\): not readable back$/);
+    expectOneLineError(await sh(cliWords([...asOf.slice(0, -1), dashOut]), o), 'restore --as-of of dumps to stdout', 3, /^imgstream: dump [0-9a-f]{8} of the chain \(level 0, top snapshot "l0"\): the catalog records it as written to a pipe \(stdout\), which keeps nothing/);
     // a dump on a tape drive has no tape file number either (it printed "file undefined"): position the tape, then restore from the drive
     const drive = at('drive-catalog.json');
     for (const d of doc.dumps) d.media = { kind: 'tape', location: '/dev/nst0', tapes: ['/dev/nst0'] };
