@@ -47,6 +47,7 @@ export function checkDestinationPath(volPath: string): void {
   } catch {
     /* absent: a first transfer creates it */
   }
+  if (dir && fs.existsSync(`${volPath}/protect.json`)) throw new NotAVolumeError(`${volPath}: is a protection destination, not a mirror`, 'a protection destination takes writes from imgstream protect alone: mirror to another path');
   if (dir) throw new NotAVolumeError(`${volPath}: is a directory, not a volume`);
 }
 

@@ -50,7 +50,7 @@ export function statVolume(path: string): fs.Stats {
   }
   if (st.isDirectory()) {
     // a protection destination (src/journal) is a directory holding protect.json
-    if (fs.existsSync(`${path}/protect.json`)) throw new NotAVolumeError(`${path}: is a protection destination, not a volume`, 'rebuild a volume from it with: imgstream restore --to NEW --as-of TIME --from DIR');
+    if (fs.existsSync(`${path}/protect.json`)) throw new NotAVolumeError(`${path}: is a protection destination, not a volume`, `rebuild a volume from it with: imgstream restore --to NEW --as-of TIME --from ${path}`);
     throw new NotAVolumeError(`${path}: is a directory, not a volume`);
   }
   return st;

@@ -152,7 +152,7 @@ function directoryHint(dir: string): string {
   } catch {
     // unreadable: the generic hint
   }
-  if (names.includes('protect.json')) return `a protection destination: restore it as of a time with: imgstream restore --to NEW --as-of TIME --from ${dir} (TIME latest: its newest recovery point)`;
+  if (names.includes('protect.json')) return `a protection destination: restore it as of a time with: imgstream restore --to NEW --as-of TIME --from ${dir}, where TIME latest is its newest recovery point`;
   if (names.some((n) => /^file\d{4,}\.tar$/.test(n))) return `a tape directory: read it as tape:${dir}`;
   return `give the stream files in it one by one (${path.join(dir, '*')}), or tape:DIR for a tape directory`;
 }
