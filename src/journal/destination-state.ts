@@ -147,6 +147,6 @@ export function refuseVolumePath(p: string, volumesOnly = false): void {
   if (volumesOnly && what === 'a file') return;
   // a volume asked about as a protected source has no write journal yet: say how it gets one
   const hint = what === 'an imgstream volume' ? `a destination is a directory, which imgstream protect creates; to protect this volume: imgstream serve nbd ${p} --journal, then imgstream protect ${p} --to DIR` : 'give a directory: imgstream protect creates it';
-  throw new NotAVolumeError(`${p}: is ${what}, not a protection destination (a directory)`, hint);
+  throw new NotAVolumeError(`${p}: is ${what}, not a protection destination`, hint);
 }
 
