@@ -10,7 +10,7 @@ import { s3Flags, s3Options } from './_cli/s3-flags.js';
 import { formatSize } from '../src/core/size.js';
 import { UsageError } from '../src/core/errors.js';
 import { allowUnencryptedFlag, keyFromFlags, readingKeyFlags } from './_cli/key-flags.js';
-import { isProtectDestination, restoreProtectedAsOf } from '../src/journal/restore-as-of.js';
+import { baseCheckNote, isProtectDestination, restoreProtectedAsOf } from '../src/journal/restore-as-of.js';
 import { peerRestoreAsOf } from '../src/journal/peer-as-of.js';
 import fs from 'node:fs';
 import { readState, refuseVolumePath } from '../src/journal/destination-state.js';
@@ -63,7 +63,7 @@ Encrypted streams need their key: --key-file or --passphrase-file, as given to d
     if (flags.from?.length === 1 && flags['as-of'] && (isProtectDestination(flags.from[0]) || isPeerSpec(flags.from[0]))) {
       const from = flags.from[0];
       const r = isPeerSpec(from) ? await peerRestoreAsOf(from, flags['as-of'], flags.to, peerClientOptions(flags, [from])!, this.progress()) : await restoreProtectedAsOf(from, flags['as-of'], flags.to, this.progress());
-      this.say(`${flags.to}: created as of ${r.point.time} (${r.point.baseSnapshot ? `snapshot ${r.point.baseSnapshot} of the base` : `interval ${r.point.seq}`} of ${r.destination}${r.point.snapshots.length && !r.point.baseSnapshot ? `, snapshots ${r.point.snapshots.join(', ')}` : ''}): ${r.overlayBlocks} blocks from ${r.intervals} interval(s) over the base`);
+      this.say(`${flags.to}: created as of ${r.point.time} (${r.point.baseSnapshot ? `snapshot ${r.point.baseSnapshot} of the base` : `interval ${r.point.seq}`} of ${r.destination}${r.point.snapshots.length && !r.point.baseSnapshot ? `, snapshots ${r.point.snapshots.join(', ')}` : ''}): ${r.overlayBlocks} blocks from ${r.intervals} interval(s) over the base${baseCheckNote(r)}`);
       return r;
     }
     // a volume given where a protection destination belongs is named for what it is (as export and status do)

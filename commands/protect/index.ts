@@ -78,7 +78,9 @@ One line per interval shipped (with --json one JSON object: seq, start, end, blo
         if (e.lostSnapshots.length) text += `; snapshot${e.lostSnapshots.length > 1 ? 's' : ''} ${e.lostSnapshots.join(', ')}, taken while it was overflowed, do${e.lostSnapshots.length > 1 ? '' : 'es'} not arrive at the destination (the journal no longer holds the disk as of ${e.lostSnapshots.length > 1 ? 'them' : 'it'}; dump ${e.lostSnapshots.length > 1 ? 'them' : 'it'} to keep ${e.lostSnapshots.length > 1 ? 'them' : 'it'})`;
         break;
       case 'damaged':
-        text = `the destination's interval ${e.seq} is damaged (${e.what}): its recovery points and later ones cannot be rebuilt; resyncing every block (${e.blocks}), from which they can again`;
+        text = e.base
+          ? `the destination's base volume is damaged (${e.what}): the recovery points that read those blocks cannot be rebuilt; resyncing every block (${e.blocks}), from which they can again`
+          : `the destination's interval ${e.seq} is damaged (${e.what}): its recovery points and later ones cannot be rebuilt; resyncing every block (${e.blocks}), from which they can again`;
         break;
       case 'retention':
         text = `the destination keeps ${formatDuration(e.keepMs)} of history from now on (it kept ${formatDuration(e.keptMs)})${e.keepMs < e.keptMs ? ': older intervals are folded into its base' : ''}`;

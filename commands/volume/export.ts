@@ -4,7 +4,7 @@ import { fileSink, parseVolumeRef, stdoutSink } from '../../src/volume/index.js'
 import { exportVolumeAt } from '../../src/control/index.js';
 import { formatSize } from '../../src/core/size.js';
 import { UsageError } from '../../src/core/errors.js';
-import { exportProtectedAsOf } from '../../src/journal/restore-as-of.js';
+import { baseCheckNote, exportProtectedAsOf } from '../../src/journal/restore-as-of.js';
 import { peerExportAsOf } from '../../src/journal/peer-as-of.js';
 import { isPeerSpec } from '../../src/media/resolve.js';
 import { peerClientOptions, peerFlags } from '../_cli/peer-flags.js';
@@ -38,7 +38,7 @@ DEST --as-of TIME exports from a protection destination (the directory imgstream
     if (flags['as-of'] !== undefined) {
       const peer = peerClientOptions(flags, isPeerSpec(args.volume) ? [args.volume] : []);
       const r = isPeerSpec(args.volume) ? await peerExportAsOf(args.volume, flags['as-of'], peer!, sinkFor, this.progress()) : await exportProtectedAsOf(args.volume, flags['as-of'], sinkFor, this.progress());
-      if (flags.to !== '-') this.say(`exported ${args.volume} as of ${r.point.time} (${r.point.baseSnapshot ? `snapshot ${r.point.baseSnapshot} of the base` : `interval ${r.point.seq}`}) to ${flags.to}: ${formatSize(r.bytes)}, ${r.overlayBlocks} blocks from ${r.intervals} interval(s) over the base`);
+      if (flags.to !== '-') this.say(`exported ${args.volume} as of ${r.point.time} (${r.point.baseSnapshot ? `snapshot ${r.point.baseSnapshot} of the base` : `interval ${r.point.seq}`}) to ${flags.to}: ${formatSize(r.bytes)}, ${r.overlayBlocks} blocks from ${r.intervals} interval(s) over the base${baseCheckNote(r)}`);
       return { ...r, to: flags.to };
     }
     const ref = parseVolumeRef(args.volume);

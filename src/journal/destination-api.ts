@@ -88,7 +88,7 @@ export interface DestinationState {
    * and those after it cannot be rebuilt until a full resync after it. `wholeDiskWanted`:
    * none has come yet, the shipper is to send one (every block of the disk).
    */
-  damage?: { seq: number; what: string; wholeDiskWanted: boolean };
+  damage?: { seq: number; what: string; wholeDiskWanted: boolean; base?: true };
 }
 
 /** What a new destination keeps when protect is given no --keep. */

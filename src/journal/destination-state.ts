@@ -48,8 +48,10 @@ export interface ProtectState {
    * A damaged interval a fold found (seq, and what is wrong): retention holds before it,
    * and its recovery points and those after it cannot be rebuilt, until a full resync
    * after it (which the destination asks its shipper for) lets folds pass over it.
+   * `base`: the damage is in the base's data (a scrub found blocks failing base.sums; seq
+   * is the base's): folds go on, and the first one that takes a full resync clears it.
    */
-  damage?: { seq: number; what: string };
+  damage?: { seq: number; what: string; base?: true };
   /** The source's time (ms) of each snapshot folded into the base: the end of the interval that carried it. */
   baseSnapshotTimes?: Record<string, number>;
   /** The names base snapshots had before the source renamed them (old → now): a restore asking for an old one is told the new one. */

@@ -21,6 +21,7 @@ import { checkIntervalData, intervalFileName, readDamagedHeader, readIntervalInd
 import { applyBaseRenames, planBaseRenames } from './base-renames.js';
 import type { SnapshotRename } from './destination-api.js';
 import { applyOverlay, Overlay } from './overlay.js';
+import { BASE_SUMS_FILE, BaseSums } from './base-sums.js';
 
 /** An interval the destination holds: its seq and end time. */
 export interface HeldInterval {
@@ -185,7 +186,9 @@ export async function foldExpired(dir: string, state: ProtectState, held: HeldIn
     if (err instanceof BusyError) return false;
     throw err;
   }
+  let sums: BaseSums | null = null;
   try {
+    sums = openSumsForFold(dir, state);
     if (!state.fold) {
       const damageBefore = state.damage?.seq;
       const plan = await planFold(dir, state, held, foldTarget(state, held)!);
@@ -208,7 +211,10 @@ export async function foldExpired(dir: string, state: ProtectState, held: HeldIn
       // (the snapshots the source renamed meanwhile take their new names, when its header tells them)
       const skipped = fold.skip !== undefined && seq >= fold.skip.from && seq <= fold.skip.to;
       const ix = skipped ? null : readIntervalIndex(file);
-      if (ix) applyMakingRoom(base, new Overlay([ix]));
+      if (ix) {
+        applyMakingRoom(base, new Overlay([ix]));
+        sums?.takeInterval(ix); // after the CP: an entry is never newer than its block
+      }
       renameBaseSnapshots(dir, state, fold, seq, base, (ix ? ix.header : readDamagedHeader(file))?.renames ?? []);
       if (!ix) {
         if (fold.renaming?.seq === seq) {
@@ -225,6 +231,7 @@ export async function foldExpired(dir: string, state: ProtectState, held: HeldIn
         times[name] = ix.header.end;
       }
       base.file.sync();
+      sums?.sync();
       const kept = new Set(base.snapshots().map((x) => x.name));
       state.baseSnapshotTimes = Object.fromEntries(Object.entries(times).filter(([name]) => kept.has(name)));
       // old names of snapshots still there, and not taken again since
@@ -239,6 +246,8 @@ export async function foldExpired(dir: string, state: ProtectState, held: HeldIn
     }
     crashPoint('protect-fold-applied', dir);
     const from = state.baseSeq;
+    // damage a scrub found in the base's data: gone once a fold took an interval holding the whole disk
+    if (state.damage?.base && held.some((h) => h.seq > from && h.seq <= to && h.whole && !(fold.skip && h.seq >= fold.skip.from && h.seq <= fold.skip.to))) delete state.damage;
     state.baseSeq = to;
     state.baseTime = end;
     state.fold = null;
@@ -249,8 +258,25 @@ export async function foldExpired(dir: string, state: ProtectState, held: HeldIn
     const keepFrom = held.findIndex((h) => h.seq > to);
     held.splice(0, keepFrom < 0 ? held.length : keepFrom);
   } finally {
+    sums?.close();
     base.close();
     release();
   }
   return true;
+}
+
+/**
+ * The base checksums a fold keeps up to date, or null when the destination keeps none (seeded
+ * by an older imgstream). A file whose header is damaged is removed: the fold goes on, and
+ * the base is checked for its structure only from then on, as such a destination's is.
+ */
+function openSumsForFold(dir: string, state: ProtectState): BaseSums | null {
+  const geometry = { write: true, blockSize: state.source.blockSize, logicalBlocks: state.source.logicalSize / state.source.blockSize };
+  try {
+    return BaseSums.open(dir, geometry);
+  } catch (err) {
+    if (!(err instanceof CorruptError)) throw err;
+    fs.rmSync(path.join(dir, BASE_SUMS_FILE), { force: true });
+    return null;
+  }
 }

@@ -1,6 +1,7 @@
 // A protection destination in a local directory:
 //   DEST/protect.json         what it holds (destination-state.ts)
 //   DEST/base.vol             an imgstream volume: the seed plus every folded interval
+//   DEST/base.sums            the crc32 of each block of the base's disk (base-sums.ts)
 //   DEST/intervals/N.ivl      the intervals of the retained window (interval-file.ts)
 // One shipper at a time: open() takes a lock on the directory (volume-lock.ts), released
 // by close() or the process's death.
@@ -20,6 +21,7 @@ import { holdsWholeDisk } from './recovery-point.js';
 import { intervalSeqOf, readDamagedHeader, readIntervalHeader, writeIntervalFile, intervalFileName } from './interval-file.js';
 import { OVERLAY_CP_BLOCKS } from './overlay.js';
 import { takeUpScrubFinding } from './scrub-finding.js';
+import { BASE_SUMS_FILE, BaseSumsWriter } from './base-sums.js';
 
 /** Base volume size in blocks per logical block: room for the snapshots it keeps. */
 const BASE_BLOCKS_PER_LOGICAL = 4;
@@ -161,23 +163,32 @@ export class LocalProtectDestination implements ProtectDestination {
     const { blockSize, logicalSize, uuid } = s.source;
     const logicalBlocks = logicalSize / blockSize;
     const prefix = `.${BASE_FILE}.seeding-`;
+    const sumsPrefix = `.${BASE_SUMS_FILE}.seeding-`;
     removeStaleTemp(this.dir, prefix);
+    removeStaleTemp(this.dir, sumsPrefix);
     const tmp = path.join(this.dir, `${prefix}${process.pid}`);
+    const sumsTmp = path.join(this.dir, `${sumsPrefix}${process.pid}`);
     fs.rmSync(tmp, { force: true });
     try {
       Volume.create(tmp, { size: logicalSize, blockSize, nblocks: logicalBlocks * BASE_BLOCKS_PER_LOGICAL + BASE_SPARE_BLOCKS, uuid });
       const vol = Volume.open(tmp, { write: true });
+      const sums = new BaseSumsWriter(sumsTmp, blockSize, logicalBlocks);
       try {
-        await writeSeedBlocks(vol, image.blocks, image.blockCount, logicalBlocks);
+        await writeSeedBlocks(vol, image.blocks, image.blockCount, logicalBlocks, sums);
         vol.commit();
         vol.file.sync();
+        sums.finish();
       } finally {
+        sums.close();
         vol.close();
       }
+      // the checksums take their name first: a base never goes without them (a crash between leaves them for the next seed to replace)
+      fs.renameSync(sumsTmp, path.join(this.dir, BASE_SUMS_FILE));
       fs.renameSync(tmp, path.join(this.dir, BASE_FILE));
       fsyncDirectory(this.dir);
     } catch (err) {
       fs.rmSync(tmp, { force: true });
+      fs.rmSync(sumsTmp, { force: true });
       throw err;
     }
     Object.assign(s, { seeded: true, baseSeq: 0, baseTime: image.time, intervalSeq: 0, intervalEnd: image.time, journalTo: image.journalTo, fold: null });
@@ -229,7 +240,7 @@ export class LocalProtectDestination implements ProtectDestination {
 }
 
 /** Writes a seed's blocks (ascending LBN) onto an empty volume, committing as it goes. */
-async function writeSeedBlocks(vol: Volume, blocks: AsyncIterable<IntervalBlock>, blockCount: number, logicalBlocks: number): Promise<void> {
+async function writeSeedBlocks(vol: Volume, blocks: AsyncIterable<IntervalBlock>, blockCount: number, logicalBlocks: number, sums: BaseSumsWriter): Promise<void> {
   let run: Buffer[] = [];
   let runFirst = 0;
   let count = 0;
@@ -249,6 +260,7 @@ async function writeSeedBlocks(vol: Volume, blocks: AsyncIterable<IntervalBlock>
     if (b.data !== null && b.data.length !== vol.blockSize) throw new InvalidInputError(`seed: block ${b.lbn} has ${b.data.length} bytes, not ${vol.blockSize}`);
     last = b.lbn;
     count++;
+    sums.add(b.lbn, b.data);
     if (b.data === null) {
       flush();
       unmapLogicalBlocks(vol, b.lbn, b.lbn + 1);

@@ -29,6 +29,12 @@ export interface ProtectStatus {
    * next runs with the volume served with --journal).
    */
   retentionHeld?: { seq: number; resync: string | null };
+  /**
+   * Blocks of the base's data that failed base.sums (a scrub found them): the recovery
+   * points that read them cannot be rebuilt until a fold takes a full resync (`resync`:
+   * its time, null while none has come: protect sends one when it next runs).
+   */
+  baseDamaged?: { resync: string | null };
   base: { seq: number; time: string | null; bytes: number; snapshots: string[] };
   intervals: { count: number; bytes: number };
   journalTo: number;
@@ -103,9 +109,11 @@ export function protectStatus(dir: string): ProtectStatus {
         ...held.flatMap((p) => (p.damaged ? [p.damaged] : [])),
         ...(list.unreadable ? [list.unreadable.message] : []),
         // found by a fold (data damage a listing does not read), named as --verify names it
-        ...(s.damage ? [`${path.join(dir, INTERVALS_DIR, intervalFileName(s.damage.seq))}: ${s.damage.what}`].filter((d) => !held.some((p) => p.damaged === d)) : []),
+        ...(s.damage?.base ? [`${baseFile}: ${s.damage.what}`] : []),
+        ...(s.damage && !s.damage.base ? [`${path.join(dir, INTERVALS_DIR, intervalFileName(s.damage.seq))}: ${s.damage.what}`].filter((d) => !held.some((p) => p.damaged === d)) : []),
       ],
-      ...(s.damage ? { retentionHeld: { seq: s.damage.seq, resync: wholeResyncAfter(s, held, s.damage.seq) } } : {}),
+      ...(s.damage && !s.damage.base ? { retentionHeld: { seq: s.damage.seq, resync: wholeResyncAfter(s, held, s.damage.seq) } } : {}),
+      ...(s.damage?.base ? { baseDamaged: { resync: wholeResyncAfter(s, held, s.damage.seq) } } : {}),
       journalTo: s.journalTo,
       foldingTo: s.fold ? s.fold.to : null,
       shipper: VolumeLock.holder(dir)?.pid ?? null,

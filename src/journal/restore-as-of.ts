@@ -21,6 +21,7 @@ import { intervalFileName, readIntervalIndex } from './interval-file.js';
 import { applyOverlay, Overlay } from './overlay.js';
 import { copyVolumeSparse } from './sparse-copy.js';
 import { claimBase } from './base-claim.js';
+import { BASE_SUMS_FILE, BaseSums, baseDamage, mismatches } from './base-sums.js';
 import { LATEST, listPoints, namesAt, recoveryPointFor, wholeDiskBefore, type RecoveryPoint } from './recovery-point.js';
 
 export interface AsOfResult {
@@ -31,6 +32,10 @@ export interface AsOfResult {
   overlayBlocks: number;
   /** Interval files whose indexes were read. */
   intervals: number;
+  /** Blocks taken from the base and checked against its checksums (base.sums). */
+  baseChecked: number;
+  /** Why the blocks taken from the base were not checked, when they were not. */
+  baseUnchecked?: string;
 }
 
 /** How long a restore waits for a fold in progress to finish with the base. */
@@ -92,8 +97,72 @@ async function withRecoveryPoint<T>(dir: string, asOf: string, fn: (base: Volume
   }
 }
 
-function resultOf(dir: string, point: RecoveryPoint, overlay: Overlay): AsOfResult {
-  return { destination: dir, point: { seq: point.seq, time: new Date(point.time).toISOString(), snapshots: point.snapshots, ...(point.baseSnapshot ? { baseSnapshot: point.baseSnapshot } : {}) }, overlayBlocks: overlay.blockCount, intervals: overlay.indexes.length };
+function resultOf(dir: string, point: RecoveryPoint, overlay: Overlay, check: BaseCheck): AsOfResult {
+  return {
+    destination: dir,
+    point: { seq: point.seq, time: new Date(point.time).toISOString(), snapshots: point.snapshots, ...(point.baseSnapshot ? { baseSnapshot: point.baseSnapshot } : {}) },
+    overlayBlocks: overlay.blockCount,
+    intervals: overlay.indexes.length,
+    baseChecked: check.checked,
+    ...(check.unchecked ? { baseUnchecked: check.unchecked } : {}),
+  };
+}
+
+/** What a rebuild's line says of the base blocks it checked: nothing when it checked them. */
+export function baseCheckNote(r: AsOfResult): string {
+  return r.baseUnchecked ? `; the blocks from the base not checked: ${r.baseUnchecked}` : '';
+}
+
+/** Checking the blocks a rebuild takes from the base against base.sums. */
+class BaseCheck {
+  checked = 0;
+  readonly unchecked: string | null;
+  private readonly sums: BaseSums | null;
+
+  constructor(dir: string, base: Volume, point: RecoveryPoint, private readonly overlay: Overlay) {
+    let sums: BaseSums | null = null;
+    let why: string | null = null;
+    if (point.baseSnapshot) why = `a snapshot of the base (${point.baseSnapshot}): ${BASE_SUMS_FILE} covers its disk only`;
+    else {
+      try {
+        sums = BaseSums.open(dir, { write: false, blockSize: base.blockSize, logicalBlocks: base.logicalBlocks });
+        if (sums === null) why = `the destination keeps no ${BASE_SUMS_FILE} (seeded by an older imgstream)`;
+      } catch (err) {
+        if (!(err instanceof CorruptError)) throw err;
+        why = err.message;
+      }
+    }
+    this.sums = sums;
+    this.unchecked = why;
+  }
+
+  /** Checks the blocks at LBNs [first, …) read from the base into `data`, but those the overlay replaces; throws on damage. */
+  check(first: number, data: Buffer, baseFile: string): void {
+    if (this.sums === null) return;
+    const bad = mismatches(this.sums, first, data, (lbn) => this.overlay.versions.has(lbn));
+    if (bad.length) throw baseDamage(baseFile, bad);
+    this.checked += data.length / this.sums.blockSize;
+    for (let l = first; l < first + data.length / this.sums.blockSize; l++) if (this.overlay.versions.has(l)) this.checked--;
+  }
+
+  /** Reads the whole disk of `vol` (a copy of the base) and checks it, chunk after chunk. */
+  checkVolume(vol: Volume, baseFile: string): void {
+    if (this.sums === null) return;
+    const bs = vol.blockSize;
+    const per = Math.max(1, Math.floor(CHUNK_BYTES / bs));
+    const map = vol.mapOf();
+    const buf = Buffer.allocUnsafe(per * bs);
+    for (let lbn = 0; lbn < vol.logicalBlocks; lbn += per) {
+      const n = Math.min(per, vol.logicalBlocks - lbn);
+      const chunk = buf.subarray(0, n * bs);
+      readLogicalBytes(vol, map, lbn * bs, chunk);
+      this.check(lbn, chunk, baseFile);
+    }
+  }
+
+  close(): void {
+    this.sums?.close();
+  }
 }
 
 /**
@@ -104,6 +173,7 @@ function resultOf(dir: string, point: RecoveryPoint, overlay: Overlay): AsOfResu
 export async function restoreProtectedAsOf(dir: string, asOf: string, to: string, progress: Progress = noProgress): Promise<AsOfResult> {
   if (fs.existsSync(to)) throw new ExistsError(`${to}: already exists`, 'restore as of a time into a new volume');
   return withRecoveryPoint(dir, asOf, async (base, _s, point, overlay) => {
+    const checked = new BaseCheck(dir, base, point, overlay);
     const { dir: parent, prefix } = tempBeside(to, 'restoring');
     removeStaleTemp(parent, prefix);
     const tmp = path.join(parent, `${prefix}${process.pid}`);
@@ -112,6 +182,8 @@ export async function restoreProtectedAsOf(dir: string, asOf: string, to: string
       copyVolumeSparse(base, tmp);
       const vol = Volume.open(tmp, { write: true });
       try {
+        // what the copy took from the base, checked before anything is laid over it
+        checked.checkVolume(vol, base.path);
         if (point.baseSnapshot) vol.resetActiveTo(point.baseSnapshot);
         progress.start('restoring', overlay.blockCount, 'blocks');
         let done = 0;
@@ -134,9 +206,10 @@ export async function restoreProtectedAsOf(dir: string, asOf: string, to: string
       // a system error (no such directory, no space) is named as such, with the path asked for
       throw typeof (err as NodeJS.ErrnoException).code === 'string' ? fromSystemError(err, to, 'creating the volume') : err;
     } finally {
+      checked.close();
       fs.rmSync(tmp, { force: true });
     }
-    return resultOf(dir, point, overlay);
+    return resultOf(dir, point, overlay, checked);
   });
 }
 
@@ -150,12 +223,20 @@ export async function exportProtectedAsOf(dir: string, asOf: string, sinkFor: (s
     const total = base.logicalBlocks;
     const lbns = overlay.sortedLbns();
     const map = base.mapOf(point.baseSnapshot);
-    const fds = overlay.openFiles(); // before the sink: a file that fails to open leaves no temporary output behind
+    const checked = new BaseCheck(dir, base, point, overlay);
+    let fds: number[];
+    try {
+      fds = overlay.openFiles(); // before the sink: a file that fails to open leaves no temporary output behind
+    } catch (err) {
+      checked.close();
+      throw err;
+    }
     let sink: FileSink;
     try {
       sink = sinkFor(total * bs, s.source);
     } catch (err) {
       for (const fd of fds) fs.closeSync(fd);
+      checked.close();
       throw err;
     }
     let bytes = 0;
@@ -167,6 +248,7 @@ export async function exportProtectedAsOf(dir: string, asOf: string, sinkFor: (s
         const n = Math.min(per, total - lbn);
         const buf = Buffer.alloc(n * bs);
         readLogicalBytes(base, map, lbn * bs, buf);
+        checked.check(lbn, buf, base.path);
         while (k < lbns.length && lbns[k] < lbn + n) {
           overlay.read(lbns[k], buf.subarray((lbns[k] - lbn) * bs, (lbns[k] - lbn + 1) * bs), fds);
           k++;
@@ -194,8 +276,9 @@ export async function exportProtectedAsOf(dir: string, asOf: string, sinkFor: (s
     } finally {
       progress.stop();
       for (const fd of fds) fs.closeSync(fd);
+      checked.close();
     }
-    return { ...resultOf(dir, point, overlay), bytes };
+    return { ...resultOf(dir, point, overlay, checked), bytes };
   });
 }
 

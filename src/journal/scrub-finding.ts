@@ -10,9 +10,14 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { writeFileDurably } from '../fs/durable-file.js';
 import { removeStaleTemp } from '../fs/stale-temp.js';
-import { INTERVALS_DIR, writeState, type ProtectState } from './destination-state.js';
+import { BASE_FILE, INTERVALS_DIR, writeState, type ProtectState } from './destination-state.js';
 import { damageOf, wholeDiskAfter, wholeDiskWanted, type HeldInterval } from './fold.js';
 import { intervalFileName } from './interval-file.js';
+import { BusyError } from '../core/errors.js';
+import { Volume } from '../volume/volume.js';
+import { readLogicalBytes } from '../volume/logical-io.js';
+import { claimBase } from './base-claim.js';
+import { BaseSums, mismatches } from './base-sums.js';
 
 export const SCRUB_FILE = 'scrub.json';
 const FORMAT = 'imgstream-protect-scrub';
@@ -24,15 +29,25 @@ export interface ScrubFinding {
   id: string;
   /** When the scrub ended (ISO). */
   at: string;
-  /** The damaged intervals it found, oldest first. */
-  damaged: Array<{ seq: number; what: string }>;
+  /** The damaged intervals it found, oldest first; the base's data first, when it failed base.sums (seq 0, `base`, some of its bad LBNs). */
+  damaged: ScrubDamage[];
 }
+
+export interface ScrubDamage {
+  seq: number;
+  what: string;
+  base?: true;
+  lbns?: number[];
+}
+
+/** Bad LBNs of the base a finding names (the destination reads those again). */
+export const MAX_FINDING_LBNS = 64;
 
 /**
  * Leaves a scrub's finding for the destination's shipper. Throws what the file system
  * says when it cannot be written (a destination read-only here): the caller says so.
  */
-export function recordScrubFinding(dir: string, damaged: Array<{ seq: number; what: string }>): string {
+export function recordScrubFinding(dir: string, damaged: ScrubDamage[]): string {
   const file = path.join(dir, SCRUB_FILE);
   removeStaleTemp(dir, /^scrub\.json\.(\d+)\.tmp$/); // a killed scrub's
   const finding: ScrubFinding = { format: FORMAT, version: 1, id: `${Date.now()}-${process.pid}`, at: new Date().toISOString(), damaged };
@@ -61,7 +76,18 @@ export async function takeUpScrubFinding(dir: string, state: ProtectState, held:
   const f = readScrubFinding(dir);
   if (f === null || f.id === state.scrubTakenUp || !state.seeded) return false;
   if (!wholeDiskWanted(state, held)) {
-    for (const d of [...f.damaged].sort((a, b) => a.seq - b.seq)) {
+    const base = f.damaged.find((d) => d.base === true);
+    if (base && wholeDiskAfter(held, state.baseSeq) === null) {
+      const bad = baseStillBad(dir, state, base.lbns ?? []);
+      if (bad === null) return false; // a restore reads the base now: taken up at a later transfer
+      if (bad.length) {
+        state.damage = { seq: state.baseSeq, what: base.what, base: true };
+        state.scrubTakenUp = f.id;
+        writeState(dir, state);
+        return true;
+      }
+    }
+    for (const d of [...f.damaged].filter((x) => x.base !== true).sort((a, b) => a.seq - b.seq)) {
       if (!Number.isSafeInteger(d.seq) || d.seq <= state.baseSeq || d.seq > state.intervalSeq || (state.fold && d.seq <= state.fold.to)) continue;
       if (wholeDiskAfter(held, d.seq) !== null) continue; // the points after it rebuild from that resync
       const file = path.join(dir, INTERVALS_DIR, intervalFileName(d.seq));
@@ -74,4 +100,40 @@ export async function takeUpScrubFinding(dir: string, state: ProtectState, held:
   state.scrubTakenUp = f.id;
   writeState(dir, state);
   return true;
+}
+
+/**
+ * The LBNs of `lbns` whose base blocks still fail base.sums, read again here (the finding
+ * is a hint); null when the base is claimed by a restore right now.
+ */
+function baseStillBad(dir: string, state: ProtectState, lbns: number[]): number[] | null {
+  let release: () => void;
+  try {
+    release = claimBase(path.join(dir, BASE_FILE));
+  } catch (err) {
+    if (err instanceof BusyError) return null;
+    throw err;
+  }
+  try {
+    const base = Volume.open(path.join(dir, BASE_FILE), { write: false });
+    const sums = BaseSums.open(dir, { write: false, blockSize: base.blockSize, logicalBlocks: base.logicalBlocks });
+    try {
+      if (sums === null) return [];
+      const map = base.mapOf();
+      const buf = Buffer.allocUnsafe(base.blockSize);
+      return lbns.filter((lbn) => {
+        if (!Number.isSafeInteger(lbn) || lbn < 0 || lbn >= base.logicalBlocks) return false;
+        readLogicalBytes(base, map, lbn * base.blockSize, buf);
+        return mismatches(sums, lbn, buf).length > 0;
+      });
+    } finally {
+      sums?.close();
+      base.close();
+    }
+  } catch (err) {
+    if (err instanceof BusyError) return null;
+    throw err;
+  } finally {
+    release();
+  }
 }

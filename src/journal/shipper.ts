@@ -52,7 +52,7 @@ export type ProtectEvent =
   | { event: 'waiting'; reason: string }
   | { event: 'retention'; keepMs: number; keptMs: number }
   | { event: 'overflow'; after: number; blocks: number; full: boolean; lostSnapshots: string[] }
-  | { event: 'damaged'; seq: number; what: string; blocks: number };
+  | { event: 'damaged'; seq: number; what: string; blocks: number; base?: true };
 
 export interface ProtectSummary {
   intervals: number;
@@ -205,7 +205,7 @@ async function session(opts: ProtectOptions, dir: string, source: ProtectedSourc
       if (overflowSeen || wantWhole || (idle && needsResync(reader, dir, state))) {
         const img = await servedImage(opts.volume, 'journal.resync');
         if (img === null) {
-          if (!waitingSaid) report({ event: 'waiting', reason: wantWhole ? `the destination's interval ${state.damage!.seq} is damaged: the full resync that makes its points rebuild again needs the volume served with --journal` : 'the journal dropped records the destination lacks: a resync needs the volume served with --journal' });
+          if (!waitingSaid) report({ event: 'waiting', reason: wantWhole ? `the destination's ${state.damage!.base ? 'base volume' : `interval ${state.damage!.seq}`} is damaged: the full resync that makes its points rebuild again needs the volume served with --journal` : 'the journal dropped records the destination lacks: a resync needs the volume served with --journal' });
           waitingSaid = true;
           if (opts.once) break;
           await sleep(500, opts.signal);
@@ -222,7 +222,7 @@ async function session(opts: ProtectOptions, dir: string, source: ProtectedSourc
           // the renames among the records the resync passes over (those the destination lacks): it carries them
           const renames = dirty !== null && dirty.after <= state.journalTo ? (dirty.renames ?? []).filter((r) => r.seq > state.journalTo).map(({ from, to }) => ({ from, to })) : [];
           // snapshots taken while records were dropped: the resync brings the disk as of now, not as of them
-          if (wantWhole) report({ event: 'damaged', seq: state.damage!.seq, what: state.damage!.what, blocks: count });
+          if (wantWhole) report({ event: 'damaged', seq: state.damage!.seq, what: state.damage!.what, blocks: count, ...(state.damage!.base ? { base: true as const } : {}) });
           else report({ event: 'overflow', after: state.journalTo, blocks: count, full: !known, lostSnapshots: known ? (dirty.snapshots ?? []) : [] });
           const end = Math.max(img.time, lastEnd);
           await ship({ seq: state.intervalSeq + 1, start: lastEnd, end, journalFrom: state.journalTo, journalTo: img.journalTo, kind: 'resync', snapshots: [], ...(renames.length ? { renames } : {}), blockCount: count, blocks }, 0, 0, lastEnd); // its changes waited since the destination's last point

@@ -2,9 +2,9 @@
 // as a scrub does. Status alone reads interval headers (a few hundred bytes each); damage
 // inside an interval's data then shows only when a restore reads that block. Verifying
 // reads every interval's index (its checksum) and every block of data in it (each has its
-// own checksum), and checks the base volume's structure (root records, maps and planes;
-// the base keeps no checksums of its data, like any volume), opened as a restore opens it
-// (a fold in progress is waited for). A shipper may append and fold meanwhile: an
+// own checksum), and checks the base volume's structure (root records, maps and planes)
+// and every block of its disk against base.sums (base-sums.ts), opened as a restore opens
+// it (a fold in progress is waited for). A shipper may append and fold meanwhile: an
 // interval folded away before it was read is counted as folded, not as damage.
 import fs from 'node:fs';
 import path from 'node:path';
@@ -14,7 +14,11 @@ import { BASE_FILE, INTERVALS_DIR, readState } from './destination-state.js';
 import { checkIntervalData, intervalFileName, readIntervalIndex } from './interval-file.js';
 import { openBase } from './restore-as-of.js';
 import { holdsWholeDisk } from './recovery-point.js';
-import { recordScrubFinding } from './scrub-finding.js';
+import { recordScrubFinding, MAX_FINDING_LBNS } from './scrub-finding.js';
+import { BASE_SUMS_FILE, BaseSums, baseDamageWhat, mismatches } from './base-sums.js';
+import { readLogicalBytes } from '../volume/logical-io.js';
+import type { Volume } from '../volume/volume.js';
+import type { ProtectState } from './destination-state.js';
 
 const iso = (ms: number) => new Date(ms).toISOString();
 
@@ -31,8 +35,11 @@ export interface DestinationVerification {
   bytes: number;
   /** Intervals a fold took into the base while they were being read (not checked, not damage). */
   folded: number;
-  /** The base volume's check: ok, or its problems. */
-  base: { ok: boolean; problems: string[] };
+  /**
+   * The base volume's check: ok, or its problems; `dataBlocks`: blocks of its disk read and
+   * checked against base.sums (`dataUnchecked`: why not), `badBlocks` those that failed.
+   */
+  base: { ok: boolean; problems: string[]; dataBlocks: number; badBlocks: number[]; dataUnchecked?: string };
   /** One line per damaged file: which, and what (the first bad block of an interval). */
   damaged: string[];
   /**
@@ -62,10 +69,10 @@ export interface DestinationVerification {
 /** Reads and checks every interval and the base of the destination DIR. */
 export async function verifyDestination(dir: string): Promise<DestinationVerification> {
   const s = readState(dir);
-  const out: DestinationVerification = { intervals: 0, blocks: 0, bytes: 0, folded: 0, base: { ok: true, problems: [] }, damaged: [], lost: [], firstDamagedSeq: null, rebuildableTo: null, damagedIntervals: [] };
+  const out: DestinationVerification = { intervals: 0, blocks: 0, bytes: 0, folded: 0, base: { ok: true, problems: [], dataBlocks: 0, badBlocks: [] }, damaged: [], lost: [], firstDamagedSeq: null, rebuildableTo: null, damagedIntervals: [] };
   if (!s.seeded) return out;
   const base = await checkBase(dir);
-  out.base = { ok: base.ok, problems: base.problems };
+  out.base = { ok: base.ok, problems: base.problems, dataBlocks: base.dataBlocks, badBlocks: base.badBlocks, ...(base.dataUnchecked ? { dataUnchecked: base.dataUnchecked } : {}) };
   if (!out.base.ok) out.firstDamagedSeq = 0;
   // every interval not in the base yet: those a fold under way still has to apply too (it
   // reads them; the window no longer shows them)
@@ -113,9 +120,10 @@ export async function verifyDestination(dir: string): Promise<DestinationVerific
   }
   if (broken && out.firstDamagedSeq !== null) out.lost.push({ after: lastGood === null ? null : iso(lastGood), before: null });
   // damage no full resync has passed over yet: the destination's shipper is to send one (it takes no lock here to tell it otherwise)
-  if (broken && out.damagedIntervals.length > 0) {
+  const baseData = out.base.badBlocks.length > 0 ? [{ seq: 0, what: out.base.problems[0], base: true as const, lbns: out.base.badBlocks.slice(0, MAX_FINDING_LBNS) }] : [];
+  if (broken && out.damagedIntervals.length + baseData.length > 0) {
     try {
-      out.resync = { recorded: recordScrubFinding(dir, out.damagedIntervals) };
+      out.resync = { recorded: recordScrubFinding(dir, [...baseData, ...out.damagedIntervals]) };
     } catch (err) {
       out.resync = { notRecorded: (err as Error).message };
     }
@@ -135,22 +143,63 @@ function foldedAway(dir: string, seq: number): boolean {
   }
 }
 
-async function checkBase(dir: string): Promise<{ ok: boolean; problems: string[]; unopened?: boolean }> {
+interface BaseFindings {
+  ok: boolean;
+  problems: string[];
+  unopened?: boolean;
+  dataBlocks: number;
+  badBlocks: number[];
+  dataUnchecked?: string;
+}
+
+async function checkBase(dir: string): Promise<BaseFindings> {
   let opened: Awaited<ReturnType<typeof openBase>>;
   try {
     opened = await openBase(dir);
   } catch (err) {
     // a base that is missing or does not open: the error says what and where
-    if (err instanceof ImgstreamError && err.code !== 'busy') return { ok: false, problems: [err.message], unopened: true };
+    if (err instanceof ImgstreamError && err.code !== 'busy') return { ok: false, problems: [err.message], unopened: true, dataBlocks: 0, badBlocks: [], dataUnchecked: 'the base did not open' };
     throw err;
   }
   try {
     // on a worker thread: a daemon scrubbing for a client goes on serving its shippers meanwhile
     const r = await checkVolumeOffThread(opened.base.path);
     const problems = [...r.problems, ...r.trees.flatMap((t) => t.problems.map((p) => `${t.name}: ${p}`))];
-    return { ok: problems.length === 0, problems };
+    // its data against base.sums, the fold waiting (the base is claimed) and none under way (read under the claim)
+    const data = problems.length === 0 ? await checkBaseData(dir, opened.base, readState(dir)) : { dataBlocks: 0, badBlocks: [], dataUnchecked: 'its structure is damaged' };
+    if (data.badBlocks.length) problems.push(baseDamageWhat(data.badBlocks));
+    return { ok: problems.length === 0, problems, ...data };
   } finally {
     opened.base.close();
     opened.release();
+  }
+}
+
+/** Reads the base's disk and checks every block against base.sums (the event loop turns between chunks). */
+async function checkBaseData(dir: string, base: Volume, s: ProtectState): Promise<Pick<BaseFindings, 'dataBlocks' | 'badBlocks' | 'dataUnchecked'>> {
+  if (s.fold) return { dataBlocks: 0, badBlocks: [], dataUnchecked: `a fold is under way (up to interval ${s.fold.to}): its next step rewrites blocks the checksums do not show yet` };
+  let sums: BaseSums | null;
+  try {
+    sums = BaseSums.open(dir, { write: false, blockSize: base.blockSize, logicalBlocks: base.logicalBlocks });
+  } catch (err) {
+    if (err instanceof CorruptError) return { dataBlocks: 0, badBlocks: [], dataUnchecked: err.message };
+    throw err;
+  }
+  if (sums === null) return { dataBlocks: 0, badBlocks: [], dataUnchecked: `the destination keeps no ${BASE_SUMS_FILE} (seeded by an older imgstream)` };
+  try {
+    const bs = base.blockSize;
+    const per = Math.max(1, Math.floor(RUN_BYTES / bs));
+    const buf = Buffer.allocUnsafe(per * bs);
+    const map = base.mapOf();
+    const bad: number[] = [];
+    for (let lbn = 0; lbn < base.logicalBlocks; lbn += per) {
+      const chunk = buf.subarray(0, Math.min(per, base.logicalBlocks - lbn) * bs);
+      readLogicalBytes(base, map, lbn * bs, chunk);
+      bad.push(...mismatches(sums, lbn, chunk));
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+    return { dataBlocks: base.logicalBlocks, badBlocks: bad };
+  } finally {
+    sums.close();
   }
 }

@@ -45,7 +45,8 @@ describe('long work at a protection destination', () => {
 
     // turns of the event loop while the base is checked (no interval to read: the check is all there is)
     const { result: v, turns } = await turnsDuring(() => verifyDestination(dest));
-    expect(v.base).toEqual({ ok: true, problems: [] });
+    expect(v.base).toEqual({ ok: true, problems: [], dataBlocks: v.base.dataBlocks, badBlocks: [] });
+    expect(v.base.dataBlocks, 'and its data against base.sums').toBeGreaterThan(0);
     // a check on the event loop lets it turn only at the few awaits around it
     expect(turns).toBeGreaterThan(100);
 

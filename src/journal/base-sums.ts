@@ -1,0 +1,226 @@
+// Checksums of the data of a protection destination's base: DEST/base.sums holds the
+// crc32 of every logical block of the base volume's active file system (a block that
+// reads as zeros: the crc32 of a zero block), so that bit rot in the base is found by a
+// restore or export that reads it, and by a scrub (protect status --verify), as it is in
+// the intervals. Written whole at the seed (next to the base, before the base takes its
+// name), then, at each fold step, the entries of the LBNs the interval wrote, from the
+// interval's own index (its checksums are the data's), fsynced before the step's progress
+// is recorded: a step redone after a crash writes them again. Between a step's CP and
+// its entries, a crash leaves entries older than the base for LBNs of that interval;
+// every recovery point still in the window takes those LBNs from the interval, not from
+// the base, so nothing checks them until the step is redone. Snapshots folded into the
+// base are not covered (their blocks are older versions).
+//
+//   0  u32  magic "IBS1"
+//   4  u32  block size
+//   8  f64  logical blocks
+//  16  u32  CRC-32 of bytes 0..16
+//  20  12   reserved (0)
+//  32  u32  per LBN, little-endian
+// A destination seeded by an imgstream without base checksums has no such file: its base
+// is then checked for structure only, as before.
+import fs from 'node:fs';
+import path from 'node:path';
+import { CorruptError, fromSystemError } from '../core/errors.js';
+import { crc32 } from '../format/crc32.js';
+import type { IntervalIndex } from './interval-file.js';
+
+export const BASE_SUMS_FILE = 'base.sums';
+const MAGIC = 0x3153_4249; // "IBS1" read little-endian
+const HEADER_BYTES = 32;
+/** Entries read or rewritten at once. */
+const CHUNK_ENTRIES = 16384;
+
+const zeroCrcs = new Map<number, number>();
+/** The crc32 of a block of zeros of `blockSize` bytes. */
+export function zeroBlockCrc(blockSize: number): number {
+  let c = zeroCrcs.get(blockSize);
+  if (c === undefined) zeroCrcs.set(blockSize, (c = crc32(Buffer.alloc(blockSize))));
+  return c;
+}
+
+function header(blockSize: number, logicalBlocks: number): Buffer {
+  const h = Buffer.alloc(HEADER_BYTES);
+  h.writeUInt32LE(MAGIC, 0);
+  h.writeUInt32LE(blockSize, 4);
+  h.writeDoubleLE(logicalBlocks, 8);
+  h.writeUInt32LE(crc32(h.subarray(0, 16)), 16);
+  return h;
+}
+
+/**
+ * Writes a new sums file sequentially, entry after entry in LBN order (a seed's blocks
+ * come so): LBNs skipped read as zeros. `finish()` fsyncs it; the caller renames it.
+ */
+export class BaseSumsWriter {
+  private readonly fd: number;
+  private readonly chunk = Buffer.allocUnsafe(CHUNK_ENTRIES * 4);
+  private filled = 0;
+  private next = 0;
+  private at = HEADER_BYTES;
+  private readonly zero: number;
+
+  constructor(readonly file: string, private readonly blockSize: number, private readonly logicalBlocks: number) {
+    this.zero = zeroBlockCrc(blockSize);
+    try {
+      this.fd = fs.openSync(file, 'w');
+      fs.writeSync(this.fd, header(blockSize, logicalBlocks), 0, HEADER_BYTES, 0);
+    } catch (err) {
+      throw fromSystemError(err, file, 'writing the base checksums');
+    }
+  }
+
+  /** The checksum of `lbn` (past every LBN given so far); null data: a zero block. */
+  add(lbn: number, data: Buffer | null): void {
+    while (this.next < lbn) this.put(this.zero);
+    this.put(data === null ? this.zero : crc32(data));
+  }
+
+  private put(c: number): void {
+    this.chunk.writeUInt32LE(c, this.filled * 4);
+    this.filled++;
+    this.next++;
+    if (this.filled === CHUNK_ENTRIES) this.flush();
+  }
+
+  private flush(): void {
+    try {
+      fs.writeSync(this.fd, this.chunk, 0, this.filled * 4, this.at);
+    } catch (err) {
+      throw fromSystemError(err, this.file, 'writing the base checksums');
+    }
+    this.at += this.filled * 4;
+    this.filled = 0;
+  }
+
+  finish(): void {
+    while (this.next < this.logicalBlocks) this.put(this.zero);
+    this.flush();
+    try {
+      fs.fsyncSync(this.fd);
+    } catch (err) {
+      throw fromSystemError(err, this.file, 'writing the base checksums');
+    }
+    this.close();
+  }
+
+  close(): void {
+    try {
+      fs.closeSync(this.fd);
+    } catch {
+      // closed already
+    }
+  }
+}
+
+/** The base checksums of destination `dir`, opened to read them (and, `write`, to update them); null when it keeps none. */
+export class BaseSums {
+  private constructor(
+    readonly file: string,
+    private readonly fd: number,
+    readonly blockSize: number,
+    readonly logicalBlocks: number,
+  ) {}
+
+  static open(dir: string, opts: { write: boolean; blockSize: number; logicalBlocks: number }): BaseSums | null {
+    const file = path.join(dir, BASE_SUMS_FILE);
+    let fd: number;
+    try {
+      fd = fs.openSync(file, opts.write ? 'r+' : 'r');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw fromSystemError(err, file, 'opening the base checksums');
+    }
+    try {
+      const h = Buffer.alloc(HEADER_BYTES);
+      const got = fs.readSync(fd, h, 0, HEADER_BYTES, 0);
+      const size = fs.fstatSync(fd).size;
+      if (got < HEADER_BYTES || h.readUInt32LE(0) !== MAGIC || h.readUInt32LE(16) !== crc32(h.subarray(0, 16))) throw new CorruptError(`${file}: not a base checksum file, or its header is damaged`, DAMAGED_HINT);
+      if (h.readUInt32LE(4) !== opts.blockSize || h.readDoubleLE(8) !== opts.logicalBlocks) throw new CorruptError(`${file}: made for ${h.readDoubleLE(8)} blocks of ${h.readUInt32LE(4)} bytes, not the destination's ${opts.logicalBlocks} of ${opts.blockSize}`, DAMAGED_HINT);
+      if (size !== HEADER_BYTES + opts.logicalBlocks * 4) throw new CorruptError(`${file}: ${size} bytes, not ${HEADER_BYTES + opts.logicalBlocks * 4}: cut short or grown`, DAMAGED_HINT);
+      return new BaseSums(file, fd, opts.blockSize, opts.logicalBlocks);
+    } catch (err) {
+      fs.closeSync(fd);
+      throw err;
+    }
+  }
+
+  /** The entries of LBNs [first, first + n). */
+  read(first: number, n: number): Uint32Array {
+    const buf = Buffer.alloc(n * 4);
+    try {
+      const got = fs.readSync(this.fd, buf, 0, buf.length, HEADER_BYTES + first * 4);
+      if (got !== buf.length) throw new CorruptError(`${this.file}: cut short at LBN ${first + Math.floor(got / 4)}`, DAMAGED_HINT);
+    } catch (err) {
+      if (err instanceof CorruptError) throw err;
+      throw fromSystemError(err, this.file, 'reading the base checksums');
+    }
+    return new Uint32Array(buf.buffer, buf.byteOffset, n);
+  }
+
+  /** Takes the checksums of the blocks interval `ix` holds (its index's; a zero block's for one it zeroes). Not durable before sync(). */
+  takeInterval(ix: IntervalIndex): void {
+    const zero = zeroBlockCrc(this.blockSize);
+    const order = Array.from(ix.lbns.keys()).sort((a, b) => ix.lbns[a] - ix.lbns[b]);
+    // read, change and write back each chunk of entries the interval touches
+    for (let i = 0; i < order.length; ) {
+      const chunk = Math.floor(ix.lbns[order[i]] / CHUNK_ENTRIES);
+      const first = chunk * CHUNK_ENTRIES;
+      const n = Math.min(CHUNK_ENTRIES, this.logicalBlocks - first);
+      const entries = this.read(first, n);
+      for (; i < order.length && Math.floor(ix.lbns[order[i]] / CHUNK_ENTRIES) === chunk; i++) {
+        const e = order[i];
+        entries[ix.lbns[e] - first] = ix.offsets[e] < 0 ? zero : ix.crcs[e];
+      }
+      try {
+        fs.writeSync(this.fd, new Uint8Array(entries.buffer, entries.byteOffset, n * 4), 0, n * 4, HEADER_BYTES + first * 4);
+      } catch (err) {
+        throw fromSystemError(err, this.file, 'writing the base checksums');
+      }
+    }
+  }
+
+  sync(): void {
+    try {
+      fs.fdatasyncSync(this.fd);
+    } catch (err) {
+      throw fromSystemError(err, this.file, 'syncing the base checksums');
+    }
+  }
+
+  close(): void {
+    fs.closeSync(this.fd);
+  }
+}
+
+const DAMAGED_HINT = 'the base cannot be checked against it: move the destination aside and protect to a new one, or restore as of a point from a full resync';
+
+/**
+ * Checks blocks of the base read at LBNs [first, first + n) (`data`, whole blocks) against
+ * their entries, except the LBNs `skip` says are taken from elsewhere; returns the LBNs
+ * that fail.
+ */
+export function mismatches(sums: BaseSums, first: number, data: Buffer, skip: (lbn: number) => boolean = () => false): number[] {
+  const bs = sums.blockSize;
+  const n = data.length / bs;
+  const entries = sums.read(first, n);
+  const bad: number[] = [];
+  for (let k = 0; k < n; k++) {
+    if (skip(first + k)) continue;
+    if (crc32(data.subarray(k * bs, (k + 1) * bs)) !== entries[k]) bad.push(first + k);
+  }
+  return bad;
+}
+
+/** What is wrong with base blocks that fail their checksums. */
+export function baseDamageWhat(bad: number[]): string {
+  return `block ${bad[0]}${bad.length > 1 ? ` and ${bad.length - 1} more` : ''} fail${bad.length > 1 ? '' : 's'} ${bad.length > 1 ? 'their checksums' : 'its checksum'} in ${BASE_SUMS_FILE}`;
+}
+
+/** The error for base blocks that fail their checksums. */
+export function baseDamage(baseFile: string, bad: number[]): CorruptError {
+  return new CorruptError(
+    `${baseFile} (the destination's base volume): ${baseDamageWhat(bad)}`,
+    `the recovery points that read it cannot be rebuilt until a full resync of the disk arrives; imgstream protect status ${path.dirname(baseFile)} --verify asks the shipper for one`,
+  );
+}
