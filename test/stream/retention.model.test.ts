@@ -218,8 +218,11 @@ describe('restore chains across snapshot retention, against a model', () => {
       { numRuns: 12, endOnFailure: true, seed: Number(process.env.IMGSTREAM_MODEL_SEED ?? 20261204) },
     );
     // restores did drop snapshots the source had deleted, and staged blocks in the CP's journal
-    expect(retentionCases).toBeGreaterThan(before.retentionCases);
-    expect(sameCpStaging).toBeGreaterThan(before.sameCpStaging);
+    // (counted with the fixed seed: another one, given to replay or explore, may reach them or not)
+    if (process.env.IMGSTREAM_MODEL_SEED === undefined) {
+      expect(retentionCases).toBeGreaterThan(before.retentionCases);
+      expect(sameCpStaging).toBeGreaterThan(before.sameCpStaging);
+    }
   }, 150_000);
 
   it('a level 1 whose base is a shadow snapshot that had blocks reused is refused before anything is taken', async () => {
