@@ -213,6 +213,7 @@ export async function foldExpired(dir: string, state: ProtectState, held: HeldIn
       const ix = skipped ? null : readIntervalIndex(file);
       if (ix) {
         applyMakingRoom(base, new Overlay([ix]));
+        crashPoint('protect-fold-sums', dir); // the blocks committed, their checksums not yet written: the step is redone
         sums?.takeInterval(ix); // after the CP: an entry is never newer than its block
       }
       renameBaseSnapshots(dir, state, fold, seq, base, (ix ? ix.header : readDamagedHeader(file))?.renames ?? []);

@@ -153,7 +153,7 @@ describe('protection destination', () => {
       return st.points.at(-1).seq as number;
     };
     // deterministic kills at each step
-    const steps = ['protect-interval-written', 'protect-fold-started', 'protect-fold-step', 'protect-fold-applied', 'protect-fold-recorded', 'apply:base.vol', 'journal:base.vol', 'snapshot-plane:base.vol'];
+    const steps = ['protect-interval-written', 'protect-fold-started', 'protect-fold-sums', 'protect-fold-step', 'protect-fold-applied', 'protect-fold-recorded', 'apply:base.vol', 'journal:base.vol', 'snapshot-plane:base.vol'];
     let last = 0;
     for (const step of steps) {
       const r = drive(dest, seed, count, keep, 5, { IMGSTREAM_CRASH_AT: step });
@@ -187,6 +187,10 @@ describe('protection destination', () => {
     }
     const names = [...fs.readdirSync(dest), ...fs.readdirSync(path.join(dest, 'intervals'))];
     expect(names.filter((n) => n.endsWith('.tmp') || n.includes('seeding'))).toEqual([]);
+    // the base's checksums went through every crash with it: the whole disk matches them
+    const verified = cliJson(['protect', 'status', dest, '--verify'], { env }).verified.base;
+    expect(verified).toMatchObject({ ok: true, badBlocks: [] });
+    expect(verified.dataBlocks).toBeGreaterThan(0);
   }, 120_000);
 
   it('restores exactly while a shipper appends and folds (a fold waits for the restore holding the base)', async () => {
