@@ -4,7 +4,7 @@
 // clients reach a peer destination.
 import fs from 'node:fs';
 import path from 'node:path';
-import { InvalidInputError } from '../core/errors.js';
+import { InvalidInputError, NotFoundError } from '../core/errors.js';
 import { connectPeer, formatPeerUrl, parsePeerUrl, registerPeerService, peerServices, type PeerChannel, type PeerClientOptions } from '../peer/index.js';
 import { Volume } from '../volume/volume.js';
 import { MIRROR_PROTOCOL, identOf, type MirrorChannel } from './protocol.js';
@@ -41,7 +41,15 @@ export function registerMirrorServices(): void {
   registerPeerService('replicate.pull', async (ch, hello, ctx) => {
     const replica = typeof hello.replica === 'string' && hello.replica.length < 512 ? hello.replica : ctx.peer;
     // through its NBD server when one serves it (see served.ts)
-    const { source, close } = await openMirrorSource(ctx.path);
+    let opened: Awaited<ReturnType<typeof openMirrorSource>>;
+    try {
+      opened = await openMirrorSource(ctx.path);
+    } catch (err) {
+      // the hint a local open gives ("create one with: imgstream volume create") is no use to a client
+      if (err instanceof NotFoundError) throw new NotFoundError(`${String(hello.name)}: no such volume on the peer`, 'give the name of a volume in the daemon\'s --root directory');
+      throw err;
+    }
+    const { source, close } = opened;
     try {
       const vol = 'prepare' in source ? source.volume() : source;
       let top: string;

@@ -51,6 +51,7 @@ describe('an error through a peer', () => {
       // a daemon's message the client already rewrote to name the URL ("peer H:P: peer://H:P/none.cdp: ..." before)
       ['restore --as-of from a missing protection destination', ['restore', '--to', at('new.vol'), '--as-of', '2026-12-01', '--from', daemon.url('none.cdp')], 3, 'none.cdp', 'no such protection destination'],
       ['protect status of a missing protection destination', ['protect', 'status', daemon.url('none.cdp')], 3, 'none.cdp', 'no such protection destination'],
+      ['replicate pull from a missing volume', ['replicate', 'pull', at('replica.vol'), '--from', daemon.url('nosuch.vol')], 3, 'nosuch.vol', "no such volume on the peer (give the name of a volume in the daemon's --root directory)"],
       ['replicate pull from a volume without a master snapshot', ['replicate', 'pull', at('replica.vol'), '--from', daemon.url('plain.vol')], 4, 'plain.vol', 'has no master snapshot to replicate'],
     ];
     for (const [what, args, code, name, problem] of cases) {
