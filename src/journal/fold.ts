@@ -180,7 +180,8 @@ export async function foldExpired(dir: string, state: ProtectState, held: HeldIn
     throw err;
   }
   try {
-    base = Volume.open(path.join(dir, BASE_FILE), { write: true });
+    base = Volume.open(path.join(dir, BASE_FILE), { write: true, protectBase: true });
+    base.setProtectBase(true); // a base an older imgstream seeded is marked by its first fold here
   } catch (err) {
     release();
     if (err instanceof BusyError) return false;

@@ -174,6 +174,7 @@ export class LocalProtectDestination implements ProtectDestination {
       const vol = Volume.open(tmp, { write: true });
       const sums = new BaseSumsWriter(sumsTmp, blockSize, logicalBlocks);
       try {
+        vol.setProtectBase(true); // written by this destination alone from now on
         await writeSeedBlocks(vol, image.blocks, image.blockCount, logicalBlocks, sums);
         vol.commit();
         vol.file.sync();

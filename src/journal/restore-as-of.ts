@@ -180,8 +180,9 @@ export async function restoreProtectedAsOf(dir: string, asOf: string, to: string
     try {
       fs.rmSync(tmp, { force: true });
       copyVolumeSparse(base, tmp);
-      const vol = Volume.open(tmp, { write: true });
+      const vol = Volume.open(tmp, { write: true, protectBase: true });
       try {
+        vol.setProtectBase(false); // a volume of its own: committed with the overlay
         // what the copy took from the base, checked before anything is laid over it
         checked.checkVolume(vol, base.path);
         if (point.baseSnapshot) vol.resetActiveTo(point.baseSnapshot);

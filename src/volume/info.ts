@@ -25,6 +25,8 @@ export interface VolumeInfo {
   blockDevice: boolean;
   /** "destination": a mirror destination (read-only); "broken": one broken off (writable); null: neither. */
   mirror: 'destination' | 'broken' | null;
+  /** True for a protection destination's base volume (read-only but to the destination). */
+  protectionBase: boolean;
 }
 
 export function volumeInfo(vol: Volume): VolumeInfo {
@@ -51,5 +53,6 @@ export function volumeInfo(vol: Volume): VolumeInfo {
     markOnAllocate: { recording: r.moaCurrent, swaps: r.moaSwaps, marked: [vol.countPlane(1), vol.countPlane(2)] },
     blockDevice: (r.flags & 1) !== 0,
     mirror: vol.mirrorFlags.mirror ? (vol.mirrorFlags.broken ? 'broken' : 'destination') : null,
+    protectionBase: vol.protectBase,
   };
 }

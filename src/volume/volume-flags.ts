@@ -5,3 +5,5 @@ export const FLAG_BLOCK_DEVICE = 1;
 export const FLAG_MIRROR = 2;
 /** The mirror was broken off (`mirror break`): writable, until `mirror resync`. */
 export const FLAG_MIRROR_BROKEN = 4;
+/** The volume is a protection destination's base (DEST/base.vol): only the destination writes it (see ../journal). */
+export const FLAG_PROTECT_BASE = 16;

@@ -6,13 +6,16 @@ import { BusyError, InvalidInputError, NotAVolumeError, NotFoundError, fromSyste
 import type { RootRecord } from '../format/volume-root.js';
 import { BlockFile } from './block-file.js';
 import { readRootRecord } from './root-reader.js';
-import { FLAG_MIRROR, FLAG_MIRROR_BROKEN } from './volume-flags.js';
+import { FLAG_MIRROR, FLAG_MIRROR_BROKEN, FLAG_PROTECT_BASE } from './volume-flags.js';
+import nodePath from 'node:path';
 import { VolumeLock } from './volume-lock.js';
 
 export interface OpenOptions {
   write: boolean;
   /** The mirror engine writing a mirror destination (other writers are refused). */
   mirror?: boolean;
+  /** A protection destination writing its base (other writers are refused). */
+  protectBase?: boolean;
 }
 
 /**
@@ -28,6 +31,10 @@ export function openLocked<T>(path: string, opts: OpenOptions, load: (file: Bloc
     const root = readRootRecord(file, path);
     if (opts.write && !opts.mirror && (root.flags & FLAG_MIRROR) !== 0 && (root.flags & FLAG_MIRROR_BROKEN) === 0) {
       throw new InvalidInputError(`${path}: is a mirror destination, written only by its mirror`, `read it, or make it writable with: imgstream mirror break ${path}`);
+    }
+    if (opts.write && !opts.protectBase && (root.flags & FLAG_PROTECT_BASE) !== 0) {
+      const dest = nodePath.dirname(path);
+      throw new InvalidInputError(`${path}: is the base volume of the protection destination ${dest}, written only by imgstream protect`, `read it, or rebuild a volume from the destination with: imgstream restore --to NEW --as-of TIME --from ${dest}`);
     }
     return load(file, lock, root);
   } catch (err) {

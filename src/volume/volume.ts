@@ -21,7 +21,7 @@ import { isZero } from './zero.js';
 import { createVolume, type CreateOptions } from './volume-create.js';
 import { countUnion } from './plane-census.js';
 import { replacePlane } from './plane-edit.js';
-import { FLAG_MIRROR, FLAG_MIRROR_BROKEN } from './volume-flags.js';
+import { FLAG_MIRROR, FLAG_MIRROR_BROKEN, FLAG_PROTECT_BASE } from './volume-flags.js';
 import { VolumeCore } from './volume-core.js';
 
 export { FLAG_MIRROR, FLAG_MIRROR_BROKEN };
@@ -179,6 +179,20 @@ export class Volume extends VolumeCore {
   setMirrorFlags(f: { mirror: boolean; broken: boolean }): void {
     this.assertWritable();
     const flags = (this.root.flags & ~(FLAG_MIRROR | FLAG_MIRROR_BROKEN)) | (f.mirror ? FLAG_MIRROR : 0) | (f.broken ? FLAG_MIRROR_BROKEN : 0);
+    if (flags === this.root.flags) return;
+    this.root.flags = flags;
+    this.changed = true;
+  }
+
+  /** True when the volume is a protection destination's base (written only by the destination). */
+  get protectBase(): boolean {
+    return (this.root.flags & FLAG_PROTECT_BASE) !== 0;
+  }
+
+  /** Marks the volume a protection destination's base, or not (a copy restored from one); at the next CP. */
+  setProtectBase(on: boolean): void {
+    this.assertWritable();
+    const flags = (this.root.flags & ~FLAG_PROTECT_BASE) | (on ? FLAG_PROTECT_BASE : 0);
     if (flags === this.root.flags) return;
     this.root.flags = flags;
     this.changed = true;

@@ -52,6 +52,16 @@ describe('protection destination: bad input and damage', () => {
     cliOk(['dump', at('plain.vol'), '--level', '0', '--to', at('plain.l0')], { env });
     expectError(['restore', '--from', at('plain.l0'), '--to', dest], 5, `${dest}: is a protection destination, not a volume`);
     expectError(['snapshot', 'create', dest, 'x'], 5, `${dest}: is a protection destination, not a volume`);
+    // nor is its base volume, which the destination alone writes: refused, the destination as it was (its checksums still match)
+    const baseVol = path.join(dest, 'base.vol');
+    const baseBefore = fs.readFileSync(baseVol);
+    const baseIs = `${baseVol}: is the base volume of the protection destination ${dest}, written only by imgstream protect`;
+    expectError(['volume', 'import', baseVol, '--from', at('plain.raw')], 4, baseIs);
+    expectError(['snapshot', 'create', baseVol, 'x'], 4, baseIs);
+    expectError(['restore', '--from', at('plain.l0'), '--to', baseVol], 4, baseIs);
+    expectError(['mirror', 'update', at('plain.vol'), '--to', baseVol], 4, `${baseVol}: holds a volume that is not a mirror`);
+    expect(fs.readFileSync(baseVol).equals(baseBefore)).toBe(true);
+    expect(cliJson(['volume', 'info', baseVol], { env }).protectionBase).toBe(true);
     // protect names its source as every command does: missing, a directory, a destination, not a volume
     expectError(['protect', at('missing.vol'), '--to', at('never.cdp')], 3, `${at('missing.vol')}: no such volume`);
     fs.mkdirSync(at('empty-dir'));
