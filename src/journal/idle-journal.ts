@@ -39,6 +39,8 @@ export function withIdleJournal<T>(vol: Volume, fn: () => T): IdleJournaling<T> 
   }
   try {
     const result = fn();
+    // a snapshot's record follows its CP: after an overflow it is kept in dirty.json, which only a CP writes
+    writer.beforeCp();
     writer.close();
     return { result, journal: { recorded: true, replayed: writer.recovery.replayed } };
   } catch (err) {

@@ -88,6 +88,31 @@ describe.skipIf(missing.length > 0)(`snapshots of a journaled volume nobody serv
     expect((await exported(dest, 'latest')).equals(await exported(vol))).toBe(true);
   }, 120_000);
 
+  it('taken while the journal is overflowed, are named by the resync that follows as not arriving, never lost in silence', async () => {
+    const vol = at('c.vol');
+    await cli(['volume', 'create', vol, '--size', String(SIZE)], locks);
+    let server = await startServer(vol, ['--socket', at('c.sock'), '--journal', '--journal-size', '1M', '--cp-interval', '0.2'], locks);
+    started.push(server.child);
+    expect((await run(process.execPath, [CLI_BIN, 'protect', vol, '--to', at('c.cdp'), '--once'], { env: { IMGSTREAM_LOCK_DIR: locks } })).code).toBe(0);
+    await runWriter(server.info.uri, ['--count', '600', '--seed', '12', '--aligned']); // 2.3 MiB and more: past the limit
+    for (let i = 0; i < 50 && !/outgrew its limit/.test(server.stderr()); i++) await new Promise((r) => setTimeout(r, 100));
+    expect(server.stderr()).toMatch(/outgrew its limit/);
+    await server.stop();
+    expect((await cli(['snapshot', 'create', vol, 'while-over'], locks)).stdout).toMatch(/; journaled$/m);
+    server = await serve2();
+    const once = await run(process.execPath, [CLI_BIN, 'protect', vol, '--to', at('c.cdp'), '--once', '--json'], { env: { IMGSTREAM_LOCK_DIR: locks } });
+    await server.stop();
+    expect(once.code, once.stderr).toBe(0);
+    const overflow = once.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>).find((e) => e.event === 'overflow');
+    expect(overflow?.lostSnapshots).toEqual(['while-over']);
+
+    async function serve2() {
+      const s2 = await startServer(vol, ['--socket', at('c.sock'), '--journal', '--journal-size', '1M'], locks);
+      started.push(s2.child);
+      return s2;
+    }
+  }, 60_000);
+
   it('are taken, saying they are not journaled, when the disk changed without the journal; a volume without one is as before', async () => {
     const { vol, serve } = await journaledVolume('b');
     const server = await serve();
