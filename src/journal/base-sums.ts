@@ -59,6 +59,7 @@ export class BaseSumsWriter {
   private next = 0;
   private at = HEADER_BYTES;
   private readonly zero: number;
+  private closed = false;
 
   constructor(readonly file: string, private readonly blockSize: number, private readonly logicalBlocks: number) {
     this.zero = zeroBlockCrc(blockSize);
@@ -105,11 +106,9 @@ export class BaseSumsWriter {
   }
 
   close(): void {
-    try {
-      fs.closeSync(this.fd);
-    } catch {
-      // closed already
-    }
+    if (this.closed) return;
+    this.closed = true;
+    fs.closeSync(this.fd);
   }
 }
 

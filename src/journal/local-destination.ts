@@ -172,15 +172,16 @@ export class LocalProtectDestination implements ProtectDestination {
     try {
       Volume.create(tmp, { size: logicalSize, blockSize, nblocks: logicalBlocks * BASE_BLOCKS_PER_LOGICAL + BASE_SPARE_BLOCKS, uuid });
       const vol = Volume.open(tmp, { write: true });
-      const sums = new BaseSumsWriter(sumsTmp, blockSize, logicalBlocks);
+      let sums: BaseSumsWriter | null = null;
       try {
+        sums = new BaseSumsWriter(sumsTmp, blockSize, logicalBlocks);
         vol.setProtectBase(true); // written by this destination alone from now on
         await writeSeedBlocks(vol, image.blocks, image.blockCount, logicalBlocks, sums);
         vol.commit();
         vol.file.sync();
         sums.finish();
       } finally {
-        sums.close();
+        sums?.close();
         vol.close();
       }
       // the checksums take their name first: a base never goes without them (a crash between leaves them for the next seed to replace)

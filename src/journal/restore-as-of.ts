@@ -173,10 +173,10 @@ class BaseCheck {
 export async function restoreProtectedAsOf(dir: string, asOf: string, to: string, progress: Progress = noProgress): Promise<AsOfResult> {
   if (fs.existsSync(to)) throw new ExistsError(`${to}: already exists`, 'restore as of a time into a new volume');
   return withRecoveryPoint(dir, asOf, async (base, _s, point, overlay) => {
-    const checked = new BaseCheck(dir, base, point, overlay);
     const { dir: parent, prefix } = tempBeside(to, 'restoring');
     removeStaleTemp(parent, prefix);
     const tmp = path.join(parent, `${prefix}${process.pid}`);
+    const checked = new BaseCheck(dir, base, point, overlay);
     try {
       fs.rmSync(tmp, { force: true });
       copyVolumeSparse(base, tmp);
