@@ -144,7 +144,7 @@ export class BaseSums {
     }
   }
 
-  /** The entries of LBNs [first, first + n). */
+  /** The entries of LBNs [first, first + n) (a view of the file's little-endian words: the platforms node runs imgstream on are little-endian). */
   read(first: number, n: number): Uint32Array {
     const buf = Buffer.alloc(n * 4);
     try {
