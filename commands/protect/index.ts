@@ -74,7 +74,9 @@ One line per interval shipped (with --json one JSON object: seq, start, end, blo
       case 'overflow':
         text = e.full
           ? `the journal no longer holds the records after ${e.after}, where the destination ends (trimmed for another destination, or moved aside): resyncing every block (${e.blocks})`
-          : `the journal overflowed: resyncing ${e.blocks} changed blocks (the destination holds records up to ${e.after})`;
+          : e.reason
+            ? `${e.reason}: resyncing ${e.blocks} changed blocks (the destination holds records up to ${e.after})`
+            : `the journal overflowed: resyncing ${e.blocks} changed blocks (the destination holds records up to ${e.after})`;
         if (e.lostSnapshots.length) text += `; snapshot${e.lostSnapshots.length > 1 ? 's' : ''} ${e.lostSnapshots.join(', ')}, taken while it was overflowed, do${e.lostSnapshots.length > 1 ? '' : 'es'} not arrive at the destination (the journal no longer holds the disk as of ${e.lostSnapshots.length > 1 ? 'them' : 'it'}; dump ${e.lostSnapshots.length > 1 ? 'them' : 'it'} to keep ${e.lostSnapshots.length > 1 ? 'them' : 'it'})`;
         break;
       case 'damaged':

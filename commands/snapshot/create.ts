@@ -2,7 +2,8 @@ import { Args, Flags } from '@oclif/core';
 import { ImgstreamCommand } from '../_cli/base.js';
 import { withVolumeAccess } from '../../src/control/index.js';
 import { validateUserSnapshotName } from '../../src/volume/snapshot-name.js';
-import { withIdleJournal, type IdleJournaling } from '../../src/journal/idle-journal.js';
+import { withIdleJournal } from '../../src/journal/idle-journal.js';
+import { journalJson, journalNote } from '../_cli/journal-note.js';
 
 export default class SnapshotCreate extends ImgstreamCommand {
   static override summary = 'Take a snapshot of the active file system.';
@@ -30,22 +31,11 @@ Names: 1-64 characters from A-Z a-z 0-9 _ . : - starting with a letter, digit or
     const name = validateUserSnapshotName(args.name);
     const opts = { shadow: flags.shadow, master: flags.master };
     const { result: e, journal } = await withVolumeAccess(args.volume, { write: true }, async (vol) =>
-      vol.kind === 'local' ? withIdleJournal(vol.volume, () => vol.volume.createSnapshot(name, opts)) : { result: await vol.createSnapshot(name, opts) },
+      vol.kind === 'local' ? withIdleJournal(vol.volume, () => vol.volume.createSnapshot(name, opts)) : { result: await vol.createSnapshot(name, opts), journal: undefined },
     );
     this.say(`snapshot ${e.name} created (${e.blocks} blocks, CP ${e.generation})${journalNote(journal)}`);
     return { ...snapshotJson(e), ...journalJson(journal) };
   }
-}
-
-/** What the line says of the volume's write journal, when it has one and this process opened it. */
-export function journalNote(journal: IdleJournaling<unknown>['journal']): string {
-  if (journal === undefined) return '';
-  if (!journal.recorded) return `; not journaled, so protection destinations will not get it: ${journal.skipped}`;
-  return journal.replayed > 0 ? `; journaled, after replaying ${journal.replayed} journaled writes the last CP lacked` : '; journaled';
-}
-
-export function journalJson(journal: IdleJournaling<unknown>['journal']) {
-  return journal === undefined ? {} : { journaled: journal.recorded, ...(journal.recorded ? { replayed: journal.replayed } : { notJournaledBecause: journal.skipped }) };
 }
 
 export function snapshotJson(e: import('../../src/format/snapshot-entry.js').SnapshotEntry) {

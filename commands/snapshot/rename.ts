@@ -1,7 +1,8 @@
 import { Args } from '@oclif/core';
 import { ImgstreamCommand } from '../_cli/base.js';
 import { withVolumeAccess } from '../../src/control/index.js';
-import { journalJson, journalNote, snapshotJson } from './create.js';
+import { snapshotJson } from './create.js';
+import { journalJson, journalNote } from '../_cli/journal-note.js';
 import { withIdleJournal } from '../../src/journal/idle-journal.js';
 import { validateUserSnapshotName } from '../../src/volume/snapshot-name.js';
 
@@ -19,7 +20,7 @@ export default class SnapshotRename extends ImgstreamCommand {
     const { args } = await this.parse(SnapshotRename);
     const to = validateUserSnapshotName(args.new);
     const { result: e, journal } = await withVolumeAccess(args.volume, { write: true }, async (vol) =>
-      vol.kind === 'local' ? withIdleJournal(vol.volume, () => vol.volume.renameSnapshot(args.old, to)) : { result: await vol.renameSnapshot(args.old, to) },
+      vol.kind === 'local' ? withIdleJournal(vol.volume, () => vol.volume.renameSnapshot(args.old, to)) : { result: await vol.renameSnapshot(args.old, to), journal: undefined },
     );
     this.say(`snapshot ${args.old} renamed to ${e.name}${journalNote(journal)}`);
     return { ...snapshotJson(e), ...journalJson(journal) };

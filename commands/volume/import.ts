@@ -1,12 +1,14 @@
 import { Args, Flags } from '@oclif/core';
 import { ImgstreamCommand } from '../_cli/base.js';
 import { fileSource, importImage, stdinSource, withVolume } from '../../src/volume/index.js';
+import { withIdleJournal, type IdleJournaling } from '../../src/journal/idle-journal.js';
+import { journalJson } from '../_cli/journal-note.js';
 import { refuseKnownFormats } from '../../src/volume/image-format.js';
 import { formatSize } from '../../src/core/size.js';
 
 export default class VolumeImport extends ImgstreamCommand {
   static override summary = 'Make the logical disk equal to a raw image, writing only changed blocks.';
-  static override description = `Reads a raw image (a file, a block device, or stdin with "-") and compares it block by block with the logical disk: only blocks whose content differs are written (to free blocks: write-anywhere), all-zero blocks are unmapped (thin), and the disk past the end of the image reads as zeros. The import ends in one consistency point, so an interrupted import leaves the volume exactly as it was.
+  static override description = `Reads a raw image (a file, a block device, or stdin with "-") and compares it block by block with the logical disk: only blocks whose content differs are written (to free blocks: write-anywhere), all-zero blocks are unmapped (thin), and the disk past the end of the image reads as zeros. The import ends in one consistency point, so an interrupted import leaves the volume exactly as it was. On a volume with a write journal (served with --journal before) that nobody serves now, the import tells the journal which blocks it changed, so imgstream protect resyncs just those once the volume is served again.
 
 An image that starts like a known disk image or compressed format (qcow2, qed, vmdk, vhdx, vpc/VHD, vdi, LUKS, parallels, gzip, zstd, xz, bzip2) is refused with the "invalid-input" code (4) before the volume is touched, because importing a container's bytes would replace the disk with its metadata: convert it first (qemu-img convert -O raw IMAGE IMAGE.raw, or decompress it into the import), or pass --raw to import the bytes as they are. From stdin, the first 512 bytes are checked before anything is written. An image file is compared by this thread and a worker thread per other core; changed blocks are written behind on I/O threads while the next chunks are compared.`;
   static override examples = [
@@ -25,8 +27,16 @@ An image that starts like a known disk image or compressed format (qcow2, qed, v
     const { args, flags } = await this.parse(VolumeImport);
     const given = flags.from === '-' ? stdinSource() : fileSource(flags.from);
     const source = flags.raw ? given : refuseKnownFormats(given);
-    const result = await withVolume(args.volume, true, (vol) => importImage(vol, source, this.progress()));
-    this.say(`imported ${formatSize(result.bytes)} from ${source.name}: ${result.changedBlocks} blocks written, ${result.unchangedBlocks} unchanged, ${result.unmappedBlocks} unmapped (CP ${result.generation})`);
-    return result;
+    // a journaled volume nobody serves: the journal learns which blocks changed (protect resyncs them)
+    const { result, journal } = await withVolume(args.volume, true, (vol) => withIdleJournal(vol, () => importImage(vol, source, this.progress())));
+    this.say(`imported ${formatSize(result.bytes)} from ${source.name}: ${result.changedBlocks} blocks written, ${result.unchangedBlocks} unchanged, ${result.unmappedBlocks} unmapped (CP ${result.generation})${importJournalNote(journal)}`);
+    return { ...result, ...journalJson(journal) };
   }
+}
+
+/** What the line says of the volume's write journal, when it has one. */
+function importJournalNote(journal: IdleJournaling<unknown>['journal']): string {
+  if (journal === undefined) return '';
+  if (!journal.recorded) return `; its write journal could not take the change, so protect will stop at it: ${journal.skipped}`;
+  return '; the journal tracks the changed blocks: protect resyncs them';
 }

@@ -1,8 +1,10 @@
-// A snapshot taken or renamed on a journaled volume that no server holds: the command
-// holding the volume appends the record the server would have (its write journal is
-// opened for the one operation, as a server with --journal opens it, then closed), so
-// the snapshot or the new name reaches the protection destination with the next
-// interval, as when the volume is served. Opening the journal recovers it like a
+// A snapshot taken or renamed, or an image imported, on a journaled volume that no server
+// holds: the command holding the volume tells the journal what the server would have (its
+// write journal is opened for the one operation, as a server with --journal opens it, then
+// closed), so the snapshot or the new name reaches the protection destination with the
+// next interval, as when the volume is served, and an import's changed blocks are tracked
+// as after an overflow (the next transfer resyncs just those), instead of being a change
+// the journal never saw (which stops protect). Opening the journal recovers it like a
 // restarting server does: a torn tail is cut off and the writes its last CP lacks are
 // replayed first, so the snapshot holds every write the journal acknowledged.
 //
@@ -27,18 +29,18 @@ export function hasJournal(volume: string): boolean {
 }
 
 /** Runs fn on `vol` (opened here, for writing) with its write journal open when it has one. */
-export function withIdleJournal<T>(vol: Volume, fn: () => T): IdleJournaling<T> {
-  if (!hasJournal(vol.path)) return { result: fn() };
+export async function withIdleJournal<T>(vol: Volume, fn: () => T | Promise<T>): Promise<IdleJournaling<T>> {
+  if (!hasJournal(vol.path)) return { result: await fn() };
   let writer: JournalWriter;
   try {
     // no size limit here: overflowing is the server's decision, at the limit it was given
     writer = JournalWriter.open(vol, { limitBytes: Number.MAX_SAFE_INTEGER });
   } catch (err) {
     if (!(err instanceof ImgstreamError)) throw err;
-    return { result: fn(), journal: { recorded: false, skipped: err.message } };
+    return { result: await fn(), journal: { recorded: false, skipped: err.message } };
   }
   try {
-    const result = fn();
+    const result = await fn();
     // a snapshot's record follows its CP: after an overflow it is kept in dirty.json, which only a CP writes
     writer.beforeCp();
     writer.close();

@@ -69,6 +69,8 @@ export interface DirtySet {
   snapshots?: string[];
   /** Snapshots renamed in that span (their records dropped), in order: the resync carries them to the destination. */
   renames?: DirtyRename[];
+  /** What changed blocks without records, when it was not the journal outgrowing its limit (an import). */
+  reason?: string;
 }
 
 /** A snapshot renamed while the journal was overflowed, with its record's seq (the same rename read twice is one). */

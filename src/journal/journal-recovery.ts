@@ -7,6 +7,7 @@
 import fs from 'node:fs';
 import { CorruptError, InvalidInputError } from '../core/errors.js';
 import type { Volume } from '../volume/volume.js';
+import { writeLogicalBytes, zeroLogicalBytes } from '../volume/logical-io.js';
 import type { SegmentFile } from './journal-files.js';
 import { JournalReader, lastRecordOf, tornTail } from './journal-reader.js';
 import { parseMarker, RecordKind, type JournalRecord } from './record.js';
@@ -96,4 +97,22 @@ export function lastRecordAndDamage(dir: string): { last: number; damage: { segm
     return { last, damage: null }; // trimmed meanwhile
   }
   return { last, damage: size > at.offset && !tornTail(at.segment, at.offset, size) ? { ...at, bytes: size - at.offset } : null };
+}
+
+/**
+ * Applies the records after the last CP marker (`tail`) to the volume again and commits
+ * them, then makes the renames recorded but cut off before their CP; returns the records
+ * applied. A rename whose CP did happen finds its new name taken and its old one gone.
+ */
+export function replayTail(vol: Volume, tail: JournalRecord[], renames: Array<{ from: string; to: string }>): number {
+  const bs = vol.blockSize;
+  for (const rec of tail) {
+    if (rec.kind === RecordKind.Data) writeLogicalBytes(vol, rec.lbn * bs, rec.payload);
+    else zeroLogicalBytes(vol, rec.lbn * bs, rec.count * bs);
+  }
+  if (vol.hasUncommittedChanges) vol.commit();
+  // as its record (perhaps already at a destination) says
+  const names = () => new Set(vol.snapshots().map((x) => x.name));
+  for (const { from, to } of renames) if (names().has(from) && !names().has(to)) vol.renameSnapshot(from, to);
+  return tail.length;
 }

@@ -16,14 +16,15 @@
 // the shipper's next transfer is a resync of exactly those blocks.
 import fs from 'node:fs';
 import { fromSystemError, type ImgstreamError } from '../core/errors.js';
-import { readLogicalBytes, writeLogicalBytes, zeroLogicalBytes } from '../volume/logical-io.js';
+import { readLogicalBytes } from '../volume/logical-io.js';
 import { EarlyWriteback } from '../fs/writeback.js';
 import type { SnapshotEntry } from '../format/snapshot-entry.js';
 import type { Volume, VolumeObserver } from '../volume/volume.js';
 import { journalDirOf, listSegments, readDirty, readShipped, removeDirty, segmentName, syncDirectory, writeDirty, renamesInOrder, type DirtyRename, type DirtySet } from './journal-files.js';
 import { changesAfter, type JournalChanges } from './journal-reader.js';
 import { markerPayload, parseMarker, RECORD_HEADER_BYTES, RecordKind, sealHeader, sealRecord, writeHeader, type JournalRecord } from './record.js';
-import { scanJournal } from './journal-recovery.js';
+import { replayTail, scanJournal } from './journal-recovery.js';
+import { now } from './record-clock.js';
 
 export interface JournalWriterOptions {
   /** Bytes of unshipped records kept before the journal overflows (default 1 GiB). */
@@ -87,7 +88,7 @@ export class JournalWriter implements VolumeObserver {
   private readonly segmentLimit: number;
   private readonly report: (m: string) => void;
   /** Set while overflowed: the LBNs changed since dirty.after, in place of records. */
-  private dirty: { after: number; lbns: Set<number>; snapshots: string[]; renames: DirtyRename[] } | null = null;
+  private dirty: { after: number; lbns: Set<number>; snapshots: string[]; renames: DirtyRename[]; reason?: string } | null = null;
   private dirtyChanged = false;
   /** In the current segment: [record seq, segment bytes up to and including it] at each CP marker, and at flushes every POINT_BYTES or so (the bytes a destination lacks are counted from there). */
   private points: Array<[number, number]> = [];
@@ -173,6 +174,19 @@ export class JournalWriter implements VolumeObserver {
     }
   }
 
+  /**
+   * Blocks changed without records (an import into the volume while nobody served it):
+   * tracked as after an overflow, so the next protect transfer resyncs just those blocks
+   * (and the records not shipped yet), instead of stopping at a disk changed without its
+   * journal. Saved with the dirty set before the CP that commits them.
+   */
+  blocksChanged(lbns: Iterable<number>, what: string): void {
+    if (this.dirty === null) this.overflow(what);
+    for (const l of lbns) this.dirty!.lbns.add(l);
+    this.dirty!.reason ??= what;
+    this.dirtyChanged = true;
+  }
+
   // ---------------------------------------------------------------- CPs
 
   /** Before a CP: everything recorded is on disk (so the journal, or the list of changed blocks after an overflow, holds at least what the CP will). */
@@ -183,7 +197,7 @@ export class JournalWriter implements VolumeObserver {
 
   private saveDirty(): void {
     if (this.dirty === null || !this.dirtyChanged) return;
-    writeDirty(this.dir, { after: this.dirty.after, upTo: this.seq, lbns: [...this.dirty.lbns].sort((a, b) => a - b), snapshots: this.dirty.snapshots, renames: this.dirty.renames });
+    writeDirty(this.dir, { after: this.dirty.after, upTo: this.seq, lbns: [...this.dirty.lbns].sort((a, b) => a - b), snapshots: this.dirty.snapshots, renames: this.dirty.renames, ...(this.dirty.reason ? { reason: this.dirty.reason } : {}) });
     this.dirtyChanged = false;
   }
 
@@ -233,8 +247,9 @@ export class JournalWriter implements VolumeObserver {
     for (const l of since.lbns) lbns.add(l);
     for (const n of since.snapshots) snapshots.add(n);
     renames.push(...since.renames);
+    const reason = this.dirty?.reason ?? prev?.reason;
     this.dirty = null;
-    const dirty: DirtySet = { after: prev?.after ?? shipped, upTo: this.seq + 1, lbns: [...lbns].sort((a, b) => a - b), snapshots: [...snapshots], renames: renamesInOrder(renames) };
+    const dirty: DirtySet = { after: prev?.after ?? shipped, upTo: this.seq + 1, lbns: [...lbns].sort((a, b) => a - b), snapshots: [...snapshots], renames: renamesInOrder(renames), ...(reason ? { reason } : {}) };
     writeDirty(this.dir, dirty);
     this.append(RecordKind.Resync, 0, 0, markerPayload({ snapshot, after: dirty.after }));
     this.sync();
@@ -417,7 +432,7 @@ export class JournalWriter implements VolumeObserver {
   }
 
   /** Past the limit: drop every unshipped record, track the blocks they change instead. */
-  private overflow(): void {
+  private overflow(what?: string): void {
     const shipped = readShipped(this.dir)?.journalTo ?? 0;
     const prev = readDirty(this.dir);
     const lbns = new Set<number>(prev?.lbns ?? []);
@@ -426,10 +441,11 @@ export class JournalWriter implements VolumeObserver {
     for (const l of since.lbns) lbns.add(l);
     for (const n of since.snapshots) snapshots.add(n);
     const after = prev?.after ?? shipped;
-    this.dirty = { after, lbns, snapshots: [...snapshots], renames: renamesInOrder([...(prev?.renames ?? []), ...since.renames]) };
-    this.report(`journal ${this.dir} outgrew its limit (${this.held} bytes not yet shipped): records after ${after} dropped, ${lbns.size} changed blocks tracked for a resync`);
+    const reason = what ?? prev?.reason;
+    this.dirty = { after, lbns, snapshots: [...snapshots], renames: renamesInOrder([...(prev?.renames ?? []), ...since.renames]), ...(reason ? { reason } : {}) };
+    if (what === undefined) this.report(`journal ${this.dir} outgrew its limit (${this.held} bytes not yet shipped): records after ${after} dropped, ${lbns.size} changed blocks tracked for a resync`);
     this.append(RecordKind.Overflow, 0, 0, markerPayload({ after }));
-    writeDirty(this.dir, { after, upTo: this.seq, lbns: [...lbns].sort((a, b) => a - b), snapshots: this.dirty.snapshots, renames: this.dirty.renames });
+    writeDirty(this.dir, { after, upTo: this.seq, lbns: [...lbns].sort((a, b) => a - b), snapshots: this.dirty.snapshots, renames: this.dirty.renames, ...(reason ? { reason } : {}) });
     this.dirtyChanged = false;
     this.roll();
     for (const s of listSegments(this.dir)) if (s.firstSeq !== this.segFirst) fs.rmSync(s.path, { force: true });
@@ -455,7 +471,7 @@ export class JournalWriter implements VolumeObserver {
       this.recovery.tornBytes = scan.tornBytes;
       this.openSegment(scan.lastSegment.firstSeq, false);
       if (scan.overflowed || (dirty !== null && dirty.upTo > this.seq)) {
-        this.dirty = { after: dirty?.after ?? 0, lbns: new Set(dirty?.lbns ?? []), snapshots: [...(dirty?.snapshots ?? [])], renames: [...(dirty?.renames ?? [])] };
+        this.dirty = { after: dirty?.after ?? 0, lbns: new Set(dirty?.lbns ?? []), snapshots: [...(dirty?.snapshots ?? [])], renames: [...(dirty?.renames ?? [])], ...(dirty?.reason ? { reason: dirty.reason } : {}) };
       }
       this.replay(scan.tail, scan.renames);
     }
@@ -466,32 +482,10 @@ export class JournalWriter implements VolumeObserver {
 
   private replay(tail: JournalRecord[], renames: Array<{ from: string; to: string }>): void {
     if (tail.length === 0 && renames.length === 0) return;
-    const bs = this.vol.blockSize;
-    for (const rec of tail) {
-      if (rec.kind === RecordKind.Data) writeLogicalBytes(this.vol, rec.lbn * bs, rec.payload);
-      else zeroLogicalBytes(this.vol, rec.lbn * bs, rec.count * bs);
-    }
-    this.recovery.replayed = tail.length;
-    if (this.vol.hasUncommittedChanges) this.vol.commit();
-    // a rename recorded but cut off before its CP: made now, as its record (perhaps already at a destination) says
-    // (one whose CP did happen finds its new name taken and its old one gone)
-    const names = () => new Set(this.vol.snapshots().map((x) => x.name));
-    for (const { from, to } of renames) if (names().has(from) && !names().has(to)) this.vol.renameSnapshot(from, to);
+    this.recovery.replayed = replayTail(this.vol, tail, renames);
     this.recovery.generation = this.vol.rootRecord.generation;
     this.append(RecordKind.Cp, 0, 0, markerPayload({ generation: this.recovery.generation, mapRoot: this.vol.rootRecord.mapRoot }));
   }
-}
-
-/**
- * Milliseconds since the epoch, on the wall clock clients and restore requests use
- * (whole milliseconds: a record is stamped no later than its reply leaves), never going
- * back within a process.
- */
-let lastNow = 0;
-function now(): number {
-  const t = Date.now();
-  lastNow = t > lastNow ? t : lastNow;
-  return lastNow;
 }
 
 export type { DirtySet };

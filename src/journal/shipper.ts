@@ -51,7 +51,7 @@ export type ProtectEvent =
   | { event: 'interval'; seq: number; kind: 'journal' | 'resync'; start: string; end: string; blocks: number; bytes: number; records: number; recordBytes: number; snapshots: string[]; renames?: SnapshotRename[]; journalTo: number; lagMs: number; bytesPerSecond: number }
   | { event: 'waiting'; reason: string }
   | { event: 'retention'; keepMs: number; keptMs: number }
-  | { event: 'overflow'; after: number; blocks: number; full: boolean; lostSnapshots: string[] }
+  | { event: 'overflow'; after: number; blocks: number; full: boolean; lostSnapshots: string[]; reason?: string }
   | { event: 'damaged'; seq: number; what: string; blocks: number; base?: true };
 
 export interface ProtectSummary {
@@ -223,7 +223,7 @@ async function session(opts: ProtectOptions, dir: string, source: ProtectedSourc
           const renames = dirty !== null && dirty.after <= state.journalTo ? (dirty.renames ?? []).filter((r) => r.seq > state.journalTo).map(({ from, to }) => ({ from, to })) : [];
           // snapshots taken while records were dropped: the resync brings the disk as of now, not as of them
           if (wantWhole) report({ event: 'damaged', seq: state.damage!.seq, what: state.damage!.what, blocks: count, ...(state.damage!.base ? { base: true as const } : {}) });
-          else report({ event: 'overflow', after: state.journalTo, blocks: count, full: !known, lostSnapshots: known ? (dirty.snapshots ?? []) : [] });
+          else report({ event: 'overflow', after: state.journalTo, blocks: count, full: !known, lostSnapshots: known ? (dirty.snapshots ?? []) : [], ...(known && dirty.reason ? { reason: dirty.reason } : {}) });
           const end = Math.max(img.time, lastEnd);
           await ship({ seq: state.intervalSeq + 1, start: lastEnd, end, journalFrom: state.journalTo, journalTo: img.journalTo, kind: 'resync', snapshots: [], ...(renames.length ? { renames } : {}), blockCount: count, blocks }, 0, 0, lastEnd); // its changes waited since the destination's last point
           lastEnd = end;

@@ -333,11 +333,14 @@ export async function importImage(vol: Volume, source: ImageSource, progress: Pr
   // 4.5-4.9 s instead of 1.6-2.3 s)
   const writes = new WriteBehind(vol.file, { writeback: true }); // ends in a CP
   const slots = new ChunkSlots(chunkBytes / bs, bs);
+  // the LBNs it changes, for an observer that must know (a write journal): told before the CP
+  const changed: number[] | null = vol.observer?.blocksChanged ? [] : null;
   let end = 0;
   try {
     if (plan) {
       progress.start('writing', plan.changed.length * bs, 'bytes');
       await applyPlan(vol, source, plan, writes, result, progress);
+      if (changed) changed.push(...plan.changed, ...plan.zeroed.map(([l]) => l));
       end = plan.blocks;
     } else progress.start('importing', source.size ?? 0, 'bytes');
 
@@ -345,6 +348,7 @@ export async function importImage(vol: Volume, source: ImageSource, progress: Pr
     if (!plan) for await (const { lbn, n, bytes, plan, slot } of comparedChunks(vol, source, chunkBytes, slots, tuning.threads)) {
       for (const k of plan.zeroed) vol.writeLogical(lbn + k, zero, { vbn: slot.olds[k], zero: true });
       await writeChanged(vol, writes, lbn, slot.out, slot.olds, plan.changed);
+      if (changed) for (const k of [...plan.changed, ...plan.zeroed]) changed.push(lbn + k);
       writes.written().then(() => slots.give(slot), () => undefined); // reused once its writes are done
       result.changedBlocks += plan.changed.length;
       result.unchangedBlocks += plan.unchanged;
@@ -361,6 +365,7 @@ export async function importImage(vol: Volume, source: ImageSource, progress: Pr
     result.unmappedBlocks += tail.length;
     result.unchangedBlocks += vol.logicalBlocks - end - tail.length;
     await writes.drain();
+    if (changed && changed.length + tail.length > 0) vol.observer!.blocksChanged!([...changed, ...tail.map(([l]) => l)], `${vol.path} was imported into (volume import, ${source.name})`);
     vol.commit();
   } catch (err) {
     await writes.settle(); // nothing of ours is still being written when the volume gives up

@@ -33,6 +33,11 @@ export interface VolumeObserver {
   snapshotTaken(entry: SnapshotEntry): void;
   /** A snapshot is being renamed: told before the CP that commits it (so what must be durable with it is). */
   snapshotRenaming?(from: string, to: string): void;
+  /**
+   * Blocks of the disk changed by something other than a client's writes (an import),
+   * told before the CP that commits them (`what` says by what).
+   */
+  blocksChanged?(lbns: Iterable<number>, what: string): void;
 }
 
 export class VolumeCore implements MapStorage {

@@ -1,7 +1,8 @@
 // A snapshot taken or renamed on a journaled volume while no server holds it (the server
 // stopped, or killed) is journaled by the snapshot command itself and reaches the
 // protection destination with the next interval, as when the volume is served: restore
-// --as-of the name gives the source's snapshot exactly. A journal the command cannot
+// --as-of the name gives the source's snapshot exactly. An import tells the journal the
+// blocks it changed: the next transfer resyncs those. A journal the command cannot
 // open (the disk changed without it) does not stop the snapshot: it is taken, and the
 // line says it was not journaled and why. A volume without a journal is as before.
 import fs from 'node:fs';
@@ -113,14 +114,56 @@ describe.skipIf(missing.length > 0)(`snapshots of a journaled volume nobody serv
     }
   }, 60_000);
 
+  it('an import into it tells the journal which blocks changed: the server starts on it, and protect resyncs just those, exactly', async () => {
+    const { vol, serve, dest } = await journaledVolume('i');
+    let server = await serve();
+    expect((await imgstream(['protect', vol, '--to', dest, '--once'])).code).toBe(0);
+    await runWriter(server.info.uri, ['--count', '8', '--seed', '13', '--aligned']); // not shipped yet
+    await server.stop();
+    // the image with 3 blocks changed
+    const img = fs.readFileSync(at('i.raw'));
+    for (const lbn of [5, 300, 900]) img.fill(0x5a, lbn * BS, lbn * BS + BS);
+    fs.writeFileSync(at('i2.raw'), img);
+    const imported = await imgstream(['volume', 'import', vol, '--from', at('i2.raw'), '--json']);
+    expect(imported.code, imported.stderr).toBe(0);
+    const r = JSON.parse(imported.stdout) as { changedBlocks: number; journaled: boolean };
+    expect(r.journaled).toBe(true);
+    // it used to leave a disk changed without its journal: the server refused --journal, protect stopped
+    server = await serve();
+    const once = await imgstream(['protect', vol, '--to', dest, '--once', '--json']);
+    await server.stop();
+    expect(once.code, once.stderr).toBe(0);
+    const events = once.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    const overflow = events.find((e) => e.event === 'overflow');
+    expect(overflow).toMatchObject({ full: false, reason: `${vol} was imported into (volume import, ${at('i2.raw')})` });
+    const resync = events.find((e) => e.event === 'interval' && e.kind === 'resync');
+    expect(resync!.blocks, 'the imported blocks and the writes not shipped, not the disk').toBeLessThan(64);
+    expect(resync!.blocks).toBeGreaterThanOrEqual(3);
+    expect((await exported(dest, 'latest')).equals(await exported(vol))).toBe(true);
+    // an import killed before its CP committed, and after: the server starts, protect resyncs, exactly
+    for (const [step, fill] of [['journal', 0x61], ['root', 0x62]] as const) {
+      for (const lbn of [10, 20]) img.fill(fill, lbn * BS, lbn * BS + BS);
+      fs.writeFileSync(at('i3.raw'), img);
+      const killed = await run(process.execPath, [CLI_BIN, 'volume', 'import', vol, '--from', at('i3.raw')], { env: { IMGSTREAM_LOCK_DIR: locks, IMGSTREAM_CRASH_AT: step } });
+      expect(killed.signal, step).toBe('SIGKILL');
+      server = await serve();
+      const again = await imgstream(['protect', vol, '--to', dest, '--once']);
+      await server.stop();
+      expect(again.code, `${step}: ${again.stderr}`).toBe(0);
+      expect((await exported(dest, 'latest')).equals(await exported(vol)), step).toBe(true);
+    }
+  }, 60_000);
+
   it('are taken, saying they are not journaled, when the disk changed without the journal; a volume without one is as before', async () => {
     const { vol, serve } = await journaledVolume('b');
     const server = await serve();
     await runWriter(server.info.uri, ['--count', '5', '--seed', '8', '--aligned']);
     await server.stop();
-    // imported into while nobody served it: the journal's last CP marker no longer matches the disk
-    fs.writeFileSync(at('other.raw'), randomImage(64, BS, 9, 1));
-    await cli(['volume', 'import', vol, '--from', at('other.raw'), '-q'], locks);
+    // served without --journal and written to: the journal's last CP marker no longer matches the disk
+    const unjournaled = await startServer(vol, ['--socket', at('b.sock')], locks);
+    started.push(unjournaled.child);
+    await runWriter(unjournaled.info.uri, ['--count', '5', '--seed', '9', '--aligned']);
+    await unjournaled.stop();
     const segments = () => fs.readdirSync(`${vol}.journal`).map((f) => [f, fs.statSync(`${vol}.journal/${f}`).size]);
     const before = segments();
     const r = await imgstream(['snapshot', 'create', vol, 'after-import']);
