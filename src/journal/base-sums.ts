@@ -61,7 +61,7 @@ export class BaseSumsWriter {
   private readonly zero: number;
   private closed = false;
 
-  constructor(readonly file: string, private readonly blockSize: number, private readonly logicalBlocks: number) {
+  constructor(readonly file: string, blockSize: number, private readonly logicalBlocks: number) {
     this.zero = zeroBlockCrc(blockSize);
     try {
       this.fd = fs.openSync(file, 'w');

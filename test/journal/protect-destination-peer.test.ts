@@ -138,7 +138,7 @@ describe('protection destination on a peer daemon', () => {
         const ch = await connectPeer(`peer://127.0.0.1:${daemon.port}/`, { tokenFile: token, plain: true });
         try {
           await ch.send({ op: 'protect.ship', name: `v${protocol}.cdp`, protocol, source: { ...modelSource(17) }, keepMs: null });
-          const answer = (await ch.receive()).msg;
+          const answer = (await ch.receive())!.msg;
           if (protocol === 1) expect(answer).toMatchObject({ type: 'state' });
           else expect(answer).toEqual({ error: { code: 'invalid-input', message: 'protect.ship: protocol 3 is not spoken here (1, 2)', hint: 'run the same imgstream version on both sides' } });
         } finally {
