@@ -4,15 +4,22 @@
 // format unless told the bytes are meant (--raw). The signatures are those qemu's block
 // drivers and the formats' specifications give; a raw disk starts with a boot sector,
 // a partition table, a file system or zeros, none of which begins with one of them.
+// imgstream's own files are refused too: a dump stream or tape file imported by mistake
+// for `restore` would become the disk's contents, exit 0.
 import fs from 'node:fs';
+import path from 'node:path';
 import { InvalidInputError, fromSystemError } from '../core/errors.js';
 import type { ImageSource } from './import.js';
+import { STREAM_MAGIC } from '../format/image-stream.js';
+import { ROOT_MAGIC } from '../format/volume-root.js';
+import { holdsVolume } from './root-reader.js';
+import { MAX_BLOCK_SIZE, MIN_BLOCK_SIZE } from './layout.js';
 
 export interface KnownFormat {
   /** The name qemu-img and the user know it by. */
   name: string;
-  /** 'disk': a disk image container (qemu-img converts it); 'compressed': an archive stream. */
-  kind: 'disk' | 'compressed';
+  /** 'disk': a disk image container (qemu-img converts it); 'compressed': an archive stream; 'imgstream': a file of imgstream's own (a dump, a tape file, a volume). */
+  kind: 'disk' | 'compressed' | 'imgstream';
 }
 
 interface Signature extends KnownFormat {
@@ -38,6 +45,9 @@ const SIGNATURES: Signature[] = [
   sig('zstd', 'compressed', 0, [0x28, 0xb5, 0x2f, 0xfd]),
   sig('xz', 'compressed', 0, [0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]),
   sig('bzip2', 'compressed', 4, [0x31, 0x41, 0x59, 0x26, 0x53, 0x59]), // after "BZh1".."BZh9"
+  sig('image stream', 'imgstream', 0, STREAM_MAGIC), // a dump (encrypted ones too)
+  sig('volume', 'imgstream', 0, ROOT_MAGIC),
+  sig('tape file', 'imgstream', 0, 'imgstream/'), // a tar archive whose first member is an imgstream label
 ];
 
 /** Bytes of the image's start that detectImageFormat needs. */
@@ -49,6 +59,7 @@ export function detectImageFormat(head: Uint8Array, tail?: Uint8Array): KnownFor
   for (const s of SIGNATURES) {
     if (buf.length < s.offset + s.magic.length || !buf.subarray(s.offset, s.offset + s.magic.length).equals(s.magic)) continue;
     if (s.name === 'bzip2' && !/^BZh[1-9]$/.test(buf.toString('latin1', 0, 4))) continue;
+    if (s.name === 'tape file' && buf.toString('latin1', 257, 262) !== 'ustar') continue;
     return { name: s.name, kind: s.kind };
   }
   if (tail && tail.length === 512 && Buffer.from(tail.buffer, tail.byteOffset, 8).toString('latin1') === 'conectix') return { name: 'vpc (VHD, fixed)', kind: 'disk' };
@@ -57,6 +68,7 @@ export function detectImageFormat(head: Uint8Array, tail?: Uint8Array): KnownFor
 
 function refusal(name: string, f: KnownFormat): InvalidInputError {
   const shown = name === 'stdin' ? '-' : name;
+  if (f.kind === 'imgstream') return ownFileRefusal(name, shown, f);
   const hint =
     f.kind === 'compressed'
       ? `decompress it into the import: ${f.name === 'gzip' ? 'gzip' : f.name} -dc FILE | imgstream volume import VOL --from -; or pass --raw to import these bytes as they are`
@@ -64,6 +76,17 @@ function refusal(name: string, f: KnownFormat): InvalidInputError {
         ? 'open it with cryptsetup and import the mapped device; or pass --raw to import these bytes as they are'
         : `convert it first: qemu-img convert -O raw ${name === 'stdin' ? 'IMAGE' : shown} IMAGE.raw; or pass --raw to import these bytes as they are`;
   return new InvalidInputError(`${name}: is a ${f.name} ${f.kind === 'disk' ? 'image' : 'compressed stream'}, not a raw disk image`, hint);
+}
+
+function ownFileRefusal(name: string, shown: string, f: KnownFormat): InvalidInputError {
+  const raw = 'or pass --raw to import these bytes as they are';
+  const hint =
+    f.name === 'image stream'
+      ? `a dump is restored, not imported: imgstream restore --from ${shown} --to VOL; ${raw}`
+      : f.name === 'tape file'
+        ? `a tape's dumps are restored, not imported: imgstream restore --from tape:${name === 'stdin' ? 'DIR' : path.dirname(name)} --to VOL; ${raw}`
+        : `to copy its disk, export it first: imgstream volume export ${name === 'stdin' ? 'VOL' : shown} --to IMAGE.raw, or mirror it: imgstream mirror update ${name === 'stdin' ? 'VOL' : shown} --to DEST; ${raw}`;
+  return new InvalidInputError(`${name}: is an imgstream ${f.name}, not a raw disk image`, hint);
 }
 
 /** Refuses a regular file or device that starts (or, when its size is known, ends) like a known format. */
@@ -87,6 +110,27 @@ function checkFile(file: string, size: number | undefined): void {
   } finally {
     fs.closeSync(fd);
   }
+  // a volume never committed to since its creation has its root one block in, not at 0
+  if (holdsVolume(file)) throw refusal(file, VOLUME);
+}
+
+const VOLUME: KnownFormat = { name: 'volume', kind: 'imgstream' };
+
+/** Bytes a pipe whose start is all zeros is held for: a volume's root slot 1 is one block in, and blocks are at most 1 MiB. */
+const SLOT1_PROBE_BYTES = MAX_BLOCK_SIZE + ROOT_MAGIC.length + 8;
+
+/** True when `buf` holds a volume's root slot 1 (its magic one block in, recording that block size). */
+function volumeSlot1(buf: Buffer): boolean {
+  for (let bs = MIN_BLOCK_SIZE; bs <= MAX_BLOCK_SIZE; bs *= 2) {
+    if (buf.length < bs + 16) break;
+    if (buf.toString('latin1', bs, bs + ROOT_MAGIC.length) === ROOT_MAGIC && buf.readUInt32LE(bs + 12) === bs) return true;
+  }
+  return false;
+}
+
+function firstNonZero(buf: Buffer): number {
+  for (let i = 0; i < buf.length; i++) if (buf[i] !== 0) return i;
+  return -1;
 }
 
 function isBlockDevice(file: string): boolean {
@@ -97,11 +141,24 @@ function isBlockDevice(file: string): boolean {
   }
 }
 
-/** Passes a pipe's bytes on once its first FORMAT_HEAD_BYTES are seen not to be a known format. */
+/** Passes a pipe's bytes on once its first bytes are seen not to be a known format (a start of zeros: up to a volume's root slot 1). */
 async function* checkedStream(name: string, bytes: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
   const held: Uint8Array[] = [];
   let heldBytes = 0;
   let checked = false;
+  const check = (end: boolean): boolean => {
+    const head = Buffer.concat(held);
+    const f = detectImageFormat(head);
+    if (f) throw refusal(name, f);
+    // a raw disk may start with zeros too: held only until the first byte past them
+    const z = firstNonZero(head);
+    if (z < 0) return end || head.length >= SLOT1_PROBE_BYTES;
+    if (z >= MIN_BLOCK_SIZE) {
+      if (volumeSlot1(head)) throw refusal(name, VOLUME);
+      if (!end && z <= MAX_BLOCK_SIZE && (z & (z - 1)) === 0 && head.length < z + 16) return false;
+    }
+    return true;
+  };
   for await (const piece of bytes) {
     if (checked) {
       yield piece;
@@ -109,16 +166,13 @@ async function* checkedStream(name: string, bytes: AsyncIterable<Uint8Array>): A
     }
     held.push(piece);
     heldBytes += piece.length;
-    if (heldBytes < FORMAT_HEAD_BYTES) continue;
-    const f = detectImageFormat(Buffer.concat(held));
-    if (f) throw refusal(name, f);
+    if (heldBytes < FORMAT_HEAD_BYTES || !check(false)) continue;
     checked = true;
     yield* held;
     held.length = 0;
   }
   if (!checked) {
-    const f = detectImageFormat(Buffer.concat(held));
-    if (f) throw refusal(name, f);
+    check(true);
     yield* held;
   }
 }

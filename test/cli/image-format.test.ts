@@ -130,3 +130,31 @@ describe('volume import of compressed streams', () => {
     expect(tried).toBeGreaterThan(0);
   });
 });
+
+describe("volume import of imgstream's own files", () => {
+  it('refuses a dump stream and a volume (file and stdin) and a tape file, naming restore or export; the volume as it was', async () => {
+    // a dump given to import instead of restore used to replace the disk with the stream's bytes, exit 0
+    const tape = p('tape');
+    cliOk(['dump', vol, '--level', '0', '--to', `tape:${tape}`, '--new-tape', '-q'], { ...o, env: { ...o.env, IMGSTREAM_CATALOG: p('catalog.json') } });
+    const tapeFile = path.join(tape, 'file0001.tar');
+    const stream = p('v.l0');
+    const r = await sh(`tar -xOf ${shellQuote(tapeFile)} --wildcards '*/part-*' > ${shellQuote(stream)}`, o);
+    expect(r.code, r.stderr).toBe(0);
+    expect(fs.readFileSync(stream).toString('latin1', 0, 8)).toBe('IMGSTRM1');
+    await expectRefused(stream, /v\.l0: is an imgstream image stream, not a raw disk image/, /imgstream restore --from \S+v\.l0 --to VOL/);
+    await expectRefused(stream, /stdin: is an imgstream image stream/, /imgstream restore --from - --to VOL/, true);
+    await expectRefused(tapeFile, /file0001\.tar: is an imgstream tape file/, new RegExp(`restore --from tape:${tape.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} --to VOL`));
+    const other = p('other.vol');
+    await setupOk(['volume', 'create', other, '--size', '1M', '--max-snapshots', '4'], { env: o.env });
+    // a volume never committed to has its root one block in (slot 1), none at 0
+    await expectRefused(other, /other\.vol: is an imgstream volume, not a raw disk image/, /imgstream volume export \S+other\.vol --to IMAGE\.raw/);
+    await expectRefused(other, /stdin: is an imgstream volume/, /imgstream volume export VOL --to IMAGE\.raw/, true);
+    // a raw disk starting with zeros is held (up to a root slot 1) and imported whole
+    const zeroStart = Buffer.concat([Buffer.alloc(12_288), content.subarray(12_288)]);
+    fs.writeFileSync(p('zero-start.raw'), zeroStart);
+    const imported = await sh(`cat ${shellQuote(p('zero-start.raw'))} | ${cliWords(['volume', 'import', vol, '--from', '-', '-q'])}`, o);
+    expect(imported.code, imported.stderr).toBe(0);
+    cliOk(['volume', 'export', vol, '--to', p('zero-start.out'), '-q'], o);
+    expect(sha256(fs.readFileSync(p('zero-start.out')).subarray(0, zeroStart.length))).toBe(sha256(zeroStart));
+  });
+});
