@@ -54,13 +54,17 @@ export abstract class ImgstreamCommand extends Command {
       const conflict = lines[0] === 'The following errors occurred:' ? /^(--[\w-]+)(?:=.*)? cannot also be provided when using (--[\w-]+)/.exec(lines[1] ?? '') : null;
       // oclif: "Parsing --level Expected an integer less than or equal to 9 but received: 10"
       const value = /^Parsing (--[\w-]+) Expected (.*) but received: (.*)$/.exec(lines.join(' '));
+      // oclif: "The following error(s) occurred:" then "Missing required flag to", once for each
+      const missingFlags = /^The following errors? occurred:$/.test(lines[0] ?? '') ? lines.slice(1).map((l) => /^Missing required flag ([\w-]+)$/.exec(l)?.[1]) : [];
       message = missing
         ? `missing argument${missing.length > 1 ? 's' : ''} ${missing.join(', ')}`
-        : conflict
-          ? `${conflict[1]} cannot be combined with ${conflict[2]}`
-          : value
-            ? `${value[1]} ${value[3]}: expected ${value[2]}`
-            : lines.join(' ');
+        : missingFlags.length > 0 && missingFlags.every(Boolean)
+          ? `missing flag${missingFlags.length > 1 ? 's' : ''} ${missingFlags.map((f) => `--${f}`).join(', ')}`
+          : conflict
+            ? `${conflict[1]} cannot be combined with ${conflict[2]}`
+            : value
+              ? `${value[1]} ${value[3]}: expected ${value[2]}`
+              : lines.join(' ');
       hint = `see: imgstream ${this.id?.replaceAll(':', ' ') ?? ''} --help`;
       if (err.oclif?.exit === 0) exit = 0;
     } else {

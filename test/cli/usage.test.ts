@@ -60,6 +60,11 @@ describe('usage lines', () => {
     expect(commandHelp.stdout).toMatch(/USAGE\s+\$ imgstream volume import/);
     expectOneLineError(await runCliAsync(['volume', 'info']), 'no volume', 2, /^imgstream: missing argument VOLUME \(Volume file or block device\.\) \(see: imgstream volume info --help\)$/);
     expectOneLineError(await runCliAsync(['snapshot', 'create']), 'no volume, no name', 2, /missing arguments VOLUME \(.*\), NAME \(Name of the new snapshot\.\)/);
+    // a required flag left out is named as the user types it (it read "The following error occurred: Missing required flag to")
+    const [noTo, noPeerFlags] = await Promise.all([runCliAsync(['volume', 'export', '/nonexistent.vol', '--json']), runCliAsync(['serve', 'peer'])]);
+    expectOneLineError(noTo, 'no --to', 2, /^imgstream: missing flag --to \(see: imgstream volume export --help\)$/);
+    expect(JSON.parse(noTo.stdout).error.message).toBe('missing flag --to');
+    expectOneLineError(noPeerFlags, 'no --listen, --root, --token-file', 2, /^imgstream: missing flags --listen, --root, --token-file \(see: imgstream serve peer --help\)$/);
     for (const args of [['help', 'frob'], ['frob', '--help'], ['help', 'volume', 'frob']]) {
       expectOneLineError(await runCliAsync(args), args.join(' '), 2, /unknown command "(volume )?frob"/);
     }
