@@ -89,8 +89,17 @@ function ownFileRefusal(name: string, shown: string, f: KnownFormat): InvalidInp
   return new InvalidInputError(`${name}: is an imgstream ${f.name}, not a raw disk image`, hint);
 }
 
+/** An empty image would unmap the whole disk: what a pipe gives when the command feeding it failed (`zstd -dc missing.zst | ...`). */
+function emptyRefusal(name: string): InvalidInputError {
+  return new InvalidInputError(
+    `${name}: the image is empty (0 bytes): importing it would unmap the whole disk`,
+    `${name === 'stdin' ? 'if the command feeding the pipe failed, run it again once it works' : `check that ${name} is the image you meant`}; to unmap the whole disk on purpose, pass --raw`,
+  );
+}
+
 /** Refuses a regular file or device that starts (or, when its size is known, ends) like a known format. */
 function checkFile(file: string, size: number | undefined): void {
+  if (size === 0) throw emptyRefusal(file);
   let fd: number;
   try {
     fd = fs.openSync(file, 'r');
@@ -172,6 +181,7 @@ async function* checkedStream(name: string, bytes: AsyncIterable<Uint8Array>): A
     held.length = 0;
   }
   if (!checked) {
+    if (heldBytes === 0) throw emptyRefusal(name);
     check(true);
     yield* held;
   }

@@ -158,3 +158,15 @@ describe("volume import of imgstream's own files", () => {
     expect(sha256(fs.readFileSync(p('zero-start.out')).subarray(0, zeroStart.length))).toBe(sha256(zeroStart));
   });
 });
+
+describe('volume import of an empty image', () => {
+  it('is refused from a file and from stdin (a pipe whose feeder failed); --raw unmaps the disk', async () => {
+    // it used to unmap the whole disk, exit 0: `zstd -dc missing.zst | imgstream volume import VOL --from -`
+    const empty = p('empty.raw');
+    fs.writeFileSync(empty, '');
+    await expectRefused(empty, /empty\.raw: the image is empty \(0 bytes\): importing it would unmap the whole disk/, /is the image you meant/);
+    await expectRefused(empty, /stdin: the image is empty \(0 bytes\)/, /if the command feeding the pipe failed/, true);
+    const r = cliOk(['volume', 'import', vol, '--from', empty, '--raw'], o);
+    expect(r.stdout).toMatch(/imported 0 B from .*empty\.raw: 0 blocks written, \d+ unchanged, [1-9]\d* unmapped/);
+  });
+});
