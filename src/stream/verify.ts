@@ -96,8 +96,9 @@ export async function verifyStreams(sources: StreamSource[], progress: Progress 
           } else {
             const k = c.known.get(h.base.id);
             if (!k || k.generation !== h.base.generation) throw new NotFoundError(`${s.name}: its base snapshot "${h.base.name}" is not in the streams before it`, 'give the streams in chain order: level 0 first');
-            refuseLaterSnapshots(s.name, h, c.known);
-            forgetDeletedAtSource(h, c.known);
+            const dropped = deletedAtSource(h, c.known);
+            refuseLaterSnapshots(s.name, h, c.known, dropped);
+            for (const id of dropped) c.known.delete(id);
           }
           c.chain.streams++;
           const known = c.known;
@@ -131,12 +132,13 @@ export async function verifyStreams(sources: StreamSource[], progress: Progress 
 
 /**
  * As restore refuses it: the streams before this incremental brought snapshots taken after
- * its base that it does not bring (two incrementals of one base, an older incremental after
- * a newer one or after a newer full stream). Restoring the chain would stop there.
+ * its base that it does not bring, and that its source had not deleted (two incrementals of
+ * one base, an older incremental after a newer one or after a newer full stream). Restoring
+ * the chain would stop there.
  */
-function refuseLaterSnapshots(name: string, h: StreamHeader, known: Map<number, { name: string; generation: number }>): void {
+function refuseLaterSnapshots(name: string, h: StreamHeader, known: Map<number, { name: string; generation: number }>, dropped: Set<number>): void {
   const carried = new Map(h.snapshots.map((x) => [x.id, x] as const));
-  const later = [...known].filter(([id, k]) => id > h.base!.id && !(carried.get(id)?.name === k.name && carried.get(id)?.generation === k.generation)).map(([, k]) => `"${k.name}"`);
+  const later = [...known].filter(([id, k]) => id > h.base!.id && !dropped.has(id) && !(carried.get(id)?.name === k.name && carried.get(id)?.generation === k.generation)).map(([, k]) => `"${k.name}"`);
   if (later.length === 0) return;
   throw new InvalidInputError(
     `${name}: the streams before it bring snapshot${later.length > 1 ? 's' : ''} ${later.join(', ')} taken after its base snapshot "${h.base!.name}" that it does not bring: restore would refuse it there (a later stream of the chain came first, or two incrementals of one base are given)`,
@@ -144,9 +146,15 @@ function refuseLaterSnapshots(name: string, h: StreamHeader, known: Map<number, 
   );
 }
 
-/** The snapshots a restore of this stream drops (the source had deleted them by its top): no later stream finds them. */
-function forgetDeletedAtSource(h: StreamHeader, known: Map<number, { name: string; generation: number }>): void {
-  if (!h.retained || h.base === null) return;
+/**
+ * The snapshots a restore of this stream drops, as restore's deletedAtSource picks them (the
+ * source had deleted them by its top: StreamHeader.retained): those before the base, and
+ * later ones the streams before brought that the source took before this stream's top (a
+ * differential: each level 1 on the level 0, the one before deleted by retention). No later
+ * stream finds them.
+ */
+function deletedAtSource(h: StreamHeader, known: Map<number, { name: string; generation: number }>): Set<number> {
+  if (!h.retained || h.base === null) return new Set();
   const keep = new Set([...h.retained.map((x) => x.id), ...h.snapshots.map((x) => x.id), h.base.id]);
-  for (const id of [...known.keys()]) if (id <= h.base.id && !keep.has(id)) known.delete(id);
+  return new Set([...known.keys()].filter((id) => !keep.has(id) && (id <= h.base!.id || id < h.top.id)));
 }

@@ -10,7 +10,8 @@
 // hint said was refused again (the active file system held tue's blocks). A snapshot an
 // earlier restore brought from the source, which the source deleted before the stream's
 // top, is dropped like those before the base; one taken on the replica is still refused,
-// and so is a replica written to since its newest snapshot.
+// and so is a replica written to since its newest snapshot. verify takes such a chain as
+// restore does (it refused it, exit 4, saying restore would).
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -100,6 +101,13 @@ describe('a replica kept by restore --as-of under the source\'s retention', () =
     const json = JSON.parse(r.stdout) as { streams: Array<{ dropped: string[]; stagedBlocks: number }> };
     expect(json.streams[0].dropped).toEqual(['tue']);
     expect(await snapshotNames(rep, o)).toEqual(['mon', 'wed']);
+    // verify takes the chain as restore does (it refused it: "restore would refuse it there", exit 4); wed before tue it refuses
+    const chain = runCli(['verify', p('d.mon.l0'), p('d.tue.l1'), p('d.wed.l1')], o);
+    expect(chain.code, chain.stderr).toBe(0);
+    expect(chain.stdout).toMatch(/3 stream\(s\) verified/);
+    const swapped = runCli(['verify', p('d.mon.l0'), p('d.wed.l1'), p('d.tue.l1')], o);
+    expect(swapped.code).toBe(4);
+    expect(swapped.stderr).toMatch(/d\.tue\.l1: the streams before it bring snapshot "wed"/);
     const want = await exportShas(src, ['mon', 'wed'], o);
     expect(await exportShas(rep, ['mon', 'wed', null], o)).toEqual({ ...want, active: want.wed });
     await expectClean(rep, o);
