@@ -51,7 +51,10 @@ export async function verifyStreams(sources: StreamSource[], progress: Progress 
   const result: VerifyResult = { ok: true, streams: [], blocks: 0, bytes: 0, needs: null, chains: [] };
   // streams of several volumes (a tape holding the dumps of several) are as many chains,
   // each checked on its own; a full stream after a chain that began with one starts another
-  const chains = new Map<string, { chain: VerifiedChain; known: Map<number, { name: string; generation: number }> }>();
+  // each full stream of a volume starts a chain of its own (a weekly level 0); an incremental
+  // goes on the newest one holding its base (an extra level 0 of an older snapshot, dumped
+  // for offsite, does not cut off the chain the next level 1 is on)
+  const chains = new Map<string, { chain: VerifiedChain; knowns: Array<Map<number, { name: string; generation: number }>> }>();
   // the streams of a multiplexed tape file are checked one and all: each one that fails is
   // named, and the first failure is raised after the others were read
   const failed: Array<{ stream: string; error: Error }> = [];
@@ -85,23 +88,27 @@ export async function verifyStreams(sources: StreamSource[], progress: Progress 
         if (rec.type === 'header') {
           const h = rec.header;
           let c = chains.get(h.volume.uuid);
+          let known: Map<number, { name: string; generation: number }>;
           if (!c) {
-            c = { chain: { volume: h.volume.uuid, streams: 0, needs: h.base ? h.base.name : null }, known: new Map() };
+            known = new Map();
+            c = { chain: { volume: h.volume.uuid, streams: 0, needs: h.base ? h.base.name : null }, knowns: [known] };
             chains.set(h.volume.uuid, c);
             result.chains.push(c.chain);
             if (result.chains.length === 1) result.needs = c.chain.needs;
           } else if (h.base === null) {
             if (c.chain.needs !== null) throw new InvalidInputError(`${s.name}: a full (level ${h.level}) stream in the middle of a chain`, 'a chain is one full stream followed by incrementals');
-            c.known.clear(); // a new full dump of the volume: a new chain
+            known = new Map(); // a new full dump of the volume: a new chain
+            c.knowns.push(known);
           } else {
-            const k = c.known.get(h.base.id);
-            if (!k || k.generation !== h.base.generation) throw new NotFoundError(`${s.name}: its base snapshot "${h.base.name}" is not in the streams before it`, 'give the streams in chain order: level 0 first');
-            const dropped = deletedAtSource(h, c.known);
-            refuseLaterSnapshots(s.name, h, c.known, dropped);
-            for (const id of dropped) c.known.delete(id);
+            const base = h.base;
+            const holding = [...c.knowns].reverse().find((m) => m.get(base.id)?.generation === base.generation);
+            if (!holding) throw new NotFoundError(`${s.name}: its base snapshot "${base.name}" is not in the streams before it`, 'give the streams in chain order: level 0 first');
+            known = holding;
+            const dropped = deletedAtSource(h, known);
+            refuseLaterSnapshots(s.name, h, known, dropped);
+            for (const id of dropped) known.delete(id);
           }
           c.chain.streams++;
-          const known = c.known;
           blockSize = h.volume.blockSize;
           v = { stream: s.name, streamId: h.streamId, volume: h.volume.uuid, level: h.level, base: h.base?.name ?? null, top: h.top.name, snapshots: h.snapshots.map((x) => x.name), blocks: 0, bytes: 0, streamBytes: 0, sha256: '', created: h.created };
           for (const x of h.snapshots) known.set(x.id, { name: x.name, generation: x.generation });

@@ -214,4 +214,18 @@ describe('tapes as a user gives them', () => {
     expect(v.chains.map((c) => [c.streams, c.needs])).toEqual([[4, null], [1, null]]);
     expect(runCli(['verify', `tape:${two}`], o).stdout).toMatch(/volume [0-9a-f]+: 4 stream\(s\)/);
   }, 120_000);
+
+  it('an extra level 0 of an older snapshot (for offsite) does not cut off the chain the next level 1 is on', () => {
+    // verify said "its base snapshot june5 is not in the streams before it", exit 3, of a tape restore reads
+    const offsite = path.join(root, 'offsite');
+    const cat = path.join(root, 'offsite-catalog.json');
+    dump(src, 0, 'june5', `tape:${offsite}`, cat, ['--new-tape'], o);
+    dump(src, 0, 'june3', `tape:${offsite}`, cat, [], o);
+    expect(dump(src, 1, 'june7', `tape:${offsite}`, cat, [], o).base).toBe('june5');
+    const v = runCli(['verify', `tape:${offsite}`], o);
+    expect(v.code, v.stderr).toBe(0);
+    expect(v.stdout).toMatch(/tape \S+ file 3: level 1 june5 -> june7, .*: ok\n3 stream\(s\) verified/);
+    // its base is still looked for: after the older level 0 alone it is missing
+    expectOneLineError(runCli(['verify', `tape:${offsite}#2`, `tape:${offsite}#3`], o), 'level 1 after the other level 0', 3, /file 3: its base snapshot "june5" is not in the streams before it/);
+  }, 60_000);
 });
