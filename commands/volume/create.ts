@@ -2,7 +2,6 @@ import { Args, Flags } from '@oclif/core';
 import { ImgstreamCommand } from '../_cli/base.js';
 import { Volume, DEFAULT_MAX_SNAPSHOTS, VolumeLayout } from '../../src/volume/index.js';
 import { formatSize, parseSize } from '../../src/core/size.js';
-import { UsageError } from '../../src/core/errors.js';
 
 export default class VolumeCreate extends ImgstreamCommand {
   static override summary = 'Create a volume in a file or on a block device.';
@@ -30,7 +29,6 @@ export default class VolumeCreate extends ImgstreamCommand {
     const blockSize = parseSize(flags['block-size'], 'block size');
     const size = parseSize(flags.size, 'size');
     const volumeSize = flags['volume-size'] === undefined ? undefined : parseSize(flags['volume-size'], 'volume size');
-    if (flags['max-snapshots'] < 1) throw new UsageError('--max-snapshots must be at least 1');
     const root = Volume.create(args.volume, { size, blockSize, volumeSize, maxSnapshots: flags['max-snapshots'], force: flags.force });
     const layout = new VolumeLayout(root.blockSize, root.nblocks, root.maxSnapshots);
     const result = {

@@ -130,6 +130,8 @@ const cases: Case[] = [
   { what: 'size not a multiple of a 64K block size', args: ['volume', 'create', at('new.vol'), '--size', '96K', '--block-size', '64K'], code: 'invalid-input', mentions: /size/ },
   { what: 'volume size abc', args: ['volume', 'create', at('new.vol'), '--size', '1M', '--volume-size', 'abc'], code: 'invalid-input', mentions: /volume size/ },
   { what: 'volume size too small for its metadata', args: ['volume', 'create', at('new.vol'), '--size', '1M', '--volume-size', '8K'], code: 'invalid-input' },
+  // out of range either way, one code (0 was a usage error, exit 2; 100000 invalid input, exit 4)
+  ...['0', '-1', '100000'].map((n): Case => ({ what: `max snapshots ${n}`, args: ['volume', 'create', at('new.vol'), '--size', '1M', `--max-snapshots=${n}`], code: 'invalid-input', mentions: new RegExp(`invalid snapshot limit ${n} \\(use 1 to 65535\\)`) })),
   // an image larger than the logical disk
   { what: 'import of a larger image file', args: ['volume', 'import', v(), '--from', at('big.img')], code: 'invalid-input', mentions: /larger than the logical disk/ },
   { what: 'import of a larger image from stdin', args: ['volume', 'import', v(), '--from', '-'], input: () => fs.readFileSync(at('big.img')), code: 'invalid-input', mentions: /larger than the logical disk/, json: true },
