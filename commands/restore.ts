@@ -77,7 +77,7 @@ Encrypted streams need their key: --key-file or --passphrase-file, as given to d
     if (flags.from?.length && flags['as-of']) {
       // --as-of reads a chain from the catalog, or one protection destination: never streams given as well
       if (flags.from.length > 1) throw new UsageError(`--as-of takes one --from (a protection destination), not ${flags.from.length}`, 'restore --to NEW --as-of TIME --from DEST; streams are restored without --as-of: restore --to VOL --from L0 --from L1 …');
-      throw new UsageError(`--as-of with --from ${flags.from[0]}: --from with --as-of names a protection destination, and this is a stream or a tape`, 'restore a chain of streams without --as-of (restore --to VOL --from L0 --from L1 …), or as of a time from the catalog without --from');
+      throw new UsageError(`--as-of with --from ${flags.from[0]}: --from with --as-of names a protection destination, and this is a stream or a tape`, 'restore a chain of streams without --as-of: restore --to VOL --from L0 --from L1 …; or as of a time from the catalog without --from');
     }
     if (flags.volume !== undefined && !flags['as-of'] && !flags.from?.some((f) => f.startsWith('tape:'))) throw new UsageError('--volume chooses among the catalog\'s volumes or a tape\'s: give it with --as-of, or with --from tape:...');
     if ((flags.from ?? []).filter((f) => f === '-').length > 1) throw new UsageError('stdin (-) can be given once');

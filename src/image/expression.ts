@@ -35,7 +35,7 @@ export const MAX_NESTING = 100;
 export const MAX_PLANES = 1000;
 
 const EXPRESSION_HINT =
-  'join plane names with "+" (union), "-" (difference) and "&" (intersection), with spaces around operators, e.g. "june5 + june4 - june3"';
+  'join plane names with "+" for union, "-" for difference and "&" for intersection, with spaces around operators, e.g. "june5 + june4 - june3"';
 
 type TokenType = 'name' | '+' | '-' | '&' | '(' | ')' | 'end';
 interface Token {

@@ -51,7 +51,7 @@ export const PROGRESS_EVERY = 64;
 
 const SUBTRAHEND_HINT =
   'an image may leave out only blocks the receiver already holds, and only a snapshot is sure to be held unchanged: ' +
-  'subtracting anything but a snapshot could drop blocks an incremental needs (e.g. "june5 + june4 - june3")';
+  'subtracting anything but a snapshot could drop blocks an incremental needs, as in "june5 + june4 - june3"';
 
 /** Checks every name against the source and every subtrahend against the snapshot rule. */
 export function resolveExpression(ast: ImageExpression, source: PlaneSource): ResolvedExpression {

@@ -141,7 +141,7 @@ export function planDump(vol: Volume, level: number, top: SnapshotEntry | null, 
           `dump a newer snapshot, or this one at level 0`,
         );
       }
-      throw new NotFoundError(`${vol.path}: no dump of this volume below level ${level} in the catalog ${catalog.file}`, 'take a level 0 dump first (or give --catalog)');
+      throw new NotFoundError(`${vol.path}: no dump of this volume below level ${level} in the catalog ${catalog.file}`, 'take a level 0 dump first, or give --catalog the catalog that records its dumps');
     }
     const snap = vol.snapshots().find((s) => s.id === baseDump!.top.id);
     if (!snap) {

@@ -89,7 +89,7 @@ async function applyStream(vol: Volume, header: StreamHeader, records: AsyncGene
   const free = vol.freeSnapshotSlots();
   if (free.length + dropping.length < incoming.length) {
     const freed = dropping.length > 0 ? ` (${free.length + dropping.length} once the ${dropping.length} its source deleted are dropped)` : '';
-    throw new VolumeFullError(`${name}: brings ${incoming.length} snapshots, ${display} has ${free.length} free snapshot slots${freed}`, `free them: imgstream snapshot delete ${display} NAME (imgstream snapshot list ${display} lists them)`);
+    throw new VolumeFullError(`${name}: brings ${incoming.length} snapshots, ${display} has ${free.length} free snapshot slots${freed}`, `free them: imgstream snapshot delete ${display} NAME; imgstream snapshot list ${display} lists them`);
   }
   // the snapshots past the free slots take those of the snapshots the source deleted: those
   // slots stay as the last CP has them until a CP of their own drops them (after the

@@ -39,7 +39,7 @@ export class SnapshotOps {
     const slot = h.table.firstEmptySlot();
     // full of snapshots: volume-full, as full of blocks is (a snapshot must go to make room)
     const slots = h.root().maxSnapshots;
-    if (slot < 0) throw new VolumeFullError(`${h.path}: ${slots === 1 ? 'its one snapshot slot is' : `all ${slots} snapshot slots are`} in use`, `free one: imgstream snapshot delete ${h.path} NAME (imgstream snapshot list ${h.path} lists them)`);
+    if (slot < 0) throw new VolumeFullError(`${h.path}: ${slots === 1 ? 'its one snapshot slot is' : `all ${slots} snapshot slots are`} in use`, `free one: imgstream snapshot delete ${h.path} NAME; imgstream snapshot list ${h.path} lists them`);
     h.commit(); // the snapshot is the state of a CP
     h.slots.copyActiveTo(slot); // the slot is referenced by no committed state: written in place
     crashPoint('snapshot-plane', h.path);

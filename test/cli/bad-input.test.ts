@@ -159,7 +159,7 @@ const cases: Case[] = [
   // a full volume
   { what: 'import of a different image into a full volume', args: ['volume', 'import', at('full.vol'), '--from', at('full2.img')], code: 'volume-full', mentions: /full/, json: true },
   // full of snapshots: volume-full too, naming the command that frees a slot
-  { what: 'snapshot create with every slot in use', args: ['snapshot', 'create', at('slots.vol'), 's5'], code: 'volume-full', mentions: /all 4 snapshot slots are in use \(free one: imgstream snapshot delete .*slots\.vol NAME/ },
+  { what: 'snapshot create with every slot in use', args: ['snapshot', 'create', at('slots.vol'), 's5'], code: 'volume-full', mentions: /all 4 snapshot slots are in use \(free one: imgstream snapshot delete \S*slots\.vol NAME; imgstream snapshot list \S*slots\.vol lists them\)$/ },
   { what: 'dump taking its snapshot with every slot in use', args: ['dump', at('slots.vol'), '--level', '0', '--to', at('slots.l0'), '--catalog', at('slots.catalog')], code: 'volume-full', mentions: /all 4 snapshot slots are in use .*imgstream snapshot delete/ },
   // truncated volumes
   { what: 'check of trunc.vol', args: ['volume', 'check', at('trunc.vol')], code: ['corrupt', 'not-a-volume'] },

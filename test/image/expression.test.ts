@@ -77,6 +77,7 @@ describe('parseExpression', () => {
     expect(err.message).toBe(message);
     expect(err.code).toBe('invalid-input');
     expect(err.hint).toMatch(/june5 \+ june4 - june3/);
+    expect(err.hint, 'printed in parentheses: none of its own').not.toMatch(/[()]/);
     expect(err.message).not.toContain('\n');
   });
 

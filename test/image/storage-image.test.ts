@@ -95,6 +95,8 @@ describe('resolveExpression', () => {
     expect(err).toBeInstanceOf(InvalidInputError);
     expect(err.message).toBe('the right side of "-" must be a snapshot, not "active"');
     expect(err.hint).toContain('could drop blocks an incremental needs');
+    // the hint is printed in parentheses: none of its own (it ended '(e.g. "june5 + june4 - june3")')
+    expect(err.hint).not.toMatch(/[()]/);
   });
 
   it('refuses a compound right side of "-", even of snapshots', () => {

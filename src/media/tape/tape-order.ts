@@ -140,7 +140,7 @@ export async function refuseMissingContinuation(tapes: string[], kinds: TapeKind
   const what = label.multiplex ? `multiplexed dump ${label.streamId}${read.length === 1 && read[0].volume ? ` (the dump of ${read[0].volume.path})` : ''}` : `dump ${label.streamId}`;
   throw new NotFoundError(
     `${ref.name} (tape ${label.sequence} of ${what}) goes on on tape ${label.sequence + 1} of that dump, which was not given: the set ends in the middle of the dump`,
-    `give its next tape after ${tapes[last]}: tape:${tapes.join(',')},NEXT (a dump that ends on these tapes reads alone: tape:DIR#N)`,
+    `give its next tape after ${tapes[last]}: tape:${tapes.join(',')},NEXT; a dump that ends on these tapes reads alone: tape:DIR#N`,
   );
 }
 

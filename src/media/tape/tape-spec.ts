@@ -9,7 +9,7 @@ export interface TapeSpec {
   file?: number;
 }
 
-const HINT = 'write tape:DIR, tape:DIR1,DIR2,... or tape:DIR#N (N = tape file number on the first tape)';
+const HINT = 'write tape:DIR, tape:DIR1,DIR2,... or tape:DIR#N, N the tape file number on the first tape';
 
 export function parseTapeSpec(text: string): TapeSpec {
   if (!text.startsWith('tape:')) throw new InvalidInputError(`"${text}" is not a tape: it does not start with tape:`, HINT);
