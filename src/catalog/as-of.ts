@@ -91,8 +91,9 @@ export function dumpsOfVolume(dumps: DumpRecord[], selector: string, uuidAtPath?
  * whose top is that snapshot (or the newest taken by that date: see as-of.ts; refused
  * when `dumps` hold several volumes that match), then its base dump,
  * and so on down to a level 0. Returned level 0 first. Where several dumps carry the same
- * snapshot (a dump run again), the newest one whose medium is `available` is taken: a
- * copy deleted or moved away does not hide another that holds the same state.
+ * snapshot (a dump run again, or another level of it), the newest one whose medium is
+ * `available` is taken: a copy deleted or moved away, or one that went through a pipe,
+ * does not hide another that holds the same state.
  */
 export function chainFor(dumps: DumpRecord[], asOf: string, available: (d: DumpRecord) => boolean = () => true): DumpRecord[] {
   const choose = (candidates: DumpRecord[]): DumpRecord | undefined => {
@@ -100,7 +101,9 @@ export function chainFor(dumps: DumpRecord[], asOf: string, available: (d: DumpR
     return newestFirst.find(available) ?? newestFirst[0];
   };
   const target = targetAsOf(dumps, asOf);
-  const chain: DumpRecord[] = [choose(dumps.filter((d) => d.volume.uuid === target.volume.uuid && d.top.id === target.top.id && d.top.name === target.top.name && d.level === target.level))!];
+  // any dump of the target's state will do, whatever its level: a level 0 to a pipe does not
+  // hide the level 1 of the same snapshot on a tape
+  const chain: DumpRecord[] = [choose(dumps.filter((d) => d.volume.uuid === target.volume.uuid && d.top.id === target.top.id && d.top.name === target.top.name))!];
   while (chain[0].base) {
     const base = chain[0].base;
     // the base by identity where both records have it: a replica's dump of a snapshot with the same id is another one

@@ -13,6 +13,11 @@ export function isDescriptorPath(p: string): boolean {
   return /^\/dev\/(?:std(?:in|out|err)|fd\/\d+)$|^\/proc\/(?:self|thread-self|\d+)\/fd\/\d+$/.test(p);
 }
 
+/** True when the record's stream went through a pipe: nothing can be read back from where it says. */
+export function isPipePlace(p: MediaPosition): boolean {
+  return p.kind === 'stdin' || p.kind === 'stdout' || (p.kind === 'tape' && p.tapeFile === undefined && isDescriptorPath(p.location));
+}
+
 /** The place, one line: "tape /tapes/t1 file 2", "file /b/vm.l0", "a pipe (stdin): not readable back". */
 export function describePlace(p: MediaPosition): string {
   if (p.kind === 'stdin') return `a pipe (${p.location === '-' ? 'stdin' : p.location}): not readable back`;

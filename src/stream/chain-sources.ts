@@ -1,5 +1,5 @@
 // restore --as-of: the chain of dumps from the catalog, opened on their media.
-import { chainFor, dumpsOfVolume, isSnapshotOf, liveCopies, ownRecords, targetAsOf, type Catalog, type DumpRecord } from '../catalog/index.js';
+import { chainFor, dumpsOfVolume, isPipePlace, isSnapshotOf, liveCopies, ownRecords, targetAsOf, type Catalog, type DumpRecord } from '../catalog/index.js';
 import { uuidOfVolumeAt } from '../volume/volume-uuid.js';
 import { optionsForRecorded, s3ObjectExists } from '../media/s3/index.js';
 import { InvalidInputError, NotFoundError, UsageError } from '../core/errors.js';
@@ -71,7 +71,7 @@ export async function sourcesForChain(catalog: Catalog, volumePath: string, asOf
   const there = new Map<string, boolean>();
   let chain: DumpRecord[];
   for (;;) {
-    chain = chainFor(dumps, asOf, (d) => there.get(d.id) ?? (d.media.kind !== 'file' || fs.existsSync(d.media.location)));
+    chain = chainFor(dumps, asOf, (d) => there.get(d.id) ?? (d.media.kind === 'file' ? fs.existsSync(d.media.location) : !isPipePlace(d.media)));
     const unknown = chain.filter((d) => !there.has(d.id));
     if (unknown.length === 0) break;
     for (const d of unknown) there.set(d.id, await mediumHolds(d, opts));
@@ -90,7 +90,8 @@ export async function sourcesForChain(catalog: Catalog, volumePath: string, asOf
     }
     chain = chain.slice(k);
   }
-  const gone = chain.find((d) => !there.get(d.id));
+  // a dump that went through a pipe is named by reopen below, with what to do instead
+  const gone = chain.find((d) => !there.get(d.id) && !isPipePlace(d.media));
   if (gone) {
     const [what, none] = gone.media.kind === 's3' ? ['object', 'no such object'] : ['file', 'no such file'];
     throw new NotFoundError(
@@ -114,6 +115,7 @@ function reopen(d: DumpRecord, opts: SourceOptions): StreamSource {
 
 /** Whether a dump's file or object is still there (other media are found out when read). */
 async function mediumHolds(d: DumpRecord, opts: SourceOptions): Promise<boolean> {
+  if (isPipePlace(d.media)) return false; // nothing to read back: another dump of the same state is taken when there is one
   if (d.media.kind === 'file') return fs.existsSync(d.media.location);
   if (d.media.kind === 's3') return s3ObjectExists(d.media.location, optionsForRecorded(d.media, opts.s3));
   return true;
