@@ -119,6 +119,20 @@ const HOLD_ATTEMPTS = 5;
 /** How many taken names a dump steps past when it names its snapshot (another dump may take one meanwhile). */
 const NAME_ATTEMPTS = 100;
 
+/**
+ * The highest level at most `from` whose base (the newest lower dump of an older snapshot)
+ * the volume still holds as it was dumped: the level a refused dump can be taken at (the
+ * level of its base's dump may have lost its own base to retention too). 0 when none.
+ */
+function levelThatWorks(vol: Volume, ours: DumpRecord[], top: SnapshotEntry | null, from: number): number {
+  for (let level = from; level > 0; level--) {
+    const baseDump = ours.filter((d) => d.level < level && (top === null || d.top.id < top.id)).at(-1);
+    const snap = baseDump && vol.snapshots().find((s) => s.id === baseDump.top.id);
+    if (snap && !(snap.shadow && snap.reusedBlocks > 0)) return level;
+  }
+  return 0;
+}
+
 /** Which snapshots and which base a level-N dump at `top` takes (top may be null for a dry run on the active file system). */
 export function planDump(vol: Volume, level: number, top: SnapshotEntry | null, catalog: Catalog): DumpPlan {
   if (!Number.isInteger(level) || level < 0 || level > 9) throw new InvalidInputError(`invalid dump level ${level}`, 'use 0 to 9');
@@ -147,7 +161,7 @@ export function planDump(vol: Volume, level: number, top: SnapshotEntry | null, 
     if (!snap) {
       throw new NotFoundError(
         `${vol.path}: the base of this level ${level} dump, snapshot "${baseDump.top.name}" (level ${baseDump.level} dump of ${baseDump.date}), no longer exists`,
-        `take a lower level instead, e.g. --level ${baseDump.level}`,
+        `take a lower level instead: --level ${levelThatWorks(vol, ours, top, baseDump.level)}`,
       );
     }
     // a shadow base whose blocks were reused no longer reads as it was dumped: the
@@ -155,7 +169,7 @@ export function planDump(vol: Volume, level: number, top: SnapshotEntry | null, 
     if (snap.shadow && snap.reusedBlocks > 0) {
       throw new InvalidInputError(
         `${vol.path}: the base of this level ${level} dump, shadow snapshot "${snap.name}", had blocks reused (${snap.reusedBlocks}) and no longer holds what its dump holds`,
-        baseDump.level > 0 ? `take a lower level instead, e.g. --level ${baseDump.level}` : 'take a level 0 dump',
+        baseDump.level > 0 ? `take a lower level instead: --level ${levelThatWorks(vol, ours, top, baseDump.level)}` : 'take a level 0 dump',
       );
     }
     base = snap;

@@ -186,6 +186,15 @@ describe('dumps whose base is missing', () => {
     const r0 = runCli(['dump', vol, '--level', '1', '--snapshot', 'd4', '--to', p('d.l1c'), '--catalog', catalog], o);
     expectOneLineError(r0, 'dump --level 1, base deleted', 3, /"d1".*no longer exists.*--level 0/);
     expect(dump(vol, 0, 'd4', p('d.l0b'), catalog, [], o).expression).toBe('d4 + d3');
+    // the hint names a level that works: with the tops of the level 2 and of the level 1 below
+    // it both deleted, a level 3 is pointed at level 1 (it said --level 2, refused in turn)
+    await snap('d5', 5);
+    dump(vol, 1, 'd5', p('d.l1d'), catalog, [], o);
+    await snap('d6', 6);
+    dump(vol, 2, 'd6', p('d.l2d'), catalog, [], o);
+    for (const s of ['d6', 'd5']) await setupOk(['snapshot', 'delete', vol, s, '-q'], { env });
+    const r3 = runCli(['dump', vol, '--level', '3', '--dry-run', '--catalog', catalog], o);
+    expectOneLineError(r3, 'dump --level 3, bases of levels 2 and 1 deleted', 3, /"d6".*no longer exists \(take a lower level instead: --level 1\)$/);
   }, 60_000);
 });
 
