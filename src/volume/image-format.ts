@@ -128,13 +128,9 @@ const VOLUME: KnownFormat = { name: 'volume', kind: 'imgstream' };
 /** Bytes a pipe whose start is all zeros is held for: a volume's root slot 1 is one block in, and blocks are at most 1 MiB. */
 const SLOT1_PROBE_BYTES = MAX_BLOCK_SIZE + ROOT_MAGIC.length + 8;
 
-/** True when `buf` holds a volume's root slot 1 (its magic one block in, recording that block size). */
-function volumeSlot1(buf: Buffer): boolean {
-  for (let bs = MIN_BLOCK_SIZE; bs <= MAX_BLOCK_SIZE; bs *= 2) {
-    if (buf.length < bs + 16) break;
-    if (buf.toString('latin1', bs, bs + ROOT_MAGIC.length) === ROOT_MAGIC && buf.readUInt32LE(bs + 12) === bs) return true;
-  }
-  return false;
+/** True when `buf`, zeros up to `at`, holds a volume's root slot 1 there: its magic one block in, recording that block size. */
+function volumeSlot1(buf: Buffer, at: number): boolean {
+  return buf.length >= at + 16 && buf.toString('latin1', at, at + ROOT_MAGIC.length) === ROOT_MAGIC && buf.readUInt32LE(at + 12) === at;
 }
 
 function firstNonZero(buf: Buffer): number {
@@ -162,9 +158,10 @@ async function* checkedStream(name: string, bytes: AsyncIterable<Uint8Array>): A
     // a raw disk may start with zeros too: held only until the first byte past them
     const z = firstNonZero(head);
     if (z < 0) return end || head.length >= SLOT1_PROBE_BYTES;
-    if (z >= MIN_BLOCK_SIZE) {
-      if (volumeSlot1(head)) throw refusal(name, VOLUME);
-      if (!end && z <= MAX_BLOCK_SIZE && (z & (z - 1)) === 0 && head.length < z + 16) return false;
+    // a fresh volume's block 0 is zeros, its root slot 1 the first byte past them
+    if (z >= MIN_BLOCK_SIZE && z <= MAX_BLOCK_SIZE && (z & (z - 1)) === 0) {
+      if (volumeSlot1(head, z)) throw refusal(name, VOLUME);
+      if (!end && head.length < z + 16) return false;
     }
     return true;
   };
