@@ -7,7 +7,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { BusyError, CorruptError, InvalidInputError, NotAVolumeError, NotFoundError, fromSystemError } from '../core/errors.js';
+import { BusyError, CorruptError, InvalidInputError, NotAVolumeError, NotFoundError, UsageError, fromSystemError } from '../core/errors.js';
 import type { MediaPosition } from '../media/medium.js';
 import { VolumeLock } from '../volume/volume-lock.js';
 import { removeStaleTemp, tempBeside } from '../fs/stale-temp.js';
@@ -264,8 +264,18 @@ export class Catalog {
 
   get(id: string): DumpRecord {
     const all = this.read();
+    const list = `imgstream catalog list --catalog ${this.file} lists them`;
+    if (id === '') throw new UsageError('the dump id is empty', `give a dump's id, or a prefix of it no other dump's has: ${list}`);
     const hit = all.filter((d) => d.id === id || d.id.startsWith(id));
-    if (hit.length !== 1) throw new NotFoundError(`${this.file}: ${hit.length ? 'more than one dump matches' : 'no dump'} "${id}"`, `list them with: imgstream catalog list --catalog ${this.file}`);
+    if (hit.length > 1) {
+      // each shown as long as it takes to tell it from the others (catalog list shows 8 characters)
+      const ids = hit.map((d) => d.id).sort();
+      const common = (a: string, b: string) => [...a].findIndex((c, i) => c !== b[i]);
+      const width = Math.max(8, ...ids.slice(1).map((x, i) => common(ids[i], x) + 1));
+      const shown = ids.slice(0, 4).map((x) => x.slice(0, width)).join(', ') + (ids.length > 4 ? ', …' : '');
+      throw new UsageError(`${this.file}: ${hit.length} dumps have ids beginning "${id}": ${shown}`, 'give more of the id');
+    }
+    if (hit.length === 0) throw new NotFoundError(`${this.file}: no dump "${id}"`, `list them with: imgstream catalog list --catalog ${this.file}`);
     return hit[0];
   }
 

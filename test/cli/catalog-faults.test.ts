@@ -142,6 +142,14 @@ describe('catalog contents', () => {
     const none = cli(['catalog', 'show', 'ffffffff', '--catalog', file]);
     expect(none.code).toBe(3);
     expect(none.stderr.trim()).toBe(`imgstream: ${file}: no dump "ffffffff" (list them with: imgstream catalog list --catalog ${file})`);
+    // a prefix two ids share, or none at all, is the user's to make longer: named, exit 2 (it said "more than one dump matches", exit 3, naming none)
+    const two = write('two.json', [good, { ...good, id: '3f2a9c4e-0000-4e8f-9a6b-2c5d8e1f0a3b', media: { kind: 'file', location: '/b/other.l1' } }]);
+    const ambiguous = cli(['catalog', 'show', '3f2a', '--catalog', two]);
+    expect(ambiguous.code).toBe(2);
+    expect(ambiguous.stderr.trim()).toBe(`imgstream: ${two}: 2 dumps have ids beginning "3f2a": 3f2a9c4e-0, 3f2a9c4e-1 (give more of the id)`);
+    const empty = cli(['catalog', 'show', '', '--catalog', two]);
+    expect(empty.code).toBe(2);
+    expect(empty.stderr.trim()).toMatch(/^imgstream: the dump id is empty \(give a dump's id, or a prefix of it no other dump's has: imgstream catalog list --catalog \S+ lists them\)$/);
   });
 
   const bad: Array<[string, Record<string, unknown>, RegExp]> = [
