@@ -35,7 +35,7 @@ export default class Verify extends ImgstreamCommand {
   async run() {
     const { raw, flags } = await this.parse(Verify);
     const specs = [...argumentsInOrder(raw), ...(flags.from ?? [])];
-    if (specs.length === 0) throw new UsageError(`missing argument SOURCE (${Verify.args.source.description})`, 'see: imgstream verify --help');
+    if (specs.length === 0) throw new UsageError(`missing argument SOURCE: ${Verify.args.source.description?.replace(/\.$/, '')}`, 'see: imgstream verify --help');
     if (specs.filter((s) => s === '-').length > 1) throw new UsageError('stdin (-) can be given once');
     const key = keyFromFlags(flags);
     const peer = peerClientOptions(flags, specs.filter(isPeerSpec));

@@ -47,7 +47,8 @@ export abstract class ImgstreamCommand extends Command {
       const missing = /^Missing \d+ required args?:$/.test(lines[0] ?? '')
         ? lines.slice(1).map((l) => {
             const [, name, what] = /^(\S+)\s*(.*)$/.exec(l)!;
-            return what ? `${name.toUpperCase()} (${what})` : name.toUpperCase();
+            // its description after a colon: descriptions hold parentheses of their own
+            return what ? `${name.toUpperCase()}: ${what.replace(/\.$/, '')}` : name.toUpperCase();
           })
         : null;
       // oclif: "The following errors occurred:" then "--a=V cannot also be provided when using --b", once for each side
@@ -57,7 +58,7 @@ export abstract class ImgstreamCommand extends Command {
       // oclif: "The following error(s) occurred:" then "Missing required flag to", once for each
       const missingFlags = /^The following errors? occurred:$/.test(lines[0] ?? '') ? lines.slice(1).map((l) => /^Missing required flag ([\w-]+)$/.exec(l)?.[1]) : [];
       message = missing
-        ? `missing argument${missing.length > 1 ? 's' : ''} ${missing.join(', ')}`
+        ? `missing argument${missing.length > 1 ? 's' : ''} ${missing.join('; ')}`
         : missingFlags.length > 0 && missingFlags.every(Boolean)
           ? `missing flag${missingFlags.length > 1 ? 's' : ''} ${missingFlags.map((f) => `--${f}`).join(', ')}`
           : conflict
@@ -76,8 +77,9 @@ export abstract class ImgstreamCommand extends Command {
     }
     process.exitCode = exit;
     if (exit === 0) return;
+    // the hint in parentheses, unless it holds some itself: then after a semicolon (never nested)
     if (this.jsonEnabled()) process.stdout.write(`${JSON.stringify({ error: { code, exit, message, hint, ...(details === undefined ? {} : { details }) } })}\n`);
-    const line = `imgstream: ${message}${hint ? ` (${hint})` : ''}`;
+    const line = `imgstream: ${message}${hint ? (/[()]/.test(hint) ? `; ${hint}` : ` (${hint})`) : ''}`;
     process.stderr.write(`${process.stderr.isTTY ? chalk.red(line) : line}\n`);
   }
 }

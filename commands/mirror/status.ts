@@ -4,7 +4,7 @@ import { ImgstreamCommand } from '../_cli/base.js';
 import { openState, stateFlag } from '../_cli/mirror-flags.js';
 import { sourceUuid } from '../../src/mirror/run.js';
 import { formatSize } from '../../src/core/size.js';
-import { reportedState, type Relationship } from '../../src/mirror/state.js';
+import { reportedState, type Relationship, type ReportedState } from '../../src/mirror/state.js';
 import { peerFlagsNote } from '../../src/peer/index.js';
 
 function age(ms: number): string {
@@ -29,7 +29,7 @@ function stoppedLine(r: Relationship): string {
 
 export default class MirrorStatus extends ImgstreamCommand {
   static override summary = "Show a volume's mirror relationships: lag, last transfer, bytes, state.";
-  static override description = `One line per destination this volume file was mirrored to: its state (idle, transferring, failed, broken; stopped: a transfer stopped by a signal, Ctrl-C or systemctl stop, or whose process on this host is gone, killed outright; the next update resumes it), the lag (how old the state the destination holds is: the time since its snapshot was taken), the last successful transfer (when, its mode, blocks and bytes sent, how long it took), and the last error. Below it, the latest transfers one per line (a run that finished a transfer an earlier run left part way, then brought the destination to now, made two): blocks, wire bytes (of that run, and of every attempt for a resumed one), compression. When a stopped transfer keeps data at the destination to resume from (after a full disk, say), how much and the command that drops it (a resync never resumes: what one kept goes when the next resync starts over). Relationships belong to the volume file (its path): a mirror, and each hop of a cascade, shows its own destinations, not its source's; a mirror with none of its own shows the relationship that feeds it, from its source's record (--json: mirrorOf). With --json, the relationships as recorded (recent, partial), plus lagSeconds.`;
+  static override description = `One line per destination this volume file was mirrored to: its state (idle, transferring, failed, broken; missing: a destination file no longer there, deleted or moved, so the next update makes a full copy; stopped: a transfer stopped by a signal, Ctrl-C or systemctl stop, or whose process on this host is gone, killed outright; the next update resumes it), the lag (how old the state the destination holds is: the time since its snapshot was taken), the last successful transfer (when, its mode, blocks and bytes sent, how long it took), and the last error. Below it, the latest transfers one per line (a run that finished a transfer an earlier run left part way, then brought the destination to now, made two): blocks, wire bytes (of that run, and of every attempt for a resumed one), compression. When a stopped transfer keeps data at the destination to resume from (after a full disk, say), how much and the command that drops it (a resync never resumes: what one kept goes when the next resync starts over). Relationships belong to the volume file (its path): a mirror, and each hop of a cascade, shows its own destinations, not its source's; a mirror with none of its own shows the relationship that feeds it, from its source's record (--json: mirrorOf). With --json, the relationships as recorded (recent, partial), plus lagSeconds.`;
   static override examples = ['<%= config.bin %> mirror status vm.vol', '<%= config.bin %> mirror status vm.vol --json'];
   static override args = { volume: Args.string({ description: 'Source volume (or a mirror, to see what feeds it).', required: true }) };
   static override flags = { state: stateFlag };
@@ -55,7 +55,7 @@ export default class MirrorStatus extends ImgstreamCommand {
     return { volume: args.volume, uuid, relationships: rels, ...(feeding.length > 0 ? { mirrorOf: feeding } : {}) };
   }
 
-  private relationship(r: Relationship & { lagSeconds: number | null }, source: string): void {
+  private relationship(r: Omit<Relationship, 'state'> & { state: ReportedState; lagSeconds: number | null }, source: string): void {
     const state = r.state === 'idle' ? chalk.green(r.state) : r.state === 'transferring' || r.state === 'stopped' ? chalk.yellow(r.state) : chalk.red(r.state);
     const last = r.lastSuccess
       ? `last ${r.lastSuccess.finished} (${r.lastSuccess.mode}, ${r.lastSuccess.blocks} blocks, ${formatSize(r.lastSuccess.bytes)}, ${(r.lastSuccess.durationMs / 1000).toFixed(1)}s), lag ${age(r.lagSeconds! * 1000)}`
@@ -66,7 +66,8 @@ export default class MirrorStatus extends ImgstreamCommand {
       const resumed = t.resumedRecords ? `, resumed after ${t.resumedRecords} records, ${formatSize(t.totalBytes)} by every attempt` : '';
       this.say(`  ${t.finished}  ${t.mode} to ${t.top.name}: ${t.blocks} blocks (${t.sentBlocks} sent by its last run), ${formatSize(t.bytes)} sent${t.compression === 'zstd' ? ' (zstd)' : ''}${resumed}, ${(t.durationMs / 1000).toFixed(1)}s`);
     }
-    if (r.state === 'stopped') this.say(stoppedLine(r));
+    if (r.state === 'stopped') this.say(stoppedLine(r as Relationship));
+    if (r.state === 'missing') this.say(`  ${r.destination} is gone (deleted or moved): the next update makes a full copy there`);
     // a resync is never resumed: what one kept goes when the next starts over
     const keptFor = r.lastAttempt?.resync ? 'by a resync that did not complete (the next one starts over and drops it)' : 'to resume';
     if (r.partial && r.partial.bytes > 0) this.say(`  partial transfer kept at the destination ${keptFor}: ${formatSize(r.partial.bytes)} (since ${r.partial.since}); drop it with: imgstream mirror abandon ${source} --to ${r.destination}${peerFlagsNote(r.destination)}`);

@@ -4,9 +4,11 @@
 // (claiming the disk as of now without it). Every CP of a journaled server is followed
 // by a CP marker holding the volume's map root; when the volume's map root on disk
 // differs from the last marker's and stays so with no record arriving (a marker follows
-// its CP within milliseconds), the disk changed outside the journal. While a process that
-// does not journal its writes holds the volume (a server without --journal, an import),
-// what it acknowledges reaches the disk only at its next CP: no point is claimed then.
+// its CP within milliseconds) and the volume's lock names no process journaling its writes
+// (whose marker may be late, or lost to a kill -9 its restart makes good), the disk changed
+// outside the journal. While a process that does not journal its writes holds the volume
+// (a server without --journal, an import), what it acknowledges reaches the disk only at
+// its next CP: no point is claimed then.
 import { InvalidInputError } from '../core/errors.js';
 import { BlockFile } from '../volume/block-file.js';
 import { VolumeLock } from '../volume/volume-lock.js';
@@ -83,6 +85,13 @@ export class UnjournaledChange {
     }
     this.holder = null;
     this.heldBy = null;
+    if (this.journalingHolder()) {
+      // its own CP, its marker on the way (a loaded machine can keep it a while), or it was
+      // killed between the two: every write in that CP is in a record already, and a restart
+      // writes the marker. No point is claimed meanwhile.
+      this.since = null;
+      return true;
+    }
     this.since ??= now;
     if (now - this.since < SETTLE_MS) return true;
     throw new InvalidInputError(
@@ -100,6 +109,12 @@ export class UnjournaledChange {
     const h = VolumeLock.holder(this.volume);
     if (h === null || h.served === 'ro' || h.journal) return null;
     return h.pid;
+  }
+
+  /** The volume's lock names a server (or command) journaling its writes, alive or killed: no other process wrote since. */
+  private journalingHolder(): boolean {
+    const h = VolumeLock.lastHolder(this.volume);
+    return h !== null && h.journal === true && h.served !== 'ro';
   }
 
   private mapRoot(): number | null {

@@ -241,7 +241,16 @@ export class MirrorState {
  * this host is gone (killed outright, so it could not say) is 'stopped'; the next update
  * resumes it.
  */
-export function reportedState(r: Relationship): RelationshipState {
+/** As `mirror status` reports a relationship: also 'missing', a local destination no longer there (deleted or moved). */
+export type ReportedState = RelationshipState | 'missing';
+
+export function reportedState(r: Relationship): ReportedState {
+  const state = liveState(r);
+  if (state !== 'transferring' && !r.destination.includes('://') && !fs.existsSync(r.destination)) return 'missing';
+  return state;
+}
+
+function liveState(r: Relationship): RelationshipState {
   const a = r.lastAttempt;
   if (r.state !== 'transferring' || !a?.pid || a.host !== os.hostname()) return r.state;
   try {

@@ -7,7 +7,7 @@
 // fails or is killed leaves the volume at its previous CP (a new volume does not appear).
 import fs from 'node:fs';
 import path from 'node:path';
-import { CorruptError, InvalidInputError, NotFoundError, ExistsError, VolumeFullError } from '../core/errors.js';
+import { CorruptError, InvalidInputError, NotAVolumeError, NotFoundError, ExistsError, VolumeFullError } from '../core/errors.js';
 import { applyMapDelta, type StreamHeader } from '../format/image-stream.js';
 import type { SnapshotEntry } from '../format/snapshot-entry.js';
 import type { SourceStream, StreamSource } from '../media/medium.js';
@@ -329,7 +329,7 @@ export async function restoreStreams(sources: StreamSource[], volumePath: string
             ({ tmp, unkeep } = createForStream(volumePath, header, s.name, sources.length > 1));
             vol = Volume.open(tmp, { write: true });
           } else {
-            vol = Volume.open(volumePath, { write: true });
+            vol = openTarget(volumePath);
             // stopped (Ctrl-C, SIGTERM): nothing of the stream being applied is committed
             const unsay = sayOnStop(`${volumePath} is as its last CP left it`);
             const unkeepBefore = unkeep;
@@ -433,4 +433,14 @@ function createForStream(volumePath: string, header: StreamHeader, name: string,
     throw err;
   }
   return { tmp, unkeep };
+}
+
+/** The existing volume a restore goes into; a file of another kind is named with what restore can do instead. */
+function openTarget(volumePath: string): Volume {
+  try {
+    return Volume.open(volumePath, { write: true });
+  } catch (err) {
+    if (!(err instanceof NotAVolumeError)) throw err;
+    throw new NotAVolumeError(err.message, 'restore into an imgstream volume, or give --to a path that does not exist yet: restore creates the volume');
+  }
 }

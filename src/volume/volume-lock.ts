@@ -163,6 +163,12 @@ export class VolumeLock {
 
   /** The live process holding the lock of the volume at `volumePath`, or null (none, or a stale lock). */
   static holder(volumePath: string): LockHolder | null {
+    const h = VolumeLock.lastHolder(volumePath);
+    return h?.alive ? h : null;
+  }
+
+  /** Who the volume's lock file names, alive or not (a process killed with -9 leaves it), or null (no lock file). */
+  static lastHolder(volumePath: string): (LockHolder & { alive: boolean }) | null {
     let text: string;
     try {
       text = fs.readFileSync(lockFileOf(fs.statSync(volumePath)), 'utf8');
@@ -170,9 +176,9 @@ export class VolumeLock {
       return null;
     }
     const c = parseLock(text);
-    if (!(c.pid > 0) || !alive(c.pid, c.start)) return null;
+    if (!(c.pid > 0)) return null;
     const served = c.fields.get('served');
-    return { pid: c.pid, control: c.fields.get('control') || undefined, served: served === 'rw' || served === 'ro' ? served : undefined, journal: c.fields.get('journal') === '1' };
+    return { pid: c.pid, alive: alive(c.pid, c.start), control: c.fields.get('control') || undefined, served: served === 'rw' || served === 'ro' ? served : undefined, journal: c.fields.get('journal') === '1' };
   }
 
   /** Where the holder of this lock listens for control requests: next to the lock file. */

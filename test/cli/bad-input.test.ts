@@ -184,10 +184,10 @@ const cases: Case[] = [
   { what: 'mirror break of a missing volume', args: ['mirror', 'break', at('nope.vol')], code: 'not-found', mentions: /nope\.vol: no mirror there to break \(give a mirror destination: imgstream mirror status SOURCE lists them\)/ },
   { what: 'mirror break of a file that is not a volume', args: ['mirror', 'break', at('a.img')], code: 'not-a-volume', mentions: /a\.img: not an imgstream volume, so not a mirror \(give a mirror destination: imgstream mirror status SOURCE lists them\)/ },
   // a mistyped URL is never taken as a local path (it would write ./peer:/x and exit 0)
-  { what: 'protect --to a mistyped peer URL', args: ['protect', v(), '--to', 'peer:/vm1', '--once'], code: 'invalid-input', mentions: /peer:\/vm1: not a path, and not a URL imgstream knows \(give a directory or peer:\/\/HOST:PORT\/NAME/ },
+  { what: 'protect --to a mistyped peer URL', args: ['protect', v(), '--to', 'peer:/vm1', '--once'], code: 'invalid-input', mentions: /peer:\/vm1: not a path, and not a URL imgstream knows; give a directory or peer:\/\/HOST:PORT\/NAME/ },
   { what: 'dump --to an http URL', args: ['dump', v(), '--level', '0', '--to', 'http://backup.example/vm1'], code: 'invalid-input', mentions: /http:\/\/backup\.example\/vm1: not a path, and not a URL imgstream knows/ },
   { what: 'restore --from a mistyped s3 URL', args: ['restore', '--from', 's3:/bucket/x', '--to', at('new.vol')], code: 'invalid-input', mentions: /s3:\/bucket\/x: not a path/ },
-  { what: 'mirror update --to a mistyped peer URL', args: ['mirror', 'update', v(), '--to', 'peer:/m'], code: 'invalid-input', mentions: /peer:\/m: not a path, and not a URL imgstream knows \(give a volume path or peer/ },
+  { what: 'mirror update --to a mistyped peer URL', args: ['mirror', 'update', v(), '--to', 'peer:/m'], code: 'invalid-input', mentions: /peer:\/m: not a path, and not a URL imgstream knows; give a volume path or peer/ },
   { what: 'mirror start with --every and --cron', args: ['mirror', 'start', v(), '--to', at('m.vol'), '--every', '5m', '--cron', '* * * * *'], code: 'usage' },
   { what: 'mirror start without a schedule', args: ['mirror', 'start', v(), '--to', at('m.vol')], code: 'usage', mentions: /--every|--cron/ },
   // a malformed value is invalid-input (4), as every other malformed value is
@@ -217,13 +217,13 @@ const cases: Case[] = [
   { what: 'restore --from a protection destination without --as-of', args: ['restore', '--from', at('v2.cdp'), '--to', at('never.vol')], code: 'invalid-input', mentions: /v2\.cdp: is a directory \(a protection destination: restore it as of a time with: imgstream restore --to NEW --as-of TIME --from .*v2\.cdp, where TIME latest is its newest recovery point\)$/ },
   { what: 'mirror update into a protection destination', args: ['mirror', 'update', at('v.vol'), '--to', at('v2.cdp')], code: 'not-a-volume', mentions: /v2\.cdp: is a protection destination, not a mirror \(a protection destination takes writes from imgstream protect alone: mirror to another path\)$/ },
   { what: 'snapshot create on a protection destination', args: ['snapshot', 'create', at('v2.cdp'), 'x'], code: 'not-a-volume', mentions: /v2\.cdp: is a protection destination, not a volume \(rebuild a volume from it with: imgstream restore --to NEW --as-of TIME --from .*v2\.cdp\)$/ },
-  { what: 'verify of a directory that is no tape', args: ['verify', at('adir')], code: 'invalid-input', mentions: /adir: is a directory \(give the stream files in it one by one/ },
+  { what: 'verify of a directory that is no tape', args: ['verify', at('adir')], code: 'invalid-input', mentions: /adir: is a directory; give the stream files in it one by one/ },
   { what: 'restore from a tape directory that is not there (no --new-tape hint: restore has none)', args: ['restore', '--from', `tape:${at('no-such-tape')}`, '--to', at('never.vol')], code: 'not-found', mentions: /no-such-tape: no such directory or device \(mount the tape, or check the path/ },
   { what: 'dump to a file with the tape flags', args: ['dump', v(), '--level', '0', '--to', at('never.l0'), '--record-size', '0', '--tape-size', '1M'], code: 'usage', mentions: /--tape-size, --record-size are for tape targets, and --to .*never\.l0 is not one/ },
   { what: 'serve nbd with both --socket and --listen', args: ['serve', 'nbd', v(), '--socket', at('x.sock'), '--listen', '127.0.0.1:0'], code: 'usage', mentions: /^imgstream: --listen and --socket cannot both be given/ },
   { what: 'mirror start with both --every and --cron (an exclusive pair: one sentence, not oclif\'s list)', args: ['mirror', 'start', v(), '--to', at('never.mirror'), '--every', '5m', '--cron', '* * * * *'], code: 'usage', mentions: /^imgstream: --cron cannot be combined with --every \(see: imgstream mirror start --help\)$/ },
   { what: 'dump --level out of range (oclif\'s "Parsing --level Expected …" as one sentence)', args: ['dump', v(), '--level', '10', '--to', at('never.l10')], code: 'usage', mentions: /^imgstream: --level 10: expected an integer less than or equal to 9 \(see: imgstream dump --help\)$/ },
-  { what: 'verify of a volume, not a stream', args: ['verify', v()], code: 'not-a-volume', mentions: /is an imgstream volume, not an image stream \(give a stream a dump wrote/ },
+  { what: 'verify of a volume, not a stream', args: ['verify', v()], code: 'not-a-volume', mentions: /is an imgstream volume, not an image stream; give a stream a dump wrote/ },
   { what: 'verify of a few bytes that are no stream', args: ['verify', at('hello.txt')], code: 'not-a-volume', mentions: /hello\.txt: not an imgstream image stream \(bad magic\)/ },
   // a blank medium: zeros where a tape file begins (tar would read on to the end of the medium: for ever here)
   { what: 'verify of a blank tape device', args: ['verify', 'tape:/dev/zero'], code: 'corrupt', mentions: /tape \/dev\/zero: blank: zeros where a tape file begins/ },
@@ -273,6 +273,7 @@ function expectOneLineError(r: CliResult, c: Case, json: boolean): void {
   expect(lines[0], ctx).toMatch(/^imgstream: \S/);
   expect(r.stderr, ctx).not.toMatch(/^\s+at /m);
   expect(r.stderr, ctx).not.toMatch(/internal error/);
+  expect(parenDepth(lines[0]), `${ctx}: parentheses nested`).toBeLessThanOrEqual(1);
   if (c.mentions) expect(lines[0], ctx).toMatch(c.mentions);
   if (!json) {
     if (c.report) expect(r.stdout, ctx).toMatch(/problem|not in the/);
@@ -289,6 +290,17 @@ function expectOneLineError(r: CliResult, c: Case, json: boolean): void {
   expect(codes, ctx).toContain(parsed.error?.code);
   expect(parsed.error?.exit, ctx).toBe(r.code);
   expect(lines[0], ctx).toContain(parsed.error?.message ?? '<no message>');
+}
+
+/** How deep parentheses nest in a line: a hint in parentheses holds none of its own. */
+function parenDepth(line: string): number {
+  let depth = 0;
+  let max = 0;
+  for (const ch of line) {
+    if (ch === '(') max = Math.max(max, ++depth);
+    else if (ch === ')') depth = Math.max(0, depth - 1);
+  }
+  return max;
 }
 
 function withJson(args: string[]): string[] {

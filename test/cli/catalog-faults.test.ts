@@ -226,6 +226,21 @@ describe('catalog contents', () => {
     expect(fs.readdirSync(dir).sort()).toEqual(names);
   });
 
+  it('catalog rebuild from streams that are all damaged records nothing, exits 9 and leaves the catalog as it was', () => {
+    const dir = path.join(root, 'rebuild-damaged');
+    fs.mkdirSync(dir);
+    const stream = path.join(dir, 'v.l0');
+    cliOk(['dump', vol, '--level', '0', '--snapshot', 's1', '--to', stream, '--catalog', path.join(dir, 'scratch.json')], { env });
+    fs.truncateSync(stream, Math.floor(fs.statSync(stream).size / 2)); // cut off, as by a full disk
+    const catalog = path.join(dir, 'catalog.json');
+    const text = JSON.stringify({ format: 'imgstream-catalog', version: 1, dumps: [other] });
+    fs.writeFileSync(catalog, text);
+    const names = fs.readdirSync(dir).sort();
+    expectOneLineError(cli(['catalog', 'rebuild', '--from', stream, '--catalog', catalog]), 'catalog rebuild from a cut-off stream', 9, /nothing recorded: the one stream read was incomplete or damaged; .*v\.l0: .*the catalog is unchanged/);
+    expect(fs.readFileSync(catalog, 'utf8')).toBe(text);
+    expect(fs.readdirSync(dir).sort()).toEqual(names);
+  });
+
   it('a catalog of another version exits 5, the code of unsupported format versions', () => {
     const file = write('v99.json', [], 99);
     expectOneLineError(cli(['catalog', 'list', '--catalog', file]), 'catalog list of version 99', 5, /a catalog of version 99/);

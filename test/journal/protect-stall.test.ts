@@ -16,8 +16,11 @@ import { asOfBytes } from '../support/oracle.js';
 
 const BS = 4096;
 const SIZE = 4 << 20;
-// well past the shipper's grace (250 ms) and its interval here (250 ms)
-const STALL_MS = 1000;
+// well past the shipper's grace (250 ms) and its interval here (250 ms), and past the
+// second in which a disk changed with no CP marker following counts as changed without the
+// journal (unjournaled-change.ts): the volume's lock names a journaling server, whose marker
+// is on its way
+const STALL_MS = 1500;
 const missing = journalTestMissing();
 const { locks, at, env } = journalTestDir('imgstream-protect-stall-');
 

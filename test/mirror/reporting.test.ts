@@ -106,4 +106,19 @@ describe('mirror reporting', () => {
     // a volume that is neither source nor mirror
     expect(cliOk(['mirror', 'status', at('src.vol')], { env: { ...env, IMGSTREAM_MIRROR_STATE: at('other-state.json') } }).stdout).toMatch(/no mirror relationships \(start one with/);
   });
+
+  it('shows a destination deleted since as missing, and the next update makes a full copy there', () => {
+    fs.rmSync(at('hop.vol'));
+    const st = cliJson<{ relationships: Array<{ destination: string; state: string }> }>(['mirror', 'status', at('dest2.vol')], { env });
+    expect(st.relationships.map((r) => [r.destination, r.state])).toEqual([[at('hop.vol'), 'missing']]);
+    const said = cliOk(['mirror', 'status', at('dest2.vol')], { env }).stdout;
+    expect(said).toMatch(/ {2}missing {2}last /);
+    expect(said).toContain(`${at('hop.vol')} is gone (deleted or moved): the next update makes a full copy there`);
+    const t = cliJson<Transfer>(['mirror', 'update', at('dest2.vol'), '--to', at('hop.vol')], { env });
+    expect(t.mode).toBe('full');
+    expect(t.blocks).toBeGreaterThan(0);
+    for (const v of ['dest2', 'hop']) cliOk(['volume', 'export', at(`${v}.vol`), '--to', at(`${v}.raw`)], { env });
+    expect(fs.readFileSync(at('hop.raw')).equals(fs.readFileSync(at('dest2.raw'))), 'the new copy holds the source').toBe(true);
+    expect(cliJson<{ relationships: Array<{ state: string }> }>(['mirror', 'status', at('dest2.vol')], { env }).relationships.map((r) => r.state)).toEqual(['idle']);
+  });
 });

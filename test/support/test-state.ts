@@ -5,10 +5,40 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { afterAll } from 'vitest';
 
 if (process.env.IMGSTREAM_TEST_STATE === undefined) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'imgstream-test-state-'));
   process.env.IMGSTREAM_TEST_STATE = dir;
   process.env.XDG_STATE_HOME = dir;
   process.on('exit', () => fs.rmSync(dir, { recursive: true, force: true }));
+}
+
+// An imgstream process a test file started and left running (a server, a shipper, a
+// daemon whose test failed before it stopped them) is killed once the file is done: it
+// would hold its volume and a CPU for the files after it, and outlive the run.
+afterAll(() => {
+  for (const pid of leftoverChildren()) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // gone meanwhile
+    }
+  }
+});
+
+/** This process's children that run the imgstream CLI. */
+function leftoverChildren(): number[] {
+  const pids: number[] = [];
+  for (const name of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = fs.readFileSync(`/proc/${name}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (ppid === process.pid && fs.readFileSync(`/proc/${name}/cmdline`, 'utf8').includes('/commands/_cli/bin.js')) pids.push(Number(name));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return pids;
 }
