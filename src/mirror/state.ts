@@ -241,12 +241,13 @@ export class MirrorState {
  * this host is gone (killed outright, so it could not say) is 'stopped'; the next update
  * resumes it.
  */
-/** As `mirror status` reports a relationship: also 'missing', a local destination no longer there (deleted or moved). */
+/** As `mirror status` reports a relationship: also 'missing', a local destination made once and no longer there (deleted or moved). */
 export type ReportedState = RelationshipState | 'missing';
 
 export function reportedState(r: Relationship): ReportedState {
   const state = liveState(r);
-  if (state !== 'transferring' && !r.destination.includes('://') && !fs.existsSync(r.destination)) return 'missing';
+  // a destination made once and gone since; a first transfer stopped part way has none yet
+  if ((state === 'idle' || state === 'failed' || state === 'broken') && r.lastSuccess !== null && !r.destination.includes('://') && !fs.existsSync(r.destination)) return 'missing';
   return state;
 }
 

@@ -164,7 +164,9 @@ export class VolumeLock {
   /** The live process holding the lock of the volume at `volumePath`, or null (none, or a stale lock). */
   static holder(volumePath: string): LockHolder | null {
     const h = VolumeLock.lastHolder(volumePath);
-    return h?.alive ? h : null;
+    if (!h?.alive) return null;
+    const { alive: _alive, ...holder } = h;
+    return holder;
   }
 
   /** Who the volume's lock file names, alive or not (a process killed with -9 leaves it), or null (no lock file). */

@@ -30,7 +30,7 @@ beforeAll(async () => {
 describe('a --state that is not a mirror state', () => {
   it('is refused before anything happens, and left as it was', () => {
     const cases: Array<[string, number, RegExp]> = [
-      ['catalog.json', 9, /catalog\.json: not an imgstream mirror state file \(give --state another file, or move this one away/],
+      ['catalog.json', 9, /catalog\.json: not an imgstream mirror state file; give --state another file, or move this one away/],
       ['src.raw', 9, /src\.raw: not an imgstream mirror state file/],
       ['damaged.json', 9, /damaged\.json: not an imgstream mirror state file/],
       ['adir', 4, /adir: is a directory, not a mirror state file/],

@@ -106,7 +106,7 @@ describe.skipIf(!hasOpenssl)('dump to a peer, restore from it', () => {
 
     const before = listTree(store);
     const plainToTls = await cli(['dump', v.vol, '--level', '0', '--snapshot', 's1', '--to', tlsUrl('x.l0'), '--token-file', token, '--plain', '--catalog', at('c.json')]);
-    expectOneLineError(plainToTls, 'plain client, TLS daemon', 12, /the connection closed during the handshake .*TLS|speaks TLS/);
+    expectOneLineError(plainToTls, 'plain client, TLS daemon', 12, /the connection closed during the handshake\W.*TLS|speaks TLS/);
     const tlsToPlain = await cli(['verify', url, ...caFlags]);
     expectOneLineError(tlsToPlain, 'TLS client, plain daemon', 12, /does not speak TLS|closed the connection/);
     expect(listTree(store)).toEqual(before);

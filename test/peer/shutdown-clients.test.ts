@@ -110,7 +110,7 @@ describe('SIGTERM to a peer daemon in the middle of a transfer', () => {
     expectPromptStop(await d.stop(), 'mirror.update');
     const r = await updated;
     expect(Date.now() - t0, 'the update took its time to fail').toBeLessThan(3000);
-    expectOneLineError(r, 'a mirror update to a daemon that stops', 12, /^imgstream: peer:\/\/127\.0\.0\.1:\d+\/m: the daemon is shutting down \(run it again once the daemon is back: it resumes from the .* of this transfer the destination keeps \(\.m\.mirror-[^)]*\), or drop them with: imgstream mirror abandon \S+ --to peer:\/\/127\.0\.0\.1:\d+\/m, with the same --token-file and TLS flags\)$/);
+    expectOneLineError(r, 'a mirror update to a daemon that stops', 12, /^imgstream: peer:\/\/127\.0\.0\.1:\d+\/m: the daemon is shutting down; run it again once the daemon is back: it resumes from the .* of this transfer the destination keeps \(\.m\.mirror-[^)]*\), or drop them with: imgstream mirror abandon \S+ --to peer:\/\/127\.0\.0\.1:\d+\/m, with the same --token-file and TLS flags$/);
     // the mirror is at its previous state, byte for byte
     expect(await imageSha(mirror, env)).toBe(before.active);
     expect(await snapshotNamesOf(mirror, env)).toEqual(before.snapshots);
@@ -152,7 +152,7 @@ describe('SIGTERM to a peer daemon in the middle of a transfer', () => {
     const r = await resync;
     const u = String.raw`peer:\/\/127\.0\.0\.1:\d+\/r`;
     const flags = String.raw`, with the same --token-file and TLS flags`;
-    expectOneLineError(r, 'a mirror resync to a daemon that stops', 12, new RegExp(String.raw`^imgstream: ${u}: the daemon is shutting down \(the mirror stays broken off until a resync completes: run it again once the daemon is back, it starts over and drops the [\d.]+ [KM]iB this one kept at the destination \(\.r\.mirror-[^)]*\): imgstream mirror resync \S+ --to ${u}${flags}; to drop them now: imgstream mirror abandon \S+ --to ${u}${flags}\)$`));
+    expectOneLineError(r, 'a mirror resync to a daemon that stops', 12, new RegExp(String.raw`^imgstream: ${u}: the daemon is shutting down; the mirror stays broken off until a resync completes: run it again once the daemon is back, it starts over and drops the [\d.]+ [KM]iB this one kept at the destination \(\.r\.mirror-[^)]*\): imgstream mirror resync \S+ --to ${u}${flags}; to drop them now: imgstream mirror abandon \S+ --to ${u}${flags}$`));
     expect(r.stderr).not.toMatch(/resumes/);
     // mirror status says the same of what it kept
     const status = await finished(spawnCli(['mirror', 'status', src], { env }), 60_000);
