@@ -64,6 +64,8 @@ beforeAll(async () => {
   writeImage(at('full2.img'), 256, BS, 12, 0);
   await setupOk(['volume', 'import', at('full.vol'), '--from', at('full1.img')], { env });
   await setupOk(['snapshot', 'create', at('full.vol'), 'full'], { env });
+  // v.l0: a level 0 of v.vol@s1, to restore from
+  cliOk(['dump', at('v.vol'), '--level', '0', '--snapshot', 's1', '--to', at('v.l0'), '--catalog', at('dump.catalog')], { env });
   // slots.vol: every snapshot slot in use (4 of 4)
   await setupOk(['volume', 'create', at('slots.vol'), '--size', '1M', '--max-snapshots', '4'], { env });
   for (const s of ['s1', 's2', 's3', 's4']) await setupOk(['snapshot', 'create', at('slots.vol'), s], { env });
@@ -186,6 +188,7 @@ const cases: Case[] = [
   // a mistyped URL is never taken as a local path (it would write ./peer:/x and exit 0)
   { what: 'protect --to a mistyped peer URL', args: ['protect', v(), '--to', 'peer:/vm1', '--once'], code: 'invalid-input', mentions: /peer:\/vm1: not a path, and not a URL imgstream knows; give a directory or peer:\/\/HOST:PORT\/NAME/ },
   { what: 'dump --to an http URL', args: ['dump', v(), '--level', '0', '--to', 'http://backup.example/vm1'], code: 'invalid-input', mentions: /http:\/\/backup\.example\/vm1: not a path, and not a URL imgstream knows/ },
+  { what: 'restore --to a file that is not a volume', args: ['restore', '--from', at('v.l0'), '--to', at('a.img')], code: 'not-a-volume', mentions: /a\.img: not an imgstream volume \(it holds something else\) \(restore into an imgstream volume, or give --to a path that does not exist yet: restore creates the volume\)$/ },
   { what: 'restore --from a mistyped s3 URL', args: ['restore', '--from', 's3:/bucket/x', '--to', at('new.vol')], code: 'invalid-input', mentions: /s3:\/bucket\/x: not a path/ },
   { what: 'mirror update --to a mistyped peer URL', args: ['mirror', 'update', v(), '--to', 'peer:/m'], code: 'invalid-input', mentions: /peer:\/m: not a path, and not a URL imgstream knows; give a volume path or peer/ },
   { what: 'mirror start with --every and --cron', args: ['mirror', 'start', v(), '--to', at('m.vol'), '--every', '5m', '--cron', '* * * * *'], code: 'usage' },
