@@ -8,6 +8,7 @@ import { InvalidInputError } from '../core/errors.js';
 import { registerControlOp, type ControlSession } from '../control/ops.js';
 import type { Volume } from '../volume/volume.js';
 import { journalOf, type JournalWriter } from './journal-writer.js';
+import { internalSnapshotName } from './internal-snapshots.js';
 
 export interface JournalSnapshotAnswer {
   snapshot: string;
@@ -21,9 +22,9 @@ function writerOf(vol: Volume): JournalWriter {
   return w;
 }
 
-function takeSnapshot(vol: Volume, session: ControlSession, what: string): string {
+function takeSnapshot(vol: Volume, session: ControlSession, what: 'seed' | 'resync'): string {
   session.commit();
-  const name = `protect-${what}-${Date.now()}-${session.id}`;
+  const name = internalSnapshotName(what, session.id);
   const e = vol.createSnapshot(name, { internal: true });
   session.pins.pin(e, { session: session.id, pid: session.pid }, { temporary: true });
   return name;

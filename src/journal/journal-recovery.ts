@@ -11,6 +11,8 @@ import { writeLogicalBytes, zeroLogicalBytes } from '../volume/logical-io.js';
 import type { SegmentFile } from './journal-files.js';
 import { JournalReader, lastRecordOf, tornTail } from './journal-reader.js';
 import { parseMarker, RecordKind, type JournalRecord } from './record.js';
+import { isInternalSnapshotName } from './internal-snapshots.js';
+import type { SnapshotEntry } from '../format/snapshot-entry.js';
 
 export const DAMAGED_HINT = 'serve without --journal; to protect again, move the journal directory aside and protect to a new destination';
 
@@ -27,6 +29,9 @@ export interface JournalScan {
   renames: Array<{ from: string; to: string }>;
   /** An OVERFLOW marker with no RESYNC after it: changes are tracked as dirty blocks. */
   overflowed: boolean;
+  /** The generations the CP and OPEN markers recorded, and the snapshots recorded, in journal order (`at`: the record's seq). */
+  markers: Array<{ at: number; generation: number }>;
+  snapshots: Array<{ at: number; name: string }>;
 }
 
 /** Reads the journal `dir` of `vol` (its segments `segs`, at least one) to its end and cuts a torn tail off. */
@@ -35,6 +40,8 @@ export function scanJournal(dir: string, segs: SegmentFile[], vol: Volume): Jour
   const renames: Array<{ from: string; to: string }> = [];
   let overflowedAt = -1;
   let known: { generation?: number; mapRoot?: number } | null = null; // what the last CP or OPEN marker recorded of the volume
+  const markers: JournalScan['markers'] = [];
+  const snapshots: JournalScan['snapshots'] = [];
   let lastSeq = 0;
   const r = new JournalReader(dir, segs[0].firstSeq);
   let lastEnd = 0;
@@ -44,7 +51,10 @@ export function scanJournal(dir: string, segs: SegmentFile[], vol: Volume): Jour
       lastSeq = rec.seq;
       lastSeg = rec.segment;
       lastEnd = rec.payloadAt + rec.payloadBytes;
-      if (rec.kind === RecordKind.Cp || rec.kind === RecordKind.Open) known = parseMarker<{ generation?: number; mapRoot?: number }>(rec);
+      if (rec.kind === RecordKind.Cp || rec.kind === RecordKind.Open) {
+        known = parseMarker<{ generation?: number; mapRoot?: number }>(rec);
+        if (known.generation !== undefined) markers.push({ at: rec.seq, generation: known.generation });
+      } else if (rec.kind === RecordKind.Snapshot) snapshots.push({ at: rec.seq, name: parseMarker<{ name: string }>(rec).name });
       if (rec.kind === RecordKind.Cp) tail.length = renames.length = 0;
       else if (rec.kind === RecordKind.Rename) renames.push(parseMarker<{ from: string; to: string }>(rec));
       else if (rec.kind === RecordKind.Data || rec.kind === RecordKind.Zero) tail.push({ ...rec, payload: Buffer.from(rec.payload) });
@@ -77,7 +87,7 @@ export function scanJournal(dir: string, segs: SegmentFile[], vol: Volume): Jour
       `start protection over: move ${dir} aside, serve with --journal and protect to a new destination`,
     );
   }
-  return { lastSeq, lastSegment: last, tornBytes, tail, renames, overflowed: overflowedAt >= 0 };
+  return { lastSeq, lastSegment: last, tornBytes, tail, renames, overflowed: overflowedAt >= 0, markers, snapshots };
 }
 
 /**
@@ -97,6 +107,29 @@ export function lastRecordAndDamage(dir: string): { last: number; damage: { segm
     return { last, damage: null }; // trimmed meanwhile
   }
   return { last, damage: size > at.offset && !tornTail(at.segment, at.offset, size) ? { ...at, bytes: size - at.offset } : null };
+}
+
+/**
+ * The snapshots a crash kept out of the journal: a process stopped between a snapshot's
+ * CPs and its record (nothing comes in between: no write is taken meanwhile), or a
+ * snapshot taken while its journal was not open. Taken after the journal's first marker
+ * (so the journal covers that time), a snapshot of generation G has its record after the
+ * first marker of generation G or later (its own CP's); when none is there, its state is
+ * the disk's as the journal ends (its tail replayed), so a record of it appended now
+ * gives destinations exactly that snapshot. Oldest first; the snapshots protect takes for
+ * itself are not the source's, and stay out.
+ */
+export function unrecordedSnapshots(vol: Volume, scan: Pick<JournalScan, 'markers' | 'snapshots'>): SnapshotEntry[] {
+  if (scan.markers.length === 0) return [];
+  const first = scan.markers[0].generation;
+  return vol
+    .snapshots()
+    .filter((s) => {
+      if (s.generation < first || isInternalSnapshotName(s.name)) return false;
+      const from = scan.markers.find((m) => m.generation >= s.generation)?.at ?? Infinity;
+      return !scan.snapshots.some((r) => r.name === s.name && r.at > from);
+    })
+    .sort((a, b) => a.id - b.id);
 }
 
 /**

@@ -23,7 +23,7 @@ import type { Volume, VolumeObserver } from '../volume/volume.js';
 import { journalDirOf, listSegments, readDirty, readShipped, removeDirty, segmentName, syncDirectory, writeDirty, renamesInOrder, type DirtyRename, type DirtySet } from './journal-files.js';
 import { changesAfter, type JournalChanges } from './journal-reader.js';
 import { markerPayload, parseMarker, RECORD_HEADER_BYTES, RecordKind, sealHeader, sealRecord, writeHeader, type JournalRecord } from './record.js';
-import { replayTail, scanJournal } from './journal-recovery.js';
+import { replayTail, scanJournal, unrecordedSnapshots } from './journal-recovery.js';
 import { now } from './record-clock.js';
 
 export interface JournalWriterOptions {
@@ -474,6 +474,8 @@ export class JournalWriter implements VolumeObserver {
         this.dirty = { after: dirty?.after ?? 0, lbns: new Set(dirty?.lbns ?? []), snapshots: [...(dirty?.snapshots ?? [])], renames: [...(dirty?.renames ?? [])], ...(dirty?.reason ? { reason: dirty.reason } : {}) };
       }
       this.replay(scan.tail, scan.renames);
+      // a snapshot whose record a crash cut off (or taken while no journal was open) is recorded now
+      for (const s of unrecordedSnapshots(this.vol, scan)) this.snapshotTaken(s);
     }
     this.trimShipped();
     this.append(RecordKind.Open, 0, 0, markerPayload({ uuid: this.vol.rootRecord.uuid, blockSize: this.vol.blockSize, logicalSize: this.vol.rootRecord.logicalSize, generation: this.vol.rootRecord.generation, mapRoot: this.vol.rootRecord.mapRoot }));

@@ -23,6 +23,7 @@ import { countUnion } from './plane-census.js';
 import { replacePlane } from './plane-edit.js';
 import { FLAG_MIRROR, FLAG_MIRROR_BROKEN, FLAG_PROTECT_BASE } from './volume-flags.js';
 import { VolumeCore } from './volume-core.js';
+import { crashPoint } from './crash-point.js';
 
 export { FLAG_MIRROR, FLAG_MIRROR_BROKEN };
 
@@ -63,6 +64,8 @@ export class Volume extends VolumeCore {
   createSnapshot(name: string, opts: { shadow?: boolean; master?: boolean; internal?: boolean } = {}): SnapshotEntry {
     this.assertWritable();
     const entry = this.snapshotOps.take(name, opts);
+    // committed, not yet told to a write journal: its recovery makes good a stop here
+    crashPoint('snapshot-taken', this.path);
     if (!opts.internal) this.observer?.snapshotTaken(entry);
     return entry;
   }

@@ -6,12 +6,14 @@
 // open (the disk changed without it) does not stop the snapshot: it is taken, and the
 // line says it was not journaled and why. A volume without a journal is as before.
 import fs from 'node:fs';
+import { spawn } from 'node:child_process';
 import { afterAll, describe, expect, it } from 'vitest';
 import { journalTestDir, journalTestMissing } from '../support/journal-tests.js';
-import { randomImage } from '../support/images.js';
+import { randomImage, rng } from '../support/images.js';
 import { runWriter } from '../support/nbd-writer.js';
 import { startProtect } from '../support/protect-cli.js';
 import { cli, run, startServer, CLI_BIN } from '../nbd/support.js';
+import { asOfBytes, checkReportOf, imageBytes, snapshotNamesOf } from '../support/oracle.js';
 
 const BS = 4096;
 const SIZE = 8 << 20;
@@ -153,6 +155,42 @@ describe.skipIf(missing.length > 0)(`snapshots of a journaled volume nobody serv
       expect((await exported(dest, 'latest')).equals(await exported(vol)), step).toBe(true);
     }
   }, 60_000);
+
+  it('killed with -9 at every step of taking one and at random moments: the server starts, and each snapshot taken arrives exact', async () => {
+    const { vol, serve, dest } = await journaledVolume('k');
+    let server = await serve();
+    expect((await imgstream(['protect', vol, '--to', dest, '--once'])).code).toBe(0);
+    const r = rng(4711);
+    // the steps of a snapshot's two CPs, and between the second and its journal record
+    const kills: Array<string | number> = ['journal', 'root', 'apply', 'clean-root', 'snapshot-plane', 'snapshot-taken', Math.floor(r() * 400), Math.floor(r() * 400)];
+    for (const [i, kill] of kills.entries()) {
+      // changed data before each snapshot, so each is a state of its own
+      await runWriter(server.info.uri, ['--count', '6', '--seed', String(20 + i), '--aligned']);
+      await server.stop();
+      const args = [CLI_BIN, 'snapshot', 'create', vol, `k${i}`];
+      if (typeof kill === 'string') {
+        const killed = await run(process.execPath, args, { env: { IMGSTREAM_LOCK_DIR: locks, IMGSTREAM_CRASH_AT: `${kill}:k.vol` } });
+        expect(killed.signal, kill).toBe('SIGKILL');
+      } else {
+        const child = spawn(process.execPath, args, { env: { ...process.env, IMGSTREAM_LOCK_DIR: locks }, stdio: 'ignore' });
+        await new Promise((res) => setTimeout(res, kill));
+        child.kill('SIGKILL');
+        await new Promise((res) => child.once('exit', res));
+      }
+      // the server opens the journal the killed command left (it used to refuse nothing, and lose the snapshot)
+      server = await serve();
+    }
+    const once = await imgstream(['protect', vol, '--to', dest, '--once', '--json']);
+    await server.stop();
+    expect(once.code, once.stderr).toBe(0);
+    expect(once.stdout, 'no new seed, no resync').not.toMatch(/"event":"(seed|overflow)"/);
+    const taken = (await snapshotNamesOf(vol, env)).filter((n) => /^k\d+$/.test(n));
+    // killed after its CPs, before its record: taken (the journal's recovery records it)
+    expect(taken).toContain('k5');
+    for (const name of taken) expect((await asOfBytes(dest, name, env)).equals(await imageBytes(`${vol}@${name}`, env)), name).toBe(true);
+    expect((await asOfBytes(dest, 'latest', env)).equals(await imageBytes(vol, env))).toBe(true);
+    expect((await checkReportOf(vol, env)).ok).toBe(true);
+  }, 120_000);
 
   it('are taken, saying they are not journaled, when the disk changed without the journal; a volume without one is as before', async () => {
     const { vol, serve } = await journaledVolume('b');
