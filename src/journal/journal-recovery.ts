@@ -30,7 +30,7 @@ export interface JournalScan {
   /** An OVERFLOW marker with no RESYNC after it: changes are tracked as dirty blocks. */
   overflowed: boolean;
   /** The generations the CP and OPEN markers recorded, and the snapshots recorded, in journal order (`at`: the record's seq). */
-  markers: Array<{ at: number; generation: number }>;
+  markers: Array<{ at: number; generation: number; time: number }>;
   snapshots: Array<{ at: number; name: string }>;
 }
 
@@ -53,7 +53,7 @@ export function scanJournal(dir: string, segs: SegmentFile[], vol: Volume): Jour
       lastEnd = rec.payloadAt + rec.payloadBytes;
       if (rec.kind === RecordKind.Cp || rec.kind === RecordKind.Open) {
         known = parseMarker<{ generation?: number; mapRoot?: number }>(rec);
-        if (known.generation !== undefined) markers.push({ at: rec.seq, generation: known.generation });
+        if (known.generation !== undefined) markers.push({ at: rec.seq, generation: known.generation, time: rec.time });
       } else if (rec.kind === RecordKind.Snapshot) snapshots.push({ at: rec.seq, name: parseMarker<{ name: string }>(rec).name });
       if (rec.kind === RecordKind.Cp) tail.length = renames.length = 0;
       else if (rec.kind === RecordKind.Rename) renames.push(parseMarker<{ from: string; to: string }>(rec));
@@ -112,20 +112,23 @@ export function lastRecordAndDamage(dir: string): { last: number; damage: { segm
 /**
  * The snapshots a crash kept out of the journal: a process stopped between a snapshot's
  * CPs and its record (nothing comes in between: no write is taken meanwhile), or a
- * snapshot taken while its journal was not open. Taken after the journal's first marker
- * (so the journal covers that time), a snapshot of generation G has its record after the
- * first marker of generation G or later (its own CP's); when none is there, its state is
- * the disk's as the journal ends (its tail replayed), so a record of it appended now
- * gives destinations exactly that snapshot. Oldest first; the snapshots protect takes for
- * itself are not the source's, and stay out.
+ * snapshot taken while its journal was not open. Taken on this volume after the journal's
+ * first marker (so the journal covers that time: its generation and its creation time no
+ * earlier than the marker's), a snapshot of generation G has its record after the first
+ * marker of generation G or later (its own CP's); when none is there, its state is the
+ * disk's as the journal ends (its tail replayed), so a record of it appended now gives
+ * destinations exactly that snapshot. Oldest first. Left out: the snapshots protect takes
+ * for itself (not the source's), and those a restore or a mirror transfer brought (their
+ * generations are their source volume's, and they were created before they came here).
  */
 export function unrecordedSnapshots(vol: Volume, scan: Pick<JournalScan, 'markers' | 'snapshots'>): SnapshotEntry[] {
   if (scan.markers.length === 0) return [];
-  const first = scan.markers[0].generation;
+  const first = scan.markers[0];
   return vol
     .snapshots()
     .filter((s) => {
-      if (s.generation < first || isInternalSnapshotName(s.name)) return false;
+      if (s.restored === true || isInternalSnapshotName(s.name)) return false;
+      if (s.generation < first.generation || s.createdMs < first.time) return false;
       const from = scan.markers.find((m) => m.generation >= s.generation)?.at ?? Infinity;
       return !scan.snapshots.some((r) => r.name === s.name && r.at > from);
     })

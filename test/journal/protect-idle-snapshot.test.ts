@@ -14,6 +14,7 @@ import { runWriter } from '../support/nbd-writer.js';
 import { startProtect } from '../support/protect-cli.js';
 import { cli, run, startServer, CLI_BIN } from '../nbd/support.js';
 import { asOfBytes, checkReportOf, imageBytes, snapshotNamesOf } from '../support/oracle.js';
+import { setupOk } from '../support/in-process.js';
 
 const BS = 4096;
 const SIZE = 8 << 20;
@@ -191,6 +192,32 @@ describe.skipIf(missing.length > 0)(`snapshots of a journaled volume nobody serv
     expect((await asOfBytes(dest, 'latest', env)).equals(await imageBytes(vol, env))).toBe(true);
     expect((await checkReportOf(vol, env)).ok).toBe(true);
   }, 120_000);
+
+  it('a volume restored from a dump, served with --journal again and again: its restored snapshots are never recorded as taken here', async () => {
+    // the source goes through many CPs: its snapshot's generation is far past the new volume's
+    const src = at('rs.vol');
+    await setupOk(['volume', 'create', src, '--size', '1M'], { env });
+    for (let i = 0; i < 12; i++) {
+      fs.writeFileSync(at('rs.raw'), randomImage(64, BS, 100 + i, 0.5));
+      await setupOk(['volume', 'import', src, '--from', at('rs.raw')], { env });
+    }
+    await setupOk(['snapshot', 'create', src, 'from-source'], { env });
+    expect((await imgstream(['dump', src, '--level', '0', '--snapshot', 'from-source', '--to', at('rs.l0'), '--catalog', at('rs.catalog')])).code).toBe(0);
+    const vol = at('rd.vol');
+    expect((await imgstream(['restore', '--from', at('rs.l0'), '--to', vol])).code).toBe(0);
+    // each server start after the first reads the journal back (what a crash may have cut off)
+    for (const seed of [31, 32, 33]) {
+      const server = await startServer(vol, ['--socket', at('rd.sock'), '--journal'], locks);
+      started.push(server.child);
+      await runWriter(server.info.uri, ['--count', '4', '--seed', String(seed), '--aligned']);
+      await server.stop();
+      const once = await imgstream(['protect', vol, '--to', at('rd.cdp'), '--once', '--json']);
+      expect(once.code, once.stderr).toBe(0);
+      expect(once.stdout, 'a snapshot record of it').not.toContain('from-source');
+    }
+    const asOf = await imgstream(['volume', 'export', at('rd.cdp'), '--as-of', 'from-source', '--to', at('rd.raw')]);
+    expect(asOf.code, 'the destination has no point of that name').toBe(4);
+  }, 60_000);
 
   it('are taken, saying they are not journaled, when the disk changed without the journal; a volume without one is as before', async () => {
     const { vol, serve } = await journaledVolume('b');
