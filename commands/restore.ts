@@ -14,12 +14,16 @@ import { baseCheckNote, isProtectDestination, restoreProtectedAsOf } from '../sr
 import { peerRestoreAsOf } from '../src/journal/peer-as-of.js';
 import fs from 'node:fs';
 import { readState, refuseVolumePath } from '../src/journal/destination-state.js';
+import { closeIdleJournal, idleJournaling, openIdleJournal } from '../src/journal/idle-journal.js';
+import { changeJournalNote, journalJson } from './_cli/journal-note.js';
 
 export default class Restore extends ImgstreamCommand {
   static override summary = 'Apply a level 0 stream and its incrementals onto a volume.';
   static override description = `Applies image streams in order, block for block at the same VBNs. A full (level 0) stream creates VOL when it does not exist, with the identity and geometry of the source volume; every further stream must find its base snapshot on VOL (by its id and the CP that took it, not its name: renamed on the source after its dump, or on VOL, it is still the base), and is refused when its volume identity or block size differs. VOL then holds the streams' snapshots, byte-identical to the source's, and its active file system is the newest of them.
 
 Each stream brings VOL to its source's state at the stream's top snapshot: VOL's older snapshots that the source had deleted by then are dropped by the same CP (the source may have reused their blocks), and the restore says so; when the snapshots the stream brings need the slots of those, a CP of its own drops them first, after the stream checked out. A snapshot taken on VOL after its base snapshot is refused, naming it: delete it (export it first to keep it) or restore into a new volume. So is a VOL whose active file system changed since its newest snapshot (written to, or a newer snapshot deleted on VOL), before anything is written ("invalid-input", 4), whether or not a block of the stream lands where the writes went: the stream's CP would discard them; export VOL first to keep them (imgstream volume export VOL --to FILE), or restore into a new volume. A stream whose top snapshot VOL holds already (given twice, or onto the volume it was restored to, a level 0 included: a chain restored again) is not applied again: when that is VOL's newest snapshot and nothing was written since, or a later stream of the same restore is held or applied (restore --from L0 --from L1 onto the volume it made: L0 is passed over, L1 too if VOL is at it, else applied), it is passed over and restore says so (exit 0, "nothing done" when no stream was applied; --json lists it under "held"); when VOL went on since (a newer snapshot, or writes to its active file system, which the stream would discard) and no later stream goes on from there, it is refused ("invalid-input", 4).
+
+A replica with a write journal (served with --journal and protected, its server stopped) is told which blocks each stream changes, before its CP, as volume import does: the journal tracks them as after an overflow, so protect resyncs just those once the replica is served again (the snapshots the streams bring are named as not arriving at its protection destination); the line ends in "its write journal tracks the changed blocks", --json: journaled.
 
 Nothing is committed before a stream's trailer and checksums are verified. Blocks go where VOL's last consistency point has none, or, when the source reused blocks of snapshots it deleted, into a stage file switched in by the CP: a restore that fails or is killed leaves VOL at its previous CP (a new VOL does not appear; when VOL has no room to journal the staged blocks, a CP of its own drops the deleted snapshots first). Only free blocks of VOL may hold data from a failed restore. A stream whose base snapshot is not on VOL (a broken chain) exits with the "not-found" code (3), as verify does; a damaged stream with "corrupt" (9).
 
@@ -91,7 +95,17 @@ Encrypted streams need their key: --key-file or --passphrase-file, as given to d
       this.say(`${flags.to}: holds ${flags['as-of']} already (its newest snapshot is the chain's top): nothing to restore`);
       return { volume: flags.to, created: false, streams: [], held: [], blocks: 0, bytes: 0 };
     }
-    const result = await restoreStreams(sources, flags.to, this.progress(), key, pick);
+    // a replica with a write journal, nobody serving it: the journal learns which blocks change (protect resyncs them)
+    let opened: ReturnType<typeof openIdleJournal>;
+    const result = await restoreStreams(sources, flags.to, this.progress(), key, pick, {
+      onExisting: (vol) => {
+        opened = openIdleJournal(vol);
+        return (ok) => {
+          if (opened && 'writer' in opened) closeIdleJournal(opened.writer, ok);
+        };
+      },
+    });
+    const journal = result.streams.length > 0 ? idleJournaling(opened) : undefined;
     const lines = [
       ...result.streams.map((s) => ({ order: s.order, line: `restored level ${s.level} ${s.base ? `${s.base} -> ` : ''}${s.top} from ${s.stream}: ${s.blocks} blocks (${formatSize(s.bytes)})${s.skippedBlocks ? `, ${s.skippedBlocks} already present` : ''}${s.dropped.length ? `; dropped ${s.dropped.join(', ')} (deleted on the source)` : ''}` })),
       ...result.held.map((s) => ({ order: s.order, line: `${s.stream}: ${flags.to} holds its top snapshot ${s.top} already: not applied again` })),
@@ -100,7 +114,7 @@ Encrypted streams need their key: --key-file or --passphrase-file, as given to d
     for (const { line } of lines.sort((a, b) => a.order - b.order)) this.say(line);
     const now = result.streams.at(-1)?.top ?? result.held.at(-1)!.top;
     const nothing = result.streams.length === 0 ? ' (nothing written since): nothing done' : '';
-    this.say(`${flags.to}: ${result.created ? 'created, ' : ''}${result.streams.length} stream(s) applied${result.held.length ? `, ${result.held.length} held already` : ''}, now at ${now}${nothing}`);
-    return result;
+    this.say(`${flags.to}: ${result.created ? 'created, ' : ''}${result.streams.length} stream(s) applied${result.held.length ? `, ${result.held.length} held already` : ''}, now at ${now}${nothing}${changeJournalNote(journal)}`);
+    return { ...result, ...journalJson(journal) };
   }
 }

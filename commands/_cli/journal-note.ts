@@ -12,3 +12,10 @@ export function journalNote(journal: IdleJournaling<unknown>['journal']): string
 export function journalJson(journal: IdleJournaling<unknown>['journal']) {
   return journal === undefined ? {} : { journaled: journal.recorded, ...(journal.recorded ? { replayed: journal.replayed } : { notJournaledBecause: journal.skipped }) };
 }
+
+/** What the line of a command that changed the disk (an import, a restore) says of the volume's write journal, when it has one. */
+export function changeJournalNote(journal: IdleJournaling<unknown>['journal']): string {
+  if (journal === undefined) return '';
+  if (!journal.recorded) return `; its write journal could not take the change, so protect will stop at it: ${journal.skipped}`;
+  return '; its write journal tracks the changed blocks: protect resyncs them';
+}

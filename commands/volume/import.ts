@@ -1,8 +1,8 @@
 import { Args, Flags } from '@oclif/core';
 import { ImgstreamCommand } from '../_cli/base.js';
 import { fileSource, importImage, stdinSource, withVolume } from '../../src/volume/index.js';
-import { withIdleJournal, type IdleJournaling } from '../../src/journal/idle-journal.js';
-import { journalJson } from '../_cli/journal-note.js';
+import { withIdleJournal } from '../../src/journal/idle-journal.js';
+import { changeJournalNote, journalJson } from '../_cli/journal-note.js';
 import { refuseKnownFormats } from '../../src/volume/image-format.js';
 import { formatSize } from '../../src/core/size.js';
 
@@ -29,14 +29,7 @@ An image that starts like a known disk image or compressed format (qcow2, qed, v
     const source = flags.raw ? given : refuseKnownFormats(given);
     // a journaled volume nobody serves: the journal learns which blocks changed (protect resyncs them)
     const { result, journal } = await withVolume(args.volume, true, (vol) => withIdleJournal(vol, () => importImage(vol, source, this.progress())));
-    this.say(`imported ${formatSize(result.bytes)} from ${source.name}: ${result.changedBlocks} blocks written, ${result.unchangedBlocks} unchanged, ${result.unmappedBlocks} unmapped (CP ${result.generation})${importJournalNote(journal)}`);
+    this.say(`imported ${formatSize(result.bytes)} from ${source.name}: ${result.changedBlocks} blocks written, ${result.unchangedBlocks} unchanged, ${result.unmappedBlocks} unmapped (CP ${result.generation})${changeJournalNote(journal)}`);
     return { ...result, ...journalJson(journal) };
   }
-}
-
-/** What the line says of the volume's write journal, when it has one. */
-function importJournalNote(journal: IdleJournaling<unknown>['journal']): string {
-  if (journal === undefined) return '';
-  if (!journal.recorded) return `; its write journal could not take the change, so protect will stop at it: ${journal.skipped}`;
-  return '; the journal tracks the changed blocks: protect resyncs them';
 }

@@ -28,29 +28,53 @@ export function hasJournal(volume: string): boolean {
   return fs.existsSync(dir) && listSegments(dir).length > 0;
 }
 
-/** Runs fn on `vol` (opened here, for writing) with its write journal open when it has one. */
-export async function withIdleJournal<T>(vol: Volume, fn: () => T | Promise<T>): Promise<IdleJournaling<T>> {
-  if (!hasJournal(vol.path)) return { result: await fn() };
-  let writer: JournalWriter;
+/** The write journal of `vol` (opened here, for writing) opened for a command's operation: undefined when it has none. */
+export function openIdleJournal(vol: Volume): { writer: JournalWriter } | { skipped: string } | undefined {
+  if (!hasJournal(vol.path)) return undefined;
   try {
     // no size limit here: overflowing is the server's decision, at the limit it was given
-    writer = JournalWriter.open(vol, { limitBytes: Number.MAX_SAFE_INTEGER });
+    return { writer: JournalWriter.open(vol, { limitBytes: Number.MAX_SAFE_INTEGER }) };
   } catch (err) {
     if (!(err instanceof ImgstreamError)) throw err;
-    return { result: await fn(), journal: { recorded: false, skipped: err.message } };
+    return { skipped: err.message };
   }
-  try {
-    const result = await fn();
-    // a snapshot's record follows its CP: after an overflow it is kept in dirty.json, which only a CP writes
+}
+
+/**
+ * Closes a journal openIdleJournal opened once the operation is done (`ok`): a snapshot's
+ * record follows its CP, and after an overflow it is kept in dirty.json, which only a CP
+ * writes, so that is saved first. After a failure it is closed as it is.
+ */
+export function closeIdleJournal(writer: JournalWriter, ok: boolean): void {
+  if (ok) {
     writer.beforeCp();
     writer.close();
-    return { result, journal: { recorded: true, replayed: writer.recovery.replayed } };
+    return;
+  }
+  try {
+    writer.close();
+  } catch {
+    // the operation's own error is the one to report
+  }
+}
+
+/** What became of the journal of a command's operation, for its output. */
+export function idleJournaling(opened: ReturnType<typeof openIdleJournal>): IdleJournaling<unknown>['journal'] {
+  if (opened === undefined) return undefined;
+  return 'skipped' in opened ? { recorded: false, skipped: opened.skipped } : { recorded: true, replayed: opened.writer.recovery.replayed };
+}
+
+/** Runs fn on `vol` (opened here, for writing) with its write journal open when it has one. */
+export async function withIdleJournal<T>(vol: Volume, fn: () => T | Promise<T>): Promise<IdleJournaling<T>> {
+  const opened = openIdleJournal(vol);
+  if (opened === undefined || 'skipped' in opened) return { result: await fn(), journal: idleJournaling(opened) };
+  let result: T;
+  try {
+    result = await fn();
   } catch (err) {
-    try {
-      writer.close();
-    } catch {
-      // the operation's own error is the one to report
-    }
+    closeIdleJournal(opened.writer, false);
     throw err;
   }
+  closeIdleJournal(opened.writer, true);
+  return { result, journal: idleJournaling(opened) };
 }

@@ -26,6 +26,7 @@ import type { VolumePick } from './volume-pick.js';
 import type { HeldStream, HeldCandidate } from './restore-held.js';
 import { checkFits } from './restore-fits.js';
 import { StageFile } from './restore-stage.js';
+import { tellJournalChanges, tellJournalSnapshots } from './restore-journal.js';
 
 export interface RestoredStream extends StreamSummary {
   skippedBlocks: number;
@@ -247,10 +248,14 @@ async function applyStream(vol: Volume, header: StreamHeader, records: AsyncGene
         vol.stageBlock(v, scratch);
       }
     }
+    const installed: SnapshotEntry[] = [];
     for (const s of incoming) {
       const e: SnapshotEntry = { slot: slotOf.get(s.id)!, id: s.id, name: s.name, shadow: s.shadow, master: s.master, restored: true, createdMs: s.createdMs, mapRoot: s.mapRoot, generation: s.generation, blocks: s.blocks, mappedBlocks: s.mappedBlocks, reusedBlocks: 0 };
       vol.installSnapshot(e);
+      installed.push(e);
     }
+    // a replica with a write journal: what changes, before the CP commits it
+    tellJournalChanges(vol, header.top.name, stage, `${display} was restored into (restore, ${name})`);
     for (const v of reserved.values()) vol.unreserve(v); // now held by the snapshot planes
     for (const v of stagedBits.values()) vol.unreserve(v);
     // they arrived without allocate(): mark them, so a mirror of this volume ships them
@@ -258,6 +263,7 @@ async function applyStream(vol: Volume, header: StreamHeader, records: AsyncGene
     vol.markRecorded(stagedBits);
     vol.resetActiveTo(header.top.name);
     vol.commit();
+    tellJournalSnapshots(vol, installed);
     out.generation = vol.rootRecord.generation;
     return out;
   } catch (err) {
@@ -279,12 +285,17 @@ async function firstHeader(s: SourceStream, release: ReleaseBuffer, key: KeyOpti
   return { header: first.value.header, records };
 }
 
+export interface RestoreOptions {
+  /** Called on an existing volume restored into, once opened; what it returns is called before the volume is closed (ok: the restore succeeded). */
+  onExisting?: (vol: Volume) => (ok: boolean) => void;
+}
+
 /**
  * `key`: of encrypted streams (without it they are refused, AuthError, before anything is
  * written). `pick`: chooses among streams whose medium could not tell whose dump they are
  * (restore --volume on a tape of plain dumps); without it they are all taken.
  */
-export async function restoreStreams(sources: StreamSource[], volumePath: string, progress: Progress = noProgress, key: KeyOption = null, pick?: VolumePick): Promise<RestoreResult> {
+export async function restoreStreams(sources: StreamSource[], volumePath: string, progress: Progress = noProgress, key: KeyOption = null, pick?: VolumePick, opts: RestoreOptions = {}): Promise<RestoreResult> {
   const result: RestoreResult = { volume: volumePath, created: false, streams: [], held: [], blocks: 0, bytes: 0 };
   /** Streams of other volumes passed over (pick), for the error when none was taken. */
   const passed: string[] = [];
@@ -297,6 +308,8 @@ export async function restoreStreams(sources: StreamSource[], volumePath: string
   /** Why the last stream, held, would take the volume back (see restore-held.ts): thrown when no stream after it is held or applied. */
   let refusal: Error | null = null;
   let seen = 0;
+  /** What opts.onExisting opened on the existing volume: closed before it is (ok: the restore succeeded). */
+  let closeExisting: ((ok: boolean) => void) | null = null;
   // what can be known wrong about any source is refused before the first stream is applied
   for (const src of sources) await src.precheck?.();
   try {
@@ -330,6 +343,7 @@ export async function restoreStreams(sources: StreamSource[], volumePath: string
             vol = Volume.open(tmp, { write: true });
           } else {
             vol = openTarget(volumePath);
+            closeExisting = opts.onExisting?.(vol) ?? null;
             // stopped (Ctrl-C, SIGTERM): nothing of the stream being applied is committed
             const unsay = sayOnStop(`${volumePath} is as its last CP left it`);
             const unkeepBefore = unkeep;
@@ -383,7 +397,10 @@ export async function restoreStreams(sources: StreamSource[], volumePath: string
       }
       result.created = true;
     }
+    closeExisting?.(true);
+    closeExisting = null;
   } catch (err) {
+    closeExisting?.(false);
     // the volume being built is the user's VOL to them: never name the hidden file
     if (tmp && err instanceof Error) err.message = err.message.split(tmp).join(volumePath);
     throw err;

@@ -219,6 +219,47 @@ describe.skipIf(missing.length > 0)(`snapshots of a journaled volume nobody serv
     expect(asOf.code, 'the destination has no point of that name').toBe(4);
   }, 60_000);
 
+  it('a level 1 restored into a journaled replica tells its journal which blocks changed: the server starts on it, protect resyncs just those, exactly', async () => {
+    const src = at('rp-src.vol');
+    const img = randomImage(SIZE / BS, BS, 41, 0.3);
+    fs.writeFileSync(at('rp.raw'), img);
+    await setupOk(['volume', 'create', src, '--size', String(SIZE)], { env });
+    await setupOk(['volume', 'import', src, '--from', at('rp.raw')], { env });
+    await setupOk(['snapshot', 'create', src, 'mon'], { env });
+    const catalog = ['--catalog', at('rp.catalog')];
+    expect((await imgstream(['dump', src, '--level', '0', '--snapshot', 'mon', '--to', at('rp.l0'), ...catalog])).code).toBe(0);
+    const replica = at('rp.vol');
+    const dest = at('rp.cdp');
+    expect((await imgstream(['restore', '--from', at('rp.l0'), '--to', replica])).code).toBe(0);
+    // the replica is served with --journal (read by clients, written by none) and protected
+    let server = await startServer(replica, ['--socket', at('rp.sock'), '--journal'], locks);
+    started.push(server.child);
+    expect((await imgstream(['protect', replica, '--to', dest, '--once'])).code).toBe(0);
+    await server.stop();
+    // the source changes 24 blocks; its level 1 is restored into the replica
+    for (let i = 0; i < 24; i++) img.fill(0x30 + i, (i * 37 + 5) * BS, (i * 37 + 6) * BS);
+    fs.writeFileSync(at('rp.raw'), img);
+    await setupOk(['volume', 'import', src, '--from', at('rp.raw')], { env });
+    await setupOk(['snapshot', 'create', src, 'tue'], { env });
+    expect((await imgstream(['dump', src, '--level', '1', '--snapshot', 'tue', '--to', at('rp.l1'), ...catalog])).code).toBe(0);
+    const restored = await imgstream(['restore', '--from', at('rp.l1'), '--to', replica, '--json']);
+    expect(restored.code, restored.stderr).toBe(0);
+    expect(JSON.parse(restored.stdout)).toMatchObject({ journaled: true });
+    expect((await imgstream(['restore', '--from', at('rp.l1'), '--to', at('rp2.vol')])).stdout).not.toContain('write journal');
+    // it used to be a change the journal never saw: the server refused --journal, protect had to start over
+    server = await startServer(replica, ['--socket', at('rp.sock'), '--journal'], locks);
+    started.push(server.child);
+    const once = await imgstream(['protect', replica, '--to', dest, '--once', '--json']);
+    await server.stop();
+    expect(once.code, once.stderr).toBe(0);
+    const events = once.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(events.find((e) => e.event === 'overflow')).toMatchObject({ full: false, reason: `${replica} was restored into (restore, file ${at('rp.l1')})`, lostSnapshots: ['tue'] });
+    const resync = events.find((e) => e.event === 'interval' && e.kind === 'resync');
+    expect(resync!.blocks, 'the 24 changed blocks, not the disk').toBe(24);
+    expect((await asOfBytes(dest, 'latest', env)).equals(img)).toBe(true);
+    expect((await imageBytes(replica, env)).equals(img)).toBe(true);
+  }, 60_000);
+
   it('are taken, saying they are not journaled, when the disk changed without the journal; a volume without one is as before', async () => {
     const { vol, serve } = await journaledVolume('b');
     const server = await serve();
