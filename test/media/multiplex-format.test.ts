@@ -88,7 +88,7 @@ describe('the multiplexed writer', () => {
     // the tape source yields both; the reader of b fails by name
     const names: string[] = [];
     for await (const s of tapeSource({ tapes: [dir] }).streams()) names.push(s.name);
-    expect(names).toEqual(['tape ' + dir + ' file 1 (a.vol (ua))', 'tape ' + dir + ' file 1 (b.vol (ub))']);
+    expect(names).toEqual(['tape ' + dir + ' file 1 (a.vol [ua])', 'tape ' + dir + ' file 1 (b.vol [ub])']);
   });
 
   it('takes whichever source has a part ready: a slow source does not hold up a fast one, and a fast one waits only on its own queue', async () => {

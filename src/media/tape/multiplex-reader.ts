@@ -139,7 +139,7 @@ function walkMembers(fd: number, ref: TapeFileRef, size: number, counter: ReadCo
     if (isZeroBlock(head)) return { members, streams, damage: members.some((m) => m.kind === 'multiplex') ? null : 'empty archive' };
     const h = decodeTarHeader(head);
     if (!h) return { members, streams, damage: `damaged tar header at byte ${offset}` };
-    if (offset + TAR_BLOCK + h.size > size) return { members, streams, damage: `the tape file ends inside member ${h.name} (at byte ${offset})` };
+    if (offset + TAR_BLOCK + h.size > size) return { members, streams, damage: `the tape file ends inside member ${h.name}, at byte ${offset}` };
     const m = parseMemberName(h.name);
     if (!m) return { members, streams, damage: `unexpected member ${h.name} at byte ${offset}` };
     if (m.kind === 'log') return { members, streams, damage: null };

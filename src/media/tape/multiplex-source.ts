@@ -29,7 +29,7 @@ export function volumeMatches(info: MultiplexStreamInfo, selector: string): bool
 }
 
 function describeVolume(info: MultiplexStreamInfo): string {
-  return info.volume ? `${info.volume.path}${info.volume.uuid ? ` (${info.volume.uuid.slice(0, 8)})` : ''}` : `stream ${info.streamId}`;
+  return info.volume ? `${info.volume.path}${info.volume.uuid ? ` [${info.volume.uuid.slice(0, 8)}]` : ''}` : `stream ${info.streamId}`;
 }
 
 export async function multiplexedStreams(o: MultiplexedStreamsOptions): Promise<SourceStream[]> {
