@@ -55,8 +55,12 @@ export function readTapeLog(spec: string, catalog: Catalog | null): TapeLogResul
     const holds = files.length === 0 ? 'it holds no tape file' : files.length === 1 ? `it holds file ${files[0]}` : `it holds files ${files[0]} to ${files[files.length - 1]}`;
     throw new InvalidInputError(`${spec}: give one tape file of it, as tape:DIR#N (${holds})`, `imgstream tape log tape:${dir}#${files.at(-1) ?? 1}; imgstream verify tape:${dir} lists what each file holds`);
   }
-  const file = listTapeFiles(dir).find((f) => f.number === t.file);
-  if (!file) throw new NotFoundError(`tape ${dir} has no tape file ${t.file}`);
+  const files = listTapeFiles(dir);
+  const file = files.find((f) => f.number === t.file);
+  if (!file) {
+    const held = files.length ? `it holds tape files ${files[0].number} to ${files[files.length - 1].number}` : 'it holds no tape file';
+    throw new NotFoundError(`tape ${dir} has no tape file ${t.file}`, held);
+  }
   const ref = { name: `tape ${dir} file ${t.file}`, path: file.path };
   const counter: ReadCounter = { bytes: 0 };
   const fd = fs.openSync(ref.path, 'r');

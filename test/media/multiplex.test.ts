@@ -162,6 +162,8 @@ describe('a multiplexed tape file is a tar archive', () => {
     // the tape without a file number: the files it holds, to pick one from
     expectOneLineError(runCli(['tape', 'log', `tape:${tape}`], o), 'tape log of a whole tape', 4, /give one tape file of it, as tape:DIR#N \(it holds files? 1( to \d+)?\) \(imgstream tape log tape:\S+#\d+; imgstream verify tape:\S+ lists what each file holds\)$/);
     expectOneLineError(runCli(['tape', 'log', `tape:${tape}-missing`], o), 'tape log of no tape', 3, /no such tape directory/);
+    // a tape file number past the last: the files it holds
+    expectOneLineError(runCli(['tape', 'log', `tape:${tape}#99`], o), 'tape log of a file the tape lacks', 3, /has no tape file 99 \(it holds tape files 1 to \d+\)$/);
   });
 });
 
