@@ -175,6 +175,21 @@ describe('restore from multiplexed tape files', () => {
     expect(fs.existsSync(dst)).toBe(false);
   });
 
+  it('refuses a uuid --volume that two volumes on the tape share (a copy of a volume), naming them; their paths pick', async () => {
+    const copy = path.join(root, 'a-copy.vol');
+    fs.copyFileSync(VOLS[0], copy);
+    const twins = path.join(root, 'twins-tape');
+    const cat = path.join(root, 'twins-catalog.json');
+    cliJson<MuxDumpJson>(['dump', VOLS[0], copy, '--level', '0', '--snapshot', 's1', '--to', `tape:${twins}`, '--new-tape', '--multiplex', '--catalog', cat], o);
+    const uuid = cliJson<LogJson>(['tape', 'log', `tape:${twins}#1`], o).log.header.sources[0].volume.uuid;
+    const dst = path.join(root, 'twins.vol');
+    const r = runCli(['restore', '--from', `tape:${twins}#1`, '--volume', uuid.slice(0, 8), '--to', dst], o);
+    expectOneLineError(r, 'restore by a uuid two volumes share', 2, new RegExp(`matches the dumps of 2 volumes: ${VOLS[0]}, ${copy}: which one to restore is ambiguous.*--volume PATH`));
+    expect(fs.existsSync(dst)).toBe(false);
+    ok(['restore', '--from', `tape:${twins}#1`, '--volume', copy, '--to', dst, '-q'], o);
+    expect(await exportsOf(dst, ['s1'])).toEqual({ s1: sourceSha[VOLS[0]].s1 });
+  }, 120_000);
+
   it('restores every chain exactly from the tape files alone, reading only its own members and the log', async () => {
     for (const [i, vol] of VOLS.entries()) {
       const dst = path.join(root, `alone-${i}.vol`);

@@ -2,7 +2,7 @@
 // per stream (or only the one asked for: a catalog position's stream, a volume), each
 // read by seeking to its own members (multiplex-reader.ts), followed from tape to tape.
 import path from 'node:path';
-import { CorruptError, NotFoundError } from '../../core/errors.js';
+import { CorruptError, NotFoundError, UsageError } from '../../core/errors.js';
 import type { MediaPosition, SourceStream } from '../medium.js';
 import { type TapeKind, listTapeFiles } from './tape-directory.js';
 import type { StreamProgress, TapeFileRef } from './tape-file-reader.js';
@@ -46,8 +46,14 @@ export async function multiplexedStreams(o: MultiplexedStreamsOptions): Promise<
     streams = streams.filter((s) => s.streamId === o.stream);
     if (streams.length === 0) throw new NotFoundError(`${o.ref.name}: no stream ${o.stream} in this multiplexed tape file`, index.damage ? `the tape file is damaged: ${index.damage}` : 'the catalog may be out of date: imgstream catalog rebuild');
   }
-  if (o.volume !== undefined) streams = streams.filter((s) => volumeMatches(s, o.volume!));
-  else if (o.oneVolume && o.stream === undefined) {
+  if (o.volume !== undefined) {
+    streams = streams.filter((s) => volumeMatches(s, o.volume!));
+    // a uuid (prefix) two volumes share (a copy, a restored replica and its source): only the path tells them apart
+    const paths = [...new Set(streams.map((s) => s.volume?.path ?? s.streamId))];
+    if (paths.length > 1) {
+      throw new UsageError(`${o.ref.name}: --volume ${o.volume} matches the dumps of ${paths.length} volumes: ${paths.join(', ')}: which one to restore is ambiguous`, 'pick one by its path as dumped, as imgstream tape log tape:DIR#N lists them: --volume PATH');
+    }
+  } else if (o.oneVolume && o.stream === undefined) {
     const volumes = [...new Set(streams.map(describeVolume))];
     if (volumes.length > 1) {
       throw ambiguousVolumes(o.ref.name, volumes);
