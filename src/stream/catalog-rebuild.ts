@@ -8,12 +8,14 @@ import { recordProblem } from '../catalog/record-check.js';
 import { isDescriptorPath } from '../catalog/record-place.js';
 import type { MediaPosition, StreamSource } from '../media/medium.js';
 import { noProgress, type Progress } from '../core/progress.js';
+import { type ErrorCode, ImgstreamError } from '../core/errors.js';
 import { readImageStream } from './stream-reader.js';
 import type { StreamHeader } from '../format/image-stream.js';
 
 export interface RebuildResult {
   records: DumpRecord[];
-  skipped: Array<{ stream: string; reason: string }>;
+  /** `code`: the error's, when it is imgstream's (not-a-volume: not a stream, or of a format version not read). */
+  skipped: Array<{ stream: string; reason: string; code?: ErrorCode }>;
 }
 
 /** Where a record says a stream read at `p` is: a tape "device" that is a pipe (or this process's stdin) is no place. */
@@ -67,7 +69,10 @@ export async function recordsFromMedia(sources: StreamSource[], progress: Progre
           }
         }
       } catch (err) {
-        out.skipped.push({ stream: s.name, reason: (err as Error).message });
+        // the reason after the stream's name, which the error begins with (the line names it once)
+        const message = (err as Error).message;
+        const reason = message.startsWith(`${s.name}: `) ? message.slice(s.name.length + 2) : message;
+        out.skipped.push({ stream: s.name, reason, ...(err instanceof ImgstreamError ? { code: err.code } : {}) });
       } finally {
         progress.stop();
       }

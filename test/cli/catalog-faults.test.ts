@@ -236,9 +236,17 @@ describe('catalog contents', () => {
     const text = JSON.stringify({ format: 'imgstream-catalog', version: 1, dumps: [other] });
     fs.writeFileSync(catalog, text);
     const names = fs.readdirSync(dir).sort();
-    expectOneLineError(cli(['catalog', 'rebuild', '--from', stream, '--catalog', catalog]), 'catalog rebuild from a cut-off stream', 9, /nothing recorded: the one stream read was incomplete or damaged; .*v\.l0: .*the catalog is unchanged/);
+    const cut = expectOneLineError(cli(['catalog', 'rebuild', '--from', stream, '--catalog', catalog]), 'catalog rebuild from a cut-off stream', 9, /nothing recorded: the one stream read was incomplete or damaged; .*v\.l0: .*the catalog is unchanged/);
+    expect(cut.split(`${stream}:`), 'the stream named once').toHaveLength(2);
     expect(fs.readFileSync(catalog, 'utf8')).toBe(text);
     expect(fs.readdirSync(dir).sort()).toEqual(names);
+    // a file that is no image stream at all (a wrong --from): exit 5, as verify and restore give it
+    const foreign = path.join(dir, 'notes.txt');
+    fs.writeFileSync(foreign, 'not a dump\n'.repeat(100));
+    const line = expectOneLineError(cli(['catalog', 'rebuild', '--from', foreign, '--catalog', catalog]), 'catalog rebuild from a file that is no stream', 5, /nothing recorded: the one file read is not an image stream this imgstream reads; .*notes\.txt: not an imgstream image stream/);
+    expect(line.split(`${foreign}:`), 'the file named once').toHaveLength(2);
+    expect(runCli(['verify', foreign], { env }).code).toBe(5);
+    expect(fs.readFileSync(catalog, 'utf8')).toBe(text);
   });
 
   it('a catalog of another version exits 5, the code of unsupported format versions', () => {
