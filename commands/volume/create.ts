@@ -7,7 +7,7 @@ export default class VolumeCreate extends ImgstreamCommand {
   static override summary = 'Create a volume in a file or on a block device.';
   static override description = `The volume holds a logical disk of --size bytes, mapped write-anywhere onto blocks of --block-size bytes, plus its snapshots and all its metadata: copying the file copies the volume. A file volume is sparse: it takes disk space only for blocks in use.
 
---volume-size is the size of the whole volume file (data, blocks kept by snapshots, metadata); it defaults to twice --size. On a block device it defaults to the whole device.`;
+--volume-size is the size of the whole volume file (data, blocks kept by snapshots, metadata); it defaults to blocks for twice --size, plus the metadata. On a block device it defaults to the whole device.`;
   static override examples = [
     '<%= config.bin %> volume create vm.vol --size 20G',
     '<%= config.bin %> volume create big.vol --size 16T --volume-size 15T --block-size 64K',
@@ -18,7 +18,7 @@ export default class VolumeCreate extends ImgstreamCommand {
   };
   static override flags = {
     size: Flags.string({ helpValue: 'SIZE', char: 's', description: 'Logical disk size, e.g. 96M, 20G, 1T (a multiple of the block size).', required: true }),
-    'volume-size': Flags.string({ helpValue: 'SIZE', description: 'Total size of the volume file: data, snapshots and metadata [default: twice --size].' }),
+    'volume-size': Flags.string({ helpValue: 'SIZE', description: 'Total size of the volume file: data, snapshots and metadata [default: blocks for twice --size, plus the metadata].' }),
     'block-size': Flags.string({ helpValue: 'BYTES', char: 'b', description: 'Block size: a power of two from 4K to 1M.', default: '4K' }),
     'max-snapshots': Flags.integer({ helpValue: 'N', description: 'Snapshot slots to reserve.', default: DEFAULT_MAX_SNAPSHOTS }),
     force: Flags.boolean({ description: 'Overwrite an existing volume on a block device.' }),
@@ -40,7 +40,7 @@ export default class VolumeCreate extends ImgstreamCommand {
       volumeBytes: layout.fileBytes,
       maxSnapshots: root.maxSnapshots,
     };
-    this.say(`created ${args.volume}: ${formatSize(size)} logical disk, ${root.nblocks} blocks of ${formatSize(blockSize)} (${formatSize(layout.fileBytes)} volume), uuid ${root.uuid}`);
+    this.say(`created ${args.volume}: ${formatSize(size)} logical disk, ${root.nblocks} volume blocks of ${formatSize(blockSize)} (${formatSize(layout.fileBytes)} volume file), uuid ${root.uuid}`);
     return result;
   }
 }

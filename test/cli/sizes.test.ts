@@ -130,6 +130,18 @@ describe('every block size', () => {
   }, 120_000);
 });
 
+describe('volume create', () => {
+  it('says how many volume blocks it made (not the logical disk\'s blocks) and the file size; the default file holds blocks for twice --size, plus metadata', () => {
+    const vol = path.join(root, 'said.vol');
+    const out = cliOk(['volume', 'create', vol, '--size', '1M'], { env }).stdout;
+    expect(out).toMatch(/^created \S+said\.vol: 1\.00 MiB logical disk, 512 volume blocks of 4\.00 KiB \(\d+\.\d+ MiB volume file\), uuid [0-9a-f]{32}$/m);
+    const info = cliJson<Info>(['volume', 'info', vol], { env });
+    expect(info.nblocks).toBe(512);
+    expect(fs.statSync(vol).size).toBeGreaterThan(2 * MiB);
+    fs.rmSync(vol);
+  });
+});
+
 describe('short images and zero blocks', () => {
   const bs = 4096;
   const diskBlocks = 1024; // 4 MiB
