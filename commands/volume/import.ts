@@ -13,7 +13,7 @@ export default class VolumeImport extends ImgstreamCommand {
 An image that starts like a known disk image or compressed format (qcow2, qed, vmdk, vhdx, vpc/VHD, vdi, LUKS, parallels, gzip, zstd, xz, bzip2) is refused with the "invalid-input" code (4) before the volume is touched, because importing a container's bytes would replace the disk with its metadata: convert it first (qemu-img convert -O raw IMAGE IMAGE.raw, or decompress it into the import), or pass --raw to import the bytes as they are. So is a file of imgstream's own (exit 4): a dump stream or tape file (restore it: imgstream restore --from FILE --to VOL) and a volume (export its disk first: imgstream volume export VOL --to IMAGE.raw). From stdin, the first 512 bytes are checked before anything is written (a start of zeros up to 1 MiB, where a volume's second root copy may be). An empty image (0 bytes: what a pipe gives when the command feeding it failed) is refused too, exit 4: it would unmap the whole disk; --raw does that on purpose. An image file is compared by this thread and a worker thread per other core; changed blocks are written behind on I/O threads while the next chunks are compared.`;
   static override examples = [
     '<%= config.bin %> volume import vm.vol --from disk.raw',
-    'qemu-img convert -O raw disk.qcow2 /dev/stdout | <%= config.bin %> volume import vm.vol --from -',
+    'nbdcopy -- [ qemu-nbd -f qcow2 disk.qcow2 ] - | <%= config.bin %> volume import vm.vol --from -',
     'zstd -dc disk.raw.zst | <%= config.bin %> volume import vm.vol --from -',
     '<%= config.bin %> volume import vm.vol --from blob.bin --raw',
   ];
