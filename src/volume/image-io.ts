@@ -189,5 +189,6 @@ export function parseVolumeRef(ref: string): { volume: string; snapshot?: string
   if (fs.existsSync(ref)) return { volume: ref };
   const at = ref.lastIndexOf('@');
   if (at <= 0) return { volume: ref };
+  if (at === ref.length - 1) throw new InvalidInputError(`${ref}: no snapshot name after "@"`, `give ${ref.slice(0, at)}@SNAPSHOT for a snapshot, or ${ref.slice(0, at)} alone for the active file system`);
   return { volume: ref.slice(0, at), snapshot: ref.slice(at + 1) };
 }

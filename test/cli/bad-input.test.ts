@@ -142,6 +142,7 @@ const cases: Case[] = [
   { what: 'delete of an unknown snapshot', args: ['snapshot', 'delete', v(), 'nope'], code: 'not-found', mentions: /nope/ },
   { what: 'rename of an unknown snapshot', args: ['snapshot', 'rename', v(), 'nope', 'other'], code: 'not-found', mentions: /nope/ },
   { what: 'export of an unknown snapshot', args: ['volume', 'export', `${v()}@nope`, '--to', at('new.raw')], code: 'not-found', mentions: /nope/, json: true },
+  { what: 'export of VOL@ (no snapshot name)', args: ['volume', 'export', `${v()}@`, '--to', at('new.raw')], code: 'invalid-input', mentions: /v\.vol@: no snapshot name after "@" \(give \S+v\.vol@SNAPSHOT for a snapshot, or \S+v\.vol alone for the active file system\)$/ },
   // duplicate snapshot
   { what: 'create of an existing snapshot name', args: ['snapshot', 'create', v(), 's1'], code: 'exists', mentions: /s1/, json: true },
   { what: 'rename onto an existing snapshot name', args: ['snapshot', 'rename', v(), 's1', 's2'], code: 'exists', mentions: /s2/ },
