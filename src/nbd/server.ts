@@ -7,7 +7,7 @@
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { BusyError, ExistsError, InvalidInputError, IoError, NetworkError, UsageError, fromSystemError } from '../core/errors.js';
+import { BusyError, ExistsError, InvalidInputError, IoError, NetworkError, NotFoundError, UsageError, fromSystemError } from '../core/errors.js';
 import { JournalWriter, type JournalRecovery } from '../journal/journal-writer.js';
 import { Volume } from '../volume/volume.js';
 import { VolumeLock } from '../volume/volume-lock.js';
@@ -170,6 +170,7 @@ function checkSocketPath(p: string): void {
   try {
     st = fs.statSync(dir);
   } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new NotFoundError(`${p}: no such directory ${dir}`, 'create the directory first, or choose a --socket path in an existing one');
     throw fromSystemError(err, dir, 'finding the socket\'s directory');
   }
   if (!st.isDirectory()) throw new InvalidInputError(`${p}: ${dir} is not a directory`, 'choose a --socket path in a directory');
