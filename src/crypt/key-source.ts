@@ -5,7 +5,7 @@
 // and never show its contents; files are read up to 64 KiB, and one that group or others
 // may read is refused (as the peer token is).
 import fs from 'node:fs';
-import { AuthError, fromSystemError, InvalidInputError, UsageError } from '../core/errors.js';
+import { AuthError, fromSystemError, InvalidInputError, NotFoundError, UsageError } from '../core/errors.js';
 
 /**
  * A key given for reading also says the streams are meant to be encrypted: an unencrypted
@@ -62,6 +62,7 @@ function readSecret(path: string, what: string): Secret {
   try {
     fd = fs.openSync(path, 'r');
   } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT' && path !== '') throw new NotFoundError(`${path}: no such file or directory`, `check the --${what.replace(' ', '-')} path`);
     throw fromSystemError(err, path, `reading the ${what}`);
   }
   try {

@@ -183,7 +183,8 @@ describe('encrypted streams through the CLI', { timeout: 90_000 }, () => {
     const cases: Array<[string, string[], number, RegExp]> = [
       ['no key', ['--from', l0], 11, /the stream is encrypted/],
       ['wrong key', ['--from', l0, '--key-file', other], 11, /wrong key: .*other\.key/],
-      ['missing key file', ['--from', l0, '--key-file', path.join(root, 'nope.key')], 3, /nope\.key: no such file/],
+      ['missing key file', ['--from', l0, '--key-file', path.join(root, 'nope.key')], 3, /nope\.key: no such file or directory \(check the --key-file path\)$/],
+      ['missing passphrase file', ['--from', l0, '--passphrase-file', path.join(root, 'nope.pass')], 3, /nope\.pass: no such file or directory \(check the --passphrase-file path\)$/],
       ['malformed key file', ['--from', l0, '--key-file', l1], 4, /not a key file/],
       ['flipped byte', ['--from', path.join(root, 'bad.flipped'), '--key-file', key], 9, /record 5 at byte \d+ fails authentication/],
       ['swapped records', ['--from', path.join(root, 'bad.swapped'), '--key-file', key], 9, /record 4 at byte \d+ fails authentication/],
