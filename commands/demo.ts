@@ -5,6 +5,10 @@ import { Flags } from '@oclif/core';
 import { ImgstreamCommand } from './_cli/base.js';
 import { runDemo } from '../src/demo/index.js';
 import { formatSize, parseSize } from '../src/core/size.js';
+import { InvalidInputError } from '../src/core/errors.js';
+
+/** Fewer blocks than this leave too little room for the demo's snapshots and map blocks (volume full). */
+const DEMO_MIN_BLOCKS = 64;
 
 export default class Demo extends ImgstreamCommand {
   static override summary = 'Run the main jobs on a built-in demo volume and check every result.';
@@ -12,7 +16,7 @@ export default class Demo extends ImgstreamCommand {
   static override examples = ['<%= config.bin %> demo', '<%= config.bin %> demo --dir /tmp/imgstream-demo --size 256M'];
   static override flags = {
     dir: Flags.string({ helpValue: 'DIR', description: 'Directory to work in (kept afterwards).' }),
-    size: Flags.string({ helpValue: 'SIZE', description: 'Logical disk size of the demo volume.', default: '64M' }),
+    size: Flags.string({ helpValue: 'SIZE', description: `Logical disk size of the demo volume (at least ${DEMO_MIN_BLOCKS} blocks).`, default: '64M' }),
     'block-size': Flags.string({ helpValue: 'BYTES', description: 'Block size of the demo volume.', default: '4K' }),
   };
 
@@ -20,6 +24,10 @@ export default class Demo extends ImgstreamCommand {
     const { flags } = await this.parse(Demo);
     const size = parseSize(flags.size, 'size');
     const blockSize = parseSize(flags['block-size'], 'block size');
+    if (blockSize > 0 && size / blockSize < DEMO_MIN_BLOCKS) {
+      const least = DEMO_MIN_BLOCKS * blockSize;
+      throw new InvalidInputError(`--size ${flags.size} holds ${Math.floor(size / blockSize)} blocks of ${formatSize(blockSize)}: the demo needs at least ${DEMO_MIN_BLOCKS}`, `give --size ${least % (1 << 20) === 0 ? `${least / (1 << 20)}M` : `${least / 1024}K`} or more`);
+    }
     const dir = flags.dir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'imgstream-demo-'));
     try {
       const r = await runDemo(dir, { size, blockSize }, this.progress());

@@ -6,6 +6,7 @@ import path from 'node:path';
 import { afterAll, describe, expect, it, vi } from 'vitest';
 import { cliJson, runCli } from '../support/cli.js';
 import { tempDir } from '../support/images.js';
+import { expectOneLineError } from '../support/stream-cli.js';
 import { CorruptError } from '../../src/core/errors.js';
 
 const root = tempDir('imgstream-demo-test-');
@@ -49,6 +50,14 @@ describe('imgstream demo', () => {
     expect(fs.existsSync(path.join(dir, 'catalog.json'))).toBe(true);
     expect(fs.existsSync(env.IMGSTREAM_CATALOG)).toBe(false);
     expect(fs.existsSync(env.XDG_STATE_HOME)).toBe(false);
+  }, 60_000);
+
+  it('refuses a --size too small for its jobs, naming the least, before making anything (not "volume is full")', () => {
+    fs.mkdirSync(path.join(root, 'tmp-small'));
+    const r = runCli(['demo', '--size', '4M', '--block-size', '1M'], { env: { ...env, TMPDIR: path.join(root, 'tmp-small') }, timeoutMs: 60_000 });
+    expectOneLineError(r, 'demo of 4 blocks', 4, /--size 4M holds 4 blocks of 1\.00 MiB: the demo needs at least 64 \(give --size 64M or more\)$/);
+    expect(runCli(['demo', '--size', '16K'], { env: { ...env, TMPDIR: path.join(root, 'tmp-small') }, timeoutMs: 60_000 }).stderr).toMatch(/give --size 256K or more/);
+    expect(fs.readdirSync(path.join(root, 'tmp-small'))).toEqual([]);
   }, 60_000);
 
   it('is quiet on a pipe and removes its temporary directory', () => {
