@@ -138,7 +138,7 @@ While the volume is being served (imgstream serve nbd), the dump asks the server
     const where = result.files.map((f) => `${f.tape}${f.number !== undefined ? ` file ${f.number}` : ''}`).join(', ');
     for (const s of result.sources) {
       if (s.dump) this.say(`dumped level ${s.dump.level} of ${s.volume}: ${s.dump.expression}: ${s.dump.blocks} blocks, ${formatSize(s.dump.bytes)} -> ${formatSize(s.dump.streamBytes)} stream`);
-      else this.say(`FAILED ${s.volume}: ${s.error?.message}`);
+      else this.say(`FAILED ${s.volume}: ${unnamed(s.volume, s.error?.message ?? '')}`);
     }
     const idle = result.elapsedMs > 0 ? ((100 * result.idleMs) / result.elapsedMs).toFixed(1) : '0.0';
     this.say(`multiplexed onto tape ${where} in ${(result.elapsedMs / 1000).toFixed(1)} s, the tape idle ${idle}% of it (imgstream tape log shows the backup log)`);
@@ -147,13 +147,18 @@ While the volume is being served (imgstream serve nbd), the dump asks the server
       const done = result.sources.length - failed.length;
       throw errorOfCode(
         failed[0].error!.code,
-        `multiplexed dump: ${failed.map((f) => `${f.volume} failed: ${f.error!.message}`).join('; ')} (the other ${done} dump(s) are complete and recorded)`,
+        `multiplexed dump: ${failed.map((f) => `${f.volume} failed: ${unnamed(f.volume, f.error!.message)}`).join('; ')} (the other ${done} dump(s) are complete and recorded)`,
         failed[0].error!.hint,
         result,
       );
     }
     return result;
   }
+}
+
+/** A source's error message without the volume name it begins with (the line names the volume once). */
+function unnamed(volume: string, message: string): string {
+  return message.startsWith(`${volume}: `) ? message.slice(volume.length + 2) : message;
 }
 
 /** What a dump reads or keeps, which its output must not be. */

@@ -340,6 +340,9 @@ describe('faults while dumping', () => {
     const r = runCli(['dump', VOLS[0], d, VOLS[1], '--level', '1', '--snapshot', 's2', '--to', `tape:${t}`, '--new-tape', '--multiplex', '--catalog', cat], { ...o, env: { ...env } });
     const line = expectOneLineError(r, 'one source failing', 3, new RegExp(`${path.basename(d)} failed: .*no dump of this volume below level 1`));
     expect(line).toMatch(/the other 2 dump\(s\) are complete and recorded/);
+    // the volume named once, on the line and in the error
+    expect(line).toContain(`${d} failed: no dump of this volume below level 1`);
+    expect(r.stdout).toContain(`FAILED ${d}: no dump of this volume below level 1`);
     expect(r.stdout).toMatch(/dumped level 1 of .*a\.vol/);
     const recorded = cliJson<{ dumps: Array<{ volume: { path: string | null }; level: number }> }>(['catalog', 'list', '--catalog', cat], o).dumps;
     expect(recorded.filter((x) => x.level === 1).map((x) => x.volume.path).sort()).toEqual([...VOLS, VOLS[0], VOLS[1]].sort()); // 3 from before, 2 new
