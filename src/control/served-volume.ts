@@ -86,7 +86,7 @@ export class ServedVolume implements VolumeAccess {
 
   async snapshot(name: string): Promise<SnapshotEntry> {
     const e = (await this.snapshots()).find((s) => s.name === name);
-    if (!e) throw new NotFoundError(`${this.path}: no snapshot named "${name}"`, 'list them with: imgstream snapshot list');
+    if (!e) throw new NotFoundError(`${this.path}: no snapshot named "${name}"`, `list them with: imgstream snapshot list ${this.path}`);
     return e;
   }
 

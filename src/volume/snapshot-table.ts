@@ -56,7 +56,7 @@ export class SnapshotTable {
 
   byName(name: string): SnapshotEntry {
     const e = this.entries.find((x) => x?.name === name);
-    if (!e) throw new NotFoundError(`${this.path}: no snapshot named "${name}"`, 'list them with: imgstream snapshot list');
+    if (!e) throw new NotFoundError(`${this.path}: no snapshot named "${name}"`, `list them with: imgstream snapshot list ${this.path}`);
     return e;
   }
 

@@ -140,7 +140,7 @@ const cases: Case[] = [
   { what: 'import of one byte too many from stdin', args: ['volume', 'import', v(), '--from', '-'], input: () => Buffer.concat([fs.readFileSync(at('a.img')), Buffer.from([7])]), code: 'invalid-input', mentions: /larger/ },
   // unknown snapshot
   { what: 'delete of an unknown snapshot', args: ['snapshot', 'delete', v(), 'nope'], code: 'not-found', mentions: /nope/ },
-  { what: 'rename of an unknown snapshot', args: ['snapshot', 'rename', v(), 'nope', 'other'], code: 'not-found', mentions: /nope/ },
+  { what: 'rename of an unknown snapshot', args: ['snapshot', 'rename', v(), 'nope', 'other'], code: 'not-found', mentions: /no snapshot named "nope" \(list them with: imgstream snapshot list \S+v\.vol\)$/ },
   { what: 'export of an unknown snapshot', args: ['volume', 'export', `${v()}@nope`, '--to', at('new.raw')], code: 'not-found', mentions: /nope/, json: true },
   { what: 'export of VOL@ (no snapshot name)', args: ['volume', 'export', `${v()}@`, '--to', at('new.raw')], code: 'invalid-input', mentions: /v\.vol@: no snapshot name after "@" \(give \S+v\.vol@SNAPSHOT for a snapshot, or \S+v\.vol alone for the active file system\)$/ },
   // duplicate snapshot
