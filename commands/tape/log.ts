@@ -27,7 +27,7 @@ Without flags, one line per member. --summary prints per source totals (members,
       this.say(`${r.tapeFile}: multiplexed dump ${s.id}, tape ${s.sequence}: ${s.members} members, ${formatSize(s.bytes)}, written ${s.started} .. ${s.finished} (${(s.elapsedMs / 1000).toFixed(1)} s)`);
       this.say(`tape idle (waiting for data): ${(s.idleMs / 1000).toFixed(2)} s, ${(100 * s.idleFraction).toFixed(1)}%`);
       for (const x of s.sources) {
-        this.say(`  source ${x.source} ${x.volume.path}${x.volume.uuid ? ` (${x.volume.uuid.slice(0, 8)})` : ''}: ${x.status}, stream ${x.streamId ?? '-'}, ${x.parts} parts, ${formatSize(x.bytes)}${x.first ? `, ${x.first} .. ${x.last}` : ''}${x.error ? `: ${x.error}` : ''}`);
+        this.say(`  source ${x.source} ${x.volume.path}${x.volume.uuid ? ` (${x.volume.uuid.slice(0, 8)})` : ''}: ${x.status}, stream ${x.streamId ?? '-'}, ${x.parts} part${x.parts === 1 ? '' : 's'}, ${formatSize(x.bytes)}${x.first ? `, ${x.first} .. ${x.last}` : ''}${x.error ? `: ${x.error}` : ''}`);
       }
       return { tapeFile: r.tapeFile, from: r.from, summary: s };
     }

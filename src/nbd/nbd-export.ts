@@ -417,6 +417,7 @@ export class NbdExport {
           return NBD_OK;
       }
       if (r.flags & CMD_FLAG_FUA) this.commit();
+      this.fullSaid = false;
       return NBD_OK;
     } catch (err) {
       return this.errorOf(err, r.type === CMD_WRITE ? 'WRITE' : r.type === CMD_FLUSH ? 'FLUSH' : 'zeroing');
@@ -440,8 +441,16 @@ export class NbdExport {
     }
   }
 
+  /** A write was refused for want of space, and none has succeeded since: said once, not for every write. */
+  private fullSaid = false;
+
   private errorOf(err: unknown, doing: string): number {
-    if (err instanceof VolumeFullError) return NBD_ENOSPC;
+    if (err instanceof VolumeFullError) {
+      // the client is told ENOSPC; the server's log says why, once until a write succeeds again
+      if (!this.fullSaid) this.report(`${doing} refused: ${err.message}${err.hint ? `; ${err.hint}` : ''} (clients get ENOSPC until space is freed)`);
+      this.fullSaid = true;
+      return NBD_ENOSPC;
+    }
     if (!(err instanceof ImgstreamError)) this.report(`internal error during ${doing}: ${(err as Error)?.stack ?? String(err)}`);
     else this.report(`${doing} failed: ${err.message}`);
     return NBD_EIO;

@@ -461,7 +461,13 @@ describe('a full volume', () => {
       }
       expect(errors.filter((e) => e !== E.OK && e !== E.ENOSPC), 'only ENOSPC').toEqual([]);
       expect(errors).toContain(E.ENOSPC);
+      expect(errors.filter((e) => e === E.ENOSPC).length, 'several writes refused').toBeGreaterThan(1);
       expect(written.length).toBeGreaterThan(0);
+      // the server's log says why, once, not once per refused write
+      const said = () => server.stderr().split('\n').filter((l) => /WRITE refused: .*full/.test(l));
+      for (let i = 0; i < 50 && said().length < 1; i++) await new Promise((r) => setTimeout(r, 20));
+      expect(said()).toHaveLength(1);
+      expect(said()[0]).toMatch(/^imgstream: WRITE refused: .*\(clients get ENOSPC until space is freed\)$/);
       c.write(request(CMD.FLUSH, 100, 0, 0));
       expect((await reply(c, 100)).error).toBe(E.OK);
       for (const i of written) {
@@ -475,6 +481,13 @@ describe('a full volume', () => {
       expect((await reply(c, 301)).error).toBe(E.OK);
       c.write(Buffer.concat([request(CMD.WRITE, 302, 15 * chunk, chunk), Buffer.alloc(chunk, 0x77)]));
       expect((await reply(c, 302)).error).toBe(E.OK);
+      // full again after a write succeeded: said again
+      for (let i = 0; i < 16; i++) {
+        c.write(Buffer.concat([request(CMD.WRITE, 400 + i, i * chunk, chunk), Buffer.alloc(chunk, 0x30 + i)]));
+        await reply(c, 400 + i);
+      }
+      for (let i = 0; i < 50 && said().length < 2; i++) await new Promise((r) => setTimeout(r, 20));
+      expect(said()).toHaveLength(2);
       c.close();
     } finally {
       await server.stop();
