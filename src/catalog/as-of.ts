@@ -95,10 +95,11 @@ export function dumpsOfVolume(dumps: DumpRecord[], selector: string, uuidAtPath?
  * `available` is taken: a copy deleted or moved away, or one that went through a pipe,
  * does not hide another that holds the same state.
  */
-export function chainFor(dumps: DumpRecord[], asOf: string, available: (d: DumpRecord) => boolean = () => true): DumpRecord[] {
+export function chainFor(dumps: DumpRecord[], asOf: string, available: (d: DumpRecord) => boolean = () => true, preferred: (d: DumpRecord) => boolean = () => false): DumpRecord[] {
+  // among dumps of the same state: an available one, the preferred ones first (a copy's own dumps), the newest first
   const choose = (candidates: DumpRecord[]): DumpRecord | undefined => {
-    const newestFirst = [...candidates].sort((a, b) => b.date.localeCompare(a.date));
-    return newestFirst.find(available) ?? newestFirst[0];
+    const order = [...candidates].sort((a, b) => Number(preferred(b)) - Number(preferred(a)) || b.date.localeCompare(a.date));
+    return order.find(available) ?? order[0];
   };
   const target = targetAsOf(dumps, asOf);
   // any dump of the target's state will do, whatever its level: a level 0 to a pipe does not

@@ -7,6 +7,7 @@ import type { StreamSource } from '../media/medium.js';
 import { sourceForPosition, type SourceOptions } from '../media/resolve.js';
 import { Volume } from '../volume/volume.js';
 import fs from 'node:fs';
+import path from 'node:path';
 
 function uuidOf(volumePath: string): string {
   const vol = Volume.open(volumePath, { write: false });
@@ -69,9 +70,17 @@ export async function sourcesForChain(catalog: Catalog, volumePath: string, asOf
   // dump of the same snapshot is taken in its place when there is one. Objects are looked
   // for only once a chain would use them (one HEAD each), files at once.
   const there = new Map<string, boolean>();
+  const ownPath = copyPath ?? (fs.existsSync(volumePath) ? volumePath : null);
+  const own = ownPath === null ? null : path.resolve(ownPath);
   let chain: DumpRecord[];
   for (;;) {
-    chain = chainFor(dumps, asOf, (d) => there.get(d.id) ?? (d.media.kind === 'file' ? fs.existsSync(d.media.location) : !isPipePlace(d.media)));
+    chain = chainFor(
+      dumps,
+      asOf,
+      (d) => there.get(d.id) ?? (d.media.kind === 'file' ? fs.existsSync(d.media.location) : !isPipePlace(d.media)),
+      // the copy --volume names (or the volume restored onto): its own dumps before another copy's of the same snapshots (its keys, its media)
+      (d) => own !== null && d.volume.path !== null && path.resolve(d.volume.path) === own,
+    );
     const unknown = chain.filter((d) => !there.has(d.id));
     if (unknown.length === 0) break;
     for (const d of unknown) there.set(d.id, await mediumHolds(d, opts));

@@ -166,6 +166,20 @@ describe('restore --as-of with two volumes in the catalog', () => {
     expect(await exportShas(p('c.r.vol'), ['s2'], o)).toEqual(C.sha);
   });
 
+  it('--volume naming one of two copies takes its own dumps before the other copy\'s of the same snapshots', async () => {
+    const D = await source('d', 4);
+    D.sha = await exportShas(D.vol, ['s2'], o);
+    // a copy restored from its dumps (the same uuid and snapshots), dumped later at s2 on its own
+    ok(['restore', '--from', p('d.l0'), '--from', p('d.l1'), '--to', p('d2.vol')], o);
+    dump(p('d2.vol'), 0, 's2', p('d2.l0'), catalog, [], o);
+    type Restored = { streams: Array<{ stream: string; top: string }> };
+    const mine = cliJson<Restored>(['restore', '--to', p('d.r.vol'), '--as-of', 's2', '--volume', D.vol], o);
+    expect(mine.streams.map((x) => x.stream)).toEqual([`file ${p('d.l0')}`, `file ${p('d.l1')}`]);
+    expect(await exportShas(p('d.r.vol'), ['s2'], o)).toEqual(D.sha);
+    const theirs = cliJson<Restored>(['restore', '--to', p('d2.r.vol'), '--as-of', 's2', '--volume', p('d2.vol')], o);
+    expect(theirs.streams.map((x) => x.stream)).toEqual([`file ${p('d2.l0')}`]);
+  });
+
   it('a dump run with a relative volume path records the absolute one: --volume picks it from anywhere', async () => {
     const cat = p('rel-catalog.json');
     const eo = { env: { ...env, IMGSTREAM_CATALOG: cat }, timeoutMs: 60_000 };
