@@ -15,6 +15,7 @@ import { Volume } from '../volume/volume.js';
 import type { FileSink } from '../volume/image-io.js';
 import type { ProtectedSource } from './destination-api.js';
 import type { AsOfResult } from './restore-as-of.js';
+import { escapeRegExp } from '../core/regexp.js';
 
 interface ImageWriter {
   writeAt(offset: number, data: Buffer): Promise<void> | void;
@@ -145,7 +146,7 @@ export async function peerRestoreAsOf(spec: string, asOf: string, to: string, op
  * gave it, with the peer flags it needs.
  */
 function asClientNamesIt(e: PeerErrorBody, name: string, url: string): PeerErrorBody {
-  const bare = new RegExp(`(^|[\\s(])${name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}(?=[\\s:,;)]|$)`, 'g');
+  const bare = new RegExp(`(^|[\\s(])${escapeRegExp(name)}(?=[\\s:,;)]|$)`, 'g');
   const hint = e.hint?.replace(/imgstream protect status (\S+)( --points)?/g, (all, dest: string, points = '') => (dest === name ? `imgstream protect status ${url}${points}, with the same --token-file and TLS flags` : all));
   return { ...e, message: e.message.replace(bare, `$1${url}`), ...(hint !== undefined ? { hint } : {}) };
 }

@@ -3,6 +3,7 @@
 // same text for the same data (no dates, everything sorted), so the committed pages can
 // be compared with a fresh rendering.
 import { bold, exampleBlock, italic, literal, paragraphs, plainProse, prose, quoted, textLine, unhyphenated, wrapSource } from './roff-text.js';
+import { escapeRegExp } from '../core/regexp.js';
 
 export interface ManArgument {
   name: string;
@@ -389,10 +390,6 @@ function sentence(text: string): string {
 
 function titleCase(group: string): string {
   return group.charAt(0).toUpperCase() + group.slice(1).toLowerCase();
-}
-
-function escapeRegExp(text: string): string {
-  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
 
 /** Code-point order: the same everywhere, unlike localeCompare. */

@@ -14,6 +14,8 @@ import { createHash } from 'node:crypto';
 import { CorruptError, FormatVersionError, InvalidInputError, fromSystemError, type StopSignal } from '../core/errors.js';
 import type { SnapshotIdent, TransferMode } from './protocol.js';
 import { readTextFile } from '../fs/text-file.js';
+import { removeStaleTemp } from '../fs/stale-temp.js';
+import { escapeRegExp } from '../core/regexp.js';
 
 /**
  * As stored: 'stopped' is a transfer the user stopped (a signal: lastAttempt.stoppedBy);
@@ -160,6 +162,8 @@ export class MirrorState {
   private save(s: StateFile): void {
     fs.mkdirSync(path.dirname(this.file), { recursive: true });
     const tmp = `${this.file}.${process.pid}.tmp`;
+    // the next versions of writers killed before their rename
+    removeStaleTemp(path.dirname(this.file), new RegExp(`^${escapeRegExp(path.basename(this.file))}\\.(\\d+)\\.tmp$`));
     try {
       fs.writeFileSync(tmp, `${JSON.stringify({ format: STATE_FORMAT, version: STATE_VERSION, ...s }, null, 1)}\n`, { mode: 0o600 });
       const fd = fs.openSync(tmp, 'r');

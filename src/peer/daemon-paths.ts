@@ -6,16 +6,13 @@
 // and any other absolute path becomes "(a path on the daemon)".
 import path from 'node:path';
 import type { PeerErrorBody } from '../format/peer-protocol.js';
+import { escapeRegExp } from '../core/regexp.js';
 
 /** A temporary file beside NAME: ".NAME.partial-PID", ".NAME.mirror-new", ".NAME.restoring-PID", ... */
 const TEMP_OF = /^\.(.+)\.(?:partial|mirror|restoring|imgstream)-[\w.-]*$/;
 
 /** Characters that end a path inside a message. */
 const PATH_CHARS = String.raw`[^\s:'"(),;]`;
-
-function escapeRegExp(s: string): string {
-  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-}
 
 /** The name a client uses for `rel` (relative to the directory): a temporary file's owner for a temporary file. */
 function clientName(rel: string): string {

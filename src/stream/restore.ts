@@ -27,6 +27,7 @@ import type { HeldStream, HeldCandidate } from './restore-held.js';
 import { checkFits } from './restore-fits.js';
 import { StageFile } from './restore-stage.js';
 import { tellJournalChanges, tellJournalSnapshots } from './restore-journal.js';
+import { escapeRegExp } from '../core/regexp.js';
 
 export interface RestoredStream extends StreamSummary {
   skippedBlocks: number;
@@ -428,7 +429,7 @@ function createForStream(volumePath: string, header: StreamHeader, name: string,
   const { dir, prefix } = tempBeside(volumePath, 'restoring');
   removeStaleTemp(dir, prefix);
   // and the volume file a killed restore was creating under that name (volume create's own temporary of it)
-  removeStaleTemp(dir, new RegExp(`^\\.${prefix.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}(\\d+)\\.imgstream-new-\\d+$`));
+  removeStaleTemp(dir, new RegExp(`^\\.${escapeRegExp(prefix)}(\\d+)\\.imgstream-new-\\d+$`));
   const tmp = path.join(dir, `${prefix}${process.pid}`);
   const unkeepTmp = removeOnStop(tmp);
   const unkeep = (): void => {
