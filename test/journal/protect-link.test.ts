@@ -14,20 +14,25 @@ import { cli, run, startServer } from '../nbd/support.js';
 import { makeToken } from '../peer/support.js';
 import { spawn } from 'node:child_process';
 import { CLI_BIN, finished, listeningPort } from '../support/cli.js';
-import { setupOk } from '../support/in-process.js';
+import { inProcessOk, setupOk } from '../support/in-process.js';
 
 const BS = 4096;
 const SIZE = 8 << 20;
 const missing = journalTestMissing();
 const { root, locks, at, env } = journalTestDir('imgstream-protect-link-');
 
+/** A check run here, not as a process: exports and status (they are tested as processes elsewhere). */
+function check(args: string[]) {
+  return inProcessOk(args, { env: { IMGSTREAM_LOCK_DIR: locks } });
+}
+
 async function exportAsOf(dest: string, t: number | string): Promise<Buffer> {
-  await cli(['volume', 'export', dest, '--as-of', typeof t === 'string' ? t : new Date(t).toISOString(), '--to', at('x.raw'), '--force'], locks);
+  await check(['volume', 'export', dest, '--as-of', typeof t === 'string' ? t : new Date(t).toISOString(), '--to', at('x.raw'), '--force']);
   return fs.readFileSync(at('x.raw'));
 }
 
 async function windowOf(dest: string): Promise<{ start: string; end: string; points: number[] }> {
-  const st = JSON.parse((await cli(['protect', 'status', dest, '--json', '--points'], locks)).stdout) as { window: { start: string; end: string }; points: Array<{ time: string }> };
+  const st = JSON.parse((await check(['protect', 'status', dest, '--json', '--points'])).stdout) as { window: { start: string; end: string }; points: Array<{ time: string }> };
   return { ...st.window, points: st.points.map((p) => Date.parse(p.time)) };
 }
 
@@ -124,7 +129,7 @@ describe.skipIf(missing.length > 0)(`protection across a link outage${missing.le
     const resyncPoint = Date.parse(String(resync.end));
     const want = modelAt(base, [...before.log, ...down.log], Infinity)!;
     expect((await exportAsOf(dest, resyncPoint)).equals(want), 'the resync point is the disk after the outage').toBe(true);
-    await cli(['volume', 'export', vol, '--to', at('src.raw'), '--force'], locks);
+    await check(['volume', 'export', vol, '--to', at('src.raw'), '--force']);
     expect(fs.readFileSync(at('src.raw')).equals(modelAt(base, log, Infinity)!)).toBe(true);
   }, 120_000);
 
@@ -232,7 +237,7 @@ describe.skipIf(missing.length > 0)(`protection across a link outage${missing.le
     // answered with the older state; status shows the gap
     const gap = { from: Date.parse(String(gapEvent.start)), to: Date.parse(String(gapEvent.end)) };
     expect(gap.to - gap.from).toBeGreaterThan(1000);
-    const status = JSON.parse((await cli(['protect', 'status', destA, '--json'], locks)).stdout) as { gaps: Array<{ from: string; to: string }> };
+    const status = JSON.parse((await check(['protect', 'status', destA, '--json'])).stdout) as { gaps: Array<{ from: string; to: string }> };
     expect(status.gaps).toEqual([{ from: new Date(gap.from).toISOString(), to: new Date(gap.to).toISOString() }]);
     const inGap = new Date((gap.from + gap.to) / 2).toISOString();
     const refused = await run(process.execPath, [CLI_BIN, 'volume', 'export', destA, '--as-of', inGap, '--to', at('gap.raw')], { env });
@@ -274,17 +279,17 @@ describe.skipIf(missing.length > 0)(`protection across a link outage${missing.le
     // nothing written for a while: the window still reaches almost now, and as of then is the disk after the last write
     const quietFrom = Date.now();
     await new Promise((r) => setTimeout(r, 2500));
-    const quiet = JSON.parse((await cli(['protect', 'status', url, '--token-file', token, '--plain', '--json'], locks)).stdout) as { window: { end: string }; shipper: number | null; shipperSession?: boolean };
+    const quiet = JSON.parse((await check(['protect', 'status', url, '--token-file', token, '--plain', '--json'])).stdout) as { window: { end: string }; shipper: number | null; shipperSession?: boolean };
     expect(Date.parse(quiet.window.end), 'the window moved on while nothing was written').toBeGreaterThan(quietFrom);
     expect([quiet.shipper, quiet.shipperSession], 'the shipper is behind a daemon session, not the daemon\'s pid').toEqual([null, true]);
-    await cli(['volume', 'export', url, '--as-of', quiet.window.end, '--token-file', token, '--plain', '--to', at('d-quiet.raw')], locks);
+    await check(['volume', 'export', url, '--as-of', quiet.window.end, '--token-file', token, '--plain', '--to', at('d-quiet.raw')]);
     expect(fs.readFileSync(at('d-quiet.raw')).equals(modelAt(base, [...before.log, ...down.log, ...after.log], Infinity)!)).toBe(true);
     expect((await shipper.stop()).code).toBe(0);
     await server.stop();
     expect(shipper.events.filter((e) => e.event === 'seed').length, 'one seed: the link coming back resumed').toBe(1);
     expect(shipper.events.some((e) => e.kind === 'resync'), 'the journal held the outage: no resync').toBe(false);
-    const st = JSON.parse((await cli(['protect', 'status', url, '--token-file', token, '--plain', '--json', '--points'], locks)).stdout) as { window: { end: string }; points: Array<{ time: string }> };
-    await cli(['volume', 'export', url, '--as-of', st.window.end, '--token-file', token, '--plain', '--to', at('d-out.raw')], locks);
+    const st = JSON.parse((await check(['protect', 'status', url, '--token-file', token, '--plain', '--json', '--points'])).stdout) as { window: { end: string }; points: Array<{ time: string }> };
+    await check(['volume', 'export', url, '--as-of', st.window.end, '--token-file', token, '--plain', '--to', at('d-out.raw')]);
     expect(fs.readFileSync(at('d-out.raw')).equals(modelAt(base, log, Infinity)!)).toBe(true);
     // a point from the outage, shipped late but exact
     const inside = st.points.map((p) => Date.parse(p.time)).filter((p) => p > down.log[0].t1 && p < down.log.at(-1)!.t0);
@@ -292,7 +297,7 @@ describe.skipIf(missing.length > 0)(`protection across a link outage${missing.le
     const p = inside[Math.floor(inside.length / 2)];
     const want = modelAt(base, log, p);
     if (want) {
-      await cli(['volume', 'export', url, '--as-of', new Date(p).toISOString(), '--token-file', token, '--plain', '--to', at('d-out.raw'), '--force'], locks);
+      await check(['volume', 'export', url, '--as-of', new Date(p).toISOString(), '--token-file', token, '--plain', '--to', at('d-out.raw'), '--force']);
       expect(fs.readFileSync(at('d-out.raw')).equals(want)).toBe(true);
     }
     d.child.kill('SIGTERM');
@@ -312,7 +317,7 @@ describe.skipIf(missing.length > 0)(`protection across a link outage${missing.le
     await shipper.waitCovered(more.log.at(-1)!.t1, 60_000);
     expect((await shipper.stop()).code).toBe(0);
     await server.stop();
-    const st = JSON.parse((await cli(['protect', 'status', dest, '--json'], locks)).stdout) as { window: { end: string } };
+    const st = JSON.parse((await check(['protect', 'status', dest, '--json'])).stdout) as { window: { end: string } };
     expect((await exportAsOf(dest, st.window.end)).equals(modelAt(base, [...w.log, ...more.log], Infinity)!), 'no write lost to the overflow').toBe(true);
   }, 120_000);
 
@@ -351,7 +356,7 @@ describe.skipIf(missing.length > 0)(`protection across a link outage${missing.le
     } finally {
       dump.kill('SIGKILL');
     }
-    const st = JSON.parse((await cli(['protect', 'status', dest, '--json'], locks)).stdout) as { window: { end: string } };
+    const st = JSON.parse((await check(['protect', 'status', dest, '--json'])).stdout) as { window: { end: string } };
     expect((await exportAsOf(dest, st.window.end)).equals(modelAt(base, [...w.log, ...tail.log], Date.parse(st.window.end))!)).toBe(true);
   }, 120_000);
 });

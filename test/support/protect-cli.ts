@@ -2,6 +2,7 @@
 // as they come, and helpers to wait for the destination to catch up.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { CLI_BIN, finished, type CliResult } from './cli.js';
+import { inProcess } from './in-process.js';
 
 export interface ProtectEventLine {
   event: string;
@@ -87,7 +88,7 @@ export function startProtect(volume: string, to: string, args: string[], env: Re
     async waitCovered(t, timeoutMs = 60_000) {
       const deadline = Date.now() + timeoutMs;
       const covered = (e: ProtectEventLine) => e.event === 'interval' && Date.parse(String(e.end)) > t;
-      // an interval event usually comes first; `protect status` (a process of its own) only when none does
+      // an interval event usually comes first; `protect status` (run here) only when none does
       const quietFrom = Date.now() + 1500;
       for (;;) {
         if (events.some(covered)) return;
@@ -96,7 +97,7 @@ export function startProtect(volume: string, to: string, args: string[], env: Re
           await new Promise((r) => setTimeout(r, 100));
           continue;
         }
-        const st = await finished(spawn(process.execPath, [CLI_BIN, 'protect', 'status', to, '--json', ...reach], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] }), 60_000);
+        const st = await inProcess(['protect', 'status', to, '--json', ...reach], { env });
         const end = st.code === 0 ? Date.parse((JSON.parse(st.stdout) as { window: { end: string } | null }).window?.end ?? '') : NaN;
         if (end > t) return;
         if (Date.now() > deadline) throw new Error(`timed out waiting for ${to} to cover ${new Date(t).toISOString()} (window ends ${Number.isNaN(end) ? st.stderr.trim() || 'nowhere' : new Date(end).toISOString()}); last events: ${JSON.stringify(events.slice(-3))}`);
