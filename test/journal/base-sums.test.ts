@@ -11,11 +11,14 @@ import { journalTestDir, journalTestMissing } from '../support/journal-tests.js'
 import { startProtect } from '../support/protect-cli.js';
 import { cli, qemuIo, run, startServer, CLI_BIN } from '../nbd/support.js';
 import { randomImage } from '../support/images.js';
+import { inProcessOk, setupOk } from '../support/in-process.js';
 
 const BS = 4096;
 const SIZE = 8 << 20;
 const missing = journalTestMissing();
 const { locks, at, env } = journalTestDir('imgstream-base-sums-');
+/** A check run in this process, not as a process of its own (exports, status, lists: tested as processes elsewhere). */
+const check = (args: string[]) => inProcessOk(args, { env: { IMGSTREAM_LOCK_DIR: locks } });
 const started: Array<{ kill: (signal: NodeJS.Signals) => boolean }> = [];
 afterAll(() => {
   for (const c of started) c.kill('SIGKILL');
@@ -44,8 +47,8 @@ describe.skipIf(missing.length > 0)(`base checksums at a protection destination$
     const vol = at('a.vol');
     const dest = at('a.cdp');
     fs.writeFileSync(at('a.raw'), randomImage(SIZE / BS / 2, BS, 11, 1));
-    await cli(['volume', 'create', vol, '--size', String(SIZE)], locks);
-    await cli(['volume', 'import', vol, '--from', at('a.raw'), '-q'], locks);
+    await setupOk(['volume', 'create', vol, '--size', String(SIZE)], { env: { IMGSTREAM_LOCK_DIR: locks } });
+    await setupOk(['volume', 'import', vol, '--from', at('a.raw'), '-q'], { env: { IMGSTREAM_LOCK_DIR: locks } });
     const server = await startServer(vol, ['--socket', at('a.sock'), '--journal'], locks);
     started.push(server.child);
     const shipper = startProtect(vol, dest, ['--interval', '250ms', '--keep', '1s'], env);
@@ -97,8 +100,8 @@ describe.skipIf(missing.length > 0)(`base checksums at a protection destination$
     expect(healed.verified.base).toMatchObject({ ok: true, badBlocks: [] });
     const r = await json<{ baseChecked: number }>(['restore', '--to', at('r.vol'), '--as-of', 'latest', '--from', dest]);
     expect(r.baseChecked).toBeGreaterThan(0);
-    await cli(['volume', 'export', at('r.vol'), '--to', at('r.raw')], locks);
-    await cli(['volume', 'export', vol, '--to', at('src.raw')], locks);
+    await check(['volume', 'export', at('r.vol'), '--to', at('r.raw')]);
+    await check(['volume', 'export', vol, '--to', at('src.raw')]);
     expect(fs.readFileSync(at('r.raw')).equals(fs.readFileSync(at('src.raw')))).toBe(true);
 
     // a damaged checksum file: restores go on, saying the base blocks were not checked; the next fold drops it
@@ -113,7 +116,7 @@ describe.skipIf(missing.length > 0)(`base checksums at a protection destination$
   it('a destination seeded without base.sums (an older imgstream) restores and verifies as before, saying its data is not checked', async () => {
     const vol = at('b.vol');
     const dest = at('b.cdp');
-    await cli(['volume', 'create', vol, '--size', String(SIZE)], locks);
+    await setupOk(['volume', 'create', vol, '--size', String(SIZE)], { env: { IMGSTREAM_LOCK_DIR: locks } });
     const server = await startServer(vol, ['--socket', at('b.sock'), '--journal'], locks);
     started.push(server.child);
     await qemuIo(server.info.uri, ['write -P 0x31 0 64k']);

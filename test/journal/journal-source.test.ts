@@ -13,16 +13,18 @@ import { cli, run, startServer } from '../nbd/support.js';
 import { JournalReader } from '../../src/journal/journal-reader.js';
 import { listSegments } from '../../src/journal/journal-files.js';
 import { RecordKind } from '../../src/journal/record.js';
-import { setupOk } from '../support/in-process.js';
+import { inProcessOk, setupOk } from '../support/in-process.js';
 import type { JournalStatus } from '../../src/journal/journal-status.js';
 
 const BS = 4096;
 const SIZE = 8 << 20;
 const missing = journalTestMissing();
 const { locks, at } = journalTestDir('imgstream-journal-');
+/** A check run in this process, not as a process of its own (exports, status, lists: tested as processes elsewhere). */
+const check = (args: string[]) => inProcessOk(args, { env: { IMGSTREAM_LOCK_DIR: locks } });
 
 async function exportRaw(vol: string, out: string): Promise<Buffer> {
-  await cli(['volume', 'export', vol, '--to', out, '--force'], locks);
+  await check(['volume', 'export', vol, '--to', out, '--force']);
   return fs.readFileSync(out);
 }
 
@@ -110,8 +112,8 @@ describe.skipIf(missing.length > 0)(`the write journal of serve nbd --journal${m
       expect(differs.size, `round ${round}: the volume is the disk after a prefix of the acknowledged requests reaching the last flush, or all of them and the one in flight (${log.length} logged, flush at ${lastFlush})`).toBe(0);
       if (k > lastFlush) beyondFlush++;
       disk = got;
-      const check = await cli(['volume', 'check', vol, '--json'], locks);
-      expect(JSON.parse(check.stdout).ok).toBe(true);
+      const checked = await check(['volume', 'check', vol, '--json']);
+      expect(JSON.parse(checked.stdout).ok).toBe(true);
     }
     // replay brings back acknowledged writes the last CP did not hold, in some round at least
     expect(beyondFlush).toBeGreaterThan(0);
@@ -174,7 +176,7 @@ describe.skipIf(missing.length > 0)(`the write journal of serve nbd --journal${m
     expect(r.code, r.stderr).toBe(9);
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
     expect(r.stderr).toMatch(/a damaged record at byte \d+, with \d+ bytes after it \(the destination holds records up to \d+\)/);
-    const st = JSON.parse((await cli(['protect', 'status', vol, '--json'], locks)).stdout) as JournalStatus;
+    const st = JSON.parse((await check(['protect', 'status', vol, '--json'])).stdout) as JournalStatus;
     expect(st.damage).toMatch(/a damaged record at byte/);
     expect((await cli(['protect', 'status', vol], locks)).stdout).toMatch(/DAMAGED: /);
     // --verify reads destinations: given the protected volume, one line saying so (exit 4)
@@ -206,9 +208,9 @@ describe.skipIf(missing.length > 0)(`the write journal of serve nbd --journal${m
     expect(r.code, r.stderr).toBe(9);
     expect(r.stderr.trim().split('\n')).toEqual([expect.stringMatching(/0001\.seg: a (record that fails its checksum|damaged record header|record cut short), with \d+ bytes after it at byte \d+ \(serve without --journal/)]);
     // the destination's newest point holds every write acknowledged before it: none past the damage
-    const end = Date.parse((JSON.parse((await cli(['protect', 'status', at('du.cdp'), '--json'], locks)).stdout) as { window: { end: string } }).window.end);
+    const end = Date.parse((JSON.parse((await check(['protect', 'status', at('du.cdp'), '--json'])).stdout) as { window: { end: string } }).window.end);
     expect(end).toBeLessThan(second.log.at(-1)!.t1);
-    await cli(['volume', 'export', at('du.cdp'), '--as-of', 'latest', '--to', at('du.raw')], locks);
+    await check(['volume', 'export', at('du.cdp'), '--as-of', 'latest', '--to', at('du.raw')]);
     const want = modelAt(Buffer.alloc(SIZE), [...first.log, ...second.log], end);
     if (want !== null) expect(fs.readFileSync(at('du.raw')).equals(want)).toBe(true);
     expect((await cli(['protect', 'status', vol], locks)).stdout).toMatch(/DAMAGED: /);
@@ -221,7 +223,7 @@ describe.skipIf(missing.length > 0)(`the write journal of serve nbd --journal${m
     expect((await runWriter(server.info.uri, ['--count', '50', '--seed', '9', '--aligned'])).code).toBe(0);
     await server.stop();
     // the source's side: written, never shipped, then shipped up to its last record
-    const status = async () => JSON.parse((await cli(['protect', 'status', vol, '--json'], locks)).stdout) as JournalStatus;
+    const status = async () => JSON.parse((await check(['protect', 'status', vol, '--json'])).stdout) as JournalStatus;
     const before = await status();
     expect(before.shipped).toBeNull();
     expect(before.unshipped.records).toBe(before.newest - before.oldest! + 1);
@@ -262,9 +264,9 @@ describe.skipIf(missing.length > 0)(`the write journal of serve nbd --journal${m
     expect(other.code).toBe(4);
     expect(other.stderr).toMatch(/not the one the destination was fed from/);
     await cli(['protect', vol, '--to', at('c2.cdp'), '--once'], locks);
-    const st = JSON.parse((await cli(['protect', 'status', at('c2.cdp'), '--json'], locks)).stdout) as { window: { end: string } };
-    await cli(['volume', 'export', at('c2.cdp'), '--as-of', st.window.end, '--to', at('c2.raw')], locks);
-    await cli(['volume', 'export', vol, '--to', at('c-src.raw')], locks);
+    const st = JSON.parse((await check(['protect', 'status', at('c2.cdp'), '--json'])).stdout) as { window: { end: string } };
+    await check(['volume', 'export', at('c2.cdp'), '--as-of', st.window.end, '--to', at('c2.raw')]);
+    await check(['volume', 'export', vol, '--to', at('c-src.raw')]);
     expect(fs.readFileSync(at('c2.raw')).equals(fs.readFileSync(at('c-src.raw')))).toBe(true);
   });
 });

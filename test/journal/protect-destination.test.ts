@@ -16,6 +16,7 @@ import { allocatedBytes, cliJson, cliOk, finished, runCliAsync, sleep, stderrLin
 import { imageBytes } from '../support/oracle.js';
 import { endOf, modelImages, pointAt, snapshotOf } from '../support/protect-model.js';
 import { DRIVER, iso, protectDestFixture, rng } from '../support/protect-dest.js';
+import { inProcessJson, inProcessOk } from '../support/in-process.js';
 
 const { root, env, at, cli, drive, driveOk, exportAsOf, exportInProcess, storageBytes } = protectDestFixture('imgstream-protect-dest-');
 
@@ -39,14 +40,14 @@ describe('protection destination', () => {
     // the boundaries: exactly an interval's end is that point, one ms before is the previous
     times.push(endOf(seed, 17), endOf(seed, 17) - 1, lo, hi);
     const points = new Set<number>();
-    // three exports at a time: one a real process, two in this process (the same call the command makes)
+    // three exports at a time, in this process (the same call the command makes); the first as a real process
     for (let i = 0; i < times.length; i += 3) {
       await Promise.all(
         times.slice(i, i + 3).map(async (t, k) => {
           const p = pointAt(seed, count, t);
           points.add(p);
           let img: Buffer;
-          if (k === 0) {
+          if (i + k === 0) {
             const out = at(`model-${i + k}.raw`);
             const r = await runCliAsync(['volume', 'export', dest, '--as-of', iso(t), '--to', out], { env });
             expect(r.code, r.stderr).toBe(0);
@@ -71,7 +72,7 @@ describe('protection destination', () => {
       expect(out.stdout).toContain(`created as of ${iso(endOf(seed, pointAt(seed, count, t)))}`);
       expect((await imageBytes(vol, env)).equals(model[pointAt(seed, count, t)])).toBe(true);
       // a consistent volume (the copy of the base holds every block its planes name)
-      expect(cliOk(['volume', 'check', vol], { env }).stdout).toContain(`${vol}: clean`);
+      expect((await inProcessOk(['volume', 'check', vol], { env })).stdout).toContain(`${vol}: clean`);
       // a copy of the base that stays sparse: the base's allocation plus the blocks written over it
       expect(allocatedBytes(vol)).toBeLessThanOrEqual(allocatedBytes(path.join(dest, 'base.vol')) + (1 << 20));
     }
@@ -96,7 +97,7 @@ describe('protection destination', () => {
     expect(fs.readdirSync(path.join(dest, 'intervals')).length).toBe(count - folded);
     expect(st.base.snapshots).toEqual(['snap7', 'snap14', 'snap21', 'snap28', 'snap35'].filter((s) => Number(s.slice(4)) <= folded));
     for (const seq of [folded, folded + 1, Math.floor((folded + count) / 2), count]) {
-      expect(exportAsOf(dest, iso(Math.min(endOf(seed, seq) + 1, endOf(seed, count)))).equals(model[seq]), `point ${seq}`).toBe(true);
+      expect((await exportInProcess(dest, iso(Math.min(endOf(seed, seq) + 1, endOf(seed, count))))).equals(model[seq]), `point ${seq}`).toBe(true);
     }
     // before the window: refused, naming it
     const r = cli(['volume', 'export', dest, '--as-of', iso(endOf(seed, folded) - 1), '--to', at('never.raw')]);
@@ -106,19 +107,19 @@ describe('protection destination', () => {
     // the folded snapshots are real snapshots of the base, and of a volume restored from it
     const vol = at('fold-restored.vol');
     cliOk(['restore', '--to', vol, '--as-of', iso(endOf(seed, count)), '--from', dest], { env });
-    expect(cliOk(['volume', 'check', vol], { env }).stdout).toContain(`${vol}: clean`);
+    expect((await inProcessOk(['volume', 'check', vol], { env })).stdout).toContain(`${vol}: clean`);
     for (const snap of st.base.snapshots as string[]) {
       expect((await imageBytes(`${vol}@${snap}`, env)).equals(model[Number(snap.slice(4))]), snap).toBe(true);
     }
 
     // a folded snapshot is still a recovery point by its name, as the source took it
-    expect(exportAsOf(dest, 'snap7').equals(model[7])).toBe(true);
+    expect((await exportInProcess(dest, 'snap7')).equals(model[7])).toBe(true);
 
     // snapshot names the source takes again (rot0, rot1, rot0…): the base keeps the newest of each
     const rot = at('rotate.cdp');
     const r2 = drive(rot, seed, count, 8000, 7, { PROTECT_DRIVER_ROTATE: '2' });
     expect(r2.status, r2.stderr).toBe(0);
-    const rotSt = cliJson(['protect', 'status', rot], { env });
+    const rotSt = await inProcessJson(['protect', 'status', rot], { env });
     expect(rotSt.base.seq).toBe(folded);
     for (const name of ['rot0', 'rot1']) {
       let newest = 0;
@@ -133,7 +134,7 @@ describe('protection destination', () => {
     driveOk(bounded, 13, 120, 5000);
     const after120 = storageBytes(bounded);
     expect(after120).toBeLessThanOrEqual(after30 * 1.2);
-    expect(exportAsOf(bounded, iso(endOf(13, 120))).equals(modelImages(13, 120)[120])).toBe(true);
+    expect((await exportInProcess(bounded, iso(endOf(13, 120)))).equals(modelImages(13, 120)[120])).toBe(true);
   }, 60_000);
 
   it('survives kill -9 of the shipping process at random moments and at every step of an append and a fold', async () => {
@@ -143,7 +144,7 @@ describe('protection destination', () => {
     const keep = 6000;
     const model = modelImages(seed, count);
     const checkAll = async (label: string) => {
-      const st = cliJson(['protect', 'status', dest, '--points'], { env });
+      const st = await inProcessJson(['protect', 'status', dest, '--points'], { env });
       if (!st.seeded) return 0;
       expect(st.shipper, label).toBeNull();
       for (const p of st.points as Array<{ seq: number; time: string }>) {
@@ -180,7 +181,7 @@ describe('protection destination', () => {
     driveOk(dest, seed, count, keep, 5);
     expect(await checkAll('final')).toBe(count);
     // the source's snapshots folded into the base, through every crash, hold their points
-    const baseSnaps = cliJson(['protect', 'status', dest], { env }).base.snapshots as string[];
+    const baseSnaps = (await inProcessJson(['protect', 'status', dest], { env })).base.snapshots as string[];
     expect(baseSnaps.length).toBeGreaterThan(10);
     for (const name of baseSnaps.filter((_, i) => i % 8 === 0)) {
       expect((await imageBytes(`${path.join(dest, 'base.vol')}@${name}`, env)).equals(model[Number(name.slice(4))]), name).toBe(true);
@@ -223,7 +224,7 @@ describe('protection destination', () => {
     expect(checked).toBeGreaterThan(2);
     // the driver waited for none of them: folds that found the base busy ran at a later append
     expect(res.stdout.trim().split('\n').length).toBe(count - 5);
-    const st = cliJson(['protect', 'status', dest], { env });
+    const st = await inProcessJson(['protect', 'status', dest], { env });
     expect(st.window.end).toBe(iso(endOf(seed, count)));
     expect(st.base.seq).toBeGreaterThan(90);
     expect((await exportInProcess(dest, st.window.start)).equals(model[st.base.seq])).toBe(true);

@@ -14,7 +14,7 @@ import { runWriter } from '../support/nbd-writer.js';
 import { startProtect } from '../support/protect-cli.js';
 import { cli, run, startServer, CLI_BIN } from '../nbd/support.js';
 import { asOfBytes, checkReportOf, imageBytes, snapshotNamesOf } from '../support/oracle.js';
-import { setupOk } from '../support/in-process.js';
+import { inProcessOk, setupOk } from '../support/in-process.js';
 
 const BS = 4096;
 const SIZE = 8 << 20;
@@ -28,15 +28,15 @@ afterAll(() => {
 const imgstream = (args: string[]) => run(process.execPath, [CLI_BIN, ...args], { env: { IMGSTREAM_LOCK_DIR: locks } });
 
 async function exported(what: string, asOf?: string): Promise<Buffer> {
-  await cli(['volume', 'export', what, ...(asOf ? ['--as-of', asOf] : []), '--to', at('x.raw'), '--force'], locks);
+  await inProcessOk(['volume', 'export', what, ...(asOf ? ['--as-of', asOf] : []), '--to', at('x.raw'), '--force'], { env: { IMGSTREAM_LOCK_DIR: locks } });
   return fs.readFileSync(at('x.raw'));
 }
 
 async function journaledVolume(name: string) {
   const vol = at(`${name}.vol`);
   fs.writeFileSync(at(`${name}.raw`), randomImage(SIZE / BS / 2, BS, 7, 0.5));
-  await cli(['volume', 'create', vol, '--size', String(SIZE)], locks);
-  await cli(['volume', 'import', vol, '--from', at(`${name}.raw`), '-q'], locks);
+  await setupOk(['volume', 'create', vol, '--size', String(SIZE)], { env: { IMGSTREAM_LOCK_DIR: locks } });
+  await setupOk(['volume', 'import', vol, '--from', at(`${name}.raw`), '-q'], { env: { IMGSTREAM_LOCK_DIR: locks } });
   // no CP of the server's own: what it acknowledged is on the disk only at a client's flush
   const serve = async () => {
     const server = await startServer(vol, ['--socket', at(`${name}.sock`), '--journal', '--cp-interval', '3600'], locks);
@@ -94,7 +94,7 @@ describe.skipIf(missing.length > 0)(`snapshots of a journaled volume nobody serv
 
   it('taken while the journal is overflowed, are named by the resync that follows as not arriving, never lost in silence', async () => {
     const vol = at('c.vol');
-    await cli(['volume', 'create', vol, '--size', String(SIZE)], locks);
+    await setupOk(['volume', 'create', vol, '--size', String(SIZE)], { env: { IMGSTREAM_LOCK_DIR: locks } });
     let server = await startServer(vol, ['--socket', at('c.sock'), '--journal', '--journal-size', '1M', '--cp-interval', '0.2'], locks);
     started.push(server.child);
     expect((await run(process.execPath, [CLI_BIN, 'protect', vol, '--to', at('c.cdp'), '--once'], { env: { IMGSTREAM_LOCK_DIR: locks } })).code).toBe(0);

@@ -10,11 +10,13 @@ import { cli, qemuIo, run, startServer } from '../nbd/support.js';
 import { spawn } from 'node:child_process';
 import { CLI_BIN, finished, listeningPort } from '../support/cli.js';
 import { makeToken } from '../peer/support.js';
-import { setupOk } from '../support/in-process.js';
+import { inProcessOk, setupOk } from '../support/in-process.js';
 import { expectOneLineError } from '../support/stream-cli.js';
 
 const missing = journalTestMissing();
 const { root, locks, at, env } = journalTestDir('imgstream-protect-keep-');
+/** A check run in this process, not as a process of its own (exports, status, lists: tested as processes elsewhere). */
+const check = (args: string[]) => inProcessOk(args, { env: { IMGSTREAM_LOCK_DIR: locks } });
 
 async function once(vol: string, dest: string, extra: string[]): Promise<Array<Record<string, unknown>>> {
   const r = await run(process.execPath, [CLI_BIN, 'protect', vol, '--to', dest, '--once', '--json', ...extra], { env });
@@ -23,7 +25,7 @@ async function once(vol: string, dest: string, extra: string[]): Promise<Array<R
 }
 
 async function keepOf(dest: string): Promise<number> {
-  return (JSON.parse((await cli(['protect', 'status', dest, '--json'], locks)).stdout) as { keepMs: number }).keepMs;
+  return (JSON.parse((await check(['protect', 'status', dest, '--json'])).stdout) as { keepMs: number }).keepMs;
 }
 
 describe.skipIf(missing.length > 0)(`protect --keep${missing.length ? ` (skipped: ${missing.join(', ')} not installed)` : ''}`, () => {
@@ -74,10 +76,10 @@ describe.skipIf(missing.length > 0)(`protect --keep${missing.length ? ` (skipped
       expect(events.filter((e) => e.event === 'damaged').map((e) => e.seq)).toEqual([2]);
       expect(events.some((e) => e.event === 'interval' && e.kind === 'resync')).toBe(true);
       await cli(['restore', '--to', at('dmg-latest.vol'), '--as-of', 'latest', '--from', dest], locks);
-      await cli(['volume', 'export', at('dmg-latest.vol'), '--to', at('dmg-latest.raw')], locks);
-      await cli(['volume', 'export', vol, '--to', at('dmg-vol.raw')], locks);
+      await check(['volume', 'export', at('dmg-latest.vol'), '--to', at('dmg-latest.raw')]);
+      await check(['volume', 'export', vol, '--to', at('dmg-vol.raw')]);
       expect(fs.readFileSync(at('dmg-latest.raw')).equals(fs.readFileSync(at('dmg-vol.raw')))).toBe(true);
-      const st = JSON.parse((await cli(['protect', 'status', dest, '--json'], locks)).stdout) as { retentionHeld?: { seq: number; resync: string | null } };
+      const st = JSON.parse((await check(['protect', 'status', dest, '--json'])).stdout) as { retentionHeld?: { seq: number; resync: string | null } };
       expect(st.retentionHeld).toMatchObject({ seq: 2, resync: expect.any(String) });
     } finally {
       await server.stop();
@@ -92,13 +94,13 @@ describe.skipIf(missing.length > 0)(`protect --keep${missing.length ? ` (skipped
     await qemuIo(server.info.uri, ['write -P 0x51 0 64k']);
     await server.stop();
     await once(vol, dest, []);
-    const endOf = async () => Date.parse((JSON.parse((await cli(['protect', 'status', dest, '--json'], locks)).stdout) as { window: { end: string } }).window.end);
+    const endOf = async () => Date.parse((JSON.parse((await check(['protect', 'status', dest, '--json'])).stdout) as { window: { end: string } }).window.end);
     const first = await endOf();
     await new Promise((r) => setTimeout(r, 2300));
     const asked = Date.now() - 1300; // "as of a second ago", as a cron job's restore asks
     await once(vol, dest, []);
     expect(await endOf()).toBeGreaterThanOrEqual(Math.max(first + 1000, asked - 1000));
-    await cli(['volume', 'export', dest, '--as-of', new Date(Math.min(asked, await endOf())).toISOString(), '--to', at('q.raw')], locks);
+    await check(['volume', 'export', dest, '--as-of', new Date(Math.min(asked, await endOf())).toISOString(), '--to', at('q.raw')]);
   }, 60_000);
 
   it('after an overflow, the source\'s lag runs from the last point the destination claimed, a quiet one too', async () => {
@@ -111,12 +113,12 @@ describe.skipIf(missing.length > 0)(`protect --keep${missing.length ? ` (skipped
       await once(vol, dest, []);
       await new Promise((r) => setTimeout(r, 2300));
       await once(vol, dest, []); // nothing new: a quiet time claimed
-      const end = (JSON.parse((await cli(['protect', 'status', dest, '--json'], locks)).stdout) as { window: { end: string } }).window.end;
+      const end = (JSON.parse((await check(['protect', 'status', dest, '--json'])).stdout) as { window: { end: string } }).window.end;
       await qemuIo(server.info.uri, ['write -P 0x42 0 3M']);
       type Source = { unshipped: { dropped: boolean; oldest: string | null } };
       let st: Source | null = null;
       for (let i = 0; i < 50; i++) {
-        st = JSON.parse((await cli(['protect', 'status', vol, '--json'], locks)).stdout) as Source;
+        st = JSON.parse((await check(['protect', 'status', vol, '--json'])).stdout) as Source;
         if (st.unshipped.dropped) break;
         await new Promise((r) => setTimeout(r, 100));
       }

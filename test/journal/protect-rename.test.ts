@@ -11,10 +11,13 @@ import { startProtect } from '../support/protect-cli.js';
 import { cli, qemuIo, run, startServer, CLI_BIN, finished } from '../nbd/support.js';
 import { listeningPort } from '../support/cli.js';
 import { makeToken } from '../peer/support.js';
+import { inProcessOk, setupOk } from '../support/in-process.js';
 
 const SIZE = 8 << 20;
 const missing = journalTestMissing();
 const { root, locks, at, env } = journalTestDir('imgstream-protect-rename-');
+/** A check run in this process, not as a process of its own (exports, status, lists: tested as processes elsewhere). */
+const check = (args: string[]) => inProcessOk(args, { env: { IMGSTREAM_LOCK_DIR: locks } });
 /** Processes a failed test would leave running: killed at the end. */
 const started: Array<{ kill: (signal: NodeJS.Signals) => boolean }> = [];
 afterAll(() => {
@@ -28,19 +31,19 @@ interface Status {
 }
 
 async function status(dest: string, reach: string[] = []): Promise<Status> {
-  return JSON.parse((await cli(['protect', 'status', dest, '--json', '--points', ...reach], locks)).stdout) as Status;
+  return JSON.parse((await check(['protect', 'status', dest, '--json', '--points', ...reach])).stdout) as Status;
 }
 
 async function exportRaw(what: string, name: string, asOf?: string, reach: string[] = []): Promise<Buffer> {
   const out = at(name);
-  await cli(['volume', 'export', what, ...(asOf ? ['--as-of', asOf] : []), ...reach, '--to', out, '--force'], locks);
+  await check(['volume', 'export', what, ...(asOf ? ['--as-of', asOf] : []), ...reach, '--to', out, '--force']);
   return fs.readFileSync(out);
 }
 
 /** A served, journaled volume with a 64 KiB pattern written at 0. */
 async function servedVolume(name: string, extraEnv: Record<string, string> = {}) {
   const vol = at(`${name}.vol`);
-  await cli(['volume', 'create', vol, '--size', String(SIZE)], locks);
+  await setupOk(['volume', 'create', vol, '--size', String(SIZE)], { env: { IMGSTREAM_LOCK_DIR: locks } });
   const serve = async () => {
     const server = await startServer(vol, ['--socket', at(`${name}.sock`), '--journal'], locks);
     started.push(server.child);
@@ -160,7 +163,7 @@ describe.skipIf(missing.length > 0)(`snapshot renames under continuous protectio
     expect(r.code, r.stderr).not.toBe(0);
     expect((await dying.done).signal).toBe('SIGKILL');
     server = await serve();
-    const names = async () => (JSON.parse((await cli(['snapshot', 'list', vol, '--json'], locks)).stdout) as { snapshots: Array<{ name: string }> }).snapshots.map((x) => x.name);
+    const names = async () => (JSON.parse((await check(['snapshot', 'list', vol, '--json'])).stdout) as { snapshots: Array<{ name: string }> }).snapshots.map((x) => x.name);
     expect(await names(), 'the restarted server made the rename its journal holds').toEqual(['new']);
     await cli(['protect', vol, '--to', dest, '--once'], locks);
     const st = await status(dest);
@@ -173,7 +176,7 @@ describe.skipIf(missing.length > 0)(`snapshot renames under continuous protectio
 
   it('renames the journal dropped when it overflowed travel with the resync', async () => {
     const vol = at('o.vol');
-    await cli(['volume', 'create', vol, '--size', String(SIZE)], locks);
+    await setupOk(['volume', 'create', vol, '--size', String(SIZE)], { env: { IMGSTREAM_LOCK_DIR: locks } });
     const server = await startServer(vol, ['--socket', at('o.sock'), '--journal', '--journal-size', '1M', '--cp-interval', '0.2'], locks);
     started.push(server.child);
     const dest = at('o.cdp');

@@ -10,13 +10,16 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { journalTestDir, journalTestMissing } from '../support/journal-tests.js';
 import { startProtect, type RunningProtect } from '../support/protect-cli.js';
-import { cli, qemuIo, run, startServer, CLI_BIN, finished, type RunningServer } from '../nbd/support.js';
+import { qemuIo, run, startServer, CLI_BIN, finished, type RunningServer } from '../nbd/support.js';
 import { listeningPort } from '../support/cli.js';
 import { makeToken } from '../peer/support.js';
+import { inProcessOk, setupOk } from '../support/in-process.js';
 
 const SIZE = 8 << 20;
 const missing = journalTestMissing();
 const { root, locks, at, env } = journalTestDir('imgstream-scrub-resync-');
+/** A check run in this process, not as a process of its own (exports, status, lists: tested as processes elsewhere). */
+const check = (args: string[]) => inProcessOk(args, { env: { IMGSTREAM_LOCK_DIR: locks } });
 const running: Array<{ kill: () => void }> = [];
 afterAll(() => {
   for (const r of running) r.kill();
@@ -40,7 +43,7 @@ function rot(file: string): void {
 
 async function setup(name: string): Promise<{ vol: string; server: RunningServer }> {
   const vol = at(`${name}.vol`);
-  await cli(['volume', 'create', vol, '--size', String(SIZE)], locks);
+  await setupOk(['volume', 'create', vol, '--size', String(SIZE)], { env: { IMGSTREAM_LOCK_DIR: locks } });
   const server = await startServer(vol, ['--socket', at(`${name}.sock`), '--journal'], locks);
   running.push({ kill: () => server.child.kill('SIGKILL') });
   return { vol, server };
@@ -72,9 +75,9 @@ async function scrubThenResync(vol: string, server: RunningServer, shipper: Runn
   await shipper.waitCovered(Date.now());
 
   // the newest point rebuilds exactly; the scrub now names only the points lost before the resync
-  const st = JSON.parse((await cli(['protect', 'status', dest, '--json', ...reach], locks)).stdout) as { window: { end: string } };
-  await cli(['volume', 'export', dest, '--as-of', st.window.end, ...reach, '--to', at(`${path.basename(local)}-end.raw`)], locks);
-  await cli(['volume', 'export', vol, '--to', at(`${path.basename(local)}-src.raw`)], locks);
+  const st = JSON.parse((await check(['protect', 'status', dest, '--json', ...reach])).stdout) as { window: { end: string } };
+  await check(['volume', 'export', dest, '--as-of', st.window.end, ...reach, '--to', at(`${path.basename(local)}-end.raw`)]);
+  await check(['volume', 'export', vol, '--to', at(`${path.basename(local)}-src.raw`)]);
   expect(fs.readFileSync(at(`${path.basename(local)}-end.raw`)).equals(fs.readFileSync(at(`${path.basename(local)}-src.raw`)))).toBe(true);
   const again = await run(process.execPath, [CLI_BIN, 'protect', 'status', dest, '--verify', '--json', ...reach], { env });
   expect(again.code).toBe(9);
