@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLI_BIN, cliJson, cliOk, hashTree, runCli, type CliResult } from '../support/cli.js';
 import { tempDir } from '../support/images.js';
 import { expectOneLineError } from '../support/stream-cli.js';
-import { volumeWithSnapshot } from '../support/in-process.js';
+import { inProcessJson, volumeWithSnapshot } from '../support/in-process.js';
 
 const root = tempDir('imgstream-dump-inputs-');
 const work = path.join(root, 'work'); // hashed around every refused dump
@@ -33,35 +33,36 @@ beforeAll(async () => {
   cliOk(['dump', vol, '--level', '0', '--snapshot', 's1', '--to', path.join(root, 'v.l0')], { env });
 });
 
-const snapshots = (): string[] => cliJson<{ snapshots: Array<{ name: string }> }>(['snapshot', 'list', vol], { env }).snapshots.map((s) => s.name);
+/** The volume's snapshots, listed in this process (a check, not what the tests are about: in-process.ts). */
+const snapshots = async (): Promise<string[]> => (await inProcessJson<{ snapshots: Array<{ name: string }> }>(['snapshot', 'list', vol], { env })).snapshots.map((s) => s.name);
 
 /** A dump that would take a snapshot, refused (exit 4) naming `pattern`, with nothing changed. */
-function refused(what: string, run: () => CliResult, pattern: RegExp): void {
+async function refused(what: string, run: () => CliResult, pattern: RegExp): Promise<void> {
   const before = hashTree(work);
-  const snaps = snapshots();
+  const snaps = await snapshots();
   expectOneLineError(run(), what, 4, pattern);
-  expect(snapshots(), `${what}: no snapshot taken`).toEqual(snaps);
+  expect(await snapshots(), `${what}: no snapshot taken`).toEqual(snaps);
   expect(hashTree(work), `${what}: nothing changed`).toEqual(before);
 }
 
 const dump = (...args: string[]) => () => runCli(['dump', vol, '--level', '1', '--force', ...args], { env, timeoutMs: 30_000 });
 
 describe('dump --to one of its own inputs', () => {
-  it('its key file, as given or through a hard link', () => {
-    refused('--to KEYFILE', dump('--encrypt', '--key-file', at('backup.key'), '--to', at('backup.key')), /backup\.key: is the key file \(--key-file\); a dump never writes over its own inputs/);
-    refused('--to a hard link of KEYFILE', dump('--encrypt', '--key-file', at('backup.key'), '--to', at('key-hardlink')), /key-hardlink: is the key file \(--key-file\) \(.*backup\.key\)/);
+  it('its key file, as given or through a hard link', async () => {
+    await refused('--to KEYFILE', dump('--encrypt', '--key-file', at('backup.key'), '--to', at('backup.key')), /backup\.key: is the key file \(--key-file\); a dump never writes over its own inputs/);
+    await refused('--to a hard link of KEYFILE', dump('--encrypt', '--key-file', at('backup.key'), '--to', at('key-hardlink')), /key-hardlink: is the key file \(--key-file\) \(.*backup\.key\)/);
   });
 
-  it('its passphrase file, as given or through a symbolic link', () => {
-    refused('--to PASSFILE', dump('--encrypt', '--passphrase-file', at('pass.txt'), '--to', at('pass.txt')), /pass\.txt: is the passphrase file \(--passphrase-file\)/);
-    refused('--to a symlink of PASSFILE', dump('--encrypt', '--passphrase-file', at('pass.txt'), '--to', at('pass-symlink')), /pass-symlink: is the passphrase file/);
+  it('its passphrase file, as given or through a symbolic link', async () => {
+    await refused('--to PASSFILE', dump('--encrypt', '--passphrase-file', at('pass.txt'), '--to', at('pass.txt')), /pass\.txt: is the passphrase file \(--passphrase-file\)/);
+    await refused('--to a symlink of PASSFILE', dump('--encrypt', '--passphrase-file', at('pass.txt'), '--to', at('pass-symlink')), /pass-symlink: is the passphrase file/);
   });
 
-  it('its catalog, existing or still to be created, and the catalog as stdout', () => {
-    refused('--to CATALOG', dump('--to', `${work}/./catalog.json`), /catalog\.json: is the catalog/);
-    refused('--to a catalog not created yet', dump('--catalog', at('new-catalog.json'), '--to', at('new-catalog.json')), /new-catalog\.json: is the catalog/);
+  it('its catalog, existing or still to be created, and the catalog as stdout', async () => {
+    await refused('--to CATALOG', dump('--to', `${work}/./catalog.json`), /catalog\.json: is the catalog/);
+    await refused('--to a catalog not created yet', dump('--catalog', at('new-catalog.json'), '--to', at('new-catalog.json')), /new-catalog\.json: is the catalog/);
     // imgstream dump ... --to - >> CATALOG
-    refused(
+    await refused(
       '--to - appended to the catalog',
       () => {
         const fd = fs.openSync(catalog, 'a');
@@ -76,12 +77,12 @@ describe('dump --to one of its own inputs', () => {
     );
   });
 
-  it('the volume it dumps, spelled another way', () => {
-    refused('--to the volume', dump('--to', `${work}/./v.vol`), /is the volume being dumped|is an imgstream volume/);
+  it('the volume it dumps, spelled another way', async () => {
+    await refused('--to the volume', dump('--to', `${work}/./v.vol`), /is the volume being dumped|is an imgstream volume/);
   });
 
-  it('with --multiplex too', () => {
-    refused('--multiplex --to tape:KEYFILE', dump('--multiplex', '--encrypt', '--key-file', at('backup.key'), '--to', `tape:${at('backup.key')}`), /backup\.key: is the key file/);
+  it('with --multiplex too', async () => {
+    await refused('--multiplex --to tape:KEYFILE', dump('--multiplex', '--encrypt', '--key-file', at('backup.key'), '--to', `tape:${at('backup.key')}`), /backup\.key: is the key file/);
   });
 
   it('another file with the same key is dumped as always', () => {
