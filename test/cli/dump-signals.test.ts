@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cliJson, cliOk, finished, runCli, sleep, spawnCli, stderrLines, writeImage, type CliResult } from '../support/cli.js';
 import { tempDir } from '../support/images.js';
 import { startServer } from '../nbd/support.js';
-import { setupOk } from '../support/in-process.js';
+import { inProcessJson, setupOk } from '../support/in-process.js';
 import { cliWords, sh } from '../support/stream-cli.js';
 
 const BS = 4096;
@@ -33,7 +33,9 @@ beforeAll(async () => {
   await setupOk(['snapshot', 'create', vol, 'base'], { env });
 });
 
-const snapshots = (): string[] => cliJson<{ snapshots: Array<{ name: string }> }>(['snapshot', 'list', vol], { env }).snapshots.map((s) => s.name);
+/** Checks that are not what a test is about, run in this process (in-process.ts). */
+const check = <T>(args: string[]): Promise<T> => inProcessJson<T>(args, { env });
+const snapshots = async (): Promise<string[]> => (await check<{ snapshots: Array<{ name: string }> }>(['snapshot', 'list', vol])).snapshots.map((s) => s.name);
 const catalogText = (): string | null => (fs.existsSync(catalog) ? fs.readFileSync(catalog, 'utf8') : null);
 
 async function until(what: string, child: ChildProcess, test: () => boolean, ms = 30_000): Promise<void> {
@@ -51,14 +53,14 @@ function partialBytes(): number {
   return p ? fs.statSync(path.join(outDir, p)).size : 0;
 }
 
-function expectStopped(r: CliResult, signal: keyof typeof EXIT, before: string[], catalogBefore: string | null): void {
+async function expectStopped(r: CliResult, signal: keyof typeof EXIT, before: string[], catalogBefore: string | null): Promise<void> {
   const ctx = `exit ${r.code ?? r.signal}, stderr ${JSON.stringify(r.stderr)}`;
   expect(r.signal, ctx).toBeNull();
   expect(r.code, ctx).toBe(EXIT[signal]);
   const lines = stderrLines(r);
   expect(lines, ctx).toHaveLength(1);
   expect(lines[0], ctx).toMatch(new RegExp(`^imgstream: dump of .* stopped by ${signal}: nothing recorded, .*snapshot "dump-l0-[^"]+" it took deleted$`));
-  expect(snapshots(), 'the snapshot the dump took is gone').toEqual(before);
+  expect(await snapshots(), 'the snapshot the dump took is gone').toEqual(before);
   expect(fs.readdirSync(outDir), 'no partial or complete output is left').toEqual([]);
   expect(catalogText(), 'nothing was recorded').toBe(catalogBefore);
 }
@@ -66,19 +68,19 @@ function expectStopped(r: CliResult, signal: keyof typeof EXIT, before: string[]
 describe('a dump stopped by a signal', () => {
   for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) {
     it(`${signal} while writing a file: exit ${EXIT[signal]}, partial file and snapshot removed`, async () => {
-      const before = snapshots();
+      const before = await snapshots();
       const cat = catalogText();
       const child = spawnCli(['dump', vol, '--level', '0', '--to', path.join(outDir, 'v.l0'), '--compress', 'none', '-q'], { env: { ...env, IMGSTREAM_TEST_SOURCE_RATE: '4M' } });
       const done = finished(child, 60_000);
       // stream bytes on disk: the snapshot is taken and the dump is well under way
       await until('its partial stream has bytes', child, () => partialBytes() > 0);
       child.kill(signal);
-      expectStopped(await done, signal, before, cat);
+      await expectStopped(await done, signal, before, cat);
     }, 90_000);
   }
 
   it('SIGINT delivered twice at once (as timeout does: its command, then its process group) stops it cleanly, as one does', async () => {
-    const before = snapshots();
+    const before = await snapshots();
     const cat = catalogText();
     const child = spawnCli(['dump', vol, '--level', '0', '--to', path.join(outDir, 'v.l0'), '--compress', 'none', '-q'], { env: { ...env, IMGSTREAM_TEST_SOURCE_RATE: '4M' } });
     const done = finished(child, 60_000);
@@ -86,11 +88,11 @@ describe('a dump stopped by a signal', () => {
     child.kill('SIGINT');
     await sleep(5);
     child.kill('SIGINT');
-    expectStopped(await done, 'SIGINT', before, cat);
+    await expectStopped(await done, 'SIGINT', before, cat);
   }, 90_000);
 
   it('SIGTERM while blocked on a pipe nobody reads: it does not wait for the reader', async () => {
-    const before = snapshots();
+    const before = await snapshots();
     const cat = catalogText();
     const child = spawnCli(['dump', vol, '--level', '0', '--to', '-', '--compress', 'none', '-q'], { env });
     let stderr = '';
@@ -108,35 +110,35 @@ describe('a dump stopped by a signal', () => {
       });
     });
     child.stdout!.destroy();
-    expectStopped({ code, signal: null, stdout: '', stderr, stdoutBytes: Buffer.alloc(0) }, 'SIGTERM', before, cat);
+    await expectStopped({ code, signal: null, stdout: '', stderr, stdoutBytes: Buffer.alloc(0) }, 'SIGTERM', before, cat);
     expect(stderr).toMatch(/the stream on stdout is incomplete/);
   }, 90_000);
 
   it('SIGTERM of a dump through a server: the server deletes the snapshot it took for the dump', async () => {
     const server = await startServer(vol, ['--socket', path.join(root, 'v.sock')], locks);
     try {
-      const before = snapshots();
+      const before = await snapshots();
       const cat = catalogText();
       const child = spawnCli(['dump', vol, '--level', '0', '--to', path.join(outDir, 'served.l0'), '--compress', 'none', '-q'], { env: { ...env, IMGSTREAM_TEST_SOURCE_RATE: '4M' } });
       const done = finished(child, 60_000);
       await until('its partial stream has bytes', child, () => partialBytes() > 0);
-      expect(snapshots().filter((s) => s.startsWith('dump-l0-')), 'the server took the dump its snapshot').toHaveLength(1);
+      expect((await snapshots()).filter((s) => s.startsWith('dump-l0-')), 'the server took the dump its snapshot').toHaveLength(1);
       child.kill('SIGTERM');
-      expectStopped(await done, 'SIGTERM', before, cat);
+      await expectStopped(await done, 'SIGTERM', before, cat);
     } finally {
       await server.stop();
     }
   }, 90_000);
 
-  it('leaves the volume consistent, and the next dump completes and is recorded', () => {
-    expect(cliJson<{ ok: boolean }>(['volume', 'check', vol], { env }).ok).toBe(true);
+  it('leaves the volume consistent, and the next dump completes and is recorded', async () => {
+    expect((await check<{ ok: boolean }>(['volume', 'check', vol])).ok).toBe(true);
     const r = cliJson<{ level: number }>(['dump', vol, '--level', '0', '--snapshot', 'base', '--to', path.join(outDir, 'v.l0')], { env });
     expect(r.level).toBe(0);
     expect((JSON.parse(catalogText()!) as { dumps: unknown[] }).dumps).toHaveLength(1);
   }, 60_000);
 
   it('a catalog damaged while the dump runs: the complete stream and its snapshot are kept, one line says so, catalog rebuild records it', async () => {
-    const before = snapshots();
+    const before = await snapshots();
     const saved = catalogText();
     const out = path.join(outDir, 'unrecorded.l0');
     const child = spawnCli(['dump', vol, '--level', '0', '--to', out, '--compress', 'none', '-q'], { env: { ...env, IMGSTREAM_TEST_SOURCE_RATE: '16M' } });
@@ -149,7 +151,7 @@ describe('a dump stopped by a signal', () => {
     expect(lines).toHaveLength(1);
     expect(lines[0]).toMatch(/is complete but not recorded in the catalog \(its snapshot "dump-l0-[^"]+" is kept\) \(mend or move the catalog, then record the dump with: imgstream catalog rebuild/);
     expect(lines[0]).toContain(`imgstream catalog rebuild --from ${out} --catalog ${catalog})`); // runs as printed
-    const kept = snapshots().filter((n) => !before.includes(n));
+    const kept = (await snapshots()).filter((n) => !before.includes(n));
     expect(kept, 'the dump\'s snapshot is kept: a later level builds on it').toHaveLength(1);
     cliOk(['verify', out], { env });
     fs.rmSync(catalog);
@@ -163,19 +165,19 @@ describe('a dump stopped by a signal', () => {
   }, 90_000);
 
   it('a dump to /dev/null (run for its timing) is not recorded and leaves no snapshot: no later level builds on a stream nobody has', async () => {
-    const before = snapshots();
+    const before = await snapshots();
     const catalogBefore = catalogText();
     const r = runCli(['dump', vol, '--level', '0', '--to', '/dev/null'], { env });
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/-> \/dev\/null \(.* stream, sha256 [0-9a-f]{16}\.\.\.\): not recorded in the catalog \(\/dev\/null keeps nothing: no later level builds on it\), its snapshot deleted/);
     expect(catalogText()).toBe(catalogBefore);
-    expect(snapshots()).toEqual(before);
+    expect(await snapshots()).toEqual(before);
     // the same with the stream on stdout, redirected there
     const piped = await sh(`${cliWords(['dump', vol, '--level', '0', '--to', '-'])} > /dev/null`, { env });
     expect(piped.code, piped.stderr).toBe(0);
     expect(piped.stderr).toMatch(/-> stdout \(.* stream, sha256 [0-9a-f]{16}\.\.\.\): not recorded in the catalog \(stdout keeps nothing: no later level builds on it\), its snapshot deleted/);
     expect(catalogText()).toBe(catalogBefore);
-    expect(snapshots()).toEqual(before);
+    expect(await snapshots()).toEqual(before);
     // stdout into a file keeps it: recorded
     const kept = await sh(`${cliWords(['dump', vol, '--level', '0', '--to', '-'])} > ${JSON.stringify(path.join(root, 'stdout.l0'))}`, { env });
     expect(kept.code, kept.stderr).toBe(0);
