@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cliOk, runCli, sha256, sha256File } from '../support/cli.js';
 import { randomImage, tempDir } from '../support/images.js';
 import { hasTool } from '../support/external-tools.js';
-import { setupOk } from '../support/in-process.js';
+import { inProcess, inProcessOk, setupOk } from '../support/in-process.js';
 import VolumeImport from '../../commands/volume/import.js';
 import { cliWords, expectOneLineError, sh, shellQuote } from '../support/stream-cli.js';
 
@@ -43,15 +43,27 @@ beforeAll(async () => {
   await setupOk(['volume', 'import', vol, '--from', p('content.raw'), '-q'], { env: o.env });
 });
 
-/** Import of `file` (through a real pipe from cat with `pipe`) refused with exit 4 naming `format`; the volume file unchanged. */
-async function expectRefused(file: string, format: RegExp, hint: RegExp, pipe = false, feedFifo?: string): Promise<void> {
+/** A check (an export to compare), run in this process (in-process.ts). */
+const exportTo = (args: string[]) => inProcessOk(['volume', 'export', vol, '--to', ...args], { env: o.env });
+
+/**
+ * Import of `file` refused with exit 4 naming `format`; the volume file unchanged. The
+ * import runs as a process, from the file or (`stdin`) through a real pipe from cat, or
+ * (`here`, for the same refusal of another format once a process has shown it) in this
+ * process. With `feedFifo`, `file` is a FIFO fed from it.
+ */
+async function expectRefused(file: string, format: RegExp, hint: RegExp, via: 'process' | 'here' | 'stdin' = 'process', feedFifo?: string): Promise<void> {
   const before = sha256File(vol);
-  const r = pipe
-    ? await sh(`cat ${shellQuote(file)} | ${cliWords(['volume', 'import', vol, '--from', '-'])}`, o)
-    : feedFifo
-      ? await sh(`cat ${shellQuote(feedFifo)} > ${shellQuote(file)} 2>/dev/null & ${cliWords(['volume', 'import', vol, '--from', file])}; s=$?; wait; exit $s`, o)
-      : runCli(['volume', 'import', vol, '--from', file], o);
-  const line = expectOneLineError(r, `import ${path.basename(file)}${pipe ? ' from stdin' : ''}`, 4, format);
+  const args = ['volume', 'import', vol, '--from', file];
+  const r =
+    via === 'stdin'
+      ? await sh(`cat ${shellQuote(file)} | ${cliWords(['volume', 'import', vol, '--from', '-'])}`, o)
+      : feedFifo
+        ? await sh(`cat ${shellQuote(feedFifo)} > ${shellQuote(file)} 2>/dev/null & ${cliWords(args)}; s=$?; wait; exit $s`, o)
+        : via === 'here'
+          ? await inProcess(args, { env: o.env })
+          : runCli(args, o);
+  const line = expectOneLineError(r, `import ${path.basename(file)}${via === 'stdin' ? ' from stdin' : ''}`, 4, format);
   expect(line).toMatch(hint);
   expect(line).toMatch(/--raw/);
   expect(sha256File(vol), 'the volume file changed').toBe(before);
@@ -74,38 +86,39 @@ describe.skipIf(!haveQemuImg)('volume import of disk images made by qemu-img', (
   }, 180_000); // a few seconds alone; much longer on a machine shared by parallel suites
 
   it('refuses each from a file, naming the format and qemu-img convert, and leaves the volume as it was', async () => {
-    for (const [fmt, opts, re] of made) await expectRefused(p(`img.${fmt}${opts.length ? '-fixed' : ''}`), re, /qemu-img convert -O raw/);
-    await expectRefused(p('img.luks'), /is a luks image/, /cryptsetup/);
+    // the first as a process, the others in this process
+    for (const [i, [fmt, opts, re]] of made.entries()) await expectRefused(p(`img.${fmt}${opts.length ? '-fixed' : ''}`), re, /qemu-img convert -O raw/, i === 0 ? 'process' : 'here');
+    await expectRefused(p('img.luks'), /is a luks image/, /cryptsetup/, 'here');
   });
 
   it('refuses a qcow2, a vhdx and a vdi from stdin before writing anything', async () => {
-    await expectRefused(p('img.qcow2'), /stdin: is a qcow2 image/, /qemu-img convert -O raw/, true);
-    await expectRefused(p('img.vhdx'), /stdin: is a vhdx image/, /qemu-img convert -O raw/, true);
-    await expectRefused(p('img.vdi'), /stdin: is a vdi image/, /qemu-img convert -O raw/, true);
+    await expectRefused(p('img.qcow2'), /stdin: is a qcow2 image/, /qemu-img convert -O raw/, 'stdin');
+    await expectRefused(p('img.vhdx'), /stdin: is a vhdx image/, /qemu-img convert -O raw/, 'stdin');
+    await expectRefused(p('img.vdi'), /stdin: is a vdi image/, /qemu-img convert -O raw/, 'stdin');
   });
 
   it('a named pipe (FIFO) is checked on its first bytes without losing them', async () => {
     const fifo = p('fifo');
     spawnSync('mkfifo', [fifo]);
-    await expectRefused(fifo, /fifo: is a qcow2 image/, /qemu-img convert/, false, p('img.qcow2'));
+    await expectRefused(fifo, /fifo: is a qcow2 image/, /qemu-img convert/, 'process', p('img.qcow2'));
     const r = await sh(`cat ${shellQuote(p('content.raw'))} > ${shellQuote(fifo)} & ${cliWords(['volume', 'import', vol, '--from', fifo, '-q'])}; wait`, o);
     expect(r.code, r.stderr).toBe(0);
     const out = p('fifo-out.raw');
-    cliOk(['volume', 'export', vol, '--to', out, '-q'], o);
+    await exportTo([out, '-q']);
     expect(sha256(fs.readFileSync(out).subarray(0, content.length))).toBe(sha256(content));
     fs.rmSync(out);
   });
 
-  it('--raw imports the bytes as they are; the converted raw image imports without it', () => {
+  it('--raw imports the bytes as they are; the converted raw image imports without it', async () => {
     const qcow = fs.readFileSync(p('img.qcow2'));
     cliOk(['volume', 'import', vol, '--from', p('img.qcow2'), '--raw', '-q'], o);
     const out = p('out.raw');
-    cliOk(['volume', 'export', vol, '--to', out, '-q'], o);
+    await exportTo([out, '-q']);
     expect(sha256(fs.readFileSync(out).subarray(0, qcow.length))).toBe(sha256(qcow));
     run('qemu-img', ['convert', '-q', '-f', 'qcow2', '-O', 'raw', p('img.qcow2'), p('back.raw')]);
     cliOk(['volume', 'import', vol, '--from', p('back.raw'), '-q'], o);
     fs.rmSync(out);
-    cliOk(['volume', 'export', vol, '--to', out, '-q'], o);
+    await exportTo([out, '-q']);
     expect(sha256(fs.readFileSync(out).subarray(0, content.length))).toBe(sha256(content));
   });
 
@@ -117,7 +130,7 @@ describe.skipIf(!haveQemuImg)('volume import of disk images made by qemu-img', (
     const r = await sh(script, o);
     expect(r.code, `${script}: ${r.stderr}`).toBe(0);
     const out = p('example-out.raw');
-    cliOk(['volume', 'export', vol, '--to', out, '-q', '--force'], o);
+    await exportTo([out, '-q', '--force']);
     expect(sha256(fs.readFileSync(out).subarray(0, content.length))).toBe(sha256(content));
   });
 });
@@ -136,8 +149,9 @@ describe('volume import of compressed streams', () => {
       const r = spawnSync(tool, [...args, p('content.raw')], { maxBuffer: 64 << 20 });
       const file = p(`content.raw.${name}`);
       fs.writeFileSync(file, r.stdout);
-      await expectRefused(file, new RegExp(`is a ${name} compressed stream`), new RegExp(`${name} -dc FILE \\| imgstream volume import`));
-      await expectRefused(file, new RegExp(`stdin: is a ${name} compressed stream`), /-dc FILE/, true);
+      // from the file: the first tool's as a process, the others in this process
+      await expectRefused(file, new RegExp(`is a ${name} compressed stream`), new RegExp(`${name} -dc FILE \\| imgstream volume import`), tried === 0 ? 'process' : 'here');
+      await expectRefused(file, new RegExp(`stdin: is a ${name} compressed stream`), /-dc FILE/, 'stdin');
       tried++;
     }
     expect(tried).toBeGreaterThan(0);
@@ -155,19 +169,20 @@ describe("volume import of imgstream's own files", () => {
     expect(r.code, r.stderr).toBe(0);
     expect(fs.readFileSync(stream).toString('latin1', 0, 8)).toBe('IMGSTRM1');
     await expectRefused(stream, /v\.l0: is an imgstream image stream, not a raw disk image/, /imgstream restore --from \S+v\.l0 --to VOL/);
-    await expectRefused(stream, /stdin: is an imgstream image stream/, /imgstream restore --from - --to VOL/, true);
-    await expectRefused(tapeFile, /file0001\.tar: is an imgstream tape file/, new RegExp(`restore --from tape:${tape.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} --to VOL`));
+    await expectRefused(stream, /stdin: is an imgstream image stream/, /imgstream restore --from - --to VOL/, 'stdin');
+    // the same refusal (from a file, as the stream's above) of a tape file and of a volume, in this process
+    await expectRefused(tapeFile, /file0001\.tar: is an imgstream tape file/, new RegExp(`restore --from tape:${tape.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} --to VOL`), 'here');
     const other = p('other.vol');
     await setupOk(['volume', 'create', other, '--size', '1M', '--max-snapshots', '4'], { env: o.env });
     // a volume never committed to has its root one block in (slot 1), none at 0
-    await expectRefused(other, /other\.vol: is an imgstream volume, not a raw disk image/, /imgstream volume export \S+other\.vol --to IMAGE\.raw/);
-    await expectRefused(other, /stdin: is an imgstream volume/, /imgstream volume export VOL --to IMAGE\.raw/, true);
+    await expectRefused(other, /other\.vol: is an imgstream volume, not a raw disk image/, /imgstream volume export \S+other\.vol --to IMAGE\.raw/, 'here');
+    await expectRefused(other, /stdin: is an imgstream volume/, /imgstream volume export VOL --to IMAGE\.raw/, 'stdin');
     // a raw disk starting with zeros is held (up to a root slot 1) and imported whole
     const zeroStart = Buffer.concat([Buffer.alloc(12_288), content.subarray(12_288)]);
     fs.writeFileSync(p('zero-start.raw'), zeroStart);
     const imported = await sh(`cat ${shellQuote(p('zero-start.raw'))} | ${cliWords(['volume', 'import', vol, '--from', '-', '-q'])}`, o);
     expect(imported.code, imported.stderr).toBe(0);
-    cliOk(['volume', 'export', vol, '--to', p('zero-start.out'), '-q'], o);
+    await exportTo([p('zero-start.out'), '-q']);
     expect(sha256(fs.readFileSync(p('zero-start.out')).subarray(0, zeroStart.length))).toBe(sha256(zeroStart));
   });
 });
@@ -178,7 +193,7 @@ describe('volume import of an empty image', () => {
     const empty = p('empty.raw');
     fs.writeFileSync(empty, '');
     await expectRefused(empty, /empty\.raw: the image is empty \(0 bytes\): importing it would unmap the whole disk/, /is the image you meant/);
-    await expectRefused(empty, /stdin: the image is empty \(0 bytes\)/, /if the command feeding the pipe failed/, true);
+    await expectRefused(empty, /stdin: the image is empty \(0 bytes\)/, /if the command feeding the pipe failed/, 'stdin');
     const r = cliOk(['volume', 'import', vol, '--from', empty, '--raw'], o);
     expect(r.stdout).toMatch(/imported 0 B from .*empty\.raw: 0 blocks written, \d+ unchanged, [1-9]\d* unmapped/);
   });
