@@ -13,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type CliResult, cliOk, sha256File } from '../support/cli.js';
 import { tempDir } from '../support/images.js';
 import { makeTwoVolumeTape } from '../support/two-volume-tape.js';
+import { inProcessOk } from '../support/in-process.js';
 import { cliWords, expectOneLineError, sh, shellQuote } from '../support/stream-cli.js';
 
 const root = tempDir('imgstream-tape-pipe-');
@@ -39,8 +40,9 @@ async function pipedJson<T>(files: Array<number | string>, args: string[]): Prom
   return JSON.parse(r.stdout) as T;
 }
 
-function restoredDigest(to: string): string {
-  cliOk(['volume', 'export', to, '--to', `${to}.img`, '-q'], o);
+/** sha256 of the restored disk, exported in this process (a check: in-process.ts). */
+async function restoredDigest(to: string): Promise<string> {
+  await inProcessOk(['volume', 'export', to, '--to', `${to}.img`, '-q'], { env });
   return sha256File(`${to}.img`);
 }
 
@@ -49,7 +51,7 @@ describe('tape files piped back to back into tape:/dev/stdin', () => {
     const r = await pipedJson<{ streams: Array<{ top: string; stream: string }> }>([1, 3], ['restore', '--from', 'tape:/dev/stdin', '--to', at('r1.vol')]);
     expect(r.streams.map((s) => s.top)).toEqual(['l0', 'l1']);
     expect(r.streams[1].stream).toBe('tape /dev/stdin (tape file 2 read)');
-    expect(restoredDigest(at('r1.vol'))).toBe(digests.a);
+    expect(await restoredDigest(at('r1.vol'))).toBe(digests.a);
 
     const v = await pipedJson<{ streams: Array<{ top: string }> }>([1, 3], ['verify', 'tape:/dev/stdin']);
     expect(v.streams.map((s) => s.top)).toEqual(['l0', 'l1']);
@@ -58,7 +60,7 @@ describe('tape files piped back to back into tape:/dev/stdin', () => {
   it('restore --volume reads past another volume\'s tape file to the next', async () => {
     const r = await pipedJson<{ streams: Array<{ top: string }> }>([1, 2, 3], ['restore', '--from', 'tape:/dev/stdin', '--volume', at('a.vol'), '--to', at('r2.vol')]);
     expect(r.streams.map((s) => s.top)).toEqual(['l0', 'l1']);
-    expect(restoredDigest(at('r2.vol'))).toBe(digests.a);
+    expect(await restoredDigest(at('r2.vol'))).toBe(digests.a);
   });
 
   it('catalog rebuild records the dumps as read from a pipe, not at /dev/stdin: catalog list says so, restore --as-of refuses in one line saying to restore from the tape, which works', async () => {
@@ -106,10 +108,10 @@ describe('tape files piped back to back into tape:/dev/stdin', () => {
     expectOneLineError(await sh(cliWords([...asOf.slice(0, -1), drive]), o), 'restore --as-of of dumps on a drive', 3, /^imgstream: dump [0-9a-f]{8} of the chain \(level 0, top snapshot "l0"\): the catalog records it on tape drive \/dev\/nst0 without a tape file number: a drive reads where it is positioned \(position the tape at the dump's tape file with mt -f \/dev\/nst0 fsf N, and restore with --from tape:\/dev\/nst0\)$/);
     // as the hint says: from the tape directory, or after recording where the dumps are
     cliOk(['restore', '--from', `tape:${at('tape')}`, '--volume', at('a.vol'), '--to', at('r4.vol'), '-q'], o);
-    expect(restoredDigest(at('r4.vol'))).toBe(digests.a);
+    expect(await restoredDigest(at('r4.vol'))).toBe(digests.a);
     cliOk(['catalog', 'rebuild', '--from', `tape:${at('tape')}`, '--catalog', catalog, '-q'], o);
     cliOk([...asOf.slice(0, 2), at('r5.vol'), ...asOf.slice(3), '-q'], o);
-    expect(restoredDigest(at('r5.vol'))).toBe(digests.a);
+    expect(await restoredDigest(at('r5.vol'))).toBe(digests.a);
   });
 
   it('bytes after a tape file that are no tape file: exit 9, one line, no volume created', async () => {
