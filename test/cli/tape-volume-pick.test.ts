@@ -11,6 +11,7 @@ import { cliJson, cliOk, runCli, sha256File } from '../support/cli.js';
 import { tempDir } from '../support/images.js';
 import { makeTwoVolumeTape } from '../support/two-volume-tape.js';
 import { expectOneLineError } from '../support/stream-cli.js';
+import { inProcessJson, inProcessOk } from '../support/in-process.js';
 
 const root = tempDir('imgstream-tape-pick-');
 const at = (f: string) => path.join(root, f);
@@ -26,28 +27,29 @@ beforeAll(() => {
   ({ digests, uuids } = makeTwoVolumeTape(root, env, 40));
 }, 120_000);
 
-function restoredDigest(to: string): string {
-  cliOk(['volume', 'export', to, '--to', `${to}.img`, '-q'], o);
+/** sha256 of the restored disk, exported in this process (a check: in-process.ts). */
+async function restoredDigest(to: string): Promise<string> {
+  await inProcessOk(['volume', 'export', to, '--to', `${to}.img`, '-q'], { env });
   return sha256File(`${to}.img`);
 }
 
 describe('restore --volume from a tape of plain dumps', () => {
-  it('takes only the named volume\'s streams: by path, by uuid prefix, and by the catalog\'s path once the volume is gone', () => {
+  it('takes only the named volume\'s streams: by path, by uuid prefix, and by the catalog\'s path once the volume is gone', async () => {
     const byPath = cliJson<{ streams: Array<{ top: string }> }>(['restore', '--from', tape, '--volume', at('a.vol'), '--to', at('ra.vol')], o);
     expect(byPath.streams.map((s) => s.top)).toEqual(['l0', 'l1']);
-    expect(restoredDigest(at('ra.vol'))).toBe(digests.a);
-    expect(cliJson<{ uuid: string }>(['volume', 'info', at('ra.vol')], o).uuid).toBe(uuids.a);
+    expect(await restoredDigest(at('ra.vol'))).toBe(digests.a);
+    expect((await inProcessJson<{ uuid: string }>(['volume', 'info', at('ra.vol')], { env })).uuid).toBe(uuids.a);
 
     const byUuid = cliJson<{ streams: Array<{ top: string }> }>(['restore', '--from', tape, '--volume', uuids.b.slice(0, 8), '--to', at('rb.vol')], o);
     expect(byUuid.streams.map((s) => s.top)).toEqual(['l0']);
-    expect(restoredDigest(at('rb.vol'))).toBe(digests.b);
-    expect(cliJson<{ uuid: string }>(['volume', 'info', at('rb.vol')], o).uuid).toBe(uuids.b);
+    expect(await restoredDigest(at('rb.vol'))).toBe(digests.b);
+    expect((await inProcessJson<{ uuid: string }>(['volume', 'info', at('rb.vol')], { env })).uuid).toBe(uuids.b);
 
     // the source volume is gone: the catalog knows whose dumps were taken at that path
     fs.renameSync(at('b.vol'), at('b.moved'));
     try {
       cliOk(['restore', '--from', tape, '--volume', at('b.vol'), '--to', at('rb2.vol'), '-q'], o);
-      expect(restoredDigest(at('rb2.vol'))).toBe(digests.b);
+      expect(await restoredDigest(at('rb2.vol'))).toBe(digests.b);
     } finally {
       fs.renameSync(at('b.moved'), at('b.vol'));
     }
