@@ -12,7 +12,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cliOk, finished, runCliAsync, sha256, sleep, spawnCli, writeImage } from '../support/cli.js';
+import { finished, runCliAsync, sha256, sleep, spawnCli, writeImage } from '../support/cli.js';
 import { rng, tempDir } from '../support/images.js';
 import { checkReportOf, imageSha, snapshotNamesOf } from '../support/oracle.js';
 import { setupOk } from '../support/in-process.js';
@@ -202,8 +202,8 @@ describe('kill -9 of real imgstream processes', () => {
     expect(tally.staleLocks, 'no kill left a stale lock to step over').toBeGreaterThanOrEqual(1);
     // the snapshot taken before all this is untouched
     expect(await exportHash(`${vol}@base`)).toBe(hash.A);
-    // and a normal import still works and lands exactly
-    cliOk(['volume', 'import', vol, '--from', imgPath[other(current)]], { env });
+    // and a normal import (in this process: setup for the next test) still works and lands exactly
+    await setupOk(['volume', 'import', vol, '--from', imgPath[other(current)]], { env });
     current = other(current);
     expect(await exportHash(vol)).toBe(hash[current]);
   }, 120_000);
@@ -254,8 +254,8 @@ describe('kill -9 of real imgstream processes', () => {
       } else {
         expect(k.killed, `${ctx}: finished yet the snapshot is missing`).toBe(true);
         tally.absent++;
-        // the name is free: a normal create of it works (and gives the delete test its k0..k7)
-        cliOk(['snapshot', 'create', vol, name], { env });
+        // the name is free: a normal create of it (in this process) works (and gives the delete test its k0..k7)
+        await setupOk(['snapshot', 'create', vol, name], { env });
       }
     }
     console.log(`kill -9 snapshot create: duration now ${est}; ${JSON.stringify(tally)}`);
