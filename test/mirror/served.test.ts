@@ -8,7 +8,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { randomImage, rng, tempDir } from '../support/images.js';
 import { missingBinaries, qemuIo, startServer } from '../nbd/support.js';
 import { sha256 } from '../support/cli.js';
-import { setupOk } from '../support/in-process.js';
+import { inProcessJson, inProcessOk, setupOk } from '../support/in-process.js';
 
 const missing = missingBinaries(['qemu-io']);
 const BS = 4096;
@@ -26,10 +26,16 @@ async function imgstream(args: string[]) {
   return r;
 }
 
+/** sha256 of `volume export REF` (a check run here, not as a process: through the server when it serves REF's volume). */
 async function exportHash(ref: string, file: string): Promise<string> {
   fs.rmSync(at(file), { force: true });
-  await imgstream(['volume', 'export', ref, '--to', at(file)]);
+  await inProcessOk(['volume', 'export', ref, '--to', at(file)], { env });
   return sha256(fs.readFileSync(at(file)));
+}
+
+/** The names of VOL's snapshots (`snapshot list`, a check run here). */
+async function snapshotNames(vol: string): Promise<string[]> {
+  return (await inProcessJson<{ snapshots: Array<{ name: string }> }>(['snapshot', 'list', vol], { env })).snapshots.map((s) => s.name);
 }
 
 describe.skipIf(missing.length > 0)('mirror update while the volume is served', () => {
@@ -52,16 +58,16 @@ describe.skipIf(missing.length > 0)('mirror update while the volume is served', 
         await writing;
         modes.push(r.mode);
         // every snapshot of the source (through the server) is the same on the mirror
-        const list = JSON.parse((await imgstream(['snapshot', 'list', vol, '--json'])).stdout).snapshots as Array<{ name: string }>;
-        expect(list.map((s) => s.name)).toContain(r.top);
-        for (const s of list) expect(await exportHash(`${dest}@${s.name}`, 'm.raw'), `round ${round}: ${s.name}`).toBe(await exportHash(`${vol}@${s.name}`, 's.raw'));
-        if (round === 1) await imgstream(['snapshot', 'create', vol, 'user1']);
+        const list = await snapshotNames(vol);
+        expect(list).toContain(r.top);
+        for (const s of list) expect(await exportHash(`${dest}@${s}`, 'm.raw'), `round ${round}: ${s}`).toBe(await exportHash(`${vol}@${s}`, 's.raw'));
+        if (round === 1) await setupOk(['snapshot', 'create', vol, 'user1'], { env });
       }
       expect(modes).toEqual(['full', 'moa', 'moa', 'moa']);
     } finally {
       await server.stop();
     }
-    const check = JSON.parse((await imgstream(['volume', 'check', vol, '--json'])).stdout);
+    const check = await inProcessJson(['volume', 'check', vol], { env });
     expect(check.ok).toBe(true);
   });
 });
@@ -72,7 +78,7 @@ describe('mirror update while a reader holds the previous mirror snapshot', () =
     const dest = at('p-mirror.vol');
     await setupOk(['volume', 'create', vol, '--size', String(1 << 20)], { env: { IMGSTREAM_LOCK_DIR: locks } });
     const server = await startServer(vol, ['--socket', at('p.sock')], locks);
-    const names = async () => (JSON.parse((await imgstream(['snapshot', 'list', vol, '--json'])).stdout).snapshots as Array<{ name: string }>).map((s) => s.name);
+    const names = () => snapshotNames(vol);
     try {
       const first = JSON.parse((await imgstream(['mirror', 'update', vol, '--to', dest, '--json'])).stdout).top as string;
       // a reader of the previous mirror snapshot (as a dump of all snapshots, or an export)
@@ -88,7 +94,7 @@ describe('mirror update while a reader holds the previous mirror snapshot', () =
     } finally {
       await server.stop();
     }
-    expect(JSON.parse((await imgstream(['volume', 'check', vol, '--json'])).stdout).ok).toBe(true);
+    expect((await inProcessJson(['volume', 'check', vol], { env })).ok).toBe(true);
   });
 });
 
@@ -98,7 +104,7 @@ describe.skipIf(missing.length > 0)('mirror update while a reader holds a snapsh
     const dest = at('q-mirror.vol');
     await setupOk(['volume', 'create', vol, '--size', String(1 << 20)], { env: { IMGSTREAM_LOCK_DIR: locks } });
     const server = await startServer(vol, ['--socket', at('q.sock')], locks);
-    const names = async () => (JSON.parse((await imgstream(['snapshot', 'list', vol, '--json'])).stdout).snapshots as Array<{ name: string }>).map((s) => s.name);
+    const names = () => snapshotNames(vol);
     try {
       await qemuIo(server.info.uri, ['write -P 0x11 0 512k', 'flush']);
       const first = JSON.parse((await imgstream(['mirror', 'update', vol, '--to', dest, '--json'])).stdout).top as string;
@@ -131,6 +137,6 @@ describe.skipIf(missing.length > 0)('mirror update while a reader holds a snapsh
     } finally {
       await server.stop();
     }
-    expect(JSON.parse((await imgstream(['volume', 'check', vol, '--json'])).stdout).ok).toBe(true);
+    expect((await inProcessJson(['volume', 'check', vol], { env })).ok).toBe(true);
   });
 });

@@ -8,8 +8,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { randomImage, rng, tempDir } from '../support/images.js';
-import { setupOk } from '../support/in-process.js';
-import { cli, missingBinaries, qemuIo, run, startServer } from './support.js';
+import { inProcessOk, setupOk } from '../support/in-process.js';
+import { missingBinaries, qemuIo, run, startServer } from './support.js';
 
 const missing = missingBinaries(['qemu-io', 'nbdcopy']);
 if (missing.length) console.warn(`NBD kill -9 tests skipped: ${missing.join(', ')} not installed (apt-get install qemu-utils libnbd-bin)`);
@@ -57,10 +57,11 @@ describe.skipIf(missing.length > 0)(`kill -9 of the NBD server${missing.length ?
       await writer;
 
       // a stale lock and a stale socket file are left behind: neither blocks what follows
-      const check = await cli(['volume', 'check', vol], locks);
+      // (the check and the export run here, not as processes: they are not what this tests)
+      const check = await inProcessOk(['volume', 'check', vol], { env });
       expect(check.stdout, `round ${round}`).toMatch(/clean/);
       fs.rmSync(at('after.raw'), { force: true });
-      await cli(['volume', 'export', vol, '--to', at('after.raw')], locks);
+      await inProcessOk(['volume', 'export', vol, '--to', at('after.raw')], { env });
       const after = fs.readFileSync(at('after.raw'));
       expect(after.subarray(0, UNFLUSHED_FROM).equals(model.subarray(0, UNFLUSHED_FROM)), `round ${round}: flushed writes are all there`).toBe(true);
       for (let o = UNFLUSHED_FROM; o < SIZE; o += CHUNK) {

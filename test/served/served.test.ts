@@ -13,7 +13,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { randomImage, rng, tempDir } from '../support/images.js';
-import { setupOk } from '../support/in-process.js';
+import { inProcessJson, inProcessOk, setupOk } from '../support/in-process.js';
 import { spawnCli } from '../support/cli.js';
 import { CLI_BIN, cli, missingBinaries, qemuIo, run, startServer, type RunResult, type RunningServer } from '../nbd/support.js';
 import { Volume } from '../../src/volume/volume.js';
@@ -42,9 +42,16 @@ async function json<T = any>(args: string[]): Promise<T> {
   return JSON.parse((await cli([...args, '--json'], locks)).stdout) as T;
 }
 
-async function exported(ref: string, file: string): Promise<Buffer> {
+/**
+ * `volume export REF` into `file`, read back. A check run here, not as a process (it goes
+ * through the server's control socket all the same), unless `asProcess`: the tests about
+ * exports while served run one of each kind as a process.
+ */
+async function exported(ref: string, file: string, asProcess = false): Promise<Buffer> {
   fs.rmSync(at(file), { force: true });
-  await cli(['volume', 'export', ref, '--to', at(file)], locks);
+  const args = ['volume', 'export', ref, '--to', at(file)];
+  if (asProcess) await cli(args, locks);
+  else await inProcessOk(args, { env });
   return fs.readFileSync(at(file));
 }
 
@@ -117,9 +124,9 @@ describe.skipIf(missing.length > 0)(`commands while serve nbd serves the volume$
   it('takes, lists and renames snapshots, evaluates images and reports info while a client writes', async () => {
     const s1 = await json(['snapshot', 'create', vol, 's1']);
     await writer.more(2);
-    const s2 = await json(['snapshot', 'create', vol, 's2']);
+    const s2 = await inProcessJson(['snapshot', 'create', vol, 's2'], { env });
     await writer.more(2);
-    await cli(['snapshot', 'create', vol, 'tmp-name'], locks);
+    await setupOk(['snapshot', 'create', vol, 'tmp-name'], { env });
     await cli(['snapshot', 'rename', vol, 'tmp-name', 's3'], locks);
     // every snapshot is the state of its own CP
     expect(s2.generation).toBeGreaterThan(s1.generation);
@@ -140,7 +147,7 @@ describe.skipIf(missing.length > 0)(`commands while serve nbd serves the volume$
   it('a lockless view opens consistently while CPs, snapshots and writes go on', async () => {
     let last = 0;
     for (let i = 0; i < 16; i++) {
-      const churn = cli(['snapshot', i % 2 ? 'delete' : 'create', vol, 'churn'], locks);
+      const churn = setupOk(['snapshot', i % 2 ? 'delete' : 'create', vol, 'churn'], { env });
       const view = Volume.openView(vol);
       try {
         const names = view.snapshots().map((s) => s.name);
@@ -159,7 +166,7 @@ describe.skipIf(missing.length > 0)(`commands while serve nbd serves the volume$
 
   it('a write the client flushed is in the snapshot taken after it', async () => {
     await qemuIo(server.info.uri, [`write -P 0xab ${FLUSHED_AT} ${FLUSHED_LEN}`, 'flush'], ['-t', 'writeback']);
-    await cli(['snapshot', 'create', vol, 'flushed'], locks);
+    await setupOk(['snapshot', 'create', vol, 'flushed'], { env });
     const img = await exported(`${vol}@flushed`, 'flushed.raw');
     expect(img.subarray(FLUSHED_AT, FLUSHED_AT + FLUSHED_LEN).equals(Buffer.alloc(FLUSHED_LEN, 0xab))).toBe(true);
     served.flushed = img;
@@ -178,17 +185,17 @@ describe.skipIf(missing.length > 0)(`commands while serve nbd serves the volume$
     const dry = await json(['dump', vol, '--level', '2', '--dry-run', '--catalog', catalog]);
     expect(dry.expression).toBe(`active - ${l1.top}`);
     served.s2 = await exported(`${vol}@s2`, 's2-served.raw');
-    served.top = await exported(`${vol}@${l1.top}`, 'top-served.raw');
+    served.top = await exported(`${vol}@${l1.top}`, 'top-served.raw', true);
     // the active file system goes out as a temporary snapshot, deleted afterwards
-    const active = await exported(vol, 'active-served.raw');
+    const active = await exported(vol, 'active-served.raw', true);
     expect(active.length).toBe(SIZE);
     expect(active.subarray(FLUSHED_AT, FLUSHED_AT + FLUSHED_LEN).equals(Buffer.alloc(FLUSHED_LEN, 0xab))).toBe(true);
-    const names = (await json(['snapshot', 'list', vol])).snapshots.map((s: any) => s.name);
+    const names = (await inProcessJson(['snapshot', 'list', vol], { env })).snapshots.map((s: any) => s.name);
     expect(names).toEqual(['s1', 's2', 's3', 'flushed', l1.top]);
   });
 
   it('a dump pins the snapshots it reads: no delete or rename until it ends; a dump killed -9 leaves no pin', async () => {
-    await cli(['snapshot', 'create', vol, 'p1'], locks);
+    await setupOk(['snapshot', 'create', vol, 'p1'], { env });
     const dump = spawnCli(['dump', vol, '--level', '0', '--snapshot', 'p1', '--to', '-', '--compress', 'none', '--catalog', at('pin-catalog.json')], { env: { IMGSTREAM_LOCK_DIR: locks } });
     const exited = new Promise((resolve) => dump.once('exit', resolve));
     // the header goes out after the pins are taken; then nobody reads the pipe, so the dump blocks
@@ -213,7 +220,7 @@ describe.skipIf(missing.length > 0)(`commands while serve nbd serves the volume$
     expect(await exited).toBe(null); // killed, no exit code
     dump.stdout!.destroy();
     await cli(['snapshot', 'rename', vol, 'p1', 'p2'], locks);
-    await cli(['snapshot', 'delete', vol, 'p2'], locks);
+    await setupOk(['snapshot', 'delete', vol, 'p2'], { env });
   });
 
   it('reports a missing snapshot as one line with the same exit code as unserved', async () => {
@@ -237,7 +244,7 @@ describe.skipIf(missing.length > 0)(`commands while serve nbd serves the volume$
     const stopped = await server.stop();
     expect(stopped.stderr).toBe('');
     expect(fs.readdirSync(locks).filter((f) => f.endsWith('.ctl'))).toEqual([]);
-    expect((await cli(['volume', 'check', vol], locks)).stdout).toMatch(/clean/);
+    expect((await inProcessOk(['volume', 'check', vol], { env })).stdout).toMatch(/clean/);
 
     const missing = await imgstream(['snapshot', 'delete', vol, 'nope']);
     expect(missing.code).toBe(served.missing.code);
@@ -255,7 +262,7 @@ describe.skipIf(missing.length > 0)(`commands while serve nbd serves the volume$
     await cli(['restore', '--from', at('l0.stream'), '--from', at('l1.stream'), '--to', copy], locks);
     expect((await exported(`${copy}@${served.l1top}`, 'copy-top.raw')).equals(top)).toBe(true);
     expect((await exported(`${copy}@s1`, 'copy-s1.raw')).equals(await exported(`${vol}@s1`, 's1.raw'))).toBe(true);
-    expect((await cli(['volume', 'check', copy], locks)).stdout).toMatch(/clean/);
+    expect((await inProcessOk(['volume', 'check', copy], { env })).stdout).toMatch(/clean/);
   });
 });
 
@@ -264,15 +271,15 @@ describe.skipIf(missing.length > 0)('served volume edge cases', () => {
     const vol = at('stale.vol');
     await setupOk(['volume', 'create', vol, '--size', '8M'], { env });
     const server = await startServer(vol, ['--socket', at('stale.sock')], locks);
-    await cli(['snapshot', 'create', vol, 'a'], locks);
+    await setupOk(['snapshot', 'create', vol, 'a'], { env });
     expect((await server.kill9()).signal).toBe('SIGKILL');
     expect(fs.readdirSync(locks).some((f) => f.endsWith('.ctl')), 'the socket file is left behind').toBe(true);
     await cli(['snapshot', 'create', vol, 'b'], locks);
-    expect((await json(['snapshot', 'list', vol])).snapshots.map((s: any) => s.name)).toEqual(['a', 'b']);
+    expect((await inProcessJson(['snapshot', 'list', vol], { env })).snapshots.map((s: any) => s.name)).toEqual(['a', 'b']);
     // a new server replaces the stale socket and answers on it
     const again = await startServer(vol, ['--socket', at('stale.sock')], locks);
     await cli(['snapshot', 'delete', vol, 'a'], locks);
-    expect((await json(['snapshot', 'list', vol])).snapshots.map((s: any) => s.name)).toEqual(['b']);
+    expect((await inProcessJson(['snapshot', 'list', vol], { env })).snapshots.map((s: any) => s.name)).toEqual(['b']);
     await again.stop();
   });
 
@@ -294,7 +301,7 @@ describe.skipIf(missing.length > 0)('served volume edge cases', () => {
       }));
       // overwrite the whole disk: with the free blocks gone, the allocator takes the shadow snapshot's
       for (let off = 0; off < small * BS; off += 1 << 20) await qemuIo(server.info.uri, [`write -P 0x5a ${off} ${1 << 20}`, 'flush'], ['-t', 'writeback']);
-      const sh = (await json(['snapshot', 'list', vol])).snapshots[0];
+      const sh = (await inProcessJson(['snapshot', 'list', vol], { env })).snapshots[0];
       expect(sh.reusedBlocks, 'blocks of the shadow snapshot were reused').toBeGreaterThan(0);
       let err = '';
       dump.stderr!.on('data', (b: Buffer) => (err += b.toString()));
@@ -318,9 +325,9 @@ describe.skipIf(missing.length > 0)('served volume edge cases', () => {
     const r = await imgstream(['snapshot', 'create', vol, 'b']);
     expect(r.code).toBe(7);
     expect(r.stderr).toMatch(/served read-only by imgstream process/);
-    expect((await exported(vol, 'ro-active.raw')).equals(fs.readFileSync(at('ro.raw')))).toBe(true);
+    expect((await exported(vol, 'ro-active.raw', true)).equals(fs.readFileSync(at('ro.raw')))).toBe(true);
     expect((await exported(`${vol}@a`, 'ro-a.raw')).equals(fs.readFileSync(at('ro.raw')))).toBe(true);
-    expect((await json(['volume', 'check', vol])).ok).toBe(true);
+    expect((await inProcessJson(['volume', 'check', vol], { env })).ok).toBe(true);
     const imp = await imgstream(['volume', 'import', vol, '--from', at('ro.raw')]);
     expect(imp.code).toBe(7);
     expect(imp.stderr).toMatch(/serves the volume read-only: stop the server first/);
