@@ -16,7 +16,7 @@ import { tempDir } from '../support/images.js';
 import { startServer } from '../nbd/support.js';
 import { makeToken } from '../peer/support.js';
 import { imageSha } from '../support/oracle.js';
-import { setupOk } from '../support/in-process.js';
+import { inProcessJson, setupOk } from '../support/in-process.js';
 
 const BS = 4096;
 const BLOCKS = 6144; // 24 MiB: a few seconds at --limit-rate 6M
@@ -31,7 +31,8 @@ interface Snap {
   name: string;
 }
 
-const snapshots = (vol: string): Snap[] => (JSON.parse(runCli(['snapshot', 'list', vol, '--json'], { env }).stdout) as { snapshots: Snap[] }).snapshots;
+/** VOL's snapshots (`snapshot list`, a check run here, not as a process). */
+const snapshots = async (vol: string): Promise<Snap[]> => (await inProcessJson<{ snapshots: Snap[] }>(['snapshot', 'list', vol], { env })).snapshots;
 
 /** sha256 of the disk at REF, read here as `volume export` reads it (oracle.ts). */
 const exportHash = (ref: string): Promise<string> => imageSha(ref, env);
@@ -65,10 +66,10 @@ async function race(vol: string, to: string, fresh: string, extra: string[]) {
   let firstEnded = false;
   void firstDone.then(() => (firstEnded = true));
   await until(() => fs.existsSync(fresh) || firstEnded, `${fresh}`);
-  const before = snapshots(vol);
+  const before = await snapshots(vol);
   const second: CliResult = await runCliAsync(['mirror', 'update', vol, '--to', to, ...extra], { env, timeoutMs: 60_000 });
   const secondWhileFirstRan = !firstEnded;
-  const during = snapshots(vol);
+  const during = await snapshots(vol);
   return { first, firstResult: await firstDone, second, secondWhileFirstRan, before, during };
 }
 
@@ -88,9 +89,9 @@ describe('two first mirror transfers into one destination at once', () => {
       const done = JSON.parse(r.firstResult.stdout) as { mode: string; top: string };
       expect(done.mode).toBe('full');
       // an exact mirror: every snapshot of the source, the same
-      const names = snapshots(vol).map((s) => s.name);
+      const names = (await snapshots(vol)).map((s) => s.name);
       expect(names).toEqual(['user1', done.top]);
-      expect(snapshots(dest).map((s) => s.name)).toEqual(names);
+      expect((await snapshots(dest)).map((s) => s.name)).toEqual(names);
       for (const n of names) expect(await exportHash(`${dest}@${n}`), n).toBe(await exportHash(`${vol}@${n}`));
       expect(fs.readdirSync(root).filter((f) => f.startsWith('.a-mirror.vol.')), 'no side file left').toEqual([]);
     } finally {
@@ -116,10 +117,10 @@ describe('two first mirror transfers into one destination at once', () => {
       expect(r.second.stderr).not.toContain(dir);
       expect(r.during, 'the refused update took no snapshot').toEqual(r.before);
       expect(r.firstResult.code, r.firstResult.stderr).toBe(0);
-      const names = snapshots(vol).map((s) => s.name);
+      const names = (await snapshots(vol)).map((s) => s.name);
       expect(names).toHaveLength(2);
       const mirror = path.join(dir, 'm');
-      expect(snapshots(mirror).map((s) => s.name)).toEqual(names);
+      expect((await snapshots(mirror)).map((s) => s.name)).toEqual(names);
       for (const n of names) expect(await exportHash(`${mirror}@${n}`), n).toBe(await exportHash(`${vol}@${n}`));
       expect(fs.readdirSync(dir)).toEqual(['m']);
     } finally {
@@ -142,7 +143,7 @@ describe('two first mirror transfers into one destination at once', () => {
       expect(next.code, next.stderr).toBe(0);
       const run = JSON.parse(next.stdout) as { transfers: Array<{ mode: string; resumedRecords: number }> };
       expect(run.transfers[0].resumedRecords).toBeGreaterThan(0);
-      for (const n of snapshots(vol).map((s) => s.name)) expect(await exportHash(`${dest}@${n}`), n).toBe(await exportHash(`${vol}@${n}`));
+      for (const n of (await snapshots(vol)).map((s) => s.name)) expect(await exportHash(`${dest}@${n}`), n).toBe(await exportHash(`${vol}@${n}`));
     } finally {
       await server.stop();
     }

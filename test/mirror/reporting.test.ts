@@ -6,7 +6,7 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { cliJson, cliOk, finished, spawnCli, writeImage } from '../support/cli.js';
 import { mutate, tempDir } from '../support/images.js';
-import { setupOk } from '../support/in-process.js';
+import { inProcessJson, inProcessOk, setupOk } from '../support/in-process.js';
 
 const BS = 4096;
 const BLOCKS = 2048; // 8 MiB
@@ -91,12 +91,13 @@ describe('mirror reporting', () => {
     expect(cliOk(['mirror', 'update', at('src.vol'), '--to', at('dest2.vol')], { env }).stdout).toMatch(/is up to date/);
   });
 
-  it('shows each volume file its own destinations: source, mirror, cascade hop', () => {
+  it('shows each volume file its own destinations: source, mirror, cascade hop', async () => {
     cliOk(['mirror', 'update', at('dest2.vol'), '--to', at('hop.vol')], { env });
-    const dests = (vol: string) => cliJson<Status>(['mirror', 'status', at(vol), '--json'], { env }).relationships.map((r) => r.destination).sort();
-    expect(dests('src.vol')).toEqual([at('dest.vol'), at('dest2.vol')]);
-    expect(dests('dest2.vol')).toEqual([at('hop.vol')]);
-    expect(dests('hop.vol')).toEqual([]);
+    // the same --json status, per volume: run here (status --json of src.vol and hop.vol runs as a process above and below)
+    const dests = async (vol: string) => (await inProcessJson<Status>(['mirror', 'status', at(vol)], { env })).relationships.map((r) => r.destination).sort();
+    expect(await dests('src.vol')).toEqual([at('dest.vol'), at('dest2.vol')]);
+    expect(await dests('dest2.vol')).toEqual([at('hop.vol')]);
+    expect(await dests('hop.vol')).toEqual([]);
     // a mirror with no destinations of its own shows what feeds it, from its source's record
     const hop = cliJson<Status & { mirrorOf?: Status['relationships'] }>(['mirror', 'status', at('hop.vol'), '--json'], { env });
     expect(hop.mirrorOf?.map((r) => [r.volume.path, r.destination])).toEqual([[at('dest2.vol'), at('hop.vol')]]);
@@ -107,7 +108,7 @@ describe('mirror reporting', () => {
     expect(cliOk(['mirror', 'status', at('src.vol')], { env: { ...env, IMGSTREAM_MIRROR_STATE: at('other-state.json') } }).stdout).toMatch(/no mirror relationships \(start one with/);
   });
 
-  it('shows a destination deleted since as missing, and the next update makes a full copy there', () => {
+  it('shows a destination deleted since as missing, and the next update makes a full copy there', async () => {
     fs.rmSync(at('hop.vol'));
     const st = cliJson<{ relationships: Array<{ destination: string; state: string }> }>(['mirror', 'status', at('dest2.vol')], { env });
     expect(st.relationships.map((r) => [r.destination, r.state])).toEqual([[at('hop.vol'), 'missing']]);
@@ -117,8 +118,8 @@ describe('mirror reporting', () => {
     const t = cliJson<Transfer>(['mirror', 'update', at('dest2.vol'), '--to', at('hop.vol')], { env });
     expect(t.mode).toBe('full');
     expect(t.blocks).toBeGreaterThan(0);
-    for (const v of ['dest2', 'hop']) cliOk(['volume', 'export', at(`${v}.vol`), '--to', at(`${v}.raw`)], { env });
+    for (const v of ['dest2', 'hop']) await inProcessOk(['volume', 'export', at(`${v}.vol`), '--to', at(`${v}.raw`)], { env });
     expect(fs.readFileSync(at('hop.raw')).equals(fs.readFileSync(at('dest2.raw'))), 'the new copy holds the source').toBe(true);
-    expect(cliJson<{ relationships: Array<{ state: string }> }>(['mirror', 'status', at('dest2.vol')], { env }).relationships.map((r) => r.state)).toEqual(['idle']);
+    expect((await inProcessJson<{ relationships: Array<{ state: string }> }>(['mirror', 'status', at('dest2.vol')], { env })).relationships.map((r) => r.state)).toEqual(['idle']);
   });
 });

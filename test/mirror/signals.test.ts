@@ -11,7 +11,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { cliJson, finished, runCli, sha256, spawnCli, writeImage } from '../support/cli.js';
 import { mutate, tempDir } from '../support/images.js';
 import { imageSha } from '../support/oracle.js';
-import { setupOk } from '../support/in-process.js';
+import { inProcessJson, setupOk } from '../support/in-process.js';
 
 const BS = 4096;
 const BLOCKS = 4096; // 16 MiB
@@ -105,7 +105,8 @@ describe('mirror start and signals', () => {
     expect(int.stderr.trim()).toMatch(/^imgstream: stopped by SIGINT before the transfer completed \(the next update resumes it/);
     expect(int.stderr.trim().split('\n')).toHaveLength(1);
     expect(await active(dest)).toBe(before);
-    const status = cliJson<{ relationships: Array<{ state: string; partial: { bytes: number } | null; lastAttempt: { error: string | null; stoppedBy?: string }; pending: { top: { name: string } } }> }>(['mirror', 'status', src, '--json'], { env });
+    // (the --json status of a stopped run runs as a process in the tests before and after; the text one here)
+    const status = await inProcessJson<{ relationships: Array<{ state: string; partial: { bytes: number } | null; lastAttempt: { error: string | null; stoppedBy?: string }; pending: { top: { name: string } } }> }>(['mirror', 'status', src], { env });
     expect(status.relationships[0].state).toBe('stopped');
     expect(status.relationships[0].lastAttempt.stoppedBy).toBe('SIGINT');
     expect(status.relationships[0].lastAttempt.error).toMatch(/stopped by SIGINT/);
@@ -117,10 +118,10 @@ describe('mirror start and signals', () => {
     expect(text.filter((l) => stoppedLine.test(l)), text.join('\n')).toHaveLength(1);
     // a resumed attempt stopped again: what both stopped attempts sent is recorded
     type Pending = { relationships: Array<{ pending: { bytesSent: number } }> };
-    const sentFirst = cliJson<Pending>(['mirror', 'status', src, '--json'], { env }).relationships[0].pending.bytesSent;
+    const sentFirst = (await inProcessJson<Pending>(['mirror', 'status', src], { env })).relationships[0].pending.bytesSent;
     const again = await stopMidTransfer('SIGINT', '.dest.vol.mirror-stage', ['mirror', 'update', src, '--to', dest, '--limit-rate', '1M', '-q']); // slower: stopped before it completes
     expect(again.code, again.stderr).toBe(130);
-    const sentBoth = cliJson<Pending>(['mirror', 'status', src, '--json'], { env }).relationships[0].pending.bytesSent;
+    const sentBoth = (await inProcessJson<Pending>(['mirror', 'status', src], { env })).relationships[0].pending.bytesSent;
     expect(sentBoth - sentFirst).toBeGreaterThan(100_000);
     const next = cliJson<{ transfers: Array<{ resumedRecords: number; bytes: number; totalBytes: number }> }>(['mirror', 'update', src, '--to', dest, '--json'], { env });
     expect(next.transfers[0].resumedRecords).toBeGreaterThan(0);
@@ -142,7 +143,7 @@ describe('mirror start and signals', () => {
     const next = cliJson<{ transfers: Array<{ resumedRecords: number }> }>(['mirror', 'update', src, '--to', dest, '--json'], { env });
     expect(next.transfers[0].resumedRecords).toBeGreaterThan(0);
     expect(await active(dest)).toBe(sha256(img));
-    expect(cliJson<{ relationships: Array<{ state: string }> }>(['mirror', 'status', src, '--json'], { env }).relationships[0].state).toBe('idle');
+    expect((await inProcessJson<{ relationships: Array<{ state: string }> }>(['mirror', 'status', src], { env })).relationships[0].state).toBe('idle');
   }, 90_000);
 
   it('mirror resync stopped by SIGINT says to run the resync again (an update is refused until one completes), and mirror status says so', async () => {
