@@ -9,7 +9,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cliJson, runCli } from '../support/cli.js';
 import { mutate, randomImage, tempDir } from '../support/images.js';
-import { setupOk } from '../support/in-process.js';
+import { inProcessJson, setupOk } from '../support/in-process.js';
 import { cliWords, dump, exportShas, expectOneLineError, ok, sh, shellQuote } from '../support/stream-cli.js';
 
 const root = tempDir('imgstream-as-of-');
@@ -34,7 +34,7 @@ async function source(name: string, seed: number): Promise<{ vol: string; uuid: 
   }
   dump(vol, 0, 's1', p(`${name}.l0`), catalog, [], o);
   dump(vol, 1, 's2', p(`${name}.l1`), catalog, [], o);
-  return { vol, uuid: cliJson<{ uuid: string }>(['volume', 'info', vol], o).uuid, sha: {} };
+  return { vol, uuid: (await inProcessJson<{ uuid: string }>(['volume', 'info', vol], { env })).uuid, sha: {} };
 }
 
 let A: Awaited<ReturnType<typeof source>>;
@@ -191,7 +191,7 @@ describe('restore --as-of with two volumes in the catalog', () => {
       expect(runCli(['volume', 'import', 'vm.vol', '--from', 'a.raw', '-q'], { ...eo, cwd }).code).toBe(0);
       expect(runCli(['dump', 'vm.vol', '--level', '0', '--to', 'full.l0', '-q'], { ...eo, cwd }).code).toBe(0);
     }
-    const list = cliJson<{ dumps: Array<{ volume: { path: string } }> }>(['catalog', 'list', '--json'], eo);
+    const list = await inProcessJson<{ dumps: Array<{ volume: { path: string } }> }>(['catalog', 'list'], { env: eo.env });
     expect(list.dumps.map((d) => d.volume.path).sort()).toEqual([p('hostA/vm.vol'), p('hostB/vm.vol')]);
     // hostA's volume lost: --volume by its path, relative to here, finds its dumps only
     const want = await exportShas(p('hostA/vm.vol'), [null], o);

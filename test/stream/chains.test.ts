@@ -9,7 +9,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cliJson, runCli, sha256File } from '../support/cli.js';
 import { mutate, randomImage, tempDir } from '../support/images.js';
-import { setupOk } from '../support/in-process.js';
+import { inProcessJson, setupOk } from '../support/in-process.js';
 import { dirEntries, dump, exportShas, expectOneLineError, ok, snapshotNames } from '../support/stream-cli.js';
 
 const root = tempDir('imgstream-chains-cli-');
@@ -103,11 +103,11 @@ describe('wrong chains are refused, the destination unchanged', () => {
     // while the 8K chain restores into a new volume of its own geometry
     const c = p('restored-c.vol');
     ok(['restore', '--from', C.l0, '--from', C.l1, '--from', C.l2, '--to', c, '-q'], o);
-    expect(cliJson<{ blockSize: number }>(['volume', 'info', c], o).blockSize).toBe(8192);
+    expect((await inProcessJson<{ blockSize: number }>(['volume', 'info', c], { env })).blockSize).toBe(8192);
     expect(await snapshotNames(c, o)).toEqual(['s1', 's2', 's3']);
   });
 
-  it('a level 0 onto an existing volume that does not hold its top, even one of its source (exit 6: it exists); two level 0s in one chain (exit 4)', () => {
+  it('a level 0 onto an existing volume that does not hold its top, even one of its source (exit 6: it exists); two level 0s in one chain (exit 4)', async () => {
     // onto the volume it made (R is at its top, nothing written since) it is passed over: restore-twice.test.ts
     const before = sha256File(R);
     const held = cliJson<{ streams: unknown[]; held: Array<{ top: string }> }>(['restore', '--from', A.l0, '--to', R], o);
@@ -116,7 +116,7 @@ describe('wrong chains are refused, the destination unchanged', () => {
     expect(sha256File(R)).toBe(before);
     const gone = p('restored-a-s1-deleted.vol');
     fs.copyFileSync(R, gone);
-    ok(['snapshot', 'delete', gone, 's1', '-q'], o);
+    await setupOk(['snapshot', 'delete', gone, 's1', '-q'], { env });
     expectRestoreRefused([A.l0], gone, 6, /restores only into a new volume/);
     fs.rmSync(gone);
     expectRestoreRefused([A.l0, A.l0], path.join(emptyDir, 'twice.vol'), 4, /a second level 0 full stream in the chain: a chain has one, first/);

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cliJson, runCli, sha256 } from '../support/cli.js';
 import { mutate, randomImage, tempDir } from '../support/images.js';
-import { setupOk } from '../support/in-process.js';
+import { inProcessJson, setupOk } from '../support/in-process.js';
 import { cliJsonAsync, dirEntries, dryRunExpression, dump, exportShas, expectClean, pipeline, snapshotNames, type DumpJson } from '../support/stream-cli.js';
 import { readImageStream } from '../../src/stream/stream-reader.js';
 import { readFileBytes } from '../../src/media/file/file-medium.js';
@@ -77,7 +77,7 @@ function juneDumps(cat: string, tag: string, extra: string[]): Record<string, Du
 }
 
 describe('June example through the CLI', () => {
-  it('dry runs and dumps give the BSD level expressions', () => {
+  it('dry runs and dumps give the BSD level expressions', async () => {
     expect(() => dryRunExpression(src, 1, 'june5', catalog, o)).toThrow(/no dump of this volume below level 1/);
     expect(dryRunExpression(src, 0, 'june3', catalog, o)).toBe('june3 + june2 + june1');
     dumps.june3 = dump(src, 0, 'june3', file('june3'), catalog, [], o);
@@ -98,7 +98,7 @@ describe('June example through the CLI', () => {
     expect(dumps.june9.expression).toBe('june9 + june8 + june7 + june6 + june5 + june4 - june3');
     expect([dumps.june5.base, dumps.june7.base, dumps.june9.base]).toEqual(['june3', 'june5', 'june3']);
     // a dry run writes nothing and records nothing
-    const listed = cliJson<{ dumps: Array<{ id: string }> }>(['catalog', 'list', '--catalog', catalog], o).dumps;
+    const listed = (await inProcessJson<{ dumps: Array<{ id: string }> }>(['catalog', 'list', '--catalog', catalog], o)).dumps;
     expect(listed.map((d) => d.id).sort()).toEqual(Object.values(dumps).map((d) => d.streamId).sort());
     // the whole chain verifies, in order
     const v = cliJson<{ ok: boolean; streams: Array<{ top: string }>; needs: string | null }>(['verify', ...['june3', 'june5', 'june7', 'june9'].map((t) => file(t))], o);
@@ -132,7 +132,7 @@ describe('June example through the CLI', () => {
       }
       await expectSameAsSource(dst, 'june9');
       // dumps to stdout are recorded too (the next level finds its base), as on stdout
-      const recs = (await cliJsonAsync<{ dumps: Array<{ level: number; top: { name: string }; media: { kind: string } }> }>(['catalog', 'list', '--catalog', pcat], o)).dumps;
+      const recs = (await inProcessJson<{ dumps: Array<{ level: number; top: { name: string }; media: { kind: string } }> }>(['catalog', 'list', '--catalog', pcat], o)).dumps;
       expect(recs.map((r) => [r.level, r.top.name, r.media.kind])).toEqual([
         [0, 'june3', 'stdout'],
         [1, 'june5', 'stdout'],
@@ -147,7 +147,7 @@ describe('June example through the CLI', () => {
       expect(r.streams.map((s) => s.top)).toEqual(['june3', 'june5', 'june7']);
       await expectSameAsSource(dst, 'june7');
       // by date: the newest dump taken by then is the level 1 at june9, over the level 0
-      const when = (await cliJsonAsync<{ dumps: Array<{ id: string; date: string }> }>(['catalog', 'list', '--catalog', catalog], o)).dumps.find((d) => d.id === dumps.june9.streamId)!.date;
+      const when = (await inProcessJson<{ dumps: Array<{ id: string; date: string }> }>(['catalog', 'list', '--catalog', catalog], o)).dumps.find((d) => d.id === dumps.june9.streamId)!.date;
       const dst9 = path.join(root, 'asof-date.vol');
       const r9 = await cliJsonAsync<{ streams: Array<{ top: string }> }>(['restore', '--to', dst9, '--as-of', when, '--catalog', catalog], o);
       expect(r9.streams.map((s) => s.top)).toEqual(['june3', 'june9']);
@@ -163,7 +163,7 @@ describe('June example through the CLI', () => {
       expect(r.skipped).toEqual([]);
       type Rec = { id: string; level: number; base: unknown; top: unknown; sha256: string; expression: string; snapshots: string[]; volume: { uuid: string }; blocks: number; dataBytes: number; streamBytes: number; date: string; media: unknown };
       const pick = (d: Rec) => ({ id: d.id, level: d.level, base: d.base, top: d.top, sha256: d.sha256, expression: d.expression, snapshots: d.snapshots, uuid: d.volume.uuid, blocks: d.blocks, dataBytes: d.dataBytes, streamBytes: d.streamBytes, date: d.date, media: d.media });
-      const list = async (c: string) => (await cliJsonAsync<{ dumps: Rec[] }>(['catalog', 'list', '--catalog', c], o)).dumps.map(pick).sort((a, b) => a.id.localeCompare(b.id));
+      const list = async (c: string) => (await inProcessJson<{ dumps: Rec[] }>(['catalog', 'list', '--catalog', c], o)).dumps.map(pick).sort((a, b) => a.id.localeCompare(b.id));
       const rebuilt = await list(fresh);
       expect(rebuilt).toHaveLength(4);
       expect(rebuilt).toEqual(await list(catalog));
@@ -216,18 +216,18 @@ describe('June example through the CLI', () => {
   // catalog rebuild repairs a catalog where it is: a zero-byte file (as `touch` or mktemp
   // leave it) or a damaged one (kept beside it: test/cli/catalog-faults.test.ts) is
   // started afresh, as the "not a readable imgstream catalog" hint tells users to do.
-  it('catalog rebuild into an empty (zero-byte) catalog file', () => {
+  it('catalog rebuild into an empty (zero-byte) catalog file', async () => {
     const empty = path.join(root, 'empty-catalog.json');
     fs.writeFileSync(empty, '');
     cliJson(['catalog', 'rebuild', '--from', file('june3'), '--from', file('june5'), '--catalog', empty], o);
-    expect(cliJson<{ dumps: Array<{ id: string }> }>(['catalog', 'list', '--catalog', empty], o).dumps.map((d) => d.id).sort()).toEqual([dumps.june3.streamId, dumps.june5.streamId].sort());
+    expect((await inProcessJson<{ dumps: Array<{ id: string }> }>(['catalog', 'list', '--catalog', empty], o)).dumps.map((d) => d.id).sort()).toEqual([dumps.june3.streamId, dumps.june5.streamId].sort());
   });
 
-  it('catalog rebuild replaces a damaged catalog file', () => {
+  it('catalog rebuild replaces a damaged catalog file', async () => {
     const damaged = path.join(root, 'damaged-catalog.json');
     fs.writeFileSync(damaged, fs.readFileSync(catalog, 'utf8').slice(0, 100));
     cliJson(['catalog', 'rebuild', ...['june3', 'june5', 'june7', 'june9'].flatMap((t) => ['--from', file(t)]), '--catalog', damaged], o);
-    expect(cliJson<{ dumps: unknown[] }>(['catalog', 'list', '--catalog', damaged], o).dumps).toHaveLength(4);
+    expect((await inProcessJson<{ dumps: unknown[] }>(['catalog', 'list', '--catalog', damaged], o)).dumps).toHaveLength(4);
   });
 
   it('left nothing half-written beside the streams and volumes', () => {

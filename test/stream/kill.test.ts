@@ -19,7 +19,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLI_BIN, cliJson, finished, runCliAsync, sha256File, sleep, type CliResult } from '../support/cli.js';
 import { mutate, randomImage, rng, tempDir } from '../support/images.js';
-import { setupOk } from '../support/in-process.js';
+import { inProcessJson, setupOk } from '../support/in-process.js';
 import { cliEnv, dump, exportShas, expectClean, expectOneLineError, ok, pool, snapshotNames } from '../support/stream-cli.js';
 
 const BS = 4096;
@@ -134,7 +134,8 @@ describe('kill -9 during dump', () => {
     srcSha = sha256File(src);
   }, 180_000);
 
-  const catalogDumps = () => cliJson<{ dumps: Array<{ id: string; media: { kind: string; location: string } }> }>(['catalog', 'list', '--catalog', catalog], o).dumps;
+  /** What the catalog records (`catalog list`, a check run here). */
+  const catalogDumps = async () => (await inProcessJson<{ dumps: Array<{ id: string; media: { kind: string; location: string } }> }>(['catalog', 'list', '--catalog', catalog], { env })).dumps;
 
   for (const codec of ['none', 'zstd']) {
     for (const medium of ['file', 'stdout'] as const) {
@@ -147,7 +148,7 @@ describe('kill -9 during dump', () => {
           const partial = fs.readdirSync(root).find((n) => n.startsWith(`.${path.basename(target)}.partial-`));
           return partial ? sizeOf(path.join(root, partial)) : 0;
         };
-        const recorded = catalogDumps().length;
+        const recorded = (await catalogDumps()).length;
         const { ms, streamBytes } = work[codec];
         // one kill early (a random delay after the volume is opened), two when a random part of the stream is out
         const triggers: Trigger[] = [{ delayMs: Math.round(random() * 0.3 * ms) }, { bytes: Math.round((0.05 + 0.4 * random()) * streamBytes), size: written }, { bytes: Math.round((0.5 + 0.45 * random()) * streamBytes), size: written }];
@@ -178,13 +179,13 @@ describe('kill -9 during dump', () => {
         }
         expect(completed, 'the kills did not land during the dumps').toBeLessThanOrEqual(1);
         // only dumps that finished are recorded
-        expect(catalogDumps().length, 'the catalog recorded a killed dump').toBe(recorded + completed);
+        expect((await catalogDumps()).length, 'the catalog recorded a killed dump').toBe(recorded + completed);
         // a later dump at the same target works, is complete and recorded
         if (medium === 'file') ok(args, o);
         else expect((await start(args, locks, { stdoutFile: target }).done).code).toBe(0);
         const v = cliJson<{ ok: boolean; streams: Array<{ streamId: string; top: string }> }>(['verify', target], o);
         expect(v.ok).toBe(true);
-        const recs = catalogDumps();
+        const recs = await catalogDumps();
         expect(recs).toHaveLength(recorded + completed + 1);
         expect(recs.map((r) => r.id)).toContain(v.streams[0].streamId);
         expect(sha256File(src), 'the source volume changed').toBe(srcSha);

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cliJson, runCli } from '../support/cli.js';
 import { mutate, randomImage, tempDir } from '../support/images.js';
-import { setupOk } from '../support/in-process.js';
+import { inProcessJson, setupOk } from '../support/in-process.js';
 import { dirEntries, dump, exportShas, expectClean, expectOneLineError, ok, type DumpJson } from '../support/stream-cli.js';
 
 const BS = 4096;
@@ -115,9 +115,9 @@ describe('June dumps on one tape', () => {
     cliJson(['catalog', 'rebuild', '--from', `tape:${tape}`, '--catalog', fresh], o);
     type Rec = { id: string; level: number; base: unknown; top: unknown; sha256: string; streamBytes: number; media: unknown };
     const pick = (d: Rec) => ({ id: d.id, level: d.level, base: d.base, top: d.top, sha256: d.sha256, streamBytes: d.streamBytes, media: d.media });
-    const list = (c: string) => cliJson<{ dumps: Rec[] }>(['catalog', 'list', '--catalog', c], o).dumps.map(pick).sort((a, b) => a.id.localeCompare(b.id));
-    expect(list(fresh)).toHaveLength(4);
-    expect(list(fresh)).toEqual(list(catalog));
+    const list = async (c: string) => (await inProcessJson<{ dumps: Rec[] }>(['catalog', 'list', '--catalog', c], { env })).dumps.map(pick).sort((a, b) => a.id.localeCompare(b.id));
+    expect(await list(fresh)).toHaveLength(4);
+    expect(await list(fresh)).toEqual(await list(catalog));
   }, 120_000);
 });
 
@@ -175,13 +175,13 @@ describe('a dump spanning tapes', () => {
     expectOneLineError(runCli(['verify', `tape:${a},${c}`], o), 'verify of tapes a,c', 3, new RegExp(`tape 2 of dump ${id} was not given: tape ${c} \\(tape 3`));
   }, 120_000);
 
-  it('running out of tapes fails with one line and leaves no tape file', () => {
+  it('running out of tapes fails with one line and leaves no tape file', async () => {
     const tapes = ['short1', 'short2'].map((t) => path.join(root, t));
     const cat = path.join(root, 'short-catalog.json');
     const r = runCli(['dump', src, '--level', '0', '--snapshot', 'june3', '--to', `tape:${tapes.join(',')}`, '--compress', 'none', '--tape-size', String(tapeSize), '--catalog', cat, '--new-tape'], o);
     expectOneLineError(r, 'dump onto too few tapes', undefined, /full|no next tape|out of tape/i);
     for (const t of tapes) expect(fs.existsSync(t) ? dirEntries(t) : [], `${t} holds something`).toEqual([]);
-    expect(fs.existsSync(cat) ? cliJson<{ dumps: unknown[] }>(['catalog', 'list', '--catalog', cat], o).dumps : []).toEqual([]);
+    expect(fs.existsSync(cat) ? (await inProcessJson<{ dumps: unknown[] }>(['catalog', 'list', '--catalog', cat], { env })).dumps : []).toEqual([]);
   }, 60_000);
 });
 
