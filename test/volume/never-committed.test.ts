@@ -12,7 +12,7 @@ import { holdsVolume } from '../../src/volume/root-reader.js';
 import { createVolume } from '../../src/volume/volume-create.js';
 import { cliOk, runCli, sha256File, stderrLines, writeImage } from '../support/cli.js';
 import { tempDir } from '../support/images.js';
-import { setupOk } from '../support/in-process.js';
+import { inProcessOk, setupOk } from '../support/in-process.js';
 
 const BS = 4096;
 const root = tempDir('imgstream-never-committed-');
@@ -64,7 +64,7 @@ describe('a volume never committed to', () => {
     refused(['volume', 'export', src, '--to', fresh, '--force'], fresh, 4, exportOnto);
     refused(['volume', 'export', src, '--to', fresh], fresh, 4, exportOnto);
     // and it is still a volume that opens
-    cliOk(['volume', 'check', fresh], { env });
+    await inProcessOk(['volume', 'check', fresh], { env });
   });
 });
 
