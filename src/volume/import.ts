@@ -209,10 +209,16 @@ function mapNodesFor(vol: Volume, leaves: number): number {
   return nodes;
 }
 
-/** Room the CP itself needs: plane blocks (active + mark-on-allocate) and the journal index. */
+/**
+ * Room the CP itself needs: the plane blocks it changes (active and mark-on-allocate, at
+ * most one each per changed block), their journal index and a margin. Not more: on a
+ * small volume of large blocks a generous constant refused imports that fit (a 12-block
+ * volume of 256K blocks could not take 3 changed blocks from a file, and took them from
+ * stdin, which writes without estimating). Should the CP still find no room, it fails
+ * before its root record, and the volume stays at its last CP.
+ */
 function journalFor(vol: Volume, blocks: number): number {
-  const planeBlocks = 2 * Math.min(vol.layout.planeBlocks, blocks) + 8;
-  return planeBlocks * 2;
+  return 2 * Math.min(vol.layout.planeBlocks, blocks) + 3;
 }
 
 interface ImportPlan {
