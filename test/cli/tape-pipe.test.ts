@@ -24,8 +24,8 @@ let digests: Record<string, string> = {};
 
 afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
 
-beforeAll(() => {
-  ({ digests } = makeTwoVolumeTape(root, env, 60));
+beforeAll(async () => {
+  ({ digests } = await makeTwoVolumeTape(root, env, 60));
 }, 120_000);
 
 /** `cat` of the files (tape files by number, or a path) piped into `imgstream ...args`: a real pipe, as a user's. */

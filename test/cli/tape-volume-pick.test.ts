@@ -23,8 +23,8 @@ let digests: Record<string, string> = {};
 
 afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
 
-beforeAll(() => {
-  ({ digests, uuids } = makeTwoVolumeTape(root, env, 40));
+beforeAll(async () => {
+  ({ digests, uuids } = await makeTwoVolumeTape(root, env, 40));
 }, 120_000);
 
 /** sha256 of the restored disk, exported in this process (a check: in-process.ts). */
