@@ -3,6 +3,7 @@ import { ImgstreamCommand } from '../_cli/base.js';
 import { withVolumeAccess } from '../../src/control/index.js';
 import { formatSize } from '../../src/core/size.js';
 import { snapshotJson } from './create.js';
+import { tableLines } from '../_cli/table.js';
 
 export default class SnapshotList extends ImgstreamCommand {
   static override summary = 'List a volume\'s snapshots, oldest first.';
@@ -15,13 +16,14 @@ export default class SnapshotList extends ImgstreamCommand {
     const { list, bs } = await withVolumeAccess(args.volume, { write: false }, async (vol) => ({ list: await vol.snapshots(), bs: vol.blockSize }));
     if (list.length === 0) this.say('no snapshots');
     else {
-      this.say(`${'NAME'.padEnd(24)} ${'CREATED'.padEnd(24)} ${'BLOCKS'.padStart(10)} ${'SIZE'.padStart(10)}  FLAGS`);
-      for (const e of list) {
+      const rows = list.map((e) => {
         const flags = [e.shadow ? 'shadow' : '', e.master ? 'master' : '', e.reusedBlocks ? `reused:${e.reusedBlocks}` : ''].filter(Boolean).join(',');
         // what the snapshot's plane holds now: a shadow snapshot loses the blocks the allocator reuses
         const held = e.blocks - e.reusedBlocks;
-        this.say(`${e.name.padEnd(24)} ${new Date(e.createdMs).toISOString().padEnd(24)} ${String(held).padStart(10)} ${formatSize(held * bs).padStart(10)}  ${flags || '-'}`);
-      }
+        return [e.name, new Date(e.createdMs).toISOString(), String(held), formatSize(held * bs), flags || '-'];
+      });
+      // each column as wide as its widest cell: a long name does not shift the others
+      for (const line of tableLines(['NAME', 'CREATED', 'BLOCKS', 'SIZE', 'FLAGS'], rows, new Set([2, 3]))) this.say(line);
     }
     return { snapshots: list.map(snapshotJson) };
   }
