@@ -17,6 +17,7 @@ import { ImgstreamError } from '../../src/core/errors.js';
 import { localDestination, MirrorState, sendMirror, type MirrorResult } from '../../src/mirror/index.js';
 import { exportToBuffer, randomImage, rng, tempDir } from '../support/images.js';
 import { cutAfter } from '../support/cut-channel.js';
+import { modelRuns } from '../support/model-runs.js';
 
 const dir = tempDir('imgstream-mirror-model-');
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
@@ -233,9 +234,9 @@ describe('mirror updates across retention, shadows and failures, against the sou
       fc.asyncProperty(fc.array(opArb, { minLength: 10, maxLength: 30 }), async (ops) => {
         await runSequence([...ops, { kind: 'update' }]);
       }),
-      { numRuns: 15, endOnFailure: true, ...(process.env.IMGSTREAM_MODEL_SEED ? { seed: Number(process.env.IMGSTREAM_MODEL_SEED), path: process.env.IMGSTREAM_MODEL_PATH } : {}) },
+      { numRuns: modelRuns(10), endOnFailure: true, ...(process.env.IMGSTREAM_MODEL_SEED ? { seed: Number(process.env.IMGSTREAM_MODEL_SEED), path: process.env.IMGSTREAM_MODEL_PATH } : {}) },
     );
-    expect(seen.updates).toBeGreaterThan(10);
+    expect(seen.updates).toBeGreaterThan(modelRuns(10));
     expect(seen.cuts).toBeGreaterThan(0);
     if (process.env.IMGSTREAM_MODEL_SEEN) console.log(JSON.stringify(seen));
   }, 150_000);

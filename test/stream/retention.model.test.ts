@@ -19,6 +19,7 @@ import { restoreStreams } from '../../src/stream/restore.js';
 import { fileSource, fileTarget } from '../../src/media/file/file-medium.js';
 import { ImgstreamError } from '../../src/core/errors.js';
 import { exportToBuffer, memorySource, mutate, randomImage, tempDir } from '../support/images.js';
+import { modelRuns } from '../support/model-runs.js';
 
 const dir = tempDir('imgstream-retention-model-');
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
@@ -203,7 +204,7 @@ describe('restore chains across snapshot retention, against a model', () => {
       fc.asyncProperty(fc.array(opArb, { minLength: 12, maxLength: 36 }), async (ops) => {
         chains += await runSequence(ops);
       }),
-      { numRuns: 9, endOnFailure: true, ...(process.env.IMGSTREAM_MODEL_SEED1 ? { seed: Number(process.env.IMGSTREAM_MODEL_SEED1), path: process.env.IMGSTREAM_MODEL_PATH1 } : {}) },
+      { numRuns: modelRuns(6), endOnFailure: true, ...(process.env.IMGSTREAM_MODEL_SEED1 ? { seed: Number(process.env.IMGSTREAM_MODEL_SEED1), path: process.env.IMGSTREAM_MODEL_PATH1 } : {}) },
     );
     expect(chains).toBeGreaterThan(5); // the sequences did dump
   }, 150_000);
