@@ -6,6 +6,9 @@
 import { loadCli } from '../../src/cli/load.js';
 
 process.env.OCLIF_SKIP_NEW_VERSION_CHECK ??= 'true';
+// oclif's check of the Node version against its own package.json, which the bundle does not
+// carry: it loads semver (some 5 ms of every start) to find nothing
+process.env.OCLIF_DISABLE_ENGINE_WARNING ??= 'true';
 const cli = loadCli();
 // `imgstream help [TOPIC|COMMAND...]` is the same as `imgstream [TOPIC|COMMAND...] --help`
 const given = process.argv.slice(2);
