@@ -98,8 +98,13 @@ describe.skipIf(missing.length > 0)(`protection across a link outage${missing.le
     await shipper.waitCovered(before.log.at(-1)!.t1);
     expect((await shipper.stop()).code).toBe(0);
     // the link is down: 90% of the writes to a 1% hot set, far more bytes than the journal may keep
-    const down = await runWriter(server.info.uri, ['--seconds', '2', '--seed', '42', '--pause-ms', '1', '--hot', '0.9', '--aligned']);
-    const downBytes = down.log.reduce((a, o) => a + (o.op === 'w' ? o.len : 0), 0);
+    // (in bursts until there are: a loaded machine writes slower)
+    const down = { log: [] as LoggedOp[] };
+    let downBytes = 0;
+    for (let burst = 0; burst < 10 && downBytes <= 2 << 20; burst++) {
+      down.log.push(...(await runWriter(server.info.uri, ['--seconds', '1', '--seed', String(42 + 100 * burst), '--pause-ms', '1', '--hot', '0.9', '--aligned'])).log);
+      downBytes = down.log.reduce((a, o) => a + (o.op === 'w' ? o.len : 0), 0);
+    }
     expect(downBytes).toBeGreaterThan(2 << 20);
     // a CP finds the journal over its limit
     for (let i = 0; i < 100 && !/outgrew its limit/.test(server.stderr()); i++) await new Promise((r) => setTimeout(r, 100));
@@ -306,11 +311,15 @@ describe.skipIf(missing.length > 0)(`protection across a link outage${missing.le
 
   it('resyncs when the journal overflows under a running shipper that already read the dropped records', async () => {
     const { vol, base, server, dest } = await setup('r', '1M');
-    // long intervals: the shipper holds what it read for 3 s, so the records it has not shipped outgrow 1 MiB while it runs
-    const shipper = startProtect(vol, dest, ['--interval', '3s'], env);
+    // long intervals: the shipper holds what it read for 6 s, so the records it has not shipped
+    // outgrow 1 MiB while it runs (written in bursts until they do: a loaded machine writes slower)
+    const shipper = startProtect(vol, dest, ['--interval', '6s'], env);
     await shipper.waitFor((e) => e.event === 'seed');
-    const w = await runWriter(server.info.uri, ['--seconds', '2', '--seed', '71', '--pause-ms', '1', '--aligned']);
-    for (let i = 0; i < 100 && !/outgrew its limit/.test(server.stderr()); i++) await new Promise((r) => setTimeout(r, 100));
+    const w = { log: [] as LoggedOp[] };
+    for (let burst = 0; burst < 12 && !/outgrew its limit/.test(server.stderr()); burst++) {
+      w.log.push(...(await runWriter(server.info.uri, ['--seconds', '1', '--seed', String(71 + 100 * burst), '--pause-ms', '1', '--aligned'])).log);
+      for (let i = 0; i < 5 && !/outgrew its limit/.test(server.stderr()); i++) await new Promise((r) => setTimeout(r, 100));
+    }
     expect(server.stderr()).toMatch(/outgrew its limit/);
     await shipper.waitFor((e) => e.event === 'interval' && e.kind === 'resync', 60_000);
     const more = await runWriter(server.info.uri, ['--seconds', '0.5', '--seed', '72', '--pause-ms', '2']);
