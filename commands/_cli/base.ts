@@ -52,7 +52,7 @@ export abstract class ImgstreamCommand extends Command {
           })
         : null;
       // oclif: "The following errors occurred:" then "--a=V cannot also be provided when using --b", once for each side
-      const conflict = lines[0] === 'The following errors occurred:' ? /^(--[\w-]+)(?:=.*)? cannot also be provided when using (--[\w-]+)/.exec(lines[1] ?? '') : null;
+      const conflict = /^The following errors? occurred:$/.test(lines[0] ?? '') ? /^(--[\w-]+)(?:=.*)? cannot also be provided when using (--[\w-]+)/.exec(lines[1] ?? '') : null;
       // oclif: "Parsing --level Expected an integer less than or equal to 9 but received: 10"
       const value = /^Parsing (--[\w-]+) Expected (.*) but received: (.*)$/.exec(lines.join(' '));
       // oclif: "The following error(s) occurred:" then "Missing required flag to", once for each

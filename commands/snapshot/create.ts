@@ -23,7 +23,8 @@ Names: 1-64 characters from A-Z a-z 0-9 _ . : - starting with a letter, digit or
   };
   static override flags = {
     shadow: Flags.boolean({ description: 'Let the allocator reuse this snapshot\'s blocks (it stops pinning them).' }),
-    master: Flags.boolean({ description: 'Mark it as a master snapshot for replication.' }),
+    // a master is what replicas synchronise to: one whose blocks the allocator may take would fail them
+    master: Flags.boolean({ description: 'Mark it as a master snapshot for replication (it pins its blocks: not with --shadow).', exclusive: ['shadow'] }),
   };
 
   async run() {

@@ -150,6 +150,8 @@ const cases: Case[] = [
   ...['a/b', '', 'active', name65, '.x', 'mirror.0ec173d6.2', 'Mirror.x'].map((n): Case => ({ what: `snapshot create "${n.length > 20 ? `${n.length} chars` : n}"`, args: ['snapshot', 'create', v(), n], code: 'invalid-input', mentions: /snapshot name/ })),
   { what: 'snapshot create "-x" (after --)', args: ['snapshot', 'create', v(), '--', '-x'], code: 'invalid-input', mentions: /snapshot name "-x"/, json: true },
   { what: 'snapshot create -x (parsed as a flag)', args: ['snapshot', 'create', v(), '-x'], code: 'usage' },
+  // a master replicas synchronise to cannot be one whose blocks the allocator may take
+  { what: 'snapshot create --shadow --master', args: ['snapshot', 'create', v(), 'sm', '--shadow', '--master'], code: 'usage', mentions: /^imgstream: --shadow cannot be combined with --master \(see: imgstream snapshot create --help\)$/ },
   ...['a/b', 'active', 'mirror.0ec173d6.2'].map((n): Case => ({ what: `snapshot rename to "${n.length > 20 ? `${n.length} chars` : n}"`, args: ['snapshot', 'rename', v(), 's1', n], code: 'invalid-input', mentions: /snapshot name/ })),
   // create over an existing file
   { what: 'create over an existing volume', args: ['volume', 'create', v(), '--size', '1M'], code: 'exists', mentions: /v\.vol/ },
