@@ -51,7 +51,7 @@ export abstract class ImgstreamCommand extends Command {
             return what ? `${name.toUpperCase()}: ${what.replace(/\.$/, '')}` : name.toUpperCase();
           })
         : null;
-      // oclif: "The following errors occurred:" then "--a=V cannot also be provided when using --b", once for each side
+      // oclif: "The following error(s) occurred:" then "--a=V cannot also be provided when using --b", once for each side
       const conflict = /^The following errors? occurred:$/.test(lines[0] ?? '') ? /^(--[\w-]+)(?:=.*)? cannot also be provided when using (--[\w-]+)/.exec(lines[1] ?? '') : null;
       // oclif: "Parsing --level Expected an integer less than or equal to 9 but received: 10"
       const value = /^Parsing (--[\w-]+) Expected (.*) but received: (.*)$/.exec(lines.join(' '));
