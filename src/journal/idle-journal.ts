@@ -42,7 +42,7 @@ export function openIdleJournal(vol: Volume): { writer: JournalWriter } | { skip
 
 /**
  * Closes a journal openIdleJournal opened once the operation is done (`ok`): a snapshot's
- * record follows its CP, and after an overflow it is kept in dirty.json, which only a CP
+ * record follows its CP, and after an overflow it is kept in dirty.json and dirty.bits, which only a CP
  * writes, so that is saved first. After a failure it is closed as it is.
  */
 export function closeIdleJournal(writer: JournalWriter, ok: boolean): void {

@@ -2,7 +2,8 @@
 // beside the volume, with segment files named after the sequence number of their first
 // record (`0000000000000001.seg`, in order), `shipped.json` (how far a protect shipper's
 // destination has acknowledged: the writer may delete the segments before it) and, after
-// an overflow, `dirty.json` (the blocks changed since the last acknowledged record).
+// an overflow, `dirty.json` and `dirty.bits` (the blocks changed since the last
+// acknowledged record: dirty-blocks.ts).
 import fs from 'node:fs';
 import path from 'node:path';
 import { CorruptError, fromSystemError } from '../core/errors.js';
@@ -10,6 +11,8 @@ import { fsyncDirectory, writeFileDurably } from '../fs/durable-file.js';
 import { readTextFile } from '../fs/text-file.js';
 
 const SEGMENT = /^(\d{16})\.seg$/;
+/** The blocks of the dirty set (dirty-blocks.ts). */
+export const DIRTY_BITS = 'dirty.bits';
 
 /** The journal directory of the volume at `volumePath`. */
 export function journalDirOf(volumePath: string): string {
@@ -60,11 +63,16 @@ export function writeShipped(dir: string, mark: ShippedMark): void {
   writeJsonAtomic(path.join(dir, 'shipped.json'), mark);
 }
 
-/** After an overflow: every LBN changed since record `after` (the last one a destination acknowledged), as of record `upTo`. */
+/**
+ * After an overflow: every LBN changed since record `after` (the last one a destination
+ * acknowledged), as of record `upTo`. The LBNs are in dirty.bits (loadDirtyBlocks), which
+ * holds at least `blocks` of them; versions before it listed them here, as `lbns`.
+ */
 export interface DirtySet {
   after: number;
   upTo: number;
-  lbns: number[];
+  blocks?: number;
+  lbns?: number[];
   /** Snapshots taken in that span: a resync brings the disk as of its own moment, not theirs, so they cannot arrive (reported). */
   snapshots?: string[];
   /** Snapshots renamed in that span (their records dropped), in order: the resync carries them to the destination. */
@@ -95,7 +103,14 @@ export function writeDirty(dir: string, d: DirtySet): void {
 }
 
 export function removeDirty(dir: string): void {
+  // dirty.json first: bits without it are a set that ended (or never began), ignored
   fs.rmSync(path.join(dir, 'dirty.json'), { force: true });
+  fs.rmSync(path.join(dir, DIRTY_BITS), { force: true });
+}
+
+/** Blocks the dirty set holds, as dirty.json counts them. */
+export function dirtyBlockCount(d: DirtySet): number {
+  return d.blocks ?? d.lbns?.length ?? 0;
 }
 
 function readJson<T>(file: string): T | null {

@@ -2,7 +2,7 @@
 // registerControlOp; `serve nbd` imports this module):
 //   journal.seed   takes a snapshot for the first transfer: it holds every record up to `journalTo`
 //   journal.resync after an overflow (or records lost): takes a snapshot and fixes the
-//                  changed blocks in dirty.json; journaling resumes after `journalTo`
+//                  changed blocks in dirty.json and dirty.bits; journaling resumes after `journalTo`
 // Both snapshots are temporary: pinned for the asking connection, deleted when it ends.
 import { InvalidInputError } from '../core/errors.js';
 import { registerControlOp, type ControlSession } from '../control/ops.js';

@@ -4,6 +4,7 @@
 // progress (or, after a crash, a torn tail the writer cuts off when it reopens); anywhere
 // else it is damage, reported as corrupt.
 import fs from 'node:fs';
+import { BlockSet } from '../core/block-set.js';
 import { CorruptError, FormatVersionError, fromSystemError, NewerFeatureError } from '../core/errors.js';
 import { listSegments, readDirty, type DirtyRename, type SegmentFile } from './journal-files.js';
 import { decodeHeader, LAST_RECORD_KIND, otherRecordVersion, parseMarker, RECORD_HEADER_BYTES, RecordKind, recordIntact, type JournalRecord } from './record.js';
@@ -229,22 +230,22 @@ export function tornTail(file: string, at: number, size: number): boolean {
   return h !== null && at + RECORD_HEADER_BYTES + h.payloadBytes >= size;
 }
 
-/** What the records of a journal after some record change: LBNs, and the snapshots taken and renamed. */
+/** What the records of a journal after some record change: blocks, and the snapshots taken and renamed. */
 export interface JournalChanges {
-  lbns: number[];
+  blocks: BlockSet;
   snapshots: string[];
   renames: DirtyRename[];
 }
 
 /** The changes of the records of journal `dir` after record `after` (those still in its segments). */
 export function changesAfter(dir: string, after: number): JournalChanges {
-  const out: JournalChanges = { lbns: [], snapshots: [], renames: [] };
+  const out: JournalChanges = { blocks: new BlockSet(), snapshots: [], renames: [] };
   const oldest = listSegments(dir)[0]?.firstSeq;
   if (oldest === undefined) return out;
   const r = new JournalReader(dir, Math.max(after + 1, oldest));
   try {
     for (let rec = r.next(); rec !== null; rec = r.next()) {
-      if (rec.kind === RecordKind.Data || rec.kind === RecordKind.Zero) for (let i = 0; i < rec.count; i++) out.lbns.push(rec.lbn + i);
+      if (rec.kind === RecordKind.Data || rec.kind === RecordKind.Zero) out.blocks.addRange(rec.lbn, rec.count);
       else if (rec.kind === RecordKind.Snapshot) out.snapshots.push(parseMarker<{ name: string }>(rec).name);
       else if (rec.kind === RecordKind.Rename) out.renames.push({ ...parseMarker<{ from: string; to: string }>(rec), seq: rec.seq });
     }

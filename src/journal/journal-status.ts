@@ -5,7 +5,7 @@
 import fs from 'node:fs';
 import { InvalidInputError, NotFoundError } from '../core/errors.js';
 import { VolumeLock } from '../volume/volume-lock.js';
-import { journalDirOf, listSegments, readDirty, readShipped } from './journal-files.js';
+import { dirtyBlockCount, journalDirOf, listSegments, readDirty, readShipped } from './journal-files.js';
 import { JournalReader } from './journal-reader.js';
 import { lastRecordAndDamage } from './journal-recovery.js';
 import { RecordKind } from './record.js';
@@ -85,7 +85,7 @@ export function journalStatus(volume: string): JournalStatus {
     newest,
     shipped: mark ? { destination: mark.destination, journalTo: mark.journalTo, intervalSeq: mark.intervalSeq, end: new Date(mark.end).toISOString() } : null,
     unshipped: { records: Math.max(0, newest - from + 1), writes, oldest: oldestTime === null ? null : new Date(oldestTime).toISOString(), lagMs: oldestTime === null ? 0 : Math.max(0, now - oldestTime), dropped },
-    overflow: dirty ? { after: dirty.after, blocks: dirty.lbns.length } : null,
+    overflow: dirty ? { after: dirty.after, blocks: dirtyBlockCount(dirty) } : null,
     shipper: VolumeLock.holder(dir)?.pid ?? null,
     damage,
   };

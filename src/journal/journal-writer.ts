@@ -12,7 +12,8 @@
 //
 // Size: the records a destination has not acknowledged (shipped.json) are kept up to
 // `limitBytes`. Past it the journal overflows: those records are dropped, the blocks
-// they and later writes change are tracked instead (dirty.json, written at each CP), and
+// they and later writes change are tracked instead (dirty.json and dirty.bits, saved at
+// each CP: dirty-blocks.ts), and
 // the shipper's next transfer is a resync of exactly those blocks.
 import fs from 'node:fs';
 import { fromSystemError, type ImgstreamError } from '../core/errors.js';
@@ -20,7 +21,9 @@ import { readLogicalBytes } from '../volume/logical-io.js';
 import { EarlyWriteback } from '../fs/writeback.js';
 import type { SnapshotEntry } from '../format/snapshot-entry.js';
 import type { Volume, VolumeObserver } from '../volume/volume.js';
-import { journalDirOf, listSegments, readDirty, readShipped, removeDirty, segmentName, syncDirectory, writeDirty, renamesInOrder, type DirtyRename, type DirtySet } from './journal-files.js';
+import { BlockSet } from '../core/block-set.js';
+import { journalDirOf, listSegments, readDirty, readShipped, removeDirty, segmentName, syncDirectory, renamesInOrder, type DirtySet } from './journal-files.js';
+import { saveDirtySet, savedDirtyBlocks, type Dirty } from './dirty-blocks.js';
 import { changesAfter, type JournalChanges } from './journal-reader.js';
 import { markerPayload, parseMarker, RECORD_HEADER_BYTES, RecordKind, sealHeader, sealRecord, writeHeader, type JournalRecord } from './record.js';
 import { replayTail, scanJournal, unrecordedSnapshots } from './journal-recovery.js';
@@ -88,7 +91,7 @@ export class JournalWriter implements VolumeObserver {
   private readonly segmentLimit: number;
   private readonly report: (m: string) => void;
   /** Set while overflowed: the LBNs changed since dirty.after, in place of records. */
-  private dirty: { after: number; lbns: Set<number>; snapshots: string[]; renames: DirtyRename[]; reason?: string } | null = null;
+  private dirty: Dirty | null = null;
   private dirtyChanged = false;
   /** In the current segment: [record seq, segment bytes up to and including it] at each CP marker, and at flushes every POINT_BYTES or so (the bytes a destination lacks are counted from there). */
   private points: Array<[number, number]> = [];
@@ -180,9 +183,9 @@ export class JournalWriter implements VolumeObserver {
    * (and the records not shipped yet), instead of stopping at a disk changed without its
    * journal. Saved with the dirty set before the CP that commits them.
    */
-  blocksChanged(lbns: Iterable<number>, what: string): void {
+  blocksChanged(blocks: BlockSet, what: string): void {
     if (this.dirty === null) this.overflow(what);
-    for (const l of lbns) this.dirty!.lbns.add(l);
+    this.dirty!.blocks.addAll(blocks);
     this.dirty!.reason ??= what;
     this.dirtyChanged = true;
   }
@@ -197,7 +200,7 @@ export class JournalWriter implements VolumeObserver {
 
   private saveDirty(): void {
     if (this.dirty === null || !this.dirtyChanged) return;
-    writeDirty(this.dir, { after: this.dirty.after, upTo: this.seq, lbns: [...this.dirty.lbns].sort((a, b) => a - b), snapshots: this.dirty.snapshots, renames: this.dirty.renames, ...(this.dirty.reason ? { reason: this.dirty.reason } : {}) });
+    saveDirtySet(this.dir, this.dirty, this.seq);
     this.dirtyChanged = false;
   }
 
@@ -236,21 +239,20 @@ export class JournalWriter implements VolumeObserver {
   resyncPoint(snapshot: string): { seq: number; dirty: DirtySet } {
     const shipped = readShipped(this.dir)?.journalTo ?? 0;
     const prev = readDirty(this.dir);
-    const lbns = new Set<number>(prev?.lbns ?? []);
+    const { blocks, whole } = savedDirtyBlocks(this.dir, prev, this.vol.logicalBlocks, this.report);
     const snapshots = new Set<string>(prev?.snapshots ?? []);
     const renames = [...(prev?.renames ?? [])];
-    if (this.dirty) for (const l of this.dirty.lbns) lbns.add(l);
+    if (this.dirty) blocks.addAll(this.dirty.blocks);
     for (const n of this.dirty?.snapshots ?? []) snapshots.add(n);
     renames.push(...(this.dirty?.renames ?? []));
     // a resync asked again before the last was acknowledged: the records since then changed blocks too
     const since = this.changedSince(prev ? prev.upTo : shipped);
-    for (const l of since.lbns) lbns.add(l);
+    blocks.addAll(since.blocks);
     for (const n of since.snapshots) snapshots.add(n);
     renames.push(...since.renames);
     const reason = this.dirty?.reason ?? prev?.reason;
     this.dirty = null;
-    const dirty: DirtySet = { after: prev?.after ?? shipped, upTo: this.seq + 1, lbns: [...lbns].sort((a, b) => a - b), snapshots: [...snapshots], renames: renamesInOrder(renames), ...(reason ? { reason } : {}) };
-    writeDirty(this.dir, dirty);
+    const dirty = saveDirtySet(this.dir, { after: prev?.after ?? shipped, blocks, snapshots: [...snapshots], renames: renamesInOrder(renames), ...(reason ? { reason } : {}), whole }, this.seq + 1);
     this.append(RecordKind.Resync, 0, 0, markerPayload({ snapshot, after: dirty.after }));
     this.sync();
     return { seq: this.seq, dirty };
@@ -303,7 +305,7 @@ export class JournalWriter implements VolumeObserver {
   private append(kind: RecordKind, lbn: number, count: number, payload: Buffer | null): void {
     if (this.failure) throw this.failure;
     if (this.dirty !== null && (kind === RecordKind.Data || kind === RecordKind.Zero)) {
-      for (let i = 0; i < count; i++) this.dirty.lbns.add(lbn + i);
+      this.dirty.blocks.addRange(lbn, count);
       this.dirtyChanged = true;
       return;
     }
@@ -435,17 +437,17 @@ export class JournalWriter implements VolumeObserver {
   private overflow(what?: string): void {
     const shipped = readShipped(this.dir)?.journalTo ?? 0;
     const prev = readDirty(this.dir);
-    const lbns = new Set<number>(prev?.lbns ?? []);
+    const { blocks, whole } = savedDirtyBlocks(this.dir, prev, this.vol.logicalBlocks, this.report);
     const snapshots = new Set<string>(prev?.snapshots ?? []);
     const since = this.changedSince(prev ? Math.min(prev.upTo, shipped) : shipped);
-    for (const l of since.lbns) lbns.add(l);
+    blocks.addAll(since.blocks);
     for (const n of since.snapshots) snapshots.add(n);
     const after = prev?.after ?? shipped;
     const reason = what ?? prev?.reason;
-    this.dirty = { after, lbns, snapshots: [...snapshots], renames: renamesInOrder([...(prev?.renames ?? []), ...since.renames]), ...(reason ? { reason } : {}) };
-    if (what === undefined) this.report(`journal ${this.dir} outgrew its limit (${this.held} bytes not yet shipped): records after ${after} dropped, ${lbns.size} changed blocks tracked for a resync`);
+    this.dirty = { after, blocks, snapshots: [...snapshots], renames: renamesInOrder([...(prev?.renames ?? []), ...since.renames]), ...(reason ? { reason } : {}), whole };
+    if (what === undefined) this.report(`journal ${this.dir} outgrew its limit (${this.held} bytes not yet shipped): records after ${after} dropped, ${blocks.size} changed blocks tracked for a resync`);
     this.append(RecordKind.Overflow, 0, 0, markerPayload({ after }));
-    writeDirty(this.dir, { after, upTo: this.seq, lbns: [...lbns].sort((a, b) => a - b), snapshots: this.dirty.snapshots, renames: this.dirty.renames, ...(reason ? { reason } : {}) });
+    saveDirtySet(this.dir, this.dirty, this.seq);
     this.dirtyChanged = false;
     this.roll();
     for (const s of listSegments(this.dir)) if (s.firstSeq !== this.segFirst) fs.rmSync(s.path, { force: true });
@@ -471,7 +473,9 @@ export class JournalWriter implements VolumeObserver {
       this.recovery.tornBytes = scan.tornBytes;
       this.openSegment(scan.lastSegment.firstSeq, false);
       if (scan.overflowed || (dirty !== null && dirty.upTo > this.seq)) {
-        this.dirty = { after: dirty?.after ?? 0, lbns: new Set(dirty?.lbns ?? []), snapshots: [...(dirty?.snapshots ?? [])], renames: [...(dirty?.renames ?? [])], ...(dirty?.reason ? { reason: dirty.reason } : {}) };
+        const { blocks, whole } = savedDirtyBlocks(this.dir, dirty, this.vol.logicalBlocks, this.report);
+        this.dirty = { after: dirty?.after ?? 0, blocks, snapshots: [...(dirty?.snapshots ?? [])], renames: [...(dirty?.renames ?? [])], ...(dirty?.reason ? { reason: dirty.reason } : {}), whole };
+        this.dirtyChanged = whole;
       }
       this.replay(scan.tail, scan.renames);
       // a snapshot whose record a crash cut off (or taken while no journal was open) is recorded now

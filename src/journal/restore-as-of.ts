@@ -139,10 +139,11 @@ class BaseCheck {
   /** Checks the blocks at LBNs [first, …) read from the base into `data`, but those the overlay replaces; throws on damage. */
   check(first: number, data: Buffer, baseFile: string): void {
     if (this.sums === null) return;
-    const bad = mismatches(this.sums, first, data, (lbn) => this.overlay.versions.has(lbn));
+    const n = data.length / this.sums.blockSize;
+    const replaced = new Set(this.overlay.lbnsIn(first, first + n));
+    const bad = mismatches(this.sums, first, data, (lbn) => replaced.has(lbn));
     if (bad.length) throw baseDamage(baseFile, bad);
-    this.checked += data.length / this.sums.blockSize;
-    for (let l = first; l < first + data.length / this.sums.blockSize; l++) if (this.overlay.versions.has(l)) this.checked--;
+    this.checked += n - replaced.size;
   }
 
   /** Reads the whole disk of `vol` (a copy of the base) and checks it, chunk after chunk. */
@@ -251,7 +252,7 @@ export async function exportProtectedAsOf(dir: string, asOf: string, sinkFor: (s
         readLogicalBytes(base, map, lbn * bs, buf);
         checked.check(lbn, buf, base.path);
         while (k < lbns.length && lbns[k] < lbn + n) {
-          overlay.read(lbns[k], buf.subarray((lbns[k] - lbn) * bs, (lbns[k] - lbn + 1) * bs), fds);
+          overlay.readAt(k, buf.subarray((lbns[k] - lbn) * bs, (lbns[k] - lbn + 1) * bs), fds);
           k++;
         }
         if (!sink.skip) await sink.write(buf);

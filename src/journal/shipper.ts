@@ -18,6 +18,7 @@ import fs from 'node:fs';
 import type { DestinationState, ProtectDestination, ProtectedSource, ShippedInterval, SnapshotRename } from './destination-api.js';
 import { IntervalBuilder, SlabPool } from './interval-builder.js';
 import { journalDirOf, listSegments, readDirty, writeShipped } from './journal-files.js';
+import { loadDirtyBlocks } from './dirty-blocks.js';
 import { JournalReader } from './journal-reader.js';
 import { RecordKind, parseMarker } from './record.js';
 import { VolumeLock } from '../volume/volume-lock.js';
@@ -217,8 +218,10 @@ async function session(opts: ProtectOptions, dir: string, source: ProtectedSourc
           // the journal was trimmed past it for another destination, or moved aside. Then every
           // block goes (unmapped ones as zeros), never a list that misses changes
           const dirty = readDirty(dir);
-          const known = !wantWhole && dirty !== null && dirty.after <= state.journalTo;
-          const { count, blocks } = known ? { count: dirty.lbns.length, blocks: img.blocksOf(dirty.lbns) } : img.allBlocks();
+          // (dirty.bits lost or damaged: every block too)
+          const changed = !wantWhole && dirty !== null && dirty.after <= state.journalTo ? loadDirtyBlocks(dir, dirty) : null;
+          const known = dirty !== null && changed !== null;
+          const { count, blocks } = changed !== null ? { count: changed.size, blocks: img.blocksOf(changed) } : img.allBlocks();
           // the renames among the records the resync passes over (those the destination lacks): it carries them
           const renames = dirty !== null && dirty.after <= state.journalTo ? (dirty.renames ?? []).filter((r) => r.seq > state.journalTo).map(({ from, to }) => ({ from, to })) : [];
           // snapshots taken while records were dropped: the resync brings the disk as of now, not as of them

@@ -25,7 +25,7 @@ export interface SourceImage {
   /** Mapped blocks only, ascending. */
   mappedBlocks(): { count: number; blocks: AsyncIterable<IntervalBlock> };
   /** The given LBNs, as they read in the image (null data for unmapped ones). */
-  blocksOf(lbns: number[]): AsyncIterable<IntervalBlock>;
+  blocksOf(lbns: Iterable<number>): AsyncIterable<IntervalBlock>;
   /** Every LBN of the disk, ascending, as it reads (null data for unmapped ones): a resync that cannot know what changed. */
   allBlocks(): { count: number; blocks: AsyncIterable<IntervalBlock> };
   close(): void;
@@ -111,7 +111,7 @@ function imageOf(vol: Volume, map: LogicalMap, journalTo: number, time: number, 
       }
       return { count, blocks: gen() };
     },
-    async *blocksOf(lbns: number[]) {
+    async *blocksOf(lbns: Iterable<number>) {
       for (const lbn of lbns) {
         const vbn = map.lookup(lbn);
         yield { lbn, data: vbn === 0 ? null : readBlock(vbn) };

@@ -7,6 +7,7 @@
 // sends elsewhere than the base's, found by walking the two trees where they differ; the
 // new tree's nodes are read where the restore put them (written in place, or staged until
 // the CP).
+import { BlockSet } from '../core/block-set.js';
 import type { SnapshotEntry } from '../format/snapshot-entry.js';
 import { forEachChangedLbn } from '../volume/map-diff.js';
 import type { Volume } from '../volume/volume.js';
@@ -28,9 +29,9 @@ export function tellJournalChanges(vol: Volume, top: string, stage: StageFile, w
       else vol.readBlock(vbn, buf);
     },
   };
-  const lbns: number[] = [];
-  forEachChangedLbn(trees, vol.rootRecord.mapDepth, vol.rootRecord.mapRoot, next.mapRoot, (l) => lbns.push(l));
-  if (lbns.length > 0) observer.blocksChanged(lbns, what);
+  const changed = new BlockSet();
+  forEachChangedLbn(trees, vol.rootRecord.mapDepth, vol.rootRecord.mapRoot, next.mapRoot, (l) => changed.add(l));
+  if (changed.size > 0) observer.blocksChanged(changed, what);
 }
 
 /** After the restore's CP: the snapshots it brought, oldest first. */

@@ -3,6 +3,7 @@
 // any moment leaves the previous CP, never a mix. Zero blocks are unmapped (thin).
 import os from 'node:os';
 import { InvalidInputError, VolumeFullError, fromSystemError } from '../core/errors.js';
+import { BlockSet } from '../core/block-set.js';
 import { noProgress, type Progress } from '../core/progress.js';
 import { ChunkSlots, CompareThread, fileFetch, planChunk, SEGMENT_BYTES, type ChunkPlan, type ChunkSlot, type CompareReply, type DiskReader, type Olds } from './image-compare.js';
 import type { Volume } from './volume.js';
@@ -340,13 +341,16 @@ export async function importImage(vol: Volume, source: ImageSource, progress: Pr
   const writes = new WriteBehind(vol.file, { writeback: true }); // ends in a CP
   const slots = new ChunkSlots(chunkBytes / bs, bs);
   // the LBNs it changes, for an observer that must know (a write journal): told before the CP
-  const changed: number[] | null = vol.observer?.blocksChanged ? [] : null;
+  const changed: BlockSet | null = vol.observer?.blocksChanged ? new BlockSet() : null;
   let end = 0;
   try {
     if (plan) {
       progress.start('writing', plan.changed.length * bs, 'bytes');
       await applyPlan(vol, source, plan, writes, result, progress);
-      if (changed) changed.push(...plan.changed, ...plan.zeroed.map(([l]) => l));
+      if (changed) {
+        for (const l of plan.changed) changed.add(l);
+        for (const [l] of plan.zeroed) changed.add(l);
+      }
       end = plan.blocks;
     } else progress.start('importing', source.size ?? 0, 'bytes');
 
@@ -354,7 +358,7 @@ export async function importImage(vol: Volume, source: ImageSource, progress: Pr
     if (!plan) for await (const { lbn, n, bytes, plan, slot } of comparedChunks(vol, source, chunkBytes, slots, tuning.threads)) {
       for (const k of plan.zeroed) vol.writeLogical(lbn + k, zero, { vbn: slot.olds[k], zero: true });
       await writeChanged(vol, writes, lbn, slot.out, slot.olds, plan.changed);
-      if (changed) for (const k of [...plan.changed, ...plan.zeroed]) changed.push(lbn + k);
+      if (changed) for (const k of [...plan.changed, ...plan.zeroed]) changed.add(lbn + k);
       writes.written().then(() => slots.give(slot), () => undefined); // reused once its writes are done
       result.changedBlocks += plan.changed.length;
       result.unchangedBlocks += plan.unchanged;
@@ -367,11 +371,14 @@ export async function importImage(vol: Volume, source: ImageSource, progress: Pr
     // the disk beyond the image reads as zeros
     const tail: Array<[number, number]> = [];
     vol.map.walkRange(end, vol.logicalBlocks, (l, v) => tail.push([l, v]));
-    for (const [l, v] of tail) vol.writeLogical(l, zero, { vbn: v, zero: true });
+    for (const [l, v] of tail) {
+      vol.writeLogical(l, zero, { vbn: v, zero: true });
+      changed?.add(l);
+    }
     result.unmappedBlocks += tail.length;
     result.unchangedBlocks += vol.logicalBlocks - end - tail.length;
     await writes.drain();
-    if (changed && changed.length + tail.length > 0) vol.observer!.blocksChanged!([...changed, ...tail.map(([l]) => l)], `${vol.path} was imported into (volume import, ${source.name})`);
+    if (changed && changed.size > 0) vol.observer!.blocksChanged!(changed, `${vol.path} was imported into (volume import, ${source.name})`);
     vol.commit();
   } catch (err) {
     await writes.settle(); // nothing of ours is still being written when the volume gives up

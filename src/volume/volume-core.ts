@@ -4,6 +4,7 @@
 // consistency point that commits the change set (commit) or the return to the last one
 // (abort). Volume (volume.ts) adds opening, snapshots, restore and mirror support, and
 // counting on top.
+import type { BlockSet } from '../core/block-set.js';
 import type { RootRecord } from '../format/volume-root.js';
 import type { SnapshotEntry } from '../format/snapshot-entry.js';
 import { BlockAllocation } from './block-allocation.js';
@@ -37,7 +38,7 @@ export interface VolumeObserver {
    * Blocks of the disk changed by something other than a client's writes (an import),
    * told before the CP that commits them (`what` says by what).
    */
-  blocksChanged?(lbns: Iterable<number>, what: string): void;
+  blocksChanged?(blocks: BlockSet, what: string): void;
 }
 
 export class VolumeCore implements MapStorage {
