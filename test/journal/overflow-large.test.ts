@@ -10,6 +10,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { journalTestDir, journalTestMissing } from '../support/journal-tests.js';
 import { cli, qemuIo, startServer, type RunningServer } from '../nbd/support.js';
 import { inProcessOk, setupOk } from '../support/in-process.js';
+import { loadDirtyBlocks } from '../../src/journal/dirty-blocks.js';
+import { readDirty } from '../../src/journal/journal-files.js';
 
 const missing = journalTestMissing();
 const { locks, at, env } = journalTestDir('imgstream-overflow-large-');
@@ -51,6 +53,10 @@ describe.skipIf(missing.length > 0)('a journal overflowed on a large disk', () =
     await server.kill9();
     server = await serve(vol);
     expect((await overflowOf(vol))?.blocks).toBe(20971520);
+    const saved = loadDirtyBlocks(`${vol}.journal`, readDirty(`${vol}.journal`)!)!;
+    expect(saved.size).toBe(20971520);
+    expect([0, 511, (7 * 2 ** 30) / 4096, 20971519].filter((l) => !saved.has(l))).toEqual([]);
+    expect(saved.has(20971520)).toBe(false);
     // (writes after the restart are journaled again, after the set: the resync sends both)
     await qemuIo(server.info.uri, ['write -P 0x05 100G 4k', 'discard 200G 1G', 'flush']);
     expect((await overflowOf(vol))?.blocks).toBe(20971520);
