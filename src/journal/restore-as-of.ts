@@ -21,7 +21,8 @@ import { intervalFileName, readIntervalIndex } from './interval-file.js';
 import { applyOverlay, Overlay } from './overlay.js';
 import { copyVolumeSparse } from './sparse-copy.js';
 import { claimBase } from './base-claim.js';
-import { BASE_SUMS_FILE, BaseSums, baseDamage, mismatches } from './base-sums.js';
+import { BASE_SUMS_FILE, BaseSums, baseDamage, mismatches, zeroBlockCrc } from './base-sums.js';
+import { noneMapped } from '../volume/logical-map.js';
 import { LATEST, listPoints, namesAt, recoveryPointFor, wholeDiskBefore, type RecoveryPoint } from './recovery-point.js';
 
 export interface AsOfResult {
@@ -113,11 +114,15 @@ export function baseCheckNote(r: AsOfResult): string {
   return r.baseUnchecked ? `; the blocks from the base not checked: ${r.baseUnchecked}` : '';
 }
 
+/** Entries of base.sums read at once where the base leaves the disk unmapped (1 MiB). */
+const SUMS_AHEAD = 1 << 18;
+
 /** Checking the blocks a rebuild takes from the base against base.sums. */
 class BaseCheck {
   checked = 0;
   readonly unchecked: string | null;
   private readonly sums: BaseSums | null;
+  private window: { first: number; entries: Uint32Array } | null = null;
 
   constructor(dir: string, base: Volume, point: RecoveryPoint, private readonly overlay: Overlay) {
     let sums: BaseSums | null = null;
@@ -146,7 +151,33 @@ class BaseCheck {
     this.checked += n - replaced.size;
   }
 
-  /** Reads the whole disk of `vol` (a copy of the base) and checks it, chunk after chunk. */
+  /**
+   * LBNs [first, first + n) that the base leaves unmapped (zeros): true when base.sums says
+   * zeros for each (or there is none), and they count as checked; false sends the caller
+   * to read them, so that check() names the damage.
+   */
+  zeros(first: number, n: number): boolean {
+    if (this.sums === null) return true;
+    const z = zeroBlockCrc(this.sums.blockSize);
+    const replaced = new Set(this.overlay.lbnsIn(first, first + n));
+    const entries = this.entries(first, n);
+    for (let k = 0; k < n; k++) if (entries[k] !== z && !replaced.has(first + k)) return false;
+    this.checked += n - replaced.size;
+    return true;
+  }
+
+  /** base.sums' entries for [first, first + n), read SUMS_AHEAD at a time (zeros() walks the disk in order). */
+  private entries(first: number, n: number): Uint32Array {
+    const w = this.window;
+    if (w === null || first < w.first || first + n > w.first + w.entries.length) {
+      const count = Math.min(Math.max(n, SUMS_AHEAD), this.sums!.logicalBlocks - first);
+      this.window = { first, entries: this.sums!.read(first, count) };
+    }
+    const at = first - this.window!.first;
+    return this.window!.entries.subarray(at, at + n);
+  }
+
+  /** Reads the whole disk of `vol` (a copy of the base) and checks it, chunk after chunk (what it leaves unmapped, from base.sums alone). */
   checkVolume(vol: Volume, baseFile: string): void {
     if (this.sums === null) return;
     const bs = vol.blockSize;
@@ -155,6 +186,7 @@ class BaseCheck {
     const buf = Buffer.allocUnsafe(per * bs);
     for (let lbn = 0; lbn < vol.logicalBlocks; lbn += per) {
       const n = Math.min(per, vol.logicalBlocks - lbn);
+      if (noneMapped(map, lbn, lbn + n) && this.zeros(lbn, n)) continue;
       const chunk = buf.subarray(0, n * bs);
       readLogicalBytes(vol, map, lbn * bs, chunk);
       this.check(lbn, chunk, baseFile);
@@ -246,8 +278,17 @@ export async function exportProtectedAsOf(dir: string, asOf: string, sinkFor: (s
       progress.start('exporting', total * bs, 'bytes');
       let k = 0;
       const per = Math.max(1, Math.floor(CHUNK_BYTES / bs));
+      let zeros: Buffer | null = null;
       for (let lbn = 0; lbn < total; lbn += per) {
         const n = Math.min(per, total - lbn);
+        if (noneMapped(map, lbn, lbn + n) && (k >= lbns.length || lbns[k] >= lbn + n) && checked.zeros(lbn, n)) {
+          // nothing of the base here and nothing laid over it: zeros, neither read nor scanned
+          if (sink.skip) sink.skip(n * bs);
+          else await sink.write((zeros ??= Buffer.alloc(per * bs)).subarray(0, n * bs));
+          bytes += n * bs;
+          progress.update(bytes);
+          continue;
+        }
         const buf = Buffer.alloc(n * bs);
         readLogicalBytes(base, map, lbn * bs, buf);
         checked.check(lbn, buf, base.path);

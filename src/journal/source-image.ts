@@ -12,7 +12,6 @@ import { readRootRecord } from '../volume/root-reader.js';
 import { statVolume } from '../volume/volume-open.js';
 import { VolumeLock } from '../volume/volume-lock.js';
 import type { LogicalMap } from '../volume/logical-map.js';
-import { planLogicalExtents } from '../volume/logical-io.js';
 import { Volume } from '../volume/volume.js';
 import type { IntervalBlock } from './destination-api.js';
 import type { JournalSnapshotAnswer } from './journal-ops.js';
@@ -98,15 +97,15 @@ function imageOf(vol: Volume, map: LogicalMap, journalTo: number, time: number, 
     journalTo,
     time,
     mappedBlocks() {
+      // from the map's nodes: the cost follows what is mapped, not the disk's size
       let count = 0;
+      map.walkRange(0, logicalBlocks, () => count++);
       const step = 1 << 16;
-      for (let lbn = 0; lbn < logicalBlocks; lbn += step) {
-        for (const e of planLogicalExtents(vol, map, lbn * bs, Math.min(step, logicalBlocks - lbn) * bs)) if (e.position >= 0) count += e.length / bs;
-      }
       async function* gen(): AsyncGenerator<IntervalBlock> {
-        for (let lbn = 0; lbn < logicalBlocks; lbn++) {
-          const vbn = map.lookup(lbn);
-          if (vbn !== 0) yield { lbn, data: readBlock(vbn) };
+        for (let from = 0; from < logicalBlocks; from += step) {
+          const mapped: Array<[number, number]> = [];
+          map.walkRange(from, Math.min(from + step, logicalBlocks), (lbn, vbn) => mapped.push([lbn, vbn]));
+          for (const [lbn, vbn] of mapped) yield { lbn, data: readBlock(vbn) };
         }
       }
       return { count, blocks: gen() };

@@ -1,11 +1,14 @@
 // Copying a base volume for a restore without filling its holes or reading its free
 // space: a base has room for four times its disk and is mostly unallocated. A reflink
-// (FICLONE) shares the blocks where the file system can; otherwise the metadata region is
-// copied page by page, skipping zero pages, and of the VBN space only the blocks some
-// plane holds (the active file system's and the snapshots'): the cost follows what the
-// base holds, not its size.
+// (FICLONE) shares the blocks where the file system can; otherwise the root records, the
+// snapshot table and the planes in use (the active one, mark-on-allocate, the snapshots')
+// are copied page by page, skipping zero pages, and of the VBN space only the blocks some
+// plane holds: the cost follows what the base holds, not its size (the planes of the free
+// snapshot slots, most of a large volume's metadata, are holes: 8 GiB of a 256 GiB disk's,
+// read as zeros for 15 s before).
 import fs from 'node:fs';
 import { isZero } from '../volume/zero.js';
+import { PLANE_ACTIVE, PLANE_MOA } from '../volume/layout.js';
 import type { Volume } from '../volume/volume.js';
 
 const CHUNK = 1 << 20;
@@ -18,10 +21,10 @@ function writeAll(fd: number, buf: Buffer, position: number): void {
   while (done < buf.length) done += fs.writeSync(fd, buf, done, buf.length - done, position + done);
 }
 
-/** Copies bytes [0, end) of `inFd` to `outFd`, leaving zero pages as holes. */
-function copyRangeSparse(inFd: number, outFd: number, end: number): void {
+/** Copies bytes [start, end) of `inFd` to `outFd`, leaving zero pages as holes. */
+function copyRangeSparse(inFd: number, outFd: number, start: number, end: number): void {
   const buf = Buffer.allocUnsafe(CHUNK);
-  for (let pos = 0; pos < end; pos += CHUNK) {
+  for (let pos = start; pos < end; pos += CHUNK) {
     const n = fs.readSync(inFd, buf, 0, Math.min(CHUNK, end - pos), pos);
     const chunk = buf.subarray(0, n);
     if (isZero(chunk)) continue;
@@ -55,9 +58,11 @@ export function copyVolumeSparse(vol: Volume, dst: string): void {
     const bs = layout.blockSize;
     if (vol.rootRecord.journalCount !== 0) {
       // a CP journal not yet applied lives in free VBNs: copy everything there is
-      copyRangeSparse(inFd, outFd, size);
+      copyRangeSparse(inFd, outFd, 0, size);
     } else {
-      copyRangeSparse(inFd, outFd, layout.dataStart * bs);
+      copyRangeSparse(inFd, outFd, 0, layout.planeStart * bs);
+      const planes = [PLANE_ACTIVE, ...PLANE_MOA, ...vol.snapshots().map((s) => layout.snapshotPlane(s.slot))];
+      for (const p of planes) copyRangeSparse(inFd, outFd, layout.planeBlock(p, 0) * bs, layout.planeBlock(p, layout.planeBlocks) * bs);
       const buf = Buffer.allocUnsafe(RUN_BLOCKS * bs);
       const perChunk = layout.wordsPerPlaneBlock * 32;
       let runStart = -1;

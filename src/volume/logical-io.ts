@@ -43,28 +43,33 @@ export function planLogicalExtents(vol: Volume, map: LogicalMap, offset: number,
   checkRange(vol, offset, length);
   const bs = vol.blockSize;
   const end = offset + length;
+  const first = Math.floor(offset / bs);
   const last = Math.ceil(end / bs);
-  // a run: `count` blocks from `runLbn`, all holes (runVbn 0) or at consecutive VBNs
-  let runLbn = Math.floor(offset / bs);
-  let runVbn = map.lookup(runLbn);
-  let count = 1;
-  const flush = () => {
-    const lo = Math.max(offset, runLbn * bs);
-    const hi = Math.min(end, (runLbn + count) * bs);
-    out.push({ offset: lo, length: hi - lo, position: runVbn === 0 ? -1 : vol.layout.vbnOffset(runVbn) + (lo - runLbn * bs) });
+  const push = (lbn: number, count: number, vbn: number): void => {
+    const lo = Math.max(offset, lbn * bs);
+    const hi = Math.min(end, (lbn + count) * bs);
+    out.push({ offset: lo, length: hi - lo, position: vbn === 0 ? -1 : vol.layout.vbnOffset(vbn) + (lo - lbn * bs) });
   };
-  for (let lbn = runLbn + 1; lbn < last; lbn++) {
-    const vbn = map.lookup(lbn);
-    if (runVbn === 0 ? vbn === 0 : vbn === runVbn + count) {
+  // the mapped blocks, from the map's nodes (subtrees that map nothing are passed over):
+  // a run of them at consecutive VBNs is one extent, the holes between them one each
+  let runLbn = first;
+  let runVbn = 0;
+  let count = 0;
+  map.walkRange(first, last, (lbn, vbn) => {
+    if (count > 0 && lbn === runLbn + count && vbn === runVbn + count) {
       count++;
-      continue;
+      return;
     }
-    flush();
+    const holeFrom = count > 0 ? runLbn + count : runLbn;
+    if (count > 0) push(runLbn, count, runVbn);
+    if (lbn > holeFrom) push(holeFrom, lbn - holeFrom, 0);
     runLbn = lbn;
     runVbn = vbn;
     count = 1;
-  }
-  flush();
+  });
+  const tail = count > 0 ? runLbn + count : runLbn;
+  if (count > 0) push(runLbn, count, runVbn);
+  if (tail < last) push(tail, last - tail, 0);
   return out;
 }
 

@@ -279,6 +279,13 @@ export class LogicalMap {
   }
 }
 
+/** True when `map` maps no block of [from, to): the disk reads as zeros there. Reads map nodes only, skipping unmapped subtrees. */
+export function noneMapped(map: LogicalMap, from: number, to: number): boolean {
+  let any = false;
+  map.walkRange(from, to, () => (any = true));
+  return !any;
+}
+
 /** Calls cb(lbn, vbn) for every mapped logical block in [from, to), skipping unmapped subtrees. */
 export function forEachMapped(map: LogicalMap, from: number, to: number, cb: (lbn: number, vbn: number) => void): void {
   map.walkRange(from, to, cb);

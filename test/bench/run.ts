@@ -29,6 +29,7 @@ import { benchNbd, NBD_ROWS, setNbdImageBytes } from './nbd.js';
 import { benchS3, S3_ROWS } from './s3.js';
 import { parseSize } from '../../src/core/size.js';
 import { benchProtectRestore } from './protect-restore.js';
+import { benchProtectSparse } from './protect-sparse.js';
 import { makeWorkDir, removeWorkDir } from './work-dir.js';
 
 interface Suite {
@@ -51,6 +52,7 @@ const SUITES: Suite[] = [
   { names: ['protect-write', 'protect-write-journal', 'protect-lag-p99', 'protect-hot-bytes'], run: benchProtect },
   { names: ['mux-throttled', 'mux-idle', 'mux-unthrottled', 'mux-restore'], run: benchMultiplex },
   { names: ['protect-restore', 'protect-restore-distinct'], run: benchProtectRestore },
+  { names: ['protect-sparse-export', 'protect-sparse-restore'], run: benchProtectSparse },
   // qemu-img, nbdcopy and nbdkit against the NBD server; SKIP rows without them
   { names: NBD_ROWS, run: benchNbd },
   // a Ceph gateway of its own (started and stopped here); SKIP rows without Ceph
