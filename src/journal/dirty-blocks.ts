@@ -17,7 +17,9 @@ import { BlockSet, PAGE_BYTES } from '../core/block-set.js';
 import { fromSystemError } from '../core/errors.js';
 import { fsyncDirectory } from '../fs/durable-file.js';
 import { crc32 } from '../format/crc32.js';
-import { DIRTY_BITS, writeDirty, type DirtyRename, type DirtySet } from './journal-files.js';
+import { crashPoint } from '../volume/crash-point.js';
+import { DIRTY_BITS, readShipped, renamesInOrder, writeDirty, type DirtyRename, type DirtySet } from './journal-files.js';
+import { changesAfter } from './journal-reader.js';
 
 const MAGIC = Buffer.from('IMGDIRTY', 'latin1');
 const VERSION = 1;
@@ -113,6 +115,7 @@ export interface Dirty {
 /** Saves dirty set `d` of journal `dir` as of record `upTo`: its blocks first (synced), then dirty.json. */
 export function saveDirtySet(dir: string, d: Dirty, upTo: number): DirtySet {
   saveDirtyBlocks(dir, d.blocks, d.whole);
+  crashPoint('dirty-bits', dir);
   d.whole = false;
   const meta: DirtySet = { after: d.after, upTo, blocks: d.blocks.size, snapshots: d.snapshots, renames: d.renames, ...(d.reason ? { reason: d.reason } : {}) };
   writeDirty(dir, meta);
@@ -133,4 +136,19 @@ export function savedDirtyBlocks(dir: string, prev: DirtySet | null, logicalBloc
   const all = new BlockSet();
   all.addRange(0, logicalBlocks);
   return { blocks: all, whole: true };
+}
+
+/**
+ * The dirty set of an overflowed journal `dir` reopened after a crash, from its saved copy
+ * `saved`. None saved: it was killed between its overflow record and the save, and the
+ * records the overflow drops are all still in the journal (segments go only after the
+ * save), so the set is their blocks, from the destination's last record on.
+ */
+export function recoveredDirty(dir: string, saved: DirtySet | null, logicalBlocks: number, report: (m: string) => void): Dirty {
+  const { blocks, whole } = savedDirtyBlocks(dir, saved, logicalBlocks, report);
+  if (saved !== null) return { after: saved.after, blocks, snapshots: [...(saved.snapshots ?? [])], renames: [...(saved.renames ?? [])], ...(saved.reason ? { reason: saved.reason } : {}), whole };
+  const shipped = readShipped(dir)?.journalTo ?? 0;
+  const since = changesAfter(dir, shipped);
+  blocks.addAll(since.blocks);
+  return { after: shipped, blocks, snapshots: since.snapshots, renames: renamesInOrder(since.renames), whole };
 }

@@ -34,8 +34,12 @@ export interface JournalScan {
   snapshots: Array<{ at: number; name: string }>;
 }
 
-/** Reads the journal `dir` of `vol` (its segments `segs`, at least one) to its end and cuts a torn tail off. */
-export function scanJournal(dir: string, segs: SegmentFile[], vol: Volume): JournalScan {
+/**
+ * Reads the journal `dir` of `vol` (its segments `segs`, at least one) to its end and cuts
+ * a torn tail off. `tracked`: a saved dirty set (dirty.json) holds the blocks changed
+ * without records (an overflow, whose record went with the segments it dropped).
+ */
+export function scanJournal(dir: string, segs: SegmentFile[], vol: Volume, tracked = false): JournalScan {
   const tail: JournalRecord[] = [];
   const renames: Array<{ from: string; to: string }> = [];
   let overflowedAt = -1;
@@ -80,8 +84,9 @@ export function scanJournal(dir: string, segs: SegmentFile[], vol: Volume): Jour
     fs.truncateSync(last.path, lastEnd);
   }
   // the disk changed since without the journal (served without --journal, imported into): a destination would
-  // never see it. Its map root tells (snapshots alone leave it as it was); after a crash the tail replays instead
-  if (tail.length === 0 && overflowedAt < 0 && known?.mapRoot !== undefined && vol.rootRecord.mapRoot !== known.mapRoot) {
+  // never see it. Its map root tells (snapshots alone leave it as it was); after a crash the tail replays instead,
+  // and while overflowed the dirty set holds what changed (saved before each CP)
+  if (tail.length === 0 && overflowedAt < 0 && !tracked && known?.mapRoot !== undefined && vol.rootRecord.mapRoot !== known.mapRoot) {
     throw new InvalidInputError(
       `${vol.path}: its disk changed without its journal since the journal's last record (at generation ${known.generation}, now ${vol.rootRecord.generation}): its protection destination would miss that change`,
       `start protection over: move ${dir} aside, serve with --journal and protect to a new destination`,

@@ -23,10 +23,11 @@ import type { SnapshotEntry } from '../format/snapshot-entry.js';
 import type { Volume, VolumeObserver } from '../volume/volume.js';
 import { BlockSet } from '../core/block-set.js';
 import { journalDirOf, listSegments, readDirty, readShipped, removeDirty, segmentName, syncDirectory, renamesInOrder, type DirtySet } from './journal-files.js';
-import { saveDirtySet, savedDirtyBlocks, type Dirty } from './dirty-blocks.js';
+import { recoveredDirty, saveDirtySet, savedDirtyBlocks, type Dirty } from './dirty-blocks.js';
 import { changesAfter, type JournalChanges } from './journal-reader.js';
 import { markerPayload, parseMarker, RECORD_HEADER_BYTES, RecordKind, sealHeader, sealRecord, writeHeader, type JournalRecord } from './record.js';
 import { replayTail, scanJournal, unrecordedSnapshots } from './journal-recovery.js';
+import { crashPoint } from '../volume/crash-point.js';
 import { now } from './record-clock.js';
 
 export interface JournalWriterOptions {
@@ -206,6 +207,7 @@ export class JournalWriter implements VolumeObserver {
 
   /** After a CP committed `generation`: marks it, trims shipped segments, checks the size limit. */
   afterCp(generation: number): void {
+    if (this.dirty !== null && this.points.length > 0) crashPoint('overflowed-cp', this.vol.path); // (tests: after a marker of this segment)
     this.append(RecordKind.Cp, 0, 0, markerPayload({ generation, mapRoot: this.vol.rootRecord.mapRoot }));
     this.points.push([this.seq, this.segBytes]);
     if (this.segBytes >= this.segmentLimit) this.roll();
@@ -447,6 +449,7 @@ export class JournalWriter implements VolumeObserver {
     this.dirty = { after, blocks, snapshots: [...snapshots], renames: renamesInOrder([...(prev?.renames ?? []), ...since.renames]), ...(reason ? { reason } : {}), whole };
     if (what === undefined) this.report(`journal ${this.dir} outgrew its limit (${this.held} bytes not yet shipped): records after ${after} dropped, ${blocks.size} changed blocks tracked for a resync`);
     this.append(RecordKind.Overflow, 0, 0, markerPayload({ after }));
+    crashPoint('overflow-marker', this.vol.path);
     saveDirtySet(this.dir, this.dirty, this.seq);
     this.dirtyChanged = false;
     this.roll();
@@ -468,14 +471,14 @@ export class JournalWriter implements VolumeObserver {
       this.seq = dirty ? dirty.upTo : readShipped(this.dir)?.journalTo ?? 0;
       this.openSegment(this.seq + 1, true);
     } else {
-      const scan = scanJournal(this.dir, segs, this.vol);
+      // (a dirty set the destination has not acknowledged yet holds changes made without records)
+      const scan = scanJournal(this.dir, segs, this.vol, dirty !== null && (readShipped(this.dir)?.journalTo ?? 0) < dirty.upTo);
       this.seq = scan.lastSeq;
       this.recovery.tornBytes = scan.tornBytes;
       this.openSegment(scan.lastSegment.firstSeq, false);
       if (scan.overflowed || (dirty !== null && dirty.upTo > this.seq)) {
-        const { blocks, whole } = savedDirtyBlocks(this.dir, dirty, this.vol.logicalBlocks, this.report);
-        this.dirty = { after: dirty?.after ?? 0, blocks, snapshots: [...(dirty?.snapshots ?? [])], renames: [...(dirty?.renames ?? [])], ...(dirty?.reason ? { reason: dirty.reason } : {}), whole };
-        this.dirtyChanged = whole;
+        this.dirty = recoveredDirty(this.dir, dirty, this.vol.logicalBlocks, this.report);
+        this.dirtyChanged = true;
       }
       this.replay(scan.tail, scan.renames);
       // a snapshot whose record a crash cut off (or taken while no journal was open) is recorded now

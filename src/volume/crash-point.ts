@@ -3,7 +3,9 @@ import { basename } from 'node:path';
 /**
  * Fault injection for crash tests: IMGSTREAM_CRASH_AT=<step>[:<file name>] kills this
  * process with SIGKILL at that step of a CP (journal, root, apply, clean-root) or of a
- * snapshot (snapshot-plane), of any volume or only of the volume file with that name (a
+ * snapshot (snapshot-plane), or of a journal's overflow (overflow-marker: its record
+ * written, its changed blocks not saved yet; dirty-bits: dirty.bits saved, dirty.json
+ * not; overflowed-cp: a CP committed while overflowed, its journal marker not written), of any volume or only of the volume file with that name (a
  * process that writes two, such as a mirror update to a local path), the same as a kill
  * -9 landing exactly there.
  */

@@ -83,8 +83,8 @@ export interface RunningServer {
 }
 
 /** Starts `imgstream serve nbd VOL ...args --json` and waits for its ready line. */
-export async function startServer(volume: string, args: string[], lockDir: string, opts: { cwd?: string } = {}): Promise<RunningServer> {
-  const child = spawn(process.execPath, [CLI_BIN, 'serve', 'nbd', volume, ...args, '--json'], { env: env({ IMGSTREAM_LOCK_DIR: lockDir }), stdio: ['ignore', 'pipe', 'pipe'], cwd: opts.cwd });
+export async function startServer(volume: string, args: string[], lockDir: string, opts: { cwd?: string; env?: Record<string, string> } = {}): Promise<RunningServer> {
+  const child = spawn(process.execPath, [CLI_BIN, 'serve', 'nbd', volume, ...args, '--json'], { env: env({ IMGSTREAM_LOCK_DIR: lockDir, ...opts.env }), stdio: ['ignore', 'pipe', 'pipe'], cwd: opts.cwd });
   const done = finished(child, 600_000);
   let out = '';
   let err = '';
