@@ -23,6 +23,15 @@ const ROUNDS = 8;
 const missing = journalTestMissing();
 const { locks, at, env } = journalTestDir('imgstream-overflow-kill-');
 
+/** The destination's newest point is the source's disk (the server stopped), block for block. */
+async function expectNewestIsSource(vol: string, dest: string): Promise<void> {
+  const source = await imageBytes(vol, env);
+  const got = await asOfBytes(dest, 'latest', env);
+  const bad: number[] = [];
+  for (let b = 0; b < SIZE / BS; b++) if (!got.subarray(b * BS, (b + 1) * BS).equals(source.subarray(b * BS, (b + 1) * BS))) bad.push(b);
+  expect(bad, 'blocks the destination lacks').toEqual([]);
+}
+
 describe.skipIf(missing.length > 0)(`kill -9 of a server whose journal is overflowed${missing.length ? ` (skipped: ${missing.join(', ')} not installed)` : ''}`, () => {
   it('loses no changed block from the resync that follows, wherever the kills fall', async () => {
     const vol = at('o.vol');
@@ -57,11 +66,7 @@ describe.skipIf(missing.length > 0)(`kill -9 of a server whose journal is overfl
     expect(stderr).not.toMatch(/missing or damaged/);
     expect(overflows, 'the journal overflowed in the rounds').toBeGreaterThanOrEqual(ROUNDS / 2);
     expect(resyncs, 'rounds resynced in between').toBeGreaterThanOrEqual(2);
-    const source = await imageBytes(vol, env);
-    const got = await asOfBytes(dest, 'latest', env);
-    const bad: number[] = [];
-    for (let b = 0; b < SIZE / BS; b++) if (!got.subarray(b * BS, (b + 1) * BS).equals(source.subarray(b * BS, (b + 1) * BS))) bad.push(b);
-    expect(bad, 'blocks the destination lacks').toEqual([]);
+    await expectNewestIsSource(vol, dest);
   }, 180_000);
 
   // the records an overflow drops are deleted only once its changed blocks are saved: a
@@ -88,11 +93,7 @@ describe.skipIf(missing.length > 0)(`kill -9 of a server whose journal is overfl
       server = await startServer(vol, args, locks);
       await cli(['protect', vol, '--to', dest, '--once'], locks);
       await server.stop();
-      const source = await imageBytes(vol, env);
-      const got = await asOfBytes(dest, 'latest', env);
-      const bad: number[] = [];
-      for (let b = 0; b < SIZE / BS; b++) if (!got.subarray(b * BS, (b + 1) * BS).equals(source.subarray(b * BS, (b + 1) * BS))) bad.push(b);
-      expect(bad, 'blocks the destination lacks').toEqual([]);
+      await expectNewestIsSource(vol, dest);
     }, 120_000);
   }
 });
