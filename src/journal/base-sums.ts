@@ -224,6 +224,18 @@ export function mismatches(sums: BaseSums, first: number, data: Buffer, skip: (l
   return bad;
 }
 
+/**
+ * Checks LBNs [first, first + entries.length) that the base leaves unmapped (they read as
+ * zeros) against their entries `entries` (from read()), except the LBNs `skip` names;
+ * returns the LBNs whose entry is not a zero block's. No data is read.
+ */
+export function zeroMismatches(blockSize: number, first: number, entries: Uint32Array, skip: (lbn: number) => boolean = () => false): number[] {
+  const zero = zeroBlockCrc(blockSize);
+  const bad: number[] = [];
+  for (let k = 0; k < entries.length; k++) if (entries[k] !== zero && !skip(first + k)) bad.push(first + k);
+  return bad;
+}
+
 /** What is wrong with base blocks that fail their checksums. */
 export function baseDamageWhat(bad: number[]): string {
   return `block ${bad[0]}${bad.length > 1 ? ` and ${bad.length - 1} more` : ''} fail${bad.length > 1 ? '' : 's'} ${bad.length > 1 ? 'their checksums' : 'its checksum'} in ${BASE_SUMS_FILE}`;

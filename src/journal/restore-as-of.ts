@@ -21,7 +21,7 @@ import { intervalFileName, readIntervalIndex } from './interval-file.js';
 import { applyOverlay, Overlay } from './overlay.js';
 import { copyVolumeSparse } from './sparse-copy.js';
 import { claimBase } from './base-claim.js';
-import { BASE_SUMS_FILE, BaseSums, baseDamage, mismatches, zeroBlockCrc } from './base-sums.js';
+import { BASE_SUMS_FILE, BaseSums, baseDamage, mismatches, zeroMismatches } from './base-sums.js';
 import { noneMapped } from '../volume/logical-map.js';
 import { LATEST, listPoints, namesAt, recoveryPointFor, wholeDiskBefore, type RecoveryPoint } from './recovery-point.js';
 
@@ -158,10 +158,8 @@ class BaseCheck {
    */
   zeros(first: number, n: number): boolean {
     if (this.sums === null) return true;
-    const z = zeroBlockCrc(this.sums.blockSize);
     const replaced = new Set(this.overlay.lbnsIn(first, first + n));
-    const entries = this.entries(first, n);
-    for (let k = 0; k < n; k++) if (entries[k] !== z && !replaced.has(first + k)) return false;
+    if (zeroMismatches(this.sums.blockSize, first, this.entries(first, n), (lbn) => replaced.has(lbn)).length > 0) return false;
     this.checked += n - replaced.size;
     return true;
   }

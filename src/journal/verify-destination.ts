@@ -15,7 +15,7 @@ import { checkIntervalData, intervalFileName, readIntervalIndex } from './interv
 import { openBase } from './restore-as-of.js';
 import { holdsWholeDisk } from './recovery-point.js';
 import { recordScrubFinding, MAX_FINDING_LBNS } from './scrub-finding.js';
-import { BASE_SUMS_FILE, BaseSums, baseDamageWhat, mismatches, zeroBlockCrc } from './base-sums.js';
+import { BASE_SUMS_FILE, BaseSums, baseDamageWhat, mismatches, zeroMismatches } from './base-sums.js';
 import { noneMapped } from '../volume/logical-map.js';
 import { readLogicalBytes } from '../volume/logical-io.js';
 import type { Volume } from '../volume/volume.js';
@@ -193,13 +193,11 @@ async function checkBaseData(dir: string, base: Volume, s: ProtectState): Promis
     const buf = Buffer.allocUnsafe(per * bs);
     const map = base.mapOf();
     const bad: number[] = [];
-    const zero = zeroBlockCrc(bs);
     for (let lbn = 0; lbn < base.logicalBlocks; lbn += per) {
       const n = Math.min(per, base.logicalBlocks - lbn);
       if (noneMapped(map, lbn, lbn + n)) {
         // nothing mapped: zeros, whose checksums are known without reading them
-        const entries = sums.read(lbn, n);
-        for (let k = 0; k < n; k++) if (entries[k] !== zero) bad.push(lbn + k);
+        bad.push(...zeroMismatches(bs, lbn, sums.read(lbn, n)));
       } else {
         const chunk = buf.subarray(0, n * bs);
         readLogicalBytes(base, map, lbn * bs, chunk);

@@ -358,7 +358,10 @@ export async function importImage(vol: Volume, source: ImageSource, progress: Pr
     if (!plan) for await (const { lbn, n, bytes, plan, slot } of comparedChunks(vol, source, chunkBytes, slots, tuning.threads)) {
       for (const k of plan.zeroed) vol.writeLogical(lbn + k, zero, { vbn: slot.olds[k], zero: true });
       await writeChanged(vol, writes, lbn, slot.out, slot.olds, plan.changed);
-      if (changed) for (const k of [...plan.changed, ...plan.zeroed]) changed.add(lbn + k);
+      if (changed) {
+        for (const k of plan.changed) changed.add(lbn + k);
+        for (const k of plan.zeroed) changed.add(lbn + k);
+      }
       writes.written().then(() => slots.give(slot), () => undefined); // reused once its writes are done
       result.changedBlocks += plan.changed.length;
       result.unchangedBlocks += plan.unchanged;
