@@ -74,11 +74,14 @@ export function listPoints(dir: string, s: ProtectState, opts: { verify?: boolea
   const points: PointInfo[] = [];
   for (let seq = s.baseSeq + 1; seq <= s.intervalSeq; seq++) {
     const file = path.join(dir, INTERVALS_DIR, intervalFileName(seq));
-    if (!fs.existsSync(file)) return { points, unreadable: new CorruptError(`${file}: missing interval file (interval ${seq} of ${s.intervalSeq})`, 'the recovery points from this interval on cannot be rebuilt, up to a full resync after it, if any') };
+    // (gone while listed: a fold deleted it; protectStatus reads the state again then)
+    const missing = () => ({ points, unreadable: new CorruptError(`${file}: missing interval file (interval ${seq} of ${s.intervalSeq})`, 'the recovery points from this interval on cannot be rebuilt, up to a full resync after it, if any') });
+    if (!fs.existsSync(file)) return missing();
     try {
       const h = readIntervalHeader(file, opts);
       points.push({ seq, start: h.start, end: h.end, kind: h.kind, snapshots: h.snapshots, ...renamesIn(h), blocks: h.blockCount, bytes: h.bytes });
     } catch (err) {
+      if (err instanceof NotFoundError) return missing();
       if (!(err instanceof CorruptError)) throw err;
       const h = readDamagedHeader(file);
       if (!h) return { points, unreadable: err };
