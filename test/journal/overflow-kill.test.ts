@@ -47,8 +47,12 @@ describe.skipIf(missing.length > 0)(`kill -9 of a server whose journal is overfl
     let resyncs = 0;
     let stderr = '';
     for (let round = 0; round < ROUNDS; round++) {
-      const writer = runWriter(server.info.uri, ['--seconds', '0.8', '--seed', String(700 + round), '--pause-ms', '1', '--flush-every', '30']);
-      await new Promise((r) => setTimeout(r, 150 + Math.floor(random() * 550)));
+      const writer = runWriter(server.info.uri, ['--seconds', '4', '--seed', String(700 + round), '--pause-ms', '1', '--flush-every', '30']);
+      // odd rounds kill anywhere in the first 0.7 s (before, at or after an overflow); even
+      // rounds wait for this run's first overflow, then kill up to 0.4 s after it, so the
+      // overflowed path is exercised however slow the machine is
+      for (let i = 0; round % 2 === 0 && i < 300 && !/outgrew its limit/.test(server.stderr()); i++) await new Promise((r) => setTimeout(r, 25));
+      await new Promise((r) => setTimeout(r, round % 2 === 0 ? Math.floor(random() * 400) : 150 + Math.floor(random() * 550)));
       overflows += (server.stderr().match(/outgrew its limit/g) ?? []).length;
       await server.kill9();
       stderr += server.stderr();
@@ -64,7 +68,7 @@ describe.skipIf(missing.length > 0)(`kill -9 of a server whose journal is overfl
     stderr += server.stderr();
     // a set saved short of what dirty.json counts would be taken as every block: never after a kill
     expect(stderr).not.toMatch(/missing or damaged/);
-    expect(overflows, 'the journal overflowed in the rounds').toBeGreaterThanOrEqual(ROUNDS / 2);
+    expect(overflows, 'the journal overflowed in the rounds it waited for').toBeGreaterThanOrEqual(ROUNDS / 2);
     expect(resyncs, 'rounds resynced in between').toBeGreaterThanOrEqual(2);
     await expectNewestIsSource(vol, dest);
   }, 180_000);
