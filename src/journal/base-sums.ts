@@ -23,7 +23,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { CorruptError, fromSystemError } from '../core/errors.js';
 import { crc32 } from '../format/crc32.js';
-import type { IntervalIndex } from './interval-file.js';
+import { entryBlocks, type IntervalIndex } from './interval-file.js';
 
 export const BASE_SUMS_FILE = 'base.sums';
 const MAGIC = 0x3153_4249; // "IBS1" read little-endian
@@ -170,26 +170,48 @@ export class BaseSums {
     return new Uint32Array(buf.buffer, buf.byteOffset, n);
   }
 
-  /** Takes the checksums of the blocks interval `ix` holds (its index's; a zero block's for one it zeroes). Not durable before sync(). */
+  /** Takes the checksums of the blocks interval `ix` holds (its index's; a zero block's for those it zeroes). Not durable before sync(). */
   takeInterval(ix: IntervalIndex): void {
     const zero = zeroBlockCrc(this.blockSize);
-    const order = Array.from(ix.lbns.keys()).sort((a, b) => ix.lbns[a] - ix.lbns[b]);
-    // read, change and write back each chunk of entries the interval touches
-    for (let i = 0; i < order.length; ) {
-      const chunk = Math.floor(ix.lbns[order[i]] / CHUNK_ENTRIES);
+    // read, change and write back each chunk of entries the interval touches (its index is
+    // in ascending LBN order; a run of zeros may span chunks)
+    let chunk = -1;
+    let entries: Uint32Array | null = null;
+    const writeBack = () => {
+      if (entries === null) return;
       const first = chunk * CHUNK_ENTRIES;
-      const n = Math.min(CHUNK_ENTRIES, this.logicalBlocks - first);
-      const entries = this.read(first, n);
-      for (; i < order.length && Math.floor(ix.lbns[order[i]] / CHUNK_ENTRIES) === chunk; i++) {
-        const e = order[i];
-        entries[ix.lbns[e] - first] = ix.offsets[e] < 0 ? zero : ix.crcs[e];
-      }
       try {
-        fs.writeSync(this.fd, new Uint8Array(entries.buffer, entries.byteOffset, n * 4), 0, n * 4, HEADER_BYTES + first * 4);
+        fs.writeSync(this.fd, new Uint8Array(entries.buffer, entries.byteOffset, entries.length * 4), 0, entries.length * 4, HEADER_BYTES + first * 4);
       } catch (err) {
         throw fromSystemError(err, this.file, 'writing the base checksums');
       }
+      entries = null;
+    };
+    const at = (lbn: number): Uint32Array => {
+      const c = Math.floor(lbn / CHUNK_ENTRIES);
+      if (c !== chunk || entries === null) {
+        writeBack();
+        chunk = c;
+        const first = c * CHUNK_ENTRIES;
+        entries = this.read(first, Math.min(CHUNK_ENTRIES, this.logicalBlocks - first));
+      }
+      return entries;
+    };
+    for (let e = 0; e < ix.lbns.length; e++) {
+      const lbn = ix.lbns[e];
+      const run = entryBlocks(ix, e);
+      if (ix.offsets[e] >= 0) {
+        at(lbn)[lbn - Math.floor(lbn / CHUNK_ENTRIES) * CHUNK_ENTRIES] = ix.crcs[e];
+        continue;
+      }
+      for (let from = lbn; from < lbn + run; ) {
+        const first = Math.floor(from / CHUNK_ENTRIES) * CHUNK_ENTRIES;
+        const to = Math.min(lbn + run, first + CHUNK_ENTRIES);
+        at(from).fill(zero, from - first, to - first);
+        from = to;
+      }
     }
+    writeBack();
   }
 
   sync(): void {

@@ -3,13 +3,22 @@
 // points (a local directory, or one on a peer daemon).
 
 /**
- * One block of an interval or a seed, addressed by logical block number (LBN): its data,
- * or null when it reads as zeros (trim, write-zeroes). The data is valid until the next
- * block is asked for (producers reuse their buffers): a consumer copies what it keeps.
+ * One entry of an interval or a seed, addressed by logical block number (LBN): a block's
+ * data, or null when it reads as zeros (trim, write-zeroes). A zero entry may stand for a
+ * run of `count` blocks from `lbn` (a guest's trim of 80 GiB is one entry, not 21 million).
+ * The data is valid until the next entry is asked for (producers reuse their buffers): a
+ * consumer copies what it keeps.
  */
 export interface IntervalBlock {
   lbn: number;
   data: Buffer | null;
+  /** Blocks the entry stands for (absent: 1); more than 1 only when data is null. */
+  count?: number;
+}
+
+/** Blocks `b` stands for. */
+export function blocksOfEntry(b: IntervalBlock): number {
+  return b.count ?? 1;
 }
 
 /** A snapshot the source renamed: `from` is the name it had. */
@@ -31,8 +40,9 @@ export interface ProtectedSource {
 
 /**
  * The writes acknowledged to clients in [start, end): the last version of each block
- * written in that time (one entry per LBN, in ascending LBN order). Restoring as of any
- * time t in [end, next interval's end) gives the disk as it was at `end`.
+ * written in that time (one entry per LBN or run of zeroed LBNs, ascending, never
+ * overlapping). Restoring as of any time t in [end, next interval's end) gives the disk
+ * as it was at `end`.
  */
 export interface ShippedInterval {
   /** 1, 2, 3… at one destination, without gaps (the seed is interval 0). */
@@ -52,8 +62,10 @@ export interface ShippedInterval {
    * taken): from then on the recovery points of earlier snapshots answer to the new names.
    */
   renames?: SnapshotRename[];
-  /** Number of entries `blocks` yields. */
+  /** Blocks the interval holds (its entries' counts summed). */
   blockCount: number;
+  /** Entries `blocks` yields (absent: blockCount, every entry one block). */
+  entries?: number;
   blocks: AsyncIterable<IntervalBlock>;
   /** The blocks' data buffers stay as they are until append() settles (a destination may keep them instead of copying). */
   stableData?: boolean;
@@ -65,7 +77,7 @@ export interface SeedImage {
   journalTo: number;
   /** When the image was taken (ms since the epoch): the first recovery point. */
   time: number;
-  /** Mapped blocks only (ascending LBN); every other block reads as zeros. */
+  /** Mapped blocks only (ascending LBN, one block per entry); every other block reads as zeros. */
   blockCount: number;
   blocks: AsyncIterable<IntervalBlock>;
 }

@@ -1,8 +1,9 @@
 // Collects journal records into one interval: for each LBN only where its last version
 // lies in the journal (or that it reads as zeros now), so a block rewritten a thousand
-// times in an interval is read and shipped once. Memory is
-// one map entry per distinct block written, with its data up to HELD_BYTES per interval;
-// past that, the data is read from the segment files when the interval is shipped.
+// times in an interval is read and shipped once. Memory is one map entry per distinct
+// block written, with its data up to HELD_BYTES per interval (past that, the data is read
+// from the segment files when the interval is shipped), and one pair of numbers per trim
+// or write-zeroes: a guest's trim of a whole disk is one run, shipped as one entry.
 import fs from 'node:fs';
 import { fromSystemError } from '../core/errors.js';
 import type { IntervalBlock, ShippedInterval, SnapshotRename } from './destination-api.js';
@@ -37,8 +38,10 @@ export class SlabPool {
 }
 
 export class IntervalBuilder {
-  /** Per LBN: where its data is kept (a byte position in the slabs), null (zeros), or where it lies in the journal. */
-  private readonly blocks = new Map<number, number | BlockRef | null>();
+  /** Per LBN written since it was last zeroed: where its data is kept (a byte position in the slabs), or where it lies in the journal. */
+  private readonly blocks = new Map<number, number | BlockRef>();
+  /** The runs zeroed, [first, end) pairs in the order they came; a block written after its run is in `blocks`, which wins. */
+  private zeroRuns: number[] = [];
   /** Block copies go into 1 MiB slabs (one allocation per 256 blocks, not per block): slab i holds positions [i * SLAB_BYTES, (i + 1) * SLAB_BYTES). */
   private readonly slabs: Buffer[] = [];
   private slabUsed = SLAB_BYTES;
@@ -57,15 +60,9 @@ export class IntervalBuilder {
     this.journalTo = journalFrom; // block sizes are powers of two up to 1 MiB: a slab holds whole blocks
   }
 
-  get size(): number {
-    return this.blocks.size;
-  }
-
   /** Bytes of block data the interval ships (blocks that read as zeros carry none). */
   get dataBytes(): number {
-    let n = 0;
-    for (const v of this.blocks.values()) if (v !== null) n++;
-    return n * this.blockSize;
+    return this.blocks.size * this.blockSize;
   }
 
   add(rec: LocatedRecord): void {
@@ -82,11 +79,15 @@ export class IntervalBuilder {
     this.records++;
     this.recordBytes += rec.payloadBytes;
     const bs = this.blockSize;
+    if (rec.kind === RecordKind.Zero) {
+      // what was written in its range before reads as zeros now: the cheaper of walking the range or the blocks held
+      const end = rec.lbn + rec.count;
+      if (rec.count <= this.blocks.size) for (let lbn = rec.lbn; lbn < end; lbn++) this.blocks.delete(lbn);
+      else for (const lbn of this.blocks.keys()) if (lbn >= rec.lbn && lbn < end) this.blocks.delete(lbn);
+      this.zeroRuns.push(rec.lbn, end);
+      return;
+    }
     for (let i = 0; i < rec.count; i++) {
-      if (rec.kind === RecordKind.Zero) {
-        this.blocks.set(rec.lbn + i, null);
-        continue;
-      }
       // the reader's buffer is reused: the block is copied (over its last version, when
       // that is in a slab), unless the slabs are full
       const lbn = rec.lbn + i;
@@ -120,23 +121,63 @@ export class IntervalBuilder {
   release(): void {
     for (const s of this.slabs.splice(0)) this.pool.give(s);
     this.blocks.clear();
+    this.zeroRuns = [];
   }
 
-  /** The interval, its blocks in ascending LBN order, read from the journal as they are consumed; their buffers stay as they are until release(). */
+  /**
+   * The interval's entries in ascending LBN order: each block written (count 0) and the
+   * runs of zeros between them (the union of the runs zeroed, cut where a block was
+   * written after its run).
+   */
+  private entries(): { lbns: number[]; counts: number[]; blocks: number } {
+    const data = Float64Array.from(this.blocks.keys()).sort();
+    const pairs: Array<[number, number]> = [];
+    for (let i = 0; i < this.zeroRuns.length; i += 2) pairs.push([this.zeroRuns[i], this.zeroRuns[i + 1]]);
+    pairs.sort((a, b) => a[0] - b[0]);
+    const runs: Array<[number, number]> = [];
+    for (const [first, end] of pairs) {
+      const last = runs.at(-1);
+      if (last && first <= last[1]) last[1] = Math.max(last[1], end);
+      else runs.push([first, end]);
+    }
+    const lbns: number[] = [];
+    const counts: number[] = [];
+    let blocks = 0;
+    const put = (lbn: number, count: number) => {
+      lbns.push(lbn);
+      counts.push(count);
+      blocks += count || 1;
+    };
+    let d = 0;
+    for (const [first, end] of runs) {
+      let s = first;
+      for (; d < data.length && data[d] < end; d++) {
+        if (data[d] > s) put(s, data[d] - s);
+        put(data[d], 0);
+        s = Math.max(s, data[d] + 1);
+      }
+      if (s < end) put(s, end - s);
+    }
+    for (; d < data.length; d++) put(data[d], 0);
+    return { lbns, counts, blocks };
+  }
+
+  /** The interval, its entries in ascending LBN order, data read from the journal as they are consumed; their buffers stay as they are until release(). */
   build(seq: number, start: number, end: number, snapshots: string[]): ShippedInterval {
-    const lbns = [...this.blocks.keys()].sort((a, b) => a - b);
+    const { lbns, counts, blocks: blockCount } = this.entries();
     const refs = this.blocks;
     const slabs = this.slabs;
     const bs = this.blockSize;
     async function* blocks(): AsyncGenerator<IntervalBlock> {
       const fds = new Map<string, number>();
       try {
-        for (const lbn of lbns) {
-          const ref = refs.get(lbn)!;
-          if (ref === null) {
-            yield { lbn, data: null };
+        for (let e = 0; e < lbns.length; e++) {
+          const lbn = lbns[e];
+          if (counts[e] > 0) {
+            yield counts[e] > 1 ? { lbn, data: null, count: counts[e] } : { lbn, data: null };
             continue;
           }
+          const ref = refs.get(lbn)!;
           if (typeof ref === 'number') {
             const off = ref % SLAB_BYTES;
             yield { lbn, data: slabs[(ref - off) / SLAB_BYTES].subarray(off, off + bs) };
@@ -159,6 +200,6 @@ export class IntervalBuilder {
         for (const fd of fds.values()) fs.closeSync(fd);
       }
     }
-    return { seq, start, end, journalFrom: this.journalFrom, journalTo: this.journalTo, kind: 'journal', snapshots, ...(this.renames.length ? { renames: [...this.renames] } : {}), blockCount: lbns.length, blocks: blocks(), stableData: true };
+    return { seq, start, end, journalFrom: this.journalFrom, journalTo: this.journalTo, kind: 'journal', snapshots, ...(this.renames.length ? { renames: [...this.renames] } : {}), blockCount, ...(blockCount !== lbns.length ? { entries: lbns.length } : {}), blocks: blocks(), stableData: true };
   }
 }

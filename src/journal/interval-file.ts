@@ -3,15 +3,20 @@
 // are read back one by one (restore as of a time reads only the versions it chooses), so
 // every block has its own checksum in the index, and the header and index one together.
 //
-//   0  u32  magic "IPI1"
+//   0  u32  magic "IPI1", or "IPI2" when an entry is a run of zeros (older versions
+//            of imgstream refuse such a file rather than read a run as one block)
 //   4  u32  H: bytes of the header's JSON (IntervalHeader)
 //   8       the header's JSON (seq, times, journal records, kind, snapshots taken, renames)
 //   8+H     block data, blockSize bytes each, in index order (zero blocks have none)
-//   X       the index: blockCount entries of 24 bytes, ascending LBN:
-//             f64 lbn, f64 byte offset of the data (-1: the block reads as zeros),
-//             u32 CRC-32 of the data (0 for zeros), u32 reserved (0)
-//   end-32  trailer: u32 magic "IPT1", u32 blockCount, f64 X (index offset),
+//   X       the index: E entries of 24 bytes, ascending LBN, never overlapping:
+//             f64 lbn, f64 byte offset of the data, or -N: N blocks from lbn read as
+//             zeros (a trim's run, N >= 1), u32 CRC-32 of the data (0 for zeros),
+//             u32 reserved (0)
+//   end-32  trailer: u32 magic "IPT1", u32 E, f64 X (index offset),
 //             u32 CRC-32 of bytes 0..8+H and of the index, u32 reserved, f64 seq
+//
+// The header's blockCount is the blocks the interval holds; its `entries`, E when that
+// differs (absent: every entry is one block).
 import fs from 'node:fs';
 import path from 'node:path';
 import { CorruptError, ImgstreamError, InvalidInputError, fromSystemError } from '../core/errors.js';
@@ -22,6 +27,7 @@ import { fsyncDirectory } from '../fs/durable-file.js';
 import { EarlyWriteback } from '../fs/writeback.js';
 
 const HEAD_MAGIC = 0x3149_5049; // "IPI1"
+const HEAD_MAGIC_RUNS = 0x3249_5049; // "IPI2"
 const TRAILER_MAGIC = 0x3154_5049; // "IPT1"
 const ENTRY_BYTES = 24;
 const TRAILER_BYTES = 32;
@@ -42,12 +48,19 @@ export interface IntervalHeader {
   /** Snapshots the source renamed during the interval, in order (absent: none). */
   renames?: SnapshotRename[];
   blockSize: number;
+  /** Blocks the interval holds. */
   blockCount: number;
+  /** Index entries, when not blockCount (some are runs of zeros). */
+  entries?: number;
   /** The source volume's uuid. */
   source: string;
 }
 
-/** An interval file's index: entry i is block lbns[i], at byte offsets[i] (-1: zeros), with checksum crcs[i]. */
+/**
+ * An interval file's index: entry i is block lbns[i], at byte offsets[i], with checksum
+ * crcs[i]; or, when offsets[i] is negative, -offsets[i] blocks from lbns[i] that read as
+ * zeros. entryBlocks() says how many blocks an entry stands for.
+ */
 export interface IntervalIndex {
   file: string;
   header: IntervalHeader;
@@ -55,6 +68,12 @@ export interface IntervalIndex {
   offsets: Float64Array;
   crcs: Uint32Array;
   bytes: number;
+}
+
+/** Blocks entry `i` of `ix` stands for: 1 for data, the run's length for zeros. */
+export function entryBlocks(ix: { offsets: Float64Array }, i: number): number {
+  const o = ix.offsets[i];
+  return o < 0 ? -o : 1;
 }
 
 export function intervalFileName(seq: number): string {
@@ -86,11 +105,12 @@ export async function writeIntervalFile(dir: string, interval: ShippedInterval, 
     ...(interval.renames?.length ? { renames: interval.renames.map(({ from, to }) => ({ from, to })) } : {}),
     blockSize,
     blockCount: interval.blockCount,
+    ...(interval.entries !== undefined && interval.entries !== interval.blockCount ? { entries: interval.entries } : {}),
     source: geometry.source,
   };
   const json = Buffer.from(JSON.stringify(header), 'utf8');
   const head = Buffer.alloc(8 + json.length);
-  head.writeUInt32LE(HEAD_MAGIC, 0);
+  head.writeUInt32LE(header.entries === undefined ? HEAD_MAGIC : HEAD_MAGIC_RUNS, 0);
   head.writeUInt32LE(json.length, 4);
   json.copy(head, 8);
 
@@ -127,22 +147,26 @@ export async function writeIntervalFile(dir: string, interval: ShippedInterval, 
       gathered += b.length;
     };
     put(head);
-    const n = interval.blockCount;
+    const n = interval.entries ?? interval.blockCount;
     const index = Buffer.alloc(n * ENTRY_BYTES);
     let count = 0;
+    let blocks = 0;
     let dataAt = head.length;
-    let last = -1;
+    let next = 0; // the first LBN the next entry may start at
     for await (const b of interval.blocks) {
-      if (count >= n) throw new InvalidInputError(`interval ${interval.seq}: more blocks than its count (${n})`);
-      if (!Number.isSafeInteger(b.lbn) || b.lbn <= last || b.lbn >= logicalBlocks) {
-        throw new InvalidInputError(`interval ${interval.seq}: block ${b.lbn} is out of order or outside the disk (${logicalBlocks} blocks)`);
+      if (count >= n) throw new InvalidInputError(`interval ${interval.seq}: more ${interval.entries === undefined ? 'blocks' : 'entries'} than its count (${n})`);
+      const run = b.count ?? 1;
+      if (!Number.isSafeInteger(run) || run < 1 || (run > 1 && b.data !== null)) throw new InvalidInputError(`interval ${interval.seq}: block ${b.lbn}: a run of ${run} blocks with data`);
+      if (!Number.isSafeInteger(b.lbn) || b.lbn < next || b.lbn + run > logicalBlocks) {
+        throw new InvalidInputError(`interval ${interval.seq}: block ${b.lbn}${run > 1 ? ` (a run of ${run})` : ''} is out of order or outside the disk (${logicalBlocks} blocks)`);
       }
       if (b.data !== null && b.data.length !== blockSize) throw new InvalidInputError(`interval ${interval.seq}: block ${b.lbn} has ${b.data.length} bytes, not ${blockSize}`);
-      last = b.lbn;
+      next = b.lbn + run;
+      blocks += run;
       const e = count * ENTRY_BYTES;
       index.writeDoubleLE(b.lbn, e);
       if (b.data === null || isZero(b.data)) {
-        index.writeDoubleLE(-1, e + 8);
+        index.writeDoubleLE(-run, e + 8);
         index.writeUInt32LE(0, e + 16);
       } else {
         index.writeDoubleLE(dataAt, e + 8);
@@ -152,7 +176,8 @@ export async function writeIntervalFile(dir: string, interval: ShippedInterval, 
       }
       count++;
     }
-    if (count !== n) throw new InvalidInputError(`interval ${interval.seq}: ${count} blocks, but its count says ${n}`);
+    if (count !== n) throw new InvalidInputError(`interval ${interval.seq}: ${count} ${interval.entries === undefined ? 'blocks' : 'entries'}, but its count says ${n}`);
+    if (blocks !== interval.blockCount) throw new InvalidInputError(`interval ${interval.seq}: ${blocks} blocks, but its count says ${interval.blockCount}`);
     put(index);
     const trailer = Buffer.alloc(TRAILER_BYTES);
     trailer.writeUInt32LE(TRAILER_MAGIC, 0);
@@ -215,7 +240,8 @@ export function readIntervalIndex(file: string, opts: { headerOnly?: boolean } =
     const start = Buffer.alloc(8);
     fs.readSync(fd, start, 0, 8, 0);
     const h = start.readUInt32LE(4);
-    if (start.readUInt32LE(0) !== HEAD_MAGIC || 8 + h > indexAt) throw damaged(file, 'bad header');
+    const magic = start.readUInt32LE(0);
+    if ((magic !== HEAD_MAGIC && magic !== HEAD_MAGIC_RUNS) || 8 + h > indexAt) throw damaged(file, 'bad header');
     const head = Buffer.alloc(8 + h);
     fs.readSync(fd, head, 0, head.length, 0);
     const index = Buffer.alloc(opts.headerOnly ? 0 : n * ENTRY_BYTES);
@@ -227,7 +253,7 @@ export function readIntervalIndex(file: string, opts: { headerOnly?: boolean } =
     } catch {
       throw damaged(file, 'unreadable header');
     }
-    if (header.blockCount !== n || header.seq !== trailer.readDoubleLE(24)) throw damaged(file, 'header and trailer disagree');
+    if ((header.entries ?? header.blockCount) !== n || header.seq !== trailer.readDoubleLE(24) || (header.entries !== undefined) !== (magic === HEAD_MAGIC_RUNS)) throw damaged(file, 'header and trailer disagree');
     // a file copied or renamed over another interval's name: its points would be taken for that one's
     const named = intervalSeqOf(path.basename(file));
     if (named !== null && named !== header.seq) throw damaged(file, `it holds interval ${header.seq}, not ${named}`);
@@ -235,11 +261,19 @@ export function readIntervalIndex(file: string, opts: { headerOnly?: boolean } =
     const lbns = new Float64Array(m);
     const offsets = new Float64Array(m);
     const crcs = new Uint32Array(m);
+    let blocks = 0;
+    let next = 0;
     for (let i = 0; i < m; i++) {
       lbns[i] = index.readDoubleLE(i * ENTRY_BYTES);
       offsets[i] = index.readDoubleLE(i * ENTRY_BYTES + 8);
       crcs[i] = index.readUInt32LE(i * ENTRY_BYTES + 16);
+      // what a restore relies on: ascending, not overlapping, whole runs (the checksum matched, so only a writer's fault breaks this)
+      const run = entryBlocks({ offsets }, i);
+      if (!(lbns[i] >= next) || !Number.isSafeInteger(run)) throw damaged(file, `entry ${i} is out of order`);
+      next = lbns[i] + run;
+      blocks += run;
     }
+    if (!opts.headerOnly && blocks !== header.blockCount) throw damaged(file, `its entries hold ${blocks} blocks, its header says ${header.blockCount}`);
     return { file, header, lbns, offsets, crcs, bytes: size };
   } catch (err) {
     throw err instanceof ImgstreamError ? err : fromSystemError(err, file, 'reading an interval file');
@@ -263,7 +297,7 @@ export function readDamagedHeader(file: string): IntervalHeader | null {
     const fd = fs.openSync(file, 'r');
     try {
       const start = Buffer.alloc(8);
-      if (fs.readSync(fd, start, 0, 8, 0) !== 8 || start.readUInt32LE(0) !== HEAD_MAGIC) return null;
+      if (fs.readSync(fd, start, 0, 8, 0) !== 8 || (start.readUInt32LE(0) !== HEAD_MAGIC && start.readUInt32LE(0) !== HEAD_MAGIC_RUNS)) return null;
       const json = Buffer.alloc(start.readUInt32LE(4));
       if (json.length > 1 << 20 || fs.readSync(fd, json, 0, json.length, 8) !== json.length) return null;
       const h = JSON.parse(json.toString('utf8')) as IntervalHeader;

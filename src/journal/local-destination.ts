@@ -260,6 +260,7 @@ async function writeSeedBlocks(vol: Volume, blocks: AsyncIterable<IntervalBlock>
   for await (const b of blocks) {
     if (!Number.isSafeInteger(b.lbn) || b.lbn <= last || b.lbn >= logicalBlocks) throw new InvalidInputError(`seed: block ${b.lbn} is out of order or outside the disk (${logicalBlocks} blocks)`);
     if (b.data !== null && b.data.length !== vol.blockSize) throw new InvalidInputError(`seed: block ${b.lbn} has ${b.data.length} bytes, not ${vol.blockSize}`);
+    if ((b.count ?? 1) !== 1) throw new InvalidInputError(`seed: block ${b.lbn} is a run of ${b.count} blocks (a seed holds blocks one by one)`);
     last = b.lbn;
     count++;
     sums.add(b.lbn, b.data);

@@ -4,7 +4,7 @@
 // and against a peer), without retention or files. imageAt() rebuilds the disk at any
 // interval from what was received.
 import { BusyError, InvalidInputError } from '../core/errors.js';
-import { DEFAULT_KEEP_MS, type DestinationState, type IntervalBlock, type ProtectDestination, type ProtectedSource, type SeedImage, type ShippedInterval, type SnapshotRename } from './destination-api.js';
+import { blocksOfEntry, DEFAULT_KEEP_MS, type DestinationState, type IntervalBlock, type ProtectDestination, type ProtectedSource, type SeedImage, type ShippedInterval, type SnapshotRename } from './destination-api.js';
 
 interface Received {
   seq: number;
@@ -18,10 +18,12 @@ async function collect(blocks: AsyncIterable<IntervalBlock>, count: number, logi
   const out = new Map<number, Buffer | null>();
   let last = -1;
   for await (const b of blocks) {
-    if (!Number.isSafeInteger(b.lbn) || b.lbn <= last || b.lbn >= logicalBlocks) throw new InvalidInputError(`${what}: block ${b.lbn} is out of order or outside the disk (${logicalBlocks} blocks)`);
-    if (b.data !== null && b.data.length !== blockSize) throw new InvalidInputError(`${what}: block ${b.lbn} has ${b.data.length} bytes, not ${blockSize}`);
-    last = b.lbn;
-    out.set(b.lbn, b.data ? Buffer.from(b.data) : null);
+    const run = blocksOfEntry(b);
+    if (!Number.isSafeInteger(b.lbn) || b.lbn <= last || b.lbn + run > logicalBlocks) throw new InvalidInputError(`${what}: block ${b.lbn} is out of order or outside the disk (${logicalBlocks} blocks)`);
+    if (b.data !== null && (b.data.length !== blockSize || run !== 1)) throw new InvalidInputError(`${what}: block ${b.lbn} has ${b.data.length} bytes, not ${blockSize}`);
+    last = b.lbn + run - 1;
+    if (b.data) out.set(b.lbn, Buffer.from(b.data));
+    else for (let i = 0; i < run; i++) out.set(b.lbn + i, null);
   }
   if (out.size !== count) throw new InvalidInputError(`${what}: ${out.size} blocks, but its count says ${count}`);
   return out;

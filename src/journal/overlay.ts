@@ -6,15 +6,23 @@ import fs from 'node:fs';
 import { fromSystemError } from '../core/errors.js';
 import { unmapLogicalBlocks, writeLogicalBlocks } from '../volume/logical-io.js';
 import type { Volume } from '../volume/volume.js';
-import { readIntervalBlock, type IntervalIndex } from './interval-file.js';
+import { entryBlocks, readIntervalBlock, type IntervalIndex } from './interval-file.js';
 
 /** Blocks written between two CPs of a long overlay: bounds the metadata held dirty. */
 export const OVERLAY_CP_BLOCKS = 1 << 14;
 const RUN_BLOCKS = 256;
+/** Blocks of a run of zeros unmapped between two checks of what is dirty. */
+const UNMAP_STEP_BLOCKS = 1 << 16;
 
-/** Ascending LBNs, each with the interval file (an index into the overlay's files) and the entry in it of its version. */
+/**
+ * Extents in ascending LBN order, never overlapping: extent k is `counts[k]` blocks from
+ * `lbns[k]`, the version of entry `entries[k]` of interval file `files[k]` (an index into
+ * the overlay's files). A data entry is one block; a run of zeros may be cut into pieces
+ * where newer versions lie over parts of it.
+ */
 interface Run {
   lbns: Float64Array;
+  counts: Float64Array;
   files: Uint32Array;
   entries: Uint32Array;
 }
@@ -22,46 +30,62 @@ interface Run {
 function runOf(ix: IntervalIndex, file: number): Run {
   const n = ix.lbns.length;
   const entries = new Uint32Array(n);
-  for (let e = 0; e < n; e++) entries[e] = e;
-  return { lbns: ix.lbns, files: new Uint32Array(n).fill(file), entries };
+  const counts = new Float64Array(n);
+  for (let e = 0; e < n; e++) {
+    entries[e] = e;
+    counts[e] = entryBlocks(ix, e);
+  }
+  return { lbns: ix.lbns, counts, files: new Uint32Array(n).fill(file), entries };
 }
 
-/** The versions of `older` and `newer` merged: one per LBN, newer's where both hold it. */
+/** The versions of `older` and `newer` merged: newer's wherever it holds a block, older's (cut to fit) elsewhere. */
 function merge(older: Run, newer: Run): Run {
-  const cap = older.lbns.length + newer.lbns.length;
-  const out: Run = { lbns: new Float64Array(cap), files: new Uint32Array(cap), entries: new Uint32Array(cap) };
-  let i = 0;
-  let j = 0;
+  const O = older.lbns.length;
+  const N = newer.lbns.length;
+  // each newer extent cuts at most one older extent in two: one piece more
+  const cap = O + 2 * N;
+  const out: Run = { lbns: new Float64Array(cap), counts: new Float64Array(cap), files: new Uint32Array(cap), entries: new Uint32Array(cap) };
   let k = 0;
-  const take = (r: Run, at: number): void => {
-    out.lbns[k] = r.lbns[at];
+  const put = (r: Run, at: number, lbn: number, count: number): void => {
+    out.lbns[k] = lbn;
+    out.counts[k] = count;
     out.files[k] = r.files[at];
     out.entries[k] = r.entries[at];
     k++;
   };
-  while (i < older.lbns.length && j < newer.lbns.length) {
-    const a = older.lbns[i];
-    const b = newer.lbns[j];
-    if (a < b) take(older, i++);
-    else {
-      take(newer, j++);
-      if (a === b) i++;
+  let j = 0;
+  for (let i = 0; i < O; i++) {
+    let s = older.lbns[i];
+    const e = s + older.counts[i];
+    while (s < e) {
+      // the newer extents that end by s come first
+      while (j < N && newer.lbns[j] + newer.counts[j] <= s) put(newer, j, newer.lbns[j], newer.counts[j]), j++;
+      if (j < N && newer.lbns[j] < e) {
+        // newer extent j lies over [s, e) from its start on: older keeps what comes before it
+        if (newer.lbns[j] > s) put(older, i, s, newer.lbns[j] - s);
+        s = newer.lbns[j] + newer.counts[j];
+      } else {
+        put(older, i, s, e - s);
+        s = e;
+      }
     }
   }
-  while (i < older.lbns.length) take(older, i++);
-  while (j < newer.lbns.length) take(newer, j++);
-  return { lbns: out.lbns.subarray(0, k), files: out.files.subarray(0, k), entries: out.entries.subarray(0, k) };
+  for (; j < N; j++) put(newer, j, newer.lbns[j], newer.counts[j]);
+  return { lbns: out.lbns.subarray(0, k), counts: out.counts.subarray(0, k), files: out.files.subarray(0, k), entries: out.entries.subarray(0, k) };
 }
 
 /**
  * The newest version of every LBN the intervals in `indexes` (oldest first) hold: cost ∝
  * their index entries, no data read. Each index is in ascending LBN order, so they are
- * merged pairwise (log2 of their number of passes) into typed arrays: 16 bytes per block,
- * where a map of the blocks outgrew memory (and its 2^24 entries) on a resync of a large disk.
- * Versions are addressed by position in the ascending list (0 … blockCount - 1).
+ * merged pairwise (log2 of their number of passes) into typed arrays of extents: 24 bytes
+ * per data block or run of zeros (a guest's trim of a whole disk is one extent), where a
+ * map of the blocks outgrew memory (and its 2^24 entries) on a resync of a large disk.
+ * Versions are addressed by extent, in ascending order (0 … extentCount - 1).
  */
 export class Overlay {
   private readonly run: Run;
+  /** Blocks held (the extents' counts summed). */
+  readonly blockCount: number;
 
   constructor(readonly indexes: IntervalIndex[]) {
     let runs = indexes.map(runOf);
@@ -70,37 +94,73 @@ export class Overlay {
       for (let p = 0; p < runs.length; p += 2) next.push(p + 1 < runs.length ? merge(runs[p], runs[p + 1]) : runs[p]);
       runs = next;
     }
-    this.run = runs[0] ?? { lbns: new Float64Array(0), files: new Uint32Array(0), entries: new Uint32Array(0) };
+    this.run = runs[0] ?? { lbns: new Float64Array(0), counts: new Float64Array(0), files: new Uint32Array(0), entries: new Uint32Array(0) };
+    let n = 0;
+    for (const c of this.run.counts) n += c;
+    this.blockCount = n;
   }
 
-  get blockCount(): number {
+  get extentCount(): number {
     return this.run.lbns.length;
   }
 
-  /** The LBNs held, ascending (position k: the k-th version). */
-  sortedLbns(): Float64Array {
-    return this.run.lbns;
+  /** The first LBN of extent `k`. */
+  startAt(k: number): number {
+    return this.run.lbns[k];
   }
 
-  /** Position of the first LBN held at or after `lbn` (blockCount when none). */
+  /** The blocks of extent `k` (1 but for runs of zeros). */
+  countAt(k: number): number {
+    return this.run.counts[k];
+  }
+
+  /** The first extent that ends after `lbn` (holding it, or the next one held; extentCount when none). */
   positionOf(lbn: number): number {
-    const l = this.run.lbns;
+    const { lbns, counts } = this.run;
     let lo = 0;
-    let hi = l.length;
+    let hi = lbns.length;
     while (lo < hi) {
       const mid = (lo + hi) >>> 1;
-      if (l[mid] < lbn) lo = mid + 1;
+      if (lbns[mid] + counts[mid] <= lbn) lo = mid + 1;
       else hi = mid;
     }
     return lo;
   }
 
-  /** The LBNs held in [first, end), ascending. */
-  lbnsIn(first: number, end: number): Float64Array {
-    return this.run.lbns.subarray(this.positionOf(first), this.positionOf(end));
+  /** Calls fn for each extent that holds blocks of [first, end), cut to that range: its position, first LBN and blocks. */
+  eachIn(first: number, end: number, fn: (k: number, lbn: number, count: number) => void): void {
+    const { lbns, counts } = this.run;
+    for (let k = this.positionOf(first); k < lbns.length && lbns[k] < end; k++) {
+      const s = Math.max(lbns[k], first);
+      fn(k, s, Math.min(lbns[k] + counts[k], end) - s);
+    }
   }
 
-  /** Reads the version at position `k` into `out` (zero-filled for a zero block), from `fds` (one per file, opened by openFiles()). */
+  /** Per block of [first, first + n): 1 where the overlay holds a version, 0 where the base's stands; and how many it holds. */
+  heldIn(first: number, n: number): { held: Uint8Array; count: number } {
+    const held = new Uint8Array(n);
+    let count = 0;
+    this.eachIn(first, first + n, (_k, lbn, c) => {
+      held.fill(1, lbn - first, lbn - first + c);
+      count += c;
+    });
+    return { held, count };
+  }
+
+  /** Whether the overlay holds a data block (not zeros) in [first, end). */
+  holdsDataIn(first: number, end: number): boolean {
+    for (let k = this.positionOf(first); k < this.run.lbns.length && this.run.lbns[k] < end; k++) if (!this.isZeroAt(k)) return true;
+    return false;
+  }
+
+  /** Whether runs of zeros cover every block of [first, end). */
+  zeroesAll(first: number, end: number): boolean {
+    let at = first;
+    for (let k = this.positionOf(first); at < end && k < this.run.lbns.length && this.run.lbns[k] <= at && this.isZeroAt(k); k++) at = this.run.lbns[k] + this.run.counts[k];
+    return at >= end;
+  }
+
+  /** Reads the version of data extent `k` into `out` (zero-filled for zeros), from `fds` (one per file, opened by openFiles()). */
   readAt(k: number, out: Buffer, fds: number[]): void {
     const file = this.run.files[k];
     const entry = this.run.entries[k];
@@ -110,12 +170,12 @@ export class Overlay {
     else readIntervalBlock(fds[file], ix.file, this.run.lbns[k], off, ix.crcs[entry], out);
   }
 
-  /** Which interval (an index into `indexes`) and which entry of its index the version at position `k` is. */
+  /** Which interval (an index into `indexes`) and which entry of its index extent `k` is. */
   versionAt(k: number): { file: number; entry: number } {
     return { file: this.run.files[k], entry: this.run.entries[k] };
   }
 
-  /** Whether the version at position `k` is a zero block. */
+  /** Whether extent `k` reads as zeros. */
   isZeroAt(k: number): boolean {
     return this.indexes[this.run.files[k]].offsets[this.run.entries[k]] < 0;
   }
@@ -135,23 +195,33 @@ export class Overlay {
 /** Writes every version `overlay` holds onto `vol`'s active file system, committing every OVERLAY_CP_BLOCKS blocks and at the end. Returns the blocks written. */
 export function applyOverlay(vol: Volume, overlay: Overlay, onBlocks: (n: number) => void = () => {}): number {
   const bs = vol.blockSize;
-  const lbns = overlay.sortedLbns();
+  const n = overlay.extentCount;
   const fds = overlay.openFiles();
   try {
     let sinceCp = 0;
-    for (let i = 0; i < lbns.length; ) {
-      const first = lbns[i];
+    for (let i = 0; i < n; ) {
+      const first = overlay.startAt(i);
       if (overlay.isZeroAt(i)) {
+        // runs of zeros that meet: unmapped together, in steps (what they unmap is committed
+        // every OVERLAY_CP_BLOCKS; what was unmapped already costs a walk of the map's nodes)
+        let end = first + overlay.countAt(i);
         let j = i + 1;
-        while (j < lbns.length && lbns[j] === lbns[j - 1] + 1 && overlay.isZeroAt(j)) j++;
-        unmapLogicalBlocks(vol, first, lbns[j - 1] + 1);
-        sinceCp += j - i;
-        onBlocks(j - i);
+        while (j < n && overlay.startAt(j) === end && overlay.isZeroAt(j)) end += overlay.countAt(j++);
+        for (let at = first; at < end; ) {
+          const to = Math.min(end, at + UNMAP_STEP_BLOCKS);
+          sinceCp += unmapLogicalBlocks(vol, at, to);
+          onBlocks(to - at);
+          at = to;
+          if (sinceCp >= OVERLAY_CP_BLOCKS) {
+            vol.commit();
+            sinceCp = 0;
+          }
+        }
         i = j;
       } else {
         const blocks: Buffer[] = [];
         let j = i;
-        while (j < lbns.length && blocks.length < RUN_BLOCKS && lbns[j] === first + blocks.length && !overlay.isZeroAt(j)) {
+        while (j < n && blocks.length < RUN_BLOCKS && overlay.startAt(j) === first + blocks.length && !overlay.isZeroAt(j)) {
           const b = Buffer.allocUnsafe(bs);
           overlay.readAt(j, b, fds);
           blocks.push(b);
@@ -171,5 +241,5 @@ export function applyOverlay(vol: Volume, overlay: Overlay, onBlocks: (n: number
   } finally {
     for (const fd of fds) fs.closeSync(fd);
   }
-  return lbns.length;
+  return overlay.blockCount;
 }

@@ -90,14 +90,16 @@ export class PeerProtectDestination implements ProtectDestination {
       // blocks' buffers may be reused by their source once the next one is asked for)
       let lbns: number[] = [];
       let flags: Array<0 | 1> = [];
+      let runs: number[] | null = null; // only when an entry of the batch is a run of zeros
       let parts: Buffer[] = [];
       let payload = this.payloadBuffer();
       let bytes = 0;
       const flush = async () => {
         if (!lbns.length) return;
-        const msg = { type: 'blocks', lbns, data: flags } satisfies BlocksMessage;
+        const msg: BlocksMessage = runs ? { type: 'blocks', lbns, data: flags, runs } : { type: 'blocks', lbns, data: flags };
         lbns = [];
         flags = [];
+        runs = null;
         if (bytes === 0) return ch.send(msg);
         const n = bytes;
         bytes = 0;
@@ -115,8 +117,11 @@ export class PeerProtectDestination implements ProtectDestination {
       for await (const b of blocks) {
         // a block of another size would not even frame: refused here as the destination would
         if (b.data && b.data.length !== this.blockSize) throw new InvalidInputError(`${what}: block ${b.lbn} has ${b.data.length} bytes, not ${this.blockSize}`);
+        const run = b.count ?? 1;
+        if (run !== 1 && runs === null) runs = lbns.map(() => 1);
         lbns.push(b.lbn);
         flags.push(b.data ? 1 : 0);
+        runs?.push(run);
         if (b.data) {
           if (stableData) parts.push(b.data);
           else payload.set(b.data, bytes);
@@ -161,7 +166,7 @@ export class PeerProtectDestination implements ProtectDestination {
   }
 
   append(i: ShippedInterval): Promise<DestinationState> {
-    return this.transfer({ type: 'interval', seq: i.seq, start: i.start, end: i.end, journalFrom: i.journalFrom, journalTo: i.journalTo, kind: i.kind, snapshots: i.snapshots, ...(i.renames?.length ? { renames: i.renames } : {}), blockCount: i.blockCount }, i.blocks, i.stableData === true);
+    return this.transfer({ type: 'interval', seq: i.seq, start: i.start, end: i.end, journalFrom: i.journalFrom, journalTo: i.journalTo, kind: i.kind, snapshots: i.snapshots, ...(i.renames?.length ? { renames: i.renames } : {}), blockCount: i.blockCount, ...(i.entries !== undefined && i.entries !== i.blockCount ? { entries: i.entries } : {}) }, i.blocks, i.stableData === true);
   }
 
   async quiet(until: number): Promise<DestinationState> {

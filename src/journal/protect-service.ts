@@ -78,7 +78,7 @@ async function ship(ch: PeerChannel, hello: PeerHello, dir: string, log: (l: str
         const kind = msg.kind === 'resync' ? 'resync' : 'journal';
         const snapshots = Array.isArray(msg.snapshots) ? msg.snapshots.filter((x): x is string => typeof x === 'string') : [];
         const renames = renamesOf(msg.renames);
-        state = await dest.append({ seq: num(msg, 'seq'), start: num(msg, 'start'), end: num(msg, 'end'), journalFrom: num(msg, 'journalFrom'), journalTo: num(msg, 'journalTo'), kind, snapshots, ...(renames.length ? { renames } : {}), blockCount: num(msg, 'blockCount'), blocks });
+        state = await dest.append({ seq: num(msg, 'seq'), start: num(msg, 'start'), end: num(msg, 'end'), journalFrom: num(msg, 'journalFrom'), journalTo: num(msg, 'journalTo'), kind, snapshots, ...(renames.length ? { renames } : {}), blockCount: num(msg, 'blockCount'), ...(msg.entries !== undefined ? { entries: num(msg, 'entries') } : {}), blocks });
       } else throw new CorruptError(`protect.ship: unexpected ${String(msg.type)} message`);
       await ch.send({ type: 'state', state });
     }

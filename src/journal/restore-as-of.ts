@@ -145,10 +145,10 @@ class BaseCheck {
   check(first: number, data: Buffer, baseFile: string): void {
     if (this.sums === null) return;
     const n = data.length / this.sums.blockSize;
-    const replaced = new Set(this.overlay.lbnsIn(first, first + n));
-    const bad = mismatches(this.sums, first, data, (lbn) => replaced.has(lbn));
+    const { held, count } = this.overlay.heldIn(first, n);
+    const bad = mismatches(this.sums, first, data, (lbn) => held[lbn - first] === 1);
     if (bad.length) throw baseDamage(baseFile, bad);
-    this.checked += n - replaced.size;
+    this.checked += n - count;
   }
 
   /**
@@ -158,9 +158,10 @@ class BaseCheck {
    */
   zeros(first: number, n: number): boolean {
     if (this.sums === null) return true;
-    const replaced = new Set(this.overlay.lbnsIn(first, first + n));
-    if (zeroMismatches(this.sums.blockSize, first, this.entries(first, n), (lbn) => replaced.has(lbn)).length > 0) return false;
-    this.checked += n - replaced.size;
+    const { held, count } = this.overlay.heldIn(first, n);
+    if (count === n) return true; // all replaced: nothing of the base is taken
+    if (zeroMismatches(this.sums.blockSize, first, this.entries(first, n), (lbn) => held[lbn - first] === 1).length > 0) return false;
+    this.checked += n - count;
     return true;
   }
 
@@ -253,7 +254,6 @@ export async function exportProtectedAsOf(dir: string, asOf: string, sinkFor: (s
   return withRecoveryPoint(dir, asOf, async (base, s, point, overlay) => {
     const bs = base.blockSize;
     const total = base.logicalBlocks;
-    const lbns = overlay.sortedLbns();
     const map = base.mapOf(point.baseSnapshot);
     const checked = new BaseCheck(dir, base, point, overlay);
     let fds: number[];
@@ -274,13 +274,12 @@ export async function exportProtectedAsOf(dir: string, asOf: string, sinkFor: (s
     let bytes = 0;
     try {
       progress.start('exporting', total * bs, 'bytes');
-      let k = 0;
       const per = Math.max(1, Math.floor(CHUNK_BYTES / bs));
       let zeros: Buffer | null = null;
       for (let lbn = 0; lbn < total; lbn += per) {
         const n = Math.min(per, total - lbn);
-        if (noneMapped(map, lbn, lbn + n) && (k >= lbns.length || lbns[k] >= lbn + n) && checked.zeros(lbn, n)) {
-          // nothing of the base here and nothing laid over it: zeros, neither read nor scanned
+        // zeroed since the base (a trim's run), or nothing of the base here and nothing but zeros laid over it: neither read nor scanned
+        if (overlay.zeroesAll(lbn, lbn + n) || (noneMapped(map, lbn, lbn + n) && !overlay.holdsDataIn(lbn, lbn + n) && checked.zeros(lbn, n))) {
           if (sink.skip) sink.skip(n * bs);
           else await sink.write((zeros ??= Buffer.alloc(per * bs)).subarray(0, n * bs));
           bytes += n * bs;
@@ -290,10 +289,11 @@ export async function exportProtectedAsOf(dir: string, asOf: string, sinkFor: (s
         const buf = Buffer.alloc(n * bs);
         readLogicalBytes(base, map, lbn * bs, buf);
         checked.check(lbn, buf, base.path);
-        while (k < lbns.length && lbns[k] < lbn + n) {
-          overlay.readAt(k, buf.subarray((lbns[k] - lbn) * bs, (lbns[k] - lbn + 1) * bs), fds);
-          k++;
-        }
+        overlay.eachIn(lbn, lbn + n, (k, from, count) => {
+          const at = (from - lbn) * bs;
+          if (overlay.isZeroAt(k)) buf.fill(0, at, at + count * bs);
+          else overlay.readAt(k, buf.subarray(at, at + bs), fds);
+        });
         if (!sink.skip) await sink.write(buf);
         else {
           // runs of blocks: zeros are skipped (holes in a file; nothing on a peer's wire), the rest written

@@ -221,14 +221,14 @@ async function session(opts: ProtectOptions, dir: string, source: ProtectedSourc
           // (dirty.bits lost or damaged: every block too)
           const changed = !wantWhole && dirty !== null && dirty.after <= state.journalTo ? loadDirtyBlocks(dir, dirty) : null;
           const known = dirty !== null && changed !== null;
-          const { count, blocks } = changed !== null ? { count: changed.size, blocks: img.blocksOf(changed) } : img.allBlocks();
+          const { count, entries, blocks } = changed !== null ? img.blocksOf(changed) : img.allBlocks();
           // the renames among the records the resync passes over (those the destination lacks): it carries them
           const renames = dirty !== null && dirty.after <= state.journalTo ? (dirty.renames ?? []).filter((r) => r.seq > state.journalTo).map(({ from, to }) => ({ from, to })) : [];
           // snapshots taken while records were dropped: the resync brings the disk as of now, not as of them
           if (wantWhole) report({ event: 'damaged', seq: state.damage!.seq, what: state.damage!.what, blocks: count, ...(state.damage!.base ? { base: true as const } : {}) });
           else report({ event: 'overflow', after: state.journalTo, blocks: count, full: !known, lostSnapshots: known ? (dirty.snapshots ?? []) : [], ...(known && dirty.reason ? { reason: dirty.reason } : {}) });
           const end = Math.max(img.time, lastEnd);
-          await ship({ seq: state.intervalSeq + 1, start: lastEnd, end, journalFrom: state.journalTo, journalTo: img.journalTo, kind: 'resync', snapshots: [], ...(renames.length ? { renames } : {}), blockCount: count, blocks }, 0, 0, lastEnd); // its changes waited since the destination's last point
+          await ship({ seq: state.intervalSeq + 1, start: lastEnd, end, journalFrom: state.journalTo, journalTo: img.journalTo, kind: 'resync', snapshots: [], ...(renames.length ? { renames } : {}), blockCount: count, entries, blocks }, 0, 0, lastEnd); // its changes waited since the destination's last point
           lastEnd = end;
           sum.resyncs++;
         } finally {

@@ -12,9 +12,41 @@ import { readRootRecord } from '../volume/root-reader.js';
 import { statVolume } from '../volume/volume-open.js';
 import { VolumeLock } from '../volume/volume-lock.js';
 import type { LogicalMap } from '../volume/logical-map.js';
+import type { BlockSet } from '../core/block-set.js';
 import { Volume } from '../volume/volume.js';
 import type { IntervalBlock } from './destination-api.js';
 import type { JournalSnapshotAnswer } from './journal-ops.js';
+
+/** Some blocks of an image: `count` blocks in `entries` entries (a run of unmapped blocks is one). */
+export interface ImageBlocks {
+  count: number;
+  entries: number;
+  blocks: AsyncIterable<IntervalBlock>;
+}
+
+/** Blocks of the map walked at once (the mapped ones are listed before they are read). */
+const WALK_STEP = 1 << 16;
+
+/**
+ * The blocks of the runs [first, end) of `runs` as the map holds them, ascending: each
+ * mapped one (lbn, vbn), and each stretch of unmapped ones (lbn, vbn 0, count). Cost ∝
+ * the runs and what is mapped in them, never the blocks of an unmapped stretch.
+ */
+function* extentsOf(map: LogicalMap, runs: Iterable<[number, number]>): Generator<{ lbn: number; vbn: number; count: number }> {
+  for (const [first, end] of runs) {
+    let gap = first; // the first unmapped block not yet given
+    for (let from = first; from < end; from += WALK_STEP) {
+      const mapped: number[] = [];
+      map.walkRange(from, Math.min(from + WALK_STEP, end), (lbn, vbn) => mapped.push(lbn, vbn));
+      for (let i = 0; i < mapped.length; i += 2) {
+        if (mapped[i] > gap) yield { lbn: gap, vbn: 0, count: mapped[i] - gap };
+        yield { lbn: mapped[i], vbn: mapped[i + 1], count: 1 };
+        gap = mapped[i] + 1;
+      }
+    }
+    if (gap < end) yield { lbn: gap, vbn: 0, count: end - gap };
+  }
+}
 
 /** A consistent image of the source: blocks readable until close(). */
 export interface SourceImage {
@@ -23,10 +55,10 @@ export interface SourceImage {
   time: number;
   /** Mapped blocks only, ascending. */
   mappedBlocks(): { count: number; blocks: AsyncIterable<IntervalBlock> };
-  /** The given LBNs, as they read in the image (null data for unmapped ones). */
-  blocksOf(lbns: Iterable<number>): AsyncIterable<IntervalBlock>;
-  /** Every LBN of the disk, ascending, as it reads (null data for unmapped ones): a resync that cannot know what changed. */
-  allBlocks(): { count: number; blocks: AsyncIterable<IntervalBlock> };
+  /** The blocks of `set`, as they read in the image, ascending: a mapped block's data, or a run of unmapped ones as one zero entry. */
+  blocksOf(set: BlockSet): ImageBlocks;
+  /** Every LBN of the disk, the same way: a resync that cannot know what changed. */
+  allBlocks(): ImageBlocks;
   close(): void;
 }
 
@@ -93,6 +125,18 @@ function imageOf(vol: Volume, map: LogicalMap, journalTo: number, time: number, 
     vol.file.read(b, vol.layout.vbnOffset(vbn));
     return b;
   };
+  // counted first (a transfer's header says its entries), then read
+  const blocksOfRuns = (runs: () => Iterable<[number, number]>, count: number): ImageBlocks => {
+    let entries = 0;
+    for (const _ of extentsOf(map, runs())) entries++;
+    async function* gen(): AsyncGenerator<IntervalBlock> {
+      for (const x of extentsOf(map, runs())) {
+        if (x.vbn !== 0) yield { lbn: x.lbn, data: readBlock(x.vbn) };
+        else yield x.count > 1 ? { lbn: x.lbn, data: null, count: x.count } : { lbn: x.lbn, data: null };
+      }
+    }
+    return { count, entries, blocks: gen() };
+  };
   return {
     journalTo,
     time,
@@ -110,20 +154,11 @@ function imageOf(vol: Volume, map: LogicalMap, journalTo: number, time: number, 
       }
       return { count, blocks: gen() };
     },
-    async *blocksOf(lbns: Iterable<number>) {
-      for (const lbn of lbns) {
-        const vbn = map.lookup(lbn);
-        yield { lbn, data: vbn === 0 ? null : readBlock(vbn) };
-      }
+    blocksOf(set: BlockSet) {
+      return blocksOfRuns(() => set.runs(), set.size);
     },
     allBlocks() {
-      async function* gen(): AsyncGenerator<IntervalBlock> {
-        for (let lbn = 0; lbn < logicalBlocks; lbn++) {
-          const vbn = map.lookup(lbn);
-          yield { lbn, data: vbn === 0 ? null : readBlock(vbn) };
-        }
-      }
-      return { count: logicalBlocks, blocks: gen() };
+      return blocksOfRuns(() => [[0, logicalBlocks] as [number, number]], logicalBlocks);
     },
     close,
   };

@@ -1,6 +1,6 @@
 // BlockSet (the bitmap of changed blocks a journal keeps after an overflow, an import or a
-// restore) against a plain Set of numbers, and its file (dirty.bits): saved whole, updated
-// page by page, read back; missing, damaged or short of what dirty.json counts, it is
+// restore) against a plain Set of numbers (its members, count and runs), and its file
+// (dirty.bits): saved whole, updated page by page, read back; missing, damaged or short of what dirty.json counts, it is
 // unknown (null), never a smaller set.
 import fs from 'node:fs';
 import path from 'node:path';
@@ -44,6 +44,10 @@ describe('BlockSet', () => {
         expect(set.size).toBe(model.size);
         expect([...set.values()]).toEqual(sorted(model));
         for (const probe of [0, 7, 8, PAGE_BITS - 1, PAGE_BITS, 3 * PAGE_BITS + 5]) expect(set.has(probe)).toBe(model.has(probe));
+        // as maximal runs: they hold the same blocks, ascending, and no two meet
+        const runs = [...set.runs()];
+        expect(runs.flatMap(([first, end]) => Array.from({ length: end - first }, (_, i) => first + i))).toEqual(sorted(model));
+        for (let i = 1; i < runs.length; i++) expect(runs[i][0]).toBeGreaterThan(runs[i - 1][1]);
       }),
       { numRuns: 40 },
     );
@@ -58,6 +62,7 @@ describe('BlockSet', () => {
     expect(set.has(5)).toBe(true);
     expect(set.has(2 ** 26 + 4)).toBe(true);
     expect(set.has(2 ** 26 + 5)).toBe(false);
+    expect([...set.runs()]).toEqual([[5, 2 ** 26 + 5], [2 ** 26 + 100, 2 ** 26 + 101]]);
     expect(set.pageNumbers().length).toBe(Math.ceil((2 ** 26 + 101) / PAGE_BITS));
   });
 
