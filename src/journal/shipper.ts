@@ -66,6 +66,13 @@ export interface ProtectSummary {
 
 /** Longest wait between two attempts to reach a destination that is down. */
 const MAX_RETRY_MS = 10_000;
+/** Longest wait between two attempts to store an interval at a destination that is full (each attempt writes until it fails). */
+const MAX_FULL_RETRY_MS = 30_000;
+
+/** Whether `err` says the destination's file system is full (here, or on its daemon: the same words come over the wire). */
+export function destinationFull(err: unknown): boolean {
+  return err instanceof ImgstreamError && err.code === 'io' && /: (no space left on the device|disk quota exceeded) while /.test(err.message);
+}
 
 export async function protect(opts: ProtectOptions, report: (e: ProtectEvent) => void): Promise<ProtectSummary> {
   const source = await sourceOf(opts.volume); // a missing volume is named as such first
@@ -82,24 +89,35 @@ export async function protect(opts: ProtectOptions, report: (e: ProtectEvent) =>
 
 async function shipAll(opts: ProtectOptions, dir: string, source: ProtectedSource, report: (e: ProtectEvent) => void): Promise<ProtectSummary> {
   const sum: ProtectSummary = { intervals: 0, seeded: false, resyncs: 0, bytes: 0, journalTo: 0, window: null };
-  // the link going down (or the peer restarting) is waited out: the journal keeps what is not shipped
+  // the link going down (or the peer restarting) is waited out, and so is a destination
+  // whose file system filled up (until space is freed there): the journal keeps what is
+  // not shipped, up to --journal-size, then tracks the changed blocks for a resync
   let wait = 500;
+  let stored = true; // the last attempt stored something (a full destination's wait is not reset by merely reaching it)
   for (;;) {
     try {
-      await session(opts, dir, source, sum, report, () => (wait = 500));
+      await session(opts, dir, source, sum, report, () => {
+        if (stored) wait = 500;
+      }, () => {
+        stored = true;
+        wait = 500;
+      });
       return sum;
     } catch (err) {
-      if (!(err instanceof ImgstreamError) || err.code !== 'network' || opts.signal.aborted || opts.once) throw err;
-      report({ event: 'waiting', reason: `${opts.destination.description} is unreachable (${err.message}); retrying in ${Math.round(wait / 1000)} s` });
+      const full = destinationFull(err);
+      if (!(err instanceof ImgstreamError) || !(err.code === 'network' || full) || opts.signal.aborted || opts.once) throw err;
+      stored = !full;
+      const retry = `retrying in ${Math.round(wait / 1000)} s`;
+      report({ event: 'waiting', reason: full ? `${opts.destination.description} is full (${err.message}): free space there, or shorten --keep; ${retry}` : `${opts.destination.description} is unreachable (${err.message}); ${retry}` });
       await sleep(wait, opts.signal);
-      wait = Math.min(wait * 2, MAX_RETRY_MS);
+      wait = Math.min(wait * 2, full ? MAX_FULL_RETRY_MS : MAX_RETRY_MS);
       if (opts.signal.aborted) return sum;
     }
   }
 }
 
 /** One connection's worth of shipping: until stopped, or the destination fails. */
-async function session(opts: ProtectOptions, dir: string, source: ProtectedSource, sum: ProtectSummary, report: (e: ProtectEvent) => void, reached: () => void): Promise<void> {
+async function session(opts: ProtectOptions, dir: string, source: ProtectedSource, sum: ProtectSummary, report: (e: ProtectEvent) => void, reached: () => void, storedOne: () => void): Promise<void> {
   const dest = opts.destination;
   let state = await dest.open(source, opts.keepMs);
   reached();
@@ -133,6 +151,7 @@ async function session(opts: ProtectOptions, dir: string, source: ProtectedSourc
       const secs = Math.max((Date.now() - t0) / 1000, 0.001);
       writeShipped(dir, { journalTo: state.journalTo, intervalSeq: state.intervalSeq, end: iv.end, destination: dest.description });
       sum.intervals++;
+      storedOne();
       sum.bytes += bytes;
       sum.journalTo = state.journalTo;
       sum.window = state.window;

@@ -1,0 +1,110 @@
+// A protection destination whose file system fills up (a backup disk, a quota): the
+// shipper once exited 10 at the first interval that did not fit, and protection stopped
+// until someone restarted it. It now waits as for a link that is down: it says the
+// destination is full (a `waiting` event), keeps trying with a growing pause, and the
+// server keeps journaling; once space is freed it catches up, and every point is exact.
+// On a real file system that fills: a tmpfs of 24 MiB, grown when the test frees space.
+// The same for a peer daemon whose root is on it.
+import fs from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { afterAll, describe, expect, it } from 'vitest';
+import { journalTestDir, journalTestMissing } from '../support/journal-tests.js';
+import { qemuIo, startServer } from '../nbd/support.js';
+import { CLI_BIN, finished, listeningPort } from '../support/cli.js';
+import { makeToken } from '../peer/support.js';
+import { inProcessOk, setupOk } from '../support/in-process.js';
+import { startProtect, type RunningProtect } from '../support/protect-cli.js';
+
+const missing = journalTestMissing();
+const { root, locks, at, env } = journalTestDir('imgstream-dest-full-');
+const mnt = at('small');
+fs.mkdirSync(mnt);
+/** A file system that fills: mounting a tmpfs needs root (CI runs as root). */
+let mounted = false;
+try {
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=24M', 'tmpfs', mnt], { stdio: 'ignore' });
+  mounted = true;
+} catch {
+  // not root, or no mount: said in the suite's name
+}
+afterAll(() => {
+  if (mounted) execFileSync('umount', ['-l', mnt], { stdio: 'ignore' });
+});
+const grow = () => execFileSync('mount', ['-o', 'remount,size=256M', mnt]);
+const shrink = () => execFileSync('mount', ['-o', 'remount,size=24M', mnt]);
+const skip = missing.length > 0 || !mounted;
+const why = missing.length ? ` (skipped: ${missing.join(', ')} not installed)` : !mounted ? ' (skipped: mounting a tmpfs to fill needs root)' : '';
+
+/** Writes 10 MiB (fits), then 24 MiB more (does not); the shipper says it waits, and stays. */
+async function fill(uri: string, shipper: RunningProtect): Promise<void> {
+  await shipper.waitFor((e) => e.event === 'seed', 30_000);
+  await qemuIo(uri, ['write -P 0x01 0 10M', 'flush']);
+  await shipper.waitFor((e) => e.event === 'interval' && Number(e.blocks) === 2560, 30_000);
+  await qemuIo(uri, ['write -P 0x02 10M 24M', 'flush']);
+  const waiting = await shipper.waitFor((e) => e.event === 'waiting' && /is full/.test(String(e.reason)), 30_000);
+  expect(String(waiting.reason)).toMatch(/no space left on the device while .*: free space there, or shorten --keep; retrying in \d+ s/);
+  // the server takes writes meanwhile
+  await qemuIo(uri, ['write -P 0x03 40M 64k', 'flush']);
+  await new Promise((r) => setTimeout(r, 1500));
+  expect(shipper.child.exitCode, 'the shipper waits, it does not exit').toBeNull();
+}
+
+async function expectExact(vol: string, dest: string, name: string): Promise<void> {
+  await inProcessOk(['volume', 'export', vol, '--to', at(`${name}-src.img`)], { env });
+  await inProcessOk(['volume', 'export', dest, '--as-of', 'latest', '--to', at(`${name}-dst.img`)], { env });
+  expect(fs.readFileSync(at(`${name}-dst.img`)).equals(fs.readFileSync(at(`${name}-src.img`)))).toBe(true);
+}
+
+describe.skipIf(skip)(`a protection destination that fills up${why}`, () => {
+  it('is waited for, saying so, and caught up with once space is freed: a directory, then a peer daemon', async () => {
+    const vol = at('f.vol');
+    await setupOk(['volume', 'create', vol, '--size', '64M'], { env });
+    const server = await startServer(vol, ['--socket', at('f.sock'), '--journal'], locks);
+    try {
+      const dest = `${mnt}/f.cdp`;
+      let shipper = startProtect(vol, dest, ['--interval', '500ms'], env);
+      try {
+        await fill(server.info.uri, shipper);
+        expect(fs.readdirSync(`${dest}/intervals`).filter((f) => f.startsWith('.')), 'no partial interval left behind').toEqual([]);
+        grow();
+        const t = Date.now();
+        await shipper.waitCovered(t, 60_000);
+        expect((await shipper.stop()).code).toBe(0);
+      } finally {
+        await shipper.kill9();
+      }
+      await server.stop();
+      await expectExact(vol, dest, 'local');
+
+      // a peer daemon whose root fills: its error comes over the wire, and is waited for the same
+      fs.rmSync(dest, { recursive: true });
+      shrink();
+      const token = makeToken(root, 'f-token');
+      const daemon = spawn(process.execPath, [CLI_BIN, 'serve', 'peer', '--root', mnt, '--listen', '127.0.0.1:0', '--token-file', token, '--plain', '--json'], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+      const done = finished(daemon, 170_000);
+      const vol2 = at('g.vol');
+      await setupOk(['volume', 'create', vol2, '--size', '64M'], { env });
+      const server2 = await startServer(vol2, ['--socket', at('g.sock'), '--journal'], locks);
+      try {
+        const url = `peer://127.0.0.1:${await listeningPort(daemon, done)}/g.cdp`;
+        shipper = startProtect(vol2, url, ['--interval', '500ms', '--token-file', token, '--plain'], env);
+        try {
+          await fill(server2.info.uri, shipper);
+          grow();
+          await shipper.waitCovered(Date.now(), 60_000);
+          expect((await shipper.stop()).code).toBe(0);
+        } finally {
+          await shipper.kill9();
+        }
+        await server2.stop();
+        await expectExact(vol2, `${mnt}/g.cdp`, 'peer');
+      } finally {
+        daemon.kill('SIGTERM');
+        await done;
+        await server2.stop();
+      }
+    } finally {
+      await server.stop();
+    }
+  }, 180_000);
+});
