@@ -48,32 +48,43 @@ export class Selection {
     return (this.cached[b >>> 5] & (1 << (b & 31))) !== 0;
   }
 
-  private chunk(c: number, out: Uint32Array): Uint32Array {
-    out.fill(0);
+  /** The chunk's VBNs into `out`; false when none (most chunks of a sparse volume: its planes' blocks of zeros are skipped unread). */
+  private chunk(c: number, out: Uint32Array): boolean {
+    const zero = (w: Uint32Array) => this.vol.isZeroWords(w);
+    let any = false;
+    if (this.mode === 'moa') {
+      const w = this.vol.planeWords(this.shipping, c);
+      if (zero(w)) return (out.fill(0), false);
+    }
     for (const p of this.newPlanes) {
       const w = this.vol.planeWords(p, c);
-      for (let i = 0; i < out.length; i++) out[i] |= w[i];
+      if (zero(w)) continue;
+      if (!any) out.set(w);
+      else for (let i = 0; i < out.length; i++) out[i] |= w[i];
+      any = true;
     }
+    if (!any) return (out.fill(0), false);
     if (this.mode === 'moa') {
       const w = this.vol.planeWords(this.shipping, c);
       for (let i = 0; i < out.length; i++) out[i] &= w[i];
     } else if (this.mode === 'common') {
       for (const p of this.keepPlanes) {
         const w = this.vol.planeWords(p, c);
+        if (zero(w)) continue;
         for (let i = 0; i < out.length; i++) out[i] &= ~w[i];
       }
     }
     const x = this.excluded.chunk(c);
     if (x) for (let i = 0; i < out.length; i++) out[i] &= ~x[i];
     if (c === 0) out[0] &= ~1;
-    return out;
+    return true;
   }
 
   count(): number {
     const out = new Uint32Array(this.vol.layout.wordsPerPlaneBlock);
     let n = 0;
     for (let c = 0; c < this.vol.layout.planeBlocks; c++) {
-      this.chunk(c, out);
+      if (!this.chunk(c, out)) continue;
       for (let i = 0; i < out.length; i++) if (out[i] !== 0) n += popcount32(out[i]);
     }
     return n;
@@ -100,7 +111,7 @@ export class Selection {
       if (r) await emit(r.payload, r.blocks, (buf) => void (buf.length === full && spares.length < MAX_SPARES && spares.push(buf)));
     };
     for (let c = 0; c < vol.layout.planeBlocks; c++) {
-      this.chunk(c, out);
+      if (!this.chunk(c, out)) continue;
       const extents: Array<[number, number]> = [];
       forEachExtent(out, c * bits, (first, count) => extents.push([first, count]));
       for (let [first, count] of extents) {

@@ -28,6 +28,7 @@ import type { SnapshotEntry } from '../format/snapshot-entry.js';
 import { noProgress, type Progress } from '../core/progress.js';
 import { formatSize } from '../core/size.js';
 import type { Volume } from '../volume/volume.js';
+import { allZero } from '../volume/plane-edit.js';
 import { ghostOf, hashChain, recordCrc } from './records.js';
 import { RecordQueue } from './record-queue.js';
 import { RECORD_BYTES, Selection } from './selection.js';
@@ -450,7 +451,7 @@ async function sendPlanes(vol: Volume, newState: SnapshotEntry[], incoming: Snap
     let words: Uint8Array[] = [];
     for (let c = 0; c < vol.layout.planeBlocks; c++) {
       const w = scan.words(c);
-      if (!w.some((x) => x !== 0)) continue;
+      if (scan.isZero(w) || allZero(w)) continue;
       chunks.push(c);
       words.push(Buffer.from(new Uint8Array(w.buffer, w.byteOffset, w.byteLength)));
       if (chunks.length === per) {

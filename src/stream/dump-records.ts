@@ -5,6 +5,7 @@ import { encodeMapDeltas, encodePlane, type MapDelta } from '../format/image-str
 import type { SnapshotEntry } from '../format/snapshot-entry.js';
 import { forEachExtent, imageChunkReader, imageChunks, parseExpression, resolveExpression, type PlaneSource, type ResolvedExpression } from '../image/index.js';
 import type { Volume } from '../volume/volume.js';
+import { allZero } from '../volume/plane-edit.js';
 import type { CarriedBlocks } from '../volume/map-deltas.js';
 import { SparseBitmap } from '../volume/sparse-bitmap.js';
 import { ImageStreamWriter } from './stream-writer.js';
@@ -26,7 +27,7 @@ export async function writePlanes(vol: Volume, writer: ImageStreamWriter, snapsh
     let words: Uint8Array[] = [];
     for (let c = 0; c < vol.layout.planeBlocks; c++) {
       const w = vol.planeWords(plane, c);
-      if (!w.some((x) => x !== 0)) continue;
+      if (vol.isZeroWords(w) || allZero(w)) continue;
       chunks.push(c);
       words.push(Buffer.from(new Uint8Array(w.buffer, w.byteOffset, w.byteLength)));
       if (chunks.length === per) {

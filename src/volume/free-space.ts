@@ -18,6 +18,8 @@ export interface PlaneHolders {
   /** Slots of snapshots deleted since the last CP: their planes still pin their blocks. */
   readonly departedSlots: ReadonlySet<number>;
   planeWords(plane: number, chunk: number): Uint32Array;
+  /** Whether words from planeWords() are the shared block of zeros. */
+  isZeroWords(words: Uint32Array): boolean;
   scanner(plane: number): PlaneScanner;
   /** Blocks in the active plane. */
   usedBlocks(): number;
@@ -71,6 +73,7 @@ export class FreeSpace implements FreeSpaceView {
     const out = new Uint32Array(w);
     for (const p of this.committedPlanes()) {
       const x = this.holders.planeWords(p, c);
+      if (this.holders.isZeroWords(x)) continue;
       for (let i = 0; i < w; i++) out[i] |= x[i];
     }
     for (const bm of [this.releasedSinceCp, this.reserved]) {

@@ -5,7 +5,7 @@
 import type { RootRecord } from '../format/volume-root.js';
 import { PLANE_MOA, type VolumeLayout } from './layout.js';
 import type { MetadataStore } from './metadata-store.js';
-import { clearPlane, orIntoPlaneBlock } from './plane-edit.js';
+import { allZero, clearPlane, orIntoPlaneBlock } from './plane-edit.js';
 import type { SparseBitmap } from './sparse-bitmap.js';
 
 /** What the planes need of the volume. */
@@ -47,7 +47,7 @@ export class MarkOnAllocate {
     const plane = this.recording();
     for (let c = 0; c * layout.bitsPerPlaneBlock < layout.nblocks; c++) {
       const x = vbns.chunk(c);
-      if (x && x.some((w) => w !== 0) && orIntoPlaneBlock(meta, layout.planeBlock(plane, c), x)) this.h.changed();
+      if (x && !allZero(x) && orIntoPlaneBlock(meta, layout.planeBlock(plane, c), x)) this.h.changed();
     }
   }
 
@@ -56,7 +56,7 @@ export class MarkOnAllocate {
     const { meta, layout } = this.h;
     for (let c = 0; c < layout.planeBlocks; c++) {
       const src = meta.read(layout.planeBlock(from, c)).words;
-      if (src.some((w) => w !== 0) && orIntoPlaneBlock(meta, layout.planeBlock(into, c), src)) this.h.changed();
+      if (!meta.isZero(src) && !allZero(src) && orIntoPlaneBlock(meta, layout.planeBlock(into, c), src)) this.h.changed();
     }
   }
 }

@@ -11,14 +11,21 @@ export function countUnion(layout: VolumeLayout, planes: PlaneScanner[], extra?:
   const acc = new Uint32Array(words);
   let n = 0;
   for (let c = 0; c < layout.planeBlocks; c++) {
-    acc.fill(0);
+    let any = false;
     for (const scan of planes) {
       const w = scan.words(c);
-      for (let i = 0; i < words; i++) acc[i] |= w[i];
+      if (scan.isZero(w)) continue; // most of a sparse volume's planes
+      if (!any) acc.set(w);
+      else for (let i = 0; i < words; i++) acc[i] |= w[i];
+      any = true;
     }
     const r = extra?.chunk(c);
-    if (r) for (let i = 0; i < words; i++) acc[i] |= r[i];
-    for (let i = 0; i < words; i++) if (acc[i] !== 0) n += popcount32(acc[i]);
+    if (r) {
+      if (!any) acc.fill(0);
+      for (let i = 0; i < words; i++) acc[i] |= r[i];
+      any = true;
+    }
+    if (any) for (let i = 0; i < words; i++) if (acc[i] !== 0) n += popcount32(acc[i]);
   }
   return n;
 }
@@ -30,18 +37,23 @@ export function countOnlyIn(layout: VolumeLayout, only: PlaneScanner[], not: Pla
   const held = new Uint32Array(words);
   let n = 0;
   for (let c = 0; c < layout.planeBlocks; c++) {
-    pinned.fill(0);
+    let anyHeld = false;
     held.fill(0);
+    for (const scan of only) {
+      const w = scan.words(c);
+      if (scan.isZero(w)) continue;
+      for (let i = 0; i < words; i++) held[i] |= w[i];
+      anyHeld = true;
+    }
+    if (!anyHeld) continue; // nothing only some hold here
+    pinned.fill(0);
     for (const scan of not) {
       const w = scan.words(c);
+      if (scan.isZero(w)) continue;
       for (let i = 0; i < words; i++) pinned[i] |= w[i];
     }
     const r = extra?.chunk(c);
     if (r) for (let i = 0; i < words; i++) pinned[i] |= r[i];
-    for (const scan of only) {
-      const w = scan.words(c);
-      for (let i = 0; i < words; i++) held[i] |= w[i];
-    }
     for (let i = 0; i < words; i++) {
       const x = held[i] & ~pinned[i];
       if (x !== 0) n += popcount32(x);

@@ -33,7 +33,8 @@ export function orIntoPlaneBlock(meta: MetadataStore, m: number, x: Uint32Array)
 export function clearPlane(meta: MetadataStore, layout: VolumeLayout, plane: number): void {
   for (let i = 0; i < layout.planeBlocks; i++) {
     const m = layout.planeBlock(plane, i);
-    if (meta.read(m).words.some((x) => x !== 0)) meta.replace(m, Buffer.alloc(layout.blockSize));
+    const w = meta.read(m).words;
+    if (!meta.isZero(w) && !allZero(w)) meta.replace(m, Buffer.alloc(layout.blockSize));
   }
 }
 
@@ -51,4 +52,10 @@ export function replacePlane(meta: MetadataStore, layout: VolumeLayout, plane: n
     leaving(c, gone);
     meta.forWrite(m).words.set(from);
   }
+}
+
+/** Whether every word of `w` is zero. */
+export function allZero(w: Uint32Array): boolean {
+  for (let i = 0; i < w.length; i++) if (w[i] !== 0) return false;
+  return true;
 }

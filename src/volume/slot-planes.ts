@@ -7,6 +7,7 @@ import type { BlockFile } from './block-file.js';
 import { PLANE_ACTIVE, type VolumeLayout } from './layout.js';
 import type { MetadataStore } from './metadata-store.js';
 import { PlaneScanner } from './plane-scanner.js';
+import { allZero } from './plane-edit.js';
 
 export class SlotPlanes {
   constructor(private readonly file: BlockFile, private readonly layout: VolumeLayout, private readonly meta: MetadataStore) {}
@@ -19,6 +20,7 @@ export class SlotPlanes {
     for (let i = 0; i < this.layout.planeBlocks; i++) {
       const src = active.words(i);
       const dst = old.words(i);
+      if (active.isZero(src) && old.isZero(dst)) continue; // both zeros, known without a scan
       let same = true;
       for (let k = 0; k < src.length; k++) if (src[k] !== dst[k]) { same = false; break; }
       if (!same) this.file.write(new Uint8Array(src.buffer, src.byteOffset, src.byteLength), this.layout.metaOffset(this.layout.planeBlock(plane, i)));
@@ -28,19 +30,23 @@ export class SlotPlanes {
 
   /** Writes plane block `chunk` of `slot` (the caller checked the slot is free). */
   write(slot: number, chunk: number, data: Uint8Array): void {
-    this.file.write(data, this.layout.metaOffset(this.layout.planeBlock(this.layout.snapshotPlane(slot), chunk)));
+    const m = this.layout.planeBlock(this.layout.snapshotPlane(slot), chunk);
+    this.file.write(data, this.layout.metaOffset(m));
+    this.meta.forget(m, 1); // what the store knew of the block (zeros, a cached copy) is no more
   }
 
   /** Zeroes the plane blocks of `slot` not in `written` (left over from an older snapshot). */
   clearExcept(slot: number, written: Set<number>): void {
     const plane = this.layout.snapshotPlane(slot);
-    const scratch = Buffer.alloc(this.layout.blockSize);
     const zero = Buffer.alloc(this.layout.blockSize);
+    // read in windows (blocks the store knows are zeros not at all); the slot is free, so
+    // no layer above the file holds its blocks
+    const scan = new PlaneScanner(this.file, this.layout, this.meta, plane);
     for (let c = 0; c < this.layout.planeBlocks; c++) {
       if (written.has(c)) continue;
-      const off = this.layout.metaOffset(this.layout.planeBlock(plane, c));
-      this.file.read(scratch, off);
-      if (!scratch.equals(zero)) this.file.write(zero, off);
+      const w = scan.words(c);
+      if (scan.isZero(w) || allZero(w)) continue;
+      this.file.write(zero, this.layout.metaOffset(this.layout.planeBlock(plane, c)));
     }
     this.forget(slot);
   }

@@ -71,6 +71,7 @@ export class VolumeCore implements MapStorage {
       snapshots: () => this.snapshots(),
       departedSlots: this.table.departed,
       planeWords: (p, c) => this.planeWords(p, c),
+      isZeroWords: (w) => this.meta.isZero(w),
       scanner: (p) => this.scanner(p),
       usedBlocks: () => this.root.usedBlocks,
     });
@@ -163,6 +164,11 @@ export class VolumeCore implements MapStorage {
 
   planeWords(plane: number, chunk: number): Uint32Array {
     return this.meta.read(this.layout.planeBlock(plane, chunk)).words;
+  }
+
+  /** Whether words from planeWords() are the shared block of zeros (most of a sparse volume's planes): a pass may skip them. False does not mean non-zero. */
+  isZeroWords(words: Uint32Array): boolean {
+    return this.meta.isZero(words);
   }
 
   testBit(plane: number, vbn: number): boolean {

@@ -30,6 +30,7 @@ import { benchS3, S3_ROWS } from './s3.js';
 import { parseSize } from '../../src/core/size.js';
 import { benchProtectRestore } from './protect-restore.js';
 import { benchProtectSparse } from './protect-sparse.js';
+import { benchMirrorSparse } from './mirror-sparse.js';
 import { makeWorkDir, removeWorkDir } from './work-dir.js';
 
 interface Suite {
@@ -49,6 +50,7 @@ const SUITES: Suite[] = [
   { names: ['dump-encrypt', 'dump-encrypt-none'], run: benchDumpEncrypt },
   { names: ['restore-chain', 'restore-chain-rss'], run: benchRestoreChain },
   { names: ['mirror-full-bytes', 'mirror-full', 'mirror-l1', 'mirror-l1-bytes'], run: benchMirror },
+  { names: ['mirror-sparse-noop', 'mirror-sparse-l1'], run: benchMirrorSparse },
   { names: ['protect-write', 'protect-write-journal', 'protect-lag-p99', 'protect-hot-bytes'], run: benchProtect },
   { names: ['mux-throttled', 'mux-idle', 'mux-unthrottled', 'mux-restore'], run: benchMultiplex },
   { names: ['protect-restore', 'protect-restore-distinct'], run: benchProtectRestore },
