@@ -31,8 +31,9 @@ export class MetadataStore {
   /** Bit m: the file holds zeros at metadata block m, and no other layer holds it. */
   private readonly knownZero: Uint8Array;
 
-  constructor(private readonly file: BlockFile, private readonly layout: VolumeLayout) {
-    this.cleanLimit = Math.max(64, Math.floor(CLEAN_CACHE_BYTES / layout.blockSize));
+  /** `cacheBytes`: what the cache of clean blocks holds at most (at least 64 blocks). */
+  constructor(private readonly file: BlockFile, private readonly layout: VolumeLayout, cacheBytes = CLEAN_CACHE_BYTES) {
+    this.cleanLimit = Math.max(64, Math.floor(cacheBytes / layout.blockSize));
     this.zero = this.wrap(Buffer.alloc(layout.blockSize));
     this.knownZero = new Uint8Array(Math.ceil(layout.dataStart / 8));
   }
