@@ -90,46 +90,32 @@ export class BlockSet {
     }
   }
 
-  /** The LBNs, ascending. */
-  *values(): Generator<number> {
+  /** The non-zero bytes of the pages, ascending: the LBN of each byte's bit 0, and the byte. */
+  private *setBytes(): Generator<[number, number]> {
     for (const p of this.pageNumbers()) {
       const page = this.pages.get(p)!;
       const base = p * PAGE_BITS;
-      for (let i = 0; i < PAGE_BYTES; i++) {
-        const b = page[i];
-        if (b === 0) continue;
-        for (let k = 0; k < 8; k++) if ((b & (1 << k)) !== 0) yield base + i * 8 + k;
-      }
+      for (let i = 0; i < PAGE_BYTES; i++) if (page[i] !== 0) yield [base + i * 8, page[i]];
     }
+  }
+
+  /** The LBNs, ascending. */
+  *values(): Generator<number> {
+    for (const [at, b] of this.setBytes()) for (let k = 0; k < 8; k++) if ((b & (1 << k)) !== 0) yield at + k;
   }
 
   /** The blocks held as maximal runs, [first, end) ascending: cost ∝ the set's pages, not its blocks. */
   *runs(): Generator<[number, number]> {
     let first = -1;
     let end = -1;
-    for (const p of this.pageNumbers()) {
-      const page = this.pages.get(p)!;
-      const base = p * PAGE_BITS;
-      for (let i = 0; i < PAGE_BYTES; i++) {
-        const b = page[i];
-        if (b === 0) continue;
-        const at = base + i * 8;
-        if (b === 0xff) {
-          if (end !== at) {
-            if (first >= 0) yield [first, end];
-            first = at;
-          }
-          end = at + 8;
-          continue;
+    for (const [at, b] of this.setBytes()) {
+      for (let k = 0; k < 8; k++) {
+        if ((b & (1 << k)) === 0) continue;
+        if (end !== at + k) {
+          if (first >= 0) yield [first, end];
+          first = at + k;
         }
-        for (let k = 0; k < 8; k++) {
-          if ((b & (1 << k)) === 0) continue;
-          if (end !== at + k) {
-            if (first >= 0) yield [first, end];
-            first = at + k;
-          }
-          end = at + k + 1;
-        }
+        end = at + k + 1;
       }
     }
     if (first >= 0) yield [first, end];
