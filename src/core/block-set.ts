@@ -109,6 +109,10 @@ export class BlockSet {
     let first = -1;
     let end = -1;
     for (const [at, b] of this.setBytes()) {
+      if (b === 0xff && end === at) {
+        end = at + 8; // a full byte that goes on the run (most of a large trim's)
+        continue;
+      }
       for (let k = 0; k < 8; k++) {
         if ((b & (1 << k)) === 0) continue;
         if (end !== at + k) {
