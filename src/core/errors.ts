@@ -127,6 +127,11 @@ export class IoError extends ImgstreamError {
   constructor(message: string, hint?: string) { super('io', message, hint); }
 }
 
+/** The file system refused a file of `bytes` (EFBIG: ext4 holds files up to 16 TiB, ext2 with 1 KiB blocks up to 16 GiB). */
+export class FileTooLargeError extends IoError {
+  constructor(message: string, hint: string | undefined, readonly bytes: number) { super(message, hint); }
+}
+
 export class AuthError extends ImgstreamError {
   constructor(message: string, hint?: string) { super('auth', message, hint); }
 }

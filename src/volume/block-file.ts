@@ -2,7 +2,7 @@
 // a consistency point is a strict sequence of writes and flushes, and the engine never
 // has more than one of them in flight.
 import fs from 'node:fs';
-import { fromSystemError, IoError } from '../core/errors.js';
+import { FileTooLargeError, fromSystemError, IoError } from '../core/errors.js';
 
 export class BlockFile {
   private constructor(readonly path: string, readonly fd: number, readonly writable: boolean, readonly isBlockDevice: boolean) {}
@@ -116,7 +116,7 @@ export class BlockFile {
       fs.ftruncateSync(this.fd, bytes);
     } catch (err) {
       const e = err as NodeJS.ErrnoException;
-      if (e.code === 'EFBIG') throw new IoError(`${this.path}: the file system cannot hold a file of ${bytes} bytes`, 'choose a smaller --volume-size, or put the volume on a block device');
+      if (e.code === 'EFBIG') throw new FileTooLargeError(`${this.path}: the file system cannot hold a file of ${bytes} bytes`, 'choose a smaller --volume-size, or put the volume on a block device', bytes);
       throw fromSystemError(err, this.path, 'sizing the volume');
     }
   }

@@ -1,19 +1,28 @@
-// A protection destination whose file system fills up (a backup disk, a quota): the
-// shipper once exited 10 at the first interval that did not fit, and protection stopped
-// until someone restarted it. It now waits as for a link that is down: it says the
-// destination is full (a `waiting` event), keeps trying with a growing pause, and the
-// server keeps journaling; once space is freed it catches up, and every point is exact.
-// On a real file system that fills: a tmpfs of 24 MiB, grown when the test frees space.
-// The same for a peer daemon whose root is on it.
+// Protection destinations on file systems with limits.
+//
+// One that fills up (a backup disk, a quota): the shipper once exited 10 at the first
+// interval that did not fit, and protection stopped until someone restarted it. It now
+// waits as for a link that is down: it says the destination is full (a `waiting` event),
+// keeps trying with a growing pause, and the server keeps journaling; once space is freed
+// it catches up, and every point is exact. On a real file system that fills: a tmpfs of
+// 24 MiB, grown when the test frees space. The same for a peer daemon whose root is on it.
+//
+// One whose largest file is smaller than the base's room for four times the disk (ext4
+// holds 16 TiB: a disk over ~4 TiB): the seed once failed with "the file system cannot
+// hold a file" and a hint about a flag protect does not have. The base now takes the
+// largest file the file system holds (keeping fewer snapshots); one that cannot hold the
+// disk once over is refused in one line naming the limit. On ext2 with 1 KiB blocks
+// (files up to 16 GiB), loop-mounted.
 import fs from 'node:fs';
 import { execFileSync, spawn } from 'node:child_process';
 import { afterAll, describe, expect, it } from 'vitest';
 import { journalTestDir, journalTestMissing } from '../support/journal-tests.js';
-import { qemuIo, startServer } from '../nbd/support.js';
+import { qemuIo, run, startServer } from '../nbd/support.js';
 import { CLI_BIN, finished, listeningPort } from '../support/cli.js';
 import { makeToken } from '../peer/support.js';
 import { inProcessOk, setupOk } from '../support/in-process.js';
 import { startProtect, type RunningProtect } from '../support/protect-cli.js';
+import { largestFileIn } from '../../src/fs/largest-file.js';
 
 const missing = journalTestMissing();
 const { root, locks, at, env } = journalTestDir('imgstream-dest-full-');
@@ -31,6 +40,23 @@ afterAll(() => {
   if (mounted) execFileSync('umount', ['-l', mnt], { stdio: 'ignore' });
 });
 const grow = () => execFileSync('mount', ['-o', 'remount,size=256M', mnt]);
+/** ext2 with 1 KiB blocks, loop-mounted: files up to 16 GiB. */
+const ext2 = at('ext2');
+fs.mkdirSync(ext2);
+let ext2Mounted = false;
+if (mounted) {
+  try {
+    execFileSync('truncate', ['-s', '64M', at('ext2.img')]);
+    execFileSync('mkfs.ext2', ['-q', '-b', '1024', at('ext2.img')], { stdio: 'ignore' });
+    execFileSync('mount', ['-o', 'loop', at('ext2.img'), ext2], { stdio: 'ignore' });
+    ext2Mounted = true;
+  } catch {
+    // no loop device or no mkfs.ext2: said in the test's name
+  }
+}
+afterAll(() => {
+  if (ext2Mounted) execFileSync('umount', ['-l', ext2], { stdio: 'ignore' });
+});
 const shrink = () => execFileSync('mount', ['-o', 'remount,size=24M', mnt]);
 const skip = missing.length > 0 || !mounted;
 const why = missing.length ? ` (skipped: ${missing.join(', ')} not installed)` : !mounted ? ' (skipped: mounting a tmpfs to fill needs root)' : '';
@@ -55,7 +81,7 @@ async function expectExact(vol: string, dest: string, name: string): Promise<voi
   expect(fs.readFileSync(at(`${name}-dst.img`)).equals(fs.readFileSync(at(`${name}-src.img`)))).toBe(true);
 }
 
-describe.skipIf(skip)(`a protection destination that fills up${why}`, () => {
+describe.skipIf(skip)(`a protection destination on a file system with limits${why}`, () => {
   it('is waited for, saying so, and caught up with once space is freed: a directory, then a peer daemon', async () => {
     const vol = at('f.vol');
     await setupOk(['volume', 'create', vol, '--size', '64M'], { env });
@@ -107,4 +133,53 @@ describe.skipIf(skip)(`a protection destination that fills up${why}`, () => {
       await server.stop();
     }
   }, 180_000);
+
+  it.skipIf(!ext2Mounted)(`takes a base as large as the file system holds, and refuses one that cannot hold the disk${ext2Mounted ? '' : ' (skipped: no loop-mounted ext2)'}`, async () => {
+    const vol = at('b.vol');
+    await setupOk(['volume', 'create', vol, '--size', '4G'], { env });
+    const server = await startServer(vol, ['--socket', at('b.sock'), '--journal'], locks);
+    try {
+      await qemuIo(server.info.uri, ['write -P 0x21 0 2M', 'write -P 0x22 3G 1M', 'flush']);
+      const r = await run(process.execPath, [CLI_BIN, 'protect', vol, '--to', `${ext2}/b.cdp`, '--once'], { env });
+      expect(r.code, r.stderr).toBe(0);
+      // the base: as large as the file system holds (within its metadata's granularity), which is less than 4 times the disk
+      const base = fs.statSync(`${ext2}/b.cdp/base.vol`).size;
+      const largest = largestFileIn(ext2, 2 ** 40);
+      expect(largest).toBeLessThan(4 * 4 * 2 ** 30 + (1 << 30));
+      expect(base).toBeLessThanOrEqual(largest);
+      expect(base).toBeGreaterThan(largest - (64 << 20));
+      await qemuIo(server.info.uri, ['write -P 0x23 1G 64k', 'flush']);
+      expect((await run(process.execPath, [CLI_BIN, 'protect', vol, '--to', `${ext2}/b.cdp`, '--once'], { env })).code).toBe(0);
+      await server.stop();
+      // the disk as of the newest point: what was written where it was, holes elsewhere
+      await inProcessOk(['volume', 'export', `${ext2}/b.cdp`, '--as-of', 'latest', '--to', at('b-dst.img')], { env });
+      const fd = fs.openSync(at('b-dst.img'), 'r');
+      try {
+        const fill = (at: number, n: number) => {
+          const b = Buffer.alloc(n);
+          fs.readSync(fd, b, 0, n, at);
+          return [...new Set(b)];
+        };
+        expect([fill(0, 2 << 20), fill(2 ** 30, 64 << 10), fill(3 * 2 ** 30, 1 << 20), fill(2 << 20, 1 << 20)]).toEqual([[0x21], [0x23], [0x22], [0]]);
+        expect(fs.fstatSync(fd).blocks * 512).toBeLessThan(16 << 20);
+      } finally {
+        fs.closeSync(fd);
+      }
+    } finally {
+      await server.stop();
+    }
+    // a 20 GiB disk: not even once over
+    const big = at('c.vol');
+    await setupOk(['volume', 'create', big, '--size', '20G'], { env });
+    const server2 = await startServer(big, ['--socket', at('c.sock'), '--journal'], locks);
+    try {
+      const r = await run(process.execPath, [CLI_BIN, 'protect', big, '--to', `${ext2}/c.cdp`, '--once'], { env });
+      expect(r.code).toBe(10);
+      expect(r.stderr.trim().split('\n')).toHaveLength(1);
+      expect(r.stderr).toMatch(/c\.cdp: the file system holds files of at most 16\.\d GiB, too small for the base volume of a 20\.0 GiB disk \(at least 20\.\d GiB\)/);
+      expect(fs.readdirSync(`${ext2}/c.cdp`).filter((f) => f.startsWith('.')), 'no temporary file left').toEqual([]);
+    } finally {
+      await server2.stop();
+    }
+  }, 120_000);
 });
