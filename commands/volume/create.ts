@@ -2,12 +2,13 @@ import { Args, Flags } from '@oclif/core';
 import { ImgstreamCommand } from '../_cli/base.js';
 import { Volume, DEFAULT_MAX_SNAPSHOTS, VolumeLayout } from '../../src/volume/index.js';
 import { formatSize, parseSize } from '../../src/core/size.js';
+import { FLAG_BLOCK_DEVICE } from '../../src/volume/volume-flags.js';
 
 export default class VolumeCreate extends ImgstreamCommand {
   static override summary = 'Create a volume in a file or on a block device.';
   static override description = `The volume holds a logical disk of --size bytes, mapped write-anywhere onto blocks of --block-size bytes, plus its snapshots and all its metadata: copying the file copies the volume. A file volume is sparse: it takes disk space only for blocks in use.
 
---volume-size is the size of the whole volume file (data, blocks kept by snapshots, metadata); it defaults to blocks for twice --size, plus the metadata. On a block device it defaults to the whole device.`;
+--volume-size is the size of the whole volume file (data, blocks kept by snapshots, metadata); it defaults to blocks for twice --size, plus the metadata, or the largest file the file system holds when that is less (ext4 holds 16 TiB), as long as it holds the disk once over. On a block device it defaults to the whole device.`;
   static override examples = [
     '<%= config.bin %> volume create vm.vol --size 20G',
     '<%= config.bin %> volume create big.vol --size 16T --volume-size 15T --block-size 64K',
@@ -40,7 +41,9 @@ export default class VolumeCreate extends ImgstreamCommand {
       volumeBytes: layout.fileBytes,
       maxSnapshots: root.maxSnapshots,
     };
-    this.say(`created ${args.volume}: ${formatSize(size)} logical disk, ${root.nblocks} volume blocks of ${formatSize(blockSize)} (${formatSize(layout.fileBytes)} volume file), uuid ${root.uuid}`);
+    // no --volume-size, and less than the default: the file system holds no larger file
+    const fitted = volumeSize === undefined && (root.flags & FLAG_BLOCK_DEVICE) === 0 && root.nblocks < (2 * size) / root.blockSize;
+    this.say(`created ${args.volume}: ${formatSize(size)} logical disk, ${root.nblocks} volume blocks of ${formatSize(blockSize)} (${formatSize(layout.fileBytes)} volume file${fitted ? ': the largest file this file system holds' : ''}), uuid ${root.uuid}`);
     return result;
   }
 }

@@ -7,14 +7,12 @@
 // by close() or the process's death.
 import fs from 'node:fs';
 import path from 'node:path';
-import { BusyError, CorruptError, ExistsError, FileTooLargeError, InvalidInputError, IoError, NotFoundError, fromSystemError } from '../core/errors.js';
-import { formatSize } from '../core/size.js';
+import { BusyError, CorruptError, ExistsError, FileTooLargeError, InvalidInputError, NotFoundError, fromSystemError } from '../core/errors.js';
 import { VolumeLock } from '../volume/volume-lock.js';
 import { Volume } from '../volume/volume.js';
-import { DEFAULT_MAX_SNAPSHOTS, VolumeLayout } from '../volume/layout.js';
+import { leastBlocksFor } from '../volume/volume-create.js';
 import { writeLogicalBlocks, unmapLogicalBlocks } from '../volume/logical-io.js';
 import { removeStaleTemp } from '../fs/stale-temp.js';
-import { largestFileIn } from '../fs/largest-file.js';
 import { crashPoint } from '../volume/crash-point.js';
 import { DEFAULT_KEEP_MS, type DestinationState, type IntervalBlock, type ProtectDestination, type ProtectedSource, type SeedImage, type ShippedInterval } from './destination-api.js';
 import { BASE_FILE, INTERVALS_DIR, STATE_FILE, heldByDestination, initialState, readState, refuseVolumePath, windowOf, writeState, type ProtectState } from './destination-state.js';
@@ -248,32 +246,16 @@ export class LocalProtectDestination implements ProtectDestination {
  * Creates the base volume at `tmp`: room for BASE_BLOCKS_PER_LOGICAL times its disk, or,
  * where the file system holds no file that large (ext4: 16 TiB, so a disk over ~4 TiB),
  * the largest it holds: the base then keeps fewer snapshots (the oldest go when room is
- * needed). One that cannot hold the disk once over is refused, naming what it holds.
+ * needed). One that cannot hold the disk once over (its map, a fold's changes before a
+ * CP frees what they replace) is refused, naming the limit.
  */
 function createBase(tmp: string, dir: string, opts: { size: number; blockSize: number; uuid: string }): void {
   const logicalBlocks = opts.size / opts.blockSize;
   try {
-    Volume.create(tmp, { ...opts, nblocks: logicalBlocks * BASE_BLOCKS_PER_LOGICAL + BASE_SPARE_BLOCKS });
-    return;
+    Volume.create(tmp, { ...opts, nblocks: logicalBlocks * BASE_BLOCKS_PER_LOGICAL + BASE_SPARE_BLOCKS, fit: { leastBlocks: leastBlocksFor(logicalBlocks) + 2 * OVERLAY_CP_BLOCKS } });
   } catch (err) {
     if (!(err instanceof FileTooLargeError)) throw err;
-    fs.rmSync(tmp, { force: true });
-    const largest = largestFileIn(dir, err.bytes, opts.blockSize);
-    // the disk once, its map, a fold's changes before a CP frees what they replace, metadata
-    const least = logicalBlocks + Math.ceil(logicalBlocks / 256) + 2 * OVERLAY_CP_BLOCKS + BASE_SPARE_BLOCKS;
-    let layout: VolumeLayout | null = null;
-    try {
-      layout = VolumeLayout.fitting(opts.blockSize, largest, DEFAULT_MAX_SNAPSHOTS);
-    } catch {
-      // too small for even its metadata
-    }
-    if (layout === null || layout.nblocks < least) {
-      throw new IoError(
-        `${dir}: the file system holds files of at most ${formatSize(largest)}, too small for the base volume of a ${formatSize(opts.size)} disk (at least ${formatSize(new VolumeLayout(opts.blockSize, least, DEFAULT_MAX_SNAPSHOTS).fileBytes)})`,
-        'protect to a directory on a file system that holds larger files (XFS, btrfs, ext4 up to 16 TiB)',
-      );
-    }
-    Volume.create(tmp, { ...opts, nblocks: layout.nblocks });
+    throw new FileTooLargeError(err.message.replace(`${tmp}: `, `${dir}: `).replace('for a volume of', 'for the base volume of'), 'protect to a directory on a file system that holds larger files (XFS, btrfs; ext4 holds 16 TiB)', err.bytes);
   }
 }
 

@@ -3,7 +3,9 @@
 import fs from 'node:fs';
 import { tempBeside } from '../fs/stale-temp.js';
 import { randomBytes } from 'node:crypto';
-import { ExistsError, InvalidInputError, fromSystemError } from '../core/errors.js';
+import { ExistsError, FileTooLargeError, InvalidInputError, fromSystemError } from '../core/errors.js';
+import { formatSize } from '../core/size.js';
+import { largestFileIn } from '../fs/largest-file.js';
 import { encodeRootRecord, type RootRecord } from '../format/volume-root.js';
 import { BlockFile } from './block-file.js';
 import { holdsVolume } from './root-reader.js';
@@ -22,6 +24,18 @@ export interface CreateOptions {
   /** Restore: the identity and exact geometry of the volume a stream came from. */
   uuid?: string;
   nblocks?: number;
+  /**
+   * When the file system holds no file as large as the layout asks (EFBIG: ext4 holds 16
+   * TiB), take the largest it holds, down to `leastBlocks` VBNs; below that, refuse naming
+   * the limit. Given by default when neither `volumeSize` nor `nblocks` is (the size was
+   * not asked for).
+   */
+  fit?: { leastBlocks: number };
+}
+
+/** The fewest VBNs a volume of `logicalBlocks` works with: the disk once over, its map, and room for a CP's changes. */
+export function leastBlocksFor(logicalBlocks: number): number {
+  return logicalBlocks + Math.ceil(logicalBlocks / 256) + 4096;
 }
 
 export function createVolume(path: string, opts: CreateOptions): RootRecord {
@@ -108,6 +122,33 @@ export function createVolume(path: string, opts: CreateOptions): RootRecord {
   // a new file appears whole or not at all: build it under a temporary name, then link it
   const temp = tempBeside(path, 'imgstream-new');
   const tmp = `${temp.dir}/${temp.prefix}${process.pid}`;
+  const fit = opts.fit ?? (opts.nblocks === undefined && opts.volumeSize === undefined ? { leastBlocks: leastBlocksFor(logicalBlocks) } : undefined);
+  try {
+    createFile(path, tmp, layout, rootBlock);
+  } catch (err) {
+    if (!(err instanceof FileTooLargeError)) throw err;
+    if (fit === undefined) throw new FileTooLargeError(err.message.split(tmp).join(path), err.hint, err.bytes); // named as asked, not by its temporary name
+    // the largest file the file system holds, when it holds the disk once over
+    const largest = largestFileIn(temp.dir, err.bytes, blockSize);
+    let fitted: VolumeLayout | null = null;
+    try {
+      fitted = VolumeLayout.fitting(blockSize, largest, maxSnapshots);
+    } catch {
+      // too small even for its metadata
+    }
+    if (fitted === null || fitted.nblocks < fit.leastBlocks) {
+      const least = new VolumeLayout(blockSize, fit.leastBlocks, maxSnapshots).fileBytes;
+      throw new FileTooLargeError(`${path}: the file system holds files of at most ${formatSize(largest)}, too small for a volume of a ${formatSize(opts.size)} disk (at least ${formatSize(least)})`, 'put it on a file system that holds larger files (XFS, btrfs; ext4 holds 16 TiB), or on a block device', err.bytes);
+    }
+    root.nblocks = fitted.nblocks;
+    encodeRootRecord(root).copy(rootBlock);
+    createFile(path, tmp, fitted, rootBlock);
+  }
+  return root;
+}
+
+/** The volume file at `path`, built at `tmp` and linked into place. */
+function createFile(path: string, tmp: string, layout: VolumeLayout, rootBlock: Buffer): void {
   let f: BlockFile | null = null;
   try {
     fs.writeFileSync(tmp, '', { flag: 'wx' });
@@ -128,5 +169,4 @@ export function createVolume(path: string, opts: CreateOptions): RootRecord {
       /* not created */
     }
   }
-  return root;
 }

@@ -12,7 +12,8 @@
 // hold a file" and a hint about a flag protect does not have. The base now takes the
 // largest file the file system holds (keeping fewer snapshots); one that cannot hold the
 // disk once over is refused in one line naming the limit. On ext2 with 1 KiB blocks
-// (files up to 16 GiB), loop-mounted.
+// (files up to 16 GiB), loop-mounted. `volume create` without --volume-size does the same
+// (it once failed for any disk over 8 TiB on ext4, its default being twice the disk).
 import fs from 'node:fs';
 import { execFileSync, spawn } from 'node:child_process';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -182,4 +183,21 @@ describe.skipIf(skip)(`a protection destination on a file system with limits${wh
       await server2.stop();
     }
   }, 120_000);
+
+  it.skipIf(!ext2Mounted)(`volume create without --volume-size takes the largest file the file system holds${ext2Mounted ? '' : ' (skipped: no loop-mounted ext2)'}`, async () => {
+    const create = (name: string, extra: string[]) => run(process.execPath, [CLI_BIN, 'volume', 'create', `${ext2}/${name}`, ...extra], { env });
+    const fitted = await create('f.vol', ['--size', '8G']);
+    expect(fitted.code, fitted.stderr).toBe(0);
+    expect(fitted.stdout).toMatch(/8\.00 GiB logical disk, \d+ volume blocks of 4\.00 KiB \(16\.\d GiB volume file: the largest file this file system holds\)/);
+    expect(fs.statSync(`${ext2}/f.vol`).size).toBeLessThanOrEqual(largestFileIn(ext2, 2 ** 40));
+    expect((await run(process.execPath, [CLI_BIN, 'volume', 'check', `${ext2}/f.vol`], { env })).code).toBe(0);
+    // too small for the disk once over, and a size asked for that does not fit: one line each, nothing left behind
+    const tooBig = await create('g.vol', ['--size', '20G']);
+    expect(tooBig.code).toBe(10);
+    expect(tooBig.stderr.trim()).toMatch(/^imgstream: \S+g\.vol: the file system holds files of at most 16\.\d GiB, too small for a volume of a 20\.0 GiB disk \(at least 20\.\d GiB\)/);
+    const asked = await create('h.vol', ['--size', '8G', '--volume-size', '20G']);
+    expect(asked.code).toBe(10);
+    expect(asked.stderr.trim()).toMatch(/^imgstream: \S+h\.vol: the file system cannot hold a file of 21474836480 bytes \(choose a smaller --volume-size/);
+    expect(fs.readdirSync(ext2).filter((f) => /^[gh]\.vol|^\./.test(f))).toEqual([]);
+  });
 });
