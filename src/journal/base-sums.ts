@@ -11,12 +11,14 @@
 // the base, so nothing checks them until the step is redone. Snapshots folded into the
 // base are not covered (their blocks are older versions).
 //
-//   0  u32  magic "IBS1"
+//   0  u32  magic "IBS2" (or "IBS1", written by earlier versions)
 //   4  u32  block size
 //   8  f64  logical blocks
 //  16  u32  CRC-32 of bytes 0..16
 //  20  12   reserved (0)
-//  32  u32  per LBN, little-endian
+//  32  u32  per LBN, little-endian: in "IBS2" files the crc32 XOR a zero block's crc32,
+//           so a block of zeros is 0 and runs of them are holes (a 1 TiB disk holding
+//           little takes next to no space, where "IBS1" took 1 GiB); in "IBS1", the crc32
 // A destination seeded by an imgstream without base checksums has no such file: its base
 // is then checked for structure only, as before.
 import fs from 'node:fs';
@@ -26,7 +28,8 @@ import { crc32 } from '../format/crc32.js';
 import { entryBlocks, type IntervalIndex } from './interval-file.js';
 
 export const BASE_SUMS_FILE = 'base.sums';
-const MAGIC = 0x3153_4249; // "IBS1" read little-endian
+const MAGIC_DENSE = 0x3153_4249; // "IBS1" read little-endian
+const MAGIC = 0x3253_4249; // "IBS2"
 const HEADER_BYTES = 32;
 /** Entries read or rewritten at once. */
 const CHUNK_ENTRIES = 16384;
@@ -62,6 +65,7 @@ export class BaseSumsWriter {
   private at = HEADER_BYTES;
   private readonly zero: number;
   private closed = false;
+  private static readonly HOLE = Buffer.alloc(CHUNK_ENTRIES * 4);
 
   constructor(readonly file: string, blockSize: number, private readonly logicalBlocks: number) {
     this.zero = zeroBlockCrc(blockSize);
@@ -76,14 +80,14 @@ export class BaseSumsWriter {
   /** The checksum of `lbn` (past every LBN given so far); null data: a zero block. */
   add(lbn: number, data: Buffer | null): void {
     this.zerosTo(lbn);
-    this.put(data === null ? this.zero : crc32(data));
+    this.put(data === null ? 0 : (crc32(data) ^ this.zero) >>> 0);
   }
 
-  /** Zero blocks' checksums up to `lbn` (a run at a time: a large sparse disk is mostly such runs). */
+  /** Zero blocks' entries (0) up to `lbn`, a run at a time: a large sparse disk is mostly such runs, left as holes. */
   private zerosTo(lbn: number): void {
     while (this.next < lbn) {
       const n = Math.min(lbn - this.next, CHUNK_ENTRIES - this.filled);
-      this.entries.fill(this.zero, this.filled, this.filled + n);
+      this.entries.fill(0, this.filled, this.filled + n);
       this.filled += n;
       this.next += n;
       if (this.filled === CHUNK_ENTRIES) this.flush();
@@ -98,8 +102,10 @@ export class BaseSumsWriter {
   }
 
   private flush(): void {
+    const bytes = this.filled * 4;
     try {
-      fs.writeSync(this.fd, this.chunk, 0, this.filled * 4, this.at);
+      // a chunk of zero blocks only is a hole
+      if (!this.chunk.subarray(0, bytes).equals(BaseSumsWriter.HOLE.subarray(0, bytes))) fs.writeSync(this.fd, this.chunk, 0, bytes, this.at);
     } catch (err) {
       throw fromSystemError(err, this.file, 'writing the base checksums');
     }
@@ -111,6 +117,7 @@ export class BaseSumsWriter {
     this.zerosTo(this.logicalBlocks);
     this.flush();
     try {
+      fs.ftruncateSync(this.fd, HEADER_BYTES + this.logicalBlocks * 4); // the holes at its end
       fs.fsyncSync(this.fd);
     } catch (err) {
       throw fromSystemError(err, this.file, 'writing the base checksums');
@@ -132,6 +139,8 @@ export class BaseSums {
     private readonly fd: number,
     readonly blockSize: number,
     readonly logicalBlocks: number,
+    /** What an entry in the file is XORed with ("IBS2": a zero block's crc32; "IBS1": 0). */
+    private readonly xor: number,
   ) {}
 
   static open(dir: string, opts: { write: boolean; blockSize: number; logicalBlocks: number }): BaseSums | null {
@@ -147,17 +156,18 @@ export class BaseSums {
       const h = Buffer.alloc(HEADER_BYTES);
       const got = fs.readSync(fd, h, 0, HEADER_BYTES, 0);
       const size = fs.fstatSync(fd).size;
-      if (got < HEADER_BYTES || h.readUInt32LE(0) !== MAGIC || h.readUInt32LE(16) !== crc32(h.subarray(0, 16))) throw new CorruptError(`${file}: not a base checksum file, or its header is damaged`, DAMAGED_HINT);
+      const magic = h.readUInt32LE(0);
+      if (got < HEADER_BYTES || (magic !== MAGIC && magic !== MAGIC_DENSE) || h.readUInt32LE(16) !== crc32(h.subarray(0, 16))) throw new CorruptError(`${file}: not a base checksum file, or its header is damaged`, DAMAGED_HINT);
       if (h.readUInt32LE(4) !== opts.blockSize || h.readDoubleLE(8) !== opts.logicalBlocks) throw new CorruptError(`${file}: made for ${h.readDoubleLE(8)} blocks of ${h.readUInt32LE(4)} bytes, not the destination's ${opts.logicalBlocks} of ${opts.blockSize}`, DAMAGED_HINT);
       if (size !== HEADER_BYTES + opts.logicalBlocks * 4) throw new CorruptError(`${file}: ${size} bytes, not ${HEADER_BYTES + opts.logicalBlocks * 4}: cut short or grown`, DAMAGED_HINT);
-      return new BaseSums(file, fd, opts.blockSize, opts.logicalBlocks);
+      return new BaseSums(file, fd, opts.blockSize, opts.logicalBlocks, magic === MAGIC ? zeroBlockCrc(opts.blockSize) : 0);
     } catch (err) {
       fs.closeSync(fd);
       throw err;
     }
   }
 
-  /** The entries of LBNs [first, first + n) (a view of the file's little-endian words: the platforms node runs imgstream on are little-endian). */
+  /** The checksums of LBNs [first, first + n), from the file's little-endian words (the platforms node runs imgstream on are little-endian). */
   read(first: number, n: number): Uint32Array {
     const buf = Buffer.alloc(n * 4);
     try {
@@ -167,7 +177,9 @@ export class BaseSums {
       if (err instanceof CorruptError) throw err;
       throw fromSystemError(err, this.file, 'reading the base checksums');
     }
-    return new Uint32Array(buf.buffer, buf.byteOffset, n);
+    const entries = new Uint32Array(buf.buffer, buf.byteOffset, n);
+    if (this.xor !== 0) for (let i = 0; i < n; i++) entries[i] ^= this.xor;
+    return entries;
   }
 
   /** Takes the checksums of the blocks interval `ix` holds (its index's; a zero block's for those it zeroes). Not durable before sync(). */
@@ -180,6 +192,7 @@ export class BaseSums {
     const writeBack = () => {
       if (entries === null) return;
       const first = chunk * CHUNK_ENTRIES;
+      if (this.xor !== 0) for (let i = 0; i < entries.length; i++) entries[i] ^= this.xor;
       try {
         fs.writeSync(this.fd, new Uint8Array(entries.buffer, entries.byteOffset, entries.length * 4), 0, entries.length * 4, HEADER_BYTES + first * 4);
       } catch (err) {
@@ -253,9 +266,24 @@ export function mismatches(sums: BaseSums, first: number, data: Buffer, skip: (l
  */
 export function zeroMismatches(blockSize: number, first: number, entries: Uint32Array, skip: (lbn: number) => boolean = () => false): number[] {
   const zero = zeroBlockCrc(blockSize);
+  if (allZeroSums(entries, zero)) return []; // compared at once, not entry by entry: a large thin disk is mostly such stretches
   const bad: number[] = [];
   for (let k = 0; k < entries.length; k++) if (entries[k] !== zero && !skip(first + k)) bad.push(first + k);
   return bad;
+}
+
+/** A buffer of zero blocks' checksums, at least `n` entries long (grown as asked). */
+let zeroSums: { crc: number; words: Buffer } | null = null;
+
+/** Whether every entry of `entries` is `zero` (a zero block's crc32). */
+function allZeroSums(entries: Uint32Array, zero: number): boolean {
+  const bytes = entries.length * 4;
+  if (zeroSums === null || zeroSums.crc !== zero || zeroSums.words.length < bytes) {
+    const words = Buffer.alloc(Math.max(bytes, zeroSums?.words.length ?? 0));
+    new Uint32Array(words.buffer, words.byteOffset, words.length / 4).fill(zero);
+    zeroSums = { crc: zero, words };
+  }
+  return Buffer.from(entries.buffer, entries.byteOffset, bytes).equals(zeroSums.words.subarray(0, bytes));
 }
 
 /** What is wrong with base blocks that fail their checksums. */
