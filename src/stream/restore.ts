@@ -282,7 +282,10 @@ async function applyStream(vol: Volume, header: StreamHeader, records: AsyncGene
 async function firstHeader(s: SourceStream, release: ReleaseBuffer, key: KeyOption): Promise<{ header: StreamHeader; records: AsyncGenerator<import('./stream-reader.js').StreamRecord> }> {
   const records = readImageStream(s.bytes, s.name, release, { key });
   const first = await records.next();
-  if (first.done || first.value.type !== 'header') throw new CorruptError(`${s.name}: no stream header`);
+  if (first.done || first.value.type !== 'header') {
+    await records.return(undefined); // the source closed (its file, its connection)
+    throw new CorruptError(`${s.name}: no stream header`);
+  }
   return { header: first.value.header, records };
 }
 
@@ -324,57 +327,60 @@ export async function restoreStreams(sources: StreamSource[], volumePath: string
           s.recycle?.(buf, after);
           return after;
         }, key);
-        if (src.expected && header.streamId !== src.expected.streamId) {
-          throw new NotFoundError(
-            `${s.name}: holds dump ${header.streamId.slice(0, 8)} (top snapshot "${header.top.name}"), not dump ${src.expected.streamId.slice(0, 8)} (top snapshot "${src.expected.top}") that the catalog records there: it was overwritten or replaced since`,
-            'find the dump on other media, or rebuild the catalog from what the media hold: imgstream catalog rebuild --from SOURCE...',
-          );
-        }
-        if (s.volumeUnchecked !== undefined && pick && !pick.wants(header, s.volumeUnchecked)) {
-          selector = s.volumeUnchecked;
-          passed.push(`${s.name} (volume ${header.volume.uuid.slice(0, 8)})`);
-          await records.return(undefined);
-          continue;
-        }
-        const order = ++seen;
-        let held: HeldCandidate | null = null;
-        if (!vol) {
-          if (!fs.existsSync(volumePath)) {
-            ({ tmp, unkeep } = createForStream(volumePath, header, s.name, sources.length > 1));
-            vol = Volume.open(tmp, { write: true });
-          } else {
-            vol = openTarget(volumePath);
-            closeExisting = opts.onExisting?.(vol) ?? null;
-            // stopped (Ctrl-C, SIGTERM): nothing of the stream being applied is committed
-            const unsay = sayOnStop(`${volumePath} is as its last CP left it`);
-            const unkeepBefore = unkeep;
-            unkeep = () => {
-              unsay();
-              unkeepBefore();
-            };
-            held = checkFits(vol, header, s.name, volumePath);
-          }
-        } else held = checkFits(vol, header, s.name, volumePath, tmp !== null);
-        if (held) {
-          // a volume that went on since this stream's top: refused, unless a later stream goes on from the volume
-          refusal = held.refusal;
-          result.held.push({ ...held.held, order });
-          await records.return(undefined);
-          continue;
-        }
-        refusal = null;
-        writes = new WriteBehind(vol.file, { writeback: true, direct: true }); // ends in a CP
-        let r: RestoredStream;
+        // a stream refused or passed over below is closed (its file, its connection) when the loop goes on or throws
         try {
-          r = await applyStream(vol, header, records, writes, s.name, volumePath, progress);
+          if (src.expected && header.streamId !== src.expected.streamId) {
+            throw new NotFoundError(
+              `${s.name}: holds dump ${header.streamId.slice(0, 8)} (top snapshot "${header.top.name}"), not dump ${src.expected.streamId.slice(0, 8)} (top snapshot "${src.expected.top}") that the catalog records there: it was overwritten or replaced since`,
+              'find the dump on other media, or rebuild the catalog from what the media hold: imgstream catalog rebuild --from SOURCE...',
+            );
+          }
+          if (s.volumeUnchecked !== undefined && pick && !pick.wants(header, s.volumeUnchecked)) {
+            selector = s.volumeUnchecked;
+            passed.push(`${s.name} (volume ${header.volume.uuid.slice(0, 8)})`);
+            continue;
+          }
+          const order = ++seen;
+          let held: HeldCandidate | null = null;
+          if (!vol) {
+            if (!fs.existsSync(volumePath)) {
+              ({ tmp, unkeep } = createForStream(volumePath, header, s.name, sources.length > 1));
+              vol = Volume.open(tmp, { write: true });
+            } else {
+              vol = openTarget(volumePath);
+              closeExisting = opts.onExisting?.(vol) ?? null;
+              // stopped (Ctrl-C, SIGTERM): nothing of the stream being applied is committed
+              const unsay = sayOnStop(`${volumePath} is as its last CP left it`);
+              const unkeepBefore = unkeep;
+              unkeep = () => {
+                unsay();
+                unkeepBefore();
+              };
+              held = checkFits(vol, header, s.name, volumePath);
+            }
+          } else held = checkFits(vol, header, s.name, volumePath, tmp !== null);
+          if (held) {
+            // a volume that went on since this stream's top: refused, unless a later stream goes on from the volume
+            refusal = held.refusal;
+            result.held.push({ ...held.held, order });
+            continue;
+          }
+          refusal = null;
+          writes = new WriteBehind(vol.file, { writeback: true, direct: true }); // ends in a CP
+          let r: RestoredStream;
+          try {
+            r = await applyStream(vol, header, records, writes, s.name, volumePath, progress);
+          } finally {
+            await writes.close();
+          }
+          if (s.bytesRead) r.mediaBytesRead = s.bytesRead();
+          r.order = order;
+          result.streams.push(r);
+          result.blocks += r.blocks;
+          result.bytes += r.bytes;
         } finally {
-          await writes.close();
+          await records.return(undefined).catch(() => undefined);
         }
-        if (s.bytesRead) r.mediaBytesRead = s.bytesRead();
-        r.order = order;
-        result.streams.push(r);
-        result.blocks += r.blocks;
-        result.bytes += r.bytes;
       }
     }
     if (refusal) throw refusal;
