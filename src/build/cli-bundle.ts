@@ -116,6 +116,7 @@ export async function bundleCli(): Promise<void> {
     `export const COMMANDS = {};`,
     ...commands.map((c) => `Object.defineProperty(COMMANDS, ${JSON.stringify(c.id)}, { enumerable: true, get: () => require(${JSON.stringify(c.file)}).default });`),
     `export { run, flush } from '@oclif/core';`,
+    `export { main } from ${JSON.stringify(path.join(root, 'dist', 'src', 'cli', 'main.js'))};`,
     `export { EXIT_CODES } from ${JSON.stringify(path.join(root, 'dist', 'src', 'core', 'errors.js'))};`,
   ].join('\n');
   await build({

@@ -16,6 +16,7 @@ import Module, { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import type * as Oclif from '@oclif/core';
 import type { EXIT_CODES as ExitCodes } from '../core/errors.js';
+import type { main as Main } from './main.js';
 
 /** What the bundle exports. */
 export interface LoadedCli {
@@ -23,6 +24,7 @@ export interface LoadedCli {
   run: typeof Oclif.run;
   flush: typeof Oclif.flush;
   EXIT_CODES: typeof ExitCodes;
+  main: typeof Main;
 }
 
 /** The bundle and its code cache, beside this module in dist/src/cli/. */

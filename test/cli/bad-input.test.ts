@@ -1,17 +1,22 @@
-// Bad input through the real CLI: every case must exit with its documented code, print
+// Bad input through the CLI: every case must exit with its documented code, print
 // exactly one line on stderr ("imgstream: ...", no stack trace), print nothing else (or,
 // with --json, one JSON object naming the error), and change nothing on disk: no file in
 // the test directory (volumes and images) is written to or has its metadata changed (its
 // inode, size, mtime and ctime stay: fingerprintTree), no file appears or disappears, and
-// no lock file is left behind.
+// no lock file is left behind. The cases run the executable's main() from the built bundle
+// in this process (bundled-cli.ts: the same code as the executable, without starting a
+// process each time); those with a --json variant (one or more per error code) also run it
+// as a real process, which must print the same, byte for byte, and exit the same; cases
+// that read stdin run as processes only.
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EXIT_CODES, type ErrorCode } from '../../src/core/errors.js';
 import { PLANE_ACTIVE, VolumeLayout } from '../../src/volume/index.js';
-import { cliJson, cliOk, fingerprintTree, runCli, sha256, sha256File, stderrLines, writeImage, type CliResult } from '../support/cli.js';
+import { cliOk, fingerprintTree, runCli, sha256, sha256File, stderrLines, writeImage, type CliResult } from '../support/cli.js';
 import { mutate, randomImage, tempDir } from '../support/images.js';
-import { setupOk } from '../support/in-process.js';
+import { inProcess, inProcessJson, inProcessOk, setupOk } from '../support/in-process.js';
+import { runBundled } from '../support/bundled-cli.js';
 
 // The exit codes as documented (README / --help); checked against src/core/errors.ts below.
 const DOCUMENTED: Record<ErrorCode, number> = {
@@ -38,6 +43,17 @@ const lockDir = path.join(root, 'locks');
 const env = { IMGSTREAM_LOCK_DIR: lockDir, IMGSTREAM_MIRROR_STATE: path.join(root, 'mirrors.json') };
 const at = (name: string) => path.join(dir, name);
 const cli = (args: string[], input?: Buffer) => runCli(args, { env, input, timeoutMs: 30_000 });
+
+/** sha256 of what `volume export SPEC` writes (in this process, to a file outside the hashed directory). */
+async function exportSha(spec: string): Promise<string> {
+  const out = path.join(root, `export-${process.pid}.raw`);
+  try {
+    await inProcessOk(['volume', 'export', spec, '--to', out], { env });
+    return sha256File(out);
+  } finally {
+    fs.rmSync(out, { force: true });
+  }
+}
 
 afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
 
@@ -75,7 +91,7 @@ beforeAll(async () => {
   fs.writeFileSync(at('tiny.vol'), vol.subarray(0, 100));
   // plane.vol: v.vol with the first block of its active plane zeroed: it opens, but every
   // block in use would look free, which check must report
-  const { nblocks, maxSnapshots } = cliJson<{ nblocks: number; maxSnapshots: number }>(['volume', 'info', at('v.vol')], { env });
+  const { nblocks, maxSnapshots } = await inProcessJson<{ nblocks: number; maxSnapshots: number }>(['volume', 'info', at('v.vol')], { env });
   const planeAt = new VolumeLayout(BS, nblocks, maxSnapshots).planeBlock(PLANE_ACTIVE, 0) * BS;
   const damaged = Buffer.from(vol);
   expect(damaged.subarray(planeAt, planeAt + BS).some((b) => b !== 0)).toBe(true);
@@ -320,38 +336,47 @@ describe('bad input via the CLI', () => {
     expect(table).toEqual(DOCUMENTED);
   });
 
-  it('sets up volumes the cases can fail on', () => {
+  it('sets up volumes the cases can fail on', async () => {
     // the fixtures are what the cases claim: v.vol has s1 and s2 holding a.img and b.img
-    const list = cliJson<{ snapshots: Array<{ name: string }> }>(['snapshot', 'list', v()], { env });
+    const list = await inProcessJson<{ snapshots: Array<{ name: string }> }>(['snapshot', 'list', v()], { env });
     expect(list.snapshots.map((s) => s.name).filter((n) => !n.startsWith('mirror.'))).toEqual(['s1', 's2']); // and the mirror's snapshot
-    expect(sha256(cliOk(['volume', 'export', `${v()}@s1`, '--to', '-'], { env }).stdoutBytes)).toBe(sha256File(at('a.img')));
-    expect(sha256(cliOk(['volume', 'export', `${v()}@s2`, '--to', '-'], { env }).stdoutBytes)).toBe(sha256File(at('b.img')));
-    const full = cliJson<{ freeBlocks: number; blockSize: number }>(['volume', 'info', at('full.vol')], { env });
+    expect(await exportSha(`${v()}@s1`)).toBe(sha256File(at('a.img')));
+    expect(await exportSha(`${v()}@s2`)).toBe(sha256File(at('b.img')));
+    const full = await inProcessJson<{ freeBlocks: number; blockSize: number }>(['volume', 'info', at('full.vol')], { env });
     expect(full.blockSize).toBe(BS);
     expect(full.freeBlocks).toBeLessThan(256 / 2); // a different 256-block image cannot fit
   });
 
   for (const c of cases) {
     const variants = c.json === 'only' ? [true] : c.json ? [false, true] : [false];
-    it(`${c.what}: exit ${Array.isArray(c.code) ? c.code.join('|') : c.code}, one line, nothing changed`, () => {
+    it(`${c.what}: exit ${Array.isArray(c.code) ? c.code.join('|') : c.code}, one line, nothing changed`, async () => {
       for (const json of variants) {
+        const args = json && c.json !== 'only' ? withJson(c.args) : c.args;
+        const stdin = c.input !== undefined || args.includes('-');
         const before = fingerprintTree(dir);
-        const r = cli(json && c.json !== 'only' ? withJson(c.args) : c.args, c.input?.());
+        const r = stdin ? cli(args, c.input?.()) : await runBundled(args, { env });
         expectOneLineError(r, c, json);
+        if ('leakedFds' in r) expect(r.leakedFds, `${c.what}: files left open`).toEqual([]);
         expect(fingerprintTree(dir), `${c.what}: files changed (or were written)`).toEqual(before);
         expect(fs.existsSync(lockDir) ? fs.readdirSync(lockDir) : [], `${c.what}: lock left behind`).toEqual([]);
+        if (!json || stdin) continue;
+        // the executable, as a process, prints the same and exits the same
+        const p = cli(args);
+        expect({ code: p.code, signal: p.signal, stdout: p.stdout, stderr: p.stderr }, `${c.what} --json: as a process`).toEqual({ code: r.code, signal: null, stdout: r.stdout, stderr: r.stderr });
+        expect(fingerprintTree(dir), `${c.what} --json: files changed by the process`).toEqual(before);
+        expect(fs.existsSync(lockDir) ? fs.readdirSync(lockDir) : [], `${c.what} --json: lock left behind by the process`).toEqual([]);
       }
     }, 30_000);
   }
 
-  it('leaves every volume intact and usable after all of the above', () => {
+  it('leaves every volume intact and usable after all of the above', async () => {
     for (const f of ['v.vol', 'full.vol']) {
       const r = cliOk(['volume', 'check', at(f), '--json'], { env });
       expect(JSON.parse(r.stdout).ok).toBe(true);
     }
-    expect(sha256(cliOk(['volume', 'export', `${v()}@s1`, '--to', '-'], { env }).stdoutBytes)).toBe(sha256File(at('a.img')));
-    expect(sha256(cliOk(['volume', 'export', v(), '--to', '-'], { env }).stdoutBytes)).toBe(sha256File(at('b.img')));
-    expect(sha256(cliOk(['volume', 'export', at('full.vol'), '--to', '-'], { env }).stdoutBytes)).toBe(sha256File(at('full1.img')));
+    expect(await exportSha(`${v()}@s1`)).toBe(sha256File(at('a.img')));
+    expect(await exportSha(v())).toBe(sha256File(at('b.img')));
+    expect(await exportSha(at('full.vol'))).toBe(sha256File(at('full1.img')));
   }, 30_000);
 });
 
@@ -363,17 +388,17 @@ describe('failing streamed imports leave the volume at its last CP', () => {
   const sdir = path.join(root, 'stream');
   const sat = (name: string) => path.join(sdir, name);
 
-  function state(vol: string) {
-    const info = cliJson<Record<string, unknown>>(['volume', 'info', vol], { env });
-    const snaps = cliJson<{ snapshots: Array<{ name: string }> }>(['snapshot', 'list', vol], { env }).snapshots.map((s) => s.name);
-    const exports: Record<string, string> = { active: sha256(cliOk(['volume', 'export', vol, '--to', '-'], { env }).stdoutBytes) };
-    for (const s of snaps) exports[s] = sha256(cliOk(['volume', 'export', `${vol}@${s}`, '--to', '-'], { env }).stdoutBytes);
+  async function state(vol: string) {
+    const info = await inProcessJson<Record<string, unknown>>(['volume', 'info', vol], { env });
+    const snaps = (await inProcessJson<{ snapshots: Array<{ name: string }> }>(['snapshot', 'list', vol], { env })).snapshots.map((s) => s.name);
+    const exports: Record<string, string> = { active: await exportSha(vol) };
+    for (const s of snaps) exports[s] = await exportSha(`${vol}@${s}`);
     const { generation, usedBlocks, mappedBlocks, freeBlocks, uuid, lastCp } = info;
     return { generation, usedBlocks, mappedBlocks, freeBlocks, uuid, lastCp, snaps, exports };
   }
 
-  function expectCleanCheck(vol: string): void {
-    const r = runCli(['volume', 'check', vol, '--json'], { env });
+  async function expectCleanCheck(vol: string): Promise<void> {
+    const r = await inProcess(['volume', 'check', vol, '--json'], { env });
     expect(r.code, r.stderr).toBe(0);
     expect(JSON.parse(r.stdout).ok).toBe(true);
   }
@@ -385,7 +410,7 @@ describe('failing streamed imports leave the volume at its last CP', () => {
     const a = writeImage(sat('a.img'), 4096, BS, 21);
     await setupOk(['volume', 'import', vol, '--from', sat('a.img')], { env });
     await setupOk(['snapshot', 'create', vol, 'one'], { env });
-    const before = state(vol);
+    const before = await state(vol);
     expect(before.exports.active).toBe(sha256(a));
     const big = randomImage(6144, BS, 22); // 24 MiB: the first chunks fit, the last does not
     const r = runCli(['volume', 'import', vol, '--from', '-'], { env, input: big });
@@ -393,8 +418,8 @@ describe('failing streamed imports leave the volume at its last CP', () => {
     expect(r.code, r.stderr).toBe(DOCUMENTED['invalid-input']);
     expect(lines).toHaveLength(1);
     expect(lines[0]).toMatch(/^imgstream: .*larger than the logical disk/);
-    expect(state(vol)).toEqual(before);
-    expectCleanCheck(vol);
+    expect(await state(vol)).toEqual(before);
+    await expectCleanCheck(vol);
   }, 60_000);
 
   it('a different image into a full volume, from stdin; the volume stays usable', async () => {
@@ -404,21 +429,21 @@ describe('failing streamed imports leave the volume at its last CP', () => {
     const two = randomImage(256, BS, 32, 0);
     cliOk(['volume', 'import', vol, '--from', '-'], { env, input: one });
     await setupOk(['snapshot', 'create', vol, 'full'], { env });
-    const before = state(vol);
+    const before = await state(vol);
     const r = runCli(['volume', 'import', vol, '--from', '-'], { env, input: two });
     expect(r.code, r.stderr).toBe(DOCUMENTED['volume-full']);
     expect(stderrLines(r)).toHaveLength(1);
     expect(r.stderr).toMatch(/^imgstream: .*full/);
     expect(r.stderr).not.toMatch(/^\s+at /m);
-    expect(state(vol)).toEqual(before);
-    expectCleanCheck(vol);
+    expect(await state(vol)).toEqual(before);
+    await expectCleanCheck(vol);
     // it still takes a change that fits: a few blocks (a whole new image never fits in
     // one CP here, since the blocks it replaces stay in use until that CP)
     const three = Buffer.from(one);
     mutate(three, BS, 10, 33);
     cliOk(['volume', 'import', vol, '--from', '-'], { env, input: three });
-    expect(sha256(cliOk(['volume', 'export', vol, '--to', '-'], { env }).stdoutBytes)).toBe(sha256(three));
-    expect(sha256(cliOk(['volume', 'export', `${vol}@full`, '--to', '-'], { env }).stdoutBytes)).toBe(sha256(one));
-    expectCleanCheck(vol);
+    expect(await exportSha(vol)).toBe(sha256(three));
+    expect(await exportSha(`${vol}@full`)).toBe(sha256(one));
+    await expectCleanCheck(vol);
   }, 60_000);
 });

@@ -5,9 +5,8 @@
 // and exit code, without starting a process for each step (a process costs about 0.2 s of
 // CPU before it does anything, and the suite ran thousands). What a test is about still
 // runs as a real process (cli.ts); these commands themselves are tested as processes
-// elsewhere. Calls run one at a time with the test's environment (cli-env.ts); what a
-// command prints is captured, not shown.
-import { format } from 'node:util';
+// elsewhere. Calls run one at a time with the test's environment, what a command prints
+// captured, not shown (captured-run.ts).
 import { Config, type Command } from '@oclif/core';
 import VolumeCreate from '../../commands/volume/create.js';
 import VolumeImport from '../../commands/volume/import.js';
@@ -21,7 +20,7 @@ import CatalogList from '../../commands/catalog/list.js';
 import ProtectStatus from '../../commands/protect/status.js';
 import MirrorStatus from '../../commands/mirror/status.js';
 import { REPO_ROOT, writeImage, type CliResult } from './cli.js';
-import { withCliEnv } from './cli-env.js';
+import { runCaptured } from './captured-run.js';
 
 /** Setup: what setupOk runs. */
 const SETUP: Record<string, Command.Class> = {
@@ -66,33 +65,9 @@ export function inProcess(args: string[], opts: { env?: Record<string, string | 
   if (!Cmd) throw new Error(`inProcess: "${id}" runs as a process (cliOk): not one of ${[...Object.keys(SETUP), ...Object.keys(CHECKS)].join(', ')}`);
   if (args.includes('-')) throw new Error(`inProcess: imgstream ${args.join(' ')} reads stdin or writes stdout: run it with cliOk`);
   config ??= Config.load(REPO_ROOT);
-  return withCliEnv(opts.env ?? {}, async () => {
-    const out: string[] = [];
-    const err: string[] = [];
-    const { stdout, stderr } = process;
-    const writeOut = stdout.write;
-    const writeErr = stderr.write;
-    const { log, error } = console;
-    const savedExit = process.exitCode;
-    process.exitCode = undefined;
-    stdout.write = ((chunk: string | Uint8Array) => out.push(String(chunk)) > 0) as typeof stdout.write;
-    stderr.write = ((chunk: string | Uint8Array) => err.push(String(chunk)) > 0) as typeof stderr.write;
-    // oclif prints --json output with console.log
-    console.log = (...a: unknown[]) => void out.push(`${format(...a)}\n`);
-    console.error = (...a: unknown[]) => void err.push(`${format(...a)}\n`);
-    let code: number | string | null | undefined;
-    try {
-      // a failure is printed and leaves its exit code, as in the CLI (commands/_cli/base.ts)
-      await Cmd.run(args.slice(2), await config);
-      code = process.exitCode;
-    } finally {
-      stdout.write = writeOut;
-      stderr.write = writeErr;
-      Object.assign(console, { log, error });
-      process.exitCode = savedExit;
-    }
-    const stdoutText = out.join('');
-    return { code: code === undefined ? 0 : Number(code), signal: null, stdout: stdoutText, stderr: err.join(''), stdoutBytes: Buffer.from(stdoutText) };
+  return runCaptured(opts.env ?? {}, async () => {
+    // a failure is printed and leaves its exit code, as in the CLI (commands/_cli/base.ts)
+    await Cmd.run(args.slice(2), await config);
   });
 }
 

@@ -1,0 +1,34 @@
+// What the executable does with its arguments, bundled with the commands (the bundle
+// exports it): `help` before a topic or command asks for its help; oclif runs the command;
+// an error raised before a command runs (unknown command, unknown topic) is printed as one
+// line, as a command prints its own (commands/_cli/base.ts). The exit code is returned,
+// not taken: bin.js exits with it, and the tests run the CLI in their own process through
+// this same function (test/support/bundled-cli.ts).
+import { flush, run } from '@oclif/core';
+import { EXIT_CODES } from '../core/errors.js';
+
+/**
+ * Runs `imgstream ...given`; `url`: the executable's module URL (oclif finds the package
+ * from it). Returns the exit code to leave with, or undefined when the command ended as it
+ * chose (process.exitCode holds its code).
+ */
+export async function main(given: string[], url: string): Promise<number | undefined> {
+  // `imgstream help [TOPIC|COMMAND...]` is the same as `imgstream [TOPIC|COMMAND...] --help`
+  const argv = given[0] === 'help' ? [...given.slice(1), '--help'] : given;
+  try {
+    await run(argv, url);
+    await flush();
+    return undefined;
+  } catch (err) {
+    const e = err as Error & { oclif?: { exit?: number } };
+    if (e.oclif?.exit === 0) return 0;
+    const message = (e.message ?? String(e))
+      .split('\n')
+      .map((l) => l.trim())
+      .filter(Boolean)
+      .join(' ')
+      .replace(/^command (\S+) not found\.?/i, (_m, id: string) => `unknown command "${id.replaceAll(':', ' ')}"`);
+    process.stderr.write(`imgstream: ${message} (see: imgstream --help)\n`);
+    return e.oclif?.exit && e.oclif.exit > 0 ? e.oclif.exit : EXIT_CODES.usage.exit;
+  }
+}
