@@ -8,11 +8,14 @@
 // at its last CP: nothing it uses is touched (root records, snapshot table, the planes of
 // its snapshots, the blocks they hold), and when the damage is in the preamble or header
 // not a byte of the file changes. At the end those volumes check clean, still export
-// like the source, and take the good level 1.
+// like the source, and take the good level 1. One case in four runs as a real process,
+// the others through the executable's main() in this process (test/support/bundled-cli.ts),
+// which must then leave no file open.
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runCliAsync, sha256, sha256File } from '../support/cli.js';
+import { runCliAsync, sha256, sha256File, type CliResult } from '../support/cli.js';
+import { runBundled } from '../support/bundled-cli.js';
 import { mutate, randomImage, rng, tempDir } from '../support/images.js';
 import { setupOk } from '../support/in-process.js';
 import { changesOutsideFreeSpace, dirEntries, dump, exportShas, expectClean, expectOneLineError, ok, pool, snapshotNames } from '../support/stream-cli.js';
@@ -123,11 +126,23 @@ function damages(kind: Kind, seed: number): Damage[] {
   });
 }
 
+/**
+ * Runs a command that must refuse a damaged stream: one case in four as a real process,
+ * the others through the executable's main() in this process (bundled-cli.ts: the same
+ * code, without a process's start-up cost), where it must also leave no file open.
+ */
+async function refusal(args: string[], d: Damage, label: string): Promise<CliResult> {
+  if (caseIndex(d) % 4 === 0) return runCliAsync(args, o);
+  const r = await runBundled(args, { env });
+  expect(r.leakedFds, `${label}: files left open`).toEqual([]);
+  return r;
+}
+
 const PROBLEM = /checksum|incomplete|damaged|not an imgstream|unsupported|decompress|trailer|header|record|features|unexpected bytes/i;
 
 async function expectVerifyRefuses(d: Damage): Promise<void> {
   const label = `${d.kind} ${d.what} at ${d.at}${d.xor ? ` xor 0x${d.xor.toString(16)}` : ''}: verify`;
-  const v = await runCliAsync(['verify', d.file], o);
+  const v = await refusal(['verify', d.file], d, label);
   const line = expectOneLineError(v, label, 9, PROBLEM);
   expect(line, label).toContain(d.file);
 }
@@ -136,7 +151,7 @@ async function expectVerifyRefuses(d: Damage): Promise<void> {
 async function expectNewRestoreRefused(d: Damage, w: number): Promise<void> {
   const label = `${d.kind} ${d.what} at ${d.at}: restore into a new path`;
   const to = path.join(newDirs[w], 'restored.vol');
-  const r = await runCliAsync(['restore', '--from', d.file, '--to', to], o);
+  const r = await refusal(['restore', '--from', d.file, '--to', to], d, label);
   expectOneLineError(r, label, 9, PROBLEM);
   expect(fs.existsSync(to), label).toBe(false);
   expect(dirEntries(newDirs[w]), label).toEqual([]);
@@ -149,7 +164,7 @@ const fileChanged = { changed: 0, of: 0 };
 async function expectRestoreOntoRefused(d: Damage, w: number): Promise<void> {
   const label = `${d.kind} ${d.what} at ${d.at}${d.xor ? ` xor 0x${d.xor.toString(16)}` : ''}: restore onto a volume`;
   const before = sha256File(bases[w]);
-  const r = await runCliAsync(['restore', '--from', d.file, '--to', bases[w]], o);
+  const r = await refusal(['restore', '--from', d.file, '--to', bases[w]], d, label);
   expectOneLineError(r, label, 9, PROBLEM);
   const { violations } = changesOutsideFreeSpace(baseBytes[w], bases[w]);
   expect(violations, label).toEqual([]);
@@ -160,8 +175,10 @@ async function expectRestoreOntoRefused(d: Damage, w: number): Promise<void> {
   if (after !== before) fileChanged.changed++;
 }
 
+const cases: Damage[] = [];
+const caseIndex = (d: Damage) => cases.indexOf(d);
+
 describe('damaged streams', () => {
-  const cases: Damage[] = [];
 
   it(`are made at ${CASES_PER_STREAM} points per stream`, () => {
     (Object.keys(streams) as Kind[]).forEach((k, i) => cases.push(...damages(k, 0xc0ffee + i)));
