@@ -15,17 +15,21 @@ import { runCaptured } from './captured-run.js';
 
 let bundle: LoadedCli | undefined;
 
-/** What a run here found that a process would hide by exiting: file descriptors it left open (with what they name). */
+/** What a run here found that a process would hide by exiting: files it left open (descriptor -> path). */
 export interface BundledResult extends CliResult {
   leakedFds: string[];
 }
 
-/** This process's open file descriptors and what each names. */
+/**
+ * This process's open files (descriptors of paths) and what each names. Sockets and pipes
+ * are left out: the test may run CLI processes beside a run here, whose stdio they are.
+ */
 function openFds(): Map<string, string> {
   const fds = new Map<string, string>();
   for (const fd of fs.readdirSync('/proc/self/fd')) {
     try {
-      fds.set(fd, fs.readlinkSync(`/proc/self/fd/${fd}`));
+      const target = fs.readlinkSync(`/proc/self/fd/${fd}`);
+      if (target.startsWith('/')) fds.set(fd, target);
     } catch {
       // the directory's own descriptor, closed by now
     }

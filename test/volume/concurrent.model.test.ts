@@ -33,6 +33,7 @@ import { applyOp, type LoggedOp } from '../support/nbd-writer.js';
 import { notAllowedState, readVolume, said, startCli, startStepWriter } from '../support/served-model.js';
 import { Volume } from '../../src/volume/volume.js';
 import { checkReportOf, snapshotsOf } from '../support/oracle.js';
+import { inProcess, inProcessJson } from '../support/in-process.js';
 
 const missing = journalTestMissing();
 const { root } = journalTestDir('imgstream-concurrent-');
@@ -143,7 +144,8 @@ async function runSequence(steps: Step[]): Promise<void> {
   /** A snapshot of the served volume, exported through the server. */
   const exportOf = async (name: string): Promise<{ r: CliResult; content: Buffer | null }> => {
     const out = at(`x${n++}.raw`);
-    const r = await cli(['volume', 'export', `${vol}@${name}`, '--to', out]);
+    // a check, not one of the operations under test: in this process (the same command code)
+    const r = await inProcess(['volume', 'export', `${vol}@${name}`, '--to', out], { env });
     const content = r.code === 0 ? fs.readFileSync(out) : null;
     fs.rmSync(out, { force: true });
     return { r, content };
@@ -407,7 +409,7 @@ async function runSequence(steps: Step[]): Promise<void> {
   /** The catalog's complete dumps by file. */
   async function catalogNow(): Promise<Map<string, { level: number; base: { id: number; name: string } | null; top: { id: number; name: string } }>> {
     if (!fs.existsSync(env.IMGSTREAM_CATALOG)) return new Map();
-    const list = JSON.parse((await must(['catalog', 'list', '--json'])).stdout) as { dumps: Array<{ level: number; base: { id: number; name: string } | null; top: { id: number; name: string }; media: { location: string }; status: string }> };
+    const list = (await inProcessJson(['catalog', 'list'], { env })) as { dumps: Array<{ level: number; base: { id: number; name: string } | null; top: { id: number; name: string }; media: { location: string }; status: string }> };
     return new Map(list.dumps.filter((d) => d.status === 'complete').map((d) => [d.media.location, d]));
   }
 
