@@ -10,7 +10,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cliOk, hashTree, runCli } from '../support/cli.js';
 import { tempDir } from '../support/images.js';
-import { expectOneLineError } from '../support/stream-cli.js';
+import { expectOneLineError, refused } from '../support/stream-cli.js';
 import { setupOk, volumeWithSnapshot } from '../support/in-process.js';
 import { crc32 } from '../../src/format/crc32.js';
 import { encodeRecord, RecordKind } from '../../src/journal/record.js';
@@ -48,37 +48,39 @@ function newerPreamble(stream: Buffer): Buffer {
 }
 
 /** Restore (into a new volume, which must not appear) and verify of `from` refused with exit 5. */
-function refusedRead(what: string, from: string, stdinFile?: string): void {
+/** A read refused as a newer format's; from stdin as a process, else in this process (refused()). */
+async function refusedRead(what: string, from: string, stdinFile?: string): Promise<void> {
   const dst = at('never.vol');
-  const line = expectOneLineError(runCli(['restore', '--from', from, '--to', dst], { ...o, stdinFile }), `restore of ${what}`, 5, NEWER);
+  const attempt = (args: string[]) => (stdinFile === undefined ? refused(args, o) : runCli(args, { ...o, stdinFile }));
+  const line = expectOneLineError(await attempt(['restore', '--from', from, '--to', dst]), `restore of ${what}`, 5, NEWER);
   expect(fs.existsSync(dst), `${what}: no volume restored`).toBe(false);
-  expectOneLineError(runCli(['verify', from], { ...o, stdinFile }), `verify of ${what}`, 5, NEWER);
+  expectOneLineError(await attempt(['verify', from]), `verify of ${what}`, 5, NEWER);
   expect(line).not.toMatch(/damaged|corrupt|checksum/);
 }
 
 describe('image streams of a newer format version', () => {
-  it('a stream file whose preamble says version 2: exit 5, naming the file and both versions', () => {
+  it('a stream file whose preamble says version 2: exit 5, naming the file and both versions', async () => {
     const f = at('v2-preamble.l0');
     fs.writeFileSync(f, newerPreamble(fs.readFileSync(at('v.l0'))));
-    refusedRead('a version 2 stream file', f);
-    const line = expectOneLineError(runCli(['verify', f], o), 'verify', 5);
+    await refusedRead('a version 2 stream file', f);
+    const line = expectOneLineError(await refused(['verify', f], o), 'verify', 5);
     expect(line).toContain(`${f}: an image stream of format version 2`);
   });
 
-  it('a stream whose preamble asks for a feature this imgstream does not have: exit 5 naming the bits, nothing restored', () => {
+  it('a stream whose preamble asks for a feature this imgstream does not have: exit 5 naming the bits, nothing restored', async () => {
     const f = at('v1-feature.l0');
     const b = Buffer.from(fs.readFileSync(at('v.l0')));
     b.writeUInt32LE(b.readUInt32LE(12) | 0x100, 12); // a required feature bit no version has yet
     fs.writeFileSync(f, b);
     const feature = /the stream needs features 0x100, which this imgstream does not have \(a newer imgstream wrote it\)/;
     const dst = at('never-feature.vol');
-    const line = expectOneLineError(runCli(['restore', '--from', f, '--to', dst], o), 'restore', 5, feature);
+    const line = expectOneLineError(await refused(['restore', '--from', f, '--to', dst], o), 'restore', 5, feature);
     expect(line).toContain(f);
     expect(fs.existsSync(dst)).toBe(false);
-    expectOneLineError(runCli(['verify', f], o), 'verify', 5, feature);
+    expectOneLineError(await refused(['verify', f], o), 'verify', 5, feature);
   });
 
-  it('a stream whose header says version 2 (its preamble 1): the same', () => {
+  it('a stream whose header says version 2 (its preamble 1): the same', async () => {
     const s = Buffer.from(fs.readFileSync(at('v.l0')));
     // the header record: frame at 16, payload after it; its crc32 made right again
     const len = s.readUInt32LE(16 + 4);
@@ -87,15 +89,15 @@ describe('image streams of a newer format version', () => {
     s.writeUInt32LE(crc32(payload) >>> 0, 16 + 12);
     const f = at('v2-header.l0');
     fs.writeFileSync(f, s);
-    refusedRead('a stream whose header is version 2', f);
+    await refusedRead('a stream whose header is version 2', f);
   });
 
-  it('a version 2 stream on stdin: the same', () => {
+  it('a version 2 stream on stdin: the same', async () => {
     fs.writeFileSync(at('stdin.l0'), newerPreamble(fs.readFileSync(at('v.l0'))));
-    refusedRead('a version 2 stream on stdin', '-', at('stdin.l0'));
+    await refusedRead('a version 2 stream on stdin', '-', at('stdin.l0'));
   });
 
-  it('on a tape: a version 2 stream in its parts, and a tape file whose label says version 2', () => {
+  it('on a tape: a version 2 stream in its parts, and a tape file whose label says version 2', async () => {
     const tape = at('tape');
     cliOk(['dump', vol, '--level', '0', '--snapshot', 's1', '--compress', 'none', '--to', `tape:${tape}`, '--new-tape', '-q'], o);
     const file = path.join(tape, 'file0001.tar');
@@ -104,24 +106,24 @@ describe('image streams of a newer format version', () => {
     const streamV2 = Buffer.from(good);
     streamV2.writeUInt16LE(2, s + 8);
     fs.writeFileSync(file, streamV2);
-    refusedRead('a version 2 stream on a tape', `tape:${tape}`);
+    await refusedRead('a version 2 stream on a tape', `tape:${tape}`);
     fs.writeFileSync(file, patch(good, '"format":"imgstream-tape","version":1', '"format":"imgstream-tape","version":2'));
-    refusedRead('a tape file whose label is version 2', `tape:${tape}`);
-    const line = expectOneLineError(runCli(['verify', `tape:${tape}#1`], o), 'verify tape file 1', 5);
+    await refusedRead('a tape file whose label is version 2', `tape:${tape}`);
+    const line = expectOneLineError(await refused(['verify', `tape:${tape}#1`], o), 'verify tape file 1', 5);
     expect(line).toContain(`tape ${tape} file 1: a tape file of format version 2`);
   }, 60_000);
 });
 
 describe('a volume whose root records say version 2', () => {
-  it('volume info and a restore onto it exit 5 naming the version, and the volume is untouched', () => {
+  it('volume info and a restore onto it exit 5 naming the version, and the volume is untouched', async () => {
     const v = at('v2.vol');
     fs.copyFileSync(vol, v);
     const bytes = fs.readFileSync(v);
     for (const slot of [0, 4096]) if (bytes.toString('latin1', slot, slot + 4) !== '\0\0\0\0') bytes.writeUInt32LE(2, slot + 8);
     fs.writeFileSync(v, bytes);
-    const line = expectOneLineError(runCli(['volume', 'info', v], o), 'volume info', 5, NEWER);
+    const line = expectOneLineError(await refused(['volume', 'info', v], o), 'volume info', 5, NEWER);
     expect(line).toContain(`${v}: a volume of format version 2`);
-    expectOneLineError(runCli(['restore', '--from', at('v.l0'), '--to', v], o), 'restore onto it', 5, NEWER);
+    expectOneLineError(await refused(['restore', '--from', at('v.l0'), '--to', v], o), 'restore onto it', 5, NEWER);
     expect(fs.readFileSync(v).equals(bytes), 'the volume is not changed').toBe(true);
   });
 });
@@ -135,10 +137,10 @@ describe('a multiplexed tape file whose backup log says version 2', () => {
     const good = fs.readFileSync(file);
     expect(runCli(['tape', 'log', `tape:${tape}#1`], o).code).toBe(0);
     fs.writeFileSync(file, patch(good, '"format":"imgstream-backup-log","version":1', '"format":"imgstream-backup-log","version":2'));
-    const line = expectOneLineError(runCli(['tape', 'log', `tape:${tape}#1`], o), 'tape log', 5, NEWER);
+    const line = expectOneLineError(await refused(['tape', 'log', `tape:${tape}#1`], o), 'tape log', 5, NEWER);
     expect(line).toContain(`tape ${tape} file 1: a backup log of format version 2`);
-    expectOneLineError(runCli(['verify', `tape:${tape}`], o), 'verify', 5, NEWER);
-    expectOneLineError(runCli(['restore', '--from', `tape:${tape}`, '--volume', vol, '--to', at('never.vol')], o), 'restore', 5, NEWER);
+    expectOneLineError(await refused(['verify', `tape:${tape}`], o), 'verify', 5, NEWER);
+    expectOneLineError(await refused(['restore', '--from', `tape:${tape}`, '--volume', vol, '--to', at('never.vol')], o), 'restore', 5, NEWER);
     expect(fs.existsSync(at('never.vol'))).toBe(false);
 
     // the tape's log cut off: `tape log` reads the catalog's copy, which a newer imgstream wrote
@@ -147,7 +149,7 @@ describe('a multiplexed tape file whose backup log says version 2', () => {
     const copy = path.join(logs, fs.readdirSync(logs)[0]);
     fs.writeFileSync(copy, patch(fs.readFileSync(copy), '"format":"imgstream-backup-log","version":1', '"format":"imgstream-backup-log","version":2'));
     const before = fs.readFileSync(copy);
-    const fromCopy = expectOneLineError(runCli(['tape', 'log', `tape:${tape}#1`], o), 'tape log from the catalog copy', 5, NEWER);
+    const fromCopy = expectOneLineError(await refused(['tape', 'log', `tape:${tape}#1`], o), 'tape log from the catalog copy', 5, NEWER);
     expect(fromCopy).toContain(`${copy}: a backup log of format version 2`);
     expect(fs.readFileSync(copy).equals(before), 'the copy is not rewritten').toBe(true);
   }, 60_000);
@@ -166,15 +168,15 @@ describe('mirror files of a newer format version', () => {
     expect(JSON.parse(fs.readFileSync(state, 'utf8'))).toMatchObject({ format: 'imgstream-mirror-state', version: 1 });
   });
 
-  it('a mirror state of version 2: status and update exit 5, the state file untouched', () => {
+  it('a mirror state of version 2: status and update exit 5, the state file untouched', async () => {
     const good = fs.readFileSync(state);
     const newer = patch(good, '"version": 1', '"version": 2');
     fs.writeFileSync(state, newer);
     try {
-      const line = expectOneLineError(runCli(['mirror', 'status', vol], o), 'mirror status', 5, NEWER);
+      const line = expectOneLineError(await refused(['mirror', 'status', vol], o), 'mirror status', 5, NEWER);
       expect(line).toContain(`${state}: a mirror state file of format version 2`);
       const before = hashTree(path.dirname(dest));
-      expectOneLineError(runCli(['mirror', 'update', vol, '--to', dest], o), 'mirror update', 5, NEWER);
+      expectOneLineError(await refused(['mirror', 'update', vol, '--to', dest], o), 'mirror update', 5, NEWER);
       expect(fs.readFileSync(state).equals(newer), 'the state file is not rewritten').toBe(true);
       expect(hashTree(path.dirname(dest)), 'the destination is untouched').toEqual(before);
     } finally {
@@ -182,11 +184,11 @@ describe('mirror files of a newer format version', () => {
     }
   }, 60_000);
 
-  it('a resume file of version 2 beside the destination: update exits 5 and keeps it', () => {
+  it('a resume file of version 2 beside the destination: update exits 5 and keeps it', async () => {
     const resume = path.join(path.dirname(dest), `.${path.basename(dest)}.mirror-transfer`);
     fs.writeFileSync(resume, JSON.stringify({ version: 2, transferId: 'from-a-newer-imgstream', acked: 3 }));
     const before = hashTree(path.dirname(dest));
-    const line = expectOneLineError(runCli(['mirror', 'update', vol, '--to', dest], o), 'mirror update', 5, NEWER);
+    const line = expectOneLineError(await refused(['mirror', 'update', vol, '--to', dest], o), 'mirror update', 5, NEWER);
     expect(line).toContain(`${resume}: a mirror resume file of format version 2`);
     expect(hashTree(path.dirname(dest)), 'the resume file and the destination are kept').toEqual(before);
     fs.rmSync(resume);
@@ -209,7 +211,7 @@ describe('a write journal of a newer format version', () => {
     const seg = path.join(`${j}.journal`, '0000000000000001.seg');
     fs.writeFileSync(seg, newerRecord());
     const before = hashTree(`${j}.journal`);
-    const line = expectOneLineError(runCli(['serve', 'nbd', j, '--socket', at('j.sock'), '--journal'], o), 'serve nbd --journal', 5, NEWER);
+    const line = expectOneLineError(await refused(['serve', 'nbd', j, '--socket', at('j.sock'), '--journal'], o), 'serve nbd --journal', 5, NEWER);
     expect(line).toContain(`${seg} at byte 0: a journal record of format version 2`);
     expect(hashTree(`${j}.journal`), 'the journal is not cut or rewritten').toEqual(before);
   }, 60_000);
@@ -224,7 +226,7 @@ describe('a write journal of a newer format version', () => {
     v2.writeDoubleLE(2, 8);
     fs.writeFileSync(seg, Buffer.concat([v1, v2]));
     const before = hashTree(`${j}.journal`);
-    const line = expectOneLineError(runCli(['serve', 'nbd', j, '--socket', at('k.sock'), '--journal'], o), 'serve nbd --journal', 5, NEWER);
+    const line = expectOneLineError(await refused(['serve', 'nbd', j, '--socket', at('k.sock'), '--journal'], o), 'serve nbd --journal', 5, NEWER);
     expect(line).toContain(`${seg} at byte ${v1.length}: a journal record of format version 2`);
     expect(hashTree(`${j}.journal`)).toEqual(before);
   }, 60_000);
@@ -240,8 +242,8 @@ describe('a write journal of a newer format version', () => {
     const before = hashTree(`${j}.journal`);
     const what = `${seg} at byte ${known.length}: record 2 is of kind 42, which this imgstream does not have (a newer imgstream wrote it)`;
     const newer = /a newer imgstream wrote it\) \(read it with the imgstream version that wrote it, or a newer one\)$/;
-    expect(expectOneLineError(runCli(['serve', 'nbd', j, '--socket', at('n.sock'), '--journal'], o), 'serve nbd --journal', 5, newer)).toContain(what);
-    expect(expectOneLineError(runCli(['protect', j, '--to', at('n.cdp'), '--once'], o), 'protect', 5, newer)).toContain(what);
+    expect(expectOneLineError(await refused(['serve', 'nbd', j, '--socket', at('n.sock'), '--journal'], o), 'serve nbd --journal', 5, newer)).toContain(what);
+    expect(expectOneLineError(await refused(['protect', j, '--to', at('n.cdp'), '--once'], o), 'protect', 5, newer)).toContain(what);
     expect(hashTree(`${j}.journal`)).toEqual(before);
     // a snapshot command on the idle volume takes its snapshot, unjournaled, and says why
     const snap = cliOk(['snapshot', 'create', j, 'still'], o);

@@ -15,7 +15,7 @@ import { spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cliJson, cliOk, runCli, sha256File, writeImage } from '../support/cli.js';
 import { tempDir } from '../support/images.js';
-import { expectOneLineError } from '../support/stream-cli.js';
+import { expectOneLineError, refused } from '../support/stream-cli.js';
 import { snapshotNamesSync } from '../support/oracle.js';
 import { setupOk } from '../support/in-process.js';
 
@@ -113,18 +113,18 @@ describe('tape sets given wrong, refused before reading', () => {
     for (const s of Object.values(sets)) for (const t of s) expect(tree(t), t).toEqual(['file0001.tar']);
   }, 120_000);
 
-  it('tape 1 of another dump after a tape whose dump goes on: exit 4, in verify and restore', () => {
+  it('tape 1 of another dump after a tape whose dump goes on: exit 4, in verify and restore', async () => {
     const [x1] = sets.x;
     const [y1] = sets.y;
     expect(cliJson<{ ok: boolean }>(['verify', `tape:${sets.x.join(',')}`], o).ok).toBe(true);
     const wrong = new RegExp(`^imgstream: tape ${y1} \\(tape 1 of dump \\S+\\) is given after tape ${x1}, whose last tape file \\(tape 1 of dump \\S+\\) goes on on tape 2 of that dump: it is not part of this set`);
-    expectOneLineError(runCli(['verify', `tape:${x1},${y1}`], o), 'verify of x1,y1', 4, wrong);
+    expectOneLineError(await refused(['verify', `tape:${x1},${y1}`], o), 'verify of x1,y1', 4, wrong);
     const dst = at('never.vol');
-    expectOneLineError(runCli(['restore', '--from', `tape:${x1},${y1}`, '--to', dst], o), 'restore from x1,y1', 4, wrong);
+    expectOneLineError(await refused(['restore', '--from', `tape:${x1},${y1}`, '--to', dst], o), 'restore from x1,y1', 4, wrong);
     expect(fs.existsSync(dst)).toBe(false);
     // an empty tape in its place: the same
     fs.mkdirSync(at('blank'));
-    expectOneLineError(runCli(['verify', `tape:${x1},${at('blank')}`], o), 'verify of x1,blank', 4, /\(empty\) is given after tape .*: it is not part of this set/);
+    expectOneLineError(await refused(['verify', `tape:${x1},${at('blank')}`], o), 'verify of x1,blank', 4, /\(empty\) is given after tape .*: it is not part of this set/);
   }, 60_000);
 
   it('multiplexed sets: the same', () => {
@@ -132,12 +132,12 @@ describe('tape sets given wrong, refused before reading', () => {
     expectOneLineError(runCli(['verify', `tape:${sets.mx[0]},${sets.my[0]}`], o), 'verify of mx1,my1', 4, /goes on on tape 2 of that dump: it is not part of this set/);
   }, 60_000);
 
-  it('the same tape again under another name, or a copy of it: exit 4', () => {
+  it('the same tape again under another name, or a copy of it: exit 4', async () => {
     const [x1] = sets.x;
     fs.symlinkSync(x1, at('x1-link'));
-    expectOneLineError(runCli(['verify', `tape:${x1},${at('x1-link')}`], o), 'verify of x1 and a link to it', 4, /is given twice \(as tapes 1 and 2 of the set: it is the same directory as /);
+    expectOneLineError(await refused(['verify', `tape:${x1},${at('x1-link')}`], o), 'verify of x1 and a link to it', 4, /is given twice \(as tapes 1 and 2 of the set: it is the same directory as /);
     fs.cpSync(x1, at('x1-copy'), { recursive: true });
-    expectOneLineError(runCli(['verify', `tape:${x1},${at('x1-copy')}`], o), 'verify of x1 and a copy of it', 4, /begins with the same tape file: the same tape given twice, or a copy of it/);
+    expectOneLineError(await refused(['verify', `tape:${x1},${at('x1-copy')}`], o), 'verify of x1 and a copy of it', 4, /begins with the same tape file: the same tape given twice, or a copy of it/);
   }, 60_000);
 });
 
@@ -173,18 +173,18 @@ describe('a set that ends in the middle of a dump', () => {
 
   const goesOn = () => new RegExp(`^imgstream: tape ${t1} file 2 \\(tape 1 of dump ${l2}\\) goes on on tape 2 of that dump, which was not given: the set ends in the middle of the dump \\(give its next tape after ${t1}`);
 
-  it('restore refuses it before applying the complete dump before it: the volume is unchanged', () => {
+  it('restore refuses it before applying the complete dump before it: the volume is unchanged', async () => {
     const before = sha256File(base);
-    expectOneLineError(runCli(['restore', '--from', `tape:${t1}`, '--to', base], o), 'restore from t1 alone', 3, goesOn());
+    expectOneLineError(await refused(['restore', '--from', `tape:${t1}`, '--to', base], o), 'restore from t1 alone', 3, goesOn());
     expect(sha256File(base), 'the level 1 on the tape was not applied').toBe(before);
     // a new volume does not appear either
-    expectOneLineError(runCli(['restore', '--from', at('c.l0'), '--from', `tape:${t1}`, '--to', at('c-never.vol')], o), 'restore of l0 and t1 into a new volume', 3, goesOn());
+    expectOneLineError(await refused(['restore', '--from', at('c.l0'), '--from', `tape:${t1}`, '--to', at('c-never.vol')], o), 'restore of l0 and t1 into a new volume', 3, goesOn());
     expect(fs.existsSync(at('c-never.vol'))).toBe(false);
   }, 60_000);
 
-  it('verify refuses it too; the complete dump reads alone (#1), and the whole set reads', () => {
-    expectOneLineError(runCli(['verify', `tape:${t1}`], o), 'verify of t1 alone', 3, goesOn());
-    expectOneLineError(runCli(['verify', `tape:${t1}#2`], o), 'verify of t1#2', 3, goesOn());
+  it('verify refuses it too; the complete dump reads alone (#1), and the whole set reads', async () => {
+    expectOneLineError(await refused(['verify', `tape:${t1}`], o), 'verify of t1 alone', 3, goesOn());
+    expectOneLineError(await refused(['verify', `tape:${t1}#2`], o), 'verify of t1#2', 3, goesOn());
     expect(cliJson<{ streams: unknown[] }>(['verify', `tape:${t1}#1`], o).streams).toHaveLength(1);
     expect(cliJson<{ streams: unknown[] }>(['verify', `tape:${t1},${t2}`], o).streams).toHaveLength(2);
     const r = cliJson<{ streams: unknown[] }>(['restore', '--from', `tape:${t1},${t2}`, '--to', base], o);
@@ -192,7 +192,7 @@ describe('a set that ends in the middle of a dump', () => {
     expect(cliJson<{ snapshots: Array<{ name: string }> }>(['snapshot', 'list', base], o).snapshots.map((x) => x.name)).toEqual(['c1', 'c2', 'c3']);
   }, 60_000);
 
-  it('catalog rebuild from the tape alone still records the complete dump and names the other as skipped', () => {
+  it('catalog rebuild from the tape alone still records the complete dump and names the other as skipped', async () => {
     const r = cliJson<{ records: number; skipped: Array<{ stream: string; reason: string }> }>(['catalog', 'rebuild', '--from', `tape:${t1}`, '--catalog', at('c-rebuilt.json')], o);
     expect(r.skipped.map((x) => x.reason).join('; ')).toMatch(/continues on a next tape/);
   }, 60_000);
@@ -212,14 +212,14 @@ describe.runIf(process.getuid?.() === 0)('a tape device of the set that cannot b
     cliOk(['dump', vols[0], '--level', '1', '--snapshot', 'd2', '--compress', 'none', '--to', at('d.l1'), '--catalog', at('d.json'), '-q'], o);
     const before = sha256File(base);
     // the level 1 from a file first, then a tape set whose drive cannot be opened: nothing applied
-    const line = expectOneLineError(runCli(['restore', '--from', at('d.l1'), '--from', `tape:${dead}`, '--to', base], o), 'restore with a dead drive', 10, new RegExp(dead));
+    const line = expectOneLineError(await refused(['restore', '--from', at('d.l1'), '--from', `tape:${dead}`, '--to', base], o), 'restore with a dead drive', 10, new RegExp(dead));
     expect(line).toMatch(/opening the tape device before reading the set/);
     expect(sha256File(base), 'the level 1 was not applied').toBe(before);
     // a drive that does not exist: the same, exit 3
-    expectOneLineError(runCli(['restore', '--from', at('d.l1'), '--from', `tape:${at('no-drive')}`, '--to', base], o), 'restore with a missing drive', 3, /no such directory or device/);
+    expectOneLineError(await refused(['restore', '--from', at('d.l1'), '--from', `tape:${at('no-drive')}`, '--to', base], o), 'restore with a missing drive', 3, /no such directory or device/);
     expect(sha256File(base)).toBe(before);
     // the drive later in a set: verify names it before reading the first tape
-    expectOneLineError(runCli(['verify', `tape:${at('x1')},${dead}`], o), 'verify of a set ending on a dead drive', 10, new RegExp(dead));
+    expectOneLineError(await refused(['verify', `tape:${at('x1')},${dead}`], o), 'verify of a set ending on a dead drive', 10, new RegExp(dead));
   }, 60_000);
 });
 

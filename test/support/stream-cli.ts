@@ -6,7 +6,8 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { expect } from 'vitest';
-import { CLI_BIN, cliJson, cliOk, finished, runCliAsync, type CliOptions, type CliResult } from './cli.js';
+import { CLI_BIN, cliJson, cliOk, finished, runCli, runCliAsync, type CliOptions, type CliResult } from './cli.js';
+import { runBundled } from './bundled-cli.js';
 import { Volume } from '../../src/volume/volume.js';
 import { PLANE_ACTIVE } from '../../src/volume/layout.js';
 import { checkReportOf, imageSha, snapshotNamesOf } from './oracle.js';
@@ -93,6 +94,19 @@ export async function expectClean(vol: string, opts: CliOptions = {}): Promise<s
  * The error rule: a non-zero exit (the given one when asked), exactly one stderr line
  * "imgstream: ..." and no stack trace; `pattern` must match that line.
  */
+/**
+ * Runs a command that is to fail, through the executable's main() in this process
+ * (bundled-cli.ts: the same code without a process's start-up cost), where it must also
+ * leave no file open. What serves or runs on (serve, protect) runs as a process: if it
+ * did not fail, it would go on here.
+ */
+export async function refused(args: string[], o: { env?: Record<string, string> }): Promise<CliResult> {
+  if (args[0] === 'serve' || args[0] === 'protect') return runCli(args, o);
+  const r = await runBundled(args, { env: o.env });
+  expect(r.leakedFds, `imgstream ${args.join(' ')}: files left open`).toEqual([]);
+  return r;
+}
+
 export function expectOneLineError(r: CliResult, what: string, exit?: number, pattern?: RegExp): string {
   const lines = r.stderr.split('\n').filter((l) => l.trim() !== '');
   expect(r.signal, `${what}: killed by a signal`).toBeNull();
