@@ -8,10 +8,9 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runCli } from '../support/cli.js';
 import { tempDir } from '../support/images.js';
 import { volumeWithSnapshot } from '../support/in-process.js';
-import { cliWords, dirEntries, dump, expectOneLineError, sh, shellQuote, snapshotNames } from '../support/stream-cli.js';
+import { cliWords, dirEntries, dump, expectOneLineError, sh, shellQuote, snapshotNames, refused } from '../support/stream-cli.js';
 
 const root = tempDir('imgstream-key-files-');
 const env = { IMGSTREAM_LOCK_DIR: path.join(root, 'locks'), IMGSTREAM_CATALOG: path.join(root, 'catalog.json') };
@@ -42,21 +41,21 @@ describe('key and passphrase files', () => {
     const before = dirEntries(root);
     const modeOf = (n: string) => new RegExp(`${n}: group or others may read this (key|passphrase) file \\(mode 0${(fs.statSync(at(n)).mode & 0o777).toString(8)}\\) \\(run: chmod 600 .*${n}\\)`);
     for (const n of ['key-644', 'key-640', 'key-604']) {
-      expectOneLineError(runCli(['dump', vol, '--level', '1', '--to', at('new.l1'), '--encrypt', '--key-file', at(n)], o), `dump, ${n}`, 4, modeOf(n));
-      expectOneLineError(runCli(['restore', '--from', at('key.l0'), '--to', at('new.vol'), '--key-file', at(n)], o), `restore, ${n}`, 4, modeOf(n));
-      expectOneLineError(runCli(['verify', at('key.l0'), '--key-file', at(n)], o), `verify, ${n}`, 4, modeOf(n));
+      expectOneLineError(await refused(['dump', vol, '--level', '1', '--to', at('new.l1'), '--encrypt', '--key-file', at(n)], o), `dump, ${n}`, 4, modeOf(n));
+      expectOneLineError(await refused(['restore', '--from', at('key.l0'), '--to', at('new.vol'), '--key-file', at(n)], o), `restore, ${n}`, 4, modeOf(n));
+      expectOneLineError(await refused(['verify', at('key.l0'), '--key-file', at(n)], o), `verify, ${n}`, 4, modeOf(n));
     }
-    expectOneLineError(runCli(['dump', vol, '--level', '1', '--to', at('new.l1'), '--encrypt', '--passphrase-file', at('pass-644')], o), 'dump, pass-644', 4, modeOf('pass-644'));
-    expectOneLineError(runCli(['restore', '--from', at('pass.l0'), '--to', at('new.vol'), '--passphrase-file', at('pass-644')], o), 'restore, pass-644', 4, modeOf('pass-644'));
+    expectOneLineError(await refused(['dump', vol, '--level', '1', '--to', at('new.l1'), '--encrypt', '--passphrase-file', at('pass-644')], o), 'dump, pass-644', 4, modeOf('pass-644'));
+    expectOneLineError(await refused(['restore', '--from', at('pass.l0'), '--to', at('new.vol'), '--passphrase-file', at('pass-644')], o), 'restore, pass-644', 4, modeOf('pass-644'));
     expect(dirEntries(root)).toEqual(before);
     expect(await snapshotNames(vol, o)).toEqual(['s1']);
   });
 
-  it('a device or a file far too large is refused at once, not read without end', () => {
-    expectOneLineError(runCli(['verify', at('key.l0'), '--key-file', '/dev/zero'], o), 'key file /dev/zero', 4, /\/dev\/zero: not a key file \(it holds more than 65536 bytes/);
-    expectOneLineError(runCli(['verify', at('pass.l0'), '--passphrase-file', '/dev/zero'], o), 'passphrase file /dev/zero', 4, /\/dev\/zero: not a passphrase file \(its first line is longer than 65536 bytes\)/);
+  it('a device or a file far too large is refused at once, not read without end', async () => {
+    expectOneLineError(await refused(['verify', at('key.l0'), '--key-file', '/dev/zero'], o), 'key file /dev/zero', 4, /\/dev\/zero: not a key file \(it holds more than 65536 bytes/);
+    expectOneLineError(await refused(['verify', at('pass.l0'), '--passphrase-file', '/dev/zero'], o), 'passphrase file /dev/zero', 4, /\/dev\/zero: not a passphrase file \(its first line is longer than 65536 bytes\)/);
     fs.writeFileSync(at('large.key'), Buffer.alloc(1 << 20, 0x61), { mode: 0o600 });
-    expectOneLineError(runCli(['verify', at('key.l0'), '--key-file', at('large.key')], o), 'a large key file', 4, /large\.key: not a key file/);
+    expectOneLineError(await refused(['verify', at('key.l0'), '--key-file', at('large.key')], o), 'a large key file', 4, /large\.key: not a key file/);
   });
 
   it('a key or passphrase on a pipe works', async () => {

@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cliJson, runCli, sleep, spawnCli, finished } from '../support/cli.js';
 import { rng, tempDir } from '../support/images.js';
 import { setupOk } from '../support/in-process.js';
-import { exportShas, expectOneLineError, ok } from '../support/stream-cli.js';
+import { exportShas, expectOneLineError, ok, refused } from '../support/stream-cli.js';
 
 const BS = 4096;
 const BLOCKS = 2048; // 8 MiB logical disks
@@ -132,7 +132,7 @@ describe('a multiplexed tape file is a tar archive', () => {
     }
   });
 
-  it('tape log prints the backup log: every member with its source, place and size; --summary has per-source totals and idle time', () => {
+  it('tape log prints the backup log: every member with its source, place and size; --summary has per-source totals and idle time', async () => {
     const names = tar('tar', ['tvf', tapeFile(1)]).trim().split('\n');
     const r = cliJson<LogJson>(['tape', 'log', `tape:${tape}#1`, '--catalog', catalog], o);
     expect(r.log.entries).toHaveLength(names.length - 1); // every member but the log itself
@@ -160,10 +160,10 @@ describe('a multiplexed tape file is a tar archive', () => {
     expect(stored.files[0].log).toEqual(r.log);
     expect(ok(['tape', 'log', `tape:${tape}#1`, '--summary'], o).stdout).toMatch(/tape idle \(waiting for data\): [0-9.]+ s/);
     // the tape without a file number: the files it holds, to pick one from
-    expectOneLineError(runCli(['tape', 'log', `tape:${tape}`], o), 'tape log of a whole tape', 4, /give one tape file of it, as tape:DIR#N \(it holds files? 1( to \d+)?\) \(imgstream tape log tape:\S+#\d+; imgstream verify tape:\S+ lists what each file holds\)$/);
-    expectOneLineError(runCli(['tape', 'log', `tape:${tape}-missing`], o), 'tape log of no tape', 3, /no such tape directory/);
+    expectOneLineError(await refused(['tape', 'log', `tape:${tape}`], o), 'tape log of a whole tape', 4, /give one tape file of it, as tape:DIR#N \(it holds files? 1( to \d+)?\) \(imgstream tape log tape:\S+#\d+; imgstream verify tape:\S+ lists what each file holds\)$/);
+    expectOneLineError(await refused(['tape', 'log', `tape:${tape}-missing`], o), 'tape log of no tape', 3, /no such tape directory/);
     // a tape file number past the last: the files it holds
-    expectOneLineError(runCli(['tape', 'log', `tape:${tape}#99`], o), 'tape log of a file the tape lacks', 3, /has no tape file 99 \(it holds tape files 1 to \d+\)$/);
+    expectOneLineError(await refused(['tape', 'log', `tape:${tape}#99`], o), 'tape log of a file the tape lacks', 3, /has no tape file 99 \(it holds tape files 1 to \d+\)$/);
   });
 });
 
@@ -272,12 +272,12 @@ describe('damaged multiplexed tape files', () => {
         const tl = cliJson<LogJson & { from: string }>(['tape', 'log', `tape:${dir}#1`, '--catalog', catalog], o);
         expect(tl.from).toBe('catalog');
         expect(tl.log).toEqual(log);
-        expectOneLineError(runCli(['tape', 'log', `tape:${dir}#1`, '--catalog', path.join(root, 'empty-catalog.json')], o), 'tape log without a log', 9, /backup log is missing or damaged/);
+        expectOneLineError(await refused(['tape', 'log', `tape:${dir}#1`, '--catalog', path.join(root, 'empty-catalog.json')], o), 'tape log without a log', 9, /backup log is missing or damaged/);
       }
       const rebuilt = path.join(root, `cut-${k}.json`);
       if (whole.length === 0) {
         // nothing whole to record: refused, the catalog not created
-        const line = expectOneLineError(runCli(['catalog', 'rebuild', '--from', `tape:${dir}`, '--catalog', rebuilt], o), `cut at ${cut}: catalog rebuild`, 9, /nothing recorded: (the one stream read was|all \d+ streams read were) incomplete or damaged/);
+        const line = expectOneLineError(await refused(['catalog', 'rebuild', '--from', `tape:${dir}`, '--catalog', rebuilt], o), `cut at ${cut}: catalog rebuild`, 9, /nothing recorded: (the one stream read was|all \d+ streams read were) incomplete or damaged/);
         expect(line, 'parentheses nested').not.toMatch(/\([^)]*\(/);
         expect(fs.existsSync(rebuilt)).toBe(false);
       } else {

@@ -4,10 +4,9 @@
 // the endpoint is refused before anything is sent.
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { runCli } from '../support/cli.js';
 import { tempDir } from '../support/images.js';
 import { volumeWithSnapshot } from '../support/in-process.js';
-import { expectOneLineError, snapshotNames } from '../support/stream-cli.js';
+import { expectOneLineError, snapshotNames, refused } from '../support/stream-cli.js';
 import fs from 'node:fs';
 
 const root = tempDir('imgstream-s3-endpoint-');
@@ -29,14 +28,14 @@ describe('an S3 endpoint that is not a URL', () => {
     ];
     for (const [what, flags, extra, pattern] of cases) {
       const e = { ...env, ...extra };
-      expectOneLineError(runCli(['verify', 's3://dumps/vm/l0', ...flags], { env: e }), `verify, ${what}`, 4, pattern);
-      expectOneLineError(runCli(['dump', vol, '--level', '0', '--to', 's3://dumps/vm/l0', ...flags], { env: e }), `dump, ${what}`, 4, pattern);
+      expectOneLineError(await refused(['verify', 's3://dumps/vm/l0', ...flags], { env: e }), `verify, ${what}`, 4, pattern);
+      expectOneLineError(await refused(['dump', vol, '--level', '0', '--to', 's3://dumps/vm/l0', ...flags], { env: e }), `dump, ${what}`, 4, pattern);
     }
     expect(await snapshotNames(vol, o)).toEqual(['s1']);
   });
 
-  it('no credentials at all are named as such (exit 11), not as credentials the store refused', () => {
+  it('no credentials at all are named as such (exit 11), not as credentials the store refused', async () => {
     const e = { ...env, AWS_ACCESS_KEY_ID: '', AWS_SECRET_ACCESS_KEY: '', HOME: root, AWS_PROFILE: '', AWS_CONFIG_FILE: path.join(root, 'none'), AWS_SHARED_CREDENTIALS_FILE: path.join(root, 'none'), AWS_EC2_METADATA_DISABLED: 'true' };
-    expectOneLineError(runCli(['verify', 's3://dumps/vm/l0', '--s3-endpoint', 'http://127.0.0.1:1', '--s3-path-style'], { env: e }), 'verify, no credentials', 11, /no credentials found/);
+    expectOneLineError(await refused(['verify', 's3://dumps/vm/l0', '--s3-endpoint', 'http://127.0.0.1:1', '--s3-path-style'], { env: e }), 'verify, no credentials', 11, /no credentials found/);
   });
 });

@@ -15,7 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cliJson, finished, runCli, spawnCli, sleep } from '../support/cli.js';
 import { mutate, randomImage, tempDir } from '../support/images.js';
 import { setupOk } from '../support/in-process.js';
-import { exportShas, expectOneLineError, ok } from '../support/stream-cli.js';
+import { exportShas, expectOneLineError, ok, refused } from '../support/stream-cli.js';
 import { hasCeph, startGateway, type Gateway } from '../support/ceph-gateway.js';
 import { s3Source } from '../../src/media/s3/index.js';
 import { isDirectAligned } from '../../src/fs/direct-io.js';
@@ -187,8 +187,8 @@ describe.skipIf(!hasCeph)('s3:// on a Ceph object gateway', () => {
   it('an endpoint given wins over the recorded one (--s3-endpoint, or AWS_ENDPOINT_URL); a catalog recorded without endpoints still restores with them', async () => {
     const nowhere = 'http://127.0.0.1:1';
     const to = p('elsewhere.vol');
-    expectOneLineError(runCli(['restore', '--to', to, '--as-of', 's3', '--catalog', catalog, '--s3-endpoint', nowhere, '--s3-path-style'], o), 'restore --as-of --s3-endpoint elsewhere', 12, /ECONNREFUSED/);
-    expectOneLineError(runCli(['restore', '--to', to, '--as-of', 's3', '--catalog', catalog], { ...o, env: { ...env, AWS_ENDPOINT_URL: nowhere } }), 'restore --as-of, AWS_ENDPOINT_URL elsewhere', 12, /ECONNREFUSED/);
+    expectOneLineError(await refused(['restore', '--to', to, '--as-of', 's3', '--catalog', catalog, '--s3-endpoint', nowhere, '--s3-path-style'], o), 'restore --as-of --s3-endpoint elsewhere', 12, /ECONNREFUSED/);
+    expectOneLineError(await refused(['restore', '--to', to, '--as-of', 's3', '--catalog', catalog], { ...o, env: { ...env, AWS_ENDPOINT_URL: nowhere } }), 'restore --as-of, AWS_ENDPOINT_URL elsewhere', 12, /ECONNREFUSED/);
     expect(fs.existsSync(to)).toBe(false);
     // as the catalogs written before the store was recorded: every record without it
     const old = p('old-catalog.json');
@@ -250,20 +250,20 @@ describe.skipIf(!hasCeph)('s3:// on a Ceph object gateway', () => {
     await gw.client.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'bad/truncated', Body: good.subarray(0, good.length - 1000) }));
     await gw.client.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'bad/flipped', Body: flipped }));
     for (const key of ['bad/truncated', 'bad/flipped']) {
-      expectOneLineError(runCli(['verify', s3(key), ...gw.flags], o), `verify ${key}`, 9);
+      expectOneLineError(await refused(['verify', s3(key), ...gw.flags], o), `verify ${key}`, 9);
       const to = p(`${key.replace('/', '-')}.vol`);
-      expectOneLineError(runCli(['restore', '--from', s3(key), '--to', to, ...gw.flags], o), `restore ${key}`, 9);
+      expectOneLineError(await refused(['restore', '--from', s3(key), '--to', to, ...gw.flags], o), `restore ${key}`, 9);
       expect(fs.existsSync(to), `${to} was created`).toBe(false);
     }
   });
 
   it('wrong credentials, a missing bucket, an existing object: one-line errors, nothing left', async () => {
     const wrong = { ...o, env: { ...env, AWS_SECRET_ACCESS_KEY: 'not-the-secret-key-0123456789' } };
-    expectOneLineError(runCli(['dump', vol, '--level', '0', '--snapshot', 's1', '--to', s3('x/wrong-key'), '--catalog', p('c2.json'), ...gw.flags], wrong), 'dump with a wrong key', 11, /credentials|SignatureDoesNotMatch|refused/);
-    expectOneLineError(runCli(['restore', '--from', s3('vm/l0'), '--to', p('wk.vol'), ...gw.flags], wrong), 'restore with a wrong key', 11);
-    expectOneLineError(runCli(['dump', vol, '--level', '0', '--snapshot', 's1', '--to', 's3://no-such-bucket/x/l0', '--catalog', p('c2.json'), ...gw.flags], o), 'dump to a missing bucket', 3, /bucket no-such-bucket does not exist/);
-    expectOneLineError(runCli(['verify', 's3://no-such-bucket/x/l0', ...gw.flags], o), 'verify from a missing bucket', 3);
-    expectOneLineError(runCli(['dump', vol, '--level', '0', '--snapshot', 's1', '--to', s3('vm/l0'), '--catalog', p('c2.json'), ...gw.flags], o), 'dump onto an existing object', 6, /already exists/);
+    expectOneLineError(await refused(['dump', vol, '--level', '0', '--snapshot', 's1', '--to', s3('x/wrong-key'), '--catalog', p('c2.json'), ...gw.flags], wrong), 'dump with a wrong key', 11, /credentials|SignatureDoesNotMatch|refused/);
+    expectOneLineError(await refused(['restore', '--from', s3('vm/l0'), '--to', p('wk.vol'), ...gw.flags], wrong), 'restore with a wrong key', 11);
+    expectOneLineError(await refused(['dump', vol, '--level', '0', '--snapshot', 's1', '--to', 's3://no-such-bucket/x/l0', '--catalog', p('c2.json'), ...gw.flags], o), 'dump to a missing bucket', 3, /bucket no-such-bucket does not exist/);
+    expectOneLineError(await refused(['verify', 's3://no-such-bucket/x/l0', ...gw.flags], o), 'verify from a missing bucket', 3);
+    expectOneLineError(await refused(['dump', vol, '--level', '0', '--snapshot', 's1', '--to', s3('vm/l0'), '--catalog', p('c2.json'), ...gw.flags], o), 'dump onto an existing object', 6, /already exists/);
     expect(await exists('x/wrong-key')).toBe(false);
     expect(await uploads('x/')).toEqual([]);
     expect(fs.existsSync(p('wk.vol'))).toBe(false);

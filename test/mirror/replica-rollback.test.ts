@@ -10,7 +10,7 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { CLI_BIN, cliJson, cliOk, finished, listeningPort, runCli, sha256File } from '../support/cli.js';
 import { mutate, randomImage, tempDir } from '../support/images.js';
-import { expectOneLineError, exportShas } from '../support/stream-cli.js';
+import { expectOneLineError, exportShas, refused } from '../support/stream-cli.js';
 import { setupOk } from '../support/in-process.js';
 
 const root = tempDir('imgstream-replica-rollback-');
@@ -39,7 +39,7 @@ describe('replicate pull never takes a replica back', () => {
     cliOk(['replicate', 'pull', rep, '--from', src], o);
     await setupOk(['snapshot', 'delete', src, 'm2', '--force'], { env });
     const sha = sha256File(rep);
-    const line = expectOneLineError(runCli(['replicate', 'pull', rep, '--from', src], o), 'pull to an older master', 4, /rep\.vol: holds snapshot "m2", newer than "m1", the source's newest master: a pull would take it back to "m1" and drop it/);
+    const line = expectOneLineError(await refused(['replicate', 'pull', rep, '--from', src], o), 'pull to an older master', 4, /rep\.vol: holds snapshot "m2", newer than "m1", the source's newest master: a pull would take it back to "m1" and drop it/);
     expect(line).toMatch(/take a newer master on the source/);
     expect(sha256File(rep)).toBe(sha);
     expect(fs.readdirSync(root).filter((n) => n.startsWith('.rep.vol'))).toEqual([]);
@@ -58,7 +58,7 @@ describe('replicate pull never takes a replica back', () => {
     await change(src, img, 5, 'later', false);
     cliOk(['mirror', 'update', src, '--to', mir], o);
     const sha = sha256File(mir);
-    expectOneLineError(runCli(['replicate', 'pull', mir, '--from', src], o), 'pull onto a mirror', 4, /mir\.vol: holds snapshots? .*"later".*, newer than "m1", the source's newest master/);
+    expectOneLineError(await refused(['replicate', 'pull', mir, '--from', src], o), 'pull onto a mirror', 4, /mir\.vol: holds snapshots? .*"later".*, newer than "m1", the source's newest master/);
     expect(sha256File(mir)).toBe(sha);
   });
 
@@ -81,7 +81,7 @@ describe('replicate pull never takes a replica back', () => {
       expect(runCli(pull, o).stdout).toContain('prep.vol is up to date (m2)');
       cliOk(['snapshot', 'delete', src, 'm2', '--force'], o);
       const sha = sha256File(at('prep.vol'));
-      expectOneLineError(runCli(pull, o), 'pull from a peer to an older master', 4, new RegExp(`^imgstream: peer://127\\.0\\.0\\.1:${port}/src\\.vol: replica prep\\.vol: holds snapshot "m2", newer than "m1", the source's newest master`));
+      expectOneLineError(await refused(pull, o), 'pull from a peer to an older master', 4, new RegExp(`^imgstream: peer://127\\.0\\.0\\.1:${port}/src\\.vol: replica prep\\.vol: holds snapshot "m2", newer than "m1", the source's newest master`));
       expect(sha256File(at('prep.vol'))).toBe(sha);
     } finally {
       child.kill('SIGTERM');

@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cliJson, runCli, sha256File } from '../support/cli.js';
 import { mutate, randomImage, tempDir } from '../support/images.js';
 import { inProcessJson, setupOk } from '../support/in-process.js';
-import { dirEntries, dump, exportShas, expectOneLineError, ok, snapshotNames } from '../support/stream-cli.js';
+import { dirEntries, dump, exportShas, expectOneLineError, ok, snapshotNames, refused } from '../support/stream-cli.js';
 
 const root = tempDir('imgstream-chains-cli-');
 const env = { IMGSTREAM_LOCK_DIR: path.join(root, 'locks'), IMGSTREAM_CATALOG: path.join(root, 'no-catalog-given.json') };
@@ -199,10 +199,10 @@ describe('dumps whose base is missing', () => {
 });
 
 describe('verify checks the chain', () => {
-  it('a broken chain (a base snapshot missing) exits 3 in verify as in restore; misordered streams 4 (a full one in the middle, an incremental after a later one); streams of two volumes two chains; damage alone is 9', () => {
-    expectOneLineError(runCli(['verify', A.l1, A.l0], o), 'verify L1 L0', 4, /full \(level 0\) stream in the middle of a chain/);
-    expectOneLineError(runCli(['verify', A.l0, A.l2], o), 'verify L0 L2', 3, /base snapshot "s2" is not in the streams before it/);
-    expectOneLineError(runCli(['verify', A.l0, A.l2, A.l1], o), 'verify L0 L2 L1', 3, /base snapshot "s2" is not in the streams before it/);
+  it('a broken chain (a base snapshot missing) exits 3 in verify as in restore; misordered streams 4 (a full one in the middle, an incremental after a later one); streams of two volumes two chains; damage alone is 9', async () => {
+    expectOneLineError(await refused(['verify', A.l1, A.l0], o), 'verify L1 L0', 4, /full \(level 0\) stream in the middle of a chain/);
+    expectOneLineError(await refused(['verify', A.l0, A.l2], o), 'verify L0 L2', 3, /base snapshot "s2" is not in the streams before it/);
+    expectOneLineError(await refused(['verify', A.l0, A.l2, A.l1], o), 'verify L0 L2 L1', 3, /base snapshot "s2" is not in the streams before it/);
     // streams of two volumes are two chains, each checked on its own (a tape holding the dumps of several)
     expect(cliJson<{ chains: Array<{ needs: string | null }> }>(['verify', A.l0, B.l1], o).chains.map((c) => c.needs)).toEqual([null, 's1']);
     expect(cliJson<{ chains: Array<{ streams: number; needs: string | null }> }>(['verify', A.l0, B.l1, A.l1], o).chains.map((c) => [c.streams, c.needs])).toEqual([[2, null], [1, 's1']]);
@@ -211,11 +211,11 @@ describe('verify checks the chain', () => {
     // an incremental after streams that bring a snapshot taken after its base: restore refuses it there, and so does verify
     const again = p('a.l1-copy');
     fs.copyFileSync(A.l1, again);
-    expectOneLineError(runCli(['verify', A.l0, A.l1, A.l2, again], o), 'verify L0 L1 L2 L1', 4, /bring snapshot "s3" taken after its base snapshot "s1" that it does not bring/);
+    expectOneLineError(await refused(['verify', A.l0, A.l1, A.l2, again], o), 'verify L0 L1 L2 L1', 4, /bring snapshot "s3" taken after its base snapshot "s1" that it does not bring/);
     // (restore-twice.test.ts: a stream whose top the volume holds already, with a newer snapshot)
     expectRestoreRefused([A.l0, A.l1, A.l2, again], path.join(emptyDir, 'again.vol'), 4, /holds this stream's top snapshot "s2" already, and the newer snapshot "s3"/);
     // the same file given twice stays where it was given (the argument parser moved a repeat next to the first)
-    expectOneLineError(runCli(['verify', A.l0, A.l1, A.l2, A.l1], o), 'verify L0 L1 L2 L1, one file twice', 4, /a\.l1: the streams before it bring snapshot "s3"/);
+    expectOneLineError(await refused(['verify', A.l0, A.l1, A.l2, A.l1], o), 'verify L0 L1 L2 L1, one file twice', 4, /a\.l1: the streams before it bring snapshot "s3"/);
     // in order it passes, and says what the first stream needs
     expect(cliJson<{ ok: boolean; needs: string | null }>(['verify', A.l0, A.l1, A.l2], o)).toMatchObject({ ok: true, needs: null });
     expect(cliJson<{ ok: boolean; needs: string | null }>(['verify', A.l1, A.l2], o)).toMatchObject({ ok: true, needs: 's1' });
@@ -251,7 +251,7 @@ describe('restore --as-of onto an existing volume', () => {
     expect(applied(r)).toEqual(['s3']);
     expect(await exportShas(to, ['s1', 's2', 's3', null], o)).toEqual({ ...A.sha, active: A.sha.s3 });
     const before = sha256File(to);
-    expectOneLineError(runCli(['restore', '--to', to, '--as-of', 's1', '--catalog', A.catalog], o), 'restore as of an older snapshot onto the volume', 4, /holds snapshot "s1" and newer ones already: restoring as of s1 would take it back in time \(restore as of s1 into a new path\)/);
+    expectOneLineError(await refused(['restore', '--to', to, '--as-of', 's1', '--catalog', A.catalog], o), 'restore as of an older snapshot onto the volume', 4, /holds snapshot "s1" and newer ones already: restoring as of s1 would take it back in time \(restore as of s1 into a new path\)/);
     expect(sha256File(to)).toBe(before);
   });
 });
