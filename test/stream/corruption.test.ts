@@ -15,10 +15,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCliAsync, sha256, sha256File, type CliResult } from '../support/cli.js';
-import { runBundled } from '../support/bundled-cli.js';
 import { mutate, randomImage, rng, tempDir } from '../support/images.js';
 import { setupOk } from '../support/in-process.js';
-import { changesOutsideFreeSpace, dirEntries, dump, exportShas, expectClean, expectOneLineError, ok, pool, snapshotNames } from '../support/stream-cli.js';
+import { changesOutsideFreeSpace, dirEntries, dump, exportShas, expectClean, expectOneLineError, ok, pool, refused, snapshotNames } from '../support/stream-cli.js';
 
 const BS = 4096;
 const BLOCKS = 768; // 3 MiB logical disk: a level 0 of a few DATA records
@@ -128,21 +127,18 @@ function damages(kind: Kind, seed: number): Damage[] {
 
 /**
  * Runs a command that must refuse a damaged stream: one case in four as a real process,
- * the others through the executable's main() in this process (bundled-cli.ts: the same
+ * the others through the executable's main() in this process (refused() in stream-cli.ts: the same
  * code, without a process's start-up cost), where it must also leave no file open.
  */
-async function refusal(args: string[], d: Damage, label: string): Promise<CliResult> {
-  if (caseIndex(d) % 4 === 0) return runCliAsync(args, o);
-  const r = await runBundled(args, { env });
-  expect(r.leakedFds, `${label}: files left open`).toEqual([]);
-  return r;
+function refusal(args: string[], d: Damage): Promise<CliResult> {
+  return caseIndex(d) % 4 === 0 ? runCliAsync(args, o) : refused(args, o);
 }
 
 const PROBLEM = /checksum|incomplete|damaged|not an imgstream|unsupported|decompress|trailer|header|record|features|unexpected bytes/i;
 
 async function expectVerifyRefuses(d: Damage): Promise<void> {
   const label = `${d.kind} ${d.what} at ${d.at}${d.xor ? ` xor 0x${d.xor.toString(16)}` : ''}: verify`;
-  const v = await refusal(['verify', d.file], d, label);
+  const v = await refusal(['verify', d.file], d);
   const line = expectOneLineError(v, label, 9, PROBLEM);
   expect(line, label).toContain(d.file);
 }
@@ -151,7 +147,7 @@ async function expectVerifyRefuses(d: Damage): Promise<void> {
 async function expectNewRestoreRefused(d: Damage, w: number): Promise<void> {
   const label = `${d.kind} ${d.what} at ${d.at}: restore into a new path`;
   const to = path.join(newDirs[w], 'restored.vol');
-  const r = await refusal(['restore', '--from', d.file, '--to', to], d, label);
+  const r = await refusal(['restore', '--from', d.file, '--to', to], d);
   expectOneLineError(r, label, 9, PROBLEM);
   expect(fs.existsSync(to), label).toBe(false);
   expect(dirEntries(newDirs[w]), label).toEqual([]);
@@ -164,7 +160,7 @@ const fileChanged = { changed: 0, of: 0 };
 async function expectRestoreOntoRefused(d: Damage, w: number): Promise<void> {
   const label = `${d.kind} ${d.what} at ${d.at}${d.xor ? ` xor 0x${d.xor.toString(16)}` : ''}: restore onto a volume`;
   const before = sha256File(bases[w]);
-  const r = await refusal(['restore', '--from', d.file, '--to', bases[w]], d, label);
+  const r = await refusal(['restore', '--from', d.file, '--to', bases[w]], d);
   expectOneLineError(r, label, 9, PROBLEM);
   const { violations } = changesOutsideFreeSpace(baseBytes[w], bases[w]);
   expect(violations, label).toEqual([]);
