@@ -22,6 +22,8 @@ export interface VolumeAccess {
   createSnapshot(name: string, opts?: SnapshotCreateOptions): Promise<SnapshotEntry>;
   deleteSnapshot(name: string): Promise<SnapshotEntry>;
   renameSnapshot(from: string, to: string): Promise<SnapshotEntry>;
+  /** Makes a regular snapshot a shadow one (see Volume.shadowSnapshot). */
+  shadowSnapshot(name: string): Promise<SnapshotEntry>;
   info(): Promise<VolumeInfo>;
   image(expression: string, opts?: { ranges?: boolean }, progress?: Progress): Promise<StorageImageSummary>;
   check(progress?: Progress): Promise<CheckReport>;
@@ -50,6 +52,9 @@ export class LocalVolume implements VolumeAccess {
   }
   async renameSnapshot(from: string, to: string): Promise<SnapshotEntry> {
     return this.volume.renameSnapshot(from, to);
+  }
+  async shadowSnapshot(name: string): Promise<SnapshotEntry> {
+    return this.volume.shadowSnapshot(name);
   }
   async info(): Promise<VolumeInfo> {
     return volumeInfo(this.volume);

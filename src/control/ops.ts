@@ -4,7 +4,7 @@
 // request half applied and never runs during a CP; an op may change the volume (the
 // Volume API is synchronous) and may return a promise (the queue waits for it).
 //
-// Ops provided here: snapshot.create, snapshot.delete, snapshot.rename, snapshot.list,
+// Ops provided here: snapshot.create, snapshot.delete, snapshot.rename, snapshot.shadow, snapshot.list,
 // info, image, check, cp, pin and unpin. Other modules add theirs with
 // registerControlOp (e.g. mirror.*); the answer must be plain JSON.
 import { BusyError, InvalidInputError } from '../core/errors.js';
@@ -135,6 +135,14 @@ registerControlOp('snapshot.rename', (vol, args, session) => {
   const to = stringArg(args, 'to');
   if (to !== e.name) session.pins.assertUnpinned(vol.path, e, 'renamed');
   return vol.renameSnapshot(e.name, to);
+});
+
+/** {name}: the snapshot becomes a shadow one (not while a reader pins it: its blocks could be reused under the read). */
+registerControlOp('snapshot.shadow', (vol, args, session) => {
+  assertServedWritable(vol);
+  const e = vol.snapshot(stringArg(args, 'name'));
+  if (!e.shadow) session.pins.assertUnpinned(vol.path, e, 'made a shadow snapshot');
+  return vol.shadowSnapshot(e.name);
 });
 
 /** volume info as of a CP taken now (the same figures `volume info` shows of an idle volume). */

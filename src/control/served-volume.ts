@@ -107,6 +107,10 @@ export class ServedVolume implements VolumeAccess {
     return this.request<SnapshotEntry>('snapshot.rename', { from, to });
   }
 
+  shadowSnapshot(name: string): Promise<SnapshotEntry> {
+    return this.request<SnapshotEntry>('snapshot.shadow', { name });
+  }
+
   async info(): Promise<VolumeInfo> {
     return { ...(await this.request<VolumeInfo>('info')), path: this.path };
   }

@@ -217,8 +217,13 @@ export interface StreamHeader {
   level: number;
   /** The storage image carried, e.g. "june5 + june4 - june3". */
   expression: string;
-  /** The snapshot the receiver must already hold (null for a full stream). */
-  base: { id: number; name: string; generation: number } | null;
+  /**
+   * The snapshot the receiver must already hold (null for a full stream). `shadow`: a
+   * shadow snapshot at the source, whose blocks its allocator may have reused: the stream
+   * carries those the top holds, and the receiver's copy becomes a shadow one, whose
+   * blocks they replace. Optional: streams written before it was added lack it.
+   */
+  base: { id: number; name: string; generation: number; shadow?: boolean } | null;
   /** The newest snapshot carried: the receiver's active file system becomes it. */
   top: { id: number; name: string; generation: number };
   /** The snapshots this stream brings, oldest first (the last is top); each has PLANE records. */
@@ -228,9 +233,12 @@ export interface StreamHeader {
    * generations), the brought ones included. A receiver drops the older snapshots it has
    * that are not listed: the source deleted them, and its allocator may have reused their
    * blocks for this stream's. Optional: streams written before it was added lack it, and
-   * then nothing is dropped.
+   * then nothing is dropped. `shadow`: a shadow snapshot at the source (perhaps made one
+   * after it was dumped: snapshot shadow), whose blocks its allocator may have reused for
+   * this stream's: a receiver holding it regular makes it a shadow one, whose blocks the
+   * stream's replace.
    */
-  retained?: Array<{ id: number; name: string; generation: number }>;
+  retained?: Array<{ id: number; name: string; generation: number; shadow?: boolean }>;
   created: string;
   host: string;
   /** Order of DATA blocks: "vbn", or "interleave:N" (round-robin over N stripes). */
@@ -264,13 +272,13 @@ export function decodeHeader(b: Buffer): StreamHeader {
     v && typeof v.uuid === 'string' && isInt(v.blockSize) && isInt(v.nblocks) && isInt(v.logicalSize) && isInt(v.maxSnapshots) && isInt(v.mapDepth) &&
     isInt(h.level) &&
     typeof h.expression === 'string' &&
-    (h.base === null || (h.base && isInt(h.base.id) && typeof h.base.name === 'string')) &&
+    (h.base === null || (h.base && isInt(h.base.id) && typeof h.base.name === 'string' && (h.base.shadow === undefined || typeof h.base.shadow === 'boolean'))) &&
     h.top && isInt(h.top.id) && typeof h.top.name === 'string' &&
     Array.isArray(h.snapshots) && h.snapshots.length > 0 &&
     h.snapshots.every((s) => isInt(s.id) && typeof s.name === 'string' && isInt(s.mapRoot) && isInt(s.generation) && isInt(s.blocks) && isInt(s.mappedBlocks)) &&
     h.snapshots[h.snapshots.length - 1].id === h.top.id &&
     (h.encryption === undefined || validEncryption(h.encryption)) &&
-    (h.retained === undefined || (Array.isArray(h.retained) && h.retained.every((s) => s && isInt(s.id) && typeof s.name === 'string' && isInt(s.generation))));
+    (h.retained === undefined || (Array.isArray(h.retained) && h.retained.every((s) => s && isInt(s.id) && typeof s.name === 'string' && isInt(s.generation) && (s.shadow === undefined || typeof s.shadow === 'boolean'))));
   if (!ok) throw new StreamFormatError('damaged or incomplete stream header');
   return h;
 }

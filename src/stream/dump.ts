@@ -127,8 +127,7 @@ const NAME_ATTEMPTS = 100;
 function levelThatWorks(vol: Volume, ours: DumpRecord[], top: SnapshotEntry | null, from: number): number {
   for (let level = from; level > 0; level--) {
     const baseDump = ours.filter((d) => d.level < level && (top === null || d.top.id < top.id)).at(-1);
-    const snap = baseDump && vol.snapshots().find((s) => s.id === baseDump.top.id);
-    if (snap && !(snap.shadow && snap.reusedBlocks > 0)) return level;
+    if (baseDump && vol.snapshots().some((s) => s.id === baseDump.top.id)) return level;
   }
   return 0;
 }
@@ -161,17 +160,12 @@ export function planDump(vol: Volume, level: number, top: SnapshotEntry | null, 
     if (!snap) {
       throw new NotFoundError(
         `${vol.path}: the base of this level ${level} dump, snapshot "${baseDump.top.name}" (level ${baseDump.level} dump of ${baseDump.date}), no longer exists`,
-        `take a lower level instead: --level ${levelThatWorks(vol, ours, top, baseDump.level)}`,
+        `take a lower level instead: --level ${levelThatWorks(vol, ours, top, baseDump.level)}; to free a dump's top snapshot and still build later levels on it, make it a shadow one instead of deleting it: imgstream snapshot shadow ${vol.path} NAME`,
       );
     }
-    // a shadow base whose blocks were reused no longer reads as it was dumped: the
-    // difference from it would be wrong (and its map may hold anything)
-    if (snap.shadow && snap.reusedBlocks > 0) {
-      throw new InvalidInputError(
-        `${vol.path}: the base of this level ${level} dump, shadow snapshot "${snap.name}", had blocks reused (${snap.reusedBlocks}) and no longer holds what its dump holds`,
-        baseDump.level > 0 ? `take a lower level instead: --level ${levelThatWorks(vol, ours, top, baseDump.level)}` : 'take a level 0 dump',
-      );
-    }
+    // a shadow base (a bookmark: snapshot shadow) may have had blocks reused: its bits
+    // cleared as they were, so the image below carries every reused block that the top
+    // holds, and the map's differences are taken only from base blocks it still holds
     base = snap;
   }
   const topId = top?.id ?? Number.MAX_SAFE_INTEGER;
@@ -187,6 +181,18 @@ export function planDump(vol: Volume, level: number, top: SnapshotEntry | null, 
   if (terms.length === 0) throw new InvalidInputError(`${vol.path}: nothing to dump: no snapshot after the base`, 'take a snapshot first');
   const expression = terms.join(' + ') + (base ? ` - ${base.name}` : '');
   return { level, base, baseDump, top, snapshots, expression };
+}
+
+/** For a shadow base, the VBNs its plane still holds (the others the allocator reused: their contents are no longer the base's). */
+function baseHolds(vol: Volume, base: SnapshotEntry): ((vbn: number) => boolean) | undefined {
+  if (!base.shadow || base.reusedBlocks === 0) return undefined;
+  const plane = vol.layout.snapshotPlane(base.slot);
+  return (vbn) => vbn < vol.nblocks && vol.testBit(plane, vbn);
+}
+
+/** The stream header's base: a shadow one says so (a receiver holding it regular lets the blocks the source reused replace its own). */
+function streamBase(base: SnapshotEntry | null): StreamHeader['base'] {
+  return base ? { id: base.id, name: base.name, generation: base.generation, ...(base.shadow ? { shadow: true } : {}) } : null;
 }
 
 function streamSnapshot(s: SnapshotEntry): StreamSnapshot {
@@ -282,10 +288,10 @@ export async function dumpVolume(vol: Volume, target: DumpTargetFactory, opts: D
     volume: { uuid: r.uuid, blockSize: r.blockSize, nblocks: r.nblocks, logicalSize: r.logicalSize, maxSnapshots: r.maxSnapshots, mapDepth: r.mapDepth },
     level: plan.level,
     expression: plan.expression,
-    base: plan.base ? { id: plan.base.id, name: plan.base.name, generation: plan.base.generation } : null,
+    base: streamBase(plan.base),
     top: { id: top.id, name: top.name, generation: top.generation },
     snapshots: plan.snapshots.map(streamSnapshot),
-    retained: vol.snapshots().filter((s) => s.id <= top.id).map((s) => ({ id: s.id, name: s.name, generation: s.generation })),
+    retained: vol.snapshots().filter((s) => s.id <= top.id).map((s) => ({ id: s.id, name: s.name, generation: s.generation, ...(s.shadow ? { shadow: true } : {}) })),
     created: new Date().toISOString(),
     host: os.hostname(),
     order: order.name,
@@ -298,7 +304,7 @@ export async function dumpVolume(vol: Volume, target: DumpTargetFactory, opts: D
     // (a level 0 walks every map node it carries only to check it: damage would travel as it is)
     const carried = imageMembers(vol, plan.expression);
     const roots = plan.snapshots.map((s) => s.mapRoot);
-    if (plan.base) deltas = collectMapDeltas(vol, roots, plan.base.mapRoot, carried, true);
+    if (plan.base) deltas = collectMapDeltas(vol, roots, plan.base.mapRoot, carried, true, baseHolds(vol, plan.base));
     else {
       checkCarriedMaps(vol, roots, carried);
       deltas = [];

@@ -67,6 +67,18 @@ function deletedAtSource(vol: Volume, h: StreamHeader): SnapshotEntry[] {
   return vol.snapshots().filter((s) => !keep.has(s.id) && (s.id <= h.base!.id || (s.restored === true && s.id < h.top.id)));
 }
 
+/**
+ * The volume's regular snapshots that are shadow ones at the stream's source (its base,
+ * StreamHeader.base.shadow, and older ones, StreamHeader.retained): made shadow ones there
+ * after they were dumped (snapshot shadow), their blocks may have been reused for the
+ * stream's. The same snapshot: same id and generation.
+ */
+function shadowsAtSource(vol: Volume, h: StreamHeader): SnapshotEntry[] {
+  const shadows = (h.retained ?? []).filter((s) => s.shadow === true).map((s) => ({ id: s.id, generation: s.generation }));
+  if (h.base?.shadow === true) shadows.push({ id: h.base.id, generation: h.base.generation });
+  return vol.snapshots().filter((s) => !s.shadow && !s.master && shadows.some((x) => x.id === s.id && x.generation === s.generation));
+}
+
 async function applyStream(vol: Volume, header: StreamHeader, records: AsyncGenerator<import('./stream-reader.js').StreamRecord>, writes: WriteBehind, name: string, display: string, progress: Progress): Promise<RestoredStream> {
   const bs = vol.blockSize;
   const existing = new Map(vol.snapshots().map((s) => [s.id, s] as const));
@@ -105,7 +117,10 @@ async function applyStream(vol: Volume, header: StreamHeader, records: AsyncGene
   // the newest snapshot left it (checkFits refuses a volume written to since), so it holds
   // nothing of its own (the snapshots that stay pin its blocks; those of one dropped go
   // with it), and the restore sets it to the stream's top
-  const pinned = vol.snapshots().filter((s) => !s.shadow && !dropIds.has(s.id)).map((s) => ({ plane: vol.layout.snapshotPlane(s.slot), what: `snapshot "${s.name}"` }));
+  // (snapshots that are shadow ones at the source, the base among them, become shadow ones
+  // here: the blocks the source's allocator reused, which the stream carries, replace theirs)
+  const shadowHere = shadowsAtSource(vol, header);
+  const pinned = vol.snapshots().filter((s) => !s.shadow && !dropIds.has(s.id) && !shadowHere.some((x) => x.id === s.id)).map((s) => ({ plane: vol.layout.snapshotPlane(s.slot), what: `snapshot "${s.name}"` }));
   const occupied = new OccupancyCursor(vol);
   // incoming VBNs, held back from the allocator until the CP (a bitmap: bounded like a plane)
   const reserved = new SparseBitmap(vol.layout.wordsPerPlaneBlock);
@@ -218,6 +233,7 @@ async function applyStream(vol: Volume, header: StreamHeader, records: AsyncGene
     const freeNow = vol.countFree(); // before the drops: their planes hold their blocks until the CP
     // the source's state at the top: what it deleted goes, in the CP that installs the rest
     for (const s of dropping) vol.dropSnapshotEntry(s.name);
+    for (const x of shadowHere) vol.markShadowEntry(x.name);
     for (const v of stage.offsets.keys()) vol.reuseShadowBlock(v);
     // Staged blocks travel in the CP's journal, which takes a free block each. Without
     // that much room, a CP of its own drops the deleted snapshots first (a consistent

@@ -1,8 +1,9 @@
 // The snapshot operations of a writable volume: take, delete, rename, drop and install
-// table entries, and shadow snapshots giving up a block. A snapshot is the state of a
-// CP: taking one commits, copies the active plane into a free slot in place, then
-// commits the table entry naming it. Telling an observer is the volume's business.
-import { VolumeFullError } from '../core/errors.js';
+// table entries, make a snapshot a shadow one, and shadow snapshots giving up a block. A
+// snapshot is the state of a CP: taking one commits, copies the active plane into a free
+// slot in place, then commits the table entry naming it. Telling an observer is the
+// volume's business.
+import { InvalidInputError, VolumeFullError } from '../core/errors.js';
 import type { SnapshotEntry } from '../format/snapshot-entry.js';
 import type { RootRecord } from '../format/volume-root.js';
 import { crashPoint } from './crash-point.js';
@@ -90,6 +91,23 @@ export class SnapshotOps {
     this.h.writeTableEntry(e.slot, renamed);
     this.h.commit();
     return renamed;
+  }
+
+  /**
+   * Makes a regular snapshot a shadow one (a bookmark): it stops pinning its blocks, which
+   * the allocator may reuse when nothing else is free (its bits clear as it does), and it
+   * stays the base of the next incremental dump. `commit`: in a CP of its own (else with
+   * the next one). A master snapshot stays as it is: replicas synchronise to it.
+   */
+  makeShadow(name: string, commit = true): SnapshotEntry {
+    const e = this.h.table.byName(name);
+    if (e.shadow) return e;
+    if (e.master) throw new InvalidInputError(`${this.h.path}: snapshot "${name}" is a master snapshot: replicas synchronise to it, so it pins its blocks`, `delete it once the replicas have passed it: imgstream snapshot delete ${this.h.path} ${name}`);
+    const shadow = { ...e, shadow: true };
+    this.h.writeTableEntry(e.slot, shadow);
+    if (commit) this.h.commit();
+    this.h.resetAllocator();
+    return shadow;
   }
 
   /** Adds an entry whose plane is already in its slot (journaled with the next CP). */

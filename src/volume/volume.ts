@@ -86,6 +86,18 @@ export class Volume extends VolumeCore {
     return this.snapshotOps.rename(from, to, () => this.observer?.snapshotRenaming?.(from, to));
   }
 
+  /** Makes a regular snapshot a shadow one (see SnapshotOps.makeShadow), in a CP of its own. */
+  shadowSnapshot(name: string): SnapshotEntry {
+    this.assertWritable();
+    return this.snapshotOps.makeShadow(name);
+  }
+
+  /** Marks a snapshot a shadow one with the next CP (a restore whose stream's base is one at its source). */
+  markShadowEntry(name: string): SnapshotEntry {
+    this.assertWritable();
+    return this.snapshotOps.makeShadow(name, false);
+  }
+
   /** Makes the other mark-on-allocate plane the recording one (mirroring swaps after each transfer). */
   swapMarkOnAllocate(): { shipping: number; recording: number } {
     this.assertWritable();

@@ -194,7 +194,7 @@ describe.skipIf(missing.length > 0)(`commands while serve nbd serves the volume$
     expect(names).toEqual(['s1', 's2', 's3', 'flushed', l1.top]);
   });
 
-  it('a dump pins the snapshots it reads: no delete or rename until it ends; a dump killed -9 leaves no pin', async () => {
+  it('a dump pins the snapshots it reads: no delete, rename or making a shadow one until it ends; a dump killed -9 leaves no pin', async () => {
     await setupOk(['snapshot', 'create', vol, 'p1'], { env });
     const dump = spawnCli(['dump', vol, '--level', '0', '--snapshot', 'p1', '--to', '-', '--compress', 'none', '--catalog', at('pin-catalog.json')], { env: { IMGSTREAM_LOCK_DIR: locks } });
     const exited = new Promise((resolve) => dump.once('exit', resolve));
@@ -209,6 +209,7 @@ describe.skipIf(missing.length > 0)(`commands while serve nbd serves the volume$
     for (const args of [
       ['snapshot', 'delete', vol, 'p1'],
       ['snapshot', 'rename', vol, 'p1', 'p2'],
+      ['snapshot', 'shadow', vol, 'p1'],
       ['snapshot', 'delete', vol, 's1'],
     ]) {
       const r = await imgstream(args);

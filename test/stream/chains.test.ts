@@ -194,7 +194,7 @@ describe('dumps whose base is missing', () => {
     dump(vol, 2, 'd6', p('d.l2d'), catalog, [], o);
     for (const s of ['d6', 'd5']) await setupOk(['snapshot', 'delete', vol, s, '-q'], { env });
     const r3 = runCli(['dump', vol, '--level', '3', '--dry-run', '--catalog', catalog], o);
-    expectOneLineError(r3, 'dump --level 3, bases of levels 2 and 1 deleted', 3, /"d6".*no longer exists \(take a lower level instead: --level 1\)$/);
+    expectOneLineError(r3, 'dump --level 3, bases of levels 2 and 1 deleted', 3, /"d6".*no longer exists \(take a lower level instead: --level 1; .*make it a shadow one instead of deleting it: imgstream snapshot shadow \S+d\.vol NAME\)$/);
   }, 60_000);
 });
 

@@ -1,6 +1,7 @@
 // Model-based test of dump and restore under what users do between dumps: random
-// sequences of imports, snapshot creates (regular and shadow) and deletes (older
-// snapshots of the base included, so the allocator reuses their blocks), and dumps at
+// sequences of imports, snapshot creates (regular and shadow), deletes (older snapshots
+// of the base included, so the allocator reuses their blocks), snapshots made shadow ones
+// (the tops of dumps included: `snapshot shadow`, whose blocks are reused), and dumps at
 // random levels 0-2; then every chain is restored, into a new volume in one go and onto
 // a volume holding the chain's prefix, and checked against the model of the source at
 // the time of each dump: every snapshot the source held is there with its exact image,
@@ -28,6 +29,7 @@ type Op =
   | { kind: 'import'; changes: number; seed: number; breakAt?: number } // breakAt: the source fails after that fraction
   | { kind: 'snapshot'; shadow: boolean }
   | { kind: 'delete'; pick: number } // mostly the oldest snapshots, as retention does
+  | { kind: 'shadow'; pick: number } // a regular snapshot made a shadow one, the base of the next dump included
   | { kind: 'dump'; level: number };
 
 const opArb: fc.Arbitrary<Op> = fc.oneof(
@@ -35,6 +37,7 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('import' as const), changes: fc.integer({ min: 30, max: 96 }), seed: fc.integer({ min: 1, max: 1e9 }), breakAt: fc.double({ min: 0.1, max: 0.95, noNaN: true }) }) },
   { weight: 3, arbitrary: fc.record({ kind: fc.constant('snapshot' as const), shadow: fc.boolean() }) },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant('delete' as const), pick: fc.nat({ max: 3 }) }) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant('shadow' as const), pick: fc.nat({ max: 3 }) }) },
   { weight: 3, arbitrary: fc.record({ kind: fc.constant('dump' as const), level: fc.integer({ min: 0, max: 2 }) }) },
 );
 
@@ -56,11 +59,12 @@ interface Dumped {
  * restore cases this test is about far more often than free-form operation lists.
  */
 const dayArb: fc.Arbitrary<Op[]> = fc
-  .record({ changes: fc.integer({ min: 10, max: 90 }), seed: fc.integer({ min: 1, max: 1e9 }), shadow: fc.boolean(), expire: fc.integer({ min: 0, max: 2 }), dump: fc.option(fc.integer({ min: 0, max: 2 }), { nil: null }) })
+  .record({ changes: fc.integer({ min: 10, max: 90 }), seed: fc.integer({ min: 1, max: 1e9 }), shadow: fc.boolean(), expire: fc.integer({ min: 0, max: 2 }), bookmark: fc.boolean(), dump: fc.option(fc.integer({ min: 0, max: 2 }), { nil: null }) })
   .map((d) => [
     { kind: 'import', changes: d.changes, seed: d.seed },
     { kind: 'snapshot', shadow: d.shadow && d.seed % 3 === 0 },
-    ...Array.from({ length: d.expire }, () => ({ kind: 'delete', pick: 0 }) as Op),
+    // the oldest go, or (bookmark) the oldest regular one, a dump's base too, is made a shadow one
+    ...Array.from({ length: d.expire }, () => ({ kind: d.bookmark ? 'shadow' : 'delete', pick: 0 }) as Op),
     ...(d.dump === null ? [] : [{ kind: 'dump', level: d.dump } as Op]),
   ] as Op[]);
 
@@ -80,6 +84,9 @@ let retentionCases = 0;
 let sameCpStaging = 0;
 /** And those that dropped the deleted snapshots in a CP of their own first (no room to journal the staged blocks). */
 let fallbacks = 0;
+/** Snapshots made shadow ones, and dumps whose base was a shadow snapshot with blocks reused. */
+let shadowed = 0;
+let reusedBases = 0;
 
 async function exportOf(vol: Volume, name?: string): Promise<Buffer> {
   return exportToBuffer((s) => exportImage(vol, name, s));
@@ -152,6 +159,14 @@ async function runSequence(ops: Op[], dayVolume = false): Promise<number> {
         vol.deleteSnapshot(name);
         model.delete(name);
         deleted.add(name);
+      } else if (op.kind === 'shadow') {
+        // any regular snapshot, the tops of dumps (later levels' bases) included; mostly the oldest
+        const names = vol.snapshots().filter((s) => !s.shadow).map((s) => s.name);
+        if (names.length === 0) continue;
+        const name = names[op.pick % names.length];
+        vol.shadowSnapshot(name);
+        model.get(name)!.shadow = true;
+        shadowed++;
       } else {
         // the newest snapshot a dump may take as its top: a shadow one too, while it is intact
         const dumpable = vol.snapshots().filter((s) => !s.shadow || s.reusedBlocks === 0);
@@ -166,6 +181,7 @@ async function runSequence(ops: Op[], dayVolume = false): Promise<number> {
           if (err instanceof ImgstreamError) continue; // refused (base deleted, nothing new): as a user sees it
           throw err;
         }
+        if (plan.base?.shadow && plan.base.reusedBlocks > 0) reusedBases++;
         const out = path.join(run, `d${dumps.length}.l${level}`);
         const r = await dumpVolume(vol, () => fileTarget(out), { level, snapshot: top.name, order: 'vbn', compression: { codec: 'none' }, threads: 1, catalog });
         const base = plan.baseDump ? dumps.find((d) => d.streamId === plan.baseDump!.id) : undefined;
@@ -210,7 +226,7 @@ describe('restore chains across snapshot retention, against a model', () => {
   }, 150_000);
 
   it('every chain of a random retention schedule (daily snapshots, oldest expired, dumps at random levels) restores exactly', async () => {
-    const before = { retentionCases, sameCpStaging };
+    const before = { retentionCases, sameCpStaging, shadowed };
     await fc.assert(
       fc.asyncProperty(fc.array(dayArb, { minLength: 6, maxLength: 14 }), async (days) => {
         await runSequence(days.flat(), true);
@@ -223,33 +239,26 @@ describe('restore chains across snapshot retention, against a model', () => {
     if (process.env.IMGSTREAM_MODEL_SEED === undefined) {
       expect(retentionCases).toBeGreaterThan(before.retentionCases);
       expect(sameCpStaging).toBeGreaterThan(before.sameCpStaging);
+      expect(shadowed, 'snapshots made shadow ones').toBeGreaterThan(before.shadowed);
     }
   }, 150_000);
 
-  it('a level 1 whose base is a shadow snapshot that had blocks reused is refused before anything is taken', async () => {
-    const bs = 4096;
-    const blocks = 256;
-    const file = path.join(dir, 'shadow-base.vol');
-    Volume.create(file, { size: blocks * bs, blockSize: bs, maxSnapshots: 8, volumeSize: Math.floor(blocks * 1.9) * bs });
-    const catalog = new Catalog(path.join(dir, 'shadow-base.json'));
-    const vol = Volume.open(file, { write: true });
-    try {
-      await importImage(vol, memorySource(randomImage(blocks, bs, 11)));
-      vol.createSnapshot('sh1', { shadow: true });
-      await dumpVolume(vol, () => fileTarget(path.join(dir, 'shadow-base.l0')), { level: 0, snapshot: 'sh1', order: 'vbn', compression: { codec: 'none' }, threads: 1, catalog });
-      // two whole new disks: the second finds no free block but the shadow's
-      for (const seed of [12, 13]) await importImage(vol, memorySource(randomImage(blocks, bs, seed)));
-      expect(vol.snapshot('sh1').reusedBlocks).toBeGreaterThan(0);
-      const before = vol.snapshots().map((s) => s.name);
-      await expect(dumpVolume(vol, () => fileTarget(path.join(dir, 'shadow-base.l1')), { level: 1, order: 'vbn', compression: { codec: 'none' }, threads: 1, catalog })).rejects.toThrow(
-        /the base of this level 1 dump, shadow snapshot "sh1", had blocks reused \(\d+\) and no longer holds what its dump holds/,
-      );
-      expect(vol.snapshots().map((s) => s.name), 'no snapshot taken for it').toEqual(before);
-      expect(fs.existsSync(path.join(dir, 'shadow-base.l1'))).toBe(false);
-    } finally {
-      vol.close();
-    }
-  });
+  it('a level 1 whose base, the level 0\'s top, was made a shadow snapshot and had blocks reused restores exactly', async () => {
+    const before = { shadowed, reusedBases };
+    const ops: Op[] = [
+      { kind: 'import', changes: 90, seed: 1 }, { kind: 'snapshot', shadow: false },
+      { kind: 'dump', level: 0 },
+      { kind: 'shadow', pick: 0 },
+      { kind: 'import', changes: 90, seed: 2 }, { kind: 'snapshot', shadow: false },
+      { kind: 'import', changes: 90, seed: 3 }, { kind: 'import', changes: 90, seed: 4 }, { kind: 'snapshot', shadow: false },
+      { kind: 'dump', level: 1 },
+      { kind: 'import', changes: 40, seed: 5 }, { kind: 'snapshot', shadow: false },
+      { kind: 'dump', level: 2 },
+    ];
+    expect(await runSequence(ops)).toBe(3);
+    expect(shadowed).toBe(before.shadowed + 1);
+    expect(reusedBases, 'the level 1 was taken from a base with blocks reused').toBe(before.reusedBases + 1);
+  }, 60_000);
 
   it('the ordinary retention case: level 0 at s3, s1 and s2 deleted, imports, level 1 at s6', async () => {
     const staged = sameCpStaging + fallbacks;

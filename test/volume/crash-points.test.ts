@@ -1,6 +1,7 @@
 // A real CLI process killed (SIGKILL) at each step of a consistency point and of a
-// snapshot: the volume must open, check clean, and hold the old state (killed before the
-// root record) or the new one (after it), and accept the next write.
+// snapshot (create, delete, made a shadow one): the volume must open, check clean, and hold
+// the old state (killed before the root record) or the new one (after it), and accept the
+// next write.
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
@@ -83,6 +84,20 @@ describe('kill -9 at every step of a consistency point', () => {
     expect(await exported(vol, `${vol}@base`)).toBe(sha(a));
     await expectClean(vol);
   });
+
+  for (const [step, expected] of [['journal', 'old'], ['root', 'new'], ['apply', 'new']] as const) {
+    it(`snapshot shadow killed at "${step}" leaves the snapshot ${expected === 'old' ? 'regular (the state before)' : 'a shadow one (the state after)'}`, async () => {
+      const { vol, a } = await setup(`shadow-${step}`);
+      const r = cli(['snapshot', 'shadow', vol, 'base'], { IMGSTREAM_CRASH_AT: step });
+      expect(r.signal).toBe('SIGKILL');
+      await expectClean(vol);
+      const list = JSON.parse(cli(['snapshot', 'list', vol, '--json']).stdout).snapshots as Array<{ name: string; shadow: boolean; reusedBlocks: number }>;
+      expect(list).toMatchObject([{ name: 'base', shadow: expected === 'new', reusedBlocks: 0 }]);
+      expect(await exported(vol, `${vol}@base`)).toBe(sha(a));
+      expect(cli(['snapshot', 'shadow', vol, 'base']).code).toBe(0);
+      await expectClean(vol);
+    });
+  }
 
   it('snapshot delete killed at "root" completes on the next open', async () => {
     const { vol } = await setup('del');
