@@ -1,9 +1,10 @@
 // Model-based test of mirroring under what users do between updates: random sequences of
-// writes, snapshot creates (regular and shadow) and deletes (so the allocator reuses
-// blocks, shadow ones included), imports and writes that fail half way, updates, and
-// updates cut part way. After every update the destination must hold exactly what the
-// source held (its active disk and every snapshot that is still a consistent image),
-// after a cut one it must be exactly as before, and `volume check` must be clean on both.
+// writes, snapshot creates (regular and shadow), regular snapshots made shadow ones, and
+// deletes (so the allocator reuses blocks, shadow ones included), imports and writes that
+// fail half way, updates, and updates cut part way. After every update the destination
+// must hold exactly what the source held (its active disk and every snapshot that is still
+// a consistent image), after a cut one it must be exactly as before, and `volume check`
+// must be clean on both.
 import fs from 'node:fs';
 import path from 'node:path';
 import { createHash } from 'node:crypto';
@@ -28,6 +29,7 @@ type Op =
   | { kind: 'write'; count: number; seed: number; failAt?: number } // failAt: the writer gives up after that many blocks (no CP)
   | { kind: 'import'; seed: number; breakAt: number } // a whole new image from a pipe that breaks part way
   | { kind: 'snapshot'; shadow: boolean }
+  | { kind: 'shadow'; pick: number } // a regular snapshot made a shadow one (snapshot shadow)
   | { kind: 'delete'; pick: number }
   | { kind: 'update'; cut?: number };
 
@@ -37,6 +39,7 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('import' as const), seed: fc.integer({ min: 1, max: 1e9 }), breakAt: fc.double({ min: 0.2, max: 0.95, noNaN: true }) }) },
   { weight: 3, arbitrary: fc.record({ kind: fc.constant('snapshot' as const), shadow: fc.boolean() }) },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant('delete' as const), pick: fc.nat({ max: 3 }) }) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant('shadow' as const), pick: fc.nat({ max: 3 }) }) },
   { weight: 3, arbitrary: fc.record({ kind: fc.constant('update' as const) }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('update' as const), cut: fc.integer({ min: 0, max: 6 }) }) },
 );
@@ -172,6 +175,14 @@ async function runSequence(ops: Op[]): Promise<void> {
         const vol = Volume.open(src, { write: true });
         try {
           if (vol.snapshots().filter((s) => !s.name.startsWith('mirror.')).length < 5) vol.createSnapshot(`s${n++}`, { shadow: op.shadow });
+        } finally {
+          vol.close();
+        }
+      } else if (op.kind === 'shadow') {
+        const vol = Volume.open(src, { write: true });
+        try {
+          const regular = vol.snapshots().filter((s) => !s.name.startsWith('mirror.') && !s.shadow);
+          if (regular.length > 0) vol.shadowSnapshot(regular[op.pick % regular.length].name);
         } finally {
           vol.close();
         }
