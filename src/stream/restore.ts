@@ -16,6 +16,7 @@ import { Volume } from '../volume/volume.js';
 import { SparseBitmap } from '../volume/sparse-bitmap.js';
 import { WriteBehind } from '../volume/write-behind.js';
 import { OccupancyCursor } from '../volume/occupancy.js';
+import { PLANE_ACTIVE } from '../volume/layout.js';
 import { readImageStream, type ReleaseBuffer } from './stream-reader.js';
 import type { KeyOption } from '../crypt/index.js';
 import { removeStaleTemp, tempBeside } from '../fs/stale-temp.js';
@@ -28,6 +29,7 @@ import { checkFits } from './restore-fits.js';
 import { StageFile } from './restore-stage.js';
 import { tellJournalChanges, tellJournalSnapshots } from './restore-journal.js';
 import { escapeRegExp } from '../core/regexp.js';
+import { deletedAtSource, shadowsAtSource } from './restore-source-table.js';
 
 export interface RestoredStream extends StreamSummary {
   skippedBlocks: number;
@@ -54,32 +56,8 @@ export interface RestoreResult {
   bytes: number;
 }
 
-/**
- * The volume's snapshots that the stream's source had deleted by the time of the dump (see
- * StreamHeader.retained): those before the base, and later ones that an earlier restore
- * brought from the source (a differential: level 1 after level 1, the one before deleted
- * by retention) and the source took before the stream's top. Later ones taken on this
- * volume are its own: never dropped.
- */
-function deletedAtSource(vol: Volume, h: StreamHeader): SnapshotEntry[] {
-  if (!h.retained || h.base === null) return [];
-  const keep = new Set([...h.retained.map((s) => s.id), ...h.snapshots.map((s) => s.id), h.base.id]);
-  return vol.snapshots().filter((s) => !keep.has(s.id) && (s.id <= h.base!.id || (s.restored === true && s.id < h.top.id)));
-}
-
-/**
- * The volume's regular snapshots that are shadow ones at the stream's source (its base,
- * StreamHeader.base.shadow, and older ones, StreamHeader.retained): made shadow ones there
- * after they were dumped (snapshot shadow), their blocks may have been reused for the
- * stream's. The same snapshot: same id and generation.
- */
-function shadowsAtSource(vol: Volume, h: StreamHeader): SnapshotEntry[] {
-  const shadows = (h.retained ?? []).filter((s) => s.shadow === true).map((s) => ({ id: s.id, generation: s.generation }));
-  if (h.base?.shadow === true) shadows.push({ id: h.base.id, generation: h.base.generation });
-  return vol.snapshots().filter((s) => !s.shadow && !s.master && shadows.some((x) => x.id === s.id && x.generation === s.generation));
-}
-
-async function applyStream(vol: Volume, header: StreamHeader, records: AsyncGenerator<import('./stream-reader.js').StreamRecord>, writes: WriteBehind, name: string, display: string, progress: Progress): Promise<RestoredStream> {
+/** `fresh`: the volume is one this restore creates (it appears only when every stream is in: a kill leaves nothing). */
+async function applyStream(vol: Volume, header: StreamHeader, records: AsyncGenerator<import('./stream-reader.js').StreamRecord>, writes: WriteBehind, name: string, display: string, progress: Progress, fresh: boolean): Promise<RestoredStream> {
   const bs = vol.blockSize;
   const existing = new Map(vol.snapshots().map((s) => [s.id, s] as const));
   const incoming = header.snapshots.filter((s) => !existing.has(s.id));
@@ -234,6 +212,9 @@ async function applyStream(vol: Volume, header: StreamHeader, records: AsyncGene
     // the source's state at the top: what it deleted goes, in the CP that installs the rest
     for (const s of dropping) vol.dropSnapshotEntry(s.name);
     for (const x of shadowHere) vol.markShadowEntry(x.name);
+    // staged blocks the active file system holds, and the shadow snapshots that hold them with it (see below)
+    const inActive = new Set(fresh ? [] : [...stage.offsets.keys()].filter((v) => vol.testBit(PLANE_ACTIVE, v)));
+    const activeShadows = vol.snapshots().filter((x) => x.shadow && [...inActive].some((v) => vol.testBit(vol.layout.snapshotPlane(x.slot), v))).map((x) => `"${x.name}"`);
     for (const v of stage.offsets.keys()) vol.reuseShadowBlock(v);
     // Staged blocks travel in the CP's journal, which takes a free block each. Without
     // that much room, a CP of its own drops the deleted snapshots first (a consistent
@@ -242,11 +223,23 @@ async function applyStream(vol: Volume, header: StreamHeader, records: AsyncGene
     // (the rest of the CP's journal: dirty metadata now, the active and mark-on-allocate planes to come)
     const journalRoom = freeNow - claimed - 2 * vol.meta.dirtyCount() - 4 * vol.layout.planeBlocks - 8;
     if (waiting.length > 0 || (stage.offsets.size > 0 && journalRoom < stage.offsets.size)) {
+      // Staged blocks that the active file system holds (it is a shadow snapshot's disk:
+      // the base made one at the source, or a newest snapshot taken as one) cannot be
+      // written in place on a volume that exists: until the last CP, it is the disk a kill
+      // would leave. They go in that CP's journal, which must have room for them. (A volume
+      // this restore creates appears only once every stream is in.)
+      if (inActive.size > Math.max(0, journalRoom)) {
+        throw new VolumeFullError(
+          `${name}: ${inActive.size} of its blocks replace blocks that the active disk of ${display} holds${activeShadows.length ? ` with shadow snapshot ${activeShadows.join(', ')}` : ''} (the source's allocator reused them): replacing them at once takes as many free blocks, and it has ${Math.max(0, journalRoom)}`,
+          'restore the chain into a new volume',
+        );
+      }
       vol.commit();
       out.separateDropCp = true;
       for (const [v, off] of stage.offsets) {
         stage.read(off, scratch);
-        vol.file.write(scratch, vol.layout.vbnOffset(v));
+        if (inActive.has(v)) vol.stageBlock(v, scratch);
+        else vol.file.write(scratch, vol.layout.vbnOffset(v));
       }
       // the dropped snapshots' slots are free now: the waiting planes go there
       const freed = vol.freeSnapshotSlots().filter((x) => ![...slotOf.values()].includes(x));
@@ -385,7 +378,7 @@ export async function restoreStreams(sources: StreamSource[], volumePath: string
           writes = new WriteBehind(vol.file, { writeback: true, direct: true }); // ends in a CP
           let r: RestoredStream;
           try {
-            r = await applyStream(vol, header, records, writes, s.name, volumePath, progress);
+            r = await applyStream(vol, header, records, writes, s.name, volumePath, progress, tmp !== null);
           } finally {
             await writes.close();
           }

@@ -1,16 +1,19 @@
 // A dump's top made a shadow snapshot (`snapshot shadow`, a bookmark): retention gets its
 // blocks back, the allocator reuses them, and the next level still dumps, carrying what
 // changed plus every reused block the top holds; the chain restores exactly into a new
-// volume and onto a volume that holds the level 0 (where the blocks the source reused
-// replace the base's, which becomes a shadow snapshot too). Through a server as well. A
-// deleted base is still refused, its hint naming snapshot shadow. All from the CLI.
+// volume, and onto a volume that holds the level 0 when it has room to replace the
+// base's blocks that the source reused in one CP (the base becomes a shadow snapshot
+// there too; without room, refused and unchanged). Through a server as well. A
+// deleted base is still refused, its hint naming snapshot shadow. The level 1 onto the
+// level 0 killed -9 at each step of its CP and at random moments leaves either state,
+// exact. All from the CLI.
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { cliJson, cliOk, nonZeroBlocks, writeImage } from '../support/cli.js';
+import { cliJson, cliOk, finished, nonZeroBlocks, sleep, spawnCli, writeImage } from '../support/cli.js';
 import { tempDir } from '../support/images.js';
 import { inProcessJson } from '../support/in-process.js';
-import { expectClean, expectOneLineError, refused } from '../support/stream-cli.js';
+import { changesOutsideFreeSpace, expectClean, expectOneLineError, refused } from '../support/stream-cli.js';
 import { startServer } from '../nbd/support.js';
 
 const root = tempDir('imgstream-shadow-base-');
@@ -40,10 +43,10 @@ function exported(ref: string, file: string): Buffer {
 
 /**
  * A volume with room for about two and a half disks: s0 dumped at level 0 and made a
- * shadow snapshot, then two whole new disks (s1, then the active one) so the allocator
- * reuses s0's blocks. Returns the images.
+ * shadow snapshot, then two whole new disks (the first kept as s1 unless `s1` is false,
+ * then the active one) so the allocator reuses s0's blocks. Returns the images.
  */
-function reusedShadowBase(prefix: string): { vol: string; catalog: string; images: Buffer[] } {
+function reusedShadowBase(prefix: string, opts: { s1?: boolean } = {}): { vol: string; catalog: string; images: Buffer[] } {
   const vol = at(`${prefix}.vol`);
   const catalog = at(`${prefix}.catalog.json`);
   cliOk(['volume', 'create', vol, '--size', String(BLOCKS * BS), '--volume-size', String(Math.floor(BLOCKS * 2.5) * BS)], { env });
@@ -54,13 +57,13 @@ function reusedShadowBase(prefix: string): { vol: string; catalog: string; image
   const shadow = cliJson(['snapshot', 'shadow', vol, 's0', '--json'], { env });
   expect(shadow).toMatchObject({ name: 's0', shadow: true, reusedBlocks: 0 });
   cliOk(['volume', 'import', vol, '--from', at(`${prefix}-2.raw`)], { env });
-  cliOk(['snapshot', 'create', vol, 's1'], { env });
+  if (opts.s1 !== false) cliOk(['snapshot', 'create', vol, 's1'], { env });
   cliOk(['volume', 'import', vol, '--from', at(`${prefix}-3.raw`)], { env });
   return { vol, catalog, images };
 }
 
-async function expectChainRestored(r: string, images: Buffer[], top: string): Promise<void> {
-  expect(exported(`${r}@s1`, 'check-s1.raw').equals(images[1]), 's1').toBe(true);
+async function expectChainRestored(r: string, images: Buffer[], top: string, s1 = true): Promise<void> {
+  if (s1) expect(exported(`${r}@s1`, 'check-s1.raw').equals(images[1]), 's1').toBe(true);
   expect(exported(`${r}@${top}`, 'check-top.raw').equals(images[2]), top).toBe(true);
   expect(exported(r, 'check-active.raw').equals(images[2]), 'active').toBe(true);
   const s0 = (await snapshots(r)).find((s) => s.name === 's0')!;
@@ -69,7 +72,7 @@ async function expectChainRestored(r: string, images: Buffer[], top: string): Pr
 }
 
 describe('a dump base made a shadow snapshot (snapshot shadow)', () => {
-  it('has its blocks reused, and the next level still dumps and restores exactly, into a new volume and onto the level 0', async () => {
+  it('has its blocks reused, and the next level still dumps and restores exactly into a new volume; onto the level 0 without room, refused', async () => {
     const { vol, catalog, images } = reusedShadowBase('local');
     const s0 = (await snapshots(vol)).find((s) => s.name === 's0')!;
     expect(s0.reusedBlocks, 'the allocator took blocks of s0').toBeGreaterThan(0);
@@ -84,25 +87,78 @@ describe('a dump base made a shadow snapshot (snapshot shadow)', () => {
     await expectChainRestored(at('local-new.vol'), images, 's2');
     expect((await snapshots(at('local-new.vol'))).find((s) => s.name === 's0')!.reusedBlocks).toBeGreaterThan(0);
 
-    // the level 1 onto a volume that holds the level 0 (s0 regular there): the reused
-    // blocks replace s0's, which becomes a shadow snapshot as at the source
+    // onto a volume that holds the level 0 (the same size as the source): the blocks the
+    // source reused are held there by s0, which is also its active disk; replacing them
+    // needs a free block each for the CP's journal (in place, a kill would leave that disk
+    // mixed), which a volume as full as its source lacks: refused, unchanged
     cliOk(['restore', '--from', at('local.l0'), '--to', at('local-step.vol')], { env });
-    const before = (await snapshots(at('local-step.vol')))[0];
-    expect(before).toMatchObject({ name: 's0', shadow: false, reusedBlocks: 0 });
-    const step = cliJson(['restore', '--from', at('local.l1'), '--to', at('local-step.vol'), '--json'], { env });
-    expect(step.streams[0].stagedBlocks, 'blocks landed on VBNs s0 held there').toBeGreaterThan(0);
-    await expectChainRestored(at('local-step.vol'), images, 's2');
+    const before = fs.readFileSync(at('local-step.vol'));
+    const r = await refused(['restore', '--from', at('local.l1'), '--to', at('local-step.vol')], { env });
+    expectOneLineError(r, 'onto the level 0, no room', 8, /replace blocks of "s0" \(a shadow snapshot at the source, whose allocator reused them\) that the active disk of .* holds: .*\(restore the chain into a new volume/);
+    expect(changesOutsideFreeSpace(before, at('local-step.vol')).violations, 'nothing committed touched').toEqual([]);
+    expect(await snapshots(at('local-step.vol'))).toMatchObject([{ name: 's0', shadow: false, reusedBlocks: 0 }]);
+    expect(exported(at('local-step.vol'), 'step-active.raw').equals(images[0])).toBe(true);
 
-    // and a level 2 on top of it, whose base (s2) is regular, after retention deleted s1
+    // a level 2 on top, whose base (s2) is regular, after retention deleted s1, onto the chain's restore
     cliOk(['snapshot', 'delete', vol, 's1'], { env });
     writeImage(at('local-4.raw'), BLOCKS, BS, 404, 0.1);
     cliOk(['volume', 'import', vol, '--from', at('local-4.raw')], { env });
     cliOk(['snapshot', 'create', vol, 's3'], { env });
     cliOk(['dump', vol, '--level', '2', '--snapshot', 's3', '--to', at('local.l2'), '--catalog', catalog], { env });
-    cliOk(['restore', '--from', at('local.l2'), '--to', at('local-step.vol')], { env });
-    expect(exported(`${at('local-step.vol')}@s3`, 'check-s3.raw').equals(fs.readFileSync(at('local-4.raw')))).toBe(true);
-    expect((await snapshots(at('local-step.vol'))).map((s) => s.name)).toEqual(['s0', 's2', 's3']);
-    await expectClean(at('local-step.vol'), { env });
+    cliOk(['restore', '--from', at('local.l2'), '--to', at('local-new.vol')], { env });
+    expect(exported(`${at('local-new.vol')}@s3`, 'check-s3.raw').equals(fs.readFileSync(at('local-4.raw')))).toBe(true);
+    expect((await snapshots(at('local-new.vol'))).map((s) => s.name)).toEqual(['s0', 's2', 's3']);
+    await expectClean(at('local-new.vol'), { env });
+  });
+
+  it('the level 1 onto the level 0 killed -9 at each step of its CP and at random moments: the previous state (s0 regular) or the new one, exact and clean; the rerun works', async () => {
+    // (no s1: the volume restored from the level 0 has room to replace s0's reused blocks at once)
+    const { vol, catalog, images } = reusedShadowBase('kill', { s1: false });
+    cliOk(['snapshot', 'create', vol, 's2'], { env });
+    cliOk(['dump', vol, '--level', '1', '--snapshot', 's2', '--to', at('kill.l1'), '--catalog', catalog], { env });
+    cliOk(['restore', '--from', at('kill.l0'), '--to', at('kill-l0.vol')], { env });
+    const l0State = fs.readFileSync(at('kill-l0.vol'));
+    const target = at('kill-target.vol');
+    const work = performance.now();
+    fs.writeFileSync(target, l0State);
+    const first = cliJson(['restore', '--from', at('kill.l1'), '--to', target, '--json'], { env });
+    const workMs = performance.now() - work;
+    expect(first.streams[0], 's0\'s reused blocks replaced in the CP\'s journal').toMatchObject({ separateDropCp: false });
+    expect(first.streams[0].stagedBlocks).toBeGreaterThan(0);
+    await expectChainRestored(target, images, 's2', false);
+    const tally = { old: 0, new: 0 };
+    const runs: Array<{ what: string; env: Record<string, string>; delayMs?: number }> = [
+      ...['journal', 'root', 'apply', 'clean-root'].map((step) => ({ what: `crash at ${step}`, env: { IMGSTREAM_CRASH_AT: step } })),
+      ...[0.3, 0.5, 0.7, 0.85].map((f) => ({ what: `kill ${Math.round(f * workMs)} ms in`, env: {}, delayMs: Math.round(f * workMs) })),
+    ];
+    for (const run of runs) {
+      fs.writeFileSync(target, l0State);
+      const child = spawnCli(['restore', '--from', at('kill.l1'), '--to', target, '-q'], { env: { ...env, ...run.env } });
+      const done = finished(child);
+      if (run.delayMs !== undefined) {
+        await sleep(run.delayMs);
+        child.kill('SIGKILL');
+      }
+      const r = await done;
+      if (r.signal !== 'SIGKILL') expect(r.code, `${run.what}: ${r.stderr}`).toBe(0);
+      const names = (await snapshots(target)).map((x) => x.name);
+      if (names.length === 1) {
+        expect((await snapshots(target))[0], run.what).toMatchObject({ name: 's0', shadow: false, reusedBlocks: 0 });
+        expect(exported(`${target}@s0`, 'kill-s0.raw').equals(images[0]), `${run.what}: s0 as the level 0 left it`).toBe(true);
+        await expectClean(target, { env });
+        tally.old++;
+      } else {
+        expect(names, run.what).toEqual(['s0', 's2']);
+        await expectChainRestored(target, images, 's2', false);
+        tally.new++;
+      }
+      if (run.env.IMGSTREAM_CRASH_AT) expect([run.what, names.length === 1 ? 'old' : 'new']).toEqual([run.what, run.env.IMGSTREAM_CRASH_AT === 'journal' ? 'old' : 'new']);
+      const again = cliJson(['restore', '--from', at('kill.l1'), '--to', target, '--json'], { env });
+      expect(again.streams.length + again.held.length, `${run.what}: the rerun`).toBe(1);
+      await expectChainRestored(target, images, 's2', false);
+    }
+    expect(tally.old, 'kills that left the previous state').toBeGreaterThan(0);
+    expect(tally.new, 'kills that left the new state').toBeGreaterThan(0);
   });
 
   it('through a server: snapshot shadow and the level 1 go through its control socket', async () => {
