@@ -239,7 +239,7 @@ async function applyStream(vol: Volume, header: StreamHeader, records: AsyncGene
       for (const [v, off] of stage.offsets) {
         stage.read(off, scratch);
         if (inActive.has(v)) vol.stageBlock(v, scratch);
-        else vol.file.write(scratch, vol.layout.vbnOffset(v));
+        else vol.file.write(scratch, vol.layout.vbnOffset(v)); // that CP's state holds it no more: dropped, or a shadow snapshot's bit cleared
       }
       // the dropped snapshots' slots are free now: the waiting planes go there
       const freed = vol.freeSnapshotSlots().filter((x) => ![...slotOf.values()].includes(x));

@@ -94,7 +94,7 @@ describe('a dump base made a shadow snapshot (snapshot shadow)', () => {
     cliOk(['restore', '--from', at('local.l0'), '--to', at('local-step.vol')], { env });
     const before = fs.readFileSync(at('local-step.vol'));
     const r = await refused(['restore', '--from', at('local.l1'), '--to', at('local-step.vol')], { env });
-    expectOneLineError(r, 'onto the level 0, no room', 8, /replace blocks of "s0" \(a shadow snapshot at the source, whose allocator reused them\) that the active disk of .* holds: .*\(restore the chain into a new volume/);
+    expectOneLineError(r, 'onto the level 0, no room', 8, /replace blocks that the active disk of \S+ holds with shadow snapshot "s0" \(the source's allocator reused them\): replacing them at once takes as many free blocks, and it has \d+ \(restore the chain into a new volume\)$/);
     expect(changesOutsideFreeSpace(before, at('local-step.vol')).violations, 'nothing committed touched').toEqual([]);
     expect(await snapshots(at('local-step.vol'))).toMatchObject([{ name: 's0', shadow: false, reusedBlocks: 0 }]);
     expect(exported(at('local-step.vol'), 'step-active.raw').equals(images[0])).toBe(true);
