@@ -157,6 +157,8 @@ const cases: Case[] = [
   // unknown snapshot
   { what: 'delete of an unknown snapshot', args: ['snapshot', 'delete', v(), 'nope'], code: 'not-found', mentions: /nope/ },
   { what: 'rename of an unknown snapshot', args: ['snapshot', 'rename', v(), 'nope', 'other'], code: 'not-found', mentions: /no snapshot named "nope" \(list them with: imgstream snapshot list \S+v\.vol\)$/ },
+  { what: 'shadow of an unknown snapshot', args: ['snapshot', 'shadow', v(), 'nope'], code: 'not-found', mentions: /no snapshot named "nope" \(list them with: imgstream snapshot list \S+v\.vol\)$/, json: true },
+  { what: 'snapshot shadow without a name', args: ['snapshot', 'shadow', v()], code: 'usage', mentions: /missing argument NAME/ },
   { what: 'export of an unknown snapshot', args: ['volume', 'export', `${v()}@nope`, '--to', at('new.raw')], code: 'not-found', mentions: /nope/, json: true },
   { what: 'export of VOL@ (no snapshot name)', args: ['volume', 'export', `${v()}@`, '--to', at('new.raw')], code: 'invalid-input', mentions: /v\.vol@: no snapshot name after "@" \(give \S+v\.vol@SNAPSHOT for a snapshot, or \S+v\.vol alone for the active file system\)$/ },
   // duplicate snapshot
@@ -188,6 +190,7 @@ const cases: Case[] = [
   ...['trunc.vol', 'tiny.vol'].map((f): Case => ({ what: `import into ${f}`, args: ['volume', 'import', at(f), '--from', at('a.img')], code: ['corrupt', 'not-a-volume'] })),
   { what: 'export of trunc.vol', args: ['volume', 'export', at('trunc.vol'), '--to', at('new.raw')], code: ['corrupt', 'not-a-volume'], json: true },
   { what: 'snapshot delete on trunc.vol', args: ['snapshot', 'delete', at('trunc.vol'), 's1'], code: ['corrupt', 'not-a-volume'] },
+  { what: 'snapshot shadow on trunc.vol', args: ['snapshot', 'shadow', at('trunc.vol'), 's1'], code: ['corrupt', 'not-a-volume'] },
   // a volume that opens but whose planes disagree with its maps
   { what: 'check of a volume with a zeroed active plane', args: ['volume', 'check', at('plane.vol')], code: 'corrupt', mentions: /plane\.vol/, json: true, report: true },
   // mirrors
