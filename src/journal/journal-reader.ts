@@ -118,19 +118,21 @@ export class JournalReader {
     let pick: SegmentFile | null = null;
     for (const s of segs) if (s.firstSeq <= seq) pick = s;
     if (pick === null) return false;
-    this.open(pick);
-    return true;
+    return this.open(pick);
   }
 
-  private open(s: SegmentFile): void {
+  /** False when the segment is gone since it was listed: an overflow dropped it (gap() then says so), or a destination holds it all. */
+  private open(s: SegmentFile): boolean {
     this.close();
     try {
       this.fd = fs.openSync(s.path, 'r');
     } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
       throw fromSystemError(err, s.path, 'reading the journal');
     }
     this.seg = s;
     this.offset = 0;
+    return true;
   }
 
   /** Moves to the segment that starts at nextSeq, when the writer has begun it (one that starts later is a gap: gap() says so). */
@@ -139,8 +141,7 @@ export class JournalReader {
     if (!after) return false;
     if (after.firstSeq > this.nextSeq) return false;
     if (after.firstSeq !== this.nextSeq) throw this.damage(`the journal goes on at record ${after.firstSeq}, not ${this.nextSeq}`);
-    this.open(after);
-    return true;
+    return this.open(after);
   }
 
   /**
@@ -167,7 +168,7 @@ export class JournalReader {
       const total = h === null ? 0 : RECORD_HEADER_BYTES + h.payloadBytes;
       if (h !== null && h.seq === this.nextSeq && this.fill(this.offset, total) >= total && recordIntact(this.buf, this.offset - this.bufStart, h)) return true;
     }
-    if (tornTail(this.seg!.path, this.offset, size)) return false;
+    if (tornTail(this.seg!.path, this.offset, size, this.fd!)) return false;
     throw this.damage(`${what}, with ${size - this.offset} bytes after it`);
   }
 
@@ -217,14 +218,15 @@ export function lastRecordOf(dir: string, where?: (at: { segment: string; offset
  * crash leaves: less than a header, or one record whose extent reaches the end. Anything
  * else (a bad record followed by more) is damage, never cut off in silence.
  */
-export function tornTail(file: string, at: number, size: number): boolean {
+export function tornTail(file: string, at: number, size: number, open?: number): boolean {
   if (size - at < RECORD_HEADER_BYTES) return true;
   const head = Buffer.alloc(RECORD_HEADER_BYTES);
-  const fd = fs.openSync(file, 'r');
+  // (a reader passes the descriptor it reads by: the file may be unlinked since, by an overflow)
+  const fd = open ?? fs.openSync(file, 'r');
   try {
     fs.readSync(fd, head, 0, RECORD_HEADER_BYTES, at);
   } finally {
-    fs.closeSync(fd);
+    if (open === undefined) fs.closeSync(fd);
   }
   const h = decodeHeader(head, 0);
   return h !== null && at + RECORD_HEADER_BYTES + h.payloadBytes >= size;
