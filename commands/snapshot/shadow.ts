@@ -1,7 +1,6 @@
 import { Args } from '@oclif/core';
 import { ImgstreamCommand } from '../_cli/base.js';
 import { withVolumeAccess } from '../../src/control/index.js';
-import { InvalidInputError } from '../../src/core/errors.js';
 import { MIRROR_SNAPSHOT_PREFIX } from '../../src/volume/snapshot-name.js';
 import { snapshotJson } from './create.js';
 
@@ -16,13 +15,11 @@ export default class SnapshotShadow extends ImgstreamCommand {
 
   async run() {
     const { args } = await this.parse(SnapshotShadow);
-    const { before, e } = await withVolumeAccess(args.volume, { write: true }, async (vol) => {
-      const s = (await vol.snapshots()).find((x) => x.name === args.name);
-      if (s && s.name.toLowerCase().startsWith(MIRROR_SNAPSHOT_PREFIX)) {
-        throw new InvalidInputError(`${args.volume}: snapshot "${s.name}" is a mirror update's own: the mirror's next incremental starts from it`, 'leave it to the mirror (its next update deletes the older ones)');
-      }
-      return { before: s, e: await vol.shadowSnapshot(args.name) };
-    });
+    // (the snapshot as it was, for the line: one that is a shadow one already is left as it is)
+    const { before, e } = await withVolumeAccess(args.volume, { write: true }, async (vol) => ({
+      before: (await vol.snapshots()).find((x) => x.name === args.name),
+      e: await vol.shadowSnapshot(args.name),
+    }));
     this.say(before?.shadow ? `snapshot ${e.name} is a shadow snapshot already` : `snapshot ${e.name} is a shadow snapshot now: its ${e.blocks} blocks are reusable, and it stays the base of the next incremental dump`);
     return snapshotJson(e);
   }

@@ -24,6 +24,8 @@ import { replacePlane } from './plane-edit.js';
 import { FLAG_MIRROR, FLAG_MIRROR_BROKEN, FLAG_PROTECT_BASE } from './volume-flags.js';
 import { VolumeCore } from './volume-core.js';
 import { crashPoint } from './crash-point.js';
+import { MIRROR_SNAPSHOT_PREFIX } from './snapshot-name.js';
+import { InvalidInputError } from '../core/errors.js';
 
 export { FLAG_MIRROR, FLAG_MIRROR_BROKEN };
 
@@ -89,6 +91,11 @@ export class Volume extends VolumeCore {
   /** Makes a regular snapshot a shadow one (see SnapshotOps.makeShadow), in a CP of its own. */
   shadowSnapshot(name: string): SnapshotEntry {
     this.assertWritable();
+    const e = this.table.byName(name);
+    // a mirror's incremental starts from its own snapshot: the allocator must not take its blocks
+    if (e.name.toLowerCase().startsWith(MIRROR_SNAPSHOT_PREFIX)) {
+      throw new InvalidInputError(`${this.path}: snapshot "${e.name}" is a mirror update's own: the mirror's next incremental starts from it`, 'leave it to the mirror (its next update deletes the older ones)');
+    }
     return this.snapshotOps.makeShadow(name);
   }
 
