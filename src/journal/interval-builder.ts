@@ -4,8 +4,15 @@
 // block written, with its data up to HELD_BYTES per interval (past that, the data is read
 // from the segment files when the interval is shipped), and one pair of numbers per trim
 // or write-zeroes: a guest's trim of a whole disk is one run, shipped as one entry.
+//
+// A segment the interval reads from is opened when its first block is left there, and
+// stays open until the interval is released: an overflow in the server deletes every
+// segment but the new one, and an open segment still reads after it is deleted. One
+// deleted before the builder could open it (between the reader's read and the builder's
+// open) makes the interval unshippable: its blocks throw SegmentDroppedError, and the
+// shipper starts over from what the destination holds (a resync, as the overflow asks).
 import fs from 'node:fs';
-import { fromSystemError } from '../core/errors.js';
+import { CorruptError, fromSystemError, ImgstreamError } from '../core/errors.js';
 import type { IntervalBlock, ShippedInterval, SnapshotRename } from './destination-api.js';
 import type { LocatedRecord } from './journal-reader.js';
 import { parseMarker, RecordKind } from './record.js';
@@ -19,6 +26,19 @@ interface BlockRef {
 const HELD_BYTES = 128 << 20;
 const SLAB_BYTES = 1 << 20;
 
+/** HELD_BYTES, or (tests) IMGSTREAM_TEST_HELD_BYTES: how much block data an interval keeps in memory. */
+export function heldBytes(): number {
+  const t = process.env.IMGSTREAM_TEST_HELD_BYTES;
+  return t !== undefined && t !== '' && Number.isSafeInteger(Number(t)) && Number(t) >= 0 ? Number(t) : HELD_BYTES;
+}
+
+/** A segment holding blocks of the interval was deleted (by an overflow) before it could be read: the interval cannot be shipped. */
+export class SegmentDroppedError extends ImgstreamError {
+  constructor(readonly segment: string) {
+    super('io', `${segment}: deleted by an overflow of the journal before the interval's blocks in it were read`);
+  }
+}
+
 /**
  * Slabs handed from one interval to the next: fresh memory costs a page fault per block
  * written into it, reused memory does not. Keeps up to `keep` slabs.
@@ -26,7 +46,7 @@ const SLAB_BYTES = 1 << 20;
 export class SlabPool {
   private readonly free: Buffer[] = [];
 
-  constructor(private readonly keep = HELD_BYTES / SLAB_BYTES) {}
+  constructor(private readonly keep = Math.floor(heldBytes() / SLAB_BYTES)) {}
 
   take(): Buffer {
     return this.free.pop() ?? Buffer.allocUnsafe(SLAB_BYTES);
@@ -55,6 +75,11 @@ export class IntervalBuilder {
   recordBytes = 0;
   /** Snapshots renamed on the source, in order. */
   readonly renames: SnapshotRename[] = [];
+  /** The segments blocks are left in, open from the first such block until release() (see the top). */
+  private readonly fds = new Map<string, number>();
+  /** A segment deleted before it could be opened (its blocks are lost to this interval). */
+  private dropped: string | null = null;
+  private readonly held = heldBytes();
 
   constructor(readonly blockSize: number, readonly journalFrom: number, private readonly pool: SlabPool = new SlabPool()) {
     this.journalTo = journalFrom; // block sizes are powers of two up to 1 MiB: a slab holds whole blocks
@@ -93,14 +118,26 @@ export class IntervalBuilder {
       const lbn = rec.lbn + i;
       const prev = this.blocks.get(lbn);
       const at = typeof prev === 'number' ? this.keepAt(prev, rec.payload, i * bs) : this.keep(rec.payload, i * bs);
+      if (at < 0) this.leave(rec.segment);
       this.blocks.set(lbn, at >= 0 ? at : { segment: rec.segment, at: rec.payloadAt + i * bs });
     }
   }
 
-  /** Copies the block at `from` in `payload` into a slab; its position there, or -1 once HELD_BYTES of slabs are taken. */
+  /** A block is left in `segment`: it is opened now, if it is not yet (a deletion after this does not lose it). */
+  private leave(segment: string): void {
+    if (this.fds.has(segment) || this.dropped !== null) return;
+    try {
+      this.fds.set(segment, fs.openSync(segment, 'r'));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw fromSystemError(err, segment, 'reading the journal');
+      this.dropped = segment;
+    }
+  }
+
+  /** Copies the block at `from` in `payload` into a slab; its position there, or -1 once heldBytes() of slabs are taken. */
   private keep(payload: Buffer, from: number): number {
     if (this.slabUsed + this.blockSize > SLAB_BYTES) {
-      if ((this.slabs.length + 1) * SLAB_BYTES > HELD_BYTES) return -1;
+      if ((this.slabs.length + 1) * SLAB_BYTES > this.held) return -1;
       this.slabs.push(this.pool.take());
       this.slabUsed = 0;
     }
@@ -122,6 +159,8 @@ export class IntervalBuilder {
     for (const s of this.slabs.splice(0)) this.pool.give(s);
     this.blocks.clear();
     this.zeroRuns = [];
+    for (const fd of this.fds.values()) fs.closeSync(fd);
+    this.fds.clear();
   }
 
   /**
@@ -167,37 +206,26 @@ export class IntervalBuilder {
     const { lbns, counts, blocks: blockCount } = this.entries();
     const refs = this.blocks;
     const slabs = this.slabs;
+    const fds = this.fds;
+    const dropped = this.dropped;
     const bs = this.blockSize;
     async function* blocks(): AsyncGenerator<IntervalBlock> {
-      const fds = new Map<string, number>();
-      try {
-        for (let e = 0; e < lbns.length; e++) {
-          const lbn = lbns[e];
-          if (counts[e] > 0) {
-            yield counts[e] > 1 ? { lbn, data: null, count: counts[e] } : { lbn, data: null };
-            continue;
-          }
-          const ref = refs.get(lbn)!;
-          if (typeof ref === 'number') {
-            const off = ref % SLAB_BYTES;
-            yield { lbn, data: slabs[(ref - off) / SLAB_BYTES].subarray(off, off + bs) };
-            continue;
-          }
-          let fd = fds.get(ref.segment);
-          if (fd === undefined) {
-            try {
-              fd = fs.openSync(ref.segment, 'r');
-            } catch (err) {
-              throw fromSystemError(err, ref.segment, 'reading the journal');
-            }
-            fds.set(ref.segment, fd);
-          }
-          const data = Buffer.allocUnsafe(bs);
-          fs.readSync(fd, data, 0, bs, ref.at);
-          yield { lbn, data };
+      if (dropped !== null) throw new SegmentDroppedError(dropped);
+      for (let e = 0; e < lbns.length; e++) {
+        const lbn = lbns[e];
+        if (counts[e] > 0) {
+          yield counts[e] > 1 ? { lbn, data: null, count: counts[e] } : { lbn, data: null };
+          continue;
         }
-      } finally {
-        for (const fd of fds.values()) fs.closeSync(fd);
+        const ref = refs.get(lbn)!;
+        if (typeof ref === 'number') {
+          const off = ref % SLAB_BYTES;
+          yield { lbn, data: slabs[(ref - off) / SLAB_BYTES].subarray(off, off + bs) };
+          continue;
+        }
+        const data = Buffer.allocUnsafe(bs);
+        if (fs.readSync(fds.get(ref.segment)!, data, 0, bs, ref.at) !== bs) throw new CorruptError(`${ref.segment}: ends before a block the interval holds (at byte ${ref.at})`);
+        yield { lbn, data };
       }
     }
     return { seq, start, end, journalFrom: this.journalFrom, journalTo: this.journalTo, kind: 'journal', snapshots, ...(this.renames.length ? { renames: [...this.renames] } : {}), blockCount, ...(blockCount !== lbns.length ? { entries: lbns.length } : {}), blocks: blocks(), stableData: true };

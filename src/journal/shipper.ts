@@ -16,7 +16,7 @@ import { CorruptError, ImgstreamError, InvalidInputError, NotFoundError } from '
 import { DAMAGED_HINT, lastRecordAndDamage } from './journal-recovery.js';
 import fs from 'node:fs';
 import type { DestinationState, ProtectDestination, ProtectedSource, ShippedInterval, SnapshotRename } from './destination-api.js';
-import { IntervalBuilder, SlabPool } from './interval-builder.js';
+import { IntervalBuilder, SegmentDroppedError, SlabPool } from './interval-builder.js';
 import { journalDirOf, listSegments, readDirty, writeShipped } from './journal-files.js';
 import { loadDirtyBlocks } from './dirty-blocks.js';
 import { JournalReader } from './journal-reader.js';
@@ -104,6 +104,11 @@ async function shipAll(opts: ProtectOptions, dir: string, source: ProtectedSourc
       });
       return sum;
     } catch (err) {
+      if (err instanceof SegmentDroppedError && !opts.signal.aborted) {
+        // an overflow deleted records an interval still needed: the next session starts from the destination's state (and finds the gap)
+        report({ event: 'waiting', reason: `${err.message}: starting again from what ${opts.destination.description} holds` });
+        continue;
+      }
       const full = destinationFull(err);
       if (!(err instanceof ImgstreamError) || !(err.code === 'network' || full) || opts.signal.aborted || opts.once) throw err;
       stored = !full;
@@ -133,6 +138,8 @@ async function session(opts: ProtectOptions, dir: string, source: ProtectedSourc
   }
   sum.journalTo = state.journalTo;
   sum.window = state.window;
+  // a session that fails closes what it reads the journal with (the next one opens its own)
+  let closeReading = (): void => {};
   try {
     const seededNow = !state.seeded;
     if (seededNow) {
@@ -144,6 +151,10 @@ async function session(opts: ProtectOptions, dir: string, source: ProtectedSourc
     let lastEnd = state.window?.end ?? Date.now();
     const slabs = new SlabPool();
     let builder = new IntervalBuilder(source.blockSize, state.journalTo, slabs);
+    closeReading = () => {
+      builder.release();
+      reader.close();
+    };
     const ship = async (iv: ShippedInterval, records: number, recordBytes: number, firstTime: number | null, dataBytes?: number): Promise<void> => {
       const t0 = Date.now();
       let bytes = dataBytes ?? 0;
@@ -327,6 +338,7 @@ async function session(opts: ProtectOptions, dir: string, source: ProtectedSourc
     sum.journalTo = state.journalTo;
     sum.window = state.window;
   } finally {
+    closeReading();
     await dest.close().catch(() => {});
   }
 }

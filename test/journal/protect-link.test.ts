@@ -312,8 +312,10 @@ describe.skipIf(missing.length > 0)(`protection across a link outage${missing.le
   it('resyncs when the journal overflows under a running shipper that already read the dropped records', async () => {
     const { vol, base, server, dest } = await setup('r', '1M');
     // long intervals: the shipper holds what it read for 6 s, so the records it has not shipped
-    // outgrow 1 MiB while it runs (written in bursts until they do: a loaded machine writes slower)
-    const shipper = startProtect(vol, dest, ['--interval', '6s'], env);
+    // outgrow 1 MiB while it runs (written in bursts until they do: a loaded machine writes slower).
+    // It keeps no block in memory: every block of an interval is read from the segments the
+    // overflow deletes, as past 128 MiB of an interval (interval-spill forces the race itself)
+    const shipper = startProtect(vol, dest, ['--interval', '6s'], { ...env, IMGSTREAM_TEST_HELD_BYTES: '0' });
     await shipper.waitFor((e) => e.event === 'seed');
     const w = { log: [] as LoggedOp[] };
     for (let burst = 0; burst < 12 && !/outgrew its limit/.test(server.stderr()); burst++) {
