@@ -4,10 +4,15 @@ import { openState, stateFlag } from '../_cli/mirror-flags.js';
 import { withVolumeAccess } from '../../src/control/index.js';
 import { BusyError } from '../../src/core/errors.js';
 import { snapshotJson } from './create.js';
+import { catalogFlag, openCatalog } from '../_cli/catalog-flag.js';
+import { dumpsBuiltOnNext, type DumpRecord } from '../../src/catalog/index.js';
+import type { SnapshotEntry } from '../../src/format/snapshot-entry.js';
 
 export default class SnapshotDelete extends ImgstreamCommand {
   static override summary = 'Delete a snapshot, freeing the blocks no other plane holds.';
-  static override description = `A master snapshot that a known replica has not passed yet (its newest master is not newer: "replicate pull" recorded it) is kept, since that replica's next pull starts from it: --force deletes it anyway (the replica's next pull then waits for a newer master, and starts from an older snapshot both hold, or is a full copy).`;
+  static override description = `When the catalog records the snapshot as the top of a volume's newest dump at some level, the line says so: a dump one level above it is then refused (it has no base). To free a dump's top and keep building levels on it, make it a shadow snapshot instead (imgstream snapshot shadow).
+
+A master snapshot that a known replica has not passed yet (its newest master is not newer: "replicate pull" recorded it) is kept, since that replica's next pull starts from it: --force deletes it anyway (the replica's next pull then waits for a newer master, and starts from an older snapshot both hold, or is a full copy).`;
   static override examples = ['<%= config.bin %> snapshot delete vm.vol monday', '<%= config.bin %> snapshot delete vm.vol release-1 --force'];
   static override args = {
     volume: Args.string({ description: 'Volume file or block device.', required: true }),
@@ -16,12 +21,16 @@ export default class SnapshotDelete extends ImgstreamCommand {
   static override flags = {
     force: Flags.boolean({ description: 'Delete a master snapshot even when a known replica still needs it.' }),
     state: stateFlag,
+    catalog: { ...catalogFlag, description: `Catalog consulted to say whether the snapshot is the base of a next dump level (only read). ${catalogFlag.description}` },
   };
 
   async run() {
     const { args, flags } = await this.parse(SnapshotDelete);
+    let bases: DumpRecord[] = [];
     const e = await withVolumeAccess(args.volume, { write: true }, async (vol) => {
       const s = (await vol.snapshots()).find((x) => x.name === args.name);
+      // read before the delete: a --catalog that cannot be read refuses with nothing changed
+      if (s) bases = baseOfNext(flags.catalog, (await vol.info()).uuid, s);
       if (s?.master && !flags.force) {
         const holding = openState(flags.state).replicasHolding((await vol.info()).uuid, s);
         if (holding.length) {
@@ -34,7 +43,19 @@ export default class SnapshotDelete extends ImgstreamCommand {
       }
       return vol.deleteSnapshot(args.name);
     });
-    this.say(`snapshot ${e.name} deleted`);
-    return snapshotJson(e);
+    const tops = bases.map((d) => `the level ${d.level} dump ${d.id.slice(0, 8)} (${d.date})`).join(' and ');
+    const refused = bases.map((d) => d.level + 1).join(' or ');
+    this.say(`snapshot ${e.name} deleted${bases.length ? `: it was the top of ${tops}, so a level ${refused} dump of ${args.volume} is now refused (take a lower level next; a dump's top made a shadow snapshot, with imgstream snapshot shadow, stays a base)` : ''}`);
+    return { ...snapshotJson(e), refusedLevels: bases.map((d) => d.level + 1) };
+  }
+}
+
+/** The catalog's dumps whose top is `s` and that a next level would build on (the default catalog unreadable: none, it only adds to the message). */
+function baseOfNext(catalog: string | undefined, uuid: string, s: SnapshotEntry): DumpRecord[] {
+  try {
+    return dumpsBuiltOnNext(openCatalog(catalog).forVolume(uuid), s);
+  } catch (err) {
+    if (catalog !== undefined) throw err;
+    return [];
   }
 }

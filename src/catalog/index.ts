@@ -7,3 +7,4 @@ export * from './as-of.js';
 export * from './backup-logs.js';
 export * from './copies.js';
 export * from './record-place.js';
+export * from './next-base.js';

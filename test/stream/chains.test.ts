@@ -169,7 +169,15 @@ describe('dumps whose base is missing', () => {
     await snap('d2', 2);
     dump(vol, 1, 'd2', p('d.l1'), catalog, [], o);
     await snap('d3', 3);
-    await setupOk(['snapshot', 'delete', vol, 'd2', '-q'], { env });
+    // a catalog that cannot be read, given: refused before anything is deleted
+    fs.writeFileSync(p('d-bad.catalog'), 'not a catalog');
+    const volBefore = sha256File(vol);
+    expectOneLineError(runCli(['snapshot', 'delete', vol, 'd2', '--catalog', p('d-bad.catalog')], o), 'snapshot delete, catalog unreadable', 5, /d-bad\.catalog: not an imgstream catalog/);
+    expect(sha256File(vol), 'nothing deleted').toBe(volBefore);
+    // the deletion says what it costs: d2 was the level 1's top, the base of a level 2
+    const del = runCli(['snapshot', 'delete', vol, 'd2', '--catalog', catalog], o);
+    expect(del.code).toBe(0);
+    expect(del.stdout.trim()).toMatch(/^snapshot d2 deleted: it was the top of the level 1 dump [0-9a-f]{8} \(\S+\), so a level 2 dump of \S+d\.vol is now refused \(take a lower level next; a dump's top made a shadow snapshot, with imgstream snapshot shadow, stays a base\)$/);
     const before = sha256File(vol);
     // level 2 over the level 1 at d2, now deleted: take level 1 instead
     const r = runCli(['dump', vol, '--level', '2', '--snapshot', 'd3', '--to', p('d.l2'), '--catalog', catalog], o);
@@ -192,9 +200,15 @@ describe('dumps whose base is missing', () => {
     dump(vol, 1, 'd5', p('d.l1d'), catalog, [], o);
     await snap('d6', 6);
     dump(vol, 2, 'd6', p('d.l2d'), catalog, [], o);
-    for (const s of ['d6', 'd5']) await setupOk(['snapshot', 'delete', vol, s, '-q'], { env });
+    // d6 is the level 2's top, d5 the level 1's (the newest at level 1 or below): each the base of the level above
+    expect(cliJson<{ refusedLevels: number[] }>(['snapshot', 'delete', vol, 'd6', '--catalog', catalog], o).refusedLevels).toEqual([3]);
+    expect(cliJson<{ refusedLevels: number[] }>(['snapshot', 'delete', vol, 'd5', '--catalog', catalog], o).refusedLevels).toEqual([2]);
     const r3 = runCli(['dump', vol, '--level', '3', '--dry-run', '--catalog', catalog], o);
     expectOneLineError(r3, 'dump --level 3, bases of levels 2 and 1 deleted', 3, /"d6".*no longer exists \(take a lower level instead: --level 1; .*make it a shadow one instead of deleting it: imgstream snapshot shadow \S+d\.vol NAME\)$/);
+    // d4 is the top of a level 2 and a level 0 since; the level 0 is newer: only a level 1 builds on it
+    expect(cliJson<{ refusedLevels: number[] }>(['snapshot', 'delete', vol, 'd4', '--catalog', catalog], o).refusedLevels).toEqual([1]);
+    await setupOk(['snapshot', 'create', vol, 'd7', '-q'], { env });
+    expect(cliJson<{ refusedLevels: number[] }>(['snapshot', 'delete', vol, 'd7', '--catalog', catalog], o).refusedLevels, 'no dump\'s top').toEqual([]);
   }, 60_000);
 });
 
