@@ -13,7 +13,7 @@ export default class SnapshotList extends ImgstreamCommand {
 
   async run() {
     const { args } = await this.parse(SnapshotList);
-    const { list, bs } = await withVolumeAccess(args.volume, { write: false }, async (vol) => ({ list: await vol.snapshots(), bs: vol.blockSize }));
+    const { list, bs } = await withVolumeAccess(args.volume, { write: false, unfinishedRestore: true }, async (vol) => ({ list: await vol.snapshots(), bs: vol.blockSize }));
     if (list.length === 0) this.say('no snapshots');
     else {
       const rows = list.map((e) => {

@@ -75,7 +75,7 @@ export class LocalVolume implements VolumeAccess {
  * socket), else opened here (`write`: for writing), which fails with "busy" when another
  * process holds it.
  */
-export async function openVolumeAccess(path: string, opts: { write: boolean }): Promise<LocalVolume | ServedVolume> {
+export async function openVolumeAccess(path: string, opts: { write: boolean; unfinishedRestore?: boolean }): Promise<LocalVolume | ServedVolume> {
   const holder = VolumeLock.holder(path);
   if (holder?.control && holder.pid !== process.pid) {
     try {
@@ -88,7 +88,7 @@ export async function openVolumeAccess(path: string, opts: { write: boolean }): 
 }
 
 /** Opens the volume (see openVolumeAccess), runs fn, closes it whatever happens. */
-export async function withVolumeAccess<T>(path: string, opts: { write: boolean }, fn: (v: LocalVolume | ServedVolume) => T | Promise<T>): Promise<T> {
+export async function withVolumeAccess<T>(path: string, opts: { write: boolean; unfinishedRestore?: boolean }, fn: (v: LocalVolume | ServedVolume) => T | Promise<T>): Promise<T> {
   const v = await openVolumeAccess(path, opts);
   try {
     return await fn(v);

@@ -26,7 +26,8 @@
 //  144  u64 mark-on-allocate swaps so far
 //  152  u32 flags (bit 0: block device; bit 1: mirror destination; bit 2: mirror broken
 //           off (see volume/volume-flags.ts); bit 3: every shadow snapshot is tainted;
-//           bit 4: a protection destination's base)
+//           bit 4: a protection destination's base; bit 5: a restore that rewrites the
+//           active disk in place is unfinished)
 //  156  u32 tainted shadow snapshots listed below (0..43)
 //  160  u64 ids of shadow snapshots whose blocks this or the next CP reuses (see taint below)
 //  508  u32 crc32 of bytes 0..507
@@ -37,7 +38,7 @@ export const ROOT_VERSION = 1;
 export const ROOT_RECORD_BYTES = 512;
 /**
  * Flag bit: every shadow snapshot counts as tainted (more were than the list holds). Bits
- * 0 to 2 and 4 are the volume's own (volume/volume-flags.ts: block device, mirror, broken off, protection base).
+ * 0 to 2, 4 and 5 are the volume's own (volume/volume-flags.ts: block device, mirror, broken off, protection base, unfinished restore).
  */
 export const ROOT_FLAG_ALL_SHADOWS_TAINTED = 8;
 /** Shadow snapshot ids the root record lists by id. */

@@ -21,6 +21,7 @@ import { readImageStream, type ReleaseBuffer } from './stream-reader.js';
 import type { KeyOption } from '../crypt/index.js';
 import { removeStaleTemp, tempBeside } from '../fs/stale-temp.js';
 import { removeOnStop, sayOnStop } from '../fs/stop-cleanup.js';
+import { crashPoint } from '../volume/crash-point.js';
 import { claimNewVolume } from './new-volume-lock.js';
 import type { StreamSummary } from './verify.js';
 import type { VolumePick } from './volume-pick.js';
@@ -39,6 +40,8 @@ export interface RestoredStream extends StreamSummary {
   dropped: string[];
   /** The volume had no room to journal the staged blocks: a CP of its own dropped the deleted snapshots first. */
   separateDropCp: boolean;
+  /** Blocks of the active disk rewritten in place (no room to stage them): the volume was marked unfinished until the last CP. */
+  activeInPlace?: number;
   generation: number;
   /** Bytes read from the medium for this stream, when the source counts them (multiplexed tape files). */
   mediaBytesRead?: number;
@@ -149,6 +152,7 @@ async function applyStream(vol: Volume, header: StreamHeader, records: AsyncGene
   };
   let complete = false;
   progress.start(`restoring ${header.top.name}`, header.image.bytes, 'bytes');
+  let unsayUnfinished = (): void => {};
   try {
     for await (const rec of records) {
       if (rec.type === 'plane') {
@@ -224,22 +228,26 @@ async function applyStream(vol: Volume, header: StreamHeader, records: AsyncGene
     const journalRoom = freeNow - claimed - 2 * vol.meta.dirtyCount() - 4 * vol.layout.planeBlocks - 8;
     if (waiting.length > 0 || (stage.offsets.size > 0 && journalRoom < stage.offsets.size)) {
       // Staged blocks that the active file system holds (it is a shadow snapshot's disk:
-      // the base made one at the source, or a newest snapshot taken as one) cannot be
-      // written in place on a volume that exists: until the last CP, it is the disk a kill
-      // would leave. They go in that CP's journal, which must have room for them. (A volume
-      // this restore creates appears only once every stream is in.)
-      if (inActive.size > Math.max(0, journalRoom)) {
-        throw new VolumeFullError(
-          `${name}: ${inActive.size} of its blocks replace blocks that the active disk of ${display} holds${activeShadows.length ? ` with shadow snapshot ${activeShadows.join(', ')}` : ''} (the source's allocator reused them): replacing them at once takes as many free blocks, and it has ${Math.max(0, journalRoom)}`,
-          'restore the chain into a new volume',
-        );
+      // the base made one at the source, or a newest snapshot taken as one) go in the last
+      // CP's journal when it has room for them: until that CP, the active disk is what a
+      // kill leaves. Without the room, they are written in place after all, and the CP
+      // before marks the volume's restore unfinished: a kill leaves its snapshots whole
+      // and its active disk mixed, which nothing but this restore, run again, opens (a
+      // volume this restore creates appears only once every stream is in).
+      const inPlace = inActive.size > Math.max(0, journalRoom);
+      if (inPlace) {
+        vol.setRestoreUnfinished(true);
+        out.activeInPlace = inActive.size;
+        unsayUnfinished = sayOnStop(`the restore into ${display} is unfinished (it was rewriting its active disk in place): run it again to finish it`);
       }
       vol.commit();
       out.separateDropCp = true;
+      let written = 0;
       for (const [v, off] of stage.offsets) {
         stage.read(off, scratch);
-        if (inActive.has(v)) vol.stageBlock(v, scratch);
-        else vol.file.write(scratch, vol.layout.vbnOffset(v)); // that CP's state holds it no more: dropped, or a shadow snapshot's bit cleared
+        if (inActive.has(v) && !inPlace) vol.stageBlock(v, scratch);
+        else vol.file.write(scratch, vol.layout.vbnOffset(v)); // that CP's state holds it no more (dropped, a shadow snapshot's bit cleared), or marks the restore unfinished
+        if (inPlace && ++written === Math.ceil(stage.offsets.size / 2)) crashPoint('restore-in-place', vol.path);
       }
       // the dropped snapshots' slots are free now: the waiting planes go there
       const freed = vol.freeSnapshotSlots().filter((x) => ![...slotOf.values()].includes(x));
@@ -272,7 +280,9 @@ async function applyStream(vol: Volume, header: StreamHeader, records: AsyncGene
     vol.markRecorded(reserved);
     vol.markRecorded(stagedBits);
     vol.resetActiveTo(header.top.name);
+    vol.setRestoreUnfinished(false); // this run's, or one stopped before
     vol.commit();
+    unsayUnfinished();
     tellJournalSnapshots(vol, installed);
     out.generation = vol.rootRecord.generation;
     return out;
@@ -283,6 +293,7 @@ async function applyStream(vol: Volume, header: StreamHeader, records: AsyncGene
     vol.abort();
     throw err;
   } finally {
+    unsayUnfinished();
     stage.close();
     progress.stop();
   }
@@ -471,7 +482,7 @@ function createForStream(volumePath: string, header: StreamHeader, name: string,
 /** The existing volume a restore goes into; a file of another kind is named with what restore can do instead. */
 function openTarget(volumePath: string): Volume {
   try {
-    return Volume.open(volumePath, { write: true });
+    return Volume.open(volumePath, { write: true, unfinishedRestore: true }); // a restore stopped half way is finished by running it again
   } catch (err) {
     if (!(err instanceof NotAVolumeError)) throw err;
     throw new NotAVolumeError(err.message, 'restore into an imgstream volume, or give --to a path that does not exist yet: restore creates the volume');

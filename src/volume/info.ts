@@ -27,6 +27,8 @@ export interface VolumeInfo {
   mirror: 'destination' | 'broken' | null;
   /** True for a protection destination's base volume (read-only but to the destination). */
   protectionBase: boolean;
+  /** A restore that rewrites the active disk in place stopped before its last CP (only a restore opens it until it is run again). */
+  restoreUnfinished: boolean;
 }
 
 export function volumeInfo(vol: Volume): VolumeInfo {
@@ -54,5 +56,6 @@ export function volumeInfo(vol: Volume): VolumeInfo {
     blockDevice: (r.flags & 1) !== 0,
     mirror: vol.mirrorFlags.mirror ? (vol.mirrorFlags.broken ? 'broken' : 'destination') : null,
     protectionBase: vol.protectBase,
+    restoreUnfinished: vol.restoreUnfinished,
   };
 }

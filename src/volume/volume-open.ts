@@ -6,7 +6,7 @@ import { BusyError, InvalidInputError, NotAVolumeError, NotFoundError, fromSyste
 import type { RootRecord } from '../format/volume-root.js';
 import { BlockFile } from './block-file.js';
 import { readRootRecord } from './root-reader.js';
-import { FLAG_MIRROR, FLAG_MIRROR_BROKEN, FLAG_PROTECT_BASE } from './volume-flags.js';
+import { FLAG_MIRROR, FLAG_MIRROR_BROKEN, FLAG_PROTECT_BASE, FLAG_RESTORE_UNFINISHED } from './volume-flags.js';
 import nodePath from 'node:path';
 import { VolumeLock } from './volume-lock.js';
 
@@ -16,6 +16,8 @@ export interface OpenOptions {
   mirror?: boolean;
   /** A protection destination writing its base (other writers are refused). */
   protectBase?: boolean;
+  /** Opens one whose restore is unfinished (FLAG_RESTORE_UNFINISHED): the restore finishing it, and what only reads its table. */
+  unfinishedRestore?: boolean;
 }
 
 /**
@@ -35,6 +37,12 @@ export function openLocked<T>(path: string, opts: OpenOptions, load: (file: Bloc
     if (opts.write && !opts.protectBase && (root.flags & FLAG_PROTECT_BASE) !== 0) {
       const dest = nodePath.dirname(path);
       throw new InvalidInputError(`${path}: is the base volume of the protection destination ${dest}, written only by imgstream protect`, `read it, or rebuild a volume from the destination with: imgstream restore --to NEW --as-of TIME --from ${dest}`);
+    }
+    if (!opts.unfinishedRestore && (root.flags & FLAG_RESTORE_UNFINISHED) !== 0) {
+      throw new BusyError(
+        `${path}: a restore into it stopped while it rewrote the active disk in place (its snapshots are whole, its disk is part old, part new)`,
+        `run that restore again to finish it (imgstream restore --to ${path} --from ...); volume info and snapshot list still read it`,
+      );
     }
     return load(file, lock, root);
   } catch (err) {

@@ -21,7 +21,7 @@ import { isZero } from './zero.js';
 import { createVolume, type CreateOptions } from './volume-create.js';
 import { countUnion } from './plane-census.js';
 import { replacePlane } from './plane-edit.js';
-import { FLAG_MIRROR, FLAG_MIRROR_BROKEN, FLAG_PROTECT_BASE } from './volume-flags.js';
+import { FLAG_MIRROR, FLAG_MIRROR_BROKEN, FLAG_PROTECT_BASE, FLAG_RESTORE_UNFINISHED } from './volume-flags.js';
 import { VolumeCore } from './volume-core.js';
 import { crashPoint } from './crash-point.js';
 import { MIRROR_SNAPSHOT_PREFIX } from './snapshot-name.js';
@@ -215,6 +215,19 @@ export class Volume extends VolumeCore {
   setProtectBase(on: boolean): void {
     this.assertWritable();
     const flags = (this.root.flags & ~FLAG_PROTECT_BASE) | (on ? FLAG_PROTECT_BASE : 0);
+    if (flags === this.root.flags) return;
+    this.root.flags = flags;
+    this.changed = true;
+  }
+
+  get restoreUnfinished(): boolean {
+    return (this.root.flags & FLAG_RESTORE_UNFINISHED) !== 0;
+  }
+
+  /** Marks a restore that rewrites the active disk in place as under way (see FLAG_RESTORE_UNFINISHED), or done; at the next CP. */
+  setRestoreUnfinished(on: boolean): void {
+    this.assertWritable();
+    const flags = (this.root.flags & ~FLAG_RESTORE_UNFINISHED) | (on ? FLAG_RESTORE_UNFINISHED : 0);
     if (flags === this.root.flags) return;
     this.root.flags = flags;
     this.changed = true;

@@ -88,16 +88,15 @@ describe('a dump base made a shadow snapshot (snapshot shadow)', () => {
     expect((await snapshots(at('local-new.vol'))).find((s) => s.name === 's0')!.reusedBlocks).toBeGreaterThan(0);
 
     // onto a volume that holds the level 0 (the same size as the source): the blocks the
-    // source reused are held there by s0, which is also its active disk; replacing them
-    // needs a free block each for the CP's journal (in place, a kill would leave that disk
-    // mixed), which a volume as full as its source lacks: refused, unchanged
+    // source reused are held there by s0, which is also its active disk; replacing them in
+    // one CP takes a free block each for its journal, which a volume as full as its source
+    // lacks: they are written in place, the CP before marking the restore unfinished
     cliOk(['restore', '--from', at('local.l0'), '--to', at('local-step.vol')], { env });
-    const before = fs.readFileSync(at('local-step.vol'));
-    const r = await refused(['restore', '--from', at('local.l1'), '--to', at('local-step.vol')], { env });
-    expectOneLineError(r, 'onto the level 0, no room', 8, /replace blocks that the active disk of \S+ holds with shadow snapshot "s0" \(the source's allocator reused them\): replacing them at once takes as many free blocks, and it has \d+ \(restore the chain into a new volume\)$/);
-    expect(changesOutsideFreeSpace(before, at('local-step.vol')).violations, 'nothing committed touched').toEqual([]);
-    expect(await snapshots(at('local-step.vol'))).toMatchObject([{ name: 's0', shadow: false, reusedBlocks: 0 }]);
-    expect(exported(at('local-step.vol'), 'step-active.raw').equals(images[0])).toBe(true);
+    const step = cliJson(['restore', '--from', at('local.l1'), '--to', at('local-step.vol'), '--json'], { env });
+    expect(step.streams[0]).toMatchObject({ separateDropCp: true });
+    expect(step.streams[0].activeInPlace, 'blocks of the active disk rewritten in place').toBeGreaterThan(0);
+    await expectChainRestored(at('local-step.vol'), images, 's2');
+    expect(cliJson(['volume', 'info', at('local-step.vol'), '--json'], { env }).restoreUnfinished).toBe(false);
 
     // a level 2 on top, whose base (s2) is regular, after retention deleted s1, onto the chain's restore
     cliOk(['snapshot', 'delete', vol, 's1'], { env });
@@ -159,6 +158,66 @@ describe('a dump base made a shadow snapshot (snapshot shadow)', () => {
     }
     expect(tally.old, 'kills that left the previous state').toBeGreaterThan(0);
     expect(tally.new, 'kills that left the new state').toBeGreaterThan(0);
+  });
+
+  it('the level 1 onto the level 0 without room, rewriting the active disk in place, killed -9 at its steps and at random moments: the previous state, the new one, or one marked unfinished that only the rerun opens', async () => {
+    const { vol, catalog, images } = reusedShadowBase('inplace');
+    cliOk(['snapshot', 'create', vol, 's2'], { env });
+    cliOk(['dump', vol, '--level', '1', '--snapshot', 's2', '--to', at('inplace.l1'), '--catalog', catalog], { env });
+    cliOk(['restore', '--from', at('inplace.l0'), '--to', at('inplace-l0.vol')], { env });
+    const l0State = fs.readFileSync(at('inplace-l0.vol'));
+    const target = at('inplace-target.vol');
+    const work = performance.now();
+    fs.writeFileSync(target, l0State);
+    const first = cliJson(['restore', '--from', at('inplace.l1'), '--to', target, '--json'], { env });
+    const workMs = performance.now() - work;
+    expect(first.streams[0].activeInPlace, 'the in-place path').toBeGreaterThan(0);
+    await expectChainRestored(target, images, 's2');
+    const tally = { old: 0, unfinished: 0, new: 0 };
+    const runs: Array<{ what: string; env: Record<string, string>; delayMs?: number; want?: keyof typeof tally }> = [
+      { what: 'crash at the drop CP\'s journal', env: { IMGSTREAM_CRASH_AT: 'journal' }, want: 'old' },
+      { what: 'crash at the drop CP\'s root', env: { IMGSTREAM_CRASH_AT: 'root' }, want: 'unfinished' },
+      { what: 'crash half way through the writes in place', env: { IMGSTREAM_CRASH_AT: 'restore-in-place' }, want: 'unfinished' },
+      ...[0.3, 0.5, 0.65, 0.8, 0.9].map((f) => ({ what: `kill ${Math.round(f * workMs)} ms in`, env: {}, delayMs: Math.round(f * workMs) })),
+    ];
+    for (const run of runs) {
+      fs.writeFileSync(target, l0State);
+      const child = spawnCli(['restore', '--from', at('inplace.l1'), '--to', target, '-q'], { env: { ...env, ...run.env } });
+      const done = finished(child);
+      if (run.delayMs !== undefined) {
+        await sleep(run.delayMs);
+        child.kill('SIGKILL');
+      }
+      const r = await done;
+      if (r.signal !== 'SIGKILL') expect(r.code, `${run.what}: ${r.stderr}`).toBe(0);
+      const info = (await inProcessJson(['volume', 'info', target], { env })) as { restoreUnfinished: boolean };
+      const snaps = await snapshots(target);
+      let state: keyof typeof tally;
+      if (info.restoreUnfinished) {
+        state = 'unfinished';
+        // its snapshots listed; the disk, snapshots and all, opened by nothing but a restore
+        expect(snaps.map((x) => [x.name, x.shadow]), run.what).toEqual([['s0', true]]);
+        for (const args of [['volume', 'export', target, '--to', at('inplace-x.raw')], ['volume', 'export', `${target}@s0`, '--to', at('inplace-x.raw')], ['dump', target, '--level', '0', '--to', at('inplace-x.l0'), '--catalog', at('inplace-x.json')], ['snapshot', 'create', target, 'x'], ['volume', 'check', target], ['serve', 'nbd', target, '--socket', at('inplace.sock')]]) {
+          expectOneLineError(await refused(args, { env }), `${run.what}: ${args[0]} ${args[1]}`, 7, /a restore into it stopped while it rewrote the active disk in place \(its snapshots are whole, its disk is part old, part new\); run that restore again to finish it/);
+        }
+        expect(fs.existsSync(at('inplace-x.raw')) || fs.existsSync(at('inplace-x.l0'))).toBe(false);
+      } else if (snaps.length === 1) {
+        state = 'old';
+        expect(snaps[0], run.what).toMatchObject({ name: 's0', shadow: false, reusedBlocks: 0 });
+        expect(exported(target, 'inplace-s0.raw').equals(images[0]), `${run.what}: the level 0's disk`).toBe(true);
+        await expectClean(target, { env });
+      } else {
+        state = 'new';
+        await expectChainRestored(target, images, 's2');
+      }
+      tally[state]++;
+      if (run.want) expect([run.what, state]).toEqual([run.what, run.want]);
+      const again = cliJson(['restore', '--from', at('inplace.l1'), '--to', target, '--json'], { env });
+      expect(again.streams.length + again.held.length, `${run.what}: the rerun`).toBe(1);
+      await expectChainRestored(target, images, 's2');
+      expect(((await inProcessJson(['volume', 'info', target], { env })) as { restoreUnfinished: boolean }).restoreUnfinished).toBe(false);
+    }
+    expect(tally.unfinished, 'kills that left the restore unfinished').toBeGreaterThan(0);
   });
 
   it('through a server: snapshot shadow and the level 1 go through its control socket', async () => {
