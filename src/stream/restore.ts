@@ -218,7 +218,6 @@ async function applyStream(vol: Volume, header: StreamHeader, records: AsyncGene
     for (const x of shadowHere) vol.markShadowEntry(x.name);
     // staged blocks the active file system holds, and the shadow snapshots that hold them with it (see below)
     const inActive = new Set(fresh ? [] : [...stage.offsets.keys()].filter((v) => vol.testBit(PLANE_ACTIVE, v)));
-    const activeShadows = vol.snapshots().filter((x) => x.shadow && [...inActive].some((v) => vol.testBit(vol.layout.snapshotPlane(x.slot), v))).map((x) => `"${x.name}"`);
     for (const v of stage.offsets.keys()) vol.reuseShadowBlock(v);
     // Staged blocks travel in the CP's journal, which takes a free block each. Without
     // that much room, a CP of its own drops the deleted snapshots first (a consistent
