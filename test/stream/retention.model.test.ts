@@ -5,7 +5,9 @@
 // random levels 0-2; then every chain is restored, into a new volume in one go and onto
 // a volume holding the chain's prefix, and checked against the model of the source at
 // the time of each dump: every snapshot the source held is there with its exact image,
-// none it had deleted is, the active disk is the top, and `volume check` is clean.
+// none it had deleted is, the active disk is the top, and `volume check` is clean. Half
+// of the restores onto a prefix first fail half way (their stream cut short) and must
+// leave the prefix as it was.
 import fs from 'node:fs';
 import path from 'node:path';
 import fc from 'fast-check';
@@ -89,6 +91,8 @@ let shadowed = 0;
 let reusedBases = 0;
 /** Streams onto the chain before them that rewrote blocks of its active disk in place (no room to replace a shadow snapshot's blocks at once). */
 let inPlaceSteps = 0;
+/** Restores onto a chain's prefix that failed half way first (their stream cut short). */
+let brokenRestores = 0;
 
 async function exportOf(vol: Volume, name?: string): Promise<Buffer> {
   return exportToBuffer((s) => exportImage(vol, name, s));
@@ -207,6 +211,16 @@ async function runSequence(ops: Op[], dayVolume = false): Promise<number> {
     if (d.chain.length > 1) {
       const step = path.join(run, `s${i}.vol`);
       await restoreStreams(d.chain.slice(0, -1).map(fileSource), step);
+      // every other one first fails half way (its stream cut short, as a dropped connection
+      // or a tape read error would): the volume is as the chain before left it
+      if (i % 2 === 1) {
+        const cut = path.join(run, `cut${i}`);
+        const whole = fs.readFileSync(d.chain[d.chain.length - 1]);
+        fs.writeFileSync(cut, whole.subarray(0, Math.floor(whole.length * (0.2 + ((i * 37) % 70) / 100))));
+        await expect(restoreStreams([fileSource(cut)], step)).rejects.toThrow(ImgstreamError);
+        brokenRestores++;
+        await expectRestored(step, dumps.find((x) => x.file === d.chain[d.chain.length - 2])!);
+      }
       // blocks the source reused that this volume's active disk holds (a shadow snapshot's)
       // go in the CP's journal, or without room there in place, the restore marked
       // unfinished until its last CP
@@ -232,7 +246,7 @@ describe('restore chains across snapshot retention, against a model', () => {
   }, 150_000);
 
   it('every chain of a random retention schedule (daily snapshots, oldest expired, dumps at random levels) restores exactly', async () => {
-    const before = { retentionCases, sameCpStaging, shadowed };
+    const before = { retentionCases, sameCpStaging, shadowed, brokenRestores };
     await fc.assert(
       fc.asyncProperty(fc.array(dayArb, { minLength: 6, maxLength: 14 }), async (days) => {
         await runSequence(days.flat(), true);
@@ -246,6 +260,7 @@ describe('restore chains across snapshot retention, against a model', () => {
       expect(retentionCases).toBeGreaterThan(before.retentionCases);
       expect(sameCpStaging).toBeGreaterThan(before.sameCpStaging);
       expect(shadowed, 'snapshots made shadow ones').toBeGreaterThan(before.shadowed);
+      expect(brokenRestores, 'restores that failed half way').toBeGreaterThan(before.brokenRestores);
     }
   }, 150_000);
 
