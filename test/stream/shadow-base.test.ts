@@ -93,9 +93,12 @@ describe('a dump base made a shadow snapshot (snapshot shadow)', () => {
     // one CP takes a free block each for its journal, which a volume as full as its source
     // lacks: they are written in place, the CP before marking the restore unfinished
     cliOk(['restore', '--from', at('local.l0'), '--to', at('local-step.vol')], { env });
+    fs.copyFileSync(at('local-step.vol'), at('local-step2.vol'));
     const step = cliJson(['restore', '--from', at('local.l1'), '--to', at('local-step.vol'), '--json'], { env });
     expect(step.streams[0]).toMatchObject({ separateDropCp: true });
     expect(step.streams[0].activeInPlace, 'blocks of the active disk rewritten in place').toBeGreaterThan(0);
+    // and said so in the line
+    expect(cliOk(['restore', '--from', at('local.l1'), '--to', at('local-step2.vol')], { env }).stdout).toMatch(new RegExp(`; ${step.streams[0].activeInPlace} blocks of the active disk rewritten in place \\(no room to stage them\\)$`, 'm'));
     await expectChainRestored(at('local-step.vol'), images, 's2');
     expect(cliJson(['volume', 'info', at('local-step.vol'), '--json'], { env }).restoreUnfinished).toBe(false);
 
