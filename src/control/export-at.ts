@@ -30,7 +30,8 @@ async function exportTo(vol: Volume, snapshot: string | undefined, sinkFor: Sink
 
 /** Exports the active file system (snapshot undefined) or a snapshot of the volume at `path`. */
 export async function exportVolumeAt(path: string, snapshot: string | undefined, sinkFor: SinkFor, progress: Progress = noProgress): Promise<ExportResult> {
-  const access = await openVolumeAccess(path, { write: false });
+  // a snapshot is whole on a volume whose restore is unfinished (only its active disk is mixed)
+  const access = await openVolumeAccess(path, { write: false, unfinishedRestore: snapshot !== undefined });
   if (access.kind === 'local') {
     try {
       if (snapshot !== undefined) access.volume.snapshot(snapshot); // fail before creating any output

@@ -11,6 +11,7 @@ export const FLAG_PROTECT_BASE = 16;
  * A restore onto the volume rewrote blocks of its active disk in place and stopped before
  * its last CP (restore.ts: a destination without room to stage them): its snapshots are
  * whole, its active disk is part old, part new. Only a restore opens it (to finish the
- * job; its last CP clears the flag); volume info and snapshot list read it.
+ * job; its last CP clears the flag); volume info and snapshot list read it, and a
+ * snapshot's export.
  */
 export const FLAG_RESTORE_UNFINISHED = 32;
