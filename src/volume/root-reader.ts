@@ -1,6 +1,7 @@
 // The root record a volume opens with: the valid one of the two alternating copies with
 // the higher generation (a torn write of one leaves the other), checked against the file.
-import { CorruptError, FormatVersionError, NotAVolumeError } from '../core/errors.js';
+import { CorruptError, FormatVersionError, NewerFeatureError, NotAVolumeError } from '../core/errors.js';
+import { KNOWN_FLAGS } from './volume-flags.js';
 import fs from 'node:fs';
 import { decodeRootRecord, ROOT_MAGIC, ROOT_RECORD_BYTES, ROOT_VERSION, type RootRecord } from '../format/volume-root.js';
 import type { BlockFile } from './block-file.js';
@@ -33,6 +34,8 @@ export function readRootRecord(file: BlockFile, path: string): RootRecord {
   } catch {
     throw new CorruptError(`${path}: root record has an invalid block size ${root.blockSize}`);
   }
+  const unknown = root.flags & ~KNOWN_FLAGS;
+  if (unknown !== 0) throw new NewerFeatureError(`a volume with flags 0x${unknown.toString(16)}`, path);
   const layout = new VolumeLayout(root.blockSize, root.nblocks, root.maxSnapshots);
   const size = file.size();
   if (size < layout.fileBytes) throw new CorruptError(`${path}: volume is truncated (${size} bytes, needs ${layout.fileBytes})`, 'the file was cut short: restore it from a copy');

@@ -15,3 +15,6 @@ export const FLAG_PROTECT_BASE = 16;
  * snapshot's export.
  */
 export const FLAG_RESTORE_UNFINISHED = 32;
+
+/** Every flag this imgstream knows: a volume with another is a newer one's, and is not opened (that flag may mean its disk must not be read). */
+export const KNOWN_FLAGS = FLAG_BLOCK_DEVICE | FLAG_MIRROR | FLAG_MIRROR_BROKEN | FLAG_PROTECT_BASE | FLAG_RESTORE_UNFINISHED;

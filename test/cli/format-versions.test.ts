@@ -126,6 +126,23 @@ describe('a volume whose root records say version 2', () => {
     expectOneLineError(await refused(['restore', '--from', at('v.l0'), '--to', v], o), 'restore onto it', 5, NEWER);
     expect(fs.readFileSync(v).equals(bytes), 'the volume is not changed').toBe(true);
   });
+
+  it('a root flag this imgstream does not know (a newer one set it: it may mean the disk must not be read): every command exits 5 naming it, the volume untouched', async () => {
+    const v = at('flag.vol');
+    fs.copyFileSync(vol, v);
+    const bytes = fs.readFileSync(v);
+    for (const slot of [0, 4096]) {
+      if (bytes.toString('latin1', slot, slot + 8) !== 'IMGSVOL1') continue;
+      bytes.writeUInt32LE(bytes.readUInt32LE(slot + 152) | 0x40, slot + 152);
+      bytes.writeUInt32LE(crc32(bytes.subarray(slot, slot + 508)), slot + 508);
+    }
+    fs.writeFileSync(v, bytes);
+    for (const args of [['volume', 'info', v], ['volume', 'export', v, '--to', at('flag.raw')], ['snapshot', 'create', v, 'x'], ['restore', '--from', at('v.l0'), '--to', v]]) {
+      expectOneLineError(await refused(args, o), args.slice(0, 2).join(' '), 5, /: a volume with flags 0x40, which this imgstream does not have \(a newer imgstream wrote it\)/);
+    }
+    expect(fs.readFileSync(v).equals(bytes), 'the volume is not changed').toBe(true);
+    expect(fs.existsSync(at('flag.raw'))).toBe(false);
+  });
 });
 
 describe('a multiplexed tape file whose backup log says version 2', () => {
