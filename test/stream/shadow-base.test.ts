@@ -72,6 +72,25 @@ async function expectChainRestored(r: string, images: Buffer[], top: string, s1 
   await expectClean(r, { env });
 }
 
+interface KillRun {
+  what: string;
+  env: Record<string, string>;
+  delayMs?: number;
+}
+
+/** Puts `state` back as `target`, then restores `stream` onto it, killed -9 as `run` says (at a crash point, or after delayMs); one that ends by itself must succeed. */
+async function killedRestore(target: string, state: Buffer, stream: string, run: KillRun): Promise<void> {
+  fs.writeFileSync(target, state);
+  const child = spawnCli(['restore', '--from', stream, '--to', target, '-q'], { env: { ...env, ...run.env } });
+  const done = finished(child);
+  if (run.delayMs !== undefined) {
+    await sleep(run.delayMs);
+    child.kill('SIGKILL');
+  }
+  const r = await done;
+  if (r.signal !== 'SIGKILL') expect(r.code, `${run.what}: ${r.stderr}`).toBe(0);
+}
+
 describe('a dump base made a shadow snapshot (snapshot shadow)', () => {
   it('has its blocks reused, and the next level still dumps and restores exactly into a new volume, and onto the level 0 without room to stage (in place)', async () => {
     const { vol, catalog, images } = reusedShadowBase('local');
@@ -130,20 +149,12 @@ describe('a dump base made a shadow snapshot (snapshot shadow)', () => {
     expect(first.streams[0].stagedBlocks).toBeGreaterThan(0);
     await expectChainRestored(target, images, 's2', false);
     const tally = { old: 0, new: 0 };
-    const runs: Array<{ what: string; env: Record<string, string>; delayMs?: number }> = [
+    const runs: KillRun[] = [
       ...['journal', 'root', 'apply', 'clean-root'].map((step) => ({ what: `crash at ${step}`, env: { IMGSTREAM_CRASH_AT: step } })),
       ...[0.3, 0.5, 0.7, 0.85].map((f) => ({ what: `kill ${Math.round(f * workMs)} ms in`, env: {}, delayMs: Math.round(f * workMs) })),
     ];
     for (const run of runs) {
-      fs.writeFileSync(target, l0State);
-      const child = spawnCli(['restore', '--from', at('kill.l1'), '--to', target, '-q'], { env: { ...env, ...run.env } });
-      const done = finished(child);
-      if (run.delayMs !== undefined) {
-        await sleep(run.delayMs);
-        child.kill('SIGKILL');
-      }
-      const r = await done;
-      if (r.signal !== 'SIGKILL') expect(r.code, `${run.what}: ${r.stderr}`).toBe(0);
+      await killedRestore(target, l0State, at('kill.l1'), run);
       const names = (await snapshots(target)).map((x) => x.name);
       if (names.length === 1) {
         expect((await snapshots(target))[0], run.what).toMatchObject({ name: 's0', shadow: false, reusedBlocks: 0 });
@@ -178,22 +189,14 @@ describe('a dump base made a shadow snapshot (snapshot shadow)', () => {
     expect(first.streams[0].activeInPlace, 'the in-place path').toBeGreaterThan(0);
     await expectChainRestored(target, images, 's2');
     const tally = { old: 0, unfinished: 0, new: 0 };
-    const runs: Array<{ what: string; env: Record<string, string>; delayMs?: number; want?: keyof typeof tally }> = [
+    const runs: Array<KillRun & { want?: keyof typeof tally }> = [
       { what: 'crash at the drop CP\'s journal', env: { IMGSTREAM_CRASH_AT: 'journal' }, want: 'old' },
       { what: 'crash at the drop CP\'s root', env: { IMGSTREAM_CRASH_AT: 'root' }, want: 'unfinished' },
       { what: 'crash half way through the writes in place', env: { IMGSTREAM_CRASH_AT: 'restore-in-place' }, want: 'unfinished' },
       ...[0.3, 0.5, 0.65, 0.8, 0.9].map((f) => ({ what: `kill ${Math.round(f * workMs)} ms in`, env: {}, delayMs: Math.round(f * workMs) })),
     ];
     for (const run of runs) {
-      fs.writeFileSync(target, l0State);
-      const child = spawnCli(['restore', '--from', at('inplace.l1'), '--to', target, '-q'], { env: { ...env, ...run.env } });
-      const done = finished(child);
-      if (run.delayMs !== undefined) {
-        await sleep(run.delayMs);
-        child.kill('SIGKILL');
-      }
-      const r = await done;
-      if (r.signal !== 'SIGKILL') expect(r.code, `${run.what}: ${r.stderr}`).toBe(0);
+      await killedRestore(target, l0State, at('inplace.l1'), run);
       const info = (await inProcessJson(['volume', 'info', target], { env })) as { restoreUnfinished: boolean };
       const snaps = await snapshots(target);
       let state: keyof typeof tally;
