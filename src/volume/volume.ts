@@ -199,11 +199,7 @@ export class Volume extends VolumeCore {
 
   /** Marks the volume a mirror destination (read-only to everything but the mirror), or broken off, or neither; at the next CP. */
   setMirrorFlags(f: { mirror: boolean; broken: boolean }): void {
-    this.assertWritable();
-    const flags = (this.root.flags & ~(FLAG_MIRROR | FLAG_MIRROR_BROKEN)) | (f.mirror ? FLAG_MIRROR : 0) | (f.broken ? FLAG_MIRROR_BROKEN : 0);
-    if (flags === this.root.flags) return;
-    this.root.flags = flags;
-    this.changed = true;
+    this.setFlags(FLAG_MIRROR | FLAG_MIRROR_BROKEN, (f.mirror ? FLAG_MIRROR : 0) | (f.broken ? FLAG_MIRROR_BROKEN : 0));
   }
 
   /** True when the volume is a protection destination's base (written only by the destination). */
@@ -213,11 +209,7 @@ export class Volume extends VolumeCore {
 
   /** Marks the volume a protection destination's base, or not (a copy restored from one); at the next CP. */
   setProtectBase(on: boolean): void {
-    this.assertWritable();
-    const flags = (this.root.flags & ~FLAG_PROTECT_BASE) | (on ? FLAG_PROTECT_BASE : 0);
-    if (flags === this.root.flags) return;
-    this.root.flags = flags;
-    this.changed = true;
+    this.setFlags(FLAG_PROTECT_BASE, on ? FLAG_PROTECT_BASE : 0);
   }
 
   get restoreUnfinished(): boolean {
@@ -226,8 +218,13 @@ export class Volume extends VolumeCore {
 
   /** Marks a restore that rewrites the active disk in place as under way (see FLAG_RESTORE_UNFINISHED), or done; at the next CP. */
   setRestoreUnfinished(on: boolean): void {
+    this.setFlags(FLAG_RESTORE_UNFINISHED, on ? FLAG_RESTORE_UNFINISHED : 0);
+  }
+
+  /** Sets the root flags in `mask` to `value`'s; at the next CP (none when they are so already). */
+  private setFlags(mask: number, value: number): void {
     this.assertWritable();
-    const flags = (this.root.flags & ~FLAG_RESTORE_UNFINISHED) | (on ? FLAG_RESTORE_UNFINISHED : 0);
+    const flags = (this.root.flags & ~mask) | value;
     if (flags === this.root.flags) return;
     this.root.flags = flags;
     this.changed = true;
