@@ -75,7 +75,7 @@ export class LocalVolume implements VolumeAccess {
  * socket), else opened here (`write`: for writing), which fails with "busy" when another
  * process holds it.
  */
-export async function openVolumeAccess(path: string, opts: { write: boolean; unfinishedRestore?: boolean }): Promise<LocalVolume | ServedVolume> {
+export async function openVolumeAccess(path: string, opts: { write: boolean; unfinishedRestore?: boolean; keepsDisk?: boolean }): Promise<LocalVolume | ServedVolume> {
   const holder = VolumeLock.holder(path);
   if (holder?.control && holder.pid !== process.pid) {
     try {

@@ -8,7 +8,8 @@
 // (whose marker may be late, or lost to a kill -9 its restart makes good), the disk changed
 // outside the journal. While a process that does not journal its writes holds the volume
 // (a server without --journal, an import), what it acknowledges reaches the disk only at
-// its next CP: no point is claimed then.
+// its next CP: no point is claimed then. One whose lock says it changes no block of the
+// disk (a read-only open, a dump) does not hold points back.
 import { InvalidInputError } from '../core/errors.js';
 import { BlockFile } from '../volume/block-file.js';
 import { VolumeLock } from '../volume/volume-lock.js';
@@ -104,10 +105,10 @@ export class UnjournaledChange {
   heldBy: number | null = null;
   private holder: { pid: number; since: number } | null = null;
 
-  /** The live process that holds the volume's lock and is no server journaling its writes (null: none). */
+  /** The live process that holds the volume's lock, may write its disk and is no server journaling its writes (null: none). */
   private writerWithoutJournal(): number | null {
     const h = VolumeLock.holder(this.volume);
-    if (h === null || h.served === 'ro' || h.journal) return null;
+    if (h === null || h.served === 'ro' || h.journal || h.keepsDisk) return null;
     return h.pid;
   }
 

@@ -13,7 +13,7 @@ import { dumpVolume, type DumpOptions, type DumpResult, type DumpTargetFactory }
 
 export async function dumpVolumeAt(path: string, target: DumpTargetFactory, opts: DumpOptions, progress: Progress = noProgress): Promise<DumpResult> {
   const write = !opts.dryRun && opts.snapshot === undefined;
-  const access = await openVolumeAccess(path, { write });
+  const access = await openVolumeAccess(path, { write, keepsDisk: true }); // it takes its snapshot at most
   if (access.kind === 'local') {
     try {
       return await dumpVolume(access.volume, target, opts, progress);

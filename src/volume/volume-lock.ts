@@ -10,6 +10,7 @@
 // space after it and then lines of KEY=VALUE:
 //   control=PATH    its control socket (next to the lock file, <dev>-<ino>.ctl), a server (see src/control)
 //   served=rw|ro    it serves the volume read-write or read-only
+//   disk=kept       it changes no block of the disk (a read-only open, a dump: snapshots at most)
 //   (a named lock's holder: what it does, see src/mirror/destination-lock.ts)
 // A process holds each lock once: a peer daemon serves many connections in one process,
 // and a lock file naming this process is this process's (taken over only when nothing
@@ -82,6 +83,8 @@ export interface LockHolder {
   served?: 'rw' | 'ro';
   /** It journals every write (served with --journal): a CP marker follows each of its CPs. */
   journal?: boolean;
+  /** It changes no block of the disk (opened read-only, or a dump: it takes and deletes snapshots at most). */
+  keepsDisk?: boolean;
 }
 
 /** A live process other than this one that holds a lock, as taking the lock found it. */
@@ -180,7 +183,7 @@ export class VolumeLock {
     const c = parseLock(text);
     if (!(c.pid > 0)) return null;
     const served = c.fields.get('served');
-    return { pid: c.pid, alive: alive(c.pid, c.start), control: c.fields.get('control') || undefined, served: served === 'rw' || served === 'ro' ? served : undefined, journal: c.fields.get('journal') === '1' };
+    return { pid: c.pid, alive: alive(c.pid, c.start), control: c.fields.get('control') || undefined, served: served === 'rw' || served === 'ro' ? served : undefined, journal: c.fields.get('journal') === '1', keepsDisk: c.fields.get('disk') === 'kept' };
   }
 
   /** Where the holder of this lock listens for control requests: next to the lock file. */
@@ -202,8 +205,9 @@ export class VolumeLock {
     this.token = next;
   }
 
-  static acquire(volumePath: string, st: fs.Stats, what = 'volume'): VolumeLock {
-    const token = `${process.pid} ${startTime(process.pid) ?? '0'}`;
+  /** `keepsDisk`: the holder changes no block of the disk (disk=kept, see the top). */
+  static acquire(volumePath: string, st: fs.Stats, what = 'volume', keepsDisk = false): VolumeLock {
+    const token = `${process.pid} ${startTime(process.pid) ?? '0'}${keepsDisk ? ' \ndisk=kept\n' : ''}`;
     return VolumeLock.take(lockFileOf(st), token, `${volumePath}: could not lock the ${what}`, (owner) => {
       // a lock file without a pid is one an older version is still writing (it created the file, then wrote it)
       if (!owner) return new BusyError(`${volumePath}: ${what} is being locked by another imgstream process`, 'try again');

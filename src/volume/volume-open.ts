@@ -18,6 +18,8 @@ export interface OpenOptions {
   protectBase?: boolean;
   /** Opens one whose restore is unfinished (FLAG_RESTORE_UNFINISHED): the restore finishing it, and what only reads its table. */
   unfinishedRestore?: boolean;
+  /** A writer that changes no block of the disk (a dump: its snapshot at most), as a read-only open: its lock says so. */
+  keepsDisk?: boolean;
 }
 
 /**
@@ -26,7 +28,8 @@ export interface OpenOptions {
  */
 export function openLocked<T>(path: string, opts: OpenOptions, load: (file: BlockFile, lock: VolumeLock, root: RootRecord) => T): T {
   const st = statVolume(path);
-  const lock = VolumeLock.acquire(path, st);
+  // (a shipper of the volume's journal claims recovery points while such a holder holds it)
+  const lock = VolumeLock.acquire(path, st, 'volume', !opts.write || opts.keepsDisk === true);
   let file: BlockFile | null = null;
   try {
     file = BlockFile.open(path, opts.write);

@@ -183,16 +183,27 @@ describe('lock file', () => {
       Volume.create(file, { size: 1 << 20 });
       const vol = Volume.open(file, { write: true });
       const lock = vol.volumeLock!;
-      expect(VolumeLock.holder(file)).toEqual({ pid: process.pid, control: undefined, served: undefined, journal: false });
+      expect(VolumeLock.holder(file)).toEqual({ pid: process.pid, control: undefined, served: undefined, journal: false, keepsDisk: false });
+      // one opened read-only changes no block of the disk, and says so (a shipper of its journal goes on claiming points)
+      const roFile = path.join(root, 'lock-ro.vol');
+      Volume.create(roFile, { size: 1 << 20 });
+      const ro = Volume.open(roFile, { write: false });
+      try {
+        expect(VolumeLock.holder(roFile)).toEqual({ pid: process.pid, control: undefined, served: undefined, journal: false, keepsDisk: true });
+        const [roPid, roStart] = fs.readFileSync(ro.volumeLock!.file, 'utf8').split(' ');
+        expect([Number(roPid), roStart]).toEqual([process.pid, fs.readFileSync(`/proc/${process.pid}/stat`, 'utf8').split(') ')[1].split(' ')[19]]);
+      } finally {
+        ro.close();
+      }
       // a server journaling its writes says so (protect tells its writes from other writers')
       lock.advertise(lock.controlPath, 'rw', true);
-      expect(VolumeLock.holder(file)).toEqual({ pid: process.pid, control: lock.controlPath, served: 'rw', journal: true });
+      expect(VolumeLock.holder(file)).toEqual({ pid: process.pid, control: lock.controlPath, served: 'rw', journal: true, keepsDisk: false });
       // its control socket closed at shutdown, it still says so while it commits its last CP
       lock.advertise(null, 'rw', true);
-      expect(VolumeLock.holder(file)).toEqual({ pid: process.pid, control: undefined, served: undefined, journal: true });
+      expect(VolumeLock.holder(file)).toEqual({ pid: process.pid, control: undefined, served: undefined, journal: true, keepsDisk: false });
       lock.advertise(lock.controlPath, 'ro');
       expect(lock.controlPath).toBe(lock.file.replace(/\.lock$/, '.ctl'));
-      expect(VolumeLock.holder(file)).toEqual({ pid: process.pid, control: lock.controlPath, served: 'ro', journal: false });
+      expect(VolumeLock.holder(file)).toEqual({ pid: process.pid, control: lock.controlPath, served: 'ro', journal: false, keepsDisk: false });
       const text = fs.readFileSync(lock.file, 'utf8');
       // the parser of earlier versions: split at spaces, the second field is the start time
       const [pid, start] = text.split(' ');
