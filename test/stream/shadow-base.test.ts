@@ -11,7 +11,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { cliJson, cliOk, finished, nonZeroBlocks, sleep, spawnCli, writeImage } from '../support/cli.js';
+import { cliJson, cliOk, finished, nonZeroBlocks, runCli, sleep, spawnCli, writeImage } from '../support/cli.js';
 import { tempDir } from '../support/images.js';
 import { inProcessJson } from '../support/in-process.js';
 import { expectClean, expectOneLineError, refused } from '../support/stream-cli.js';
@@ -228,6 +228,40 @@ describe('a dump base made a shadow snapshot (snapshot shadow)', () => {
       expect(((await inProcessJson(['volume', 'info', target], { env })) as { restoreUnfinished: boolean }).restoreUnfinished).toBe(false);
     }
     expect(tally.unfinished, 'kills that left the restore unfinished').toBeGreaterThan(0);
+  });
+
+  it('an unfinished restore keeps the regular snapshots whole: one older than the base exports exactly from it, and the rerun finishes', async () => {
+    // k, then s0 (k with 300 blocks changed), dumped at level 0 and made a shadow one; two
+    // new disks, which reuse s0's own blocks (those k does not hold too)
+    const vol = at('keep.vol');
+    const catalog = at('keep.catalog.json');
+    cliOk(['volume', 'create', vol, '--size', String(BLOCKS * BS), '--volume-size', String(Math.floor(BLOCKS * 3.375) * BS)], { env });
+    const k = writeImage(at('keep-k.raw'), BLOCKS, BS, 501, 0);
+    const s0 = Buffer.from(k);
+    for (let i = 0; i < 300; i++) s0.writeUInt32LE(0xa5a5 + i, ((i * 7) % BLOCKS) * BS + 8);
+    fs.writeFileSync(at('keep-s0.raw'), s0);
+    cliOk(['volume', 'import', vol, '--from', at('keep-k.raw')], { env });
+    cliOk(['snapshot', 'create', vol, 'k'], { env });
+    cliOk(['volume', 'import', vol, '--from', at('keep-s0.raw')], { env });
+    cliOk(['snapshot', 'create', vol, 's0'], { env });
+    cliOk(['dump', vol, '--level', '0', '--snapshot', 's0', '--to', at('keep.l0'), '--catalog', catalog], { env });
+    cliOk(['snapshot', 'shadow', vol, 's0'], { env });
+    const images = [s0, writeImage(at('keep-1.raw'), BLOCKS, BS, 502, 0), writeImage(at('keep-2.raw'), BLOCKS, BS, 503, 0)];
+    cliOk(['volume', 'import', vol, '--from', at('keep-1.raw')], { env });
+    cliOk(['snapshot', 'create', vol, 's1'], { env });
+    cliOk(['volume', 'import', vol, '--from', at('keep-2.raw')], { env });
+    cliOk(['snapshot', 'create', vol, 's2'], { env });
+    expect((await snapshots(vol)).find((x) => x.name === 's0')!.reusedBlocks, 's0\'s own blocks reused').toBeGreaterThan(0);
+    cliOk(['dump', vol, '--level', '1', '--snapshot', 's2', '--to', at('keep.l1'), '--catalog', catalog], { env });
+    const target = at('keep-target.vol');
+    cliOk(['restore', '--from', at('keep.l0'), '--to', target], { env });
+    const r = runCli(['restore', '--from', at('keep.l1'), '--to', target, '-q'], { env: { ...env, IMGSTREAM_CRASH_AT: 'restore-in-place' } });
+    expect(r.signal, 'killed half way through its writes in place').toBe('SIGKILL');
+    expect(((await inProcessJson(['volume', 'info', target], { env })) as { restoreUnfinished: boolean }).restoreUnfinished).toBe(true);
+    expect(exported(`${target}@k`, 'keep-k.out').equals(k), 'k, regular, exports exactly from the unfinished volume').toBe(true);
+    cliOk(['restore', '--from', at('keep.l1'), '--to', target], { env });
+    expect(exported(`${target}@k`, 'keep-k.out').equals(k)).toBe(true);
+    await expectChainRestored(target, images, 's2');
   });
 
   it('through a server: snapshot shadow and the level 1 go through its control socket', async () => {
