@@ -5,7 +5,8 @@ import { withVolumeAccess } from '../../src/control/index.js';
 import { BusyError } from '../../src/core/errors.js';
 import { snapshotJson } from './create.js';
 import { catalogFlag, openCatalog } from '../_cli/catalog-flag.js';
-import { dumpsBuiltOnNext, type DumpRecord } from '../../src/catalog/index.js';
+import { dumpsBuiltOnNext, isSnapshotOf, ownRecords, type DumpRecord } from '../../src/catalog/index.js';
+import { uuidOfVolumeAt } from '../../src/volume/volume-uuid.js';
 import type { SnapshotEntry } from '../../src/format/snapshot-entry.js';
 
 export default class SnapshotDelete extends ImgstreamCommand {
@@ -30,7 +31,7 @@ A master snapshot that a known replica has not passed yet (its newest master is 
     const e = await withVolumeAccess(args.volume, { write: true }, async (vol) => {
       const s = (await vol.snapshots()).find((x) => x.name === args.name);
       // read before the delete: a --catalog that cannot be read refuses with nothing changed
-      if (s) bases = baseOfNext(flags.catalog, (await vol.info()).uuid, s);
+      if (s) bases = baseOfNext(flags.catalog, (await vol.info()).uuid, args.volume, await vol.snapshots(), s);
       if (s?.master && !flags.force) {
         const holding = openState(flags.state).replicasHolding((await vol.info()).uuid, s);
         if (holding.length) {
@@ -51,9 +52,11 @@ A master snapshot that a known replica has not passed yet (its newest master is 
 }
 
 /** The catalog's dumps whose top is `s` and that a next level would build on (the default catalog unreadable: none, it only adds to the message). */
-function baseOfNext(catalog: string | undefined, uuid: string, s: SnapshotEntry): DumpRecord[] {
+function baseOfNext(catalog: string | undefined, uuid: string, volume: string, snapshots: SnapshotEntry[], s: SnapshotEntry): DumpRecord[] {
   try {
-    return dumpsBuiltOnNext(openCatalog(catalog).forVolume(uuid), s);
+    // this copy's dumps, as a dump plans from them (a replica restored from the volume shares its uuid)
+    const ours = ownRecords(openCatalog(catalog).forVolume(uuid), volume, uuidOfVolumeAt, (d) => snapshots.some((x) => isSnapshotOf(d.top, x)));
+    return dumpsBuiltOnNext(ours, s);
   } catch (err) {
     if (catalog !== undefined) throw err;
     return [];
