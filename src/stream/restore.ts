@@ -152,7 +152,6 @@ async function applyStream(vol: Volume, header: StreamHeader, records: AsyncGene
   };
   let complete = false;
   progress.start(`restoring ${header.top.name}`, header.image.bytes, 'bytes');
-  let unsayUnfinished = (): void => {};
   try {
     for await (const rec of records) {
       if (rec.type === 'plane') {
@@ -236,8 +235,7 @@ async function applyStream(vol: Volume, header: StreamHeader, records: AsyncGene
       const inPlace = inActive.size > Math.max(0, journalRoom);
       if (inPlace) {
         vol.setRestoreUnfinished(true);
-        out.activeInPlace = inActive.size;
-        unsayUnfinished = sayOnStop(`the restore into ${display} is unfinished (it was rewriting its active disk in place): run it again to finish it`);
+        out.activeInPlace = inActive.size; // (from this CP to the last one runs without a turn of the event loop: no stop signal lands between them, a kill -9 does)
       }
       vol.commit();
       out.separateDropCp = true;
@@ -281,7 +279,6 @@ async function applyStream(vol: Volume, header: StreamHeader, records: AsyncGene
     vol.resetActiveTo(header.top.name);
     vol.setRestoreUnfinished(false); // this run's, or one stopped before
     vol.commit();
-    unsayUnfinished();
     tellJournalSnapshots(vol, installed);
     out.generation = vol.rootRecord.generation;
     return out;
@@ -292,7 +289,6 @@ async function applyStream(vol: Volume, header: StreamHeader, records: AsyncGene
     vol.abort();
     throw err;
   } finally {
-    unsayUnfinished();
     stage.close();
     progress.stop();
   }
