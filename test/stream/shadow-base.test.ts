@@ -204,7 +204,9 @@ describe('a dump base made a shadow snapshot (snapshot shadow)', () => {
         state = 'unfinished';
         // its snapshots listed; the disk, snapshots and all, opened by nothing but a restore
         expect(snaps.map((x) => [x.name, x.shadow]), run.what).toEqual([['s0', true]]);
-        for (const args of [['volume', 'export', target, '--to', at('inplace-x.raw')], ['dump', target, '--level', '0', '--to', at('inplace-x.l0'), '--catalog', at('inplace-x.json')], ['snapshot', 'create', target, 'x'], ['volume', 'check', target], ['serve', 'nbd', target, '--socket', at('inplace.sock')]]) {
+        // (every command the first time, an export after: each is a process)
+        const commands = [['volume', 'export', target, '--to', at('inplace-x.raw')], ['dump', target, '--level', '0', '--to', at('inplace-x.l0'), '--catalog', at('inplace-x.json')], ['snapshot', 'create', target, 'x'], ['volume', 'check', target], ['serve', 'nbd', target, '--socket', at('inplace.sock')]];
+        for (const args of tally.unfinished === 0 ? commands : commands.slice(0, 1)) {
           expectOneLineError(await refused(args, { env }), `${run.what}: ${args[0]} ${args[1]}`, 7, /a restore into it stopped while it rewrote the active disk in place \(its snapshots are whole, its disk is part old, part new\); run that restore again to finish it .*volume export \S+@SNAPSHOT exports a snapshot$/);
         }
         expect(fs.existsSync(at('inplace-x.raw')) || fs.existsSync(at('inplace-x.l0'))).toBe(false);
