@@ -72,6 +72,23 @@ async function expectChainRestored(r: string, images: Buffer[], top: string, s1 
   await expectClean(r, { env });
 }
 
+/**
+ * reusedShadowBase(prefix), a level 1 at a new s2, the level 0 restored; then the level 1
+ * restored onto a copy of that at `target`, timed (for the random kills).
+ */
+function levelOneOntoLevelZero(prefix: string, opts: { s1?: boolean } = {}) {
+  const { vol, catalog, images } = reusedShadowBase(prefix, opts);
+  cliOk(['snapshot', 'create', vol, 's2'], { env });
+  cliOk(['dump', vol, '--level', '1', '--snapshot', 's2', '--to', at(`${prefix}.l1`), '--catalog', catalog], { env });
+  cliOk(['restore', '--from', at(`${prefix}.l0`), '--to', at(`${prefix}-l0.vol`)], { env });
+  const l0State = fs.readFileSync(at(`${prefix}-l0.vol`));
+  const target = at(`${prefix}-target.vol`);
+  const work = performance.now();
+  fs.writeFileSync(target, l0State);
+  const first = cliJson(['restore', '--from', at(`${prefix}.l1`), '--to', target, '--json'], { env });
+  return { images, l0State, target, first, workMs: performance.now() - work };
+}
+
 interface KillRun {
   what: string;
   env: Record<string, string>;
@@ -135,16 +152,7 @@ describe('a dump base made a shadow snapshot (snapshot shadow)', () => {
 
   it('the level 1 onto the level 0 killed -9 at each step of its CP and at random moments: the previous state (s0 regular) or the new one, exact and clean; the rerun works', async () => {
     // (no s1: the volume restored from the level 0 has room to replace s0's reused blocks at once)
-    const { vol, catalog, images } = reusedShadowBase('kill', { s1: false });
-    cliOk(['snapshot', 'create', vol, 's2'], { env });
-    cliOk(['dump', vol, '--level', '1', '--snapshot', 's2', '--to', at('kill.l1'), '--catalog', catalog], { env });
-    cliOk(['restore', '--from', at('kill.l0'), '--to', at('kill-l0.vol')], { env });
-    const l0State = fs.readFileSync(at('kill-l0.vol'));
-    const target = at('kill-target.vol');
-    const work = performance.now();
-    fs.writeFileSync(target, l0State);
-    const first = cliJson(['restore', '--from', at('kill.l1'), '--to', target, '--json'], { env });
-    const workMs = performance.now() - work;
+    const { images, l0State, target, first, workMs } = levelOneOntoLevelZero('kill', { s1: false });
     expect(first.streams[0], 's0\'s reused blocks replaced in the CP\'s journal').toMatchObject({ separateDropCp: false });
     expect(first.streams[0].stagedBlocks).toBeGreaterThan(0);
     await expectChainRestored(target, images, 's2', false);
@@ -176,16 +184,7 @@ describe('a dump base made a shadow snapshot (snapshot shadow)', () => {
   });
 
   it('the level 1 onto the level 0 without room, rewriting the active disk in place, killed -9 at its steps and at random moments: the previous state, the new one, or one marked unfinished that only the rerun opens', async () => {
-    const { vol, catalog, images } = reusedShadowBase('inplace');
-    cliOk(['snapshot', 'create', vol, 's2'], { env });
-    cliOk(['dump', vol, '--level', '1', '--snapshot', 's2', '--to', at('inplace.l1'), '--catalog', catalog], { env });
-    cliOk(['restore', '--from', at('inplace.l0'), '--to', at('inplace-l0.vol')], { env });
-    const l0State = fs.readFileSync(at('inplace-l0.vol'));
-    const target = at('inplace-target.vol');
-    const work = performance.now();
-    fs.writeFileSync(target, l0State);
-    const first = cliJson(['restore', '--from', at('inplace.l1'), '--to', target, '--json'], { env });
-    const workMs = performance.now() - work;
+    const { images, l0State, target, first, workMs } = levelOneOntoLevelZero('inplace');
     expect(first.streams[0].activeInPlace, 'the in-place path').toBeGreaterThan(0);
     await expectChainRestored(target, images, 's2');
     const tally = { old: 0, unfinished: 0, new: 0 };
