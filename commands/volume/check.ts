@@ -5,13 +5,13 @@ import { CorruptError } from '../../src/core/errors.js';
 
 export default class VolumeCheck extends ImgstreamCommand {
   static override summary = 'Verify a volume\'s consistency.';
-  static override description = `Checks both root records, then walks the logical map of the active file system and of every snapshot: every block they reach must be inside the volume, set in its plane (so not free) and reached once; each plane must hold nothing its map does not reach; the counters in the root record must agree. Reads map blocks only, never data blocks. Exits with the "corrupt" code when a problem is found. While the volume is being served (imgstream serve nbd), the server checks it as of a consistency point it takes for the check (its clients wait meanwhile).`;
+  static override description = `Checks both root records, then walks the logical map of the active file system and of every snapshot: every block they reach must be inside the volume, set in its plane (so not free) and reached once; each plane must hold nothing its map does not reach; the counters in the root record must agree. Reads map blocks only, never data blocks. Exits with the "corrupt" code when a problem is found. A volume whose restore stopped half way (a kill -9 while it rewrote the active disk in place) is checked too: its root records and snapshots, not its active disk (part old, part new, map included), which waits for that restore to be run again; the check says so. While the volume is being served (imgstream serve nbd), the server checks it as of a consistency point it takes for the check (its clients wait meanwhile).`;
   static override examples = ['<%= config.bin %> volume check vm.vol', '<%= config.bin %> volume check vm.vol --json'];
   static override args = { volume: Args.string({ description: 'Volume file or block device.', required: true }) };
 
   async run() {
     const { args } = await this.parse(VolumeCheck);
-    const report = await withVolumeAccess(args.volume, { write: false }, (vol) => vol.check(this.progress()));
+    const report = await withVolumeAccess(args.volume, { write: false, unfinishedRestore: true }, (vol) => vol.check(this.progress()));
     for (const s of report.rootSlots) this.say(`root slot ${s.slot}: ${s.valid ? `valid, generation ${s.generation}` : `invalid (${s.reason})`}`);
     for (const t of report.trees) {
       const status = t.skipped ? `skipped: ${t.skipped}` : t.problems.length ? `${t.problems.length} problem(s)` : 'ok';
@@ -24,7 +24,8 @@ export default class VolumeCheck extends ImgstreamCommand {
       const hint = this.jsonEnabled() ? 'the report is in error.details' : 'see the lines above';
       throw new CorruptError(`${args.volume}: check found ${n} problem(s)`, hint).withDetails(report);
     }
-    this.say(`${args.volume}: clean`);
+    if (report.restoreUnfinished) this.say(`${args.volume}: snapshots clean, but a restore into it is unfinished: it stopped while it rewrote the active disk in place (part old, part new); run that restore again to finish it`);
+    else this.say(`${args.volume}: clean`);
     return report;
   }
 }

@@ -204,11 +204,17 @@ describe('a dump base made a shadow snapshot (snapshot shadow)', () => {
         // its snapshots listed; the disk, snapshots and all, opened by nothing but a restore
         expect(snaps.map((x) => [x.name, x.shadow]), run.what).toEqual([['s0', true]]);
         // (every command the first time, an export after: each is a process)
-        const commands = [['volume', 'export', target, '--to', at('inplace-x.raw')], ['dump', target, '--level', '0', '--to', at('inplace-x.l0'), '--catalog', at('inplace-x.json')], ['snapshot', 'create', target, 'x'], ['volume', 'check', target], ['serve', 'nbd', target, '--socket', at('inplace.sock')]];
+        const commands = [['volume', 'export', target, '--to', at('inplace-x.raw')], ['dump', target, '--level', '0', '--to', at('inplace-x.l0'), '--catalog', at('inplace-x.json')], ['snapshot', 'create', target, 'x'], ['serve', 'nbd', target, '--socket', at('inplace.sock')]];
         for (const args of tally.unfinished === 0 ? commands : commands.slice(0, 1)) {
           expectOneLineError(await refused(args, { env }), `${run.what}: ${args[0]} ${args[1]}`, 7, /a restore into it stopped while it rewrote the active disk in place \(its snapshots are whole, its disk is part old, part new\); run that restore again to finish it .*volume export \S+@SNAPSHOT exports a snapshot$/);
         }
         expect(fs.existsSync(at('inplace-x.raw')) || fs.existsSync(at('inplace-x.l0'))).toBe(false);
+        // a check reads its root records and snapshots, passes over the active disk (its map
+        // may hold new data already) and says it waits for the rerun
+        const checked = (await inProcessJson(['volume', 'check', target], { env })) as { ok: boolean; restoreUnfinished: boolean; trees: Array<{ name: string; skipped?: string }> };
+        expect(checked, `${run.what}: volume check`).toMatchObject({ ok: true, restoreUnfinished: true, problems: [] });
+        expect(checked.trees[0], `${run.what}: volume check`).toMatchObject({ name: 'active', skipped: expect.stringMatching(/rewrote the active disk in place/) });
+        if (tally.unfinished === 0) expect(cliOk(['volume', 'check', target], { env }).stdout).toMatch(/: snapshots clean, but a restore into it is unfinished: .*run that restore again to finish it\n$/);
         // a snapshot's export is let through (only the active disk is mixed): s0, a shadow one
         // with blocks reused now, is refused as on any volume, for that
         expectOneLineError(await refused(['volume', 'export', `${target}@s0`, '--to', at('inplace-x.raw')], { env }), `${run.what}: export of s0`, 4, /shadow snapshot "s0" had \d+ blocks reused and no longer holds a consistent image/);
@@ -260,6 +266,12 @@ describe('a dump base made a shadow snapshot (snapshot shadow)', () => {
     expect(r.signal, 'killed half way through its writes in place').toBe('SIGKILL');
     expect(((await inProcessJson(['volume', 'info', target], { env })) as { restoreUnfinished: boolean }).restoreUnfinished).toBe(true);
     expect(exported(`${target}@k`, 'keep-k.out').equals(k), 'k, regular, exports exactly from the unfinished volume').toBe(true);
+    // and a check walks k's tree, found whole
+    const checked = (await inProcessJson(['volume', 'check', target], { env })) as { ok: boolean; trees: Array<{ name: string; skipped?: string; dataBlocks: number; problems: string[] }> };
+    expect(checked.ok).toBe(true);
+    expect(checked.trees.find((t) => t.name === 'k')).toMatchObject({ problems: [] });
+    expect(checked.trees.find((t) => t.name === 'k')!.skipped).toBeUndefined();
+    expect(checked.trees.find((t) => t.name === 'k')!.dataBlocks).toBeGreaterThan(0);
     cliOk(['restore', '--from', at('keep.l1'), '--to', target], { env });
     expect(exported(`${target}@k`, 'keep-k.out').equals(k)).toBe(true);
     await expectChainRestored(target, images, 's2');
