@@ -137,7 +137,7 @@ While the volume is being served (imgstream serve nbd), the dump asks the server
     ));
     const where = result.files.map((f) => `${f.tape}${f.number !== undefined ? ` file ${f.number}` : ''}`).join(', ');
     for (const s of result.sources) {
-      if (s.dump) this.say(`dumped level ${s.dump.level} of ${s.volume}: ${s.dump.expression}: ${s.dump.blocks} blocks, ${formatSize(s.dump.bytes)} -> ${formatSize(s.dump.streamBytes)} stream`);
+      if (s.dump) this.say(`dumped level ${s.dump.level} of ${s.volume}: ${s.dump.expression}: ${s.dump.blocks} blocks, ${formatSize(s.dump.bytes)} -> ${formatSize(s.dump.streamBytes)}${key ? ' encrypted' : ''} stream`);
       else this.say(`FAILED ${s.volume}: ${unnamed(s.volume, s.error?.message ?? '')}`);
     }
     const idle = result.elapsedMs > 0 ? ((100 * result.idleMs) / result.elapsedMs).toFixed(1) : '0.0';

@@ -108,7 +108,7 @@ export function chainFor(dumps: DumpRecord[], asOf: string, available: (d: DumpR
   while (chain[0].base) {
     const base = chain[0].base;
     // the base by identity where both records have it: a replica's dump of a snapshot with the same id is another one
-    const prev = choose(dumps.filter((d) => d.volume.uuid === chain[0].volume.uuid && d.top.id === base.id && (base.generation === undefined || d.top.generation === undefined || d.top.generation === base.generation) && d.level < chain[0].level));
+    const prev = choose(dumps.filter((d) => d.volume.uuid === chain[0].volume.uuid && d.top.id === base.id && (base.generation === undefined || d.top.generation === undefined || d.top.generation === base.generation) && (base.createdMs === undefined || d.top.createdMs === undefined || d.top.createdMs === base.createdMs) && d.level < chain[0].level));
     if (!prev) throw new NotFoundError(`the catalog has no dump with top snapshot "${base.name}", the base of ${chain[0].top.name}`, 'rebuild the catalog from the media: imgstream catalog rebuild');
     chain.unshift(prev);
   }

@@ -36,7 +36,7 @@ export interface DumpRecord {
    * them and, for the top, when: a restored replica shares its source's uuid and ids, so its
    * own snapshots (and dumps of them) are told from the source's by these.
    */
-  base: SnapshotRef | null;
+  base: (SnapshotRef & { createdMs?: number }) | null;
   top: SnapshotRef & { createdMs?: number };
   snapshots: string[];
   expression: string;

@@ -223,7 +223,7 @@ export interface StreamHeader {
    * carries those the top holds, and the receiver's copy becomes a shadow one, whose
    * blocks they replace. Optional: streams written before it was added lack it.
    */
-  base: { id: number; name: string; generation: number; shadow?: boolean } | null;
+  base: { id: number; name: string; generation: number; createdMs?: number; shadow?: boolean } | null;
   /** The newest snapshot carried: the receiver's active file system becomes it. */
   top: { id: number; name: string; generation: number };
   /** The snapshots this stream brings, oldest first (the last is top); each has PLANE records. */
@@ -272,7 +272,7 @@ export function decodeHeader(b: Buffer): StreamHeader {
     v && typeof v.uuid === 'string' && isInt(v.blockSize) && isInt(v.nblocks) && isInt(v.logicalSize) && isInt(v.maxSnapshots) && isInt(v.mapDepth) &&
     isInt(h.level) &&
     typeof h.expression === 'string' &&
-    (h.base === null || (h.base && isInt(h.base.id) && typeof h.base.name === 'string' && (h.base.shadow === undefined || typeof h.base.shadow === 'boolean'))) &&
+    (h.base === null || (h.base && isInt(h.base.id) && typeof h.base.name === 'string' && (h.base.createdMs === undefined || isInt(h.base.createdMs)) && (h.base.shadow === undefined || typeof h.base.shadow === 'boolean'))) &&
     h.top && isInt(h.top.id) && typeof h.top.name === 'string' &&
     Array.isArray(h.snapshots) && h.snapshots.length > 0 &&
     h.snapshots.every((s) => isInt(s.id) && typeof s.name === 'string' && isInt(s.mapRoot) && isInt(s.generation) && isInt(s.blocks) && isInt(s.mappedBlocks)) &&

@@ -48,7 +48,7 @@ export async function recordsFromMedia(sources: StreamSource[], progress: Progre
               id: header.streamId,
               volume: { uuid: header.volume.uuid, path: null },
               level: header.level,
-              base: header.base ? { id: header.base.id, name: header.base.name, generation: header.base.generation } : null,
+              base: header.base ? { id: header.base.id, name: header.base.name, generation: header.base.generation, ...(header.base.createdMs !== undefined ? { createdMs: header.base.createdMs } : {}) } : null,
               top: { id: header.top.id, name: header.top.name, generation: header.top.generation, createdMs: header.snapshots.find((x) => x.id === header!.top.id)?.createdMs },
               snapshots: header.snapshots.map((x) => x.name),
               expression: header.expression,

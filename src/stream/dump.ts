@@ -192,7 +192,7 @@ function baseHolds(vol: Volume, base: SnapshotEntry): ((vbn: number) => boolean)
 
 /** The stream header's base: a shadow one says so (a receiver holding it regular lets the blocks the source reused replace its own). */
 function streamBase(base: SnapshotEntry | null): StreamHeader['base'] {
-  return base ? { id: base.id, name: base.name, generation: base.generation, ...(base.shadow ? { shadow: true } : {}) } : null;
+  return base ? { id: base.id, name: base.name, generation: base.generation, createdMs: base.createdMs, ...(base.shadow ? { shadow: true } : {}) } : null;
 }
 
 function streamSnapshot(s: SnapshotEntry): StreamSnapshot {
@@ -335,7 +335,7 @@ export async function dumpVolume(vol: Volume, target: DumpTargetFactory, opts: D
       id: streamId,
       volume: { uuid: r.uuid, path: path.resolve(vol.path) }, // as given, it would name another volume from another directory
       level: plan.level,
-      base: plan.base ? { id: plan.base.id, name: plan.base.name, generation: plan.base.generation } : null,
+      base: plan.base ? { id: plan.base.id, name: plan.base.name, generation: plan.base.generation, createdMs: plan.base.createdMs } : null,
       top: { id: top.id, name: top.name, generation: top.generation, createdMs: top.createdMs },
       snapshots: plan.snapshots.map((s) => s.name),
       expression: plan.expression,

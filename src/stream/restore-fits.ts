@@ -5,6 +5,7 @@
 import { ExistsError, InvalidInputError, NotFoundError } from '../core/errors.js';
 import type { StreamHeader } from '../format/image-stream.js';
 import type { Volume } from '../volume/volume.js';
+import { isSnapshotOf } from '../catalog/catalog.js';
 import { activeAsNewestSnapshot, heldAlready, newestSnapshot, type HeldCandidate } from './restore-held.js';
 
 /**
@@ -36,6 +37,7 @@ export function checkFits(vol: Volume, h: StreamHeader, name: string, display: s
   // the base is known by identity (its id and the CP that took it), not by name: a snapshot
   // renamed on the source after its dump, or here since, is still the base (verify agrees)
   const base = vol.snapshots().find((s) => s.id === h.base!.id);
+  if (base && base.generation === h.base.generation && !isSnapshotOf(h.base, base)) throw anotherCopys(name, `its base snapshot "${h.base.name}"`, h.base.createdMs!, `${display} holds one`, base.createdMs);
   if (!base || base.generation !== h.base.generation) {
     // a volume that went on since its newest snapshot (written to, or a newer snapshot of it
     // deleted) takes no stream in place: the lower levels would be refused the same way
@@ -59,4 +61,16 @@ export function checkFits(vol: Volume, h: StreamHeader, name: string, display: s
     );
   }
   return null;
+}
+
+/**
+ * Two snapshots with one id and generation but taken at different times: a replica restored
+ * from a volume shares its uuid and snapshot ids, and one of its own may come at the same
+ * CP generation as the source's. Their blocks differ: a stream of one does not go onto the other.
+ */
+export function anotherCopys(name: string, what: string, streamMs: number, other: string, otherMs: number): InvalidInputError {
+  return new InvalidInputError(
+    `${name}: ${what} was taken at ${new Date(streamMs).toISOString()}, and ${other} taken at ${new Date(otherMs).toISOString()} with the same id: they are two copies' snapshots (a replica restored from a volume shares its snapshot ids)`,
+    "give one copy's streams in chain order: those dumped from the volume the others came from",
+  );
 }

@@ -5,6 +5,7 @@
 // to its top). So it is not applied: passed over when the volume is exactly at its top,
 // or when a later stream of the same restore goes on from the volume (a chain restored
 // again: its lower links are held); refused otherwise.
+import { isSnapshotOf } from '../catalog/catalog.js';
 import { InvalidInputError } from '../core/errors.js';
 import type { StreamHeader } from '../format/image-stream.js';
 import type { SnapshotEntry } from '../format/snapshot-entry.js';
@@ -49,7 +50,10 @@ export interface HeldCandidate {
  * lower links the volume holds: restore --from l0 --from l1 onto the volume it made).
  */
 export function heldAlready(vol: Volume, h: StreamHeader, name: string, display: string): HeldCandidate | null {
-  const top = vol.snapshots().find((s) => s.id === h.top.id && s.generation === h.top.generation);
+  // by identity: the id, the CP that took it and when (a replica restored from the same volume
+  // shares its ids, and one of its own snapshots may come at the same generation)
+  const topEntry = h.snapshots[h.snapshots.length - 1];
+  const top = vol.snapshots().find((s) => isSnapshotOf({ id: h.top.id, name: h.top.name, generation: h.top.generation, createdMs: topEntry.createdMs }, s));
   if (!top) return null;
   const stream: Omit<HeldStream, 'order'> = { stream: name, streamId: h.streamId, level: h.level, base: h.base?.name ?? null, top: h.top.name };
   const held = `${display} holds this stream's top snapshot "${top.name}" already`;

@@ -26,7 +26,7 @@ import { claimNewVolume } from './new-volume-lock.js';
 import type { StreamSummary } from './verify.js';
 import type { VolumePick } from './volume-pick.js';
 import type { HeldStream, HeldCandidate } from './restore-held.js';
-import { checkFits } from './restore-fits.js';
+import { anotherCopys, checkFits } from './restore-fits.js';
 import { StageFile } from './restore-stage.js';
 import { tellJournalChanges, tellJournalSnapshots } from './restore-journal.js';
 import { escapeRegExp } from '../core/regexp.js';
@@ -69,6 +69,10 @@ async function applyStream(vol: Volume, header: StreamHeader, records: AsyncGene
   // a snapshot taken here after the base: the volume went its own way since (zfs recv
   // refuses the same); its id may even be one the source gave a snapshot of the stream
   const carried = new Map(header.snapshots.map((s) => [s.id, s] as const));
+  for (const s of header.snapshots) {
+    const e = existing.get(s.id);
+    if (e && e.name === s.name && e.generation === s.generation && e.createdMs !== s.createdMs) throw anotherCopys(name, `its snapshot "${s.name}"`, s.createdMs, `${display} holds one`, e.createdMs);
+  }
   const own = header.base ? vol.snapshots().filter((x) => x.id > header.base!.id && !dropIds.has(x.id) && !(carried.get(x.id)?.name === x.name && carried.get(x.id)?.generation === x.generation)) : [];
   if (own.length > 0) {
     throw new InvalidInputError(

@@ -7,6 +7,14 @@ import { noProgress, type Progress } from '../core/progress.js';
 import { readImageStream } from './stream-reader.js';
 import type { StreamHeader } from '../format/image-stream.js';
 import type { KeyOption } from '../crypt/index.js';
+import { anotherCopys } from './restore-fits.js';
+
+/** A snapshot the streams read so far bring (or name as a base): by identity, its creation time where known. */
+interface Known {
+  name: string;
+  generation: number;
+  createdMs?: number;
+}
 
 /** What restore and verify report of each stream they read. */
 export interface StreamSummary {
@@ -54,7 +62,7 @@ export async function verifyStreams(sources: StreamSource[], progress: Progress 
   // each full stream of a volume starts a chain of its own (a weekly level 0); an incremental
   // goes on the newest one holding its base (an extra level 0 of an older snapshot, dumped
   // for offsite, does not cut off the chain the next level 1 is on)
-  const chains = new Map<string, { chain: VerifiedChain; knowns: Array<Map<number, { name: string; generation: number }>> }>();
+  const chains = new Map<string, { chain: VerifiedChain; knowns: Array<Map<number, Known>> }>();
   // the streams of a multiplexed tape file are checked one and all: each one that fails is
   // named, and the first failure is raised after the others were read
   const failed: Array<{ stream: string; error: Error }> = [];
@@ -88,7 +96,7 @@ export async function verifyStreams(sources: StreamSource[], progress: Progress 
         if (rec.type === 'header') {
           const h = rec.header;
           let c = chains.get(h.volume.uuid);
-          let known: Map<number, { name: string; generation: number }>;
+          let known: Map<number, Known>;
           if (!c) {
             known = new Map();
             c = { chain: { volume: h.volume.uuid, streams: 0, needs: h.base ? h.base.name : null }, knowns: [known] };
@@ -102,8 +110,15 @@ export async function verifyStreams(sources: StreamSource[], progress: Progress 
           } else {
             const base = h.base;
             const holding = [...c.knowns].reverse().find((m) => m.get(base.id)?.generation === base.generation);
+            // (by the time it was taken too, where the stream says: a replica's snapshot may have the same id and generation)
+            const k = holding?.get(base.id);
+            if (k && base.createdMs !== undefined && k.createdMs !== undefined && k.createdMs !== base.createdMs) throw anotherCopys(s.name, `its base snapshot "${base.name}"`, base.createdMs, 'the streams before it bring one', k.createdMs);
             if (!holding) throw new NotFoundError(`${s.name}: its base snapshot "${base.name}" is not in the streams before it`, 'give the streams in chain order: level 0 first');
             known = holding;
+            for (const x of h.snapshots) {
+              const had = known.get(x.id);
+              if (had && had.name === x.name && had.generation === x.generation && had.createdMs !== undefined && had.createdMs !== x.createdMs) throw anotherCopys(s.name, `its snapshot "${x.name}"`, x.createdMs, 'the streams before it bring one', had.createdMs);
+            }
             const dropped = deletedAtSource(h, known);
             refuseLaterSnapshots(s.name, h, known, dropped);
             for (const id of dropped) known.delete(id);
@@ -111,8 +126,8 @@ export async function verifyStreams(sources: StreamSource[], progress: Progress 
           c.chain.streams++;
           blockSize = h.volume.blockSize;
           v = { stream: s.name, streamId: h.streamId, volume: h.volume.uuid, level: h.level, base: h.base?.name ?? null, top: h.top.name, snapshots: h.snapshots.map((x) => x.name), blocks: 0, bytes: 0, streamBytes: 0, sha256: '', created: h.created };
-          for (const x of h.snapshots) known.set(x.id, { name: x.name, generation: x.generation });
-          if (h.base) known.set(h.base.id, known.get(h.base.id) ?? { name: h.base.name, generation: h.base.generation });
+          for (const x of h.snapshots) known.set(x.id, { name: x.name, generation: x.generation, createdMs: x.createdMs });
+          if (h.base) known.set(h.base.id, known.get(h.base.id) ?? { name: h.base.name, generation: h.base.generation, createdMs: h.base.createdMs });
           progress.start(`verifying ${h.top.name}`, h.image.bytes, 'bytes');
         } else if (rec.type === 'data') {
           v!.blocks += rec.vbns.length;
@@ -143,7 +158,7 @@ export async function verifyStreams(sources: StreamSource[], progress: Progress 
  * one base, an older incremental after a newer one or after a newer full stream). Restoring
  * the chain would stop there.
  */
-function refuseLaterSnapshots(name: string, h: StreamHeader, known: Map<number, { name: string; generation: number }>, dropped: Set<number>): void {
+function refuseLaterSnapshots(name: string, h: StreamHeader, known: Map<number, Known>, dropped: Set<number>): void {
   const carried = new Map(h.snapshots.map((x) => [x.id, x] as const));
   const later = [...known].filter(([id, k]) => id > h.base!.id && !dropped.has(id) && !(carried.get(id)?.name === k.name && carried.get(id)?.generation === k.generation)).map(([, k]) => `"${k.name}"`);
   if (later.length === 0) return;
@@ -160,7 +175,7 @@ function refuseLaterSnapshots(name: string, h: StreamHeader, known: Map<number, 
  * differential: each level 1 on the level 0, the one before deleted by retention). No later
  * stream finds them.
  */
-function deletedAtSource(h: StreamHeader, known: Map<number, { name: string; generation: number }>): Set<number> {
+function deletedAtSource(h: StreamHeader, known: Map<number, Known>): Set<number> {
   if (!h.retained || h.base === null) return new Set();
   const keep = new Set([...h.retained.map((x) => x.id), ...h.snapshots.map((x) => x.id), h.base.id]);
   return new Set([...known.keys()].filter((id) => !keep.has(id) && (id <= h.base!.id || id < h.top.id)));

@@ -251,6 +251,13 @@ describe('catalog contents', () => {
     expect(line.split(`${foreign}:`), 'the file named once').toHaveLength(2);
     expect(runCli(['verify', foreign], { env }).code).toBe(5);
     expect(fs.readFileSync(catalog, 'utf8')).toBe(text);
+    // media with no stream at all (a mistyped or empty tape directory): exit 3, as restore and verify give it, the catalog not rewritten
+    fs.mkdirSync(path.join(dir, 'blank-tape'));
+    const ino = fs.statSync(catalog).ino;
+    expectOneLineError(cli(['catalog', 'rebuild', '--from', `tape:${path.join(dir, 'blank-tape')}`, '--catalog', catalog]), 'catalog rebuild from an empty tape directory', 3, /nothing recorded: no stream found in tape:.*blank-tape; the catalog is unchanged; check the --from paths/);
+    expect(runCli(['verify', `tape:${path.join(dir, 'blank-tape')}`], { env }).code).toBe(3);
+    expect(fs.readFileSync(catalog, 'utf8')).toBe(text);
+    expect(fs.statSync(catalog).ino, 'the catalog file not replaced').toBe(ino);
   });
 
   it('a catalog of another version exits 5, the code of unsupported format versions', async () => {

@@ -162,6 +162,11 @@ describe('encrypted streams through the CLI', { timeout: 90_000 }, () => {
     const taped = path.join(root, 'taped.vol');
     ok(['restore', '--from', `tape:${tape}`, '--to', taped, '--key-file', key], o);
     expect(await exportShas(taped, ['s1', 's2'], o)).toEqual(srcShas);
+    // multiplexed: each source's line says its stream is encrypted, as a single dump's does
+    const twin = path.join(root, 'twin.vol');
+    ok(['restore', '--from', `tape:${tape}`, '--to', twin, '--key-file', key], o);
+    const mux = ok(['dump', src, twin, '-l', '0', '-s', 's2', '--to', `tape:${path.join(root, 'tape-mux')}`, '--new-tape', '--multiplex', '--catalog', path.join(root, 'catalog.mux.json'), '--encrypt', '--key-file', key], o);
+    expect(mux.stdout.split('\n').filter((l) => l.startsWith('dumped level 0 of '))).toEqual([expect.stringMatching(/ -> \S+ \S+ encrypted stream$/), expect.stringMatching(/ -> \S+ \S+ encrypted stream$/)]);
   });
 
   it('refuses a missing or wrong key and damaged, reordered or foreign records, with one line and no target', async () => {

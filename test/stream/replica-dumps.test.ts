@@ -12,6 +12,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { cliJson, cliOk, runCli, sha256File, stderrLines } from '../support/cli.js';
 import { mutate, randomImage, tempDir } from '../support/images.js';
 import { setupOk } from '../support/in-process.js';
+import { expectOneLineError, refused } from '../support/stream-cli.js';
 
 const root = tempDir('imgstream-replica-dumps-');
 const env = { IMGSTREAM_LOCK_DIR: path.join(root, 'locks'), IMGSTREAM_CATALOG: path.join(root, 'catalog.json') };
@@ -117,5 +118,56 @@ describe('replicas restored from a volume\'s dumps', () => {
     expect(r.code, r.stderr).toBe(2);
     expect(stderrLines(r)).toEqual([expect.stringMatching(new RegExp(`matches dumps of 2 copies of volume [0-9a-f]{8}: .*w\\.vol, .*wrep\\.vol .*\\(name the one you mean with --volume PATH\\)$`))]);
     expect(fs.existsSync(p('w-which.vol'))).toBe(false);
+  });
+
+  it("streams of a replica and of its source whose snapshots share an id and a CP generation are told apart by when they were taken: restore and verify refuse the mix (exit 4), never passing one over as held or writing it", async () => {
+    // (the source's next snapshot and one taken on the replica get the same id, and here the same generation)
+    const env = { IMGSTREAM_LOCK_DIR: path.join(root, 'locks'), IMGSTREAM_CATALOG: path.join(root, 'catalog-x.json') };
+    const o = { env, timeoutMs: 60_000 };
+    const vol = p('x.vol');
+    const rep = p('xrep.vol');
+    const img = randomImage(256, 4096, 9);
+    fs.writeFileSync(p('x0.raw'), img);
+    await setupOk(['volume', 'create', vol, '--size', '1M'], { env });
+    await setupOk(['volume', 'import', vol, '--from', p('x0.raw'), '-q'], { env });
+    await setupOk(['snapshot', 'create', vol, 's0', '-q'], { env });
+    cliOk(['dump', vol, '--level', '0', '--snapshot', 's0', '--to', p('x.l0')], o);
+    cliOk(['restore', '--from', p('x.l0'), '--to', rep], o);
+    await setupOk(['snapshot', 'create', vol, 's1', '-q'], { env });
+    mutate(img, 4096, 20, 11);
+    fs.writeFileSync(p('xr1.raw'), img);
+    await setupOk(['volume', 'import', rep, '--from', p('xr1.raw'), '-q'], { env });
+    await setupOk(['snapshot', 'create', rep, 's1', '-q'], { env });
+    const ident = (v: string) => cliJson<{ snapshots: Array<{ name: string; id: number; generation: number; created: string }> }>(['snapshot', 'list', v, '--json'], o).snapshots.find((x) => x.name === 's1')!;
+    const [a, b] = [ident(vol), ident(rep)];
+    expect([b.id, b.generation], 'the setup: both s1 have one id and generation').toEqual([a.id, a.generation]);
+    expect(b.created).not.toBe(a.created);
+    cliOk(['dump', vol, '--level', '1', '--snapshot', 's1', '--to', p('x.l1')], o);
+    cliOk(['dump', rep, '--level', '1', '--snapshot', 's1', '--to', p('xr.l1')], o);
+    mutate(img, 4096, 8, 12);
+    fs.writeFileSync(p('xr2.raw'), img);
+    await setupOk(['volume', 'import', rep, '--from', p('xr2.raw'), '-q'], { env });
+    await setupOk(['snapshot', 'create', rep, 's2', '-q'], { env });
+    cliOk(['dump', rep, '--level', '2', '--snapshot', 's2', '--to', p('xr.l2')], o);
+    const twoCopies = /: they are two copies' snapshots \(a replica restored from a volume shares its snapshot ids\) \(give one copy's streams in chain order/;
+
+    // the replica's level 1 after the source's: its top is another s1, not one held already
+    expectOneLineError(await refused(['restore', '--from', p('x.l0'), '--from', p('x.l1'), '--from', p('xr.l1'), '--to', p('x-mix.vol')], { env }), 'the two level 1s', 4, twoCopies);
+    expect(fs.existsSync(p('x-mix.vol'))).toBe(false);
+    cliOk(['restore', '--from', p('x.l0'), '--from', p('x.l1'), '--to', p('x-src.vol')], o);
+    const before = sha256File(p('x-src.vol'));
+    expectOneLineError(await refused(['restore', '--from', p('xr.l1'), '--to', p('x-src.vol')], { env }), "the replica's level 1 onto the source's s1", 4, twoCopies);
+    // the replica's level 2 on the source's s1: its base is another copy's
+    expectOneLineError(await refused(['restore', '--from', p('xr.l2'), '--to', p('x-src.vol')], { env }), "the replica's level 2 onto the source's s1", 4, /its base snapshot "s1" was taken at .*: they are two copies' snapshots/);
+    expect(sha256File(p('x-src.vol')), 'the volume refused onto is unchanged').toBe(before);
+    expectOneLineError(await refused(['verify', p('x.l0'), p('x.l1'), p('xr.l1')], { env }), 'verify of the two level 1s', 4, twoCopies);
+    expectOneLineError(await refused(['verify', p('x.l0'), p('x.l1'), p('xr.l2')], { env }), "verify of the source's level 1 and the replica's level 2", 4, /its base snapshot "s1" was taken at .*: they are two copies' snapshots/);
+    // each copy's own chain restores exactly
+    cliOk(['verify', p('x.l0'), p('xr.l1'), p('xr.l2')], o);
+    cliOk(['restore', '--from', p('x.l0'), '--from', p('xr.l1'), '--from', p('xr.l2'), '--to', p('x-rep.vol')], o);
+    cliOk(['volume', 'export', `${p('x-rep.vol')}@s1`, '--to', p('x-got1.raw')], o);
+    cliOk(['volume', 'export', `${p('x-rep.vol')}@s2`, '--to', p('x-got2.raw')], o);
+    expect(sha256File(p('x-got1.raw'))).toBe(sha256File(p('xr1.raw')));
+    expect(sha256File(p('x-got2.raw'))).toBe(sha256File(p('xr2.raw')));
   });
 });
