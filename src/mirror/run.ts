@@ -309,14 +309,26 @@ export async function mirrorLoop(volPath: string, dest: Destination, schedule: S
     if (opts.signal.aborted) break; // the wait below would never see the abort
     const wait = schedule.next(new Date());
     on.waiting(wait);
-    await new Promise<void>((resolve) => {
-      const t = setTimeout(resolve, wait);
-      opts.signal.addEventListener('abort', () => {
-        clearTimeout(t);
-        resolve();
-      }, { once: true });
-    });
+    await sleepUntil(Date.now() + wait, opts.signal);
   }
   if (opts.signal.aborted) on.stopped(null);
   return { runs, failures, lastError: opts.signal.aborted ? null : lastError };
+}
+
+/** The longest a timer waits (2^31 - 1 ms, 24.8 days): a longer one fires at once, with a warning. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** Resolves at `deadline` (ms since the epoch), or when `signal` aborts: in timers of at most MAX_TIMER_MS (--every 30d, a yearly --cron). */
+export async function sleepUntil(deadline: number, signal: AbortSignal): Promise<void> {
+  while (!signal.aborted && Date.now() < deadline) {
+    await new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(t);
+        signal.removeEventListener('abort', done);
+        resolve();
+      };
+      const t = setTimeout(done, Math.min(deadline - Date.now(), MAX_TIMER_MS));
+      signal.addEventListener('abort', done, { once: true });
+    });
+  }
 }

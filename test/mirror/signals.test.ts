@@ -163,4 +163,19 @@ describe('mirror start and signals', () => {
     expect(runCli(['mirror', 'resync', src, '--to', dest, '-q'], { env }).code).toBe(0);
     expect(await active(dest)).toBe(sha256(img));
   }, 90_000);
+
+  it('mirror start --every 30d waits its 30 days after the first update (a timer past 24.8 days used to fire at once: updates back to back), until SIGTERM', async () => {
+    const child = spawnCli(['mirror', 'start', src, '--to', dest, '--every', '30d', '--max-runs', '2', '--json'], { env });
+    const done = finished(child, 60_000);
+    let out = '';
+    child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    await until('the first update', () => out.includes('"update"'));
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(child.exitCode, 'still waiting for its next tick').toBeNull();
+    child.kill('SIGTERM');
+    const r = await done;
+    expect(r.code, r.stderr).toBe(0);
+    expect(out.split('\n').filter((l) => l.includes('"update"'))).toHaveLength(1);
+    expect(r.stderr).not.toMatch(/TimeoutOverflowWarning/);
+  });
 });
