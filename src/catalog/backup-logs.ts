@@ -9,6 +9,7 @@ import { CorruptError, FormatVersionError, fromSystemError } from '../core/error
 import { BACKUP_LOG_FORMAT, type BackupLog } from '../media/tape/multiplex-format.js';
 import type { Catalog } from './catalog.js';
 import { readTextFile } from '../fs/text-file.js';
+import { makeDirectories } from '../core/make-dirs.js';
 
 export interface StoredBackupLog {
   /** The multiplexed dump's id (its tape files' multiplex member). */
@@ -26,7 +27,7 @@ export function saveBackupLog(catalog: Catalog, stored: StoredBackupLog): string
   const file = path.join(dir, `${stored.id}.json`);
   const tmp = `${file}.new-${process.pid}`;
   try {
-    fs.mkdirSync(dir, { recursive: true });
+    makeDirectories(dir);
     const fd = fs.openSync(tmp, 'w');
     fs.writeSync(fd, `${JSON.stringify(stored)}\n`);
     fs.fsyncSync(fd);

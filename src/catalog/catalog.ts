@@ -14,6 +14,7 @@ import { removeStaleTemp, tempBeside } from '../fs/stale-temp.js';
 import { fsyncDirectory } from '../fs/durable-file.js';
 import { recordProblem } from './record-check.js';
 import { readTextFile } from '../fs/text-file.js';
+import { makeDirectories } from '../core/make-dirs.js';
 
 export interface SnapshotRef {
   id: number;
@@ -206,7 +207,7 @@ export class Catalog {
     this.readText(); // the path names no directory, FIFO or device
     if (this.checkPlace() === null) {
       try {
-        fs.mkdirSync(path.dirname(this.file), { recursive: true });
+        makeDirectories(path.dirname(this.file));
       } catch (err) {
         throw fromSystemError(err, path.dirname(this.file), 'creating the catalog directory');
       }

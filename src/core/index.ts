@@ -2,7 +2,8 @@
 // one table of exit codes (errors.ts), how long operations report progress (progress.ts),
 // sizes as users write them (size.ts), garbage collection for long-running data movers
 // (gc-tuning.ts), the typed WebAssembly API (webassembly.ts), where a worker thread's
-// script is (worker-script.ts), and literal text inside a RegExp (regexp.ts). Modules
+// script is (worker-script.ts), literal text inside a RegExp (regexp.ts), and mkdir -p
+// that always returns (make-dirs.ts). Modules
 // import the file they need; this index names the folder's public surface.
 export * from './errors.js';
 export { noProgress, type Progress } from './progress.js';
@@ -11,3 +12,4 @@ export { tuneGcForStreaming } from './gc-tuning.js';
 export { wasm, WASM_PAGE_BYTES, type WasmMemory } from './webassembly.js';
 export { workerScript } from './worker-script.js';
 export { escapeRegExp } from './regexp.js';
+export { makeDirectories } from './make-dirs.js';

@@ -7,12 +7,13 @@
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { CorruptError } from '../core/errors.js';
+import { CorruptError, fromSystemError } from '../core/errors.js';
 import { noProgress, type Progress } from '../core/progress.js';
 import { checkVolume, exportImage, fileSink, fileSource, importImage, storageImageOf, Volume, withVolume } from '../volume/index.js';
 import { formatSize } from '../core/size.js';
 import * as jobs from './jobs.js';
 import type { DemoDump } from './jobs.js';
+import { makeDirectories } from '../core/make-dirs.js';
 
 export interface DemoStep {
   step: string;
@@ -86,7 +87,12 @@ async function importInto(volume: string, file: string, snapshot: string | null,
 }
 
 export async function runDemo(dir: string, opts: { size: number; blockSize: number }, progress: Progress = noProgress): Promise<DemoResult> {
-  fs.mkdirSync(dir, { recursive: true });
+  try {
+    makeDirectories(dir);
+  } catch (err) {
+    // the ancestor that is a file, when one is
+    throw fromSystemError(err, (err as NodeJS.ErrnoException).path ?? dir, 'creating the demo directory');
+  }
   const volume = path.join(dir, 'demo.vol');
   const steps: DemoStep[] = [];
   const note = (step: string, detail: string) => steps.push({ step, detail });

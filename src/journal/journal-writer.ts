@@ -29,6 +29,7 @@ import { markerPayload, parseMarker, RECORD_HEADER_BYTES, RecordKind, sealHeader
 import { replayTail, scanJournal, unrecordedSnapshots } from './journal-recovery.js';
 import { crashPoint } from '../volume/crash-point.js';
 import { now } from './record-clock.js';
+import { makeDirectories } from '../core/make-dirs.js';
 
 export interface JournalWriterOptions {
   /** Bytes of unshipped records kept before the journal overflows (default 1 GiB). */
@@ -111,7 +112,7 @@ export class JournalWriter implements VolumeObserver {
   static open(vol: Volume, opts: JournalWriterOptions = {}): JournalWriter {
     const w = new JournalWriter(vol, opts);
     try {
-      fs.mkdirSync(w.dir, { recursive: true });
+      makeDirectories(w.dir);
     } catch (err) {
       throw fromSystemError(err, w.dir, 'creating the journal');
     }

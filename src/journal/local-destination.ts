@@ -23,6 +23,7 @@ import { intervalSeqOf, readDamagedHeader, readIntervalHeader, writeIntervalFile
 import { OVERLAY_CP_BLOCKS } from './overlay.js';
 import { takeUpScrubFinding } from './scrub-finding.js';
 import { BASE_SUMS_FILE, BaseSumsWriter } from './base-sums.js';
+import { makeDirectories } from '../core/make-dirs.js';
 
 /** Base volume size in blocks per logical block: room for the snapshots it keeps. */
 const BASE_BLOCKS_PER_LOGICAL = 4;
@@ -68,7 +69,7 @@ export class LocalProtectDestination implements ProtectDestination {
     const fresh = !fs.existsSync(path.join(this.dir, STATE_FILE));
     if (fresh) {
       try {
-        fs.mkdirSync(path.dirname(path.resolve(this.dir)), { recursive: true }); // created on the first transfer, with its parents
+        makeDirectories(path.dirname(path.resolve(this.dir))); // created on the first transfer, with its parents
         fs.mkdirSync(this.dir);
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw fromSystemError(err, this.dir, 'creating the protection destination');
@@ -93,7 +94,7 @@ export class LocalProtectDestination implements ProtectDestination {
       let s: ProtectState;
       if (fresh) {
         s = initialState(source, keepMs ?? DEFAULT_KEEP_MS);
-        fs.mkdirSync(this.ivDir, { recursive: true });
+        makeDirectories(this.ivDir);
         writeState(this.dir, s);
       } else {
         s = readState(this.dir);
@@ -103,7 +104,7 @@ export class LocalProtectDestination implements ProtectDestination {
         if (s.source.blockSize !== source.blockSize || s.source.logicalSize !== source.logicalSize) {
           throw new InvalidInputError(`${this.dir}: protects a disk of ${s.source.logicalSize} bytes in ${s.source.blockSize}-byte blocks; ${source.path} has ${source.logicalSize} bytes in ${source.blockSize}-byte blocks`);
         }
-        fs.mkdirSync(this.ivDir, { recursive: true });
+        makeDirectories(this.ivDir);
         // no --keep given: the destination keeps what it was told to keep
         const keep = keepMs ?? s.keepMs;
         if (keep !== s.keepMs) this.keepWas = s.keepMs;

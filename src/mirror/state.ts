@@ -16,6 +16,7 @@ import type { SnapshotIdent, TransferMode } from './protocol.js';
 import { readTextFile } from '../fs/text-file.js';
 import { removeStaleTemp } from '../fs/stale-temp.js';
 import { escapeRegExp } from '../core/regexp.js';
+import { makeDirectories } from '../core/make-dirs.js';
 
 /**
  * As stored: 'stopped' is a transfer the user stopped (a signal: lastAttempt.stoppedBy);
@@ -160,7 +161,7 @@ export class MirrorState {
   }
 
   private save(s: StateFile): void {
-    fs.mkdirSync(path.dirname(this.file), { recursive: true });
+    makeDirectories(path.dirname(this.file));
     const tmp = `${this.file}.${process.pid}.tmp`;
     // the next versions of writers killed before their rename
     removeStaleTemp(path.dirname(this.file), new RegExp(`^${escapeRegExp(path.basename(this.file))}\\.(\\d+)\\.tmp$`));

@@ -24,6 +24,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { BusyError } from '../core/errors.js';
 import { removeStaleTemp } from '../fs/stale-temp.js';
+import { makeDirectories } from '../core/make-dirs.js';
 
 function lockDir(): string {
   return process.env.IMGSTREAM_LOCK_DIR ?? path.join(os.tmpdir(), 'imgstream-locks');
@@ -236,7 +237,7 @@ export class VolumeLock {
 
   /** Creates the lock file `file` holding `token`, taking over a stale one; `refuse` makes the error when a live process holds it. */
   private static take(file: string, token: string, exhausted: string, refuse: (owner: LockOwner | null) => BusyError): VolumeLock {
-    fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o1777 });
+    makeDirectories(path.dirname(file), 0o1777);
     if (heldHere.has(file)) {
       let fields: ReadonlyMap<string, string> = new Map();
       try {

@@ -130,6 +130,10 @@ const cases: Case[] = [
   // missing volume or input
   { what: 'info of a missing volume', args: ['volume', 'info', at('nope.vol')], code: 'not-found', mentions: /nope\.vol/, json: true },
   { what: 'check of a missing volume', args: ['volume', 'check', at('nope.vol')], code: 'not-found', mentions: /nope\.vol/ },
+  // demo --dir where no directory can be made (Node's recursive mkdir spun forever under /proc)
+  { what: 'demo --dir on a file', args: ['demo', '--dir', at('a.img')], code: 'invalid-input', mentions: /a\.img: a part of the path is not a directory/ },
+  { what: 'demo --dir under a file', args: ['demo', '--dir', at('a.img/sub')], code: 'invalid-input', mentions: /a\.img\/sub/ },
+  { what: 'demo --dir under /proc', args: ['demo', '--dir', '/proc/imgstream-demo'], code: 'not-found', mentions: /\/proc\/imgstream-demo/ },
   { what: 'import into a missing volume', args: ['volume', 'import', at('nope.vol'), '--from', at('a.img')], code: 'not-found', mentions: /nope\.vol/ },
   { what: 'export of a missing volume', args: ['volume', 'export', at('nope.vol'), '--to', at('new.raw')], code: 'not-found', mentions: /nope\.vol/ },
   { what: 'snapshot create on a missing volume', args: ['snapshot', 'create', at('nope.vol'), 'x'], code: 'not-found', mentions: /nope\.vol/ },

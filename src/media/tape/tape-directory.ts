@@ -8,6 +8,7 @@ import { removeStaleTemp } from '../../fs/stale-temp.js';
 import fs from 'node:fs';
 import path from 'node:path';
 import { InvalidInputError, NotFoundError, fromSystemError } from '../../core/errors.js';
+import { makeDirectories } from '../../core/make-dirs.js';
 
 export type TapeKind = 'directory' | 'device';
 
@@ -136,7 +137,7 @@ export function openNextTapeFile(tape: string, kind: TapeKind, files: TapeFileEn
 export function createPartial(dir: string, number: number): { path: string; fd: number; made: MadeDirectory | null } {
   let top: string | undefined;
   try {
-    top = fs.mkdirSync(dir, { recursive: true }); // a new tape (--new-tape)
+    top = makeDirectories(dir); // a new tape (--new-tape)
   } catch (err) {
     throw fromSystemError(err, dir, 'creating the tape directory');
   }
