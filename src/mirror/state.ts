@@ -17,6 +17,7 @@ import { readTextFile } from '../fs/text-file.js';
 import { removeStaleTemp } from '../fs/stale-temp.js';
 import { escapeRegExp } from '../core/regexp.js';
 import { makeDirectories } from '../core/make-dirs.js';
+import { stateProblem } from './state-check.js';
 
 /**
  * As stored: 'stopped' is a transfer the user stopped (a signal: lastAttempt.stoppedBy);
@@ -151,6 +152,8 @@ export class MirrorState {
     if (version !== undefined && version !== STATE_VERSION) {
       throw new FormatVersionError('a mirror state file', version, [STATE_VERSION], this.file, 'use the imgstream version that wrote it, or a newer one (or point IMGSTREAM_MIRROR_STATE at another file)');
     }
+    const damage = stateProblem(s as Parameters<typeof stateProblem>[0]);
+    if (damage) throw new CorruptError(`${this.file}: a damaged mirror state file: ${damage}`, 'nothing was changed; move it away (without it the next update compares the snapshots both sides hold: slower, as correct), or mend that entry');
     return { relationships: s.relationships ?? [], moaOwner: s.moaOwner ?? {}, replicas: s.replicas ?? {} };
   }
 

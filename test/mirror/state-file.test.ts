@@ -33,6 +33,10 @@ beforeAll(async () => {
   await setupOk(['snapshot', 'create', src, 'm1', '--master'], { env });
   fs.writeFileSync(at('catalog.json'), JSON.stringify({ format: 'imgstream-catalog', version: 1, dumps: [] }));
   fs.writeFileSync(at('damaged.json'), '{"relationships": [');
+  // well-formed JSON, damaged entries (edited by hand): status failed with an internal error, an update kept the damage
+  fs.writeFileSync(at('entry5.json'), '{"format":"imgstream-mirror-state","version":1,"relationships":[5]}');
+  fs.writeFileSync(at('entrynull.json'), '{"format":"imgstream-mirror-state","version":1,"relationships":[null]}');
+  fs.writeFileSync(at('entryvol.json'), '{"format":"imgstream-mirror-state","version":1,"relationships":[{"key":"x","volume":null}]}');
   fs.mkdirSync(at('adir'));
 });
 
@@ -44,6 +48,9 @@ describe('a --state that is not a mirror state', () => {
       ['src.raw', 9, /src\.raw: not an imgstream mirror state file/, true],
       ['damaged.json', 9, /damaged\.json: not an imgstream mirror state file/, true],
       ['adir', 4, /adir: is a directory, not a mirror state file/, false],
+      ['entry5.json', 9, /entry5\.json: a damaged mirror state file: relationship 1 of 1: is not an object; nothing was changed; move it away/, false],
+      ['entrynull.json', 9, /entrynull\.json: a damaged mirror state file: relationship 1 of 1: is not an object/, true],
+      ['entryvol.json', 9, /entryvol\.json: a damaged mirror state file: relationship 1 of 1: volume is not a uuid and a path/, true],
     ];
     for (const [name, exit, pattern, again] of cases) {
       const before = dirEntries(root);
