@@ -75,7 +75,12 @@ Encrypted streams need their key: --key-file or --passphrase-file, as given to d
       refuseVolumePath(flags.from[0], true);
       // a path that is missing, or a directory: it was meant as a protection destination (readState names what is wrong)
       const plainPath = flags.from[0] !== '-' && !/^(tape:|s3:\/\/)/.test(flags.from[0]);
-      const st = plainPath ? fs.statSync(flags.from[0], { throwIfNoEntry: false }) : undefined;
+      let st: fs.Stats | undefined;
+      try {
+        st = plainPath ? fs.statSync(flags.from[0], { throwIfNoEntry: false }) : undefined;
+      } catch {
+        st = undefined; // (under a file: ENOTDIR) no such destination, as readState says
+      }
       if (plainPath && (!st || st.isDirectory())) readState(flags.from[0]);
     }
     if (flags.from?.length && flags['as-of']) {

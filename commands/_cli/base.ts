@@ -39,7 +39,8 @@ export abstract class ImgstreamCommand extends Command {
       // oclif's own parse errors: unknown flags, missing arguments, bad option values
       code = 'usage';
       exit = EXIT_CODES.usage.exit;
-      const lines = err.message
+      // (a missing argument's long description wraps onto indented lines: joined to the line they continue)
+      const lines = (/^Missing \d+ required args?:/.test(err.message) ? err.message.replace(/\n[ \t]+(?=\S)/g, ' ') : err.message)
         .split('\n')
         .map((l) => l.trim())
         .filter((l) => l && !/^See more help with/.test(l));

@@ -13,14 +13,16 @@ export default class SnapshotDelete extends ImgstreamCommand {
   static override summary = 'Delete a snapshot, freeing the blocks no other plane holds.';
   static override description = `When the catalog records the snapshot as the top of a volume's newest dump at some level, the line says so: a dump one level above it is then refused (it has no base). To free a dump's top and keep building levels on it, make it a shadow snapshot instead (imgstream snapshot shadow).
 
-A master snapshot that a known replica has not passed yet (its newest master is not newer: "replicate pull" recorded it) is kept, since that replica's next pull starts from it: --force deletes it anyway (the replica's next pull then waits for a newer master, and starts from an older snapshot both hold, or is a full copy).`;
+A master snapshot that a known replica has not passed yet (its newest master is not newer: "replicate pull" recorded it) is kept, since that replica's next pull starts from it: --force deletes it anyway (the replica's next pull then waits for a newer master, and starts from an older snapshot both hold, or is a full copy).
+
+Likewise the newest snapshot a mirror of the volume holds (its last update's, as the mirror state records it: --state), which its next update builds on, is kept until that update replaces it: --force deletes it anyway (the next update then starts from an older snapshot both hold, or is a full copy, which a mirror as full as its source may not have room for).`;
   static override examples = ['<%= config.bin %> snapshot delete vm.vol monday', '<%= config.bin %> snapshot delete vm.vol release-1 --force'];
   static override args = {
     volume: Args.string({ description: 'Volume file or block device.', required: true }),
     name: Args.string({ description: 'Snapshot to delete.', required: true }),
   };
   static override flags = {
-    force: Flags.boolean({ description: 'Delete a master snapshot even when a known replica still needs it.' }),
+    force: Flags.boolean({ description: 'Delete a master snapshot even when a known replica still needs it, or the newest snapshot a mirror holds.' }),
     state: stateFlag,
     catalog: { ...catalogFlag, description: `Catalog consulted to say whether the snapshot is the base of a next dump level (only read). ${catalogFlag.description}` },
   };
@@ -40,6 +42,16 @@ A master snapshot that a known replica has not passed yet (its newest master is 
           const behind = holding.filter((r) => r.top.id !== s.id).map((r) => `${r.replica} (at "${r.top.name}")`);
           const why = [at.length ? `it is the newest master of replica(s) ${at.join(', ')}, whose next pull starts from it` : '', behind.length ? `replica(s) ${behind.join(', ')} have not passed it yet` : ''].filter(Boolean).join('; ');
           throw new BusyError(`${args.volume}: master snapshot "${s.name}" is kept: ${why}`, at.length ? 'pull those replicas first, or pass --force (their next pull then waits for a newer master)' : 'pull those replicas first, or pass --force');
+        }
+      }
+      if (s && !flags.force) {
+        // a mirror's next update builds on the newest snapshot it holds: without it, an older one both hold, or a full copy
+        const mirrors = openState(flags.state).relationshipsOf((await vol.info()).uuid, args.volume).filter((r) => r.lastSuccess !== null && isSnapshotOf(r.lastSuccess.top, s));
+        if (mirrors.length) {
+          throw new BusyError(
+            `${args.volume}: snapshot "${s.name}" is kept: it is the newest one mirror${mirrors.length > 1 ? 's' : ''} ${mirrors.map((r) => r.destination).join(', ')} hold${mirrors.length > 1 ? '' : 's'}, whose next update builds on it`,
+            'update those mirrors first (the update replaces it with a newer one), or pass --force (their next update then starts from an older snapshot both hold, or is a full copy)',
+          );
         }
       }
       return vol.deleteSnapshot(args.name);

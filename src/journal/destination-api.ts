@@ -36,6 +36,14 @@ export interface ProtectedSource {
   blockSize: number;
   /** Bytes of the logical disk. */
   logicalSize: number;
+  /** The identity of the write journal it ships from (journal-files.ts): a destination fed from one refuses another. Absent from older shippers. */
+  journalId?: string;
+  /**
+   * Sent at open, never stored: the journal's last record now. A journal that ends before
+   * what the destination holds is refused by the shipper right after (damaged, or another
+   * journal): the destination records nothing of that session (its path, its retention).
+   */
+  journalLast?: number;
 }
 
 /**

@@ -126,7 +126,8 @@ export function writeState(dir: string, s: ProtectState): void {
 }
 
 export function initialState(source: ProtectedSource, keepMs: number): ProtectState {
-  return { format: FORMAT, version: 1, source: { ...source }, keepMs, seeded: false, baseSeq: 0, baseTime: 0, intervalSeq: 0, intervalEnd: 0, journalTo: 0, fold: null };
+  const { uuid, path: where, blockSize, logicalSize, journalId } = source; // (journalLast is the session's, never stored)
+  return { format: FORMAT, version: 1, source: { uuid, path: where, blockSize, logicalSize, ...(journalId !== undefined ? { journalId } : {}) }, keepMs, seeded: false, baseSeq: 0, baseTime: 0, intervalSeq: 0, intervalEnd: 0, journalTo: 0, fold: null };
 }
 
 /** Refuses a path that is a volume file (plain or mirror), naming what it is; any other file too unless `volumesOnly`. */

@@ -3,7 +3,12 @@
 // record (`0000000000000001.seg`, in order), `shipped.json` (how far a protect shipper's
 // destination has acknowledged: the writer may delete the segments before it) and, after
 // an overflow, `dirty.json` and `dirty.bits` (the blocks changed since the last
-// acknowledged record: dirty-blocks.ts).
+// acknowledged record: dirty-blocks.ts), and `id`: the journal's identity, random, made
+// with it, which a protection destination records: a journal moved aside and started
+// over, or one made for a copy of the volume, is another journal whose record numbers
+// start again (a destination fed from the old one would take its later records as
+// continuing the old ones, and lose the rest).
+import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { CorruptError, fromSystemError } from '../core/errors.js';
@@ -13,6 +18,47 @@ import { readTextFile } from '../fs/text-file.js';
 const SEGMENT = /^(\d{16})\.seg$/;
 /** The blocks of the dirty set (dirty-blocks.ts). */
 export const DIRTY_BITS = 'dirty.bits';
+
+const ID_FILE = 'id';
+const ID_TEXT = /^[0-9a-f]{32}$/;
+
+/**
+ * The journal's identity (32 hex digits), made the first time it is asked for (by the
+ * server making the journal, or a shipper of a journal an older imgstream made): the first
+ * to make it wins (a link, never a replacement), so every process reads the same one.
+ */
+export function journalIdOf(dir: string): string {
+  const file = path.join(dir, ID_FILE);
+  for (let attempt = 0; ; attempt++) {
+    try {
+      const text = fs.readFileSync(file, 'utf8').trim();
+      if (!ID_TEXT.test(text)) throw new CorruptError(`${file}: not a journal identity`, 'move the journal aside and protect to a new destination (imgstream serve nbd VOL --journal starts a new one)');
+      return text;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || attempt > 0) throw fromSystemError(err, file, 'reading the journal\'s identity');
+    }
+    const tmp = `${file}.${process.pid}.tmp`;
+    try {
+      const fd = fs.openSync(tmp, 'w', 0o644);
+      try {
+        fs.writeFileSync(fd, `${randomBytes(16).toString('hex')}\n`);
+        fs.fsyncSync(fd);
+      } finally {
+        fs.closeSync(fd);
+      }
+      try {
+        fs.linkSync(tmp, file);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      }
+      fsyncDirectory(dir);
+    } catch (err) {
+      throw fromSystemError(err, file, 'making the journal\'s identity');
+    } finally {
+      fs.rmSync(tmp, { force: true });
+    }
+  }
+}
 
 /** The journal directory of the volume at `volumePath`. */
 export function journalDirOf(volumePath: string): string {

@@ -22,7 +22,7 @@ import { EarlyWriteback } from '../fs/writeback.js';
 import type { SnapshotEntry } from '../format/snapshot-entry.js';
 import type { Volume, VolumeObserver } from '../volume/volume.js';
 import { BlockSet } from '../core/block-set.js';
-import { journalDirOf, listSegments, readDirty, readShipped, removeDirty, segmentName, syncDirectory, renamesInOrder, type DirtySet } from './journal-files.js';
+import { journalDirOf, journalIdOf, listSegments, readDirty, readShipped, removeDirty, segmentName, syncDirectory, renamesInOrder, type DirtySet } from './journal-files.js';
 import { recoveredDirty, saveDirtySet, savedDirtyBlocks, type Dirty } from './dirty-blocks.js';
 import { changesAfter, type JournalChanges } from './journal-reader.js';
 import { markerPayload, parseMarker, RECORD_HEADER_BYTES, RecordKind, sealHeader, sealRecord, writeHeader, type JournalRecord } from './record.js';
@@ -116,6 +116,7 @@ export class JournalWriter implements VolumeObserver {
     } catch (err) {
       throw fromSystemError(err, w.dir, 'creating the journal');
     }
+    journalIdOf(w.dir);
     w.recover();
     vol.observer = w;
     writers.set(vol, w);

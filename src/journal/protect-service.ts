@@ -19,7 +19,10 @@ function sourceOf(hello: PeerHello): ProtectedSource {
   if (!s || typeof s.uuid !== 'string' || typeof s.path !== 'string' || typeof s.blockSize !== 'number' || typeof s.logicalSize !== 'number') {
     throw new InvalidInputError('protect.ship: the request names no source volume');
   }
-  return { uuid: s.uuid, path: s.path, blockSize: s.blockSize, logicalSize: s.logicalSize };
+  // (a journal's identity and end where the shipper sends them: older ones do not)
+  const journalId = typeof s.journalId === 'string' && /^[0-9a-f]{32}$/.test(s.journalId) ? { journalId: s.journalId } : {};
+  const journalLast = Number.isSafeInteger(s.journalLast) ? { journalLast: s.journalLast as number } : {};
+  return { uuid: s.uuid, path: s.path, blockSize: s.blockSize, logicalSize: s.logicalSize, ...journalId, ...journalLast };
 }
 
 /** The blocks of one transfer, read off the channel until its 'end'. */

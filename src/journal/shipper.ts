@@ -17,7 +17,7 @@ import { DAMAGED_HINT, lastRecordAndDamage } from './journal-recovery.js';
 import fs from 'node:fs';
 import type { DestinationState, ProtectDestination, ProtectedSource, ShippedInterval, SnapshotRename } from './destination-api.js';
 import { IntervalBuilder, SegmentDroppedError, SlabPool } from './interval-builder.js';
-import { journalDirOf, listSegments, readDirty, writeShipped } from './journal-files.js';
+import { journalDirOf, journalIdOf, listSegments, readDirty, writeShipped } from './journal-files.js';
 import { loadDirtyBlocks } from './dirty-blocks.js';
 import { JournalReader } from './journal-reader.js';
 import { RecordKind, parseMarker } from './record.js';
@@ -124,10 +124,11 @@ async function shipAll(opts: ProtectOptions, dir: string, source: ProtectedSourc
 /** One connection's worth of shipping: until stopped, or the destination fails. */
 async function session(opts: ProtectOptions, dir: string, source: ProtectedSource, sum: ProtectSummary, report: (e: ProtectEvent) => void, reached: () => void, storedOne: () => void): Promise<void> {
   const dest = opts.destination;
-  let state = await dest.open(source, opts.keepMs);
+  // the journal's identity (a destination fed from another journal refuses this one) and its end (see ProtectedSource)
+  const { last, damage } = lastRecordAndDamage(dir);
+  let state = await dest.open({ ...source, journalId: journalIdOf(dir), journalLast: last }, opts.keepMs);
   reached();
   if (state.keepWas != null && state.keepMs !== undefined) report({ event: 'retention', keepMs: state.keepMs, keptMs: state.keepWas });
-  const { last, damage } = lastRecordAndDamage(dir);
   if (state.seeded && last < state.journalTo) {
     // the journal ends before what the destination holds: damaged records (more than a torn last one) are named as damage
     if (damage) throw new CorruptError(`${damage.segment}: a damaged record at byte ${damage.offset}, with ${damage.bytes} bytes after it (the destination holds records up to ${state.journalTo})`, DAMAGED_HINT);

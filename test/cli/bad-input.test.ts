@@ -134,6 +134,7 @@ const cases: Case[] = [
   { what: 'demo --dir on a file', args: ['demo', '--dir', at('a.img')], code: 'invalid-input', mentions: /a\.img: a part of the path is not a directory/ },
   { what: 'demo --dir under a file', args: ['demo', '--dir', at('a.img/sub')], code: 'invalid-input', mentions: /a\.img\/sub/ },
   { what: 'demo --dir under /proc', args: ['demo', '--dir', '/proc/imgstream-demo'], code: 'not-found', mentions: /\/proc\/imgstream-demo/ },
+  { what: 'restore --as-of from a destination under a file', args: ['restore', '--to', at('asof-new.vol'), '--as-of', 'latest', '--from', at('a.img/x')], code: 'not-found', mentions: /a\.img\/x: no such protection destination/ },
   { what: 'import into a missing volume', args: ['volume', 'import', at('nope.vol'), '--from', at('a.img')], code: 'not-found', mentions: /nope\.vol/ },
   { what: 'export of a missing volume', args: ['volume', 'export', at('nope.vol'), '--to', at('new.raw')], code: 'not-found', mentions: /nope\.vol/ },
   { what: 'snapshot create on a missing volume', args: ['snapshot', 'create', at('nope.vol'), 'x'], code: 'not-found', mentions: /nope\.vol/ },

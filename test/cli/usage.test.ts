@@ -60,6 +60,8 @@ describe('usage lines', () => {
     expect(commandHelp.stdout).toMatch(/USAGE\s+\$ imgstream volume import/);
     expectOneLineError(await runCliAsync(['volume', 'info']), 'no volume', 2, /^imgstream: missing argument VOLUME: Volume file or block device \(see: imgstream volume info --help\)$/);
     expectOneLineError(await runCliAsync(['snapshot', 'create']), 'no volume, no name', 2, /missing arguments VOLUME: [^;]*; NAME: Name of the new snapshot \(see: imgstream snapshot create --help\)$/);
+    // a description oclif wraps onto a second line is one argument's, not another
+    expectOneLineError(await runCliAsync(['protect', 'status']), 'no destination', 2, /missing argument DESTINATION: Protection destination: a directory, or peer:\/\/HOST:PORT\/NAME; or the protected volume \(see: imgstream protect status --help\)$/);
     // a required flag left out is named as the user types it (it read "The following error occurred: Missing required flag to")
     const [noTo, noPeerFlags] = await Promise.all([runCliAsync(['volume', 'export', '/nonexistent.vol', '--json']), runCliAsync(['serve', 'peer'])]);
     expectOneLineError(noTo, 'no --to', 2, /^imgstream: missing flag --to \(see: imgstream volume export --help\)$/);

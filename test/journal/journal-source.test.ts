@@ -255,14 +255,30 @@ describe.skipIf(missing.length > 0)(`the write journal of serve nbd --journal${m
     expect(refused.code).toBe(4);
     expect(refused.stderr.trim().split('\n')).toHaveLength(1);
     expect(refused.stderr).toMatch(/changed without its journal/);
-    // started over: the journal moved aside; the old destination refuses the new journal, a new one takes it
+    const fedState = fs.readFileSync(at('c.cdp/protect.json'));
+    const fedTo = (JSON.parse(fedState.toString()) as { journalTo: number }).journalTo;
+    // a copy of the volume with its journal, cut short: refused, and the destination records nothing of it (not its path)
+    fs.copyFileSync(vol, at('copy.vol'));
+    fs.cpSync(`${vol}.journal`, at('copy.vol.journal'), { recursive: true });
+    const seg = listSegments(at('copy.vol.journal'))[0].path;
+    fs.truncateSync(seg, Math.floor(fs.statSync(seg).size / 3));
+    for (const s of listSegments(at('copy.vol.journal')).slice(1)) fs.rmSync(s.path);
+    const cut = await run(process.execPath, [bin, 'protect', at('copy.vol'), '--to', at('c.cdp'), '--once'], { env: { IMGSTREAM_LOCK_DIR: locks } });
+    expect(cut.code, cut.stderr).toBe(4);
+    expect(fs.readFileSync(at('c.cdp/protect.json')).equals(fedState), 'the destination unchanged by a refused shipper').toBe(true);
+    // started over: the journal moved aside, and written past the record the destination holds
+    // (its numbers begin again at 1: only an identity tells it from the old one, whose
+    // destination took its later records as the old one's and lost the rest); the old
+    // destination refuses the new journal, changing nothing, and a new one takes it
     fs.renameSync(`${vol}.journal`, at('old.journal'));
     server = await startServer(vol, ['--socket', at('c.sock'), '--journal'], locks);
-    expect((await runWriter(server.info.uri, ['--count', '5', '--seed', '10', '--aligned'])).code).toBe(0);
+    expect((await runWriter(server.info.uri, ['--count', String(fedTo + 20), '--seed', '10', '--aligned'])).code).toBe(0);
     await server.stop();
+    expect(listSegments(`${vol}.journal`).length > 0 && new JournalReader(`${vol}.journal`, fedTo).next() !== null, 'the new journal reaches past the destination\'s records').toBe(true);
     const other = await run(process.execPath, [bin, 'protect', vol, '--to', at('c.cdp'), '--once'], { env: { IMGSTREAM_LOCK_DIR: locks } });
-    expect(other.code).toBe(4);
-    expect(other.stderr).toMatch(/not the one the destination was fed from/);
+    expect(other.code, other.stderr).toBe(4);
+    expect(other.stderr.trim().split('\n')).toEqual([expect.stringMatching(/c\.cdp: was fed from another write journal of volume [0-9a-f]+ \([0-9a-f]{8}, not [0-9a-f]{8}\): this journal is not the one the destination was fed from/)]);
+    expect(fs.readFileSync(at('c.cdp/protect.json')).equals(fedState), 'the destination unchanged').toBe(true);
     await cli(['protect', vol, '--to', at('c2.cdp'), '--once'], locks);
     const st = JSON.parse((await check(['protect', 'status', at('c2.cdp'), '--json'])).stdout) as { window: { end: string } };
     await check(['volume', 'export', at('c2.cdp'), '--as-of', st.window.end, '--to', at('c2.raw')]);

@@ -315,4 +315,31 @@ describe('replicas hold master snapshots', () => {
     expect(runCli(['snapshot', 'delete', src, 'm2'], { env }).code).toBe(7);
     cliOk(['snapshot', 'delete', src, 'm2', '--force'], { env });
   });
+
+  it('snapshot delete keeps the newest snapshot a mirror holds (its next update builds on it), until that update or --force', async () => {
+    const { cliJson, cliOk, runCli } = await import('../support/cli.js');
+    const { setupOk } = await import('../support/in-process.js');
+    const env = { IMGSTREAM_LOCK_DIR: path.join(dir, 'locks'), IMGSTREAM_MIRROR_STATE: path.join(dir, 'k-state.json') };
+    const src = path.join(dir, 'k-src.vol');
+    const img = Buffer.alloc(1 << 20, 5);
+    await setupOk(['volume', 'create', src, '--size', '4M'], { env });
+    fs.writeFileSync(path.join(dir, 'k.img'), img);
+    await setupOk(['volume', 'import', src, '--from', path.join(dir, 'k.img')], { env });
+    const names = () => cliJson<{ snapshots: Array<{ name: string }> }>(['snapshot', 'list', src, '--json'], { env }).snapshots.map((x) => x.name);
+    for (const m of ['a', 'b']) cliOk(['mirror', 'update', src, '--to', path.join(dir, `k-${m}.vol`)], { env });
+    const [baseA, baseB] = names().filter((n) => n.startsWith('mirror.'));
+    const refused = runCli(['snapshot', 'delete', src, baseA], { env });
+    expect(refused.code, refused.stderr).toBe(7);
+    expect(refused.stderr).toMatch(new RegExp(`snapshot "${baseA.replaceAll('.', '\\.')}" is kept: it is the newest one mirror .*k-a\\.vol holds, whose next update builds on it; update those mirrors first`));
+    // an update of mirror a moves its base on: the old one is its own to drop, b's is still kept
+    img.fill(6, 0, 4096);
+    fs.writeFileSync(path.join(dir, 'k.img'), img);
+    await setupOk(['volume', 'import', src, '--from', path.join(dir, 'k.img')], { env });
+    expect(cliJson<{ transfers: Array<{ mode: string }> }>(['mirror', 'update', src, '--to', path.join(dir, 'k-a.vol'), '--json'], { env }).transfers[0].mode).not.toBe('full');
+    expect(names()).not.toContain(baseA);
+    expect(runCli(['snapshot', 'delete', src, baseB], { env }).code).toBe(7);
+    // --force: deleted, and b's next update can build on nothing both hold
+    cliOk(['snapshot', 'delete', src, baseB, '--force'], { env });
+    expect(names()).not.toContain(baseB);
+  });
 });
