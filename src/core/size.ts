@@ -8,7 +8,8 @@ export function parseSize(text: string, what = 'size'): number {
   const m = /^\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)(i?b)?\s*$/i.exec(text);
   if (!m) throw new InvalidInputError(`invalid ${what} "${text}"`, 'use a byte count or a number with K, M, G, T or P (binary units), e.g. 96M');
   const bytes = Number(m[1]) * UNITS[m[2].toLowerCase()];
-  if (!Number.isSafeInteger(bytes)) throw new InvalidInputError(`invalid ${what} "${text}": not a whole number of bytes`);
+  if (bytes > Number.MAX_SAFE_INTEGER) throw new InvalidInputError(`invalid ${what} "${text}": at most 2^53 - 1 bytes (just under 8 PiB) are counted`);
+  if (!Number.isInteger(bytes)) throw new InvalidInputError(`invalid ${what} "${text}": not a whole number of bytes`);
   return bytes;
 }
 

@@ -106,7 +106,7 @@ export type MirrorRun = MirrorResult & { transfers: MirrorResult[] };
  */
 export async function mirrorUpdate(volPath: string, dest: Destination, opts: UpdateOptions): Promise<MirrorRun> {
   dest.check?.();
-  refuseSelf(volPath, dest);
+  refuseSelf(volPath, dest.spec);
   const first = await mirrorUpdateOnce(volPath, dest, opts).catch((err: unknown) => {
     // the receiver knows neither the source nor the name this side gives the destination (a
     // daemon's directory, a peer URL): the hint to bring a broken-off mirror back names both
@@ -141,16 +141,16 @@ async function mirrorUpdateOnce(volPath: string, dest: Destination, opts: Update
 }
 
 /** A local destination that is the source volume itself (the same file, by another name or a link): refused before either is opened. */
-function refuseSelf(volPath: string, dest: Destination): void {
-  if (dest.spec.startsWith('peer://')) return;
+function refuseSelf(volPath: string, spec: string): void {
+  if (spec.startsWith('peer://')) return;
   let a: fs.Stats, b: fs.Stats;
   try {
     a = fs.statSync(volPath);
-    b = fs.statSync(dest.spec);
+    b = fs.statSync(spec);
   } catch {
     return; // one of them is not there: named as such later
   }
-  if (a.dev === b.dev && a.ino === b.ino) throw new InvalidInputError(`${dest.spec}: is the source volume ${volPath} itself`, 'mirror to another path, one that does not exist yet');
+  if (a.dev === b.dev && a.ino === b.ino) throw new InvalidInputError(`${spec}: is the source volume ${volPath} itself`, 'give another path, one that does not exist yet');
 }
 
 /** Makes a destination writable. */
@@ -223,6 +223,7 @@ export async function mirrorDestinationState(dest: Destination): Promise<import(
 
 /** `replicate pull` from a volume on this machine (through its server when one serves it): the local counterpart of the peer service. */
 export async function replicatePullLocal(sourcePath: string, destPath: string, opts: { state?: MirrorState; progress?: Progress } = {}): Promise<MirrorResult> {
+  refuseSelf(sourcePath, destPath); // (it said the volume was busy: in use by this very command)
   const { source, close } = await openMirrorSource(sourcePath);
   try {
     const src = 'prepare' in source ? source.volume() : source; // a served source's view: read before the transfer replaces it

@@ -203,6 +203,8 @@ const cases: Case[] = [
   { what: 'mirror update to an unknown scheme', args: ['mirror', 'update', v(), '--to', 'ftp://host/x'], code: 'invalid-input', mentions: /ftp:/ },
   { what: 'mirror update onto a file that is not a volume', args: ['mirror', 'update', v(), '--to', at('a.img')], code: 'not-a-volume', mentions: /a\.img: not an imgstream volume, so not a mirror \(a mirror update creates its destination/ },
   { what: 'mirror update onto the source volume itself', args: ['mirror', 'update', v(), '--to', v()], code: 'invalid-input', mentions: /is the source volume .*v\.vol itself/, json: true },
+  { what: 'replicate pull into the source volume itself', args: ['replicate', 'pull', v(), '--from', v()], code: 'invalid-input', mentions: /v\.vol: is the source volume .*v\.vol itself/ },
+  { what: 'a size past 2^53 bytes', args: ['volume', 'create', at('huge.vol'), '--size', '8P'], code: 'invalid-input', mentions: /invalid size "8P": at most 2\^53 - 1 bytes \(just under 8 PiB\)/ },
   { what: 'mirror update onto a link to the source volume', args: ['mirror', 'update', v(), '--to', at('v-link.vol')], code: 'invalid-input', mentions: /v-link\.vol: is the source volume/ },
   { what: 'mirror update onto a volume that is not a mirror', args: ['mirror', 'update', v(), '--to', at('full.vol')], code: 'invalid-input', mentions: /not a mirror/, json: true },
   { what: 'mirror update of a mirror onto its own source', args: ['mirror', 'update', at('m.vol'), '--to', v()], code: 'invalid-input', mentions: /not a mirror/ },
