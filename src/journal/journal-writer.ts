@@ -116,8 +116,8 @@ export class JournalWriter implements VolumeObserver {
     } catch (err) {
       throw fromSystemError(err, w.dir, 'creating the journal');
     }
-    journalIdOf(w.dir);
     w.recover();
+    journalIdOf(w.dir); // (after the recovery: a journal it refuses is left as it was)
     vol.observer = w;
     writers.set(vol, w);
     return w;

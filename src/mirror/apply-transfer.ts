@@ -350,7 +350,7 @@ export async function applyTransfer(volPath: string, ch: MirrorChannel, plan: Tr
     stageFd = null;
     fs.rmSync(sides.stage, { force: true });
     fs.rmSync(sides.resume, { force: true });
-    const done: TransferDone = { generation, blocks, bytes, deallocated, resumed: acked, staged: staged.size, mode: plan.mode, top: plan.top.name, compression: zstd ? 'zstd' : 'none' };
+    const done: TransferDone = { generation, blocks, bytes, deallocated, resumed: acked, staged: staged.size, mode: plan.mode, top: plan.top.name, transferId: plan.transferId, snapshots: plan.snapshots.length, compression: zstd ? 'zstd' : 'none' };
     await ch.send({ done });
     log(`mirror ${path.basename(volPath)}: transfer ${plan.transferId} (${plan.mode}) committed at CP ${generation}: ${blocks} blocks, top ${plan.top.name}`);
     return done;

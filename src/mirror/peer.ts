@@ -81,12 +81,12 @@ export function peerDestination(spec: string, opts: PeerClientOptions): Destinat
   };
 }
 
-/** The replica's newest snapshot: the master it is at when the daemon had nothing to send. */
-function newestSnapshot(volPath: string): string {
-  if (!fs.existsSync(volPath)) return '';
+/** The replica's newest snapshot and how many it has: where it is when the daemon had nothing to send. */
+function replicaAt(volPath: string): { top: string; snapshots: number } {
+  if (!fs.existsSync(volPath)) return { top: '', snapshots: 0 };
   const vol = Volume.open(volPath, { write: false });
   try {
-    return vol.snapshots().at(-1)?.name ?? '';
+    return { top: vol.snapshots().at(-1)?.name ?? '', snapshots: vol.snapshots().length };
   } finally {
     vol.close();
   }
@@ -100,12 +100,14 @@ export async function replicatePullPeer(volPath: string, spec: string, opts: Pee
   try {
     await ch.send({ op: 'replicate.pull', name: u.name!, protocol: MIRROR_PROTOCOL, replica: path.resolve(volPath) });
     const done = await receiveReplica(path.resolve(volPath), mirrorChannel(ch), formatPeerUrl(u));
+    // as a local pull reports it: up to date, no transfer (compared by the snapshots both hold)
+    const at = done === null ? replicaAt(path.resolve(volPath)) : null;
     return {
       destination: path.resolve(volPath),
-      transferId: '',
-      mode: done?.mode ?? 'full',
-      top: done?.top ?? newestSnapshot(path.resolve(volPath)),
-      snapshots: 0,
+      transferId: done?.transferId ?? '',
+      mode: done?.mode ?? 'common',
+      top: done?.top ?? at!.top,
+      snapshots: done?.snapshots ?? at!.snapshots,
       blocks: done?.blocks ?? 0,
       planBlocks: done?.blocks ?? 0,
       bytes: ch.bytesReceived,
@@ -117,7 +119,7 @@ export async function replicatePullPeer(volPath: string, spec: string, opts: Pee
       generation: done?.generation ?? 0,
       durationMs: Date.now() - started,
       upToDate: done === null,
-      resumedTransfer: false,
+      resumedTransfer: (done?.resumed ?? 0) > 0, // (records an earlier attempt delivered: a transfer stopped part way)
       totalBytes: ch.bytesReceived,
       compression: done?.compression ?? 'none',
     };

@@ -127,9 +127,11 @@ export interface TransferDone {
   resumed: number;
   /** Blocks that landed on VBNs the old state held, replaced through the CP's journal. */
   staged: number;
-  /** The transfer's mode and top snapshot (for the receiving side's report). */
+  /** The transfer's mode, top snapshot, id and the snapshots of the new state (for the receiving side's report). */
   mode?: TransferMode;
   top?: string;
+  transferId?: string;
+  snapshots?: number;
   /** How the records came (zstd or none). */
   compression?: 'zstd' | 'none';
   /** mirror.abandon: what it dropped. */

@@ -1,5 +1,5 @@
 // The tape medium in a separate node process, for kill -9 tests. The few source files it
-// needs (errors, the media interface, tape/, the durable-file, stale-temp and crash-point helpers) are transpiled into a temporary directory
+// needs (errors, mkdir -p, the media interface, tape/, the durable-file, stale-temp and crash-point helpers) are transpiled into a temporary directory
 // whose node_modules links to the repository's (for tar-stream), so the test does not
 // depend on a build of the whole tree.
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -12,7 +12,7 @@ const REPO = fileURLToPath(new URL('../..', import.meta.url));
 
 /** Transpiles the tape medium under `outRoot`; returns the path of its index.js. */
 export function buildTapeModule(outRoot: string): string {
-  const sources = ['src/core/errors.ts', 'src/media/medium.ts', 'src/fs/durable-file.ts', 'src/fs/stale-temp.ts', 'src/volume/crash-point.ts', ...fs.readdirSync(path.join(REPO, 'src/media/tape')).filter((f) => f.endsWith('.ts')).map((f) => `src/media/tape/${f}`)];
+  const sources = ['src/core/errors.ts', 'src/core/make-dirs.ts', 'src/media/medium.ts', 'src/fs/durable-file.ts', 'src/fs/stale-temp.ts', 'src/volume/crash-point.ts', ...fs.readdirSync(path.join(REPO, 'src/media/tape')).filter((f) => f.endsWith('.ts')).map((f) => `src/media/tape/${f}`)];
   for (const rel of sources) {
     const out = path.join(outRoot, rel.replace(/\.ts$/, '.js'));
     const { outputText } = ts.transpileModule(fs.readFileSync(path.join(REPO, rel), 'utf8'), {

@@ -264,9 +264,15 @@ describe('mirroring through peer daemons', () => {
       await setupOk(['snapshot', 'create', a, 'release-1', '--master'], { env });
       cli(['mirror', 'update', a, '--to', `peer://127.0.0.1:${p1.port}/b`, ...peerArgs()]);
       const rep = at('replica.vol');
-      const pulled = JSON.parse(cli(['replicate', 'pull', rep, '--from', `peer://127.0.0.1:${p1.port}/b`, ...peerArgs(), '--json']).stdout) as { top: string };
-      expect(pulled.top).toBe('release-1');
+      type Pulled = { top: string; transferId: string; mode: string; snapshots: number; upToDate: boolean; resumedTransfer: boolean };
+      const pulled = JSON.parse(cli(['replicate', 'pull', rep, '--from', `peer://127.0.0.1:${p1.port}/b`, ...peerArgs(), '--json']).stdout) as Pulled;
+      // reported as a local pull reports it: its transfer's id and mode, and the replica's snapshots
+      expect(pulled).toMatchObject({ top: 'release-1', mode: 'full', upToDate: false, resumedTransfer: false, transferId: expect.stringMatching(/^[0-9a-f-]{36}$/) });
+      expect(pulled.snapshots).toBe((await snapshots(rep)).length);
+      expect(pulled.snapshots).toBeGreaterThan(0);
       expect(await hashOf(rep)).toBe(await hashOf(`${a}@release-1`));
+      const again = JSON.parse(cli(['replicate', 'pull', rep, '--from', `peer://127.0.0.1:${p1.port}/b`, ...peerArgs(), '--json']).stdout) as Pulled;
+      expect(again).toMatchObject({ top: 'release-1', mode: 'common', upToDate: true, transferId: '', snapshots: pulled.snapshots });
     } finally {
       await p1.stop();
       await p2.stop();
