@@ -32,7 +32,7 @@ export function compressionFor(flag: string | undefined, dest: Destination): 'zs
 
 /** A destination from what the user typed: peer:// needs the peer flags, anything else is a path. */
 export function peerDestination(spec: string, flags: PeerFlagValues): Destination {
-  const opts = peerClientOptions({ ...flags, 'limit-rate': undefined }, isPeerSpec(spec) ? [spec] : []);
+  const opts = peerClientOptions({ ...flags, 'limit-rate': undefined }, isPeerSpec(spec) ? [spec] : [], false, [spec]);
   if (opts) setPeerOpener((s) => peerDest(s, opts));
   return destinationFor(spec);
 }

@@ -6,6 +6,7 @@ import type { PeerClientOptions } from '../../src/peer/index.js';
 import { checkPeerClientOptions } from '../../src/peer/index.js';
 import { parseSize } from '../../src/core/size.js';
 import { UsageError } from '../../src/core/errors.js';
+import { refuseUnknownUrl } from '../../src/media/url-like.js';
 
 const helpGroup = 'PEER';
 
@@ -52,12 +53,14 @@ const PEER_FLAG_NAMES = ['token-file', 'tls-ca', 'tls-fingerprint', 'plain', 'li
  * flags without any peer:// URL are refused unless `mayNeed` (a chain from the catalog
  * may lead to a peer).
  */
-export function peerClientOptions(flags: PeerFlagValues, peerSpecs: string[], mayNeed = false): PeerClientOptions | undefined {
+export function peerClientOptions(flags: PeerFlagValues, peerSpecs: string[], mayNeed = false, typed: string[] = []): PeerClientOptions | undefined {
   const given = PEER_FLAG_NAMES.filter((n) => flags[n] !== undefined && flags[n] !== false);
   // checked here rather than with oclif's `exclusive`, whose usage line for three flags
   // printed an empty alternative ("[--tls-fingerprint sha256:HEX | ]")
   if (flags.plain && (flags['tls-ca'] !== undefined || flags['tls-fingerprint'] !== undefined)) throw new UsageError('--plain cannot be combined with --tls-ca or --tls-fingerprint', 'plain TCP has no certificate to check: give one or the other');
   if (given.length === 0 && peerSpecs.length === 0) return undefined;
+  // (a mistyped peer URL among what was typed, peer:/host:1/x: named as that, exit 4, not as flags without a peer)
+  if (peerSpecs.length === 0 && !mayNeed) for (const t of typed) refuseUnknownUrl(t, 'peer://HOST:PORT/NAME, or a local path');
   if (peerSpecs.length === 0 && !mayNeed) throw new UsageError(`--${given[0]} is for peer://HOST:PORT/NAME sources and targets, and none is given`);
   const opts: PeerClientOptions = {
     tokenFile: flags['token-file'] ?? '',

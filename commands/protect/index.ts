@@ -43,7 +43,7 @@ One line per interval shipped (with --json one JSON object: seq, start, end, blo
     // no --keep: a destination keeps what it was told before (24h when new)
     const keepMs = flags.keep === undefined ? null : parseDuration(flags.keep, '--keep', 1000);
     if (keepMs !== null && keepMs < intervalMs) throw new InvalidInputError(`--keep ${flags.keep} is shorter than --interval ${flags.interval}`);
-    const peer = peerClientOptions(flags as PeerFlagValues, isPeerSpec(flags.to) ? [flags.to] : []);
+    const peer = peerClientOptions(flags as PeerFlagValues, isPeerSpec(flags.to) ? [flags.to] : [], false, [flags.to]);
     const destination = openProtectDestination(flags.to, peer);
     const stop = new AbortController();
     const off = onStopSignals(() => stop.abort(), ['SIGINT', 'SIGTERM']);

@@ -14,6 +14,7 @@ import path from 'node:path';
 import { CorruptError, fromSystemError } from '../core/errors.js';
 import { fsyncDirectory, writeFileDurably } from '../fs/durable-file.js';
 import { readTextFile } from '../fs/text-file.js';
+import { removeStaleTemp } from '../fs/stale-temp.js';
 
 const SEGMENT = /^(\d{16})\.seg$/;
 /** The blocks of the dirty set (dirty-blocks.ts). */
@@ -38,6 +39,7 @@ export function journalIdOf(dir: string): string {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || attempt > 0) throw fromSystemError(err, file, 'reading the journal\'s identity');
     }
     const tmp = `${file}.${process.pid}.tmp`;
+    removeStaleTemp(dir, /^id\.(\d+)\.tmp$/); // a maker killed before its link
     try {
       const fd = fs.openSync(tmp, 'w', 0o644);
       try {
