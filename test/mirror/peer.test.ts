@@ -148,8 +148,8 @@ describe('mirroring through peer daemons', () => {
     };
     try {
       let cuts = 0;
-      // 9 cuts, each direction 3 times: CI time is shared with the journal's kill tests (the mirror's own kill -9 rounds follow)
-      for (let k = 0; k < 9; k++) {
+      // 6 cuts, each direction twice: CI time is shared with the journal's kill tests (the mirror's own kill -9 rounds follow)
+      for (let k = 0; k < 6; k++) {
         await writeRandom(src, img, 150 + Math.floor(random() * 300), 100 + k);
         states.add(sha256(img));
         // at a random byte of the transfer: the source sends ~0.6-1.8 MB raw (these test
@@ -166,7 +166,7 @@ describe('mirroring through peer daemons', () => {
         }
         await check(`cut ${k} at ${proxy.cutAfter} bytes (${proxy.direction})`);
       }
-      expect(cuts).toBeGreaterThanOrEqual(4);
+      expect(cuts).toBeGreaterThanOrEqual(3);
       proxy.cutAfter = null;
       // the daemon killed -9 during a transfer, twice (restarted on the same directory)
       for (let k = 0; k < 2; k++) {
