@@ -72,6 +72,8 @@ export interface SourceStream {
    * the reader picks by the volume uuid in the stream's header.
    */
   readonly volumeUnchecked?: string;
+  /** Damage in the medium around the stream that leaves the stream itself whole (a multiplexed tape file's backup log missing or damaged: its members were found by their headers). */
+  readonly mediumDamage?: string;
 }
 
 export interface StreamSource {

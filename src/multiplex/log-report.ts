@@ -48,7 +48,10 @@ export interface LogSummary {
 export function readTapeLog(spec: string, catalog: Catalog | null): TapeLogResult {
   const t = parseTapeSpec(spec);
   const dir = t.tapes[0];
-  if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) throw new NotFoundError(`tape ${dir}: no such tape directory`, 'a multiplexed tape file is read from a tape directory (copy it from a drive with dd first)');
+  if (t.tapes.length > 1) throw new InvalidInputError(`${spec}: tape log reads one tape file of one tape, and ${t.tapes.length} tapes are given`, 'each tape file of a set has its own log: imgstream tape log tape:DIR#N, once for each tape');
+  const st = fs.statSync(dir, { throwIfNoEntry: false });
+  if (!st) throw new NotFoundError(`tape ${dir}: no such tape directory`, 'a multiplexed tape file is read from a tape directory (copy it from a drive with dd first)');
+  if (!st.isDirectory()) throw new InvalidInputError(`tape ${dir}: not a tape directory (${st.isFile() ? 'a file' : 'a device or a pipe'}), and tape log reads a tape file in one`, 'a multiplexed tape file is read from a tape directory: copy it there first (dd if=/dev/nst0 of=DIR/file0001.tar bs=10k), then imgstream tape log tape:DIR#1');
   if (t.file === undefined) {
     // the tape's files, so the user can pick one (and verify says what each holds)
     const files = listTapeFiles(dir).map((f) => f.number);
@@ -77,7 +80,8 @@ export function readTapeLog(spec: string, catalog: Catalog | null): TapeLogResul
   const stored = catalog ? readBackupLog(catalog, muxId) : null;
   const copy = stored?.files.find((f) => f.sequence === index.label.sequence);
   if (copy) return { tapeFile: ref.name, from: 'catalog', log: copy.log };
-  throw new CorruptError(`${ref.name}: its backup log is missing or damaged (${index.damage}), and the catalog has no copy`, 'imgstream verify still finds every stream that completed');
+  const why = index.damage === null || /backup log is missing or damaged/.test(index.damage) ? '' : ` (${index.damage})`;
+  throw new CorruptError(`${ref.name}: its backup log is missing or damaged${why}, and the catalog has no copy`, 'imgstream verify still finds every stream that completed');
 }
 
 export function summarizeLog(log: BackupLog): LogSummary {

@@ -2,6 +2,7 @@
 // catalog as a dump on its own would be (its level's base, its snapshot), each writing
 // its stream through a channel of one MultiplexTapeWriter. A source that fails fails its
 // stream only: the others complete, are published and recorded.
+import fs from 'node:fs';
 import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { ImgstreamError, UsageError, errorOfCode } from '../core/errors.js';
@@ -43,17 +44,25 @@ export async function multiplexDump(volumes: string[], tape: MultiplexTape, opts
   if (volumes.length < 2) throw new UsageError('--multiplex needs at least two volumes', 'give the volumes to dump together: dump VOL1 VOL2 ... --multiplex');
   const seen = new Map<string, string>();
   for (const v of volumes) {
-    const key = path.resolve(v);
-    if (seen.has(key)) throw new UsageError(`volume ${v} is given twice`, 'give each volume once');
+    // the same file by another name (a symbolic link, ./a.vol) too
+    let key = path.resolve(v);
+    try {
+      key = fs.realpathSync(v);
+    } catch {
+      // not there: its dump fails alone, naming it
+    }
+    const other = seen.get(key);
+    if (other !== undefined) throw new UsageError(other === v ? `volume ${v} is given twice` : `volumes ${other} and ${v} are the same volume`, 'give each volume once');
     seen.set(key, v);
   }
   const id = randomUUID();
-  const writer = new MultiplexTapeWriter({ ...tape, id, sources: volumes });
+  // the backup log names each volume by its absolute path: `--volume PATH` finds it from any directory
+  const writer = new MultiplexTapeWriter({ ...tape, id, sources: volumes.map((v) => path.resolve(v)) });
   // the sources share the compression threads
   const threads = opts.threads === 0 ? 0 : Math.max(1, Math.floor(opts.threads / volumes.length));
   const shared = sharedProgress(progress, `dumping ${volumes.length} volumes`, volumes.length);
   const runs = volumes.map((vol, i) =>
-    dumpVolumeAt(vol, (streamId, v) => writer.channel(i, streamId, v), { ...opts, threads }, shared[i]).catch((err: unknown) => {
+    dumpVolumeAt(vol, (streamId, v) => writer.channel(i, streamId, { ...v, path: path.resolve(v.path) }), { ...opts, threads }, shared[i]).catch((err: unknown) => {
       writer.sourceFailed(i, (err as Error).message);
       throw err;
     }),

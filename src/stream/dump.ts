@@ -71,14 +71,19 @@ export interface DumpResult {
 
 /**
  * A dump's file target that keeps nothing (/dev/null, /dev/zero, /dev/full: Linux's memory
- * devices, major 1), or stdout redirected to one (`--to - > /dev/null`): nothing can be
- * read back from it. A tape drive given as a file is a character device too, and keeps its data.
+ * devices, major 1), given as a file or as a tape (`tape:/dev/null`), or stdout redirected
+ * to one (`--to - > /dev/null`): nothing can be read back from it. A tape drive given as a file is a character device too, and keeps its data.
  */
 function keepsNothing(at: MediaPosition): boolean {
   const memoryDevice = (st: fs.Stats) => st.isCharacterDevice() && ((st.rdev >> 8) & 0xfff) === 1;
   try {
     if (at.kind === 'stdout') return memoryDevice(fs.fstatSync(1));
-    return at.kind === 'file' && memoryDevice(fs.statSync(at.location));
+    if (at.kind === 'file') return memoryDevice(fs.statSync(at.location));
+    // tape:/dev/null, or a tape set with it among its tapes: a part of the stream is gone
+    return at.kind === 'tape' && (at.tapes ?? [at.location]).some((t) => {
+      const st = fs.statSync(t, { throwIfNoEntry: false });
+      return st !== undefined && memoryDevice(st);
+    });
   } catch {
     return false;
   }

@@ -44,6 +44,8 @@ export interface VerifyResult {
   needs: string | null;
   /** Each volume's chain (one unless the sources hold streams of several volumes). */
   chains: VerifiedChain[];
+  /** Damage found around the streams that left them whole (a multiplexed tape file's backup log), one line each. */
+  damage?: string[];
 }
 
 /** One volume's chain among the streams verified: what its first stream needs. */
@@ -69,6 +71,7 @@ export async function verifyStreams(sources: StreamSource[], progress: Progress 
   for (const src of sources) await src.precheck?.(); // a set missing its last tape: before reading the rest
   for (const src of sources) {
     for await (const s of src.streams()) {
+      if (s.mediumDamage !== undefined && !result.damage?.includes(s.mediumDamage)) (result.damage ??= []).push(s.mediumDamage);
       if (s.position.stream !== undefined) {
         try {
           await verifyOne(s);
@@ -83,7 +86,8 @@ export async function verifyStreams(sources: StreamSource[], progress: Progress 
   if (failed.length > 0) {
     const first = failed[0].error as ImgstreamError;
     const what = failed.map((f) => f.error.message).join('; ');
-    throw errorOfCode(first.code, failed.length === 1 ? what : `${failed.length} streams failed: ${what}`, first.hint, { ...result, failed: failed.map((f) => ({ stream: f.stream, error: f.error.message })) });
+    const passed = result.streams.length > 0 ? `; the other ${result.streams.length} stream(s) verified` : '';
+    throw errorOfCode(first.code, `${failed.length === 1 ? what : `${failed.length} streams failed: ${what}`}${passed}`, first.hint, { ...result, ok: false, failed: failed.map((f) => ({ stream: f.stream, error: f.error.message })) });
   }
   if (result.streams.length === 0) throw new NotFoundError('no stream found in the sources given');
   return result;

@@ -260,6 +260,9 @@ const cases: Case[] = [
   { what: 'verify of a volume, not a stream', args: ['verify', v()], code: 'not-a-volume', mentions: /is an imgstream volume, not an image stream; give a stream a dump wrote/ },
   { what: 'verify of a few bytes that are no stream', args: ['verify', at('hello.txt')], code: 'not-a-volume', mentions: /hello\.txt: not an imgstream image stream \(bad magic\)/ },
   // a blank medium: zeros where a tape file begins (tar would read on to the end of the medium: for ever here)
+  { what: 'tape log of a file, not a tape directory', args: ['tape', 'log', `tape:${at('a.img')}#1`], code: 'invalid-input', mentions: /a\.img: not a tape directory \(a file\), and tape log reads a tape file in one/ },
+  { what: 'tape log of a pipe or device', args: ['tape', 'log', 'tape:/dev/null#1'], code: 'invalid-input', mentions: /\/dev\/null: not a tape directory \(a device or a pipe\)/ },
+  { what: 'tape log of a tape set', args: ['tape', 'log', `tape:${at('adir')}#1,${at('nope')}`], code: 'invalid-input', mentions: /tape log reads one tape file of one tape, and 2 tapes are given/ },
   { what: 'verify of a blank tape device', args: ['verify', 'tape:/dev/zero'], code: 'corrupt', mentions: /tape \/dev\/zero: blank: zeros where a tape file begins/ },
   // a volume is never an output, --force or not (a typo in a cron job must not destroy one)
   { what: 'dump --force onto its own source volume', args: ['dump', v(), '--level', '0', '--snapshot', 's1', '--to', v(), '--force'], code: 'invalid-input', mentions: /v\.vol: is the volume being dumped; a dump never writes over its own inputs/ },

@@ -44,7 +44,7 @@ export interface MultiplexLabel {
   volumes?: string[];
 }
 
-export type SourceStatus = 'complete' | 'continued' | 'aborted' | 'failed';
+export type SourceStatus = 'complete' | 'continued' | 'later' | 'aborted' | 'failed';
 
 /** One source of a multiplexed dump, as the log's first line lists it. */
 export interface LogSource {
@@ -52,7 +52,7 @@ export interface LogSource {
   source: number;
   volume: { path: string; uuid: string | null };
   streamId: string | null;
-  /** In this tape file: the stream ended, goes on, was given up; failed: its dump never wrote to the tape. */
+  /** In this tape file: the stream ended, goes on in the next, was given up; later: nothing of it here yet, it goes on (or starts) in a later tape file; failed: its dump never wrote to the tape. */
   status: SourceStatus;
   /** Parts and stream bytes written so far (the whole stream, as its closing member says). */
   parts: number;

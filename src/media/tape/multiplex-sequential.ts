@@ -2,7 +2,12 @@
 // a pipe): the members of the chosen stream are followed and every other member is read
 // past. The choice: the stream asked for (an id), else the first whose label names the
 // volume asked for, else the first stream when only one volume's streams are there (a
-// second volume's label makes the choice ambiguous: refused, as on a seekable file).
+// second volume's label makes the choice ambiguous: refused, as on a seekable file). A
+// uuid (prefix) two volumes share (a copy of a volume, a replica) names both: when the
+// stream was chosen by uuid, the file is read on past its end until every volume its
+// multiplex label lists has shown its label, and a second match is refused (nothing of
+// a restore is kept before the stream's end is returned).
+import path from 'node:path';
 import { CorruptError, NotFoundError, UsageError } from '../../core/errors.js';
 import { decodeClosing, decodeLabel, type TapeLabel } from './tape-format.js';
 import type { StreamProgress, TapeFileEnding } from './tape-file-reader.js';
@@ -30,38 +35,53 @@ export function ambiguousVolumes(where: string, volumes: string[], more = false)
   return new UsageError(`${where} is a multiplexed tape file holding the dumps of ${count}${more ? 'several ' : ''}volumes (${volumes.join(', ')}${more ? ', …' : ''}): which one to restore is ambiguous`, 'pick one with --volume PATH|UUID');
 }
 
+/** Does `selector` (the volume's path as dumped, or its uuid or a prefix of 4+ characters, any case) name the volume of this label? */
 function matchesVolume(label: TapeLabel, selector: string): boolean {
   const v = label.volume;
   if (!v) return false;
-  return v.path === selector || (selector.length >= 4 && v.uuid.startsWith(selector));
+  return byPath(v.path, selector) || (selector.length >= 4 && v.uuid.startsWith(selector.toLowerCase()));
+}
+
+/** Does `selector` name the volume dumped as `dumped` by its path? */
+function byPath(dumped: string, selector: string): boolean {
+  return dumped === selector || path.resolve(dumped) === path.resolve(selector);
 }
 
 /**
  * Yields the part bytes of the chosen stream from the members after the multiplex label;
- * returns its ending (end, or continued on the next tape).
+ * returns its ending (end, or continued on the next tape). `listed`: the volumes the
+ * multiplex label lists (absent in tape files of older versions).
  */
-export async function* followStream(members: AsyncIterable<SequentialMember>, where: string, select: MultiplexSelection, progress: StreamProgress): AsyncGenerator<Buffer, TapeFileEnding> {
+export async function* followStream(members: AsyncIterable<SequentialMember>, where: string, select: MultiplexSelection, progress: StreamProgress, listed?: string[]): AsyncGenerator<Buffer, TapeFileEnding> {
   const corrupt = (what: string) => new CorruptError(`${where}: ${what}`, '`tar tvf` on the tape file shows how far it can be read');
   let chosen: string | null = select.stream ?? progress.streamId;
   let chosenVolume: string | null = null;
+  const labelled = new Set<string>();
+  // the chosen stream's ending, once read while the other volumes' labels are still awaited
+  let ending: TapeFileEnding | null = null;
+  const unseen = () => (listed ?? []).filter((p) => !labelled.has(p)).length;
   for await (const m of members) {
     const id = m.name.streamId;
     if (m.name.kind === 'label') {
       const label = decodeLabel(await m.meta());
       if (!label || label.streamId !== id) throw corrupt('damaged label');
+      if (label.volume) labelled.add(label.volume.path);
       if (chosen === null) {
         const take = select.volume !== undefined ? matchesVolume(label, select.volume) : true;
         if (take) {
           chosen = id;
           chosenVolume = label.volume?.path ?? null;
         }
+      } else if (id !== chosen && select.volume !== undefined && label.volume && chosenVolume !== null && label.volume.path !== chosenVolume && matchesVolume(label, select.volume)) {
+        throw new UsageError(`${where}: --volume ${select.volume} matches the dumps of 2 volumes: ${chosenVolume}, ${label.volume.path}: which one to restore is ambiguous`, 'pick one by its path as dumped: --volume PATH');
       } else if (id !== chosen && select.volume === undefined && select.stream === undefined && progress.streamId === null && label.volume && chosenVolume !== null && label.volume.path !== chosenVolume) {
         throw ambiguousVolumes(where, [chosenVolume, label.volume.path], true);
       }
+      if (ending && unseen() === 0) return ending;
       if (id === chosen && label.firstPart !== progress.parts) throw corrupt(`stream ${id} goes on from part ${label.firstPart} here, where part ${progress.parts} belongs`);
       continue;
     }
-    if (id !== chosen) {
+    if (id !== chosen || ending) {
       await m.skip();
       continue;
     }
@@ -79,14 +99,17 @@ export async function* followStream(members: AsyncIterable<SequentialMember>, wh
       await m.skip();
       continue;
     }
-    const ending = decodeClosing(await m.meta());
-    if (!ending || ending.streamId !== id) throw corrupt(`damaged ${m.name.kind} member`);
-    if (ending.parts !== progress.parts || ending.bytes !== progress.bytes) {
-      throw corrupt(`its ${m.name.kind} member counts ${ending.parts} parts and ${ending.bytes} bytes, but ${progress.parts} parts and ${progress.bytes} bytes were read`);
+    const closing = decodeClosing(await m.meta());
+    if (!closing || closing.streamId !== id) throw corrupt(`damaged ${m.name.kind} member`);
+    if (closing.parts !== progress.parts || closing.bytes !== progress.bytes) {
+      throw corrupt(`its ${m.name.kind} member counts ${closing.parts} parts and ${closing.bytes} bytes, but ${progress.parts} parts and ${progress.bytes} bytes were read`);
     }
     progress.streamId = id;
-    return { ...ending, kind: m.name.kind };
+    ending = { ...closing, kind: m.name.kind };
+    // chosen by its path, or every volume's label read: no other stream can match
+    if (select.volume === undefined || chosenVolume === null || byPath(chosenVolume, select.volume) || unseen() === 0) return ending;
   }
+  if (ending) return ending; // the file's end: every label there is was read
   if (chosen === null) throw new NotFoundError(`${where}: no stream of ${select.volume ?? 'the volume asked for'} in this multiplexed tape file`, 'list its streams with: imgstream tape log (on a copy in a tape directory)');
   throw corrupt(`truncated: stream ${chosen} has no end or continued member`);
 }

@@ -25,7 +25,7 @@ export interface MultiplexedStreamsOptions {
 export function volumeMatches(info: MultiplexStreamInfo, selector: string): boolean {
   const v = info.volume;
   if (!v) return false;
-  return v.path === selector || path.resolve(v.path) === path.resolve(selector) || (selector.length >= 4 && v.uuid !== null && v.uuid.startsWith(selector));
+  return v.path === selector || path.resolve(v.path) === path.resolve(selector) || (selector.length >= 4 && v.uuid !== null && v.uuid.startsWith(selector.toLowerCase()));
 }
 
 function describeVolume(info: MultiplexStreamInfo): string {
@@ -62,7 +62,7 @@ export async function multiplexedStreams(o: MultiplexedStreamsOptions): Promise<
   const location = path.resolve(o.tapes[o.t]);
   return streams.map((s) => {
     const position: MediaPosition = { kind: 'tape', location, ...(o.tapeFile !== undefined ? { tapeFile: o.tapeFile } : {}), tapes: [location], stream: s.streamId };
-    return { name: `${o.ref.name} (${describeVolume(s)})`, position, bytes: streamBytes(o, index, s.streamId, position, counter), bytesRead: () => counter.bytes };
+    return { name: `${o.ref.name} (${describeVolume(s)})`, position, bytes: streamBytes(o, index, s.streamId, position, counter), bytesRead: () => counter.bytes, ...(index.damage ? { mediumDamage: `${o.ref.name}: ${index.damage}` } : {}) };
   });
 }
 

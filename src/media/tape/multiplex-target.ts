@@ -84,7 +84,7 @@ export class MultiplexTapeWriter {
     if (opts.label !== undefined && opts.label.length > MAX_LABEL_CHARS) throw new InvalidInputError(`tape label is longer than ${MAX_LABEL_CHARS} characters`);
     tapeKind(opts.tapes[0], opts.newTape ?? true);
     this.description = `tape ${opts.tapes.join(',')}`;
-    this.sourceState = opts.sources.map((p, i) => ({ source: i, volume: { path: p, uuid: null }, streamId: null, status: 'failed', parts: 0, bytes: 0 }));
+    this.sourceState = opts.sources.map((p, i) => ({ source: i, volume: { path: p, uuid: null }, streamId: null, status: 'later', parts: 0, bytes: 0 }));
     const { tapes, tapeSize, nextTape, newTape, label, id, sources } = opts;
     this.files = new MultiplexTapeFiles({ tapes, tapeSize, recordSize: rs, nextTape, newTape, label, id, sources, streams: this.channels, sourceState: this.sourceState });
     this.outcome = this.pump();
@@ -143,6 +143,7 @@ export class MultiplexTapeWriter {
   sourceFailed(source: number, error: string): void {
     const s = this.sourceState[source];
     if (s.status !== 'complete') s.error = error.length > 300 ? `${error.slice(0, 297)}...` : error;
+    if (s.status === 'later') s.status = 'failed'; // the writer marks one it aborts after it wrote
     if (!this.settledSources.has(source)) this.settle(source);
   }
 
@@ -183,13 +184,22 @@ export class MultiplexTapeWriter {
 
   /** The writer: members in the order they became ready, until every source is settled. */
   private async pump(): Promise<MultiplexOutcome> {
+    // writes to the tape are synchronous and a source's next part may be ready at once (its
+    // reads and compression done in the same turn): without a turn of the event loop now
+    // and then, a signal (SIGINT) and the other sources' I/O would wait for the whole file
+    let turned = performance.now();
     try {
       for (;;) {
+        if (performance.now() - turned > 20) {
+          await new Promise<void>((r) => setImmediate(r));
+          turned = performance.now();
+        }
         const item = this.ready.shift();
         if (!item) {
           if (this.allSettled()) break;
           const t0 = performance.now();
           await new Promise<void>((r) => (this.wake = r));
+          turned = performance.now();
           // the tape waits only once it has started: the time sources take to plan is not idle
           if (this.files.started) this.files.waited(performance.now() - t0);
           continue;

@@ -28,10 +28,16 @@ export interface StreamProgress {
 export type TapeFileEnding = TapeClosing & { kind: 'continued' | 'end' };
 
 /** The members after the first, as followStream reads them. */
-async function* sequentialMembers(extract: AsyncIterable<TarEntry>, ref: TapeFileRef): AsyncGenerator<SequentialMember> {
+async function* sequentialMembers(extract: AsyncIterable<TarEntry>, ref: TapeFileRef, log: { id: string; read: boolean }): AsyncGenerator<SequentialMember> {
   for await (const entry of extract) {
     const name = parseMemberName(entry.header.name);
     if (!name) throw new CorruptError(`${ref.name}: unexpected member ${entry.header.name}`, DAMAGE_HINT);
+    if (name.kind === 'log' && name.streamId === log.id) {
+      // the tape file's last member: what follows is the next tape file's
+      for await (const c of entry) void c;
+      log.read = true;
+      return;
+    }
     let consumed = false;
     yield {
       name,
@@ -125,8 +131,9 @@ export async function* readTapeFileParts(ref: TapeFileRef, sequence: number, pro
           const mux = decodeMultiplexLabel(await readMeta(entry, ref));
           if (!mux || mux.id !== m.streamId) throw corrupt('damaged multiplex label');
           refuseAmbiguousChoice(mux, ref.name, select, progress);
-          const ending = yield* followStream(sequentialMembers(entries, ref), ref.name, select, progress);
-          if (readOn) await readOn.skipPast('log', mux.id);
+          const log = { id: mux.id, read: false };
+          const ending = yield* followStream(sequentialMembers(entries, ref, log), ref.name, select, progress, mux.volumes);
+          if (readOn && !log.read) await readOn.skipPast('log', mux.id);
           return ending;
         }
         if (!m || m.kind !== 'label') throw corrupt(`not an imgstream tape file (its first member is ${entry.header.name})`);

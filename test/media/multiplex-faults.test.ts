@@ -1,0 +1,197 @@
+// Multiplexed tape dumps as users get them wrong (found by trying the CLI): a dump to
+// tape:/dev/null (a drive that keeps nothing) is no base for a later level; the same
+// volume given twice under another name (a symbolic link); the backup log of a tape set
+// naming a source not yet on that tape as one that goes on later, not as failed;
+// --volume by uuid on a pipe when two volumes (a copy and its original) share it; by path
+// from another directory than the dump's; and a uuid typed in capitals. verify of a file
+// with one stream damaged names the streams that passed too; with its backup log damaged
+// (the streams whole) it says so.
+import fs from 'node:fs';
+import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { rng, tempDir } from '../support/images.js';
+import { inProcess, setupOk } from '../support/in-process.js';
+import { runBundled } from '../support/bundled-cli.js';
+import { exportSha, expectOneLineError, sh, shellQuote } from '../support/stream-cli.js';
+import { CLI_BIN } from '../support/cli.js';
+
+const BS = 4096;
+const BLOCKS = 512; // 2 MiB logical disks
+const root = tempDir('imgstream-mux-faults-');
+const catalog = path.join(root, 'catalog.json');
+const env = { IMGSTREAM_LOCK_DIR: path.join(root, 'locks'), IMGSTREAM_CATALOG: catalog };
+const at = (f: string) => path.join(root, f);
+const [A, B, C] = ['a', 'b', 'c'].map((n) => at(`${n}.vol`));
+const shas: Record<string, string> = {};
+
+afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
+
+/** Random (incompressible) blocks in 60% of the disk: each stream takes a few parts. */
+function image(seed: number): Buffer {
+  const r = rng(seed);
+  const b = Buffer.alloc(BLOCKS * BS);
+  for (let i = 0; i < BLOCKS; i++) if (r() < 0.6) randomBytes(BS).copy(b, i * BS);
+  return b;
+}
+
+async function volumeWith(vol: string, seed: number, snap: string): Promise<void> {
+  await setupOk(['volume', 'create', vol, '--size', `${(BLOCKS * BS) >> 20}M`, '-q'], { env });
+  fs.writeFileSync(`${vol}.raw`, image(seed));
+  await setupOk(['volume', 'import', vol, '--from', `${vol}.raw`, '-q'], { env });
+  await setupOk(['snapshot', 'create', vol, snap, '-q'], { env });
+}
+
+const snapshots = async (vol: string): Promise<string[]> =>
+  (JSON.parse((await inProcess(['snapshot', 'list', vol, '--json'], { env })).stdout) as { snapshots: Array<{ name: string }> }).snapshots.map((s) => s.name);
+const recorded = async (): Promise<number> => (fs.existsSync(catalog) ? (JSON.parse((await inProcess(['catalog', 'list', '--json'], { env })).stdout) as { dumps: unknown[] }).dumps.length : 0);
+
+beforeAll(async () => {
+  await volumeWith(A, 1, 's1');
+  await volumeWith(B, 2, 's1');
+  await volumeWith(C, 3, 's1');
+  for (const v of [A, B, C]) shas[v] = await exportSha(v, { env }); // the active disk: s1's
+});
+
+describe('a multiplexed dump', () => {
+  it('to tape:/dev/null (a drive that keeps nothing), or a single dump there, records nothing and deletes its snapshot: no later level builds on it', async () => {
+    const before = await recorded();
+    const mux = await runBundled(['dump', A, B, '--level', '0', '--to', 'tape:/dev/null', '--multiplex'], { env });
+    expect(mux.code, mux.stderr).toBe(0);
+    expect(mux.stdout.match(/not recorded in the catalog \(tape:\/dev\/null keeps nothing: no later level builds on it\), its snapshot deleted/g)).toHaveLength(2);
+    const single = await runBundled(['dump', C, '--level', '0', '--to', 'tape:/dev/null'], { env });
+    expect(single.code, single.stderr).toBe(0);
+    expect(single.stdout).toMatch(/not recorded in the catalog/);
+    expect(await recorded()).toBe(before);
+    for (const v of [A, B, C]) expect(await snapshots(v)).toEqual(['s1']);
+    // so a level 1 has no base: refused, naming why (not a level 1 of nothing on a lost tape)
+    const l1 = await runBundled(['dump', A, '--level', '1', '--to', at('a.l1')], { env });
+    expectOneLineError(l1, 'a level 1 after the only level 0 went to tape:/dev/null', 3, /no dump of this volume below level 1/);
+  });
+
+  it('refuses one volume given twice under another name (a symbolic link), before anything is written', async () => {
+    fs.symlinkSync(A, at('alink.vol'));
+    const r = await runBundled(['dump', A, at('alink.vol'), '--level', '0', '--to', `tape:${at('twice')}`, '--new-tape', '--multiplex'], { env });
+    expectOneLineError(r, 'a volume and a link to it', 2, /volumes \S+a\.vol and \S+alink\.vol are the same volume/);
+    expect(fs.existsSync(at('twice'))).toBe(false);
+    expect(await snapshots(A)).toEqual(['s1']);
+  });
+
+  it("spanning tapes: a source not yet on a tape is logged there as going on later (not failed), and every stream restores exactly", async () => {
+    const tapes = ['t1', 't2', 't3', 't4'].map(at);
+    for (const t of tapes) fs.mkdirSync(t);
+    const r = await runBundled(['dump', A, B, C, '--level', '0', '--snapshot', 's1', '--to', `tape:${tapes.join(',')}`, '--tape-size', '1200K', '--multiplex', '--catalog', at('span.json')], { env });
+    expect(r.code, r.stderr).toBe(0);
+    const statuses: string[][] = [];
+    for (const t of tapes) {
+      if (fs.readdirSync(t).length === 0) continue;
+      const log = JSON.parse((await runBundled(['tape', 'log', `tape:${t}#1`, '--json'], { env })).stdout) as { log: { header: { sources: Array<{ status: string; parts: number }> } } };
+      statuses.push(log.log.header.sources.map((s) => s.status));
+    }
+    expect(statuses.length).toBeGreaterThanOrEqual(3);
+    // the first tape cannot hold the three: one of them is later there, none is failed anywhere
+    expect(statuses[0]).toContain('later');
+    expect(statuses.flat()).not.toContain('failed');
+    expect(statuses[statuses.length - 1].every((s) => s === 'complete')).toBe(true);
+    for (const v of [A, B, C]) {
+      const dst = at(`span-${path.basename(v)}`);
+      const rr = await runBundled(['restore', '--to', dst, '--as-of', 's1', '--volume', v, '--catalog', at('span.json'), '-q'], { env });
+      expect(rr.code, rr.stderr).toBe(0);
+      expect(await exportSha(dst, { env })).toBe(shas[v]);
+    }
+  });
+});
+
+describe('--volume on a multiplexed tape file', () => {
+  const tape = at('copies');
+  const copy = at('acopy.vol');
+  let uuid = '';
+
+  beforeAll(async () => {
+    // a copy of a.vol shares its uuid; it gets data of its own in a snapshot of its own name
+    fs.copyFileSync(A, copy);
+    fs.writeFileSync(`${copy}.raw`, image(4));
+    await setupOk(['volume', 'import', copy, '--from', `${copy}.raw`, '-q'], { env });
+    await setupOk(['snapshot', 'create', copy, 'own', '-q'], { env });
+    shas[copy] = await exportSha(copy, { env });
+    uuid = (JSON.parse((await inProcess(['volume', 'info', A, '--json'], { env })).stdout) as { uuid: string }).uuid;
+    // dumped with relative paths, from the test's directory
+    const r = await sh(`cd ${shellQuote(root)} && node ${shellQuote(CLI_BIN)} dump a.vol acopy.vol --level 0 --to tape:copies --new-tape --multiplex --catalog copies.json -q`, { env });
+    expect(r.code, r.stderr).toBe(0);
+  });
+
+  it('through a pipe, a uuid the two share is refused as ambiguous (not whichever label comes first); the path picks each', async () => {
+    const pipe = (volume: string, dst: string) => sh(`cat ${shellQuote(path.join(tape, 'file0001.tar'))} | node ${shellQuote(CLI_BIN)} restore --from tape:/dev/stdin --volume ${shellQuote(volume)} --to ${shellQuote(dst)}`, { env });
+    const amb = await pipe(uuid.slice(0, 8), at('pipe-amb.vol'));
+    expectOneLineError(amb, 'a shared uuid through a pipe', 2, /matches the dumps of 2 volumes: .*a\.vol.*acopy\.vol.*ambiguous|matches the dumps of 2 volumes: .*acopy\.vol.*a\.vol.*ambiguous/);
+    expect(fs.existsSync(at('pipe-amb.vol'))).toBe(false);
+    for (const v of [A, copy]) {
+      const dst = at(`pipe-${path.basename(v)}`);
+      const r = await pipe(v, dst);
+      expect(r.code, r.stderr).toBe(0);
+      expect(await exportSha(dst, { env })).toBe(shas[v]);
+    }
+  });
+
+  it('by the absolute path from another directory than the dump ran in, and by a uuid in capitals where it names one volume', async () => {
+    const other = await sh(`cd / && node ${shellQuote(CLI_BIN)} restore --from tape:${shellQuote(tape)}#1 --volume ${shellQuote(copy)} --to ${shellQuote(at('abs.vol'))} -q`, { env });
+    expect(other.code, other.stderr).toBe(0);
+    expect(await exportSha(at('abs.vol'), { env })).toBe(shas[copy]);
+    // b.vol's uuid is its own: typed in capitals, it picks b's stream of a tape file with the three
+    const t = at('upper');
+    expect((await runBundled(['dump', A, B, '--level', '0', '--to', `tape:${t}`, '--new-tape', '--multiplex', '--snapshot', 's1', '--catalog', at('upper.json'), '-q'], { env })).code).toBe(0);
+    const bUuid = (JSON.parse((await inProcess(['volume', 'info', B, '--json'], { env })).stdout) as { uuid: string }).uuid;
+    const up = await runBundled(['restore', '--from', `tape:${t}#1`, '--volume', bUuid.slice(0, 8).toUpperCase(), '--to', at('upper.vol'), '-q'], { env });
+    expect(up.code, up.stderr).toBe(0);
+    expect(await exportSha(at('upper.vol'), { env })).toBe(shas[B]);
+  });
+});
+
+describe('verify of a multiplexed tape file', () => {
+  const tape = at('verify');
+  let file = '';
+
+  beforeAll(async () => {
+    const r = await runBundled(['dump', A, B, C, '--level', '0', '--snapshot', 's1', '--to', `tape:${tape}`, '--new-tape', '--multiplex', '--catalog', at('verify.json'), '-q'], { env });
+    expect(r.code, r.stderr).toBe(0);
+    file = path.join(tape, 'file0001.tar');
+  });
+
+  it('with one stream damaged: the error names it and says the others verified, and each of those has its ok line', async () => {
+    const log = JSON.parse((await runBundled(['tape', 'log', `tape:${tape}#1`, '--json'], { env })).stdout) as { log: { entries: Array<{ source: number; kind: string; offset: number; size: number }> } };
+    const part = log.log.entries.find((e) => e.source === 1 && e.kind === 'part')!;
+    const dir = at('verify-damaged');
+    fs.mkdirSync(dir);
+    const copy = fs.readFileSync(file);
+    for (let i = 0; i < 16; i++) copy[part.offset + 512 + 1000 + i] ^= 0x5a;
+    fs.writeFileSync(path.join(dir, 'file0001.tar'), copy);
+    const r = await runBundled(['verify', `tape:${dir}`], { env });
+    expectOneLineError(r, 'verify with b.vol damaged', 9, /b\.vol.*; the other 2 stream\(s\) verified/);
+    const oks = r.stdout.split('\n').filter((l) => l.endsWith(': ok'));
+    expect(oks).toHaveLength(2);
+    expect(oks.some((l) => l.includes('a.vol'))).toBe(true);
+    expect(oks.some((l) => l.includes('c.vol'))).toBe(true);
+    const json = await runBundled(['verify', `tape:${dir}`, '--json'], { env });
+    const details = (JSON.parse(json.stdout) as { error: { details: { ok: boolean; streams: unknown[]; failed: unknown[] } } }).error.details;
+    expect(details.ok).toBe(false);
+    expect(details.streams).toHaveLength(2);
+    expect(details.failed).toHaveLength(1);
+  });
+
+  it('with its backup log damaged and every stream whole: verified (exit 0), and a line on stderr says the log is damaged', async () => {
+    const copy = fs.readFileSync(file);
+    const at_ = copy.lastIndexOf('imgstream-backup-log');
+    expect(at_).toBeGreaterThan(0);
+    copy.write('XXXXXXXX', at_ - 3, 'latin1');
+    const dir = at('verify-log');
+    fs.mkdirSync(dir);
+    fs.writeFileSync(path.join(dir, 'file0001.tar'), copy);
+    const r = await runBundled(['verify', `tape:${dir}`], { env });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/3 stream\(s\) verified/);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    expect(r.stderr).toMatch(/^tape \S+verify-log file 1: the backup log is missing or damaged \(the streams were found by their members' headers and are whole/);
+    const json = JSON.parse((await runBundled(['verify', `tape:${dir}`, '--json'], { env })).stdout) as { damage: string[] };
+    expect(json.damage).toHaveLength(1);
+  });
+});
