@@ -4,6 +4,7 @@
 // taken now: every write the server received before), pins, and deletes when the export
 // ends, or when its connection does (a killed export leaves nothing behind). A server
 // that serves the volume read-only never changes it: its active file system is read as is.
+import { VolumeFullError } from '../core/errors.js';
 import type { ExportResult } from '../volume/export.js';
 import { exportImage } from '../volume/export.js';
 import type { FileSink } from '../volume/image-io.js';
@@ -51,7 +52,15 @@ export async function exportVolumeAt(path: string, snapshot: string | undefined,
     let name = snapshot;
     if (name === undefined) {
       name = `imgstream-export-${process.pid}-${Date.now()}`;
-      await served.createSnapshot(name, { temporary: true });
+      try {
+        await served.createSnapshot(name, { temporary: true });
+      } catch (err) {
+        // the user asked for no snapshot: say why one is needed, and the way without
+        if (err instanceof VolumeFullError && /snapshot slot/.test(err.message)) {
+          throw new VolumeFullError(`${path}: the export of a served volume's active disk reads a temporary snapshot of it, and ${err.message.replace(/^.*?: (?=(all \d+ snapshot slots are|its one snapshot slot is) in use)/, '')}`, `free one (imgstream snapshot delete ${path} NAME), or export a snapshot, which needs none: imgstream volume export ${path}@SNAPSHOT`);
+        }
+        throw err;
+      }
     } else await served.pin([name]);
     pinned = name;
     view = served.openView();

@@ -2,6 +2,7 @@
 // main one or a snapshot export), what it negotiated, and the counts a server reports.
 import type { LogicalMap } from '../volume/logical-map.js';
 import type { MetaContext } from './meta-context.js';
+import type { Volume } from '../volume/volume.js';
 
 /** One export clients can select by name: the main one, or a snapshot added while serving. */
 export interface ExportView {
@@ -36,4 +37,19 @@ export interface NbdExportStats {
   errors: number;
   /** Consistency points that committed changes. */
   consistencyPoints: number;
+}
+
+/**
+ * Blocks the shadow snapshot `view` serves had reused (0 for the active file system, a
+ * regular snapshot, or a shadow whole so far). A shadow with reused blocks is refused
+ * when offered, so a count here grew while it was served.
+ */
+export function reusedSinceOffered(vol: Volume, view: ExportView): number {
+  if (view.snapshot === null) return 0;
+  try {
+    const e = vol.snapshot(view.snapshot);
+    return e.shadow ? e.reusedBlocks : 0;
+  } catch {
+    return 0; // pinned while served: not deleted or renamed under it
+  }
 }

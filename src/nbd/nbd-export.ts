@@ -55,7 +55,7 @@ import { blockStatus } from './meta-context.js';
 import { layoutReadReply } from './read-reply.js';
 import { VolumeReader } from './volume-reader.js';
 import { MAX_PAYLOAD_BYTES, transmissionFlags, validateRequest } from './request-rules.js';
-import type { ExportView, NbdExportStats, NbdSession } from './export-view.js';
+import { reusedSinceOffered, type ExportView, type NbdExportStats, type NbdSession } from './export-view.js';
 
 export type { ExportView, NbdExportStats, NbdSession } from './export-view.js';
 
@@ -341,6 +341,10 @@ export class NbdExport {
    * rest, all in one pooled buffer.
    */
   private read(s: NbdSession, r: NbdRequest, reply: ReplySink): void {
+    if (this.lost(s.view)) {
+      this.stats.errors++;
+      return reply(errorReply(s, r, NBD_EIO), false);
+    }
     if (s.structured && r.length === 0) return reply(encodeDoneChunk(r.cookie), false);
     let buf: Buffer;
     let runs: LogicalReadRun[];
@@ -377,6 +381,10 @@ export class NbdExport {
 
   /** BLOCK_STATUS: one chunk per selected context, from the map (and the context's image), never from data. */
   private blockStatus(s: NbdSession, r: NbdRequest): Buffer {
+    if (this.lost(s.view)) {
+      this.stats.errors++;
+      return errorReply(s, r, NBD_EIO);
+    }
     try {
       const chunks = s.contexts.map((ctx, i) => {
         let extents = blockStatus(s.view.map, this.vol.blockSize, ctx, r.offset, r.length);
@@ -439,6 +447,25 @@ export class NbdExport {
     } catch (err) {
       this.report(`consistency point failed: ${(err as Error).message}`);
     }
+  }
+
+  /** Exports whose shadow snapshot lost blocks while served, said once each. */
+  private readonly lostSaid = new WeakSet<ExportView>();
+
+  /**
+   * True for the export of a shadow snapshot that had blocks reused since it was offered
+   * (a shadow's blocks stay free to the allocator, and this server's writes take them): its
+   * map and data are no longer the snapshot's, so its reads and block status get EIO, never
+   * other data. Exact at a request's turn: nothing changes the volume while a read runs.
+   */
+  private lost(view: ExportView): boolean {
+    const reused = reusedSinceOffered(this.vol, view);
+    if (reused === 0) return false;
+    if (!this.lostSaid.has(view)) {
+      this.lostSaid.add(view);
+      this.report(`export "${view.name}": shadow snapshot "${view.snapshot}" had ${reused} blocks reused by writes while served and no longer holds a consistent image: its reads and block status get EIO (serve a regular snapshot to read it while the volume is written)`);
+    }
+    return true;
   }
 
   /** A write was refused for want of space, and none has succeeded since: said once, not for every write. */

@@ -1,6 +1,8 @@
 // `serve nbd VOL --snapshot S` while VOL is served: the serving process adds a read-only
 // export of S beside its own, S stays pinned while it is served, and the export goes
-// away when the command stops, even killed with -9.
+// away when the command stops, even killed with -9. A shadow snapshot served beside has
+// no blocks of its own (the allocator may take them): once the server's writes take one,
+// its export answers EIO, never other data.
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -94,3 +96,68 @@ async function waitFor(cond: () => Promise<boolean>, ms = 5000): Promise<void> {
     await new Promise((r) => setTimeout(r, 100));
   }
 }
+
+describe.skipIf(missing.length > 0)('a shadow snapshot served beside, its blocks taken by writes', () => {
+  it('reads exactly while whole; once writes reuse its blocks, its reads and block status get EIO (never other data), said once in the log', async () => {
+    const vol = at('sh.vol');
+    const n = (1 << 20) / BS;
+    const [r1, r2, r3] = [11, 12, 13].map((seed) => randomImage(n, BS, seed, 0));
+    await setupOk(['volume', 'create', vol, '--size', '1M', '--volume-size', '4M'], { env });
+    for (const [i, img] of [r1, r2].entries()) {
+      fs.writeFileSync(at(`sh${i}.raw`), img);
+      await setupOk(['volume', 'import', vol, '--from', at(`sh${i}.raw`)], { env });
+      await setupOk(['snapshot', 'create', vol, i === 0 ? 'S' : 'T'], { env });
+      if (i === 0) await cli(['snapshot', 'shadow', vol, 'S'], locks);
+    }
+    const main = await startServer(vol, ['--socket', at('sh.sock')], locks);
+    try {
+      const beside = await startServer(vol, ['--snapshot', 'S'], locks);
+      await ok('nbdcopy', [beside.info.uri, at('S-before.raw')]);
+      expect(fs.readFileSync(at('S-before.raw')).equals(r1)).toBe(true);
+      // the whole disk written again, and flushed: a 4 MiB volume holding T and the active disk has no room but S's blocks
+      fs.writeFileSync(at('sh-r3.raw'), r3);
+      await ok('nbdcopy', [at('sh-r3.raw'), main.info.uri]);
+      await qemuIo(main.info.uri, ['flush']);
+      const list = JSON.parse((await cli(['snapshot', 'list', vol, '--json'], locks)).stdout) as { snapshots: Array<{ name: string; reusedBlocks: number }> };
+      expect(list.snapshots.find((x) => x.name === 'S')!.reusedBlocks, 'precondition: the writes took blocks of S').toBeGreaterThan(0);
+      const after = await run('nbdcopy', [beside.info.uri, at('S-after.raw')]);
+      expect(after.code, 'reading S once its blocks were taken').not.toBe(0);
+      if (fs.existsSync(at('S-after.raw'))) {
+        // whatever nbdcopy wrote before the error is never data other than S's: holes or r1
+        const got = fs.readFileSync(at('S-after.raw'));
+        for (let b = 0; b < n; b++) {
+          const blk = got.subarray(b * BS, (b + 1) * BS);
+          if (blk.length === 0 || blk.every((x) => x === 0)) continue;
+          expect(blk.equals(r1.subarray(b * BS, (b + 1) * BS)), `block ${b} of S read after its blocks were taken`).toBe(true);
+        }
+      }
+      expect((await run('nbdinfo', ['--map', beside.info.uri])).code).not.toBe(0);
+      // the active disk reads exactly, and the log says why S fails, once
+      await ok('nbdcopy', [main.info.uri, at('active.raw')]);
+      expect(fs.readFileSync(at('active.raw')).equals(r3)).toBe(true);
+      const said = main.stderr().split('\n').filter((l) => /shadow snapshot "S" had \d+ blocks reused by writes while served/.test(l));
+      expect(said).toHaveLength(1);
+      await beside.stop();
+    } finally {
+      await main.stop();
+    }
+  });
+
+  it('an export of the active disk with every snapshot slot in use says it needs a temporary snapshot, and that a snapshot exports without one', async () => {
+    const vol = at('slots.vol');
+    await setupOk(['volume', 'create', vol, '--size', '1M', '--max-snapshots', '2'], { env });
+    await setupOk(['snapshot', 'create', vol, 'a'], { env });
+    await setupOk(['snapshot', 'create', vol, 'b'], { env });
+    const main = await startServer(vol, ['--socket', at('slots.sock')], locks);
+    try {
+      const r = await run(process.execPath, [CLI_BIN, 'volume', 'export', vol, '--to', at('slots.raw')], { env: { IMGSTREAM_LOCK_DIR: locks } });
+      expect(r.code).toBe(8);
+      expect(r.stderr.trim().split('\n')).toHaveLength(1);
+      expect(r.stderr).toMatch(/the export of a served volume's active disk reads a temporary snapshot of it, and all 2 snapshot slots are in use; .*or export a snapshot, which needs none: imgstream volume export \S+slots\.vol@SNAPSHOT$/m);
+      expect(fs.existsSync(at('slots.raw'))).toBe(false);
+      await cli(['volume', 'export', `${vol}@a`, '--to', at('slots-a.raw')], locks);
+    } finally {
+      await main.stop();
+    }
+  });
+});
