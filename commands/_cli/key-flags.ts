@@ -27,7 +27,7 @@ export const readingKeyFlags = {
 /** restore, verify: a chain of encrypted and unencrypted streams read with a key. */
 export const allowUnencryptedFlag = {
   'allow-unencrypted': Flags.boolean({
-    description: 'With --key-file or --passphrase-file, also read streams that are not encrypted (a chain whose later dumps were encrypted). Without it a key means every stream must be encrypted: an unencrypted one cannot be authenticated and is refused with the "auth" code (11).',
+    description: 'With --key-file or --passphrase-file, also read streams that are not encrypted (a chain whose later dumps were encrypted). Without it a key means every stream must be encrypted: an unencrypted one cannot be authenticated and is refused with the "auth" code (11). Even with it, an unencrypted stream after an encrypted one of the same chain, or where the catalog records the dump as encrypted, is refused (11): it could be anyone\'s.',
   }),
 };
 

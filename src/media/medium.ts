@@ -79,7 +79,7 @@ export interface SourceStream {
 export interface StreamSource {
   readonly description: string;
   /** Set when the catalog says which dump this source holds (restore --as-of): a stream of another id is refused. */
-  expected?: { streamId: string; top: string };
+  expected?: { streamId: string; top: string; encrypted?: boolean };
   /** The streams on this medium in order (a file or a pipe holds one; a tape holds one per tape file). */
   streams(): AsyncIterable<SourceStream>;
   /**

@@ -109,7 +109,7 @@ export async function sourcesForChain(catalog: Catalog, volumePath: string, asOf
     );
   }
   // each source must still hold the dump the catalog records there (a file may have been overwritten since)
-  return chain.map((d) => Object.assign(reopen(d, opts), { expected: { streamId: d.id, top: d.top.name } }));
+  return chain.map((d) => Object.assign(reopen(d, opts), { expected: { streamId: d.id, top: d.top.name, ...(d.encrypted ? { encrypted: true } : {}) } }));
 }
 
 /** The dump's source where the catalog records it; one that cannot be read back from there (a pipe, a drive) is named. */

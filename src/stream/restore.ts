@@ -11,6 +11,7 @@ import { CorruptError, InvalidInputError, NotAVolumeError, NotFoundError, Exists
 import { applyMapDelta, type StreamHeader } from '../format/image-stream.js';
 import type { SnapshotEntry } from '../format/snapshot-entry.js';
 import type { SourceStream, StreamSource } from '../media/medium.js';
+import { refuseUnencryptedInPlace } from './chain-encryption.js';
 import { noProgress, type Progress } from '../core/progress.js';
 import { Volume } from '../volume/volume.js';
 import { SparseBitmap } from '../volume/sparse-bitmap.js';
@@ -331,6 +332,8 @@ export async function restoreStreams(sources: StreamSource[], volumePath: string
   /** Why the last stream, held, would take the volume back (see restore-held.ts): thrown when no stream after it is held or applied. */
   let refusal: Error | null = null;
   let seen = 0;
+  /** The last encrypted stream of the chain so far: an unencrypted one after it could be anyone's. */
+  let encryptedBefore: string | null = null;
   /** What opts.onExisting opened on the existing volume: closed before it is (ok: the restore succeeded). */
   let closeExisting: ((ok: boolean) => void) | null = null;
   // what can be known wrong about any source is refused before the first stream is applied
@@ -359,6 +362,8 @@ export async function restoreStreams(sources: StreamSource[], volumePath: string
             passed.push(`${s.name} (volume ${header.volume.uuid.slice(0, 8)})`);
             continue;
           }
+          refuseUnencryptedInPlace(s.name, header, src.expected, encryptedBefore);
+          if (header.encryption) encryptedBefore = s.name;
           const order = ++seen;
           let held: HeldCandidate | null = null;
           if (!vol) {

@@ -4,6 +4,7 @@
 import { CorruptError, ImgstreamError, InvalidInputError, NotFoundError, errorOfCode } from '../core/errors.js';
 import type { SourceStream, StreamSource } from '../media/medium.js';
 import { noProgress, type Progress } from '../core/progress.js';
+import { refuseUnencryptedInPlace } from './chain-encryption.js';
 import { readImageStream } from './stream-reader.js';
 import type { StreamHeader } from '../format/image-stream.js';
 import type { KeyOption } from '../crypt/index.js';
@@ -68,6 +69,8 @@ export async function verifyStreams(sources: StreamSource[], progress: Progress 
   // the streams of a multiplexed tape file are checked one and all: each one that fails is
   // named, and the first failure is raised after the others were read
   const failed: Array<{ stream: string; error: Error }> = [];
+  /** Each chain's last encrypted stream: an unencrypted one after it could be anyone's. */
+  const encryptedIn = new WeakMap<Map<number, Known>, string>();
   for (const src of sources) await src.precheck?.(); // a set missing its last tape: before reading the rest
   for (const src of sources) {
     for await (const s of src.streams()) {
@@ -123,10 +126,12 @@ export async function verifyStreams(sources: StreamSource[], progress: Progress 
               const had = known.get(x.id);
               if (had && had.name === x.name && had.generation === x.generation && had.createdMs !== undefined && had.createdMs !== x.createdMs) throw anotherCopys(s.name, `its snapshot "${x.name}"`, x.createdMs, 'the streams before it bring one', had.createdMs);
             }
+            refuseUnencryptedInPlace(s.name, h, undefined, encryptedIn.get(known) ?? null);
             const dropped = deletedAtSource(h, known);
             refuseLaterSnapshots(s.name, h, known, dropped);
             for (const id of dropped) known.delete(id);
           }
+          if (h.encryption) encryptedIn.set(known, s.name);
           c.chain.streams++;
           blockSize = h.volume.blockSize;
           v = { stream: s.name, streamId: h.streamId, volume: h.volume.uuid, level: h.level, base: h.base?.name ?? null, top: h.top.name, snapshots: h.snapshots.map((x) => x.name), blocks: 0, bytes: 0, streamBytes: 0, sha256: '', created: h.created };

@@ -150,6 +150,30 @@ describe('encrypted streams through the CLI', { timeout: 90_000 }, () => {
     ok(['verify', plain0], o);
   });
 
+  it('an unencrypted stream where the chain says an encrypted one belongs is refused, --allow-unencrypted or not: after an encrypted stream, or where the catalog records an encrypted dump', async () => {
+    // a level 1 dumped without --encrypt on top of the encrypted level 0 (anyone could write one: it needs no key)
+    const plain1 = path.join(root, 'plain-after-enc.l1');
+    const mcat = path.join(root, 'catalog.mixed.json');
+    fs.copyFileSync(cat, mcat);
+    dump(src, 1, 's2', plain1, mcat, [], o);
+    const to = path.join(root, 'enc-then-plain.vol');
+    for (const args of [['restore', '--from', l0, '--from', plain1, '--to', to], ['verify', l0, plain1]]) {
+      const r = await runCliAsync([...args, '--key-file', key, '--allow-unencrypted'], o);
+      expectOneLineError(r, `${args[0]} of an encrypted level 0 and a plain level 1`, 11, /plain-after-enc\.l1: the stream is not encrypted, and (file )?\S+src\.l0 before it in the chain is: anyone could have written it in its place/);
+    }
+    expect(fs.existsSync(to)).toBe(false);
+    // the catalog records the encrypted level 1 at src.l1; a plain stream of that id there (here: the record says encrypted of a plain dump) is refused without a key asked
+    const rcat = path.join(root, 'catalog.recorded.json');
+    const recorded = JSON.parse(fs.readFileSync(mcat, 'utf8')) as { dumps: Array<{ media: { location: string }; encrypted?: boolean }> };
+    const rec = recorded.dumps.find((d) => d.media.location === plain1)!;
+    rec.encrypted = true;
+    fs.writeFileSync(rcat, JSON.stringify(recorded));
+    const asOf = path.join(root, 'as-of-recorded.vol');
+    const r = await runCliAsync(['restore', '--to', asOf, '--as-of', 's2', '--catalog', rcat, '--key-file', key, '--allow-unencrypted'], o);
+    expectOneLineError(r, 'restore --as-of of a plain stream the catalog records as encrypted', 11, /plain-after-enc\.l1: the stream is not encrypted, and the catalog records dump \w{8} there as encrypted/);
+    expect(fs.existsSync(asOf)).toBe(false);
+  });
+
   it('round-trips through a pipe and a tape directory', async () => {
     const piped = path.join(root, 'piped.vol');
     const p = await pipeline(['dump', src, '-l', '0', '-s', 's2', '--to', '-', '--catalog', path.join(root, 'catalog.pipe.json'), '--encrypt', '--key-file', key], ['restore', '--from', '-', '--to', piped, '--key-file', key], root, env);
