@@ -74,7 +74,11 @@ async function applyStream(vol: Volume, header: StreamHeader, records: AsyncGene
     const e = existing.get(s.id);
     if (e && e.name === s.name && e.generation === s.generation && e.createdMs !== s.createdMs) throw anotherCopys(name, `its snapshot "${s.name}"`, s.createdMs, `${display} holds one`, e.createdMs);
   }
-  const own = header.base ? vol.snapshots().filter((x) => x.id > header.base!.id && !dropIds.has(x.id) && !(carried.get(x.id)?.name === x.name && carried.get(x.id)?.generation === x.generation)) : [];
+  // a shadow one at the source is not carried (its blocks may hold the stream's): one a
+  // restore brought here stays, and is made a shadow one below (shadowsAtSource)
+  const shadowRetained = (header.retained ?? []).filter((r) => r.shadow === true);
+  const shadowThere = new Set(vol.snapshots().filter((x) => x.restored === true && shadowRetained.some((r) => r.id === x.id && r.generation === x.generation)).map((x) => x.id));
+  const own = header.base ? vol.snapshots().filter((x) => x.id > header.base!.id && !dropIds.has(x.id) && !shadowThere.has(x.id) && !(carried.get(x.id)?.name === x.name && carried.get(x.id)?.generation === x.generation)) : [];
   if (own.length > 0) {
     throw new InvalidInputError(
       `${name}: ${display} has snapshot${own.length > 1 ? 's' : ''} ${own.map((x) => `"${x.name}"`).join(', ')} taken after this stream's base snapshot "${header.base!.name}" that the stream does not bring (a later stream of the chain was restored already, or they were taken on ${display})`,

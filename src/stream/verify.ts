@@ -169,7 +169,9 @@ export async function verifyStreams(sources: StreamSource[], progress: Progress 
  */
 function refuseLaterSnapshots(name: string, h: StreamHeader, known: Map<number, Known>, dropped: Set<number>): void {
   const carried = new Map(h.snapshots.map((x) => [x.id, x] as const));
-  const later = [...known].filter(([id, k]) => id > h.base!.id && !dropped.has(id) && !(carried.get(id)?.name === k.name && carried.get(id)?.generation === k.generation)).map(([, k]) => `"${k.name}"`);
+  // a shadow one at the source is not carried (its blocks may hold the stream's): restore keeps it, made a shadow one
+  const shadowThere = (id: number, k: Known) => (h.retained ?? []).some((r) => r.shadow === true && r.id === id && r.generation === k.generation);
+  const later = [...known].filter(([id, k]) => id > h.base!.id && !dropped.has(id) && !shadowThere(id, k) && !(carried.get(id)?.name === k.name && carried.get(id)?.generation === k.generation)).map(([, k]) => `"${k.name}"`);
   if (later.length === 0) return;
   throw new InvalidInputError(
     `${name}: the streams before it bring snapshot${later.length > 1 ? 's' : ''} ${later.join(', ')} taken after its base snapshot "${h.base!.name}" that it does not bring: restore would refuse it there (a later stream of the chain came first, or two incrementals of one base are given)`,

@@ -7,7 +7,8 @@
 // the time of each dump: every snapshot the source held is there with its exact image,
 // none it had deleted is, the active disk is the top, and `volume check` is clean. Half
 // of the restores onto a prefix first fail half way (their stream cut short) and must
-// leave the prefix as it was.
+// leave the prefix as it was. And as a standby is kept: one replica gets every dump as
+// it is taken (a new one at each level 0), a level 1 after a level 2 included.
 import fs from 'node:fs';
 import path from 'node:path';
 import fc from 'fast-check';
@@ -93,6 +94,9 @@ let reusedBases = 0;
 let inPlaceSteps = 0;
 /** Restores onto a chain's prefix that failed half way first (their stream cut short). */
 let brokenRestores = 0;
+/** Dumps applied to the replica that got every dump as taken, and those whose base is older than the replica's top (a level 1 after a level 2). */
+let replicaSteps = 0;
+let replicaDifferentials = 0;
 
 async function exportOf(vol: Volume, name?: string): Promise<Buffer> {
   return exportToBuffer((s) => exportImage(vol, name, s));
@@ -229,6 +233,27 @@ async function runSequence(ops: Op[], dayVolume = false): Promise<number> {
       await expectRestored(step, d);
     }
   }
+  // a standby: every dump onto one replica as it is taken (a new replica at each level 0)
+  let replica: string | null = null;
+  let applied: Dumped | null = null;
+  for (const [i, d] of dumps.entries()) {
+    if (d.level === 0 || replica === null) {
+      replica = path.join(run, `replica${i}.vol`);
+      await restoreStreams(d.chain.map(fileSource), replica);
+    } else {
+      if (d.chain.length > 1 && dumps.find((x) => x.file === d.chain[d.chain.length - 2])!.top !== applied?.top) replicaDifferentials++;
+      const res = await restoreStreams([fileSource(d.file)], replica);
+      if (res.streams.length === 0) {
+        // its top is there already (the same snapshot dumped again): passed over, the replica as it was
+        expect(res.held).toHaveLength(1);
+        await expectRestored(replica, applied!);
+        continue;
+      }
+    }
+    applied = d;
+    replicaSteps++;
+    await expectRestored(replica, d);
+  }
   fs.rmSync(run, { recursive: true, force: true });
   return dumps.length;
 }
@@ -280,6 +305,25 @@ describe('restore chains across snapshot retention, against a model', () => {
     expect(shadowed).toBe(before.shadowed + 1);
     expect(reusedBases, 'the level 1 was taken from a base with blocks reused').toBe(before.reusedBases + 1);
     expect(inPlaceSteps, 'the level 1 onto the level 0, without room to replace s0\'s reused blocks at once, rewrote the active disk in place').toBe(before.inPlaceSteps + 1);
+  }, 60_000);
+
+  it('a standby that got every dump as taken: a level 1 after a level 2, the level 1\'s top made a shadow snapshot at the source and its blocks reused, applies exactly', async () => {
+    const before = { replicaSteps, replicaDifferentials, shadowed };
+    const ops: Op[] = [
+      { kind: 'import', changes: 90, seed: 1 }, { kind: 'snapshot', shadow: false },
+      { kind: 'dump', level: 0 },
+      { kind: 'import', changes: 30, seed: 2 }, { kind: 'snapshot', shadow: false },
+      { kind: 'dump', level: 1 },
+      { kind: 'import', changes: 30, seed: 3 }, { kind: 'snapshot', shadow: false },
+      { kind: 'dump', level: 2 },
+      { kind: 'shadow', pick: 1 },
+      { kind: 'import', changes: 90, seed: 4 }, { kind: 'import', changes: 90, seed: 5 }, { kind: 'snapshot', shadow: false },
+      { kind: 'dump', level: 1 },
+    ];
+    expect(await runSequence(ops)).toBe(4);
+    expect(shadowed).toBe(before.shadowed + 1);
+    expect(replicaSteps).toBe(before.replicaSteps + 4);
+    expect(replicaDifferentials, 'the last level 1 went onto a replica at the level 2\'s top').toBe(before.replicaDifferentials + 1);
   }, 60_000);
 
   it('the ordinary retention case: level 0 at s3, s1 and s2 deleted, imports, level 1 at s6', async () => {
