@@ -12,7 +12,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, ListMultipartUploadsCommand, ListPartsCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cliJson, finished, runCli, spawnCli, sleep } from '../support/cli.js';
+import { cliJson, finished, runCli, runCliAsync, spawnCli, sleep } from '../support/cli.js';
 import { mutate, randomImage, tempDir } from '../support/images.js';
 import { setupOk } from '../support/in-process.js';
 import { exportShas, expectOneLineError, ok, refused } from '../support/stream-cli.js';
@@ -267,6 +267,29 @@ describe.skipIf(!hasCeph)('s3:// on a Ceph object gateway', () => {
     expect(await exists('x/wrong-key')).toBe(false);
     expect(await uploads('x/')).toEqual([]);
     expect(fs.existsSync(p('wk.vol'))).toBe(false);
+  });
+
+  it('two dumps racing to one name: one is stored and recorded, the other refused (exit 6), never both "dumped" with one lost', async () => {
+    // read slowly, so both have checked the name before either writes it
+    const slow = { ...o, env: { ...env, IMGSTREAM_TEST_SOURCE_RATE: '4M' } };
+    const other = p('other.vol');
+    await setupOk(['volume', 'create', other, '--size', '4M', '--max-snapshots', '4'], { env });
+    fs.writeFileSync(p('other.raw'), randomImage(1024, 4096, 23));
+    await setupOk(['volume', 'import', other, '--from', p('other.raw'), '-q'], { env });
+    await setupOk(['snapshot', 'create', other, 'o1', '-q'], { env });
+    const cat = p('race-catalog.json');
+    const [a, b] = await Promise.all([
+      runCliAsync(['dump', vol, '--level', '0', '--snapshot', 's1', '--to', s3('race/x'), '--catalog', cat, '--json', ...gw.flags], slow),
+      runCliAsync(['dump', other, '--level', '0', '--snapshot', 'o1', '--to', s3('race/x'), '--catalog', cat, '--json', ...gw.flags], slow),
+    ]);
+    expect([a.code, b.code].sort(), `${a.stderr}${b.stderr}`).toEqual([0, 6]);
+    const [won, lost] = a.code === 0 ? [a, b] : [b, a];
+    expectOneLineError(lost, 'the dump that lost the race', 6, /race\/x: (created by another writer while this dump ran|already exists)/);
+    const streamId = (JSON.parse(won.stdout) as { streamId: string }).streamId;
+    const v = cliJson<{ streams: Array<{ streamId: string }> }>(['verify', s3('race/x'), ...gw.flags], o);
+    expect(v.streams.map((x) => x.streamId)).toEqual([streamId]);
+    expect(cliJson<{ dumps: Array<{ id: string }> }>(['catalog', 'list', '--catalog', cat], o).dumps.map((d) => d.id)).toEqual([streamId]);
+    expect(await uploads('race/')).toEqual([]);
   });
 
   describe('mid-upload faults (a 48 MiB stream: 6 parts)', () => {

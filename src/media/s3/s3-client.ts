@@ -32,7 +32,33 @@ export function s3Client(opts: S3Options): S3Client {
     // region: the SDK's chain (AWS_REGION, the profile); an S3-compatible store rarely cares
     region: process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? (endpoint ? 'us-east-1' : undefined),
     maxAttempts: 3,
+    // a store that takes the connection and never answers (a full Ceph cluster holds its
+    // requests) must fail, not hang a dump or a restore for ever: after S3_IDLE_MS without
+    // a byte either way, the request fails (and is tried again, up to maxAttempts)
+    requestHandler: { connectionTimeout: S3_CONNECT_MS, requestTimeout: s3IdleMs(), throwOnRequestTimeout: true },
   });
+}
+
+const S3_CONNECT_MS = 10_000;
+const DEFAULT_IDLE_S = 60;
+
+/** IMGSTREAM_S3_TIMEOUT_S: seconds a request may go without a byte either way (default 60). */
+function s3IdleMs(): number {
+  return s3Tuning('IMGSTREAM_S3_TIMEOUT_S', 1, 3600, DEFAULT_IDLE_S) * 1000;
+}
+
+/**
+ * A whole number from the S3 tuning variable `name` (IMGSTREAM_S3_*), between min and max,
+ * or `fallback` when it is not set; anything else is refused in one line (exit 4).
+ */
+export function s3Tuning(name: string, min: number, max: number, fallback: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const n = Number(raw);
+  if (!/^\s*\d+\s*$/.test(raw) || !Number.isSafeInteger(n) || n < min || n > max) {
+    throw new InvalidInputError(`${name}=${raw} is not a whole number from ${min} to ${max}`, `unset it for the default (${fallback}), or give one in that range`);
+  }
+  return n;
 }
 
 interface SdkError {
@@ -69,7 +95,15 @@ export function s3Error(err: unknown, what: string, doing: string): ImgstreamErr
   if (/^Region is missing/.test(e.message ?? '')) return new InvalidInputError(`${what}: ${doing}: no AWS region is set`, 'set AWS_REGION (e.g. us-east-1), or a region in the profile AWS_PROFILE names');
   const code = (e as { code?: string }).code ?? (err as { cause?: { code?: string } })?.cause?.code;
   if (code && /^(ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|ENOTFOUND|EAI_AGAIN|EHOSTUNREACH)$/.test(code)) {
-    return new NetworkError(`${what}: ${doing}: ${code} (the object store cannot be reached)`, 'check --s3-endpoint or AWS_ENDPOINT_URL, and that the store is up');
+    if (code === 'ETIMEDOUT') return new NetworkError(`${what}: ${doing}: ETIMEDOUT: the object store did not answer in time, or cannot be reached`, 'check --s3-endpoint or AWS_ENDPOINT_URL, and that the store is up and has room; IMGSTREAM_S3_TIMEOUT_S sets how long a request may wait for an answer');
+    return new NetworkError(`${what}: ${doing}: ${code}: the object store cannot be reached`, 'check --s3-endpoint or AWS_ENDPOINT_URL, and that the store is up');
+  }
+  if (name === 'TimeoutError' || name === 'RequestTimeout' || code === 'ECONNABORTED' || /timed? ?out/i.test(e.message ?? '')) {
+    return new NetworkError(`${what}: ${doing}: the object store did not answer in time (a store that is down, overloaded or out of space holds requests)`, 'check that the store is up and has room; IMGSTREAM_S3_TIMEOUT_S sets how long a request may wait for an answer');
+  }
+  // TLS: an https endpoint that speaks http, or a certificate not trusted
+  if (code && (code === 'EPROTO' || /^(ERR_SSL_|ERR_TLS_|CERT_|DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED_CERT_IN_CHAIN|UNABLE_TO_VERIFY_LEAF_SIGNATURE|UNABLE_TO_GET_ISSUER_CERT)/.test(code))) {
+    return new NetworkError(`${what}: ${doing}: the TLS connection to the store failed (${code})`, 'check the scheme of --s3-endpoint or AWS_ENDPOINT_URL (http:// or https://) and that the store\'s certificate is trusted (NODE_EXTRA_CA_CERTS)');
   }
   if (status === 403) return new AuthError(`${what}: ${doing}: access denied (HTTP 403)`, 'check the credentials and the bucket policy');
   if (status === 404) return new NotFoundError(`${what}: ${doing}: not found (HTTP 404)`);

@@ -9,7 +9,7 @@ import { s3Sdk } from './sdk.js';
 import { CorruptError, NotFoundError } from '../../core/errors.js';
 import type { SourceStream, StreamSource } from '../medium.js';
 import { ReadPool } from '../read-pool.js';
-import { s3Client, s3Error, type S3Options } from './s3-client.js';
+import { s3Client, s3Error, s3Tuning, type S3Options } from './s3-client.js';
 import { recordedPlace, s3Place } from './s3-place.js';
 import { formatS3Url, parseS3Url } from './s3-url.js';
 
@@ -85,8 +85,8 @@ async function objectBytesFrom(client: S3Client, bucket: string, key: string, op
   };
 }
 
-const readChunk = (opts: S3Options) => Math.ceil(Math.max(64 << 10, opts.readChunk ?? (Number(process.env.IMGSTREAM_S3_READ_KIB) * 1024 || DEFAULT_READ_CHUNK)) / 4096) * 4096;
-const readAhead = (opts: S3Options) => Math.max(1, opts.readAhead ?? (Number(process.env.IMGSTREAM_S3_READ_AHEAD) || DEFAULT_READ_AHEAD));
+const readChunk = (opts: S3Options) => Math.ceil(Math.max(64 << 10, opts.readChunk ?? s3Tuning('IMGSTREAM_S3_READ_KIB', 64, 256 * 1024, DEFAULT_READ_CHUNK / 1024) * 1024) / 4096) * 4096;
+const readAhead = (opts: S3Options) => Math.max(1, opts.readAhead ?? s3Tuning('IMGSTREAM_S3_READ_AHEAD', 1, 64, DEFAULT_READ_AHEAD));
 
 function lazy(make: () => Promise<AsyncIterable<Buffer>>): AsyncIterable<Buffer> {
   return {

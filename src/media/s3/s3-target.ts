@@ -13,7 +13,7 @@ import type { CompletedPart, S3Client } from '@aws-sdk/client-s3';
 import { s3Sdk } from './sdk.js';
 import { ExistsError, InvalidInputError, NotFoundError } from '../../core/errors.js';
 import type { MediaPosition, StreamTarget } from '../medium.js';
-import { s3Client, s3Error, type S3Options } from './s3-client.js';
+import { s3Client, s3Error, s3Tuning, type S3Options } from './s3-client.js';
 import { recordedPlace, s3Place } from './s3-place.js';
 import { formatS3Url, parseS3Url } from './s3-url.js';
 
@@ -61,8 +61,12 @@ export function s3Target(spec: string, opts: S3TargetOptions = {}): S3Target {
   const { bucket, key } = url;
   const location = formatS3Url(bucket, key);
   const what = location;
-  const base = Math.max(5 * MiB, opts.partSize ?? (Number(process.env.IMGSTREAM_S3_PART_MIB) * MiB || DEFAULT_PART_SIZE));
-  const uploads = Math.max(1, opts.uploads ?? (Number(process.env.IMGSTREAM_S3_UPLOADS) || DEFAULT_UPLOADS));
+  const base = Math.max(5 * MiB, opts.partSize ?? s3Tuning('IMGSTREAM_S3_PART_MIB', 5, 1024, DEFAULT_PART_SIZE / MiB) * MiB);
+  const uploads = opts.uploads ?? s3Tuning('IMGSTREAM_S3_UPLOADS', 1, 64, DEFAULT_UPLOADS);
+  // without --force the object must not exist when it is written: another dump to the same
+  // name that got there first is not replaced (a store that ignores the condition on
+  // CompleteMultipartUpload, as Ceph before Squid, leaves only the check when the dump began)
+  const onlyNew = opts.force ? {} : { IfNoneMatch: '*' };
   const client = s3Client(opts);
   const recorded = recordedPlace(s3Place(opts)); // for the catalog: which store, never credentials
 
@@ -178,7 +182,7 @@ export function s3Target(spec: string, opts: S3TargetOptions = {}): S3Target {
         if (partNo === 1) {
           // smaller than one part: one PutObject, and no multipart upload left behind
           const body = part ? part.subarray(0, filled) : Buffer.alloc(0);
-          await client.send(new (s3Sdk().PutObjectCommand)({ Bucket: bucket, Key: key, Body: body, ContentLength: body.length }));
+          await client.send(new (s3Sdk().PutObjectCommand)({ Bucket: bucket, Key: key, Body: body, ContentLength: body.length, ...onlyNew }));
           await client.send(new (s3Sdk().AbortMultipartUploadCommand)({ Bucket: bucket, Key: key, UploadId: uploadId! })).catch(() => undefined);
         } else {
           if (filled > 0) await send(part!.subarray(0, filled), partNo++);
@@ -186,9 +190,13 @@ export function s3Target(spec: string, opts: S3TargetOptions = {}): S3Target {
           await Promise.all(inFlight);
           if (failed) throw failed;
           done.sort((a, b) => a.PartNumber! - b.PartNumber!);
-          await client.send(new (s3Sdk().CompleteMultipartUploadCommand)({ Bucket: bucket, Key: key, UploadId: uploadId!, MultipartUpload: { Parts: done } }));
+          await client.send(new (s3Sdk().CompleteMultipartUploadCommand)({ Bucket: bucket, Key: key, UploadId: uploadId!, MultipartUpload: { Parts: done }, ...onlyNew }));
         }
       } catch (err) {
+        const e = err as { name?: string; $metadata?: { httpStatusCode?: number } };
+        if (e.name === 'PreconditionFailed' || e.$metadata?.httpStatusCode === 412) {
+          throw fail(new ExistsError(`${what}: created by another writer while this dump ran (another dump to the same name finished first): not replaced`, 'dump to another name, or pass --force to replace it'), 'completing the upload');
+        }
         throw fail(err, 'completing the upload');
       }
       return { kind: 's3', location, ...recorded };
@@ -206,7 +214,7 @@ export function s3Target(spec: string, opts: S3TargetOptions = {}): S3Target {
       } catch (err) {
         if ((err as { name?: string }).name === 'NoSuchUpload') return; // gone already
         // the store went away with the dump (or refuses): its parts stay until the next dump to the name
-        const why = s3Error(err, what, 'aborting the upload').message.replace(`${what}: aborting the upload: `, '').replace(/ \(.*\)$/, '');
+        const why = s3Error(err, what, 'aborting the upload').message.replace(`${what}: aborting the upload: `, '').replace(/ \(.*\)$/, '').replace(/^([A-Z][A-Z_]+): .*$/, '$1');
         return `aborting its multipart upload failed too (${why}): an unfinished multipart upload of ${location} may remain, stored and billed, until the next dump to ${location}, which aborts it`;
       }
     },
