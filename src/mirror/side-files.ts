@@ -113,10 +113,25 @@ export function dropUnresumable(volPath: string, initial: boolean): void {
   if (initial && !fs.existsSync(volPath)) fs.rmSync(sides.fresh, { force: true });
 }
 
-/** Finishes a first transfer interrupted between its CP and the link into place. */
+/**
+ * Finishes a first transfer interrupted between its CP and the link into place; or, one
+ * interrupted after its link and before the hidden name was removed (the file has two
+ * names), removes that name and the transfer's side files: otherwise the hidden name
+ * kept the mirror's blocks after the mirror was deleted, brought a deleted mirror back,
+ * and was linked to NAME again after the mirror was moved away (a failover volume).
+ */
 export function settleFresh(volPath: string): void {
-  const { fresh, resume } = sidePaths(volPath);
-  if (fs.existsSync(volPath) || !fs.existsSync(fresh)) return;
+  const { fresh, resume, resumeNext, stage } = sidePaths(volPath);
+  const st = fs.statSync(fresh, { throwIfNoEntry: false });
+  if (!st) return;
+  if (st.nlink > 1) {
+    fs.rmSync(resume, { force: true }); // first: a half-removed transfer is never resumed
+    fs.rmSync(resumeNext, { force: true });
+    fs.rmSync(stage, { force: true });
+    fs.rmSync(fresh, { force: true });
+    return;
+  }
+  if (fs.existsSync(volPath)) return;
   let committed = false;
   try {
     const v = Volume.open(fresh, { write: false });

@@ -188,11 +188,19 @@ export function planDump(vol: Volume, level: number, top: SnapshotEntry | null, 
   return { level, base, baseDump, top, snapshots, expression };
 }
 
-/** For a shadow base, the VBNs its plane still holds (the others the allocator reused: their contents are no longer the base's). */
+/**
+ * For a shadow base that lost blocks: none of its map nodes is a base for a map delta (the
+ * node travels whole). Its plane cannot tell which of its blocks still hold its contents:
+ * a change thrown away (an import that failed, a volume found full half way) may have
+ * written over blocks it took from the shadow, and throwing the change away set their
+ * bits again (the shadow is only counted as having lost blocks: the taint). A delta from
+ * such a node would be applied by the receiver to the base's true node: wrong entries.
+ * Its plane still says which data blocks the image leaves out: a block written over so is
+ * referenced by no later snapshot (the change that took it was thrown away).
+ */
 function baseHolds(vol: Volume, base: SnapshotEntry): ((vbn: number) => boolean) | undefined {
   if (!base.shadow || base.reusedBlocks === 0) return undefined;
-  const plane = vol.layout.snapshotPlane(base.slot);
-  return (vbn) => vbn < vol.nblocks && vol.testBit(plane, vbn);
+  return () => false;
 }
 
 /** The stream header's base: a shadow one says so (a receiver holding it regular lets the blocks the source reused replace its own). */

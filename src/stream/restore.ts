@@ -376,6 +376,10 @@ export async function restoreStreams(sources: StreamSource[], volumePath: string
               vol = Volume.open(tmp, { write: true });
             } else {
               vol = openTarget(volumePath);
+              // a restore that created it and was killed between its link into place and
+              // the removal of its hidden name left that name: a second name of this file
+              const { dir, prefix } = tempBeside(volumePath, 'restoring');
+              removeStaleTemp(dir, prefix);
               closeExisting = opts.onExisting?.(vol) ?? null;
               // stopped (Ctrl-C, SIGTERM): nothing of the stream being applied is committed
               const unsay = sayOnStop(`${volumePath} is as its last CP left it`);

@@ -267,7 +267,7 @@ describe('restore chains across snapshot retention, against a model', () => {
       }),
       { numRuns: modelRuns(6), endOnFailure: true, ...(process.env.IMGSTREAM_MODEL_SEED1 ? { seed: Number(process.env.IMGSTREAM_MODEL_SEED1), path: process.env.IMGSTREAM_MODEL_PATH1 } : {}) },
     );
-    expect(chains).toBeGreaterThan(5); // the sequences did dump
+    expect(chains).toBeGreaterThan(2); // the sequences did dump (how often depends on the seed: 5 in 6 runs was seen)
   }, 150_000);
 
   it('every chain of a random retention schedule (daily snapshots, oldest expired, dumps at random levels) restores exactly', async () => {
@@ -326,12 +326,12 @@ describe('restore chains across snapshot retention, against a model', () => {
     expect(replicaDifferentials, 'the last level 1 went onto a replica at the level 2\'s top').toBe(before.replicaDifferentials + 1);
   }, 60_000);
 
-  // KNOWN FAULT (found by a random run, seed 1505076240 path 5; open): the chain of a level 0
-  // whose top was taken as a shadow snapshot (s4, with shadows s2, s3 before it) and a level
-  // 2 on it taken after s4 lost blocks, restored into a new volume (its 22 staged blocks
-  // written in place after a CP of their own), gives s5 with 9 blocks holding s4's
-  // contents. it.fails keeps the sequence here until the fault is fixed (then it fails).
-  it.fails('KNOWN FAULT: a level 2 on a level 0 whose top was taken as a shadow snapshot and lost blocks restores s5 exactly', async () => {
+  // found by a random run (seed 1505076240 path 5): s4, taken as a shadow snapshot, lost
+  // its map root to an import that failed (volume full) and was thrown away, which set the
+  // root's bit in s4's plane again; the level 2 on it sent s5's root as a delta from that
+  // overwritten node, and the receiver applied it to s4's true root: s5 had 9 blocks of s4's
+  // contents. A shadow base that lost blocks is now the base of no map delta.
+  it('a level 2 whose base, a shadow snapshot, lost its map root to an import thrown away (its plane bit set again) restores exactly: its map travels whole', async () => {
     const ops: Op[] = [
       { kind: 'import', changes: 44, seed: 225441312 }, { kind: 'import', changes: 64, seed: 936097202 },
       { kind: 'snapshot', shadow: false },
