@@ -189,18 +189,17 @@ export function planDump(vol: Volume, level: number, top: SnapshotEntry | null, 
 }
 
 /**
- * For a shadow base that lost blocks: none of its map nodes is a base for a map delta (the
- * node travels whole). Its plane cannot tell which of its blocks still hold its contents:
- * a change thrown away (an import that failed, a volume found full half way) may have
- * written over blocks it took from the shadow, and throwing the change away set their
- * bits again (the shadow is only counted as having lost blocks: the taint). A delta from
- * such a node would be applied by the receiver to the base's true node: wrong entries.
- * Its plane still says which data blocks the image leaves out: a block written over so is
- * referenced by no later snapshot (the change that took it was thrown away).
+ * The tree map deltas are taken from: the base's, unless it is a shadow snapshot that lost
+ * blocks (0: every carried map node travels whole). Its plane cannot tell which of its
+ * blocks still hold its contents: a change thrown away (an import that failed, a volume
+ * found full half way) may have written over blocks it took from the shadow, and throwing
+ * the change away set their bits again (the shadow is only counted as having lost blocks:
+ * the taint). A delta from such a node would be applied by the receiver to the base's true
+ * node: wrong entries. Its plane still says which data blocks the image leaves out: a block
+ * written over so is referenced by no later snapshot (the change that took it was thrown away).
  */
-function baseHolds(vol: Volume, base: SnapshotEntry): ((vbn: number) => boolean) | undefined {
-  if (!base.shadow || base.reusedBlocks === 0) return undefined;
-  return () => false;
+function deltaBaseRoot(base: SnapshotEntry): number {
+  return base.shadow && base.reusedBlocks > 0 ? 0 : base.mapRoot;
 }
 
 /** The stream header's base: a shadow one says so (a receiver holding it regular lets the blocks the source reused replace its own). */
@@ -317,7 +316,7 @@ export async function dumpVolume(vol: Volume, target: DumpTargetFactory, opts: D
     // (a level 0 walks every map node it carries only to check it: damage would travel as it is)
     const carried = imageMembers(vol, plan.expression);
     const roots = plan.snapshots.map((s) => s.mapRoot);
-    if (plan.base) deltas = collectMapDeltas(vol, roots, plan.base.mapRoot, carried, true, baseHolds(vol, plan.base));
+    if (plan.base) deltas = collectMapDeltas(vol, roots, deltaBaseRoot(plan.base), carried, true);
     else {
       checkCarriedMaps(vol, roots, carried);
       deltas = [];

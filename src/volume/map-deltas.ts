@@ -31,10 +31,9 @@ export function checkCarriedMaps(vol: Volume, roots: number[], carried: CarriedB
  * `check` (a dump, whose trees are all consistent images): each node walked is checked, an
  * entry past the volume is CorruptError. Without it (a mirror, whose trees include shadow
  * snapshots whose blocks were reused, no longer map nodes) such an entry is passed over.
- * `baseHolds` (a shadow base whose blocks the allocator reused): a base node it does not
- * hold is no longer the base's, so the node at that place travels whole.
+ * `baseRoot` 0: no base (every carried node travels whole).
  */
-export function collectMapDeltas(vol: Volume, roots: number[], baseRoot: number, carried: CarriedBlocks, check = false, baseHolds?: (vbn: number) => boolean): MapDelta[] {
+export function collectMapDeltas(vol: Volume, roots: number[], baseRoot: number, carried: CarriedBlocks, check = false): MapDelta[] {
   const bs = vol.blockSize;
   const entries = bs / 8;
   const seen = new SparseBitmap(vol.layout.wordsPerPlaneBlock);
@@ -51,7 +50,6 @@ export function collectMapDeltas(vol: Volume, roots: number[], baseRoot: number,
   const walk = (vbn: number, baseVbn: number, level: number) => {
     if (vbn === 0 || (!check && vbn >= vol.nblocks) || seen.has(vbn) || !carried.has(vbn)) return;
     seen.add(vbn);
-    if (baseVbn !== 0 && baseHolds && !baseHolds(baseVbn)) baseVbn = 0;
     read(vbn, node);
     read(baseVbn, base);
     // a node pointing past the volume is damage the receiver would copy as it is, and then
