@@ -101,6 +101,12 @@ export interface ShippedMark {
   /** End of the last interval shipped (ms). */
   end: number;
   destination: string;
+  /**
+   * The last CP marker the shipper had read (the volume's generation and map root then):
+   * the shipper's watch for changes outside the journal starts from it when the journal's
+   * own markers up to `journalTo` were trimmed away.
+   */
+  cp?: { generation: number; mapRoot?: number };
 }
 
 export function readShipped(dir: string): ShippedMark | null {

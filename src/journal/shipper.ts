@@ -17,7 +17,7 @@ import { DAMAGED_HINT, lastRecordAndDamage } from './journal-recovery.js';
 import fs from 'node:fs';
 import type { DestinationState, ProtectDestination, ProtectedSource, ShippedInterval, SnapshotRename } from './destination-api.js';
 import { IntervalBuilder, SegmentDroppedError, SlabPool } from './interval-builder.js';
-import { journalDirOf, journalIdOf, listSegments, readDirty, writeShipped } from './journal-files.js';
+import { journalDirOf, journalIdOf, listSegments, readDirty, readShipped, writeShipped } from './journal-files.js';
 import { loadDirtyBlocks } from './dirty-blocks.js';
 import { JournalReader } from './journal-reader.js';
 import { RecordKind, parseMarker } from './record.js';
@@ -148,7 +148,8 @@ async function session(opts: ProtectOptions, dir: string, source: ProtectedSourc
       sum.seeded = true;
     }
     let reader = new JournalReader(dir, state.journalTo + 1, { damageAtTail: 'throw' });
-    let outside = seededNow ? UnjournaledChange.fromDisk(opts.volume, dir) : UnjournaledChange.fromJournal(opts.volume, dir, state.journalTo);
+    // (the journal's last CP marker up to what the destination holds, or, trimmed away, the one shipped.json kept)
+    let outside = seededNow ? UnjournaledChange.fromDisk(opts.volume, dir) : UnjournaledChange.fromJournal(opts.volume, dir, state.journalTo, readShipped(dir)?.cp);
     let lastEnd = state.window?.end ?? Date.now();
     const slabs = new SlabPool();
     let builder = new IntervalBuilder(source.blockSize, state.journalTo, slabs);
@@ -156,12 +157,14 @@ async function session(opts: ProtectOptions, dir: string, source: ProtectedSourc
       builder.release();
       reader.close();
     };
+    // what the destination acknowledged, for the server's trimming, status, and the next session
+    const markShipped = (end: number): void => writeShipped(dir, { journalTo: state.journalTo, intervalSeq: state.intervalSeq, end, destination: dest.description, ...(outside.marker !== null ? { cp: outside.marker } : {}) });
     const ship = async (iv: ShippedInterval, records: number, recordBytes: number, firstTime: number | null, dataBytes?: number): Promise<void> => {
       const t0 = Date.now();
       let bytes = dataBytes ?? 0;
       state = await dest.append(dataBytes === undefined ? { ...iv, blocks: countBytes(iv.blocks, (n) => (bytes += n)) } : iv);
       const secs = Math.max((Date.now() - t0) / 1000, 0.001);
-      writeShipped(dir, { journalTo: state.journalTo, intervalSeq: state.intervalSeq, end: iv.end, destination: dest.description });
+      markShipped(iv.end);
       sum.intervals++;
       storedOne();
       sum.bytes += bytes;
@@ -217,7 +220,7 @@ async function session(opts: ProtectOptions, dir: string, source: ProtectedSourc
       lastEnd = quietTo;
       sum.window = state.window;
       if (Date.now() - quietMarked >= QUIET_MARK_MS || opts.once) {
-        writeShipped(dir, { journalTo: state.journalTo, intervalSeq: state.intervalSeq, end: quietTo, destination: dest.description });
+        markShipped(quietTo);
         quietMarked = Date.now();
       }
     };
@@ -334,7 +337,7 @@ async function session(opts: ProtectOptions, dir: string, source: ProtectedSourc
     }
     // SIGTERM: the interval in flight is acknowledged (or fails) first; what is collected but not shipped stays in the journal for the next run
     await settle();
-    if (quietMarked > 0) writeShipped(dir, { journalTo: state.journalTo, intervalSeq: state.intervalSeq, end: lastEnd, destination: dest.description });
+    if (quietMarked > 0) markShipped(lastEnd);
     reader.close();
     sum.journalTo = state.journalTo;
     sum.window = state.window;

@@ -34,20 +34,32 @@ export class UnjournaledChange {
 
   private constructor(private readonly volume: string, private readonly dir: string) {}
 
-  /** As the journal's last CP marker up to `upTo` (the records a destination holds) left the disk. */
-  static fromJournal(volume: string, dir: string, upTo: number): UnjournaledChange {
+  /**
+   * As the journal's last CP marker up to `upTo` (the records a destination holds) left the
+   * disk; where the journal holds none (trimmed as they were shipped), as `kept` (the last
+   * marker a shipper read, kept in shipped.json): without one, no change would be seen.
+   */
+  static fromJournal(volume: string, dir: string, upTo: number, kept?: CpMarker): UnjournaledChange {
     const w = new UnjournaledChange(volume, dir);
     const segs = listSegments(dir);
-    if (segs.length === 0 || segs[0].firstSeq > upTo) return w;
-    const r = new JournalReader(dir, segs[0].firstSeq);
-    try {
-      for (let rec = r.next(); rec !== null && rec.seq <= upTo; rec = r.next()) w.saw(rec);
-    } catch {
-      // a damaged record: the shipper's own reader names it
-    } finally {
-      r.close();
+    if (segs.length > 0 && segs[0].firstSeq <= upTo) {
+      const r = new JournalReader(dir, segs[0].firstSeq);
+      try {
+        for (let rec = r.next(); rec !== null && rec.seq <= upTo; rec = r.next()) w.saw(rec);
+      } catch {
+        // a damaged record: the shipper's own reader names it
+      } finally {
+        r.close();
+      }
     }
+    // a later marker than upTo's is as good: the shipper reads the records up to it again
+    if (w.last === null && kept !== undefined) w.last = kept;
     return w;
+  }
+
+  /** The last CP marker seen (null: none yet). */
+  get marker(): CpMarker | null {
+    return this.last;
   }
 
   /** As the disk is now: a seed or a resync just read it whole (or its changed blocks), whatever the journal says. */
@@ -74,7 +86,10 @@ export class UnjournaledChange {
     // looked at before the disk: a writer that commits and goes in between shows in the disk
     const writer = this.writerWithoutJournal();
     const root = this.mapRoot();
-    if (root === null || root === this.last.mapRoot) {
+    // unreadable now (its root record being replaced, a loaded machine): not known to be as
+    // the journal left it, so no point is claimed until it reads again
+    if (root === null) return true;
+    if (root === this.last.mapRoot) {
       this.since = null;
       // a writer without a journal holds the volume: what it acknowledges shows on the disk
       // only at its next CP, so no point is claimed while it does

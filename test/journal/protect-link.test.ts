@@ -179,7 +179,10 @@ describe.skipIf(missing.length > 0)(`protection across a link outage${missing.le
     // no point past the change was claimed
     const r = await Promise.race([shipper.done, new Promise<null>((resolve) => setTimeout(() => resolve(null), 30_000))]);
     if (r === null) {
-      console.warn(`protect did not stop on the change within 30 s; its events: ${JSON.stringify(shipper.events.slice(-3))}`);
+      // what the disk and its journal said then (for the next time it happens)
+      const info = JSON.parse((await check(['volume', 'info', vol, '--json'])).stdout) as { generation: number; lastCp: string };
+      const journal = JSON.parse((await check(['protect', 'status', vol, '--json'])).stdout) as { newest: number };
+      console.warn(`protect did not stop on the change within 30 s; its events: ${JSON.stringify(shipper.events.slice(-3))}; the volume: generation ${info.generation}, last CP ${info.lastCp}; the journal's newest record ${journal.newest}; the unjournaled writes from ${new Date(unjournaled.log[0].t0).toISOString()}`);
       await shipper.stop();
     } else {
       expect(r.code, r.stderr).toBe(4);
