@@ -44,6 +44,13 @@ export interface ProtectedSource {
    * journal): the destination records nothing of that session (its path, its retention).
    */
   journalLast?: number;
+  /**
+   * Sent at open, never stored: the journal's damage (a record that fails its check with
+   * records after it), as the shipper says it. Every session stops at that record, so a
+   * destination not seeded yet is not created (nor its state changed): its seed would be
+   * the only point it ever got, and the journal moved aside could not feed it after.
+   */
+  journalDamage?: string;
 }
 
 /**

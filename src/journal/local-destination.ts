@@ -68,6 +68,7 @@ export class LocalProtectDestination implements ProtectDestination {
     refuseVolumePath(this.dir);
     const fresh = !fs.existsSync(path.join(this.dir, STATE_FILE));
     if (fresh) {
+      if (source.journalDamage !== undefined) throw refusedForDamage(source.journalDamage, this.dir);
       try {
         makeDirectories(path.dirname(path.resolve(this.dir))); // created on the first transfer, with its parents
         fs.mkdirSync(this.dir);
@@ -98,6 +99,7 @@ export class LocalProtectDestination implements ProtectDestination {
         writeState(this.dir, s);
       } else {
         s = readState(this.dir);
+        if (!s.seeded && source.journalDamage !== undefined) throw refusedForDamage(source.journalDamage, this.dir);
         if (s.source.uuid !== source.uuid) {
           throw new InvalidInputError(`${this.dir}: protects volume ${s.source.uuid} (${s.source.path}), not ${source.uuid} (${source.path})`, 'give another destination');
         }
@@ -305,4 +307,9 @@ async function writeSeedBlocks(vol: Volume, blocks: AsyncIterable<IntervalBlock>
   }
   flush();
   if (count !== blockCount) throw new InvalidInputError(`seed: ${count} blocks, but its count says ${blockCount}`);
+}
+
+/** A journal whose damage stops every session: a destination not seeded yet is left as it is (or not created). */
+function refusedForDamage(damage: string, dir: string): CorruptError {
+  return new CorruptError(`${damage}: every transfer would stop at that record, so ${dir} is not seeded from it`, 'nothing was created or changed; move the journal directory aside (serve with --journal starts a new one), then protect again');
 }

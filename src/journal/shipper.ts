@@ -126,7 +126,8 @@ async function session(opts: ProtectOptions, dir: string, source: ProtectedSourc
   const dest = opts.destination;
   // the journal's identity (a destination fed from another journal refuses this one) and its end (see ProtectedSource)
   const { last, damage } = lastRecordAndDamage(dir);
-  let state = await dest.open({ ...source, journalId: journalIdOf(dir), journalLast: last }, opts.keepMs);
+  const journalDamage = damage ? { journalDamage: `${damage.segment}: a damaged record at byte ${damage.offset}, with ${damage.bytes} bytes after it` } : {};
+  let state = await dest.open({ ...source, journalId: journalIdOf(dir), journalLast: last, ...journalDamage }, opts.keepMs);
   reached();
   if (state.keepWas != null && state.keepMs !== undefined) report({ event: 'retention', keepMs: state.keepMs, keptMs: state.keepWas });
   if (state.seeded && last < state.journalTo) {

@@ -185,6 +185,28 @@ describe.skipIf(missing.length > 0)(`the write journal of serve nbd --journal${m
     expect(v.stderr.trim().split('\n')).toEqual([expect.stringContaining(`${vol}: --verify reads a protection destination, and this is the protected volume`)]);
   });
 
+  it('does not create (or seed) a new destination from a damaged journal: every transfer would stop at the damage', { timeout: 60_000 }, async () => {
+    const vol = at('dn.vol');
+    await setupOk(['volume', 'create', vol, '--size', String(SIZE)], { env: { IMGSTREAM_LOCK_DIR: locks } });
+    const server = await startServer(vol, ['--socket', at('dn.sock'), '--journal'], locks);
+    expect((await runWriter(server.info.uri, ['--count', '40', '--seed', '15', '--aligned'])).code).toBe(0);
+    await server.stop();
+    const seg = listSegments(`${vol}.journal`).at(-1)!.path;
+    const buf = fs.readFileSync(seg);
+    buf[Math.floor(buf.length / 3)] ^= 0xff;
+    fs.writeFileSync(seg, buf);
+    const dest = at('dn-new/deeper.cdp');
+    const r = await run(process.execPath, [path.join(process.cwd(), 'dist/commands/_cli/bin.js'), 'protect', vol, '--to', dest, '--once'], { env: { IMGSTREAM_LOCK_DIR: locks } });
+    expect(r.code, r.stderr).toBe(9);
+    expect(r.stderr.trim().split('\n')).toEqual([expect.stringMatching(new RegExp(`0001\\.seg: a damaged record at byte \\d+, with \\d+ bytes after it: every transfer would stop at that record, so ${dest.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} is not seeded from it.* nothing was created or changed`))]);
+    expect(fs.existsSync(at('dn-new')), 'nothing created').toBe(false);
+    // the journal moved aside and a new one started: the same destination name takes it
+    fs.renameSync(`${vol}.journal`, at('dn.journal-damaged'));
+    const again = await startServer(vol, ['--socket', at('dn.sock'), '--journal'], locks);
+    await again.stop();
+    expect((await cli(['protect', vol, '--to', dest, '--once'], locks)).code).toBe(0);
+  });
+
   it('stops at damage in records not shipped yet: protect exits 9 and claims no point past it', { timeout: 120_000 }, async () => {
     const vol = at('du.vol');
     await setupOk(['volume', 'create', vol, '--size', String(SIZE)], { env: { IMGSTREAM_LOCK_DIR: locks } });
