@@ -38,6 +38,8 @@ export interface ProtectedSource {
   logicalSize: number;
   /** The identity of the write journal it ships from (journal-files.ts): a destination fed from one refuses another. Absent from older shippers. */
   journalId?: string;
+  /** Sent at open, never stored: the identity destinations fed before it was tied to its directory knew it by (they take `journalId` in its place). */
+  journalIdWas?: string;
   /**
    * Sent at open, never stored: the journal's last record now. A journal that ends before
    * what the destination holds is refused by the shipper right after (damaged, or another

@@ -8,7 +8,7 @@
 // over, or one made for a copy of the volume, is another journal whose record numbers
 // start again (a destination fed from the old one would take its later records as
 // continuing the old ones, and lose the rest).
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { CorruptError, fromSystemError } from '../core/errors.js';
@@ -60,6 +60,24 @@ export function journalIdOf(dir: string): string {
       fs.rmSync(tmp, { force: true });
     }
   }
+}
+
+/**
+ * The journal's identity as destinations know it: its id joined with the directory that
+ * holds it (device and inode), so a copy of the journal (cp -r with its volume, a restore
+ * of a backup, a move to another file system) is another journal, and a destination fed
+ * from one refuses the other, whichever gets there first; a rename keeps it. `was` is the
+ * id alone, as destinations fed before this knew it (they take the new one once).
+ */
+export function journalIdentity(dir: string): { id: string; was: string } {
+  const was = journalIdOf(dir);
+  let st: fs.BigIntStats;
+  try {
+    st = fs.statSync(dir, { bigint: true });
+  } catch (err) {
+    throw fromSystemError(err, dir, 'reading the journal');
+  }
+  return { id: createHash('sha256').update(`${was} ${st.dev} ${st.ino}`).digest('hex').slice(0, 32), was };
 }
 
 /** The journal directory of the volume at `volumePath`. */

@@ -106,10 +106,11 @@ export class LocalProtectDestination implements ProtectDestination {
         if (s.source.blockSize !== source.blockSize || s.source.logicalSize !== source.logicalSize) {
           throw new InvalidInputError(`${this.dir}: protects a disk of ${s.source.logicalSize} bytes in ${s.source.blockSize}-byte blocks; ${source.path} has ${source.logicalSize} bytes in ${source.blockSize}-byte blocks`);
         }
-        // a journal moved aside and started over, or made for a copy of the volume: its records number from 1 again
-        if (source.journalId !== undefined && s.source.journalId !== undefined && source.journalId !== s.source.journalId) {
+        // a journal moved aside and started over (its records number from 1 again), or copied
+        // with the volume (its records go on from the same numbers with other writes)
+        if (source.journalId !== undefined && s.source.journalId !== undefined && source.journalId !== s.source.journalId && source.journalIdWas !== s.source.journalId) {
           throw new InvalidInputError(
-            `${this.dir}: was fed from another write journal of volume ${source.uuid} (${s.source.journalId.slice(0, 8)}, not ${source.journalId.slice(0, 8)}): this journal is not the one the destination was fed from (moved aside and started over, or made for a copy of the volume)`,
+            `${this.dir}: was fed from another write journal of volume ${source.uuid} (${s.source.journalId.slice(0, 8)}, not ${source.journalId.slice(0, 8)}): this journal is not the one the destination was fed from (moved aside and started over, copied with the volume, or moved to another file system)`,
             'nothing was changed; protect to a new destination',
           );
         }
@@ -119,10 +120,10 @@ export class LocalProtectDestination implements ProtectDestination {
         if (keep !== s.keepMs) this.keepWas = s.keepMs;
         // a journal that ends before what is held here is refused by its shipper: nothing of this session is recorded
         const refusedNext = s.seeded && source.journalLast !== undefined && source.journalLast < s.journalTo;
-        if (!refusedNext && (s.keepMs !== keep || s.source.path !== source.path || (source.journalId !== undefined && s.source.journalId === undefined))) {
+        if (!refusedNext && (s.keepMs !== keep || s.source.path !== source.path || (source.journalId !== undefined && s.source.journalId !== source.journalId))) {
           s.keepMs = keep;
           s.source.path = source.path;
-          // (a destination fed before journals had an identity takes this one's)
+          // (a destination fed before journals had an identity, or before it was tied to the journal's directory, takes this one's)
           if (source.journalId !== undefined) s.source.journalId = source.journalId;
           writeState(this.dir, s);
         }

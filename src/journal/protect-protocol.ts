@@ -22,10 +22,12 @@ import type { IntervalBlock, SnapshotRename } from './destination-api.js';
  * is refused by it (naming both versions) rather than having renames dropped in silence;
  * a daemon speaking 2 still takes a shipper speaking 1 (which never sends them).
  * 3: entries may be runs of zeros (`runs`, `entries`), refused the same way by older daemons.
+ * 4: the journal's identity is tied to its directory (`journalId`, with `journalIdWas` for
+ * destinations fed before): a daemon speaking 3 would take it for another journal's.
  */
-export const PROTECT_PROTOCOL = 3;
+export const PROTECT_PROTOCOL = 4;
 /** The versions a daemon takes from shippers. */
-export const PROTECT_PROTOCOLS_TAKEN: readonly number[] = [1, 2, 3];
+export const PROTECT_PROTOCOLS_TAKEN: readonly number[] = [1, 2, 3, 4];
 export const BATCH_BYTES = 1 << 20;
 export const MAX_BATCH_BLOCKS = 4096;
 /** How often an idle shipper pings (well under the daemon's default 10-minute idle timeout). */

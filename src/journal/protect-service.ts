@@ -21,9 +21,10 @@ function sourceOf(hello: PeerHello): ProtectedSource {
   }
   // (a journal's identity and end where the shipper sends them: older ones do not)
   const journalId = typeof s.journalId === 'string' && /^[0-9a-f]{32}$/.test(s.journalId) ? { journalId: s.journalId } : {};
+  const journalIdWas = typeof s.journalIdWas === 'string' && /^[0-9a-f]{32}$/.test(s.journalIdWas) ? { journalIdWas: s.journalIdWas } : {};
   const journalLast = Number.isSafeInteger(s.journalLast) ? { journalLast: s.journalLast as number } : {};
   const journalDamage = typeof s.journalDamage === 'string' && s.journalDamage.length <= 4096 ? { journalDamage: s.journalDamage } : {};
-  return { uuid: s.uuid, path: s.path, blockSize: s.blockSize, logicalSize: s.logicalSize, ...journalId, ...journalLast, ...journalDamage };
+  return { uuid: s.uuid, path: s.path, blockSize: s.blockSize, logicalSize: s.logicalSize, ...journalId, ...journalIdWas, ...journalLast, ...journalDamage };
 }
 
 /** The blocks of one transfer, read off the channel until its 'end'. */

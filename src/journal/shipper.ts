@@ -17,7 +17,7 @@ import { DAMAGED_HINT, lastRecordAndDamage } from './journal-recovery.js';
 import fs from 'node:fs';
 import type { DestinationState, ProtectDestination, ProtectedSource, ShippedInterval, SnapshotRename } from './destination-api.js';
 import { IntervalBuilder, SegmentDroppedError, SlabPool } from './interval-builder.js';
-import { journalDirOf, journalIdOf, listSegments, readDirty, readShipped, writeShipped } from './journal-files.js';
+import { journalDirOf, journalIdentity, listSegments, readDirty, readShipped, writeShipped } from './journal-files.js';
 import { loadDirtyBlocks } from './dirty-blocks.js';
 import { JournalReader } from './journal-reader.js';
 import { RecordKind, parseMarker } from './record.js';
@@ -127,7 +127,8 @@ async function session(opts: ProtectOptions, dir: string, source: ProtectedSourc
   // the journal's identity (a destination fed from another journal refuses this one) and its end (see ProtectedSource)
   const { last, damage } = lastRecordAndDamage(dir);
   const journalDamage = damage ? { journalDamage: `${damage.segment}: a damaged record at byte ${damage.offset}, with ${damage.bytes} bytes after it` } : {};
-  let state = await dest.open({ ...source, journalId: journalIdOf(dir), journalLast: last, ...journalDamage }, opts.keepMs);
+  const identity = journalIdentity(dir);
+  let state = await dest.open({ ...source, journalId: identity.id, journalIdWas: identity.was, journalLast: last, ...journalDamage }, opts.keepMs);
   reached();
   if (state.keepWas != null && state.keepMs !== undefined) report({ event: 'retention', keepMs: state.keepMs, keptMs: state.keepWas });
   if (state.seeded && last < state.journalTo) {

@@ -238,6 +238,40 @@ describe.skipIf(missing.length > 0)(`the write journal of serve nbd --journal${m
     expect((await cli(['protect', 'status', vol], locks)).stdout).toMatch(/DAMAGED: /);
   });
 
+  it('tells a copy of the volume with its journal from the original: the destination takes the first to feed it, a rename keeps it', { timeout: 60_000 }, async () => {
+    const vol = at('cp.vol');
+    const dest = at('cp.cdp');
+    const bin = path.join(process.cwd(), 'dist/commands/_cli/bin.js');
+    await setupOk(['volume', 'create', vol, '--size', String(SIZE)], { env: { IMGSTREAM_LOCK_DIR: locks } });
+    let server = await startServer(vol, ['--socket', at('cp.sock'), '--journal'], locks);
+    expect((await runWriter(server.info.uri, ['--count', '20', '--seed', '21', '--aligned'])).code).toBe(0);
+    await server.stop();
+    await cli(['protect', vol, '--to', dest, '--once'], locks);
+    const state = () => JSON.parse(fs.readFileSync(path.join(dest, 'protect.json'), 'utf8')) as { journalTo: number; source: { journalId: string; path: string } };
+    const fed = state();
+    // cp -r of both: the copy's records go on from the same numbers, with other writes
+    fs.copyFileSync(vol, at('cp-copy.vol'));
+    fs.cpSync(`${vol}.journal`, at('cp-copy.vol.journal'), { recursive: true });
+    server = await startServer(at('cp-copy.vol'), ['--socket', at('cp.sock'), '--journal'], locks);
+    expect((await runWriter(server.info.uri, ['--count', '30', '--seed', '22', '--aligned'])).code).toBe(0);
+    await server.stop();
+    const before = fs.readFileSync(path.join(dest, 'protect.json'));
+    const copy = await run(process.execPath, [bin, 'protect', at('cp-copy.vol'), '--to', dest, '--once'], { env: { IMGSTREAM_LOCK_DIR: locks } });
+    expect(copy.code, copy.stderr).toBe(4);
+    expect(copy.stderr.trim().split('\n')).toEqual([expect.stringMatching(/cp\.cdp: was fed from another write journal of volume [0-9a-f]+ .*copied with the volume/)]);
+    expect(fs.readFileSync(path.join(dest, 'protect.json')).equals(before), 'the destination unchanged').toBe(true);
+    // a destination fed before the identity was tied to the journal's directory knew it by the id alone: it takes the original's, once
+    fs.writeFileSync(path.join(dest, 'protect.json'), JSON.stringify({ ...fed, source: { ...fed.source, journalId: fs.readFileSync(`${vol}.journal/id`, 'utf8').trim() } }));
+    expect((await cli(['protect', vol, '--to', dest, '--once'], locks)).code).toBe(0);
+    expect(state().source.journalId).toBe(fed.source.journalId);
+    expect((await run(process.execPath, [bin, 'protect', at('cp-copy.vol'), '--to', dest, '--once'], { env: { IMGSTREAM_LOCK_DIR: locks } })).code).toBe(4);
+    // the volume and its journal renamed: the same journal
+    fs.renameSync(vol, at('cp-moved.vol'));
+    fs.renameSync(`${vol}.journal`, at('cp-moved.vol.journal'));
+    expect((await cli(['protect', at('cp-moved.vol'), '--to', dest, '--once'], locks)).code).toBe(0);
+    expect(state().source.path).toBe(at('cp-moved.vol'));
+  });
+
   it('refuses a volume whose disk changed without its journal, and a shipper fed from another journal', { timeout: 120_000 }, async () => {
     const vol = at('c.vol');
     await setupOk(['volume', 'create', vol, '--size', String(SIZE)], { env: { IMGSTREAM_LOCK_DIR: locks } });

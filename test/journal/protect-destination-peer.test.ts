@@ -134,13 +134,13 @@ describe('protection destination on a peer daemon', () => {
     const d = new PeerProtectDestination(`peer://127.0.0.1:${daemon.port}/quiet.cdp`, { tokenFile: token, plain: true });
     try {
       // protocol versions: a shipper speaking 1 (before renames travelled) is taken, one the daemon does not speak is refused naming those it does
-      for (const protocol of [4, 1]) {
+      for (const protocol of [5, 1]) {
         const ch = await connectPeer(`peer://127.0.0.1:${daemon.port}/`, { tokenFile: token, plain: true });
         try {
           await ch.send({ op: 'protect.ship', name: `v${protocol}.cdp`, protocol, source: { ...modelSource(17) }, keepMs: null });
           const answer = (await ch.receive())!.msg;
           if (protocol === 1) expect(answer).toMatchObject({ type: 'state' });
-          else expect(answer).toEqual({ error: { code: 'invalid-input', message: 'protect.ship: protocol 4 is not spoken here (1, 2, 3)', hint: 'run the same imgstream version on both sides' } });
+          else expect(answer).toEqual({ error: { code: 'invalid-input', message: 'protect.ship: protocol 5 is not spoken here (1, 2, 3, 4)', hint: 'run the same imgstream version on both sides' } });
         } finally {
           await ch.close();
         }
