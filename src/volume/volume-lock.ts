@@ -19,6 +19,13 @@
 // is, and the first to finish does not remove the lock the other still works under.
 // Older versions split the file at spaces and compare the second field with the start
 // time: the space keeps that field exact, so they never take a server's lock for stale.
+//
+// Where: /run/lock/imgstream by default (where /run/lock is), not under $TMPDIR, which a
+// service may have to itself (systemd's PrivateTmp) and a shell may set otherwise: two
+// processes that looked in different directories both opened a served volume, and the
+// second's CP wrote over the server's map. A process given IMGSTREAM_LOCK_DIR takes each
+// lock in that directory and a copy in the default one (the guard): a process with
+// another lock directory, or none, finds it held there and is refused.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -26,8 +33,31 @@ import { BusyError } from '../core/errors.js';
 import { removeStaleTemp } from '../fs/stale-temp.js';
 import { makeDirectories } from '../core/make-dirs.js';
 
+let sharedDir: string | null = null;
+
+/** The default lock directory: /run/lock/imgstream where /run/lock is a directory this process may write in, else $TMPDIR/imgstream-locks. */
+function sharedLockDir(): string {
+  if (sharedDir === null) {
+    let runLock = false;
+    try {
+      fs.accessSync('/run/lock', fs.constants.W_OK | fs.constants.X_OK);
+      runLock = fs.statSync('/run/lock').isDirectory();
+    } catch {
+      // none here (not Linux, or a container without it)
+    }
+    sharedDir = runLock ? '/run/lock/imgstream' : path.join(os.tmpdir(), 'imgstream-locks');
+  }
+  return sharedDir;
+}
+
 function lockDir(): string {
-  return process.env.IMGSTREAM_LOCK_DIR ?? path.join(os.tmpdir(), 'imgstream-locks');
+  return process.env.IMGSTREAM_LOCK_DIR ?? sharedLockDir();
+}
+
+/** Where the lock file `file` (in lockDir()) has its guard: the same name in the default directory, or null when that is where it is. */
+function guardOf(file: string): string | null {
+  const shared = sharedLockDir();
+  return path.resolve(path.dirname(file)) === path.resolve(shared) ? null : path.join(shared, path.basename(file));
 }
 
 function startTime(pid: number): string | null {
@@ -150,6 +180,15 @@ function createWhole(file: string, text: string): boolean {
   }
 }
 
+/** The text of `file`, or of `guard` when there is no `file` (throws when neither is there). */
+function readEither(file: string, guard: string): string {
+  try {
+    return fs.readFileSync(file, 'utf8');
+  } catch {
+    return fs.readFileSync(guard, 'utf8');
+  }
+}
+
 function lockFileOf(st: fs.Stats): string {
   return path.join(lockDir(), `${st.dev}-${st.ino}.lock`);
 }
@@ -160,6 +199,8 @@ const heldHere = new Set<string>();
 export class VolumeLock {
   private released = false;
   private readonly onExit = () => this.release();
+  /** The copy of this lock in the default directory (see the top), when this one is elsewhere and the default directory could be written. */
+  private guard: VolumeLock | null = null;
   private constructor(readonly file: string, private token: string) {
     heldHere.add(file);
     process.once('exit', this.onExit);
@@ -177,7 +218,10 @@ export class VolumeLock {
   static lastHolder(volumePath: string): (LockHolder & { alive: boolean }) | null {
     let text: string;
     try {
-      text = fs.readFileSync(lockFileOf(fs.statSync(volumePath)), 'utf8');
+      const file = lockFileOf(fs.statSync(volumePath));
+      const guard = guardOf(file);
+      // (a holder with another lock directory is found by its guard)
+      text = guard === null ? fs.readFileSync(file, 'utf8') : readEither(file, guard);
     } catch {
       return null;
     }
@@ -204,6 +248,7 @@ export class VolumeLock {
     fs.writeFileSync(tmp, next, { mode: 0o666 });
     fs.renameSync(tmp, this.file);
     this.token = next;
+    this.guard?.advertise(socket, served, journal);
   }
 
   /** `keepsDisk`: the holder changes no block of the disk (disk=kept, see the top). */
@@ -250,7 +295,14 @@ export class VolumeLock {
     for (let attempt = 0; attempt < 5; attempt++) {
       if (createWhole(file, token)) {
         removeStaleTemp(path.dirname(file), `${path.basename(file)}${NEW_INFIX}`); // of processes killed while locking
-        return new VolumeLock(file, token);
+        const lock = new VolumeLock(file, token);
+        try {
+          lock.guard = VolumeLock.takeGuard(file, token, exhausted, refuse);
+        } catch (err) {
+          lock.release();
+          throw err;
+        }
+        return lock;
       }
       let holder = '';
       let age = Infinity;
@@ -274,7 +326,21 @@ export class VolumeLock {
     throw new BusyError(exhausted, 'another imgstream process keeps taking it');
   }
 
+  /** The guard of the lock file `file` (see the top): null where it needs none, or where the default directory cannot be written (a read-only /run: the lock directory given is all there is). */
+  private static takeGuard(file: string, token: string, exhausted: string, refuse: (owner: LockOwner | null) => BusyError): VolumeLock | null {
+    const guard = guardOf(file);
+    if (guard === null) return null;
+    try {
+      makeDirectories(path.dirname(guard), 0o1777);
+      fs.accessSync(path.dirname(guard), fs.constants.W_OK);
+    } catch {
+      return null;
+    }
+    return VolumeLock.take(guard, token, exhausted, refuse);
+  }
+
   release(): void {
+    this.guard?.release();
     if (this.released) return;
     this.released = true;
     heldHere.delete(this.file);

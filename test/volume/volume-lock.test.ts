@@ -3,13 +3,16 @@
 // took it for stale, removed it and held the lock too. Here: a lock file another process
 // is still writing (empty, young) is respected, an empty one left long ago is taken over,
 // what a process killed while creating it left is removed, and real processes taking and releasing one lock in a tight loop never hold it at once.
+// Processes given different lock directories (a service with its own /tmp, a shell with
+// IMGSTREAM_LOCK_DIR) still exclude each other: each lock has its guard in the default one.
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { BusyError } from '../../src/core/errors.js';
 import { VolumeLock } from '../../src/volume/volume-lock.js';
-import { finished, REPO_ROOT } from '../support/cli.js';
+import { CLI_BIN, finished, REPO_ROOT } from '../support/cli.js';
+import { startServer } from '../nbd/support.js';
 import { tempDir } from '../support/images.js';
 
 const root = tempDir('imgstream-volume-lock-');
@@ -41,6 +44,35 @@ describe('the volume lock', () => {
     expect(fs.existsSync(lockFile)).toBe(false);
     expect(fs.readdirSync(locks)).toEqual([]); // nothing of its own left beside
   });
+
+  it('keeps a served volume from a command that looks for locks in another directory, or in none', async () => {
+    const vol = path.join(root, 's.vol');
+    const dirA = path.join(root, 'locks-a');
+    const imgstream = (args: string[], lockDir: string | null) => {
+      const env = { ...process.env, OCLIF_SKIP_NEW_VERSION_CHECK: 'true' };
+      delete env.IMGSTREAM_LOCK_DIR;
+      if (lockDir !== null) env.IMGSTREAM_LOCK_DIR = lockDir;
+      return finished(spawn(process.execPath, [CLI_BIN, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] }), 60_000);
+    };
+    expect((await imgstream(['volume', 'create', vol, '--size', '4M'], dirA)).code).toBe(0);
+    const server = await startServer(vol, ['--socket', path.join(root, 's.sock'), '--journal'], dirA);
+    try {
+      // found by its guard: the request goes to the server (which journals it)
+      const routed = await imgstream(['snapshot', 'create', vol, 'from-b'], path.join(root, 'locks-b'));
+      expect(routed.code, routed.stderr).toBe(0);
+      // its control socket out of reach (as in another /tmp): refused, where it opened the volume beside the server and replayed its journal
+      for (const f of fs.readdirSync(dirA)) if (f.endsWith('.ctl')) fs.rmSync(path.join(dirA, f));
+      for (const dir of [path.join(root, 'locks-b'), null]) {
+        const r = await imgstream(['snapshot', 'create', vol, 'beside'], dir);
+        expect(r.code, r.stderr).toBe(7);
+        expect(r.stderr.trim().split('\n')).toEqual([`imgstream: ${vol}: volume is being served by imgstream process ${server.child.pid} (write through its NBD export, or stop the server first)`]);
+      }
+    } finally {
+      await server.stop();
+    }
+    expect((await imgstream(['volume', 'check', vol], dirA)).code).toBe(0);
+    expect((await imgstream(['snapshot', 'list', vol, '--json'], null)).stdout).toMatch(/"from-b"/);
+  }, 60_000);
 
   it('is held by one process at a time while four take and release it in a tight loop', async () => {
     const vol = path.join(root, 'b.vol');
