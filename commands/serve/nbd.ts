@@ -8,6 +8,9 @@ import { InvalidInputError, UsageError } from '../../src/core/errors.js';
 import { tuneGcForStreaming } from '../../src/core/gc-tuning.js';
 import { MAX_STRING_BYTES } from '../../src/format/nbd-protocol.js';
 
+/** The least --journal-size taken: a few records of the largest common writes. */
+const MIN_JOURNAL_SIZE = 64 << 10;
+
 export default class ServeNbd extends ImgstreamCommand {
   static override summary = 'Serve a volume to NBD clients (qemu-img, qemu-io, nbdcopy, nbd-client).';
   static override description = `Offers the volume's active file system, or one snapshot, as an NBD export (fixed newstyle negotiation) on a TCP address or a Unix socket, to any number of connections at once. Writes go to free blocks (write-anywhere) and become part of the volume at a consistency point: FLUSH and FUA writes are answered only after one, one is taken every --cp-interval seconds when something changed, and one on SIGINT or SIGTERM before the server exits. Trim and write-zeroes unmap whole blocks; unaligned reads and writes of any size are served (partial blocks are merged). A snapshot export, or --readonly, refuses writes with EPERM. When the server is ready it prints the URI clients connect to, and a summary when it stops (with --json, one JSON line each). There is no TLS and no authentication: listen on localhost or a Unix socket unless the network is trusted.
@@ -40,7 +43,7 @@ While it serves, other imgstream commands on the same volume go through the serv
     'cp-interval': Flags.string({ helpValue: 'SECONDS', description: 'Seconds between consistency points while writes arrive (at most 86400); 0: only on flush and shutdown.', default: '5' }),
     'export-name': Flags.string({ helpValue: 'NAME', description: 'Name of the export; clients asking for the empty name get it too. A snapshot served beside a served volume is named after the snapshot by default.' }),
     journal: Flags.boolean({ description: 'Keep the volume\'s write journal (VOL.journal/): every write, trim and write-zeroes, time-stamped, for imgstream protect to ship. Fsynced before every CP (so before FLUSH and FUA replies); replayed onto the volume after a crash.' }),
-    'journal-size': Flags.string({ helpValue: 'SIZE', description: 'With --journal: bytes of records not yet shipped kept before the journal overflows into a list of changed blocks (the next protect transfer is then a resync of those blocks).', default: '1G' }),
+    'journal-size': Flags.string({ helpValue: 'SIZE', description: 'With --journal: bytes of records not yet shipped kept before the journal overflows into a list of changed blocks (the next protect transfer is then a resync of those blocks); 64K or more.', default: '1G' }),
     'handshake-timeout': Flags.string({ helpValue: 'SECONDS', description: 'Seconds a client gets to complete the NBD handshake before it is dropped (at most 86400); 0: no limit.', default: '10' }),
   };
 
@@ -66,6 +69,8 @@ While it serves, other imgstream commands on the same volume go through the serv
     if (name !== undefined && Buffer.byteLength(name) > MAX_STRING_BYTES) throw new UsageError(`--export-name is ${Buffer.byteLength(name)} bytes; NBD clients send at most ${MAX_STRING_BYTES}`, 'choose a shorter name');
     if (flags['journal-size'] !== '1G' && flags.journal !== true) throw new UsageError('--journal-size needs --journal');
     const journalLimit = parseSize(flags['journal-size']);
+    // (below that, every few writes overflow it: protection would be one resync after another)
+    if (journalLimit < MIN_JOURNAL_SIZE) throw new InvalidInputError(`--journal-size ${flags['journal-size']} is below the least a journal needs (64K)`, 'give 64K or more; the default is 1G');
     const listen = flags.socket !== undefined ? { socket: flags.socket } : parseListenAddress(flags.listen ?? '127.0.0.1:10809');
     const stop = new AbortController();
     const onSignal = () => stop.abort();

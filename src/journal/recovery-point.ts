@@ -132,7 +132,9 @@ export function recoveryPointFor(dir: string, s: ProtectState, held: HeldPoints,
     throw new InvalidInputError(`"${asOf}" names no recovery point of ${dir} any more: the source renamed that snapshot to ${now}`, `give its name now: --as-of ${now}`);
   }
   if (t === null) {
-    throw new InvalidInputError(`"${asOf}" is neither a time nor a snapshot of a recovery point of ${dir}`, `give a time in the window ${describeWindow(s)}, or ${LATEST} for its end; a time is ${AS_OF_DATE_FORMS}, as in 2026-12-03T10:15:02.250Z`);
+    // a name (a snapshot that is not there: not-found, as everywhere), or a time mistyped
+    const Err = /^\d/.test(asOf) ? InvalidInputError : NotFoundError;
+    throw new Err(`"${asOf}" is neither a time nor a snapshot of a recovery point of ${dir}`, `give a time in the window ${describeWindow(s)}, or ${LATEST} for its end; a time is ${AS_OF_DATE_FORMS}, as in 2026-12-03T10:15:02.250Z`);
   }
   if (t < w.start || t > w.end) {
     throw new InvalidInputError(`${asOf === iso(t) ? asOf : `${asOf} (${iso(t)})`} is outside the recovery window of ${dir}: ${describeWindow(s)}`, `list the recovery points with: imgstream protect status ${dir} --points`);

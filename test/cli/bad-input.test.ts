@@ -243,6 +243,7 @@ const cases: Case[] = [
   { what: 'serve nbd --socket with an empty path', args: ['serve', 'nbd', v(), '--socket', ''], code: 'invalid-input', mentions: /--socket path is empty/ },
   { what: 'serve nbd --socket longer than a Unix socket path', args: ['serve', 'nbd', v(), '--socket', at(`${'s'.repeat(120)}.sock`)], code: 'invalid-input', mentions: /at most 107 bytes/ },
   { what: 'serve nbd --socket in a missing directory', args: ['serve', 'nbd', v(), '--socket', at('nodir/v.sock')], code: 'not-found', mentions: /nodir\/v\.sock: no such directory \S+nodir \(create the directory first, or choose a --socket path in an existing one\)$/ },
+  { what: 'serve nbd --journal-size 0', args: ['serve', 'nbd', v(), '--socket', at('v.sock'), '--journal', '--journal-size', '0'], code: 'invalid-input', mentions: /--journal-size 0 is below the least a journal needs \(64K\)/ },
   { what: 'serve nbd --cp-interval of a month', args: ['serve', 'nbd', v(), '--socket', at('v.sock'), '--cp-interval', '2592000'], code: 'invalid-input', mentions: /--cp-interval 2592000 is more than a day/ },
   { what: 'serve nbd --handshake-timeout of a month', args: ['serve', 'nbd', v(), '--socket', at('v.sock'), '--handshake-timeout', '2592000'], code: 'invalid-input', mentions: /--handshake-timeout 2592000 is more than a day/ },
   { what: 'serve nbd --export-name longer than NBD allows', args: ['serve', 'nbd', v(), '--socket', at('v.sock'), '--export-name', 'e'.repeat(5000)], code: 'usage', mentions: /--export-name is 5000 bytes/ },

@@ -30,7 +30,9 @@ describe('protection destination: bad input and damage', () => {
     // a time outside the window, and something that is neither a time nor a snapshot
     expectError(['volume', 'export', dest, '--as-of', '2026-12-03T09:59:59.999Z', '--to', at('x.raw')], 4, `is outside the recovery window of ${dest}: ${window}`);
     expectError(['restore', '--to', at('x.vol'), '--as-of', '2026-12-04', '--from', dest], 4, `outside the recovery window of ${dest}: ${window}`);
-    expectError(['restore', '--to', at('x.vol'), '--as-of', 'june7', '--from', dest], 4, 'neither a time nor a snapshot');
+    // (a name: not-found, as a snapshot that is not there is everywhere; a mistyped time: invalid)
+    expectError(['restore', '--to', at('x.vol'), '--as-of', 'june7', '--from', dest], 3, 'neither a time nor a snapshot');
+    expectError(['volume', 'export', dest, '--as-of', '2026-12-03T25:00', '--to', at('x.raw')], 4, 'neither a time nor a snapshot');
     expect(stderrLines(cli(['restore', '--to', at('x.vol'), '--as-of', 'june7', '--from', dest]))[0]).toMatch(/\(give a time in the window .+ to .+, or latest for its end; a time is YYYY-MM-DD for the end of that day or YYYY-MM-DDTHH:MM\[:SS\], in local time, or followed by Z or \+HH:MM for another zone, as in 2026-12-03T10:15:02\.250Z\)$/);
     // into a directory that does not exist: named, like every other restore
     expectError(['restore', '--to', at('nodir/x.vol'), '--as-of', iso(endOf(seed, 5)), '--from', dest], 3, `${at('nodir/x.vol')}: no such directory ${at('nodir')}`);
