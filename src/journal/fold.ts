@@ -115,13 +115,13 @@ export function foldTarget(state: ProtectState, held: HeldInterval[]): HeldInter
  * one holds the right data either way. Makes room when every slot is taken (the oldest
  * snapshot goes).
  */
-function takeSnapshot(base: Volume, name: string): void {
+function takeSnapshot(base: Volume, name: string, takenMs: number): void {
   if (base.snapshots().some((s) => s.name === name)) base.deleteSnapshot(name);
   if (base.freeSnapshotSlots().length === 0) {
     const oldest = oldestSnapshot(base);
     if (oldest !== null) base.deleteSnapshot(oldest);
   }
-  base.createSnapshot(name);
+  base.createSnapshot(name, { createdMs: takenMs }); // (when the source took it, not when it was folded)
 }
 
 /** The oldest snapshot of the base, which goes first when room is needed. */
@@ -229,7 +229,7 @@ export async function foldExpired(dir: string, state: ProtectState, held: HeldIn
       }
       const times: Record<string, number> = { ...state.baseSnapshotTimes };
       for (const name of ix.header.snapshots) {
-        takeSnapshot(base, name);
+        takeSnapshot(base, name, ix.header.end);
         times[name] = ix.header.end;
       }
       base.file.sync();

@@ -33,7 +33,7 @@ export interface SnapshotHost {
 export class SnapshotOps {
   constructor(private readonly h: SnapshotHost) {}
 
-  take(name: string, opts: { shadow?: boolean; master?: boolean }): SnapshotEntry {
+  take(name: string, opts: { shadow?: boolean; master?: boolean; createdMs?: number }): SnapshotEntry {
     const h = this.h;
     validateSnapshotName(name);
     h.table.assertNameFree(name, 'choose another name, or delete the old one first');
@@ -51,7 +51,7 @@ export class SnapshotOps {
       name,
       shadow: !!opts.shadow,
       master: !!opts.master,
-      createdMs: Date.now(),
+      createdMs: opts.createdMs ?? Date.now(),
       mapRoot: h.mapRoot(),
       generation: root.generation,
       blocks: root.usedBlocks,

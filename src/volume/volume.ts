@@ -63,7 +63,8 @@ export class Volume extends VolumeCore {
   // ---------------------------------------------------------------- snapshots
 
   /** `internal`: a snapshot a command takes for itself (a temporary one): no observer hears of it. */
-  createSnapshot(name: string, opts: { shadow?: boolean; master?: boolean; internal?: boolean } = {}): SnapshotEntry {
+  /** `createdMs`: when it was taken, where that was elsewhere (a source snapshot arriving at a protection destination's base). */
+  createSnapshot(name: string, opts: { shadow?: boolean; master?: boolean; internal?: boolean; createdMs?: number } = {}): SnapshotEntry {
     this.assertWritable();
     const entry = this.snapshotOps.take(name, opts);
     // committed, not yet told to a write journal: its recovery makes good a stop here

@@ -59,8 +59,10 @@ describe('snapshot renames folded into the base', () => {
     expect(r.status, r.stderr).toBe(0);
     expect(readState(dest).baseSeq).toBe(COUNT - 1);
     checkNames(dest, images);
-    const names = cliJson(['snapshot', 'list', path.join(dest, 'base.vol'), '--json'], { env: fx.env }).snapshots.map((x: { name: string }) => x.name).sort();
-    expect(names).toEqual(['d0', 'd1', 'd2']);
+    const snaps = cliJson(['snapshot', 'list', path.join(dest, 'base.vol'), '--json'], { env: fx.env }).snapshots as Array<{ name: string; created: string }>;
+    expect(snaps.map((x) => x.name).sort()).toEqual(['d0', 'd1', 'd2']);
+    // taken when the source took them (their interval's end), not when they were folded
+    for (const x of snaps) expect(Date.parse(x.created), x.name).toBe(shippedInterval(SEED, NOW[x.name]).end);
   });
 
   for (const step of ['protect-fold-renaming', 'protect-fold-passing']) {
