@@ -5,9 +5,11 @@ import { basename } from 'node:path';
  * process with SIGKILL at that step of a CP (journal, root, apply, clean-root) or of a
  * snapshot (snapshot-plane), or of a journal's overflow (overflow-marker: its record
  * written, its changed blocks not saved yet; dirty-bits: dirty.bits saved, dirty.json
- * not; overflowed-cp: a CP committed while overflowed, its journal marker not written), of any volume or only of the volume file with that name (a
- * process that writes two, such as a mirror update to a local path), the same as a kill
- * -9 landing exactly there.
+ * not; overflowed-cp: a CP committed while overflowed, its journal marker not written),
+ * or of a dump to tapes (tape-publish: before its tape file on that tape gets its name,
+ * those on the tapes after it in the set having theirs), of any volume (tape) or only of
+ * the volume file (tape directory) with that name (a process that writes two, such as a
+ * mirror update to a local path), the same as a kill -9 landing exactly there.
  */
 export function crashPoint(step: string, file: string): void {
   const at = process.env.IMGSTREAM_CRASH_AT;
