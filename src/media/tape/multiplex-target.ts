@@ -9,6 +9,7 @@ import { DEFAULT_PART_BYTES, DEFAULT_RECORD_SIZE, MAX_LABEL_CHARS, MAX_PART_BYTE
 import type { LogSource } from './multiplex-format.js';
 import { tapeKind } from './tape-directory.js';
 import { MultiplexTapeFiles, type MultiplexStream, type MultiplexTapeFile } from './multiplex-tape-files.js';
+import { pausePoint } from '../../volume/crash-point.js';
 
 export type { MultiplexTapeFile };
 
@@ -198,7 +199,10 @@ export class MultiplexTapeWriter {
         }
         const item = this.ready.shift();
         if (!item) {
-          if (this.allSettled()) break;
+          if (this.allSettled()) {
+            await pausePoint('multiplex-sources-read');
+            break;
+          }
           const t0 = performance.now();
           await new Promise<void>((r) => (this.wake = r));
           turned = performance.now();
