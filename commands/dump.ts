@@ -25,7 +25,7 @@ The stream carries the blocks (each tagged with its VBN) in chunks of about 1 Mi
 
 Targets: a file (written under a temporary name, renamed when complete), "-" for stdout (the summary line then goes to stderr; not with --json), "tape:DIR" for a tape directory (the dump becomes its next tape file: a tar archive in fixed-size records, readable with "tar tvf"), "tape:DIR1,DIR2,..." with --tape-size to span several tapes, a tape device (e.g. /dev/nst0) with "tape:/dev/nst0" (written at the current position, in fixed-size records), "s3://BUCKET/PREFIX/NAME" for an object on AWS S3 or an S3-compatible store (a multipart upload completed only after the last byte: no object appears under NAME before the dump is complete; a failed dump aborts its upload, and a killed dump's unfinished upload, or one a failed dump could not abort (the store stopped answering: its error says so), is aborted by the next dump to the same NAME; without --force it is written only if no object of that NAME exists then, so of two dumps racing to one NAME the second exits 6; a store that never answers fails after IMGSTREAM_S3_TIMEOUT_S seconds (default 60), exit 12; credentials and region from the AWS environment variables or AWS_PROFILE, the endpoint from --s3-endpoint or AWS_ENDPOINT_URL, recorded in the catalog with the path-style setting, never the credentials, so restore --as-of reads the object there), or "peer://HOST:PORT/NAME" for the file NAME in the directory of an imgstream peer daemon (see serve peer): give --token-file and --tls-ca or --tls-fingerprint (or --plain). The daemon checks the stream as it arrives and stores it under NAME only once it is complete, fsynced and valid; the dump succeeds only then. The target is checked (it exists, a peer refuses) before a snapshot is taken for the dump. So is the catalog (it reads; it is a regular file, or none yet, in a directory that exists), and a target that is one of the dump's own inputs is refused (exit 4), --force or not: the volume, the --key-file or --passphrase-file, the catalog (compared as files: a hard or symbolic link to one is the same).
 
-SIGINT (Ctrl-C), SIGHUP (the terminal or ssh session went away) or SIGTERM stops the dump: its partial output is removed (a stream on stdout is left without its trailer, which every reader refuses), the snapshot it took is deleted, nothing is recorded, and it exits 130 (SIGINT), 129 (SIGHUP) or 143 (SIGTERM); a second signal ends it at once (one a quarter second or more after the first: a signal delivered twice, as timeout does to its command and then its process group, counts once). A dump already writing its trailer completes and is recorded. Only kill -9 leaves its snapshot behind (and a hidden partial file, which the next dump to the same name removes).
+SIGINT (Ctrl-C), SIGHUP (the terminal or ssh session went away) or SIGTERM stops the dump: its partial output is removed (a stream on stdout is left without its trailer, which every reader refuses), the snapshot it took is deleted, nothing is recorded, and it exits 130 (SIGINT), 129 (SIGHUP) or 143 (SIGTERM); a second signal ends it at once (one a quarter second or more after the first: a signal delivered twice, as timeout does to its command and then its process group, counts once). A dump already writing its trailer completes and is recorded, and one line on stderr says the signal came too late to stop it (exit 0); so does a --multiplex dump whose every source was read (its tape files are closed and published, every dump recorded). Only kill -9 leaves its snapshot behind (and a hidden partial file, which the next dump to the same name removes). A dump spanning tapes killed while it published its tape files (the continuation tapes first, the first tape last) can leave continuations whose earlier tapes hold only its partial files: the next dump to that set removes them, one line on stderr each ("tape T3: removed file0001.tar (tape 3 of dump ID), left by a dump killed before it published its earlier tapes"); a tape holding a tape file of any other dump is refused as the next tape, as before.
 
 While the volume is being served (imgstream serve nbd), the dump asks the server to take its snapshot, keeps the snapshots it reads from being deleted or renamed until it ends, and reads them without stopping the server.
 
@@ -89,10 +89,11 @@ While the volume is being served (imgstream serve nbd), the dump asks the server
     // a dry run sends nothing: the peer flags may stay on the command line, unchecked
     const peer = peerClientOptions(flags, flags.to !== undefined && isPeerSpec(flags.to) && !flags['dry-run'] ? [flags.to] : [], flags['dry-run']);
     if (!flags['dry-run']) refuseOutputOverInputs(flags.to!, dumpInputs(volumes, flags, catalog));
+    const stop = { late: null as NodeJS.Signals | null };
     const result = await stoppableBySignals((signal) =>
       dumpVolumeAt(
         args.volume,
-        (streamId) => targetFor(flags.to!, { force: flags.force, tapeSize, recordSize, streamId, nextTape: nextTapePrompt(), peer, newTape: flags['new-tape'] === true, s3: s3Options(flags) }),
+        (streamId) => targetFor(flags.to!, { force: flags.force, tapeSize, recordSize, streamId, nextTape: nextTapePrompt(), notice: sayOnStderr, peer, newTape: flags['new-tape'] === true, s3: s3Options(flags) }),
         {
           ...streamFlags(flags),
           catalog,
@@ -102,6 +103,7 @@ While the volume is being served (imgstream serve nbd), the dump asks the server
         },
         this.progress(),
       ),
+      (sig) => (stop.late = sig),
     );
     const what = `level ${result.level} of ${args.volume}: ${result.expression}: ${result.blocks} blocks, ${formatSize(result.bytes)}, ${result.extents} extents`;
     if (result.dryRun) this.say(`dry run: ${what}`);
@@ -112,6 +114,7 @@ While the volume is being served (imgstream serve nbd), the dump asks the server
       // (not "imgstream: ...", which is how errors read)
       if (flags.to === '-') process.stderr.write(`${summary}\n`);
       else this.say(summary);
+      if (stop.late) sayOnStderr(lateStop(stop.late, 'the dump', 'its stream was complete', result.recorded !== false));
     }
     return result;
   }
@@ -124,9 +127,10 @@ While the volume is being served (imgstream serve nbd), the dump asks the server
     const key = await dumpKeyFromFlags(flags);
     const catalog = openCatalog(flags.catalog);
     refuseOutputOverInputs(flags.to, dumpInputs(volumes, flags, catalog));
+    const stop = { late: null as NodeJS.Signals | null };
     const result = await stoppableBySignals((signal) => multiplexDump(
       volumes,
-      { tapes: spec.tapes, tapeSize: flags['tape-size'] ? parseSize(flags['tape-size'], 'tape size') : undefined, recordSize: parseSize(flags['record-size'] ?? '10K', 'record size'), nextTape: nextTapePrompt(), newTape: flags['new-tape'] === true },
+      { tapes: spec.tapes, tapeSize: flags['tape-size'] ? parseSize(flags['tape-size'], 'tape size') : undefined, recordSize: parseSize(flags['record-size'] ?? '10K', 'record size'), nextTape: nextTapePrompt(), notice: sayOnStderr, newTape: flags['new-tape'] === true },
       {
         ...streamFlags(flags),
         catalog,
@@ -134,7 +138,7 @@ While the volume is being served (imgstream serve nbd), the dump asks the server
         signal,
       },
       this.progress(),
-    ));
+    ), (sig) => (stop.late = sig));
     const where = result.files.map((f) => `${f.tape}${f.number !== undefined ? ` file ${f.number}` : ''}`).join(', ');
     for (const s of result.sources) {
       if (s.dump) this.say(`dumped level ${s.dump.level} of ${s.volume}: ${s.dump.expression}: ${s.dump.blocks} blocks, ${formatSize(s.dump.bytes)} -> ${formatSize(s.dump.streamBytes)}${key ? ' encrypted' : ''} stream${s.dump.recorded === false ? `: not recorded in the catalog (${flags.to} keeps nothing: no later level builds on it), its snapshot deleted` : ''}`);
@@ -143,6 +147,11 @@ While the volume is being served (imgstream serve nbd), the dump asks the server
     const idle = result.elapsedMs > 0 ? ((100 * result.idleMs) / result.elapsedMs).toFixed(1) : '0.0';
     this.say(`multiplexed onto tape ${where} in ${(result.elapsedMs / 1000).toFixed(1)} s, the tape idle ${idle}% of it (imgstream tape log shows the backup log)`);
     const failed = result.sources.filter((s) => !s.ok);
+    // a signal that stopped sources is said by their errors; one that came after every stream was complete, here
+    if (stop.late && !failed.some((f) => STOPPED.has(f.error!.code))) {
+      const recorded = result.sources.every((s) => s.dump?.recorded !== false);
+      sayOnStderr(lateStop(stop.late, 'the multiplexed dump', failed.length ? 'every stream had ended' : 'every stream was complete', recorded));
+    }
     if (failed.length > 0) {
       const done = result.sources.length - failed.length;
       throw errorOfCode(
@@ -154,6 +163,19 @@ While the volume is being served (imgstream serve nbd), the dump asks the server
     }
     return result;
   }
+}
+
+/** Error codes of a dump a stop signal stopped. */
+const STOPPED = new Set(['interrupted', 'hangup', 'terminated']);
+
+/** The line of a dump a stop signal reached too late to stop it: it completed all the same (exit 0). */
+function lateStop(sig: NodeJS.Signals, what: string, why: string, recorded: boolean): string {
+  return `${sig} came too late to stop ${what} (${why}): it was finished${recorded ? ' and recorded' : ''}`;
+}
+
+/** A line of information on stderr (not "imgstream: ...", which is how errors read): stdout may carry the stream, or --json. */
+function sayOnStderr(line: string): void {
+  process.stderr.write(`${line}\n`);
 }
 
 /** A source's error message without the volume name it begins with (the line names the volume once). */

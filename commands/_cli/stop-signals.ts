@@ -35,11 +35,21 @@ export function onStopSignals(stop: (sig: NodeJS.Signals) => void, signals: Node
   };
 }
 
-export async function stoppableBySignals<T>(work: (signal: AbortSignal) => Promise<T>): Promise<T> {
+/**
+ * Runs `work` with an AbortSignal the first stop signal fires. `late`: told the signal when
+ * `work` completed although it fired (it came past the point where the work stops, such as
+ * a dump writing its trailer), for the command to say so.
+ */
+export async function stoppableBySignals<T>(work: (signal: AbortSignal) => Promise<T>, late?: (sig: NodeJS.Signals) => void): Promise<T> {
   const controller = new AbortController();
   const off = onStopSignals((sig) => controller.abort(sig));
   try {
-    return await work(controller.signal);
+    const result = await work(controller.signal);
+    // a signal that came during the work's last synchronous steps is still queued: let it in
+    // (the next turn of the event loop reads it: immediates run before, so two of them)
+    for (let i = 0; i < 2; i++) await new Promise<void>((resolve) => setImmediate(resolve));
+    if (controller.signal.aborted) late?.(controller.signal.reason as NodeJS.Signals);
+    return result;
   } finally {
     off();
     // stopped: once the error is printed, a write still pending on a pipe nobody reads must not keep the process alive

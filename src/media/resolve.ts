@@ -21,6 +21,8 @@ export interface TargetOptions {
   recordSize?: number;
   streamId: string;
   nextTape?: (n: number) => Promise<string | null>;
+  /** Tapes: told one line for each tape file of a killed dump removed from the tapes. */
+  notice?: (line: string) => void;
   /** How to reach peer:// targets (token file, TLS checks, rate limit). */
   peer?: PeerClientOptions;
   /** How to reach s3:// targets (endpoint, path-style). */
@@ -55,7 +57,7 @@ export function targetFor(spec: string, opts: TargetOptions): StreamTarget {
   if (spec.startsWith('tape:')) {
     const t = parseTapeSpec(spec);
     if (t.file !== undefined) throw new InvalidInputError(`${spec}: a dump goes to the next tape file; #N is for reading`, 'give tape:DIR');
-    return tapeTarget({ tapes: t.tapes, tapeSize: opts.tapeSize, recordSize: opts.recordSize, streamId: opts.streamId, nextTape: opts.nextTape, newTape: opts.newTape });
+    return tapeTarget({ tapes: t.tapes, tapeSize: opts.tapeSize, recordSize: opts.recordSize, streamId: opts.streamId, nextTape: opts.nextTape, newTape: opts.newTape, notice: opts.notice });
   }
   if (isPeerSpec(spec)) return peerTarget(spec, { ...peerOptions(spec, opts), force: opts.force });
   if (isS3Spec(spec)) return s3Target(spec, { ...opts.s3, force: opts.force });

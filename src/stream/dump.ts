@@ -24,6 +24,7 @@ import type { KeySource } from '../crypt/index.js';
 import { writePlanes, imageMembers, writeMapDeltas, writeBlocks } from './dump-records.js';
 import { parseOrder } from './order.js';
 import { stopSignal, throwIfStopped, untilStopped } from './interruption.js';
+import { pausePoint } from '../volume/crash-point.js';
 
 export interface DumpOptions {
   level: number;
@@ -342,6 +343,7 @@ export async function dumpVolume(vol: Volume, target: DumpTargetFactory, opts: D
     // a signal stops the dump up to its trailer; once the stream is being completed, it completes and is recorded
     await untilStopped(stream(), signal);
     completing = true;
+    await pausePoint('dump-completing');
     const { trailer, position, streamBytes } = await writer.finish();
     const rec: DumpRecord = {
       id: streamId,

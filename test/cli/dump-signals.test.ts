@@ -2,7 +2,9 @@
 // removed, the snapshot it took is deleted (on a volume it opened, and through a server
 // that holds the volume), nothing is recorded, and it exits 143 or 130 with one line.
 // Only kill -9 leaves a snapshot behind. Real processes: the dump is slowed down by the
-// test knob IMGSTREAM_TEST_SOURCE_RATE, or blocked on a pipe nobody reads.
+// test knob IMGSTREAM_TEST_SOURCE_RATE, or blocked on a pipe nobody reads. A signal once
+// the stream is complete (held there by IMGSTREAM_PAUSE_AT) is too late: the dump
+// completes and is recorded, exit 0, and one line says so (it used to say nothing).
 import type { ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -183,5 +185,23 @@ describe('a dump stopped by a signal', () => {
     expect(kept.code, kept.stderr).toBe(0);
     expect(catalogText()).not.toBe(catalogBefore);
   });
+
+  it('SIGINT once the stream is complete (its trailer not yet written): completed and recorded, exit 0, one line says the signal came too late', async () => {
+    const out = path.join(outDir, 'late.l0');
+    const cat = path.join(root, 'late.json');
+    const paused = path.join(root, 'late.paused');
+    const child = spawnCli(['dump', vol, '--level', '0', '--snapshot', 'base', '--to', out, '--catalog', cat, '-q'], { env: { ...env, IMGSTREAM_PAUSE_AT: `dump-completing:${paused}` } });
+    const done = finished(child, 60_000);
+    await until('the stream is complete', child, () => fs.existsSync(paused));
+    child.kill('SIGINT');
+    await sleep(200);
+    fs.rmSync(paused);
+    const r = await done;
+    expect(r.code, r.stderr).toBe(0);
+    expect(stderrLines(r), r.stderr).toEqual(['SIGINT came too late to stop the dump (its stream was complete): it was finished and recorded']);
+    expect((JSON.parse(fs.readFileSync(cat, 'utf8')) as { dumps: unknown[] }).dumps).toHaveLength(1);
+    cliOk(['verify', out], { env });
+    fs.rmSync(out);
+  }, 90_000);
 });
 

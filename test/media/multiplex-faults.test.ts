@@ -5,7 +5,10 @@
 // --volume by uuid on a pipe when two volumes (a copy and its original) share it; by path
 // from another directory than the dump's; and a uuid typed in capitals. verify of a file
 // with one stream damaged names the streams that passed too; with its backup log damaged
-// (the streams whole) it says so.
+// (the streams whole) it says so. A SIGINT after every source was read (a real signal to
+// a real process, held there by IMGSTREAM_PAUSE_AT) came too late to stop the dump: it
+// completes and is recorded, as a single dump or one to S3 from its trailer on, and one
+// line on stderr says so (it used to exit 0 without a word).
 import fs from 'node:fs';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -14,7 +17,7 @@ import { rng, tempDir } from '../support/images.js';
 import { inProcess, setupOk } from '../support/in-process.js';
 import { runBundled } from '../support/bundled-cli.js';
 import { exportSha, expectOneLineError, sh, shellQuote } from '../support/stream-cli.js';
-import { CLI_BIN } from '../support/cli.js';
+import { CLI_BIN, finished, sleep, spawnCli, stderrLines } from '../support/cli.js';
 
 const BS = 4096;
 const BLOCKS = 512; // 2 MiB logical disks
@@ -99,6 +102,30 @@ describe('a multiplexed dump', () => {
       expect(rr.code, rr.stderr).toBe(0);
       expect(await exportSha(dst, { env })).toBe(shas[v]);
     }
+  });
+});
+
+describe('a multiplexed dump interrupted after every source was read', () => {
+  it('completes and is recorded (exit 0), one line on stderr saying the SIGINT came too late to stop it', async () => {
+    const tape = at('late');
+    const cat = at('late.json');
+    const paused = at('late.paused');
+    // node itself, not a shell's background job (which would ignore SIGINT)
+    const child = spawnCli(['dump', A, B, '--level', '0', '--snapshot', 's1', '--to', `tape:${tape}`, '--new-tape', '--multiplex', '--catalog', cat], { env: { ...env, IMGSTREAM_PAUSE_AT: `multiplex-sources-read:${paused}` } });
+    const done = finished(child, 60_000);
+    for (let waited = 0; !fs.existsSync(paused); waited += 20) {
+      if (waited > 30_000 || child.exitCode !== null) throw new Error('the dump did not reach the pause after its sources were read');
+      await sleep(20);
+    }
+    child.kill('SIGINT');
+    await sleep(200); // the signal handled, the dump goes on: the tape file closed and published
+    fs.rmSync(paused);
+    const r = await done;
+    expect(r.code, r.stderr).toBe(0);
+    expect(stderrLines(r), r.stderr).toEqual(['SIGINT came too late to stop the multiplexed dump (every stream was complete): it was finished and recorded']);
+    expect(r.stdout).toMatch(/multiplexed onto tape \S+late file 1/);
+    expect(fs.readdirSync(tape)).toEqual(['file0001.tar']);
+    expect((JSON.parse(fs.readFileSync(cat, 'utf8')) as { dumps: unknown[] }).dumps).toHaveLength(2);
   });
 });
 

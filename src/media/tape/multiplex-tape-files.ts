@@ -15,6 +15,7 @@ import { MAX_ENTRY_BYTES, encodeBackupLog, encodeLogLine, type BackupLog, type L
 import { TapeFileWriter } from './tape-file-writer.js';
 import { crashPoint } from '../../volume/crash-point.js';
 import { discardTapeFiles } from './tape-discard.js';
+import { OrphanContinuations } from './tape-orphans.js';
 import { type MadeDirectory, type TapeKind, listTapeFiles, openNextTapeFile, publishTapeFile, removeStalePartials, tapeFileName, tapeKind, usedBytes } from './tape-directory.js';
 
 /** One tape file of a multiplexed dump, once published, with its backup log. */
@@ -48,6 +49,8 @@ export interface MultiplexTapeFilesOptions {
   nextTape?: (n: number) => Promise<string | null>;
   newTape?: boolean;
   label?: string;
+  /** Told one line for each tape file of a killed dump removed from the tapes (tape-orphans.ts). */
+  notice?: (line: string) => void;
   /** The multiplexed dump's id: its multiplex and log members. */
   id: string;
   /** The volumes, in the order given. */
@@ -97,10 +100,12 @@ export class MultiplexTapeFiles {
   private readonly made: MadeDirectory[] = [];
   /** Time the tape waited for a member since the last one was added. */
   private pendingWaitMs = 0;
+  private readonly orphans: OrphanContinuations;
 
   constructor(private readonly opts: MultiplexTapeFilesOptions) {
     this.rs = opts.recordSize;
     this.tapes = [...opts.tapes];
+    this.orphans = new OrphanContinuations(opts.notice);
   }
 
   /** A tape file is open: the tape has started, so time spent waiting for members is idle time. */
@@ -158,6 +163,7 @@ export class MultiplexTapeFiles {
     for (let i = this.closed.length - 1; i >= 0; i--) {
       const c = this.closed[i];
       if (c.kind !== 'directory' || !c.partial) continue;
+      crashPoint('tape-publish', c.tape);
       c.number = publishTapeFile(c.tape, c.partial);
       c.published = path.join(c.tape, tapeFileName(c.number));
       c.partial = null;
@@ -186,6 +192,7 @@ export class MultiplexTapeFiles {
       const tape = await this.nextTapePath();
       this.tapeIndex++;
       const kind = tapeKind(tape, this.opts.newTape ?? true);
+      await this.orphans.sweep(this.tapes); // before the stale partials go: they tell the orphans
       let files: ReturnType<typeof listTapeFiles> = [];
       if (kind === 'directory') {
         const dir = path.resolve(tape);

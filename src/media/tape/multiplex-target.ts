@@ -9,6 +9,7 @@ import { DEFAULT_PART_BYTES, DEFAULT_RECORD_SIZE, MAX_LABEL_CHARS, MAX_PART_BYTE
 import type { LogSource } from './multiplex-format.js';
 import { tapeKind } from './tape-directory.js';
 import { MultiplexTapeFiles, type MultiplexStream, type MultiplexTapeFile } from './multiplex-tape-files.js';
+import { pausePoint } from '../../volume/crash-point.js';
 
 export type { MultiplexTapeFile };
 
@@ -20,6 +21,8 @@ export interface MultiplexTapeOptions {
   nextTape?: (n: number) => Promise<string | null>;
   newTape?: boolean;
   label?: string;
+  /** Told one line for each tape file of a killed dump removed from the tapes (tape-orphans.ts). */
+  notice?: (line: string) => void;
   /** Names the multiplexed dump: its tape files' multiplex and log members. */
   id: string;
   /** The volumes, in the order given: source n is sources[n]. */
@@ -85,8 +88,8 @@ export class MultiplexTapeWriter {
     tapeKind(opts.tapes[0], opts.newTape ?? true);
     this.description = `tape ${opts.tapes.join(',')}`;
     this.sourceState = opts.sources.map((p, i) => ({ source: i, volume: { path: p, uuid: null }, streamId: null, status: 'later', parts: 0, bytes: 0 }));
-    const { tapes, tapeSize, nextTape, newTape, label, id, sources } = opts;
-    this.files = new MultiplexTapeFiles({ tapes, tapeSize, recordSize: rs, nextTape, newTape, label, id, sources, streams: this.channels, sourceState: this.sourceState });
+    const { tapes, tapeSize, nextTape, newTape, label, notice, id, sources } = opts;
+    this.files = new MultiplexTapeFiles({ tapes, tapeSize, recordSize: rs, nextTape, newTape, label, notice, id, sources, streams: this.channels, sourceState: this.sourceState });
     this.outcome = this.pump();
     this.outcome.catch(() => {});
   }
@@ -196,7 +199,10 @@ export class MultiplexTapeWriter {
         }
         const item = this.ready.shift();
         if (!item) {
-          if (this.allSettled()) break;
+          if (this.allSettled()) {
+            await pausePoint('multiplex-sources-read');
+            break;
+          }
           const t0 = performance.now();
           await new Promise<void>((r) => (this.wake = r));
           turned = performance.now();

@@ -4,7 +4,7 @@
 // readers never see half a tape file; partials left by killed processes are ignored and
 // removed by the next writer.
 import { fsyncDirectory } from '../../fs/durable-file.js';
-import { removeStaleTemp } from '../../fs/stale-temp.js';
+import { processExists, removeStaleTemp } from '../../fs/stale-temp.js';
 import fs from 'node:fs';
 import path from 'node:path';
 import { InvalidInputError, NotFoundError, fromSystemError } from '../../core/errors.js';
@@ -105,6 +105,32 @@ export function nextTapeFileNumber(files: TapeFileEntry[]): number {
 /** Removes partial tape files whose writer process is gone (killed dumps). Never throws. */
 export function removeStalePartials(dir: string): void {
   removeStaleTemp(dir, PARTIAL);
+}
+
+/**
+ * Partial tape files of DIR whose writer is gone and which never got their final name
+ * (one that did, killed between the link and the unlink, has a second link): what a
+ * killed dump left unfinished. Read before removeStalePartials removes them.
+ */
+export function abandonedPartials(dir: string): string[] {
+  const found: string[] = [];
+  let names: string[];
+  try {
+    names = fs.readdirSync(dir);
+  } catch {
+    return found;
+  }
+  for (const name of names) {
+    const pid = Number(PARTIAL.exec(name)?.[1]);
+    if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid || processExists(pid)) continue;
+    const p = path.join(dir, name);
+    try {
+      if (fs.statSync(p).nlink === 1) found.push(p);
+    } catch {
+      /* removed meanwhile */
+    }
+  }
+  return found;
 }
 
 /** Directories a writer made for a new tape: `dir` and its parents up to `top`, the first it made. */

@@ -23,6 +23,8 @@ import {
 } from './tape-format.js';
 import { TapeFileWriter } from './tape-file-writer.js';
 import { discardTapeFiles } from './tape-discard.js';
+import { OrphanContinuations } from './tape-orphans.js';
+import { crashPoint } from '../../volume/crash-point.js';
 import {
   type MadeDirectory,
   type TapeKind,
@@ -56,6 +58,8 @@ export interface TapeTargetOptions {
   label?: string;
   /** Create tape directories that do not exist yet (default); false: a missing tape is an error (the CLI without --new-tape). */
   newTape?: boolean;
+  /** Told one line for each tape file of a killed dump the dump removes from its tapes (tape-orphans.ts). */
+  notice?: (line: string) => void;
 }
 
 interface OpenTapeFile {
@@ -104,8 +108,9 @@ interface ClosedTapeFile {
  * leave room to close the tape file properly, the part is cut where the tape ends, the
  * tape file gets its continued member, end of archive and padded last record, and the
  * stream goes on in the first tape file of the next tape (the next entry of `tapes`,
- * else nextTape; that tape must hold no tape file yet). A first tape too full for even a
- * small tape file is passed over; a tape too small for one tape file is an error.
+ * else nextTape; that tape must hold no tape file yet, but for the continuations a dump
+ * killed while it published left there: tape-orphans.ts). A first tape too full for even
+ * a small tape file is passed over; a tape too small for one tape file is an error.
  */
 export function tapeTarget(opts: TapeTargetOptions): StreamTarget {
   const rs = opts.recordSize ?? DEFAULT_RECORD_SIZE;
@@ -142,6 +147,7 @@ export function tapeTarget(opts: TapeTargetOptions): StreamTarget {
   let failure: ImgstreamError | null = null;
   let state: 'writing' | 'finished' | 'aborted' = 'writing';
   let queue: Promise<unknown> = Promise.resolve();
+  const orphans = new OrphanContinuations(opts.notice);
 
   async function nextTapePath(): Promise<string> {
     if (tapeIndex + 1 < tapes.length) return tapes[tapeIndex + 1];
@@ -158,6 +164,7 @@ export function tapeTarget(opts: TapeTargetOptions): StreamTarget {
       const tape = await nextTapePath();
       tapeIndex++;
       const kind = tapeKind(tape, opts.newTape ?? true);
+      await orphans.sweep(tapes); // before the stale partials go: they tell the orphans
       let files: ReturnType<typeof listTapeFiles> = [];
       if (kind === 'directory') {
         const dir = path.resolve(tape);
@@ -287,6 +294,7 @@ export function tapeTarget(opts: TapeTargetOptions): StreamTarget {
         for (let i = closed.length - 1; i >= 0; i--) {
           const c = closed[i];
           if (c.kind !== 'directory' || !c.partial) continue;
+          crashPoint('tape-publish', c.tape);
           c.number = publishTapeFile(c.tape, c.partial);
           c.published = path.join(c.tape, tapeFileName(c.number));
           c.partial = null;
