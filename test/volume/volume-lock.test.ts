@@ -49,7 +49,7 @@ describe('the volume lock', () => {
     const vol = path.join(root, 's.vol');
     const dirA = path.join(root, 'locks-a');
     const imgstream = (args: string[], lockDir: string | null) => {
-      const env = { ...process.env, OCLIF_SKIP_NEW_VERSION_CHECK: 'true' };
+      const env: NodeJS.ProcessEnv = { ...process.env, OCLIF_SKIP_NEW_VERSION_CHECK: 'true' };
       delete env.IMGSTREAM_LOCK_DIR;
       if (lockDir !== null) env.IMGSTREAM_LOCK_DIR = lockDir;
       return finished(spawn(process.execPath, [CLI_BIN, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] }), 60_000);
