@@ -133,6 +133,15 @@ export class JournalWriter implements VolumeObserver {
     return this.dirty !== null;
   }
 
+  /**
+   * True while a resync waits: the journal is overflowed, or the changed blocks an overflow
+   * saved are not resynced yet (a server restarted since journals its writes again meanwhile;
+   * `protect status` says OVERFLOWED either way).
+   */
+  get resyncWaits(): boolean {
+    return this.dirty !== null || readDirty(this.dir) !== null;
+  }
+
   // ---------------------------------------------------------------- records of changes
 
   /** Records a WRITE of `length` bytes at byte `offset`, already applied (`data` is what the client sent). */

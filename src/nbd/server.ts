@@ -125,7 +125,7 @@ export async function serveNbd(opts: ServeNbdOptions, hooks: NbdServeHooks): Pro
     throw err;
   }
   const info = listeningInfo(server, opts, exp, vol);
-  if (journal) info.journal = { dir: journal.dir, lastSeq: journal.lastSeq, overflowed: journal.overflowed, ...journal.recovery };
+  if (journal) info.journal = { dir: journal.dir, lastSeq: journal.lastSeq, overflowed: journal.resyncWaits, ...journal.recovery };
   exp.startTimer(opts.cpIntervalMs);
   hooks.listening?.(info);
 
@@ -153,7 +153,7 @@ export async function serveNbd(opts: ServeNbdOptions, hooks: NbdServeHooks): Pro
       vol.close();
     }
   }
-  const journalInfo = journal ? { journal: { lastSeq: journal.lastSeq, overflowed: journal.overflowed, ...journal.recovery } } : {};
+  const journalInfo = journal ? { journal: { lastSeq: journal.lastSeq, overflowed: journal.resyncWaits, ...journal.recovery } } : {};
   return { volume: vol.path, connections, generation: vol.rootRecord.generation, ...exp.stats, ...journalInfo };
 }
 

@@ -95,6 +95,8 @@ describe.skipIf(missing.length > 0)(`kill -9 of a server whose journal is overfl
       const killed = await server.kill9();
       expect(killed.signal ?? server.stderr(), 'the server died at the crash point').toBe('SIGKILL');
       server = await startServer(vol, args, locks);
+      // its listening line says what protect status says: a resync waits
+      expect(server.info.journal?.overflowed, 'the restarted server says a resync waits').toBe(true);
       await cli(['protect', vol, '--to', dest, '--once'], locks);
       await server.stop();
       await expectNewestIsSource(vol, dest);

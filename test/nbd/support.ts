@@ -69,6 +69,8 @@ export interface Listening {
   readOnly: boolean;
   size: number;
   blockSize: number;
+  /** With --journal (see src/nbd/server.ts). */
+  journal?: { dir: string; lastSeq: number; overflowed: boolean; replayed: number; tornBytes: number };
 }
 
 export interface RunningServer {
