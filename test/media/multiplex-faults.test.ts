@@ -11,9 +11,8 @@
 // line on stderr says so (it used to exit 0 without a word).
 import fs from 'node:fs';
 import path from 'node:path';
-import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { rng, tempDir } from '../support/images.js';
+import { incompressibleImage, tempDir } from '../support/images.js';
 import { inProcess, setupOk } from '../support/in-process.js';
 import { runBundled } from '../support/bundled-cli.js';
 import { exportSha, expectOneLineError, sh, shellQuote } from '../support/stream-cli.js';
@@ -31,12 +30,7 @@ const shas: Record<string, string> = {};
 afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
 
 /** Random (incompressible) blocks in 60% of the disk: each stream takes a few parts. */
-function image(seed: number): Buffer {
-  const r = rng(seed);
-  const b = Buffer.alloc(BLOCKS * BS);
-  for (let i = 0; i < BLOCKS; i++) if (r() < 0.6) randomBytes(BS).copy(b, i * BS);
-  return b;
-}
+const image = (seed: number): Buffer => incompressibleImage(BLOCKS, BS, seed);
 
 async function volumeWith(vol: string, seed: number, snap: string): Promise<void> {
   await setupOk(['volume', 'create', vol, '--size', `${(BLOCKS * BS) >> 20}M`, '-q'], { env });

@@ -10,9 +10,8 @@
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { rng, tempDir } from '../support/images.js';
+import { incompressibleImage, tempDir } from '../support/images.js';
 import { setupOk } from '../support/in-process.js';
 import { runBundled } from '../support/bundled-cli.js';
 import { runCli, stderrLines } from '../support/cli.js';
@@ -28,12 +27,8 @@ const [A, B] = ['a', 'b'].map((n) => at(`${n}.vol`));
 
 afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
 
-function image(seed: number): Buffer {
-  const r = rng(seed);
-  const b = Buffer.alloc(BLOCKS * BS);
-  for (let i = 0; i < BLOCKS; i++) if (r() < 0.6) randomBytes(BS).copy(b, i * BS);
-  return b;
-}
+/** Random (incompressible) blocks in 60% of the disk: each stream takes a few parts. */
+const image = (seed: number): Buffer => incompressibleImage(BLOCKS, BS, seed);
 
 beforeAll(async () => {
   for (const [vol, seed] of [[A, 1], [B, 2]] as const) {

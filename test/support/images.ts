@@ -1,5 +1,6 @@
 // Test images: deterministic pseudo-random block contents with zero blocks mixed in, and
 // in-memory image sources/sinks for the volume library.
+import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -28,6 +29,14 @@ export function randomImage(blocks: number, bs: number, seed: number, zeroFracti
     b.writeUInt32LE(i, i * bs + 4);
     b.fill(v & 0xff, i * bs + 8, i * bs + 64);
   }
+  return b;
+}
+
+/** Random (incompressible) blocks in `fraction` of the disk, where the seed says: streams of it take many parts. */
+export function incompressibleImage(blocks: number, bs: number, seed: number, fraction = 0.6): Buffer {
+  const r = rng(seed);
+  const b = Buffer.alloc(blocks * bs);
+  for (let i = 0; i < blocks; i++) if (r() < fraction) randomBytes(bs).copy(b, i * bs);
   return b;
 }
 
