@@ -3,7 +3,10 @@
 // --force, or a mirror destination ahead of the masters), the pull is refused in one line
 // (exit 4) and the replica stays as it was, byte for byte; a newer master then brings it
 // forward as before, its data that of the source. Through a peer daemon the refusal
-// reaches the client as its error (it read "up to date ()", exit 0).
+// reaches the client as its error (it read "up to date ()", exit 0). A mirror update is
+// held to the same: a mirror fed since from a volume further on (a cascade's hop bypassed
+// while it was down) is not taken back when the hop comes back (it was, exit 0, its newest
+// snapshots dropped).
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -60,6 +63,27 @@ describe('replicate pull never takes a replica back', () => {
     const sha = sha256File(mir);
     expectOneLineError(await refused(['replicate', 'pull', mir, '--from', src], o), 'pull onto a mirror', 4, /mir\.vol: holds snapshots? .*"later".*, newer than "m1", the source's newest master/);
     expect(sha256File(mir)).toBe(sha);
+  });
+
+  it('a mirror update from a hop behind is refused, the mirror and the hop unchanged; the hop brought up to date goes on', async () => {
+    const v = at('cv.vol');
+    const [m1, m2] = [at('cm1.vol'), at('cm2.vol')];
+    await setupOk(['volume', 'create', v, '--size', '1M', '--max-snapshots', '8'], { env });
+    const img = randomImage(256, 4096, 8);
+    await change(v, img, 8, 'first', false);
+    cliOk(['mirror', 'update', v, '--to', m1], o);
+    cliOk(['mirror', 'update', m1, '--to', m2], o);
+    // m1 down: the source fed straight to m2
+    await change(v, img, 9, 'newest', false);
+    cliOk(['mirror', 'update', v, '--to', m2], o);
+    const [sha2, names1] = [sha256File(m2), cliJson<{ snapshots: Array<{ name: string }> }>(['snapshot', 'list', m1, '--json'], o).snapshots.map((x) => x.name)];
+    expectOneLineError(await refused(['mirror', 'update', m1, '--to', m2], o), 'a cascade hop behind its mirror', 4, /cm2\.vol: holds snapshots "newest", "mirror\.[0-9a-f]+\.\d+", newer than "mirror\.[0-9a-f]+\.\d+", the newest \S*cm1\.vol can send: .* this update would take it back and drop them/);
+    expect(sha256File(m2)).toBe(sha2);
+    expect(cliJson<{ snapshots: Array<{ name: string }> }>(['snapshot', 'list', m1, '--json'], o).snapshots.map((x) => x.name)).toEqual(names1);
+    // as the hint says: m1 brought up to date, the cascade goes on, exact
+    cliOk(['mirror', 'update', v, '--to', m1], o);
+    cliOk(['mirror', 'update', m1, '--to', m2], o);
+    expect(await exportShas(m2, ['newest', null], o)).toEqual(await exportShas(v, ['newest', null], o));
   });
 
   it('through a peer daemon, the refusal is the error of the pull command', async () => {
