@@ -329,6 +329,8 @@ export async function applyTransfer(volPath: string, ch: MirrorChannel, plan: Tr
     }
     vol.file.sync();
     for (const s of leaving) vol.dropSnapshotEntry(s.name);
+    // a snapshot that stays and that the source made shadow since (its blocks not reused there yet) is made shadow here, in this CP
+    for (const p of plan.snapshots) if (p.shadow && plan.keep.includes(p.id) && !here.get(p.id)!.shadow) vol.markShadowEntry(p.name);
     for (const s of incoming) {
       const e: SnapshotEntry = { ...s, slot: slotOf.get(s.id)! };
       vol.installSnapshot(e);

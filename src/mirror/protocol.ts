@@ -92,7 +92,8 @@ export interface DestinationState {
   geometry: VolumeGeometry | null;
   mirror: boolean;
   broken: boolean;
-  snapshots: SnapshotIdent[];
+  /** Each with its shadow flag (older destinations leave it out): a snapshot the source made shadow since is the same one, made shadow by the next transfer. */
+  snapshots: Array<SnapshotIdent & { shadow?: boolean }>;
   /** The snapshot the destination's active file system equals (its last transfer), if any. */
   top: SnapshotIdent | null;
   /** A transfer that stopped part way, with how much of it is durable there. */

@@ -57,7 +57,7 @@ export function describeDestination(volPath: string): DestinationState {
     const flags = vol.mirrorFlags;
     const newest = snaps[snaps.length - 1];
     const top = flags.mirror && !flags.broken && newest && newest.mapRoot === vol.rootRecord.mapRoot ? identOf(newest) : null;
-    return { exists: true, uuid: vol.rootRecord.uuid, geometry: geometryOf(vol), mirror: flags.mirror, broken: flags.broken, snapshots: snaps.map(identOf), top, resume: resumeInfo };
+    return { exists: true, uuid: vol.rootRecord.uuid, geometry: geometryOf(vol), mirror: flags.mirror, broken: flags.broken, snapshots: snaps.map((s) => ({ ...identOf(s), shadow: s.shadow })), top, resume: resumeInfo };
   } finally {
     vol.close();
   }

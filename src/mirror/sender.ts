@@ -275,7 +275,9 @@ export async function sendMirror(source: Volume | SourceAccess, ch: MirrorChanne
     const newState = vol.snapshots().filter((s) => s.id <= top.id);
     const keep = newState.filter((s) => dest.snapshots.some((d) => sameSnapshot(identOf(s), d)));
     const incoming = newState.filter((s) => !keep.includes(s));
-    if (dest.exists && dest.top && sameSnapshot(dest.top, identOf(top)) && incoming.length === 0 && dest.snapshots.length === keep.length) {
+    // (a snapshot made shadow on the source since is the same one: the transfer makes it shadow there too)
+    const shadowedSince = keep.some((s) => s.shadow && dest.snapshots.find((d) => sameSnapshot(identOf(s), d))?.shadow === false);
+    if (dest.exists && dest.top && sameSnapshot(dest.top, identOf(top)) && incoming.length === 0 && dest.snapshots.length === keep.length && !shadowedSince) {
       // nothing new: the destination already is this state
       if (track && !resumable) await access.finish({ tag, topId: top.id, cascade, moaSwaps: shippedSwaps });
       return { destination: where, transferId: '', mode, top: top.name, snapshots: newState.length, blocks: 0, planBlocks: 0, bytes: ch.bytesSent, dataBytes: 0, resumedRecords: 0, mapDeltas: 0, deallocated: 0, staged: 0, generation: 0, durationMs: Date.now() - started, upToDate: true, resumedTransfer: false, totalBytes: ch.bytesSent, compression: 'none' };

@@ -70,6 +70,15 @@ async function digestOf(file: string, snapshot: string): Promise<string> {
   }
 }
 
+function namesOf(file: string): Set<string> {
+  const vol = Volume.open(file, { write: false });
+  try {
+    return new Set(vol.snapshots().map((x) => x.name));
+  } finally {
+    vol.close();
+  }
+}
+
 function shadowsOf(file: string): Set<string> {
   const vol = Volume.open(file, { write: false });
   try {
@@ -225,6 +234,9 @@ async function runSequence(ops: Op[]): Promise<void> {
         seen.updates++;
         // every consistent snapshot of the source, and its active disk, are at the destination exactly
         expectReplica(await digests(src), await digests(dest), shadowsOf(src), 'after an update');
+        // a snapshot on both is a shadow one on both or on neither (one made shadow since the last update included)
+        const [srcShadows, destShadows] = [shadowsOf(src), shadowsOf(dest)];
+        for (const name of namesOf(dest)) if (!name.startsWith('mirror.') && namesOf(src).has(name)) expect(destShadows.has(name), `after an update: ${name} shadow as on the source`).toBe(srcShadows.has(name));
         const srcVol = Volume.open(src, { write: false });
         const srcNames = new Set(srcVol.snapshots().map((x) => x.name));
         seen.shadowsReused += srcVol.snapshots().filter((x) => x.shadow && x.reusedBlocks > 0).length;
