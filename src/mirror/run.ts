@@ -7,12 +7,13 @@ import { errorOfCode, ImgstreamError, InvalidInputError } from '../core/errors.j
 import { noProgress, type Progress } from '../core/progress.js';
 import { Volume } from '../volume/volume.js';
 import { localDestination } from './index.js';
-import { BROKEN_OFF, NO_MIRROR, identOf, MIRROR_PROTOCOL, type MirrorChannel } from './protocol.js';
+import { BROKEN_OFF, NO_MIRROR, identOf, MIRROR_PROTOCOL, sameSnapshot, type MirrorChannel, type SnapshotIdent } from './protocol.js';
 import { abandonPartial, breakMirror, isBrokenOff, receiveMirror } from './receiver.js';
 import { checkDestinationPath } from './side-files.js';
 import { withDestinationLock } from './destination-lock.js';
 import { destinationState, remoteError, sendMirror, stoppedError, type MirrorResult } from './sender.js';
-import { MirrorState, relationshipKey } from './state.js';
+import { MirrorState, relationshipKey, relationshipTag } from './state.js';
+import { localSource } from './source-access.js';
 import { openMirrorSource, sourceUuid } from './served.js';
 import type { MirrorCompression } from './sender.js';
 import type { Schedule } from './schedule.js';
@@ -180,8 +181,9 @@ export async function mirrorBreak(dest: Destination): Promise<{ destination: str
  * destination (see partialFiles), and the relationship's record of it; the next update
  * starts a new transfer.
  */
-export async function mirrorAbandon(volPath: string, dest: Destination, state: MirrorState): Promise<{ destination: string; freedBytes: number; files: string[] }> {
+export async function mirrorAbandon(volPath: string, dest: Destination, state: MirrorState): Promise<{ destination: string; freedBytes: number; files: string[]; snapshot?: string; snapshotKept?: string }> {
   const uuid = await sourceUuid(volPath);
+  const rel = state.get(relationshipKey(uuid, dest.spec));
   let r: { freedBytes: number; files: string[]; broken: boolean };
   if (!dest.spec.startsWith('peer://')) r = await withDestinationLock(dest.spec, 'mirror.abandon', () => ({ ...abandonPartial(dest.spec), broken: isBrokenOff(dest.spec) }));
   else {
@@ -207,7 +209,30 @@ export async function mirrorAbandon(volPath: string, dest: Destination, state: M
       if (rel.state === 'failed' || rel.state === 'transferring' || rel.state === 'stopped') rel.state = r.broken ? 'broken' : 'idle';
     });
   }
-  return { destination: dest.spec, freedBytes: r.freedBytes, files: r.files };
+  // a first transfer dropped: the snapshot it took on the source is no update's base (the
+  // next one takes its own), and it held the whole disk there: it goes too
+  const taken = r.files.length > 0 && rel?.lastSuccess === null && rel.pending?.top.name.startsWith(`mirror.${relationshipTag(dest.spec)}.`) ? rel.pending.top : null;
+  if (taken === null) return { destination: dest.spec, freedBytes: r.freedBytes, files: r.files };
+  try {
+    return { destination: dest.spec, freedBytes: r.freedBytes, files: r.files, ...((await dropSourceSnapshot(volPath, taken)) ? { snapshot: taken.name } : {}) };
+  } catch (err) {
+    // (the source busy, say): the transfer is dropped all the same; the snapshot is named for the user
+    return { destination: dest.spec, freedBytes: r.freedBytes, files: r.files, snapshotKept: `${taken.name} stays on ${volPath} (${err instanceof ImgstreamError ? err.message : String(err)}): imgstream snapshot delete ${volPath} ${taken.name}` };
+  }
+}
+
+/** Deletes the snapshot `s` of the source (through its server when one serves it); false when it is gone already. */
+async function dropSourceSnapshot(volPath: string, s: SnapshotIdent): Promise<boolean> {
+  const { source, close } = await openMirrorSource(volPath);
+  try {
+    const access = 'prepare' in source ? source : localSource(source);
+    const here = access.volume().snapshots().find((x) => sameSnapshot(identOf(x), s));
+    if (!here) return false;
+    await access.discard(here.name);
+    return true;
+  } finally {
+    close();
+  }
 }
 
 /** The destination's state, as it reports it. */

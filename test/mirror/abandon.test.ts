@@ -1,6 +1,7 @@
 // mirror abandon on a destination on this machine: refused (busy) while a transfer writes
-// it, then, once that transfer is gone (killed -9), drops what it kept and forgets it; the
-// next update starts over and makes an exact mirror.
+// it, then, once that transfer is gone (killed -9), drops what it kept and forgets it (a
+// first transfer's snapshot on the source too); the next update starts over and makes an
+// exact mirror.
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -33,10 +34,16 @@ describe('mirror abandon', () => {
     child.kill('SIGKILL');
     await ended;
 
-    const r = cliJson<{ freedBytes: number; files: string[] }>(['mirror', 'abandon', at('s.vol'), '--to', at('d.vol'), '--json'], { env });
+    const snapshots = () => cliJson<{ snapshots: Array<{ name: string }> }>(['snapshot', 'list', at('s.vol'), '--json'], { env }).snapshots.map((x) => x.name);
+    const [taken] = snapshots();
+    expect(taken).toMatch(/^mirror\.[0-9a-f]{8}\.\d+$/);
+    const r = cliJson<{ freedBytes: number; files: string[]; snapshot?: string }>(['mirror', 'abandon', at('s.vol'), '--to', at('d.vol'), '--json'], { env });
     expect(r.files).toEqual(expect.arrayContaining(['.d.vol.mirror-new', '.d.vol.mirror-transfer']));
     expect(r.freedBytes).toBeGreaterThan(0);
     expect(hidden()).toEqual([]);
+    // the snapshot the dropped first transfer took held the whole disk on the source: it goes too
+    expect(r.snapshot).toBe(taken);
+    expect(snapshots()).toEqual([]);
     const rel = cliJson<{ relationships: Array<{ pending: unknown; partial: unknown }> }>(['mirror', 'status', at('s.vol'), '--json'], { env }).relationships[0];
     expect(rel.pending).toBe(null);
     expect(rel.partial).toBe(null);
