@@ -208,3 +208,5 @@ export function channelPair(): [MirrorChannel, MirrorChannel] {
 export const BROKEN_OFF = 'the mirror was broken off and may have changed';
 /** A resync where no mirror is (a mistyped destination would otherwise get a full copy). */
 export const NO_MIRROR = 'no mirror there to resync';
+/** The receiver's refusal of a volume that is no mirror (a resync names the --reverse that takes it). */
+export const NOT_A_MIRROR = 'holds a volume that is not a mirror';

@@ -7,7 +7,7 @@ import { errorOfCode, ImgstreamError, InvalidInputError } from '../core/errors.j
 import { noProgress, type Progress } from '../core/progress.js';
 import { Volume } from '../volume/volume.js';
 import { localDestination } from './index.js';
-import { BROKEN_OFF, NO_MIRROR, identOf, MIRROR_PROTOCOL, sameSnapshot, type MirrorChannel, type SnapshotIdent } from './protocol.js';
+import { BROKEN_OFF, NO_MIRROR, NOT_A_MIRROR, identOf, MIRROR_PROTOCOL, sameSnapshot, type MirrorChannel, type SnapshotIdent } from './protocol.js';
 import { abandonPartial, breakMirror, isBrokenOff, receiveMirror } from './receiver.js';
 import { checkDestinationPath } from './side-files.js';
 import { withDestinationLock } from './destination-lock.js';
@@ -95,6 +95,8 @@ export interface UpdateOptions {
   signal?: AbortSignal;
   /** How DATA and PLANE records travel (default zstd, when the destination can take it). */
   compress?: MirrorCompression;
+  /** A resync onto the volume the source is a mirror of (failback): see SendOptions. */
+  reverse?: boolean;
 }
 
 /** One update run: the transfers it made, oldest first; the fields of the last one (the state the destination holds now) beside them. */
@@ -113,6 +115,9 @@ export async function mirrorUpdate(volPath: string, dest: Destination, opts: Upd
     // daemon's directory, a peer URL): the hint to bring a broken-off mirror back names both
     if (err instanceof ImgstreamError && err.message.includes(BROKEN_OFF)) throw errorOfCode(err.code, err.message, `bring it back with: imgstream mirror resync ${volPath} --to ${dest.spec}${peerFlagsNote(dest.spec)}`);
     if (err instanceof ImgstreamError && err.message.includes(NO_MIRROR)) throw errorOfCode(err.code, err.message, `a new mirror starts with: imgstream mirror update ${volPath} --to ${dest.spec}${peerFlagsNote(dest.spec)}`);
+    if (err instanceof ImgstreamError && err.message.includes(NOT_A_MIRROR) && opts.op === 'mirror.resync' && !opts.reverse) {
+      throw errorOfCode(err.code, err.message, `mirror to another name; to fail back onto the volume ${volPath} is a mirror of (its changes since their newest common snapshot dropped): imgstream mirror resync ${volPath} --to ${dest.spec} --reverse${peerFlagsNote(dest.spec)}`);
+    }
     throw err;
   });
   if (!first.resumedTransfer || opts.signal?.aborted) return { ...first, transfers: [first] };
@@ -130,7 +135,7 @@ async function mirrorUpdateOnce(volPath: string, dest: Destination, opts: Update
     opts.signal?.addEventListener('abort', cut, { once: true });
     try {
       if (opts.signal?.aborted) throw stoppedError(opts.signal, resyncOf);
-      return await sendMirror(vol, rateLimited(channel, opts.limitRate ?? 0), { destination: dest.spec, name: dest.name, op: opts.op, state: opts.state ?? new MirrorState(), progress: opts.progress ?? noProgress, signal: opts.signal, compress: opts.compress, volumeLabel: volPath });
+      return await sendMirror(vol, rateLimited(channel, opts.limitRate ?? 0), { destination: dest.spec, name: dest.name, op: opts.op, state: opts.state ?? new MirrorState(), progress: opts.progress ?? noProgress, signal: opts.signal, compress: opts.compress, volumeLabel: volPath, ...(opts.reverse ? { reverse: true } : {}) });
     } finally {
       opts.signal?.removeEventListener('abort', cut);
       channel.close();

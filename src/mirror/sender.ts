@@ -57,6 +57,12 @@ export interface SendOptions {
   signal?: AbortSignal;
   /** How DATA and PLANE records travel (default zstd, when the destination can take it). */
   compress?: MirrorCompression;
+  /**
+   * mirror.resync: the destination may be a volume that is no mirror, of this source's
+   * identity (the volume this one was a mirror of, after a failover): it becomes this one's
+   * mirror, its changes since their newest common snapshot dropped (failback).
+   */
+  reverse?: boolean;
 }
 
 export type MirrorCompression = 'none' | 'zstd';
@@ -223,7 +229,7 @@ export async function sendMirror(source: Volume | SourceAccess, ch: MirrorChanne
   // offer compressed records; a destination that can take them says so beside its state
   // (one that predates them ignores the offer and gets them raw)
   const offer = (opts.compress ?? 'zstd') === 'zstd' ? { compress: ['zstd'] } : {};
-  await ch.send({ op: opts.op === 'replicate' ? 'mirror.update' : opts.op, name: opts.name, protocol: MIRROR_PROTOCOL, volume: geometry, pid: process.pid, ...offer });
+  await ch.send({ op: opts.op === 'replicate' ? 'mirror.update' : opts.op, name: opts.name, protocol: MIRROR_PROTOCOL, volume: geometry, pid: process.pid, ...offer, ...(opts.reverse && opts.op === 'mirror.resync' ? { reverse: true } : {}) });
   const stateMsg = await expect(ch, 'state', where);
   const dest = stateMsg.state as DestinationState;
   const compression: MirrorCompression = offer.compress && stateMsg.compress === 'zstd' ? 'zstd' : 'none';
