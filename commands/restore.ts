@@ -112,7 +112,7 @@ Encrypted streams need their key: --key-file or --passphrase-file, as given to d
     });
     const journal = result.streams.length > 0 ? idleJournaling(opened) : undefined;
     const lines = [
-      ...result.streams.map((s) => ({ order: s.order, line: `restored level ${s.level} ${s.base ? `${s.base} -> ` : ''}${s.top} from ${s.stream}: ${s.blocks} blocks (${formatSize(s.bytes)})${s.skippedBlocks ? `, ${s.skippedBlocks} already present` : ''}${s.dropped.length ? `; dropped ${s.dropped.join(', ')} (deleted on the source)` : ''}${s.activeInPlace ? `; ${s.activeInPlace} blocks of the active disk rewritten in place (no room to stage them)` : ''}` })),
+      ...result.streams.map((s) => ({ order: s.order, line: `restored level ${s.level} ${s.base ? `${s.base} -> ` : ''}${s.top} from ${s.stream}: ${s.blocks} blocks (${formatSize(s.bytes)})${s.skippedBlocks ? `, ${s.skippedBlocks} already present` : ''}${s.dropped.length ? `; dropped ${s.dropped.join(', ')} (deleted on the source)` : ''}${s.renamed?.length ? `; renamed ${s.renamed.join(', ')} (as on the source)` : ''}${s.activeInPlace ? `; ${s.activeInPlace} blocks of the active disk rewritten in place (no room to stage them)` : ''}` })),
       ...result.held.map((s) => ({ order: s.order, line: `${s.stream}: ${flags.to} holds its top snapshot ${s.top} already: not applied again` })),
     ];
     // in the order the streams came

@@ -30,3 +30,22 @@ export function shadowsAtSource(vol: Volume, h: StreamHeader): SnapshotEntry[] {
   if (h.base?.shadow === true) shadows.push({ id: h.base.id, generation: h.base.generation });
   return vol.snapshots().filter((s) => !s.shadow && !s.master && shadows.some((x) => x.id === s.id && x.generation === s.generation));
 }
+
+/**
+ * The volume's snapshots that the stream's source held under another name by its top
+ * (renamed there since: StreamHeader.retained, its base and the snapshots it carries; the
+ * same snapshot: same id and generation), with that name: the CP that installs the stream
+ * renames them, so a rotation at the source (daily.0 renamed daily.1, a new daily.0 taken
+ * and dumped) restores. Every other snapshot up to the top is dropped (deletedAtSource) or
+ * refused, so the names end as unique as the source's.
+ */
+export function renamedAtSource(vol: Volume, h: StreamHeader): Array<{ id: number; from: string; to: string }> {
+  const named = new Map<number, { name: string; generation: number }>();
+  for (const r of h.retained ?? []) named.set(r.id, r);
+  if (h.base !== null) named.set(h.base.id, h.base);
+  for (const s of h.snapshots) named.set(s.id, s);
+  return vol.snapshots().flatMap((s) => {
+    const n = named.get(s.id);
+    return n !== undefined && n.generation === s.generation && n.name !== s.name ? [{ id: s.id, from: s.name, to: n.name }] : [];
+  });
+}

@@ -31,7 +31,7 @@ import { anotherCopys, checkFits } from './restore-fits.js';
 import { StageFile } from './restore-stage.js';
 import { tellJournalChanges, tellJournalSnapshots } from './restore-journal.js';
 import { escapeRegExp } from '../core/regexp.js';
-import { deletedAtSource, shadowsAtSource } from './restore-source-table.js';
+import { deletedAtSource, renamedAtSource, shadowsAtSource } from './restore-source-table.js';
 
 export interface RestoredStream extends StreamSummary {
   skippedBlocks: number;
@@ -39,6 +39,8 @@ export interface RestoredStream extends StreamSummary {
   stagedBlocks: number;
   /** Snapshots of the volume that the stream's source had deleted: dropped by the same CP. */
   dropped: string[];
+  /** Snapshots of the volume that the stream's source had renamed ("OLD -> NEW"): renamed by the same CP. */
+  renamed?: string[];
   /** The volume had no room to journal the staged blocks: a CP of its own dropped the deleted snapshots first. */
   separateDropCp: boolean;
   /** Blocks of the active disk rewritten in place (no room to stage them): the volume was marked unfinished until the last CP. */
@@ -67,6 +69,9 @@ async function applyStream(vol: Volume, header: StreamHeader, records: AsyncGene
   const incoming = header.snapshots.filter((s) => !existing.has(s.id));
   const dropping = deletedAtSource(vol, header);
   const dropIds = new Set(dropping.map((s) => s.id));
+  // snapshots renamed at the source since they came here: they take its names in the CP
+  const renames = renamedAtSource(vol, header).filter((r) => !dropIds.has(r.id));
+  const nameNow = (x: SnapshotEntry) => renames.find((r) => r.id === x.id)?.to ?? x.name;
   // a snapshot taken here after the base: the volume went its own way since (zfs recv
   // refuses the same); its id may even be one the source gave a snapshot of the stream
   const carried = new Map(header.snapshots.map((s) => [s.id, s] as const));
@@ -78,7 +83,7 @@ async function applyStream(vol: Volume, header: StreamHeader, records: AsyncGene
   // restore brought here stays, and is made a shadow one below (shadowsAtSource)
   const shadowRetained = (header.retained ?? []).filter((r) => r.shadow === true);
   const shadowThere = new Set(vol.snapshots().filter((x) => x.restored === true && shadowRetained.some((r) => r.id === x.id && r.generation === x.generation)).map((x) => x.id));
-  const own = header.base ? vol.snapshots().filter((x) => x.id > header.base!.id && !dropIds.has(x.id) && !shadowThere.has(x.id) && !(carried.get(x.id)?.name === x.name && carried.get(x.id)?.generation === x.generation)) : [];
+  const own = header.base ? vol.snapshots().filter((x) => x.id > header.base!.id && !dropIds.has(x.id) && !shadowThere.has(x.id) && !(carried.get(x.id)?.generation === x.generation)) : [];
   if (own.length > 0) {
     throw new InvalidInputError(
       `${name}: ${display} has snapshot${own.length > 1 ? 's' : ''} ${own.map((x) => `"${x.name}"`).join(', ')} taken after this stream's base snapshot "${header.base!.name}" that the stream does not bring (a later stream of the chain was restored already, or they were taken on ${display})`,
@@ -87,8 +92,8 @@ async function applyStream(vol: Volume, header: StreamHeader, records: AsyncGene
   }
   for (const s of header.snapshots) {
     const e = existing.get(s.id);
-    if (e && (e.name !== s.name || e.generation !== s.generation)) throw new InvalidInputError(`${name}: snapshot id ${s.id} is "${e.name}" on ${display} but "${s.name}" in the stream`);
-    if (!e && vol.snapshots().some((x) => x.name === s.name && !dropIds.has(x.id))) throw new ExistsError(`${name}: ${display} already has another snapshot named "${s.name}"`, 'rename or delete it first');
+    if (e && e.generation !== s.generation) throw new InvalidInputError(`${name}: snapshot id ${s.id} is "${e.name}" on ${display} but "${s.name}" in the stream`);
+    if (!e && vol.snapshots().some((x) => nameNow(x) === s.name && !dropIds.has(x.id))) throw new ExistsError(`${name}: ${display} already has another snapshot named "${s.name}"`, 'rename or delete it first');
   }
   const free = vol.freeSnapshotSlots();
   if (free.length + dropping.length < incoming.length) {
@@ -121,7 +126,7 @@ async function applyStream(vol: Volume, header: StreamHeader, records: AsyncGene
   stage.removeStale();
   const scratch = Buffer.alloc(bs);
   let claimed = 0; // free VBNs taken for the stream's blocks
-  const out: RestoredStream = { stream: name, streamId: header.streamId, level: header.level, base: header.base?.name ?? null, top: header.top.name, snapshots: header.snapshots.map((s) => s.name), blocks: 0, bytes: 0, skippedBlocks: 0, stagedBlocks: 0, separateDropCp: false, dropped: dropping.map((s) => s.name), generation: 0, order: 0 };
+  const out: RestoredStream = { stream: name, streamId: header.streamId, level: header.level, base: header.base?.name ?? null, top: header.top.name, snapshots: header.snapshots.map((s) => s.name), blocks: 0, bytes: 0, skippedBlocks: 0, stagedBlocks: 0, separateDropCp: false, dropped: dropping.map((s) => s.name), ...(renames.length ? { renamed: renames.map((r) => `${r.from} -> ${r.to}`) } : {}), generation: 0, order: 0 };
   const baseSnap = header.base ? existing.get(header.base.id) : undefined;
   const basePlane = baseSnap ? vol.layout.snapshotPlane(baseSnap.slot) : -1;
   const node = Buffer.alloc(bs);
@@ -223,7 +228,8 @@ async function applyStream(vol: Volume, header: StreamHeader, records: AsyncGene
     const freeNow = vol.countFree(); // before the drops: their planes hold their blocks until the CP
     // the source's state at the top: what it deleted goes, in the CP that installs the rest
     for (const s of dropping) vol.dropSnapshotEntry(s.name);
-    for (const x of shadowHere) vol.markShadowEntry(x.name);
+    for (const r of renames) vol.renameSnapshotEntry(r.id, r.to);
+    for (const x of shadowHere) vol.markShadowEntry(nameNow(x));
     // staged blocks the active file system holds, and the shadow snapshots that hold them with it (see below)
     const inActive = new Set(fresh ? [] : [...stage.offsets.keys()].filter((v) => vol.testBit(PLANE_ACTIVE, v)));
     for (const v of stage.offsets.keys()) vol.reuseShadowBlock(v);

@@ -80,6 +80,16 @@ export class SnapshotOps {
     return e;
   }
 
+  /** Gives snapshot `id` the name `to` with the next CP (a restore following its source's renames: several at once, so no name is checked here). */
+  renameEntry(id: number, to: string): SnapshotEntry {
+    const e = this.h.table.list().find((x) => x.id === id);
+    if (!e) throw new Error(`no snapshot of id ${id}`);
+    validateSnapshotName(to);
+    const renamed = { ...e, name: to };
+    this.h.writeTableEntry(e.slot, renamed);
+    return renamed;
+  }
+
   /** `beforeCommit`: called once the rename is allowed, before the CP that commits it. */
   rename(from: string, to: string, beforeCommit?: () => void): SnapshotEntry {
     const e = this.h.table.byName(from);

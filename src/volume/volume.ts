@@ -73,6 +73,12 @@ export class Volume extends VolumeCore {
     return entry;
   }
 
+  /** Renames snapshot `id` at the next CP, without taking one (a restore gives snapshots their names at the stream's source). */
+  renameSnapshotEntry(id: number, to: string): SnapshotEntry {
+    this.assertWritable();
+    return this.snapshotOps.renameEntry(id, to);
+  }
+
   /** Removes a snapshot from the table at the next CP, without taking one (a mirror drops several in one CP). */
   dropSnapshotEntry(name: string): SnapshotEntry {
     this.assertWritable();
