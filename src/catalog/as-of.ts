@@ -93,9 +93,12 @@ export function dumpsOfVolume(dumps: DumpRecord[], selector: string, uuidAtPath?
  * and so on down to a level 0. Returned level 0 first. Where several dumps carry the same
  * snapshot (a dump run again, or another level of it), the newest one whose medium is
  * `available` is taken: a copy deleted or moved away, or one that went through a pipe,
- * does not hide another that holds the same state.
+ * does not hide another that holds the same state. Onto an existing volume (`holds`: its
+ * snapshots), a chain that goes on from one it holds is taken before another of the same
+ * state (a level 0 taken after the incremental of the same snapshot, for offsite, does
+ * not go onto it).
  */
-export function chainFor(dumps: DumpRecord[], asOf: string, available: (d: DumpRecord) => boolean = () => true, preferred: (d: DumpRecord) => boolean = () => false): DumpRecord[] {
+export function chainFor(dumps: DumpRecord[], asOf: string, available: (d: DumpRecord) => boolean = () => true, preferred: (d: DumpRecord) => boolean = () => false, holds?: (d: DumpRecord) => boolean): DumpRecord[] {
   // among dumps of the same state: an available one, the preferred ones first (a copy's own dumps), the newest first
   const choose = (candidates: DumpRecord[]): DumpRecord | undefined => {
     const order = [...candidates].sort((a, b) => Number(preferred(b)) - Number(preferred(a)) || b.date.localeCompare(a.date));
@@ -104,7 +107,24 @@ export function chainFor(dumps: DumpRecord[], asOf: string, available: (d: DumpR
   const target = targetAsOf(dumps, asOf);
   // any dump of the target's state will do, whatever its level: a level 0 to a pipe does not
   // hide the level 1 of the same snapshot on a tape
-  const chain: DumpRecord[] = [choose(dumps.filter((d) => d.volume.uuid === target.volume.uuid && d.top.id === target.top.id && d.top.name === target.top.name))!];
+  const same = dumps.filter((d) => d.volume.uuid === target.volume.uuid && d.top.id === target.top.id && d.top.name === target.top.name);
+  if (holds !== undefined) {
+    const order = [...same].sort((a, b) => Number(available(b)) - Number(available(a)) || Number(preferred(b)) - Number(preferred(a)) || b.date.localeCompare(a.date));
+    for (const first of order) {
+      try {
+        const chain = chainFrom(first, dumps, choose);
+        if (chain.some(holds)) return chain;
+      } catch {
+        // a base the catalog lacks: another candidate, or the error below
+      }
+    }
+  }
+  return chainFrom(choose(same)!, dumps, choose);
+}
+
+/** `first` and its base dumps down to a level 0 (level 0 first), each picked by `choose` among the dumps of its state. */
+function chainFrom(first: DumpRecord, dumps: DumpRecord[], choose: (candidates: DumpRecord[]) => DumpRecord | undefined): DumpRecord[] {
+  const chain: DumpRecord[] = [first];
   while (chain[0].base) {
     const base = chain[0].base;
     // the base by identity where both records have it: a replica's dump of a snapshot with the same id is another one

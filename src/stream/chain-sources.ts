@@ -56,15 +56,18 @@ export async function sourcesForChain(catalog: Catalog, volumePath: string, asOf
       throw new UsageError(`${asOf} matches dumps of ${copies.length} copies of volume ${uuid.slice(0, 8)}: ${copies.join(', ')} (a volume restored from dumps keeps their uuid)`, 'name the one you mean with --volume PATH');
     }
   }
-  let onVolume: Map<number, string> | null = null;
+  let onVolume: Array<{ id: number; name: string; generation: number; createdMs: number }> | null = null;
   if (fs.existsSync(volumePath)) {
     const vol = Volume.open(volumePath, { write: false });
     try {
-      onVolume = new Map(vol.snapshots().map((x) => [x.id, x.name] as const));
+      onVolume = vol.snapshots().map(({ id, name, generation, createdMs }) => ({ id, name, generation, createdMs }));
     } finally {
       vol.close();
     }
   }
+  // a dump whose top the volume holds: by identity (renamed at the source since, the volume
+  // follows), by id and name where the record has no generation
+  const holds = onVolume === null ? undefined : (d: DumpRecord) => onVolume!.some((x) => isSnapshotOf(d.top, x) && (d.top.generation !== undefined || x.name === d.top.name));
   // a stream file or object that is gone is found before the first stream is applied (a
   // level 0 of hours must not be restored only to stop at a missing level 1), and another
   // dump of the same snapshot is taken in its place when there is one. Objects are looked
@@ -80,6 +83,7 @@ export async function sourcesForChain(catalog: Catalog, volumePath: string, asOf
       (d) => there.get(d.id) ?? (d.media.kind === 'file' ? fs.existsSync(d.media.location) : !isPipePlace(d.media)),
       // the copy --volume names (or the volume restored onto): its own dumps before another copy's of the same snapshots (its keys, its media)
       (d) => own !== null && d.volume.path !== null && path.resolve(d.volume.path) === own,
+      holds,
     );
     const unknown = chain.filter((d) => !there.has(d.id));
     if (unknown.length === 0) break;
@@ -88,10 +92,10 @@ export async function sourcesForChain(catalog: Catalog, volumePath: string, asOf
   // onto an existing volume: the dumps up to the newest one whose top it holds (restored
   // before, a level 0 among them) are not applied again, even where retention has deleted
   // an older one's top since; the chain goes on from there
-  if (onVolume !== null) {
+  if (onVolume !== null && holds !== undefined) {
     let k = chain.length;
-    while (k > 0 && onVolume.get(chain[k - 1].top.id) !== chain[k - 1].top.name) k--;
-    const newest = Math.max(0, ...onVolume.keys());
+    while (k > 0 && !holds(chain[k - 1])) k--;
+    const newest = Math.max(0, ...onVolume.map((x) => x.id));
     if (k === chain.length) {
       const top = chain.at(-1)!.top;
       if (top.id === newest) return [];

@@ -166,6 +166,23 @@ describe('restore --as-of with two volumes in the catalog', () => {
     expect(await exportShas(p('c.r.vol'), ['s2'], o)).toEqual(C.sha);
   });
 
+  it('onto a replica, of two dumps of one snapshot the one going on from what it holds: not a level 0 taken later for offsite', async () => {
+    const E = await source('e', 5);
+    ok(['restore', '--to', p('e.r.vol'), '--as-of', 's2', '--volume', E.vol], o);
+    const img = randomImage(256, 4096, 55);
+    fs.writeFileSync(p('e.raw'), img);
+    await setupOk(['volume', 'import', E.vol, '--from', p('e.raw'), '-q'], { env });
+    await setupOk(['snapshot', 'create', E.vol, 's3', '-q'], { env });
+    dump(E.vol, 2, 's3', p('e.l2'), catalog, [], o);
+    dump(E.vol, 0, 's3', p('e.offsite.l0'), catalog, [], o); // the newest dump of s3
+    const r = cliJson<{ streams: Array<{ stream: string; top: string }> }>(['restore', '--to', p('e.r.vol'), '--as-of', 's3'], o);
+    expect(r.streams.map((x) => x.stream)).toEqual([`file ${p('e.l2')}`]);
+    expect(await exportShas(p('e.r.vol'), ['s3'], o)).toEqual(await exportShas(E.vol, ['s3'], o));
+    // into a new path the newest dump of it, as before: the level 0
+    const fresh = cliJson<{ streams: Array<{ stream: string }> }>(['restore', '--to', p('e.new.vol'), '--as-of', 's3', '--volume', E.vol], o);
+    expect(fresh.streams.map((x) => x.stream)).toEqual([`file ${p('e.offsite.l0')}`]);
+  });
+
   it('--volume naming one of two copies takes its own dumps before the other copy\'s of the same snapshots', async () => {
     const D = await source('d', 4);
     D.sha = await exportShas(D.vol, ['s2'], o);

@@ -3,7 +3,8 @@
 // dumped one level up from the night before. The streams' source renamed their
 // bases after dumping them: a restore gives the volume's snapshots the names the source
 // holds (they are known by identity), so the chain restores into a new volume (by files
-// and by --as-of), and a replica that gets each night's dump as it is taken follows,
+// and by --as-of), and a replica that gets each night's dump as it is taken (by file, or
+// by --as-of from the catalog, which names the tops as they were dumped) follows,
 // byte for byte, its snapshots named as the source's. (A restore refused the new daily.0:
 // "already has another snapshot named daily.0", exit 6.)
 import fs from 'node:fs';
@@ -51,6 +52,10 @@ describe('restore across snapshot names in rotation', () => {
       expect(await exportShas(at(`new${night}.vol`), Object.keys(want), o)).toEqual(want);
       ok(['restore', '--as-of', 'daily.0', '--volume', v, '--to', at(`asof${night}.vol`)], o);
       expect(await exportShas(at(`asof${night}.vol`), ['daily.0'], o)).toEqual({ 'daily.0': want['daily.0'] });
+      // a second replica fed by --as-of each night: the catalog names the tops as dumped, the replica holds them renamed since
+      const step = cliJson<{ streams: Array<{ stream: string }> }>(['restore', '--as-of', 'daily.0', '--volume', v, '--to', at('rep2.vol')], o);
+      expect(step.streams.map((x) => x.stream), `night ${night}: only that night's stream`).toEqual([`file ${file}`]);
+      expect(await exportShas(at('rep2.vol'), Object.keys(want), o)).toEqual(want);
     }
     expect(ok(['volume', 'check', rep], o).stdout).toMatch(/clean/);
   }, 90_000);
