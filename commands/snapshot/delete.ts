@@ -1,3 +1,4 @@
+import path from 'node:path';
 import { Args, Flags } from '@oclif/core';
 import { ImgstreamCommand } from '../_cli/base.js';
 import { openState, stateFlag } from '../_cli/mirror-flags.js';
@@ -57,17 +58,20 @@ Likewise the newest snapshot a mirror of the volume holds (its last update's, as
       return vol.deleteSnapshot(args.name);
     });
     const tops = bases.map((d) => `the level ${d.level} dump ${d.id.slice(0, 8)} (${d.date})`).join(' and ');
-    const refused = bases.map((d) => d.level + 1).join(' or ');
+    const levels = [...new Set(bases.map((d) => d.level + 1))].sort((a, b) => a - b);
+    const refused = levels.join(' or ');
     this.say(`snapshot ${e.name} deleted${bases.length ? `: it was the top of ${tops}, so a level ${refused} dump of ${args.volume} is now refused (take a lower level next; a dump's top made a shadow snapshot, with imgstream snapshot shadow, stays a base)` : ''}`);
-    return { ...snapshotJson(e), refusedLevels: bases.map((d) => d.level + 1) };
+    return { ...snapshotJson(e), refusedLevels: levels };
   }
 }
 
 /** The catalog's dumps whose top is `s` and that a next level would build on (the default catalog unreadable: none, it only adds to the message). */
 function baseOfNext(catalog: string | undefined, uuid: string, volume: string, snapshots: SnapshotEntry[], s: SnapshotEntry): DumpRecord[] {
   try {
-    // this copy's dumps, as a dump plans from them (a replica restored from the volume shares its uuid)
-    const ours = ownRecords(openCatalog(catalog).forVolume(uuid), volume, uuidOfVolumeAt, (d) => snapshots.some((x) => isSnapshotOf(d.top, x)));
+    // this copy's dumps, as a dump plans from them (a replica restored from the volume shares its
+    // uuid), taken from this path: another copy's dumps of snapshots it holds are not its own
+    const here = path.resolve(volume);
+    const ours = ownRecords(openCatalog(catalog).forVolume(uuid), volume, uuidOfVolumeAt, (d) => snapshots.some((x) => isSnapshotOf(d.top, x))).filter((d) => d.volume.path === null || path.resolve(d.volume.path) === here);
     return dumpsBuiltOnNext(ours, s);
   } catch (err) {
     if (catalog !== undefined) throw err;

@@ -209,6 +209,17 @@ describe('dumps whose base is missing', () => {
     expect(cliJson<{ refusedLevels: number[] }>(['snapshot', 'delete', vol, 'd4', '--catalog', catalog], o).refusedLevels).toEqual([1]);
     await setupOk(['snapshot', 'create', vol, 'd7', '-q'], { env });
     expect(cliJson<{ refusedLevels: number[] }>(['snapshot', 'delete', vol, 'd7', '--catalog', catalog], o).refusedLevels, 'no dump\'s top').toEqual([]);
+    // a snapshot dumped twice at one level: one level named, once
+    await snap('d8', 8);
+    dump(vol, 0, 'd8', p('d.l0c'), catalog, [], o);
+    await snap('d9', 9);
+    dump(vol, 1, 'd9', p('d.l1e'), catalog, [], o);
+    dump(vol, 1, 'd9', p('d.l1f'), catalog, [], o);
+    // a replica restored from the chain holds d8 and d9 too: its deletes name no dump (the source's are not its own)
+    ok(['restore', '--from', p('d.l0c'), '--from', p('d.l1e'), '--to', p('d-replica.vol')], o);
+    expect(ok(['snapshot', 'delete', p('d-replica.vol'), 'd9', '--catalog', catalog], o).stdout.trim()).toBe('snapshot d9 deleted');
+    const twice = ok(['snapshot', 'delete', vol, 'd9', '--catalog', catalog], o).stdout.trim();
+    expect(twice).toMatch(/^snapshot d9 deleted: it was the top of the level 1 dump [0-9a-f]{8} \(\S+\) and the level 1 dump [0-9a-f]{8} \(\S+\), so a level 2 dump of \S+d\.vol is now refused/);
   }, 60_000);
 });
 
