@@ -7,6 +7,16 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll } from 'vitest';
 
+// What a test file sets in process.env for the commands it runs in this process
+// (IMGSTREAM_LOCK_DIR, IMGSTREAM_MIRROR_STATE…) is put back once it is done: with
+// --no-isolate the next file in this worker ran its commands with that file's lock
+// directory, which its cleanup had removed (and the locks made it again, left behind).
+const imgstreamEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => k.startsWith('IMGSTREAM_') && k !== 'IMGSTREAM_TEST_STATE'));
+afterAll(() => {
+  for (const k of Object.keys(process.env)) if (k.startsWith('IMGSTREAM_') && k !== 'IMGSTREAM_TEST_STATE' && !(k in imgstreamEnv)) delete process.env[k];
+  Object.assign(process.env, imgstreamEnv);
+});
+
 // Removed once the file is done (a worker ended by the runner gets no 'exit' event, and
 // left one empty directory per file behind): the next file in this worker makes its own.
 if (process.env.IMGSTREAM_TEST_STATE === undefined) {
