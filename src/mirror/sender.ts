@@ -37,6 +37,7 @@ import { geometryOf } from './receiver.js';
 import { identOf, MIRROR_PROTOCOL, sameSnapshot, type DestinationState, type MirrorChannel, type SnapshotIdent, type TransferDone, type TransferMode, type TransferPlan, type WireError } from './protocol.js';
 import { canonicalPath, RECENT_TRANSFERS, relationshipKey, relationshipTag, type MirrorState, type Relationship, type TransferRecord } from './state.js';
 import { localSource, type SourceAccess } from './source-access.js';
+import { refuseMirrorRollback, refuseReplicaRollback } from './rollback.js';
 import { atPeerName, peerFlagsNote } from '../peer/index.js';
 
 export { finishSource, localSource, prepareSource, type FinishArgs, type PrepareArgs, type SourceAccess } from './source-access.js';
@@ -171,43 +172,6 @@ export async function destinationState(ch: MirrorChannel, name: string, geometry
   return m.state as DestinationState;
 }
 
-/**
- * A replica is brought to the source's newest master, never back from a newer state: one
- * holding a snapshot newer than that master (the source deleted the master the replica
- * pulled last, with --force; or it is a mirror ahead of the masters) would lose it and its
- * data, as `zfs recv` without -F refuses to.
- */
-function refuseReplicaRollback(dest: DestinationState, master: SnapshotEntry, where: string): void {
-  const newer = newerThan(dest, master);
-  if (newer.length === 0) return;
-  throw new InvalidInputError(
-    `${where}: holds snapshot${newer.length > 1 ? 's' : ''} ${newer.map((d) => `"${d.name}"`).join(', ')}, newer than "${master.name}", the source's newest master: a pull would take it back to "${master.name}" and drop ${newer.length > 1 ? 'them' : 'it'}`,
-    'take a newer master on the source (imgstream snapshot create VOL NAME --master) and pull again, or pull into another volume',
-  );
-}
-
-/** The destination's snapshots newer than `top` (ids grow with every snapshot a volume and its copies take). */
-function newerThan(dest: DestinationState, top: SnapshotEntry): DestinationState['snapshots'] {
-  return dest.exists ? dest.snapshots.filter((d) => d.id > top.id) : [];
-}
-
-/**
- * An update brings a mirror forward, never back: one holding snapshots newer than this
- * update's top was fed since from a source further on (a cascade's hop bypassed while it
- * was down, then back; a copy of the source that fell behind), and would lose them and
- * their data, with exit 0, as `zfs recv` without -F refuses to. (A resync takes a mirror
- * to the source's state whatever it holds: that is what it is for.)
- */
-function refuseMirrorRollback(dest: DestinationState, top: SnapshotEntry, source: string, where: string): void {
-  const newer = newerThan(dest, top);
-  if (newer.length === 0) return;
-  const names = newer.map((d) => `"${d.name}"`).join(', ');
-  throw new InvalidInputError(
-    `${where}: holds snapshot${newer.length > 1 ? 's' : ''} ${names}, newer than "${top.name}", the newest ${source} can send: it was updated since from a volume further on, and this update would take it back and drop ${newer.length > 1 ? 'them' : 'it'}`,
-    `bring ${source} up to date first (update it from the volume that holds ${names}), then update again; or mirror ${source} to another name`,
-  );
-}
-
 export async function sendMirror(source: Volume | SourceAccess, ch: MirrorChannel, opts: SendOptions): Promise<MirrorResult> {
   const access = 'prepare' in source ? source : localSource(source);
   let vol = access.volume();
@@ -244,6 +208,7 @@ export async function sendMirror(source: Volume | SourceAccess, ch: MirrorChanne
   // fails with nothing kept to resume from drops its snapshot again
   let took: string | null = null;
   let planSent = false;
+  let planBytes = 0; // the data the plan sends (for the hint of a transfer that filled the destination)
   const pend = rel?.pending;
   const pendTop = pend ? vol.snapshots().find((s) => sameSnapshot(identOf(s), pend.top)) : undefined;
   const resumable = track && pend && pendTop && dest.resume?.transferId === pend.transferId && (dest.top === null || dest.top.id < pend.top.id) && opts.op === 'mirror.update';
@@ -317,6 +282,7 @@ export async function sendMirror(source: Volume | SourceAccess, ch: MirrorChanne
       bytes: 0,
     };
     plan.bytes = plan.blocks * vol.blockSize;
+    planBytes = plan.bytes;
     planSent = true;
     await ch.send({ plan });
     const ready = (await expect(ch, 'ready', where)).ready as { resumeFrom: number };
@@ -434,6 +400,10 @@ export async function sendMirror(source: Volume | SourceAccess, ch: MirrorChanne
     const stoppedBySignal = opts.signal?.aborted ? (stopSignal(opts.signal) ?? 'SIGTERM') : null;
     let err = opts.signal?.aborted ? stoppedError(opts.signal, opts.op === 'mirror.resync' ? { volume: opts.volumeLabel ?? vol.path, destination: opts.destination } : undefined) : caught;
     if (kept && kept.bytes > 0 && err instanceof ImgstreamError) err = withKeptHint(err, kept, opts.volumeLabel ?? vol.path, opts.destination, opts.op);
+    else if (!stoppedBySignal && dest.exists && err instanceof ImgstreamError && !err.hint && /no space left/.test(err.message)) {
+      // an incremental that filled the destination's file system with nothing kept: said, with what it needs
+      err = errorOfCode(err.code, err.message, `the mirror stays at its last complete state; the blocks this ${opts.op === 'mirror.resync' ? 'resync' : 'update'} wrote into its free space before the file system filled still take room in its file (later transfers write over them where the source uses them): free space there (this one sends ${formatSize(planBytes)} of blocks), or mirror to a larger file system`, err.details) as ImgstreamError;
+    }
     // nothing to resume from: the destination never got the plan, or failed and says it kept nothing
     const dropTop = took !== null && !kept && (!planSent || fromDestination.has(caught as Error));
     if (dropTop) {

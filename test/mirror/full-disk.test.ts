@@ -97,6 +97,27 @@ describe.runIf(canMount)('mirror into a file system that fills up', () => {
       await ended;
     }
   }, 60_000);
+
+  it('an incremental that fills the file system says the mirror is as it was, what it needs and that its blocks take room', async () => {
+    const dest = path.join(small, 'i.vol');
+    expect(mountSmall('64M', true)).toBe(true);
+    cliOk(['mirror', 'update', src, '--to', dest], { env });
+    const before = await active(dest);
+    // room for about 2 MiB more; the update rewrites 8 MiB
+    const usedKiB = Number(spawnSync('du', ['-sk', small], { encoding: 'utf8' }).stdout.split('\t')[0]);
+    expect(mountSmall(`${usedKiB + 2048}k`, true)).toBe(true);
+    writeImage(at('img2'), BLOCKS / 2, BS, 13, 0);
+    await setupOk(['volume', 'import', src, '--from', at('img2')], { env });
+    const r = runCli(['mirror', 'update', src, '--to', dest], { env });
+    expect(r.code, r.stderr).toBe(10);
+    const lines = r.stderr.trim().split('\n');
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(/no space left.*; the mirror stays at its last complete state; the blocks this update wrote into its free space .* still take room in its file .*: free space there \(this one sends \d+(\.\d+)? MiB of blocks\), or mirror to a larger file system$/);
+    expect(await active(dest)).toBe(before);
+    expect(mountSmall('64M', true)).toBe(true);
+    cliOk(['mirror', 'update', src, '--to', dest], { env });
+    expect(await active(dest)).toBe(await active(src));
+  }, 60_000);
 });
 
 describe('the mirror volume itself full', () => {
