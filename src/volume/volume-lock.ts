@@ -24,8 +24,10 @@
 // service may have to itself (systemd's PrivateTmp) and a shell may set otherwise: two
 // processes that looked in different directories both opened a served volume, and the
 // second's CP wrote over the server's map. A process given IMGSTREAM_LOCK_DIR takes each
-// lock in that directory and a copy in the default one (the guard): a process with
-// another lock directory, or none, finds it held there and is refused.
+// lock in that directory and a copy in the default one (a guard): a process with another
+// lock directory, or none, finds it held there and is refused. Each lock has a guard in
+// $TMPDIR/imgstream-locks too, the default of versions before: a server one of them runs
+// is found (while an upgrade happens under it), and each of them finds a server of this one.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -54,10 +56,11 @@ function lockDir(): string {
   return process.env.IMGSTREAM_LOCK_DIR ?? sharedLockDir();
 }
 
-/** Where the lock file `file` (in lockDir()) has its guard: the same name in the default directory, or null when that is where it is. */
-function guardOf(file: string): string | null {
-  const shared = sharedLockDir();
-  return path.resolve(path.dirname(file)) === path.resolve(shared) ? null : path.join(shared, path.basename(file));
+/** Where the lock file `file` (in lockDir()) has its guards: the same name in the default directory and in the one of earlier versions, but where it is itself. */
+function guardsOf(file: string): string[] {
+  const here = path.resolve(path.dirname(file));
+  const dirs = [...new Set([sharedLockDir(), path.join(os.tmpdir(), 'imgstream-locks')].map((d) => path.resolve(d)))];
+  return dirs.filter((d) => d !== here).map((d) => path.join(d, path.basename(file)));
 }
 
 function startTime(pid: number): string | null {
@@ -180,13 +183,16 @@ function createWhole(file: string, text: string): boolean {
   }
 }
 
-/** The text of `file`, or of `guard` when there is no `file` (throws when neither is there). */
-function readEither(file: string, guard: string): string {
-  try {
-    return fs.readFileSync(file, 'utf8');
-  } catch {
-    return fs.readFileSync(guard, 'utf8');
+/** The text of the first of `files` there, the lock file before its guards (throws when none is there). */
+function readFirst(files: string[]): string {
+  for (const f of files.slice(0, -1)) {
+    try {
+      return fs.readFileSync(f, 'utf8');
+    } catch {
+      // the next one
+    }
   }
+  return fs.readFileSync(files[files.length - 1], 'utf8');
 }
 
 function lockFileOf(st: fs.Stats): string {
@@ -199,8 +205,8 @@ const heldHere = new Set<string>();
 export class VolumeLock {
   private released = false;
   private readonly onExit = () => this.release();
-  /** The copy of this lock in the default directory (see the top), when this one is elsewhere and the default directory could be written. */
-  private guard: VolumeLock | null = null;
+  /** The copies of this lock in the default directories (see the top) that could be written. */
+  private guards: VolumeLock[] = [];
   private constructor(readonly file: string, private token: string) {
     heldHere.add(file);
     process.once('exit', this.onExit);
@@ -219,9 +225,8 @@ export class VolumeLock {
     let text: string;
     try {
       const file = lockFileOf(fs.statSync(volumePath));
-      const guard = guardOf(file);
-      // (a holder with another lock directory is found by its guard)
-      text = guard === null ? fs.readFileSync(file, 'utf8') : readEither(file, guard);
+      // (a holder with another lock directory, or of an earlier version, is found by a guard)
+      text = readFirst([file, ...guardsOf(file)]);
     } catch {
       return null;
     }
@@ -248,7 +253,7 @@ export class VolumeLock {
     fs.writeFileSync(tmp, next, { mode: 0o666 });
     fs.renameSync(tmp, this.file);
     this.token = next;
-    this.guard?.advertise(socket, served, journal);
+    for (const g of this.guards) g.advertise(socket, served, journal);
   }
 
   /** `keepsDisk`: the holder changes no block of the disk (disk=kept, see the top). */
@@ -280,8 +285,8 @@ export class VolumeLock {
     return VolumeLock.take(path.join(lockDir(), `${key}.lock`), token, `${key}: could not take the lock`, refuse);
   }
 
-  /** Creates the lock file `file` holding `token`, taking over a stale one; `refuse` makes the error when a live process holds it. */
-  private static take(file: string, token: string, exhausted: string, refuse: (owner: LockOwner | null) => BusyError): VolumeLock {
+  /** Creates the lock file `file` holding `token`, taking over a stale one, and (`guarded`) its guards; `refuse` makes the error when a live process holds it. */
+  private static take(file: string, token: string, exhausted: string, refuse: (owner: LockOwner | null) => BusyError, guarded = true): VolumeLock {
     makeDirectories(path.dirname(file), 0o1777);
     if (heldHere.has(file)) {
       let fields: ReadonlyMap<string, string> = new Map();
@@ -297,7 +302,10 @@ export class VolumeLock {
         removeStaleTemp(path.dirname(file), `${path.basename(file)}${NEW_INFIX}`); // of processes killed while locking
         const lock = new VolumeLock(file, token);
         try {
-          lock.guard = VolumeLock.takeGuard(file, token, exhausted, refuse);
+          for (const guard of guarded ? guardsOf(file) : []) {
+            const g = VolumeLock.takeGuard(guard, token, exhausted, refuse);
+            if (g !== null) lock.guards.push(g);
+          }
         } catch (err) {
           lock.release();
           throw err;
@@ -326,21 +334,19 @@ export class VolumeLock {
     throw new BusyError(exhausted, 'another imgstream process keeps taking it');
   }
 
-  /** The guard of the lock file `file` (see the top): null where it needs none, or where the default directory cannot be written (a read-only /run: the lock directory given is all there is). */
-  private static takeGuard(file: string, token: string, exhausted: string, refuse: (owner: LockOwner | null) => BusyError): VolumeLock | null {
-    const guard = guardOf(file);
-    if (guard === null) return null;
+  /** The guard `guard` of a lock (see the top), or null where its directory cannot be written (a read-only /run: the lock directory given is all there is). */
+  private static takeGuard(guard: string, token: string, exhausted: string, refuse: (owner: LockOwner | null) => BusyError): VolumeLock | null {
     try {
       makeDirectories(path.dirname(guard), 0o1777);
       fs.accessSync(path.dirname(guard), fs.constants.W_OK);
     } catch {
       return null;
     }
-    return VolumeLock.take(guard, token, exhausted, refuse);
+    return VolumeLock.take(guard, token, exhausted, refuse, false);
   }
 
   release(): void {
-    this.guard?.release();
+    for (const g of this.guards) g.release();
     if (this.released) return;
     this.released = true;
     heldHere.delete(this.file);

@@ -7,6 +7,7 @@
 // IMGSTREAM_LOCK_DIR) still exclude each other: each lock has its guard in the default one.
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { BusyError } from '../../src/core/errors.js';
@@ -72,6 +73,21 @@ describe('the volume lock', () => {
     }
     expect((await imgstream(['volume', 'check', vol], dirA)).code).toBe(0);
     expect((await imgstream(['snapshot', 'list', vol, '--json'], null)).stdout).toMatch(/"from-b"/);
+    // a server of an earlier version locked in $TMPDIR/imgstream-locks only (an upgrade under it): found there
+    const old = spawn('sleep', ['30']);
+    try {
+      const st = fs.statSync(vol);
+      const legacy = path.join(os.tmpdir(), 'imgstream-locks');
+      fs.mkdirSync(legacy, { recursive: true });
+      const start = fs.readFileSync(`/proc/${old.pid}/stat`, 'utf8').split(') ')[1].split(' ')[19];
+      fs.writeFileSync(path.join(legacy, `${st.dev}-${st.ino}.lock`), `${old.pid} ${start}`);
+      const r = await imgstream(['snapshot', 'create', vol, 'beside-old'], null);
+      expect(r.code, r.stderr).toBe(7);
+      expect(r.stderr).toMatch(new RegExp(`in use by imgstream process ${old.pid}`));
+      fs.rmSync(path.join(legacy, `${st.dev}-${st.ino}.lock`));
+    } finally {
+      old.kill();
+    }
   }, 60_000);
 
   it('is held by one process at a time while four take and release it in a tight loop', async () => {
