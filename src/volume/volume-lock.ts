@@ -26,8 +26,9 @@
 // second's CP wrote over the server's map. A process given IMGSTREAM_LOCK_DIR takes each
 // lock in that directory and a copy in the default one (a guard): a process with another
 // lock directory, or none, finds it held there and is refused. Each lock has a guard in
-// $TMPDIR/imgstream-locks too, the default of versions before: a server one of them runs
-// is found (while an upgrade happens under it), and each of them finds a server of this one.
+// $TMPDIR/imgstream-locks too (where that is: an earlier version, whose default it was,
+// made it): a server one of them runs is found while an upgrade happens under it, and
+// each of them finds a server of this one.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -334,11 +335,17 @@ export class VolumeLock {
     throw new BusyError(exhausted, 'another imgstream process keeps taking it');
   }
 
-  /** The guard `guard` of a lock (see the top), or null where its directory cannot be written (a read-only /run: the lock directory given is all there is). */
+  /**
+   * The guard `guard` of a lock (see the top), or null where its directory cannot be
+   * written (a read-only /run: the lock directory given is all there is). The directory of
+   * earlier versions is not made: where it is not, none of them ran here since /tmp was
+   * last emptied (and the user's $TMPDIR is left as it was).
+   */
   private static takeGuard(guard: string, token: string, exhausted: string, refuse: (owner: LockOwner | null) => BusyError): VolumeLock | null {
     try {
-      makeDirectories(path.dirname(guard), 0o1777);
-      fs.accessSync(path.dirname(guard), fs.constants.W_OK);
+      const dir = path.dirname(guard);
+      if (dir === path.resolve(sharedLockDir())) makeDirectories(dir, 0o1777);
+      fs.accessSync(dir, fs.constants.W_OK);
     } catch {
       return null;
     }
