@@ -12,7 +12,7 @@ import { UsageError, errorOfCode } from '../src/core/errors.js';
 import { multiplexDump, type MultiplexDumpResult } from '../src/multiplex/index.js';
 import { parseTapeSpec } from '../src/media/tape/index.js';
 import { dumpKeyFromFlags, encryptFlag, keyFlags } from './_cli/key-flags.js';
-import { stoppableBySignals } from './_cli/stop-signals.js';
+import { lateStopLine, stoppableBySignals } from './_cli/stop-signals.js';
 import { refuseOutputOverInputs, type DumpInput } from '../src/stream/dump-inputs.js';
 import type { Catalog } from '../src/catalog/index.js';
 import { argumentsInOrder } from './_cli/ordered-args.js';
@@ -114,7 +114,7 @@ While the volume is being served (imgstream serve nbd), the dump asks the server
       // (not "imgstream: ...", which is how errors read)
       if (flags.to === '-') process.stderr.write(`${summary}\n`);
       else this.say(summary);
-      if (stop.late) sayOnStderr(lateStop(stop.late, 'the dump', 'its stream was complete', result.recorded !== false));
+      if (stop.late) sayOnStderr(lateStopLine(stop.late, 'the dump', 'its stream was complete', result.recorded !== false));
     }
     return result;
   }
@@ -150,7 +150,7 @@ While the volume is being served (imgstream serve nbd), the dump asks the server
     // a signal that stopped sources is said by their errors; one that came after every stream was complete, here
     if (stop.late && !failed.some((f) => STOPPED.has(f.error!.code))) {
       const recorded = result.sources.every((s) => s.dump?.recorded !== false);
-      sayOnStderr(lateStop(stop.late, 'the multiplexed dump', failed.length ? 'every stream had ended' : 'every stream was complete', recorded));
+      sayOnStderr(lateStopLine(stop.late, 'the multiplexed dump', failed.length ? 'every stream had ended' : 'every stream was complete', recorded));
     }
     if (failed.length > 0) {
       const done = result.sources.length - failed.length;
@@ -167,11 +167,6 @@ While the volume is being served (imgstream serve nbd), the dump asks the server
 
 /** Error codes of a dump a stop signal stopped. */
 const STOPPED = new Set(['interrupted', 'hangup', 'terminated']);
-
-/** The line of a dump a stop signal reached too late to stop it: it completed all the same (exit 0). */
-function lateStop(sig: NodeJS.Signals, what: string, why: string, recorded: boolean): string {
-  return `${sig} came too late to stop ${what} (${why}): it was finished${recorded ? ' and recorded' : ''}`;
-}
 
 /** A line of information on stderr (not "imgstream: ...", which is how errors read): stdout may carry the stream, or --json. */
 function sayOnStderr(line: string): void {

@@ -56,3 +56,8 @@ export async function stoppableBySignals<T>(work: (signal: AbortSignal) => Promi
     if (controller.signal.aborted) setTimeout(() => process.exit(), 500).unref();
   }
 }
+
+/** The line (on stderr, not an error: exit 0) of a command a stop signal reached too late to stop it: it completed all the same. */
+export function lateStopLine(sig: NodeJS.Signals, what: string, why: string, recorded = false): string {
+  return `${sig} came too late to stop ${what} (${why}): it was finished${recorded ? ' and recorded' : ''}`;
+}

@@ -4,7 +4,7 @@ import { openState, parseRate } from '../_cli/mirror-flags.js';
 import { compressionFor, peerDestination, transferFlags } from '../_cli/mirror-peer.js';
 import { mirrorUpdate } from '../../src/mirror/run.js';
 import { formatSize } from '../../src/core/size.js';
-import { stoppableBySignals } from '../_cli/stop-signals.js';
+import { lateStopLine, stoppableBySignals } from '../_cli/stop-signals.js';
 
 export default class MirrorResync extends ImgstreamCommand {
   static override summary = 'Re-establish a mirror after a break or a long outage.';
@@ -26,8 +26,10 @@ Failback: after a failover (the mirror broken off and used in the source's place
     const { args, flags } = await this.parse(MirrorResync);
     const dest = peerDestination(flags.to, flags);
     // SIGINT, SIGHUP, SIGTERM: the transfer stops where it is (the next update resumes it) and the command says so
-    const r = await stoppableBySignals((signal) => mirrorUpdate(args.volume, dest, { op: 'mirror.resync', state: openState(flags.state), limitRate: parseRate(flags['limit-rate']), progress: this.progress(), compress: compressionFor(flags.compress, dest), signal, reverse: flags.reverse }));
+    let late: NodeJS.Signals | null = null;
+    const r = await stoppableBySignals((signal) => mirrorUpdate(args.volume, dest, { op: 'mirror.resync', state: openState(flags.state), limitRate: parseRate(flags['limit-rate']), progress: this.progress(), compress: compressionFor(flags.compress, dest), signal, reverse: flags.reverse }), (sig) => (late = sig));
     this.say(`${args.volume} -> ${dest.spec}: resynchronised (${r.mode}) to ${r.top}: ${r.blocks} blocks, ${formatSize(r.bytes)} sent, CP ${r.generation}`);
+    if (late) process.stderr.write(`${lateStopLine(late, 'the resync', 'the mirror had committed it')}\n`);
     return r;
   }
 }

@@ -31,6 +31,7 @@ import type { Volume } from '../volume/volume.js';
 import { allZero } from '../volume/plane-edit.js';
 import { ghostOf, hashChain, recordCrc } from './records.js';
 import { RecordQueue } from './record-queue.js';
+import { pausePoint } from '../volume/crash-point.js';
 import { RECORD_BYTES, Selection } from './selection.js';
 import { collectMapDeltas } from '../volume/map-deltas.js';
 import { geometryOf } from './receiver.js';
@@ -353,6 +354,7 @@ export async function sendMirror(source: Volume | SourceAccess, ch: MirrorChanne
     if (failure) throw failure;
     if (!done) throw new IoError(`${where}: no answer to the end of the transfer`, 'run the update again');
     const d = done as TransferDone;
+    await pausePoint('mirror-committed'); // (tests: a stop signal once the destination committed)
     const result: MirrorResult = {
       destination: where,
       transferId,

@@ -178,4 +178,19 @@ describe('mirror start and signals', () => {
     expect(out.split('\n').filter((l) => l.includes('"update"'))).toHaveLength(1);
     expect(r.stderr).not.toMatch(/TimeoutOverflowWarning/);
   });
+  it('mirror update signalled once the mirror committed completes, exits 0 and says the signal came too late', async () => {
+    const img = await changeSource(8);
+    const pause = path.join(root, 'pause-committed');
+    const child = spawnCli(['mirror', 'update', src, '--to', dest, '-q'], { env: { ...env, IMGSTREAM_PAUSE_AT: `mirror-committed:${pause}` } });
+    const done = finished(child, 60_000);
+    await until('the destination committed', () => fs.existsSync(pause));
+    child.kill('SIGINT');
+    await new Promise((r) => setTimeout(r, 300));
+    fs.rmSync(pause);
+    const r = await done;
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr.trim().split('\n')).toEqual(['SIGINT came too late to stop the update (the mirror had committed it): it was finished']);
+    expect(await active(dest)).toBe(sha256(img));
+    expect((await inProcessJson<{ relationships: Array<{ state: string }> }>(['mirror', 'status', src], { env })).relationships[0].state).toBe('idle');
+  }, 60_000);
 });
