@@ -141,10 +141,9 @@ async function converse(volPath: string, ch: MirrorChannel, hello: Record<string
     const state = describeDestination(volPath);
     if (!state.exists && hello.op === 'mirror.resync') throw new NotFoundError(NO_MIRROR, 'a new mirror starts with: imgstream mirror update');
     if (state.exists) {
-      // (a resync --reverse makes the volume this source is a copy of its mirror: failback; its identity and geometry are checked below)
-      if (!state.mirror && !(hello.op === 'mirror.resync' && hello.reverse === true)) {
-        throw new InvalidInputError(NOT_A_MIRROR, hello.op === 'mirror.resync' ? `mirror to another name; to fail back onto the volume this source is a mirror of (its changes since their newest common snapshot dropped): imgstream mirror resync SOURCE --to ${volPath} --reverse` : 'mirror to another name');
-      }
+      // (a resync --reverse makes the volume this source is a copy of its mirror: failback; its
+      // identity and geometry are checked below. The client's hint for a resync names --reverse)
+      if (!state.mirror && !(hello.op === 'mirror.resync' && hello.reverse === true)) throw new InvalidInputError(NOT_A_MIRROR, 'mirror to another name');
       if (!geometryMatches(state.geometry!, geometry)) throw new InvalidInputError(`is the mirror of another volume (${state.uuid})`, 'mirror to another name, or delete the old mirror');
       if (state.broken && hello.op === 'mirror.update') throw new InvalidInputError(BROKEN_OFF, `bring it back with: imgstream mirror resync SOURCE --to ${volPath}`);
     }
