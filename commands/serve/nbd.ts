@@ -4,7 +4,8 @@ import '../../src/mirror/served.js'; // mirror updates of the served volume (con
 import '../../src/journal/journal-ops.js'; // seed and resync snapshots for imgstream protect (control ops)
 import { parseListenAddress, serveNbd, type NbdListening } from '../../src/nbd/index.js';
 import { formatSize, parseSize } from '../../src/core/size.js';
-import { InvalidInputError, UsageError } from '../../src/core/errors.js';
+import { InvalidInputError, UsageError, stoppedBy } from '../../src/core/errors.js';
+import { onStopSignals } from '../_cli/stop-signals.js';
 import { tuneGcForStreaming } from '../../src/core/gc-tuning.js';
 import { MAX_STRING_BYTES } from '../../src/format/nbd-protocol.js';
 
@@ -13,9 +14,9 @@ const MIN_JOURNAL_SIZE = 64 << 10;
 
 export default class ServeNbd extends ImgstreamCommand {
   static override summary = 'Serve a volume to NBD clients (qemu-img, qemu-io, nbdcopy, nbd-client).';
-  static override description = `Offers the volume's active file system, or one snapshot, as an NBD export (fixed newstyle negotiation) on a TCP address or a Unix socket, to any number of connections at once. Writes go to free blocks (write-anywhere) and become part of the volume at a consistency point: FLUSH and FUA writes are answered only after one, one is taken every --cp-interval seconds when something changed, and one on SIGINT or SIGTERM before the server exits. Trim and write-zeroes unmap whole blocks; unaligned reads and writes of any size are served (partial blocks are merged). A snapshot export, or --readonly, refuses writes with EPERM. When the server is ready it prints the URI clients connect to, and a summary when it stops (with --json, one JSON line each). There is no TLS and no authentication: listen on localhost or a Unix socket unless the network is trusted.
+  static override description = `Offers the volume's active file system, or one snapshot, as an NBD export (fixed newstyle negotiation) on a TCP address or a Unix socket, to any number of connections at once. Writes go to free blocks (write-anywhere) and become part of the volume at a consistency point: FLUSH and FUA writes are answered only after one, one is taken every --cp-interval seconds when something changed, and one on SIGINT, SIGTERM or SIGHUP before the server exits (exit 0 on SIGINT and SIGTERM, the asked-for stop; 129 on SIGHUP, a lost terminal or session; a second signal ends it at once, losing writes acknowledged since the last CP unless --journal keeps them). Trim and write-zeroes unmap whole blocks; unaligned reads and writes of any size are served (partial blocks are merged). A snapshot export, or --readonly, refuses writes with EPERM. When the server is ready it prints the URI clients connect to, and a summary when it stops (with --json, one JSON line each). There is no TLS and no authentication: listen on localhost or a Unix socket unless the network is trusted.
 
-Clients that negotiate structured replies get unmapped ranges as holes (no data sent; DF is honoured) and may ask for block status, answered from the volume's metadata without reading data: base:allocation (holes and data, as nbdinfo --map and qemu-img map show), and imgstream:image:EXPR, a storage image in logical addresses: 1 for a block whose data is in the image, 0 for one mapped outside it, 2 for an unmapped block (reads as zeros). EXPR is evaluated once per connection, when the client selects the context; a bad one is refused at negotiation with the reason (LIBNBD_DEBUG=1 shows it). Incremental backup with stock clients: keep a raw copy of snapshot S (volume export VOL@S), then for each extent of nbdinfo --json --map='imgstream:image:active - S' copy the 1s into it (qemu-img convert -n with driver=raw,offset=,size= on both sides) and zero the 2s (qemu-io -c "write -z OFF LEN"); the README has the script. A write whose data equals what the block holds keeps the block where it is (no allocation, no mark-on-allocate bit), so copying a mostly identical image over the disk leaves the next incremental at what differs. A client must complete the handshake within --handshake-timeout seconds; an option longer than 64 KiB drops it.
+Clients that negotiate structured replies get unmapped ranges as holes (no data sent; DF is honoured) and may ask for block status, answered from the volume's metadata without reading data: base:allocation (holes and data, as nbdinfo --map and qemu-img map show), and imgstream:image:EXPR, a storage image in logical addresses: 1 for a block whose data is in the image, 0 for one mapped outside it, 2 for an unmapped block (reads as zeros). EXPR is evaluated when the client selects the context, and again before a block status request that finds the volume changed since (a connection kept open sees the volume as it is; after EXPR's snapshot is deleted its requests fail with EIO); a bad one is refused at negotiation with the reason (LIBNBD_DEBUG=1 shows it). Incremental backup with stock clients: keep a raw copy of snapshot S (volume export VOL@S), then for each extent of nbdinfo --json --map='imgstream:image:active - S' copy the 1s into it (qemu-img convert -n with driver=raw,offset=,size= on both sides) and zero the 2s (qemu-io -c "write -z OFF LEN"); the README has the script. A write whose data equals what the block holds keeps the block where it is (no allocation, no mark-on-allocate bit), so copying a mostly identical image over the disk leaves the next incremental at what differs. A client must complete the handshake within --handshake-timeout seconds; an option longer than 64 KiB drops it.
 
 With --journal the server keeps the volume's write journal for continuous protection (imgstream protect ships it): every write, trim and write-zeroes is time-stamped at its reply and appended to VOL.journal/ before the reply, fsynced before every CP; after a crash the server cuts a torn last record off and replays the records its last CP lacks, and refuses a damaged journal (code 9). A journal that cannot be written (disk full) fails those writes with EIO, and every later write and flush until the server is restarted. Past --journal-size of records no destination holds yet, the journal overflows into a list of changed blocks and the next protect transfer resyncs those.
 
@@ -72,10 +73,16 @@ While it serves, other imgstream commands on the same volume go through the serv
     // (below that, every few writes overflow it: protection would be one resync after another)
     if (journalLimit < MIN_JOURNAL_SIZE) throw new InvalidInputError(`--journal-size ${flags['journal-size']} is below the least a journal needs (64K)`, 'give 64K or more; the default is 1G');
     const listen = flags.socket !== undefined ? { socket: flags.socket } : parseListenAddress(flags.listen ?? '127.0.0.1:10809');
+    // SIGINT and SIGTERM are the asked-for stop (exit 0); SIGHUP (its terminal or ssh session
+    // went away) stops it the same way, with its last CP, and exits 129. A second signal
+    // ends it at once, as kill -9 would: writes acknowledged since the last CP are then
+    // lost unless --journal keeps them.
     const stop = new AbortController();
-    const onSignal = () => stop.abort();
-    process.once('SIGINT', onSignal);
-    process.once('SIGTERM', onSignal);
+    let stoppedBySignal: NodeJS.Signals | undefined;
+    const off = onStopSignals((sig) => {
+      stoppedBySignal = sig;
+      stop.abort();
+    });
     try {
       const result = await serveNbd(
         { volume: args.volume, listen, snapshot: flags.snapshot, readOnly: flags.readonly, cpIntervalMs: interval * 1000, exportName: flags['export-name'], handshakeMs: handshake * 1000, listenChosen: flags.socket !== undefined || flags.listen !== undefined, journal: flags.journal === true ? { limitBytes: journalLimit } : undefined },
@@ -87,10 +94,10 @@ While it serves, other imgstream commands on the same volume go through the serv
       );
       if (result.servedBy !== undefined) this.say(`stopped serving snapshot ${flags.snapshot} beside ${args.volume}: imgstream process ${result.servedBy} no longer offers it`);
       else this.say(`stopped: ${result.connections} connections, ${formatSize(result.bytesRead)} read, ${formatSize(result.bytesWritten)} written, ${result.consistencyPoints} CPs (CP ${result.generation})`);
+      if (stoppedBySignal === 'SIGHUP') throw stoppedBy('SIGHUP', 'stopped by SIGHUP (its terminal or session went away) after its last CP: every acknowledged write is in the volume');
       return result;
     } finally {
-      process.off('SIGINT', onSignal);
-      process.off('SIGTERM', onSignal);
+      off();
     }
   }
 

@@ -10,9 +10,13 @@
 //                           holds no VBN and reads as zeros; after `active - S` it may be
 //                           one S held, so an incremental copy zeroes it).
 //
-// The image is evaluated once, when the context is selected (SET_META_CONTEXT), in one
-// pass over the planes, and kept as the chunks of its bitmap that hold any block: the
-// connection then answers from that picture whatever is written afterwards.
+// The image is evaluated when the context is selected (SET_META_CONTEXT), in one pass
+// over the planes, and kept as the chunks of its bitmap that hold any block. It is
+// evaluated again before a request that finds the volume changed since (blocks allocated
+// or released, snapshots taken, deleted or renamed): the map is always the current one,
+// and a block written after the evaluation sits on a VBN the old picture never saw (it
+// would read 0, "unchanged", to an incremental copy over a long-lived connection).
+// When the expression no longer evaluates (its snapshot was deleted), the request fails.
 import { InvalidInputError, NotFoundError } from '../core/errors.js';
 import {
   STATE_HOLE,
@@ -42,6 +46,8 @@ export interface MetaContext {
   mapped(vbn: number): number;
   /** The status of an unmapped block. */
   readonly unmapped: number;
+  /** Called before each request: brings the context up to the volume as it is now. */
+  refresh?(): void;
 }
 
 const baseAllocation: MetaContext = { name: BASE_ALLOCATION, mapped: () => 0, unmapped: STATE_HOLE | STATE_ZERO };
@@ -98,14 +104,30 @@ function checkExpression(vol: Volume, expression: string): void {
 function imageContext(vol: Volume, name: string): MetaContext {
   const expression = name.slice(IMAGE_PREFIX.length);
   checkExpression(vol, expression);
-  const source = vol.planeSource();
-  const resolved = resolveExpression(parseExpression(expression), source);
-  const chunks = new Map<number, Uint32Array>();
-  for (const { chunk, words } of imageChunks(resolved, source)) chunks.set(chunk, words.slice());
-  const vbnsPerChunk = source.wordsPerChunk * 32;
+  let chunks = new Map<number, Uint32Array>();
+  let vbnsPerChunk = 0;
+  let evaluatedAt = '';
+  const evaluate = (): void => {
+    const source = vol.planeSource();
+    const resolved = resolveExpression(parseExpression(expression), source);
+    chunks = new Map();
+    for (const { chunk, words } of imageChunks(resolved, source)) chunks.set(chunk, words.slice());
+    vbnsPerChunk = source.wordsPerChunk * 32;
+    evaluatedAt = stateOf(vol);
+  };
+  evaluate();
   return {
     name,
     unmapped: IMAGE_UNMAPPED,
+    refresh() {
+      if (stateOf(vol) === evaluatedAt) return;
+      try {
+        evaluate();
+      } catch (err) {
+        if (err instanceof InvalidInputError || err instanceof NotFoundError) throw new MetaContextError(`${name} no longer evaluates: ${err.message}`, err.hint);
+        throw err;
+      }
+    },
     mapped(vbn) {
       const words = chunks.get(Math.floor(vbn / vbnsPerChunk));
       if (!words) return 0;
@@ -113,6 +135,11 @@ function imageContext(vol: Volume, name: string): MetaContext {
       return (words[bit >>> 5] >>> (bit & 31)) & 1 ? IMAGE_IN : 0;
     },
   };
+}
+
+/** What an image depends on besides the map: the plane bits and the snapshots. */
+function stateOf(vol: Volume): string {
+  return `${vol.planeBitEdits}|${vol.snapshots().map((s) => `${s.slot}:${s.id}:${s.name}:${s.shadow ? 1 : 0}`).join(',')}`;
 }
 
 /** Ready-made images to list: what changed since each of the newest snapshots. */
@@ -130,6 +157,7 @@ function suggestedImages(vol: Volume, exportSnapshot: string | null): string[] {
  * subtrees cost nothing.
  */
 export function blockStatus(map: LogicalMap, blockSize: number, ctx: MetaContext, offset: number, length: number, maxExtents = MAX_EXTENTS): BlockStatusExtent[] {
+  ctx.refresh?.();
   const out: BlockStatusExtent[] = [];
   const end = offset + length;
   let at = offset; // bytes before `at` are described

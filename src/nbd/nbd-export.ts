@@ -401,35 +401,51 @@ export class NbdExport {
 
   private apply(r: NbdRequest, payload: Buffer | null): number {
     try {
-      switch (r.type) {
-        case CMD_WRITE:
-          writeLogicalBytes(this.vol, r.offset, payload!);
-          this.journal?.wrote(r.offset, payload!);
-          this.stats.writes++;
-          this.stats.bytesWritten += r.length;
-          break;
-        case CMD_TRIM:
-          zeroLogicalBytes(this.vol, r.offset, r.length);
-          this.journal?.zeroed(r.offset, r.length);
-          this.stats.trims++;
-          break;
-        case CMD_WRITE_ZEROES:
-          // NO_HOLE is accepted and still unmaps: this volume is thin, zeros are never stored
-          zeroLogicalBytes(this.vol, r.offset, r.length);
-          this.journal?.zeroed(r.offset, r.length);
-          this.stats.writeZeroes++;
-          break;
-        case CMD_FLUSH:
-          this.stats.flushes++;
-          this.commit();
-          return NBD_OK;
-      }
-      if (r.flags & CMD_FLAG_FUA) this.commit();
-      this.fullSaid = false;
-      return NBD_OK;
+      return this.applyOnce(r, payload);
     } catch (err) {
-      return this.errorOf(err, r.type === CMD_WRITE ? 'WRITE' : r.type === CMD_FLUSH ? 'FLUSH' : 'zeroing');
+      // blocks freed since the last CP (rewritten or trimmed) are free only after the
+      // next one: take it and try once more before telling the client ENOSPC. A write's new
+      // blocks are all allocated before any is written; should the map fail to grow part
+      // way, the retry writes the same bytes again.
+      if (err instanceof VolumeFullError && this.vol.hasUncommittedChanges && !this.readOnly) {
+        try {
+          this.commit();
+          return this.applyOnce(r, payload);
+        } catch (again) {
+          return this.errorOf(again, doingOf(r));
+        }
+      }
+      return this.errorOf(err, doingOf(r));
     }
+  }
+
+  private applyOnce(r: NbdRequest, payload: Buffer | null): number {
+    switch (r.type) {
+      case CMD_WRITE:
+        writeLogicalBytes(this.vol, r.offset, payload!);
+        this.journal?.wrote(r.offset, payload!);
+        this.stats.writes++;
+        this.stats.bytesWritten += r.length;
+        break;
+      case CMD_TRIM:
+        zeroLogicalBytes(this.vol, r.offset, r.length);
+        this.journal?.zeroed(r.offset, r.length);
+        this.stats.trims++;
+        break;
+      case CMD_WRITE_ZEROES:
+        // NO_HOLE is accepted and still unmaps: this volume is thin, zeros are never stored
+        zeroLogicalBytes(this.vol, r.offset, r.length);
+        this.journal?.zeroed(r.offset, r.length);
+        this.stats.writeZeroes++;
+        break;
+      case CMD_FLUSH:
+        this.stats.flushes++;
+        this.commit();
+        return NBD_OK;
+    }
+    if (r.flags & CMD_FLAG_FUA) this.commit();
+    this.fullSaid = false;
+    return NBD_OK;
   }
 
   /** Takes a consistency point if anything changed (a no-op on read-only exports); the journal is on disk after it. */
@@ -482,6 +498,10 @@ export class NbdExport {
     else this.report(`${doing} failed: ${err.message}`);
     return NBD_EIO;
   }
+}
+
+function doingOf(r: NbdRequest): string {
+  return r.type === CMD_WRITE ? 'WRITE' : r.type === CMD_FLUSH ? 'FLUSH' : 'zeroing';
 }
 
 /** The id the i-th selected metadata context gets (ids are per connection; 0 is avoided). */

@@ -181,8 +181,15 @@ export class VolumeCore implements MapStorage {
   private setBit(plane: number, vbn: number, on: boolean): boolean {
     if (!setPlaneBit(this.meta, this.layout, plane, vbn, on)) return false;
     this.changed = true;
+    this.bitEdits++;
     return true;
   }
+
+  /** Plane bits set or cleared by allocation and release since the volume was opened: what has to be looked at again when it moved. */
+  get planeBitEdits(): number {
+    return this.bitEdits;
+  }
+  private bitEdits = 0;
 
   // ---------------------------------------------------------------- MapStorage
 
