@@ -5,7 +5,7 @@ import { formatSize } from '../../src/core/size.js';
 
 export default class VolumeInfo extends ImgstreamCommand {
   static override summary = 'Show a volume\'s geometry, usage and last consistency point.';
-  static override description = 'Counts free blocks with one pass over the planes (no data block is read). Blocks that only shadow snapshots hold are counted apart as reusable: the allocator takes them (and the shadow snapshots lose them) once no free block is left.';
+  static override description = 'Counts free blocks with one pass over the planes (no data block is read): those a change may take. A few more (at most 64) are held back for the journals of CPs and snapshot deletes and never take data; they are shown apart. Blocks that only shadow snapshots hold are counted apart as reusable: the allocator takes them (and the shadow snapshots lose them) once no free block is left.';
   static override examples = ['<%= config.bin %> volume info vm.vol', '<%= config.bin %> volume info vm.vol --json'];
   static override args = { volume: Args.string({ description: 'Volume file or block device.', required: true }) };
 
@@ -20,7 +20,7 @@ export default class VolumeInfo extends ImgstreamCommand {
       ['logical disk', `${formatSize(info.logicalSize)} (${info.logicalBlocks} blocks, ${info.mappedBlocks} mapped)`],
       ['volume blocks', `${info.nblocks} (${formatSize(info.nblocks * bs)})`],
       ['active plane', `${info.usedBlocks} blocks (${formatSize(info.usedBlocks * bs)})`],
-      ['free', `${info.freeBlocks} blocks (${formatSize(info.freeBlocks * bs)})${info.reusableBlocks ? `, and ${info.reusableBlocks} (${formatSize(info.reusableBlocks * bs)}) held only by shadow snapshots, reusable` : ''}`],
+      ['free', `${info.freeBlocks} blocks (${formatSize(info.freeBlocks * bs)})${info.reusableBlocks ? `, and ${info.reusableBlocks} (${formatSize(info.reusableBlocks * bs)}) held only by shadow snapshots, reusable` : ''}; ${info.heldBackBlocks} more held back for journals`],
       ['metadata', formatSize(info.metadataBytes)],
       ['snapshots', `${info.snapshots} of ${info.maxSnapshots}`],
       ['last CP', `generation ${info.generation} at ${info.lastCp}`],

@@ -7,7 +7,7 @@
 import { VolumeFullError } from '../core/errors.js';
 import { Allocator } from './allocator.js';
 import type { FreeSpace } from './free-space.js';
-import { PLANE_ACTIVE } from './layout.js';
+import { journalPoolSizeFor, PLANE_ACTIVE } from './layout.js';
 import { SparseBitmap } from './sparse-bitmap.js';
 
 /** What allocation needs of the volume. */
@@ -34,7 +34,7 @@ export class BlockAllocation {
   constructor(private readonly space: FreeSpace, cursor: number, private readonly h: AllocationHost) {
     this.allocator = new Allocator(space, cursor);
     this.fresh = new SparseBitmap(space.wordsPerChunk);
-    this.journalPoolSize = Math.min(64, Math.max(4, Math.floor(space.nblocks / 64)));
+    this.journalPoolSize = journalPoolSizeFor(space.nblocks);
   }
 
   /** Where the allocator continues (persisted in the root record). */

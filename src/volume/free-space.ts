@@ -6,7 +6,7 @@
 // and the counts `volume info` shows.
 import type { SnapshotEntry } from '../format/snapshot-entry.js';
 import type { FreeSpaceView } from './allocator.js';
-import { PLANE_ACTIVE, type VolumeLayout } from './layout.js';
+import { journalPoolSizeFor, PLANE_ACTIVE, type VolumeLayout } from './layout.js';
 import { countOnlyIn, countUnion } from './plane-census.js';
 import type { PlaneScanner } from './plane-scanner.js';
 import { SparseBitmap } from './sparse-bitmap.js';
@@ -92,15 +92,25 @@ export class FreeSpace implements FreeSpaceView {
     return countOnlyIn(this.layout, shadows.map(scan), this.pinningPlanes().map(scan), this.releasedSinceCp);
   }
 
-  /** Blocks no plane holds. One pass over all planes. */
+  /**
+   * Blocks a change may take: those no plane holds, less the ones held back for CP and
+   * snapshot journals (no plane records those either; the allocator fills that reserve
+   * before it hands out a block). One pass over all planes.
+   */
   countFree(): number {
     const planes = this.committedPlanes().map((p) => this.holders.scanner(p));
-    return this.layout.nblocks - 1 - countUnion(this.layout, planes, this.releasedSinceCp); // VBN 0 is never allocated
+    const unheld = this.layout.nblocks - 1 - countUnion(this.layout, planes, this.releasedSinceCp); // VBN 0 is never allocated
+    return Math.max(0, unheld - this.heldBack);
+  }
+
+  /** Free blocks held back for journals (block-allocation.ts). */
+  get heldBack(): number {
+    return journalPoolSizeFor(this.layout.nblocks);
   }
 
   /** A lower bound of the free blocks without a pass over the planes: snapshots may share blocks with each other and with the active file system. */
   lowerBound(): number {
     const held = this.holders.snapshots().reduce((a, s) => a + s.blocks, this.holders.usedBlocks());
-    return Math.max(0, this.layout.nblocks - 1 - held - this.releasedSinceCp.size - this.reserved.size);
+    return Math.max(0, this.layout.nblocks - 1 - held - this.releasedSinceCp.size - Math.max(this.reserved.size, this.heldBack));
   }
 }

@@ -13,7 +13,10 @@ export interface VolumeInfo {
   metadataBytes: number;
   usedBlocks: number;
   mappedBlocks: number;
+  /** Blocks a change may take (not the ones held back). */
   freeBlocks: number;
+  /** Free blocks held back for CP and snapshot journals: never given to data. */
+  heldBackBlocks: number;
   /** Blocks only shadow snapshots hold: the allocator reuses them when no free block is left. */
   reusableBlocks: number;
   snapshots: number;
@@ -46,6 +49,7 @@ export function volumeInfo(vol: Volume): VolumeInfo {
     usedBlocks: r.usedBlocks,
     mappedBlocks: r.mappedBlocks,
     freeBlocks: vol.countFree(),
+    heldBackBlocks: vol.heldBackBlocks,
     reusableBlocks: vol.countReusable(),
     snapshots: vol.snapshots().length,
     maxSnapshots: r.maxSnapshots,

@@ -83,6 +83,11 @@ export function validateBlockSize(bs: number): number {
 }
 
 /** Levels of a logical map tree with blockSize/8 entries per node covering `logicalBlocks`. */
+/** Free blocks a volume of `nblocks` holds back for CP and snapshot journals (block-allocation.ts). */
+export function journalPoolSizeFor(nblocks: number): number {
+  return Math.min(64, Math.max(4, Math.floor(nblocks / 64)));
+}
+
 export function mapDepthFor(blockSize: number, logicalBlocks: number): number {
   const fanout = blockSize / 8;
   let depth = 1;

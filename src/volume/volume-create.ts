@@ -9,13 +9,15 @@ import { largestFileIn } from '../fs/largest-file.js';
 import { encodeRootRecord, type RootRecord } from '../format/volume-root.js';
 import { BlockFile } from './block-file.js';
 import { holdsVolume } from './root-reader.js';
-import { DEFAULT_BLOCK_SIZE, DEFAULT_MAX_SNAPSHOTS, mapDepthFor, PLANE_MOA, validateBlockSize, VolumeLayout } from './layout.js';
+import { VolumeLock } from './volume-lock.js';
+import { checkDeviceFree, refuseSignature } from '../fs/device-guard.js';
+import { DEFAULT_BLOCK_SIZE, DEFAULT_MAX_SNAPSHOTS, journalPoolSizeFor, mapDepthFor, PLANE_MOA, validateBlockSize, VolumeLayout } from './layout.js';
 import { FLAG_BLOCK_DEVICE } from './volume-flags.js';
 
 export interface CreateOptions {
   /** Logical disk size in bytes. */
   size: number;
-  /** Total bytes of the volume file (data, snapshots, metadata). Default: twice `size` plus metadata. */
+  /** Total bytes of the volume file (data, snapshots, metadata). Default: defaultBlocksFor(), plus metadata. */
   volumeSize?: number;
   blockSize?: number;
   maxSnapshots?: number;
@@ -38,6 +40,26 @@ export function leastBlocksFor(logicalBlocks: number): number {
   return logicalBlocks + Math.ceil(logicalBlocks / 256) + 4096;
 }
 
+/**
+ * The VBNs a volume gets when no size is asked for: room to rewrite the whole disk once
+ * while its old copy is still referenced (until the CP that frees it), so a volume
+ * without snapshots always takes a full import or a client rewriting every block. That is
+ * the disk twice, its map twice, a CP's changed plane blocks with their CP journal, and
+ * the blocks held back for journals.
+ */
+export function defaultBlocksFor(logicalBlocks: number, blockSize: number): number {
+  const fanout = blockSize / 8;
+  let mapNodes = 0;
+  for (let d = 0, level = logicalBlocks; d < mapDepthFor(blockSize, logicalBlocks); d++) {
+    level = Math.ceil(level / fanout);
+    mapNodes += level;
+  }
+  let n = 2 * (logicalBlocks + mapNodes);
+  const planeBlocks = Math.ceil(n / (blockSize * 8));
+  n += 4 * planeBlocks + 16;
+  return n + journalPoolSizeFor(n);
+}
+
 export function createVolume(path: string, opts: CreateOptions): RootRecord {
   const blockSize = validateBlockSize(opts.blockSize ?? DEFAULT_BLOCK_SIZE);
   const maxSnapshots = opts.maxSnapshots ?? DEFAULT_MAX_SNAPSHOTS;
@@ -50,6 +72,7 @@ export function createVolume(path: string, opts: CreateOptions): RootRecord {
   const logicalBlocks = opts.size / blockSize;
   let isDevice = false;
   let deviceBytes = 0;
+  let lock: VolumeLock | null = null;
   try {
     const st = fs.statSync(path);
     if (st.isBlockDevice()) {
@@ -58,21 +81,33 @@ export function createVolume(path: string, opts: CreateOptions): RootRecord {
       deviceBytes = f.size();
       f.close();
       // either root slot: a volume never committed to has its only root in slot 1
-      if (holdsVolume(path) && !opts.force) throw new ExistsError(`${path}: already holds an imgstream volume`, 'pass --force to overwrite it');
+      const volume = holdsVolume(path);
+      if (volume && !opts.force) throw new ExistsError(`${path}: already holds an imgstream volume`, 'pass --force to overwrite it');
+      // a volume there may be in use by another command (or served): never written over then
+      lock = VolumeLock.acquire(path, st);
+      checkDeviceFree(path);
+      if (!volume) refuseSignature(path, opts.force === true, 'the new volume');
     } else {
       throw new ExistsError(`${path}: already exists`, 'choose another path or remove the file first');
     }
   } catch (err) {
+    lock?.release();
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw fromSystemError(err, path, 'creating the volume');
   }
+  try {
+    return createLaidOut(path, opts, { blockSize, maxSnapshots, logicalBlocks, isDevice, deviceBytes });
+  } finally {
+    lock?.release();
+  }
+}
+
+function createLaidOut(path: string, opts: CreateOptions, g: { blockSize: number; maxSnapshots: number; logicalBlocks: number; isDevice: boolean; deviceBytes: number }): RootRecord {
+  const { blockSize, maxSnapshots, logicalBlocks, isDevice, deviceBytes } = g;
   let layout: VolumeLayout;
   if (opts.nblocks !== undefined) layout = new VolumeLayout(blockSize, opts.nblocks, maxSnapshots);
   else if (isDevice) layout = VolumeLayout.fitting(blockSize, opts.volumeSize ?? deviceBytes, maxSnapshots);
   else if (opts.volumeSize !== undefined) layout = VolumeLayout.fitting(blockSize, opts.volumeSize, maxSnapshots);
-  else {
-    const probe = new VolumeLayout(blockSize, logicalBlocks * 2, maxSnapshots);
-    layout = probe;
-  }
+  else layout = new VolumeLayout(blockSize, defaultBlocksFor(logicalBlocks, blockSize), maxSnapshots);
   if (isDevice && layout.fileBytes > deviceBytes) throw new InvalidInputError(`--volume-size is larger than the device ${path} (${deviceBytes} bytes)`);
   const now = Date.now();
   const root: RootRecord = {

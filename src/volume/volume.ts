@@ -278,6 +278,11 @@ export class Volume extends VolumeCore {
     return this.space.countFree();
   }
 
+  /** Free blocks held back for journals, which countFree() leaves out. */
+  get heldBackBlocks(): number {
+    return this.space.heldBack;
+  }
+
   /** A lower bound of the free blocks without a pass over the planes: snapshots may share blocks with each other and with the active file system. */
   freeLowerBound(): number {
     return this.space.lowerBound();

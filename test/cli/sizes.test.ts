@@ -58,7 +58,8 @@ describe('a 16 TiB volume', () => {
       expect(info.metadataBytes + info.nblocks * 4096).toBe(info.volumeBytes);
       expect(info.mappedBlocks).toBe(nonZeroBlocks(img, 4096));
       expect(info.usedBlocks).toBeGreaterThanOrEqual(info.mappedBlocks);
-      expect(info.freeBlocks).toBe(info.nblocks - 1 - info.usedBlocks); // VBN 0 is never used
+      expect(info.heldBackBlocks).toBe(64);
+      expect(info.freeBlocks).toBe(info.nblocks - 1 - info.usedBlocks - info.heldBackBlocks); // VBN 0 is never used
       expect(info.snapshots).toBe(1);
 
       const check = await here<{ ok: boolean }>(['volume', 'check', vol]);
@@ -143,12 +144,13 @@ describe('every block size', () => {
 });
 
 describe('volume create', () => {
-  it('says how many volume blocks it made (not the logical disk\'s blocks) and the file size; the default file holds blocks for twice --size, plus metadata', async () => {
+  it('says how many volume blocks it made (not the logical disk\'s blocks) and the file size; the default file holds blocks for twice --size and its map, the plane changes of a CP and the journal reserve, plus metadata', async () => {
     const vol = path.join(root, 'said.vol');
     const out = cliOk(['volume', 'create', vol, '--size', '1M'], { env }).stdout;
-    expect(out).toMatch(/^created \S+said\.vol: 1\.00 MiB logical disk, 512 volume blocks of 4\.00 KiB \(\d+\.\d+ MiB volume file\), uuid [0-9a-f]{32}$/m);
+    expect(out).toMatch(/^created \S+said\.vol: 1\.00 MiB logical disk, 542 volume blocks of 4\.00 KiB \(\d+\.\d+ MiB volume file\), uuid [0-9a-f]{32}$/m);
     const info = await here<Info>(['volume', 'info', vol]);
-    expect(info.nblocks).toBe(512);
+    // 2 x (256 + 1 map node) + 4 x 1 plane block + 16, and 8 held back for journals
+    expect(info.nblocks).toBe(542);
     expect(fs.statSync(vol).size).toBeGreaterThan(2 * MiB);
     fs.rmSync(vol);
   });
