@@ -61,7 +61,7 @@ While the volume is being served (imgstream serve nbd), the dump asks the server
     'tape-size': Flags.string({ helpValue: 'SIZE', description: 'Capacity of each tape (e.g. 800G): continue on the next tape when full.' }),
     'new-tape': Flags.boolean({ description: 'With tape:DIR, create tape directories that do not exist yet (a new, empty tape); without it a missing tape is an error.' }),
     'record-size': Flags.string({ helpValue: 'BYTES', description: 'Tape record size: every write to a tape is this size [default: 10K].' }),
-    force: Flags.boolean({ description: 'Replace an existing target file (on a peer too).' }),
+    force: Flags.boolean({ description: 'Replace an existing target file (on a peer too); write over a block device holding a file system or partition table (never one that is mounted or otherwise in use: exit 7).' }),
     multiplex: Flags.boolean({ description: 'Dump every volume given at once onto one tape file per tape (tape:DIR only), their streams interleaved, with a backup log.' }),
     ...encryptFlag,
     ...keyFlags,

@@ -25,8 +25,8 @@ DEST --as-of TIME exports from a protection destination (the directory imgstream
   ];
   static override args = { volume: Args.string({ description: 'VOL or VOL@SNAPSHOT, or a protection destination DEST with --as-of.', required: true }) };
   static override flags = {
-    to: Flags.string({ helpValue: 'FILE|-', char: 't', description: 'Output file or block device, or - for stdout.', required: true }),
-    force: Flags.boolean({ description: 'Replace an existing output file.' }),
+    to: Flags.string({ helpValue: 'FILE|-', char: 't', description: 'Output file or block device, or - for stdout. A block device is opened exclusively (refused when mounted or held by LVM, md, dm-crypt: exit 7) and one holding a file system or partition table needs --force (exit 6).', required: true }),
+    force: Flags.boolean({ description: 'Replace an existing output file; write over a block device holding a file system or partition table.' }),
     'as-of': Flags.string({ helpValue: 'TIME|SNAPSHOT', description: 'With a protection destination: the disk as of this time (or recovery point snapshot).' }),
     ...peerFlags,
   };

@@ -2,6 +2,7 @@
 // Exports to a regular file are written under a temporary name and renamed into place
 // when complete, so an interrupted export never leaves a partial file under the name
 // asked for; zero runs become holes (sparse output).
+import { openDeviceExclusive, refuseSignature } from '../fs/device-guard.js';
 import fs from 'node:fs';
 import { removeStaleTemp, tempBeside } from '../fs/stale-temp.js';
 import path from 'node:path';
@@ -120,10 +121,20 @@ export function fileSink(file: string, opts: { force: boolean; size: number }): 
   if (temp) removeStaleTemp(temp.dir, temp.prefix);
   const target = temp ? path.join(temp.dir, `${temp.prefix}${process.pid}`) : file;
   let fd: number;
-  try {
-    fd = fs.openSync(target, device ? 'r+' : 'w');
-  } catch (err) {
-    throw fromSystemError(err, file, 'opening the output');
+  if (st?.isBlockDevice()) {
+    fd = openDeviceExclusive(file); // in use (mounted): refused first, --force or not
+    try {
+      refuseSignature(file, opts.force, 'the export');
+    } catch (err) {
+      fs.closeSync(fd);
+      throw err;
+    }
+  } else {
+    try {
+      fd = fs.openSync(target, device ? 'r+' : 'w');
+    } catch (err) {
+      throw fromSystemError(err, file, 'opening the output');
+    }
   }
   let pos = 0;
   return {
