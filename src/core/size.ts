@@ -6,7 +6,7 @@ const UNITS: Record<string, number> = { '': 1, k: 2 ** 10, m: 2 ** 20, g: 2 ** 3
 
 export function parseSize(text: string, what = 'size'): number {
   const m = /^\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)(i?b)?\s*$/i.exec(text);
-  if (!m) throw new InvalidInputError(`invalid ${what} "${text}"`, 'use a byte count or a number with K, M, G, T or P (binary units), e.g. 96M');
+  if (!m) throw new InvalidInputError(`invalid ${what} "${text}"`, 'use a byte count or a number with K, M, G, T or P (binary units: MB and MiB are read as M), e.g. 96M');
   const bytes = Number(m[1]) * UNITS[m[2].toLowerCase()];
   if (bytes > Number.MAX_SAFE_INTEGER) throw new InvalidInputError(`invalid ${what} "${text}": at most 2^53 - 1 bytes (just under 8 PiB) are counted`);
   if (!Number.isInteger(bytes)) throw new InvalidInputError(`invalid ${what} "${text}": not a whole number of bytes`);

@@ -63,9 +63,13 @@ export function formatExpression(expr: ImageExpression): string {
   }`;
 }
 
+/** Characters of an expression an error quotes at most: the problem's position says where the rest is. */
+const QUOTED_CHARS = 200;
+
 function malformed(text: string, problem: string, hint = EXPRESSION_HINT): InvalidInputError {
-  // JSON quoting keeps the message on one line whatever the input holds.
-  return new InvalidInputError(`malformed expression ${JSON.stringify(text)}: ${problem}`, hint);
+  // JSON quoting keeps the message on one line whatever the input holds; a long one is cut
+  const quoted = text.length > QUOTED_CHARS ? `${JSON.stringify(text.slice(0, QUOTED_CHARS))}… (${text.length} characters)` : JSON.stringify(text);
+  return new InvalidInputError(`malformed expression ${quoted}: ${problem}`, hint);
 }
 
 function lex(text: string): Token[] {

@@ -1,9 +1,9 @@
 // Creating a volume: its layout, first root record and zeroed metadata, in a file that
 // appears whole or not at all, or on a block device.
 import fs from 'node:fs';
-import { tempBeside } from '../fs/stale-temp.js';
+import { removeStaleTemp, tempBeside } from '../fs/stale-temp.js';
 import { randomBytes } from 'node:crypto';
-import { ExistsError, FileTooLargeError, InvalidInputError, fromSystemError } from '../core/errors.js';
+import { ExistsError, FileTooLargeError, ImgstreamError, InvalidInputError, errorOfCode, fromSystemError } from '../core/errors.js';
 import { formatSize } from '../core/size.js';
 import { largestFileIn } from '../fs/largest-file.js';
 import { encodeRootRecord, type RootRecord } from '../format/volume-root.js';
@@ -156,12 +156,13 @@ function createLaidOut(path: string, opts: CreateOptions, g: { blockSize: number
   }
   // a new file appears whole or not at all: build it under a temporary name, then link it
   const temp = tempBeside(path, 'imgstream-new');
+  removeStaleTemp(temp.dir, temp.prefix); // what a create killed here left (kill -9, a crash)
   const tmp = `${temp.dir}/${temp.prefix}${process.pid}`;
   const fit = opts.fit ?? (opts.nblocks === undefined && opts.volumeSize === undefined ? { leastBlocks: leastBlocksFor(logicalBlocks) } : undefined);
   try {
     createFile(path, tmp, layout, rootBlock);
   } catch (err) {
-    if (!(err instanceof FileTooLargeError)) throw err;
+    if (!(err instanceof FileTooLargeError)) throw namedAsAsked(err, tmp, path);
     if (fit === undefined) throw new FileTooLargeError(err.message.split(tmp).join(path), err.hint, err.bytes); // named as asked, not by its temporary name
     // the largest file the file system holds, when it holds the disk once over
     const largest = largestFileIn(temp.dir, err.bytes, blockSize);
@@ -180,6 +181,12 @@ function createLaidOut(path: string, opts: CreateOptions, g: { blockSize: number
     createFile(path, tmp, fitted, rootBlock);
   }
   return root;
+}
+
+/** `err` with the temporary file named as the user named the volume (a full file system while it was made). */
+function namedAsAsked(err: unknown, tmp: string, path: string): unknown {
+  if (!(err instanceof ImgstreamError) || !err.message.includes(tmp) || err.constructor === FileTooLargeError) return err;
+  return errorOfCode(err.code, err.message.split(tmp).join(path), err.hint, err.details);
 }
 
 /** The volume file at `path`, built at `tmp` and linked into place. */
