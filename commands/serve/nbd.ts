@@ -44,7 +44,7 @@ While it serves, other imgstream commands on the same volume go through the serv
     'cp-interval': Flags.string({ helpValue: 'SECONDS', description: 'Seconds between consistency points while writes arrive (at most 86400); 0: only on flush and shutdown.', default: '5' }),
     'export-name': Flags.string({ helpValue: 'NAME', description: 'Name of the export; clients asking for the empty name get it too. A snapshot served beside a served volume is named after the snapshot by default.' }),
     journal: Flags.boolean({ description: 'Keep the volume\'s write journal (VOL.journal/): every write, trim and write-zeroes, time-stamped, for imgstream protect to ship. Fsynced before every CP (so before FLUSH and FUA replies); replayed onto the volume after a crash.' }),
-    'journal-size': Flags.string({ helpValue: 'SIZE', description: 'With --journal: bytes of records not yet shipped kept before the journal overflows into a list of changed blocks (the next protect transfer is then a resync of those blocks); 64K or more.', default: '1G' }),
+    'journal-size': Flags.string({ helpValue: 'SIZE', description: 'With --journal: bytes of records not yet shipped kept before the journal overflows into a list of changed blocks (the next protect transfer is then a resync of those blocks); 64K or more [default: 1G].' }),
     'handshake-timeout': Flags.string({ helpValue: 'SECONDS', description: 'Seconds a client gets to complete the NBD handshake before it is dropped (at most 86400); 0: no limit.', default: '10' }),
   };
 
@@ -68,10 +68,11 @@ While it serves, other imgstream commands on the same volume go through the serv
     }
     const name = flags['export-name'];
     if (name !== undefined && Buffer.byteLength(name) > MAX_STRING_BYTES) throw new UsageError(`--export-name is ${Buffer.byteLength(name)} bytes; NBD clients send at most ${MAX_STRING_BYTES}`, 'choose a shorter name');
-    if (flags['journal-size'] !== '1G' && flags.journal !== true) throw new UsageError('--journal-size needs --journal');
-    const journalLimit = parseSize(flags['journal-size']);
+    if (flags['journal-size'] !== undefined && flags.journal !== true) throw new UsageError('--journal-size needs --journal');
+    const journalSize = flags['journal-size'] ?? '1G';
+    const journalLimit = parseSize(journalSize);
     // (below that, every few writes overflow it: protection would be one resync after another)
-    if (journalLimit < MIN_JOURNAL_SIZE) throw new InvalidInputError(`--journal-size ${flags['journal-size']} is below the least a journal needs (64K)`, 'give 64K or more; the default is 1G');
+    if (journalLimit < MIN_JOURNAL_SIZE) throw new InvalidInputError(`--journal-size ${journalSize} is below the least a journal needs (64K)`, 'give 64K or more; the default is 1G');
     const listen = flags.socket !== undefined ? { socket: flags.socket } : parseListenAddress(flags.listen ?? '127.0.0.1:10809');
     // SIGINT and SIGTERM are the asked-for stop (exit 0); SIGHUP (its terminal or ssh session
     // went away) stops it the same way, with its last CP, and exits 129. A second signal

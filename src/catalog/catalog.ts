@@ -113,7 +113,7 @@ export class Catalog {
     } catch {
       // a file of another kind (a --catalog typo naming some other file) is no damaged
       // catalog: catalog rebuild, which replaces a damaged one, must never be pointed at it
-      if (!looksLikeCatalog(text)) throw new NotAVolumeError(`${this.file}: not an imgstream catalog (it holds something else)`, 'give --catalog the catalog file, or a path that does not exist yet for a new one');
+      if (!looksLikeCatalog(text)) throw new NotAVolumeError(`${this.file}: not an imgstream catalog: it holds something else`, 'give --catalog the catalog file, or a path that does not exist yet for a new one');
       throw new CorruptError(`${this.file}: not a readable imgstream catalog`, 'rebuild it with: imgstream catalog rebuild --from SOURCE...');
     }
     // a newer version's catalog is not rewritten (downgraded) by this one

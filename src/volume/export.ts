@@ -1,7 +1,7 @@
 // Export: the active file system or a snapshot as a raw image of the logical disk size.
 // Reads only mapped blocks (in runs of consecutive VBNs); unmapped blocks are zeros, and a
 // sink that can seek (a regular file) skips them, leaving the output sparse.
-import { InvalidInputError } from '../core/errors.js';
+import { CorruptError, InvalidInputError } from '../core/errors.js';
 import { noProgress, type Progress } from '../core/progress.js';
 import type { Volume } from './volume.js';
 
@@ -65,6 +65,12 @@ export async function exportImage(vol: Volume, snapshot: string | undefined, sin
     }
   } finally {
     progress.stop();
+  }
+  // the map's count is kept with it (volume check compares them too): a map block that
+  // lost its entries (zeroed, or another block written over it) would export as zeros
+  const counted = snapshot !== undefined ? vol.snapshot(snapshot).mappedBlocks : vol.rootRecord.mappedBlocks;
+  if (result.mappedBlocks !== counted) {
+    throw new CorruptError(`${vol.path}: the map of ${snapshot !== undefined ? `snapshot ${snapshot}` : 'the active file system'} holds ${result.mappedBlocks} blocks where its record counts ${counted}: the volume is damaged`, `imgstream volume check ${vol.path} lists what is wrong`);
   }
   return result;
 }

@@ -25,7 +25,7 @@ export function readRootRecord(file: BlockFile, path: string): RootRecord {
     const newer = [a, b].find((r) => !r.ok && r.reason === 'version');
     if (newer && !newer.ok && newer.reason === 'version') throw new FormatVersionError('a volume', newer.version, [ROOT_VERSION], path);
     // the file exists and holds something else (a raw image, a stream): creating a volume there would need --force and lose it
-    throw new NotAVolumeError(`${path}: not an imgstream volume (it holds something else)`, 'give an imgstream volume; to bring a disk image into one: imgstream volume create NEW.vol --size SIZE, then imgstream volume import NEW.vol --from FILE');
+    throw new NotAVolumeError(`${path}: not an imgstream volume: it holds something else`, 'give an imgstream volume; to bring a disk image into one: imgstream volume create NEW.vol --size SIZE, then imgstream volume import NEW.vol --from FILE');
   }
   valid.sort((x, y) => y.generation - x.generation);
   const root = valid[0];

@@ -217,7 +217,7 @@ const cases: Case[] = [
   // a mistyped URL is never taken as a local path (it would write ./peer:/x and exit 0)
   { what: 'protect --to a mistyped peer URL', args: ['protect', v(), '--to', 'peer:/vm1', '--once'], code: 'invalid-input', mentions: /peer:\/vm1: not a path, and not a URL imgstream knows; give a directory or peer:\/\/HOST:PORT\/NAME/ },
   { what: 'dump --to an http URL', args: ['dump', v(), '--level', '0', '--to', 'http://backup.example/vm1'], code: 'invalid-input', mentions: /http:\/\/backup\.example\/vm1: not a path, and not a URL imgstream knows/ },
-  { what: 'restore --to a file that is not a volume', args: ['restore', '--from', at('v.l0'), '--to', at('a.img')], code: 'not-a-volume', mentions: /a\.img: not an imgstream volume \(it holds something else\) \(restore into an imgstream volume, or give --to a path that does not exist yet: restore creates the volume\)$/ },
+  { what: 'restore --to a file that is not a volume', args: ['restore', '--from', at('v.l0'), '--to', at('a.img')], code: 'not-a-volume', mentions: /a\.img: not an imgstream volume: it holds something else \(restore into an imgstream volume, or give --to a path that does not exist yet: restore creates the volume\)$/ },
   { what: 'restore --from a mistyped s3 URL', args: ['restore', '--from', 's3:/bucket/x', '--to', at('new.vol')], code: 'invalid-input', mentions: /s3:\/bucket\/x: not a path/ },
   { what: 'mirror update --to a mistyped peer URL with the peer flags', args: ['mirror', 'update', v(), '--to', 'peer:/host:1/m', '--token-file', at('a.img'), '--plain'], code: 'invalid-input', mentions: /peer:\/host:1\/m: not a path, and not a URL imgstream knows; give peer:\/\/HOST:PORT\/NAME, or a local path/ },
   { what: 'protect --to a mistyped peer URL with the peer flags', args: ['protect', v(), '--to', 'peer:/host:1/m', '--token-file', at('a.img'), '--once'], code: 'invalid-input', mentions: /peer:\/host:1\/m: not a path, and not a URL imgstream knows/ },
@@ -243,6 +243,7 @@ const cases: Case[] = [
   { what: 'serve nbd --socket with an empty path', args: ['serve', 'nbd', v(), '--socket', ''], code: 'invalid-input', mentions: /--socket path is empty/ },
   { what: 'serve nbd --socket longer than a Unix socket path', args: ['serve', 'nbd', v(), '--socket', at(`${'s'.repeat(120)}.sock`)], code: 'invalid-input', mentions: /at most 107 bytes/ },
   { what: 'serve nbd --socket in a missing directory', args: ['serve', 'nbd', v(), '--socket', at('nodir/v.sock')], code: 'not-found', mentions: /nodir\/v\.sock: no such directory \S+nodir \(create the directory first, or choose a --socket path in an existing one\)$/ },
+  { what: 'serve nbd --journal-size without --journal, even at the default', args: ['serve', 'nbd', v(), '--socket', at('v.sock'), '--journal-size', '1G'], code: 'usage', mentions: /--journal-size needs --journal/ },
   { what: 'serve nbd --journal-size 0', args: ['serve', 'nbd', v(), '--socket', at('v.sock'), '--journal', '--journal-size', '0'], code: 'invalid-input', mentions: /--journal-size 0 is below the least a journal needs \(64K\)/ },
   { what: 'serve nbd --cp-interval of a month', args: ['serve', 'nbd', v(), '--socket', at('v.sock'), '--cp-interval', '2592000'], code: 'invalid-input', mentions: /--cp-interval 2592000 is more than a day/ },
   { what: 'serve nbd --handshake-timeout of a month', args: ['serve', 'nbd', v(), '--socket', at('v.sock'), '--handshake-timeout', '2592000'], code: 'invalid-input', mentions: /--handshake-timeout 2592000 is more than a day/ },
@@ -281,7 +282,7 @@ const cases: Case[] = [
   // catalogs: checked before the dump takes its snapshot and writes its stream
   { what: 'dump with an unreadable catalog', args: ['dump', v(), '--level', '0', '--to', at('never.l0'), '--catalog', at('bad.catalog')], code: 'corrupt', mentions: /bad\.catalog: not a readable imgstream catalog/ },
   // a file of another kind is not a damaged catalog: no hint to rebuild it (catalog-faults.test.ts: rebuild refuses it)
-  { what: 'catalog list of a file that is not a catalog', args: ['catalog', 'list', '--catalog', at('passwd.copy')], code: 'not-a-volume', mentions: /passwd\.copy: not an imgstream catalog \(it holds something else\) \(give --catalog the catalog file/ },
+  { what: 'catalog list of a file that is not a catalog', args: ['catalog', 'list', '--catalog', at('passwd.copy')], code: 'not-a-volume', mentions: /passwd\.copy: not an imgstream catalog: it holds something else \(give --catalog the catalog file/ },
   { what: 'dump with --catalog naming a file that is not a catalog', args: ['dump', v(), '--level', '0', '--to', at('never.l0'), '--catalog', at('passwd.copy')], code: 'not-a-volume', mentions: /not an imgstream catalog/ },
   { what: 'dump with an empty --catalog', args: ['dump', v(), '--level', '0', '--to', at('never.l0'), '--catalog', ''], code: 'invalid-input', mentions: /catalog path is empty/ },
   { what: 'protect status of a destination of a newer version', args: ['protect', 'status', at('v2.cdp')], code: 'not-a-volume', mentions: /protect\.json: a protection destination of version 2, which this imgstream does not read/ },

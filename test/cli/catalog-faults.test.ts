@@ -225,7 +225,7 @@ describe('catalog contents', () => {
     const text2 = 'root:x:0:0:root:/root:/bin/bash\n';
     fs.writeFileSync(foreign, text2);
     const names = fs.readdirSync(dir).sort();
-    expectOneLineError(cli(['catalog', 'rebuild', '--from', stream, '--catalog', foreign]), 'catalog rebuild over another kind of file', 5, /passwd\.copy: not an imgstream catalog \(it holds something else\)/);
+    expectOneLineError(cli(['catalog', 'rebuild', '--from', stream, '--catalog', foreign]), 'catalog rebuild over another kind of file', 5, /passwd\.copy: not an imgstream catalog: it holds something else/);
     expect(fs.readFileSync(foreign, 'utf8')).toBe(text2);
     expect(fs.readdirSync(dir).sort()).toEqual(names);
   });
