@@ -112,23 +112,28 @@ export function chainFor(dumps: DumpRecord[], asOf: string, available: (d: DumpR
     const order = [...same].sort((a, b) => Number(available(b)) - Number(available(a)) || Number(preferred(b)) - Number(preferred(a)) || b.date.localeCompare(a.date));
     for (const first of order) {
       try {
-        const chain = chainFrom(first, dumps, choose);
+        const chain = chainFrom(first, dumps, choose, available);
         if (chain.some(holds)) return chain;
       } catch {
         // a base the catalog lacks: another candidate, or the error below
       }
     }
   }
-  return chainFrom(choose(same)!, dumps, choose);
+  return chainFrom(choose(same)!, dumps, choose, available);
 }
 
 /** `first` and its base dumps down to a level 0 (level 0 first), each picked by `choose` among the dumps of its state. */
-function chainFrom(first: DumpRecord, dumps: DumpRecord[], choose: (candidates: DumpRecord[]) => DumpRecord | undefined): DumpRecord[] {
+function chainFrom(first: DumpRecord, dumps: DumpRecord[], choose: (candidates: DumpRecord[]) => DumpRecord | undefined, available: (d: DumpRecord) => boolean): DumpRecord[] {
   const chain: DumpRecord[] = [first];
   while (chain[0].base) {
     const base = chain[0].base;
     // the base by identity where both records have it: a replica's dump of a snapshot with the same id is another one
-    const prev = choose(dumps.filter((d) => d.volume.uuid === chain[0].volume.uuid && d.top.id === base.id && (base.generation === undefined || d.top.generation === undefined || d.top.generation === base.generation) && (base.createdMs === undefined || d.top.createdMs === undefined || d.top.createdMs === base.createdMs) && d.level < chain[0].level));
+    const ofBase = dumps.filter((d) => d.volume.uuid === chain[0].volume.uuid && d.top.id === base.id && (base.generation === undefined || d.top.generation === undefined || d.top.generation === base.generation) && (base.createdMs === undefined || d.top.createdMs === undefined || d.top.createdMs === base.createdMs));
+    // the base dump a level N was taken over is one of a lower level; when none of those is
+    // available, any dump of that state brings it as well (a level 1 of it, over an older
+    // level 0): the stream after it only needs the state
+    const lower = ofBase.filter((d) => d.level < chain[0].level);
+    const prev = lower.some(available) ? choose(lower) : ofBase.some(available) ? choose(ofBase.filter(available)) : (choose(lower) ?? choose(ofBase));
     if (!prev) throw new NotFoundError(`the catalog has no dump with top snapshot "${base.name}", the base of ${chain[0].top.name}`, 'rebuild the catalog from the media: imgstream catalog rebuild');
     chain.unshift(prev);
   }

@@ -183,6 +183,20 @@ describe('restore --as-of with two volumes in the catalog', () => {
     expect(fresh.streams.map((x) => x.stream)).toEqual([`file ${p('e.offsite.l0')}`]);
   });
 
+  it('a level 1 whose base level 0 is gone goes on from another dump of the base\'s state: a level 1 of it over the older level 0', async () => {
+    const F = await source('f', 6);
+    dump(F.vol, 0, 's2', p('f.s2.l0'), catalog, [], o); // the base the next level 1 is taken over
+    const img = randomImage(256, 4096, 66);
+    fs.writeFileSync(p('f.raw'), img);
+    await setupOk(['volume', 'import', F.vol, '--from', p('f.raw'), '-q'], { env });
+    await setupOk(['snapshot', 'create', F.vol, 's3', '-q'], { env });
+    dump(F.vol, 1, 's3', p('f.s3.l1'), catalog, [], o);
+    fs.rmSync(p('f.s2.l0'));
+    const r = cliJson<{ streams: Array<{ stream: string }> }>(['restore', '--to', p('f.r.vol'), '--as-of', 's3', '--volume', F.vol], o);
+    expect(r.streams.map((x) => x.stream)).toEqual([`file ${p('f.l0')}`, `file ${p('f.l1')}`, `file ${p('f.s3.l1')}`]);
+    expect(await exportShas(p('f.r.vol'), ['s3'], o)).toEqual(await exportShas(F.vol, ['s3'], o));
+  });
+
   it('--volume naming one of two copies takes its own dumps before the other copy\'s of the same snapshots', async () => {
     const D = await source('d', 4);
     D.sha = await exportShas(D.vol, ['s2'], o);
