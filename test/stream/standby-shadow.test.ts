@@ -34,7 +34,7 @@ describe('a standby that gets every dump as taken', () => {
       fs.writeFileSync(at('w.raw'), img);
       await setupOk(['volume', 'import', src, '--from', at('w.raw'), '-q'], { env });
     };
-    await setupOk(['volume', 'create', src, '--size', '4M', '-q'], { env });
+    await setupOk(['volume', 'create', src, '--size', '4M', '--volume-size', '9M', '-q'], { env }); // room for the disk twice: rewrites take shadow blocks
     await load();
     await setupOk(['snapshot', 'create', src, 's0', '-q'], { env });
     await cli(['dump', src, '--level', '0', '--snapshot', 's0', '--to', at('l0'), '-q']);
