@@ -86,6 +86,17 @@ export class BlockAllocation {
     return this.fresh.has(vbn);
   }
 
+  /** The VBNs allocated since the last CP, as runs [first, count] in order. */
+  freshRuns(): Array<[number, number]> {
+    const runs: Array<[number, number]> = [];
+    for (const v of this.fresh.values()) {
+      const last = runs[runs.length - 1];
+      if (last && last[0] + last[1] === v) last[1]++;
+      else runs.push([v, 1]);
+    }
+    return runs;
+  }
+
   /** A CP committed (or the changes since the last one were thrown away): nothing is fresh. */
   endChangeSet(): void {
     this.fresh.clear();

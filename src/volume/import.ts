@@ -1,6 +1,7 @@
 // Import: make the logical disk equal to a raw image (followed by zeros up to the disk
 // size), writing only the blocks whose content changed, in one CP at the end: a kill at
 // any moment leaves the previous CP, never a mix. Zero blocks are unmapped (thin).
+import { punchHoles } from '../fs/punch-hole.js';
 import os from 'node:os';
 import { InvalidInputError, VolumeFullError, fromSystemError } from '../core/errors.js';
 import { BlockSet } from '../core/block-set.js';
@@ -385,7 +386,11 @@ export async function importImage(vol: Volume, source: ImageSource, progress: Pr
     vol.commit();
   } catch (err) {
     await writes.settle(); // nothing of ours is still being written when the volume gives up
+    const written = vol.freshRanges();
     vol.abort();
+    // the blocks written are free again, but the file keeps their space: on a file system
+    // that filled up, every later write would fail too (a block device has nothing to give back)
+    if (!vol.file.isBlockDevice && written.length > 0) punchHoles(vol.path, written);
     throw err;
   } finally {
     progress.stop();

@@ -221,6 +221,12 @@ export class VolumeCore implements MapStorage {
     return this.blocks.isFresh(vbn);
   }
 
+  /** Byte ranges of the volume file holding the blocks allocated since the last CP (see punch-hole.ts). */
+  freshRanges(): Array<[number, number]> {
+    const bs = this.layout.blockSize;
+    return this.blocks.freshRuns().map(([v, n]) => [this.layout.vbnOffset(v), n * bs]);
+  }
+
   protected assertWritable(): void {
     if (!this.writable) throw new Error('volume opened read-only');
   }
