@@ -62,7 +62,7 @@ describe('a served volume as clients keep using it', () => {
     // room for the disk 1.6 times over: a rewrite fits only if the blocks it frees are reused before it ends
     await setupOk(['volume', 'create', vol, '--size', `${BLOCKS * BS}`, '--volume-size', `${Math.floor(1.6 * BLOCKS * BS) + (2 << 20)}`]);
     const server = await startServer(vol, ['--socket', at('rewrite.sock'), '--cp-interval', '0'], locks);
-    let last = Buffer.alloc(0);
+    let last: Buffer = Buffer.alloc(0);
     for (let round = 0; round < 3; round++) {
       last = randomImage(BLOCKS, BS, 700 + round, 0);
       fs.writeFileSync(at('image.raw'), last);
