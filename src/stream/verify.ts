@@ -75,7 +75,7 @@ export async function verifyStreams(sources: StreamSource[], progress: Progress 
   for (const src of sources) {
     for await (const s of src.streams()) {
       if (s.mediumDamage !== undefined && !result.damage?.includes(s.mediumDamage)) (result.damage ??= []).push(s.mediumDamage);
-      if (s.position.stream !== undefined) {
+      if (s.position.stream !== undefined || s.lost) {
         try {
           await verifyOne(s);
         } catch (err) {

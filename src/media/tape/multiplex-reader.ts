@@ -41,6 +41,8 @@ export interface MultiplexIndex {
   log: BackupLog | null;
   /** Without a log: where the walk stopped and why (null: it reached the end of the archive). */
   damage: string | null;
+  /** The walk stopped at damage before the end of the archive: members after it (whole streams too) are lost. */
+  cut: boolean;
 }
 
 function pread(fd: number, ref: TapeFileRef, buf: Buffer, position: number, counter: ReadCounter): number {
@@ -165,10 +167,10 @@ export function indexMultiplexFile(ref: TapeFileRef, counter: ReadCounter): Mult
     if (log) {
       const members = log.entries.map((e) => ({ kind: e.kind, streamId: e.stream, index: e.seq, offset: e.offset, size: e.size }));
       const streams = log.header.sources.filter((s) => s.streamId !== null && members.some((m) => m.streamId === s.streamId)).map((s) => ({ streamId: s.streamId!, volume: s.volume }));
-      return { label, members, streams, log, damage: null };
+      return { label, members, streams, log, damage: null, cut: false };
     }
     const walked = walkMembers(fd, ref, size, counter);
-    return { label, ...walked, log: null, damage: walked.damage ?? 'the backup log is missing or damaged' };
+    return { label, ...walked, log: null, damage: walked.damage ?? 'the backup log is missing or damaged', cut: walked.damage !== null };
   } catch (err) {
     throw named(err, ref);
   } finally {

@@ -42,28 +42,58 @@ export async function multiplexedStreams(o: MultiplexedStreamsOptions): Promise<
     for (const s of streams) if (await streamStartsHere(o.ref, index, s.streamId, counter)) starting.push(s);
     streams = starting;
   }
+  const lost = lostVolumes(index);
   if (o.stream !== undefined) {
     streams = streams.filter((s) => s.streamId === o.stream);
     if (streams.length === 0) throw new NotFoundError(`${o.ref.name}: no stream ${o.stream} in this multiplexed tape file`, index.damage ? `the tape file is damaged: ${index.damage}` : 'the catalog may be out of date: imgstream catalog rebuild');
   }
   if (o.volume !== undefined) {
     streams = streams.filter((s) => volumeMatches(s, o.volume!));
+    const gone = lost.find((p) => volumeMatches({ streamId: '', volume: { path: p, uuid: null } }, o.volume!));
+    if (streams.length === 0 && gone !== undefined) throw lostStream(o.ref, index, gone);
     // a uuid (prefix) two volumes share (a copy, a restored replica and its source): only the path tells them apart
     const paths = [...new Set(streams.map((s) => s.volume?.path ?? s.streamId))];
     if (paths.length > 1) {
       throw new UsageError(`${o.ref.name}: --volume ${o.volume} matches the dumps of ${paths.length} volumes: ${paths.join(', ')}: which one to restore is ambiguous`, 'pick one by its path as dumped, as imgstream tape log tape:DIR#N lists them: --volume PATH');
     }
   } else if (o.oneVolume && o.stream === undefined) {
-    const volumes = [...new Set(streams.map(describeVolume))];
+    const volumes = [...new Set([...streams.map(describeVolume), ...lost])];
     if (volumes.length > 1) {
       throw ambiguousVolumes(o.ref.name, volumes);
     }
   }
   const location = path.resolve(o.tapes[o.t]);
-  return streams.map((s) => {
+  const found: SourceStream[] = streams.map((s) => {
     const position: MediaPosition = { kind: 'tape', location, ...(o.tapeFile !== undefined ? { tapeFile: o.tapeFile } : {}), tapes: [location], stream: s.streamId };
     return { name: `${o.ref.name} (${describeVolume(s)})`, position, bytes: streamBytes(o, index, s.streamId, position, counter), bytesRead: () => counter.bytes, ...(index.damage ? { mediumDamage: `${o.ref.name}: ${index.damage}` } : {}) };
   });
+  // every stream is read (verify, catalog rebuild): a volume the file lost is one that fails, named
+  if (o.stream !== undefined || o.volume !== undefined) return found;
+  const missing: SourceStream[] = lost.map((p) => ({
+    name: `${o.ref.name} (${p})`,
+    position: { kind: 'tape', location, ...(o.tapeFile !== undefined ? { tapeFile: o.tapeFile } : {}), tapes: [location] },
+    bytes: (async function* (): AsyncGenerator<Buffer> {
+      throw lostStream(o.ref, index, p);
+    })(),
+    lost: true,
+    mediumDamage: `${o.ref.name}: ${index.damage}`,
+  }));
+  return [...found, ...missing];
+}
+
+/**
+ * The volumes the multiplex label lists whose streams a cut tape file lost: none of their
+ * members is before the damage. (A file read to the end of its archive lost none: a
+ * volume listed and absent failed before it wrote, or is on another tape, as its log says.)
+ */
+function lostVolumes(index: MultiplexIndex): string[] {
+  if (!index.cut || index.label.sequence !== 1) return [];
+  const here = new Set(index.streams.map((s) => (s.volume ? path.resolve(s.volume.path) : s.streamId)));
+  return [...new Set(index.label.volumes ?? [])].filter((p) => !here.has(path.resolve(p)));
+}
+
+function lostStream(ref: TapeFileRef, index: MultiplexIndex, volume: string): CorruptError {
+  return new CorruptError(`${ref.name}: no stream of ${volume} is left in this tape file, whose multiplex member lists it: it is damaged (${index.damage})`, '`tar tvf` on the tape file shows how far it can be read; restore that volume from another dump');
 }
 
 /** A stream's bytes from its multiplexed tape files: this one, then the first tape file of each next tape while it continues. */
