@@ -74,7 +74,6 @@ export async function verifyStreams(sources: StreamSource[], progress: Progress 
   for (const src of sources) await src.precheck?.(); // a set missing its last tape: before reading the rest
   for (const src of sources) {
     for await (const s of src.streams()) {
-      if (s.mediumDamage !== undefined && !result.damage?.includes(s.mediumDamage)) (result.damage ??= []).push(s.mediumDamage);
       if (s.position.stream !== undefined || s.lost) {
         try {
           await verifyOne(s);
@@ -84,6 +83,8 @@ export async function verifyStreams(sources: StreamSource[], progress: Progress 
           progress.stop();
         }
       } else await verifyOne(s);
+      // after the stream: a backup log may be found wrong only as its members are read
+      if (s.mediumDamage !== undefined && !result.damage?.includes(s.mediumDamage)) (result.damage ??= []).push(s.mediumDamage);
     }
   }
   if (failed.length > 0) {

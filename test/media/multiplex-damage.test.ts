@@ -81,9 +81,13 @@ describe('a multiplexed tape file cut short just after the first stream ended', 
   });
 
   it('refuses to restore a lost volume (exit 9, naming the damage), and restores the whole one', async () => {
-    const lost = [A, B, C].find((_, i) => i !== first && !log.entries.some((e) => e.source === i && e.kind === 'label' && end(e) <= fs.statSync(path.join(dir, 'file0001.tar')).size))!;
-    const r = await runBundled(['restore', '--from', `tape:${dir}#1`, '--volume', lost, '--to', at('lost.vol')], { env });
-    expectOneLineError(r, 'restore of a volume the cut file lost', 9, new RegExp(`no stream of ${lost.replace(/[.]/g, '\\.')} is left in this tape file.*damaged`));
+    // cut after the first label: the two other volumes have no member left at all
+    const e = log.entries[1];
+    expect(e.kind).toBe('label');
+    const early = tapeWith('cut-early', fs.readFileSync(file).subarray(0, end(e)));
+    const lost = [A, B, C].find((_, i) => i !== e.source)!;
+    const r = await runBundled(['restore', '--from', `tape:${early}#1`, '--volume', lost, '--to', at('lost.vol')], { env });
+    expectOneLineError(r, 'restore of a volume the cut file lost', 9, new RegExp(`no stream of ${lost.replace(/[.]/g, '\\.')} is left in this tape file.*damaged \\(the tape file ends at byte`));
     expect(fs.existsSync(at('lost.vol'))).toBe(false);
     const whole = [A, B, C][first];
     const ok = await runBundled(['restore', '--from', `tape:${dir}#1`, '--volume', whole, '--to', at('whole.vol'), '-q'], { env });
@@ -98,5 +102,57 @@ describe('a multiplexed tape file cut short just after the first stream ended', 
     expect(out.records).toHaveLength(1);
     expect(out.skipped).toHaveLength(2);
     for (const [i, v] of [A, B, C].entries()) if (i !== first) expect(out.skipped.some((s) => s.stream.includes(v))).toBe(true);
+  });
+});
+
+describe('a multiplexed tape file whose backup log has one wrong but well-formed entry', () => {
+  /** A copy of the file whose log says `to` where it says `from` in the entry of the member at `offset` (same length: the log stays well-formed). */
+  function logEdited(name: string, offset: number, from: string, to: string): string {
+    expect(to).toHaveLength(from.length);
+    const bytes = Buffer.from(fs.readFileSync(file));
+    const start = bytes.lastIndexOf('{"format":"imgstream-backup-log"');
+    const line = bytes.indexOf(`"offset":${offset},`, start);
+    const lineStart = bytes.lastIndexOf('\n', line) + 1;
+    const field = bytes.indexOf(from, lineStart);
+    expect(field).toBeGreaterThan(0);
+    expect(field).toBeLessThan(line + 20);
+    bytes.write(to, field, 'latin1');
+    return tapeWith(name, bytes);
+  }
+
+  async function everyStreamWhole(dir: string, why: RegExp): Promise<void> {
+    const v = await runBundled(['verify', `tape:${dir}`], { env });
+    expect(v.code, v.stderr).toBe(0);
+    expect(v.stdout).toMatch(/3 stream\(s\) verified/);
+    expect(v.stderr.trim().split('\n')).toHaveLength(1);
+    expect(v.stderr).toMatch(why);
+    for (const vol of [A, B, C]) {
+      const dst = at(`${path.basename(dir)}-${path.basename(vol)}`);
+      const r = await runBundled(['restore', '--from', `tape:${dir}#1`, '--volume', vol, '--to', dst, '-q'], { env });
+      expect(r.code, r.stderr).toBe(0);
+      expect(await exportSha(dst, { env })).toBe(shas[vol]);
+    }
+    const rb = await runBundled(['catalog', 'rebuild', '--from', `tape:${dir}`, '--catalog', at(`${path.basename(dir)}.json`), '--json'], { env });
+    expect(rb.code, rb.stderr).toBe(0);
+    expect((JSON.parse(rb.stdout) as { records: unknown[] }).records).toHaveLength(3);
+  }
+
+  it('a member size one byte off (the same tar blocks): the headers are walked instead, every stream verifies and restores, one line says the log is damaged', async () => {
+    const e = log.entries.find((x) => x.kind === 'end' && x.size % 512 !== 511 && String(x.size + 1).length === String(x.size).length)!;
+    const dir = logEdited('size-off', e.offset, `"size":${e.size},`, `"size":${e.size + 1},`);
+    await everyStreamWhole(dir, /the backup log is damaged: it has no end member of stream \S+ at byte \d+ \(the streams were found by their members' headers/);
+  });
+
+  it('a member offset off by a record: found before any member is read, and the same', async () => {
+    const e = log.entries.find((x) => x.kind === 'part' && x.offset >= 100000)!;
+    const wrong = String(e.offset + 10240);
+    const dir = logEdited('offset-off', e.offset, `"offset":${e.offset},`, `"offset":${wrong},`);
+    await everyStreamWhole(dir, /the backup log is damaged: its entry of a part member of stream \S+ says byte \d+, where the member before ends at byte \d+/);
+  });
+
+  it('a time that is no time: the log is damaged, not believed', async () => {
+    const e = log.entries.find((x) => x.kind === 'label')!;
+    const dir = logEdited('time-off', e.offset, '"time":"20', '"time":"X0');
+    await everyStreamWhole(dir, /the backup log is missing or damaged \(the streams were found/);
   });
 });

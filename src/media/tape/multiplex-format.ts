@@ -107,6 +107,8 @@ export function encodeLogLine(value: LogHeader | LogEntry): string {
 }
 
 const isCount = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) >= 0;
+/** A time as the writer puts it: an ISO date that parses back to itself. */
+const isTime = (v: unknown): v is string => typeof v === 'string' && !Number.isNaN(Date.parse(v)) && new Date(v).toISOString() === v;
 
 function parseObject(text: string): Record<string, unknown> | null {
   try {
@@ -147,10 +149,12 @@ export function decodeBackupLog(text: string): BackupLog | null {
   // a newer log is not a damaged one: walking the members past it could misread them too
   refuseOtherVersion(h, BACKUP_LOG_FORMAT, 1, 'a backup log');
   if (!h || h.format !== BACKUP_LOG_FORMAT || h.version !== 1 || typeof h.id !== 'string' || !isCount(h.sequence) || !Array.isArray(h.sources)) return null;
+  if (!isTime(h.started) || !isTime(h.finished) || !isCount(h.idleMs)) return null;
   const entries: LogEntry[] = [];
   for (const line of lines.slice(1)) {
     const e = parseObject(line);
-    if (!e || !Number.isSafeInteger(e.source) || typeof e.stream !== 'string' || !KINDS.has(e.kind as string) || !isCount(e.size) || !isCount(e.offset) || typeof e.time !== 'string') return null;
+    if (!e || !Number.isSafeInteger(e.source) || typeof e.stream !== 'string' || !KINDS.has(e.kind as string) || !isCount(e.size) || !isCount(e.offset) || !isTime(e.time)) return null;
+    if (!isCount(e.waitedMs) || !isCount(e.record) || !(e.seq === null || isCount(e.seq)) || (e.kind === 'part') !== (e.seq !== null)) return null;
     entries.push(e as unknown as LogEntry);
   }
   return { header: h as unknown as LogHeader, entries };

@@ -65,7 +65,16 @@ export async function multiplexedStreams(o: MultiplexedStreamsOptions): Promise<
   const location = path.resolve(o.tapes[o.t]);
   const found: SourceStream[] = streams.map((s) => {
     const position: MediaPosition = { kind: 'tape', location, ...(o.tapeFile !== undefined ? { tapeFile: o.tapeFile } : {}), tapes: [location], stream: s.streamId };
-    return { name: `${o.ref.name} (${describeVolume(s)})`, position, bytes: streamBytes(o, index, s.streamId, position, counter), bytesRead: () => counter.bytes, ...(index.damage ? { mediumDamage: `${o.ref.name}: ${index.damage}` } : {}) };
+    // a getter: a log found wrong while a stream is read is damage found then (multiplex-reader.ts walks the headers instead)
+    return {
+      name: `${o.ref.name} (${describeVolume(s)})`,
+      position,
+      bytes: streamBytes(o, index, s.streamId, position, counter),
+      bytesRead: () => counter.bytes,
+      get mediumDamage() {
+        return index.damage ? `${o.ref.name}: ${index.damage}` : undefined;
+      },
+    };
   });
   // every stream is read (verify, catalog rebuild): a volume the file lost is one that fails, named
   if (o.stream !== undefined || o.volume !== undefined) return found;
