@@ -89,7 +89,9 @@ describe('a multiplexed dump', () => {
     // the first tape cannot hold the three: one of them is later there, none is failed anywhere
     expect(statuses[0]).toContain('later');
     expect(statuses.flat()).not.toContain('failed');
-    expect(statuses[statuses.length - 1].every((s) => s === 'complete')).toBe(true);
+    // each ended there, or on an earlier tape (multiplex-log.test.ts)
+    expect(statuses[statuses.length - 1].every((s) => s === 'complete' || s === 'earlier')).toBe(true);
+    expect(statuses[statuses.length - 1]).toContain('complete');
     for (const v of [A, B, C]) {
       const dst = at(`span-${path.basename(v)}`);
       const rr = await runBundled(['restore', '--to', dst, '--as-of', 's1', '--volume', v, '--catalog', at('span.json'), '-q'], { env });

@@ -44,7 +44,7 @@ export interface MultiplexLabel {
   volumes?: string[];
 }
 
-export type SourceStatus = 'complete' | 'continued' | 'later' | 'aborted' | 'failed';
+export type SourceStatus = 'complete' | 'continued' | 'later' | 'earlier' | 'aborted' | 'failed';
 
 /** One source of a multiplexed dump, as the log's first line lists it. */
 export interface LogSource {
@@ -52,8 +52,10 @@ export interface LogSource {
   source: number;
   volume: { path: string; uuid: string | null };
   streamId: string | null;
-  /** In this tape file: the stream ended, goes on in the next, was given up; later: nothing of it here yet, it goes on (or starts) in a later tape file; failed: its dump never wrote to the tape. */
+  /** In this tape file: the stream ended, goes on in the next, was given up; later: nothing of it here yet, it goes on (or starts) in a later tape file; earlier: nothing of it here, it ended (or was given up) in an earlier one, `endedIn`; failed: its dump never wrote to the tape. */
   status: SourceStatus;
+  /** Status earlier: the tape (its sequence in the multiplexed dump) holding the stream's end or aborted member. */
+  endedIn?: number;
   /** Parts and stream bytes written so far (the whole stream, as its closing member says). */
   parts: number;
   bytes: number;

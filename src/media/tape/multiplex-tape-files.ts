@@ -283,6 +283,8 @@ export class MultiplexTapeFiles {
     const sources: LogSource[] = this.opts.sourceState.map((s) => {
       const c = this.opts.streams.get(s.source);
       const here = c && c.sequences.includes(f.sequence);
+      // one that ended on an earlier tape is not listed as if it were here ("complete, 0 parts")
+      if (c && c.closed && !here) return { ...s, parts: c.parts, bytes: c.bytes, status: 'earlier', endedIn: c.sequences.at(-1) };
       const status = here && continued && !c.closed ? 'continued' : s.status;
       return { ...s, ...(c ? { parts: c.parts, bytes: c.bytes } : {}), status };
     });
