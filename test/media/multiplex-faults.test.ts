@@ -3,7 +3,8 @@
 // volume given twice under another name (a symbolic link); the backup log of a tape set
 // naming a source not yet on that tape as one that goes on later, not as failed;
 // --volume by uuid on a pipe when two volumes (a copy and its original) share it; by path
-// from another directory than the dump's; and a uuid typed in capitals. verify of a file
+// from another directory than the dump's; and a uuid typed in capitals; by its real path
+// when dumped through a link; a tape directory and a link to it given as two tapes. verify of a file
 // with one stream damaged names the streams that passed too; with its backup log damaged
 // (the streams whole) it says so. A SIGINT after every source was read (a real signal to
 // a real process, held there by IMGSTREAM_PAUSE_AT) came too late to stop the dump: it
@@ -167,6 +168,34 @@ describe('--volume on a multiplexed tape file', () => {
     const up = await runBundled(['restore', '--from', `tape:${t}#1`, '--volume', bUuid.slice(0, 8).toUpperCase(), '--to', at('upper.vol'), '-q'], { env });
     expect(up.code, up.stderr).toBe(0);
     expect(await exportSha(at('upper.vol'), { env })).toBe(shas[B]);
+  });
+});
+
+describe('symbolic links', () => {
+  it('a volume dumped through a linked directory is picked by its real path too, from a tape directory and through a pipe', async () => {
+    fs.symlinkSync(root, at('rootlink'));
+    const tape = at('linked');
+    const r = await runBundled(['dump', path.join(at('rootlink'), 'a.vol'), B, '--level', '0', '--snapshot', 's1', '--to', `tape:${tape}`, '--new-tape', '--multiplex', '--catalog', at('linked.json'), '-q'], { env });
+    expect(r.code, r.stderr).toBe(0);
+    const seek = await runBundled(['restore', '--from', `tape:${tape}#1`, '--volume', A, '--to', at('linked-a.vol'), '-q'], { env });
+    expect(seek.code, seek.stderr).toBe(0);
+    expect(await exportSha(at('linked-a.vol'), { env })).toBe(shas[A]);
+    const pipe = await sh(`cat ${shellQuote(path.join(tape, 'file0001.tar'))} | node ${shellQuote(CLI_BIN)} restore --from tape:/dev/stdin --volume ${shellQuote(A)} --to ${shellQuote(at('linked-pipe.vol'))} -q`, { env });
+    expect(pipe.code, pipe.stderr).toBe(0);
+    expect(await exportSha(at('linked-pipe.vol'), { env })).toBe(shas[A]);
+  });
+
+  it('a tape directory given twice, once through a link, is refused before the dump takes its snapshot or writes', async () => {
+    const d1 = at('d1');
+    fs.mkdirSync(d1);
+    fs.symlinkSync(d1, at('d1link'));
+    const before = await snapshots(A);
+    for (const multiplex of [['--multiplex'], []]) {
+      const r = await runBundled(['dump', A, ...(multiplex.length ? [B] : []), '--level', '0', '--to', `tape:${d1},${at('d1link')}`, '--tape-size', '600K', ...multiplex], { env });
+      expectOneLineError(r, 'a tape and a link to it', 4, /tape \S+d1link is given twice \(as tapes 1 and 2 of the set: it is the same directory as \S+d1\)/);
+      expect(fs.readdirSync(d1)).toEqual([]);
+      expect(await snapshots(A)).toEqual(before);
+    }
   });
 });
 

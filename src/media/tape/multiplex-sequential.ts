@@ -7,6 +7,7 @@
 // stream was chosen by uuid, the file is read on past its end until every volume its
 // multiplex label lists has shown its label, and a second match is refused (nothing of
 // a restore is kept before the stream's end is returned).
+import fs from 'node:fs';
 import path from 'node:path';
 import { CorruptError, NotFoundError, UsageError } from '../../core/errors.js';
 import { decodeClosing, decodeLabel, type TapeLabel } from './tape-format.js';
@@ -42,9 +43,18 @@ function matchesVolume(label: TapeLabel, selector: string): boolean {
   return byPath(v.path, selector) || (selector.length >= 4 && v.uuid.startsWith(selector.toLowerCase()));
 }
 
-/** Does `selector` name the volume dumped as `dumped` by its path? */
-function byPath(dumped: string, selector: string): boolean {
-  return dumped === selector || path.resolve(dumped) === path.resolve(selector);
+/** Does `selector` name the volume dumped as `dumped` by its path: as given, or where links lead (dumped through a link, named by its real path, or the other way)? */
+export function byPath(dumped: string, selector: string): boolean {
+  if (dumped === selector || path.resolve(dumped) === path.resolve(selector)) return true;
+  const real = (p: string): string | null => {
+    try {
+      return fs.realpathSync(p);
+    } catch {
+      return null; // gone, or the link removed: only the path as dumped names it
+    }
+  };
+  const r = real(selector);
+  return r !== null && r === real(dumped);
 }
 
 /**

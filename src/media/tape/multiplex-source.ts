@@ -6,7 +6,7 @@ import { CorruptError, NotFoundError, UsageError } from '../../core/errors.js';
 import type { MediaPosition, SourceStream } from '../medium.js';
 import { type TapeKind, listTapeFiles } from './tape-directory.js';
 import type { StreamProgress, TapeFileRef } from './tape-file-reader.js';
-import { ambiguousVolumes } from './multiplex-sequential.js';
+import { ambiguousVolumes, byPath } from './multiplex-sequential.js';
 import { type MultiplexIndex, type MultiplexStreamInfo, type ReadCounter, indexMultiplexFile, readMultiplexedParts, streamStartsHere } from './multiplex-reader.js';
 
 export interface MultiplexedStreamsOptions {
@@ -25,7 +25,7 @@ export interface MultiplexedStreamsOptions {
 export function volumeMatches(info: MultiplexStreamInfo, selector: string): boolean {
   const v = info.volume;
   if (!v) return false;
-  return v.path === selector || path.resolve(v.path) === path.resolve(selector) || (selector.length >= 4 && v.uuid !== null && v.uuid.startsWith(selector.toLowerCase()));
+  return byPath(v.path, selector) || (selector.length >= 4 && v.uuid !== null && v.uuid.startsWith(selector.toLowerCase()));
 }
 
 function describeVolume(info: MultiplexStreamInfo): string {
