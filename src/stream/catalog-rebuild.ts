@@ -69,6 +69,8 @@ export async function recordsFromMedia(sources: StreamSource[], progress: Progre
           }
         }
       } catch (err) {
+        // a medium read the wrong way (a multiplexed tape file from a pipe) is no damage of the stream: said as it is
+        if (err instanceof ImgstreamError && err.code === 'usage') throw err;
         // the reason after the stream's name, which the error begins with (the line names it once)
         const message = (err as Error).message;
         const reason = message.startsWith(`${s.name}: `) ? message.slice(s.name.length + 2) : message;

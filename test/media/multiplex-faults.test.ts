@@ -2,7 +2,8 @@
 // tape:/dev/null (a drive that keeps nothing) is no base for a later level; the same
 // volume given twice under another name (a symbolic link); the backup log of a tape set
 // naming a source not yet on that tape as one that goes on later, not as failed;
-// --volume by uuid on a pipe when two volumes (a copy and its original) share it; by path
+// --volume by uuid on a pipe when two volumes (a copy and its original) share it; verify
+// and catalog rebuild of such a file through a pipe (refused, naming a seekable copy); by path
 // from another directory than the dump's; and a uuid typed in capitals; by its real path
 // when dumped through a link; a tape directory and a link to it given as two tapes. verify of a file
 // with one stream damaged names the streams that passed too; with its backup log damaged
@@ -155,6 +156,17 @@ describe('--volume on a multiplexed tape file', () => {
       expect(r.code, r.stderr).toBe(0);
       expect(await exportSha(dst, { env })).toBe(shas[v]);
     }
+  });
+
+  it('through a pipe, verify and catalog rebuild (every stream) are refused in one line naming a seekable copy (exit 2), never as damage', async () => {
+    const piped = (args: string) => sh(`cat ${shellQuote(path.join(tape, 'file0001.tar'))} | node ${shellQuote(CLI_BIN)} ${args}`, { env });
+    const rebuilt = at('pipe-rebuilt.json');
+    for (const [what, args] of [['verify', 'verify tape:/dev/stdin'], ['catalog rebuild', `catalog rebuild --from tape:/dev/stdin --catalog ${shellQuote(rebuilt)}`]]) {
+      const r = await piped(args);
+      expectOneLineError(r, `${what} of a multiplexed tape file through a pipe`, 2, /multiplexed tape file holding the dumps of 2 volumes .*only one of its streams can be followed.*copy it into a tape directory first .* and give tape:DIR/);
+      expect(r.stderr).not.toMatch(/--volume|damaged|level 0/);
+    }
+    expect(fs.existsSync(rebuilt)).toBe(false);
   });
 
   it('by the absolute path from another directory than the dump ran in, and by a uuid in capitals where it names one volume', async () => {

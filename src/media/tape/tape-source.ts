@@ -80,7 +80,7 @@ export function tapeSource(opts: TapeSourceOptions): StreamSource {
     let ref = first;
     for (let sequence = 1; ; sequence++) {
       // a device may hold a multiplexed tape file: read past the other streams to the one asked for
-      const select = kinds[t + sequence - 1] === 'device' ? { stream: opts.stream, volume: opts.volume } : undefined;
+      const select = kinds[t + sequence - 1] === 'device' ? { stream: opts.stream, volume: opts.volume, every: opts.oneVolume !== true } : undefined;
       const ending = yield* readTapeFileParts(ref, sequence, progress, select, sequence === 1 ? readOn : undefined);
       if (ending.kind === 'end') return sequence > 1;
       if (sequence === 1) readOn?.close(); // the next tape may be the same drive, its tape changed
