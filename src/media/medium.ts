@@ -76,6 +76,8 @@ export interface SourceStream {
   readonly mediumDamage?: string;
   /** A stream the medium should hold and lost (a cut multiplexed tape file): reading it fails, naming it; verify reads the others on. */
   readonly lost?: true;
+  /** A stream its dump gave up (a multiplexed tape file's aborted member): no stream, so no failure of the medium; said, not read. */
+  readonly givenUp?: string;
 }
 
 export interface StreamSource {

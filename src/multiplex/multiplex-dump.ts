@@ -7,7 +7,7 @@ import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { ImgstreamError, UsageError, errorOfCode } from '../core/errors.js';
 import { saveBackupLog } from '../catalog/backup-logs.js';
-import { MultiplexTapeWriter, type MultiplexTapeOptions, type MultiplexOutcome } from '../media/tape/index.js';
+import { LEFT_BEHIND, MultiplexTapeWriter, type MultiplexTapeOptions, type MultiplexOutcome } from '../media/tape/index.js';
 import { noProgress, type Progress } from '../core/progress.js';
 import { dumpVolumeAt } from '../stream/dump-at.js';
 import type { DumpOptions, DumpResult } from '../stream/dump.js';
@@ -75,7 +75,8 @@ export async function multiplexDump(volumes: string[], tape: MultiplexTape, opts
     progress.stop();
     // nothing was published: say why each source failed when that is the cause
     // a message that names its volume already is not prefixed again
-    const failures = settled.map((s, i) => (s.status === 'rejected' ? named(volumes[i], (s.reason as Error).message) : null)).filter((x) => x !== null);
+    // a stopped source's parts were to stay behind an aborted member: nothing was published after all
+    const failures = settled.map((s, i) => (s.status === 'rejected' ? named(volumes[i], (s.reason as Error).message.replace(LEFT_BEHIND, 'nothing of it was left on the tape')) : null)).filter((x) => x !== null);
     // the tape failed (full, an I/O error): every source failed of it, say it once
     const ofTape = settled.every((s) => s.status === 'rejected' && (s.reason as Error).message === (err as Error).message);
     if (err instanceof ImgstreamError && failures.length === volumes.length && !ofTape) {

@@ -36,6 +36,10 @@ export async function recordsFromMedia(sources: StreamSource[], progress: Progre
   const out: RebuildResult = { records: [], skipped: [] };
   for (const src of sources) {
     for await (const s of src.streams()) {
+      if (s.givenUp !== undefined) {
+        out.skipped.push({ stream: s.name, reason: s.givenUp });
+        continue;
+      }
       let header: StreamHeader | null = null;
       try {
         for await (const rec of readImageStream(s.bytes, s.name, undefined, { withoutKey: 'headers' })) {

@@ -10,7 +10,9 @@
 // (the streams whole) it says so. A SIGINT after every source was read (a real signal to
 // a real process, held there by IMGSTREAM_PAUSE_AT) came too late to stop the dump: it
 // completes and is recorded, as a single dump or one to S3 from its trailer on, and one
-// line on stderr says so (it used to exit 0 without a word).
+// line on stderr says so (it used to exit 0 without a word). One that stops sources still
+// read says how many parts of each stay behind its aborted member, and verify passes the
+// file, naming the streams given up.
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -124,6 +126,51 @@ describe('a multiplexed dump interrupted after every source was read', () => {
     expect(r.stdout).toMatch(/multiplexed onto tape \S+late file 1/);
     expect(fs.readdirSync(tape)).toEqual(['file0001.tar']);
     expect((JSON.parse(fs.readFileSync(cat, 'utf8')) as { dumps: unknown[] }).dumps).toHaveLength(2);
+  });
+});
+
+describe('a multiplexed dump stopped while sources are read', () => {
+  it('says how many parts of each stopped stream stay behind its aborted member, and verify of the file passes (exit 0), naming those given up', async () => {
+    // two volumes of ten parts each and a.vol of two: a.vol ends first, the others are stopped there
+    const bigs = [at('big1.vol'), at('big2.vol')];
+    for (const [i, v] of bigs.entries()) {
+      await setupOk(['volume', 'create', v, '--size', '16M', '-q'], { env });
+      fs.writeFileSync(`${v}.raw`, incompressibleImage(4096, BS, 10 + i));
+      await setupOk(['volume', 'import', v, '--from', `${v}.raw`, '-q'], { env });
+      await setupOk(['snapshot', 'create', v, 's1', '-q'], { env });
+    }
+    const tape = at('stopped');
+    const cat = at('stopped.json');
+    const paused = at('stopped.paused');
+    const child = spawnCli(['dump', ...bigs, A, '--level', '0', '--snapshot', 's1', '--to', `tape:${tape}`, '--new-tape', '--multiplex', '--catalog', cat], { env: { ...env, IMGSTREAM_PAUSE_AT: `multiplex-first-end:${paused}`, IMGSTREAM_TEST_SOURCE_RATE: '4M' } });
+    const done = finished(child, 60_000);
+    for (let waited = 0; !fs.existsSync(paused); waited += 20) {
+      if (waited > 30_000 || child.exitCode !== null) throw new Error('the dump did not reach the end of its first stream');
+      await sleep(20);
+    }
+    child.kill('SIGINT');
+    await sleep(200);
+    fs.rmSync(paused);
+    const r = await done;
+    expect(r.code, r.stderr).toBe(130);
+    expect(r.stderr).not.toMatch(/nothing was left/);
+    const log = JSON.parse((await runBundled(['tape', 'log', `tape:${tape}#1`, '--json'], { env })).stdout) as { log: { header: { sources: Array<{ status: string; error?: string }> }; entries: Array<{ source: number; kind: string }> } };
+    let stayed = 0;
+    for (const i of [0, 1]) {
+      const parts = log.log.entries.filter((e) => e.source === i && e.kind === 'part').length;
+      expect(log.log.header.sources[i].status).toBe('aborted');
+      expect(r.stderr).toContain(`dump of ${bigs[i]} stopped by SIGINT: nothing recorded, ${parts} part${parts === 1 ? '' : 's'} of its stream (`);
+      expect(log.log.header.sources[i].error).not.toMatch(/nothing was left/);
+      stayed += parts;
+    }
+    expect(stayed).toBeGreaterThan(0);
+    expect(log.log.header.sources[2].status).toBe('complete');
+    const v = await runBundled(['verify', `tape:${tape}`], { env });
+    expect(v.code, v.stderr).toBe(0);
+    expect(v.stdout).toMatch(/a\.vol.*: ok\n1 stream\(s\) verified/);
+    const lines = v.stderr.trim().split('\n');
+    expect(lines).toHaveLength(2);
+    for (const [i, l] of lines.entries()) expect(l).toMatch(new RegExp(`${path.basename(bigs[i])} .*given up by its dump after \\d+ parts? here \\(an aborted member: .*\\): no stream, not verified$`));
   });
 });
 

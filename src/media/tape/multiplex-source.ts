@@ -78,6 +78,11 @@ export async function multiplexedStreams(o: MultiplexedStreamsOptions): Promise<
   });
   // every stream is read (verify, catalog rebuild): a volume the file lost is one that fails, named
   if (o.stream !== undefined || o.volume !== undefined) return found;
+  // one its dump gave up (stopped by a signal, failed) is said as such, not as damage
+  for (const [k, s] of streams.entries()) {
+    const given = givenUp(index, s.streamId);
+    if (given !== null) found[k] = { ...found[k], givenUp: given };
+  }
   const missing: SourceStream[] = lost.map((p) => ({
     name: `${o.ref.name} (${p})`,
     position: { kind: 'tape', location, ...(o.tapeFile !== undefined ? { tapeFile: o.tapeFile } : {}), tapes: [location] },
@@ -88,6 +93,15 @@ export async function multiplexedStreams(o: MultiplexedStreamsOptions): Promise<
     mediumDamage: `${o.ref.name}: ${index.damage}`,
   }));
   return [...found, ...missing];
+}
+
+/** Why a stream with an aborted member in this tape file is no stream (null: it has none). */
+function givenUp(index: MultiplexIndex, streamId: string): string | null {
+  const mine = index.members.filter((m) => m.streamId === streamId);
+  if (!mine.some((m) => m.kind === 'aborted')) return null;
+  const parts = mine.filter((m) => m.kind === 'part').length;
+  const error = index.log?.header.sources.find((x) => x.streamId === streamId)?.error;
+  return `given up by its dump after ${parts} part${parts === 1 ? '' : 's'} here (an aborted member${error ? `: ${error}` : ''}): no stream, not verified`;
 }
 
 /**
