@@ -5,7 +5,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { randomUUID } from 'node:crypto';
-import { ImgstreamError, UsageError, errorOfCode } from '../core/errors.js';
+import { ImgstreamError, UsageError, errorOfCode, stoppedBy } from '../core/errors.js';
+import { stopSignal, untilStopped } from '../stream/interruption.js';
 import { saveBackupLog } from '../catalog/backup-logs.js';
 import { LEFT_BEHIND, MultiplexTapeWriter, type MultiplexTapeOptions, type MultiplexOutcome } from '../media/tape/index.js';
 import { noProgress, type Progress } from '../core/progress.js';
@@ -58,6 +59,15 @@ export async function multiplexDump(volumes: string[], tape: MultiplexTape, opts
   const id = randomUUID();
   // the backup log names each volume by its absolute path: `--volume PATH` finds it from any directory
   const writer = new MultiplexTapeWriter({ ...tape, id, sources: volumes.map((v) => path.resolve(v)) });
+  // one dump at a time writes to a tape (tape-locks.ts): wait here, before any snapshot is taken
+  try {
+    await untilStopped(writer.lockTapes(), opts.signal);
+  } catch (err) {
+    writer.abandon('stopped before it started');
+    const by = stopSignal(opts.signal);
+    if (by) throw stoppedBy(by, `multiplexed dump stopped by ${by} while it waited for the tape: nothing was written or recorded`);
+    throw err;
+  }
   // the sources share the compression threads
   const threads = opts.threads === 0 ? 0 : Math.max(1, Math.floor(opts.threads / volumes.length));
   const shared = sharedProgress(progress, `dumping ${volumes.length} volumes`, volumes.length);

@@ -109,6 +109,17 @@ export class MultiplexTapeWriter {
     this.outcome.catch(() => {});
   }
 
+  /** Waits while another dump writes to the tapes (before the sources start: a stop signal ends the wait, abandon()). */
+  lockTapes(): Promise<void> {
+    return this.files.lockTapes();
+  }
+
+  /** The dump stopped before its sources started: no tape file is written, and the tapes are let go. */
+  abandon(reason: string): void {
+    this.files.discard();
+    for (let i = 0; i < this.opts.sources.length; i++) this.sourceFailed(i, reason);
+  }
+
   /** Resolves when the multiplexed dump is published (or rejects: nothing was). */
   done(): Promise<MultiplexOutcome> {
     return this.outcome;
