@@ -74,6 +74,10 @@ export interface SourceStream {
   readonly volumeUnchecked?: string;
   /** Damage in the medium around the stream that leaves the stream itself whole (a multiplexed tape file's backup log missing or damaged: its members were found by their headers). */
   readonly mediumDamage?: string;
+  /** A stream the medium should hold and lost (a cut multiplexed tape file): reading it fails, naming it; verify reads the others on. */
+  readonly lost?: true;
+  /** A stream its dump gave up (a multiplexed tape file's aborted member): no stream, so no failure of the medium; said, not read. */
+  readonly givenUp?: string;
 }
 
 export interface StreamSource {

@@ -21,6 +21,8 @@ export interface SourceSummary {
   volume: { path: string; uuid: string | null };
   streamId: string | null;
   status: SourceStatus;
+  /** Status earlier: the tape of the set its stream ended on. */
+  endedIn?: number;
   error?: string;
   members: number;
   parts: number;
@@ -84,9 +86,14 @@ export function readTapeLog(spec: string, catalog: Catalog | null): TapeLogResul
   throw new CorruptError(`${ref.name}: its backup log is missing or damaged${why}, and the catalog has no copy`, 'imgstream verify still finds every stream that completed');
 }
 
+/** A source's status as tape log prints it: `earlier` says on which tape the stream ended. */
+export function describeStatus(s: { status: SourceStatus; endedIn?: number }): string {
+  return s.status === 'earlier' ? `earlier (ended on tape ${s.endedIn ?? '?'})` : s.status;
+}
+
 export function summarizeLog(log: BackupLog): LogSummary {
   const h = log.header;
-  const sources: SourceSummary[] = h.sources.map((s) => ({ source: s.source, volume: s.volume, streamId: s.streamId, status: s.status, ...(s.error ? { error: s.error } : {}), members: 0, parts: 0, bytes: 0, first: null, last: null }));
+  const sources: SourceSummary[] = h.sources.map((s) => ({ source: s.source, volume: s.volume, streamId: s.streamId, status: s.status, ...(s.endedIn !== undefined ? { endedIn: s.endedIn } : {}), ...(s.error ? { error: s.error } : {}), members: 0, parts: 0, bytes: 0, first: null, last: null }));
   let bytes = 0;
   for (const e of log.entries) {
     bytes += e.size;

@@ -5,9 +5,10 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { randomUUID } from 'node:crypto';
-import { ImgstreamError, UsageError, errorOfCode } from '../core/errors.js';
+import { ImgstreamError, UsageError, errorOfCode, stoppedBy } from '../core/errors.js';
+import { stopSignal, untilStopped } from '../stream/interruption.js';
 import { saveBackupLog } from '../catalog/backup-logs.js';
-import { MultiplexTapeWriter, type MultiplexTapeOptions, type MultiplexOutcome } from '../media/tape/index.js';
+import { LEFT_BEHIND, MultiplexTapeWriter, type MultiplexTapeOptions, type MultiplexOutcome } from '../media/tape/index.js';
 import { noProgress, type Progress } from '../core/progress.js';
 import { dumpVolumeAt } from '../stream/dump-at.js';
 import type { DumpOptions, DumpResult } from '../stream/dump.js';
@@ -58,6 +59,15 @@ export async function multiplexDump(volumes: string[], tape: MultiplexTape, opts
   const id = randomUUID();
   // the backup log names each volume by its absolute path: `--volume PATH` finds it from any directory
   const writer = new MultiplexTapeWriter({ ...tape, id, sources: volumes.map((v) => path.resolve(v)) });
+  // one dump at a time writes to a tape (tape-locks.ts): wait here, before any snapshot is taken
+  try {
+    await untilStopped(writer.lockTapes(), opts.signal);
+  } catch (err) {
+    writer.abandon('stopped before it started');
+    const by = stopSignal(opts.signal);
+    if (by) throw stoppedBy(by, `multiplexed dump stopped by ${by} while it waited for the tape: nothing was written or recorded`);
+    throw err;
+  }
   // the sources share the compression threads
   const threads = opts.threads === 0 ? 0 : Math.max(1, Math.floor(opts.threads / volumes.length));
   const shared = sharedProgress(progress, `dumping ${volumes.length} volumes`, volumes.length);
@@ -75,7 +85,8 @@ export async function multiplexDump(volumes: string[], tape: MultiplexTape, opts
     progress.stop();
     // nothing was published: say why each source failed when that is the cause
     // a message that names its volume already is not prefixed again
-    const failures = settled.map((s, i) => (s.status === 'rejected' ? named(volumes[i], (s.reason as Error).message) : null)).filter((x) => x !== null);
+    // a stopped source's parts were to stay behind an aborted member: nothing was published after all
+    const failures = settled.map((s, i) => (s.status === 'rejected' ? named(volumes[i], (s.reason as Error).message.replace(LEFT_BEHIND, 'nothing of it was left on the tape')) : null)).filter((x) => x !== null);
     // the tape failed (full, an I/O error): every source failed of it, say it once
     const ofTape = settled.every((s) => s.status === 'rejected' && (s.reason as Error).message === (err as Error).message);
     if (err instanceof ImgstreamError && failures.length === volumes.length && !ofTape) {

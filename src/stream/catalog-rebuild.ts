@@ -36,6 +36,10 @@ export async function recordsFromMedia(sources: StreamSource[], progress: Progre
   const out: RebuildResult = { records: [], skipped: [] };
   for (const src of sources) {
     for await (const s of src.streams()) {
+      if (s.givenUp !== undefined) {
+        out.skipped.push({ stream: s.name, reason: s.givenUp });
+        continue;
+      }
       let header: StreamHeader | null = null;
       try {
         for await (const rec of readImageStream(s.bytes, s.name, undefined, { withoutKey: 'headers' })) {
@@ -69,6 +73,8 @@ export async function recordsFromMedia(sources: StreamSource[], progress: Progre
           }
         }
       } catch (err) {
+        // a medium read the wrong way (a multiplexed tape file from a pipe) is no damage of the stream: said as it is
+        if (err instanceof ImgstreamError && err.code === 'usage') throw err;
         // the reason after the stream's name, which the error begins with (the line names it once)
         const message = (err as Error).message;
         const reason = message.startsWith(`${s.name}: `) ? message.slice(s.name.length + 2) : message;

@@ -47,6 +47,8 @@ export interface VerifyResult {
   chains: VerifiedChain[];
   /** Damage found around the streams that left them whole (a multiplexed tape file's backup log), one line each. */
   damage?: string[];
+  /** Streams their dumps gave up (a multiplexed tape file's aborted members): not verified, no failure; one line each. */
+  givenUp?: string[];
 }
 
 /** One volume's chain among the streams verified: what its first stream needs. */
@@ -74,8 +76,11 @@ export async function verifyStreams(sources: StreamSource[], progress: Progress 
   for (const src of sources) await src.precheck?.(); // a set missing its last tape: before reading the rest
   for (const src of sources) {
     for await (const s of src.streams()) {
-      if (s.mediumDamage !== undefined && !result.damage?.includes(s.mediumDamage)) (result.damage ??= []).push(s.mediumDamage);
-      if (s.position.stream !== undefined) {
+      if (s.givenUp !== undefined) {
+        (result.givenUp ??= []).push(`${s.name}: ${s.givenUp}`);
+        continue;
+      }
+      if (s.position.stream !== undefined || s.lost) {
         try {
           await verifyOne(s);
         } catch (err) {
@@ -84,6 +89,8 @@ export async function verifyStreams(sources: StreamSource[], progress: Progress 
           progress.stop();
         }
       } else await verifyOne(s);
+      // after the stream: a backup log may be found wrong only as its members are read
+      if (s.mediumDamage !== undefined && !result.damage?.includes(s.mediumDamage)) (result.damage ??= []).push(s.mediumDamage);
     }
   }
   if (failed.length > 0) {

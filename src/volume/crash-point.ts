@@ -23,7 +23,8 @@ export function crashPoint(step: string, file: string): void {
  * Fault injection for signal tests: IMGSTREAM_PAUSE_AT=<step>:<file> holds this process at
  * that step (dump-completing: a dump's stream complete, its trailer not yet written;
  * multiplex-sources-read: every source of a multiplexed dump read and its stream
- * complete on the tape, the tape files not yet closed and published) from creating
+ * complete on the tape, the tape files not yet closed and published; multiplex-first-end:
+ * the first stream of a multiplexed dump complete on the tape, others still being read) from creating
  * `file` until `file` is removed: the test sends its signal meanwhile. The event loop runs
  * on, so signal handlers do.
  */

@@ -2,13 +2,17 @@
 // tape:/dev/null (a drive that keeps nothing) is no base for a later level; the same
 // volume given twice under another name (a symbolic link); the backup log of a tape set
 // naming a source not yet on that tape as one that goes on later, not as failed;
-// --volume by uuid on a pipe when two volumes (a copy and its original) share it; by path
-// from another directory than the dump's; and a uuid typed in capitals. verify of a file
+// --volume by uuid on a pipe when two volumes (a copy and its original) share it; verify
+// and catalog rebuild of such a file through a pipe (refused, naming a seekable copy); by path
+// from another directory than the dump's; and a uuid typed in capitals; by its real path
+// when dumped through a link; a tape directory and a link to it given as two tapes. verify of a file
 // with one stream damaged names the streams that passed too; with its backup log damaged
 // (the streams whole) it says so. A SIGINT after every source was read (a real signal to
 // a real process, held there by IMGSTREAM_PAUSE_AT) came too late to stop the dump: it
 // completes and is recorded, as a single dump or one to S3 from its trailer on, and one
-// line on stderr says so (it used to exit 0 without a word).
+// line on stderr says so (it used to exit 0 without a word). One that stops sources still
+// read says how many parts of each stay behind its aborted member, and verify passes the
+// file, naming the streams given up.
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -89,7 +93,9 @@ describe('a multiplexed dump', () => {
     // the first tape cannot hold the three: one of them is later there, none is failed anywhere
     expect(statuses[0]).toContain('later');
     expect(statuses.flat()).not.toContain('failed');
-    expect(statuses[statuses.length - 1].every((s) => s === 'complete')).toBe(true);
+    // each ended there, or on an earlier tape (multiplex-log.test.ts)
+    expect(statuses[statuses.length - 1].every((s) => s === 'complete' || s === 'earlier')).toBe(true);
+    expect(statuses[statuses.length - 1]).toContain('complete');
     for (const v of [A, B, C]) {
       const dst = at(`span-${path.basename(v)}`);
       const rr = await runBundled(['restore', '--to', dst, '--as-of', 's1', '--volume', v, '--catalog', at('span.json'), '-q'], { env });
@@ -120,6 +126,51 @@ describe('a multiplexed dump interrupted after every source was read', () => {
     expect(r.stdout).toMatch(/multiplexed onto tape \S+late file 1/);
     expect(fs.readdirSync(tape)).toEqual(['file0001.tar']);
     expect((JSON.parse(fs.readFileSync(cat, 'utf8')) as { dumps: unknown[] }).dumps).toHaveLength(2);
+  });
+});
+
+describe('a multiplexed dump stopped while sources are read', () => {
+  it('says how many parts of each stopped stream stay behind its aborted member, and verify of the file passes (exit 0), naming those given up', async () => {
+    // two volumes of ten parts each and a.vol of two: a.vol ends first, the others are stopped there
+    const bigs = [at('big1.vol'), at('big2.vol')];
+    for (const [i, v] of bigs.entries()) {
+      await setupOk(['volume', 'create', v, '--size', '16M', '-q'], { env });
+      fs.writeFileSync(`${v}.raw`, incompressibleImage(4096, BS, 10 + i));
+      await setupOk(['volume', 'import', v, '--from', `${v}.raw`, '-q'], { env });
+      await setupOk(['snapshot', 'create', v, 's1', '-q'], { env });
+    }
+    const tape = at('stopped');
+    const cat = at('stopped.json');
+    const paused = at('stopped.paused');
+    const child = spawnCli(['dump', ...bigs, A, '--level', '0', '--snapshot', 's1', '--to', `tape:${tape}`, '--new-tape', '--multiplex', '--catalog', cat], { env: { ...env, IMGSTREAM_PAUSE_AT: `multiplex-first-end:${paused}`, IMGSTREAM_TEST_SOURCE_RATE: '4M' } });
+    const done = finished(child, 60_000);
+    for (let waited = 0; !fs.existsSync(paused); waited += 20) {
+      if (waited > 30_000 || child.exitCode !== null) throw new Error('the dump did not reach the end of its first stream');
+      await sleep(20);
+    }
+    child.kill('SIGINT');
+    await sleep(200);
+    fs.rmSync(paused);
+    const r = await done;
+    expect(r.code, r.stderr).toBe(130);
+    expect(r.stderr).not.toMatch(/nothing was left/);
+    const log = JSON.parse((await runBundled(['tape', 'log', `tape:${tape}#1`, '--json'], { env })).stdout) as { log: { header: { sources: Array<{ status: string; error?: string }> }; entries: Array<{ source: number; kind: string }> } };
+    let stayed = 0;
+    for (const i of [0, 1]) {
+      const parts = log.log.entries.filter((e) => e.source === i && e.kind === 'part').length;
+      expect(log.log.header.sources[i].status).toBe('aborted');
+      expect(r.stderr).toContain(`dump of ${bigs[i]} stopped by SIGINT: nothing recorded, ${parts} part${parts === 1 ? '' : 's'} of its stream (`);
+      expect(log.log.header.sources[i].error).not.toMatch(/nothing was left/);
+      stayed += parts;
+    }
+    expect(stayed).toBeGreaterThan(0);
+    expect(log.log.header.sources[2].status).toBe('complete');
+    const v = await runBundled(['verify', `tape:${tape}`], { env });
+    expect(v.code, v.stderr).toBe(0);
+    expect(v.stdout).toMatch(/a\.vol.*: ok\n1 stream\(s\) verified/);
+    const lines = v.stderr.trim().split('\n');
+    expect(lines).toHaveLength(2);
+    for (const [i, l] of lines.entries()) expect(l).toMatch(new RegExp(`${path.basename(bigs[i])} .*given up by its dump after \\d+ parts? here \\(an aborted member: .*\\): no stream, not verified$`));
   });
 });
 
@@ -154,6 +205,17 @@ describe('--volume on a multiplexed tape file', () => {
     }
   });
 
+  it('through a pipe, verify and catalog rebuild (every stream) are refused in one line naming a seekable copy (exit 2), never as damage', async () => {
+    const piped = (args: string) => sh(`cat ${shellQuote(path.join(tape, 'file0001.tar'))} | node ${shellQuote(CLI_BIN)} ${args}`, { env });
+    const rebuilt = at('pipe-rebuilt.json');
+    for (const [what, args] of [['verify', 'verify tape:/dev/stdin'], ['catalog rebuild', `catalog rebuild --from tape:/dev/stdin --catalog ${shellQuote(rebuilt)}`]]) {
+      const r = await piped(args);
+      expectOneLineError(r, `${what} of a multiplexed tape file through a pipe`, 2, /multiplexed tape file holding the dumps of 2 volumes .*only one of its streams can be followed.*copy it into a tape directory first .* and give tape:DIR/);
+      expect(r.stderr).not.toMatch(/--volume|damaged|level 0/);
+    }
+    expect(fs.existsSync(rebuilt)).toBe(false);
+  });
+
   it('by the absolute path from another directory than the dump ran in, and by a uuid in capitals where it names one volume', async () => {
     const other = await sh(`cd / && node ${shellQuote(CLI_BIN)} restore --from tape:${shellQuote(tape)}#1 --volume ${shellQuote(copy)} --to ${shellQuote(at('abs.vol'))} -q`, { env });
     expect(other.code, other.stderr).toBe(0);
@@ -165,6 +227,34 @@ describe('--volume on a multiplexed tape file', () => {
     const up = await runBundled(['restore', '--from', `tape:${t}#1`, '--volume', bUuid.slice(0, 8).toUpperCase(), '--to', at('upper.vol'), '-q'], { env });
     expect(up.code, up.stderr).toBe(0);
     expect(await exportSha(at('upper.vol'), { env })).toBe(shas[B]);
+  });
+});
+
+describe('symbolic links', () => {
+  it('a volume dumped through a linked directory is picked by its real path too, from a tape directory and through a pipe', async () => {
+    fs.symlinkSync(root, at('rootlink'));
+    const tape = at('linked');
+    const r = await runBundled(['dump', path.join(at('rootlink'), 'a.vol'), B, '--level', '0', '--snapshot', 's1', '--to', `tape:${tape}`, '--new-tape', '--multiplex', '--catalog', at('linked.json'), '-q'], { env });
+    expect(r.code, r.stderr).toBe(0);
+    const seek = await runBundled(['restore', '--from', `tape:${tape}#1`, '--volume', A, '--to', at('linked-a.vol'), '-q'], { env });
+    expect(seek.code, seek.stderr).toBe(0);
+    expect(await exportSha(at('linked-a.vol'), { env })).toBe(shas[A]);
+    const pipe = await sh(`cat ${shellQuote(path.join(tape, 'file0001.tar'))} | node ${shellQuote(CLI_BIN)} restore --from tape:/dev/stdin --volume ${shellQuote(A)} --to ${shellQuote(at('linked-pipe.vol'))} -q`, { env });
+    expect(pipe.code, pipe.stderr).toBe(0);
+    expect(await exportSha(at('linked-pipe.vol'), { env })).toBe(shas[A]);
+  });
+
+  it('a tape directory given twice, once through a link, is refused before the dump takes its snapshot or writes', async () => {
+    const d1 = at('d1');
+    fs.mkdirSync(d1);
+    fs.symlinkSync(d1, at('d1link'));
+    const before = await snapshots(A);
+    for (const multiplex of [['--multiplex'], []]) {
+      const r = await runBundled(['dump', A, ...(multiplex.length ? [B] : []), '--level', '0', '--to', `tape:${d1},${at('d1link')}`, '--tape-size', '600K', ...multiplex], { env });
+      expectOneLineError(r, 'a tape and a link to it', 4, /tape \S+d1link is given twice \(as tapes 1 and 2 of the set: it is the same directory as \S+d1\)/);
+      expect(fs.readdirSync(d1)).toEqual([]);
+      expect(await snapshots(A)).toEqual(before);
+    }
   });
 });
 

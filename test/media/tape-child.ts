@@ -12,7 +12,7 @@ const REPO = fileURLToPath(new URL('../..', import.meta.url));
 
 /** Transpiles the tape medium under `outRoot`; returns the path of its index.js. */
 export function buildTapeModule(outRoot: string): string {
-  const sources = ['src/core/errors.ts', 'src/core/make-dirs.ts', 'src/media/medium.ts', 'src/fs/durable-file.ts', 'src/fs/stale-temp.ts', 'src/volume/crash-point.ts', ...fs.readdirSync(path.join(REPO, 'src/media/tape')).filter((f) => f.endsWith('.ts')).map((f) => `src/media/tape/${f}`)];
+  const sources = ['src/core/errors.ts', 'src/core/size.ts', 'src/core/make-dirs.ts', 'src/volume/volume-lock.ts', 'src/media/medium.ts', 'src/fs/durable-file.ts', 'src/fs/stale-temp.ts', 'src/volume/crash-point.ts', ...fs.readdirSync(path.join(REPO, 'src/media/tape')).filter((f) => f.endsWith('.ts')).map((f) => `src/media/tape/${f}`)];
   for (const rel of sources) {
     const out = path.join(outRoot, rel.replace(/\.ts$/, '.js'));
     const { outputText } = ts.transpileModule(fs.readFileSync(path.join(REPO, rel), 'utf8'), {

@@ -3,12 +3,13 @@
 // another name, a copy) is refused before any stream is read, while a tape file whose end
 // cannot be told is left to the reader; a failing tape target removes the directories it
 // made for new tapes (only those, only when empty) and fails with a named error when the
-// tape is full.
+// tape is full. A tape of a set that lost its first tape file is named as missing that
+// file, as when it is given alone.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CorruptError, InvalidInputError, IoError } from '../../src/core/errors.js';
+import { CorruptError, InvalidInputError, IoError, NotFoundError } from '../../src/core/errors.js';
 import { tapeSource, tapeTarget, type TapeTargetOptions } from '../../src/media/index.js';
 import { readAll, streamBytes, writeInPieces } from './stream-data.js';
 
@@ -61,6 +62,23 @@ describe('a tape set with a tape of another set', () => {
     const file = path.join(at('x1-cut'), 'file0001.tar');
     fs.truncateSync(file, fs.statSync(file).size - 20_480);
     await expect(readAll([tapeSource({ tapes: [at('x1-cut'), at('y1')] })])).rejects.toThrow(CorruptError);
+  });
+});
+
+describe('a tape set whose last tape lost its first tape file', () => {
+  it('is refused as that tape alone is: the file is named missing (not-found), not the tape as another set\'s', async () => {
+    const set = [at('m1'), at('m2'), at('m3')];
+    await dump({ tapes: set, tapeSize, streamId: 'm' }, streamBytes(2_600_000, 8));
+    // a later dump appended to the last tape: its file 2
+    await dump({ tapes: [set[2]], streamId: 'm-next' }, streamBytes(1000, 9));
+    expect(fs.readdirSync(set[2])).toEqual(['file0001.tar', 'file0002.tar']);
+    fs.rmSync(path.join(set[2], 'file0001.tar'));
+    const alone = await tapeSource({ tapes: [set[2]] }).precheck!().then(() => null, (err: unknown) => err);
+    const inSet = await tapeSource({ tapes: set }).precheck!().then(() => null, (err: unknown) => err);
+    for (const err of [alone, inSet]) {
+      expect(err).toBeInstanceOf(NotFoundError);
+      expect(String(err)).toMatch(/tape .*m3: tape file 1 is missing \(it holds 1 of files 1 to 2\)/);
+    }
   });
 });
 

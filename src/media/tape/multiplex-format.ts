@@ -44,7 +44,7 @@ export interface MultiplexLabel {
   volumes?: string[];
 }
 
-export type SourceStatus = 'complete' | 'continued' | 'later' | 'aborted' | 'failed';
+export type SourceStatus = 'complete' | 'continued' | 'later' | 'earlier' | 'aborted' | 'failed';
 
 /** One source of a multiplexed dump, as the log's first line lists it. */
 export interface LogSource {
@@ -52,8 +52,10 @@ export interface LogSource {
   source: number;
   volume: { path: string; uuid: string | null };
   streamId: string | null;
-  /** In this tape file: the stream ended, goes on in the next, was given up; later: nothing of it here yet, it goes on (or starts) in a later tape file; failed: its dump never wrote to the tape. */
+  /** In this tape file: the stream ended, goes on in the next, was given up; later: nothing of it here yet, it goes on (or starts) in a later tape file; earlier: nothing of it here, it ended (or was given up) in an earlier one, `endedIn`; failed: its dump never wrote to the tape. */
   status: SourceStatus;
+  /** Status earlier: the tape (its sequence in the multiplexed dump) holding the stream's end or aborted member. */
+  endedIn?: number;
   /** Parts and stream bytes written so far (the whole stream, as its closing member says). */
   parts: number;
   bytes: number;
@@ -107,6 +109,8 @@ export function encodeLogLine(value: LogHeader | LogEntry): string {
 }
 
 const isCount = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) >= 0;
+/** A time as the writer puts it: an ISO date that parses back to itself. */
+const isTime = (v: unknown): v is string => typeof v === 'string' && !Number.isNaN(Date.parse(v)) && new Date(v).toISOString() === v;
 
 function parseObject(text: string): Record<string, unknown> | null {
   try {
@@ -147,10 +151,12 @@ export function decodeBackupLog(text: string): BackupLog | null {
   // a newer log is not a damaged one: walking the members past it could misread them too
   refuseOtherVersion(h, BACKUP_LOG_FORMAT, 1, 'a backup log');
   if (!h || h.format !== BACKUP_LOG_FORMAT || h.version !== 1 || typeof h.id !== 'string' || !isCount(h.sequence) || !Array.isArray(h.sources)) return null;
+  if (!isTime(h.started) || !isTime(h.finished) || !isCount(h.idleMs)) return null;
   const entries: LogEntry[] = [];
   for (const line of lines.slice(1)) {
     const e = parseObject(line);
-    if (!e || !Number.isSafeInteger(e.source) || typeof e.stream !== 'string' || !KINDS.has(e.kind as string) || !isCount(e.size) || !isCount(e.offset) || typeof e.time !== 'string') return null;
+    if (!e || !Number.isSafeInteger(e.source) || typeof e.stream !== 'string' || !KINDS.has(e.kind as string) || !isCount(e.size) || !isCount(e.offset) || !isTime(e.time)) return null;
+    if (!isCount(e.waitedMs) || !isCount(e.record) || !(e.seq === null || isCount(e.seq)) || (e.kind === 'part') !== (e.seq !== null)) return null;
     entries.push(e as unknown as LogEntry);
   }
   return { header: h as unknown as LogHeader, entries };

@@ -3,7 +3,9 @@
 // others' members. Without a readable log (a file cut short, a damaged log) the members'
 // tar headers are walked instead, 512 bytes per member, as far as the archive is intact:
 // every stream that ended before the damage is still whole. Every member read is checked
-// against its own tar header, so a wrong log cannot hand out another stream's bytes.
+// against its own tar header, so a wrong log cannot hand out another stream's bytes: a log
+// whose members do not follow one another, or that a member's header contradicts, is
+// damaged, and the headers are walked instead (the streams are whole).
 import fs from 'node:fs';
 import { CorruptError, FormatVersionError, fromSystemError } from '../../core/errors.js';
 import { MAX_META_BYTES, TAR_BLOCK, decodeClosing, decodeLabel, memberName, parseMemberName, roundUp, type TapeClosing, type TapeLabel } from './tape-format.js';
@@ -41,6 +43,8 @@ export interface MultiplexIndex {
   log: BackupLog | null;
   /** Without a log: where the walk stopped and why (null: it reached the end of the archive). */
   damage: string | null;
+  /** The walk stopped at damage before the end of the archive: members after it (whole streams too) are lost. */
+  cut: boolean;
 }
 
 function pread(fd: number, ref: TapeFileRef, buf: Buffer, position: number, counter: ReadCounter): number {
@@ -97,7 +101,7 @@ function multiplexLabelAt(fd: number, ref: TapeFileRef, counter: ReadCounter): M
  * Found by walking back from the end to the first valid tar header; null when that header
  * is not the log's (a file cut short) or the log does not decode.
  */
-function readLogFromEnd(fd: number, ref: TapeFileRef, label: MultiplexLabel, size: number, counter: ReadCounter): BackupLog | null {
+function readLogFromEnd(fd: number, ref: TapeFileRef, label: MultiplexLabel, size: number, counter: ReadCounter): { log: BackupLog; at: number } | null {
   const wanted = memberName.log(label.id);
   let end = -1; // end of the last non-zero block
   const win = Buffer.alloc(CHUNK);
@@ -120,7 +124,7 @@ function readLogFromEnd(fd: number, ref: TapeFileRef, label: MultiplexLabel, siz
       const data = Buffer.alloc(h.size);
       if (pread(fd, ref, data, at + TAR_BLOCK, counter) < h.size) return null;
       const log = decodeBackupLog(data.toString('utf8'));
-      return log && log.header.id === label.id && log.header.sequence === label.sequence ? log : null;
+      return log && log.header.id === label.id && log.header.sequence === label.sequence ? { log, at } : null;
     }
     top = from;
   }
@@ -154,6 +158,39 @@ function walkMembers(fd: number, ref: TapeFileRef, size: number, counter: ReadCo
   }
 }
 
+/**
+ * Where a well-formed log cannot be right, said in a few words (null: it may be): its
+ * members must follow one another from the multiplex label at byte 0 to the log member at
+ * `at`, each where the one before ends. A wrong size or offset shows here without reading
+ * a member; what it cannot show (a size that rounds up to the same blocks) the members'
+ * own headers show as they are read (readMultiplexedParts).
+ */
+function logMisplaces(log: BackupLog, at: number): string | null {
+  let next = 0;
+  for (const e of log.entries) {
+    if (e.offset !== next) return `its entry of a ${e.kind} member of stream ${e.stream} says byte ${e.offset}, where the member before ends at byte ${next}`;
+    next = e.offset + TAR_BLOCK + roundUp(e.size, TAR_BLOCK);
+  }
+  if (log.entries[0]?.kind !== 'multiplex') return 'it does not begin with the multiplex label';
+  return next === at ? null : `its members end at byte ${next}, but the log member is at byte ${at}`;
+}
+
+/**
+ * The log disagrees with a member's own header (what logMisplaces cannot see): the index
+ * is made again from the headers, as for a file without a log, and says the log is damaged.
+ */
+function walkInstead(ref: TapeFileRef, index: MultiplexIndex, wrong: string, counter: ReadCounter): void {
+  const fd = open(ref);
+  try {
+    const walked = walkMembers(fd, ref, fs.fstatSync(fd).size, counter);
+    // the streams the log named are kept: those the walk finds are the same
+    Object.assign(index, { members: walked.members, log: null, damage: walked.damage ?? `the backup log is damaged: ${wrong}`, cut: walked.damage !== null });
+    for (const s of walked.streams) if (!index.streams.some((x) => x.streamId === s.streamId)) index.streams.push(s);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
 /** Where every member of a multiplexed tape file is: from its log, or by walking its headers. */
 export function indexMultiplexFile(ref: TapeFileRef, counter: ReadCounter): MultiplexIndex {
   const fd = open(ref);
@@ -161,14 +198,17 @@ export function indexMultiplexFile(ref: TapeFileRef, counter: ReadCounter): Mult
     const label = readMultiplexLabelAt(fd, ref, counter);
     if (!label) throw new CorruptError(`${ref.name}: damaged multiplex label`, DAMAGE_HINT);
     const size = fs.fstatSync(fd).size;
-    const log = readLogFromEnd(fd, ref, label, size, counter);
-    if (log) {
+    const found = readLogFromEnd(fd, ref, label, size, counter);
+    const wrong = found ? logMisplaces(found.log, found.at) : null;
+    if (found && wrong === null) {
+      const log = found.log;
       const members = log.entries.map((e) => ({ kind: e.kind, streamId: e.stream, index: e.seq, offset: e.offset, size: e.size }));
       const streams = log.header.sources.filter((s) => s.streamId !== null && members.some((m) => m.streamId === s.streamId)).map((s) => ({ streamId: s.streamId!, volume: s.volume }));
-      return { label, members, streams, log, damage: null };
+      return { label, members, streams, log, damage: null, cut: false };
     }
     const walked = walkMembers(fd, ref, size, counter);
-    return { label, ...walked, log: null, damage: walked.damage ?? 'the backup log is missing or damaged' };
+    const why = wrong === null ? 'the backup log is missing or damaged' : `the backup log is damaged: ${wrong}`;
+    return { label, ...walked, log: null, damage: walked.damage ?? why, cut: walked.damage !== null };
   } catch (err) {
     throw named(err, ref);
   } finally {
@@ -226,12 +266,16 @@ function rangesOf(m: MultiplexMember, chunk = CHUNK): Array<{ pos: number; len: 
   return out;
 }
 
-/** One member's data, checked against its own tar header. */
-async function* memberData(ra: ReadAhead, ref: TapeFileRef, m: MultiplexMember, chunk = CHUNK): AsyncGenerator<Buffer> {
-  const head = await ra.next();
+/** Does this header block name member `m` of the index, at its size? */
+function headerIs(head: Buffer, m: MultiplexMember): boolean {
   const h = head.length === TAR_BLOCK ? decodeTarHeader(head) : null;
   const p = h && parseMemberName(h.name);
-  if (!h || !p || p.streamId !== m.streamId || p.kind !== m.kind || h.size !== m.size || (p.kind === 'part' && p.index !== m.index)) {
+  return !!h && !!p && p.streamId === m.streamId && p.kind === m.kind && h.size === m.size && (p.kind !== 'part' || p.index === m.index);
+}
+
+/** One member's data, checked against its own tar header (`head`: read already). */
+async function* memberData(ra: ReadAhead, ref: TapeFileRef, m: MultiplexMember, head?: Buffer, chunk = CHUNK): AsyncGenerator<Buffer> {
+  if (!headerIs(head ?? (await ra.next()), m)) {
     throw new CorruptError(`${ref.name}: no ${m.kind} member of stream ${m.streamId} at byte ${m.offset} (damaged tape file or backup log)`, DAMAGE_HINT);
   }
   for (let done = 0; done < m.size; ) {
@@ -243,10 +287,10 @@ async function* memberData(ra: ReadAhead, ref: TapeFileRef, m: MultiplexMember, 
   }
 }
 
-async function metaOf(ra: ReadAhead, ref: TapeFileRef, m: MultiplexMember): Promise<Buffer> {
+async function metaOf(ra: ReadAhead, ref: TapeFileRef, m: MultiplexMember, head?: Buffer): Promise<Buffer> {
   if (m.size > MAX_META_BYTES) throw new CorruptError(`${ref.name}: member ${m.kind} of stream ${m.streamId} is too large (${m.size} bytes)`, DAMAGE_HINT);
   const chunks: Buffer[] = [];
-  for await (const c of memberData(ra, ref, m)) chunks.push(c);
+  for await (const c of memberData(ra, ref, m, head)) chunks.push(c);
   return Buffer.concat(chunks);
 }
 
@@ -279,20 +323,38 @@ export async function* readMultiplexedParts(ref: TapeFileRef, index: MultiplexIn
   const corrupt = (what: string) => new CorruptError(`${ref.name}: ${what}`, DAMAGE_HINT);
   const info = index.streams.find((s) => s.streamId === streamId);
   const who = `stream ${streamId}${info?.volume ? ` (${info.volume.path})` : ''}`;
-  const mine = index.members.filter((m) => m.streamId === streamId);
+  let mine = index.members.filter((m) => m.streamId === streamId);
   let fh: fs.promises.FileHandle;
   try {
     fh = await fs.promises.open(ref.path, 'r');
   } catch (err) {
     throw fromSystemError(err, ref.path, `opening ${ref.name}`);
   }
-  const ra = new ReadAhead(fh, mine.flatMap((m) => rangesOf(m)), counter);
+  let ra = new ReadAhead(fh, mine.flatMap((m) => rangesOf(m)), counter);
+  /** The stream's members, each with its header read: as the log says, or (from one whose header contradicts it) as the walk finds them. */
+  async function* members(): AsyncGenerator<{ m: MultiplexMember; head: Buffer }> {
+    for (let i = 0; i < mine.length; i++) {
+      const head = await ra.next();
+      if (!index.log || headerIs(head, mine[i])) {
+        yield { m: mine[i], head };
+        continue;
+      }
+      walkInstead(ref, index, `it has no ${mine[i].kind} member of stream ${streamId} at byte ${mine[i].offset}`, counter);
+      const walked = index.members.filter((x) => x.streamId === streamId);
+      // the members read so far were checked against their headers: the walk finds them too
+      if (walked.slice(0, i).some((x, k) => x.offset !== mine[k].offset)) throw corrupt(`the members of ${who} are not where its backup log said`);
+      await ra.drain();
+      mine = walked;
+      ra = new ReadAhead(fh, mine.slice(i).flatMap((x) => rangesOf(x)), counter);
+      if (i < mine.length) yield { m: mine[i], head: await ra.next() };
+    }
+  }
   try {
     let label: TapeLabel | null = null;
-    for (const m of mine) {
+    for await (const { m, head } of members()) {
       if (!label) {
         if (m.kind !== 'label') throw corrupt(`${who} has no label before its ${m.kind} member`);
-        label = decodeLabel(await metaOf(ra, ref, m));
+        label = decodeLabel(await metaOf(ra, ref, m, head));
         if (!label || label.streamId !== streamId) throw corrupt(`damaged label of ${who}`);
         if (label.sequence !== index.label.sequence || label.firstPart !== progress.parts) {
           throw corrupt(`expected ${who} from part ${progress.parts} in tape ${index.label.sequence}, found its tape ${label.sequence} from part ${label.firstPart}`);
@@ -302,7 +364,7 @@ export async function* readMultiplexedParts(ref: TapeFileRef, index: MultiplexIn
       }
       if (m.kind === 'part') {
         if (m.index !== progress.parts) throw corrupt(`part ${m.index} of ${who} where part ${progress.parts} belongs`);
-        for await (const chunk of memberData(ra, ref, m)) {
+        for await (const chunk of memberData(ra, ref, m, head)) {
           progress.bytes += chunk.length;
           yield chunk;
         }
@@ -310,7 +372,7 @@ export async function* readMultiplexedParts(ref: TapeFileRef, index: MultiplexIn
         continue;
       }
       if (m.kind !== 'end' && m.kind !== 'continued' && m.kind !== 'aborted') throw corrupt(`unexpected ${m.kind} member of ${who}`);
-      const body = await metaOf(ra, ref, m);
+      const body = await metaOf(ra, ref, m, head);
       const ending = decodeClosing(body) as (TapeClosing & { error?: string }) | null;
       if (!ending || ending.streamId !== streamId || ending.sequence !== index.label.sequence) throw corrupt(`damaged ${m.kind} member of ${who}`);
       if (m.kind === 'aborted') {

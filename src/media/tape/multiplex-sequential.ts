@@ -7,6 +7,7 @@
 // stream was chosen by uuid, the file is read on past its end until every volume its
 // multiplex label lists has shown its label, and a second match is refused (nothing of
 // a restore is kept before the stream's end is returned).
+import fs from 'node:fs';
 import path from 'node:path';
 import { CorruptError, NotFoundError, UsageError } from '../../core/errors.js';
 import { decodeClosing, decodeLabel, type TapeLabel } from './tape-format.js';
@@ -16,6 +17,8 @@ import type { StreamProgress, TapeFileEnding } from './tape-file-reader.js';
 export interface MultiplexSelection {
   stream?: string;
   volume?: string;
+  /** The reader wants every stream (verify, catalog rebuild), not one to restore: front to back, only one can be followed. */
+  every?: boolean;
 }
 
 /** A tar member as the reader hands it over. */
@@ -29,9 +32,15 @@ export interface SequentialMember {
   skip(): Promise<void>;
 }
 
-/** The refusal of a multiplexed tape file read without --volume when it holds several volumes' dumps. */
-export function ambiguousVolumes(where: string, volumes: string[], more = false): UsageError {
+/** The refusal of a multiplexed tape file read without --volume when it holds several volumes' dumps (`every`: by a reader of every stream, verify or catalog rebuild, which no --volume helps). */
+export function ambiguousVolumes(where: string, volumes: string[], more = false, every = false): UsageError {
   const count = more ? '' : `${volumes.length} `;
+  if (every) {
+    return new UsageError(
+      `${where} is a multiplexed tape file holding the dumps of ${count}${more ? 'several ' : ''}volumes (${volumes.join(', ')}${more ? ', …' : ''}): read front to back (a pipe, a drive), only one of its streams can be followed, and every one is to be read`,
+      'copy it into a tape directory first (dd if=/dev/nst0 of=DIR/file0001.tar bs=10k, or from a pipe: cat > DIR/file0001.tar) and give tape:DIR, whose file is read by seeking',
+    );
+  }
   return new UsageError(`${where} is a multiplexed tape file holding the dumps of ${count}${more ? 'several ' : ''}volumes (${volumes.join(', ')}${more ? ', …' : ''}): which one to restore is ambiguous`, 'pick one with --volume PATH|UUID');
 }
 
@@ -42,9 +51,18 @@ function matchesVolume(label: TapeLabel, selector: string): boolean {
   return byPath(v.path, selector) || (selector.length >= 4 && v.uuid.startsWith(selector.toLowerCase()));
 }
 
-/** Does `selector` name the volume dumped as `dumped` by its path? */
-function byPath(dumped: string, selector: string): boolean {
-  return dumped === selector || path.resolve(dumped) === path.resolve(selector);
+/** Does `selector` name the volume dumped as `dumped` by its path: as given, or where links lead (dumped through a link, named by its real path, or the other way)? */
+export function byPath(dumped: string, selector: string): boolean {
+  if (dumped === selector || path.resolve(dumped) === path.resolve(selector)) return true;
+  const real = (p: string): string | null => {
+    try {
+      return fs.realpathSync(p);
+    } catch {
+      return null; // gone, or the link removed: only the path as dumped names it
+    }
+  };
+  const r = real(selector);
+  return r !== null && r === real(dumped);
 }
 
 /**
@@ -75,7 +93,7 @@ export async function* followStream(members: AsyncIterable<SequentialMember>, wh
       } else if (id !== chosen && select.volume !== undefined && label.volume && chosenVolume !== null && label.volume.path !== chosenVolume && matchesVolume(label, select.volume)) {
         throw new UsageError(`${where}: --volume ${select.volume} matches the dumps of 2 volumes: ${chosenVolume}, ${label.volume.path}: which one to restore is ambiguous`, 'pick one by its path as dumped: --volume PATH');
       } else if (id !== chosen && select.volume === undefined && select.stream === undefined && progress.streamId === null && label.volume && chosenVolume !== null && label.volume.path !== chosenVolume) {
-        throw ambiguousVolumes(where, [chosenVolume, label.volume.path], true);
+        throw ambiguousVolumes(where, [chosenVolume, label.volume.path], true, select.every);
       }
       if (ending && unseen() === 0) return ending;
       if (id === chosen && label.firstPart !== progress.parts) throw corrupt(`stream ${id} goes on from part ${label.firstPart} here, where part ${progress.parts} belongs`);

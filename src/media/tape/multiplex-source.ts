@@ -6,7 +6,7 @@ import { CorruptError, NotFoundError, UsageError } from '../../core/errors.js';
 import type { MediaPosition, SourceStream } from '../medium.js';
 import { type TapeKind, listTapeFiles } from './tape-directory.js';
 import type { StreamProgress, TapeFileRef } from './tape-file-reader.js';
-import { ambiguousVolumes } from './multiplex-sequential.js';
+import { ambiguousVolumes, byPath } from './multiplex-sequential.js';
 import { type MultiplexIndex, type MultiplexStreamInfo, type ReadCounter, indexMultiplexFile, readMultiplexedParts, streamStartsHere } from './multiplex-reader.js';
 
 export interface MultiplexedStreamsOptions {
@@ -25,7 +25,7 @@ export interface MultiplexedStreamsOptions {
 export function volumeMatches(info: MultiplexStreamInfo, selector: string): boolean {
   const v = info.volume;
   if (!v) return false;
-  return v.path === selector || path.resolve(v.path) === path.resolve(selector) || (selector.length >= 4 && v.uuid !== null && v.uuid.startsWith(selector.toLowerCase()));
+  return byPath(v.path, selector) || (selector.length >= 4 && v.uuid !== null && v.uuid.startsWith(selector.toLowerCase()));
 }
 
 function describeVolume(info: MultiplexStreamInfo): string {
@@ -42,28 +42,81 @@ export async function multiplexedStreams(o: MultiplexedStreamsOptions): Promise<
     for (const s of streams) if (await streamStartsHere(o.ref, index, s.streamId, counter)) starting.push(s);
     streams = starting;
   }
+  const lost = lostVolumes(index);
   if (o.stream !== undefined) {
     streams = streams.filter((s) => s.streamId === o.stream);
     if (streams.length === 0) throw new NotFoundError(`${o.ref.name}: no stream ${o.stream} in this multiplexed tape file`, index.damage ? `the tape file is damaged: ${index.damage}` : 'the catalog may be out of date: imgstream catalog rebuild');
   }
   if (o.volume !== undefined) {
     streams = streams.filter((s) => volumeMatches(s, o.volume!));
+    const gone = lost.find((p) => volumeMatches({ streamId: '', volume: { path: p, uuid: null } }, o.volume!));
+    if (streams.length === 0 && gone !== undefined) throw lostStream(o.ref, index, gone);
     // a uuid (prefix) two volumes share (a copy, a restored replica and its source): only the path tells them apart
     const paths = [...new Set(streams.map((s) => s.volume?.path ?? s.streamId))];
     if (paths.length > 1) {
       throw new UsageError(`${o.ref.name}: --volume ${o.volume} matches the dumps of ${paths.length} volumes: ${paths.join(', ')}: which one to restore is ambiguous`, 'pick one by its path as dumped, as imgstream tape log tape:DIR#N lists them: --volume PATH');
     }
   } else if (o.oneVolume && o.stream === undefined) {
-    const volumes = [...new Set(streams.map(describeVolume))];
+    const volumes = [...new Set([...streams.map(describeVolume), ...lost])];
     if (volumes.length > 1) {
       throw ambiguousVolumes(o.ref.name, volumes);
     }
   }
   const location = path.resolve(o.tapes[o.t]);
-  return streams.map((s) => {
+  const found: SourceStream[] = streams.map((s) => {
     const position: MediaPosition = { kind: 'tape', location, ...(o.tapeFile !== undefined ? { tapeFile: o.tapeFile } : {}), tapes: [location], stream: s.streamId };
-    return { name: `${o.ref.name} (${describeVolume(s)})`, position, bytes: streamBytes(o, index, s.streamId, position, counter), bytesRead: () => counter.bytes, ...(index.damage ? { mediumDamage: `${o.ref.name}: ${index.damage}` } : {}) };
+    // a getter: a log found wrong while a stream is read is damage found then (multiplex-reader.ts walks the headers instead)
+    return {
+      name: `${o.ref.name} (${describeVolume(s)})`,
+      position,
+      bytes: streamBytes(o, index, s.streamId, position, counter),
+      bytesRead: () => counter.bytes,
+      get mediumDamage() {
+        return index.damage ? `${o.ref.name}: ${index.damage}` : undefined;
+      },
+    };
   });
+  // every stream is read (verify, catalog rebuild): a volume the file lost is one that fails, named
+  if (o.stream !== undefined || o.volume !== undefined) return found;
+  // one its dump gave up (stopped by a signal, failed) is said as such, not as damage
+  for (const [k, s] of streams.entries()) {
+    const given = givenUp(index, s.streamId);
+    if (given !== null) found[k] = { ...found[k], givenUp: given };
+  }
+  const missing: SourceStream[] = lost.map((p) => ({
+    name: `${o.ref.name} (${p})`,
+    position: { kind: 'tape', location, ...(o.tapeFile !== undefined ? { tapeFile: o.tapeFile } : {}), tapes: [location] },
+    bytes: (async function* (): AsyncGenerator<Buffer> {
+      throw lostStream(o.ref, index, p);
+    })(),
+    lost: true,
+    mediumDamage: `${o.ref.name}: ${index.damage}`,
+  }));
+  return [...found, ...missing];
+}
+
+/** Why a stream with an aborted member in this tape file is no stream (null: it has none). */
+function givenUp(index: MultiplexIndex, streamId: string): string | null {
+  const mine = index.members.filter((m) => m.streamId === streamId);
+  if (!mine.some((m) => m.kind === 'aborted')) return null;
+  const parts = mine.filter((m) => m.kind === 'part').length;
+  const error = index.log?.header.sources.find((x) => x.streamId === streamId)?.error;
+  return `given up by its dump after ${parts} part${parts === 1 ? '' : 's'} here (an aborted member${error ? `: ${error}` : ''}): no stream, not verified`;
+}
+
+/**
+ * The volumes the multiplex label lists whose streams a cut tape file lost: none of their
+ * members is before the damage. (A file read to the end of its archive lost none: a
+ * volume listed and absent failed before it wrote, or is on another tape, as its log says.)
+ */
+function lostVolumes(index: MultiplexIndex): string[] {
+  if (!index.cut || index.label.sequence !== 1) return [];
+  const here = new Set(index.streams.map((s) => (s.volume ? path.resolve(s.volume.path) : s.streamId)));
+  return [...new Set(index.label.volumes ?? [])].filter((p) => !here.has(path.resolve(p)));
+}
+
+function lostStream(ref: TapeFileRef, index: MultiplexIndex, volume: string): CorruptError {
+  return new CorruptError(`${ref.name}: no stream of ${volume} is left in this tape file, whose multiplex member lists it: it is damaged (${index.damage})`, '`tar tvf` on the tape file shows how far it can be read; restore that volume from another dump');
 }
 
 /** A stream's bytes from its multiplexed tape files: this one, then the first tape file of each next tape while it continues. */

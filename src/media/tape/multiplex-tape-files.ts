@@ -16,6 +16,7 @@ import { TapeFileWriter } from './tape-file-writer.js';
 import { crashPoint } from '../../volume/crash-point.js';
 import { discardTapeFiles } from './tape-discard.js';
 import { OrphanContinuations } from './tape-orphans.js';
+import { TapeLocks } from './tape-locks.js';
 import { type MadeDirectory, type TapeKind, listTapeFiles, openNextTapeFile, publishTapeFile, removeStalePartials, tapeFileName, tapeKind, usedBytes } from './tape-directory.js';
 
 /** One tape file of a multiplexed dump, once published, with its backup log. */
@@ -101,11 +102,23 @@ export class MultiplexTapeFiles {
   /** Time the tape waited for a member since the last one was added. */
   private pendingWaitMs = 0;
   private readonly orphans: OrphanContinuations;
+  private readonly locks: TapeLocks;
+  private locked: Promise<void> | null = null;
 
   constructor(private readonly opts: MultiplexTapeFilesOptions) {
     this.rs = opts.recordSize;
     this.tapes = [...opts.tapes];
     this.orphans = new OrphanContinuations(opts.notice);
+    this.locks = new TapeLocks(opts.notice);
+  }
+
+  /** Waits while another dump writes to these tapes, then holds them until finish() or discard() (tape-locks.ts). */
+  lockTapes(): Promise<void> {
+    if (!this.locked) {
+      this.locked = this.locks.take(this.opts.tapes);
+      this.locked.catch(() => {}); // a wait a stop ended: the stop is the error said
+    }
+    return this.locked;
   }
 
   /** A tape file is open: the tape has started, so time spent waiting for members is idle time. */
@@ -169,6 +182,7 @@ export class MultiplexTapeFiles {
       c.partial = null;
     }
     crashPoint('multiplex-published', this.closed[0]?.tape ?? '');
+    this.locks.release();
     return this.closed.map((c) => ({ tape: path.resolve(c.tape), ...(c.number !== undefined ? { number: c.number } : {}), sequence: c.sequence, log: c.log }));
   }
 
@@ -176,6 +190,7 @@ export class MultiplexTapeFiles {
   discard(): void {
     discardTapeFiles(this.current, this.closed.splice(0), this.made.splice(0));
     this.current = null;
+    this.locks.release();
   }
 
   private async nextTapePath(): Promise<string> {
@@ -187,6 +202,7 @@ export class MultiplexTapeFiles {
   }
 
   private async openFile(continuation: boolean): Promise<void> {
+    await this.lockTapes();
     const rs = this.rs;
     for (;;) {
       const tape = await this.nextTapePath();
@@ -283,6 +299,8 @@ export class MultiplexTapeFiles {
     const sources: LogSource[] = this.opts.sourceState.map((s) => {
       const c = this.opts.streams.get(s.source);
       const here = c && c.sequences.includes(f.sequence);
+      // one that ended on an earlier tape is not listed as if it were here ("complete, 0 parts")
+      if (c && c.closed && !here) return { ...s, parts: c.parts, bytes: c.bytes, status: 'earlier', endedIn: c.sequences.at(-1) };
       const status = here && continued && !c.closed ? 'continued' : s.status;
       return { ...s, ...(c ? { parts: c.parts, bytes: c.bytes } : {}), status };
     });

@@ -10,6 +10,7 @@ import type { LogSource } from './multiplex-format.js';
 import { tapeKind } from './tape-directory.js';
 import { MultiplexTapeFiles, type MultiplexStream, type MultiplexTapeFile } from './multiplex-tape-files.js';
 import { pausePoint } from '../../volume/crash-point.js';
+import { formatSize } from '../../core/size.js';
 
 export type { MultiplexTapeFile };
 
@@ -39,6 +40,8 @@ interface Item {
   ch: Channel;
   kind: 'part' | 'end' | 'aborted';
   data?: Buffer;
+  /** Called once the item is on tape (or the writer failed). */
+  handled?: () => void;
 }
 
 /** A source's stream as the writer holds it: what the tape files know of it, and its part being filled and its queue. */
@@ -58,6 +61,14 @@ interface Channel extends MultiplexStream {
  * tape files, which the next writer removes. When every source failed, nothing is
  * published. An error of the tape itself fails every channel.
  */
+/** What an aborted stream leaves in its tape file, for its dump's one line. */
+export function leftBehind(parts: number, bytes: number): string {
+  return `${parts} part${parts === 1 ? '' : 's'} of its stream (${formatSize(bytes)}) stay in the tape file behind an aborted member, which readers name as given up`;
+}
+
+/** leftBehind's text in a message, to be taken back when no tape file was published after all. */
+export const LEFT_BEHIND = /\d+ parts? of its stream \([^)]*\) stay in the tape file behind an aborted member, which readers name as given up/;
+
 export class MultiplexTapeWriter {
   readonly description: string;
   private readonly rs: number;
@@ -70,6 +81,10 @@ export class MultiplexTapeWriter {
   private readonly ready: Item[] = [];
   private wake: (() => void) | null = null;
   private failure: ImgstreamError | null = null;
+  /** Streams ended on the tape so far. */
+  private ended = 0;
+  /** The item being written (an abort waits for its member). */
+  private inHand: Item | null = null;
   private readonly outcome: Promise<MultiplexOutcome>;
 
   constructor(private readonly opts: MultiplexTapeOptions) {
@@ -92,6 +107,17 @@ export class MultiplexTapeWriter {
     this.files = new MultiplexTapeFiles({ tapes, tapeSize, recordSize: rs, nextTape, newTape, label, notice, id, sources, streams: this.channels, sourceState: this.sourceState });
     this.outcome = this.pump();
     this.outcome.catch(() => {});
+  }
+
+  /** Waits while another dump writes to the tapes (before the sources start: a stop signal ends the wait, abandon()). */
+  lockTapes(): Promise<void> {
+    return this.files.lockTapes();
+  }
+
+  /** The dump stopped before its sources started: no tape file is written, and the tapes are let go. */
+  abandon(reason: string): void {
+    this.files.discard();
+    for (let i = 0; i < this.opts.sources.length; i++) this.sourceFailed(i, reason);
   }
 
   /** Resolves when the multiplexed dump is published (or rejects: nothing was). */
@@ -129,15 +155,22 @@ export class MultiplexTapeWriter {
         const out = await self.outcome;
         return self.positionOf(ch, out);
       },
-      async abort(): Promise<void> {
+      /**
+       * Parts not yet on tape are dropped; those written stay, marked by an aborted member.
+       * Resolves once that member is written, to what stays (its parts and bytes: the dump's
+       * one line says so, not "nothing was left"). The source is settled by sourceFailed(),
+       * which its dump's failure always calls next, so the log gets its error.
+       */
+      async abort(): Promise<string | void> {
         if (ch.state !== 'open' || self.settledSources.has(source)) return;
         ch.state = 'aborted';
-        // parts not yet on tape are dropped; those written stay, marked by an aborted member
+        if (self.failure) return; // the writer failed: nothing is published, and it writes no more
         for (let i = self.ready.length - 1; i >= 0; i--) if (self.ready[i].ch === ch) self.ready.splice(i, 1);
         ch.queued = 0;
         for (const w of ch.roomWaiters.splice(0)) w();
-        self.enqueue({ ch, kind: 'aborted' });
-        self.settle(source);
+        await new Promise<void>((handled) => self.enqueue({ ch, kind: 'aborted', handled }));
+        if (self.failure || ch.labelledIn === 0) return; // the writer failed (nothing is published), or nothing of it was written
+        return leftBehind(ch.parts, ch.bytes);
       },
     };
   }
@@ -211,6 +244,7 @@ export class MultiplexTapeWriter {
           continue;
         }
         const ch = item.ch;
+        this.inHand = item;
         if (item.kind === 'part') {
           ch.queued = Math.max(0, ch.queued - 1);
           ch.roomWaiters.shift()?.();
@@ -218,10 +252,13 @@ export class MultiplexTapeWriter {
         } else if (item.kind === 'end') {
           await this.files.closeStream(ch, 'end');
           Object.assign(this.sourceState[ch.source], { status: 'complete', parts: ch.parts, bytes: ch.bytes });
+          if (this.ended++ === 0 && !this.allSettled()) await pausePoint('multiplex-first-end');
         } else {
           if (ch.labelledIn > 0) await this.files.closeStream(ch, 'aborted', this.sourceState[ch.source].error);
           Object.assign(this.sourceState[ch.source], { status: ch.labelledIn > 0 ? 'aborted' : 'failed', parts: ch.parts, bytes: ch.bytes });
         }
+        this.inHand = null;
+        item.handled?.();
       }
       const complete = [...this.channels.values()].filter((c) => this.sourceState[c.source].status === 'complete');
       if (complete.length === 0) {
@@ -233,6 +270,8 @@ export class MultiplexTapeWriter {
     } catch (err) {
       this.failure = fromSystemError(err, this.description, 'writing the multiplexed tape file');
       this.files.discard();
+      // aborts waiting for their member: nothing of them stays
+      for (const item of [this.inHand, ...this.ready.splice(0)]) item?.handled?.();
       for (const ch of this.channels.values()) for (const w of ch.roomWaiters.splice(0)) w();
       throw this.failure;
     }

@@ -78,7 +78,7 @@ function refuseAmbiguousChoice(mux: MultiplexLabel, where: string, select: Multi
   if (select.volume !== undefined || select.stream !== undefined || progress.streamId !== null) return;
   const volumes = [...new Set(mux.volumes ?? [])];
   if (volumes.length > 1) {
-    throw ambiguousVolumes(where, volumes);
+    throw ambiguousVolumes(where, volumes, false, select.every);
   }
 }
 

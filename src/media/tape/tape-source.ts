@@ -80,7 +80,7 @@ export function tapeSource(opts: TapeSourceOptions): StreamSource {
     let ref = first;
     for (let sequence = 1; ; sequence++) {
       // a device may hold a multiplexed tape file: read past the other streams to the one asked for
-      const select = kinds[t + sequence - 1] === 'device' ? { stream: opts.stream, volume: opts.volume } : undefined;
+      const select = kinds[t + sequence - 1] === 'device' ? { stream: opts.stream, volume: opts.volume, every: opts.oneVolume !== true } : undefined;
       const ending = yield* readTapeFileParts(ref, sequence, progress, select, sequence === 1 ? readOn : undefined);
       if (ending.kind === 'end') return sequence > 1;
       if (sequence === 1) readOn?.close(); // the next tape may be the same drive, its tape changed
@@ -168,12 +168,21 @@ export function tapeSource(opts: TapeSourceOptions): StreamSource {
     }
   }
 
+  /** Every tape exists and can be read. */
+  let readable: TapeKind[] | null = null;
+  function readableKinds(): TapeKind[] {
+    if (readable) return readable;
+    const kinds = tapes.map((t) => tapeKind(t, false, true));
+    tapes.forEach((t, i) => checkTapeReadable(t, kinds[i]));
+    readable = kinds;
+    return kinds;
+  }
+
   /** Every tape exists and can be read; a set of directories is in order (once: precheck() or the first read). */
   let checked: TapeKind[] | null = null;
   async function checkSet(): Promise<TapeKind[]> {
     if (checked) return checked;
-    const kinds = tapes.map((t) => tapeKind(t, false, true));
-    tapes.forEach((t, i) => checkTapeReadable(t, kinds[i]));
+    const kinds = readableKinds();
     if (kinds[0] === 'directory') await checkTapeOrder(tapes, kinds);
     checked = kinds;
     return kinds;
@@ -182,7 +191,9 @@ export function tapeSource(opts: TapeSourceOptions): StreamSource {
   return {
     description: `tape ${tapes.join(',')}`,
     async precheck(): Promise<void> {
-      const kinds = await checkSet();
+      // a tape file gone from a tape is named before the order of the set is checked: its
+      // first file missing, the order check would take the tape for another set's (exit 4)
+      const kinds = readableKinds();
       // every dump of a tape directory is read: one whose file is gone from the middle is named, not met as a broken chain
       if (only === undefined) {
         tapes.forEach((t, i) => {
@@ -196,6 +207,7 @@ export function tapeSource(opts: TapeSourceOptions): StreamSource {
           );
         });
       }
+      await checkSet();
       if (kinds[0] === 'directory') await refuseMissingContinuation(tapes, kinds, { file: only, stream: opts.stream, volume: opts.volume });
     },
     async *streams(): AsyncGenerator<SourceStream> {

@@ -1,5 +1,7 @@
 // The CLI's way of naming tapes: `tape:DIR`, `tape:DIR1,DIR2,...` (a tape set, in order)
-// and `tape:DIR#N` or `tape:DIR1#N,DIR2,...` (tape file N of the first tape).
+// and `tape:DIR#N` or `tape:DIR1#N,DIR2,...` (tape file N of the first tape). A tape given
+// twice (also a directory under another name) is refused here.
+import fs from 'node:fs';
 import path from 'node:path';
 import { InvalidInputError } from '../../core/errors.js';
 
@@ -10,6 +12,16 @@ export interface TapeSpec {
 }
 
 const HINT = 'write tape:DIR, tape:DIR1,DIR2,... or tape:DIR#N, N the tape file number on the first tape';
+
+/** An existing directory's identity (device and inode, links followed); null for anything else (a drive may be named twice: its tape changed). */
+function directoryIdentity(t: string): string | null {
+  try {
+    const st = fs.statSync(t);
+    return st.isDirectory() ? `${st.dev}:${st.ino}` : null;
+  } catch {
+    return null;
+  }
+}
 
 export function parseTapeSpec(text: string): TapeSpec {
   if (!text.startsWith('tape:')) throw new InvalidInputError(`"${text}" is not a tape: it does not start with tape:`, HINT);
@@ -27,11 +39,16 @@ export function parseTapeSpec(text: string): TapeSpec {
     if (name === '') throw new InvalidInputError(`"${text}": tape ${i + 1} has an empty name`, HINT);
     return name;
   });
-  // the same path twice is never a set (found here, before a dump writes its first tape
-  // or a read starts; another name for the same directory is found when it is opened)
+  // the same path twice is never a set, nor the same directory under another name (a
+  // symbolic link): found here, before a dump takes its snapshot or writes its first tape,
+  // or a read starts (a dump used to find the link when it got to that tape, exit 4 "tape
+  // full" after the whole dump was written)
+  const dirs = tapes.map(directoryIdentity);
   tapes.forEach((t, i) => {
     const before = tapes.findIndex((x) => path.resolve(x) === path.resolve(t));
     if (before < i) throw new InvalidInputError(`tape ${t} is given twice (as tapes ${before + 1} and ${i + 1} of the set)`, 'give each tape once: tape:DIR1,DIR2,...');
+    const same = dirs[i] === null ? -1 : dirs.indexOf(dirs[i]);
+    if (same >= 0 && same < i) throw new InvalidInputError(`tape ${t} is given twice (as tapes ${same + 1} and ${i + 1} of the set: it is the same directory as ${tapes[same]})`, 'give each tape once: tape:DIR1,DIR2,...');
   });
   return file === undefined ? { tapes } : { tapes, file };
 }

@@ -24,6 +24,7 @@ import {
 import { TapeFileWriter } from './tape-file-writer.js';
 import { discardTapeFiles } from './tape-discard.js';
 import { OrphanContinuations } from './tape-orphans.js';
+import { TapeLocks } from './tape-locks.js';
 import { crashPoint } from '../../volume/crash-point.js';
 import {
   type MadeDirectory,
@@ -148,6 +149,16 @@ export function tapeTarget(opts: TapeTargetOptions): StreamTarget {
   let state: 'writing' | 'finished' | 'aborted' = 'writing';
   let queue: Promise<unknown> = Promise.resolve();
   const orphans = new OrphanContinuations(opts.notice);
+  // the tapes are this dump's from before the first is sized until its files are published or removed
+  const locks = new TapeLocks(opts.notice);
+  let locked: Promise<void> | null = null;
+  const lockTapes = (): Promise<void> => {
+    if (!locked) {
+      locked = locks.take(opts.tapes);
+      locked.catch(() => {}); // a wait a stop ended: the stop is the error said
+    }
+    return locked;
+  };
 
   async function nextTapePath(): Promise<string> {
     if (tapeIndex + 1 < tapes.length) return tapes[tapeIndex + 1];
@@ -160,6 +171,7 @@ export function tapeTarget(opts: TapeTargetOptions): StreamTarget {
   }
 
   async function openTapeFile(continuation: boolean): Promise<void> {
+    await lockTapes();
     for (;;) {
       const tape = await nextTapePath();
       tapeIndex++;
@@ -254,6 +266,7 @@ export function tapeTarget(opts: TapeTargetOptions): StreamTarget {
   function discard(): void {
     discardTapeFiles(current, closed.splice(0), made.splice(0));
     current = null;
+    locks.release();
   }
 
   function run<T>(op: () => Promise<T>): Promise<T> {
@@ -274,6 +287,10 @@ export function tapeTarget(opts: TapeTargetOptions): StreamTarget {
 
   return {
     description,
+    /** Waits while another dump writes to these tapes (before the dump takes its snapshot). */
+    open(): Promise<void> {
+      return lockTapes();
+    },
     write(data: Buffer): Promise<void> {
       return run(async () => {
         for (let off = 0; off < data.length; ) {
@@ -300,6 +317,7 @@ export function tapeTarget(opts: TapeTargetOptions): StreamTarget {
           c.partial = null;
         }
         state = 'finished';
+        locks.release();
         const first = closed[0];
         return {
           kind: 'tape',
@@ -310,6 +328,7 @@ export function tapeTarget(opts: TapeTargetOptions): StreamTarget {
       });
     },
     async abort(): Promise<void> {
+      locks.release(); // a wait for the tapes ends
       await queue;
       if (state !== 'writing') return;
       state = 'aborted';

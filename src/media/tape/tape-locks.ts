@@ -1,0 +1,73 @@
+// One writer at a time per tape directory, as a drive takes one job at a time: a dump
+// holds a lock on every tape directory of its set from before it sizes the first tape
+// (what the published tape files use of --tape-size) until its tape files are published
+// or removed. A second dump to the same tape waits for the first, saying so once: it
+// then sizes the tape with the first dump's tape files in it, so no tape ever holds more
+// than --tape-size (two dumps sized it from what was there when each began, and both
+// wrote to the end). The lock is a volume lock on the directory (src/volume/volume-lock.ts):
+// one a killed dump left is stale and taken over at once.
+import fs from 'node:fs';
+import path from 'node:path';
+import { BusyError, InterruptedError } from '../../core/errors.js';
+import { VolumeLock } from '../../volume/volume-lock.js';
+
+/** Exit listeners a volume lock adds (itself and its guards). */
+const LISTENERS_PER_LOCK = 3;
+
+/** How often a waiting dump looks again. */
+const POLL_MS = 200;
+
+export class TapeLocks {
+  private readonly held: VolumeLock[] = [];
+  private released = false;
+
+  /** `notice`: told once per tape a dump waits for, one line. */
+  constructor(private readonly notice?: (line: string) => void) {}
+
+  /**
+   * Waits until no other imgstream process writes to any of the tape directories among
+   * `tapes` (those that exist: a new tape is made by this dump), then holds them all until
+   * release(). Taken in the order given; a release() meanwhile ends the wait (rejects).
+   */
+  async take(tapes: string[]): Promise<void> {
+    for (const tape of tapes) {
+      let told = false;
+      for (;;) {
+        if (this.released) throw new InterruptedError(`tape ${tape}: the dump stopped while it waited for the tape`);
+        let st: fs.Stats;
+        try {
+          st = fs.statSync(tape);
+        } catch {
+          break; // not there (yet): the dump says what is wrong with it, or makes it
+        }
+        if (!st.isDirectory()) break; // a drive: one opener at a time already
+        try {
+          // each lock and its two guards undo themselves at exit: a set of tapes held is no leak
+          process.setMaxListeners(process.getMaxListeners() + LISTENERS_PER_LOCK);
+          this.held.push(VolumeLock.acquire(path.resolve(tape), st, 'tape directory'));
+          break;
+        } catch (err) {
+          process.setMaxListeners(process.getMaxListeners() - LISTENERS_PER_LOCK);
+          if (!(err instanceof BusyError)) throw err;
+          const who = /imgstream process .*$/.exec(err.message)?.[0] ?? 'another imgstream process';
+          if (!told) this.notice?.(`tape ${tape}: ${who} is writing to it: waiting for it to finish`);
+          told = true;
+          await new Promise((r) => setTimeout(r, POLL_MS));
+        }
+      }
+    }
+  }
+
+  /** Lets the next dump have the tapes (never throws). */
+  release(): void {
+    this.released = true;
+    for (const l of this.held.splice(0)) {
+      process.setMaxListeners(process.getMaxListeners() - LISTENERS_PER_LOCK);
+      try {
+        l.release();
+      } catch {
+        // a lock file gone: nothing held
+      }
+    }
+  }
+}
