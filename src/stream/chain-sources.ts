@@ -9,12 +9,13 @@ import { Volume } from '../volume/volume.js';
 import fs from 'node:fs';
 import path from 'node:path';
 
+/** The uuid of the volume at `volumePath`, from its root record: no lock taken, so a served or busy volume names itself too. */
 function uuidOf(volumePath: string): string {
-  const vol = Volume.open(volumePath, { write: false });
+  const view = Volume.openView(volumePath);
   try {
-    return vol.rootRecord.uuid;
+    return view.rootRecord.uuid;
   } finally {
-    vol.close();
+    view.close();
   }
 }
 

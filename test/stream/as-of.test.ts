@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cliJson, runCli } from '../support/cli.js';
 import { mutate, randomImage, tempDir } from '../support/images.js';
 import { inProcessJson, setupOk } from '../support/in-process.js';
+import { startServer } from '../nbd/support.js';
 import { cliWords, dump, exportShas, expectOneLineError, ok, sh, shellQuote } from '../support/stream-cli.js';
 
 const root = tempDir('imgstream-as-of-');
@@ -195,6 +196,16 @@ describe('restore --as-of with two volumes in the catalog', () => {
     const r = cliJson<{ streams: Array<{ stream: string }> }>(['restore', '--to', p('f.r.vol'), '--as-of', 's3', '--volume', F.vol], o);
     expect(r.streams.map((x) => x.stream)).toEqual([`file ${p('f.l0')}`, `file ${p('f.l1')}`, `file ${p('f.s3.l1')}`]);
     expect(await exportShas(p('f.r.vol'), ['s3'], o)).toEqual(await exportShas(F.vol, ['s3'], o));
+  });
+
+  it('--volume names a volume that is being served: its uuid is read without its lock', async () => {
+    const server = await startServer(A.vol, ['--socket', p('a.sock')], env.IMGSTREAM_LOCK_DIR);
+    try {
+      ok(['restore', '--to', p('a.served.vol'), '--as-of', 's2', '--volume', A.vol], o);
+    } finally {
+      await server.stop();
+    }
+    expect(await exportShas(p('a.served.vol'), ['s2'], o)).toEqual(A.sha);
   });
 
   it('--volume naming one of two copies takes its own dumps before the other copy\'s of the same snapshots', async () => {
