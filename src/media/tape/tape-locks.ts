@@ -27,10 +27,12 @@ export class TapeLocks {
   /**
    * Waits until no other imgstream process writes to any of the tape directories among
    * `tapes` (those that exist: a new tape is made by this dump), then holds them all until
-   * release(). Taken in the order given; a release() meanwhile ends the wait (rejects).
+   * release(). Taken in one order for every dump, whatever order its set names them in
+   * (by device and inode): two dumps given the same tapes in opposite orders would each
+   * hold one and wait for the other for ever. A release() meanwhile ends the wait (rejects).
    */
   async take(tapes: string[]): Promise<void> {
-    for (const tape of tapes) {
+    for (const tape of lockOrder(tapes)) {
       let told = false;
       for (;;) {
         if (this.released) throw new InterruptedError(`tape ${tape}: the dump stopped while it waited for the tape`);
@@ -70,4 +72,19 @@ export class TapeLocks {
       }
     }
   }
+}
+
+/** `tapes` in the order every dump takes their locks: by the directory's device and inode (those not there at the end). */
+function lockOrder(tapes: string[]): string[] {
+  const key = (t: string): [number, number] => {
+    try {
+      const st = fs.statSync(t);
+      return [st.dev, st.ino];
+    } catch {
+      return [Infinity, Infinity];
+    }
+  };
+  const keyed = tapes.map((t) => ({ t, k: key(t) }));
+  keyed.sort((a, b) => a.k[0] - b.k[0] || a.k[1] - b.k[1]);
+  return keyed.map((x) => x.t);
 }
