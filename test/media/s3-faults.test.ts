@@ -111,7 +111,31 @@ describe.skipIf(!hasCeph)('S3 faults on a Ceph object gateway', () => {
     await gw.client.send(new AbortMultipartUploadCommand({ Bucket: BUCKET, Key: 'gone/x', UploadId: id }));
     expectOneLineError(await done, 'a dump whose upload was aborted', 12, /gone\/x: uploading part \d+: this dump's upload was aborted on the server by someone else/);
     expect(await uploads('gone/x')).toEqual([]);
+    // with another writer of the name evident (an upload of its own): exit 6
+    const second = spawnCli(dumpBig('gone/y'), slowParts());
+    const secondDone = finished(second, 120_000);
+    const ours = await partUploaded('gone/y', second);
+    const { UploadId: theirs } = await gw.client.send(new CreateMultipartUploadCommand({ Bucket: BUCKET, Key: 'gone/y' }));
+    try {
+      await gw.client.send(new AbortMultipartUploadCommand({ Bucket: BUCKET, Key: 'gone/y', UploadId: ours }));
+      expectOneLineError(await secondDone, 'a dump whose upload another writer aborted', 6, /gone\/y: uploading part \d+: this dump's upload was aborted on the server while another writer wrote the same name/);
+    } finally {
+      await gw.client.send(new AbortMultipartUploadCommand({ Bucket: BUCKET, Key: 'gone/y', UploadId: theirs }));
+    }
   }, 180_000);
+
+  it('restore --from s3://BUCKET/PREFIX/ applies the objects in key order: named in chain order it restores, out of order an incremental first is refused (3) before anything is created', async () => {
+    await setupOk(['snapshot', 'create', small, 's2', '-q'], { env });
+    const cat = p('order-catalog.json');
+    const dump = (level: string, snap: string, key: string) => ok(['dump', small, '--level', level, '--snapshot', snap, '--to', s3(key), '--catalog', cat, ...gw.flags, '-q'], o);
+    dump('0', 's1', 'good/2026-06-03.l0');
+    dump('1', 's2', 'good/2026-06-05.l1');
+    dump('0', 's1', 'bad/june3.l0'); // "june10.l1" would sort before it as well
+    dump('1', 's2', 'bad/june10.l1');
+    ok(['restore', '--from', s3('good/'), '--to', p('good.vol'), ...gw.flags, '-q'], o);
+    expectOneLineError(await refused(['restore', '--from', s3('bad/'), '--to', p('bad.vol'), ...gw.flags], o), 'a prefix out of chain order', 3, /bad\/june10\.l1: .*needs its base snapshot "s1"/);
+    expect(fs.existsSync(p('bad.vol'))).toBe(false);
+  }, 60_000);
 
   it('SIGINT of a --force dump over an existing object says the object was kept, and it is', async () => {
     ok(dumpSmall('forced/x'), o);

@@ -50,7 +50,8 @@ async function newestPart(client: S3Client, bucket: string, key: string, uploadI
     try {
       r = await client.send(new (s3Sdk().ListPartsCommand)({ Bucket: bucket, Key: key, UploadId: uploadId, PartNumberMarker: marker }));
     } catch (err) {
-      if ((err as { name?: string }).name === 'NoSuchUpload') return newest; // completed or aborted meanwhile
+      const e = err as { name?: string; $metadata?: { httpStatusCode?: number } };
+      if (e.name === 'NoSuchUpload' || e.name === 'NoSuchKey' || e.$metadata?.httpStatusCode === 404) return newest; // completed or aborted meanwhile (Ceph: NoSuchKey)
       throw err;
     }
     for (const p of r.Parts ?? []) if (p.LastModified && (newest === null || p.LastModified > newest)) newest = p.LastModified;

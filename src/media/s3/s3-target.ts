@@ -75,18 +75,32 @@ export function s3Target(spec: string, opts: S3TargetOptions = {}): S3Target {
   };
 
   const fail = (err: unknown, doing: string): Error => {
-    if ((err as { name?: string })?.name === 'NoSuchUpload' && !failed) lost = doing;
+    if (!failed) {
+      const e = err as { name?: string; code?: string; cause?: { code?: string } } | null;
+      if (e?.name === 'NoSuchUpload') lost = { doing, sure: true };
+      // a store that drops the upload while a part is sent may close the connection instead of answering
+      else if (/^(EPIPE|ECONNRESET)$/.test(e?.code ?? e?.cause?.code ?? '')) lost = { doing, sure: false };
+    }
     failed ??= s3Error(err, what, doing);
     return failed;
   };
   // this dump's upload was aborted by someone else: another writer of the name, or not
   // (a lifecycle rule, an administrator); it is no failure of this machine's I/O (exit 10)
-  let lost: string | null = null;
+  let lost: { doing: string; sure: boolean } | null = null;
+  const uploadGone = async (): Promise<boolean> => {
+    try {
+      await client.send(new (s3Sdk().ListPartsCommand)({ Bucket: bucket, Key: key, UploadId: uploadId!, MaxParts: 1 }));
+      return false;
+    } catch (err) {
+      return uploadMissing(err);
+    }
+  };
   let replacing = false; // --force over an object that exists: a dump stopped before completion keeps it
   const failure = async (): Promise<Error> => {
     if (lost === null) return failed!;
-    const doing = lost;
+    const { doing, sure } = lost;
     lost = null;
+    if (!sure && (uploadId === null || !(await uploadGone()))) return failed!;
     let other = false;
     try {
       other = (await unfinishedUploads(client, bucket, key, uploadId ?? undefined)).length > 0 || (await objectExists());
@@ -237,4 +251,10 @@ export function s3Target(spec: string, opts: S3TargetOptions = {}): S3Target {
 /** 900000 -> "15 min", 30000 -> "30 s". */
 function idleText(ms: number): string {
   return ms >= 120_000 ? `${Math.round(ms / 60_000)} min` : `${Math.round(ms / 1000)} s`;
+}
+
+/** Whether a request on an upload failed because the upload is gone (Ceph answers ListParts of one with NoSuchKey). */
+function uploadMissing(err: unknown): boolean {
+  const e = err as { name?: string; $metadata?: { httpStatusCode?: number } };
+  return e.name === 'NoSuchUpload' || e.name === 'NoSuchKey' || e.$metadata?.httpStatusCode === 404;
 }
