@@ -3,7 +3,7 @@ import { ImgstreamCommand } from './_cli/base.js';
 import { verifyStreams, type VerifiedStream, type VerifyResult } from '../src/stream/verify.js';
 import { isPeerSpec, sourceFor } from '../src/media/resolve.js';
 import { peerClientOptions, peerFlags } from './_cli/peer-flags.js';
-import { s3Flags, s3Options } from './_cli/s3-flags.js';
+import { refuseS3FlagsWithout, s3Flags, s3Options } from './_cli/s3-flags.js';
 import { formatSize } from '../src/core/size.js';
 import { ImgstreamError, UsageError } from '../src/core/errors.js';
 import { allowUnencryptedFlag, keyFromFlags, readingKeyFlags } from './_cli/key-flags.js';
@@ -37,6 +37,7 @@ export default class Verify extends ImgstreamCommand {
     const specs = [...argumentsInOrder(raw), ...(flags.from ?? [])];
     if (specs.length === 0) throw new UsageError(`missing argument SOURCE: ${Verify.args.source.description?.replace(/\.$/, '')}`, 'see: imgstream verify --help');
     if (specs.filter((s) => s === '-').length > 1) throw new UsageError('stdin (-) can be given once');
+    refuseS3FlagsWithout(flags, specs, specs.join(' '));
     const key = keyFromFlags(flags);
     const peer = peerClientOptions(flags, specs.filter(isPeerSpec));
     let result: VerifyResult;

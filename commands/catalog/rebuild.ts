@@ -4,7 +4,7 @@ import { catalogFlag, openCatalog } from '../_cli/catalog-flag.js';
 import { recordsFromMedia } from '../../src/stream/catalog-rebuild.js';
 import { isPeerSpec, sourceFor } from '../../src/media/resolve.js';
 import { peerClientOptions, peerFlags } from '../_cli/peer-flags.js';
-import { s3Flags, s3Options } from '../_cli/s3-flags.js';
+import { refuseS3FlagsWithout, s3Flags, s3Options } from '../_cli/s3-flags.js';
 import { rebuildBackupLogs } from '../../src/multiplex/index.js';
 import { describePlace } from '../../src/catalog/record-place.js';
 import { CorruptError, NotAVolumeError, NotFoundError } from '../../src/core/errors.js';
@@ -26,6 +26,7 @@ export default class CatalogRebuild extends ImgstreamCommand {
 
   async run() {
     const { flags } = await this.parse(CatalogRebuild);
+    refuseS3FlagsWithout(flags, flags.from, `--from ${flags.from.join(', --from ')}`);
     const catalog = openCatalog(flags.catalog);
     const peer = peerClientOptions(flags, flags.from.filter(isPeerSpec));
     const { records, skipped } = await recordsFromMedia(flags.from.map((f) => sourceFor(f, { peer, s3: s3Options(flags) })), this.progress());

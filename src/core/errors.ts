@@ -29,7 +29,7 @@ export const EXIT_CODES: Record<ErrorCode, { exit: number; meaning: string }> = 
   corrupt: { exit: 9, meaning: 'damaged data: a checksum or consistency check failed' },
   io: { exit: 10, meaning: 'the operating system refused a read or write' },
   auth: { exit: 11, meaning: 'a peer refused the token, or its TLS certificate did not match; an encrypted stream read without its key, or with another key; an unencrypted stream read with a key (without --allow-unencrypted)' },
-  network: { exit: 12, meaning: 'a peer could not be reached, the connection was lost or timed out, or the daemon is shutting down' },
+  network: { exit: 12, meaning: 'a peer could not be reached, the connection was lost or timed out, or the daemon is shutting down; an object store dropped the multipart upload of a running dump (aborted by someone else)' },
   // 128 + the signal's number, as a shell reports a process the signal ended
   interrupted: { exit: 130, meaning: 'stopped by SIGINT (Ctrl-C): a dump removes its partial output and the snapshot it took first' },
   hangup: { exit: 129, meaning: 'stopped by SIGHUP (its terminal or session went away): a dump removes its partial output and the snapshot it took first' },

@@ -45,6 +45,12 @@ export interface StreamTarget {
    */
   abort(): Promise<string | void>;
   /**
+   * Optional: after abort(), what the medium held before that the dump would have replaced
+   * and which stays as it was, as a clause ("the existing object s3://B/K was kept, not
+   * replaced"), or null: a stopped dump says so rather than that nothing was left.
+   */
+  kept?(): string | null;
+  /**
    * Optional: checks the medium will take the stream (a peer connects, authenticates
    * and accepts the name) before the caller does anything for it, such as taking a
    * snapshot. The first write() does it otherwise. Rejects like write().

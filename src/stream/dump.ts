@@ -391,17 +391,19 @@ export async function dumpVolume(vol: Volume, target: DumpTargetFactory, opts: D
 function notRecorded(err: unknown, medium: StreamTarget, at: MediaPosition, top: string, catalog: string): ImgstreamError {
   // what rebuild reads it from: the file, tape directory, object or peer URL (stdout: whatever holds it now)
   const from = at.kind === 'tape' ? `tape:${at.location}` : at.kind === 'stdout' ? 'WHERE-IT-WENT' : at.location;
+  // the store the object is on, as the dump reached it: without it the command goes to AWS
+  const store = at.kind === 's3' ? `${at.endpoint !== undefined ? ` --s3-endpoint ${at.endpoint}` : ''}${at.pathStyle ? ' --s3-path-style' : ''}` : '';
   const what = err instanceof ImgstreamError ? err : new IoError(`${catalog}: ${(err as Error).message}`);
   return errorOfCode(
     what.code,
     `${what.message}: the dump to ${medium.description} is complete but not recorded in the catalog (its snapshot "${top}" is kept)`,
-    `mend or move the catalog, then record the dump with: imgstream catalog rebuild --from ${from} --catalog ${catalog}`,
+    `mend or move the catalog, then record the dump with: imgstream catalog rebuild --from ${from}${store} --catalog ${catalog}`,
   ) as ImgstreamError;
 }
 
 /** The one line a dump stopped by a signal ends with: what became of its output and its snapshot. */
 function stoppedMessage(volume: string, by: StopSignal, medium: StreamTarget, dropped: string | null, taken: string | null, left: string | null): string {
-  const output = medium.description === 'stdout' ? 'the stream on stdout is incomplete (readers refuse it)' : (left ?? `nothing was left on ${medium.description}`);
+  const output = medium.description === 'stdout' ? 'the stream on stdout is incomplete (readers refuse it)' : (left ?? medium.kept?.() ?? `nothing was left on ${medium.description}`);
   const snapshot = dropped ? `, snapshot "${dropped}" it took deleted` : taken ? `, snapshot "${taken}" it took could not be deleted` : '';
   return `dump of ${volume} stopped by ${by}: nothing recorded, ${output}${snapshot}`;
 }

@@ -17,6 +17,9 @@
 set -euo pipefail
 cmd=${1:?start|stop|stop-rgw}
 DIR=${2:?cluster directory}
+# absolute from here on: the daemons are told -c $DIR/ceph.conf, and stop tells ours from
+# others by that path (a relative DIR matched none of them, killed nothing, removed DIR)
+DIR=$(realpath -m -- "$DIR")
 
 ours() {  # pid -> true if it is a ceph daemon of this cluster (guards against pid reuse)
   local c

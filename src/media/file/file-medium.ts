@@ -56,6 +56,8 @@ export function fileTarget(file: string, opts: { force?: boolean } = {}): Stream
   let failed: Error | null = null;
   return {
     description: `file ${file}`,
+    // --force over a file: the stream went to a temporary name, the file is as it was
+    kept: () => (st && !device ? `the existing file ${file} was kept, not replaced` : null),
     async write(data) {
       if (failed) throw failed;
       // on libuv's threads: the dump reads and compresses the next records meanwhile

@@ -7,4 +7,5 @@ export * from './s3-url.js';
 export * from './s3-client.js';
 export * from './s3-place.js';
 export * from './s3-target.js';
+export * from './s3-abandoned-uploads.js';
 export * from './s3-source.js';

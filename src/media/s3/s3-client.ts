@@ -6,6 +6,7 @@
 import type { S3Client } from '@aws-sdk/client-s3';
 import { s3Sdk } from './sdk.js';
 import { s3Place } from './s3-place.js';
+import { missingProfile } from './s3-profile.js';
 import { AuthError, ImgstreamError, InvalidInputError, IoError, NetworkError, NotFoundError } from '../../core/errors.js';
 
 export interface S3Options {
@@ -32,6 +33,9 @@ export function s3Client(opts: S3Options): S3Client {
     // region: the SDK's chain (AWS_REGION, the profile); an S3-compatible store rarely cares
     region: process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? (endpoint ? 'us-east-1' : undefined),
     maxAttempts: 3,
+    // the SDK's own warnings (e.g. 9 lines when AWS_PROFILE and access keys are both set)
+    // are not written to stderr: an error is one line, and says what matters (s3Error)
+    logger: QUIET,
     // a store that takes the connection and never answers (a full Ceph cluster holds its
     // requests) must fail, not hang a dump or a restore for ever: after S3_IDLE_MS without
     // a byte either way, the request fails (and is tried again, up to maxAttempts)
@@ -40,6 +44,7 @@ export function s3Client(opts: S3Options): S3Client {
 }
 
 const S3_CONNECT_MS = 10_000;
+const QUIET = { trace() {}, debug() {}, info() {}, warn() {}, error() {} };
 const DEFAULT_IDLE_S = 60;
 
 /** IMGSTREAM_S3_TIMEOUT_S: seconds a request may go without a byte either way (default 60). */
@@ -75,8 +80,11 @@ export function s3Error(err: unknown, what: string, doing: string): ImgstreamErr
   const name = e.name ?? e.code ?? 'Error';
   const status = e.$metadata?.httpStatusCode;
   switch (name) {
-    case 'CredentialsProviderError':
+    case 'CredentialsProviderError': {
+      const profile = missingProfile();
+      if (profile !== null) return new AuthError(`${what}: ${doing}: AWS_PROFILE names the profile "${profile}", which neither ~/.aws/credentials nor ~/.aws/config defines`, 'name a profile they define, or unset AWS_PROFILE to use AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY');
       return new AuthError(`${what}: ${doing}: no credentials found`, 'set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE with ~/.aws/credentials');
+    }
     case 'InvalidAccessKeyId':
     case 'SignatureDoesNotMatch':
     case 'AccessDenied':

@@ -24,19 +24,9 @@ export const DEFAULT_READ_AHEAD = 4;
  * buffers back (recycle) once written, and the next GETs fill them: a restore allocates
  * ahead + a few chunks in all instead of a fresh one per GET.
  */
-async function objectBytesFrom(client: S3Client, bucket: string, key: string, opts: S3Options, take: () => Promise<Buffer>): Promise<AsyncIterable<Buffer>> {
+async function objectBytesFrom(client: S3Client, bucket: string, key: string, opts: S3Options, take: () => Promise<Buffer>, known?: ObjectHead): Promise<AsyncIterable<Buffer>> {
   const what = formatS3Url(bucket, key);
-  let size: number;
-  let etag: string | undefined;
-  try {
-    const h = await client.send(new (s3Sdk().HeadObjectCommand)({ Bucket: bucket, Key: key }));
-    size = h.ContentLength ?? 0;
-    etag = h.ETag;
-  } catch (err) {
-    const e = err as { name?: string; $metadata?: { httpStatusCode?: number } };
-    if (e.name === 'NotFound' || e.$metadata?.httpStatusCode === 404) throw new NotFoundError(`${what}: no such object (or no such bucket)`, 'check the name; s3://BUCKET/PREFIX/ reads every object under a prefix');
-    throw s3Error(err, what, 'opening the stream');
-  }
+  const { size, etag } = known ?? (await headObject(client, bucket, key));
   const chunk = readChunk(opts);
   const ahead = readAhead(opts);
   const get = async (from: number): Promise<Buffer> => {
@@ -85,6 +75,24 @@ async function objectBytesFrom(client: S3Client, bucket: string, key: string, op
   };
 }
 
+interface ObjectHead {
+  size: number;
+  etag: string | undefined;
+}
+
+/** The object's size and ETag; a missing object or bucket, refused credentials, an unreachable store are their errors (3, 11, 12). */
+async function headObject(client: S3Client, bucket: string, key: string): Promise<ObjectHead> {
+  const what = formatS3Url(bucket, key);
+  try {
+    const h = await client.send(new (s3Sdk().HeadObjectCommand)({ Bucket: bucket, Key: key }));
+    return { size: h.ContentLength ?? 0, etag: h.ETag };
+  } catch (err) {
+    const e = err as { name?: string; $metadata?: { httpStatusCode?: number } };
+    if (e.name === 'NotFound' || e.$metadata?.httpStatusCode === 404) throw new NotFoundError(`${what}: no such object (or no such bucket)`, 'check the name; s3://BUCKET/PREFIX/ reads every object under a prefix');
+    throw s3Error(err, what, 'opening the stream');
+  }
+}
+
 const readChunk = (opts: S3Options) => Math.ceil(Math.max(64 << 10, opts.readChunk ?? s3Tuning('IMGSTREAM_S3_READ_KIB', 64, 256 * 1024, DEFAULT_READ_CHUNK / 1024) * 1024) / 4096) * 4096;
 const readAhead = (opts: S3Options) => Math.max(1, opts.readAhead ?? s3Tuning('IMGSTREAM_S3_READ_AHEAD', 1, 64, DEFAULT_READ_AHEAD));
 
@@ -118,20 +126,25 @@ export function s3Source(spec: string, opts: S3Options = {}): StreamSource {
   const { bucket } = url;
   const client = s3Client(opts);
   const recorded = recordedPlace(s3Place(opts)); // catalog rebuild records which store it read
-  const one = (key: string): SourceStream => {
+  readChunk(opts); // the tuning variables, checked (exit 4) before any request
+  readAhead(opts);
+  const one = (key: string, known?: ObjectHead): SourceStream => {
     const location = formatS3Url(bucket, key);
     // page-aligned (an uncompressed stream's blocks are written with direct I/O straight
     // from them): the GETs in flight, the one being read and the one before it (a record
     // spanning both); the writes from the others hold back the next GETs. (+4 instead of +2
     // measured about 8 MiB more peak RSS for no faster restore.)
     const pool = new ReadPool(readChunk(opts), readAhead(opts) + 2);
-    return { name: `object ${location}`, position: { kind: 's3', location, ...recorded }, bytes: lazy(() => objectBytesFrom(client, bucket, key, opts, () => pool.take())), recycle: (buf, after) => pool.recycle(buf, after) };
+    return { name: `object ${location}`, position: { kind: 's3', location, ...recorded }, bytes: lazy(() => objectBytesFrom(client, bucket, key, opts, () => pool.take(), known)), recycle: (buf, after) => pool.recycle(buf, after) };
   };
   return {
     description: url.prefix ? `objects under ${spec}` : `object ${spec}`,
     async *streams(): AsyncGenerator<SourceStream> {
       if (!url.prefix) {
-        yield one(url.key);
+        // looked up before the stream is handed out, as a prefix is listed: a missing object,
+        // refused credentials, an unreachable store are the source's errors (3, 11, 12), not a
+        // stream that reads as damaged (catalog rebuild skipped it as one, exit 9 or 0)
+        yield one(url.key, await headObject(client, bucket, url.key));
         return;
       }
       const keys: string[] = [];
