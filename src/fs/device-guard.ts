@@ -51,3 +51,18 @@ export function refuseSignature(device: string, force: boolean, what: string): v
   const found = deviceSignature(device);
   if (found) throw new ExistsError(`${device}: holds ${found}, which ${what} would write over`, `pass --force to write over it; wipefs -n ${device} lists what is there`);
 }
+
+/**
+ * Opens a block device to write `what` over it: exclusively (in use: exit 7, --force or
+ * not), and, without --force, only when it holds no file system or partition table (exit 6).
+ */
+export function openDeviceToWrite(device: string, force: boolean, what: string): number {
+  const fd = openDeviceExclusive(device);
+  try {
+    refuseSignature(device, force, what);
+  } catch (err) {
+    fs.closeSync(fd);
+    throw err;
+  }
+  return fd;
+}

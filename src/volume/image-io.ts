@@ -2,7 +2,7 @@
 // Exports to a regular file are written under a temporary name and renamed into place
 // when complete, so an interrupted export never leaves a partial file under the name
 // asked for; zero runs become holes (sparse output).
-import { openDeviceExclusive, refuseSignature } from '../fs/device-guard.js';
+import { openDeviceToWrite } from '../fs/device-guard.js';
 import fs from 'node:fs';
 import { removeStaleTemp, tempBeside } from '../fs/stale-temp.js';
 import path from 'node:path';
@@ -122,13 +122,7 @@ export function fileSink(file: string, opts: { force: boolean; size: number }): 
   const target = temp ? path.join(temp.dir, `${temp.prefix}${process.pid}`) : file;
   let fd: number;
   if (st?.isBlockDevice()) {
-    fd = openDeviceExclusive(file); // in use (mounted): refused first, --force or not
-    try {
-      refuseSignature(file, opts.force, 'the export');
-    } catch (err) {
-      fs.closeSync(fd);
-      throw err;
-    }
+    fd = openDeviceToWrite(file, opts.force, 'the export');
   } else {
     try {
       fd = fs.openSync(target, device ? 'r+' : 'w');

@@ -2,7 +2,7 @@
 // temporary name beside it and renamed into place by finish(), after fsync: a killed dump
 // never leaves a file that looks like a stream under the name asked for. A regular file
 // is written with direct I/O where the file system allows it (see direct-appender.ts).
-import { openDeviceExclusive, refuseSignature } from '../../fs/device-guard.js';
+import { openDeviceToWrite } from '../../fs/device-guard.js';
 import fs from 'node:fs';
 import path from 'node:path';
 import { ExistsError, InvalidInputError, fromSystemError } from '../../core/errors.js';
@@ -33,13 +33,7 @@ export function fileTarget(file: string, opts: { force?: boolean } = {}): Stream
   const partial = temp ? path.join(temp.dir, `${temp.prefix}${process.pid}`) : file;
   let fd: number;
   if (st?.isBlockDevice()) {
-    fd = openDeviceExclusive(file); // in use (mounted): refused first, --force or not
-    try {
-      refuseSignature(file, opts.force === true, 'the dump');
-    } catch (err) {
-      fs.closeSync(fd);
-      throw err;
-    }
+    fd = openDeviceToWrite(file, opts.force === true, 'the dump');
   } else {
     try {
       fd = fs.openSync(partial, device ? 'w' : 'wx');
