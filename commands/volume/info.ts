@@ -5,7 +5,7 @@ import { formatSize } from '../../src/core/size.js';
 
 export default class VolumeInfo extends ImgstreamCommand {
   static override summary = 'Show a volume\'s geometry, usage and last consistency point.';
-  static override description = 'Counts free blocks with one pass over the planes (no data block is read): those a change may take. A few more (at most 64) are held back for the journals of CPs and snapshot deletes and never take data; they are shown apart. Blocks that only shadow snapshots hold are counted apart as reusable: the allocator takes them (and the shadow snapshots lose them) once no free block is left.';
+  static override description = 'Counts free blocks with one pass over the planes (no data block is read): those a change may take. A few more (6 to 64) are held back for the journals of CPs and snapshot deletes and never take data; they are shown apart. While a large change is uncommitted, or with shadow snapshots, the allocator keeps some more, so that the CP committing a change always finds room: a write is refused (volume full) rather than a CP. Blocks that only shadow snapshots hold are counted apart as reusable: the allocator takes them (and the shadow snapshots lose them) once no free block is left.';
   static override examples = ['<%= config.bin %> volume info vm.vol', '<%= config.bin %> volume info vm.vol --json'];
   static override args = { volume: Args.string({ description: 'Volume file or block device.', required: true }) };
 

@@ -21,6 +21,8 @@ export interface AllocationHost {
   leaveShadows(vbn: number): void;
   /** Counts blocks entering (+1) or leaving (-1) the active plane. */
   countUsed(delta: number): void;
+  /** Journal blocks the next CP would take, were one more block allocated now. */
+  cpJournalBlocks(): number;
 }
 
 export class BlockAllocation {
@@ -49,15 +51,22 @@ export class BlockAllocation {
 
   /** A new VBN in the active plane (and the recording mark-on-allocate plane). */
   allocate(): number {
+    // the CP that commits this block must find its journal's blocks: a block the CP could
+    // not commit is refused here, so a full volume answers "full" and can still take the
+    // CP that frees space (with shadow snapshots, a CP dirties more plane blocks than the
+    // fixed reserve covers: a server on such a volume went on acknowledging writes no CP
+    // could commit)
+    const target = Math.max(this.journalPoolSize, this.h.cpJournalBlocks());
     try {
-      while (this.journalPool.length < this.journalPoolSize) {
+      while (this.journalPool.length < target) {
         const v = this.take();
         this.space.reserved.add(v);
         this.journalPool.push(v);
       }
     } catch {
-      /* the pool keeps what it got; the allocation below reports the full volume */
+      /* the pool keeps what it got */
     }
+    if (this.journalPool.length < target) throw new VolumeFullError('volume is full: no free block left', 'delete snapshots you no longer need, or create a larger volume');
     const vbn = this.take();
     this.h.setBit(PLANE_ACTIVE, vbn, true);
     this.h.setBit(this.h.recordingPlane(), vbn, true);

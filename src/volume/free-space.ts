@@ -6,7 +6,7 @@
 // and the counts `volume info` shows.
 import type { SnapshotEntry } from '../format/snapshot-entry.js';
 import type { FreeSpaceView } from './allocator.js';
-import { journalPoolSizeFor, PLANE_ACTIVE, type VolumeLayout } from './layout.js';
+import { heldBackFor, PLANE_ACTIVE, type VolumeLayout } from './layout.js';
 import { countOnlyIn, countUnion } from './plane-census.js';
 import type { PlaneScanner } from './plane-scanner.js';
 import { SparseBitmap } from './sparse-bitmap.js';
@@ -103,9 +103,9 @@ export class FreeSpace implements FreeSpaceView {
     return Math.max(0, unheld - this.heldBack);
   }
 
-  /** Free blocks held back for journals (block-allocation.ts). */
+  /** Free blocks held back for the CP's journal (layout.ts). */
   get heldBack(): number {
-    return journalPoolSizeFor(this.layout.nblocks);
+    return heldBackFor(this.layout.nblocks);
   }
 
   /** A lower bound of the free blocks without a pass over the planes: snapshots may share blocks with each other and with the active file system. */

@@ -212,15 +212,19 @@ function mapNodesFor(vol: Volume, leaves: number): number {
 }
 
 /**
- * Room the CP itself needs: the plane blocks it changes (active and mark-on-allocate, at
- * most one each per changed block), their journal index and a margin. Not more: on a
+ * Room the CP itself needs beyond the blocks held back for it: the plane blocks it changes
+ * (active and mark-on-allocate, at most one each per changed block), their journal index
+ * and what the allocator keeps for one more block (see block-allocation.ts). Not more: on a
  * small volume of large blocks a generous constant refused imports that fit (a 12-block
  * volume of 256K blocks could not take 3 changed blocks from a file, and took them from
  * stdin, which writes without estimating). Should the CP still find no room, it fails
  * before its root record, and the volume stays at its last CP.
  */
 function journalFor(vol: Volume, blocks: number): number {
-  return 2 * Math.min(vol.layout.planeBlocks, blocks) + 3;
+  // what the allocator keeps for the CP (block-allocation.ts), less what the free count left out already
+  const shadows = vol.snapshots().filter((s) => s.shadow).length;
+  const cp = 2 * Math.min(vol.layout.planeBlocks, blocks) + 4 + (shadows > 0 ? 1 + Math.min(vol.layout.tableBlocks, shadows) : 0);
+  return Math.max(0, cp - vol.heldBackBlocks);
 }
 
 interface ImportPlan {

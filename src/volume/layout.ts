@@ -88,6 +88,17 @@ export function journalPoolSizeFor(nblocks: number): number {
   return Math.min(64, Math.max(4, Math.floor(nblocks / 64)));
 }
 
+/**
+ * Free blocks a volume of `nblocks` keeps for the CP that commits a change and never
+ * gives to data (volume info shows them apart): the journal reserve, and at least what
+ * the CP of a change within one chunk of the planes takes (the active and recording
+ * planes' blocks, their index, and what one more allocation may dirty). More is kept
+ * while a large change is uncommitted, and with shadow snapshots (block-allocation.ts).
+ */
+export function heldBackFor(nblocks: number): number {
+  return Math.max(journalPoolSizeFor(nblocks), 6);
+}
+
 export function mapDepthFor(blockSize: number, logicalBlocks: number): number {
   const fanout = blockSize / 8;
   let depth = 1;

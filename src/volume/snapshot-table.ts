@@ -22,12 +22,14 @@ export class SnapshotTable {
   load(maxSnapshots: number, tainted: (id: number) => boolean = () => false): void {
     const per = this.layout.blockSize / SNAPSHOT_ENTRY_BYTES;
     this.entries = [];
+    this.shadows = 0;
     for (let s = 0; s < maxSnapshots; s++) {
       const blk = this.meta.read(this.layout.tableStart + Math.floor(s / per));
       const off = (s % per) * SNAPSHOT_ENTRY_BYTES;
       try {
         const e = decodeSnapshotEntry(blk.buf.subarray(off, off + SNAPSHOT_ENTRY_BYTES), s);
         this.entries.push(e && e.shadow && e.reusedBlocks === 0 && tainted(e.id) ? { ...e, reusedBlocks: 1 } : e);
+        if (e?.shadow) this.shadows++;
       } catch (err) {
         throw new CorruptError(`${this.path}: ${(err as Error).message}`, 'run imgstream volume check');
       }
@@ -41,9 +43,16 @@ export class SnapshotTable {
     encodeSnapshotEntry(e).copy(blk.buf, (slot % per) * SNAPSHOT_ENTRY_BYTES);
     const departed = e === null && !!this.entries[slot];
     if (departed) this.departed.add(slot);
+    this.shadows += (e?.shadow ? 1 : 0) - (this.entries[slot]?.shadow ? 1 : 0);
     this.entries[slot] = e;
     return departed;
   }
+
+  /** Shadow snapshots in the table (kept as entries change: the allocator asks at every block). */
+  get shadowCount(): number {
+    return this.shadows;
+  }
+  private shadows = 0;
 
   at(slot: number): SnapshotEntry | null {
     return this.entries[slot];

@@ -98,6 +98,13 @@ export class VolumeCore implements MapStorage {
         this.snapshotOps.leaveShadows(vbn);
       },
       countUsed: (delta) => (this.root.usedBlocks += delta),
+      // the CP journal copies every dirty metadata block, plus its index (2: generous); one
+      // more allocation may dirty a block of the active and the recording plane, and with
+      // shadow snapshots one of a shadow's plane, and the CP may write their table entries (taint)
+      cpJournalBlocks: () => {
+        const shadows = this.table.shadowCount;
+        return this.meta.dirtyCount() + 2 + 2 + (shadows > 0 ? 1 + Math.min(this.layout.tableBlocks, shadows) : 0);
+      },
     });
   }
 

@@ -11,7 +11,7 @@ import { BlockFile } from './block-file.js';
 import { holdsVolume } from './root-reader.js';
 import { VolumeLock } from './volume-lock.js';
 import { checkDeviceFree, refuseSignature } from '../fs/device-guard.js';
-import { DEFAULT_BLOCK_SIZE, DEFAULT_MAX_SNAPSHOTS, journalPoolSizeFor, mapDepthFor, PLANE_MOA, validateBlockSize, VolumeLayout } from './layout.js';
+import { DEFAULT_BLOCK_SIZE, DEFAULT_MAX_SNAPSHOTS, heldBackFor, mapDepthFor, PLANE_MOA, validateBlockSize, VolumeLayout } from './layout.js';
 import { FLAG_BLOCK_DEVICE } from './volume-flags.js';
 
 export interface CreateOptions {
@@ -57,7 +57,7 @@ export function defaultBlocksFor(logicalBlocks: number, blockSize: number): numb
   let n = 2 * (logicalBlocks + mapNodes);
   const planeBlocks = Math.ceil(n / (blockSize * 8));
   n += 4 * planeBlocks + 16;
-  return n + journalPoolSizeFor(n);
+  return n + heldBackFor(n);
 }
 
 export function createVolume(path: string, opts: CreateOptions): RootRecord {
