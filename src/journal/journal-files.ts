@@ -124,7 +124,7 @@ export interface ShippedMark {
    * the shipper's watch for changes outside the journal starts from it when the journal's
    * own markers up to `journalTo` were trimmed away.
    */
-  cp?: { generation: number; mapRoot?: number };
+  cp?: { generation: number; mapRoot?: number; rootCrc?: number };
 }
 
 export function readShipped(dir: string): ShippedMark | null {

@@ -4,6 +4,7 @@
 // refused, never cut off in silence), the changes after the last CP marker (acknowledged
 // writes the volume may lack: replayed), whether it had overflowed, and a volume whose
 // disk changed without its journal since (refused: a destination would miss the change).
+import { mapRootCrc } from './map-root-crc.js';
 import fs from 'node:fs';
 import { CorruptError, InvalidInputError } from '../core/errors.js';
 import type { Volume } from '../volume/volume.js';
@@ -43,7 +44,7 @@ export function scanJournal(dir: string, segs: SegmentFile[], vol: Volume, track
   const tail: JournalRecord[] = [];
   const renames: Array<{ from: string; to: string }> = [];
   let overflowedAt = -1;
-  let known: { generation?: number; mapRoot?: number } | null = null; // what the last CP or OPEN marker recorded of the volume
+  let known: { generation?: number; mapRoot?: number; rootCrc?: number } | null = null; // what the last CP or OPEN marker recorded of the volume
   const markers: JournalScan['markers'] = [];
   const snapshots: JournalScan['snapshots'] = [];
   let lastSeq = 0;
@@ -56,7 +57,7 @@ export function scanJournal(dir: string, segs: SegmentFile[], vol: Volume, track
       lastSeg = rec.segment;
       lastEnd = rec.payloadAt + rec.payloadBytes;
       if (rec.kind === RecordKind.Cp || rec.kind === RecordKind.Open) {
-        known = parseMarker<{ generation?: number; mapRoot?: number }>(rec);
+        known = parseMarker<{ generation?: number; mapRoot?: number; rootCrc?: number }>(rec);
         if (known.generation !== undefined) markers.push({ at: rec.seq, generation: known.generation, time: rec.time });
       } else if (rec.kind === RecordKind.Snapshot) snapshots.push({ at: rec.seq, name: parseMarker<{ name: string }>(rec).name });
       if (rec.kind === RecordKind.Cp) tail.length = renames.length = 0;
@@ -86,7 +87,11 @@ export function scanJournal(dir: string, segs: SegmentFile[], vol: Volume, track
   // the disk changed since without the journal (served without --journal, imported into): a destination would
   // never see it. Its map root tells (snapshots alone leave it as it was); after a crash the tail replays instead,
   // and while overflowed the dirty set holds what changed (saved before each CP)
-  if (tail.length === 0 && overflowedAt < 0 && !tracked && known?.mapRoot !== undefined && vol.rootRecord.mapRoot !== known.mapRoot) {
+  // (and its root block: a freed VBN is reused, so a new root can land on the one the marker names)
+  const root = vol.rootRecord.mapRoot;
+  const seen = known;
+  const changed = seen?.mapRoot !== undefined && (root !== seen.mapRoot || (seen.rootCrc !== undefined && root !== 0 && mapRootCrc((b) => vol.readBlock(root, b), vol.blockSize) !== seen.rootCrc));
+  if (tail.length === 0 && overflowedAt < 0 && !tracked && changed && known !== null) {
     throw new InvalidInputError(
       `${vol.path}: its disk changed without its journal since the journal's last record (at generation ${known.generation}, now ${vol.rootRecord.generation}): its protection destination would miss that change`,
       `start protection over: move ${dir} aside, serve with --journal and protect to a new destination`,

@@ -28,6 +28,7 @@ import { changesAfter, type JournalChanges } from './journal-reader.js';
 import { markerPayload, parseMarker, RECORD_HEADER_BYTES, RecordKind, sealHeader, sealRecord, writeHeader, type JournalRecord } from './record.js';
 import { replayTail, scanJournal, unrecordedSnapshots } from './journal-recovery.js';
 import { crashPoint } from '../volume/crash-point.js';
+import { mapRootCrc } from './map-root-crc.js';
 import { now } from './record-clock.js';
 import { makeDirectories } from '../core/make-dirs.js';
 
@@ -219,7 +220,7 @@ export class JournalWriter implements VolumeObserver {
   /** After a CP committed `generation`: marks it, trims shipped segments, checks the size limit. */
   afterCp(generation: number): void {
     if (this.dirty !== null && this.points.length > 0) crashPoint('overflowed-cp', this.vol.path); // (tests: after a marker of this segment)
-    this.append(RecordKind.Cp, 0, 0, markerPayload({ generation, mapRoot: this.vol.rootRecord.mapRoot }));
+    this.append(RecordKind.Cp, 0, 0, markerPayload({ generation, ...mapRootOf(this.vol) }));
     this.points.push([this.seq, this.segBytes]);
     if (this.segBytes >= this.segmentLimit) this.roll();
     this.trimShipped();
@@ -496,7 +497,7 @@ export class JournalWriter implements VolumeObserver {
       for (const s of unrecordedSnapshots(this.vol, scan)) this.snapshotTaken(s);
     }
     this.trimShipped();
-    this.append(RecordKind.Open, 0, 0, markerPayload({ uuid: this.vol.rootRecord.uuid, blockSize: this.vol.blockSize, logicalSize: this.vol.rootRecord.logicalSize, generation: this.vol.rootRecord.generation, mapRoot: this.vol.rootRecord.mapRoot }));
+    this.append(RecordKind.Open, 0, 0, markerPayload({ uuid: this.vol.rootRecord.uuid, blockSize: this.vol.blockSize, logicalSize: this.vol.rootRecord.logicalSize, generation: this.vol.rootRecord.generation, ...mapRootOf(this.vol) }));
     this.sync();
   }
 
@@ -504,9 +505,19 @@ export class JournalWriter implements VolumeObserver {
     if (tail.length === 0 && renames.length === 0) return;
     this.recovery.replayed = replayTail(this.vol, tail, renames);
     this.recovery.generation = this.vol.rootRecord.generation;
-    this.append(RecordKind.Cp, 0, 0, markerPayload({ generation: this.recovery.generation, mapRoot: this.vol.rootRecord.mapRoot }));
+    this.append(RecordKind.Cp, 0, 0, markerPayload({ generation: this.recovery.generation, ...mapRootOf(this.vol) }));
   }
 }
 
 export type { DirtySet };
 export { parseMarker };
+
+/**
+ * The map root a CP marker records, with a checksum of its block: a VBN freed is reused,
+ * so a root at the same VBN after an unjournaled change would look unchanged by its
+ * number alone (unjournaled-change.ts).
+ */
+function mapRootOf(vol: Volume): { mapRoot: number; rootCrc?: number } {
+  const mapRoot = vol.rootRecord.mapRoot;
+  return mapRoot === 0 ? { mapRoot } : { mapRoot, rootCrc: mapRootCrc((b) => vol.readBlock(mapRoot, b), vol.blockSize) };
+}

@@ -2,8 +2,9 @@
 // imported into, written by any other command. Such a change is in no record, so a
 // destination would never get it, while an idle shipper kept moving its window forward
 // (claiming the disk as of now without it). Every CP of a journaled server is followed
-// by a CP marker holding the volume's map root; when the volume's map root on disk
-// differs from the last marker's and stays so with no record arriving (a marker follows
+// by a CP marker holding the volume's map root (and a checksum of its block: a freed VBN
+// is reused, so an unjournaled change can leave a new root on the very VBN the marker
+// names); when the volume's map root on disk differs from the last marker's and stays so with no record arriving (a marker follows
 // its CP within milliseconds) and the volume's lock names no process journaling its writes
 // (whose marker may be late, or lost to a kill -9 its restart makes good), the disk changed
 // outside the journal. While a process that does not journal its writes holds the volume
@@ -14,6 +15,8 @@ import { InvalidInputError } from '../core/errors.js';
 import { BlockFile } from '../volume/block-file.js';
 import { VolumeLock } from '../volume/volume-lock.js';
 import { readRootRecord } from '../volume/root-reader.js';
+import { VolumeLayout } from '../volume/layout.js';
+import { mapRootCrc } from './map-root-crc.js';
 import { JournalReader } from './journal-reader.js';
 import { listSegments } from './journal-files.js';
 import { RecordKind, parseMarker, type JournalRecord } from './record.js';
@@ -26,6 +29,8 @@ const HELD_SAY_MS = 3000;
 interface CpMarker {
   generation: number;
   mapRoot?: number;
+  /** crc32 of the map root block (map-root-crc.ts); absent in markers of earlier versions. */
+  rootCrc?: number;
 }
 
 export class UnjournaledChange {
@@ -66,7 +71,7 @@ export class UnjournaledChange {
   static fromDisk(volume: string, dir: string): UnjournaledChange {
     const w = new UnjournaledChange(volume, dir);
     const root = w.mapRoot();
-    if (root !== null) w.last = { generation: -1, mapRoot: root };
+    if (root !== null) w.last = { generation: -1, mapRoot: root.mapRoot, ...(root.rootCrc !== undefined ? { rootCrc: root.rootCrc } : {}) };
     return w;
   }
 
@@ -89,7 +94,7 @@ export class UnjournaledChange {
     // unreadable now (its root record being replaced, a loaded machine): not known to be as
     // the journal left it, so no point is claimed until it reads again
     if (root === null) return true;
-    if (root === this.last.mapRoot) {
+    if (root.mapRoot === this.last.mapRoot && (this.last.rootCrc === undefined || root.rootCrc === this.last.rootCrc)) {
       this.since = null;
       // a writer without a journal holds the volume: what it acknowledges shows on the disk
       // only at its next CP, so no point is claimed while it does
@@ -133,11 +138,15 @@ export class UnjournaledChange {
     return h !== null && h.journal === true && h.served !== 'ro';
   }
 
-  private mapRoot(): number | null {
+  /** The map root on disk and the checksum of its block (none for an empty map). */
+  private mapRoot(): { mapRoot: number; rootCrc?: number } | null {
     try {
       const file = BlockFile.open(this.volume, false);
       try {
-        return readRootRecord(file, this.volume).mapRoot;
+        const r = readRootRecord(file, this.volume);
+        if (r.mapRoot === 0) return { mapRoot: 0 };
+        const layout = new VolumeLayout(r.blockSize, r.nblocks, r.maxSnapshots);
+        return { mapRoot: r.mapRoot, rootCrc: mapRootCrc((b) => file.read(b, layout.vbnOffset(r.mapRoot)), r.blockSize) };
       } finally {
         file.close();
       }

@@ -63,4 +63,29 @@ describe('the watch for changes outside the journal', () => {
     expect(watch.differs(t)).toBe(true);
     expect(() => watch.differs(t + 1100)).toThrow(/its disk changed without its journal/);
   });
+
+  it('sees a change whose new map root landed on the VBN the marker names (a freed VBN reused): the root block differs', () => {
+    const file = volumeWithBlock('c.vol');
+    const journal = `${file}.journal`;
+    fs.mkdirSync(journal);
+    const marker = UnjournaledChange.fromDisk(file, journal).marker!;
+    expect(marker.rootCrc).toBeTypeOf('number');
+    // the same root VBN with other contents: what an unjournaled change that reused the VBN leaves
+    const v = Volume.open(file, { write: false });
+    const offset = v.layout.vbnOffset(marker.mapRoot!);
+    v.close();
+    const fd = fs.openSync(file, 'r+');
+    const block = Buffer.alloc(4096);
+    fs.readSync(fd, block, 0, 4096, offset);
+    block[4096 - 1] ^= 0x01; // an entry past the disk's: no reader is upset, but it is another block
+    fs.writeSync(fd, block, 0, 4096, offset);
+    fs.closeSync(fd);
+    const t = Date.now();
+    const watch = UnjournaledChange.fromJournal(file, journal, 0, marker);
+    expect(watch.differs(t)).toBe(true);
+    expect(() => watch.differs(t + 1100)).toThrow(/its disk changed without its journal/);
+    // a marker of an earlier version (no checksum) compares the VBN only, as before
+    const old = UnjournaledChange.fromJournal(file, journal, 0, { generation: marker.generation, mapRoot: marker.mapRoot });
+    expect(old.differs(t)).toBe(false);
+  });
 });
