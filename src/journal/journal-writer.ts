@@ -28,7 +28,7 @@ import { changesAfter, type JournalChanges } from './journal-reader.js';
 import { markerPayload, parseMarker, RECORD_HEADER_BYTES, RecordKind, sealHeader, sealRecord, writeHeader, type JournalRecord } from './record.js';
 import { replayTail, scanJournal, unrecordedSnapshots } from './journal-recovery.js';
 import { crashPoint } from '../volume/crash-point.js';
-import { mapRootCrc } from './map-root-crc.js';
+import { mapRootOf } from './map-root-crc.js';
 import { now } from './record-clock.js';
 import { makeDirectories } from '../core/make-dirs.js';
 
@@ -511,13 +511,3 @@ export class JournalWriter implements VolumeObserver {
 
 export type { DirtySet };
 export { parseMarker };
-
-/**
- * The map root a CP marker records, with a checksum of its block: a VBN freed is reused,
- * so a root at the same VBN after an unjournaled change would look unchanged by its
- * number alone (unjournaled-change.ts).
- */
-function mapRootOf(vol: Volume): { mapRoot: number; rootCrc?: number } {
-  const mapRoot = vol.rootRecord.mapRoot;
-  return mapRoot === 0 ? { mapRoot } : { mapRoot, rootCrc: mapRootCrc((b) => vol.readBlock(mapRoot, b), vol.blockSize) };
-}
