@@ -13,7 +13,8 @@ export default class SnapshotList extends ImgstreamCommand {
 
   async run() {
     const { args } = await this.parse(SnapshotList);
-    const { list, bs } = await withVolumeAccess(args.volume, { write: false, unfinishedRestore: true }, async (vol) => ({ list: await vol.snapshots(), bs: vol.blockSize }));
+    const { list, bs, damaged } = await withVolumeAccess(args.volume, { write: false, unfinishedRestore: true }, async (vol) => ({ list: await vol.snapshots(), bs: vol.blockSize, damaged: vol.kind === 'local' ? vol.volume.damagedSnapshotSlots : [] }));
+    for (const slot of damaged) process.stderr.write(`imgstream: ${args.volume}: snapshot table entry ${slot} is damaged: its snapshot is not listed (imgstream volume check --drop-damaged-snapshots drops it)\n`);
     if (list.length === 0) this.say('no snapshots');
     else {
       const rows = list.map((e) => {

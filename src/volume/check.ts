@@ -84,6 +84,7 @@ export function checkVolume(vol: Volume, progress: Progress = noProgress): Check
   }
   // one torn slot is what a crash during a root write leaves; the other must be the current one
   if (!report.rootSlots.some((s) => s.valid && s.generation === root.generation)) report.problems.push('no root slot holds the current generation');
+  for (const slot of vol.damagedSnapshotSlots) report.problems.push(`snapshot table entry ${slot} is damaged: its snapshot cannot be read (imgstream volume check --drop-damaged-snapshots drops it, so the volume can be written again)`);
   const snaps = vol.snapshots();
   progress.start('checking', snaps.length + 1, 'blocks');
   // a restore stopped while it rewrote the active disk in place: its map blocks may hold the new data already (the rerun installs a new map)

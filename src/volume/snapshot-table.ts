@@ -19,9 +19,11 @@ export class SnapshotTable {
    * overlay). A shadow snapshot the root record lists as tainted (blocks taken from it by
    * a change set that never reached its CP) counts as having had blocks reused.
    */
-  load(maxSnapshots: number, tainted: (id: number) => boolean = () => false): void {
+  load(maxSnapshots: number, tainted: (id: number) => boolean = () => false, tolerant = this.tolerant): void {
+    this.tolerant = tolerant;
     const per = this.layout.blockSize / SNAPSHOT_ENTRY_BYTES;
     this.entries = [];
+    this.damaged = [];
     this.shadows = 0;
     for (let s = 0; s < maxSnapshots; s++) {
       const blk = this.meta.read(this.layout.tableStart + Math.floor(s / per));
@@ -31,7 +33,11 @@ export class SnapshotTable {
         this.entries.push(e && e.shadow && e.reusedBlocks === 0 && tainted(e.id) ? { ...e, reusedBlocks: 1 } : e);
         if (e?.shadow) this.shadows++;
       } catch (err) {
-        throw new CorruptError(`${this.path}: ${(err as Error).message}`, 'run imgstream volume check');
+        if (!tolerant) throw new CorruptError(`${this.path}: ${(err as Error).message} (its snapshot cannot be read)`, `read-only commands still work (volume export, snapshot list, volume check); imgstream volume check ${this.path} --drop-damaged-snapshots drops the entry so the volume can be written again`);
+        // a reader goes on without it: the slot stays taken, its plane pinning its blocks (as a deleted snapshot's until the next CP)
+        this.damaged.push(s);
+        this.departed.add(s);
+        this.entries.push(null);
       }
     }
   }
@@ -46,6 +52,21 @@ export class SnapshotTable {
     this.shadows += (e?.shadow ? 1 : 0) - (this.entries[slot]?.shadow ? 1 : 0);
     this.entries[slot] = e;
     return departed;
+  }
+
+  /** Slots whose entries are damaged (a tolerant load skipped them; see load()). */
+  get damagedSlots(): readonly number[] {
+    return this.damaged;
+  }
+  private damaged: number[] = [];
+  /** Whether load() skips damaged entries (readers, and a writer dropping them) or refuses the volume. */
+  private tolerant = false;
+
+  /** The damaged slots, forgotten as such: the caller empties them (volume.ts dropDamagedSnapshots); they stay departed until the next CP. */
+  takeDamaged(): number[] {
+    const slots = this.damaged;
+    this.damaged = [];
+    return slots;
   }
 
   /** Shadow snapshots in the table (kept as entries change: the allocator asks at every block). */
@@ -75,7 +96,7 @@ export class SnapshotTable {
 
   /** The first empty slot, or -1 (a slot emptied since the last CP counts: a snapshot commits first). */
   firstEmptySlot(): number {
-    return this.entries.findIndex((e) => e === null);
+    return this.entries.findIndex((e, i) => e === null && !this.damaged.includes(i));
   }
 
   /** Empty slots whose planes no committed state references (written in place by a restore). */

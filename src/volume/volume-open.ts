@@ -20,6 +20,8 @@ export interface OpenOptions {
   unfinishedRestore?: boolean;
   /** A writer that changes no block of the disk (a dump: its snapshot at most), as a read-only open: its lock says so. */
   keepsDisk?: boolean;
+  /** A writer that drops the snapshot table's damaged entries (volume check --drop-damaged-snapshots): the volume opens with them. */
+  dropDamagedSnapshots?: boolean;
 }
 
 /**

@@ -40,7 +40,7 @@ export class Volume extends VolumeCore {
   }
 
   static open(path: string, opts: OpenOptions): Volume {
-    return openLocked(path, opts, (file, lock, root) => Volume.load(path, file, lock, root, opts.write));
+    return openLocked(path, opts, (file, lock, root) => Volume.load(path, file, lock, root, opts.write, !opts.write || !!opts.dropDamagedSnapshots));
   }
 
   /**
@@ -49,18 +49,33 @@ export class Volume extends VolumeCore {
    * volume-open.ts for why, and for shadow snapshots).
    */
   static openView(path: string): Volume {
-    return openView(path, (file, root) => Volume.load(path, file, null, root, false));
+    return openView(path, (file, root) => Volume.load(path, file, null, root, false, true));
   }
 
   /** The volume of a CP: its root record, the journal it names (applied, or overlaid by a reader) and its snapshot table. */
-  private static load(path: string, file: BlockFile, lock: VolumeLock | null, root: RootRecord, writable: boolean): Volume {
+  /** `tolerant`: damaged snapshot table entries are skipped (their slots stay taken; see damagedSnapshotSlots), not refused. */
+  private static load(path: string, file: BlockFile, lock: VolumeLock | null, root: RootRecord, writable: boolean, tolerant: boolean): Volume {
     const vol = new Volume(path, file, lock, root, writable);
     vol.loadJournal();
-    vol.table.load(vol.root.maxSnapshots, vol.taint.isTainted);
+    vol.table.load(vol.root.maxSnapshots, vol.taint.isTainted, tolerant);
     return vol;
   }
 
   // ---------------------------------------------------------------- snapshots
+
+  /** Slots of snapshot table entries that are damaged (a read-only open skips them: their snapshots cannot be read). */
+  get damagedSnapshotSlots(): readonly number[] {
+    return this.table.damagedSlots;
+  }
+
+  /** Empties the damaged snapshot table entries and commits (a writer opened with dropDamagedSnapshots); the slots emptied. */
+  dropDamagedSnapshots(): number[] {
+    this.assertWritable();
+    const dropped = this.table.takeDamaged();
+    for (const slot of dropped) this.writeTableEntry(slot, null);
+    this.commit();
+    return dropped;
+  }
 
   /** `internal`: a snapshot a command takes for itself (a temporary one): no observer hears of it. */
   /** `createdMs`: when it was taken, where that was elsewhere (a source snapshot arriving at a protection destination's base). */
