@@ -99,4 +99,6 @@ export interface StreamSource {
    * opened). Absent: nothing to check ahead.
    */
   precheck?(): Promise<void>;
+  /** Set when streams() may be called again and reads the same streams (a file): restore reads each one's header ahead, to check the key it needs before the first stream is applied. */
+  readonly rereadable?: true;
 }

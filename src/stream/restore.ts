@@ -324,6 +324,14 @@ export interface RestoreOptions {
   onExisting?: (vol: Volume) => (ok: boolean) => void;
 }
 
+/** Reads the header of each stream of `src` with `key`: throws what the restore would throw at it (AuthError: a key that does not open it; an unencrypted stream where a key says encrypted). */
+async function checkKeyAhead(src: StreamSource, key: KeyOption): Promise<void> {
+  for await (const s of src.streams()) {
+    const { records } = await firstHeader(s, async () => {}, key);
+    await records.return(undefined).catch(() => undefined);
+  }
+}
+
 /**
  * `key`: of encrypted streams (without it they are refused, AuthError, before anything is
  * written). `pick`: chooses among streams whose medium could not tell whose dump they are
@@ -348,6 +356,8 @@ export async function restoreStreams(sources: StreamSource[], volumePath: string
   let closeExisting: ((ok: boolean) => void) | null = null;
   // what can be known wrong about any source is refused before the first stream is applied
   for (const src of sources) await src.precheck?.();
+  // a chain read with a key: each stream file's key check passes before the first stream is applied (one needing another key refused later left the streams before it applied)
+  if (key !== null && sources.length > 1) for (const src of sources) if (src.rereadable) await checkKeyAhead(src, key);
   try {
     for (const src of sources) {
       for await (const s of src.streams()) {

@@ -131,6 +131,32 @@ describe('encrypted streams through the CLI', { timeout: 90_000 }, () => {
     expectOneLineError(await runCliAsync(['verify', r1, '--key-file', key, '--key-file', third], o), 'verify with two wrong keys', 11, /rotated\.l1: wrong key: none of .*backup\.key, .*third\.key decrypts this stream/);
   });
 
+  it('onto an existing volume, a chain of files whose last stream needs another key is refused before any stream is applied', async () => {
+    // before: the level 1 was applied, then the level 2 refused (exit 11), the volume changed
+    const kcat = path.join(root, 'catalog.keys-ahead.json');
+    const k0 = path.join(root, 'ahead.l0');
+    const k1 = path.join(root, 'ahead.l1');
+    const k2 = path.join(root, 'ahead.l2');
+    await setupOk(['snapshot', 'create', src, 's3', '-q'], { env });
+    try {
+      dump(src, 0, 's1', k0, kcat, ['--encrypt', '--key-file', key], o);
+      dump(src, 1, 's2', k1, kcat, ['--encrypt', '--key-file', key], o);
+      dump(src, 2, 's3', k2, kcat, ['--encrypt', '--key-file', other], o);
+    } finally {
+      await setupOk(['snapshot', 'delete', src, 's3', '-q'], { env });
+    }
+    const to = path.join(root, 'keys-ahead.vol');
+    ok(['restore', '--from', k0, '--to', to, '--key-file', key], o);
+    const before = fs.readFileSync(to);
+    expectOneLineError(await runCliAsync(['restore', '--from', k1, '--from', k2, '--to', to, '--key-file', key], o), 'restore whose level 2 needs the other key', 11, /ahead\.l2: wrong key: .*backup\.key does not decrypt this stream/);
+    expect(fs.readFileSync(to).equals(before)).toBe(true);
+    expect(await snapshotNames(to, o)).toEqual(['s1']);
+    // with both keys the chain goes on from there
+    ok(['restore', '--from', k1, '--from', k2, '--to', to, '--key-file', key, '--key-file', other], o);
+    expect(await snapshotNames(to, o)).toEqual(['s1', 's2', 's3']);
+    expect(await exportShas(to, ['s1', 's2'], o)).toEqual(srcShas);
+  });
+
   it('with a key, an unencrypted stream is refused (it cannot be authenticated) unless --allow-unencrypted', async () => {
     // a chain whose level 0 was not encrypted and whose level 1 was
     const plain0 = path.join(root, 'plain.l0');

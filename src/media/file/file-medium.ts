@@ -145,6 +145,7 @@ export function fileSource(file: string): StreamSource {
   }
   return {
     description: `file ${file}`,
+    rereadable: true,
     async *streams(): AsyncGenerator<SourceStream> {
       yield { name: `file ${file}`, position: { kind: 'file', location: path.resolve(file) }, ...fileBytes(file) };
     },
