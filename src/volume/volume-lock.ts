@@ -203,14 +203,26 @@ function lockFileOf(st: fs.Stats): string {
 /** The lock files this process holds. */
 const heldHere = new Set<string>();
 
+/** The locks this process holds, released by one exit listener (one per lock went past Node's limit of 10: a multiplexed dump of several volumes to several tapes printed a MaxListenersExceededWarning). */
+const liveLocks = new Set<VolumeLock>();
+let exitListening = false;
+
+function releaseAtExit(lock: VolumeLock): void {
+  liveLocks.add(lock);
+  if (exitListening) return;
+  exitListening = true;
+  process.once('exit', () => {
+    for (const l of [...liveLocks]) l.release();
+  });
+}
+
 export class VolumeLock {
   private released = false;
-  private readonly onExit = () => this.release();
   /** The copies of this lock in the default directories (see the top) that could be written. */
   private guards: VolumeLock[] = [];
   private constructor(readonly file: string, private token: string) {
     heldHere.add(file);
-    process.once('exit', this.onExit);
+    releaseAtExit(this);
   }
 
   /** The live process holding the lock of the volume at `volumePath`, or null (none, or a stale lock). */
@@ -357,7 +369,7 @@ export class VolumeLock {
     if (this.released) return;
     this.released = true;
     heldHere.delete(this.file);
-    process.removeListener('exit', this.onExit);
+    liveLocks.delete(this);
     try {
       if (fs.readFileSync(this.file, 'utf8') === this.token) fs.unlinkSync(this.file);
     } catch {

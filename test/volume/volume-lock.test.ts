@@ -27,6 +27,20 @@ function lockFileFor(file: string): string {
 }
 
 describe('the volume lock', () => {
+  it('many locks held at once add one exit listener, not one each (past 10, Node printed a MaxListenersExceededWarning: a multiplexed dump of three volumes to five tapes did)', () => {
+    const vols = Array.from({ length: 12 }, (_, i) => path.join(root, `many-${i}.vol`));
+    for (const v of vols) fs.writeFileSync(v, '');
+    const before = process.listenerCount('exit');
+    const held = vols.map((v) => VolumeLock.acquire(v, fs.statSync(v)));
+    try {
+      expect(process.listenerCount('exit')).toBeLessThanOrEqual(before + 1);
+      for (const v of vols) expect(fs.existsSync(lockFileFor(v))).toBe(true);
+    } finally {
+      for (const l of held) l.release();
+    }
+    for (const v of vols) expect(fs.existsSync(lockFileFor(v))).toBe(false);
+  });
+
   it('leaves a lock file that is still being written to its writer, and takes over one left empty long ago', () => {
     const vol = path.join(root, 'a.vol');
     fs.writeFileSync(vol, '');
