@@ -69,6 +69,13 @@ export function leftBehind(parts: number, bytes: number): string {
 /** leftBehind's text in a message, to be taken back when no tape file was published after all. */
 export const LEFT_BEHIND = /\d+ parts? of its stream \([^)]*\) stay in the tape file behind an aborted member, which readers name as given up/;
 
+/**
+ * Tests: the writer takes the sources' members in turn (source 0, 1, 2, 0...; a source with
+ * nothing ready is waited for until it settles), so a test sees the streams interleave
+ * whatever the machine's load; without it, members go out in the order they are ready.
+ */
+const inTurn = (): boolean => process.env.IMGSTREAM_TEST_MULTIPLEX_IN_TURN === '1';
+
 export class MultiplexTapeWriter {
   readonly description: string;
   private readonly rs: number;
@@ -218,6 +225,24 @@ export class MultiplexTapeWriter {
     return this.settledSources.size === this.opts.sources.length;
   }
 
+  private turn = 0;
+  private readonly inTurn = inTurn();
+
+  /** The next member of the source whose turn it is (IMGSTREAM_TEST_MULTIPLEX_IN_TURN); undefined while that source has none ready and is not settled. */
+  private nextInTurn(): Item | undefined {
+    const n = this.opts.sources.length;
+    for (let k = 0; k < n; k++) {
+      const source = (this.turn + k) % n;
+      const at = this.ready.findIndex((x) => x.ch.source === source);
+      if (at >= 0) {
+        this.turn = (source + 1) % n;
+        return this.ready.splice(at, 1)[0];
+      }
+      if (!this.settledSources.has(source)) return undefined;
+    }
+    return undefined;
+  }
+
   /** The writer: members in the order they became ready, until every source is settled. */
   private async pump(): Promise<MultiplexOutcome> {
     // writes to the tape are synchronous and a source's next part may be ready at once (its
@@ -230,7 +255,7 @@ export class MultiplexTapeWriter {
           await new Promise<void>((r) => setImmediate(r));
           turned = performance.now();
         }
-        const item = this.ready.shift();
+        const item = this.inTurn ? this.nextInTurn() : this.ready.shift();
         if (!item) {
           if (this.allSettled()) {
             await pausePoint('multiplex-sources-read');
