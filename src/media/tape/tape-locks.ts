@@ -11,9 +11,6 @@ import path from 'node:path';
 import { BusyError, InterruptedError } from '../../core/errors.js';
 import { VolumeLock } from '../../volume/volume-lock.js';
 
-/** Exit listeners a volume lock adds (itself and its guards). */
-const LISTENERS_PER_LOCK = 3;
-
 /** How often a waiting dump looks again. */
 const POLL_MS = 200;
 
@@ -44,12 +41,9 @@ export class TapeLocks {
         }
         if (!st.isDirectory()) break; // a drive: one opener at a time already
         try {
-          // each lock and its two guards undo themselves at exit: a set of tapes held is no leak
-          process.setMaxListeners(process.getMaxListeners() + LISTENERS_PER_LOCK);
           this.held.push(VolumeLock.acquire(path.resolve(tape), st, 'tape directory'));
           break;
         } catch (err) {
-          process.setMaxListeners(process.getMaxListeners() - LISTENERS_PER_LOCK);
           if (!(err instanceof BusyError)) throw err;
           const who = /imgstream process .*$/.exec(err.message)?.[0] ?? 'another imgstream process';
           if (!told) this.notice?.(`tape ${tape}: ${who} is writing to it: waiting for it to finish`);
@@ -64,7 +58,6 @@ export class TapeLocks {
   release(): void {
     this.released = true;
     for (const l of this.held.splice(0)) {
-      process.setMaxListeners(process.getMaxListeners() - LISTENERS_PER_LOCK);
       try {
         l.release();
       } catch {
