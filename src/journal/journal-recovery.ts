@@ -30,7 +30,7 @@ export interface JournalScan {
   renames: Array<{ from: string; to: string }>;
   /** An OVERFLOW marker with no RESYNC after it: changes are tracked as dirty blocks. */
   overflowed: boolean;
-  /** The generations the CP and OPEN markers recorded, and the snapshots recorded, in journal order (`at`: the record's seq). */
+  /** The generations the CP and OPEN markers recorded, and the snapshots recorded (under the names later renames gave them), in journal order (`at`: the record's seq). */
   markers: Array<{ at: number; generation: number; time: number }>;
   snapshots: Array<{ at: number; name: string }>;
 }
@@ -61,7 +61,16 @@ export function scanJournal(dir: string, segs: SegmentFile[], vol: Volume, track
         if (known.generation !== undefined) markers.push({ at: rec.seq, generation: known.generation, time: rec.time });
       } else if (rec.kind === RecordKind.Snapshot) snapshots.push({ at: rec.seq, name: parseMarker<{ name: string }>(rec).name });
       if (rec.kind === RecordKind.Cp) tail.length = renames.length = 0;
-      else if (rec.kind === RecordKind.Rename) renames.push(parseMarker<{ from: string; to: string }>(rec));
+      else if (rec.kind === RecordKind.Rename) {
+        const rn = parseMarker<{ from: string; to: string }>(rec);
+        renames.push(rn);
+        // the snapshot recorded under the old name is on the volume under the new one: recorded, not one a crash kept out (unrecordedSnapshots)
+        for (let i = snapshots.length - 1; i >= 0; i--) {
+          if (snapshots[i].name !== rn.from) continue;
+          snapshots[i].name = rn.to;
+          break;
+        }
+      }
       else if (rec.kind === RecordKind.Data || rec.kind === RecordKind.Zero) tail.push({ ...rec, payload: Buffer.from(rec.payload) });
       else if (rec.kind === RecordKind.Overflow) overflowedAt = rec.seq;
       else if (rec.kind === RecordKind.Resync) overflowedAt = -1;

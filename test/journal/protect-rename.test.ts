@@ -174,6 +174,34 @@ describe.skipIf(missing.length > 0)(`snapshot renames under continuous protectio
     await server.stop();
   }, 120_000);
 
+  it('a server restarted after a rename records no new snapshot: the renamed one keeps its recovery point and its disk', async () => {
+    // before: the journal's recovery took the renamed snapshot for one a crash kept out of
+    // it and recorded it again, so the destination's point of that name became the disk at the restart
+    const { vol, serve } = await servedVolume('t');
+    const dest = at('t.cdp');
+    let server = await serve();
+    await cli(['protect', vol, '--to', dest, '--once'], locks);
+    await qemuIo(server.info.uri, ['write -P 0xaa 0 4k']);
+    await cli(['snapshot', 'create', vol, 's0'], locks);
+    await qemuIo(server.info.uri, ['write -P 0xbb 0 4k']);
+    await cli(['snapshot', 'rename', vol, 's0', 's1'], locks);
+    await qemuIo(server.info.uri, ['write -P 0xcc 0 4k']);
+    await cli(['protect', vol, '--to', dest, '--once'], locks);
+    await server.stop();
+    // a snapshot taken on the idle volume opens its journal too
+    await cli(['snapshot', 'create', vol, 'idle'], locks);
+    server = await serve();
+    await qemuIo(server.info.uri, ['write -P 0xdd 0 4k']);
+    await cli(['protect', vol, '--to', dest, '--once'], locks);
+    const st = await status(dest);
+    expect(st.points.flatMap((p) => p.snapshots)).toEqual(['s1', 'idle']);
+    const source = await exportRaw(`${vol}@s1`, 't-src.raw');
+    expect(source.subarray(0, 2).toString('hex')).toBe('aaaa');
+    expect((await exportRaw(dest, 't-dest.raw', 's1')).equals(source), 'the destination\'s s1 is the source\'s').toBe(true);
+    expect((await exportRaw(dest, 't-idle.raw', 'idle')).subarray(0, 2).toString('hex')).toBe('cccc');
+    await server.stop();
+  }, 120_000);
+
   it('renames the journal dropped when it overflowed travel with the resync', async () => {
     const vol = at('o.vol');
     await setupOk(['volume', 'create', vol, '--size', String(SIZE)], { env: { IMGSTREAM_LOCK_DIR: locks } });
