@@ -8,7 +8,7 @@ import { mapRootCrc } from './map-root-crc.js';
 import fs from 'node:fs';
 import { CorruptError, InvalidInputError } from '../core/errors.js';
 import type { Volume } from '../volume/volume.js';
-import { writeLogicalBytes, zeroLogicalBytes } from '../volume/logical-io.js';
+import { readLogicalBytes, writeLogicalBytes, zeroLogicalBytes } from '../volume/logical-io.js';
 import type { SegmentFile } from './journal-files.js';
 import { JournalReader, lastRecordOf, tornTail } from './journal-reader.js';
 import { parseMarker, RecordKind, type JournalRecord } from './record.js';
@@ -85,11 +85,22 @@ export function scanJournal(dir: string, segs: SegmentFile[], vol: Volume, track
   }
   if (lastSeg !== last.path) lastEnd = 0;
   const size = fs.statSync(last.path).size;
+  if (size > lastEnd && !tornTail(last.path, lastEnd, size)) {
+    throw new CorruptError(`${last.path}: a damaged record at byte ${lastEnd}, with ${size - lastEnd} bytes after it`, DAMAGED_HINT);
+  }
+  // the volume committed a CP the journal has no marker of: only a crash between that CP
+  // and its marker does this, and then the journal holds every change the CP committed (it
+  // is synced before each CP), so its tail already reads back from the volume. A tail the
+  // volume holds newer data for is a journal cut short or short of records: replaying it
+  // would take the volume back, so it is refused before anything (a torn tail included) is cut
+  if (tail.length > 0 && (known?.generation === undefined || known.generation < vol.rootRecord.generation) && !tailIsOnVolume(vol, tail)) {
+    throw new CorruptError(
+      `${dir}: the journal lacks changes the volume committed (its last CP marker is of generation ${known?.generation ?? 'none'}, the volume is at ${vol.rootRecord.generation}, and its last records are older than what the volume holds): it was cut short or lost records`,
+      DAMAGED_HINT,
+    );
+  }
   let tornBytes = 0;
   if (size > lastEnd) {
-    if (!tornTail(last.path, lastEnd, size)) {
-      throw new CorruptError(`${last.path}: a damaged record at byte ${lastEnd}, with ${size - lastEnd} bytes after it`, DAMAGED_HINT);
-    }
     tornBytes = size - lastEnd;
     fs.truncateSync(last.path, lastEnd);
   }
@@ -107,6 +118,21 @@ export function scanJournal(dir: string, segs: SegmentFile[], vol: Volume, track
     );
   }
   return { lastSeq, lastSegment: last, tornBytes, tail, renames, overflowed: overflowedAt >= 0, markers, snapshots };
+}
+
+/** Whether each block the tail changes reads from the volume as the tail's last change of it left it. */
+function tailIsOnVolume(vol: Volume, tail: JournalRecord[]): boolean {
+  const bs = vol.blockSize;
+  const lastOf = new Map<number, Buffer | null>(); // null: zeros
+  for (const rec of tail) {
+    for (let i = 0; i < rec.count; i++) lastOf.set(rec.lbn + i, rec.kind === RecordKind.Data ? rec.payload.subarray(i * bs, (i + 1) * bs) : null);
+  }
+  const buf = Buffer.allocUnsafe(bs);
+  for (const [lbn, want] of lastOf) {
+    readLogicalBytes(vol, vol.map, lbn * bs, buf);
+    if (want === null ? buf.some((b) => b !== 0) : !buf.equals(want)) return false;
+  }
+  return true;
 }
 
 /**

@@ -3,6 +3,7 @@
 // holds every acknowledged change in order with its time; after kill -9 the volume holds
 // every write acknowledged before the last successful flush (and the journal's replay
 // brings back later ones whole); a torn last record is cut off; damage is refused.
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -156,6 +157,58 @@ describe.skipIf(missing.length > 0)(`the write journal of serve nbd --journal${m
     expect(r.stderr).not.toMatch(/\n\s+at /);
     fs.writeFileSync(seg, buf); // unchanged by the refusal
     expect((await exportRaw(vol, at('t.raw'))).equals(before), 'the volume still opens at its last CP').toBe(true);
+  });
+
+  it('refuses a journal cut short before the volume\'s last CP (it would have replayed older writes over flushed ones), in the middle of a record or between two', { timeout: 120_000 }, async () => {
+    const vol = at('cut.vol');
+    await setupOk(['volume', 'create', vol, '--size', String(SIZE)], { env: { IMGSTREAM_LOCK_DIR: locks } });
+    const server = await startServer(vol, ['--socket', at('cut.sock'), '--journal'], locks);
+    // two writes in one CP interval, then a flush (qemu-io flushes after each write: a CP between them)
+    const py = `import nbd\nh = nbd.NBD()\nh.connect_uri(${JSON.stringify(server.info.uri)})\nh.pwrite(b'\\x11' * 4096, 0)\nh.pwrite(b'\\x22' * 4096, 0)\nh.flush()\nh.shutdown()\n`;
+    const wrote = await run('/usr/bin/python3', ['-c', py]);
+    expect(wrote.code, wrote.stderr).toBe(0);
+    await server.stop();
+    const before = await exportRaw(vol, at('cut.raw'));
+    expect(before.subarray(0, 4).toString('hex')).toBe('22222222');
+    const seg = listSegments(`${vol}.journal`).at(-1)!.path;
+    const whole = fs.readFileSync(seg);
+    const data: Array<{ at: number; end: number }> = [];
+    const r = new JournalReader(`${vol}.journal`, listSegments(`${vol}.journal`)[0].firstSeq);
+    for (let rec = r.next(); rec !== null; rec = r.next()) if (rec.kind === RecordKind.Data) data.push({ at: rec.payloadAt - 48, end: rec.payloadAt + rec.payloadBytes });
+    r.close();
+    expect(data.length).toBe(2);
+    const bin = path.join(process.cwd(), 'dist/commands/_cli/bin.js');
+    // cut in the second write's record (it and the final CP's marker gone), then cut where it begins
+    for (const size of [data[1].at + 48 + 100, data[1].at]) {
+      fs.writeFileSync(seg, whole.subarray(0, size));
+      const refused = await run(process.execPath, [bin, 'serve', 'nbd', vol, '--socket', at('cut.sock'), '--journal'], { env: { IMGSTREAM_LOCK_DIR: locks } });
+      expect(refused.code, refused.stderr).toBe(9);
+      expect(refused.stderr.trim().split('\n')).toHaveLength(1);
+      expect(refused.stderr).toMatch(/the journal lacks changes the volume committed/);
+      expect(fs.statSync(seg).size, 'nothing cut off the refused journal').toBe(size);
+      expect((await exportRaw(vol, at('cut.raw'))).equals(before), 'the flushed write stays').toBe(true);
+    }
+    // without --journal the volume serves at its last CP
+    const plain = await startServer(vol, ['--socket', at('cut.sock')], locks);
+    await plain.stop();
+    expect((await exportRaw(vol, at('cut.raw'))).equals(before)).toBe(true);
+
+    // what the check lets through: a server killed between a CP and its marker (the journal holds every change that CP committed) replays its tail
+    const vol2 = at('cpk.vol');
+    await setupOk(['volume', 'create', vol2, '--size', String(SIZE)], { env: { IMGSTREAM_LOCK_DIR: locks } });
+    const child = spawn(process.execPath, [bin, 'serve', 'nbd', vol2, '--socket', at('cpk.sock'), '--journal', '--cp-interval', '0'], { env: { ...process.env, IMGSTREAM_LOCK_DIR: locks, IMGSTREAM_CRASH_AT: 'root:cpk.vol' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const died = new Promise<NodeJS.Signals | null>((resolve) => child.once('exit', (_code, signal) => resolve(signal)));
+    await new Promise<void>((resolve) => child.stdout!.once('data', () => resolve()));
+    const uri = `nbd+unix:///?socket=${at('cpk.sock')}`;
+    const py2 = `import nbd\nh = nbd.NBD()\nh.connect_uri(${JSON.stringify(uri)})\nh.pwrite(b'\\x33' * 4096, 0)\nh.pwrite(b'\\x44' * 4096, 4096)\nh.flush()\n`;
+    const cut2 = await run('/usr/bin/python3', ['-c', py2]);
+    expect(cut2.code, 'the flush\'s CP killed the server').not.toBe(0);
+    expect(await died).toBe('SIGKILL');
+    const back = await startServer(vol2, ['--socket', at('cpk.sock'), '--journal'], locks);
+    expect((back.info as unknown as { journal: { replayed: number } }).journal.replayed).toBe(2);
+    await back.stop();
+    const disk = await exportRaw(vol2, at('cpk.raw'));
+    expect(disk.subarray(0, 4).toString('hex') + disk.subarray(4096, 4100).toString('hex')).toBe('3333333344444444');
   });
 
   it('names damage to records a destination already holds: protect exits 9 (not "another journal"), status says DAMAGED', { timeout: 120_000 }, async () => {
