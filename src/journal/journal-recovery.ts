@@ -13,6 +13,7 @@ import type { SegmentFile } from './journal-files.js';
 import { JournalReader, lastRecordOf, tornTail } from './journal-reader.js';
 import { parseMarker, RecordKind, type JournalRecord } from './record.js';
 import { isInternalSnapshotName } from './internal-snapshots.js';
+import { MARK_BYTES } from './unshipped-bytes.js';
 import type { SnapshotEntry } from '../format/snapshot-entry.js';
 
 export const DAMAGED_HINT = 'serve without --journal; to protect again, move the journal directory aside and protect to a new destination';
@@ -33,6 +34,8 @@ export interface JournalScan {
   /** The generations the CP and OPEN markers recorded, and the snapshots recorded (under the names later renames gave them), in journal order (`at`: the record's seq). */
   markers: Array<{ at: number; generation: number; time: number }>;
   snapshots: Array<{ at: number; name: string }>;
+  /** Marks for counting unshipped bytes (unshipped-bytes.ts): [seq, bytes of the segments through record seq] at each CP marker and every MARK_BYTES, the first the floor. */
+  byteMarks: Array<[number, number]>;
 }
 
 /**
@@ -51,11 +54,17 @@ export function scanJournal(dir: string, segs: SegmentFile[], vol: Volume, track
   const r = new JournalReader(dir, segs[0].firstSeq);
   let lastEnd = 0;
   let lastSeg = segs[0].path;
+  /** Bytes of the segments before the one being read. */
+  let before = 0;
+  const byteMarks: Array<[number, number]> = [[segs[0].firstSeq - 1, 0]];
   try {
     for (let rec = r.next(); rec !== null; rec = r.next()) {
       lastSeq = rec.seq;
+      if (rec.segment !== lastSeg) before += lastEnd;
       lastSeg = rec.segment;
       lastEnd = rec.payloadAt + rec.payloadBytes;
+      const through = before + lastEnd;
+      if (rec.kind === RecordKind.Cp || rec.kind === RecordKind.Open || through - byteMarks[byteMarks.length - 1][1] >= MARK_BYTES) byteMarks.push([rec.seq, through]);
       if (rec.kind === RecordKind.Cp || rec.kind === RecordKind.Open) {
         known = parseMarker<{ generation?: number; mapRoot?: number; rootCrc?: number }>(rec);
         if (known.generation !== undefined) markers.push({ at: rec.seq, generation: known.generation, time: rec.time });
@@ -117,7 +126,7 @@ export function scanJournal(dir: string, segs: SegmentFile[], vol: Volume, track
       `start protection over: move ${dir} aside, serve with --journal and protect to a new destination`,
     );
   }
-  return { lastSeq, lastSegment: last, tornBytes, tail, renames, overflowed: overflowedAt >= 0, markers, snapshots };
+  return { lastSeq, lastSegment: last, tornBytes, tail, renames, overflowed: overflowedAt >= 0, markers, snapshots, byteMarks };
 }
 
 /** Whether each block the tail changes reads from the volume as the tail's last change of it left it. */

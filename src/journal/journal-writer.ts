@@ -30,6 +30,7 @@ import { replayTail, scanJournal, unrecordedSnapshots } from './journal-recovery
 import { crashPoint } from '../volume/crash-point.js';
 import { mapRootOf } from './map-root-crc.js';
 import { now } from './record-clock.js';
+import { UnshippedBytes } from './unshipped-bytes.js';
 import { makeDirectories } from '../core/make-dirs.js';
 
 export interface JournalWriterOptions {
@@ -59,8 +60,6 @@ const EARLY_WRITEBACK_BYTES = 16 << 20;
 const TEST_FULL_AT = process.env.IMGSTREAM_TEST_JOURNAL_FULL_AT ? Number(process.env.IMGSTREAM_TEST_JOURNAL_FULL_AT) : null;
 /** Tests: records stay staged this long before they are written (a server stalled between stamp and write). */
 const TEST_STALL_MS = Number(process.env.IMGSTREAM_TEST_JOURNAL_STALL_MS ?? 0);
-/** Bytes between two points of the current segment where the records a destination holds end (see points). */
-const POINT_BYTES = 256 << 10;
 /** Records are gathered up to this many bytes and written together (see flush()). */
 const STAGE_BYTES = 1 << 20;
 
@@ -88,16 +87,17 @@ export class JournalWriter implements VolumeObserver {
   private early: EarlyWriteback | null = null;
   /** Set when a write to the journal failed: changes and CPs are refused from then on. */
   private failure: ImgstreamError | null = null;
-  /** Bytes of the segments that may still be unshipped (recomputed at each CP). */
+  /** Bytes of records a destination has not acknowledged (recomputed at each CP from `unshipped`). */
   private held = 0;
+  private unshipped = new UnshippedBytes(0);
   private readonly limit: number;
   private readonly segmentLimit: number;
   private readonly report: (m: string) => void;
   /** Set while overflowed: the LBNs changed since dirty.after, in place of records. */
   private dirty: Dirty | null = null;
   private dirtyChanged = false;
-  /** In the current segment: [record seq, segment bytes up to and including it] at each CP marker, and at flushes every POINT_BYTES or so (the bytes a destination lacks are counted from there). */
-  private points: Array<[number, number]> = [];
+  /** CP markers in the current segment. */
+  private cpsInSegment = 0;
   readonly recovery: JournalRecovery;
 
   private constructor(private readonly vol: Volume, opts: JournalWriterOptions) {
@@ -219,9 +219,10 @@ export class JournalWriter implements VolumeObserver {
 
   /** After a CP committed `generation`: marks it, trims shipped segments, checks the size limit. */
   afterCp(generation: number): void {
-    if (this.dirty !== null && this.points.length > 0) crashPoint('overflowed-cp', this.vol.path); // (tests: after a marker of this segment)
+    if (this.dirty !== null && this.cpsInSegment > 0) crashPoint('overflowed-cp', this.vol.path); // (tests: after a marker of this segment)
     this.append(RecordKind.Cp, 0, 0, markerPayload({ generation, ...mapRootOf(this.vol) }));
-    this.points.push([this.seq, this.segBytes]);
+    this.cpsInSegment++;
+    this.unshipped.mark(this.seq, true);
     if (this.segBytes >= this.segmentLimit) this.roll();
     this.trimShipped();
     // all shipped: begin a new segment so the old one can go
@@ -355,7 +356,7 @@ export class JournalWriter implements VolumeObserver {
       }
     }
     this.segBytes += total;
-    this.held += total;
+    this.unshipped.added(total);
     this.unsynced = true;
   }
 
@@ -377,7 +378,7 @@ export class JournalWriter implements VolumeObserver {
     } catch (err) {
       this.seq -= this.stagedRecords;
       this.segBytes -= this.staged;
-      this.held -= this.staged;
+      this.unshipped.added(-this.staged);
       this.staged = 0;
       this.stagedRecords = 0;
       this.failure = fromSystemError(err, this.dir, 'writing the journal');
@@ -386,8 +387,7 @@ export class JournalWriter implements VolumeObserver {
     }
     this.staged = 0;
     this.stagedRecords = 0;
-    const last = this.points.at(-1);
-    if (this.segBytes - (last?.[1] ?? 0) >= POINT_BYTES) this.points.push([this.seq, this.segBytes]);
+    this.unshipped.mark(this.seq, false);
     // the journal's pages go to disk as they are written: the sync before a CP (on the
     // event loop, which it blocks) then finds little left, instead of every byte written
     // since the last CP (hundreds of MiB under a heavy load); its failures show at sync()
@@ -422,28 +422,19 @@ export class JournalWriter implements VolumeObserver {
     this.early = new EarlyWriteback(this.fd, EARLY_WRITEBACK_BYTES);
     this.segFirst = firstSeq;
     this.segBytes = create ? 0 : fs.fstatSync(this.fd).size;
-    this.points = [];
+    this.cpsInSegment = 0;
   }
 
   /** Deletes the segments a destination holds entirely; recounts the bytes kept. */
   private trimShipped(): void {
     const shipped = readShipped(this.dir)?.journalTo ?? 0;
     const segs = listSegments(this.dir);
-    this.held = 0;
     for (let i = 0; i < segs.length; i++) {
       const s = segs[i];
       const nextFirst = i + 1 < segs.length ? segs[i + 1].firstSeq : Infinity;
-      if (s.firstSeq !== this.segFirst && nextFirst - 1 <= shipped) {
-        fs.rmSync(s.path, { force: true });
-        continue;
-      }
-      if (s.firstSeq === this.segFirst) {
-        // the current segment: only what follows the last point the destination holds
-        let from = 0;
-        for (const [seq, end] of this.points) if (seq <= shipped) from = end;
-        this.held += this.segBytes - from;
-      } else this.held += fs.statSync(s.path).size;
+      if (s.firstSeq !== this.segFirst && nextFirst - 1 <= shipped) fs.rmSync(s.path, { force: true });
     }
+    this.held = this.unshipped.after(shipped);
     if (this.dirty === null && readDirty(this.dir) !== null && shipped >= (readDirty(this.dir)!.upTo)) removeDirty(this.dir);
   }
 
@@ -466,6 +457,7 @@ export class JournalWriter implements VolumeObserver {
     this.dirtyChanged = false;
     this.roll();
     for (const s of listSegments(this.dir)) if (s.firstSeq !== this.segFirst) fs.rmSync(s.path, { force: true });
+    this.unshipped.restart(this.seq);
     this.held = 0;
   }
 
@@ -481,11 +473,13 @@ export class JournalWriter implements VolumeObserver {
     const dirty = readDirty(this.dir);
     if (segs.length === 0) {
       this.seq = dirty ? dirty.upTo : readShipped(this.dir)?.journalTo ?? 0;
+      this.unshipped = new UnshippedBytes(this.seq);
       this.openSegment(this.seq + 1, true);
     } else {
       // (a dirty set the destination has not acknowledged yet holds changes made without records)
       const scan = scanJournal(this.dir, segs, this.vol, dirty !== null && (readShipped(this.dir)?.journalTo ?? 0) < dirty.upTo);
       this.seq = scan.lastSeq;
+      this.unshipped = new UnshippedBytes(scan.lastSeq, scan.byteMarks);
       this.recovery.tornBytes = scan.tornBytes;
       this.openSegment(scan.lastSegment.firstSeq, false);
       if (scan.overflowed || (dirty !== null && dirty.upTo > this.seq)) {
