@@ -90,7 +90,8 @@ Given the protected volume instead (a file or block device with a write journal;
     const st = journalStatus(volume);
     const held = st.oldest === null || st.oldest > st.newest ? 'no records held' : `records ${st.oldest} to ${st.newest}`;
     this.say(`${volume}: write journal ${st.journal}: ${formatSize(st.bytes)} in ${st.segments} segment${st.segments === 1 ? '' : 's'}, ${held}`);
-    if (st.shipped) this.say(`  shipped to ${st.shipped.destination}: records up to ${st.shipped.journalTo}, interval ${st.shipped.intervalSeq} ending ${st.shipped.end}`);
+    // (the window's end: an interval's end, or later when the shipper claimed quiet time since)
+    if (st.shipped) this.say(`  shipped to ${st.shipped.destination}: records up to ${st.shipped.journalTo} (last interval ${st.shipped.intervalSeq}), its window ending ${st.shipped.end}`);
     else this.say(`  never shipped: start with imgstream protect ${volume} --to DEST`);
     const u = st.unshipped;
     const since = u.oldest === null ? '' : u.dropped ? `, writes since ${u.oldest} (the destination's last point: the overflow dropped their records)` : `, the oldest write at ${u.oldest}`;

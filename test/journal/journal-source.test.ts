@@ -345,7 +345,7 @@ describe.skipIf(missing.length > 0)(`the write journal of serve nbd --journal${m
     expect(after.shipped).toMatchObject({ destination: at('c.cdp'), journalTo: after.newest });
     expect(after.unshipped).toEqual({ records: 0, writes: 0, oldest: null, lagMs: 0, dropped: false });
     const human = (await cli(['protect', 'status', vol], locks)).stdout;
-    expect(human).toContain(`shipped to ${at('c.cdp')}: records up to ${after.newest}`);
+    expect(human).toContain(`shipped to ${at('c.cdp')}: records up to ${after.newest} (last interval ${after.shipped!.intervalSeq}), its window ending ${after.shipped!.end}`);
     expect(human).toMatch(/not shipped yet: 0 writes: lag 0\.0 s/);
     // a snapshot alone changes no block: the journal still holds everything
     await cli(['snapshot', 'create', vol, 'quiet'], locks);
