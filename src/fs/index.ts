@@ -10,7 +10,7 @@
 export { EarlyWriteback, WRITEBACK_BYTES } from './writeback.js';
 export { DirectAppender } from './direct-appender.js';
 export { fsyncDirectory, writeFileDurably } from './durable-file.js';
-export { replacementTarget } from './link-target.js';
+export { danglingLinkTarget, refuseDanglingLink, replacementTarget } from './link-target.js';
 export { processExists, removeStaleTemp, tempBeside } from './stale-temp.js';
 export { sameFile } from './same-file.js';
 export { largestFileIn } from './largest-file.js';

@@ -10,6 +10,7 @@ import path from 'node:path';
 import { createHash } from 'node:crypto';
 import { BusyError, FormatVersionError, InvalidInputError, NotAVolumeError } from '../core/errors.js';
 import { tempBeside } from '../fs/stale-temp.js';
+import { refuseDanglingLink } from '../fs/link-target.js';
 import { Volume } from '../volume/volume.js';
 import { VolumeLock } from '../volume/volume-lock.js';
 import { readTextFile } from '../fs/text-file.js';
@@ -41,6 +42,8 @@ export function sidePaths(volPath: string) {
 export function checkDestinationPath(volPath: string): void {
   if (volPath === '') throw new InvalidInputError('the destination path is empty', 'give a volume path or peer://HOST:PORT/NAME');
   tempBeside(volPath, 'mirror'); // its checks: the name's length, the directory
+  // a first transfer would build it beside, then fail to link it into place (EEXIST)
+  refuseDanglingLink(volPath, 'give a path that does not exist yet, or remove the link');
   let dir = false;
   try {
     dir = fs.statSync(volPath).isDirectory();
