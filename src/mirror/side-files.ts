@@ -12,6 +12,7 @@ import { BusyError, FormatVersionError, InvalidInputError, NotAVolumeError } fro
 import { tempBeside } from '../fs/stale-temp.js';
 import { refuseDanglingLink } from '../fs/link-target.js';
 import { Volume } from '../volume/volume.js';
+import { refuseNonVolumeFile } from '../volume/block-file.js';
 import { VolumeLock } from '../volume/volume-lock.js';
 import { readTextFile } from '../fs/text-file.js';
 
@@ -45,11 +46,14 @@ export function checkDestinationPath(volPath: string): void {
   // a first transfer would build it beside, then fail to link it into place (EEXIST)
   refuseDanglingLink(volPath, 'give a path that does not exist yet, or remove the link');
   let dir = false;
+  let st: fs.Stats | null = null;
   try {
-    dir = fs.statSync(volPath).isDirectory();
+    st = fs.statSync(volPath);
+    dir = st.isDirectory();
   } catch {
     /* absent: a first transfer creates it */
   }
+  if (st) refuseNonVolumeFile(volPath, st); // a named pipe: opening it would wait forever
   if (dir && fs.existsSync(`${volPath}/protect.json`)) throw new NotAVolumeError(`${volPath}: is a protection destination, not a mirror`, 'a protection destination takes writes from imgstream protect alone: mirror to another path');
   if (dir) throw new NotAVolumeError(`${volPath}: is a directory, not a volume`);
 }
