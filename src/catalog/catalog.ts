@@ -12,6 +12,7 @@ import type { MediaPosition } from '../media/medium.js';
 import { VolumeLock } from '../volume/volume-lock.js';
 import { removeStaleTemp, tempBeside } from '../fs/stale-temp.js';
 import { fsyncDirectory } from '../fs/durable-file.js';
+import { replacementTarget } from '../fs/link-target.js';
 import { recordProblem } from './record-check.js';
 import { readTextFile } from '../fs/text-file.js';
 import { makeDirectories } from '../core/make-dirs.js';
@@ -212,8 +213,10 @@ export class Catalog {
         throw fromSystemError(err, path.dirname(this.file), 'creating the catalog directory');
       }
     }
-    const { dir, prefix } = tempBeside(this.file, 'new');
-    const lock = lockCatalog(this.file, fs.statSync(dir));
+    // a catalog shared through a symbolic link is replaced where the link points (and locked there)
+    const file = replacementTarget(this.file);
+    const { dir, prefix } = tempBeside(file, 'new');
+    const lock = lockCatalog(file, fs.statSync(dir));
     try {
       let current: DumpRecord[];
       let damaged: string | null = null;
@@ -223,7 +226,7 @@ export class Catalog {
         if (!opts.replaceUnreadable || !(err instanceof CorruptError)) throw err;
         current = [];
         // (an empty file, as touch or mktemp leave it, holds nothing to keep)
-        if (fs.statSync(this.file).size > 0) damaged = `${this.file}.damaged-${new Date().toISOString().replace(/[-:]/g, '')}`;
+        if (fs.statSync(file).size > 0) damaged = `${file}.damaged-${new Date().toISOString().replace(/[-:]/g, '')}`;
       }
       const dumps = change(current);
       // never write a catalog that would then be refused
@@ -232,7 +235,7 @@ export class Catalog {
         if (bad) throw new InvalidInputError(`${this.file}: refusing to record a malformed dump record (${i + 1} of ${dumps.length}): ${bad}`);
       });
       removeStaleTemp(dir, prefix); // of writers killed before their rename
-      removeStaleTemp(dir, `${path.basename(this.file)}.new-`); // as earlier versions named them
+      removeStaleTemp(dir, `${path.basename(file)}.new-`); // as earlier versions named them
       const tmp = path.join(dir, `${prefix}${process.pid}`);
       const body: CatalogFile = { format: 'imgstream-catalog', version: 1, dumps };
       try {
@@ -244,8 +247,8 @@ export class Catalog {
           fs.closeSync(fd);
         }
         // a second link first: the damaged catalog stays whole under its new name whatever happens next
-        if (damaged !== null) fs.linkSync(this.file, damaged);
-        fs.renameSync(tmp, this.file);
+        if (damaged !== null) fs.linkSync(file, damaged);
+        fs.renameSync(tmp, file);
         fsyncDirectory(dir);
         if (damaged !== null) opts.keptAside?.(damaged);
       } catch (err) {

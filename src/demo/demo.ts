@@ -7,7 +7,7 @@
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { CorruptError, fromSystemError } from '../core/errors.js';
+import { CorruptError, ExistsError, InvalidInputError, fromSystemError } from '../core/errors.js';
 import { noProgress, type Progress } from '../core/progress.js';
 import { checkVolume, exportImage, fileSink, fileSource, importImage, storageImageOf, Volume, withVolume } from '../volume/index.js';
 import { formatSize } from '../core/size.js';
@@ -69,13 +69,22 @@ const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 /** SHA-256 of a snapshot (or the active file system) of `volume`, exported to `out`. */
 async function exportSha(volume: string, snapshot: string | undefined, out: string, progress: Progress): Promise<string> {
   await withVolume(volume, false, async (vol) => {
-    const sink = fileSink(out, { force: true, size: vol.rootRecord.logicalSize });
+    const sink = fileSink(out, { force: false, size: vol.rootRecord.logicalSize });
     await exportImage(vol, snapshot, sink, progress);
     await sink.finish();
   });
   const digest = sha(fs.readFileSync(out));
   fs.rmSync(out);
   return digest;
+}
+
+/** Writes a disk image the demo makes (and removes again): never over a file it did not make. */
+function writeNew(file: string, img: Buffer): void {
+  try {
+    fs.writeFileSync(file, img, { flag: 'wx' });
+  } catch (err) {
+    throw fromSystemError(err, file, 'writing the demo disk image');
+  }
 }
 
 async function importInto(volume: string, file: string, snapshot: string | null, progress: Progress) {
@@ -86,13 +95,42 @@ async function importInto(volume: string, file: string, snapshot: string | null,
   });
 }
 
+const DAYS = ['monday', 'tuesday', 'wednesday'];
+
+/** Every file the demo makes in its directory, the ones it removes again (images, exports) too. */
+export function demoFileNames(): string[] {
+  const perDay = DAYS.flatMap((d, level) => [`${d}.raw`, `${d}.exported.raw`, `${d}.restored.raw`, `${d}.l${level}`]);
+  return ['demo.vol', 'catalog.json', 'restored.vol', 'mirror.vol', 'mirror-state.json', 'thursday.raw', 'mirror.exported.raw', ...perDay];
+}
+
+/**
+ * Refuses a directory holding any file of the demo's (a link, even a dangling one, too):
+ * the demo writes over its files and removes some, so a user's monday.raw would be lost.
+ */
+function refuseExisting(dir: string): void {
+  for (const name of demoFileNames()) {
+    const file = path.join(dir, name);
+    let there = true;
+    try {
+      fs.lstatSync(file);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw fromSystemError(err, file, 'looking into the demo directory');
+      there = false;
+    }
+    if (there) throw new ExistsError(`${file}: already exists (the demo makes a file of that name)`, 'choose another --dir or remove it');
+  }
+}
+
 export async function runDemo(dir: string, opts: { size: number; blockSize: number }, progress: Progress = noProgress): Promise<DemoResult> {
+  // (an empty path would be the current directory)
+  if (dir === '') throw new InvalidInputError('the demo directory is an empty path', 'give --dir a directory, or leave it out for a temporary one');
   try {
     makeDirectories(dir);
   } catch (err) {
     // the ancestor that is a file, when one is
     throw fromSystemError(err, (err as NodeJS.ErrnoException).path ?? dir, 'creating the demo directory');
   }
+  refuseExisting(dir);
   const volume = path.join(dir, 'demo.vol');
   const steps: DemoStep[] = [];
   const note = (step: string, detail: string) => steps.push({ step, detail });
@@ -102,13 +140,13 @@ export async function runDemo(dir: string, opts: { size: number; blockSize: numb
   const root = Volume.create(volume, { size: opts.size, blockSize: bs, maxSnapshots: 16 });
   note('create', `${volume}: ${blocks} logical blocks of ${bs} bytes, ${root.nblocks} volume blocks`);
 
-  const days = ['monday', 'tuesday', 'wednesday'];
+  const days = DAYS;
   const img = makeImage(blocks, bs, 2026);
   const saved = new Map<string, string>();
   for (let d = 0; d < days.length; d++) {
     if (d > 0) note('change', `${change(img, bs, d === 1 ? 0.05 : 0.02, d)} blocks of the disk rewritten`);
     const file = path.join(dir, `${days[d]}.raw`);
-    fs.writeFileSync(file, img);
+    writeNew(file, img);
     const r = await importInto(volume, file, days[d], progress);
     fs.rmSync(file);
     saved.set(days[d], sha(img));
@@ -157,7 +195,7 @@ export async function runDemo(dir: string, opts: { size: number; blockSize: numb
     if (round === 1) {
       const n = change(img, bs, 0.01, 7);
       const file = path.join(dir, 'thursday.raw');
-      fs.writeFileSync(file, img);
+      writeNew(file, img);
       await importInto(volume, file, null, progress);
       fs.rmSync(file);
       note('change', `${n} blocks of the disk rewritten`);

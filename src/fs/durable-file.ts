@@ -3,6 +3,7 @@
 // the directory fsynced so the rename itself survives a power cut.
 import fs from 'node:fs';
 import path from 'node:path';
+import { replacementTarget } from './link-target.js';
 
 /** Makes the entries of `dir` (a rename, a new or removed file) durable. */
 export function fsyncDirectory(dir: string): void {
@@ -14,8 +15,9 @@ export function fsyncDirectory(dir: string): void {
   }
 }
 
-/** Replaces `file` with `data` atomically and durably. */
-export function writeFileDurably(file: string, data: string | Buffer): void {
+/** Replaces `file` (where a symbolic link points, when it is one) with `data` atomically and durably. */
+export function writeFileDurably(given: string, data: string | Buffer): void {
+  const file = replacementTarget(given);
   const tmp = `${file}.${process.pid}.tmp`;
   const fd = fs.openSync(tmp, 'w', 0o644);
   try {

@@ -9,6 +9,7 @@ import { errorOf, type PeerErrorBody } from '../format/peer-protocol.js';
 import { checkPeerClientOptions, connectPeer, errorFromWire, formatPeerUrl, parsePeerUrl, type PeerClientOptions } from '../peer/index.js';
 import { noProgress, type Progress } from '../core/progress.js';
 import { removeStaleTemp, tempBeside } from '../fs/stale-temp.js';
+import { refuseDanglingLink } from '../fs/link-target.js';
 import { removeOnStop } from '../fs/stop-cleanup.js';
 import { writeLogicalBytes } from '../volume/logical-io.js';
 import { Volume } from '../volume/volume.js';
@@ -94,6 +95,7 @@ export function peerExportAsOf(spec: string, asOf: string, opts: PeerClientOptio
 /** restore --to NEW --as-of TIME --from peer://…/NAME: a new volume with the source's identity and geometry holding the disk. */
 export async function peerRestoreAsOf(spec: string, asOf: string, to: string, opts: PeerClientOptions, progress: Progress = noProgress): Promise<AsOfResult> {
   if (fs.existsSync(to)) throw new ExistsError(`${to}: already exists`, 'restore as of a time into a new volume');
+  refuseDanglingLink(to, 'restore as of a time into a new volume: give --to a path that does not exist, or remove the link');
   const { dir: parent, prefix } = tempBeside(to, 'restoring');
   removeStaleTemp(parent, prefix);
   const tmp = path.join(parent, `${prefix}${process.pid}`);

@@ -12,6 +12,7 @@ import path from 'node:path';
 import { BusyError, CorruptError, ExistsError, ImgstreamError, InvalidInputError, NotFoundError, fromSystemError } from '../core/errors.js';
 import { noProgress, type Progress } from '../core/progress.js';
 import { removeStaleTemp, tempBeside } from '../fs/stale-temp.js';
+import { refuseDanglingLink } from '../fs/link-target.js';
 import { readLogicalBytes } from '../volume/logical-io.js';
 import { isZero } from '../volume/zero.js';
 import { Volume } from '../volume/volume.js';
@@ -204,6 +205,7 @@ class BaseCheck {
  */
 export async function restoreProtectedAsOf(dir: string, asOf: string, to: string, progress: Progress = noProgress): Promise<AsOfResult> {
   if (fs.existsSync(to)) throw new ExistsError(`${to}: already exists`, 'restore as of a time into a new volume');
+  refuseDanglingLink(to, 'restore as of a time into a new volume: give --to a path that does not exist, or remove the link');
   return withRecoveryPoint(dir, asOf, async (base, _s, point, overlay) => {
     const { dir: parent, prefix } = tempBeside(to, 'restoring');
     removeStaleTemp(parent, prefix);

@@ -10,7 +10,9 @@ import path from 'node:path';
 import { createHash } from 'node:crypto';
 import { BusyError, FormatVersionError, InvalidInputError, NotAVolumeError } from '../core/errors.js';
 import { tempBeside } from '../fs/stale-temp.js';
+import { refuseDanglingLink } from '../fs/link-target.js';
 import { Volume } from '../volume/volume.js';
+import { refuseNonVolumeFile } from '../volume/block-file.js';
 import { VolumeLock } from '../volume/volume-lock.js';
 import { readTextFile } from '../fs/text-file.js';
 
@@ -41,12 +43,17 @@ export function sidePaths(volPath: string) {
 export function checkDestinationPath(volPath: string): void {
   if (volPath === '') throw new InvalidInputError('the destination path is empty', 'give a volume path or peer://HOST:PORT/NAME');
   tempBeside(volPath, 'mirror'); // its checks: the name's length, the directory
+  // a first transfer would build it beside, then fail to link it into place (EEXIST)
+  refuseDanglingLink(volPath, 'give a path that does not exist yet, or remove the link');
   let dir = false;
+  let st: fs.Stats | null = null;
   try {
-    dir = fs.statSync(volPath).isDirectory();
+    st = fs.statSync(volPath);
+    dir = st.isDirectory();
   } catch {
     /* absent: a first transfer creates it */
   }
+  if (st) refuseNonVolumeFile(volPath, st); // a named pipe: opening it would wait forever
   if (dir && fs.existsSync(`${volPath}/protect.json`)) throw new NotAVolumeError(`${volPath}: is a protection destination, not a mirror`, 'a protection destination takes writes from imgstream protect alone: mirror to another path');
   if (dir) throw new NotAVolumeError(`${volPath}: is a directory, not a volume`);
 }

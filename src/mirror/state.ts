@@ -15,6 +15,7 @@ import { CorruptError, FormatVersionError, InvalidInputError, fromSystemError, t
 import type { SnapshotIdent, TransferMode } from './protocol.js';
 import { readTextFile } from '../fs/text-file.js';
 import { removeStaleTemp } from '../fs/stale-temp.js';
+import { replacementTarget } from '../fs/link-target.js';
 import { escapeRegExp } from '../core/regexp.js';
 import { makeDirectories } from '../core/make-dirs.js';
 import { stateProblem } from './state-check.js';
@@ -164,16 +165,18 @@ export class MirrorState {
   }
 
   private save(s: StateFile): void {
-    makeDirectories(path.dirname(this.file));
-    const tmp = `${this.file}.${process.pid}.tmp`;
+    // a state file shared through a symbolic link is replaced where the link points
+    const file = replacementTarget(this.file);
+    makeDirectories(path.dirname(file));
+    const tmp = `${file}.${process.pid}.tmp`;
     // the next versions of writers killed before their rename
-    removeStaleTemp(path.dirname(this.file), new RegExp(`^${escapeRegExp(path.basename(this.file))}\\.(\\d+)\\.tmp$`));
+    removeStaleTemp(path.dirname(file), new RegExp(`^${escapeRegExp(path.basename(file))}\\.(\\d+)\\.tmp$`));
     try {
       fs.writeFileSync(tmp, `${JSON.stringify({ format: STATE_FORMAT, version: STATE_VERSION, ...s }, null, 1)}\n`, { mode: 0o600 });
       const fd = fs.openSync(tmp, 'r');
       fs.fsyncSync(fd);
       fs.closeSync(fd);
-      fs.renameSync(tmp, this.file);
+      fs.renameSync(tmp, file);
     } catch (err) {
       fs.rmSync(tmp, { force: true });
       throw fromSystemError(err, this.file, 'writing the mirror state');

@@ -21,6 +21,7 @@ import { PLANE_ACTIVE } from '../volume/layout.js';
 import { readImageStream, type ReleaseBuffer } from './stream-reader.js';
 import type { KeyOption } from '../crypt/index.js';
 import { removeStaleTemp, tempBeside } from '../fs/stale-temp.js';
+import { refuseDanglingLink } from '../fs/link-target.js';
 import { removeOnStop, sayOnStop } from '../fs/stop-cleanup.js';
 import { crashPoint } from '../volume/crash-point.js';
 import { claimNewVolume } from './new-volume-lock.js';
@@ -354,6 +355,8 @@ export async function restoreStreams(sources: StreamSource[], volumePath: string
   let encryptedBefore: string | null = null;
   /** What opts.onExisting opened on the existing volume: closed before it is (ok: the restore succeeded). */
   let closeExisting: ((ok: boolean) => void) | null = null;
+  // a link to nothing would make the whole restore fail at its final link into place
+  refuseDanglingLink(volumePath, 'give --to a path that does not exist yet, or remove the link');
   // what can be known wrong about any source is refused before the first stream is applied
   for (const src of sources) await src.precheck?.();
   // a chain read with a key: each stream file's key check passes before the first stream is applied (one needing another key refused later left the streams before it applied)

@@ -2,7 +2,25 @@
 // a consistency point is a strict sequence of writes and flushes, and the engine never
 // has more than one of them in flight.
 import fs from 'node:fs';
-import { FileTooLargeError, fromSystemError, IoError } from '../core/errors.js';
+import { FileTooLargeError, fromSystemError, IoError, NotAVolumeError } from '../core/errors.js';
+
+/** What a file that cannot hold a volume is, in words. */
+function kindOf(st: fs.Stats): string {
+  if (st.isFIFO()) return 'a named pipe';
+  if (st.isSocket()) return 'a socket';
+  if (st.isCharacterDevice()) return 'a character device';
+  return 'a special file';
+}
+
+/**
+ * Refuses a file no volume can be in: a volume is a regular file or a block device (a
+ * directory is refused by the caller, with its own words). Checked on a stat, before any
+ * open: opening a named pipe waits for a writer forever (read-write, its first pread
+ * fails with ESPIPE).
+ */
+export function refuseNonVolumeFile(path: string, st: fs.Stats): void {
+  if (!st.isFile() && !st.isBlockDevice() && !st.isDirectory()) throw new NotAVolumeError(`${path}: is ${kindOf(st)}, not a volume`, 'give an imgstream volume file (or a block device holding one)');
+}
 
 export class BlockFile {
   private constructor(readonly path: string, readonly fd: number, readonly writable: boolean, readonly isBlockDevice: boolean) {}
@@ -10,6 +28,7 @@ export class BlockFile {
   static open(path: string, writable: boolean): BlockFile {
     let fd: number;
     try {
+      refuseNonVolumeFile(path, fs.statSync(path));
       fd = fs.openSync(path, writable ? 'r+' : 'r');
     } catch (err) {
       throw fromSystemError(err, path, 'opening the volume');

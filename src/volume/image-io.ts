@@ -5,6 +5,7 @@
 import { openDeviceToWrite } from '../fs/device-guard.js';
 import fs from 'node:fs';
 import { removeStaleTemp, tempBeside } from '../fs/stale-temp.js';
+import { refuseDanglingLink } from '../fs/link-target.js';
 import path from 'node:path';
 import { ExistsError, InvalidInputError, IoError, fromSystemError } from '../core/errors.js';
 import type { ImageReader, ImageSource } from './import.js';
@@ -116,6 +117,7 @@ export function fileSink(file: string, opts: { force: boolean; size: number }): 
   const device = !!st && (st.isBlockDevice() || st.isCharacterDevice());
   if (st && (st.isFile() || st.isBlockDevice()) && holdsVolume(file)) throw new InvalidInputError(`${file}: is an imgstream volume; an export never writes over a volume`, 'give the image another name');
   if (st && !device && !opts.force) throw new ExistsError(`${file}: already exists`, 'pass --force to replace it');
+  if (!st && !opts.force) refuseDanglingLink(file, 'pass --force to replace the link, or give another name');
   const temp = device ? null : tempBeside(file, 'imgstream');
   // what an export stopped by a signal left (it writes synchronously: a signal ends it where it is)
   if (temp) removeStaleTemp(temp.dir, temp.prefix);

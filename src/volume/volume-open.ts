@@ -4,7 +4,7 @@
 import fs from 'node:fs';
 import { BusyError, InvalidInputError, NotAVolumeError, NotFoundError, fromSystemError } from '../core/errors.js';
 import type { RootRecord } from '../format/volume-root.js';
-import { BlockFile } from './block-file.js';
+import { BlockFile, refuseNonVolumeFile } from './block-file.js';
 import { readRootRecord } from './root-reader.js';
 import { FLAG_MIRROR, FLAG_MIRROR_BROKEN, FLAG_PROTECT_BASE, FLAG_RESTORE_UNFINISHED } from './volume-flags.js';
 import nodePath from 'node:path';
@@ -73,6 +73,7 @@ export function statVolume(path: string): fs.Stats {
     if (fs.existsSync(`${path}/protect.json`)) throw new NotAVolumeError(`${path}: is a protection destination, not a volume`, `rebuild a volume from it with: imgstream restore --to NEW --as-of TIME --from ${path}`);
     throw new NotAVolumeError(`${path}: is a directory, not a volume`);
   }
+  refuseNonVolumeFile(path, st);
   return st;
 }
 

@@ -8,6 +8,7 @@ import { cliJson, runCli } from '../support/cli.js';
 import { tempDir } from '../support/images.js';
 import { expectOneLineError } from '../support/stream-cli.js';
 import { CorruptError } from '../../src/core/errors.js';
+import { demoFileNames } from '../../src/demo/demo.js';
 
 const root = tempDir('imgstream-demo-test-');
 const env = { IMGSTREAM_LOCK_DIR: path.join(root, 'locks'), IMGSTREAM_CATALOG: path.join(root, 'user-catalog.json'), XDG_STATE_HOME: path.join(root, 'state') };
@@ -58,6 +59,33 @@ describe('imgstream demo', () => {
     expectOneLineError(r, 'demo of 4 blocks', 4, /--size 4M holds 4 blocks of 1\.00 MiB: the demo needs at least 64 \(give --size 64M or more\)$/);
     expect(runCli(['demo', '--size', '16K'], { env: { ...env, TMPDIR: path.join(root, 'tmp-small') }, timeoutMs: 60_000 }).stderr).toMatch(/give --size 256K or more/);
     expect(fs.readdirSync(path.join(root, 'tmp-small'))).toEqual([]);
+  }, 60_000);
+
+  it('refuses a --dir holding any file it makes, before writing anything, and an empty --dir', () => {
+    for (const name of ['monday.raw', 'wednesday.raw', 'thursday.raw', 'tuesday.exported.raw', 'demo.vol', 'monday.l0', 'catalog.json']) {
+      const dir = path.join(root, `mine-${name}`);
+      fs.mkdirSync(dir);
+      fs.writeFileSync(path.join(dir, name), 'mine\n');
+      const r = runCli(['demo', '--dir', dir, '--size', '256K'], { env, timeoutMs: 60_000 });
+      expectOneLineError(r, `demo over ${name}`, 6, new RegExp(`${name.replace('.', '\\.')}: already exists .*\\(choose another --dir or remove it\\)$`));
+      expect(r.stderr).not.toMatch(/--force/);
+      // the user's file as it was, and nothing of the demo's beside it
+      expect(fs.readFileSync(path.join(dir, name), 'utf8')).toBe('mine\n');
+      expect(fs.readdirSync(dir)).toEqual([name]);
+    }
+    // a dangling link of the demo's name is a file it would write through
+    const linked = path.join(root, 'mine-link');
+    fs.mkdirSync(linked);
+    fs.symlinkSync('nowhere/x', path.join(linked, 'mirror.vol'));
+    expectOneLineError(runCli(['demo', '--dir', linked, '--size', '256K'], { env }), 'demo over a dangling link', 6, /mirror\.vol: already exists/);
+    expect(fs.readdirSync(linked)).toEqual(['mirror.vol']);
+    expect(demoFileNames()).toEqual(expect.arrayContaining(['monday.raw', 'tuesday.raw', 'wednesday.raw', 'wednesday.l2', 'mirror-state.json']));
+    // --dir '' would be the current directory
+    const cwd = path.join(root, 'cwd');
+    fs.mkdirSync(cwd);
+    fs.writeFileSync(path.join(cwd, 'monday.raw'), 'mine\n');
+    expectOneLineError(runCli(['demo', '--dir', '', '--size', '256K'], { env, cwd }), 'demo --dir ""', 4, /the demo directory is an empty path/);
+    expect(fs.readdirSync(cwd)).toEqual(['monday.raw']);
   }, 60_000);
 
   it('is quiet on a pipe and removes its temporary directory', () => {

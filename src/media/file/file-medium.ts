@@ -8,6 +8,7 @@ import path from 'node:path';
 import { ExistsError, InvalidInputError, fromSystemError } from '../../core/errors.js';
 import type { MediaPosition, SourceStream, StreamSource, StreamTarget } from '../medium.js';
 import { removeStaleTemp, tempBeside } from '../../fs/stale-temp.js';
+import { refuseDanglingLink } from '../../fs/link-target.js';
 import { DirectAppender } from '../../fs/direct-appender.js';
 import { writeFully } from '../../fs/direct-io.js';
 import { readAheadBytes, type ReadInto } from '../read-ahead.js';
@@ -28,6 +29,7 @@ export function fileTarget(file: string, opts: { force?: boolean } = {}): Stream
     throw new InvalidInputError(`${file}: is an imgstream volume; a dump never writes over a volume`, 'give the stream another name');
   }
   if (st && !device && !opts.force) throw new ExistsError(`${file}: already exists`, 'pass --force to replace it');
+  if (!st && !opts.force) refuseDanglingLink(file, 'pass --force to replace the link, or give another name');
   const temp = device ? null : tempBeside(file, 'partial');
   if (temp) removeStaleTemp(temp.dir, temp.prefix);
   const partial = temp ? path.join(temp.dir, `${temp.prefix}${process.pid}`) : file;
