@@ -1,16 +1,29 @@
 // What every imgstream command shares: --json, --quiet, progress rendering, and errors
 // printed as one line with the exit code from the table in src/core/errors.ts.
-import { Command, Flags } from '@oclif/core';
-import chalk from 'chalk';
+import { Command, Flags, type Interfaces } from '@oclif/core';
+
+// oclif's FlagOutput and ArgOutput, which its package does not export
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type ParsedValues = { [name: string]: any };import chalk from 'chalk';
 import { EXIT_CODES, EXIT_INTERNAL, ImgstreamError } from '../../src/core/errors.js';
 import type { Progress } from '../../src/core/progress.js';
 import { progressFor } from './progress-bar.js';
+import { refuseValuedSwitches } from './valued-switch.js';
 
 export abstract class ImgstreamCommand extends Command {
   static override enableJsonFlag = true;
   static override baseFlags = {
     quiet: Flags.boolean({ char: 'q', description: 'Show no progress bar.', helpGroup: 'GLOBAL' }),
   };
+
+  protected override async parse<F extends ParsedValues, B extends ParsedValues, A extends ParsedValues>(
+    options?: Interfaces.Input<F, B, A>,
+    argv: string[] = this.argv,
+  ): Promise<Interfaces.ParserOutput<F, B, A>> {
+    const given = (options ?? this.ctor) as { flags?: object; baseFlags?: object; enableJsonFlag?: boolean };
+    refuseValuedSwitches({ ...(given.enableJsonFlag ? { json: { type: 'boolean' } } : {}), ...given.baseFlags, ...given.flags } as Parameters<typeof refuseValuedSwitches>[0], argv);
+    return super.parse(options, argv);
+  }
 
   /** Progress shown on a terminal unless --json or --quiet. */
   protected progress(): Progress {
