@@ -3,9 +3,11 @@
 // an error raised before a command runs (unknown command, unknown topic) is printed as one
 // line, as a command prints its own (commands/_cli/base.ts). The exit code is returned,
 // not taken: bin.js exits with it, and the tests run the CLI in their own process through
-// this same function (test/support/bundled-cli.ts).
-import { flush, run } from '@oclif/core';
+// this same function (test/support/bundled-cli.ts). A write to stdout that failed is one
+// line and exit 10 (output-failure.ts).
+import { run } from '@oclif/core';
 import { EXIT_CODES } from '../core/errors.js';
+import { outputDrained, reportOutputFailure, watchOutput } from './output-failure.js';
 
 /**
  * Runs `imgstream ...given`; `url`: the executable's module URL (oclif finds the package
@@ -15,13 +17,19 @@ import { EXIT_CODES } from '../core/errors.js';
 export async function main(given: string[], url: string): Promise<number | undefined> {
   // `imgstream help [TOPIC|COMMAND...]` is the same as `imgstream [TOPIC|COMMAND...] --help`
   const argv = given[0] === 'help' ? [...given.slice(1), '--help'] : given;
+  watchOutput();
   try {
     await run(argv, url);
-    await flush();
-    return undefined;
+    // (not oclif's flush(): it waits for a 'drain' that a failed stdout never emits)
+    await outputDrained();
+    return reportOutputFailure(Number(process.exitCode ?? 0));
   } catch (err) {
     const e = err as Error & { oclif?: { exit?: number } };
-    if (e.oclif?.exit === 0) return 0;
+    if (e.oclif?.exit === 0) {
+      await outputDrained();
+      return reportOutputFailure(0) ?? 0;
+    }
+    reportOutputFailure(1);
     const message = (e.message ?? String(e))
       .split('\n')
       .map((l) => l.trim())
