@@ -27,7 +27,7 @@ export const EXIT_CODES: Record<ErrorCode, { exit: number; meaning: string }> = 
   busy: { exit: 7, meaning: 'another imgstream process holds the volume, or a snapshot it is reading, or the mirror destination (a transfer into it is under way); or the kernel holds a block device to be written (mounted, swap, LVM, md, dm-crypt)' },
   'volume-full': { exit: 8, meaning: 'the volume has no free block left for the change, or no free snapshot slot for a new snapshot (imgstream snapshot delete frees one)' },
   corrupt: { exit: 9, meaning: 'damaged data: a checksum or consistency check failed' },
-  io: { exit: 10, meaning: 'the operating system refused a read or write; a write of the output to stdout that failed (a full disk) after the command did its work: one line saying so' },
+  io: { exit: 10, meaning: 'the operating system refused a read or write; a write of the output to stdout that failed after the command did its work, on a full disk or to a pipe whose reader went away (EPIPE, as in | head): one line saying so, as a stream to stdout (dump, volume export -t -) that fails' },
   auth: { exit: 11, meaning: 'a peer refused the token, or its TLS certificate did not match; an encrypted stream read without its key, or with another key; an unencrypted stream read with a key (without --allow-unencrypted)' },
   network: { exit: 12, meaning: 'a peer could not be reached, the connection was lost or timed out, or the daemon is shutting down; an object store dropped the multipart upload of a running dump (aborted by someone else)' },
   // 128 + the signal's number, as a shell reports a process the signal ended

@@ -57,4 +57,13 @@ describe('a write to stdout that fails', () => {
     // a command that fails says why, with its own code; its --json error object is what failed to be written
     expectOneLineError(toFullDisk(['volume', 'info', path.join(root, 'none.vol'), '--json']), 'failing --json', 3, /no such volume/);
   });
+
+  it('to a pipe whose reader went away (EPIPE) is one line, exit 10, as volume export -t - is (not 13)', async () => {
+    const closed = [...reading, ['snapshot', 'create', vol, 'c']];
+    const results = await pool(1, closed, async (args) => [args, await toClosedPipe(args)] as const);
+    for (const [args, r] of results) expectOneLineError(r, args.join(' '), 10, /^imgstream: writing the output: EPIPE: the reading end of the pipe went away \(the command itself completed\)$/);
+    expect(snapshots()).toContain('c');
+    // a stream to stdout: its own line, the same code
+    expectOneLineError(await toClosedPipe(['volume', 'export', vol, '-t', '-']), 'volume export -t -', 10, /EPIPE/);
+  });
 });
