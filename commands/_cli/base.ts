@@ -5,6 +5,7 @@ import { Command, Flags, type Interfaces } from '@oclif/core';
 // oclif's FlagOutput and ArgOutput, which its package does not export
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type ParsedValues = { [name: string]: any };import chalk from 'chalk';
+import { escapeControls } from '../../src/core/control-chars.js';
 import { EXIT_CODES, EXIT_INTERNAL, ImgstreamError } from '../../src/core/errors.js';
 import type { Progress } from '../../src/core/progress.js';
 import { progressFor } from './progress-bar.js';
@@ -93,7 +94,9 @@ export abstract class ImgstreamCommand extends Command {
     if (exit === 0) return;
     // the hint in parentheses, unless it holds some itself: then after a semicolon (never nested)
     if (this.jsonEnabled()) process.stdout.write(`${JSON.stringify({ error: { code, exit, message, hint, ...(details === undefined ? {} : { details }) } })}\n`);
-    const line = `imgstream: ${message}${hint ? (/[()]/.test(hint) ? `; ${hint}` : ` (${hint})`) : ''}`;
+    // names the user gave may hold control characters: escaped, so the error stays one line
+    // and no escape sequence reaches the terminal (the JSON object escapes them itself)
+    const line = escapeControls(`imgstream: ${message}${hint ? (/[()]/.test(hint) ? `; ${hint}` : ` (${hint})`) : ''}`);
     process.stderr.write(`${process.stderr.isTTY ? chalk.red(line) : line}\n`);
   }
 }

@@ -6,6 +6,7 @@
 // this same function (test/support/bundled-cli.ts). A write to stdout that failed is one
 // line and exit 10 (output-failure.ts).
 import { run } from '@oclif/core';
+import { escapeControls } from '../core/control-chars.js';
 import { EXIT_CODES } from '../core/errors.js';
 import { outputDrained, reportOutputFailure, watchOutput } from './output-failure.js';
 
@@ -36,7 +37,7 @@ export async function main(given: string[], url: string): Promise<number | undef
       .filter(Boolean)
       .join(' ')
       .replace(/^command (\S+) not found\.?/i, (_m, id: string) => `unknown command "${id.replaceAll(':', ' ')}"`);
-    process.stderr.write(`imgstream: ${message} (see: imgstream --help)\n`);
+    process.stderr.write(`${escapeControls(`imgstream: ${message} (see: imgstream --help)`)}\n`);
     return e.oclif?.exit && e.oclif.exit > 0 ? e.oclif.exit : EXIT_CODES.usage.exit;
   }
 }
