@@ -70,6 +70,8 @@ export abstract class ImgstreamCommand extends Command {
       const conflict = /^The following errors? occurred:$/.test(lines[0] ?? '') ? /^(--[\w-]+)(?:=.*)? cannot also be provided when using (--[\w-]+)/.exec(lines[1] ?? '') : null;
       // oclif: "Parsing --level Expected an integer less than or equal to 9 but received: 10"
       const value = /^Parsing (--[\w-]+) Expected (.*) but received: (.*)$/.exec(lines.join(' '));
+      // oclif: "Expected --compress=lz4 to be one of: zstd, none"
+      const choice = /^Expected (--[\w-]+)=(.*) to be one of: (.*)$/.exec(lines.join(' '));
       // oclif: "The following error(s) occurred:" then "Missing required flag to", once for each
       const missingFlags = /^The following errors? occurred:$/.test(lines[0] ?? '') ? lines.slice(1).map((l) => /^Missing required flag ([\w-]+)$/.exec(l)?.[1]) : [];
       message = missing
@@ -80,7 +82,15 @@ export abstract class ImgstreamCommand extends Command {
             ? `${conflict[1]} cannot be combined with ${conflict[2]}`
             : value
               ? `${value[1]} ${value[3]}: expected ${value[2]}`
-              : lines.join(' ');
+              : choice
+                ? `${choice[1]} ${choice[2]}: expected one of ${choice[3]}`
+                : lines.join(' ');
+      // a flag's value that is malformed or out of range is invalid input (4), as a bad size or
+      // name is: the command line itself was well formed
+      if (value || choice) {
+        code = 'invalid-input';
+        exit = EXIT_CODES['invalid-input'].exit;
+      }
       hint = `see: imgstream ${this.id?.replaceAll(':', ' ') ?? ''} --help`;
       if (err.oclif?.exit === 0) exit = 0;
     } else {

@@ -21,7 +21,7 @@ export type ErrorCode =
 export const EXIT_CODES: Record<ErrorCode, { exit: number; meaning: string }> = {
   usage: { exit: 2, meaning: 'bad command line: unknown flag, missing or conflicting argument' },
   'not-found': { exit: 3, meaning: 'a volume, snapshot or input file does not exist; a broken chain (a stream whose base snapshot is missing), in restore and verify alike; a tape set missing a tape of a dump' },
-  'invalid-input': { exit: 4, meaning: 'a value is malformed (size, block size, name, expression, image), or streams that do not belong together (another volume, out of order)' },
+  'invalid-input': { exit: 4, meaning: 'a value is malformed or out of range (size, block size, name, expression, image, a flag\'s number or choice: --level 10, --max-snapshots 1.5), or streams that do not belong together (another volume, out of order)' },
   'not-a-volume': { exit: 5, meaning: 'the file is not an imgstream volume, or is of a format version this imgstream does not read: a volume, an image stream (file, pipe, tape, peer, S3), a tape file or backup log, the catalog, mirror state or resume file, a write journal or protection destination; or an image stream that needs features it does not have' },
   exists: { exit: 6, meaning: 'the target already exists (volume file, snapshot name), or a block device holds a file system or partition table (--force writes over it)' },
   busy: { exit: 7, meaning: 'another imgstream process holds the volume, or a snapshot it is reading, or the mirror destination (a transfer into it is under way); or the kernel holds a block device to be written (mounted, swap, LVM, md, dm-crypt)' },
