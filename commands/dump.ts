@@ -56,7 +56,7 @@ While the volume is being served (imgstream serve nbd), the dump asks the server
     'dry-run': Flags.boolean({ char: 'n', description: 'Show the storage image (blocks, bytes) and write nothing.' }),
     order: Flags.string({ helpValue: 'ORDER', description: 'Block order: vbn or interleave:N.', default: 'vbn' }),
     compress: Flags.string({ description: 'Compression: zstd or none.', options: ['zstd', 'none'], default: 'zstd' }),
-    'compress-level': Flags.integer({ helpValue: 'N', description: 'zstd level (1 fastest, 19 smallest).', default: 1, min: -7, max: 19 }),
+    'compress-level': Flags.integer({ helpValue: 'N', description: 'zstd level: 1 fastest, 19 smallest; -7 to -1 faster still, compressing less; 0 is zstd\'s default level, 3.', default: 1, min: -7, max: 19 }),
     threads: Flags.integer({ helpValue: 'N', description: 'Compression threads (default: one per core, up to 4; 0: compress on the main thread).', min: 0, max: 16 }),
     'tape-size': Flags.string({ helpValue: 'SIZE', description: 'Capacity of each tape (e.g. 800G): continue on the next tape when full.' }),
     'new-tape': Flags.boolean({ description: 'With tape:DIR, create tape directories that do not exist yet (a new, empty tape); without it a missing tape is an error.' }),

@@ -21,13 +21,13 @@ export type ErrorCode =
 export const EXIT_CODES: Record<ErrorCode, { exit: number; meaning: string }> = {
   usage: { exit: 2, meaning: 'bad command line: unknown flag, missing or conflicting argument' },
   'not-found': { exit: 3, meaning: 'a volume, snapshot or input file does not exist; a broken chain (a stream whose base snapshot is missing), in restore and verify alike; a tape set missing a tape of a dump' },
-  'invalid-input': { exit: 4, meaning: 'a value is malformed (size, block size, name, expression, image), or streams that do not belong together (another volume, out of order)' },
+  'invalid-input': { exit: 4, meaning: 'a value is malformed or out of range (size, block size, name, expression, image, a flag\'s number or choice: --level 10, --max-snapshots 1.5), or streams that do not belong together (another volume, out of order)' },
   'not-a-volume': { exit: 5, meaning: 'the file is not an imgstream volume, or is of a format version this imgstream does not read: a volume, an image stream (file, pipe, tape, peer, S3), a tape file or backup log, the catalog, mirror state or resume file, a write journal or protection destination; or an image stream that needs features it does not have' },
   exists: { exit: 6, meaning: 'the target already exists (volume file, snapshot name), or a block device holds a file system or partition table (--force writes over it)' },
   busy: { exit: 7, meaning: 'another imgstream process holds the volume, or a snapshot it is reading, or the mirror destination (a transfer into it is under way); or the kernel holds a block device to be written (mounted, swap, LVM, md, dm-crypt)' },
   'volume-full': { exit: 8, meaning: 'the volume has no free block left for the change, or no free snapshot slot for a new snapshot (imgstream snapshot delete frees one)' },
   corrupt: { exit: 9, meaning: 'damaged data: a checksum or consistency check failed' },
-  io: { exit: 10, meaning: 'the operating system refused a read or write' },
+  io: { exit: 10, meaning: 'the operating system refused a read or write; a write of the output to stdout that failed after the command did its work, on a full disk or to a pipe whose reader went away (EPIPE, as in | head): one line saying so, as a stream to stdout (dump, volume export -t -) that fails' },
   auth: { exit: 11, meaning: 'a peer refused the token, or its TLS certificate did not match; an encrypted stream read without its key, or with another key; an unencrypted stream read with a key (without --allow-unencrypted)' },
   network: { exit: 12, meaning: 'a peer could not be reached, the connection was lost or timed out, or the daemon is shutting down; an object store dropped the multipart upload of a running dump (aborted by someone else)' },
   // 128 + the signal's number, as a shell reports a process the signal ended

@@ -13,3 +13,4 @@ export { wasm, WASM_PAGE_BYTES, type WasmMemory } from './webassembly.js';
 export { workerScript } from './worker-script.js';
 export { escapeRegExp } from './regexp.js';
 export { makeDirectories } from './make-dirs.js';
+export { escapeControls } from './control-chars.js';

@@ -13,7 +13,7 @@ export const ABOUT: readonly string[] = [
 export const ENVIRONMENT: readonly EnvironmentVariable[] = [
   {
     name: 'IMGSTREAM_LOCK_DIR',
-    description: 'Directory for volume lock files (one process at a time works on a volume) and the control sockets of servers (through which other commands reach a volume while it is served). Default: /run/lock/imgstream, or $TMPDIR/imgstream-locks where /run/lock is not there (never under a $TMPDIR a service may have to itself). A process given this directory also takes each lock in the default one (and in $TMPDIR/imgstream-locks, the default of earlier versions, where one made it), so commands with different lock directories, or versions, still exclude each other.',
+    description: 'Directory for volume lock files (one process at a time works on a volume) and the control sockets of servers (through which other commands reach a volume while it is served). Default: /run/lock/imgstream, or $TMPDIR/imgstream-locks where /run/lock is not there (never under a $TMPDIR a service may have to itself). A process given this directory also takes each lock in the default one (and in $TMPDIR/imgstream-locks, the default of earlier versions, where one made it), so commands with different lock directories, or versions, still exclude each other. A value that is not a directory (a regular file, or a path through one) is refused with exit status 4 before anything is opened; one this user may not write in, with 10.',
   },
   {
     name: 'IMGSTREAM_DEBUG',

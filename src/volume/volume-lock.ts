@@ -32,7 +32,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { BusyError } from '../core/errors.js';
+import { BusyError, ImgstreamError, InvalidInputError, IoError } from '../core/errors.js';
 import { removeStaleTemp } from '../fs/stale-temp.js';
 import { makeDirectories } from '../core/make-dirs.js';
 
@@ -184,6 +184,35 @@ function createWhole(file: string, text: string): boolean {
   }
 }
 
+/**
+ * A lock directory that cannot hold lock files (IMGSTREAM_LOCK_DIR naming a regular file,
+ * a directory not writable or on a read-only file system) as one line naming it: it was an
+ * internal error ("ENOTDIR ... this is a bug"). Taken before anything is opened for
+ * writing, so nothing has changed. Any other error is left as it is.
+ */
+function lockDirError(err: unknown, dir: string): unknown {
+  if (err instanceof ImgstreamError) return err;
+  const code = (err as NodeJS.ErrnoException).code;
+  const given = process.env.IMGSTREAM_LOCK_DIR;
+  const named = given !== undefined && path.resolve(dir) === path.resolve(given) ? `IMGSTREAM_LOCK_DIR=${given}` : `lock directory ${dir}`;
+  const hint = given !== undefined ? 'point IMGSTREAM_LOCK_DIR at a directory this user may write in, or unset it' : 'make it a directory this user may write in';
+  switch (code) {
+    case 'ENOTDIR':
+    case 'EEXIST':
+      return new InvalidInputError(`${named}: not a directory (a part of the path is a file)`, hint);
+    case 'EACCES':
+    case 'EPERM':
+      return new IoError(`${named}: permission denied while taking a lock there`, hint);
+    case 'EROFS':
+      return new IoError(`${named}: read-only file system`, hint);
+    case 'ENOSPC':
+    case 'EDQUOT':
+      return new IoError(`${named}: no space left for a lock file`, hint);
+    default:
+      return err;
+  }
+}
+
 /** The text of the first of `files` there, the lock file before its guards (throws when none is there). */
 function readFirst(files: string[]): string {
   for (const f of files.slice(0, -1)) {
@@ -300,6 +329,14 @@ export class VolumeLock {
 
   /** Creates the lock file `file` holding `token`, taking over a stale one, and (`guarded`) its guards; `refuse` makes the error when a live process holds it. */
   private static take(file: string, token: string, exhausted: string, refuse: (owner: LockOwner | null) => BusyError, guarded = true): VolumeLock {
+    try {
+      return VolumeLock.takeIn(file, token, exhausted, refuse, guarded);
+    } catch (err) {
+      throw lockDirError(err, path.dirname(file));
+    }
+  }
+
+  private static takeIn(file: string, token: string, exhausted: string, refuse: (owner: LockOwner | null) => BusyError, guarded: boolean): VolumeLock {
     makeDirectories(path.dirname(file), 0o1777);
     if (heldHere.has(file)) {
       let fields: ReadonlyMap<string, string> = new Map();

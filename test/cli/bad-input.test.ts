@@ -226,7 +226,7 @@ const cases: Case[] = [
   { what: 'mirror start without a schedule', args: ['mirror', 'start', v(), '--to', at('m.vol')], code: 'usage', mentions: /--every|--cron/ },
   // a malformed value is invalid-input (4), as every other malformed value is
   { what: 'mirror start --every soon', args: ['mirror', 'start', v(), '--to', at('m.vol'), '--every', 'soon'], code: 'invalid-input', mentions: /^imgstream: invalid --every "soon" \(use a duration of at least 1s, e\.g\. 30s, 5m, 2h, 1d\)$/, json: true },
-  { what: 'mirror update --compress gzip', args: ['mirror', 'update', v(), '--to', at('m.vol'), '--compress', 'gzip'], code: 'usage', mentions: /compress/ },
+  { what: 'mirror update --compress gzip', args: ['mirror', 'update', v(), '--to', at('m.vol'), '--compress', 'gzip'], code: 'invalid-input', mentions: /^imgstream: --compress gzip: expected one of zstd, none/ },
   { what: 'mirror abandon of a missing volume', args: ['mirror', 'abandon', at('nope.vol'), '--to', at('m.vol')], code: 'not-found', mentions: /nope\.vol/ },
   // --cron: the value and the field named in the project's words (never croner's "CronPattern: Invalid value for minute"), what is accepted with an example
   { what: 'mirror start --cron with a bad field', args: ['mirror', 'start', v(), '--to', at('m.vol'), '--cron', '61 * * * *'], code: 'invalid-input', mentions: /^imgstream: invalid --cron "61 \* \* \* \*": minute field "61" is not valid: it takes 0-59 \(use five fields, minute hour day-of-month month day-of-week, .*e\.g\. "\*\/15 8-18 \* \* 1-5"\)$/ },
@@ -258,7 +258,12 @@ const cases: Case[] = [
   { what: 'dump to a file with the tape flags', args: ['dump', v(), '--level', '0', '--to', at('never.l0'), '--record-size', '0', '--tape-size', '1M'], code: 'usage', mentions: /--tape-size, --record-size are for tape targets, and --to .*never\.l0 is not one/ },
   { what: 'serve nbd with both --socket and --listen', args: ['serve', 'nbd', v(), '--socket', at('x.sock'), '--listen', '127.0.0.1:0'], code: 'usage', mentions: /^imgstream: --listen and --socket cannot both be given/ },
   { what: 'mirror start with both --every and --cron (an exclusive pair: one sentence, not oclif\'s list)', args: ['mirror', 'start', v(), '--to', at('never.mirror'), '--every', '5m', '--cron', '* * * * *'], code: 'usage', mentions: /^imgstream: --cron cannot be combined with --every \(see: imgstream mirror start --help\)$/ },
-  { what: 'dump --level out of range (oclif\'s "Parsing --level Expected …" as one sentence)', args: ['dump', v(), '--level', '10', '--to', at('never.l10')], code: 'usage', mentions: /^imgstream: --level 10: expected an integer less than or equal to 9 \(see: imgstream dump --help\)$/ },
+  { what: 'dump --level out of range (oclif\'s "Parsing --level Expected …" as one sentence; invalid input, as a bad size is)', args: ['dump', v(), '--level', '10', '--to', at('never.l10')], code: 'invalid-input', mentions: /^imgstream: --level 10: expected an integer less than or equal to 9 \(see: imgstream dump --help\)$/ },
+  { what: 'dump -l out of range, the short form', args: ['dump', v(), '-l', '10', '--to', at('never.l10')], code: 'invalid-input', mentions: /^imgstream: --level 10: expected an integer less than or equal to 9/ },
+  { what: 'dump --compress-level out of range', args: ['dump', v(), '--level', '0', '--compress-level', '20', '--to', at('never.l0')], code: 'invalid-input', mentions: /^imgstream: --compress-level 20: expected an integer less than or equal to 19/ },
+  { what: 'dump --threads out of range', args: ['dump', v(), '--level', '0', '--threads', '1000', '--to', at('never.l0')], code: 'invalid-input', mentions: /^imgstream: --threads 1000: expected an integer less than or equal to 16/ },
+  { what: 'dump --compress not one of its choices', args: ['dump', v(), '--level', '0', '--compress', 'lz4', '--to', at('never.l0')], code: 'invalid-input', mentions: /^imgstream: --compress lz4: expected one of zstd, none \(see: imgstream dump --help\)$/ },
+  ...['1.5', '1e3', '0x10'].map((n) => ({ what: `volume create --max-snapshots ${n} (not an integer: invalid input, as 70000 is)`, args: ['volume', 'create', at('never.vol'), '--size', '1M', '--max-snapshots', n], code: 'invalid-input' as const, mentions: new RegExp(`^imgstream: --max-snapshots ${n}: expected an integer`) })),
   { what: 'verify of a volume, not a stream', args: ['verify', v()], code: 'not-a-volume', mentions: /is an imgstream volume, not an image stream; give a stream a dump wrote/ },
   { what: 'verify of a few bytes that are no stream', args: ['verify', at('hello.txt')], code: 'not-a-volume', mentions: /hello\.txt: not an imgstream image stream \(bad magic\)/ },
   // a blank medium: zeros where a tape file begins (tar would read on to the end of the medium: for ever here)
@@ -295,7 +300,7 @@ const cases: Case[] = [
   { what: 'missing snapshot name', args: ['snapshot', 'create', v()], code: 'usage', mentions: /missing argument NAME/ },
   { what: 'missing required flag', args: ['volume', 'import', v()], code: 'usage', mentions: /from/ },
   { what: 'unexpected extra argument', args: ['volume', 'info', v(), 'extra'], code: 'usage', mentions: /extra/ },
-  { what: 'non-numeric --max-snapshots', args: ['volume', 'create', at('new.vol'), '--size', '1M', '--max-snapshots', 'many'], code: 'usage' },
+  { what: 'non-numeric --max-snapshots', args: ['volume', 'create', at('new.vol'), '--size', '1M', '--max-snapshots', 'many'], code: 'invalid-input' },
   { what: '--json with --to -', args: ['volume', 'export', v(), '--to', '-', '--json'], code: 'usage', mentions: /--json/, json: 'only' },
   { what: 'unknown command', args: ['frobnicate', v()], code: 'usage', mentions: /frobnicate/ },
   { what: 'unknown subcommand', args: ['volume', 'frobnicate', v()], code: 'usage', mentions: /frobnicate/ },

@@ -70,6 +70,13 @@ describe('usage lines', () => {
     for (const args of [['help', 'frob'], ['frob', '--help'], ['help', 'volume', 'frob']]) {
       expectOneLineError(await runCliAsync(args), args.join(' '), 2, /unknown command "(volume )?frob"/);
     }
+    // with --json, the JSON error object on stdout too, as every command's error has (it printed none)
+    for (const args of [['frob', '--json'], ['volume', 'frob', '--json']]) {
+      const r = await runCliAsync(args);
+      expectOneLineError(r, args.join(' '), 2, /unknown command "(volume )?frob"/);
+      expect(JSON.parse(r.stdout), args.join(' ')).toEqual({ error: { code: 'usage', exit: 2, message: expect.stringMatching(/^unknown command "(volume )?frob"$/), hint: 'see: imgstream --help' } });
+    }
+    expect((await runCliAsync(['frob'])).stdout).toBe('');
   });
 });
 

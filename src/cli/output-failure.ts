@@ -1,0 +1,68 @@
+// A write to stdout the operating system refused: a full disk (`> /dev/full`), or a pipe
+// whose reader went away (`| head -0`, EPIPE). Node reports it as an 'error' event of
+// process.stdout and the command goes on: oclif's listener threw it again (any code but
+// EPIPE) as an uncaught exception, a stack trace and exit 1 after the work was done, and
+// its flush() then waited for a 'drain' a failed stream never emits, so the process left
+// with Node's exit code 13 (a top-level await that never settled). Here the first failure
+// is kept; main() ends with one line and exit 10 (io) once the command is through.
+import { EXIT_CODES } from '../core/errors.js';
+
+let current: { failure?: NodeJS.ErrnoException } | undefined;
+let installed = false;
+
+/** Starts watching stdout for a failed write, for one run of main(). */
+export function watchOutput(): void {
+  current = {};
+  if (installed) return;
+  installed = true;
+  // A listener that throws back the error it was given (oclif's, registered by each copy of
+  // its Command module loaded, the help's too) would crash the process: that error is kept
+  // to be reported at the end instead. Other listeners (a stream dump's) see it as before.
+  const out = process.stdout;
+  const emit = out.emit as (this: typeof out, event: string | symbol, ...args: unknown[]) => boolean;
+  out.emit = function (this: typeof out, event: string | symbol, ...args: unknown[]): boolean {
+    if (event !== 'error') return emit.call(this, event, ...args);
+    const err = args[0] as NodeJS.ErrnoException;
+    if (current) current.failure ??= err;
+    for (const l of this.listeners('error')) {
+      try {
+        (l as (e: unknown) => void).call(this, err);
+      } catch (thrown) {
+        if (thrown !== err) throw thrown;
+      }
+    }
+    return true;
+  } as typeof out.emit;
+}
+
+/** Settles once what was written to stdout left, or stdout failed or closed. */
+export async function outputDrained(): Promise<void> {
+  const out = process.stdout;
+  // a failed write's 'error' comes on a later tick, the stream already destroyed
+  await new Promise((resolve) => setImmediate(resolve));
+  if (out.destroyed || out.writableLength === 0) return;
+  await new Promise<void>((resolve) => {
+    const done = () => {
+      out.off('drain', done).off('error', done).off('close', done);
+      resolve();
+    };
+    out.on('drain', done).on('error', done).on('close', done);
+  });
+}
+
+/**
+ * After a command: when a write to stdout failed and the command succeeded otherwise,
+ * prints one line on stderr saying so, and returns the io exit code (10). A command that
+ * failed has printed its own line and keeps its exit code.
+ */
+export function reportOutputFailure(commandExit: number): number | undefined {
+  const failure = current?.failure;
+  current = undefined;
+  if (!failure || commandExit !== 0) return undefined;
+  const what =
+    failure.code === 'EPIPE'
+      ? 'EPIPE: the reading end of the pipe went away'
+      : failure.message.replace(/, write$/, '');
+  process.stderr.write(`imgstream: writing the output: ${what} (the command itself completed)\n`);
+  return EXIT_CODES.io.exit;
+}

@@ -1,0 +1,69 @@
+// A write to stdout the operating system refuses, after the command did its work: a full
+// disk (`> /dev/full`, ENOSPC) or a pipe whose reader went away (`| head -0`, EPIPE). One
+// line on stderr saying so and that the command completed, exit 10 (io); never a stack
+// trace (oclif rethrew the error: exit 1 after the work was done) nor Node's exit 13 (a
+// flush waiting for a 'drain' a failed stdout never emits). A command that fails keeps
+// its own line and exit code.
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CLI_BIN, finished, spawnCli, type CliResult } from '../support/cli.js';
+import { tempDir } from '../support/images.js';
+import { setupOk } from '../support/in-process.js';
+import { expectOneLineError, pool } from '../support/stream-cli.js';
+
+const root = tempDir('imgstream-cli-output-');
+const env = { IMGSTREAM_LOCK_DIR: path.join(root, 'locks'), IMGSTREAM_CATALOG: path.join(root, 'catalog.json'), HOME: root, TMPDIR: root };
+const vol = path.join(root, 'v.vol');
+
+/** `imgstream ...args > /dev/full` */
+function toFullDisk(args: string[]): CliResult {
+  const full = fs.openSync('/dev/full', 'w');
+  try {
+    const r = spawnSync(process.execPath, [CLI_BIN, ...args], { env: { ...process.env, ...env, OCLIF_SKIP_NEW_VERSION_CHECK: 'true', NODE_ENV: '', IMGSTREAM_DEBUG: '' }, stdio: ['ignore', full, 'pipe'], timeout: 60_000 });
+    return { code: r.status, signal: r.signal, stdout: '', stderr: r.stderr.toString(), stdoutBytes: Buffer.alloc(0) };
+  } finally {
+    fs.closeSync(full);
+  }
+}
+
+/** `imgstream ...args | head -0`: the reading end closed before the command starts. */
+function toClosedPipe(args: string[]): Promise<CliResult> {
+  const child = spawnCli(args, { env });
+  child.stdout!.destroy();
+  return finished(child);
+}
+
+const snapshots = (): string[] => JSON.parse(spawnSync(process.execPath, [CLI_BIN, 'snapshot', 'list', vol, '--json'], { env: { ...process.env, ...env } }).stdout.toString()).snapshots.map((s: { name: string }) => s.name);
+
+beforeAll(async () => {
+  await setupOk(['volume', 'create', vol, '--size', '1M'], { env });
+  await setupOk(['snapshot', 'create', vol, 'a'], { env });
+});
+afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
+
+const reading = [['volume', 'info', vol], ['snapshot', 'list', vol], ['snapshot', 'list', vol, '--json'], ['catalog', 'list'], ['volume', 'check', vol], ['image', vol, 'a'], ['--help'], ['snapshot', 'create', '--help']];
+
+describe('a write to stdout that fails', () => {
+  it('on a full disk is one line, exit 10, after the work is done', async () => {
+    await pool(2, reading, async (args) => {
+      const r = toFullDisk(args);
+      expectOneLineError(r, args.join(' '), 10, /^imgstream: writing the output: ENOSPC: no space left on device \(the command itself completed\)$/);
+    });
+    const r = toFullDisk(['snapshot', 'create', vol, 'b']);
+    expectOneLineError(r, 'snapshot create', 10, /ENOSPC.*the command itself completed/);
+    expect(snapshots()).toContain('b');
+    // a command that fails says why, with its own code; its --json error object is what failed to be written
+    expectOneLineError(toFullDisk(['volume', 'info', path.join(root, 'none.vol'), '--json']), 'failing --json', 3, /no such volume/);
+  });
+
+  it('to a pipe whose reader went away (EPIPE) is one line, exit 10, as volume export -t - is (not 13)', async () => {
+    const closed = [...reading, ['snapshot', 'create', vol, 'c']];
+    const results = await pool(1, closed, async (args) => [args, await toClosedPipe(args)] as const);
+    for (const [args, r] of results) expectOneLineError(r, args.join(' '), 10, /^imgstream: writing the output: EPIPE: the reading end of the pipe went away \(the command itself completed\)$/);
+    expect(snapshots()).toContain('c');
+    // a stream to stdout: its own line, the same code
+    expectOneLineError(await toClosedPipe(['volume', 'export', vol, '-t', '-']), 'volume export -t -', 10, /EPIPE/);
+  });
+});
