@@ -1,5 +1,5 @@
-// The tape medium in a separate node process, for kill -9 tests. The few source files it
-// needs (errors, mkdir -p, the media interface, tape/, the durable-file, stale-temp and crash-point helpers) are transpiled into a temporary directory
+// The tape medium in a separate node process, for kill -9 tests. The source files it
+// needs (tape/ and what it imports, found by following the imports) are transpiled into a temporary directory
 // whose node_modules links to the repository's (for tar-stream), so the test does not
 // depend on a build of the whole tree.
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -10,10 +10,22 @@ import ts from 'typescript';
 
 const REPO = fileURLToPath(new URL('../..', import.meta.url));
 
-/** Transpiles the tape medium under `outRoot`; returns the path of its index.js. */
+/** `roots` and every source file they import at run time (relative imports; `import type` lines are erased by the transpiler), as paths from the repository. */
+function importClosure(roots: string[]): string[] {
+  const seen = new Set<string>();
+  const todo = [...roots];
+  for (let rel = todo.pop(); rel !== undefined; rel = todo.pop()) {
+    if (seen.has(rel)) continue;
+    seen.add(rel);
+    const text = fs.readFileSync(path.join(REPO, rel), 'utf8');
+    for (const m of text.matchAll(/^(?:import|export)(?! type )[^;]*?from '(\.\.?\/[^']+)\.js';/gms)) todo.push(path.posix.join(path.posix.dirname(rel), `${m[1]}.ts`));
+  }
+  return [...seen];
+}
+
+/** Transpiles the tape medium (the tape directory and what it imports) under `outRoot`; returns the path of its index.js. */
 export function buildTapeModule(outRoot: string): string {
-  const sources = ['src/core/errors.ts', 'src/core/size.ts', 'src/core/make-dirs.ts', 'src/volume/volume-lock.ts', 'src/media/medium.ts', 'src/fs/durable-file.ts', 'src/fs/stale-temp.ts', 'src/volume/crash-point.ts', ...fs.readdirSync(path.join(REPO, 'src/media/tape')).filter((f) => f.endsWith('.ts')).map((f) => `src/media/tape/${f}`)];
-  for (const rel of sources) {
+  for (const rel of importClosure(fs.readdirSync(path.join(REPO, 'src/media/tape')).filter((f) => f.endsWith('.ts')).map((f) => `src/media/tape/${f}`))) {
     const out = path.join(outRoot, rel.replace(/\.ts$/, '.js'));
     const { outputText } = ts.transpileModule(fs.readFileSync(path.join(REPO, rel), 'utf8'), {
       fileName: rel,
