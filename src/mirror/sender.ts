@@ -234,8 +234,14 @@ export async function sendMirror(source: Volume | SourceAccess, ch: MirrorChanne
     const owner = opts.state.moaOwner(moaKey);
     // the planes hold every allocation since they were last emptied, which only a
     // successful transfer of their owner does: valid while the destination is still at
-    // the state of that transfer
-    if (opts.op === 'mirror.update' && dest.exists && owner === key && rel?.moa && dest.top && sameSnapshot(dest.top, rel.moa.top)) {
+    // the state of that transfer, made from this very volume file. A copy of this file (a
+    // cloned disk: the same uuid, so the same relationship key) that updated the
+    // destination since left it at a state of its own, which this file's planes know
+    // nothing of: the destination's top must be the one this file sent last, and a
+    // snapshot this file holds
+    const moaFile = rel?.moa ? (rel.moa.path ?? rel.volume.path) : null;
+    const holdsTop = dest.top !== null && vol.snapshots().some((s) => sameSnapshot(identOf(s), dest.top!));
+    if (opts.op === 'mirror.update' && dest.exists && owner === key && rel?.moa && moaFile === volume.path && holdsTop && dest.top && sameSnapshot(dest.top, rel.moa.top)) {
       mode = 'moa';
     } else mode = dest.exists && common ? 'common' : 'full';
     transferId = randomUUID();
@@ -392,7 +398,7 @@ export async function sendMirror(source: Volume | SourceAccess, ch: MirrorChanne
         r.state = 'idle';
         r.pending = null;
         r.partial = null;
-        r.moa = { top: identOf(top), swaps: vol.rootRecord.moaSwaps };
+        r.moa = { top: identOf(top), swaps: vol.rootRecord.moaSwaps, path: volume.path };
         r.lastSuccess = { transferId, top: identOf(top), finished, blocks: plan.blocks, bytes: result.bytes, durationMs: result.durationMs, mode };
         r.lastAttempt = { started: new Date(started).toISOString(), finished, error: null };
         const record: TransferRecord = { transferId, mode, top: identOf(top), finished, blocks: plan.blocks, sentBlocks, bytes: result.bytes, totalBytes: result.totalBytes, resumedRecords: resumeFrom, durationMs: result.durationMs, compression };

@@ -43,8 +43,12 @@ export interface Relationship {
   recent?: TransferRecord[];
   /** What a stopped transfer keeps at the destination to resume from, as it last said. */
   partial?: { transferId: string; bytes: number; since: string } | null;
-  /** The mark-on-allocate planes have tracked this relationship since it sent `top` (with the volume's swap count then). */
-  moa: { top: SnapshotIdent; swaps: number } | null;
+  /**
+   * The mark-on-allocate planes of the volume file `path` have tracked this relationship
+   * since it sent `top` (with the volume's swap count then). `path` is absent in states
+   * written before it was recorded: then the relationship's volume.path.
+   */
+  moa: { top: SnapshotIdent; swaps: number; path?: string } | null;
 }
 
 /** The destination as a transfer found it (whether NAME was there: a first transfer or not): it resumes into that only. */
