@@ -13,5 +13,6 @@ export function transferLine(volume: string, r: MirrorResult): string {
 }
 
 export function runLines(volume: string, run: MirrorRun): string[] {
-  return run.transfers.map((t) => transferLine(volume, t));
+  // a stopped transfer the destination could not resume (the mirror moved, deleted, replaced) is said before what the run did instead
+  return run.transfers.flatMap((t) => [...(t.discarded ? [`${t.destination}: ${t.discarded}`] : []), transferLine(volume, t)]);
 }

@@ -25,8 +25,9 @@ import { OccupancyCursor } from '../volume/occupancy.js';
 import { PLANE_ACTIVE } from '../volume/layout.js';
 import { decodeRecordIndex, hashChain, recordCrc } from './records.js';
 import { RecordInflater } from './record-inflater.js';
-import { dropUnresumable, readResume, sidePaths, writeResume } from './side-files.js';
-import { identOf, sameSnapshot, type DestinationState, type MirrorChannel, type TransferDone, type TransferPlan } from './protocol.js';
+import { dropUnresumable, readResume, resumeBaseOf, sidePaths, writeResume } from './side-files.js';
+import { dataHolds, mapNodeHolds, planeHolds } from './ghost-check.js';
+import { identOf, RESUME_LOST, sameSnapshot, type DestinationState, type MirrorChannel, type TransferDone, type TransferPlan } from './protocol.js';
 
 /** JSON with object keys sorted: the same plan hashes the same however it was built. */
 function canonical(v: unknown): string {
@@ -58,9 +59,11 @@ export async function applyTransfer(volPath: string, ch: MirrorChannel, plan: Tr
   const sides = sidePaths(volPath);
   const planHash = planHashOf(plan);
   let resume = readResume(sides.resume);
-  if (resume && (resume.transferId !== plan.transferId || resume.planHash !== planHash)) resume = null;
+  // (state.resume is null for one whose records are not in the volume at NAME: describeDestination)
+  if (resume && (!state.resume || resume.transferId !== plan.transferId || resume.planHash !== planHash)) resume = null;
   const initial = !state.exists;
   if (initial && !fs.existsSync(sides.fresh)) {
+    resume = null; // a volume made now holds nothing acknowledged before
     const g = plan.volume;
     Volume.create(sides.fresh, { size: g.logicalSize, blockSize: g.blockSize, nblocks: g.nblocks, maxSnapshots: g.maxSnapshots, uuid: g.uuid });
   }
@@ -105,11 +108,13 @@ export async function applyTransfer(volPath: string, ch: MirrorChannel, plan: Tr
     for (const s of incoming) if (slotOf.get(s.id) === undefined || !free.includes(slotOf.get(s.id)!)) throw new CorruptError('mirror: the resume state does not fit the volume');
     if (!resume) {
       fs.rmSync(sides.stage, { force: true });
-      resume = { transferId: plan.transferId, planHash, acked: 0, chain: hashChain.start(), slots: Object.fromEntries(slotOf), staged: [], stageBytes: 0 };
+      // (after the CP above that let old snapshots go: the state the records are written beside)
+      resume = { transferId: plan.transferId, planHash, acked: 0, chain: hashChain.start(), slots: Object.fromEntries(slotOf), staged: [], stageBytes: 0, base: resumeBaseOf(vol, !initial) };
     }
     stageFd = fs.openSync(sides.stage, 'a+', 0o600);
     fs.ftruncateSync(stageFd, resume.stageBytes); // drop what was written after the last acknowledgement
     const staged = new Map(resume.staged.map((s) => [s.vbn, s.offset] as const));
+    const stagedAt = (v: number) => staged.get(v);
     let stageBytes = resume.stageBytes;
     const acked = resume.acked;
     await ch.send({ ready: { resumeFrom: acked } });
@@ -210,6 +215,11 @@ export async function applyTransfer(volPath: string, ch: MirrorChannel, plan: Tr
         fs.rmSync(sides.resume, { force: true });
         throw new CorruptError('mirror: the source no longer has what it sent before', 'the transfer starts over on the next update');
       }
+      // a ghost whose blocks are not where it was acknowledged into: nothing of this transfer is resumed (the files go: finally)
+      const lost = (): never => {
+        resumable = false;
+        throw new CorruptError(`mirror: ${RESUME_LOST} (record ${i} of ${acked}): the volume was replaced or changed since`, 'the update starts that transfer over');
+      };
       let idx;
       try {
         idx = decodeRecordIndex(kind, payload, bs, ghost);
@@ -226,6 +236,7 @@ export async function applyTransfer(volPath: string, ch: MirrorChannel, plan: Tr
           if (idx.data) vol.writeSlotPlane(slot, c, idx.data.subarray(k * bs, (k + 1) * bs));
           written.get(snap.id)!.add(c);
         });
+        if (ghost && !planeHolds(vol, payload, slot, idx.chunks, crc as number)) lost();
       } else if (idx.kind === 'mapdelta') {
         for (const d of idx.nodes) {
           const v = d.vbn;
@@ -236,6 +247,7 @@ export async function applyTransfer(volPath: string, ch: MirrorChannel, plan: Tr
           const held = occupied.has(v);
           if (ghost) {
             if (held && !staged.has(v)) throw new CorruptError(`mirror: staged block for VBN ${v} is missing`);
+            if (!mapNodeHolds(vol, d, stagedAt, stageFd)) lost();
             continue;
           }
           if (!occupied.has(d.base)) throw new CorruptError(`mirror: record ${i}: the base of map node ${v} (VBN ${d.base}) is not on the destination`, 'run imgstream mirror resync');
@@ -276,6 +288,7 @@ export async function applyTransfer(volPath: string, ch: MirrorChannel, plan: Tr
           if (runStart < 0) runStart = k;
         }
         flushRun(vbns.length);
+        if (ghost && !dataHolds(vol, payload, vbns, crc as number, stagedAt, stageFd)) lost();
         // written behind: the VBNs are free in the old state, so nothing reads them before the CP
         for (const [from, to] of runs) await writes.write(data!.subarray(from * bs, to * bs), vol.layout.vbnOffset(vbns[from]));
         blocks += vbns.length;
@@ -314,6 +327,9 @@ export async function applyTransfer(volPath: string, ch: MirrorChannel, plan: Tr
     const stays = [PLANE_ACTIVE, ...vol.snapshots().filter((s) => plan.keep.includes(s.id)).map((s) => vol.layout.snapshotPlane(s.slot))];
     const freedByDrop = () => [...staged.keys()].some((v) => !stays.some((p) => vol.testBit(p, v)));
     if (staged.size > journalRoom && leaving.length > 0 && freedByDrop()) {
+      // this CP moves the volume's generation on: the resume file says so first (everything
+      // arrived is recorded in it already), so a stop after it still resumes here
+      writeResume(volPath, { ...resume, ...progressPoint(), base: { ...resume.base!, ownCp: true } });
       for (const v of arrived.values()) if (!staged.has(v)) vol.reserve(v);
       for (const s of leaving) vol.dropSnapshotEntry(s.name);
       vol.commit();

@@ -43,7 +43,12 @@
 // regenerates records 0..n-1, sends them as ghosts (payload without the block contents,
 // only the VBNs or plane chunks, and the crc32 of the full record) and the destination
 // checks them against its chain, so nothing acknowledged travels twice and a
-// source that changed meanwhile is caught.
+// source that changed meanwhile is caught. It also reads the blocks of each ghost back
+// from where it put them and checks them against its crc32 (ghost-check.ts): a volume at
+// NAME that is no longer the one they went into answers RESUME_LOST, and the source starts
+// over. One that plainly is not (the mirror deleted, moved away, replaced: the resume file
+// records the file, uuid and CP it was written beside) is dropped before the plan, and
+// the state says why (`discarded`).
 import type { SnapshotEntry } from '../format/snapshot-entry.js';
 
 export const MIRROR_PROTOCOL = 2;
@@ -98,6 +103,12 @@ export interface DestinationState {
   top: SnapshotIdent | null;
   /** A transfer that stopped part way, with how much of it is durable there. */
   resume: { transferId: string; planHash: string; acked: number; keptBytes?: number } | null;
+  /**
+   * A stopped transfer kept here that cannot resume (its records went into a volume no
+   * longer at NAME as it was: moved, deleted, replaced): why, in one line. An update or
+   * resync drops it before its own transfer; `resume` is null.
+   */
+  discarded?: string;
 }
 
 export type TransferMode = 'full' | 'moa' | 'common';
@@ -210,3 +221,5 @@ export const BROKEN_OFF = 'the mirror was broken off and may have changed';
 export const NO_MIRROR = 'no mirror there to resync';
 /** The receiver's refusal of a volume that is no mirror (a resync names the --reverse that takes it). */
 export const NOT_A_MIRROR = 'holds a volume that is not a mirror';
+/** The receiver's refusal to resume a transfer whose acknowledged blocks are gone (the source starts it over: run.ts). */
+export const RESUME_LOST = 'the destination no longer holds what it acknowledged of the stopped transfer';

@@ -9,7 +9,7 @@ import { CorruptError, FormatVersionError, ImgstreamError, InvalidInputError, No
 import { Volume } from '../volume/volume.js';
 import { applyTransfer } from './apply-transfer.js';
 import { holdingDestination } from './destination-lock.js';
-import { abandonPartial, checkDestinationPath, partialFiles, readResume, settleFresh, sidePaths } from './side-files.js';
+import { abandonPartial, checkDestinationPath, dropStaleResume, partialFiles, readResume, settleFresh, sidePaths, staleResume } from './side-files.js';
 import { BROKEN_OFF, NO_MIRROR, NOT_A_MIRROR, geometryMatches, identOf, MIRROR_PROTOCOL, type DestinationState, type MirrorChannel, type TransferDone, type TransferPlan, type VolumeGeometry } from './protocol.js';
 
 export { abandonPartial, partialFiles } from './side-files.js';
@@ -42,8 +42,14 @@ export function describeDestination(volPath: string): DestinationState {
   const { resume } = sidePaths(volPath);
   const r = readResume(resume);
   const kept = partialFiles(volPath);
-  const resumeInfo = r ? { transferId: r.transferId, planHash: r.planHash, acked: r.acked, keptBytes: kept.bytes } : null;
-  if (!fs.existsSync(volPath)) return { exists: false, uuid: null, geometry: null, mirror: false, broken: false, snapshots: [], top: null, resume: resumeInfo };
+  // a stopped transfer resumes only into the very volume its acknowledged records went into
+  const resumeOf = (vol: Volume | null): Pick<DestinationState, 'resume' | 'discarded'> => {
+    if (!r) return { resume: null };
+    const stale = staleResume(volPath, r, vol);
+    if (stale) return { resume: null, discarded: `dropped the stopped transfer ${r.transferId} kept at the destination: ${stale}` };
+    return { resume: { transferId: r.transferId, planHash: r.planHash, acked: r.acked, keptBytes: kept.bytes } };
+  };
+  if (!fs.existsSync(volPath)) return { exists: false, uuid: null, geometry: null, mirror: false, broken: false, snapshots: [], top: null, ...resumeOf(null) };
   let vol: Volume;
   try {
     vol = Volume.open(volPath, { write: false });
@@ -57,7 +63,7 @@ export function describeDestination(volPath: string): DestinationState {
     const flags = vol.mirrorFlags;
     const newest = snaps[snaps.length - 1];
     const top = flags.mirror && !flags.broken && newest && newest.mapRoot === vol.rootRecord.mapRoot ? identOf(newest) : null;
-    return { exists: true, uuid: vol.rootRecord.uuid, geometry: geometryOf(vol), mirror: flags.mirror, broken: flags.broken, snapshots: snaps.map((s) => ({ ...identOf(s), shadow: s.shadow })), top, resume: resumeInfo };
+    return { exists: true, uuid: vol.rootRecord.uuid, geometry: geometryOf(vol), mirror: flags.mirror, broken: flags.broken, snapshots: snaps.map((s) => ({ ...identOf(s), shadow: s.shadow })), top, ...resumeOf(vol) };
   } finally {
     vol.close();
   }
@@ -139,6 +145,11 @@ async function converse(volPath: string, ch: MirrorChannel, hello: Record<string
     checkDestinationPath(volPath); // before the source takes its snapshot: never found out at the final link
     const geometry = hello.volume as VolumeGeometry;
     const state = describeDestination(volPath);
+    if (state.discarded) {
+      // (before this conversation's transfer writes its own resume file)
+      dropStaleResume(volPath);
+      log(`mirror ${path.basename(volPath)}: ${state.discarded}`);
+    }
     if (!state.exists && hello.op === 'mirror.resync') throw new NotFoundError(NO_MIRROR, 'a new mirror starts with: imgstream mirror update');
     if (state.exists) {
       // (a resync --reverse makes the volume this source is a copy of its mirror: failback; its

@@ -7,7 +7,7 @@ import { errorOfCode, ImgstreamError, InvalidInputError } from '../core/errors.j
 import { noProgress, type Progress } from '../core/progress.js';
 import { Volume } from '../volume/volume.js';
 import { localDestination } from './index.js';
-import { BROKEN_OFF, NO_MIRROR, NOT_A_MIRROR, identOf, MIRROR_PROTOCOL, sameSnapshot, type MirrorChannel, type SnapshotIdent } from './protocol.js';
+import { BROKEN_OFF, NO_MIRROR, NOT_A_MIRROR, RESUME_LOST, identOf, MIRROR_PROTOCOL, sameSnapshot, type MirrorChannel, type SnapshotIdent } from './protocol.js';
 import { abandonPartial, breakMirror, isBrokenOff, receiveMirror } from './receiver.js';
 import { checkDestinationPath } from './side-files.js';
 import { withDestinationLock } from './destination-lock.js';
@@ -110,7 +110,13 @@ export type MirrorRun = MirrorResult & { transfers: MirrorResult[] };
 export async function mirrorUpdate(volPath: string, dest: Destination, opts: UpdateOptions): Promise<MirrorRun> {
   dest.check?.();
   refuseSelf(volPath, dest.spec);
-  const first = await mirrorUpdateOnce(volPath, dest, opts).catch((err: unknown) => {
+  const first = await mirrorUpdateOnce(volPath, dest, opts).catch(async (err: unknown) => {
+    // the stopped transfer it resumed lost its acknowledged blocks at the destination (the mirror
+    // copied back over from before it, say): the destination dropped it; a new transfer, as fresh
+    if (opts.op === 'mirror.update' && !opts.signal?.aborted && err instanceof ImgstreamError && err.message.includes(RESUME_LOST)) {
+      const again = await mirrorUpdateOnce(volPath, dest, opts);
+      return { ...again, discarded: again.discarded ?? `dropped the stopped transfer kept at the destination: ${RESUME_LOST} (the mirror was replaced or changed since)` };
+    }
     // the receiver knows neither the source nor the name this side gives the destination (a
     // daemon's directory, a peer URL): the hint to bring a broken-off mirror back names both
     if (err instanceof ImgstreamError && err.message.includes(BROKEN_OFF)) throw errorOfCode(err.code, err.message, `bring it back with: imgstream mirror resync ${volPath} --to ${dest.spec}${peerFlagsNote(dest.spec)}`);

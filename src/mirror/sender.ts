@@ -107,6 +107,8 @@ export interface MirrorResult {
   totalBytes: number;
   /** How the records travelled: zstd, or none (not asked for, or the destination cannot take it). */
   compression: MirrorCompression;
+  /** A stopped transfer the destination kept and dropped, as it could not resume there (the mirror moved, deleted, replaced): why. */
+  discarded?: string;
 }
 
 /** Errors the destination reported (remoteError made them): it says what it kept. */
@@ -198,6 +200,7 @@ export async function sendMirror(source: Volume | SourceAccess, ch: MirrorChanne
   const stateMsg = await expect(ch, 'state', where);
   const dest = stateMsg.state as DestinationState;
   const compression: MirrorCompression = offer.compress && stateMsg.compress === 'zstd' ? 'zstd' : 'none';
+  const discarded = dest.discarded ? { discarded: dest.discarded } : {};
   if (dest.exists && dest.uuid !== uuid) throw new InvalidInputError(`${where}: holds another volume (${dest.uuid})`, 'mirror to another name');
   if (opts.op === 'replicate' && opts.top !== undefined) refuseReplicaRollback(dest, vol.snapshot(opts.top), where);
 
@@ -212,7 +215,11 @@ export async function sendMirror(source: Volume | SourceAccess, ch: MirrorChanne
   let planBytes = 0; // the data the plan sends (for the hint of a transfer that filled the destination)
   const pend = rel?.pending;
   const pendTop = pend ? vol.snapshots().find((s) => sameSnapshot(identOf(s), pend.top)) : undefined;
-  const resumable = track && pend && pendTop && dest.resume?.transferId === pend.transferId && (dest.top === null || dest.top.id < pend.top.id) && opts.op === 'mirror.update';
+  // only into the destination as the stopped transfer found it: a first transfer where NAME is
+  // still absent, an incremental one where it still exists (the destination checks that it
+  // is the very volume the acknowledged records went into, and that they are still there)
+  const sameBase = pend?.base ? pend.base.exists === dest.exists : dest.exists || pend?.mode === 'full';
+  const resumable = track && pend && pendTop && dest.resume?.transferId === pend.transferId && sameBase && (dest.top === null || dest.top.id < pend.top.id) && opts.op === 'mirror.update';
   if (resumable) {
     transferId = pend!.transferId;
     top = pendTop!;
@@ -227,8 +234,14 @@ export async function sendMirror(source: Volume | SourceAccess, ch: MirrorChanne
     const owner = opts.state.moaOwner(moaKey);
     // the planes hold every allocation since they were last emptied, which only a
     // successful transfer of their owner does: valid while the destination is still at
-    // the state of that transfer
-    if (opts.op === 'mirror.update' && dest.exists && owner === key && rel?.moa && dest.top && sameSnapshot(dest.top, rel.moa.top)) {
+    // the state of that transfer, made from this very volume file. A copy of this file (a
+    // cloned disk: the same uuid, so the same relationship key) that updated the
+    // destination since left it at a state of its own, which this file's planes know
+    // nothing of: the destination's top must be the one this file sent last, and a
+    // snapshot this file holds
+    const moaFile = rel?.moa ? (rel.moa.path ?? rel.volume.path) : null;
+    const holdsTop = dest.top !== null && vol.snapshots().some((s) => sameSnapshot(identOf(s), dest.top!));
+    if (opts.op === 'mirror.update' && dest.exists && owner === key && rel?.moa && moaFile === volume.path && holdsTop && dest.top && sameSnapshot(dest.top, rel.moa.top)) {
       mode = 'moa';
     } else mode = dest.exists && common ? 'common' : 'full';
     transferId = randomUUID();
@@ -252,7 +265,7 @@ export async function sendMirror(source: Volume | SourceAccess, ch: MirrorChanne
     if (dest.exists && dest.top && sameSnapshot(dest.top, identOf(top)) && incoming.length === 0 && dest.snapshots.length === keep.length && !shadowedSince) {
       // nothing new: the destination already is this state
       if (track && !resumable) await access.finish({ tag, topId: top.id, cascade, moaSwaps: shippedSwaps });
-      return { destination: where, transferId: '', mode, top: top.name, snapshots: newState.length, blocks: 0, planBlocks: 0, bytes: ch.bytesSent, dataBytes: 0, resumedRecords: 0, mapDeltas: 0, deallocated: 0, staged: 0, generation: 0, durationMs: Date.now() - started, upToDate: true, resumedTransfer: false, totalBytes: ch.bytesSent, compression: 'none' };
+      return { destination: where, transferId: '', mode, top: top.name, snapshots: newState.length, blocks: 0, planBlocks: 0, bytes: ch.bytesSent, dataBytes: 0, resumedRecords: 0, mapDeltas: 0, deallocated: 0, staged: 0, generation: 0, durationMs: Date.now() - started, upToDate: true, resumedTransfer: false, totalBytes: ch.bytesSent, compression: 'none', ...discarded };
     }
     if (track) {
       opts.state.update(key, init, (r) => {
@@ -262,7 +275,7 @@ export async function sendMirror(source: Volume | SourceAccess, ch: MirrorChanne
         // a resumed transfer keeps what its earlier, stopped attempts sent
         const before = resumable && r.pending?.transferId === transferId ? r.pending.bytesSent : undefined;
         // the swap that made the shipped plane (a resumed attempt keeps its first one's: the planes may have swapped since)
-        r.pending = { transferId, top: identOf(top), mode, moaSwaps: shippedSwaps, ...(before ? { bytesSent: before } : {}) };
+        r.pending = { transferId, top: identOf(top), mode, moaSwaps: shippedSwaps, base: resumable && r.pending?.base ? r.pending.base : { exists: dest.exists }, ...(before ? { bytesSent: before } : {}) };
         r.lastAttempt = { started: new Date(started).toISOString(), finished: null, error: null, pid: process.pid, host: os.hostname(), ...(opts.op === 'mirror.resync' ? { resync: true } : {}) };
       });
     }
@@ -376,6 +389,7 @@ export async function sendMirror(source: Volume | SourceAccess, ch: MirrorChanne
       resumedTransfer: !!resumable,
       totalBytes: ch.bytesSent + (resumable ? (pend!.bytesSent ?? 0) : 0),
       compression,
+      ...discarded,
     };
     if (track) {
       await access.finish({ tag, topId: top.id, cascade, moaSwaps: shippedSwaps });
@@ -384,7 +398,7 @@ export async function sendMirror(source: Volume | SourceAccess, ch: MirrorChanne
         r.state = 'idle';
         r.pending = null;
         r.partial = null;
-        r.moa = { top: identOf(top), swaps: vol.rootRecord.moaSwaps };
+        r.moa = { top: identOf(top), swaps: vol.rootRecord.moaSwaps, path: volume.path };
         r.lastSuccess = { transferId, top: identOf(top), finished, blocks: plan.blocks, bytes: result.bytes, durationMs: result.durationMs, mode };
         r.lastAttempt = { started: new Date(started).toISOString(), finished, error: null };
         const record: TransferRecord = { transferId, mode, top: identOf(top), finished, blocks: plan.blocks, sentBlocks, bytes: result.bytes, totalBytes: result.totalBytes, resumedRecords: resumeFrom, durationMs: result.durationMs, compression };

@@ -67,6 +67,74 @@ export interface ResumeFile {
   slots: Record<string, number>;
   staged: Array<{ vbn: number; offset: number }>;
   stageBytes: number;
+  /** The volume the records went into (files written before it was recorded lack it: never resumed). */
+  base?: ResumeBase;
+}
+
+/**
+ * The volume a transfer writes its records into, as it was when the transfer began: NAME
+ * itself (`exists`) or the first transfer's `.NAME.mirror-new`; the file (inode), the
+ * volume (uuid) and its last CP (generation, map root). Its acknowledged records are in
+ * that file's free space only: another file at NAME, or the same one after a CP, holds
+ * none of them.
+ */
+export interface ResumeBase {
+  exists: boolean;
+  ino: number;
+  uuid: string;
+  generation: number;
+  mapRoot: number;
+  /** The transfer took a CP of its own since (apply-transfer.ts): the CP fields moved on; the ghosts' blocks are still checked one by one. */
+  ownCp?: boolean;
+}
+
+/** The base of a transfer that writes into `vol` (open on `file`, NAME when `exists`). */
+export function resumeBaseOf(vol: Volume, exists: boolean): ResumeBase {
+  return { exists, ino: fs.fstatSync(vol.file.fd).ino, uuid: vol.rootRecord.uuid, generation: vol.rootRecord.generation, mapRoot: vol.rootRecord.mapRoot };
+}
+
+/**
+ * Why the stopped transfer `r` cannot resume into what is at `volPath` now (`vol`, open,
+ * when NAME exists), or null when it can: its records were acknowledged into a volume
+ * that is no longer there as it was (moved, deleted, replaced by another file or a copy,
+ * changed by a CP since).
+ */
+export function staleResume(volPath: string, r: ResumeFile, vol: Volume | null): string | null {
+  const name = path.basename(volPath);
+  const b = r.base;
+  if (!b) return 'it does not record which volume it was written into';
+  if (b.exists && !vol) return `the mirror it was writing into is no longer at ${name} (deleted or moved)`;
+  if (!b.exists && vol) return `${name} now holds a volume that transfer did not build`;
+  let file: string;
+  let open: Volume | null = vol;
+  if (vol) file = volPath;
+  else {
+    file = sidePaths(volPath).fresh;
+    if (!fs.existsSync(file)) return `the volume it was building (${path.basename(file)}) is gone`;
+    try {
+      open = Volume.open(file, { write: false });
+    } catch {
+      return `the volume it was building (${path.basename(file)}) cannot be read`;
+    }
+  }
+  try {
+    const st = fs.statSync(file);
+    const root = open!.rootRecord;
+    if (st.ino !== b.ino || root.uuid !== b.uuid || (!b.ownCp && (root.generation !== b.generation || root.mapRoot !== b.mapRoot))) return `${path.basename(file)} is not the volume it was writing into (replaced, or changed since)`;
+    return null;
+  } finally {
+    if (open !== vol) open!.close();
+  }
+}
+
+/**
+ * Drops a stopped transfer that cannot resume (staleResume): its resume and stage files,
+ * and a first transfer's volume being built when NAME is another volume now. The resume
+ * file goes first: a half-removed partial is never resumed.
+ */
+export function dropStaleResume(volPath: string): void {
+  const sides = sidePaths(volPath);
+  for (const f of [sides.resume, sides.resumeNext, sides.stage, sides.fresh]) fs.rmSync(f, { force: true });
 }
 
 /** The resume file's format version: files written before it was recorded are version 1. */

@@ -39,13 +39,22 @@ export interface Relationship {
    */
   lastAttempt: { started: string; finished: string | null; error: string | null; pid?: number; host?: string; stoppedBy?: StopSignal; resync?: boolean } | null;
   /** The transfer under way or stopped part way; `bytesSent`: what its stopped attempts sent (wire bytes). */
-  pending: { transferId: string; top: SnapshotIdent; mode: TransferMode; moaSwaps: number; bytesSent?: number } | null;
+  pending: { transferId: string; top: SnapshotIdent; mode: TransferMode; moaSwaps: number; bytesSent?: number; base?: PendingBase } | null;
   /** The latest completed transfers, oldest first (at most RECENT_TRANSFERS): one each, a resumed one and the one after it apart. */
   recent?: TransferRecord[];
   /** What a stopped transfer keeps at the destination to resume from, as it last said. */
   partial?: { transferId: string; bytes: number; since: string } | null;
-  /** The mark-on-allocate planes have tracked this relationship since it sent `top` (with the volume's swap count then). */
-  moa: { top: SnapshotIdent; swaps: number } | null;
+  /**
+   * The mark-on-allocate planes of the volume file `path` have tracked this relationship
+   * since it sent `top` (with the volume's swap count then). `path` is absent in states
+   * written before it was recorded: then the relationship's volume.path.
+   */
+  moa: { top: SnapshotIdent; swaps: number; path?: string } | null;
+}
+
+/** The destination as a transfer found it (whether NAME was there: a first transfer or not): it resumes into that only. */
+export interface PendingBase {
+  exists: boolean;
 }
 
 /** One completed transfer, as `mirror status` reports it. */
@@ -258,7 +267,7 @@ export type ReportedState = RelationshipState | 'missing';
 export function reportedState(r: Relationship): ReportedState {
   const state = liveState(r);
   // a destination made once and gone since; a first transfer stopped part way has none yet
-  if ((state === 'idle' || state === 'failed' || state === 'broken') && r.lastSuccess !== null && !r.destination.includes('://') && !fs.existsSync(r.destination)) return 'missing';
+  if ((state === 'idle' || state === 'failed' || state === 'broken' || state === 'stopped') && r.lastSuccess !== null && !r.destination.includes('://') && !fs.existsSync(r.destination)) return 'missing';
   return state;
 }
 
