@@ -59,7 +59,8 @@ export async function sourcesForChain(catalog: Catalog, volumePath: string, asOf
   }
   let onVolume: Array<{ id: number; name: string; generation: number; createdMs: number }> | null = null;
   if (fs.existsSync(volumePath)) {
-    const vol = Volume.open(volumePath, { write: false });
+    // (its table only: one a killed restore left unfinished is read too, for this restore finishes it)
+    const vol = Volume.open(volumePath, { write: false, unfinishedRestore: true });
     try {
       onVolume = vol.snapshots().map(({ id, name, generation, createdMs }) => ({ id, name, generation, createdMs }));
     } finally {
