@@ -31,6 +31,7 @@ import { anotherCopys, checkFits } from './restore-fits.js';
 import { StageFile } from './restore-stage.js';
 import { tellJournalChanges, tellJournalSnapshots } from './restore-journal.js';
 import { escapeRegExp } from '../core/regexp.js';
+import { clearUnfinishedNote, noteUnfinished, unfinishedNeedsStream } from './restore-unfinished.js';
 import { deletedAtSource, renamedAtSource, shadowsAtSource } from './restore-source-table.js';
 
 export interface RestoredStream extends StreamSummary {
@@ -249,6 +250,7 @@ async function applyStream(vol: Volume, header: StreamHeader, records: AsyncGene
       // volume this restore creates appears only once every stream is in).
       const inPlace = inActive.size > Math.max(0, journalRoom);
       if (inPlace) {
+        noteUnfinished(display, { stream: name, streamId: header.streamId, top: header.top.name, base: header.base?.name ?? null });
         vol.setRestoreUnfinished(true);
         out.activeInPlace = inActive.size; // (from this CP to the last one runs without a turn of the event loop: no stop signal lands between them, a kill -9 does)
       }
@@ -294,6 +296,7 @@ async function applyStream(vol: Volume, header: StreamHeader, records: AsyncGene
     vol.resetActiveTo(header.top.name);
     vol.setRestoreUnfinished(false); // this run's, or one stopped before
     vol.commit();
+    if (!fresh) clearUnfinishedNote(display);
     tellJournalSnapshots(vol, installed);
     out.generation = vol.rootRecord.generation;
     return out;
@@ -432,6 +435,8 @@ export async function restoreStreams(sources: StreamSource[], volumePath: string
       }
     }
     if (refusal) throw refusal;
+    // every stream held already, and the volume still waits for the one its restore stopped in
+    if (vol && tmp === null && vol.restoreUnfinished) throw unfinishedNeedsStream(vol, volumePath, result.held.map((h) => h.stream));
     if (result.streams.length === 0 && selector !== undefined) {
       const uuids = pick!.named(selector);
       throw new NotFoundError(

@@ -244,6 +244,8 @@ describe('a dump base made a shadow snapshot (snapshot shadow)', () => {
     const r = runCli([...restoreAsOf, '-q'], { env: { ...env, IMGSTREAM_CRASH_AT: 'restore-in-place' } });
     expect(r.signal, 'killed half way through its writes in place').toBe('SIGKILL');
     expect(((await inProcessJson(['volume', 'info', target], { env })) as { restoreUnfinished: boolean }).restoreUnfinished).toBe(true);
+    // as of s0, which it holds: not "nothing to restore" while it waits for the level 1
+    expectOneLineError(await refused(['restore', '--to', target, '--as-of', 's0', '--catalog', at('asof.catalog.json')], { env }), 'as of s0', 4, /stopped while it rewrote the active disk in place, and the chain as of s0 brings nothing it lacks: finishing that restore needs the stream it stopped in, file \S+asof\.l1 \(dump [0-9a-f]{8}, top snapshot "s2", base "s0"\)/);
     // the catalog's chain is found from the unfinished volume's snapshots: the level 1 goes on from s0
     const again = cliJson([...restoreAsOf, '--json'], { env });
     expect(again.streams.map((x: { top: string }) => x.top)).toEqual(['s2']);
@@ -286,7 +288,11 @@ describe('a dump base made a shadow snapshot (snapshot shadow)', () => {
     expect(checked.trees.find((t) => t.name === 'k')).toMatchObject({ problems: [] });
     expect(checked.trees.find((t) => t.name === 'k')!.skipped).toBeUndefined();
     expect(checked.trees.find((t) => t.name === 'k')!.dataBlocks).toBeGreaterThan(0);
+    // the level 0 again brings nothing the volume lacks: refused, naming the stream the restore stopped in
+    expectOneLineError(await refused(['restore', '--from', at('keep.l0'), '--to', target], { env }), 'the level 0 onto the unfinished volume', 4, /a restore into it stopped while it rewrote the active disk in place, and file \S+keep\.l0 brings nothing it lacks: finishing that restore needs the stream it stopped in, file \S+keep\.l1 \(dump [0-9a-f]{8}, top snapshot "s2", base "s0"\)/);
+    expect(((await inProcessJson(['volume', 'info', target], { env })) as { restoreUnfinished: boolean }).restoreUnfinished).toBe(true);
     cliOk(['restore', '--from', at('keep.l1'), '--to', target], { env });
+    expect(fs.readdirSync(root).filter((f) => f.startsWith('.keep-target.vol.')), 'the note of the stream and the stage file, gone').toEqual([]);
     expect(exported(`${target}@k`, 'keep-k.out').equals(k)).toBe(true);
     await expectChainRestored(target, images, 's2');
   });
