@@ -3,6 +3,7 @@ import { ImgstreamCommand } from './_cli/base.js';
 import { catalogFlag, openCatalog } from './_cli/catalog-flag.js';
 import { restoreStreams } from '../src/stream/restore.js';
 import { volumePick } from '../src/stream/volume-pick.js';
+import { removeStaleStage } from '../src/stream/restore-stage.js';
 import { sourcesForChain } from '../src/stream/chain-sources.js';
 import { isPeerSpec, sourceFor } from '../src/media/resolve.js';
 import { peerClientOptions, peerFlags } from './_cli/peer-flags.js';
@@ -99,7 +100,8 @@ Encrypted streams need their key: --key-file or --passphrase-file, as given to d
     // a tape of plain dumps cannot tell whose a stream is: the stream headers do
     const pick = flags.volume !== undefined && !flags['as-of'] ? volumePick(() => openCatalog(flags.catalog).read()) : undefined;
     if (sources.length === 0) {
-      // --as-of onto a volume that holds that state already
+      // --as-of onto a volume that holds that state already (a killed restore's stage file goes, as with every restore onto it)
+      removeStaleStage(flags.to);
       this.say(`${flags.to}: holds ${flags['as-of']} already (its newest snapshot is the chain's top): nothing to restore`);
       return { volume: flags.to, created: false, streams: [], held: [], blocks: 0, bytes: 0 };
     }
