@@ -198,6 +198,17 @@ describe('a set that ends in the middle of a dump', () => {
   }, 60_000);
 });
 
+describe('a stream file given as a tape', () => {
+  it('is refused (exit 4), the hint saying how each command takes a file: a reader without tape:, a dump with --to FILE', async () => {
+    const file = at('e.l0');
+    cliOk(['dump', vols[0], '--level', '0', '--to', file, '--catalog', at('e.json'), '-q'], o);
+    for (const args of [['verify', `tape:${file}`], ['restore', '--from', `tape:${file}`, '--to', at('e-never.vol')], ['catalog', 'rebuild', '--from', `tape:${file}`, '--catalog', at('e-rebuilt.json')]]) {
+      expectOneLineError(await refused(args, o), args[0], 4, new RegExp(`^imgstream: tape ${file}: not a directory or a tape device; give a directory \\(tape:DIR\\) or a tape device such as /dev/nst0; a stream file is read without tape: \\(verify ${file}, restore --from ${file}\\)$`));
+    }
+    expectOneLineError(await refused(['dump', vols[0], '--level', '0', '--to', `tape:${file}`, '--catalog', at('e.json')], o), 'dump', 4, /; for a single file use --to FILE$/);
+  }, 60_000);
+});
+
 describe('a set missing a tape file', () => {
   // a level 0 on d-t1,d-t2 and a level 1 on d-t2,d-t3; then d-t2's first file (the level 0's tape 2) goes
   const [t1, t2, t3] = [at('d-t1'), at('d-t2'), at('d-t3')];
