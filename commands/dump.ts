@@ -15,6 +15,7 @@ import { dumpKeyFromFlags, encryptFlag, keyFlags } from './_cli/key-flags.js';
 import { lateStopLine, stoppableBySignals } from './_cli/stop-signals.js';
 import { refuseOutputOverInputs, type DumpInput } from '../src/stream/dump-inputs.js';
 import type { Catalog } from '../src/catalog/index.js';
+import type { DumpResult } from '../src/stream/dump.js';
 import { argumentsInOrder } from './_cli/ordered-args.js';
 
 export default class Dump extends ImgstreamCommand {
@@ -110,7 +111,7 @@ While the volume is being served (imgstream serve nbd), the dump asks the server
     if (result.dryRun) this.say(`dry run: ${what}`);
     else {
       const where = flags.to === '-' ? 'stdout' : flags.to;
-      const summary = `dumped ${what} -> ${where} (${formatSize(result.streamBytes)}${key ? ' encrypted' : ''} stream, sha256 ${result.sha256?.slice(0, 16)}...)${result.recorded === false ? `: not recorded in the catalog (${where} keeps nothing: no later level builds on it), its snapshot deleted` : ''}`;
+      const summary = `dumped ${what} -> ${where} (${formatSize(result.streamBytes)}${key ? ' encrypted' : ''} stream, sha256 ${result.sha256?.slice(0, 16)}...)${result.recorded === false ? `: ${notRecordedNote(where, result)}` : ''}`;
       // the stream is on stdout: the same summary goes to stderr, as a line of information
       // (not "imgstream: ...", which is how errors read)
       if (flags.to === '-') process.stderr.write(`${summary}\n`);
@@ -143,7 +144,7 @@ While the volume is being served (imgstream serve nbd), the dump asks the server
     ), (sig) => (stop.late = sig));
     const where = result.files.map((f) => `${f.tape}${f.number !== undefined ? ` file ${f.number}` : ''}`).join(', ');
     for (const s of result.sources) {
-      if (s.dump) this.say(`dumped level ${s.dump.level} of ${s.volume}: ${s.dump.expression}: ${s.dump.blocks} blocks, ${formatSize(s.dump.bytes)} -> ${formatSize(s.dump.streamBytes)}${key ? ' encrypted' : ''} stream${s.dump.recorded === false ? `: not recorded in the catalog (${flags.to} keeps nothing: no later level builds on it), its snapshot deleted` : ''}`);
+      if (s.dump) this.say(`dumped level ${s.dump.level} of ${s.volume}: ${s.dump.expression}: ${s.dump.blocks} blocks, ${formatSize(s.dump.bytes)} -> ${formatSize(s.dump.streamBytes)}${key ? ' encrypted' : ''} stream${s.dump.recorded === false ? `: ${notRecordedNote(flags.to, s.dump)}` : ''}`);
       else this.say(`FAILED ${s.volume}: ${unnamed(s.volume, s.error?.message ?? '')}`);
     }
     const idle = result.elapsedMs > 0 ? ((100 * result.idleMs) / result.elapsedMs).toFixed(1) : '0.0';
@@ -200,4 +201,9 @@ function streamFlags(flags: Record<string, any>) {
     compression: flags.compress === 'none' ? { codec: 'none' as const } : { codec: 'zstd' as const, level: flags['compress-level'] as number },
     threads: (flags.threads as number | undefined) ?? defaultThreads(),
   };
+}
+
+/** A dump to a device that keeps nothing: not recorded; the snapshot it took is deleted, one the user named is not. */
+function notRecordedNote(where: string | undefined, r: DumpResult): string {
+  return `not recorded in the catalog (${where} keeps nothing: no later level builds on it), ${r.snapshotDeleted !== undefined ? 'its snapshot deleted' : `snapshot "${r.top}" kept`}`;
 }

@@ -3,6 +3,7 @@ import { ImgstreamCommand } from './_cli/base.js';
 import { catalogFlag, openCatalog } from './_cli/catalog-flag.js';
 import { restoreStreams } from '../src/stream/restore.js';
 import { volumePick } from '../src/stream/volume-pick.js';
+import { removeStaleStage } from '../src/stream/restore-stage.js';
 import { sourcesForChain } from '../src/stream/chain-sources.js';
 import { isPeerSpec, sourceFor } from '../src/media/resolve.js';
 import { peerClientOptions, peerFlags } from './_cli/peer-flags.js';
@@ -25,7 +26,7 @@ Each stream brings VOL to its source's state at the stream's top snapshot: VOL's
 
 A replica with a write journal (served with --journal and protected, its server stopped) is told which blocks each stream changes, before its CP, as volume import does: the journal tracks them as after an overflow, so protect resyncs just those once the replica is served again (the snapshots the streams bring are named as not arriving at its protection destination); the line ends in "its write journal tracks the changed blocks", --json: journaled.
 
-Nothing is committed before a stream's trailer and checksums are verified. Blocks go where VOL's last consistency point has none, or, when the source reused blocks of snapshots it deleted, into a stage file switched in by the CP: a restore that fails or is killed leaves VOL at its previous CP (a new VOL does not appear; when VOL has no room to journal the staged blocks, a CP of its own drops the deleted snapshots first). Staged blocks that VOL's active disk holds (a shadow snapshot's, the base made one at the source) are written in place when there is no room to journal them: the CP before marks the restore unfinished, and a VOL left so by a kill is opened by nothing but this restore, run again to finish it (exit 7 for every other command but volume info, which says "restore: unfinished", snapshot list, and volume export VOL@SNAPSHOT: its snapshots are whole). Only free blocks of VOL may hold data from a failed restore. A stream whose base snapshot is not on VOL (a broken chain) exits with the "not-found" code (3), as verify does; a damaged stream with "corrupt" (9).
+Nothing is committed before a stream's trailer and checksums are verified. Blocks go where VOL's last consistency point has none, or, when the source reused blocks of snapshots it deleted, into a stage file switched in by the CP: a restore that fails or is killed leaves VOL at its previous CP (a new VOL does not appear; when VOL has no room to journal the staged blocks, a CP of its own drops the deleted snapshots first). Staged blocks that VOL's active disk holds (a shadow snapshot's, the base made one at the source) are written in place when there is no room to journal them: the CP before marks the restore unfinished, and a VOL left so by a kill is opened by nothing but this restore, run again to finish it (exit 7 for every other command but volume info, which says "restore: unfinished", snapshot list, and volume export VOL@SNAPSHOT of a regular snapshot: those are whole; a shadow one, the base among them, lost the blocks the stream replaces, and its export is refused, "invalid-input", 4, as a shadow snapshot's with blocks reused is on any volume). With --as-of, the rerun takes the same chain from the catalog; one given only streams VOL holds already (or --as-of a snapshot it holds) is refused ("invalid-input", 4), naming the stream the restore stopped in and its top snapshot (noted beside VOL as .VOL.restore-unfinished-stream until the restore is finished). Only free blocks of VOL may hold data from a failed restore. A stream whose base snapshot is not on VOL (a broken chain) exits with the "not-found" code (3), as verify does; a damaged stream with "corrupt" (9).
 
 Encrypted streams need their key: --key-file or --passphrase-file, as given to dump (several, repeated or both, for a chain dumped with different ones: each stream takes the one that decrypts it); without either, on a terminal, the passphrase of a stream encrypted with one is asked for once (without echo) when the first encrypted stream is met, and used for the whole chain. Without it, or with another, restore stops with the "auth" code (11) before writing anything; so it does for a stream that is not encrypted when a key is given (it cannot be authenticated), unless --allow-unencrypted (a chain whose later dumps were encrypted); a stream that fails authentication (changed, records reordered, dropped or taken from another stream) is "corrupt" (9).
 
@@ -99,7 +100,8 @@ Encrypted streams need their key: --key-file or --passphrase-file, as given to d
     // a tape of plain dumps cannot tell whose a stream is: the stream headers do
     const pick = flags.volume !== undefined && !flags['as-of'] ? volumePick(() => openCatalog(flags.catalog).read()) : undefined;
     if (sources.length === 0) {
-      // --as-of onto a volume that holds that state already
+      // --as-of onto a volume that holds that state already (a killed restore's stage file goes, as with every restore onto it)
+      removeStaleStage(flags.to);
       this.say(`${flags.to}: holds ${flags['as-of']} already (its newest snapshot is the chain's top): nothing to restore`);
       return { volume: flags.to, created: false, streams: [], held: [], blocks: 0, bytes: 0 };
     }

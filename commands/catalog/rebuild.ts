@@ -7,11 +7,11 @@ import { peerClientOptions, peerFlags } from '../_cli/peer-flags.js';
 import { refuseS3FlagsWithout, s3Flags, s3Options } from '../_cli/s3-flags.js';
 import { rebuildBackupLogs } from '../../src/multiplex/index.js';
 import { describePlace } from '../../src/catalog/record-place.js';
-import { CorruptError, NotAVolumeError, NotFoundError } from '../../src/core/errors.js';
+import { CorruptError, ImgstreamError, NotAVolumeError, NotFoundError } from '../../src/core/errors.js';
 
 export default class CatalogRebuild extends ImgstreamCommand {
   static override summary = 'Rebuild catalog records by reading the media.';
-  static override description = 'Every stream describes itself (its header) and proves it is complete (its trailer and checksums), so reading the media back recreates the catalog records of every complete dump on them. Records of the same dumps are replaced; other records are kept (a damaged catalog file is replaced whole, and kept beside it as CATALOG.damaged-TIME; a file of another kind, not a catalog at all, is refused and left as it is). Incomplete or damaged streams, and files that are not image streams, are reported and skipped; when every stream read is one, nothing is recorded, the catalog is left as it was, and the exit code is 9 (5 when none of them is an image stream this imgstream reads); media holding no stream at all (an empty tape directory) record nothing either, with exit 3. S3 objects are recorded with the store they were read from (--s3-endpoint or AWS_ENDPOINT_URL, and path-style addressing), which restore --as-of then reads them from. The streams of a multiplexed tape file are found with its backup log (or by walking its members when the log is damaged or cut off: every stream that completed is recorded), and the log is kept with the catalog again. Streams read from a pipe (--from -, or tape files piped in: cat file0001.tar file0002.tar | imgstream catalog rebuild --from tape:/dev/stdin) are recorded as read from a pipe (media kind "stdin"), never at the pipe\'s path: later levels build on them, but restore --as-of cannot read them back, and says to restore them with --from the tape directory, device or file they are on; rebuilding from that medium later records where they are.';
+  static override description = 'Every stream describes itself (its header) and proves it is complete (its trailer and checksums), so reading the media back recreates the catalog records of every complete dump on them. Records of the same dumps are replaced; other records are kept (a damaged catalog file is replaced whole, and kept beside it as CATALOG.damaged-TIME; a file of another kind, not a catalog at all, is refused and left as it is). Incomplete or damaged streams, and files that are not image streams, are reported and skipped; when every stream read is one, nothing is recorded, the catalog is left as it was, and the exit code is 9 (5 when none of them is an image stream this imgstream reads); media holding no stream at all (an empty tape directory) record nothing either, with exit 3. A tape set missing a tape file (gone from a tape directory) is read all the same: the dumps whole on it are recorded, those it cuts are listed as skipped, and the missing file is named as verify names it ("tape DIR: tape file N is missing"), with exit 3. S3 objects are recorded with the store they were read from (--s3-endpoint or AWS_ENDPOINT_URL, and path-style addressing), which restore --as-of then reads them from. The streams of a multiplexed tape file are found with its backup log (or by walking its members when the log is damaged or cut off: every stream that completed is recorded), and the log is kept with the catalog again. Streams read from a pipe (--from -, or tape files piped in: cat file0001.tar file0002.tar | imgstream catalog rebuild --from tape:/dev/stdin) are recorded as read from a pipe (media kind "stdin"), never at the pipe\'s path: later levels build on them, but restore --as-of cannot read them back, and says to restore them with --from the tape directory, device or file they are on; rebuilding from that medium later records where they are.';
   static override examples = [
     '<%= config.bin %> catalog rebuild --from tape:/tapes/t1 --from /backups/vm.l1',
     '<%= config.bin %> catalog rebuild --from s3://backups/vm1/ --s3-endpoint http://ceph1:7480 --s3-path-style',
@@ -29,7 +29,11 @@ export default class CatalogRebuild extends ImgstreamCommand {
     refuseS3FlagsWithout(flags, flags.from, `--from ${flags.from.join(', --from ')}`);
     const catalog = openCatalog(flags.catalog);
     const peer = peerClientOptions(flags, flags.from.filter(isPeerSpec));
-    const { records, skipped } = await recordsFromMedia(flags.from.map((f) => sourceFor(f, { peer, s3: s3Options(flags) })), this.progress());
+    // a tape file gone from a tape: the dumps whole on the set are recorded, the missing file named (exit 3), as verify names it
+    const { records, skipped, missing } = await recordsFromMedia(flags.from.map((f) => sourceFor(f, { peer, s3: s3Options(flags), acrossGaps: true })), this.progress());
+    const gone = missing.length ? missing.map((m) => m.message).join('; ') : null;
+    const goneHint = missing.length && missing[0] instanceof ImgstreamError && missing[0].hint ? missing[0].hint : 'put it back';
+    if (records.length === 0 && gone !== null) throw new NotFoundError(`nothing recorded: ${gone}`, `${goneHint}; the catalog is unchanged`);
     if (records.length === 0 && skipped.length === 0) {
       // an empty tape directory, a prefix with no objects: a mistyped --from is no rebuild
       throw new NotFoundError(`nothing recorded: no stream found in ${flags.from.join(', ')}`, 'the catalog is unchanged; check the --from paths (tape:DIR reads every tape file of DIR)');
@@ -71,6 +75,7 @@ export default class CatalogRebuild extends ImgstreamCommand {
     // recorded all the same: later levels build on them, and catalog list shows them
     const piped = records.filter((r) => r.media.kind === 'stdin').length;
     if (piped) this.say(`${piped} dump(s) read from a pipe: restore --as-of cannot read them back from there; restore them with --from the tape directory, device or file they are on (e.g. --from tape:DIR), or record where they are: imgstream catalog rebuild --from tape:DIR`);
+    if (gone !== null) throw new NotFoundError(`${gone}: the ${records.length} dump(s) whole on the media were recorded`, goneHint);
     return { catalog: catalog.file, records, skipped, backupLogs: logs, damagedCatalogKeptAs: damaged };
   }
 }

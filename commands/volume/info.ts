@@ -27,7 +27,7 @@ export default class VolumeInfo extends ImgstreamCommand {
       ['mark-on-allocate', `recording in moa.${info.markOnAllocate.recording}, ${info.markOnAllocate.swaps} swaps, marked ${info.markOnAllocate.marked.join(' / ')}`],
       ['created', info.created],
     ];
-    if (info.restoreUnfinished) rows.push(['restore', 'unfinished: a restore stopped while it rewrote the active disk in place (its snapshots are whole); run it again to finish it']);
+    if (info.restoreUnfinished) rows.push(['restore', 'unfinished: a restore stopped while it rewrote the active disk in place (its regular snapshots are whole); run it again to finish it']);
     if (info.protectionBase) rows.push(['protection', 'the base of a protection destination (read-only; restore --as-of --from its directory rebuilds volumes from it)']);
     if (info.mirror) rows.push(['mirror', info.mirror === 'destination' ? 'destination (read-only; mirror break makes it writable)' : 'broken off (writable; mirror resync brings it back)']);
     for (const [k, v] of rows) this.say(`${k.padEnd(17)} ${v}`);

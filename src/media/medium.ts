@@ -99,6 +99,11 @@ export interface StreamSource {
    * opened). Absent: nothing to check ahead.
    */
   precheck?(): Promise<void>;
+  /**
+   * What is missing from the medium that streams() read past (catalog rebuild: a tape
+   * file gone from a tape, one error each), known once streams() started. Absent or empty: nothing.
+   */
+  missing?(): Error[];
   /** Set when streams() may be called again and reads the same streams (a file): restore reads each one's header ahead, to check the key it needs before the first stream is applied. */
   readonly rereadable?: true;
 }

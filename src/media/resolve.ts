@@ -34,6 +34,8 @@ export interface SourceOptions {
   volume?: string;
   /** Multiplexed tape files: refuse one holding several volumes unless `volume` picks one. */
   oneVolume?: boolean;
+  /** Tape sets: read past tape files missing from a tape (catalog rebuild), which the source's missing() names. */
+  acrossGaps?: boolean;
   /** How to reach peer:// sources. */
   peer?: PeerClientOptions;
   /** How to reach s3:// sources. */
@@ -67,7 +69,7 @@ export function targetFor(spec: string, opts: TargetOptions): StreamTarget {
 
 export function sourceFor(spec: string, opts: SourceOptions = {}): StreamSource {
   if (spec === '-') return stdinSource();
-  if (spec.startsWith('tape:')) return tapeSource({ ...parseTapeSpec(spec), volume: opts.volume, oneVolume: opts.oneVolume });
+  if (spec.startsWith('tape:')) return tapeSource({ ...parseTapeSpec(spec), volume: opts.volume, oneVolume: opts.oneVolume, acrossGaps: opts.acrossGaps });
   if (isPeerSpec(spec)) return peerSource(spec, peerOptions(spec, opts));
   if (isS3Spec(spec)) return s3Source(spec, opts.s3);
   refuseUnknownUrl(spec, MEDIA_FORMS);

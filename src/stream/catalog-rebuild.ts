@@ -16,6 +16,8 @@ export interface RebuildResult {
   records: DumpRecord[];
   /** `code`: the error's, when it is imgstream's (not-a-volume: not a stream, or of a format version not read). */
   skipped: Array<{ stream: string; reason: string; code?: ErrorCode }>;
+  /** What the media lack that was read past (a tape file gone from a tape): the dumps whole on them are recorded all the same. */
+  missing: Error[];
 }
 
 /** Where a record says a stream read at `p` is: a tape "device" that is a pipe (or this process's stdin) is no place. */
@@ -33,7 +35,7 @@ function recordedPosition(p: MediaPosition): MediaPosition {
 }
 
 export async function recordsFromMedia(sources: StreamSource[], progress: Progress = noProgress): Promise<RebuildResult> {
-  const out: RebuildResult = { records: [], skipped: [] };
+  const out: RebuildResult = { records: [], skipped: [], missing: [] };
   for (const src of sources) {
     for await (const s of src.streams()) {
       if (s.givenUp !== undefined) {
@@ -83,6 +85,7 @@ export async function recordsFromMedia(sources: StreamSource[], progress: Progre
         progress.stop();
       }
     }
+    out.missing.push(...(src.missing?.() ?? []));
   }
   return out;
 }

@@ -6,6 +6,7 @@ import { InvalidInputError, NotFoundError, UsageError } from '../core/errors.js'
 import type { StreamSource } from '../media/medium.js';
 import { sourceForPosition, type SourceOptions } from '../media/resolve.js';
 import { Volume } from '../volume/volume.js';
+import { unfinishedNeedsStream } from './restore-unfinished.js';
 import fs from 'node:fs';
 import path from 'node:path';
 
@@ -58,10 +59,13 @@ export async function sourcesForChain(catalog: Catalog, volumePath: string, asOf
     }
   }
   let onVolume: Array<{ id: number; name: string; generation: number; createdMs: number }> | null = null;
+  let unfinished = false;
   if (fs.existsSync(volumePath)) {
-    const vol = Volume.open(volumePath, { write: false });
+    // (its table only: one a killed restore left unfinished is read too, for this restore finishes it)
+    const vol = Volume.open(volumePath, { write: false, unfinishedRestore: true });
     try {
       onVolume = vol.snapshots().map(({ id, name, generation, createdMs }) => ({ id, name, generation, createdMs }));
+      unfinished = vol.restoreUnfinished;
     } finally {
       vol.close();
     }
@@ -99,6 +103,8 @@ export async function sourcesForChain(catalog: Catalog, volumePath: string, asOf
     const newest = Math.max(0, ...onVolume.map((x) => x.id));
     if (k === chain.length) {
       const top = chain.at(-1)!.top;
+      // holding the chain's top is not enough while a restore into it is unfinished: that restore's stream is needed
+      if (top.id === newest && unfinished) throw unfinishedNeedsStream({ newest: onVolume.find((x) => x.id === newest)?.name }, volumePath, [`the chain as of ${asOf}`]);
       if (top.id === newest) return [];
       throw new InvalidInputError(`${volumePath}: holds snapshot "${top.name}" and newer ones already: restoring as of ${asOf} would take it back in time`, `restore as of ${asOf} into a new path`);
     }

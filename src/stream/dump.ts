@@ -68,6 +68,8 @@ export interface DumpResult {
   media: MediaPosition | null;
   /** false: written to a device that keeps nothing (/dev/null), so not recorded in the catalog. */
   recorded?: false;
+  /** Not recorded, and the snapshot the dump took for it deleted (one named with --snapshot stays). */
+  snapshotDeleted?: string;
 }
 
 /**
@@ -376,8 +378,8 @@ export async function dumpVolume(vol: Volume, target: DumpTargetFactory, opts: D
   // a device that keeps nothing (/dev/null: a dump run for its timing) is no base for a later
   // level, whose chain could then never be restored: not recorded, and its snapshot goes
   if (keepsNothing(completed.position)) {
-    await dropTaken();
-    return { ...result(plan, img, streamId, completed.position, completed.streamBytes, completed.sha256, false, completed.mapDeltaNodes), recorded: false };
+    const deleted = taken !== null && (await dropTaken()) ? { snapshotDeleted: taken } : {};
+    return { ...result(plan, img, streamId, completed.position, completed.streamBytes, completed.sha256, false, completed.mapDeltaNodes), recorded: false, ...deleted };
   }
   try {
     opts.catalog.add(completed.rec);

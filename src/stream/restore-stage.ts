@@ -3,11 +3,17 @@
 // snapshot the source deleted, a shadow snapshot), and the planes of incoming snapshots
 // that wait for the snapshot slots of the ones the source deleted. Nothing the last CP
 // references is written before then, so a killed restore leaves the volume as it was;
-// the next restore onto it removes the file once its process is gone.
+// the next restore onto it removes the file once its process is gone (one that applies
+// nothing too: removeStaleStage).
 import fs from 'node:fs';
 import path from 'node:path';
 import { removeStaleTemp, tempBeside } from '../fs/stale-temp.js';
 import { removeOnStop } from '../fs/stop-cleanup.js';
+
+/** Removes the stage file a killed restore onto `volumePath` left (each restore onto the volume does, applying a stream or not: a retry may need none). */
+export function removeStaleStage(volumePath: string): void {
+  removeStaleTemp(path.dirname(volumePath), tempBeside(volumePath, 'restore-stage').prefix);
+}
 
 export class StageFile {
   private fd: number | null = null;
@@ -26,11 +32,6 @@ export class StageFile {
     this.dir = path.dirname(volumePath);
     this.prefix = tempBeside(display, 'restore-stage').prefix;
     this.file = path.join(this.dir, `${this.prefix}${process.pid}`);
-  }
-
-  /** Removes what a killed restore left (each restore onto the volume does, staging or not: a retry may need none). */
-  removeStale(): void {
-    removeStaleTemp(this.dir, this.prefix);
   }
 
   /** Keeps the block for VBN `vbn`. */

@@ -29,9 +29,10 @@ import type { StreamSummary } from './verify.js';
 import type { VolumePick } from './volume-pick.js';
 import type { HeldStream, HeldCandidate } from './restore-held.js';
 import { anotherCopys, checkFits } from './restore-fits.js';
-import { StageFile } from './restore-stage.js';
+import { StageFile, removeStaleStage } from './restore-stage.js';
 import { tellJournalChanges, tellJournalSnapshots } from './restore-journal.js';
 import { escapeRegExp } from '../core/regexp.js';
+import { clearUnfinishedNote, noteUnfinished, unfinishedNeedsStream } from './restore-unfinished.js';
 import { deletedAtSource, renamedAtSource, shadowsAtSource } from './restore-source-table.js';
 
 export interface RestoredStream extends StreamSummary {
@@ -124,7 +125,6 @@ async function applyStream(vol: Volume, header: StreamHeader, records: AsyncGene
   // shadow snapshot): kept in a stage file and switched in by the CP
   const stagedBits = new SparseBitmap(vol.layout.wordsPerPlaneBlock);
   const stage = new StageFile(vol.path, display);
-  stage.removeStale();
   const scratch = Buffer.alloc(bs);
   let claimed = 0; // free VBNs taken for the stream's blocks
   const out: RestoredStream = { stream: name, streamId: header.streamId, level: header.level, base: header.base?.name ?? null, top: header.top.name, snapshots: header.snapshots.map((s) => s.name), blocks: 0, bytes: 0, skippedBlocks: 0, stagedBlocks: 0, separateDropCp: false, dropped: dropping.map((s) => s.name), ...(renames.length ? { renamed: renames.map((r) => `${r.from} -> ${r.to}`) } : {}), generation: 0, order: 0 };
@@ -250,6 +250,7 @@ async function applyStream(vol: Volume, header: StreamHeader, records: AsyncGene
       // volume this restore creates appears only once every stream is in).
       const inPlace = inActive.size > Math.max(0, journalRoom);
       if (inPlace) {
+        noteUnfinished(display, { stream: name, streamId: header.streamId, top: header.top.name, base: header.base?.name ?? null });
         vol.setRestoreUnfinished(true);
         out.activeInPlace = inActive.size; // (from this CP to the last one runs without a turn of the event loop: no stop signal lands between them, a kill -9 does)
       }
@@ -295,6 +296,7 @@ async function applyStream(vol: Volume, header: StreamHeader, records: AsyncGene
     vol.resetActiveTo(header.top.name);
     vol.setRestoreUnfinished(false); // this run's, or one stopped before
     vol.commit();
+    if (!fresh) clearUnfinishedNote(display);
     tellJournalSnapshots(vol, installed);
     out.generation = vol.rootRecord.generation;
     return out;
@@ -399,6 +401,8 @@ export async function restoreStreams(sources: StreamSource[], volumePath: string
               // the removal of its hidden name left that name: a second name of this file
               const { dir, prefix } = tempBeside(volumePath, 'restoring');
               removeStaleTemp(dir, prefix);
+              // and the stage file of a killed incremental, whether this restore applies anything or not
+              removeStaleStage(volumePath);
               closeExisting = opts.onExisting?.(vol) ?? null;
               // stopped (Ctrl-C, SIGTERM): nothing of the stream being applied is committed
               const unsay = sayOnStop(`${volumePath} is as its last CP left it`);
@@ -435,6 +439,8 @@ export async function restoreStreams(sources: StreamSource[], volumePath: string
       }
     }
     if (refusal) throw refusal;
+    // every stream held already, and the volume still waits for the one its restore stopped in
+    if (vol && tmp === null && vol.restoreUnfinished) throw unfinishedNeedsStream(vol, volumePath, result.held.map((h) => h.stream));
     if (result.streams.length === 0 && selector !== undefined) {
       const uuids = pick!.named(selector);
       throw new NotFoundError(

@@ -45,8 +45,8 @@ export function openLocked<T>(path: string, opts: OpenOptions, load: (file: Bloc
     }
     if (!opts.unfinishedRestore && (root.flags & FLAG_RESTORE_UNFINISHED) !== 0) {
       throw new BusyError(
-        `${path}: a restore into it stopped while it rewrote the active disk in place (its snapshots are whole, its disk is part old, part new)`,
-        `run that restore again to finish it (imgstream restore --to ${path} --from ...); volume info, snapshot list and volume check still read it, and volume export ${path}@SNAPSHOT exports a snapshot`,
+        `${path}: a restore into it stopped while it rewrote the active disk in place (its regular snapshots are whole, its disk is part old, part new)`,
+        `run that restore again to finish it (imgstream restore --to ${path}, with the same --from or --as-of); volume info, snapshot list and volume check still read it, and volume export ${path}@SNAPSHOT exports a regular snapshot`,
       );
     }
     return load(file, lock, root);

@@ -181,6 +181,14 @@ describe('a dump stopped by a signal', () => {
     expect(piped.stderr).toMatch(/-> stdout \(.* stream, sha256 [0-9a-f]{16}\.\.\.\): not recorded in the catalog \(stdout keeps nothing: no later level builds on it\), its snapshot deleted/);
     expect(catalogText()).toBe(catalogBefore);
     expect(await snapshots()).toEqual(before);
+    // a snapshot the user named is kept, and said so (not "deleted")
+    for (const [to, shell] of [['/dev/null', ''], ['tape:/dev/null', ''], ['-', ' > /dev/null']]) {
+      const named = await sh(`${cliWords(['dump', vol, '--level', '0', '--snapshot', 'base', '--to', to])}${shell}`, { env });
+      expect(named.code, named.stderr).toBe(0);
+      expect(to === '-' ? named.stderr : named.stdout, to).toMatch(/: not recorded in the catalog \(\S+ keeps nothing: no later level builds on it\), snapshot "base" kept$/m);
+      expect(await snapshots()).toEqual(before);
+    }
+    expect(catalogText()).toBe(catalogBefore);
     // stdout into a file keeps it: recorded
     const kept = await sh(`${cliWords(['dump', vol, '--level', '0', '--to', '-'])} > ${JSON.stringify(path.join(root, 'stdout.l0'))}`, { env });
     expect(kept.code, kept.stderr).toBe(0);

@@ -198,6 +198,55 @@ describe('a set that ends in the middle of a dump', () => {
   }, 60_000);
 });
 
+describe('a stream file given as a tape', () => {
+  it('is refused (exit 4), the hint saying how each command takes a file: a reader without tape:, a dump with --to FILE', async () => {
+    const file = at('e.l0');
+    cliOk(['dump', vols[0], '--level', '0', '--to', file, '--catalog', at('e.json'), '-q'], o);
+    for (const args of [['verify', `tape:${file}`], ['restore', '--from', `tape:${file}`, '--to', at('e-never.vol')], ['catalog', 'rebuild', '--from', `tape:${file}`, '--catalog', at('e-rebuilt.json')]]) {
+      expectOneLineError(await refused(args, o), args[0], 4, new RegExp(`^imgstream: tape ${file}: not a directory or a tape device; give a directory \\(tape:DIR\\) or a tape device such as /dev/nst0; a stream file is read without tape: \\(verify ${file}, restore --from ${file}\\)$`));
+    }
+    expectOneLineError(await refused(['dump', vols[0], '--level', '0', '--to', `tape:${file}`, '--catalog', at('e.json')], o), 'dump', 4, /; for a single file use --to FILE$/);
+  }, 60_000);
+});
+
+describe('a set missing a tape file', () => {
+  // a level 0 on d-t1,d-t2 and a level 1 on d-t2,d-t3; then d-t2's first file (the level 0's tape 2) goes
+  const [t1, t2, t3] = [at('d-t1'), at('d-t2'), at('d-t3')];
+  let l1 = '';
+
+  beforeAll(async () => {
+    const vol = at('d.vol');
+    const img = at('d.img');
+    await setupOk(['volume', 'create', vol, '--size', '4M', '--volume-size', '16M', '-q'], { env });
+    writeImage(img, 1024, BS, 95, 0);
+    await setupOk(['volume', 'import', vol, '--from', img, '-q'], { env });
+    const cat = ['--catalog', at('d.json'), '--compress', 'none', '--tape-size', '3M', '--new-tape', '-q'];
+    cliOk(['dump', vol, '--level', '0', '--to', `tape:${t1},${t2}`, ...cat], o);
+    writeImage(img, 1024, BS, 96, 0);
+    await setupOk(['volume', 'import', vol, '--from', img, '-q'], { env });
+    l1 = cliJson<{ streamId: string }>(['dump', vol, '--level', '1', '--to', `tape:${t2},${t3}`, ...cat.slice(0, -1)], o).streamId;
+    expect([tree(t1), tree(t2), tree(t3)]).toEqual([['file0001.tar'], ['file0001.tar', 'file0002.tar'], ['file0001.tar']]);
+    fs.rmSync(path.join(t2, 'file0001.tar'));
+  }, 120_000);
+
+  const missing = () => new RegExp(`^imgstream: tape ${t2}: tape file 1 is missing \\(it holds 1 of files 1 to 2\\)`);
+
+  it('verify and catalog rebuild name the missing tape file (exit 3); rebuild records the dump that is whole', async () => {
+    expectOneLineError(await refused(['verify', `tape:${t1},${t2},${t3}`], o), 'verify', 3, missing());
+    const catalog = at('d-rebuilt.json');
+    const r = await refused(['catalog', 'rebuild', '--from', `tape:${t1},${t2},${t3}`, '--catalog', catalog], o);
+    expectOneLineError(r, 'catalog rebuild', 3, new RegExp(`${missing().source}: the 1 dump\\(s\\) whole on the media were recorded`));
+    expect(r.stdout).toMatch(new RegExp(`^recorded ${l1.slice(0, 8)} level 1 .*\\(tape \\S+d-t2 file 2\\)$`, 'm'));
+    expect(r.stdout).toMatch(new RegExp(`^skipped tape ${t1} file 1: tape ${t2}: tape file 1 is missing`, 'm'));
+    const list = cliJson<{ dumps: Array<{ id: string; level: number }> }>(['catalog', 'list', '--catalog', catalog], o);
+    expect(list.dumps.map((d) => [d.id, d.level])).toEqual([[l1, 1]]);
+    // the level 0's tapes alone: nothing whole to record, the missing file named all the same (3), the catalog unchanged
+    const before = fs.readFileSync(catalog, 'utf8');
+    expectOneLineError(await refused(['catalog', 'rebuild', '--from', `tape:${t1},${t2}`, '--catalog', catalog], o), 'catalog rebuild of t1,t2', 3, new RegExp(`^imgstream: nothing recorded: tape ${t2}: tape file 1 is missing`));
+    expect(fs.readFileSync(catalog, 'utf8')).toBe(before);
+  }, 60_000);
+});
+
 describe.runIf(process.getuid?.() === 0)('a tape device of the set that cannot be opened', () => {
   // a character device of a driver that is not there: opening it fails (ENXIO), as a drive
   // without a tape, in use or without permission does

@@ -128,6 +128,10 @@ describe('wrong chains are refused, the destination unchanged', () => {
     fs.writeFileSync(stale, Buffer.alloc(8192));
     ok(['restore', '--from', A.l1, '--from', A.l2, '--to', R, '-q'], o);
     expect(fs.existsSync(stale), 'a killed restore\'s stage file is removed').toBe(false);
+    // so does one that applies nothing (R holds the level 2's top already)
+    fs.writeFileSync(stale, Buffer.alloc(8192));
+    expect(cliJson<{ streams: unknown[]; held: unknown[] }>(['restore', '--from', A.l2, '--to', R], o)).toMatchObject({ streams: [], held: [{ top: 's3' }] });
+    expect(fs.existsSync(stale), 'a killed restore\'s stage file is removed by a restore that holds its stream already').toBe(false);
     expect(await snapshotNames(R, o)).toEqual(['s1', 's2', 's3']);
     expect(await exportShas(R, ['s1', 's2', 's3', null], o)).toEqual({ ...A.sha, active: A.sha.s3 });
   });
@@ -271,7 +275,11 @@ describe('restore --as-of onto an existing volume', () => {
     r = asOf('s2');
     expect(r.code, r.stderr).toBe(0);
     expect(applied(r)).toEqual([]);
+    // (a stage file a killed restore left goes with it)
+    const stale = path.join(path.dirname(to), `.${path.basename(to)}.restore-stage-999999999`);
+    fs.writeFileSync(stale, Buffer.alloc(8192));
     expect(runCli(['restore', '--to', to, '--as-of', 's2', '--catalog', A.catalog], o).stdout).toMatch(/holds s2 already .*nothing to restore/);
+    expect(fs.existsSync(stale), 'a killed restore\'s stage file is removed by a restore as of what the volume holds').toBe(false);
     r = asOf('s3');
     expect(applied(r)).toEqual(['s3']);
     expect(await exportShas(to, ['s1', 's2', 's3', null], o)).toEqual({ ...A.sha, active: A.sha.s3 });

@@ -206,7 +206,7 @@ describe('a dump base made a shadow snapshot (snapshot shadow)', () => {
         // (every command the first time, an export after: each is a process)
         const commands = [['volume', 'export', target, '--to', at('inplace-x.raw')], ['dump', target, '--level', '0', '--to', at('inplace-x.l0'), '--catalog', at('inplace-x.json')], ['snapshot', 'create', target, 'x'], ['serve', 'nbd', target, '--socket', at('inplace.sock')]];
         for (const args of tally.unfinished === 0 ? commands : commands.slice(0, 1)) {
-          expectOneLineError(await refused(args, { env }), `${run.what}: ${args[0]} ${args[1]}`, 7, /a restore into it stopped while it rewrote the active disk in place \(its snapshots are whole, its disk is part old, part new\); run that restore again to finish it .*volume export \S+@SNAPSHOT exports a snapshot$/);
+          expectOneLineError(await refused(args, { env }), `${run.what}: ${args[0]} ${args[1]}`, 7, /a restore into it stopped while it rewrote the active disk in place \(its regular snapshots are whole, its disk is part old, part new\); run that restore again to finish it \(imgstream restore --to \S+, with the same --from or --as-of\).*volume export \S+@SNAPSHOT exports a regular snapshot$/);
         }
         expect(fs.existsSync(at('inplace-x.raw')) || fs.existsSync(at('inplace-x.l0'))).toBe(false);
         // a check reads its root records and snapshots, passes over the active disk (its map
@@ -235,6 +235,22 @@ describe('a dump base made a shadow snapshot (snapshot shadow)', () => {
       expect(((await inProcessJson(['volume', 'info', target], { env })) as { restoreUnfinished: boolean }).restoreUnfinished).toBe(false);
     }
     expect(tally.unfinished, 'kills that left the restore unfinished').toBeGreaterThan(0);
+  });
+
+  it('a restore --as-of killed while it rewrote the active disk in place is finished by the same restore --as-of', async () => {
+    const { images, l0State, target } = levelOneOntoLevelZero('asof');
+    fs.writeFileSync(target, l0State);
+    const restoreAsOf = ['restore', '--to', target, '--as-of', 's2', '--catalog', at('asof.catalog.json')];
+    const r = runCli([...restoreAsOf, '-q'], { env: { ...env, IMGSTREAM_CRASH_AT: 'restore-in-place' } });
+    expect(r.signal, 'killed half way through its writes in place').toBe('SIGKILL');
+    expect(((await inProcessJson(['volume', 'info', target], { env })) as { restoreUnfinished: boolean }).restoreUnfinished).toBe(true);
+    // as of s0, which it holds: not "nothing to restore" while it waits for the level 1
+    expectOneLineError(await refused(['restore', '--to', target, '--as-of', 's0', '--catalog', at('asof.catalog.json')], { env }), 'as of s0', 4, /stopped while it rewrote the active disk in place, and the chain as of s0 brings nothing it lacks: finishing that restore needs the stream it stopped in, file \S+asof\.l1 \(dump [0-9a-f]{8}, top snapshot "s2", base "s0"\)/);
+    // the catalog's chain is found from the unfinished volume's snapshots: the level 1 goes on from s0
+    const again = cliJson([...restoreAsOf, '--json'], { env });
+    expect(again.streams.map((x: { top: string }) => x.top)).toEqual(['s2']);
+    expect(((await inProcessJson(['volume', 'info', target], { env })) as { restoreUnfinished: boolean }).restoreUnfinished).toBe(false);
+    await expectChainRestored(target, images, 's2');
   });
 
   it('an unfinished restore keeps the regular snapshots whole: one older than the base exports exactly from it, and the rerun finishes', async () => {
@@ -272,7 +288,11 @@ describe('a dump base made a shadow snapshot (snapshot shadow)', () => {
     expect(checked.trees.find((t) => t.name === 'k')).toMatchObject({ problems: [] });
     expect(checked.trees.find((t) => t.name === 'k')!.skipped).toBeUndefined();
     expect(checked.trees.find((t) => t.name === 'k')!.dataBlocks).toBeGreaterThan(0);
+    // the level 0 again brings nothing the volume lacks: refused, naming the stream the restore stopped in
+    expectOneLineError(await refused(['restore', '--from', at('keep.l0'), '--to', target], { env }), 'the level 0 onto the unfinished volume', 4, /a restore into it stopped while it rewrote the active disk in place, and file \S+keep\.l0 brings nothing it lacks: finishing that restore needs the stream it stopped in, file \S+keep\.l1 \(dump [0-9a-f]{8}, top snapshot "s2", base "s0"\)/);
+    expect(((await inProcessJson(['volume', 'info', target], { env })) as { restoreUnfinished: boolean }).restoreUnfinished).toBe(true);
     cliOk(['restore', '--from', at('keep.l1'), '--to', target], { env });
+    expect(fs.readdirSync(root).filter((f) => f.startsWith('.keep-target.vol.')), 'the note of the stream and the stage file, gone').toEqual([]);
     expect(exported(`${target}@k`, 'keep-k.out').equals(k)).toBe(true);
     await expectChainRestored(target, images, 's2');
   });

@@ -49,7 +49,9 @@ export function tapeKind(p: string, create: boolean, reading = false): TapeKind 
   if (st.isDirectory()) return 'directory';
   // a pipe reads like a drive: front to back, no seeking (dd if=/dev/nst0 bs=10k | ..., or a named pipe)
   if (st.isCharacterDevice() || st.isFIFO()) return 'device';
-  throw new InvalidInputError(`tape ${p}: not a directory or a tape device`, 'give a directory (tape:DIR) or a tape device such as /dev/nst0; for a single file use --to FILE');
+  // a stream file given as a tape: a reader takes it as itself (verify has no --to)
+  const single = reading ? `a stream file is read without tape: (verify ${p}, restore --from ${p})` : 'for a single file use --to FILE';
+  throw new InvalidInputError(`tape ${p}: not a directory or a tape device`, `give a directory (tape:DIR) or a tape device such as /dev/nst0; ${single}`);
 }
 
 /**

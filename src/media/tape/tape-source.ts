@@ -22,6 +22,13 @@ export interface TapeSourceOptions {
   volume?: string;
   /** Multiplexed tape files holding several volumes' streams are refused unless `volume` picks one (restore). */
   oneVolume?: boolean;
+  /**
+   * Tape files missing from a tape do not stop the read (catalog rebuild: the dumps whole
+   * on the set are still recorded): the order of the set is then not checked as a whole
+   * (each stream's tapes are, by their labels, as read), a stream going on on a tape whose
+   * first file is gone ends naming it, and missing() names every one.
+   */
+  acrossGaps?: boolean;
 }
 
 /**
@@ -88,6 +95,8 @@ export function tapeSource(opts: TapeSourceOptions): StreamSource {
       if (k >= tapes.length) {
         throw new NotFoundError(`${ref.name}: the stream continues on a next tape (tape ${sequence + 1} of the dump${sequence > 1 ? `, which began on ${first.name}` : ''}), which was not given`, 'give every tape of the set in order: tape:DIR1,DIR2,...');
       }
+      // the part that goes on is the next tape's first file: when that one is gone, say so (not another file taken for it)
+      if (kinds[k] === 'directory' && (listTapeFiles(tapes[k])[0]?.number ?? 1) > 1) throw missingOf(k, kinds)!;
       const next = refOf(k, kinds);
       if (!next) throw new NotFoundError(`tape ${tapes[k]} is empty: expected tape ${sequence + 1} of stream ${progress.streamId} (continued from ${first.name})`, 'give the tapes of the set in order: tape:DIR1,DIR2,...');
       ref = next;
@@ -178,33 +187,45 @@ export function tapeSource(opts: TapeSourceOptions): StreamSource {
     return kinds;
   }
 
+  /** The tape files missing from tape t (a directory), from 1 to its last: its error, or null when none is. */
+  function missingOf(t: number, kinds: TapeKind[]): NotFoundError | null {
+    if (kinds[t] !== 'directory') return null;
+    const numbers = listTapeFiles(tapes[t]).map((f) => f.number);
+    const missing = numbers.length ? Array.from({ length: numbers[numbers.length - 1] }, (_, k) => k + 1).filter((n) => !numbers.includes(n)) : [];
+    if (missing.length === 0) return null;
+    return new NotFoundError(
+      `tape ${tapes[t]}: tape file${missing.length > 1 ? 's' : ''} ${missing.join(', ')} ${missing.length > 1 ? 'are' : 'is'} missing (it holds ${numbers.length} of files 1 to ${numbers[numbers.length - 1]})`,
+      `put ${missing.length > 1 ? 'them' : 'it'} back, or read the files there one by one: tape:${tapes[t]}#N`,
+    );
+  }
+
+  /** With acrossGaps: the tapes' missing files, once the set was looked at. */
+  let gaps: Array<NotFoundError | null> = [];
+
   /** Every tape exists and can be read; a set of directories is in order (once: precheck() or the first read). */
   let checked: TapeKind[] | null = null;
   async function checkSet(): Promise<TapeKind[]> {
     if (checked) return checked;
     const kinds = readableKinds();
-    if (kinds[0] === 'directory') await checkTapeOrder(tapes, kinds);
+    if (opts.acrossGaps && only === undefined) gaps = tapes.map((_, t) => missingOf(t, kinds));
+    // a set with a tape file gone reads the order off each stream's labels: the first file of a tape may be the one gone
+    if (kinds[0] === 'directory' && !gaps.some((g) => g !== null)) await checkTapeOrder(tapes, kinds);
     checked = kinds;
     return kinds;
   }
 
   return {
     description: `tape ${tapes.join(',')}`,
+    missing: () => gaps.filter((g): g is NotFoundError => g !== null),
     async precheck(): Promise<void> {
       // a tape file gone from a tape is named before the order of the set is checked: its
       // first file missing, the order check would take the tape for another set's (exit 4)
       const kinds = readableKinds();
       // every dump of a tape directory is read: one whose file is gone from the middle is named, not met as a broken chain
       if (only === undefined) {
-        tapes.forEach((t, i) => {
-          if (kinds[i] !== 'directory') return;
-          const numbers = listTapeFiles(t).map((f) => f.number);
-          const missing = numbers.length ? Array.from({ length: numbers[numbers.length - 1] }, (_, k) => k + 1).filter((n) => !numbers.includes(n)) : [];
-          if (missing.length === 0) return;
-          throw new NotFoundError(
-            `tape ${t}: tape file${missing.length > 1 ? 's' : ''} ${missing.join(', ')} ${missing.length > 1 ? 'are' : 'is'} missing (it holds ${numbers.length} of files 1 to ${numbers[numbers.length - 1]})`,
-            `put ${missing.length > 1 ? 'them' : 'it'} back, or read the files there one by one: tape:${t}#N`,
-          );
+        tapes.forEach((_, i) => {
+          const missing = missingOf(i, kinds);
+          if (missing) throw missing;
         });
       }
       await checkSet();
