@@ -6,8 +6,7 @@
 // snapshots and makes the active file system the stream's top snapshot. A restore that
 // fails or is killed leaves the volume at its previous CP (a new volume does not appear).
 import fs from 'node:fs';
-import path from 'node:path';
-import { CorruptError, InvalidInputError, NotAVolumeError, NotFoundError, ExistsError, VolumeFullError } from '../core/errors.js';
+import { CorruptError, InvalidInputError, NotFoundError, ExistsError, VolumeFullError } from '../core/errors.js';
 import { applyMapDelta, type StreamHeader } from '../format/image-stream.js';
 import type { SnapshotEntry } from '../format/snapshot-entry.js';
 import type { SourceStream, StreamSource } from '../media/medium.js';
@@ -22,16 +21,15 @@ import { readImageStream, type ReleaseBuffer } from './stream-reader.js';
 import type { KeyOption } from '../crypt/index.js';
 import { removeStaleTemp, tempBeside } from '../fs/stale-temp.js';
 import { refuseDanglingLink } from '../fs/link-target.js';
-import { removeOnStop, sayOnStop } from '../fs/stop-cleanup.js';
+import { sayOnStop } from '../fs/stop-cleanup.js';
 import { crashPoint } from '../volume/crash-point.js';
-import { claimNewVolume } from './new-volume-lock.js';
+import { createForStream, openTarget } from './restore-target.js';
 import type { StreamSummary } from './verify.js';
 import type { VolumePick } from './volume-pick.js';
 import type { HeldStream, HeldCandidate } from './restore-held.js';
 import { anotherCopys, checkFits } from './restore-fits.js';
 import { StageFile, removeStaleStage } from './restore-stage.js';
 import { tellJournalChanges, tellJournalSnapshots } from './restore-journal.js';
-import { escapeRegExp } from '../core/regexp.js';
 import { clearUnfinishedNote, noteUnfinished, unfinishedNeedsStream } from './restore-unfinished.js';
 import { deletedAtSource, renamedAtSource, shadowsAtSource } from './restore-source-table.js';
 
@@ -474,54 +472,4 @@ export async function restoreStreams(sources: StreamSource[], volumePath: string
     unkeep();
   }
   return result;
-}
-
-/**
- * A new, empty volume with the identity and geometry a full stream comes from, under a
- * temporary name that a stop signal removes until `unkeep` is called (Ctrl-C or kill: no
- * half-restored volume left beside VOL).
- */
-function createForStream(volumePath: string, header: StreamHeader, name: string, moreGiven: boolean): { tmp: string; unkeep: () => void } {
-  if (header.base !== null) {
-    // streams are applied in the order given: a level 0 given later is not looked for
-    const hint = moreGiven ? 'streams are applied in the order given: put the level 0 stream first, then each level above it' : 'start the chain with its level 0 stream';
-    throw new NotFoundError(`${name}: ${volumePath} does not exist, and a level ${header.level} stream needs its base snapshot "${header.base.name}"`, hint);
-  }
-  const v = header.volume;
-  const unclaim = claimNewVolume(volumePath); // before a killed one's leftovers are taken for stale: they may be a running one's
-  const { dir, prefix } = tempBeside(volumePath, 'restoring');
-  removeStaleTemp(dir, prefix);
-  // and the volume file a killed restore was creating under that name (volume create's own temporary of it)
-  removeStaleTemp(dir, new RegExp(`^\\.${escapeRegExp(prefix)}(\\d+)\\.imgstream-new-\\d+$`));
-  const tmp = path.join(dir, `${prefix}${process.pid}`);
-  const unkeepTmp = removeOnStop(tmp);
-  const unkeep = (): void => {
-    unkeepTmp();
-    unclaim();
-  };
-  fs.rmSync(tmp, { force: true });
-  try {
-    Volume.create(tmp, { size: v.logicalSize, blockSize: v.blockSize, nblocks: v.nblocks, maxSnapshots: v.maxSnapshots, uuid: v.uuid });
-    const probe = Volume.open(tmp, { write: false });
-    try {
-      if (probe.rootRecord.mapDepth !== v.mapDepth) throw new InvalidInputError(`${name}: unsupported volume geometry (map depth ${v.mapDepth})`);
-    } finally {
-      probe.close();
-    }
-  } catch (err) {
-    fs.rmSync(tmp, { force: true });
-    unkeep();
-    throw err;
-  }
-  return { tmp, unkeep };
-}
-
-/** The existing volume a restore goes into; a file of another kind is named with what restore can do instead. */
-function openTarget(volumePath: string): Volume {
-  try {
-    return Volume.open(volumePath, { write: true, unfinishedRestore: true }); // a restore stopped half way is finished by running it again
-  } catch (err) {
-    if (!(err instanceof NotAVolumeError)) throw err;
-    throw new NotAVolumeError(err.message, 'restore into an imgstream volume, or give --to a path that does not exist yet: restore creates the volume');
-  }
 }
