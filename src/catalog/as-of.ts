@@ -73,10 +73,13 @@ export function targetAsOf(dumps: DumpRecord[], asOf: string): DumpRecord {
   return newest(by)!;
 }
 
-/** Dumps of the volume `selector` names: a uuid (or a prefix of at least 4 characters), or the path recorded at dump time. */
+/** Dumps of the volume `selector` names: a uuid (or a prefix of at least 4 characters), or a path: the volume there now (`uuidAtPath`) when it has dumps, else the path recorded at dump time. */
 export function dumpsOfVolume(dumps: DumpRecord[], selector: string, uuidAtPath?: string): DumpRecord[] {
   const abs = path.resolve(selector);
-  const mine = dumps.filter((d) => (uuidAtPath !== undefined && d.volume.uuid === uuidAtPath) || d.volume.path === selector || d.volume.path === abs || (selector.length >= 4 && d.volume.uuid.startsWith(selector)));
+  // a path that holds a volume now names that volume: the dumps of another one that once had
+  // the path (a volume deleted and made again there) are not asked about (its uuid names it)
+  const atPath = uuidAtPath === undefined ? [] : dumps.filter((d) => d.volume.uuid === uuidAtPath);
+  const mine = atPath.length > 0 ? atPath : dumps.filter((d) => d.volume.path === selector || d.volume.path === abs || (selector.length >= 4 && d.volume.uuid.startsWith(selector)));
   const uuids = new Set(mine.map((d) => d.volume.uuid));
   if (uuids.size === 0) throw new NotFoundError(`the catalog has no dumps of volume "${selector}"`, 'list them with: imgstream catalog list');
   if (uuids.size > 1) {

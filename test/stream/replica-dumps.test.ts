@@ -120,6 +120,29 @@ describe('replicas restored from a volume\'s dumps', () => {
     expect(fs.existsSync(p('w-which.vol'))).toBe(false);
   });
 
+  it('--volume PATH names the volume at that path now: a volume made again at a path once dumped, with a replica dumped too, restores as of its snapshot', async () => {
+    // before: --volume v.vol matched the old volume's dumps and the new one's (exit 2), and its uuid matched both copies (exit 2, naming --volume PATH)
+    const env = { IMGSTREAM_LOCK_DIR: path.join(root, 'locks'), IMGSTREAM_CATALOG: path.join(root, 'catalog-again.json') };
+    const o = { env, timeoutMs: 60_000 };
+    const vol = p('again.vol');
+    fs.writeFileSync(p('again.raw'), randomImage(256, 4096, 21));
+    await setupOk(['volume', 'create', vol, '--size', '1M'], { env });
+    await setupOk(['volume', 'import', vol, '--from', p('again.raw'), '-q'], { env });
+    cliOk(['dump', vol, '--level', '0', '--to', p('again-old.l0')], o);
+    fs.rmSync(vol);
+    await setupOk(['volume', 'create', vol, '--size', '1M'], { env });
+    await setupOk(['volume', 'import', vol, '--from', p('again.raw'), '-q'], { env });
+    await setupOk(['snapshot', 'create', vol, 's', '-q'], { env });
+    cliOk(['dump', vol, '--level', '0', '--snapshot', 's', '--to', p('again.l0')], o);
+    cliOk(['restore', '--from', p('again.l0'), '--to', p('again-rep.vol')], o);
+    cliOk(['dump', p('again-rep.vol'), '--level', '0', '--snapshot', 's', '--to', p('again-rep.l0')], o);
+    for (const [named, to] of [[vol, 'again-n1.vol'], [p('again-rep.vol'), 'again-n2.vol']]) {
+      cliOk(['restore', '--to', p(to), '--as-of', 's', '--volume', named], o);
+      cliOk(['volume', 'export', `${p(to)}@s`, '--to', p(`${to}.raw`)], o);
+      expect(sha256File(p(`${to}.raw`))).toBe(sha256File(p('again.raw')));
+    }
+  });
+
   it("streams of a replica and of its source whose snapshots share an id and a CP generation are told apart by when they were taken: restore and verify refuse the mix (exit 4), never passing one over as held or writing it", async () => {
     // (the source's next snapshot and one taken on the replica get the same id, and here the same generation)
     const env = { IMGSTREAM_LOCK_DIR: path.join(root, 'locks'), IMGSTREAM_CATALOG: path.join(root, 'catalog-x.json') };
