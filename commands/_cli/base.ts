@@ -1,15 +1,16 @@
 // What every imgstream command shares: --json, --quiet, progress rendering, and errors
 // printed as one line with the exit code from the table in src/core/errors.ts.
 import { Command, Flags, type Interfaces } from '@oclif/core';
-
-// oclif's FlagOutput and ArgOutput, which its package does not export
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-type ParsedValues = { [name: string]: any };import chalk from 'chalk';
+import chalk from 'chalk';
 import { escapeControls } from '../../src/core/control-chars.js';
 import { EXIT_CODES, EXIT_INTERNAL, ImgstreamError } from '../../src/core/errors.js';
 import type { Progress } from '../../src/core/progress.js';
 import { progressFor } from './progress-bar.js';
 import { refuseValuedSwitches } from './valued-switch.js';
+
+// oclif's FlagOutput and ArgOutput, which its package does not export
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type ParsedValues = { [name: string]: any };
 
 export abstract class ImgstreamCommand extends Command {
   static override enableJsonFlag = true;
@@ -107,6 +108,7 @@ export abstract class ImgstreamCommand extends Command {
     // names the user gave may hold control characters: escaped, so the error stays one line
     // and no escape sequence reaches the terminal (the JSON object escapes them itself)
     const line = escapeControls(`imgstream: ${message}${hint ? (/[()]/.test(hint) ? `; ${hint}` : ` (${hint})`) : ''}`);
-    process.stderr.write(`${process.stderr.isTTY ? chalk.red(line) : line}\n`);
+    // NO_COLOR (https://no-color.org): any value but the empty string turns colour off
+    process.stderr.write(`${process.stderr.isTTY && !process.env.NO_COLOR ? chalk.red(line) : line}\n`);
   }
 }

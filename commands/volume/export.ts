@@ -3,7 +3,7 @@ import { ImgstreamCommand } from '../_cli/base.js';
 import { fileSink, parseVolumeRef, stdoutSink } from '../../src/volume/index.js';
 import { exportVolumeAt } from '../../src/control/index.js';
 import { formatSize } from '../../src/core/size.js';
-import { UsageError } from '../../src/core/errors.js';
+import { InvalidInputError, UsageError } from '../../src/core/errors.js';
 import { baseCheckNote, exportProtectedAsOf } from '../../src/journal/restore-as-of.js';
 import { peerExportAsOf } from '../../src/journal/peer-as-of.js';
 import { isPeerSpec } from '../../src/media/resolve.js';
@@ -34,6 +34,8 @@ DEST --as-of TIME exports from a protection destination (the directory imgstream
   async run() {
     const { args, flags } = await this.parse(VolumeExport);
     if (flags.to === '-' && this.jsonEnabled()) throw new UsageError('--json cannot be combined with --to -: the image goes to stdout');
+    // (as dump -t - does: a disk's bytes on a terminal are no use, and can leave it in any state)
+    if (flags.to === '-' && process.stdout.isTTY) throw new InvalidInputError('refusing to write an image to a terminal', 'redirect stdout to a file or a pipe, or give --to FILE');
     const sinkFor = (size: number) => (flags.to === '-' ? stdoutSink() : fileSink(flags.to, { force: flags.force, size }));
     if (flags['as-of'] !== undefined) {
       const peer = peerClientOptions(flags, isPeerSpec(args.volume) ? [args.volume] : []);
