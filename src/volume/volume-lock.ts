@@ -54,7 +54,8 @@ function sharedLockDir(): string {
 }
 
 function lockDir(): string {
-  return process.env.IMGSTREAM_LOCK_DIR ?? sharedLockDir();
+  // an empty value is no value (IMGSTREAM_LOCK_DIR= put the locks in the working directory, where another shell's commands never looked)
+  return process.env.IMGSTREAM_LOCK_DIR || sharedLockDir();
 }
 
 /** Where the lock file `file` (in lockDir()) has its guards: the same name in the default directory and in the one of earlier versions, but where it is itself. */
@@ -193,7 +194,7 @@ function createWhole(file: string, text: string): boolean {
 function lockDirError(err: unknown, dir: string): unknown {
   if (err instanceof ImgstreamError) return err;
   const code = (err as NodeJS.ErrnoException).code;
-  const given = process.env.IMGSTREAM_LOCK_DIR;
+  const given = process.env.IMGSTREAM_LOCK_DIR || undefined;
   const named = given !== undefined && path.resolve(dir) === path.resolve(given) ? `IMGSTREAM_LOCK_DIR=${given}` : `lock directory ${dir}`;
   const hint = given !== undefined ? 'point IMGSTREAM_LOCK_DIR at a directory this user may write in, or unset it' : 'make it a directory this user may write in';
   switch (code) {

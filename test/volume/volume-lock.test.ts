@@ -27,6 +27,23 @@ function lockFileFor(file: string): string {
 }
 
 describe('the volume lock', () => {
+  it('an empty IMGSTREAM_LOCK_DIR is no value: the lock goes to the default directory, not the working one', () => {
+    const vol = path.join(root, 'empty-dir.vol');
+    fs.writeFileSync(vol, '');
+    process.env.IMGSTREAM_LOCK_DIR = '';
+    try {
+      const l = VolumeLock.acquire(vol, fs.statSync(vol));
+      try {
+        expect(path.isAbsolute(l.file), l.file).toBe(true);
+        expect(path.dirname(l.file)).not.toBe(process.cwd());
+      } finally {
+        l.release();
+      }
+    } finally {
+      process.env.IMGSTREAM_LOCK_DIR = locks;
+    }
+  });
+
   it('many locks held at once add one exit listener, not one each (past 10, Node printed a MaxListenersExceededWarning: a multiplexed dump of three volumes to five tapes did)', () => {
     const vols = Array.from({ length: 12 }, (_, i) => path.join(root, `many-${i}.vol`));
     for (const v of vols) fs.writeFileSync(v, '');
