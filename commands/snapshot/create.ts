@@ -11,7 +11,7 @@ export default class SnapshotCreate extends ImgstreamCommand {
 
 While the volume is being served (imgstream serve nbd), the server takes the snapshot between two client requests: it holds every write the server received before it. On a volume with a write journal (served with --journal before) that nobody serves now, the command records the snapshot in the journal, as the server would, so it reaches protection destinations (imgstream protect); a journal it cannot open is said on the line, and the snapshot is taken anyway.
 
-Names: 1-64 characters from A-Z a-z 0-9 _ . : - starting with a letter, digit or _; "active" and "moa" are reserved, and so are names beginning with "mirror." (a mirror update's own snapshots: it deletes the older ones).`;
+Names: 1-64 characters from A-Z a-z 0-9 _ . : - starting with a letter, digit or _; "active", "moa", "moa.0" and "moa.1" are reserved (the planes of image expressions), and so are names beginning with "mirror." (a mirror update's own snapshots: it deletes the older ones), in any mix of upper and lower case.`;
   static override examples = [
     '<%= config.bin %> snapshot create vm.vol monday',
     '<%= config.bin %> snapshot create vm.vol hourly-2026-11-23T10 --shadow',
