@@ -1,5 +1,5 @@
 // The backup logs of multiplexed dumps, kept with the catalog: one JSON file per
-// multiplexed dump in CATALOG.logs/ beside the catalog file (a log has a line per tape
+// multiplexed dump in CATALOG.logs/ beside the catalog file (the file a symbolic link to it ends at; a log has a line per tape
 // member, too many to rewrite with every catalog update). Each is written beside and
 // renamed into place, so a crash leaves the old file or the new one. The same log is the
 // last member of each tape file; `catalog rebuild` writes it here again from there.
@@ -10,6 +10,7 @@ import { BACKUP_LOG_FORMAT, type BackupLog } from '../media/tape/multiplex-forma
 import type { Catalog } from './catalog.js';
 import { readTextFile } from '../fs/text-file.js';
 import { makeDirectories } from '../core/make-dirs.js';
+import { replacementTarget } from '../fs/link-target.js';
 
 export interface StoredBackupLog {
   /** The multiplexed dump's id (its tape files' multiplex member). */
@@ -18,8 +19,9 @@ export interface StoredBackupLog {
   files: Array<{ tape: string; number?: number; sequence: number; log: BackupLog }>;
 }
 
+/** Beside the catalog file itself: a catalog shared through a symbolic link shares its logs too (they were kept beside the link). */
 export function backupLogDir(catalog: Catalog): string {
-  return `${catalog.file}.logs`;
+  return `${replacementTarget(catalog.file)}.logs`;
 }
 
 export function saveBackupLog(catalog: Catalog, stored: StoredBackupLog): string {
@@ -42,14 +44,20 @@ export function saveBackupLog(catalog: Catalog, stored: StoredBackupLog): string
 
 /** The stored log of multiplexed dump `id`, or null when the catalog has none. */
 export function readBackupLog(catalog: Catalog, id: string): StoredBackupLog | null {
-  const file = path.join(backupLogDir(catalog), `${id}.json`);
-  let text: string;
-  try {
-    text = readTextFile(file, 'a backup log');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw fromSystemError(err, file, 'reading the backup log');
+  // (and beside the link, where earlier versions kept the logs of a catalog reached through one)
+  const dirs = [...new Set([backupLogDir(catalog), `${catalog.file}.logs`])];
+  let file = '';
+  let text: string | null = null;
+  for (const dir of dirs) {
+    file = path.join(dir, `${id}.json`);
+    try {
+      text = readTextFile(file, 'a backup log');
+      break;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw fromSystemError(err, file, 'reading the backup log');
+    }
   }
+  if (text === null) return null;
   let v: StoredBackupLog;
   try {
     v = JSON.parse(text) as StoredBackupLog;

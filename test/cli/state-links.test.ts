@@ -44,6 +44,19 @@ describe('a catalog reached through a symbolic link', () => {
     expect(fs.readdirSync(at('shared'))).toEqual(['c.json']);
   });
 
+  it('a multiplexed dump keeps its backup log beside the file the link points to, where tape log finds it', async () => {
+    const vol2 = at('v2.vol');
+    await volumeWithSnapshot(vol2, at('v2.raw'), env);
+    fs.symlinkSync('shared/cm.json', at('mm.json'));
+    fs.mkdirSync(at('tape'));
+    const r = runCli(['dump', vol, vol2, '--level', '0', '--snapshot', 's1', '--to', `tape:${at('tape')}`, '--new-tape', '--multiplex', '--catalog', at('mm.json')], { env });
+    expect(r.code, r.stderr).toBe(0);
+    expect(fs.readdirSync(at('shared/cm.json.logs'))).toHaveLength(1);
+    expect(fs.existsSync(at('mm.json.logs'))).toBe(false);
+    const log = runCli(['tape', 'log', `tape:${at('tape')}#1`, '--catalog', at('mm.json')], { env });
+    expect(log.code, log.stderr).toBe(0);
+  });
+
   it('a dangling link into a directory that does not exist is refused, naming both, and nothing is made', () => {
     fs.symlinkSync('gone/c.json', at('lost.json'));
     const r = runCli(['dump', vol, '--level', '0', '--snapshot', 's1', '--to', at('lost.l0'), '--catalog', at('lost.json')], { env });
