@@ -5,7 +5,7 @@
 import { openDeviceToWrite } from '../fs/device-guard.js';
 import fs from 'node:fs';
 import { removeStaleTemp, tempBeside } from '../fs/stale-temp.js';
-import { refuseDanglingLink } from '../fs/link-target.js';
+import { refuseDanglingLink, replacementTarget } from '../fs/link-target.js';
 import path from 'node:path';
 import { ExistsError, InvalidInputError, IoError, fromSystemError } from '../core/errors.js';
 import type { ImageReader, ImageSource } from './import.js';
@@ -118,7 +118,9 @@ export function fileSink(file: string, opts: { force: boolean; size: number }): 
   if (st && (st.isFile() || st.isBlockDevice()) && holdsVolume(file)) throw new InvalidInputError(`${file}: is an imgstream volume; an export never writes over a volume`, 'give the image another name');
   if (st && !device && !opts.force) throw new ExistsError(`${file}: already exists`, 'pass --force to replace it');
   if (!st && !opts.force) refuseDanglingLink(file, 'pass --force to replace the link, or give another name');
-  const temp = device ? null : tempBeside(file, 'imgstream');
+  // --force over a symbolic link to a file replaces that file, as a shell's > does (replacing the link itself cut it off)
+  const into = st?.isFile() ? replacementTarget(file) : file;
+  const temp = device ? null : tempBeside(into, 'imgstream');
   // what an export stopped by a signal left (it writes synchronously: a signal ends it where it is)
   if (temp) removeStaleTemp(temp.dir, temp.prefix);
   const target = temp ? path.join(temp.dir, `${temp.prefix}${process.pid}`) : file;
@@ -153,7 +155,7 @@ export function fileSink(file: string, opts: { force: boolean; size: number }): 
         if (!device) fs.ftruncateSync(fd, opts.size);
         fsyncUnlessUnsupported(fd);
         fs.closeSync(fd);
-        if (!device) fs.renameSync(target, file);
+        if (!device) fs.renameSync(target, into);
       } catch (err) {
         throw fromSystemError(err, file, 'finishing the image');
       }

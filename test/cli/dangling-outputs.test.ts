@@ -58,3 +58,24 @@ describe('an output path that is a dangling symbolic link', () => {
     refusedOver('mirror-link', ['mirror', 'update', vol, '--to', 'LINK']);
   });
 });
+
+describe('an output path that is a symbolic link to a file', () => {
+  it('--force replaces the file it points to and keeps the link (volume export and dump), as a shell\'s > does', () => {
+    fs.mkdirSync(at('images'));
+    for (const [name, args] of [
+      ['img', ['volume', 'export', `${vol}@s1`, '--to', 'LINK', '--force']],
+      ['stream', ['dump', vol, '--level', '0', '--snapshot', 's1', '--to', 'LINK', '--force']],
+    ] as Array<[string, string[]]>) {
+      const target = at(`images/${name}.old`);
+      fs.writeFileSync(target, 'old contents\n');
+      const link = at(`latest-${name}`);
+      fs.symlinkSync(`images/${name}.old`, link);
+      cliOk(args.map((a) => (a === 'LINK' ? link : a)), { env });
+      expect(fs.lstatSync(link).isSymbolicLink(), `${name}: the link kept`).toBe(true);
+      expect(fs.readFileSync(target, 'latin1'), `${name}: the file behind it replaced`).not.toBe('old contents\n');
+      expect(fs.readdirSync(at('images')), `${name}: nothing left beside it`).toContain(`${name}.old`);
+    }
+    expect(fs.readFileSync(at('images/img.old')).equals(fs.readFileSync(path.join(root, 'v.raw')))).toBe(true);
+    expect(runCli(['verify', at('latest-stream')], { env }).code).toBe(0);
+  });
+});

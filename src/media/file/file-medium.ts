@@ -8,7 +8,7 @@ import path from 'node:path';
 import { ExistsError, InvalidInputError, fromSystemError } from '../../core/errors.js';
 import type { MediaPosition, SourceStream, StreamSource, StreamTarget } from '../medium.js';
 import { removeStaleTemp, tempBeside } from '../../fs/stale-temp.js';
-import { refuseDanglingLink } from '../../fs/link-target.js';
+import { refuseDanglingLink, replacementTarget } from '../../fs/link-target.js';
 import { DirectAppender } from '../../fs/direct-appender.js';
 import { writeFully } from '../../fs/direct-io.js';
 import { readAheadBytes, type ReadInto } from '../read-ahead.js';
@@ -30,7 +30,9 @@ export function fileTarget(file: string, opts: { force?: boolean } = {}): Stream
   }
   if (st && !device && !opts.force) throw new ExistsError(`${file}: already exists`, 'pass --force to replace it');
   if (!st && !opts.force) refuseDanglingLink(file, 'pass --force to replace the link, or give another name');
-  const temp = device ? null : tempBeside(file, 'partial');
+  // --force over a symbolic link to a file replaces that file, as a shell's > does (replacing the link itself cut it off)
+  const into = st?.isFile() ? replacementTarget(file) : file;
+  const temp = device ? null : tempBeside(into, 'partial');
   if (temp) removeStaleTemp(temp.dir, temp.prefix);
   const partial = temp ? path.join(temp.dir, `${temp.prefix}${process.pid}`) : file;
   let fd: number;
@@ -79,8 +81,8 @@ export function fileTarget(file: string, opts: { force?: boolean } = {}): Stream
         fs.closeSync(fd);
         closed = true;
         if (!device) {
-          fs.renameSync(partial, file);
-          const dfd = fs.openSync(path.dirname(file), 'r');
+          fs.renameSync(partial, into);
+          const dfd = fs.openSync(path.dirname(into), 'r');
           fs.fsyncSync(dfd);
           fs.closeSync(dfd);
         }
