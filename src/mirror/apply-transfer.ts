@@ -25,7 +25,7 @@ import { OccupancyCursor } from '../volume/occupancy.js';
 import { PLANE_ACTIVE } from '../volume/layout.js';
 import { decodeRecordIndex, hashChain, recordCrc } from './records.js';
 import { RecordInflater } from './record-inflater.js';
-import { dropUnresumable, readResume, resumeBaseOf, sidePaths, writeResume } from './side-files.js';
+import { dropStaleResume, dropUnresumable, readResume, resumeBaseOf, sidePaths, writeResume } from './side-files.js';
 import { dataHolds, mapNodeHolds, planeHolds } from './ghost-check.js';
 import { identOf, RESUME_LOST, sameSnapshot, type DestinationState, type MirrorChannel, type TransferDone, type TransferPlan } from './protocol.js';
 
@@ -62,6 +62,11 @@ export async function applyTransfer(volPath: string, ch: MirrorChannel, plan: Tr
   // (state.resume is null for one whose records are not in the volume at NAME: describeDestination)
   if (resume && (!state.resume || resume.transferId !== plan.transferId || resume.planHash !== planHash)) resume = null;
   const initial = !state.exists;
+  if (initial && !resume && fs.existsSync(sides.fresh)) {
+    // a stopped first transfer this one does not resume (another plan): its half-built volume is not built on
+    log(`mirror ${path.basename(volPath)}: dropped the stopped transfer kept at the destination (${path.basename(sides.fresh)}): another transfer begins`);
+    dropStaleResume(volPath);
+  }
   if (initial && !fs.existsSync(sides.fresh)) {
     resume = null; // a volume made now holds nothing acknowledged before
     const g = plan.volume;

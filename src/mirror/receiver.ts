@@ -145,6 +145,12 @@ async function converse(volPath: string, ch: MirrorChannel, hello: Record<string
     checkDestinationPath(volPath); // before the source takes its snapshot: never found out at the final link
     const geometry = hello.volume as VolumeGeometry;
     const state = describeDestination(volPath);
+    // a stopped first transfer of another volume: its half-built mirror is not this source's to go on with
+    const kept = state.resume && !state.exists ? readResume(sidePaths(volPath).resume) : null;
+    if (kept?.base && kept.base.uuid !== geometry?.uuid) {
+      state.resume = null;
+      state.discarded = `dropped the stopped transfer ${kept.transferId} kept at the destination: it was building the mirror of another volume (${kept.base.uuid.slice(0, 8)})`;
+    }
     if (state.discarded) {
       // (before this conversation's transfer writes its own resume file)
       dropStaleResume(volPath);

@@ -122,6 +122,27 @@ describe('a stopped mirror transfer and a mirror no longer as it left it', () =>
     await expectExact(src, dest);
   });
 
+  it('a stopped first transfer, then another volume mirrored to the same name: its half-built mirror is dropped, not built on', async () => {
+    // before: the second volume's full transfer went into the first one's .NAME.mirror-new: a mirror
+    // with the first volume's uuid and size and the second one's snapshots, exit 0, never updatable again
+    const dest = at('first.mirror');
+    const big = at('first-big.vol');
+    writeImage(at('first-big.img'), BLOCKS, BS, 21, 0.1);
+    await setupOk(['volume', 'create', big, '--size', `${(BLOCKS * BS) >> 20}M`, '--volume-size', '64M'], { env });
+    await setupOk(['volume', 'import', big, '--from', at('first-big.img')], { env });
+    await stopMidTransfer(big, dest, dest, 'SIGINT');
+    expect(fs.existsSync(at('.first.mirror.mirror-new'))).toBe(true);
+    const small = at('first-small.vol');
+    writeImage(at('first-small.img'), 1024, BS, 22, 0.1);
+    await setupOk(['volume', 'create', small, '--size', '4M'], { env });
+    await setupOk(['volume', 'import', small, '--from', at('first-small.img')], { env });
+    const r = update(small, dest);
+    expect(r.stdout).toMatch(/dropped the stopped transfer .* it was building the mirror of another volume/);
+    await expectExact(small, dest);
+    const uuid = async (v: string) => (await inProcessJson<{ uuid: string }>(['volume', 'info', v], { env })).uuid;
+    expect(await uuid(dest)).toBe(await uuid(small));
+  });
+
   it('the mirror still as it was: the transfer resumes (nothing acknowledged travels again)', async () => {
     const dest = at('kept.mirror');
     const src = await mirroredThenChanged('kept', dest);
