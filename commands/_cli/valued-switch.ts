@@ -1,4 +1,4 @@
-// A switch (a boolean flag) given a value: `--master=yes`, `-q=1`. oclif splits the token
+// A switch (a boolean flag) given a value: `--master=yes`, `-q=1`, `-q1`. oclif splits the token
 // at `=`, sets the switch and takes the value as the next positional argument, so
 // `snapshot create v.vol --master=yes` made a snapshot named "yes" and `--json=false`
 // blamed the argument before it. Every command refuses it before parsing (base.ts).
@@ -44,7 +44,8 @@ export function refuseValuedSwitches(flags: Record<string, FlagShape>, argv: rea
           if (c === token.length - 1) i++; // -l 3: its value is the next token
           break;
         }
-        if (token[c + 1] === '=') throw valued(`-${token[c]}`);
+        // -q=1, and -q1 (oclif took "-1" for an argument: volume create -q1 made a volume named -1)
+        if (token[c + 1] === '=' || (c + 1 < token.length && !short.has(token[c + 1]))) throw valued(`-${token[c]}`);
       }
     }
   }

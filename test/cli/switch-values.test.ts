@@ -33,6 +33,9 @@ describe('a switch given a value', () => {
     [['snapshot', 'list', vol, '--json=false'], '--json'],
     [['volume', 'info', vol, '--json=1'], '--json'],
     [['catalog', 'list', '--quiet=true'], '--quiet'],
+    // a value run into a short switch: oclif took "-7" for an argument (volume create -q1 made a volume named -1)
+    [['snapshot', 'create', vol, '-q7'], '-q'],
+    [['volume', 'info', vol, '-q1'], '-q'],
   ];
 
   it('is one line naming the switch, exit 2, and changes nothing', async () => {
