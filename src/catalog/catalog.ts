@@ -184,6 +184,7 @@ export class Catalog {
   /** Before a dump writes anything: the catalog reads, and its directory takes a new file (a dump recorded nowhere would be hours lost). */
   checkWritable(): void {
     this.read();
+    replacementTarget(this.file); // a symbolic link to a file in a directory that does not exist: refused now, not when recording
     let dir = this.checkPlace();
     if (dir === null) {
       dir = path.dirname(path.resolve(this.file));

@@ -63,6 +63,9 @@ describe('a catalog reached through a symbolic link', () => {
     expectOneLineError(r, 'dump --catalog dangling link', 3, /lost\.json: a symbolic link to .*gone\/c\.json, whose directory .*gone does not exist/);
     expect(fs.existsSync(at('gone'))).toBe(false);
     expect(isLink(at('lost.json'))).toBe(true);
+    // refused before the dump wrote anything (it was refused once the stream was complete, its file kept)
+    expect(fs.existsSync(at('lost.l0'))).toBe(false);
+    expect(r.stderr).not.toMatch(/is complete/);
   });
 });
 
