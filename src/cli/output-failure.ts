@@ -6,6 +6,7 @@
 // with Node's exit code 13 (a top-level await that never settled). Here the first failure
 // is kept; main() ends with one line and exit 10 (io) once the command is through.
 import { EXIT_CODES } from '../core/errors.js';
+import { outputFailureText } from '../fs/stdout-failure.js';
 
 let current: { failure?: NodeJS.ErrnoException } | undefined;
 let installed = false;
@@ -59,10 +60,7 @@ export function reportOutputFailure(commandExit: number): number | undefined {
   const failure = current?.failure;
   current = undefined;
   if (!failure || commandExit !== 0) return undefined;
-  const what =
-    failure.code === 'EPIPE'
-      ? 'EPIPE: the reading end of the pipe went away'
-      : failure.message.replace(/, write$/, '');
+  const what = outputFailureText(failure);
   process.stderr.write(`imgstream: writing the output: ${what} (the command itself completed)\n`);
   return EXIT_CODES.io.exit;
 }

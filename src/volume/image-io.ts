@@ -13,6 +13,7 @@ import { preadFully } from './image-compare.js';
 import type { ImageSink } from './export.js';
 import { fsyncUnlessUnsupported } from '../media/file/file-medium.js';
 import { holdsVolume } from './root-reader.js';
+import { stdoutFailure } from '../fs/stdout-failure.js';
 
 const READ_BYTES = 8 << 20;
 
@@ -179,7 +180,7 @@ export function stdoutSink(): FileSink {
     failed = err;
   });
   const check = (): void => {
-    if (failed) throw new IoError(`stdout: ${failed.message}`, 'the reading end of the pipe went away');
+    if (failed) throw stdoutFailure(failed);
   };
   return {
     async write(data) {

@@ -56,6 +56,9 @@ describe('a write to stdout that fails', () => {
     expect(snapshots()).toContain('b');
     // a command that fails says why, with its own code; its --json error object is what failed to be written
     expectOneLineError(toFullDisk(['volume', 'info', path.join(root, 'none.vol'), '--json']), 'failing --json', 3, /no such volume/);
+    // an image or stream to stdout: the same words, by cause (it said "the reading end of the pipe went away" for a full disk too)
+    expectOneLineError(toFullDisk(['volume', 'export', vol, '-t', '-']), 'volume export -t - > /dev/full', 10, /^imgstream: writing the output: ENOSPC: no space left on device$/);
+    expectOneLineError(toFullDisk(['dump', vol, '--level', '0', '-t', '-', '-q']), 'dump -t - > /dev/full', 10, /^imgstream: writing the output: ENOSPC: no space left on device/);
   });
 
   it('to a pipe whose reader went away (EPIPE) is one line, exit 10, as volume export -t - is (not 13)', async () => {
@@ -64,6 +67,6 @@ describe('a write to stdout that fails', () => {
     for (const [args, r] of results) expectOneLineError(r, args.join(' '), 10, /^imgstream: writing the output: EPIPE: the reading end of the pipe went away \(the command itself completed\)$/);
     expect(snapshots()).toContain('c');
     // a stream to stdout: its own line, the same code
-    expectOneLineError(await toClosedPipe(['volume', 'export', vol, '-t', '-']), 'volume export -t -', 10, /EPIPE/);
+    expectOneLineError(await toClosedPipe(['volume', 'export', vol, '-t', '-']), 'volume export -t -', 10, /^imgstream: writing the output: EPIPE: the reading end of the pipe went away$/);
   });
 });

@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import { InvalidInputError, IoError, fromSystemError } from '../../core/errors.js';
 import { readAheadBytes, type ReadInto } from '../read-ahead.js';
 import type { MediaPosition, SourceStream, StreamSource, StreamTarget } from '../medium.js';
+import { stdoutFailure } from '../../fs/stdout-failure.js';
 
 export function stdoutTarget(): StreamTarget {
   if (process.stdout.isTTY) throw new InvalidInputError('refusing to write a stream to a terminal', 'redirect stdout to a file or a pipe, or give --to FILE');
@@ -17,10 +18,10 @@ export function stdoutTarget(): StreamTarget {
   return {
     description: 'stdout',
     async write(data) {
-      if (failed) throw new IoError(`stdout: ${failed.message}`, 'the reading end of the pipe went away');
+      if (failed) throw stdoutFailure(failed);
       // settle only once the bytes left: the caller reuses the buffer after this
       await new Promise<void>((resolve) => out.write(data, () => resolve()));
-      if (failed) throw new IoError(`stdout: ${(failed as Error).message}`, 'the reading end of the pipe went away');
+      if (failed) throw stdoutFailure(failed);
     },
     async finish(): Promise<MediaPosition> {
       await new Promise<void>((resolve) => out.write('', () => resolve()));
