@@ -122,7 +122,7 @@ export function scanJournal(dir: string, segs: SegmentFile[], vol: Volume, track
   const changed = seen?.mapRoot !== undefined && (root !== seen.mapRoot || (seen.rootCrc !== undefined && root !== 0 && mapRootCrc((b) => vol.readBlock(root, b), vol.blockSize) !== seen.rootCrc));
   if (tail.length === 0 && overflowedAt < 0 && !tracked && changed && known !== null) {
     throw new InvalidInputError(
-      `${vol.path}: its disk changed without its journal since the journal's last record (at generation ${known.generation}, now ${vol.rootRecord.generation}): its protection destination would miss that change`,
+      `${vol.path}: its disk changed without its journal since the journal's last record (at generation ${known.generation}, now ${vol.rootRecord.generation}), or the journal lost its last records (cut short, or restored from an older copy): its protection destination would miss that change`,
       `start protection over: move ${dir} aside, serve with --journal and protect to a new destination`,
     );
   }

@@ -22,8 +22,9 @@ import { EarlyWriteback } from '../fs/writeback.js';
 import type { SnapshotEntry } from '../format/snapshot-entry.js';
 import type { Volume, VolumeObserver } from '../volume/volume.js';
 import { BlockSet } from '../core/block-set.js';
-import { journalDirOf, journalIdOf, listSegments, readDirty, readShipped, removeDirty, segmentName, syncDirectory, renamesInOrder, type DirtySet } from './journal-files.js';
-import { recoveredDirty, saveDirtySet, savedDirtyBlocks, type Dirty } from './dirty-blocks.js';
+import { journalDirOf, journalIdOf, listSegments, readDirty, readShipped, removeDirty, segmentName, syncDirectory, type DirtySet } from './journal-files.js';
+import { recoveredDirty, saveDirtySet, type Dirty } from './dirty-blocks.js';
+import { overflowDirty, resyncDirty, wholeDiskDirty } from './dirty-sets.js';
 import { changesAfter, type JournalChanges } from './journal-reader.js';
 import { markerPayload, parseMarker, RECORD_HEADER_BYTES, RecordKind, sealHeader, sealRecord, writeHeader, type JournalRecord } from './record.js';
 import { replayTail, scanJournal, unrecordedSnapshots } from './journal-recovery.js';
@@ -254,20 +255,11 @@ export class JournalWriter implements VolumeObserver {
   resyncPoint(snapshot: string): { seq: number; dirty: DirtySet } {
     const shipped = readShipped(this.dir)?.journalTo ?? 0;
     const prev = readDirty(this.dir);
-    const { blocks, whole } = savedDirtyBlocks(this.dir, prev, this.vol.logicalBlocks, this.report);
-    const snapshots = new Set<string>(prev?.snapshots ?? []);
-    const renames = [...(prev?.renames ?? [])];
-    if (this.dirty) blocks.addAll(this.dirty.blocks);
-    for (const n of this.dirty?.snapshots ?? []) snapshots.add(n);
-    renames.push(...(this.dirty?.renames ?? []));
     // a resync asked again before the last was acknowledged: the records since then changed blocks too
     const since = this.changedSince(prev ? prev.upTo : shipped);
-    blocks.addAll(since.blocks);
-    for (const n of since.snapshots) snapshots.add(n);
-    renames.push(...since.renames);
-    const reason = this.dirty?.reason ?? prev?.reason;
+    const next = resyncDirty({ dir: this.dir, logicalBlocks: this.vol.logicalBlocks, report: this.report, prev, since, shipped }, this.dirty);
     this.dirty = null;
-    const dirty = saveDirtySet(this.dir, { after: prev?.after ?? shipped, blocks, snapshots: [...snapshots], renames: renamesInOrder(renames), ...(reason ? { reason } : {}), whole }, this.seq + 1);
+    const dirty = saveDirtySet(this.dir, next, this.seq + 1);
     this.append(RecordKind.Resync, 0, 0, markerPayload({ snapshot, after: dirty.after }));
     this.sync();
     return { seq: this.seq, dirty };
@@ -442,14 +434,9 @@ export class JournalWriter implements VolumeObserver {
   private overflow(what?: string): void {
     const shipped = readShipped(this.dir)?.journalTo ?? 0;
     const prev = readDirty(this.dir);
-    const { blocks, whole } = savedDirtyBlocks(this.dir, prev, this.vol.logicalBlocks, this.report);
-    const snapshots = new Set<string>(prev?.snapshots ?? []);
     const since = this.changedSince(prev ? Math.min(prev.upTo, shipped) : shipped);
-    blocks.addAll(since.blocks);
-    for (const n of since.snapshots) snapshots.add(n);
-    const after = prev?.after ?? shipped;
-    const reason = what ?? prev?.reason;
-    this.dirty = { after, blocks, snapshots: [...snapshots], renames: renamesInOrder([...(prev?.renames ?? []), ...since.renames]), ...(reason ? { reason } : {}), whole };
+    this.dirty = overflowDirty({ dir: this.dir, logicalBlocks: this.vol.logicalBlocks, report: this.report, prev, since, shipped }, what);
+    const { after, blocks } = this.dirty;
     if (what === undefined) this.report(`journal ${this.dir} outgrew its limit (${this.held} bytes not yet shipped): records after ${after} dropped, ${blocks.size} changed blocks tracked for a resync`);
     this.append(RecordKind.Overflow, 0, 0, markerPayload({ after }));
     crashPoint('overflow-marker', this.vol.path);
@@ -471,14 +458,19 @@ export class JournalWriter implements VolumeObserver {
   private recover(): void {
     const segs = listSegments(this.dir);
     const dirty = readDirty(this.dir);
+    const shippedTo = readShipped(this.dir)?.journalTo ?? 0;
+    /** Records a destination holds that the journal no longer has. */
+    let lost = false;
     if (segs.length === 0) {
-      this.seq = dirty ? dirty.upTo : readShipped(this.dir)?.journalTo ?? 0;
+      this.seq = dirty ? dirty.upTo : shippedTo;
+      lost = dirty === null && shippedTo > 0; // (its segments gone: what followed the destination's last record is unknown)
       this.unshipped = new UnshippedBytes(this.seq);
       this.openSegment(this.seq + 1, true);
     } else {
       // (a dirty set the destination has not acknowledged yet holds changes made without records)
       const scan = scanJournal(this.dir, segs, this.vol, dirty !== null && (readShipped(this.dir)?.journalTo ?? 0) < dirty.upTo);
       this.seq = scan.lastSeq;
+      lost = scan.lastSeq < shippedTo;
       this.unshipped = new UnshippedBytes(scan.lastSeq, scan.byteMarks);
       this.recovery.tornBytes = scan.tornBytes;
       this.openSegment(scan.lastSegment.firstSeq, false);
@@ -490,9 +482,30 @@ export class JournalWriter implements VolumeObserver {
       // a snapshot whose record a crash cut off (or taken while no journal was open) is recorded now
       for (const s of unrecordedSnapshots(this.vol, scan)) this.snapshotTaken(s);
     }
+    if (lost) this.lostRecords(shippedTo);
     this.trimShipped();
     this.append(RecordKind.Open, 0, 0, markerPayload({ uuid: this.vol.rootRecord.uuid, blockSize: this.vol.blockSize, logicalSize: this.vol.rootRecord.logicalSize, generation: this.vol.rootRecord.generation, ...mapRootOf(this.vol) }));
     this.sync();
+  }
+
+  /**
+   * The journal ends before the records a destination acknowledged (cut short, emptied or
+   * restored from an older copy; or a power cut before they reached the disk). Its numbers
+   * went on from its end, and a destination took the records after its own as the ones it
+   * lacked (a flushed write lost at the destination, exit 0). Said, never silent: numbering
+   * goes on after the destination's records, and every block is tracked for a resync.
+   */
+  private lostRecords(shippedTo: number): void {
+    this.report(`journal ${this.dir} ends at record ${this.seq}, but a destination holds records up to ${shippedTo}: records were lost (the journal cut short, emptied or restored from an older copy, or a power cut before they reached the disk); the next protect transfer resyncs every block`);
+    if (this.seq < shippedTo) {
+      this.seq = shippedTo;
+      this.roll();
+      this.unshipped.restart(this.seq);
+    }
+    this.dirty = wholeDiskDirty(shippedTo, this.vol.logicalBlocks, 'its journal lost records a destination holds');
+    this.append(RecordKind.Overflow, 0, 0, markerPayload({ after: shippedTo }));
+    saveDirtySet(this.dir, this.dirty, this.seq);
+    this.dirtyChanged = false;
   }
 
   private replay(tail: JournalRecord[], renames: Array<{ from: string; to: string }>): void {

@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import { removeStaleTemp, tempBeside } from '../fs/stale-temp.js';
 import { refuseDanglingLink, replacementTarget } from '../fs/link-target.js';
 import path from 'node:path';
-import { ExistsError, InvalidInputError, IoError, fromSystemError } from '../core/errors.js';
+import { ExistsError, InvalidInputError, fromSystemError } from '../core/errors.js';
 import type { ImageReader, ImageSource } from './import.js';
 import { preadFully } from './image-compare.js';
 import type { ImageSink } from './export.js';

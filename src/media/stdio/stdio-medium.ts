@@ -3,7 +3,7 @@
 // cannot take bytes back: a dump that fails midway leaves the reader a stream without a
 // trailer, which every reader reports as incomplete.
 import fs from 'node:fs';
-import { InvalidInputError, IoError, fromSystemError } from '../../core/errors.js';
+import { InvalidInputError, fromSystemError } from '../../core/errors.js';
 import { readAheadBytes, type ReadInto } from '../read-ahead.js';
 import type { MediaPosition, SourceStream, StreamSource, StreamTarget } from '../medium.js';
 import { stdoutFailure } from '../../fs/stdout-failure.js';
