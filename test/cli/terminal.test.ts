@@ -20,9 +20,10 @@ const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 /** `imgstream ...args` with its stdin, stdout and stderr on a pseudo-terminal: its exit code and what the terminal showed. */
 function onTerminal(args: string[], more: Record<string, string> = {}): { code: number | null; shown: string } {
   const command = [process.execPath, CLI_BIN, ...args].map(quote).join(' ');
-  const base: Record<string, string | undefined> = { ...process.env, ...env, ...more };
+  // a terminal that shows colour, wherever the tests run (a CI variable or TERM=dumb turns chalk's off)
+  const base: Record<string, string | undefined> = { ...process.env, ...env, TERM: 'xterm-256color', ...more };
+  for (const k of ['CI', 'GITHUB_ACTIONS', 'COLORTERM', 'FORCE_COLOR']) delete base[k]; // (Node warns when NO_COLOR and FORCE_COLOR are both set)
   if (!('NO_COLOR' in more)) delete base.NO_COLOR;
-  delete base.FORCE_COLOR; // (Node warns when both are set)
   const r = spawnSync(SCRIPT!, ['-qec', command, '/dev/null'], { env: base, encoding: 'latin1', timeout: 60_000 });
   return { code: r.status, shown: r.stdout };
 }
