@@ -459,22 +459,23 @@ export class JournalWriter implements VolumeObserver {
     const segs = listSegments(this.dir);
     const dirty = readDirty(this.dir);
     const shippedTo = readShipped(this.dir)?.journalTo ?? 0;
-    /** Records a destination holds that the journal no longer has. */
-    let lost = false;
     if (segs.length === 0) {
       this.seq = dirty ? dirty.upTo : shippedTo;
-      lost = dirty === null && shippedTo > 0; // (its segments gone: what followed the destination's last record is unknown)
       this.unshipped = new UnshippedBytes(this.seq);
-      this.openSegment(this.seq + 1, true);
+      // (its segments gone: what followed the destination's last record is unknown)
+      if (dirty === null && shippedTo > 0) this.lostRecords(shippedTo);
+      else this.openSegment(this.seq + 1, true);
     } else {
       // (a dirty set the destination has not acknowledged yet holds changes made without records)
       const scan = scanJournal(this.dir, segs, this.vol, dirty !== null && (readShipped(this.dir)?.journalTo ?? 0) < dirty.upTo);
       this.seq = scan.lastSeq;
-      lost = scan.lastSeq < shippedTo;
+      const lost = scan.lastSeq < shippedTo;
       this.unshipped = new UnshippedBytes(scan.lastSeq, scan.byteMarks);
       this.recovery.tornBytes = scan.tornBytes;
       this.openSegment(scan.lastSegment.firstSeq, false);
-      if (scan.overflowed || (dirty !== null && dirty.upTo > this.seq)) {
+      // numbering goes on after the records a destination holds, before anything is appended
+      if (lost) this.lostRecords(shippedTo);
+      else if (scan.overflowed || (dirty !== null && dirty.upTo > this.seq)) {
         this.dirty = recoveredDirty(this.dir, dirty, this.vol.logicalBlocks, this.report);
         this.dirtyChanged = true;
       }
@@ -482,7 +483,6 @@ export class JournalWriter implements VolumeObserver {
       // a snapshot whose record a crash cut off (or taken while no journal was open) is recorded now
       for (const s of unrecordedSnapshots(this.vol, scan)) this.snapshotTaken(s);
     }
-    if (lost) this.lostRecords(shippedTo);
     this.trimShipped();
     this.append(RecordKind.Open, 0, 0, markerPayload({ uuid: this.vol.rootRecord.uuid, blockSize: this.vol.blockSize, logicalSize: this.vol.rootRecord.logicalSize, generation: this.vol.rootRecord.generation, ...mapRootOf(this.vol) }));
     this.sync();
@@ -496,16 +496,26 @@ export class JournalWriter implements VolumeObserver {
    * goes on after the destination's records, and every block is tracked for a resync.
    */
   private lostRecords(shippedTo: number): void {
-    this.report(`journal ${this.dir} ends at record ${this.seq}, but a destination holds records up to ${shippedTo}: records were lost (the journal cut short, emptied or restored from an older copy, or a power cut before they reached the disk); the next protect transfer resyncs every block`);
-    if (this.seq < shippedTo) {
-      this.seq = shippedTo;
-      this.roll();
-      this.unshipped.restart(this.seq);
-    }
+    crashPoint('journal-lost', this.vol.path); // (tests: before anything changed)
+    // in an order a crash at any step leaves right: the resync's set first (as of the record
+    // about to be the first after the destination's), then the numbering, then its marker
     this.dirty = wholeDiskDirty(shippedTo, this.vol.logicalBlocks, 'its journal lost records a destination holds');
-    this.append(RecordKind.Overflow, 0, 0, markerPayload({ after: shippedTo }));
-    saveDirtySet(this.dir, this.dirty, this.seq);
+    saveDirtySet(this.dir, this.dirty, shippedTo + 1);
     this.dirtyChanged = false;
+    if (this.fd < 0) {
+      this.seq = shippedTo; // (no segment was left: the first begins after the destination's records)
+      this.openSegment(shippedTo + 1, true);
+    } else this.skipTo(shippedTo);
+    crashPoint('journal-lost-skipped', this.vol.path); // (tests: a segment of its own begun, its marker not written)
+    this.append(RecordKind.Overflow, 0, 0, markerPayload({ after: shippedTo }));
+    this.report(`journal ${this.dir} lost records: a destination holds records up to ${shippedTo} that it no longer has (the journal cut short, emptied or restored from an older copy, or a power cut before they reached the disk); the next protect transfer resyncs every block`);
+  }
+
+  /** The next record is `n` + 1, in a segment of its own (one a crash left empty there is taken as it is). */
+  private skipTo(n: number): void {
+    this.seq = n;
+    if (!(this.segFirst === n + 1 && this.segBytes === 0)) this.roll();
+    this.unshipped.restart(n);
   }
 
   private replay(tail: JournalRecord[], renames: Array<{ from: string; to: string }>): void {

@@ -6,7 +6,9 @@ import { basename } from 'node:path';
  * process with SIGKILL at that step of a CP (journal, root, apply, clean-root) or of a
  * snapshot (snapshot-plane), or of a journal's overflow (overflow-marker: its record
  * written, its changed blocks not saved yet; dirty-bits: dirty.bits saved, dirty.json
- * not; overflowed-cp: a CP committed while overflowed, its journal marker not written),
+ * not; overflowed-cp: a CP committed while overflowed, its journal marker not written;
+ * journal-lost: a journal that lost records a destination holds, its numbering moved on
+ * past them, its resync not tracked yet),
  * or of a dump to tapes (tape-publish: before its tape file on that tape gets its name,
  * those on the tapes after it in the set having theirs), of any volume (tape) or only of
  * the volume file (tape directory) with that name (a process that writes two, such as a
