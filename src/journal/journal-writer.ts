@@ -478,6 +478,10 @@ export class JournalWriter implements VolumeObserver {
       else if (scan.overflowed || (dirty !== null && dirty.upTo > this.seq)) {
         this.dirty = recoveredDirty(this.dir, dirty, this.vol.logicalBlocks, this.report);
         this.dirtyChanged = true;
+        // a set saved ahead of the journal's end, with no marker after it: a crash between
+        // saving it and the marker that tells a shipper (lostRecords, resyncPoint), which
+        // would then take the records after the destination's for all there is to send
+        if (!scan.overflowed) this.append(RecordKind.Overflow, 0, 0, markerPayload({ after: this.dirty.after }));
       }
       this.replay(scan.tail, scan.renames);
       // a snapshot whose record a crash cut off (or taken while no journal was open) is recorded now
