@@ -16,21 +16,20 @@
 // each CP: dirty-blocks.ts), and
 // the shipper's next transfer is a resync of exactly those blocks.
 import fs from 'node:fs';
-import { fromSystemError, type ImgstreamError } from '../core/errors.js';
+import { fromSystemError } from '../core/errors.js';
 import { readLogicalBytes } from '../volume/logical-io.js';
-import { EarlyWriteback } from '../fs/writeback.js';
 import type { SnapshotEntry } from '../format/snapshot-entry.js';
 import type { Volume, VolumeObserver } from '../volume/volume.js';
 import { BlockSet } from '../core/block-set.js';
-import { journalDirOf, journalIdOf, listSegments, readDirty, readShipped, removeDirty, segmentName, syncDirectory, type DirtySet } from './journal-files.js';
+import { journalDirOf, journalIdOf, listSegments, readDirty, readShipped, removeDirty, type DirtySet } from './journal-files.js';
 import { recoveredDirty, saveDirtySet, type Dirty } from './dirty-blocks.js';
 import { overflowDirty, resyncDirty, wholeDiskDirty } from './dirty-sets.js';
 import { changesAfter, type JournalChanges } from './journal-reader.js';
-import { markerPayload, parseMarker, RECORD_HEADER_BYTES, RecordKind, sealHeader, sealRecord, writeHeader, type JournalRecord } from './record.js';
+import { markerPayload, parseMarker, RecordKind, type JournalRecord } from './record.js';
+import { JournalAppender } from './journal-appender.js';
 import { replayTail, scanJournal, unrecordedSnapshots } from './journal-recovery.js';
 import { crashPoint } from '../volume/crash-point.js';
 import { mapRootOf } from './map-root-crc.js';
-import { now } from './record-clock.js';
 import { UnshippedBytes } from './unshipped-bytes.js';
 import { makeDirectories } from '../core/make-dirs.js';
 
@@ -55,14 +54,6 @@ export interface JournalRecovery {
 
 const DEFAULT_LIMIT = 1 << 30;
 const DEFAULT_SEGMENT = 64 << 20;
-/** Bytes written between two early syncs of a segment (see EarlyWriteback). */
-const EARLY_WRITEBACK_BYTES = 16 << 20;
-/** Fault injection for tests: the journal's disk is full once a segment would pass this many bytes. */
-const TEST_FULL_AT = process.env.IMGSTREAM_TEST_JOURNAL_FULL_AT ? Number(process.env.IMGSTREAM_TEST_JOURNAL_FULL_AT) : null;
-/** Tests: records stay staged this long before they are written (a server stalled between stamp and write). */
-const TEST_STALL_MS = Number(process.env.IMGSTREAM_TEST_JOURNAL_STALL_MS ?? 0);
-/** Records are gathered up to this many bytes and written together (see flush()). */
-const STAGE_BYTES = 1 << 20;
 
 /** The journal each open volume writes to, for the server's control ops (journal-ops.ts). */
 const writers = new WeakMap<Volume, JournalWriter>();
@@ -73,21 +64,8 @@ export function journalOf(vol: Volume): JournalWriter | undefined {
 
 export class JournalWriter implements VolumeObserver {
   readonly dir: string;
-  private fd = -1;
-  private segFirst = 0;
-  private segBytes = 0;
-  /** Sequence number of the last record written. */
-  private seq = 0;
-  private unsynced = false;
-  /** Records appended but not yet written: `staged` bytes of `stage`, `stagedRecords` of them. */
-  private readonly stage = Buffer.allocUnsafe(STAGE_BYTES);
-  private staged = 0;
-  private stagedRecords = 0;
-  private flushScheduled = false;
-  /** Early syncs of the current segment. */
-  private early: EarlyWriteback | null = null;
-  /** Set when a write to the journal failed: changes and CPs are refused from then on. */
-  private failure: ImgstreamError | null = null;
+  /** Where the records go (journal-appender.ts). */
+  private readonly out: JournalAppender;
   /** Bytes of records a destination has not acknowledged (recomputed at each CP from `unshipped`). */
   private held = 0;
   private unshipped = new UnshippedBytes(0);
@@ -97,8 +75,6 @@ export class JournalWriter implements VolumeObserver {
   /** Set while overflowed: the LBNs changed since dirty.after, in place of records. */
   private dirty: Dirty | null = null;
   private dirtyChanged = false;
-  /** CP markers in the current segment. */
-  private cpsInSegment = 0;
   readonly recovery: JournalRecovery;
 
   private constructor(private readonly vol: Volume, opts: JournalWriterOptions) {
@@ -107,6 +83,7 @@ export class JournalWriter implements VolumeObserver {
     // segments small enough that deleting shipped ones frees space well within the limit
     this.segmentLimit = opts.segmentBytes ?? Math.max(1 << 20, Math.min(DEFAULT_SEGMENT, Math.floor(this.limit / 4)));
     this.report = opts.report ?? (() => {});
+    this.out = new JournalAppender(this.dir, { report: (m) => this.report(m), written: (seq) => this.unshipped.mark(seq, false), dropped: (bytes) => this.unshipped.added(-bytes) });
     this.recovery = { replayed: 0, tornBytes: 0, generation: vol.rootRecord.generation };
   }
 
@@ -127,7 +104,7 @@ export class JournalWriter implements VolumeObserver {
 
   /** Sequence number of the last record written (0: none ever). */
   get lastSeq(): number {
-    return this.seq;
+    return this.out.seq;
   }
 
   /** True while the journal is overflowed (changes tracked as dirty blocks until a resync). */
@@ -186,7 +163,7 @@ export class JournalWriter implements VolumeObserver {
     this.append(RecordKind.Rename, 0, 0, markerPayload({ from, to }));
     if (this.dirty !== null) {
       // dropped with the records while overflowed: the resync carries it
-      this.dirty.renames.push({ from, to, seq: this.seq });
+      this.dirty.renames.push({ from, to, seq: this.out.seq });
       this.dirtyChanged = true;
     }
   }
@@ -214,21 +191,21 @@ export class JournalWriter implements VolumeObserver {
 
   private saveDirty(): void {
     if (this.dirty === null || !this.dirtyChanged) return;
-    saveDirtySet(this.dir, this.dirty, this.seq);
+    saveDirtySet(this.dir, this.dirty, this.out.seq);
     this.dirtyChanged = false;
   }
 
   /** After a CP committed `generation`: marks it, trims shipped segments, checks the size limit. */
   afterCp(generation: number): void {
-    if (this.dirty !== null && this.cpsInSegment > 0) crashPoint('overflowed-cp', this.vol.path); // (tests: after a marker of this segment)
+    if (this.dirty !== null && this.out.cpsInSegment > 0) crashPoint('overflowed-cp', this.vol.path); // (tests: after a marker of this segment)
     this.append(RecordKind.Cp, 0, 0, markerPayload({ generation, ...mapRootOf(this.vol) }));
-    this.cpsInSegment++;
-    this.unshipped.mark(this.seq, true);
-    if (this.segBytes >= this.segmentLimit) this.roll();
+    this.out.cpsInSegment++;
+    this.unshipped.mark(this.out.seq, true);
+    if (this.out.segBytes >= this.segmentLimit) this.out.roll();
     this.trimShipped();
     // all shipped: begin a new segment so the old one can go
-    if (this.segBytes >= this.segmentLimit / 4 && (readShipped(this.dir)?.journalTo ?? 0) >= this.seq) {
-      this.roll();
+    if (this.out.segBytes >= this.segmentLimit / 4 && (readShipped(this.dir)?.journalTo ?? 0) >= this.out.seq) {
+      this.out.roll();
       this.trimShipped();
     }
     if (this.dirty === null && this.held > this.limit) this.overflow();
@@ -237,14 +214,7 @@ export class JournalWriter implements VolumeObserver {
 
   /** Writes and fsyncs what is pending (FLUSH/FUA without a CP, and close). */
   sync(): void {
-    this.flush();
-    if (!this.unsynced) return;
-    try {
-      fs.fdatasyncSync(this.fd);
-    } catch (err) {
-      throw fromSystemError(err, this.dir, 'syncing the journal');
-    }
-    this.unsynced = false;
+    this.out.sync();
   }
 
   /**
@@ -259,10 +229,10 @@ export class JournalWriter implements VolumeObserver {
     const since = this.changedSince(prev ? prev.upTo : shipped);
     const next = resyncDirty({ dir: this.dir, logicalBlocks: this.vol.logicalBlocks, report: this.report, prev, since, shipped }, this.dirty);
     this.dirty = null;
-    const dirty = saveDirtySet(this.dir, next, this.seq + 1);
+    const dirty = saveDirtySet(this.dir, next, this.out.seq + 1);
     this.append(RecordKind.Resync, 0, 0, markerPayload({ snapshot, after: dirty.after }));
     this.sync();
-    return { seq: this.seq, dirty };
+    return { seq: this.out.seq, dirty };
   }
 
   /**
@@ -279,19 +249,14 @@ export class JournalWriter implements VolumeObserver {
       removeDirty(this.dir); // a destination fed before this one finds records missing: its next transfer resyncs every block
     }
     this.sync();
-    return this.seq;
+    return this.out.seq;
   }
 
   close(): void {
-    if (this.fd < 0) return;
+    if (!this.out.isOpen) return;
     if (this.vol.observer === this) this.vol.observer = null;
     writers.delete(this.vol);
-    try {
-      this.sync();
-    } finally {
-      fs.closeSync(this.fd);
-      this.fd = -1;
-    }
+    this.out.close();
   }
 
   // ---------------------------------------------------------------- internals
@@ -310,111 +275,18 @@ export class JournalWriter implements VolumeObserver {
   }
 
   private append(kind: RecordKind, lbn: number, count: number, payload: Buffer | null): void {
-    if (this.failure) throw this.failure;
+    this.out.check();
     if (this.dirty !== null && (kind === RecordKind.Data || kind === RecordKind.Zero)) {
       this.dirty.blocks.addRange(lbn, count);
       this.dirtyChanged = true;
       return;
     }
-    const n = payload?.length ?? 0;
-    const total = RECORD_HEADER_BYTES + n;
-    if (this.staged + total > this.stage.length) this.flush();
-    this.seq++;
-    if (total > this.stage.length) {
-      // larger than the staging buffer: written at once, header and payload as they are
-      const head = Buffer.allocUnsafe(RECORD_HEADER_BYTES);
-      writeHeader(head, 0, { kind, seq: this.seq, time: now(), lbn, count }, n);
-      sealHeader(head, payload);
-      this.writeOut([head, payload!], total);
-    } else {
-      const at = this.staged;
-      writeHeader(this.stage, at, { kind, seq: this.seq, time: now(), lbn, count }, n);
-      if (n > 0) payload!.copy(this.stage, at + RECORD_HEADER_BYTES);
-      sealRecord(this.stage, at, n);
-      this.staged += total;
-      this.stagedRecords++;
-      // markers go out at once (readers wait for them: a seed, a resync); changes at the next flush()
-      if (kind !== RecordKind.Data && kind !== RecordKind.Zero) this.flush();
-      else if (!this.flushScheduled) {
-        this.flushScheduled = true;
-        setImmediate(() => {
-          this.flushScheduled = false;
-          try {
-            this.flush();
-          } catch (err) {
-            this.report((err as Error).message);
-          }
-        });
-      }
-    }
-    this.segBytes += total;
-    this.unshipped.added(total);
-    this.unsynced = true;
+    this.unshipped.added(this.out.append(kind, lbn, count, payload));
   }
 
-  /**
-   * Writes the records appended since the last flush to the segment (one write for many
-   * records). Called before the replies to the requests they record go out (the server's
-   * request queue does), before every sync, and within one turn of the event loop. A
-   * failure drops them (the requests get errors), and the journal refuses every change
-   * and CP from then on: the volume never commits what the journal lacks.
-   */
+  /** Writes the records appended since the last flush (before the replies to the requests they record go out: the server's request queue calls it). */
   flush(): void {
-    if (this.failure) throw this.failure;
-    if (this.staged === 0) return;
-    const n = this.staged;
-    try {
-      if (TEST_FULL_AT !== null && this.segBytes > TEST_FULL_AT) throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
-      if (TEST_STALL_MS > 0) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, TEST_STALL_MS);
-      this.writeOut([this.stage.subarray(0, n)], n);
-    } catch (err) {
-      this.seq -= this.stagedRecords;
-      this.segBytes -= this.staged;
-      this.unshipped.added(-this.staged);
-      this.staged = 0;
-      this.stagedRecords = 0;
-      this.failure = fromSystemError(err, this.dir, 'writing the journal');
-      this.report(`journal ${this.dir}: ${this.failure.message}: changes are refused until the server is restarted`);
-      throw this.failure;
-    }
-    this.staged = 0;
-    this.stagedRecords = 0;
-    this.unshipped.mark(this.seq, false);
-    // the journal's pages go to disk as they are written: the sync before a CP (on the
-    // event loop, which it blocks) then finds little left, instead of every byte written
-    // since the last CP (hundreds of MiB under a heavy load); its failures show at sync()
-    this.early?.wrote(n);
-  }
-
-  private writeOut(bufs: Buffer[], total: number): void {
-    let written = fs.writevSync(this.fd, bufs);
-    while (written < total) {
-      // a short write (rare): write the rest from where it stopped
-      const rest = Buffer.concat(bufs).subarray(written);
-      written += fs.writeSync(this.fd, rest);
-    }
-  }
-
-  /** Ends the current segment and begins one at the next record. */
-  private roll(): void {
-    this.sync();
-    fs.closeSync(this.fd);
-    this.fd = -1;
-    this.openSegment(this.seq + 1, true);
-  }
-
-  private openSegment(firstSeq: number, create: boolean): void {
-    const p = `${this.dir}/${segmentName(firstSeq)}`;
-    try {
-      this.fd = fs.openSync(p, create ? 'wx' : 'a');
-      if (create) syncDirectory(this.dir);
-    } catch (err) {
-      throw fromSystemError(err, p, 'opening a journal segment');
-    }
-    this.early = new EarlyWriteback(this.fd, EARLY_WRITEBACK_BYTES);
-    this.segFirst = firstSeq;
-    this.segBytes = create ? 0 : fs.fstatSync(this.fd).size;
-    this.cpsInSegment = 0;
+    this.out.flush();
   }
 
   /** Deletes the segments a destination holds entirely; recounts the bytes kept. */
@@ -424,7 +296,7 @@ export class JournalWriter implements VolumeObserver {
     for (let i = 0; i < segs.length; i++) {
       const s = segs[i];
       const nextFirst = i + 1 < segs.length ? segs[i + 1].firstSeq : Infinity;
-      if (s.firstSeq !== this.segFirst && nextFirst - 1 <= shipped) fs.rmSync(s.path, { force: true });
+      if (s.firstSeq !== this.out.segFirst && nextFirst - 1 <= shipped) fs.rmSync(s.path, { force: true });
     }
     this.held = this.unshipped.after(shipped);
     if (this.dirty === null && readDirty(this.dir) !== null && shipped >= (readDirty(this.dir)!.upTo)) removeDirty(this.dir);
@@ -440,11 +312,11 @@ export class JournalWriter implements VolumeObserver {
     if (what === undefined) this.report(`journal ${this.dir} outgrew its limit (${this.held} bytes not yet shipped): records after ${after} dropped, ${blocks.size} changed blocks tracked for a resync`);
     this.append(RecordKind.Overflow, 0, 0, markerPayload({ after }));
     crashPoint('overflow-marker', this.vol.path);
-    saveDirtySet(this.dir, this.dirty, this.seq);
+    saveDirtySet(this.dir, this.dirty, this.out.seq);
     this.dirtyChanged = false;
-    this.roll();
-    for (const s of listSegments(this.dir)) if (s.firstSeq !== this.segFirst) fs.rmSync(s.path, { force: true });
-    this.unshipped.restart(this.seq);
+    this.out.roll();
+    for (const s of listSegments(this.dir)) if (s.firstSeq !== this.out.segFirst) fs.rmSync(s.path, { force: true });
+    this.unshipped.restart(this.out.seq);
     this.held = 0;
   }
 
@@ -460,22 +332,22 @@ export class JournalWriter implements VolumeObserver {
     const dirty = readDirty(this.dir);
     const shippedTo = readShipped(this.dir)?.journalTo ?? 0;
     if (segs.length === 0) {
-      this.seq = dirty ? dirty.upTo : shippedTo;
-      this.unshipped = new UnshippedBytes(this.seq);
+      this.out.seq = dirty ? dirty.upTo : shippedTo;
+      this.unshipped = new UnshippedBytes(this.out.seq);
       // (its segments gone: what followed the destination's last record is unknown)
       if (dirty === null && shippedTo > 0) this.lostRecords(shippedTo);
-      else this.openSegment(this.seq + 1, true);
+      else this.out.openSegment(this.out.seq + 1, true);
     } else {
       // (a dirty set the destination has not acknowledged yet holds changes made without records)
       const scan = scanJournal(this.dir, segs, this.vol, dirty !== null && (readShipped(this.dir)?.journalTo ?? 0) < dirty.upTo);
-      this.seq = scan.lastSeq;
+      this.out.seq = scan.lastSeq;
       const lost = scan.lastSeq < shippedTo;
       this.unshipped = new UnshippedBytes(scan.lastSeq, scan.byteMarks);
       this.recovery.tornBytes = scan.tornBytes;
-      this.openSegment(scan.lastSegment.firstSeq, false);
+      this.out.openSegment(scan.lastSegment.firstSeq, false);
       // numbering goes on after the records a destination holds, before anything is appended
       if (lost) this.lostRecords(shippedTo);
-      else if (scan.overflowed || (dirty !== null && dirty.upTo > this.seq)) {
+      else if (scan.overflowed || (dirty !== null && dirty.upTo > this.out.seq)) {
         this.dirty = recoveredDirty(this.dir, dirty, this.vol.logicalBlocks, this.report);
         this.dirtyChanged = true;
         // a set saved ahead of the journal's end, with no marker after it: a crash between
@@ -506,9 +378,9 @@ export class JournalWriter implements VolumeObserver {
     this.dirty = wholeDiskDirty(shippedTo, this.vol.logicalBlocks, 'its journal lost records a destination holds');
     saveDirtySet(this.dir, this.dirty, shippedTo + 1);
     this.dirtyChanged = false;
-    if (this.fd < 0) {
-      this.seq = shippedTo; // (no segment was left: the first begins after the destination's records)
-      this.openSegment(shippedTo + 1, true);
+    if (!this.out.isOpen) {
+      this.out.seq = shippedTo; // (no segment was left: the first begins after the destination's records)
+      this.out.openSegment(shippedTo + 1, true);
     } else this.skipTo(shippedTo);
     crashPoint('journal-lost-skipped', this.vol.path); // (tests: a segment of its own begun, its marker not written)
     this.append(RecordKind.Overflow, 0, 0, markerPayload({ after: shippedTo }));
@@ -517,8 +389,8 @@ export class JournalWriter implements VolumeObserver {
 
   /** The next record is `n` + 1, in a segment of its own (one a crash left empty there is taken as it is). */
   private skipTo(n: number): void {
-    this.seq = n;
-    if (!(this.segFirst === n + 1 && this.segBytes === 0)) this.roll();
+    this.out.seq = n;
+    if (!(this.out.segFirst === n + 1 && this.out.segBytes === 0)) this.out.roll();
     this.unshipped.restart(n);
   }
 
