@@ -21,7 +21,7 @@
 // Tasks (runExclusive) go through the same queue: the control socket's requests (a
 // snapshot, an image, a check) run between two NBD requests, after the reads before them
 // and before anything queued after, so no request is ever half applied when they look.
-import { ExistsError, ImgstreamError, VolumeFullError, fromSystemError } from '../core/errors.js';
+import { ImgstreamError, VolumeFullError, fromSystemError } from '../core/errors.js';
 import {
   CMD_BLOCK_STATUS,
   CMD_FLAG_DF,
@@ -55,7 +55,7 @@ import { blockStatus } from './meta-context.js';
 import { layoutReadReply } from './read-reply.js';
 import { VolumeReader } from './volume-reader.js';
 import { MAX_PAYLOAD_BYTES, transmissionFlags, validateRequest } from './request-rules.js';
-import { reusedSinceOffered, type ExportView, type NbdExportStats, type NbdSession } from './export-view.js';
+import { ExportViews, describeExport, type ExportView, type NbdExportStats, type NbdSession } from './export-view.js';
 
 export type { ExportView, NbdExportStats, NbdSession } from './export-view.js';
 
@@ -98,8 +98,8 @@ export class NbdExport {
   readonly description: string;
   /** The export the server was started with. */
   readonly main: ExportView;
-  /** Snapshot exports added while serving, by name. */
-  private readonly extra = new Map<string, ExportView>();
+  /** The main export and the snapshot exports added while serving. */
+  private readonly views: ExportViews;
   readonly stats: NbdExportStats = { reads: 0, writes: 0, flushes: 0, trims: 0, writeZeroes: 0, blockStatus: 0, bytesRead: 0, bytesWritten: 0, errors: 0, consistencyPoints: 0 };
   private readonly map: LogicalMap;
   private readonly buffers = new BufferPool();
@@ -128,8 +128,9 @@ export class NbdExport {
     this.size = vol.rootRecord.logicalSize;
     // any byte offset and length works (partial blocks are merged); whole aligned blocks are fastest
     this.blockSizes = { minimum: 1, preferred: vol.blockSize, maximum: MAX_PAYLOAD_BYTES };
-    this.description = describe(vol, this.snapshot, this.readOnly);
+    this.description = describeExport(vol, this.snapshot, this.readOnly);
     this.main = { name: this.name, snapshot: this.snapshot, readOnly: this.readOnly, size: this.size, map: this.map, description: this.description, closed: false };
+    this.views = new ExportViews(vol, this.main, report);
   }
 
   /** The volume served (for metadata contexts, evaluated against its planes). */
@@ -139,33 +140,22 @@ export class NbdExport {
 
   /** The export a client asking for `name` gets: the empty name is the main one. */
   find(name: string): ExportView | undefined {
-    if (name === '' || name === this.name) return this.main;
-    return this.extra.get(name);
+    return this.views.find(name);
   }
 
   /** Every export's name, the main one first. */
   names(): string[] {
-    return [this.name, ...this.extra.keys()];
+    return this.views.names();
   }
 
-  /**
-   * Adds a read-only export of `snapshot` named `name` (from a task: see runExclusive).
-   * The caller keeps the snapshot pinned for as long as the export exists.
-   */
+  /** Adds a read-only export of `snapshot` named `name` (from a task: see runExclusive); the caller keeps the snapshot pinned while it exists. */
   addSnapshotView(name: string, snapshot: string): ExportView {
-    if (name === '' || this.find(name)) throw new ExistsError(`${this.vol.path}: an export named "${name}" is already served`, 'choose another --export-name');
-    const map = this.vol.mapOf(snapshot);
-    const view: ExportView = { name, snapshot, readOnly: true, size: this.size, map, description: describe(this.vol, snapshot, true), closed: false };
-    this.extra.set(name, view);
-    return view;
+    return this.views.add(name, snapshot);
   }
 
   /** Removes an export added by addSnapshotView; its open connections get ESHUTDOWN from now on. */
   removeView(name: string): void {
-    const view = this.extra.get(name);
-    if (!view) return;
-    view.closed = true;
-    this.extra.delete(name);
+    this.views.remove(name);
   }
 
   /** The transmission flags a connection to `view` gets (DF only with structured replies). */
@@ -341,7 +331,7 @@ export class NbdExport {
    * rest, all in one pooled buffer.
    */
   private read(s: NbdSession, r: NbdRequest, reply: ReplySink): void {
-    if (this.lost(s.view)) {
+    if (this.views.lost(s.view)) {
       this.stats.errors++;
       return reply(errorReply(s, r, NBD_EIO), false);
     }
@@ -381,7 +371,7 @@ export class NbdExport {
 
   /** BLOCK_STATUS: one chunk per selected context, from the map (and the context's image), never from data. */
   private blockStatus(s: NbdSession, r: NbdRequest): Buffer {
-    if (this.lost(s.view)) {
+    if (this.views.lost(s.view)) {
       this.stats.errors++;
       return errorReply(s, r, NBD_EIO);
     }
@@ -465,25 +455,6 @@ export class NbdExport {
     }
   }
 
-  /** Exports whose shadow snapshot lost blocks while served, said once each. */
-  private readonly lostSaid = new WeakSet<ExportView>();
-
-  /**
-   * True for the export of a shadow snapshot that had blocks reused since it was offered
-   * (a shadow's blocks stay free to the allocator, and this server's writes take them): its
-   * map and data are no longer the snapshot's, so its reads and block status get EIO, never
-   * other data. Exact at a request's turn: nothing changes the volume while a read runs.
-   */
-  private lost(view: ExportView): boolean {
-    const reused = reusedSinceOffered(this.vol, view);
-    if (reused === 0) return false;
-    if (!this.lostSaid.has(view)) {
-      this.lostSaid.add(view);
-      this.report(`export "${view.name}": shadow snapshot "${view.snapshot}" had ${reused} blocks reused by writes while served and no longer holds a consistent image: its reads and block status get EIO (serve a regular snapshot to read it while the volume is written)`);
-    }
-    return true;
-  }
-
   /** A write was refused for want of space, and none has succeeded since: said once, not for every write. */
   private fullSaid = false;
 
@@ -507,10 +478,6 @@ function doingOf(r: NbdRequest): string {
 /** The id the i-th selected metadata context gets (ids are per connection; 0 is avoided). */
 export function contextId(i: number): number {
   return i + 1;
-}
-
-function describe(vol: Volume, snapshot: string | null, readOnly: boolean): string {
-  return `imgstream volume ${vol.path}${snapshot !== null ? ` (snapshot ${snapshot})` : ''}${readOnly ? ', read-only' : ''}`;
 }
 
 /** An error reply: a structured ERROR chunk (with a message) once negotiated, else a simple reply. */
