@@ -249,7 +249,12 @@ export function changesAfter(dir: string, after: number): JournalChanges {
     for (let rec = r.next(); rec !== null; rec = r.next()) {
       if (rec.kind === RecordKind.Data || rec.kind === RecordKind.Zero) out.blocks.addRange(rec.lbn, rec.count);
       else if (rec.kind === RecordKind.Snapshot) out.snapshots.push(parseMarker<{ name: string }>(rec).name);
-      else if (rec.kind === RecordKind.Rename) out.renames.push({ ...parseMarker<{ from: string; to: string }>(rec), seq: rec.seq });
+      else if (rec.kind === RecordKind.Rename) {
+        const rn = parseMarker<{ from: string; to: string }>(rec);
+        out.renames.push({ ...rn, seq: rec.seq });
+        const i = out.snapshots.lastIndexOf(rn.from); // (taken among these records: named as it is now)
+        if (i >= 0) out.snapshots[i] = rn.to;
+      }
     }
   } finally {
     r.close();

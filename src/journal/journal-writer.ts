@@ -164,6 +164,9 @@ export class JournalWriter implements VolumeObserver {
     if (this.dirty !== null) {
       // dropped with the records while overflowed: the resync carries it
       this.dirty.renames.push({ from, to, seq: this.out.seq });
+      // a snapshot taken meanwhile is named as it is now by the resync's report of it
+      const i = this.dirty.snapshots.lastIndexOf(from);
+      if (i >= 0) this.dirty.snapshots[i] = to;
       this.dirtyChanged = true;
     }
   }

@@ -103,12 +103,15 @@ describe.skipIf(missing.length > 0)(`snapshots of a journaled volume nobody serv
     expect(server.stderr()).toMatch(/outgrew its limit/);
     await server.stop();
     expect((await cli(['snapshot', 'create', vol, 'while-over'], locks)).stdout).toMatch(/; journaled$/m);
+    // renamed since: named as it is now (the report named it as it was taken)
+    await cli(['snapshot', 'create', vol, 'renamed-later'], locks);
+    await cli(['snapshot', 'rename', vol, 'renamed-later', 'renamed-now'], locks);
     server = await serve2();
     const once = await run(process.execPath, [CLI_BIN, 'protect', vol, '--to', at('c.cdp'), '--once', '--json'], { env: { IMGSTREAM_LOCK_DIR: locks } });
     await server.stop();
     expect(once.code, once.stderr).toBe(0);
     const overflow = once.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>).find((e) => e.event === 'overflow');
-    expect(overflow?.lostSnapshots).toEqual(['while-over']);
+    expect(overflow?.lostSnapshots).toEqual(['while-over', 'renamed-now']);
 
     async function serve2() {
       const s2 = await startServer(vol, ['--socket', at('c.sock'), '--journal', '--journal-size', '1M'], locks);
