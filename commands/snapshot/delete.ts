@@ -3,6 +3,7 @@ import { Args, Flags } from '@oclif/core';
 import { ImgstreamCommand } from '../_cli/base.js';
 import { openState, stateFlag } from '../_cli/mirror-flags.js';
 import { withVolumeAccess } from '../../src/control/index.js';
+import { replayIdleJournal } from '../../src/journal/idle-journal.js';
 import { BusyError } from '../../src/core/errors.js';
 import { snapshotJson } from './create.js';
 import { catalogFlag, openCatalog } from '../_cli/catalog-flag.js';
@@ -55,6 +56,8 @@ Likewise the newest snapshot a mirror of the volume holds (its last update's, as
           );
         }
       }
+      // (a journal's writes a killed server acknowledged go in first, as when it is served again)
+      if (vol.kind === 'local') replayIdleJournal(vol.volume);
       return vol.deleteSnapshot(args.name);
     });
     const tops = bases.map((d) => `the level ${d.level} dump ${d.id.slice(0, 8)} (${d.date})`).join(' and ');

@@ -1,6 +1,7 @@
 import { Args } from '@oclif/core';
 import { ImgstreamCommand } from '../_cli/base.js';
 import { withVolumeAccess } from '../../src/control/index.js';
+import { replayIdleJournal } from '../../src/journal/idle-journal.js';
 import { MIRROR_SNAPSHOT_PREFIX } from '../../src/volume/snapshot-name.js';
 import { snapshotJson } from './create.js';
 
@@ -16,10 +17,11 @@ export default class SnapshotShadow extends ImgstreamCommand {
   async run() {
     const { args } = await this.parse(SnapshotShadow);
     // (the snapshot as it was, for the line: one that is a shadow one already is left as it is)
-    const { before, e } = await withVolumeAccess(args.volume, { write: true }, async (vol) => ({
-      before: (await vol.snapshots()).find((x) => x.name === args.name),
-      e: await vol.shadowSnapshot(args.name),
-    }));
+    const { before, e } = await withVolumeAccess(args.volume, { write: true }, async (vol) => {
+      // (a journal's writes a killed server acknowledged go in first, as when it is served again)
+      if (vol.kind === 'local') replayIdleJournal(vol.volume);
+      return { before: (await vol.snapshots()).find((x) => x.name === args.name), e: await vol.shadowSnapshot(args.name) };
+    });
     this.say(before?.shadow ? `snapshot ${e.name} is a shadow snapshot already` : `snapshot ${e.name} is a shadow snapshot now: its ${e.blocks} blocks are reusable, and it stays the base of the next incremental dump`);
     return snapshotJson(e);
   }

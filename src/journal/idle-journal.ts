@@ -58,6 +58,20 @@ export function closeIdleJournal(writer: JournalWriter, ok: boolean): void {
   }
 }
 
+/**
+ * Before a command changes a journaled volume that no server holds (a dump's or a mirror
+ * update's snapshot, a snapshot deleted, a server without --journal): its journal is opened
+ * and closed again, which replays the writes a server killed -9 acknowledged after its last
+ * CP. Without it the command's CP went past them: the volume then read as before them for
+ * good (the next server refused the journal, its tail older than the volume), and a snapshot
+ * taken meanwhile lacked them. What it did, as openIdleJournal says it (undefined: no journal).
+ */
+export function replayIdleJournal(vol: Volume): IdleJournaling<unknown>['journal'] {
+  const opened = openIdleJournal(vol);
+  if (opened !== undefined && 'writer' in opened) closeIdleJournal(opened.writer, true);
+  return idleJournaling(opened);
+}
+
 /** What became of the journal of a command's operation, for its output. */
 export function idleJournaling(opened: ReturnType<typeof openIdleJournal>): IdleJournaling<unknown>['journal'] {
   if (opened === undefined) return undefined;

@@ -13,6 +13,7 @@ import { ServedVolume } from '../control/served-volume.js';
 import { Volume } from '../volume/volume.js';
 import { VolumeLock } from '../volume/volume-lock.js';
 import { statVolume } from '../volume/volume-open.js';
+import { replayIdleJournal } from '../journal/idle-journal.js';
 import { finishSource, olderMirrorSnapshots, prepareSource, type FinishArgs, type PrepareArgs, type SourceAccess } from './source-access.js';
 
 registerControlOp('mirror.prepare', (vol: Volume, args: ControlArgs, session) => {
@@ -110,6 +111,12 @@ export async function openMirrorSource(volPath: string): Promise<{ source: Volum
     }
   }
   const vol = Volume.open(volPath, { write: true, mirror: true });
+  try {
+    replayIdleJournal(vol); // its snapshot holds the writes a killed server acknowledged
+  } catch (err) {
+    vol.close();
+    throw err;
+  }
   return { source: vol, close: () => vol.close() };
 }
 

@@ -9,6 +9,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { BusyError, ExistsError, InvalidInputError, IoError, NetworkError, NotFoundError, UsageError, fromSystemError } from '../core/errors.js';
 import { JournalWriter, type JournalRecovery } from '../journal/journal-writer.js';
+import { replayIdleJournal } from '../journal/idle-journal.js';
 import { Volume } from '../volume/volume.js';
 import { VolumeLock } from '../volume/volume-lock.js';
 import { ControlServer } from '../control/control-server.js';
@@ -101,6 +102,11 @@ export async function serveNbd(opts: ServeNbdOptions, hooks: NbdServeHooks): Pro
       }
     }
     if (opts.journal) journal = JournalWriter.open(vol, { limitBytes: opts.journal.limitBytes, report: (m) => hooks.problem?.(m) });
+    else if (!readOnly) {
+      // served without --journal after a server with one was killed: the writes it acknowledged after its last CP first
+      const replay = replayIdleJournal(vol);
+      if (replay?.recorded && replay.replayed > 0) hooks.problem?.(`${vol.path}: ${replay.replayed} writes its write journal held past the last CP were replayed (a server with --journal stopped without its last CP); this server does not journal its writes`);
+    }
     exp = new NbdExport(vol, { name: opts.exportName ?? '', snapshot: opts.snapshot, readOnly, journal: journal ?? undefined }, hooks.problem);
     if (opts.listen.socket !== undefined) await clearStaleSocket(opts.listen.socket);
     server = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => {

@@ -8,6 +8,7 @@ import { NotFoundError } from '../core/errors.js';
 import type { SnapshotEntry } from '../format/snapshot-entry.js';
 import { noProgress, type Progress } from '../core/progress.js';
 import { openVolumeAccess } from '../control/access.js';
+import { replayIdleJournal } from '../journal/idle-journal.js';
 import type { Volume } from '../volume/volume.js';
 import { dumpVolume, type DumpOptions, type DumpResult, type DumpTargetFactory } from './dump.js';
 
@@ -16,6 +17,7 @@ export async function dumpVolumeAt(path: string, target: DumpTargetFactory, opts
   const access = await openVolumeAccess(path, { write, keepsDisk: true }); // it takes its snapshot at most
   if (access.kind === 'local') {
     try {
+      if (write) replayIdleJournal(access.volume); // its snapshot holds the writes a killed server acknowledged
       return await dumpVolume(access.volume, target, opts, progress);
     } finally {
       access.close();
