@@ -6,10 +6,11 @@ import { compressionFor, peerDestination, transferFlags } from '../_cli/mirror-p
 import { mirrorLoop, parseSchedule } from '../../src/mirror/run.js';
 import { runLines } from '../_cli/mirror-report.js';
 import { onStopSignals } from '../_cli/stop-signals.js';
+import { OUTPUT_FAILED, stopOnOutputFailure } from '../../src/cli/output-failure.js';
 
 export default class MirrorStart extends ImgstreamCommand {
   static override summary = 'Run mirror updates on a schedule, in the foreground.';
-  static override description = `Runs "mirror update" now and then at every tick of the schedule: --every DURATION (30s, 5m, 2h, 1d) after the end of the previous run, or --cron EXPR (five crontab fields, minute hour day-of-month month day-of-week, in local time; each * or a value, a list a,b, a range a-b or a step */n; months and days of the week also by name, JAN, MON). A malformed --every or --cron, or a crontab that never runs (0 0 30 2 *), is refused before anything runs, in one line naming the value and the field that is wrong (exit code 4). A failed update is logged and retried at the next tick (an interrupted transfer resumes); the loop never ends on an error. SIGINT or SIGTERM cuts a running transfer at once (the destination stays at its previous state, the next start resumes it), logs that it stopped and exits 0; a second signal while it stops (a quarter second or more after the first: one delivered twice, as timeout does, counts once) ends it at once. One line per transfer on stdout (one JSON object per line with --json: "update" with its transfers, "failed", "stopped", and "finished" with the runs and failures when the loop ends). On stderr, each line after the time it was written: what the loop does ("mirroring VOL to DEST every 5m" when it starts, "stopped by SIGTERM ..." when it stops), and each failed update ("imgstream: update failed (attempt N): ERROR", as errors read): fit for a systemd service (see the README). With --max-runs N it ends after N updates: with exit 0 when the last one succeeded, else with the last one's error and its exit code (a wrapper sees that nothing was mirrored then).`;
+  static override description = `Runs "mirror update" now and then at every tick of the schedule: --every DURATION (30s, 5m, 2h, 1d) after the end of the previous run, or --cron EXPR (five crontab fields, minute hour day-of-month month day-of-week, in local time; each * or a value, a list a,b, a range a-b or a step */n; months and days of the week also by name, JAN, MON). A malformed --every or --cron, or a crontab that never runs (0 0 30 2 *), is refused before anything runs, in one line naming the value and the field that is wrong (exit code 4). A failed update is logged and retried at the next tick (an interrupted transfer resumes); the loop never ends on an error. SIGINT or SIGTERM cuts a running transfer at once (the destination stays at its previous state, the next start resumes it), logs that it stopped and exits 0; a second signal while it stops (a quarter second or more after the first: one delivered twice, as timeout does, counts once) ends it at once. A write to stdout that fails (its reader gone away, as with | head; a full disk) stops it the same way, and it exits 10 with one line ("writing the output: EPIPE: ... (so it stopped, as on SIGTERM)"). One line per transfer on stdout (one JSON object per line with --json: "update" with its transfers, "failed", "stopped", and "finished" with the runs and failures when the loop ends). On stderr, each line after the time it was written: what the loop does ("mirroring VOL to DEST every 5m" when it starts, "stopped by SIGTERM ..." when it stops), and each failed update ("imgstream: update failed (attempt N): ERROR", as errors read): fit for a systemd service (see the README). With --max-runs N it ends after N updates: with exit 0 when the last one succeeded, else with the last one's error and its exit code (a wrapper sees that nothing was mirrored then).`;
   static override examples = [
     '<%= config.bin %> mirror start vm.vol --to peer://backup.example:7411/vm --token-file /etc/imgstream/token --tls-ca /etc/imgstream/ca.pem --every 5m',
     '<%= config.bin %> mirror start vm.vol --to peer://10.0.0.2:7411/vm --token-file token --plain --cron "*/15 8-18 * * 1-5" --limit-rate 20M',
@@ -30,6 +31,8 @@ export default class MirrorStart extends ImgstreamCommand {
     const limitRate = parseRate(flags['limit-rate']);
     const stop = new AbortController();
     const off = onStopSignals((sig) => stop.abort(sig), ['SIGINT', 'SIGTERM']);
+    // its log's reader gone away (| head), or its disk full: stopped as by SIGTERM, then exit 10 (main)
+    const offOutput = stopOnOutputFailure(() => stop.abort(OUTPUT_FAILED));
     const json = this.jsonEnabled();
     const line = (o: Record<string, unknown>, text: string) => process.stdout.write(json ? `${JSON.stringify({ time: new Date().toISOString(), ...o })}\n` : `${new Date().toISOString()} ${text}\n`);
     // the loop's own log on stderr: information reads as the log lines on stdout do (a time,
@@ -61,6 +64,7 @@ export default class MirrorStart extends ImgstreamCommand {
       if (!json) return summary;
     } finally {
       off();
+      offOutput();
     }
   }
 }

@@ -10,6 +10,7 @@ import { formatSize } from '../../src/core/size.js';
 import { tuneGcForStreaming } from '../../src/core/gc-tuning.js';
 import { formatDuration, parseDuration } from '../_cli/duration.js';
 import { onStopSignals } from '../_cli/stop-signals.js';
+import { OUTPUT_FAILED, stopOnOutputFailure } from '../../src/cli/output-failure.js';
 
 export default class Protect extends ImgstreamCommand {
   static override summary = 'Ship a volume\'s write journal to a protection destination continuously (restore as of any moment).';
@@ -17,7 +18,7 @@ export default class Protect extends ImgstreamCommand {
 
 The first run sends a seed (the whole mapped disk, from a snapshot the server takes for it). When the destination is unreachable, or its file system is full (here or on the daemon: said, and retried until space is freed there), the journal accumulates in VOL.journal/ up to the server's --journal-size; past it the journal overflows into a list of changed blocks and the next transfer is a resync of just those blocks (reported, never silent). A run that is stopped or killed resumes where the destination acknowledged. While nothing is written the destination's window still moves forward (about once per interval), so a time just before now is always in it. One protect at a time ships a volume's journal (a second one exits 7); protecting to another destination later works, but the first one, if resumed after the journal was trimmed past it, gets a resync of every block. A disk changed without its journal (served without --journal, imported into) is never passed over: protect stops with the "invalid-input" code (4) instead of claiming recovery points that lack the change.
 
-One line per interval shipped (with --json one JSON object: seq, start, end, blocks, bytes, records, lagMs, bytesPerSecond), and the lag, the age of the oldest write not yet shipped. SIGINT or SIGTERM lets the interval in flight finish (or be abandoned: the destination keeps its previous state) and exits 0.`;
+One line per interval shipped (with --json one JSON object: seq, start, end, blocks, bytes, records, lagMs, bytesPerSecond), and the lag, the age of the oldest write not yet shipped. SIGINT or SIGTERM lets the interval in flight finish (or be abandoned: the destination keeps its previous state) and exits 0. A write to stdout that fails (its reader gone away, as with | head; a full disk) stops it the same way, and it exits 10 with one line ("writing the output: EPIPE: ... (so it stopped, as on SIGTERM)").`;
   static override examples = [
     '<%= config.bin %> serve nbd vm.vol --socket /run/vm.sock --journal &',
     '<%= config.bin %> protect vm.vol --to /backup/vm.cdp --interval 1s --keep 24h',
@@ -47,6 +48,8 @@ One line per interval shipped (with --json one JSON object: seq, start, end, blo
     const destination = openProtectDestination(flags.to, peer);
     const stop = new AbortController();
     const off = onStopSignals(() => stop.abort(), ['SIGINT', 'SIGTERM']);
+    // its log's reader gone away (| head), or its disk full: stopped as by SIGTERM, then exit 10 (main)
+    const offOutput = stopOnOutputFailure(() => stop.abort(OUTPUT_FAILED));
     const json = this.jsonEnabled();
     try {
       const sum = await protect({ volume: args.volume, destination, intervalMs, keepMs, signal: stop.signal, once: flags.once === true }, (e) => this.event(e, json));
@@ -54,6 +57,7 @@ One line per interval shipped (with --json one JSON object: seq, start, end, blo
       else this.log(`${new Date().toISOString()} stopped: ${sum.intervals} interval${sum.intervals === 1 ? '' : 's'}${sum.resyncs ? ` (${sum.resyncs} resync${sum.resyncs === 1 ? '' : 's'})` : ''}, ${formatSize(sum.bytes)} shipped; ${destination.description} holds the journal up to record ${sum.journalTo}`);
     } finally {
       off();
+      offOutput();
     }
   }
 

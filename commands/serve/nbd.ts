@@ -6,6 +6,7 @@ import { parseListenAddress, serveNbd, type NbdListening } from '../../src/nbd/i
 import { formatSize, parseSize } from '../../src/core/size.js';
 import { InvalidInputError, UsageError, stoppedBy } from '../../src/core/errors.js';
 import { onStopSignals } from '../_cli/stop-signals.js';
+import { OUTPUT_FAILED, stopOnOutputFailure } from '../../src/cli/output-failure.js';
 import { tuneGcForStreaming } from '../../src/core/gc-tuning.js';
 import { MAX_STRING_BYTES } from '../../src/format/nbd-protocol.js';
 
@@ -14,7 +15,7 @@ const MIN_JOURNAL_SIZE = 64 << 10;
 
 export default class ServeNbd extends ImgstreamCommand {
   static override summary = 'Serve a volume to NBD clients (qemu-img, qemu-io, nbdcopy, nbd-client).';
-  static override description = `Offers the volume's active file system, or one snapshot, as an NBD export (fixed newstyle negotiation) on a TCP address or a Unix socket, to any number of connections at once. Writes go to free blocks (write-anywhere) and become part of the volume at a consistency point: FLUSH and FUA writes are answered only after one, one is taken every --cp-interval seconds when something changed, and one on SIGINT, SIGTERM or SIGHUP before the server exits (exit 0 on SIGINT and SIGTERM, the asked-for stop; 129 on SIGHUP, a lost terminal or session; a second signal ends it at once, losing writes acknowledged since the last CP unless --journal keeps them). Trim and write-zeroes unmap whole blocks; unaligned reads and writes of any size are served (partial blocks are merged). A snapshot export, or --readonly, refuses writes with EPERM. When the server is ready it prints the URI clients connect to, and a summary when it stops (with --json, one JSON line each). There is no TLS and no authentication: listen on localhost or a Unix socket unless the network is trusted.
+  static override description = `Offers the volume's active file system, or one snapshot, as an NBD export (fixed newstyle negotiation) on a TCP address or a Unix socket, to any number of connections at once. Writes go to free blocks (write-anywhere) and become part of the volume at a consistency point: FLUSH and FUA writes are answered only after one, one is taken every --cp-interval seconds when something changed, and one on SIGINT, SIGTERM or SIGHUP before the server exits (exit 0 on SIGINT and SIGTERM, the asked-for stop; 129 on SIGHUP, a lost terminal or session; a second signal ends it at once, losing writes acknowledged since the last CP unless --journal keeps them). A write to stdout that fails (its reader gone away, as with | head; a full disk) stops it the same way, and it exits 10 with one line ("writing the output: EPIPE: ... (so it stopped, as on SIGTERM)"). Trim and write-zeroes unmap whole blocks; unaligned reads and writes of any size are served (partial blocks are merged). A snapshot export, or --readonly, refuses writes with EPERM. When the server is ready it prints the URI clients connect to, and a summary when it stops (with --json, one JSON line each). There is no TLS and no authentication: listen on localhost or a Unix socket unless the network is trusted.
 
 Clients that negotiate structured replies get unmapped ranges as holes (no data sent; DF is honoured) and may ask for block status, answered from the volume's metadata without reading data: base:allocation (holes and data, as nbdinfo --map and qemu-img map show), and imgstream:image:EXPR, a storage image in logical addresses: 1 for a block whose data is in the image, 0 for one mapped outside it, 2 for an unmapped block (reads as zeros). EXPR is evaluated when the client selects the context, and again before a block status request that finds the volume changed since (a connection kept open sees the volume as it is; after EXPR's snapshot is deleted its requests fail with EIO); a bad one is refused at negotiation with the reason (LIBNBD_DEBUG=1 shows it). Incremental backup with stock clients: keep a raw copy of snapshot S (volume export VOL@S), then for each extent of nbdinfo --json --map='imgstream:image:active - S' copy the 1s into it (qemu-img convert -n with driver=raw,offset=,size= on both sides) and zero the 2s (qemu-io -c "write -z OFF LEN"); the README has the script. A write whose data equals what the block holds keeps the block where it is (no allocation, no mark-on-allocate bit), so copying a mostly identical image over the disk leaves the next incremental at what differs. A client must complete the handshake within --handshake-timeout seconds; an option longer than 64 KiB drops it.
 
@@ -84,6 +85,8 @@ While it serves, other imgstream commands on the same volume go through the serv
       stoppedBySignal = sig;
       stop.abort();
     });
+    // its stdout's reader gone away, or its disk full: stopped as by SIGTERM (its last CP), then exit 10 (main)
+    const offOutput = stopOnOutputFailure(() => stop.abort(OUTPUT_FAILED));
     try {
       const result = await serveNbd(
         { volume: args.volume, listen, snapshot: flags.snapshot, readOnly: flags.readonly, cpIntervalMs: interval * 1000, exportName: flags['export-name'], handshakeMs: handshake * 1000, listenChosen: flags.socket !== undefined || flags.listen !== undefined, journal: flags.journal === true ? { limitBytes: journalLimit } : undefined },
@@ -99,6 +102,7 @@ While it serves, other imgstream commands on the same volume go through the serv
       return result;
     } finally {
       off();
+      offOutput();
     }
   }
 

@@ -6,6 +6,7 @@ import { UsageError } from '../../src/core/errors.js';
 import { registerMirrorServices } from '../../src/mirror/peer.js';
 import { registerProtectServices } from '../../src/journal/protect-service.js';
 import { tuneGcForStreaming } from '../../src/core/gc-tuning.js';
+import { OUTPUT_FAILED, stopOnOutputFailure } from '../../src/cli/output-failure.js';
 
 export default class ServePeer extends ImgstreamCommand {
   static override summary = 'Run the peer daemon: receive streams from imgstream clients and send them back.';
@@ -13,7 +14,7 @@ export default class ServePeer extends ImgstreamCommand {
 
 Security model. Every client and the daemon share a secret token (--token-file, the same contents on both sides, mode 600: a file others may read is refused). The token is never sent: each side proves it holds it with an HMAC-SHA256 over fresh random numbers from both sides (and, in TLS, over keys of the TLS session), so a recorded exchange is useless and a client also knows it talks to a daemon holding the token. The connection is TLS (--tls-cert and --tls-key) unless --plain: clients check the certificate against a CA (--tls-ca) or a pinned SHA-256 fingerprint (--tls-fingerprint, printed when the daemon starts). --plain sends streams in the clear: only on a network you trust, and clients must ask for it too. Names are relative paths inside --root: absolute paths, "..", names starting with "." or "-", control characters and symbolic links that lead out of the directory are refused. A client that misbehaves loses only its connection. Connections that have not authenticated yet have their own budget (--max-handshakes) and deadline (--handshake-timeout): when the budget is full, a new connection drops the one that has waited longest, so silent or slow connections from anyone can never keep a client holding the token out. Only authenticated clients take one of the --max-connections places; beyond them a client is told "busy" (exit 7). An authenticated connection is closed after --idle-timeout without a byte either way, and when a message has not fully arrived --frame-timeout after its first byte (a client trickling a byte now and then). Errors sent to clients never show the daemon's paths: files inside --root are named as clients name them (NAME), other paths as "(a path on the daemon)"; the daemon's log has the full paths.
 
-Every connection is logged on stderr, one line per event with time, connection number and client address: connect, authentication, request and name, bytes, result, disconnect. When the daemon is ready it prints the URL clients use and the certificate fingerprint (with --json, one JSON line {"listening": {...}}); it stops on SIGINT or SIGTERM: no new connections, transfers in progress are cancelled at once as when their client goes away (a stream leaves nothing under its name, a mirror keeps its previous state and what arrived to resume from), and every client with a connection open is told "the daemon is shutting down" (exit 12; protect and mirror start retry). It exits as soon as its services have ended; one that has not within 3 s has its connection cut and is not waited for.`;
+Every connection is logged on stderr, one line per event with time, connection number and client address: connect, authentication, request and name, bytes, result, disconnect. When the daemon is ready it prints the URL clients use and the certificate fingerprint (with --json, one JSON line {"listening": {...}}); it stops on SIGINT or SIGTERM: no new connections, transfers in progress are cancelled at once as when their client goes away (a stream leaves nothing under its name, a mirror keeps its previous state and what arrived to resume from), and every client with a connection open is told "the daemon is shutting down" (exit 12; protect and mirror start retry). A write to stdout that fails (its reader gone away, as with | head; a full disk) stops it the same way, and it exits 10 with one line ("writing the output: EPIPE: ... (so it stopped, as on SIGTERM)"). It exits as soon as its services have ended; one that has not within 3 s has its connection cut and is not waited for.`;
   static override examples = [
     '(umask 077; openssl rand -hex 32 > /etc/imgstream/peer.token)',
     'openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 3650 -subj /CN=backup1 -addext subjectAltName=DNS:backup1 -keyout /etc/imgstream/peer.key -out /etc/imgstream/peer.crt',
@@ -47,6 +48,8 @@ Every connection is logged on stderr, one line per event with time, connection n
     const onSignal = () => stop.abort();
     process.once('SIGINT', onSignal);
     process.once('SIGTERM', onSignal);
+    // its stdout's reader gone away, or its disk full: stopped as by SIGTERM, then exit 10 (main)
+    const offOutput = stopOnOutputFailure(() => stop.abort(OUTPUT_FAILED));
     try {
       registerMirrorServices(); // mirror.update|resync|state|break and replicate.pull on DIR/NAME
       registerProtectServices(); // protect.ship and protect.status: protection destinations DIR/NAME
@@ -70,6 +73,7 @@ Every connection is logged on stderr, one line per event with time, connection n
     } finally {
       process.off('SIGINT', onSignal);
       process.off('SIGTERM', onSignal);
+      offOutput();
       // a service that ignored the stop (servePeer no longer waits for it) must not keep the process alive
       if (stop.signal.aborted) setTimeout(() => process.exit(), 500).unref();
     }

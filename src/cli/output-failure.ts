@@ -4,12 +4,39 @@
 // EPIPE) as an uncaught exception, a stack trace and exit 1 after the work was done, and
 // its flush() then waited for a 'drain' a failed stream never emits, so the process left
 // with Node's exit code 13 (a top-level await that never settled). Here the first failure
-// is kept; main() ends with one line and exit 10 (io) once the command is through.
+// is kept; main() ends with one line and exit 10 (io) once the command is through. A
+// long-running command (mirror start, protect, the servers) would never be through: it
+// logged on to nobody until killed, so it is stopped as a stop signal stops it.
 import { EXIT_CODES } from '../core/errors.js';
 import { outputFailureText } from '../fs/stdout-failure.js';
 
-let current: { failure?: NodeJS.ErrnoException } | undefined;
+let current: { failure?: NodeJS.ErrnoException; stopped?: boolean } | undefined;
 let installed = false;
+const stops = new Set<() => void>();
+
+/** The reason a command stopped by stopOnOutputFailure() is given (its AbortSignal's, for its log). */
+export const OUTPUT_FAILED = 'a failed write of its output';
+
+/**
+ * For a command that runs until stopped: calls `stop` (once) when a write to stdout fails,
+ * its reader gone away or its disk full, as a stop signal would; main() then ends with the
+ * one line and exit 10. Returns what takes `stop` off again.
+ */
+export function stopOnOutputFailure(stop: () => void): () => void {
+  let called = false;
+  const once = (): void => {
+    if (called) return;
+    called = true;
+    if (current) current.stopped = true;
+    stop();
+  };
+  stops.add(once);
+  // (a write that failed before: its 'error' came already)
+  if (current?.failure) queueMicrotask(() => stops.has(once) && once());
+  return () => {
+    stops.delete(once);
+  };
+}
 
 /** Starts watching stdout for a failed write, for one run of main(). */
 export function watchOutput(): void {
@@ -24,7 +51,9 @@ export function watchOutput(): void {
   out.emit = function (this: typeof out, event: string | symbol, ...args: unknown[]): boolean {
     if (event !== 'error') return emit.call(this, event, ...args);
     const err = args[0] as NodeJS.ErrnoException;
+    const first = current !== undefined && current.failure === undefined;
     if (current) current.failure ??= err;
+    if (first) for (const stop of [...stops]) stop();
     for (const l of this.listeners('error')) {
       try {
         (l as (e: unknown) => void).call(this, err);
@@ -58,9 +87,13 @@ export async function outputDrained(): Promise<void> {
  */
 export function reportOutputFailure(commandExit: number): number | undefined {
   const failure = current?.failure;
-  current = undefined;
-  if (!failure || commandExit !== 0) return undefined;
+  if (!failure || commandExit !== 0 || !current) {
+    current = undefined;
+    return undefined;
+  }
   const what = outputFailureText(failure);
-  process.stderr.write(`imgstream: writing the output: ${what} (the command itself completed)\n`);
+  const stopped = current.stopped === true;
+  current = undefined;
+  process.stderr.write(`imgstream: writing the output: ${what} (${stopped ? 'so it stopped, as on SIGTERM' : 'the command itself completed'})\n`);
   return EXIT_CODES.io.exit;
 }

@@ -9,6 +9,7 @@ import type { ProtectedSource } from './destination-api.js';
 import { writeFileDurably } from '../fs/durable-file.js';
 import { Volume } from '../volume/volume.js';
 import { FLAG_MIRROR } from '../volume/volume-flags.js';
+import { refuseNonVolumeFile } from '../volume/block-file.js';
 import { intervalSeqOf } from './interval-file.js';
 import type { BaseRenamePlan } from './base-renames.js';
 
@@ -130,7 +131,7 @@ export function initialState(source: ProtectedSource, keepMs: number): ProtectSt
   return { format: FORMAT, version: 1, source: { uuid, path: where, blockSize, logicalSize, ...(journalId !== undefined ? { journalId } : {}) }, keepMs, seeded: false, baseSeq: 0, baseTime: 0, intervalSeq: 0, intervalEnd: 0, journalTo: 0, fold: null };
 }
 
-/** Refuses a path that is a volume file (plain or mirror), naming what it is; any other file too unless `volumesOnly`. */
+/** Refuses a path that is a volume file (plain or mirror), naming what it is; any other file too (a named pipe as such) unless `volumesOnly`. */
 export function refuseVolumePath(p: string, volumesOnly = false): void {
   let st: fs.Stats;
   try {
@@ -139,6 +140,8 @@ export function refuseVolumePath(p: string, volumesOnly = false): void {
     return;
   }
   if (st.isDirectory()) return;
+  // a named pipe or a socket, named as every command names it (opening one as a volume would wait for a writer)
+  if (!volumesOnly) refuseNonVolumeFile(p, st, 'a protection destination', 'give a directory: imgstream protect creates it');
   let what = 'a file';
   try {
     const v = Volume.openView(p);

@@ -9,7 +9,7 @@
 import { ServedVolume } from '../control/served-volume.js';
 import { BlockFile } from '../volume/block-file.js';
 import { readRootRecord } from '../volume/root-reader.js';
-import { statVolume } from '../volume/volume-open.js';
+import { refuseUnfinishedRestore, statVolume } from '../volume/volume-open.js';
 import { VolumeLock } from '../volume/volume-lock.js';
 import type { LogicalMap } from '../volume/logical-map.js';
 import type { BlockSet } from '../core/block-set.js';
@@ -88,6 +88,8 @@ export async function volumeIdentity(volumePath: string): Promise<{ uuid: string
   const file = BlockFile.open(volumePath, false);
   try {
     const r = readRootRecord(file, volumePath);
+    // its disk is part old, part new: refused as every writer refuses it, before the journal is looked for or a destination made
+    refuseUnfinishedRestore(volumePath, r);
     return { uuid: r.uuid, blockSize: r.blockSize, logicalSize: r.logicalSize };
   } finally {
     file.close();

@@ -59,14 +59,21 @@ export async function applyTransfer(volPath: string, ch: MirrorChannel, plan: Tr
   const sides = sidePaths(volPath);
   const planHash = planHashOf(plan);
   let resume = readResume(sides.resume);
+  // a stopped transfer kept here that this plan is not (a copy of the source volume, the
+  // same uuid, plans its own): what it kept goes, said as every drop is (the source shows it)
+  let discarded: string | undefined;
   // (state.resume is null for one whose records are not in the volume at NAME: describeDestination)
-  if (resume && (!state.resume || resume.transferId !== plan.transferId || resume.planHash !== planHash)) resume = null;
+  if (resume && (!state.resume || resume.transferId !== plan.transferId || resume.planHash !== planHash)) {
+    if (state.resume) discarded = `dropped the stopped transfer ${resume.transferId} kept at the destination: another transfer begins (${plan.transferId})`;
+    resume = null;
+  }
   const initial = !state.exists;
   if (initial && !resume && fs.existsSync(sides.fresh)) {
     // a stopped first transfer this one does not resume (another plan): its half-built volume is not built on
-    log(`mirror ${path.basename(volPath)}: dropped the stopped transfer kept at the destination (${path.basename(sides.fresh)}): another transfer begins`);
+    discarded ??= `dropped the stopped transfer kept at the destination (${path.basename(sides.fresh)}): another transfer begins (${plan.transferId})`;
     dropStaleResume(volPath);
   }
+  if (discarded) log(`mirror ${path.basename(volPath)}: ${discarded}`);
   if (initial && !fs.existsSync(sides.fresh)) {
     resume = null; // a volume made now holds nothing acknowledged before
     const g = plan.volume;
@@ -122,7 +129,7 @@ export async function applyTransfer(volPath: string, ch: MirrorChannel, plan: Tr
     const stagedAt = (v: number) => staged.get(v);
     let stageBytes = resume.stageBytes;
     const acked = resume.acked;
-    await ch.send({ ready: { resumeFrom: acked } });
+    await ch.send({ ready: { resumeFrom: acked, ...(discarded ? { discarded } : {}) } });
     if (acked > 0) log(`mirror ${path.basename(volPath)}: resuming transfer ${plan.transferId} after ${acked} records`);
 
     const bs = vol.blockSize;

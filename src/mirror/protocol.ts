@@ -7,7 +7,7 @@
 //   source -> destination   hello  { op: 'mirror.update' | 'mirror.resync' | 'mirror.break' | 'mirror.abandon', name, protocol, volume, pid?, compress?: ['zstd'] }
 //   destination -> source   { state: DestinationState, compress?: 'zstd' }     (or { error: { code, message, hint, kept? } })
 //   source -> destination   { plan: TransferPlan }
-//   destination -> source   { ready: { resumeFrom } }       records before resumeFrom were acknowledged earlier
+//   destination -> source   { ready: { resumeFrom, discarded? } }   records before resumeFrom were acknowledged earlier; discarded: a stopped transfer kept there that this plan is not, dropped now
 //   source -> destination   { rec: i, kind: 'plane' | 'data' | 'mapdelta', crc, length, ghost?, enc? } + payload   for i = 0, 1, ...
 //   destination -> source   { ack: n }                       records 0..n-1 are durable at the destination
 //   source -> destination   { end: { records, chain } }
@@ -48,7 +48,9 @@
 // NAME that is no longer the one they went into answers RESUME_LOST, and the source starts
 // over. One that plainly is not (the mirror deleted, moved away, replaced: the resume file
 // records the file, uuid and CP it was written beside) is dropped before the plan, and
-// the state says why (`discarded`).
+// the state says why (`discarded`); one that is there but is not this plan's (another
+// transfer: a copy of the source volume plans its own) is dropped when the plan comes, and
+// `ready` says so.
 import type { SnapshotEntry } from '../format/snapshot-entry.js';
 
 export const MIRROR_PROTOCOL = 2;

@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { CorruptError, FormatVersionError, ImgstreamError, InvalidInputError, NotAVolumeError, NotFoundError } from '../core/errors.js';
 import { Volume } from '../volume/volume.js';
+import { refuseNonVolumeFile } from '../volume/block-file.js';
 import { applyTransfer } from './apply-transfer.js';
 import { holdingDestination } from './destination-lock.js';
 import { abandonPartial, checkDestinationPath, dropStaleResume, partialFiles, readResume, settleFresh, sidePaths, staleResume } from './side-files.js';
@@ -95,6 +96,8 @@ export function breakMirror(volPath: string): { broken: boolean; generation: num
   // the hints are a mirror's, not those of a volume to create or import into
   const hint = 'give a mirror destination: imgstream mirror status SOURCE lists them';
   if (!fs.existsSync(volPath)) throw new NotFoundError(`${volPath}: no mirror there to break`, hint);
+  // a named pipe or a socket is named as every command names it (below, any other file is "not an imgstream volume")
+  refuseNonVolumeFile(volPath, fs.statSync(volPath));
   let vol: Volume;
   try {
     vol = Volume.open(volPath, { write: true, mirror: true });

@@ -200,7 +200,7 @@ export async function sendMirror(source: Volume | SourceAccess, ch: MirrorChanne
   const stateMsg = await expect(ch, 'state', where);
   const dest = stateMsg.state as DestinationState;
   const compression: MirrorCompression = offer.compress && stateMsg.compress === 'zstd' ? 'zstd' : 'none';
-  const discarded = dest.discarded ? { discarded: dest.discarded } : {};
+  const discarded: { discarded?: string } = dest.discarded ? { discarded: dest.discarded } : {};
   if (dest.exists && dest.uuid !== uuid) throw new InvalidInputError(`${where}: holds another volume (${dest.uuid})`, 'mirror to another name');
   if (opts.op === 'replicate' && opts.top !== undefined) refuseReplicaRollback(dest, vol.snapshot(opts.top), where);
 
@@ -299,8 +299,10 @@ export async function sendMirror(source: Volume | SourceAccess, ch: MirrorChanne
     planBytes = plan.bytes;
     planSent = true;
     await ch.send({ plan });
-    const ready = (await expect(ch, 'ready', where)).ready as { resumeFrom: number };
+    const ready = (await expect(ch, 'ready', where)).ready as { resumeFrom: number; discarded?: string };
     const resumeFrom = ready.resumeFrom;
+    // a stopped transfer the destination dropped only once it saw this plan (another one's)
+    if (ready.discarded && !discarded.discarded) discarded.discarded = ready.discarded;
 
     // acknowledgements and the final answer arrive while records go out
     let done: TransferDone | null = null;

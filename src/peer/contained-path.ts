@@ -5,7 +5,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { InvalidInputError, fromSystemError } from '../core/errors.js';
-import { checkPeerName, printable } from './peer-url.js';
+import { checkPeerName, SHOWN_CHARS } from './peer-url.js';
+import { escapeControls } from '../core/control-chars.js';
 
 /** True when `p` is `root` or below it (both real paths). */
 export function isInside(root: string, p: string): boolean {
@@ -14,7 +15,7 @@ export function isInside(root: string, p: string): boolean {
 }
 
 function escapes(name: string): InvalidInputError {
-  return new InvalidInputError(`invalid peer name "${printable(name)}": it leads outside the daemon's directory through a symbolic link`, 'use a name inside the directory');
+  return new InvalidInputError(`invalid peer name "${escapeControls(name, SHOWN_CHARS)}": it leads outside the daemon's directory through a symbolic link`, 'use a name inside the directory');
 }
 
 /**
@@ -33,7 +34,7 @@ export function resolveContained(realRoot: string, name: string): string {
       st = fs.lstatSync(next);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return path.join(cur, ...parts.slice(i));
-      if ((err as NodeJS.ErrnoException).code === 'ENOTDIR') throw new InvalidInputError(`invalid peer name "${printable(name)}": "${printable(parts.slice(0, i).join('/'))}" is not a directory`);
+      if ((err as NodeJS.ErrnoException).code === 'ENOTDIR') throw new InvalidInputError(`invalid peer name "${escapeControls(name, SHOWN_CHARS)}": "${escapeControls(parts.slice(0, i).join('/'), SHOWN_CHARS)}" is not a directory`);
       throw fromSystemError(err, name, 'looking up the name');
     }
     if (st.isSymbolicLink()) {
@@ -47,7 +48,7 @@ export function resolveContained(realRoot: string, name: string): string {
       cur = real;
     } else cur = next;
     if (i < parts.length - 1 && !fs.statSync(cur).isDirectory()) {
-      throw new InvalidInputError(`invalid peer name "${printable(name)}": "${printable(parts.slice(0, i + 1).join('/'))}" is not a directory`);
+      throw new InvalidInputError(`invalid peer name "${escapeControls(name, SHOWN_CHARS)}": "${escapeControls(parts.slice(0, i + 1).join('/'), SHOWN_CHARS)}" is not a directory`);
     }
   }
   return cur;

@@ -3,6 +3,7 @@
 // and the rules a NAME obeys (checked on both sides: the client fails fast, the daemon
 // trusts nothing it is sent).
 import { InvalidInputError } from '../core/errors.js';
+import { escapeControls } from '../core/control-chars.js';
 
 export interface PeerUrl {
   host: string;
@@ -32,21 +33,21 @@ function parseHostPort(text: string, what: string, hint: string): { host: string
 /** "peer://HOST:PORT/NAME" (IPv6 in brackets, NAME percent-encoded where needed). */
 export function parsePeerUrl(url: string, opts: { requireName?: boolean } = {}): PeerUrl {
   const hint = 'write peer://HOST:PORT/NAME, e.g. peer://backup1:7420/vm1.l0 or peer://[::1]:7420/vm1.l0';
-  if (!url.startsWith('peer://')) throw new InvalidInputError(`invalid peer URL "${printable(url)}": it must start with peer://`, hint);
+  if (!url.startsWith('peer://')) throw new InvalidInputError(`invalid peer URL "${escapeControls(url, SHOWN_CHARS)}": it must start with peer://`, hint);
   const rest = url.slice('peer://'.length);
   const slash = rest.indexOf('/');
   const authority = slash < 0 ? rest : rest.slice(0, slash);
   const { host, port } = parseHostPort(authority, 'peer URL', hint);
-  if (port === 0) throw new InvalidInputError(`invalid peer URL "${printable(url)}": port 0`, hint);
+  if (port === 0) throw new InvalidInputError(`invalid peer URL "${escapeControls(url, SHOWN_CHARS)}": port 0`, hint);
   let name = '';
   if (slash >= 0) {
     try {
       name = decodeURIComponent(rest.slice(slash + 1));
     } catch {
-      throw new InvalidInputError(`invalid peer URL "${printable(url)}": bad percent-encoding in the name`, hint);
+      throw new InvalidInputError(`invalid peer URL "${escapeControls(url, SHOWN_CHARS)}": bad percent-encoding in the name`, hint);
     }
   }
-  if (name === '' && opts.requireName !== false) throw new InvalidInputError(`peer URL "${printable(url)}" names no stream`, hint);
+  if (name === '' && opts.requireName !== false) throw new InvalidInputError(`peer URL "${escapeControls(url, SHOWN_CHARS)}" names no stream`, hint);
   if (name !== '') checkPeerName(name);
   return { host, port, name };
 }
@@ -82,7 +83,7 @@ export function parsePeerListen(text: string): { host: string; port: number } {
  * control characters, at most 255 bytes in all and 200 per component.
  */
 export function checkPeerName(name: string): void {
-  const bad = (why: string) => new InvalidInputError(`invalid peer name "${printable(name)}": ${why}`, 'use a relative path such as vm1.l0 or site-a/vm1.l0');
+  const bad = (why: string) => new InvalidInputError(`invalid peer name "${escapeControls(name, SHOWN_CHARS)}": ${why}`, 'use a relative path such as vm1.l0 or site-a/vm1.l0');
   if (typeof name !== 'string' || name === '') throw bad('empty');
   if (name.includes('\0')) throw bad('it contains a NUL byte');
   // eslint-disable-next-line no-control-regex
@@ -102,7 +103,7 @@ export function checkPeerName(name: string): void {
 /** "sha256:HEX" (colons between bytes allowed, any case) -> 64 lower-case hex digits. */
 export function parseFingerprint(text: string): string {
   const m = /^sha256:((?:[0-9A-Fa-f]{2}:?){31}[0-9A-Fa-f]{2})$/.exec(text.trim());
-  if (!m) throw new InvalidInputError(`invalid certificate fingerprint "${printable(text)}"`, 'use sha256:HEX (64 hex digits), as `imgstream serve peer` prints it or `openssl x509 -noout -fingerprint -sha256 -in CERT` shows it');
+  if (!m) throw new InvalidInputError(`invalid certificate fingerprint "${escapeControls(text, SHOWN_CHARS)}"`, 'use sha256:HEX (64 hex digits), as `imgstream serve peer` prints it or `openssl x509 -noout -fingerprint -sha256 -in CERT` shows it');
   return m[1].replace(/:/g, '').toLowerCase();
 }
 
@@ -111,9 +112,5 @@ export function formatFingerprint(hexOrColons: string): string {
   return `sha256:${hexOrColons.replace(/:/g, '').toLowerCase()}`;
 }
 
-/** Text from a peer or a user, safe to put in a one-line message. */
-export function printable(s: string, max = 120): string {
-  // eslint-disable-next-line no-control-regex
-  const t = String(s).replace(/[\x00-\x1f\x7f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
-  return t.length > max ? `${t.slice(0, max)}...` : t;
-}
+/** Characters of a name or text from a peer or a user shown in a one-line message (escapeControls), at most. */
+export const SHOWN_CHARS = 120;

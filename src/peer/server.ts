@@ -16,10 +16,11 @@ import { remoteAddress } from './socket-error.js';
 import { resolveContained } from './contained-path.js';
 import { clientErrorBody } from './daemon-paths.js';
 import { HandshakeRefused, serverHandshake, serverPreamble } from './handshake.js';
-import { formatFingerprint, hostPort, printable } from './peer-url.js';
+import { formatFingerprint, hostPort, SHOWN_CHARS } from './peer-url.js';
 import { isPeerOp, peerServices, type PeerContext, type PeerHello, type PeerService } from './services.js';
 import { readTokenFile } from './token-file.js';
 import { daemonShuttingDown, errorToWire } from './wire-error.js';
+import { escapeControls } from '../core/control-chars.js';
 
 export interface ServePeerOptions {
   /** The directory every NAME is inside. */
@@ -268,10 +269,10 @@ export async function servePeer(opts: ServePeerOptions): Promise<PeerServeResult
       op = hello.op;
       const service = services.get(hello.op);
       if (!service) {
-        throw new InvalidInputError(`unknown operation "${printable(hello.op, 64)}"`, `this daemon offers ${[...services.keys()].sort().join(', ') || 'nothing'}`);
+        throw new InvalidInputError(`unknown operation "${escapeControls(hello.op, 64)}"`, `this daemon offers ${[...services.keys()].sort().join(', ') || 'nothing'}`);
       }
       const target = hello.name === undefined ? root : resolveContained(root, hello.name);
-      log(`${hello.op}${hello.name === undefined ? '' : ` ${printable(hello.name)}`}`);
+      log(`${hello.op}${hello.name === undefined ? '' : ` ${escapeControls(hello.name, SHOWN_CHARS)}`}`);
       const ctx: PeerContext = { root, path: target, peer, log, signal: shutdown.signal };
       await service(ch, hello, ctx);
       log(`${hello.op} ok`);
@@ -319,7 +320,7 @@ function busy(why: string): HandshakeRefused {
 /** The HELLO, checked: an operation name, an optional string name, no payload. */
 function checkHello(msg: Record<string, unknown>, payload: Buffer | null): PeerHello {
   if (errorOf(msg)) throw new InvalidInputError('the client sent an error instead of a request');
-  if (!isPeerOp(msg.op)) throw new InvalidInputError(typeof msg.op === 'string' ? `malformed operation name "${printable(msg.op, 64)}"` : 'the request names no operation', 'this is not how an imgstream client talks');
+  if (!isPeerOp(msg.op)) throw new InvalidInputError(typeof msg.op === 'string' ? `malformed operation name "${escapeControls(msg.op, 64)}"` : 'the request names no operation', 'this is not how an imgstream client talks');
   if (msg.name !== undefined && typeof msg.name !== 'string') throw new InvalidInputError('the name in the request is not a string');
   if (payload !== null) throw new InvalidInputError('a request carries no payload');
   return msg as PeerHello;
@@ -388,5 +389,5 @@ function stamp(): string {
 
 function oneLine(err: unknown): string {
   const text = err instanceof Error ? err.message : String(err);
-  return printable(text.split('\n')[0], 300);
+  return escapeControls(text.split('\n')[0], 300);
 }

@@ -15,9 +15,10 @@ import { readImageStream } from '../stream/stream-reader.js';
 import { removeStaleTemp } from '../fs/stale-temp.js';
 import type { PeerChannel, PeerMessage } from './channel.js';
 import { makeParents, removeMadeParents } from './contained-path.js';
-import { printable } from './peer-url.js';
+import { SHOWN_CHARS } from './peer-url.js';
 import type { PeerContext, PeerHello, PeerService } from './services.js';
 import { daemonShuttingDown } from './wire-error.js';
+import { escapeControls } from '../core/control-chars.js';
 
 /** Reads a stream through, throwing a CorruptError when it is damaged or incomplete. */
 export type StreamValidator = (bytes: AsyncIterable<Buffer>, what: string) => Promise<void>;
@@ -40,7 +41,7 @@ function nameOf(hello: PeerHello): string {
 }
 
 function unexpected(m: PeerMessage, what: string): CorruptError {
-  return new CorruptError(`unexpected message ${printable(JSON.stringify(m.msg), 80)} ${what}`, 'the client does not speak this protocol');
+  return new CorruptError(`unexpected message ${escapeControls(JSON.stringify(m.msg), 80)} ${what}`, 'the client does not speak this protocol');
 }
 
 /** stream.put, checking streams with `validate` (tests of the medium contract store arbitrary bytes). */
@@ -49,7 +50,7 @@ export function streamPutService(opts: { validate?: StreamValidator } = {}): Pee
   return async (ch: PeerChannel, hello: PeerHello, ctx: PeerContext) => {
     const name = nameOf(hello);
     const file = ctx.path;
-    if (writing.has(file)) throw new BusyError(`${printable(name)}: another transfer to this name is in progress`, 'wait for it to end');
+    if (writing.has(file)) throw new BusyError(`${escapeControls(name, SHOWN_CHARS)}: another transfer to this name is in progress`, 'wait for it to end');
     writing.add(file);
     try {
       await putStream(ch, hello, ctx, name, validate);
@@ -61,7 +62,7 @@ export function streamPutService(opts: { validate?: StreamValidator } = {}): Pee
 
 async function putStream(ch: PeerChannel, hello: PeerHello, ctx: PeerContext, name: string, validate: StreamValidator): Promise<void> {
   const file = ctx.path;
-  const shown = printable(name);
+  const shown = escapeControls(name, SHOWN_CHARS);
   let st: fs.Stats | null = null;
   try {
     st = fs.lstatSync(file);
@@ -122,7 +123,7 @@ async function putStream(ch: PeerChannel, hello: PeerHello, ctx: PeerContext, na
             return { done: false, value: m.payload };
           }
           if (m.msg.type === 'end') {
-            if (m.msg.bytes !== received) throw new CorruptError(`${shown}: the sender sent ${printable(String(m.msg.bytes))} bytes but ${received} arrived`);
+            if (m.msg.bytes !== received) throw new CorruptError(`${shown}: the sender sent ${escapeControls(String(m.msg.bytes), SHOWN_CHARS)} bytes but ${received} arrived`);
             ended = true;
             return { done: true, value: undefined };
           }
@@ -163,7 +164,7 @@ async function putStream(ch: PeerChannel, hello: PeerHello, ctx: PeerContext, na
 
 export const streamGetService: PeerService = async (ch, hello, ctx) => {
   const name = nameOf(hello);
-  const shown = printable(name);
+  const shown = escapeControls(name, SHOWN_CHARS);
   let fh: fs.promises.FileHandle;
   try {
     fh = await fs.promises.open(ctx.path, 'r');

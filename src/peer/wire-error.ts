@@ -3,7 +3,8 @@
 // refusal on the far side exits with the same code as it would locally.
 import { EXIT_CODES, errorOfCode, ImgstreamError, NetworkError, type ErrorCode } from '../core/errors.js';
 import type { PeerErrorBody } from '../format/peer-protocol.js';
-import { parsePeerUrl, printable } from './peer-url.js';
+import { parsePeerUrl, SHOWN_CHARS } from './peer-url.js';
+import { escapeControls } from '../core/control-chars.js';
 
 /**
  * A daemon's message about the NAME of `url` (peer://HOST:PORT/NAME) as a client says it,
@@ -21,7 +22,7 @@ export function atPeerName(message: string, url: string): string | null {
     return null;
   }
   if (name === '') return null;
-  for (const said of new Set([name, printable(name)])) if (message.startsWith(`${said}: `)) return `${url}: ${message.slice(said.length + 2)}`;
+  for (const said of new Set([name, escapeControls(name, SHOWN_CHARS)])) if (message.startsWith(`${said}: `)) return `${url}: ${message.slice(said.length + 2)}`;
   return null;
 }
 
@@ -31,10 +32,10 @@ export function atPeerName(message: string, url: string): string | null {
  */
 export function errorFromWire(e: PeerErrorBody, peer: string, url?: string): ImgstreamError {
   const code = (Object.hasOwn(EXIT_CODES, e.code) ? e.code : 'io') as ErrorCode;
-  const message = printable(e.message, 4000);
+  const message = escapeControls(e.message, 4000);
   // a message that already names a place on this peer by its URL (peer://HOST:PORT/...) is not prefixed again
   const named = (url === undefined ? null : atPeerName(message, url)) ?? (message.startsWith(`peer://${peer}/`) ? message : `peer ${peer}: ${message}`);
-  return errorOfCode(code, named, e.hint === undefined ? undefined : printable(e.hint, 1000)) as ImgstreamError;
+  return errorOfCode(code, named, e.hint === undefined ? undefined : escapeControls(e.hint, 1000)) as ImgstreamError;
 }
 
 /** What the other side is told about a failure: an ImgstreamError as it is, anything else as an internal error. */

@@ -16,10 +16,11 @@ function kindOf(st: fs.Stats): string {
  * Refuses a file no volume can be in: a volume is a regular file or a block device (a
  * directory is refused by the caller, with its own words). Checked on a stat, before any
  * open: opening a named pipe waits for a writer forever (read-write, its first pread
- * fails with ESPIPE).
+ * fails with ESPIPE). `notA` and `hint` name what was wanted when that is not a volume
+ * (a protection destination: a directory holding the volume it is based on).
  */
-export function refuseNonVolumeFile(path: string, st: fs.Stats): void {
-  if (!st.isFile() && !st.isBlockDevice() && !st.isDirectory()) throw new NotAVolumeError(`${path}: is ${kindOf(st)}, not a volume`, 'give an imgstream volume file (or a block device holding one)');
+export function refuseNonVolumeFile(path: string, st: fs.Stats, notA = 'a volume', hint = 'give an imgstream volume file (or a block device holding one)'): void {
+  if (!st.isFile() && !st.isBlockDevice() && !st.isDirectory()) throw new NotAVolumeError(`${path}: is ${kindOf(st)}, not ${notA}`, hint);
 }
 
 export class BlockFile {

@@ -43,18 +43,22 @@ export function openLocked<T>(path: string, opts: OpenOptions, load: (file: Bloc
       const dest = nodePath.dirname(path);
       throw new InvalidInputError(`${path}: is the base volume of the protection destination ${dest}, written only by imgstream protect`, `read it, or rebuild a volume from the destination with: imgstream restore --to NEW --as-of TIME --from ${dest}`);
     }
-    if (!opts.unfinishedRestore && (root.flags & FLAG_RESTORE_UNFINISHED) !== 0) {
-      throw new BusyError(
-        `${path}: a restore into it stopped while it rewrote the active disk in place (its regular snapshots are whole, its disk is part old, part new)`,
-        `run that restore again to finish it (imgstream restore --to ${path}, with the same --from or --as-of); volume info, snapshot list and volume check still read it, and volume export ${path}@SNAPSHOT exports a regular snapshot`,
-      );
-    }
+    if (!opts.unfinishedRestore) refuseUnfinishedRestore(path, root);
     return load(file, lock, root);
   } catch (err) {
     file?.close();
     lock.release();
     throw err;
   }
+}
+
+/** The error every command but the restore finishing it gives for a volume whose restore is unfinished (FLAG_RESTORE_UNFINISHED). */
+export function refuseUnfinishedRestore(path: string, root: RootRecord): void {
+  if ((root.flags & FLAG_RESTORE_UNFINISHED) === 0) return;
+  throw new BusyError(
+    `${path}: a restore into it stopped while it rewrote the active disk in place (its regular snapshots are whole, its disk is part old, part new)`,
+    `run that restore again to finish it (imgstream restore --to ${path}, with the same --from or --as-of); volume info, snapshot list and volume check still read it, and volume export ${path}@SNAPSHOT exports a regular snapshot`,
+  );
 }
 
 /** The volume file at `path`, or the error every command gives: none there, a directory, a protection destination. */

@@ -1,6 +1,7 @@
 // Control characters in a name or path the user gave are escaped in the error line (\n,
 // \x1b, \x7f, \x85): the error stays one line and no escape sequence reaches the terminal.
-// They were printed raw: `volume info $'no\nsuch'` gave a two-line error.
+// They were printed raw: `volume info $'no\nsuch'` gave a two-line error. A peer URL or
+// name is escaped by the same function (the peer code had its own: \x0a, C1 raw).
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -13,9 +14,11 @@ import { expectOneLineError } from '../support/stream-cli.js';
 const root = tempDir('imgstream-cli-controls-');
 const vol = path.join(root, 'v.vol');
 const env = { IMGSTREAM_LOCK_DIR: path.join(root, 'locks'), IMGSTREAM_CATALOG: path.join(root, 'catalog.json') };
+const token = path.join(root, 'token');
 
 beforeAll(async () => {
   await setupOk(['volume', 'create', vol, '--size', '1M'], { env });
+  fs.writeFileSync(token, 'x'.repeat(64), { mode: 0o600 });
 });
 afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
 
@@ -28,6 +31,9 @@ describe('control characters in an error', () => {
       [['snapshot', 'create', vol, 'a\tb\x7fc\u0085d\re'], '"a\\tb\\x7fc\\x85d\\re"'],
       [['volume', 'info', path.join(root, 'x\x1b]0;title\x07')], 'x\\x1b]0;title\\x07'],
       [['\x1b[31mbogus'], '"\\x1b[31mbogus"'],
+      // a peer URL's name, in the same words (the peer code escaped \n as \x0a and let C1 through)
+      [['verify', '--from', 'peer://h:1/a\nb\u0085c', '--token-file', token, '--plain'], '"a\\nb\\x85c"'],
+      [['dump', vol, '--level', '0', '--to', 'peer://h:0/a\nb', '--token-file', token, '--plain'], '"peer://h:0/a\\nb"'],
     ];
     for (const [args, shown] of cases) {
       const r = await runBundled(args, { env });

@@ -143,6 +143,20 @@ describe('a stopped mirror transfer and a mirror no longer as it left it', () =>
     expect(await uuid(dest)).toBe(await uuid(small));
   });
 
+  it('a copy of the source (same uuid) mirrored where the original has a stopped transfer: the drop is said, as every other', async () => {
+    // before: the copy's own transfer replaced the original's stage and resume files without a word
+    const dest = at('clone.mirror');
+    const src = await mirroredThenChanged('clone', dest);
+    const copy = at('clone-copy.vol');
+    fs.copyFileSync(src, copy); // before the original's transfer took its snapshot
+    await stopMidTransfer(src, dest, dest, 'SIGINT');
+    const r = update(copy, dest);
+    expect(r.stdout).toMatch(/: dropped the stopped transfer [0-9a-f-]+ kept at the destination: another transfer begins/);
+    expect(r.stdout.split('\n').filter((l) => /dropped/.test(l)), 'said once').toHaveLength(1);
+    expect(r.stdout).not.toMatch(/finished the/);
+    await expectExact(copy, dest);
+  });
+
   it('the mirror still as it was: the transfer resumes (nothing acknowledged travels again)', async () => {
     const dest = at('kept.mirror');
     const src = await mirroredThenChanged('kept', dest);

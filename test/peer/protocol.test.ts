@@ -196,6 +196,12 @@ describe('peer URLs, listen addresses and names', () => {
     }
   });
 
+  it('escapes a URL or name in its error as every error line does (escapeControls: \\n, \\x1b, C1), cut to 120 characters', () => {
+    expect(() => parsePeerUrl('bogus\n\x1b[31m\u0085')).toThrow('invalid peer URL "bogus\\n\\x1b[31m\\x85"');
+    expect(() => checkPeerName('a\tb')).toThrow('invalid peer name "a\\tb"');
+    expect(() => parsePeerUrl(`x${'\n'.repeat(200)}`)).toThrow(`invalid peer URL "x${'\\n'.repeat(59)}\\..."`);
+  });
+
   it('checks names: components, length in bytes, reserved leading characters', () => {
     for (const ok of ['a', 'vm1.l0', 'site-a/vm1/2026-11-23.l1', 'é'.repeat(100), 'a-b_c:d@e']) expect(() => checkPeerName(ok), ok).not.toThrow();
     for (const bad of ['', '/a', 'a/../b', '..', '.', './a', 'a/.', '.a', 'a/.b', '-a', 'a/-b', 'a\0', 'a\x7f', 'a\tb', 'x'.repeat(201), 'é'.repeat(128), `${'a/'.repeat(127)}a/b`]) {
