@@ -4,12 +4,18 @@
 // or removed. A second dump to the same tape waits for the first, saying so once: it
 // then sizes the tape with the first dump's tape files in it, so no tape ever holds more
 // than --tape-size (two dumps sized it from what was there when each began, and both
-// wrote to the end). The lock is a volume lock on the directory (src/volume/volume-lock.ts):
-// one a killed dump left is stale and taken over at once.
+// wrote to the end). Each tape directory has two locks (src/volume/volume-lock.ts), both
+// stale at once when a killed dump left them: one named after the directory's path, taken
+// whether or not the directory is there yet, and a volume lock on the directory itself
+// once it is. The path's lock covers a tape a dump makes (--new-tape): it makes the
+// directory when its first tape file begins, after its snapshot, and a dump that took only
+// the directory's lock found none to wait for and filled the tape past --tape-size with
+// the first; the directory's covers one directory reached by two paths.
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { BusyError, InterruptedError } from '../../core/errors.js';
-import { VolumeLock } from '../../volume/volume-lock.js';
+import { type LockOwner, VolumeLock } from '../../volume/volume-lock.js';
 
 /** How often a waiting dump looks again. */
 const POLL_MS = 200;
@@ -17,39 +23,54 @@ const POLL_MS = 200;
 export class TapeLocks {
   private readonly held: VolumeLock[] = [];
   private released = false;
+  /** Tapes this dump said it waits for. */
+  private readonly told = new Set<string>();
 
   /** `notice`: told once per tape a dump waits for, one line. */
   constructor(private readonly notice?: (line: string) => void) {}
 
   /**
    * Waits until no other imgstream process writes to any of the tape directories among
-   * `tapes` (those that exist: a new tape is made by this dump), then holds them all until
-   * release(). Taken in one order for every dump, whatever order its set names them in
-   * (by device and inode): two dumps given the same tapes in opposite orders would each
+   * `tapes` (those there yet or not: a new tape is made by this dump), then holds them all
+   * until release(). Taken in one order for every dump, whatever order its set names them
+   * in (by canonical path): two dumps given the same tapes in opposite orders would each
    * hold one and wait for the other for ever. A release() meanwhile ends the wait (rejects).
    */
   async take(tapes: string[]): Promise<void> {
-    for (const tape of lockOrder(tapes)) {
-      let told = false;
-      for (;;) {
-        if (this.released) throw new InterruptedError(`tape ${tape}: the dump stopped while it waited for the tape`);
-        let st: fs.Stats;
+    for (const { tape, canonical } of lockOrder(tapes)) {
+      let st: fs.Stats | null = null;
+      try {
+        st = fs.statSync(tape);
+      } catch {
+        // not there (yet): the dump says what is wrong with it, or makes it
+      }
+      if (st && !st.isDirectory()) continue; // a drive: one opener at a time already
+      await this.wait(tape, () => VolumeLock.acquireNamed(pathLockKey(canonical), { doing: 'a dump writing to the tape' }, (owner) => busy(tape, owner)));
+      await this.wait(tape, () => {
         try {
           st = fs.statSync(tape);
         } catch {
-          break; // not there (yet): the dump says what is wrong with it, or makes it
+          return null; // made later, under the path's lock
         }
-        if (!st.isDirectory()) break; // a drive: one opener at a time already
-        try {
-          this.held.push(VolumeLock.acquire(path.resolve(tape), st, 'tape directory'));
-          break;
-        } catch (err) {
-          if (!(err instanceof BusyError)) throw err;
-          const who = /imgstream process .*$/.exec(err.message)?.[0] ?? 'another imgstream process';
-          if (!told) this.notice?.(`tape ${tape}: ${who} is writing to it: waiting for it to finish`);
-          told = true;
-          await new Promise((r) => setTimeout(r, POLL_MS));
-        }
+        return st.isDirectory() ? VolumeLock.acquire(path.resolve(tape), st, 'tape directory') : null;
+      });
+    }
+  }
+
+  /** Takes one lock with `acquire` (null: none to take), waiting while another process holds it. */
+  private async wait(tape: string, acquire: () => VolumeLock | null): Promise<void> {
+    for (;;) {
+      if (this.released) throw new InterruptedError(`tape ${tape}: the dump stopped while it waited for the tape`);
+      try {
+        const lock = acquire();
+        if (lock) this.held.push(lock);
+        return;
+      } catch (err) {
+        if (!(err instanceof BusyError)) throw err;
+        const who = /imgstream process .*$/.exec(err.message)?.[0] ?? 'another imgstream process';
+        if (!this.told.has(tape)) this.notice?.(`tape ${tape}: ${who} is writing to it: waiting for it to finish`);
+        this.told.add(tape);
+        await new Promise((r) => setTimeout(r, POLL_MS));
       }
     }
   }
@@ -67,17 +88,40 @@ export class TapeLocks {
   }
 }
 
-/** `tapes` in the order every dump takes their locks: by the directory's device and inode (those not there at the end). */
-function lockOrder(tapes: string[]): string[] {
-  const key = (t: string): [number, number] => {
+/** The path's lock is busy: `owner` holds it (null: its lock file is still being written). */
+function busy(tape: string, owner: LockOwner | null): BusyError {
+  const who = owner ? `imgstream process ${owner.pid}${owner.command ? ` (${owner.command})` : ''}` : 'another imgstream process';
+  return new BusyError(`tape ${tape}: tape directory is in use by ${who}`, 'wait for it to finish, or stop it');
+}
+
+/** The name of the lock on a tape directory's path. */
+function pathLockKey(canonical: string): string {
+  return `tape-${createHash('sha256').update(canonical).digest('hex').slice(0, 32)}`;
+}
+
+/** `p` with the symbolic links of its longest existing part resolved: one name for a tape, whether it is there yet or not. */
+function canonicalPath(p: string): string {
+  let head = path.resolve(p);
+  const rest: string[] = [];
+  for (;;) {
     try {
-      const st = fs.statSync(t);
-      return [st.dev, st.ino];
+      return path.join(fs.realpathSync(head), ...rest);
     } catch {
-      return [Infinity, Infinity];
+      const up = path.dirname(head);
+      if (up === head) return path.resolve(p);
+      rest.unshift(path.basename(head));
+      head = up;
     }
-  };
-  const keyed = tapes.map((t) => ({ t, k: key(t) }));
-  keyed.sort((a, b) => a.k[0] - b.k[0] || a.k[1] - b.k[1]);
-  return keyed.map((x) => x.t);
+  }
+}
+
+/**
+ * `tapes` in the order every dump takes their locks: by canonical path, which a tape has
+ * whether it is there yet or not (an order by inode changed when a dump made one, and two
+ * dumps that saw the set before and after could each hold a lock the other waited for).
+ */
+function lockOrder(tapes: string[]): { tape: string; canonical: string }[] {
+  const keyed = tapes.map((tape) => ({ tape, canonical: canonicalPath(tape) }));
+  keyed.sort((a, b) => (a.canonical < b.canonical ? -1 : a.canonical > b.canonical ? 1 : 0));
+  return keyed;
 }
