@@ -76,8 +76,16 @@ export async function sourcesForChain(catalog: Catalog, volumePath: string, asOf
   // a stream file or object that is gone is found before the first stream is applied (a
   // level 0 of hours must not be restored only to stop at a missing level 1), and another
   // dump of the same snapshot is taken in its place when there is one. Objects are looked
-  // for only once a chain would use them (one HEAD each), files at once.
+  // for only once a chain would use them (one HEAD each), files at once; onto an existing
+  // volume, not those of the dumps it passes over (below): the volume holds their state, and
+  // a level 0 on a store without credentials here, or down, failed a restore that reads
+  // only a level 1
   const there = new Map<string, boolean>();
+  const passedOver = (c: DumpRecord[]): number => {
+    let k = holds === undefined ? 0 : c.length;
+    while (k > 0 && !holds!(c[k - 1])) k--;
+    return k;
+  };
   const ownPath = copyPath ?? (fs.existsSync(volumePath) ? volumePath : null);
   const own = ownPath === null ? null : path.resolve(ownPath);
   let chain: DumpRecord[];
@@ -90,7 +98,7 @@ export async function sourcesForChain(catalog: Catalog, volumePath: string, asOf
       (d) => own !== null && d.volume.path !== null && path.resolve(d.volume.path) === own,
       holds,
     );
-    const unknown = chain.filter((d) => !there.has(d.id));
+    const unknown = chain.slice(passedOver(chain)).filter((d) => !there.has(d.id));
     if (unknown.length === 0) break;
     for (const d of unknown) there.set(d.id, await mediumHolds(d, opts));
   }
@@ -98,8 +106,7 @@ export async function sourcesForChain(catalog: Catalog, volumePath: string, asOf
   // before, a level 0 among them) are not applied again, even where retention has deleted
   // an older one's top since; the chain goes on from there
   if (onVolume !== null && holds !== undefined) {
-    let k = chain.length;
-    while (k > 0 && !holds(chain[k - 1])) k--;
+    const k = passedOver(chain);
     const newest = Math.max(0, ...onVolume.map((x) => x.id));
     if (k === chain.length) {
       const top = chain.at(-1)!.top;

@@ -193,4 +193,36 @@ describe('replicas restored from a volume\'s dumps', () => {
     expect(sha256File(p('x-got1.raw'))).toBe(sha256File(p('xr1.raw')));
     expect(sha256File(p('x-got2.raw'))).toBe(sha256File(p('xr2.raw')));
   });
+  it('onto a replica, --as-of reads only the dumps it applies: its level 0 on an object store that cannot be reached is never looked for', async () => {
+    // before: the level 0 the replica was restored from was looked for (a HEAD) though the
+    // chain passes over it: exit 11 without credentials, 12 with the store down
+    const env = { IMGSTREAM_LOCK_DIR: path.join(root, 'locks'), IMGSTREAM_CATALOG: path.join(root, 'catalog-s3.json') };
+    const o = { env, timeoutMs: 60_000 };
+    const vol = p('o.vol');
+    const rep = p('orep.vol');
+    const img = randomImage(256, 4096, 31);
+    await setupOk(['volume', 'create', vol, '--size', '1M'], { env });
+    const change = async (seed: number, snap: string) => {
+      mutate(img, 4096, 12, seed);
+      fs.writeFileSync(p('o.raw'), img);
+      await setupOk(['volume', 'import', vol, '--from', p('o.raw'), '-q'], { env });
+      await setupOk(['snapshot', 'create', vol, snap, '-q'], { env });
+    };
+    await change(1, 's1');
+    cliOk(['dump', vol, '--level', '0', '--snapshot', 's1', '--to', p('o.l0')], o);
+    cliOk(['restore', '--from', p('o.l0'), '--to', rep], o);
+    await change(2, 's2');
+    cliOk(['dump', vol, '--level', '1', '--snapshot', 's2', '--to', p('o.l1')], o);
+    // the level 0 as if it had gone to an object store: one nothing listens for (port 1)
+    const catalog = JSON.parse(fs.readFileSync(env.IMGSTREAM_CATALOG, 'utf8'));
+    const l0 = catalog.dumps.find((d: { level: number }) => d.level === 0);
+    l0.media = { kind: 's3', location: 's3://nowhere/o.l0', endpoint: 'http://127.0.0.1:1', pathStyle: true };
+    fs.writeFileSync(env.IMGSTREAM_CATALOG, JSON.stringify(catalog));
+    fs.rmSync(p('o.l0'));
+    const r = runCli(['restore', '--to', rep, '--as-of', 's2'], { env: { ...env, AWS_ACCESS_KEY_ID: 'key', AWS_SECRET_ACCESS_KEY: 'secret' }, timeoutMs: 60_000 });
+    expect(r.code, r.stderr).toBe(0);
+    cliOk(['volume', 'export', `${vol}@s2`, '--to', p('o-want.raw')], o);
+    cliOk(['volume', 'export', `${rep}@s2`, '--to', p('o-got.raw')], o);
+    expect(sha256File(p('o-got.raw'))).toBe(sha256File(p('o-want.raw')));
+  });
 });
