@@ -60,17 +60,23 @@ export function targetAsOf(dumps: DumpRecord[], asOf: string): DumpRecord {
     const vols = new Map(ds.map((d) => [d.volume.uuid, d]));
     if (vols.size > 1) throw new UsageError(`${what} matches dumps of ${vols.size} volumes: ${[...vols.values()].map(volumeLabel).join(', ')}`, 'name one with --volume PATH|UUID, or restore onto an existing volume of the one you mean');
   };
+  const { matching, what } = matchingAsOf(dumps, asOf);
+  ambiguous(matching, what);
+  return newest(matching)!;
+}
+
+/**
+ * The dumps among `dumps` that `asOf` matches: those whose top is that snapshot, else those
+ * taken by that date; `what` names it for errors. Refused when none does.
+ */
+export function matchingAsOf(dumps: DumpRecord[], asOf: string): { matching: DumpRecord[]; what: string } {
   const byTop = dumps.filter((d) => d.top.name === asOf);
-  if (byTop.length) {
-    ambiguous(byTop, `snapshot "${asOf}"`);
-    return newest(byTop)!;
-  }
+  if (byTop.length) return { matching: byTop, what: `snapshot "${asOf}"` };
   const when = parseAsOfDate(asOf);
   if (when === null) throw new NotFoundError(`no dump in the catalog has top snapshot "${asOf}", and it is not a date`, `give a snapshot name from: imgstream catalog list, or a date: ${AS_OF_DATE_FORMS}`);
   const by = dumps.filter((d) => Date.parse(d.date) <= when);
   if (by.length === 0) throw new NotFoundError(`no dump in the catalog was taken by ${asOf} (${new Date(when).toISOString()})`);
-  ambiguous(by, `date ${asOf}`);
-  return newest(by)!;
+  return { matching: by, what: `date ${asOf}` };
 }
 
 /** Dumps of the volume `selector` names: a uuid (or a prefix of at least 4 characters), or a path: the volume there now (`uuidAtPath`) when it has dumps, else the path recorded at dump time. */

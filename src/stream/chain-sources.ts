@@ -1,5 +1,5 @@
 // restore --as-of: the chain of dumps from the catalog, opened on their media.
-import { chainFor, dumpsOfVolume, isPipePlace, isSnapshotOf, liveCopies, ownRecords, targetAsOf, type Catalog, type DumpRecord } from '../catalog/index.js';
+import { chainFor, dumpsOfVolume, isPipePlace, isSnapshotOf, liveCopies, matchingAsOf, ownRecords, targetAsOf, type Catalog, type DumpRecord } from '../catalog/index.js';
 import { uuidOfVolumeAt } from '../volume/volume-uuid.js';
 import { optionsForRecorded, s3ObjectExists } from '../media/s3/index.js';
 import { InvalidInputError, NotFoundError, UsageError } from '../core/errors.js';
@@ -52,8 +52,10 @@ export async function sourcesForChain(catalog: Catalog, volumePath: string, asOf
     dumps = ownRecords(dumps, copyPath, uuidOfVolumeAt, (d) => snaps.some((x) => isSnapshotOf(d.top, x)));
   }
   else if (!fs.existsSync(volumePath)) {
+    // the copies whose dumps the name or date matches: a snapshot taken and dumped on one copy
+    // only is that copy's, though the other copy's dumps are in the catalog too
     const uuid = targetAsOf(dumps, asOf).volume.uuid;
-    const copies = liveCopies(dumps.filter((d) => d.volume.uuid === uuid), uuidOfVolumeAt);
+    const copies = liveCopies(matchingAsOf(dumps, asOf).matching.filter((d) => d.volume.uuid === uuid), uuidOfVolumeAt);
     if (copies.length > 1) {
       throw new UsageError(`${asOf} matches dumps of ${copies.length} copies of volume ${uuid.slice(0, 8)}: ${copies.join(', ')} (a volume restored from dumps keeps their uuid)`, 'name the one you mean with --volume PATH');
     }

@@ -225,4 +225,29 @@ describe('replicas restored from a volume\'s dumps', () => {
     cliOk(['volume', 'export', `${rep}@s2`, '--to', p('o-got.raw')], o);
     expect(sha256File(p('o-got.raw'))).toBe(sha256File(p('o-want.raw')));
   });
+  it('--as-of a snapshot only one copy dumped restores that copy\'s dump: a name is ambiguous only when two copies\' dumps have it', async () => {
+    // before: every live copy of the uuid counted, exit 2 "matches dumps of 2 copies"
+    const env = { IMGSTREAM_LOCK_DIR: path.join(root, 'locks'), IMGSTREAM_CATALOG: path.join(root, 'catalog-only.json') };
+    const o = { env, timeoutMs: 60_000 };
+    const vol = p('only.vol');
+    const copy = p('only-copy.vol');
+    fs.writeFileSync(p('only.raw'), randomImage(256, 4096, 41));
+    await setupOk(['volume', 'create', vol, '--size', '1M'], { env });
+    await setupOk(['volume', 'import', vol, '--from', p('only.raw'), '-q'], { env });
+    await setupOk(['snapshot', 'create', vol, 's1', '-q'], { env });
+    cliOk(['dump', vol, '--level', '0', '--snapshot', 's1', '--to', p('only.l0')], o);
+    cliOk(['restore', '--from', p('only.l0'), '--to', copy], o);
+    await setupOk(['snapshot', 'create', copy, 'only-on-copy', '-q'], { env });
+    cliOk(['dump', copy, '--level', '0', '--snapshot', 'only-on-copy', '--to', p('only-copy.l0')], o);
+    for (const [name, to] of [['only-on-copy', 'only-n1.vol'], ['s1', 'only-n2.vol']]) {
+      const r = runCli(['restore', '--to', p(to), '--as-of', name], o);
+      expect(r.code, r.stderr).toBe(0);
+      cliOk(['volume', 'export', `${p(to)}@${name}`, '--to', p(`${to}.raw`)], o);
+      expect(sha256File(p(`${to}.raw`))).toBe(sha256File(p('only.raw')));
+    }
+    // a date both copies' dumps were taken by names both
+    const r = runCli(['restore', '--to', p('only-n3.vol'), '--as-of', new Date(Date.now() + 1000).toISOString()], o);
+    expect(r.code, r.stderr).toBe(2);
+    expect(r.stderr).toMatch(/matches dumps of 2 copies of volume/);
+  });
 });
