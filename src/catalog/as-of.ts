@@ -97,8 +97,8 @@ export function dumpsOfVolume(dumps: DumpRecord[], selector: string, uuidAtPath?
 
 /**
  * The chain of dumps that restores a volume as of a snapshot name or a date: the dump
- * whose top is that snapshot (or the newest taken by that date: see as-of.ts; refused
- * when `dumps` hold several volumes that match), then its base dump,
+ * whose top is that snapshot (or the newest state taken by that date: see targetAsOf;
+ * refused when `dumps` hold several volumes that match), then its base dump,
  * and so on down to a level 0. Returned level 0 first. Where several dumps carry the same
  * snapshot (a dump run again, or another level of it), the newest one whose medium is
  * `available` is taken: a copy deleted or moved away, or one that went through a pipe,
@@ -114,7 +114,9 @@ export function chainFor(dumps: DumpRecord[], asOf: string, available: (d: DumpR
     return order.find(available) ?? order[0];
   };
   const target = targetAsOf(dumps, asOf);
-  // any dump of the target's state will do, whatever its level: a level 0 to a pipe does not
+  // a date chooses the state, not the dumps: a dump of that state taken after the date (a
+  // level 0 for offsite) holds the same blocks, so it may be read, and its bases' too.
+  // Any dump of the target's state will do, whatever its level: a level 0 to a pipe does not
   // hide the level 1 of the same snapshot on a tape
   const same = dumps.filter((d) => d.volume.uuid === target.volume.uuid && d.top.id === target.top.id && d.top.name === target.top.name);
   if (holds !== undefined) {

@@ -167,6 +167,22 @@ describe('restore --as-of with two volumes in the catalog', () => {
     expect(await exportShas(p('c.r.vol'), ['s2'], o)).toEqual(C.sha);
   });
 
+  it('a date chooses the state, the newest one dumped by then; that state is read from any dump of it, one taken after the date too (a level 0 of it for offsite: one stream, the same blocks)', async () => {
+    const K = await source('k', 14);
+    K.sha = await exportShas(K.vol, ['s2'], o);
+    const mid = new Date().toISOString(); // after the level 1 at s2, before the offsite level 0 of s2
+    await new Promise((r) => setTimeout(r, 50));
+    dump(K.vol, 0, 's2', p('k.offsite.l0'), catalog, [], o);
+    const r = cliJson<{ streams: Array<{ stream: string }> }>(['restore', '--to', p('k.r.vol'), '--as-of', mid, '--volume', K.vol], o);
+    expect(r.streams.map((x) => x.stream)).toEqual([`file ${p('k.offsite.l0')}`]);
+    expect(await exportShas(p('k.r.vol'), ['s2'], o)).toEqual(K.sha);
+    // with it gone, the chain taken by then restores the same state
+    fs.rmSync(p('k.offsite.l0'));
+    const again = cliJson<{ streams: Array<{ stream: string }> }>(['restore', '--to', p('k.r2.vol'), '--as-of', mid, '--volume', K.vol], o);
+    expect(again.streams.map((x) => x.stream)).toEqual([`file ${p('k.l0')}`, `file ${p('k.l1')}`]);
+    expect(await exportShas(p('k.r2.vol'), ['s2'], o)).toEqual(K.sha);
+  });
+
   it('onto a replica, of two dumps of one snapshot the one going on from what it holds: not a level 0 taken later for offsite', async () => {
     const E = await source('e', 5);
     ok(['restore', '--to', p('e.r.vol'), '--as-of', 's2', '--volume', E.vol], o);
