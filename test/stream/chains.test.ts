@@ -181,7 +181,7 @@ describe('dumps whose base is missing', () => {
     // the deletion says what it costs: d2 was the level 1's top, the base of a level 2
     const del = runCli(['snapshot', 'delete', vol, 'd2', '--catalog', catalog], o);
     expect(del.code).toBe(0);
-    expect(del.stdout.trim()).toMatch(/^snapshot d2 deleted: it was the top of the level 1 dump [0-9a-f]{8} \(\S+\), so a level 2 dump of \S+d\.vol is now refused \(take a lower level next; a dump's top made a shadow snapshot, with imgstream snapshot shadow, stays a base\)$/);
+    expect(del.stdout.trim()).toMatch(/^snapshot d2 deleted: it was the top of the level 1 dump [0-9a-f]{8} \(\S+\), so a level 2 to 9 dump of \S+d\.vol is now refused \(take a lower level next; a dump's top made a shadow snapshot, with imgstream snapshot shadow, stays a base\)$/);
     const before = sha256File(vol);
     // level 2 over the level 1 at d2, now deleted: take level 1 instead
     const r = runCli(['dump', vol, '--level', '2', '--snapshot', 'd3', '--to', p('d.l2'), '--catalog', catalog], o);
@@ -204,8 +204,8 @@ describe('dumps whose base is missing', () => {
     dump(vol, 1, 'd5', p('d.l1d'), catalog, [], o);
     await snap('d6', 6);
     dump(vol, 2, 'd6', p('d.l2d'), catalog, [], o);
-    // d6 is the level 2's top, d5 the level 1's (the newest at level 1 or below): each the base of the level above
-    expect(cliJson<{ refusedLevels: number[] }>(['snapshot', 'delete', vol, 'd6', '--catalog', catalog], o).refusedLevels).toEqual([3]);
+    // d6 is the level 2's top (the newest dump: the base of every level above), d5 the level 1's (the newest at level 1 or below: the base of level 2)
+    expect(cliJson<{ refusedLevels: number[] }>(['snapshot', 'delete', vol, 'd6', '--catalog', catalog], o).refusedLevels).toEqual([3, 4, 5, 6, 7, 8, 9]);
     expect(cliJson<{ refusedLevels: number[] }>(['snapshot', 'delete', vol, 'd5', '--catalog', catalog], o).refusedLevels).toEqual([2]);
     const r3 = runCli(['dump', vol, '--level', '3', '--dry-run', '--catalog', catalog], o);
     expectOneLineError(r3, 'dump --level 3, bases of levels 2 and 1 deleted', 3, /"d6".*no longer exists \(take a lower level instead: --level 1; .*make it a shadow one instead of deleting it: imgstream snapshot shadow \S+d\.vol NAME\)$/);
@@ -223,7 +223,17 @@ describe('dumps whose base is missing', () => {
     ok(['restore', '--from', p('d.l0c'), '--from', p('d.l1e'), '--to', p('d-replica.vol')], o);
     expect(ok(['snapshot', 'delete', p('d-replica.vol'), 'd9', '--catalog', catalog], o).stdout.trim()).toBe('snapshot d9 deleted');
     const twice = ok(['snapshot', 'delete', vol, 'd9', '--catalog', catalog], o).stdout.trim();
-    expect(twice).toMatch(/^snapshot d9 deleted: it was the top of the level 1 dump [0-9a-f]{8} \(\S+\) and the level 1 dump [0-9a-f]{8} \(\S+\), so a level 2 dump of \S+d\.vol is now refused/);
+    expect(twice).toMatch(/^snapshot d9 deleted: it was the top of the level 1 dump [0-9a-f]{8} \(\S+\) and the level 1 dump [0-9a-f]{8} \(\S+\), so a level 2 to 9 dump of \S+d\.vol is now refused/);
+    // the top of the newest level 0: every level above is refused, as the line and --json say (they said level 1 only)
+    await snap('d10', 10);
+    dump(vol, 0, 'd10', p('d.l0d'), catalog, [], o);
+    const top0 = runCli(['snapshot', 'delete', vol, 'd10', '--catalog', catalog], o);
+    expect(top0.stdout).toMatch(/so a level 1 to 9 dump of \S+d\.vol is now refused/);
+    await snap('d11', 11);
+    for (const level of ['1', '5', '9']) expectOneLineError(runCli(['dump', vol, '--level', level, '--dry-run', '--catalog', catalog], o), `dump --level ${level}, the level 0's top deleted`, 3, /"d10".*no longer exists/);
+    await snap('d12', 12);
+    dump(vol, 0, 'd12', p('d.l0e'), catalog, [], o);
+    expect(cliJson<{ refusedLevels: number[] }>(['snapshot', 'delete', vol, 'd12', '--catalog', catalog], o).refusedLevels).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9]);
   }, 60_000);
 });
 
