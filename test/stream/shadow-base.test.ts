@@ -8,6 +8,7 @@
 // shadow. The level 1 onto the level 0 killed -9 at each step and at random moments
 // leaves the previous state or the new one, exact (or, in place, one marked unfinished
 // that only the rerun opens). All from the CLI.
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -242,8 +243,18 @@ describe('a dump base made a shadow snapshot (snapshot shadow)', () => {
     const { images, l0State, target } = levelOneOntoLevelZero('asof');
     fs.writeFileSync(target, l0State);
     const restoreAsOf = ['restore', '--to', target, '--as-of', 's2', '--catalog', at('asof.catalog.json')];
+    // what a restore killed between writing its note and renaming it into place leaves (of a
+    // process gone), removed when the note is written and when it is cleared; a live writer's stays
+    const note = path.join(path.dirname(target), `.${path.basename(target)}.restore-unfinished-stream`);
+    const leftBy = (pid: number) => `${note}.${pid}.tmp`;
+    const gone = [spawnSync('true').pid!, spawnSync('true').pid!];
+    fs.writeFileSync(leftBy(gone[0]), '{"stream"');
+    fs.writeFileSync(leftBy(process.pid), '{"stream"');
     const r = runCli([...restoreAsOf, '-q'], { env: { ...env, IMGSTREAM_CRASH_AT: 'restore-in-place' } });
     expect(r.signal, 'killed half way through its writes in place').toBe('SIGKILL');
+    expect(fs.existsSync(note), 'the note the killed restore wrote').toBe(true);
+    expect(fs.existsSync(leftBy(gone[0])), 'a dead restore\'s temporary note, when the note is written').toBe(false);
+    fs.writeFileSync(leftBy(gone[1]), '{"stream"');
     expect(((await inProcessJson(['volume', 'info', target], { env })) as { restoreUnfinished: boolean }).restoreUnfinished).toBe(true);
     // as of s0, which it holds: not "nothing to restore" while it waits for the level 1
     expectOneLineError(await refused(['restore', '--to', target, '--as-of', 's0', '--catalog', at('asof.catalog.json')], { env }), 'as of s0', 4, /stopped while it rewrote the active disk in place, and the chain as of s0 brings nothing it lacks: finishing that restore needs the stream it stopped in, file \S+asof\.l1 \(dump [0-9a-f]{8}, top snapshot "s2", base "s0"\)/);
@@ -252,6 +263,9 @@ describe('a dump base made a shadow snapshot (snapshot shadow)', () => {
     expect(again.streams.map((x: { top: string }) => x.top)).toEqual(['s2']);
     expect(((await inProcessJson(['volume', 'info', target], { env })) as { restoreUnfinished: boolean }).restoreUnfinished).toBe(false);
     await expectChainRestored(target, images, 's2');
+    expect(fs.existsSync(note), 'the note, once the restore is finished').toBe(false);
+    expect(fs.existsSync(leftBy(gone[1])), 'a dead restore\'s temporary note, when the note is cleared').toBe(false);
+    expect(fs.existsSync(leftBy(process.pid)), 'a live writer\'s').toBe(true);
   });
 
   it('an unfinished restore keeps the regular snapshots whole: one older than the base exports exactly from it, and the rerun finishes', async () => {
