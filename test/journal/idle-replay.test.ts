@@ -11,6 +11,8 @@ import { journalTestDir, journalTestMissing } from '../support/journal-tests.js'
 import { PYTHON } from '../support/nbd-writer.js';
 import { CLI_BIN, cli, ok, startServer } from '../nbd/support.js';
 import { inProcessOk, setupOk } from '../support/in-process.js';
+import { Volume } from '../../src/volume/volume.js';
+import { SNAPSHOT_ENTRY_BYTES } from '../../src/format/snapshot-entry.js';
 
 const BS = 4096;
 const SIZE = 4 << 20;
@@ -63,6 +65,18 @@ const commands: Array<{ name: string; run: (vol: string, tag: string) => Promise
     name: 'mirror update (the mirror holds the write too)',
     run: async (vol, tag) => void (await ok(process.execPath, [CLI_BIN, 'mirror', 'update', vol, '--to', at(`${tag}.mirror`), '--state', at(`${tag}.state.json`)], { env })),
     after: async (_vol, tag) => expect(await firstBlock(at(`${tag}.mirror`), `${tag}-m.raw`), 'the mirror holds the acknowledged write').toBe('B'),
+  },
+  {
+    name: 'volume check --drop-damaged-snapshots (dropping a damaged table entry)',
+    run: async (vol) => {
+      const v = Volume.open(vol, { write: false });
+      const offset = v.layout.metaOffset(v.layout.tableStart) + v.snapshot('old').slot * SNAPSHOT_ENTRY_BYTES + 30; // inside its checksummed bytes
+      v.close();
+      const fd = fs.openSync(vol, 'r+');
+      fs.writeSync(fd, Buffer.from([0xa5]), 0, 1, offset);
+      fs.closeSync(fd);
+      await ok(process.execPath, [CLI_BIN, 'volume', 'check', vol, '--drop-damaged-snapshots'], { env });
+    },
   },
   {
     name: 'serve nbd without --journal',
