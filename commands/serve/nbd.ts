@@ -43,7 +43,7 @@ While it serves, other imgstream commands on the same volume go through the serv
     snapshot: Flags.string({ helpValue: 'NAME', description: 'Serve this snapshot, read-only.' }),
     readonly: Flags.boolean({ char: 'r', description: 'Refuse writes (EPERM).' }),
     'cp-interval': Flags.string({ helpValue: 'SECONDS', description: 'Seconds between consistency points while writes arrive (at most 86400); 0: only on flush and shutdown.', default: '5' }),
-    'export-name': Flags.string({ helpValue: 'NAME', description: 'Name of the export; clients asking for the empty name get it too. A snapshot served beside a served volume is named after the snapshot by default.' }),
+    'export-name': Flags.string({ helpValue: 'NAME', description: 'Name of the export (at most 4096 bytes, the NBD limit); clients asking for the empty name get it too. A snapshot served beside a served volume is named after the snapshot by default.' }),
     journal: Flags.boolean({ description: 'Keep the volume\'s write journal (VOL.journal/): every write, trim and write-zeroes, time-stamped, for imgstream protect to ship. Fsynced before every CP (so before FLUSH and FUA replies); replayed onto the volume after a crash.' }),
     'journal-size': Flags.string({ helpValue: 'SIZE', description: 'With --journal: bytes of records not yet shipped kept before the journal overflows into a list of changed blocks (the next protect transfer is then a resync of those blocks); 64K or more [default: 1G].' }),
     'handshake-timeout': Flags.string({ helpValue: 'SECONDS', description: 'Seconds a client gets to complete the NBD handshake before it is dropped (at most 86400); 0: no limit.', default: '10' }),
@@ -68,7 +68,7 @@ While it serves, other imgstream commands on the same volume go through the serv
       if (v > ServeNbd.MAX_SECONDS) throw new InvalidInputError(`${flag} ${v} is more than a day (at most ${ServeNbd.MAX_SECONDS} seconds)`, flag === '--cp-interval' ? 'use 0 for CPs only on flush and shutdown' : 'use 0 for no limit');
     }
     const name = flags['export-name'];
-    if (name !== undefined && Buffer.byteLength(name) > MAX_STRING_BYTES) throw new UsageError(`--export-name is ${Buffer.byteLength(name)} bytes; NBD clients send at most ${MAX_STRING_BYTES}`, 'choose a shorter name');
+    if (name !== undefined && Buffer.byteLength(name) > MAX_STRING_BYTES) throw new InvalidInputError(`--export-name is ${Buffer.byteLength(name)} bytes, more than the ${MAX_STRING_BYTES} an NBD export name may have`, 'choose a shorter name');
     if (flags['journal-size'] !== undefined && flags.journal !== true) throw new UsageError('--journal-size needs --journal');
     const journalSize = flags['journal-size'] ?? '1G';
     const journalLimit = parseSize(journalSize);
