@@ -27,7 +27,7 @@ export const readingKeyFlags = {
 /** restore, verify: a chain of encrypted and unencrypted streams read with a key. */
 export const allowUnencryptedFlag = {
   'allow-unencrypted': Flags.boolean({
-    description: 'With --key-file or --passphrase-file, also read streams that are not encrypted (a chain whose later dumps were encrypted). Without it a key means every stream must be encrypted: an unencrypted one cannot be authenticated and is refused with the "auth" code (11). Even with it, an unencrypted stream after an encrypted one of the same chain, or where the catalog records the dump as encrypted, is refused (11): it could be anyone\'s.',
+    description: 'With --key-file or --passphrase-file, also read streams that are not encrypted (a chain whose later dumps were encrypted). Without it a key means every stream must be encrypted: an unencrypted one cannot be authenticated and is refused with the "auth" code (11). Even with it (and without a key too), an unencrypted stream is refused (11), for it could be anyone\'s, after an encrypted one of the same chain, or where the catalog (--catalog) records the dump as encrypted: the dump of the stream\'s id, the dump recorded at its place (a file, an S3 object, a peer\'s stream), or, when the catalog records no dump of its id, a dump of the same volume, level and top snapshot.',
   }),
 };
 

@@ -81,7 +81,7 @@ export function openCatalogAt(file: string | undefined): Catalog {
 }
 
 /** Two positions name one file or object, which holds one stream (tapes and stdout hold many, or none). Objects of one name on two stores are two. */
-function samePlace(a: MediaPosition, b: MediaPosition): boolean {
+export function samePlace(a: MediaPosition, b: MediaPosition): boolean {
   return ['file', 's3', 'peer'].includes(a.kind) && a.kind === b.kind && a.location === b.location && a.stream === undefined && b.stream === undefined && a.endpoint === b.endpoint;
 }
 

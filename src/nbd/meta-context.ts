@@ -16,7 +16,10 @@
 // or released, snapshots taken, deleted or renamed): the map is always the current one,
 // and a block written after the evaluation sits on a VBN the old picture never saw (it
 // would read 0, "unchanged", to an incremental copy over a long-lived connection).
-// When the expression no longer evaluates (its snapshot was deleted), the request fails.
+// The snapshots the expression names are held by identity (id, and the CP and time that
+// took them) from the selection on: when one is deleted, or its name now belongs to
+// another snapshot (deleted and taken again), the request fails rather than answer
+// against the new one, which would show blocks changed since the old one as unchanged.
 import { InvalidInputError, NotFoundError } from '../core/errors.js';
 import {
   STATE_HOLE,
@@ -25,7 +28,8 @@ import {
 import {
   type BlockStatusExtent,
 } from '../format/nbd-transmission.js';
-import { imageChunks, parseExpression, resolveExpression } from '../image/index.js';
+import type { SnapshotEntry } from '../format/snapshot-entry.js';
+import { imageChunks, parseExpression, resolveExpression, type ResolvedExpression } from '../image/index.js';
 import type { LogicalMap } from '../volume/logical-map.js';
 import type { Volume } from '../volume/volume.js';
 
@@ -107,9 +111,13 @@ function imageContext(vol: Volume, name: string): MetaContext {
   let chunks = new Map<number, Uint32Array>();
   let vbnsPerChunk = 0;
   let evaluatedAt = '';
+  let held: Map<string, SnapshotIdentity> | null = null; // set by the evaluation at selection
   const evaluate = (): void => {
     const source = vol.planeSource();
     const resolved = resolveExpression(parseExpression(expression), source);
+    const named = namedSnapshots(vol, resolved);
+    if (held === null) held = named;
+    else checkHeld(held, named);
     chunks = new Map();
     for (const { chunk, words } of imageChunks(resolved, source)) chunks.set(chunk, words.slice());
     vbnsPerChunk = source.wordsPerChunk * 32;
@@ -139,7 +147,36 @@ function imageContext(vol: Volume, name: string): MetaContext {
 
 /** What an image depends on besides the map: the plane bits and the snapshots. */
 function stateOf(vol: Volume): string {
-  return `${vol.planeBitEdits}|${vol.snapshots().map((s) => `${s.slot}:${s.id}:${s.name}:${s.shadow ? 1 : 0}`).join(',')}`;
+  return `${vol.planeBitEdits}|${vol.snapshots().map((s) => `${s.slot}:${s.id}:${s.generation}:${s.createdMs}:${s.name}:${s.shadow ? 1 : 0}`).join(',')}`;
+}
+
+/** What tells a snapshot from another taken under the same name (ids are never reused, but a restore brings its source's). */
+type SnapshotIdentity = Pick<SnapshotEntry, 'id' | 'generation' | 'createdMs'>;
+
+/** The snapshots an expression's snapshot planes are now, by name. */
+function namedSnapshots(vol: Volume, e: ResolvedExpression, out = new Map<string, SnapshotIdentity>()): Map<string, SnapshotIdentity> {
+  if (e.kind === 'plane') {
+    if (e.ref.snapshot && !out.has(e.name)) {
+      const s = vol.snapshot(e.name);
+      out.set(e.name, { id: s.id, generation: s.generation, createdMs: s.createdMs });
+    }
+  } else {
+    namedSnapshots(vol, e.left, out);
+    namedSnapshots(vol, e.right, out);
+  }
+  return out;
+}
+
+/** Throws unless each name is still the snapshot it was at selection (a snapshot renamed and renamed back is). */
+function checkHeld(held: Map<string, SnapshotIdentity>, now: Map<string, SnapshotIdentity>): void {
+  for (const [name, was] of held) {
+    const is = now.get(name);
+    if (!is || (is.id === was.id && is.generation === was.generation && is.createdMs === was.createdMs)) continue;
+    throw new NotFoundError(
+      `"${name}" now names another snapshot than the one the context was selected with (id ${is.id}, taken ${new Date(is.createdMs).toISOString()}; the context's, id ${was.id}, was deleted or renamed since)`,
+      'select the context again (on a new connection) for the image against the new snapshot, and start the incremental copy from a copy of that one',
+    );
+  }
 }
 
 /** Ready-made images to list: what changed since each of the newest snapshots. */

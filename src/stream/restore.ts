@@ -10,7 +10,8 @@ import { CorruptError, InvalidInputError, NotFoundError, ExistsError, VolumeFull
 import { applyMapDelta, type StreamHeader } from '../format/image-stream.js';
 import type { SnapshotEntry } from '../format/snapshot-entry.js';
 import type { SourceStream, StreamSource } from '../media/medium.js';
-import { refuseUnencryptedInPlace } from './chain-encryption.js';
+import { RecordedEncryption, refuseUnencryptedInPlace } from './chain-encryption.js';
+import type { DumpRecord } from '../catalog/index.js';
 import { noProgress, type Progress } from '../core/progress.js';
 import { Volume } from '../volume/volume.js';
 import { SparseBitmap } from '../volume/sparse-bitmap.js';
@@ -323,13 +324,16 @@ async function firstHeader(s: SourceStream, release: ReleaseBuffer, key: KeyOpti
 export interface RestoreOptions {
   /** Called on an existing volume restored into, once opened; what it returns is called before the volume is closed (ok: the restore succeeded). */
   onExisting?: (vol: Volume) => (ok: boolean) => void;
+  /** The catalog's records, read when an unencrypted stream not chosen from the catalog (StreamSource.expected) is met: one the catalog records as encrypted is refused (see chain-encryption.ts). */
+  catalog?: () => DumpRecord[];
 }
 
-/** Reads the header of each stream of `src` with `key`: throws what the restore would throw at it (AuthError: a key that does not open it; an unencrypted stream where a key says encrypted). */
-async function checkKeyAhead(src: StreamSource, key: KeyOption): Promise<void> {
+/** Reads the header of each stream of `src` with `key`: throws what the restore would throw at it (AuthError: a key that does not open it; an unencrypted stream where a key, or the catalog, says encrypted). */
+async function checkKeyAhead(src: StreamSource, key: KeyOption, recorded: RecordedEncryption | null): Promise<void> {
   for await (const s of src.streams()) {
-    const { records } = await firstHeader(s, async () => {}, key);
+    const { header, records } = await firstHeader(s, async () => {}, key);
     await records.return(undefined).catch(() => undefined);
+    if (!src.expected) recorded?.refuse(s.name, header, s.position);
   }
 }
 
@@ -360,7 +364,8 @@ export async function restoreStreams(sources: StreamSource[], volumePath: string
   // what can be known wrong about any source is refused before the first stream is applied
   for (const src of sources) await src.precheck?.();
   // a chain read with a key: each stream file's key check passes before the first stream is applied (one needing another key refused later left the streams before it applied)
-  if (key !== null && sources.length > 1) for (const src of sources) if (src.rereadable) await checkKeyAhead(src, key);
+  const recorded = opts.catalog ? new RecordedEncryption(opts.catalog) : null;
+  if (key !== null && sources.length > 1) for (const src of sources) if (src.rereadable) await checkKeyAhead(src, key, recorded);
   try {
     for (const src of sources) {
       for await (const s of src.streams()) {
@@ -386,6 +391,8 @@ export async function restoreStreams(sources: StreamSource[], volumePath: string
             continue;
           }
           refuseUnencryptedInPlace(s.name, header, src.expected, encryptedBefore);
+          // (a stream the catalog chose, --as-of, is held to its record by refuseUnencryptedInPlace)
+          if (!src.expected) recorded?.refuse(s.name, header, s.position);
           if (header.encryption) encryptedBefore = s.name;
           const order = ++seen;
           let held: HeldCandidate | null = null;

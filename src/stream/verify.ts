@@ -4,7 +4,8 @@
 import { CorruptError, ImgstreamError, InvalidInputError, NotFoundError, errorOfCode } from '../core/errors.js';
 import type { SourceStream, StreamSource } from '../media/medium.js';
 import { noProgress, type Progress } from '../core/progress.js';
-import { refuseUnencryptedInPlace } from './chain-encryption.js';
+import { RecordedEncryption, refuseUnencryptedInPlace } from './chain-encryption.js';
+import type { DumpRecord } from '../catalog/index.js';
 import { readImageStream } from './stream-reader.js';
 import type { StreamHeader } from '../format/image-stream.js';
 import type { KeyOption } from '../crypt/index.js';
@@ -59,9 +60,15 @@ export interface VerifiedChain {
   needs: string | null;
 }
 
+export interface VerifyOptions {
+  /** The catalog's records, read when an unencrypted stream is met: one the catalog records as encrypted is refused (see chain-encryption.ts). */
+  catalog?: () => DumpRecord[];
+}
+
 /** `key`: of encrypted streams (without it they are refused, AuthError). */
-export async function verifyStreams(sources: StreamSource[], progress: Progress = noProgress, key: KeyOption = null): Promise<VerifyResult> {
+export async function verifyStreams(sources: StreamSource[], progress: Progress = noProgress, key: KeyOption = null, opts: VerifyOptions = {}): Promise<VerifyResult> {
   const result: VerifyResult = { ok: true, streams: [], blocks: 0, bytes: 0, needs: null, chains: [] };
+  const recorded = opts.catalog ? new RecordedEncryption(opts.catalog) : null;
   // streams of several volumes (a tape holding the dumps of several) are as many chains,
   // each checked on its own; a full stream after a chain that began with one starts another
   // each full stream of a volume starts a chain of its own (a weekly level 0); an incremental
@@ -109,6 +116,7 @@ export async function verifyStreams(sources: StreamSource[], progress: Progress 
       for await (const rec of readImageStream(s.bytes, s.name, undefined, { key })) {
         if (rec.type === 'header') {
           const h = rec.header;
+          recorded?.refuse(s.name, h, s.position);
           let c = chains.get(h.volume.uuid);
           let known: Map<number, Known>;
           if (!c) {

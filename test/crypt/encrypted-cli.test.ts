@@ -200,6 +200,54 @@ describe('encrypted streams through the CLI', { timeout: 90_000 }, () => {
     expect(fs.existsSync(asOf)).toBe(false);
   });
 
+  it('restore --from and verify refuse an unencrypted stream the catalog records as an encrypted dump (its place, its id, or for an unknown id its volume, level and top), key or not; a plain dump the catalog records is read', async () => {
+    const ccat = path.join(root, 'catalog.from.json');
+    fs.copyFileSync(cat, ccat);
+    const plain1 = path.join(root, 'from-plain.l1');
+    const encAt = path.join(root, 'from-enc.l1');
+    const plainId = dump(src, 1, 's2', plain1, ccat, [], o).streamId;
+    dump(src, 1, 's2', encAt, ccat, ['--encrypt', '--key-file', key], o);
+    // a forged plain level 1 of s2 with an id of its own: recorded in another catalog only
+    const forged = path.join(root, 'from-forged.l1');
+    const fcat = path.join(root, 'catalog.forged.json');
+    fs.copyFileSync(cat, fcat);
+    dump(src, 1, 's2', forged, fcat, [], o);
+    // the plain level 1 copied over the encrypted dump's file
+    fs.copyFileSync(plain1, encAt);
+    const withCat = ['--catalog', ccat];
+    const allow = ['--key-file', key, '--allow-unencrypted'];
+    const there = /from-enc\.l1: the stream is not encrypted, and the catalog records dump \w{8} there as encrypted: anyone could have written it in its place/;
+    expectOneLineError(await runCliAsync(['verify', encAt, ...withCat, ...allow], o), 'verify a plain stream where the catalog records an encrypted dump', 11, there);
+    expectOneLineError(await runCliAsync(['verify', encAt, ...withCat], o), 'the same without a key', 11, there);
+    const to = path.join(root, 'from-checked.vol');
+    ok(['restore', '--from', l0, '--to', to, '--key-file', key, ...withCat], o);
+    expectOneLineError(await runCliAsync(['restore', '--from', encAt, '--to', to, ...withCat, ...allow], o), 'restore --from of a plain stream where the catalog records an encrypted dump', 11, there);
+    const state = /from-forged\.l1: the stream is not encrypted, and the catalog records dump \w{8} of the same volume, level 1 and top snapshot "s2" as encrypted/;
+    expectOneLineError(await runCliAsync(['verify', forged, ...withCat], o), 'verify a plain stream of an unknown id whose state the catalog records encrypted', 11, state);
+    expectOneLineError(await runCliAsync(['restore', '--from', forged, '--to', to, ...withCat, ...allow], o), 'restore --from of it', 11, state);
+    expect(await snapshotNames(to, o)).toEqual(['s1']); // nothing of the refused streams applied
+    // the catalog records by its id a dump it says is encrypted (its record moved elsewhere)
+    const icat = path.join(root, 'catalog.by-id.json');
+    const records = JSON.parse(fs.readFileSync(ccat, 'utf8')) as { dumps: Array<{ id: string; media: { location: string }; encrypted?: boolean }> };
+    const rec = records.dumps.find((d) => d.id === plainId)!;
+    rec.encrypted = true;
+    rec.media.location = path.join(root, 'moved.l1');
+    fs.writeFileSync(icat, JSON.stringify(records));
+    expectOneLineError(await runCliAsync(['verify', plain1, '--catalog', icat], o), 'verify a plain stream whose id the catalog records encrypted', 11, /from-plain\.l1: the stream is not encrypted, and the catalog records dump \w{8}, whose id it carries, as encrypted/);
+    // the plain dump the catalog records as plain is that dump: read, at its place or copied elsewhere
+    ok(['verify', plain1, ...withCat, ...allow], o);
+    const copied = path.join(root, 'from-plain.copy');
+    fs.copyFileSync(plain1, copied);
+    ok(['restore', '--from', copied, '--to', to, ...withCat, ...allow], o);
+    expect(await exportShas(to, ['s1', 's2'], o)).toEqual(srcShas);
+    // a catalog that does not exist records no dumps; one that cannot be read is named
+    ok(['verify', forged, '--catalog', path.join(root, 'no-such-catalog.json')], o);
+    const damaged = path.join(root, 'catalog.damaged.json');
+    fs.writeFileSync(damaged, '{"format": "imgstream-catalog", "dumps": [');
+    expectOneLineError(await runCliAsync(['verify', forged, '--catalog', damaged], o), 'verify a plain stream with a damaged catalog', 9, /not a readable imgstream catalog \(read because file \S+from-forged\.l1 is not encrypted/);
+    ok(['verify', l0, '--key-file', key, '--catalog', damaged], o); // an encrypted stream needs no catalog
+  });
+
   it('round-trips through a pipe and a tape directory', async () => {
     const piped = path.join(root, 'piped.vol');
     const p = await pipeline(['dump', src, '-l', '0', '-s', 's2', '--to', '-', '--catalog', path.join(root, 'catalog.pipe.json'), '--encrypt', '--key-file', key], ['restore', '--from', '-', '--to', piped, '--key-file', key], root, env);

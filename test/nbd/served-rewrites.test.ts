@@ -213,6 +213,53 @@ print("reads", w.pread(4096, 0)[:1].hex())
     expect(server.stderr()).toMatch(/imgstream:image:active - S no longer evaluates/);
   });
 
+  it.skipIf(noNbdsh)('a connection kept open on imgstream:image:active - S holds S by identity: S deleted and taken again fails (EIO) and goes on failing, S renamed away and back answers again', async () => {
+    const BS = 4096;
+    const vol = at('ident.vol');
+    await setupOk(['volume', 'create', vol, '--size', `${64 * BS}`]);
+    await setupOk(['snapshot', 'create', vol, 'S']);
+    const server = await startServer(vol, ['--socket', at('ident.sock')], locks);
+    const script = `
+import nbd, subprocess
+uri = ${JSON.stringify(server.info.uri)}
+imgstream = ${JSON.stringify([process.execPath, CLI_BIN])}
+def run(*args): subprocess.run(imgstream + list(args), check=True, capture_output=True)
+def status(h, what):
+    out = []
+    try:
+        h.block_status(${2 * BS}, 0, lambda m, o, e, err: out.extend(e) or 0)
+        print(what, [(out[i], out[i + 1]) for i in range(0, len(out), 2)])
+    except nbd.Error as e:
+        print(what, "failed", "(EIO)" in str(e))
+renamed = nbd.NBD(); renamed.add_meta_context("imgstream:image:active - S"); renamed.connect_uri(uri)
+w = nbd.NBD(); w.connect_uri(uri)
+w.pwrite(b"\\x01" * ${BS}, 0); w.flush()
+status(renamed, "before")
+run("snapshot", "rename", ${JSON.stringify(vol)}, "S", "T")
+status(renamed, "renamed away")
+run("snapshot", "rename", ${JSON.stringify(vol)}, "T", "S")
+status(renamed, "renamed back")
+run("snapshot", "delete", ${JSON.stringify(vol)}, "S")
+run("snapshot", "create", ${JSON.stringify(vol)}, "S")
+status(renamed, "taken again")
+w.pwrite(b"\\x02" * ${BS}, ${BS}); w.flush()
+status(renamed, "written since")
+fresh = nbd.NBD(); fresh.add_meta_context("imgstream:image:active - S"); fresh.connect_uri(uri)
+status(fresh, "fresh")
+`;
+    const out = (await ok('nbdsh', ['-c', script], { env: { PATH: NBDSH_PATH, IMGSTREAM_LOCK_DIR: locks } })).stdout;
+    // block 0 written after S (1), block 1 unmapped (2)
+    expect(out).toContain(`before [(${BS}, 1), (${BS}, 2)]`);
+    expect(out).toContain('renamed away failed True');
+    expect(out).toContain(`renamed back [(${BS}, 1), (${BS}, 2)]`);
+    // the new S holds block 0: answering against it would read 0, "unchanged since S"
+    expect(out).toContain('taken again failed True');
+    expect(out).toContain('written since failed True');
+    expect(out).toContain(`fresh [(${BS}, 0), (${BS}, 1)]`);
+    await server.stop();
+    expect(server.stderr()).toMatch(/imgstream:image:active - S no longer evaluates: "S" now names another snapshot than the one the context was selected with \(id 2, taken [^;]+; the context's, id 1, was deleted or renamed since\)/);
+  });
+
   it('SIGHUP takes the last CP as SIGTERM does: a write acknowledged but never flushed is in the volume, exit 129', async () => {
     const BS = 4096;
     const vol = at('hup.vol');
