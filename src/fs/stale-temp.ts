@@ -6,6 +6,7 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { InvalidInputError, NotFoundError } from '../core/errors.js';
+import { escapeRegExp } from '../core/regexp.js';
 
 /** The longest file name (one path component) Linux file systems take. */
 const NAME_MAX = 255;
@@ -35,6 +36,11 @@ export function removeStaleTemp(dir: string, name: string | RegExp): void {
     const pid = typeof name === 'string' ? (n.startsWith(name) ? Number(n.slice(name.length)) : NaN) : Number(name.exec(n)?.[1]);
     if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && !processExists(pid)) fs.rmSync(path.join(dir, n), { force: true });
   }
+}
+
+/** Removes the temporary files `FILE.PID.tmp` that writers of `file` killed before their rename left (processes that are gone). */
+export function removeStaleTempOf(file: string): void {
+  removeStaleTemp(path.dirname(file), new RegExp(`^${escapeRegExp(path.basename(file))}\\.(\\d+)\\.tmp$`));
 }
 
 /**

@@ -14,9 +14,8 @@ import { createHash } from 'node:crypto';
 import { CorruptError, FormatVersionError, InvalidInputError, fromSystemError, type StopSignal } from '../core/errors.js';
 import type { SnapshotIdent, TransferMode } from './protocol.js';
 import { readTextFile } from '../fs/text-file.js';
-import { removeStaleTemp } from '../fs/stale-temp.js';
+import { removeStaleTempOf } from '../fs/stale-temp.js';
 import { replacementTarget } from '../fs/link-target.js';
-import { escapeRegExp } from '../core/regexp.js';
 import { makeDirectories } from '../core/make-dirs.js';
 import { stateProblem } from './state-check.js';
 
@@ -179,7 +178,7 @@ export class MirrorState {
     makeDirectories(path.dirname(file));
     const tmp = `${file}.${process.pid}.tmp`;
     // the next versions of writers killed before their rename
-    removeStaleTemp(path.dirname(file), new RegExp(`^${escapeRegExp(path.basename(file))}\\.(\\d+)\\.tmp$`));
+    removeStaleTempOf(file);
     try {
       fs.writeFileSync(tmp, `${JSON.stringify({ format: STATE_FORMAT, version: STATE_VERSION, ...s }, null, 1)}\n`, { mode: 0o600 });
       const fd = fs.openSync(tmp, 'r');

@@ -8,8 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { InvalidInputError } from '../core/errors.js';
 import { writeFileDurably } from '../fs/durable-file.js';
-import { removeStaleTemp, tempBeside } from '../fs/stale-temp.js';
-import { escapeRegExp } from '../core/regexp.js';
+import { removeStaleTempOf, tempBeside } from '../fs/stale-temp.js';
 import type { Volume } from '../volume/volume.js';
 import { newestSnapshot } from './restore-held.js';
 
@@ -25,27 +24,17 @@ function noteFile(display: string): string {
   return path.join(dir, `${prefix}stream`);
 }
 
-/**
- * The note's temporary files (NOTE.PID.tmp, writeFileDurably's) their writers left: a
- * restore killed between writing the note and renaming it into place left one that no
- * later restore removed. Those of processes gone go whenever the note is written or cleared.
- */
-function removeStaleNoteTemps(note: string): void {
-  removeStaleTemp(path.dirname(note), new RegExp(`^${escapeRegExp(path.basename(note))}\\.([0-9]+)\\.tmp$`));
-}
-
 /** Names `s` as the stream whose restore onto `display` is about to be marked unfinished. */
 export function noteUnfinished(display: string, s: UnfinishedStream): void {
-  const note = noteFile(display);
-  removeStaleNoteTemps(note);
-  writeFileDurably(note, `${JSON.stringify(s)}\n`);
+  // (its temporary files a restore killed before their rename left go with its first write: writeFileDurably)
+  writeFileDurably(noteFile(display), `${JSON.stringify(s)}\n`);
 }
 
 /** Once the mark is cleared: the note goes. */
 export function clearUnfinishedNote(display: string): void {
   const note = noteFile(display);
   fs.rmSync(note, { force: true });
-  removeStaleNoteTemps(note);
+  removeStaleTempOf(note); // (and those a killed restore left)
 }
 
 function readNote(display: string): UnfinishedStream | null {
