@@ -1,5 +1,5 @@
 // restore --as-of: the chain of dumps from the catalog, opened on their media.
-import { chainFor, dumpsOfVolume, isPipePlace, isSnapshotOf, liveCopies, matchingAsOf, ownRecords, targetAsOf, type Catalog, type DumpRecord } from '../catalog/index.js';
+import { chainFor, dumpsOfVolume, isPipePlace, isSnapshotOf, liveCopies, matchingAsOf, ownRecords, parseAsOfDate, targetAsOf, type Catalog, type DumpRecord } from '../catalog/index.js';
 import { uuidOfVolumeAt } from '../volume/volume-uuid.js';
 import { optionsForRecorded, s3ObjectExists } from '../media/s3/index.js';
 import { InvalidInputError, NotFoundError, UsageError } from '../core/errors.js';
@@ -49,7 +49,14 @@ export async function sourcesForChain(catalog: Catalog, volumePath: string, asOf
     const view = Volume.openView(copyPath);
     const snaps = view.snapshots();
     view.close();
+    const all = dumps;
     dumps = ownRecords(dumps, copyPath, uuidOfVolumeAt, (d) => snaps.some((x) => isSnapshotOf(d.top, x)));
+    // a snapshot another copy took and dumped: named as such (it said no dump had that top at all)
+    const others = all.filter((d) => d.top.name === asOf && !dumps.includes(d));
+    if (others.length > 0 && !dumps.some((d) => d.top.name === asOf) && parseAsOfDate(asOf) === null) {
+      const at = [...new Set(others.map((d) => d.volume.path ?? d.volume.uuid.slice(0, 8)))];
+      throw new NotFoundError(`no dump of ${copyPath} has top snapshot "${asOf}": the catalog's dump${others.length > 1 ? 's' : ''} of it ${others.length > 1 ? 'are' : 'is'} of another copy of the volume (${at.join(', ')})`, `name that copy with --volume ${at[0]}`);
+    }
   }
   else if (!fs.existsSync(volumePath)) {
     // the copies whose dumps the name or date matches: a snapshot taken and dumped on one copy

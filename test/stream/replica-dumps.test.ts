@@ -245,6 +245,11 @@ describe('replicas restored from a volume\'s dumps', () => {
       cliOk(['volume', 'export', `${p(to)}@${name}`, '--to', p(`${to}.raw`)], o);
       expect(sha256File(p(`${to}.raw`))).toBe(sha256File(p('only.raw')));
     }
+    // --volume naming the copy that never had it: the other copy's dump is named (it said no dump had that top)
+    const other = runCli(['restore', '--to', p('only-n4.vol'), '--volume', vol, '--as-of', 'only-on-copy'], o);
+    expect(other.code, other.stderr).toBe(3);
+    expect(other.stderr).toContain(`no dump of ${vol} has top snapshot "only-on-copy": the catalog's dump of it is of another copy of the volume (${copy})`);
+    expect(fs.existsSync(p('only-n4.vol'))).toBe(false);
     // a date both copies' dumps were taken by names both
     const r = runCli(['restore', '--to', p('only-n3.vol'), '--as-of', new Date(Date.now() + 1000).toISOString()], o);
     expect(r.code, r.stderr).toBe(2);
