@@ -71,7 +71,8 @@ export class JournalReader {
       const total = RECORD_HEADER_BYTES + h.payloadBytes;
       const n = this.fill(this.offset, total);
       const at = this.offset - this.bufStart;
-      if (n < total || !recordIntact(this.buf, at, h)) {
+      const payload = n < total ? null : this.buf.subarray(at + RECORD_HEADER_BYTES, at + total);
+      if (payload === null || !recordIntact(this.buf, at, h, payload)) {
         if (this.isClosedSegment()) throw this.damage(n < total ? 'a record cut short' : 'a record that fails its checksum');
         if (this.settleTail(n < total ? 'a record cut short' : 'a record that fails its checksum')) continue;
         return null;
@@ -84,7 +85,7 @@ export class JournalReader {
         lbn: h.lbn,
         count: h.count,
         payloadBytes: h.payloadBytes,
-        payload: this.buf.subarray(at + RECORD_HEADER_BYTES, at + total),
+        payload,
         segment: this.seg!.path,
         payloadAt: this.offset + RECORD_HEADER_BYTES,
       };
