@@ -15,8 +15,12 @@ export interface LocatedRecord extends JournalRecord {
   payloadAt: number;
 }
 
-/** Bytes read from a segment at once: records are parsed from this buffer. */
-const CHUNK = 8 << 20;
+/**
+ * Bytes read from a segment at once: records are parsed from this buffer. Small enough to
+ * stay in the CPU's cache between the read, the records' checksums and the copies of their
+ * blocks (8 MiB went through memory three times).
+ */
+const CHUNK = 512 << 10;
 
 export class JournalReader {
   private seg: SegmentFile | null = null;
