@@ -14,6 +14,8 @@ export interface IntervalBlock {
   data: Buffer | null;
   /** Blocks the entry stands for (absent: 1); more than 1 only when data is null. */
   count?: number;
+  /** The crc32 of data, when its source knows it already (absent: not known). */
+  crc?: number;
 }
 
 /** Blocks `b` stands for. */

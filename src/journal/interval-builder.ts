@@ -64,6 +64,12 @@ export class IntervalBuilder {
   private zeroRuns: number[] = [];
   /** Block copies go into 1 MiB slabs (one allocation per 256 blocks, not per block): slab i holds positions [i * SLAB_BYTES, (i + 1) * SLAB_BYTES). */
   private readonly slabs: Buffer[] = [];
+  /**
+   * The crc32 of the block at slab position p, at p / blockSize (-1: not known): a block
+   * written alone carries its journal record's, and the transfer's checksum reuses it
+   * instead of reading the block again.
+   */
+  private crcs: number[] = [];
   private slabUsed = SLAB_BYTES;
   /** Acknowledgement time of the first change collected (for lag), null when none. */
   firstTime: number | null = null;
@@ -112,14 +118,20 @@ export class IntervalBuilder {
       this.zeroRuns.push(rec.lbn, end);
       return;
     }
+    const crc = rec.count === 1 && rec.payloadCrc !== undefined ? rec.payloadCrc : -1;
     for (let i = 0; i < rec.count; i++) {
       // the reader's buffer is reused: the block is copied (over its last version, when
       // that is in a slab), unless the slabs are full
       const lbn = rec.lbn + i;
       const prev = this.blocks.get(lbn);
       const at = typeof prev === 'number' ? this.keepAt(prev, rec.payload, i * bs) : this.keep(rec.payload, i * bs);
-      if (at < 0) this.leave(rec.segment);
-      this.blocks.set(lbn, at >= 0 ? at : { segment: rec.segment, at: rec.payloadAt + i * bs });
+      if (at >= 0) {
+        this.crcs[at / bs] = crc;
+        if (at !== prev) this.blocks.set(lbn, at);
+        continue;
+      }
+      this.leave(rec.segment);
+      this.blocks.set(lbn, { segment: rec.segment, at: rec.payloadAt + i * bs });
     }
   }
 
@@ -158,6 +170,7 @@ export class IntervalBuilder {
   release(): void {
     for (const s of this.slabs.splice(0)) this.pool.give(s);
     this.blocks.clear();
+    this.crcs = [];
     this.zeroRuns = [];
     for (const fd of this.fds.values()) fs.closeSync(fd);
     this.fds.clear();
@@ -206,6 +219,7 @@ export class IntervalBuilder {
     const { lbns, counts, blocks: blockCount } = this.entries();
     const refs = this.blocks;
     const slabs = this.slabs;
+    const crcs = this.crcs;
     const fds = this.fds;
     const dropped = this.dropped;
     const bs = this.blockSize;
@@ -220,7 +234,9 @@ export class IntervalBuilder {
         const ref = refs.get(lbn)!;
         if (typeof ref === 'number') {
           const off = ref % SLAB_BYTES;
-          yield { lbn, data: slabs[(ref - off) / SLAB_BYTES].subarray(off, off + bs) };
+          const crc = crcs[ref / bs];
+          const data = slabs[(ref - off) / SLAB_BYTES].subarray(off, off + bs);
+          yield crc >= 0 ? { lbn, data, crc } : { lbn, data };
           continue;
         }
         const data = Buffer.allocUnsafe(bs);

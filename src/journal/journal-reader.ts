@@ -7,12 +7,14 @@ import fs from 'node:fs';
 import { BlockSet } from '../core/block-set.js';
 import { CorruptError, FormatVersionError, fromSystemError, NewerFeatureError } from '../core/errors.js';
 import { listSegments, readDirty, type DirtyRename, type SegmentFile } from './journal-files.js';
-import { decodeHeader, LAST_RECORD_KIND, otherRecordVersion, parseMarker, RECORD_HEADER_BYTES, RecordKind, recordIntact, type JournalRecord } from './record.js';
+import { decodeHeader, intactPayloadCrc, LAST_RECORD_KIND, otherRecordVersion, parseMarker, RECORD_HEADER_BYTES, RecordKind, recordIntact, type JournalRecord } from './record.js';
 
 /** A record and where it lies: its payload starts at `payloadAt` in `segment`. */
 export interface LocatedRecord extends JournalRecord {
   segment: string;
   payloadAt: number;
+  /** The payload's own crc32 (absent: not known). */
+  payloadCrc?: number;
 }
 
 /**
@@ -76,7 +78,8 @@ export class JournalReader {
       const n = this.fill(this.offset, total);
       const at = this.offset - this.bufStart;
       const payload = n < total ? null : this.buf.subarray(at + RECORD_HEADER_BYTES, at + total);
-      if (payload === null || !recordIntact(this.buf, at, h, payload)) {
+      const payloadCrc = payload === null ? null : intactPayloadCrc(this.buf, at, payload);
+      if (payload === null || payloadCrc === null) {
         if (this.isClosedSegment()) throw this.damage(n < total ? 'a record cut short' : 'a record that fails its checksum');
         if (this.settleTail(n < total ? 'a record cut short' : 'a record that fails its checksum')) continue;
         return null;
@@ -92,6 +95,7 @@ export class JournalReader {
         payload,
         segment: this.seg!.path,
         payloadAt: this.offset + RECORD_HEADER_BYTES,
+        payloadCrc,
       };
       this.offset += total;
       this.nextSeq++;

@@ -92,6 +92,7 @@ export class PeerProtectDestination implements ProtectDestination {
       let flags: Array<0 | 1> = [];
       let runs: number[] | null = null; // only when an entry of the batch is a run of zeros
       let parts: Buffer[] = [];
+      let partCrcs: number[] = []; // each part's crc32 where its source knew it (-1: not known)
       let payload = this.payloadBuffer();
       let bytes = 0;
       const flush = async () => {
@@ -105,8 +106,10 @@ export class PeerProtectDestination implements ProtectDestination {
         bytes = 0;
         if (stableData) {
           const p = parts;
+          const c = partCrcs;
           parts = [];
-          return ch.sendOwnedParts(msg, p);
+          partCrcs = [];
+          return ch.sendOwnedParts(msg, p, undefined, c);
         }
         // the socket takes the payload as it is; its buffer serves a later batch once sent
         const full = payload;
@@ -123,8 +126,10 @@ export class PeerProtectDestination implements ProtectDestination {
         flags.push(b.data ? 1 : 0);
         runs?.push(run);
         if (b.data) {
-          if (stableData) parts.push(b.data);
-          else payload.set(b.data, bytes);
+          if (stableData) {
+            parts.push(b.data);
+            partCrcs.push(b.crc ?? -1);
+          } else payload.set(b.data, bytes);
           bytes += b.data.length;
         }
         if (bytes >= BATCH_BYTES || lbns.length >= MAX_BATCH_BLOCKS) await flush();

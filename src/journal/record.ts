@@ -16,6 +16,7 @@
 //  40  u32  CRC-32 of bytes 0..40 and the payload
 //  44  u32  reserved (0)
 import { crc32, crc32Range } from '../format/crc32.js';
+import { crc32Combine } from '../format/crc32-combine.js';
 
 export const RECORD_MAGIC = 0x3152_4a49; // "IJR1" read little-endian
 export const RECORD_HEADER_BYTES = 48;
@@ -121,12 +122,21 @@ export function decodeHeader(buf: Buffer, at: number): RecordHeader | null {
   return { kind, seq, time: buf.readDoubleLE(at + 16), lbn: buf.readDoubleLE(at + 24), count: buf.readUInt32LE(at + 32), payloadBytes };
 }
 
-/** True when the record at `at` (header h, payload present in buf) has its checksum; `payload`: the view of its payload, when the caller made one. */
-export function recordIntact(buf: Buffer, at: number, h: RecordHeader, payload?: Buffer): boolean {
+/** True when the record at `at` (header h, payload present in buf) has its checksum. */
+export function recordIntact(buf: Buffer, at: number, h: RecordHeader): boolean {
   const end = at + RECORD_HEADER_BYTES + h.payloadBytes;
   if (end > buf.length) return false;
-  const c = crc32Range(buf, at, at + 40);
-  return (payload !== undefined ? crc32(payload, c) : crc32Range(buf, at + RECORD_HEADER_BYTES, end, c)) === buf.readUInt32LE(at + 40);
+  return intactPayloadCrc(buf, at, buf.subarray(at + RECORD_HEADER_BYTES, end)) !== null;
+}
+
+/**
+ * The crc32 of the payload alone (`payload`, the view of it that follows the header at
+ * `at`) when the record has its checksum, else null: the record's checksum is checked
+ * from it, and a block's own checksum is then known without a second pass over its bytes.
+ */
+export function intactPayloadCrc(buf: Buffer, at: number, payload: Buffer): number | null {
+  const own = crc32(payload);
+  return crc32Combine(crc32Range(buf, at, at + 40), own, payload.length) === buf.readUInt32LE(at + 40) ? own : null;
 }
 
 /** A marker's JSON payload. */

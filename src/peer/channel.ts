@@ -27,6 +27,7 @@ import {
 import { RateLimiter } from './rate-limit.js';
 import { socketError } from './socket-error.js';
 import { crc32 } from '../format/crc32.js';
+import { crc32Combine } from '../format/crc32-combine.js';
 import { AlignedAllocator, DIRECT_UNIT } from '../fs/direct-io.js';
 
 export interface PeerMessage {
@@ -62,9 +63,10 @@ export interface PeerChannel {
   /**
    * Like sendOwned(), for a payload in several buffers sent one after another (the socket
    * gathers them: no copy into one payload). The caller does not change them until
-   * `released` is called.
+   * `released` is called. `partCrcs[i]`, the crc32 of parts[i] when the caller has it
+   * (-1: not), saves the frame a pass over that part.
    */
-  sendOwnedParts(msg: Record<string, unknown>, parts: Buffer[], released?: () => void): Promise<void>;
+  sendOwnedParts(msg: Record<string, unknown>, parts: Buffer[], released?: () => void, partCrcs?: readonly number[]): Promise<void>;
   /**
    * The next message; null when the other side closed cleanly between messages. Rejects
    * with an ImgstreamError on a malformed or oversize frame, a lost connection or a
@@ -239,11 +241,11 @@ export class FramedChannel implements PeerChannel {
     return this.sendFrame(msg, payload, payloadCrc, released ?? true);
   }
 
-  sendOwnedParts(msg: Record<string, unknown>, parts: Buffer[], released?: () => void): Promise<void> {
-    return this.sendFrame(msg, parts, undefined, released ?? true);
+  sendOwnedParts(msg: Record<string, unknown>, parts: Buffer[], released?: () => void, partCrcs?: readonly number[]): Promise<void> {
+    return this.sendFrame(msg, parts, undefined, released ?? true, partCrcs);
   }
 
-  private sendFrame(msg: Record<string, unknown>, payload: Buffer | Buffer[] | null, payloadCrc: number | undefined, owned: boolean | (() => void)): Promise<void> {
+  private sendFrame(msg: Record<string, unknown>, payload: Buffer | Buffer[] | null, payloadCrc: number | undefined, owned: boolean | (() => void), partCrcs?: readonly number[]): Promise<void> {
     if (this.failure) return Promise.reject(this.failure);
     if (this.closing) return Promise.reject(new NetworkError(`peer ${this.peer}: the connection is closing`));
     const e = errorOf(msg);
@@ -256,7 +258,7 @@ export class FramedChannel implements PeerChannel {
     const p = this.sendChain.then(() => {
       // interrupted while it waited its turn: the data stays here
       if (this.interruption && payload !== null) throw this.interruption;
-      return this.writeFrame(msg, payload, payloadCrc, owned);
+      return this.writeFrame(msg, payload, payloadCrc, owned, partCrcs);
     });
     this.sendChain = p.catch(() => {});
     return p;
@@ -452,13 +454,14 @@ export class FramedChannel implements PeerChannel {
 
   // ---------------------------------------------------------------- sending
 
-  private async writeFrame(msg: Record<string, unknown>, payload: Buffer | Buffer[] | null, payloadCrc?: number, owned: boolean | (() => void) = false): Promise<void> {
+  private async writeFrame(msg: Record<string, unknown>, payload: Buffer | Buffer[] | null, payloadCrc?: number, owned: boolean | (() => void) = false, partCrcs?: readonly number[]): Promise<void> {
     let head: Buffer;
     try {
       if (Array.isArray(payload)) {
         const parts = payload;
         const length = parts.reduce((n, p) => n + p.length, 0);
-        head = encodePeerFrameHead(msg, { length, crc: () => parts.reduce((c, p) => crc32(p, c), 0) }, FULL_LIMITS);
+        const crc = () => parts.reduce((c, p, i) => (partCrcs !== undefined && partCrcs[i] >= 0 ? crc32Combine(c, partCrcs[i], p.length) : crc32(p, c)), 0);
+        head = encodePeerFrameHead(msg, { length, crc }, FULL_LIMITS);
       } else head = encodePeerFrame(msg, payload, FULL_LIMITS, payloadCrc).head;
     } catch (err) {
       if (err instanceof PeerFormatError) throw new InvalidInputError(`peer ${this.peer}: cannot send: ${err.message}`);
