@@ -85,7 +85,8 @@ export interface ShippedInterval {
   blockCount: number;
   /** Entries `blocks` yields (absent: blockCount, every entry one block). */
   entries?: number;
-  blocks: AsyncIterable<IntervalBlock>;
+  /** (A synchronous source, such as an interval collected in memory, gives them as an Iterable.) */
+  blocks: AsyncIterable<IntervalBlock> | Iterable<IntervalBlock>;
   /** The blocks' data buffers stay as they are until append() settles (a destination may keep them instead of copying). */
   stableData?: boolean;
 }

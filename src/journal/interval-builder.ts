@@ -231,7 +231,7 @@ export class IntervalBuilder {
     const fds = this.fds;
     const dropped = this.dropped;
     const bs = this.blockSize;
-    async function* blocks(): AsyncGenerator<IntervalBlock> {
+    function* blocks(): Generator<IntervalBlock> {
       if (dropped !== null) throw new SegmentDroppedError(dropped);
       for (let e = 0; e < lbns.length; e++) {
         const lbn = lbns[e];
