@@ -80,6 +80,21 @@ export class DirectAppender {
     }
   }
 
+  /**
+   * Copies data in when that needs no wait (the stage it goes to is free and keeps room
+   * after it): true, and data may be reused at once; false: nothing was taken, append() it.
+   * Spares a writer of many small pieces (an interval's blocks) a turn of the promise
+   * machinery for each.
+   */
+  tryAppend(data: Buffer): boolean {
+    if (this.failure || this.stages.length === 0 || this.busy[this.cur]) return false;
+    const stage = this.stages[this.cur];
+    if (this.fill + data.length >= stage.length) return false;
+    stage.set(data, this.fill);
+    this.fill += data.length;
+    return true;
+  }
+
   /** Writes what is staged and waits for every write: then the file holds all bytes appended (not yet synced). */
   async finish(): Promise<void> {
     this.throwIfFailed();

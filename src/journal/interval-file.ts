@@ -159,7 +159,7 @@ export async function writeIntervalFile(dir: string, interval: ShippedInterval, 
         index.writeDoubleLE(dataAt, e + 8);
         index.writeUInt32LE(crc32(b.data), e + 16);
         // (copied before the next block is asked for: the blocks' buffers may be reused by their producer then)
-        await sink.append(b.data);
+        if (!sink.tryAppend(b.data)) await sink.append(b.data);
         dataAt += blockSize;
       }
       count++;
@@ -218,6 +218,11 @@ class BufferedSink {
 
   constructor(private readonly fd: number) {
     this.early = new EarlyWriteback(fd, EARLY_WRITEBACK_BYTES);
+  }
+
+  tryAppend(b: Buffer): boolean {
+    this.append(b);
+    return true;
   }
 
   append(b: Buffer): void {
