@@ -157,7 +157,8 @@ export async function writeIntervalFile(dir: string, interval: ShippedInterval, 
         index.writeUInt32LE(0, e + 16);
       } else {
         index.writeDoubleLE(dataAt, e + 8);
-        index.writeUInt32LE(crc32(b.data), e + 16);
+        // (the block's checksum where its source has it: computed as it arrived, or carried from the journal)
+        index.writeUInt32LE(b.crc ?? crc32(b.data), e + 16);
         // (copied before the next block is asked for: the blocks' buffers may be reused by their producer then)
         if (!sink.tryAppend(b.data)) await sink.append(b.data);
         dataAt += blockSize;

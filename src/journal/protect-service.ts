@@ -51,7 +51,7 @@ function blocksFrom(ch: PeerChannel, blockSize: number, counted: { n: number }):
         return { value: undefined, done: true };
       }
       if (m.msg.type !== 'blocks') throw new CorruptError(`unexpected ${String(m.msg.type)} message in a transfer`);
-      batch = decodeBatch(m.msg, m.payload, blockSize);
+      batch = decodeBatch(m.msg, m.payload, blockSize, m.unitCrcs);
       at = 0;
       used = m.payload;
       if (at < batch.length) {
@@ -80,6 +80,8 @@ async function ship(ch: PeerChannel, hello: PeerHello, dir: string, log: (l: str
   }
   if (shipping.has(dir)) throw new BusyError(`${String(hello.name)}: another shipper holds this protection destination`, 'stop it first');
   const source = sourceOf(hello);
+  // each block's checksum comes with the frame's check (the interval file's index keeps it): the payload is read once
+  ch.setPayloadUnit(source.blockSize);
   const dest = new LocalProtectDestination(dir);
   shipping.add(dir);
   try {

@@ -35,6 +35,8 @@ export interface PeerMessage {
   payload: Buffer | null;
   /** crc32 of the payload (checked with the frame), null without one. */
   payloadCrc: number | null;
+  /** Asked for with setPayloadUnit(): the crc32 of each unit of the payload (absent: not whole units). */
+  unitCrcs?: Uint32Array;
 }
 
 /** One connection to a peer, as either side sees it. */
@@ -80,6 +82,8 @@ export interface PeerChannel {
    * seconds of garbage collection).
    */
   recycle(payload: Buffer, after: Promise<void>): void;
+  /** From now on a payload of whole units of `bytes` comes with each unit's crc32 (PeerMessage.unitCrcs), computed on the way. */
+  setPayloadUnit(bytes: number): void;
   /** Sends what is queued, closes our side, and waits briefly (`graceMs`, default 2 s) for the other to close. Never throws. */
   close(graceMs?: number): Promise<void>;
   /** Cuts the connection now; pending and later calls reject with `err` (or "closed"). */
@@ -131,6 +135,7 @@ export class FramedChannel implements PeerChannel {
   private readonly aligned = new AlignedAllocator(MAX_SPARES);
   private prefix: FramePrefix | null = null;
   private preambleWanted: boolean;
+  private payloadUnit = 0;
   private preamble: Buffer | null = null;
   private readonly queue: PeerMessage[] = [];
   private queueBytes = 0;
@@ -198,6 +203,10 @@ export class FramedChannel implements PeerChannel {
       clearTimeout(this.frameTimer);
       this.frameTimer = null;
     }
+  }
+
+  setPayloadUnit(bytes: number): void {
+    this.payloadUnit = bytes;
   }
 
   /** Raises the limits on frames received (once the other side is authenticated). */
@@ -361,14 +370,14 @@ export class FramedChannel implements PeerChannel {
       if (this.inboxBytes < p.headerLength + p.payloadLength) break;
       const header = this.take(p.headerLength);
       const payload = p.hasPayload ? this.take(p.payloadLength) : null;
-      const { msg, payloadCrc } = decodePeerMessage(p, header, payload);
+      const { msg, payloadCrc, unitCrcs } = decodePeerMessage(p, header, payload, this.payloadUnit);
       this.prefix = null;
       if (this.frameTimer !== null) {
         // the next message's deadline runs from now
         clearTimeout(this.frameTimer);
         this.frameTimer = null;
       }
-      this.queue.push({ msg, payload, payloadCrc });
+      this.queue.push(unitCrcs ? { msg, payload, payloadCrc, unitCrcs } : { msg, payload, payloadCrc });
       this.queueBytes += (payload?.length ?? 0) + 64;
       this.wake();
     }
