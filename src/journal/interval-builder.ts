@@ -123,7 +123,7 @@ export class IntervalBuilder {
       this.zeroRuns.push(rec.lbn, end);
       return;
     }
-    const crc = rec.count === 1 && rec.payloadCrc !== undefined ? rec.payloadCrc : -1;
+    const crc = rec.count === 1 && rec.payload.length === bs && rec.payloadCrc !== undefined ? rec.payloadCrc : -1;
     for (let i = 0; i < rec.count; i++) {
       // the reader's buffer is reused: the block is copied (over its last version, when
       // that is in a slab), unless the slabs are full
