@@ -18,21 +18,42 @@ function square(out: Uint32Array, mat: Uint32Array): void {
   for (let n = 0; n < 32; n++) out[n] = times(mat, mat[n]);
 }
 
-/** Operators for the lengths seen last (frames mostly have a few record sizes). */
+/**
+ * Operators for the lengths seen last (frames mostly have a few record sizes), each as
+ * four tables of 256 (its image of every value of each byte of a crc): applying one is
+ * four lookups instead of a pass over 32 bits, once per block when blocks' checksums are
+ * combined into a frame's.
+ */
 const cache = new Map<number, Uint32Array>();
 const CACHE_SIZE = 64;
+/** The last one used, looked up first: a run of blocks of one size asks for the same one again and again. */
+let lastLength = NaN;
+let lastTables: Uint32Array = new Uint32Array(1024);
 
 /** crc32(A || B), given crc32(A), crc32(B) and B's length in bytes. */
 export function crc32Combine(crcA: number, crcB: number, lengthB: number): number {
-  if (!(Number.isSafeInteger(lengthB) && lengthB >= 0)) throw new RangeError(`crc32Combine: bad length ${lengthB}`);
-  if (lengthB === 0) return crcA >>> 0;
-  let op = cache.get(lengthB);
-  if (!op) {
-    op = zerosOperator(lengthB);
-    if (cache.size >= CACHE_SIZE) cache.delete(cache.keys().next().value!);
-    cache.set(lengthB, op);
+  if (lengthB !== lastLength) {
+    if (!(Number.isSafeInteger(lengthB) && lengthB >= 0)) throw new RangeError(`crc32Combine: bad length ${lengthB}`);
+    if (lengthB === 0) return crcA >>> 0;
+    let tables = cache.get(lengthB);
+    if (!tables) {
+      tables = byteTables(zerosOperator(lengthB));
+      if (cache.size >= CACHE_SIZE) cache.delete(cache.keys().next().value!);
+      cache.set(lengthB, tables);
+    }
+    lastLength = lengthB;
+    lastTables = tables;
   }
-  return (times(op, crcA >>> 0) ^ crcB) >>> 0;
+  const t = lastTables;
+  const a = crcA >>> 0;
+  return (t[a & 0xff] ^ t[256 + ((a >>> 8) & 0xff)] ^ t[512 + ((a >>> 16) & 0xff)] ^ t[768 + (a >>> 24)] ^ crcB) >>> 0;
+}
+
+/** An operator as byte tables: entry 256 * k + v is its image of byte value v at byte k. */
+function byteTables(op: Uint32Array): Uint32Array {
+  const t = new Uint32Array(1024);
+  for (let k = 0; k < 4; k++) for (let v = 0; v < 256; v++) t[256 * k + v] = times(op, v << (8 * k));
+  return t;
 }
 
 /** The operator that appends `length` zero bytes to a crc (column n: its image of bit n). */

@@ -64,7 +64,7 @@
 //     D  {type: "end", bytes}
 //
 // Multi-byte integers are little-endian.
-import { crc32 } from './crc32.js';
+import { crc32, crc32Range } from './crc32.js';
 import { crc32Combine } from './crc32-combine.js';
 
 export const PEER_MAGIC = 'IMGSPEER';
@@ -200,9 +200,22 @@ export function decodePeerPrefix(b: Buffer, limits: FrameLimits = FULL_LIMITS): 
 /**
  * Checks a frame's body against its prefix and parses the header; gives the payload's own
  * crc32 too (computed on the way), for a message that carries a checksum of its payload.
+ * `unit`: when the payload is whole units of that many bytes, the crc32 of each is given
+ * as well (unitCrcs) and the payload's is combined from them, so a receiver that keeps a
+ * checksum of every block it stores reads the payload once, not twice.
  */
-export function decodePeerMessage(prefix: FramePrefix, header: Buffer, payload: Buffer | null): { msg: PeerMessageHeader; payloadCrc: number | null } {
-  const payloadCrc = payload ? crc32(payload) : null;
+export function decodePeerMessage(prefix: FramePrefix, header: Buffer, payload: Buffer | null, unit = 0): { msg: PeerMessageHeader; payloadCrc: number | null; unitCrcs: Uint32Array | null } {
+  let payloadCrc: number | null = null;
+  let unitCrcs: Uint32Array | null = null;
+  if (payload !== null && unit > 0 && payload.length > 0 && payload.length % unit === 0) {
+    unitCrcs = new Uint32Array(payload.length / unit);
+    let c = 0;
+    for (let i = 0; i < unitCrcs.length; i++) {
+      unitCrcs[i] = crc32Range(payload, i * unit, (i + 1) * unit);
+      c = crc32Combine(c, unitCrcs[i], unit);
+    }
+    payloadCrc = c;
+  } else if (payload !== null) payloadCrc = crc32(payload);
   let crc = crc32(header);
   if (payload) crc = crc32Combine(crc, payloadCrc!, payload.length);
   if ((crc >>> 0) !== prefix.crc) throw new PeerFormatError('damaged frame (checksum)');
@@ -213,7 +226,7 @@ export function decodePeerMessage(prefix: FramePrefix, header: Buffer, payload: 
     throw new PeerFormatError('damaged frame (header is not JSON)');
   }
   if (msg === null || typeof msg !== 'object' || Array.isArray(msg)) throw new PeerFormatError('damaged frame (header is not a JSON object)');
-  return { msg: msg as PeerMessageHeader, payloadCrc };
+  return { msg: msg as PeerMessageHeader, payloadCrc, unitCrcs };
 }
 
 // ------------------------------------------------------------------ authentication

@@ -14,6 +14,8 @@ export interface IntervalBlock {
   data: Buffer | null;
   /** Blocks the entry stands for (absent: 1); more than 1 only when data is null. */
   count?: number;
+  /** The crc32 of data, when its source knows it already (absent: not known). */
+  crc?: number;
 }
 
 /** Blocks `b` stands for. */
@@ -83,7 +85,8 @@ export interface ShippedInterval {
   blockCount: number;
   /** Entries `blocks` yields (absent: blockCount, every entry one block). */
   entries?: number;
-  blocks: AsyncIterable<IntervalBlock>;
+  /** (A synchronous source, such as an interval collected in memory, gives them as an Iterable.) */
+  blocks: AsyncIterable<IntervalBlock> | Iterable<IntervalBlock>;
   /** The blocks' data buffers stay as they are until append() settles (a destination may keep them instead of copying). */
   stableData?: boolean;
 }

@@ -16,6 +16,7 @@ import { CorruptError, fromSystemError, ImgstreamError } from '../core/errors.js
 import type { IntervalBlock, ShippedInterval, SnapshotRename } from './destination-api.js';
 import type { LocatedRecord } from './journal-reader.js';
 import { parseMarker, RecordKind } from './record.js';
+import { LbnTable } from './lbn-table.js';
 
 interface BlockRef {
   segment: string;
@@ -58,12 +59,22 @@ export class SlabPool {
 }
 
 export class IntervalBuilder {
-  /** Per LBN written since it was last zeroed: where its data is kept (a byte position in the slabs), or where it lies in the journal. */
-  private readonly blocks = new Map<number, number | BlockRef>();
+  /**
+   * Per LBN written since it was last zeroed: where its data is kept, a byte position in
+   * the slabs (>= 0), or where it lies in the journal, refs[-2 - value] (below -1).
+   */
+  private readonly blocks = new LbnTable();
+  private refs: BlockRef[] = [];
   /** The runs zeroed, [first, end) pairs in the order they came; a block written after its run is in `blocks`, which wins. */
   private zeroRuns: number[] = [];
   /** Block copies go into 1 MiB slabs (one allocation per 256 blocks, not per block): slab i holds positions [i * SLAB_BYTES, (i + 1) * SLAB_BYTES). */
   private readonly slabs: Buffer[] = [];
+  /**
+   * The crc32 of the block at slab position p, at p / blockSize (-1: not known): a block
+   * written alone carries its journal record's, and the transfer's checksum reuses it
+   * instead of reading the block again.
+   */
+  private crcs: number[] = [];
   private slabUsed = SLAB_BYTES;
   /** Acknowledgement time of the first change collected (for lag), null when none. */
   firstTime: number | null = null;
@@ -112,14 +123,21 @@ export class IntervalBuilder {
       this.zeroRuns.push(rec.lbn, end);
       return;
     }
+    const crc = rec.count === 1 && rec.payload.length === bs && rec.payloadCrc !== undefined ? rec.payloadCrc : -1;
     for (let i = 0; i < rec.count; i++) {
       // the reader's buffer is reused: the block is copied (over its last version, when
       // that is in a slab), unless the slabs are full
       const lbn = rec.lbn + i;
       const prev = this.blocks.get(lbn);
-      const at = typeof prev === 'number' ? this.keepAt(prev, rec.payload, i * bs) : this.keep(rec.payload, i * bs);
-      if (at < 0) this.leave(rec.segment);
-      this.blocks.set(lbn, at >= 0 ? at : { segment: rec.segment, at: rec.payloadAt + i * bs });
+      const at = prev >= 0 ? this.keepAt(prev, rec.payload, i * bs) : this.keep(rec.payload, i * bs);
+      if (at >= 0) {
+        this.crcs[at / bs] = crc;
+        if (at !== prev) this.blocks.set(lbn, at);
+        continue;
+      }
+      this.leave(rec.segment);
+      this.refs.push({ segment: rec.segment, at: rec.payloadAt + i * bs });
+      this.blocks.set(lbn, -1 - this.refs.length);
     }
   }
 
@@ -158,6 +176,8 @@ export class IntervalBuilder {
   release(): void {
     for (const s of this.slabs.splice(0)) this.pool.give(s);
     this.blocks.clear();
+    this.refs = [];
+    this.crcs = [];
     this.zeroRuns = [];
     for (const fd of this.fds.values()) fs.closeSync(fd);
     this.fds.clear();
@@ -169,7 +189,7 @@ export class IntervalBuilder {
    * written after its run).
    */
   private entries(): { lbns: number[]; counts: number[]; blocks: number } {
-    const data = Float64Array.from(this.blocks.keys()).sort();
+    const data = this.blocks.keys().sort();
     const pairs: Array<[number, number]> = [];
     for (let i = 0; i < this.zeroRuns.length; i += 2) pairs.push([this.zeroRuns[i], this.zeroRuns[i + 1]]);
     pairs.sort((a, b) => a[0] - b[0]);
@@ -204,12 +224,14 @@ export class IntervalBuilder {
   /** The interval, its entries in ascending LBN order, data read from the journal as they are consumed; their buffers stay as they are until release(). */
   build(seq: number, start: number, end: number, snapshots: string[]): ShippedInterval {
     const { lbns, counts, blocks: blockCount } = this.entries();
-    const refs = this.blocks;
+    const table = this.blocks;
+    const refs = this.refs;
     const slabs = this.slabs;
+    const crcs = this.crcs;
     const fds = this.fds;
     const dropped = this.dropped;
     const bs = this.blockSize;
-    async function* blocks(): AsyncGenerator<IntervalBlock> {
+    function* blocks(): Generator<IntervalBlock> {
       if (dropped !== null) throw new SegmentDroppedError(dropped);
       for (let e = 0; e < lbns.length; e++) {
         const lbn = lbns[e];
@@ -217,12 +239,15 @@ export class IntervalBuilder {
           yield counts[e] > 1 ? { lbn, data: null, count: counts[e] } : { lbn, data: null };
           continue;
         }
-        const ref = refs.get(lbn)!;
-        if (typeof ref === 'number') {
-          const off = ref % SLAB_BYTES;
-          yield { lbn, data: slabs[(ref - off) / SLAB_BYTES].subarray(off, off + bs) };
+        const at = table.get(lbn);
+        if (at >= 0) {
+          const off = at % SLAB_BYTES;
+          const crc = crcs[at / bs];
+          const data = slabs[(at - off) / SLAB_BYTES].subarray(off, off + bs);
+          yield crc >= 0 ? { lbn, data, crc } : { lbn, data };
           continue;
         }
+        const ref = refs[-2 - at];
         const data = Buffer.allocUnsafe(bs);
         if (fs.readSync(fds.get(ref.segment)!, data, 0, bs, ref.at) !== bs) throw new CorruptError(`${ref.segment}: ends before a block the interval holds (at byte ${ref.at})`);
         yield { lbn, data };

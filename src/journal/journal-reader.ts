@@ -7,16 +7,22 @@ import fs from 'node:fs';
 import { BlockSet } from '../core/block-set.js';
 import { CorruptError, FormatVersionError, fromSystemError, NewerFeatureError } from '../core/errors.js';
 import { listSegments, readDirty, type DirtyRename, type SegmentFile } from './journal-files.js';
-import { decodeHeader, LAST_RECORD_KIND, otherRecordVersion, parseMarker, RECORD_HEADER_BYTES, RecordKind, recordIntact, type JournalRecord } from './record.js';
+import { decodeHeader, intactPayloadCrc, LAST_RECORD_KIND, otherRecordVersion, parseMarker, RECORD_HEADER_BYTES, RecordKind, recordIntact, type JournalRecord } from './record.js';
 
 /** A record and where it lies: its payload starts at `payloadAt` in `segment`. */
 export interface LocatedRecord extends JournalRecord {
   segment: string;
   payloadAt: number;
+  /** The payload's own crc32 (absent: not known). */
+  payloadCrc?: number;
 }
 
-/** Bytes read from a segment at once: records are parsed from this buffer. */
-const CHUNK = 8 << 20;
+/**
+ * Bytes read from a segment at once: records are parsed from this buffer. Small enough to
+ * stay in the CPU's cache between the read, the records' checksums and the copies of their
+ * blocks (8 MiB went through memory three times).
+ */
+const CHUNK = 512 << 10;
 
 export class JournalReader {
   private seg: SegmentFile | null = null;
@@ -71,7 +77,9 @@ export class JournalReader {
       const total = RECORD_HEADER_BYTES + h.payloadBytes;
       const n = this.fill(this.offset, total);
       const at = this.offset - this.bufStart;
-      if (n < total || !recordIntact(this.buf, at, h)) {
+      const payload = n < total ? null : this.buf.subarray(at + RECORD_HEADER_BYTES, at + total);
+      const payloadCrc = payload === null ? null : intactPayloadCrc(this.buf, at, payload);
+      if (payload === null || payloadCrc === null) {
         if (this.isClosedSegment()) throw this.damage(n < total ? 'a record cut short' : 'a record that fails its checksum');
         if (this.settleTail(n < total ? 'a record cut short' : 'a record that fails its checksum')) continue;
         return null;
@@ -84,9 +92,10 @@ export class JournalReader {
         lbn: h.lbn,
         count: h.count,
         payloadBytes: h.payloadBytes,
-        payload: this.buf.subarray(at + RECORD_HEADER_BYTES, at + total),
+        payload,
         segment: this.seg!.path,
         payloadAt: this.offset + RECORD_HEADER_BYTES,
+        payloadCrc,
       };
       this.offset += total;
       this.nextSeq++;

@@ -14,7 +14,7 @@ interface Received {
   blocks: Map<number, Buffer | null>;
 }
 
-async function collect(blocks: AsyncIterable<IntervalBlock>, count: number, logicalBlocks: number, blockSize: number, what: string): Promise<Map<number, Buffer | null>> {
+async function collect(blocks: AsyncIterable<IntervalBlock> | Iterable<IntervalBlock>, count: number, logicalBlocks: number, blockSize: number, what: string): Promise<Map<number, Buffer | null>> {
   const out = new Map<number, Buffer | null>();
   let last = -1;
   for await (const b of blocks) {

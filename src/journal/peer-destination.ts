@@ -64,7 +64,7 @@ export class PeerProtectDestination implements ProtectDestination {
   }
 
   /** Sends a transfer's header, its blocks in batches, its end; resolves with the daemon's state once it is durable there. */
-  private async transfer(header: Record<string, unknown>, blocks: AsyncIterable<IntervalBlock>, stableData = false): Promise<DestinationState> {
+  private async transfer(header: Record<string, unknown>, blocks: AsyncIterable<IntervalBlock> | Iterable<IntervalBlock>, stableData = false): Promise<DestinationState> {
     this.transferring = true;
     try {
       return await this.send(header, blocks, stableData);
@@ -73,7 +73,7 @@ export class PeerProtectDestination implements ProtectDestination {
     }
   }
 
-  private async send(header: Record<string, unknown>, blocks: AsyncIterable<IntervalBlock>, stableData = false): Promise<DestinationState> {
+  private async send(header: Record<string, unknown>, blocks: AsyncIterable<IntervalBlock> | Iterable<IntervalBlock>, stableData = false): Promise<DestinationState> {
     const ch = this.channel();
     // the daemon may refuse at any moment: its answer is the error to raise
     const reply = (async () => {
@@ -92,6 +92,7 @@ export class PeerProtectDestination implements ProtectDestination {
       let flags: Array<0 | 1> = [];
       let runs: number[] | null = null; // only when an entry of the batch is a run of zeros
       let parts: Buffer[] = [];
+      let partCrcs: number[] = []; // each part's crc32 where its source knew it (-1: not known)
       let payload = this.payloadBuffer();
       let bytes = 0;
       const flush = async () => {
@@ -105,8 +106,10 @@ export class PeerProtectDestination implements ProtectDestination {
         bytes = 0;
         if (stableData) {
           const p = parts;
+          const c = partCrcs;
           parts = [];
-          return ch.sendOwnedParts(msg, p);
+          partCrcs = [];
+          return ch.sendOwnedParts(msg, p, undefined, c);
         }
         // the socket takes the payload as it is; its buffer serves a later batch once sent
         const full = payload;
@@ -114,7 +117,8 @@ export class PeerProtectDestination implements ProtectDestination {
         await ch.sendOwned(msg, full.subarray(0, n), undefined, () => this.payloads.push(full));
       };
       const what = header.type === 'seed' ? 'seed' : `interval ${String(header.seq)}`;
-      for await (const b of blocks) {
+      /** Adds a block to the batch; true when the batch is full. */
+      const add = (b: IntervalBlock): boolean => {
         // a block of another size would not even frame: refused here as the destination would
         if (b.data && b.data.length !== this.blockSize) throw new InvalidInputError(`${what}: block ${b.lbn} has ${b.data.length} bytes, not ${this.blockSize}`);
         const run = b.count ?? 1;
@@ -123,12 +127,18 @@ export class PeerProtectDestination implements ProtectDestination {
         flags.push(b.data ? 1 : 0);
         runs?.push(run);
         if (b.data) {
-          if (stableData) parts.push(b.data);
-          else payload.set(b.data, bytes);
+          if (stableData) {
+            parts.push(b.data);
+            partCrcs.push(b.crc ?? -1);
+          } else payload.set(b.data, bytes);
           bytes += b.data.length;
         }
-        if (bytes >= BATCH_BYTES || lbns.length >= MAX_BATCH_BLOCKS) await flush();
-      }
+        return bytes >= BATCH_BYTES || lbns.length >= MAX_BATCH_BLOCKS;
+      };
+      // (blocks given synchronously are taken so: a turn of the promise machinery per block cost more than the rest of its handling)
+      if (Symbol.iterator in blocks) {
+        for (const b of blocks) if (add(b)) await flush();
+      } else for await (const b of blocks) if (add(b)) await flush();
       await flush();
       await ch.send({ type: 'end' });
     } catch (err) {

@@ -49,8 +49,8 @@ export function renamesOf(v: unknown): SnapshotRename[] {
   return v.map((r: SnapshotRename) => ({ from: r.from, to: r.to }));
 }
 
-/** The blocks of one 'blocks' message, checked against the block size. */
-export function decodeBatch(msg: Record<string, unknown>, payload: Buffer | null, blockSize: number): IntervalBlock[] {
+/** The blocks of one 'blocks' message, checked against the block size; with `crcs`, each block's crc32 (unit crc32s of the payload: see PeerChannel.setPayloadUnit). */
+export function decodeBatch(msg: Record<string, unknown>, payload: Buffer | null, blockSize: number, crcs?: Uint32Array): IntervalBlock[] {
   const lbns = msg.lbns;
   const data = msg.data;
   const runs = msg.runs;
@@ -66,7 +66,8 @@ export function decodeBatch(msg: Record<string, unknown>, payload: Buffer | null
     const run: unknown = runs === undefined ? 1 : runs[i];
     if (typeof run !== 'number' || !Number.isSafeInteger(run) || run < 1 || (run > 1 && data[i] === 1)) throw new InvalidInputError(`blocks message: invalid run of ${String(run)} blocks at ${lbn}`);
     if (data[i] === 1) {
-      out.push({ lbn, data: payload!.subarray(at, at + blockSize) });
+      const block = payload!.subarray(at, at + blockSize);
+      out.push(crcs !== undefined ? { lbn, data: block, crc: crcs[at / blockSize] } : { lbn, data: block });
       at += blockSize;
     } else out.push(run > 1 ? { lbn, data: null, count: run } : { lbn, data: null });
   }

@@ -15,7 +15,8 @@
 //  36  u32  payload bytes: DATA count × block size; markers a JSON object
 //  40  u32  CRC-32 of bytes 0..40 and the payload
 //  44  u32  reserved (0)
-import { crc32 } from '../format/crc32.js';
+import { crc32, crc32Range } from '../format/crc32.js';
+import { crc32Combine } from '../format/crc32-combine.js';
 
 export const RECORD_MAGIC = 0x3152_4a49; // "IJR1" read little-endian
 export const RECORD_HEADER_BYTES = 48;
@@ -84,12 +85,13 @@ export function writeHeader(out: Buffer, at: number, h: Omit<RecordHeader, 'payl
 
 /** Computes the CRC of the record at `at` (header then `payloadBytes` bytes) into its header. */
 export function sealRecord(out: Buffer, at: number, payloadBytes: number): void {
-  sealHeader(out.subarray(at, at + RECORD_HEADER_BYTES), out.subarray(at + RECORD_HEADER_BYTES, at + RECORD_HEADER_BYTES + payloadBytes));
+  const c = crc32Range(out, at, at + 40);
+  out.writeUInt32LE(crc32Range(out, at + RECORD_HEADER_BYTES, at + RECORD_HEADER_BYTES + payloadBytes, c), at + 40);
 }
 
 /** Computes the CRC of a header and its payload, kept in separate buffers, into the header. */
 export function sealHeader(head: Buffer, payload: Buffer | null): void {
-  let c = crc32(head.subarray(0, 40));
+  let c = crc32Range(head, 0, 40);
   if (payload !== null && payload.length > 0) c = crc32(payload, c);
   head.writeUInt32LE(c, 40);
 }
@@ -124,9 +126,17 @@ export function decodeHeader(buf: Buffer, at: number): RecordHeader | null {
 export function recordIntact(buf: Buffer, at: number, h: RecordHeader): boolean {
   const end = at + RECORD_HEADER_BYTES + h.payloadBytes;
   if (end > buf.length) return false;
-  let c = crc32(buf.subarray(at, at + 40));
-  c = crc32(buf.subarray(at + RECORD_HEADER_BYTES, end), c);
-  return c === buf.readUInt32LE(at + 40);
+  return intactPayloadCrc(buf, at, buf.subarray(at + RECORD_HEADER_BYTES, end)) !== null;
+}
+
+/**
+ * The crc32 of the payload alone (`payload`, the view of it that follows the header at
+ * `at`) when the record has its checksum, else null: the record's checksum is checked
+ * from it, and a block's own checksum is then known without a second pass over its bytes.
+ */
+export function intactPayloadCrc(buf: Buffer, at: number, payload: Buffer): number | null {
+  const own = crc32(payload);
+  return crc32Combine(crc32Range(buf, at, at + 40), own, payload.length) === buf.readUInt32LE(at + 40) ? own : null;
 }
 
 /** A marker's JSON payload. */

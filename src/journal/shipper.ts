@@ -393,7 +393,7 @@ function needsResync(reader: JournalReader, dir: string, state: DestinationState
   return false;
 }
 
-async function* countBytes<T extends { data: Buffer | null }>(src: AsyncIterable<T>, add: (n: number) => void): AsyncGenerator<T> {
+async function* countBytes<T extends { data: Buffer | null }>(src: AsyncIterable<T> | Iterable<T>, add: (n: number) => void): AsyncGenerator<T> {
   for await (const b of src) {
     if (b.data) add(b.data.length);
     yield b;

@@ -27,6 +27,7 @@ import {
 import { RateLimiter } from './rate-limit.js';
 import { socketError } from './socket-error.js';
 import { crc32 } from '../format/crc32.js';
+import { crc32Combine } from '../format/crc32-combine.js';
 import { AlignedAllocator, DIRECT_UNIT } from '../fs/direct-io.js';
 
 export interface PeerMessage {
@@ -34,6 +35,8 @@ export interface PeerMessage {
   payload: Buffer | null;
   /** crc32 of the payload (checked with the frame), null without one. */
   payloadCrc: number | null;
+  /** Asked for with setPayloadUnit(): the crc32 of each unit of the payload (absent: not whole units). */
+  unitCrcs?: Uint32Array;
 }
 
 /** One connection to a peer, as either side sees it. */
@@ -62,9 +65,10 @@ export interface PeerChannel {
   /**
    * Like sendOwned(), for a payload in several buffers sent one after another (the socket
    * gathers them: no copy into one payload). The caller does not change them until
-   * `released` is called.
+   * `released` is called. `partCrcs[i]`, the crc32 of parts[i] when the caller has it
+   * (-1: not), saves the frame a pass over that part.
    */
-  sendOwnedParts(msg: Record<string, unknown>, parts: Buffer[], released?: () => void): Promise<void>;
+  sendOwnedParts(msg: Record<string, unknown>, parts: Buffer[], released?: () => void, partCrcs?: readonly number[]): Promise<void>;
   /**
    * The next message; null when the other side closed cleanly between messages. Rejects
    * with an ImgstreamError on a malformed or oversize frame, a lost connection or a
@@ -78,6 +82,8 @@ export interface PeerChannel {
    * seconds of garbage collection).
    */
   recycle(payload: Buffer, after: Promise<void>): void;
+  /** From now on a payload of whole units of `bytes` comes with each unit's crc32 (PeerMessage.unitCrcs), computed on the way. */
+  setPayloadUnit(bytes: number): void;
   /** Sends what is queued, closes our side, and waits briefly (`graceMs`, default 2 s) for the other to close. Never throws. */
   close(graceMs?: number): Promise<void>;
   /** Cuts the connection now; pending and later calls reject with `err` (or "closed"). */
@@ -129,6 +135,7 @@ export class FramedChannel implements PeerChannel {
   private readonly aligned = new AlignedAllocator(MAX_SPARES);
   private prefix: FramePrefix | null = null;
   private preambleWanted: boolean;
+  private payloadUnit = 0;
   private preamble: Buffer | null = null;
   private readonly queue: PeerMessage[] = [];
   private queueBytes = 0;
@@ -198,6 +205,10 @@ export class FramedChannel implements PeerChannel {
     }
   }
 
+  setPayloadUnit(bytes: number): void {
+    this.payloadUnit = bytes;
+  }
+
   /** Raises the limits on frames received (once the other side is authenticated). */
   setLimits(limits: FrameLimits): void {
     this.limits = limits;
@@ -239,11 +250,11 @@ export class FramedChannel implements PeerChannel {
     return this.sendFrame(msg, payload, payloadCrc, released ?? true);
   }
 
-  sendOwnedParts(msg: Record<string, unknown>, parts: Buffer[], released?: () => void): Promise<void> {
-    return this.sendFrame(msg, parts, undefined, released ?? true);
+  sendOwnedParts(msg: Record<string, unknown>, parts: Buffer[], released?: () => void, partCrcs?: readonly number[]): Promise<void> {
+    return this.sendFrame(msg, parts, undefined, released ?? true, partCrcs);
   }
 
-  private sendFrame(msg: Record<string, unknown>, payload: Buffer | Buffer[] | null, payloadCrc: number | undefined, owned: boolean | (() => void)): Promise<void> {
+  private sendFrame(msg: Record<string, unknown>, payload: Buffer | Buffer[] | null, payloadCrc: number | undefined, owned: boolean | (() => void), partCrcs?: readonly number[]): Promise<void> {
     if (this.failure) return Promise.reject(this.failure);
     if (this.closing) return Promise.reject(new NetworkError(`peer ${this.peer}: the connection is closing`));
     const e = errorOf(msg);
@@ -256,7 +267,7 @@ export class FramedChannel implements PeerChannel {
     const p = this.sendChain.then(() => {
       // interrupted while it waited its turn: the data stays here
       if (this.interruption && payload !== null) throw this.interruption;
-      return this.writeFrame(msg, payload, payloadCrc, owned);
+      return this.writeFrame(msg, payload, payloadCrc, owned, partCrcs);
     });
     this.sendChain = p.catch(() => {});
     return p;
@@ -359,14 +370,14 @@ export class FramedChannel implements PeerChannel {
       if (this.inboxBytes < p.headerLength + p.payloadLength) break;
       const header = this.take(p.headerLength);
       const payload = p.hasPayload ? this.take(p.payloadLength) : null;
-      const { msg, payloadCrc } = decodePeerMessage(p, header, payload);
+      const { msg, payloadCrc, unitCrcs } = decodePeerMessage(p, header, payload, this.payloadUnit);
       this.prefix = null;
       if (this.frameTimer !== null) {
         // the next message's deadline runs from now
         clearTimeout(this.frameTimer);
         this.frameTimer = null;
       }
-      this.queue.push({ msg, payload, payloadCrc });
+      this.queue.push(unitCrcs ? { msg, payload, payloadCrc, unitCrcs } : { msg, payload, payloadCrc });
       this.queueBytes += (payload?.length ?? 0) + 64;
       this.wake();
     }
@@ -452,13 +463,14 @@ export class FramedChannel implements PeerChannel {
 
   // ---------------------------------------------------------------- sending
 
-  private async writeFrame(msg: Record<string, unknown>, payload: Buffer | Buffer[] | null, payloadCrc?: number, owned: boolean | (() => void) = false): Promise<void> {
+  private async writeFrame(msg: Record<string, unknown>, payload: Buffer | Buffer[] | null, payloadCrc?: number, owned: boolean | (() => void) = false, partCrcs?: readonly number[]): Promise<void> {
     let head: Buffer;
     try {
       if (Array.isArray(payload)) {
         const parts = payload;
         const length = parts.reduce((n, p) => n + p.length, 0);
-        head = encodePeerFrameHead(msg, { length, crc: () => parts.reduce((c, p) => crc32(p, c), 0) }, FULL_LIMITS);
+        const crc = () => parts.reduce((c, p, i) => (partCrcs !== undefined && partCrcs[i] >= 0 ? crc32Combine(c, partCrcs[i], p.length) : crc32(p, c)), 0);
+        head = encodePeerFrameHead(msg, { length, crc }, FULL_LIMITS);
       } else head = encodePeerFrame(msg, payload, FULL_LIMITS, payloadCrc).head;
     } catch (err) {
       if (err instanceof PeerFormatError) throw new InvalidInputError(`peer ${this.peer}: cannot send: ${err.message}`);

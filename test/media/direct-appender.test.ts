@@ -8,6 +8,7 @@ import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
 import { DirectAppender, STAGE_BYTES } from '../../src/fs/direct-appender.js';
 import { delayEachWrite } from '../support/delayed-writes.js';
+import { alignedBuffers } from '../../src/fs/direct-io.js';
 
 const dirs: string[] = [];
 function tempDir(parent = os.tmpdir()): string {
@@ -20,7 +21,7 @@ afterAll(() => {
 });
 
 /** Appends pieces of the given sizes (patterned bytes) and returns what should be on disk. */
-async function appendAll(file: string, sizes: number[], stages?: Buffer[]): Promise<{ expected: Buffer; direct: boolean }> {
+async function appendAll(file: string, sizes: number[], stages?: Buffer[], tryFirst = false): Promise<{ expected: Buffer; direct: boolean }> {
   const fd = fs.openSync(file, 'wx');
   const appender = new DirectAppender(fd, file, stages);
   const parts: Buffer[] = [];
@@ -30,7 +31,7 @@ async function appendAll(file: string, sizes: number[], stages?: Buffer[]): Prom
       const piece = Buffer.alloc(n);
       for (let i = 0; i < n; i++) piece[i] = (seed = (seed * 1103515245 + 12345) >>> 0) >>> 24;
       parts.push(Buffer.from(piece));
-      await appender.append(piece);
+      if (!tryFirst || !appender.tryAppend(piece)) await appender.append(piece);
       piece.fill(0xee); // appended bytes are copied: reusing the buffer changes nothing
     }
     await appender.finish();
@@ -66,6 +67,20 @@ describe('DirectAppender', () => {
         fs.rmSync(file);
       }),
       { numRuns: 15 },
+    );
+  });
+
+  it('takes what tryAppend() can take at once and append() the rest, in order, with stages of another size (property)', async () => {
+    const dir = tempDir();
+    let k = 0;
+    await fc.assert(
+      fc.asyncProperty(fc.array(fc.oneof(fc.integer({ min: 0, max: 5000 }), fc.integer({ min: 1, max: 300_000 })), { maxLength: 40 }), async (sizes) => {
+        const file = path.join(dir, `t${k++}`);
+        const { expected } = await appendAll(file, sizes, alignedBuffers(3, 1 << 16), true);
+        expect(fs.readFileSync(file).equals(expected)).toBe(true);
+        fs.rmSync(file);
+      }),
+      { numRuns: 25 },
     );
   });
 

@@ -148,6 +148,20 @@ describe.skipIf(!hasOpenssl)('peer channel', () => {
     }
   });
 
+  it('makes a frame\'s checksum from the parts\' crc32s the caller gives (sendOwnedParts), computing the others; a wrong one is refused as damage', async () => {
+    const ch = await open(plainUrl(), { tokenFile: token, plain: true }, { op: 'test.echo' });
+    const parts = Array.from({ length: 5 }, (_, i) => Buffer.alloc(4096 + i, i + 1));
+    await ch.sendOwnedParts({ i: 0 }, parts, undefined, parts.map((p, i) => (i % 2 ? crc(p) : -1)));
+    const m = await ch.receive();
+    expect(m?.msg).toEqual({ i: 0 });
+    expect(m!.payload!.equals(Buffer.concat(parts))).toBe(true);
+    // the checksum claimed is the one sent: the daemon finds the frame damaged and ends the connection
+    await ch.sendOwnedParts({ i: 1 }, parts, undefined, parts.map((p) => (crc(p) ^ 1) >>> 0));
+    expect(await ch.receive().catch(() => null)).toBeNull(); // no echo
+    await waitFor(() => plainDaemon.logs.some((l) => /damaged frame \(checksum\)/.test(l)), 'the daemon to log the damaged frame');
+    await ch.close();
+  });
+
   it('pins the certificate: the right fingerprint connects, another one is refused naming both', async () => {
     const ch = await open(tlsUrl(), { tokenFile: token, tls: { fingerprint: cert.fingerprint } }, { op: 'test.echo' });
     await ch.close();

@@ -51,6 +51,23 @@ function frameBytes(msg: Record<string, unknown>, payload: Buffer | null): Buffe
 }
 
 describe('frames', () => {
+  it('gives the crc32 of each unit of a payload of whole units, and checks the frame with them as without; a damaged unit is refused', () => {
+    const payload = Buffer.from(Array.from({ length: 5 * 4096 }, (_, i) => (i * 131) & 0xff));
+    const bytes = frameBytes({ type: 'blocks', n: 5 }, payload);
+    const prefix = decodePeerPrefix(bytes.subarray(0, PEER_PREFIX_BYTES));
+    const header = bytes.subarray(PEER_PREFIX_BYTES, PEER_PREFIX_BYTES + prefix.headerLength);
+    const body = Buffer.from(bytes.subarray(PEER_PREFIX_BYTES + prefix.headerLength));
+    const got = decodePeerMessage(prefix, header, body, 4096);
+    expect(got.msg).toEqual({ type: 'blocks', n: 5 });
+    expect(got.payloadCrc).toBe(crc32(payload));
+    expect([...got.unitCrcs!]).toEqual(Array.from({ length: 5 }, (_, i) => crc32(payload.subarray(i * 4096, (i + 1) * 4096))));
+    // not whole units (or no unit asked for): the payload's crc32 alone
+    expect(decodePeerMessage(prefix, header, body, 3000).unitCrcs).toBeNull();
+    expect(decodePeerMessage(prefix, header, body).unitCrcs).toBeNull();
+    body[3 * 4096 + 7] ^= 1;
+    expect(() => decodePeerMessage(prefix, header, body, 4096)).toThrow(PeerFormatError);
+  });
+
   it('round-trip a header with no payload, an empty payload and a binary one, and tell them apart', () => {
     const payload = Buffer.from(Array.from({ length: 3000 }, (_, i) => (i * 7) & 0xff));
     for (const p of [null, Buffer.alloc(0), payload]) {
