@@ -28,7 +28,7 @@ import { RateLimiter } from './rate-limit.js';
 import { socketError } from './socket-error.js';
 import { crc32 } from '../format/crc32.js';
 import { crc32Combine } from '../format/crc32-combine.js';
-import { AlignedAllocator, DIRECT_UNIT } from '../fs/direct-io.js';
+import { SPARE_MIN_BYTES, SpareBuffers } from './spare-buffers.js';
 
 export interface PeerMessage {
   msg: Record<string, unknown>;
@@ -90,12 +90,6 @@ export interface PeerChannel {
   destroy(err?: Error): void;
 }
 
-/** Payloads at least this large that span socket chunks are gathered into reusable buffers... */
-const SPARE_MIN_BYTES = 64 << 10;
-/** ... of this granularity, at most this many kept. */
-const SPARE_GRAIN = 64 << 10;
-const MAX_SPARES = 64;
-
 /** Complete messages held before the socket is paused. */
 const HIGH_WATER_BYTES = 8 << 20;
 const LOW_WATER_BYTES = 2 << 20;
@@ -129,10 +123,8 @@ export class FramedChannel implements PeerChannel {
   private readonly limiter: RateLimiter;
   private inbox: Buffer[] = [];
   private inboxBytes = 0;
-  /** Buffers given back for payloads (recycle), and those lent out in payloads. */
-  private readonly spares: Buffer[] = [];
-  private readonly lent = new WeakSet<ArrayBufferLike>();
-  private readonly aligned = new AlignedAllocator(MAX_SPARES);
+  /** Page-aligned buffers that payloads spanning socket chunks are gathered into (spare-buffers.ts). */
+  private readonly spares = new SpareBuffers();
   private prefix: FramePrefix | null = null;
   private preambleWanted: boolean;
   private payloadUnit = 0;
@@ -398,7 +390,7 @@ export class FramedChannel implements PeerChannel {
       else this.inbox[0] = first.subarray(n);
       return first.subarray(0, n);
     }
-    const out = n >= SPARE_MIN_BYTES ? this.spare(n) : Buffer.allocUnsafe(n);
+    const out = n >= SPARE_MIN_BYTES ? this.spares.take(n) : Buffer.allocUnsafe(n);
     let o = 0;
     while (o < n) {
       const b = this.inbox[0];
@@ -411,30 +403,8 @@ export class FramedChannel implements PeerChannel {
     return out;
   }
 
-  /**
-   * n bytes of a buffer given back by recycle(), or of a new one it may take later. The
-   * buffers are page-aligned and the payload ends on a page boundary: a payload that ends
-   * in whole blocks (a DATA record) has them aligned, and the receiver writes them with
-   * direct I/O from here instead of copying them first.
-   */
-  private spare(n: number): Buffer {
-    const end = Math.ceil(n / DIRECT_UNIT) * DIRECT_UNIT;
-    const size = Math.ceil(end / SPARE_GRAIN) * SPARE_GRAIN;
-    const i = this.spares.findIndex((b) => b.length === size);
-    const buf = i >= 0 ? this.spares.splice(i, 1)[0] : this.aligned.take(size);
-    this.lent.add(buf.buffer);
-    return buf.subarray(end - n, end);
-  }
-
   recycle(payload: Buffer, after: Promise<void>): void {
-    const whole = payload.buffer;
-    if (!this.lent.delete(whole)) return; // a view of a socket chunk, or given back already
-    after.then(
-      () => {
-        if (this.spares.length < MAX_SPARES) this.spares.push(Buffer.from(whole));
-      },
-      () => undefined,
-    );
+    this.spares.recycle(payload, after);
   }
 
   private onEnd(): void {
