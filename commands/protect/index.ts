@@ -31,7 +31,7 @@ One line per interval shipped (with --json one JSON object: seq, start, end, blo
     to: Flags.string({ helpValue: 'DEST', char: 't', description: 'Protection destination: a directory (created on first use), or peer://HOST:PORT/NAME.', required: true }),
     interval: Flags.string({ helpValue: 'DURATION', description: 'Length of an interval: the granularity of recovery points (100ms, 1s, 30s, 5m).', default: '1s' }),
     keep: Flags.string({ helpValue: 'DURATION', description: 'History the destination keeps; older intervals are folded into its base (30m, 24h, 7d). Without it, the destination keeps what it was told before [24h for a new one]; a change is said in one line.' }),
-    once: Flags.boolean({ description: 'Ship what the journal holds now, then exit.' }),
+    once: Flags.boolean({ description: 'Ship what the journal holds now, then exit (a resync a volume nobody serves needs is taken from the volume itself, held meanwhile).' }),
     ...peerFlags,
     // a WAN link shared with other traffic: the shipper falls behind rather than take it all (the journal holds the rest, up to its size)
     'limit-rate': sharedPeerFlags['limit-rate'],

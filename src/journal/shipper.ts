@@ -22,7 +22,7 @@ import { loadDirtyBlocks } from './dirty-blocks.js';
 import { JournalReader } from './journal-reader.js';
 import { RecordKind, parseMarker } from './record.js';
 import { VolumeLock } from '../volume/volume-lock.js';
-import { localImage, servedImage, volumeIdentity, type SourceImage } from './source-image.js';
+import { idleResyncImage, localImage, servedImage, volumeIdentity, type SourceImage } from './source-image.js';
 import { UnjournaledChange } from './unjournaled-change.js';
 
 /** How long after a boundary an interval waits for records stamped before it (written by then: the server writes a record before its reply). */
@@ -240,9 +240,11 @@ async function session(opts: ProtectOptions, dir: string, source: ProtectedSourc
       // a damaged interval at the destination: its points and later ones rebuild again from a full resync
       const wantWhole = state.damage?.wholeDiskWanted === true;
       if (overflowSeen || wantWhole || (idle && needsResync(reader, dir, state))) {
-        const img = await servedImage(opts.volume, 'journal.resync');
+        // (--once on a volume nobody serves resyncs from it itself: see idleResyncImage)
+        const img = (await servedImage(opts.volume, 'journal.resync')) ?? (opts.once ? idleResyncImage(opts.volume) : null);
         if (img === null) {
-          if (!waitingSaid) report({ event: 'waiting', reason: wantWhole ? `the destination's ${state.damage!.base ? 'base volume' : `interval ${state.damage!.seq}`} is damaged: the full resync that makes its points rebuild again needs the volume served with --journal` : 'the journal dropped records the destination lacks: a resync needs the volume served with --journal' });
+          const needs = opts.once ? 'the volume, which another imgstream process holds without serving it with --journal' : 'the volume served with --journal';
+          if (!waitingSaid) report({ event: 'waiting', reason: wantWhole ? `the destination's ${state.damage!.base ? 'base volume' : `interval ${state.damage!.seq}`} is damaged: the full resync that makes its points rebuild again needs ${needs}` : `the journal dropped records the destination lacks: a resync needs ${needs}` });
           waitingSaid = true;
           if (opts.once) break;
           await sleep(500, opts.signal);

@@ -14,6 +14,8 @@ import { VolumeLock } from '../volume/volume-lock.js';
 import type { LogicalMap } from '../volume/logical-map.js';
 import type { BlockSet } from '../core/block-set.js';
 import { Volume } from '../volume/volume.js';
+import { BusyError } from '../core/errors.js';
+import { JournalWriter } from './journal-writer.js';
 import type { IntervalBlock } from './destination-api.js';
 import type { JournalSnapshotAnswer } from './journal-ops.js';
 
@@ -109,6 +111,38 @@ export async function servedImage(volumePath: string, op: 'journal.seed' | 'jour
     });
   } catch (err) {
     access.close();
+    throw err;
+  }
+}
+
+/**
+ * A resync's image of a volume no server holds (its journal overflowed, or lost records,
+ * while it was idle: an import into it, a server killed while overflowed): opened here for
+ * writing, its journal opened (which replays what a killed server acknowledged) to fix the
+ * changed blocks and mark the resync as a server does, then read as of its last CP, held
+ * until closed (a server started meanwhile is refused busy). Null when a process holds it.
+ * `protect --once` only: a running shipper waits for the server instead, whose restart
+ * must not find the volume held.
+ */
+export function idleResyncImage(volumePath: string): SourceImage | null {
+  let vol: Volume;
+  try {
+    vol = Volume.open(volumePath, { write: true });
+  } catch (err) {
+    if (err instanceof BusyError) return null;
+    throw err;
+  }
+  try {
+    const w = JournalWriter.open(vol, { limitBytes: Number.MAX_SAFE_INTEGER });
+    let seq: number;
+    try {
+      ({ seq } = w.resyncPoint('(idle volume)'));
+    } finally {
+      w.close();
+    }
+    return imageOf(vol, vol.map, seq, Date.now(), () => vol.close());
+  } catch (err) {
+    vol.close();
     throw err;
   }
 }

@@ -120,6 +120,33 @@ describe.skipIf(missing.length > 0)(`snapshots of a journaled volume nobody serv
     }
   }, 60_000);
 
+  it('imported into while nobody serves it: protect --once resyncs the changed blocks from the idle volume itself, exactly', async () => {
+    // it said "a resync needs the volume served with --journal" and exited 0, shipping nothing
+    const { vol, serve, dest } = await journaledVolume('o');
+    const server = await serve();
+    expect((await imgstream(['protect', vol, '--to', dest, '--once'])).code).toBe(0);
+    await runWriter(server.info.uri, ['--count', '8', '--seed', '14', '--aligned', '--flush-every', '8']); // not shipped yet
+    await server.stop();
+    const img = fs.readFileSync(at('o.raw'));
+    for (const lbn of [7, 301, 901]) img.fill(0x5b, lbn * BS, lbn * BS + BS);
+    fs.writeFileSync(at('o2.raw'), img);
+    expect((await imgstream(['volume', 'import', vol, '--from', at('o2.raw')])).code).toBe(0);
+    const once = await imgstream(['protect', vol, '--to', dest, '--once', '--json']);
+    expect(once.code, once.stderr).toBe(0);
+    const events = once.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(events.find((e) => e.event === 'waiting')).toBeUndefined();
+    const resync = events.find((e) => e.event === 'interval' && e.kind === 'resync');
+    expect(resync, once.stdout).toBeDefined();
+    expect(resync!.blocks, 'the imported blocks and the writes not shipped, not the disk').toBeLessThan(64);
+    expect((await exported(dest, 'latest')).equals(await exported(vol))).toBe(true);
+    // and protection goes on from there with a server
+    const again = await serve();
+    await runWriter(again.info.uri, ['--count', '8', '--seed', '15', '--aligned']);
+    expect((await imgstream(['protect', vol, '--to', dest, '--once'])).code).toBe(0);
+    await again.stop();
+    expect((await exported(dest, 'latest')).equals(await exported(vol))).toBe(true);
+  }, 60_000);
+
   it('an import into it tells the journal which blocks changed: the server starts on it, and protect resyncs just those, exactly', async () => {
     const { vol, serve, dest } = await journaledVolume('i');
     let server = await serve();
