@@ -9,7 +9,7 @@
 // stream is refused when the catalog records as encrypted the dump of its id, the dump at
 // its place (a file, an S3 object, a peer's stream), or, when it records no dump of its id
 // (anyone can pick one), a dump of the same volume, level and top snapshot.
-import { AuthError, ImgstreamError, errorOfCode } from '../core/errors.js';
+import { AuthError, ImgstreamError } from '../core/errors.js';
 import { samePlace, type DumpRecord } from '../catalog/index.js';
 import type { StreamHeader } from '../format/image-stream.js';
 import type { MediaPosition } from '../media/medium.js';
@@ -34,15 +34,21 @@ const REBUILD_HINT = 'find the dump on other media, or rebuild the catalog from 
 export class RecordedEncryption {
   private records: DumpRecord[] | null = null;
 
-  constructor(private readonly readCatalog: () => DumpRecord[]) {}
+  /** `unreadable`: told, in one line, that the catalog could not be read (then it holds nothing, as when there is none). */
+  constructor(private readonly readCatalog: () => DumpRecord[], private readonly unreadable: (line: string) => void) {}
 
-  /** The catalog's records; one that cannot be read is named with why it was read (no catalog at all reads as none). */
+  /**
+   * The catalog's records. One that cannot be read (damaged) checks nothing, said in one
+   * line, as none at all checks nothing: a damaged catalog must not stop the restore or
+   * verify of the streams it was meant to find (a disaster is when both happen).
+   */
   private read(name: string): DumpRecord[] {
     try {
       return this.readCatalog();
     } catch (err) {
       if (!(err instanceof ImgstreamError)) throw err;
-      throw errorOfCode(err.code, `${err.message} (read because ${name} is not encrypted: a plain stream where the catalog records an encrypted dump is refused)`, `${err.hint ?? 'correct it'}; or give --catalog the path of a catalog that holds the dumps`);
+      this.unreadable(`${err.message}: ${name} is not encrypted, and whether the catalog records its dump as encrypted is not known (${err.hint ?? 'correct it'})`);
+      return [];
     }
   }
 

@@ -326,6 +326,8 @@ export interface RestoreOptions {
   onExisting?: (vol: Volume) => (ok: boolean) => void;
   /** The catalog's records, read when an unencrypted stream not chosen from the catalog (StreamSource.expected) is met: one the catalog records as encrypted is refused (see chain-encryption.ts). */
   catalog?: () => DumpRecord[];
+  /** Told (one line) when that catalog cannot be read: then it holds nothing, as none at all. */
+  catalogUnreadable?: (line: string) => void;
 }
 
 /** Reads the header of each stream of `src` with `key`: throws what the restore would throw at it (AuthError: a key that does not open it; an unencrypted stream where a key, or the catalog, says encrypted). */
@@ -364,7 +366,7 @@ export async function restoreStreams(sources: StreamSource[], volumePath: string
   // what can be known wrong about any source is refused before the first stream is applied
   for (const src of sources) await src.precheck?.();
   // a chain read with a key: each stream file's key check passes before the first stream is applied (one needing another key refused later left the streams before it applied)
-  const recorded = opts.catalog ? new RecordedEncryption(opts.catalog) : null;
+  const recorded = opts.catalog ? new RecordedEncryption(opts.catalog, opts.catalogUnreadable ?? (() => {})) : null;
   if (key !== null && sources.length > 1) for (const src of sources) if (src.rereadable) await checkKeyAhead(src, key, recorded);
   try {
     for (const src of sources) {

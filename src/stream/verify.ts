@@ -63,12 +63,14 @@ export interface VerifiedChain {
 export interface VerifyOptions {
   /** The catalog's records, read when an unencrypted stream is met: one the catalog records as encrypted is refused (see chain-encryption.ts). */
   catalog?: () => DumpRecord[];
+  /** Told (one line) when that catalog cannot be read: then it holds nothing, as none at all. */
+  catalogUnreadable?: (line: string) => void;
 }
 
 /** `key`: of encrypted streams (without it they are refused, AuthError). */
 export async function verifyStreams(sources: StreamSource[], progress: Progress = noProgress, key: KeyOption = null, opts: VerifyOptions = {}): Promise<VerifyResult> {
   const result: VerifyResult = { ok: true, streams: [], blocks: 0, bytes: 0, needs: null, chains: [] };
-  const recorded = opts.catalog ? new RecordedEncryption(opts.catalog) : null;
+  const recorded = opts.catalog ? new RecordedEncryption(opts.catalog, opts.catalogUnreadable ?? (() => {})) : null;
   // streams of several volumes (a tape holding the dumps of several) are as many chains,
   // each checked on its own; a full stream after a chain that began with one starts another
   // each full stream of a volume starts a chain of its own (a weekly level 0); an incremental

@@ -240,11 +240,14 @@ describe('encrypted streams through the CLI', { timeout: 90_000 }, () => {
     fs.copyFileSync(plain1, copied);
     ok(['restore', '--from', copied, '--to', to, ...withCat, ...allow], o);
     expect(await exportShas(to, ['s1', 's2'], o)).toEqual(srcShas);
-    // a catalog that does not exist records no dumps; one that cannot be read is named
+    // a catalog that does not exist records no dumps; one that cannot be read records none
+    // either, said in one line: a damaged catalog must not stop the restore of the streams
     ok(['verify', forged, '--catalog', path.join(root, 'no-such-catalog.json')], o);
     const damaged = path.join(root, 'catalog.damaged.json');
     fs.writeFileSync(damaged, '{"format": "imgstream-catalog", "dumps": [');
-    expectOneLineError(await runCliAsync(['verify', forged, '--catalog', damaged], o), 'verify a plain stream with a damaged catalog', 9, /not a readable imgstream catalog \(read because file \S+from-forged\.l1 is not encrypted/);
+    const unread = ok(['verify', forged, '--catalog', damaged], o);
+    expect(unread.stderr.trim().split('\n')).toHaveLength(1);
+    expect(unread.stderr).toMatch(/not a readable imgstream catalog: file \S+from-forged\.l1 is not encrypted, and whether the catalog records its dump as encrypted is not known/);
     ok(['verify', l0, '--key-file', key, '--catalog', damaged], o); // an encrypted stream needs no catalog
   });
 
