@@ -28,6 +28,11 @@ export function isSnapshotOf(ref: SnapshotRef & { createdMs?: number }, snap: { 
   return ref.id === snap.id && (ref.generation === undefined || ref.generation === snap.generation) && (ref.createdMs === undefined || ref.createdMs === snap.createdMs);
 }
 
+/** Whether two records' snapshots are provably the same one: the same id, CP generation and creation time (records before 2026-12 lack the last two: never). */
+export function sameSnapshotIdentity(a: SnapshotRef & { createdMs?: number }, b: SnapshotRef & { createdMs?: number }): boolean {
+  return a.id === b.id && a.generation !== undefined && a.generation === b.generation && a.createdMs !== undefined && a.createdMs === b.createdMs;
+}
+
 export interface DumpRecord {
   /** The stream's id (header.streamId). */
   id: string;

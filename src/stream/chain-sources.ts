@@ -1,5 +1,5 @@
 // restore --as-of: the chain of dumps from the catalog, opened on their media.
-import { chainFor, dumpsOfVolume, isPipePlace, isSnapshotOf, liveCopies, matchingAsOf, ownRecords, parseAsOfDate, targetAsOf, type Catalog, type DumpRecord } from '../catalog/index.js';
+import { chainFor, dumpsOfVolume, isPipePlace, isSnapshotOf, liveCopies, matchingAsOf, ownRecords, parseAsOfDate, sameSnapshotIdentity, targetAsOf, type Catalog, type DumpRecord } from '../catalog/index.js';
 import { uuidOfVolumeAt } from '../volume/volume-uuid.js';
 import { optionsForRecorded, s3ObjectExists } from '../media/s3/index.js';
 import { InvalidInputError, NotFoundError, UsageError } from '../core/errors.js';
@@ -62,7 +62,11 @@ export async function sourcesForChain(catalog: Catalog, volumePath: string, asOf
     // the copies whose dumps the name or date matches: a snapshot taken and dumped on one copy
     // only is that copy's, though the other copy's dumps are in the catalog too
     const uuid = targetAsOf(dumps, asOf).volume.uuid;
-    const copies = liveCopies(matchingAsOf(dumps, asOf).matching.filter((d) => d.volume.uuid === uuid), uuidOfVolumeAt);
+    const { matching, what } = matchingAsOf(dumps, asOf);
+    const mine = matching.filter((d) => d.volume.uuid === uuid);
+    // one snapshot that both copies dumped (a replica dumping a snapshot it was restored with) is one state: nothing to choose
+    const oneState = what.startsWith('snapshot') && mine.every((d) => sameSnapshotIdentity(d.top, mine[0].top));
+    const copies = oneState ? [] : liveCopies(mine, uuidOfVolumeAt);
     if (copies.length > 1) {
       throw new UsageError(`${asOf} matches dumps of ${copies.length} copies of volume ${uuid.slice(0, 8)}: ${copies.join(', ')} (a volume restored from dumps keeps their uuid)`, 'name the one you mean with --volume PATH');
     }

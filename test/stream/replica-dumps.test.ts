@@ -254,5 +254,11 @@ describe('replicas restored from a volume\'s dumps', () => {
     const r = runCli(['restore', '--to', p('only-n3.vol'), '--as-of', new Date(Date.now() + 1000).toISOString()], o);
     expect(r.code, r.stderr).toBe(2);
     expect(r.stderr).toMatch(/matches dumps of 2 copies of volume/);
+    // s1 dumped by the copy too (it was restored with it): one snapshot, one state, nothing to choose (it was refused as ambiguous)
+    cliOk(['dump', copy, '--level', '0', '--snapshot', 's1', '--to', p('only-copy-s1.l0')], o);
+    const same = runCli(['restore', '--to', p('only-n5.vol'), '--as-of', 's1'], o);
+    expect(same.code, same.stderr).toBe(0);
+    cliOk(['volume', 'export', `${p('only-n5.vol')}@s1`, '--to', p('only-n5.raw')], o);
+    expect(sha256File(p('only-n5.raw'))).toBe(sha256File(p('only.raw')));
   });
 });
