@@ -251,6 +251,9 @@ export function partialFiles(volPath: string): { files: string[]; bytes: number 
  * instead (it is the mirror). The bytes freed.
  */
 export function abandonPartial(volPath: string): { freedBytes: number; files: string[] } {
+  // a named pipe (or another file that is no volume) is named for what it is, as everywhere (it said "no stopped transfer kept there")
+  const st = fs.statSync(volPath, { throwIfNoEntry: false });
+  if (st !== undefined) refuseNonVolumeFile(volPath, st, 'a volume', 'give the mirror volume the updates write');
   // a name no file can have (left by versions that found out only at the link) is never linked into place
   if (Buffer.byteLength(path.basename(volPath)) <= 255) settleFresh(volPath);
   const sidesNow = sidePaths(volPath);

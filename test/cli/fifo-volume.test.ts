@@ -44,6 +44,7 @@ const refusals: string[][] = [
   ['mirror', 'update', 'F', '--to', at('m.vol')],
   ['mirror', 'update', vol, '--to', 'F'],
   ['mirror', 'break', 'F'],
+  ['mirror', 'abandon', vol, '--to', 'F'],
   ['protect', 'F', '--to', at('pd'), '--once'],
   ['protect', 'status', 'F'],
 ];
