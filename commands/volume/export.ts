@@ -5,6 +5,7 @@ import { exportVolumeAt } from '../../src/control/index.js';
 import { formatSize } from '../../src/core/size.js';
 import { InvalidInputError, UsageError } from '../../src/core/errors.js';
 import { baseCheckNote, exportProtectedAsOf } from '../../src/journal/restore-as-of.js';
+import { unreplayedWrites } from '../../src/journal/idle-journal.js';
 import { peerExportAsOf } from '../../src/journal/peer-as-of.js';
 import { isPeerSpec } from '../../src/media/resolve.js';
 import { peerClientOptions, peerFlags } from '../_cli/peer-flags.js';
@@ -14,6 +15,8 @@ export default class VolumeExport extends ImgstreamCommand {
   static override description = `Writes the logical disk as of the active file system, or as of a snapshot with VOL@SNAPSHOT, as a raw image of the disk's size. Only mapped blocks are read. A file output is sparse, is written under a temporary name and appears under its own name only when complete; an existing file is replaced only with --force. "-" writes to stdout.
 
 While the volume is being served (imgstream serve nbd), a snapshot is exported as it is (the server keeps it from being deleted until the export ends), and the active file system as a temporary snapshot the server takes for the export (named imgstream-export-PID-TIME, deleted when the export ends; it needs a free snapshot slot).
+
+A volume served with --journal whose server was killed holds, in its journal, writes the server acknowledged after its last CP: the next server (or a command that changes the volume) replays them. Until then the active file system is exported without them, and a line on stderr says how many there are.
 
 DEST --as-of TIME exports from a protection destination (the directory imgstream protect --to wrote) the disk as it was at the last recovery point at or before TIME, as restore --as-of --from DEST rebuilds it (TIME: a date as restore --as-of takes it, with milliseconds if need be, e.g. 2026-12-03T10:15:02.250Z, a snapshot name of a recovery point, or latest for the newest recovery point). DEST may be peer://HOST:PORT/NAME, a protection destination on a peer daemon, with the peer flags.`;
   static override examples = [
@@ -44,7 +47,10 @@ DEST --as-of TIME exports from a protection destination (the directory imgstream
       return { ...r, to: flags.to };
     }
     const ref = parseVolumeRef(args.volume);
+    // (a journal's writes a killed server acknowledged are not in the volume until something replays them: said, not exported in silence)
+    const unreplayed = ref.snapshot === undefined ? unreplayedWrites(ref.volume) : 0;
     const result = await exportVolumeAt(ref.volume, ref.snapshot, sinkFor, this.progress());
+    if (unreplayed > 0) process.stderr.write(`${ref.volume}: its write journal holds ${unreplayed} writes a server acknowledged after its last CP and did not commit (it was killed), not in this export: serve it with --journal, or take a snapshot, to replay them\n`);
     if (flags.to !== '-') this.say(`exported ${ref.snapshot ? `snapshot ${ref.snapshot}` : 'active file system'} to ${flags.to}: ${formatSize(result.bytes)}, ${result.mappedBlocks} blocks mapped`);
     return { ...result, to: flags.to };
   }

@@ -15,6 +15,11 @@ import { ImgstreamError } from '../core/errors.js';
 import type { Volume } from '../volume/volume.js';
 import { journalDirOf, listSegments } from './journal-files.js';
 import { JournalWriter } from './journal-writer.js';
+import { JournalReader } from './journal-reader.js';
+import { parseMarker, RecordKind } from './record.js';
+import { BlockFile } from '../volume/block-file.js';
+import { readRootRecord } from '../volume/root-reader.js';
+import { VolumeLock } from '../volume/volume-lock.js';
 
 export interface IdleJournaling<T> {
   result: T;
@@ -70,6 +75,48 @@ export function replayIdleJournal(vol: Volume): IdleJournaling<unknown>['journal
   const opened = openIdleJournal(vol);
   if (opened !== undefined && 'writer' in opened) closeIdleJournal(opened.writer, true);
   return idleJournaling(opened);
+}
+
+/**
+ * The writes a server killed -9 acknowledged after its last CP that the journal of the
+ * volume at `volumePath` holds and the volume does not yet (the next server, or a command
+ * that changes the volume, replays them; one that only reads shows the volume without
+ * them): the change records after the last segment's last CP or OPEN marker, when that
+ * marker is of the volume's generation (a crash between a CP and its marker left records
+ * the volume holds). 0 when there are none, or a process holds the volume (a server: the
+ * journal is its own). Reads the last segment only: a new one begins after a CP marker.
+ */
+export function unreplayedWrites(volumePath: string): number {
+  if (!hasJournal(volumePath) || VolumeLock.holder(volumePath) !== null) return 0;
+  const dir = journalDirOf(volumePath);
+  let generation: number;
+  try {
+    const file = BlockFile.open(volumePath, false);
+    try {
+      generation = readRootRecord(file, volumePath).generation;
+    } finally {
+      file.close();
+    }
+  } catch {
+    return 0; // the command's own open names what is wrong
+  }
+  const segs = listSegments(dir);
+  const r = new JournalReader(dir, segs[segs.length - 1].firstSeq);
+  let marker: number | undefined;
+  let n = 0;
+  try {
+    for (let rec = r.next(); rec !== null; rec = r.next()) {
+      if (rec.kind === RecordKind.Cp || rec.kind === RecordKind.Open) {
+        marker = parseMarker<{ generation?: number }>(rec).generation;
+        n = 0;
+      } else if (rec.kind === RecordKind.Data || rec.kind === RecordKind.Zero) n++;
+    }
+  } catch {
+    return 0; // damage: the server's start names it
+  } finally {
+    r.close();
+  }
+  return marker === generation ? n : 0;
 }
 
 /** What became of the journal of a command's operation, for its output. */

@@ -88,6 +88,22 @@ const commands: Array<{ name: string; run: (vol: string, tag: string) => Promise
 ];
 
 describe.skipIf(missing.length > 0)(`a journaled volume whose server was killed -9 after an unflushed write${missing.length ? ` (skipped: ${missing.join(', ')} not installed)` : ''}`, () => {
+  it('volume export (it only reads) says the journal holds writes the export lacks, until a server replays them', async () => {
+    const vol = at('ro.vol');
+    await setupOk(['volume', 'create', vol, '--size', String(SIZE)], { env });
+    const server = await startServer(vol, ['--socket', at('ro.sock'), '--journal', '--cp-interval', '0'], locks);
+    await writeUnflushed(server.info.uri);
+    await server.kill9();
+    const before = await ok(process.execPath, [CLI_BIN, 'volume', 'export', vol, '--to', at('ro-before.raw')], { env });
+    expect(before.stderr.trim()).toBe(`${vol}: its write journal holds 1 writes a server acknowledged after its last CP and did not commit (it was killed), not in this export: serve it with --journal, or take a snapshot, to replay them`);
+    expect(fs.readFileSync(at('ro-before.raw'))[0]).toBe(0x41);
+    const again = await startServer(vol, ['--socket', at('ro.sock'), '--journal'], locks);
+    await again.stop();
+    const after = await ok(process.execPath, [CLI_BIN, 'volume', 'export', vol, '--to', at('ro-after.raw')], { env });
+    expect(after.stderr).toBe('');
+    expect(fs.readFileSync(at('ro-after.raw'))[0]).toBe(0x42);
+  }, 60_000);
+
   commands.forEach((c, i) => {
     it(`${c.name}: replays the journal first, the write stays, and the next server with --journal starts`, async () => {
       const tag = `c${i}`;
