@@ -1,6 +1,7 @@
 import { Args, Flags } from '@oclif/core';
 import { ImgstreamCommand } from '../_cli/base.js';
 import '../../src/mirror/served.js'; // mirror updates of the served volume (control ops)
+import { unreplayedWrites } from '../../src/journal/idle-journal.js';
 import '../../src/journal/journal-ops.js'; // seed and resync snapshots for imgstream protect (control ops)
 import { parseListenAddress, serveNbd, type NbdListening } from '../../src/nbd/index.js';
 import { formatSize, parseSize } from '../../src/core/size.js';
@@ -87,12 +88,17 @@ While it serves, other imgstream commands on the same volume go through the serv
     });
     // its stdout's reader gone away, or its disk full: stopped as by SIGTERM (its last CP), then exit 10 (main)
     const offOutput = stopOnOutputFailure(() => stop.abort(OUTPUT_FAILED));
+    // read-only, its active disk: a journal's writes a killed server acknowledged are not served until something replays them (said)
+    const unreplayed = flags.readonly === true && flags.snapshot === undefined ? unreplayedWrites(args.volume) : 0;
     try {
       const result = await serveNbd(
         { volume: args.volume, listen, snapshot: flags.snapshot, readOnly: flags.readonly, cpIntervalMs: interval * 1000, exportName: flags['export-name'], handshakeMs: handshake * 1000, listenChosen: flags.socket !== undefined || flags.listen !== undefined, journal: flags.journal === true ? { limitBytes: journalLimit } : undefined },
         {
           signal: stop.signal,
-          listening: (info) => this.ready(info),
+          listening: (info) => {
+            this.ready(info);
+            if (unreplayed > 0 && info.servedBy === undefined) process.stderr.write(`imgstream: ${args.volume}: its write journal holds ${unreplayed} writes a server acknowledged after its last CP and did not commit (it was killed), not served read-only: serve it with --journal, or take a snapshot, to replay them\n`);
+          },
           problem: (message) => process.stderr.write(`imgstream: ${message}\n`),
         },
       );

@@ -97,8 +97,15 @@ describe.skipIf(missing.length > 0)(`a journaled volume whose server was killed 
     const before = await ok(process.execPath, [CLI_BIN, 'volume', 'export', vol, '--to', at('ro-before.raw')], { env });
     expect(before.stderr.trim()).toBe(`${vol}: its write journal holds 1 writes a server acknowledged after its last CP and did not commit (it was killed), not in this export: serve it with --journal, or take a snapshot, to replay them`);
     expect(fs.readFileSync(at('ro-before.raw'))[0]).toBe(0x41);
+    // and serve nbd --readonly, which cannot replay them either
+    const ro = await startServer(vol, ['--socket', at('ro-r.sock'), '--readonly'], locks);
+    await ro.stop();
+    expect(ro.stderr()).toContain(`${vol}: its write journal holds 1 writes a server acknowledged after its last CP and did not commit (it was killed), not served read-only`);
     const again = await startServer(vol, ['--socket', at('ro.sock'), '--journal'], locks);
     await again.stop();
+    const roAfter = await startServer(vol, ['--socket', at('ro-r.sock'), '--readonly'], locks);
+    await roAfter.stop();
+    expect(roAfter.stderr()).toBe('');
     const after = await ok(process.execPath, [CLI_BIN, 'volume', 'export', vol, '--to', at('ro-after.raw')], { env });
     expect(after.stderr).toBe('');
     expect(fs.readFileSync(at('ro-after.raw'))[0]).toBe(0x42);
